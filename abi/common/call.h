@@ -1,0 +1,82 @@
+// What a syscall handler may use, and what it answers.
+//
+// Handlers are pure translation (decode, one core call, encode). The
+// transport implements CallContext with real remote memory (shim/) or a fake
+// one (tests), so the whole ILP32 path runs without a 32-bit process.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+
+#include "abi/common/args.h"
+#include "emul/result.h"
+#include "emul/types.h"
+
+namespace evshim::emul {
+class EventPorts;
+}
+
+namespace evshim::abi {
+
+// The calling thread's memory. Reads and writes are all-or-nothing:
+// EFAULT when any byte is unmapped or not writable.
+class GuestMemory {
+ public:
+  virtual ~GuestMemory() = default;
+  virtual emul::Result<void> Read(uint64_t addr, std::span<std::byte> out) = 0;
+  virtual emul::Result<void> Write(uint64_t addr, std::span<const std::byte> in) = 0;
+};
+
+// The answer to a call.
+struct Outcome {
+  enum class Kind : uint8_t {
+    kValue,      // return `value` (already in the foreign library's convention)
+    kError,      // fail with host errno `error`
+    kNewObject,  // install the descriptor of emulated object `object`, return its number
+    kDeferred,   // answered later through the Responder taken with Defer()
+  };
+  Kind kind = Kind::kValue;
+  int64_t value = 0;
+  int error = 0;
+  emul::ObjectId object = 0;
+
+  static Outcome Value(int64_t v) { return {Kind::kValue, v, 0, 0}; }
+  static Outcome Error(int e) { return {Kind::kError, 0, e, 0}; }
+  static Outcome NewObject(emul::ObjectId o) { return {Kind::kNewObject, 0, 0, o}; }
+  static Outcome Deferred() { return {Kind::kDeferred, 0, 0, 0}; }
+};
+
+// Finishes a deferred call. Returns false when the target can no longer get
+// the answer (interrupted by a signal, or gone): the caller undoes its effects.
+class Responder {
+ public:
+  virtual ~Responder() = default;
+  // False if the call is no longer pending (check before writing memory).
+  virtual bool StillPending() = 0;
+  virtual bool Respond(const Outcome& outcome) = 0;
+};
+
+enum class ObjectKind : uint8_t { kPort, kKqueue };
+
+class CallContext {
+ public:
+  virtual ~CallContext() = default;
+  virtual emul::Caller caller() const = 0;
+  virtual GuestMemory& memory() = 0;
+  // The emulated object the caller has at descriptor `fd`:
+  // EBADF if `fd` is not open, EBADFD if it is open but not such an object.
+  virtual emul::Result<emul::ObjectId> Resolve(int fd, ObjectKind kind) = 0;
+  virtual emul::EventPorts& ports() = 0;
+  // Takes over answering this call; the handler then returns Outcome::Deferred().
+  virtual std::shared_ptr<Responder> Defer() = 0;
+  // Remembers the wait a deferred call parked, so the transport can cancel it
+  // when the thread goes away.
+  virtual void Parked(emul::WaitId id) = 0;
+  // A call the table lists but evshim does not implement yet: logged once.
+  virtual void NotImplemented(std::string_view what) = 0;
+};
+
+}  // namespace evshim::abi

@@ -1,0 +1,246 @@
+// SysPortfs implements the illumos portfs system call (port.c:556-715).
+#include "abi/illumos/portfs.h"
+
+#include <cerrno>
+#include <climits>
+#include <vector>
+
+#include "abi/common/wire.h"
+#include "abi/illumos/constants.h"
+#include "abi/illumos/layouts.h"
+#include "emul/event_port.h"
+
+namespace evshim::abi::illumos {
+
+using emul::Errno;
+using emul::Result;
+
+namespace {
+// Bits whose meaning differs: illumos POLLWRBAND 0x100 (Linux POLLWRNORM),
+// illumos POLLRDHUP 0x4000 (Linux 0x2000); illumos POLLWRNORM == POLLOUT.
+constexpr uint32_t kSameBits = 0x00ff;  // IN PRI OUT ERR HUP NVAL RDNORM RDBAND
+}  // namespace
+
+uint32_t PollToCanonical(uint32_t b) {
+  uint32_t out = b & kSameBits;
+  if (b & POLLWRBAND) out |= emul::poll_bits::kWrBand;
+  if (b & POLLRDHUP) out |= emul::poll_bits::kRdHup;
+  return out;
+}
+
+uint32_t PollFromCanonical(uint32_t c) {
+  uint32_t out = c & kSameBits;
+  if (c & emul::poll_bits::kWrNorm) out |= POLLWRNORM;
+  if (c & emul::poll_bits::kWrBand) out |= POLLWRBAND;
+  if (c & emul::poll_bits::kRdHup) out |= POLLRDHUP;
+  return out;
+}
+
+void EncodePortEvent(DataModel m, const emul::PortEvent& ev, std::span<std::byte> out) {
+  const PortEventLayout& l = PortEvent(m);
+  ByteWriter w(out);
+  uint32_t events = ev.source == PORT_SOURCE_FD ? PollFromCanonical(ev.events) : ev.events;
+  w.Put<int32_t>(l.events, static_cast<int32_t>(events));
+  w.Put<uint16_t>(l.source, ev.source);
+  w.Put<uint16_t>(l.pad, 0);
+  w.PutPtr(l.object, PointerSize(m), ev.object);
+  w.PutPtr(l.user, PointerSize(m), ev.user);
+}
+
+emul::PortEvent DecodePortEvent(DataModel m, std::span<const std::byte> in) {
+  const PortEventLayout& l = PortEvent(m);
+  ByteReader r(in);
+  emul::PortEvent ev;
+  ev.source = r.Get<uint16_t>(l.source);
+  uint32_t events = r.Get<uint32_t>(l.events);
+  ev.events = ev.source == PORT_SOURCE_FD ? PollToCanonical(events) : events;
+  ev.object = r.GetPtr(l.object, PointerSize(m));
+  ev.user = r.GetPtr(l.user, PointerSize(m));
+  return ev;
+}
+
+int64_t EncodeGetnResult(DataModel m, uint32_t count, bool etime) {
+  if (m == DataModel::kLp64) {
+    return static_cast<int64_t>(count) | (etime ? (static_cast<int64_t>(kEtime) << 32) : 0);
+  }
+  return static_cast<int64_t>(count | (etime ? kIlp32EtimeBit : 0));
+}
+
+namespace {
+
+// Writes the events a retrieval produced and answers the parked call.
+class GetCompletion final : public emul::GetCompletion {
+ public:
+  GetCompletion(DataModel model, GuestMemory& memory, std::shared_ptr<Responder> responder,
+                uint64_t list, bool getn)
+      : model_(model), memory_(memory), responder_(std::move(responder)), list_(list),
+        getn_(getn) {}
+
+  bool Complete(emul::GetOutcome out) override {
+    if (!responder_->StillPending()) return false;
+    if (out.count_only) {
+      return responder_->Respond(Outcome::Value(EncodeGetnResult(model_, *out.count_only, false)));
+    }
+    if (out.error != 0 && out.error != ETIME) return responder_->Respond(Outcome::Error(out.error));
+    if (!getn_ && out.error == ETIME) return responder_->Respond(Outcome::Error(ETIME));
+    if (!out.events.empty()) {
+      const size_t size = PortEvent(model_).size;
+      std::vector<std::byte> bytes(size * out.events.size());
+      for (size_t i = 0; i < out.events.size(); ++i) {
+        EncodePortEvent(model_, out.events[i], std::span(bytes).subspan(i * size, size));
+      }
+      if (!memory_.Write(list_, bytes).ok()) {
+        // Copy-out fault after dequeue: EFAULT and the events are lost (rule 28).
+        responder_->Respond(Outcome::Error(EFAULT));
+        return true;
+      }
+    }
+    if (!getn_) return responder_->Respond(Outcome::Value(0));
+    return responder_->Respond(Outcome::Value(
+        EncodeGetnResult(model_, static_cast<uint32_t>(out.events.size()), out.error == ETIME)));
+  }
+
+ private:
+  DataModel model_;
+  GuestMemory& memory_;
+  std::shared_ptr<Responder> responder_;
+  uint64_t list_;
+  bool getn_;
+};
+
+Outcome FromResult(const Result<void>& r) {
+  return r.ok() ? Outcome::Value(0) : Outcome::Error(r.error().value);
+}
+
+// PORT_SENDN (port.c:983-1056; rule 15).
+Outcome Sendn(CallContext& ctx, const SyscallArgs& a) {
+  const uint64_t ports_ptr = a.Ptr(1), errors_ptr = a.Ptr(2);
+  const uint32_t nent = a.Uint(3), events = static_cast<uint32_t>(a.Int(4));
+  const uint64_t user = a.Ptr(5);
+  if (nent == 0 || nent > PORT_MAX_LIST) return Outcome::Error(EINVAL);
+  std::vector<std::byte> raw(size_t{nent} * 4);
+  if (!ctx.memory().Read(ports_ptr, raw).ok()) return Outcome::Error(EFAULT);
+  ByteReader ports(raw);
+  std::vector<std::byte> errors_raw(size_t{nent} * 4);
+  ByteWriter errors(errors_raw);
+  uint32_t sent = 0;
+  bool any_failed = false;
+  for (uint32_t i = 0; i < nent; ++i) {
+    int err = 0;
+    Result<emul::ObjectId> port = ctx.Resolve(ports.Get<int32_t>(i * 4), ObjectKind::kPort);
+    if (!port.ok()) {
+      err = port.error().value;
+    } else {
+      Result<void> r = ctx.ports().Send(ctx.caller(), *port, events, user);
+      if (!r.ok()) err = r.error().value;
+    }
+    errors.Put<int32_t>(i * 4, err);
+    if (err == 0) {
+      ++sent;
+    } else {
+      any_failed = true;
+    }
+  }
+  if (any_failed && !ctx.memory().Write(errors_ptr, errors_raw).ok()) return Outcome::Error(EFAULT);
+  return Outcome::Value(sent);
+}
+
+// PORT_GET and PORT_GETN (port.c:596-643).
+Outcome Get(CallContext& ctx, const SyscallArgs& a, emul::ObjectId port, bool getn) {
+  const DataModel m = a.model();
+  emul::GetSpec spec;
+  uint64_t list = a.Ptr(2);
+  if (getn) {
+    spec.max = a.Uint(3);
+    spec.nget = a.Uint(4);
+    uint64_t tp = a.Ptr(5);
+    if (tp != 0) {
+      const TimespecLayout& tl = Timespec(m);
+      std::vector<std::byte> ts(tl.size);
+      if (ctx.memory().Read(tp, ts).ok()) {
+        ByteReader r(ts);
+        spec.timeout = emul::Timeout::Value(r.GetLong(tl.sec, PointerSize(m)),
+                                            r.GetLong(tl.nsec, PointerSize(m)));
+      } else {
+        spec.timeout = emul::Timeout::Fault();  // EFAULT only if the call would wait
+      }
+    }
+  } else {
+    // port_get passes the timeout by value; a4 only says whether there is one
+    // (port.c:607-613). portfs32 sign-extends the 32-bit values (port.c:529-547).
+    spec.max = 1;
+    spec.nget = 1;
+    spec.one = true;
+    if (a.Ptr(5) != 0) {
+      spec.timeout = emul::Timeout::Value(a.Long(3), a.Long(4));
+    }
+  }
+  spec.list_is_null = list == 0;
+  auto responder = ctx.Defer();
+  auto done = std::make_unique<GetCompletion>(m, ctx.memory(), responder, list, getn);
+  if (std::optional<emul::WaitId> wait = ctx.ports().Get(ctx.caller(), port, spec, std::move(done))) {
+    ctx.Parked(*wait);
+  }
+  return Outcome::Deferred();
+}
+
+}  // namespace
+
+Outcome SysPortfs(CallContext& ctx, const SyscallArgs& a) {
+  const uint32_t opcode = a.Uint(0);
+  if (opcode & PORT_SYS_NOPORT) {
+    switch (opcode & PORT_CODE_MASK) {
+      case PORT_CREATE: {
+        Result<emul::ObjectId> port = ctx.ports().Create(ctx.caller());
+        if (!port.ok()) return Outcome::Error(port.error().value);
+        return Outcome::NewObject(*port);
+      }
+      case PORT_SENDN:
+        return Sendn(ctx, a);
+      default:
+        break;  // anything else treats a0 as a port descriptor (port.c:567-580)
+    }
+  }
+  // All remaining opcodes name a port in a0: EBADF, then EBADFD (port.c:588-594).
+  Result<emul::ObjectId> port = ctx.Resolve(a.Int(1), ObjectKind::kPort);
+  if (!port.ok()) return Outcome::Error(port.error().value);
+  emul::EventPorts& ports = ctx.ports();
+  switch (opcode & PORT_CODE_MASK) {
+    case PORT_ASSOCIATE:
+    case PORT_DISSOCIATE: {
+      const int32_t source = a.Int(2);
+      const bool assoc = (opcode & PORT_CODE_MASK) == PORT_ASSOCIATE;
+      if (source == PORT_SOURCE_FD) {
+        // `object` is a uintptr_t: an fd above INT_MAX is EBADFD (port_fd.c).
+        uint64_t object = a.Ulong(3);
+        int64_t fd = object > static_cast<uint64_t>(INT_MAX) ? -1 : static_cast<int64_t>(object);
+        if (assoc) {
+          return FromResult(ports.AssociateFd(ctx.caller(), *port, fd,
+                                              PollToCanonical(static_cast<uint32_t>(a.Int(4))),
+                                              a.Ptr(5)));
+        }
+        return FromResult(ports.DissociateFd(ctx.caller(), *port, fd));
+      }
+      if (source == PORT_SOURCE_FILE) {
+        ctx.NotImplemented("portfs PORT_SOURCE_FILE");
+        return Outcome::Error(EOPNOTSUPP);  // illumos ENOTSUP: fs without file events
+      }
+      return Outcome::Error(EINVAL);  // port.c:645-661
+    }
+    case PORT_SEND:
+      return FromResult(ports.Send(ctx.caller(), *port, static_cast<uint32_t>(a.Int(2)), a.Ptr(3)));
+    case PORT_GET:
+      return Get(ctx, a, *port, false);
+    case PORT_GETN:
+      return Get(ctx, a, *port, true);
+    case PORT_ALERT:
+      return FromResult(ports.Alert(ctx.caller(), *port, a.Uint(2), a.Uint(3), a.Ptr(4)));
+    case PORT_DISPATCH:
+      ctx.NotImplemented("portfs PORT_DISPATCH");
+      return Outcome::Error(ENOSYS);
+    default:
+      return Outcome::Error(EINVAL);  // port.c:706-708
+  }
+}
+
+}  // namespace evshim::abi::illumos

@@ -1,0 +1,64 @@
+#include "abi/syscall_table.h"
+
+#include <algorithm>
+#include <array>
+
+namespace evshim::abi {
+namespace {
+
+using P = Personality;
+using S = Support;
+
+// illumos: portfs keeps 182 on x86_64 (Linux putpmsg, never implemented);
+// on i386 182 is chown, so it moves. The timer calls (194-198) are Linux
+// xattr/stat calls on both architectures, so they move.
+// FreeBSD: 362/363 are free on x86_64 but connect/listen on i386; 560/583
+// are free on both. DragonFly reuses 362/363 with other semantics and
+// OpenBSD's 72/269/270 are fcntl/faccessat/pselect6: both move, so every
+// number names exactly one (personality, call).
+constexpr std::array kTable = {
+    SyscallEntry{P::kIllumos, Call::kPortfs, "portfs", 182, 1000, "182", S::kPartial,
+                 "PORT_CREATE/ASSOCIATE(FD)/DISSOCIATE/SEND/SENDN/GET/GETN/ALERT; "
+                 "PORT_SOURCE_FILE and PORT_DISPATCH not yet"},
+    SyscallEntry{P::kIllumos, Call::kTimerCreate, "timer_create", 1001, 1001, "194", S::kNotYet,
+                 "SIGEV_PORT timers"},
+    SyscallEntry{P::kIllumos, Call::kTimerDelete, "timer_delete", 1002, 1002, "195", S::kNotYet, ""},
+    SyscallEntry{P::kIllumos, Call::kTimerSettime, "timer_settime", 1003, 1003, "196", S::kNotYet, ""},
+    SyscallEntry{P::kIllumos, Call::kTimerGettime, "timer_gettime", 1004, 1004, "197", S::kNotYet, ""},
+    SyscallEntry{P::kIllumos, Call::kTimerGetoverrun, "timer_getoverrun", 1005, 1005, "198",
+                 S::kNotYet, ""},
+    SyscallEntry{P::kFreebsd, Call::kKqueue, "kqueue", 362, 1010, "362", S::kNotYet, ""},
+    SyscallEntry{P::kFreebsd, Call::kKevent11, "freebsd11_kevent", 363, 1011, "363", S::kNotYet,
+                 "FreeBSD 11 compat, 32-byte struct kevent"},
+    SyscallEntry{P::kFreebsd, Call::kKevent, "kevent", 560, 560, "560", S::kNotYet, ""},
+    SyscallEntry{P::kFreebsd, Call::kKqueuex, "kqueuex", 583, 583, "583", S::kNotYet, ""},
+    SyscallEntry{P::kDragonfly, Call::kKqueue, "kqueue", 1020, 1020, "362", S::kNotYet, ""},
+    SyscallEntry{P::kDragonfly, Call::kKevent, "kevent", 1021, 1021, "363", S::kNotYet, ""},
+    SyscallEntry{P::kOpenbsd, Call::kKevent, "kevent", 1030, 1030, "72", S::kNotYet, ""},
+    SyscallEntry{P::kOpenbsd, Call::kKqueue, "kqueue", 1031, 1031, "269", S::kNotYet, ""},
+    SyscallEntry{P::kOpenbsd, Call::kKqueuex, "kqueue1", 1032, 1032, "270", S::kNotYet, ""},
+};
+
+constexpr bool NumbersDistinct() {
+  for (size_t i = 0; i < kTable.size(); ++i) {
+    for (size_t j = i + 1; j < kTable.size(); ++j) {
+      if (kTable[i].nr_lp64 == kTable[j].nr_lp64) return false;
+      if (kTable[i].nr_ilp32 == kTable[j].nr_ilp32) return false;
+    }
+  }
+  return true;
+}
+static_assert(NumbersDistinct(), "each number must name one (personality, call)");
+
+}  // namespace
+
+std::span<const SyscallEntry> AllSyscalls() { return kTable; }
+
+const SyscallEntry* FindSyscall(DataModel model, int nr) {
+  for (const SyscallEntry& e : kTable) {
+    if ((model == DataModel::kLp64 ? e.nr_lp64 : e.nr_ilp32) == nr) return &e;
+  }
+  return nullptr;
+}
+
+}  // namespace evshim::abi

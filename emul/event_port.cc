@@ -1,0 +1,548 @@
+// Theory of operation: the illumos event-port engine.
+//
+// Specification: illumos port.c (shared/seeds/000_*, cited "port.c:N"),
+// port_fd.c and port_vnops.c, summarised as numbered rules in
+// shared/design/research/ports.md ("rule N"). Tests: tests/unit/event_port_test.cc
+// (each test names its rule) and tests/integration/ports_test.cc.
+//
+// Sources. A port collects events from sources: USER (port_send), ALERT
+// (port_alert), FD (port_associate on a descriptor), and later TIMER and FILE.
+// Each queued event carries who may retrieve it (Share): anyone holding the
+// port (USER; rule 14), a process that has the same open file at that fd
+// number (FD; rule 12), or only the owner (TIMER, FILE, NOSHARE; rule 34).
+//
+// States of an FD association (port_fd.c). ACTIVE: armed, the host watches
+// the file. FIRED: its event is queued; the association is inactive
+// (one-shot, rule 5) and keeps its slot. RETRIEVED: delivered, inactive until
+// port_associate again. Re-associating replaces a queued event and the user
+// value (rule 7). Associating an already ready descriptor fires at once
+// (rule 6). POLLHUP and POLLERR are always reported.
+//
+// Slots. Every FD association (for its life) and every queued USER event
+// holds one of the port's max_events slots; none left is EAGAIN (rule 4).
+//
+// Retrieval and waiters (port.c:1162-1578). Get() delivers up to `max`
+// events once `nget` are queued; otherwise it parks a Waiter, inserted in the
+// kernel's order (port_queue_thread, port.c:1814-1855: fewer-events-first
+// with its quirks, rule 30). Only the head waiter is woken, when the queue
+// holds at least its nget (Pump). A waiter that finds nothing it may retrieve
+// sleeps until new events arrive (pgt_loop, rule 29). Deadlines: a zero
+// timeout polls; a non-zero one ends in ETIME, with the events available for
+// port_getn and none for port_get (rules 22-25). The timeout is validated only
+// when the call would wait (rule 21). A refused delivery (the target thread
+// was interrupted by a signal) puts the events back at the head: nothing is
+// lost, nothing is delivered twice.
+//
+// Alert (port.c:1061-1136). While set, every retrieval returns exactly the
+// alert event, immediately; queued events stay queued; setting it wakes every
+// waiter (rules 16-19). It goes away when cleared or when its owner process
+// closes the port.
+//
+// Close and fork (rules 10, 32-35). The port is shared by every process that
+// holds its descriptor (fork keeps the same port). When a process stops
+// holding it (CloseBy, and ProcessExited) its FD associations, its alert and
+// its owner-only events go. The last close wakes waiters with EBADFD and
+// frees everything. Closing an associated descriptor dissociates it and
+// discards its event: the host does not keep the file open, so the engine
+// learns of the close when it next checks the association (SameFile) before
+// delivery, re-association or dissociation.
+#include "emul/event_port.h"
+
+#include <algorithm>
+#include <cerrno>
+#include <climits>
+
+namespace evshim::emul {
+
+namespace {
+constexpr uint32_t kAlwaysReported = poll_bits::kHup | poll_bits::kErr;
+constexpr uint32_t kAlertSet = 0x01;
+constexpr uint32_t kAlertUpdate = 0x02;
+}  // namespace
+
+EventPorts::Port* EventPorts::Find(ObjectId id) {
+  auto it = ports_.find(id);
+  return it == ports_.end() ? nullptr : it->second.get();
+}
+const EventPorts::Port* EventPorts::Find(ObjectId id) const {
+  auto it = ports_.find(id);
+  return it == ports_.end() ? nullptr : it->second.get();
+}
+
+Result<ObjectId> EventPorts::Create(Caller) {
+  if (ports_.size() + 1 > limits_.max_ports) return Errno{EAGAIN};  // port.c:742-755
+  auto port = std::make_unique<Port>();
+  port->id = next_port_++;
+  port->max_events = limits_.max_events_per_port;  // sampled at creation, port.c:757-762
+  ObjectId id = port->id;
+  ports_.emplace(id, std::move(port));
+  return id;
+}
+
+void EventPorts::Enqueue(Port& p, Queued q) {
+  p.queue.push_back(std::move(q));
+  if (p.queue.back().assoc != nullptr) p.queue.back().assoc->queued = std::prev(p.queue.end());
+  // A new event wakes waiters that found nothing deliverable (PORTQ_WAIT_EVENTS).
+  for (Waiter& w : p.waiters) w.wait_new_events = false;
+  UpdateReadiness(p);
+  Pump(p);
+}
+
+void EventPorts::RemoveQueued(Port& p, QueueIt it) {
+  if (it->holds_slot) --p.slots;
+  if (it->assoc != nullptr) it->assoc->queued.reset();
+  p.queue.erase(it);
+  UpdateReadiness(p);
+}
+
+void EventPorts::UpdateReadiness(Port& p) {
+  bool readable = !p.queue.empty();  // port_poll: POLLIN iff events queued (rule 3)
+  if (readable != p.readable_reported) {
+    p.readable_reported = readable;
+    host_.ObjectReadinessChanged(p.id, readable);
+  }
+}
+
+void EventPorts::FreeAssoc(Port& p, FdAssoc* a) {
+  if (a->queued) RemoveQueued(p, *a->queued);
+  host_.DropWatch(a->watch);
+  by_watch_.erase(a->watch);
+  --p.slots;
+  auto range = p.fd_assocs.equal_range(a->fd);
+  for (auto it = range.first; it != range.second; ++it) {
+    if (it->second.get() == a) {
+      p.fd_assocs.erase(it);
+      break;
+    }
+  }
+}
+
+EventPorts::FdAssoc* EventPorts::FindAssoc(Port& p, Pid pid, int fd) {
+  auto range = p.fd_assocs.equal_range(fd);
+  for (auto it = range.first; it != range.second; ++it) {
+    if (host_.SameFile(pid, fd, it->second->watch)) return it->second.get();
+  }
+  return nullptr;
+}
+
+void EventPorts::LastClose(ObjectId id) {
+  Port* p = Find(id);
+  if (p == nullptr) return;
+  // port_vnops.c port_close: PORTQ_CLOSE, waiters return EBADFD (rule 33).
+  while (!p->waiters.empty()) {
+    Waiter w = std::move(p->waiters.front());
+    p->waiters.pop_front();
+    Deliver(*p, w, {}, EBADFD);
+  }
+  while (!p->fd_assocs.empty()) FreeAssoc(*p, p->fd_assocs.begin()->second.get());
+  ports_.erase(id);
+  RearmDeadline();
+}
+
+void EventPorts::CloseBy(ObjectId id, Pid pid) {
+  Port* p = Find(id);
+  if (p == nullptr) return;
+  if (p->alert && p->alert->owner == pid) p->alert.reset();  // port.c:217-221
+  std::vector<FdAssoc*> mine;
+  for (auto& [fd, a] : p->fd_assocs) {
+    if (a->owner == pid) mine.push_back(a.get());
+  }
+  for (FdAssoc* a : mine) FreeAssoc(*p, a);  // port_close_sourcefd
+  for (auto it = p->queue.begin(); it != p->queue.end();) {
+    auto next = std::next(it);
+    if (it->share == Share::kOwnerOnly && it->owner == pid) RemoveQueued(*p, it);
+    it = next;
+  }
+  Pump(*p);
+}
+
+void EventPorts::ProcessExited(Pid pid) {
+  std::vector<WaitId> gone;
+  for (auto& [id, p] : ports_) {
+    for (Waiter& w : p->waiters) {
+      if (w.caller.pid == pid) gone.push_back(w.id);
+    }
+  }
+  for (WaitId w : gone) CancelWait(w);
+  std::vector<ObjectId> ids;
+  for (auto& [id, p] : ports_) ids.push_back(id);
+  for (ObjectId id : ids) CloseBy(id, pid);
+}
+
+Result<void> EventPorts::Send(Caller caller, ObjectId id, uint32_t events, uint64_t user) {
+  Port* p = Find(id);
+  if (p == nullptr) return Errno{EBADFD};
+  if (p->slots >= p->max_events) return Errno{EAGAIN};  // port_alloc_event_local
+  ++p->slots;
+  Enqueue(*p, Queued{PortEvent{static_cast<uint16_t>(PortSource::kUser), events, 0, user},
+                     Share::kAnyone, caller.pid, nullptr, true});
+  return Ok();
+}
+
+Result<void> EventPorts::Alert(Caller caller, ObjectId id, uint32_t flags, uint32_t events,
+                               uint64_t user) {
+  Port* p = Find(id);
+  if (p == nullptr) return Errno{EBADFD};
+  if (events == 0) {  // leave alert mode; flags ignored (port.c:698-704)
+    p->alert.reset();
+    return Ok();
+  }
+  if ((flags & (kAlertSet | kAlertUpdate)) == (kAlertSet | kAlertUpdate)) return Errno{EINVAL};
+  if (flags == kAlertUpdate && p->alert) return Errno{EBUSY};  // port.c:1091-1096
+  p->alert = AlertState{events, user, caller.pid};
+  // Every waiting thread wakes with the alert (port.c:1110-1136).
+  std::list<Waiter> waiters = std::move(p->waiters);
+  p->waiters.clear();
+  PortEvent ev{static_cast<uint16_t>(PortSource::kAlert), events, 0, user};
+  for (Waiter& w : waiters) {
+    if (w.deadline) {
+      auto range = deadlines_.equal_range(*w.deadline);
+      for (auto it = range.first; it != range.second; ++it) {
+        if (it->second == w.id) {
+          deadlines_.erase(it);
+          break;
+        }
+      }
+    }
+    wait_port_.erase(w.id);
+    GetOutcome out;
+    out.events.push_back(ev);
+    w.done->Complete(std::move(out));  // the alert is not consumed: nothing to put back
+  }
+  RearmDeadline();
+  return Ok();
+}
+
+Result<void> EventPorts::AssociateFd(Caller caller, ObjectId id, int64_t object, uint32_t events,
+                                     uint64_t user) {
+  Port* p = Find(id);
+  if (p == nullptr) return Errno{EBADFD};
+  if (object < 0 || object > INT_MAX) return Errno{EBADFD};  // port_fd.c: not a valid fd
+  int fd = static_cast<int>(object);
+  FdAssoc* a = FindAssoc(*p, caller.pid, fd);
+  if (a == nullptr) {
+    if (!host_.FdOpen(caller.pid, fd)) return Errno{EBADFD};
+    if (p->slots >= p->max_events) return Errno{EAGAIN};
+    Result<WatchId> watch = host_.WatchFd(caller.pid, fd);
+    if (!watch.ok()) return watch.error().value == EBADF ? Errno{EBADFD} : watch.error();
+    auto owned = std::make_unique<FdAssoc>();
+    owned->port = id;
+    owned->fd = fd;
+    owned->owner = caller.pid;  // the child may re-associate, but the owner stays (rule 12)
+    owned->watch = *watch;
+    a = owned.get();
+    p->fd_assocs.emplace(fd, std::move(owned));
+    p->had_fd_assoc = true;
+    by_watch_[a->watch] = a;
+    ++p->slots;
+  } else if (a->queued) {
+    // "Remove any events that were already fired" (port_fd.c; rule 7).
+    RemoveQueued(*p, *a->queued);
+  }
+  a->events = events;
+  a->user = user;
+  Result<uint32_t> ready = host_.ArmWatch(a->watch, caller.pid, fd, events | kAlwaysReported);
+  if (!ready.ok()) {
+    FreeAssoc(*p, a);
+    return ready.error().value == EBADF ? Errno{EBADFD} : ready.error();
+  }
+  uint32_t fired = *ready & (events | kAlwaysReported);
+  if (fired != 0) {
+    a->active = false;
+    Enqueue(*p, Queued{PortEvent{static_cast<uint16_t>(PortSource::kFd), fired,
+                                 static_cast<uint64_t>(fd), a->user},
+                       Share::kSameFile, a->owner, a, false});
+  } else {
+    a->active = true;
+  }
+  return Ok();
+}
+
+Result<void> EventPorts::DissociateFd(Caller caller, ObjectId id, int64_t object) {
+  Port* p = Find(id);
+  if (p == nullptr) return Errno{EBADFD};
+  // port_fd.c port_dissociate_fd, in its order (rule 11).
+  if (object < 0 || object > INT_MAX) return Errno{EBADFD};
+  if (!p->had_fd_assoc) return Errno{ENOENT};
+  int fd = static_cast<int>(object);
+  if (!host_.FdOpen(caller.pid, fd)) return Errno{EBADFD};
+  FdAssoc* a = FindAssoc(*p, caller.pid, fd);
+  if (a == nullptr) return Errno{ENOENT};
+  if (a->owner != caller.pid) return Errno{EACCES};
+  bool was_live = a->active || a->queued.has_value();
+  FreeAssoc(*p, a);
+  return was_live ? Ok() : Result<void>(Errno{ENOENT});
+}
+
+EventPorts::Verdict EventPorts::Check(Port& p, const Queued& q, Pid pid) {
+  switch (q.share) {
+    case Share::kAnyone:
+      return Verdict::kDeliver;
+    case Share::kOwnerOnly:
+      return q.owner == pid ? Verdict::kDeliver : Verdict::kSkip;
+    case Share::kSameFile: {
+      FdAssoc* a = q.assoc;
+      // The owner closed (or replaced) the descriptor: the association is
+      // gone and its event with it (rule 10).
+      if (!host_.SameFile(a->owner, a->fd, a->watch)) {
+        FreeAssoc(p, a);
+        return Verdict::kDiscard;
+      }
+      if (pid == a->owner) return Verdict::kDeliver;
+      return host_.SameFile(pid, a->fd, a->watch) ? Verdict::kDeliver : Verdict::kSkip;
+    }
+  }
+  return Verdict::kSkip;
+}
+
+std::vector<EventPorts::Queued> EventPorts::Collect(Port& p, Pid pid, uint32_t max) {
+  std::vector<Queued> taken;
+  for (auto it = p.queue.begin(); it != p.queue.end() && taken.size() < max;) {
+    auto next = std::next(it);
+    switch (Check(p, *it, pid)) {
+      case Verdict::kDeliver:
+        if (it->assoc != nullptr) it->assoc->queued.reset();
+        taken.push_back(std::move(*it));
+        p.queue.erase(it);
+        break;
+      case Verdict::kSkip:
+        break;
+      case Verdict::kDiscard:
+        // Check() erased this event with its association; an association has
+        // at most one queued event, so `next` is still valid.
+        break;
+    }
+    it = next;
+  }
+  for (const Queued& q : taken) {
+    if (q.holds_slot) --p.slots;
+  }
+  UpdateReadiness(p);
+  return taken;
+}
+
+void EventPorts::Requeue(Port& p, std::vector<Queued> taken) {
+  for (auto it = taken.rbegin(); it != taken.rend(); ++it) {
+    if (it->holds_slot) ++p.slots;
+    p.queue.push_front(std::move(*it));
+    if (p.queue.front().assoc != nullptr) p.queue.front().assoc->queued = p.queue.begin();
+  }
+  UpdateReadiness(p);
+}
+
+void EventPorts::Deliver(Port& p, Waiter& w, std::vector<Queued> taken, int error) {
+  GetOutcome out;
+  out.error = error;
+  out.events.reserve(taken.size());
+  for (const Queued& q : taken) out.events.push_back(q.ev);
+  if (!w.done->Complete(std::move(out)) && !taken.empty()) Requeue(p, std::move(taken));
+}
+
+// port_queue_thread (port.c:1814-1855), including its quirk: the search stops
+// at the last waiter and inserts before it.
+void EventPorts::InsertWaiter(Port& p, Waiter w) {
+  if (p.waiters.empty()) {
+    p.waiters.push_back(std::move(w));
+    return;
+  }
+  auto it = p.waiters.begin();
+  while (true) {
+    if (w.spec.nget <= it->spec.nget) break;
+    if (std::next(it) == p.waiters.end()) break;
+    ++it;
+  }
+  p.waiters.insert(it, std::move(w));
+}
+
+void EventPorts::Pump(Port& p) {
+  while (!p.waiters.empty() && !p.alert) {
+    Waiter& head = p.waiters.front();
+    if (head.wait_new_events || p.queue.size() < head.spec.nget) return;
+    Waiter w = std::move(head);
+    p.waiters.pop_front();
+    std::vector<Queued> taken = Collect(p, w.caller.pid, w.spec.max);
+    if (taken.empty()) {
+      // Nothing this process may retrieve: loop with the same deadline (rule 29).
+      w.wait_new_events = true;
+      InsertWaiter(p, std::move(w));
+      return;
+    }
+    if (w.deadline) {
+      auto range = deadlines_.equal_range(*w.deadline);
+      for (auto it = range.first; it != range.second; ++it) {
+        if (it->second == w.id) {
+          deadlines_.erase(it);
+          break;
+        }
+      }
+    }
+    wait_port_.erase(w.id);
+    Deliver(p, w, std::move(taken), 0);
+  }
+}
+
+std::optional<WaitId> EventPorts::Get(Caller caller, ObjectId id, const GetSpec& spec,
+                                      std::unique_ptr<GetCompletion> done) {
+  auto finish = [&](GetOutcome out) {
+    done->Complete(std::move(out));
+    return std::nullopt;
+  };
+  Port* p = Find(id);
+  if (p == nullptr) return finish(GetOutcome{{}, EBADFD, std::nullopt});
+  // The checks of port_getn, in order (port.c:1188-1237; rule 20).
+  if (spec.nget > spec.max && spec.max > 0) return finish(GetOutcome{{}, EINVAL, std::nullopt});
+  if (spec.max == 0) {
+    return finish(GetOutcome{{}, 0, static_cast<uint32_t>(p->queue.size())});
+  }
+  if (spec.list_is_null) return finish(GetOutcome{{}, EFAULT, std::nullopt});
+  if (spec.nget == 0) return finish(GetOutcome{});
+  if (p->alert) {
+    GetOutcome out;
+    out.events.push_back(
+        PortEvent{static_cast<uint16_t>(PortSource::kAlert), p->alert->events, 0, p->alert->user});
+    return finish(std::move(out));
+  }
+
+  Waiter w{next_wait_++, caller, id, spec, std::move(done), std::nullopt, false};
+  bool timeout_checked = false;
+  auto validate_timeout = [&]() -> int {
+    timeout_checked = true;
+    switch (spec.timeout.kind) {
+      case Timeout::Kind::kForever:
+        return 0;
+      case Timeout::Kind::kFault:
+        return EFAULT;
+      case Timeout::Kind::kValue:
+        if (spec.timeout.sec == 0 && spec.timeout.nsec == 0) return 0;  // port.c:1793
+        if (spec.timeout.sec < 0 || spec.timeout.nsec < 0 || spec.timeout.nsec >= kNanosPerSecond) {
+          return EINVAL;  // port.c:1798-1800
+        }
+        return 0;
+    }
+    return EINVAL;
+  };
+  bool poll_only = spec.timeout.kind == Timeout::Kind::kValue && spec.timeout.sec == 0 &&
+                   spec.timeout.nsec == 0;
+
+  if (p->queue.size() >= spec.nget || poll_only) {
+    // Enough events queued (no timeout validation, rule 21), or a zero
+    // timeout: take what is deliverable now (rule 24).
+    std::vector<Queued> taken = Collect(*p, caller.pid, spec.max);
+    if (!taken.empty() || poll_only) {
+      Deliver(*p, w, std::move(taken), 0);
+      return std::nullopt;
+    }
+    // Nothing deliverable to this process: wait for new events (pgt_loop).
+    w.wait_new_events = true;
+  }
+  if (!timeout_checked) {
+    if (int err = validate_timeout(); err != 0) {
+      Deliver(*p, w, {}, err);
+      return std::nullopt;
+    }
+  }
+  if (spec.timeout.kind == Timeout::Kind::kValue) {
+    Nanos rel = spec.timeout.sec > (INT64_MAX / kNanosPerSecond) - 1
+                    ? INT64_MAX / 2
+                    : spec.timeout.sec * kNanosPerSecond + spec.timeout.nsec;
+    w.deadline = host_.Now() + rel;
+    deadlines_.emplace(*w.deadline, w.id);
+  }
+  WaitId wid = w.id;
+  wait_port_[wid] = id;
+  InsertWaiter(*p, std::move(w));
+  RearmDeadline();
+  Pump(*p);
+  return wait_port_.count(wid) ? std::optional<WaitId>(wid) : std::nullopt;
+}
+
+void EventPorts::CancelWait(WaitId wid) {
+  auto wp = wait_port_.find(wid);
+  if (wp == wait_port_.end()) return;
+  Port* p = Find(wp->second);
+  wait_port_.erase(wp);
+  if (p == nullptr) return;
+  for (auto it = p->waiters.begin(); it != p->waiters.end(); ++it) {
+    if (it->id != wid) continue;
+    if (it->deadline) {
+      auto range = deadlines_.equal_range(*it->deadline);
+      for (auto d = range.first; d != range.second; ++d) {
+        if (d->second == wid) {
+          deadlines_.erase(d);
+          break;
+        }
+      }
+    }
+    p->waiters.erase(it);
+    break;
+  }
+  RearmDeadline();
+  Pump(*p);
+}
+
+void EventPorts::OnWatchReady(WatchId watch, uint32_t revents) {
+  auto it = by_watch_.find(watch);
+  if (it == by_watch_.end()) return;
+  FdAssoc* a = it->second;
+  if (!a->active) return;
+  uint32_t fired = revents & (a->events | kAlwaysReported);
+  if (fired == 0) {
+    // Readiness we were not asked for: stay armed.
+    (void)host_.ArmWatch(a->watch, a->owner, a->fd, a->events | kAlwaysReported);
+    return;
+  }
+  a->active = false;  // one-shot: pollwakeup clears PORT_KEV_VALID (rule 5)
+  Port* p = Find(a->port);
+  if (p == nullptr) return;
+  Enqueue(*p, Queued{PortEvent{static_cast<uint16_t>(PortSource::kFd), fired,
+                               static_cast<uint64_t>(a->fd), a->user},
+                     Share::kSameFile, a->owner, a, false});
+}
+
+void EventPorts::OnDeadline() {
+  Nanos now = host_.Now();
+  while (!deadlines_.empty() && deadlines_.begin()->first <= now) {
+    WaitId wid = deadlines_.begin()->second;
+    deadlines_.erase(deadlines_.begin());
+    auto wp = wait_port_.find(wid);
+    if (wp == wait_port_.end()) continue;
+    Port* p = Find(wp->second);
+    wait_port_.erase(wp);
+    if (p == nullptr) continue;
+    for (auto it = p->waiters.begin(); it != p->waiters.end(); ++it) {
+      if (it->id != wid) continue;
+      Waiter w = std::move(*it);
+      p->waiters.erase(it);
+      // port_getn still collects what is available; port_get returns none (rule 25).
+      std::vector<Queued> taken;
+      if (!w.spec.one) taken = Collect(*p, w.caller.pid, w.spec.max);
+      Deliver(*p, w, std::move(taken), ETIME);
+      Pump(*p);
+      break;
+    }
+  }
+  RearmDeadline();
+}
+
+void EventPorts::RearmDeadline() {
+  host_.ArmDeadline(deadlines_.empty() ? Host::kNever : deadlines_.begin()->first);
+}
+
+uint32_t EventPorts::QueuedCount(ObjectId id) const {
+  const Port* p = Find(id);
+  return p == nullptr ? 0 : static_cast<uint32_t>(p->queue.size());
+}
+uint32_t EventPorts::SlotsInUse(ObjectId id) const {
+  const Port* p = Find(id);
+  return p == nullptr ? 0 : p->slots;
+}
+size_t EventPorts::WaiterCount(ObjectId id) const {
+  const Port* p = Find(id);
+  return p == nullptr ? 0 : p->waiters.size();
+}
+size_t EventPorts::AssociationCount(ObjectId id) const {
+  const Port* p = Find(id);
+  return p == nullptr ? 0 : p->fd_assocs.size();
+}
+
+}  // namespace evshim::emul

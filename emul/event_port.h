@@ -1,0 +1,204 @@
+// The illumos event-port engine: ports, their queues, sources and waiters.
+// Theory of operation: see the comment at the top of event_port.cc.
+#pragma once
+
+#include <cstdint>
+#include <list>
+#include <map>
+#include <memory>
+#include <optional>
+#include <unordered_map>
+#include <vector>
+
+#include "emul/host.h"
+#include "emul/result.h"
+#include "emul/types.h"
+
+namespace evshim::emul {
+
+// Event sources, numbered as illumos numbers them (these numbers are the
+// identity of a source; the ILP32/LP64 codecs copy them unchanged).
+enum class PortSource : uint16_t {
+  kAio = 1,
+  kTimer = 2,
+  kUser = 3,
+  kFd = 4,
+  kAlert = 5,
+  kMq = 6,
+  kFile = 7,
+};
+
+struct PortEvent {
+  uint16_t source = 0;
+  uint32_t events = 0;
+  uint64_t object = 0;
+  uint64_t user = 0;
+  friend bool operator==(const PortEvent&, const PortEvent&) = default;
+};
+
+struct PortLimits {
+  uint32_t max_events_per_port = 65536;  // process.max-port-events
+  uint32_t max_ports = 8192;             // project.max-port-ids
+};
+
+// How long a retrieval may wait. The foreign kernel validates the timeout only
+// when the call would actually block (ports.md rule 21), so the decoder hands
+// over what it read and the engine decides.
+struct Timeout {
+  enum class Kind : uint8_t { kForever, kValue, kFault };
+  Kind kind = Kind::kForever;
+  int64_t sec = 0;
+  int64_t nsec = 0;
+  static Timeout Forever() { return {}; }
+  static Timeout Value(int64_t s, int64_t ns) { return {Kind::kValue, s, ns}; }
+  static Timeout Fault() { return {Kind::kFault, 0, 0}; }
+};
+
+struct GetSpec {
+  uint32_t max = 1;           // port_getn `max` (1 for port_get)
+  uint32_t nget = 1;          // port_getn `*nget`: the minimum to wait for
+  bool one = false;           // port_get: a timeout returns ETIME with no event
+  bool list_is_null = false;  // the event list pointer was NULL
+  Timeout timeout;
+};
+
+struct GetOutcome {
+  std::vector<PortEvent> events;
+  // 0, or ETIME (events may still be non-empty for port_getn), or EINTR,
+  // EBADFD, EINVAL, EFAULT.
+  int error = 0;
+  // For max == 0: the number of queued events (ports.md rule 20).
+  std::optional<uint32_t> count_only;
+};
+
+// Receives the outcome of a retrieval, now or later. Returns false when the
+// caller can no longer receive it (the target was interrupted, died, or the
+// copy-out faulted before any byte was written): the engine then puts the
+// events back at the head of the queue, in order, so nothing is lost.
+class GetCompletion {
+ public:
+  virtual ~GetCompletion() = default;
+  virtual bool Complete(GetOutcome outcome) = 0;
+};
+
+class EventPorts {
+ public:
+  EventPorts(Host& host, PortLimits limits) : host_(host), limits_(limits) {}
+  EventPorts(const EventPorts&) = delete;
+  EventPorts& operator=(const EventPorts&) = delete;
+
+  // --- objects ---
+  Result<ObjectId> Create(Caller caller);
+  // The last descriptor of the port is gone (in every process).
+  void LastClose(ObjectId port);
+  // Process `pid` stopped holding the port (close of a shared port, exit):
+  // its associations, its alert, its non-shareable events go (rule 32).
+  void CloseBy(ObjectId port, Pid pid);
+  // Process exit: CloseBy for every port, and its waiters vanish.
+  void ProcessExited(Pid pid);
+  bool Exists(ObjectId port) const { return ports_.count(port) != 0; }
+  size_t port_count() const { return ports_.size(); }
+
+  // --- sources ---
+  Result<void> Send(Caller caller, ObjectId port, uint32_t events, uint64_t user);
+  Result<void> Alert(Caller caller, ObjectId port, uint32_t flags, uint32_t events, uint64_t user);
+  Result<void> AssociateFd(Caller caller, ObjectId port, int64_t fd, uint32_t events, uint64_t user);
+  Result<void> DissociateFd(Caller caller, ObjectId port, int64_t fd);
+
+  // --- retrieval ---
+  // Calls `done` now, or parks the request and returns its id; a parked
+  // request is completed by a later event, alert, deadline or close.
+  std::optional<WaitId> Get(Caller caller, ObjectId port, const GetSpec& spec,
+                            std::unique_ptr<GetCompletion> done);
+  // The waiting thread is gone (interrupted by a signal, exited): forget it.
+  void CancelWait(WaitId id);
+
+  // --- host callbacks ---
+  void OnWatchReady(WatchId watch, uint32_t revents);
+  void OnDeadline();
+
+  // --- inspection (tests, tracing, the port fd's readiness) ---
+  uint32_t QueuedCount(ObjectId port) const;
+  uint32_t SlotsInUse(ObjectId port) const;
+  size_t WaiterCount(ObjectId port) const;
+  size_t AssociationCount(ObjectId port) const;
+
+ private:
+  struct Port;
+  struct FdAssoc;
+  // Who may retrieve a queued event (port.c:205-240).
+  enum class Share : uint8_t { kAnyone, kSameFile, kOwnerOnly };
+  struct Queued {
+    PortEvent ev;
+    Share share = Share::kAnyone;
+    Pid owner = 0;
+    FdAssoc* assoc = nullptr;  // for FD events
+    bool holds_slot = false;   // user events hold a slot until retrieved
+  };
+  using QueueIt = std::list<Queued>::iterator;
+  struct FdAssoc {
+    ObjectId port;
+    int fd;
+    Pid owner;
+    WatchId watch;
+    uint32_t events = 0;
+    uint64_t user = 0;
+    bool active = false;               // armed, waiting for readiness
+    std::optional<QueueIt> queued;     // its fired, unretrieved event
+  };
+  struct Waiter {
+    WaitId id;
+    Caller caller;
+    ObjectId port;
+    GetSpec spec;
+    std::unique_ptr<GetCompletion> done;
+    std::optional<Nanos> deadline;
+    bool wait_new_events = false;  // found nothing deliverable; sleep until new events
+  };
+  struct AlertState {
+    uint32_t events;
+    uint64_t user;
+    Pid owner;
+  };
+  struct Port {
+    ObjectId id;
+    uint32_t max_events;
+    uint32_t slots = 0;
+    std::list<Queued> queue;
+    std::list<Waiter> waiters;  // head first (port_queue_thread order)
+    std::multimap<int, std::unique_ptr<FdAssoc>> fd_assocs;
+    bool had_fd_assoc = false;
+    std::optional<AlertState> alert;
+    bool readable_reported = false;
+  };
+
+  Port* Find(ObjectId id);
+  const Port* Find(ObjectId id) const;
+  void Enqueue(Port& p, Queued q);
+  void RemoveQueued(Port& p, QueueIt it);
+  void FreeAssoc(Port& p, FdAssoc* a);
+  FdAssoc* FindAssoc(Port& p, Pid pid, int fd);
+  // May `pid` retrieve this queued event? May drop a stale FD association
+  // (its owner closed the descriptor) and report kDiscard.
+  enum class Verdict : uint8_t { kDeliver, kSkip, kDiscard };
+  Verdict Check(Port& p, const Queued& q, Pid pid);
+  std::vector<Queued> Collect(Port& p, Pid pid, uint32_t max);
+  // Hands `taken` to the waiter; puts them back at the head if refused.
+  void Deliver(Port& p, Waiter& w, std::vector<Queued> taken, int error);
+  void Requeue(Port& p, std::vector<Queued> taken);
+  void InsertWaiter(Port& p, Waiter w);
+  void Pump(Port& p);
+  void UpdateReadiness(Port& p);
+  void RearmDeadline();
+
+  Host& host_;
+  PortLimits limits_;
+  std::unordered_map<ObjectId, std::unique_ptr<Port>> ports_;
+  std::unordered_map<WatchId, FdAssoc*> by_watch_;
+  std::multimap<Nanos, WaitId> deadlines_;
+  std::unordered_map<WaitId, ObjectId> wait_port_;
+  ObjectId next_port_ = 1;
+  WaitId next_wait_ = 1;
+};
+
+}  // namespace evshim::emul

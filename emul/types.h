@@ -1,0 +1,34 @@
+// Canonical values shared by the core, the codecs and the transport.
+#pragma once
+
+#include <cstdint>
+
+namespace evshim::emul {
+
+// A process is named by its thread-group id, a thread by its tid.
+using Pid = int32_t;
+struct Caller {
+  Pid pid;  // thread group
+  Pid tid;  // the calling thread
+};
+
+// Monotonic nanoseconds (CLOCK_MONOTONIC in the real host).
+using Nanos = int64_t;
+constexpr Nanos kNanosPerSecond = 1'000'000'000;
+
+// Canonical poll bits are the host's (Linux) values; foreign bits are mapped
+// by the abi codecs.
+namespace poll_bits {
+constexpr uint32_t kIn = 0x001, kPri = 0x002, kOut = 0x004, kErr = 0x008, kHup = 0x010,
+                   kNval = 0x020, kRdNorm = 0x040, kRdBand = 0x080, kWrNorm = 0x100,
+                   kWrBand = 0x200, kRdHup = 0x2000;
+}  // namespace poll_bits
+
+// Identifies an emulated object (port or kqueue) inside the core.
+using ObjectId = uint64_t;
+// Identifies a host-side watch on a target file (see Host::WatchFd).
+using WatchId = uint64_t;
+// Identifies a parked (waiting) retrieval.
+using WaitId = uint64_t;
+
+}  // namespace evshim::emul

@@ -1,0 +1,604 @@
+#include "shim/supervisor/supervisor.h"
+
+#include <fcntl.h>
+#include <linux/audit.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <signal.h>
+#include <sys/epoll.h>
+#include <sys/ioctl.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/timerfd.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <vector>
+
+#include "abi/common/call.h"
+#include "abi/illumos/portfs.h"
+#include "abi/syscall_table.h"
+#include "shim/supervisor/filter.h"
+
+#ifndef SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP
+#define SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP (1UL << 0)
+#endif
+#ifndef SECCOMP_IOCTL_NOTIF_SET_FLAGS
+#define SECCOMP_IOCTL_NOTIF_SET_FLAGS SECCOMP_IOW(4, __u64)
+#endif
+#ifndef SECCOMP_ADDFD_FLAG_SEND
+#define SECCOMP_ADDFD_FLAG_SEND (1UL << 1)
+#endif
+
+namespace evshim::shim {
+
+using emul::Errno;
+using emul::Result;
+
+namespace {
+
+// Tags for the main loop's epoll data (watches use LinuxHost::kWatchTag).
+constexpr uint64_t kTagListener = 1ULL << 56;
+constexpr uint64_t kTagSignal = 2ULL << 56;
+constexpr uint64_t kTagDeadline = 3ULL << 56;
+constexpr uint64_t kTagSweep = 4ULL << 56;
+constexpr uint64_t kTagProcess = 5ULL << 56;
+constexpr uint64_t kTagPort = 6ULL << 56;
+constexpr uint64_t kTagMask = 0xffULL << 56;
+
+void Log(const char* fmt, auto... args) {
+  std::fprintf(stderr, "evshim: ");
+  std::fprintf(stderr, fmt, args...);
+  std::fputc('\n', stderr);
+}
+
+// Target memory through process_vm_readv/writev (accept a tid). Short
+// transfers are EFAULT: nothing partial is ever reported as success.
+class RemoteMemory final : public abi::GuestMemory {
+ public:
+  explicit RemoteMemory(pid_t tid) : tid_(tid) {}
+  Result<void> Read(uint64_t addr, std::span<std::byte> out) override {
+    if (out.empty()) return {};
+    iovec local{out.data(), out.size()};
+    iovec remote{reinterpret_cast<void*>(addr), out.size()};
+    ssize_t n = process_vm_readv(tid_, &local, 1, &remote, 1, 0);
+    if (n != static_cast<ssize_t>(out.size())) return Errno{EFAULT};
+    return {};
+  }
+  Result<void> Write(uint64_t addr, std::span<const std::byte> in) override {
+    if (in.empty()) return {};
+    iovec local{const_cast<std::byte*>(in.data()), in.size()};
+    iovec remote{reinterpret_cast<void*>(addr), in.size()};
+    ssize_t n = process_vm_writev(tid_, &local, 1, &remote, 1, 0);
+    if (n != static_cast<ssize_t>(in.size())) return Errno{EFAULT};
+    return {};
+  }
+
+ private:
+  pid_t tid_;
+};
+
+}  // namespace
+
+// Answers one notification, now or later. Shared by the handler and any
+// completion that outlives it.
+class Supervisor::NotifResponder final : public abi::Responder {
+ public:
+  NotifResponder(Supervisor& sup, uint64_t id, pid_t tid) : sup_(sup), id_(id), tid_(tid) {}
+  bool StillPending() override {
+    if (answered_) return false;
+    return ioctl(sup_.listener_, SECCOMP_IOCTL_NOTIF_ID_VALID, &id_) == 0;
+  }
+  bool Respond(const abi::Outcome& out) override {
+    if (answered_) return false;
+    answered_ = true;
+    sup_.ForgetParked(tid_, id_);
+    switch (out.kind) {
+      case abi::Outcome::Kind::kValue:
+        return sup_.Respond(id_, out.value, 0);
+      case abi::Outcome::Kind::kError:
+        return sup_.Respond(id_, 0, out.error);
+      case abi::Outcome::Kind::kNewObject: {
+        bool delivered = false;
+        sup_.InstallObject(id_, out.object, &delivered);
+        return delivered;
+      }
+      case abi::Outcome::Kind::kDeferred:
+        break;
+    }
+    return false;
+  }
+  bool answered() const { return answered_; }
+
+ private:
+  Supervisor& sup_;
+  uint64_t id_;
+  pid_t tid_;
+  bool answered_ = false;
+};
+
+class Supervisor::Context final : public abi::CallContext {
+ public:
+  Context(Supervisor& sup, const seccomp_notif& req, emul::Pid pid)
+      : sup_(sup), req_(req), caller_{pid, static_cast<emul::Pid>(req.pid)},
+        memory_(std::make_shared<RemoteMemory>(static_cast<pid_t>(req.pid))) {}
+
+  emul::Caller caller() const override { return caller_; }
+  abi::GuestMemory& memory() override { return *memory_; }
+  Result<emul::ObjectId> Resolve(int fd, abi::ObjectKind kind) override {
+    switch (kind) {
+      case abi::ObjectKind::kPort: {
+        Result<emul::ObjectId> r = sup_.ResolvePort(static_cast<pid_t>(req_.pid), fd);
+        if (r.ok()) last_port_ = {*r, fd};
+        return r;
+      }
+      case abi::ObjectKind::kKqueue:
+        return Errno{EBADF};
+    }
+    return Errno{EBADF};
+  }
+  emul::EventPorts& ports() override { return *sup_.ports_; }
+  std::shared_ptr<abi::Responder> Defer() override {
+    deferred_ = std::make_shared<DeferredResponder>(
+        std::make_shared<NotifResponder>(sup_, req_.id, static_cast<pid_t>(req_.pid)), memory_);
+    return deferred_;
+  }
+  void Parked(emul::WaitId id) override {
+    sup_.parked_[id] = {static_cast<pid_t>(req_.pid), req_.id};
+    sup_.parked_by_tid_[static_cast<pid_t>(req_.pid)] = id;
+  }
+  void NotImplemented(std::string_view what) override {
+    std::string key(what);
+    if (sup_.reported_.insert(key).second) {
+      Log("%.*s is not implemented yet (answered ENOSYS/ENOTSUP); see docs/abi.md",
+          static_cast<int>(what.size()), what.data());
+    }
+  }
+  std::optional<std::pair<emul::ObjectId, int>> last_port() const { return last_port_; }
+
+ private:
+  // Keeps the target memory object alive as long as a completion may use it.
+  class DeferredResponder final : public abi::Responder {
+   public:
+    DeferredResponder(std::shared_ptr<NotifResponder> inner, std::shared_ptr<RemoteMemory> mem)
+        : inner_(std::move(inner)), mem_(std::move(mem)) {}
+    bool StillPending() override { return inner_->StillPending(); }
+    bool Respond(const abi::Outcome& out) override { return inner_->Respond(out); }
+
+   private:
+    std::shared_ptr<NotifResponder> inner_;
+    std::shared_ptr<RemoteMemory> mem_;
+  };
+
+  Supervisor& sup_;
+  const seccomp_notif& req_;
+  emul::Caller caller_;
+  std::shared_ptr<RemoteMemory> memory_;
+  std::shared_ptr<abi::Responder> deferred_;
+  std::optional<std::pair<emul::ObjectId, int>> last_port_;
+};
+
+Supervisor::Supervisor(int listener, SupervisorOptions options)
+    : listener_(listener), options_(options) {
+  // Each association holds an epoll fd: allow as many as the system lets us.
+  rlimit rl{};
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+  }
+  epoll_ = epoll_create1(EPOLL_CLOEXEC);
+  host_ = std::make_unique<LinuxHost>(epoll_, [this](emul::Pid pid) { return PidfdOf(pid); });
+  host_->set_readiness_callback([this](emul::ObjectId o, bool r) { OnPortReadiness(o, r); });
+  ports_ = std::make_unique<emul::EventPorts>(*host_, options_.port_limits);
+
+  if (options_.sync_wakeup) {
+    uint64_t flags = SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP;
+    if (ioctl(listener_, SECCOMP_IOCTL_NOTIF_SET_FLAGS, flags) != 0) options_.sync_wakeup = false;
+  }
+  auto add = [this](int fd, uint64_t tag, uint32_t events) {
+    epoll_event ev{};
+    ev.events = events;
+    ev.data.u64 = tag;
+    epoll_ctl(epoll_, EPOLL_CTL_ADD, fd, &ev);
+  };
+  add(listener_, kTagListener, EPOLLIN);
+  add(host_->deadline_fd(), kTagDeadline, EPOLLIN);
+
+  sigset_t mask;
+  sigemptyset(&mask);
+  sigaddset(&mask, SIGCHLD);
+  sigaddset(&mask, SIGTERM);
+  sigaddset(&mask, SIGHUP);
+  sigaddset(&mask, SIGINT);
+  sigaddset(&mask, SIGQUIT);
+  sigprocmask(SIG_BLOCK, &mask, nullptr);
+  signal_fd_ = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+  add(signal_fd_, kTagSignal, EPOLLIN);
+
+  // Parked calls abandoned by an EINTR are found by a periodic check.
+  sweep_fd_ = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+  itimerspec its{};
+  its.it_interval.tv_nsec = 200'000'000;
+  its.it_value.tv_nsec = 200'000'000;
+  timerfd_settime(sweep_fd_, 0, &its, nullptr);
+  add(sweep_fd_, kTagSweep, EPOLLIN);
+}
+
+Supervisor::~Supervisor() {
+  ports_.reset();
+  host_.reset();
+  for (auto& [pid, p] : processes_) close(p.pidfd);
+  for (auto& [obj, h] : port_handles_) close(h.sup_end);
+  if (sweep_fd_ >= 0) close(sweep_fd_);
+  if (signal_fd_ >= 0) close(signal_fd_);
+  if (epoll_ >= 0) close(epoll_);
+  close(listener_);
+}
+
+bool Supervisor::Respond(uint64_t id, int64_t value, int error) {
+  seccomp_notif_resp resp{};
+  resp.id = id;
+  resp.val = error ? 0 : value;
+  resp.error = error ? -error : 0;
+  resp.flags = 0;
+  if (ioctl(listener_, SECCOMP_IOCTL_NOTIF_SEND, &resp) == 0) return true;
+  // ENOENT: the target was interrupted or died meanwhile. Routine.
+  return false;
+}
+
+emul::Pid Supervisor::ProcessOf(pid_t tid) {
+  auto it = tgid_of_.find(tid);
+  if (it != tgid_of_.end()) return it->second;
+  emul::Pid tgid = tid;
+  char path[64];
+  std::snprintf(path, sizeof path, "/proc/%d/status", tid);
+  if (FILE* f = std::fopen(path, "re")) {
+    char line[256];
+    while (std::fgets(line, sizeof line, f)) {
+      if (std::strncmp(line, "Tgid:", 5) == 0) {
+        tgid = static_cast<emul::Pid>(std::atoi(line + 5));
+        break;
+      }
+    }
+    std::fclose(f);
+  }
+  tgid_of_[tid] = tgid;
+  PidfdOf(tgid);
+  return tgid;
+}
+
+int Supervisor::PidfdOf(emul::Pid pid) {
+  auto it = processes_.find(pid);
+  if (it != processes_.end()) return it->second.pidfd;
+  int fd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
+  if (fd < 0) return -1;
+  processes_[pid].pidfd = fd;
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.u64 = kTagProcess | static_cast<uint32_t>(pid);
+  epoll_ctl(epoll_, EPOLL_CTL_ADD, fd, &ev);
+  return fd;
+}
+
+void Supervisor::ProcessGone(emul::Pid pid) {
+  // Exit closes every descriptor: the process's associations, alerts and
+  // owner-only events go, its waiters vanish (rule 35).
+  std::vector<emul::WaitId> waits;
+  for (auto& [wid, who] : parked_) {
+    auto t = tgid_of_.find(who.first);
+    if (t != tgid_of_.end() && t->second == pid) waits.push_back(wid);
+  }
+  for (emul::WaitId w : waits) {
+    parked_by_tid_.erase(parked_[w].first);
+    parked_.erase(w);
+    ports_->CancelWait(w);
+  }
+  ports_->ProcessExited(pid);
+  auto it = processes_.find(pid);
+  if (it != processes_.end()) {
+    close(it->second.pidfd);
+    processes_.erase(it);
+  }
+  for (auto t = tgid_of_.begin(); t != tgid_of_.end();) {
+    t = t->second == pid ? tgid_of_.erase(t) : std::next(t);
+  }
+}
+
+void Supervisor::ForgetParked(pid_t tid, uint64_t notif_id) {
+  auto t = parked_by_tid_.find(tid);
+  if (t == parked_by_tid_.end()) return;
+  auto p = parked_.find(t->second);
+  if (p != parked_.end() && p->second.second == notif_id) {
+    parked_.erase(p);
+    parked_by_tid_.erase(t);
+  }
+}
+
+Result<emul::ObjectId> Supervisor::ResolvePort(pid_t tid, int fd) {
+  if (fd < 0) return Errno{EBADF};
+  char path[64], link[128];
+  std::snprintf(path, sizeof path, "/proc/%d/fd/%d", tid, fd);
+  ssize_t n = readlink(path, link, sizeof link - 1);
+  if (n < 0) return Errno{EBADF};
+  link[n] = '\0';
+  unsigned long long inode = 0;
+  if (std::sscanf(link, "socket:[%llu]", &inode) != 1) return Errno{EBADFD};
+  auto it = port_by_inode_.find(inode);
+  if (it == port_by_inode_.end() || !ports_->Exists(it->second)) return Errno{EBADFD};
+  return it->second;
+}
+
+void Supervisor::OnPortReadiness(emul::ObjectId obj, bool readable) {
+  auto it = port_handles_.find(obj);
+  if (it == port_handles_.end()) return;
+  PortHandle& h = it->second;
+  if (readable && !h.signalled) {
+    char byte = 1;
+    if (send(h.sup_end, &byte, 1, MSG_DONTWAIT | MSG_NOSIGNAL) == 1) h.signalled = true;
+    h.needs_drain = false;
+  } else if (!readable && h.signalled) {
+    // Only a holder of the target end can read the byte back: drained at the
+    // next call that names the port (DrainIfNeeded).
+    h.needs_drain = true;
+  }
+}
+
+void Supervisor::DrainIfNeeded(emul::ObjectId obj, pid_t tid, int fd) {
+  auto it = port_handles_.find(obj);
+  if (it == port_handles_.end() || !it->second.needs_drain) return;
+  int pidfd = PidfdOf(ProcessOf(tid));
+  int dup = static_cast<int>(syscall(SYS_pidfd_getfd, pidfd, fd, 0));
+  if (dup < 0) return;
+  char buf[64];
+  while (recv(dup, buf, sizeof buf, MSG_DONTWAIT) > 0) {
+  }
+  close(dup);
+  it->second.signalled = false;
+  it->second.needs_drain = false;
+}
+
+int Supervisor::InstallObject(uint64_t id, emul::ObjectId obj, bool* delivered) {
+  *delivered = false;
+  int sv[2];
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sv) != 0) {
+    int err = errno;
+    ports_->LastClose(obj);
+    Respond(id, 0, err == EMFILE || err == ENFILE ? ENOMEM : err);
+    return -1;
+  }
+  struct stat st {};
+  fstat(sv[1], &st);
+  seccomp_notif_addfd addfd{};
+  addfd.id = id;
+  addfd.srcfd = static_cast<uint32_t>(sv[1]);
+  addfd.newfd = 0;
+  addfd.newfd_flags = 0;
+  addfd.flags = addfd_send_ ? SECCOMP_ADDFD_FLAG_SEND : 0;
+  int newfd = ioctl(listener_, SECCOMP_IOCTL_NOTIF_ADDFD, &addfd);
+  if (newfd < 0 && errno == EINVAL && addfd_send_) {
+    addfd_send_ = false;  // kernel < 5.14: add, then answer
+    addfd.flags = 0;
+    newfd = ioctl(listener_, SECCOMP_IOCTL_NOTIF_ADDFD, &addfd);
+  }
+  int err = newfd < 0 ? errno : 0;
+  close(sv[1]);
+  if (newfd < 0) {
+    close(sv[0]);
+    ports_->LastClose(obj);
+    // EMFILE: the target's descriptor table is full (port.c:765-774).
+    if (err != ENOENT) Respond(id, 0, err == EBADF ? EMFILE : err);
+    return -1;
+  }
+  if (!addfd_send_ && !Respond(id, newfd, 0)) {
+    // The fd was installed but the call was interrupted: the target will
+    // close nothing; the socket's HUP will clean up when it exits.
+  }
+  PortHandle h;
+  h.sup_end = sv[0];
+  h.inode = st.st_ino;
+  port_handles_[obj] = h;
+  port_by_inode_[st.st_ino] = obj;
+  epoll_event ev{};
+  ev.events = EPOLLRDHUP | EPOLLHUP;
+  ev.data.u64 = kTagPort | obj;
+  epoll_ctl(epoll_, EPOLL_CTL_ADD, sv[0], &ev);
+  *delivered = true;
+  return newfd;
+}
+
+void Supervisor::HandleNotification(seccomp_notif& req) {
+  const bool ilp32 = req.data.arch == AUDIT_ARCH_I386;
+  const abi::DataModel model = ilp32 ? abi::DataModel::kIlp32 : abi::DataModel::kLp64;
+  const abi::SyscallEntry* entry = abi::FindSyscall(model, req.data.nr);
+  const pid_t tid = static_cast<pid_t>(req.pid);
+  // A thread has one system call in flight: a parked one from the same
+  // thread was abandoned (a signal interrupted it, SA_RESTART re-issued it).
+  if (auto t = parked_by_tid_.find(tid); t != parked_by_tid_.end()) {
+    emul::WaitId w = t->second;
+    parked_by_tid_.erase(t);
+    parked_.erase(w);
+    ports_->CancelWait(w);
+  }
+  if (entry == nullptr) {
+    Respond(req.id, 0, ENOSYS);
+    return;
+  }
+  emul::Pid pid = ProcessOf(tid);
+  std::array<uint64_t, 6> raw{};
+  for (int i = 0; i < 6; ++i) raw[i] = req.data.args[i];
+  abi::SyscallArgs args(model, raw);
+  Context ctx(*this, req, pid);
+  abi::Outcome out;
+  switch (entry->call) {
+    case abi::Call::kPortfs:
+      out = abi::illumos::SysPortfs(ctx, args);
+      break;
+    case abi::Call::kTimerCreate:
+    case abi::Call::kTimerDelete:
+    case abi::Call::kTimerSettime:
+    case abi::Call::kTimerGettime:
+    case abi::Call::kTimerGetoverrun:
+    case abi::Call::kKqueue:
+    case abi::Call::kKqueuex:
+    case abi::Call::kKevent:
+    case abi::Call::kKevent11: {
+      std::string what = std::string(abi::PersonalityName(entry->personality)) + " " +
+                         std::string(entry->name);
+      ctx.NotImplemented(what);
+      out = abi::Outcome::Error(ENOSYS);
+      break;
+    }
+  }
+  switch (out.kind) {
+    case abi::Outcome::Kind::kValue:
+      Respond(req.id, out.value, 0);
+      break;
+    case abi::Outcome::Kind::kError:
+      Respond(req.id, 0, out.error);
+      break;
+    case abi::Outcome::Kind::kNewObject: {
+      bool delivered = false;
+      InstallObject(req.id, out.object, &delivered);
+      break;
+    }
+    case abi::Outcome::Kind::kDeferred:
+      break;
+  }
+  if (auto lp = ctx.last_port()) DrainIfNeeded(lp->first, tid, lp->second);
+}
+
+void Supervisor::SweepParked() {
+  std::vector<emul::WaitId> dead;
+  for (auto& [wid, who] : parked_) {
+    uint64_t id = who.second;
+    if (ioctl(listener_, SECCOMP_IOCTL_NOTIF_ID_VALID, &id) != 0) dead.push_back(wid);
+  }
+  for (emul::WaitId w : dead) {
+    parked_by_tid_.erase(parked_[w].first);
+    parked_.erase(w);
+    ports_->CancelWait(w);
+  }
+}
+
+void Supervisor::ReapChildren() {
+  int status = 0;
+  pid_t pid;
+  while ((pid = waitpid(-1, &status, WNOHANG | __WALL)) > 0) {
+    if (pid == options_.child) {
+      child_done_ = true;
+      child_status_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    }
+  }
+}
+
+int Supervisor::Run() {
+  std::vector<std::byte> req_buf(sizeof(seccomp_notif) + 64);
+  epoll_event events[64];
+  const bool launcher = options_.child > 0;
+  while (true) {
+    if (launcher && child_done_ && listener_hup_) break;
+    if (!launcher && listener_hup_) break;
+    int n = epoll_wait(epoll_, events, 64, -1);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      Log("epoll_wait failed: %s", std::strerror(errno));
+      break;
+    }
+    for (int i = 0; i < n; ++i) {
+      const uint64_t data = events[i].data.u64;
+      if (data & LinuxHost::kWatchTag) {
+        emul::WatchId id = data & ~LinuxHost::kWatchTag;
+        uint32_t ready = host_->Readiness(id);
+        if (ready != 0) {
+          ports_->OnWatchReady(id, ready);
+        } else {
+          host_->RearmInLoop(id);  // spurious: stay armed
+        }
+        continue;
+      }
+      switch (data & kTagMask) {
+        case kTagListener: {
+          if (events[i].events & EPOLLIN) {
+            auto* req = reinterpret_cast<seccomp_notif*>(req_buf.data());
+            std::memset(req, 0, sizeof(seccomp_notif));
+            if (ioctl(listener_, SECCOMP_IOCTL_NOTIF_RECV, req) == 0) {
+              HandleNotification(*req);
+            }
+            // ENOENT/EINTR/EAGAIN from RECV are routine (the target went away).
+          } else if (events[i].events & (EPOLLHUP | EPOLLERR)) {
+            listener_hup_ = true;
+            epoll_ctl(epoll_, EPOLL_CTL_DEL, listener_, nullptr);
+          }
+          break;
+        }
+        case kTagDeadline: {
+          uint64_t ticks;
+          while (read(host_->deadline_fd(), &ticks, sizeof ticks) > 0) {
+          }
+          ports_->OnDeadline();
+          break;
+        }
+        case kTagSweep: {
+          uint64_t ticks;
+          while (read(sweep_fd_, &ticks, sizeof ticks) > 0) {
+          }
+          if (!parked_.empty()) SweepParked();
+          break;
+        }
+        case kTagProcess: {
+          emul::Pid pid = static_cast<emul::Pid>(data & 0xffffffffu);
+          ProcessGone(pid);
+          break;
+        }
+        case kTagPort: {
+          emul::ObjectId obj = data & ~kTagMask;
+          auto it = port_handles_.find(obj);
+          if (it != port_handles_.end()) {
+            // Every holder closed the port: the last close (rule 33).
+            epoll_ctl(epoll_, EPOLL_CTL_DEL, it->second.sup_end, nullptr);
+            close(it->second.sup_end);
+            port_by_inode_.erase(it->second.inode);
+            port_handles_.erase(it);
+          }
+          ports_->LastClose(obj);
+          break;
+        }
+        case kTagSignal: {
+          signalfd_siginfo si{};
+          while (read(signal_fd_, &si, sizeof si) == sizeof si) {
+            if (si.ssi_signo == SIGCHLD) {
+              ReapChildren();
+            } else if (launcher && si.ssi_code <= 0 && !child_done_) {
+              // Sent to us by someone (kill): pass it on to the program. A
+              // terminal's signal (SI_KERNEL) already reached the program.
+              kill(options_.child, static_cast<int>(si.ssi_signo));
+            }
+          }
+          break;
+        }
+        default:
+          break;
+      }
+    }
+    if (launcher && !child_done_) ReapChildren();
+  }
+  return launcher ? child_status_ : 0;
+}
+
+int InstallFilter() {
+  std::vector<sock_filter> f = BuildFilter();
+  sock_fprog prog{static_cast<unsigned short>(f.size()), f.data()};
+  if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) return -errno;
+  long fd = syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_NEW_LISTENER, &prog);
+  return fd < 0 ? -errno : static_cast<int>(fd);
+}
+
+}  // namespace evshim::shim

@@ -1,0 +1,97 @@
+// The supervisor: one per process tree, the authority for every emulated
+// object. It receives the tree's foreign syscalls as seccomp user
+// notifications, hands them to the abi handlers and the core, and answers.
+// It never blocks on a target's behalf: a waiting call is parked and
+// answered when its events, deadline, alert or close arrive.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <unordered_map>
+
+#include "emul/event_port.h"
+#include "shim/supervisor/linux_host.h"
+
+struct seccomp_notif;
+
+namespace evshim::shim {
+
+struct SupervisorOptions {
+  emul::PortLimits port_limits;
+  bool sync_wakeup = true;     // SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP when the kernel has it
+  bool verbose = false;
+  pid_t child = -1;            // launcher mode: the program's pid (we reap it)
+};
+
+class Supervisor {
+ public:
+  Supervisor(int listener, SupervisorOptions options);
+  ~Supervisor();
+  Supervisor(const Supervisor&) = delete;
+  Supervisor& operator=(const Supervisor&) = delete;
+
+  // Serves until every process of the tree has exited. Returns the exit
+  // status of `options.child` in shell convention (128+N for signal N), or 0.
+  int Run();
+
+ private:
+  class Context;
+  class NotifResponder;
+  friend class Context;
+  friend class NotifResponder;
+
+  struct Process {
+    int pidfd = -1;
+  };
+  struct PortHandle {
+    int sup_end = -1;       // our end of the socketpair; HUP = last close
+    uint64_t inode = 0;     // the target end's inode: how a descriptor is recognised
+    bool signalled = false; // a byte is waiting in the target end
+    bool needs_drain = false;
+  };
+
+  void HandleNotification(seccomp_notif& req);
+  bool Respond(uint64_t id, int64_t value, int error);
+  int InstallObject(uint64_t id, emul::ObjectId obj, bool* delivered);
+  emul::Pid ProcessOf(pid_t tid);
+  int PidfdOf(emul::Pid pid);
+  void ProcessGone(emul::Pid pid);
+  void OnPortReadiness(emul::ObjectId obj, bool readable);
+  void DrainIfNeeded(emul::ObjectId obj, pid_t tid, int fd);
+  void SweepParked();
+  void ForgetParked(pid_t tid, uint64_t notif_id);
+  void ReapChildren();
+  emul::Result<emul::ObjectId> ResolvePort(pid_t tid, int fd);
+
+  int listener_;
+  SupervisorOptions options_;
+  int epoll_ = -1;
+  int signal_fd_ = -1;
+  int sweep_fd_ = -1;
+  std::unique_ptr<LinuxHost> host_;
+  std::unique_ptr<emul::EventPorts> ports_;
+  std::unordered_map<emul::Pid, Process> processes_;
+  std::unordered_map<pid_t, emul::Pid> tgid_of_;
+  std::unordered_map<emul::ObjectId, PortHandle> port_handles_;
+  std::unordered_map<uint64_t, emul::ObjectId> port_by_inode_;
+  // Parked calls: wait id -> (tid, notification id), and tid -> wait id.
+  std::unordered_map<emul::WaitId, std::pair<pid_t, uint64_t>> parked_;
+  std::unordered_map<pid_t, emul::WaitId> parked_by_tid_;
+  std::set<std::string> reported_;
+  bool addfd_send_ = true;  // SECCOMP_ADDFD_FLAG_SEND (5.14); falls back
+  bool listener_hup_ = false;
+  bool child_done_ = false;
+  int child_status_ = 0;
+};
+
+// Installs evshim's filter in the calling process (which must be single
+// threaded or accept that only this thread and its future children are
+// covered) and returns the listener, or -errno.
+int InstallFilter();
+
+}  // namespace evshim::shim
