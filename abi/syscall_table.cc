@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <array>
 
+#include "abi/illumos/portfs.h"
+
 namespace evshim::abi {
 namespace {
 
@@ -19,24 +21,25 @@ using S = Support;
 constexpr std::array kTable = {
     SyscallEntry{P::kIllumos, Call::kPortfs, "portfs", 182, 1000, "182", S::kPartial,
                  "PORT_CREATE/ASSOCIATE(FD)/DISSOCIATE/SEND/SENDN/GET/GETN/ALERT; "
-                 "PORT_SOURCE_FILE and PORT_DISPATCH not yet"},
+                 "PORT_SOURCE_FILE and PORT_DISPATCH not yet",
+                 &illumos::SysPortfs},
     SyscallEntry{P::kIllumos, Call::kTimerCreate, "timer_create", 1001, 1001, "194", S::kNotYet,
-                 "SIGEV_PORT timers"},
-    SyscallEntry{P::kIllumos, Call::kTimerDelete, "timer_delete", 1002, 1002, "195", S::kNotYet, ""},
-    SyscallEntry{P::kIllumos, Call::kTimerSettime, "timer_settime", 1003, 1003, "196", S::kNotYet, ""},
-    SyscallEntry{P::kIllumos, Call::kTimerGettime, "timer_gettime", 1004, 1004, "197", S::kNotYet, ""},
+                 "SIGEV_PORT timers", nullptr},
+    SyscallEntry{P::kIllumos, Call::kTimerDelete, "timer_delete", 1002, 1002, "195", S::kNotYet, "", nullptr},
+    SyscallEntry{P::kIllumos, Call::kTimerSettime, "timer_settime", 1003, 1003, "196", S::kNotYet, "", nullptr},
+    SyscallEntry{P::kIllumos, Call::kTimerGettime, "timer_gettime", 1004, 1004, "197", S::kNotYet, "", nullptr},
     SyscallEntry{P::kIllumos, Call::kTimerGetoverrun, "timer_getoverrun", 1005, 1005, "198",
-                 S::kNotYet, ""},
-    SyscallEntry{P::kFreebsd, Call::kKqueue, "kqueue", 362, 1010, "362", S::kNotYet, ""},
+                 S::kNotYet, "", nullptr},
+    SyscallEntry{P::kFreebsd, Call::kKqueue, "kqueue", 362, 1010, "362", S::kNotYet, "", nullptr},
     SyscallEntry{P::kFreebsd, Call::kKevent11, "freebsd11_kevent", 363, 1011, "363", S::kNotYet,
-                 "FreeBSD 11 compat, 32-byte struct kevent"},
-    SyscallEntry{P::kFreebsd, Call::kKevent, "kevent", 560, 560, "560", S::kNotYet, ""},
-    SyscallEntry{P::kFreebsd, Call::kKqueuex, "kqueuex", 583, 583, "583", S::kNotYet, ""},
-    SyscallEntry{P::kDragonfly, Call::kKqueue, "kqueue", 1020, 1020, "362", S::kNotYet, ""},
-    SyscallEntry{P::kDragonfly, Call::kKevent, "kevent", 1021, 1021, "363", S::kNotYet, ""},
-    SyscallEntry{P::kOpenbsd, Call::kKevent, "kevent", 1030, 1030, "72", S::kNotYet, ""},
-    SyscallEntry{P::kOpenbsd, Call::kKqueue, "kqueue", 1031, 1031, "269", S::kNotYet, ""},
-    SyscallEntry{P::kOpenbsd, Call::kKqueuex, "kqueue1", 1032, 1032, "270", S::kNotYet, ""},
+                 "FreeBSD 11 compat, 32-byte struct kevent", nullptr},
+    SyscallEntry{P::kFreebsd, Call::kKevent, "kevent", 560, 560, "560", S::kNotYet, "", nullptr},
+    SyscallEntry{P::kFreebsd, Call::kKqueuex, "kqueuex", 583, 583, "583", S::kNotYet, "", nullptr},
+    SyscallEntry{P::kDragonfly, Call::kKqueue, "kqueue", 1020, 1020, "362", S::kNotYet, "", nullptr},
+    SyscallEntry{P::kDragonfly, Call::kKevent, "kevent", 1021, 1021, "363", S::kNotYet, "", nullptr},
+    SyscallEntry{P::kOpenbsd, Call::kKevent, "kevent", 1030, 1030, "72", S::kNotYet, "", nullptr},
+    SyscallEntry{P::kOpenbsd, Call::kKqueue, "kqueue", 1031, 1031, "269", S::kNotYet, "", nullptr},
+    SyscallEntry{P::kOpenbsd, Call::kKqueuex, "kqueue1", 1032, 1032, "270", S::kNotYet, "", nullptr},
 };
 
 constexpr bool NumbersDistinct() {

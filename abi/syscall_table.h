@@ -11,6 +11,7 @@
 #include <span>
 #include <string_view>
 
+#include "abi/common/call.h"
 #include "abi/common/data_model.h"
 
 namespace evshim::abi {
@@ -39,6 +40,10 @@ constexpr std::string_view SupportName(Support s) {
   return "?";
 }
 
+// A handler decodes, makes one core call and encodes (abi/*/). nullptr: the
+// call is listed but not implemented yet (ENOSYS, logged once).
+using Handler = Outcome (*)(CallContext& ctx, const SyscallArgs& args);
+
 struct SyscallEntry {
   Personality personality;
   Call call;
@@ -48,6 +53,7 @@ struct SyscallEntry {
   std::string_view native;  // the foreign kernel's own number(s), for the docs
   Support support;
   std::string_view note;
+  Handler handler;
 };
 
 // Reserved range for relocated numbers (free on x86_64 and i386 Linux).

@@ -30,6 +30,8 @@ class GuestMemory {
   virtual emul::Result<void> Write(uint64_t addr, std::span<const std::byte> in) = 0;
 };
 
+enum class ObjectKind : uint8_t { kPort, kKqueue };
+
 // The answer to a call.
 struct Outcome {
   enum class Kind : uint8_t {
@@ -42,11 +44,12 @@ struct Outcome {
   int64_t value = 0;
   int error = 0;
   emul::ObjectId object = 0;
+  ObjectKind object_kind = ObjectKind::kPort;
 
-  static Outcome Value(int64_t v) { return {Kind::kValue, v, 0, 0}; }
-  static Outcome Error(int e) { return {Kind::kError, 0, e, 0}; }
-  static Outcome NewObject(emul::ObjectId o) { return {Kind::kNewObject, 0, 0, o}; }
-  static Outcome Deferred() { return {Kind::kDeferred, 0, 0, 0}; }
+  static Outcome Value(int64_t v) { return {Kind::kValue, v, 0, 0, ObjectKind::kPort}; }
+  static Outcome Error(int e) { return {Kind::kError, 0, e, 0, ObjectKind::kPort}; }
+  static Outcome NewObject(ObjectKind k, emul::ObjectId o) { return {Kind::kNewObject, 0, 0, o, k}; }
+  static Outcome Deferred() { return {Kind::kDeferred, 0, 0, 0, ObjectKind::kPort}; }
 };
 
 // Finishes a deferred call. Returns false when the target can no longer get
@@ -58,8 +61,6 @@ class Responder {
   virtual bool StillPending() = 0;
   virtual bool Respond(const Outcome& outcome) = 0;
 };
-
-enum class ObjectKind : uint8_t { kPort, kKqueue };
 
 class CallContext {
  public:

@@ -193,7 +193,7 @@ Outcome SysPortfs(CallContext& ctx, const SyscallArgs& a) {
       case PORT_CREATE: {
         Result<emul::ObjectId> port = ctx.ports().Create(ctx.caller());
         if (!port.ok()) return Outcome::Error(port.error().value);
-        return Outcome::NewObject(*port);
+        return Outcome::NewObject(ObjectKind::kPort, *port);
       }
       case PORT_SENDN:
         return Sendn(ctx, a);

@@ -108,7 +108,7 @@ class Supervisor::NotifResponder final : public abi::Responder {
         return sup_.Respond(id_, 0, out.error);
       case abi::Outcome::Kind::kNewObject: {
         bool delivered = false;
-        sup_.InstallObject(id_, out.object, &delivered);
+        sup_.InstallObject(id_, out.object_kind, out.object, &delivered);
         return delivered;
       }
       case abi::Outcome::Kind::kDeferred:
@@ -134,16 +134,9 @@ class Supervisor::Context final : public abi::CallContext {
   emul::Caller caller() const override { return caller_; }
   abi::GuestMemory& memory() override { return *memory_; }
   Result<emul::ObjectId> Resolve(int fd, abi::ObjectKind kind) override {
-    switch (kind) {
-      case abi::ObjectKind::kPort: {
-        Result<emul::ObjectId> r = sup_.ResolvePort(static_cast<pid_t>(req_.pid), fd);
-        if (r.ok()) last_port_ = {*r, fd};
-        return r;
-      }
-      case abi::ObjectKind::kKqueue:
-        return Errno{EBADF};
-    }
-    return Errno{EBADF};
+    Result<emul::ObjectId> r = sup_.ResolveObject(static_cast<pid_t>(req_.pid), fd, kind);
+    if (r.ok()) last_object_ = {*r, fd};
+    return r;
   }
   emul::EventPorts& ports() override { return *sup_.ports_; }
   std::shared_ptr<abi::Responder> Defer() override {
@@ -162,7 +155,7 @@ class Supervisor::Context final : public abi::CallContext {
           static_cast<int>(what.size()), what.data());
     }
   }
-  std::optional<std::pair<emul::ObjectId, int>> last_port() const { return last_port_; }
+  std::optional<std::pair<emul::ObjectId, int>> last_object() const { return last_object_; }
 
  private:
   // Keeps the target memory object alive as long as a completion may use it.
@@ -183,7 +176,7 @@ class Supervisor::Context final : public abi::CallContext {
   emul::Caller caller_;
   std::shared_ptr<RemoteMemory> memory_;
   std::shared_ptr<abi::Responder> deferred_;
-  std::optional<std::pair<emul::ObjectId, int>> last_port_;
+  std::optional<std::pair<emul::ObjectId, int>> last_object_;
 };
 
 Supervisor::Supervisor(int listener, SupervisorOptions options)
@@ -196,7 +189,7 @@ Supervisor::Supervisor(int listener, SupervisorOptions options)
   }
   epoll_ = epoll_create1(EPOLL_CLOEXEC);
   host_ = std::make_unique<LinuxHost>(epoll_, [this](emul::Pid pid) { return PidfdOf(pid); });
-  host_->set_readiness_callback([this](emul::ObjectId o, bool r) { OnPortReadiness(o, r); });
+  host_->set_readiness_callback([this](emul::ObjectId o, bool r) { OnObjectReadiness(o, r); });
   ports_ = std::make_unique<emul::EventPorts>(*host_, options_.port_limits);
 
   if (options_.sync_wakeup) {
@@ -236,7 +229,7 @@ Supervisor::~Supervisor() {
   ports_.reset();
   host_.reset();
   for (auto& [pid, p] : processes_) close(p.pidfd);
-  for (auto& [obj, h] : port_handles_) close(h.sup_end);
+  for (auto& [obj, h] : object_handles_) close(h.sup_end);
   if (sweep_fd_ >= 0) close(sweep_fd_);
   if (signal_fd_ >= 0) close(signal_fd_);
   if (epoll_ >= 0) close(epoll_);
@@ -322,7 +315,7 @@ void Supervisor::ForgetParked(pid_t tid, uint64_t notif_id) {
   }
 }
 
-Result<emul::ObjectId> Supervisor::ResolvePort(pid_t tid, int fd) {
+Result<emul::ObjectId> Supervisor::ResolveObject(pid_t tid, int fd, abi::ObjectKind kind) {
   if (fd < 0) return Errno{EBADF};
   char path[64], link[128];
   std::snprintf(path, sizeof path, "/proc/%d/fd/%d", tid, fd);
@@ -331,15 +324,27 @@ Result<emul::ObjectId> Supervisor::ResolvePort(pid_t tid, int fd) {
   link[n] = '\0';
   unsigned long long inode = 0;
   if (std::sscanf(link, "socket:[%llu]", &inode) != 1) return Errno{EBADFD};
-  auto it = port_by_inode_.find(inode);
-  if (it == port_by_inode_.end() || !ports_->Exists(it->second)) return Errno{EBADFD};
+  auto it = object_by_inode_.find(inode);
+  if (it == object_by_inode_.end()) return Errno{EBADFD};
+  const ObjectHandle& h = object_handles_.at(it->second);
+  if (h.kind != kind) return Errno{EBADFD};
   return it->second;
 }
 
-void Supervisor::OnPortReadiness(emul::ObjectId obj, bool readable) {
-  auto it = port_handles_.find(obj);
-  if (it == port_handles_.end()) return;
-  PortHandle& h = it->second;
+void Supervisor::ObjectClosed(abi::ObjectKind kind, emul::ObjectId obj) {
+  switch (kind) {
+    case abi::ObjectKind::kPort:
+      ports_->LastClose(obj);
+      break;
+    case abi::ObjectKind::kKqueue:
+      break;  // kqueues: issue 4
+  }
+}
+
+void Supervisor::OnObjectReadiness(emul::ObjectId obj, bool readable) {
+  auto it = object_handles_.find(obj);
+  if (it == object_handles_.end()) return;
+  ObjectHandle& h = it->second;
   if (readable && !h.signalled) {
     char byte = 1;
     if (send(h.sup_end, &byte, 1, MSG_DONTWAIT | MSG_NOSIGNAL) == 1) h.signalled = true;
@@ -352,8 +357,8 @@ void Supervisor::OnPortReadiness(emul::ObjectId obj, bool readable) {
 }
 
 void Supervisor::DrainIfNeeded(emul::ObjectId obj, pid_t tid, int fd) {
-  auto it = port_handles_.find(obj);
-  if (it == port_handles_.end() || !it->second.needs_drain) return;
+  auto it = object_handles_.find(obj);
+  if (it == object_handles_.end() || !it->second.needs_drain) return;
   int pidfd = PidfdOf(ProcessOf(tid));
   int dup = static_cast<int>(syscall(SYS_pidfd_getfd, pidfd, fd, 0));
   if (dup < 0) return;
@@ -365,12 +370,13 @@ void Supervisor::DrainIfNeeded(emul::ObjectId obj, pid_t tid, int fd) {
   it->second.needs_drain = false;
 }
 
-int Supervisor::InstallObject(uint64_t id, emul::ObjectId obj, bool* delivered) {
+int Supervisor::InstallObject(uint64_t id, abi::ObjectKind kind, emul::ObjectId obj,
+                              bool* delivered) {
   *delivered = false;
   int sv[2];
   if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sv) != 0) {
     int err = errno;
-    ports_->LastClose(obj);
+    ObjectClosed(kind, obj);
     Respond(id, 0, err == EMFILE || err == ENFILE ? ENOMEM : err);
     return -1;
   }
@@ -392,7 +398,7 @@ int Supervisor::InstallObject(uint64_t id, emul::ObjectId obj, bool* delivered) 
   close(sv[1]);
   if (newfd < 0) {
     close(sv[0]);
-    ports_->LastClose(obj);
+    ObjectClosed(kind, obj);
     // EMFILE: the target's descriptor table is full (port.c:765-774).
     if (err != ENOENT) Respond(id, 0, err == EBADF ? EMFILE : err);
     return -1;
@@ -401,11 +407,12 @@ int Supervisor::InstallObject(uint64_t id, emul::ObjectId obj, bool* delivered) 
     // The fd was installed but the call was interrupted: the target will
     // close nothing; the socket's HUP will clean up when it exits.
   }
-  PortHandle h;
+  ObjectHandle h;
+  h.kind = kind;
   h.sup_end = sv[0];
   h.inode = st.st_ino;
-  port_handles_[obj] = h;
-  port_by_inode_[st.st_ino] = obj;
+  object_handles_[obj] = h;
+  object_by_inode_[st.st_ino] = obj;
   epoll_event ev{};
   ev.events = EPOLLRDHUP | EPOLLHUP;
   ev.data.u64 = kTagPort | obj;
@@ -437,25 +444,12 @@ void Supervisor::HandleNotification(seccomp_notif& req) {
   abi::SyscallArgs args(model, raw);
   Context ctx(*this, req, pid);
   abi::Outcome out;
-  switch (entry->call) {
-    case abi::Call::kPortfs:
-      out = abi::illumos::SysPortfs(ctx, args);
-      break;
-    case abi::Call::kTimerCreate:
-    case abi::Call::kTimerDelete:
-    case abi::Call::kTimerSettime:
-    case abi::Call::kTimerGettime:
-    case abi::Call::kTimerGetoverrun:
-    case abi::Call::kKqueue:
-    case abi::Call::kKqueuex:
-    case abi::Call::kKevent:
-    case abi::Call::kKevent11: {
-      std::string what = std::string(abi::PersonalityName(entry->personality)) + " " +
-                         std::string(entry->name);
-      ctx.NotImplemented(what);
-      out = abi::Outcome::Error(ENOSYS);
-      break;
-    }
+  if (entry->handler != nullptr) {
+    out = entry->handler(ctx, args);
+  } else {
+    ctx.NotImplemented(std::string(abi::PersonalityName(entry->personality)) + " " +
+                       std::string(entry->name));
+    out = abi::Outcome::Error(ENOSYS);
   }
   switch (out.kind) {
     case abi::Outcome::Kind::kValue:
@@ -466,13 +460,13 @@ void Supervisor::HandleNotification(seccomp_notif& req) {
       break;
     case abi::Outcome::Kind::kNewObject: {
       bool delivered = false;
-      InstallObject(req.id, out.object, &delivered);
+      InstallObject(req.id, out.object_kind, out.object, &delivered);
       break;
     }
     case abi::Outcome::Kind::kDeferred:
       break;
   }
-  if (auto lp = ctx.last_port()) DrainIfNeeded(lp->first, tid, lp->second);
+  if (auto lo = ctx.last_object()) DrainIfNeeded(lo->first, tid, lo->second);
 }
 
 void Supervisor::SweepParked() {
@@ -560,15 +554,16 @@ int Supervisor::Run() {
         }
         case kTagPort: {
           emul::ObjectId obj = data & ~kTagMask;
-          auto it = port_handles_.find(obj);
-          if (it != port_handles_.end()) {
-            // Every holder closed the port: the last close (rule 33).
+          auto it = object_handles_.find(obj);
+          if (it != object_handles_.end()) {
+            // Every holder closed the descriptor: the last close (port rule 33).
+            abi::ObjectKind kind = it->second.kind;
             epoll_ctl(epoll_, EPOLL_CTL_DEL, it->second.sup_end, nullptr);
             close(it->second.sup_end);
-            port_by_inode_.erase(it->second.inode);
-            port_handles_.erase(it);
+            object_by_inode_.erase(it->second.inode);
+            object_handles_.erase(it);
+            ObjectClosed(kind, obj);
           }
-          ports_->LastClose(obj);
           break;
         }
         case kTagSignal: {

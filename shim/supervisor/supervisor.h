@@ -14,6 +14,7 @@
 #include <string>
 #include <unordered_map>
 
+#include "abi/common/call.h"
 #include "emul/event_port.h"
 #include "shim/supervisor/linux_host.h"
 
@@ -48,7 +49,12 @@ class Supervisor {
   struct Process {
     int pidfd = -1;
   };
-  struct PortHandle {
+  // The descriptor a target holds for an emulated object is one end of a
+  // socketpair: the object is recognised by that end's inode, our end polls
+  // HUP when the last holder closes it, and a byte written on our end makes
+  // the target's descriptor poll readable (events pending).
+  struct ObjectHandle {
+    abi::ObjectKind kind = abi::ObjectKind::kPort;
     int sup_end = -1;       // our end of the socketpair; HUP = last close
     uint64_t inode = 0;     // the target end's inode: how a descriptor is recognised
     bool signalled = false; // a byte is waiting in the target end
@@ -57,16 +63,17 @@ class Supervisor {
 
   void HandleNotification(seccomp_notif& req);
   bool Respond(uint64_t id, int64_t value, int error);
-  int InstallObject(uint64_t id, emul::ObjectId obj, bool* delivered);
+  int InstallObject(uint64_t id, abi::ObjectKind kind, emul::ObjectId obj, bool* delivered);
+  void ObjectClosed(abi::ObjectKind kind, emul::ObjectId obj);
   emul::Pid ProcessOf(pid_t tid);
   int PidfdOf(emul::Pid pid);
   void ProcessGone(emul::Pid pid);
-  void OnPortReadiness(emul::ObjectId obj, bool readable);
+  void OnObjectReadiness(emul::ObjectId obj, bool readable);
   void DrainIfNeeded(emul::ObjectId obj, pid_t tid, int fd);
   void SweepParked();
   void ForgetParked(pid_t tid, uint64_t notif_id);
   void ReapChildren();
-  emul::Result<emul::ObjectId> ResolvePort(pid_t tid, int fd);
+  emul::Result<emul::ObjectId> ResolveObject(pid_t tid, int fd, abi::ObjectKind kind);
 
   int listener_;
   SupervisorOptions options_;
@@ -77,8 +84,8 @@ class Supervisor {
   std::unique_ptr<emul::EventPorts> ports_;
   std::unordered_map<emul::Pid, Process> processes_;
   std::unordered_map<pid_t, emul::Pid> tgid_of_;
-  std::unordered_map<emul::ObjectId, PortHandle> port_handles_;
-  std::unordered_map<uint64_t, emul::ObjectId> port_by_inode_;
+  std::unordered_map<emul::ObjectId, ObjectHandle> object_handles_;
+  std::unordered_map<uint64_t, emul::ObjectId> object_by_inode_;
   // Parked calls: wait id -> (tid, notification id), and tid -> wait id.
   std::unordered_map<emul::WaitId, std::pair<pid_t, uint64_t>> parked_;
   std::unordered_map<pid_t, emul::WaitId> parked_by_tid_;
