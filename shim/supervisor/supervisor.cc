@@ -145,7 +145,9 @@ class Supervisor::Context final : public abi::CallContext {
     return deferred_;
   }
   void Parked(emul::WaitId id) override {
-    sup_.parked_[id] = {static_cast<pid_t>(req_.pid), req_.id};
+    std::array<uint64_t, 6> args{};
+    for (int i = 0; i < 6; ++i) args[i] = req_.data.args[i];
+    sup_.parked_[id] = ParkedCall{static_cast<pid_t>(req_.pid), req_.id, req_.data.nr, args};
     sup_.parked_by_tid_[static_cast<pid_t>(req_.pid)] = id;
   }
   void NotImplemented(std::string_view what) override {
@@ -286,11 +288,11 @@ void Supervisor::ProcessGone(emul::Pid pid) {
   // owner-only events go, its waiters vanish (rule 35).
   std::vector<emul::WaitId> waits;
   for (auto& [wid, who] : parked_) {
-    auto t = tgid_of_.find(who.first);
+    auto t = tgid_of_.find(who.tid);
     if (t != tgid_of_.end() && t->second == pid) waits.push_back(wid);
   }
   for (emul::WaitId w : waits) {
-    parked_by_tid_.erase(parked_[w].first);
+    parked_by_tid_.erase(parked_[w].tid);
     parked_.erase(w);
     ports_->CancelWait(w);
   }
@@ -309,7 +311,7 @@ void Supervisor::ForgetParked(pid_t tid, uint64_t notif_id) {
   auto t = parked_by_tid_.find(tid);
   if (t == parked_by_tid_.end()) return;
   auto p = parked_.find(t->second);
-  if (p != parked_.end() && p->second.second == notif_id) {
+  if (p != parked_.end() && p->second.notif_id == notif_id) {
     parked_.erase(p);
     parked_by_tid_.erase(t);
   }
@@ -427,12 +429,22 @@ void Supervisor::HandleNotification(seccomp_notif& req) {
   const abi::SyscallEntry* entry = abi::FindSyscall(model, req.data.nr);
   const pid_t tid = static_cast<pid_t>(req.pid);
   // A thread has one system call in flight: a parked one from the same
-  // thread was abandoned (a signal interrupted it, SA_RESTART re-issued it).
+  // thread was abandoned because a signal interrupted it. If this is the
+  // very same call (same number and registers, including the library's call
+  // number), Linux is restarting it after an SA_RESTART handler; illumos and
+  // the BSDs never restart these waits, so it fails with EINTR.
   if (auto t = parked_by_tid_.find(tid); t != parked_by_tid_.end()) {
     emul::WaitId w = t->second;
+    const ParkedCall old = parked_[w];
     parked_by_tid_.erase(t);
     parked_.erase(w);
     ports_->CancelWait(w);
+    bool same = old.nr == req.data.nr;
+    for (int i = 0; i < 6 && same; ++i) same = old.args[i] == req.data.args[i];
+    if (same) {
+      Respond(req.id, 0, EINTR);
+      return;
+    }
   }
   if (entry == nullptr) {
     Respond(req.id, 0, ENOSYS);
@@ -472,11 +484,11 @@ void Supervisor::HandleNotification(seccomp_notif& req) {
 void Supervisor::SweepParked() {
   std::vector<emul::WaitId> dead;
   for (auto& [wid, who] : parked_) {
-    uint64_t id = who.second;
+    uint64_t id = who.notif_id;
     if (ioctl(listener_, SECCOMP_IOCTL_NOTIF_ID_VALID, &id) != 0) dead.push_back(wid);
   }
   for (emul::WaitId w : dead) {
-    parked_by_tid_.erase(parked_[w].first);
+    parked_by_tid_.erase(parked_[w].tid);
     parked_.erase(w);
     ports_->CancelWait(w);
   }

@@ -7,6 +7,7 @@
 
 #include <sys/types.h>
 
+#include <array>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -86,8 +87,14 @@ class Supervisor {
   std::unordered_map<pid_t, emul::Pid> tgid_of_;
   std::unordered_map<emul::ObjectId, ObjectHandle> object_handles_;
   std::unordered_map<uint64_t, emul::ObjectId> object_by_inode_;
-  // Parked calls: wait id -> (tid, notification id), and tid -> wait id.
-  std::unordered_map<emul::WaitId, std::pair<pid_t, uint64_t>> parked_;
+  // Parked calls: wait id -> the call, and tid -> wait id.
+  struct ParkedCall {
+    pid_t tid;
+    uint64_t notif_id;
+    int nr;
+    std::array<uint64_t, 6> args;
+  };
+  std::unordered_map<emul::WaitId, ParkedCall> parked_;
   std::unordered_map<pid_t, emul::WaitId> parked_by_tid_;
   std::set<std::string> reported_;
   bool addfd_send_ = true;  // SECCOMP_ADDFD_FLAG_SEND (5.14); falls back

@@ -15,7 +15,22 @@
 
 #define EXPORT __attribute__((visibility("default")))
 
+/*
+ * On LP64 the upper half of the opcode register carries a per-thread call
+ * number (illumos reads the opcode as an int, so those bits are free). When a
+ * signal with SA_RESTART interrupts a wait, Linux re-issues the same call;
+ * the identical call number tells the supervisor it is a restart, which
+ * illumos never does: it answers EINTR (docs/abi.md "Signals").
+ */
+#if defined(__x86_64__)
+static __thread unsigned call_seq;
+#endif
+
 static long portfs(long op, long a0, long a1, long a2, long a3, long a4) {
+#if defined(__x86_64__)
+  call_seq += 2;
+  op |= (long)((unsigned long)(call_seq | 1) << 32);
+#endif
   long r = syscall(EVSHIM_SYS_portfs, op, a0, a1, a2, a3, a4);
   return r; /* -1 with errno set on error, as syscall(2) does */
 }

@@ -1,0 +1,156 @@
+// Event-port programs under the real supervisor: `evshim run` and preload-only.
+#include <gtest/gtest.h>
+
+#include <dirent.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+#include <string>
+
+#include "tests/support/run.h"
+
+namespace {
+
+using evshim::testing::RunCommand;
+using evshim::testing::RunResult;
+
+const std::string kEvshim = EVSHIM_BIN;
+const std::string kPreload = EVSHIM_PRELOAD;
+// EVSHIM_TESTBIN_DIR runs the same scenarios with other builds of the test
+// programs (the VM suite uses it for the 32-bit ones).
+std::string TestbinDir() {
+  const char* d = std::getenv("EVSHIM_TESTBIN_DIR");
+  return d && *d ? d : TESTBIN_DIR;
+}
+const std::string kScenarios = TestbinDir() + "/port_scenarios";
+const std::string kDemo = TestbinDir() + "/port_demo";
+
+RunResult Scenario(const std::string& name) {
+  return RunCommand({kEvshim, "run", "--", kScenarios, name}, 30);
+}
+
+class PortScenario : public ::testing::TestWithParam<const char*> {};
+
+TEST_P(PortScenario, PassesUnderEvshimRun) {
+  RunResult r = Scenario(GetParam());
+  EXPECT_FALSE(r.timed_out);
+  EXPECT_EQ(r.status, 0) << "stdout:\n" << r.out << "stderr:\n" << r.err;
+}
+
+INSTANTIATE_TEST_SUITE_P(Ports, PortScenario,
+                         ::testing::Values("etime", "wake_on_send", "two_waiters", "epipe",
+                                           "socket_eof", "fd_oneshot", "close_discards",
+                                           "getn_partial", "alert", "sendn", "bad_ports",
+                                           "pollable", "fork_shares", "fork_dissociate", "eintr"));
+
+// Without a supervisor the foreign call is an unknown syscall: the scenario
+// must fail, which shows the scenarios test evshim and not something else.
+TEST(PortScenarioControl, FailsWithoutEvshim) {
+  RunResult r = RunCommand({kScenarios, "wake_on_send"}, 10);
+  EXPECT_NE(r.status, 0);
+}
+
+TEST(Demo, PrintsBothEvents) {
+  RunResult r = RunCommand({kEvshim, "run", "--", kDemo}, 30);
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(r.out.find("source=PORT_SOURCE_FD events=0x1"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("source=PORT_SOURCE_USER events=0x2a"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("ETIME"), std::string::npos) << r.out;
+}
+
+// LD_PRELOAD without the launcher: the library starts a supervisor itself.
+TEST(PreloadOnly, RunsScenarioWithoutLauncher) {
+  RunResult r = RunCommand({kScenarios, "two_waiters"}, 30, {"LD_PRELOAD=" + kPreload});
+  EXPECT_EQ(r.status, 0) << r.out << r.err;
+  RunResult fork_case = RunCommand({kScenarios, "fork_shares"}, 30, {"LD_PRELOAD=" + kPreload});
+  EXPECT_EQ(fork_case.status, 0) << fork_case.out << fork_case.err;
+}
+
+// Under the launcher the preload must not start a second supervisor.
+TEST(PreloadOnly, NoSecondSupervisorUnderLauncher) {
+  RunResult r = RunCommand({kEvshim, "run", "--", "sh", "-c",
+                            "LD_PRELOAD=" + kPreload + " " + kScenarios + " wake_on_send"},
+                           30);
+  EXPECT_EQ(r.status, 0) << r.out << r.err;
+  EXPECT_EQ(r.err.find("cannot install"), std::string::npos) << r.err;
+}
+
+TEST(Launcher, PropagatesExitStatus) {
+  EXPECT_EQ(RunCommand({kEvshim, "run", "--", "/bin/false"}).status, 1);
+  EXPECT_EQ(RunCommand({kEvshim, "run", "--", "/bin/true"}).status, 0);
+  EXPECT_EQ(RunCommand({kEvshim, "run", "--", "sh", "-c", "kill -TERM $$"}).status, 143);
+  EXPECT_EQ(RunCommand({kEvshim, "run", "--", "sh", "-c", "exit 7"}).status, 7);
+}
+
+TEST(Launcher, MissingAndNonExecutablePrograms) {
+  RunResult missing = RunCommand({kEvshim, "run", "--", "/nonexistent/prog"});
+  EXPECT_EQ(missing.status, 127);
+  EXPECT_NE(missing.err.find("No such file"), std::string::npos) << missing.err;
+  char path[] = "/tmp/evshim-noexec-XXXXXX";
+  int fd = mkstemp(path);
+  ASSERT_GE(fd, 0);
+  close(fd);
+  chmod(path, 0644);
+  EXPECT_EQ(RunCommand({kEvshim, "run", "--", path}).status, 126);
+  unlink(path);
+  EXPECT_EQ(RunCommand({kEvshim, "run", "--bogus", "/bin/true"}).status, 2);
+  EXPECT_EQ(RunCommand({kEvshim}).status, 2);
+}
+
+TEST(Launcher, HelpAndVersion) {
+  RunResult help = RunCommand({kEvshim, "--help"});
+  EXPECT_EQ(help.status, 0);
+  EXPECT_NE(help.out.find("usage: evshim run"), std::string::npos);
+  RunResult version = RunCommand({kEvshim, "--version"});
+  EXPECT_EQ(version.status, 0);
+  EXPECT_EQ(version.out.rfind("evshim ", 0), 0u);
+}
+
+// Every process of the tree is served, including exec'd images.
+TEST(Launcher, ServesChildrenAcrossExec) {
+  RunResult r = RunCommand({kEvshim, "run", "--", "sh", "-c", kScenarios + " sendn && " + kScenarios + " alert"});
+  EXPECT_EQ(r.status, 0) << r.out << r.err;
+}
+
+std::vector<pid_t> ChildrenOf(pid_t pid) {
+  std::vector<pid_t> kids;
+  std::ifstream f("/proc/" + std::to_string(pid) + "/task/" + std::to_string(pid) + "/children");
+  pid_t k;
+  while (f >> k) kids.push_back(k);
+  return kids;
+}
+
+// kill -9 of the program while it is blocked in port_get leaves no evshim
+// process behind, and evshim reports 128+9.
+TEST(Launcher, KillNineWhileBlockedLeavesNothingBehind) {
+  int out[2];
+  ASSERT_EQ(pipe(out), 0);
+  pid_t sup = fork();
+  if (sup == 0) {
+    dup2(out[1], 1);
+    close(out[0]);
+    execl(kEvshim.c_str(), kEvshim.c_str(), "run", "--", kScenarios.c_str(), "block_forever", nullptr);
+    _exit(127);
+  }
+  close(out[1]);
+  char buf[64] = {};
+  ASSERT_GT(read(out[0], buf, sizeof buf - 1), 0);
+  ASSERT_NE(std::string(buf).find("blocking"), std::string::npos);
+  usleep(100 * 1000);  // let it park in port_get
+  std::vector<pid_t> kids = ChildrenOf(sup);
+  ASSERT_EQ(kids.size(), 1u);
+  ASSERT_EQ(kill(kids[0], SIGKILL), 0);
+  int status = 0;
+  for (int i = 0; i < 100 && waitpid(sup, &status, WNOHANG) == 0; ++i) usleep(50 * 1000);
+  ASSERT_TRUE(WIFEXITED(status)) << "evshim did not exit after its program was killed";
+  EXPECT_EQ(WEXITSTATUS(status), 137);
+  EXPECT_EQ(kill(sup, 0), -1);  // gone
+  close(out[0]);
+}
+
+}  // namespace

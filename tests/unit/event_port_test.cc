@@ -1,0 +1,478 @@
+// Unit tests of the event-port engine against a fake host. Each test names
+// the rule of shared/design/research/ports.md (and the port.c lines) it pins.
+#include "emul/event_port.h"
+
+#include <gtest/gtest.h>
+
+#include <climits>
+#include <memory>
+#include <vector>
+
+#include "tests/support/fake_host.h"
+
+namespace evshim::emul {
+namespace {
+
+using testing::FakeHost;
+constexpr uint16_t kUser = 3, kFd = 4, kAlert = 5;
+constexpr uint32_t kIn = poll_bits::kIn, kOut = poll_bits::kOut, kHup = poll_bits::kHup;
+
+struct Record {
+  std::vector<GetOutcome> outcomes;
+  bool refuse = false;
+};
+
+class Recorder : public GetCompletion {
+ public:
+  explicit Recorder(std::shared_ptr<Record> r) : r_(std::move(r)) {}
+  bool Complete(GetOutcome out) override {
+    if (r_->refuse) return false;
+    r_->outcomes.push_back(std::move(out));
+    return true;
+  }
+
+ private:
+  std::shared_ptr<Record> r_;
+};
+
+class EventPortTest : public ::testing::Test {
+ protected:
+  EventPortTest() : ports_(host_, PortLimits{}) {}
+
+  ObjectId NewPort(PortLimits limits = {}) {
+    if (limits.max_events_per_port != PortLimits{}.max_events_per_port) {
+      custom_ = std::make_unique<EventPorts>(host_, limits);
+    }
+    Result<ObjectId> r = engine().Create(kA);
+    EXPECT_TRUE(r.ok());
+    return *r;
+  }
+  EventPorts& engine() { return custom_ ? *custom_ : ports_; }
+
+  // Issues a retrieval; returns its record (outcome appears when completed).
+  std::shared_ptr<Record> Get(Caller who, ObjectId port, GetSpec spec, std::optional<WaitId>* wait = nullptr) {
+    auto rec = std::make_shared<Record>();
+    auto w = engine().Get(who, port, spec, std::make_unique<Recorder>(rec));
+    if (wait) *wait = w;
+    return rec;
+  }
+  static GetSpec Getn(uint32_t max, uint32_t nget, Timeout t = Timeout::Forever()) {
+    GetSpec s;
+    s.max = max;
+    s.nget = nget;
+    s.timeout = t;
+    return s;
+  }
+  static GetSpec GetOne(Timeout t = Timeout::Forever()) {
+    GetSpec s;
+    s.one = true;
+    s.timeout = t;
+    return s;
+  }
+  void Ready(const FakeHost::FileRef& f, uint32_t bits) {
+    host_.SetReady(f, bits, [this](WatchId id, uint32_t b) { engine().OnWatchReady(id, b); });
+  }
+  void Expire(Nanos d) {
+    host_.Advance(d);
+    engine().OnDeadline();
+  }
+
+  static constexpr Caller kA{100, 100};
+  static constexpr Caller kA2{100, 101};  // another thread of process A
+  static constexpr Caller kB{200, 200};   // another process
+  FakeHost host_;
+  EventPorts ports_;
+  std::unique_ptr<EventPorts> custom_;
+};
+
+// Rule 1 (port.c:742-755): the per-tree port count gives EAGAIN.
+TEST_F(EventPortTest, Rule1CreateBeyondPortLimitIsEagain) {
+  EventPorts small(host_, PortLimits{65536, 2});
+  EXPECT_TRUE(small.Create(kA).ok());
+  EXPECT_TRUE(small.Create(kA).ok());
+  Result<ObjectId> third = small.Create(kA);
+  ASSERT_FALSE(third.ok());
+  EXPECT_EQ(third.error().value, EAGAIN);
+}
+
+// Rule 13: port_send queues {PORT_SOURCE_USER, object 0, events, user}.
+TEST_F(EventPortTest, Rule13SendThenGetReturnsUserEvent) {
+  ObjectId p = NewPort();
+  ASSERT_TRUE(engine().Send(kA, p, 42, 0xfeed).ok());
+  auto rec = Get(kA, p, GetOne());
+  ASSERT_EQ(rec->outcomes.size(), 1u);
+  EXPECT_EQ(rec->outcomes[0].error, 0);
+  ASSERT_EQ(rec->outcomes[0].events.size(), 1u);
+  EXPECT_EQ(rec->outcomes[0].events[0], (PortEvent{kUser, 42, 0, 0xfeed}));
+}
+
+// Rule 24 (port.c:1284, 1546-1578): a zero timeout with nothing queued is
+// not ETIME: it returns success with no events.
+TEST_F(EventPortTest, Rule24ZeroTimeoutPollsWithoutEtime) {
+  ObjectId p = NewPort();
+  auto one = Get(kA, p, GetOne(Timeout::Value(0, 0)));
+  ASSERT_EQ(one->outcomes.size(), 1u);
+  EXPECT_EQ(one->outcomes[0].error, 0);
+  EXPECT_TRUE(one->outcomes[0].events.empty());
+  EXPECT_TRUE(engine().Send(kA, p, 1, 1).ok());
+  auto n = Get(kA, p, Getn(8, 4, Timeout::Value(0, 0)));
+  ASSERT_EQ(n->outcomes.size(), 1u);
+  EXPECT_EQ(n->outcomes[0].error, 0);
+  EXPECT_EQ(n->outcomes[0].events.size(), 1u);  // what there was, fewer than nget
+}
+
+// Rule 25 (port.c:1333-1348): port_get's deadline is ETIME with no event.
+TEST_F(EventPortTest, Rule25GetTimesOutWithEtime) {
+  ObjectId p = NewPort();
+  std::optional<WaitId> wait;
+  auto rec = Get(kA, p, GetOne(Timeout::Value(1, 0)), &wait);
+  EXPECT_TRUE(wait.has_value());
+  EXPECT_TRUE(rec->outcomes.empty());
+  EXPECT_EQ(host_.deadline(), host_.Now() + kNanosPerSecond);
+  Expire(kNanosPerSecond / 2);
+  EXPECT_TRUE(rec->outcomes.empty());
+  Expire(kNanosPerSecond / 2);
+  ASSERT_EQ(rec->outcomes.size(), 1u);
+  EXPECT_EQ(rec->outcomes[0].error, ETIME);
+  EXPECT_TRUE(rec->outcomes[0].events.empty());
+  EXPECT_EQ(engine().WaiterCount(p), 0u);
+}
+
+// Rule 25 (port.c:638-643): port_getn's deadline returns the events that are
+// there together with ETIME.
+TEST_F(EventPortTest, Rule25GetnTimesOutWithPartialEvents) {
+  ObjectId p = NewPort();
+  EXPECT_TRUE(engine().Send(kA, p, 1, 1).ok());
+  auto rec = Get(kA, p, Getn(8, 3, Timeout::Value(0, 5'000'000)));
+  EXPECT_TRUE(rec->outcomes.empty());  // 1 < nget 3: waits
+  EXPECT_TRUE(engine().Send(kA, p, 2, 2).ok());
+  EXPECT_TRUE(rec->outcomes.empty());
+  Expire(5'000'000);
+  ASSERT_EQ(rec->outcomes.size(), 1u);
+  EXPECT_EQ(rec->outcomes[0].error, ETIME);
+  EXPECT_EQ(rec->outcomes[0].events.size(), 2u);
+  EXPECT_EQ(engine().QueuedCount(p), 0u);
+}
+
+// A blocked retrieval wakes when an event is sent (port_send_event).
+TEST_F(EventPortTest, WaiterWakesOnSend) {
+  ObjectId p = NewPort();
+  auto rec = Get(kA, p, GetOne());
+  EXPECT_TRUE(rec->outcomes.empty());
+  EXPECT_EQ(engine().WaiterCount(p), 1u);
+  EXPECT_TRUE(engine().Send(kA2, p, 7, 7).ok());
+  ASSERT_EQ(rec->outcomes.size(), 1u);
+  EXPECT_EQ(rec->outcomes[0].events[0].events, 7u);
+}
+
+// Two waiters, two events: each event is delivered exactly once.
+TEST_F(EventPortTest, TwoWaitersEachGetOneOfTwoEvents) {
+  ObjectId p = NewPort();
+  auto r1 = Get(kA, p, GetOne());
+  auto r2 = Get(kA2, p, GetOne());
+  EXPECT_TRUE(engine().Send(kB, p, 1, 1).ok());
+  EXPECT_TRUE(engine().Send(kB, p, 2, 2).ok());
+  ASSERT_EQ(r1->outcomes.size(), 1u);
+  ASSERT_EQ(r2->outcomes.size(), 1u);
+  std::set<uint32_t> got{r1->outcomes[0].events[0].events, r2->outcomes[0].events[0].events};
+  EXPECT_EQ(got, (std::set<uint32_t>{1, 2}));
+  EXPECT_EQ(engine().QueuedCount(p), 0u);
+}
+
+// Rule 30 (port.c:1814-1855): the insertion quirk. With waiter A(nget 1)
+// then B(nget 5), B becomes the head and one event wakes nobody.
+TEST_F(EventPortTest, Rule30WaiterInsertionQuirkHeadIsLargerNget) {
+  ObjectId p = NewPort();
+  auto a = Get(kA, p, Getn(8, 1));
+  auto b = Get(kA2, p, Getn(8, 5));
+  EXPECT_TRUE(engine().Send(kB, p, 1, 1).ok());
+  EXPECT_TRUE(a->outcomes.empty());
+  EXPECT_TRUE(b->outcomes.empty());
+  EXPECT_EQ(engine().QueuedCount(p), 1u);
+}
+
+// Rule 30: equal nget, the newest waiter is woken first (LIFO).
+TEST_F(EventPortTest, Rule30EqualNgetNewestFirst) {
+  ObjectId p = NewPort();
+  auto first = Get(kA, p, GetOne());
+  auto second = Get(kA2, p, GetOne());
+  EXPECT_TRUE(engine().Send(kB, p, 1, 1).ok());
+  EXPECT_TRUE(first->outcomes.empty());
+  EXPECT_EQ(second->outcomes.size(), 1u);
+}
+
+// Rule 20 (port.c:1188-1222): the argument checks and their order.
+TEST_F(EventPortTest, Rule20ArgumentChecksInOrder) {
+  ObjectId p = NewPort();
+  EXPECT_TRUE(engine().Send(kA, p, 1, 1).ok());
+  EXPECT_TRUE(engine().Send(kA, p, 2, 2).ok());
+  EXPECT_EQ(Get(kA, p, Getn(1, 2))->outcomes[0].error, EINVAL);  // nget > max > 0
+  auto count = Get(kA, p, Getn(0, 5));                            // max == 0: the count
+  ASSERT_TRUE(count->outcomes[0].count_only.has_value());
+  EXPECT_EQ(*count->outcomes[0].count_only, 2u);
+  GetSpec null_list = Getn(4, 1);
+  null_list.list_is_null = true;
+  EXPECT_EQ(Get(kA, p, null_list)->outcomes[0].error, EFAULT);
+  auto zero = Get(kA, p, Getn(4, 0));  // nget == 0: nothing required
+  EXPECT_EQ(zero->outcomes[0].error, 0);
+  EXPECT_TRUE(zero->outcomes[0].events.empty());
+  EXPECT_EQ(engine().QueuedCount(p), 2u);
+}
+
+// Rule 21 (port.c:1268-1285): the timeout is examined only if the call
+// would wait.
+TEST_F(EventPortTest, Rule21InvalidTimeoutOnlyMattersWhenWaiting) {
+  ObjectId p = NewPort();
+  EXPECT_TRUE(engine().Send(kA, p, 1, 1).ok());
+  EXPECT_EQ(Get(kA, p, GetOne(Timeout::Value(-1, 0)))->outcomes[0].error, 0);
+  EXPECT_EQ(Get(kA, p, GetOne(Timeout::Value(-1, 0)))->outcomes[0].error, EINVAL);
+  EXPECT_EQ(Get(kA, p, GetOne(Timeout::Value(0, 1'000'000'000)))->outcomes[0].error, EINVAL);
+  EXPECT_EQ(Get(kA, p, Getn(4, 1, Timeout::Fault()))->outcomes[0].error, EFAULT);
+}
+
+// Rule 23 (port.c:1369): up to max events, not nget, in FIFO order.
+TEST_F(EventPortTest, Rule23ReturnsUpToMaxInFifoOrder) {
+  ObjectId p = NewPort();
+  for (uint32_t i = 1; i <= 5; ++i) EXPECT_TRUE(engine().Send(kA, p, i, i).ok());
+  auto rec = Get(kA, p, Getn(3, 1));
+  ASSERT_EQ(rec->outcomes[0].events.size(), 3u);
+  for (uint32_t i = 0; i < 3; ++i) EXPECT_EQ(rec->outcomes[0].events[i].events, i + 1);
+  EXPECT_EQ(engine().QueuedCount(p), 2u);
+}
+
+// Rules 16-18 (port.c:1061-1136, 1230-1237): alert mode.
+TEST_F(EventPortTest, Rules16To18AlertWakesAllAndIsReturnedWhileSet) {
+  ObjectId p = NewPort();
+  auto w1 = Get(kA, p, GetOne());
+  auto w2 = Get(kA2, p, Getn(8, 4));
+  EXPECT_TRUE(engine().Send(kB, p, 9, 9).ok());  // stays queued through the alert
+  // Rule 30: w2 (nget 4) became the head, so this event woke nobody.
+  EXPECT_EQ(w1->outcomes.size() + w2->outcomes.size(), 0u);
+  auto w3 = Get(kB, p, Getn(8, 4));
+  ASSERT_TRUE(engine().Alert(kA, p, 0x01, 0x55, 0xa1e).ok());
+  for (auto* w : {&w1, &w2, &w3}) {  // every waiter wakes with the alert (rule 17)
+    ASSERT_EQ((*w)->outcomes.size(), 1u);
+    EXPECT_EQ((*w)->outcomes[0].events[0], (PortEvent{kAlert, 0x55, 0, 0xa1e}));
+  }
+  EXPECT_TRUE(engine().Send(kB, p, 10, 10).ok());
+  auto now = Get(kA, p, Getn(8, 1));
+  ASSERT_EQ(now->outcomes[0].events.size(), 1u);
+  EXPECT_EQ(now->outcomes[0].events[0].source, kAlert);
+  EXPECT_EQ(engine().QueuedCount(p), 2u);  // queued events stay queued
+  EXPECT_EQ(engine().Alert(kA, p, 0x02, 1, 1).error().value, EBUSY);  // UPDATE while set
+  EXPECT_EQ(engine().Alert(kA, p, 0x03, 1, 1).error().value, EINVAL);
+  EXPECT_TRUE(engine().Alert(kA, p, 0x03, 0, 0).ok());  // events 0 clears, flags ignored
+  auto after = Get(kA, p, GetOne());
+  EXPECT_EQ(after->outcomes[0].events[0].source, kUser);
+}
+
+// Rule 19 (port.c:217-221): the alert goes when its owner closes the port.
+TEST_F(EventPortTest, Rule19AlertRemovedWhenOwnerCloses) {
+  ObjectId p = NewPort();
+  EXPECT_TRUE(engine().Alert(kB, p, 0x01, 1, 1).ok());
+  engine().CloseBy(p, kB.pid);
+  auto rec = Get(kA, p, GetOne(Timeout::Value(0, 0)));
+  EXPECT_TRUE(rec->outcomes[0].events.empty());
+}
+
+// Rules 5 and 6: one-shot FD associations; an already ready descriptor fires
+// at once; POLLHUP is reported even when not requested.
+TEST_F(EventPortTest, Rules5And6FdAssociationIsOneShot) {
+  ObjectId p = NewPort();
+  auto f = host_.NewFile();
+  host_.Open(kA.pid, 5, f);
+  ASSERT_TRUE(engine().AssociateFd(kA, p, 5, kIn, 0xc0).ok());
+  EXPECT_EQ(engine().QueuedCount(p), 0u);
+  Ready(f, kIn);
+  ASSERT_EQ(engine().QueuedCount(p), 1u);
+  auto rec = Get(kA, p, GetOne());
+  EXPECT_EQ(rec->outcomes[0].events[0], (PortEvent{kFd, kIn, 5, 0xc0}));
+  Ready(f, kIn);  // still readable, but the association is inactive
+  EXPECT_EQ(engine().QueuedCount(p), 0u);
+  ASSERT_TRUE(engine().AssociateFd(kA, p, 5, kOut, 0xc1).ok());  // ready now? only IN
+  EXPECT_EQ(engine().QueuedCount(p), 0u);
+  Ready(f, kIn | kHup);
+  auto hup = Get(kA, p, GetOne());
+  EXPECT_EQ(hup->outcomes[0].events[0].events, kHup);  // HUP always reported, IN not asked
+  ASSERT_TRUE(engine().AssociateFd(kA, p, 5, kIn, 0xc2).ok());  // ready: fires at once
+  EXPECT_EQ(engine().QueuedCount(p), 1u);
+}
+
+// Rule 7: re-associating replaces a queued, unretrieved event and the user value.
+TEST_F(EventPortTest, Rule7ReassociateReplacesQueuedEventAndUser) {
+  ObjectId p = NewPort();
+  auto f = host_.NewFile();
+  host_.Open(kA.pid, 5, f);
+  EXPECT_TRUE(engine().AssociateFd(kA, p, 5, kIn, 1).ok());
+  Ready(f, kIn);
+  ASSERT_EQ(engine().QueuedCount(p), 1u);
+  Ready(f, 0);
+  EXPECT_TRUE(engine().AssociateFd(kA, p, 5, kIn, 2).ok());
+  EXPECT_EQ(engine().QueuedCount(p), 0u);  // the fired event was removed
+  Ready(f, kIn);
+  auto rec = Get(kA, p, GetOne());
+  EXPECT_EQ(rec->outcomes[0].events[0].user, 2u);
+  EXPECT_EQ(engine().AssociationCount(p), 1u);
+}
+
+// Rule 8 (port_fd.c): a descriptor that is not open, or an object above
+// INT_MAX, is EBADFD (not EBADF).
+TEST_F(EventPortTest, Rule8AssociateBadDescriptorIsEbadfd) {
+  ObjectId p = NewPort();
+  EXPECT_EQ(engine().AssociateFd(kA, p, 9, kIn, 0).error().value, EBADFD);
+  EXPECT_EQ(engine().AssociateFd(kA, p, int64_t{INT_MAX} + 1, kIn, 0).error().value, EBADFD);
+}
+
+// Rule 11 (port_fd.c port_dissociate_fd): each error, in the kernel's order.
+TEST_F(EventPortTest, Rule11DissociateErrors) {
+  ObjectId p = NewPort();
+  auto f = host_.NewFile();
+  host_.Open(kA.pid, 5, f);
+  EXPECT_EQ(engine().DissociateFd(kA, p, 77).error().value, ENOENT);  // never had one: before fd check
+  EXPECT_TRUE(engine().AssociateFd(kA, p, 5, kIn, 0).ok());
+  EXPECT_EQ(engine().DissociateFd(kA, p, 77).error().value, EBADFD);  // not open
+  auto g = host_.NewFile();
+  host_.Open(kA.pid, 6, g);
+  EXPECT_EQ(engine().DissociateFd(kA, p, 6).error().value, ENOENT);  // no association
+  host_.Fork(kA.pid, kB.pid);
+  EXPECT_EQ(engine().DissociateFd(kB, p, 5).error().value, EACCES);  // not the owner
+  EXPECT_TRUE(engine().DissociateFd(kA, p, 5).ok());                  // active: 0
+  EXPECT_TRUE(engine().AssociateFd(kA, p, 5, kIn, 0).ok());
+  Ready(f, kIn);
+  Get(kA, p, GetOne());  // retrieved: inactive
+  EXPECT_EQ(engine().DissociateFd(kA, p, 5).error().value, ENOENT);
+  EXPECT_EQ(engine().AssociationCount(p), 0u);  // and freed
+}
+
+// Rule 10: closing an associated descriptor dissociates it and discards its
+// queued event; nothing is delivered for it.
+TEST_F(EventPortTest, Rule10CloseDiscardsQueuedEvent) {
+  ObjectId p = NewPort();
+  auto f = host_.NewFile();
+  host_.Open(kA.pid, 5, f);
+  EXPECT_TRUE(engine().AssociateFd(kA, p, 5, kIn, 0).ok());
+  Ready(f, kIn);
+  host_.Close(kA.pid, 5);
+  auto rec = Get(kA, p, GetOne(Timeout::Value(0, 0)));
+  EXPECT_TRUE(rec->outcomes[0].events.empty());
+  EXPECT_EQ(engine().AssociationCount(p), 0u);
+  EXPECT_EQ(engine().SlotsInUse(p), 0u);
+}
+
+// Rule 12 (port.c:222-233): an FD event goes to a process that has the same
+// open file at that number; another process's different file cannot take it.
+TEST_F(EventPortTest, Rule12FdEventsSharedOnlyWithSameFile) {
+  ObjectId p = NewPort();
+  auto f = host_.NewFile();
+  host_.Open(kA.pid, 5, f);
+  host_.Fork(kA.pid, kB.pid);  // B shares the file
+  Caller kC{300, 300};
+  host_.Open(kC.pid, 5, host_.NewFile());  // C has another file at fd 5
+  EXPECT_TRUE(engine().AssociateFd(kA, p, 5, kIn, 0xab).ok());
+  Ready(f, kIn);
+  auto c = Get(kC, p, GetOne(Timeout::Value(0, 0)));
+  EXPECT_TRUE(c->outcomes[0].events.empty());
+  EXPECT_EQ(engine().QueuedCount(p), 1u);  // stays queued
+  auto b = Get(kB, p, GetOne());
+  ASSERT_EQ(b->outcomes[0].events.size(), 1u);
+  EXPECT_EQ(b->outcomes[0].events[0].user, 0xabu);
+}
+
+// Rule 4: slots (associations for their life, queued user events until
+// retrieved) are limited; none left is EAGAIN.
+TEST_F(EventPortTest, Rule4SlotsExhaustedIsEagain) {
+  ObjectId p = NewPort(PortLimits{2, 8192});
+  auto f = host_.NewFile();
+  host_.Open(kA.pid, 5, f);
+  ASSERT_TRUE(engine().AssociateFd(kA, p, 5, kIn, 0).ok());
+  ASSERT_TRUE(engine().Send(kA, p, 1, 1).ok());
+  EXPECT_EQ(engine().Send(kA, p, 1, 1).error().value, EAGAIN);
+  host_.Open(kA.pid, 6, host_.NewFile());
+  EXPECT_EQ(engine().AssociateFd(kA, p, 6, kIn, 0).error().value, EAGAIN);
+  Get(kA, p, GetOne());  // retrieving the user event frees its slot
+  EXPECT_TRUE(engine().Send(kA, p, 1, 1).ok());
+}
+
+// Fixed decision 6: a delivery the target could not take (interrupted by a
+// signal) puts the events back at the head, in order.
+TEST_F(EventPortTest, RefusedDeliveryRequeuesAtHead) {
+  ObjectId p = NewPort();
+  auto rec = Get(kA, p, Getn(8, 2));
+  rec->refuse = true;
+  EXPECT_TRUE(engine().Send(kB, p, 1, 1).ok());
+  EXPECT_TRUE(engine().Send(kB, p, 2, 2).ok());
+  EXPECT_TRUE(rec->outcomes.empty());
+  EXPECT_EQ(engine().QueuedCount(p), 2u);
+  EXPECT_TRUE(engine().Send(kB, p, 3, 3).ok());
+  auto again = Get(kA, p, Getn(8, 1));
+  ASSERT_EQ(again->outcomes[0].events.size(), 3u);
+  EXPECT_EQ(again->outcomes[0].events[0].events, 1u);
+  EXPECT_EQ(again->outcomes[0].events[2].events, 3u);
+}
+
+// Rule 33: the last close wakes waiters with EBADFD.
+TEST_F(EventPortTest, Rule33LastCloseWakesWaitersWithEbadfd) {
+  ObjectId p = NewPort();
+  auto rec = Get(kA, p, GetOne());
+  engine().LastClose(p);
+  ASSERT_EQ(rec->outcomes.size(), 1u);
+  EXPECT_EQ(rec->outcomes[0].error, EBADFD);
+  EXPECT_FALSE(engine().Exists(p));
+}
+
+// Rules 14 and 32: a process that stops holding the port loses its
+// associations; user events it sent survive.
+TEST_F(EventPortTest, Rules14And32CloseByKeepsUserEventsDropsAssociations) {
+  ObjectId p = NewPort();
+  auto f = host_.NewFile();
+  host_.Open(kB.pid, 5, f);
+  EXPECT_TRUE(engine().AssociateFd(kB, p, 5, kIn, 0).ok());
+  EXPECT_TRUE(engine().Send(kB, p, 1, 1).ok());
+  engine().CloseBy(p, kB.pid);
+  EXPECT_EQ(engine().AssociationCount(p), 0u);
+  EXPECT_EQ(engine().QueuedCount(p), 1u);
+  auto rec = Get(kA, p, GetOne());
+  EXPECT_EQ(rec->outcomes[0].events[0].source, kUser);
+}
+
+// Rule 3: the port descriptor polls readable iff events are queued.
+TEST_F(EventPortTest, Rule3ReadableIffEventsQueued) {
+  ObjectId p = NewPort();
+  EXPECT_FALSE(host_.readable(p));
+  EXPECT_TRUE(engine().Send(kA, p, 1, 1).ok());
+  EXPECT_TRUE(host_.readable(p));
+  Get(kA, p, GetOne());
+  EXPECT_FALSE(host_.readable(p));
+}
+
+// A thread that goes away (EINTR, exit) is forgotten; the event goes to the
+// next waiter, not to nobody.
+TEST_F(EventPortTest, CancelledWaiterIsSkipped) {
+  ObjectId p = NewPort();
+  std::optional<WaitId> w1;
+  auto r1 = Get(kA, p, GetOne(), &w1);
+  auto r2 = Get(kA2, p, GetOne());
+  ASSERT_TRUE(w1.has_value());
+  engine().CancelWait(*w1);
+  EXPECT_EQ(engine().WaiterCount(p), 1u);
+  EXPECT_TRUE(engine().Send(kB, p, 1, 1).ok());
+  EXPECT_TRUE(r1->outcomes.empty());
+  EXPECT_EQ(r2->outcomes.size(), 1u);
+}
+
+// Rule 35: process exit cancels its waiters and closes what it held.
+TEST_F(EventPortTest, Rule35ProcessExitCancelsWaitersAndAssociations) {
+  ObjectId p = NewPort();
+  auto f = host_.NewFile();
+  host_.Open(kB.pid, 5, f);
+  EXPECT_TRUE(engine().AssociateFd(kB, p, 5, kIn, 0).ok());
+  auto rec = Get(kB, p, GetOne());
+  engine().ProcessExited(kB.pid);
+  EXPECT_EQ(engine().WaiterCount(p), 0u);
+  EXPECT_EQ(engine().AssociationCount(p), 0u);
+  EXPECT_EQ(host_.live_watches(), 0u);
+  EXPECT_TRUE(rec->outcomes.empty());
+}
+
+}  // namespace
+}  // namespace evshim::emul
