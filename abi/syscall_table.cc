@@ -3,7 +3,10 @@
 #include <algorithm>
 #include <array>
 
+#include "abi/bsd/kevent.h"
 #include "abi/illumos/portfs.h"
+#include "abi/illumos/timers.h"
+#include "abi/illumos/trace.h"
 
 namespace evshim::abi {
 namespace {
@@ -22,24 +25,36 @@ constexpr std::array kTable = {
     SyscallEntry{P::kIllumos, Call::kPortfs, "portfs", 182, 1000, "182", S::kPartial,
                  "PORT_CREATE/ASSOCIATE(FD)/DISSOCIATE/SEND/SENDN/GET/GETN/ALERT; "
                  "PORT_SOURCE_FILE and PORT_DISPATCH not yet",
-                 &illumos::SysPortfs},
-    SyscallEntry{P::kIllumos, Call::kTimerCreate, "timer_create", 1001, 1001, "194", S::kNotYet,
-                 "SIGEV_PORT timers", nullptr},
-    SyscallEntry{P::kIllumos, Call::kTimerDelete, "timer_delete", 1002, 1002, "195", S::kNotYet, "", nullptr},
-    SyscallEntry{P::kIllumos, Call::kTimerSettime, "timer_settime", 1003, 1003, "196", S::kNotYet, "", nullptr},
-    SyscallEntry{P::kIllumos, Call::kTimerGettime, "timer_gettime", 1004, 1004, "197", S::kNotYet, "", nullptr},
+                 &illumos::SysPortfs, &illumos::kPortfsTrace},
+    SyscallEntry{P::kIllumos, Call::kTimerCreate, "timer_create", 1001, 1001, "194", S::kFull,
+                 "SIGEV_PORT/THREAD (port), SIGEV_SIGNAL, SIGEV_NONE; REALTIME and HIGHRES clocks",
+                 &illumos::SysTimerCreate, &illumos::kTimerTrace},
+    SyscallEntry{P::kIllumos, Call::kTimerDelete, "timer_delete", 1002, 1002, "195", S::kFull, "", &illumos::SysTimerDelete, &illumos::kTimerTrace},
+    SyscallEntry{P::kIllumos, Call::kTimerSettime, "timer_settime", 1003, 1003, "196", S::kFull, "", &illumos::SysTimerSettime, &illumos::kTimerTrace},
+    SyscallEntry{P::kIllumos, Call::kTimerGettime, "timer_gettime", 1004, 1004, "197", S::kFull, "", &illumos::SysTimerGettime, &illumos::kTimerTrace},
     SyscallEntry{P::kIllumos, Call::kTimerGetoverrun, "timer_getoverrun", 1005, 1005, "198",
-                 S::kNotYet, "", nullptr},
-    SyscallEntry{P::kFreebsd, Call::kKqueue, "kqueue", 362, 1010, "362", S::kNotYet, "", nullptr},
-    SyscallEntry{P::kFreebsd, Call::kKevent11, "freebsd11_kevent", 363, 1011, "363", S::kNotYet,
-                 "FreeBSD 11 compat, 32-byte struct kevent", nullptr},
-    SyscallEntry{P::kFreebsd, Call::kKevent, "kevent", 560, 560, "560", S::kNotYet, "", nullptr},
-    SyscallEntry{P::kFreebsd, Call::kKqueuex, "kqueuex", 583, 583, "583", S::kNotYet, "", nullptr},
-    SyscallEntry{P::kDragonfly, Call::kKqueue, "kqueue", 1020, 1020, "362", S::kNotYet, "", nullptr},
-    SyscallEntry{P::kDragonfly, Call::kKevent, "kevent", 1021, 1021, "363", S::kNotYet, "", nullptr},
-    SyscallEntry{P::kOpenbsd, Call::kKevent, "kevent", 1030, 1030, "72", S::kNotYet, "", nullptr},
-    SyscallEntry{P::kOpenbsd, Call::kKqueue, "kqueue", 1031, 1031, "269", S::kNotYet, "", nullptr},
-    SyscallEntry{P::kOpenbsd, Call::kKqueuex, "kqueue1", 1032, 1032, "270", S::kNotYet, "", nullptr},
+                 S::kFull, "", &illumos::SysTimerGetoverrun, &illumos::kTimerTrace},
+    SyscallEntry{P::kFreebsd, Call::kKqueue, "kqueue", 362, 1010, "362", S::kPartial,
+                 "see kevent", &freebsd::SysKqueue},
+    SyscallEntry{P::kFreebsd, Call::kKevent11, "freebsd11_kevent", 363, 1011, "363", S::kPartial,
+                 "FreeBSD 11 compat, 32-byte struct kevent; as kevent", &freebsd::SysFreebsd11Kevent},
+    SyscallEntry{P::kFreebsd, Call::kKevent, "kevent", 560, 560, "560", S::kPartial,
+                 "READ/WRITE/TIMER/USER; PROC, SIGNAL, VNODE, NOTE_ABSTIME not yet (EOPNOTSUPP)",
+                 &freebsd::SysKevent},
+    SyscallEntry{P::kFreebsd, Call::kKqueuex, "kqueuex", 583, 583, "583", S::kPartial,
+                 "KQUEUE_CLOEXEC; KQUEUE_CPONFORK is EINVAL", &freebsd::SysKqueuex},
+    SyscallEntry{P::kDragonfly, Call::kKqueue, "kqueue", 1020, 1020, "362", S::kPartial,
+                 "see kevent", &dragonfly::SysKqueue},
+    SyscallEntry{P::kDragonfly, Call::kKevent, "kevent", 1021, 1021, "363", S::kPartial,
+                 "READ/WRITE/EXCEPT/TIMER/USER; PROC, SIGNAL, VNODE not yet (EOPNOTSUPP)",
+                 &dragonfly::SysKevent},
+    SyscallEntry{P::kOpenbsd, Call::kKevent, "kevent", 1030, 1030, "72", S::kPartial,
+                 "READ/WRITE/EXCEPT/TIMER/USER; PROC, SIGNAL, VNODE, NOTE_ABSTIME not yet (EOPNOTSUPP)",
+                 &openbsd::SysKevent},
+    SyscallEntry{P::kOpenbsd, Call::kKqueue, "kqueue", 1031, 1031, "269", S::kPartial,
+                 "see kevent", &openbsd::SysKqueue},
+    SyscallEntry{P::kOpenbsd, Call::kKqueuex, "kqueue1", 1032, 1032, "270", S::kPartial,
+                 "O_CLOEXEC, O_NONBLOCK", &openbsd::SysKqueue1},
 };
 
 constexpr bool NumbersDistinct() {

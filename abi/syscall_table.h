@@ -16,6 +16,10 @@
 
 namespace evshim::abi {
 
+namespace trace {
+struct Formatter;  // abi/trace/format.h
+}
+
 enum class Call : uint8_t {
   kPortfs,
   kTimerCreate,
@@ -54,6 +58,9 @@ struct SyscallEntry {
   Support support;
   std::string_view note;
   Handler handler;
+  // How `evshim trace` shows the call (abi/trace/format.h); nullptr: the
+  // generic formatter (the name above and raw arguments).
+  const trace::Formatter* trace = nullptr;
 };
 
 // Reserved range for relocated numbers (free on x86_64 and i386 Linux).

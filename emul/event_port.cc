@@ -91,6 +91,7 @@ void EventPorts::Enqueue(Port& p, Queued q) {
 void EventPorts::RemoveQueued(Port& p, QueueIt it) {
   if (it->holds_slot) --p.slots;
   if (it->assoc != nullptr) it->assoc->queued.reset();
+  if (it->timer != nullptr) it->timer->queued = false;
   p.queue.erase(it);
   UpdateReadiness(p);
 }
@@ -135,6 +136,9 @@ void EventPorts::LastClose(ObjectId id) {
     Deliver(*p, w, {}, EBADFD);
   }
   while (!p->fd_assocs.empty()) FreeAssoc(*p, p->fd_assocs.begin()->second.get());
+  for (auto& [key, t] : timers_) {
+    if (t->port == id) UnbindTimer(*t);  // the timer runs on, notifying nobody
+  }
   ports_.erase(id);
   RearmDeadline();
 }
@@ -148,6 +152,9 @@ void EventPorts::CloseBy(ObjectId id, Pid pid) {
     if (a->owner == pid) mine.push_back(a.get());
   }
   for (FdAssoc* a : mine) FreeAssoc(*p, a);  // port_close_sourcefd
+  for (auto& [key, t] : timers_) {
+    if (key.first == pid && t->port == id) UnbindTimer(*t);  // timer_close_port
+  }
   for (auto it = p->queue.begin(); it != p->queue.end();) {
     auto next = std::next(it);
     if (it->share == Share::kOwnerOnly && it->owner == pid) RemoveQueued(*p, it);
@@ -164,6 +171,11 @@ void EventPorts::ProcessExited(Pid pid) {
     }
   }
   for (WaitId w : gone) CancelWait(w);
+  std::vector<int> timer_ids;
+  for (auto& [key, t] : timers_) {
+    if (key.first == pid) timer_ids.push_back(key.second);
+  }
+  for (int tid : timer_ids) DeleteTimer(*FindTimer(pid, tid));  // timer_exit
   std::vector<ObjectId> ids;
   for (auto& [id, p] : ports_) ids.push_back(id);
   for (ObjectId id : ids) CloseBy(id, pid);
@@ -195,15 +207,7 @@ Result<void> EventPorts::Alert(Caller caller, ObjectId id, uint32_t flags, uint3
   p->waiters.clear();
   PortEvent ev{static_cast<uint16_t>(PortSource::kAlert), events, 0, user};
   for (Waiter& w : waiters) {
-    if (w.deadline) {
-      auto range = deadlines_.equal_range(*w.deadline);
-      for (auto it = range.first; it != range.second; ++it) {
-        if (it->second == w.id) {
-          deadlines_.erase(it);
-          break;
-        }
-      }
-    }
+    if (w.deadline) ForgetDeadline(*w.deadline, w.id);
     wait_port_.erase(w.id);
     GetOutcome out;
     out.events.push_back(ev);
@@ -302,6 +306,13 @@ std::vector<EventPorts::Queued> EventPorts::Collect(Port& p, Pid pid, uint32_t m
     switch (Check(p, *it, pid)) {
       case Verdict::kDeliver:
         if (it->assoc != nullptr) it->assoc->queued.reset();
+        if (it->timer != nullptr) {
+          // timer_port_callback: events = expirations since the last
+          // delivery; the count restarts (timer.c, T:1026-1051).
+          it->ev.events = static_cast<uint32_t>(it->timer->pending);
+          it->timer->pending = 0;
+          it->timer->queued = false;
+        }
         taken.push_back(std::move(*it));
         p.queue.erase(it);
         break;
@@ -325,7 +336,12 @@ void EventPorts::Requeue(Port& p, std::vector<Queued> taken) {
   for (auto it = taken.rbegin(); it != taken.rend(); ++it) {
     if (it->holds_slot) ++p.slots;
     p.queue.push_front(std::move(*it));
-    if (p.queue.front().assoc != nullptr) p.queue.front().assoc->queued = p.queue.begin();
+    Queued& q = p.queue.front();
+    if (q.assoc != nullptr) q.assoc->queued = p.queue.begin();
+    if (q.timer != nullptr) {  // undo the delivery: the expirations count again
+      q.timer->pending += static_cast<int>(q.ev.events);
+      q.timer->queued = true;
+    }
   }
   UpdateReadiness(p);
 }
@@ -367,15 +383,7 @@ void EventPorts::Pump(Port& p) {
       InsertWaiter(p, std::move(w));
       return;
     }
-    if (w.deadline) {
-      auto range = deadlines_.equal_range(*w.deadline);
-      for (auto it = range.first; it != range.second; ++it) {
-        if (it->second == w.id) {
-          deadlines_.erase(it);
-          break;
-        }
-      }
-    }
+    if (w.deadline) ForgetDeadline(*w.deadline, w.id);
     wait_port_.erase(w.id);
     Deliver(p, w, std::move(taken), 0);
   }
@@ -464,15 +472,7 @@ void EventPorts::CancelWait(WaitId wid) {
   if (p == nullptr) return;
   for (auto it = p->waiters.begin(); it != p->waiters.end(); ++it) {
     if (it->id != wid) continue;
-    if (it->deadline) {
-      auto range = deadlines_.equal_range(*it->deadline);
-      for (auto d = range.first; d != range.second; ++d) {
-        if (d->second == wid) {
-          deadlines_.erase(d);
-          break;
-        }
-      }
-    }
+    if (it->deadline) ForgetDeadline(*it->deadline, wid);
     p->waiters.erase(it);
     break;
   }
@@ -502,8 +502,14 @@ void EventPorts::OnWatchReady(WatchId watch, uint32_t revents) {
 void EventPorts::OnDeadline() {
   Nanos now = host_.Now();
   while (!deadlines_.empty() && deadlines_.begin()->first <= now) {
-    WaitId wid = deadlines_.begin()->second;
+    uint64_t key = deadlines_.begin()->second;
     deadlines_.erase(deadlines_.begin());
+    if (key & kTimerKey) {
+      Timer* t = FindTimer(static_cast<Pid>((key >> 32) & 0x7fffffff), static_cast<int>(key & 0xffffffff));
+      if (t != nullptr) FireTimer(*t, now);
+      continue;
+    }
+    WaitId wid = key;
     auto wp = wait_port_.find(wid);
     if (wp == wait_port_.end()) continue;
     Port* p = Find(wp->second);
@@ -522,6 +528,16 @@ void EventPorts::OnDeadline() {
     }
   }
   RearmDeadline();
+}
+
+void EventPorts::ForgetDeadline(Nanos when, uint64_t key) {
+  auto range = deadlines_.equal_range(when);
+  for (auto it = range.first; it != range.second; ++it) {
+    if (it->second == key) {
+      deadlines_.erase(it);
+      return;
+    }
+  }
 }
 
 void EventPorts::RearmDeadline() {
@@ -543,6 +559,185 @@ size_t EventPorts::WaiterCount(ObjectId id) const {
 size_t EventPorts::AssociationCount(ObjectId id) const {
   const Port* p = Find(id);
   return p == nullptr ? 0 : p->fd_assocs.size();
+}
+
+}  // namespace evshim::emul
+
+// --- POSIX timers (illumos timer.c; ports.md §3.4) ---
+namespace evshim::emul {
+
+namespace {
+bool ValidTimespec(int64_t sec, int64_t nsec) {  // itimerspecfix
+  return sec >= 0 && nsec >= 0 && nsec < kNanosPerSecond;
+}
+Nanos ToNanos(int64_t sec, int64_t nsec) {
+  if (sec > INT64_MAX / kNanosPerSecond - 1) return INT64_MAX / 2;
+  return sec * kNanosPerSecond + nsec;
+}
+}  // namespace
+
+EventPorts::Timer* EventPorts::FindTimer(Pid pid, int id) {
+  auto it = timers_.find({pid, id});
+  return it == timers_.end() ? nullptr : it->second.get();
+}
+
+size_t EventPorts::TimerCount(Pid pid) const {
+  size_t n = 0;
+  for (auto& [key, t] : timers_) n += key.first == pid;
+  return n;
+}
+
+Result<int> EventPorts::TimerCreate(Caller caller, int clock, const TimerNotify& notify) {
+  using namespace timer_abi;
+  if (clock < 0 || clock >= kClockMax) return Errno{EINVAL};  // no backend (T:598-599)
+  switch (notify.notify) {  // T:644-656
+    case kSigevNone:
+    case kSigevThread:
+    case kSigevPort:
+      break;
+    case kSigevSignal:
+      if (notify.signo < 1 || notify.signo >= kNsig) return Errno{EINVAL};
+      break;
+    default:
+      return Errno{EINVAL};
+  }
+  int id = 0;  // the lowest free slot (T:531-545)
+  while (id < static_cast<int>(limits_.max_timers_per_process) && FindTimer(caller.pid, id)) ++id;
+  if (id >= static_cast<int>(limits_.max_timers_per_process)) return Errno{EAGAIN};
+  auto t = std::make_unique<Timer>();
+  t->pid = caller.pid;
+  t->id = id;
+  t->clock = clock;
+  t->notify = notify;
+  if (notify.notify == kSigevPort || notify.notify == kSigevThread) {
+    // port_associate_ksource then port_alloc_event: EBADF / EBADFD / EAGAIN
+    // (T:733-753), before the backend's own check (T:773).
+    if (!notify.port.ok()) return notify.port.error();
+    Port* p = Find(*notify.port);
+    if (p == nullptr) return Errno{EBADFD};
+    if (p->slots >= p->max_events) return Errno{EAGAIN};
+    ++p->slots;  // one wired event slot for the timer's life
+    t->port = *notify.port;
+  }
+  // Only the realtime and high-resolution clocks have timers (clock_*.c).
+  if (clock != kClockRealtime0 && clock != kClockRealtime && clock != kClockHighres) {
+    if (t->port) --Find(*t->port)->slots;
+    return Errno{EINVAL};
+  }
+  timers_.emplace(std::make_pair(caller.pid, id), std::move(t));
+  return id;
+}
+
+void EventPorts::UnbindTimer(Timer& t) {
+  if (!t.port) return;
+  if (Port* p = Find(*t.port)) {
+    for (auto it = p->queue.begin(); it != p->queue.end(); ++it) {
+      if (it->timer == &t) {
+        RemoveQueued(*p, it);
+        break;
+      }
+    }
+    --p->slots;
+  }
+  t.port.reset();
+  t.queued = false;
+}
+
+void EventPorts::DeleteTimer(Timer& t) {
+  // timer_delete_locked: the undelivered event goes with it (T:143-160).
+  UnbindTimer(t);
+  if (t.next != 0) ForgetDeadline(t.next, kTimerKey | (static_cast<uint64_t>(t.pid) << 32) | static_cast<uint32_t>(t.id));
+  timers_.erase({t.pid, t.id});
+  RearmDeadline();
+}
+
+Result<void> EventPorts::TimerDelete(Caller caller, int id) {
+  Timer* t = FindTimer(caller.pid, id);
+  if (t == nullptr) return Errno{EINVAL};
+  DeleteTimer(*t);
+  return Ok();
+}
+
+Result<TimerSpec> EventPorts::TimerGettime(Caller caller, int id) {
+  Timer* t = FindTimer(caller.pid, id);
+  if (t == nullptr) return Errno{EINVAL};
+  TimerSpec s;
+  s.interval = t->interval;
+  if (t->next != 0) s.value = std::max<Nanos>(1, t->next - host_.Now());
+  return s;
+}
+
+Result<TimerSpec> EventPorts::TimerSettime(Caller caller, int id, uint32_t flags, int64_t vs,
+                                           int64_t vns, int64_t is, int64_t ins) {
+  Timer* t = FindTimer(caller.pid, id);
+  // The old value is reported first (T:848-851), then the new one checked.
+  if (t == nullptr) return Errno{EINVAL};
+  Result<TimerSpec> old = TimerGettime(caller, id);
+  const bool value_set = vs != 0 || vns != 0;
+  if (!ValidTimespec(vs, vns) || (value_set && !ValidTimespec(is, ins))) return Errno{EINVAL};
+  const uint64_t key = kTimerKey | (static_cast<uint64_t>(t->pid) << 32) | static_cast<uint32_t>(t->id);
+  if (t->next != 0) ForgetDeadline(t->next, key);
+  t->next = 0;
+  t->interval = value_set ? ToNanos(is, ins) : 0;
+  if (value_set) {
+    Nanos now = host_.Now();
+    Nanos v = ToNanos(vs, vns);
+    if (flags & timer_abi::kTimerAbstime) {
+      // Absolute: in the timer's clock; realtime clocks convert to monotonic.
+      bool realtime = t->clock != timer_abi::kClockHighres;
+      Nanos mono = realtime ? v - host_.RealtimeOffset() : v;
+      t->next = std::max(mono, now);
+    } else {
+      t->next = now + v;
+    }
+    if (t->next <= 0) t->next = 1;
+    deadlines_.emplace(t->next, key);
+  }
+  RearmDeadline();
+  return old;
+}
+
+Result<int> EventPorts::TimerGetoverrun(Caller caller, int id) {
+  Timer* t = FindTimer(caller.pid, id);
+  if (t == nullptr) return Errno{EINVAL};
+  return t->overrun;  // only the signal path counts overruns (T:414-415)
+}
+
+void EventPorts::FireTimer(Timer& t, Nanos now) {
+  // Periodic timers catch up: every missed period is an expiration.
+  int expirations = 1;
+  if (t.interval > 0 && now > t.next) {
+    Nanos missed = (now - t.next) / t.interval;
+    expirations += missed > INT_MAX / 2 ? INT_MAX / 2 : static_cast<int>(missed);
+  }
+  if (t.interval > 0) {
+    t.next += static_cast<Nanos>(expirations) * t.interval;
+    deadlines_.emplace(t.next, kTimerKey | (static_cast<uint64_t>(t.pid) << 32) | static_cast<uint32_t>(t.id));
+  } else {
+    t.next = 0;
+  }
+  // timer_fire (T:459-467): while an expiry is undelivered, count it.
+  if (t.pending > 0) {
+    int64_t sum = static_cast<int64_t>(t.pending) + expirations;
+    t.pending = sum > INT_MAX ? INT_MAX : static_cast<int>(sum);
+    if (t.notify.notify == timer_abi::kSigevSignal) t.overrun += expirations;
+    return;
+  }
+  if (t.port) {
+    Port* p = Find(*t.port);
+    if (p == nullptr) return;
+    t.pending = expirations;
+    t.queued = true;
+    Enqueue(*p, Queued{PortEvent{static_cast<uint16_t>(PortSource::kTimer), 0,
+                                 static_cast<uint64_t>(t.id), t.notify.user},
+                       Share::kOwnerOnly, t.pid, nullptr, false, &t});
+    return;
+  }
+  if (t.notify.notify == timer_abi::kSigevSignal) {
+    t.overrun = expirations - 1;
+    host_.SendTimerSignal(t.pid, t.notify.signo,
+                          t.notify.value_is_id ? static_cast<uint64_t>(t.id) : t.notify.value, t.id);
+  }
 }
 
 }  // namespace evshim::emul

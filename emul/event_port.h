@@ -39,6 +39,40 @@ struct PortEvent {
 struct PortLimits {
   uint32_t max_events_per_port = 65536;  // process.max-port-events
   uint32_t max_ports = 8192;             // project.max-port-ids
+  uint32_t max_timers_per_process = 32;  // timer_max = max(_TIMER_MAX 32, 4 * NCPU)
+};
+
+// POSIX timers (illumos timer.c). Clock ids and notify kinds are illumos's.
+namespace timer_abi {
+constexpr int kClockRealtime0 = 0;  // __CLOCK_REALTIME0
+constexpr int kClockVirtual = 1;
+constexpr int kClockThreadCputime = 2;
+constexpr int kClockRealtime = 3;
+constexpr int kClockHighres = 4;  // = CLOCK_MONOTONIC
+constexpr int kClockProcessCputime = 5;
+constexpr int kClockMax = 6;
+constexpr int kSigevNone = 1;
+constexpr int kSigevSignal = 2;
+constexpr int kSigevThread = 3;
+constexpr int kSigevPort = 4;
+constexpr int kNsig = 65;  // signal numbers are the host's (docs/abi.md); illumos NSIG is 74
+constexpr uint32_t kTimerAbstime = 0x1;
+}  // namespace timer_abi
+
+struct TimerNotify {
+  int notify = timer_abi::kSigevSignal;
+  int signo = 14;  // SIGALRM: the backends' default sigevent (host numbering)
+  uint64_t value = 0;
+  bool value_is_id = true;  // evp == NULL: si_value is the timer id (timer.c:692)
+  // SIGEV_PORT/SIGEV_THREAD: the port the caller named, resolved by the
+  // handler (an errno when it is not a port: EBADF / EBADFD), and portnfy_user.
+  Result<ObjectId> port = Errno{EBADF};
+  uint64_t user = 0;
+};
+
+struct TimerSpec {
+  Nanos value = 0;     // 0 disarms
+  Nanos interval = 0;  // 0: one-shot
 };
 
 // How long a retrieval may wait. The foreign kernel validates the timeout only
@@ -113,6 +147,18 @@ class EventPorts {
   // The waiting thread is gone (interrupted by a signal, exited): forget it.
   void CancelWait(WaitId id);
 
+  // --- POSIX timers with port notification (timer.c; ports.md §3.4) ---
+  // `clock` is illumos's id. Returns the new timer id (lowest free slot).
+  Result<int> TimerCreate(Caller caller, int clock, const TimerNotify& notify);
+  Result<void> TimerDelete(Caller caller, int id);
+  // Arms (or disarms, value 0) the timer; relative unless kTimerAbstime.
+  // Returns the previous setting, as timer_gettime would have.
+  Result<TimerSpec> TimerSettime(Caller caller, int id, uint32_t flags, int64_t value_sec,
+                                 int64_t value_nsec, int64_t interval_sec, int64_t interval_nsec);
+  Result<TimerSpec> TimerGettime(Caller caller, int id);
+  Result<int> TimerGetoverrun(Caller caller, int id);
+  size_t TimerCount(Pid pid) const;
+
   // --- host callbacks ---
   void OnWatchReady(WatchId watch, uint32_t revents);
   void OnDeadline();
@@ -126,6 +172,7 @@ class EventPorts {
  private:
   struct Port;
   struct FdAssoc;
+  struct Timer;
   // Who may retrieve a queued event (port.c:205-240).
   enum class Share : uint8_t { kAnyone, kSameFile, kOwnerOnly };
   struct Queued {
@@ -134,6 +181,7 @@ class EventPorts {
     Pid owner = 0;
     FdAssoc* assoc = nullptr;  // for FD events
     bool holds_slot = false;   // user events hold a slot until retrieved
+    Timer* timer = nullptr;    // for TIMER events: events = expirations, set at delivery
   };
   using QueueIt = std::list<Queued>::iterator;
   struct FdAssoc {
@@ -154,6 +202,18 @@ class EventPorts {
     std::unique_ptr<GetCompletion> done;
     std::optional<Nanos> deadline;
     bool wait_new_events = false;  // found nothing deliverable; sleep until new events
+  };
+  struct Timer {
+    Pid pid;
+    int id;
+    int clock;
+    TimerNotify notify;
+    std::optional<ObjectId> port;  // bound port (IT_PORT) while it lasts
+    bool queued = false;           // its (single, wired) event is in the port's queue
+    int pending = 0;               // it_pending: expirations not yet delivered
+    int overrun = 0;               // it_overrun (signal path)
+    Nanos next = 0;                // monotonic deadline; 0 = disarmed
+    Nanos interval = 0;
   };
   struct AlertState {
     uint32_t events;
@@ -190,12 +250,20 @@ class EventPorts {
   void Pump(Port& p);
   void UpdateReadiness(Port& p);
   void RearmDeadline();
+  void FireTimer(Timer& t, Nanos now);
+  void UnbindTimer(Timer& t);
+  void DeleteTimer(Timer& t);
+  Timer* FindTimer(Pid pid, int id);
+  void ForgetDeadline(Nanos when, uint64_t key);
 
   Host& host_;
   PortLimits limits_;
   std::unordered_map<ObjectId, std::unique_ptr<Port>> ports_;
   std::unordered_map<WatchId, FdAssoc*> by_watch_;
-  std::multimap<Nanos, WaitId> deadlines_;
+  // Deadlines of waiters (key = WaitId) and timers (key = kTimerKey | pid << 32 | id).
+  static constexpr uint64_t kTimerKey = 1ULL << 63;
+  std::multimap<Nanos, uint64_t> deadlines_;
+  std::map<std::pair<Pid, int>, std::unique_ptr<Timer>> timers_;
   std::unordered_map<WaitId, ObjectId> wait_port_;
   ObjectId next_port_ = 1;
   WaitId next_wait_ = 1;

@@ -9,6 +9,15 @@
 
 namespace evshim::emul {
 
+// What a descriptor holds right now (kqueue READ/WRITE `data`).
+struct FdProbe {
+  uint32_t revents = 0;   // canonical poll bits (IN OUT PRI ERR HUP RDHUP)
+  int64_t readable = 0;   // bytes to read; pending connections (listening socket); bytes to EOF (file)
+  int64_t writable = 0;   // free space for writing
+  bool regular = false;   // a regular file: no readiness notifications exist
+  bool listening = false; // a listening socket
+};
+
 class Host {
  public:
   virtual ~Host() = default;
@@ -37,6 +46,33 @@ class Host {
   virtual bool FdOpen(Pid pid, int fd) = 0;
   // The object's descriptor should poll readable (events queued) or not.
   virtual void ObjectReadinessChanged(ObjectId obj, bool readable) = 0;
+
+  // --- POSIX timers (event ports' SIGEV_* timers). ---
+  // CLOCK_REALTIME minus CLOCK_MONOTONIC, for absolute realtime deadlines.
+  virtual Nanos RealtimeOffset() { return 0; }
+  // Queues signal `signo` (host numbering) to process `pid` as a timer
+  // expiry (si_code SI_TIMER, si_value = value).
+  virtual void SendTimerSignal(Pid pid, int signo, uint64_t value, int timer_id) {
+    (void)pid;
+    (void)signo;
+    (void)value;
+    (void)timer_id;
+  }
+
+  // --- Added for kqueue (emul/kqueue.h); defaults keep other hosts compiling. ---
+  // Like ArmWatch, but the watch fires only for activity after the previous
+  // report (edge-triggered, for EV_CLEAR). The returned readiness is the
+  // activity not yet reported. Default: level-triggered ArmWatch.
+  virtual Result<uint32_t> ArmWatchEdge(WatchId id, Pid pid, int fd, uint32_t events) {
+    return ArmWatch(id, pid, fd, events);
+  }
+  // Measures process `pid`'s descriptor `fd` without keeping it open.
+  // EBADF if it is not open.
+  virtual Result<FdProbe> ProbeFd(Pid pid, int fd) {
+    (void)pid;
+    (void)fd;
+    return Errno{ENOSYS};
+  }
 };
 
 }  // namespace evshim::emul

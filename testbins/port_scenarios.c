@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <evshim_portfs.h>
 #include <port.h>
 #include <pthread.h>
 #include <signal.h>
@@ -14,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -324,6 +326,119 @@ static int eintr(void) {
   return 0;
 }
 
+/* Timers with SIGEV_PORT (timer.c): one event per delivery, portev_events =
+ * expirations since the last one, portev_object = the timer. */
+static int timer_port(void) {
+  port_notify_t pn = {port, (void *)0x7171};
+  struct sigevent sev;
+  memset(&sev, 0, sizeof sev);
+  sev.sigev_notify = SIGEV_PORT;
+  sev.sigev_value.sival_ptr = &pn;
+  timer_t t;
+  CHECK(timer_create(CLOCK_MONOTONIC, &sev, &t) == 0);
+  struct itimerspec its = {{0, 10 * 1000 * 1000}, {0, 10 * 1000 * 1000}};
+  CHECK(timer_settime(t, 0, &its, NULL) == 0);
+  sleep_ms(65);
+  port_event_t ev;
+  CHECK(port_get(port, &ev, NULL) == 0);
+  CHECK(ev.portev_source == PORT_SOURCE_TIMER && ev.portev_user == (void *)0x7171);
+  CHECK(ev.portev_object == (uintptr_t)t);
+  CHECK(ev.portev_events >= 4);
+  printf("timer event: %d expirations\n", ev.portev_events);
+  struct itimerspec cur;
+  CHECK(timer_gettime(t, &cur) == 0 && cur.it_interval.tv_nsec == 10 * 1000 * 1000);
+  CHECK(timer_getoverrun(t) == 0); /* only the signal path counts overruns */
+  /* the next event counts from zero again */
+  struct timespec to = {2, 0};
+  CHECK(port_get(port, &ev, &to) == 0 && ev.portev_events >= 1 && ev.portev_events <= 3);
+  /* timer_delete removes an undelivered event */
+  sleep_ms(30);
+  uint_t n = 0;
+  CHECK(port_getn(port, NULL, 0, &n, NULL) == 0 && n == 1);
+  CHECK(timer_delete(t) == 0);
+  CHECK(port_getn(port, NULL, 0, &n, NULL) == 0 && n == 0);
+  CHECK(timer_delete(t) == -1 && errno == EINVAL);
+  /* a bad port in the notification: EBADF / EBADFD */
+  pn.portnfy_port = 4321;
+  CHECK(timer_create(CLOCK_REALTIME, &sev, &t) == -1 && errno == EBADF);
+  int p[2];
+  CHECK(pipe(p) == 0);
+  pn.portnfy_port = p[0];
+  CHECK(timer_create(CLOCK_REALTIME, &sev, &t) == -1 && errno == EBADFD);
+  printf("SIGEV_PORT timers behave\n");
+  return 0;
+}
+
+/* Timers are not inherited across fork (timer_create(3C)). */
+static int timer_fork(void) {
+  port_notify_t pn = {port, NULL};
+  struct sigevent sev;
+  memset(&sev, 0, sizeof sev);
+  sev.sigev_notify = SIGEV_PORT;
+  sev.sigev_value.sival_ptr = &pn;
+  timer_t t;
+  CHECK(timer_create(CLOCK_REALTIME, &sev, &t) == 0);
+  pid_t pid = fork();
+  if (pid == 0) {
+    struct itimerspec cur;
+    _exit(timer_gettime(t, &cur) == -1 && errno == EINVAL ? 0 : 1);
+  }
+  int status;
+  CHECK(waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  struct itimerspec cur;
+  CHECK(timer_gettime(t, &cur) == 0);
+  printf("the child has no timer, the parent still does\n");
+  return 0;
+}
+
+static volatile sig_atomic_t got_signo, got_code;
+static void *volatile got_value;
+static void on_timer_signal(int sig, siginfo_t *si, void *uc) {
+  (void)uc;
+  got_signo = sig;
+  got_code = si->si_code;
+  got_value = si->si_value.sival_ptr;
+}
+
+/* The illumos timer call with SIGEV_SIGNAL (raw syscall, illumos sigevent):
+ * the supervisor queues the signal with SI_TIMER and the sigevent's value.
+ * And timer_create through the library with SIGEV_SIGNAL still goes to glibc. */
+static int timer_signal(void) {
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_sigaction = on_timer_signal;
+  sa.sa_flags = SA_SIGINFO;
+  sigaction(SIGUSR1, &sa, NULL);
+  struct {
+    int notify, signo;
+    void *value, *fn, *attr;
+    int pad;
+  } ise = {2 /* illumos SIGEV_SIGNAL */, SIGUSR1, (void *)0x5150, NULL, NULL, 0};
+  int id = -1;
+  CHECK(syscall(EVSHIM_SYS_timer_create, 4 /* CLOCK_HIGHRES */, &ise, &id) == 0 && id >= 0);
+  struct itimerspec its = {{0, 0}, {0, 20 * 1000 * 1000}};
+  CHECK(syscall(EVSHIM_SYS_timer_settime, id, 0, &its, NULL) == 0);
+  for (int i = 0; i < 200 && !got_signo; i++) sleep_ms(5);
+  CHECK(got_signo == SIGUSR1 && got_code == SI_TIMER && got_value == (void *)0x5150);
+  CHECK(syscall(EVSHIM_SYS_timer_delete, id) == 0);
+  CHECK(syscall(EVSHIM_SYS_timer_create, 1 /* CLOCK_VIRTUAL */, &ise, &id) == -1 && errno == EINVAL);
+  /* glibc's own timers still work through the same entry points */
+  got_signo = 0;
+  struct sigevent sev;
+  memset(&sev, 0, sizeof sev);
+  sev.sigev_notify = SIGEV_SIGNAL;
+  sev.sigev_signo = SIGUSR1;
+  sev.sigev_value.sival_ptr = (void *)0x6160;
+  timer_t t;
+  CHECK(timer_create(CLOCK_MONOTONIC, &sev, &t) == 0);
+  CHECK(timer_settime(t, 0, &its, NULL) == 0);
+  for (int i = 0; i < 200 && !got_signo; i++) sleep_ms(5);
+  CHECK(got_signo == SIGUSR1 && got_value == (void *)0x6160);
+  CHECK(timer_delete(t) == 0);
+  printf("signal timers: evshim's and glibc's\n");
+  return 0;
+}
+
 struct scenario {
   const char *name;
   int (*fn)(void);
@@ -337,6 +452,7 @@ int main(int argc, char **argv) {
       {"sendn", sendn},           {"bad_ports", bad_ports},       {"pollable", pollable},
       {"fork_shares", fork_shares}, {"fork_dissociate", fork_dissociate},
       {"block_forever", block_forever}, {"eintr", eintr},
+      {"timer_port", timer_port}, {"timer_fork", timer_fork}, {"timer_signal", timer_signal},
   };
   if (argc != 2) {
     fprintf(stderr, "usage: %s SCENARIO\n", argv[0]);

@@ -17,6 +17,7 @@
 
 namespace evshim::emul {
 class EventPorts;
+class Kqueues;
 }
 
 namespace evshim::abi {
@@ -45,6 +46,7 @@ struct Outcome {
   int error = 0;
   emul::ObjectId object = 0;
   ObjectKind object_kind = ObjectKind::kPort;
+  bool cloexec = false;  // kNewObject: install the descriptor close-on-exec
 
   static Outcome Value(int64_t v) { return {Kind::kValue, v, 0, 0, ObjectKind::kPort}; }
   static Outcome Error(int e) { return {Kind::kError, 0, e, 0, ObjectKind::kPort}; }
@@ -71,6 +73,9 @@ class CallContext {
   // EBADF if `fd` is not open, EBADFD if it is open but not such an object.
   virtual emul::Result<emul::ObjectId> Resolve(int fd, ObjectKind kind) = 0;
   virtual emul::EventPorts& ports() = 0;
+  // The kqueue engine; nullptr where the transport has none (the kqueue
+  // handlers then answer ENOSYS).
+  virtual emul::Kqueues* kqueues() { return nullptr; }
   // Takes over answering this call; the handler then returns Outcome::Deferred().
   virtual std::shared_ptr<Responder> Defer() = 0;
   // Remembers the wait a deferred call parked, so the transport can cancel it

@@ -1,9 +1,13 @@
 // The `evshim` command: the launcher is the supervisor of the program's tree.
 #include <fcntl.h>
 #include <limits.h>
+#include <linux/seccomp.h>
+#include <poll.h>
 #include <signal.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -11,12 +15,14 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "abi/syscall_table.h"
 #include "shim/supervisor/supervisor.h"
+#include "shim/trace/tracer.h"
 
 #ifndef EVSHIM_VERSION
 #define EVSHIM_VERSION "unknown"
@@ -29,6 +35,7 @@ namespace {
 
 using evshim::shim::Supervisor;
 using evshim::shim::SupervisorOptions;
+namespace trace = evshim::shim::trace;
 
 constexpr const char* kUsage =
     "usage: evshim run [OPTIONS] [--] PROGRAM [ARGS...]\n"
@@ -37,18 +44,54 @@ constexpr const char* kUsage =
     "\n"
     "Runs an illumos event-port or BSD kqueue program on Linux: its foreign\n"
     "system calls are served by evshim with the foreign kernel's semantics.\n"
+    "`evshim trace` also prints each of them, decoded (see `evshim trace --help`).\n"
+    "Preload-only mode (LD_PRELOAD=libevshim-preload.so) traces with\n"
+    "EVSHIM_TRACE=FILE, or EVSHIM_TRACE=1 for standard error.\n"
     "\n"
-    "run options:\n"
+    "Exit status: the program's, 128+N if it was killed by signal N, 127 if it\n"
+    "was not found, 126 if it could not be executed, 2 for a usage error, 1 if\n"
+    "the foreign system calls cannot be trapped here (no seccomp user notification).\n";
+
+constexpr const char* kRunUsage =
+    "usage: evshim run [OPTIONS] [--] PROGRAM [ARGS...]\n"
+    "\n"
+    "Runs PROGRAM and every process it starts under evshim.\n"
+    "\n"
+    "options:\n"
     "  --max-port-events N  event slots per port (illumos process.max-port-events; default 65536)\n"
     "  --max-ports N        ports per process tree (illumos project.max-port-ids; default 8192)\n"
     "  --no-sync-wakeup     do not use SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP (for benchmarks)\n"
+    "  --trace[=FILE]       trace the foreign system calls to FILE (default: standard error);\n"
+    "                       `evshim trace` has more options\n"
     "  -h, --help           this text\n"
     "\n"
     "Exit status: the program's, 128+N if it was killed by signal N, 127 if it\n"
-    "was not found, 126 if it could not be executed, 2 for a usage error.\n";
+    "was not found, 126 if it could not be executed, 2 for a usage error, 1 if\n"
+    "the foreign system calls cannot be trapped here (no seccomp user notification).\n";
 
-[[noreturn]] void Usage(const char* msg) {
-  std::fprintf(stderr, "evshim: %s\nTry 'evshim --help'.\n", msg);
+constexpr const char* kTraceUsage =
+    "usage: evshim trace [OPTIONS] [--] PROGRAM [ARGS...]\n"
+    "\n"
+    "Runs PROGRAM like `evshim run` and prints one line per foreign system call\n"
+    "of every process of its tree: the call decoded with symbolic arguments, its\n"
+    "result, the structures it returned and the time it took. A call that blocks\n"
+    "prints `<unfinished ...>` and later `<... NAME resumed>`. See docs/trace.md.\n"
+    "\n"
+    "options:\n"
+    "  -o FILE              write the trace to FILE (default: standard error)\n"
+    "  -e NAME[,NAME...]    only these calls (port_getn, port_associate, portfs, kevent, ...)\n"
+    "  --json               one JSON object per completed call (docs/trace-schema.json)\n"
+    "  -c                   only a summary table at exit: calls, errors, total and average time\n"
+    "  -C                   the lines and the summary\n"
+    "  --sites              show where each call came from: the syscall instruction\n"
+    "                       (object+offset, disassembled) and the calling object+offset\n"
+    "  --max-port-events N, --max-ports N, --no-sync-wakeup   as for `evshim run`\n"
+    "  -h, --help           this text\n"
+    "\n"
+    "Exit status: as `evshim run`.\n";
+
+[[noreturn]] void Usage(const std::string& msg) {
+  std::fprintf(stderr, "evshim: %s\nTry 'evshim --help'.\n", msg.c_str());
   std::exit(2);
 }
 
@@ -77,20 +120,34 @@ bool ParseCount(const char* s, uint32_t* out) {
   return true;
 }
 
-// Parses run/serve options; returns the index of the program (or argc).
-int ParseOptions(int argc, char** argv, int i, SupervisorOptions* o) {
+enum class Command : uint8_t { kRun, kTrace, kServe };
+
+// Tracing as asked on the command line (or by EVSHIM_TRACE through --serve).
+struct TraceRequest {
+  bool on = false;
+  std::string output;  // "" = standard error
+  trace::TraceOptions options;
+};
+
+// Parses the options of `command`; returns the index of the program (or argc).
+int ParseOptions(int argc, char** argv, int i, Command command, SupervisorOptions* o, TraceRequest* t) {
+  const bool tracing = command == Command::kTrace;
+  bool summary_only = false, summary_and_lines = false;
   for (; i < argc; ++i) {
     std::string_view a = argv[i];
-    if (a == "--") return i + 1;
+    if (a == "--") {
+      ++i;
+      break;
+    }
     if (a == "-h" || a == "--help") {
-      std::fputs(kUsage, stdout);
+      std::fputs(command == Command::kTrace ? kTraceUsage : kRunUsage, stdout);
       std::exit(0);
     }
     if (a == "--max-port-events" || a == "--max-ports") {
-      if (i + 1 >= argc) Usage((std::string(a) + " needs a number").c_str());
+      if (i + 1 >= argc) Usage(std::string(a) + " needs a number");
       uint32_t* dst = a == "--max-ports" ? &o->port_limits.max_ports
                                          : &o->port_limits.max_events_per_port;
-      if (!ParseCount(argv[++i], dst)) Usage((std::string("bad number for ") + std::string(a)).c_str());
+      if (!ParseCount(argv[++i], dst)) Usage("bad number for " + std::string(a));
       continue;
     }
     if (a == "--no-sync-wakeup") {
@@ -101,10 +158,90 @@ int ParseOptions(int argc, char** argv, int i, SupervisorOptions* o) {
       o->verbose = true;
       continue;
     }
-    if (!a.empty() && a[0] == '-') Usage(("unknown option '" + std::string(a) + "'").c_str());
-    return i;
+    if (command != Command::kTrace && (a == "--trace" || a.rfind("--trace=", 0) == 0)) {
+      t->on = true;
+      t->output = a.size() > 8 ? std::string(a.substr(8)) : "";
+      if (command == Command::kServe && t->output == "1") t->output = "";  // EVSHIM_TRACE=1
+      continue;
+    }
+    if (tracing && (a == "-o" || a.rfind("--output=", 0) == 0)) {
+      if (a == "-o" && i + 1 >= argc) Usage("-o needs a file name");
+      t->output = a == "-o" ? argv[++i] : std::string(a.substr(9));
+      if (t->output.empty()) Usage("-o needs a file name");
+      continue;
+    }
+    if (tracing && a == "-e") {
+      if (i + 1 >= argc) Usage("-e needs a call name");
+      std::string_view list = argv[++i];
+      while (!list.empty()) {
+        size_t comma = list.find(',');
+        std::string name(list.substr(0, comma));
+        if (!trace::KnownCallName(name)) Usage("-e: unknown call '" + name + "'");
+        t->options.only.insert(name);
+        list = comma == std::string_view::npos ? std::string_view() : list.substr(comma + 1);
+      }
+      continue;
+    }
+    if (tracing && a == "--json") {
+      t->options.json = true;
+      continue;
+    }
+    if (tracing && (a == "-c" || a == "-C")) {
+      (a == "-c" ? summary_only : summary_and_lines) = true;
+      continue;
+    }
+    if (tracing && a == "--sites") {
+      t->options.sites = true;
+      continue;
+    }
+    if (!a.empty() && a[0] == '-') Usage("unknown option '" + std::string(a) + "'");
+    break;
+  }
+  if (tracing) {
+    t->on = true;
+    if (summary_only || summary_and_lines) {
+      if (t->options.json) Usage("-c/-C cannot be combined with --json");
+      t->options.summary = true;
+      t->options.lines = summary_and_lines;
+    }
   }
   return i;
+}
+
+// An open trace: the output, the site finder and the observer.
+struct OpenTrace {
+  std::FILE* out = nullptr;
+  std::unique_ptr<trace::SiteFinder> sites;
+  std::unique_ptr<trace::Tracer> tracer;
+  ~OpenTrace() {
+    if (tracer) tracer->Finish();
+    tracer.reset();
+    if (out != nullptr && out != stderr) std::fclose(out);
+  }
+};
+
+// Opens the output; false (with errno) if it cannot be written.
+bool StartTrace(const TraceRequest& t, OpenTrace* open) {
+  if (!t.on) return true;
+  open->out = stderr;
+  if (!t.output.empty()) {
+    open->out = std::fopen(t.output.c_str(), "we");
+    if (open->out == nullptr) return false;
+    setvbuf(open->out, nullptr, _IOLBF, 0);
+  }
+  trace::Tracer::SiteSource sites;
+  if (t.options.sites) {
+    open->sites = std::make_unique<trace::SiteFinder>();
+    sites = [finder = open->sites.get()](const evshim::abi::trace::CallStart& c) {
+      return c.memory != nullptr ? finder->Find(c.caller.pid, c.caller.tid, c.model, c.ip, *c.memory)
+                                 : std::nullopt;
+    };
+  }
+  std::FILE* f = open->out;
+  open->tracer = std::make_unique<trace::Tracer>(
+      t.options, [f](std::string_view s) { std::fwrite(s.data(), 1, s.size(), f); }, &trace::MonotonicNs,
+      std::move(sites));
+  return true;
 }
 
 bool SendFd(int sock, int fd) {
@@ -141,10 +278,99 @@ int RecvFd(int sock) {
   return fd;
 }
 
-int Run(int argc, char** argv, int first) {
+// The probe: before exec, the child issues every foreign number once with
+// these arguments and the launcher answers kProbeAnswer. A number that does
+// not come back with it is answered by someone else (an outer seccomp policy
+// returning ENOSYS, say): said in one line instead of failing later.
+constexpr uint64_t kProbeArg0 = 0x65767368696d2d70ULL;  // "evshim-p"
+constexpr uint64_t kProbeArg1 = 0x726f62652d2d2d2dULL;
+constexpr long kProbeAnswer = 0x7e5;
+constexpr int kProbeFailed = -1;  // written to the exec pipe: already explained
+
+const char* FilterFailure(int err) {
+  switch (err) {
+    case EINVAL:
+      return "the kernel refused a seccomp user-notification filter (EINVAL): it needs Linux >= 5.9 "
+             "with SECCOMP_FILTER_FLAG_NEW_LISTENER";
+    case EPERM:
+    case EACCES:
+      return "installing a seccomp filter is not permitted here (EPERM): a container or security "
+             "policy blocks seccomp(); allow it (e.g. an unconfined seccomp profile)";
+    case ENOSYS:
+      return "this kernel has no seccomp (ENOSYS)";
+    case EBUSY:
+      return "another seccomp user-notification listener is already installed (EBUSY)";
+    default:
+      return nullptr;
+  }
+}
+
+// In the child, after the filter is in place: every foreign number must reach us.
+void ProbeOrExit(int exec_pipe) {
+  for (const auto& e : evshim::abi::AllSyscalls()) {
+    errno = 0;
+    long r = syscall(e.nr_lp64, kProbeArg0, kProbeArg1, 0, 0, 0, 0);
+    if (r != kProbeAnswer) {
+      int err = errno;
+      std::fprintf(stderr,
+                   "evshim: system call %d (%s %s) is answered by another seccomp policy (%s) before "
+                   "evshim sees it; run outside that policy or let it pass the call\n",
+                   e.nr_lp64, std::string(evshim::abi::PersonalityName(e.personality)).c_str(),
+                   std::string(e.name).c_str(), r == -1 ? strerrorname_np(err) : "unexpected value");
+      int code = kProbeFailed;
+      (void)!write(exec_pipe, &code, sizeof code);
+      _exit(1);
+    }
+  }
+}
+
+// In the launcher: answers the child's probes until it execs (the pipe
+// closes), fails to (an errno), or reports a failed probe. Returns what the
+// pipe said: 0 (exec'd), an errno, or kProbeFailed.
+int ServeProbes(int listener, int exec_pipe, pid_t child) {
+  std::vector<std::byte> buf(sizeof(seccomp_notif) + 256);
+  while (true) {
+    pollfd fds[2] = {{exec_pipe, POLLIN, 0}, {listener, POLLIN, 0}};
+    if (poll(fds, 2, -1) < 0) {
+      if (errno == EINTR) continue;
+      return EIO;
+    }
+    // The pipe first: once it is closed, notifications are the program's.
+    if (fds[0].revents != 0) {
+      int code = 0;
+      ssize_t got = read(exec_pipe, &code, sizeof code);
+      return got == sizeof code ? code : 0;
+    }
+    if (fds[1].revents & POLLIN) {
+      auto* req = reinterpret_cast<seccomp_notif*>(buf.data());
+      std::memset(buf.data(), 0, buf.size());
+      if (ioctl(listener, SECCOMP_IOCTL_NOTIF_RECV, req) != 0) continue;
+      seccomp_notif_resp resp{};
+      resp.id = req->id;
+      if (static_cast<pid_t>(req->pid) == child && req->data.args[0] == kProbeArg0 &&
+          req->data.args[1] == kProbeArg1) {
+        resp.val = kProbeAnswer;
+      } else {
+        resp.error = -ENOSYS;  // cannot happen before exec: only the child runs
+      }
+      ioctl(listener, SECCOMP_IOCTL_NOTIF_SEND, &resp);
+    } else if (fds[1].revents & (POLLHUP | POLLERR)) {
+      fds[1].fd = -1;
+    }
+  }
+}
+
+int Run(int argc, char** argv, int first, Command command) {
   SupervisorOptions opts;
-  int prog = ParseOptions(argc, argv, first, &opts);
+  TraceRequest treq;
+  int prog = ParseOptions(argc, argv, first, command, &opts, &treq);
   if (prog >= argc) Usage("no program given");
+  OpenTrace trace_out;
+  if (!StartTrace(treq, &trace_out)) {
+    std::fprintf(stderr, "evshim: %s: %s\n", treq.output.c_str(), std::strerror(errno));
+    return 2;
+  }
+  opts.observer = trace_out.tracer.get();
 
   // Orphaned descendants are reparented to us, so we can reap them (on
   // kernels before 6.2-ish the listener reports POLLHUP only after reaping).
@@ -161,6 +387,7 @@ int Run(int argc, char** argv, int first) {
   for (int s : {SIGCHLD, SIGTERM, SIGHUP, SIGINT, SIGQUIT}) sigaddset(&block, s);
   sigprocmask(SIG_BLOCK, &block, &old);
   std::string preload = PreloadPath();
+  std::fflush(nullptr);
   pid_t child = fork();
   if (child < 0) {
     std::perror("evshim: fork");
@@ -172,15 +399,19 @@ int Run(int argc, char** argv, int first) {
     sigprocmask(SIG_SETMASK, &old, nullptr);
     int listener = evshim::shim::InstallFilter();
     if (listener < 0) {
-      std::fprintf(stderr,
-                   "evshim: cannot install the seccomp user-notification filter: %s "
-                   "(needs Linux >= 5.9 with seccomp, and no container policy blocking it)\n",
-                   std::strerror(-listener));
+      const char* why = FilterFailure(-listener);
+      if (why != nullptr) {
+        std::fprintf(stderr, "evshim: cannot trap foreign system calls: %s\n", why);
+      } else {
+        std::fprintf(stderr, "evshim: cannot install the seccomp user-notification filter: %s\n",
+                     std::strerror(-listener));
+      }
       _exit(1);
     }
     if (!SendFd(sv[1], listener)) _exit(1);
     close(listener);
     close(sv[1]);
+    ProbeOrExit(exec_pipe[1]);
     if (!preload.empty()) {
       std::string env = preload;
       if (const char* cur = std::getenv("LD_PRELOAD"); cur && *cur) env += std::string(":") + cur;
@@ -196,59 +427,46 @@ int Run(int argc, char** argv, int first) {
   close(exec_pipe[1]);
   int listener = RecvFd(sv[0]);
   close(sv[0]);
-  int exec_err = 0;
-  ssize_t got = read(exec_pipe[0], &exec_err, sizeof exec_err);
-  close(exec_pipe[0]);
-  if (got == sizeof exec_err) {
-    std::fprintf(stderr, "evshim: %s: %s\n", argv[prog], std::strerror(exec_err));
-    int status;
-    waitpid(child, &status, 0);
-    return exec_err == ENOENT ? 127 : 126;
-  }
   if (listener < 0) {
+    close(exec_pipe[0]);
     int status;
     waitpid(child, &status, 0);
     return WIFEXITED(status) ? WEXITSTATUS(status) : 1;
+  }
+  int exec_err = ServeProbes(listener, exec_pipe[0], child);
+  close(exec_pipe[0]);
+  if (exec_err != 0) {
+    if (exec_err != kProbeFailed) std::fprintf(stderr, "evshim: %s: %s\n", argv[prog], std::strerror(exec_err));
+    int status;
+    waitpid(child, &status, 0);
+    close(listener);
+    if (exec_err == kProbeFailed) return 1;
+    return exec_err == ENOENT ? 127 : 126;
   }
   opts.child = child;
   Supervisor sup(listener, opts);
   return sup.Run();
 }
 
-// A supervisor the program started must not hold the program's stdout or
-// stderr: whoever reads them waits for EOF before reaping the program, and on
-// kernels before ~6.2 the listener reports the tree's end only after that
-// reap. Messages go to $EVSHIM_LOG, or to stderr when it is a terminal.
-void DetachFromProgramStdio() {
-  int null_fd = open("/dev/null", O_RDWR | O_CLOEXEC);
-  if (null_fd < 0) return;
-  dup2(null_fd, 0);
-  dup2(null_fd, 1);
-  const char* log = std::getenv("EVSHIM_LOG");
-  if (log != nullptr && *log != '\0') {
-    int log_fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-    if (log_fd >= 0) {
-      dup2(log_fd, 2);
-      close(log_fd);
-    }
-  } else if (!isatty(2)) {
-    dup2(null_fd, 2);
-  }
-  close(null_fd);
-}
-
-// `evshim --serve FD`: the supervisor a preloaded program started for itself.
+// `evshim --serve FD [--trace=FILE]`: the supervisor a preloaded program
+// started for itself (the preload passes EVSHIM_TRACE as --trace=).
 int Serve(int argc, char** argv) {
   if (argc < 3) Usage("--serve needs a descriptor");
   int sock = std::atoi(argv[2]);
   SupervisorOptions opts;
-  ParseOptions(argc, argv, 3, &opts);
+  TraceRequest treq;
+  ParseOptions(argc, argv, 3, Command::kServe, &opts, &treq);
+  OpenTrace trace_out;
+  if (!StartTrace(treq, &trace_out)) {
+    // The program runs anyway; only the trace is lost.
+    std::fprintf(stderr, "evshim: EVSHIM_TRACE=%s: %s (not tracing)\n", treq.output.c_str(), std::strerror(errno));
+  }
+  opts.observer = trace_out.tracer.get();
   int listener = RecvFd(sock);
   close(sock);
   if (listener < 0) return 1;
   // Detach from the program's terminal signals; we live as long as the tree.
   setsid();
-  DetachFromProgramStdio();
   Supervisor sup(listener, opts);
   return sup.Run();
 }
@@ -270,7 +488,8 @@ int SupportMatrix() {
 int main(int argc, char** argv) {
   if (argc < 2) Usage("missing command");
   std::string_view cmd = argv[1];
-  if (cmd == "run") return Run(argc, argv, 2);
+  if (cmd == "run") return Run(argc, argv, 2, Command::kRun);
+  if (cmd == "trace") return Run(argc, argv, 2, Command::kTrace);
   if (cmd == "--serve") return Serve(argc, argv);
   if (cmd == "--help" || cmd == "-h" || cmd == "help") {
     std::fputs(kUsage, stdout);
@@ -281,9 +500,6 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (cmd == "--support-matrix") return SupportMatrix();
-  if (cmd == "trace") {
-    std::fprintf(stderr, "evshim: trace is not implemented yet\n");
-    return 2;
-  }
-  Usage(("unknown command '" + std::string(cmd) + "'").c_str());
+  if (!cmd.empty() && cmd[0] == '-') Usage("unknown option '" + std::string(cmd) + "'");
+  Usage("unknown command '" + std::string(cmd) + "'");
 }

@@ -126,6 +126,13 @@ __attribute__((constructor)) static void evshim_preload_init(void) {
     char fdarg[16];
     snprintf(fdarg, sizeof fdarg, "%d", sv[1]);
     unsetenv("LD_PRELOAD");
+    /* EVSHIM_TRACE=FILE (or 1: standard error) traces the tree (docs/trace.md). */
+    const char *trace = getenv("EVSHIM_TRACE");
+    char tracearg[PATH_MAX + 16];
+    if (trace && *trace) {
+      snprintf(tracearg, sizeof tracearg, "--trace=%s", trace);
+      execl(evshim, evshim, "--serve", fdarg, tracearg, (char *)NULL);
+    }
     execl(evshim, evshim, "--serve", fdarg, (char *)NULL);
     _exit(127);
   }

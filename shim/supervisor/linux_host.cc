@@ -8,7 +8,16 @@
 #include <sys/timerfd.h>
 #include <unistd.h>
 
+#include <linux/sockios.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+
+#include <algorithm>
 #include <cerrno>
+#include <csignal>
 #include <cstdio>
 #include <ctime>
 
@@ -41,7 +50,33 @@ emul::Nanos LinuxHost::Now() {
   return ts.tv_sec * emul::kNanosPerSecond + ts.tv_nsec;
 }
 
-void LinuxHost::ArmDeadline(emul::Nanos when) {
+emul::Nanos LinuxHost::RealtimeOffset() {
+  timespec mono{}, real{};
+  clock_gettime(CLOCK_MONOTONIC, &mono);
+  clock_gettime(CLOCK_REALTIME, &real);
+  return (real.tv_sec - mono.tv_sec) * emul::kNanosPerSecond + (real.tv_nsec - mono.tv_nsec);
+}
+
+void LinuxHost::SendTimerSignal(emul::Pid pid, int signo, uint64_t value, int timer_id) {
+  // As a POSIX timer's expiry: si_code SI_TIMER, the sigevent's value.
+  siginfo_t info{};
+  info.si_signo = signo;
+  info.si_code = SI_TIMER;
+  info.si_value.sival_ptr = reinterpret_cast<void*>(static_cast<uintptr_t>(value));
+  (void)timer_id;
+  syscall(SYS_rt_sigqueueinfo, pid, signo, &info);
+}
+
+void LinuxHost::ArmDeadline(emul::Nanos when) { ArmDeadlineSlot(0, when); }
+
+void LinuxHost::ArmDeadlineSlot(int slot, emul::Nanos when) {
+  slots_[slot] = when;
+  ApplyDeadline();
+}
+
+void LinuxHost::ApplyDeadline() {
+  emul::Nanos when = kNever;
+  for (emul::Nanos s : slots_) when = std::min(when, s);
   if (when == armed_deadline_) return;
   armed_deadline_ = when;
   itimerspec its{};
@@ -53,7 +88,7 @@ void LinuxHost::ArmDeadline(emul::Nanos when) {
   timerfd_settime(timer_fd_, TFD_TIMER_ABSTIME, &its, nullptr);
 }
 
-Result<void> LinuxHost::Register(Watch& w, emul::Pid pid, int fd, uint32_t mask) {
+Result<void> LinuxHost::Register(Watch& w, emul::Pid pid, int fd, uint32_t mask, bool edge) {
   int pidfd = pidfd_of_(pid);
   if (pidfd < 0) return Errno{EBADF};
   int dup = PidfdGetfd(pidfd, fd);
@@ -67,7 +102,9 @@ Result<void> LinuxHost::Register(Watch& w, emul::Pid pid, int fd, uint32_t mask)
     return Errno{err};
   }
   epoll_event ev{};
-  ev.events = mask;  // level-triggered: an already ready file reports at once
+  // Level-triggered: an already ready file reports at once. Edge (EPOLLET):
+  // reports once now if ready, then only new activity.
+  ev.events = mask | (edge ? static_cast<uint32_t>(EPOLLET) : 0u);
   if (epoll_ctl(epfd, EPOLL_CTL_ADD, dup, &ev) != 0) {
     // Files without poll support (regular files) cannot be registered:
     // illumos reports them always ready for the requested bits.
@@ -81,6 +118,7 @@ Result<void> LinuxHost::Register(Watch& w, emul::Pid pid, int fd, uint32_t mask)
   w.epfd = epfd;
   w.tfd = dup;
   w.mask = mask;
+  w.edge = edge;
   w.registered = true;
   w.in_loop = false;
   return {};
@@ -105,13 +143,24 @@ uint32_t LinuxHost::Readiness(emul::WatchId id) {
 }
 
 Result<uint32_t> LinuxHost::ArmWatch(emul::WatchId id, emul::Pid pid, int fd, uint32_t events) {
+  return Arm(id, pid, fd, events, false);
+}
+
+Result<uint32_t> LinuxHost::ArmWatchEdge(emul::WatchId id, emul::Pid pid, int fd, uint32_t events) {
+  auto it = watches_.find(id);
+  // A file without readiness notifications has no edges: never fires.
+  if (it != watches_.end() && it->second.pollless) return 0u;
+  return Arm(id, pid, fd, events, true);
+}
+
+Result<uint32_t> LinuxHost::Arm(emul::WatchId id, emul::Pid pid, int fd, uint32_t events, bool edge) {
   auto it = watches_.find(id);
   if (it == watches_.end()) return Errno{EBADF};
   Watch& w = it->second;
   if (w.pollless) {
     w.mask = events;
-  } else if (!w.registered || w.mask != events) {
-    Result<void> r = Register(w, pid, fd, events);
+  } else if (!w.registered || w.mask != events || w.edge != edge) {
+    Result<void> r = Register(w, pid, fd, events, edge);
     if (!r.ok()) {
       // epoll refuses files without poll support (regular files): illumos
       // reports those always ready for the requested bits.
@@ -174,6 +223,56 @@ bool LinuxHost::FdOpen(emul::Pid pid, int fd) {
   std::snprintf(path, sizeof path, "/proc/%d/fd/%d", pid, fd);
   struct stat st {};
   return lstat(path, &st) == 0;
+}
+
+Result<emul::FdProbe> LinuxHost::ProbeFd(emul::Pid pid, int fd) {
+  int pidfd = pidfd_of_(pid);
+  if (pidfd < 0) return Errno{EBADF};
+  int dup = PidfdGetfd(pidfd, fd);
+  if (dup < 0) return Errno{EBADF};
+  emul::FdProbe p;
+  struct stat st {};
+  fstat(dup, &st);
+  pollfd pfd{dup, POLLIN | POLLOUT | POLLPRI | POLLRDHUP, 0};
+  if (poll(&pfd, 1, 0) == 1) p.revents = static_cast<uint32_t>(pfd.revents);
+  int n = 0;
+  if (S_ISREG(st.st_mode)) {
+    // filt_vnread: bytes from the (shared) offset to EOF.
+    p.regular = true;
+    off_t off = lseek(dup, 0, SEEK_CUR);
+    p.readable = off >= 0 && st.st_size > off ? st.st_size - off : 0;
+    p.writable = 0;
+  } else if (S_ISFIFO(st.st_mode)) {
+    if (ioctl(dup, FIONREAD, &n) == 0) p.readable = n;
+    int size = fcntl(dup, F_GETPIPE_SZ);
+    if (size > 0) p.writable = std::max<int64_t>(0, size - p.readable);
+  } else if (S_ISSOCK(st.st_mode)) {
+    int listening = 0;
+    socklen_t len = sizeof listening;
+    if (getsockopt(dup, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) == 0 && listening) {
+      p.listening = true;
+      // TCP reports the accept backlog in tcpi_unacked for a listener.
+      tcp_info ti{};
+      len = sizeof ti;
+      if (getsockopt(dup, IPPROTO_TCP, TCP_INFO, &ti, &len) == 0) {
+        p.readable = ti.tcpi_unacked;
+      } else {
+        p.readable = (p.revents & POLLIN) ? 1 : 0;
+      }
+    } else {
+      if (ioctl(dup, SIOCINQ, &n) == 0) p.readable = n;
+      int sndbuf = 0, outq = 0;
+      len = sizeof sndbuf;
+      if (getsockopt(dup, SOL_SOCKET, SO_SNDBUF, &sndbuf, &len) == 0 &&
+          ioctl(dup, SIOCOUTQ, &outq) == 0) {
+        p.writable = std::max(0, sndbuf - outq);
+      }
+    }
+  } else {
+    if (ioctl(dup, FIONREAD, &n) == 0) p.readable = n;
+  }
+  close(dup);  // never keep the target's file open
+  return p;
 }
 
 void LinuxHost::ObjectReadinessChanged(emul::ObjectId obj, bool readable) {

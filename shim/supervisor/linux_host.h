@@ -38,9 +38,17 @@ class LinuxHost final : public emul::Host {
   }
 
   emul::Nanos Now() override;
+  emul::Nanos RealtimeOffset() override;
+  void SendTimerSignal(emul::Pid pid, int signo, uint64_t value, int timer_id) override;
   void ArmDeadline(emul::Nanos when) override;
   emul::Result<emul::WatchId> WatchFd(emul::Pid pid, int fd) override;
   emul::Result<uint32_t> ArmWatch(emul::WatchId id, emul::Pid pid, int fd, uint32_t events) override;
+  emul::Result<uint32_t> ArmWatchEdge(emul::WatchId id, emul::Pid pid, int fd, uint32_t events) override;
+  emul::Result<emul::FdProbe> ProbeFd(emul::Pid pid, int fd) override;
+  // The one timerfd serves several engines: each arms its own slot and the
+  // timer fires at the earliest. ArmDeadline() is slot 0.
+  static constexpr int kDeadlineSlots = 2;
+  void ArmDeadlineSlot(int slot, emul::Nanos when);
   void DisarmWatch(emul::WatchId id) override;
   void DropWatch(emul::WatchId id) override;
   bool SameFile(emul::Pid pid, int fd, emul::WatchId id) override;
@@ -57,8 +65,11 @@ class LinuxHost final : public emul::Host {
     bool registered = false;  // the file is registered in epfd
     bool in_loop = false;     // epfd is in the main loop's epoll
     bool pollless = false;    // a file epoll refuses (regular file): always ready
+    bool edge = false;        // registered EPOLLET (kqueue EV_CLEAR)
   };
-  emul::Result<void> Register(Watch& w, emul::Pid pid, int fd, uint32_t mask);
+  emul::Result<void> Register(Watch& w, emul::Pid pid, int fd, uint32_t mask, bool edge = false);
+  emul::Result<uint32_t> Arm(emul::WatchId id, emul::Pid pid, int fd, uint32_t events, bool edge);
+  void ApplyDeadline();
 
   int loop_epoll_;
   int timer_fd_;
@@ -67,6 +78,40 @@ class LinuxHost final : public emul::Host {
   std::unordered_map<emul::WatchId, Watch> watches_;
   emul::WatchId next_watch_ = 1;
   emul::Nanos armed_deadline_ = kNever;
+  emul::Nanos slots_[kDeadlineSlots] = {kNever, kNever};
+};
+
+// The host as one engine sees it: everything is LinuxHost's, except that
+// ArmDeadline arms this engine's own deadline slot.
+class DeadlineSlotHost final : public emul::Host {
+ public:
+  DeadlineSlotHost(LinuxHost& host, int slot) : host_(host), slot_(slot) {}
+  emul::Nanos Now() override { return host_.Now(); }
+  emul::Nanos RealtimeOffset() override { return host_.RealtimeOffset(); }
+  void SendTimerSignal(emul::Pid pid, int signo, uint64_t value, int timer_id) override {
+    host_.SendTimerSignal(pid, signo, value, timer_id);
+  }
+  void ArmDeadline(emul::Nanos when) override { host_.ArmDeadlineSlot(slot_, when); }
+  emul::Result<emul::WatchId> WatchFd(emul::Pid pid, int fd) override { return host_.WatchFd(pid, fd); }
+  emul::Result<uint32_t> ArmWatch(emul::WatchId id, emul::Pid pid, int fd, uint32_t events) override {
+    return host_.ArmWatch(id, pid, fd, events);
+  }
+  emul::Result<uint32_t> ArmWatchEdge(emul::WatchId id, emul::Pid pid, int fd,
+                                      uint32_t events) override {
+    return host_.ArmWatchEdge(id, pid, fd, events);
+  }
+  void DisarmWatch(emul::WatchId id) override { host_.DisarmWatch(id); }
+  void DropWatch(emul::WatchId id) override { host_.DropWatch(id); }
+  bool SameFile(emul::Pid pid, int fd, emul::WatchId id) override { return host_.SameFile(pid, fd, id); }
+  bool FdOpen(emul::Pid pid, int fd) override { return host_.FdOpen(pid, fd); }
+  void ObjectReadinessChanged(emul::ObjectId obj, bool readable) override {
+    host_.ObjectReadinessChanged(obj, readable);
+  }
+  emul::Result<emul::FdProbe> ProbeFd(emul::Pid pid, int fd) override { return host_.ProbeFd(pid, fd); }
+
+ private:
+  LinuxHost& host_;
+  int slot_;
 };
 
 }  // namespace evshim::shim

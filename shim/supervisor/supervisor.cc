@@ -26,6 +26,7 @@
 #include "abi/common/call.h"
 #include "abi/illumos/portfs.h"
 #include "abi/syscall_table.h"
+#include "abi/trace/observer.h"
 #include "shim/supervisor/filter.h"
 
 #ifndef SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP
@@ -64,7 +65,9 @@ void Log(const char* fmt, auto... args) {
 // transfers are EFAULT: nothing partial is ever reported as success.
 class RemoteMemory final : public abi::GuestMemory {
  public:
-  explicit RemoteMemory(pid_t tid) : tid_(tid) {}
+  // trace: `observer` (null when tracing is off) hears of each write of call `id`.
+  RemoteMemory(pid_t tid, abi::trace::CallObserver* observer = nullptr, uint64_t id = 0)
+      : tid_(tid), observer_(observer), id_(id) {}
   Result<void> Read(uint64_t addr, std::span<std::byte> out) override {
     if (out.empty()) return {};
     iovec local{out.data(), out.size()};
@@ -79,11 +82,14 @@ class RemoteMemory final : public abi::GuestMemory {
     iovec remote{reinterpret_cast<void*>(addr), in.size()};
     ssize_t n = process_vm_writev(tid_, &local, 1, &remote, 1, 0);
     if (n != static_cast<ssize_t>(in.size())) return Errno{EFAULT};
+    if (observer_ != nullptr) observer_->OnWrite(id_, addr, in);  // trace
     return {};
   }
 
  private:
   pid_t tid_;
+  abi::trace::CallObserver* observer_;
+  uint64_t id_;
 };
 
 }  // namespace
@@ -108,7 +114,7 @@ class Supervisor::NotifResponder final : public abi::Responder {
         return sup_.Respond(id_, 0, out.error);
       case abi::Outcome::Kind::kNewObject: {
         bool delivered = false;
-        sup_.InstallObject(id_, out.object_kind, out.object, &delivered);
+        sup_.InstallObject(id_, out.object_kind, out.object, &delivered, out.cloexec);
         return delivered;
       }
       case abi::Outcome::Kind::kDeferred:
@@ -129,16 +135,22 @@ class Supervisor::Context final : public abi::CallContext {
  public:
   Context(Supervisor& sup, const seccomp_notif& req, emul::Pid pid)
       : sup_(sup), req_(req), caller_{pid, static_cast<emul::Pid>(req.pid)},
-        memory_(std::make_shared<RemoteMemory>(static_cast<pid_t>(req.pid))) {}
+        memory_(std::make_shared<RemoteMemory>(static_cast<pid_t>(req.pid), sup.options_.observer, req.id)) {}
 
   emul::Caller caller() const override { return caller_; }
   abi::GuestMemory& memory() override { return *memory_; }
   Result<emul::ObjectId> Resolve(int fd, abi::ObjectKind kind) override {
     Result<emul::ObjectId> r = sup_.ResolveObject(static_cast<pid_t>(req_.pid), fd, kind);
+    // kqueues are not inherited by fork: another process's kqueue is a
+    // closed descriptor to this one (research/kevent-abi.md §4.6).
+    if (r.ok() && kind == abi::ObjectKind::kKqueue && sup_.kqueues_->Owner(*r) != caller_.pid) {
+      return Errno{EBADF};
+    }
     if (r.ok()) last_object_ = {*r, fd};
     return r;
   }
   emul::EventPorts& ports() override { return *sup_.ports_; }
+  emul::Kqueues* kqueues() override { return sup_.kqueues_.get(); }
   std::shared_ptr<abi::Responder> Defer() override {
     deferred_ = std::make_shared<DeferredResponder>(
         std::make_shared<NotifResponder>(sup_, req_.id, static_cast<pid_t>(req_.pid)), memory_);
@@ -193,6 +205,8 @@ Supervisor::Supervisor(int listener, SupervisorOptions options)
   host_ = std::make_unique<LinuxHost>(epoll_, [this](emul::Pid pid) { return PidfdOf(pid); });
   host_->set_readiness_callback([this](emul::ObjectId o, bool r) { OnObjectReadiness(o, r); });
   ports_ = std::make_unique<emul::EventPorts>(*host_, options_.port_limits);
+  kqueue_host_ = std::make_unique<DeadlineSlotHost>(*host_, 1);
+  kqueues_ = std::make_unique<emul::Kqueues>(*kqueue_host_);
 
   if (options_.sync_wakeup) {
     uint64_t flags = SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP;
@@ -229,6 +243,7 @@ Supervisor::Supervisor(int listener, SupervisorOptions options)
 
 Supervisor::~Supervisor() {
   ports_.reset();
+  kqueues_.reset();
   host_.reset();
   for (auto& [pid, p] : processes_) close(p.pidfd);
   for (auto& [obj, h] : object_handles_) close(h.sup_end);
@@ -244,9 +259,10 @@ bool Supervisor::Respond(uint64_t id, int64_t value, int error) {
   resp.val = error ? 0 : value;
   resp.error = error ? -error : 0;
   resp.flags = 0;
-  if (ioctl(listener_, SECCOMP_IOCTL_NOTIF_SEND, &resp) == 0) return true;
+  const bool sent = ioctl(listener_, SECCOMP_IOCTL_NOTIF_SEND, &resp) == 0;
+  if (options_.observer != nullptr) options_.observer->OnExit(id, value, error, sent);  // trace
   // ENOENT: the target was interrupted or died meanwhile. Routine.
-  return false;
+  return sent;
 }
 
 emul::Pid Supervisor::ProcessOf(pid_t tid) {
@@ -295,8 +311,10 @@ void Supervisor::ProcessGone(emul::Pid pid) {
     parked_by_tid_.erase(parked_[w].tid);
     parked_.erase(w);
     ports_->CancelWait(w);
+    kqueues_->CancelWait(w);
   }
   ports_->ProcessExited(pid);
+  kqueues_->ProcessExited(pid);
   auto it = processes_.find(pid);
   if (it != processes_.end()) {
     close(it->second.pidfd);
@@ -339,7 +357,8 @@ void Supervisor::ObjectClosed(abi::ObjectKind kind, emul::ObjectId obj) {
       ports_->LastClose(obj);
       break;
     case abi::ObjectKind::kKqueue:
-      break;  // kqueues: issue 4
+      kqueues_->Close(obj);
+      break;
   }
 }
 
@@ -373,7 +392,7 @@ void Supervisor::DrainIfNeeded(emul::ObjectId obj, pid_t tid, int fd) {
 }
 
 int Supervisor::InstallObject(uint64_t id, abi::ObjectKind kind, emul::ObjectId obj,
-                              bool* delivered) {
+                              bool* delivered, bool cloexec) {
   *delivered = false;
   int sv[2];
   if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sv) != 0) {
@@ -388,7 +407,7 @@ int Supervisor::InstallObject(uint64_t id, abi::ObjectKind kind, emul::ObjectId 
   addfd.id = id;
   addfd.srcfd = static_cast<uint32_t>(sv[1]);
   addfd.newfd = 0;
-  addfd.newfd_flags = 0;
+  addfd.newfd_flags = cloexec ? O_CLOEXEC : 0;
   addfd.flags = addfd_send_ ? SECCOMP_ADDFD_FLAG_SEND : 0;
   int newfd = ioctl(listener_, SECCOMP_IOCTL_NOTIF_ADDFD, &addfd);
   if (newfd < 0 && errno == EINVAL && addfd_send_) {
@@ -405,6 +424,7 @@ int Supervisor::InstallObject(uint64_t id, abi::ObjectKind kind, emul::ObjectId 
     if (err != ENOENT) Respond(id, 0, err == EBADF ? EMFILE : err);
     return -1;
   }
+  if (addfd_send_ && options_.observer != nullptr) options_.observer->OnExit(id, newfd, 0, true);  // trace
   if (!addfd_send_ && !Respond(id, newfd, 0)) {
     // The fd was installed but the call was interrupted: the target will
     // close nothing; the socket's HUP will clean up when it exits.
@@ -428,6 +448,7 @@ void Supervisor::HandleNotification(seccomp_notif& req) {
   const abi::DataModel model = ilp32 ? abi::DataModel::kIlp32 : abi::DataModel::kLp64;
   const abi::SyscallEntry* entry = abi::FindSyscall(model, req.data.nr);
   const pid_t tid = static_cast<pid_t>(req.pid);
+  if (options_.observer != nullptr) TraceEnter(req, model, entry);  // trace
   // A thread has one system call in flight: a parked one from the same
   // thread was abandoned because a signal interrupted it. If this is the
   // very same call (same number and registers, including the library's call
@@ -439,6 +460,7 @@ void Supervisor::HandleNotification(seccomp_notif& req) {
     parked_by_tid_.erase(t);
     parked_.erase(w);
     ports_->CancelWait(w);
+    kqueues_->CancelWait(w);
     bool same = old.nr == req.data.nr;
     for (int i = 0; i < 6 && same; ++i) same = old.args[i] == req.data.args[i];
     if (same) {
@@ -472,13 +494,30 @@ void Supervisor::HandleNotification(seccomp_notif& req) {
       break;
     case abi::Outcome::Kind::kNewObject: {
       bool delivered = false;
-      InstallObject(req.id, out.object_kind, out.object, &delivered);
+      InstallObject(req.id, out.object_kind, out.object, &delivered, out.cloexec);
       break;
     }
     case abi::Outcome::Kind::kDeferred:
+      if (options_.observer != nullptr) options_.observer->OnDeferred(req.id);  // trace
       break;
   }
   if (auto lo = ctx.last_object()) DrainIfNeeded(lo->first, tid, lo->second);
+}
+
+// trace: reports a call to the observer before anything answers it.
+void Supervisor::TraceEnter(const seccomp_notif& req, abi::DataModel model, const abi::SyscallEntry* entry) {
+  const pid_t tid = static_cast<pid_t>(req.pid);
+  RemoteMemory memory(tid);
+  abi::trace::CallStart call;
+  call.id = req.id;
+  call.caller = {ProcessOf(tid), static_cast<emul::Pid>(tid)};
+  call.model = model;
+  call.nr = req.data.nr;
+  call.entry = entry;
+  for (int i = 0; i < 6; ++i) call.raw[i] = req.data.args[i];
+  call.ip = req.data.instruction_pointer;
+  call.memory = &memory;
+  options_.observer->OnEnter(call);
 }
 
 void Supervisor::SweepParked() {
@@ -491,6 +530,7 @@ void Supervisor::SweepParked() {
     parked_by_tid_.erase(parked_[w].tid);
     parked_.erase(w);
     ports_->CancelWait(w);
+    kqueues_->CancelWait(w);
   }
 }
 
@@ -525,6 +565,7 @@ int Supervisor::Run() {
         uint32_t ready = host_->Readiness(id);
         if (ready != 0) {
           ports_->OnWatchReady(id, ready);
+          kqueues_->OnWatchReady(id, ready);  // watch ids are host-wide: one engine owns it
         } else {
           host_->RearmInLoop(id);  // spurious: stay armed
         }
@@ -550,6 +591,7 @@ int Supervisor::Run() {
           while (read(host_->deadline_fd(), &ticks, sizeof ticks) > 0) {
           }
           ports_->OnDeadline();
+          kqueues_->OnDeadline();
           break;
         }
         case kTagSweep: {

@@ -16,10 +16,16 @@
 #include <unordered_map>
 
 #include "abi/common/call.h"
+#include "abi/syscall_table.h"
 #include "emul/event_port.h"
+#include "emul/kqueue.h"
 #include "shim/supervisor/linux_host.h"
 
 struct seccomp_notif;
+
+namespace evshim::abi::trace {
+class CallObserver;  // abi/trace/observer.h
+}
 
 namespace evshim::shim {
 
@@ -28,6 +34,8 @@ struct SupervisorOptions {
   bool sync_wakeup = true;     // SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP when the kernel has it
   bool verbose = false;
   pid_t child = -1;            // launcher mode: the program's pid (we reap it)
+  // `evshim trace`: hears of every call; null (the default) = tracing off.
+  abi::trace::CallObserver* observer = nullptr;
 };
 
 class Supervisor {
@@ -63,8 +71,10 @@ class Supervisor {
   };
 
   void HandleNotification(seccomp_notif& req);
+  void TraceEnter(const seccomp_notif& req, abi::DataModel model, const abi::SyscallEntry* entry);
   bool Respond(uint64_t id, int64_t value, int error);
-  int InstallObject(uint64_t id, abi::ObjectKind kind, emul::ObjectId obj, bool* delivered);
+  int InstallObject(uint64_t id, abi::ObjectKind kind, emul::ObjectId obj, bool* delivered,
+                    bool cloexec = false);
   void ObjectClosed(abi::ObjectKind kind, emul::ObjectId obj);
   emul::Pid ProcessOf(pid_t tid);
   int PidfdOf(emul::Pid pid);
@@ -83,6 +93,9 @@ class Supervisor {
   int sweep_fd_ = -1;
   std::unique_ptr<LinuxHost> host_;
   std::unique_ptr<emul::EventPorts> ports_;
+  // kqueue engine (emul/kqueue.h) with its own deadline slot on the host.
+  std::unique_ptr<DeadlineSlotHost> kqueue_host_;
+  std::unique_ptr<emul::Kqueues> kqueues_;
   std::unordered_map<emul::Pid, Process> processes_;
   std::unordered_map<pid_t, emul::Pid> tgid_of_;
   std::unordered_map<emul::ObjectId, ObjectHandle> object_handles_;

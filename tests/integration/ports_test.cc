@@ -46,7 +46,8 @@ INSTANTIATE_TEST_SUITE_P(Ports, PortScenario,
                          ::testing::Values("etime", "wake_on_send", "two_waiters", "epipe",
                                            "socket_eof", "fd_oneshot", "close_discards",
                                            "getn_partial", "alert", "sendn", "bad_ports",
-                                           "pollable", "fork_shares", "fork_dissociate", "eintr"));
+                                           "pollable", "fork_shares", "fork_dissociate", "eintr",
+                                           "timer_port", "timer_fork", "timer_signal"));
 
 // Without a supervisor the foreign call is an unknown syscall: the scenario
 // must fail, which shows the scenarios test evshim and not something else.

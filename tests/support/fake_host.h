@@ -45,6 +45,12 @@ class FakeHost : public emul::Host {
     for (auto& [id, bits2] : fire) deliver(id, bits2);
   }
   void Advance(emul::Nanos d) { now_ += d; }
+  struct SentSignal {
+    emul::Pid pid;
+    int signo;
+    uint64_t value;
+  };
+  const std::vector<SentSignal>& signals() const { return signals_; }
   emul::Nanos deadline() const { return deadline_; }
   bool readable(emul::ObjectId o) const { return readable_.count(o) != 0; }
   size_t live_watches() const { return watches_.size(); }
@@ -53,6 +59,10 @@ class FakeHost : public emul::Host {
   // --- emul::Host ---
   emul::Nanos Now() override { return now_; }
   void ArmDeadline(emul::Nanos when) override { deadline_ = when; }
+  emul::Nanos RealtimeOffset() override { return 1'700'000'000LL * 1'000'000'000LL; }
+  void SendTimerSignal(emul::Pid pid, int signo, uint64_t value, int) override {
+    signals_.push_back({pid, signo, value});
+  }
   emul::Result<emul::WatchId> WatchFd(emul::Pid pid, int fd) override {
     auto it = fds_.find({pid, fd});
     if (it == fds_.end()) return emul::Errno{EBADF};
@@ -97,6 +107,7 @@ class FakeHost : public emul::Host {
   emul::WatchId next_ = 1;
   emul::Nanos now_ = 1'000'000'000;
   emul::Nanos deadline_ = kNever;
+  std::vector<SentSignal> signals_;
 };
 
 }  // namespace evshim::testing

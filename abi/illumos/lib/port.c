@@ -4,9 +4,13 @@
  * Linux-convention result (docs/abi.md) into the illumos API's.
  */
 #define _GNU_SOURCE
+#include <dlfcn.h>
 #include <errno.h>
 #include <poll.h>
+#include <signal.h>
+#include <time.h>
 #include <stdint.h>
+#include <string.h>
 #include <unistd.h>
 #include <sys/syscall.h>
 
@@ -59,10 +63,36 @@ static int poll_from_illumos(int ev) {
   return out;
 }
 
+/*
+ * evshim timers are handed out as tagged timer_t values, so the timer_*
+ * functions below can tell them from glibc's (kernel ids or pointers, never
+ * this pattern).
+ */
+#if defined(__x86_64__)
+#define TIMER_TAG 0x7e5e000000000000ull
+#define TIMER_TAG_MASK 0xffff000000000000ull
+#else
+#define TIMER_TAG 0xfe5e0000ul
+#define TIMER_TAG_MASK 0xffff0000ul
+#endif
+
+static timer_t timer_from_id(int id) { return (timer_t)(uintptr_t)(TIMER_TAG | (unsigned)id); }
+
+static int timer_to_id(timer_t t, int *id) {
+  uintptr_t v = (uintptr_t)t;
+  if ((v & TIMER_TAG_MASK) != TIMER_TAG) return 0;
+  *id = (int)(v & 0xffff);
+  return 1;
+}
+
+static void fix_event(port_event_t *pe) {
+  if (pe->portev_source == PORT_SOURCE_FD) pe->portev_events = poll_from_illumos(pe->portev_events);
+  /* illumos's object is the timer id; the program knows its timer_t. */
+  if (pe->portev_source == PORT_SOURCE_TIMER) pe->portev_object = (uintptr_t)timer_from_id((int)pe->portev_object);
+}
+
 static void fix_events(port_event_t *pe, unsigned n) {
-  for (unsigned i = 0; i < n; i++) {
-    if (pe[i].portev_source == PORT_SOURCE_FD) pe[i].portev_events = poll_from_illumos(pe[i].portev_events);
-  }
+  for (unsigned i = 0; i < n; i++) fix_event(&pe[i]);
 }
 
 EXPORT int port_create(void) {
@@ -103,7 +133,7 @@ EXPORT int port_get(int port, port_event_t *pe, struct timespec *timeout) {
   long r = portfs(EVSHIM_PORT_GET, port, (long)pe, sec, nsec, (long)timeout);
   if (r < 0) return -1;
   /* A zero timeout with nothing queued returns 0 and leaves *pe untouched. */
-  if (pe != NULL && pe->portev_source == PORT_SOURCE_FD) pe->portev_events = poll_from_illumos(pe->portev_events);
+  if (pe != NULL) fix_event(pe);
   return 0;
 }
 
@@ -135,4 +165,81 @@ EXPORT int port_getn(int port, port_event_t list[], uint_t max, uint_t *nget, st
 
 EXPORT int port_alert(int port, int flags, int events, void *user) {
   return (int)portfs(EVSHIM_PORT_ALERT, port, flags, events, (long)user, 0);
+}
+
+/* ---- timers: SIGEV_PORT through the illumos timer calls, the rest to glibc ---- */
+
+/* illumos struct sigevent (sys/siginfo.h); natural alignment gives the
+ * illumos layout for both data models (40 / 24 bytes). */
+struct illumos_sigevent { /* glibc's <signal.h> defines the field names as macros */
+  int notify;
+  int signo;
+  void *value;
+  void *notify_function;
+  void *notify_attributes;
+  int pad2;
+};
+
+/* Linux clock ids to illumos's (sys/time_impl.h). */
+static int clock_to_illumos(clockid_t c) {
+  switch (c) {
+    case CLOCK_REALTIME: return 3;
+    case CLOCK_MONOTONIC: return 4; /* CLOCK_HIGHRES */
+    case CLOCK_PROCESS_CPUTIME_ID: return 5;
+    case CLOCK_THREAD_CPUTIME_ID: return 2;
+    default: return 6; /* not a clock: EINVAL */
+  }
+}
+
+/* glibc's own function of that name (ISO C cannot cast void * to a function). */
+typedef void (*any_fn)(void);
+static any_fn next_fn(const char *name) {
+  void *p = dlsym(RTLD_NEXT, name);
+  any_fn f;
+  memcpy(&f, &p, sizeof f);
+  return f;
+}
+#define NEXT(name, type) ((type)next_fn(name))
+
+EXPORT int timer_create(clockid_t clock, struct sigevent *sev, timer_t *tid) {
+  if (sev == NULL || sev->sigev_notify != SIGEV_PORT) {
+    int (*next)(clockid_t, struct sigevent *, timer_t *) =
+        NEXT("timer_create", int (*)(clockid_t, struct sigevent *, timer_t *));
+    if (next == NULL) {
+      errno = ENOSYS;
+      return -1;
+    }
+    return next(clock, sev, tid);
+  }
+  struct illumos_sigevent ise = {4 /* illumos SIGEV_PORT */, 0, sev->sigev_value.sival_ptr, NULL, NULL, 0};
+  int id = -1;
+  if (syscall(EVSHIM_SYS_timer_create, clock_to_illumos(clock), &ise, &id) != 0) return -1;
+  *tid = timer_from_id(id);
+  return 0;
+}
+
+EXPORT int timer_delete(timer_t t) {
+  int id;
+  if (!timer_to_id(t, &id)) return NEXT("timer_delete", int (*)(timer_t))(t);
+  return (int)syscall(EVSHIM_SYS_timer_delete, id);
+}
+
+EXPORT int timer_settime(timer_t t, int flags, const struct itimerspec *value, struct itimerspec *ovalue) {
+  int id;
+  if (!timer_to_id(t, &id))
+    return NEXT("timer_settime", int (*)(timer_t, int, const struct itimerspec *, struct itimerspec *))(
+        t, flags, value, ovalue);
+  return (int)syscall(EVSHIM_SYS_timer_settime, id, flags, value, ovalue);
+}
+
+EXPORT int timer_gettime(timer_t t, struct itimerspec *value) {
+  int id;
+  if (!timer_to_id(t, &id)) return NEXT("timer_gettime", int (*)(timer_t, struct itimerspec *))(t, value);
+  return (int)syscall(EVSHIM_SYS_timer_gettime, id, value);
+}
+
+EXPORT int timer_getoverrun(timer_t t) {
+  int id;
+  if (!timer_to_id(t, &id)) return NEXT("timer_getoverrun", int (*)(timer_t))(t);
+  return (int)syscall(EVSHIM_SYS_timer_getoverrun, id);
 }

@@ -8,6 +8,11 @@
 #include <stdint.h>
 #include <sys/types.h>
 #include <time.h>
+/* Strict ISO C (-std=c99 without POSIX feature macros) hides struct timespec
+ * in <time.h>; file_obj_t needs it, so take glibc's own definition. */
+#if defined(__GLIBC__) && !defined(_STRUCT_TIMESPEC)
+#include <bits/types/struct_timespec.h>
+#endif
 
 #ifndef EVSHIM_SOLARIS_TYPES
 #define EVSHIM_SOLARIS_TYPES
@@ -29,6 +34,14 @@ extern "C" {
 #define PORT_SOURCE_ALERT 5
 #define PORT_SOURCE_MQ 6
 #define PORT_SOURCE_FILE 7
+
+/*
+ * timer_create(2) notification through a port: sigev_notify = SIGEV_PORT,
+ * sigev_value.sival_ptr = &(port_notify_t){port, user}. illumos's value (4)
+ * is glibc's SIGEV_THREAD_ID, so evshim uses 0x104; other notify kinds go to
+ * glibc's timer_create unchanged (docs/abi.md "Timers").
+ */
+#define SIGEV_PORT 0x104
 
 /* port_alert() flags */
 #define PORT_ALERT_SET 0x01

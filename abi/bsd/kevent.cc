@@ -1,0 +1,291 @@
+// kqueue(2), kqueuex(2)/kqueue1(2) and kevent(2) for the BSD personalities:
+// decode, one call into emul::Kqueues, encode. The personality is data
+// (personalities.cc); the kernels' sources are cited there and here.
+#include <algorithm>
+#include <bit>
+#include <cerrno>
+#include <vector>
+
+#include "abi/bsd/kevent.h"
+#include "abi/common/wire.h"
+#include "abi/freebsd/constants.h"
+#include "abi/openbsd/constants.h"
+
+namespace evshim::abi::bsd {
+
+using emul::KChange;
+using emul::KFilter;
+using emul::KeventRecord;
+
+const KeventLayout& Layout(const KqueuePersonality& p, DataModel m, KeventAbi abi) {
+  if (abi == KeventAbi::kFreebsd11) return m == DataModel::kLp64 ? kFreebsd11Lp64 : kFreebsd11Ilp32;
+  return m == DataModel::kLp64 ? p.current_lp64 : p.current_ilp32;
+}
+
+const TimespecLayout& Timespec(const KqueuePersonality& p, DataModel m) {
+  return m == DataModel::kLp64 ? kTimespecLp64 : p.timespec_ilp32;
+}
+
+namespace {
+
+constexpr emul::Nanos kMaxPeriod = INT64_MAX / 4;
+
+emul::Nanos Scale(int64_t v, emul::Nanos unit) {
+  if (v <= 0) return 0;
+  if (v > kMaxPeriod / unit) return kMaxPeriod;
+  return v * unit;
+}
+
+// EVFILT_TIMER: the period in nanoseconds, or the kernel's errno.
+int DecodeTimer(const KqueuePersonality& p, KChange& c) {
+  const uint32_t ff = c.kev.fflags;
+  const int64_t data = c.kev.data;
+  switch (p.timer_units) {
+    case KqueuePersonality::TimerUnits::kFreebsdBits: {
+      // filt_timervalidate / timer2sbintime (abi.md §3.6, §4.4).
+      using namespace freebsd;
+      if (ff & ~(NOTE_TIMER_PRECMASK | NOTE_ABSTIME)) return EINVAL;
+      if (std::popcount(ff & NOTE_TIMER_PRECMASK) > 1) return EINVAL;
+      if (data < 0) return EINVAL;
+      if (ff & NOTE_ABSTIME) return EOPNOTSUPP;  // not yet
+      int64_t d = data == 0 && !(c.kev.flags & emul::kev::kOneshot) ? 1 : data;
+      emul::Nanos unit = (ff & NOTE_SECONDS)    ? emul::kNanosPerSecond
+                         : (ff & NOTE_USECONDS) ? 1'000
+                         : (ff & NOTE_NSECONDS) ? 1
+                                                : 1'000'000;
+      c.timer_period = Scale(d, unit);
+      return 0;
+    }
+    case KqueuePersonality::TimerUnits::kOpenbsdEnum: {
+      using namespace openbsd;
+      if (ff & ~(NOTE_TIMER_UNITMASK | NOTE_ABSTIME)) return EINVAL;
+      if (data < 0) return EINVAL;
+      if (ff & NOTE_ABSTIME) return EOPNOTSUPP;  // not yet
+      emul::Nanos unit = 1'000'000;
+      switch (ff & NOTE_TIMER_UNITMASK) {
+        case NOTE_SECONDS: unit = emul::kNanosPerSecond; break;
+        case NOTE_USECONDS: unit = 1'000; break;
+        case NOTE_NSECONDS: unit = 1; break;
+        default: break;
+      }
+      c.timer_period = Scale(data, unit);
+      return 0;
+    }
+    case KqueuePersonality::TimerUnits::kMillisecondsOnly:
+      // No validation; fflags ignored (DF kern_event.c:421-432, 476-496).
+      c.timer_period = Scale(data, 1'000'000);
+      return 0;
+  }
+  return EINVAL;
+}
+
+}  // namespace
+
+KChange DecodeChange(const KqueuePersonality& p, const KeventLayout& l,
+                     std::span<const std::byte> in) {
+  ByteReader r(in);
+  const size_t ptr = l.filter;  // ident is pointer-sized: 8 or 4
+  KChange c;
+  c.kev.ident = r.GetPtr(l.ident, ptr);
+  c.kev.wire_filter = r.Get<int16_t>(l.filter);
+  c.kev.flags = static_cast<uint16_t>(r.Get<uint16_t>(l.flags) & ~p.sysflags);
+  c.kev.fflags = r.Get<uint32_t>(l.fflags);
+  c.kev.data = r.GetLong(l.data, l.data_width);
+  c.kev.udata = r.GetPtr(l.udata, ptr);
+  if (l.has_ext) {
+    for (size_t i = 0; i < 4; ++i) c.kev.ext[i] = r.Get<uint64_t>(l.ext + 8 * i);
+  }
+  const int32_t wf = c.kev.wire_filter;
+  if (wf == 0 && p.skip_filter_zero) {
+    c.skip = true;
+    return c;
+  }
+  bool found = false;
+  for (size_t i = 0; i < p.filter_number.size(); ++i) {
+    if (p.filter_number[i] != 0 && p.filter_number[i] == wf) {
+      c.kev.filter = static_cast<KFilter>(i);
+      found = true;
+      break;
+    }
+  }
+  if (!found) {
+    // Not a filter of this kernel: EINVAL (OB kern_event.c:1051-1064). One
+    // of its filters that evshim does not emulate: EOPNOTSUPP.
+    c.error = (wf < 0 && wf >= -p.filter_syscount) ? EOPNOTSUPP : EINVAL;
+    return c;
+  }
+  switch (c.kev.filter) {
+    case KFilter::kTimer:
+      c.error = DecodeTimer(p, c);
+      break;
+    case KFilter::kVnode:
+    case KFilter::kProc:
+    case KFilter::kSignal:
+      c.error = EOPNOTSUPP;  // not yet (docs/kqueue.md)
+      break;
+    case KFilter::kRead:
+    case KFilter::kWrite:
+    case KFilter::kExcept:
+    case KFilter::kUser:
+      break;
+  }
+  return c;
+}
+
+void EncodeEvent(const KeventLayout& l, const KeventRecord& ev, std::span<std::byte> out) {
+  ByteWriter w(out);
+  const size_t ptr = l.filter;
+  w.PutPtr(l.ident, ptr, ev.ident);
+  w.Put<int16_t>(l.filter, static_cast<int16_t>(ev.wire_filter));
+  w.Put<uint16_t>(l.flags, ev.flags);
+  w.Put<uint32_t>(l.fflags, ev.fflags);
+  w.PutLong(l.data, l.data_width, ev.data);
+  w.PutPtr(l.udata, ptr, ev.udata);
+  if (l.has_ext) {
+    for (size_t i = 0; i < 4; ++i) w.Put<uint64_t>(l.ext + 8 * i, ev.ext[i]);
+  }
+}
+
+std::pair<int64_t, int64_t> DecodeTimespec(const TimespecLayout& l, std::span<const std::byte> in) {
+  ByteReader r(in);
+  return {r.GetLong(l.sec, l.sec_width), r.GetLong(l.nsec, l.nsec_width)};
+}
+
+Outcome SysKqueue(CallContext& ctx, const SyscallArgs&, const KqueuePersonality&) {
+  emul::Kqueues* kqs = ctx.kqueues();
+  if (kqs == nullptr) return Outcome::Error(ENOSYS);
+  emul::Result<emul::ObjectId> kq = kqs->Create(ctx.caller());
+  if (!kq.ok()) return Outcome::Error(kq.error().value);
+  return Outcome::NewObject(ObjectKind::kKqueue, *kq);
+}
+
+// FreeBSD kqueuex(u_int flags), OpenBSD kqueue1(int flags): the foreign
+// flag values; anything else is EINVAL.
+Outcome SysKqueueFlags(CallContext& ctx, const SyscallArgs& a, const KqueuePersonality& p) {
+  const uint32_t flags = a.Uint(0);
+  if (flags & ~p.kq_flags_valid) return Outcome::Error(EINVAL);
+  Outcome out = SysKqueue(ctx, a, p);
+  if (out.kind == Outcome::Kind::kNewObject) out.cloexec = (flags & p.kq_cloexec) != 0;
+  return out;
+}
+
+namespace {
+
+class KeventDone final : public emul::KeventCompletion {
+ public:
+  KeventDone(const KeventLayout& layout, bool receipt_copyout_checked, GuestMemory& memory,
+             std::shared_ptr<Responder> responder, uint64_t eventlist)
+      : layout_(layout), checked_(receipt_copyout_checked), memory_(memory),
+        responder_(std::move(responder)), eventlist_(eventlist) {}
+
+  bool Complete(emul::KeventOutcome out) override {
+    if (!responder_->StillPending()) return false;
+    if (out.error != 0) return responder_->Respond(Outcome::Error(out.error));
+    if (!out.events.empty()) {
+      std::vector<std::byte> bytes(layout_.size * out.events.size());
+      for (size_t i = 0; i < out.events.size(); ++i) {
+        EncodeEvent(layout_, out.events[i],
+                    std::span(bytes).subspan(i * layout_.size, layout_.size));
+      }
+      if (!memory_.Write(eventlist_, bytes).ok()) {
+        if (out.receipts && !checked_) {
+          // FreeBSD/OpenBSD ignore the copy-out of change results.
+        } else if (out.receipts) {
+          // DragonFly: the registration's own error (DF kern_event.c:850-852).
+          int err = static_cast<int>(out.events.front().data);
+          return responder_->Respond(err != 0 ? Outcome::Error(err) : Outcome::Value(0));
+        } else {
+          responder_->Respond(Outcome::Error(EFAULT));  // events are lost, as copyout loses them
+          return true;
+        }
+      }
+    }
+    return responder_->Respond(Outcome::Value(static_cast<int64_t>(out.events.size())));
+  }
+
+ private:
+  const KeventLayout& layout_;
+  bool checked_;
+  GuestMemory& memory_;
+  std::shared_ptr<Responder> responder_;
+  uint64_t eventlist_;
+};
+
+constexpr int64_t kChunk = 64;
+
+}  // namespace
+
+// kevent(kq, changelist, nchanges, eventlist, nevents, timeout).
+Outcome SysKevent(CallContext& ctx, const SyscallArgs& a, const KqueuePersonality& p,
+                  KeventAbi abi) {
+  emul::Kqueues* kqs = ctx.kqueues();
+  if (kqs == nullptr) return Outcome::Error(ENOSYS);
+  const DataModel m = a.model();
+  const KeventLayout& layout = Layout(p, m, abi);
+  const int32_t fd = a.Int(0);
+  const uint64_t changelist = a.Ptr(1);
+  int32_t nchanges = a.Int(2);
+  const uint64_t eventlist = a.Ptr(3);
+  int32_t nevents = a.Int(4);
+  const uint64_t timeout = a.Ptr(5);
+
+  emul::KeventWait wait;
+  auto read_timeout = [&]() -> int {
+    if (timeout == 0) return 0;
+    const TimespecLayout& tl = Timespec(p, m);
+    std::vector<std::byte> ts(tl.size);
+    if (!ctx.memory().Read(timeout, ts).ok()) return EFAULT;
+    auto [sec, nsec] = DecodeTimespec(tl, ts);
+    wait.forever = false;
+    wait.sec = sec;
+    wait.nsec = nsec;
+    return 0;
+  };
+  if (p.timeout_read_before_fd) {
+    if (int err = read_timeout(); err != 0) return Outcome::Error(err);
+  }
+  emul::Result<emul::ObjectId> kq = ctx.Resolve(fd, ObjectKind::kKqueue);
+  if (!kq.ok()) {
+    int err = kq.error().value;
+    return Outcome::Error(err == EBADFD ? p.not_a_kqueue_errno : err);
+  }
+  if (!p.timeout_read_before_fd) {
+    if (int err = read_timeout(); err != 0) return Outcome::Error(err);
+  }
+  if (p.negative_counts_einval && (nchanges < 0 || nevents < 0)) return Outcome::Error(EINVAL);
+  nchanges = std::max(nchanges, 0);
+  nevents = std::max(nevents, 0);
+  wait.nevents = static_cast<uint32_t>(nevents);
+
+  // The change list, in chunks as the kernels copy it in; a fault ends it.
+  std::vector<emul::KChange> changes;
+  bool fault = false;
+  for (int64_t done = 0; done < nchanges;) {
+    int64_t n = std::min<int64_t>(kChunk, nchanges - done);
+    std::vector<std::byte> raw(static_cast<size_t>(n) * layout.size);
+    if (!ctx.memory().Read(changelist + static_cast<uint64_t>(done) * layout.size, raw).ok()) {
+      fault = true;
+      break;
+    }
+    for (int64_t i = 0; i < n; ++i) {
+      changes.push_back(DecodeChange(
+          p, layout, std::span<const std::byte>(raw).subspan(i * layout.size, layout.size)));
+      if (changes.back().error == EOPNOTSUPP) {
+        ctx.NotImplemented(std::string(PersonalityName(p.personality)) + " kevent filter " +
+                           std::to_string(changes.back().kev.wire_filter));
+      }
+    }
+    done += n;
+  }
+
+  auto responder = ctx.Defer();
+  auto done = std::make_unique<KeventDone>(layout, p.receipt_copyout_checked, ctx.memory(),
+                                           responder, eventlist);
+  if (std::optional<emul::WaitId> w = kqs->Kevent(ctx.caller(), *kq, p.policy, std::move(changes),
+                                                  fault, wait, std::move(done))) {
+    ctx.Parked(*w);
+  }
+  return Outcome::Deferred();
+}
+
+}  // namespace evshim::abi::bsd

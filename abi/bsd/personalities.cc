@@ -1,0 +1,131 @@
+// FreeBSD, OpenBSD and DragonFly as data for the one kqueue implementation
+// (kevent.cc). Each difference cites where it comes from.
+#include <cerrno>
+
+#include "abi/bsd/kevent.h"
+#include "abi/dragonfly/constants.h"
+#include "abi/freebsd/constants.h"
+#include "abi/openbsd/constants.h"
+
+namespace evshim::abi::bsd {
+
+namespace {
+
+using Policy = emul::KqueuePolicy;
+
+// Index: emul::KFilter {kRead, kWrite, kExcept, kVnode, kProc, kSignal, kTimer, kUser}.
+constexpr KqueuePersonality kFreebsd{
+    .personality = Personality::kFreebsd,
+    .filter_number = {freebsd::EVFILT_READ, freebsd::EVFILT_WRITE, 0 /* no EXCEPT */,
+                      freebsd::EVFILT_VNODE, freebsd::EVFILT_PROC, freebsd::EVFILT_SIGNAL,
+                      freebsd::EVFILT_TIMER, freebsd::EVFILT_USER},
+    .filter_syscount = freebsd::EVFILT_SYSCOUNT,
+    .sysflags = freebsd::EV_SYSFLAGS,
+    .timer_units = KqueuePersonality::TimerUnits::kFreebsdBits,
+    .not_a_kqueue_errno = EINVAL,  // kqueue_acquire: f_type != DTYPE_KQUEUE (abi.md §4.1)
+    .negative_counts_einval = true,
+    .skip_filter_zero = true,
+    .timeout_read_before_fd = true,
+    .receipt_copyout_checked = false,  // (void)k_ops->k_copyout(...)
+    .policy = Policy{.post_errors_without_room = false,
+                     .timeout_check = Policy::TimeoutCheck::kBeforeScan,
+                     .timer_modify_restarts = true,
+                     .report_action_flags = false,  // kn_kevent.flags &= ~(EV_ADD|EV_DELETE|...)
+                     .user_clear_resets_fflags = false},
+    .kq_cloexec = freebsd::KQUEUE_CLOEXEC,
+    .kq_flags_valid = freebsd::KQUEUE_CLOEXEC,  // sys_kqueuex: anything else is EINVAL
+    .timespec_ilp32 = kFreebsdTimespecIlp32,
+    .current_lp64 = kFreebsdLp64,
+    .current_ilp32 = kFreebsdIlp32,
+};
+
+constexpr KqueuePersonality kOpenbsd{
+    .personality = Personality::kOpenbsd,
+    .filter_number = {openbsd::EVFILT_READ, openbsd::EVFILT_WRITE, openbsd::EVFILT_EXCEPT,
+                      openbsd::EVFILT_VNODE, openbsd::EVFILT_PROC, openbsd::EVFILT_SIGNAL,
+                      openbsd::EVFILT_TIMER, openbsd::EVFILT_USER},
+    .filter_syscount = openbsd::EVFILT_SYSCOUNT,
+    .sysflags = openbsd::EV_SYSFLAGS,  // OB kern_event.c:942
+    .timer_units = KqueuePersonality::TimerUnits::kOpenbsdEnum,
+    .not_a_kqueue_errno = EBADF,  // OB kern_event.c:906-909
+    .negative_counts_einval = false,
+    .skip_filter_zero = false,
+    .timeout_read_before_fd = false,  // OB kern_event.c:903-912: the fd first
+    .receipt_copyout_checked = false,  // OB kern_event.c:948: copyout result ignored
+    .policy = Policy{.post_errors_without_room = false,  // OB kern_event.c:945-955
+                     .timeout_check = Policy::TimeoutCheck::kBeforeChanges,  // :911-922
+                     .timer_modify_restarts = true,                          // :516-539
+                     .report_action_flags = true,                            // :1143
+                     .user_clear_resets_fflags = true,
+                     .modify_without_add = false},  // :1194-1209
+    .kq_cloexec = openbsd::O_CLOEXEC,
+    .kq_flags_valid = openbsd::O_CLOEXEC | openbsd::O_NONBLOCK,  // sys_kqueue1
+    .timespec_ilp32 = kOpenbsdTimespecIlp32,
+    .current_lp64 = kOpenbsdLp64,
+    .current_ilp32 = kOpenbsdIlp32,
+};
+
+constexpr KqueuePersonality kDragonfly{
+    .personality = Personality::kDragonfly,
+    .filter_number = {dragonfly::EVFILT_READ, dragonfly::EVFILT_WRITE, dragonfly::EVFILT_EXCEPT,
+                      dragonfly::EVFILT_VNODE, dragonfly::EVFILT_PROC, dragonfly::EVFILT_SIGNAL,
+                      dragonfly::EVFILT_TIMER, dragonfly::EVFILT_USER},
+    .filter_syscount = dragonfly::EVFILT_SYSCOUNT,
+    .sysflags = dragonfly::EV_SYSFLAGS,  // DF kern_event.c:827-828
+    .timer_units = KqueuePersonality::TimerUnits::kMillisecondsOnly,  // DF kern_event.c:427-428
+    .not_a_kqueue_errno = EBADF,  // DF kern_event.c:1058-1061
+    .negative_counts_einval = false,
+    .skip_filter_zero = false,
+    .timeout_read_before_fd = true,   // DF kern_event.c:1047-1057
+    .receipt_copyout_checked = true,  // DF kern_event.c:850-852
+    .policy = Policy{.post_errors_without_room = true,  // DF kern_event.c:846-857
+                     .timeout_check = Policy::TimeoutCheck::kNever,  // DF kern_event.c:866-871
+                     .timer_modify_restarts = false,
+                     .report_action_flags = true,
+                     .user_clear_resets_fflags = true},
+    .kq_cloexec = 0,
+    .kq_flags_valid = 0,  // no kqueue1
+    .timespec_ilp32 = kFreebsdTimespecIlp32,
+    .current_lp64 = kDragonflyLp64,
+    .current_ilp32 = kDragonflyIlp32,
+};
+
+}  // namespace
+
+const KqueuePersonality& Freebsd() { return kFreebsd; }
+const KqueuePersonality& Openbsd() { return kOpenbsd; }
+const KqueuePersonality& Dragonfly() { return kDragonfly; }
+
+}  // namespace evshim::abi::bsd
+
+namespace evshim::abi::freebsd {
+Outcome SysKqueue(CallContext& ctx, const SyscallArgs& a) { return bsd::SysKqueue(ctx, a, bsd::Freebsd()); }
+Outcome SysKqueuex(CallContext& ctx, const SyscallArgs& a) {
+  return bsd::SysKqueueFlags(ctx, a, bsd::Freebsd());
+}
+Outcome SysKevent(CallContext& ctx, const SyscallArgs& a) {
+  return bsd::SysKevent(ctx, a, bsd::Freebsd(), bsd::KeventAbi::kCurrent);
+}
+Outcome SysFreebsd11Kevent(CallContext& ctx, const SyscallArgs& a) {
+  return bsd::SysKevent(ctx, a, bsd::Freebsd(), bsd::KeventAbi::kFreebsd11);
+}
+}  // namespace evshim::abi::freebsd
+
+namespace evshim::abi::openbsd {
+Outcome SysKqueue(CallContext& ctx, const SyscallArgs& a) { return bsd::SysKqueue(ctx, a, bsd::Openbsd()); }
+Outcome SysKqueue1(CallContext& ctx, const SyscallArgs& a) {
+  return bsd::SysKqueueFlags(ctx, a, bsd::Openbsd());
+}
+Outcome SysKevent(CallContext& ctx, const SyscallArgs& a) {
+  return bsd::SysKevent(ctx, a, bsd::Openbsd(), bsd::KeventAbi::kCurrent);
+}
+}  // namespace evshim::abi::openbsd
+
+namespace evshim::abi::dragonfly {
+Outcome SysKqueue(CallContext& ctx, const SyscallArgs& a) {
+  return bsd::SysKqueue(ctx, a, bsd::Dragonfly());
+}
+Outcome SysKevent(CallContext& ctx, const SyscallArgs& a) {
+  return bsd::SysKevent(ctx, a, bsd::Dragonfly(), bsd::KeventAbi::kCurrent);
+}
+}  // namespace evshim::abi::dragonfly

@@ -1,0 +1,791 @@
+// Theory of operation: the kqueue engine.
+//
+// Specification: DragonFly kern_event.c (shared/seeds/001_*, cited "DF
+// kern_event.c:N") and OpenBSD kern_event.c rev 1.194 (shared/seeds/002_*,
+// "OB kern_event.c:N"), with FreeBSD's differences from
+// shared/design/research/kevent-abi.md ("abi.md §N"). Tests:
+// tests/unit/kqueue_test.cc (engine, fake host), tests/abi/kevent_codec_test.cc
+// (wire formats, handlers with a fake CallContext) and
+// tests/integration/kqueue_test.cc (real programs under `evshim run`).
+//
+// One engine, three personalities. The abi layer decodes each personality's
+// struct kevent into a canonical KChange (filters as KFilter, timer units
+// already applied, EV_SYSFLAGS already masked) and passes a KqueuePolicy that
+// says where its kernel differs: error posting without room, when the
+// timeout is validated, whether a re-added timer restarts, which flags an
+// event reports, and what EV_CLEAR resets for EVFILT_USER.
+//
+// Knotes. A knote is keyed by (filter, ident) in its kqueue. fd filters
+// (READ, WRITE, EXCEPT) key by descriptor number in the registering process,
+// like knote_fdclose (OB kern_event.c:1827-1845): the host does not keep the
+// file open, so the engine learns of a close when it next looks at the knote
+// (Host::SameFile) and then drops it silently: at retrieval, at re-arming,
+// and when a change names the same (filter, fd) again (a reused number
+// starts clean). A dup'd descriptor is another ident and keeps its own knote.
+//
+// States. A knote is ACTIVE when it has something to report; an active,
+// enabled knote is QUEUED on the kqueue's active list. DISABLED knotes keep
+// their state (timer counts, user triggers) but are off the list; EV_ENABLE
+// re-evaluates them (filter_process, OB kern_event.c:1220-1228). EV_DELETE
+// drops the knote and whatever it had queued.
+//
+// Filters and their sources of activity:
+//  - READ/WRITE/EXCEPT: a host watch (Host::WatchFd/ArmWatch, one-shot). When
+//    it fires the knote is queued; at retrieval it is re-measured
+//    (Host::ProbeFd, the f_event of the scan), and dropped from the list if no
+//    longer ready, its watch re-armed. After delivery a level-triggered knote
+//    goes back on the list (OB kern_event.c:1433-1444); an EV_CLEAR one
+//    re-arms its watch edge-triggered (Host::ArmWatchEdge) so only new
+//    activity fires it again.
+//  - TIMER: deadlines kept here; the host's one deadline is armed with the
+//    earliest of them and of the waiters' timeouts. data = expirations since
+//    the last retrieval; periodic unless EV_ONESHOT; EV_CLEAR forced
+//    (DF kern_event.c:489).
+//  - USER: NOTE_TRIGGER and the FFAND/FFOR/FFCOPY controls on the saved
+//    fflags (DF kern_event.c:577-619).
+//
+// Retrieval (kqueue_scan, OB kern_event.c:1274-1450). Collect takes knotes
+// from the head of the list up to `max`, re-evaluating each; disabled or no
+// longer active ones leave the list. The post-event actions (ONESHOT drops,
+// DISPATCH disables, CLEAR resets, others go back to the tail) are applied
+// only once the caller has accepted the events (Commit); a refused delivery
+// (the thread was interrupted by a signal, or exited) puts the knotes back
+// at the head untouched (PutBack): nothing is lost, nothing delivered twice.
+// A kevent with nothing to report parks a Waiter; every activation pumps the
+// waiters in arrival order, each getting distinct events. A zero timeout
+// polls; a timeout returns 0 events; signals end a wait with EINTR and the
+// changes stay applied (OB kern_event.c:1314-1317).
+//
+// Lifetime. A kqueue belongs to the process that created it: the abi's
+// Resolve refuses it to any other process (fork does not inherit kqueues,
+// abi.md §4.6). Its last close drops every knote and wakes waiters with EBADF;
+// the owner's exit frees it. The kqueue's descriptor polls readable while
+// its list is not empty (Host::ObjectReadinessChanged), so a kqueue can
+// watch another.
+#include "emul/kqueue.h"
+
+#include <algorithm>
+#include <cerrno>
+#include <climits>
+
+namespace evshim::emul {
+
+namespace {
+constexpr uint32_t kAlways = poll_bits::kHup | poll_bits::kErr;
+constexpr Nanos kHuge = INT64_MAX / 4;
+}  // namespace
+
+Kqueues::~Kqueues() {
+  for (auto& [uid, kn] : knotes_) {
+    if (kn->watch) host_.DropWatch(*kn->watch);
+  }
+}
+
+Kqueues::Kq* Kqueues::Find(ObjectId id) {
+  auto it = kqs_.find(id);
+  return it == kqs_.end() ? nullptr : it->second.get();
+}
+const Kqueues::Kq* Kqueues::Find(ObjectId id) const {
+  auto it = kqs_.find(id);
+  return it == kqs_.end() ? nullptr : it->second.get();
+}
+
+std::optional<Pid> Kqueues::Owner(ObjectId id) const {
+  const Kq* kq = Find(id);
+  if (kq == nullptr) return std::nullopt;
+  return kq->owner;
+}
+
+Result<ObjectId> Kqueues::Create(Caller caller) {
+  auto kq = std::make_unique<Kq>();
+  kq->id = next_kq_++;
+  kq->owner = caller.pid;
+  ObjectId id = kq->id;
+  kqs_.emplace(id, std::move(kq));
+  return id;
+}
+
+bool Kqueues::IsFdFilter(KFilter f) {
+  switch (f) {
+    case KFilter::kRead:
+    case KFilter::kWrite:
+    case KFilter::kExcept:
+    case KFilter::kVnode:
+      return true;
+    case KFilter::kProc:
+    case KFilter::kSignal:
+    case KFilter::kTimer:
+    case KFilter::kUser:
+      return false;
+  }
+  return false;
+}
+
+Kqueues::Knote* Kqueues::FindKnote(Kq& kq, KFilter f, uint64_t ident) {
+  auto it = kq.knotes.find({f, ident});
+  if (it == kq.knotes.end()) return nullptr;
+  return knotes_.at(it->second).get();
+}
+
+void Kqueues::UpdateReadiness(Kq& kq) {
+  bool readable = !kq.queue.empty();
+  if (readable != kq.readable_reported) {
+    kq.readable_reported = readable;
+    host_.ObjectReadinessChanged(kq.id, readable);
+  }
+}
+
+void Kqueues::Enqueue(Kq& kq, Knote& kn, bool at_head) {
+  if (kn.queued) return;
+  kn.pos = at_head ? kq.queue.insert(kq.queue.begin(), &kn) : kq.queue.insert(kq.queue.end(), &kn);
+  kn.queued = true;
+  UpdateReadiness(kq);
+}
+
+void Kqueues::Dequeue(Kq& kq, Knote& kn) {
+  if (!kn.queued) return;
+  kq.queue.erase(kn.pos);
+  kn.queued = false;
+  UpdateReadiness(kq);
+}
+
+void Kqueues::Activate(Kq& kq, Knote& kn) {
+  kn.active = true;
+  if (!kn.disabled) Enqueue(kq, kn);  // knote_activate: not while disabled
+}
+
+void Kqueues::Drop(Kq& kq, Knote& kn) {
+  Dequeue(kq, kn);
+  if (kn.watch) {
+    host_.DropWatch(*kn.watch);
+    by_watch_.erase(*kn.watch);
+  }
+  if (kn.timer_running) RemoveDeadline(kn.next_fire, DeadlineKind::kTimer, kn.uid);
+  kq.knotes.erase({kn.kev.filter, kn.kev.ident});
+  knotes_.erase(kn.uid);  // kn is gone
+}
+
+void Kqueues::AddDeadline(Nanos when, DeadlineKind kind, uint64_t id) {
+  deadlines_.emplace(when, std::make_pair(kind, id));
+}
+
+void Kqueues::RemoveDeadline(Nanos when, DeadlineKind kind, uint64_t id) {
+  auto range = deadlines_.equal_range(when);
+  for (auto it = range.first; it != range.second; ++it) {
+    if (it->second == std::make_pair(kind, id)) {
+      deadlines_.erase(it);
+      return;
+    }
+  }
+}
+
+Nanos Kqueues::NextDeadline() const {
+  return deadlines_.empty() ? Host::kNever : deadlines_.begin()->first;
+}
+
+void Kqueues::RearmDeadline() { host_.ArmDeadline(NextDeadline()); }
+
+void Kqueues::StartTimer(Knote& kn, Nanos now) {
+  if (kn.timer_running) RemoveDeadline(kn.next_fire, DeadlineKind::kTimer, kn.uid);
+  kn.next_fire = now + std::max<Nanos>(kn.period, 1);
+  kn.timer_running = true;
+  AddDeadline(kn.next_fire, DeadlineKind::kTimer, kn.uid);
+}
+
+// Arms the host watch of an fd knote that has nothing to report; level or,
+// for EV_CLEAR, edge. Readiness reported at once activates it.
+void Kqueues::ArmFd(Kq& kq, Knote& kn) {
+  if (!kn.watch) return;
+  uint32_t want = 0;
+  switch (kn.kev.filter) {
+    case KFilter::kRead:
+      want = poll_bits::kIn | poll_bits::kRdHup;
+      break;
+    case KFilter::kWrite:
+      want = poll_bits::kOut;
+      break;
+    case KFilter::kExcept:
+      want = poll_bits::kPri;
+      break;
+    case KFilter::kVnode:
+    case KFilter::kProc:
+    case KFilter::kSignal:
+    case KFilter::kTimer:
+    case KFilter::kUser:
+      return;
+  }
+  want |= kAlways;
+  Result<uint32_t> ready = (kn.kev.flags & kev::kClear)
+                               ? host_.ArmWatchEdge(*kn.watch, kn.owner, kn.fd, want)
+                               : host_.ArmWatch(*kn.watch, kn.owner, kn.fd, want);
+  if (!ready.ok()) return;  // the descriptor is gone: found stale at the next look
+  if (*ready & want) Activate(kq, kn);
+}
+
+bool Kqueues::Evaluate(Kq& kq, Knote& kn, bool* dropped) {
+  *dropped = false;
+  switch (kn.kev.filter) {
+    case KFilter::kRead:
+    case KFilter::kWrite:
+    case KFilter::kExcept: {
+      // knote_fdclose: the descriptor this knote was registered on is closed
+      // (or now names another file): the knote goes, silently.
+      if (kn.watch && !host_.SameFile(kn.owner, kn.fd, *kn.watch)) {
+        Drop(kq, kn);
+        *dropped = true;
+        return false;
+      }
+      Result<FdProbe> pr = host_.ProbeFd(kn.owner, kn.fd);
+      if (!pr.ok()) {
+        Drop(kq, kn);
+        *dropped = true;
+        return false;
+      }
+      const FdProbe& p = *pr;
+      const bool lowat = (kn.sfflags & kev::kNoteLowat) != 0;
+      kn.eof = 0;
+      kn.fflags = 0;
+      if (kn.kev.filter == KFilter::kRead) {
+        kn.data = p.readable;
+        if (p.revents & (poll_bits::kRdHup | poll_bits::kHup)) kn.eof = kev::kEof;
+        if (kn.eof) return true;
+        if (p.regular) return kn.data != 0;  // filt_vnread: bytes to EOF
+        if (p.listening) return kn.data > 0 || (p.revents & poll_bits::kIn);
+        if (lowat) return kn.data >= std::max<int64_t>(kn.sdata, 1);
+        return kn.data > 0 || (p.revents & poll_bits::kIn) != 0;
+      }
+      if (kn.kev.filter == KFilter::kWrite) {
+        kn.data = p.writable;
+        if (p.revents & (poll_bits::kHup | poll_bits::kErr)) kn.eof = kev::kEof;
+        if (kn.eof || p.regular) return true;
+        if (lowat) return kn.data >= std::max<int64_t>(kn.sdata, 1);
+        return (p.revents & poll_bits::kOut) != 0;
+      }
+      kn.data = 0;  // EXCEPT: out-of-band data pending
+      return (p.revents & poll_bits::kPri) != 0;
+    }
+    case KFilter::kTimer:
+      return kn.data > 0;
+    case KFilter::kUser:
+      return kn.triggered;
+    case KFilter::kVnode:
+    case KFilter::kProc:
+    case KFilter::kSignal:
+      return kn.active;
+  }
+  return false;
+}
+
+int Kqueues::Attach(Kq& kq, Knote& kn, Caller caller, const KChange& change) {
+  switch (kn.kev.filter) {
+    case KFilter::kRead:
+    case KFilter::kWrite:
+    case KFilter::kExcept: {
+      Result<WatchId> w = host_.WatchFd(caller.pid, kn.fd);
+      if (!w.ok()) return w.error().value;
+      kn.watch = *w;
+      by_watch_[*w] = kn.uid;
+      return 0;
+    }
+    case KFilter::kTimer:
+      if (change.timer_period < 0) return EINVAL;
+      kn.kev.flags |= kev::kClear;  // automatically set (DF kern_event.c:489)
+      kn.period = change.timer_period;
+      StartTimer(kn, host_.Now());
+      return 0;
+    case KFilter::kUser:
+      // filt_userattach (DF kern_event.c:526-561): trigger, then the fflags control.
+      kn.triggered = (change.kev.fflags & kev::kNoteTrigger) != 0;
+      switch (change.kev.fflags & kev::kNoteFfctrlMask) {
+        case kev::kNoteFfand:
+          kn.fflags &= change.kev.fflags & kev::kNoteFflagsMask;
+          break;
+        case kev::kNoteFfor:
+        case kev::kNoteFfcopy:
+          kn.fflags = change.kev.fflags & kev::kNoteFflagsMask;
+          break;
+        default:
+          break;
+      }
+      kn.data = change.kev.data;
+      (void)kq;
+      return 0;
+    case KFilter::kVnode:
+    case KFilter::kProc:
+    case KFilter::kSignal:
+      return EOPNOTSUPP;  // not yet: the abi reports these before they get here
+  }
+  return EINVAL;
+}
+
+// An EV_ADD on an existing knote: new fflags, data and udata; whatever has
+// already triggered stays triggered (OB kern_event.c:1194-1209).
+void Kqueues::Modify(Kq& kq, Knote& kn, const KChange& change) {
+  const bool add = (change.kev.flags & kev::kAdd) != 0;
+  if (add || kq.policy.modify_without_add) {
+    kn.sfflags = change.kev.fflags;
+    kn.sdata = change.kev.data;
+    kn.kev.udata = change.kev.udata;
+    kn.kev.ext = change.kev.ext;
+  }
+  switch (kn.kev.filter) {
+    case KFilter::kUser:
+      // filt_usertouch EVENT_REGISTER (DF kern_event.c:577-625).
+      if (change.kev.fflags & kev::kNoteTrigger) kn.triggered = true;
+      switch (change.kev.fflags & kev::kNoteFfctrlMask) {
+        case kev::kNoteFfand:
+          kn.fflags &= change.kev.fflags & kev::kNoteFflagsMask;
+          break;
+        case kev::kNoteFfor:
+          kn.fflags |= change.kev.fflags & kev::kNoteFflagsMask;
+          break;
+        case kev::kNoteFfcopy:
+          kn.fflags = change.kev.fflags & kev::kNoteFflagsMask;
+          break;
+        default:
+          break;
+      }
+      kn.data = change.kev.data;
+      if (change.kev.flags & kev::kClear) {  // EV_CLEAR on a modify resets the trigger
+        kn.triggered = false;
+        kn.data = 0;
+        kn.fflags = 0;
+      }
+      if (!kn.triggered) {
+        kn.active = false;
+        Dequeue(kq, kn);
+      }
+      break;
+    case KFilter::kTimer:
+      if (!add) break;
+      kn.period = change.timer_period;
+      if (kq.policy.timer_modify_restarts) {
+        kn.data = 0;  // pending expirations are discarded
+        kn.active = false;
+        Dequeue(kq, kn);
+        StartTimer(kn, host_.Now());
+      }
+      break;
+    case KFilter::kRead:
+    case KFilter::kWrite:
+    case KFilter::kExcept:
+    case KFilter::kVnode:
+    case KFilter::kProc:
+    case KFilter::kSignal:
+      break;
+  }
+}
+
+int Kqueues::Register(Kq& kq, Caller caller, KChange& change) {
+  KeventRecord& kev = change.kev;
+  const bool fd_filter = IsFdFilter(kev.filter);
+  if (fd_filter) {
+    if (kev.ident > static_cast<uint64_t>(INT_MAX)) return EBADF;  // OB kern_event.c:1066-1070
+    if (!host_.FdOpen(caller.pid, static_cast<int>(kev.ident))) return EBADF;
+  }
+  Knote* kn = FindKnote(kq, kev.filter, kev.ident);
+  if (kn != nullptr && fd_filter && kn->watch &&
+      !host_.SameFile(kn->owner, kn->fd, *kn->watch)) {
+    // The number was closed (and perhaps reused) since: the old knote went
+    // with the close (knote_fdclose); this change starts clean.
+    Drop(kq, *kn);
+    kn = nullptr;
+  }
+  if (kn == nullptr && !(kev.flags & kev::kAdd)) return ENOENT;  // OB kern_event.c:1115-1119
+
+  if (kev.flags & kev::kAdd) {
+    if (kn == nullptr) {
+      auto owned = std::make_unique<Knote>();
+      Knote& n = *owned;
+      n.uid = next_uid_++;
+      n.kq = kq.id;
+      n.kev = kev;
+      if (!kq.policy.report_action_flags) n.kev.flags &= static_cast<uint16_t>(~kev::kActions);
+      n.kev.fflags = 0;
+      n.kev.data = 0;
+      n.sfflags = kev.fflags;
+      n.sdata = kev.data;
+      n.owner = caller.pid;
+      n.fd = fd_filter ? static_cast<int>(kev.ident) : -1;
+      knotes_.emplace(n.uid, std::move(owned));
+      kq.knotes[{kev.filter, kev.ident}] = n.uid;
+      if (int err = Attach(kq, n, caller, change); err != 0) {
+        Drop(kq, n);
+        return err;
+      }
+      // The new knote's fflags and data are not echoed (OB kern_event.c:1139-1142).
+      kev.fflags = 0;
+      kev.data = 0;
+      kn = &n;
+      if (kev.flags & kev::kDisable) kn->disabled = true;
+      bool dropped = false;
+      if (Evaluate(kq, *kn, &dropped)) {
+        Activate(kq, *kn);
+      } else if (!dropped) {
+        ArmFd(kq, *kn);
+      }
+      if (dropped) return 0;  // closed while being added: dropped silently (OB kern_event.c:1161-1172)
+    } else {
+      Modify(kq, *kn, change);
+      if (IsFdFilter(kn->kev.filter)) {
+        bool dropped = false;
+        if (Evaluate(kq, *kn, &dropped)) {
+          Activate(kq, *kn);
+        } else if (!dropped) {
+          kn->active = false;
+          Dequeue(kq, *kn);
+          ArmFd(kq, *kn);
+        }
+        if (dropped) return 0;
+      } else if (kn->kev.filter == KFilter::kUser && kn->triggered) {
+        Activate(kq, *kn);
+      }
+    }
+  } else if (kev.flags & kev::kDelete) {
+    Drop(kq, *kn);  // its queued event goes with it
+    return 0;
+  } else {
+    // A change without EV_ADD still touches the knote: NOTE_TRIGGER and
+    // the fflags controls of EVFILT_USER (DF kern_event.c:577-609), and on
+    // FreeBSD/DragonFly udata too (hence FreeBSD's EV_KEEPUDATA).
+    Modify(kq, *kn, change);
+    if (kn->kev.filter == KFilter::kUser && kn->triggered) Activate(kq, *kn);
+  }
+
+  if ((kev.flags & kev::kDisable) && !kn->disabled) {
+    kn->disabled = true;
+    Dequeue(kq, *kn);  // stays active: EV_ENABLE brings it back
+  }
+  if ((kev.flags & kev::kEnable) && kn->disabled) {
+    kn->disabled = false;
+    bool dropped = false;
+    if (Evaluate(kq, *kn, &dropped)) {
+      Activate(kq, *kn);
+    } else if (!dropped) {
+      kn->active = false;
+      ArmFd(kq, *kn);
+    }
+  }
+  return 0;
+}
+
+std::vector<Kqueues::Taken> Kqueues::Collect(Kq& kq, uint32_t max) {
+  std::vector<Taken> taken;
+  // Only the knotes on the list now: one that re-activates during the scan
+  // is not collected twice (the end marker, OB kern_event.c:1320-1331).
+  std::vector<Knote*> snapshot(kq.queue.begin(), kq.queue.end());
+  std::vector<uint64_t> uids;
+  uids.reserve(snapshot.size());
+  for (Knote* k : snapshot) uids.push_back(k->uid);
+  for (uint64_t uid : uids) {
+    if (taken.size() >= max) break;
+    auto it = knotes_.find(uid);
+    if (it == knotes_.end()) continue;
+    Knote& kn = *it->second;
+    if (!kn.queued) continue;
+    Dequeue(kq, kn);
+    if (kn.disabled) continue;  // stays active (OB kern_event.c:1363-1366)
+    bool dropped = false;
+    if (!Evaluate(kq, kn, &dropped)) {
+      if (dropped) continue;
+      kn.active = false;
+      ArmFd(kq, kn);
+      // A readiness reported by re-arming puts it back on the list; it will
+      // be looked at again by the next scan, not this one.
+      continue;
+    }
+    KeventRecord ev = kn.kev;
+    ev.flags = static_cast<uint16_t>(kn.kev.flags | kn.eof);
+    ev.fflags = kn.fflags;
+    ev.data = kn.data;
+    taken.push_back(Taken{&kn, ev});
+  }
+  UpdateReadiness(kq);
+  return taken;
+}
+
+// Post-event actions (OB kern_event.c:1419-1444), once delivered.
+void Kqueues::Commit(Kq& kq, std::vector<Taken>& taken) {
+  for (Taken& t : taken) {
+    Knote& kn = *t.kn;
+    const uint16_t flags = kn.kev.flags;
+    if (flags & kev::kOneshot) {
+      Drop(kq, kn);
+      continue;
+    }
+    if (flags & (kev::kClear | kev::kDispatch)) {
+      if (flags & kev::kDispatch) kn.disabled = true;
+      if (flags & kev::kClear) {
+        switch (kn.kev.filter) {
+          case KFilter::kUser:
+            kn.triggered = false;
+            if (kq.policy.user_clear_resets_fflags) {
+              kn.fflags = 0;
+              kn.data = 0;
+            }
+            break;
+          case KFilter::kTimer:
+            kn.data = 0;
+            break;
+          case KFilter::kRead:
+          case KFilter::kWrite:
+          case KFilter::kExcept:
+          case KFilter::kVnode:
+          case KFilter::kProc:
+          case KFilter::kSignal:
+            kn.data = 0;
+            kn.fflags = 0;
+            break;
+        }
+      }
+      kn.active = false;
+      if (!kn.disabled) ArmFd(kq, kn);
+      continue;
+    }
+    Enqueue(kq, kn);  // level-triggered: back on the list, re-checked at the next scan
+  }
+}
+
+void Kqueues::PutBack(Kq& kq, std::vector<Taken>& taken) {
+  for (auto it = taken.rbegin(); it != taken.rend(); ++it) {
+    it->kn->active = true;
+    Enqueue(kq, *it->kn, /*at_head=*/true);
+  }
+}
+
+bool Kqueues::Deliver(Kq& kq, KeventCompletion& done, std::vector<Taken> taken) {
+  KeventOutcome out;
+  out.events.reserve(taken.size());
+  for (const Taken& t : taken) out.events.push_back(t.ev);
+  if (!done.Complete(std::move(out))) {
+    PutBack(kq, taken);
+    return false;
+  }
+  Commit(kq, taken);
+  return true;
+}
+
+void Kqueues::RemoveWaiter(Kq& kq, std::list<Waiter>::iterator it) {
+  if (it->deadline) RemoveDeadline(*it->deadline, DeadlineKind::kWait, it->id);
+  wait_kq_.erase(it->id);
+  kq.waiters.erase(it);
+}
+
+void Kqueues::Pump(Kq& kq) {
+  while (!kq.waiters.empty() && !kq.queue.empty()) {
+    auto it = kq.waiters.begin();
+    std::vector<Taken> taken = Collect(kq, it->max);
+    if (taken.empty()) break;  // everything on the list was stale
+    std::unique_ptr<KeventCompletion> done = std::move(it->done);
+    RemoveWaiter(kq, it);
+    Deliver(kq, *done, std::move(taken));
+  }
+  RearmDeadline();
+}
+
+std::optional<WaitId> Kqueues::Kevent(Caller caller, ObjectId id, const KqueuePolicy& policy,
+                                      std::vector<KChange> changes, bool changes_fault,
+                                      const KeventWait& wait,
+                                      std::unique_ptr<KeventCompletion> done) {
+  // Changes may have activated knotes other threads are waiting for.
+  auto pump_others = [&] {
+    if (Kq* k = Find(id)) Pump(*k);
+    RearmDeadline();  // the changes may have started or stopped timers
+  };
+  auto finish = [&](KeventOutcome out) -> std::optional<WaitId> {
+    done->Complete(std::move(out));
+    pump_others();
+    return std::nullopt;
+  };
+  auto fail = [&](int err) {
+    KeventOutcome out;
+    out.error = err;
+    return finish(std::move(out));
+  };
+  Kq* kq = Find(id);
+  if (kq == nullptr) return fail(EBADF);
+  kq->policy = policy;
+  const bool timeout_valid =
+      wait.forever || (wait.sec >= 0 && wait.nsec >= 0 && wait.nsec < kNanosPerSecond);
+  if (policy.timeout_check == KqueuePolicy::TimeoutCheck::kBeforeChanges && !timeout_valid) {
+    return fail(EINVAL);  // OB kern_event.c:919-922, before any change
+  }
+
+  // The change list, in order (OB kern_event.c:929-960, DF kern_event.c:820-858).
+  KeventOutcome records;
+  records.receipts = true;
+  int64_t room = wait.nevents;
+  for (KChange& c : changes) {
+    if (c.skip) continue;
+    int err = c.error != 0 ? c.error : Register(*kq, caller, c);
+    if (err == 0 && !(c.kev.flags & kev::kReceipt)) continue;
+    if (room > 0 || policy.post_errors_without_room) {
+      KeventRecord r = c.kev;
+      r.flags = kev::kError;  // every other flag is replaced
+      r.data = err;
+      records.events.push_back(r);
+      --room;
+    } else {
+      return fail(err);  // 0 for a receipt: the call returns 0 (OB kern_event.c:953-955)
+    }
+  }
+  if (changes_fault) {
+    if (!records.events.empty()) return finish(std::move(records));
+    return fail(EFAULT);
+  }
+  if (!records.events.empty()) return finish(std::move(records));  // no scan (OB :961-965)
+  if (wait.nevents == 0) return finish(KeventOutcome{});
+  if (policy.timeout_check == KqueuePolicy::TimeoutCheck::kBeforeScan && !timeout_valid) {
+    return fail(EINVAL);  // FreeBSD kqueue_scan: timespecvalid_interval
+  }
+
+  Nanos rel = 0;
+  if (!wait.forever) {
+    rel = wait.sec > kHuge / kNanosPerSecond ? kHuge
+          : wait.sec < -kHuge / kNanosPerSecond ? -1
+                                                : wait.sec * kNanosPerSecond + wait.nsec;
+  }
+  const bool poll_only = !wait.forever && rel <= 0;
+  std::vector<Taken> taken = Collect(*kq, wait.nevents);
+  if (!taken.empty()) {
+    Deliver(*kq, *done, std::move(taken));
+    pump_others();
+    return std::nullopt;
+  }
+  if (poll_only) {
+    // Zero timeout, or (DragonFly) a negative/invalid one: an expired target
+    // returns 0 (DF kern_event.c:908-943).
+    return finish(KeventOutcome{});
+  }
+  Waiter w{next_wait_++, caller, wait.nevents, std::nullopt, std::move(done)};
+  if (!wait.forever) {
+    w.deadline = host_.Now() + rel;
+    AddDeadline(*w.deadline, DeadlineKind::kWait, w.id);
+  }
+  WaitId wid = w.id;
+  wait_kq_[wid] = id;
+  kq->waiters.push_back(std::move(w));
+  pump_others();
+  return wait_kq_.count(wid) ? std::optional<WaitId>(wid) : std::nullopt;
+}
+
+void Kqueues::CancelWait(WaitId wid) {
+  auto wk = wait_kq_.find(wid);
+  if (wk == wait_kq_.end()) return;
+  Kq* kq = Find(wk->second);
+  if (kq == nullptr) {
+    wait_kq_.erase(wk);
+    return;
+  }
+  for (auto it = kq->waiters.begin(); it != kq->waiters.end(); ++it) {
+    if (it->id == wid) {
+      RemoveWaiter(*kq, it);
+      break;
+    }
+  }
+  RearmDeadline();
+}
+
+void Kqueues::Close(ObjectId id) {
+  Kq* kq = Find(id);
+  if (kq == nullptr) return;
+  while (!kq->waiters.empty()) {
+    auto it = kq->waiters.begin();
+    std::unique_ptr<KeventCompletion> done = std::move(it->done);
+    RemoveWaiter(*kq, it);
+    KeventOutcome out;
+    out.error = EBADF;
+    done->Complete(std::move(out));
+  }
+  while (!kq->knotes.empty()) Drop(*kq, *knotes_.at(kq->knotes.begin()->second));
+  if (kq->readable_reported) host_.ObjectReadinessChanged(id, false);
+  kqs_.erase(id);
+  RearmDeadline();
+}
+
+void Kqueues::ProcessExited(Pid pid) {
+  std::vector<ObjectId> owned;
+  for (auto& [id, kq] : kqs_) {
+    std::vector<WaitId> gone;
+    for (Waiter& w : kq->waiters) {
+      if (w.caller.pid == pid) gone.push_back(w.id);
+    }
+    for (WaitId w : gone) CancelWait(w);
+    if (kq->owner == pid) owned.push_back(id);
+  }
+  for (ObjectId id : owned) Close(id);
+}
+
+void Kqueues::OnWatchReady(WatchId watch, uint32_t revents) {
+  auto it = by_watch_.find(watch);
+  if (it == by_watch_.end()) return;
+  Knote& kn = *knotes_.at(it->second);
+  Kq* kq = Find(kn.kq);
+  if (kq == nullptr) return;
+  (void)revents;  // the scan re-measures
+  Activate(*kq, kn);
+  Pump(*kq);
+}
+
+void Kqueues::OnDeadline() {
+  const Nanos now = host_.Now();
+  std::vector<ObjectId> touched;
+  while (!deadlines_.empty() && deadlines_.begin()->first <= now) {
+    auto [when, what] = *deadlines_.begin();
+    deadlines_.erase(deadlines_.begin());
+    if (what.first == DeadlineKind::kTimer) {
+      auto k = knotes_.find(what.second);
+      if (k == knotes_.end()) continue;
+      Knote& kn = *k->second;
+      if (!kn.timer_running || kn.next_fire != when) continue;
+      kn.timer_running = false;
+      // Expirations since the last retrieval, missed periods included.
+      int64_t fired = 1;
+      if (!(kn.kev.flags & kev::kOneshot) && kn.period > 0 && now > when) {
+        fired += (now - when) / kn.period;
+      }
+      kn.data += fired;
+      if (!(kn.kev.flags & kev::kOneshot)) {
+        kn.next_fire = when + fired * std::max<Nanos>(kn.period, 1);
+        kn.timer_running = true;
+        AddDeadline(kn.next_fire, DeadlineKind::kTimer, kn.uid);
+      }
+      Kq* kq = Find(kn.kq);
+      if (kq == nullptr) continue;
+      Activate(*kq, kn);
+      touched.push_back(kq->id);
+      continue;
+    }
+    auto wk = wait_kq_.find(what.second);
+    if (wk == wait_kq_.end()) continue;
+    Kq* kq = Find(wk->second);
+    if (kq == nullptr) continue;
+    for (auto it = kq->waiters.begin(); it != kq->waiters.end(); ++it) {
+      if (it->id != what.second) continue;
+      it->deadline.reset();  // already erased from deadlines_
+      std::unique_ptr<KeventCompletion> done = std::move(it->done);
+      RemoveWaiter(*kq, it);
+      done->Complete(KeventOutcome{});  // timed out: 0 events
+      break;
+    }
+  }
+  for (ObjectId id : touched) {
+    if (Kq* kq = Find(id)) Pump(*kq);
+  }
+  RearmDeadline();
+}
+
+size_t Kqueues::PendingCount(ObjectId id) const {
+  const Kq* kq = Find(id);
+  return kq == nullptr ? 0 : kq->queue.size();
+}
+size_t Kqueues::KnoteCount(ObjectId id) const {
+  const Kq* kq = Find(id);
+  return kq == nullptr ? 0 : kq->knotes.size();
+}
+size_t Kqueues::WaiterCount(ObjectId id) const {
+  const Kq* kq = Find(id);
+  return kq == nullptr ? 0 : kq->waiters.size();
+}
+
+}  // namespace evshim::emul

@@ -1,0 +1,247 @@
+// The BSD kqueue engine: kqueues, their knotes, the active queue and waiters.
+// One engine for every BSD personality: where the kernels differ, the abi
+// layer passes a KqueuePolicy (data, not code). Theory of operation: see the
+// comment at the top of kqueue.cc.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <list>
+#include <map>
+#include <memory>
+#include <optional>
+#include <unordered_map>
+#include <vector>
+
+#include "emul/host.h"
+#include "emul/result.h"
+#include "emul/types.h"
+
+namespace evshim::emul {
+
+// Canonical filters. The abi maps each personality's EVFILT_* numbers here.
+enum class KFilter : uint8_t { kRead, kWrite, kExcept, kVnode, kProc, kSignal, kTimer, kUser };
+
+// Canonical EV_* and NOTE_* bits. For every bit the engine interprets, the
+// three BSDs agree (research/kevent-abi.md §3.2, §3.7), so the canonical value
+// is the BSD value; personality-only bits (EV_SYSFLAGS, timer units) are
+// handled by the abi codecs.
+namespace kev {
+constexpr uint16_t kAdd = 0x0001, kDelete = 0x0002, kEnable = 0x0004, kDisable = 0x0008,
+                   kOneshot = 0x0010, kClear = 0x0020, kReceipt = 0x0040, kDispatch = 0x0080,
+                   kError = 0x4000, kEof = 0x8000;
+// Bits that are actions, not properties of the knote.
+constexpr uint16_t kActions = kAdd | kDelete | kEnable | kDisable;
+constexpr uint32_t kNoteLowat = 0x00000001;
+constexpr uint32_t kNoteFfnop = 0x00000000, kNoteFfand = 0x40000000, kNoteFfor = 0x80000000,
+                   kNoteFfcopy = 0xc0000000, kNoteFfctrlMask = 0xc0000000,
+                   kNoteFflagsMask = 0x00ffffff, kNoteTrigger = 0x01000000;
+}  // namespace kev
+
+// One struct kevent, canonical: a change going in, an event coming out.
+struct KeventRecord {
+  uint64_t ident = 0;
+  KFilter filter = KFilter::kRead;
+  int32_t wire_filter = 0;  // the foreign EVFILT_* number, echoed back unchanged
+  uint16_t flags = 0;
+  uint32_t fflags = 0;
+  int64_t data = 0;
+  uint64_t udata = 0;
+  std::array<uint64_t, 4> ext{};
+  friend bool operator==(const KeventRecord&, const KeventRecord&) = default;
+};
+
+// A decoded change. `error`: the decoder already knows this change fails
+// (unknown filter, bad timer units): it fails in its turn, in order.
+struct KChange {
+  KeventRecord kev;
+  int error = 0;
+  bool skip = false;        // FreeBSD skips changes with filter 0 silently
+  Nanos timer_period = 0;   // TIMER: the period, units already applied by the abi
+};
+
+// Where the kernels differ. Each field names its sources.
+struct KqueuePolicy {
+  // A failed change (or EV_RECEIPT) with no room left in the event list:
+  // FreeBSD/OpenBSD return the errno and stop (OB kern_event.c:944-955);
+  // DragonFly posts the record regardless (DF kern_event.c:846-857).
+  bool post_errors_without_room = false;
+  // When an invalid timeout is rejected (research/kevent-abi.md §4.2).
+  enum class TimeoutCheck : uint8_t {
+    kBeforeChanges,  // OpenBSD (OB kern_event.c:911-922)
+    kBeforeScan,     // FreeBSD: after the changes, only if nevents > 0
+    kNever,          // DragonFly (DF kern_event.c:866-871)
+  };
+  TimeoutCheck timeout_check = TimeoutCheck::kBeforeScan;
+  // EV_ADD on an existing timer restarts it and drops pending expirations
+  // (FreeBSD filt_timertouch, OB kern_event.c:516-539); DragonFly only
+  // updates the period.
+  bool timer_modify_restarts = true;
+  // Reported flags keep EV_ADD/EV_ENABLE... as registered (OpenBSD,
+  // DragonFly copy the change into kn_kevent); FreeBSD strips them.
+  bool report_action_flags = true;
+  // EVFILT_USER with EV_CLEAR: OpenBSD and DragonFly also reset fflags and
+  // data on retrieval; FreeBSD keeps the saved fflags.
+  bool user_clear_resets_fflags = true;
+  // A change without EV_ADD (EV_ENABLE, EV_DISABLE, a bare NOTE_TRIGGER)
+  // also replaces udata, fflags and data: FreeBSD (hence EV_KEEPUDATA) and
+  // DragonFly; OpenBSD only on EV_ADD (OB kern_event.c:1194-1209).
+  bool modify_without_add = true;
+};
+
+// How long kevent may wait. The abi reads the timespec (EFAULT is its job).
+struct KeventWait {
+  uint32_t nevents = 0;
+  bool forever = true;
+  int64_t sec = 0;
+  int64_t nsec = 0;
+};
+
+struct KeventOutcome {
+  // Change results (EV_ERROR records) or retrieved events.
+  std::vector<KeventRecord> events;
+  int error = 0;           // the call fails with this errno
+  bool receipts = false;   // `events` are change results, not retrieved events
+};
+
+// Receives the outcome now or later. Returns false if the caller can no
+// longer take it (interrupted, gone): retrieved events are then put back
+// untouched, so nothing is lost and nothing is delivered twice.
+class KeventCompletion {
+ public:
+  virtual ~KeventCompletion() = default;
+  virtual bool Complete(KeventOutcome outcome) = 0;
+};
+
+class Kqueues {
+ public:
+  // Kqueue ids never collide with event-port ids (ports count from 1).
+  static constexpr ObjectId kFirstId = ObjectId{1} << 40;
+  static constexpr WaitId kFirstWait = WaitId{1} << 40;
+
+  explicit Kqueues(Host& host) : host_(host) {}
+  Kqueues(const Kqueues&) = delete;
+  Kqueues& operator=(const Kqueues&) = delete;
+  ~Kqueues();
+
+  // --- objects ---
+  Result<ObjectId> Create(Caller caller);
+  // The kqueue's last descriptor is gone: its knotes go, waiters get EBADF.
+  void Close(ObjectId kq);
+  // Exit: the process's waiters vanish and its kqueues are freed.
+  void ProcessExited(Pid pid);
+  bool Exists(ObjectId kq) const { return kqs_.count(kq) != 0; }
+  // The process that created the kqueue: kqueues are not inherited by fork.
+  std::optional<Pid> Owner(ObjectId kq) const;
+
+  // --- kevent(2) ---
+  // Applies `changes` in order, then retrieves up to wait.nevents events,
+  // now (calls `done`) or later (returns the parked wait's id).
+  // `changes_fault`: the change list became unreadable after `changes`.
+  std::optional<WaitId> Kevent(Caller caller, ObjectId kq, const KqueuePolicy& policy,
+                               std::vector<KChange> changes, bool changes_fault,
+                               const KeventWait& wait, std::unique_ptr<KeventCompletion> done);
+  void CancelWait(WaitId id);
+
+  // --- host callbacks ---
+  void OnWatchReady(WatchId watch, uint32_t revents);
+  void OnDeadline();
+  // The earliest time OnDeadline wants to run (Host::kNever if none).
+  Nanos NextDeadline() const;
+
+  // --- inspection (tests, the descriptor's readiness) ---
+  size_t PendingCount(ObjectId kq) const;
+  size_t KnoteCount(ObjectId kq) const;
+  size_t WaiterCount(ObjectId kq) const;
+
+ private:
+  struct Knote;
+  struct Kq;
+  using QueuePos = std::list<Knote*>::iterator;
+  struct Knote {
+    uint64_t uid = 0;
+    ObjectId kq = 0;
+    KeventRecord kev;       // as registered: ident, filter, flags, udata, ext
+    uint32_t sfflags = 0;   // the registered fflags
+    int64_t sdata = 0;      // the registered data
+    bool disabled = false;
+    bool active = false;    // has an event to report (queued unless disabled)
+    bool queued = false;
+    QueuePos pos;
+    // What the next event reports.
+    uint32_t fflags = 0;
+    int64_t data = 0;
+    uint16_t eof = 0;  // EV_EOF when the far side is gone
+    // fd filters
+    Pid owner = 0;
+    int fd = -1;
+    std::optional<WatchId> watch;
+    // TIMER
+    Nanos period = 0;
+    Nanos next_fire = 0;
+    bool timer_running = false;
+    // USER
+    bool triggered = false;
+  };
+  struct Waiter {
+    WaitId id;
+    Caller caller;
+    uint32_t max;
+    std::optional<Nanos> deadline;
+    std::unique_ptr<KeventCompletion> done;
+  };
+  struct Kq {
+    ObjectId id;
+    Pid owner;
+    KqueuePolicy policy;  // of the last kevent call (one personality per program)
+    std::map<std::pair<KFilter, uint64_t>, uint64_t> knotes;  // -> uid
+    std::list<Knote*> queue;
+    std::list<Waiter> waiters;
+    bool readable_reported = false;
+  };
+  struct Taken {
+    Knote* kn;
+    KeventRecord ev;
+  };
+  enum class DeadlineKind : uint8_t { kWait, kTimer };
+
+  Kq* Find(ObjectId id);
+  const Kq* Find(ObjectId id) const;
+  Knote* FindKnote(Kq& kq, KFilter f, uint64_t ident);
+  static bool IsFdFilter(KFilter f);
+  int Register(Kq& kq, Caller caller, KChange& change);
+  int Attach(Kq& kq, Knote& kn, Caller caller, const KChange& change);
+  void Modify(Kq& kq, Knote& kn, const KChange& change);
+  // filter_process: refreshes what the knote would report; false if nothing.
+  // May drop an fd knote whose descriptor was closed (sets *dropped).
+  bool Evaluate(Kq& kq, Knote& kn, bool* dropped);
+  void Activate(Kq& kq, Knote& kn);
+  void Enqueue(Kq& kq, Knote& kn, bool at_head = false);
+  void Dequeue(Kq& kq, Knote& kn);
+  void Drop(Kq& kq, Knote& kn);
+  void ArmFd(Kq& kq, Knote& kn);
+  void StartTimer(Knote& kn, Nanos now);
+  std::vector<Taken> Collect(Kq& kq, uint32_t max);
+  void Commit(Kq& kq, std::vector<Taken>& taken);
+  void PutBack(Kq& kq, std::vector<Taken>& taken);
+  // Hands events to a waiter; false if refused (then put back).
+  bool Deliver(Kq& kq, KeventCompletion& done, std::vector<Taken> taken);
+  void Pump(Kq& kq);
+  void UpdateReadiness(Kq& kq);
+  void AddDeadline(Nanos when, DeadlineKind kind, uint64_t id);
+  void RemoveDeadline(Nanos when, DeadlineKind kind, uint64_t id);
+  void RearmDeadline();
+  void RemoveWaiter(Kq& kq, std::list<Waiter>::iterator it);
+
+  Host& host_;
+  std::unordered_map<ObjectId, std::unique_ptr<Kq>> kqs_;
+  std::unordered_map<uint64_t, std::unique_ptr<Knote>> knotes_;
+  std::unordered_map<WatchId, uint64_t> by_watch_;
+  std::multimap<Nanos, std::pair<DeadlineKind, uint64_t>> deadlines_;
+  std::unordered_map<WaitId, ObjectId> wait_kq_;
+  ObjectId next_kq_ = kFirstId;
+  WaitId next_wait_ = kFirstWait;
+  uint64_t next_uid_ = 1;
+};
+
+}  // namespace evshim::emul

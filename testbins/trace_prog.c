@@ -1,0 +1,98 @@
+/*
+ * Programs for the trace tests (tests/integration/trace_test.cc) and the
+ * tracing benchmark (docs/trace.md). argv[1] names the mode:
+ *   forkexec      creates a port, forks; the child execs this program as
+ *                 `child PORT`, which sends an event on the inherited port;
+ *                 the parent collects it and exercises the other opcodes.
+ *   bench N       N x (port_send + port_get with a zero timeout); prints the time.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <poll.h>
+#include <port.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define CHECK(cond)                                                                             \
+  do {                                                                                          \
+    if (!(cond)) {                                                                              \
+      fprintf(stderr, "%s:%d: check failed: %s (errno %s)\n", __FILE__, __LINE__, #cond, strerror(errno)); \
+      exit(1);                                                                                  \
+    }                                                                                           \
+  } while (0)
+
+static int forkexec(const char *self) {
+  int port = port_create();
+  CHECK(port >= 0);
+  pid_t child = fork();
+  CHECK(child >= 0);
+  if (child == 0) {
+    char arg[16];
+    snprintf(arg, sizeof arg, "%d", port);
+    execl(self, self, "child", arg, (char *)NULL);
+    _exit(127);
+  }
+  int status = 0;
+  CHECK(waitpid(child, &status, 0) == child && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  port_event_t ev;
+  CHECK(port_get(port, &ev, NULL) == 0);
+  CHECK(ev.portev_source == PORT_SOURCE_USER && ev.portev_events == 7);
+  int p[2];
+  CHECK(pipe(p) == 0);
+  CHECK(port_associate(port, PORT_SOURCE_FD, (uintptr_t)p[1], POLLOUT, (void *)0x1234) == 0);
+  CHECK(port_associate(port, PORT_SOURCE_FD, (uintptr_t)p[0], POLLIN | POLLPRI, NULL) == 0);
+  CHECK(port_dissociate(port, PORT_SOURCE_FD, (uintptr_t)p[0]) == 0);
+  int ports[2] = {port, 99}, errors[2] = {-1, -1};
+  CHECK(port_sendn(ports, errors, 2, 5, (void *)0x55) == 1);
+  port_event_t list[4];
+  uint_t nget = 2;
+  struct timespec zero = {0, 0};
+  CHECK(port_getn(port, list, 4, &nget, &zero) == 0 && nget == 2);
+  uint_t count = 0;
+  CHECK(port_getn(port, NULL, 0, &count, NULL) == 0 && count == 0);
+  CHECK(port_alert(port, PORT_ALERT_SET, 3, (void *)0x66) == 0);
+  CHECK(port_get(port, &ev, &zero) == 0 && ev.portev_source == PORT_SOURCE_ALERT);
+  CHECK(port_alert(port, 0, 0, NULL) == 0);
+  nget = 1;
+  struct timespec short_wait = {0, 50 * 1000 * 1000};
+  CHECK(port_getn(port, list, 4, &nget, &short_wait) == -1 && errno == ETIME && nget == 0);
+  CHECK(port_associate(port, PORT_SOURCE_FD, 1000, POLLIN, NULL) == -1 && errno == EBADFD);
+  CHECK(port_send(12345, 1, NULL) == -1 && errno == EBADF);
+  close(port);
+  printf("forkexec done\n");
+  return 0;
+}
+
+static int child(const char *port_arg) {
+  int port = atoi(port_arg);
+  CHECK(port_send(port, 7, (void *)0x77) == 0);
+  return 0;
+}
+
+static int bench(long n) {
+  int port = port_create();
+  CHECK(port >= 0);
+  struct timespec zero = {0, 0}, t0, t1;
+  port_event_t ev;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  for (long i = 0; i < n; i++) {
+    CHECK(port_send(port, 1, NULL) == 0);
+    CHECK(port_get(port, &ev, &zero) == 0);
+  }
+  clock_gettime(CLOCK_MONOTONIC, &t1);
+  double s = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+  printf("calls=%ld seconds=%.6f us_per_call=%.3f\n", 2 * n, s, s * 1e6 / (double)(2 * n));
+  return 0;
+}
+
+int main(int argc, char **argv) {
+  if (argc >= 2 && strcmp(argv[1], "forkexec") == 0) return forkexec("/proc/self/exe");
+  if (argc >= 3 && strcmp(argv[1], "child") == 0) return child(argv[2]);
+  if (argc >= 3 && strcmp(argv[1], "bench") == 0) return bench(atol(argv[2]));
+  fprintf(stderr, "usage: trace_prog forkexec | bench N\n");
+  return 2;
+}

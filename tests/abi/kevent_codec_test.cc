@@ -1,0 +1,399 @@
+// BSD struct kevent codecs (golden bytes) and the kqueue/kevent handlers
+// driven with synthetic LP64 and ILP32 (AUDIT_ARCH_I386) calls through a
+// fake CallContext: no process, no 32-bit build needed.
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <map>
+#include <vector>
+
+#include "abi/bsd/kevent.h"
+#include "abi/freebsd/constants.h"
+#include "abi/openbsd/constants.h"
+#include "abi/syscall_table.h"
+
+namespace evshim::abi {
+namespace {
+
+using bsd::KeventLayout;
+using emul::KFilter;
+
+std::vector<std::byte> Bytes(std::initializer_list<int> v) {
+  std::vector<std::byte> out;
+  for (int b : v) out.push_back(static_cast<std::byte>(b));
+  return out;
+}
+
+// --- golden bytes ---
+
+TEST(KeventCodecFreebsdLp64, DecodesEveryFieldAndMasksSysflags) {
+  auto in = Bytes({0x88, 0x77, 0x66, 0x55, 0x44, 0x33, 0x22, 0x11,  // ident
+                   0xf5, 0xff,                                      // filter -11 (USER)
+                   0x21, 0x10,                                      // EV_ADD|EV_CLEAR|0x1000
+                   0x00, 0x00, 0x00, 0x01,                          // NOTE_TRIGGER
+                   0xfe, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,  // data -2
+                   0x0d, 0xf0, 0xfe, 0xca, 0xef, 0xbe, 0xad, 0xde,  // udata
+                   1, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0,
+                   3, 0, 0, 0, 0, 0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 0});
+  ASSERT_EQ(in.size(), 64u);
+  emul::KChange c = bsd::DecodeChange(bsd::Freebsd(), bsd::kFreebsdLp64, in);
+  EXPECT_EQ(c.error, 0);
+  EXPECT_EQ(c.kev.ident, 0x1122334455667788u);
+  EXPECT_EQ(c.kev.filter, KFilter::kUser);
+  EXPECT_EQ(c.kev.wire_filter, -11);
+  EXPECT_EQ(c.kev.flags, 0x21);  // EV_SYSFLAGS 0xF000 masked (FB kqueue_register)
+  EXPECT_EQ(c.kev.fflags, 0x01000000u);
+  EXPECT_EQ(c.kev.data, -2);
+  EXPECT_EQ(c.kev.udata, 0xdeadbeefcafef00du);
+  EXPECT_EQ(c.kev.ext, (std::array<uint64_t, 4>{1, 2, 3, 4}));
+  std::vector<std::byte> out(64);
+  emul::KeventRecord r = c.kev;
+  r.flags = 0x21;
+  bsd::EncodeEvent(bsd::kFreebsdLp64, r, out);
+  auto expect = in;
+  expect[11] = std::byte{0x00};
+  EXPECT_EQ(out, expect);
+}
+
+TEST(KeventCodecFreebsdIlp32, Kevent32Layout56Bytes) {
+  // struct kevent32: ident@0 filter@4 flags@6 fflags@8 data(int64)@12 udata@20 ext@24.
+  std::vector<std::byte> in(56);
+  auto put = [&](size_t off, auto v) { std::memcpy(in.data() + off, &v, sizeof v); };
+  put(0, uint32_t{0x80000005});
+  put(4, int16_t{freebsd::EVFILT_TIMER});
+  put(6, uint16_t{freebsd::EV_ADD | freebsd::EV_ONESHOT});
+  put(8, uint32_t{freebsd::NOTE_USECONDS});
+  put(12, int64_t{1500});
+  put(20, uint32_t{0xfeedf00d});
+  put(24, uint64_t{7});
+  emul::KChange c = bsd::DecodeChange(bsd::Freebsd(), bsd::kFreebsdIlp32, in);
+  EXPECT_EQ(c.kev.ident, 0x80000005u);  // uintptr_t: zero-extended
+  EXPECT_EQ(c.kev.filter, KFilter::kTimer);
+  EXPECT_EQ(c.kev.udata, 0xfeedf00du);
+  EXPECT_EQ(c.kev.ext[0], 7u);
+  EXPECT_EQ(c.timer_period, 1'500'000);  // 1500 us
+  std::vector<std::byte> out(56);
+  bsd::EncodeEvent(bsd::kFreebsdIlp32, c.kev, out);
+  EXPECT_EQ(out, in);
+}
+
+TEST(KeventCodecFreebsd11Ilp32, DataIsIntptrSignExtended) {
+  auto in = Bytes({0x03, 0, 0, 0, 0xff, 0xff, 0x01, 0x00, 0x01, 0, 0, 0,  // READ, EV_ADD, LOWAT
+                   0xf6, 0xff, 0xff, 0xff,                                // data -10 (int32)
+                   0x44, 0x33, 0x22, 0x11});                              // udata
+  ASSERT_EQ(in.size(), 20u);
+  emul::KChange c = bsd::DecodeChange(bsd::Freebsd(), bsd::kFreebsd11Ilp32, in);
+  EXPECT_EQ(c.kev.ident, 3u);
+  EXPECT_EQ(c.kev.filter, KFilter::kRead);
+  EXPECT_EQ(c.kev.data, -10);
+  EXPECT_EQ(c.kev.udata, 0x11223344u);
+  EXPECT_EQ(c.kev.ext, (std::array<uint64_t, 4>{}));
+  std::vector<std::byte> out(20);
+  bsd::EncodeEvent(bsd::kFreebsd11Ilp32, c.kev, out);
+  EXPECT_EQ(out, in);
+}
+
+TEST(KeventCodecOpenbsdIlp32, Kevent24BytesInt64Data) {
+  auto in = Bytes({0x07, 0, 0, 0, 0xf6, 0xff, 0x01, 0x08,  // ident 7, USER(-10), EV_ADD|0x0800
+                   0, 0, 0, 0,                              // fflags
+                   0x00, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00,  // data 1<<32
+                   0x78, 0x56, 0x34, 0x12});
+  ASSERT_EQ(in.size(), 24u);
+  emul::KChange c = bsd::DecodeChange(bsd::Openbsd(), bsd::kOpenbsdIlp32, in);
+  EXPECT_EQ(c.kev.filter, KFilter::kUser);
+  EXPECT_EQ(c.kev.flags, 0x0001);  // OpenBSD EV_SYSFLAGS 0xf800 clears 0x0800 (OB kern_event.c:942)
+  EXPECT_EQ(c.kev.data, int64_t{1} << 32);
+  EXPECT_EQ(c.kev.udata, 0x12345678u);
+}
+
+TEST(KeventCodec, FreebsdKeeps0x0800ThatOpenbsdClears) {
+  std::vector<std::byte> in(64);
+  int16_t f = -11;
+  uint16_t fl = 0x0801;
+  std::memcpy(in.data() + 8, &f, 2);
+  std::memcpy(in.data() + 10, &fl, 2);
+  EXPECT_EQ(bsd::DecodeChange(bsd::Freebsd(), bsd::kFreebsdLp64, in).kev.flags, 0x0801);
+}
+
+TEST(KeventCodec, FilterNumbersPerPersonality) {
+  std::vector<std::byte> in(32);
+  auto with_filter = [&](int16_t f) {
+    std::memcpy(in.data() + 8, &f, 2);
+    return in;
+  };
+  // EVFILT_USER is -11 on FreeBSD, -10 on OpenBSD, -9 on DragonFly (abi.md §3.1).
+  EXPECT_EQ(bsd::DecodeChange(bsd::Openbsd(), bsd::kOpenbsdLp64, with_filter(-10)).kev.filter,
+            KFilter::kUser);
+  EXPECT_EQ(bsd::DecodeChange(bsd::Dragonfly(), bsd::kDragonflyLp64, with_filter(-9)).kev.filter,
+            KFilter::kUser);
+  EXPECT_EQ(bsd::DecodeChange(bsd::Dragonfly(), bsd::kDragonflyLp64, with_filter(-8)).kev.filter,
+            KFilter::kExcept);
+  EXPECT_EQ(bsd::DecodeChange(bsd::Openbsd(), bsd::kOpenbsdLp64, with_filter(-9)).kev.filter,
+            KFilter::kExcept);
+  // Not a filter of the kernel: EINVAL (OB kern_event.c:1051-1064).
+  EXPECT_EQ(bsd::DecodeChange(bsd::Openbsd(), bsd::kOpenbsdLp64, with_filter(-11)).error, EINVAL);
+  EXPECT_EQ(bsd::DecodeChange(bsd::Openbsd(), bsd::kOpenbsdLp64, with_filter(3)).error, EINVAL);
+  // FreeBSD skips filter 0 silently; OpenBSD rejects it.
+  std::vector<std::byte> fb(64);
+  EXPECT_TRUE(bsd::DecodeChange(bsd::Freebsd(), bsd::kFreebsdLp64, fb).skip);
+  EXPECT_EQ(bsd::DecodeChange(bsd::Openbsd(), bsd::kOpenbsdLp64, with_filter(0)).error, EINVAL);
+}
+
+emul::KChange TimerChange(const bsd::KqueuePersonality& p, uint32_t fflags, int64_t data,
+                          uint16_t flags = 1) {
+  std::vector<std::byte> in(64);
+  int16_t f = -7;
+  std::memcpy(in.data() + 8, &f, 2);
+  std::memcpy(in.data() + 10, &flags, 2);
+  std::memcpy(in.data() + 12, &fflags, 4);
+  std::memcpy(in.data() + 16, &data, 8);
+  return bsd::DecodeChange(p, p.current_lp64, in);
+}
+
+TEST(KeventCodec, TimerUnitsPerPersonality) {
+  // 0x2: milliseconds on FreeBSD, microseconds on OpenBSD (abi.md §3.6).
+  EXPECT_EQ(TimerChange(bsd::Freebsd(), freebsd::NOTE_MSECONDS, 5).timer_period, 5'000'000);
+  EXPECT_EQ(TimerChange(bsd::Openbsd(), openbsd::NOTE_USECONDS, 5).timer_period, 5'000);
+  EXPECT_EQ(TimerChange(bsd::Freebsd(), freebsd::NOTE_NSECONDS, 5).timer_period, 5);
+  EXPECT_EQ(TimerChange(bsd::Openbsd(), openbsd::NOTE_NSECONDS, 5).timer_period, 5);
+  EXPECT_EQ(TimerChange(bsd::Freebsd(), 0, 5).timer_period, 5'000'000);
+  EXPECT_EQ(TimerChange(bsd::Freebsd(), freebsd::NOTE_SECONDS, 2).timer_period, 2'000'000'000);
+  // 0x4 is NOTE_USECONDS on FreeBSD, EINVAL on OpenBSD.
+  EXPECT_EQ(TimerChange(bsd::Freebsd(), 0x4, 5).timer_period, 5'000);
+  EXPECT_EQ(TimerChange(bsd::Openbsd(), 0x4, 5).error, EINVAL);
+  // Two FreeBSD unit bits, or a negative period: EINVAL (filt_timervalidate).
+  EXPECT_EQ(TimerChange(bsd::Freebsd(), 0x3, 5).error, EINVAL);
+  EXPECT_EQ(TimerChange(bsd::Freebsd(), 0, -1).error, EINVAL);
+  // FreeBSD: 0 without EV_ONESHOT is one unit.
+  EXPECT_EQ(TimerChange(bsd::Freebsd(), 0, 0).timer_period, 1'000'000);
+  // DragonFly: milliseconds only, fflags ignored (DF kern_event.c:427-428).
+  EXPECT_EQ(TimerChange(bsd::Dragonfly(), 0x3, 5).timer_period, 5'000'000);
+  EXPECT_EQ(TimerChange(bsd::Dragonfly(), 0x3, 5).error, 0);
+}
+
+TEST(KeventCodec, TimespecLayouts) {
+  auto fb = Bytes({0xff, 0xff, 0xff, 0xff, 0x10, 0, 0, 0});
+  EXPECT_EQ(bsd::DecodeTimespec(bsd::kFreebsdTimespecIlp32, fb), std::make_pair(int64_t{-1}, int64_t{16}));
+  auto ob = Bytes({0, 0, 0, 0, 1, 0, 0, 0, 0x20, 0, 0, 0});
+  EXPECT_EQ(bsd::DecodeTimespec(bsd::kOpenbsdTimespecIlp32, ob),
+            std::make_pair(int64_t{1} << 32, int64_t{32}));
+}
+
+// --- handlers through a fake CallContext ---
+
+class NullHost : public emul::Host {
+ public:
+  emul::Nanos Now() override { return now; }
+  void ArmDeadline(emul::Nanos) override {}
+  emul::Result<emul::WatchId> WatchFd(emul::Pid, int) override { return emul::Errno{EBADF}; }
+  emul::Result<uint32_t> ArmWatch(emul::WatchId, emul::Pid, int, uint32_t) override { return 0u; }
+  void DisarmWatch(emul::WatchId) override {}
+  void DropWatch(emul::WatchId) override {}
+  bool SameFile(emul::Pid, int, emul::WatchId) override { return false; }
+  bool FdOpen(emul::Pid, int) override { return false; }
+  void ObjectReadinessChanged(emul::ObjectId, bool) override {}
+  emul::Nanos now = 1'000'000'000;
+};
+
+class FakeMemory : public GuestMemory {
+ public:
+  static constexpr uint64_t kBase = 0x10000;
+  std::vector<std::byte> mem = std::vector<std::byte>(4096);
+  emul::Result<void> Read(uint64_t addr, std::span<std::byte> out) override {
+    if (addr < kBase || addr + out.size() > kBase + mem.size()) return emul::Errno{EFAULT};
+    std::memcpy(out.data(), mem.data() + (addr - kBase), out.size());
+    return {};
+  }
+  emul::Result<void> Write(uint64_t addr, std::span<const std::byte> in) override {
+    if (addr < kBase || addr + in.size() > kBase + mem.size()) return emul::Errno{EFAULT};
+    std::memcpy(mem.data() + (addr - kBase), in.data(), in.size());
+    return {};
+  }
+  std::byte* at(uint64_t addr) { return mem.data() + (addr - kBase); }
+};
+
+class FakeContext : public CallContext {
+ public:
+  struct Recorder : Responder {
+    std::optional<Outcome> got;
+    bool StillPending() override { return !got; }
+    bool Respond(const Outcome& o) override {
+      got = o;
+      return true;
+    }
+  };
+  explicit FakeContext(emul::Kqueues* kqs) : kqs_(kqs) {}
+  emul::Caller caller() const override { return {50, 50}; }
+  GuestMemory& memory() override { return mem; }
+  emul::Result<emul::ObjectId> Resolve(int fd, ObjectKind kind) override {
+    if (fd == 3 && kind == ObjectKind::kKqueue) return kq;
+    if (fd == 4) return emul::Errno{EBADFD};  // open, not a kqueue
+    return emul::Errno{EBADF};
+  }
+  emul::EventPorts& ports() override { std::abort(); }
+  emul::Kqueues* kqueues() override { return kqs_; }
+  std::shared_ptr<Responder> Defer() override {
+    rec = std::make_shared<Recorder>();
+    return rec;
+  }
+  void Parked(emul::WaitId) override { parked = true; }
+  void NotImplemented(std::string_view) override {}
+  // The answer, deferred or not.
+  Outcome Answer(const Outcome& o) {
+    if (o.kind == Outcome::Kind::kDeferred) return rec && rec->got ? *rec->got : Outcome::Value(-999);
+    return o;
+  }
+
+  FakeMemory mem;
+  emul::ObjectId kq = 0;
+  bool parked = false;
+  std::shared_ptr<Recorder> rec;
+
+ private:
+  emul::Kqueues* kqs_;
+};
+
+class KeventHandlerTest : public ::testing::Test {
+ protected:
+  KeventHandlerTest() : ctx_(&kqs_) {}
+  NullHost host_;
+  emul::Kqueues kqs_{host_};
+  FakeContext ctx_;
+  static constexpr uint64_t kJunk = 0xa5a5a5a500000000ULL;  // upper halves of ILP32 registers
+  static constexpr uint64_t kChanges = FakeMemory::kBase + 0x100;
+  static constexpr uint64_t kEvents = FakeMemory::kBase + 0x400;
+  static constexpr uint64_t kTimeout = FakeMemory::kBase + 0x800;
+
+  Outcome Call(Handler h, DataModel m, std::array<uint64_t, 6> raw) {
+    return ctx_.Answer(h(ctx_, SyscallArgs(m, raw)));
+  }
+};
+
+TEST_F(KeventHandlerTest, TableRoutesEveryKqueueCall) {
+  // The handler pointers are set for every BSD row of the one table.
+  for (const SyscallEntry& e : AllSyscalls()) {
+    if (e.personality == Personality::kIllumos) continue;
+    EXPECT_NE(e.handler, nullptr) << e.name;
+  }
+  EXPECT_EQ(FindSyscall(DataModel::kIlp32, 1010)->handler, &freebsd::SysKqueue);
+  EXPECT_EQ(FindSyscall(DataModel::kLp64, 560)->handler, &freebsd::SysKevent);
+  EXPECT_EQ(FindSyscall(DataModel::kLp64, 1030)->handler, &openbsd::SysKevent);
+}
+
+TEST_F(KeventHandlerTest, KqueueCreatesAKqueueObject) {
+  Outcome o = Call(&openbsd::SysKqueue, DataModel::kLp64, {});
+  ASSERT_EQ(o.kind, Outcome::Kind::kNewObject);
+  EXPECT_EQ(o.object_kind, ObjectKind::kKqueue);
+  EXPECT_GE(o.object, emul::Kqueues::kFirstId);
+  EXPECT_FALSE(o.cloexec);
+}
+
+TEST_F(KeventHandlerTest, KqueueFlagsAreTheForeignValues) {
+  // FreeBSD kqueuex: KQUEUE_CLOEXEC only; OpenBSD kqueue1: O_CLOEXEC 0x10000 | O_NONBLOCK 4.
+  Outcome o = Call(&freebsd::SysKqueuex, DataModel::kIlp32, {kJunk | 1});
+  ASSERT_EQ(o.kind, Outcome::Kind::kNewObject);
+  EXPECT_TRUE(o.cloexec);
+  EXPECT_EQ(Call(&freebsd::SysKqueuex, DataModel::kLp64, {2}).error, EINVAL);
+  o = Call(&openbsd::SysKqueue1, DataModel::kLp64, {0x10004});
+  ASSERT_EQ(o.kind, Outcome::Kind::kNewObject);
+  EXPECT_TRUE(o.cloexec);
+  EXPECT_EQ(Call(&openbsd::SysKqueue1, DataModel::kLp64, {0x80000}).error, EINVAL);  // Linux O_CLOEXEC
+}
+
+TEST_F(KeventHandlerTest, FreebsdIlp32UserEventRoundTripWithJunkInUpperHalves) {
+  ctx_.kq = *kqs_.Create({50, 50});
+  // One kevent32 change: USER ident 9, EV_ADD, NOTE_TRIGGER, udata 0xcafe.
+  std::byte* ch = ctx_.mem.at(kChanges);
+  uint32_t ident = 9, fflags = freebsd::NOTE_TRIGGER | freebsd::NOTE_FFCOPY | 0x5, udata = 0xcafe;
+  int16_t filter = freebsd::EVFILT_USER;
+  uint16_t flags = freebsd::EV_ADD;
+  std::memcpy(ch + 0, &ident, 4);
+  std::memcpy(ch + 4, &filter, 2);
+  std::memcpy(ch + 6, &flags, 2);
+  std::memcpy(ch + 8, &fflags, 4);
+  std::memcpy(ch + 20, &udata, 4);
+  // timeout {0, 0}: 8-byte i386 timespec
+  Outcome o = Call(&freebsd::SysKevent, DataModel::kIlp32,
+                   {kJunk | 3, kJunk | kChanges, kJunk | 1, kJunk | kEvents, kJunk | 4,
+                    kJunk | kTimeout});
+  ASSERT_EQ(o.kind, Outcome::Kind::kValue) << o.error;
+  EXPECT_EQ(o.value, 1);
+  auto expect = Bytes({9, 0, 0, 0, 0xf5, 0xff, 0x00, 0x00, 0x05, 0, 0, 0,  // FreeBSD strips EV_ADD
+                       0, 0, 0, 0, 0, 0, 0, 0,                                // data
+                       0xfe, 0xca, 0, 0});
+  expect.resize(56);
+  EXPECT_EQ(std::vector<std::byte>(ctx_.mem.at(kEvents), ctx_.mem.at(kEvents) + 56), expect);
+}
+
+TEST_F(KeventHandlerTest, OpenbsdIlp32TimeoutIs12Bytes) {
+  ctx_.kq = *kqs_.Create({50, 50});
+  // OpenBSD i386 timespec {int64 sec = 0, int32 nsec = 1e9}: invalid -> EINVAL
+  // before any change (OB kern_event.c:919-922). Read as FreeBSD's 8-byte
+  // layout it would be {0, 0}: a valid poll.
+  int64_t sec = 0;
+  int32_t nsec = 1'000'000'000;
+  std::memcpy(ctx_.mem.at(kTimeout), &sec, 8);
+  std::memcpy(ctx_.mem.at(kTimeout) + 8, &nsec, 4);
+  Outcome o = Call(&openbsd::SysKevent, DataModel::kIlp32,
+                   {kJunk | 3, 0, 0, kJunk | kEvents, kJunk | 4, kJunk | kTimeout});
+  EXPECT_EQ(o.kind, Outcome::Kind::kError);
+  EXPECT_EQ(o.error, EINVAL);
+}
+
+TEST_F(KeventHandlerTest, NotAKqueueErrnoPerPersonality) {
+  // FreeBSD EINVAL (kqueue_acquire); OpenBSD/DragonFly EBADF (OB kern_event.c:906-909).
+  EXPECT_EQ(Call(&freebsd::SysKevent, DataModel::kLp64, {4, 0, 0, 0, 0, 0}).error, EINVAL);
+  EXPECT_EQ(Call(&openbsd::SysKevent, DataModel::kLp64, {4, 0, 0, 0, 0, 0}).error, EBADF);
+  EXPECT_EQ(Call(&dragonfly::SysKevent, DataModel::kLp64, {4, 0, 0, 0, 0, 0}).error, EBADF);
+  EXPECT_EQ(Call(&freebsd::SysKevent, DataModel::kLp64, {9, 0, 0, 0, 0, 0}).error, EBADF);
+}
+
+TEST_F(KeventHandlerTest, TimeoutFaultOrderPerPersonality) {
+  // FreeBSD/DragonFly copy the timeout in before looking at the descriptor;
+  // OpenBSD looks at the descriptor first (OB kern_event.c:903-912, DF :1047-1057).
+  const uint64_t bad = 0x10;
+  EXPECT_EQ(Call(&freebsd::SysKevent, DataModel::kLp64, {9, 0, 0, 0, 0, bad}).error, EFAULT);
+  EXPECT_EQ(Call(&dragonfly::SysKevent, DataModel::kLp64, {9, 0, 0, 0, 0, bad}).error, EFAULT);
+  EXPECT_EQ(Call(&openbsd::SysKevent, DataModel::kLp64, {9, 0, 0, 0, 0, bad}).error, EBADF);
+}
+
+TEST_F(KeventHandlerTest, FreebsdNegativeCountsAreEinval) {
+  ctx_.kq = *kqs_.Create({50, 50});
+  EXPECT_EQ(Call(&freebsd::SysKevent, DataModel::kLp64, {3, 0, 0, 0, 0xffffffff, 0}).error, EINVAL);
+  Outcome o = Call(&openbsd::SysKevent, DataModel::kLp64, {3, 0, 0, 0, 0xffffffff, 0});
+  EXPECT_EQ(o.kind, Outcome::Kind::kValue);
+  EXPECT_EQ(o.value, 0);
+}
+
+TEST_F(KeventHandlerTest, ErrorRecordCarriesGlibcErrnoInData) {
+  ctx_.kq = *kqs_.Create({50, 50});
+  // OpenBSD LP64: EV_DELETE of an unknown knote, nevents 2 -> one EV_ERROR record.
+  std::byte* ch = ctx_.mem.at(kChanges);
+  uint64_t ident = 77, udata = 0x1234;
+  int16_t filter = openbsd::EVFILT_USER;
+  uint16_t flags = openbsd::EV_DELETE;
+  std::memcpy(ch, &ident, 8);
+  std::memcpy(ch + 8, &filter, 2);
+  std::memcpy(ch + 10, &flags, 2);
+  std::memcpy(ch + 24, &udata, 8);
+  Outcome o = Call(&openbsd::SysKevent, DataModel::kLp64, {3, kChanges, 1, kEvents, 2, 0});
+  ASSERT_EQ(o.kind, Outcome::Kind::kValue);
+  EXPECT_EQ(o.value, 1);
+  emul::KChange rec = bsd::DecodeChange(bsd::Openbsd(), bsd::kOpenbsdLp64,
+                                        std::span(ctx_.mem.at(kEvents), 32));
+  uint16_t raw_flags;
+  std::memcpy(&raw_flags, ctx_.mem.at(kEvents) + 10, 2);
+  EXPECT_EQ(raw_flags, openbsd::EV_ERROR);
+  EXPECT_EQ(rec.kev.data, ENOENT);
+  EXPECT_EQ(rec.kev.udata, 0x1234u);
+  EXPECT_EQ(rec.kev.ident, 77u);
+}
+
+TEST_F(KeventHandlerTest, UnreadableChangelistIsEfault) {
+  ctx_.kq = *kqs_.Create({50, 50});
+  Outcome o = Call(&dragonfly::SysKevent, DataModel::kLp64, {3, 0x20, 1, kEvents, 1, 0});
+  EXPECT_EQ(o.error, EFAULT);
+}
+
+}  // namespace
+}  // namespace evshim::abi

@@ -1,0 +1,31 @@
+// (3) The raw-ABI program (testbins/raw_portfs.c) under the real supervisor:
+// hand-built LP64 structs and the `syscall` instruction, no API library.
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "tests/support/run.h"
+
+namespace {
+
+using evshim::testing::RunCommand;
+using evshim::testing::RunResult;
+
+const std::string kEvshim = EVSHIM_BIN;
+const std::string kRawPortfs = std::string(TESTBIN_DIR) + "/raw_portfs";
+
+TEST(RawPortfs, EveryByteUnderEvshimRun) {
+  RunResult r = RunCommand({kEvshim, "run", "--", kRawPortfs}, 60);
+  EXPECT_FALSE(r.timed_out);
+  EXPECT_EQ(r.status, 0) << "stdout:\n" << r.out << "stderr:\n" << r.err;
+  EXPECT_NE(r.out.find("raw_portfs: ok"), std::string::npos) << r.out;
+}
+
+// Control: without the supervisor 182 is Linux's unimplemented putpmsg.
+TEST(RawPortfs, FailsWithoutEvshim) {
+  RunResult r = RunCommand({kRawPortfs}, 10);
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.err.find("not under evshim"), std::string::npos) << r.err;
+}
+
+}  // namespace

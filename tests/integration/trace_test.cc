@@ -1,0 +1,415 @@
+// `evshim trace` on real programs: golden output (times, pids and addresses
+// normalized), JSON lines against docs/trace-schema.json, -C totals, --sites,
+// tracing from `evshim run` and preload-only mode, the CLI's errors, and a
+// seccomp policy that keeps evshim from trapping calls.
+#include <gtest/gtest.h>
+
+#include <fcntl.h>
+#include <linux/audit.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <stddef.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <map>
+#include <regex>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "tests/support/run.h"
+
+namespace {
+
+using evshim::testing::RunCommand;
+using evshim::testing::RunResult;
+
+const std::string kEvshim = EVSHIM_BIN;
+const std::string kPreload = EVSHIM_PRELOAD;
+const std::string kDemo = TESTBIN_DIR "/port_demo";
+const std::string kScenarios = TESTBIN_DIR "/port_scenarios";
+const std::string kTraceProg = TESTBIN_DIR "/trace_prog";
+const std::string kSchema = SOURCE_DIR "/docs/trace-schema.json";
+const std::string kChecker = SOURCE_DIR "/tests/integration/trace_schema_check.py";
+
+std::string TempPath(const std::string& tag) {
+  char path[] = "/tmp/evshim-trace-XXXXXX";
+  int fd = mkstemp(path);
+  if (fd >= 0) close(fd);
+  unlink(path);  // only its unique name is wanted
+  return std::string(path) + "-" + tag;
+}
+
+std::string ReadAll(const std::string& path) {
+  std::ifstream f(path);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+std::vector<std::string> Lines(const std::string& s) {
+  std::vector<std::string> out;
+  std::istringstream in(s);
+  std::string l;
+  while (std::getline(in, l)) out.push_back(l);
+  return out;
+}
+
+// Only the trace's lines (the program may print on stderr too).
+std::string TraceLines(const std::string& s) {
+  std::string out;
+  for (const std::string& l : Lines(s)) {
+    if (l.rfind("[pid ", 0) == 0) out += l + "\n";
+  }
+  return out;
+}
+
+// pids -> P1, P2... in order of appearance; tids -> T; durations -> <T>;
+// addresses (5+ hex digits) -> 0xADDR.
+std::string Normalize(const std::string& s) {
+  std::map<std::string, std::string> pids;
+  std::string out;
+  std::regex pid_re("\\[pid (\\d+)( tid \\d+)?");
+  for (const std::string& raw : Lines(s)) {
+    std::string l = raw;
+    std::smatch m;
+    if (std::regex_search(l, m, pid_re)) {
+      auto [it, fresh] = pids.emplace(m[1].str(), "P" + std::to_string(pids.size() + 1));
+      (void)fresh;
+      l = m.prefix().str() + "[pid " + it->second + (m[2].matched ? " tid T" : "") + m.suffix().str();
+    }
+    l = std::regex_replace(l, std::regex("<\\d+\\.\\d+>"), "<T>");
+    l = std::regex_replace(l, std::regex("0x[0-9a-f]{5,}"), "0xADDR");
+    out += l + "\n";
+  }
+  return out;
+}
+
+TEST(TraceGolden, ForkExecReadsLikeStrace) {
+  RunResult r = RunCommand({kEvshim, "trace", "--", kTraceProg, "forkexec"}, 30);
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.out, "forkexec done\n");
+  EXPECT_EQ(Normalize(TraceLines(r.err)),
+            "[pid P1] port_create() = 3 <T>\n"
+            "[pid P2] port_send(3, 7, 0x77) = 0 <T>\n"
+            "[pid P1] port_get(3, {source=PORT_SOURCE_USER, events=7, object=0, user=0x77}, NULL) = 0 <T>\n"
+            "[pid P1] port_associate(3, PORT_SOURCE_FD, 5, POLLOUT, 0x1234) = 0 <T>\n"
+            "[pid P1] port_associate(3, PORT_SOURCE_FD, 4, POLLIN|POLLPRI, NULL) = 0 <T>\n"
+            "[pid P1] port_dissociate(3, PORT_SOURCE_FD, 4) = 0 <T>\n"
+            "[pid P1] port_sendn([3, 99], [0, EBADF], 2, 5, 0x55) = 1 <T>\n"
+            "[pid P1] port_getn(3, [{source=PORT_SOURCE_FD, events=POLLOUT, object=5, user=0x1234}, "
+            "{source=PORT_SOURCE_USER, events=5, object=0, user=0x55}], 4, 2, {0.000000000}) = 0 (nget=2) <T>\n"
+            "[pid P1] port_getn(3, NULL, 0, 0, NULL) = 0 (nget=0) <T>\n"
+            "[pid P1] port_alert(3, PORT_ALERT_SET, 3, 0x66) = 0 <T>\n"
+            "[pid P1] port_get(3, {source=PORT_SOURCE_ALERT, events=3, object=0, user=0x66}, {0.000000000}) = 0 <T>\n"
+            "[pid P1] port_alert(3, 0, 0, NULL) = 0 <T>\n"
+            "[pid P1] port_getn(3, <unfinished ...>\n"
+            "[pid P1] <... port_getn resumed>0xADDR, 4, 1, {0.050000000}) = -1 ETIME (Timer expired) (nget=0) <T>\n"
+            "[pid P1] port_associate(3, PORT_SOURCE_FD, 1000, POLLIN, NULL) = -1 EBADFD (File descriptor in bad "
+            "state) <T>\n"
+            "[pid P1] port_send(12345, 1, NULL) = -1 EBADF (Bad file descriptor) <T>\n");
+}
+
+TEST(TraceGolden, DemoShowsBlockingAndThreads) {
+  RunResult r = RunCommand({kEvshim, "trace", "--", kDemo}, 30);
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(Normalize(TraceLines(r.err)),
+            "[pid P1] port_create() = 3 <T>\n"
+            "[pid P1] port_associate(3, PORT_SOURCE_FD, 4, POLLIN, 0xADDR) = 0 <T>\n"
+            "[pid P1] port_getn(3, <unfinished ...>\n"
+            "[pid P1] <... port_getn resumed>[{source=PORT_SOURCE_FD, events=POLLIN, object=4, user=0xADDR}], 4, "
+            "1, {2.000000000}) = 0 (nget=1) <T>\n"
+            "[pid P1] port_getn(3, <unfinished ...>\n"
+            "[pid P1] <... port_getn resumed>[{source=PORT_SOURCE_USER, events=42, object=0, user=0xADDR}], 4, 1, "
+            "{2.000000000}) = 0 (nget=1) <T>\n"
+            "[pid P1 tid T] port_send(3, 42, 0xADDR) = 0 <T>\n"
+            "[pid P1] port_get(3, <unfinished ...>\n"
+            "[pid P1] <... port_get resumed>0xADDR, {0.200000000}) = -1 ETIME (Timer expired) <T>\n");
+}
+
+// The durations are real: the demo's port_get waits its 200 ms timeout.
+TEST(TraceGolden, DurationsAreMeasured) {
+  RunResult r = RunCommand({kEvshim, "trace", "-e", "port_get", "--", kDemo}, 30);
+  ASSERT_EQ(r.status, 0) << r.err;
+  std::smatch m;
+  std::string lines = TraceLines(r.err);
+  ASSERT_TRUE(std::regex_search(lines, m, std::regex("ETIME \\(Timer expired\\) <(\\d+\\.\\d+)>"))) << lines;
+  double d = std::stod(m[1].str());
+  EXPECT_GE(d, 0.19);
+  EXPECT_LT(d, 2.0);
+}
+
+TEST(TraceFilter, SelectsNamedCalls) {
+  RunResult r = RunCommand({kEvshim, "trace", "-e", "port_send,port_create", "--", kTraceProg, "forkexec"}, 30);
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(Normalize(TraceLines(r.err)),
+            "[pid P1] port_create() = 3 <T>\n"
+            "[pid P2] port_send(3, 7, 0x77) = 0 <T>\n"
+            "[pid P1] port_send(12345, 1, NULL) = -1 EBADF (Bad file descriptor) <T>\n");
+}
+
+TEST(TraceOutput, WritesToFileAndKeepsStderrForTheProgram) {
+  std::string path = TempPath("o");
+  RunResult r = RunCommand({kEvshim, "trace", "-o", path, "--", kTraceProg, "forkexec"}, 30);
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(TraceLines(r.err), "");
+  EXPECT_EQ(Lines(TraceLines(ReadAll(path))).size(), 16u) << ReadAll(path);
+  unlink(path.c_str());
+}
+
+TEST(TraceJson, LinesMatchTheSchemaAndLoadInJsonTool) {
+  for (const std::string& prog : {kDemo, kTraceProg}) {
+    std::string path = TempPath("json");
+    std::vector<std::string> argv = {kEvshim, "trace", "--json", "--sites", "-o", path, "--", prog};
+    if (prog == kTraceProg) argv.push_back("forkexec");
+    RunResult r = RunCommand(argv, 30);
+    ASSERT_EQ(r.status, 0) << r.err;
+    std::vector<std::string> lines = Lines(ReadAll(path));
+    ASSERT_GE(lines.size(), 6u);  // one object per completed call
+    RunResult check = RunCommand({"python3", kChecker, kSchema, path}, 30);
+    EXPECT_EQ(check.status, 0) << check.out << check.err;
+    for (const std::string& l : lines) {
+      std::string one = path + ".line";
+      std::ofstream(one) << l << "\n";
+      RunResult tool = RunCommand({"python3", "-m", "json.tool", one}, 30);
+      EXPECT_EQ(tool.status, 0) << l << tool.err;
+      unlink(one.c_str());
+    }
+    // The checker is not a rubber stamp: a line without "pid", or with a
+    // wrong type, is rejected.
+    std::string bad = path + ".bad";
+    std::ofstream(bad) << std::regex_replace(lines[0], std::regex("\"pid\":\\d+,"), "") << "\n";
+    EXPECT_EQ(RunCommand({"python3", kChecker, kSchema, bad}, 30).status, 1);
+    std::ofstream(bad) << std::regex_replace(lines[0], std::regex("\"blocked\":(true|false)"), "\"blocked\":1")
+                       << "\n";
+    EXPECT_EQ(RunCommand({"python3", kChecker, kSchema, bad}, 30).status, 1);
+    unlink(bad.c_str());
+    unlink(path.c_str());
+  }
+}
+
+TEST(TraceJson, CarriesRawAndDecodedViews) {
+  std::string path = TempPath("json");
+  RunResult r = RunCommand({kEvshim, "trace", "--json", "-e", "port_getn", "-o", path, "--", kTraceProg, "forkexec"}, 30);
+  ASSERT_EQ(r.status, 0) << r.err;
+  std::vector<std::string> lines = Lines(ReadAll(path));
+  ASSERT_EQ(lines.size(), 3u) << ReadAll(path);
+  // The ETIME retrieval: the system call succeeded (count 0 | ETIME << 32);
+  // the program sees -1/ETIME.
+  EXPECT_NE(lines[2].find("\"result\":266287972352,\"errno\":null"), std::string::npos) << lines[2];
+  EXPECT_NE(lines[2].find("\"failed\":true,\"api_errno\":\"ETIME\""), std::string::npos) << lines[2];
+  EXPECT_NE(lines[2].find("\"blocked\":true"), std::string::npos) << lines[2];
+  EXPECT_NE(lines[0].find("\"call\":\"port_getn\""), std::string::npos);
+  EXPECT_NE(lines[0].find("\"syscall\":\"portfs\",\"nr\":182"), std::string::npos);
+  unlink(path.c_str());
+}
+
+TEST(TraceSummary, TotalsAreConsistentWithTheLines) {
+  std::string path = TempPath("sum");
+  RunResult r = RunCommand({kEvshim, "trace", "-C", "-o", path, "--", kTraceProg, "forkexec"}, 30);
+  ASSERT_EQ(r.status, 0) << r.err;
+  std::map<std::string, std::pair<int, int>> from_lines;  // name -> calls, errors
+  std::map<std::string, std::pair<int, int>> from_table;
+  std::regex line_re("^\\[pid [^\\]]*\\] (?:<\\.\\.\\. )?([a-z_]+)[( ].*\\) = (-1|\\?|\\d)");
+  std::regex row_re("^\\s*(\\d+)\\s+(\\d+)\\s+([\\d.]+)\\s+([\\d.]+) ([a-z_]+)$");
+  int total_calls = -1, total_errors = -1;
+  for (const std::string& l : Lines(ReadAll(path))) {
+    std::smatch m;
+    if (std::regex_search(l, m, line_re)) {
+      auto& e = from_lines[m[1].str()];
+      ++e.first;
+      e.second += m[2].str() == "-1" ? 1 : 0;
+    } else if (std::regex_search(l, m, row_re)) {
+      if (m[5].str() == "total") {
+        total_calls = std::stoi(m[1].str());
+        total_errors = std::stoi(m[2].str());
+      } else {
+        from_table[m[5].str()] = {std::stoi(m[1].str()), std::stoi(m[2].str())};
+      }
+    }
+  }
+  EXPECT_EQ(from_lines, from_table) << ReadAll(path);
+  EXPECT_EQ(total_calls, 15);  // 16 lines: one call blocked (two lines)
+  EXPECT_EQ(total_errors, 3);
+  EXPECT_EQ(from_table["port_getn"], std::make_pair(3, 1));
+  // -c alone: the table and no lines.
+  RunResult c = RunCommand({kEvshim, "trace", "-c", "--", kTraceProg, "forkexec"}, 30);
+  ASSERT_EQ(c.status, 0) << c.err;
+  EXPECT_EQ(TraceLines(c.err), "");
+  EXPECT_NE(c.err.find("     15       3"), std::string::npos) << c.err;
+  unlink(path.c_str());
+}
+
+TEST(TraceSites, ShowTheSyscallInstructionAndTheCallingLibrary) {
+  RunResult r = RunCommand({kEvshim, "trace", "--sites", "-e", "port_create,port_send", "--", kDemo}, 30);
+  ASSERT_EQ(r.status, 0) << r.err;
+  std::vector<std::string> lines = Lines(TraceLines(r.err));
+  ASSERT_EQ(lines.size(), 2u) << r.err;
+  std::regex site_re("\\[at libc\\.so\\.6\\+0x[0-9a-f]+ \\(syscall\\), from libevshim-ports\\.so\\+0x[0-9a-f]+\\]$");
+  for (const std::string& l : lines) EXPECT_TRUE(std::regex_search(l, site_re)) << l;
+  // Different library functions, different callers.
+  EXPECT_NE(lines[0].substr(lines[0].find("from ")), lines[1].substr(lines[1].find("from ")));
+}
+
+// Tracing observes only: scenarios that check illumos results pass under it.
+class TraceScenario : public ::testing::TestWithParam<const char*> {};
+TEST_P(TraceScenario, PassesUnderTrace) {
+  RunResult r = RunCommand({kEvshim, "trace", "-o", "/dev/null", "--", kScenarios, GetParam()}, 30);
+  EXPECT_EQ(r.status, 0) << r.out << r.err;
+}
+INSTANTIATE_TEST_SUITE_P(Trace, TraceScenario,
+                         ::testing::Values("etime", "two_waiters", "getn_partial", "alert", "sendn", "bad_ports",
+                                           "fork_shares", "eintr"));
+
+TEST(TraceFromRun, TraceOptionOfRun) {
+  RunResult r = RunCommand({kEvshim, "run", "--trace", "--", kTraceProg, "forkexec"}, 30);
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(Lines(TraceLines(r.err)).size(), 16u) << r.err;
+  std::string path = TempPath("run");
+  RunResult f = RunCommand({kEvshim, "run", "--trace=" + path, "--", kTraceProg, "forkexec"}, 30);
+  ASSERT_EQ(f.status, 0) << f.err;
+  EXPECT_EQ(Normalize(TraceLines(ReadAll(path))), Normalize(TraceLines(r.err)));
+  unlink(path.c_str());
+  // Without the option, nothing is traced.
+  RunResult plain = RunCommand({kEvshim, "run", "--", kTraceProg, "forkexec"}, 30);
+  EXPECT_EQ(TraceLines(plain.err), "");
+}
+
+TEST(TraceFromPreload, EvshimTraceEnvironmentVariable) {
+  std::string path = TempPath("preload");
+  RunResult f = RunCommand({kTraceProg, "forkexec"}, 30, {"LD_PRELOAD=" + kPreload, "EVSHIM_TRACE=" + path});
+  ASSERT_EQ(f.status, 0) << f.err;
+  // The supervisor outlives the program by a moment: wait for its last line.
+  std::string text;
+  for (int i = 0; i < 50; ++i) {
+    text = TraceLines(ReadAll(path));
+    if (Lines(text).size() >= 16) break;
+    usleep(100 * 1000);
+  }
+  EXPECT_EQ(Lines(text).size(), 16u) << text;
+  EXPECT_NE(text.find("port_sendn([3, 99], [0, EBADF], 2, 5, 0x55) = 1"), std::string::npos) << text;
+  unlink(path.c_str());
+  RunResult e = RunCommand({kDemo}, 30, {"LD_PRELOAD=" + kPreload, "EVSHIM_TRACE=1"});
+  ASSERT_EQ(e.status, 0) << e.err;
+  EXPECT_NE(e.err.find("] port_create() = 3 <"), std::string::npos) << e.err;
+  RunResult off = RunCommand({kDemo}, 30, {"LD_PRELOAD=" + kPreload});
+  EXPECT_EQ(TraceLines(off.err), "");
+}
+
+TEST(TraceCli, HelpVersionAndErrors) {
+  RunResult help = RunCommand({kEvshim, "--help"});
+  EXPECT_EQ(help.status, 0);
+  EXPECT_NE(help.out.find("evshim trace"), std::string::npos);
+  RunResult run_help = RunCommand({kEvshim, "run", "--help"});
+  EXPECT_EQ(run_help.status, 0);
+  EXPECT_NE(run_help.out.find("--trace[=FILE]"), std::string::npos);
+  RunResult trace_help = RunCommand({kEvshim, "trace", "--help"});
+  EXPECT_EQ(trace_help.status, 0);
+  EXPECT_NE(trace_help.out.find("--sites"), std::string::npos);
+  EXPECT_NE(trace_help.out.find("--json"), std::string::npos);
+  RunResult version = RunCommand({kEvshim, "--version"});
+  EXPECT_EQ(version.status, 0);
+  EXPECT_EQ(version.out.rfind("evshim ", 0), 0u);
+
+  auto usage_error = [](std::vector<std::string> argv, const std::string& says) {
+    RunResult r = RunCommand(argv);
+    EXPECT_EQ(r.status, 2) << r.err;
+    EXPECT_EQ(r.err.rfind("evshim: ", 0), 0u) << r.err;
+    EXPECT_NE(r.err.find(says), std::string::npos) << r.err;
+    EXPECT_EQ(Lines(r.err).size(), 2u) << r.err;  // the error and "Try 'evshim --help'."
+  };
+  usage_error({kEvshim, "trace", "--bogus", "--", kDemo}, "unknown option '--bogus'");
+  usage_error({kEvshim, "--bogus"}, "unknown option '--bogus'");
+  usage_error({kEvshim, "frob"}, "unknown command 'frob'");
+  usage_error({kEvshim, "trace"}, "no program given");
+  usage_error({kEvshim, "trace", "-e", "port_frob", "--", kDemo}, "unknown call 'port_frob'");
+  usage_error({kEvshim, "trace", "-c", "--json", "--", kDemo}, "cannot be combined");
+  usage_error({kEvshim, "trace", "-o"}, "-o needs a file name");
+
+  RunResult missing = RunCommand({kEvshim, "trace", "--", "/nonexistent/prog"});
+  EXPECT_EQ(missing.status, 127);
+  EXPECT_EQ(Lines(missing.err).size(), 1u) << missing.err;
+  std::string noexec = TempPath("noexec");
+  std::ofstream(noexec) << "x";
+  chmod(noexec.c_str(), 0644);
+  EXPECT_EQ(RunCommand({kEvshim, "trace", "--", noexec}).status, 126);
+  unlink(noexec.c_str());
+  RunResult unwritable = RunCommand({kEvshim, "trace", "-o", "/nonexistent/dir/t", "--", kDemo});
+  EXPECT_EQ(unwritable.status, 2);
+  EXPECT_NE(unwritable.err.find("/nonexistent/dir/t"), std::string::npos);
+}
+
+// --- a seccomp policy around evshim (as a restrictive container has) ---
+
+// Runs `argv` under an outer seccomp filter that answers system call `nr`
+// with `err`, and reports how it ended.
+RunResult RunUnderPolicy(int nr, int err, const std::vector<std::string>& argv) {
+  int pipe_fds[2];
+  if (pipe(pipe_fds) != 0) std::abort();
+  pid_t pid = fork();
+  if (pid == 0) {
+    close(pipe_fds[0]);
+    sock_filter f[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, arch)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 0, 3),
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, nr)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, static_cast<uint32_t>(nr), 0, 1),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | (static_cast<uint32_t>(err) & SECCOMP_RET_DATA)),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+    };
+    sock_fprog prog{static_cast<unsigned short>(sizeof f / sizeof f[0]), f};
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 || syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) != 0) {
+      _exit(99);
+    }
+    RunResult r = RunCommand(argv, 20);
+    std::string report = std::to_string(r.status) + "\n" + r.err;
+    (void)!write(pipe_fds[1], report.data(), report.size());
+    _exit(0);
+  }
+  close(pipe_fds[1]);
+  std::string report;
+  char buf[4096];
+  ssize_t n;
+  while ((n = read(pipe_fds[0], buf, sizeof buf)) > 0) report.append(buf, static_cast<size_t>(n));
+  close(pipe_fds[0]);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  RunResult r;
+  size_t nl = report.find('\n');
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 || nl == std::string::npos) return r;
+  r.status = std::stoi(report.substr(0, nl));
+  r.timed_out = r.status == -1;
+  r.err = report.substr(nl + 1);
+  return r;
+}
+
+TEST(NoSeccompNotification, SeccompForbiddenIsOneLine) {
+  for (int err : {EPERM, EINVAL}) {
+    RunResult r = RunUnderPolicy(SYS_seccomp, err, {kEvshim, "trace", "--", kDemo});
+    EXPECT_FALSE(r.timed_out);
+    EXPECT_EQ(r.status, 1) << r.err;
+    ASSERT_EQ(Lines(r.err).size(), 1u) << r.err;
+    EXPECT_NE(r.err.find("evshim: cannot trap foreign system calls: "), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find(err == EPERM ? "(EPERM)" : "(EINVAL)"), std::string::npos) << r.err;
+  }
+}
+
+TEST(NoSeccompNotification, ForeignNumberAnsweredByAnotherPolicyIsOneLine) {
+  RunResult r = RunUnderPolicy(182, ENOSYS, {kEvshim, "run", "--", kDemo});
+  EXPECT_FALSE(r.timed_out);
+  EXPECT_EQ(r.status, 1) << r.err;
+  ASSERT_EQ(Lines(r.err).size(), 1u) << r.err;
+  EXPECT_NE(r.err.find("system call 182 (illumos portfs) is answered by another seccomp policy (ENOSYS)"),
+            std::string::npos)
+      << r.err;
+  // The control: the same helper with a harmless policy runs the demo.
+  RunResult ok = RunUnderPolicy(9999, ENOSYS, {kEvshim, "run", "--", kDemo});
+  EXPECT_EQ(ok.status, 0) << ok.err;
+}
+
+}  // namespace
