@@ -1,0 +1,81 @@
+/*
+ * Native Linux baselines for scripts/bench: the closest epoll/eventfd
+ * equivalent of each foreign call measured by bench_ports and bench_kqueue.
+ *   bench_epoll user N         eventfd write + epoll_wait + read (port_send + port_get)
+ *   bench_epoll fdwait N       epoll_ctl(MOD, ONESHOT) + epoll_wait on a ready pipe
+ *   bench_epoll loop PAIRS N   token passed round robin over socketpairs (level-triggered)
+ */
+#define _GNU_SOURCE
+#include <stdint.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+
+#include "bench_common.h"
+
+static void user(long n) {
+  int ep = epoll_create1(0), efd = eventfd(0, EFD_NONBLOCK);
+  struct epoll_event ev = {.events = EPOLLIN, .data.fd = efd};
+  DIE_IF(epoll_ctl(ep, EPOLL_CTL_ADD, efd, &ev) != 0);
+  double t0 = bench_now();
+  for (long i = 0; i < n; i++) {
+    uint64_t one = 1;
+    DIE_IF(write(efd, &one, sizeof one) != sizeof one);
+    struct epoll_event out;
+    DIE_IF(epoll_wait(ep, &out, 1, -1) != 1);
+    DIE_IF(read(efd, &one, sizeof one) != sizeof one);
+  }
+  bench_report("epoll", "user", "us_per_op", (bench_now() - t0) / (double)n * 1e6, "us", n);
+}
+
+static void fdwait(long n) {
+  int ep = epoll_create1(0), p[2];
+  DIE_IF(pipe(p) != 0);
+  DIE_IF(write(p[1], "x", 1) != 1);
+  struct epoll_event ev = {.events = EPOLLIN | EPOLLONESHOT, .data.fd = p[0]};
+  DIE_IF(epoll_ctl(ep, EPOLL_CTL_ADD, p[0], &ev) != 0);
+  struct epoll_event out;
+  DIE_IF(epoll_wait(ep, &out, 1, -1) != 1);
+  double t0 = bench_now();
+  for (long i = 0; i < n; i++) {
+    DIE_IF(epoll_ctl(ep, EPOLL_CTL_MOD, p[0], &ev) != 0);
+    DIE_IF(epoll_wait(ep, &out, 1, -1) != 1);
+  }
+  bench_report("epoll", "fdwait", "us_per_op", (bench_now() - t0) / (double)n * 1e6, "us", n);
+}
+
+static void loop(long pairs, long n) {
+  bench_raise_nofile();
+  int ep = epoll_create1(0);
+  int (*sv)[2] = calloc((size_t)pairs, sizeof *sv);
+  for (long i = 0; i < pairs; i++) {
+    DIE_IF(socketpair(AF_UNIX, SOCK_STREAM, 0, sv[i]) != 0);
+    struct epoll_event ev = {.events = EPOLLIN, .data.u64 = (uint64_t)i};
+    DIE_IF(epoll_ctl(ep, EPOLL_CTL_ADD, sv[i][0], &ev) != 0);
+  }
+  DIE_IF(write(sv[0][1], "t", 1) != 1);
+  double t0 = bench_now();
+  for (long done = 0; done < n;) {
+    struct epoll_event out[8];
+    int k = epoll_wait(ep, out, 8, -1);
+    DIE_IF(k <= 0);
+    for (int j = 0; j < k; j++, done++) {
+      long i = (long)out[j].data.u64;
+      char c;
+      DIE_IF(read(sv[i][0], &c, 1) != 1);
+      DIE_IF(write(sv[(i + 1) % pairs][1], &c, 1) != 1);
+    }
+  }
+  double dt = bench_now() - t0;
+  bench_report("epoll", "loop", "events_per_s", (double)n / dt, "ev/s", pairs);
+}
+
+int main(int argc, char **argv) {
+  if (argc < 3) return 2;
+  long a = atol(argv[2]);
+  if (!strcmp(argv[1], "user")) user(a);
+  else if (!strcmp(argv[1], "fdwait")) fdwait(a);
+  else if (!strcmp(argv[1], "loop") && argc == 4) loop(a, atol(argv[3]));
+  else return 2;
+  return 0;
+}

@@ -1,0 +1,121 @@
+/*
+ * Event-port benchmarks for scripts/bench (run under evshim).
+ *   bench_ports user N           port_send + port_get
+ *   bench_ports fdwait N         port_associate + port_getn on a ready pipe
+ *   bench_ports loop PAIRS N     token round robin over socketpairs (re-associate per event)
+ *   bench_ports threads T N      N user events consumed by T threads blocked in port_get
+ *   bench_ports memory COUNT     supervisor memory for COUNT FD associations
+ */
+#define _GNU_SOURCE
+#include <poll.h>
+#include <port.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "bench_common.h"
+
+static void user(long n) {
+  int port = port_create();
+  DIE_IF(port < 0);
+  double t0 = bench_now();
+  for (long i = 0; i < n; i++) {
+    DIE_IF(port_send(port, 1, NULL) != 0);
+    port_event_t ev;
+    DIE_IF(port_get(port, &ev, NULL) != 0);
+  }
+  bench_report("ports", "user", "us_per_op", (bench_now() - t0) / (double)n * 1e6, "us", n);
+}
+
+static void fdwait(long n) {
+  int port = port_create(), p[2];
+  DIE_IF(pipe(p) != 0);
+  DIE_IF(write(p[1], "x", 1) != 1);
+  double t0 = bench_now();
+  for (long i = 0; i < n; i++) {
+    DIE_IF(port_associate(port, PORT_SOURCE_FD, (uintptr_t)p[0], POLLIN, NULL) != 0);
+    port_event_t ev[1];
+    uint_t nget = 1;
+    DIE_IF(port_getn(port, ev, 1, &nget, NULL) != 0 || nget != 1);
+  }
+  bench_report("ports", "fdwait", "us_per_op", (bench_now() - t0) / (double)n * 1e6, "us", n);
+}
+
+static void loop(long pairs, long n) {
+  bench_raise_nofile();
+  int port = port_create();
+  int (*sv)[2] = calloc((size_t)pairs, sizeof *sv);
+  for (long i = 0; i < pairs; i++) {
+    DIE_IF(socketpair(AF_UNIX, SOCK_STREAM, 0, sv[i]) != 0);
+    DIE_IF(port_associate(port, PORT_SOURCE_FD, (uintptr_t)sv[i][0], POLLIN, (void *)(intptr_t)i) != 0);
+  }
+  DIE_IF(write(sv[0][1], "t", 1) != 1);
+  double t0 = bench_now();
+  for (long done = 0; done < n;) {
+    port_event_t ev[8];
+    uint_t nget = 1;
+    DIE_IF(port_getn(port, ev, 8, &nget, NULL) != 0);
+    for (uint_t j = 0; j < nget; j++, done++) {
+      long i = (long)(intptr_t)ev[j].portev_user;
+      char c;
+      DIE_IF(read(sv[i][0], &c, 1) != 1);
+      DIE_IF(port_associate(port, PORT_SOURCE_FD, (uintptr_t)sv[i][0], POLLIN, (void *)(intptr_t)i) != 0);
+      DIE_IF(write(sv[(i + 1) % pairs][1], &c, 1) != 1);
+    }
+  }
+  double dt = bench_now() - t0;
+  bench_report("ports", "loop", "events_per_s", (double)n / dt, "ev/s", pairs);
+}
+
+static int tport;
+static long per_thread;
+static void *consumer(void *arg) {
+  (void)arg;
+  for (long i = 0; i < per_thread; i++) {
+    port_event_t ev;
+    DIE_IF(port_get(tport, &ev, NULL) != 0);
+  }
+  return NULL;
+}
+
+static void threads(long t, long n) {
+  tport = port_create();
+  per_thread = n / t;
+  pthread_t *ids = calloc((size_t)t, sizeof *ids);
+  for (long i = 0; i < t; i++) pthread_create(&ids[i], NULL, consumer, NULL);
+  usleep(100 * 1000);
+  double t0 = bench_now();
+  for (long i = 0; i < per_thread * t; i++) DIE_IF(port_send(tport, 1, NULL) != 0);
+  for (long i = 0; i < t; i++) pthread_join(ids[i], NULL);
+  double dt = bench_now() - t0;
+  bench_report("ports", "threads", "events_per_s", (double)(per_thread * t) / dt, "ev/s", t);
+}
+
+static void memory(long count) {
+  bench_raise_nofile();
+  pid_t sup = getppid();
+  int port = port_create();
+  port_event_t ev;
+  struct timespec zero = {0, 0};
+  port_get(port, &ev, &zero); /* warm up the supervisor's tables */
+  long before = bench_rss_kb(sup);
+  int(*p)[2] = calloc((size_t)count, sizeof *p);
+  for (long i = 0; i < count; i++) {
+    DIE_IF(pipe(p[i]) != 0);
+    DIE_IF(port_associate(port, PORT_SOURCE_FD, (uintptr_t)p[i][0], POLLIN, NULL) != 0);
+  }
+  long after = bench_rss_kb(sup);
+  bench_report("ports", "memory", "supervisor_rss_kb_delta", (double)(after - before), "kB", count);
+}
+
+int main(int argc, char **argv) {
+  if (argc < 3) return 2;
+  long a = atol(argv[2]);
+  if (!strcmp(argv[1], "user")) user(a);
+  else if (!strcmp(argv[1], "fdwait")) fdwait(a);
+  else if (!strcmp(argv[1], "loop") && argc == 4) loop(a, atol(argv[3]));
+  else if (!strcmp(argv[1], "threads") && argc == 4) threads(a, atol(argv[3]));
+  else if (!strcmp(argv[1], "memory")) memory(a);
+  else return 2;
+  return 0;
+}
