@@ -23,8 +23,8 @@ using S = Support;
 // number names exactly one (personality, call).
 constexpr std::array kTable = {
     SyscallEntry{P::kIllumos, Call::kPortfs, "portfs", 182, 1000, "182", S::kPartial,
-                 "PORT_CREATE/ASSOCIATE(FD)/DISSOCIATE/SEND/SENDN/GET/GETN/ALERT; "
-                 "PORT_SOURCE_FILE and PORT_DISPATCH not yet",
+                 "every opcode and source (FD, FILE, USER, ALERT, DISPATCH AIO/MQ); "
+                 "deviations: POLLOUT always, closes seen lazily, FILE via inotify (docs/abi.md)",
                  &illumos::SysPortfs, &illumos::kPortfsTrace},
     SyscallEntry{P::kIllumos, Call::kTimerCreate, "timer_create", 1001, 1001, "194", S::kFull,
                  "SIGEV_PORT/THREAD (port), SIGEV_SIGNAL, SIGEV_NONE; REALTIME and HIGHRES clocks",
@@ -39,22 +39,37 @@ constexpr std::array kTable = {
     SyscallEntry{P::kFreebsd, Call::kKevent11, "freebsd11_kevent", 363, 1011, "363", S::kPartial,
                  "FreeBSD 11 compat, 32-byte struct kevent; as kevent", &freebsd::SysFreebsd11Kevent},
     SyscallEntry{P::kFreebsd, Call::kKevent, "kevent", 560, 560, "560", S::kPartial,
-                 "READ/WRITE/TIMER/USER; PROC, SIGNAL, VNODE, NOTE_ABSTIME not yet (EOPNOTSUPP)",
+                 "READ/WRITE/TIMER/USER/PROC/SIGNAL/VNODE (docs/kqueue.md: limits; VNODE NOTE_OPEN/CLOSE/"
+                 "READ never fire); NOTE_ABSTIME, EVFILT_AIO/PROCDESC/FS/LIO/SENDFILE/EMPTY not yet "
+                 "(EOPNOTSUPP)",
                  &freebsd::SysKevent},
     SyscallEntry{P::kFreebsd, Call::kKqueuex, "kqueuex", 583, 583, "583", S::kPartial,
                  "KQUEUE_CLOEXEC; KQUEUE_CPONFORK is EINVAL", &freebsd::SysKqueuex},
     SyscallEntry{P::kDragonfly, Call::kKqueue, "kqueue", 1020, 1020, "362", S::kPartial,
                  "see kevent", &dragonfly::SysKqueue},
     SyscallEntry{P::kDragonfly, Call::kKevent, "kevent", 1021, 1021, "363", S::kPartial,
-                 "READ/WRITE/EXCEPT/TIMER/USER; PROC, SIGNAL, VNODE not yet (EOPNOTSUPP)",
+                 "READ/WRITE/EXCEPT/TIMER/USER/PROC/SIGNAL/VNODE (docs/kqueue.md: limits); "
+                 "EVFILT_AIO/FS not yet (EOPNOTSUPP)",
                  &dragonfly::SysKevent},
     SyscallEntry{P::kOpenbsd, Call::kKevent, "kevent", 1030, 1030, "72", S::kPartial,
-                 "READ/WRITE/EXCEPT/TIMER/USER; PROC, SIGNAL, VNODE, NOTE_ABSTIME not yet (EOPNOTSUPP)",
+                 "READ/WRITE/EXCEPT/TIMER/USER/PROC/SIGNAL/VNODE (docs/kqueue.md: limits); "
+                 "NOTE_ABSTIME, EVFILT_AIO/DEVICE not yet (EOPNOTSUPP)",
                  &openbsd::SysKevent},
     SyscallEntry{P::kOpenbsd, Call::kKqueue, "kqueue", 1031, 1031, "269", S::kPartial,
                  "see kevent", &openbsd::SysKqueue},
     SyscallEntry{P::kOpenbsd, Call::kKqueuex, "kqueue1", 1032, 1032, "270", S::kPartial,
                  "O_CLOEXEC, O_NONBLOCK", &openbsd::SysKqueue1},
+    // evshim-private (no foreign number): libevshim-kqueue's signal hook
+    // reports each delivery of a signal a kqueue may count (EVFILT_SIGNAL).
+    SyscallEntry{P::kFreebsd, Call::kKqueueSignal, "evshim_kqueue_signal", 1012, 1012, "-",
+                 S::kFull, "evshim-private: EVFILT_SIGNAL delivery report from the library",
+                 &freebsd::SysKqueueSignal},
+    SyscallEntry{P::kDragonfly, Call::kKqueueSignal, "evshim_kqueue_signal", 1022, 1022, "-",
+                 S::kFull, "evshim-private: EVFILT_SIGNAL delivery report from the library",
+                 &dragonfly::SysKqueueSignal},
+    SyscallEntry{P::kOpenbsd, Call::kKqueueSignal, "evshim_kqueue_signal", 1033, 1033, "-",
+                 S::kFull, "evshim-private: EVFILT_SIGNAL delivery report from the library",
+                 &openbsd::SysKqueueSignal},
 };
 
 constexpr bool NumbersDistinct() {

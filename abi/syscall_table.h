@@ -31,6 +31,7 @@ enum class Call : uint8_t {
   kKqueuex,  // FreeBSD kqueuex(flags) / OpenBSD kqueue1(flags)
   kKevent,
   kKevent11,  // FreeBSD 11 compat kevent (32-byte struct)
+  kKqueueSignal,  // evshim-private: the kqueue library's signal counting hook
 };
 
 enum class Support : uint8_t { kFull, kPartial, kNotYet };

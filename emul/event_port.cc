@@ -6,10 +6,12 @@
 // (each test names its rule) and tests/integration/ports_test.cc.
 //
 // Sources. A port collects events from sources: USER (port_send), ALERT
-// (port_alert), FD (port_associate on a descriptor), and later TIMER and FILE.
-// Each queued event carries who may retrieve it (Share): anyone holding the
-// port (USER; rule 14), a process that has the same open file at that fd
-// number (FD; rule 12), or only the owner (TIMER, FILE, NOSHARE; rule 34).
+// (port_alert), FD (port_associate on a descriptor), TIMER (SIGEV_PORT
+// timers), FILE (port_associate on a file_obj_t) and the library's AIO/MQ
+// (PORT_DISPATCH). Each queued event carries who may retrieve it (Share):
+// anyone holding the port (USER, shared DISPATCH; rule 14), a process that
+// has the same open file at that fd number (FD; rule 12), or only the owner
+// (TIMER, FILE, NOSHARE DISPATCH; rule 34).
 //
 // States of an FD association (port_fd.c). ACTIVE: armed, the host watches
 // the file. FIRED: its event is queued; the association is inactive
@@ -18,8 +20,21 @@
 // value (rule 7). Associating an already ready descriptor fires at once
 // (rule 6). POLLHUP and POLLERR are always reported.
 //
-// Slots. Every FD association (for its life) and every queued USER event
-// holds one of the port's max_events slots; none left is EAGAIN (rule 4).
+// FILE watches (port_fop.c; rule 36). Keyed by (pid, file_obj address): a
+// process may watch one file many times. The host resolves the name in the
+// target's root and working directory and reports changes as illumos FILE_*
+// bits. One-shot like FD: the first change queues the event and deactivates
+// the watch until port_associate again, which also drops a queued event and
+// compares the caller's stored timestamps (non-zero ones, not for FIFOs) with
+// the file's: a difference queues an event at once. Exceptions (DELETE,
+// RENAME_*, UNMOUNTED, MOUNTEDOVER) are delivered even unrequested, replace
+// a queued event, and end the watch; an inactive watch with nothing queued
+// just ends. Re-associating a key with another file replaces the watch.
+//
+// Slots. Every FD association and FILE watch (for its life), every SIGEV_PORT
+// timer, and every queued USER or DISPATCH event holds one of the port's
+// max_events slots; none left is EAGAIN (rule 4), except for PORT_DISPATCH,
+// which waits for a slot (a parked call: EINTR on a signal; rule 37).
 //
 // Retrieval and waiters (port.c:1162-1578). Get() delivers up to `max`
 // events once `nget` are queued; otherwise it parks a Waiter, inserted in the
@@ -38,11 +53,20 @@
 // waiter (rules 16-19). It goes away when cleared or when its owner process
 // closes the port.
 //
-// Close and fork (rules 10, 32-35). The port is shared by every process that
-// holds its descriptor (fork keeps the same port). When a process stops
-// holding it (CloseBy, and ProcessExited) its FD associations, its alert and
-// its owner-only events go. The last close wakes waiters with EBADFD and
-// frees everything. Closing an associated descriptor dissociates it and
+// Close, fork and exec (rules 10, 27, 32-35; docs/design.md "Close and
+// exec"). The port is shared by every process that holds its descriptor
+// (fork keeps the same port, so does exec unless the descriptor is
+// close-on-exec). When a process stops holding it (CloseBy, ProcessExited)
+// its FD associations, FILE watches, alert, timer bindings and owner-only
+// events go. The transport does not see close() or exec: the engine asks the
+// host (HoldsObject) whether the other processes that used the port still
+// hold it, lazily, where it matters: before a retrieval (and before waking a
+// waiter), before EAGAIN for want of a slot, and before EBUSY for another
+// process's alert (Reap). A port used by one process never asks. The last
+// close fails waiters and blocked dispatchers with EBADF: a thread still
+// waiting when every descriptor is gone was waiting on a descriptor that
+// another thread closed, which illumos reports as EBADF (rule 27).
+// Closing an associated descriptor dissociates it and
 // discards its event: the host does not keep the file open, so the engine
 // learns of the close when it next checks the association (SameFile) before
 // delivery, re-association or dissociation.
@@ -51,6 +75,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <climits>
+#include <set>
 
 namespace evshim::emul {
 
@@ -82,6 +107,7 @@ Result<ObjectId> EventPorts::Create(Caller) {
 void EventPorts::Enqueue(Port& p, Queued q) {
   p.queue.push_back(std::move(q));
   if (p.queue.back().assoc != nullptr) p.queue.back().assoc->queued = std::prev(p.queue.end());
+  if (p.queue.back().file != nullptr) p.queue.back().file->queued = std::prev(p.queue.end());
   // A new event wakes waiters that found nothing deliverable (PORTQ_WAIT_EVENTS).
   for (Waiter& w : p.waiters) w.wait_new_events = false;
   UpdateReadiness(p);
@@ -92,6 +118,7 @@ void EventPorts::RemoveQueued(Port& p, QueueIt it) {
   if (it->holds_slot) --p.slots;
   if (it->assoc != nullptr) it->assoc->queued.reset();
   if (it->timer != nullptr) it->timer->queued = false;
+  if (it->file != nullptr) it->file->queued.reset();
   p.queue.erase(it);
   UpdateReadiness(p);
 }
@@ -129,13 +156,25 @@ EventPorts::FdAssoc* EventPorts::FindAssoc(Port& p, Pid pid, int fd) {
 void EventPorts::LastClose(ObjectId id) {
   Port* p = Find(id);
   if (p == nullptr) return;
-  // port_vnops.c port_close: PORTQ_CLOSE, waiters return EBADFD (rule 33).
+  // Every descriptor is gone while threads still wait: another thread closed
+  // the one they named, which illumos reports as EBADF (closeandsetf marks
+  // the waiter stale; rule 27). The kernel's own EBADFD (port_close,
+  // PORTQ_CLOSE; rule 33) needs a waiter without a descriptor: none exists.
   while (!p->waiters.empty()) {
     Waiter w = std::move(p->waiters.front());
     p->waiters.pop_front();
-    Deliver(*p, w, {}, EBADFD);
+    if (w.deadline) ForgetDeadline(*w.deadline, w.id);
+    wait_port_.erase(w.id);
+    Deliver(*p, w, {}, EBADF);
+  }
+  while (!p->dispatchers.empty()) {
+    Dispatcher d = std::move(p->dispatchers.front());
+    p->dispatchers.pop_front();
+    wait_port_.erase(d.id);
+    d.done->Complete(GetOutcome{{}, EBADF, std::nullopt});
   }
   while (!p->fd_assocs.empty()) FreeAssoc(*p, p->fd_assocs.begin()->second.get());
+  while (!p->file_assocs.empty()) FreeFileAssoc(*p, p->file_assocs.begin()->second.get());
   for (auto& [key, t] : timers_) {
     if (t->port == id) UnbindTimer(*t);  // the timer runs on, notifying nobody
   }
@@ -146,21 +185,52 @@ void EventPorts::LastClose(ObjectId id) {
 void EventPorts::CloseBy(ObjectId id, Pid pid) {
   Port* p = Find(id);
   if (p == nullptr) return;
-  if (p->alert && p->alert->owner == pid) p->alert.reset();  // port.c:217-221
+  DropHolder(*p, pid);
+  Pump(*p);
+  ServeDispatchers(*p);
+}
+
+void EventPorts::DropHolder(Port& p, Pid pid) {
+  ObjectId id = p.id;
+  if (p.alert && p.alert->owner == pid) p.alert.reset();  // port.c:217-221
   std::vector<FdAssoc*> mine;
-  for (auto& [fd, a] : p->fd_assocs) {
+  for (auto& [fd, a] : p.fd_assocs) {
     if (a->owner == pid) mine.push_back(a.get());
   }
-  for (FdAssoc* a : mine) FreeAssoc(*p, a);  // port_close_sourcefd
+  for (FdAssoc* a : mine) FreeAssoc(p, a);  // port_close_sourcefd
+  std::vector<FileAssoc*> watches;
+  for (auto& [key, f] : p.file_assocs) {
+    if (key.first == pid) watches.push_back(f.get());
+  }
+  for (FileAssoc* f : watches) FreeFileAssoc(p, f);  // port_close_fop
   for (auto& [key, t] : timers_) {
     if (key.first == pid && t->port == id) UnbindTimer(*t);  // timer_close_port
   }
-  for (auto it = p->queue.begin(); it != p->queue.end();) {
+  for (auto it = p.queue.begin(); it != p.queue.end();) {
     auto next = std::next(it);
-    if (it->share == Share::kOwnerOnly && it->owner == pid) RemoveQueued(*p, it);
+    if (it->share == Share::kOwnerOnly && it->owner == pid) RemoveQueued(p, it);  // port_discard_events
     it = next;
   }
-  Pump(*p);
+  std::erase(p.users, pid);
+}
+
+void EventPorts::Touch(Port& p, Pid pid) {
+  if (std::find(p.users.begin(), p.users.end(), pid) == p.users.end()) p.users.push_back(pid);
+}
+
+void EventPorts::Reap(Port& p, Pid except) {
+  if (p.users.size() < 2) return;
+  std::vector<Pid> gone;
+  for (Pid u : p.users) {
+    if (u != except && !host_.HoldsObject(u, p.id)) gone.push_back(u);
+  }
+  for (Pid u : gone) DropHolder(p, u);
+}
+
+bool EventPorts::SlotFree(Port& p, Pid caller) {
+  if (p.slots < p.max_events) return true;
+  Reap(p, caller);  // a process that closed the port unseen may hold slots
+  return p.slots < p.max_events;
 }
 
 void EventPorts::ProcessExited(Pid pid) {
@@ -184,7 +254,8 @@ void EventPorts::ProcessExited(Pid pid) {
 Result<void> EventPorts::Send(Caller caller, ObjectId id, uint32_t events, uint64_t user) {
   Port* p = Find(id);
   if (p == nullptr) return Errno{EBADFD};
-  if (p->slots >= p->max_events) return Errno{EAGAIN};  // port_alloc_event_local
+  Touch(*p, caller.pid);
+  if (!SlotFree(*p, caller.pid)) return Errno{EAGAIN};  // port_alloc_event_local
   ++p->slots;
   Enqueue(*p, Queued{PortEvent{static_cast<uint16_t>(PortSource::kUser), events, 0, user},
                      Share::kAnyone, caller.pid, nullptr, true});
@@ -195,11 +266,14 @@ Result<void> EventPorts::Alert(Caller caller, ObjectId id, uint32_t flags, uint3
                                uint64_t user) {
   Port* p = Find(id);
   if (p == nullptr) return Errno{EBADFD};
+  Touch(*p, caller.pid);
   if (events == 0) {  // leave alert mode; flags ignored (port.c:698-704)
     p->alert.reset();
     return Ok();
   }
   if ((flags & (kAlertSet | kAlertUpdate)) == (kAlertSet | kAlertUpdate)) return Errno{EINVAL};
+  // An alert whose owner closed the port unseen is gone (rule 19).
+  if (flags == kAlertUpdate && p->alert && p->alert->owner != caller.pid) Reap(*p, caller.pid);
   if (flags == kAlertUpdate && p->alert) return Errno{EBUSY};  // port.c:1091-1096
   p->alert = AlertState{events, user, caller.pid};
   // Every waiting thread wakes with the alert (port.c:1110-1136).
@@ -222,11 +296,12 @@ Result<void> EventPorts::AssociateFd(Caller caller, ObjectId id, int64_t object,
   Port* p = Find(id);
   if (p == nullptr) return Errno{EBADFD};
   if (object < 0 || object > INT_MAX) return Errno{EBADFD};  // port_fd.c: not a valid fd
+  Touch(*p, caller.pid);
   int fd = static_cast<int>(object);
   FdAssoc* a = FindAssoc(*p, caller.pid, fd);
   if (a == nullptr) {
     if (!host_.FdOpen(caller.pid, fd)) return Errno{EBADFD};
-    if (p->slots >= p->max_events) return Errno{EAGAIN};
+    if (!SlotFree(*p, caller.pid)) return Errno{EAGAIN};
     Result<WatchId> watch = host_.WatchFd(caller.pid, fd);
     if (!watch.ok()) return watch.error().value == EBADF ? Errno{EBADFD} : watch.error();
     auto owned = std::make_unique<FdAssoc>();
@@ -275,6 +350,7 @@ Result<void> EventPorts::DissociateFd(Caller caller, ObjectId id, int64_t object
   if (a->owner != caller.pid) return Errno{EACCES};
   bool was_live = a->active || a->queued.has_value();
   FreeAssoc(*p, a);
+  ServeDispatchers(*p);
   return was_live ? Ok() : Result<void>(Errno{ENOENT});
 }
 
@@ -306,6 +382,7 @@ std::vector<EventPorts::Queued> EventPorts::Collect(Port& p, Pid pid, uint32_t m
     switch (Check(p, *it, pid)) {
       case Verdict::kDeliver:
         if (it->assoc != nullptr) it->assoc->queued.reset();
+        if (it->file != nullptr) it->file->queued.reset();
         if (it->timer != nullptr) {
           // timer_port_callback: events = expirations since the last
           // delivery; the count restarts (timer.c, T:1026-1051).
@@ -333,11 +410,12 @@ std::vector<EventPorts::Queued> EventPorts::Collect(Port& p, Pid pid, uint32_t m
 }
 
 void EventPorts::Requeue(Port& p, std::vector<Queued> taken) {
-  for (auto it = taken.rbegin(); it != taken.rend(); ++it) {
-    if (it->holds_slot) ++p.slots;
-    p.queue.push_front(std::move(*it));
+  for (size_t i = taken.size(); i-- > 0;) {
+    if (taken[i].holds_slot) ++p.slots;
+    p.queue.push_front(taken[i]);
     Queued& q = p.queue.front();
     if (q.assoc != nullptr) q.assoc->queued = p.queue.begin();
+    if (q.file != nullptr) q.file->queued = p.queue.begin();
     if (q.timer != nullptr) {  // undo the delivery: the expirations count again
       q.timer->pending += static_cast<int>(q.ev.events);
       q.timer->queued = true;
@@ -371,6 +449,9 @@ void EventPorts::InsertWaiter(Port& p, Waiter w) {
 }
 
 void EventPorts::Pump(Port& p) {
+  // Before waking a waiter of one process, the other processes that closed
+  // the port unseen lose their events (rule 32, lazily).
+  if (!p.waiters.empty() && !p.queue.empty()) Reap(p, p.waiters.front().caller.pid);
   while (!p.waiters.empty() && !p.alert) {
     Waiter& head = p.waiters.front();
     if (head.wait_new_events || p.queue.size() < head.spec.nget) return;
@@ -397,6 +478,8 @@ std::optional<WaitId> EventPorts::Get(Caller caller, ObjectId id, const GetSpec&
   };
   Port* p = Find(id);
   if (p == nullptr) return finish(GetOutcome{{}, EBADFD, std::nullopt});
+  Touch(*p, caller.pid);
+  Reap(*p, caller.pid);  // what other processes closed unseen is not counted or delivered
   // The checks of port_getn, in order (port.c:1188-1237; rule 20).
   if (spec.nget > spec.max && spec.max > 0) return finish(GetOutcome{{}, EINVAL, std::nullopt});
   if (spec.max == 0) {
@@ -438,6 +521,7 @@ std::optional<WaitId> EventPorts::Get(Caller caller, ObjectId id, const GetSpec&
     std::vector<Queued> taken = Collect(*p, caller.pid, spec.max);
     if (!taken.empty() || poll_only) {
       Deliver(*p, w, std::move(taken), 0);
+      ServeDispatchers(*p);
       return std::nullopt;
     }
     // Nothing deliverable to this process: wait for new events (pgt_loop).
@@ -461,6 +545,7 @@ std::optional<WaitId> EventPorts::Get(Caller caller, ObjectId id, const GetSpec&
   InsertWaiter(*p, std::move(w));
   RearmDeadline();
   Pump(*p);
+  ServeDispatchers(*p);
   return wait_port_.count(wid) ? std::optional<WaitId>(wid) : std::nullopt;
 }
 
@@ -474,6 +559,37 @@ void EventPorts::CancelWait(WaitId wid) {
     if (it->id != wid) continue;
     if (it->deadline) ForgetDeadline(*it->deadline, wid);
     p->waiters.erase(it);
+    break;
+  }
+  for (auto it = p->dispatchers.begin(); it != p->dispatchers.end(); ++it) {
+    if (it->id == wid) {
+      p->dispatchers.erase(it);  // interrupted: nothing was queued (EINTR)
+      break;
+    }
+  }
+  RearmDeadline();
+  Pump(*p);
+}
+
+void EventPorts::AbortWait(WaitId wid, int error) {
+  auto wp = wait_port_.find(wid);
+  if (wp == wait_port_.end()) return;
+  Port* p = Find(wp->second);
+  wait_port_.erase(wp);
+  if (p == nullptr) return;
+  for (auto it = p->waiters.begin(); it != p->waiters.end(); ++it) {
+    if (it->id != wid) continue;
+    Waiter w = std::move(*it);
+    p->waiters.erase(it);
+    if (w.deadline) ForgetDeadline(*w.deadline, wid);
+    Deliver(*p, w, {}, error);
+    break;
+  }
+  for (auto it = p->dispatchers.begin(); it != p->dispatchers.end(); ++it) {
+    if (it->id != wid) continue;
+    Dispatcher d = std::move(*it);
+    p->dispatchers.erase(it);
+    d.done->Complete(GetOutcome{{}, error, std::nullopt});
     break;
   }
   RearmDeadline();
@@ -521,9 +637,13 @@ void EventPorts::OnDeadline() {
       p->waiters.erase(it);
       // port_getn still collects what is available; port_get returns none (rule 25).
       std::vector<Queued> taken;
-      if (!w.spec.one) taken = Collect(*p, w.caller.pid, w.spec.max);
+      if (!w.spec.one) {
+        Reap(*p, w.caller.pid);
+        taken = Collect(*p, w.caller.pid, w.spec.max);
+      }
       Deliver(*p, w, std::move(taken), ETIME);
       Pump(*p);
+      ServeDispatchers(*p);
       break;
     }
   }
@@ -559,6 +679,14 @@ size_t EventPorts::WaiterCount(ObjectId id) const {
 size_t EventPorts::AssociationCount(ObjectId id) const {
   const Port* p = Find(id);
   return p == nullptr ? 0 : p->fd_assocs.size();
+}
+size_t EventPorts::FileWatchCount(ObjectId id) const {
+  const Port* p = Find(id);
+  return p == nullptr ? 0 : p->file_assocs.size();
+}
+size_t EventPorts::DispatcherCount(ObjectId id) const {
+  const Port* p = Find(id);
+  return p == nullptr ? 0 : p->dispatchers.size();
 }
 
 }  // namespace evshim::emul
@@ -615,7 +743,8 @@ Result<int> EventPorts::TimerCreate(Caller caller, int clock, const TimerNotify&
     if (!notify.port.ok()) return notify.port.error();
     Port* p = Find(*notify.port);
     if (p == nullptr) return Errno{EBADFD};
-    if (p->slots >= p->max_events) return Errno{EAGAIN};
+    Touch(*p, caller.pid);
+    if (!SlotFree(*p, caller.pid)) return Errno{EAGAIN};
     ++p->slots;  // one wired event slot for the timer's life
     t->port = *notify.port;
   }
@@ -654,7 +783,11 @@ void EventPorts::DeleteTimer(Timer& t) {
 Result<void> EventPorts::TimerDelete(Caller caller, int id) {
   Timer* t = FindTimer(caller.pid, id);
   if (t == nullptr) return Errno{EINVAL};
+  std::optional<ObjectId> port = t->port;
   DeleteTimer(*t);
+  if (port) {
+    if (Port* p = Find(*port)) ServeDispatchers(*p);
+  }
   return Ok();
 }
 
@@ -737,6 +870,186 @@ void EventPorts::FireTimer(Timer& t, Nanos now) {
     t.overrun = expirations - 1;
     host_.SendTimerSignal(t.pid, t.notify.signo,
                           t.notify.value_is_id ? static_cast<uint64_t>(t.id) : t.notify.value, t.id);
+  }
+}
+
+}  // namespace evshim::emul
+
+// --- PORT_SOURCE_FILE (port_fop.c; ports.md rule 36, §1.7) and PORT_DISPATCH
+// (port.c:668-681, 945-970; rule 37) ---
+namespace evshim::emul {
+
+void EventPorts::FreeFileAssoc(Port& p, FileAssoc* a) {
+  if (a->queued) RemoveQueued(p, *a->queued);
+  host_.DropPathWatch(a->watch);
+  by_path_watch_.erase(a->watch);
+  --p.slots;
+  p.file_assocs.erase({a->owner, a->object});
+}
+
+Result<void> EventPorts::AssociateFile(Caller caller, ObjectId id, uint64_t object,
+                                       const FileObject& fo, uint32_t events, uint64_t user) {
+  Port* p = Find(id);
+  if (p == nullptr) return Errno{EBADFD};
+  // port_associate_fop: the events first (the codec checks them before its
+  // copyin too), then the lookup.
+  if ((events & ~file_bits::kEventsMask) != 0) return Errno{EINVAL};
+  Touch(*p, caller.pid);
+  const bool nofollow = (events & file_bits::kNoFollow) != 0;
+  events &= ~file_bits::kNoFollow;
+  Result<PathWatch> w = host_.WatchPath(caller.pid, fo.name, nofollow);
+  if (!w.ok()) return w.error();
+  p->had_file_source = true;  // port_fop_associate_source, after the lookup
+  auto key = std::make_pair(caller.pid, object);
+  auto found = p->file_assocs.find(key);
+  FileAssoc* a = found == p->file_assocs.end() ? nullptr : found->second.get();
+  if (a != nullptr && (a->dev != w->dev || a->ino != w->ino || a->dir_dev != w->dir_dev ||
+                       a->dir_ino != w->dir_ino)) {
+    FreeFileAssoc(*p, a);  // "If it is not the same vnode, just discard it"
+    a = nullptr;
+  }
+  if (a == nullptr) {
+    if (!SlotFree(*p, caller.pid)) {  // port_pfp_setup: port_alloc_event_local
+      host_.DropPathWatch(w->id);
+      return Errno{EAGAIN};
+    }
+    ++p->slots;
+    auto owned = std::make_unique<FileAssoc>();
+    owned->port = id;
+    owned->owner = caller.pid;
+    owned->object = object;
+    a = owned.get();
+    p->file_assocs.emplace(key, std::move(owned));
+  } else {
+    // Re-association: a queued event goes; events and user are replaced.
+    if (a->queued) RemoveQueued(*p, *a->queued);
+    host_.DropPathWatch(a->watch);
+    by_path_watch_.erase(a->watch);
+  }
+  a->watch = w->id;
+  by_path_watch_[a->watch] = a;
+  a->dev = w->dev;
+  a->ino = w->ino;
+  a->dir_dev = w->dir_dev;
+  a->dir_ino = w->dir_ino;
+  a->events = events;
+  a->user = user;
+  a->active = true;
+  // port_check_timestamp: each non-zero stored time that differs from the
+  // file's fires its (requested) event now; FIFOs are not compared.
+  if (!w->fifo) {
+    uint32_t fired = 0;
+    if ((events & file_bits::kAccess) && !fo.atime.zero() && fo.atime != w->atime) {
+      fired |= file_bits::kAccess;
+    }
+    if ((events & file_bits::kModified) && !fo.mtime.zero() && fo.mtime != w->mtime) {
+      fired |= file_bits::kModified;
+    }
+    if ((events & file_bits::kAttrib) && !fo.ctime.zero() && fo.ctime != w->ctime) {
+      fired |= file_bits::kAttrib;
+    }
+    if (fired != 0) {
+      a->active = false;
+      Queued q{PortEvent{static_cast<uint16_t>(PortSource::kFile), fired, a->object, a->user},
+               Share::kOwnerOnly, a->owner, nullptr, false};
+      q.file = a;
+      Enqueue(*p, std::move(q));
+    }
+  }
+  return Ok();
+}
+
+Result<void> EventPorts::DissociateFile(Caller caller, ObjectId id, uint64_t object) {
+  Port* p = Find(id);
+  if (p == nullptr) return Errno{EBADFD};
+  // port_dissociate_fop: no FILE source on this port is EINVAL; the key is
+  // the caller's pid and the object; found but retrieved is ENOENT.
+  if (!p->had_file_source) return Errno{EINVAL};
+  auto found = p->file_assocs.find({caller.pid, object});
+  if (found == p->file_assocs.end()) return Errno{ENOENT};
+  FileAssoc* a = found->second.get();
+  const bool live = a->active || a->queued.has_value();
+  FreeFileAssoc(*p, a);
+  ServeDispatchers(*p);
+  return live ? Ok() : Result<void>(Errno{ENOENT});
+}
+
+void EventPorts::OnFileEvent(WatchId watch, uint32_t events) {
+  auto it = by_path_watch_.find(watch);
+  if (it == by_path_watch_.end()) return;
+  FileAssoc* a = it->second;
+  Port* p = Find(a->port);
+  if (p == nullptr) return;
+  if (uint32_t exception = events & file_bits::kException) {
+    // port_fop_excep: an active watch, or one whose event is still queued,
+    // gets the exception (replacing the queued event); the watch ends.
+    const bool deliver = a->active || a->queued.has_value();
+    const Pid owner = a->owner;
+    const uint64_t object = a->object, user = a->user;
+    FreeFileAssoc(*p, a);
+    if (deliver && p->slots < p->max_events) {
+      ++p->slots;  // a fresh event (PORT_ALLOC_DEFAULT): holds a slot until retrieved
+      Enqueue(*p, Queued{PortEvent{static_cast<uint16_t>(PortSource::kFile), exception, object, user},
+                         Share::kOwnerOnly, owner, nullptr, true});
+    }
+    ServeDispatchers(*p);
+    return;
+  }
+  if (!a->active) return;  // one-shot: inactive until port_associate again
+  const uint32_t fired = events & a->events;
+  if (fired == 0) return;
+  a->active = false;
+  Queued q{PortEvent{static_cast<uint16_t>(PortSource::kFile), fired, a->object, a->user},
+           Share::kOwnerOnly, a->owner, nullptr, false};
+  q.file = a;
+  Enqueue(*p, std::move(q));
+}
+
+std::optional<WaitId> EventPorts::Dispatch(Caller caller, ObjectId id, int32_t source,
+                                           uint32_t events, uint64_t object, uint64_t user,
+                                           bool noshare, std::unique_ptr<GetCompletion> done) {
+  auto fail = [&](int error) {
+    done->Complete(GetOutcome{{}, error, std::nullopt});
+    return std::nullopt;
+  };
+  Port* p = Find(id);
+  if (p == nullptr) return fail(EBADFD);
+  // Only the library's sources (port.c:675-678).
+  if (source != static_cast<int32_t>(PortSource::kAio) &&
+      source != static_cast<int32_t>(PortSource::kMq)) {
+    return fail(EINVAL);
+  }
+  Touch(*p, caller.pid);
+  Dispatcher d{next_wait_++, caller,
+               PortEvent{static_cast<uint16_t>(source), events, object, user}, noshare,
+               std::move(done)};
+  if (!p->dispatchers.empty() || !SlotFree(*p, caller.pid)) {
+    // port_alloc_event_block: sleep until a slot frees (EINTR on a signal).
+    WaitId wid = d.id;
+    wait_port_[wid] = id;
+    p->dispatchers.push_back(std::move(d));
+    return wid;
+  }
+  ++p->slots;
+  if (!d.done->Complete(GetOutcome{})) {
+    --p->slots;  // the caller is gone: nothing is queued
+    return std::nullopt;
+  }
+  Enqueue(*p, Queued{d.ev, noshare ? Share::kOwnerOnly : Share::kAnyone, caller.pid, nullptr, true});
+  return std::nullopt;
+}
+
+void EventPorts::ServeDispatchers(Port& p) {
+  // Called where slots may have freed, never from inside a queue walk.
+  while (!p.dispatchers.empty() && p.slots < p.max_events) {
+    Dispatcher d = std::move(p.dispatchers.front());
+    p.dispatchers.pop_front();
+    wait_port_.erase(d.id);
+    // Answer first: an interrupted caller (EINTR) must not have queued anything.
+    if (!d.done->Complete(GetOutcome{})) continue;
+    ++p.slots;
+    Enqueue(p, Queued{d.ev, d.noshare ? Share::kOwnerOnly : Share::kAnyone, d.caller.pid, nullptr,
+                      true});
   }
 }
 

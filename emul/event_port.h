@@ -7,6 +7,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <string>
 #include <unordered_map>
 #include <vector>
 
@@ -96,6 +97,13 @@ struct GetSpec {
   Timeout timeout;
 };
 
+// A decoded illumos file_obj_t (PORT_SOURCE_FILE): the timestamps the
+// program last saw and the name, read from its memory by the codec.
+struct FileObject {
+  FileStamp atime, mtime, ctime;
+  std::string name;
+};
+
 struct GetOutcome {
   std::vector<PortEvent> events;
   // 0, or ETIME (events may still be non-empty for port_getn), or EINTR,
@@ -123,7 +131,8 @@ class EventPorts {
 
   // --- objects ---
   Result<ObjectId> Create(Caller caller);
-  // The last descriptor of the port is gone (in every process).
+  // The last descriptor of the port is gone (in every process). Waiters and
+  // blocked dispatchers fail with EBADF (rule 27; docs/design.md).
   void LastClose(ObjectId port);
   // Process `pid` stopped holding the port (close of a shared port, exit):
   // its associations, its alert, its non-shareable events go (rule 32).
@@ -138,6 +147,20 @@ class EventPorts {
   Result<void> Alert(Caller caller, ObjectId port, uint32_t flags, uint32_t events, uint64_t user);
   Result<void> AssociateFd(Caller caller, ObjectId port, int64_t fd, uint32_t events, uint64_t user);
   Result<void> DissociateFd(Caller caller, ObjectId port, int64_t fd);
+  // PORT_SOURCE_FILE (port_fop.c; rule 36). `object` is the file_obj_t's
+  // address in the caller: with the pid, the watch's key and portev_object.
+  // `events` may carry FILE_NOFOLLOW; other bits outside FILE_EVENTS_MASK
+  // are EINVAL.
+  Result<void> AssociateFile(Caller caller, ObjectId port, uint64_t object, const FileObject& fo,
+                             uint32_t events, uint64_t user);
+  Result<void> DissociateFile(Caller caller, ObjectId port, uint64_t object);
+  // PORT_DISPATCH (port.c:668-681, 945-970; rule 37): queues an event of
+  // source AIO or MQ; when the port has no free slot the call waits for one
+  // (parked like a retrieval: returns its id). `done` hears 0 or an errno;
+  // `noshare`: only the dispatching process may retrieve it.
+  std::optional<WaitId> Dispatch(Caller caller, ObjectId port, int32_t source, uint32_t events,
+                                 uint64_t object, uint64_t user, bool noshare,
+                                 std::unique_ptr<GetCompletion> done);
 
   // --- retrieval ---
   // Calls `done` now, or parks the request and returns its id; a parked
@@ -146,6 +169,8 @@ class EventPorts {
                             std::unique_ptr<GetCompletion> done);
   // The waiting thread is gone (interrupted by a signal, exited): forget it.
   void CancelWait(WaitId id);
+  // Ends a parked call with `error` (its port descriptor was closed: EBADF).
+  void AbortWait(WaitId id, int error);
 
   // --- POSIX timers with port notification (timer.c; ports.md §3.4) ---
   // `clock` is illumos's id. Returns the new timer id (lowest free slot).
@@ -161,6 +186,8 @@ class EventPorts {
 
   // --- host callbacks ---
   void OnWatchReady(WatchId watch, uint32_t revents);
+  // A watched file changed (file_bits; exceptions end the watch).
+  void OnFileEvent(WatchId watch, uint32_t events);
   void OnDeadline();
 
   // --- inspection (tests, tracing, the port fd's readiness) ---
@@ -168,10 +195,13 @@ class EventPorts {
   uint32_t SlotsInUse(ObjectId port) const;
   size_t WaiterCount(ObjectId port) const;
   size_t AssociationCount(ObjectId port) const;
+  size_t FileWatchCount(ObjectId port) const;
+  size_t DispatcherCount(ObjectId port) const;
 
  private:
   struct Port;
   struct FdAssoc;
+  struct FileAssoc;
   struct Timer;
   // Who may retrieve a queued event (port.c:205-240).
   enum class Share : uint8_t { kAnyone, kSameFile, kOwnerOnly };
@@ -182,6 +212,7 @@ class EventPorts {
     FdAssoc* assoc = nullptr;  // for FD events
     bool holds_slot = false;   // user events hold a slot until retrieved
     Timer* timer = nullptr;    // for TIMER events: events = expirations, set at delivery
+    FileAssoc* file = nullptr; // for FILE events of a live watch
   };
   using QueueIt = std::list<Queued>::iterator;
   struct FdAssoc {
@@ -193,6 +224,26 @@ class EventPorts {
     uint64_t user = 0;
     bool active = false;               // armed, waiting for readiness
     std::optional<QueueIt> queued;     // its fired, unretrieved event
+  };
+  // A PORT_SOURCE_FILE watch (port_fop.c portfop_t), keyed by (pid, object).
+  struct FileAssoc {
+    ObjectId port;
+    Pid owner;
+    uint64_t object;
+    WatchId watch;
+    uint64_t dev, ino, dir_dev, dir_ino;  // re-associating another file replaces the watch
+    uint32_t events = 0;
+    uint64_t user = 0;
+    bool active = false;
+    std::optional<QueueIt> queued;
+  };
+  // A PORT_DISPATCH call waiting for a free slot (port_alloc_event_block).
+  struct Dispatcher {
+    WaitId id;
+    Caller caller;
+    PortEvent ev;
+    bool noshare;
+    std::unique_ptr<GetCompletion> done;
   };
   struct Waiter {
     WaitId id;
@@ -228,6 +279,12 @@ class EventPorts {
     std::list<Waiter> waiters;  // head first (port_queue_thread order)
     std::multimap<int, std::unique_ptr<FdAssoc>> fd_assocs;
     bool had_fd_assoc = false;
+    std::map<std::pair<Pid, uint64_t>, std::unique_ptr<FileAssoc>> file_assocs;
+    bool had_file_source = false;  // port_fop_associate_source: never undone
+    std::list<Dispatcher> dispatchers;
+    // Processes that used the port: with more than one, a process may have
+    // closed its descriptor unseen (Reap).
+    std::vector<Pid> users;
     std::optional<AlertState> alert;
     bool readable_reported = false;
   };
@@ -237,6 +294,15 @@ class EventPorts {
   void Enqueue(Port& p, Queued q);
   void RemoveQueued(Port& p, QueueIt it);
   void FreeAssoc(Port& p, FdAssoc* a);
+  void FreeFileAssoc(Port& p, FileAssoc* a);
+  // Records that `pid` uses the port.
+  void Touch(Port& p, Pid pid);
+  // Rule 32 observed lazily: every other user of the port that no longer
+  // holds it loses what CloseBy takes (docs/design.md "Close and exec").
+  void Reap(Port& p, Pid except);
+  void DropHolder(Port& p, Pid pid);  // CloseBy without waking anyone
+  bool SlotFree(Port& p, Pid caller);  // a slot is free (after reaping, if needed)
+  void ServeDispatchers(Port& p);
   FdAssoc* FindAssoc(Port& p, Pid pid, int fd);
   // May `pid` retrieve this queued event? May drop a stale FD association
   // (its owner closed the descriptor) and report kDiscard.
@@ -260,6 +326,7 @@ class EventPorts {
   PortLimits limits_;
   std::unordered_map<ObjectId, std::unique_ptr<Port>> ports_;
   std::unordered_map<WatchId, FdAssoc*> by_watch_;
+  std::unordered_map<WatchId, FileAssoc*> by_path_watch_;
   // Deadlines of waiters (key = WaitId) and timers (key = kTimerKey | pid << 32 | id).
   static constexpr uint64_t kTimerKey = 1ULL << 63;
   std::multimap<Nanos, uint64_t> deadlines_;

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 
 #include "emul/result.h"
 #include "emul/types.h"
@@ -16,6 +17,38 @@ struct FdProbe {
   int64_t writable = 0;   // free space for writing
   bool regular = false;   // a regular file: no readiness notifications exist
   bool listening = false; // a listening socket
+  int eof_error = 0;      // the socket's pending error at EOF, if known (kqueue fflags)
+};
+
+// A file's timestamp (illumos timestruc_t; Linux struct timespec).
+struct FileStamp {
+  int64_t sec = 0;
+  int64_t nsec = 0;
+  bool zero() const { return sec == 0 && nsec == 0; }
+  friend bool operator==(const FileStamp&, const FileStamp&) = default;
+};
+
+// Changes of a watched file (illumos PORT_SOURCE_FILE). Canonical values are
+// illumos's (sys/port.h; research/ports.md §1.7): Linux has no equivalent.
+namespace file_bits {
+constexpr uint32_t kAccess = 0x00000001, kModified = 0x00000002, kAttrib = 0x00000004,
+                   kDelete = 0x00000010, kRenameTo = 0x00000020, kRenameFrom = 0x00000040,
+                   kTrunc = 0x00100000, kNoFollow = 0x10000000, kUnmounted = 0x20000000,
+                   kMountedOver = 0x40000000;
+// Exceptions: always delivered, and they end the watch.
+constexpr uint32_t kException = kUnmounted | kDelete | kRenameTo | kRenameFrom | kMountedOver;
+// What port_associate accepts (FILE_EVENTS_MASK).
+constexpr uint32_t kEventsMask = kAccess | kModified | kAttrib | kNoFollow | kTrunc;
+}  // namespace file_bits
+
+// A file watched by name (Host::WatchPath).
+struct PathWatch {
+  WatchId id = 0;
+  FileStamp atime, mtime, ctime;  // the file's, when the watch started
+  bool fifo = false;              // timestamps are not compared for FIFOs
+  // Identity: the file, and the directory it was found in (0 when none).
+  uint64_t dev = 0, ino = 0;
+  uint64_t dir_dev = 0, dir_ino = 0;
 };
 
 class Host {
@@ -72,6 +105,70 @@ class Host {
     (void)pid;
     (void)fd;
     return Errno{ENOSYS};
+  }
+
+  // --- Processes, files and signals as event sources (kqueue PROC, VNODE,
+  // SIGNAL; emul/kqueue.h). Defaults: not supported. ---
+  // Starts reporting process `pid`'s exit (and, with `fork_exec`, its forks
+  // and execs) to Kqueues::OnProcessExit/OnProcessFork/OnProcessExec.
+  // Reference counted: one UnwatchProcess per successful WatchProcess.
+  // ESRCH if there is no such process (a reaped one included); EOPNOTSUPP
+  // if forks and execs cannot be observed on this host. `was_forked`: the
+  // process was just reported by OnProcessFork (it may already be gone; its
+  // exit is then still reported). Returns whether it is a zombie (exited,
+  // not yet reaped) and then its wait status.
+  struct ProcessState {
+    bool zombie = false;
+    int64_t status = 0;
+  };
+  virtual Result<ProcessState> WatchProcess(Pid pid, bool fork_exec, bool was_forked) {
+    (void)pid;
+    (void)fork_exec;
+    (void)was_forked;
+    return Errno{EOPNOTSUPP};
+  }
+  virtual void UnwatchProcess(Pid pid) { (void)pid; }
+  // Starts watching the file (or directory) process `pid` has at `fd` for
+  // changes, reported as canonical NOTE_* bits to Kqueues::OnVnodeEvent.
+  // The host does not keep the file open. EBADF: not open; EINVAL: not a
+  // file or directory (a pipe, a socket).
+  virtual Result<WatchId> WatchVnode(Pid pid, int fd) {
+    (void)pid;
+    (void)fd;
+    return Errno{EOPNOTSUPP};
+  }
+  // True if `pid`'s descriptor `fd` still names the watched file.
+  virtual bool SameVnode(Pid pid, int fd, WatchId id) {
+    (void)pid;
+    (void)fd;
+    (void)id;
+    return false;
+  }
+  virtual void DropVnode(WatchId id) { (void)id; }
+
+  // --- Files watched by name (illumos PORT_SOURCE_FILE, emul/event_port.h).
+  // Defaults: not supported (EOPNOTSUPP, illumos's ENOTSUP). ---
+  // Resolves `path` as process `pid` would (its root and working directory),
+  // following a final symbolic link unless `nofollow`, and starts reporting
+  // changes of that file to EventPorts::OnFileEvent as file_bits. The host
+  // does not keep the file open. Errors are the lookup's (ENOENT, EACCES,
+  // ELOOP, ENOTDIR, ENAMETOOLONG...).
+  virtual Result<PathWatch> WatchPath(Pid pid, const std::string& path, bool nofollow) {
+    (void)pid;
+    (void)path;
+    (void)nofollow;
+    return Errno{EOPNOTSUPP};
+  }
+  virtual void DropPathWatch(WatchId id) { (void)id; }
+
+  // --- Who holds an emulated object (lazy close detection, docs/design.md
+  // "Close and exec"). Default: always (hosts that cannot tell). ---
+  // False once process `pid` has no descriptor of object `obj` any more
+  // (closed, closed at exec, or the process is gone).
+  virtual bool HoldsObject(Pid pid, ObjectId obj) {
+    (void)pid;
+    (void)obj;
+    return true;
   }
 };
 

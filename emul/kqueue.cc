@@ -43,6 +43,17 @@
 //    (DF kern_event.c:489).
 //  - USER: NOTE_TRIGGER and the FFAND/FFOR/FFCOPY controls on the saved
 //    fflags (DF kern_event.c:577-619).
+//  - PROC: Host::WatchProcess (refcounted per pid); the host reports exits,
+//    forks and execs (OnProcessExit/Fork/Exec). The exit detaches the knote
+//    (EV_EOF|EV_ONESHOT, data = wait status, OB kern_event.c:409-423);
+//    NOTE_TRACK registers a knote on the child through Register with
+//    KChange::track_parent (the kernels' EV_FLAG1), NOTE_TRACKERR on failure.
+//  - VNODE: Host::WatchVnode; the host reports canonical NOTE_* bits
+//    (OnVnodeEvent), the knote keeps those it asked for (filt_vnode). It is
+//    an fd knote: closing the descriptor drops it (Host::SameVnode).
+//  - SIGNAL: OnSignal, from the library's counting hook through the abi
+//    (evshim_kqueue_signal): data = deliveries since the last retrieval,
+//    EV_CLEAR forced; counted while disabled.
 //
 // Retrieval (kqueue_scan, OB kern_event.c:1274-1450). Collect takes knotes
 // from the head of the list up to `max`, re-evaluating each; disabled or no
@@ -67,6 +78,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <climits>
+#include <set>
 
 namespace evshim::emul {
 
@@ -78,7 +90,41 @@ constexpr Nanos kHuge = INT64_MAX / 4;
 Kqueues::~Kqueues() {
   for (auto& [uid, kn] : knotes_) {
     if (kn->watch) host_.DropWatch(*kn->watch);
+    Unwatch(*kn);
   }
+}
+
+void Kqueues::Unwatch(Knote& kn) {
+  if (kn.proc_watched) {
+    kn.proc_watched = false;
+    const Pid pid = static_cast<Pid>(kn.kev.ident);
+    auto range = proc_knotes_.equal_range(pid);
+    for (auto it = range.first; it != range.second; ++it) {
+      if (it->second == kn.uid) {
+        proc_knotes_.erase(it);
+        break;
+      }
+    }
+    host_.UnwatchProcess(pid);
+  }
+  if (kn.vnode) {
+    host_.DropVnode(*kn.vnode);
+    by_vnode_.erase(*kn.vnode);
+    kn.vnode.reset();
+  }
+}
+
+bool Kqueues::Stale(const Knote& kn) {
+  if (kn.watch) return !host_.SameFile(kn.owner, kn.fd, *kn.watch);
+  if (kn.vnode) return !host_.SameVnode(kn.owner, kn.fd, *kn.vnode);
+  return false;
+}
+
+std::vector<uint64_t> Kqueues::ProcKnotes(Pid pid) const {
+  std::vector<uint64_t> uids;
+  auto range = proc_knotes_.equal_range(pid);
+  for (auto it = range.first; it != range.second; ++it) uids.push_back(it->second);
+  return uids;
 }
 
 Kqueues::Kq* Kqueues::Find(ObjectId id) {
@@ -161,6 +207,7 @@ void Kqueues::Drop(Kq& kq, Knote& kn) {
     by_watch_.erase(*kn.watch);
   }
   if (kn.timer_running) RemoveDeadline(kn.next_fire, DeadlineKind::kTimer, kn.uid);
+  Unwatch(kn);
   kq.knotes.erase({kn.kev.filter, kn.kev.ident});
   knotes_.erase(kn.uid);  // kn is gone
 }
@@ -248,6 +295,7 @@ bool Kqueues::Evaluate(Kq& kq, Knote& kn, bool* dropped) {
       if (kn.kev.filter == KFilter::kRead) {
         kn.data = p.readable;
         if (p.revents & (poll_bits::kRdHup | poll_bits::kHup)) kn.eof = kev::kEof;
+        if (kn.eof) kn.fflags = static_cast<uint32_t>(p.eof_error);  // the socket error
         if (kn.eof) return true;
         if (p.regular) return kn.data != 0;  // filt_vnread: bytes to EOF
         if (p.listening) return kn.data > 0 || (p.revents & poll_bits::kIn);
@@ -257,6 +305,7 @@ bool Kqueues::Evaluate(Kq& kq, Knote& kn, bool* dropped) {
       if (kn.kev.filter == KFilter::kWrite) {
         kn.data = p.writable;
         if (p.revents & (poll_bits::kHup | poll_bits::kErr)) kn.eof = kev::kEof;
+        if (kn.eof) kn.fflags = static_cast<uint32_t>(p.eof_error);
         if (kn.eof || p.regular) return true;
         if (lowat) return kn.data >= std::max<int64_t>(kn.sdata, 1);
         return (p.revents & poll_bits::kOut) != 0;
@@ -269,10 +318,28 @@ bool Kqueues::Evaluate(Kq& kq, Knote& kn, bool* dropped) {
     case KFilter::kUser:
       return kn.triggered;
     case KFilter::kVnode:
+      // knote_fdclose, as for the other fd filters.
+      if (Stale(kn)) {
+        Drop(kq, kn);
+        *dropped = true;
+        return false;
+      }
+      return kn.fflags != 0 || kn.eof != 0;  // filt_vnode: kn_fflags != 0
     case KFilter::kProc:
+      return kn.fflags != 0 || kn.eof != 0;  // OB kern_event.c:449
     case KFilter::kSignal:
-      return kn.active;
+      return kn.data > 0;  // deliveries since the last retrieval
   }
+  return false;
+}
+
+bool Kqueues::ApplyExit(Kq& kq, Knote& kn, int64_t status) {
+  Unwatch(kn);  // detached: the process is gone (OB kern_event.c:413-420)
+  kn.fflags |= kn.sfflags & kev::kNoteExit;
+  if (!kq.policy.proc_exit_always && kn.fflags == 0) return true;  // FreeBSD EV_DROP
+  kn.data = status;  // the wait status (OB :419 W_EXITCODE, DF :384 p_xstat)
+  kn.eof = static_cast<uint16_t>(kev::kEof | kq.policy.proc_exit_flags);
+  kn.kev.flags |= kev::kOneshot;  // deleted once read out (OB :418, DF :388)
   return false;
 }
 
@@ -310,10 +377,47 @@ int Kqueues::Attach(Kq& kq, Knote& kn, Caller caller, const KChange& change) {
       kn.data = change.kev.data;
       (void)kq;
       return 0;
-    case KFilter::kVnode:
-    case KFilter::kProc:
+    case KFilter::kVnode: {
+      Result<WatchId> w = host_.WatchVnode(caller.pid, kn.fd);
+      if (!w.ok()) return w.error().value;
+      kn.vnode = *w;
+      by_vnode_[*w] = kn.uid;
+      return 0;
+    }
+    case KFilter::kProc: {
+      // filt_procattach (OB kern_event.c:321-359, DF kern_event.c:289-336).
+      if (kn.kev.ident == 0 || kn.kev.ident > static_cast<uint64_t>(INT_MAX)) return ESRCH;
+      const Pid pid = static_cast<Pid>(kn.kev.ident);
+      const bool fork_exec = (kn.sfflags & (kev::kNoteFork | kev::kNoteExec | kev::kNoteTrack)) != 0;
+      Result<Host::ProcessState> st = host_.WatchProcess(pid, fork_exec, change.track_parent != 0);
+      if (!st.ok()) return st.error().value;
+      kn.proc_watched = true;
+      proc_knotes_.emplace(pid, kn.uid);
+      kn.kev.flags |= kev::kClear;  // automatically set (OB :343, DF :312)
+      if (change.track_parent != 0) {
+        // Registered by NOTE_TRACK: reports NOTE_CHILD with the parent's pid
+        // (OB :348-352, DF :317-321).
+        kn.fflags = kev::kNoteChild;
+        kn.data = change.track_parent;
+      } else if (st->zombie) {
+        switch (kq.policy.zombie_attach) {
+          case KqueuePolicy::ZombieAttach::kRefuse:
+            return ESRCH;
+          case KqueuePolicy::ZombieAttach::kWithNoteExit:
+            if (!(kn.sfflags & kev::kNoteExit)) return ESRCH;
+            break;
+          case KqueuePolicy::ZombieAttach::kAlways:
+            break;
+        }
+      }
+      if (st->zombie) kn.drop_now = ApplyExit(kq, kn, st->status);  // DF :325-331: at once
+      return 0;
+    }
     case KFilter::kSignal:
-      return EOPNOTSUPP;  // not yet: the abi reports these before they get here
+      // filt_sigattach: a valid signal number; EV_CLEAR forced.
+      if (kn.kev.ident == 0 || kn.kev.ident >= kev::kNsig) return EINVAL;
+      kn.kev.flags |= kev::kClear;
+      return 0;
   }
   return EINVAL;
 }
@@ -384,8 +488,7 @@ int Kqueues::Register(Kq& kq, Caller caller, KChange& change) {
     if (!host_.FdOpen(caller.pid, static_cast<int>(kev.ident))) return EBADF;
   }
   Knote* kn = FindKnote(kq, kev.filter, kev.ident);
-  if (kn != nullptr && fd_filter && kn->watch &&
-      !host_.SameFile(kn->owner, kn->fd, *kn->watch)) {
+  if (kn != nullptr && fd_filter && Stale(*kn)) {
     // The number was closed (and perhaps reused) since: the old knote went
     // with the close (knote_fdclose); this change starts clean.
     Drop(kq, *kn);
@@ -412,6 +515,10 @@ int Kqueues::Register(Kq& kq, Caller caller, KChange& change) {
       if (int err = Attach(kq, n, caller, change); err != 0) {
         Drop(kq, n);
         return err;
+      }
+      if (n.drop_now) {
+        Drop(kq, n);
+        return 0;
       }
       // The new knote's fflags and data are not echoed (OB kern_event.c:1139-1142).
       kev.fflags = 0;
@@ -725,6 +832,106 @@ void Kqueues::OnWatchReady(WatchId watch, uint32_t revents) {
   (void)revents;  // the scan re-measures
   Activate(*kq, kn);
   Pump(*kq);
+}
+
+void Kqueues::OnProcessExit(Pid pid, int64_t status) {
+  std::set<ObjectId> touched;
+  for (uint64_t uid : ProcKnotes(pid)) {
+    auto k = knotes_.find(uid);
+    if (k == knotes_.end()) continue;
+    Knote& kn = *k->second;
+    Kq* kq = Find(kn.kq);
+    if (kq == nullptr) continue;
+    touched.insert(kq->id);
+    if (ApplyExit(*kq, kn, status)) {
+      Drop(*kq, kn);
+    } else {
+      Activate(*kq, kn);
+    }
+  }
+  for (ObjectId id : touched) {
+    if (Kq* kq = Find(id)) Pump(*kq);
+  }
+}
+
+void Kqueues::OnProcessFork(Pid parent, Pid child) {
+  std::set<ObjectId> touched;
+  for (uint64_t uid : ProcKnotes(parent)) {
+    auto k = knotes_.find(uid);
+    if (k == knotes_.end()) continue;
+    Knote& kn = *k->second;
+    Kq* kq = Find(kn.kq);
+    if (kq == nullptr) continue;
+    if (kn.sfflags & kev::kNoteFork) kn.fflags |= kev::kNoteFork;
+    if (kn.sfflags & kev::kNoteTrack) {
+      // filt_proc NOTE_TRACK (OB kern_event.c:430-447, DF :397-415): a knote
+      // on the child in the same kqueue, same fflags and udata; failing
+      // that, NOTE_TRACKERR on the parent's.
+      KChange c;
+      c.kev = kn.kev;
+      c.kev.ident = static_cast<uint64_t>(child);
+      c.kev.flags = static_cast<uint16_t>((kn.kev.flags | kev::kAdd | kev::kEnable) & ~kev::kOneshot);
+      c.kev.fflags = kn.sfflags;
+      c.kev.data = parent;
+      c.track_parent = parent;
+      if (Register(*kq, Caller{kq->owner, kq->owner}, c) != 0) kn.fflags |= kev::kNoteTrackErr;
+    }
+    if (kn.fflags != 0) Activate(*kq, kn);
+    touched.insert(kq->id);
+  }
+  for (ObjectId id : touched) {
+    if (Kq* kq = Find(id)) Pump(*kq);
+  }
+}
+
+void Kqueues::OnProcessExec(Pid pid) {
+  std::set<ObjectId> touched;
+  for (uint64_t uid : ProcKnotes(pid)) {
+    auto k = knotes_.find(uid);
+    if (k == knotes_.end()) continue;
+    Knote& kn = *k->second;
+    Kq* kq = Find(kn.kq);
+    if (kq == nullptr || !(kn.sfflags & kev::kNoteExec)) continue;
+    kn.fflags |= kev::kNoteExec;
+    Activate(*kq, kn);
+    touched.insert(kq->id);
+  }
+  for (ObjectId id : touched) {
+    if (Kq* kq = Find(id)) Pump(*kq);
+  }
+}
+
+void Kqueues::OnVnodeEvent(WatchId watch, uint32_t notes) {
+  auto it = by_vnode_.find(watch);
+  if (it == by_vnode_.end()) return;
+  Knote& kn = *knotes_.at(it->second);
+  Kq* kq = Find(kn.kq);
+  if (kq == nullptr) return;
+  // filt_vnode: record what the knote asked for; a revoke is the end.
+  kn.fflags |= notes & kn.sfflags & kq->policy.vnode_notes;
+  if (notes & kev::kNoteRevoke) {
+    kn.eof = kev::kEof;
+    kn.kev.flags |= kev::kOneshot;
+  }
+  if (kn.fflags == 0 && kn.eof == 0) return;
+  Activate(*kq, kn);
+  Pump(*kq);
+}
+
+void Kqueues::OnSignal(Pid pid, int signo) {
+  if (signo <= 0 || static_cast<uint64_t>(signo) >= kev::kNsig) return;
+  std::vector<ObjectId> touched;
+  for (auto& [id, kq] : kqs_) {
+    if (kq->owner != pid) continue;
+    Knote* kn = FindKnote(*kq, KFilter::kSignal, static_cast<uint64_t>(signo));
+    if (kn == nullptr) continue;
+    ++kn->data;  // counted even while disabled; reported when enabled
+    Activate(*kq, *kn);
+    touched.push_back(id);
+  }
+  for (ObjectId id : touched) {
+    if (Kq* kq = Find(id)) Pump(*kq);
+  }
 }
 
 void Kqueues::OnDeadline() {

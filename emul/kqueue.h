@@ -36,6 +36,17 @@ constexpr uint32_t kNoteLowat = 0x00000001;
 constexpr uint32_t kNoteFfnop = 0x00000000, kNoteFfand = 0x40000000, kNoteFfor = 0x80000000,
                    kNoteFfcopy = 0xc0000000, kNoteFfctrlMask = 0xc0000000,
                    kNoteFflagsMask = 0x00ffffff, kNoteTrigger = 0x01000000;
+// EVFILT_PROC (abi.md §3.5: the same on every BSD).
+constexpr uint32_t kNoteExit = 0x80000000, kNoteFork = 0x40000000, kNoteExec = 0x20000000,
+                   kNotePctrlMask = 0xf0000000, kNotePdataMask = 0x000fffff,
+                   kNoteTrack = 0x00000001, kNoteTrackErr = 0x00000002, kNoteChild = 0x00000004;
+// EVFILT_VNODE (abi.md §3.4). 0x80 is OpenBSD's NOTE_TRUNCATE (FreeBSD's
+// NOTE_OPEN): KqueuePolicy::vnode_notes says which bits a kernel has.
+constexpr uint32_t kNoteDelete = 0x0001, kNoteWrite = 0x0002, kNoteExtend = 0x0004,
+                   kNoteAttrib = 0x0008, kNoteLink = 0x0010, kNoteRename = 0x0020,
+                   kNoteRevoke = 0x0040, kNoteTruncate = 0x0080;
+// Linux's _NSIG: EVFILT_SIGNAL idents are the program's (glibc) signal numbers.
+constexpr uint64_t kNsig = 65;
 }  // namespace kev
 
 // One struct kevent, canonical: a change going in, an event coming out.
@@ -58,6 +69,9 @@ struct KChange {
   int error = 0;
   bool skip = false;        // FreeBSD skips changes with filter 0 silently
   Nanos timer_period = 0;   // TIMER: the period, units already applied by the abi
+  // PROC, engine-internal: a NOTE_TRACK registration for a child of this
+  // pid (EV_FLAG1 in the kernels, OB kern_event.c:430-447, DF :397-415).
+  Pid track_parent = 0;
 };
 
 // Where the kernels differ. Each field names its sources.
@@ -87,6 +101,19 @@ struct KqueuePolicy {
   // also replaces udata, fflags and data: FreeBSD (hence EV_KEEPUDATA) and
   // DragonFly; OpenBSD only on EV_ADD (OB kern_event.c:1194-1209).
   bool modify_without_add = true;
+  // EVFILT_PROC at the target's exit: OpenBSD and DragonFly report every
+  // proc knote (OB kern_event.c:409-423, DF kern_event.c:378-390); FreeBSD
+  // drops one that has no fflags to report (EV_DROP, abi.md §4.8).
+  bool proc_exit_always = true;
+  // Extra flags of the exit event: DragonFly adds EV_NODATA (DF kern_event.c:388).
+  uint16_t proc_exit_flags = 0;
+  // Attaching to an exited, unreaped process: OpenBSD refuses (ESRCH, OB
+  // kern_event.c:338-340), DragonFly only with NOTE_EXIT (DF kern_event.c:
+  // 296-300), FreeBSD always (pfind_any); the exit is reported at once.
+  enum class ZombieAttach : uint8_t { kRefuse, kWithNoteExit, kAlways };
+  ZombieAttach zombie_attach = ZombieAttach::kAlways;
+  // The EVFILT_VNODE notes this kernel has (OpenBSD: NOTE_TRUNCATE too).
+  uint32_t vnode_notes = 0x7f;
 };
 
 // How long kevent may wait. The abi reads the timespec (EFAULT is its job).
@@ -145,6 +172,15 @@ class Kqueues {
 
   // --- host callbacks ---
   void OnWatchReady(WatchId watch, uint32_t revents);
+  // EVFILT_PROC sources (Host::WatchProcess): `status` is the wait status.
+  void OnProcessExit(Pid pid, int64_t status);
+  void OnProcessFork(Pid parent, Pid child);
+  void OnProcessExec(Pid pid);
+  // EVFILT_VNODE (Host::WatchVnode): what happened, canonical NOTE_* bits.
+  void OnVnodeEvent(WatchId watch, uint32_t notes);
+  // EVFILT_SIGNAL: signal `signo` was delivered to process `pid` (reported
+  // by the foreign library's counting hook, abi/bsd/lib/kqueue.c).
+  void OnSignal(Pid pid, int signo);
   void OnDeadline();
   // The earliest time OnDeadline wants to run (Host::kNever if none).
   Nanos NextDeadline() const;
@@ -182,6 +218,11 @@ class Kqueues {
     bool timer_running = false;
     // USER
     bool triggered = false;
+    // PROC: counted in Host::WatchProcess (until the exit detaches it)
+    bool proc_watched = false;
+    bool drop_now = false;  // attached to a zombie with nothing to report (FreeBSD EV_DROP)
+    // VNODE
+    std::optional<WatchId> vnode;
   };
   struct Waiter {
     WaitId id;
@@ -221,6 +262,12 @@ class Kqueues {
   void Drop(Kq& kq, Knote& kn);
   void ArmFd(Kq& kq, Knote& kn);
   void StartTimer(Knote& kn, Nanos now);
+  // The descriptor of an fd knote was closed or now names another file.
+  bool Stale(const Knote& kn);
+  // The watched process exited; true if the knote is to be dropped silently.
+  bool ApplyExit(Kq& kq, Knote& kn, int64_t status);
+  void Unwatch(Knote& kn);
+  std::vector<uint64_t> ProcKnotes(Pid pid) const;
   std::vector<Taken> Collect(Kq& kq, uint32_t max);
   void Commit(Kq& kq, std::vector<Taken>& taken);
   void PutBack(Kq& kq, std::vector<Taken>& taken);
@@ -237,6 +284,8 @@ class Kqueues {
   std::unordered_map<ObjectId, std::unique_ptr<Kq>> kqs_;
   std::unordered_map<uint64_t, std::unique_ptr<Knote>> knotes_;
   std::unordered_map<WatchId, uint64_t> by_watch_;
+  std::unordered_map<WatchId, uint64_t> by_vnode_;
+  std::multimap<Pid, uint64_t> proc_knotes_;
   std::multimap<Nanos, std::pair<DeadlineKind, uint64_t>> deadlines_;
   std::unordered_map<WaitId, ObjectId> wait_kq_;
   ObjectId next_kq_ = kFirstId;

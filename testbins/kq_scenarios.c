@@ -17,6 +17,7 @@
 #include <string.h>
 #include <sys/event.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -328,6 +329,575 @@ static int kqueue_flags(void) {
   return 0;
 }
 
+/* ---- EVFILT_PROC (OB kern_event.c:321-450, DF kern_event.c:289-418, abi.md §4.8) ---- */
+
+#if defined(DRAGONFLY)
+#define EXIT_FLAGS (EV_EOF | EV_ONESHOT | EV_CLEAR | 0x1000 /* EV_NODATA, DF :388 */)
+#else
+#define EXIT_FLAGS (EV_EOF | EV_ONESHOT | EV_CLEAR)
+#endif
+
+static volatile sig_atomic_t sigchld_seen;
+static void on_sigchld(int sig) {
+  (void)sig;
+  sigchld_seen++;
+}
+
+/* Waits for one event on `ident`, up to 5 s. */
+static int get_for(int kq, uintptr_t ident, struct kevent *ev) {
+  struct timespec ts = {5, 0};
+  for (;;) {
+    int n = get(kq, ev, 1, &ts);
+    if (n < 0 && errno == EINTR) continue; /* SIGCHLD's handler interrupts the wait */
+    if (n <= 0) return n;
+    if (ev->ident == ident) return 1;
+  }
+}
+
+/* NOTE_EXIT on a child: data = the wait status (OB :419 W_EXITCODE, DF :384
+ * p_xstat, FreeBSD KW_EXITCODE); the parent still gets SIGCHLD and reaps
+ * the same status; EV_EOF|EV_ONESHOT, then the knote is gone. */
+static int proc_exit(void) {
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_sigchld;
+  CHECK(sigaction(SIGCHLD, &sa, NULL) == 0);
+  for (int round = 0; round < 2; round++) {
+    int go[2];
+    CHECK(pipe(go) == 0);
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+      char c;
+      while (read(go[0], &c, 1) < 0 && errno == EINTR) {
+      }
+      if (round == 1) raise(SIGTERM);
+      _exit(7);
+    }
+    int kq = kqueue();
+    CHECK(kq >= 0);
+    CHECK(add(kq, (uintptr_t)pid, EVFILT_PROC, EV_ADD, NOTE_EXIT, 0, (void *)0x77) == 0);
+    struct kevent ev;
+    CHECK(get(kq, &ev, 1, &kZero) == 0);
+    sigchld_seen = 0;
+    CHECK(write(go[1], "x", 1) == 1);
+    CHECK(get_for(kq, (uintptr_t)pid, &ev) == 1);
+    CHECK(ev.filter == EVFILT_PROC && ev.fflags == NOTE_EXIT && ev.udata == (void *)0x77);
+#if defined(FREEBSD)
+    CHECK(ev.flags == EXIT_FLAGS);
+#else
+    CHECK(ev.flags == (EXIT_FLAGS | EV_ADD));
+#endif
+    int status = (int)ev.data;
+    if (round == 0) {
+      CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 7);
+    } else {
+      CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGTERM);
+    }
+    CHECK(get(kq, &ev, 1, &kZero) == 0); /* EV_ONESHOT: gone */
+    struct kevent ch;
+    EV_SET(&ch, (uintptr_t)pid, EVFILT_PROC, EV_DELETE, 0, 0, NULL);
+    CHECK(kevent(kq, &ch, 1, NULL, 0, NULL) == -1 && errno == ENOENT);
+    /* Nothing was taken from the parent: the status is still to be reaped. */
+    int st2;
+    CHECK(waitpid(pid, &st2, 0) == pid && st2 == status);
+    for (int i = 0; i < 100 && !sigchld_seen; i++) sleep_ms(10);
+    CHECK(sigchld_seen >= 1);
+    close(kq);
+    close(go[0]);
+    close(go[1]);
+  }
+  return 0;
+}
+
+/* A process that is not a child of the watcher. */
+static int proc_nonchild(void) {
+  int pidp[2], go[2];
+  CHECK(pipe(pidp) == 0 && pipe(go) == 0);
+  pid_t mid = fork();
+  CHECK(mid >= 0);
+  if (mid == 0) {
+    pid_t g = fork();
+    if (g == 0) {
+      char c;
+      while (read(go[0], &c, 1) < 0 && errno == EINTR) {
+      }
+      _exit(3);
+    }
+    _exit(write(pidp[1], &g, sizeof g) == sizeof g ? 0 : 1); /* orphans g */
+  }
+  pid_t g;
+  CHECK(read(pidp[0], &g, sizeof g) == sizeof g);
+  int st;
+  CHECK(waitpid(mid, &st, 0) == mid);
+  int kq = kqueue();
+  CHECK(add(kq, (uintptr_t)g, EVFILT_PROC, EV_ADD, NOTE_EXIT, 0, NULL) == 0);
+  CHECK(write(go[1], "x", 1) == 1);
+  struct kevent ev;
+  CHECK(get_for(kq, (uintptr_t)g, &ev) == 1);
+  CHECK(ev.fflags == NOTE_EXIT && (ev.flags & EV_EOF));
+  const char *fallback = getenv("EVSHIM_NO_PROC_CONNECTOR");
+  if (fallback == NULL || !*fallback) {
+    /* Reaped by someone else at once: the status comes from the connector. */
+    CHECK(WIFEXITED((int)ev.data) && WEXITSTATUS((int)ev.data) == 3);
+  }
+  return 0;
+}
+
+/* No such process: ESRCH (OB :334-336, DF :301-303). A zombie: OpenBSD
+ * refuses it (ESRCH, OB :338-340), DragonFly only with NOTE_EXIT (DF
+ * :296-300) and FreeBSD always; the exit is reported at once. */
+static int proc_zombie(void) {
+  int kq = kqueue();
+  pid_t pid = fork();
+  CHECK(pid >= 0);
+  if (pid == 0) _exit(4);
+  siginfo_t si;
+  CHECK(waitid(P_PID, (id_t)pid, &si, WEXITED | WNOWAIT) == 0); /* a zombie now */
+  int r = add(kq, (uintptr_t)pid, EVFILT_PROC, EV_ADD, NOTE_EXIT, 0, NULL);
+#if defined(OPENBSD)
+  CHECK(r == -1 && errno == ESRCH);
+#else
+  struct kevent ev;
+  CHECK(r == 0);
+  CHECK(get(kq, &ev, 1, &kZero) == 1);
+  CHECK(ev.ident == (uintptr_t)pid && ev.fflags == NOTE_EXIT && (ev.flags & EV_EOF));
+  CHECK(WIFEXITED((int)ev.data) && WEXITSTATUS((int)ev.data) == 4);
+#endif
+  r = add(kq, (uintptr_t)pid, EVFILT_PROC, EV_ADD, NOTE_FORK, 0, NULL);
+#if defined(FREEBSD)
+  CHECK(r == 0);
+#else
+  CHECK(r == -1 && errno == ESRCH);
+#endif
+  int st;
+  CHECK(waitpid(pid, &st, 0) == pid && WEXITSTATUS(st) == 4);
+  CHECK(add(kq, (uintptr_t)pid, EVFILT_PROC, EV_ADD, NOTE_EXIT, 0, NULL) == -1 && errno == ESRCH);
+  CHECK(add(kq, 0x7ffffff0, EVFILT_PROC, EV_ADD, NOTE_EXIT, 0, NULL) == -1 && errno == ESRCH);
+  return 0;
+}
+
+/* A knote without NOTE_EXIT at the target's exit: OpenBSD and DragonFly
+ * report it anyway, fflags 0 (OB :409-423, DF :378-390); FreeBSD drops it
+ * silently (EV_DROP, abi.md §4.8). */
+static int proc_exit_unsubscribed(void) {
+  int kq = kqueue(), go[2];
+  CHECK(pipe(go) == 0);
+  pid_t pid = fork();
+  if (pid == 0) {
+    char c;
+    while (read(go[0], &c, 1) < 0 && errno == EINTR) {
+    }
+    _exit(0);
+  }
+  CHECK(add(kq, (uintptr_t)pid, EVFILT_PROC, EV_ADD, NOTE_EXEC, 0, NULL) == 0);
+  CHECK(write(go[1], "x", 1) == 1);
+  int st;
+  CHECK(waitpid(pid, &st, 0) == pid);
+  struct kevent ev;
+  struct timespec ts = {1, 0};
+#if defined(FREEBSD)
+  CHECK(get(kq, &ev, 1, &ts) == 0);
+#else
+  CHECK(get(kq, &ev, 1, &ts) == 1);
+  CHECK(ev.ident == (uintptr_t)pid && ev.fflags == 0 && (ev.flags & EV_EOF));
+#endif
+  return 0;
+}
+
+/* NOTE_FORK, NOTE_EXEC, NOTE_TRACK: the tracked child gets its own knote
+ * that first reports NOTE_CHILD with the parent's pid (OB :348-352, 430-447;
+ * DF :317-321, 397-415). */
+static int proc_track(void) {
+  int kq = kqueue(), go[2], go2[2];
+  CHECK(pipe(go) == 0 && pipe(go2) == 0);
+  pid_t c = fork();
+  CHECK(c >= 0);
+  if (c == 0) {
+    char ch;
+    while (read(go[0], &ch, 1) < 0 && errno == EINTR) {
+    }
+    pid_t g = fork();
+    if (g == 0) {
+      while (read(go2[0], &ch, 1) < 0 && errno == EINTR) {
+      }
+      execl("/bin/sh", "sh", "-c", "exit 5", (char *)NULL);
+      _exit(99);
+    }
+    int st;
+    waitpid(g, &st, 0);
+    _exit(WEXITSTATUS(st) == 5 ? 0 : 1);
+  }
+  const unsigned fl = NOTE_EXIT | NOTE_FORK | NOTE_EXEC | NOTE_TRACK;
+  CHECK(add(kq, (uintptr_t)c, EVFILT_PROC, EV_ADD, fl, 0, (void *)0x55) == 0);
+  CHECK(write(go[1], "x", 1) == 1);
+  unsigned c_flags = 0, g_flags = 0;
+  pid_t g = 0;
+  int g_status = -1, c_status = -1;
+  struct timespec ts = {5, 0};
+  while (c_status < 0 || g_status < 0) {
+    struct kevent ev;
+    CHECK(get(kq, &ev, 1, &ts) == 1);
+    CHECK(ev.filter == EVFILT_PROC && ev.udata == (void *)0x55);
+    if (ev.ident == (uintptr_t)c) {
+      c_flags |= ev.fflags;
+      if (ev.fflags & NOTE_EXIT) c_status = (int)ev.data;
+    } else {
+      if (g == 0) {
+        /* The first report of the new knote: NOTE_CHILD, data = parent. */
+        CHECK(ev.fflags == NOTE_CHILD && ev.data == c);
+        g = (pid_t)ev.ident;
+        CHECK(write(go2[1], "x", 1) == 1);
+        continue;
+      }
+      CHECK(ev.ident == (uintptr_t)g);
+      g_flags |= ev.fflags;
+      if (ev.fflags & NOTE_EXIT) g_status = (int)ev.data;
+    }
+  }
+  CHECK(c_flags == (NOTE_FORK | NOTE_EXIT));
+  CHECK(g_flags == (NOTE_EXEC | NOTE_EXIT));
+  CHECK(WIFEXITED(g_status) && WEXITSTATUS(g_status) == 5);
+  CHECK(WIFEXITED(c_status) && WEXITSTATUS(c_status) == 0);
+  int st;
+  CHECK(waitpid(c, &st, 0) == c && st == c_status);
+  return 0;
+}
+
+/* Without the process connector (EVSHIM_NO_PROC_CONNECTOR=1): NOTE_EXIT
+ * still works, forks and execs cannot be seen: EOPNOTSUPP. */
+static int proc_fallback(void) {
+  int kq = kqueue();
+  pid_t pid = fork();
+  if (pid == 0) {
+    sleep_ms(50);
+    _exit(9);
+  }
+  CHECK(add(kq, (uintptr_t)pid, EVFILT_PROC, EV_ADD, NOTE_FORK, 0, NULL) == -1 &&
+        errno == EOPNOTSUPP);
+  CHECK(add(kq, (uintptr_t)pid, EVFILT_PROC, EV_ADD, NOTE_EXIT, 0, NULL) == 0);
+  struct kevent ev;
+  CHECK(get_for(kq, (uintptr_t)pid, &ev) == 1);
+  CHECK(ev.fflags == NOTE_EXIT && WEXITSTATUS((int)ev.data) == 9);
+  int st;
+  CHECK(waitpid(pid, &st, 0) == pid && WEXITSTATUS(st) == 9);
+  return 0;
+}
+
+/* ---- EVFILT_SIGNAL: counts deliveries, beside handlers and SIG_IGN ---- */
+
+static volatile sig_atomic_t usr1_handled;
+static void on_usr1(int sig) {
+  (void)sig;
+  usr1_handled++;
+}
+
+static void *send_winch_later(void *arg) {
+  (void)arg;
+  sleep_ms(100);
+  kill(getpid(), SIGWINCH);
+  return NULL;
+}
+
+static int signal_count(void) {
+  int kq = kqueue();
+  CHECK(kq >= 0);
+  struct sigaction sa, old;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_usr1;
+  CHECK(sigaction(SIGUSR1, &sa, NULL) == 0);
+  signal(SIGUSR2, SIG_IGN);
+  struct kevent ch[4], ev[4];
+  EV_SET(&ch[0], SIGUSR1, EVFILT_SIGNAL, EV_ADD, 0, 0, (void *)1);
+  EV_SET(&ch[1], SIGUSR2, EVFILT_SIGNAL, EV_ADD, 0, 0, (void *)2);
+  EV_SET(&ch[2], SIGCHLD, EVFILT_SIGNAL, EV_ADD, 0, 0, (void *)3);
+  EV_SET(&ch[3], SIGWINCH, EVFILT_SIGNAL, EV_ADD, 0, 0, (void *)4);
+  CHECK(kevent(kq, ch, 4, NULL, 0, NULL) == 0);
+  CHECK(get(kq, ev, 4, &kZero) == 0);
+  /* The program still sees its own dispositions. */
+  CHECK(sigaction(SIGUSR1, NULL, &old) == 0 && old.sa_handler == on_usr1);
+  CHECK(sigaction(SIGUSR2, NULL, &old) == 0 && old.sa_handler == SIG_IGN);
+  CHECK(sigaction(SIGCHLD, NULL, &old) == 0 && old.sa_handler == SIG_DFL);
+  for (int i = 0; i < 3; i++) CHECK(kill(getpid(), SIGUSR1) == 0);
+  CHECK(usr1_handled == 3); /* the handler runs as before */
+  CHECK(kill(getpid(), SIGUSR2) == 0 && kill(getpid(), SIGUSR2) == 0); /* ignored: survives */
+  pid_t pid = fork();
+  if (pid == 0) _exit(0);
+  int st;
+  CHECK(waitpid(pid, &st, 0) == pid);
+  struct timespec ts = {2, 0};
+  long count[5] = {0};
+  for (int tries = 0; tries < 10 && !(count[1] && count[2] && count[3]); tries++) {
+    int n = get(kq, ev, 4, &ts);
+    CHECK(n >= 1);
+    for (int i = 0; i < n; i++) {
+      CHECK(ev[i].filter == EVFILT_SIGNAL && (ev[i].flags & EV_CLEAR));
+      count[(intptr_t)ev[i].udata] += (long)ev[i].data;
+    }
+  }
+  CHECK(count[1] == 3 && count[2] == 2 && count[3] == 1 && count[4] == 0);
+  CHECK(get(kq, ev, 4, &kZero) == 0); /* EV_CLEAR: counted since the last retrieval */
+  /* An ignored signal does not interrupt a wait: it is the event. */
+  pthread_t t;
+  pthread_create(&t, NULL, send_winch_later, NULL);
+  int n = get(kq, ev, 1, NULL);
+  CHECK(n == 1 && ev[0].ident == SIGWINCH && ev[0].data == 1);
+  pthread_join(t, NULL);
+  /* EV_DELETE: no longer counted. */
+  EV_SET(&ch[0], SIGUSR1, EVFILT_SIGNAL, EV_DELETE, 0, 0, NULL);
+  CHECK(kevent(kq, ch, 1, NULL, 0, NULL) == 0);
+  CHECK(kill(getpid(), SIGUSR1) == 0 && usr1_handled == 4);
+  CHECK(get(kq, ev, 4, &kZero) == 0);
+  /* Bad signal numbers. */
+  CHECK(add(kq, 0, EVFILT_SIGNAL, EV_ADD, 0, 0, NULL) == -1 && errno == EINVAL);
+  CHECK(add(kq, 200, EVFILT_SIGNAL, EV_ADD, 0, 0, NULL) == -1 && errno == EINVAL);
+  return 0;
+}
+
+/* ---- EVFILT_VNODE ---- */
+
+static unsigned vnode_wait(int kq, int fd) {
+  struct kevent ev;
+  struct timespec ts = {2, 0};
+  unsigned got = 0;
+  int n = get(kq, &ev, 1, &ts);
+  if (n == 1) {
+    if (ev.ident != (uintptr_t)fd || ev.filter != EVFILT_VNODE) return 0xdead;
+    got = ev.fflags;
+  }
+  return got;
+}
+
+#define VN_ALL (NOTE_DELETE | NOTE_WRITE | NOTE_EXTEND | NOTE_ATTRIB | NOTE_LINK | NOTE_RENAME)
+
+static int vnode_file(void) {
+  char path[] = "/tmp/evshim-kq-XXXXXX";
+  int fd = mkstemp(path);
+  CHECK(fd >= 0);
+  char path2[64], path3[64];
+  snprintf(path2, sizeof path2, "%s.link", path);
+  snprintf(path3, sizeof path3, "%s.moved", path);
+  int kq = kqueue();
+#if defined(OPENBSD)
+  const unsigned all = VN_ALL | NOTE_TRUNCATE;
+#else
+  const unsigned all = VN_ALL;
+#endif
+  CHECK(add(kq, (uintptr_t)fd, EVFILT_VNODE, EV_ADD | EV_CLEAR, all, 0, NULL) == 0);
+  CHECK(vnode_wait(kq, fd) == 0 || 1);
+  struct kevent ev;
+  CHECK(get(kq, &ev, 1, &kZero) == 0);
+  CHECK(write(fd, "abc", 3) == 3);
+  CHECK(vnode_wait(kq, fd) == (NOTE_WRITE | NOTE_EXTEND));
+  CHECK(pwrite(fd, "x", 1, 0) == 1);
+  CHECK(vnode_wait(kq, fd) == NOTE_WRITE);
+  CHECK(fchmod(fd, 0640) == 0);
+  CHECK(vnode_wait(kq, fd) == NOTE_ATTRIB);
+  CHECK(link(path, path2) == 0);
+  CHECK(vnode_wait(kq, fd) == NOTE_LINK);
+  CHECK(rename(path, path3) == 0);
+  CHECK(vnode_wait(kq, fd) == NOTE_RENAME);
+  CHECK(ftruncate(fd, 1) == 0);
+#if defined(OPENBSD)
+  CHECK(vnode_wait(kq, fd) == (NOTE_ATTRIB | NOTE_TRUNCATE));
+#else
+  CHECK(vnode_wait(kq, fd) == NOTE_ATTRIB);
+#endif
+  CHECK(unlink(path2) == 0);
+  CHECK(vnode_wait(kq, fd) == NOTE_DELETE);
+  CHECK(unlink(path3) == 0);
+  CHECK(vnode_wait(kq, fd) & NOTE_DELETE);
+  /* Only what was asked for. */
+  int fd2 = open("/tmp", O_RDONLY);
+  CHECK(fd2 >= 0);
+  char path4[] = "/tmp/evshim-kq-XXXXXX";
+  int fd4 = mkstemp(path4);
+  CHECK(add(kq, (uintptr_t)fd4, EVFILT_VNODE, EV_ADD | EV_CLEAR, NOTE_ATTRIB, 0, NULL) == 0);
+  CHECK(write(fd4, "abc", 3) == 3);
+  CHECK(vnode_wait(kq, fd4) == 0);
+  CHECK(fchmod(fd4, 0600) == 0);
+  CHECK(vnode_wait(kq, fd4) == NOTE_ATTRIB);
+  /* Closing the descriptor drops the knote (knote_fdclose). */
+  close(fd4);
+  CHECK(chmod(path4, 0644) == 0);
+  CHECK(vnode_wait(kq, fd4) == 0);
+  unlink(path4);
+  /* Not a vnode: EINVAL. */
+  int p[2];
+  CHECK(pipe(p) == 0);
+  CHECK(add(kq, (uintptr_t)p[0], EVFILT_VNODE, EV_ADD, NOTE_WRITE, 0, NULL) == -1 && errno == EINVAL);
+  CHECK(add(kq, 999, EVFILT_VNODE, EV_ADD, NOTE_WRITE, 0, NULL) == -1 && errno == EBADF);
+  return 0;
+}
+
+/* A directory: NOTE_WRITE when an entry is added or removed, NOTE_LINK when
+ * its link count changes (a subdirectory). */
+static int vnode_dir(void) {
+  char dir[] = "/tmp/evshim-kqd-XXXXXX";
+  CHECK(mkdtemp(dir) != NULL);
+  int fd = open(dir, O_RDONLY | O_DIRECTORY);
+  CHECK(fd >= 0);
+  int kq = kqueue();
+  CHECK(add(kq, (uintptr_t)fd, EVFILT_VNODE, EV_ADD | EV_CLEAR, VN_ALL, 0, NULL) == 0);
+  char f[128], sub[128];
+  snprintf(f, sizeof f, "%s/file", dir);
+  snprintf(sub, sizeof sub, "%s/sub", dir);
+  int ffd = open(f, O_CREAT | O_WRONLY, 0600);
+  CHECK(ffd >= 0);
+  CHECK(vnode_wait(kq, fd) == NOTE_WRITE);
+  CHECK(write(ffd, "x", 1) == 1); /* a write to a file inside: nothing for the directory */
+  CHECK(vnode_wait(kq, fd) == 0);
+  close(ffd);
+  CHECK(mkdir(sub, 0700) == 0);
+  CHECK(vnode_wait(kq, fd) == (NOTE_WRITE | NOTE_LINK));
+  CHECK(rmdir(sub) == 0);
+  CHECK(vnode_wait(kq, fd) == (NOTE_WRITE | NOTE_LINK));
+  CHECK(unlink(f) == 0);
+  CHECK(vnode_wait(kq, fd) == NOTE_WRITE);
+  CHECK(rmdir(dir) == 0);
+  CHECK(vnode_wait(kq, fd) & NOTE_DELETE);
+  return 0;
+}
+
+/* ---- READ/WRITE on sockets and FIFOs (127.0.0.1 only) ---- */
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/stat.h>
+
+static int tcp_listener(struct sockaddr_in *addr) {
+  int s = socket(AF_INET, SOCK_STREAM, 0);
+  CHECK(s >= 0);
+  memset(addr, 0, sizeof *addr);
+  addr->sin_family = AF_INET;
+  addr->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  CHECK(bind(s, (struct sockaddr *)addr, sizeof *addr) == 0);
+  socklen_t len = sizeof *addr;
+  CHECK(getsockname(s, (struct sockaddr *)addr, &len) == 0);
+  CHECK(listen(s, 8) == 0);
+  return s;
+}
+
+static int tcp_connect(const struct sockaddr_in *addr) {
+  int c = socket(AF_INET, SOCK_STREAM, 0);
+  CHECK(c >= 0 && connect(c, (const struct sockaddr *)addr, sizeof *addr) == 0);
+  return c;
+}
+
+static int tcp(void) {
+  struct sockaddr_in addr;
+  int l = tcp_listener(&addr), kq = kqueue();
+  struct kevent ev;
+  CHECK(add(kq, (uintptr_t)l, EVFILT_READ, EV_ADD, 0, 0, NULL) == 0);
+  CHECK(get(kq, &ev, 1, &kZero) == 0);
+  int c1 = tcp_connect(&addr), c2 = tcp_connect(&addr);
+  /* A listening socket: data = pending connections. */
+  struct timespec ts = {2, 0};
+  CHECK(get(kq, &ev, 1, &ts) == 1 && ev.ident == (uintptr_t)l);
+  for (int i = 0; i < 50 && ev.data < 2; i++) {
+    sleep_ms(10);
+    CHECK(get(kq, &ev, 1, &ts) == 1);
+  }
+  CHECK(ev.data == 2);
+  int a = accept(l, NULL, NULL);
+  CHECK(a >= 0);
+  CHECK(get(kq, &ev, 1, &kZero) == 1 && ev.data == 1);
+  int a2 = accept(l, NULL, NULL);
+  CHECK(a2 >= 0);
+  CHECK(get(kq, &ev, 1, &kZero) == 0);
+  /* A connected socket: data = bytes to read / room to write. */
+  CHECK(add(kq, (uintptr_t)a, EVFILT_READ, EV_ADD, 0, 0, NULL) == 0);
+  CHECK(add(kq, (uintptr_t)a, EVFILT_WRITE, EV_ADD | EV_ONESHOT, 0, 0, NULL) == 0);
+  CHECK(get(kq, &ev, 1, &ts) == 1 && ev.filter == EVFILT_WRITE && ev.data > 0);
+  CHECK(get(kq, &ev, 1, &kZero) == 0);
+  char buf[256];
+  memset(buf, 'x', sizeof buf);
+  CHECK(write(c1, buf, 100) == 100);
+  CHECK(get(kq, &ev, 1, &ts) == 1 && ev.filter == EVFILT_READ);
+  for (int i = 0; i < 50 && ev.data < 100; i++) {
+    sleep_ms(10);
+    CHECK(get(kq, &ev, 1, &ts) == 1);
+  }
+  CHECK(ev.data == 100 && !(ev.flags & EV_EOF));
+  CHECK(read(a, buf, sizeof buf) == 100);
+  /* shutdown by the peer: EV_EOF, no error. */
+  CHECK(shutdown(c1, SHUT_WR) == 0);
+  CHECK(get(kq, &ev, 1, &ts) == 1 && (ev.flags & EV_EOF) && ev.data == 0 && ev.fflags == 0);
+  /* A reset: EV_EOF with the socket error in fflags. */
+  CHECK(add(kq, (uintptr_t)c2, EVFILT_READ, EV_ADD, 0, 0, NULL) == 0);
+  struct linger lg = {1, 0};
+  CHECK(setsockopt(a2, SOL_SOCKET, SO_LINGER, &lg, sizeof lg) == 0);
+  close(a2);
+  CHECK(get_for(kq, (uintptr_t)c2, &ev) == 1);
+  CHECK((ev.flags & EV_EOF) && ev.fflags == ECONNRESET);
+  return 0;
+}
+
+static int udp(void) {
+  int r = socket(AF_INET, SOCK_DGRAM, 0), s = socket(AF_INET, SOCK_DGRAM, 0), kq = kqueue();
+  struct sockaddr_in addr;
+  memset(&addr, 0, sizeof addr);
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  CHECK(bind(r, (struct sockaddr *)&addr, sizeof addr) == 0);
+  socklen_t len = sizeof addr;
+  CHECK(getsockname(r, (struct sockaddr *)&addr, &len) == 0);
+  CHECK(add(kq, (uintptr_t)r, EVFILT_READ, EV_ADD, 0, 0, NULL) == 0);
+  CHECK(add(kq, (uintptr_t)s, EVFILT_WRITE, EV_ADD, 0, 0, NULL) == 0);
+  struct kevent ev;
+  CHECK(get(kq, &ev, 1, &kZero) == 1 && ev.ident == (uintptr_t)s && ev.data > 0);
+  CHECK(add(kq, (uintptr_t)s, EVFILT_WRITE, EV_DELETE, 0, 0, NULL) == 0);
+  CHECK(get(kq, &ev, 1, &kZero) == 0);
+  CHECK(sendto(s, "0123456789", 10, 0, (struct sockaddr *)&addr, sizeof addr) == 10);
+  struct timespec ts = {2, 0};
+  CHECK(get(kq, &ev, 1, &ts) == 1 && ev.ident == (uintptr_t)r);
+  /* Linux measures the next datagram (the BSDs the whole buffer): 10 here. */
+  CHECK(ev.data == 10);
+  char buf[32];
+  CHECK(recv(r, buf, sizeof buf, 0) == 10);
+  CHECK(get(kq, &ev, 1, &kZero) == 0);
+  return 0;
+}
+
+static int fifo(void) {
+  char path[] = "/tmp/evshim-kqf-XXXXXX";
+  CHECK(mkdtemp(path) != NULL);
+  char f[64];
+  snprintf(f, sizeof f, "%s/fifo", path);
+  CHECK(mkfifo(f, 0600) == 0);
+  int r = open(f, O_RDONLY | O_NONBLOCK), w = open(f, O_WRONLY | O_NONBLOCK);
+  CHECK(r >= 0 && w >= 0);
+  int kq = kqueue();
+  struct kevent ev;
+  CHECK(add(kq, (uintptr_t)w, EVFILT_WRITE, EV_ADD | EV_ONESHOT, 0, 0, NULL) == 0);
+  CHECK(get(kq, &ev, 1, &kZero) == 1 && ev.data > 0);
+  const int64_t room = ev.data;
+  CHECK(add(kq, (uintptr_t)r, EVFILT_READ, EV_ADD, 0, 0, NULL) == 0);
+  CHECK(get(kq, &ev, 1, &kZero) == 0);
+  CHECK(write(w, "1234567", 7) == 7);
+  struct timespec ts = {2, 0};
+  CHECK(get(kq, &ev, 1, &ts) == 1 && ev.ident == (uintptr_t)r && ev.data == 7);
+  CHECK(add(kq, (uintptr_t)w, EVFILT_WRITE, EV_ADD | EV_ONESHOT, 0, 0, NULL) == 0);
+  struct kevent evs[2];
+  int n = get(kq, evs, 2, &kZero);
+  CHECK(n == 2);
+  for (int i = 0; i < 2; i++) {
+    if (evs[i].ident == (uintptr_t)w) CHECK(evs[i].data == room - 7);
+  }
+  close(w);
+  CHECK(get(kq, &ev, 1, &ts) == 1 && ev.ident == (uintptr_t)r && (ev.flags & EV_EOF) && ev.data == 7);
+  /* The reader goes: the writer's WRITE reports EV_EOF. */
+  w = open(f, O_WRONLY | O_NONBLOCK);
+  CHECK(w >= 0);
+  CHECK(add(kq, (uintptr_t)r, EVFILT_READ, EV_DELETE, 0, 0, NULL) == 0);
+  close(r);
+  CHECK(add(kq, (uintptr_t)w, EVFILT_WRITE, EV_ADD, 0, 0, NULL) == 0);
+  CHECK(get(kq, &ev, 1, &ts) == 1 && ev.ident == (uintptr_t)w && (ev.flags & EV_EOF));
+  unlink(f);
+  rmdir(path);
+  return 0;
+}
+
 int main(int argc, char **argv) {
   if (argc < 2) {
     fprintf(stderr, "usage: %s SCENARIO\n", argv[0]);
@@ -346,6 +916,18 @@ int main(int argc, char **argv) {
   if (!strcmp(s, "kq_in_kq")) return kq_in_kq();
   if (!strcmp(s, "errors")) return errors();
   if (!strcmp(s, "kqueue_flags")) return kqueue_flags();
+  if (!strcmp(s, "proc_exit")) return proc_exit();
+  if (!strcmp(s, "proc_nonchild")) return proc_nonchild();
+  if (!strcmp(s, "proc_zombie")) return proc_zombie();
+  if (!strcmp(s, "proc_exit_unsubscribed")) return proc_exit_unsubscribed();
+  if (!strcmp(s, "proc_track")) return proc_track();
+  if (!strcmp(s, "proc_fallback")) return proc_fallback();
+  if (!strcmp(s, "signal_count")) return signal_count();
+  if (!strcmp(s, "vnode_file")) return vnode_file();
+  if (!strcmp(s, "vnode_dir")) return vnode_dir();
+  if (!strcmp(s, "tcp")) return tcp();
+  if (!strcmp(s, "udp")) return udp();
+  if (!strcmp(s, "fifo")) return fifo();
   fprintf(stderr, "unknown scenario %s\n", s);
   return 2;
 }

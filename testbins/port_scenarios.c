@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -439,6 +440,659 @@ static int timer_signal(void) {
   return 0;
 }
 
+/* ---- PORT_SOURCE_FILE (port_fop.c; ports.md rule 36, §1.7) ---- */
+
+static char tmpdir[64];
+static void make_tmpdir(void) {
+  snprintf(tmpdir, sizeof tmpdir, "/tmp/evshim-file-XXXXXX");
+  CHECK(mkdtemp(tmpdir) != NULL);
+}
+static void in_tmp(char *out, size_t len, const char *name) { snprintf(out, len, "%s/%s", tmpdir, name); }
+static int make_file(const char *path) {
+  int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0644);
+  CHECK(fd >= 0);
+  return fd;
+}
+/* port_getn with max 1, nget 1 and a zero timeout: 1 if an event came
+ * (rule 24: no event is success with nget 0). File changes made before the
+ * call are always seen by it (the supervisor drains inotify first). */
+static int get0(int p, port_event_t *ev) {
+  uint_t n = 1;
+  struct timespec z = {0, 0};
+  memset(ev, 0, sizeof *ev);
+  CHECK(port_getn(p, ev, 1, &n, &z) == 0);
+  return (int)n;
+}
+static void set_times(file_obj_t *fo, const struct stat *st) {
+  fo->fo_atime = st->st_atim;
+  fo->fo_mtime = st->st_mtim;
+  fo->fo_ctime = st->st_ctim;
+}
+static void write_some(int fd) { CHECK(write(fd, "data", 4) == 4); }
+
+/* illumos usr/src/test/os-tests/tests/portfs/file_assoc.c (ports.md §5.1),
+ * rewritten: a fresh port per case, FILE_MODIFIED, the timestamps of one
+ * fstat at the start of the case, then a zero-timeout port_getn. */
+enum { FA_END, FA_ASSOC, FA_DISSOC, FA_FSTAT, FA_TRIGGER };
+static int file_assoc(void) {
+  static const struct {
+    int want_event;
+    int acts[6];
+  } cases[] = {
+      {0, {FA_TRIGGER}},
+      {0, {FA_ASSOC}},
+      {1, {FA_ASSOC, FA_TRIGGER}},
+      {1, {FA_ASSOC, FA_ASSOC, FA_TRIGGER}},
+      {1, {FA_ASSOC, FA_TRIGGER, FA_ASSOC}},
+      {0, {FA_ASSOC, FA_DISSOC}},
+      {0, {FA_ASSOC, FA_TRIGGER, FA_DISSOC}},
+      {1, {FA_ASSOC, FA_TRIGGER, FA_DISSOC, FA_ASSOC}},
+      {0, {FA_ASSOC, FA_TRIGGER, FA_DISSOC, FA_FSTAT, FA_ASSOC}},
+  };
+  make_tmpdir();
+  char path[128];
+  in_tmp(path, sizeof path, "assoc");
+  int fd = make_file(path);
+  uintptr_t user = 1;
+  for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+    int p = port_create();
+    CHECK(p >= 0);
+    struct stat st;
+    CHECK(fstat(fd, &st) == 0);
+    /* distinct timestamps for every write, whatever the clock's granularity */
+    sleep_ms(10);
+    file_obj_t fo;
+    memset(&fo, 0, sizeof fo);
+    for (int i = 0; cases[c].acts[i] != FA_END; i++) {
+      switch (cases[c].acts[i]) {
+        case FA_ASSOC:
+          memset(&fo, 0, sizeof fo);
+          set_times(&fo, &st);
+          fo.fo_name = path;
+          user++;
+          CHECK(port_associate(p, PORT_SOURCE_FILE, (uintptr_t)&fo, FILE_MODIFIED, (void *)user) == 0);
+          break;
+        case FA_DISSOC:
+          CHECK(port_dissociate(p, PORT_SOURCE_FILE, (uintptr_t)&fo) == 0);
+          break;
+        case FA_FSTAT:
+          CHECK(fstat(fd, &st) == 0);
+          break;
+        case FA_TRIGGER:
+          write_some(fd);
+          break;
+      }
+    }
+    port_event_t ev;
+    int got = get0(p, &ev);
+    if (got != cases[c].want_event) {
+      fprintf(stderr, "case %zu: got %d events, want %d\n", c, got, cases[c].want_event);
+      return 1;
+    }
+    if (got) {
+      CHECK(ev.portev_source == PORT_SOURCE_FILE && ev.portev_events == FILE_MODIFIED);
+      CHECK((uintptr_t)ev.portev_user == user && ev.portev_object == (uintptr_t)&fo);
+    }
+    close(p);
+  }
+  close(fd);
+  unlink(path);
+  rmdir(tmpdir);
+  printf("file_assoc: the 9 cases of illumos's test pass\n");
+  return 0;
+}
+
+/* What each change reports, one-shot, and the always-delivered exceptions. */
+static int file_events(void) {
+  make_tmpdir();
+  char path[128], other[128], renamed[128];
+  in_tmp(path, sizeof path, "f");
+  in_tmp(other, sizeof other, "g");
+  in_tmp(renamed, sizeof renamed, "h");
+  int fd = make_file(path);
+  write_some(fd);
+  port_event_t ev;
+  file_obj_t fo, fo2;
+  memset(&fo, 0, sizeof fo);
+  memset(&fo2, 0, sizeof fo2);
+  fo.fo_name = path;
+  fo2.fo_name = path;
+  /* nothing happens: no event */
+  CHECK(port_associate(port, PORT_SOURCE_FILE, (uintptr_t)&fo, FILE_MODIFIED | FILE_ATTRIB, (void *)0xf1) == 0);
+  CHECK(get0(port, &ev) == 0);
+  /* a write: FILE_MODIFIED|FILE_ATTRIB (FOP_FILE_WRITE is in both masks) */
+  write_some(fd);
+  CHECK(get0(port, &ev) == 1);
+  CHECK(ev.portev_source == PORT_SOURCE_FILE && ev.portev_events == (FILE_MODIFIED | FILE_ATTRIB));
+  CHECK(ev.portev_object == (uintptr_t)&fo && ev.portev_user == (void *)0xf1);
+  /* one-shot: nothing more until port_associate again */
+  write_some(fd);
+  CHECK(get0(port, &ev) == 0);
+  /* only the requested bits */
+  CHECK(port_associate(port, PORT_SOURCE_FILE, (uintptr_t)&fo, FILE_MODIFIED, (void *)0xf2) == 0);
+  write_some(fd);
+  CHECK(get0(port, &ev) == 1 && ev.portev_events == FILE_MODIFIED && ev.portev_user == (void *)0xf2);
+  /* chmod: FILE_ATTRIB; a read: FILE_ACCESS; truncate: FILE_TRUNC */
+  CHECK(port_associate(port, PORT_SOURCE_FILE, (uintptr_t)&fo, FILE_ATTRIB, NULL) == 0);
+  CHECK(fchmod(fd, 0600) == 0);
+  CHECK(get0(port, &ev) == 1 && ev.portev_events == FILE_ATTRIB);
+  CHECK(port_associate(port, PORT_SOURCE_FILE, (uintptr_t)&fo, FILE_ACCESS, NULL) == 0);
+  char buf[8];
+  CHECK(pread(fd, buf, sizeof buf, 0) > 0);
+  CHECK(get0(port, &ev) == 1 && ev.portev_events == FILE_ACCESS);
+  CHECK(port_associate(port, PORT_SOURCE_FILE, (uintptr_t)&fo, FILE_TRUNC, NULL) == 0);
+  CHECK(ftruncate(fd, 0) == 0);
+  CHECK(get0(port, &ev) == 1 && ev.portev_events == FILE_TRUNC);
+  /* two file_obj_t on one file: two watches, two events (keyed by address) */
+  CHECK(port_associate(port, PORT_SOURCE_FILE, (uintptr_t)&fo, FILE_MODIFIED, (void *)1) == 0);
+  CHECK(port_associate(port, PORT_SOURCE_FILE, (uintptr_t)&fo2, FILE_MODIFIED, (void *)2) == 0);
+  write_some(fd);
+  port_event_t two[2];
+  uint_t n = 1;
+  struct timespec z = {0, 0};
+  CHECK(port_getn(port, two, 2, &n, &z) == 0 && n == 2);
+  CHECK(two[0].portev_object + two[1].portev_object == (uintptr_t)&fo + (uintptr_t)&fo2);
+  /* dissociate: live -> 0; retrieved -> ENOENT; never associated -> ENOENT */
+  CHECK(port_associate(port, PORT_SOURCE_FILE, (uintptr_t)&fo, FILE_MODIFIED, NULL) == 0);
+  CHECK(port_dissociate(port, PORT_SOURCE_FILE, (uintptr_t)&fo) == 0);
+  CHECK(port_dissociate(port, PORT_SOURCE_FILE, (uintptr_t)&fo) == -1 && errno == ENOENT);
+  CHECK(port_dissociate(port, PORT_SOURCE_FILE, (uintptr_t)&fo2) == -1 && errno == ENOENT);
+  CHECK(port_dissociate(port, PORT_SOURCE_FILE, (uintptr_t)&n) == -1 && errno == ENOENT);
+  /* exceptions are delivered even unrequested, and end the watch */
+  CHECK(port_associate(port, PORT_SOURCE_FILE, (uintptr_t)&fo, FILE_ACCESS, (void *)0xde) == 0);
+  CHECK(rename(path, renamed) == 0);
+  CHECK(get0(port, &ev) == 1 && ev.portev_events == FILE_RENAME_FROM && ev.portev_user == (void *)0xde);
+  CHECK(port_dissociate(port, PORT_SOURCE_FILE, (uintptr_t)&fo) == -1 && errno == ENOENT);
+  fo.fo_name = renamed;
+  CHECK(port_associate(port, PORT_SOURCE_FILE, (uintptr_t)&fo, FILE_ACCESS, NULL) == 0);
+  close(make_file(other));
+  CHECK(rename(other, renamed) == 0); /* the watched file is replaced */
+  CHECK(get0(port, &ev) == 1 && ev.portev_events == FILE_RENAME_TO);
+  CHECK(port_associate(port, PORT_SOURCE_FILE, (uintptr_t)&fo, FILE_ACCESS, NULL) == 0);
+  CHECK(unlink(renamed) == 0);
+  CHECK(get0(port, &ev) == 1 && ev.portev_events == FILE_DELETE);
+  /* an exception replaces a queued, unretrieved event */
+  fo.fo_name = path;
+  close(fd);
+  fd = make_file(path);
+  CHECK(port_associate(port, PORT_SOURCE_FILE, (uintptr_t)&fo, FILE_MODIFIED, NULL) == 0);
+  write_some(fd);
+  CHECK(unlink(path) == 0);
+  CHECK(get0(port, &ev) == 1 && ev.portev_events == FILE_DELETE);
+  CHECK(get0(port, &ev) == 0);
+  /* a directory: entries created in it are FILE_MODIFIED */
+  fo.fo_name = tmpdir;
+  CHECK(port_associate(port, PORT_SOURCE_FILE, (uintptr_t)&fo, FILE_MODIFIED, NULL) == 0);
+  close(make_file(other));
+  CHECK(get0(port, &ev) == 1 && ev.portev_events == FILE_MODIFIED);
+  /* a relative name is the program's, from its working directory */
+  CHECK(chdir(tmpdir) == 0);
+  fo.fo_name = (char *)"g";
+  CHECK(port_associate(port, PORT_SOURCE_FILE, (uintptr_t)&fo, FILE_ATTRIB, NULL) == 0);
+  CHECK(chmod(other, 0600) == 0);
+  CHECK(get0(port, &ev) == 1 && ev.portev_events == FILE_ATTRIB);
+  CHECK(chdir("/") == 0);
+  close(fd);
+  unlink(other);
+  rmdir(tmpdir);
+  printf("file events: changes, one-shot, exceptions, directories, relative names\n");
+  return 0;
+}
+
+/* Timestamps (port_check_timestamp), FILE_NOFOLLOW, and the errors. */
+static int file_stamps_errors(void) {
+  make_tmpdir();
+  char path[128], link_[128], loop[128], sub[128];
+  in_tmp(path, sizeof path, "t");
+  in_tmp(link_, sizeof link_, "l");
+  in_tmp(loop, sizeof loop, "loop");
+  in_tmp(sub, sizeof sub, "sub");
+  int fd = make_file(path);
+  struct stat st;
+  CHECK(fstat(fd, &st) == 0);
+  sleep_ms(10);
+  write_some(fd);
+  port_event_t ev;
+  file_obj_t fo;
+  memset(&fo, 0, sizeof fo);
+  fo.fo_name = path;
+  /* stale mtime: FILE_MODIFIED at once; stale but unrequested: nothing */
+  set_times(&fo, &st);
+  fo.fo_atime.tv_sec = fo.fo_atime.tv_nsec = 0; /* zero: not compared */
+  CHECK(port_associate(port, PORT_SOURCE_FILE, (uintptr_t)&fo, FILE_MODIFIED | FILE_ACCESS, (void *)5) == 0);
+  CHECK(get0(port, &ev) == 1 && ev.portev_events == FILE_MODIFIED && ev.portev_user == (void *)5);
+  CHECK(port_associate(port, PORT_SOURCE_FILE, (uintptr_t)&fo, FILE_ACCESS, NULL) == 0);
+  CHECK(get0(port, &ev) == 0);
+  /* current times: nothing */
+  CHECK(fstat(fd, &st) == 0);
+  set_times(&fo, &st);
+  CHECK(port_associate(port, PORT_SOURCE_FILE, (uintptr_t)&fo, FILE_MODIFIED | FILE_ATTRIB, NULL) == 0);
+  CHECK(get0(port, &ev) == 0);
+  CHECK(port_dissociate(port, PORT_SOURCE_FILE, (uintptr_t)&fo) == 0);
+  memset(&fo, 0, sizeof fo);
+  /* FILE_NOFOLLOW watches the link itself */
+  CHECK(symlink(path, link_) == 0);
+  fo.fo_name = link_;
+  CHECK(port_associate(port, PORT_SOURCE_FILE, (uintptr_t)&fo, FILE_ATTRIB | FILE_NOFOLLOW, NULL) == 0);
+  CHECK(fchmod(fd, 0640) == 0); /* the target, not the link */
+  CHECK(get0(port, &ev) == 0);
+  struct timespec ts[2] = {{1, 0}, {1, 0}};
+  CHECK(utimensat(AT_FDCWD, link_, ts, AT_SYMLINK_NOFOLLOW) == 0);
+  CHECK(get0(port, &ev) == 1 && (ev.portev_events & FILE_ATTRIB));
+  /* and without it, the target */
+  CHECK(port_associate(port, PORT_SOURCE_FILE, (uintptr_t)&fo, FILE_ATTRIB, NULL) == 0);
+  CHECK(fchmod(fd, 0600) == 0);
+  CHECK(get0(port, &ev) == 1 && ev.portev_events == FILE_ATTRIB);
+  CHECK(port_dissociate(port, PORT_SOURCE_FILE, (uintptr_t)&fo) == -1 && errno == ENOENT);
+  /* errors, in port_associate_fop's order */
+  CHECK(port_associate(port, PORT_SOURCE_FILE, (uintptr_t)&fo, 0x8, NULL) == -1 && errno == EINVAL);
+  CHECK(port_associate(port, PORT_SOURCE_FILE, (uintptr_t)&fo, FILE_EXCEPTION, NULL) == -1 && errno == EINVAL);
+  CHECK(port_associate(port, PORT_SOURCE_FILE, (uintptr_t)8, FILE_MODIFIED, NULL) == -1 && errno == EFAULT);
+  fo.fo_name = NULL;
+  CHECK(port_associate(port, PORT_SOURCE_FILE, (uintptr_t)&fo, FILE_MODIFIED, NULL) == -1 && errno == EFAULT);
+  fo.fo_name = (char *)"/nonexistent/evshim";
+  CHECK(port_associate(port, PORT_SOURCE_FILE, (uintptr_t)&fo, FILE_MODIFIED, NULL) == -1 && errno == ENOENT);
+  fo.fo_name = (char *)"";
+  CHECK(port_associate(port, PORT_SOURCE_FILE, (uintptr_t)&fo, FILE_MODIFIED, NULL) == -1 && errno == ENOENT);
+  CHECK(symlink(loop, loop) == 0);
+  fo.fo_name = loop;
+  CHECK(port_associate(port, PORT_SOURCE_FILE, (uintptr_t)&fo, FILE_MODIFIED, NULL) == -1 && errno == ELOOP);
+  char *longname = malloc(2000);
+  memset(longname, 'a', 1999);
+  longname[1999] = '\0';
+  fo.fo_name = longname;
+  CHECK(port_associate(port, PORT_SOURCE_FILE, (uintptr_t)&fo, FILE_MODIFIED, NULL) == -1 && errno == ENAMETOOLONG);
+  free(longname);
+  if (geteuid() != 0) { /* root searches anything */
+    CHECK(mkdir(sub, 0) == 0);
+    char in_sub[160];
+    snprintf(in_sub, sizeof in_sub, "%s/x", sub);
+    fo.fo_name = in_sub;
+    CHECK(port_associate(port, PORT_SOURCE_FILE, (uintptr_t)&fo, FILE_MODIFIED, NULL) == -1 && errno == EACCES);
+    rmdir(sub);
+  }
+  /* dissociate on a port that never had a FILE watch: EINVAL */
+  int fresh = port_create();
+  CHECK(port_dissociate(fresh, PORT_SOURCE_FILE, (uintptr_t)&fo) == -1 && errno == EINVAL);
+  close(fresh);
+  close(fd);
+  unlink(loop);
+  unlink(link_);
+  unlink(path);
+  rmdir(tmpdir);
+  printf("file timestamps, FILE_NOFOLLOW and errors as illumos\n");
+  return 0;
+}
+
+/* FILE events are the watching process's only (port_fop_callback EACCES). */
+static int file_owner_only(void) {
+  make_tmpdir();
+  char path[128];
+  in_tmp(path, sizeof path, "o");
+  int fd = make_file(path);
+  int sync1[2], sync2[2];
+  CHECK(pipe(sync1) == 0 && pipe(sync2) == 0);
+  static file_obj_t fo;
+  fo.fo_name = path;
+  pid_t pid = fork();
+  if (pid == 0) {
+    if (port_associate(port, PORT_SOURCE_FILE, (uintptr_t)&fo, FILE_MODIFIED, (void *)0xc) != 0) _exit(2);
+    if (write(sync1[1], "a", 1) != 1) _exit(3);
+    char c;
+    if (read(sync2[0], &c, 1) != 1) _exit(4);
+    port_event_t ev;
+    struct timespec to = {2, 0};
+    if (port_get(port, &ev, &to) != 0 || ev.portev_events != FILE_MODIFIED || ev.portev_user != (void *)0xc) _exit(5);
+    _exit(0);
+  }
+  char c;
+  CHECK(read(sync1[0], &c, 1) == 1);
+  write_some(fd);
+  port_event_t ev;
+  uint_t n = 0;
+  CHECK(port_getn(port, NULL, 0, &n, NULL) == 0 && n == 1); /* queued, */
+  CHECK(get0(port, &ev) == 0);                              /* but not ours */
+  CHECK(write(sync2[1], "b", 1) == 1);
+  int status;
+  CHECK(waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  close(fd);
+  unlink(path);
+  rmdir(tmpdir);
+  printf("the child's file event went to the child only\n");
+  return 0;
+}
+
+/* libuv's fs-event use (src/unix/sunos.c): a second port for FILE watches,
+ * itself associated POLLIN with the loop's port; a zero-timeout port_getn
+ * on it when the loop's port reports it; file_obj_t zeroed but the name. */
+static int file_libuv(void) {
+  make_tmpdir();
+  char path[128], renamed[128];
+  in_tmp(path, sizeof path, "watched");
+  in_tmp(renamed, sizeof renamed, "moved");
+  int fd = make_file(path);
+  int fs_fd = port_create();
+  CHECK(fs_fd >= 0);
+  static file_obj_t fo;
+  void *handle = &fo + 1;
+  for (int round = 0; round < 3; round++) {
+    memset(&fo, 0, sizeof fo);
+    fo.fo_name = round == 2 ? renamed : path;
+    CHECK(port_associate(fs_fd, PORT_SOURCE_FILE, (uintptr_t)&fo, FILE_ATTRIB | FILE_MODIFIED, handle) == 0);
+    CHECK(port_associate(port, PORT_SOURCE_FD, (uintptr_t)fs_fd, POLLIN, NULL) == 0);
+    if (round == 0) write_some(fd);
+    if (round == 1) CHECK(rename(path, renamed) == 0);
+    if (round == 2) CHECK(unlink(renamed) == 0);
+    port_event_t events[1024];
+    uint_t nfds = 1;
+    struct timespec spec = {2, 0};
+    events[0].portev_source = 0;
+    CHECK(port_getn(port, events, 1024, &nfds, &spec) == 0 && nfds == 1);
+    CHECK(events[0].portev_source == PORT_SOURCE_FD && events[0].portev_object == (uintptr_t)fs_fd);
+    port_event_t pe;
+    CHECK(get0(fs_fd, &pe) == 1);
+    CHECK(pe.portev_source == PORT_SOURCE_FILE && pe.portev_user == handle);
+    CHECK(pe.portev_object == (uintptr_t)&fo);
+    if (round == 0) CHECK(pe.portev_events & FILE_MODIFIED);
+    if (round == 1) CHECK(pe.portev_events == FILE_RENAME_FROM);
+    if (round == 2) CHECK(pe.portev_events == FILE_DELETE);
+  }
+  close(fs_fd);
+  close(fd);
+  rmdir(tmpdir);
+  printf("libuv's nested-port fs events: change, rename, delete\n");
+  return 0;
+}
+
+/* ---- PORT_DISPATCH (port.c:668-681, 945-970; rule 37), raw syscalls:
+ * _port_dispatch is libc-private on illumos. ---- */
+static long dispatch(int p, int noshare, int source, int events, uintptr_t object, void *user) {
+  return syscall(EVSHIM_SYS_portfs, noshare ? 0x208 : EVSHIM_PORT_DISPATCH, p, source, events, object, user);
+}
+static volatile sig_atomic_t dispatch_done;
+static long dispatch_result;
+static int dispatch_errno;
+static void *dispatch_thread(void *arg) {
+  (void)arg;
+  dispatch_result = dispatch(port, 0, PORT_SOURCE_AIO, 9, 0x99, (void *)0x9);
+  dispatch_errno = errno;
+  dispatch_done = 1;
+  return NULL;
+}
+static void on_usr1(int sig) { (void)sig; }
+
+/* Run with --max-port-events 3. */
+static int dispatch_events(void) {
+  port_event_t ev;
+  CHECK(dispatch(port, 0, PORT_SOURCE_USER, 1, 0, NULL) == -1 && errno == EINVAL);
+  CHECK(dispatch(port, 0, PORT_SOURCE_FD, 1, 0, NULL) == -1 && errno == EINVAL);
+  CHECK(dispatch(port, 0, PORT_SOURCE_TIMER, 1, 0, NULL) == -1 && errno == EINVAL);
+  /* a shared AIO event: any process holding the port may take it */
+  CHECK(dispatch(port, 0, PORT_SOURCE_AIO, 0x11, 0x1234, (void *)0x55) == 0);
+  pid_t pid = fork();
+  if (pid == 0) {
+    struct timespec to = {2, 0};
+    if (port_get(port, &ev, &to) != 0) _exit(2);
+    _exit(ev.portev_source == PORT_SOURCE_AIO && ev.portev_events == 0x11 && ev.portev_object == 0x1234 &&
+                  ev.portev_user == (void *)0x55 ? 0 : 3);
+  }
+  int status;
+  CHECK(waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  /* PORT_SYS_NOSHARE: only the dispatching process sees it */
+  CHECK(dispatch(port, 1, PORT_SOURCE_MQ, 0x22, 0x66, NULL) == 0);
+  pid = fork();
+  if (pid == 0) {
+    uint_t n = 1;
+    struct timespec z = {0, 0};
+    if (port_getn(port, &ev, 1, &n, &z) != 0 || n != 0) _exit(2);
+    _exit(0);
+  }
+  CHECK(waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  CHECK(get0(port, &ev) == 1 && ev.portev_source == PORT_SOURCE_MQ && ev.portev_events == 0x22);
+  /* a full port: port_send is EAGAIN, PORT_DISPATCH waits for a slot */
+  for (int i = 0; i < 3; i++) CHECK(port_send(port, i, NULL) == 0);
+  CHECK(port_send(port, 3, NULL) == -1 && errno == EAGAIN);
+  pthread_t t;
+  pthread_create(&t, NULL, dispatch_thread, NULL);
+  sleep_ms(150);
+  CHECK(!dispatch_done);
+  CHECK(get0(port, &ev) == 1 && ev.portev_source == PORT_SOURCE_USER);
+  for (int i = 0; i < 200 && !dispatch_done; i++) sleep_ms(5);
+  CHECK(dispatch_done && dispatch_result == 0);
+  pthread_join(t, NULL);
+  uint_t n = 0;
+  CHECK(port_getn(port, NULL, 0, &n, NULL) == 0 && n == 3);
+  /* a signal interrupts the wait with EINTR, and nothing is queued */
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_usr1;
+  sigaction(SIGUSR1, &sa, NULL);
+  dispatch_done = 0;
+  pthread_create(&t, NULL, dispatch_thread, NULL);
+  sleep_ms(150);
+  CHECK(!dispatch_done);
+  pthread_kill(t, SIGUSR1);
+  for (int i = 0; i < 200 && !dispatch_done; i++) sleep_ms(5);
+  CHECK(dispatch_done && dispatch_result == -1 && dispatch_errno == EINTR);
+  pthread_join(t, NULL);
+  for (int i = 0; i < 3; i++) CHECK(get0(port, &ev) == 1);
+  sleep_ms(300); /* the abandoned wait is swept; a freed slot must not revive it */
+  CHECK(port_getn(port, NULL, 0, &n, NULL) == 0 && n == 0);
+  printf("PORT_DISPATCH: sources, sharing, waiting for a slot, EINTR\n");
+  return 0;
+}
+
+/* ---- Close and exec (rules 27, 32, 33; docs/design.md "Close and exec") ---- */
+
+/* Rule 32: a process that closes its descriptor of a shared port loses its
+ * FD associations and its alert; while it holds the port they stay. */
+static int close_shared(void) {
+  for (int closes = 0; closes < 2; closes++) {
+    int p[2], s1[2], s2[2];
+    CHECK(pipe(p) == 0 && pipe(s1) == 0 && pipe(s2) == 0);
+    pid_t pid = fork();
+    if (pid == 0) {
+      if (port_associate(port, PORT_SOURCE_FD, (uintptr_t)p[0], POLLIN, (void *)0xc0) != 0) _exit(2);
+      if (closes && close(port) != 0) _exit(3);
+      if (write(s1[1], "r", 1) != 1) _exit(4);
+      char c;
+      if (read(s2[0], &c, 1) != 1) _exit(5);
+      _exit(0);
+    }
+    char c;
+    CHECK(read(s1[0], &c, 1) == 1);
+    CHECK(write(p[1], "x", 1) == 1);
+    port_event_t ev;
+    uint_t n = 1;
+    struct timespec to = {0, 300 * 1000 * 1000};
+    int r = port_getn(port, &ev, 1, &n, &to);
+    if (closes) {
+      CHECK(r == -1 && errno == ETIME && n == 0); /* the association went with the close */
+    } else {
+      CHECK(r == 0 && n == 1 && ev.portev_user == (void *)0xc0); /* rule 12 */
+    }
+    CHECK(write(s2[1], "d", 1) == 1);
+    int status;
+    CHECK(waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    close(p[0]);
+    close(p[1]);
+  }
+  /* the alert of a process that closed the port is gone (rule 19) */
+  int s1[2], s2[2];
+  CHECK(pipe(s1) == 0 && pipe(s2) == 0);
+  pid_t pid = fork();
+  if (pid == 0) {
+    if (port_alert(port, PORT_ALERT_SET, 5, NULL) != 0) _exit(2);
+    close(port);
+    if (write(s1[1], "r", 1) != 1) _exit(3);
+    char c;
+    if (read(s2[0], &c, 1) != 1) _exit(4);
+    _exit(0);
+  }
+  char c;
+  CHECK(read(s1[0], &c, 1) == 1);
+  port_event_t ev;
+  CHECK(get0(port, &ev) == 0);
+  CHECK(port_alert(port, PORT_ALERT_UPDATE, 6, NULL) == 0); /* not EBUSY: no alert is set */
+  CHECK(get0(port, &ev) == 1 && ev.portev_source == PORT_SOURCE_ALERT && ev.portev_events == 6);
+  CHECK(port_alert(port, 0, 0, NULL) == 0);
+  CHECK(write(s2[1], "d", 1) == 1);
+  int status;
+  CHECK(waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  printf("a closing process loses its associations and its alert; others keep the port\n");
+  return 0;
+}
+
+/* After exec: waits until its standard input closes. Sends a user event on
+ * the port inherited at descriptor argv[2] when that is given. */
+static int exec_helper(int argc, char **argv) {
+  if (argc > 2) {
+    int p = atoi(argv[2]);
+    if (port_send(p, 77, NULL) != 0) return 3;
+  }
+  if (write(1, "r", 1) != 1) return 4;
+  char c;
+  while (read(0, &c, 1) > 0) {
+  }
+  return 0;
+}
+
+/* Fork, the child associates a pipe and execs with the port close-on-exec
+ * (the association goes) or not (it stays, and the new image uses the port). */
+static int exec_case(const char *self, int cloexec) {
+  int p[2], up[2], down[2];
+  CHECK(pipe(p) == 0 && pipe(up) == 0 && pipe(down) == 0);
+  pid_t pid = fork();
+  if (pid == 0) {
+    if (port_associate(port, PORT_SOURCE_FD, (uintptr_t)p[0], POLLIN, (void *)0xe0) != 0) _exit(2);
+    if (cloexec) fcntl(port, F_SETFD, FD_CLOEXEC);
+    close(up[0]);
+    close(down[1]);
+    dup2(down[0], 0);
+    dup2(up[1], 1);
+    char portarg[16];
+    snprintf(portarg, sizeof portarg, "%d", port);
+    execl(self, self, "exec_helper", cloexec ? NULL : portarg, (char *)NULL);
+    _exit(127);
+  }
+  close(down[0]);
+  close(up[1]);
+  char c;
+  CHECK(read(up[0], &c, 1) == 1);
+  CHECK(write(p[1], "x", 1) == 1);
+  port_event_t ev[2];
+  uint_t n = 2;
+  struct timespec to = {0, 300 * 1000 * 1000};
+  int r = port_getn(port, ev, 2, &n, &to);
+  if (cloexec) {
+    CHECK(r == -1 && errno == ETIME && n == 0);
+  } else {
+    CHECK(r == 0 && n == 2);
+    CHECK(ev[0].portev_source == PORT_SOURCE_USER && ev[0].portev_events == 77);
+    CHECK(ev[1].portev_source == PORT_SOURCE_FD && ev[1].portev_user == (void *)0xe0);
+  }
+  close(down[1]);
+  int status;
+  CHECK(waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  return 0;
+}
+static const char *self_path;
+static int exec_cloexec(void) {
+  exec_case(self_path, 1);
+  printf("exec closed the close-on-exec port: the associations went\n");
+  return 0;
+}
+static int exec_keep(void) {
+  exec_case(self_path, 0);
+  printf("the port survived exec with its associations\n");
+  return 0;
+}
+
+/* Rule 27: closing the descriptor a thread waits on fails the wait with
+ * EBADF, whether it was the last descriptor or another remains. */
+static int closed_waiter_fd;
+static int closed_waiter_errno;
+static volatile sig_atomic_t closed_waiter_done;
+static void *closed_waiter(void *arg) {
+  (void)arg;
+  port_event_t ev;
+  struct timespec to = {5, 0};
+  closed_waiter_errno = port_get(closed_waiter_fd, &ev, &to) == 0 ? 0 : errno;
+  closed_waiter_done = 1;
+  return NULL;
+}
+static int close_waiter(void) {
+  for (int last = 1; last >= 0; last--) {
+    int p = port_create();
+    CHECK(p >= 0);
+    int keep = last ? -1 : dup(p);
+    closed_waiter_fd = p;
+    closed_waiter_done = 0;
+    pthread_t t;
+    pthread_create(&t, NULL, closed_waiter, NULL);
+    sleep_ms(100);
+    CHECK(!closed_waiter_done);
+    double t0 = now_s();
+    close(p);
+    pthread_join(t, NULL);
+    CHECK(closed_waiter_errno == EBADF);
+    CHECK(now_s() - t0 < 2.0);
+    if (keep >= 0) { /* the port lives on through the other descriptor */
+      port_event_t ev;
+      CHECK(port_send(keep, 4, NULL) == 0);
+      CHECK(get0(keep, &ev) == 1 && ev.portev_events == 4);
+      close(keep);
+    }
+  }
+  printf("a wait on a closed descriptor is EBADF\n");
+  return 0;
+}
+
+/* Rules 1 and 4 under `evshim run --max-port-events 3`. */
+static int limit_events(void) {
+  for (int i = 0; i < 3; i++) CHECK(port_send(port, i, NULL) == 0);
+  CHECK(port_send(port, 3, NULL) == -1 && errno == EAGAIN);
+  int p[2];
+  CHECK(pipe(p) == 0);
+  CHECK(port_associate(port, PORT_SOURCE_FD, (uintptr_t)p[0], POLLIN, NULL) == -1 && errno == EAGAIN);
+  port_notify_t pn = {port, NULL};
+  struct sigevent sev;
+  memset(&sev, 0, sizeof sev);
+  sev.sigev_notify = SIGEV_PORT;
+  sev.sigev_value.sival_ptr = &pn;
+  timer_t t;
+  CHECK(timer_create(CLOCK_MONOTONIC, &sev, &t) == -1 && errno == EAGAIN);
+  int ports[2] = {port, port}, errors[2] = {0, 0};
+  CHECK(port_sendn(ports, errors, 2, 1, NULL) == 0 && errors[0] == EAGAIN && errors[1] == EAGAIN);
+  port_event_t ev;
+  CHECK(get0(port, &ev) == 1);
+  CHECK(port_associate(port, PORT_SOURCE_FD, (uintptr_t)p[0], POLLIN, NULL) == 0);
+  /* a fresh port gets the same limit */
+  int q = port_create();
+  for (int i = 0; i < 3; i++) CHECK(port_send(q, i, NULL) == 0);
+  CHECK(port_send(q, 3, NULL) == -1 && errno == EAGAIN);
+  printf("max-port-events 3: the fourth event is EAGAIN\n");
+  return 0;
+}
+
+/* Rule 1 under `evshim run --max-ports 2` (main already created one). */
+static int limit_ports(void) {
+  int q = port_create();
+  CHECK(q >= 0);
+  CHECK(port_create() == -1 && errno == EAGAIN);
+  close(q);
+  port_event_t ev;
+  CHECK(get0(port, &ev) == 0); /* lets the supervisor see the close */
+  int r = -1;
+  for (int i = 0; i < 100 && r < 0; i++) {
+    r = port_create();
+    if (r < 0) sleep_ms(10);
+  }
+  CHECK(r >= 0);
+  printf("max-ports 2: the third port is EAGAIN until one closes\n");
+  return 0;
+}
+
 struct scenario {
   const char *name;
   int (*fn)(void);
@@ -453,11 +1107,18 @@ int main(int argc, char **argv) {
       {"fork_shares", fork_shares}, {"fork_dissociate", fork_dissociate},
       {"block_forever", block_forever}, {"eintr", eintr},
       {"timer_port", timer_port}, {"timer_fork", timer_fork}, {"timer_signal", timer_signal},
+      {"file_assoc", file_assoc}, {"file_events", file_events},
+      {"file_stamps_errors", file_stamps_errors}, {"file_owner_only", file_owner_only},
+      {"file_libuv", file_libuv}, {"dispatch_events", dispatch_events},
+      {"close_shared", close_shared}, {"exec_cloexec", exec_cloexec}, {"exec_keep", exec_keep},
+      {"close_waiter", close_waiter}, {"limit_events", limit_events}, {"limit_ports", limit_ports},
   };
-  if (argc != 2) {
+  if (argc < 2) {
     fprintf(stderr, "usage: %s SCENARIO\n", argv[0]);
     return 2;
   }
+  self_path = argv[0];
+  if (strcmp(argv[1], "exec_helper") == 0) return exec_helper(argc, argv);
   port = port_create();
   CHECK(port >= 0);
   for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {

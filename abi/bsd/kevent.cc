@@ -121,8 +121,6 @@ KChange DecodeChange(const KqueuePersonality& p, const KeventLayout& l,
     case KFilter::kVnode:
     case KFilter::kProc:
     case KFilter::kSignal:
-      c.error = EOPNOTSUPP;  // not yet (docs/kqueue.md)
-      break;
     case KFilter::kRead:
     case KFilter::kWrite:
     case KFilter::kExcept:
@@ -286,6 +284,15 @@ Outcome SysKevent(CallContext& ctx, const SyscallArgs& a, const KqueuePersonalit
     ctx.Parked(*w);
   }
   return Outcome::Deferred();
+}
+
+Outcome SysKqueueSignal(CallContext& ctx, const SyscallArgs& a) {
+  emul::Kqueues* kqs = ctx.kqueues();
+  if (kqs == nullptr) return Outcome::Error(ENOSYS);
+  const int32_t signo = a.Int(0);
+  if (signo <= 0 || static_cast<uint64_t>(signo) >= emul::kev::kNsig) return Outcome::Error(EINVAL);
+  kqs->OnSignal(ctx.caller().pid, signo);
+  return Outcome::Value(0);
 }
 
 }  // namespace evshim::abi::bsd

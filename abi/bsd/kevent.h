@@ -105,22 +105,28 @@ Outcome SysKqueue(CallContext& ctx, const SyscallArgs& args, const KqueuePersona
 Outcome SysKqueueFlags(CallContext& ctx, const SyscallArgs& args, const KqueuePersonality& p);
 Outcome SysKevent(CallContext& ctx, const SyscallArgs& args, const KqueuePersonality& p,
                   KeventAbi abi);
+// evshim_kqueue_signal(signo): the library's hook saw signal `signo` (host
+// numbering) delivered to the calling process (EVFILT_SIGNAL).
+Outcome SysKqueueSignal(CallContext& ctx, const SyscallArgs& args);
 
 }  // namespace evshim::abi::bsd
 
 // The table's entry points (abi/syscall_table.cc).
 namespace evshim::abi::freebsd {
 Outcome SysKqueue(CallContext& ctx, const SyscallArgs& args);
+Outcome SysKqueueSignal(CallContext& ctx, const SyscallArgs& args);
 Outcome SysKqueuex(CallContext& ctx, const SyscallArgs& args);
 Outcome SysKevent(CallContext& ctx, const SyscallArgs& args);
 Outcome SysFreebsd11Kevent(CallContext& ctx, const SyscallArgs& args);
 }  // namespace evshim::abi::freebsd
 namespace evshim::abi::openbsd {
 Outcome SysKqueue(CallContext& ctx, const SyscallArgs& args);
+Outcome SysKqueueSignal(CallContext& ctx, const SyscallArgs& args);
 Outcome SysKqueue1(CallContext& ctx, const SyscallArgs& args);
 Outcome SysKevent(CallContext& ctx, const SyscallArgs& args);
 }  // namespace evshim::abi::openbsd
 namespace evshim::abi::dragonfly {
 Outcome SysKqueue(CallContext& ctx, const SyscallArgs& args);
+Outcome SysKqueueSignal(CallContext& ctx, const SyscallArgs& args);
 Outcome SysKevent(CallContext& ctx, const SyscallArgs& args);
 }  // namespace evshim::abi::dragonfly

@@ -31,7 +31,11 @@ constexpr KqueuePersonality kFreebsd{
                      .timeout_check = Policy::TimeoutCheck::kBeforeScan,
                      .timer_modify_restarts = true,
                      .report_action_flags = false,  // kn_kevent.flags &= ~(EV_ADD|EV_DELETE|...)
-                     .user_clear_resets_fflags = false},
+                     .user_clear_resets_fflags = false,
+                     // filt_proc: EV_DROP when nothing subscribed (abi.md §4.8)
+                     .proc_exit_always = false,
+                     .zombie_attach = Policy::ZombieAttach::kAlways,  // pfind_any
+                     .vnode_notes = 0x7f},  // NOTE_OPEN.. (0x80+) are not emulated
     .kq_cloexec = freebsd::KQUEUE_CLOEXEC,
     .kq_flags_valid = freebsd::KQUEUE_CLOEXEC,  // sys_kqueuex: anything else is EINVAL
     .timespec_ilp32 = kFreebsdTimespecIlp32,
@@ -57,7 +61,10 @@ constexpr KqueuePersonality kOpenbsd{
                      .timer_modify_restarts = true,                          // :516-539
                      .report_action_flags = true,                            // :1143
                      .user_clear_resets_fflags = true,
-                     .modify_without_add = false},  // :1194-1209
+                     .modify_without_add = false,  // :1194-1209
+                     .proc_exit_always = true,     // :409-423
+                     .zombie_attach = Policy::ZombieAttach::kRefuse,  // :338-340
+                     .vnode_notes = 0xff},  // NOTE_TRUNCATE (abi.md §3.4)
     .kq_cloexec = openbsd::O_CLOEXEC,
     .kq_flags_valid = openbsd::O_CLOEXEC | openbsd::O_NONBLOCK,  // sys_kqueue1
     .timespec_ilp32 = kOpenbsdTimespecIlp32,
@@ -82,7 +89,11 @@ constexpr KqueuePersonality kDragonfly{
                      .timeout_check = Policy::TimeoutCheck::kNever,  // DF kern_event.c:866-871
                      .timer_modify_restarts = false,
                      .report_action_flags = true,
-                     .user_clear_resets_fflags = true},
+                     .user_clear_resets_fflags = true,
+                     .proc_exit_always = true,                  // DF kern_event.c:378-390
+                     .proc_exit_flags = dragonfly::EV_NODATA,   // DF kern_event.c:388
+                     .zombie_attach = Policy::ZombieAttach::kWithNoteExit,  // :296-300
+                     .vnode_notes = 0x7f},
     .kq_cloexec = 0,
     .kq_flags_valid = 0,  // no kqueue1
     .timespec_ilp32 = kFreebsdTimespecIlp32,
@@ -99,6 +110,9 @@ const KqueuePersonality& Dragonfly() { return kDragonfly; }
 }  // namespace evshim::abi::bsd
 
 namespace evshim::abi::freebsd {
+Outcome SysKqueueSignal(CallContext& ctx, const SyscallArgs& a) {
+  return bsd::SysKqueueSignal(ctx, a);
+}
 Outcome SysKqueue(CallContext& ctx, const SyscallArgs& a) { return bsd::SysKqueue(ctx, a, bsd::Freebsd()); }
 Outcome SysKqueuex(CallContext& ctx, const SyscallArgs& a) {
   return bsd::SysKqueueFlags(ctx, a, bsd::Freebsd());
@@ -112,6 +126,9 @@ Outcome SysFreebsd11Kevent(CallContext& ctx, const SyscallArgs& a) {
 }  // namespace evshim::abi::freebsd
 
 namespace evshim::abi::openbsd {
+Outcome SysKqueueSignal(CallContext& ctx, const SyscallArgs& a) {
+  return bsd::SysKqueueSignal(ctx, a);
+}
 Outcome SysKqueue(CallContext& ctx, const SyscallArgs& a) { return bsd::SysKqueue(ctx, a, bsd::Openbsd()); }
 Outcome SysKqueue1(CallContext& ctx, const SyscallArgs& a) {
   return bsd::SysKqueueFlags(ctx, a, bsd::Openbsd());
@@ -122,6 +139,9 @@ Outcome SysKevent(CallContext& ctx, const SyscallArgs& a) {
 }  // namespace evshim::abi::openbsd
 
 namespace evshim::abi::dragonfly {
+Outcome SysKqueueSignal(CallContext& ctx, const SyscallArgs& a) {
+  return bsd::SysKqueueSignal(ctx, a);
+}
 Outcome SysKqueue(CallContext& ctx, const SyscallArgs& a) {
   return bsd::SysKqueue(ctx, a, bsd::Dragonfly());
 }

@@ -2,6 +2,7 @@
 // (sys/port.h, sys/port_impl.h, sys/poll.h; research/ports.md §1.3, §1.5, §2.2).
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 
 namespace evshim::abi::illumos {
@@ -29,6 +30,22 @@ constexpr uint16_t PORT_SOURCE_FD = 4;
 constexpr uint16_t PORT_SOURCE_ALERT = 5;
 constexpr uint16_t PORT_SOURCE_MQ = 6;
 constexpr uint16_t PORT_SOURCE_FILE = 7;
+
+// PORT_SOURCE_FILE events (port.h, port_impl.h; research/ports.md §1.7)
+constexpr uint32_t FILE_ACCESS = 0x00000001;
+constexpr uint32_t FILE_MODIFIED = 0x00000002;
+constexpr uint32_t FILE_ATTRIB = 0x00000004;
+constexpr uint32_t FILE_DELETE = 0x00000010;
+constexpr uint32_t FILE_RENAME_TO = 0x00000020;
+constexpr uint32_t FILE_RENAME_FROM = 0x00000040;
+constexpr uint32_t FILE_TRUNC = 0x00100000;
+constexpr uint32_t FILE_NOFOLLOW = 0x10000000;
+constexpr uint32_t UNMOUNTED = 0x20000000;
+constexpr uint32_t MOUNTEDOVER = 0x40000000;
+constexpr uint32_t FILE_EXCEPTION = UNMOUNTED | FILE_DELETE | FILE_RENAME_TO | FILE_RENAME_FROM | MOUNTEDOVER;
+constexpr uint32_t FILE_EVENTS_MASK = FILE_ACCESS | FILE_MODIFIED | FILE_ATTRIB | FILE_NOFOLLOW | FILE_TRUNC;
+// The longest path name pn_get copies in, NUL included (sys/param.h).
+constexpr size_t MAXPATHLEN = 1024;
 
 constexpr uint32_t PORT_ALERT_SET = 0x01;
 constexpr uint32_t PORT_ALERT_UPDATE = 0x02;

@@ -36,4 +36,16 @@ struct PortNotifyLayout {
 constexpr PortNotifyLayout kPortNotifyLp64{16, 0, 8};
 constexpr PortNotifyLayout kPortNotifyIlp32{8, 0, 4};
 
+// file_obj_t / file_obj32_t (PORT_SOURCE_FILE object; research/ports.md §1.6):
+// three timestruc_t, uintptr_t fo_pad[3], char *fo_name. Each time is a
+// timespec of the model (Timespec(m)).
+struct FileObjLayout {
+  size_t size, atime, mtime, ctime, pad, name;
+};
+constexpr FileObjLayout kFileObjLp64{80, 0, 16, 32, 48, 72};
+constexpr FileObjLayout kFileObjIlp32{40, 0, 8, 16, 24, 36};
+constexpr const FileObjLayout& FileObj(DataModel m) {
+  return m == DataModel::kLp64 ? kFileObjLp64 : kFileObjIlp32;
+}
+
 }  // namespace evshim::abi::illumos

@@ -2,7 +2,9 @@
 #include "abi/illumos/portfs.h"
 
 #include <cerrno>
+#include <algorithm>
 #include <climits>
+#include <string>
 #include <vector>
 
 #include "abi/common/wire.h"
@@ -107,6 +109,95 @@ class GetCompletion final : public emul::GetCompletion {
   uint64_t list_;
   bool getn_;
 };
+
+// Answers a PORT_DISPATCH call, now or when a slot frees.
+class DispatchCompletion final : public emul::GetCompletion {
+ public:
+  explicit DispatchCompletion(std::shared_ptr<Responder> responder) : responder_(std::move(responder)) {}
+  bool Complete(emul::GetOutcome out) override {
+    if (!responder_->StillPending()) return false;
+    return responder_->Respond(out.error != 0 ? Outcome::Error(out.error) : Outcome::Value(0));
+  }
+
+ private:
+  std::shared_ptr<Responder> responder_;
+};
+
+// pn_get: a NUL-terminated name of at most MAXPATHLEN bytes (NUL included)
+// from the caller's memory; EFAULT if unreadable, ENAMETOOLONG if longer.
+// Read page by page, so a name that ends before an unmapped page is fine.
+Result<std::string> ReadPathName(GuestMemory& memory, uint64_t addr) {
+  constexpr uint64_t kPage = 4096;
+  std::string name;
+  std::vector<std::byte> chunk;
+  while (name.size() < MAXPATHLEN) {
+    size_t n = static_cast<size_t>(kPage - (addr % kPage));
+    n = std::min(n, MAXPATHLEN - name.size());
+    chunk.resize(n);
+    if (!memory.Read(addr, chunk).ok()) return Errno{EFAULT};
+    for (std::byte b : chunk) {
+      if (b == std::byte{0}) return name;
+      name.push_back(static_cast<char>(b));
+    }
+    addr += n;
+  }
+  return Errno{ENAMETOOLONG};
+}
+
+}  // namespace
+
+emul::FileObject DecodeFileObj(DataModel m, std::span<const std::byte> in, uint64_t* name_ptr) {
+  const FileObjLayout& l = FileObj(m);
+  const TimespecLayout& t = Timespec(m);
+  const size_t w = PointerSize(m);
+  ByteReader r(in);
+  auto stamp = [&](size_t at) {
+    return emul::FileStamp{r.GetLong(at + t.sec, w), r.GetLong(at + t.nsec, w)};
+  };
+  emul::FileObject fo;
+  fo.atime = stamp(l.atime);
+  fo.mtime = stamp(l.mtime);
+  fo.ctime = stamp(l.ctime);
+  *name_ptr = r.GetPtr(l.name, w);
+  return fo;
+}
+
+namespace {
+
+Outcome FromResult(const Result<void>& r);
+
+// port_associate(PORT_SOURCE_FILE), in port_associate_fop's order: the
+// events, the file_obj_t copyin (EFAULT), the name (EFAULT, ENAMETOOLONG),
+// then the lookup (the engine and the host).
+Outcome AssociateFile(CallContext& ctx, const SyscallArgs& a, emul::ObjectId port) {
+  const DataModel m = a.model();
+  const uint64_t object = a.Ptr(3);
+  const uint32_t events = static_cast<uint32_t>(a.Int(4));
+  if ((events & ~FILE_EVENTS_MASK) != 0) return Outcome::Error(EINVAL);
+  std::vector<std::byte> raw(FileObj(m).size);
+  if (!ctx.memory().Read(object, raw).ok()) return Outcome::Error(EFAULT);
+  uint64_t name_ptr = 0;
+  emul::FileObject fo = DecodeFileObj(m, raw, &name_ptr);
+  Result<std::string> name = ReadPathName(ctx.memory(), name_ptr);
+  if (!name.ok()) return Outcome::Error(name.error().value);
+  fo.name = std::move(*name);
+  return FromResult(ctx.ports().AssociateFile(ctx.caller(), port, object, fo, events, a.Ptr(5)));
+}
+
+// PORT_DISPATCH (port.c:668-681): a0 port, a1 source, a2 events, a3 object,
+// a4 user; PORT_SYS_NOSHARE (0x200) in the opcode keeps the event private.
+Outcome Dispatch(CallContext& ctx, const SyscallArgs& a, emul::ObjectId port) {
+  if (a.Int(2) != PORT_SOURCE_AIO && a.Int(2) != PORT_SOURCE_MQ) return Outcome::Error(EINVAL);
+  const bool noshare = (a.Uint(0) & PORT_SYS_NOSHARE) != 0;
+  auto responder = ctx.Defer();
+  auto done = std::make_unique<DispatchCompletion>(responder);
+  if (std::optional<emul::WaitId> wait =
+          ctx.ports().Dispatch(ctx.caller(), port, a.Int(2), static_cast<uint32_t>(a.Int(3)),
+                               a.Ulong(4), a.Ptr(5), noshare, std::move(done))) {
+    ctx.Parked(*wait);
+  }
+  return Outcome::Deferred();
+}
 
 Outcome FromResult(const Result<void>& r) {
   return r.ok() ? Outcome::Value(0) : Outcome::Error(r.error().value);
@@ -222,8 +313,8 @@ Outcome SysPortfs(CallContext& ctx, const SyscallArgs& a) {
         return FromResult(ports.DissociateFd(ctx.caller(), *port, fd));
       }
       if (source == PORT_SOURCE_FILE) {
-        ctx.NotImplemented("portfs PORT_SOURCE_FILE");
-        return Outcome::Error(EOPNOTSUPP);  // illumos ENOTSUP: fs without file events
+        if (assoc) return AssociateFile(ctx, a, *port);
+        return FromResult(ports.DissociateFile(ctx.caller(), *port, a.Ptr(3)));
       }
       return Outcome::Error(EINVAL);  // port.c:645-661
     }
@@ -236,8 +327,7 @@ Outcome SysPortfs(CallContext& ctx, const SyscallArgs& a) {
     case PORT_ALERT:
       return FromResult(ports.Alert(ctx.caller(), *port, a.Uint(2), a.Uint(3), a.Ptr(4)));
     case PORT_DISPATCH:
-      ctx.NotImplemented("portfs PORT_DISPATCH");
-      return Outcome::Error(ENOSYS);
+      return Dispatch(ctx, a, *port);
     default:
       return Outcome::Error(EINVAL);  // port.c:706-708
   }

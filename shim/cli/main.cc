@@ -60,6 +60,8 @@ constexpr const char* kRunUsage =
     "options:\n"
     "  --max-port-events N  event slots per port (illumos process.max-port-events; default 65536)\n"
     "  --max-ports N        ports per process tree (illumos project.max-port-ids; default 8192)\n"
+    "  --max-waits N        threads waiting in port_get/kevent at once in the tree; more\n"
+    "                       fail with ENOMEM (default 65536)\n"
     "  --no-sync-wakeup     do not use SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP (for benchmarks)\n"
     "  --trace[=FILE]       trace the foreign system calls to FILE (default: standard error);\n"
     "                       `evshim trace` has more options\n"
@@ -85,7 +87,7 @@ constexpr const char* kTraceUsage =
     "  -C                   the lines and the summary\n"
     "  --sites              show where each call came from: the syscall instruction\n"
     "                       (object+offset, disassembled) and the calling object+offset\n"
-    "  --max-port-events N, --max-ports N, --no-sync-wakeup   as for `evshim run`\n"
+    "  --max-port-events N, --max-ports N, --max-waits N, --no-sync-wakeup   as for `evshim run`\n"
     "  -h, --help           this text\n"
     "\n"
     "Exit status: as `evshim run`.\n";
@@ -148,6 +150,12 @@ int ParseOptions(int argc, char** argv, int i, Command command, SupervisorOption
       uint32_t* dst = a == "--max-ports" ? &o->port_limits.max_ports
                                          : &o->port_limits.max_events_per_port;
       if (!ParseCount(argv[++i], dst)) Usage("bad number for " + std::string(a));
+      continue;
+    }
+    if (a == "--max-waits") {
+      uint32_t n = 0;
+      if (i + 1 >= argc || !ParseCount(argv[++i], &n)) Usage("--max-waits needs a number");
+      o->max_parked_waits = n;
       continue;
     }
     if (a == "--no-sync-wakeup") {

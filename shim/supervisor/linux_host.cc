@@ -41,6 +41,13 @@ LinuxHost::~LinuxHost() {
   for (auto& [id, w] : watches_) {
     if (w.epfd >= 0) close(w.epfd);
   }
+  // kqueue PROC/VNODE sources (linux_host_kqueue.cc).
+  for (auto& [pid, w] : proc_watches_) {
+    if (w.pidfd >= 0) close(w.pidfd);
+  }
+  if (connector_fd_ >= 0) close(connector_fd_);
+  if (inotify_fd_ >= 0) close(inotify_fd_);
+  if (path_inotify_fd_ >= 0) close(path_inotify_fd_);  // PORT_SOURCE_FILE (linux_host_ports.cc)
   if (timer_fd_ >= 0) close(timer_fd_);
 }
 
@@ -260,6 +267,15 @@ Result<emul::FdProbe> LinuxHost::ProbeFd(emul::Pid pid, int fd) {
         p.readable = (p.revents & POLLIN) ? 1 : 0;
       }
     } else {
+      // kqueue EV_EOF fflags: the socket's error, without reading SO_ERROR
+      // (that would consume the program's error). A TCP socket the peer
+      // reset is CLOSE with POLLERR pending: ECONNRESET.
+      tcp_info ti{};
+      len = sizeof ti;
+      if ((p.revents & POLLERR) && getsockopt(dup, IPPROTO_TCP, TCP_INFO, &ti, &len) == 0 &&
+          ti.tcpi_state == TCP_CLOSE) {
+        p.eof_error = ECONNRESET;
+      }
       if (ioctl(dup, SIOCINQ, &n) == 0) p.readable = n;
       int sndbuf = 0, outq = 0;
       len = sizeof sndbuf;

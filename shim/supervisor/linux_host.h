@@ -11,6 +11,8 @@
 #pragma once
 
 #include <functional>
+#include <string>
+#include <vector>
 #include <unordered_map>
 
 #include "emul/host.h"
@@ -57,6 +59,43 @@ class LinuxHost final : public emul::Host {
 
   size_t watch_count() const { return watches_.size(); }
 
+  // --- kqueue PROC and VNODE sources (linux_host_kqueue.cc) ---
+  // Main-loop events with this bit set are the host's own: OnHostEvent.
+  static constexpr uint64_t kHostTag = 1ULL << 61;
+  void OnHostEvent(uint64_t data);
+  // Where process and file events go (the supervisor's kqueue engine).
+  struct KqueueSink {
+    std::function<void(emul::Pid, int64_t)> exit;   // pid, wait status
+    std::function<void(emul::Pid, emul::Pid)> fork;  // parent, child
+    std::function<void(emul::Pid)> exec;
+    std::function<void(emul::WatchId, uint32_t)> vnode;  // canonical NOTE_* bits
+  };
+  void set_kqueue_sink(KqueueSink sink) { kqueue_sink_ = std::move(sink); }
+  emul::Result<ProcessState> WatchProcess(emul::Pid pid, bool fork_exec, bool was_forked) override;
+  void UnwatchProcess(emul::Pid pid) override;
+  emul::Result<emul::WatchId> WatchVnode(emul::Pid pid, int fd) override;
+  bool SameVnode(emul::Pid pid, int fd, emul::WatchId id) override;
+  void DropVnode(emul::WatchId id) override;
+  // Whether the netlink process connector is in use (for tests and logs).
+  bool proc_connector() const { return connector_state_ > 0; }
+
+  // --- illumos PORT_SOURCE_FILE watches and lazy close detection
+  // (linux_host_ports.cc; docs/design.md "Close and exec") ---
+  // The inotify descriptor of file watches (created on first use); the
+  // supervisor polls it and calls ReadPathEvents when it is readable.
+  int path_inotify_fd();
+  void ReadPathEvents();
+  // Where file events go (EventPorts::OnFileEvent), as illumos FILE_* bits.
+  void set_path_sink(std::function<void(emul::WatchId, uint32_t)> sink) { path_sink_ = std::move(sink); }
+  // Answers HoldsObject (the supervisor knows the objects' descriptors).
+  void set_holds_callback(std::function<bool(emul::Pid, emul::ObjectId)> cb) { holds_cb_ = std::move(cb); }
+  emul::Result<emul::PathWatch> WatchPath(emul::Pid pid, const std::string& path, bool nofollow) override;
+  void DropPathWatch(emul::WatchId id) override;
+  bool HoldsObject(emul::Pid pid, emul::ObjectId obj) override {
+    return holds_cb_ ? holds_cb_(pid, obj) : true;
+  }
+  size_t path_watch_count() const { return path_watches_.size(); }
+
  private:
   struct Watch {
     int epfd = -1;       // private epoll holding the target's file
@@ -70,6 +109,62 @@ class LinuxHost final : public emul::Host {
   emul::Result<void> Register(Watch& w, emul::Pid pid, int fd, uint32_t mask, bool edge = false);
   emul::Result<uint32_t> Arm(emul::WatchId id, emul::Pid pid, int fd, uint32_t events, bool edge);
   void ApplyDeadline();
+
+  // kqueue PROC: one entry per watched process, shared by its knotes.
+  struct ProcWatch {
+    int refs = 0;
+    int pidfd = -1;          // polls readable once the process has exited
+    bool exited = false;     // the pidfd fired, or the process is a zombie or gone
+    bool reported = false;   // the exit went to the sink
+    bool has_status = false;
+    int64_t status = 0;      // wait status, from the connector or /proc
+  };
+  bool EnsureConnector();
+  void ReadConnector();
+  void ProcessExited(emul::Pid pid);
+  void ReportExit(emul::Pid pid);
+  std::unordered_map<emul::Pid, ProcWatch> proc_watches_;
+  int connector_fd_ = -1;
+  int connector_state_ = 0;  // 0 not tried, 1 listening, -1 unavailable
+  // kqueue VNODE: inotify watches on the file a target's descriptor names.
+  struct VnodeWatch {
+    emul::Pid pid = 0;
+    int fd = -1;
+    int wd = -1;
+    uint64_t dev = 0, ino = 0, nlink = 0;
+    int64_t size = 0;
+    bool dir = false;
+    bool deleted = false;  // NOTE_DELETE already reported
+    // A directory: its parent is watched too, because Linux says nothing to
+    // an open directory that is removed (IN_DELETE_SELF waits for the last
+    // close); the parent hears IN_DELETE with this name.
+    int parent_wd = -1;
+    std::string name;
+  };
+  void ReadInotify();
+  int inotify_fd_ = -1;
+  std::unordered_map<emul::WatchId, VnodeWatch> vnodes_;
+  KqueueSink kqueue_sink_;
+
+  // PORT_SOURCE_FILE: an inotify watch on the file (and one on the directory
+  // it was found in, for its name's removal and renames), shared by every
+  // watch on the same inode.
+  struct PathWatchState {
+    int wd = -1;          // the file
+    int dir_wd = -1;      // its directory (-1: none, e.g. another file system)
+    std::string path;     // where it was found (our view), to stat it again
+    std::string name;     // its name in that directory
+    uint64_t dev = 0, ino = 0;
+    int64_t size = 0;
+    emul::FileStamp atime, mtime;
+  };
+  uint32_t TranslatePathEvent(PathWatchState& w, int wd, uint32_t mask, const char* name);
+  void ReleaseWd(int wd, emul::WatchId id);
+  int path_inotify_fd_ = -1;
+  std::unordered_map<emul::WatchId, PathWatchState> path_watches_;
+  std::unordered_map<int, std::vector<emul::WatchId>> path_by_wd_;
+  std::function<void(emul::WatchId, uint32_t)> path_sink_;
+  std::function<bool(emul::Pid, emul::ObjectId)> holds_cb_;
 
   int loop_epoll_;
   int timer_fd_;
@@ -108,6 +203,18 @@ class DeadlineSlotHost final : public emul::Host {
     host_.ObjectReadinessChanged(obj, readable);
   }
   emul::Result<emul::FdProbe> ProbeFd(emul::Pid pid, int fd) override { return host_.ProbeFd(pid, fd); }
+  emul::Result<ProcessState> WatchProcess(emul::Pid pid, bool fork_exec, bool was_forked) override {
+    return host_.WatchProcess(pid, fork_exec, was_forked);
+  }
+  void UnwatchProcess(emul::Pid pid) override { host_.UnwatchProcess(pid); }
+  emul::Result<emul::WatchId> WatchVnode(emul::Pid pid, int fd) override { return host_.WatchVnode(pid, fd); }
+  bool SameVnode(emul::Pid pid, int fd, emul::WatchId id) override { return host_.SameVnode(pid, fd, id); }
+  void DropVnode(emul::WatchId id) override { host_.DropVnode(id); }
+  emul::Result<emul::PathWatch> WatchPath(emul::Pid pid, const std::string& path, bool nofollow) override {
+    return host_.WatchPath(pid, path, nofollow);
+  }
+  void DropPathWatch(emul::WatchId id) override { host_.DropPathWatch(id); }
+  bool HoldsObject(emul::Pid pid, emul::ObjectId obj) override { return host_.HoldsObject(pid, obj); }
 
  private:
   LinuxHost& host_;

@@ -1,5 +1,6 @@
 #include "shim/supervisor/supervisor.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <linux/audit.h>
 #include <linux/filter.h>
@@ -54,6 +55,7 @@ constexpr uint64_t kTagSweep = 4ULL << 56;
 constexpr uint64_t kTagProcess = 5ULL << 56;
 constexpr uint64_t kTagPort = 6ULL << 56;
 constexpr uint64_t kTagMask = 0xffULL << 56;
+constexpr uint64_t kTagPathWatch = 9ULL << 56;  // PORT_SOURCE_FILE inotify (linux_host_ports.cc)
 
 void Log(const char* fmt, auto... args) {
   std::fprintf(stderr, "evshim: ");
@@ -65,15 +67,22 @@ void Log(const char* fmt, auto... args) {
 // transfers are EFAULT: nothing partial is ever reported as success.
 class RemoteMemory final : public abi::GuestMemory {
  public:
+  // `listener`/`id`: the notification this memory belongs to. A tid can be
+  // recycled once its call is gone, so every read is followed by a check that
+  // the notification is still pending before anything read is acted on
+  // (seccomp_unotify(2)); a dead call reads as EFAULT and its answer is lost
+  // anyway. listener < 0: no check (tracing reads only for display).
   // trace: `observer` (null when tracing is off) hears of each write of call `id`.
-  RemoteMemory(pid_t tid, abi::trace::CallObserver* observer = nullptr, uint64_t id = 0)
-      : tid_(tid), observer_(observer), id_(id) {}
+  RemoteMemory(pid_t tid, int listener = -1, uint64_t id = 0,
+               abi::trace::CallObserver* observer = nullptr)
+      : tid_(tid), listener_(listener), observer_(observer), id_(id) {}
   Result<void> Read(uint64_t addr, std::span<std::byte> out) override {
     if (out.empty()) return {};
     iovec local{out.data(), out.size()};
     iovec remote{reinterpret_cast<void*>(addr), out.size()};
     ssize_t n = process_vm_readv(tid_, &local, 1, &remote, 1, 0);
     if (n != static_cast<ssize_t>(out.size())) return Errno{EFAULT};
+    if (listener_ >= 0 && ioctl(listener_, SECCOMP_IOCTL_NOTIF_ID_VALID, &id_) != 0) return Errno{EFAULT};
     return {};
   }
   Result<void> Write(uint64_t addr, std::span<const std::byte> in) override {
@@ -88,6 +97,7 @@ class RemoteMemory final : public abi::GuestMemory {
 
  private:
   pid_t tid_;
+  int listener_;
   abi::trace::CallObserver* observer_;
   uint64_t id_;
 };
@@ -98,7 +108,10 @@ class RemoteMemory final : public abi::GuestMemory {
 // completion that outlives it.
 class Supervisor::NotifResponder final : public abi::Responder {
  public:
-  NotifResponder(Supervisor& sup, uint64_t id, pid_t tid) : sup_(sup), id_(id), tid_(tid) {}
+  NotifResponder(Supervisor& sup, uint64_t id, pid_t tid, int nr, const __u64* args)
+      : sup_(sup), id_(id), tid_(tid), nr_(nr) {
+    for (int i = 0; i < 6; ++i) args_[i] = args[i];
+  }
   bool StillPending() override {
     if (answered_) return false;
     return ioctl(sup_.listener_, SECCOMP_IOCTL_NOTIF_ID_VALID, &id_) == 0;
@@ -109,9 +122,15 @@ class Supervisor::NotifResponder final : public abi::Responder {
     sup_.ForgetParked(tid_, id_);
     switch (out.kind) {
       case abi::Outcome::Kind::kValue:
-        return sup_.Respond(id_, out.value, 0);
       case abi::Outcome::Kind::kError:
-        return sup_.Respond(id_, 0, out.error);
+        if (out.kind == abi::Outcome::Kind::kValue ? sup_.Respond(id_, out.value, 0)
+                                                   : sup_.Respond(id_, 0, out.error)) {
+          return true;
+        }
+        // The waiter was interrupted: its events go back (the completion
+        // returns false), and a restart of this wait answers EINTR.
+        sup_.RememberInterrupted(tid_, nr_, args_.data(), /*wait=*/true, out);
+        return false;
       case abi::Outcome::Kind::kNewObject: {
         bool delivered = false;
         sup_.InstallObject(id_, out.object_kind, out.object, &delivered, out.cloexec);
@@ -128,6 +147,8 @@ class Supervisor::NotifResponder final : public abi::Responder {
   Supervisor& sup_;
   uint64_t id_;
   pid_t tid_;
+  int nr_;
+  std::array<__u64, 6> args_{};
   bool answered_ = false;
 };
 
@@ -135,7 +156,8 @@ class Supervisor::Context final : public abi::CallContext {
  public:
   Context(Supervisor& sup, const seccomp_notif& req, emul::Pid pid)
       : sup_(sup), req_(req), caller_{pid, static_cast<emul::Pid>(req.pid)},
-        memory_(std::make_shared<RemoteMemory>(static_cast<pid_t>(req.pid), sup.options_.observer, req.id)) {}
+        memory_(std::make_shared<RemoteMemory>(static_cast<pid_t>(req.pid), sup.listener_, req.id,
+                                               sup.options_.observer)) {}
 
   emul::Caller caller() const override { return caller_; }
   abi::GuestMemory& memory() override { return *memory_; }
@@ -153,14 +175,25 @@ class Supervisor::Context final : public abi::CallContext {
   emul::Kqueues* kqueues() override { return sup_.kqueues_.get(); }
   std::shared_ptr<abi::Responder> Defer() override {
     deferred_ = std::make_shared<DeferredResponder>(
-        std::make_shared<NotifResponder>(sup_, req_.id, static_cast<pid_t>(req_.pid)), memory_);
+        std::make_shared<NotifResponder>(sup_, req_.id, static_cast<pid_t>(req_.pid),
+                                         req_.data.nr, req_.data.args),
+        memory_);
     return deferred_;
   }
   void Parked(emul::WaitId id) override {
+    if (sup_.parked_.size() >= sup_.options_.max_parked_waits) {
+      // Too many waiting threads in the tree (--max-waits): this one fails
+      // with ENOMEM instead of growing the supervisor without bound.
+      sup_.ports_->CancelWait(id);
+      sup_.kqueues_->CancelWait(id);
+      if (deferred_) deferred_->Respond(abi::Outcome::Error(ENOMEM));
+      return;
+    }
     std::array<uint64_t, 6> args{};
     for (int i = 0; i < 6; ++i) args[i] = req_.data.args[i];
     sup_.parked_[id] = ParkedCall{static_cast<pid_t>(req_.pid), req_.id, req_.data.nr, args};
     sup_.parked_by_tid_[static_cast<pid_t>(req_.pid)] = id;
+    if (last_object_) sup_.parked_object_[id] = *last_object_;  // rule 27: SweepParked
   }
   void NotImplemented(std::string_view what) override {
     std::string key(what);
@@ -207,6 +240,12 @@ Supervisor::Supervisor(int listener, SupervisorOptions options)
   ports_ = std::make_unique<emul::EventPorts>(*host_, options_.port_limits);
   kqueue_host_ = std::make_unique<DeadlineSlotHost>(*host_, 1);
   kqueues_ = std::make_unique<emul::Kqueues>(*kqueue_host_);
+  // kqueue PROC/VNODE sources (linux_host_kqueue.cc) feed the engine.
+  host_->set_kqueue_sink(LinuxHost::KqueueSink{
+      [this](emul::Pid pid, int64_t status) { kqueues_->OnProcessExit(pid, status); },
+      [this](emul::Pid parent, emul::Pid child) { kqueues_->OnProcessFork(parent, child); },
+      [this](emul::Pid pid) { kqueues_->OnProcessExec(pid); },
+      [this](emul::WatchId id, uint32_t notes) { kqueues_->OnVnodeEvent(id, notes); }});
 
   if (options_.sync_wakeup) {
     uint64_t flags = SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP;
@@ -220,6 +259,11 @@ Supervisor::Supervisor(int listener, SupervisorOptions options)
   };
   add(listener_, kTagListener, EPOLLIN);
   add(host_->deadline_fd(), kTagDeadline, EPOLLIN);
+  // Event ports: PORT_SOURCE_FILE watches, and who still holds a port
+  // (docs/design.md "Close and exec").
+  host_->set_path_sink([this](emul::WatchId id, uint32_t bits) { ports_->OnFileEvent(id, bits); });
+  host_->set_holds_callback([this](emul::Pid pid, emul::ObjectId obj) { return HoldsObject(pid, obj); });
+  if (host_->path_inotify_fd() >= 0) add(host_->path_inotify_fd(), kTagPathWatch, EPOLLIN);
 
   sigset_t mask;
   sigemptyset(&mask);
@@ -302,6 +346,7 @@ int Supervisor::PidfdOf(emul::Pid pid) {
 void Supervisor::ProcessGone(emul::Pid pid) {
   // Exit closes every descriptor: the process's associations, alerts and
   // owner-only events go, its waiters vanish (rule 35).
+  std::erase_if(holder_fd_, [pid](const auto& e) { return e.first.second == pid; });
   std::vector<emul::WaitId> waits;
   for (auto& [wid, who] : parked_) {
     auto t = tgid_of_.find(who.tid);
@@ -321,8 +366,20 @@ void Supervisor::ProcessGone(emul::Pid pid) {
     processes_.erase(it);
   }
   for (auto t = tgid_of_.begin(); t != tgid_of_.end();) {
-    t = t->second == pid ? tgid_of_.erase(t) : std::next(t);
+    if (t->second == pid) {
+      interrupted_.erase(t->first);
+      t = tgid_of_.erase(t);
+    } else {
+      ++t;
+    }
   }
+}
+
+void Supervisor::RememberInterrupted(pid_t tid, int nr, const __u64* args, bool wait,
+                                     const abi::Outcome& out) {
+  Interrupted rec{nr, {}, wait, out};
+  for (int i = 0; i < 6; ++i) rec.args[i] = args[i];
+  interrupted_[tid] = rec;
 }
 
 void Supervisor::ForgetParked(pid_t tid, uint64_t notif_id) {
@@ -348,6 +405,7 @@ Result<emul::ObjectId> Supervisor::ResolveObject(pid_t tid, int fd, abi::ObjectK
   if (it == object_by_inode_.end()) return Errno{EBADFD};
   const ObjectHandle& h = object_handles_.at(it->second);
   if (h.kind != kind) return Errno{EBADFD};
+  holder_fd_[{it->second, ProcessOf(tid)}] = fd;  // HoldsObject looks there first
   return it->second;
 }
 
@@ -468,10 +526,29 @@ void Supervisor::HandleNotification(seccomp_notif& req) {
       return;
     }
   }
+  if (auto it = interrupted_.find(tid); it != interrupted_.end()) {
+    const Interrupted rec = it->second;
+    interrupted_.erase(it);
+    bool same = rec.nr == req.data.nr;
+    for (int i = 0; i < 6 && same; ++i) same = rec.args[i] == req.data.args[i];
+    if (same) {
+      if (rec.wait) {
+        Respond(req.id, 0, EINTR);
+      } else if (rec.outcome.kind == abi::Outcome::Kind::kValue) {
+        if (!Respond(req.id, rec.outcome.value, 0)) interrupted_[tid] = rec;
+      } else {
+        if (!Respond(req.id, 0, rec.outcome.error)) interrupted_[tid] = rec;
+      }
+      return;
+    }
+  }
   if (entry == nullptr) {
     Respond(req.id, 0, ENOSYS);
     return;
   }
+  // File changes made before this call are seen before it is handled
+  // (inotify queues them synchronously): PORT_SOURCE_FILE stays causal.
+  if (host_->path_watch_count() > 0) host_->ReadPathEvents();
   emul::Pid pid = ProcessOf(tid);
   std::array<uint64_t, 6> raw{};
   for (int i = 0; i < 6; ++i) raw[i] = req.data.args[i];
@@ -487,10 +564,12 @@ void Supervisor::HandleNotification(seccomp_notif& req) {
   }
   switch (out.kind) {
     case abi::Outcome::Kind::kValue:
-      Respond(req.id, out.value, 0);
-      break;
     case abi::Outcome::Kind::kError:
-      Respond(req.id, 0, out.error);
+      if (!(out.kind == abi::Outcome::Kind::kValue ? Respond(req.id, out.value, 0)
+                                                   : Respond(req.id, 0, out.error))) {
+        // Done, but the thread was interrupted before it got the answer.
+        RememberInterrupted(tid, req.data.nr, req.data.args, /*wait=*/false, out);
+      }
       break;
     case abi::Outcome::Kind::kNewObject: {
       bool delivered = false;
@@ -527,11 +606,82 @@ void Supervisor::SweepParked() {
     if (ioctl(listener_, SECCOMP_IOCTL_NOTIF_ID_VALID, &id) != 0) dead.push_back(wid);
   }
   for (emul::WaitId w : dead) {
-    parked_by_tid_.erase(parked_[w].tid);
+    // A signal interrupted this wait. Remember it, so that a kernel restart
+    // arriving after this sweep is still answered EINTR.
+    const ParkedCall& call = parked_[w];
+    interrupted_[call.tid] = Interrupted{call.nr, call.args, /*wait=*/true, abi::Outcome::Error(EINTR)};
+    parked_by_tid_.erase(call.tid);
     parked_.erase(w);
+    parked_object_.erase(w);
     ports_->CancelWait(w);
     kqueues_->CancelWait(w);
   }
+  SweepClosedPorts();
+}
+
+// Rule 27 (docs/design.md "Close and exec"): a thread waiting on a port
+// descriptor that another thread closed fails with EBADF, as illumos's
+// closeandsetf makes it; and if its process holds the port nowhere any more,
+// the process loses its associations (rule 32).
+void Supervisor::SweepClosedPorts() {
+  std::vector<std::pair<emul::WaitId, pid_t>> closed;
+  for (auto it = parked_object_.begin(); it != parked_object_.end();) {
+    auto call = parked_.find(it->first);
+    if (call == parked_.end()) {
+      it = parked_object_.erase(it);
+      continue;
+    }
+    auto h = object_handles_.find(it->second.first);
+    if (h != object_handles_.end() && h->second.kind == abi::ObjectKind::kPort &&
+        !FdIsObject(call->second.tid, it->second.second, h->second.inode)) {
+      closed.emplace_back(it->first, call->second.tid);
+    }
+    ++it;
+  }
+  for (auto& [wid, tid] : closed) {
+    emul::ObjectId obj = parked_object_[wid].first;
+    parked_object_.erase(wid);
+    ports_->AbortWait(wid, EBADF);
+    emul::Pid pid = ProcessOf(tid);
+    if (!HoldsObject(pid, obj)) ports_->CloseBy(obj, pid);
+  }
+}
+
+bool Supervisor::FdIsObject(pid_t pid, int fd, uint64_t inode) {
+  char path[64], link[128];
+  std::snprintf(path, sizeof path, "/proc/%d/fd/%d", pid, fd);
+  ssize_t n = readlink(path, link, sizeof link - 1);
+  if (n < 0) return false;
+  link[n] = '\0';
+  unsigned long long ino = 0;
+  return std::sscanf(link, "socket:[%llu]", &ino) == 1 && ino == inode;
+}
+
+// Whether process `pid` still has a descriptor of `obj`: the descriptor it
+// last named it by, else a scan of its descriptor table.
+bool Supervisor::HoldsObject(emul::Pid pid, emul::ObjectId obj) {
+  auto h = object_handles_.find(obj);
+  if (h == object_handles_.end()) return true;  // not installed yet: its creator holds it
+  const uint64_t inode = h->second.inode;
+  auto known = holder_fd_.find({obj, pid});
+  if (known != holder_fd_.end() && FdIsObject(pid, known->second, inode)) return true;
+  char dir[64];
+  std::snprintf(dir, sizeof dir, "/proc/%d/fd", pid);
+  DIR* d = opendir(dir);
+  if (d == nullptr) return false;  // gone (or a zombie): exit closed everything
+  bool found = false;
+  while (dirent* e = readdir(d)) {
+    if (e->d_name[0] == '.') continue;
+    int fd = std::atoi(e->d_name);
+    if (FdIsObject(pid, fd, inode)) {
+      holder_fd_[{obj, pid}] = fd;
+      found = true;
+      break;
+    }
+  }
+  closedir(d);
+  if (!found) holder_fd_.erase({obj, pid});
+  return found;
 }
 
 void Supervisor::ReapChildren() {
@@ -560,6 +710,10 @@ int Supervisor::Run() {
     }
     for (int i = 0; i < n; ++i) {
       const uint64_t data = events[i].data.u64;
+      if (data & LinuxHost::kHostTag) {  // kqueue PROC/VNODE sources
+        host_->OnHostEvent(data);
+        continue;
+      }
       if (data & LinuxHost::kWatchTag) {
         emul::WatchId id = data & ~LinuxHost::kWatchTag;
         uint32_t ready = host_->Readiness(id);
@@ -594,6 +748,9 @@ int Supervisor::Run() {
           kqueues_->OnDeadline();
           break;
         }
+        case kTagPathWatch:
+          host_->ReadPathEvents();
+          break;
         case kTagSweep: {
           uint64_t ticks;
           while (read(sweep_fd_, &ticks, sizeof ticks) > 0) {
@@ -616,6 +773,7 @@ int Supervisor::Run() {
             close(it->second.sup_end);
             object_by_inode_.erase(it->second.inode);
             object_handles_.erase(it);
+            std::erase_if(holder_fd_, [obj](const auto& e) { return e.first.first == obj; });
             ObjectClosed(kind, obj);
           }
           break;

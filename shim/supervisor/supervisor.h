@@ -5,6 +5,7 @@
 // answered when its events, deadline, alert or close arrive.
 #pragma once
 
+#include <linux/types.h>
 #include <sys/types.h>
 
 #include <array>
@@ -34,6 +35,7 @@ struct SupervisorOptions {
   bool sync_wakeup = true;     // SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP when the kernel has it
   bool verbose = false;
   pid_t child = -1;            // launcher mode: the program's pid (we reap it)
+  size_t max_parked_waits = 65536;  // threads waiting at once in the tree (--max-waits)
   // `evshim trace`: hears of every call; null (the default) = tracing off.
   abi::trace::CallObserver* observer = nullptr;
 };
@@ -108,7 +110,29 @@ class Supervisor {
     std::array<uint64_t, 6> args;
   };
   std::unordered_map<emul::WaitId, ParkedCall> parked_;
+  // A call whose answer could not be delivered because a signal interrupted
+  // the thread. If the thread issues the identical call next (a kernel
+  // restart after SA_RESTART, or the foreign library retrying with the same
+  // call number), it is the same call: a non-blocking call's effect already
+  // happened, so its outcome is replayed (never applied twice); a wait put
+  // its events back, and illumos/BSD never restart waits, so it gets EINTR.
+  struct Interrupted {
+    int nr;
+    std::array<uint64_t, 6> args;
+    bool wait;
+    abi::Outcome outcome;
+  };
+  std::unordered_map<pid_t, Interrupted> interrupted_;
+  void RememberInterrupted(pid_t tid, int nr, const __u64* args, bool wait, const abi::Outcome& out);
   std::unordered_map<pid_t, emul::WaitId> parked_by_tid_;
+  // Event ports (docs/design.md "Close and exec"): the port descriptor each
+  // parked call named, and the descriptor each process last named an object
+  // by (HoldsObject tries it before scanning /proc/PID/fd).
+  std::unordered_map<emul::WaitId, std::pair<emul::ObjectId, int>> parked_object_;
+  std::map<std::pair<emul::ObjectId, emul::Pid>, int> holder_fd_;
+  bool HoldsObject(emul::Pid pid, emul::ObjectId obj);
+  bool FdIsObject(pid_t pid, int fd, uint64_t inode);
+  void SweepClosedPorts();
   std::set<std::string> reported_;
   bool addfd_send_ = true;  // SECCOMP_ADDFD_FLAG_SEND (5.14); falls back
   bool listener_hup_ = false;

@@ -111,14 +111,25 @@ static_assert(kTimespecIlp32.size == 8 && kTimespecIlp32.sec == 0 && kTimespecIl
 static_assert(kPortNotifyLp64.size == 16 && kPortNotifyLp64.port == 0 && kPortNotifyLp64.user == 8);
 static_assert(kPortNotifyIlp32.size == 8 && kPortNotifyIlp32.port == 0 && kPortNotifyIlp32.user == 4);
 
-// file_obj_t has no codec yet (PORT_SOURCE_FILE is not implemented); its
-// layout is pinned here and against the foreign header (illumos_header_values.c).
-static_assert(sizeof(FileObj64) == 80 && offsetof(FileObj64, fo_mtime) == 16 &&
-              offsetof(FileObj64, fo_ctime) == 32 && offsetof(FileObj64, fo_pad) == 48 &&
-              offsetof(FileObj64, fo_name) == 72);
-static_assert(sizeof(FileObj32) == 40 && offsetof(FileObj32, fo_mtime) == 8 &&
-              offsetof(FileObj32, fo_ctime) == 16 && offsetof(FileObj32, fo_pad) == 24 &&
-              offsetof(FileObj32, fo_name) == 36);
+// file_obj_t (PORT_SOURCE_FILE): mirrors against the table, then literals.
+static_assert(sizeof(FileObj64) == kFileObjLp64.size);
+static_assert(offsetof(FileObj64, fo_atime) == kFileObjLp64.atime);
+static_assert(offsetof(FileObj64, fo_mtime) == kFileObjLp64.mtime);
+static_assert(offsetof(FileObj64, fo_ctime) == kFileObjLp64.ctime);
+static_assert(offsetof(FileObj64, fo_pad) == kFileObjLp64.pad);
+static_assert(offsetof(FileObj64, fo_name) == kFileObjLp64.name);
+static_assert(sizeof(FileObj32) == kFileObjIlp32.size);
+static_assert(offsetof(FileObj32, fo_atime) == kFileObjIlp32.atime);
+static_assert(offsetof(FileObj32, fo_mtime) == kFileObjIlp32.mtime);
+static_assert(offsetof(FileObj32, fo_ctime) == kFileObjIlp32.ctime);
+static_assert(offsetof(FileObj32, fo_pad) == kFileObjIlp32.pad);
+static_assert(offsetof(FileObj32, fo_name) == kFileObjIlp32.name);
+static_assert(&FileObj(DataModel::kLp64) == &kFileObjLp64);
+static_assert(&FileObj(DataModel::kIlp32) == &kFileObjIlp32);
+static_assert(kFileObjLp64.size == 80 && kFileObjLp64.mtime == 16 && kFileObjLp64.ctime == 32 &&
+              kFileObjLp64.pad == 48 && kFileObjLp64.name == 72);
+static_assert(kFileObjIlp32.size == 40 && kFileObjIlp32.mtime == 8 && kFileObjIlp32.ctime == 16 &&
+              kFileObjIlp32.pad == 24 && kFileObjIlp32.name == 36);
 
 // --- (2) golden bytes ----------------------------------------------------
 

@@ -29,3 +29,21 @@ TEST(RawPortfs, FailsWithoutEvshim) {
 }
 
 }  // namespace
+
+namespace {
+
+// The BSD personalities' raw ABI (testbins/raw_kevent.c): hand-built LP64
+// struct kevent, the relocated numbers, every byte written back.
+class RawKevent : public ::testing::TestWithParam<const char*> {};
+
+TEST_P(RawKevent, EveryByteUnderEvshimRun) {
+  const std::string bin = std::string(TESTBIN_DIR) + "/raw_kevent";
+  RunResult r = RunCommand({kEvshim, "run", "--", bin, GetParam()}, 60);
+  EXPECT_FALSE(r.timed_out);
+  EXPECT_EQ(r.status, 0) << "stdout:\n" << r.out << "stderr:\n" << r.err;
+  EXPECT_NE(r.out.find(": ok"), std::string::npos) << r.out;
+}
+
+INSTANTIATE_TEST_SUITE_P(Bsd, RawKevent, ::testing::Values("freebsd", "openbsd", "dragonfly"));
+
+}  // namespace

@@ -3,6 +3,7 @@
 // library, with real processes and descriptors.
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <string>
 #include <tuple>
 
@@ -15,8 +16,15 @@ using evshim::testing::RunResult;
 
 const std::string kEvshim = EVSHIM_BIN;
 
+// EVSHIM_TESTBIN_DIR runs the same scenarios with another build of the
+// programs: the VM suite uses the i386 build (build32; meson.build vm_tests).
+std::string TestbinDir() {
+  const char* d = std::getenv("EVSHIM_TESTBIN_DIR");
+  return d && *d ? d : TESTBIN_DIR;
+}
+
 std::string Binary(const std::string& personality) {
-  return std::string(TESTBIN_DIR) + "/kq_scenarios_" + personality;
+  return TestbinDir() + "/kq_scenarios_" + personality;
 }
 
 class KqueueScenario
@@ -34,10 +42,53 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Combine(::testing::Values("freebsd", "openbsd", "dragonfly"),
                        ::testing::Values("user_pollable", "pipe_read", "socket_eof", "timer",
                                          "timeout", "close_drops", "fork_ebadf", "eintr",
-                                         "two_waiters", "kq_in_kq", "errors", "kqueue_flags")),
+                                         "two_waiters", "kq_in_kq", "errors", "kqueue_flags",
+                                         // EVFILT_PROC (netlink process connector + pidfd)
+                                         "proc_exit", "proc_nonchild", "proc_zombie",
+                                         "proc_exit_unsubscribed", "proc_track",
+                                         // EVFILT_SIGNAL (the library's counting hook)
+                                         "signal_count",
+                                         // EVFILT_VNODE (inotify)
+                                         "vnode_file", "vnode_dir",
+                                         // READ/WRITE on 127.0.0.1 sockets and FIFOs
+                                         "tcp", "udp", "fifo")),
     [](const auto& p) {
       return std::string(std::get<0>(p.param)) + "_" + std::get<1>(p.param);
     });
+
+// EVFILT_PROC without the process connector (no CAP_NET_ADMIN, or
+// EVSHIM_NO_PROC_CONNECTOR=1): exits still reported (pidfd + /proc/PID/stat),
+// NOTE_FORK/EXEC/TRACK refused with EOPNOTSUPP.
+class KqueueProcFallback
+    : public ::testing::TestWithParam<std::tuple<const char*, const char*>> {};
+
+TEST_P(KqueueProcFallback, PassesWithoutTheConnector) {
+  auto [personality, scenario] = GetParam();
+  RunResult r = RunCommand({kEvshim, "run", "--", Binary(personality), scenario}, 30,
+                           {"EVSHIM_NO_PROC_CONNECTOR=1"});
+  EXPECT_FALSE(r.timed_out);
+  EXPECT_EQ(r.status, 0) << "stdout:\n" << r.out << "stderr:\n" << r.err;
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Kqueue, KqueueProcFallback,
+    ::testing::Combine(::testing::Values("freebsd", "openbsd", "dragonfly"),
+                       ::testing::Values("proc_fallback", "proc_exit", "proc_nonchild")),
+    [](const auto& p) {
+      return std::string(std::get<0>(p.param)) + "_" + std::get<1>(p.param);
+    });
+
+// With the connector, forks are observable: the fallback scenario (which
+// expects EOPNOTSUPP for NOTE_FORK) must fail, so the switch is real.
+TEST(KqueueProcConnector, ForkNotesWorkWithTheConnector) {
+  RunResult r = RunCommand({kEvshim, "run", "--", Binary("openbsd"), "proc_fallback"}, 30);
+  EXPECT_FALSE(r.timed_out);
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.err.find("EOPNOTSUPP") == std::string::npos ? r.err.find("errno == EOPNOTSUPP")
+                                                           : r.err.find("EOPNOTSUPP"),
+            std::string::npos)
+      << r.err;
+}
 
 // Without a supervisor the foreign calls are unknown system calls: the
 // scenarios must fail, so they test evshim and not something else.

@@ -47,7 +47,42 @@ INSTANTIATE_TEST_SUITE_P(Ports, PortScenario,
                                            "socket_eof", "fd_oneshot", "close_discards",
                                            "getn_partial", "alert", "sendn", "bad_ports",
                                            "pollable", "fork_shares", "fork_dissociate", "eintr",
-                                           "timer_port", "timer_fork", "timer_signal"));
+                                           "timer_port", "timer_fork", "timer_signal",
+                                           // PORT_SOURCE_FILE (rule 36; illumos's file_assoc.c
+                                           // and libuv's fs-event use, ports.md §5)
+                                           "file_assoc", "file_events", "file_stamps_errors",
+                                           "file_owner_only", "file_libuv",
+                                           // close and exec (rules 27, 32; docs/design.md)
+                                           "close_shared", "exec_cloexec", "exec_keep",
+                                           "close_waiter"));
+
+RunResult LimitedScenario(const std::string& flag, const std::string& n, const std::string& name) {
+  return RunCommand({kEvshim, "run", flag, n, "--", kScenarios, name}, 30);
+}
+
+// Rule 37: PORT_DISPATCH (raw syscalls): AIO/MQ only, NOSHARE, a full port
+// (--max-port-events 3) makes it wait for a slot, a signal ends the wait.
+TEST(PortLimits, DispatchWaitsForASlot) {
+  RunResult r = LimitedScenario("--max-port-events", "3", "dispatch_events");
+  EXPECT_EQ(r.status, 0) << r.out << r.err;
+}
+
+// Rules 1 and 4: `--max-port-events N` is illumos's process.max-port-events:
+// the N+1th event slot is EAGAIN for port_send, port_associate,
+// timer_create and port_sendn's entries.
+TEST(PortLimits, MaxPortEventsGivesEagain) {
+  RunResult r = LimitedScenario("--max-port-events", "3", "limit_events");
+  EXPECT_EQ(r.status, 0) << r.out << r.err;
+  // The default limit is far above 3: the same scenario fails without the flag.
+  EXPECT_NE(Scenario("limit_events").status, 0);
+}
+
+// Rule 1: `--max-ports N` is project.max-port-ids: port_create is EAGAIN.
+TEST(PortLimits, MaxPortsGivesEagain) {
+  RunResult r = LimitedScenario("--max-ports", "2", "limit_ports");
+  EXPECT_EQ(r.status, 0) << r.out << r.err;
+  EXPECT_NE(Scenario("limit_ports").status, 0);
+}
 
 // Without a supervisor the foreign call is an unknown syscall: the scenario
 // must fail, which shows the scenarios test evshim and not something else.

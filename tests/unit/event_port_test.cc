@@ -411,13 +411,22 @@ TEST_F(EventPortTest, RefusedDeliveryRequeuesAtHead) {
 }
 
 // Rule 33: the last close wakes waiters with EBADFD.
-TEST_F(EventPortTest, Rule33LastCloseWakesWaitersWithEbadfd) {
+// Rules 27 and 33: the last close while threads wait. A waiter holds no
+// descriptor of its own here, so the close was of the descriptor it named by
+// another thread: illumos's closeandsetf makes that EBADF (fio.c; rule 27),
+// not the port_close path's EBADFD (docs/design.md "Close and exec").
+TEST_F(EventPortTest, Rule27LastCloseFailsWaitersWithEbadf) {
   ObjectId p = NewPort();
   auto rec = Get(kA, p, GetOne());
+  auto timed = Get(kA2, p, Getn(4, 2, Timeout::Value(5, 0)));
   engine().LastClose(p);
   ASSERT_EQ(rec->outcomes.size(), 1u);
-  EXPECT_EQ(rec->outcomes[0].error, EBADFD);
+  EXPECT_EQ(rec->outcomes[0].error, EBADF);
+  ASSERT_EQ(timed->outcomes.size(), 1u);
+  EXPECT_EQ(timed->outcomes[0].error, EBADF);
   EXPECT_FALSE(engine().Exists(p));
+  Expire(6 * kNanosPerSecond);  // its deadline is gone with it: no second answer
+  EXPECT_EQ(timed->outcomes.size(), 1u);
 }
 
 // Rules 14 and 32: a process that stops holding the port loses its

@@ -4,6 +4,7 @@
 // DragonFly; shared/seeds/).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <map>
 #include <memory>
 #include <set>
@@ -98,9 +99,46 @@ class KqFakeHost : public Host {
     p.revents = it->second->ready;
     p.readable = it->second->readable;
     p.writable = it->second->writable;
+    p.eof_error = eof_error;
     return p;
   }
   int edge_arms = 0;
+
+  // --- processes (EVFILT_PROC) ---
+  std::set<Pid> live;                 // running processes
+  std::map<Pid, int64_t> zombies;     // exited, not reaped: wait status
+  bool fork_exec_supported = true;    // false: no process connector
+  std::map<Pid, int> proc_refs;       // WatchProcess - UnwatchProcess
+  Result<ProcessState> WatchProcess(Pid pid, bool fork_exec, bool was_forked) override {
+    if (fork_exec && !fork_exec_supported) return Errno{EOPNOTSUPP};
+    ProcessState st;
+    if (zombies.count(pid)) {
+      st.zombie = true;
+      st.status = zombies.at(pid);
+    } else if (!live.count(pid) && !was_forked) {
+      return Errno{ESRCH};
+    } else if (!live.count(pid)) {
+      return Errno{ESRCH};
+    }
+    ++proc_refs[pid];
+    return st;
+  }
+  void UnwatchProcess(Pid pid) override {
+    if (--proc_refs[pid] == 0) proc_refs.erase(pid);
+  }
+  // --- files (EVFILT_VNODE) ---
+  std::map<WatchId, std::pair<Pid, int>> vnodes;
+  Result<WatchId> WatchVnode(Pid pid, int fd) override {
+    if (!fds_.count({pid, fd})) return Errno{EBADF};
+    vnodes[next_] = {pid, fd};
+    return next_++;
+  }
+  bool SameVnode(Pid pid, int fd, WatchId id) override {
+    return vnodes.count(id) && fds_.count({pid, fd}) != 0;
+  }
+  void DropVnode(WatchId id) override { vnodes.erase(id); }
+  // The socket error ProbeFd reports with EOF.
+  int eof_error = 0;
 
  private:
   struct Watch {
@@ -143,12 +181,15 @@ KqueuePolicy FreebsdPolicy() {
   KqueuePolicy p;
   p.report_action_flags = false;
   p.user_clear_resets_fflags = false;
+  p.proc_exit_always = false;
   return p;
 }
 KqueuePolicy OpenbsdPolicy() {
   KqueuePolicy p;
   p.timeout_check = KqueuePolicy::TimeoutCheck::kBeforeChanges;
   p.modify_without_add = false;
+  p.zombie_attach = KqueuePolicy::ZombieAttach::kRefuse;
+  p.vnode_notes = 0xff;
   return p;
 }
 KqueuePolicy DragonflyPolicy() {
@@ -156,6 +197,8 @@ KqueuePolicy DragonflyPolicy() {
   p.post_errors_without_room = true;
   p.timeout_check = KqueuePolicy::TimeoutCheck::kNever;
   p.timer_modify_restarts = false;
+  p.proc_exit_flags = 0x1000;  // EV_NODATA
+  p.zombie_attach = KqueuePolicy::ZombieAttach::kWithNoteExit;
   return p;
 }
 
@@ -584,6 +627,237 @@ TEST_F(KqueueTest, ChangesFaultAfterAppliedOnes) {
                  std::make_unique<Capture>(&c));
   EXPECT_EQ(c.out.error, EFAULT);
   EXPECT_EQ(engine_.KnoteCount(kq_), 1u);
+}
+
+
+// ---- EVFILT_PROC (OB kern_event.c:321-450, DF kern_event.c:289-418) ----
+
+constexpr Pid kChild = 200;
+
+TEST_F(KqueueTest, ProcExitReportsWaitStatusThenGoes) {
+  host_.live.insert(kChild);
+  Call({Ch(KFilter::kProc, kChild, kev::kAdd, kev::kNoteExit, 0, 0x77)}, Poll(0), OpenbsdPolicy());
+  EXPECT_EQ(host_.proc_refs[kChild], 1);
+  EXPECT_TRUE(Get(8, OpenbsdPolicy()).empty());
+  engine_.OnProcessExit(kChild, 7 << 8);
+  auto ev = Get(8, OpenbsdPolicy());
+  ASSERT_EQ(ev.size(), 1u);
+  EXPECT_EQ(ev[0].fflags, kev::kNoteExit);
+  EXPECT_EQ(ev[0].data, 7 << 8);  // W_EXITCODE (OB :419)
+  EXPECT_EQ(ev[0].udata, 0x77u);
+  // EV_CLEAR forced at attach (OB :343), EV_EOF|EV_ONESHOT at exit (OB :418).
+  EXPECT_EQ(ev[0].flags, kev::kAdd | kev::kClear | kev::kEof | kev::kOneshot);
+  EXPECT_EQ(engine_.KnoteCount(kq_), 0u);  // one-shot: dropped once read
+  EXPECT_EQ(host_.proc_refs.count(kChild), 0u);
+}
+
+TEST_F(KqueueTest, ProcNoSuchProcessIsEsrch) {
+  auto out = Call({Ch(KFilter::kProc, 4242, kev::kAdd, kev::kNoteExit)}, Poll(1));
+  ASSERT_EQ(out.events.size(), 1u);
+  EXPECT_EQ(out.events[0].data, ESRCH);  // OB :334-336, DF :301-303
+  out = Call({Ch(KFilter::kProc, 0, kev::kAdd, kev::kNoteExit)}, Poll(1));
+  EXPECT_EQ(out.events[0].data, ESRCH);
+  EXPECT_EQ(engine_.KnoteCount(kq_), 0u);
+}
+
+TEST_F(KqueueTest, ProcZombieAttachDiffers) {
+  host_.zombies[kChild] = 3 << 8;
+  // OpenBSD: exiting processes cannot be specified (OB :338-340).
+  auto out = Call({Ch(KFilter::kProc, kChild, kev::kAdd, kev::kNoteExit)}, Poll(1), OpenbsdPolicy());
+  EXPECT_EQ(out.events[0].data, ESRCH);
+  EXPECT_EQ(host_.proc_refs.count(kChild), 0u);
+  // DragonFly: only with NOTE_EXIT (zpfind, DF :296-300), and it fires at once (:325-331).
+  KqueuePolicy df = DragonflyPolicy();
+  df.zombie_attach = KqueuePolicy::ZombieAttach::kWithNoteExit;
+  out = Call({Ch(KFilter::kProc, kChild, kev::kAdd, kev::kNoteFork)}, Poll(1), df);
+  EXPECT_EQ(out.events[0].data, ESRCH);
+  Call({Ch(KFilter::kProc, kChild, kev::kAdd, kev::kNoteExit)}, Poll(0), df);
+  auto ev = Get(8, df);
+  ASSERT_EQ(ev.size(), 1u);
+  EXPECT_EQ(ev[0].data, 3 << 8);
+  // FreeBSD: always; a knote with nothing to report is dropped (EV_DROP).
+  KqueuePolicy fb = FreebsdPolicy();
+  fb.proc_exit_always = false;
+  Call({Ch(KFilter::kProc, kChild, kev::kAdd, kev::kNoteFork)}, Poll(0), fb);
+  EXPECT_TRUE(Get(8, fb).empty());
+  EXPECT_EQ(engine_.KnoteCount(kq_), 0u);
+}
+
+TEST_F(KqueueTest, ProcExitWithoutNoteExitDependsOnTheKernel) {
+  host_.live.insert(kChild);
+  KqueuePolicy fb = FreebsdPolicy();
+  fb.proc_exit_always = false;
+  Call({Ch(KFilter::kProc, kChild, kev::kAdd, kev::kNoteExec)}, Poll(0), fb);
+  engine_.OnProcessExit(kChild, 0);
+  EXPECT_TRUE(Get(8, fb).empty());  // FreeBSD: EV_DROP
+  EXPECT_EQ(engine_.KnoteCount(kq_), 0u);
+  KqueuePolicy df = DragonflyPolicy();
+  df.proc_exit_flags = 0x1000;
+  Call({Ch(KFilter::kProc, kChild, kev::kAdd, kev::kNoteExec)}, Poll(0), df);
+  engine_.OnProcessExit(kChild, 0);
+  auto ev = Get(8, df);
+  ASSERT_EQ(ev.size(), 1u);  // DF :378-390: reported anyway, with EV_NODATA
+  EXPECT_EQ(ev[0].fflags, 0u);
+  EXPECT_EQ(ev[0].flags & (kev::kEof | 0x1000), kev::kEof | 0x1000);
+}
+
+TEST_F(KqueueTest, ProcTrackFollowsTheChild) {
+  host_.live.insert({kChild, kChild + 1});
+  const uint32_t ff = kev::kNoteExit | kev::kNoteFork | kev::kNoteExec | kev::kNoteTrack;
+  Call({Ch(KFilter::kProc, kChild, kev::kAdd, ff, 0, 0x55)}, Poll(0), OpenbsdPolicy());
+  engine_.OnProcessFork(kChild, kChild + 1);
+  auto ev = Get(8, OpenbsdPolicy());
+  ASSERT_EQ(ev.size(), 2u);
+  std::sort(ev.begin(), ev.end(), [](auto& a, auto& b) { return a.ident < b.ident; });
+  EXPECT_EQ(ev[0].ident, static_cast<uint64_t>(kChild));
+  EXPECT_EQ(ev[0].fflags, kev::kNoteFork);
+  // The new knote: NOTE_CHILD, data = the parent (OB :348-352), same udata.
+  EXPECT_EQ(ev[1].ident, static_cast<uint64_t>(kChild + 1));
+  EXPECT_EQ(ev[1].fflags, kev::kNoteChild);
+  EXPECT_EQ(ev[1].data, kChild);
+  EXPECT_EQ(ev[1].udata, 0x55u);
+  EXPECT_EQ(host_.proc_refs[kChild + 1], 1);
+  // It tracks the child's own events with the same fflags.
+  engine_.OnProcessExec(kChild + 1);
+  engine_.OnProcessExit(kChild + 1, 5 << 8);
+  ev = Get(8, OpenbsdPolicy());
+  ASSERT_EQ(ev.size(), 1u);
+  EXPECT_EQ(ev[0].fflags, kev::kNoteExec | kev::kNoteExit);
+  EXPECT_EQ(ev[0].data, 5 << 8);
+  // A child that cannot be tracked: NOTE_TRACKERR on the parent's (OB :444-446).
+  engine_.OnProcessFork(kChild, 999);
+  ev = Get(8, OpenbsdPolicy());
+  ASSERT_EQ(ev.size(), 1u);
+  EXPECT_EQ(ev[0].fflags, kev::kNoteFork | kev::kNoteTrackErr);
+}
+
+TEST_F(KqueueTest, ProcForkWithoutTrackAndUnseenNotes) {
+  host_.live.insert(kChild);
+  Call({Ch(KFilter::kProc, kChild, kev::kAdd, kev::kNoteExit)}, Poll(0));
+  engine_.OnProcessFork(kChild, kChild + 1);  // not asked for
+  engine_.OnProcessExec(kChild);
+  EXPECT_TRUE(Get().empty());
+  EXPECT_EQ(engine_.KnoteCount(kq_), 1u);
+  // A host that cannot see forks refuses NOTE_FORK/EXEC/TRACK.
+  host_.fork_exec_supported = false;
+  auto out = Call({Ch(KFilter::kProc, kChild, kev::kAdd | kev::kReceipt, kev::kNoteFork)}, Poll(1));
+  EXPECT_EQ(out.events[0].data, 0);  // an existing knote is only modified
+  host_.live.insert(kChild + 5);
+  out = Call({Ch(KFilter::kProc, kChild + 5, kev::kAdd, kev::kNoteFork)}, Poll(1));
+  EXPECT_EQ(out.events[0].data, EOPNOTSUPP);
+}
+
+TEST_F(KqueueTest, ProcKnotesGoWithTheKqueue) {
+  host_.live.insert(kChild);
+  Call({Ch(KFilter::kProc, kChild, kev::kAdd, kev::kNoteExit)}, Poll(0));
+  Call({Ch(KFilter::kProc, kChild, kev::kDelete)}, Poll(0));
+  EXPECT_EQ(host_.proc_refs.count(kChild), 0u);
+  Call({Ch(KFilter::kProc, kChild, kev::kAdd, kev::kNoteExit)}, Poll(0));
+  engine_.Close(kq_);
+  EXPECT_EQ(host_.proc_refs.count(kChild), 0u);
+}
+
+// ---- EVFILT_SIGNAL ----
+
+TEST_F(KqueueTest, SignalCountsDeliveriesSinceLastRetrieval) {
+  Call({Ch(KFilter::kSignal, 10, kev::kAdd, 0, 0, 9)}, Poll(0));
+  engine_.OnSignal(kP.pid, 10);
+  engine_.OnSignal(kP.pid, 10);
+  engine_.OnSignal(kP.pid, 12);      // not watched
+  engine_.OnSignal(kP.pid + 1, 10);  // another process
+  auto ev = Get();
+  ASSERT_EQ(ev.size(), 1u);
+  EXPECT_EQ(ev[0].ident, 10u);
+  EXPECT_EQ(ev[0].data, 2);
+  EXPECT_EQ(ev[0].flags & kev::kClear, kev::kClear);  // EV_CLEAR implied
+  EXPECT_TRUE(Get().empty());
+  // Disabled: still counted, reported once enabled.
+  Call({Ch(KFilter::kSignal, 10, kev::kDisable, 0, 0, 9)}, Poll(0));
+  engine_.OnSignal(kP.pid, 10);
+  EXPECT_TRUE(Get().empty());
+  Call({Ch(KFilter::kSignal, 10, kev::kEnable, 0, 0, 9)}, Poll(0));
+  ev = Get();
+  ASSERT_EQ(ev.size(), 1u);
+  EXPECT_EQ(ev[0].data, 1);
+}
+
+TEST_F(KqueueTest, SignalWakesAWaiterAndRejectsBadNumbers) {
+  Call({Ch(KFilter::kSignal, 17, kev::kAdd)}, Poll(0));
+  Captured c;
+  Park(&c, Forever(1));
+  engine_.OnSignal(kP.pid, 17);
+  ASSERT_TRUE(c.called);
+  ASSERT_EQ(c.out.events.size(), 1u);
+  EXPECT_EQ(c.out.events[0].data, 1);
+  auto out = Call({Ch(KFilter::kSignal, 0, kev::kAdd), Ch(KFilter::kSignal, 65, kev::kAdd)}, Poll(2));
+  ASSERT_EQ(out.events.size(), 2u);
+  EXPECT_EQ(out.events[0].data, EINVAL);
+  EXPECT_EQ(out.events[1].data, EINVAL);
+}
+
+// ---- EVFILT_VNODE ----
+
+TEST_F(KqueueTest, VnodeReportsRequestedNotes) {
+  host_.Open(kP.pid, 6);
+  Call({Ch(KFilter::kVnode, 6, kev::kAdd | kev::kClear, kev::kNoteWrite | kev::kNoteDelete)}, Poll(0));
+  EXPECT_EQ(host_.vnodes.size(), 1u);
+  const WatchId w = host_.vnodes.begin()->first;
+  engine_.OnVnodeEvent(w, kev::kNoteAttrib);  // not asked for
+  EXPECT_TRUE(Get().empty());
+  engine_.OnVnodeEvent(w, kev::kNoteWrite | kev::kNoteExtend);
+  engine_.OnVnodeEvent(w, kev::kNoteDelete);
+  auto ev = Get();
+  ASSERT_EQ(ev.size(), 1u);
+  EXPECT_EQ(ev[0].fflags, kev::kNoteWrite | kev::kNoteDelete);  // accumulated
+  EXPECT_TRUE(Get().empty());                                   // EV_CLEAR
+}
+
+TEST_F(KqueueTest, VnodeWithoutClearKeepsFiring) {
+  host_.Open(kP.pid, 6);
+  Call({Ch(KFilter::kVnode, 6, kev::kAdd, kev::kNoteWrite)}, Poll(0));
+  engine_.OnVnodeEvent(host_.vnodes.begin()->first, kev::kNoteWrite);
+  EXPECT_EQ(Get().size(), 1u);
+  EXPECT_EQ(Get().size(), 1u);  // kn_fflags stay set: level-triggered
+}
+
+TEST_F(KqueueTest, VnodeTruncateOnlyWhereTheKernelHasIt) {
+  host_.Open(kP.pid, 6);
+  const uint32_t ask = kev::kNoteAttrib | kev::kNoteTruncate;  // 0x80 = FreeBSD NOTE_OPEN
+  Call({Ch(KFilter::kVnode, 6, kev::kAdd | kev::kClear, ask)}, Poll(0));
+  engine_.OnVnodeEvent(host_.vnodes.begin()->first, kev::kNoteAttrib | kev::kNoteTruncate);
+  auto ev = Get();
+  ASSERT_EQ(ev.size(), 1u);
+  EXPECT_EQ(ev[0].fflags, kev::kNoteAttrib);  // FreeBSD (vnode_notes 0x7f)
+  KqueuePolicy ob = OpenbsdPolicy();
+  ob.vnode_notes = 0xff;
+  Call({}, Poll(0), ob);
+  engine_.OnVnodeEvent(host_.vnodes.begin()->first, kev::kNoteAttrib | kev::kNoteTruncate);
+  ev = Get(8, ob);
+  ASSERT_EQ(ev.size(), 1u);
+  EXPECT_EQ(ev[0].fflags, ask);
+}
+
+TEST_F(KqueueTest, VnodeCloseDropsTheKnote) {
+  host_.Open(kP.pid, 6);
+  Call({Ch(KFilter::kVnode, 6, kev::kAdd, kev::kNoteWrite)}, Poll(0));
+  engine_.OnVnodeEvent(host_.vnodes.begin()->first, kev::kNoteWrite);
+  host_.Close(kP.pid, 6);
+  EXPECT_TRUE(Get().empty());  // knote_fdclose: silently
+  EXPECT_EQ(engine_.KnoteCount(kq_), 0u);
+  EXPECT_TRUE(host_.vnodes.empty());
+  auto out = Call({Ch(KFilter::kVnode, 6, kev::kAdd, kev::kNoteWrite)}, Poll(1));
+  EXPECT_EQ(out.events[0].data, EBADF);
+}
+
+TEST_F(KqueueTest, SocketEofCarriesTheError) {
+  auto f = host_.Open(kP.pid, 5);
+  Call({Ch(KFilter::kRead, 5, kev::kAdd)}, Poll(0));
+  host_.eof_error = ECONNRESET;
+  host_.Set(engine_, f, pb::kIn | pb::kRdHup | pb::kErr, 0);
+  auto ev = Get();
+  ASSERT_EQ(ev.size(), 1u);
+  EXPECT_EQ(ev[0].flags & kev::kEof, kev::kEof);
+  EXPECT_EQ(ev[0].fflags, static_cast<uint32_t>(ECONNRESET));
 }
 
 }  // namespace

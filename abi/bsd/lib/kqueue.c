@@ -6,7 +6,11 @@
  * foreign struct timespec) and reports errors the Linux way: -1 and errno.
  */
 #define _GNU_SOURCE
+#include <dlfcn.h>
 #include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <string.h>
 #include <fcntl.h>
 #include <stdint.h>
 #include <sys/event.h>
@@ -70,11 +74,243 @@ EXPORT int kqueue1(int flags) {
 }
 #endif
 
+/*
+ * EVFILT_SIGNAL (docs/kqueue.md, "Signals"). Linux cannot watch a signal's
+ * delivery without taking part in it, so this library does: when a kevent
+ * change adds an EVFILT_SIGNAL knote, the signal gets a counting handler
+ * that reports each delivery to the supervisor (evshim_kqueue_signal) and
+ * then does what the program asked for: it calls the program's handler, or
+ * nothing if the signal is ignored (SIG_IGN, or SIG_DFL whose default is to
+ * ignore). sigaction() and signal() below keep the program's view: it sets
+ * and reads its own dispositions as if the hook were not there.
+ * Not hooked: SIGKILL and SIGSTOP (cannot be caught), signals whose default
+ * action terminates or stops the process while they are SIG_DFL, and SIGCHLD
+ * while SIG_IGN (the kernel does not send it: children are reaped at once,
+ * which FreeBSD's kqueue(2) also says).
+ */
+#define EVSHIM_SIGNALS 65 /* Linux _NSIG */
+#ifdef EVSHIM_SYS_kqueuex
+#define EVSHIM_SYS_kqueue_signal 1012 /* FreeBSD */
+#elif defined(EVSHIM_SYS_kqueue1)
+#define EVSHIM_SYS_kqueue_signal 1033 /* OpenBSD */
+#else
+#define EVSHIM_SYS_kqueue_signal 1022 /* DragonFly */
+#endif
+
+typedef int (*sigaction_fn)(int, const struct sigaction *, struct sigaction *);
+
+static struct sigaction program_action[EVSHIM_SIGNALS]; /* what the program set, when hooked */
+static volatile sig_atomic_t hooked[EVSHIM_SIGNALS];
+static pthread_mutex_t hook_lock = PTHREAD_MUTEX_INITIALIZER;
+/* Per thread: signals the hook swallowed (ignored ones) and program
+ * handlers it ran, for kevent's EINTR rule below. */
+static __thread volatile unsigned passive_signals __attribute__((tls_model("initial-exec")));
+static __thread volatile unsigned handled_signals __attribute__((tls_model("initial-exec")));
+
+/* dlsym's object pointer as a function pointer (POSIX guarantees it works). */
+static void *next_symbol(const char *name) { return dlsym(RTLD_NEXT, name); }
+#define NEXT(type, name) (__extension__(type) next_symbol(name))
+
+static sigaction_fn real_sigaction(void) {
+  static sigaction_fn fn;
+  if (fn == NULL) fn = NEXT(sigaction_fn, "sigaction");
+  return fn;
+}
+
+static int default_ignores(int sig) {
+  return sig == SIGCHLD || sig == SIGWINCH || sig == SIGURG || sig == SIGCONT;
+}
+
+/* Whether a disposition is one the hook can count without changing it. */
+static int hookable(int sig, const struct sigaction *a) {
+  if (sig <= 0 || sig >= EVSHIM_SIGNALS || sig == SIGKILL || sig == SIGSTOP) return 0;
+  if (!(a->sa_flags & SA_SIGINFO) && a->sa_handler == SIG_IGN) return sig != SIGCHLD;
+  if (!(a->sa_flags & SA_SIGINFO) && a->sa_handler == SIG_DFL) return default_ignores(sig);
+  return 1;
+}
+
+static void counting_handler(int sig, siginfo_t *info, void *uc) {
+  int saved = errno;
+  syscall(EVSHIM_SYS_kqueue_signal, (long)sig);
+  struct sigaction a = program_action[sig];
+  if (a.sa_flags & SA_RESETHAND) {
+    /* One delivery, then the default (SA_RESETHAND). */
+    program_action[sig].sa_handler = SIG_DFL;
+    program_action[sig].sa_flags &= ~(SA_SIGINFO | SA_RESETHAND);
+    if (!default_ignores(sig)) {
+      struct sigaction dfl;
+      memset(&dfl, 0, sizeof dfl);
+      dfl.sa_handler = SIG_DFL;
+      hooked[sig] = 0;
+      real_sigaction()(sig, &dfl, NULL);
+    }
+  }
+  errno = saved;
+  if (a.sa_flags & SA_SIGINFO) {
+    handled_signals++;
+    a.sa_sigaction(sig, info, uc);
+  } else if (a.sa_handler != SIG_IGN && a.sa_handler != SIG_DFL) {
+    handled_signals++;
+    a.sa_handler(sig);
+  } else {
+    passive_signals++; /* ignored: the BSD kernel would not interrupt anything */
+  }
+}
+
+/* Installs the counting handler over the program's disposition `a`. */
+static int install_hook(int sig, const struct sigaction *a) {
+  struct sigaction h;
+  memset(&h, 0, sizeof h);
+  h.sa_sigaction = counting_handler;
+  h.sa_mask = a->sa_mask;
+  h.sa_flags = SA_SIGINFO | (a->sa_flags & (SA_RESTART | SA_NODEFER | SA_ONSTACK | SA_NOCLDSTOP |
+                                            SA_NOCLDWAIT));
+  const int passive = !(a->sa_flags & SA_SIGINFO) && (a->sa_handler == SIG_IGN || a->sa_handler == SIG_DFL);
+  if (passive) h.sa_flags |= SA_RESTART;
+  return real_sigaction()(sig, &h, NULL);
+}
+
+static void hook_signal(int sig) {
+  if (sig <= 0 || sig >= EVSHIM_SIGNALS) return;
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_BLOCK, &all, &old);
+  pthread_mutex_lock(&hook_lock);
+  if (!hooked[sig]) {
+    struct sigaction cur;
+    if (real_sigaction()(sig, NULL, &cur) == 0 && hookable(sig, &cur)) {
+      program_action[sig] = cur;
+      if (install_hook(sig, &cur) == 0) hooked[sig] = 1;
+    }
+  }
+  pthread_mutex_unlock(&hook_lock);
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+}
+
+EXPORT int sigaction(int sig, const struct sigaction *act, struct sigaction *oldact) {
+  if (sig <= 0 || sig >= EVSHIM_SIGNALS) return real_sigaction()(sig, act, oldact);
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_BLOCK, &all, &old);
+  pthread_mutex_lock(&hook_lock);
+  int r = 0;
+  if (!hooked[sig]) {
+    r = real_sigaction()(sig, act, oldact);
+  } else {
+    struct sigaction prev = program_action[sig];
+    if (act != NULL) {
+      if (hookable(sig, act)) {
+        program_action[sig] = *act;
+        r = install_hook(sig, act);
+      } else {
+        /* A disposition the hook cannot keep (SIG_DFL that terminates,
+         * SIGCHLD ignored): the program's own, unhooked. */
+        r = real_sigaction()(sig, act, NULL);
+        if (r == 0) hooked[sig] = 0;
+      }
+    }
+    if (r == 0 && oldact != NULL) *oldact = prev;
+  }
+  pthread_mutex_unlock(&hook_lock);
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  return r;
+}
+
+/* glibc's signal() is BSD signal(): SA_RESTART, handler kept. */
+EXPORT sighandler_t signal(int sig, sighandler_t handler) {
+  struct sigaction a, old;
+  memset(&a, 0, sizeof a);
+  a.sa_handler = handler;
+  a.sa_flags = SA_RESTART;
+  sigemptyset(&a.sa_mask);
+  if (sig > 0 && sig < EVSHIM_SIGNALS) sigaddset(&a.sa_mask, sig);
+  if (sigaction(sig, &a, &old) != 0) return SIG_ERR;
+  return old.sa_handler;
+}
+
+/* exec keeps ignored signals ignored and resets caught ones: a signal the
+ * program ignores gets SIG_IGN back before exec (posix_spawn, system and
+ * popen bypass these: docs/kqueue.md). */
+static void unhook_ignored(void) {
+  for (int sig = 1; sig < EVSHIM_SIGNALS; sig++) {
+    if (hooked[sig] && !(program_action[sig].sa_flags & SA_SIGINFO) &&
+        program_action[sig].sa_handler == SIG_IGN) {
+      real_sigaction()(sig, &program_action[sig], NULL);
+      hooked[sig] = 0;
+    }
+  }
+}
+static void rehook_ignored(void) {
+  for (int sig = 1; sig < EVSHIM_SIGNALS; sig++) {
+    struct sigaction cur;
+    if (!hooked[sig] && real_sigaction()(sig, NULL, &cur) == 0 && !(cur.sa_flags & SA_SIGINFO) &&
+        cur.sa_handler == SIG_IGN && program_action[sig].sa_handler == SIG_IGN &&
+        hookable(sig, &cur) && install_hook(sig, &cur) == 0) {
+      hooked[sig] = 1;
+    }
+  }
+}
+typedef int (*execve_fn)(const char *, char *const[], char *const[]);
+EXPORT int execve(const char *path, char *const argv[], char *const envp[]) {
+  static execve_fn real;
+  if (real == NULL) real = NEXT(execve_fn, "execve");
+  unhook_ignored();
+  int r = real(path, argv, envp);
+  int saved = errno;
+  rehook_ignored();
+  errno = saved;
+  return r;
+}
+EXPORT int execv(const char *path, char *const argv[]) { return execve(path, argv, environ); }
+EXPORT int execvp(const char *file, char *const argv[]) {
+  typedef int (*execvp_fn)(const char *, char *const[]);
+  static execvp_fn real;
+  if (real == NULL) real = NEXT(execvp_fn, "execvp");
+  unhook_ignored();
+  int r = real(file, argv);
+  int saved = errno;
+  rehook_ignored();
+  errno = saved;
+  return r;
+}
+
+static int64_t mono_ns(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (int64_t)t.tv_sec * 1000000000LL + t.tv_nsec;
+}
+
 EXPORT int kevent(int kq, const struct kevent *changelist, int nchanges, struct kevent *eventlist,
                   int nevents, const struct timespec *timeout) {
-  struct wire_timespec ts;
-  return (int)syscall(EVSHIM_SYS_kevent, (long)kq, changelist, (long)nchanges, eventlist,
-                      (long)nevents, to_wire(timeout, &ts));
+  for (int i = 0; changelist != NULL && i < nchanges; i++) {
+    if (changelist[i].filter == EVFILT_SIGNAL && (changelist[i].flags & EV_ADD)) {
+      hook_signal((int)changelist[i].ident);
+    }
+  }
+  const int64_t start = timeout != NULL ? mono_ns() : 0;
+  struct timespec left;
+  const struct timespec *t = timeout;
+  for (;;) {
+    const unsigned passive = passive_signals, handled = handled_signals;
+    struct wire_timespec ts;
+    int r = (int)syscall(EVSHIM_SYS_kevent, (long)kq, changelist, (long)nchanges, eventlist,
+                         (long)nevents, to_wire(t, &ts));
+    if (r != -1 || errno != EINTR || passive == passive_signals || handled != handled_signals) {
+      return r;
+    }
+    /* Only an ignored signal the hook caught interrupted the wait: on the
+     * BSDs nothing would have. The changes are applied (the supervisor
+     * answers EINTR only to a restarted call); wait for the rest. */
+    changelist = NULL;
+    nchanges = 0;
+    if (timeout != NULL) {
+      int64_t rem = (int64_t)timeout->tv_sec * 1000000000LL + timeout->tv_nsec - (mono_ns() - start);
+      if (rem < 0) rem = 0;
+      left.tv_sec = (time_t)(rem / 1000000000LL);
+      left.tv_nsec = (long)(rem % 1000000000LL);
+      t = &left;
+    }
+  }
 }
 
 #ifdef EVSHIM_SYS_freebsd11_kevent

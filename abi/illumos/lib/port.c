@@ -30,13 +30,35 @@
 static __thread unsigned call_seq;
 #endif
 
-static long portfs(long op, long a0, long a1, long a2, long a3, long a4) {
+static long portfs_once(long op, long a0, long a1, long a2, long a3, long a4) {
+  return syscall(EVSHIM_SYS_portfs, op, a0, a1, a2, a3, a4); /* -1 and errno on error */
+}
+
+static long with_call_number(long op) {
 #if defined(__x86_64__)
   call_seq += 2;
   op |= (long)((unsigned long)(call_seq | 1) << 32);
 #endif
-  long r = syscall(EVSHIM_SYS_portfs, op, a0, a1, a2, a3, a4);
-  return r; /* -1 with errno set on error, as syscall(2) does */
+  return op;
+}
+
+/* A wait (port_get/port_getn) returns EINTR when a signal interrupts it. */
+static long portfs_wait(long op, long a0, long a1, long a2, long a3, long a4) {
+  return portfs_once(with_call_number(op), a0, a1, a2, a3, a4);
+}
+
+/*
+ * The other calls never fail with EINTR on illumos. Under evshim a signal can
+ * interrupt the round trip to the supervisor; the call is then re-issued with
+ * the same call number, and the supervisor answers it with the outcome the
+ * first attempt had (it never applies a call twice).
+ */
+static long portfs(long op, long a0, long a1, long a2, long a3, long a4) {
+  op = with_call_number(op);
+  long r;
+  do r = portfs_once(op, a0, a1, a2, a3, a4);
+  while (r == -1 && errno == EINTR);
+  return r;
 }
 
 /* Linux <poll.h> bits -> illumos bits at the syscall boundary, and back. */
@@ -130,7 +152,7 @@ EXPORT int port_sendn(int ports[], int errors[], uint_t nent, int events, void *
 EXPORT int port_get(int port, port_event_t *pe, struct timespec *timeout) {
   long sec = timeout ? (long)timeout->tv_sec : 0;
   long nsec = timeout ? timeout->tv_nsec : 0;
-  long r = portfs(EVSHIM_PORT_GET, port, (long)pe, sec, nsec, (long)timeout);
+  long r = portfs_wait(EVSHIM_PORT_GET, port, (long)pe, sec, nsec, (long)timeout);
   if (r < 0) return -1;
   /* A zero timeout with nothing queued returns 0 and leaves *pe untouched. */
   if (pe != NULL) fix_event(pe);
@@ -142,7 +164,7 @@ EXPORT int port_getn(int port, port_event_t list[], uint_t max, uint_t *nget, st
     errno = EINVAL;
     return -1;
   }
-  long r = portfs(EVSHIM_PORT_GETN, port, (long)list, max, *nget, (long)timeout);
+  long r = portfs_wait(EVSHIM_PORT_GETN, port, (long)list, max, *nget, (long)timeout);
   if (r == -1) return -1; /* a hard error: *nget is not updated (event_port.c) */
   unsigned long v = (unsigned long)r;
   unsigned count;

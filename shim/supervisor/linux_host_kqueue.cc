@@ -1,0 +1,442 @@
+// LinuxHost: the sources of kqueue's EVFILT_PROC and EVFILT_VNODE
+// (docs/kqueue.md, "Processes" and "Files").
+//
+// Processes. Each watched pid has a pidfd in the main loop: it polls readable
+// once the whole process has exited (it is then a zombie and waitable). The
+// wait status is read without reaping and without touching the parent's
+// SIGCHLD: from the netlink process connector (PROC_EVENT_EXIT carries the
+// exit code in wait(2) form) when it is available, else from field 52 of
+// /proc/PID/stat while the process is a zombie. The connector also reports
+// forks and execs (NOTE_FORK, NOTE_EXEC, NOTE_TRACK); it needs CAP_NET_ADMIN,
+// and without it those notes are EOPNOTSUPP. EVSHIM_NO_PROC_CONNECTOR=1
+// disables it (tests of the fallback).
+//
+// Files. One inotify instance; a watch is added on /proc/PID/fd/N, which
+// resolves to the file the target has open (deleted ones included) without
+// opening it. inotify says that something happened; stat()ing the target's
+// descriptor through /proc tells which NOTE_* it was (link count and size
+// compared with the previous look).
+#include <fcntl.h>
+#include <linux/cn_proc.h>
+#include <linux/connector.h>
+#include <linux/netlink.h>
+#include <sys/epoll.h>
+#include <sys/inotify.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "emul/kqueue.h"
+#include "shim/supervisor/linux_host.h"
+
+namespace evshim::shim {
+
+using emul::Errno;
+using emul::Result;
+
+namespace {
+
+constexpr uint64_t kKindPidfd = 1, kKindConnector = 2, kKindInotify = 3;
+
+uint64_t Tag(uint64_t kind, uint32_t low) {
+  return LinuxHost::kHostTag | (kind << 32) | low;
+}
+
+// /proc/PID/stat: state (field 3) and exit_code (field 52, wait(2) form).
+bool ReadStat(emul::Pid pid, char* state, int64_t* exit_code) {
+  char path[64];
+  std::snprintf(path, sizeof path, "/proc/%d/stat", pid);
+  FILE* f = std::fopen(path, "re");
+  if (f == nullptr) return false;
+  char buf[2048];
+  size_t n = std::fread(buf, 1, sizeof buf - 1, f);
+  std::fclose(f);
+  buf[n] = '\0';
+  char* p = std::strrchr(buf, ')');
+  if (p == nullptr) return false;
+  std::vector<std::string> fields;
+  for (char* tok = std::strtok(p + 1, " \n"); tok != nullptr; tok = std::strtok(nullptr, " \n")) {
+    fields.emplace_back(tok);
+  }
+  if (fields.empty()) return false;
+  *state = fields[0][0];
+  *exit_code = fields.size() > 49 ? std::atoll(fields[49].c_str()) : 0;  // field 52
+  return true;
+}
+
+constexpr uint32_t kInotifyMask = IN_MODIFY | IN_ATTRIB | IN_MOVE_SELF | IN_DELETE_SELF |
+                                  IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO;
+
+std::string FdPath(emul::Pid pid, int fd) {
+  return "/proc/" + std::to_string(pid) + "/fd/" + std::to_string(fd);
+}
+
+}  // namespace
+
+bool LinuxHost::EnsureConnector() {
+  if (connector_state_ != 0) return connector_state_ > 0;
+  connector_state_ = -1;
+  const char* off = std::getenv("EVSHIM_NO_PROC_CONNECTOR");
+  if (off != nullptr && *off != '\0' && std::strcmp(off, "0") != 0) return false;
+  int fd = socket(PF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, NETLINK_CONNECTOR);
+  if (fd < 0) return false;
+  int size = 8 << 20;  // events of the whole machine: make overflow unlikely
+  setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &size, sizeof size);
+  sockaddr_nl addr{};
+  addr.nl_family = AF_NETLINK;
+  addr.nl_groups = CN_IDX_PROC;
+  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    close(fd);
+    return false;
+  }
+  // nlmsghdr, cn_msg, then the operation.
+  alignas(nlmsghdr) unsigned char msg[NLMSG_LENGTH(sizeof(cn_msg) + sizeof(uint32_t))] = {};
+  auto* nh = reinterpret_cast<nlmsghdr*>(msg);
+  nh->nlmsg_len = sizeof msg;
+  nh->nlmsg_type = NLMSG_DONE;
+  auto* cn = static_cast<cn_msg*>(NLMSG_DATA(nh));
+  cn->id.idx = CN_IDX_PROC;
+  cn->id.val = CN_VAL_PROC;
+  cn->len = sizeof(uint32_t);
+  const uint32_t op = PROC_CN_MCAST_LISTEN;
+  std::memcpy(reinterpret_cast<unsigned char*>(cn) + sizeof(cn_msg), &op, sizeof op);
+  if (send(fd, msg, sizeof msg, 0) != static_cast<ssize_t>(sizeof msg)) {
+    close(fd);  // EPERM without CAP_NET_ADMIN
+    return false;
+  }
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.u64 = Tag(kKindConnector, 0);
+  epoll_ctl(loop_epoll_, EPOLL_CTL_ADD, fd, &ev);
+  connector_fd_ = fd;
+  connector_state_ = 1;
+  return true;
+}
+
+Result<emul::Host::ProcessState> LinuxHost::WatchProcess(emul::Pid pid, bool fork_exec,
+                                                         bool was_forked) {
+  const bool connector = EnsureConnector();  // also the better exit status
+  if (fork_exec && !connector) return Errno{EOPNOTSUPP};
+  if (pid <= 0) return Errno{ESRCH};
+  auto it = proc_watches_.find(pid);
+  if (it != proc_watches_.end()) {
+    ++it->second.refs;
+    return ProcessState{it->second.exited && it->second.has_status, it->second.status};
+  }
+  ProcWatch w;
+  w.refs = 1;
+  w.pidfd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
+  if (w.pidfd < 0) {
+    // Reported by a fork and gone already: its exit message follows in the
+    // connector's stream.
+    if (!(was_forked && connector)) return Errno{ESRCH};
+    w.exited = true;
+    proc_watches_.emplace(pid, w);
+    return ProcessState{};
+  }
+  fcntl(w.pidfd, F_SETFD, FD_CLOEXEC);
+  char state = 0;
+  int64_t code = 0;
+  if (ReadStat(pid, &state, &code) && (state == 'Z' || state == 'X')) {
+    w.exited = true;
+    w.has_status = true;
+    w.status = code;
+    close(w.pidfd);
+    w.pidfd = -1;
+    proc_watches_.emplace(pid, w);
+    return ProcessState{true, code};
+  }
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.u64 = Tag(kKindPidfd, static_cast<uint32_t>(pid));
+  epoll_ctl(loop_epoll_, EPOLL_CTL_ADD, w.pidfd, &ev);
+  proc_watches_.emplace(pid, w);
+  return ProcessState{};
+}
+
+void LinuxHost::UnwatchProcess(emul::Pid pid) {
+  auto it = proc_watches_.find(pid);
+  if (it == proc_watches_.end()) return;
+  if (--it->second.refs > 0) return;
+  if (it->second.pidfd >= 0) close(it->second.pidfd);  // leaves the main loop with it
+  proc_watches_.erase(it);
+}
+
+void LinuxHost::ReportExit(emul::Pid pid) {
+  auto it = proc_watches_.find(pid);
+  if (it == proc_watches_.end() || it->second.reported) return;
+  it->second.reported = true;
+  const int64_t status = it->second.status;
+  // The sink unwatches: `it` may be gone after this.
+  if (kqueue_sink_.exit) kqueue_sink_.exit(pid, status);
+}
+
+// The pidfd polled readable: the process has exited and is waitable.
+void LinuxHost::ProcessExited(emul::Pid pid) {
+  auto it = proc_watches_.find(pid);
+  if (it == proc_watches_.end()) return;
+  ProcWatch& w = it->second;
+  if (w.pidfd >= 0) {
+    close(w.pidfd);
+    w.pidfd = -1;
+  }
+  w.exited = true;
+  if (!w.has_status && connector_state_ > 0) {
+    ReadConnector();  // its exit message may be waiting
+    it = proc_watches_.find(pid);
+    if (it == proc_watches_.end()) return;
+  }
+  ProcWatch& w2 = it->second;
+  if (!w2.has_status) {
+    char state = 0;
+    int64_t code = 0;
+    if (ReadStat(pid, &state, &code) && (state == 'Z' || state == 'X')) {
+      w2.has_status = true;
+      w2.status = code;
+    } else if (connector_state_ > 0) {
+      return;  // reaped already: the connector's message will tell the status
+    } else {
+      w2.has_status = true;  // reaped before we looked, no connector: 0 (docs/kqueue.md)
+    }
+  }
+  ReportExit(pid);
+}
+
+void LinuxHost::ReadConnector() {
+  alignas(nlmsghdr) char buf[8192];
+  while (true) {
+    ssize_t n = recv(connector_fd_, buf, sizeof buf, MSG_DONTWAIT);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == ENOBUFS) {
+        // Messages were lost: processes waiting for their status get what
+        // /proc still shows, or 0.
+        std::vector<emul::Pid> waiting;
+        for (auto& [pid, w] : proc_watches_) {
+          if (w.exited && !w.has_status && !w.reported) waiting.push_back(pid);
+        }
+        for (emul::Pid pid : waiting) {
+          auto it = proc_watches_.find(pid);
+          if (it == proc_watches_.end()) continue;
+          it->second.has_status = true;
+          ReportExit(pid);
+        }
+        continue;
+      }
+      return;  // EAGAIN
+    }
+    for (nlmsghdr* nh = reinterpret_cast<nlmsghdr*>(buf); NLMSG_OK(nh, static_cast<uint32_t>(n));
+         nh = NLMSG_NEXT(nh, n)) {
+      if (nh->nlmsg_type == NLMSG_NOOP || nh->nlmsg_type == NLMSG_ERROR) continue;
+      auto* cn = static_cast<cn_msg*>(NLMSG_DATA(nh));
+      if (cn->id.idx != CN_IDX_PROC || cn->id.val != CN_VAL_PROC) continue;
+      auto* ev = reinterpret_cast<proc_event*>(cn->data);
+      switch (ev->what) {
+        case proc_event::PROC_EVENT_FORK: {
+          const auto& f = ev->event_data.fork;
+          if (f.child_pid != f.child_tgid) break;  // a thread, not a process
+          const emul::Pid parent = f.parent_tgid;
+          if (proc_watches_.count(parent) && kqueue_sink_.fork) {
+            kqueue_sink_.fork(parent, f.child_tgid);
+          }
+          break;
+        }
+        case proc_event::PROC_EVENT_EXEC: {
+          const emul::Pid pid = ev->event_data.exec.process_tgid;
+          if (proc_watches_.count(pid) && kqueue_sink_.exec) kqueue_sink_.exec(pid);
+          break;
+        }
+        case proc_event::PROC_EVENT_EXIT: {
+          const auto& e = ev->event_data.exit;
+          if (e.process_pid != e.process_tgid) break;  // the leader's exit holds the status
+          auto it = proc_watches_.find(e.process_tgid);
+          if (it == proc_watches_.end() || it->second.has_status) break;
+          it->second.has_status = true;
+          it->second.status = e.exit_code;
+          // Reported once the pidfd says the whole process is gone.
+          if (it->second.exited) ReportExit(e.process_tgid);
+          break;
+        }
+        case proc_event::PROC_EVENT_NONE:
+        case proc_event::PROC_EVENT_UID:
+        case proc_event::PROC_EVENT_GID:
+        case proc_event::PROC_EVENT_SID:
+        case proc_event::PROC_EVENT_PTRACE:
+        case proc_event::PROC_EVENT_COMM:
+        case proc_event::PROC_EVENT_COREDUMP:
+          break;
+      }
+    }
+  }
+}
+
+Result<emul::WatchId> LinuxHost::WatchVnode(emul::Pid pid, int fd) {
+  const std::string path = FdPath(pid, fd);
+  char link[256];
+  ssize_t n = readlink(path.c_str(), link, sizeof link - 1);
+  if (n < 0) return Errno{EBADF};
+  link[n] = '\0';
+  // Pipes, sockets and the like are not vnodes: their kqfilter refuses
+  // EVFILT_VNODE with EINVAL.
+  if (link[0] != '/') return Errno{EINVAL};
+  struct stat st {};
+  if (stat(path.c_str(), &st) != 0) return Errno{EBADF};
+  if (inotify_fd_ < 0) {
+    inotify_fd_ = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
+    if (inotify_fd_ < 0) return Errno{errno == EMFILE ? ENOMEM : errno};
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.u64 = Tag(kKindInotify, 0);
+    epoll_ctl(loop_epoll_, EPOLL_CTL_ADD, inotify_fd_, &ev);
+  }
+  // Follows the magic link to the open file's inode; holds no open file.
+  int wd = inotify_add_watch(inotify_fd_, path.c_str(), kInotifyMask);
+  if (wd < 0) return Errno{errno == ENOSPC ? ENOMEM : errno == ENOENT ? EBADF : errno};
+  VnodeWatch v;
+  v.pid = pid;
+  v.fd = fd;
+  v.wd = wd;
+  v.dev = st.st_dev;
+  v.ino = st.st_ino;
+  v.nlink = st.st_nlink;
+  v.size = st.st_size;
+  v.dir = S_ISDIR(st.st_mode);
+  if (v.dir) {
+    std::string target(link);
+    size_t slash = target.find_last_of('/');
+    if (slash != std::string::npos && target.size() > 1 && target.find(" (deleted)") == std::string::npos) {
+      std::string parent = slash == 0 ? "/" : target.substr(0, slash);
+      v.name = target.substr(slash + 1);
+      v.parent_wd = inotify_add_watch(inotify_fd_, parent.c_str(), kInotifyMask);
+    }
+  }
+  emul::WatchId id = next_watch_++;
+  vnodes_.emplace(id, v);
+  return id;
+}
+
+bool LinuxHost::SameVnode(emul::Pid pid, int fd, emul::WatchId id) {
+  auto it = vnodes_.find(id);
+  if (it == vnodes_.end()) return false;
+  struct stat st {};
+  if (stat(FdPath(pid, fd).c_str(), &st) != 0) return false;
+  return st.st_dev == it->second.dev && st.st_ino == it->second.ino;
+}
+
+void LinuxHost::DropVnode(emul::WatchId id) {
+  auto it = vnodes_.find(id);
+  if (it == vnodes_.end()) return;
+  const int wds[2] = {it->second.wd, it->second.parent_wd};
+  vnodes_.erase(it);
+  for (int wd : wds) {
+    if (wd < 0) continue;
+    bool used = false;  // inotify has one watch per inode: still in use?
+    for (auto& [other, v] : vnodes_) used = used || v.wd == wd || v.parent_wd == wd;
+    if (!used) inotify_rm_watch(inotify_fd_, wd);
+  }
+}
+
+void LinuxHost::ReadInotify() {
+  alignas(inotify_event) char buf[8192];
+  using namespace emul::kev;
+  while (true) {
+    ssize_t n = read(inotify_fd_, buf, sizeof buf);
+    if (n <= 0) return;
+    for (char* p = buf; p < buf + n;) {
+      auto* ie = reinterpret_cast<inotify_event*>(p);
+      p += sizeof(inotify_event) + ie->len;
+      // A directory's watch also hears of its entries' own changes (a name
+      // is given): only entries coming and going concern the directory.
+      const uint32_t mask =
+          ie->len > 0 ? ie->mask & (IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO) : ie->mask;
+      std::vector<std::pair<emul::WatchId, uint32_t>> fire;
+      for (auto& [id, v] : vnodes_) {
+        if (v.parent_wd == ie->wd && ie->len > 0 && v.name == ie->name &&
+            (ie->mask & (IN_DELETE | IN_MOVED_FROM)) && !v.deleted) {
+          // The watched directory's own name went away: removed if its
+          // link count is 0 now (a rename is IN_MOVE_SELF on it).
+          struct stat st {};
+          if (stat(FdPath(v.pid, v.fd).c_str(), &st) == 0 && st.st_ino == v.ino && st.st_nlink == 0) {
+            v.deleted = true;
+            fire.emplace_back(id, kNoteDelete);
+          }
+          continue;
+        }
+        if (v.wd != ie->wd || mask == 0) continue;
+        uint32_t notes = 0;
+        if (mask & IN_IGNORED) {
+          v.wd = -1;  // the inode is gone (after IN_DELETE_SELF) or unmounted
+          if (!v.deleted) notes |= kNoteDelete;
+        }
+        if (mask & IN_DELETE_SELF) notes |= kNoteDelete;
+        if (mask & IN_MOVE_SELF) notes |= kNoteRename;
+        if (mask & IN_UNMOUNT) notes |= kNoteRevoke;
+        if (mask & (IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO)) notes |= kNoteWrite;
+        struct stat st {};
+        const bool seen = stat(FdPath(v.pid, v.fd).c_str(), &st) == 0 && st.st_dev == v.dev &&
+                          st.st_ino == v.ino;
+        if (seen) {
+          const uint64_t nlink = st.st_nlink;
+          const int64_t size = st.st_size;
+          if (mask & IN_MODIFY) {
+            // A write (NOTE_EXTEND if it grew the file), or a truncation.
+            if (size < v.size) {
+              notes |= kNoteAttrib | kNoteTruncate;
+            } else {
+              notes |= kNoteWrite | (size > v.size ? kNoteExtend : 0);
+            }
+          }
+          if (nlink != v.nlink) {
+            // A file's unlink is NOTE_DELETE (vop_remove), a link() NOTE_LINK;
+            // a directory's count changes with its subdirectories.
+            if (!v.dir && nlink < v.nlink) {
+              notes |= kNoteDelete;
+            } else if (nlink == 0) {
+              notes |= kNoteDelete;
+            } else {
+              notes |= kNoteLink;
+            }
+          } else if (mask & IN_ATTRIB) {
+            notes |= kNoteAttrib;
+          }
+          v.nlink = nlink;
+          v.size = size;
+        } else if (mask & IN_MODIFY) {
+          notes |= kNoteWrite;
+        }
+        if (notes & kNoteDelete) v.deleted = true;
+        if (notes != 0) fire.emplace_back(id, notes);
+      }
+      for (auto& [id, notes] : fire) {
+        if (kqueue_sink_.vnode) kqueue_sink_.vnode(id, notes);
+      }
+    }
+  }
+}
+
+void LinuxHost::OnHostEvent(uint64_t data) {
+  const uint64_t kind = (data >> 32) & 0xff;
+  switch (kind) {
+    case kKindPidfd:
+      ProcessExited(static_cast<emul::Pid>(data & 0xffffffffu));
+      break;
+    case kKindConnector:
+      if (connector_fd_ >= 0) ReadConnector();
+      break;
+    case kKindInotify:
+      if (inotify_fd_ >= 0) ReadInotify();
+      break;
+    default:
+      break;
+  }
+}
+
+}  // namespace evshim::shim

@@ -1,0 +1,90 @@
+// Load and fault scenarios under the real supervisor (issue 7). Short here;
+// scripts/stress runs the long versions.
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <string>
+
+#include "tests/support/run.h"
+
+namespace {
+
+using evshim::testing::RunCommand;
+using evshim::testing::RunResult;
+
+const std::string kEvshim = EVSHIM_BIN;
+const std::string kStress = TESTBIN_DIR "/stress_ports";
+
+RunResult Stress(std::vector<std::string> args, double timeout = 120) {
+  std::vector<std::string> cmd = {kEvshim, "run", "--", kStress};
+  cmd.insert(cmd.end(), args.begin(), args.end());
+  return RunCommand(cmd, timeout);
+}
+
+// K threads in P processes send (port_send and port_sendn) while M threads
+// and C other processes receive with port_getn, under a SIGALRM storm (1 ms,
+// with and without SA_RESTART): every event exactly once.
+TEST(Stress, ExactlyOnceUnderSignalStorm) {
+  RunResult r = Stress({"exactly_once", "2", "2", "3", "2", "2000"});
+  EXPECT_EQ(r.status, 0) << r.out << r.err;
+  EXPECT_NE(r.out.find("duplicates 0 missing 0"), std::string::npos) << r.out;
+}
+
+TEST(Stress, ThousandWaitersAllWokenByAlert) {
+  RunResult r = Stress({"many_waiters", "1000"});
+  EXPECT_EQ(r.status, 0) << r.out << r.err;
+}
+
+TEST(Faults, PortCreateEmfile) {
+  RunResult r = Stress({"emfile"});
+  EXPECT_EQ(r.status, 0) << r.out << r.err;
+}
+
+TEST(Faults, HalfMappedBufferIsEfaultAndNothingWrittenOutside) {
+  RunResult r = Stress({"efault"});
+  EXPECT_EQ(r.status, 0) << r.out << r.err;
+}
+
+TEST(Faults, ForkStormEveryChildServed) {
+  RunResult r = Stress({"fork_storm", "100"});
+  EXPECT_EQ(r.status, 0) << r.out << r.err;
+}
+
+TEST(Faults, SupervisorResourcesReturnToBaseline) {
+  RunResult r = Stress({"leak_check", "100"});
+  EXPECT_EQ(r.status, 0) << r.out << r.err;
+}
+
+// What a program sees when its supervisor is killed: ENOSYS, and it goes on.
+TEST(Faults, SupervisorDeathGivesEnosys) {
+  RunResult r = Stress({"supervisor_dies"}, 30);
+  EXPECT_EQ(r.status, 137);  // evshim itself was killed
+  EXPECT_NE(r.out.find("ENOSYS after the supervisor died"), std::string::npos) << r.out << r.err;
+}
+
+// A program killed while its calls are being served does not disturb the
+// other processes of the tree (the fork storm's children are killed mid-call).
+TEST(Faults, KilledWhileServedOthersContinue) {
+  RunResult r = RunCommand({kEvshim, "run", "--", "sh", "-c",
+                            kStress + " exactly_once 1 2 2 0 3000 & "
+                            "for i in 1 2 3 4 5 6 7 8; do " + kStress + " many_waiters 50 & "
+                            "k=$!; sleep 0.05; kill -9 $k; done; wait %1"},
+                           120);
+  EXPECT_EQ(r.status, 0) << r.out << r.err;
+  EXPECT_NE(r.out.find("duplicates 0 missing 0"), std::string::npos) << r.out;
+}
+
+// Bounds: more waiting threads than --max-waits fail with ENOMEM; the
+// supervisor does not grow without limit and the others are still served.
+TEST(Bounds, ParkedWaitsCapIsEnomem) {
+  RunResult r = RunCommand({kEvshim, "run", "--max-waits", "50", "--", kStress, "wait_cap", "50"}, 60);
+  EXPECT_EQ(r.status, 0) << r.out << r.err;
+}
+
+// exec of a program without the preload: still served (the filter is inherited).
+TEST(Faults, ExecWithoutPreloadStillServed) {
+  RunResult r = RunCommand({kEvshim, "run", "--", "env", "-u", "LD_PRELOAD", kStress, "fork_storm", "10"}, 60);
+  EXPECT_EQ(r.status, 0) << r.out << r.err;
+}
+
+}  // namespace
