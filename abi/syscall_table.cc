@@ -4,6 +4,7 @@
 #include <array>
 
 #include "abi/bsd/kevent.h"
+#include "abi/bsd/trace.h"
 #include "abi/illumos/portfs.h"
 #include "abi/illumos/timers.h"
 #include "abi/illumos/trace.h"
@@ -35,41 +36,43 @@ constexpr std::array kTable = {
     SyscallEntry{P::kIllumos, Call::kTimerGetoverrun, "timer_getoverrun", 1005, 1005, "198",
                  S::kFull, "", &illumos::SysTimerGetoverrun, &illumos::kTimerTrace},
     SyscallEntry{P::kFreebsd, Call::kKqueue, "kqueue", 362, 1010, "362", S::kPartial,
-                 "see kevent", &freebsd::SysKqueue},
+                 "see kevent", &freebsd::SysKqueue, &bsd::kKqueueTrace},
     SyscallEntry{P::kFreebsd, Call::kKevent11, "freebsd11_kevent", 363, 1011, "363", S::kPartial,
-                 "FreeBSD 11 compat, 32-byte struct kevent; as kevent", &freebsd::SysFreebsd11Kevent},
+                 "FreeBSD 11 compat, 32-byte struct kevent; as kevent", &freebsd::SysFreebsd11Kevent,
+                 &bsd::kFreebsd11KeventTrace},
     SyscallEntry{P::kFreebsd, Call::kKevent, "kevent", 560, 560, "560", S::kPartial,
                  "READ/WRITE/TIMER/USER/PROC/SIGNAL/VNODE (docs/kqueue.md: limits; VNODE NOTE_OPEN/CLOSE/"
                  "READ never fire); NOTE_ABSTIME, EVFILT_AIO/PROCDESC/FS/LIO/SENDFILE/EMPTY not yet "
                  "(EOPNOTSUPP)",
-                 &freebsd::SysKevent},
+                 &freebsd::SysKevent, &bsd::kKeventTrace},
     SyscallEntry{P::kFreebsd, Call::kKqueuex, "kqueuex", 583, 583, "583", S::kPartial,
-                 "KQUEUE_CLOEXEC; KQUEUE_CPONFORK is EINVAL", &freebsd::SysKqueuex},
+                 "KQUEUE_CLOEXEC; KQUEUE_CPONFORK is EINVAL", &freebsd::SysKqueuex,
+                 &bsd::kKqueueFlagsTrace},
     SyscallEntry{P::kDragonfly, Call::kKqueue, "kqueue", 1020, 1020, "362", S::kPartial,
-                 "see kevent", &dragonfly::SysKqueue},
+                 "see kevent", &dragonfly::SysKqueue, &bsd::kKqueueTrace},
     SyscallEntry{P::kDragonfly, Call::kKevent, "kevent", 1021, 1021, "363", S::kPartial,
                  "READ/WRITE/EXCEPT/TIMER/USER/PROC/SIGNAL/VNODE (docs/kqueue.md: limits); "
                  "EVFILT_AIO/FS not yet (EOPNOTSUPP)",
-                 &dragonfly::SysKevent},
+                 &dragonfly::SysKevent, &bsd::kKeventTrace},
     SyscallEntry{P::kOpenbsd, Call::kKevent, "kevent", 1030, 1030, "72", S::kPartial,
                  "READ/WRITE/EXCEPT/TIMER/USER/PROC/SIGNAL/VNODE (docs/kqueue.md: limits); "
                  "NOTE_ABSTIME, EVFILT_AIO/DEVICE not yet (EOPNOTSUPP)",
-                 &openbsd::SysKevent},
+                 &openbsd::SysKevent, &bsd::kKeventTrace},
     SyscallEntry{P::kOpenbsd, Call::kKqueue, "kqueue", 1031, 1031, "269", S::kPartial,
-                 "see kevent", &openbsd::SysKqueue},
+                 "see kevent", &openbsd::SysKqueue, &bsd::kKqueueTrace},
     SyscallEntry{P::kOpenbsd, Call::kKqueuex, "kqueue1", 1032, 1032, "270", S::kPartial,
-                 "O_CLOEXEC, O_NONBLOCK", &openbsd::SysKqueue1},
+                 "O_CLOEXEC, O_NONBLOCK", &openbsd::SysKqueue1, &bsd::kKqueueFlagsTrace},
     // evshim-private (no foreign number): libevshim-kqueue's signal hook
     // reports each delivery of a signal a kqueue may count (EVFILT_SIGNAL).
     SyscallEntry{P::kFreebsd, Call::kKqueueSignal, "evshim_kqueue_signal", 1012, 1012, "-",
                  S::kFull, "evshim-private: EVFILT_SIGNAL delivery report from the library",
-                 &freebsd::SysKqueueSignal},
+                 &freebsd::SysKqueueSignal, &bsd::kKqueueSignalTrace},
     SyscallEntry{P::kDragonfly, Call::kKqueueSignal, "evshim_kqueue_signal", 1022, 1022, "-",
                  S::kFull, "evshim-private: EVFILT_SIGNAL delivery report from the library",
-                 &dragonfly::SysKqueueSignal},
+                 &dragonfly::SysKqueueSignal, &bsd::kKqueueSignalTrace},
     SyscallEntry{P::kOpenbsd, Call::kKqueueSignal, "evshim_kqueue_signal", 1033, 1033, "-",
                  S::kFull, "evshim-private: EVFILT_SIGNAL delivery report from the library",
-                 &openbsd::SysKqueueSignal},
+                 &openbsd::SysKqueueSignal, &bsd::kKqueueSignalTrace},
 };
 
 constexpr bool NumbersDistinct() {

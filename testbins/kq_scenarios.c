@@ -765,7 +765,26 @@ static int vnode_dir(void) {
 #include <netinet/tcp.h>
 #include <sys/stat.h>
 
+#include <net/if.h>
+#include <sys/ioctl.h>
+
+/* The VM of scripts/vm-test boots with the loopback interface down: bring it
+ * up if we may (a no-op where it is up already). */
+static void loopback_up(void) {
+  int s = socket(AF_INET, SOCK_DGRAM, 0);
+  if (s < 0) return;
+  struct ifreq ifr;
+  memset(&ifr, 0, sizeof ifr);
+  strcpy(ifr.ifr_name, "lo");
+  if (ioctl(s, SIOCGIFFLAGS, &ifr) == 0 && !(ifr.ifr_flags & IFF_UP)) {
+    ifr.ifr_flags |= IFF_UP;
+    ioctl(s, SIOCSIFFLAGS, &ifr);
+  }
+  close(s);
+}
+
 static int tcp_listener(struct sockaddr_in *addr) {
+  loopback_up();
   int s = socket(AF_INET, SOCK_STREAM, 0);
   CHECK(s >= 0);
   memset(addr, 0, sizeof *addr);
@@ -834,6 +853,7 @@ static int tcp(void) {
 }
 
 static int udp(void) {
+  loopback_up();
   int r = socket(AF_INET, SOCK_DGRAM, 0), s = socket(AF_INET, SOCK_DGRAM, 0), kq = kqueue();
   struct sockaddr_in addr;
   memset(&addr, 0, sizeof addr);

@@ -239,8 +239,17 @@ Outcome SysKevent(CallContext& ctx, const SyscallArgs& a, const KqueuePersonalit
     wait.nsec = nsec;
     return 0;
   };
+  // A read also fails when a signal has interrupted the caller meanwhile
+  // (the supervisor's memory checks the call is still alive): then nothing
+  // happened and nothing is answered, so a retry of the same call is served
+  // afresh instead of being answered with a remembered EFAULT.
+  auto fault = [&ctx](int err) {
+    std::shared_ptr<Responder> r = ctx.Defer();
+    if (r->StillPending()) r->Respond(Outcome::Error(err));
+    return Outcome::Deferred();
+  };
   if (p.timeout_read_before_fd) {
-    if (int err = read_timeout(); err != 0) return Outcome::Error(err);
+    if (int err = read_timeout(); err != 0) return fault(err);
   }
   emul::Result<emul::ObjectId> kq = ctx.Resolve(fd, ObjectKind::kKqueue);
   if (!kq.ok()) {
@@ -248,7 +257,7 @@ Outcome SysKevent(CallContext& ctx, const SyscallArgs& a, const KqueuePersonalit
     return Outcome::Error(err == EBADFD ? p.not_a_kqueue_errno : err);
   }
   if (!p.timeout_read_before_fd) {
-    if (int err = read_timeout(); err != 0) return Outcome::Error(err);
+    if (int err = read_timeout(); err != 0) return fault(err);
   }
   if (p.negative_counts_einval && (nchanges < 0 || nevents < 0)) return Outcome::Error(EINVAL);
   nchanges = std::max(nchanges, 0);
@@ -257,12 +266,12 @@ Outcome SysKevent(CallContext& ctx, const SyscallArgs& a, const KqueuePersonalit
 
   // The change list, in chunks as the kernels copy it in; a fault ends it.
   std::vector<emul::KChange> changes;
-  bool fault = false;
+  bool changes_fault = false;
   for (int64_t done = 0; done < nchanges;) {
     int64_t n = std::min<int64_t>(kChunk, nchanges - done);
     std::vector<std::byte> raw(static_cast<size_t>(n) * layout.size);
     if (!ctx.memory().Read(changelist + static_cast<uint64_t>(done) * layout.size, raw).ok()) {
-      fault = true;
+      changes_fault = true;
       break;
     }
     for (int64_t i = 0; i < n; ++i) {
@@ -280,7 +289,7 @@ Outcome SysKevent(CallContext& ctx, const SyscallArgs& a, const KqueuePersonalit
   auto done = std::make_unique<KeventDone>(layout, p.receipt_copyout_checked, ctx.memory(),
                                            responder, eventlist);
   if (std::optional<emul::WaitId> w = kqs->Kevent(ctx.caller(), *kq, p.policy, std::move(changes),
-                                                  fault, wait, std::move(done))) {
+                                                  changes_fault, wait, std::move(done))) {
     ctx.Parked(*w);
   }
   return Outcome::Deferred();

@@ -221,7 +221,8 @@ bool LinuxHost::SameFile(emul::Pid pid, int fd, emul::WatchId id) {
   slot.efd = static_cast<uint32_t>(w.epfd);
   slot.tfd = static_cast<uint32_t>(w.tfd);
   slot.toff = 0;
-  long r = syscall(SYS_kcmp, pid, getpid(), KCMP_EPOLL_TFD, fd, reinterpret_cast<uintptr_t>(&slot));
+  static const pid_t self = getpid();
+  long r = syscall(SYS_kcmp, pid, self, KCMP_EPOLL_TFD, fd, reinterpret_cast<uintptr_t>(&slot));
   return r == 0;
 }
 

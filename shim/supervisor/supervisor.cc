@@ -82,9 +82,15 @@ class RemoteMemory final : public abi::GuestMemory {
     iovec remote{reinterpret_cast<void*>(addr), out.size()};
     ssize_t n = process_vm_readv(tid_, &local, 1, &remote, 1, 0);
     if (n != static_cast<ssize_t>(out.size())) return Errno{EFAULT};
-    if (listener_ >= 0 && ioctl(listener_, SECCOMP_IOCTL_NOTIF_ID_VALID, &id_) != 0) return Errno{EFAULT};
+    if (listener_ >= 0 && ioctl(listener_, SECCOMP_IOCTL_NOTIF_ID_VALID, &id_) != 0) {
+      died_ = true;
+      return Errno{EFAULT};
+    }
     return {};
   }
+  // The call died (a signal) while its arguments were being read: whatever
+  // the handler answers, it did not happen for the program.
+  bool died() const { return died_; }
   Result<void> Write(uint64_t addr, std::span<const std::byte> in) override {
     if (in.empty()) return {};
     iovec local{const_cast<std::byte*>(in.data()), in.size()};
@@ -100,7 +106,25 @@ class RemoteMemory final : public abi::GuestMemory {
   int listener_;
   abi::trace::CallObserver* observer_;
   uint64_t id_;
+  bool died_ = false;
 };
+
+// The foreign library numbers its LP64 portfs calls in the upper half of the
+// opcode register (docs/abi.md "Call numbers"): bit 32 set = numbered, bits
+// 32..62 the number, bit 63 = a probe ("did my interrupted wait complete?").
+constexpr uint64_t kProbeBit = 1ULL << 63;
+bool Numbered(const seccomp_notif& req, const abi::SyscallEntry* entry) {
+  return entry != nullptr && entry->call == abi::Call::kPortfs && req.data.arch == AUDIT_ARCH_X86_64 &&
+         ((req.data.args[0] >> 32) & 1) != 0;
+}
+bool SameCall(int nr, const std::array<uint64_t, 6>& a, const seccomp_notif& req) {
+  if (nr != req.data.nr) return false;
+  if ((a[0] & ~kProbeBit) != (req.data.args[0] & ~kProbeBit)) return false;
+  for (int i = 1; i < 6; ++i) {
+    if (a[i] != req.data.args[i]) return false;
+  }
+  return true;
+}
 
 }  // namespace
 
@@ -108,8 +132,8 @@ class RemoteMemory final : public abi::GuestMemory {
 // completion that outlives it.
 class Supervisor::NotifResponder final : public abi::Responder {
  public:
-  NotifResponder(Supervisor& sup, uint64_t id, pid_t tid, int nr, const __u64* args)
-      : sup_(sup), id_(id), tid_(tid), nr_(nr) {
+  NotifResponder(Supervisor& sup, uint64_t id, pid_t tid, int nr, const __u64* args, bool numbered)
+      : sup_(sup), id_(id), tid_(tid), nr_(nr), numbered_(numbered) {
     for (int i = 0; i < 6; ++i) args_[i] = args[i];
   }
   bool StillPending() override {
@@ -125,6 +149,10 @@ class Supervisor::NotifResponder final : public abi::Responder {
       case abi::Outcome::Kind::kError:
         if (out.kind == abi::Outcome::Kind::kValue ? sup_.Respond(id_, out.value, 0)
                                                    : sup_.Respond(id_, 0, out.error)) {
+          // The kernel can still drop a reply it accepted (a signal that
+          // broke the target's wait just before): if this call comes back
+          // identical, its answer is replayed, the events it wrote stay valid.
+          if (numbered_) sup_.RememberInterrupted(tid_, nr_, args_.data(), /*wait=*/false, out);
           return true;
         }
         // The waiter was interrupted: its events go back (the completion
@@ -149,15 +177,18 @@ class Supervisor::NotifResponder final : public abi::Responder {
   pid_t tid_;
   int nr_;
   std::array<__u64, 6> args_{};
+  bool numbered_;
   bool answered_ = false;
 };
 
 class Supervisor::Context final : public abi::CallContext {
  public:
-  Context(Supervisor& sup, const seccomp_notif& req, emul::Pid pid)
+  Context(Supervisor& sup, const seccomp_notif& req, emul::Pid pid, bool numbered)
       : sup_(sup), req_(req), caller_{pid, static_cast<emul::Pid>(req.pid)},
         memory_(std::make_shared<RemoteMemory>(static_cast<pid_t>(req.pid), sup.listener_, req.id,
-                                               sup.options_.observer)) {}
+                                               sup.options_.observer)),
+        numbered_(numbered) {}
+  bool call_died() const { return memory_->died(); }
 
   emul::Caller caller() const override { return caller_; }
   abi::GuestMemory& memory() override { return *memory_; }
@@ -176,7 +207,7 @@ class Supervisor::Context final : public abi::CallContext {
   std::shared_ptr<abi::Responder> Defer() override {
     deferred_ = std::make_shared<DeferredResponder>(
         std::make_shared<NotifResponder>(sup_, req_.id, static_cast<pid_t>(req_.pid),
-                                         req_.data.nr, req_.data.args),
+                                         req_.data.nr, req_.data.args, numbered_),
         memory_);
     return deferred_;
   }
@@ -223,6 +254,7 @@ class Supervisor::Context final : public abi::CallContext {
   emul::Caller caller_;
   std::shared_ptr<RemoteMemory> memory_;
   std::shared_ptr<abi::Responder> deferred_;
+  bool numbered_;
   std::optional<std::pair<emul::ObjectId, int>> last_object_;
 };
 
@@ -441,9 +473,9 @@ void Supervisor::DrainIfNeeded(emul::ObjectId obj, pid_t tid, int fd) {
   int pidfd = PidfdOf(ProcessOf(tid));
   int dup = static_cast<int>(syscall(SYS_pidfd_getfd, pidfd, fd, 0));
   if (dup < 0) return;
+  // Only one byte is ever in flight (written when the queue becomes non-empty).
   char buf[64];
-  while (recv(dup, buf, sizeof buf, MSG_DONTWAIT) > 0) {
-  }
+  (void)recv(dup, buf, sizeof buf, MSG_DONTWAIT);
   close(dup);
   it->second.signalled = false;
   it->second.needs_drain = false;
@@ -510,8 +542,11 @@ void Supervisor::HandleNotification(seccomp_notif& req) {
   // A thread has one system call in flight: a parked one from the same
   // thread was abandoned because a signal interrupted it. If this is the
   // very same call (same number and registers, including the library's call
-  // number), Linux is restarting it after an SA_RESTART handler; illumos and
-  // the BSDs never restart these waits, so it fails with EINTR.
+  // number), Linux is restarting it after an SA_RESTART handler, or the
+  // library is probing (kProbeBit); illumos and the BSDs never restart these
+  // waits: EINTR (ECANCELED to a probe, which the library turns into EINTR).
+  const bool probe = Numbered(req, entry) && (req.data.args[0] & kProbeBit) != 0;
+  const int interrupted_errno = probe ? ECANCELED : EINTR;
   if (auto t = parked_by_tid_.find(tid); t != parked_by_tid_.end()) {
     emul::WaitId w = t->second;
     const ParkedCall old = parked_[w];
@@ -519,28 +554,34 @@ void Supervisor::HandleNotification(seccomp_notif& req) {
     parked_.erase(w);
     ports_->CancelWait(w);
     kqueues_->CancelWait(w);
-    bool same = old.nr == req.data.nr;
-    for (int i = 0; i < 6 && same; ++i) same = old.args[i] == req.data.args[i];
-    if (same) {
-      Respond(req.id, 0, EINTR);
+    if (SameCall(old.nr, old.args, req)) {
+      Respond(req.id, 0, interrupted_errno);
       return;
     }
   }
+  // The thread's previous call, if it is being issued again: a non-blocking
+  // call's outcome is replayed (never applied twice); an interrupted wait
+  // gets EINTR; a completed wait whose answer the kernel dropped gets its
+  // answer again (the events are in its buffer already).
   if (auto it = interrupted_.find(tid); it != interrupted_.end()) {
     const Interrupted rec = it->second;
     interrupted_.erase(it);
-    bool same = rec.nr == req.data.nr;
-    for (int i = 0; i < 6 && same; ++i) same = rec.args[i] == req.data.args[i];
-    if (same) {
+    std::array<uint64_t, 6> rec_args{};
+    for (int i = 0; i < 6; ++i) rec_args[i] = rec.args[i];
+    if (SameCall(rec.nr, rec_args, req)) {
       if (rec.wait) {
-        Respond(req.id, 0, EINTR);
+        Respond(req.id, 0, interrupted_errno);
       } else if (rec.outcome.kind == abi::Outcome::Kind::kValue) {
-        if (!Respond(req.id, rec.outcome.value, 0)) interrupted_[tid] = rec;
+        if (!Respond(req.id, rec.outcome.value, 0) || Numbered(req, entry)) interrupted_[tid] = rec;
       } else {
-        if (!Respond(req.id, 0, rec.outcome.error)) interrupted_[tid] = rec;
+        if (!Respond(req.id, 0, rec.outcome.error) || Numbered(req, entry)) interrupted_[tid] = rec;
       }
       return;
     }
+  }
+  if (probe) {  // nothing to recover: the probed wait never reached us
+    Respond(req.id, 0, ECANCELED);
+    return;
   }
   if (entry == nullptr) {
     Respond(req.id, 0, ENOSYS);
@@ -553,7 +594,8 @@ void Supervisor::HandleNotification(seccomp_notif& req) {
   std::array<uint64_t, 6> raw{};
   for (int i = 0; i < 6; ++i) raw[i] = req.data.args[i];
   abi::SyscallArgs args(model, raw);
-  Context ctx(*this, req, pid);
+  const bool numbered = Numbered(req, entry);
+  Context ctx(*this, req, pid, numbered);
   abi::Outcome out;
   if (entry->handler != nullptr) {
     out = entry->handler(ctx, args);
@@ -566,9 +608,13 @@ void Supervisor::HandleNotification(seccomp_notif& req) {
     case abi::Outcome::Kind::kValue:
     case abi::Outcome::Kind::kError:
       if (!(out.kind == abi::Outcome::Kind::kValue ? Respond(req.id, out.value, 0)
-                                                   : Respond(req.id, 0, out.error))) {
-        // Done, but the thread was interrupted before it got the answer.
-        RememberInterrupted(tid, req.data.nr, req.data.args, /*wait=*/false, out);
+                                                   : Respond(req.id, 0, out.error)) ||
+          numbered) {
+        // Done, but the thread may not get the answer (interrupted, or the
+        // kernel dropped an accepted reply): an identical re-issue replays it.
+        // Not if the call died while its arguments were read: then nothing
+        // happened for the program, and the re-issue must run again.
+        if (!ctx.call_died()) RememberInterrupted(tid, req.data.nr, req.data.args, /*wait=*/false, out);
       }
       break;
     case abi::Outcome::Kind::kNewObject: {
@@ -795,7 +841,6 @@ int Supervisor::Run() {
           break;
       }
     }
-    if (launcher && !child_done_) ReapChildren();
   }
   return launcher ? child_status_ : 0;
 }

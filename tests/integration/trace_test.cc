@@ -15,6 +15,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <fstream>
 #include <map>
 #include <regex>
@@ -265,6 +266,207 @@ TEST_P(TraceScenario, PassesUnderTrace) {
 INSTANTIATE_TEST_SUITE_P(Trace, TraceScenario,
                          ::testing::Values("etime", "two_waiters", "getn_partial", "alert", "sendn", "bad_ports",
                                            "fork_shares", "eintr"));
+
+// --- the BSD kqueue personalities ---
+
+std::string KqScenarios(const std::string& personality) { return TESTBIN_DIR "/kq_scenarios_" + personality; }
+
+// A wait whose events come from the host (pipe readiness, a thread's
+// trigger) parks or not depending on timing: joins each
+// "NAME(args, <unfinished ...>" with its "<... NAME resumed>rest" so both
+// forms read as the one-line form.
+std::string Unfold(const std::string& s) {
+  const std::string unfinished = "<unfinished ...>";
+  std::vector<std::string> lines = Lines(s);
+  std::vector<bool> used(lines.size(), false);
+  std::string out;
+  for (size_t i = 0; i < lines.size(); ++i) {
+    if (used[i]) continue;
+    std::string l = lines[i];
+    const size_t close = l.find("] ");
+    const size_t paren = l.find('(');
+    if (l.size() >= unfinished.size() && l.compare(l.size() - unfinished.size(), unfinished.size(), unfinished) == 0 &&
+        close != std::string::npos && paren != std::string::npos) {
+      const std::string resumed =
+          l.substr(0, close + 2) + "<... " + l.substr(close + 2, paren - close - 2) + " resumed>";
+      for (size_t j = i + 1; j < lines.size(); ++j) {
+        if (!used[j] && lines[j].rfind(resumed, 0) == 0) {
+          l = l.substr(0, l.size() - unfinished.size()) + lines[j].substr(resumed.size());
+          used[j] = true;
+          break;
+        }
+      }
+    }
+    out += l + "\n";
+  }
+  return out;
+}
+
+std::string Sorted(const std::string& s) {
+  std::vector<std::string> lines = Lines(s);
+  std::sort(lines.begin(), lines.end());
+  std::string out;
+  for (const std::string& l : lines) out += l + "\n";
+  return out;
+}
+
+bool HaveKqScenarios(const std::string& personality) { return access(KqScenarios(personality).c_str(), X_OK) == 0; }
+
+TEST(TraceKqueueGolden, UnfoldJoinsAParkedCallWithItsAnswer) {
+  EXPECT_EQ(Unfold("[pid P1] kevent(3, NULL, 0, <unfinished ...>\n"
+                   "[pid P1 tid T] kqueue() = 4 <T>\n"
+                   "[pid P1] <... kevent resumed>[{ident=4}], 1, NULL) = 1 <T>\n"),
+            "[pid P1] kevent(3, NULL, 0, [{ident=4}], 1, NULL) = 1 <T>\n"
+            "[pid P1 tid T] kqueue() = 4 <T>\n");
+}
+
+TEST(TraceKqueueGolden, FreebsdPipeReadShowsChangesAndReturnedEvents) {
+  RunResult r = RunCommand({kEvshim, "trace", "--", KqScenarios("freebsd"), "pipe_read"}, 30);
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(Unfold(Normalize(TraceLines(r.err))),
+            "[pid P1] kqueue() = 3 <T>\n"
+            "[pid P1] kevent(3, [{ident=4, EVFILT_READ, EV_ADD, fflags=0, data=0, udata=0xADDR}], 1, NULL, 0, NULL) "
+            "= 0 <T>\n"
+            "[pid P1] kevent(3, NULL, 0, 0xADDR, 1, {0.000000000}) = 0 <T>\n"
+            "[pid P1] kevent(3, NULL, 0, [{ident=4, EVFILT_READ, 0, fflags=0, data=5, udata=0xADDR}], 1, NULL) = 1 "
+            "<T>\n"
+            "[pid P1] kevent(3, NULL, 0, 0xADDR, 1, {0.000000000}) = 0 <T>\n"
+            "[pid P1] kevent(3, NULL, 0, [{ident=4, EVFILT_READ, EV_EOF, fflags=0, data=0, udata=0xADDR}], 1, NULL) "
+            "= 1 <T>\n");
+}
+
+TEST(TraceKqueueGolden, OpenbsdErrorsShowErrorRecordsAndErrnos) {
+  RunResult r = RunCommand({kEvshim, "trace", "--", KqScenarios("openbsd"), "errors"}, 30);
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(Normalize(TraceLines(r.err)),
+            "[pid P1] kqueue() = 3 <T>\n"
+            "[pid P1] kevent(3, [{ident=99, EVFILT_USER, EV_DELETE, fflags=0, data=0, udata=0x7}], 1, [{ident=99, "
+            "EVFILT_USER, EV_ERROR, fflags=0, data=ENOENT, udata=0x7}], 2, {0.000000000}) = 1 <T>\n"
+            "[pid P1] kevent(3, [{ident=99, EVFILT_USER, EV_DELETE, fflags=0, data=0, udata=0x7}], 1, NULL, 0, "
+            "{0.000000000}) = -1 ENOENT (No such file or directory) <T>\n"
+            "[pid P1] kevent(3, [{ident=1, EVFILT_USER, EV_ADD|EV_RECEIPT, fflags=0, data=0, udata=NULL}], 1, "
+            "[{ident=1, EVFILT_USER, EV_ERROR, fflags=0, data=0, udata=NULL}], 2, {0.000000000}) = 1 <T>\n"
+            "[pid P1] kevent(4, NULL, 0, 0xADDR, 1, {0.000000000}) = -1 EBADF (Bad file descriptor) <T>\n"
+            "[pid P1] kevent(1000, NULL, 0, 0xADDR, 1, {0.000000000}) = -1 EBADF (Bad file descriptor) <T>\n"
+            "[pid P1] kevent(3, NULL, 0, 0xADDR, 1, {0.000000000}) = -1 EBADF (Bad file descriptor) <T>\n");
+}
+
+TEST(TraceKqueueGolden, FlagsOfKqueuexAndKqueue1) {
+  RunResult f = RunCommand({kEvshim, "trace", "--", KqScenarios("freebsd"), "kqueue_flags"}, 30);
+  ASSERT_EQ(f.status, 0) << f.err;
+  EXPECT_EQ(Normalize(TraceLines(f.err)),
+            "[pid P1] kqueuex(KQUEUE_CLOEXEC) = 3 <T>\n"
+            "[pid P1] kqueue() = 4 <T>\n"
+            "[pid P1] kqueuex(0x2) = -1 EINVAL (Invalid argument) <T>\n");
+  RunResult o = RunCommand({kEvshim, "trace", "--", KqScenarios("openbsd"), "kqueue_flags"}, 30);
+  ASSERT_EQ(o.status, 0) << o.err;
+  EXPECT_EQ(Normalize(TraceLines(o.err)),
+            "[pid P1] kqueue1(O_CLOEXEC) = 3 <T>\n"
+            "[pid P1] kqueue() = 4 <T>\n");
+}
+
+// A wait that times out always parks: the two-line form, and the time waited.
+TEST(TraceKqueueGolden, DragonflyTimeoutIsUnfinishedThenResumed) {
+  if (!HaveKqScenarios("dragonfly")) GTEST_SKIP() << "no DragonFly testbin on this architecture";
+  RunResult r = RunCommand({kEvshim, "trace", "--", KqScenarios("dragonfly"), "timeout"}, 30);
+  ASSERT_EQ(r.status, 0) << r.err;
+  const std::string lines = TraceLines(r.err);
+  EXPECT_EQ(Normalize(lines),
+            "[pid P1] kqueue() = 3 <T>\n"
+            "[pid P1] kevent(3, NULL, 0, <unfinished ...>\n"
+            "[pid P1] <... kevent resumed>0xADDR, 1, {0.080000000}) = 0 <T>\n");
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(lines, m, std::regex("resumed>.* = 0 <(\\d+\\.\\d+)>"))) << lines;
+  EXPECT_GE(std::stod(m[1].str()), 0.075);
+}
+
+// Two threads parked on one kqueue, woken by the main thread's changes: each
+// resumed line shows the event its thread got.
+TEST(TraceKqueueGolden, ThreadsWaitingOnOneKqueue) {
+  RunResult r = RunCommand({kEvshim, "trace", "--", KqScenarios("freebsd"), "two_waiters"}, 30);
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(Sorted(Unfold(Normalize(TraceLines(r.err)))),
+            "[pid P1 tid T] kevent(3, NULL, 0, [{ident=1, EVFILT_USER, EV_ONESHOT, fflags=0, data=0, udata=NULL}], "
+            "1, NULL) = 1 <T>\n"
+            "[pid P1 tid T] kevent(3, NULL, 0, [{ident=2, EVFILT_USER, EV_ONESHOT, fflags=0, data=0, udata=NULL}], "
+            "1, NULL) = 1 <T>\n"
+            "[pid P1] kevent(3, [{ident=1, EVFILT_USER, EV_ADD|EV_ONESHOT, fflags=NOTE_TRIGGER, data=0, udata=NULL}, "
+            "{ident=2, EVFILT_USER, EV_ADD|EV_ONESHOT, fflags=NOTE_TRIGGER, data=0, udata=NULL}], 2, NULL, 0, NULL) "
+            "= 0 <T>\n"
+            "[pid P1] kqueue() = 3 <T>\n");
+}
+
+TEST(TraceKqueueFilter, SelectsKqueueCallsByName) {
+  RunResult r = RunCommand({kEvshim, "trace", "-e", "kqueuex", "--", KqScenarios("freebsd"), "kqueue_flags"}, 30);
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(Normalize(TraceLines(r.err)),
+            "[pid P1] kqueuex(KQUEUE_CLOEXEC) = 3 <T>\n"
+            "[pid P1] kqueuex(0x2) = -1 EINVAL (Invalid argument) <T>\n");
+  RunResult k = RunCommand({kEvshim, "trace", "-e", "kqueue1,kqueue", "--", KqScenarios("openbsd"), "errors"}, 30);
+  ASSERT_EQ(k.status, 0) << k.err;
+  EXPECT_EQ(Normalize(TraceLines(k.err)), "[pid P1] kqueue() = 3 <T>\n");
+}
+
+TEST(TraceKqueueJson, KeventLinesMatchTheSchema) {
+  for (const std::string p : {"freebsd", "openbsd", "dragonfly"}) {
+    if (!HaveKqScenarios(p)) continue;
+    for (const std::string scenario : {"pipe_read", "errors", "timeout", "kqueue_flags", "signal_count"}) {
+      if (p == "dragonfly" && scenario == "kqueue_flags") continue;  // no kqueue1: no calls
+      std::string path = TempPath("kqjson");
+      RunResult r = RunCommand({kEvshim, "trace", "--json", "-o", path, "--", KqScenarios(p), scenario}, 30);
+      ASSERT_EQ(r.status, 0) << p << " " << scenario << r.err;
+      const std::string text = ReadAll(path);
+      EXPECT_GE(Lines(text).size(), 1u) << p << " " << scenario;
+      RunResult check = RunCommand({"python3", kChecker, kSchema, path}, 30);
+      EXPECT_EQ(check.status, 0) << p << " " << scenario << ": " << check.out << check.err << text;
+      EXPECT_NE(text.find("\"personality\":\"" + p + "\""), std::string::npos) << text;
+      unlink(path.c_str());
+    }
+  }
+  // The decoded view of an EV_ERROR record, and a kevent that failed.
+  std::string path = TempPath("kqjson");
+  RunResult r = RunCommand({kEvshim, "trace", "--json", "-e", "kevent", "-o", path, "--", KqScenarios("openbsd"),
+                            "errors"},
+                           30);
+  ASSERT_EQ(r.status, 0) << r.err;
+  std::vector<std::string> lines = Lines(ReadAll(path));
+  ASSERT_EQ(lines.size(), 6u) << ReadAll(path);
+  EXPECT_NE(lines[0].find("\"syscall\":\"kevent\",\"nr\":1030,\"call\":\"kevent\",\"args\":[{\"name\":\"kq\","
+                          "\"value\":\"3\",\"output\":false},{\"name\":\"changelist\",\"value\":\"[{ident=99, "
+                          "EVFILT_USER, EV_DELETE, fflags=0, data=0, udata=0x7}]\",\"output\":false},"
+                          "{\"name\":\"nchanges\",\"value\":\"1\",\"output\":false},{\"name\":\"eventlist\","
+                          "\"value\":\"[{ident=99, EVFILT_USER, EV_ERROR, fflags=0, data=ENOENT, udata=0x7}]\","
+                          "\"output\":true},{\"name\":\"nevents\",\"value\":\"2\",\"output\":false},"
+                          "{\"name\":\"timeout\",\"value\":\"{0.000000000}\",\"output\":false}]"),
+            std::string::npos)
+      << lines[0];
+  EXPECT_NE(lines[0].find("\"result\":1,\"errno\":null"), std::string::npos) << lines[0];
+  EXPECT_NE(lines[1].find("\"result\":-1,\"errno\":\"ENOENT\",\"result_text\":\"-1 ENOENT (No such file or "
+                          "directory)\",\"failed\":true,\"api_errno\":\"ENOENT\""),
+            std::string::npos)
+      << lines[1];
+  // The checker rejects a kevent line whose argument is malformed.
+  std::string bad = path + ".bad";
+  std::ofstream(bad) << std::regex_replace(lines[0], std::regex("\"output\":true"), "\"output\":\"yes\"") << "\n";
+  EXPECT_EQ(RunCommand({"python3", kChecker, kSchema, bad}, 30).status, 1);
+  unlink(bad.c_str());
+  unlink(path.c_str());
+}
+
+// Tracing observes only: kqueue scenarios that check results pass under it.
+class TraceKqueueScenario : public ::testing::TestWithParam<std::tuple<const char*, const char*>> {};
+TEST_P(TraceKqueueScenario, PassesUnderTrace) {
+  auto [personality, scenario] = GetParam();
+  if (!HaveKqScenarios(personality)) GTEST_SKIP() << "no testbin for " << personality;
+  RunResult r = RunCommand({kEvshim, "trace", "-o", "/dev/null", "--", KqScenarios(personality), scenario}, 30);
+  EXPECT_FALSE(r.timed_out);
+  EXPECT_EQ(r.status, 0) << r.out << r.err;
+}
+INSTANTIATE_TEST_SUITE_P(Trace, TraceKqueueScenario,
+                         ::testing::Combine(::testing::Values("freebsd", "openbsd", "dragonfly"),
+                                            ::testing::Values("user_pollable", "timer", "eintr", "errors",
+                                                              "signal_count", "proc_exit", "vnode_file")),
+                         [](const auto& p) { return std::string(std::get<0>(p.param)) + "_" + std::get<1>(p.param); });
 
 TEST(TraceFromRun, TraceOptionOfRun) {
   RunResult r = RunCommand({kEvshim, "run", "--trace", "--", kTraceProg, "forkexec"}, 30);

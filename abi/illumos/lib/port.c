@@ -42,9 +42,26 @@ static long with_call_number(long op) {
   return op;
 }
 
-/* A wait (port_get/port_getn) returns EINTR when a signal interrupts it. */
+/*
+ * A wait (port_get/port_getn) returns EINTR when a signal interrupts it. But
+ * the kernel can drop a reply it already accepted when a signal breaks the
+ * wait at that moment, so on EINTR the library asks once more, with the
+ * probe bit: the supervisor answers with the result it had sent (the events
+ * are already in the buffer), or ECANCELED if the wait was really
+ * interrupted (docs/abi.md "Call numbers").
+ */
 static long portfs_wait(long op, long a0, long a1, long a2, long a3, long a4) {
-  return portfs_once(with_call_number(op), a0, a1, a2, a3, a4);
+  op = with_call_number(op);
+  long r = portfs_once(op, a0, a1, a2, a3, a4);
+#if defined(__x86_64__)
+  if (r == -1 && errno == EINTR) {
+    long probe = (long)((unsigned long)op | (1ul << 63));
+    do r = portfs_once(probe, a0, a1, a2, a3, a4);
+    while (r == -1 && errno == EINTR);
+    if (r == -1 && errno == ECANCELED) errno = EINTR;
+  }
+#endif
+  return r;
 }
 
 /*
