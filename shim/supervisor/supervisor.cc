@@ -109,13 +109,14 @@ class RemoteMemory final : public abi::GuestMemory {
   bool died_ = false;
 };
 
-// The foreign library numbers its LP64 portfs calls in the upper half of the
+// The foreign libraries number their LP64 portfs calls in the upper half of the
 // opcode register (docs/abi.md "Call numbers"): bit 32 set = numbered, bits
 // 32..62 the number, bit 63 = a probe ("did my interrupted wait complete?").
 constexpr uint64_t kProbeBit = 1ULL << 63;
+// The same for kevent, in the upper half of the kq register.
 bool Numbered(const seccomp_notif& req, const abi::SyscallEntry* entry) {
-  return entry != nullptr && entry->call == abi::Call::kPortfs && req.data.arch == AUDIT_ARCH_X86_64 &&
-         ((req.data.args[0] >> 32) & 1) != 0;
+  return entry != nullptr && (entry->call == abi::Call::kPortfs || entry->call == abi::Call::kKevent) &&
+         req.data.arch == AUDIT_ARCH_X86_64 && ((req.data.args[0] >> 32) & 1) != 0;
 }
 bool SameCall(int nr, const std::array<uint64_t, 6>& a, const seccomp_notif& req) {
   if (nr != req.data.nr) return false;

@@ -42,6 +42,18 @@ TEST(Stress, ExactlyOnceWhenRepliesRaceSignals) {
   }
 }
 
+// The same for kqueue, per personality: EVFILT_USER one-shot knotes with
+// unique idents added and triggered by producer threads, collected by
+// consumer threads under a SIGALRM storm without SA_RESTART.
+TEST(Stress, KqueueExactlyOnceUnderSignalStorm) {
+  for (const char* p : {"freebsd", "openbsd", "dragonfly"}) {
+    RunResult r = RunCommand({kEvshim, "run", "--", std::string(TESTBIN_DIR "/stress_kqueue_") + p, "2", "3", "2000"},
+                             120);
+    EXPECT_EQ(r.status, 0) << p << ": " << r.out << r.err;
+    EXPECT_NE(r.out.find("duplicates 0 missing 0"), std::string::npos) << p << ": " << r.out;
+  }
+}
+
 TEST(Stress, ThousandWaitersAllWokenByAlert) {
   RunResult r = Stress({"many_waiters", "1000"});
   EXPECT_EQ(r.status, 0) << r.out << r.err;

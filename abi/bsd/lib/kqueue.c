@@ -280,6 +280,35 @@ static int64_t mono_ns(void) {
   return (int64_t)t.tv_sec * 1000000000LL + t.tv_nsec;
 }
 
+/*
+ * As for event ports (docs/abi.md "Call numbers"): on LP64 each kevent call
+ * carries a per-thread number in the upper half of the kq register (the
+ * kernel reads an int), so the supervisor can tell a re-issue of the same
+ * call from a new one: an interrupted call is never applied twice, and on
+ * EINTR the library probes (bit 63) for an answer the kernel dropped.
+ */
+#if defined(__x86_64__)
+static __thread unsigned kevent_seq;
+#endif
+
+static int kevent_call(long kq, const struct kevent *changelist, long nchanges, struct kevent *eventlist,
+                       long nevents, const struct wire_timespec *ts) {
+#if defined(__x86_64__)
+  kevent_seq += 2;
+  kq = (long)(((unsigned long)(kevent_seq | 1) << 32) | (unsigned int)kq);
+#endif
+  int r = (int)syscall(EVSHIM_SYS_kevent, kq, changelist, nchanges, eventlist, nevents, ts);
+#if defined(__x86_64__)
+  if (r == -1 && errno == EINTR) {
+    long probe = (long)((unsigned long)kq | (1ul << 63));
+    do r = (int)syscall(EVSHIM_SYS_kevent, probe, changelist, nchanges, eventlist, nevents, ts);
+    while (r == -1 && errno == EINTR);
+    if (r == -1 && errno == ECANCELED) errno = EINTR;
+  }
+#endif
+  return r;
+}
+
 EXPORT int kevent(int kq, const struct kevent *changelist, int nchanges, struct kevent *eventlist,
                   int nevents, const struct timespec *timeout) {
   for (int i = 0; changelist != NULL && i < nchanges; i++) {
@@ -293,8 +322,7 @@ EXPORT int kevent(int kq, const struct kevent *changelist, int nchanges, struct 
   for (;;) {
     const unsigned passive = passive_signals, handled = handled_signals;
     struct wire_timespec ts;
-    int r = (int)syscall(EVSHIM_SYS_kevent, (long)kq, changelist, (long)nchanges, eventlist,
-                         (long)nevents, to_wire(t, &ts));
+    int r = kevent_call(kq, changelist, nchanges, eventlist, nevents, to_wire(t, &ts));
     if (r != -1 || errno != EINTR || passive == passive_signals || handled != handled_signals) {
       return r;
     }
