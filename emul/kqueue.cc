@@ -143,6 +143,7 @@ std::optional<Pid> Kqueues::Owner(ObjectId id) const {
 }
 
 Result<ObjectId> Kqueues::Create(Caller caller) {
+  if (kqs_.size() >= limits_.max_kqueues) return Errno{ENOMEM};
   auto kq = std::make_unique<Kq>();
   kq->id = next_kq_++;
   kq->owner = caller.pid;
@@ -498,6 +499,7 @@ int Kqueues::Register(Kq& kq, Caller caller, KChange& change) {
 
   if (kev.flags & kev::kAdd) {
     if (kn == nullptr) {
+      if (knotes_.size() >= limits_.max_knotes) return ENOMEM;
       auto owned = std::make_unique<Knote>();
       Knote& n = *owned;
       n.uid = next_uid_++;

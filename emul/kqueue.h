@@ -146,7 +146,17 @@ class Kqueues {
   static constexpr ObjectId kFirstId = ObjectId{1} << 40;
   static constexpr WaitId kFirstWait = WaitId{1} << 40;
 
+  // Per-tree caps (docs/design.md "Bounds"): beyond them kqueue() and an
+  // EV_ADD fail with ENOMEM, the BSDs' answer when the kernel cannot
+  // allocate, instead of the supervisor growing without bound.
+  struct Limits {
+    size_t max_kqueues = 65536;
+    size_t max_knotes = 1u << 20;
+  };
   explicit Kqueues(Host& host) : host_(host) {}
+  Kqueues(Host& host, Limits limits) : host_(host), limits_(limits) {}
+  size_t kqueue_count() const { return kqs_.size(); }
+  size_t knote_count() const { return knotes_.size(); }
   Kqueues(const Kqueues&) = delete;
   Kqueues& operator=(const Kqueues&) = delete;
   ~Kqueues();
@@ -283,6 +293,7 @@ class Kqueues {
   Host& host_;
   std::unordered_map<ObjectId, std::unique_ptr<Kq>> kqs_;
   std::unordered_map<uint64_t, std::unique_ptr<Knote>> knotes_;
+  Limits limits_;
   std::unordered_map<WatchId, uint64_t> by_watch_;
   std::unordered_map<WatchId, uint64_t> by_vnode_;
   std::multimap<Pid, uint64_t> proc_knotes_;

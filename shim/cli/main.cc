@@ -60,6 +60,8 @@ constexpr const char* kRunUsage =
     "options:\n"
     "  --max-port-events N  event slots per port (illumos process.max-port-events; default 65536)\n"
     "  --max-ports N        ports per process tree (illumos project.max-port-ids; default 8192)\n"
+    "  --max-kqueues N      kqueues per process tree (default 65536); more: ENOMEM\n"
+    "  --max-knotes N       knotes per process tree (default 1048576); more: ENOMEM\n"
     "  --max-waits N        threads waiting in port_get/kevent at once in the tree; more\n"
     "                       fail with ENOMEM (default 65536)\n"
     "  --no-sync-wakeup     do not use SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP (for benchmarks)\n"
@@ -150,6 +152,12 @@ int ParseOptions(int argc, char** argv, int i, Command command, SupervisorOption
       uint32_t* dst = a == "--max-ports" ? &o->port_limits.max_ports
                                          : &o->port_limits.max_events_per_port;
       if (!ParseCount(argv[++i], dst)) Usage("bad number for " + std::string(a));
+      continue;
+    }
+    if (a == "--max-kqueues" || a == "--max-knotes") {
+      uint32_t n = 0;
+      if (i + 1 >= argc || !ParseCount(argv[++i], &n)) Usage(std::string(a) + " needs a number");
+      (a == "--max-kqueues" ? o->kqueue_limits.max_kqueues : o->kqueue_limits.max_knotes) = n;
       continue;
     }
     if (a == "--max-waits") {

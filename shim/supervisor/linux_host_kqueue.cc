@@ -27,6 +27,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -238,7 +239,10 @@ void LinuxHost::ReadConnector() {
       if (nh->nlmsg_type == NLMSG_NOOP || nh->nlmsg_type == NLMSG_ERROR) continue;
       auto* cn = static_cast<cn_msg*>(NLMSG_DATA(nh));
       if (cn->id.idx != CN_IDX_PROC || cn->id.val != CN_VAL_PROC) continue;
-      auto* ev = reinterpret_cast<proc_event*>(cn->data);
+      // The payload is only 4-byte aligned in the message: copy it out.
+      proc_event event{};
+      std::memcpy(&event, cn->data, std::min<size_t>(cn->len, sizeof event));
+      const proc_event* ev = &event;
       switch (ev->what) {
         case proc_event::PROC_EVENT_FORK: {
           const auto& f = ev->event_data.fork;

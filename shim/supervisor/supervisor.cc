@@ -272,7 +272,7 @@ Supervisor::Supervisor(int listener, SupervisorOptions options)
   host_->set_readiness_callback([this](emul::ObjectId o, bool r) { OnObjectReadiness(o, r); });
   ports_ = std::make_unique<emul::EventPorts>(*host_, options_.port_limits);
   kqueue_host_ = std::make_unique<DeadlineSlotHost>(*host_, 1);
-  kqueues_ = std::make_unique<emul::Kqueues>(*kqueue_host_);
+  kqueues_ = std::make_unique<emul::Kqueues>(*kqueue_host_, options_.kqueue_limits);
   // kqueue PROC/VNODE sources (linux_host_kqueue.cc) feed the engine.
   host_->set_kqueue_sink(LinuxHost::KqueueSink{
       [this](emul::Pid pid, int64_t status) { kqueues_->OnProcessExit(pid, status); },

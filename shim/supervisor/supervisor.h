@@ -36,6 +36,7 @@ struct SupervisorOptions {
   bool verbose = false;
   pid_t child = -1;            // launcher mode: the program's pid (we reap it)
   size_t max_parked_waits = 65536;  // threads waiting at once in the tree (--max-waits)
+  emul::Kqueues::Limits kqueue_limits;  // --max-kqueues, --max-knotes
   // `evshim trace`: hears of every call; null (the default) = tracing off.
   abi::trace::CallObserver* observer = nullptr;
 };

@@ -862,3 +862,36 @@ TEST_F(KqueueTest, SocketEofCarriesTheError) {
 
 }  // namespace
 }  // namespace evshim::emul
+
+namespace evshim::emul {
+namespace {
+
+// Bounds (issue 7): per-tree caps give ENOMEM, the BSDs' answer when the
+// kernel cannot allocate a kqueue or a knote, and nothing grows past them.
+TEST(KqueueLimits, CapsOnKqueuesAndKnotesAreEnomem) {
+  KqFakeHost host;
+  Kqueues engine(host, Kqueues::Limits{2, 3});
+  Result<ObjectId> a = engine.Create(kP), b = engine.Create(kP);
+  ASSERT_TRUE(a.ok() && b.ok());
+  Result<ObjectId> c = engine.Create(kP);
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(c.error().value, ENOMEM);
+  auto add = [&](uint64_t ident) {
+    Captured cap;
+    engine.Kevent(kP, *a, FreebsdPolicy(), {Ch(KFilter::kUser, ident, kev::kAdd)}, false, Poll(0),
+                  std::make_unique<Capture>(&cap));
+    return cap.out.error;
+  };
+  EXPECT_EQ(add(1), 0);
+  EXPECT_EQ(add(2), 0);
+  EXPECT_EQ(add(3), 0);
+  EXPECT_EQ(add(4), ENOMEM);
+  EXPECT_EQ(engine.knote_count(), 3u);
+  EXPECT_EQ(add(2), 0);  // modifying an existing knote needs no new one
+  engine.Close(*a);
+  EXPECT_EQ(engine.knote_count(), 0u);
+  EXPECT_TRUE(engine.Create(kP).ok());  // room again
+}
+
+}  // namespace
+}  // namespace evshim::emul
