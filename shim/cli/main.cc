@@ -466,6 +466,29 @@ int Run(int argc, char** argv, int first, Command command) {
 
 // `evshim --serve FD [--trace=FILE]`: the supervisor a preloaded program
 // started for itself (the preload passes EVSHIM_TRACE as --trace=).
+// A supervisor the program started must not hold the program's stdout or
+// stderr: whoever reads them waits for EOF before reaping the program, and on
+// kernels before ~6.2 the listener reports the tree's end only after that
+// reap (a deadlock; docs/design.md). Messages go to $EVSHIM_LOG, or to stderr
+// when it is a terminal; a trace asked for on stderr keeps stderr.
+void DetachFromProgramStdio(bool keep_stderr) {
+  int null_fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+  if (null_fd < 0) return;
+  dup2(null_fd, 0);
+  dup2(null_fd, 1);
+  const char* log = std::getenv("EVSHIM_LOG");
+  if (log != nullptr && *log != '\0') {
+    int log_fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (log_fd >= 0) {
+      dup2(log_fd, 2);
+      close(log_fd);
+    }
+  } else if (!keep_stderr && !isatty(2)) {
+    dup2(null_fd, 2);
+  }
+  close(null_fd);
+}
+
 int Serve(int argc, char** argv) {
   if (argc < 3) Usage("--serve needs a descriptor");
   int sock = std::atoi(argv[2]);
@@ -483,6 +506,7 @@ int Serve(int argc, char** argv) {
   if (listener < 0) return 1;
   // Detach from the program's terminal signals; we live as long as the tree.
   setsid();
+  DetachFromProgramStdio(/*keep_stderr=*/opts.observer != nullptr && treq.output.empty());
   Supervisor sup(listener, opts);
   return sup.Run();
 }

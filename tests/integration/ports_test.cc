@@ -107,6 +107,22 @@ TEST(PreloadOnly, RunsScenarioWithoutLauncher) {
   EXPECT_EQ(fork_case.status, 0) << fork_case.out << fork_case.err;
 }
 
+// The supervisor the preload starts must not hold the program's stdout or
+// stderr (on Linux 6.1 that deadlocked whoever read them: it waited for EOF
+// before reaping, the supervisor waited for the reap; seen in the VM).
+TEST(PreloadOnly, SupervisorDoesNotHoldProgramStdio) {
+  RunResult r = RunCommand(
+      {"sh", "-c",
+       "LD_PRELOAD=" + kPreload + " " + kScenarios + " block_forever & pid=$!; sleep 0.5; "
+       "for p in /proc/[0-9]*; do "
+       "  if [ \"$(readlink $p/exe)\" = " + kEvshim + " ]; then "
+       "    echo \"serve: $(readlink $p/fd/1) $(readlink $p/fd/2)\"; fi; done; "
+       "kill $pid; wait"},
+      30);
+  EXPECT_NE(r.out.find("serve: /dev/null /dev/null"), std::string::npos) << r.out << r.err;
+  EXPECT_EQ(r.out.find("pipe:"), std::string::npos) << r.out;
+}
+
 // Under the launcher the preload must not start a second supervisor.
 TEST(PreloadOnly, NoSecondSupervisorUnderLauncher) {
   RunResult r = RunCommand({kEvshim, "run", "--", "sh", "-c",
