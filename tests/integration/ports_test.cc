@@ -113,11 +113,14 @@ TEST(PreloadOnly, RunsScenarioWithoutLauncher) {
 TEST(PreloadOnly, SupervisorDoesNotHoldProgramStdio) {
   RunResult r = RunCommand(
       {"sh", "-c",
-       "LD_PRELOAD=" + kPreload + " " + kScenarios + " block_forever & pid=$!; sleep 0.5; "
-       "for p in /proc/[0-9]*; do "
-       "  if [ \"$(readlink $p/exe)\" = " + kEvshim + " ]; then "
-       "    echo \"serve: $(readlink $p/fd/1) $(readlink $p/fd/2)\"; fi; done; "
-       "kill $pid; wait"},
+       "LD_PRELOAD=" + kPreload + " " + kScenarios + " block_forever & pid=$!; "
+       // The supervisor needs a moment to start (longer in sanitizer builds).
+       "for i in $(seq 50); do sleep 0.1; found=; "
+       "  for p in /proc/[0-9]*; do "
+       "    if [ \"$(readlink $p/exe)\" = " + kEvshim + " ]; then "
+       "      found=\"serve: $(readlink $p/fd/1) $(readlink $p/fd/2)\"; fi; done; "
+       "  case \"$found\" in *null*null*) break;; esac; done; "
+       "echo \"$found\"; kill $pid; wait"},
       30);
   EXPECT_NE(r.out.find("serve: /dev/null /dev/null"), std::string::npos) << r.out << r.err;
   EXPECT_EQ(r.out.find("pipe:"), std::string::npos) << r.out;
