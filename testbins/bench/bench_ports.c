@@ -103,6 +103,7 @@ static void memory(long count) {
   for (long i = 0; i < count; i++) {
     DIE_IF(pipe(p[i]) != 0);
     DIE_IF(port_associate(port, PORT_SOURCE_FD, (uintptr_t)p[i][0], POLLIN, NULL) != 0);
+    close(p[i][1]); /* the association (and its watch) stays; halves the descriptors */
   }
   long after = bench_rss_kb(sup);
   bench_report("ports", "memory", "supervisor_rss_kb_delta", (double)(after - before), "kB", count);
