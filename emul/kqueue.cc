@@ -836,7 +836,10 @@ void Kqueues::OnWatchReady(WatchId watch, uint32_t revents) {
   Pump(*kq);
 }
 
-void Kqueues::OnProcessExit(Pid pid, int64_t status) {
+template <typename Fn>
+void Kqueues::ForEachProcKnote(Pid pid, Fn&& fn) {
+  // The PROC knotes watching `pid` (a copy: `fn` may add or drop knotes),
+  // each with its kqueue; then the kqueues touched wake their waiters.
   std::set<ObjectId> touched;
   for (uint64_t uid : ProcKnotes(pid)) {
     auto k = knotes_.find(uid);
@@ -845,25 +848,25 @@ void Kqueues::OnProcessExit(Pid pid, int64_t status) {
     Kq* kq = Find(kn.kq);
     if (kq == nullptr) continue;
     touched.insert(kq->id);
-    if (ApplyExit(*kq, kn, status)) {
-      Drop(*kq, kn);
-    } else {
-      Activate(*kq, kn);
-    }
+    fn(*kq, kn);
   }
   for (ObjectId id : touched) {
     if (Kq* kq = Find(id)) Pump(*kq);
   }
 }
 
+void Kqueues::OnProcessExit(Pid pid, int64_t status) {
+  ForEachProcKnote(pid, [&](Kq& kq, Knote& kn) {
+    if (ApplyExit(kq, kn, status)) {
+      Drop(kq, kn);
+    } else {
+      Activate(kq, kn);
+    }
+  });
+}
+
 void Kqueues::OnProcessFork(Pid parent, Pid child) {
-  std::set<ObjectId> touched;
-  for (uint64_t uid : ProcKnotes(parent)) {
-    auto k = knotes_.find(uid);
-    if (k == knotes_.end()) continue;
-    Knote& kn = *k->second;
-    Kq* kq = Find(kn.kq);
-    if (kq == nullptr) continue;
+  ForEachProcKnote(parent, [&](Kq& kq, Knote& kn) {
     if (kn.sfflags & kev::kNoteFork) kn.fflags |= kev::kNoteFork;
     if (kn.sfflags & kev::kNoteTrack) {
       // filt_proc NOTE_TRACK (OB kern_event.c:430-447, DF :397-415): a knote
@@ -876,31 +879,18 @@ void Kqueues::OnProcessFork(Pid parent, Pid child) {
       c.kev.fflags = kn.sfflags;
       c.kev.data = parent;
       c.track_parent = parent;
-      if (Register(*kq, Caller{kq->owner, kq->owner}, c) != 0) kn.fflags |= kev::kNoteTrackErr;
+      if (Register(kq, Caller{kq.owner, kq.owner}, c) != 0) kn.fflags |= kev::kNoteTrackErr;
     }
-    if (kn.fflags != 0) Activate(*kq, kn);
-    touched.insert(kq->id);
-  }
-  for (ObjectId id : touched) {
-    if (Kq* kq = Find(id)) Pump(*kq);
-  }
+    if (kn.fflags != 0) Activate(kq, kn);
+  });
 }
 
 void Kqueues::OnProcessExec(Pid pid) {
-  std::set<ObjectId> touched;
-  for (uint64_t uid : ProcKnotes(pid)) {
-    auto k = knotes_.find(uid);
-    if (k == knotes_.end()) continue;
-    Knote& kn = *k->second;
-    Kq* kq = Find(kn.kq);
-    if (kq == nullptr || !(kn.sfflags & kev::kNoteExec)) continue;
+  ForEachProcKnote(pid, [&](Kq& kq, Knote& kn) {
+    if (!(kn.sfflags & kev::kNoteExec)) return;
     kn.fflags |= kev::kNoteExec;
-    Activate(*kq, kn);
-    touched.insert(kq->id);
-  }
-  for (ObjectId id : touched) {
-    if (Kq* kq = Find(id)) Pump(*kq);
-  }
+    Activate(kq, kn);
+  });
 }
 
 void Kqueues::OnVnodeEvent(WatchId watch, uint32_t notes) {

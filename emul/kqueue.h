@@ -278,6 +278,8 @@ class Kqueues {
   bool ApplyExit(Kq& kq, Knote& kn, int64_t status);
   void Unwatch(Knote& kn);
   std::vector<uint64_t> ProcKnotes(Pid pid) const;
+  template <typename Fn>
+  void ForEachProcKnote(Pid pid, Fn&& fn);
   std::vector<Taken> Collect(Kq& kq, uint32_t max);
   void Commit(Kq& kq, std::vector<Taken>& taken);
   void PutBack(Kq& kq, std::vector<Taken>& taken);
