@@ -25,7 +25,7 @@ using S = Support;
 constexpr std::array kTable = {
     SyscallEntry{P::kIllumos, Call::kPortfs, "portfs", 182, 1000, "182", S::kPartial,
                  "every opcode and source (FD, FILE, USER, ALERT, DISPATCH AIO/MQ); "
-                 "deviations: POLLOUT always, closes seen lazily, FILE via inotify (docs/abi.md)",
+                 "deviations: closes seen lazily, FILE via inotify (docs/abi.md)",
                  &illumos::SysPortfs, &illumos::kPortfsTrace},
     SyscallEntry{P::kIllumos, Call::kTimerCreate, "timer_create", 1001, 1001, "194", S::kFull,
                  "SIGEV_PORT/THREAD (port), SIGEV_SIGNAL, SIGEV_NONE; REALTIME and HIGHRES clocks",

@@ -124,18 +124,35 @@ void EventPorts::RemoveQueued(Port& p, QueueIt it) {
 }
 
 void EventPorts::UpdateReadiness(Port& p) {
-  bool readable = !p.queue.empty();  // port_poll: POLLIN iff events queued (rule 3)
+  // port_vnops.c port_poll: POLLIN iff events are queued, POLLOUT iff
+  // port_curr < port_max_events (rule 3).
+  bool readable = !p.queue.empty();
   if (readable != p.readable_reported) {
     p.readable_reported = readable;
     host_.ObjectReadinessChanged(p.id, readable);
   }
+  bool writable = p.slots < p.max_events;
+  if (writable != p.writable_reported) {
+    p.writable_reported = writable;
+    host_.ObjectWritableChanged(p.id, writable);
+  }
+}
+
+void EventPorts::TakeSlot(Port& p) {
+  ++p.slots;
+  UpdateReadiness(p);
+}
+
+void EventPorts::ReturnSlot(Port& p) {
+  --p.slots;
+  UpdateReadiness(p);
 }
 
 void EventPorts::FreeAssoc(Port& p, FdAssoc* a) {
   if (a->queued) RemoveQueued(p, *a->queued);
   host_.DropWatch(a->watch);
   by_watch_.erase(a->watch);
-  --p.slots;
+  ReturnSlot(p);
   auto range = p.fd_assocs.equal_range(a->fd);
   for (auto it = range.first; it != range.second; ++it) {
     if (it->second.get() == a) {
@@ -256,7 +273,7 @@ Result<void> EventPorts::Send(Caller caller, ObjectId id, uint32_t events, uint6
   if (p == nullptr) return Errno{EBADFD};
   Touch(*p, caller.pid);
   if (!SlotFree(*p, caller.pid)) return Errno{EAGAIN};  // port_alloc_event_local
-  ++p->slots;
+  TakeSlot(*p);
   Enqueue(*p, Queued{PortEvent{static_cast<uint16_t>(PortSource::kUser), events, 0, user},
                      Share::kAnyone, caller.pid, nullptr, true});
   return Ok();
@@ -313,7 +330,7 @@ Result<void> EventPorts::AssociateFd(Caller caller, ObjectId id, int64_t object,
     p->fd_assocs.emplace(fd, std::move(owned));
     p->had_fd_assoc = true;
     by_watch_[a->watch] = a;
-    ++p->slots;
+    TakeSlot(*p);
   } else if (a->queued) {
     // "Remove any events that were already fired" (port_fd.c; rule 7).
     RemoveQueued(*p, *a->queued);
@@ -753,6 +770,7 @@ Result<int> EventPorts::TimerCreate(Caller caller, int clock, const TimerNotify&
     if (t->port) --Find(*t->port)->slots;
     return Errno{EINVAL};
   }
+  if (t->port) UpdateReadiness(*Find(*t->port));  // the timer's slot may have filled the port
   timers_.emplace(std::make_pair(caller.pid, id), std::move(t));
   return id;
 }
@@ -766,7 +784,7 @@ void EventPorts::UnbindTimer(Timer& t) {
         break;
       }
     }
-    --p->slots;
+    ReturnSlot(*p);
   }
   t.port.reset();
   t.queued = false;
@@ -883,7 +901,7 @@ void EventPorts::FreeFileAssoc(Port& p, FileAssoc* a) {
   if (a->queued) RemoveQueued(p, *a->queued);
   host_.DropPathWatch(a->watch);
   by_path_watch_.erase(a->watch);
-  --p.slots;
+  ReturnSlot(p);
   p.file_assocs.erase({a->owner, a->object});
 }
 
@@ -913,7 +931,7 @@ Result<void> EventPorts::AssociateFile(Caller caller, ObjectId id, uint64_t obje
       host_.DropPathWatch(w->id);
       return Errno{EAGAIN};
     }
-    ++p->slots;
+    TakeSlot(*p);
     auto owned = std::make_unique<FileAssoc>();
     owned->port = id;
     owned->owner = caller.pid;
@@ -988,7 +1006,7 @@ void EventPorts::OnFileEvent(WatchId watch, uint32_t events) {
     const uint64_t object = a->object, user = a->user;
     FreeFileAssoc(*p, a);
     if (deliver && p->slots < p->max_events) {
-      ++p->slots;  // a fresh event (PORT_ALLOC_DEFAULT): holds a slot until retrieved
+      TakeSlot(*p);  // a fresh event (PORT_ALLOC_DEFAULT): holds a slot until retrieved
       Enqueue(*p, Queued{PortEvent{static_cast<uint16_t>(PortSource::kFile), exception, object, user},
                          Share::kOwnerOnly, owner, nullptr, true});
     }
@@ -1035,6 +1053,7 @@ std::optional<WaitId> EventPorts::Dispatch(Caller caller, ObjectId id, int32_t s
     --p->slots;  // the caller is gone: nothing is queued
     return std::nullopt;
   }
+  UpdateReadiness(*p);
   Enqueue(*p, Queued{d.ev, noshare ? Share::kOwnerOnly : Share::kAnyone, caller.pid, nullptr, true});
   return std::nullopt;
 }
@@ -1047,7 +1066,7 @@ void EventPorts::ServeDispatchers(Port& p) {
     wait_port_.erase(d.id);
     // Answer first: an interrupted caller (EINTR) must not have queued anything.
     if (!d.done->Complete(GetOutcome{})) continue;
-    ++p.slots;
+    TakeSlot(p);
     Enqueue(p, Queued{d.ev, d.noshare ? Share::kOwnerOnly : Share::kAnyone, d.caller.pid, nullptr,
                       true});
   }

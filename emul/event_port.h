@@ -287,6 +287,7 @@ class EventPorts {
     std::vector<Pid> users;
     std::optional<AlertState> alert;
     bool readable_reported = false;
+    bool writable_reported = true;  // a new port has free slots
   };
 
   Port* Find(ObjectId id);
@@ -314,7 +315,11 @@ class EventPorts {
   void Requeue(Port& p, std::vector<Queued> taken);
   void InsertWaiter(Port& p, Waiter w);
   void Pump(Port& p);
+  // Reports the port descriptor's POLLIN and POLLOUT to the host when they change.
   void UpdateReadiness(Port& p);
+  // A slot is taken or given back (port_curr); POLLOUT follows.
+  void TakeSlot(Port& p);
+  void ReturnSlot(Port& p);
   void RearmDeadline();
   void FireTimer(Timer& t, Nanos now);
   void UnbindTimer(Timer& t);

@@ -79,6 +79,12 @@ class Host {
   virtual bool FdOpen(Pid pid, int fd) = 0;
   // The object's descriptor should poll readable (events queued) or not.
   virtual void ObjectReadinessChanged(ObjectId obj, bool readable) = 0;
+  // The object's descriptor should poll writable or not (an event port:
+  // POLLOUT while event slots remain). Default: always writable.
+  virtual void ObjectWritableChanged(ObjectId obj, bool writable) {
+    (void)obj;
+    (void)writable;
+  }
 
   // --- POSIX timers (event ports' SIGEV_* timers). ---
   // CLOCK_REALTIME minus CLOCK_MONOTONIC, for absolute realtime deadlines.

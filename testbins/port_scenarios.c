@@ -1075,6 +1075,46 @@ static int limit_events(void) {
   return 0;
 }
 
+/* Rule 3 (port_vnops.c port_poll: POLLOUT iff port_curr < port_max_events)
+ * under `evshim run --max-port-events 2`: the port descriptor stops polling
+ * writable when its last slot is taken and a poller waiting for POLLOUT wakes
+ * when one frees (retrieval, dissociation). */
+static int pollout_slots(void) {
+  struct pollfd pfd = {port, POLLOUT, 0};
+  CHECK(poll(&pfd, 1, 0) == 1 && pfd.revents == POLLOUT);
+  int p[2];
+  CHECK(pipe(p) == 0);
+  CHECK(port_associate(port, PORT_SOURCE_FD, (uintptr_t)p[0], POLLIN, NULL) == 0);
+  pfd.revents = 0;
+  CHECK(poll(&pfd, 1, 0) == 1 && pfd.revents == POLLOUT); /* one slot left */
+  CHECK(port_send(port, 1, NULL) == 0);
+  struct pollfd both = {port, POLLIN | POLLOUT, 0};
+  CHECK(poll(&both, 1, 0) == 1 && both.revents == POLLIN); /* full: readable only */
+  pid_t pid = fork();
+  if (pid == 0) { /* waits for POLLOUT on the shared port */
+    struct pollfd c = {port, POLLOUT, 0};
+    int n = poll(&c, 1, 5000);
+    _exit(n == 1 && (c.revents & POLLOUT) ? 0 : 1);
+  }
+  sleep_ms(200);
+  int status;
+  CHECK(waitpid(pid, &status, WNOHANG) == 0); /* still waiting: the port is full */
+  port_event_t ev;
+  CHECK(get0(port, &ev) == 1 && ev.portev_source == PORT_SOURCE_USER);
+  CHECK(waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  pfd.revents = 0;
+  CHECK(poll(&pfd, 1, 0) == 1 && pfd.revents == POLLOUT);
+  /* full again; a dissociation frees the association's slot */
+  CHECK(port_send(port, 2, NULL) == 0);
+  pfd.revents = 0;
+  CHECK(poll(&pfd, 1, 0) == 0);
+  CHECK(port_dissociate(port, PORT_SOURCE_FD, (uintptr_t)p[0]) == 0);
+  both.revents = 0;
+  CHECK(poll(&both, 1, 0) == 1 && both.revents == (POLLIN | POLLOUT));
+  printf("port descriptor polls POLLOUT iff event slots remain\n");
+  return 0;
+}
+
 /* Rule 1 under `evshim run --max-ports 2` (main already created one). */
 static int limit_ports(void) {
   int q = port_create();
@@ -1112,6 +1152,7 @@ int main(int argc, char **argv) {
       {"file_libuv", file_libuv}, {"dispatch_events", dispatch_events},
       {"close_shared", close_shared}, {"exec_cloexec", exec_cloexec}, {"exec_keep", exec_keep},
       {"close_waiter", close_waiter}, {"limit_events", limit_events}, {"limit_ports", limit_ports},
+      {"pollout_slots", pollout_slots},
   };
   if (argc < 2) {
     fprintf(stderr, "usage: %s SCENARIO\n", argv[0]);

@@ -38,6 +38,9 @@ class LinuxHost final : public emul::Host {
   void set_readiness_callback(std::function<void(emul::ObjectId, bool)> cb) {
     readiness_cb_ = std::move(cb);
   }
+  void set_writable_callback(std::function<void(emul::ObjectId, bool)> cb) {
+    writable_cb_ = std::move(cb);
+  }
 
   emul::Nanos Now() override;
   emul::Nanos RealtimeOffset() override;
@@ -56,6 +59,9 @@ class LinuxHost final : public emul::Host {
   bool SameFile(emul::Pid pid, int fd, emul::WatchId id) override;
   bool FdOpen(emul::Pid pid, int fd) override;
   void ObjectReadinessChanged(emul::ObjectId obj, bool readable) override;
+  void ObjectWritableChanged(emul::ObjectId obj, bool writable) override {
+    if (writable_cb_) writable_cb_(obj, writable);
+  }
 
   size_t watch_count() const { return watches_.size(); }
 
@@ -170,6 +176,7 @@ class LinuxHost final : public emul::Host {
   int timer_fd_;
   std::function<int(emul::Pid)> pidfd_of_;
   std::function<void(emul::ObjectId, bool)> readiness_cb_;
+  std::function<void(emul::ObjectId, bool)> writable_cb_;
   std::unordered_map<emul::WatchId, Watch> watches_;
   emul::WatchId next_watch_ = 1;
   emul::Nanos armed_deadline_ = kNever;

@@ -270,6 +270,7 @@ Supervisor::Supervisor(int listener, SupervisorOptions options)
   epoll_ = epoll_create1(EPOLL_CLOEXEC);
   host_ = std::make_unique<LinuxHost>(epoll_, [this](emul::Pid pid) { return PidfdOf(pid); });
   host_->set_readiness_callback([this](emul::ObjectId o, bool r) { OnObjectReadiness(o, r); });
+  host_->set_writable_callback([this](emul::ObjectId o, bool w) { OnObjectWritable(o, w); });
   ports_ = std::make_unique<emul::EventPorts>(*host_, options_.port_limits);
   kqueue_host_ = std::make_unique<DeadlineSlotHost>(*host_, 1);
   kqueues_ = std::make_unique<emul::Kqueues>(*kqueue_host_, options_.kqueue_limits);
@@ -482,6 +483,48 @@ void Supervisor::DrainIfNeeded(emul::ObjectId obj, pid_t tid, int fd) {
   it->second.needs_drain = false;
 }
 
+// Rule 3 (port_vnops.c port_poll): a port polls POLLOUT only while it has a
+// free event slot. The target's end of the socketpair polls writable while
+// the data it has in flight (unread in our end) is under a quarter of its
+// send buffer (af_unix unix_writable), so: when the port fills, write filler
+// into it until it would block, through a duplicate taken from a process
+// that holds the port and closed at once (the supervisor never holds a
+// target end: the last close is seen as our end's hang-up); when a slot
+// frees, read the filler from our end, which wakes the target's pollers. Our
+// end is registered for hang-ups only, so the filler wakes nobody. Nothing
+// happens while the port has free slots.
+void Supervisor::OnObjectWritable(emul::ObjectId obj, bool writable) {
+  auto it = object_handles_.find(obj);
+  if (it == object_handles_.end()) return;
+  ObjectHandle& h = it->second;
+  if (writable) {
+    if (!h.filled) return;
+    char buf[4096];
+    while (recv(h.sup_end, buf, sizeof buf, MSG_DONTWAIT) > 0) {
+    }
+    h.filled = false;
+    return;
+  }
+  if (h.filled) return;
+  // Any process that named the port holds a descriptor of it (the call that
+  // took the last slot named it).
+  for (auto e = holder_fd_.lower_bound({obj, 0}); e != holder_fd_.end() && e->first.first == obj; ++e) {
+    emul::Pid pid = e->first.second;
+    if (!FdIsObject(pid, e->second, h.inode)) continue;
+    int dup = static_cast<int>(syscall(SYS_pidfd_getfd, PidfdOf(pid), e->second, 0));
+    if (dup < 0) continue;
+    struct stat st {};
+    if (fstat(dup, &st) == 0 && st.st_ino == h.inode) {
+      static const char kFiller[4096] = {};
+      while (send(dup, kFiller, sizeof kFiller, MSG_DONTWAIT | MSG_NOSIGNAL) > 0) {
+      }
+      h.filled = true;
+    }
+    close(dup);
+    if (h.filled) return;
+  }
+}
+
 int Supervisor::InstallObject(uint64_t id, abi::ObjectKind kind, emul::ObjectId obj,
                               bool* delivered, bool cloexec) {
   *delivered = false;
@@ -494,6 +537,12 @@ int Supervisor::InstallObject(uint64_t id, abi::ObjectKind kind, emul::ObjectId 
   }
   struct stat st {};
   fstat(sv[1], &st);
+  if (kind == abi::ObjectKind::kPort) {
+    // The smallest send buffer (the kernel rounds up to SOCK_MIN_SNDBUF): a
+    // few KiB of filler make the port descriptor unwritable (OnObjectWritable).
+    int one = 1;
+    setsockopt(sv[1], SOL_SOCKET, SO_SNDBUF, &one, sizeof one);
+  }
   seccomp_notif_addfd addfd{};
   addfd.id = id;
   addfd.srcfd = static_cast<uint32_t>(sv[1]);

@@ -64,13 +64,17 @@ class Supervisor {
   // The descriptor a target holds for an emulated object is one end of a
   // socketpair: the object is recognised by that end's inode, our end polls
   // HUP when the last holder closes it, and a byte written on our end makes
-  // the target's descriptor poll readable (events pending).
+  // the target's descriptor poll readable (events pending). A port's end has
+  // the smallest send buffer; filler written from it (through a momentary
+  // duplicate) and left unread in our end makes it poll not writable while
+  // the port has no free slot (OnObjectWritable).
   struct ObjectHandle {
     abi::ObjectKind kind = abi::ObjectKind::kPort;
     int sup_end = -1;       // our end of the socketpair; HUP = last close
     uint64_t inode = 0;     // the target end's inode: how a descriptor is recognised
     bool signalled = false; // a byte is waiting in the target end
     bool needs_drain = false;
+    bool filled = false;    // filler sits in our end: the target end is not writable
   };
 
   void HandleNotification(seccomp_notif& req);
@@ -84,6 +88,7 @@ class Supervisor {
   void ProcessGone(emul::Pid pid);
   void OnObjectReadiness(emul::ObjectId obj, bool readable);
   void DrainIfNeeded(emul::ObjectId obj, pid_t tid, int fd);
+  void OnObjectWritable(emul::ObjectId obj, bool writable);
   void SweepParked();
   void ForgetParked(pid_t tid, uint64_t notif_id);
   void ReapChildren();

@@ -77,6 +77,15 @@ TEST(PortLimits, MaxPortEventsGivesEagain) {
   EXPECT_NE(Scenario("limit_events").status, 0);
 }
 
+// Rule 3 (port_vnops.c port_poll): the port descriptor polls POLLOUT only
+// while event slots remain; a poller waiting for POLLOUT on a full port wakes
+// when a slot frees.
+TEST(PortLimits, PolloutOnlyWhileSlotsRemain) {
+  RunResult r = LimitedScenario("--max-port-events", "2", "pollout_slots");
+  EXPECT_FALSE(r.timed_out);
+  EXPECT_EQ(r.status, 0) << r.out << r.err;
+}
+
 // Rule 1: `--max-ports N` is project.max-port-ids: port_create is EAGAIN.
 TEST(PortLimits, MaxPortsGivesEagain) {
   RunResult r = LimitedScenario("--max-ports", "2", "limit_ports");

@@ -53,6 +53,8 @@ class FakeHost : public emul::Host {
   const std::vector<SentSignal>& signals() const { return signals_; }
   emul::Nanos deadline() const { return deadline_; }
   bool readable(emul::ObjectId o) const { return readable_.count(o) != 0; }
+  // POLLOUT as last reported (a new object is writable).
+  bool writable(emul::ObjectId o) const { return unwritable_.count(o) == 0; }
   size_t live_watches() const { return watches_.size(); }
   bool armed(emul::WatchId id) const { return watches_.count(id) && watches_.at(id).armed; }
 
@@ -93,6 +95,13 @@ class FakeHost : public emul::Host {
       readable_.erase(obj);
     }
   }
+  void ObjectWritableChanged(emul::ObjectId obj, bool writable) override {
+    if (writable) {
+      unwritable_.erase(obj);
+    } else {
+      unwritable_.insert(obj);
+    }
+  }
 
  private:
   static constexpr uint32_t kAlways = 0x18;  // POLLERR | POLLHUP
@@ -104,6 +113,7 @@ class FakeHost : public emul::Host {
   std::map<std::pair<emul::Pid, int>, FileRef> fds_;
   std::map<emul::WatchId, Watch> watches_;
   std::set<emul::ObjectId> readable_;
+  std::set<emul::ObjectId> unwritable_;
   emul::WatchId next_ = 1;
   emul::Nanos now_ = 1'000'000'000;
   emul::Nanos deadline_ = kNever;

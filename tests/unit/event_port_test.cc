@@ -454,6 +454,45 @@ TEST_F(EventPortTest, Rule3ReadableIffEventsQueued) {
   EXPECT_FALSE(host_.readable(p));
 }
 
+// Rule 3 (port_vnops.c port_poll: POLLOUT iff port_curr < port_max_events):
+// the descriptor stops polling writable when the last slot is taken and
+// polls writable again when any slot comes back (retrieval, dissociation,
+// a process's close), not while a refused delivery holds the events.
+TEST_F(EventPortTest, Rule3WritableWhileSlotsRemain) {
+  ObjectId p = NewPort(PortLimits{2, 8192});
+  EXPECT_TRUE(host_.writable(p));
+  auto f = host_.NewFile();
+  host_.Open(kA.pid, 5, f);
+  ASSERT_TRUE(engine().AssociateFd(kA, p, 5, kIn, 0).ok());
+  EXPECT_TRUE(host_.writable(p));
+  ASSERT_TRUE(engine().Send(kA, p, 1, 1).ok());
+  EXPECT_FALSE(host_.writable(p));  // full: associations and queued user events count
+  auto got = Get(kA, p, GetOne());
+  ASSERT_EQ(got->outcomes.size(), 1u);
+  EXPECT_TRUE(host_.writable(p));  // retrieving the user event returned its slot
+  ASSERT_TRUE(engine().Send(kA, p, 2, 2).ok());
+  EXPECT_FALSE(host_.writable(p));
+  ASSERT_TRUE(engine().DissociateFd(kA, p, 5).ok());
+  EXPECT_TRUE(host_.writable(p));
+  // A delivery the target refused puts the event (and its slot) back.
+  ASSERT_TRUE(engine().Send(kB, p, 3, 3).ok());
+  EXPECT_FALSE(host_.writable(p));
+  auto rec = std::make_shared<Record>();
+  rec->refuse = true;
+  engine().Get(kA, p, GetOne(), std::make_unique<Recorder>(rec));
+  EXPECT_FALSE(host_.writable(p));
+  auto again = Get(kA, p, Getn(8, 1));  // events 2 and 3
+  ASSERT_EQ(again->outcomes.size(), 1u);
+  ASSERT_EQ(again->outcomes[0].events.size(), 2u);
+  EXPECT_TRUE(host_.writable(p));
+  host_.Open(kB.pid, 7, host_.NewFile());
+  ASSERT_TRUE(engine().AssociateFd(kB, p, 7, kIn, 0).ok());
+  ASSERT_TRUE(engine().Send(kA, p, 4, 4).ok());
+  EXPECT_FALSE(host_.writable(p));
+  engine().CloseBy(p, kB.pid);  // B's association goes with B's close
+  EXPECT_TRUE(host_.writable(p));
+}
+
 // A thread that goes away (EINTR, exit) is forgotten; the event goes to the
 // next waiter, not to nobody.
 TEST_F(EventPortTest, CancelledWaiterIsSkipped) {

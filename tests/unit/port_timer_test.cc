@@ -208,8 +208,17 @@ TEST_F(PortTimerTest, TimerNeedsAnEventSlot) {
   TimerNotify n;
   n.notify = kSigevPort;
   n.port = p;
-  ASSERT_TRUE(small.TimerCreate(kA, kClockRealtime, n).ok());
+  Result<int> id = small.TimerCreate(kA, kClockRealtime, n);
+  ASSERT_TRUE(id.ok());
   EXPECT_EQ(small.TimerCreate(kA, kClockRealtime, n).error().value, EAGAIN);
+  // Rule 3: the timer's wired slot makes the port poll not writable until the
+  // timer is deleted (port_vnops.c port_poll; T:744).
+  EXPECT_FALSE(host_.writable(p));
+  ASSERT_TRUE(small.TimerDelete(kA, *id).ok());
+  EXPECT_TRUE(host_.writable(p));
+  // A create that fails after taking the slot (bad clock) leaves it writable.
+  EXPECT_EQ(small.TimerCreate(kA, 1, n).error().value, EINVAL);
+  EXPECT_TRUE(host_.writable(p));
 }
 
 }  // namespace
