@@ -66,6 +66,8 @@
 // close fails waiters and blocked dispatchers with EBADF: a thread still
 // waiting when every descriptor is gone was waiting on a descriptor that
 // another thread closed, which illumos reports as EBADF (rule 27).
+// Exec deletes the process's POSIX timers (ProcessExeced; exec_common ->
+// timer_exit); the host reports execs (docs/design.md "Timers at exec").
 // Closing an associated descriptor dissociates it and
 // discards its event: the host does not keep the file open, so the engine
 // learns of the close when it next checks the association (SameFile) before
@@ -258,11 +260,7 @@ void EventPorts::ProcessExited(Pid pid) {
     }
   }
   for (WaitId w : gone) CancelWait(w);
-  std::vector<int> timer_ids;
-  for (auto& [key, t] : timers_) {
-    if (key.first == pid) timer_ids.push_back(key.second);
-  }
-  for (int tid : timer_ids) DeleteTimer(*FindTimer(pid, tid));  // timer_exit
+  DeleteTimersOf(pid);  // timer_exit
   std::vector<ObjectId> ids;
   for (auto& [id, p] : ports_) ids.push_back(id);
   for (ObjectId id : ids) CloseBy(id, pid);
@@ -725,6 +723,28 @@ EventPorts::Timer* EventPorts::FindTimer(Pid pid, int id) {
   auto it = timers_.find({pid, id});
   return it == timers_.end() ? nullptr : it->second.get();
 }
+
+void EventPorts::DeleteTimersOf(Pid pid) {
+  std::vector<std::pair<int, std::optional<ObjectId>>> gone;
+  for (auto it = timers_.lower_bound({pid, INT_MIN}); it != timers_.end() && it->first.first == pid; ++it) {
+    gone.emplace_back(it->first.second, it->second->port);
+  }
+  for (auto& [id, port] : gone) {
+    DeleteTimer(*FindTimer(pid, id));
+    if (port) {
+      if (Port* p = Find(*port)) ServeDispatchers(*p);  // the timer's slot came back
+    }
+  }
+}
+
+void EventPorts::ProcessExeced(Pid pid) {
+  // exec_common: "Delete the POSIX timers" (timer_exit, T:1000-1015), of
+  // every kind; the process's ports and associations are not touched here
+  // (a close-on-exec descriptor's close is seen lazily; docs/design.md).
+  DeleteTimersOf(pid);
+}
+
+bool EventPorts::HasTimers() const { return !timers_.empty(); }
 
 size_t EventPorts::TimerCount(Pid pid) const {
   size_t n = 0;

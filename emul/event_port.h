@@ -139,6 +139,9 @@ class EventPorts {
   void CloseBy(ObjectId port, Pid pid);
   // Process exit: CloseBy for every port, and its waiters vanish.
   void ProcessExited(Pid pid);
+  // The process replaced its image (execve): its POSIX timers, of every
+  // notification kind, are deleted (illumos exec_common -> timer_exit).
+  void ProcessExeced(Pid pid);
   bool Exists(ObjectId port) const { return ports_.count(port) != 0; }
   size_t port_count() const { return ports_.size(); }
 
@@ -183,6 +186,7 @@ class EventPorts {
   Result<TimerSpec> TimerGettime(Caller caller, int id);
   Result<int> TimerGetoverrun(Caller caller, int id);
   size_t TimerCount(Pid pid) const;
+  bool HasTimers() const;  // any process has a timer (the host then watches for execs)
 
   // --- host callbacks ---
   void OnWatchReady(WatchId watch, uint32_t revents);
@@ -324,6 +328,7 @@ class EventPorts {
   void FireTimer(Timer& t, Nanos now);
   void UnbindTimer(Timer& t);
   void DeleteTimer(Timer& t);
+  void DeleteTimersOf(Pid pid);  // timer_exit
   Timer* FindTimer(Pid pid, int id);
   void ForgetDeadline(Nanos when, uint64_t key);
 

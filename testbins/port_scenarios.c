@@ -329,14 +329,19 @@ static int eintr(void) {
 
 /* Timers with SIGEV_PORT (timer.c): one event per delivery, portev_events =
  * expirations since the last one, portev_object = the timer. */
-static int timer_port(void) {
-  port_notify_t pn = {port, (void *)0x7171};
+/* A CLOCK_MONOTONIC timer that notifies through `pn` (SIGEV_PORT). */
+static int port_timer_create(port_notify_t *pn, timer_t *t) {
   struct sigevent sev;
   memset(&sev, 0, sizeof sev);
   sev.sigev_notify = SIGEV_PORT;
-  sev.sigev_value.sival_ptr = &pn;
+  sev.sigev_value.sival_ptr = pn;
+  return timer_create(CLOCK_MONOTONIC, &sev, t);
+}
+
+static int timer_port(void) {
+  port_notify_t pn = {port, (void *)0x7171};
   timer_t t;
-  CHECK(timer_create(CLOCK_MONOTONIC, &sev, &t) == 0);
+  CHECK(port_timer_create(&pn, &t) == 0);
   struct itimerspec its = {{0, 10 * 1000 * 1000}, {0, 10 * 1000 * 1000}};
   CHECK(timer_settime(t, 0, &its, NULL) == 0);
   sleep_ms(65);
@@ -361,11 +366,11 @@ static int timer_port(void) {
   CHECK(timer_delete(t) == -1 && errno == EINVAL);
   /* a bad port in the notification: EBADF / EBADFD */
   pn.portnfy_port = 4321;
-  CHECK(timer_create(CLOCK_REALTIME, &sev, &t) == -1 && errno == EBADF);
+  CHECK(port_timer_create(&pn, &t) == -1 && errno == EBADF);
   int p[2];
   CHECK(pipe(p) == 0);
   pn.portnfy_port = p[0];
-  CHECK(timer_create(CLOCK_REALTIME, &sev, &t) == -1 && errno == EBADFD);
+  CHECK(port_timer_create(&pn, &t) == -1 && errno == EBADFD);
   printf("SIGEV_PORT timers behave\n");
   return 0;
 }
@@ -945,7 +950,43 @@ static int close_shared(void) {
 
 /* After exec: waits until its standard input closes. Sends a user event on
  * the port inherited at descriptor argv[2] when that is given. */
+/* illumos's struct sigevent as the raw timer_create reads it (docs/abi.md §4). */
+struct illumos_sigev {
+  int notify, signo;
+  void *value, *fn, *attr;
+  int pad;
+};
+
+static volatile sig_atomic_t exec_timer_signals;
+static void count_exec_timer_signal(int sig) {
+  (void)sig;
+  exec_timer_signals++;
+}
+
+/* The image exec_timer started: the old image's timers must be gone. */
+static int exec_timer_image(int p) {
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = count_exec_timer_signal;
+  CHECK(sigaction(SIGURG, &sa, NULL) == 0);
+  sleep_ms(100); /* the old timers would have expired ~20 times */
+  port_event_t ev;
+  CHECK(get0(p, &ev) == 0); /* the expiry event queued before exec went with its timer */
+  CHECK(get0(p, &ev) == 0); /* (the readiness byte is drained after a call naming the port) */
+  struct pollfd pfd = {p, POLLIN, 0};
+  CHECK(poll(&pfd, 1, 0) == 0);
+  CHECK(exec_timer_signals == 0);
+  /* the ids are free again: the lowest come back (timer.c timer_alloc) */
+  struct illumos_sigev ise = {1 /* illumos SIGEV_NONE */, 0, NULL, NULL, NULL, 0};
+  int id0 = -1, id1 = -1;
+  CHECK(syscall(EVSHIM_SYS_timer_create, 4 /* CLOCK_HIGHRES */, &ise, &id0) == 0 && id0 == 0);
+  CHECK(syscall(EVSHIM_SYS_timer_create, 4 /* CLOCK_HIGHRES */, &ise, &id1) == 0 && id1 == 1);
+  printf("exec deleted the old image's timers\n");
+  return 0;
+}
+
 static int exec_helper(int argc, char **argv) {
+  if (argc > 3 && strcmp(argv[2], "timer") == 0) return exec_timer_image(atoi(argv[3]));
   if (argc > 2) {
     int p = atoi(argv[2]);
     if (port_send(p, 77, NULL) != 0) return 3;
@@ -1006,6 +1047,33 @@ static int exec_keep(void) {
   exec_case(self_path, 0);
   printf("the port survived exec with its associations\n");
   return 0;
+}
+
+/* illumos deletes a process's POSIX timers at exec (exec_common -> timer_exit,
+ * timer.c:1000): a SIGEV_PORT timer on a port that survives exec and a
+ * SIGEV_SIGNAL timer, both periodic, then exec of this program. */
+static int exec_timer(void) {
+  port_notify_t pn = {port, (void *)0xe7};
+  timer_t by_port;
+  CHECK(port_timer_create(&pn, &by_port) == 0); /* evshim id 0 */
+  /* an evshim SIGEV_SIGNAL timer (raw call; the library leaves those to
+   * glibc), SIGURG: ignored by default, so one sent just before exec is harmless */
+  struct illumos_sigev ise = {2 /* illumos SIGEV_SIGNAL */, SIGURG, NULL, NULL, NULL, 0};
+  int by_signal = -1;
+  signal(SIGURG, SIG_IGN);
+  CHECK(syscall(EVSHIM_SYS_timer_create, 4 /* CLOCK_HIGHRES */, &ise, &by_signal) == 0 && by_signal == 1);
+  struct itimerspec its = {{0, 5 * 1000 * 1000}, {0, 5 * 1000 * 1000}};
+  CHECK(timer_settime(by_port, 0, &its, NULL) == 0);
+  CHECK(syscall(EVSHIM_SYS_timer_settime, by_signal, 0, &its, NULL) == 0);
+  sleep_ms(30);
+  struct pollfd pfd = {port, POLLIN, 0};
+  CHECK(poll(&pfd, 1, 0) == 1); /* an expiry event is queued */
+  signal(SIGURG, SIG_DFL);
+  char portarg[16];
+  snprintf(portarg, sizeof portarg, "%d", port);
+  execl(self_path, self_path, "exec_helper", "timer", portarg, (char *)NULL);
+  perror("execl");
+  return 1;
 }
 
 /* Rule 27: closing the descriptor a thread waits on fails the wait with
@@ -1152,7 +1220,7 @@ int main(int argc, char **argv) {
       {"file_libuv", file_libuv}, {"dispatch_events", dispatch_events},
       {"close_shared", close_shared}, {"exec_cloexec", exec_cloexec}, {"exec_keep", exec_keep},
       {"close_waiter", close_waiter}, {"limit_events", limit_events}, {"limit_ports", limit_ports},
-      {"pollout_slots", pollout_slots},
+      {"pollout_slots", pollout_slots}, {"exec_timer", exec_timer},
   };
   if (argc < 2) {
     fprintf(stderr, "usage: %s SCENARIO\n", argv[0]);

@@ -84,6 +84,15 @@ class LinuxHost final : public emul::Host {
   void DropVnode(emul::WatchId id) override;
   // Whether the netlink process connector is in use (for tests and logs).
   bool proc_connector() const { return connector_state_ > 0; }
+  // Event ports' timers die at exec: every exec the connector reports (of
+  // any process) goes to `sink`. ListenForExecs starts the connector if it
+  // can (false: unavailable); ReadExecs reads what it has queued, so an exec
+  // that happened before now is reported now.
+  void set_exec_sink(std::function<void(emul::Pid)> sink) { exec_sink_ = std::move(sink); }
+  bool ListenForExecs() { return EnsureConnector(); }
+  void ReadExecs() {
+    if (connector_fd_ >= 0) ReadConnector();
+  }
 
   // --- illumos PORT_SOURCE_FILE watches and lazy close detection
   // (linux_host_ports.cc; docs/design.md "Close and exec") ---
@@ -151,6 +160,7 @@ class LinuxHost final : public emul::Host {
   int inotify_fd_ = -1;
   std::unordered_map<emul::WatchId, VnodeWatch> vnodes_;
   KqueueSink kqueue_sink_;
+  std::function<void(emul::Pid)> exec_sink_;
 
   // PORT_SOURCE_FILE: an inotify watch on the file (and one on the directory
   // it was found in, for its name's removal and renames), shared by every

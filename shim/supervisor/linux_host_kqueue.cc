@@ -256,6 +256,7 @@ void LinuxHost::ReadConnector() {
         case proc_event::PROC_EVENT_EXEC: {
           const emul::Pid pid = ev->event_data.exec.process_tgid;
           if (proc_watches_.count(pid) && kqueue_sink_.exec) kqueue_sink_.exec(pid);
+          if (exec_sink_) exec_sink_(pid);  // event ports: timers die at exec
           break;
         }
         case proc_event::PROC_EVENT_EXIT: {

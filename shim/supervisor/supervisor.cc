@@ -271,6 +271,7 @@ Supervisor::Supervisor(int listener, SupervisorOptions options)
   host_ = std::make_unique<LinuxHost>(epoll_, [this](emul::Pid pid) { return PidfdOf(pid); });
   host_->set_readiness_callback([this](emul::ObjectId o, bool r) { OnObjectReadiness(o, r); });
   host_->set_writable_callback([this](emul::ObjectId o, bool w) { OnObjectWritable(o, w); });
+  host_->set_exec_sink([this](emul::Pid pid) { ExecSeen(pid); });
   ports_ = std::make_unique<emul::EventPorts>(*host_, options_.port_limits);
   kqueue_host_ = std::make_unique<DeadlineSlotHost>(*host_, 1);
   kqueues_ = std::make_unique<emul::Kqueues>(*kqueue_host_, options_.kqueue_limits);
@@ -324,6 +325,9 @@ Supervisor::~Supervisor() {
   kqueues_.reset();
   host_.reset();
   for (auto& [pid, p] : processes_) close(p.pidfd);
+  for (auto& [pid, fd] : image_fd_) {
+    if (fd >= 0) close(fd);
+  }
   for (auto& [obj, h] : object_handles_) close(h.sup_end);
   if (sweep_fd_ >= 0) close(sweep_fd_);
   if (signal_fd_ >= 0) close(signal_fd_);
@@ -394,6 +398,10 @@ void Supervisor::ProcessGone(emul::Pid pid) {
   }
   ports_->ProcessExited(pid);
   kqueues_->ProcessExited(pid);
+  if (auto img = image_fd_.find(pid); img != image_fd_.end()) {
+    if (img->second >= 0) close(img->second);
+    image_fd_.erase(img);
+  }
   auto it = processes_.find(pid);
   if (it != processes_.end()) {
     close(it->second.pidfd);
@@ -525,6 +533,53 @@ void Supervisor::OnObjectWritable(emul::ObjectId obj, bool writable) {
   }
 }
 
+// illumos deletes a process's POSIX timers at exec (exec_common: "Delete the
+// POSIX timers" -> timer_exit, timer.c:1000). Linux does not tell the
+// supervisor about an execve, so: with the process connector (CAP_NET_ADMIN)
+// every exec is reported; its message is queued before the new image runs,
+// and it is read before each call and before timers fire, so the new image
+// never sees the old timers. Without it, /proc/PID/mem opened while the
+// process has timers keeps the old address space: once the image is gone
+// (exec or exit) a read returns 0 bytes (mem_rw: mmget_not_zero fails), while
+// a live one returns EIO at address 0. It is checked before each call of
+// that process and before timers fire.
+void Supervisor::WatchExecs(emul::Pid pid) {
+  if (host_->ListenForExecs()) return;
+  if (image_fd_.count(pid) != 0 || ports_->TimerCount(pid) == 0) return;
+  char path[64];
+  std::snprintf(path, sizeof path, "/proc/%d/mem", pid);
+  image_fd_[pid] = open(path, O_RDONLY | O_CLOEXEC);  // -1: cannot tell (timers live until exit)
+}
+
+void Supervisor::NoticeExecs(emul::Pid caller) {
+  if (host_->proc_connector()) {
+    host_->ReadExecs();
+    return;
+  }
+  auto replaced = [](int fd) {
+    char byte;
+    return fd >= 0 && pread(fd, &byte, 1, 0) == 0;
+  };
+  if (caller != 0) {
+    auto it = image_fd_.find(caller);
+    if (it != image_fd_.end() && replaced(it->second)) ExecSeen(caller);
+    return;
+  }
+  std::vector<emul::Pid> gone;
+  for (auto& [pid, fd] : image_fd_) {
+    if (replaced(fd)) gone.push_back(pid);
+  }
+  for (emul::Pid pid : gone) ExecSeen(pid);
+}
+
+void Supervisor::ExecSeen(emul::Pid pid) {
+  if (auto img = image_fd_.find(pid); img != image_fd_.end()) {
+    if (img->second >= 0) close(img->second);
+    image_fd_.erase(img);
+  }
+  ports_->ProcessExeced(pid);
+}
+
 int Supervisor::InstallObject(uint64_t id, abi::ObjectKind kind, emul::ObjectId obj,
                               bool* delivered, bool cloexec) {
   *delivered = false;
@@ -641,6 +696,8 @@ void Supervisor::HandleNotification(seccomp_notif& req) {
   // (inotify queues them synchronously): PORT_SOURCE_FILE stays causal.
   if (host_->path_watch_count() > 0) host_->ReadPathEvents();
   emul::Pid pid = ProcessOf(tid);
+  // Likewise an exec before this call: the old image's timers go first.
+  if (ports_->HasTimers()) NoticeExecs(pid);
   std::array<uint64_t, 6> raw{};
   for (int i = 0; i < 6; ++i) raw[i] = req.data.args[i];
   abi::SyscallArgs args(model, raw);
@@ -654,6 +711,8 @@ void Supervisor::HandleNotification(seccomp_notif& req) {
                        std::string(entry->name));
     out = abi::Outcome::Error(ENOSYS);
   }
+  // Before answering: a process that got a timer cannot exec unseen.
+  if (ports_->HasTimers()) WatchExecs(pid);
   switch (out.kind) {
     case abi::Outcome::Kind::kValue:
     case abi::Outcome::Kind::kError:
@@ -840,6 +899,7 @@ int Supervisor::Run() {
           uint64_t ticks;
           while (read(host_->deadline_fd(), &ticks, sizeof ticks) > 0) {
           }
+          if (ports_->HasTimers()) NoticeExecs(0);  // an exec'd image's timers must not fire
           ports_->OnDeadline();
           kqueues_->OnDeadline();
           break;

@@ -89,6 +89,13 @@ class Supervisor {
   void OnObjectReadiness(emul::ObjectId obj, bool readable);
   void DrainIfNeeded(emul::ObjectId obj, pid_t tid, int fd);
   void OnObjectWritable(emul::ObjectId obj, bool writable);
+  // SIGEV_* timers die at exec (docs/design.md "Close and exec").
+  void WatchExecs(emul::Pid pid);
+  void NoticeExecs(emul::Pid caller);
+  void ExecSeen(emul::Pid pid);
+  // Without the process connector: /proc/PID/mem opened while the process
+  // had timers; it reads EOF once that image is gone.
+  std::unordered_map<emul::Pid, int> image_fd_;
   void SweepParked();
   void ForgetParked(pid_t tid, uint64_t notif_id);
   void ReapChildren();

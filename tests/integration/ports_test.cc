@@ -56,6 +56,25 @@ INSTANTIATE_TEST_SUITE_P(Ports, PortScenario,
                                            "close_shared", "exec_cloexec", "exec_keep",
                                            "close_waiter"));
 
+// illumos deletes every POSIX timer of a process at exec (exec_common ->
+// timer_exit, timer.c:1000): the new image sees no event or signal of the
+// old timers, and their ids are free. With the process connector (root
+// here) and with its fallback (/proc/PID/mem of the old image reads EOF).
+TEST(PortExec, TimersDeletedAtExec) {
+  RunResult r = Scenario("exec_timer");
+  EXPECT_FALSE(r.timed_out);
+  EXPECT_EQ(r.status, 0) << r.out << r.err;
+  EXPECT_NE(r.out.find("exec deleted the old image's timers"), std::string::npos) << r.out;
+}
+
+TEST(PortExec, TimersDeletedAtExecWithoutProcConnector) {
+  RunResult r = RunCommand({kEvshim, "run", "--", kScenarios, "exec_timer"}, 30,
+                           {"EVSHIM_NO_PROC_CONNECTOR=1"});
+  EXPECT_FALSE(r.timed_out);
+  EXPECT_EQ(r.status, 0) << r.out << r.err;
+  EXPECT_NE(r.out.find("exec deleted the old image's timers"), std::string::npos) << r.out;
+}
+
 RunResult LimitedScenario(const std::string& flag, const std::string& n, const std::string& name) {
   return RunCommand({kEvshim, "run", flag, n, "--", kScenarios, name}, 30);
 }

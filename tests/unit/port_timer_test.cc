@@ -201,6 +201,38 @@ TEST_F(PortTimerTest, ProcessExitDeletesTimers) {
   EXPECT_EQ(ports_.QueuedCount(port_), 0u);
 }
 
+// exec deletes every POSIX timer of the process (illumos exec_common:
+// "Delete the POSIX timers" -> timer_exit, T:1000-1015), whatever its
+// notification: the queued expiry event goes, the ids are free again, the
+// slot returns to the port, and no signal or event follows.
+TEST_F(PortTimerTest, ExecDeletesTimersOfEveryKind) {
+  int by_port = *ports_.TimerCreate(kA, kClockHighres, PortNotify(7));
+  TimerNotify sig;
+  sig.notify = kSigevSignal;
+  sig.signo = 10;
+  int by_signal = *ports_.TimerCreate(kA, kClockHighres, sig);
+  int other = *ports_.TimerCreate(kB, kClockHighres, PortNotify(8));  // another process keeps its own
+  ASSERT_TRUE(ports_.TimerSettime(kA, by_port, 0, 0, 1 * kMs, 0, 1 * kMs).ok());
+  ASSERT_TRUE(ports_.TimerSettime(kA, by_signal, 0, 0, 1 * kMs, 0, 1 * kMs).ok());
+  Run(2 * kMs);
+  ASSERT_EQ(ports_.QueuedCount(port_), 1u);  // A's expiry event waits
+  const size_t signals_before = host_.signals().size();
+  const uint32_t slots_before = ports_.SlotsInUse(port_);
+  ports_.ProcessExeced(kA.pid);
+  EXPECT_EQ(ports_.TimerCount(kA.pid), 0u);
+  EXPECT_EQ(ports_.TimerCount(kB.pid), 1u);
+  EXPECT_EQ(ports_.QueuedCount(port_), 0u);
+  EXPECT_EQ(ports_.SlotsInUse(port_), slots_before - 1);
+  Run(5 * kMs);
+  EXPECT_EQ(host_.signals().size(), signals_before);
+  EXPECT_EQ(ports_.QueuedCount(port_), 0u);
+  EXPECT_TRUE(Poll(kA).empty());
+  // The new image gets the lowest ids again (T:531-545).
+  EXPECT_EQ(*ports_.TimerCreate(kA, kClockHighres, PortNotify(9)), 0);
+  EXPECT_EQ(*ports_.TimerCreate(kA, kClockHighres, PortNotify(9)), 1);
+  (void)other;
+}
+
 // A timer holds one event slot for its life (T:744-753): none left is EAGAIN.
 TEST_F(PortTimerTest, TimerNeedsAnEventSlot) {
   EventPorts small(host_, PortLimits{1, 8192, 32});
