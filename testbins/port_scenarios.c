@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -729,6 +730,66 @@ static int file_stamps_errors(void) {
   return 0;
 }
 
+/* MOUNTEDOVER (port_fop.c VE_MOUNTEDOVER, sent by domount for the covered
+ * vnode): a file system mounted on the watched directory, or a bind mount on
+ * the watched file, is an exception: delivered unrequested, it ends the
+ * watch. A watch on another file hears nothing; nor does an unmount. Needs
+ * mount(2) (root): without it the scenario fails and says why. */
+static int file_mountedover(void) {
+  make_tmpdir();
+  char dir[128], file[128], other[128], src[128];
+  in_tmp(dir, sizeof dir, "d");
+  in_tmp(file, sizeof file, "f");
+  in_tmp(other, sizeof other, "o");
+  in_tmp(src, sizeof src, "src");
+  CHECK(mkdir(dir, 0755) == 0);
+  close(make_file(file));
+  close(make_file(other));
+  close(make_file(src));
+  file_obj_t fdir, ffile, fother;
+  memset(&fdir, 0, sizeof fdir);
+  memset(&ffile, 0, sizeof ffile);
+  memset(&fother, 0, sizeof fother);
+  fdir.fo_name = dir;
+  ffile.fo_name = file;
+  fother.fo_name = other;
+  CHECK(port_associate(port, PORT_SOURCE_FILE, (uintptr_t)&fdir, FILE_MODIFIED, (void *)0xd1) == 0);
+  CHECK(port_associate(port, PORT_SOURCE_FILE, (uintptr_t)&ffile, FILE_ACCESS, (void *)0xf1) == 0);
+  CHECK(port_associate(port, PORT_SOURCE_FILE, (uintptr_t)&fother, FILE_MODIFIED | FILE_ATTRIB, (void *)0x01) == 0);
+  port_event_t ev;
+  CHECK(get0(port, &ev) == 0);
+  if (mount("evshim-test", dir, "tmpfs", 0, NULL) != 0) {
+    fprintf(stderr, "mount(tmpfs, %s) failed: %s: the MOUNTEDOVER scenario needs CAP_SYS_ADMIN (run as root)\n",
+            dir, strerror(errno));
+    return 1;
+  }
+  int got_dir = get0(port, &ev); /* zero timeout: a mount before the call is seen by it */
+  port_event_t dir_ev = ev;
+  int dissociate_dir = port_dissociate(port, PORT_SOURCE_FILE, (uintptr_t)&fdir);
+  int bound = mount(src, file, NULL, MS_BIND, NULL);
+  int got_file = bound == 0 ? get0(port, &ev) : -1;
+  port_event_t file_ev = ev;
+  /* clean up before checking, so a failed check leaves no mount behind */
+  CHECK(umount(dir) == 0);
+  if (bound == 0) CHECK(umount(file) == 0);
+  CHECK(got_dir == 1 && dir_ev.portev_source == PORT_SOURCE_FILE && dir_ev.portev_events == MOUNTEDOVER);
+  CHECK(dir_ev.portev_object == (uintptr_t)&fdir && dir_ev.portev_user == (void *)0xd1);
+  CHECK(dissociate_dir == -1 && errno == ENOENT); /* the exception ended the watch */
+  CHECK(bound == 0);
+  CHECK(got_file == 1 && file_ev.portev_events == MOUNTEDOVER && file_ev.portev_user == (void *)0xf1);
+  CHECK(port_dissociate(port, PORT_SOURCE_FILE, (uintptr_t)&ffile) == -1 && errno == ENOENT);
+  /* the other watch is still live and heard nothing, not even the unmounts */
+  CHECK(get0(port, &ev) == 0);
+  CHECK(port_dissociate(port, PORT_SOURCE_FILE, (uintptr_t)&fother) == 0);
+  unlink(file);
+  unlink(other);
+  unlink(src);
+  rmdir(dir);
+  rmdir(tmpdir);
+  printf("mounting over a watched directory or file is MOUNTEDOVER\n");
+  return 0;
+}
+
 /* FILE events are the watching process's only (port_fop_callback EACCES). */
 static int file_owner_only(void) {
   make_tmpdir();
@@ -1221,6 +1282,7 @@ int main(int argc, char **argv) {
       {"close_shared", close_shared}, {"exec_cloexec", exec_cloexec}, {"exec_keep", exec_keep},
       {"close_waiter", close_waiter}, {"limit_events", limit_events}, {"limit_ports", limit_ports},
       {"pollout_slots", pollout_slots}, {"exec_timer", exec_timer},
+      {"file_mountedover", file_mountedover},
   };
   if (argc < 2) {
     fprintf(stderr, "usage: %s SCENARIO\n", argv[0]);

@@ -48,6 +48,7 @@ LinuxHost::~LinuxHost() {
   if (connector_fd_ >= 0) close(connector_fd_);
   if (inotify_fd_ >= 0) close(inotify_fd_);
   if (path_inotify_fd_ >= 0) close(path_inotify_fd_);  // PORT_SOURCE_FILE (linux_host_ports.cc)
+  if (path_mounts_fd_ >= 0) close(path_mounts_fd_);
   if (timer_fd_ >= 0) close(timer_fd_);
 }
 

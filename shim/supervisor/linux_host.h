@@ -100,6 +100,10 @@ class LinuxHost final : public emul::Host {
   // supervisor polls it and calls ReadPathEvents when it is readable.
   int path_inotify_fd();
   void ReadPathEvents();
+  // /proc/self/mountinfo, which polls POLLPRI when the mount table changes
+  // (MOUNTEDOVER); the supervisor polls it and calls OnMountsChanged.
+  int path_mounts_fd();
+  void OnMountsChanged();
   // Where file events go (EventPorts::OnFileEvent), as illumos FILE_* bits.
   void set_path_sink(std::function<void(emul::WatchId, uint32_t)> sink) { path_sink_ = std::move(sink); }
   // Answers HoldsObject (the supervisor knows the objects' descriptors).
@@ -171,12 +175,14 @@ class LinuxHost final : public emul::Host {
     std::string path;     // where it was found (our view), to stat it again
     std::string name;     // its name in that directory
     uint64_t dev = 0, ino = 0;
+    uint64_t mnt_id = 0;  // the mount the file was found on (0: unknown)
     int64_t size = 0;
     emul::FileStamp atime, mtime;
   };
   uint32_t TranslatePathEvent(PathWatchState& w, int wd, uint32_t mask, const char* name);
   void ReleaseWd(int wd, emul::WatchId id);
   int path_inotify_fd_ = -1;
+  int path_mounts_fd_ = -1;
   std::unordered_map<emul::WatchId, PathWatchState> path_watches_;
   std::unordered_map<int, std::vector<emul::WatchId>> path_by_wd_;
   std::function<void(emul::WatchId, uint32_t)> path_sink_;

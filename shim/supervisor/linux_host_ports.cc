@@ -13,6 +13,7 @@
 // one wd serves every watch on it, in either role.
 #include <fcntl.h>
 #include <linux/openat2.h>
+#include <poll.h>
 #include <sys/inotify.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -57,6 +58,63 @@ bool SameInode(const struct stat& a, const struct stat& b) {
 emul::FileStamp Stamp(const timespec& ts) { return {ts.tv_sec, ts.tv_nsec}; }
 
 }  // namespace
+
+int LinuxHost::path_mounts_fd() {
+  if (path_mounts_fd_ < 0) path_mounts_fd_ = open("/proc/self/mountinfo", O_RDONLY | O_CLOEXEC);
+  return path_mounts_fd_;
+}
+
+namespace {
+
+// The parent of mount `id` in /proc/self/mountinfo ("ID PARENT ..."), or 0.
+uint64_t ParentMount(uint64_t id) {
+  FILE* f = std::fopen("/proc/self/mountinfo", "re");
+  if (f == nullptr) return 0;
+  unsigned long long mid = 0, parent = 0, found = 0;
+  char line[4096];
+  while (std::fgets(line, sizeof line, f) != nullptr) {
+    if (std::sscanf(line, "%llu %llu", &mid, &parent) == 2 && mid == id) {
+      found = parent;
+      break;
+    }
+  }
+  std::fclose(f);
+  return found;
+}
+
+// The mount `path` (not following a final symbolic link) is on, and whether
+// it is that mount's root.
+bool MountOf(int dirfd, const char* path, int flags, uint64_t* mnt_id, bool* mount_root) {
+  struct statx stx {};
+  if (statx(dirfd, path, flags | AT_SYMLINK_NOFOLLOW, STATX_MNT_ID, &stx) != 0) return false;
+  if (!(stx.stx_mask & STATX_MNT_ID)) return false;
+  *mnt_id = stx.stx_mnt_id;
+  *mount_root = (stx.stx_attributes_mask & STATX_ATTR_MOUNT_ROOT) && (stx.stx_attributes & STATX_ATTR_MOUNT_ROOT);
+  return true;
+}
+
+}  // namespace
+
+// illumos sends MOUNTEDOVER when a file system is mounted on the watched file
+// or directory itself (vnevent_mountedover from domount; port_fop.c
+// VE_MOUNTEDOVER), an exception that ends every watch on it. inotify says
+// nothing about mounts. When the mount table changes, each watched name (as
+// found: w.path) is looked up again: if it now leads to the root of another
+// mount whose parent is the mount the file was on, something was mounted
+// over it. A mount elsewhere, or the unmount of a mount stacked under the
+// watched one, does not match.
+void LinuxHost::OnMountsChanged() {
+  std::vector<emul::WatchId> covered;
+  for (auto& [id, w] : path_watches_) {
+    uint64_t now = 0;
+    bool root = false;
+    if (w.mnt_id == 0 || w.path.empty() || !MountOf(AT_FDCWD, w.path.c_str(), 0, &now, &root)) continue;
+    if (now != w.mnt_id && root && ParentMount(now) == w.mnt_id) covered.push_back(id);
+  }
+  for (emul::WatchId id : covered) {
+    if (path_watches_.count(id) != 0 && path_sink_) path_sink_(id, fb::kMountedOver);
+  }
+}
 
 int LinuxHost::path_inotify_fd() {
   if (path_inotify_fd_ < 0) path_inotify_fd_ = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
@@ -103,6 +161,8 @@ Result<emul::PathWatch> LinuxHost::WatchPath(emul::Pid pid, const std::string& p
   w.size = st.st_size;
   w.atime = Stamp(st.st_atim);
   w.mtime = Stamp(st.st_mtim);
+  bool mount_root = false;
+  if (!MountOf(file.fd, "", AT_EMPTY_PATH, &w.mnt_id, &mount_root)) w.mnt_id = 0;
   char link[4096];
   ssize_t n = readlink(SelfFdPath(file.fd).c_str(), link, sizeof link - 1);
   if (n > 0) w.path.assign(link, static_cast<size_t>(n));
@@ -208,6 +268,12 @@ uint32_t LinuxHost::TranslatePathEvent(PathWatchState& w, int wd, uint32_t mask,
 }
 
 void LinuxHost::ReadPathEvents() {
+  if (path_mounts_fd_ >= 0 && !path_watches_.empty()) {
+    // A mount made before this call is seen by it (the mount table's poll
+    // state changes synchronously with mount(2)).
+    pollfd p{path_mounts_fd_, POLLPRI, 0};
+    if (poll(&p, 1, 0) > 0 && (p.revents & (POLLPRI | POLLERR))) OnMountsChanged();
+  }
   if (path_inotify_fd_ < 0) return;
   alignas(inotify_event) char buf[16384];
   while (true) {

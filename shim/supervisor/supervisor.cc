@@ -56,6 +56,7 @@ constexpr uint64_t kTagProcess = 5ULL << 56;
 constexpr uint64_t kTagPort = 6ULL << 56;
 constexpr uint64_t kTagMask = 0xffULL << 56;
 constexpr uint64_t kTagPathWatch = 9ULL << 56;  // PORT_SOURCE_FILE inotify (linux_host_ports.cc)
+constexpr uint64_t kTagPathMounts = 10ULL << 56;  // the mount table changed (MOUNTEDOVER)
 
 void Log(const char* fmt, auto... args) {
   std::fprintf(stderr, "evshim: ");
@@ -299,6 +300,7 @@ Supervisor::Supervisor(int listener, SupervisorOptions options)
   host_->set_path_sink([this](emul::WatchId id, uint32_t bits) { ports_->OnFileEvent(id, bits); });
   host_->set_holds_callback([this](emul::Pid pid, emul::ObjectId obj) { return HoldsObject(pid, obj); });
   if (host_->path_inotify_fd() >= 0) add(host_->path_inotify_fd(), kTagPathWatch, EPOLLIN);
+  if (host_->path_mounts_fd() >= 0) add(host_->path_mounts_fd(), kTagPathMounts, EPOLLPRI);
 
   sigset_t mask;
   sigemptyset(&mask);
@@ -863,6 +865,14 @@ int Supervisor::Run() {
       Log("epoll_wait failed: %s", std::strerror(errno));
       break;
     }
+    // The mount table's change is consumed by the epoll_wait that reports
+    // it: act on it before any call of the same batch, which would not see
+    // it again (MOUNTEDOVER stays causal).
+    for (int i = 0; i < n; ++i) {
+      if ((events[i].data.u64 & kTagMask) == kTagPathMounts && host_->path_watch_count() > 0) {
+        host_->OnMountsChanged();
+      }
+    }
     for (int i = 0; i < n; ++i) {
       const uint64_t data = events[i].data.u64;
       if (data & LinuxHost::kHostTag) {  // kqueue PROC/VNODE sources
@@ -906,6 +916,8 @@ int Supervisor::Run() {
         }
         case kTagPathWatch:
           host_->ReadPathEvents();
+          break;
+        case kTagPathMounts:  // handled before the batch
           break;
         case kTagSweep: {
           uint64_t ticks;

@@ -52,6 +52,8 @@ INSTANTIATE_TEST_SUITE_P(Ports, PortScenario,
                                            // and libuv's fs-event use, ports.md §5)
                                            "file_assoc", "file_events", "file_stamps_errors",
                                            "file_owner_only", "file_libuv",
+                                           // MOUNTEDOVER: mounts over watched names (root)
+                                           "file_mountedover",
                                            // close and exec (rules 27, 32; docs/design.md)
                                            "close_shared", "exec_cloexec", "exec_keep",
                                            "close_waiter"));
