@@ -730,6 +730,39 @@ static int file_stamps_errors(void) {
   return 0;
 }
 
+/* FILE_TRUNC (port_fop.c port_fop_setattr: AT_SIZE, which truncate,
+ * ftruncate and open(O_TRUNC) set): reported when the size shrank or a
+ * regular file is left empty, even one that was empty already; a write is
+ * not a truncation. */
+static int file_trunc(void) {
+  make_tmpdir();
+  char path[128];
+  in_tmp(path, sizeof path, "t");
+  close(make_file(path)); /* empty */
+  file_obj_t fo;
+  memset(&fo, 0, sizeof fo);
+  fo.fo_name = path;
+  port_event_t ev;
+  CHECK(port_associate(port, PORT_SOURCE_FILE, (uintptr_t)&fo, FILE_TRUNC, NULL) == 0);
+  int fd = open(path, O_WRONLY | O_TRUNC);
+  CHECK(fd >= 0);
+  CHECK(get0(port, &ev) == 1 && ev.portev_events == FILE_TRUNC); /* open(O_TRUNC) of an empty file */
+  CHECK(port_associate(port, PORT_SOURCE_FILE, (uintptr_t)&fo, FILE_TRUNC, NULL) == 0);
+  CHECK(ftruncate(fd, 0) == 0);
+  CHECK(get0(port, &ev) == 1 && ev.portev_events == FILE_TRUNC); /* ftruncate to 0 of an empty file */
+  CHECK(port_associate(port, PORT_SOURCE_FILE, (uintptr_t)&fo, FILE_TRUNC | FILE_MODIFIED, NULL) == 0);
+  write_some(fd);
+  CHECK(get0(port, &ev) == 1 && ev.portev_events == FILE_MODIFIED); /* a write is no truncation */
+  CHECK(port_associate(port, PORT_SOURCE_FILE, (uintptr_t)&fo, FILE_TRUNC | FILE_MODIFIED, NULL) == 0);
+  close(open(path, O_WRONLY | O_TRUNC));
+  CHECK(get0(port, &ev) == 1 && ev.portev_events == (FILE_TRUNC | FILE_MODIFIED)); /* shrank to 0 */
+  close(fd);
+  unlink(path);
+  rmdir(tmpdir);
+  printf("FILE_TRUNC for open(O_TRUNC) and truncations that shrink or empty a file\n");
+  return 0;
+}
+
 /* MOUNTEDOVER (port_fop.c VE_MOUNTEDOVER, sent by domount for the covered
  * vnode): a file system mounted on the watched directory, or a bind mount on
  * the watched file, is an exception: delivered unrequested, it ends the
@@ -1282,7 +1315,7 @@ int main(int argc, char **argv) {
       {"close_shared", close_shared}, {"exec_cloexec", exec_cloexec}, {"exec_keep", exec_keep},
       {"close_waiter", close_waiter}, {"limit_events", limit_events}, {"limit_ports", limit_ports},
       {"pollout_slots", pollout_slots}, {"exec_timer", exec_timer},
-      {"file_mountedover", file_mountedover},
+      {"file_mountedover", file_mountedover}, {"file_trunc", file_trunc},
   };
   if (argc < 2) {
     fprintf(stderr, "usage: %s SCENARIO\n", argv[0]);

@@ -252,11 +252,18 @@ uint32_t LinuxHost::TranslatePathEvent(PathWatchState& w, int wd, uint32_t mask,
   if (mask & IN_MODIFY) bits |= fb::kModified | fb::kAttrib;  // write, truncate
   if (mask & IN_ATTRIB) bits |= fb::kAttrib;                   // setattr, link count
   if (mask & (IN_MODIFY | IN_ATTRIB)) {
-    // What inotify merges: a truncation (the size shrank: FILE_TRUNC) and
-    // utimes (the times moved: FILE_ACCESS / FILE_MODIFIED).
+    // What inotify merges: a truncation and utimes (the times moved:
+    // FILE_ACCESS / FILE_MODIFIED). illumos reports FILE_TRUNC for every
+    // setattr of the size (port_fop_setattr AT_SIZE: truncate, ftruncate,
+    // open O_TRUNC); Linux reports those and writes alike as IN_MODIFY. A
+    // write never shrinks a file nor leaves a regular file empty (an empty
+    // write is no IN_MODIFY), so: the size shrank, or a regular file is
+    // empty after IN_MODIFY (O_TRUNC, truncate to 0 of an empty file).
+    // Growing or same-size truncations look like writes (docs/abi.md).
     struct stat st {};
     if (!w.path.empty() && stat(w.path.c_str(), &st) == 0 && st.st_dev == w.dev && st.st_ino == w.ino) {
-      if (st.st_size < w.size) bits |= fb::kTrunc | fb::kModified;
+      const bool emptied = (mask & IN_MODIFY) && S_ISREG(st.st_mode) && st.st_size == 0;
+      if (st.st_size < w.size || emptied) bits |= fb::kTrunc | fb::kModified;
       if ((mask & IN_ATTRIB) && Stamp(st.st_mtim) != w.mtime) bits |= fb::kModified;
       if ((mask & IN_ATTRIB) && Stamp(st.st_atim) != w.atime) bits |= fb::kAccess;
       w.size = st.st_size;

@@ -53,7 +53,7 @@ INSTANTIATE_TEST_SUITE_P(Ports, PortScenario,
                                            "file_assoc", "file_events", "file_stamps_errors",
                                            "file_owner_only", "file_libuv",
                                            // MOUNTEDOVER: mounts over watched names (root)
-                                           "file_mountedover",
+                                           "file_mountedover", "file_trunc",
                                            // close and exec (rules 27, 32; docs/design.md)
                                            "close_shared", "exec_cloexec", "exec_keep",
                                            "close_waiter"));
