@@ -138,6 +138,9 @@ TEST_F(Ilp32Dispatch, GetnReadsTimespec32AndEncodesEtime) {
   EXPECT_TRUE(ctx_.last_responder->pending);
   ctx_.Expire(1'000'000);
   ExpectValue(Answer(), 0x40000002);  // count 2 | ILP32 ETIME bit
+  // Rule 22: the timeout is read, never written back (P:1287-1292).
+  for (const auto& w : ctx_.mem().writes) EXPECT_NE(w.addr, 0x20000u);
+  EXPECT_EQ(ctx_.mem().Region(0x20000), Bytes({0, 0, 0, 0, 0x40, 0x4b, 0x4c, 0x00}));
   const auto& m = ctx_.mem().Region(0x30000);
   EXPECT_EQ(Slice(m, 0, 32), Bytes({1, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0, 0x11, 0x01, 0, 0,
                                     2, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0, 0x22, 0x02, 0, 0}));
@@ -158,6 +161,7 @@ TEST_F(Ilp32Dispatch, GetnLp64TwinEncodesRvals) {
   EXPECT_EQ(Slice(m, 24, 48), std::vector<std::byte>(48, kFill));
 }
 
+// Rule 22 (P:1798-1800): a negative or out-of-range timeout is EINVAL.
 TEST_F(Ilp32Dispatch, GetnTimespecNegativeIsEinval) {
   ctx_.mem().Map(0x20000, 8);
   ctx_.mem().Region(0x20000) = Bytes({0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0});  // tv_sec = -1
@@ -256,11 +260,16 @@ TEST_F(Ilp32Dispatch, DispatchAndUnknownOpcodes) {
   ExpectError(Call32({J(PORT_SEND), J(3), J(1), 0, 0, 0}), EBADFD);  // open, not a port
 }
 
+// Rule 28 (P:1540-1544): a copy-out fault after the events were dequeued is
+// EFAULT, and those events are lost.
 TEST_F(Ilp32Dispatch, CopyOutFaultIsEfault) {
   ExpectValue(Call32({J(PORT_SEND), J(kPortFd), J(1), 0, 0, 0}), 0);
   ctx_.mem().Map(0x10000, 15);  // one byte short of a port_event32_t
   ExpectDeferred(Call32({J(PORT_GET), J(kPortFd), J(0x10000), 0, 0, 0}));
   ExpectError(Answer(), EFAULT);
+  // port_getn(port, NULL, 0, &nget, NULL): the count of queued events.
+  ExpectDeferred(Call32({J(PORT_GETN), J(kPortFd), J(0), J(0), J(0), J(0)}));
+  ExpectValue(Answer(), 0);
 }
 
 }  // namespace

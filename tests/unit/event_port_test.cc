@@ -493,6 +493,73 @@ TEST_F(EventPortTest, Rule3WritableWhileSlotsRemain) {
   EXPECT_TRUE(host_.writable(p));
 }
 
+// Rule 9: an association is keyed by (fd, open file): two dups of one file
+// are two associations with two events; one fd may be on two ports.
+TEST_F(EventPortTest, Rule9DupsAreSeparateAssociations) {
+  ObjectId p = NewPort();
+  ObjectId q = *engine().Create(kA);
+  auto f = host_.NewFile();
+  host_.Open(kA.pid, 5, f);
+  host_.Open(kA.pid, 6, f);  // dup(5)
+  ASSERT_TRUE(engine().AssociateFd(kA, p, 5, kIn, 5).ok());
+  ASSERT_TRUE(engine().AssociateFd(kA, p, 6, kIn, 6).ok());
+  ASSERT_TRUE(engine().AssociateFd(kA, q, 5, kIn, 55).ok());
+  EXPECT_EQ(engine().AssociationCount(p), 2u);
+  EXPECT_EQ(engine().SlotsInUse(p), 2u);
+  Ready(f, kIn);
+  auto both = Get(kA, p, Getn(8, 1));
+  ASSERT_EQ(both->outcomes[0].events.size(), 2u);
+  EXPECT_EQ(both->outcomes[0].events[0].object + both->outcomes[0].events[1].object, 11u);
+  auto other = Get(kA, q, GetOne());
+  ASSERT_EQ(other->outcomes[0].events.size(), 1u);
+  EXPECT_EQ(other->outcomes[0].events[0].user, 55u);
+}
+
+// Rule 29 (P:1246-1266, 1546-1574): events the caller may not retrieve
+// (here another process's FD event on a file it does not have) are skipped
+// and stay queued; with nothing deliverable the caller waits, with the same
+// deadline, for new events.
+TEST_F(EventPortTest, Rule29SkipsForeignEventsAndWaitsForNewOnes) {
+  ObjectId p = NewPort();
+  auto f = host_.NewFile();
+  host_.Open(kB.pid, 5, f);
+  ASSERT_TRUE(engine().AssociateFd(kB, p, 5, kIn, 0).ok());
+  Ready(f, kIn);
+  ASSERT_EQ(engine().QueuedCount(p), 1u);
+  auto rec = Get(kA, p, GetOne(Timeout::Value(1, 0)));
+  EXPECT_TRUE(rec->outcomes.empty());  // waits: nothing it may take
+  EXPECT_EQ(engine().QueuedCount(p), 1u);
+  ASSERT_TRUE(engine().Send(kB, p, 7, 7).ok());
+  ASSERT_EQ(rec->outcomes.size(), 1u);
+  EXPECT_EQ(rec->outcomes[0].events[0].source, kUser);  // the new, shareable event
+  EXPECT_EQ(engine().QueuedCount(p), 1u);                // B's FD event still queued
+  auto late = Get(kA, p, GetOne(Timeout::Value(1, 0)));
+  Expire(1 * kNanosPerSecond);
+  ASSERT_EQ(late->outcomes.size(), 1u);
+  EXPECT_EQ(late->outcomes[0].error, ETIME);
+  auto owner = Get(kB, p, GetOne(Timeout::Value(0, 0)));
+  EXPECT_EQ(owner->outcomes[0].events[0].source, kFd);
+}
+
+// Rule 31 (P:1367-1384, 1499-1505): illumos appends a retrieval's leftovers
+// to the tail of the live queue, so events that arrived during the
+// retrieval's copy-out can overtake them. evshim retrieves and copies out in
+// one step of the supervisor, so nothing arrives meanwhile and leftovers keep
+// their place ahead of later events: the same order illumos gives when no
+// event races the copy-out.
+TEST_F(EventPortTest, Rule31LeftoversStayAheadOfLaterEvents) {
+  ObjectId p = NewPort();
+  ASSERT_TRUE(engine().Send(kA, p, 1, 1).ok());
+  ASSERT_TRUE(engine().Send(kA, p, 2, 2).ok());
+  auto first = Get(kA, p, Getn(1, 1));
+  EXPECT_EQ(first->outcomes[0].events[0].events, 1u);
+  ASSERT_TRUE(engine().Send(kA, p, 3, 3).ok());
+  auto rest = Get(kA, p, Getn(8, 1));
+  ASSERT_EQ(rest->outcomes[0].events.size(), 2u);
+  EXPECT_EQ(rest->outcomes[0].events[0].events, 2u);
+  EXPECT_EQ(rest->outcomes[0].events[1].events, 3u);
+}
+
 // A thread that goes away (EINTR, exit) is forgotten; the event goes to the
 // next waiter, not to nobody.
 TEST_F(EventPortTest, CancelledWaiterIsSkipped) {
