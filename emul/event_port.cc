@@ -34,7 +34,10 @@
 // Slots. Every FD association and FILE watch (for its life), every SIGEV_PORT
 // timer, and every queued USER or DISPATCH event holds one of the port's
 // max_events slots; none left is EAGAIN (rule 4), except for PORT_DISPATCH,
-// which waits for a slot (a parked call: EINTR on a signal; rule 37).
+// which waits for a slot (a parked call: EINTR on a signal; rule 37). Every
+// slot is taken and given back through TakeSlot/ReturnSlot, so the host hears
+// when the port descriptor should poll POLLOUT (a slot is free) or POLLIN
+// (events are queued): port_vnops.c port_poll, rule 3.
 //
 // Retrieval and waiters (port.c:1162-1578). Get() delivers up to `max`
 // events once `nget` are queued; otherwise it parks a Waiter, inserted in the
