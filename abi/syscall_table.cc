@@ -42,8 +42,8 @@ constexpr std::array kTable = {
                  &bsd::kFreebsd11KeventTrace},
     SyscallEntry{P::kFreebsd, Call::kKevent, "kevent", 560, 560, "560", S::kPartial,
                  "READ/WRITE/TIMER/USER/PROC/SIGNAL/VNODE (docs/kqueue.md: limits; VNODE NOTE_OPEN/CLOSE/"
-                 "READ never fire); NOTE_ABSTIME, EVFILT_AIO/PROCDESC/FS/LIO/SENDFILE/EMPTY not yet "
-                 "(EOPNOTSUPP)",
+                 "READ never fire); NOTE_ABSTIME: CLOCK_REALTIME, once; EVFILT_AIO/PROCDESC/FS/LIO/"
+                 "SENDFILE/EMPTY not yet (EOPNOTSUPP)",
                  &freebsd::SysKevent, &bsd::kKeventTrace},
     SyscallEntry{P::kFreebsd, Call::kKqueuex, "kqueuex", 583, 583, "583", S::kPartial,
                  "KQUEUE_CLOEXEC; KQUEUE_CPONFORK is EINVAL", &freebsd::SysKqueuex,
@@ -56,7 +56,7 @@ constexpr std::array kTable = {
                  &dragonfly::SysKevent, &bsd::kKeventTrace},
     SyscallEntry{P::kOpenbsd, Call::kKevent, "kevent", 1030, 1030, "72", S::kPartial,
                  "READ/WRITE/EXCEPT/TIMER/USER/PROC/SIGNAL/VNODE (docs/kqueue.md: limits); "
-                 "NOTE_ABSTIME, EVFILT_AIO/DEVICE not yet (EOPNOTSUPP)",
+                 "NOTE_ABSTIME: CLOCK_REALTIME, once; EVFILT_AIO/DEVICE not yet (EOPNOTSUPP)",
                  &openbsd::SysKevent, &bsd::kKeventTrace},
     SyscallEntry{P::kOpenbsd, Call::kKqueue, "kqueue", 1031, 1031, "269", S::kPartial,
                  "see kevent", &openbsd::SysKqueue, &bsd::kKqueueTrace},

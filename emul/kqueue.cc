@@ -240,6 +240,34 @@ void Kqueues::StartTimer(Knote& kn, Nanos now) {
   AddDeadline(kn.next_fire, DeadlineKind::kTimer, kn.uid);
 }
 
+int Kqueues::ArmTimer(Kq& kq, Knote& kn, const KChange& change) {
+  if (change.timer_period < 0) return EINVAL;
+  if (!change.timer_absolute) {
+    kn.timer_absolute = false;
+    kn.period = change.timer_period;
+    StartTimer(kn, host_.Now());
+    return 0;
+  }
+  // NOTE_ABSTIME: the CLOCK_REALTIME expiry becomes a point on the host's
+  // clock once, at registration, as both kernels do (FreeBSD subtracts the
+  // boot time, OpenBSD takes `expiry - nanotime()`): a later step of the
+  // wall clock does not move it.
+  const Nanos expiry = change.timer_period - host_.RealtimeOffset();
+  if (expiry < 0 && kq.policy.abstime_before_boot_einval) return EINVAL;
+  if (kn.timer_running) RemoveDeadline(kn.next_fire, DeadlineKind::kTimer, kn.uid);
+  kn.timer_running = false;
+  kn.timer_absolute = true;
+  kn.period = 0;  // never repeats (FreeBSD kc->to = 0, OpenBSD ft_reschedule = 0)
+  if (expiry <= host_.Now()) {
+    ++kn.data;  // already past: expires at once (OpenBSD filt_timeradd)
+    return 0;
+  }
+  kn.next_fire = expiry;
+  kn.timer_running = true;
+  AddDeadline(kn.next_fire, DeadlineKind::kTimer, kn.uid);
+  return 0;
+}
+
 // Arms the host watch of an fd knote that has nothing to report; level or,
 // for EV_CLEAR, edge. Readiness reported at once activates it.
 void Kqueues::ArmFd(Kq& kq, Knote& kn) {
@@ -356,11 +384,11 @@ int Kqueues::Attach(Kq& kq, Knote& kn, Caller caller, const KChange& change) {
       return 0;
     }
     case KFilter::kTimer:
-      if (change.timer_period < 0) return EINVAL;
-      kn.kev.flags |= kev::kClear;  // automatically set (DF kern_event.c:489)
-      kn.period = change.timer_period;
-      StartTimer(kn, host_.Now());
-      return 0;
+      // EV_CLEAR automatically set (DF kern_event.c:489), except for
+      // NOTE_ABSTIME (FreeBSD and OpenBSD filt_timerattach): an absolute
+      // timer that fired stays active until EV_DELETE.
+      if (!change.timer_absolute) kn.kev.flags |= kev::kClear;
+      return ArmTimer(kq, kn, change);
     case KFilter::kUser:
       // filt_userattach (DF kern_event.c:526-561): trigger, then the fflags control.
       kn.triggered = (change.kev.fflags & kev::kNoteTrigger) != 0;
@@ -463,13 +491,18 @@ void Kqueues::Modify(Kq& kq, Knote& kn, const KChange& change) {
       break;
     case KFilter::kTimer:
       if (!add) break;
-      kn.period = change.timer_period;
-      if (kq.policy.timer_modify_restarts) {
-        kn.data = 0;  // pending expirations are discarded
-        kn.active = false;
-        Dequeue(kq, kn);
-        StartTimer(kn, host_.Now());
+      if (!kq.policy.timer_modify_restarts) {
+        kn.period = change.timer_period;  // DragonFly: the period only
+        break;
       }
+      kn.data = 0;  // pending expirations are discarded
+      kn.active = false;
+      Dequeue(kq, kn);
+      // filt_timertouch / filt_timermodify: restarted with the new fflags,
+      // NOTE_ABSTIME included; a time already past fires at once. A FreeBSD
+      // time before boot leaves the timer stopped and the change succeeds
+      // (filt_timertouch records the error on the knote, never reported).
+      if (ArmTimer(kq, kn, change) == 0 && kn.data > 0) Activate(kq, kn);
       break;
     case KFilter::kRead:
     case KFilter::kWrite:
@@ -939,12 +972,13 @@ void Kqueues::OnDeadline() {
       if (!kn.timer_running || kn.next_fire != when) continue;
       kn.timer_running = false;
       // Expirations since the last retrieval, missed periods included.
+      const bool repeats = !(kn.kev.flags & kev::kOneshot) && !kn.timer_absolute;
       int64_t fired = 1;
-      if (!(kn.kev.flags & kev::kOneshot) && kn.period > 0 && now > when) {
+      if (repeats && kn.period > 0 && now > when) {
         fired += (now - when) / kn.period;
       }
       kn.data += fired;
-      if (!(kn.kev.flags & kev::kOneshot)) {
+      if (repeats) {
         kn.next_fire = when + fired * std::max<Nanos>(kn.period, 1);
         kn.timer_running = true;
         AddDeadline(kn.next_fire, DeadlineKind::kTimer, kn.uid);

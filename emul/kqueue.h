@@ -69,6 +69,9 @@ struct KChange {
   int error = 0;
   bool skip = false;        // FreeBSD skips changes with filter 0 silently
   Nanos timer_period = 0;   // TIMER: the period, units already applied by the abi
+  // TIMER with NOTE_ABSTIME (FreeBSD, OpenBSD): timer_period is instead the
+  // expiry as CLOCK_REALTIME nanoseconds since the epoch; it fires once.
+  bool timer_absolute = false;
   // PROC, engine-internal: a NOTE_TRACK registration for a child of this
   // pid (EV_FLAG1 in the kernels, OB kern_event.c:430-447, DF :397-415).
   Pid track_parent = 0;
@@ -114,6 +117,10 @@ struct KqueuePolicy {
   ZombieAttach zombie_attach = ZombieAttach::kAlways;
   // The EVFILT_VNODE notes this kernel has (OpenBSD: NOTE_TRUNCATE too).
   uint32_t vnode_notes = 0x7f;
+  // NOTE_ABSTIME earlier than the boot time: FreeBSD filt_timervalidate
+  // subtracts the boot time and refuses a negative result (EINVAL); OpenBSD
+  // filt_timeradd expires it at once like any time already past.
+  bool abstime_before_boot_einval = false;
 };
 
 // How long kevent may wait. The abi reads the timespec (EFAULT is its job).
@@ -226,6 +233,7 @@ class Kqueues {
     Nanos period = 0;
     Nanos next_fire = 0;
     bool timer_running = false;
+    bool timer_absolute = false;  // NOTE_ABSTIME: one expiry, no period
     // USER
     bool triggered = false;
     // PROC: counted in Host::WatchProcess (until the exit detaches it)
@@ -272,6 +280,9 @@ class Kqueues {
   void Drop(Kq& kq, Knote& kn);
   void ArmFd(Kq& kq, Knote& kn);
   void StartTimer(Knote& kn, Nanos now);
+  // Starts a timer knote as `change` says: relative and periodic, or
+  // absolute (NOTE_ABSTIME). 0 or the kernel's errno.
+  int ArmTimer(Kq& kq, Knote& kn, const KChange& change);
   // The descriptor of an fd knote was closed or now names another file.
   bool Stale(const Knote& kn);
   // The watched process exited; true if the knote is to be dropped silently.

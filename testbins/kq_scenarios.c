@@ -144,6 +144,56 @@ static int timer(void) {
   return 0;
 }
 
+/* NOTE_ABSTIME (FreeBSD filt_timervalidate/filt_timerstart, OpenBSD
+ * filt_timeradd): `data` is a CLOCK_REALTIME time in the timer's units; the
+ * timer fires once and EV_CLEAR is not forced, so the event stays until
+ * EV_DELETE; a time already past fires at once. DragonFly has no NOTE_ABSTIME
+ * and ignores fflags: 0x10 is a relative period in milliseconds. */
+#if defined(NOTE_ABSTIME)
+static int64_t realtime_ms(void) {
+  struct timespec rt;
+  clock_gettime(CLOCK_REALTIME, &rt);
+  return (int64_t)rt.tv_sec * 1000 + rt.tv_nsec / 1000000;
+}
+#endif
+
+static int abstime(void) {
+  int kq = kqueue();
+  CHECK(kq >= 0);
+  struct kevent ev;
+  struct timespec ts = {2, 0};
+#if defined(NOTE_ABSTIME)
+  int64_t target = realtime_ms() + 150;
+  CHECK(add(kq, 1, EVFILT_TIMER, EV_ADD, NOTE_MSECONDS | NOTE_ABSTIME, (intptr_t)target, NULL) == 0);
+  CHECK(get(kq, &ev, 1, &ts) == 1 && ev.ident == 1 && ev.data == 1);
+  CHECK(realtime_ms() >= target - 1); /* not before the time */
+  CHECK(!(ev.flags & EV_CLEAR));
+  sleep_ms(60);
+  CHECK(get(kq, &ev, 1, &kZero) == 1 && ev.ident == 1 && ev.data == 1); /* once, still active */
+  CHECK(add(kq, 1, EVFILT_TIMER, EV_DELETE, 0, 0, NULL) == 0);
+  CHECK(get(kq, &ev, 1, &kZero) == 0);
+  /* A time already past: at once. */
+  CHECK(add(kq, 2, EVFILT_TIMER, EV_ADD | EV_CLEAR, NOTE_MSECONDS | NOTE_ABSTIME,
+            (intptr_t)(realtime_ms() - 1000), NULL) == 0);
+  CHECK(get(kq, &ev, 1, &kZero) == 1 && ev.ident == 2 && ev.data == 1);
+  CHECK(get(kq, &ev, 1, &kZero) == 0); /* EV_CLEAR: reported once */
+  /* One second after the epoch: before boot. */
+#if defined(FREEBSD)
+  CHECK(add(kq, 3, EVFILT_TIMER, EV_ADD, NOTE_SECONDS | NOTE_ABSTIME, 1, NULL) == -1 && errno == EINVAL);
+#else
+  CHECK(add(kq, 3, EVFILT_TIMER, EV_ADD, NOTE_SECONDS | NOTE_ABSTIME, 1, NULL) == 0);
+  CHECK(get(kq, &ev, 1, &kZero) == 1 && ev.ident == 3 && ev.data == 1);
+#endif
+#else
+  double t0 = now_s();
+  CHECK(add(kq, 1, EVFILT_TIMER, EV_ADD | EV_ONESHOT, 0x10, 40, NULL) == 0);
+  CHECK(get(kq, &ev, 1, &ts) == 1 && ev.ident == 1 && ev.data == 1);
+  double dt = now_s() - t0;
+  CHECK(dt >= 0.035 && dt < 1.5);
+#endif
+  return 0;
+}
+
 /* A timeout returns 0 events after the time has passed. */
 static int timeout(void) {
   int kq = kqueue();
@@ -928,6 +978,7 @@ int main(int argc, char **argv) {
   if (!strcmp(s, "pipe_read")) return pipe_read();
   if (!strcmp(s, "socket_eof")) return socket_eof();
   if (!strcmp(s, "timer")) return timer();
+  if (!strcmp(s, "abstime")) return abstime();
   if (!strcmp(s, "timeout")) return timeout();
   if (!strcmp(s, "close_drops")) return close_drops();
   if (!strcmp(s, "fork_ebadf")) return fork_ebadf();

@@ -171,6 +171,30 @@ TEST(KeventCodec, TimerUnitsPerPersonality) {
   EXPECT_EQ(TimerChange(bsd::Dragonfly(), 0x3, 5).error, 0);
 }
 
+TEST(KeventCodec, AbstimeIsAnEpochTimeInTheUnits) {
+  // FreeBSD filt_timervalidate / timer2sbintime, OpenBSD filt_timervalidate:
+  // NOTE_ABSTIME (0x10 on both) takes `data` as a CLOCK_REALTIME time.
+  const int64_t t = 1'800'000'000;  // seconds since the epoch
+  emul::KChange fb = TimerChange(bsd::Freebsd(), freebsd::NOTE_SECONDS | freebsd::NOTE_ABSTIME, t);
+  EXPECT_EQ(fb.error, 0);
+  EXPECT_TRUE(fb.timer_absolute);
+  EXPECT_EQ(fb.timer_period, t * 1'000'000'000);  // beyond the relative cap (INT64_MAX / 4)
+  emul::KChange ob = TimerChange(bsd::Openbsd(), openbsd::NOTE_SECONDS | openbsd::NOTE_ABSTIME, t);
+  EXPECT_EQ(ob.error, 0);
+  EXPECT_TRUE(ob.timer_absolute);
+  EXPECT_EQ(ob.timer_period, t * 1'000'000'000);
+  // Milliseconds, the default unit of both.
+  emul::KChange ms = TimerChange(bsd::Freebsd(), freebsd::NOTE_ABSTIME, 5);
+  EXPECT_TRUE(ms.timer_absolute);
+  EXPECT_EQ(ms.timer_period, 5'000'000);
+  // DragonFly has no NOTE_ABSTIME: fflags are ignored, 0x10 is a relative ms period.
+  emul::KChange df = TimerChange(bsd::Dragonfly(), 0x10, 5);
+  EXPECT_EQ(df.error, 0);
+  EXPECT_FALSE(df.timer_absolute);
+  EXPECT_EQ(df.timer_period, 5'000'000);
+  EXPECT_FALSE(TimerChange(bsd::Freebsd(), freebsd::NOTE_SECONDS, 5).timer_absolute);
+}
+
 TEST(KeventCodec, TimespecLayouts) {
   auto fb = Bytes({0xff, 0xff, 0xff, 0xff, 0x10, 0, 0, 0});
   EXPECT_EQ(bsd::DecodeTimespec(bsd::kFreebsdTimespecIlp32, fb), std::make_pair(int64_t{-1}, int64_t{16}));

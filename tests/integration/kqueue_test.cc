@@ -41,7 +41,7 @@ INSTANTIATE_TEST_SUITE_P(
     Kqueue, KqueueScenario,
     ::testing::Combine(::testing::Values("freebsd", "openbsd", "dragonfly"),
                        ::testing::Values("user_pollable", "pipe_read", "socket_eof", "timer",
-                                         "timeout", "close_drops", "fork_ebadf", "eintr",
+                                         "abstime", "timeout", "close_drops", "fork_ebadf", "eintr",
                                          "two_waiters", "kq_in_kq", "errors", "kqueue_flags",
                                          // EVFILT_PROC (netlink process connector + pidfd)
                                          "proc_exit", "proc_nonchild", "proc_zombie",

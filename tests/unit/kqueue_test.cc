@@ -55,6 +55,9 @@ class KqFakeHost : public Host {
   Nanos deadline() const { return deadline_; }
 
   Nanos Now() override { return now_; }
+  // CLOCK_REALTIME - CLOCK_MONOTONIC: the monotonic clock's 0 (boot) is this epoch time.
+  static constexpr Nanos kBootRealtime = 1'700'000'000LL * 1'000'000'000LL;
+  Nanos RealtimeOffset() override { return kBootRealtime; }
   void ArmDeadline(Nanos when) override { deadline_ = when; }
   Result<WatchId> WatchFd(Pid pid, int fd) override {
     auto it = fds_.find({pid, fd});
@@ -497,6 +500,90 @@ TEST_F(KqueueTest, DragonflyTimerModifyKeepsPending) {
   Call({Timer(7, kev::kAdd, 10'000'000)}, Poll(0), DragonflyPolicy());
   host_.Advance(engine_, 10'000'000);
   Call({Timer(7, kev::kAdd, 50'000'000)}, Poll(0), DragonflyPolicy());
+  EXPECT_EQ(engine_.PendingCount(kq_), 1u);
+}
+
+KChange AbsTimer(uint64_t ident, uint16_t flags, Nanos realtime) {
+  KChange c = Timer(ident, flags, realtime);
+  c.timer_absolute = true;
+  return c;
+}
+
+TEST_F(KqueueTest, AbstimeFiresOnceAtTheRealtimeAndStaysActive) {
+  // FreeBSD filt_timerstart (kc->to = 0), OpenBSD filt_timeradd
+  // (ft_reschedule = 0): an absolute timer fires once; EV_CLEAR is not forced
+  // (filt_timerattach), so without it the event stays until EV_DELETE.
+  for (const KqueuePolicy& pol : {FreebsdPolicy(), OpenbsdPolicy()}) {
+    const Nanos real_now = host_.Now() + KqFakeHost::kBootRealtime;
+    Call({AbsTimer(7, kev::kAdd, real_now + 30'000'000)}, Poll(0), pol);
+    EXPECT_EQ(host_.deadline(), host_.Now() + 30'000'000);
+    host_.Advance(engine_, 29'000'000);
+    EXPECT_TRUE(Get(8, pol).empty());
+    host_.Advance(engine_, 1'000'000);
+    auto ev = Get(8, pol);
+    ASSERT_EQ(ev.size(), 1u);
+    EXPECT_EQ(ev[0].data, 1);
+    EXPECT_FALSE(ev[0].flags & kev::kClear);
+    EXPECT_EQ(host_.deadline(), Host::kNever);  // no next period
+    host_.Advance(engine_, 100'000'000);
+    ev = Get(8, pol);  // still active, not counted again
+    ASSERT_EQ(ev.size(), 1u);
+    EXPECT_EQ(ev[0].data, 1);
+    Call({Ch(KFilter::kTimer, 7, kev::kDelete)}, Poll(0), pol);
+  }
+}
+
+TEST_F(KqueueTest, AbstimeWithClearIsReportedOnce) {
+  const Nanos real_now = host_.Now() + KqFakeHost::kBootRealtime;
+  Call({AbsTimer(7, kev::kAdd | kev::kClear, real_now + 10'000'000)}, Poll(0));
+  host_.Advance(engine_, 50'000'000);
+  ASSERT_EQ(Get().size(), 1u);
+  EXPECT_TRUE(Get().empty());
+}
+
+TEST_F(KqueueTest, AbstimeAlreadyPastFiresAtOnce) {
+  // OpenBSD filt_timeradd: "Expire immediately"; FreeBSD: a callout at an
+  // uptime already past runs at once.
+  const Nanos real_now = host_.Now() + KqFakeHost::kBootRealtime;
+  auto ev = Call({AbsTimer(7, kev::kAdd, real_now - 1'000'000'000)}, Poll(4)).events;
+  ASSERT_EQ(ev.size(), 1u);
+  EXPECT_EQ(ev[0].data, 1);
+}
+
+TEST_F(KqueueTest, AbstimeBeforeBootDiffers) {
+  // FreeBSD filt_timervalidate: the time minus the boot time < 0 is EINVAL;
+  // OpenBSD has no such check: the time is past, it fires at once.
+  KqueuePolicy fb = FreebsdPolicy();
+  fb.abstime_before_boot_einval = true;
+  auto out = Call({AbsTimer(7, kev::kAdd, 1'000'000)}, Poll(4), fb);
+  ASSERT_EQ(out.events.size(), 1u);
+  EXPECT_EQ(out.events[0].flags, kev::kError);
+  EXPECT_EQ(out.events[0].data, EINVAL);
+  EXPECT_EQ(engine_.KnoteCount(kq_), 0u);
+  auto ev = Call({AbsTimer(7, kev::kAdd, 1'000'000)}, Poll(4), OpenbsdPolicy()).events;
+  ASSERT_EQ(ev.size(), 1u);
+  EXPECT_EQ(ev[0].flags & kev::kError, 0);
+  EXPECT_EQ(ev[0].data, 1);
+}
+
+TEST_F(KqueueTest, AbstimeReAddRestartsWithTheNewFlags) {
+  // filt_timertouch / filt_timermodify: EV_ADD on a periodic timer with
+  // NOTE_ABSTIME turns it into a one-time absolute timer, pending dropped.
+  const Nanos real_now = host_.Now() + KqFakeHost::kBootRealtime;
+  Call({Timer(7, kev::kAdd, 10'000'000)}, Poll(0));
+  host_.Advance(engine_, 10'000'000);
+  EXPECT_EQ(engine_.PendingCount(kq_), 1u);
+  Call({AbsTimer(7, kev::kAdd, real_now + 50'000'000)}, Poll(0));
+  EXPECT_EQ(engine_.PendingCount(kq_), 0u);
+  host_.Advance(engine_, 30'000'000);
+  EXPECT_TRUE(Get().empty());
+  host_.Advance(engine_, 15'000'000);
+  auto ev = Get();
+  ASSERT_EQ(ev.size(), 1u);
+  EXPECT_EQ(ev[0].data, 1);
+  EXPECT_EQ(host_.deadline(), Host::kNever);
+  // And back to a past absolute time: fires at the re-add.
+  Call({AbsTimer(7, kev::kAdd, real_now)}, Poll(0));
   EXPECT_EQ(engine_.PendingCount(kq_), 1u);
 }
 
