@@ -179,6 +179,24 @@ void Kqueues::UpdateReadiness(Kq& kq) {
   if (readable != kq.readable_reported) {
     kq.readable_reported = readable;
     host_.ObjectReadinessChanged(kq.id, readable);
+    // Without this, a knote on a kqueue whose descriptor signal was not yet
+    // drained would wait for a wake-up the host never sends again.
+    if (readable) WakeWatchers(kq.id);
+  }
+}
+
+void Kqueues::WakeWatchers(ObjectId id) {
+  std::vector<uint64_t> uids;
+  auto range = kq_watchers_.equal_range(id);
+  for (auto it = range.first; it != range.second; ++it) uids.push_back(it->second);
+  for (uint64_t uid : uids) {
+    auto k = knotes_.find(uid);
+    if (k == knotes_.end()) continue;
+    Knote& kn = *k->second;
+    Kq* outer = Find(kn.kq);
+    if (outer == nullptr || outer->id == id) continue;  // itself: already readable
+    Activate(*outer, kn);
+    Pump(*outer);
   }
 }
 
@@ -208,6 +226,15 @@ void Kqueues::Drop(Kq& kq, Knote& kn) {
     by_watch_.erase(*kn.watch);
   }
   if (kn.timer_running) RemoveDeadline(kn.next_fire, DeadlineKind::kTimer, kn.uid);
+  if (kn.watched_kq) {
+    auto range = kq_watchers_.equal_range(*kn.watched_kq);
+    for (auto it = range.first; it != range.second; ++it) {
+      if (it->second == kn.uid) {
+        kq_watchers_.erase(it);
+        break;
+      }
+    }
+  }
   Unwatch(kn);
   kq.knotes.erase({kn.kev.filter, kn.kev.ident});
   knotes_.erase(kn.uid);  // kn is gone
@@ -321,6 +348,13 @@ bool Kqueues::Evaluate(Kq& kq, Knote& kn, bool* dropped) {
       const bool lowat = (kn.sfflags & kev::kNoteLowat) != 0;
       kn.eof = 0;
       kn.fflags = 0;
+      if (kn.watched_kq) {
+        // filt_kqueue (DF kern_event.c:281-287, OB :267-272): data = the
+        // watched kqueue's pending events (kq_count), not the socket's byte.
+        const Kq* inner = Find(*kn.watched_kq);
+        kn.data = inner == nullptr ? 0 : static_cast<int64_t>(inner->queue.size());
+        return kn.data > 0;
+      }
       if (kn.kev.filter == KFilter::kRead) {
         kn.data = p.readable;
         if (p.revents & (poll_bits::kRdHup | poll_bits::kHup)) kn.eof = kev::kEof;
@@ -381,6 +415,13 @@ int Kqueues::Attach(Kq& kq, Knote& kn, Caller caller, const KChange& change) {
       if (!w.ok()) return w.error().value;
       kn.watch = *w;
       by_watch_[*w] = kn.uid;
+      if (kn.kev.filter == KFilter::kRead) {
+        std::optional<ObjectId> inner = host_.KqueueAt(caller.pid, kn.fd);
+        if (inner && Exists(*inner)) {
+          kn.watched_kq = inner;
+          kq_watchers_.emplace(*inner, kn.uid);
+        }
+      }
       return 0;
     }
     case KFilter::kTimer:

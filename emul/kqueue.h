@@ -229,6 +229,8 @@ class Kqueues {
     Pid owner = 0;
     int fd = -1;
     std::optional<WatchId> watch;
+    // READ on a kqueue's descriptor: that kqueue (filt_kqueue reports its count).
+    std::optional<ObjectId> watched_kq;
     // TIMER
     Nanos period = 0;
     Nanos next_fire = 0;
@@ -298,6 +300,9 @@ class Kqueues {
   bool Deliver(Kq& kq, KeventCompletion& done, std::vector<Taken> taken);
   void Pump(Kq& kq);
   void UpdateReadiness(Kq& kq);
+  // `kq` has events now: the READ knotes watching its descriptor activate
+  // (kqueue_wakeup's KNOTE on kq_sel, DF kern_event.c, OB kqueue_wakeup).
+  void WakeWatchers(ObjectId kq);
   void AddDeadline(Nanos when, DeadlineKind kind, uint64_t id);
   void RemoveDeadline(Nanos when, DeadlineKind kind, uint64_t id);
   void RearmDeadline();
@@ -310,6 +315,7 @@ class Kqueues {
   std::unordered_map<WatchId, uint64_t> by_watch_;
   std::unordered_map<WatchId, uint64_t> by_vnode_;
   std::multimap<Pid, uint64_t> proc_knotes_;
+  std::multimap<ObjectId, uint64_t> kq_watchers_;  // watched kqueue -> READ knote
   std::multimap<Nanos, std::pair<DeadlineKind, uint64_t>> deadlines_;
   std::unordered_map<WaitId, ObjectId> wait_kq_;
   ObjectId next_kq_ = kFirstId;

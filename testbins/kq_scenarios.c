@@ -320,18 +320,29 @@ static int two_waiters(void) {
   return 0;
 }
 
-/* A kqueue watches another kqueue (its descriptor is pollable). */
+/* A kqueue watches another kqueue (its descriptor is pollable); data is the
+ * inner kqueue's pending events, kq_count (filt_kqueue: DF kern_event.c:281-287,
+ * OB kern_event.c:267-272, FreeBSD filt_kqueue). */
 static int kq_in_kq(void) {
   int inner = kqueue(), outer = kqueue();
   CHECK(inner >= 0 && outer >= 0);
   CHECK(add(outer, (uintptr_t)inner, EVFILT_READ, EV_ADD, 0, 0, NULL) == 0);
-  CHECK(add(inner, 3, EVFILT_USER, EV_ADD, 0, 0, NULL) == 0);
+  CHECK(add(inner, 3, EVFILT_USER, EV_ADD | EV_CLEAR, 0, 0, NULL) == 0);
+  CHECK(add(inner, 4, EVFILT_USER, EV_ADD | EV_CLEAR, 0, 0, NULL) == 0);
   struct kevent ev;
   CHECK(get(outer, &ev, 1, &kZero) == 0);
   CHECK(add(inner, 3, EVFILT_USER, 0, NOTE_TRIGGER, 0, NULL) == 0);
   struct timespec ts = {2, 0};
   CHECK(get(outer, &ev, 1, &ts) == 1);
-  CHECK(ev.ident == (uintptr_t)inner && ev.filter == EVFILT_READ);
+  CHECK(ev.ident == (uintptr_t)inner && ev.filter == EVFILT_READ && ev.data == 1);
+  CHECK(add(inner, 4, EVFILT_USER, 0, NOTE_TRIGGER, 0, NULL) == 0);
+  CHECK(get(outer, &ev, 1, &ts) == 1 && ev.data == 2);
+  struct kevent evs[4];
+  CHECK(get(inner, evs, 4, &kZero) == 2);
+  CHECK(get(outer, &ev, 1, &kZero) == 0);
+  /* Once more after the drain: the outer kqueue still hears of it. */
+  CHECK(add(inner, 4, EVFILT_USER, 0, NOTE_TRIGGER, 0, NULL) == 0);
+  CHECK(get(outer, &ev, 1, &ts) == 1 && ev.data == 1);
   return 0;
 }
 

@@ -296,6 +296,11 @@ Supervisor::Supervisor(int listener, SupervisorOptions options)
   // (docs/design.md "Close and exec").
   host_->set_path_sink([this](emul::WatchId id, uint32_t bits) { ports_->OnFileEvent(id, bits); });
   host_->set_holds_callback([this](emul::Pid pid, emul::ObjectId obj) { return HoldsObject(pid, obj); });
+  host_->set_kqueue_at_callback([this](emul::Pid pid, int fd) -> std::optional<emul::ObjectId> {
+    Result<emul::ObjectId> r = ResolveObject(static_cast<pid_t>(pid), fd, abi::ObjectKind::kKqueue);
+    if (!r.ok()) return std::nullopt;
+    return *r;
+  });
   if (host_->path_inotify_fd() >= 0) add(host_->path_inotify_fd(), kTagPathWatch, EPOLLIN);
 
   sigset_t mask;

@@ -58,6 +58,14 @@ class KqFakeHost : public Host {
   // CLOCK_REALTIME - CLOCK_MONOTONIC: the monotonic clock's 0 (boot) is this epoch time.
   static constexpr Nanos kBootRealtime = 1'700'000'000LL * 1'000'000'000LL;
   Nanos RealtimeOffset() override { return kBootRealtime; }
+  // Descriptors that are kqueues (the supervisor's KqueueAt).
+  void MarkKqueue(Pid pid, int fd, ObjectId kq) { kqueue_at_[{pid, fd}] = kq; }
+  std::optional<ObjectId> KqueueAt(Pid pid, int fd) override {
+    auto it = kqueue_at_.find({pid, fd});
+    if (it == kqueue_at_.end()) return std::nullopt;
+    return it->second;
+  }
+  std::map<std::pair<Pid, int>, ObjectId> kqueue_at_;
   void ArmDeadline(Nanos when) override { deadline_ = when; }
   Result<WatchId> WatchFd(Pid pid, int fd) override {
     auto it = fds_.find({pid, fd});
@@ -585,6 +593,40 @@ TEST_F(KqueueTest, AbstimeReAddRestartsWithTheNewFlags) {
   // And back to a past absolute time: fires at the re-add.
   Call({AbsTimer(7, kev::kAdd, real_now)}, Poll(0));
   EXPECT_EQ(engine_.PendingCount(kq_), 1u);
+}
+
+TEST_F(KqueueTest, KqueueWatchingAKqueueReportsItsPendingCount) {
+  // filt_kqueue (DF kern_event.c:281-287, OB kern_event.c:267-272,
+  // FreeBSD filt_kqueue): data = kq_count, the inner kqueue's pending events.
+  ObjectId inner = engine_.Create(kP).value();
+  host_.Open(kP.pid, 20);  // the inner kqueue's descriptor
+  host_.MarkKqueue(kP.pid, 20, inner);
+  auto on_inner = [&](std::vector<KChange> ch) {
+    Captured c;
+    engine_.Kevent(kP, inner, FreebsdPolicy(), std::move(ch), false, Poll(0),
+                   std::make_unique<Capture>(&c));
+  };
+  on_inner({Ch(KFilter::kUser, 1, kev::kAdd | kev::kClear), Ch(KFilter::kUser, 2, kev::kAdd | kev::kClear)});
+  Call({Ch(KFilter::kRead, 20, kev::kAdd)}, Poll(0));
+  EXPECT_TRUE(Get().empty());
+  // A waiter on the outer kqueue wakes when the inner one gets an event,
+  // without the descriptor's readiness (the host never fires the watch here).
+  Captured c;
+  Park(&c, Forever(4));
+  on_inner({Ch(KFilter::kUser, 1, 0, kev::kNoteTrigger)});
+  ASSERT_TRUE(c.called);
+  ASSERT_EQ(c.out.events.size(), 1u);
+  EXPECT_EQ(c.out.events[0].ident, 20u);
+  EXPECT_EQ(c.out.events[0].data, 1);
+  on_inner({Ch(KFilter::kUser, 2, 0, kev::kNoteTrigger)});
+  auto ev = Get();
+  ASSERT_EQ(ev.size(), 1u);
+  EXPECT_EQ(ev[0].data, 2);
+  // Drained: the outer knote has nothing to report.
+  Captured drained;
+  engine_.Kevent(kP, inner, FreebsdPolicy(), {}, false, Poll(8), std::make_unique<Capture>(&drained));
+  EXPECT_EQ(drained.out.events.size(), 2u);
+  EXPECT_TRUE(Get().empty());
 }
 
 TEST_F(KqueueTest, WaiterWokenByEvent) {
