@@ -42,7 +42,7 @@ constexpr std::array kTable = {
                  &bsd::kFreebsd11KeventTrace},
     SyscallEntry{P::kFreebsd, Call::kKevent, "kevent", 560, 560, "560", S::kPartial,
                  "READ/WRITE/TIMER/USER/PROC/SIGNAL/VNODE (docs/kqueue.md: limits; VNODE NOTE_OPEN/CLOSE/"
-                 "READ never fire); NOTE_ABSTIME: CLOCK_REALTIME, once; EVFILT_AIO/PROCDESC/FS/LIO/"
+                 "CLOSE_WRITE/READ from inotify); NOTE_ABSTIME: CLOCK_REALTIME, once; EVFILT_AIO/PROCDESC/FS/LIO/"
                  "SENDFILE/EMPTY not yet (EOPNOTSUPP)",
                  &freebsd::SysKevent, &bsd::kKeventTrace},
     SyscallEntry{P::kFreebsd, Call::kKqueuex, "kqueuex", 583, 583, "583", S::kPartial,

@@ -974,7 +974,9 @@ void Kqueues::OnVnodeEvent(WatchId watch, uint32_t notes) {
   Kq* kq = Find(kn.kq);
   if (kq == nullptr) return;
   // filt_vnode: record what the knote asked for; a revoke is the end.
-  kn.fflags |= notes & kn.sfflags & kq->policy.vnode_notes;
+  uint32_t wire = notes & kq->policy.vnode_notes;
+  if (wire & kev::kNoteOpened) wire = (wire & ~kev::kNoteOpened) | kev::kNoteOpenWire;  // FreeBSD only
+  kn.fflags |= wire & kn.sfflags;
   if (notes & kev::kNoteRevoke) {
     kn.eof = kev::kEof;
     kn.kev.flags |= kev::kOneshot;

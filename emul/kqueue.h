@@ -40,11 +40,16 @@ constexpr uint32_t kNoteFfnop = 0x00000000, kNoteFfand = 0x40000000, kNoteFfor =
 constexpr uint32_t kNoteExit = 0x80000000, kNoteFork = 0x40000000, kNoteExec = 0x20000000,
                    kNotePctrlMask = 0xf0000000, kNotePdataMask = 0x000fffff,
                    kNoteTrack = 0x00000001, kNoteTrackErr = 0x00000002, kNoteChild = 0x00000004;
-// EVFILT_VNODE (abi.md §3.4). 0x80 is OpenBSD's NOTE_TRUNCATE (FreeBSD's
-// NOTE_OPEN): KqueuePolicy::vnode_notes says which bits a kernel has.
+// EVFILT_VNODE (abi.md §3.4). 0x80 is OpenBSD's NOTE_TRUNCATE and FreeBSD's
+// NOTE_OPEN: the host reports an open as kNoteOpened (no BSD's bit), which
+// the engine writes as kNoteOpenWire; KqueuePolicy::vnode_notes says which
+// of the host's bits a kernel has. FreeBSD's CLOSE, CLOSE_WRITE and READ
+// are its own values.
 constexpr uint32_t kNoteDelete = 0x0001, kNoteWrite = 0x0002, kNoteExtend = 0x0004,
                    kNoteAttrib = 0x0008, kNoteLink = 0x0010, kNoteRename = 0x0020,
-                   kNoteRevoke = 0x0040, kNoteTruncate = 0x0080;
+                   kNoteRevoke = 0x0040, kNoteTruncate = 0x0080, kNoteClose = 0x0100,
+                   kNoteCloseWrite = 0x0200, kNoteRead = 0x0400, kNoteOpened = 0x0800,
+                   kNoteOpenWire = 0x0080;
 // Linux's _NSIG: EVFILT_SIGNAL idents are the program's (glibc) signal numbers.
 constexpr uint64_t kNsig = 65;
 }  // namespace kev
@@ -115,7 +120,8 @@ struct KqueuePolicy {
   // 296-300), FreeBSD always (pfind_any); the exit is reported at once.
   enum class ZombieAttach : uint8_t { kRefuse, kWithNoteExit, kAlways };
   ZombieAttach zombie_attach = ZombieAttach::kAlways;
-  // The EVFILT_VNODE notes this kernel has (OpenBSD: NOTE_TRUNCATE too).
+  // The EVFILT_VNODE notes this kernel has, as the host reports them
+  // (OpenBSD: NOTE_TRUNCATE too; FreeBSD: kNoteOpened, CLOSE, CLOSE_WRITE, READ).
   uint32_t vnode_notes = 0x7f;
   // NOTE_ABSTIME earlier than the boot time: FreeBSD filt_timervalidate
   // subtracts the boot time and refuses a negative result (EINVAL); OpenBSD

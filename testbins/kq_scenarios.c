@@ -18,6 +18,7 @@
 #include <sys/event.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/time.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -791,6 +792,67 @@ static int vnode_file(void) {
   return 0;
 }
 
+/* FreeBSD NOTE_OPEN, NOTE_CLOSE (closed without write access), NOTE_CLOSE_WRITE,
+ * NOTE_READ (kqueue(2); vop_open_post, vop_close_post, vop_read_post and
+ * vop_readdir_post). The other kernels have none of these: an open, a read
+ * and a close report nothing. */
+static int vnode_use(void) {
+  char path[] = "/tmp/evshim-kqu-XXXXXX";
+  int fd = mkstemp(path);
+  CHECK(fd >= 0 && write(fd, "hello", 5) == 5);
+  int kq = kqueue();
+  struct kevent ev;
+  char buf[8];
+#if defined(FREEBSD)
+  const unsigned use = NOTE_OPEN | NOTE_CLOSE | NOTE_CLOSE_WRITE | NOTE_READ;
+  CHECK(add(kq, (uintptr_t)fd, EVFILT_VNODE, EV_ADD | EV_CLEAR, use, 0, NULL) == 0);
+  CHECK(get(kq, &ev, 1, &kZero) == 0);
+  int r = open(path, O_RDONLY);
+  CHECK(r >= 0);
+  CHECK(vnode_wait(kq, fd) == NOTE_OPEN);
+  CHECK(read(r, buf, sizeof buf) == 5);
+  CHECK(vnode_wait(kq, fd) == NOTE_READ);
+  close(r);
+  CHECK(vnode_wait(kq, fd) == NOTE_CLOSE);
+  int w = open(path, O_WRONLY);
+  CHECK(w >= 0);
+  CHECK(vnode_wait(kq, fd) == NOTE_OPEN);
+  close(w);
+  CHECK(vnode_wait(kq, fd) == NOTE_CLOSE_WRITE);
+  /* Only what was asked for: NOTE_WRITE alone hears none of these. */
+  CHECK(add(kq, (uintptr_t)fd, EVFILT_VNODE, EV_ADD | EV_CLEAR, NOTE_WRITE, 0, NULL) == 0);
+  r = open(path, O_RDONLY);
+  CHECK(r >= 0 && read(r, buf, sizeof buf) == 5);
+  close(r);
+  struct timespec short_wait = {0, 200 * 1000 * 1000};
+  CHECK(get(kq, &ev, 1, &short_wait) == 0);
+  /* A directory: opened and read (readdir). */
+  char dir[] = "/tmp/evshim-kqud-XXXXXX";
+  CHECK(mkdtemp(dir) != NULL);
+  int dfd = open(dir, O_RDONLY | O_DIRECTORY);
+  CHECK(dfd >= 0);
+  CHECK(add(kq, (uintptr_t)dfd, EVFILT_VNODE, EV_ADD | EV_CLEAR, use, 0, NULL) == 0);
+  int d2 = open(dir, O_RDONLY | O_DIRECTORY);
+  CHECK(d2 >= 0);
+  CHECK(vnode_wait(kq, dfd) == NOTE_OPEN);
+  char dents[1024];
+  CHECK(syscall(SYS_getdents64, d2, dents, sizeof dents) > 0);
+  CHECK(vnode_wait(kq, dfd) == NOTE_READ);
+  close(d2);
+  CHECK(vnode_wait(kq, dfd) == NOTE_CLOSE);
+  rmdir(dir);
+#else
+  CHECK(add(kq, (uintptr_t)fd, EVFILT_VNODE, EV_ADD | EV_CLEAR, VN_ALL, 0, NULL) == 0);
+  int r = open(path, O_RDONLY);
+  CHECK(r >= 0 && read(r, buf, sizeof buf) == 5);
+  close(r);
+  struct timespec short_wait = {0, 200 * 1000 * 1000};
+  CHECK(get(kq, &ev, 1, &short_wait) == 0);
+#endif
+  unlink(path);
+  return 0;
+}
+
 /* A directory: NOTE_WRITE when an entry is added or removed, NOTE_LINK when
  * its link count changes (a subdirectory). */
 static int vnode_dir(void) {
@@ -1007,6 +1069,7 @@ int main(int argc, char **argv) {
   if (!strcmp(s, "signal_count")) return signal_count();
   if (!strcmp(s, "vnode_file")) return vnode_file();
   if (!strcmp(s, "vnode_dir")) return vnode_dir();
+  if (!strcmp(s, "vnode_use")) return vnode_use();
   if (!strcmp(s, "tcp")) return tcp();
   if (!strcmp(s, "udp")) return udp();
   if (!strcmp(s, "fifo")) return fifo();

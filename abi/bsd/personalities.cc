@@ -35,7 +35,9 @@ constexpr KqueuePersonality kFreebsd{
                      // filt_proc: EV_DROP when nothing subscribed (abi.md §4.8)
                      .proc_exit_always = false,
                      .zombie_attach = Policy::ZombieAttach::kAlways,  // pfind_any
-                     .vnode_notes = 0x7f,  // NOTE_OPEN.. (0x80+) are not emulated
+                     // NOTE_OPEN (reported as kNoteOpened), CLOSE, CLOSE_WRITE, READ
+                     .vnode_notes = 0x7f | emul::kev::kNoteOpened | emul::kev::kNoteClose |
+                                    emul::kev::kNoteCloseWrite | emul::kev::kNoteRead,
                      // filt_timervalidate: NOTE_ABSTIME minus the boot time < 0
                      .abstime_before_boot_einval = true},
     .kq_cloexec = freebsd::KQUEUE_CLOEXEC,

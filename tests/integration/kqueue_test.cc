@@ -49,7 +49,7 @@ INSTANTIATE_TEST_SUITE_P(
                                          // EVFILT_SIGNAL (the library's counting hook)
                                          "signal_count",
                                          // EVFILT_VNODE (inotify)
-                                         "vnode_file", "vnode_dir",
+                                         "vnode_file", "vnode_dir", "vnode_use",
                                          // READ/WRITE on 127.0.0.1 sockets and FIFOs
                                          "tcp", "udp", "fifo")),
     [](const auto& p) {

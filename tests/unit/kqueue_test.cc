@@ -949,6 +949,10 @@ TEST_F(KqueueTest, VnodeWithoutClearKeepsFiring) {
   EXPECT_EQ(Get().size(), 1u);  // kn_fflags stay set: level-triggered
 }
 
+// FreeBSD's vnode notes as the host reports them (abi/bsd/personalities.cc).
+constexpr uint32_t kFreebsdVnodeNotes =
+    0x7f | kev::kNoteOpened | kev::kNoteClose | kev::kNoteCloseWrite | kev::kNoteRead;
+
 TEST_F(KqueueTest, VnodeTruncateOnlyWhereTheKernelHasIt) {
   host_.Open(kP.pid, 6);
   const uint32_t ask = kev::kNoteAttrib | kev::kNoteTruncate;  // 0x80 = FreeBSD NOTE_OPEN
@@ -957,6 +961,13 @@ TEST_F(KqueueTest, VnodeTruncateOnlyWhereTheKernelHasIt) {
   auto ev = Get();
   ASSERT_EQ(ev.size(), 1u);
   EXPECT_EQ(ev[0].fflags, kev::kNoteAttrib);  // FreeBSD (vnode_notes 0x7f)
+  KqueuePolicy fb = FreebsdPolicy();
+  fb.vnode_notes = kFreebsdVnodeNotes;
+  Call({}, Poll(0), fb);
+  engine_.OnVnodeEvent(host_.vnodes.begin()->first, kev::kNoteAttrib | kev::kNoteTruncate);
+  ev = Get(8, fb);
+  ASSERT_EQ(ev.size(), 1u);
+  EXPECT_EQ(ev[0].fflags, kev::kNoteAttrib);  // with NOTE_OPEN emulated, still not 0x80
   KqueuePolicy ob = OpenbsdPolicy();
   ob.vnode_notes = 0xff;
   Call({}, Poll(0), ob);
@@ -964,6 +975,45 @@ TEST_F(KqueueTest, VnodeTruncateOnlyWhereTheKernelHasIt) {
   ev = Get(8, ob);
   ASSERT_EQ(ev.size(), 1u);
   EXPECT_EQ(ev[0].fflags, ask);
+}
+
+TEST_F(KqueueTest, VnodeOpenCloseReadOnFreebsd) {
+  // FreeBSD kqueue(2): NOTE_OPEN 0x80, NOTE_CLOSE 0x100 (closed without
+  // write access), NOTE_CLOSE_WRITE 0x200, NOTE_READ 0x400 (vop_open_post,
+  // vop_close_post, vop_read_post). The host reports an open as kNoteOpened,
+  // so OpenBSD's NOTE_TRUNCATE (also 0x80) never reads as an open.
+  KqueuePolicy fb = FreebsdPolicy();
+  fb.vnode_notes = kFreebsdVnodeNotes;
+  host_.Open(kP.pid, 6);
+  const uint32_t ask = kev::kNoteOpenWire | kev::kNoteClose | kev::kNoteCloseWrite | kev::kNoteRead;
+  Call({Ch(KFilter::kVnode, 6, kev::kAdd | kev::kClear, ask)}, Poll(0), fb);
+  const WatchId w = host_.vnodes.begin()->first;
+  engine_.OnVnodeEvent(w, kev::kNoteOpened | kev::kNoteRead);
+  auto ev = Get(8, fb);
+  ASSERT_EQ(ev.size(), 1u);
+  EXPECT_EQ(ev[0].fflags, kev::kNoteOpenWire | kev::kNoteRead);
+  engine_.OnVnodeEvent(w, kev::kNoteClose);
+  ev = Get(8, fb);
+  ASSERT_EQ(ev.size(), 1u);
+  EXPECT_EQ(ev[0].fflags, kev::kNoteClose);
+  engine_.OnVnodeEvent(w, kev::kNoteCloseWrite);
+  ev = Get(8, fb);
+  ASSERT_EQ(ev.size(), 1u);
+  EXPECT_EQ(ev[0].fflags, kev::kNoteCloseWrite);
+  // A truncation is not an open on FreeBSD.
+  engine_.OnVnodeEvent(w, kev::kNoteAttrib | kev::kNoteTruncate);
+  EXPECT_TRUE(Get(8, fb).empty());
+}
+
+TEST_F(KqueueTest, VnodeOpenIsNotATruncateOnOpenbsd) {
+  // OpenBSD has no NOTE_OPEN: 0x80 is NOTE_TRUNCATE, and an open, a close
+  // or a read is nothing it reports.
+  KqueuePolicy ob = OpenbsdPolicy();
+  host_.Open(kP.pid, 6);
+  Call({Ch(KFilter::kVnode, 6, kev::kAdd | kev::kClear, 0xffff)}, Poll(0), ob);
+  engine_.OnVnodeEvent(host_.vnodes.begin()->first,
+                       kev::kNoteOpened | kev::kNoteClose | kev::kNoteCloseWrite | kev::kNoteRead);
+  EXPECT_TRUE(Get(8, ob).empty());
 }
 
 TEST_F(KqueueTest, VnodeCloseDropsTheKnote) {
