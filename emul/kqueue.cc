@@ -69,7 +69,9 @@
 //
 // Lifetime. A kqueue belongs to the process that created it: the abi's
 // Resolve refuses it to any other process (fork does not inherit kqueues,
-// abi.md §4.6). Its last close drops every knote and wakes waiters with EBADF;
+// abi.md §4.6), except that FreeBSD's KQUEUE_CPONFORK kqueues are copied for
+// the child (ForkPrepare in the parent, ForkClaim in the child: the
+// library's atfork hook, docs/kqueue.md "Fork"). Its last close drops every knote and wakes waiters with EBADF;
 // the owner's exit frees it. The kqueue's descriptor polls readable while
 // its list is not empty (Host::ObjectReadinessChanged), so a kqueue can
 // watch another.
@@ -142,14 +144,135 @@ std::optional<Pid> Kqueues::Owner(ObjectId id) const {
   return kq->owner;
 }
 
-Result<ObjectId> Kqueues::Create(Caller caller) {
+Result<ObjectId> Kqueues::Create(Caller caller, bool copy_on_fork) {
   if (kqs_.size() >= limits_.max_kqueues) return Errno{ENOMEM};
   auto kq = std::make_unique<Kq>();
   kq->id = next_kq_++;
   kq->owner = caller.pid;
+  kq->copy_on_fork = copy_on_fork;
   ObjectId id = kq->id;
   kqs_.emplace(id, std::move(kq));
   return id;
+}
+
+// kqueue_fork_copy: a new kqueue with a copy of each knote whose filter has
+// an f_copy, active ones activated. The copy watches the parent's
+// descriptors (the child inherits the same open files at the same numbers;
+// ForkClaim moves it to the child's).
+ObjectId Kqueues::CopyKqueue(Kq& from) {
+  auto owned = std::make_unique<Kq>();
+  Kq& to = *owned;
+  to.id = next_kq_++;
+  to.owner = 0;
+  to.copy_on_fork = true;  // inherited again by the child's own forks
+  to.fork_parent = from.owner;
+  to.policy = from.policy;
+  kqs_.emplace(to.id, std::move(owned));
+  std::unordered_map<uint64_t, Knote*> copy_of;
+  for (const auto& [key, uid] : from.knotes) {
+    const Knote& src = *knotes_.at(uid);
+    switch (src.kev.filter) {
+      case KFilter::kProc:    // a per-process source: not copied
+      case KFilter::kSignal:
+        continue;
+      case KFilter::kRead:
+      case KFilter::kWrite:
+      case KFilter::kExcept:
+      case KFilter::kVnode:
+      case KFilter::kTimer:
+      case KFilter::kUser:
+        break;
+    }
+    // A knote on a kqueue's descriptor: that descriptor is not the child's
+    // (a kqueue without KQUEUE_CPONFORK is not inherited): dropped.
+    if (src.watched_kq) continue;
+    if (knotes_.size() >= limits_.max_knotes) break;
+    // The registration and what it would report; not its place in a list
+    // or its host resources (new ones below).
+    auto kn = std::make_unique<Knote>(src);
+    Knote& n = *kn;
+    n.uid = next_uid_++;
+    n.kq = to.id;
+    n.active = n.queued = false;
+    n.pos = {};
+    n.watch.reset();
+    n.vnode.reset();
+    n.timer_running = false;
+    n.proc_watched = false;
+    n.drop_now = false;
+    if (src.watch) {
+      Result<WatchId> w = host_.WatchFd(src.owner, src.fd);
+      if (!w.ok()) continue;  // closed meanwhile: nothing to copy
+      n.watch = *w;
+    }
+    if (src.vnode) {
+      Result<WatchId> w = host_.WatchVnode(src.owner, src.fd);
+      if (!w.ok()) {
+        if (n.watch) host_.DropWatch(*n.watch);
+        continue;
+      }
+      n.vnode = *w;
+    }
+    if (n.watch) by_watch_[*n.watch] = n.uid;
+    if (n.vnode) by_vnode_[*n.vnode] = n.uid;
+    if (src.timer_running) {
+      n.next_fire = src.next_fire;
+      n.timer_running = true;
+      AddDeadline(n.next_fire, DeadlineKind::kTimer, n.uid);
+    }
+    to.knotes[key] = n.uid;
+    copy_of[uid] = &n;
+    knotes_.emplace(n.uid, std::move(kn));
+  }
+  // The active list in the parent's order, then the idle fd knotes armed.
+  for (Knote* src : from.queue) {
+    auto it = copy_of.find(src->uid);
+    if (it != copy_of.end()) Activate(to, *it->second);
+  }
+  for (auto& [uid, n] : copy_of) {
+    const Knote& src = *knotes_.at(uid);
+    if (src.active) {
+      n->active = true;  // disabled but active: EV_ENABLE brings it back
+    } else if (!n->disabled) {
+      ArmFd(to, *n);
+    }
+  }
+  return to.id;
+}
+
+uint64_t Kqueues::ForkPrepare(Pid parent) {
+  std::vector<Kq*> sources;
+  for (auto& [id, kq] : kqs_) {
+    if (kq->owner == parent && kq->copy_on_fork) sources.push_back(kq.get());
+  }
+  if (sources.empty()) return 0;
+  std::vector<std::pair<ObjectId, ObjectId>> copies;
+  for (Kq* from : sources) {
+    if (kqs_.size() >= limits_.max_kqueues) break;  // that kqueue is not copied
+    copies.emplace_back(from->id, CopyKqueue(*from));
+  }
+  const uint64_t token = next_fork_token_++;
+  fork_copies_[token] = std::move(copies);
+  RearmDeadline();
+  return token;
+}
+
+std::vector<std::pair<ObjectId, ObjectId>> Kqueues::ForkClaim(uint64_t token, Pid child) {
+  auto it = fork_copies_.find(token);
+  if (it == fork_copies_.end()) return {};
+  std::vector<std::pair<ObjectId, ObjectId>> copies = std::move(it->second);
+  fork_copies_.erase(it);
+  for (auto& [parent_kq, copy] : copies) {
+    Kq* kq = Find(copy);
+    if (kq == nullptr) continue;
+    kq->owner = child;
+    kq->fork_parent = 0;
+    for (auto& [key, uid] : kq->knotes) {
+      Knote& kn = *knotes_.at(uid);
+      if (kn.fd >= 0) kn.owner = child;  // its descriptors are the child's now
+    }
+  }
+  return copies;
 }
 
 bool Kqueues::IsFdFilter(KFilter f) {
@@ -894,9 +1017,14 @@ void Kqueues::ProcessExited(Pid pid) {
       if (w.caller.pid == pid) gone.push_back(w.id);
     }
     for (WaitId w : gone) CancelWait(w);
-    if (kq->owner == pid) owned.push_back(id);
+    // Its kqueues, and fork copies no child claimed (a failed fork).
+    if (kq->owner == pid || (kq->owner == 0 && kq->fork_parent == pid)) owned.push_back(id);
   }
   for (ObjectId id : owned) Close(id);
+  std::erase_if(fork_copies_, [&](const auto& entry) {
+    return std::none_of(entry.second.begin(), entry.second.end(),
+                        [&](const auto& pair) { return Exists(pair.second); });
+  });
 }
 
 void Kqueues::OnWatchReady(WatchId watch, uint32_t revents) {

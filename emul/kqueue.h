@@ -175,7 +175,8 @@ class Kqueues {
   ~Kqueues();
 
   // --- objects ---
-  Result<ObjectId> Create(Caller caller);
+  // `copy_on_fork`: FreeBSD kqueuex(KQUEUE_CPONFORK), see ForkPrepare.
+  Result<ObjectId> Create(Caller caller, bool copy_on_fork = false);
   // The kqueue's last descriptor is gone: its knotes go, waiters get EBADF.
   void Close(ObjectId kq);
   // Exit: the process's waiters vanish and its kqueues are freed.
@@ -183,6 +184,18 @@ class Kqueues {
   bool Exists(ObjectId kq) const { return kqs_.count(kq) != 0; }
   // The process that created the kqueue: kqueues are not inherited by fork.
   std::optional<Pid> Owner(ObjectId kq) const;
+
+  // --- KQUEUE_CPONFORK (FreeBSD kqueuex; kqueue_fork_copy) ---
+  // Process `parent` is about to fork: copies each of its copy-on-fork
+  // kqueues with the knotes whose filter can be copied (fd filters on
+  // descriptors other than kqueues, TIMER, USER; not PROC, SIGNAL) and
+  // their active state. The copies belong to nobody until a child claims
+  // them. Returns the claim token, 0 if the parent has no such kqueue.
+  uint64_t ForkPrepare(Pid parent);
+  // The child that `token`'s fork made takes the copies: the pairs are
+  // (the parent's kqueue, the child's copy). Empty if the token is unknown
+  // or already claimed.
+  std::vector<std::pair<ObjectId, ObjectId>> ForkClaim(uint64_t token, Pid child);
 
   // --- kevent(2) ---
   // Applies `changes` in order, then retrieves up to wait.nevents events,
@@ -259,7 +272,9 @@ class Kqueues {
   };
   struct Kq {
     ObjectId id;
-    Pid owner;
+    Pid owner;  // 0: a fork copy not yet claimed
+    bool copy_on_fork = false;
+    Pid fork_parent = 0;  // an unclaimed copy: freed when this process exits
     KqueuePolicy policy;  // of the last kevent call (one personality per program)
     std::map<std::pair<KFilter, uint64_t>, uint64_t> knotes;  // -> uid
     std::list<Knote*> queue;
@@ -324,6 +339,10 @@ class Kqueues {
   std::multimap<ObjectId, uint64_t> kq_watchers_;  // watched kqueue -> READ knote
   std::multimap<Nanos, std::pair<DeadlineKind, uint64_t>> deadlines_;
   std::unordered_map<WaitId, ObjectId> wait_kq_;
+  // Copies of ForkPrepare not yet claimed, by token.
+  std::unordered_map<uint64_t, std::vector<std::pair<ObjectId, ObjectId>>> fork_copies_;
+  uint64_t next_fork_token_ = 1;
+  ObjectId CopyKqueue(Kq& from);
   ObjectId next_kq_ = kFirstId;
   WaitId next_wait_ = kFirstWait;
   uint64_t next_uid_ = 1;

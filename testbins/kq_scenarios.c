@@ -321,6 +321,67 @@ static int two_waiters(void) {
   return 0;
 }
 
+#if defined(FREEBSD)
+/* FreeBSD kqueuex(KQUEUE_CPONFORK) (kqueuex(2); kern_event.c kqueue_fork_copy,
+ * the tests/sys/kqueue cponfork_notes case): the child gets a copy of the
+ * kqueue at the same descriptor, with the copyable knotes and their active
+ * state; the two then live apart. A knote on a kqueue that is not copied
+ * (its descriptor is not the child's) is dropped. */
+static int collect(int kq, unsigned want, unsigned *got, int plain, int pipe_rd) {
+  struct timespec ts = {2, 0};
+  while ((*got & want) != want) {
+    struct kevent ev;
+    int n = get(kq, &ev, 1, &ts);
+    if (n != 1) return -1;
+    if (ev.filter == EVFILT_USER && ev.ident == 1) *got |= 1;
+    else if (ev.filter == EVFILT_TIMER && ev.ident == 2) *got |= 2;
+    else if (ev.filter == EVFILT_READ && ev.ident == (uintptr_t)pipe_rd) *got |= 4;
+    else if (ev.filter == EVFILT_READ && ev.ident == (uintptr_t)plain) *got |= 8;
+    else if (ev.filter == EVFILT_USER && ev.ident == 3) *got |= 16;
+    else return -1;
+  }
+  return 0;
+}
+
+static int cponfork(void) {
+  int kq = kqueuex(KQUEUE_CPONFORK), plain = kqueue(), p[2];
+  CHECK(kq >= 0 && plain >= 0 && pipe(p) == 0);
+  CHECK(add(plain, 0, EVFILT_USER, EV_ADD, 0, 0, NULL) == 0);
+  CHECK(add(plain, 0, EVFILT_USER, 0, NOTE_TRIGGER, 0, NULL) == 0); /* plain is readable */
+  CHECK(add(kq, (uintptr_t)plain, EVFILT_READ, EV_ADD | EV_ONESHOT, 0, 0, NULL) == 0);
+  CHECK(add(kq, 1, EVFILT_USER, EV_ADD | EV_CLEAR, NOTE_TRIGGER, 0, NULL) == 0); /* active at fork */
+  CHECK(add(kq, 2, EVFILT_TIMER, EV_ADD | EV_ONESHOT, 0, 150, NULL) == 0);
+  CHECK(add(kq, (uintptr_t)p[0], EVFILT_READ, EV_ADD | EV_ONESHOT, 0, 0, NULL) == 0);
+  CHECK(add(kq, 3, EVFILT_USER, EV_ADD | EV_CLEAR, 0, 0, NULL) == 0);
+  pid_t pid = fork();
+  CHECK(pid >= 0);
+  if (pid == 0) {
+    /* The descriptor is a kqueue here, polls readable (USER 1 is pending). */
+    struct pollfd pfd = {kq, POLLIN, 0};
+    if (poll(&pfd, 1, 1000) != 1) _exit(10);
+    if (add(kq, 3, EVFILT_USER, 0, NOTE_TRIGGER, 0, NULL) != 0) _exit(11); /* the child's own */
+    unsigned got = 0;
+    if (collect(kq, 1 | 2 | 4 | 16, &got, plain, p[0]) != 0) _exit(12);
+    struct kevent ev;
+    if (get(kq, &ev, 1, &kZero) != 0) _exit(13); /* no READ on `plain`: dropped */
+    if (get(plain, &ev, 1, &kZero) != -1 || errno != EBADF) _exit(14); /* plain: not inherited */
+    _exit(0);
+  }
+  CHECK(write(p[1], "x", 1) == 1);
+  unsigned got = 0;
+  CHECK(collect(kq, 1 | 2 | 4 | 8, &got, plain, p[0]) == 0); /* the parent's are its own */
+  int status;
+  CHECK(waitpid(pid, &status, 0) == pid);
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    fprintf(stderr, "child status %d\n", WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+    return 1;
+  }
+  struct kevent ev;
+  CHECK(get(kq, &ev, 1, &kZero) == 0); /* the child's trigger of USER 3 is not the parent's */
+  return 0;
+}
+#endif
+
 /* A kqueue watches another kqueue (its descriptor is pollable); data is the
  * inner kqueue's pending events, kq_count (filt_kqueue: DF kern_event.c:281-287,
  * OB kern_event.c:267-272, FreeBSD filt_kqueue). */
@@ -386,7 +447,9 @@ static int kqueue_flags(void) {
   CHECK(!(fcntl(plain, F_GETFD) & FD_CLOEXEC));
 #endif
 #if defined(FREEBSD)
-  CHECK(kqueuex(0x2) == -1 && errno == EINVAL);
+  CHECK(kqueuex(0x4) == -1 && errno == EINVAL); /* sys_kqueuex: unknown flags */
+  int cp = kqueuex(KQUEUE_CLOEXEC | KQUEUE_CPONFORK);
+  CHECK(cp >= 0 && (fcntl(cp, F_GETFD) & FD_CLOEXEC));
 #endif
   return 0;
 }
@@ -1062,6 +1125,9 @@ int main(int argc, char **argv) {
   if (!strcmp(s, "eintr")) return eintr();
   if (!strcmp(s, "two_waiters")) return two_waiters();
   if (!strcmp(s, "kq_in_kq")) return kq_in_kq();
+#if defined(FREEBSD)
+  if (!strcmp(s, "cponfork")) return cponfork();
+#endif
   if (!strcmp(s, "errors")) return errors();
   if (!strcmp(s, "kqueue_flags")) return kqueue_flags();
   if (!strcmp(s, "proc_exit")) return proc_exit();

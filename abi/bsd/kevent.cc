@@ -167,8 +167,12 @@ Outcome SysKqueue(CallContext& ctx, const SyscallArgs&, const KqueuePersonality&
 Outcome SysKqueueFlags(CallContext& ctx, const SyscallArgs& a, const KqueuePersonality& p) {
   const uint32_t flags = a.Uint(0);
   if (flags & ~p.kq_flags_valid) return Outcome::Error(EINVAL);
-  Outcome out = SysKqueue(ctx, a, p);
-  if (out.kind == Outcome::Kind::kNewObject) out.cloexec = (flags & p.kq_cloexec) != 0;
+  emul::Kqueues* kqs = ctx.kqueues();
+  if (kqs == nullptr) return Outcome::Error(ENOSYS);
+  emul::Result<emul::ObjectId> kq = kqs->Create(ctx.caller(), (flags & p.kq_cponfork) != 0);
+  if (!kq.ok()) return Outcome::Error(kq.error().value);
+  Outcome out = Outcome::NewObject(ObjectKind::kKqueue, *kq);
+  out.cloexec = (flags & p.kq_cloexec) != 0;
   return out;
 }
 
@@ -307,6 +311,25 @@ Outcome SysKqueueSignal(CallContext& ctx, const SyscallArgs& a) {
   if (signo <= 0 || static_cast<uint64_t>(signo) >= emul::kev::kNsig) return Outcome::Error(EINVAL);
   kqs->OnSignal(ctx.caller().pid, signo);
   return Outcome::Value(0);
+}
+
+Outcome SysKqueueFork(CallContext& ctx, const SyscallArgs& a) {
+  emul::Kqueues* kqs = ctx.kqueues();
+  if (kqs == nullptr) return Outcome::Error(ENOSYS);
+  const emul::Pid pid = ctx.caller().pid;
+  switch (a.Int(0)) {
+    case 1:  // prepare, in the parent
+      return Outcome::Value(static_cast<int64_t>(kqs->ForkPrepare(pid)));
+    case 2:  // the child, with the token it inherited
+      for (const auto& [parent_kq, copy] : kqs->ForkClaim(a.Uint(1), pid)) {
+        if (int err = ctx.ReplaceObject(ObjectKind::kKqueue, parent_kq, copy); err != 0) {
+          return Outcome::Error(err);
+        }
+      }
+      return Outcome::Value(0);
+    default:
+      return Outcome::Error(EINVAL);
+  }
 }
 
 }  // namespace evshim::abi::bsd

@@ -56,6 +56,14 @@ INSTANTIATE_TEST_SUITE_P(
       return std::string(std::get<0>(p.param)) + "_" + std::get<1>(p.param);
     });
 
+// FreeBSD only: kqueuex(KQUEUE_CPONFORK), a real fork (docs/kqueue.md "Fork").
+INSTANTIATE_TEST_SUITE_P(
+    KqueueFreebsd, KqueueScenario,
+    ::testing::Combine(::testing::Values("freebsd"), ::testing::Values("cponfork")),
+    [](const auto& p) {
+      return std::string(std::get<0>(p.param)) + "_" + std::get<1>(p.param);
+    });
+
 // EVFILT_PROC without the process connector (no CAP_NET_ADMIN, or
 // EVSHIM_NO_PROC_CONNECTOR=1): exits still reported (pidfd + /proc/PID/stat),
 // NOTE_FORK/EXEC/TRACK refused with EOPNOTSUPP.

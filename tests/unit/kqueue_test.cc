@@ -31,6 +31,14 @@ class KqFakeHost : public Host {
     return f;
   }
   void Dup(Pid pid, int from, int to) { fds_[{pid, to}] = fds_.at({pid, from}); }
+  // fork: the child has the parent's open files at the same numbers.
+  void Inherit(Pid parent, Pid child) {
+    std::vector<std::pair<std::pair<Pid, int>, FileRef>> copy;
+    for (auto& [key, f] : fds_) {
+      if (key.first == parent) copy.push_back({{child, key.second}, f});
+    }
+    for (auto& [key, f] : copy) fds_[key] = f;
+  }
   void Close(Pid pid, int fd) { fds_.erase({pid, fd}); }
   // Changes a file; armed watches on it fire through `engine`.
   void Set(Kqueues& engine, const FileRef& f, uint32_t ready, int64_t readable, int64_t writable = 0) {
@@ -748,6 +756,103 @@ TEST_F(KqueueTest, OwnerExitFreesItsKqueues) {
   engine_.ProcessExited(kP.pid);
   EXPECT_FALSE(engine_.Exists(kq_));
   EXPECT_FALSE(engine_.Owner(kq_).has_value());
+}
+
+// KQUEUE_CPONFORK (FreeBSD kqueuex(2); kern_event.c kqueue_fork_copy): the
+// copy has the copyable knotes with their state; both then live apart.
+class KqueueForkTest : public ::testing::Test {
+ protected:
+  static constexpr Caller kParent{100, 100};
+  static constexpr Pid kChild = 200;
+  KeventOutcome On(ObjectId kq, Pid pid, std::vector<KChange> ch, KeventWait w) {
+    Captured c;
+    engine_.Kevent(Caller{pid, pid}, kq, FreebsdPolicy(), std::move(ch), false, w,
+                   std::make_unique<Capture>(&c));
+    EXPECT_TRUE(c.called);
+    return c.out;
+  }
+  KqFakeHost host_;
+  Kqueues engine_{host_};
+};
+
+TEST_F(KqueueForkTest, ChildGetsACopyWithTheActiveState) {
+  ObjectId kq = engine_.Create(kParent, /*copy_on_fork=*/true).value();
+  ObjectId plain = engine_.Create(kParent).value();
+  auto pipe = host_.Open(kParent.pid, 5);
+  host_.Open(kParent.pid, 6);
+  host_.MarkKqueue(kParent.pid, 6, plain);
+  host_.Open(kParent.pid, 7);
+  KChange timer = Timer(2, kev::kAdd, 50'000'000);
+  On(kq, kParent.pid,
+     {Ch(KFilter::kUser, 1, kev::kAdd | kev::kClear, kev::kNoteTrigger, 0, 11), timer,
+      Ch(KFilter::kRead, 5, kev::kAdd), Ch(KFilter::kRead, 6, kev::kAdd),
+      Ch(KFilter::kVnode, 7, kev::kAdd, kev::kNoteWrite), Ch(KFilter::kSignal, 10, kev::kAdd),
+      Ch(KFilter::kUser, 3, kev::kAdd | kev::kClear)},
+     Poll(0));
+  const uint64_t token = engine_.ForkPrepare(kParent.pid);
+  ASSERT_NE(token, 0u);
+  host_.Inherit(kParent.pid, kChild);
+  EXPECT_EQ(engine_.ForkPrepare(999), 0u);  // no copy-on-fork kqueue there
+  auto copies = engine_.ForkClaim(token, kChild);
+  ASSERT_EQ(copies.size(), 1u);  // `plain` has no KQUEUE_CPONFORK: not copied
+  EXPECT_EQ(copies[0].first, kq);
+  const ObjectId child_kq = copies[0].second;
+  EXPECT_EQ(engine_.Owner(child_kq), kChild);
+  EXPECT_TRUE(engine_.ForkClaim(token, 300).empty());  // claimed once
+  // Copied: USER 1 (and its pending trigger), TIMER, READ on the pipe,
+  // VNODE, USER 3. Not: READ on a kqueue's descriptor (not the child's),
+  // SIGNAL (a per-process source).
+  EXPECT_EQ(engine_.KnoteCount(child_kq), 5u);
+  EXPECT_EQ(engine_.PendingCount(child_kq), 1u);
+  auto ev = On(child_kq, kChild, {}, Poll(8)).events;
+  ASSERT_EQ(ev.size(), 1u);
+  EXPECT_EQ(ev[0].ident, 1u);
+  EXPECT_EQ(ev[0].udata, 11u);
+  // The parent still has its own, untouched by the child's retrieval.
+  ev = On(kq, kParent.pid, {}, Poll(8)).events;
+  ASSERT_EQ(ev.size(), 1u);
+  EXPECT_EQ(ev[0].ident, 1u);
+  // Apart from now on: a trigger in the child is the child's.
+  On(child_kq, kChild, {Ch(KFilter::kUser, 3, 0, kev::kNoteTrigger)}, Poll(0));
+  EXPECT_EQ(engine_.PendingCount(child_kq), 1u);
+  EXPECT_EQ(engine_.PendingCount(kq), 0u);
+  // The timer runs in both, from the parent's schedule.
+  host_.Advance(engine_, 50'000'000);
+  EXPECT_EQ(engine_.PendingCount(kq), 1u);
+  EXPECT_EQ(engine_.PendingCount(child_kq), 2u);
+  // The child's descriptors are its own: the parent closing 5 does not drop
+  // the child's knote on the same pipe, which still fires.
+  host_.Close(kParent.pid, 5);
+  host_.Set(engine_, pipe, pb::kIn, 3);
+  ev = On(child_kq, kChild, {}, Poll(8)).events;
+  bool pipe_read = false;
+  for (const KeventRecord& e : ev) pipe_read |= e.filter == KFilter::kRead && e.ident == 5 && e.data == 3;
+  EXPECT_TRUE(pipe_read);
+  EXPECT_EQ(engine_.KnoteCount(kq), 7u);  // the parent's READ on 5 goes at its next look
+  On(kq, kParent.pid, {}, Poll(8));
+  EXPECT_EQ(engine_.KnoteCount(kq), 6u);
+}
+
+TEST_F(KqueueForkTest, UnclaimedCopiesGoWithTheParent) {
+  // A fork that failed (or a child that died before it claimed): the copies
+  // belong to nobody and are freed when the parent exits.
+  ObjectId kq = engine_.Create(kParent, true).value();
+  On(kq, kParent.pid, {Ch(KFilter::kUser, 1, kev::kAdd)}, Poll(0));
+  const uint64_t token = engine_.ForkPrepare(kParent.pid);
+  EXPECT_EQ(engine_.kqueue_count(), 2u);
+  engine_.ProcessExited(kParent.pid);
+  EXPECT_EQ(engine_.kqueue_count(), 0u);
+  EXPECT_TRUE(engine_.ForkClaim(token, kChild).empty());
+}
+
+TEST_F(KqueueForkTest, CopiesAreCopiedAgainAtTheChildsFork) {
+  ObjectId kq = engine_.Create(kParent, true).value();
+  On(kq, kParent.pid, {Ch(KFilter::kUser, 1, kev::kAdd)}, Poll(0));
+  const ObjectId child_kq = engine_.ForkClaim(engine_.ForkPrepare(kParent.pid), kChild).at(0).second;
+  auto grandchild = engine_.ForkClaim(engine_.ForkPrepare(kChild), 300);
+  ASSERT_EQ(grandchild.size(), 1u);
+  EXPECT_EQ(grandchild[0].first, child_kq);
+  EXPECT_EQ(engine_.KnoteCount(grandchild[0].second), 1u);
 }
 
 TEST_F(KqueueTest, ChangesFaultAfterAppliedOnes) {
