@@ -353,6 +353,10 @@ static int cponfork(void) {
   CHECK(add(kq, 2, EVFILT_TIMER, EV_ADD | EV_ONESHOT, 0, 150, NULL) == 0);
   CHECK(add(kq, (uintptr_t)p[0], EVFILT_READ, EV_ADD | EV_ONESHOT, 0, 0, NULL) == 0);
   CHECK(add(kq, 3, EVFILT_USER, EV_ADD | EV_CLEAR, 0, 0, NULL) == 0);
+  int kq_dup = dup(kq); /* the same kqueue at two numbers */
+  int kq_cloexec = kqueuex(KQUEUE_CPONFORK | KQUEUE_CLOEXEC);
+  CHECK(kq_dup >= 0 && kq_cloexec >= 0);
+  CHECK(add(kq_cloexec, 9, EVFILT_USER, EV_ADD, 0, 0, NULL) == 0);
   pid_t pid = fork();
   CHECK(pid >= 0);
   if (pid == 0) {
@@ -360,6 +364,14 @@ static int cponfork(void) {
     struct pollfd pfd = {kq, POLLIN, 0};
     if (poll(&pfd, 1, 1000) != 1) _exit(10);
     if (add(kq, 3, EVFILT_USER, 0, NOTE_TRIGGER, 0, NULL) != 0) _exit(11); /* the child's own */
+    /* Close-on-exec as it was; the dup names the same copy. */
+    if (fcntl(kq, F_GETFD) & FD_CLOEXEC) _exit(20);
+    if (!(fcntl(kq_cloexec, F_GETFD) & FD_CLOEXEC)) _exit(21);
+    if (add(kq_cloexec, 9, EVFILT_USER, 0, NOTE_TRIGGER, 0, NULL) != 0) _exit(22);
+    struct kevent e9;
+    if (get(kq_cloexec, &e9, 1, &kZero) != 1 || e9.ident != 9) _exit(23);
+    if (add(kq_dup, 4, EVFILT_USER, EV_ADD, NOTE_TRIGGER, 0, NULL) != 0) _exit(24);
+    if (add(kq, 4, EVFILT_USER, EV_DELETE, 0, 0, NULL) != 0) _exit(25); /* added through the dup */
     unsigned got = 0;
     if (collect(kq, 1 | 2 | 4 | 16, &got, plain, p[0]) != 0) _exit(12);
     struct kevent ev;
