@@ -42,11 +42,12 @@ constexpr std::array kTable = {
                  &bsd::kFreebsd11KeventTrace},
     SyscallEntry{P::kFreebsd, Call::kKevent, "kevent", 560, 560, "560", S::kPartial,
                  "READ/WRITE/TIMER/USER/PROC/SIGNAL/VNODE (docs/kqueue.md: limits; VNODE NOTE_OPEN/CLOSE/"
-                 "READ never fire); NOTE_ABSTIME, EVFILT_AIO/PROCDESC/FS/LIO/SENDFILE/EMPTY not yet "
-                 "(EOPNOTSUPP)",
+                 "CLOSE_WRITE/READ from inotify); NOTE_ABSTIME: CLOCK_REALTIME, once; EVFILT_AIO/PROCDESC/FS/LIO/"
+                 "SENDFILE/EMPTY not yet (EOPNOTSUPP)",
                  &freebsd::SysKevent, &bsd::kKeventTrace},
     SyscallEntry{P::kFreebsd, Call::kKqueuex, "kqueuex", 583, 583, "583", S::kPartial,
-                 "KQUEUE_CLOEXEC; KQUEUE_CPONFORK is EINVAL", &freebsd::SysKqueuex,
+                 "KQUEUE_CLOEXEC; KQUEUE_CPONFORK through the library's fork hook (docs/kqueue.md)",
+                 &freebsd::SysKqueuex,
                  &bsd::kKqueueFlagsTrace},
     SyscallEntry{P::kDragonfly, Call::kKqueue, "kqueue", 1020, 1020, "362", S::kPartial,
                  "see kevent", &dragonfly::SysKqueue, &bsd::kKqueueTrace},
@@ -56,7 +57,7 @@ constexpr std::array kTable = {
                  &dragonfly::SysKevent, &bsd::kKeventTrace},
     SyscallEntry{P::kOpenbsd, Call::kKevent, "kevent", 1030, 1030, "72", S::kPartial,
                  "READ/WRITE/EXCEPT/TIMER/USER/PROC/SIGNAL/VNODE (docs/kqueue.md: limits); "
-                 "NOTE_ABSTIME, EVFILT_AIO/DEVICE not yet (EOPNOTSUPP)",
+                 "NOTE_ABSTIME: CLOCK_REALTIME, once; EVFILT_AIO/DEVICE not yet (EOPNOTSUPP)",
                  &openbsd::SysKevent, &bsd::kKeventTrace},
     SyscallEntry{P::kOpenbsd, Call::kKqueue, "kqueue", 1031, 1031, "269", S::kPartial,
                  "see kevent", &openbsd::SysKqueue, &bsd::kKqueueTrace},
@@ -67,6 +68,9 @@ constexpr std::array kTable = {
     SyscallEntry{P::kFreebsd, Call::kKqueueSignal, "evshim_kqueue_signal", 1012, 1012, "-",
                  S::kFull, "evshim-private: EVFILT_SIGNAL delivery report from the library",
                  &freebsd::SysKqueueSignal, &bsd::kKqueueSignalTrace},
+    SyscallEntry{P::kFreebsd, Call::kKqueueFork, "evshim_kqueue_fork", 1013, 1013, "-",
+                 S::kFull, "evshim-private: KQUEUE_CPONFORK, the library's pthread_atfork hook",
+                 &freebsd::SysKqueueFork, &bsd::kKqueueForkTrace},
     SyscallEntry{P::kDragonfly, Call::kKqueueSignal, "evshim_kqueue_signal", 1022, 1022, "-",
                  S::kFull, "evshim-private: EVFILT_SIGNAL delivery report from the library",
                  &dragonfly::SysKqueueSignal, &bsd::kKqueueSignalTrace},

@@ -32,6 +32,7 @@ enum class Call : uint8_t {
   kKevent,
   kKevent11,  // FreeBSD 11 compat kevent (32-byte struct)
   kKqueueSignal,  // evshim-private: the kqueue library's signal counting hook
+  kKqueueFork,    // evshim-private: the kqueue library's fork hook (KQUEUE_CPONFORK)
 };
 
 enum class Support : uint8_t { kFull, kPartial, kNotYet };

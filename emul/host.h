@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 
 #include "emul/result.h"
@@ -175,6 +176,15 @@ class Host {
     (void)pid;
     (void)obj;
     return true;
+  }
+  // The emulated kqueue that process `pid`'s descriptor `fd` is, if it is
+  // one: a kqueue watching a kqueue reports its pending count (filt_kqueue).
+  // Default: none (hosts that cannot tell; the descriptor is then measured
+  // like any other).
+  virtual std::optional<ObjectId> KqueueAt(Pid pid, int fd) {
+    (void)pid;
+    (void)fd;
+    return std::nullopt;
   }
 };
 

@@ -69,7 +69,9 @@
 //
 // Lifetime. A kqueue belongs to the process that created it: the abi's
 // Resolve refuses it to any other process (fork does not inherit kqueues,
-// abi.md §4.6). Its last close drops every knote and wakes waiters with EBADF;
+// abi.md §4.6), except that FreeBSD's KQUEUE_CPONFORK kqueues are copied for
+// the child (ForkPrepare in the parent, ForkClaim in the child: the
+// library's atfork hook, docs/kqueue.md "Fork"). Its last close drops every knote and wakes waiters with EBADF;
 // the owner's exit frees it. The kqueue's descriptor polls readable while
 // its list is not empty (Host::ObjectReadinessChanged), so a kqueue can
 // watch another.
@@ -142,14 +144,135 @@ std::optional<Pid> Kqueues::Owner(ObjectId id) const {
   return kq->owner;
 }
 
-Result<ObjectId> Kqueues::Create(Caller caller) {
+Result<ObjectId> Kqueues::Create(Caller caller, bool copy_on_fork) {
   if (kqs_.size() >= limits_.max_kqueues) return Errno{ENOMEM};
   auto kq = std::make_unique<Kq>();
   kq->id = next_kq_++;
   kq->owner = caller.pid;
+  kq->copy_on_fork = copy_on_fork;
   ObjectId id = kq->id;
   kqs_.emplace(id, std::move(kq));
   return id;
+}
+
+// kqueue_fork_copy: a new kqueue with a copy of each knote whose filter has
+// an f_copy, active ones activated. The copy watches the parent's
+// descriptors (the child inherits the same open files at the same numbers;
+// ForkClaim moves it to the child's).
+ObjectId Kqueues::CopyKqueue(Kq& from) {
+  auto owned = std::make_unique<Kq>();
+  Kq& to = *owned;
+  to.id = next_kq_++;
+  to.owner = 0;
+  to.copy_on_fork = true;  // inherited again by the child's own forks
+  to.fork_parent = from.owner;
+  to.policy = from.policy;
+  kqs_.emplace(to.id, std::move(owned));
+  std::unordered_map<uint64_t, Knote*> copy_of;
+  for (const auto& [key, uid] : from.knotes) {
+    const Knote& src = *knotes_.at(uid);
+    switch (src.kev.filter) {
+      case KFilter::kProc:    // a per-process source: not copied
+      case KFilter::kSignal:
+        continue;
+      case KFilter::kRead:
+      case KFilter::kWrite:
+      case KFilter::kExcept:
+      case KFilter::kVnode:
+      case KFilter::kTimer:
+      case KFilter::kUser:
+        break;
+    }
+    // A knote on a kqueue's descriptor: that descriptor is not the child's
+    // (a kqueue without KQUEUE_CPONFORK is not inherited): dropped.
+    if (src.watched_kq) continue;
+    if (knotes_.size() >= limits_.max_knotes) break;
+    // The registration and what it would report; not its place in a list
+    // or its host resources (new ones below).
+    auto kn = std::make_unique<Knote>(src);
+    Knote& n = *kn;
+    n.uid = next_uid_++;
+    n.kq = to.id;
+    n.active = n.queued = false;
+    n.pos = {};
+    n.watch.reset();
+    n.vnode.reset();
+    n.timer_running = false;
+    n.proc_watched = false;
+    n.drop_now = false;
+    if (src.watch) {
+      Result<WatchId> w = host_.WatchFd(src.owner, src.fd);
+      if (!w.ok()) continue;  // closed meanwhile: nothing to copy
+      n.watch = *w;
+    }
+    if (src.vnode) {
+      Result<WatchId> w = host_.WatchVnode(src.owner, src.fd);
+      if (!w.ok()) {
+        if (n.watch) host_.DropWatch(*n.watch);
+        continue;
+      }
+      n.vnode = *w;
+    }
+    if (n.watch) by_watch_[*n.watch] = n.uid;
+    if (n.vnode) by_vnode_[*n.vnode] = n.uid;
+    if (src.timer_running) {
+      n.next_fire = src.next_fire;
+      n.timer_running = true;
+      AddDeadline(n.next_fire, DeadlineKind::kTimer, n.uid);
+    }
+    to.knotes[key] = n.uid;
+    copy_of[uid] = &n;
+    knotes_.emplace(n.uid, std::move(kn));
+  }
+  // The active list in the parent's order, then the idle fd knotes armed.
+  for (Knote* src : from.queue) {
+    auto it = copy_of.find(src->uid);
+    if (it != copy_of.end()) Activate(to, *it->second);
+  }
+  for (auto& [uid, n] : copy_of) {
+    const Knote& src = *knotes_.at(uid);
+    if (src.active) {
+      n->active = true;  // disabled but active: EV_ENABLE brings it back
+    } else if (!n->disabled) {
+      ArmFd(to, *n);
+    }
+  }
+  return to.id;
+}
+
+uint64_t Kqueues::ForkPrepare(Pid parent) {
+  std::vector<Kq*> sources;
+  for (auto& [id, kq] : kqs_) {
+    if (kq->owner == parent && kq->copy_on_fork) sources.push_back(kq.get());
+  }
+  if (sources.empty()) return 0;
+  std::vector<std::pair<ObjectId, ObjectId>> copies;
+  for (Kq* from : sources) {
+    if (kqs_.size() >= limits_.max_kqueues) break;  // that kqueue is not copied
+    copies.emplace_back(from->id, CopyKqueue(*from));
+  }
+  const uint64_t token = next_fork_token_++;
+  fork_copies_[token] = std::move(copies);
+  RearmDeadline();
+  return token;
+}
+
+std::vector<std::pair<ObjectId, ObjectId>> Kqueues::ForkClaim(uint64_t token, Pid child) {
+  auto it = fork_copies_.find(token);
+  if (it == fork_copies_.end()) return {};
+  std::vector<std::pair<ObjectId, ObjectId>> copies = std::move(it->second);
+  fork_copies_.erase(it);
+  for (auto& [parent_kq, copy] : copies) {
+    Kq* kq = Find(copy);
+    if (kq == nullptr) continue;
+    kq->owner = child;
+    kq->fork_parent = 0;
+    for (auto& [key, uid] : kq->knotes) {
+      Knote& kn = *knotes_.at(uid);
+      if (kn.fd >= 0) kn.owner = child;  // its descriptors are the child's now
+    }
+  }
+  return copies;
 }
 
 bool Kqueues::IsFdFilter(KFilter f) {
@@ -179,6 +302,24 @@ void Kqueues::UpdateReadiness(Kq& kq) {
   if (readable != kq.readable_reported) {
     kq.readable_reported = readable;
     host_.ObjectReadinessChanged(kq.id, readable);
+    // Without this, a knote on a kqueue whose descriptor signal was not yet
+    // drained would wait for a wake-up the host never sends again.
+    if (readable) WakeWatchers(kq.id);
+  }
+}
+
+void Kqueues::WakeWatchers(ObjectId id) {
+  std::vector<uint64_t> uids;
+  auto range = kq_watchers_.equal_range(id);
+  for (auto it = range.first; it != range.second; ++it) uids.push_back(it->second);
+  for (uint64_t uid : uids) {
+    auto k = knotes_.find(uid);
+    if (k == knotes_.end()) continue;
+    Knote& kn = *k->second;
+    Kq* outer = Find(kn.kq);
+    if (outer == nullptr || outer->id == id) continue;  // itself: already readable
+    Activate(*outer, kn);
+    Pump(*outer);
   }
 }
 
@@ -208,6 +349,15 @@ void Kqueues::Drop(Kq& kq, Knote& kn) {
     by_watch_.erase(*kn.watch);
   }
   if (kn.timer_running) RemoveDeadline(kn.next_fire, DeadlineKind::kTimer, kn.uid);
+  if (kn.watched_kq) {
+    auto range = kq_watchers_.equal_range(*kn.watched_kq);
+    for (auto it = range.first; it != range.second; ++it) {
+      if (it->second == kn.uid) {
+        kq_watchers_.erase(it);
+        break;
+      }
+    }
+  }
   Unwatch(kn);
   kq.knotes.erase({kn.kev.filter, kn.kev.ident});
   knotes_.erase(kn.uid);  // kn is gone
@@ -238,6 +388,34 @@ void Kqueues::StartTimer(Knote& kn, Nanos now) {
   kn.next_fire = now + std::max<Nanos>(kn.period, 1);
   kn.timer_running = true;
   AddDeadline(kn.next_fire, DeadlineKind::kTimer, kn.uid);
+}
+
+int Kqueues::ArmTimer(Kq& kq, Knote& kn, const KChange& change) {
+  if (change.timer_period < 0) return EINVAL;
+  if (!change.timer_absolute) {
+    kn.timer_absolute = false;
+    kn.period = change.timer_period;
+    StartTimer(kn, host_.Now());
+    return 0;
+  }
+  // NOTE_ABSTIME: the CLOCK_REALTIME expiry becomes a point on the host's
+  // clock once, at registration, as both kernels do (FreeBSD subtracts the
+  // boot time, OpenBSD takes `expiry - nanotime()`): a later step of the
+  // wall clock does not move it.
+  const Nanos expiry = change.timer_period - host_.RealtimeOffset();
+  if (expiry < 0 && kq.policy.abstime_before_boot_einval) return EINVAL;
+  if (kn.timer_running) RemoveDeadline(kn.next_fire, DeadlineKind::kTimer, kn.uid);
+  kn.timer_running = false;
+  kn.timer_absolute = true;
+  kn.period = 0;  // never repeats (FreeBSD kc->to = 0, OpenBSD ft_reschedule = 0)
+  if (expiry <= host_.Now()) {
+    ++kn.data;  // already past: expires at once (OpenBSD filt_timeradd)
+    return 0;
+  }
+  kn.next_fire = expiry;
+  kn.timer_running = true;
+  AddDeadline(kn.next_fire, DeadlineKind::kTimer, kn.uid);
+  return 0;
 }
 
 // Arms the host watch of an fd knote that has nothing to report; level or,
@@ -293,6 +471,13 @@ bool Kqueues::Evaluate(Kq& kq, Knote& kn, bool* dropped) {
       const bool lowat = (kn.sfflags & kev::kNoteLowat) != 0;
       kn.eof = 0;
       kn.fflags = 0;
+      if (kn.watched_kq) {
+        // filt_kqueue (DF kern_event.c:281-287, OB :267-272): data = the
+        // watched kqueue's pending events (kq_count), not the socket's byte.
+        const Kq* inner = Find(*kn.watched_kq);
+        kn.data = inner == nullptr ? 0 : static_cast<int64_t>(inner->queue.size());
+        return kn.data > 0;
+      }
       if (kn.kev.filter == KFilter::kRead) {
         kn.data = p.readable;
         if (p.revents & (poll_bits::kRdHup | poll_bits::kHup)) kn.eof = kev::kEof;
@@ -353,14 +538,21 @@ int Kqueues::Attach(Kq& kq, Knote& kn, Caller caller, const KChange& change) {
       if (!w.ok()) return w.error().value;
       kn.watch = *w;
       by_watch_[*w] = kn.uid;
+      if (kn.kev.filter == KFilter::kRead) {
+        std::optional<ObjectId> inner = host_.KqueueAt(caller.pid, kn.fd);
+        if (inner && Exists(*inner)) {
+          kn.watched_kq = inner;
+          kq_watchers_.emplace(*inner, kn.uid);
+        }
+      }
       return 0;
     }
     case KFilter::kTimer:
-      if (change.timer_period < 0) return EINVAL;
-      kn.kev.flags |= kev::kClear;  // automatically set (DF kern_event.c:489)
-      kn.period = change.timer_period;
-      StartTimer(kn, host_.Now());
-      return 0;
+      // EV_CLEAR automatically set (DF kern_event.c:489), except for
+      // NOTE_ABSTIME (FreeBSD and OpenBSD filt_timerattach): an absolute
+      // timer that fired stays active until EV_DELETE.
+      if (!change.timer_absolute) kn.kev.flags |= kev::kClear;
+      return ArmTimer(kq, kn, change);
     case KFilter::kUser:
       // filt_userattach (DF kern_event.c:526-561): trigger, then the fflags control.
       kn.triggered = (change.kev.fflags & kev::kNoteTrigger) != 0;
@@ -463,13 +655,18 @@ void Kqueues::Modify(Kq& kq, Knote& kn, const KChange& change) {
       break;
     case KFilter::kTimer:
       if (!add) break;
-      kn.period = change.timer_period;
-      if (kq.policy.timer_modify_restarts) {
-        kn.data = 0;  // pending expirations are discarded
-        kn.active = false;
-        Dequeue(kq, kn);
-        StartTimer(kn, host_.Now());
+      if (!kq.policy.timer_modify_restarts) {
+        kn.period = change.timer_period;  // DragonFly: the period only
+        break;
       }
+      kn.data = 0;  // pending expirations are discarded
+      kn.active = false;
+      Dequeue(kq, kn);
+      // filt_timertouch / filt_timermodify: restarted with the new fflags,
+      // NOTE_ABSTIME included; a time already past fires at once. A FreeBSD
+      // time before boot leaves the timer stopped and the change succeeds
+      // (filt_timertouch records the error on the knote, never reported).
+      if (ArmTimer(kq, kn, change) == 0 && kn.data > 0) Activate(kq, kn);
       break;
     case KFilter::kRead:
     case KFilter::kWrite:
@@ -820,9 +1017,14 @@ void Kqueues::ProcessExited(Pid pid) {
       if (w.caller.pid == pid) gone.push_back(w.id);
     }
     for (WaitId w : gone) CancelWait(w);
-    if (kq->owner == pid) owned.push_back(id);
+    // Its kqueues, and fork copies no child claimed (a failed fork).
+    if (kq->owner == pid || (kq->owner == 0 && kq->fork_parent == pid)) owned.push_back(id);
   }
   for (ObjectId id : owned) Close(id);
+  std::erase_if(fork_copies_, [&](const auto& entry) {
+    return std::none_of(entry.second.begin(), entry.second.end(),
+                        [&](const auto& pair) { return Exists(pair.second); });
+  });
 }
 
 void Kqueues::OnWatchReady(WatchId watch, uint32_t revents) {
@@ -900,7 +1102,9 @@ void Kqueues::OnVnodeEvent(WatchId watch, uint32_t notes) {
   Kq* kq = Find(kn.kq);
   if (kq == nullptr) return;
   // filt_vnode: record what the knote asked for; a revoke is the end.
-  kn.fflags |= notes & kn.sfflags & kq->policy.vnode_notes;
+  uint32_t wire = notes & kq->policy.vnode_notes;
+  if (wire & kev::kNoteOpened) wire = (wire & ~kev::kNoteOpened) | kev::kNoteOpenWire;  // FreeBSD only
+  kn.fflags |= wire & kn.sfflags;
   if (notes & kev::kNoteRevoke) {
     kn.eof = kev::kEof;
     kn.kev.flags |= kev::kOneshot;
@@ -939,12 +1143,13 @@ void Kqueues::OnDeadline() {
       if (!kn.timer_running || kn.next_fire != when) continue;
       kn.timer_running = false;
       // Expirations since the last retrieval, missed periods included.
+      const bool repeats = !(kn.kev.flags & kev::kOneshot) && !kn.timer_absolute;
       int64_t fired = 1;
-      if (!(kn.kev.flags & kev::kOneshot) && kn.period > 0 && now > when) {
+      if (repeats && kn.period > 0 && now > when) {
         fired += (now - when) / kn.period;
       }
       kn.data += fired;
-      if (!(kn.kev.flags & kev::kOneshot)) {
+      if (repeats) {
         kn.next_fire = when + fired * std::max<Nanos>(kn.period, 1);
         kn.timer_running = true;
         AddDeadline(kn.next_fire, DeadlineKind::kTimer, kn.uid);

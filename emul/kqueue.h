@@ -40,11 +40,16 @@ constexpr uint32_t kNoteFfnop = 0x00000000, kNoteFfand = 0x40000000, kNoteFfor =
 constexpr uint32_t kNoteExit = 0x80000000, kNoteFork = 0x40000000, kNoteExec = 0x20000000,
                    kNotePctrlMask = 0xf0000000, kNotePdataMask = 0x000fffff,
                    kNoteTrack = 0x00000001, kNoteTrackErr = 0x00000002, kNoteChild = 0x00000004;
-// EVFILT_VNODE (abi.md §3.4). 0x80 is OpenBSD's NOTE_TRUNCATE (FreeBSD's
-// NOTE_OPEN): KqueuePolicy::vnode_notes says which bits a kernel has.
+// EVFILT_VNODE (abi.md §3.4). 0x80 is OpenBSD's NOTE_TRUNCATE and FreeBSD's
+// NOTE_OPEN: the host reports an open as kNoteOpened (no BSD's bit), which
+// the engine writes as kNoteOpenWire; KqueuePolicy::vnode_notes says which
+// of the host's bits a kernel has. FreeBSD's CLOSE, CLOSE_WRITE and READ
+// are its own values.
 constexpr uint32_t kNoteDelete = 0x0001, kNoteWrite = 0x0002, kNoteExtend = 0x0004,
                    kNoteAttrib = 0x0008, kNoteLink = 0x0010, kNoteRename = 0x0020,
-                   kNoteRevoke = 0x0040, kNoteTruncate = 0x0080;
+                   kNoteRevoke = 0x0040, kNoteTruncate = 0x0080, kNoteClose = 0x0100,
+                   kNoteCloseWrite = 0x0200, kNoteRead = 0x0400, kNoteOpened = 0x0800,
+                   kNoteOpenWire = 0x0080;
 // Linux's _NSIG: EVFILT_SIGNAL idents are the program's (glibc) signal numbers.
 constexpr uint64_t kNsig = 65;
 }  // namespace kev
@@ -69,6 +74,9 @@ struct KChange {
   int error = 0;
   bool skip = false;        // FreeBSD skips changes with filter 0 silently
   Nanos timer_period = 0;   // TIMER: the period, units already applied by the abi
+  // TIMER with NOTE_ABSTIME (FreeBSD, OpenBSD): timer_period is instead the
+  // expiry as CLOCK_REALTIME nanoseconds since the epoch; it fires once.
+  bool timer_absolute = false;
   // PROC, engine-internal: a NOTE_TRACK registration for a child of this
   // pid (EV_FLAG1 in the kernels, OB kern_event.c:430-447, DF :397-415).
   Pid track_parent = 0;
@@ -112,8 +120,13 @@ struct KqueuePolicy {
   // 296-300), FreeBSD always (pfind_any); the exit is reported at once.
   enum class ZombieAttach : uint8_t { kRefuse, kWithNoteExit, kAlways };
   ZombieAttach zombie_attach = ZombieAttach::kAlways;
-  // The EVFILT_VNODE notes this kernel has (OpenBSD: NOTE_TRUNCATE too).
+  // The EVFILT_VNODE notes this kernel has, as the host reports them
+  // (OpenBSD: NOTE_TRUNCATE too; FreeBSD: kNoteOpened, CLOSE, CLOSE_WRITE, READ).
   uint32_t vnode_notes = 0x7f;
+  // NOTE_ABSTIME earlier than the boot time: FreeBSD filt_timervalidate
+  // subtracts the boot time and refuses a negative result (EINVAL); OpenBSD
+  // filt_timeradd expires it at once like any time already past.
+  bool abstime_before_boot_einval = false;
 };
 
 // How long kevent may wait. The abi reads the timespec (EFAULT is its job).
@@ -162,7 +175,8 @@ class Kqueues {
   ~Kqueues();
 
   // --- objects ---
-  Result<ObjectId> Create(Caller caller);
+  // `copy_on_fork`: FreeBSD kqueuex(KQUEUE_CPONFORK), see ForkPrepare.
+  Result<ObjectId> Create(Caller caller, bool copy_on_fork = false);
   // The kqueue's last descriptor is gone: its knotes go, waiters get EBADF.
   void Close(ObjectId kq);
   // Exit: the process's waiters vanish and its kqueues are freed.
@@ -170,6 +184,18 @@ class Kqueues {
   bool Exists(ObjectId kq) const { return kqs_.count(kq) != 0; }
   // The process that created the kqueue: kqueues are not inherited by fork.
   std::optional<Pid> Owner(ObjectId kq) const;
+
+  // --- KQUEUE_CPONFORK (FreeBSD kqueuex; kqueue_fork_copy) ---
+  // Process `parent` is about to fork: copies each of its copy-on-fork
+  // kqueues with the knotes whose filter can be copied (fd filters on
+  // descriptors other than kqueues, TIMER, USER; not PROC, SIGNAL) and
+  // their active state. The copies belong to nobody until a child claims
+  // them. Returns the claim token, 0 if the parent has no such kqueue.
+  uint64_t ForkPrepare(Pid parent);
+  // The child that `token`'s fork made takes the copies: the pairs are
+  // (the parent's kqueue, the child's copy). Empty if the token is unknown
+  // or already claimed.
+  std::vector<std::pair<ObjectId, ObjectId>> ForkClaim(uint64_t token, Pid child);
 
   // --- kevent(2) ---
   // Applies `changes` in order, then retrieves up to wait.nevents events,
@@ -222,10 +248,13 @@ class Kqueues {
     Pid owner = 0;
     int fd = -1;
     std::optional<WatchId> watch;
+    // READ on a kqueue's descriptor: that kqueue (filt_kqueue reports its count).
+    std::optional<ObjectId> watched_kq;
     // TIMER
     Nanos period = 0;
     Nanos next_fire = 0;
     bool timer_running = false;
+    bool timer_absolute = false;  // NOTE_ABSTIME: one expiry, no period
     // USER
     bool triggered = false;
     // PROC: counted in Host::WatchProcess (until the exit detaches it)
@@ -243,7 +272,9 @@ class Kqueues {
   };
   struct Kq {
     ObjectId id;
-    Pid owner;
+    Pid owner;  // 0: a fork copy not yet claimed
+    bool copy_on_fork = false;
+    Pid fork_parent = 0;  // an unclaimed copy: freed when this process exits
     KqueuePolicy policy;  // of the last kevent call (one personality per program)
     std::map<std::pair<KFilter, uint64_t>, uint64_t> knotes;  // -> uid
     std::list<Knote*> queue;
@@ -272,6 +303,9 @@ class Kqueues {
   void Drop(Kq& kq, Knote& kn);
   void ArmFd(Kq& kq, Knote& kn);
   void StartTimer(Knote& kn, Nanos now);
+  // Starts a timer knote as `change` says: relative and periodic, or
+  // absolute (NOTE_ABSTIME). 0 or the kernel's errno.
+  int ArmTimer(Kq& kq, Knote& kn, const KChange& change);
   // The descriptor of an fd knote was closed or now names another file.
   bool Stale(const Knote& kn);
   // The watched process exited; true if the knote is to be dropped silently.
@@ -287,6 +321,9 @@ class Kqueues {
   bool Deliver(Kq& kq, KeventCompletion& done, std::vector<Taken> taken);
   void Pump(Kq& kq);
   void UpdateReadiness(Kq& kq);
+  // `kq` has events now: the READ knotes watching its descriptor activate
+  // (kqueue_wakeup's KNOTE on kq_sel, DF kern_event.c, OB kqueue_wakeup).
+  void WakeWatchers(ObjectId kq);
   void AddDeadline(Nanos when, DeadlineKind kind, uint64_t id);
   void RemoveDeadline(Nanos when, DeadlineKind kind, uint64_t id);
   void RearmDeadline();
@@ -299,8 +336,13 @@ class Kqueues {
   std::unordered_map<WatchId, uint64_t> by_watch_;
   std::unordered_map<WatchId, uint64_t> by_vnode_;
   std::multimap<Pid, uint64_t> proc_knotes_;
+  std::multimap<ObjectId, uint64_t> kq_watchers_;  // watched kqueue -> READ knote
   std::multimap<Nanos, std::pair<DeadlineKind, uint64_t>> deadlines_;
   std::unordered_map<WaitId, ObjectId> wait_kq_;
+  // Copies of ForkPrepare not yet claimed, by token.
+  std::unordered_map<uint64_t, std::vector<std::pair<ObjectId, ObjectId>>> fork_copies_;
+  uint64_t next_fork_token_ = 1;
+  ObjectId CopyKqueue(Kq& from);
   ObjectId next_kq_ = kFirstId;
   WaitId next_wait_ = kFirstWait;
   uint64_t next_uid_ = 1;

@@ -29,10 +29,13 @@ const TimespecLayout& Timespec(const KqueuePersonality& p, DataModel m) {
 namespace {
 
 constexpr emul::Nanos kMaxPeriod = INT64_MAX / 4;
+// NOTE_ABSTIME: nanoseconds since the epoch; beyond this (the year 2146)
+// the timer never fires in practice.
+constexpr emul::Nanos kMaxAbsolute = INT64_MAX / 2;
 
-emul::Nanos Scale(int64_t v, emul::Nanos unit) {
+emul::Nanos Scale(int64_t v, emul::Nanos unit, emul::Nanos max = kMaxPeriod) {
   if (v <= 0) return 0;
-  if (v > kMaxPeriod / unit) return kMaxPeriod;
+  if (v > max / unit) return max;
   return v * unit;
 }
 
@@ -47,20 +50,20 @@ int DecodeTimer(const KqueuePersonality& p, KChange& c) {
       if (ff & ~(NOTE_TIMER_PRECMASK | NOTE_ABSTIME)) return EINVAL;
       if (std::popcount(ff & NOTE_TIMER_PRECMASK) > 1) return EINVAL;
       if (data < 0) return EINVAL;
-      if (ff & NOTE_ABSTIME) return EOPNOTSUPP;  // not yet
       int64_t d = data == 0 && !(c.kev.flags & emul::kev::kOneshot) ? 1 : data;
       emul::Nanos unit = (ff & NOTE_SECONDS)    ? emul::kNanosPerSecond
                          : (ff & NOTE_USECONDS) ? 1'000
                          : (ff & NOTE_NSECONDS) ? 1
                                                 : 1'000'000;
-      c.timer_period = Scale(d, unit);
+      // NOTE_ABSTIME: `data` is the CLOCK_REALTIME expiry in those units.
+      c.timer_absolute = (ff & NOTE_ABSTIME) != 0;
+      c.timer_period = Scale(d, unit, c.timer_absolute ? kMaxAbsolute : kMaxPeriod);
       return 0;
     }
     case KqueuePersonality::TimerUnits::kOpenbsdEnum: {
       using namespace openbsd;
       if (ff & ~(NOTE_TIMER_UNITMASK | NOTE_ABSTIME)) return EINVAL;
       if (data < 0) return EINVAL;
-      if (ff & NOTE_ABSTIME) return EOPNOTSUPP;  // not yet
       emul::Nanos unit = 1'000'000;
       switch (ff & NOTE_TIMER_UNITMASK) {
         case NOTE_SECONDS: unit = emul::kNanosPerSecond; break;
@@ -68,7 +71,9 @@ int DecodeTimer(const KqueuePersonality& p, KChange& c) {
         case NOTE_NSECONDS: unit = 1; break;
         default: break;
       }
-      c.timer_period = Scale(data, unit);
+      // NOTE_ABSTIME (current OpenBSD filt_timervalidate): an epoch time in those units.
+      c.timer_absolute = (ff & NOTE_ABSTIME) != 0;
+      c.timer_period = Scale(data, unit, c.timer_absolute ? kMaxAbsolute : kMaxPeriod);
       return 0;
     }
     case KqueuePersonality::TimerUnits::kMillisecondsOnly:
@@ -162,8 +167,12 @@ Outcome SysKqueue(CallContext& ctx, const SyscallArgs&, const KqueuePersonality&
 Outcome SysKqueueFlags(CallContext& ctx, const SyscallArgs& a, const KqueuePersonality& p) {
   const uint32_t flags = a.Uint(0);
   if (flags & ~p.kq_flags_valid) return Outcome::Error(EINVAL);
-  Outcome out = SysKqueue(ctx, a, p);
-  if (out.kind == Outcome::Kind::kNewObject) out.cloexec = (flags & p.kq_cloexec) != 0;
+  emul::Kqueues* kqs = ctx.kqueues();
+  if (kqs == nullptr) return Outcome::Error(ENOSYS);
+  emul::Result<emul::ObjectId> kq = kqs->Create(ctx.caller(), (flags & p.kq_cponfork) != 0);
+  if (!kq.ok()) return Outcome::Error(kq.error().value);
+  Outcome out = Outcome::NewObject(ObjectKind::kKqueue, *kq);
+  out.cloexec = (flags & p.kq_cloexec) != 0;
   return out;
 }
 
@@ -302,6 +311,25 @@ Outcome SysKqueueSignal(CallContext& ctx, const SyscallArgs& a) {
   if (signo <= 0 || static_cast<uint64_t>(signo) >= emul::kev::kNsig) return Outcome::Error(EINVAL);
   kqs->OnSignal(ctx.caller().pid, signo);
   return Outcome::Value(0);
+}
+
+Outcome SysKqueueFork(CallContext& ctx, const SyscallArgs& a) {
+  emul::Kqueues* kqs = ctx.kqueues();
+  if (kqs == nullptr) return Outcome::Error(ENOSYS);
+  const emul::Pid pid = ctx.caller().pid;
+  switch (a.Int(0)) {
+    case 1:  // prepare, in the parent
+      return Outcome::Value(static_cast<int64_t>(kqs->ForkPrepare(pid)));
+    case 2:  // the child, with the token it inherited
+      for (const auto& [parent_kq, copy] : kqs->ForkClaim(a.Uint(1), pid)) {
+        if (int err = ctx.ReplaceObject(ObjectKind::kKqueue, parent_kq, copy); err != 0) {
+          return Outcome::Error(err);
+        }
+      }
+      return Outcome::Value(0);
+    default:
+      return Outcome::Error(EINVAL);
+  }
 }
 
 }  // namespace evshim::abi::bsd

@@ -78,6 +78,7 @@ struct KqueuePersonality {
   emul::KqueuePolicy policy;
   // kqueuex(2) / kqueue1(2) flags (the foreign values).
   uint32_t kq_cloexec;
+  uint32_t kq_cponfork;  // FreeBSD KQUEUE_CPONFORK; 0 where the kernel has none
   uint32_t kq_flags_valid;
   TimespecLayout timespec_ilp32;
   KeventLayout current_lp64, current_ilp32;
@@ -108,6 +109,11 @@ Outcome SysKevent(CallContext& ctx, const SyscallArgs& args, const KqueuePersona
 // evshim_kqueue_signal(signo): the library's hook saw signal `signo` (host
 // numbering) delivered to the calling process (EVFILT_SIGNAL).
 Outcome SysKqueueSignal(CallContext& ctx, const SyscallArgs& args);
+// evshim_kqueue_fork(phase, token), FreeBSD KQUEUE_CPONFORK: phase 1 (the
+// parent, in pthread_atfork's prepare) copies its copy-on-fork kqueues and
+// returns a token; phase 2 (the child, before fork returns) claims the
+// copies and gets their descriptors in place of the parent's.
+Outcome SysKqueueFork(CallContext& ctx, const SyscallArgs& args);
 
 }  // namespace evshim::abi::bsd
 
@@ -115,6 +121,7 @@ Outcome SysKqueueSignal(CallContext& ctx, const SyscallArgs& args);
 namespace evshim::abi::freebsd {
 Outcome SysKqueue(CallContext& ctx, const SyscallArgs& args);
 Outcome SysKqueueSignal(CallContext& ctx, const SyscallArgs& args);
+Outcome SysKqueueFork(CallContext& ctx, const SyscallArgs& args);
 Outcome SysKqueuex(CallContext& ctx, const SyscallArgs& args);
 Outcome SysKevent(CallContext& ctx, const SyscallArgs& args);
 Outcome SysFreebsd11Kevent(CallContext& ctx, const SyscallArgs& args);

@@ -35,9 +35,15 @@ constexpr KqueuePersonality kFreebsd{
                      // filt_proc: EV_DROP when nothing subscribed (abi.md §4.8)
                      .proc_exit_always = false,
                      .zombie_attach = Policy::ZombieAttach::kAlways,  // pfind_any
-                     .vnode_notes = 0x7f},  // NOTE_OPEN.. (0x80+) are not emulated
+                     // NOTE_OPEN (reported as kNoteOpened), CLOSE, CLOSE_WRITE, READ
+                     .vnode_notes = 0x7f | emul::kev::kNoteOpened | emul::kev::kNoteClose |
+                                    emul::kev::kNoteCloseWrite | emul::kev::kNoteRead,
+                     // filt_timervalidate: NOTE_ABSTIME minus the boot time < 0
+                     .abstime_before_boot_einval = true},
     .kq_cloexec = freebsd::KQUEUE_CLOEXEC,
-    .kq_flags_valid = freebsd::KQUEUE_CLOEXEC,  // sys_kqueuex: anything else is EINVAL
+    .kq_cponfork = freebsd::KQUEUE_CPONFORK,
+    // sys_kqueuex: anything else is EINVAL
+    .kq_flags_valid = freebsd::KQUEUE_CLOEXEC | freebsd::KQUEUE_CPONFORK,
     .timespec_ilp32 = kFreebsdTimespecIlp32,
     .current_lp64 = kFreebsdLp64,
     .current_ilp32 = kFreebsdIlp32,
@@ -66,6 +72,7 @@ constexpr KqueuePersonality kOpenbsd{
                      .zombie_attach = Policy::ZombieAttach::kRefuse,  // :338-340
                      .vnode_notes = 0xff},  // NOTE_TRUNCATE (abi.md §3.4)
     .kq_cloexec = openbsd::O_CLOEXEC,
+    .kq_cponfork = 0,
     .kq_flags_valid = openbsd::O_CLOEXEC | openbsd::O_NONBLOCK,  // sys_kqueue1
     .timespec_ilp32 = kOpenbsdTimespecIlp32,
     .current_lp64 = kOpenbsdLp64,
@@ -95,6 +102,7 @@ constexpr KqueuePersonality kDragonfly{
                      .zombie_attach = Policy::ZombieAttach::kWithNoteExit,  // :296-300
                      .vnode_notes = 0x7f},
     .kq_cloexec = 0,
+    .kq_cponfork = 0,
     .kq_flags_valid = 0,  // no kqueue1
     .timespec_ilp32 = kFreebsdTimespecIlp32,
     .current_lp64 = kDragonflyLp64,
@@ -113,6 +121,7 @@ namespace evshim::abi::freebsd {
 Outcome SysKqueueSignal(CallContext& ctx, const SyscallArgs& a) {
   return bsd::SysKqueueSignal(ctx, a);
 }
+Outcome SysKqueueFork(CallContext& ctx, const SyscallArgs& a) { return bsd::SysKqueueFork(ctx, a); }
 Outcome SysKqueue(CallContext& ctx, const SyscallArgs& a) { return bsd::SysKqueue(ctx, a, bsd::Freebsd()); }
 Outcome SysKqueuex(CallContext& ctx, const SyscallArgs& a) {
   return bsd::SysKqueueFlags(ctx, a, bsd::Freebsd());

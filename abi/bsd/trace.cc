@@ -201,7 +201,8 @@ constexpr std::array<FlagName, 5> kFreebsdTimer = {{
 }};
 constexpr std::array<FlagName, 1> kOpenbsdTimerBits = {{{ob::NOTE_ABSTIME, "NOTE_ABSTIME"}}};
 
-constexpr std::array<FlagName, 1> kFreebsdKqueuex = {{{fb::KQUEUE_CLOEXEC, "KQUEUE_CLOEXEC"}}};
+constexpr std::array<FlagName, 2> kFreebsdKqueuex = {
+    {{fb::KQUEUE_CLOEXEC, "KQUEUE_CLOEXEC"}, {fb::KQUEUE_CPONFORK, "KQUEUE_CPONFORK"}}};
 constexpr std::array<FlagName, 2> kOpenbsdKqueue1 = {{{ob::O_NONBLOCK, "O_NONBLOCK"}, {ob::O_CLOEXEC, "O_CLOEXEC"}}};
 
 const KqueuePersonality& Kernel(Personality p) {
@@ -339,6 +340,13 @@ void SignalEnter(const CallView& call, CallText& out) {
   out.args = {{"signo", SignalName(call.args().Int(0))}};
 }
 
+void ForkEnter(const CallView& call, CallText& out) {
+  out.name = "evshim_kqueue_fork";
+  const int32_t phase = call.args().Int(0);
+  out.args = {{"phase", phase == 1 ? std::string("prepare") : phase == 2 ? std::string("child") : Dec(phase)},
+              {"token", Dec(call.args().Uint(1))}};
+}
+
 void PlainExit(const CallView&, const CallText&, const Answer& answer, ResultText& out) {
   trace::DefaultResult(answer, out);
 }
@@ -348,6 +356,7 @@ constexpr std::array<std::string_view, 2> kKqueueFlagsNames = {"kqueuex", "kqueu
 constexpr std::array<std::string_view, 1> kKeventNames = {"kevent"};
 constexpr std::array<std::string_view, 1> kKevent11Names = {"freebsd11_kevent"};
 constexpr std::array<std::string_view, 1> kSignalNames = {"evshim_kqueue_signal"};
+constexpr std::array<std::string_view, 1> kForkNames = {"evshim_kqueue_fork"};
 
 }  // namespace
 
@@ -439,5 +448,6 @@ const trace::Formatter kKqueueFlagsTrace{&KqueueFlagsEnter, &PlainExit, kKqueueF
 const trace::Formatter kKeventTrace{&KeventEnter, &KeventExit, kKeventNames};
 const trace::Formatter kFreebsd11KeventTrace{&Kevent11Enter, &Kevent11Exit, kKevent11Names};
 const trace::Formatter kKqueueSignalTrace{&SignalEnter, &PlainExit, kSignalNames};
+const trace::Formatter kKqueueForkTrace{&ForkEnter, &PlainExit, kForkNames};
 
 }  // namespace evshim::abi::bsd

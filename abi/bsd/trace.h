@@ -20,6 +20,7 @@ extern const trace::Formatter kKqueueTrace;          // kqueue()
 extern const trace::Formatter kKqueueFlagsTrace;     // kqueuex(flags), kqueue1(flags)
 extern const trace::Formatter kKeventTrace;          // kevent(...), the personality's current struct
 extern const trace::Formatter kFreebsd11KeventTrace; // freebsd11_kevent(...), 32-byte struct
+extern const trace::Formatter kKqueueForkTrace;      // evshim_kqueue_fork(phase, token)
 extern const trace::Formatter kKqueueSignalTrace;    // evshim_kqueue_signal(signo)
 
 // Exposed for unit tests. Names are the personality's (foreign values).

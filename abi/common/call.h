@@ -5,6 +5,7 @@
 // one (tests), so the whole ILP32 path runs without a 32-bit process.
 #pragma once
 
+#include <cerrno>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -81,6 +82,15 @@ class CallContext {
   // Remembers the wait a deferred call parked, so the transport can cancel it
   // when the thread goes away.
   virtual void Parked(emul::WaitId id) = 0;
+  // The calling process's descriptors of object `from` (inherited at fork)
+  // become descriptors of the new object `to`, at the same numbers
+  // (KQUEUE_CPONFORK). 0 or an errno. Default: transports that cannot.
+  virtual int ReplaceObject(ObjectKind kind, emul::ObjectId from, emul::ObjectId to) {
+    (void)kind;
+    (void)from;
+    (void)to;
+    return ENOSYS;
+  }
   // A call the table lists but evshim does not implement yet: logged once.
   virtual void NotImplemented(std::string_view what) = 0;
 };

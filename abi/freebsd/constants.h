@@ -79,5 +79,6 @@ constexpr uint32_t NOTE_ABSTIME = 0x00000010;
 constexpr uint32_t NOTE_TIMER_PRECMASK = NOTE_SECONDS | NOTE_MSECONDS | NOTE_USECONDS | NOTE_NSECONDS;
 
 constexpr uint32_t KQUEUE_CLOEXEC = 0x00000001;
+constexpr uint32_t KQUEUE_CPONFORK = 0x00000002;
 
 }  // namespace evshim::abi::freebsd

@@ -113,6 +113,13 @@ class LinuxHost final : public emul::Host {
   bool HoldsObject(emul::Pid pid, emul::ObjectId obj) override {
     return holds_cb_ ? holds_cb_(pid, obj) : true;
   }
+  // Answers KqueueAt (the supervisor knows which sockets are kqueues).
+  void set_kqueue_at_callback(std::function<std::optional<emul::ObjectId>(emul::Pid, int)> cb) {
+    kqueue_at_cb_ = std::move(cb);
+  }
+  std::optional<emul::ObjectId> KqueueAt(emul::Pid pid, int fd) override {
+    return kqueue_at_cb_ ? kqueue_at_cb_(pid, fd) : std::nullopt;
+  }
   size_t path_watch_count() const { return path_watches_.size(); }
 
  private:
@@ -187,6 +194,7 @@ class LinuxHost final : public emul::Host {
   std::unordered_map<int, std::vector<emul::WatchId>> path_by_wd_;
   std::function<void(emul::WatchId, uint32_t)> path_sink_;
   std::function<bool(emul::Pid, emul::ObjectId)> holds_cb_;
+  std::function<std::optional<emul::ObjectId>(emul::Pid, int)> kqueue_at_cb_;
 
   int loop_epoll_;
   int timer_fd_;
@@ -238,6 +246,7 @@ class DeadlineSlotHost final : public emul::Host {
   }
   void DropPathWatch(emul::WatchId id) override { host_.DropPathWatch(id); }
   bool HoldsObject(emul::Pid pid, emul::ObjectId obj) override { return host_.HoldsObject(pid, obj); }
+  std::optional<emul::ObjectId> KqueueAt(emul::Pid pid, int fd) override { return host_.KqueueAt(pid, fd); }
 
  private:
   LinuxHost& host_;

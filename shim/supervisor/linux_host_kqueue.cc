@@ -75,6 +75,10 @@ bool ReadStat(emul::Pid pid, char* state, int64_t* exit_code) {
 
 constexpr uint32_t kInotifyMask = IN_MODIFY | IN_ATTRIB | IN_MOVE_SELF | IN_DELETE_SELF |
                                   IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO;
+// FreeBSD's NOTE_OPEN, NOTE_CLOSE, NOTE_CLOSE_WRITE, NOTE_READ (vop_open_post,
+// vop_close_post with or without FWRITE, vop_read_post/vop_readdir_post):
+// on the watched file itself only, not on a directory's parent.
+constexpr uint32_t kInotifyUseMask = IN_OPEN | IN_CLOSE_WRITE | IN_CLOSE_NOWRITE | IN_ACCESS;
 
 std::string FdPath(emul::Pid pid, int fd) {
   return "/proc/" + std::to_string(pid) + "/fd/" + std::to_string(fd);
@@ -303,7 +307,7 @@ Result<emul::WatchId> LinuxHost::WatchVnode(emul::Pid pid, int fd) {
     epoll_ctl(loop_epoll_, EPOLL_CTL_ADD, inotify_fd_, &ev);
   }
   // Follows the magic link to the open file's inode; holds no open file.
-  int wd = inotify_add_watch(inotify_fd_, path.c_str(), kInotifyMask);
+  int wd = inotify_add_watch(inotify_fd_, path.c_str(), kInotifyMask | kInotifyUseMask);
   if (wd < 0) return Errno{errno == ENOSPC ? ENOMEM : errno == ENOENT ? EBADF : errno};
   VnodeWatch v;
   v.pid = pid;
@@ -320,7 +324,8 @@ Result<emul::WatchId> LinuxHost::WatchVnode(emul::Pid pid, int fd) {
     if (slash != std::string::npos && target.size() > 1 && target.find(" (deleted)") == std::string::npos) {
       std::string parent = slash == 0 ? "/" : target.substr(0, slash);
       v.name = target.substr(slash + 1);
-      v.parent_wd = inotify_add_watch(inotify_fd_, parent.c_str(), kInotifyMask);
+      // IN_MASK_ADD: the parent may be watched itself, with the wider mask.
+      v.parent_wd = inotify_add_watch(inotify_fd_, parent.c_str(), kInotifyMask | IN_MASK_ADD);
     }
   }
   emul::WatchId id = next_watch_++;
@@ -385,6 +390,15 @@ void LinuxHost::ReadInotify() {
         if (mask & IN_MOVE_SELF) notes |= kNoteRename;
         if (mask & IN_UNMOUNT) notes |= kNoteRevoke;
         if (mask & (IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO)) notes |= kNoteWrite;
+        if (mask & IN_OPEN) notes |= kNoteOpened;
+        if (mask & IN_CLOSE_NOWRITE) notes |= kNoteClose;  // closed without write access
+        if (mask & IN_CLOSE_WRITE) notes |= kNoteCloseWrite;
+        if (mask & IN_ACCESS) notes |= kNoteRead;
+        if ((mask & ~(kInotifyUseMask | IN_ISDIR)) == 0) {
+          // Only opens, closes and reads: nothing to measure.
+          if (notes != 0) fire.emplace_back(id, notes);
+          continue;
+        }
         struct stat st {};
         const bool seen = stat(FdPath(v.pid, v.fd).c_str(), &st) == 0 && st.st_dev == v.dev &&
                           st.st_ino == v.ino;

@@ -197,7 +197,8 @@ class Supervisor::Context final : public abi::CallContext {
   Result<emul::ObjectId> Resolve(int fd, abi::ObjectKind kind) override {
     Result<emul::ObjectId> r = sup_.ResolveObject(static_cast<pid_t>(req_.pid), fd, kind);
     // kqueues are not inherited by fork: another process's kqueue is a
-    // closed descriptor to this one (research/kevent-abi.md §4.6).
+    // closed descriptor to this one (research/kevent-abi.md §4.6). A
+    // KQUEUE_CPONFORK child has its own copy at that number instead.
     if (r.ok() && kind == abi::ObjectKind::kKqueue && sup_.kqueues_->Owner(*r) != caller_.pid) {
       return Errno{EBADF};
     }
@@ -227,6 +228,9 @@ class Supervisor::Context final : public abi::CallContext {
     sup_.parked_[id] = ParkedCall{static_cast<pid_t>(req_.pid), req_.id, req_.data.nr, args};
     sup_.parked_by_tid_[static_cast<pid_t>(req_.pid)] = id;
     if (last_object_) sup_.parked_object_[id] = *last_object_;  // rule 27: SweepParked
+  }
+  int ReplaceObject(abi::ObjectKind kind, emul::ObjectId from, emul::ObjectId to) override {
+    return sup_.ReplaceObjectDescriptors(req_.id, caller_.pid, kind, from, to);
   }
   void NotImplemented(std::string_view what) override {
     std::string key(what);
@@ -299,6 +303,11 @@ Supervisor::Supervisor(int listener, SupervisorOptions options)
   // (docs/design.md "Close and exec").
   host_->set_path_sink([this](emul::WatchId id, uint32_t bits) { ports_->OnFileEvent(id, bits); });
   host_->set_holds_callback([this](emul::Pid pid, emul::ObjectId obj) { return HoldsObject(pid, obj); });
+  host_->set_kqueue_at_callback([this](emul::Pid pid, int fd) -> std::optional<emul::ObjectId> {
+    Result<emul::ObjectId> r = ResolveObject(static_cast<pid_t>(pid), fd, abi::ObjectKind::kKqueue);
+    if (!r.ok()) return std::nullopt;
+    return *r;
+  });
   if (host_->path_inotify_fd() >= 0) add(host_->path_inotify_fd(), kTagPathWatch, EPOLLIN);
   if (host_->path_mounts_fd() >= 0) add(host_->path_mounts_fd(), kTagPathMounts, EPOLLPRI);
 
@@ -626,18 +635,81 @@ int Supervisor::InstallObject(uint64_t id, abi::ObjectKind kind, emul::ObjectId 
     // The fd was installed but the call was interrupted: the target will
     // close nothing; the socket's HUP will clean up when it exits.
   }
+  RegisterObject(kind, obj, sv[0], st.st_ino);
+  *delivered = true;
+  return newfd;
+}
+
+void Supervisor::RegisterObject(abi::ObjectKind kind, emul::ObjectId obj, int sup_end, uint64_t inode) {
   ObjectHandle h;
   h.kind = kind;
-  h.sup_end = sv[0];
-  h.inode = st.st_ino;
+  h.sup_end = sup_end;
+  h.inode = inode;
   object_handles_[obj] = h;
-  object_by_inode_[st.st_ino] = obj;
+  object_by_inode_[inode] = obj;
   epoll_event ev{};
   ev.events = EPOLLRDHUP | EPOLLHUP;
   ev.data.u64 = kTagPort | obj;
-  epoll_ctl(epoll_, EPOLL_CTL_ADD, sv[0], &ev);
-  *delivered = true;
-  return newfd;
+  epoll_ctl(epoll_, EPOLL_CTL_ADD, sup_end, &ev);
+}
+
+int Supervisor::ReplaceObjectDescriptors(uint64_t id, emul::Pid pid, abi::ObjectKind kind,
+                                         emul::ObjectId from, emul::ObjectId to) {
+  auto h = object_handles_.find(from);
+  if (h == object_handles_.end()) {
+    ObjectClosed(kind, to);  // the parent's descriptor is gone: nothing to stand in for
+    return 0;
+  }
+  const uint64_t old_inode = h->second.inode;
+  // The child's descriptors of the parent's object (dup'd ones included).
+  std::vector<std::pair<int, bool>> fds;  // number, close-on-exec
+  char dir[64];
+  std::snprintf(dir, sizeof dir, "/proc/%d/fd", pid);
+  if (DIR* d = opendir(dir)) {
+    while (dirent* e = readdir(d)) {
+      if (e->d_name[0] == '.') continue;
+      int fd = std::atoi(e->d_name);
+      if (!FdIsObject(pid, fd, old_inode)) continue;
+      char info[64], buf[256];
+      std::snprintf(info, sizeof info, "/proc/%d/fdinfo/%d", pid, fd);
+      unsigned flags = 0;
+      if (FILE* f = std::fopen(info, "re")) {
+        while (std::fgets(buf, sizeof buf, f)) {
+          if (std::sscanf(buf, "flags: %o", &flags) == 1) break;
+        }
+        std::fclose(f);
+      }
+      fds.emplace_back(fd, (flags & O_CLOEXEC) != 0);
+    }
+    closedir(d);
+  }
+  if (fds.empty()) {
+    ObjectClosed(kind, to);
+    return 0;
+  }
+  int sv[2];
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sv) != 0) {
+    ObjectClosed(kind, to);
+    return errno == EMFILE || errno == ENFILE ? ENOMEM : errno;
+  }
+  struct stat st {};
+  fstat(sv[1], &st);
+  int err = 0;
+  for (auto [fd, cloexec] : fds) {
+    seccomp_notif_addfd addfd{};
+    addfd.id = id;
+    addfd.srcfd = static_cast<uint32_t>(sv[1]);
+    addfd.newfd = static_cast<uint32_t>(fd);
+    addfd.newfd_flags = cloexec ? O_CLOEXEC : 0;
+    addfd.flags = SECCOMP_ADDFD_FLAG_SETFD;  // replaces the inherited descriptor, like dup2
+    if (ioctl(listener_, SECCOMP_IOCTL_NOTIF_ADDFD, &addfd) < 0 && err == 0) err = errno;
+  }
+  close(sv[1]);
+  RegisterObject(kind, to, sv[0], st.st_ino);
+  if (err != 0) return err == ENOENT ? EINTR : err;  // ENOENT: the call was interrupted
+  // Copied pending events: the new descriptor polls readable as the old one did.
+  if (kind == abi::ObjectKind::kKqueue && kqueues_->PendingCount(to) > 0) OnObjectReadiness(to, true);
+  return 0;
 }
 
 void Supervisor::HandleNotification(seccomp_notif& req) {

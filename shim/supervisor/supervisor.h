@@ -82,6 +82,12 @@ class Supervisor {
   bool Respond(uint64_t id, int64_t value, int error);
   int InstallObject(uint64_t id, abi::ObjectKind kind, emul::ObjectId obj, bool* delivered,
                     bool cloexec = false);
+  // Our end and the target end's inode of a newly installed object.
+  void RegisterObject(abi::ObjectKind kind, emul::ObjectId obj, int sup_end, uint64_t inode);
+  // KQUEUE_CPONFORK: process `pid`'s descriptors of `from` become `to`'s
+  // (SECCOMP_ADDFD_FLAG_SETFD on notification `id`). 0 or an errno.
+  int ReplaceObjectDescriptors(uint64_t id, emul::Pid pid, abi::ObjectKind kind, emul::ObjectId from,
+                               emul::ObjectId to);
   void ObjectClosed(abi::ObjectKind kind, emul::ObjectId obj);
   emul::Pid ProcessOf(pid_t tid);
   int PidfdOf(emul::Pid pid);

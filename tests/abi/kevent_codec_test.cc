@@ -171,6 +171,30 @@ TEST(KeventCodec, TimerUnitsPerPersonality) {
   EXPECT_EQ(TimerChange(bsd::Dragonfly(), 0x3, 5).error, 0);
 }
 
+TEST(KeventCodec, AbstimeIsAnEpochTimeInTheUnits) {
+  // FreeBSD filt_timervalidate / timer2sbintime, OpenBSD filt_timervalidate:
+  // NOTE_ABSTIME (0x10 on both) takes `data` as a CLOCK_REALTIME time.
+  const int64_t t = 1'800'000'000;  // seconds since the epoch
+  emul::KChange fb = TimerChange(bsd::Freebsd(), freebsd::NOTE_SECONDS | freebsd::NOTE_ABSTIME, t);
+  EXPECT_EQ(fb.error, 0);
+  EXPECT_TRUE(fb.timer_absolute);
+  EXPECT_EQ(fb.timer_period, t * 1'000'000'000);  // beyond the relative cap (INT64_MAX / 4)
+  emul::KChange ob = TimerChange(bsd::Openbsd(), openbsd::NOTE_SECONDS | openbsd::NOTE_ABSTIME, t);
+  EXPECT_EQ(ob.error, 0);
+  EXPECT_TRUE(ob.timer_absolute);
+  EXPECT_EQ(ob.timer_period, t * 1'000'000'000);
+  // Milliseconds, the default unit of both.
+  emul::KChange ms = TimerChange(bsd::Freebsd(), freebsd::NOTE_ABSTIME, 5);
+  EXPECT_TRUE(ms.timer_absolute);
+  EXPECT_EQ(ms.timer_period, 5'000'000);
+  // DragonFly has no NOTE_ABSTIME: fflags are ignored, 0x10 is a relative ms period.
+  emul::KChange df = TimerChange(bsd::Dragonfly(), 0x10, 5);
+  EXPECT_EQ(df.error, 0);
+  EXPECT_FALSE(df.timer_absolute);
+  EXPECT_EQ(df.timer_period, 5'000'000);
+  EXPECT_FALSE(TimerChange(bsd::Freebsd(), freebsd::NOTE_SECONDS, 5).timer_absolute);
+}
+
 TEST(KeventCodec, TimespecLayouts) {
   auto fb = Bytes({0xff, 0xff, 0xff, 0xff, 0x10, 0, 0, 0});
   EXPECT_EQ(bsd::DecodeTimespec(bsd::kFreebsdTimespecIlp32, fb), std::make_pair(int64_t{-1}, int64_t{16}));
@@ -238,6 +262,11 @@ class FakeContext : public CallContext {
   }
   void Parked(emul::WaitId) override { parked = true; }
   void NotImplemented(std::string_view) override {}
+  int ReplaceObject(ObjectKind kind, emul::ObjectId from, emul::ObjectId to) override {
+    if (kind == ObjectKind::kKqueue) replaced.emplace_back(from, to);
+    return 0;
+  }
+  std::vector<std::pair<emul::ObjectId, emul::ObjectId>> replaced;
   // The answer, deferred or not.
   Outcome Answer(const Outcome& o) {
     if (o.kind == Outcome::Kind::kDeferred) return rec && rec->got ? *rec->got : Outcome::Value(-999);
@@ -289,15 +318,41 @@ TEST_F(KeventHandlerTest, KqueueCreatesAKqueueObject) {
 }
 
 TEST_F(KeventHandlerTest, KqueueFlagsAreTheForeignValues) {
-  // FreeBSD kqueuex: KQUEUE_CLOEXEC only; OpenBSD kqueue1: O_CLOEXEC 0x10000 | O_NONBLOCK 4.
+  // FreeBSD kqueuex: KQUEUE_CLOEXEC 1, KQUEUE_CPONFORK 2; OpenBSD kqueue1:
+  // O_CLOEXEC 0x10000 | O_NONBLOCK 4.
   Outcome o = Call(&freebsd::SysKqueuex, DataModel::kIlp32, {kJunk | 1});
   ASSERT_EQ(o.kind, Outcome::Kind::kNewObject);
   EXPECT_TRUE(o.cloexec);
-  EXPECT_EQ(Call(&freebsd::SysKqueuex, DataModel::kLp64, {2}).error, EINVAL);
+  EXPECT_EQ(Call(&freebsd::SysKqueuex, DataModel::kLp64, {4}).error, EINVAL);
+  o = Call(&freebsd::SysKqueuex, DataModel::kLp64, {2});
+  ASSERT_EQ(o.kind, Outcome::Kind::kNewObject);
+  EXPECT_FALSE(o.cloexec);
+  // The kqueue is copy-on-fork: a fork prepare of its owner copies it.
+  EXPECT_NE(kqs_.ForkPrepare(ctx_.caller().pid), 0u);
   o = Call(&openbsd::SysKqueue1, DataModel::kLp64, {0x10004});
   ASSERT_EQ(o.kind, Outcome::Kind::kNewObject);
   EXPECT_TRUE(o.cloexec);
   EXPECT_EQ(Call(&openbsd::SysKqueue1, DataModel::kLp64, {0x80000}).error, EINVAL);  // Linux O_CLOEXEC
+}
+
+TEST_F(KeventHandlerTest, ForkHookCopiesThenTheChildClaims) {
+  // evshim_kqueue_fork (KQUEUE_CPONFORK through the library's atfork hook):
+  // phase 1 in the parent returns a token, phase 2 in the child claims the
+  // copies and has its descriptors of the parent's kqueue replaced.
+  EXPECT_EQ(Call(&freebsd::SysKqueueFork, DataModel::kLp64, {1, 0}).value, 0);  // nothing to copy
+  Outcome o = Call(&freebsd::SysKqueuex, DataModel::kLp64, {2});
+  ASSERT_EQ(o.kind, Outcome::Kind::kNewObject);
+  const int64_t token = Call(&freebsd::SysKqueueFork, DataModel::kLp64, {1, 0}).value;
+  ASSERT_GT(token, 0);
+  // The claim comes from the child (the fake context is one process: the
+  // copy simply changes hands).
+  EXPECT_EQ(Call(&freebsd::SysKqueueFork, DataModel::kIlp32, {kJunk | 2, kJunk | static_cast<uint64_t>(token)}).value, 0);
+  ASSERT_EQ(ctx_.replaced.size(), 1u);
+  EXPECT_EQ(ctx_.replaced[0].first, o.object);
+  EXPECT_TRUE(kqs_.Exists(ctx_.replaced[0].second));
+  EXPECT_EQ(Call(&freebsd::SysKqueueFork, DataModel::kLp64, {2, static_cast<uint64_t>(token)}).value, 0);
+  EXPECT_EQ(ctx_.replaced.size(), 1u);  // claimed once
+  EXPECT_EQ(Call(&freebsd::SysKqueueFork, DataModel::kLp64, {3, 0}).error, EINVAL);
 }
 
 TEST_F(KeventHandlerTest, FreebsdIlp32UserEventRoundTripWithJunkInUpperHalves) {

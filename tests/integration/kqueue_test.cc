@@ -41,7 +41,7 @@ INSTANTIATE_TEST_SUITE_P(
     Kqueue, KqueueScenario,
     ::testing::Combine(::testing::Values("freebsd", "openbsd", "dragonfly"),
                        ::testing::Values("user_pollable", "pipe_read", "socket_eof", "timer",
-                                         "timeout", "close_drops", "fork_ebadf", "eintr",
+                                         "abstime", "timeout", "close_drops", "fork_ebadf", "eintr",
                                          "two_waiters", "kq_in_kq", "errors", "kqueue_flags",
                                          // EVFILT_PROC (netlink process connector + pidfd)
                                          "proc_exit", "proc_nonchild", "proc_zombie",
@@ -49,9 +49,17 @@ INSTANTIATE_TEST_SUITE_P(
                                          // EVFILT_SIGNAL (the library's counting hook)
                                          "signal_count",
                                          // EVFILT_VNODE (inotify)
-                                         "vnode_file", "vnode_dir",
+                                         "vnode_file", "vnode_dir", "vnode_use",
                                          // READ/WRITE on 127.0.0.1 sockets and FIFOs
                                          "tcp", "udp", "fifo")),
+    [](const auto& p) {
+      return std::string(std::get<0>(p.param)) + "_" + std::get<1>(p.param);
+    });
+
+// FreeBSD only: kqueuex(KQUEUE_CPONFORK), a real fork (docs/kqueue.md "Fork").
+INSTANTIATE_TEST_SUITE_P(
+    KqueueFreebsd, KqueueScenario,
+    ::testing::Combine(::testing::Values("freebsd"), ::testing::Values("cponfork")),
     [](const auto& p) {
       return std::string(std::get<0>(p.param)) + "_" + std::get<1>(p.param);
     });

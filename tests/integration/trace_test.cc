@@ -357,7 +357,8 @@ TEST(TraceKqueueGolden, FlagsOfKqueuexAndKqueue1) {
   EXPECT_EQ(Normalize(TraceLines(f.err)),
             "[pid P1] kqueuex(KQUEUE_CLOEXEC) = 3 <T>\n"
             "[pid P1] kqueue() = 4 <T>\n"
-            "[pid P1] kqueuex(0x2) = -1 EINVAL (Invalid argument) <T>\n");
+            "[pid P1] kqueuex(0x4) = -1 EINVAL (Invalid argument) <T>\n"
+            "[pid P1] kqueuex(KQUEUE_CLOEXEC|KQUEUE_CPONFORK) = 5 <T>\n");
   RunResult o = RunCommand({kEvshim, "trace", "--", KqScenarios("openbsd"), "kqueue_flags"}, 30);
   ASSERT_EQ(o.status, 0) << o.err;
   EXPECT_EQ(Normalize(TraceLines(o.err)),
@@ -401,7 +402,14 @@ TEST(TraceKqueueFilter, SelectsKqueueCallsByName) {
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_EQ(Normalize(TraceLines(r.err)),
             "[pid P1] kqueuex(KQUEUE_CLOEXEC) = 3 <T>\n"
-            "[pid P1] kqueuex(0x2) = -1 EINVAL (Invalid argument) <T>\n");
+            "[pid P1] kqueuex(0x4) = -1 EINVAL (Invalid argument) <T>\n"
+            "[pid P1] kqueuex(KQUEUE_CLOEXEC|KQUEUE_CPONFORK) = 5 <T>\n");
+  // KQUEUE_CPONFORK's fork hook: the parent's prepare, then the child's claim.
+  RunResult c = RunCommand({kEvshim, "trace", "-e", "evshim_kqueue_fork", "--", KqScenarios("freebsd"), "cponfork"}, 30);
+  ASSERT_EQ(c.status, 0) << c.err;
+  EXPECT_EQ(Normalize(TraceLines(c.err)),
+            "[pid P1] evshim_kqueue_fork(prepare, 0) = 1 <T>\n"
+            "[pid P2] evshim_kqueue_fork(child, 1) = 0 <T>\n");
   RunResult k = RunCommand({kEvshim, "trace", "-e", "kqueue1,kqueue", "--", KqScenarios("openbsd"), "errors"}, 30);
   ASSERT_EQ(k.status, 0) << k.err;
   EXPECT_EQ(Normalize(TraceLines(k.err)), "[pid P1] kqueue() = 3 <T>\n");

@@ -31,6 +31,14 @@ class KqFakeHost : public Host {
     return f;
   }
   void Dup(Pid pid, int from, int to) { fds_[{pid, to}] = fds_.at({pid, from}); }
+  // fork: the child has the parent's open files at the same numbers.
+  void Inherit(Pid parent, Pid child) {
+    std::vector<std::pair<std::pair<Pid, int>, FileRef>> copy;
+    for (auto& [key, f] : fds_) {
+      if (key.first == parent) copy.push_back({{child, key.second}, f});
+    }
+    for (auto& [key, f] : copy) fds_[key] = f;
+  }
   void Close(Pid pid, int fd) { fds_.erase({pid, fd}); }
   // Changes a file; armed watches on it fire through `engine`.
   void Set(Kqueues& engine, const FileRef& f, uint32_t ready, int64_t readable, int64_t writable = 0) {
@@ -55,6 +63,17 @@ class KqFakeHost : public Host {
   Nanos deadline() const { return deadline_; }
 
   Nanos Now() override { return now_; }
+  // CLOCK_REALTIME - CLOCK_MONOTONIC: the monotonic clock's 0 (boot) is this epoch time.
+  static constexpr Nanos kBootRealtime = 1'700'000'000LL * 1'000'000'000LL;
+  Nanos RealtimeOffset() override { return kBootRealtime; }
+  // Descriptors that are kqueues (the supervisor's KqueueAt).
+  void MarkKqueue(Pid pid, int fd, ObjectId kq) { kqueue_at_[{pid, fd}] = kq; }
+  std::optional<ObjectId> KqueueAt(Pid pid, int fd) override {
+    auto it = kqueue_at_.find({pid, fd});
+    if (it == kqueue_at_.end()) return std::nullopt;
+    return it->second;
+  }
+  std::map<std::pair<Pid, int>, ObjectId> kqueue_at_;
   void ArmDeadline(Nanos when) override { deadline_ = when; }
   Result<WatchId> WatchFd(Pid pid, int fd) override {
     auto it = fds_.find({pid, fd});
@@ -500,6 +519,124 @@ TEST_F(KqueueTest, DragonflyTimerModifyKeepsPending) {
   EXPECT_EQ(engine_.PendingCount(kq_), 1u);
 }
 
+KChange AbsTimer(uint64_t ident, uint16_t flags, Nanos realtime) {
+  KChange c = Timer(ident, flags, realtime);
+  c.timer_absolute = true;
+  return c;
+}
+
+TEST_F(KqueueTest, AbstimeFiresOnceAtTheRealtimeAndStaysActive) {
+  // FreeBSD filt_timerstart (kc->to = 0), OpenBSD filt_timeradd
+  // (ft_reschedule = 0): an absolute timer fires once; EV_CLEAR is not forced
+  // (filt_timerattach), so without it the event stays until EV_DELETE.
+  for (const KqueuePolicy& pol : {FreebsdPolicy(), OpenbsdPolicy()}) {
+    const Nanos real_now = host_.Now() + KqFakeHost::kBootRealtime;
+    Call({AbsTimer(7, kev::kAdd, real_now + 30'000'000)}, Poll(0), pol);
+    EXPECT_EQ(host_.deadline(), host_.Now() + 30'000'000);
+    host_.Advance(engine_, 29'000'000);
+    EXPECT_TRUE(Get(8, pol).empty());
+    host_.Advance(engine_, 1'000'000);
+    auto ev = Get(8, pol);
+    ASSERT_EQ(ev.size(), 1u);
+    EXPECT_EQ(ev[0].data, 1);
+    EXPECT_FALSE(ev[0].flags & kev::kClear);
+    EXPECT_EQ(host_.deadline(), Host::kNever);  // no next period
+    host_.Advance(engine_, 100'000'000);
+    ev = Get(8, pol);  // still active, not counted again
+    ASSERT_EQ(ev.size(), 1u);
+    EXPECT_EQ(ev[0].data, 1);
+    Call({Ch(KFilter::kTimer, 7, kev::kDelete)}, Poll(0), pol);
+  }
+}
+
+TEST_F(KqueueTest, AbstimeWithClearIsReportedOnce) {
+  const Nanos real_now = host_.Now() + KqFakeHost::kBootRealtime;
+  Call({AbsTimer(7, kev::kAdd | kev::kClear, real_now + 10'000'000)}, Poll(0));
+  host_.Advance(engine_, 50'000'000);
+  ASSERT_EQ(Get().size(), 1u);
+  EXPECT_TRUE(Get().empty());
+}
+
+TEST_F(KqueueTest, AbstimeAlreadyPastFiresAtOnce) {
+  // OpenBSD filt_timeradd: "Expire immediately"; FreeBSD: a callout at an
+  // uptime already past runs at once.
+  const Nanos real_now = host_.Now() + KqFakeHost::kBootRealtime;
+  auto ev = Call({AbsTimer(7, kev::kAdd, real_now - 1'000'000'000)}, Poll(4)).events;
+  ASSERT_EQ(ev.size(), 1u);
+  EXPECT_EQ(ev[0].data, 1);
+}
+
+TEST_F(KqueueTest, AbstimeBeforeBootDiffers) {
+  // FreeBSD filt_timervalidate: the time minus the boot time < 0 is EINVAL;
+  // OpenBSD has no such check: the time is past, it fires at once.
+  KqueuePolicy fb = FreebsdPolicy();
+  fb.abstime_before_boot_einval = true;
+  auto out = Call({AbsTimer(7, kev::kAdd, 1'000'000)}, Poll(4), fb);
+  ASSERT_EQ(out.events.size(), 1u);
+  EXPECT_EQ(out.events[0].flags, kev::kError);
+  EXPECT_EQ(out.events[0].data, EINVAL);
+  EXPECT_EQ(engine_.KnoteCount(kq_), 0u);
+  auto ev = Call({AbsTimer(7, kev::kAdd, 1'000'000)}, Poll(4), OpenbsdPolicy()).events;
+  ASSERT_EQ(ev.size(), 1u);
+  EXPECT_EQ(ev[0].flags & kev::kError, 0);
+  EXPECT_EQ(ev[0].data, 1);
+}
+
+TEST_F(KqueueTest, AbstimeReAddRestartsWithTheNewFlags) {
+  // filt_timertouch / filt_timermodify: EV_ADD on a periodic timer with
+  // NOTE_ABSTIME turns it into a one-time absolute timer, pending dropped.
+  const Nanos real_now = host_.Now() + KqFakeHost::kBootRealtime;
+  Call({Timer(7, kev::kAdd, 10'000'000)}, Poll(0));
+  host_.Advance(engine_, 10'000'000);
+  EXPECT_EQ(engine_.PendingCount(kq_), 1u);
+  Call({AbsTimer(7, kev::kAdd, real_now + 50'000'000)}, Poll(0));
+  EXPECT_EQ(engine_.PendingCount(kq_), 0u);
+  host_.Advance(engine_, 30'000'000);
+  EXPECT_TRUE(Get().empty());
+  host_.Advance(engine_, 15'000'000);
+  auto ev = Get();
+  ASSERT_EQ(ev.size(), 1u);
+  EXPECT_EQ(ev[0].data, 1);
+  EXPECT_EQ(host_.deadline(), Host::kNever);
+  // And back to a past absolute time: fires at the re-add.
+  Call({AbsTimer(7, kev::kAdd, real_now)}, Poll(0));
+  EXPECT_EQ(engine_.PendingCount(kq_), 1u);
+}
+
+TEST_F(KqueueTest, KqueueWatchingAKqueueReportsItsPendingCount) {
+  // filt_kqueue (DF kern_event.c:281-287, OB kern_event.c:267-272,
+  // FreeBSD filt_kqueue): data = kq_count, the inner kqueue's pending events.
+  ObjectId inner = engine_.Create(kP).value();
+  host_.Open(kP.pid, 20);  // the inner kqueue's descriptor
+  host_.MarkKqueue(kP.pid, 20, inner);
+  auto on_inner = [&](std::vector<KChange> ch) {
+    Captured c;
+    engine_.Kevent(kP, inner, FreebsdPolicy(), std::move(ch), false, Poll(0),
+                   std::make_unique<Capture>(&c));
+  };
+  on_inner({Ch(KFilter::kUser, 1, kev::kAdd | kev::kClear), Ch(KFilter::kUser, 2, kev::kAdd | kev::kClear)});
+  Call({Ch(KFilter::kRead, 20, kev::kAdd)}, Poll(0));
+  EXPECT_TRUE(Get().empty());
+  // A waiter on the outer kqueue wakes when the inner one gets an event,
+  // without the descriptor's readiness (the host never fires the watch here).
+  Captured c;
+  Park(&c, Forever(4));
+  on_inner({Ch(KFilter::kUser, 1, 0, kev::kNoteTrigger)});
+  ASSERT_TRUE(c.called);
+  ASSERT_EQ(c.out.events.size(), 1u);
+  EXPECT_EQ(c.out.events[0].ident, 20u);
+  EXPECT_EQ(c.out.events[0].data, 1);
+  on_inner({Ch(KFilter::kUser, 2, 0, kev::kNoteTrigger)});
+  auto ev = Get();
+  ASSERT_EQ(ev.size(), 1u);
+  EXPECT_EQ(ev[0].data, 2);
+  // Drained: the outer knote has nothing to report.
+  Captured drained;
+  engine_.Kevent(kP, inner, FreebsdPolicy(), {}, false, Poll(8), std::make_unique<Capture>(&drained));
+  EXPECT_EQ(drained.out.events.size(), 2u);
+  EXPECT_TRUE(Get().empty());
+}
+
 TEST_F(KqueueTest, WaiterWokenByEvent) {
   Captured c;
   Park(&c, Forever(4));
@@ -619,6 +756,103 @@ TEST_F(KqueueTest, OwnerExitFreesItsKqueues) {
   engine_.ProcessExited(kP.pid);
   EXPECT_FALSE(engine_.Exists(kq_));
   EXPECT_FALSE(engine_.Owner(kq_).has_value());
+}
+
+// KQUEUE_CPONFORK (FreeBSD kqueuex(2); kern_event.c kqueue_fork_copy): the
+// copy has the copyable knotes with their state; both then live apart.
+class KqueueForkTest : public ::testing::Test {
+ protected:
+  static constexpr Caller kParent{100, 100};
+  static constexpr Pid kChild = 200;
+  KeventOutcome On(ObjectId kq, Pid pid, std::vector<KChange> ch, KeventWait w) {
+    Captured c;
+    engine_.Kevent(Caller{pid, pid}, kq, FreebsdPolicy(), std::move(ch), false, w,
+                   std::make_unique<Capture>(&c));
+    EXPECT_TRUE(c.called);
+    return c.out;
+  }
+  KqFakeHost host_;
+  Kqueues engine_{host_};
+};
+
+TEST_F(KqueueForkTest, ChildGetsACopyWithTheActiveState) {
+  ObjectId kq = engine_.Create(kParent, /*copy_on_fork=*/true).value();
+  ObjectId plain = engine_.Create(kParent).value();
+  auto pipe = host_.Open(kParent.pid, 5);
+  host_.Open(kParent.pid, 6);
+  host_.MarkKqueue(kParent.pid, 6, plain);
+  host_.Open(kParent.pid, 7);
+  KChange timer = Timer(2, kev::kAdd, 50'000'000);
+  On(kq, kParent.pid,
+     {Ch(KFilter::kUser, 1, kev::kAdd | kev::kClear, kev::kNoteTrigger, 0, 11), timer,
+      Ch(KFilter::kRead, 5, kev::kAdd), Ch(KFilter::kRead, 6, kev::kAdd),
+      Ch(KFilter::kVnode, 7, kev::kAdd, kev::kNoteWrite), Ch(KFilter::kSignal, 10, kev::kAdd),
+      Ch(KFilter::kUser, 3, kev::kAdd | kev::kClear)},
+     Poll(0));
+  const uint64_t token = engine_.ForkPrepare(kParent.pid);
+  ASSERT_NE(token, 0u);
+  host_.Inherit(kParent.pid, kChild);
+  EXPECT_EQ(engine_.ForkPrepare(999), 0u);  // no copy-on-fork kqueue there
+  auto copies = engine_.ForkClaim(token, kChild);
+  ASSERT_EQ(copies.size(), 1u);  // `plain` has no KQUEUE_CPONFORK: not copied
+  EXPECT_EQ(copies[0].first, kq);
+  const ObjectId child_kq = copies[0].second;
+  EXPECT_EQ(engine_.Owner(child_kq), kChild);
+  EXPECT_TRUE(engine_.ForkClaim(token, 300).empty());  // claimed once
+  // Copied: USER 1 (and its pending trigger), TIMER, READ on the pipe,
+  // VNODE, USER 3. Not: READ on a kqueue's descriptor (not the child's),
+  // SIGNAL (a per-process source).
+  EXPECT_EQ(engine_.KnoteCount(child_kq), 5u);
+  EXPECT_EQ(engine_.PendingCount(child_kq), 1u);
+  auto ev = On(child_kq, kChild, {}, Poll(8)).events;
+  ASSERT_EQ(ev.size(), 1u);
+  EXPECT_EQ(ev[0].ident, 1u);
+  EXPECT_EQ(ev[0].udata, 11u);
+  // The parent still has its own, untouched by the child's retrieval.
+  ev = On(kq, kParent.pid, {}, Poll(8)).events;
+  ASSERT_EQ(ev.size(), 1u);
+  EXPECT_EQ(ev[0].ident, 1u);
+  // Apart from now on: a trigger in the child is the child's.
+  On(child_kq, kChild, {Ch(KFilter::kUser, 3, 0, kev::kNoteTrigger)}, Poll(0));
+  EXPECT_EQ(engine_.PendingCount(child_kq), 1u);
+  EXPECT_EQ(engine_.PendingCount(kq), 0u);
+  // The timer runs in both, from the parent's schedule.
+  host_.Advance(engine_, 50'000'000);
+  EXPECT_EQ(engine_.PendingCount(kq), 1u);
+  EXPECT_EQ(engine_.PendingCount(child_kq), 2u);
+  // The child's descriptors are its own: the parent closing 5 does not drop
+  // the child's knote on the same pipe, which still fires.
+  host_.Close(kParent.pid, 5);
+  host_.Set(engine_, pipe, pb::kIn, 3);
+  ev = On(child_kq, kChild, {}, Poll(8)).events;
+  bool pipe_read = false;
+  for (const KeventRecord& e : ev) pipe_read |= e.filter == KFilter::kRead && e.ident == 5 && e.data == 3;
+  EXPECT_TRUE(pipe_read);
+  EXPECT_EQ(engine_.KnoteCount(kq), 7u);  // the parent's READ on 5 goes at its next look
+  On(kq, kParent.pid, {}, Poll(8));
+  EXPECT_EQ(engine_.KnoteCount(kq), 6u);
+}
+
+TEST_F(KqueueForkTest, UnclaimedCopiesGoWithTheParent) {
+  // A fork that failed (or a child that died before it claimed): the copies
+  // belong to nobody and are freed when the parent exits.
+  ObjectId kq = engine_.Create(kParent, true).value();
+  On(kq, kParent.pid, {Ch(KFilter::kUser, 1, kev::kAdd)}, Poll(0));
+  const uint64_t token = engine_.ForkPrepare(kParent.pid);
+  EXPECT_EQ(engine_.kqueue_count(), 2u);
+  engine_.ProcessExited(kParent.pid);
+  EXPECT_EQ(engine_.kqueue_count(), 0u);
+  EXPECT_TRUE(engine_.ForkClaim(token, kChild).empty());
+}
+
+TEST_F(KqueueForkTest, CopiesAreCopiedAgainAtTheChildsFork) {
+  ObjectId kq = engine_.Create(kParent, true).value();
+  On(kq, kParent.pid, {Ch(KFilter::kUser, 1, kev::kAdd)}, Poll(0));
+  const ObjectId child_kq = engine_.ForkClaim(engine_.ForkPrepare(kParent.pid), kChild).at(0).second;
+  auto grandchild = engine_.ForkClaim(engine_.ForkPrepare(kChild), 300);
+  ASSERT_EQ(grandchild.size(), 1u);
+  EXPECT_EQ(grandchild[0].first, child_kq);
+  EXPECT_EQ(engine_.KnoteCount(grandchild[0].second), 1u);
 }
 
 TEST_F(KqueueTest, ChangesFaultAfterAppliedOnes) {
@@ -820,6 +1054,10 @@ TEST_F(KqueueTest, VnodeWithoutClearKeepsFiring) {
   EXPECT_EQ(Get().size(), 1u);  // kn_fflags stay set: level-triggered
 }
 
+// FreeBSD's vnode notes as the host reports them (abi/bsd/personalities.cc).
+constexpr uint32_t kFreebsdVnodeNotes =
+    0x7f | kev::kNoteOpened | kev::kNoteClose | kev::kNoteCloseWrite | kev::kNoteRead;
+
 TEST_F(KqueueTest, VnodeTruncateOnlyWhereTheKernelHasIt) {
   host_.Open(kP.pid, 6);
   const uint32_t ask = kev::kNoteAttrib | kev::kNoteTruncate;  // 0x80 = FreeBSD NOTE_OPEN
@@ -828,6 +1066,13 @@ TEST_F(KqueueTest, VnodeTruncateOnlyWhereTheKernelHasIt) {
   auto ev = Get();
   ASSERT_EQ(ev.size(), 1u);
   EXPECT_EQ(ev[0].fflags, kev::kNoteAttrib);  // FreeBSD (vnode_notes 0x7f)
+  KqueuePolicy fb = FreebsdPolicy();
+  fb.vnode_notes = kFreebsdVnodeNotes;
+  Call({}, Poll(0), fb);
+  engine_.OnVnodeEvent(host_.vnodes.begin()->first, kev::kNoteAttrib | kev::kNoteTruncate);
+  ev = Get(8, fb);
+  ASSERT_EQ(ev.size(), 1u);
+  EXPECT_EQ(ev[0].fflags, kev::kNoteAttrib);  // with NOTE_OPEN emulated, still not 0x80
   KqueuePolicy ob = OpenbsdPolicy();
   ob.vnode_notes = 0xff;
   Call({}, Poll(0), ob);
@@ -835,6 +1080,45 @@ TEST_F(KqueueTest, VnodeTruncateOnlyWhereTheKernelHasIt) {
   ev = Get(8, ob);
   ASSERT_EQ(ev.size(), 1u);
   EXPECT_EQ(ev[0].fflags, ask);
+}
+
+TEST_F(KqueueTest, VnodeOpenCloseReadOnFreebsd) {
+  // FreeBSD kqueue(2): NOTE_OPEN 0x80, NOTE_CLOSE 0x100 (closed without
+  // write access), NOTE_CLOSE_WRITE 0x200, NOTE_READ 0x400 (vop_open_post,
+  // vop_close_post, vop_read_post). The host reports an open as kNoteOpened,
+  // so OpenBSD's NOTE_TRUNCATE (also 0x80) never reads as an open.
+  KqueuePolicy fb = FreebsdPolicy();
+  fb.vnode_notes = kFreebsdVnodeNotes;
+  host_.Open(kP.pid, 6);
+  const uint32_t ask = kev::kNoteOpenWire | kev::kNoteClose | kev::kNoteCloseWrite | kev::kNoteRead;
+  Call({Ch(KFilter::kVnode, 6, kev::kAdd | kev::kClear, ask)}, Poll(0), fb);
+  const WatchId w = host_.vnodes.begin()->first;
+  engine_.OnVnodeEvent(w, kev::kNoteOpened | kev::kNoteRead);
+  auto ev = Get(8, fb);
+  ASSERT_EQ(ev.size(), 1u);
+  EXPECT_EQ(ev[0].fflags, kev::kNoteOpenWire | kev::kNoteRead);
+  engine_.OnVnodeEvent(w, kev::kNoteClose);
+  ev = Get(8, fb);
+  ASSERT_EQ(ev.size(), 1u);
+  EXPECT_EQ(ev[0].fflags, kev::kNoteClose);
+  engine_.OnVnodeEvent(w, kev::kNoteCloseWrite);
+  ev = Get(8, fb);
+  ASSERT_EQ(ev.size(), 1u);
+  EXPECT_EQ(ev[0].fflags, kev::kNoteCloseWrite);
+  // A truncation is not an open on FreeBSD.
+  engine_.OnVnodeEvent(w, kev::kNoteAttrib | kev::kNoteTruncate);
+  EXPECT_TRUE(Get(8, fb).empty());
+}
+
+TEST_F(KqueueTest, VnodeOpenIsNotATruncateOnOpenbsd) {
+  // OpenBSD has no NOTE_OPEN: 0x80 is NOTE_TRUNCATE, and an open, a close
+  // or a read is nothing it reports.
+  KqueuePolicy ob = OpenbsdPolicy();
+  host_.Open(kP.pid, 6);
+  Call({Ch(KFilter::kVnode, 6, kev::kAdd | kev::kClear, 0xffff)}, Poll(0), ob);
+  engine_.OnVnodeEvent(host_.vnodes.begin()->first,
+                       kev::kNoteOpened | kev::kNoteClose | kev::kNoteCloseWrite | kev::kNoteRead);
+  EXPECT_TRUE(Get(8, ob).empty());
 }
 
 TEST_F(KqueueTest, VnodeCloseDropsTheKnote) {

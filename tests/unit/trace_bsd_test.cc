@@ -199,8 +199,14 @@ TEST(BsdTrace, KqueueAndKqueuexFlags) {
             "kqueue() = -1 EMFILE (Too many open files)");
   EXPECT_EQ(Show(bsd::kKqueueFlagsTrace, "kqueuex", kFb, kLp64, {kJunk | 1, 0, 0, 0, 0, 0}, {4, 0}),
             "kqueuex(KQUEUE_CLOEXEC) = 4");
-  EXPECT_EQ(Show(bsd::kKqueueFlagsTrace, "kqueuex", kFb, kIlp32, {kJunk | 2, 0, 0, 0, 0, 0}, {0, EINVAL}),
-            "kqueuex(0x2) = -1 EINVAL (Invalid argument)");
+  EXPECT_EQ(Show(bsd::kKqueueFlagsTrace, "kqueuex", kFb, kIlp32, {kJunk | 4, 0, 0, 0, 0, 0}, {0, EINVAL}),
+            "kqueuex(0x4) = -1 EINVAL (Invalid argument)");
+  EXPECT_EQ(Show(bsd::kKqueueFlagsTrace, "kqueuex", kFb, kLp64, {3, 0, 0, 0, 0, 0}, {5, 0}),
+            "kqueuex(KQUEUE_CLOEXEC|KQUEUE_CPONFORK) = 5");
+  EXPECT_EQ(Show(bsd::kKqueueForkTrace, "evshim_kqueue_fork", kFb, kLp64, {1, 0, 0, 0, 0, 0}, {7, 0}),
+            "evshim_kqueue_fork(prepare, 0) = 7");
+  EXPECT_EQ(Show(bsd::kKqueueForkTrace, "evshim_kqueue_fork", kFb, kIlp32, {2, 7, 0, 0, 0, 0}, {0, 0}),
+            "evshim_kqueue_fork(child, 7) = 0");
 }
 
 // --- OpenBSD ---
@@ -356,7 +362,7 @@ TEST(BsdTrace, EveryKqueueEntryHasAFormatterThatNamesIt) {
     EXPECT_TRUE(named) << e.name;
     ++seen;
   }
-  EXPECT_EQ(seen, 12);
+  EXPECT_EQ(seen, 13);
   EXPECT_TRUE(st::KnownCallName("kevent"));
   EXPECT_TRUE(st::KnownCallName("kqueue1"));
   EXPECT_TRUE(st::KnownCallName("freebsd11_kevent"));

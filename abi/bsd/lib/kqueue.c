@@ -50,7 +50,44 @@ static const struct wire_timespec *to_wire(const struct timespec *ts, struct wir
 EXPORT int kqueue(void) { return (int)syscall(EVSHIM_SYS_kqueue); }
 
 #ifdef EVSHIM_SYS_kqueuex
-EXPORT int kqueuex(unsigned int flags) { return (int)syscall(EVSHIM_SYS_kqueuex, (long)flags); }
+/*
+ * KQUEUE_CPONFORK (docs/kqueue.md, "Fork"): the kqueue is copied into the
+ * child at fork. The supervisor cannot see a fork as it happens, so this
+ * library tells it, from pthread_atfork handlers registered when the first
+ * such kqueue is made: the parent, in "prepare" (every thread of glibc's
+ * fork runs it under the fork lock), has the supervisor copy its
+ * copy-on-fork kqueues and gets a token; the child, before fork() returns
+ * in it, claims the copies with that token, and its inherited descriptors
+ * become the copies' (same numbers). A raw fork/clone system call, vfork
+ * and posix_spawn run no handlers: their child gets no copy (EBADF).
+ */
+#define EVSHIM_SYS_kqueue_fork 1013
+static unsigned long fork_token;
+
+static void fork_prepare(void) {
+  int saved = errno;
+  long token = syscall(EVSHIM_SYS_kqueue_fork, 1L, 0L);
+  fork_token = token > 0 ? (unsigned long)token : 0;
+  errno = saved;
+}
+
+static void fork_parent(void) { fork_token = 0; }
+
+static void fork_child(void) {
+  int saved = errno;
+  if (fork_token != 0) syscall(EVSHIM_SYS_kqueue_fork, 2L, (long)fork_token);
+  fork_token = 0;
+  errno = saved;
+}
+
+static pthread_once_t fork_hook_once = PTHREAD_ONCE_INIT;
+static void install_fork_hook(void) { pthread_atfork(fork_prepare, fork_parent, fork_child); }
+
+EXPORT int kqueuex(unsigned int flags) {
+  int kq = (int)syscall(EVSHIM_SYS_kqueuex, (long)flags);
+  if (kq >= 0 && (flags & KQUEUE_CPONFORK)) pthread_once(&fork_hook_once, install_fork_hook);
+  return kq;
+}
 
 /* FreeBSD libc: kqueue1(O_CLOEXEC) is kqueuex(KQUEUE_CLOEXEC). */
 EXPORT int kqueue1(int flags) {

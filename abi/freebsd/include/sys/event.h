@@ -89,6 +89,7 @@ extern "C" {
 #define NOTE_ABSTIME 0x00000010
 #define NOTE_TIMER_PRECMASK (NOTE_SECONDS | NOTE_MSECONDS | NOTE_USECONDS | NOTE_NSECONDS)
 #define KQUEUE_CLOEXEC 0x00000001
+#define KQUEUE_CPONFORK 0x00000002
 
 struct kevent {
   uintptr_t ident;        /* identifier for this event */
@@ -139,7 +140,7 @@ struct kevent_freebsd11 {
 #endif
 
 int kqueue(void);
-int kqueuex(unsigned int flags); /* KQUEUE_CLOEXEC */
+int kqueuex(unsigned int flags); /* KQUEUE_CLOEXEC, KQUEUE_CPONFORK */
 int kqueue1(int flags);          /* O_CLOEXEC (glibc's value) */
 int kevent(int kq, const struct kevent *changelist, int nchanges, struct kevent *eventlist,
            int nevents, const struct timespec *timeout);
