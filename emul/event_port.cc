@@ -668,6 +668,10 @@ void EventPorts::OnDeadline() {
   RearmDeadline();
 }
 
+void EventPorts::CatchUpDeadlines() {
+  if (!deadlines_.empty() && deadlines_.begin()->first <= host_.Now()) OnDeadline();
+}
+
 void EventPorts::ForgetDeadline(Nanos when, uint64_t key) {
   auto range = deadlines_.equal_range(when);
   for (auto it = range.first; it != range.second; ++it) {

@@ -193,6 +193,8 @@ class EventPorts {
   // A watched file changed (file_bits; exceptions end the watch).
   void OnFileEvent(WatchId watch, uint32_t events);
   void OnDeadline();
+  // OnDeadline if a deadline is already due (before handling a call).
+  void CatchUpDeadlines();
 
   // --- inspection (tests, tracing, the port fd's readiness) ---
   uint32_t QueuedCount(ObjectId port) const;

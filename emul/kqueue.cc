@@ -1179,6 +1179,10 @@ void Kqueues::OnDeadline() {
   RearmDeadline();
 }
 
+void Kqueues::CatchUpDeadlines() {
+  if (!deadlines_.empty() && deadlines_.begin()->first <= host_.Now()) OnDeadline();
+}
+
 size_t Kqueues::PendingCount(ObjectId id) const {
   const Kq* kq = Find(id);
   return kq == nullptr ? 0 : kq->queue.size();

@@ -218,6 +218,8 @@ class Kqueues {
   // by the foreign library's counting hook, abi/bsd/lib/kqueue.c).
   void OnSignal(Pid pid, int signo);
   void OnDeadline();
+  // OnDeadline if a deadline is already due (before handling a call).
+  void CatchUpDeadlines();
   // The earliest time OnDeadline wants to run (Host::kNever if none).
   Nanos NextDeadline() const;
 

@@ -351,17 +351,22 @@ static int timer_port(void) {
   CHECK(timer_settime(t, 0, &its, NULL) == 0);
   sleep_ms(65);
   port_event_t ev;
+  /* Expirations are counted up to the retrieval (timer_fire, T:459-467), even
+   * when the supervisor is slow to see its own timer: at least 6 here. */
+  double first_get = now_s();
   CHECK(port_get(port, &ev, NULL) == 0);
   CHECK(ev.portev_source == PORT_SOURCE_TIMER && ev.portev_user == (void *)0x7171);
   CHECK(ev.portev_object == (uintptr_t)t);
-  CHECK(ev.portev_events >= 4);
+  CHECK(ev.portev_events >= 6);
   printf("timer event: %d expirations\n", ev.portev_events);
   struct itimerspec cur;
   CHECK(timer_gettime(t, &cur) == 0 && cur.it_interval.tv_nsec == 10 * 1000 * 1000);
   CHECK(timer_getoverrun(t) == 0); /* only the signal path counts overruns */
-  /* the next event counts from zero again */
+  /* The next event counts from zero again: no more expirations than periods
+   * since the first retrieval began (a slow machine may take several). */
   struct timespec to = {2, 0};
-  CHECK(port_get(port, &ev, &to) == 0 && ev.portev_events >= 1 && ev.portev_events <= 3);
+  CHECK(port_get(port, &ev, &to) == 0 && ev.portev_events >= 1);
+  CHECK(ev.portev_events <= (now_s() - first_get) / 0.010 + 1);
   /* timer_delete removes an undelivered event */
   sleep_ms(30);
   uint_t n = 0;

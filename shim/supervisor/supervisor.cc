@@ -772,6 +772,12 @@ void Supervisor::HandleNotification(seccomp_notif& req) {
   emul::Pid pid = ProcessOf(tid);
   // Likewise an exec before this call: the old image's timers go first.
   if (ports_->HasTimers()) NoticeExecs(pid);
+  // Deadlines already due are served first: the kernels' timer callouts are
+  // punctual, while a busy supervisor may not have read its timerfd yet, and a
+  // retrieval must count every expiration so far (timer.c T:459-467, timer
+  // knotes' data) and never beat a timeout that has passed.
+  ports_->CatchUpDeadlines();
+  kqueues_->CatchUpDeadlines();
   std::array<uint64_t, 6> raw{};
   for (int i = 0; i < 6; ++i) raw[i] = req.data.args[i];
   abi::SyscallArgs args(model, raw);
