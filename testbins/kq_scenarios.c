@@ -55,8 +55,10 @@ static void sleep_ms(long ms) {
   }
 }
 
+/* data is int64_t: FreeBSD's and OpenBSD's struct kevent carry 64 bits even on
+ * i386 (an absolute time in ms does not fit an intptr_t there). */
 static int add(int kq, uintptr_t ident, short filter, unsigned short flags, unsigned fflags,
-               intptr_t data, void *udata) {
+               int64_t data, void *udata) {
   struct kevent kev;
   EV_SET(&kev, ident, filter, flags, fflags, data, udata);
   return kevent(kq, &kev, 1, NULL, 0, NULL);
@@ -168,7 +170,7 @@ static int abstime(void) {
   struct timespec ts = {2, 0};
 #if defined(NOTE_ABSTIME)
   int64_t target = realtime_ms() + 150;
-  CHECK(add(kq, 1, EVFILT_TIMER, EV_ADD, NOTE_MSECONDS | NOTE_ABSTIME, (intptr_t)target, NULL) == 0);
+  CHECK(add(kq, 1, EVFILT_TIMER, EV_ADD, NOTE_MSECONDS | NOTE_ABSTIME, target, NULL) == 0);
   CHECK(get(kq, &ev, 1, &ts) == 1 && ev.ident == 1 && ev.data == 1);
   CHECK(realtime_ms() >= target - 1); /* not before the time */
   CHECK(!(ev.flags & EV_CLEAR));
@@ -178,7 +180,7 @@ static int abstime(void) {
   CHECK(get(kq, &ev, 1, &kZero) == 0);
   /* A time already past: at once. */
   CHECK(add(kq, 2, EVFILT_TIMER, EV_ADD | EV_CLEAR, NOTE_MSECONDS | NOTE_ABSTIME,
-            (intptr_t)(realtime_ms() - 1000), NULL) == 0);
+            realtime_ms() - 1000, NULL) == 0);
   CHECK(get(kq, &ev, 1, &kZero) == 1 && ev.ident == 2 && ev.data == 1);
   CHECK(get(kq, &ev, 1, &kZero) == 0); /* EV_CLEAR: reported once */
   /* One second after the epoch: before boot. */
