@@ -11,6 +11,7 @@
 #include <port.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -809,7 +810,9 @@ static int file_libuv(void) {
 static long dispatch(int p, int noshare, int source, int events, uintptr_t object, void *user) {
   return syscall(EVSHIM_SYS_portfs, noshare ? 0x208 : EVSHIM_PORT_DISPATCH, p, source, events, object, user);
 }
-static volatile sig_atomic_t dispatch_done;
+/* Polled by the main thread: an atomic, so that seeing it set also shows
+ * the result and errno written before it (ThreadSanitizer). */
+static atomic_int dispatch_done;
 static long dispatch_result;
 static int dispatch_errno;
 static void *dispatch_thread(void *arg) {
@@ -1012,7 +1015,7 @@ static int exec_keep(void) {
  * EBADF, whether it was the last descriptor or another remains. */
 static int closed_waiter_fd;
 static int closed_waiter_errno;
-static volatile sig_atomic_t closed_waiter_done;
+static atomic_int closed_waiter_done; /* polled by the main thread */
 static void *closed_waiter(void *arg) {
   (void)arg;
   port_event_t ev;
