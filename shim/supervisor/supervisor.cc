@@ -347,6 +347,7 @@ Supervisor::~Supervisor() {
 }
 
 bool Supervisor::Respond(uint64_t id, int64_t value, int error) {
+  ApplyReadiness();
   seccomp_notif_resp resp{};
   resp.id = id;
   resp.val = error ? 0 : value;
@@ -477,18 +478,36 @@ void Supervisor::OnObjectReadiness(emul::ObjectId obj, bool readable) {
   auto it = object_handles_.find(obj);
   if (it == object_handles_.end()) return;
   ObjectHandle& h = it->second;
-  if (readable && !h.signalled) {
-    char byte = 1;
-    if (send(h.sup_end, &byte, 1, MSG_DONTWAIT | MSG_NOSIGNAL) == 1) h.signalled = true;
-    h.needs_drain = false;
-  } else if (!readable && h.signalled) {
-    // Only a holder of the target end can read the byte back: drained at the
-    // next call that names the port (DrainIfNeeded).
-    h.needs_drain = true;
+  h.want_readable = readable;
+  if (!h.readiness_pending) {
+    h.readiness_pending = true;
+    readiness_pending_.push_back(obj);
   }
 }
 
+// Called before every answer (Respond) and after every loop event, so a
+// program never sees an answer before the readiness it implies, and only
+// the net change since the last call costs a send (or a drain).
+void Supervisor::ApplyReadiness() {
+  for (emul::ObjectId obj : readiness_pending_) {
+    auto it = object_handles_.find(obj);
+    if (it == object_handles_.end()) continue;
+    ObjectHandle& h = it->second;
+    h.readiness_pending = false;
+    if (h.want_readable && !h.signalled) {
+      char byte = 1;
+      if (send(h.sup_end, &byte, 1, MSG_DONTWAIT | MSG_NOSIGNAL) == 1) h.signalled = true;
+    }
+    // Only a holder of the target end can read the byte back: drained at the
+    // next call that names the object (DrainIfNeeded), unless the object is
+    // readable again by then (the byte is right as it is).
+    h.needs_drain = !h.want_readable && h.signalled;
+  }
+  readiness_pending_.clear();
+}
+
 void Supervisor::DrainIfNeeded(emul::ObjectId obj, pid_t tid, int fd) {
+  ApplyReadiness();  // a parked call answered nothing yet
   auto it = object_handles_.find(obj);
   if (it == object_handles_.end() || !it->second.needs_drain) return;
   int pidfd = PidfdOf(ProcessOf(tid));
@@ -615,6 +634,7 @@ int Supervisor::InstallObject(uint64_t id, abi::ObjectKind kind, emul::ObjectId 
   addfd.newfd = 0;
   addfd.newfd_flags = cloexec ? O_CLOEXEC : 0;
   addfd.flags = addfd_send_ ? SECCOMP_ADDFD_FLAG_SEND : 0;
+  ApplyReadiness();  // ADDFD_FLAG_SEND answers the call (see Respond)
   int newfd = ioctl(listener_, SECCOMP_IOCTL_NOTIF_ADDFD, &addfd);
   if (newfd < 0 && errno == EINVAL && addfd_send_) {
     addfd_send_ = false;  // kernel < 5.14: add, then answer
@@ -955,6 +975,7 @@ int Supervisor::Run() {
       const uint64_t data = events[i].data.u64;
       if (data & LinuxHost::kHostTag) {  // kqueue PROC/VNODE sources
         host_->OnHostEvent(data);
+        ApplyReadiness();
         continue;
       }
       if (data & LinuxHost::kWatchTag) {
@@ -966,6 +987,7 @@ int Supervisor::Run() {
         } else {
           host_->RearmInLoop(id);  // spurious: stay armed
         }
+        ApplyReadiness();
         continue;
       }
       switch (data & kTagMask) {
@@ -1040,6 +1062,7 @@ int Supervisor::Run() {
         default:
           break;
       }
+      ApplyReadiness();
     }
   }
   return launcher ? child_status_ : 0;

@@ -75,6 +75,11 @@ class Supervisor {
     bool signalled = false; // a byte is waiting in the target end
     bool needs_drain = false;
     bool filled = false;    // filler sits in our end: the target end is not writable
+    // Readiness the engine last reported, applied to the byte only before
+    // the next answer or at the end of the loop event (ApplyReadiness): an
+    // event queued and handed to a waiter at once sends and drains nothing.
+    bool want_readable = false;
+    bool readiness_pending = false;
   };
 
   void HandleNotification(seccomp_notif& req);
@@ -93,6 +98,7 @@ class Supervisor {
   int PidfdOf(emul::Pid pid);
   void ProcessGone(emul::Pid pid);
   void OnObjectReadiness(emul::ObjectId obj, bool readable);
+  void ApplyReadiness();
   void DrainIfNeeded(emul::ObjectId obj, pid_t tid, int fd);
   void OnObjectWritable(emul::ObjectId obj, bool writable);
   // SIGEV_* timers die at exec (docs/design.md "Close and exec").
@@ -121,6 +127,7 @@ class Supervisor {
   std::unordered_map<pid_t, emul::Pid> tgid_of_;
   std::unordered_map<emul::ObjectId, ObjectHandle> object_handles_;
   std::unordered_map<uint64_t, emul::ObjectId> object_by_inode_;
+  std::vector<emul::ObjectId> readiness_pending_;  // see ObjectHandle::want_readable
   // Parked calls: wait id -> the call, and tid -> wait id.
   struct ParkedCall {
     pid_t tid;

@@ -42,7 +42,8 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Combine(::testing::Values("freebsd", "openbsd", "dragonfly"),
                        ::testing::Values("user_pollable", "pipe_read", "socket_eof", "timer",
                                          "abstime", "timeout", "close_drops", "fork_ebadf", "eintr",
-                                         "two_waiters", "kq_in_kq", "errors", "kqueue_flags",
+                                         "two_waiters", "pollable_handoff", "kq_in_kq", "errors",
+                                         "kqueue_flags",
                                          // EVFILT_PROC (netlink process connector + pidfd)
                                          "proc_exit", "proc_nonchild", "proc_zombie",
                                          "proc_exit_unsubscribed", "proc_track",

@@ -46,7 +46,7 @@ INSTANTIATE_TEST_SUITE_P(Ports, PortScenario,
                          ::testing::Values("etime", "wake_on_send", "two_waiters", "epipe",
                                            "socket_eof", "fd_oneshot", "close_discards",
                                            "getn_partial", "alert", "sendn", "bad_ports",
-                                           "pollable", "fork_shares", "fork_dissociate", "eintr",
+                                           "pollable", "pollable_handoff", "fork_shares", "fork_dissociate", "eintr",
                                            "timer_port", "timer_fork", "timer_signal",
                                            // PORT_SOURCE_FILE (rule 36; illumos's file_assoc.c
                                            // and libuv's fs-event use, ports.md §5)

@@ -136,6 +136,23 @@ EXPORT int kqueue1(int flags) {
 
 typedef int (*sigaction_fn)(int, const struct sigaction *, struct sigaction *);
 
+/*
+ * In a ThreadSanitizer build (tests only, docs/design.md "Tests and
+ * threads") the runtime's sigaction interceptor comes before this library:
+ * the program's sigaction() reaches TSan, whose "real" sigaction is the one
+ * below (dlsym RTLD_NEXT from libtsan), called also while TSan initializes,
+ * before any thread state exists. And the counting handler is installed
+ * past TSan (RTLD_NEXT from here is libc), so it runs where TSan does not
+ * expect instrumented code: inside a signal, possibly in the runtime itself.
+ * These functions therefore carry no TSan instrumentation; what they pass
+ * on (TSan's own handler, registered through sigaction) does the rest.
+ */
+#if defined(__SANITIZE_THREAD__)
+#define NOT_TSAN_INSTRUMENTED __attribute__((no_sanitize("thread")))
+#else
+#define NOT_TSAN_INSTRUMENTED
+#endif
+
 static struct sigaction program_action[EVSHIM_SIGNALS]; /* what the program set, when hooked */
 static volatile sig_atomic_t hooked[EVSHIM_SIGNALS];
 static pthread_mutex_t hook_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -145,28 +162,28 @@ static __thread volatile unsigned passive_signals __attribute__((tls_model("init
 static __thread volatile unsigned handled_signals __attribute__((tls_model("initial-exec")));
 
 /* dlsym's object pointer as a function pointer (POSIX guarantees it works). */
-static void *next_symbol(const char *name) { return dlsym(RTLD_NEXT, name); }
+NOT_TSAN_INSTRUMENTED static void *next_symbol(const char *name) { return dlsym(RTLD_NEXT, name); }
 #define NEXT(type, name) (__extension__(type) next_symbol(name))
 
-static sigaction_fn real_sigaction(void) {
+NOT_TSAN_INSTRUMENTED static sigaction_fn real_sigaction(void) {
   static sigaction_fn fn;
   if (fn == NULL) fn = NEXT(sigaction_fn, "sigaction");
   return fn;
 }
 
-static int default_ignores(int sig) {
+NOT_TSAN_INSTRUMENTED static int default_ignores(int sig) {
   return sig == SIGCHLD || sig == SIGWINCH || sig == SIGURG || sig == SIGCONT;
 }
 
 /* Whether a disposition is one the hook can count without changing it. */
-static int hookable(int sig, const struct sigaction *a) {
+NOT_TSAN_INSTRUMENTED static int hookable(int sig, const struct sigaction *a) {
   if (sig <= 0 || sig >= EVSHIM_SIGNALS || sig == SIGKILL || sig == SIGSTOP) return 0;
   if (!(a->sa_flags & SA_SIGINFO) && a->sa_handler == SIG_IGN) return sig != SIGCHLD;
   if (!(a->sa_flags & SA_SIGINFO) && a->sa_handler == SIG_DFL) return default_ignores(sig);
   return 1;
 }
 
-static void counting_handler(int sig, siginfo_t *info, void *uc) {
+NOT_TSAN_INSTRUMENTED static void counting_handler(int sig, siginfo_t *info, void *uc) {
   int saved = errno;
   syscall(EVSHIM_SYS_kqueue_signal, (long)sig);
   struct sigaction a = program_action[sig];
@@ -195,7 +212,7 @@ static void counting_handler(int sig, siginfo_t *info, void *uc) {
 }
 
 /* Installs the counting handler over the program's disposition `a`. */
-static int install_hook(int sig, const struct sigaction *a) {
+NOT_TSAN_INSTRUMENTED static int install_hook(int sig, const struct sigaction *a) {
   struct sigaction h;
   memset(&h, 0, sizeof h);
   h.sa_sigaction = counting_handler;
@@ -224,7 +241,7 @@ static void hook_signal(int sig) {
   pthread_sigmask(SIG_SETMASK, &old, NULL);
 }
 
-EXPORT int sigaction(int sig, const struct sigaction *act, struct sigaction *oldact) {
+NOT_TSAN_INSTRUMENTED EXPORT int sigaction(int sig, const struct sigaction *act, struct sigaction *oldact) {
   if (sig <= 0 || sig >= EVSHIM_SIGNALS) return real_sigaction()(sig, act, oldact);
   sigset_t all, old;
   sigfillset(&all);
