@@ -510,7 +510,8 @@ TEST_P(TraceKqueueScenario, PassesUnderTrace) {
 INSTANTIATE_TEST_SUITE_P(Trace, TraceKqueueScenario,
                          ::testing::Combine(::testing::Values("freebsd", "openbsd", "dragonfly"),
                                             ::testing::Values("user_pollable", "timer", "eintr", "errors",
-                                                              "signal_count", "proc_exit", "vnode_file")),
+                                                              "signal_count", "proc_exit", "vnode_file",
+                                                              "trace_fields")),
                          [](const auto& p) { return std::string(std::get<0>(p.param)) + "_" + std::get<1>(p.param); });
 
 TEST(TraceFromRun, TraceOptionOfRun) {
