@@ -499,6 +499,39 @@ static int kqueue_flags(void) {
   return 0;
 }
 
+/* For the trace goldens (tests/integration/trace_test.cc, TraceLayouts): every
+ * field of struct kevent and of the timeout holds its own value, udata a
+ * pointer-wide cookie (0xc0ffee.. fills the upper half: 32 bits on i386, 64
+ * on x86_64) and data a 64-bit value, so a field read at the wrong offset or
+ * width shows in the trace of the i386 build (research/kevent-abi.md). */
+#define TRACE_COOKIE(low) ((void *)(((uintptr_t)0xc0ffee00u << (sizeof(void *) * 8 - 32)) | (uintptr_t)(low)))
+static int trace_fields(void) {
+  int kq = kqueue();
+  CHECK(kq >= 0);
+  struct kevent ch, ev;
+  EV_SET(&ch, 0x7654321, EVFILT_USER, EV_ADD | EV_CLEAR, NOTE_FFCOPY | 0x21, 0x123456789LL, TRACE_COOKIE(1));
+#if defined(FREEBSD)
+  ch.ext[2] = 0x33;
+  ch.ext[3] = 0xc0ffee00000000aaULL; /* 64 bits on i386 too */
+#endif
+  CHECK(kevent(kq, &ch, 1, NULL, 0, NULL) == 0);
+  EV_SET(&ch, 0x7654321, EVFILT_USER, 0, NOTE_TRIGGER, 0, TRACE_COOKIE(1));
+  const struct timespec wait = {3, 250000000};
+  CHECK(kevent(kq, &ch, 1, &ev, 1, &wait) == 1);
+  CHECK(ev.ident == 0x7654321 && ev.udata == TRACE_COOKIE(1) && (ev.fflags & NOTE_FFLAGSMASK) == 0x21);
+#if defined(FREEBSD)
+  /* The FreeBSD 11 compat call: a 32-byte record on x86_64, 20 on i386
+   * (intptr_t data). */
+  struct kevent_freebsd11 old = {0x7654322, EVFILT_USER, EV_ADD | EV_ONESHOT, NOTE_TRIGGER, -5,
+                                 TRACE_COOKIE(3)};
+  struct kevent_freebsd11 got;
+  CHECK(freebsd11_kevent(kq, &old, 1, &got, 1, &wait) == 1);
+  CHECK(got.ident == 0x7654322 && got.udata == TRACE_COOKIE(3));
+#endif
+  close(kq);
+  return 0;
+}
+
 /* ---- EVFILT_PROC (OB kern_event.c:321-450, DF kern_event.c:289-418, abi.md §4.8) ---- */
 
 #if defined(DRAGONFLY)
@@ -1194,6 +1227,7 @@ int main(int argc, char **argv) {
 #endif
   if (!strcmp(s, "errors")) return errors();
   if (!strcmp(s, "kqueue_flags")) return kqueue_flags();
+  if (!strcmp(s, "trace_fields")) return trace_fields();
   if (!strcmp(s, "proc_exit")) return proc_exit();
   if (!strcmp(s, "proc_nonchild")) return proc_nonchild();
   if (!strcmp(s, "proc_zombie")) return proc_zombie();

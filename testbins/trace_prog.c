@@ -4,12 +4,19 @@
  *   forkexec      creates a port, forks; the child execs this program as
  *                 `child PORT`, which sends an event on the inherited port;
  *                 the parent collects it and exercises the other opcodes.
+ *   layouts       every field of the structures the trace decodes (port_event_t,
+ *                 port_notify_t in a sigevent, itimerspec, timespec) holds its
+ *                 own value, the user cookies pointer-wide: the goldens of the
+ *                 i386 build (in the VM) and the x86_64 one differ only where
+ *                 the data models do.
  *   bench N       N x (port_send + port_get with a zero timeout); prints the time.
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <poll.h>
 #include <port.h>
+#include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -73,6 +80,40 @@ static int child(const char *port_arg) {
   return 0;
 }
 
+/* 0xc0ffee.. in the upper half of a pointer: 32 bits on i386, 64 on x86_64. */
+#define COOKIE(low) ((void *)(((uintptr_t)0xc0ffee00u << (sizeof(void *) * 8 - 32)) | (uintptr_t)(low)))
+
+static int layouts(void) {
+  int port = port_create();
+  CHECK(port >= 0);
+  int p[2];
+  CHECK(pipe(p) == 0);
+  CHECK(port_send(port, 0x1234567, COOKIE(1)) == 0);
+  CHECK(port_associate(port, PORT_SOURCE_FD, (uintptr_t)p[1], POLLOUT, COOKIE(2)) == 0);
+  port_event_t list[4];
+  uint_t nget = 2;
+  struct timespec wait = {3, 250000000};
+  CHECK(port_getn(port, list, 4, &nget, &wait) == 0 && nget == 2);
+  CHECK(list[0].portev_user == COOKIE(1) && list[1].portev_user == COOKIE(2));
+  port_notify_t pn = {port, COOKIE(3)};
+  struct sigevent sev;
+  memset(&sev, 0, sizeof sev);
+  sev.sigev_notify = SIGEV_PORT;
+  sev.sigev_value.sival_ptr = &pn;
+  timer_t timer;
+  CHECK(timer_create(CLOCK_MONOTONIC, &sev, &timer) == 0);
+  struct itimerspec far = {{7, 8}, {1000, 9}}, old;
+  CHECK(timer_settime(timer, 0, &far, &old) == 0);
+  CHECK(timer_delete(timer) == 0);
+  /* ETIME: the two results travel differently per data model (docs/abi.md). */
+  nget = 1;
+  struct timespec short_wait = {0, 1000000};
+  CHECK(port_getn(port, list, 4, &nget, &short_wait) == -1 && errno == ETIME && nget == 0);
+  close(port);
+  printf("layouts done\n");
+  return 0;
+}
+
 static int bench(long n) {
   int port = port_create();
   CHECK(port >= 0);
@@ -92,7 +133,8 @@ static int bench(long n) {
 int main(int argc, char **argv) {
   if (argc >= 2 && strcmp(argv[1], "forkexec") == 0) return forkexec("/proc/self/exe");
   if (argc >= 3 && strcmp(argv[1], "child") == 0) return child(argv[2]);
+  if (argc >= 2 && strcmp(argv[1], "layouts") == 0) return layouts();
   if (argc >= 3 && strcmp(argv[1], "bench") == 0) return bench(atol(argv[2]));
-  fprintf(stderr, "usage: trace_prog forkexec | bench N\n");
+  fprintf(stderr, "usage: trace_prog forkexec | layouts | bench N\n");
   return 2;
 }

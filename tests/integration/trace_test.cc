@@ -1,7 +1,8 @@
 // `evshim trace` on real programs: golden output (times, pids and addresses
 // normalized), JSON lines against docs/trace-schema.json, -C totals, --sites,
 // tracing from `evshim run` and preload-only mode, the CLI's errors, and a
-// seccomp policy that keeps evshim from trapping calls.
+// seccomp policy that keeps evshim from trapping calls. The goldens also run
+// in the VM against the i386 programs (TraceLayouts below; vm-tests.txt).
 #include <gtest/gtest.h>
 
 #include <fcntl.h>
@@ -16,6 +17,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <fstream>
 #include <map>
 #include <regex>
@@ -32,9 +34,16 @@ using evshim::testing::RunResult;
 
 const std::string kEvshim = EVSHIM_BIN;
 const std::string kPreload = EVSHIM_PRELOAD;
-const std::string kDemo = TESTBIN_DIR "/port_demo";
-const std::string kScenarios = TESTBIN_DIR "/port_scenarios";
-const std::string kTraceProg = TESTBIN_DIR "/trace_prog";
+// EVSHIM_TESTBIN_DIR traces another build of the test programs: the VM
+// (vm-tests.txt) runs the goldens against the i386 build (build32).
+std::string TestbinDir() {
+  const char* d = std::getenv("EVSHIM_TESTBIN_DIR");
+  return d && *d ? d : TESTBIN_DIR;
+}
+
+const std::string kDemo = TestbinDir() + "/port_demo";
+const std::string kScenarios = TestbinDir() + "/port_scenarios";
+const std::string kTraceProg = TestbinDir() + "/trace_prog";
 const std::string kSchema = SOURCE_DIR "/docs/trace-schema.json";
 const std::string kChecker = SOURCE_DIR "/tests/integration/trace_schema_check.py";
 
@@ -70,8 +79,35 @@ std::string TraceLines(const std::string& s) {
   return out;
 }
 
+// The data model of the traced programs, from trace_prog's ELF class
+// (EI_CLASS: 1 = 32-bit).
+bool Ilp32Testbins() {
+  std::ifstream f(kTraceProg, std::ios::binary);
+  char ident[5] = {};
+  f.read(ident, sizeof ident);
+  return f && ident[4] == 1;
+}
+
+// The VM's run (EVSHIM_EXPECT_ILP32=1) names the i386 programs: a wrong
+// directory must fail, not quietly compare the x86_64 goldens.
+void ExpectDataModelAsConfigured() {
+  const char* want = std::getenv("EVSHIM_EXPECT_ILP32");
+  if (want != nullptr && std::string(want) == "1" && !Ilp32Testbins()) {
+    ADD_FAILURE() << kTraceProg << " is not an i386 program";
+  }
+}
+
+// A golden written once for both data models: "0xADDR" stands for an address
+// of the traced program's width.
+std::string Golden(const std::string& s) {
+  ExpectDataModelAsConfigured();
+  return std::regex_replace(s, std::regex("0xADDR"), Ilp32Testbins() ? "0xADDR32" : "0xADDR64");
+}
+
 // pids -> P1, P2... in order of appearance; tids -> T; durations -> <T>;
-// addresses (5+ hex digits) -> 0xADDR.
+// addresses (5+ hex digits) -> 0xADDR32 (up to 8 digits) or 0xADDR64, so a
+// golden shows the pointer width; the test programs' cookies (0xc0ffee..)
+// are kept.
 std::string Normalize(const std::string& s) {
   std::map<std::string, std::string> pids;
   std::string out;
@@ -85,7 +121,8 @@ std::string Normalize(const std::string& s) {
       l = m.prefix().str() + "[pid " + it->second + (m[2].matched ? " tid T" : "") + m.suffix().str();
     }
     l = std::regex_replace(l, std::regex("<\\d+\\.\\d+>"), "<T>");
-    l = std::regex_replace(l, std::regex("0x[0-9a-f]{5,}"), "0xADDR");
+    l = std::regex_replace(l, std::regex("0x(?!c0ffee)[0-9a-f]{9,}"), "0xADDR64");
+    l = std::regex_replace(l, std::regex("0x(?!c0ffee)[0-9a-f]{5,8}\\b"), "0xADDR32");
     out += l + "\n";
   }
   return out;
@@ -96,7 +133,7 @@ TEST(TraceGolden, ForkExecReadsLikeStrace) {
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_EQ(r.out, "forkexec done\n");
   EXPECT_EQ(Normalize(TraceLines(r.err)),
-            "[pid P1] port_create() = 3 <T>\n"
+            Golden("[pid P1] port_create() = 3 <T>\n"
             "[pid P2] port_send(3, 7, 0x77) = 0 <T>\n"
             "[pid P1] port_get(3, {source=PORT_SOURCE_USER, events=7, object=0, user=0x77}, NULL) = 0 <T>\n"
             "[pid P1] port_associate(3, PORT_SOURCE_FD, 5, POLLOUT, 0x1234) = 0 <T>\n"
@@ -113,14 +150,14 @@ TEST(TraceGolden, ForkExecReadsLikeStrace) {
             "[pid P1] <... port_getn resumed>0xADDR, 4, 1, {0.050000000}) = -1 ETIME (Timer expired) (nget=0) <T>\n"
             "[pid P1] port_associate(3, PORT_SOURCE_FD, 1000, POLLIN, NULL) = -1 EBADFD (File descriptor in bad "
             "state) <T>\n"
-            "[pid P1] port_send(12345, 1, NULL) = -1 EBADF (Bad file descriptor) <T>\n");
+            "[pid P1] port_send(12345, 1, NULL) = -1 EBADF (Bad file descriptor) <T>\n"));
 }
 
 TEST(TraceGolden, DemoShowsBlockingAndThreads) {
   RunResult r = RunCommand({kEvshim, "trace", "--", kDemo}, 30);
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_EQ(Normalize(TraceLines(r.err)),
-            "[pid P1] port_create() = 3 <T>\n"
+            Golden("[pid P1] port_create() = 3 <T>\n"
             "[pid P1] port_associate(3, PORT_SOURCE_FD, 4, POLLIN, 0xADDR) = 0 <T>\n"
             "[pid P1] port_getn(3, <unfinished ...>\n"
             "[pid P1] <... port_getn resumed>[{source=PORT_SOURCE_FD, events=POLLIN, object=4, user=0xADDR}], 4, "
@@ -130,7 +167,7 @@ TEST(TraceGolden, DemoShowsBlockingAndThreads) {
             "{2.000000000}) = 0 (nget=1) <T>\n"
             "[pid P1 tid T] port_send(3, 42, 0xADDR) = 0 <T>\n"
             "[pid P1] port_get(3, <unfinished ...>\n"
-            "[pid P1] <... port_get resumed>0xADDR, {0.200000000}) = -1 ETIME (Timer expired) <T>\n");
+            "[pid P1] <... port_get resumed>0xADDR, {0.200000000}) = -1 ETIME (Timer expired) <T>\n"));
 }
 
 // The durations are real: the demo's port_get waits its 200 ms timeout.
@@ -269,7 +306,7 @@ INSTANTIATE_TEST_SUITE_P(Trace, TraceScenario,
 
 // --- the BSD kqueue personalities ---
 
-std::string KqScenarios(const std::string& personality) { return TESTBIN_DIR "/kq_scenarios_" + personality; }
+std::string KqScenarios(const std::string& personality) { return TestbinDir() + "/kq_scenarios_" + personality; }
 
 // A wait whose events come from the host (pipe readiness, a thread's
 // trigger) parks or not depending on timing: joins each
@@ -314,8 +351,8 @@ bool HaveKqScenarios(const std::string& personality) { return access(KqScenarios
 
 TEST(TraceKqueueGolden, UnfoldJoinsAParkedCallWithItsAnswer) {
   EXPECT_EQ(Unfold("[pid P1] kevent(3, NULL, 0, <unfinished ...>\n"
-                   "[pid P1 tid T] kqueue() = 4 <T>\n"
-                   "[pid P1] <... kevent resumed>[{ident=4}], 1, NULL) = 1 <T>\n"),
+            "[pid P1 tid T] kqueue() = 4 <T>\n"
+            "[pid P1] <... kevent resumed>[{ident=4}], 1, NULL) = 1 <T>\n"),
             "[pid P1] kevent(3, NULL, 0, [{ident=4}], 1, NULL) = 1 <T>\n"
             "[pid P1 tid T] kqueue() = 4 <T>\n");
 }
@@ -324,7 +361,7 @@ TEST(TraceKqueueGolden, FreebsdPipeReadShowsChangesAndReturnedEvents) {
   RunResult r = RunCommand({kEvshim, "trace", "--", KqScenarios("freebsd"), "pipe_read"}, 30);
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_EQ(Unfold(Normalize(TraceLines(r.err))),
-            "[pid P1] kqueue() = 3 <T>\n"
+            Golden("[pid P1] kqueue() = 3 <T>\n"
             "[pid P1] kevent(3, [{ident=4, EVFILT_READ, EV_ADD, fflags=0, data=0, udata=0xADDR}], 1, NULL, 0, NULL) "
             "= 0 <T>\n"
             "[pid P1] kevent(3, NULL, 0, 0xADDR, 1, {0.000000000}) = 0 <T>\n"
@@ -332,14 +369,14 @@ TEST(TraceKqueueGolden, FreebsdPipeReadShowsChangesAndReturnedEvents) {
             "<T>\n"
             "[pid P1] kevent(3, NULL, 0, 0xADDR, 1, {0.000000000}) = 0 <T>\n"
             "[pid P1] kevent(3, NULL, 0, [{ident=4, EVFILT_READ, EV_EOF, fflags=0, data=0, udata=0xADDR}], 1, NULL) "
-            "= 1 <T>\n");
+            "= 1 <T>\n"));
 }
 
 TEST(TraceKqueueGolden, OpenbsdErrorsShowErrorRecordsAndErrnos) {
   RunResult r = RunCommand({kEvshim, "trace", "--", KqScenarios("openbsd"), "errors"}, 30);
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_EQ(Normalize(TraceLines(r.err)),
-            "[pid P1] kqueue() = 3 <T>\n"
+            Golden("[pid P1] kqueue() = 3 <T>\n"
             "[pid P1] kevent(3, [{ident=99, EVFILT_USER, EV_DELETE, fflags=0, data=0, udata=0x7}], 1, [{ident=99, "
             "EVFILT_USER, EV_ERROR, fflags=0, data=ENOENT, udata=0x7}], 2, {0.000000000}) = 1 <T>\n"
             "[pid P1] kevent(3, [{ident=99, EVFILT_USER, EV_DELETE, fflags=0, data=0, udata=0x7}], 1, NULL, 0, "
@@ -348,7 +385,7 @@ TEST(TraceKqueueGolden, OpenbsdErrorsShowErrorRecordsAndErrnos) {
             "[{ident=1, EVFILT_USER, EV_ERROR, fflags=0, data=0, udata=NULL}], 2, {0.000000000}) = 1 <T>\n"
             "[pid P1] kevent(4, NULL, 0, 0xADDR, 1, {0.000000000}) = -1 EBADF (Bad file descriptor) <T>\n"
             "[pid P1] kevent(1000, NULL, 0, 0xADDR, 1, {0.000000000}) = -1 EBADF (Bad file descriptor) <T>\n"
-            "[pid P1] kevent(3, NULL, 0, 0xADDR, 1, {0.000000000}) = -1 EBADF (Bad file descriptor) <T>\n");
+            "[pid P1] kevent(3, NULL, 0, 0xADDR, 1, {0.000000000}) = -1 EBADF (Bad file descriptor) <T>\n"));
 }
 
 TEST(TraceKqueueGolden, FlagsOfKqueuexAndKqueue1) {
@@ -373,9 +410,9 @@ TEST(TraceKqueueGolden, DragonflyTimeoutIsUnfinishedThenResumed) {
   ASSERT_EQ(r.status, 0) << r.err;
   const std::string lines = TraceLines(r.err);
   EXPECT_EQ(Normalize(lines),
-            "[pid P1] kqueue() = 3 <T>\n"
+            Golden("[pid P1] kqueue() = 3 <T>\n"
             "[pid P1] kevent(3, NULL, 0, <unfinished ...>\n"
-            "[pid P1] <... kevent resumed>0xADDR, 1, {0.080000000}) = 0 <T>\n");
+            "[pid P1] <... kevent resumed>0xADDR, 1, {0.080000000}) = 0 <T>\n"));
   std::smatch m;
   ASSERT_TRUE(std::regex_search(lines, m, std::regex("resumed>.* = 0 <(\\d+\\.\\d+)>"))) << lines;
   EXPECT_GE(std::stod(m[1].str()), 0.075);
@@ -473,7 +510,8 @@ TEST_P(TraceKqueueScenario, PassesUnderTrace) {
 INSTANTIATE_TEST_SUITE_P(Trace, TraceKqueueScenario,
                          ::testing::Combine(::testing::Values("freebsd", "openbsd", "dragonfly"),
                                             ::testing::Values("user_pollable", "timer", "eintr", "errors",
-                                                              "signal_count", "proc_exit", "vnode_file")),
+                                                              "signal_count", "proc_exit", "vnode_file",
+                                                              "trace_fields")),
                          [](const auto& p) { return std::string(std::get<0>(p.param)) + "_" + std::get<1>(p.param); });
 
 TEST(TraceFromRun, TraceOptionOfRun) {
@@ -552,6 +590,145 @@ TEST(TraceCli, HelpVersionAndErrors) {
   RunResult unwritable = RunCommand({kEvshim, "trace", "-o", "/nonexistent/dir/t", "--", kDemo});
   EXPECT_EQ(unwritable.status, 2);
   EXPECT_NE(unwritable.err.find("/nonexistent/dir/t"), std::string::npos);
+}
+
+// --- the data models: one program, built for x86_64 and for i386 ---
+//
+// trace_prog layouts and kq_scenarios trace_fields put their own value in
+// every field the trace decodes, with pointer-wide cookies (0xc0ffee00..01 on
+// i386, 0xc0ffee0000000001 on x86_64). The i386 builds run in the VM
+// (vm-tests.txt: EVSHIM_TESTBIN_DIR=build32/testbins, EVSHIM_EXPECT_ILP32=1);
+// each test holds both goldens and checks the one of the programs' model.
+
+// Traces `program` and compares the golden of its data model.
+void ExpectModelGolden(const std::vector<std::string>& program, const std::string& lp64, const std::string& ilp32) {
+  ExpectDataModelAsConfigured();
+  std::vector<std::string> argv = {kEvshim, "trace", "--"};
+  argv.insert(argv.end(), program.begin(), program.end());
+  RunResult r = RunCommand(argv, 30);
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(Normalize(TraceLines(r.err)), Ilp32Testbins() ? ilp32 : lp64);
+}
+
+// port_event_t (16 bytes on i386, 24 on x86_64; port_event32_t, port.c:1433-1435
+// and port_copy_event32, port.c:1647),
+// port_notify_t inside the sigevent, itimerspec and timespec with i386's
+// 32-bit time_t and long: each field read at its model's offset and width.
+TEST(TraceLayouts, IllumosStructsAtTheModelsOffsets) {
+  const std::string lp64 =
+      "[pid P1] port_create() = 3 <T>\n"
+      "[pid P1] port_send(3, 19088743, 0xc0ffee0000000001) = 0 <T>\n"
+      "[pid P1] port_associate(3, PORT_SOURCE_FD, 5, POLLOUT, 0xc0ffee0000000002) = 0 <T>\n"
+      "[pid P1] port_getn(3, [{source=PORT_SOURCE_USER, events=19088743, object=0, user=0xc0ffee0000000001}, "
+      "{source=PORT_SOURCE_FD, events=POLLOUT, object=5, user=0xc0ffee0000000002}], 4, 2, {3.250000000}) = 0 "
+      "(nget=2) <T>\n"
+      "[pid P1] timer_create(CLOCK_MONOTONIC, {sigev_notify=SIGEV_PORT, portnfy_port=3, "
+      "portnfy_user=0xc0ffee0000000003}, [0]) = 0 <T>\n"
+      "[pid P1] timer_settime(0, 0, {it_interval={7.000000008}, it_value={1000.000000009}}, "
+      "{it_interval={0.000000000}, it_value={0.000000000}}) = 0 <T>\n"
+      "[pid P1] timer_delete(0) = 0 <T>\n"
+      "[pid P1] port_getn(3, <unfinished ...>\n"
+      "[pid P1] <... port_getn resumed>0xADDR64, 4, 1, {0.001000000}) = -1 ETIME (Timer expired) (nget=0) <T>\n";
+  const std::string ilp32 =
+      "[pid P1] port_create() = 3 <T>\n"
+      "[pid P1] port_send(3, 19088743, 0xc0ffee01) = 0 <T>\n"
+      "[pid P1] port_associate(3, PORT_SOURCE_FD, 5, POLLOUT, 0xc0ffee02) = 0 <T>\n"
+      "[pid P1] port_getn(3, [{source=PORT_SOURCE_USER, events=19088743, object=0, user=0xc0ffee01}, "
+      "{source=PORT_SOURCE_FD, events=POLLOUT, object=5, user=0xc0ffee02}], 4, 2, {3.250000000}) = 0 "
+      "(nget=2) <T>\n"
+      "[pid P1] timer_create(CLOCK_MONOTONIC, {sigev_notify=SIGEV_PORT, portnfy_port=3, "
+      "portnfy_user=0xc0ffee03}, [0]) = 0 <T>\n"
+      "[pid P1] timer_settime(0, 0, {it_interval={7.000000008}, it_value={1000.000000009}}, "
+      "{it_interval={0.000000000}, it_value={0.000000000}}) = 0 <T>\n"
+      "[pid P1] timer_delete(0) = 0 <T>\n"
+      "[pid P1] port_getn(3, <unfinished ...>\n"
+      "[pid P1] <... port_getn resumed>0xADDR32, 4, 1, {0.001000000}) = -1 ETIME (Timer expired) (nget=0) <T>\n";
+  ExpectModelGolden({kTraceProg, "layouts"}, lp64, ilp32);
+}
+
+// The JSON view shows what the text line leaves implicit: the data model, the
+// number the call came in on (portfs is 182 on x86_64, 1000 on i386, where
+// 182 is chown), 32-bit registers, and port_getn's ETIME travelling as bit 30
+// of the count on i386 (docs/abi.md "Two results") but in the upper half of
+// the 64-bit value on x86_64.
+TEST(TraceLayouts, IllumosJsonNamesTheModelAndItsEncodings) {
+  ExpectDataModelAsConfigured();
+  std::string path = TempPath("layouts-json");
+  RunResult r = RunCommand({kEvshim, "trace", "--json", "-e", "port_getn,port_send", "-o", path, "--", kTraceProg,
+                            "layouts"},
+                           30);
+  ASSERT_EQ(r.status, 0) << r.err;
+  const std::vector<std::string> lines = Lines(ReadAll(path));
+  ASSERT_EQ(lines.size(), 3u) << ReadAll(path);
+  const bool ilp32 = Ilp32Testbins();
+  for (const std::string& l : lines) {
+    EXPECT_NE(l.find(ilp32 ? "\"data_model\":\"ilp32\"" : "\"data_model\":\"lp64\""), std::string::npos) << l;
+    EXPECT_NE(l.find(ilp32 ? "\"nr\":1000," : "\"nr\":182,"), std::string::npos) << l;
+  }
+  // port_send(port, 0x1234567, cookie): the registers as received.
+  // On x86_64 the library's call number fills the upper half of the first
+  // (docs/abi.md "Call numbers"); i386 registers have no upper half.
+  EXPECT_NE(lines[0].find(ilp32 ? "\"raw_args\":[\"0x3\",\"0x3\",\"0x1234567\",\"0xc0ffee01\",\"0x0\",\"0x0\"]"
+                                : "00000003\",\"0x3\",\"0x1234567\",\"0xc0ffee0000000001\",\"0x0\",\"0x0\"]"),
+            std::string::npos)
+      << lines[0];
+  EXPECT_NE(lines[2].find(ilp32 ? "\"result\":1073741824,\"errno\":null" : "\"result\":266287972352,\"errno\":null"),
+            std::string::npos)
+      << lines[2];
+  EXPECT_NE(lines[2].find("\"result_text\":\"-1 ETIME (Timer expired) (nget=0)\",\"failed\":true,"
+                          "\"api_errno\":\"ETIME\""),
+            std::string::npos)
+      << lines[2];
+  unlink(path.c_str());
+}
+
+// struct kevent: FreeBSD's is 56 bytes on i386 (4-byte ident and udata
+// around a 64-bit data, then ext[4]) and 64 on x86_64; its compat
+// freebsd11_kevent record 20 and 32 (intptr_t data); the timeout's time_t is
+// 32 bits on i386 FreeBSD (research/kevent-abi.md §2, FreeBSD kevent(2)).
+TEST(TraceLayouts, FreebsdKeventAtTheModelsOffsets) {
+  const std::string lp64 =
+      "[pid P1] kqueue() = 3 <T>\n"
+      "[pid P1] kevent(3, [{ident=124076833, EVFILT_USER, EV_ADD|EV_CLEAR, fflags=NOTE_FFCOPY|0x21, data=4886718345, "
+      "udata=0xc0ffee0000000001, ext=[0, 0, 0x33, 0xc0ffee00000000aa]}], 1, NULL, 0, NULL) = 0 <T>\n"
+      "[pid P1] kevent(3, [{ident=124076833, EVFILT_USER, 0, fflags=NOTE_TRIGGER, data=0, udata=0xc0ffee0000000001}], "
+      "1, [{ident=124076833, EVFILT_USER, EV_CLEAR, fflags=0x21, data=0, udata=0xc0ffee0000000001}], 1, "
+      "{3.250000000}) = 1 <T>\n"
+      "[pid P1] freebsd11_kevent(3, [{ident=124076834, EVFILT_USER, EV_ADD|EV_ONESHOT, fflags=NOTE_TRIGGER, data=-5, "
+      "udata=0xc0ffee0000000003}], 1, [{ident=124076834, EVFILT_USER, EV_ONESHOT, fflags=0, data=-5, "
+      "udata=0xc0ffee0000000003}], 1, {3.250000000}) = 1 <T>\n";
+  const std::string ilp32 =
+      "[pid P1] kqueue() = 3 <T>\n"
+      "[pid P1] kevent(3, [{ident=124076833, EVFILT_USER, EV_ADD|EV_CLEAR, fflags=NOTE_FFCOPY|0x21, data=4886718345, "
+      "udata=0xc0ffee01, ext=[0, 0, 0x33, 0xc0ffee00000000aa]}], 1, NULL, 0, NULL) = 0 <T>\n"
+      "[pid P1] kevent(3, [{ident=124076833, EVFILT_USER, 0, fflags=NOTE_TRIGGER, data=0, udata=0xc0ffee01}], "
+      "1, [{ident=124076833, EVFILT_USER, EV_CLEAR, fflags=0x21, data=0, udata=0xc0ffee01}], 1, "
+      "{3.250000000}) = 1 <T>\n"
+      "[pid P1] freebsd11_kevent(3, [{ident=124076834, EVFILT_USER, EV_ADD|EV_ONESHOT, fflags=NOTE_TRIGGER, data=-5, "
+      "udata=0xc0ffee03}], 1, [{ident=124076834, EVFILT_USER, EV_ONESHOT, fflags=0, data=-5, "
+      "udata=0xc0ffee03}], 1, {3.250000000}) = 1 <T>\n";
+  ExpectModelGolden({KqScenarios("freebsd"), "trace_fields"}, lp64, ilp32);
+}
+
+// OpenBSD's struct kevent: 24 bytes on i386 (4-byte ident and udata, no
+// ext), 32 on x86_64; its timespec keeps a 64-bit time_t on i386 (12 bytes,
+// 4-aligned).
+TEST(TraceLayouts, OpenbsdKeventAtTheModelsOffsets) {
+  const std::string lp64 =
+      "[pid P1] kqueue() = 3 <T>\n"
+      "[pid P1] kevent(3, [{ident=124076833, EVFILT_USER, EV_ADD|EV_CLEAR, fflags=NOTE_FFCOPY|0x21, data=4886718345, "
+      "udata=0xc0ffee0000000001}], 1, NULL, 0, NULL) = 0 <T>\n"
+      "[pid P1] kevent(3, [{ident=124076833, EVFILT_USER, 0, fflags=NOTE_TRIGGER, data=0, udata=0xc0ffee0000000001}], "
+      "1, [{ident=124076833, EVFILT_USER, EV_ADD|EV_CLEAR, fflags=0x21, data=0, udata=0xc0ffee0000000001}], 1, "
+      "{3.250000000}) = 1 <T>\n";
+  const std::string ilp32 =
+      "[pid P1] kqueue() = 3 <T>\n"
+      "[pid P1] kevent(3, [{ident=124076833, EVFILT_USER, EV_ADD|EV_CLEAR, fflags=NOTE_FFCOPY|0x21, data=4886718345, "
+      "udata=0xc0ffee01}], 1, NULL, 0, NULL) = 0 <T>\n"
+      "[pid P1] kevent(3, [{ident=124076833, EVFILT_USER, 0, fflags=NOTE_TRIGGER, data=0, udata=0xc0ffee01}], "
+      "1, [{ident=124076833, EVFILT_USER, EV_ADD|EV_CLEAR, fflags=0x21, data=0, udata=0xc0ffee01}], 1, "
+      "{3.250000000}) = 1 <T>\n";
+  ExpectModelGolden({KqScenarios("openbsd"), "trace_fields"}, lp64, ilp32);
 }
 
 // --- a seccomp policy around evshim (as a restrictive container has) ---
