@@ -27,9 +27,6 @@
 #ifndef EVSHIM_VERSION
 #define EVSHIM_VERSION "unknown"
 #endif
-#ifndef EVSHIM_INSTALLED_PRELOAD
-#define EVSHIM_INSTALLED_PRELOAD ""
-#endif
 
 namespace {
 
@@ -97,22 +94,6 @@ constexpr const char* kTraceUsage =
 [[noreturn]] void Usage(const std::string& msg) {
   std::fprintf(stderr, "evshim: %s\nTry 'evshim --help'.\n", msg.c_str());
   std::exit(2);
-}
-
-std::string SelfDir() {
-  char buf[PATH_MAX];
-  ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 1);
-  if (n <= 0) return ".";
-  buf[n] = '\0';
-  std::string s(buf);
-  return s.substr(0, s.rfind('/'));
-}
-
-std::string PreloadPath() {
-  if (const char* p = std::getenv("EVSHIM_PRELOAD")) return p;
-  std::string local = SelfDir() + "/libevshim-preload.so";
-  if (access(local.c_str(), R_OK) == 0) return local;
-  return EVSHIM_INSTALLED_PRELOAD;
 }
 
 bool ParseCount(const char* s, uint32_t* out) {
@@ -402,7 +383,6 @@ int Run(int argc, char** argv, int first, Command command) {
   sigemptyset(&block);
   for (int s : {SIGCHLD, SIGTERM, SIGHUP, SIGINT, SIGQUIT}) sigaddset(&block, s);
   sigprocmask(SIG_BLOCK, &block, &old);
-  std::string preload = PreloadPath();
   std::fflush(nullptr);
   pid_t child = fork();
   if (child < 0) {
@@ -428,11 +408,8 @@ int Run(int argc, char** argv, int first, Command command) {
     close(listener);
     close(sv[1]);
     ProbeOrExit(exec_pipe[1]);
-    if (!preload.empty()) {
-      std::string env = preload;
-      if (const char* cur = std::getenv("LD_PRELOAD"); cur && *cur) env += std::string(":") + cur;
-      setenv("LD_PRELOAD", env.c_str(), 1);
-    }
+    // No LD_PRELOAD: under the launcher the preload library would have
+    // nothing to do, and a 32-bit program's loader would complain about it.
     setenv("EVSHIM_SUPERVISED", "1", 1);
     execvp(argv[prog], argv + prog);
     int err = errno;

@@ -165,6 +165,15 @@ TEST(PreloadOnly, NoSecondSupervisorUnderLauncher) {
   EXPECT_EQ(r.err.find("cannot install"), std::string::npos) << r.err;
 }
 
+// The launcher is the supervisor: the program's environment gets only
+// EVSHIM_SUPERVISED, no LD_PRELOAD (a 32-bit program's loader would print
+// "wrong ELF class" for the 64-bit preload library).
+TEST(Launcher, LeavesTheEnvironmentAlone) {
+  RunResult r = RunCommand({kEvshim, "run", "--", "sh", "-c", "echo \"[${LD_PRELOAD-unset}]\""});
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.out, "[unset]\n");
+}
+
 TEST(Launcher, PropagatesExitStatus) {
   EXPECT_EQ(RunCommand({kEvshim, "run", "--", "/bin/false"}).status, 1);
   EXPECT_EQ(RunCommand({kEvshim, "run", "--", "/bin/true"}).status, 0);
