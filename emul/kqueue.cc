@@ -615,15 +615,16 @@ int Kqueues::Attach(Kq& kq, Knote& kn, Caller caller, const KChange& change) {
   return EINVAL;
 }
 
-// An EV_ADD on an existing knote: new fflags, data and udata; whatever has
-// already triggered stays triggered (OB kern_event.c:1194-1209).
+// An EV_ADD on an existing knote: new fflags, data and udata (FreeBSD: not
+// udata with EV_KEEPUDATA); whatever has already triggered stays triggered
+// (OB kern_event.c:1194-1209). FreeBSD's ext[] stays as registered: only
+// udata, kn_sfflags and kn_sdata change (kqueue_register).
 void Kqueues::Modify(Kq& kq, Knote& kn, const KChange& change) {
   const bool add = (change.kev.flags & kev::kAdd) != 0;
   if (add || kq.policy.modify_without_add) {
     kn.sfflags = change.kev.fflags;
     kn.sdata = change.kev.data;
-    kn.kev.udata = change.kev.udata;
-    kn.kev.ext = change.kev.ext;
+    if (!change.keep_udata) kn.kev.udata = change.kev.udata;
   }
   switch (kn.kev.filter) {
     case KFilter::kUser:

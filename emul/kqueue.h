@@ -77,6 +77,8 @@ struct KChange {
   // TIMER with NOTE_ABSTIME (FreeBSD, OpenBSD): timer_period is instead the
   // expiry as CLOCK_REALTIME nanoseconds since the epoch; it fires once.
   bool timer_absolute = false;
+  // FreeBSD EV_KEEPUDATA: changing an existing knote keeps its udata.
+  bool keep_udata = false;
   // PROC, engine-internal: a NOTE_TRACK registration for a child of this
   // pid (EV_FLAG1 in the kernels, OB kern_event.c:430-447, DF :397-415).
   Pid track_parent = 0;

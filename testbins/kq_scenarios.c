@@ -520,6 +520,13 @@ static int trace_fields(void) {
   CHECK(kevent(kq, &ch, 1, &ev, 1, &wait) == 1);
   CHECK(ev.ident == 0x7654321 && ev.udata == TRACE_COOKIE(1) && (ev.fflags & NOTE_FFLAGSMASK) == 0x21);
 #if defined(FREEBSD)
+  /* ext[] is what EV_ADD stored; the trigger's zeros do not replace it. */
+  CHECK(ev.ext[2] == 0x33 && ev.ext[3] == 0xc0ffee00000000aaULL);
+  /* EV_KEEPUDATA: the trigger's NULL does not replace udata. */
+  EV_SET(&ch, 0x7654321, EVFILT_USER, EV_KEEPUDATA, NOTE_TRIGGER, 0, NULL);
+  CHECK(kevent(kq, &ch, 1, &ev, 1, &wait) == 1 && ev.udata == TRACE_COOKIE(1));
+#endif
+#if defined(FREEBSD)
   /* The FreeBSD 11 compat call: a 32-byte record on x86_64, 20 on i386
    * (intptr_t data). */
   struct kevent_freebsd11 old = {0x7654322, EVFILT_USER, EV_ADD | EV_ONESHOT, NOTE_TRIGGER, -5,

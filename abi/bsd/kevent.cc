@@ -97,6 +97,7 @@ KChange DecodeChange(const KqueuePersonality& p, const KeventLayout& l,
   c.kev.fflags = r.Get<uint32_t>(l.fflags);
   c.kev.data = r.GetLong(l.data, l.data_width);
   c.kev.udata = r.GetPtr(l.udata, ptr);
+  c.keep_udata = (c.kev.flags & p.keep_udata) != 0;
   if (l.has_ext) {
     for (size_t i = 0; i < 4; ++i) c.kev.ext[i] = r.Get<uint64_t>(l.ext + 8 * i);
   }

@@ -68,6 +68,7 @@ struct KqueuePersonality {
   std::array<int16_t, 8> filter_number;
   int16_t filter_syscount;  // EVFILT_SYSCOUNT: -1..-syscount are the kernel's filters
   uint16_t sysflags;        // EV_SYSFLAGS, masked off every change
+  uint16_t keep_udata;      // FreeBSD EV_KEEPUDATA; 0 where the kernel has none
   enum class TimerUnits : uint8_t { kFreebsdBits, kOpenbsdEnum, kMillisecondsOnly };
   TimerUnits timer_units;
   int not_a_kqueue_errno;        // kevent on a descriptor that is not a kqueue

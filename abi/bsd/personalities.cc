@@ -21,6 +21,7 @@ constexpr KqueuePersonality kFreebsd{
                       freebsd::EVFILT_TIMER, freebsd::EVFILT_USER},
     .filter_syscount = freebsd::EVFILT_SYSCOUNT,
     .sysflags = freebsd::EV_SYSFLAGS,
+    .keep_udata = freebsd::EV_KEEPUDATA,
     .timer_units = KqueuePersonality::TimerUnits::kFreebsdBits,
     .not_a_kqueue_errno = EINVAL,  // kqueue_acquire: f_type != DTYPE_KQUEUE (abi.md §4.1)
     .negative_counts_einval = true,
@@ -56,6 +57,7 @@ constexpr KqueuePersonality kOpenbsd{
                       openbsd::EVFILT_TIMER, openbsd::EVFILT_USER},
     .filter_syscount = openbsd::EVFILT_SYSCOUNT,
     .sysflags = openbsd::EV_SYSFLAGS,  // OB kern_event.c:942
+    .keep_udata = 0,
     .timer_units = KqueuePersonality::TimerUnits::kOpenbsdEnum,
     .not_a_kqueue_errno = EBADF,  // OB kern_event.c:906-909
     .negative_counts_einval = false,
@@ -86,6 +88,7 @@ constexpr KqueuePersonality kDragonfly{
                       dragonfly::EVFILT_TIMER, dragonfly::EVFILT_USER},
     .filter_syscount = dragonfly::EVFILT_SYSCOUNT,
     .sysflags = dragonfly::EV_SYSFLAGS,  // DF kern_event.c:827-828
+    .keep_udata = 0,
     .timer_units = KqueuePersonality::TimerUnits::kMillisecondsOnly,  // DF kern_event.c:427-428
     .not_a_kqueue_errno = EBADF,  // DF kern_event.c:1058-1061
     .negative_counts_einval = false,

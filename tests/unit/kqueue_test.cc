@@ -475,6 +475,32 @@ TEST_F(KqueueTest, FreebsdEnableReplacesUdata) {
   EXPECT_EQ(ev[0].udata, 9u);
 }
 
+TEST_F(KqueueTest, FreebsdKeepUdataKeepsTheRegisteredUdata) {
+  // FreeBSD kqueue_register: `if ((kev->flags & EV_KEEPUDATA) == 0)
+  // kn->kn_kevent.udata = kev->udata;` (kevent(2) EV_KEEPUDATA).
+  Call({Ch(KFilter::kUser, 1, kev::kAdd, 0, 0, 1)}, Poll(0));
+  KChange trigger = Ch(KFilter::kUser, 1, 0, kev::kNoteTrigger, 0, 0);
+  trigger.keep_udata = true;
+  Call({trigger}, Poll(0));
+  auto ev = Get();
+  ASSERT_EQ(ev.size(), 1u);
+  EXPECT_EQ(ev[0].udata, 1u);
+}
+
+TEST_F(KqueueTest, FreebsdExtStaysAsRegistered) {
+  // kqueue_register changes only udata, kn_sfflags and kn_sdata of an
+  // existing knote; ext[] is what EV_ADD stored (kevent(2): ext[2] and ext[3]
+  // pass through the kernel as-is).
+  KChange add = Ch(KFilter::kUser, 1, kev::kAdd, 0, 0, 1);
+  add.kev.ext = {0, 0, 0x33, 0xc0ffee00000000aaULL};
+  Call({add}, Poll(0));
+  Call({Ch(KFilter::kUser, 1, 0, kev::kNoteTrigger, 0, 1)}, Poll(0));  // ext all zero
+  auto ev = Get();
+  ASSERT_EQ(ev.size(), 1u);
+  EXPECT_EQ(ev[0].ext[2], 0x33u);
+  EXPECT_EQ(ev[0].ext[3], 0xc0ffee00000000aaULL);
+}
+
 TEST_F(KqueueTest, TimerPeriodicCountsExpirations) {
   Call({Timer(7, kev::kAdd, 10'000'000)}, Poll(0));
   EXPECT_EQ(host_.deadline(), 1'010'000'000);
