@@ -196,6 +196,11 @@ class Kqueues {
   // (the parent's kqueue, the child's copy). Empty if the token is unknown
   // or already claimed.
   std::vector<std::pair<ObjectId, ObjectId>> ForkClaim(uint64_t token, Pid child);
+  // The last descriptor of kqueue `from` is gone, in every process: no child
+  // can claim a copy of it any more (each one's inherited descriptor of
+  // `from` is what its claim replaces). Frees the unclaimed copies. The
+  // parent's exit alone does not: its child may not have claimed yet.
+  void ForkSourceClosed(ObjectId from);
 
   // --- kevent(2) ---
   // Applies `changes` in order, then retrieves up to wait.nevents events,
@@ -274,9 +279,8 @@ class Kqueues {
   };
   struct Kq {
     ObjectId id;
-    Pid owner;  // 0: a fork copy not yet claimed
+    Pid owner;  // 0: a fork copy not yet claimed (freed by ForkSourceClosed)
     bool copy_on_fork = false;
-    Pid fork_parent = 0;  // an unclaimed copy: freed when this process exits
     KqueuePolicy policy;  // of the last kevent call (one personality per program)
     std::map<std::pair<KFilter, uint64_t>, uint64_t> knotes;  // -> uid
     std::list<Knote*> queue;

@@ -397,6 +397,43 @@ static int cponfork(void) {
   CHECK(get(kq, &ev, 1, &kZero) == 0); /* the child's trigger of USER 3 is not the parent's */
   return 0;
 }
+
+/* The daemon pattern: the forking process exits at once (fork(); parent
+ * _exit), and the child's own fork handlers, registered before the
+ * library's and so run first (pthread_atfork: child handlers in the order
+ * established), take a while. FreeBSD copies the kqueue inside fork itself
+ * (kqueue_fork_copy), so the child has its copy whatever the parent does
+ * next; the copy must survive its parent's exit until the child claims it. */
+static void slow_child_handler(void) { usleep(300 * 1000); }
+
+static int cponfork_parent_exits(void) {
+  CHECK(pthread_atfork(NULL, NULL, slow_child_handler) == 0);
+  int report[2];
+  CHECK(pipe(report) == 0);
+  pid_t middle = fork();
+  CHECK(middle >= 0);
+  if (middle == 0) {
+    int kq = kqueuex(KQUEUE_CPONFORK);
+    if (kq < 0) _exit(30);
+    if (add(kq, 1, EVFILT_USER, EV_ADD | EV_CLEAR, NOTE_TRIGGER, 0, NULL) != 0) _exit(31);
+    pid_t child = fork();
+    if (child < 0) _exit(32);
+    if (child > 0) _exit(0); /* before the child has run its handlers */
+    char verdict = 'y';
+    struct kevent ev;
+    struct timespec ts = {2, 0};
+    if (get(kq, &ev, 1, &ts) != 1 || ev.filter != EVFILT_USER || ev.ident != 1) verdict = 'n';
+    if (write(report[1], &verdict, 1) != 1) _exit(33);
+    _exit(0);
+  }
+  close(report[1]);
+  int status;
+  CHECK(waitpid(middle, &status, 0) == middle && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  char verdict = 0;
+  CHECK(read(report[0], &verdict, 1) == 1);
+  CHECK(verdict == 'y');
+  return 0;
+}
 #endif
 
 /* A kqueue watches another kqueue (its descriptor is pollable); data is the
@@ -1162,6 +1199,7 @@ int main(int argc, char **argv) {
   if (!strcmp(s, "kq_in_kq")) return kq_in_kq();
 #if defined(FREEBSD)
   if (!strcmp(s, "cponfork")) return cponfork();
+  if (!strcmp(s, "cponfork_parent_exits")) return cponfork_parent_exits();
 #endif
   if (!strcmp(s, "errors")) return errors();
   if (!strcmp(s, "kqueue_flags")) return kqueue_flags();

@@ -59,7 +59,9 @@ INSTANTIATE_TEST_SUITE_P(
 // FreeBSD only: kqueuex(KQUEUE_CPONFORK), a real fork (docs/kqueue.md "Fork").
 INSTANTIATE_TEST_SUITE_P(
     KqueueFreebsd, KqueueScenario,
-    ::testing::Combine(::testing::Values("freebsd"), ::testing::Values("cponfork")),
+    ::testing::Combine(::testing::Values("freebsd"),
+                       // the child claims its copy after its parent exited (daemon pattern)
+                       ::testing::Values("cponfork", "cponfork_parent_exits")),
     [](const auto& p) {
       return std::string(std::get<0>(p.param)) + "_" + std::get<1>(p.param);
     });

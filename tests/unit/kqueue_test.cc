@@ -833,15 +833,40 @@ TEST_F(KqueueForkTest, ChildGetsACopyWithTheActiveState) {
   EXPECT_EQ(engine_.KnoteCount(kq), 6u);
 }
 
-TEST_F(KqueueForkTest, UnclaimedCopiesGoWithTheParent) {
-  // A fork that failed (or a child that died before it claimed): the copies
-  // belong to nobody and are freed when the parent exits.
+TEST_F(KqueueForkTest, CopiesOutliveTheParentUntilClaimed) {
+  // FreeBSD kqueue_fork_copy runs inside fork: a child whose parent exits at
+  // once (the daemon pattern) still has its copy when it gets to claim it.
   ObjectId kq = engine_.Create(kParent, true).value();
-  On(kq, kParent.pid, {Ch(KFilter::kUser, 1, kev::kAdd)}, Poll(0));
+  On(kq, kParent.pid, {Ch(KFilter::kUser, 1, kev::kAdd | kev::kClear, kev::kNoteTrigger)}, Poll(0));
   const uint64_t token = engine_.ForkPrepare(kParent.pid);
   EXPECT_EQ(engine_.kqueue_count(), 2u);
   engine_.ProcessExited(kParent.pid);
-  EXPECT_EQ(engine_.kqueue_count(), 0u);
+  EXPECT_EQ(engine_.kqueue_count(), 1u);  // the parent's own kqueue went
+  auto copies = engine_.ForkClaim(token, kChild);
+  ASSERT_EQ(copies.size(), 1u);
+  EXPECT_EQ(engine_.Owner(copies[0].second), kChild);
+  EXPECT_EQ(engine_.PendingCount(copies[0].second), 1u);
+  engine_.ForkSourceClosed(kq);  // the child's inherited descriptor replaced: claimed copies stay
+  EXPECT_EQ(engine_.kqueue_count(), 1u);
+}
+
+TEST_F(KqueueForkTest, UnclaimedCopiesGoWithTheSourcesLastDescriptor) {
+  // A fork that failed (or a child that died before it claimed): once no
+  // process holds the parent's kqueue, nobody can claim its copies.
+  ObjectId kq = engine_.Create(kParent, true).value();
+  ObjectId other = engine_.Create(kParent, true).value();
+  On(kq, kParent.pid, {Ch(KFilter::kUser, 1, kev::kAdd)}, Poll(0));
+  const uint64_t token = engine_.ForkPrepare(kParent.pid);
+  EXPECT_EQ(engine_.kqueue_count(), 4u);
+  engine_.ProcessExited(kParent.pid);
+  EXPECT_EQ(engine_.kqueue_count(), 2u);
+  engine_.ForkSourceClosed(kq);
+  EXPECT_EQ(engine_.kqueue_count(), 1u);  // `other`'s copy may still be claimed
+  auto copies = engine_.ForkClaim(token, kChild);
+  ASSERT_EQ(copies.size(), 1u);
+  EXPECT_EQ(copies[0].first, other);
+  engine_.ForkSourceClosed(other);
+  EXPECT_EQ(engine_.kqueue_count(), 1u);
   EXPECT_TRUE(engine_.ForkClaim(token, kChild).empty());
 }
 
