@@ -251,15 +251,19 @@ uint64_t Kqueues::ForkPrepare(Pid parent) {
     copies.emplace_back(from->id, CopyKqueue(*from));
   }
   const uint64_t token = next_fork_token_++;
-  fork_copies_[token] = std::move(copies);
+  fork_copies_[token] = ForkCopies{parent, std::move(copies)};
   RearmDeadline();
   return token;
 }
 
 std::vector<std::pair<ObjectId, ObjectId>> Kqueues::ForkClaim(uint64_t token, Pid child) {
   auto it = fork_copies_.find(token);
-  if (it == fork_copies_.end()) return {};
-  std::vector<std::pair<ObjectId, ObjectId>> copies = std::move(it->second);
+  if (it == fork_copies_.end() || child == it->second.parent) return {};
+  // A forked child inherited every descriptor of the parent's kqueues.
+  for (const auto& [parent_kq, copy] : it->second.copies) {
+    if (!host_.HoldsObject(child, parent_kq)) return {};
+  }
+  std::vector<std::pair<ObjectId, ObjectId>> copies = std::move(it->second.copies);
   fork_copies_.erase(it);
   for (auto& [parent_kq, copy] : copies) {
     Kq* kq = Find(copy);
@@ -275,12 +279,12 @@ std::vector<std::pair<ObjectId, ObjectId>> Kqueues::ForkClaim(uint64_t token, Pi
 
 void Kqueues::ForkSourceClosed(ObjectId from) {
   for (auto it = fork_copies_.begin(); it != fork_copies_.end();) {
-    std::erase_if(it->second, [&](const std::pair<ObjectId, ObjectId>& pair) {
+    std::erase_if(it->second.copies, [&](const std::pair<ObjectId, ObjectId>& pair) {
       if (pair.first != from) return false;
       Close(pair.second);
       return true;
     });
-    it = it->second.empty() ? fork_copies_.erase(it) : std::next(it);
+    it = it->second.copies.empty() ? fork_copies_.erase(it) : std::next(it);
   }
 }
 

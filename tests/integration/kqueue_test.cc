@@ -61,7 +61,9 @@ INSTANTIATE_TEST_SUITE_P(
     KqueueFreebsd, KqueueScenario,
     ::testing::Combine(::testing::Values("freebsd"),
                        // the child claims its copy after its parent exited (daemon pattern)
-                       ::testing::Values("cponfork", "cponfork_parent_exits")),
+                       // another process's claim (evshim's private call) takes nothing
+                       ::testing::Values("cponfork", "cponfork_parent_exits",
+                                         "cponfork_foreign_claim")),
     [](const auto& p) {
       return std::string(std::get<0>(p.param)) + "_" + std::get<1>(p.param);
     });
