@@ -1031,9 +1031,12 @@ void EventPorts::OnFileEvent(WatchId watch, uint32_t events) {
     const bool deliver = a->active || a->queued.has_value();
     const Pid owner = a->owner;
     const uint64_t object = a->object, user = a->user;
+    // The watch's slot passes to the event (held until retrieved), without
+    // a moment free in between: a full port stays full and its descriptor
+    // never polls POLLOUT meanwhile (rule 3).
+    if (deliver) ++p->slots;
     FreeFileAssoc(*p, a);
-    if (deliver && p->slots < p->max_events) {
-      TakeSlot(*p);  // a fresh event (PORT_ALLOC_DEFAULT): holds a slot until retrieved
+    if (deliver) {
       Enqueue(*p, Queued{PortEvent{static_cast<uint16_t>(PortSource::kFile), exception, object, user},
                          Share::kOwnerOnly, owner, nullptr, true});
     }

@@ -165,7 +165,6 @@ ObjectId Kqueues::CopyKqueue(Kq& from) {
   to.id = next_kq_++;
   to.owner = 0;
   to.copy_on_fork = true;  // inherited again by the child's own forks
-  to.fork_parent = from.owner;
   to.policy = from.policy;
   kqs_.emplace(to.id, std::move(owned));
   std::unordered_map<uint64_t, Knote*> copy_of;
@@ -252,27 +251,41 @@ uint64_t Kqueues::ForkPrepare(Pid parent) {
     copies.emplace_back(from->id, CopyKqueue(*from));
   }
   const uint64_t token = next_fork_token_++;
-  fork_copies_[token] = std::move(copies);
+  fork_copies_[token] = ForkCopies{parent, std::move(copies)};
   RearmDeadline();
   return token;
 }
 
 std::vector<std::pair<ObjectId, ObjectId>> Kqueues::ForkClaim(uint64_t token, Pid child) {
   auto it = fork_copies_.find(token);
-  if (it == fork_copies_.end()) return {};
-  std::vector<std::pair<ObjectId, ObjectId>> copies = std::move(it->second);
+  if (it == fork_copies_.end() || child == it->second.parent) return {};
+  // A forked child inherited every descriptor of the parent's kqueues.
+  for (const auto& [parent_kq, copy] : it->second.copies) {
+    if (!host_.HoldsObject(child, parent_kq)) return {};
+  }
+  std::vector<std::pair<ObjectId, ObjectId>> copies = std::move(it->second.copies);
   fork_copies_.erase(it);
   for (auto& [parent_kq, copy] : copies) {
     Kq* kq = Find(copy);
     if (kq == nullptr) continue;
     kq->owner = child;
-    kq->fork_parent = 0;
     for (auto& [key, uid] : kq->knotes) {
       Knote& kn = *knotes_.at(uid);
       if (kn.fd >= 0) kn.owner = child;  // its descriptors are the child's now
     }
   }
   return copies;
+}
+
+void Kqueues::ForkSourceClosed(ObjectId from) {
+  for (auto it = fork_copies_.begin(); it != fork_copies_.end();) {
+    std::erase_if(it->second.copies, [&](const std::pair<ObjectId, ObjectId>& pair) {
+      if (pair.first != from) return false;
+      Close(pair.second);
+      return true;
+    });
+    it = it->second.copies.empty() ? fork_copies_.erase(it) : std::next(it);
+  }
 }
 
 bool Kqueues::IsFdFilter(KFilter f) {
@@ -1018,14 +1031,13 @@ void Kqueues::ProcessExited(Pid pid) {
       if (w.caller.pid == pid) gone.push_back(w.id);
     }
     for (WaitId w : gone) CancelWait(w);
-    // Its kqueues, and fork copies no child claimed (a failed fork).
-    if (kq->owner == pid || (kq->owner == 0 && kq->fork_parent == pid)) owned.push_back(id);
+    // Its kqueues. Not the fork copies it made that are still unclaimed:
+    // FreeBSD copies inside fork, so a child whose parent exits at once
+    // (fork; parent _exit) has its copy; ours waits for the child's claim
+    // (ForkSourceClosed frees it if none comes).
+    if (kq->owner == pid) owned.push_back(id);
   }
   for (ObjectId id : owned) Close(id);
-  std::erase_if(fork_copies_, [&](const auto& entry) {
-    return std::none_of(entry.second.begin(), entry.second.end(),
-                        [&](const auto& pair) { return Exists(pair.second); });
-  });
 }
 
 void Kqueues::OnWatchReady(WatchId watch, uint32_t revents) {

@@ -196,8 +196,15 @@ class Kqueues {
   uint64_t ForkPrepare(Pid parent);
   // The child that `token`'s fork made takes the copies: the pairs are
   // (the parent's kqueue, the child's copy). Empty if the token is unknown
-  // or already claimed.
+  // or already claimed, or if `child` is the parent or does not hold the
+  // parent's kqueues (Host::HoldsObject): another process guessing tokens
+  // neither takes nor destroys the child's copies.
   std::vector<std::pair<ObjectId, ObjectId>> ForkClaim(uint64_t token, Pid child);
+  // The last descriptor of kqueue `from` is gone, in every process: no child
+  // can claim a copy of it any more (each one's inherited descriptor of
+  // `from` is what its claim replaces). Frees the unclaimed copies. The
+  // parent's exit alone does not: its child may not have claimed yet.
+  void ForkSourceClosed(ObjectId from);
 
   // --- kevent(2) ---
   // Applies `changes` in order, then retrieves up to wait.nevents events,
@@ -276,9 +283,8 @@ class Kqueues {
   };
   struct Kq {
     ObjectId id;
-    Pid owner;  // 0: a fork copy not yet claimed
+    Pid owner;  // 0: a fork copy not yet claimed (freed by ForkSourceClosed)
     bool copy_on_fork = false;
-    Pid fork_parent = 0;  // an unclaimed copy: freed when this process exits
     KqueuePolicy policy;  // of the last kevent call (one personality per program)
     std::map<std::pair<KFilter, uint64_t>, uint64_t> knotes;  // -> uid
     std::list<Knote*> queue;
@@ -344,7 +350,11 @@ class Kqueues {
   std::multimap<Nanos, std::pair<DeadlineKind, uint64_t>> deadlines_;
   std::unordered_map<WaitId, ObjectId> wait_kq_;
   // Copies of ForkPrepare not yet claimed, by token.
-  std::unordered_map<uint64_t, std::vector<std::pair<ObjectId, ObjectId>>> fork_copies_;
+  struct ForkCopies {
+    Pid parent = 0;
+    std::vector<std::pair<ObjectId, ObjectId>> copies;  // (the parent's kqueue, its copy)
+  };
+  std::unordered_map<uint64_t, ForkCopies> fork_copies_;
   uint64_t next_fork_token_ = 1;
   ObjectId CopyKqueue(Kq& from);
   ObjectId next_kq_ = kFirstId;

@@ -397,6 +397,83 @@ static int cponfork(void) {
   CHECK(get(kq, &ev, 1, &kZero) == 0); /* the child's trigger of USER 3 is not the parent's */
   return 0;
 }
+
+/* The daemon pattern: the forking process exits at once (fork(); parent
+ * _exit), and the child's own fork handlers, registered before the
+ * library's and so run first (pthread_atfork: child handlers in the order
+ * established), take a while. FreeBSD copies the kqueue inside fork itself
+ * (kqueue_fork_copy), so the child has its copy whatever the parent does
+ * next; the copy must survive its parent's exit until the child claims it. */
+static void slow_child_handler(void) { usleep(300 * 1000); }
+
+/* In the child: 'y' on `fd` if its copy of `kq` has USER 1 pending. */
+static void report_user1(int kq, int fd) {
+  char verdict = 'y';
+  struct kevent ev;
+  struct timespec ts = {2, 0};
+  if (get(kq, &ev, 1, &ts) != 1 || ev.filter != EVFILT_USER || ev.ident != 1) verdict = 'n';
+  _exit(write(fd, &verdict, 1) == 1 ? 0 : 33);
+}
+
+static int cponfork_parent_exits(void) {
+  CHECK(pthread_atfork(NULL, NULL, slow_child_handler) == 0);
+  int report[2];
+  CHECK(pipe(report) == 0);
+  pid_t middle = fork();
+  CHECK(middle >= 0);
+  if (middle == 0) {
+    int kq = kqueuex(KQUEUE_CPONFORK);
+    if (kq < 0) _exit(30);
+    if (add(kq, 1, EVFILT_USER, EV_ADD | EV_CLEAR, NOTE_TRIGGER, 0, NULL) != 0) _exit(31);
+    pid_t child = fork();
+    if (child < 0) _exit(32);
+    if (child > 0) _exit(0); /* before the child has run its handlers */
+    report_user1(kq, report[1]);
+  }
+  close(report[1]);
+  int status;
+  CHECK(waitpid(middle, &status, 0) == middle && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  char verdict = 0;
+  CHECK(read(report[0], &verdict, 1) == 1);
+  CHECK(verdict == 'y');
+  return 0;
+}
+
+/* evshim's private claim call (1013, phase 2) from a process that is not the
+ * forked child: another process of the program trying tokens must not take
+ * or destroy the child's copies (it holds no descriptor of the kqueue). */
+static int cponfork_foreign_claim(void) {
+  CHECK(pthread_atfork(NULL, NULL, slow_child_handler) == 0);
+  int go[2], report[2];
+  CHECK(pipe(go) == 0 && pipe(report) == 0);
+  pid_t intruder = fork(); /* before any kqueue: holds none */
+  CHECK(intruder >= 0);
+  if (intruder == 0) {
+    char c;
+    if (read(go[0], &c, 1) != 1) _exit(40);
+    for (long token = 1; token <= 64; ++token) syscall(1013, 2L, token);
+    _exit(0);
+  }
+  int kq = kqueuex(KQUEUE_CPONFORK);
+  CHECK(kq >= 0);
+  CHECK(add(kq, 1, EVFILT_USER, EV_ADD | EV_CLEAR, NOTE_TRIGGER, 0, NULL) == 0);
+  pid_t child = fork();
+  CHECK(child >= 0);
+  if (child == 0) { /* the intruder ran while this child's handlers slept */
+    report_user1(kq, report[1]);
+  }
+  CHECK(write(go[1], "g", 1) == 1);
+  int status;
+  CHECK(waitpid(intruder, &status, 0) == intruder && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  char verdict = 0;
+  CHECK(read(report[0], &verdict, 1) == 1);
+  CHECK(verdict == 'y');
+  CHECK(waitpid(child, &status, 0) == child);
+  /* The parent's own kqueue is untouched too. */
+  struct kevent ev;
+  CHECK(get(kq, &ev, 1, &kZero) == 1 && ev.ident == 1);
+  return 0;
+}
 #endif
 
 /* The kqueue descriptor polls readable iff events are pending, also after
@@ -1231,6 +1308,8 @@ int main(int argc, char **argv) {
   if (!strcmp(s, "kq_in_kq")) return kq_in_kq();
 #if defined(FREEBSD)
   if (!strcmp(s, "cponfork")) return cponfork();
+  if (!strcmp(s, "cponfork_parent_exits")) return cponfork_parent_exits();
+  if (!strcmp(s, "cponfork_foreign_claim")) return cponfork_foreign_claim();
 #endif
   if (!strcmp(s, "errors")) return errors();
   if (!strcmp(s, "kqueue_flags")) return kqueue_flags();

@@ -1289,6 +1289,41 @@ static int pollout_slots(void) {
   return 0;
 }
 
+/* Rule 3 with a FILE watch's exception (port_fop_excep): the watch's slot
+ * becomes the exception event's, so a full port stays full and a poller
+ * waiting for POLLOUT must not wake. Under --max-port-events 2. */
+static int pollout_file_exception(void) {
+  make_tmpdir();
+  for (int round = 0; round < 20; round++) {
+    char path[512];
+    in_tmp(path, sizeof path, "excep");
+    int fd = make_file(path);
+    file_obj_t fo;
+    memset(&fo, 0, sizeof fo);
+    fo.fo_name = path;
+    CHECK(port_associate(port, PORT_SOURCE_FILE, (uintptr_t)&fo, FILE_MODIFIED, NULL) == 0);
+    CHECK(port_send(port, 1, NULL) == 0); /* full */
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+      struct pollfd c = {port, POLLOUT, 0};
+      _exit(poll(&c, 1, 400) == 0 ? 0 : 1);
+    }
+    sleep_ms(100);
+    CHECK(unlink(path) == 0); /* FILE_DELETE: an exception */
+    int status;
+    CHECK(waitpid(pid, &status, 0) == pid && WIFEXITED(status));
+    if (WEXITSTATUS(status) != 0) {
+      fprintf(stderr, "round %d: POLLOUT on a full port\n", round);
+      return 1;
+    }
+    port_event_t ev;
+    CHECK(get0(port, &ev) == 1 && get0(port, &ev) == 1);
+    close(fd);
+  }
+  return 0;
+}
+
 /* Rule 1 under `evshim run --max-ports 2` (main already created one). */
 static int limit_ports(void) {
   int q = port_create();
@@ -1361,7 +1396,7 @@ int main(int argc, char **argv) {
       {"file_libuv", file_libuv}, {"dispatch_events", dispatch_events},
       {"close_shared", close_shared}, {"exec_cloexec", exec_cloexec}, {"exec_keep", exec_keep},
       {"close_waiter", close_waiter}, {"limit_events", limit_events}, {"limit_ports", limit_ports},
-      {"pollout_slots", pollout_slots}, {"exec_timer", exec_timer},
+      {"pollout_slots", pollout_slots}, {"pollout_file_exception", pollout_file_exception}, {"exec_timer", exec_timer},
       {"file_mountedover", file_mountedover}, {"file_trunc", file_trunc},
   };
   if (argc < 2) {

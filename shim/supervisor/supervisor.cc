@@ -470,6 +470,7 @@ void Supervisor::ObjectClosed(abi::ObjectKind kind, emul::ObjectId obj) {
       break;
     case abi::ObjectKind::kKqueue:
       kqueues_->Close(obj);
+      kqueues_->ForkSourceClosed(obj);  // no child can claim its unclaimed copies now
       break;
   }
 }

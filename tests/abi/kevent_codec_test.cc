@@ -247,7 +247,8 @@ class FakeContext : public CallContext {
     }
   };
   explicit FakeContext(emul::Kqueues* kqs) : kqs_(kqs) {}
-  emul::Caller caller() const override { return {50, 50}; }
+  emul::Caller caller() const override { return who; }
+  emul::Caller who{50, 50};
   GuestMemory& memory() override { return mem; }
   emul::Result<emul::ObjectId> Resolve(int fd, ObjectKind kind) override {
     if (fd == 3 && kind == ObjectKind::kKqueue) return kq;
@@ -344,8 +345,11 @@ TEST_F(KeventHandlerTest, ForkHookCopiesThenTheChildClaims) {
   ASSERT_EQ(o.kind, Outcome::Kind::kNewObject);
   const int64_t token = Call(&freebsd::SysKqueueFork, DataModel::kLp64, {1, 0}).value;
   ASSERT_GT(token, 0);
-  // The claim comes from the child (the fake context is one process: the
-  // copy simply changes hands).
+  // The claim comes from the child (another pid; the parent's own claim
+  // takes nothing).
+  EXPECT_EQ(Call(&freebsd::SysKqueueFork, DataModel::kLp64, {2, static_cast<uint64_t>(token)}).value, 0);
+  EXPECT_TRUE(ctx_.replaced.empty());
+  ctx_.who = {51, 51};
   EXPECT_EQ(Call(&freebsd::SysKqueueFork, DataModel::kIlp32, {kJunk | 2, kJunk | static_cast<uint64_t>(token)}).value, 0);
   ASSERT_EQ(ctx_.replaced.size(), 1u);
   EXPECT_EQ(ctx_.replaced[0].first, o.object);

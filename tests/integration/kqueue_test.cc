@@ -60,7 +60,11 @@ INSTANTIATE_TEST_SUITE_P(
 // FreeBSD only: kqueuex(KQUEUE_CPONFORK), a real fork (docs/kqueue.md "Fork").
 INSTANTIATE_TEST_SUITE_P(
     KqueueFreebsd, KqueueScenario,
-    ::testing::Combine(::testing::Values("freebsd"), ::testing::Values("cponfork")),
+    ::testing::Combine(::testing::Values("freebsd"),
+                       // the child claims its copy after its parent exited (daemon pattern)
+                       // another process's claim (evshim's private call) takes nothing
+                       ::testing::Values("cponfork", "cponfork_parent_exits",
+                                         "cponfork_foreign_claim")),
     [](const auto& p) {
       return std::string(std::get<0>(p.param)) + "_" + std::get<1>(p.param);
     });

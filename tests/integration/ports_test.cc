@@ -107,6 +107,15 @@ TEST(PortLimits, PolloutOnlyWhileSlotsRemain) {
   EXPECT_EQ(r.status, 0) << r.out << r.err;
 }
 
+// Rule 3 with a FILE watch's exception (port_fop_excep): the watch's slot
+// passes to the exception event; a poller waiting for POLLOUT on the full
+// port is not woken (it was, now and then, before).
+TEST(PortLimits, FileExceptionKeepsAFullPortUnwritable) {
+  RunResult r = LimitedScenario("--max-port-events", "2", "pollout_file_exception");
+  EXPECT_FALSE(r.timed_out);
+  EXPECT_EQ(r.status, 0) << r.out << r.err;
+}
+
 // Rule 1: `--max-ports N` is project.max-port-ids: port_create is EAGAIN.
 TEST(PortLimits, MaxPortsGivesEagain) {
   RunResult r = LimitedScenario("--max-ports", "2", "limit_ports");

@@ -55,6 +55,7 @@ class FakeHost : public emul::Host {
   bool readable(emul::ObjectId o) const { return readable_.count(o) != 0; }
   // POLLOUT as last reported (a new object is writable).
   bool writable(emul::ObjectId o) const { return unwritable_.count(o) == 0; }
+  int writable_changes = 0;  // every POLLOUT report, even a momentary one
   size_t live_watches() const { return watches_.size(); }
   bool armed(emul::WatchId id) const { return watches_.count(id) && watches_.at(id).armed; }
 
@@ -96,6 +97,7 @@ class FakeHost : public emul::Host {
     }
   }
   void ObjectWritableChanged(emul::ObjectId obj, bool writable) override {
+    ++writable_changes;
     if (writable) {
       unwritable_.erase(obj);
     } else {

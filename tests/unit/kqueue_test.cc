@@ -66,6 +66,10 @@ class KqFakeHost : public Host {
   // CLOCK_REALTIME - CLOCK_MONOTONIC: the monotonic clock's 0 (boot) is this epoch time.
   static constexpr Nanos kBootRealtime = 1'700'000'000LL * 1'000'000'000LL;
   Nanos RealtimeOffset() override { return kBootRealtime; }
+  // Processes that hold no descriptor of any kqueue (the supervisor's HoldsObject).
+  void Stranger(Pid pid) { strangers_.insert(pid); }
+  bool HoldsObject(Pid pid, ObjectId) override { return strangers_.count(pid) == 0; }
+  std::set<Pid> strangers_;
   // Descriptors that are kqueues (the supervisor's KqueueAt).
   void MarkKqueue(Pid pid, int fd, ObjectId kq) { kqueue_at_[{pid, fd}] = kq; }
   std::optional<ObjectId> KqueueAt(Pid pid, int fd) override {
@@ -859,16 +863,57 @@ TEST_F(KqueueForkTest, ChildGetsACopyWithTheActiveState) {
   EXPECT_EQ(engine_.KnoteCount(kq), 6u);
 }
 
-TEST_F(KqueueForkTest, UnclaimedCopiesGoWithTheParent) {
-  // A fork that failed (or a child that died before it claimed): the copies
-  // belong to nobody and are freed when the parent exits.
+TEST_F(KqueueForkTest, CopiesOutliveTheParentUntilClaimed) {
+  // FreeBSD kqueue_fork_copy runs inside fork: a child whose parent exits at
+  // once (the daemon pattern) still has its copy when it gets to claim it.
   ObjectId kq = engine_.Create(kParent, true).value();
-  On(kq, kParent.pid, {Ch(KFilter::kUser, 1, kev::kAdd)}, Poll(0));
+  On(kq, kParent.pid, {Ch(KFilter::kUser, 1, kev::kAdd | kev::kClear, kev::kNoteTrigger)}, Poll(0));
   const uint64_t token = engine_.ForkPrepare(kParent.pid);
   EXPECT_EQ(engine_.kqueue_count(), 2u);
   engine_.ProcessExited(kParent.pid);
-  EXPECT_EQ(engine_.kqueue_count(), 0u);
+  EXPECT_EQ(engine_.kqueue_count(), 1u);  // the parent's own kqueue went
+  auto copies = engine_.ForkClaim(token, kChild);
+  ASSERT_EQ(copies.size(), 1u);
+  EXPECT_EQ(engine_.Owner(copies[0].second), kChild);
+  EXPECT_EQ(engine_.PendingCount(copies[0].second), 1u);
+  engine_.ForkSourceClosed(kq);  // the child's inherited descriptor replaced: claimed copies stay
+  EXPECT_EQ(engine_.kqueue_count(), 1u);
+}
+
+TEST_F(KqueueForkTest, UnclaimedCopiesGoWithTheSourcesLastDescriptor) {
+  // A fork that failed (or a child that died before it claimed): once no
+  // process holds the parent's kqueue, nobody can claim its copies.
+  ObjectId kq = engine_.Create(kParent, true).value();
+  ObjectId other = engine_.Create(kParent, true).value();
+  On(kq, kParent.pid, {Ch(KFilter::kUser, 1, kev::kAdd)}, Poll(0));
+  const uint64_t token = engine_.ForkPrepare(kParent.pid);
+  EXPECT_EQ(engine_.kqueue_count(), 4u);
+  engine_.ProcessExited(kParent.pid);
+  EXPECT_EQ(engine_.kqueue_count(), 2u);
+  engine_.ForkSourceClosed(kq);
+  EXPECT_EQ(engine_.kqueue_count(), 1u);  // `other`'s copy may still be claimed
+  auto copies = engine_.ForkClaim(token, kChild);
+  ASSERT_EQ(copies.size(), 1u);
+  EXPECT_EQ(copies[0].first, other);
+  engine_.ForkSourceClosed(other);
+  EXPECT_EQ(engine_.kqueue_count(), 1u);
   EXPECT_TRUE(engine_.ForkClaim(token, kChild).empty());
+}
+
+TEST_F(KqueueForkTest, OnlyAChildHoldingTheKqueueClaims) {
+  // evshim_kqueue_fork(2, token) is evshim's own call: the parent itself, or
+  // a process without the parent's kqueue (tokens are small numbers), takes
+  // nothing and leaves the copies to the child.
+  ObjectId kq = engine_.Create(kParent, true).value();
+  On(kq, kParent.pid, {Ch(KFilter::kUser, 1, kev::kAdd)}, Poll(0));
+  const uint64_t token = engine_.ForkPrepare(kParent.pid);
+  constexpr Pid kIntruder = 300;
+  host_.Stranger(kIntruder);
+  EXPECT_TRUE(engine_.ForkClaim(token, kIntruder).empty());
+  EXPECT_TRUE(engine_.ForkClaim(token, kParent.pid).empty());
+  auto copies = engine_.ForkClaim(token, kChild);
+  ASSERT_EQ(copies.size(), 1u);
+  EXPECT_EQ(engine_.Owner(copies[0].second), kChild);
 }
 
 TEST_F(KqueueForkTest, CopiesAreCopiedAgainAtTheChildsFork) {

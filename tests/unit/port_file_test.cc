@@ -150,6 +150,22 @@ TEST_F(PortFileTest, Rule36OneShotAndReassociate) {
   EXPECT_EQ(ports_.QueuedCount(p), 0u);
 }
 
+// Rule 3 with port_fop_excep: the exception reuses the watch's slot, so a
+// full port never polls POLLOUT in between (a poller waiting for it would
+// wake on a full port: scenario pollout_file_exception).
+TEST_F(PortFileTest, Rule3ExceptionKeepsAFullPortFull) {
+  EventPorts limited(host_, PortLimits{2, 8192});
+  ObjectId p = *limited.Create(kA);
+  ASSERT_TRUE(limited.AssociateFile(kA, p, 0x1000, {{}, {}, {}, "/f"}, fb::kModified, 0x11).ok());
+  ASSERT_TRUE(limited.Send(kA, p, 1, 1).ok());
+  EXPECT_FALSE(host_.writable(p));
+  const int changes = host_.writable_changes;
+  limited.OnFileEvent(OnlyWatch(), fb::kDelete);
+  EXPECT_EQ(host_.writable_changes, changes);  // not even for a moment
+  EXPECT_EQ(limited.QueuedCount(p), 2u);
+  EXPECT_EQ(limited.SlotsInUse(p), 2u);
+}
+
 // Rule 36 (port_check_timestamp): non-zero stored times that differ fire
 // their requested event at once; zero ones are not compared; FIFOs never.
 TEST_F(PortFileTest, Rule36StaleTimestampsFireAtOnce) {
