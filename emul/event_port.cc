@@ -80,6 +80,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <climits>
+#include <iterator>
 #include <set>
 
 namespace evshim::emul {
@@ -754,9 +755,11 @@ void EventPorts::ProcessExeced(Pid pid) {
 bool EventPorts::HasTimers() const { return !timers_.empty(); }
 
 size_t EventPorts::TimerCount(Pid pid) const {
-  size_t n = 0;
-  for (auto& [key, t] : timers_) n += key.first == pid;
-  return n;
+  // Keyed by (pid, id): the process's timers are one range (asked at every
+  // call while timers exist, so no full scan).
+  auto first = timers_.lower_bound({pid, INT_MIN});
+  auto last = timers_.lower_bound({pid + 1, INT_MIN});
+  return static_cast<size_t>(std::distance(first, last));
 }
 
 Result<int> EventPorts::TimerCreate(Caller caller, int clock, const TimerNotify& notify) {
