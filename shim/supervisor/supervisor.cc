@@ -410,10 +410,7 @@ void Supervisor::ProcessGone(emul::Pid pid) {
   }
   ports_->ProcessExited(pid);
   kqueues_->ProcessExited(pid);
-  if (auto img = image_fd_.find(pid); img != image_fd_.end()) {
-    if (img->second >= 0) close(img->second);
-    image_fd_.erase(img);
-  }
+  ForgetImage(pid);
   auto it = processes_.find(pid);
   if (it != processes_.end()) {
     close(it->second.pidfd);
@@ -566,27 +563,30 @@ void Supervisor::OnObjectWritable(emul::ObjectId obj, bool writable) {
 
 // illumos deletes a process's POSIX timers at exec (exec_common: "Delete the
 // POSIX timers" -> timer_exit, timer.c:1000). Linux does not tell the
-// supervisor about an execve, so: with the process connector (CAP_NET_ADMIN)
-// every exec is reported; its message is queued before the new image runs,
-// and it is read before each call and before timers fire, so the new image
-// never sees the old timers. Without it, /proc/PID/mem opened while the
-// process has timers keeps the old address space: once the image is gone
-// (exec or exit) a read returns 0 bytes (mem_rw: mmget_not_zero fails), while
-// a live one returns EIO at address 0. It is checked before each call of
-// that process and before timers fire.
+// supervisor about an execve, so, for each process that has timers:
+// /proc/PID/mem opened then keeps the old address space; once that image is
+// gone (exec or exit) a read returns 0 bytes (mem_rw: mmget_not_zero fails),
+// while a live one returns EIO at address 0. It is checked before each call
+// of that process and before timers fire, so the new image never sees the
+// old timers. Exact, per process, one pread. Only if the file cannot be
+// opened does the process connector (CAP_NET_ADMIN) stand in: its exec
+// message is queued before the new image runs, but it carries every exec of
+// the machine and drops messages when it overflows.
 void Supervisor::WatchExecs(emul::Pid pid) {
-  if (host_->ListenForExecs()) return;
   if (image_fd_.count(pid) != 0 || ports_->TimerCount(pid) == 0) return;
   char path[64];
   std::snprintf(path, sizeof path, "/proc/%d/mem", pid);
-  image_fd_[pid] = open(path, O_RDONLY | O_CLOEXEC);  // -1: cannot tell (timers live until exit)
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    // Without either, the timers live until exit (docs/design.md).
+    fd = host_->ListenForExecs() ? kImageByConnector : kImageUnwatched;
+    if (fd == kImageByConnector) ++execs_by_connector_;
+  }
+  image_fd_[pid] = fd;
 }
 
 void Supervisor::NoticeExecs(emul::Pid caller) {
-  if (host_->proc_connector()) {
-    host_->ReadExecs();
-    return;
-  }
+  if (execs_by_connector_ > 0) host_->ReadExecs();
   auto replaced = [](int fd) {
     char byte;
     return fd >= 0 && pread(fd, &byte, 1, 0) == 0;
@@ -603,11 +603,16 @@ void Supervisor::NoticeExecs(emul::Pid caller) {
   for (emul::Pid pid : gone) ExecSeen(pid);
 }
 
+void Supervisor::ForgetImage(emul::Pid pid) {
+  auto img = image_fd_.find(pid);
+  if (img == image_fd_.end()) return;
+  if (img->second >= 0) close(img->second);
+  if (img->second == kImageByConnector) --execs_by_connector_;
+  image_fd_.erase(img);
+}
+
 void Supervisor::ExecSeen(emul::Pid pid) {
-  if (auto img = image_fd_.find(pid); img != image_fd_.end()) {
-    if (img->second >= 0) close(img->second);
-    image_fd_.erase(img);
-  }
+  ForgetImage(pid);
   ports_->ProcessExeced(pid);
 }
 

@@ -105,9 +105,12 @@ class Supervisor {
   void WatchExecs(emul::Pid pid);
   void NoticeExecs(emul::Pid caller);
   void ExecSeen(emul::Pid pid);
-  // Without the process connector: /proc/PID/mem opened while the process
-  // had timers; it reads EOF once that image is gone.
+  // /proc/PID/mem of each process with timers (it reads EOF once that image
+  // is gone), or one of these when it cannot be opened.
+  static constexpr int kImageByConnector = -1, kImageUnwatched = -2;
   std::unordered_map<emul::Pid, int> image_fd_;
+  size_t execs_by_connector_ = 0;  // image_fd_ entries the process connector covers
+  void ForgetImage(emul::Pid pid);
   void SweepParked();
   void ForgetParked(pid_t tid, uint64_t notif_id);
   void ReapChildren();
