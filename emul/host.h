@@ -139,11 +139,17 @@ class Host {
   // changes, reported as canonical NOTE_* bits to Kqueues::OnVnodeEvent.
   // The host does not keep the file open. EBADF: not open; EINVAL: not a
   // file or directory (a pipe, a socket).
-  virtual Result<WatchId> WatchVnode(Pid pid, int fd) {
+  // `use_events`: also report opens, closes and reads (FreeBSD's NOTE_OPEN,
+  // NOTE_CLOSE, NOTE_CLOSE_WRITE, NOTE_READ). They wake the host at every use
+  // of the file, so only a knote that asks for them gets them.
+  virtual Result<WatchId> WatchVnode(Pid pid, int fd, bool use_events) {
     (void)pid;
     (void)fd;
+    (void)use_events;
     return Errno{EOPNOTSUPP};
   }
+  // A knote asked for use events after its watch was made (a new EV_ADD).
+  virtual void WatchVnodeUse(WatchId id) { (void)id; }
   // True if `pid`'s descriptor `fd` still names the watched file.
   virtual bool SameVnode(Pid pid, int fd, WatchId id) {
     (void)pid;

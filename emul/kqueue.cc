@@ -205,7 +205,7 @@ ObjectId Kqueues::CopyKqueue(Kq& from) {
       n.watch = *w;
     }
     if (src.vnode) {
-      Result<WatchId> w = host_.WatchVnode(src.owner, src.fd);
+      Result<WatchId> w = host_.WatchVnode(src.owner, src.fd, src.vnode_use);
       if (!w.ok()) {
         if (n.watch) host_.DropWatch(*n.watch);
         continue;
@@ -584,7 +584,8 @@ int Kqueues::Attach(Kq& kq, Knote& kn, Caller caller, const KChange& change) {
       (void)kq;
       return 0;
     case KFilter::kVnode: {
-      Result<WatchId> w = host_.WatchVnode(caller.pid, kn.fd);
+      kn.vnode_use = WantsVnodeUse(kq, kn.sfflags);
+      Result<WatchId> w = host_.WatchVnode(caller.pid, kn.fd, kn.vnode_use);
       if (!w.ok()) return w.error().value;
       kn.vnode = *w;
       by_vnode_[*w] = kn.uid;
@@ -682,14 +683,29 @@ void Kqueues::Modify(Kq& kq, Knote& kn, const KChange& change) {
       // (filt_timertouch records the error on the knote, never reported).
       if (ArmTimer(kq, kn, change) == 0 && kn.data > 0) Activate(kq, kn);
       break;
+    case KFilter::kVnode:
+      if (!kn.vnode_use && kn.vnode && WantsVnodeUse(kq, kn.sfflags)) {
+        kn.vnode_use = true;
+        host_.WatchVnodeUse(*kn.vnode);
+      }
+      break;
     case KFilter::kRead:
     case KFilter::kWrite:
     case KFilter::kExcept:
-    case KFilter::kVnode:
     case KFilter::kProc:
     case KFilter::kSignal:
       break;
   }
+}
+
+// Whether a VNODE knote asks for notes only use events give (FreeBSD's
+// NOTE_OPEN, NOTE_CLOSE, NOTE_CLOSE_WRITE, NOTE_READ), in its wire fflags.
+bool Kqueues::WantsVnodeUse(const Kq& kq, uint32_t sfflags) {
+  constexpr uint32_t kUseNotes = kev::kNoteOpened | kev::kNoteClose | kev::kNoteCloseWrite | kev::kNoteRead;
+  const uint32_t notes = kq.policy.vnode_notes;
+  uint32_t wanted = sfflags & notes & kUseNotes;
+  if ((notes & kev::kNoteOpened) && (sfflags & kev::kNoteOpenWire)) wanted |= kev::kNoteOpened;
+  return wanted != 0;
 }
 
 int Kqueues::Register(Kq& kq, Caller caller, KChange& change) {

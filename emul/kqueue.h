@@ -273,6 +273,7 @@ class Kqueues {
     bool drop_now = false;  // attached to a zombie with nothing to report (FreeBSD EV_DROP)
     // VNODE
     std::optional<WatchId> vnode;
+    bool vnode_use = false;  // its watch reports opens, closes and reads
   };
   struct Waiter {
     WaitId id;
@@ -304,6 +305,7 @@ class Kqueues {
   int Register(Kq& kq, Caller caller, KChange& change);
   int Attach(Kq& kq, Knote& kn, Caller caller, const KChange& change);
   void Modify(Kq& kq, Knote& kn, const KChange& change);
+  static bool WantsVnodeUse(const Kq& kq, uint32_t sfflags);
   // filter_process: refreshes what the knote would report; false if nothing.
   // May drop an fd knote whose descriptor was closed (sets *dropped).
   bool Evaluate(Kq& kq, Knote& kn, bool* dropped);

@@ -79,7 +79,8 @@ class LinuxHost final : public emul::Host {
   void set_kqueue_sink(KqueueSink sink) { kqueue_sink_ = std::move(sink); }
   emul::Result<ProcessState> WatchProcess(emul::Pid pid, bool fork_exec, bool was_forked) override;
   void UnwatchProcess(emul::Pid pid) override;
-  emul::Result<emul::WatchId> WatchVnode(emul::Pid pid, int fd) override;
+  emul::Result<emul::WatchId> WatchVnode(emul::Pid pid, int fd, bool use_events) override;
+  void WatchVnodeUse(emul::WatchId id) override;
   bool SameVnode(emul::Pid pid, int fd, emul::WatchId id) override;
   void DropVnode(emul::WatchId id) override;
   // Whether the netlink process connector is in use (for tests and logs).
@@ -238,7 +239,10 @@ class DeadlineSlotHost final : public emul::Host {
     return host_.WatchProcess(pid, fork_exec, was_forked);
   }
   void UnwatchProcess(emul::Pid pid) override { host_.UnwatchProcess(pid); }
-  emul::Result<emul::WatchId> WatchVnode(emul::Pid pid, int fd) override { return host_.WatchVnode(pid, fd); }
+  emul::Result<emul::WatchId> WatchVnode(emul::Pid pid, int fd, bool use_events) override {
+    return host_.WatchVnode(pid, fd, use_events);
+  }
+  void WatchVnodeUse(emul::WatchId id) override { host_.WatchVnodeUse(id); }
   bool SameVnode(emul::Pid pid, int fd, emul::WatchId id) override { return host_.SameVnode(pid, fd, id); }
   void DropVnode(emul::WatchId id) override { host_.DropVnode(id); }
   emul::Result<emul::PathWatch> WatchPath(emul::Pid pid, const std::string& path, bool nofollow) override {

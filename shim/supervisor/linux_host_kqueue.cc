@@ -287,7 +287,7 @@ void LinuxHost::ReadConnector() {
   }
 }
 
-Result<emul::WatchId> LinuxHost::WatchVnode(emul::Pid pid, int fd) {
+Result<emul::WatchId> LinuxHost::WatchVnode(emul::Pid pid, int fd, bool use_events) {
   const std::string path = FdPath(pid, fd);
   char link[256];
   ssize_t n = readlink(path.c_str(), link, sizeof link - 1);
@@ -307,7 +307,10 @@ Result<emul::WatchId> LinuxHost::WatchVnode(emul::Pid pid, int fd) {
     epoll_ctl(loop_epoll_, EPOLL_CTL_ADD, inotify_fd_, &ev);
   }
   // Follows the magic link to the open file's inode; holds no open file.
-  int wd = inotify_add_watch(inotify_fd_, path.c_str(), kInotifyMask | kInotifyUseMask);
+  // inotify has one watch per inode: IN_MASK_ADD never narrows what another
+  // knote on the same file asked for.
+  const uint32_t mask = kInotifyMask | (use_events ? kInotifyUseMask : 0) | IN_MASK_ADD;
+  int wd = inotify_add_watch(inotify_fd_, path.c_str(), mask);
   if (wd < 0) return Errno{errno == ENOSPC ? ENOMEM : errno == ENOENT ? EBADF : errno};
   VnodeWatch v;
   v.pid = pid;
@@ -331,6 +334,17 @@ Result<emul::WatchId> LinuxHost::WatchVnode(emul::Pid pid, int fd) {
   emul::WatchId id = next_watch_++;
   vnodes_.emplace(id, v);
   return id;
+}
+
+void LinuxHost::WatchVnodeUse(emul::WatchId id) {
+  auto it = vnodes_.find(id);
+  if (it == vnodes_.end()) return;
+  const VnodeWatch& v = it->second;
+  const std::string path = FdPath(v.pid, v.fd);
+  struct stat st {};
+  // Only while the descriptor still names the watched inode (same wd).
+  if (stat(path.c_str(), &st) != 0 || st.st_dev != v.dev || st.st_ino != v.ino) return;
+  inotify_add_watch(inotify_fd_, path.c_str(), kInotifyMask | kInotifyUseMask | IN_MASK_ADD);
 }
 
 bool LinuxHost::SameVnode(emul::Pid pid, int fd, emul::WatchId id) {

@@ -151,11 +151,14 @@ class KqFakeHost : public Host {
   }
   // --- files (EVFILT_VNODE) ---
   std::map<WatchId, std::pair<Pid, int>> vnodes;
-  Result<WatchId> WatchVnode(Pid pid, int fd) override {
+  std::set<WatchId> vnode_use;  // watches that report opens, closes and reads
+  Result<WatchId> WatchVnode(Pid pid, int fd, bool use_events) override {
     if (!fds_.count({pid, fd})) return Errno{EBADF};
     vnodes[next_] = {pid, fd};
+    if (use_events) vnode_use.insert(next_);
     return next_++;
   }
+  void WatchVnodeUse(WatchId id) override { vnode_use.insert(id); }
   bool SameVnode(Pid pid, int fd, WatchId id) override {
     return vnodes.count(id) && fds_.count({pid, fd}) != 0;
   }
@@ -1179,6 +1182,31 @@ TEST_F(KqueueTest, VnodeOpenCloseReadOnFreebsd) {
   // A truncation is not an open on FreeBSD.
   engine_.OnVnodeEvent(w, kev::kNoteAttrib | kev::kNoteTruncate);
   EXPECT_TRUE(Get(8, fb).empty());
+}
+
+TEST_F(KqueueTest, VnodeUseEventsOnlyForKnotesThatAskForThem) {
+  // Opens, closes and reads wake the host at every use of the file: only a
+  // FreeBSD knote asking for NOTE_OPEN/CLOSE/CLOSE_WRITE/READ gets them, also
+  // when a later EV_ADD asks; OpenBSD's 0x80 (NOTE_TRUNCATE) is not NOTE_OPEN.
+  KqueuePolicy fb = FreebsdPolicy();
+  fb.vnode_notes = kFreebsdVnodeNotes;
+  host_.Open(kP.pid, 6);
+  host_.Open(kP.pid, 7);
+  Call({Ch(KFilter::kVnode, 6, kev::kAdd | kev::kClear, kev::kNoteWrite | kev::kNoteDelete)}, Poll(0), fb);
+  ASSERT_EQ(host_.vnodes.size(), 1u);
+  const WatchId plain = host_.vnodes.begin()->first;
+  EXPECT_EQ(host_.vnode_use.count(plain), 0u);
+  Call({Ch(KFilter::kVnode, 7, kev::kAdd | kev::kClear, kev::kNoteOpenWire)}, Poll(0), fb);
+  ASSERT_EQ(host_.vnodes.size(), 2u);
+  EXPECT_EQ(host_.vnode_use.count(host_.vnodes.rbegin()->first), 1u);
+  Call({Ch(KFilter::kVnode, 6, kev::kAdd | kev::kClear, kev::kNoteWrite | kev::kNoteRead)}, Poll(0), fb);
+  EXPECT_EQ(host_.vnode_use.count(plain), 1u);
+
+  KqueuePolicy ob = OpenbsdPolicy();
+  host_.Open(kP.pid, 8);
+  Call({Ch(KFilter::kVnode, 8, kev::kAdd | kev::kClear, kev::kNoteTruncate)}, Poll(0), ob);
+  ASSERT_EQ(host_.vnodes.size(), 3u);
+  EXPECT_EQ(host_.vnode_use.count(host_.vnodes.rbegin()->first), 0u);
 }
 
 TEST_F(KqueueTest, VnodeOpenIsNotATruncateOnOpenbsd) {
