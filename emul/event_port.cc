@@ -35,9 +35,10 @@
 // timer, and every queued USER or DISPATCH event holds one of the port's
 // max_events slots; none left is EAGAIN (rule 4), except for PORT_DISPATCH,
 // which waits for a slot (a parked call: EINTR on a signal; rule 37). Every
-// slot is taken and given back through TakeSlot/ReturnSlot, so the host hears
-// when the port descriptor should poll POLLOUT (a slot is free) or POLLIN
-// (events are queued): port_vnops.c port_poll, rule 3.
+// change of the slot count or the queue ends in UpdateReadiness (TakeSlot,
+// ReturnSlot, Enqueue, RemoveQueued, Collect), so the host hears when the
+// port descriptor should poll POLLOUT (a slot is free) or POLLIN (events are
+// queued): port_vnops.c port_poll, rule 3.
 //
 // Retrieval and waiters (port.c:1162-1578). Get() delivers up to `max`
 // events once `nget` are queued; otherwise it parks a Waiter, inserted in the
@@ -1086,7 +1087,6 @@ std::optional<WaitId> EventPorts::Dispatch(Caller caller, ObjectId id, int32_t s
     --p->slots;  // the caller is gone: nothing is queued
     return std::nullopt;
   }
-  UpdateReadiness(*p);
   Enqueue(*p, Queued{d.ev, noshare ? Share::kOwnerOnly : Share::kAnyone, caller.pid, nullptr, true});
   return std::nullopt;
 }

@@ -13,7 +13,6 @@
 // one wd serves every watch on it, in either role.
 #include <fcntl.h>
 #include <linux/openat2.h>
-#include <poll.h>
 #include <sys/inotify.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -275,12 +274,6 @@ uint32_t LinuxHost::TranslatePathEvent(PathWatchState& w, int wd, uint32_t mask,
 }
 
 void LinuxHost::ReadPathEvents() {
-  if (path_mounts_fd_ >= 0 && !path_watches_.empty()) {
-    // A mount made before this call is seen by it (the mount table's poll
-    // state changes synchronously with mount(2)).
-    pollfd p{path_mounts_fd_, POLLPRI, 0};
-    if (poll(&p, 1, 0) > 0 && (p.revents & (POLLPRI | POLLERR))) OnMountsChanged();
-  }
   if (path_inotify_fd_ < 0) return;
   alignas(inotify_event) char buf[16384];
   while (true) {

@@ -689,25 +689,17 @@ int Supervisor::ReplaceObjectDescriptors(uint64_t id, emul::Pid pid, abi::Object
   const uint64_t old_inode = h->second.inode;
   // The child's descriptors of the parent's object (dup'd ones included).
   std::vector<std::pair<int, bool>> fds;  // number, close-on-exec
-  char dir[64];
-  std::snprintf(dir, sizeof dir, "/proc/%d/fd", pid);
-  if (DIR* d = opendir(dir)) {
-    while (dirent* e = readdir(d)) {
-      if (e->d_name[0] == '.') continue;
-      int fd = std::atoi(e->d_name);
-      if (!FdIsObject(pid, fd, old_inode)) continue;
-      char info[64], buf[256];
-      std::snprintf(info, sizeof info, "/proc/%d/fdinfo/%d", pid, fd);
-      unsigned flags = 0;
-      if (FILE* f = std::fopen(info, "re")) {
-        while (std::fgets(buf, sizeof buf, f)) {
-          if (std::sscanf(buf, "flags: %o", &flags) == 1) break;
-        }
-        std::fclose(f);
+  for (int fd : ObjectFds(pid, old_inode, /*first_only=*/false)) {
+    char info[64], buf[256];
+    std::snprintf(info, sizeof info, "/proc/%d/fdinfo/%d", pid, fd);
+    unsigned flags = 0;
+    if (FILE* f = std::fopen(info, "re")) {
+      while (std::fgets(buf, sizeof buf, f)) {
+        if (std::sscanf(buf, "flags: %o", &flags) == 1) break;
       }
-      fds.emplace_back(fd, (flags & O_CLOEXEC) != 0);
+      std::fclose(f);
     }
-    closedir(d);
+    fds.emplace_back(fd, (flags & O_CLOEXEC) != 0);
   }
   if (fds.empty()) {
     ObjectClosed(kind, to);
@@ -926,23 +918,31 @@ bool Supervisor::HoldsObject(emul::Pid pid, emul::ObjectId obj) {
   const uint64_t inode = h->second.inode;
   auto known = holder_fd_.find({obj, pid});
   if (known != holder_fd_.end() && FdIsObject(pid, known->second, inode)) return true;
+  // Gone (or a zombie): exit closed everything.
+  std::vector<int> fds = ObjectFds(pid, inode, /*first_only=*/true);
+  if (fds.empty()) {
+    holder_fd_.erase({obj, pid});
+    return false;
+  }
+  holder_fd_[{obj, pid}] = fds.front();
+  return true;
+}
+
+std::vector<int> Supervisor::ObjectFds(pid_t pid, uint64_t inode, bool first_only) {
+  std::vector<int> fds;
   char dir[64];
   std::snprintf(dir, sizeof dir, "/proc/%d/fd", pid);
   DIR* d = opendir(dir);
-  if (d == nullptr) return false;  // gone (or a zombie): exit closed everything
-  bool found = false;
+  if (d == nullptr) return fds;
   while (dirent* e = readdir(d)) {
     if (e->d_name[0] == '.') continue;
     int fd = std::atoi(e->d_name);
-    if (FdIsObject(pid, fd, inode)) {
-      holder_fd_[{obj, pid}] = fd;
-      found = true;
-      break;
-    }
+    if (!FdIsObject(pid, fd, inode)) continue;
+    fds.push_back(fd);
+    if (first_only) break;
   }
   closedir(d);
-  if (!found) holder_fd_.erase({obj, pid});
-  return found;
+  return fds;
 }
 
 void Supervisor::ReapChildren() {
@@ -969,9 +969,11 @@ int Supervisor::Run() {
       Log("epoll_wait failed: %s", std::strerror(errno));
       break;
     }
-    // The mount table's change is consumed by the epoll_wait that reports
-    // it: act on it before any call of the same batch, which would not see
-    // it again (MOUNTEDOVER stays causal).
+    // MOUNTEDOVER stays causal without a check per call: mount(2) wakes the
+    // mount table's pollers before it returns, so a mount made before a call
+    // is in the same batch as that call's notification, or an earlier one.
+    // Act on it before any call of the batch (the poll that reports it also
+    // consumes it).
     for (int i = 0; i < n; ++i) {
       if ((events[i].data.u64 & kTagMask) == kTagPathMounts && host_->path_watch_count() > 0) {
         host_->OnMountsChanged();

@@ -15,6 +15,7 @@
 #include <set>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 #include "abi/common/call.h"
 #include "abi/syscall_table.h"
@@ -160,7 +161,11 @@ class Supervisor {
   std::unordered_map<emul::WaitId, std::pair<emul::ObjectId, int>> parked_object_;
   std::map<std::pair<emul::ObjectId, emul::Pid>, int> holder_fd_;
   bool HoldsObject(emul::Pid pid, emul::ObjectId obj);
-  bool FdIsObject(pid_t pid, int fd, uint64_t inode);
+  static bool FdIsObject(pid_t pid, int fd, uint64_t inode);
+  // The descriptors of `pid` that are the object with `inode` (a scan of
+  // /proc/PID/fd; only the first with `first_only`). Empty if the process is
+  // gone.
+  static std::vector<int> ObjectFds(pid_t pid, uint64_t inode, bool first_only);
   void SweepClosedPorts();
   std::set<std::string> reported_;
   bool addfd_send_ = true;  // SECCOMP_ADDFD_FLAG_SEND (5.14); falls back
