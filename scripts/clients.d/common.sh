@@ -1,0 +1,95 @@
+# Shared by the client scripts in scripts/clients.d (sourced, not run).
+# scripts/clients exports EVSHIM_REPO, EVSHIM_CLIENTS_WORK (sources and
+# builds), EVSHIM_CLIENTS_LOGS (results) and EVSHIM_CLIENTS_QUICK.
+set -uo pipefail
+: "${EVSHIM_REPO:?run through scripts/clients}"
+
+clients_log() { echo "clients: $*" >&2; }
+
+# Installs the Debian packages that are missing.
+clients_need_packages() {
+  local missing=() p
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  ((${#missing[@]})) || return 0
+  clients_log "installing ${missing[*]}"
+  local sudo_cmd=()
+  [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
+  "${sudo_cmd[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# `apt-get source` needs a deb-src entry; adds one mirroring each deb entry
+# (deb822 .sources files and one-line sources.list) when none is configured.
+clients_ensure_deb_src() {
+  if grep -rqsE '^(Types:.*deb-src|deb-src )' /etc/apt/sources.list /etc/apt/sources.list.d/ 2>/dev/null; then
+    return 0
+  fi
+  local out=/etc/apt/sources.list.d/evshim-deb-src.sources tmp
+  tmp=$(mktemp)
+  local f
+  for f in /etc/apt/sources.list.d/*.sources; do
+    [ -f "$f" ] || continue
+    # Keep only stanzas of Debian's own archive (Types: deb), as deb-src.
+    awk -v RS= -v ORS='\n\n' '/(^|\n)Types:[^\n]*deb/ && /debian/ { sub(/Types:[^\n]*/, "Types: deb-src"); print }' "$f" >>"$tmp"
+  done
+  if [ -f /etc/apt/sources.list ]; then
+    grep -E '^deb ' /etc/apt/sources.list | grep debian | sed 's/^deb /deb-src /' >"$tmp.list" || true
+  fi
+  local sudo_cmd=()
+  [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
+  [ -s "$tmp" ] && "${sudo_cmd[@]}" cp "$tmp" "$out"
+  [ -s "$tmp.list" ] && "${sudo_cmd[@]}" cp "$tmp.list" /etc/apt/sources.list.d/evshim-deb-src.list
+  rm -f "$tmp" "$tmp.list"
+  clients_log "added a deb-src entry ($out)"
+  "${sudo_cmd[@]}" apt-get update -qq
+}
+
+# clients_fetch_source PACKAGE VERSION DIR: unpacks PACKAGE's Debian source
+# into $EVSHIM_CLIENTS_WORK/src/DIR (kept between runs). VERSION pins the
+# one that the snapshot mirror really holds (research: some index entries
+# name a newer revision whose files are missing); empty = the default.
+clients_fetch_source() {
+  local pkg=$1 version=$2 dir=$3
+  local src=$EVSHIM_CLIENTS_WORK/src
+  [ -d "$src/$dir" ] && return 0
+  clients_need_packages dpkg-dev
+  clients_ensure_deb_src
+  mkdir -p "$src/dl-$pkg"
+  (
+    cd "$src/dl-$pkg" || exit 1
+    if ! apt-get source --download-only "$pkg${version:+=$version}" >fetch.log 2>&1; then
+      [ -n "$version" ] && apt-get source --download-only "$pkg" >>fetch.log 2>&1 || { cat fetch.log >&2; exit 1; }
+    fi
+    rm -rf unpacked && dpkg-source -x ./*.dsc unpacked >>fetch.log 2>&1 || { cat fetch.log >&2; exit 1; }
+  ) || { clients_log "could not fetch the source of $pkg"; return 1; }
+  mv "$src/dl-$pkg/unpacked" "$src/$dir"
+}
+
+# Installs evshim (headers, libraries, pkg-config files, the evshim
+# command) from the build into a staging root, and points pkg-config at it:
+# clients are built exactly as against an installed evshim.
+clients_install_evshim() {
+  local root=$EVSHIM_CLIENTS_WORK/root
+  rm -rf "$root"
+  meson install -C "$EVSHIM_REPO/build" --destdir "$root" >"$EVSHIM_CLIENTS_WORK/install.log" 2>&1 ||
+    { cat "$EVSHIM_CLIENTS_WORK/install.log" >&2; return 1; }
+  local pc
+  pc=$(dirname "$(find "$root" -name evshim-ports.pc | head -1)")
+  export PKG_CONFIG_PATH=$pc PKG_CONFIG_SYSROOT_DIR=$root
+  export EVSHIM_LIBDIR=$root$(PKG_CONFIG_SYSROOT_DIR= pkg-config --variable=libdir evshim-ports)
+  export EVSHIM=$root$(PKG_CONFIG_SYSROOT_DIR= pkg-config --variable=prefix evshim-ports)/bin/evshim
+  [ -x "$EVSHIM" ] || { clients_log "no evshim command in $root"; return 1; }
+}
+
+# clients_flags PACKAGE: cflags and libs for a client build, with an rpath
+# so the client finds the library wherever the staging root is.
+clients_cflags() { pkg-config --cflags "$1"; }
+clients_libs() { echo "$(pkg-config --libs "$1") -Wl,-rpath,$EVSHIM_LIBDIR"; }
+
+# clients_report NAME RESULTS: RESULTS holds lines "CASE<TAB>EVSHIM<TAB>NATIVE",
+# each status pass, fail or skip. Writes the JUnit file and the summary line.
+clients_report() {
+  python3 "$EVSHIM_REPO/scripts/lib/client_report.py" "$1" "$2" "$EVSHIM_CLIENTS_LOGS"
+}
