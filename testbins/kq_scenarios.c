@@ -1366,6 +1366,22 @@ static int receipt_room(void) {
 #endif
   CHECK(ev[0].ident == 77 && ev[0].flags == EV_ERROR && ev[0].data == ENOENT);
   CHECK(ev[0].udata == (void *)1);
+  /* The same with receipts: the second one finds no room and the call
+   * returns its "error", 0, after registering it; the first receipt is in
+   * the list (OB kern_event.c:943-955). */
+  int kq2 = kqueue();
+  CHECK(kq2 >= 0);
+  set_user(&ch[0], 11, EV_ADD | EV_RECEIPT, (void *)3);
+  set_user(&ch[1], 12, EV_ADD | EV_RECEIPT, NULL);
+  memset(ev, 0xee, sizeof ev);
+#if defined(DRAGONFLY)
+  CHECK(kevent(kq2, ch, 2, ev, 1, &kZero) == 2 && ev[1].ident == 12 && ev[1].data == 0);
+#else
+  CHECK(kevent(kq2, ch, 2, ev, 1, &kZero) == 0);
+  CHECK(ev[1].flags == 0xeeee);
+#endif
+  CHECK(ev[0].ident == 11 && ev[0].flags == EV_ERROR && ev[0].data == 0 && ev[0].udata == (void *)3);
+  CHECK(user_exists(kq2, 11) && user_exists(kq2, 12));
   return 0;
 }
 
