@@ -57,7 +57,8 @@ constexpr std::array kTable = {
                  &dragonfly::SysKevent, &bsd::kKeventTrace},
     SyscallEntry{P::kOpenbsd, Call::kKevent, "kevent", 1030, 1030, "72", S::kPartial,
                  "READ/WRITE/EXCEPT/TIMER/USER/PROC/SIGNAL/VNODE (docs/kqueue.md: limits); "
-                 "NOTE_ABSTIME: CLOCK_REALTIME, once; EVFILT_AIO/DEVICE not yet (EOPNOTSUPP)",
+                 "NOTE_ABSTIME: CLOCK_REALTIME, once; EVFILT_DEVICE not yet (EOPNOTSUPP); "
+                 "EVFILT_AIO EINVAL (no filterops, as OpenBSD)",
                  &openbsd::SysKevent, &bsd::kKeventTrace},
     SyscallEntry{P::kOpenbsd, Call::kKqueue, "kqueue", 1031, 1031, "269", S::kPartial,
                  "see kevent", &openbsd::SysKqueue, &bsd::kKqueueTrace},

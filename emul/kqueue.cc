@@ -71,8 +71,10 @@
 // Resolve refuses it to any other process (fork does not inherit kqueues,
 // abi.md §4.6), except that FreeBSD's KQUEUE_CPONFORK kqueues are copied for
 // the child (ForkPrepare in the parent, ForkClaim in the child: the
-// library's atfork hook, docs/kqueue.md "Fork"). Its last close drops every knote and wakes waiters with EBADF;
-// the owner's exit frees it. The kqueue's descriptor polls readable while
+// library's atfork hook, docs/kqueue.md "Fork"). Its last close drops every knote and wakes waiters with EBADF
+// (OpenBSD); on DragonFly and FreeBSD a waiter holds the file, so the kqueue
+// lives on until its last waiter returns (KqueuePolicy::close_wakes_waiters).
+// The owner's exit frees it. The kqueue's descriptor polls readable while
 // its list is not empty (Host::ObjectReadinessChanged), so a kqueue can
 // watch another.
 #include "emul/kqueue.h"
@@ -242,7 +244,7 @@ ObjectId Kqueues::CopyKqueue(Kq& from) {
 uint64_t Kqueues::ForkPrepare(Pid parent) {
   std::vector<Kq*> sources;
   for (auto& [id, kq] : kqs_) {
-    if (kq->owner == parent && kq->copy_on_fork) sources.push_back(kq.get());
+    if (kq->owner == parent && kq->copy_on_fork && !kq->closed) sources.push_back(kq.get());
   }
   if (sources.empty()) return 0;
   std::vector<std::pair<ObjectId, ObjectId>> copies;
@@ -281,7 +283,7 @@ void Kqueues::ForkSourceClosed(ObjectId from) {
   for (auto it = fork_copies_.begin(); it != fork_copies_.end();) {
     std::erase_if(it->second.copies, [&](const std::pair<ObjectId, ObjectId>& pair) {
       if (pair.first != from) return false;
-      Close(pair.second);
+      Destroy(pair.second);  // unclaimed: nobody waits on it
       return true;
     });
     it = it->second.copies.empty() ? fork_copies_.erase(it) : std::next(it);
@@ -547,6 +549,11 @@ int Kqueues::Attach(Kq& kq, Knote& kn, Caller caller, const KChange& change) {
     case KFilter::kRead:
     case KFilter::kWrite:
     case KFilter::kExcept: {
+      // kqueue_kqfilter: a kqueue's descriptor has only EVFILT_READ
+      // (OB kern_event.c:245-256, DF kern_event.c:258-269).
+      if (kn.kev.filter != KFilter::kRead && host_.KqueueAt(caller.pid, kn.fd)) {
+        return kq.policy.kqueue_descriptor_filter_errno;
+      }
       Result<WatchId> w = host_.WatchFd(caller.pid, kn.fd);
       if (!w.ok()) return w.error().value;
       kn.watch = *w;
@@ -584,6 +591,7 @@ int Kqueues::Attach(Kq& kq, Knote& kn, Caller caller, const KChange& change) {
       (void)kq;
       return 0;
     case KFilter::kVnode: {
+      if (host_.KqueueAt(caller.pid, kn.fd)) return kq.policy.kqueue_descriptor_filter_errno;
       kn.vnode_use = WantsVnodeUse(kq, kn.sfflags);
       Result<WatchId> w = host_.WatchVnode(caller.pid, kn.fd, kn.vnode_use);
       if (!w.ok()) return w.error().value;
@@ -927,6 +935,7 @@ std::optional<WaitId> Kqueues::Kevent(Caller caller, ObjectId id, const KqueuePo
   auto pump_others = [&] {
     if (Kq* k = Find(id)) Pump(*k);
     RearmDeadline();  // the changes may have started or stopped timers
+    ReapClosed();
   };
   auto finish = [&](KeventOutcome out) -> std::optional<WaitId> {
     done->Complete(std::move(out));
@@ -939,7 +948,7 @@ std::optional<WaitId> Kqueues::Kevent(Caller caller, ObjectId id, const KqueuePo
     return finish(std::move(out));
   };
   Kq* kq = Find(id);
-  if (kq == nullptr) return fail(EBADF);
+  if (kq == nullptr || kq->closed) return fail(EBADF);
   kq->policy = policy;
   const bool timeout_valid =
       wait.forever || (wait.sec >= 0 && wait.nsec >= 0 && wait.nsec < kNanosPerSecond);
@@ -948,28 +957,37 @@ std::optional<WaitId> Kqueues::Kevent(Caller caller, ObjectId id, const KqueuePo
   }
 
   // The change list, in order (OB kern_event.c:929-960, DF kern_event.c:820-858).
+  // Each EV_ERROR record is copied out as it is made, so the records made
+  // before the room ran out are in the caller's list even when the call
+  // then fails. `room` counts nevents down and is only compared with 0: a
+  // negative nevents never runs out (OB :945, FreeBSD kqueue_kevent).
   KeventOutcome records;
   records.receipts = true;
-  int64_t room = wait.nevents;
+  int64_t room = wait.nevents_negative ? -1 : static_cast<int64_t>(wait.nevents);
   for (KChange& c : changes) {
     if (c.skip) continue;
     int err = c.error != 0 ? c.error : Register(*kq, caller, c);
     if (err == 0 && !(c.kev.flags & kev::kReceipt)) continue;
-    if (room > 0 || policy.post_errors_without_room) {
-      KeventRecord r = c.kev;
-      r.flags = kev::kError;  // every other flag is replaced
-      r.data = err;
-      records.events.push_back(r);
-      --room;
-    } else {
+    if (room == 0 && !policy.post_errors_without_room) {
       return fail(err);  // 0 for a receipt: the call returns 0 (OB kern_event.c:953-955)
     }
+    KeventRecord r = c.kev;
+    r.flags = kev::kError;  // every other flag is replaced
+    r.data = err;
+    if (!done->PostRecord(r) && policy.record_fault_stops) {
+      return fail(err);  // DragonFly: the registration's error, no later change (DF :850-852)
+    }
+    records.events.push_back(r);
+    if (room > 0) --room;
   }
   if (changes_fault) {
     if (!records.events.empty()) return finish(std::move(records));
     return fail(EFAULT);
   }
   if (!records.events.empty()) return finish(std::move(records));  // no scan (OB :961-965)
+  if (wait.nevents_negative && policy.negative_nevents_einval) {
+    return fail(EINVAL);  // FreeBSD kqueue_scan: maxevents < 0
+  }
   if (wait.nevents == 0) return finish(KeventOutcome{});
   if (policy.timeout_check == KqueuePolicy::TimeoutCheck::kBeforeScan && !timeout_valid) {
     return fail(EINVAL);  // FreeBSD kqueue_scan: timespecvalid_interval
@@ -1006,6 +1024,11 @@ std::optional<WaitId> Kqueues::Kevent(Caller caller, ObjectId id, const KqueuePo
 }
 
 void Kqueues::CancelWait(WaitId wid) {
+  CancelWaitOnly(wid);
+  ReapClosed();
+}
+
+void Kqueues::CancelWaitOnly(WaitId wid) {
   auto wk = wait_kq_.find(wid);
   if (wk == wait_kq_.end()) return;
   Kq* kq = Find(wk->second);
@@ -1023,6 +1046,29 @@ void Kqueues::CancelWait(WaitId wid) {
 }
 
 void Kqueues::Close(ObjectId id) {
+  Kq* kq = Find(id);
+  if (kq == nullptr || kq->closed) return;
+  if (!kq->policy.close_wakes_waiters && !kq->waiters.empty()) {
+    // DragonFly, FreeBSD: the waiters hold the file; the kqueue goes when
+    // the last of them returns (ReapClosed).
+    kq->closed = true;
+    closed_with_waiters_.push_back(id);
+    return;
+  }
+  Destroy(id);
+}
+
+void Kqueues::ReapClosed() {
+  std::erase_if(closed_with_waiters_, [this](ObjectId id) {
+    Kq* kq = Find(id);
+    if (kq == nullptr) return true;
+    if (!kq->waiters.empty()) return false;
+    Destroy(id);
+    return true;
+  });
+}
+
+void Kqueues::Destroy(ObjectId id) {
   Kq* kq = Find(id);
   if (kq == nullptr) return;
   while (!kq->waiters.empty()) {
@@ -1046,14 +1092,15 @@ void Kqueues::ProcessExited(Pid pid) {
     for (Waiter& w : kq->waiters) {
       if (w.caller.pid == pid) gone.push_back(w.id);
     }
-    for (WaitId w : gone) CancelWait(w);
+    for (WaitId w : gone) CancelWaitOnly(w);
     // Its kqueues. Not the fork copies it made that are still unclaimed:
     // FreeBSD copies inside fork, so a child whose parent exits at once
     // (fork; parent _exit) has its copy; ours waits for the child's claim
     // (ForkSourceClosed frees it if none comes).
     if (kq->owner == pid) owned.push_back(id);
   }
-  for (ObjectId id : owned) Close(id);
+  for (ObjectId id : owned) Destroy(id);
+  ReapClosed();
 }
 
 void Kqueues::OnWatchReady(WatchId watch, uint32_t revents) {
@@ -1065,6 +1112,7 @@ void Kqueues::OnWatchReady(WatchId watch, uint32_t revents) {
   (void)revents;  // the scan re-measures
   Activate(*kq, kn);
   Pump(*kq);
+  ReapClosed();
 }
 
 template <typename Fn>
@@ -1084,6 +1132,7 @@ void Kqueues::ForEachProcKnote(Pid pid, Fn&& fn) {
   for (ObjectId id : touched) {
     if (Kq* kq = Find(id)) Pump(*kq);
   }
+  ReapClosed();
 }
 
 void Kqueues::OnProcessExit(Pid pid, int64_t status) {
@@ -1141,6 +1190,7 @@ void Kqueues::OnVnodeEvent(WatchId watch, uint32_t notes) {
   if (kn.fflags == 0 && kn.eof == 0) return;
   Activate(*kq, kn);
   Pump(*kq);
+  ReapClosed();
 }
 
 void Kqueues::OnSignal(Pid pid, int signo) {
@@ -1157,6 +1207,7 @@ void Kqueues::OnSignal(Pid pid, int signo) {
   for (ObjectId id : touched) {
     if (Kq* kq = Find(id)) Pump(*kq);
   }
+  ReapClosed();
 }
 
 void Kqueues::OnDeadline() {
@@ -1205,6 +1256,7 @@ void Kqueues::OnDeadline() {
   for (ObjectId id : touched) {
     if (Kq* kq = Find(id)) Pump(*kq);
   }
+  ReapClosed();
   RearmDeadline();
 }
 

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <array>
+#include <cerrno>
 #include <cstdint>
 #include <list>
 #include <map>
@@ -90,6 +91,27 @@ struct KqueuePolicy {
   // FreeBSD/OpenBSD return the errno and stop (OB kern_event.c:944-955);
   // DragonFly posts the record regardless (DF kern_event.c:846-857).
   bool post_errors_without_room = false;
+  // An EV_ERROR record whose copy-out faults (a NULL or unwritable event
+  // list): DragonFly fails the call with that change's error and applies
+  // no later change (DF kern_event.c:850-852); FreeBSD and OpenBSD ignore
+  // the copy-out's result (OB kern_event.c:948, FreeBSD kqueue_kevent).
+  bool record_fault_stops = false;
+  // nevents < 0: FreeBSD's kqueue_scan refuses it with EINVAL, after the
+  // changes; OpenBSD and DragonFly scan nothing and return 0 (their scan
+  // loops run while nevents - total > 0: OB :975, DF :896).
+  bool negative_nevents_einval = false;
+  // A filter other than READ on a kqueue's descriptor (kqueue_kqfilter):
+  // OpenBSD and FreeBSD EINVAL (OB kern_event.c:245-256), DragonFly
+  // EOPNOTSUPP (DF kern_event.c:258-269).
+  int kqueue_descriptor_filter_errno = EINVAL;
+  // The last close of a kqueue while a thread waits in kevent on it.
+  // OpenBSD's waiter holds no file reference (FRELE before the scan, OB
+  // kern_event.c:967-968): kqueue_close purges and wakes it, and it fails
+  // with EBADF (OB :1292-1295, 1543-1586). DragonFly's (holdfp .. dropfp,
+  // DF kern_event.c:1055-1072) and FreeBSD's (kern_kevent: fget .. fdrop)
+  // hold the file across the wait: the kqueue lives on, knotes and all,
+  // until the waiter returns with its events or at its timeout.
+  bool close_wakes_waiters = true;
   // When an invalid timeout is rejected (research/kevent-abi.md §4.2).
   enum class TimeoutCheck : uint8_t {
     kBeforeChanges,  // OpenBSD (OB kern_event.c:911-922)
@@ -137,6 +159,10 @@ struct KeventWait {
   bool forever = true;
   int64_t sec = 0;
   int64_t nsec = 0;
+  // The caller passed nevents < 0 (`nevents` is then 0). The kernels only
+  // compare the count with 0 while posting EV_ERROR records, so a negative
+  // one never runs out of room (OB kern_event.c:945, FreeBSD kqueue_kevent).
+  bool nevents_negative = false;
 };
 
 struct KeventOutcome {
@@ -153,6 +179,14 @@ class KeventCompletion {
  public:
   virtual ~KeventCompletion() = default;
   virtual bool Complete(KeventOutcome outcome) = 0;
+  // One EV_ERROR record (a change's error, or its receipt), copied out at
+  // once, before any later change is applied, as the kernels do inside the
+  // change loop (OB kern_event.c:944-952, DF :846-857). False if the
+  // copy-out faulted. The records also come back in the outcome.
+  virtual bool PostRecord(const KeventRecord& record) {
+    (void)record;
+    return true;
+  }
 };
 
 class Kqueues {
@@ -179,7 +213,9 @@ class Kqueues {
   // --- objects ---
   // `copy_on_fork`: FreeBSD kqueuex(KQUEUE_CPONFORK), see ForkPrepare.
   Result<ObjectId> Create(Caller caller, bool copy_on_fork = false);
-  // The kqueue's last descriptor is gone: its knotes go, waiters get EBADF.
+  // The kqueue's last descriptor is gone: its knotes go, waiters get EBADF;
+  // or, where a waiter holds the kqueue (KqueuePolicy::close_wakes_waiters
+  // false), once the last waiter has returned.
   void Close(ObjectId kq);
   // Exit: the process's waiters vanish and its kqueues are freed.
   void ProcessExited(Pid pid);
@@ -291,6 +327,8 @@ class Kqueues {
     std::list<Knote*> queue;
     std::list<Waiter> waiters;
     bool readable_reported = false;
+    // Its last descriptor is gone; it lives on for the waiters that hold it.
+    bool closed = false;
   };
   struct Taken {
     Knote* kn;
@@ -340,6 +378,12 @@ class Kqueues {
   void RemoveDeadline(Nanos when, DeadlineKind kind, uint64_t id);
   void RearmDeadline();
   void RemoveWaiter(Kq& kq, std::list<Waiter>::iterator it);
+  void CancelWaitOnly(WaitId id);
+  // Frees the kqueue at once: its waiters get EBADF, its knotes go.
+  void Destroy(ObjectId kq);
+  // Frees the closed kqueues whose last waiter has left. Called at the end
+  // of the entry points, where no caller holds a Kq reference.
+  void ReapClosed();
 
   Host& host_;
   std::unordered_map<ObjectId, std::unique_ptr<Kq>> kqs_;
@@ -351,6 +395,7 @@ class Kqueues {
   std::multimap<ObjectId, uint64_t> kq_watchers_;  // watched kqueue -> READ knote
   std::multimap<Nanos, std::pair<DeadlineKind, uint64_t>> deadlines_;
   std::unordered_map<WaitId, ObjectId> wait_kq_;
+  std::vector<ObjectId> closed_with_waiters_;
   // Copies of ForkPrepare not yet claimed, by token.
   struct ForkCopies {
     Pid parent = 0;

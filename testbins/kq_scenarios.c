@@ -1288,6 +1288,235 @@ static int fifo(void) {
   return 0;
 }
 
+/* --- Conformance round 2 (issue 14): kqueue edges --- */
+
+/* kqueue_kqfilter: a kqueue's descriptor has EVFILT_READ only. OpenBSD and
+ * FreeBSD refuse the others with EINVAL (OB kern_event.c:245-256), DragonFly
+ * with EOPNOTSUPP (DF kern_event.c:258-269). */
+static int kq_descriptor_filters(void) {
+  int kq = kqueue(), inner = kqueue();
+  CHECK(kq >= 0 && inner >= 0);
+#if defined(DRAGONFLY)
+  const int want = EOPNOTSUPP;
+#else
+  const int want = EINVAL;
+#endif
+  CHECK(add(kq, (uintptr_t)inner, EVFILT_WRITE, EV_ADD, 0, 0, NULL) == -1 && errno == want);
+  CHECK(add(kq, (uintptr_t)inner, EVFILT_VNODE, EV_ADD, NOTE_WRITE, 0, NULL) == -1 && errno == want);
+#if defined(EVFILT_EXCEPT)
+  CHECK(add(kq, (uintptr_t)inner, EVFILT_EXCEPT, EV_ADD, 0, 0, NULL) == -1 && errno == want);
+#endif
+  /* Nothing was registered: a zero-timeout poll reports nothing. */
+  struct kevent ev;
+  CHECK(get(kq, &ev, 1, &kZero) == 0);
+  CHECK(add(kq, (uintptr_t)inner, EVFILT_READ, EV_ADD, 0, 0, NULL) == 0);
+  CHECK(get(kq, &ev, 1, &kZero) == 0);
+  return 0;
+}
+
+/* EVFILT_AIO: OpenBSD has no filterops for it (sysfilt_ops NULL, OB
+ * kern_event.c:177-187), so kqueue_register says EINVAL (:1057-1064).
+ * FreeBSD and DragonFly have one, which evshim does not emulate: EOPNOTSUPP
+ * (docs/kqueue.md "Not yet"). */
+static int aio_filter(void) {
+  int kq = kqueue();
+  CHECK(kq >= 0);
+#if defined(OPENBSD)
+  CHECK(add(kq, 0, EVFILT_AIO, EV_ADD, 0, 0, NULL) == -1 && errno == EINVAL);
+#else
+  CHECK(add(kq, 0, EVFILT_AIO, EV_ADD, 0, 0, NULL) == -1 && errno == EOPNOTSUPP);
+#endif
+  return 0;
+}
+
+static void set_user(struct kevent *ch, uintptr_t ident, unsigned short flags, void *udata) {
+  EV_SET(ch, ident, EVFILT_USER, flags, 0, 0, udata);
+}
+
+/* Whether USER knote `ident` exists (an EV_DISABLE of a missing one is ENOENT). */
+static int user_exists(int kq, uintptr_t ident) {
+  struct kevent ch, ev;
+  set_user(&ch, ident, EV_DISABLE | EV_RECEIPT, NULL);
+  CHECK(kevent(kq, &ch, 1, &ev, 1, &kZero) == 1 && (ev.flags & EV_ERROR));
+  return ev.data == 0;
+}
+
+/* More change errors than room in the event list. OpenBSD and FreeBSD copy
+ * each EV_ERROR record out as it is made; when nevents reaches 0 the next
+ * error is the call's errno and the rest of the list is not applied, the
+ * records already made staying in the list (OB kern_event.c:940-956, copyout
+ * at 948; FreeBSD kqueue_kevent). DragonFly posts every record whatever
+ * nevents says (DF kern_event.c:846-857). */
+static int receipt_room(void) {
+  int kq = kqueue();
+  CHECK(kq >= 0);
+  struct kevent ch[3], ev[3];
+  set_user(&ch[0], 77, EV_DELETE, (void *)1);
+  set_user(&ch[1], 78, EV_DELETE, (void *)2);
+  set_user(&ch[2], 5, EV_ADD, NULL);
+  memset(ev, 0xee, sizeof ev);
+#if defined(DRAGONFLY)
+  CHECK(kevent(kq, ch, 3, ev, 1, &kZero) == 2);
+  CHECK(ev[1].ident == 78 && ev[1].flags == EV_ERROR && ev[1].data == ENOENT);
+  CHECK(user_exists(kq, 5));
+#else
+  CHECK(kevent(kq, ch, 3, ev, 1, &kZero) == -1 && errno == ENOENT);
+  CHECK(ev[1].flags == 0xeeee); /* one slot only */
+  CHECK(!user_exists(kq, 5));
+#endif
+  CHECK(ev[0].ident == 77 && ev[0].flags == EV_ERROR && ev[0].data == ENOENT);
+  CHECK(ev[0].udata == (void *)1);
+  /* The same with receipts: the second one finds no room and the call
+   * returns its "error", 0, after registering it; the first receipt is in
+   * the list (OB kern_event.c:943-955). */
+  int kq2 = kqueue();
+  CHECK(kq2 >= 0);
+  set_user(&ch[0], 11, EV_ADD | EV_RECEIPT, (void *)3);
+  set_user(&ch[1], 12, EV_ADD | EV_RECEIPT, NULL);
+  memset(ev, 0xee, sizeof ev);
+#if defined(DRAGONFLY)
+  CHECK(kevent(kq2, ch, 2, ev, 1, &kZero) == 2 && ev[1].ident == 12 && ev[1].data == 0);
+#else
+  CHECK(kevent(kq2, ch, 2, ev, 1, &kZero) == 0);
+  CHECK(ev[1].flags == 0xeeee);
+#endif
+  CHECK(ev[0].ident == 11 && ev[0].flags == EV_ERROR && ev[0].data == 0 && ev[0].udata == (void *)3);
+  CHECK(user_exists(kq2, 11) && user_exists(kq2, 12));
+  return 0;
+}
+
+/* Change errors with no event list. With nevents == 0 OpenBSD and FreeBSD
+ * return the errno at once (OB kern_event.c:953-955). DragonFly copies the
+ * record out regardless: into a NULL list that faults and the call fails
+ * with the change's error, the later changes not applied (DF :846-853,
+ * 759-765); into a real list it lands past nevents. A negative nevents is
+ * only compared with 0, so it never runs out of room (OB :945); without
+ * records FreeBSD's kqueue_scan then refuses it (EINVAL), after the changes. */
+static int null_eventlist(void) {
+  int kq = kqueue();
+  CHECK(kq >= 0);
+  struct kevent ch[2], ev[2];
+  set_user(&ch[0], 77, EV_DELETE, NULL);
+  set_user(&ch[1], 5, EV_ADD, NULL);
+  CHECK(kevent(kq, ch, 2, NULL, 0, &kZero) == -1 && errno == ENOENT);
+  CHECK(!user_exists(kq, 5));
+#if defined(DRAGONFLY)
+  CHECK(kevent(kq, ch, 2, ev, 0, &kZero) == 1 && ev[0].ident == 77 && ev[0].data == ENOENT);
+  CHECK(user_exists(kq, 5));
+#else
+  CHECK(kevent(kq, ch, 2, ev, 0, &kZero) == -1 && errno == ENOENT);
+  CHECK(!user_exists(kq, 5));
+#endif
+  set_user(&ch[0], 77, EV_DELETE, NULL);
+  set_user(&ch[1], 78, EV_DELETE, NULL);
+  memset(ev, 0, sizeof ev);
+  CHECK(kevent(kq, ch, 2, ev, -1, &kZero) == 2);
+  CHECK(ev[0].ident == 77 && ev[1].ident == 78 && ev[1].data == ENOENT);
+  set_user(&ch[0], 6, EV_ADD, NULL);
+#if defined(FREEBSD)
+  CHECK(kevent(kq, ch, 1, ev, -1, &kZero) == -1 && errno == EINVAL);
+#else
+  CHECK(kevent(kq, ch, 1, ev, -1, &kZero) == 0);
+#endif
+  CHECK(user_exists(kq, 6));
+  return 0;
+}
+
+struct close_wait {
+  int kq;
+  long timeout_ms;
+  int result, err;
+  uintptr_t ident;
+  double took;
+  volatile pid_t tid;
+};
+
+static void *close_wait_thread(void *arg) {
+  struct close_wait *w = arg;
+  struct timespec ts = {w->timeout_ms / 1000, (w->timeout_ms % 1000) * 1000000L};
+  struct kevent ev;
+  __atomic_store_n(&w->tid, gettid(), __ATOMIC_SEQ_CST);
+  double t0 = now_s();
+  w->result = kevent(w->kq, NULL, 0, &ev, 1, &ts);
+  w->err = errno;
+  w->ident = w->result == 1 ? ev.ident : 0;
+  w->took = now_s() - t0;
+  return NULL;
+}
+
+/* Whether thread `tid` is inside kevent (/proc/self/task/TID/syscall). */
+static int in_kevent(pid_t tid) {
+  char path[64];
+  snprintf(path, sizeof path, "/proc/self/task/%d/syscall", (int)tid);
+  FILE *f = fopen(path, "r");
+  if (f == NULL) return 0;
+  long nr = -1;
+  int n = fscanf(f, "%ld", &nr);
+  fclose(f);
+  return n == 1 && nr == EVSHIM_SYS_kevent;
+}
+
+/* Runs a waiter with `timeout_ms` on `kq` and closes kq once it waits. */
+static void close_under_waiter(struct close_wait *w, int kq, long timeout_ms) {
+  memset(w, 0, sizeof *w);
+  w->kq = kq;
+  w->timeout_ms = timeout_ms;
+  pthread_t t;
+  CHECK(pthread_create(&t, NULL, close_wait_thread, w) == 0);
+  pid_t tid;
+  while ((tid = __atomic_load_n(&w->tid, __ATOMIC_SEQ_CST)) == 0) sleep_ms(1);
+  for (int i = 0; i < 5000 && !in_kevent(tid); ++i) sleep_ms(1);
+  sleep_ms(100); /* the supervisor has parked it */
+  CHECK(close(kq) == 0);
+  CHECK(pthread_join(t, NULL) == 0);
+}
+
+/* The last close of a kqueue while another thread waits in kevent on it.
+ * OpenBSD's waiter holds no file reference (FRELE before the scan, OB
+ * kern_event.c:967-968): kqueue_close purges the kqueue and wakes it, and
+ * it fails with EBADF at once (OB :1292-1295, 1543-1586). DragonFly's
+ * (holdfp .. dropfp, DF kern_event.c:1055-1072) and FreeBSD's (kern_kevent:
+ * fget .. fdrop) keep the file: the kqueue lives on, knotes included, and the
+ * waiter returns with its events or at its timeout. */
+static int close_waiter(void) {
+  struct close_wait w;
+  /* A one-shot timer of 1 s, a waiter with 3 s; the close comes first. */
+  int kq = kqueue();
+  CHECK(kq >= 0);
+  CHECK(add(kq, 9, EVFILT_TIMER, EV_ADD | EV_ONESHOT, 0, 1000, NULL) == 0);
+  close_under_waiter(&w, kq, 3000);
+#if defined(OPENBSD)
+  CHECK(w.result == -1 && w.err == EBADF && w.took < 0.9);
+#else
+  CHECK(w.result == 1 && w.ident == 9 && w.took < 2.5);
+#endif
+  /* Nothing pending, a waiter with 1 s. */
+  kq = kqueue();
+  CHECK(kq >= 0);
+  close_under_waiter(&w, kq, 1000);
+#if defined(OPENBSD)
+  CHECK(w.result == -1 && w.err == EBADF);
+#else
+  CHECK(w.result == 0 && w.took >= 0.99);
+#endif
+  return 0;
+}
+
+/* fstat of a kqueue descriptor: the BSDs give S_IFIFO, OpenBSD and DragonFly
+ * with the pending count in st_size (OB kern_event.c:1516-1526, DF :1618-1628),
+ * FreeBSD without it (kqueue_stat). evshim's descriptor is a socket and fstat
+ * is not seen by the supervisor: S_IFSOCK, size 0 (docs/abi.md §10, a known
+ * deviation, as for ports). This pins the documented behaviour. */
+static int kq_fstat(void) {
+  int kq = kqueue();
+  CHECK(kq >= 0);
+  CHECK(add(kq, 1, EVFILT_USER, EV_ADD, NOTE_TRIGGER, 0, NULL) == 0);
+  struct stat st;
+  CHECK(fstat(kq, &st) == 0);
+  CHECK(S_ISSOCK(st.st_mode) && st.st_size == 0);
+  return 0;
+}
+
 int main(int argc, char **argv) {
   if (argc < 2) {
     fprintf(stderr, "usage: %s SCENARIO\n", argv[0]);
@@ -1327,6 +1556,12 @@ int main(int argc, char **argv) {
   if (!strcmp(s, "tcp")) return tcp();
   if (!strcmp(s, "udp")) return udp();
   if (!strcmp(s, "fifo")) return fifo();
+  if (!strcmp(s, "kq_descriptor_filters")) return kq_descriptor_filters();
+  if (!strcmp(s, "aio_filter")) return aio_filter();
+  if (!strcmp(s, "receipt_room")) return receipt_room();
+  if (!strcmp(s, "null_eventlist")) return null_eventlist();
+  if (!strcmp(s, "close_waiter")) return close_waiter();
+  if (!strcmp(s, "kq_fstat")) return kq_fstat();
   fprintf(stderr, "unknown scenario %s\n", s);
   return 2;
 }

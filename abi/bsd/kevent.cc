@@ -115,9 +115,12 @@ KChange DecodeChange(const KqueuePersonality& p, const KeventLayout& l,
     }
   }
   if (!found) {
-    // Not a filter of this kernel: EINVAL (OB kern_event.c:1051-1064). One
-    // of its filters that evshim does not emulate: EOPNOTSUPP.
-    c.error = (wf < 0 && wf >= -p.filter_syscount) ? EOPNOTSUPP : EINVAL;
+    // Not a filter of this kernel, or one it has no filterops for: EINVAL
+    // (OB kern_event.c:1051-1064). One of its filters that evshim does not
+    // emulate: EOPNOTSUPP.
+    const bool kernel_filter = wf < 0 && wf >= -p.filter_syscount;
+    const bool without_ops = kernel_filter && (p.filters_without_ops >> (-wf - 1)) & 1u;
+    c.error = kernel_filter && !without_ops ? EOPNOTSUPP : EINVAL;
     return c;
   }
   switch (c.kev.filter) {
@@ -181,31 +184,32 @@ namespace {
 
 class KeventDone final : public emul::KeventCompletion {
  public:
-  KeventDone(const KeventLayout& layout, bool receipt_copyout_checked, GuestMemory& memory,
+  KeventDone(const KeventLayout& layout, bool record_slot_advances_on_fault, GuestMemory& memory,
              std::shared_ptr<Responder> responder, uint64_t eventlist)
-      : layout_(layout), checked_(receipt_copyout_checked), memory_(memory),
+      : layout_(layout), advance_on_fault_(record_slot_advances_on_fault), memory_(memory),
         responder_(std::move(responder)), eventlist_(eventlist) {}
+
+  // Change results go out one by one, as the change loop makes them.
+  bool PostRecord(const emul::KeventRecord& record) override {
+    std::vector<std::byte> bytes(layout_.size);
+    EncodeEvent(layout_, record, bytes);
+    const bool ok = memory_.Write(eventlist_ + record_slot_ * layout_.size, bytes).ok();
+    if (ok || advance_on_fault_) ++record_slot_;
+    return ok;
+  }
 
   bool Complete(emul::KeventOutcome out) override {
     if (!responder_->StillPending()) return false;
     if (out.error != 0) return responder_->Respond(Outcome::Error(out.error));
-    if (!out.events.empty()) {
+    if (!out.events.empty() && !out.receipts) {  // change results are already out (PostRecord)
       std::vector<std::byte> bytes(layout_.size * out.events.size());
       for (size_t i = 0; i < out.events.size(); ++i) {
         EncodeEvent(layout_, out.events[i],
                     std::span(bytes).subspan(i * layout_.size, layout_.size));
       }
       if (!memory_.Write(eventlist_, bytes).ok()) {
-        if (out.receipts && !checked_) {
-          // FreeBSD/OpenBSD ignore the copy-out of change results.
-        } else if (out.receipts) {
-          // DragonFly: the registration's own error (DF kern_event.c:850-852).
-          int err = static_cast<int>(out.events.front().data);
-          return responder_->Respond(err != 0 ? Outcome::Error(err) : Outcome::Value(0));
-        } else {
-          responder_->Respond(Outcome::Error(EFAULT));  // events are lost, as copyout loses them
-          return true;
-        }
+        responder_->Respond(Outcome::Error(EFAULT));  // events are lost, as copyout loses them
+        return true;
       }
     }
     return responder_->Respond(Outcome::Value(static_cast<int64_t>(out.events.size())));
@@ -213,10 +217,11 @@ class KeventDone final : public emul::KeventCompletion {
 
  private:
   const KeventLayout& layout_;
-  bool checked_;
+  bool advance_on_fault_;
   GuestMemory& memory_;
   std::shared_ptr<Responder> responder_;
   uint64_t eventlist_;
+  uint64_t record_slot_ = 0;
 };
 
 constexpr int64_t kChunk = 64;
@@ -269,8 +274,9 @@ Outcome SysKevent(CallContext& ctx, const SyscallArgs& a, const KqueuePersonalit
   if (!p.timeout_read_before_fd) {
     if (int err = read_timeout(); err != 0) return fault(err);
   }
-  if (p.negative_counts_einval && (nchanges < 0 || nevents < 0)) return Outcome::Error(EINVAL);
+  if (p.negative_nchanges_einval && nchanges < 0) return Outcome::Error(EINVAL);
   nchanges = std::max(nchanges, 0);
+  wait.nevents_negative = nevents < 0;
   nevents = std::max(nevents, 0);
   wait.nevents = static_cast<uint32_t>(nevents);
 
@@ -296,7 +302,7 @@ Outcome SysKevent(CallContext& ctx, const SyscallArgs& a, const KqueuePersonalit
   }
 
   auto responder = ctx.Defer();
-  auto done = std::make_unique<KeventDone>(layout, p.receipt_copyout_checked, ctx.memory(),
+  auto done = std::make_unique<KeventDone>(layout, p.record_slot_advances_on_fault, ctx.memory(),
                                            responder, eventlist);
   if (std::optional<emul::WaitId> w = kqs->Kevent(ctx.caller(), *kq, p.policy, std::move(changes),
                                                   changes_fault, wait, std::move(done))) {

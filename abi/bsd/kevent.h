@@ -67,15 +67,24 @@ struct KqueuePersonality {
   // The EVFILT_* number of each canonical filter (index: emul::KFilter), 0 = none.
   std::array<int16_t, 8> filter_number;
   int16_t filter_syscount;  // EVFILT_SYSCOUNT: -1..-syscount are the kernel's filters
+  // The kernel's filters that have no filterops (bit ~filter, i.e. bit 2 for
+  // -3): EINVAL, like a number that is no filter (OpenBSD EVFILT_AIO: a
+  // NULL sysfilt_ops entry, OB kern_event.c:177-187, 1057-1064). The other
+  // filters evshim does not emulate give EOPNOTSUPP.
+  uint32_t filters_without_ops;
   uint16_t sysflags;        // EV_SYSFLAGS, masked off every change
   uint16_t keep_udata;      // FreeBSD EV_KEEPUDATA; 0 where the kernel has none
   enum class TimerUnits : uint8_t { kFreebsdBits, kOpenbsdEnum, kMillisecondsOnly };
   TimerUnits timer_units;
   int not_a_kqueue_errno;        // kevent on a descriptor that is not a kqueue
-  bool negative_counts_einval;   // FreeBSD: nchanges < 0 or nevents < 0
+  bool negative_nchanges_einval;  // FreeBSD kqueue_kevent: nchanges < 0, before any change
   bool skip_filter_zero;         // FreeBSD: `if (!kevp->filter) continue;`
   bool timeout_read_before_fd;   // FreeBSD, DragonFly copy the timeout in first
-  bool receipt_copyout_checked;  // DragonFly fails the call if posting a record faults
+  // Where the EV_ERROR record after one whose copy-out faulted goes:
+  // OpenBSD moves on to the next slot regardless (OB kern_event.c:948-950);
+  // FreeBSD's kevent_copyout (and DragonFly's, DF :759-765) advance the
+  // list only when the copy-out succeeded.
+  bool record_slot_advances_on_fault;
   emul::KqueuePolicy policy;
   // kqueuex(2) / kqueue1(2) flags (the foreign values).
   uint32_t kq_cloexec;

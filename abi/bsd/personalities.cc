@@ -20,15 +20,20 @@ constexpr KqueuePersonality kFreebsd{
                       freebsd::EVFILT_VNODE, freebsd::EVFILT_PROC, freebsd::EVFILT_SIGNAL,
                       freebsd::EVFILT_TIMER, freebsd::EVFILT_USER},
     .filter_syscount = freebsd::EVFILT_SYSCOUNT,
+    .filters_without_ops = 0,
     .sysflags = freebsd::EV_SYSFLAGS,
     .keep_udata = freebsd::EV_KEEPUDATA,
     .timer_units = KqueuePersonality::TimerUnits::kFreebsdBits,
     .not_a_kqueue_errno = EINVAL,  // kqueue_acquire: f_type != DTYPE_KQUEUE (abi.md §4.1)
-    .negative_counts_einval = true,
+    .negative_nchanges_einval = true,
     .skip_filter_zero = true,
     .timeout_read_before_fd = true,
-    .receipt_copyout_checked = false,  // (void)k_ops->k_copyout(...)
+    .record_slot_advances_on_fault = false,  // kevent_copyout: eventlist += count on success
     .policy = Policy{.post_errors_without_room = false,
+                     .record_fault_stops = false,  // (void)k_ops->k_copyout(...)
+                     .negative_nevents_einval = true,  // kqueue_scan: maxevents < 0
+                     .kqueue_descriptor_filter_errno = EINVAL,  // kqueue_kqfilter
+                     .close_wakes_waiters = false,  // kern_kevent holds the file (fget .. fdrop)
                      .timeout_check = Policy::TimeoutCheck::kBeforeScan,
                      .timer_modify_restarts = true,
                      .report_action_flags = false,  // kn_kevent.flags &= ~(EV_ADD|EV_DELETE|...)
@@ -56,15 +61,20 @@ constexpr KqueuePersonality kOpenbsd{
                       openbsd::EVFILT_VNODE, openbsd::EVFILT_PROC, openbsd::EVFILT_SIGNAL,
                       openbsd::EVFILT_TIMER, openbsd::EVFILT_USER},
     .filter_syscount = openbsd::EVFILT_SYSCOUNT,
+    .filters_without_ops = 1u << ~openbsd::EVFILT_AIO,  // OB kern_event.c:180
     .sysflags = openbsd::EV_SYSFLAGS,  // OB kern_event.c:942
     .keep_udata = 0,
     .timer_units = KqueuePersonality::TimerUnits::kOpenbsdEnum,
     .not_a_kqueue_errno = EBADF,  // OB kern_event.c:906-909
-    .negative_counts_einval = false,
+    .negative_nchanges_einval = false,
     .skip_filter_zero = false,
     .timeout_read_before_fd = false,  // OB kern_event.c:903-912: the fd first
-    .receipt_copyout_checked = false,  // OB kern_event.c:948: copyout result ignored
+    .record_slot_advances_on_fault = true,  // OB kern_event.c:948-950
     .policy = Policy{.post_errors_without_room = false,  // OB kern_event.c:945-955
+                     .record_fault_stops = false,  // OB kern_event.c:948: copyout result ignored
+                     .negative_nevents_einval = false,  // :975
+                     .kqueue_descriptor_filter_errno = EINVAL,  // :245-256
+                     .close_wakes_waiters = true,  // :967-968, 1292-1295, 1543-1586
                      .timeout_check = Policy::TimeoutCheck::kBeforeChanges,  // :911-922
                      .timer_modify_restarts = true,                          // :516-539
                      .report_action_flags = true,                            // :1143
@@ -87,15 +97,20 @@ constexpr KqueuePersonality kDragonfly{
                       dragonfly::EVFILT_VNODE, dragonfly::EVFILT_PROC, dragonfly::EVFILT_SIGNAL,
                       dragonfly::EVFILT_TIMER, dragonfly::EVFILT_USER},
     .filter_syscount = dragonfly::EVFILT_SYSCOUNT,
+    .filters_without_ops = 0,  // aio_filtops (DF kern_event.c:176-180)
     .sysflags = dragonfly::EV_SYSFLAGS,  // DF kern_event.c:827-828
     .keep_udata = 0,
     .timer_units = KqueuePersonality::TimerUnits::kMillisecondsOnly,  // DF kern_event.c:427-428
     .not_a_kqueue_errno = EBADF,  // DF kern_event.c:1058-1061
-    .negative_counts_einval = false,
+    .negative_nchanges_einval = false,
     .skip_filter_zero = false,
     .timeout_read_before_fd = true,   // DF kern_event.c:1047-1057
-    .receipt_copyout_checked = true,  // DF kern_event.c:850-852
+    .record_slot_advances_on_fault = false,  // DF kern_event.c:759-765
     .policy = Policy{.post_errors_without_room = true,  // DF kern_event.c:846-857
+                     .record_fault_stops = true,  // DF kern_event.c:850-852
+                     .negative_nevents_einval = false,  // DF kern_event.c:896
+                     .kqueue_descriptor_filter_errno = EOPNOTSUPP,  // DF kern_event.c:258-269
+                     .close_wakes_waiters = false,  // DF kern_event.c:1055-1072
                      .timeout_check = Policy::TimeoutCheck::kNever,  // DF kern_event.c:866-871
                      .timer_modify_restarts = false,
                      .report_action_flags = true,

@@ -139,6 +139,21 @@ TEST(KeventCodec, FilterNumbersPerPersonality) {
   EXPECT_EQ(bsd::DecodeChange(bsd::Openbsd(), bsd::kOpenbsdLp64, with_filter(0)).error, EINVAL);
 }
 
+TEST(KeventCodec, OpenbsdAioFilterIsEinval) {
+  // OpenBSD has no filterops for EVFILT_AIO (NULL in sysfilt_ops, OB
+  // kern_event.c:177-187), so kqueue_register answers EINVAL (:1057-1064).
+  // DragonFly and FreeBSD have one; evshim does not emulate it: EOPNOTSUPP.
+  std::vector<std::byte> in(64);
+  int16_t aio = -3;
+  std::memcpy(in.data() + 8, &aio, 2);
+  EXPECT_EQ(bsd::DecodeChange(bsd::Openbsd(), bsd::kOpenbsdLp64, in).error, EINVAL);
+  EXPECT_EQ(bsd::DecodeChange(bsd::Dragonfly(), bsd::kDragonflyLp64, in).error, EOPNOTSUPP);
+  EXPECT_EQ(bsd::DecodeChange(bsd::Freebsd(), bsd::kFreebsdLp64, in).error, EOPNOTSUPP);
+  int16_t device = openbsd::EVFILT_DEVICE;  // has filterops, not emulated
+  std::memcpy(in.data() + 8, &device, 2);
+  EXPECT_EQ(bsd::DecodeChange(bsd::Openbsd(), bsd::kOpenbsdLp64, in).error, EOPNOTSUPP);
+}
+
 emul::KChange TimerChange(const bsd::KqueuePersonality& p, uint32_t fflags, int64_t data,
                           uint16_t flags = 1) {
   std::vector<std::byte> in(64);
@@ -446,6 +461,141 @@ TEST_F(KeventHandlerTest, ErrorRecordCarriesGlibcErrnoInData) {
   EXPECT_EQ(rec.kev.data, ENOENT);
   EXPECT_EQ(rec.kev.udata, 0x1234u);
   EXPECT_EQ(rec.kev.ident, 77u);
+}
+
+// Change i of an LP64 change list: an EVFILT_USER change.
+void PutUserChange(FakeMemory& mem, uint64_t list, const bsd::KqueuePersonality& p, size_t i,
+                   uint64_t ident, uint16_t flags, uint64_t udata = 0) {
+  const bsd::KeventLayout& l = p.current_lp64;
+  std::byte* ch = mem.at(list + i * l.size);
+  std::memset(ch, 0, l.size);
+  int16_t filter = p.filter_number[static_cast<size_t>(KFilter::kUser)];
+  std::memcpy(ch + l.ident, &ident, 8);
+  std::memcpy(ch + l.filter, &filter, 2);
+  std::memcpy(ch + l.flags, &flags, 2);
+  std::memcpy(ch + l.udata, &udata, 8);
+}
+
+constexpr uint16_t kAdd = 0x1, kDelete = 0x2, kError = 0x4000;
+
+TEST_F(KeventHandlerTest, RecordsBeforeTheRoomRanOutAreInTheList) {
+  // OB kern_event.c:940-956 (copyout at 948), FreeBSD kqueue_kevent: with
+  // room for one record, the first failure is copied out at once; the
+  // second finds nevents == 0 and the call fails with its errno, the first
+  // record staying in the list; the change after it is not applied.
+  for (const bsd::KqueuePersonality* p : {&bsd::Openbsd(), &bsd::Freebsd()}) {
+    ctx_.kq = *kqs_.Create({50, 50});
+    PutUserChange(ctx_.mem, kChanges, *p, 0, 77, kDelete, 0x1234);
+    PutUserChange(ctx_.mem, kChanges, *p, 1, 78, kDelete);
+    PutUserChange(ctx_.mem, kChanges, *p, 2, 5, kAdd);
+    std::memset(ctx_.mem.at(kEvents), 0xee, 2 * p->current_lp64.size);
+    Handler h = p == &bsd::Openbsd() ? &openbsd::SysKevent : &freebsd::SysKevent;
+    Outcome o = Call(h, DataModel::kLp64, {3, kChanges, 3, kEvents, 1, 0});
+    EXPECT_EQ(o.kind, Outcome::Kind::kError);
+    EXPECT_EQ(o.error, ENOENT);
+    emul::KChange rec = bsd::DecodeChange(*p, p->current_lp64,
+                                          std::span(ctx_.mem.at(kEvents), p->current_lp64.size));
+    uint16_t raw_flags;
+    std::memcpy(&raw_flags, ctx_.mem.at(kEvents) + p->current_lp64.flags, 2);
+    EXPECT_EQ(raw_flags, kError) << PersonalityName(p->personality);
+    EXPECT_EQ(rec.kev.ident, 77u);
+    EXPECT_EQ(rec.kev.data, ENOENT);
+    EXPECT_EQ(rec.kev.udata, 0x1234u);
+    EXPECT_EQ(std::to_integer<int>(*ctx_.mem.at(kEvents + p->current_lp64.size)), 0xee);  // one slot only
+    EXPECT_EQ(kqs_.KnoteCount(ctx_.kq), 0u);
+  }
+}
+
+TEST_F(KeventHandlerTest, DragonflyNullEventlistStopsAtTheFailingChange) {
+  // DF kern_event.c:846-853: the record is copied out whatever nevents says;
+  // into a NULL list the copy-out faults (DF :759-765) and the call returns
+  // the change's error at once: the changes after it are not applied.
+  ctx_.kq = *kqs_.Create({50, 50});
+  const bsd::KqueuePersonality& p = bsd::Dragonfly();
+  PutUserChange(ctx_.mem, kChanges, p, 0, 77, kDelete);
+  PutUserChange(ctx_.mem, kChanges, p, 1, 5, kAdd);
+  Outcome o = Call(&dragonfly::SysKevent, DataModel::kLp64, {3, kChanges, 2, 0, 0, 0});
+  EXPECT_EQ(o.kind, Outcome::Kind::kError);
+  EXPECT_EQ(o.error, ENOENT);
+  EXPECT_EQ(kqs_.KnoteCount(ctx_.kq), 0u);
+  // A writable list with nevents == 0: the record is posted past the room,
+  // the later change applied, the call returns the records (DF :854-861).
+  o = Call(&dragonfly::SysKevent, DataModel::kLp64, {3, kChanges, 2, kEvents, 0, 0});
+  ASSERT_EQ(o.kind, Outcome::Kind::kValue);
+  EXPECT_EQ(o.value, 1);
+  EXPECT_EQ(kqs_.KnoteCount(ctx_.kq), 1u);
+  // OpenBSD and FreeBSD with nevents == 0: the errno at once, nothing after
+  // it applied, whether or not the list is NULL (OB :953-955).
+  for (const bsd::KqueuePersonality* q : {&bsd::Openbsd(), &bsd::Freebsd()}) {
+    ctx_.kq = *kqs_.Create({50, 50});
+    PutUserChange(ctx_.mem, kChanges, *q, 0, 77, kDelete);
+    PutUserChange(ctx_.mem, kChanges, *q, 1, 5, kAdd);
+    Handler h = q == &bsd::Openbsd() ? &openbsd::SysKevent : &freebsd::SysKevent;
+    for (uint64_t list : {uint64_t{0}, kEvents}) {
+      o = Call(h, DataModel::kLp64, {3, kChanges, 2, list, 0, 0});
+      EXPECT_EQ(o.error, ENOENT);
+      EXPECT_EQ(kqs_.KnoteCount(ctx_.kq), 0u);
+    }
+  }
+}
+
+TEST_F(KeventHandlerTest, NegativeNeventsPostsEveryRecord) {
+  // nevents is only compared with 0 while posting (OB kern_event.c:945,
+  // FreeBSD kqueue_kevent): -1 never runs out. Without records FreeBSD's
+  // kqueue_scan refuses it (EINVAL) after the changes; OpenBSD returns 0.
+  const uint64_t minus_one = 0xffffffff;
+  for (const bsd::KqueuePersonality* p : {&bsd::Openbsd(), &bsd::Freebsd()}) {
+    ctx_.kq = *kqs_.Create({50, 50});
+    PutUserChange(ctx_.mem, kChanges, *p, 0, 77, kDelete);
+    PutUserChange(ctx_.mem, kChanges, *p, 1, 78, kDelete);
+    Handler h = p == &bsd::Openbsd() ? &openbsd::SysKevent : &freebsd::SysKevent;
+    Outcome o = Call(h, DataModel::kLp64, {3, kChanges, 2, kEvents, minus_one, 0});
+    ASSERT_EQ(o.kind, Outcome::Kind::kValue) << PersonalityName(p->personality);
+    EXPECT_EQ(o.value, 2);
+    emul::KChange second = bsd::DecodeChange(
+        *p, p->current_lp64,
+        std::span(ctx_.mem.at(kEvents + p->current_lp64.size), p->current_lp64.size));
+    EXPECT_EQ(second.kev.ident, 78u);
+    EXPECT_EQ(second.kev.data, ENOENT);
+    PutUserChange(ctx_.mem, kChanges, *p, 0, 5, kAdd);
+    o = Call(h, DataModel::kLp64, {3, kChanges, 1, kEvents, minus_one, 0});
+    if (p == &bsd::Freebsd()) {
+      EXPECT_EQ(o.error, EINVAL);
+    } else {
+      EXPECT_EQ(o.kind, Outcome::Kind::kValue);
+      EXPECT_EQ(o.value, 0);
+    }
+    EXPECT_EQ(kqs_.KnoteCount(ctx_.kq), 1u);  // applied before the EINVAL
+  }
+  // FreeBSD: nchanges < 0 is EINVAL before anything (kqueue_kevent).
+  EXPECT_EQ(Call(&freebsd::SysKevent, DataModel::kLp64, {3, kChanges, minus_one, kEvents, 1, 0}).error,
+            EINVAL);
+}
+
+TEST_F(KeventHandlerTest, RecordAfterAFaultedOneTakesTheNextSlotOnlyOnOpenbsd) {
+  // OpenBSD moves the list on after every record, copied out or not (OB
+  // kern_event.c:948-950); FreeBSD's kevent_copyout advances it only when
+  // the copy-out succeeded, so the next record faults at the same place.
+  // The list starts one record before the writable memory.
+  for (const bsd::KqueuePersonality* p : {&bsd::Openbsd(), &bsd::Freebsd()}) {
+    ctx_.kq = *kqs_.Create({50, 50});
+    const size_t size = p->current_lp64.size;
+    PutUserChange(ctx_.mem, kChanges, *p, 0, 77, kDelete);
+    PutUserChange(ctx_.mem, kChanges, *p, 1, 78, kDelete);
+    std::memset(ctx_.mem.at(FakeMemory::kBase), 0xee, size);
+    Handler h = p == &bsd::Openbsd() ? &openbsd::SysKevent : &freebsd::SysKevent;
+    Outcome o = Call(h, DataModel::kLp64, {3, kChanges, 2, FakeMemory::kBase - size, 4, 0});
+    ASSERT_EQ(o.kind, Outcome::Kind::kValue);
+    EXPECT_EQ(o.value, 2);  // copy-out results ignored: nerrors
+    emul::KChange at_base =
+        bsd::DecodeChange(*p, p->current_lp64, std::span(ctx_.mem.at(FakeMemory::kBase), size));
+    if (p == &bsd::Openbsd()) {
+      EXPECT_EQ(at_base.kev.ident, 78u);
+      EXPECT_EQ(at_base.kev.data, ENOENT);
+    } else {
+      EXPECT_EQ(std::to_integer<int>(*ctx_.mem.at(FakeMemory::kBase)), 0xee);
+    }
+  }
 }
 
 TEST_F(KeventHandlerTest, UnreadableChangelistIsEfault) {

@@ -57,6 +57,18 @@ INSTANTIATE_TEST_SUITE_P(
       return std::string(std::get<0>(p.param)) + "_" + std::get<1>(p.param);
     });
 
+// Conformance round 2 (issue 14, items 8, 10, 11, 12, 14, 15): a kqueue's
+// descriptor takes READ only, EVFILT_AIO, change errors against the room in
+// the event list, the last close under a waiter, fstat of a kqueue.
+INSTANTIATE_TEST_SUITE_P(
+    KqueueEdges, KqueueScenario,
+    ::testing::Combine(::testing::Values("freebsd", "openbsd", "dragonfly"),
+                       ::testing::Values("kq_descriptor_filters", "aio_filter", "receipt_room",
+                                         "null_eventlist", "close_waiter", "kq_fstat")),
+    [](const auto& p) {
+      return std::string(std::get<0>(p.param)) + "_" + std::get<1>(p.param);
+    });
+
 // FreeBSD only: kqueuex(KQUEUE_CPONFORK), a real fork (docs/kqueue.md "Fork").
 INSTANTIATE_TEST_SUITE_P(
     KqueueFreebsd, KqueueScenario,

@@ -200,11 +200,36 @@ class Capture final : public KeventCompletion {
   bool accept_;
 };
 
+// A caller's event list with room for `writable` records (a NULL list has
+// none): PostRecord copies them out, and fails past that.
+class RecordList final : public KeventCompletion {
+ public:
+  RecordList(Captured* c, std::vector<KeventRecord>* copied, size_t writable)
+      : c_(c), copied_(copied), writable_(writable) {}
+  bool PostRecord(const KeventRecord& r) override {
+    if (copied_->size() >= writable_) return false;
+    copied_->push_back(r);
+    return true;
+  }
+  bool Complete(KeventOutcome out) override {
+    c_->called = true;
+    c_->out = std::move(out);
+    return true;
+  }
+
+ private:
+  Captured* c_;
+  std::vector<KeventRecord>* copied_;
+  size_t writable_;
+};
+
 constexpr Caller kP{100, 100};
 constexpr Caller kP2{100, 101};  // another thread of the same process
 
 KqueuePolicy FreebsdPolicy() {
   KqueuePolicy p;
+  p.negative_nevents_einval = true;
+  p.close_wakes_waiters = false;
   p.report_action_flags = false;
   p.user_clear_resets_fflags = false;
   p.proc_exit_always = false;
@@ -221,6 +246,9 @@ KqueuePolicy OpenbsdPolicy() {
 KqueuePolicy DragonflyPolicy() {
   KqueuePolicy p;
   p.post_errors_without_room = true;
+  p.record_fault_stops = true;
+  p.kqueue_descriptor_filter_errno = EOPNOTSUPP;
+  p.close_wakes_waiters = false;
   p.timeout_check = KqueuePolicy::TimeoutCheck::kNever;
   p.timer_modify_restarts = false;
   p.proc_exit_flags = 0x1000;  // EV_NODATA
@@ -269,8 +297,8 @@ class KqueueTest : public ::testing::Test {
     return Call({}, Poll(n), pol).events;
   }
   WaitId Park(Captured* c, KeventWait w, Caller who = kP, bool accept = true,
-              std::vector<KChange> changes = {}) {
-    auto wid = engine_.Kevent(who, kq_, FreebsdPolicy(), std::move(changes), false, w,
+              std::vector<KChange> changes = {}, const KqueuePolicy& pol = FreebsdPolicy()) {
+    auto wid = engine_.Kevent(who, kq_, pol, std::move(changes), false, w,
                               std::make_unique<Capture>(c, accept));
     EXPECT_TRUE(wid.has_value());
     return wid.value_or(0);
@@ -421,6 +449,177 @@ TEST_F(KqueueTest, ReceiptReportsSuccessAsZeroError) {
   out = Call({Ch(KFilter::kUser, 2, kev::kAdd | kev::kReceipt)}, Poll(0));
   EXPECT_EQ(out.error, 0);
   EXPECT_TRUE(out.events.empty());
+}
+
+// --- Change results and the room in the event list (issue 14, items 10 and 11) ---
+
+// kevent() with the caller's list writable for `writable` records.
+KeventOutcome CallWithList(Kqueues& engine, ObjectId kq, std::vector<KChange> changes, KeventWait w,
+                           const KqueuePolicy& pol, size_t writable,
+                           std::vector<KeventRecord>* copied) {
+  Captured c;
+  auto wid = engine.Kevent(kP, kq, pol, std::move(changes), false, w,
+                           std::make_unique<RecordList>(&c, copied, writable));
+  EXPECT_FALSE(wid.has_value());
+  EXPECT_TRUE(c.called);
+  return c.out;
+}
+
+TEST_F(KqueueTest, RecordsMadeBeforeTheRoomRunsOutAreCopiedOut) {
+  // OB kern_event.c:940-956 (copyout at 948), FreeBSD kqueue_kevent: the
+  // first failure fills the one slot, the second finds nevents == 0 and
+  // the call fails with its errno; the first record is in the list.
+  for (const KqueuePolicy& pol : {OpenbsdPolicy(), FreebsdPolicy()}) {
+    std::vector<KeventRecord> copied;
+    auto out = CallWithList(engine_, kq_,
+                            {Ch(KFilter::kUser, 9, kev::kDelete, 0, 0, 1),
+                             Ch(KFilter::kUser, 10, kev::kDelete, 0, 0, 2),
+                             Ch(KFilter::kUser, 1, kev::kAdd)},
+                            Poll(1), pol, 8, &copied);
+    EXPECT_EQ(out.error, ENOENT);
+    ASSERT_EQ(copied.size(), 1u);
+    EXPECT_EQ(copied[0].ident, 9u);
+    EXPECT_EQ(copied[0].flags, kev::kError);
+    EXPECT_EQ(copied[0].data, ENOENT);
+    EXPECT_EQ(engine_.KnoteCount(kq_), 0u);  // the change after the second failure: not applied
+  }
+}
+
+TEST_F(KqueueTest, DragonflyPostsPastTheRoomUntilACopyOutFaults) {
+  // DF kern_event.c:846-857: a record is copied out whatever nevents says;
+  // when the copy-out faults (a NULL list, DF :759-765) the call fails with
+  // that change's error and no later change is applied (DF :850-852).
+  std::vector<KeventRecord> copied;
+  auto out = CallWithList(engine_, kq_,
+                          {Ch(KFilter::kUser, 9, kev::kDelete), Ch(KFilter::kUser, 1, kev::kAdd)},
+                          Poll(0), DragonflyPolicy(), 0, &copied);
+  EXPECT_EQ(out.error, ENOENT);
+  EXPECT_TRUE(copied.empty());
+  EXPECT_EQ(engine_.KnoteCount(kq_), 0u);
+  // A list with room for one record past nevents == 0: the first failure is
+  // posted, the second faults and ends the call.
+  out = CallWithList(engine_, kq_,
+                     {Ch(KFilter::kUser, 9, kev::kDelete), Ch(KFilter::kUser, 10, kev::kDelete),
+                      Ch(KFilter::kUser, 1, kev::kAdd)},
+                     Poll(0), DragonflyPolicy(), 1, &copied);
+  EXPECT_EQ(out.error, ENOENT);
+  ASSERT_EQ(copied.size(), 1u);
+  EXPECT_EQ(copied[0].ident, 9u);
+  EXPECT_EQ(engine_.KnoteCount(kq_), 0u);
+}
+
+TEST_F(KqueueTest, OpenbsdAndFreebsdIgnoreARecordsCopyOutFault) {
+  // OB kern_event.c:948 (copyout's result unused), FreeBSD
+  // (void)k_copyout: the record counts and the changes go on.
+  for (const KqueuePolicy& pol : {OpenbsdPolicy(), FreebsdPolicy()}) {
+    std::vector<KeventRecord> copied;
+    auto out = CallWithList(engine_, kq_,
+                            {Ch(KFilter::kUser, 9, kev::kDelete), Ch(KFilter::kUser, 1, kev::kAdd)},
+                            Poll(2), pol, 0, &copied);
+    EXPECT_EQ(out.error, 0);
+    EXPECT_EQ(out.events.size(), 1u);  // the call returns nerrors = 1
+    EXPECT_EQ(engine_.KnoteCount(kq_), 1u);
+    Call({Ch(KFilter::kUser, 1, kev::kDelete)}, Poll(0), pol);
+  }
+}
+
+TEST_F(KqueueTest, NegativeNeventsNeverRunsOutOfRecordRoom) {
+  // The kernels compare nevents with 0 only (OB kern_event.c:945, FreeBSD
+  // kqueue_kevent), so nevents < 0 posts every record...
+  KeventWait negative = Poll(0);
+  negative.nevents_negative = true;
+  for (const KqueuePolicy& pol : {OpenbsdPolicy(), FreebsdPolicy(), DragonflyPolicy()}) {
+    auto out = Call({Ch(KFilter::kUser, 9, kev::kDelete), Ch(KFilter::kUser, 10, kev::kDelete),
+                     Ch(KFilter::kUser, 1, kev::kAdd)},
+                    negative, pol);
+    EXPECT_EQ(out.error, 0);
+    EXPECT_EQ(out.events.size(), 2u);
+    EXPECT_EQ(engine_.KnoteCount(kq_), 1u);
+    Call({Ch(KFilter::kUser, 1, kev::kDelete)}, Poll(0), pol);
+  }
+  // ... and without records, FreeBSD's kqueue_scan refuses it (EINVAL)
+  // after applying the changes; OpenBSD and DragonFly return 0 (OB :975, DF :896).
+  auto out = Call({Ch(KFilter::kUser, 1, kev::kAdd)}, negative, FreebsdPolicy());
+  EXPECT_EQ(out.error, EINVAL);
+  EXPECT_EQ(engine_.KnoteCount(kq_), 1u);
+  for (const KqueuePolicy& pol : {OpenbsdPolicy(), DragonflyPolicy()}) {
+    out = Call({Ch(KFilter::kUser, 1, kev::kAdd | kev::kEnable, kev::kNoteTrigger)}, negative, pol);
+    EXPECT_EQ(out.error, 0);
+    EXPECT_TRUE(out.events.empty());  // nothing scanned, although USER 1 is triggered
+  }
+}
+
+// --- A kqueue's descriptor takes only EVFILT_READ (issue 14, item 8) ---
+
+TEST_F(KqueueTest, KqueueDescriptorRefusesFiltersOtherThanRead) {
+  // kqueue_kqfilter: OpenBSD and FreeBSD EINVAL (OB kern_event.c:245-256),
+  // DragonFly EOPNOTSUPP (DF kern_event.c:258-269).
+  ObjectId inner = engine_.Create(kP).value();
+  host_.Open(kP.pid, 7);
+  host_.MarkKqueue(kP.pid, 7, inner);
+  const std::pair<KqueuePolicy, int> cases[] = {
+      {OpenbsdPolicy(), EINVAL}, {FreebsdPolicy(), EINVAL}, {DragonflyPolicy(), EOPNOTSUPP}};
+  for (const auto& [pol, err] : cases) {
+    for (KFilter f : {KFilter::kWrite, KFilter::kExcept, KFilter::kVnode}) {
+      auto out = Call({Ch(f, 7, kev::kAdd)}, Poll(1), pol);
+      ASSERT_EQ(out.events.size(), 1u);
+      EXPECT_EQ(out.events[0].data, err) << static_cast<int>(f);
+    }
+    EXPECT_EQ(engine_.KnoteCount(kq_), 0u);
+    EXPECT_EQ(Call({Ch(KFilter::kRead, 7, kev::kAdd)}, Poll(0), pol).error, 0);
+    Call({Ch(KFilter::kRead, 7, kev::kDelete)}, Poll(0), pol);
+  }
+  EXPECT_EQ(host_.watches(), 0u);
+  EXPECT_TRUE(host_.vnodes.empty());
+}
+
+// --- The last close of a kqueue with a waiter (issue 14, item 12) ---
+
+TEST_F(KqueueTest, DragonflyAndFreebsdWaiterOutlivesTheLastClose) {
+  // DF kern_event.c:1055-1072 (holdfp .. dropfp around kern_kevent) and
+  // FreeBSD kern_kevent (fget .. fdrop): the waiter holds the file, so the
+  // close does not reach kqueue_close; the waiter stays until its timeout.
+  for (const KqueuePolicy& pol : {DragonflyPolicy(), FreebsdPolicy()}) {
+    kq_ = engine_.Create(kP).value();
+    Call({Ch(KFilter::kUser, 1, kev::kAdd)}, Poll(0), pol);
+    Captured d;
+    Park(&d, Wait(1, 1, 0), kP2, true, {}, pol);
+    engine_.Close(kq_);
+    EXPECT_FALSE(d.called);
+    EXPECT_TRUE(engine_.Exists(kq_));
+    host_.Advance(engine_, 999'000'000);
+    EXPECT_FALSE(d.called);
+    host_.Advance(engine_, 1'000'000);
+    ASSERT_TRUE(d.called);
+    EXPECT_EQ(d.out.error, 0);
+    EXPECT_TRUE(d.out.events.empty());
+    EXPECT_FALSE(engine_.Exists(kq_));  // freed once the waiter returned (dropfp)
+  }
+}
+
+TEST_F(KqueueTest, DragonflyWaiterOnAClosedKqueueStillGetsItsEvents) {
+  // Until the waiter returns, the kqueue and its knotes are intact: a
+  // timer that fires meanwhile is what it returns (DF kern_event.c:1069-1072).
+  Call({Timer(1, kev::kAdd | kev::kOneshot, 100'000'000)}, Poll(0), DragonflyPolicy());
+  Captured d;
+  Park(&d, Wait(1, 5, 0), kP2, true, {}, DragonflyPolicy());
+  engine_.Close(kq_);
+  EXPECT_FALSE(d.called);
+  host_.Advance(engine_, 100'000'000);
+  ASSERT_TRUE(d.called);
+  ASSERT_EQ(d.out.events.size(), 1u);
+  EXPECT_EQ(d.out.events[0].filter, KFilter::kTimer);
+  EXPECT_FALSE(engine_.Exists(kq_));
+  EXPECT_EQ(host_.deadline(), Host::kNever);  // the waiter's timeout went with it
+}
+
+TEST_F(KqueueTest, InterruptedWaiterOnAClosedKqueueFreesIt) {
+  Captured d;
+  WaitId w = Park(&d, Forever(1), kP2, true, {}, DragonflyPolicy());
+  engine_.Close(kq_);
+  EXPECT_TRUE(engine_.Exists(kq_));
+  engine_.CancelWait(w);  // the thread took a signal: EINTR
+  EXPECT_FALSE(engine_.Exists(kq_));
 }
 
 TEST_F(KqueueTest, DecoderErrorsKeepTheirPlaceInOrder) {
@@ -770,10 +969,12 @@ TEST_F(KqueueTest, ReusedDescriptorNumberStartsClean) {
 }
 
 TEST_F(KqueueTest, CloseWakesWaitersWithEbadfAndFreesKnotes) {
+  // OpenBSD: kqueue_close purges and wakes the sleeper (OB kern_event.c:1573-1586,
+  // 1543-1571), which fails with EBADF (OB :1292-1295).
   auto f = host_.Open(kP.pid, 5);
-  Call({Ch(KFilter::kRead, 5, kev::kAdd), Timer(1, kev::kAdd, 1'000'000)}, Poll(0));
+  Call({Ch(KFilter::kRead, 5, kev::kAdd), Timer(1, kev::kAdd, 1'000'000)}, Poll(0), OpenbsdPolicy());
   Captured d;
-  Park(&d, Forever(1), kP2);
+  Park(&d, Forever(1), kP2, true, {}, OpenbsdPolicy());
   engine_.Close(kq_);
   ASSERT_TRUE(d.called);
   EXPECT_EQ(d.out.error, EBADF);
