@@ -27,7 +27,7 @@ clients_fetch_source nginx "$nginx_version" nginx || exit 1
 clients_install_evshim || exit 1
 rm -rf "$logs" && mkdir -p "$logs" "$work"
 
-log() { clients_log "nginx: $*"; }
+log() { clients_log "nginx: [${SECONDS}s] $*"; }
 
 # --- build -------------------------------------------------------------------
 
@@ -117,10 +117,12 @@ check_binary() {
     else
       record binary_calls_ports "$mode" pass
     fi
-    if ldd "$bin" | grep -q "libevshim-ports"; then
+    local libs
+    libs=$(ldd "$bin")
+    if grep -q "libevshim-ports" <<<"$libs"; then
       record binary_links_evshim "$mode" pass
     else
-      record binary_links_evshim "$mode" fail "$(ldd "$bin" | tr '\n' ' ')"
+      record binary_links_evshim "$mode" fail "$(tr '\n' ' ' <<<"$libs")"
     fi
   fi
 }
@@ -211,27 +213,19 @@ EOF
 }
 
 # Processes running BIN (by /proc/PID/exe): the master, its workers, and any
-# leftover.
+# leftover. One find, one pgrep: the machine may have many processes.
 procs_of() {
-  local bin=$1 p exe
-  for p in /proc/[0-9]*; do
-    exe=$(readlink "$p/exe" 2>/dev/null) || continue
-    [ "$exe" = "$bin" ] && echo "${p#/proc/}"
-  done
+  find /proc -mindepth 2 -maxdepth 2 -name exe -lname "$1" 2>/dev/null | cut -d/ -f3
 }
 workers_of() {  # MASTER_PID
-  local p
-  for p in /proc/[0-9]*; do
-    [ "$(awk '{print $4}' "$p/stat" 2>/dev/null)" = "$1" ] || continue
-    grep -q "nginx: worker process" "$p/cmdline" 2>/dev/null && echo "${p#/proc/}"
-  done
+  pgrep -P "$1" -f "nginx: worker process"
 }
 
 # start_nginx MODE BIN RUN: starts nginx in the foreground of a background
 # job (daemon off) so that the master's exit status is ours to see.
 start_nginx() {
   local mode=$1 bin=$2 run=$3 wrap=()
-  [ "$mode" = evshim ] && wrap=("$EVSHIM" run --)
+  [ "$mode" = evshim ] && wrap=("$EVSHIM" run "${evshim_opts[@]}" --)
   [ "$mode" = trace ] && wrap=("$EVSHIM" trace -o "$run/trace.log" --)
   rm -f "$run/nginx.pid"
   "${wrap[@]}" "$bin" -p "$run" -c "$run/conf/nginx.conf" -e "$run/logs/error.log" \
@@ -250,6 +244,8 @@ start_nginx() {
   master=
   return 1
 }
+
+evshim_opts=()
 
 # signal_nginx MODE BIN RUN SIGNAL: `nginx -s SIGNAL`, run as the server is.
 signal_nginx() {
@@ -295,7 +291,7 @@ ab_run() {
   local name=$1; shift
   local out=$logdir/ab-$name.log n
   n=$(awk '{for (i = 1; i < NF; i++) if ($i == "-n") print $(i + 1)}' <<<"$*")
-  timeout 120 ab -q -r -s 20 "$@" >"$out" 2>&1
+  timeout 120 ab -q -r -s "${ab_timeout:-20}" "$@" >"$out" 2>&1
   local rc=$?
   ab_complete=$(awk '/^Complete requests:/ {print $3}' "$out")
   local failed non2xx
