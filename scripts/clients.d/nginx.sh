@@ -484,9 +484,41 @@ trace_check() {
   status[event_ports_traced.native]=skip
 }
 
+# Closed connections give their port slots back: illumos dissociates an fd
+# when it is closed (port.c:168-169 (illumos)), and nginx closes without
+# port_dissociate. With the port's event limit lowered to 256
+# (--max-port-events, process.max-port-events on illumos), 1500
+# connections in a row must all be served. Natively: the same load.
+limit_check() {
+  local mode=$1 bin=$2
+  local run=$work/run-$mode-limit
+  logdir=$logs/$mode
+  rm -rf "$run" && mkdir -p "$run"
+  read -r front back < <(free_ports)
+  write_site "$run"
+  write_conf "$run" "$front" "$back"
+  local err=
+  [ "$mode" = evshim ] && evshim_opts=(--max-port-events 256)
+  if start_nginx "$mode" "$bin" "$run"; then
+    ab_timeout=5 ab_run port_slots -n 1500 -c 4 "http://127.0.0.1:$front/small.html" || err+="$ab_err "
+    local n
+    n=$(grep -c "port_associate() failed" "$run/logs/error.log")
+    [ "$n" -eq 0 ] || err+="$n port_associate() failures in error.log: $(grep -m1 "port_associate() failed" "$run/logs/error.log") "
+    stop_nginx "$mode" "$bin" "$run"
+    [ "$stop_status" = 0 ] || err+="exit status $stop_status "
+  else
+    err+="did not start "
+    kill_everything "$bin"; wait "$job" 2>/dev/null; job=
+  fi
+  evshim_opts=()
+  cp "$run/logs/error.log" "$logdir/error-limit.log" 2>/dev/null
+  if [ -z "$err" ]; then record closed_fds_free_port_slots "$mode" pass; else record closed_fds_free_port_slots "$mode" fail "$err"; fi
+}
+
 case_names start event_method body_checksums static_small_keepalive static_small_close \
   static_big_close proxy_small_keepalive proxy_small_close proxy_big_close \
-  reload_under_load worker_kill_under_load clean_shutdown error_log_clean event_ports_traced
+  reload_under_load worker_kill_under_load clean_shutdown error_log_clean event_ports_traced \
+  closed_fds_free_port_slots
 
 job=
 trap 'kill_everything "$bin_ports"; kill_everything "$bin_epoll"' EXIT
@@ -496,6 +528,8 @@ if [ "$build_ok" = pass ]; then
   run_mode native "$bin_epoll"
   run_mode evshim "$bin_ports"
   trace_check
+  limit_check native "$bin_epoll"
+  limit_check evshim "$bin_ports"
 fi
 trap - EXIT
 
