@@ -22,6 +22,7 @@ class KqFakeHost : public Host {
     uint32_t ready = 0;
     int64_t readable = 0;
     int64_t writable = 0;
+    bool pipe = false;
   };
   using FileRef = std::shared_ptr<File>;
 
@@ -122,6 +123,7 @@ class KqFakeHost : public Host {
     p.revents = it->second->ready;
     p.readable = it->second->readable;
     p.writable = it->second->writable;
+    p.pipe = it->second->pipe;
     p.eof_error = eof_error;
     return p;
   }
@@ -329,6 +331,64 @@ TEST_F(KqueueTest, LowatWaitsForEnoughBytes) {
   EXPECT_TRUE(Get().empty());
   host_.Set(engine_, f, pb::kIn, 12);
   ASSERT_EQ(Get().size(), 1u);
+}
+
+// The lost wake-up of CPython's asyncio (issue 14 item 5): asyncio watches
+// its subprocess's stdin, a pipe's write end, with EVFILT_READ; the child
+// exits, the reader is gone. Linux polls that end POLLERR; the BSDs' pipe
+// read filter reports EV_EOF (FreeBSD/OpenBSD/DragonFly filt_piperead). The
+// waker counted POLLERR but the filter did not: the knote stayed queued,
+// undeliverable, the kqueue polling readable and the waiter asleep. The
+// kernels queue a knote only when its filter says so (DF kern_event.c:1796-1797)
+// and drop it from the list when the filter says no (DF :1510-1518, OB :1410-1416).
+TEST_F(KqueueTest, ReadOnAPipeWriteEndWakesTheWaiterWhenTheReaderGoes) {
+  auto f = host_.Open(kP.pid, 5);
+  f->pipe = true;
+  f->ready = pb::kOut;
+  f->writable = 4096;
+  Call({Ch(KFilter::kRead, 5, kev::kAdd)}, Poll(0));
+  Captured c;
+  Park(&c, Forever(4));
+  host_.Set(engine_, f, pb::kOut | pb::kErr, 0, 4096);  // the reader closed
+  ASSERT_TRUE(c.called);
+  ASSERT_EQ(c.out.events.size(), 1u);
+  EXPECT_EQ(c.out.events[0].ident, 5u);
+  EXPECT_EQ(c.out.events[0].flags & kev::kEof, kev::kEof);
+  EXPECT_EQ(c.out.events[0].data, 0);
+  // Level-triggered: reported again, and the kqueue polls readable only
+  // while an event can be retrieved.
+  EXPECT_EQ(Get().size(), 1u);
+  Call({Ch(KFilter::kRead, 5, kev::kDelete)}, Poll(0));
+  EXPECT_FALSE(host_.readable(kq_));
+}
+
+// A socket with a pending error (POLLERR, no hang-up) is readable without
+// EV_EOF (filt_soread: so_error), so the waiter wakes and reads the error.
+TEST_F(KqueueTest, SocketErrorWakesTheWaiterWithoutEof) {
+  auto f = host_.Open(kP.pid, 5);
+  Call({Ch(KFilter::kRead, 5, kev::kAdd)}, Poll(0));
+  Captured c;
+  Park(&c, Forever(4));
+  host_.Set(engine_, f, pb::kErr, 0);
+  ASSERT_TRUE(c.called);
+  ASSERT_EQ(c.out.events.size(), 1u);
+  EXPECT_EQ(c.out.events[0].flags & kev::kEof, 0);
+}
+
+// NOTE_LOWAT with a parked waiter: bytes below the mark do not wake it,
+// the bytes that reach it do.
+TEST_F(KqueueTest, LowatWakesTheWaiterWhenEnoughBytesArrive) {
+  auto f = host_.Open(kP.pid, 5);
+  Call({Ch(KFilter::kRead, 5, kev::kAdd, kev::kNoteLowat, 10)}, Poll(0));
+  Captured c;
+  Park(&c, Forever(4));
+  host_.Set(engine_, f, pb::kIn, 4);
+  EXPECT_FALSE(c.called);
+  EXPECT_FALSE(host_.readable(kq_));
+  host_.Set(engine_, f, pb::kIn, 12);
+  ASSERT_TRUE(c.called);
+  ASSERT_EQ(c.out.events.size(), 1u);
+  EXPECT_EQ(c.out.events[0].data, 12);
 }
 
 TEST_F(KqueueTest, ClearIsEdgeTriggered) {
