@@ -471,18 +471,21 @@ void Kqueues::ArmFd(Kq& kq, Knote& kn) {
 // waiters would sleep through the activity that follows (the watch is not
 // armed while it reports). So then only new activity may wake it: an edge
 // watch (a new edge registration reports the current state once, hence the
-// second arm). Activity in between still activates it.
+// second arm). Activity that landed before that registration is in its
+// report, not looked at: so the filter looks once more once it is armed.
 void Kqueues::ArmFdNotReady(Kq& kq, Knote& kn) {
   const uint32_t want = FdWatchBits(kn);
   if (!kn.watch || want == 0) return;
   Result<uint32_t> ready = (kn.kev.flags & kev::kClear)
                                ? host_.ArmWatchEdge(*kn.watch, kn.owner, kn.fd, want)
                                : host_.ArmWatch(*kn.watch, kn.owner, kn.fd, want);
+  if (!ready.ok() || !(*ready & want)) return;  // armed (or the descriptor is gone)
   for (int arm = 0; arm < 2 && ready.ok() && (*ready & want); ++arm) {
     ready = host_.ArmWatchEdge(*kn.watch, kn.owner, kn.fd, want);
   }
   if (!ready.ok()) return;  // the descriptor is gone: found stale at the next look
-  if (*ready & want) Activate(kq, kn);
+  bool dropped = false;
+  if ((*ready & want) || Evaluate(kq, kn, &dropped)) Activate(kq, kn);  // Pump looks again
 }
 
 bool Kqueues::Evaluate(Kq& kq, Knote& kn, bool* dropped) {
@@ -940,10 +943,17 @@ void Kqueues::RemoveWaiter(Kq& kq, std::list<Waiter>::iterator it) {
 }
 
 void Kqueues::Pump(Kq& kq) {
+  int rescans = 0;
   while (!kq.waiters.empty() && !kq.queue.empty()) {
     auto it = kq.waiters.begin();
     std::vector<Taken> taken = Collect(kq, it->max);
-    if (taken.empty()) break;  // everything on the list was stale
+    if (taken.empty()) {
+      // Nothing deliverable (stale, or the filter said no). A knote that
+      // activity re-queued while the scan re-armed its watch
+      // (ArmFdNotReady) is looked at once more, now.
+      if (++rescans > 1) break;
+      continue;
+    }
     std::unique_ptr<KeventCompletion> done = std::move(it->done);
     RemoveWaiter(kq, it);
     Deliver(kq, *done, std::move(taken));

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <functional>
 #include <map>
 #include <memory>
 #include <set>
@@ -98,9 +99,18 @@ class KqFakeHost : public Host {
     ++edge_arms;
     Watch& w = watches_.at(id);
     w.mask = events;
+    if (during_edge_arm) {
+      // Activity that lands while the engine arms: reported by this arm.
+      auto act = std::move(during_edge_arm);
+      during_edge_arm = nullptr;
+      if (FileRef f = w.file.lock()) act(*f);
+      w.armed = false;
+      return w.file.lock()->ready & events;
+    }
     w.armed = true;  // only new activity (a later Set) fires it
     return 0u;
   }
+  std::function<void(File&)> during_edge_arm;
   void DisarmWatch(WatchId id) override { watches_.at(id).armed = false; }
   void DropWatch(WatchId id) override { watches_.erase(id); }
   bool SameFile(Pid pid, int fd, WatchId id) override {
@@ -386,6 +396,21 @@ TEST_F(KqueueTest, LowatWakesTheWaiterWhenEnoughBytesArrive) {
   EXPECT_FALSE(c.called);
   EXPECT_FALSE(host_.readable(kq_));
   host_.Set(engine_, f, pb::kIn, 12);
+  ASSERT_TRUE(c.called);
+  ASSERT_EQ(c.out.events.size(), 1u);
+  EXPECT_EQ(c.out.events[0].data, 12);
+}
+
+// The same, with the bytes that reach the mark landing while the scan
+// re-arms the watch: the knote is queued again by that activity, and the
+// waiter must get it now, not at some later call.
+TEST_F(KqueueTest, LowatActivityDuringTheRearmWakesTheWaiter) {
+  auto f = host_.Open(kP.pid, 5);
+  Call({Ch(KFilter::kRead, 5, kev::kAdd, kev::kNoteLowat, 10)}, Poll(0));
+  Captured c;
+  Park(&c, Forever(4));
+  host_.during_edge_arm = [](KqFakeHost::File& file) { file.readable = 12; };
+  host_.Set(engine_, f, pb::kIn, 4);
   ASSERT_TRUE(c.called);
   ASSERT_EQ(c.out.events.size(), 1u);
   EXPECT_EQ(c.out.events[0].data, 12);
