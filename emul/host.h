@@ -18,6 +18,7 @@ struct FdProbe {
   int64_t writable = 0;   // free space for writing
   bool regular = false;   // a regular file: no readiness notifications exist
   bool listening = false; // a listening socket
+  bool pipe = false;      // a pipe or FIFO (POLLERR: the write end, every reader gone)
   int eof_error = 0;      // the socket's pending error at EOF, if known (kqueue fflags)
 };
 

@@ -433,34 +433,61 @@ int Kqueues::ArmTimer(Kq& kq, Knote& kn, const KChange& change) {
   return 0;
 }
 
-// Arms the host watch of an fd knote that has nothing to report; level or,
-// for EV_CLEAR, edge. Readiness reported at once activates it.
-void Kqueues::ArmFd(Kq& kq, Knote& kn) {
-  if (!kn.watch) return;
-  uint32_t want = 0;
+// The poll bits whose report wakes an fd knote (0: not an fd filter).
+uint32_t Kqueues::FdWatchBits(const Knote& kn) {
   switch (kn.kev.filter) {
     case KFilter::kRead:
-      want = poll_bits::kIn | poll_bits::kRdHup;
-      break;
+      return poll_bits::kIn | poll_bits::kRdHup | kAlways;
     case KFilter::kWrite:
-      want = poll_bits::kOut;
-      break;
+      return poll_bits::kOut | kAlways;
     case KFilter::kExcept:
-      want = poll_bits::kPri;
-      break;
+      return poll_bits::kPri | kAlways;
     case KFilter::kVnode:
     case KFilter::kProc:
     case KFilter::kSignal:
     case KFilter::kTimer:
     case KFilter::kUser:
-      return;
+      return 0;
   }
-  want |= kAlways;
+  return 0;
+}
+
+// Arms the host watch of an fd knote that has nothing to report; level or,
+// for EV_CLEAR, edge. Readiness reported at once activates it.
+void Kqueues::ArmFd(Kq& kq, Knote& kn) {
+  const uint32_t want = FdWatchBits(kn);
+  if (!kn.watch || want == 0) return;
   Result<uint32_t> ready = (kn.kev.flags & kev::kClear)
                                ? host_.ArmWatchEdge(*kn.watch, kn.owner, kn.fd, want)
                                : host_.ArmWatch(*kn.watch, kn.owner, kn.fd, want);
   if (!ready.ok()) return;  // the descriptor is gone: found stale at the next look
   if (*ready & want) Activate(kq, kn);
+}
+
+// The scan's filter just found the knote not ready. The kernels take it off
+// the list and queue it again only when the file's next event makes the
+// filter say yes (DF kern_event.c:1510-1518 and 1796-1797, OB :1410-1416).
+// A level watch that reports at once is reporting the very state the filter
+// refused (bytes under NOTE_LOWAT, a regular file at EOF): queued again, the
+// knote could never be delivered, the kqueue would poll readable and its
+// waiters would sleep through the activity that follows (the watch is not
+// armed while it reports). So then only new activity may wake it: an edge
+// watch (a new edge registration reports the current state once, hence the
+// second arm). Activity that landed before that registration is in its
+// report, not looked at: so the filter looks once more once it is armed.
+void Kqueues::ArmFdNotReady(Kq& kq, Knote& kn) {
+  const uint32_t want = FdWatchBits(kn);
+  if (!kn.watch || want == 0) return;
+  Result<uint32_t> ready = (kn.kev.flags & kev::kClear)
+                               ? host_.ArmWatchEdge(*kn.watch, kn.owner, kn.fd, want)
+                               : host_.ArmWatch(*kn.watch, kn.owner, kn.fd, want);
+  if (!ready.ok() || !(*ready & want)) return;  // armed (or the descriptor is gone)
+  for (int arm = 0; arm < 2 && ready.ok() && (*ready & want); ++arm) {
+    ready = host_.ArmWatchEdge(*kn.watch, kn.owner, kn.fd, want);
+  }
+  if (!ready.ok()) return;  // the descriptor is gone: found stale at the next look
+  bool dropped = false;
+  if ((*ready & want) || Evaluate(kq, kn, &dropped)) Activate(kq, kn);  // Pump looks again
 }
 
 bool Kqueues::Evaluate(Kq& kq, Knote& kn, bool* dropped) {
@@ -496,8 +523,16 @@ bool Kqueues::Evaluate(Kq& kq, Knote& kn, bool* dropped) {
       if (kn.kev.filter == KFilter::kRead) {
         kn.data = p.readable;
         if (p.revents & (poll_bits::kRdHup | poll_bits::kHup)) kn.eof = kev::kEof;
+        // A pipe's write end whose readers are all gone (Linux: POLLERR):
+        // the BSDs' pipe read filter reports EV_EOF (docs/kqueue.md).
+        if (p.pipe && (p.revents & poll_bits::kErr)) kn.eof = kev::kEof;
         if (kn.eof) kn.fflags = static_cast<uint32_t>(p.eof_error);  // the socket error
         if (kn.eof) return true;
+        // A pending socket error makes the socket readable (filt_soread's
+        // so_error). The watch wakes on POLLERR (kAlways): a filter that
+        // did not count it would leave the knote queued and never
+        // delivered, its waiters asleep (DF kern_event.c:1796-1797, 1510-1518).
+        if (p.revents & poll_bits::kErr) return true;
         if (p.regular) return kn.data != 0;  // filt_vnread: bytes to EOF
         if (p.listening) return kn.data > 0 || (p.revents & poll_bits::kIn);
         if (lowat) return kn.data >= std::max<int64_t>(kn.sdata, 1);
@@ -833,7 +868,7 @@ std::vector<Kqueues::Taken> Kqueues::Collect(Kq& kq, uint32_t max) {
     if (!Evaluate(kq, kn, &dropped)) {
       if (dropped) continue;
       kn.active = false;
-      ArmFd(kq, kn);
+      ArmFdNotReady(kq, kn);
       // A readiness reported by re-arming puts it back on the list; it will
       // be looked at again by the next scan, not this one.
       continue;
@@ -916,10 +951,17 @@ void Kqueues::RemoveWaiter(Kq& kq, std::list<Waiter>::iterator it) {
 }
 
 void Kqueues::Pump(Kq& kq) {
+  int rescans = 0;
   while (!kq.waiters.empty() && !kq.queue.empty()) {
     auto it = kq.waiters.begin();
     std::vector<Taken> taken = Collect(kq, it->max);
-    if (taken.empty()) break;  // everything on the list was stale
+    if (taken.empty()) {
+      // Nothing deliverable (stale, or the filter said no). A knote that
+      // activity re-queued while the scan re-armed its watch
+      // (ArmFdNotReady) is looked at once more, now.
+      if (++rescans > 1) break;
+      continue;
+    }
     std::unique_ptr<KeventCompletion> done = std::move(it->done);
     RemoveWaiter(kq, it);
     Deliver(kq, *done, std::move(taken));

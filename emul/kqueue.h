@@ -352,6 +352,9 @@ class Kqueues {
   void Dequeue(Kq& kq, Knote& kn);
   void Drop(Kq& kq, Knote& kn);
   void ArmFd(Kq& kq, Knote& kn);
+  // After the filter said "not ready": arms so that only new activity wakes.
+  void ArmFdNotReady(Kq& kq, Knote& kn);
+  static uint32_t FdWatchBits(const Knote& kn);
   void StartTimer(Knote& kn, Nanos now);
   // Starts a timer knote as `change` says: relative and periodic, or
   // absolute (NOTE_ABSTIME). 0 or the kernel's errno.

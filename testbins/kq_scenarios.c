@@ -1514,6 +1514,83 @@ static int kq_fstat(void) {
   struct stat st;
   CHECK(fstat(kq, &st) == 0);
   CHECK(S_ISSOCK(st.st_mode) && st.st_size == 0);
+/* A thread that acts on a descriptor after a pause, while the main thread
+ * is parked in kevent. */
+struct later {
+  int fd;
+  const char *bytes; /* NULL: close fd; else write them */
+};
+static void *act_later(void *arg) {
+  struct later *l = arg;
+  sleep_ms(100);
+  if (l->bytes == NULL) {
+    close(l->fd);
+  } else {
+    CHECK(write(l->fd, l->bytes, strlen(l->bytes)) == (ssize_t)strlen(l->bytes));
+  }
+  return NULL;
+}
+
+/* EVFILT_READ on a pipe's write end: when the reader goes, the BSDs' pipe
+ * read filter reports EV_EOF (filt_piperead), and a thread parked in kevent
+ * wakes. CPython's asyncio watches its subprocess's stdin this way; under
+ * evshim it slept forever while the kqueue polled readable (issue 14 item 5).
+ * The kernels queue a knote only when its filter says so (DF
+ * kern_event.c:1796-1797) and drop it when it says no (DF :1510-1518,
+ * OB :1410-1416): whatever makes the kqueue readable can be retrieved. */
+static int pipe_write_end_eof(void) {
+  int p[2];
+  CHECK(pipe(p) == 0);
+  int kq = kqueue();
+  CHECK(kq >= 0);
+  struct kevent ev;
+  CHECK(add(kq, (uintptr_t)p[1], EVFILT_READ, EV_ADD, 0, 0, (void *)0x51) == 0);
+  CHECK(get(kq, &ev, 1, &kZero) == 0);
+  struct later l = {p[0], NULL};
+  pthread_t t;
+  CHECK(pthread_create(&t, NULL, act_later, &l) == 0);
+  struct timespec ts = {3, 0}; /* bounded: the bug slept until the timeout */
+  const double t0 = now_s();
+  int n = get(kq, &ev, 1, &ts);
+  CHECK(pthread_join(t, NULL) == 0);
+  CHECK(n == 1);
+  CHECK(now_s() - t0 < 2.5);
+  CHECK(ev.ident == (uintptr_t)p[1] && ev.filter == EVFILT_READ && (ev.flags & EV_EOF) &&
+        ev.udata == (void *)0x51);
+  /* Level-triggered: reported again until deleted. */
+  CHECK(get(kq, &ev, 1, &kZero) == 1 && (ev.flags & EV_EOF));
+  CHECK(add(kq, (uintptr_t)p[1], EVFILT_READ, EV_DELETE, 0, 0, NULL) == 0);
+  CHECK(get(kq, &ev, 1, &kZero) == 0);
+  close(p[1]);
+  close(kq);
+  return 0;
+}
+
+/* NOTE_LOWAT on a socket (filt_soread) with a parked waiter: bytes under the
+ * mark do not wake it; the bytes that reach the mark do. Under evshim the first bytes left the knote queued and
+ * undeliverable, and the waiter slept through the rest. */
+static int lowat_wakes_waiter(void) {
+  int sv[2];
+  CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0);
+  int kq = kqueue();
+  CHECK(kq >= 0);
+  CHECK(add(kq, (uintptr_t)sv[0], EVFILT_READ, EV_ADD, NOTE_LOWAT, 10, NULL) == 0);
+  CHECK(write(sv[1], "1234", 4) == 4);
+  struct kevent ev;
+  CHECK(get(kq, &ev, 1, &kZero) == 0);
+  struct later l = {sv[1], "56789012"};
+  pthread_t t;
+  CHECK(pthread_create(&t, NULL, act_later, &l) == 0);
+  struct timespec ts = {3, 0};
+  const double t0 = now_s();
+  int n = get(kq, &ev, 1, &ts);
+  CHECK(pthread_join(t, NULL) == 0);
+  CHECK(n == 1);
+  CHECK(now_s() - t0 < 2.5);
+  CHECK(ev.ident == (uintptr_t)sv[0] && ev.data == 12);
+  close(sv[0]);
+  close(sv[1]);
+  close(kq);
   return 0;
 }
 
@@ -1562,6 +1639,8 @@ int main(int argc, char **argv) {
   if (!strcmp(s, "null_eventlist")) return null_eventlist();
   if (!strcmp(s, "close_waiter")) return close_waiter();
   if (!strcmp(s, "kq_fstat")) return kq_fstat();
+  if (!strcmp(s, "pipe_write_end_eof")) return pipe_write_end_eof();
+  if (!strcmp(s, "lowat_wakes_waiter")) return lowat_wakes_waiter();
   fprintf(stderr, "unknown scenario %s\n", s);
   return 2;
 }

@@ -252,6 +252,7 @@ Result<emul::FdProbe> LinuxHost::ProbeFd(emul::Pid pid, int fd) {
     p.readable = off >= 0 && st.st_size > off ? st.st_size - off : 0;
     p.writable = 0;
   } else if (S_ISFIFO(st.st_mode)) {
+    p.pipe = true;
     if (ioctl(dup, FIONREAD, &n) == 0) p.readable = n;
     int size = fcntl(dup, F_GETPIPE_SZ);
     if (size > 0) p.writable = std::max<int64_t>(0, size - p.readable);

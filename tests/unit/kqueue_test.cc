@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <functional>
 #include <map>
 #include <memory>
 #include <set>
@@ -22,6 +23,7 @@ class KqFakeHost : public Host {
     uint32_t ready = 0;
     int64_t readable = 0;
     int64_t writable = 0;
+    bool pipe = false;
   };
   using FileRef = std::shared_ptr<File>;
 
@@ -97,9 +99,18 @@ class KqFakeHost : public Host {
     ++edge_arms;
     Watch& w = watches_.at(id);
     w.mask = events;
+    if (during_edge_arm) {
+      // Activity that lands while the engine arms: reported by this arm.
+      auto act = std::move(during_edge_arm);
+      during_edge_arm = nullptr;
+      if (FileRef f = w.file.lock()) act(*f);
+      w.armed = false;
+      return w.file.lock()->ready & events;
+    }
     w.armed = true;  // only new activity (a later Set) fires it
     return 0u;
   }
+  std::function<void(File&)> during_edge_arm;
   void DisarmWatch(WatchId id) override { watches_.at(id).armed = false; }
   void DropWatch(WatchId id) override { watches_.erase(id); }
   bool SameFile(Pid pid, int fd, WatchId id) override {
@@ -122,6 +133,7 @@ class KqFakeHost : public Host {
     p.revents = it->second->ready;
     p.readable = it->second->readable;
     p.writable = it->second->writable;
+    p.pipe = it->second->pipe;
     p.eof_error = eof_error;
     return p;
   }
@@ -357,6 +369,79 @@ TEST_F(KqueueTest, LowatWaitsForEnoughBytes) {
   EXPECT_TRUE(Get().empty());
   host_.Set(engine_, f, pb::kIn, 12);
   ASSERT_EQ(Get().size(), 1u);
+}
+
+// The lost wake-up of CPython's asyncio (issue 14 item 5): asyncio watches
+// its subprocess's stdin, a pipe's write end, with EVFILT_READ; the child
+// exits, the reader is gone. Linux polls that end POLLERR; the BSDs' pipe
+// read filter reports EV_EOF (FreeBSD/OpenBSD/DragonFly filt_piperead). The
+// waker counted POLLERR but the filter did not: the knote stayed queued,
+// undeliverable, the kqueue polling readable and the waiter asleep. The
+// kernels queue a knote only when its filter says so (DF kern_event.c:1796-1797)
+// and drop it from the list when the filter says no (DF :1510-1518, OB :1410-1416).
+TEST_F(KqueueTest, ReadOnAPipeWriteEndWakesTheWaiterWhenTheReaderGoes) {
+  auto f = host_.Open(kP.pid, 5);
+  f->pipe = true;
+  f->ready = pb::kOut;
+  f->writable = 4096;
+  Call({Ch(KFilter::kRead, 5, kev::kAdd)}, Poll(0));
+  Captured c;
+  Park(&c, Forever(4));
+  host_.Set(engine_, f, pb::kOut | pb::kErr, 0, 4096);  // the reader closed
+  ASSERT_TRUE(c.called);
+  ASSERT_EQ(c.out.events.size(), 1u);
+  EXPECT_EQ(c.out.events[0].ident, 5u);
+  EXPECT_EQ(c.out.events[0].flags & kev::kEof, kev::kEof);
+  EXPECT_EQ(c.out.events[0].data, 0);
+  // Level-triggered: reported again, and the kqueue polls readable only
+  // while an event can be retrieved.
+  EXPECT_EQ(Get().size(), 1u);
+  Call({Ch(KFilter::kRead, 5, kev::kDelete)}, Poll(0));
+  EXPECT_FALSE(host_.readable(kq_));
+}
+
+// A socket with a pending error (POLLERR, no hang-up) is readable without
+// EV_EOF (filt_soread: so_error), so the waiter wakes and reads the error.
+TEST_F(KqueueTest, SocketErrorWakesTheWaiterWithoutEof) {
+  auto f = host_.Open(kP.pid, 5);
+  Call({Ch(KFilter::kRead, 5, kev::kAdd)}, Poll(0));
+  Captured c;
+  Park(&c, Forever(4));
+  host_.Set(engine_, f, pb::kErr, 0);
+  ASSERT_TRUE(c.called);
+  ASSERT_EQ(c.out.events.size(), 1u);
+  EXPECT_EQ(c.out.events[0].flags & kev::kEof, 0);
+}
+
+// NOTE_LOWAT with a parked waiter: bytes below the mark do not wake it,
+// the bytes that reach it do.
+TEST_F(KqueueTest, LowatWakesTheWaiterWhenEnoughBytesArrive) {
+  auto f = host_.Open(kP.pid, 5);
+  Call({Ch(KFilter::kRead, 5, kev::kAdd, kev::kNoteLowat, 10)}, Poll(0));
+  Captured c;
+  Park(&c, Forever(4));
+  host_.Set(engine_, f, pb::kIn, 4);
+  EXPECT_FALSE(c.called);
+  EXPECT_FALSE(host_.readable(kq_));
+  host_.Set(engine_, f, pb::kIn, 12);
+  ASSERT_TRUE(c.called);
+  ASSERT_EQ(c.out.events.size(), 1u);
+  EXPECT_EQ(c.out.events[0].data, 12);
+}
+
+// The same, with the bytes that reach the mark landing while the scan
+// re-arms the watch: the knote is queued again by that activity, and the
+// waiter must get it now, not at some later call.
+TEST_F(KqueueTest, LowatActivityDuringTheRearmWakesTheWaiter) {
+  auto f = host_.Open(kP.pid, 5);
+  Call({Ch(KFilter::kRead, 5, kev::kAdd, kev::kNoteLowat, 10)}, Poll(0));
+  Captured c;
+  Park(&c, Forever(4));
+  host_.during_edge_arm = [](KqFakeHost::File& file) { file.readable = 12; };
+  host_.Set(engine_, f, pb::kIn, 4);
+  ASSERT_TRUE(c.called);
+  ASSERT_EQ(c.out.events.size(), 1u);
+  EXPECT_EQ(c.out.events[0].data, 12);
 }
 
 TEST_F(KqueueTest, ClearIsEdgeTriggered) {
