@@ -1514,6 +1514,9 @@ static int kq_fstat(void) {
   struct stat st;
   CHECK(fstat(kq, &st) == 0);
   CHECK(S_ISSOCK(st.st_mode) && st.st_size == 0);
+  return 0;
+}
+
 /* A thread that acts on a descriptor after a pause, while the main thread
  * is parked in kevent. */
 struct later {
