@@ -902,6 +902,14 @@ void Supervisor::SweepClosedPorts() {
     emul::Pid pid = ProcessOf(tid);
     if (!HoldsObject(pid, obj)) ports_->CloseBy(obj, pid);
   }
+  // A PORT_DISPATCH waiting for a slot: associations whose descriptors were
+  // closed since gave theirs back (port_close_fd); close() is not seen, so
+  // look here too.
+  std::set<emul::ObjectId> full_ports;
+  for (auto& [wid, named] : parked_object_) {
+    if (ports_->Exists(named.first) && ports_->DispatcherCount(named.first) > 0) full_ports.insert(named.first);
+  }
+  for (emul::ObjectId obj : full_ports) ports_->DropClosedFds(obj);
 }
 
 bool Supervisor::FdIsObject(pid_t pid, int fd, uint64_t inode) {
