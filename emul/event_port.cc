@@ -427,6 +427,23 @@ Result<void> EventPorts::DissociateFd(Caller caller, ObjectId id, int64_t object
   return was_live ? Ok() : Result<void>(Errno{ENOENT});
 }
 
+void EventPorts::FdClosing(Caller caller, int64_t object) {
+  if (object < 0 || object > INT_MAX) return;
+  const int fd = static_cast<int>(object);
+  for (auto& [id, p] : ports_) {
+    std::vector<FdAssoc*> closing;
+    auto range = p->fd_assocs.equal_range(fd);
+    for (auto it = range.first; it != range.second; ++it) {
+      FdAssoc* a = it->second.get();
+      // Its owner's descriptor, still open: the close is about to happen.
+      if (a->owner == caller.pid && host_.SameFile(caller.pid, fd, a->watch)) closing.push_back(a);
+    }
+    if (closing.empty()) continue;
+    for (FdAssoc* a : closing) FreeAssoc(*p, a);
+    ServeDispatchers(*p);
+  }
+}
+
 EventPorts::Verdict EventPorts::Check(Port& p, const Queued& q, Pid pid) {
   switch (q.share) {
     case Share::kAnyone:

@@ -150,6 +150,10 @@ class EventPorts {
   Result<void> Alert(Caller caller, ObjectId port, uint32_t flags, uint32_t events, uint64_t user);
   Result<void> AssociateFd(Caller caller, ObjectId port, int64_t fd, uint32_t events, uint64_t user);
   Result<void> DissociateFd(Caller caller, ObjectId port, int64_t fd);
+  // The caller is about to close descriptor `fd` (reported by the foreign
+  // library's close/dup2/dup3): the associations it made through it go,
+  // in every port (port_close_fd, port.c:164-169, 306-316).
+  void FdClosing(Caller caller, int64_t fd);
   // PORT_SOURCE_FILE (port_fop.c; rule 36). `object` is the file_obj_t's
   // address in the caller: with the pid, the watch's key and portev_object.
   // `events` may carry FILE_NOFOLLOW; other bits outside FILE_EVENTS_MASK

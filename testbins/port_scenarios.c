@@ -1425,6 +1425,7 @@ static int ready_before_get(void) {
     }
     CHECK(seen == 0xffffffffu);
     port_event_t one_ev;
+    memset(&one_ev, 0, sizeof one_ev);
     CHECK(port_associate(port, PORT_SOURCE_FD, (uintptr_t)p[0][0], POLLIN, NULL) == 0);
     CHECK(write(p[0][1], "y", 1) == 1);
     if (port_get(port, &one_ev, &zero) != 0) {
@@ -1461,6 +1462,7 @@ static int port_in_port_ready(void) {
     uint_t count = 0;
     CHECK(port_getn(port, NULL, 0, &count, NULL) == 0);
     port_event_t ev;
+    memset(&ev, 0, sizeof ev);
     if (count != 1 || port_get(port, &ev, &zero) != 0) {
       fprintf(stderr, "round %d: the outer port did not see its inner port become readable (count %u)\n",
               round, count);
@@ -1513,6 +1515,7 @@ static int poll_after_ready(void) {
     CHECK(poll(&pfd, 1, 5000) == 1 && (pfd.revents & POLLIN));
     lag_us[round] = (now_s() - t0) * 1e6;
     port_event_t ev;
+    memset(&ev, 0, sizeof ev);
     CHECK(port_get(port, &ev, &zero) == 0 && ev.portev_object == (uintptr_t)p[0]);
     close(p[0]);
     close(p[1]);
@@ -1578,6 +1581,88 @@ static int close_no_dissociate(void) {
   return 0;
 }
 
+/* port_close_fd (port.c:164-169, 306-316): close() removes the association
+ * even when the same open file then lands at the same number again: by
+ * dup2 back (variant 0), by dup2/dup3 over the number and back (1), by
+ * SCM_RIGHTS (2). Nothing is delivered for it and port_dissociate is
+ * ENOENT. evshim learns of these closes through the library's close, dup2
+ * and dup3 (docs/design.md "Closing an associated descriptor"). */
+static int send_fd(int sock, int fd) {
+  char byte = 0;
+  struct iovec iov = {&byte, 1};
+  union {
+    char buf[CMSG_SPACE(sizeof(int))];
+    struct cmsghdr align;
+  } u;
+  memset(&u, 0, sizeof u);
+  struct msghdr msg = {0};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = u.buf;
+  msg.msg_controllen = sizeof u.buf;
+  struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+  c->cmsg_level = SOL_SOCKET;
+  c->cmsg_type = SCM_RIGHTS;
+  c->cmsg_len = CMSG_LEN(sizeof(int));
+  memcpy(CMSG_DATA(c), &fd, sizeof fd);
+  return sendmsg(sock, &msg, 0) == 1 ? 0 : -1;
+}
+static int recv_fd(int sock) {
+  char byte;
+  struct iovec iov = {&byte, 1};
+  union {
+    char buf[CMSG_SPACE(sizeof(int))];
+    struct cmsghdr align;
+  } u;
+  struct msghdr msg = {0};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = u.buf;
+  msg.msg_controllen = sizeof u.buf;
+  if (recvmsg(sock, &msg, 0) != 1) return -1;
+  struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+  if (c == NULL || c->cmsg_type != SCM_RIGHTS) return -1;
+  int fd;
+  memcpy(&fd, CMSG_DATA(c), sizeof fd);
+  return fd;
+}
+static int close_same_file_back(void) {
+  for (int variant = 0; variant < 3; variant++) {
+    int p[2], sv[2];
+    CHECK(pipe(p) == 0);
+    int keep = dup(p[0]);
+    CHECK(keep >= 0 && socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0);
+    CHECK(port_associate(port, PORT_SOURCE_FD, (uintptr_t)p[0], POLLIN, NULL) == 0);
+    if (variant == 0) {
+      CHECK(close(p[0]) == 0);
+      CHECK(dup2(keep, p[0]) == p[0]);
+    } else if (variant == 1) {
+      int other = open("/dev/null", O_RDONLY);
+      CHECK(other >= 0 && dup2(other, p[0]) == p[0]);
+      close(other);
+      CHECK(dup3(keep, p[0], 0) == p[0]);
+    } else {
+      CHECK(close(p[0]) == 0);
+      CHECK(send_fd(sv[0], keep) == 0);
+      CHECK(recv_fd(sv[1]) == p[0]); /* the lowest free number: the closed one */
+    }
+    CHECK(write(p[1], "x", 1) == 1);
+    port_event_t ev;
+    if (get0(port, &ev) != 0) {
+      fprintf(stderr, "variant %d: an event of the association the close removed\n", variant);
+      return 1;
+    }
+    CHECK(port_dissociate(port, PORT_SOURCE_FD, (uintptr_t)p[0]) == -1 && errno == ENOENT);
+    close(p[0]);
+    close(p[1]);
+    close(keep);
+    close(sv[0]);
+    close(sv[1]);
+  }
+  printf("close removed the association though the same file came back at its number\n");
+  return 0;
+}
+
 struct scenario {
   const char *name;
   int (*fn)(void);
@@ -1602,6 +1687,7 @@ int main(int argc, char **argv) {
       {"file_mountedover", file_mountedover}, {"file_trunc", file_trunc},
       {"ready_before_get", ready_before_get}, {"port_in_port_ready", port_in_port_ready},
       {"poll_after_ready", poll_after_ready}, {"close_no_dissociate", close_no_dissociate},
+      {"close_same_file_back", close_same_file_back},
   };
   if (argc < 2) {
     fprintf(stderr, "usage: %s SCENARIO\n", argv[0]);

@@ -164,6 +164,16 @@ TEST(PortClose, CloseWithoutDissociateFreesTheAssociation) {
   EXPECT_EQ(r.status, 0) << r.out << r.err;
 }
 
+// port_close_fd (port.c:164-169, 306-316): close() followed by the same
+// open file landing at the same number (dup2 back, dup2/dup3 over and back,
+// SCM_RIGHTS) still removes the association. Seen through the library's
+// close/dup2/dup3 (the event was delivered before).
+TEST(PortClose, CloseThenSameFileBackDropsTheAssociation) {
+  RunResult r = Scenario("close_same_file_back");
+  EXPECT_FALSE(r.timed_out);
+  EXPECT_EQ(r.status, 0) << r.out << r.err;
+}
+
 // Without a supervisor the foreign call is an unknown syscall: the scenario
 // must fail, which shows the scenarios test evshim and not something else.
 TEST(PortScenarioControl, FailsWithoutEvshim) {
