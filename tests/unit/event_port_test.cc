@@ -418,6 +418,30 @@ TEST_F(EventPortTest, Rule10ClosedDescriptorsEventsDoNotCountTowardsNget) {
   EXPECT_EQ(rec->outcomes[0].events.size(), 2u);
 }
 
+// port_close_fd as reported by the library before a close (FdClosing): the
+// associations the closing process made through that descriptor go, with
+// their slot and event, in every port; another process's close of its copy
+// of the descriptor (a fork child) leaves them (the association belongs to
+// the owner's descriptor, rule 12).
+TEST_F(EventPortTest, Rule10ReportedCloseDropsTheOwnersAssociations) {
+  ObjectId p = NewPort();
+  ObjectId q = NewPort();
+  auto f = host_.NewFile();
+  host_.Open(kA.pid, 5, f);
+  host_.Fork(kA.pid, kB.pid);
+  ASSERT_TRUE(engine().AssociateFd(kA, p, 5, kIn, 0).ok());
+  ASSERT_TRUE(engine().AssociateFd(kA, q, 5, kIn, 0).ok());
+  Ready(f, kIn);
+  engine().FdClosing(kB, 5);
+  EXPECT_EQ(engine().AssociationCount(p), 1u);
+  engine().FdClosing(kA, 5);  // the same file stays at 5 (dup2 back): still a close
+  EXPECT_EQ(engine().AssociationCount(p), 0u);
+  EXPECT_EQ(engine().AssociationCount(q), 0u);
+  EXPECT_EQ(engine().SlotsInUse(p), 0u);
+  EXPECT_EQ(engine().QueuedCount(p), 0u);
+  engine().FdClosing(kA, -1);  // not a descriptor: nothing
+}
+
 // Rule 12 (port.c:222-233): an FD event goes to a process that has the same
 // open file at that number; another process's different file cannot take it.
 TEST_F(EventPortTest, Rule12FdEventsSharedOnlyWithSameFile) {
