@@ -72,10 +72,12 @@
 // another thread closed, which illumos reports as EBADF (rule 27).
 // Exec deletes the process's POSIX timers (ProcessExeced; exec_common ->
 // timer_exit); the host reports execs (docs/design.md "Timers at exec").
-// Closing an associated descriptor dissociates it and
-// discards its event: the host does not keep the file open, so the engine
-// learns of the close when it next checks the association (SameFile) before
-// delivery, re-association or dissociation.
+// Closing an associated descriptor dissociates it and discards its event
+// (port_close_fd): the host does not keep the file open and does not see
+// close(), so the engine learns of the close when it next checks the
+// association (SameFile): before delivery, at re-association or
+// dissociation of that number, before counting events, and before the port
+// looks full (the last slot, EAGAIN); see DropClosedAt.
 #include "emul/event_port.h"
 
 #include <algorithm>
@@ -146,6 +148,9 @@ void EventPorts::UpdateReadiness(Port& p) {
 }
 
 void EventPorts::TakeSlot(Port& p) {
+  // The last slot: associations of closed descriptors must not make the port
+  // look full (POLLOUT) when illumos would have freed them at the close.
+  if (p.slots + 1 == p.max_events) DropClosedAssocs(p);
   ++p.slots;
   UpdateReadiness(p);
 }
@@ -167,6 +172,48 @@ void EventPorts::FreeAssoc(Port& p, FdAssoc* a) {
       break;
     }
   }
+}
+
+// port_close_fd (port.c:164-169, 306-316): closing a descriptor removes the
+// associations made through it, their slots and queued events. Under evshim
+// close() is not seen, so an association whose owner no longer has that
+// very file at that number is dropped wherever a program could tell:
+// re-association or dissociation of the number (DropClosedAt), the last
+// free slot and EAGAIN (DropClosedAssocs), event counts (DropClosedEvents),
+// delivery (Check). One kcmp per association looked at.
+bool EventPorts::Closed(const FdAssoc& a) { return !host_.SameFile(a.owner, a.fd, a.watch); }
+
+void EventPorts::DropClosedAt(Port& p, int fd) {
+  std::vector<FdAssoc*> closed;
+  auto range = p.fd_assocs.equal_range(fd);
+  for (auto it = range.first; it != range.second; ++it) {
+    if (Closed(*it->second)) closed.push_back(it->second.get());
+  }
+  for (FdAssoc* a : closed) FreeAssoc(p, a);
+}
+
+void EventPorts::DropClosedAssocs(Port& p) {
+  std::vector<FdAssoc*> closed;
+  for (auto& [fd, a] : p.fd_assocs) {
+    if (Closed(*a)) closed.push_back(a.get());
+  }
+  for (FdAssoc* a : closed) FreeAssoc(p, a);
+}
+
+void EventPorts::DropClosedEvents(Port& p) {
+  std::vector<FdAssoc*> closed;
+  for (const Queued& q : p.queue) {
+    if (q.assoc != nullptr && Closed(*q.assoc)) closed.push_back(q.assoc);
+  }
+  for (FdAssoc* a : closed) FreeAssoc(p, a);
+}
+
+void EventPorts::DropClosedFds(ObjectId id) {
+  Port* p = Find(id);
+  if (p == nullptr) return;
+  DropClosedAssocs(*p);
+  Pump(*p);
+  ServeDispatchers(*p);
 }
 
 EventPorts::FdAssoc* EventPorts::FindAssoc(Port& p, Pid pid, int fd) {
@@ -254,6 +301,7 @@ void EventPorts::Reap(Port& p, Pid except) {
 bool EventPorts::SlotFree(Port& p, Pid caller) {
   if (p.slots < p.max_events) return true;
   Reap(p, caller);  // a process that closed the port unseen may hold slots
+  if (p.slots >= p.max_events) DropClosedAssocs(p);  // so may closed descriptors
   return p.slots < p.max_events;
 }
 
@@ -318,6 +366,7 @@ Result<void> EventPorts::AssociateFd(Caller caller, ObjectId id, int64_t object,
   if (object < 0 || object > INT_MAX) return Errno{EBADFD};  // port_fd.c: not a valid fd
   Touch(*p, caller.pid);
   int fd = static_cast<int>(object);
+  DropClosedAt(*p, fd);  // a reused number starts clean (port_close_fd)
   FdAssoc* a = FindAssoc(*p, caller.pid, fd);
   if (a == nullptr) {
     if (!host_.FdOpen(caller.pid, fd)) return Errno{EBADFD};
@@ -365,13 +414,34 @@ Result<void> EventPorts::DissociateFd(Caller caller, ObjectId id, int64_t object
   if (!p->had_fd_assoc) return Errno{ENOENT};
   int fd = static_cast<int>(object);
   if (!host_.FdOpen(caller.pid, fd)) return Errno{EBADFD};
+  DropClosedAt(*p, fd);
   FdAssoc* a = FindAssoc(*p, caller.pid, fd);
-  if (a == nullptr) return Errno{ENOENT};
+  if (a == nullptr) {
+    ServeDispatchers(*p);
+    return Errno{ENOENT};
+  }
   if (a->owner != caller.pid) return Errno{EACCES};
   bool was_live = a->active || a->queued.has_value();
   FreeAssoc(*p, a);
   ServeDispatchers(*p);
   return was_live ? Ok() : Result<void>(Errno{ENOENT});
+}
+
+void EventPorts::FdClosing(Caller caller, int64_t object) {
+  if (object < 0 || object > INT_MAX) return;
+  const int fd = static_cast<int>(object);
+  for (auto& [id, p] : ports_) {
+    std::vector<FdAssoc*> closing;
+    auto range = p->fd_assocs.equal_range(fd);
+    for (auto it = range.first; it != range.second; ++it) {
+      FdAssoc* a = it->second.get();
+      // Its owner's descriptor, still open: the close is about to happen.
+      if (a->owner == caller.pid && host_.SameFile(caller.pid, fd, a->watch)) closing.push_back(a);
+    }
+    if (closing.empty()) continue;
+    for (FdAssoc* a : closing) FreeAssoc(*p, a);
+    ServeDispatchers(*p);
+  }
 }
 
 EventPorts::Verdict EventPorts::Check(Port& p, const Queued& q, Pid pid) {
@@ -475,6 +545,12 @@ void EventPorts::Pump(Port& p) {
   while (!p.waiters.empty() && !p.alert) {
     Waiter& head = p.waiters.front();
     if (head.wait_new_events || p.queue.size() < head.spec.nget) return;
+    // Events of closed descriptors do not count towards nget (port_close_fd
+    // removed them).
+    if (head.spec.nget > 1) {
+      DropClosedEvents(p);
+      if (p.queue.size() < head.spec.nget) return;
+    }
     Waiter w = std::move(head);
     p.waiters.pop_front();
     std::vector<Queued> taken = Collect(p, w.caller.pid, w.spec.max);
@@ -502,6 +578,8 @@ std::optional<WaitId> EventPorts::Get(Caller caller, ObjectId id, const GetSpec&
   Reap(*p, caller.pid);  // what other processes closed unseen is not counted or delivered
   // The checks of port_getn, in order (port.c:1188-1237; rule 20).
   if (spec.nget > spec.max && spec.max > 0) return finish(GetOutcome{{}, EINVAL, std::nullopt});
+  // Counts never include events of descriptors closed since (port_close_fd).
+  if (spec.max == 0 || spec.nget > 1) DropClosedEvents(*p);
   if (spec.max == 0) {
     return finish(GetOutcome{{}, 0, static_cast<uint32_t>(p->queue.size())});
   }

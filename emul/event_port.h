@@ -150,6 +150,10 @@ class EventPorts {
   Result<void> Alert(Caller caller, ObjectId port, uint32_t flags, uint32_t events, uint64_t user);
   Result<void> AssociateFd(Caller caller, ObjectId port, int64_t fd, uint32_t events, uint64_t user);
   Result<void> DissociateFd(Caller caller, ObjectId port, int64_t fd);
+  // The caller is about to close descriptor `fd` (reported by the foreign
+  // library's close/dup2/dup3): the associations it made through it go,
+  // in every port (port_close_fd, port.c:164-169, 306-316).
+  void FdClosing(Caller caller, int64_t fd);
   // PORT_SOURCE_FILE (port_fop.c; rule 36). `object` is the file_obj_t's
   // address in the caller: with the pid, the watch's key and portev_object.
   // `events` may carry FILE_NOFOLLOW; other bits outside FILE_EVENTS_MASK
@@ -174,6 +178,9 @@ class EventPorts {
   void CancelWait(WaitId id);
   // Ends a parked call with `error` (its port descriptor was closed: EBADF).
   void AbortWait(WaitId id, int error);
+  // Drops the port's associations whose descriptors were closed, then serves
+  // waiting dispatchers (the supervisor's periodic sweep while calls wait).
+  void DropClosedFds(ObjectId port);
 
   // --- POSIX timers with port notification (timer.c; ports.md §3.4) ---
   // `clock` is illumos's id. Returns the new timer id (lowest free slot).
@@ -311,6 +318,12 @@ class EventPorts {
   bool SlotFree(Port& p, Pid caller);  // a slot is free (after reaping, if needed)
   void ServeDispatchers(Port& p);
   FdAssoc* FindAssoc(Port& p, Pid pid, int fd);
+  // port_close_fd observed lazily (event_port.cc, above FindAssoc): the
+  // association's owner no longer has its file at its number.
+  bool Closed(const FdAssoc& a);
+  void DropClosedAt(Port& p, int fd);
+  void DropClosedAssocs(Port& p);
+  void DropClosedEvents(Port& p);
   // May `pid` retrieve this queued event? May drop a stale FD association
   // (its owner closed the descriptor) and report kDiscard.
   enum class Verdict : uint8_t { kDeliver, kSkip, kDiscard };

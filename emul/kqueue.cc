@@ -751,6 +751,25 @@ bool Kqueues::WantsVnodeUse(const Kq& kq, uint32_t sfflags) {
   return wanted != 0;
 }
 
+void Kqueues::DropClosedKnotesAt(Kq& kq, uint64_t ident) {
+  for (KFilter f : {KFilter::kRead, KFilter::kWrite, KFilter::kExcept, KFilter::kVnode}) {
+    Knote* kn = FindKnote(kq, f, ident);
+    if (kn != nullptr && Stale(*kn)) Drop(kq, *kn);
+  }
+}
+
+void Kqueues::DropClosedKnotes() {
+  std::vector<uint64_t> closed;
+  for (auto& [uid, kn] : knotes_) {
+    if (IsFdFilter(kn->kev.filter) && Stale(*kn)) closed.push_back(uid);
+  }
+  for (uint64_t uid : closed) {
+    auto it = knotes_.find(uid);
+    if (it == knotes_.end()) continue;
+    if (Kq* kq = Find(it->second->kq)) Drop(*kq, *it->second);
+  }
+}
+
 int Kqueues::Register(Kq& kq, Caller caller, KChange& change) {
   KeventRecord& kev = change.kev;
   const bool fd_filter = IsFdFilter(kev.filter);
@@ -758,17 +777,16 @@ int Kqueues::Register(Kq& kq, Caller caller, KChange& change) {
     if (kev.ident > static_cast<uint64_t>(INT_MAX)) return EBADF;  // OB kern_event.c:1066-1070
     if (!host_.FdOpen(caller.pid, static_cast<int>(kev.ident))) return EBADF;
   }
+  // The number was closed (and perhaps reused) since: every knote on it went
+  // with the close, whatever its filter (knote_fdclose, OB kern_event.c:
+  // 1826-1845); this change starts clean.
+  if (fd_filter) DropClosedKnotesAt(kq, kev.ident);
   Knote* kn = FindKnote(kq, kev.filter, kev.ident);
-  if (kn != nullptr && fd_filter && Stale(*kn)) {
-    // The number was closed (and perhaps reused) since: the old knote went
-    // with the close (knote_fdclose); this change starts clean.
-    Drop(kq, *kn);
-    kn = nullptr;
-  }
   if (kn == nullptr && !(kev.flags & kev::kAdd)) return ENOENT;  // OB kern_event.c:1115-1119
 
   if (kev.flags & kev::kAdd) {
     if (kn == nullptr) {
+      if (knotes_.size() >= limits_.max_knotes) DropClosedKnotes();  // they went at close
       if (knotes_.size() >= limits_.max_knotes) return ENOMEM;
       auto owned = std::make_unique<Knote>();
       Knote& n = *owned;

@@ -361,6 +361,11 @@ class Kqueues {
   int ArmTimer(Kq& kq, Knote& kn, const KChange& change);
   // The descriptor of an fd knote was closed or now names another file.
   bool Stale(const Knote& kn);
+  // knote_fdclose observed lazily: drops the knotes (of every fd filter) on
+  // `ident` whose descriptor was closed; DropClosedKnotes: every such knote
+  // (before ENOMEM for --max-knotes).
+  void DropClosedKnotesAt(Kq& kq, uint64_t ident);
+  void DropClosedKnotes();
   // The watched process exited; true if the knote is to be dropped silently.
   bool ApplyExit(Kq& kq, Knote& kn, int64_t status);
   void Unwatch(Knote& kn);

@@ -6,6 +6,7 @@
  * OpenBSD kern_event.c rev 1.194, "DF" = DragonFly kern_event.c (shared/seeds/).
  */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -1597,6 +1598,185 @@ static int lowat_wakes_waiter(void) {
   return 0;
 }
 
+/* ---- Readiness before the call, and closed descriptors ---- */
+
+/* The supervisor's descriptor count (`evshim run` is this program's parent). */
+static int supervisor_fd_count(void) {
+  char dir[64];
+  snprintf(dir, sizeof dir, "/proc/%d/fd", (int)getppid());
+  int n = 0;
+  DIR *d = opendir(dir);
+  CHECK(d != NULL);
+  while (readdir(d) != NULL) n++;
+  closedir(d);
+  return n;
+}
+
+/* A knote is activated when its file becomes ready (knote() from the pipe's
+ * wakeup, knote_activate/knote_enqueue: DF kern_event.c:1647-1660,
+ * 1969-1986; OB kern_event.c:1731-1760), and a scan takes everything queued
+ * at that moment, even with a zero timeout (DF kern_event.c:1454-1556; OB
+ * kern_event.c:1298-1308, 1338-1450). 32 pipes made readable, then one
+ * kevent with room for 32 returns 32, with a zero timeout and with a 1 s one.
+ * 50 rounds. */
+static int ready_before_call(void) {
+  enum { N = 32, ROUNDS = 50 };
+  const struct timespec one = {1, 0};
+  for (int round = 0; round < ROUNDS; round++) {
+    int kq = kqueue();
+    CHECK(kq >= 0);
+    int p[N][2];
+    for (int i = 0; i < N; i++) {
+      CHECK(pipe(p[i]) == 0);
+      CHECK(add(kq, (uintptr_t)p[i][0], EVFILT_READ, EV_ADD, 0, 0, NULL) == 0);
+    }
+    for (int i = 0; i < N; i++) CHECK(write(p[i][1], "x", 1) == 1);
+    struct kevent ev[N];
+    int n = get(kq, ev, N, (round & 1) ? &one : &kZero);
+    if (n != N) {
+      fprintf(stderr, "round %d: kevent returned %d of %d ready pipes\n", round, n, N);
+      return 1;
+    }
+    for (int i = 0; i < N; i++) CHECK(ev[i].filter == EVFILT_READ && ev[i].data == 1);
+    for (int i = 0; i < N; i++) {
+      close(p[i][0]);
+      close(p[i][1]);
+    }
+    close(kq);
+  }
+  printf("%d rounds: every pipe ready before kevent was returned by it\n", ROUNDS);
+  return 0;
+}
+
+/* Two pipes, each read end watched; both writers close; one kevent returns
+ * both EV_EOF (the close's wakeup activates each knote: filt_piperead via
+ * knote(), DF kern_event.c:1647-1660; OB kern_event.c:1731-1760). 50 rounds. */
+static int eof_before_call(void) {
+  for (int round = 0; round < 50; round++) {
+    int kq = kqueue();
+    CHECK(kq >= 0);
+    int a[2], b[2];
+    CHECK(pipe(a) == 0 && pipe(b) == 0);
+    CHECK(add(kq, (uintptr_t)a[0], EVFILT_READ, EV_ADD, 0, 0, NULL) == 0);
+    CHECK(add(kq, (uintptr_t)b[0], EVFILT_READ, EV_ADD, 0, 0, NULL) == 0);
+    close(a[1]);
+    close(b[1]);
+    struct kevent ev[2];
+    int n = get(kq, ev, 2, &kZero);
+    if (n != 2) {
+      fprintf(stderr, "round %d: kevent returned %d of 2 EOFs\n", round, n);
+      return 1;
+    }
+    CHECK((ev[0].flags & EV_EOF) && (ev[1].flags & EV_EOF));
+    close(a[0]);
+    close(b[0]);
+    close(kq);
+  }
+  printf("50 rounds: both EOFs in one kevent\n");
+  return 0;
+}
+
+/* A kqueue watching a kqueue (filt_kqueue, DF kern_event.c:281-287): the
+ * inner one's pipe written, then kevent(outer, timeout 0) returns the inner
+ * kqueue with data 1. 50 rounds. */
+static int kq_in_kq_ready(void) {
+  for (int round = 0; round < 50; round++) {
+    int outer = kqueue(), inner = kqueue();
+    CHECK(outer >= 0 && inner >= 0);
+    int p[2];
+    CHECK(pipe(p) == 0);
+    CHECK(add(inner, (uintptr_t)p[0], EVFILT_READ, EV_ADD, 0, 0, NULL) == 0);
+    CHECK(add(outer, (uintptr_t)inner, EVFILT_READ, EV_ADD, 0, 0, NULL) == 0);
+    CHECK(write(p[1], "x", 1) == 1);
+    struct kevent ev;
+    if (get(outer, &ev, 1, &kZero) != 1) {
+      fprintf(stderr, "round %d: the outer kqueue did not see the inner one's event\n", round);
+      return 1;
+    }
+    CHECK(ev.ident == (uintptr_t)inner && ev.data == 1);
+    close(p[0]);
+    close(p[1]);
+    close(inner);
+    close(outer);
+  }
+  printf("50 rounds: the outer kqueue saw the inner one at once\n");
+  return 0;
+}
+
+static int cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return x < y ? -1 : x > y;
+}
+static double median_of(double *v, int n) {
+  qsort(v, (size_t)n, sizeof *v, cmp_double);
+  return v[n / 2];
+}
+static double max_of(const double *v, int n) {
+  double m = 0;
+  for (int i = 0; i < n; i++) m = v[i] > m ? v[i] : m;
+  return m;
+}
+
+/* poll() on the kqueue descriptor right after a watched pipe became ready.
+ * The program's poll() never reaches the supervisor, so POLLIN is set by the
+ * supervisor's loop shortly after the write (docs/abi.md §10): a poll with a
+ * timeout always sees it; how often a zero-timeout poll right after the write
+ * misses is measured and printed. */
+static int poll_after_ready(void) {
+  enum { ROUNDS = 200 };
+  int missed_at_once = 0;
+  static double lag_us[ROUNDS];
+  int kq = kqueue();
+  CHECK(kq >= 0);
+  for (int round = 0; round < ROUNDS; round++) {
+    int p[2];
+    CHECK(pipe(p) == 0);
+    CHECK(add(kq, (uintptr_t)p[0], EVFILT_READ, EV_ADD, 0, 0, NULL) == 0);
+    CHECK(write(p[1], "x", 1) == 1);
+    struct pollfd pfd = {kq, POLLIN, 0};
+    if (poll(&pfd, 1, 0) != 1) missed_at_once++;
+    pfd.revents = 0;
+    double t0 = now_s();
+    CHECK(poll(&pfd, 1, 5000) == 1 && (pfd.revents & POLLIN));
+    lag_us[round] = (now_s() - t0) * 1e6;
+    struct kevent ev;
+    CHECK(get(kq, &ev, 1, &kZero) == 1 && ev.ident == (uintptr_t)p[0]);
+    CHECK(add(kq, (uintptr_t)p[0], EVFILT_READ, EV_DELETE, 0, 0, NULL) == 0);
+    close(p[0]);
+    close(p[1]);
+  }
+  printf("poll(kq, 0) right after the write missed %d of %d rounds; poll with a timeout saw every one,\n"
+         "  POLLIN %.0f us after the write at the median, %.0f us at most\n",
+         missed_at_once, ROUNDS, median_of(lag_us, ROUNDS), max_of(lag_us, ROUNDS));
+  return 0;
+}
+
+/* knote_fdclose (OB kern_event.c:1826-1845, DF kern_event.c:1868-1902): a
+ * knote whose descriptor is closed vanishes. 4000 add-close cycles on
+ * reused numbers (every second pipe written) leave the supervisor's
+ * descriptor count flat, and a kevent afterwards reports nothing. */
+static int close_no_delete(void) {
+  int kq = kqueue();
+  CHECK(kq >= 0);
+  int before = 0;
+  for (int i = 0; i < 4000; i++) {
+    int p[2];
+    CHECK(pipe(p) == 0);
+    CHECK(add(kq, (uintptr_t)p[0], EVFILT_READ, EV_ADD, 0, 0, NULL) == 0);
+    CHECK(add(kq, (uintptr_t)p[1], EVFILT_WRITE, EV_ADD, 0, 0, NULL) == 0);
+    if (i & 1) CHECK(write(p[1], "x", 1) == 1);
+    close(p[0]);
+    close(p[1]);
+    if (i == 100) before = supervisor_fd_count();
+  }
+  int after = supervisor_fd_count();
+  printf("supervisor descriptors: %d after 100 cycles, %d after 4000\n", before, after);
+  CHECK(after <= before + 2);
+  struct kevent ev;
+  CHECK(get(kq, &ev, 1, &kZero) == 0);
+  return 0;
+}
+
 int main(int argc, char **argv) {
   if (argc < 2) {
     fprintf(stderr, "usage: %s SCENARIO\n", argv[0]);
@@ -1644,6 +1824,11 @@ int main(int argc, char **argv) {
   if (!strcmp(s, "kq_fstat")) return kq_fstat();
   if (!strcmp(s, "pipe_write_end_eof")) return pipe_write_end_eof();
   if (!strcmp(s, "lowat_wakes_waiter")) return lowat_wakes_waiter();
+  if (!strcmp(s, "ready_before_call")) return ready_before_call();
+  if (!strcmp(s, "eof_before_call")) return eof_before_call();
+  if (!strcmp(s, "kq_in_kq_ready")) return kq_in_kq_ready();
+  if (!strcmp(s, "poll_after_ready")) return poll_after_ready();
+  if (!strcmp(s, "close_no_delete")) return close_no_delete();
   fprintf(stderr, "unknown scenario %s\n", s);
   return 2;
 }

@@ -4,6 +4,7 @@
  * Each scenario cites the rule (shared/design/research/ports.md) it checks.
  */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -1376,6 +1377,292 @@ static int pollable_handoff(void) {
   return 0;
 }
 
+/* ---- Readiness before the call, and closes without port_dissociate ---- */
+
+/* The supervisor's descriptor count (`evshim run` is this program's parent). */
+static int supervisor_fd_count(void) {
+  char dir[64];
+  snprintf(dir, sizeof dir, "/proc/%d/fd", (int)getppid());
+  int n = 0;
+  DIR *d = opendir(dir);
+  CHECK(d != NULL);
+  while (readdir(d) != NULL) n++;
+  closedir(d);
+  return n;
+}
+
+/* port.c:158-163 (the FD source: pollwakeup forwards the event when the file
+ * becomes ready) and port.c:1268-1285 (a zero timeout goes straight to
+ * portnowait and takes what is queued): readiness that happened before
+ * port_getn/port_get is seen by it. 32 pipes made readable, then one
+ * port_getn with room for 32 returns all 32, with a zero timeout and with a
+ * 1 s one (nget 1: the events are there, no partial batch); port_get with a
+ * zero timeout sees a pipe written just before. 50 rounds. */
+static int ready_before_get(void) {
+  enum { N = 32, ROUNDS = 50 };
+  struct timespec zero = {0, 0}, one = {1, 0};
+  for (int round = 0; round < ROUNDS; round++) {
+    int p[N][2];
+    for (int i = 0; i < N; i++) {
+      CHECK(pipe(p[i]) == 0);
+      CHECK(port_associate(port, PORT_SOURCE_FD, (uintptr_t)p[i][0], POLLIN, (void *)(intptr_t)i) == 0);
+    }
+    for (int i = 0; i < N; i++) CHECK(write(p[i][1], "x", 1) == 1);
+    port_event_t ev[N];
+    uint_t n = 1;
+    int r = port_getn(port, ev, N, &n, (round & 1) ? &one : &zero);
+    if (r != 0 || n != N) {
+      fprintf(stderr, "round %d: port_getn returned %d with %u of %d ready pipes (errno %d)\n", round, r,
+              n, N, r == 0 ? 0 : errno);
+      return 1;
+    }
+    unsigned seen = 0;
+    for (int i = 0; i < N; i++) {
+      int idx = (int)(intptr_t)ev[i].portev_user;
+      CHECK(ev[i].portev_source == PORT_SOURCE_FD && idx >= 0 && idx < N);
+      CHECK(ev[i].portev_object == (uintptr_t)p[idx][0] && (ev[i].portev_events & POLLIN));
+      seen |= 1u << idx;
+    }
+    CHECK(seen == 0xffffffffu);
+    port_event_t one_ev;
+    memset(&one_ev, 0, sizeof one_ev);
+    CHECK(port_associate(port, PORT_SOURCE_FD, (uintptr_t)p[0][0], POLLIN, NULL) == 0);
+    CHECK(write(p[0][1], "y", 1) == 1);
+    if (port_get(port, &one_ev, &zero) != 0) {
+      fprintf(stderr, "round %d: port_get(timeout 0) missed a pipe written before it (errno %d)\n", round,
+              errno);
+      return 1;
+    }
+    CHECK(one_ev.portev_object == (uintptr_t)p[0][0]);
+    for (int i = 0; i < N; i++) {
+      CHECK(port_dissociate(port, PORT_SOURCE_FD, (uintptr_t)p[i][0]) == 0 || errno == ENOENT);
+      close(p[i][0]);
+      close(p[i][1]);
+    }
+  }
+  printf("%d rounds: every pipe ready before the call was returned by it\n", ROUNDS);
+  return 0;
+}
+
+/* The same for a port associated with another port (port_vnops.c port_poll:
+ * the inner port polls POLLIN once an event is queued; port.c:158-163): a
+ * pipe of the inner port written, then port_get(outer, timeout 0) returns
+ * the inner port's descriptor. Also the object counts of port_getn(max 0)
+ * (port.c:1188-1199) see it. 50 rounds. */
+static int port_in_port_ready(void) {
+  struct timespec zero = {0, 0};
+  for (int round = 0; round < 50; round++) {
+    int inner = port_create();
+    CHECK(inner >= 0);
+    int p[2];
+    CHECK(pipe(p) == 0);
+    CHECK(port_associate(inner, PORT_SOURCE_FD, (uintptr_t)p[0], POLLIN, NULL) == 0);
+    CHECK(port_associate(port, PORT_SOURCE_FD, (uintptr_t)inner, POLLIN, NULL) == 0);
+    CHECK(write(p[1], "x", 1) == 1);
+    uint_t count = 0;
+    CHECK(port_getn(port, NULL, 0, &count, NULL) == 0);
+    port_event_t ev;
+    memset(&ev, 0, sizeof ev);
+    if (count != 1 || port_get(port, &ev, &zero) != 0) {
+      fprintf(stderr, "round %d: the outer port did not see its inner port become readable (count %u)\n",
+              round, count);
+      return 1;
+    }
+    CHECK(ev.portev_object == (uintptr_t)inner && (ev.portev_events & POLLIN));
+    CHECK(port_get(inner, &ev, &zero) == 0 && ev.portev_object == (uintptr_t)p[0]);
+    close(p[0]);
+    close(p[1]);
+    CHECK(port_dissociate(port, PORT_SOURCE_FD, (uintptr_t)inner) == 0 || errno == ENOENT);
+    close(inner);
+  }
+  printf("50 rounds: the outer port saw its inner port's event at once\n");
+  return 0;
+}
+
+static int cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return x < y ? -1 : x > y;
+}
+static double median_of(double *v, int n) {
+  qsort(v, (size_t)n, sizeof *v, cmp_double);
+  return v[n / 2];
+}
+static double max_of(const double *v, int n) {
+  double m = 0;
+  for (int i = 0; i < n; i++) m = v[i] > m ? v[i] : m;
+  return m;
+}
+
+/* poll() on the port descriptor right after an associated pipe became ready
+ * (port_vnops.c port_poll). The program's poll() never reaches the
+ * supervisor, so POLLIN is set by the supervisor's loop shortly after the
+ * write (docs/abi.md §10): a poll with a timeout always sees it; how often a
+ * zero-timeout poll right after the write misses is measured and printed. */
+static int poll_after_ready(void) {
+  enum { ROUNDS = 200 };
+  int missed_at_once = 0;
+  static double lag_us[ROUNDS];
+  struct timespec zero = {0, 0};
+  for (int round = 0; round < ROUNDS; round++) {
+    int p[2];
+    CHECK(pipe(p) == 0);
+    CHECK(port_associate(port, PORT_SOURCE_FD, (uintptr_t)p[0], POLLIN, NULL) == 0);
+    CHECK(write(p[1], "x", 1) == 1);
+    struct pollfd pfd = {port, POLLIN, 0};
+    if (poll(&pfd, 1, 0) != 1) missed_at_once++;
+    pfd.revents = 0;
+    double t0 = now_s();
+    CHECK(poll(&pfd, 1, 5000) == 1 && (pfd.revents & POLLIN));
+    lag_us[round] = (now_s() - t0) * 1e6;
+    port_event_t ev;
+    memset(&ev, 0, sizeof ev);
+    CHECK(port_get(port, &ev, &zero) == 0 && ev.portev_object == (uintptr_t)p[0]);
+    close(p[0]);
+    close(p[1]);
+  }
+  printf("poll(port, 0) right after the write missed %d of %d rounds; poll with a timeout saw every one,\n"
+         "  POLLIN %.0f us after the write at the median, %.0f us at most\n",
+         missed_at_once, ROUNDS, median_of(lag_us, ROUNDS), max_of(lag_us, ROUNDS));
+  return 0;
+}
+
+/* port.c:164-169, 202-205, 306-316 (port_close_fd): closing an associated
+ * descriptor dissociates it; its slot comes back and its event goes. Run
+ * under `--max-port-events 64`. 4000 associate-close cycles (every second
+ * one fired) on reused descriptor numbers: no EAGAIN, and the supervisor
+ * keeps no descriptor for them (its count stays flat). Then 16 associations
+ * on distinct numbers, half fired, all closed: port_getn(max 0) counts no
+ * event of theirs, and port_send fills exactly the 64 slots. */
+static int close_no_dissociate(void) {
+  enum { CYCLES = 4000, MAX = 64 };
+  int before = 0;
+  for (int i = 0; i < CYCLES; i++) {
+    int p[2];
+    CHECK(pipe(p) == 0);
+    if (port_associate(port, PORT_SOURCE_FD, (uintptr_t)p[0], POLLIN, NULL) != 0) {
+      fprintf(stderr, "cycle %d: port_associate failed (errno %d): closed associations keep their slots\n",
+              i, errno);
+      return 1;
+    }
+    if (i & 1) CHECK(write(p[1], "x", 1) == 1);
+    close(p[0]);
+    close(p[1]);
+    if (i == 100) before = supervisor_fd_count();
+  }
+  int after = supervisor_fd_count();
+  printf("supervisor descriptors: %d after 100 cycles, %d after %d\n", before, after, CYCLES);
+  CHECK(after <= before + 2);
+  enum { DISTINCT = 16 };
+  int fds[DISTINCT][2];
+  for (int i = 0; i < DISTINCT; i++) {
+    CHECK(pipe(fds[i]) == 0);
+    CHECK(port_associate(port, PORT_SOURCE_FD, (uintptr_t)fds[i][0], POLLIN, NULL) == 0);
+    if (i & 1) CHECK(write(fds[i][1], "x", 1) == 1);
+  }
+  for (int i = 0; i < DISTINCT; i++) {
+    close(fds[i][0]);
+    close(fds[i][1]);
+  }
+  uint_t count = 99;
+  CHECK(port_getn(port, NULL, 0, &count, NULL) == 0);
+  if (count != 0) {
+    fprintf(stderr, "port_getn(max 0) counts %u events of closed descriptors\n", count);
+    return 1;
+  }
+  int sent = 0;
+  while (sent <= MAX && port_send(port, 0, NULL) == 0) sent++;
+  CHECK(errno == EAGAIN);
+  if (sent != MAX) {
+    fprintf(stderr, "port_send filled %d of %d slots\n", sent, MAX);
+    return 1;
+  }
+  CHECK(port_getn(port, NULL, 0, &count, NULL) == 0 && count == MAX);
+  printf("closed associations give their slots back and keep no supervisor descriptor\n");
+  return 0;
+}
+
+/* port_close_fd (port.c:164-169, 306-316): close() removes the association
+ * even when the same open file then lands at the same number again: by
+ * dup2 back (variant 0), by dup2/dup3 over the number and back (1), by
+ * SCM_RIGHTS (2). Nothing is delivered for it and port_dissociate is
+ * ENOENT. evshim learns of these closes through the library's close, dup2
+ * and dup3 (docs/design.md "Closing an associated descriptor"). */
+static int send_fd(int sock, int fd) {
+  char byte = 0;
+  struct iovec iov = {&byte, 1};
+  union {
+    char buf[CMSG_SPACE(sizeof(int))];
+    struct cmsghdr align;
+  } u;
+  memset(&u, 0, sizeof u);
+  struct msghdr msg = {0};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = u.buf;
+  msg.msg_controllen = sizeof u.buf;
+  struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+  c->cmsg_level = SOL_SOCKET;
+  c->cmsg_type = SCM_RIGHTS;
+  c->cmsg_len = CMSG_LEN(sizeof(int));
+  memcpy(CMSG_DATA(c), &fd, sizeof fd);
+  return sendmsg(sock, &msg, 0) == 1 ? 0 : -1;
+}
+static int recv_fd(int sock) {
+  char byte;
+  struct iovec iov = {&byte, 1};
+  union {
+    char buf[CMSG_SPACE(sizeof(int))];
+    struct cmsghdr align;
+  } u;
+  struct msghdr msg = {0};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = u.buf;
+  msg.msg_controllen = sizeof u.buf;
+  if (recvmsg(sock, &msg, 0) != 1) return -1;
+  struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+  if (c == NULL || c->cmsg_type != SCM_RIGHTS) return -1;
+  int fd;
+  memcpy(&fd, CMSG_DATA(c), sizeof fd);
+  return fd;
+}
+static int close_same_file_back(void) {
+  for (int variant = 0; variant < 3; variant++) {
+    int p[2], sv[2];
+    CHECK(pipe(p) == 0);
+    int keep = dup(p[0]);
+    CHECK(keep >= 0 && socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0);
+    CHECK(port_associate(port, PORT_SOURCE_FD, (uintptr_t)p[0], POLLIN, NULL) == 0);
+    if (variant == 0) {
+      CHECK(close(p[0]) == 0);
+      CHECK(dup2(keep, p[0]) == p[0]);
+    } else if (variant == 1) {
+      int other = open("/dev/null", O_RDONLY);
+      CHECK(other >= 0 && dup2(other, p[0]) == p[0]);
+      close(other);
+      CHECK(dup3(keep, p[0], 0) == p[0]);
+    } else {
+      CHECK(close(p[0]) == 0);
+      CHECK(send_fd(sv[0], keep) == 0);
+      CHECK(recv_fd(sv[1]) == p[0]); /* the lowest free number: the closed one */
+    }
+    CHECK(write(p[1], "x", 1) == 1);
+    port_event_t ev;
+    if (get0(port, &ev) != 0) {
+      fprintf(stderr, "variant %d: an event of the association the close removed\n", variant);
+      return 1;
+    }
+    CHECK(port_dissociate(port, PORT_SOURCE_FD, (uintptr_t)p[0]) == -1 && errno == ENOENT);
+    close(p[0]);
+    close(p[1]);
+    close(keep);
+    close(sv[0]);
+    close(sv[1]);
+  }
+  printf("close removed the association though the same file came back at its number\n");
+  return 0;
+}
+
 struct scenario {
   const char *name;
   int (*fn)(void);
@@ -1398,6 +1685,9 @@ int main(int argc, char **argv) {
       {"close_waiter", close_waiter}, {"limit_events", limit_events}, {"limit_ports", limit_ports},
       {"pollout_slots", pollout_slots}, {"pollout_file_exception", pollout_file_exception}, {"exec_timer", exec_timer},
       {"file_mountedover", file_mountedover}, {"file_trunc", file_trunc},
+      {"ready_before_get", ready_before_get}, {"port_in_port_ready", port_in_port_ready},
+      {"poll_after_ready", poll_after_ready}, {"close_no_dissociate", close_no_dissociate},
+      {"close_same_file_back", close_same_file_back},
   };
   if (argc < 2) {
     fprintf(stderr, "usage: %s SCENARIO\n", argv[0]);

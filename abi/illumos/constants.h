@@ -20,6 +20,11 @@ constexpr uint32_t PORT_DISPATCH = 8;
 constexpr uint32_t PORT_SYS_NOPORT = 0x100;
 constexpr uint32_t PORT_SYS_NOSHARE = 0x200;
 constexpr uint32_t PORT_CODE_MASK = 0xff;
+// evshim-private (with PORT_SYS_NOPORT; a0 = a descriptor number): the
+// library's close()/dup2()/dup3() report that the caller is about to close
+// a descriptor it associated (port_close_fd, port.c:164-169; docs/design.md
+// "Closing an associated descriptor"). illumos has no such opcode.
+constexpr uint32_t PORT_EVSHIM_FD_CLOSING = 0x40;
 constexpr uint32_t PORT_MAX_LIST = 8192;
 
 // sources (port.h)

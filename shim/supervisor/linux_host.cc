@@ -35,6 +35,11 @@ int PidfdGetfd(int pidfd, int fd) {
 LinuxHost::LinuxHost(int loop_epoll, std::function<int(emul::Pid)> pidfd_of)
     : loop_epoll_(loop_epoll), pidfd_of_(std::move(pidfd_of)) {
   timer_fd_ = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+  collect_epoll_ = epoll_create1(EPOLL_CLOEXEC);
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.u64 = kWatchTag;
+  epoll_ctl(loop_epoll_, EPOLL_CTL_ADD, collect_epoll_, &ev);
 }
 
 LinuxHost::~LinuxHost() {
@@ -50,6 +55,7 @@ LinuxHost::~LinuxHost() {
   if (path_inotify_fd_ >= 0) close(path_inotify_fd_);  // PORT_SOURCE_FILE (linux_host_ports.cc)
   if (path_mounts_fd_ >= 0) close(path_mounts_fd_);
   if (timer_fd_ >= 0) close(timer_fd_);
+  if (collect_epoll_ >= 0) close(collect_epoll_);
 }
 
 emul::Nanos LinuxHost::Now() {
@@ -122,7 +128,7 @@ Result<void> LinuxHost::Register(Watch& w, emul::Pid pid, int fd, uint32_t mask,
     return Errno{err};
   }
   close(dup);  // never keep the target's file open
-  if (w.epfd >= 0) close(w.epfd);  // also drops it from the main loop
+  if (w.epfd >= 0) close(w.epfd);  // also drops it from the collecting epoll
   w.epfd = epfd;
   w.tfd = dup;
   w.mask = mask;
@@ -181,9 +187,9 @@ Result<uint32_t> LinuxHost::Arm(emul::WatchId id, emul::Pid pid, int fd, uint32_
   if (ready != 0 || !w.registered) return ready;
   epoll_event ev{};
   ev.events = EPOLLIN | EPOLLONESHOT;
-  ev.data.u64 = kWatchTag | id;
+  ev.data.u64 = id;
   int op = w.in_loop ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
-  if (epoll_ctl(loop_epoll_, op, w.epfd, &ev) != 0) return Errno{errno};
+  if (epoll_ctl(collect_epoll_, op, w.epfd, &ev) != 0) return Errno{errno};
   w.in_loop = true;
   return 0u;
 }
@@ -193,8 +199,30 @@ void LinuxHost::RearmInLoop(emul::WatchId id) {
   if (it == watches_.end() || !it->second.in_loop) return;
   epoll_event ev{};
   ev.events = EPOLLIN | EPOLLONESHOT;
-  ev.data.u64 = kWatchTag | id;
-  epoll_ctl(loop_epoll_, EPOLL_CTL_MOD, it->second.epfd, &ev);
+  ev.data.u64 = id;
+  epoll_ctl(collect_epoll_, EPOLL_CTL_MOD, it->second.epfd, &ev);
+}
+
+std::vector<std::pair<emul::WatchId, uint32_t>> LinuxHost::TakeReadyWatches() {
+  std::vector<std::pair<emul::WatchId, uint32_t>> ready;
+  epoll_event evs[64];
+  std::vector<emul::WatchId> spurious;
+  while (true) {
+    int n = epoll_wait(collect_epoll_, evs, 64, 0);
+    for (int i = 0; i < n; ++i) {
+      const emul::WatchId id = evs[i].data.u64;
+      const uint32_t r = Readiness(id);
+      if (r != 0) {
+        ready.emplace_back(id, r);
+      } else {
+        spurious.push_back(id);
+      }
+    }
+    if (n < 64) break;
+  }
+  // Re-armed only now, so that one still ready is not reported twice here.
+  for (emul::WatchId id : spurious) RearmInLoop(id);
+  return ready;
 }
 
 void LinuxHost::DisarmWatch(emul::WatchId id) {
@@ -202,8 +230,8 @@ void LinuxHost::DisarmWatch(emul::WatchId id) {
   if (it == watches_.end() || !it->second.in_loop) return;
   epoll_event ev{};
   ev.events = 0;
-  ev.data.u64 = kWatchTag | id;
-  epoll_ctl(loop_epoll_, EPOLL_CTL_MOD, it->second.epfd, &ev);
+  ev.data.u64 = id;
+  epoll_ctl(collect_epoll_, EPOLL_CTL_MOD, it->second.epfd, &ev);
 }
 
 void LinuxHost::DropWatch(emul::WatchId id) {

@@ -6,8 +6,11 @@
 // any process has the file open and vanishes silently when the last holder
 // closes it, so a socket's peer sees EOF exactly as without evshim.
 // kcmp(KCMP_EPOLL_TFD) then tells whether a target's descriptor still is
-// that file. Each watch's epoll fd sits in the supervisor's main loop
-// (one-shot) while armed.
+// that file. Each armed watch's epoll fd sits (one-shot) in one collecting
+// epoll, itself in the supervisor's main loop: epoll wake-ups are
+// synchronous, so once a target's write() has returned, the collecting
+// epoll already reports the watch, and TakeReadyWatches() called before a
+// call sees every readiness that happened before it.
 #pragma once
 
 #include <functional>
@@ -22,8 +25,8 @@ namespace evshim::shim {
 class LinuxHost final : public emul::Host {
  public:
   // `pidfd_of(pid)` returns a pidfd for a target process (owned by the caller).
-  // `loop_epoll` is the supervisor's main epoll; watch ids are registered
-  // there with data.u64 = kWatchTag | id.
+  // `loop_epoll` is the supervisor's main epoll; the collecting epoll of the
+  // watches is registered there with data.u64 = kWatchTag.
   LinuxHost(int loop_epoll, std::function<int(emul::Pid)> pidfd_of);
   ~LinuxHost() override;
 
@@ -31,10 +34,11 @@ class LinuxHost final : public emul::Host {
 
   // The deadline timerfd; the loop calls the core's OnDeadline when it fires.
   int deadline_fd() const { return timer_fd_; }
-  // Reads the current readiness of a watch that fired in the main loop.
+  // Reads the current readiness of a watch.
   uint32_t Readiness(emul::WatchId id);
-  // Puts a watch that fired spuriously back into the main loop.
-  void RearmInLoop(emul::WatchId id);
+  // Every armed watch whose file is ready now, with its readiness (each is
+  // then disarmed: one-shot). A watch reported without readiness is re-armed.
+  std::vector<std::pair<emul::WatchId, uint32_t>> TakeReadyWatches();
   void set_readiness_callback(std::function<void(emul::ObjectId, bool)> cb) {
     readiness_cb_ = std::move(cb);
   }
@@ -129,13 +133,14 @@ class LinuxHost final : public emul::Host {
     int tfd = -1;        // the descriptor number it was registered under
     uint32_t mask = 0;   // registered poll bits
     bool registered = false;  // the file is registered in epfd
-    bool in_loop = false;     // epfd is in the main loop's epoll
+    bool in_loop = false;     // epfd is in the collecting epoll (collect_epoll_)
     bool pollless = false;    // a file epoll refuses (regular file): always ready
     bool edge = false;        // registered EPOLLET (kqueue EV_CLEAR)
   };
   emul::Result<void> Register(Watch& w, emul::Pid pid, int fd, uint32_t mask, bool edge = false);
   emul::Result<uint32_t> Arm(emul::WatchId id, emul::Pid pid, int fd, uint32_t events, bool edge);
   void ApplyDeadline();
+  void RearmInLoop(emul::WatchId id);
 
   // kqueue PROC: one entry per watched process, shared by its knotes.
   struct ProcWatch {
@@ -198,6 +203,7 @@ class LinuxHost final : public emul::Host {
   std::function<std::optional<emul::ObjectId>(emul::Pid, int)> kqueue_at_cb_;
 
   int loop_epoll_;
+  int collect_epoll_ = -1;  // armed watches' epoll fds, one-shot; in the main loop
   int timer_fd_;
   std::function<int(emul::Pid)> pidfd_of_;
   std::function<void(emul::ObjectId, bool)> readiness_cb_;

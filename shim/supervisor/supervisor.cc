@@ -787,6 +787,10 @@ void Supervisor::HandleNotification(seccomp_notif& req) {
   // File changes made before this call are seen before it is handled
   // (inotify queues them synchronously): PORT_SOURCE_FILE stays causal.
   if (host_->path_watch_count() > 0) host_->ReadPathEvents();
+  // Likewise every watched descriptor that became ready before this call:
+  // the kernels activate the association or knote in the wake-up itself
+  // (port.c:158-163; DF kern_event.c:1647-1660; OB kern_event.c:1731-1760).
+  if (host_->watch_count() > 0) CollectWatchReadiness();
   emul::Pid pid = ProcessOf(tid);
   // Likewise an exec before this call: the old image's timers go first.
   if (ports_->HasTimers()) NoticeExecs(pid);
@@ -898,6 +902,14 @@ void Supervisor::SweepClosedPorts() {
     emul::Pid pid = ProcessOf(tid);
     if (!HoldsObject(pid, obj)) ports_->CloseBy(obj, pid);
   }
+  // A PORT_DISPATCH waiting for a slot: associations whose descriptors were
+  // closed since gave theirs back (port_close_fd); close() is not seen, so
+  // look here too.
+  std::set<emul::ObjectId> full_ports;
+  for (auto& [wid, named] : parked_object_) {
+    if (ports_->Exists(named.first) && ports_->DispatcherCount(named.first) > 0) full_ports.insert(named.first);
+  }
+  for (emul::ObjectId obj : full_ports) ports_->DropClosedFds(obj);
 }
 
 bool Supervisor::FdIsObject(pid_t pid, int fd, uint64_t inode) {
@@ -945,6 +957,22 @@ std::vector<int> Supervisor::ObjectFds(pid_t pid, uint64_t inode, bool first_onl
   return fds;
 }
 
+// Hands every ready watch to its engine. A port or kqueue that becomes
+// readable gets its byte (ApplyReadiness), which can make a watch on that
+// object's descriptor ready in turn (a port in a port): a few passes follow
+// such chains; a deeper one finishes in the main loop.
+void Supervisor::CollectWatchReadiness() {
+  for (int pass = 0; pass < 8; ++pass) {
+    std::vector<std::pair<emul::WatchId, uint32_t>> ready = host_->TakeReadyWatches();
+    if (ready.empty()) break;
+    for (auto [id, revents] : ready) {
+      ports_->OnWatchReady(id, revents);
+      kqueues_->OnWatchReady(id, revents);  // watch ids are host-wide: one engine owns it
+    }
+    ApplyReadiness();
+  }
+}
+
 void Supervisor::ReapChildren() {
   int status = 0;
   pid_t pid;
@@ -987,15 +1015,7 @@ int Supervisor::Run() {
         continue;
       }
       if (data & LinuxHost::kWatchTag) {
-        emul::WatchId id = data & ~LinuxHost::kWatchTag;
-        uint32_t ready = host_->Readiness(id);
-        if (ready != 0) {
-          ports_->OnWatchReady(id, ready);
-          kqueues_->OnWatchReady(id, ready);  // watch ids are host-wide: one engine owns it
-        } else {
-          host_->RearmInLoop(id);  // spurious: stay armed
-        }
-        ApplyReadiness();
+        CollectWatchReadiness();
         continue;
       }
       switch (data & kTagMask) {

@@ -100,6 +100,9 @@ class Supervisor {
   void ProcessGone(emul::Pid pid);
   void OnObjectReadiness(emul::ObjectId obj, bool readable);
   void ApplyReadiness();
+  // Every watched descriptor ready now goes to its engine (before each call
+  // and when the watches' collecting epoll polls readable).
+  void CollectWatchReadiness();
   void DrainIfNeeded(emul::ObjectId obj, pid_t tid, int fd);
   void OnObjectWritable(emul::ObjectId obj, bool writable);
   // SIGEV_* timers die at exec (docs/design.md "Close and exec").

@@ -3,6 +3,7 @@
 // library, with real processes and descriptors.
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <string>
 #include <tuple>
@@ -117,6 +118,36 @@ TEST(KqueueProcConnector, ForkNotesWorkWithTheConnector) {
 
 // Without a supervisor the foreign calls are unknown system calls: the
 // scenarios must fail, so they test evshim and not something else.
+// Readiness before the call: a knote is activated when its file becomes
+// ready (DF kern_event.c:1647-1660, 1969-1986; OB kern_event.c:1731-1760) and
+// a scan, even with a zero timeout, takes all of them (DF :1454-1556; OB
+// :1298-1308, 1338-1450): `ready_before_call` (32 pipes, 50 rounds),
+// `eof_before_call` (two writers closed, both EV_EOF in one kevent),
+// `kq_in_kq_ready` (a kqueue in a kqueue). `poll_after_ready` prints how
+// often a zero-timeout poll() on the kqueue right after the write misses
+// (docs/abi.md §10) and checks that a poll with a timeout never does.
+// `close_no_delete`: knote_fdclose (OB :1826-1845, DF :1868-1902), 4000
+// add-close cycles leave the supervisor's descriptor count flat.
+class KqueueReadiness
+    : public ::testing::TestWithParam<std::tuple<const char*, const char*>> {};
+
+TEST_P(KqueueReadiness, PassesUnderEvshimRun) {
+  auto [personality, scenario] = GetParam();
+  RunResult r = RunCommand({kEvshim, "run", "--", Binary(personality), scenario}, 60);
+  EXPECT_FALSE(r.timed_out);
+  EXPECT_EQ(r.status, 0) << "stdout:\n" << r.out << "stderr:\n" << r.err;
+  if (std::string(scenario) == "poll_after_ready") std::printf("%s: %s", personality, r.out.c_str());
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Kqueue, KqueueReadiness,
+    ::testing::Combine(::testing::Values("freebsd", "openbsd", "dragonfly"),
+                       ::testing::Values("ready_before_call", "eof_before_call", "kq_in_kq_ready",
+                                         "poll_after_ready", "close_no_delete")),
+    [](const auto& p) {
+      return std::string(std::get<0>(p.param)) + "_" + std::get<1>(p.param);
+    });
+
 TEST(KqueueScenarioControl, FailsWithoutEvshim) {
   for (const char* p : {"freebsd", "openbsd", "dragonfly"}) {
     RunResult r = RunCommand({Binary(p), "user_pollable"}, 10);

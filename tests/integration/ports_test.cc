@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
@@ -121,6 +122,56 @@ TEST(PortLimits, MaxPortsGivesEagain) {
   RunResult r = LimitedScenario("--max-ports", "2", "limit_ports");
   EXPECT_EQ(r.status, 0) << r.out << r.err;
   EXPECT_NE(Scenario("limit_ports").status, 0);
+}
+
+// Readiness before the call (port.c:158-163, 1268-1285): an association is
+// activated when its file becomes ready, so a port_getn/port_get, with a
+// zero timeout or not, returns every descriptor that was ready before it
+// (50 rounds of 32 pipes; failed in round 0 before the supervisor collected
+// its watches' readiness before each call). Also through a port associated
+// with another port.
+TEST(PortReadiness, ReadyBeforeTheCallIsSeenByIt) {
+  RunResult r = Scenario("ready_before_get");
+  EXPECT_FALSE(r.timed_out);
+  EXPECT_EQ(r.status, 0) << r.out << r.err;
+}
+
+TEST(PortReadiness, PortInPortReadyBeforeTheCall) {
+  RunResult r = Scenario("port_in_port_ready");
+  EXPECT_FALSE(r.timed_out);
+  EXPECT_EQ(r.status, 0) << r.out << r.err;
+}
+
+// poll() on the port descriptor right after an associated pipe became ready:
+// a poll with a timeout sees POLLIN every time; the zero-timeout miss rate is
+// printed (docs/abi.md §10: the program's poll() does not reach the
+// supervisor).
+TEST(PortReadiness, PollOnThePortSeesReadinessPromptly) {
+  RunResult r = Scenario("poll_after_ready");
+  EXPECT_FALSE(r.timed_out);
+  EXPECT_EQ(r.status, 0) << r.out << r.err;
+  std::printf("%s", r.out.c_str());
+}
+
+// port.c:164-169, 202-205, 306-316 (port_close_fd): closing an associated
+// descriptor without port_dissociate frees the association: 4000 cycles
+// under --max-port-events 64 never hit EAGAIN, the supervisor's descriptor
+// count stays flat, closed descriptors' events are not counted and their
+// slots come back (EAGAIN at cycle 64 before).
+TEST(PortClose, CloseWithoutDissociateFreesTheAssociation) {
+  RunResult r = LimitedScenario("--max-port-events", "64", "close_no_dissociate");
+  EXPECT_FALSE(r.timed_out);
+  EXPECT_EQ(r.status, 0) << r.out << r.err;
+}
+
+// port_close_fd (port.c:164-169, 306-316): close() followed by the same
+// open file landing at the same number (dup2 back, dup2/dup3 over and back,
+// SCM_RIGHTS) still removes the association. Seen through the library's
+// close/dup2/dup3 (the event was delivered before).
+TEST(PortClose, CloseThenSameFileBackDropsTheAssociation) {
+  RunResult r = Scenario("close_same_file_back");
+  EXPECT_FALSE(r.timed_out);
+  EXPECT_EQ(r.status, 0) << r.out << r.err;
 }
 
 // Without a supervisor the foreign call is an unknown syscall: the scenario

@@ -359,6 +359,89 @@ TEST_F(EventPortTest, Rule10CloseDiscardsQueuedEvent) {
   EXPECT_EQ(engine().SlotsInUse(p), 0u);
 }
 
+// port.c:164-169, 306-316 (port_close_fd): closing an associated descriptor
+// dissociates it. The engine sees the close when the number is named again:
+// a new file at the reused number gets a fresh association, the old one's
+// slot and watch are gone (one association per number, not one per cycle).
+TEST_F(EventPortTest, Rule10CloseThenReassociateReusedNumberStartsClean) {
+  ObjectId p = NewPort();
+  for (int cycle = 0; cycle < 100; ++cycle) {
+    auto f = host_.NewFile();
+    host_.Open(kA.pid, 5, f);
+    ASSERT_TRUE(engine().AssociateFd(kA, p, 5, kIn, 0).ok()) << cycle;
+    if (cycle & 1) Ready(f, kIn);
+    host_.Close(kA.pid, 5);
+  }
+  EXPECT_EQ(engine().AssociationCount(p), 1u);
+  EXPECT_EQ(engine().SlotsInUse(p), 1u);
+  EXPECT_EQ(host_.live_watches(), 1u);
+}
+
+// port_close_fd at every point a program can count: closed descriptors'
+// associations give their slots back before EAGAIN and before the port
+// looks full (POLLOUT), and their events are not counted by
+// port_getn(max 0) (port.c:1188-1199) nor towards nget.
+TEST_F(EventPortTest, Rule10ClosedAssociationsFreeSlotsAndEvents) {
+  PortLimits limits;
+  limits.max_events_per_port = 4;
+  ObjectId p = NewPort(limits);
+  for (int fd = 10; fd < 14; ++fd) {
+    auto f = host_.NewFile();
+    host_.Open(kA.pid, fd, f);
+    ASSERT_TRUE(engine().AssociateFd(kA, p, fd, kIn, 0).ok());
+    if (fd & 1) Ready(f, kIn);
+  }
+  EXPECT_FALSE(host_.writable(p));  // four live associations: full
+  for (int fd = 10; fd < 14; ++fd) host_.Close(kA.pid, fd);
+  auto count = Get(kA, p, Getn(0, 0, Timeout::Value(0, 0)));
+  ASSERT_EQ(count->outcomes.size(), 1u);
+  EXPECT_EQ(count->outcomes[0].count_only, std::optional<uint32_t>(0u));
+  for (int i = 0; i < 4; ++i) EXPECT_TRUE(engine().Send(kA, p, 0, 0).ok()) << i;
+  EXPECT_EQ(engine().Send(kA, p, 0, 0).error().value, EAGAIN);
+  EXPECT_EQ(engine().AssociationCount(p), 0u);
+  EXPECT_EQ(host_.live_watches(), 0u);
+}
+
+TEST_F(EventPortTest, Rule10ClosedDescriptorsEventsDoNotCountTowardsNget) {
+  ObjectId p = NewPort();
+  auto f = host_.NewFile();
+  host_.Open(kA.pid, 5, f);
+  ASSERT_TRUE(engine().AssociateFd(kA, p, 5, kIn, 0).ok());
+  Ready(f, kIn);
+  host_.Close(kA.pid, 5);
+  ASSERT_TRUE(engine().Send(kA, p, 1, 0).ok());
+  std::optional<WaitId> wait;
+  auto rec = Get(kA, p, Getn(2, 2), &wait);  // one live event: waits for another
+  EXPECT_TRUE(rec->outcomes.empty());
+  ASSERT_TRUE(engine().Send(kA, p, 2, 0).ok());
+  ASSERT_EQ(rec->outcomes.size(), 1u);
+  EXPECT_EQ(rec->outcomes[0].events.size(), 2u);
+}
+
+// port_close_fd as reported by the library before a close (FdClosing): the
+// associations the closing process made through that descriptor go, with
+// their slot and event, in every port; another process's close of its copy
+// of the descriptor (a fork child) leaves them (the association belongs to
+// the owner's descriptor, rule 12).
+TEST_F(EventPortTest, Rule10ReportedCloseDropsTheOwnersAssociations) {
+  ObjectId p = NewPort();
+  ObjectId q = NewPort();
+  auto f = host_.NewFile();
+  host_.Open(kA.pid, 5, f);
+  host_.Fork(kA.pid, kB.pid);
+  ASSERT_TRUE(engine().AssociateFd(kA, p, 5, kIn, 0).ok());
+  ASSERT_TRUE(engine().AssociateFd(kA, q, 5, kIn, 0).ok());
+  Ready(f, kIn);
+  engine().FdClosing(kB, 5);
+  EXPECT_EQ(engine().AssociationCount(p), 1u);
+  engine().FdClosing(kA, 5);  // the same file stays at 5 (dup2 back): still a close
+  EXPECT_EQ(engine().AssociationCount(p), 0u);
+  EXPECT_EQ(engine().AssociationCount(q), 0u);
+  EXPECT_EQ(engine().SlotsInUse(p), 0u);
+  EXPECT_EQ(engine().QueuedCount(p), 0u);
+  engine().FdClosing(kA, -1);  // not a descriptor: nothing
+}
+
 // Rule 12 (port.c:222-233): an FD event goes to a process that has the same
 // open file at that number; another process's different file cannot take it.
 TEST_F(EventPortTest, Rule12FdEventsSharedOnlyWithSameFile) {

@@ -1039,6 +1039,22 @@ TEST_F(KqueueTest, ClosedDescriptorDropsKnoteSilently) {
   EXPECT_EQ(engine_.KnoteCount(kq_), 1u);
 }
 
+// knote_fdclose removes every knote on the closed number, whatever its
+// filter (OB kern_event.c:1826-1845, DF kern_event.c:1868-1902): a change
+// naming the reused number with another filter drops them too, so cycles
+// that alternate filters on one number keep one knote and one watch.
+TEST_F(KqueueTest, ReusedNumberDropsClosedKnotesOfEveryFilter) {
+  for (int cycle = 0; cycle < 50; ++cycle) {
+    host_.Open(kP.pid, 5);
+    KFilter f = (cycle % 3 == 0) ? KFilter::kRead : (cycle % 3 == 1) ? KFilter::kWrite : KFilter::kExcept;
+    auto out = Call({Ch(f, 5, kev::kAdd)}, Poll(0));
+    ASSERT_EQ(out.error, 0) << cycle;
+    host_.Close(kP.pid, 5);
+  }
+  EXPECT_EQ(engine_.KnoteCount(kq_), 1u);
+  EXPECT_EQ(host_.watches(), 1u);
+}
+
 TEST_F(KqueueTest, ReusedDescriptorNumberStartsClean) {
   auto f = host_.Open(kP.pid, 5);
   f->ready = pb::kIn;

@@ -27,6 +27,9 @@
 #define EVSHIM_PORT_ALERT 7
 #define EVSHIM_PORT_DISPATCH 8
 #define EVSHIM_PORT_SYS_NOPORT 0x100
+/* evshim-private, with EVSHIM_PORT_SYS_NOPORT: a0 = a descriptor the caller
+ * is about to close (the library's close/dup2/dup3; docs/design.md). */
+#define EVSHIM_PORT_FD_CLOSING 0x40
 
 /* PORT_GETN returns count | ETIME << 32 (LP64) or count | 0x40000000 (ILP32). */
 #define EVSHIM_PORT_ILP32_ETIME_BIT 0x40000000u

@@ -6,6 +6,7 @@
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <time.h>
@@ -138,8 +139,51 @@ EXPORT int port_create(void) {
   return (int)portfs(EVSHIM_PORT_CREATE | EVSHIM_PORT_SYS_NOPORT, 0, 0, 0, 0, 0);
 }
 
+/*
+ * port_close_fd (illumos port.c:164-169): closing a descriptor removes the
+ * associations made through it. The supervisor does not see close(), and
+ * when the same open file comes back at the same number (dup2 back,
+ * SCM_RIGHTS) nothing tells it the close happened. So close(), dup2() and
+ * dup3() are interposed here: closing a number this process associated
+ * first tells the supervisor (EVSHIM_PORT_FD_CLOSING). The numbers are kept
+ * as a hint bitmap, so every other close costs one bit test; a stale bit
+ * costs one call. Raw close syscalls, closes inside libc (fclose, closedir)
+ * and close_range are not seen (docs/design.md "Closing an associated
+ * descriptor").
+ */
+#define FD_HINT_BITS 65536
+#define FD_HINT_WORD_BITS (8 * sizeof(unsigned long))
+static unsigned long fd_hint[FD_HINT_BITS / FD_HINT_WORD_BITS];
+static int fd_hint_high; /* a number beyond the bitmap was associated */
+
+static void hint_associated(uintptr_t fd) {
+  if (fd >= FD_HINT_BITS) {
+    __atomic_store_n(&fd_hint_high, 1, __ATOMIC_RELAXED);
+    return;
+  }
+  __atomic_fetch_or(&fd_hint[fd / FD_HINT_WORD_BITS], 1ul << (fd % FD_HINT_WORD_BITS), __ATOMIC_RELAXED);
+}
+
+static void report_closing(int fd) {
+  if (fd < 0) return;
+  int hinted;
+  if (fd >= FD_HINT_BITS) {
+    hinted = __atomic_load_n(&fd_hint_high, __ATOMIC_RELAXED);
+  } else {
+    unsigned long bit = 1ul << ((unsigned)fd % FD_HINT_WORD_BITS);
+    hinted = (__atomic_fetch_and(&fd_hint[(unsigned)fd / FD_HINT_WORD_BITS], ~bit, __ATOMIC_RELAXED) & bit) != 0;
+  }
+  if (!hinted) return;
+  int saved = errno;
+  (void)portfs(EVSHIM_PORT_FD_CLOSING | EVSHIM_PORT_SYS_NOPORT, fd, 0, 0, 0, 0);
+  errno = saved;
+}
+
 EXPORT int port_associate(int port, int source, uintptr_t object, int events, void *user) {
-  if (source == PORT_SOURCE_FD) events = poll_to_illumos(events);
+  if (source == PORT_SOURCE_FD) {
+    events = poll_to_illumos(events);
+    hint_associated(object);  /* before the call: an association never lacks its bit */
+  }
   return (int)portfs(EVSHIM_PORT_ASSOCIATE, port, source, (long)object, events, (long)user);
 }
 
@@ -281,4 +325,50 @@ EXPORT int timer_getoverrun(timer_t t) {
   int id;
   if (!timer_to_id(t, &id)) return NEXT("timer_getoverrun", int (*)(timer_t))(t);
   return (int)syscall(EVSHIM_SYS_timer_getoverrun, id);
+}
+
+/* The close side of port_close_fd (see report_closing). */
+typedef int (*close_fn)(int);
+typedef int (*dup2_fn)(int, int);
+typedef int (*dup3_fn)(int, int, int);
+
+EXPORT int close(int fd) {
+  static close_fn next_close;
+  close_fn next = __atomic_load_n(&next_close, __ATOMIC_RELAXED);
+  if (next == NULL) {
+    next = NEXT("close", close_fn);
+    __atomic_store_n(&next_close, next, __ATOMIC_RELAXED);
+  }
+  report_closing(fd);
+  if (next == NULL) return (int)syscall(SYS_close, fd);
+  return next(fd);
+}
+
+/* dup2/dup3 close `newfd` only when `oldfd` is open and differs from it. */
+static void report_replaced(int oldfd, int newfd) {
+  if (oldfd != newfd && newfd >= 0 && fcntl(oldfd, F_GETFD) != -1) report_closing(newfd);
+}
+
+EXPORT int dup2(int oldfd, int newfd) {
+  static dup2_fn next_dup2;
+  dup2_fn next = __atomic_load_n(&next_dup2, __ATOMIC_RELAXED);
+  if (next == NULL) {
+    next = NEXT("dup2", dup2_fn);
+    __atomic_store_n(&next_dup2, next, __ATOMIC_RELAXED);
+  }
+  report_replaced(oldfd, newfd);
+  if (next == NULL) return (int)syscall(SYS_dup2, oldfd, newfd);
+  return next(oldfd, newfd);
+}
+
+EXPORT int dup3(int oldfd, int newfd, int flags) {
+  static dup3_fn next_dup3;
+  dup3_fn next = __atomic_load_n(&next_dup3, __ATOMIC_RELAXED);
+  if (next == NULL) {
+    next = NEXT("dup3", dup3_fn);
+    __atomic_store_n(&next_dup3, next, __ATOMIC_RELAXED);
+  }
+  report_replaced(oldfd, newfd);
+  if (next == NULL) return (int)syscall(SYS_dup3, oldfd, newfd, flags);
+  return next(oldfd, newfd, flags);
 }
