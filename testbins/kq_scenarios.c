@@ -1075,6 +1075,14 @@ static int signal_blocked(void) {
   CHECK(sigprocmask(SIG_SETMASK, &old, NULL) == 0);
   CHECK(blocked_handled == 2);
   CHECK(get(kq, &ev, 1, &kZero) == 0);
+  /* The same with a timeout too long to count in nanoseconds. */
+  CHECK(sigprocmask(SIG_BLOCK, &set, NULL) == 0);
+  pthread_create(&t, NULL, send_usr1_later, NULL);
+  const struct timespec far = {(time_t)(sizeof(time_t) > 4 ? 1e12 : 2e9), 0};
+  CHECK(get(kq, &ev, 1, &far) == 1 && ev.ident == SIGUSR1 && ev.data == 1);
+  pthread_join(t, NULL);
+  CHECK(sigprocmask(SIG_SETMASK, &old, NULL) == 0);
+  CHECK(blocked_handled == 3);
   /* SIG_DFL that terminates, blocked: the usual "block it, watch it" loop.
    * Counted; consumed by sigwait, never delivered. */
   sigemptyset(&set);

@@ -494,6 +494,14 @@ static int blocks_watched_signal(void) {
 
 #define BLOCKED_SIGNAL_SLICE_NS 20000000LL /* 20 ms: the latency for such a signal */
 
+/* What is left of a valid timeout started at `start`, in ns, at least 0;
+ * INT64_MAX for one too long to count in ns (centuries). */
+static int64_t remaining_ns(const struct timespec *timeout, int64_t start) {
+  if ((int64_t)timeout->tv_sec >= INT64_MAX / 1000000000LL - 1) return INT64_MAX;
+  int64_t rem = (int64_t)timeout->tv_sec * 1000000000LL + timeout->tv_nsec - (mono_ns() - start);
+  return rem < 0 ? 0 : rem;
+}
+
 EXPORT int kevent(int kq, const struct kevent *changelist, int nchanges, struct kevent *eventlist,
                   int nevents, const struct timespec *timeout) {
   for (int i = 0; changelist != NULL && i < nchanges; i++) {
@@ -518,11 +526,7 @@ EXPORT int kevent(int kq, const struct kevent *changelist, int nchanges, struct 
   for (;;) {
     int in_slice = 0;
     if (sliced) {
-      int64_t rem = INT64_MAX;
-      if (timeout != NULL) {
-        rem = (int64_t)timeout->tv_sec * 1000000000LL + timeout->tv_nsec - (mono_ns() - start);
-        if (rem < 0) rem = 0;
-      }
+      int64_t rem = timeout != NULL ? remaining_ns(timeout, start) : INT64_MAX;
       if (rem > BLOCKED_SIGNAL_SLICE_NS) {
         rem = BLOCKED_SIGNAL_SLICE_NS;
         in_slice = 1;
@@ -547,8 +551,9 @@ EXPORT int kevent(int kq, const struct kevent *changelist, int nchanges, struct 
     nchanges = 0;
     if (in_slice) count_pending_signals();
     if (timeout != NULL && !sliced) {
-      int64_t rem = (int64_t)timeout->tv_sec * 1000000000LL + timeout->tv_nsec - (mono_ns() - start);
-      if (rem < 0) rem = 0;
+      /* The timeout was valid (or the call would not have waited). */
+      int64_t rem = remaining_ns(timeout, start);
+      if (rem == INT64_MAX) continue; /* too long to matter: pass it again */
       left.tv_sec = (time_t)(rem / 1000000000LL);
       left.tv_nsec = (long)(rem % 1000000000LL);
       t = &left;
