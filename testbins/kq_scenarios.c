@@ -942,6 +942,185 @@ static int signal_count(void) {
   return 0;
 }
 
+/* Waits up to 2 s for the SIGNAL event on `sig` and returns its data (0 if
+ * none came: a failure, never a hang). */
+static long signal_wait(int kq, int sig) {
+  struct timespec ts = {2, 0};
+  struct kevent ev;
+  int n = get(kq, &ev, 1, &ts);
+  if (n != 1) return 0;
+  CHECK(ev.filter == EVFILT_SIGNAL && ev.ident == (uintptr_t)sig);
+  return (long)ev.data;
+}
+
+/* libevent's kqueue backend (kq_sig_add): the knote first, then the
+ * disposition SIG_IGN (SIG_DFL for SIGCHLD) through sigaction, the old one
+ * saved and restored at event_del. The BSD kernels count the signal all the
+ * same: the knote is activated when the signal is sent, before the ignore
+ * check (kern_event.c:182 DragonFly, 183 OpenBSD: sig_filtops is the
+ * EVFILT_SIGNAL filter, attached to the process, not to the disposition). */
+static volatile sig_atomic_t rt_handled;
+static void on_rt(int sig) {
+  (void)sig;
+  rt_handled++;
+}
+
+static int libevent_set(int sig, void (*handler)(int), struct sigaction *saved) {
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = handler;
+  sa.sa_flags = SA_RESTART;
+  sigfillset(&sa.sa_mask);
+  return sigaction(sig, &sa, saved);
+}
+
+static int signal_ignored_after_add(void) {
+  int kq = kqueue();
+  CHECK(kq >= 0);
+  struct kevent ev;
+  /* SIGUSR1 is SIG_DFL (terminates) when the knote is added. */
+  struct sigaction saved, cur;
+  CHECK(add(kq, SIGUSR1, EVFILT_SIGNAL, EV_ADD, 0, 0, NULL) == 0);
+  CHECK(libevent_set(SIGUSR1, SIG_IGN, &saved) == 0 && saved.sa_handler == SIG_DFL);
+  CHECK(sigaction(SIGUSR1, NULL, &cur) == 0 && cur.sa_handler == SIG_IGN);
+  CHECK(raise(SIGUSR1) == 0);
+  CHECK(signal_wait(kq, SIGUSR1) == 1);
+  CHECK(get(kq, &ev, 1, &kZero) == 0);
+  /* event_del restores SIG_DFL, event_add does it all again. */
+  CHECK(sigaction(SIGUSR1, &saved, NULL) == 0);
+  CHECK(add(kq, SIGUSR1, EVFILT_SIGNAL, EV_DELETE, 0, 0, NULL) == 0);
+  CHECK(add(kq, SIGUSR1, EVFILT_SIGNAL, EV_ADD, 0, 0, NULL) == 0);
+  CHECK(libevent_set(SIGUSR1, SIG_IGN, &saved) == 0 && saved.sa_handler == SIG_DFL);
+  CHECK(kill(getpid(), SIGUSR1) == 0 && kill(getpid(), SIGUSR1) == 0);
+  CHECK(signal_wait(kq, SIGUSR1) == 2);
+  /* signal() instead of sigaction(). */
+  CHECK(add(kq, SIGUSR2, EVFILT_SIGNAL, EV_ADD, 0, 0, NULL) == 0);
+  CHECK(signal(SIGUSR2, SIG_IGN) == SIG_DFL);
+  CHECK(raise(SIGUSR2) == 0);
+  CHECK(signal_wait(kq, SIGUSR2) == 1);
+  /* regress signal/simplestsignal: SIGALRM from setitimer. */
+  CHECK(add(kq, SIGALRM, EVFILT_SIGNAL, EV_ADD, 0, 0, NULL) == 0);
+  CHECK(libevent_set(SIGALRM, SIG_IGN, NULL) == 0);
+  struct itimerval it = {{0, 0}, {0, 50 * 1000}};
+  CHECK(setitimer(ITIMER_REAL, &it, NULL) == 0);
+  CHECK(signal_wait(kq, SIGALRM) == 1);
+  /* SIGCHLD: ignored when the knote is added (an inherited SIG_IGN), then
+   * libevent's SIG_DFL. */
+  CHECK(signal(SIGCHLD, SIG_IGN) != SIG_ERR);
+  CHECK(add(kq, SIGCHLD, EVFILT_SIGNAL, EV_ADD, 0, 0, NULL) == 0);
+  CHECK(libevent_set(SIGCHLD, SIG_DFL, NULL) == 0);
+  pid_t pid = fork();
+  if (pid == 0) _exit(0);
+  CHECK(signal_wait(kq, SIGCHLD) == 1);
+  int st;
+  CHECK(waitpid(pid, &st, 0) == pid);
+  /* A real-time signal whose handler comes after the knote: every
+   * queued instance counted. */
+  const int rt = SIGRTMIN + 1;
+  CHECK(add(kq, (uintptr_t)rt, EVFILT_SIGNAL, EV_ADD, 0, 0, NULL) == 0);
+  CHECK(libevent_set(rt, on_rt, NULL) == 0);
+  union sigval v = {0};
+  CHECK(sigqueue(getpid(), rt, v) == 0 && sigqueue(getpid(), rt, v) == 0);
+  CHECK(rt_handled == 2);
+  CHECK(signal_wait(kq, rt) == 2);
+  close(kq);
+  return 0;
+}
+
+/* A signal the program blocks is counted when it is sent, as the BSD
+ * kernels do (the knote is activated in the send path, before the mask is
+ * looked at), and again not when it is finally delivered. */
+static volatile sig_atomic_t blocked_handled;
+static void on_blocked(int sig) {
+  (void)sig;
+  blocked_handled++;
+}
+
+static void *send_usr1_later(void *arg) {
+  (void)arg;
+  sleep_ms(100);
+  kill(getpid(), SIGUSR1);
+  return NULL;
+}
+
+static int signal_blocked(void) {
+  int kq = kqueue();
+  CHECK(kq >= 0);
+  struct kevent ev;
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_blocked;
+  CHECK(sigaction(SIGUSR1, &sa, NULL) == 0);
+  sigset_t set, old;
+  sigemptyset(&set);
+  sigaddset(&set, SIGUSR1);
+  CHECK(sigprocmask(SIG_BLOCK, &set, &old) == 0);
+  CHECK(add(kq, SIGUSR1, EVFILT_SIGNAL, EV_ADD, 0, 0, NULL) == 0);
+  /* Sent while blocked: a poll sees it at once. */
+  CHECK(kill(getpid(), SIGUSR1) == 0);
+  CHECK(get(kq, &ev, 1, &kZero) == 1 && ev.ident == SIGUSR1 && ev.data == 1);
+  CHECK(blocked_handled == 0);
+  /* Unblocked: the handler runs; no second count. */
+  CHECK(sigprocmask(SIG_SETMASK, &old, NULL) == 0);
+  CHECK(blocked_handled == 1);
+  CHECK(get(kq, &ev, 1, &kZero) == 0);
+  /* Sent while the program waits with it blocked (the thread inherits the
+   * mask): the wait ends. */
+  CHECK(sigprocmask(SIG_BLOCK, &set, NULL) == 0);
+  pthread_t t;
+  pthread_create(&t, NULL, send_usr1_later, NULL);
+  const double t0 = now_s();
+  CHECK(signal_wait(kq, SIGUSR1) == 1);
+  CHECK(now_s() - t0 < 1.5);
+  pthread_join(t, NULL);
+  CHECK(sigprocmask(SIG_SETMASK, &old, NULL) == 0);
+  CHECK(blocked_handled == 2);
+  CHECK(get(kq, &ev, 1, &kZero) == 0);
+  /* The same with a timeout too long to count in nanoseconds. */
+  CHECK(sigprocmask(SIG_BLOCK, &set, NULL) == 0);
+  pthread_create(&t, NULL, send_usr1_later, NULL);
+  const struct timespec far = {(time_t)(sizeof(time_t) > 4 ? 1e12 : 2e9), 0};
+  CHECK(get(kq, &ev, 1, &far) == 1 && ev.ident == SIGUSR1 && ev.data == 1);
+  pthread_join(t, NULL);
+  CHECK(sigprocmask(SIG_SETMASK, &old, NULL) == 0);
+  CHECK(blocked_handled == 3);
+  /* SIG_DFL that terminates, blocked: the usual "block it, watch it" loop.
+   * Counted; consumed by sigwait, never delivered. */
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  CHECK(sigprocmask(SIG_BLOCK, &set, NULL) == 0);
+  CHECK(add(kq, SIGTERM, EVFILT_SIGNAL, EV_ADD, 0, 0, NULL) == 0);
+  CHECK(kill(getpid(), SIGTERM) == 0);
+  CHECK(signal_wait(kq, SIGTERM) == 1);
+  int got;
+  CHECK(sigwait(&set, &got) == 0 && got == SIGTERM);
+  CHECK(kill(getpid(), SIGTERM) == 0);
+  CHECK(signal_wait(kq, SIGTERM) == 1); /* the sigwait'ed one left no trace */
+  CHECK(sigwait(&set, &got) == 0 && got == SIGTERM);
+  /* Taken by sigwait before any kevent looked: counted all the same. */
+  CHECK(kill(getpid(), SIGTERM) == 0);
+  CHECK(sigwait(&set, &got) == 0 && got == SIGTERM);
+  CHECK(get(kq, &ev, 1, &kZero) == 1 && ev.ident == SIGTERM && ev.data == 1);
+  /* A real-time signal queued twice while blocked: seen at once, and in
+   * all counted twice once delivered (Linux shows one pending bit). */
+  const int rt = SIGRTMIN + 2;
+  CHECK(signal(rt, on_rt) != SIG_ERR);
+  sigemptyset(&set);
+  sigaddset(&set, rt);
+  CHECK(sigprocmask(SIG_BLOCK, &set, NULL) == 0);
+  CHECK(add(kq, (uintptr_t)rt, EVFILT_SIGNAL, EV_ADD, 0, 0, NULL) == 0);
+  union sigval v = {0};
+  CHECK(sigqueue(getpid(), rt, v) == 0 && sigqueue(getpid(), rt, v) == 0);
+  long total = signal_wait(kq, rt);
+  CHECK(total >= 1);
+  CHECK(sigprocmask(SIG_UNBLOCK, &set, NULL) == 0);
+  CHECK(rt_handled == 2);
+  if (get(kq, &ev, 1, &kZero) == 1) total += (long)ev.data;
+  CHECK(total == 2);
+  close(kq);
+  return 0;
+}
+
 /* ---- EVFILT_VNODE ---- */
 
 static unsigned vnode_wait(int kq, int fd) {
@@ -1810,6 +1989,8 @@ int main(int argc, char **argv) {
   if (!strcmp(s, "proc_track")) return proc_track();
   if (!strcmp(s, "proc_fallback")) return proc_fallback();
   if (!strcmp(s, "signal_count")) return signal_count();
+  if (!strcmp(s, "signal_ignored_after_add")) return signal_ignored_after_add();
+  if (!strcmp(s, "signal_blocked")) return signal_blocked();
   if (!strcmp(s, "vnode_file")) return vnode_file();
   if (!strcmp(s, "vnode_dir")) return vnode_dir();
   if (!strcmp(s, "vnode_use")) return vnode_use();

@@ -128,6 +128,33 @@ static int socket_eof(void) {
   return 0;
 }
 
+/* A zero-timeout port_get with nothing queued succeeds and leaves *pe as it
+ * was (port.c:614-619, 1284-1285 no wait, 1539-1543 copyout only of events):
+ * an old FD event keeps its bits (POLLWRNORM is illumos's POLLWRBAND), an
+ * old timer event its object. */
+static int get_zero_untouched(void) {
+  struct timespec zero = {0, 0};
+  port_event_t ev, before;
+  memset(&ev, 0, sizeof ev);
+  ev.portev_source = PORT_SOURCE_FD;
+  ev.portev_events = POLLOUT | POLLWRNORM;
+  ev.portev_object = 7;
+  ev.portev_user = (void *)0x77;
+  before = ev;
+  CHECK(port_get(port, &ev, &zero) == 0);
+  CHECK(memcmp(&ev, &before, sizeof ev) == 0);
+  ev.portev_source = PORT_SOURCE_TIMER;
+  ev.portev_object = 3;
+  before = ev;
+  CHECK(port_get(port, &ev, &zero) == 0);
+  CHECK(memcmp(&ev, &before, sizeof ev) == 0);
+  /* With an event queued, it is written. */
+  CHECK(port_send(port, 0x2a, (void *)0x99) == 0);
+  CHECK(port_get(port, &ev, &zero) == 0);
+  CHECK(ev.portev_source == PORT_SOURCE_USER && ev.portev_events == 0x2a && ev.portev_user == (void *)0x99);
+  return 0;
+}
+
 /* Rules 5-7: FD associations are one-shot, fire at once when ready, and
  * re-association replaces the user value. */
 static int fd_oneshot(void) {
@@ -1672,6 +1699,7 @@ int main(int argc, char **argv) {
   static const struct scenario all[] = {
       {"etime", etime},           {"wake_on_send", wake_on_send}, {"two_waiters", two_waiters},
       {"epipe", epipe},           {"socket_eof", socket_eof},     {"fd_oneshot", fd_oneshot},
+      {"get_zero_untouched", get_zero_untouched},
       {"close_discards", close_discards}, {"getn_partial", getn_partial}, {"alert", alert},
       {"sendn", sendn},           {"bad_ports", bad_ports},       {"pollable", pollable},
       {"pollable_handoff", pollable_handoff},

@@ -182,6 +182,25 @@ void RunScript(Shared& s) {
   s.answer = 8192;
   // Both chunks get the same scripted answer; the library sums them.
   Record(s, port_sendn(ports, errors, 8193, 1, nullptr));
+  // 13: port_get, zero timeout, nothing queued (count 0): *pe is the
+  // program's old event, Linux bits (POLLWRNORM is illumos POLLWRBAND)
+  s.n_events_to_write = 0;
+  s.answer = 0;
+  {
+    port_event_t pe = Ev(POLLOUT | POLLWRNORM, PORT_SOURCE_FD, 9, 0x5678);
+    timespec zero{0, 0};
+    Record(s, port_get(5, &pe, &zero), 0, &pe, 1);
+  }
+  // 14: port_get, zero timeout, one event: translated
+  s.events_to_write[0] = Ev(0x4105, PORT_SOURCE_FD, 7, 0x1234);
+  s.n_events_to_write = 1;
+  s.answer = 1;
+  {
+    port_event_t pe{};
+    timespec zero{0, 0};
+    Record(s, port_get(5, &pe, &zero), 0, &pe, 1);
+  }
+  s.n_events_to_write = 0;
   s.done = true;
 }
 
@@ -215,8 +234,8 @@ class PortLibrary : public ::testing::Test {
 Shared* PortLibrary::shared_ = nullptr;
 
 TEST_F(PortLibrary, TrapsEveryCallButTheLocalEinval) {
-  EXPECT_EQ(shared_->n_results, 13);
-  EXPECT_EQ(shared_->n_calls, 13);  // 13 results, minus getn(NULL nget), plus a second sendn chunk
+  EXPECT_EQ(shared_->n_results, 15);
+  EXPECT_EQ(shared_->n_calls, 15);  // 15 results, minus getn(NULL nget), plus a second sendn chunk
 }
 
 TEST_F(PortLibrary, CreateIsCreateNoport) {
@@ -307,6 +326,31 @@ TEST_F(PortLibrary, SendnChunksAtPortMaxList) {
   EXPECT_EQ(C(12).regs[1] - C(11).regs[1], 8192u * sizeof(int));  // ports + 8192
   EXPECT_EQ(C(12).regs[2] - C(11).regs[2], 8192u * sizeof(int));  // errors + 8192
   EXPECT_EQ(R(12).ret, 8192 * 2);  // the sum of both answers
+}
+
+// Rule: a zero-timeout port_get that finds nothing succeeds and leaves *pe
+// untouched (port.c:614-619 PORT_GET is port_getn for one event; 1284-1285
+// a zero timeout does not block; 1539-1543 copyout only if there are events).
+// PORT_GET answers 0 either way, so the library asks PORT_GETN(max 1, nget 1,
+// zero timeout), whose count says whether an event was written.
+TEST_F(PortLibrary, GetZeroTimeoutWithNothingLeavesTheEventUntouched) {
+  EXPECT_EQ(Op(13), 6u);           // PORT_GETN (call 13: getn(NULL nget) made none, sendn two)
+  EXPECT_NE(C(13).regs[2], 0u);    // pe: the program's
+  EXPECT_EQ(C(13).regs[3], 1u);    // max
+  EXPECT_EQ(C(13).regs[4], 1u);    // nget
+  ASSERT_NE(C(13).regs[5], 0u);    // a zero timespec
+  EXPECT_EQ(R(13).ret, 0);
+  EXPECT_EQ(R(13).ev[0].portev_events, POLLOUT | POLLWRNORM);
+  EXPECT_EQ(R(13).ev[0].portev_source, PORT_SOURCE_FD);
+  EXPECT_EQ(R(13).ev[0].portev_object, 9u);
+  EXPECT_EQ(R(13).ev[0].portev_user, reinterpret_cast<void*>(0x5678));
+}
+
+TEST_F(PortLibrary, GetZeroTimeoutWithAnEventTranslatesIt) {
+  EXPECT_EQ(Op(14), 6u);
+  EXPECT_EQ(R(14).ret, 0);
+  EXPECT_EQ(R(14).ev[0].portev_events, POLLIN | POLLOUT | POLLWRBAND | POLLRDHUP);
+  EXPECT_EQ(R(14).ev[0].portev_user, reinterpret_cast<void*>(0x1234));
 }
 
 }  // namespace

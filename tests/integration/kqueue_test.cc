@@ -49,7 +49,8 @@ INSTANTIATE_TEST_SUITE_P(
                                          "proc_exit", "proc_nonchild", "proc_zombie",
                                          "proc_exit_unsubscribed", "proc_track",
                                          // EVFILT_SIGNAL (the library's counting hook)
-                                         "signal_count",
+                                         "signal_count", "signal_ignored_after_add",
+                                         "signal_blocked",
                                          // EVFILT_VNODE (inotify)
                                          "vnode_file", "vnode_dir", "vnode_use",
                                          // READ/WRITE on 127.0.0.1 sockets and FIFOs

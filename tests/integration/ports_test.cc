@@ -45,7 +45,7 @@ TEST_P(PortScenario, PassesUnderEvshimRun) {
 
 INSTANTIATE_TEST_SUITE_P(Ports, PortScenario,
                          ::testing::Values("etime", "wake_on_send", "two_waiters", "epipe",
-                                           "socket_eof", "fd_oneshot", "close_discards",
+                                           "socket_eof", "fd_oneshot", "get_zero_untouched", "close_discards",
                                            "getn_partial", "alert", "sendn", "bad_ports",
                                            "pollable", "pollable_handoff", "fork_shares", "fork_dissociate", "eintr",
                                            "timer_port", "timer_fork", "timer_signal",

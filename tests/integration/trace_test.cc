@@ -144,7 +144,7 @@ TEST(TraceGolden, ForkExecReadsLikeStrace) {
             "{source=PORT_SOURCE_USER, events=5, object=0, user=0x55}], 4, 2, {0.000000000}) = 0 (nget=2) <T>\n"
             "[pid P1] port_getn(3, NULL, 0, 0, NULL) = 0 (nget=0) <T>\n"
             "[pid P1] port_alert(3, PORT_ALERT_SET, 3, 0x66) = 0 <T>\n"
-            "[pid P1] port_get(3, {source=PORT_SOURCE_ALERT, events=3, object=0, user=0x66}, {0.000000000}) = 0 <T>\n"
+            "[pid P1] port_get(3, {source=PORT_SOURCE_ALERT, events=3, object=0, user=0x66}, {1.000000000}) = 0 <T>\n"
             "[pid P1] port_alert(3, 0, 0, NULL) = 0 <T>\n"
             "[pid P1] port_getn(3, <unfinished ...>\n"
             "[pid P1] <... port_getn resumed>0xADDR, 4, 1, {0.050000000}) = -1 ETIME (Timer expired) (nget=0) <T>\n"

@@ -119,7 +119,9 @@ EXPORT int kqueue1(int flags) {
  * then does what the program asked for: it calls the program's handler, or
  * nothing if the signal is ignored (SIG_IGN, or SIG_DFL whose default is to
  * ignore). sigaction() and signal() below keep the program's view: it sets
- * and reads its own dispositions as if the hook were not there.
+ * and reads its own dispositions as if the hook were not there. A signal
+ * with a knote is hooked whenever it gets a disposition the hook can keep,
+ * also after the knote was added (libevent sets SIG_IGN afterwards).
  * Not hooked: SIGKILL and SIGSTOP (cannot be caught), signals whose default
  * action terminates or stops the process while they are SIG_DFL, and SIGCHLD
  * while SIG_IGN (the kernel does not send it: children are reaped at once,
@@ -155,6 +157,17 @@ typedef int (*sigaction_fn)(int, const struct sigaction *, struct sigaction *);
 
 static struct sigaction program_action[EVSHIM_SIGNALS]; /* what the program set, when hooked */
 static volatile sig_atomic_t hooked[EVSHIM_SIGNALS];
+/* Signals some kevent change added an EVFILT_SIGNAL knote for (never
+ * cleared, as the hook stays after EV_DELETE): a disposition the hook can
+ * keep that the program sets later is hooked then (libevent adds the knote
+ * first, then sets SIG_IGN). */
+static int wanted[EVSHIM_SIGNALS]; /* __atomic: read without hook_lock */
+static int any_wanted;
+NOT_TSAN_INSTRUMENTED static int is_wanted(int sig) { return __atomic_load_n(&wanted[sig], __ATOMIC_RELAXED); }
+/* A pending signal counted before its delivery (the send-time count of the
+ * BSD kernels, see count_pending_signals): the thread id that counted it,
+ * 0 if none. The counting handler does not count that delivery again. */
+static int counted_pending[EVSHIM_SIGNALS];
 static pthread_mutex_t hook_lock = PTHREAD_MUTEX_INITIALIZER;
 /* Per thread: signals the hook swallowed (ignored ones) and program
  * handlers it ran, for kevent's EINTR rule below. */
@@ -185,7 +198,9 @@ NOT_TSAN_INSTRUMENTED static int hookable(int sig, const struct sigaction *a) {
 
 NOT_TSAN_INSTRUMENTED static void counting_handler(int sig, siginfo_t *info, void *uc) {
   int saved = errno;
-  syscall(EVSHIM_SYS_kqueue_signal, (long)sig);
+  if (__atomic_exchange_n(&counted_pending[sig], 0, __ATOMIC_SEQ_CST) == 0) {
+    syscall(EVSHIM_SYS_kqueue_signal, (long)sig);
+  }
   struct sigaction a = program_action[sig];
   if (a.sa_flags & SA_RESETHAND) {
     /* One delivery, then the default (SA_RESETHAND). */
@@ -224,12 +239,23 @@ NOT_TSAN_INSTRUMENTED static int install_hook(int sig, const struct sigaction *a
   return real_sigaction()(sig, &h, NULL);
 }
 
+static void forget_counted_pending(void) {
+  for (int sig = 1; sig < EVSHIM_SIGNALS; sig++) __atomic_store_n(&counted_pending[sig], 0, __ATOMIC_RELAXED);
+}
+static pthread_once_t signal_fork_once = PTHREAD_ONCE_INIT;
+/* A child starts with no pending signal (fork), so nothing it inherits
+ * was counted. */
+static void install_signal_fork_hook(void) { pthread_atfork(NULL, NULL, forget_counted_pending); }
+
 static void hook_signal(int sig) {
   if (sig <= 0 || sig >= EVSHIM_SIGNALS) return;
+  pthread_once(&signal_fork_once, install_signal_fork_hook);
   sigset_t all, old;
   sigfillset(&all);
   pthread_sigmask(SIG_BLOCK, &all, &old);
   pthread_mutex_lock(&hook_lock);
+  __atomic_store_n(&wanted[sig], 1, __ATOMIC_RELAXED);
+  __atomic_store_n(&any_wanted, 1, __ATOMIC_RELAXED);
   if (!hooked[sig]) {
     struct sigaction cur;
     if (real_sigaction()(sig, NULL, &cur) == 0 && hookable(sig, &cur)) {
@@ -248,7 +274,20 @@ NOT_TSAN_INSTRUMENTED EXPORT int sigaction(int sig, const struct sigaction *act,
   pthread_sigmask(SIG_BLOCK, &all, &old);
   pthread_mutex_lock(&hook_lock);
   int r = 0;
-  if (!hooked[sig]) {
+  if (!hooked[sig] && is_wanted(sig) && act != NULL && hookable(sig, act)) {
+    /* A knote waits for this signal and the disposition is one the hook
+     * can keep: hook it now. */
+    struct sigaction prev;
+    r = real_sigaction()(sig, NULL, &prev);
+    if (r == 0) {
+      program_action[sig] = *act;
+      r = install_hook(sig, act);
+    }
+    if (r == 0) {
+      hooked[sig] = 1;
+      if (oldact != NULL) *oldact = prev;
+    }
+  } else if (!hooked[sig]) {
     r = real_sigaction()(sig, act, oldact);
   } else {
     struct sigaction prev = program_action[sig];
@@ -363,6 +402,106 @@ static int kevent_call(long kq, const struct kevent *changelist, long nchanges, 
   return r;
 }
 
+/*
+ * Blocked signals. The BSD kernels count a signal when it is sent, before
+ * the mask or the disposition is looked at; Linux keeps a blocked signal
+ * pending, out of the counting handler's sight, until it is unblocked. So
+ * kevent counts the watched signals pending for the calling thread (its own
+ * and the process's: sigpending) before it asks the supervisor, once per
+ * pending instance: the thread that counted it is recorded, and the
+ * counting handler does not count that delivery again when the signal is
+ * finally unblocked. A counted signal no longer pending that the handler
+ * did not see was taken another way (sigwait, signalfd): forgotten.
+ * Linux keeps one pending instance of a standard signal (BSD counts each
+ * send), and shows one pending bit for several queued real-time ones (the
+ * others are counted as the handler gets them): docs/kqueue.md.
+ */
+static void count_pending_signals(void) {
+  sigset_t pending;
+  if (sigpending(&pending) != 0) return;
+  int self = 0;
+  for (int sig = 1; sig < EVSHIM_SIGNALS; sig++) {
+    if (!is_wanted(sig)) continue;
+    const int is_pending = sigismember(&pending, sig) == 1;
+    int owner = __atomic_load_n(&counted_pending[sig], __ATOMIC_SEQ_CST);
+    if (is_pending == (owner != 0)) continue;
+    if (self == 0) self = (int)syscall(SYS_gettid);
+    if (is_pending) {
+      if (!__atomic_compare_exchange_n(&counted_pending[sig], &owner, self, 0, __ATOMIC_SEQ_CST,
+                                       __ATOMIC_SEQ_CST)) {
+        continue;
+      }
+      /* The instance seen may have been delivered (and counted by the
+       * handler, which found no mark) before the mark was set: if it is no
+       * longer pending and the mark is still ours, nobody relied on it. */
+      sigset_t again;
+      if (sigpending(&again) == 0 && sigismember(&again, sig) != 1) {
+        int mine = self;
+        if (__atomic_compare_exchange_n(&counted_pending[sig], &mine, 0, 0, __ATOMIC_SEQ_CST,
+                                        __ATOMIC_SEQ_CST)) {
+          continue;
+        }
+      }
+      syscall(EVSHIM_SYS_kqueue_signal, (long)sig);
+    } else if (owner == self) {
+      __atomic_compare_exchange_n(&counted_pending[sig], &owner, 0, 0, __ATOMIC_SEQ_CST,
+                                  __ATOMIC_SEQ_CST);
+    }
+  }
+}
+
+/* A watched signal taken by sigwait and co. never reaches the handler: it
+ * is counted here, unless kevent counted it while it was pending. */
+static void taken_without_handler(int sig) {
+  if (sig <= 0 || sig >= EVSHIM_SIGNALS || !is_wanted(sig)) return;
+  if (__atomic_exchange_n(&counted_pending[sig], 0, __ATOMIC_SEQ_CST) == 0) {
+    syscall(EVSHIM_SYS_kqueue_signal, (long)sig);
+  }
+}
+
+EXPORT int sigtimedwait(const sigset_t *set, siginfo_t *info, const struct timespec *timeout) {
+  typedef int (*fn_t)(const sigset_t *, siginfo_t *, const struct timespec *);
+  static fn_t real;
+  if (real == NULL) real = NEXT(fn_t, "sigtimedwait");
+  int sig = real(set, info, timeout);
+  int saved = errno;
+  taken_without_handler(sig);
+  errno = saved;
+  return sig;
+}
+EXPORT int sigwaitinfo(const sigset_t *set, siginfo_t *info) { return sigtimedwait(set, info, NULL); }
+EXPORT int sigwait(const sigset_t *set, int *sig) {
+  int r;
+  do r = sigtimedwait(set, NULL, NULL);
+  while (r == -1 && errno == EINTR); /* POSIX sigwait does not fail with EINTR */
+  if (r == -1) return errno;
+  *sig = r;
+  return 0;
+}
+
+/* Whether the calling thread blocks a watched signal: then a wait is cut
+ * into slices, and pending signals are counted between them, so that one
+ * sent during the wait ends it (the supervisor, where the wait happens,
+ * cannot see another process's pending signals as they come). */
+static int blocks_watched_signal(void) {
+  sigset_t mask;
+  if (pthread_sigmask(SIG_BLOCK, NULL, &mask) != 0) return 0;
+  for (int sig = 1; sig < EVSHIM_SIGNALS; sig++) {
+    if (is_wanted(sig) && sigismember(&mask, sig) == 1) return 1;
+  }
+  return 0;
+}
+
+#define BLOCKED_SIGNAL_SLICE_NS 20000000LL /* 20 ms: the latency for such a signal */
+
+/* What is left of a valid timeout started at `start`, in ns, at least 0;
+ * INT64_MAX for one too long to count in ns (centuries). */
+static int64_t remaining_ns(const struct timespec *timeout, int64_t start) {
+  if ((int64_t)timeout->tv_sec >= INT64_MAX / 1000000000LL - 1) return INT64_MAX;
+  int64_t rem = (int64_t)timeout->tv_sec * 1000000000LL + timeout->tv_nsec - (mono_ns() - start);
+  return rem < 0 ? 0 : rem;
+}
+
 EXPORT int kevent(int kq, const struct kevent *changelist, int nchanges, struct kevent *eventlist,
                   int nevents, const struct timespec *timeout) {
   for (int i = 0; changelist != NULL && i < nchanges; i++) {
@@ -370,24 +509,51 @@ EXPORT int kevent(int kq, const struct kevent *changelist, int nchanges, struct 
       hook_signal((int)changelist[i].ident);
     }
   }
-  const int64_t start = timeout != NULL ? mono_ns() : 0;
+  int sliced = 0;
+  if (__atomic_load_n(&any_wanted, __ATOMIC_RELAXED)) {
+    count_pending_signals();
+    /* Only a wait that is valid on every personality and longer than a
+     * slice is cut (an invalid timeout reaches the supervisor as it is). */
+    const int valid = timeout == NULL || (timeout->tv_sec >= 0 && timeout->tv_nsec >= 0 &&
+                                          timeout->tv_nsec < 1000000000L);
+    const int long_wait = timeout == NULL || timeout->tv_sec > 0 ||
+                          timeout->tv_nsec > BLOCKED_SIGNAL_SLICE_NS;
+    sliced = nevents > 0 && valid && long_wait && blocks_watched_signal();
+  }
+  const int64_t start = timeout != NULL || sliced ? mono_ns() : 0;
   struct timespec left;
   const struct timespec *t = timeout;
   for (;;) {
+    int in_slice = 0;
+    if (sliced) {
+      int64_t rem = timeout != NULL ? remaining_ns(timeout, start) : INT64_MAX;
+      if (rem > BLOCKED_SIGNAL_SLICE_NS) {
+        rem = BLOCKED_SIGNAL_SLICE_NS;
+        in_slice = 1;
+      }
+      if (timeout != NULL || in_slice) {
+        left.tv_sec = (time_t)(rem / 1000000000LL);
+        left.tv_nsec = (long)(rem % 1000000000LL);
+        t = &left;
+      }
+    }
     const unsigned passive = passive_signals, handled = handled_signals;
     struct wire_timespec ts;
     int r = kevent_call(kq, changelist, nchanges, eventlist, nevents, to_wire(t, &ts));
-    if (r != -1 || errno != EINTR || passive == passive_signals || handled != handled_signals) {
-      return r;
-    }
-    /* Only an ignored signal the hook caught interrupted the wait: on the
-     * BSDs nothing would have. The changes are applied (the supervisor
-     * answers EINTR only to a restarted call); wait for the rest. */
+    const int ignored_interrupt =
+        r == -1 && errno == EINTR && passive != passive_signals && handled == handled_signals;
+    if (!ignored_interrupt && !(in_slice && r == 0)) return r;
+    /* Either only an ignored signal the hook caught interrupted the wait
+     * (on the BSDs nothing would have), or a slice ended with nothing. The
+     * changes are applied (the supervisor answers EINTR only to a
+     * restarted call); wait for the rest. */
     changelist = NULL;
     nchanges = 0;
-    if (timeout != NULL) {
-      int64_t rem = (int64_t)timeout->tv_sec * 1000000000LL + timeout->tv_nsec - (mono_ns() - start);
-      if (rem < 0) rem = 0;
+    if (in_slice) count_pending_signals();
+    if (timeout != NULL && !sliced) {
+      /* The timeout was valid (or the call would not have waited). */
+      int64_t rem = remaining_ns(timeout, start);
+      if (rem == INT64_MAX) continue; /* too long to matter: pass it again */
       left.tv_sec = (time_t)(rem / 1000000000LL);
       left.tv_nsec = (long)(rem % 1000000000LL);
       t = &left;

@@ -210,12 +210,41 @@ EXPORT int port_sendn(int ports[], int errors[], uint_t nent, int events, void *
   return total;
 }
 
+/* PORT_GETN's two results (docs/abi.md §3): the count and whether ETIME. */
+static unsigned getn_count(long r, int *etime) {
+  unsigned long v = (unsigned long)r;
+#if defined(__x86_64__)
+  *etime = (int)(v >> 32) == ETIME;
+  return (unsigned)(v & 0xffffffffu);
+#else
+  *etime = (v & EVSHIM_PORT_ILP32_ETIME_BIT) != 0;
+  return (unsigned)(v & ~EVSHIM_PORT_ILP32_ETIME_BIT);
+#endif
+}
+
 EXPORT int port_get(int port, port_event_t *pe, struct timespec *timeout) {
+  if (timeout != NULL && timeout->tv_sec == 0 && timeout->tv_nsec == 0) {
+    /*
+     * A zero timeout with nothing queued succeeds and leaves *pe untouched
+     * (port.c:614-619, 1284-1285, 1539-1543: no copyout), and PORT_GET's
+     * result is 0 either way, so the library could not tell whether *pe
+     * holds a new event to translate. It asks PORT_GETN for one event
+     * instead, which returns the count: PORT_GET is port_getn with one
+     * event (port.c:614-617; PORTGET_ONE changes nothing else), and a zero
+     * timeout never ends in ETIME (docs/abi.md §3).
+     */
+    static const struct timespec zero = {0, 0};
+    long r = portfs_wait(EVSHIM_PORT_GETN, port, (long)pe, 1, 1, (long)&zero);
+    if (r == -1) return -1;
+    int etime;
+    if (getn_count(r, &etime) == 1 && pe != NULL) fix_event(pe);
+    return 0;
+  }
   long sec = timeout ? (long)timeout->tv_sec : 0;
   long nsec = timeout ? timeout->tv_nsec : 0;
   long r = portfs_wait(EVSHIM_PORT_GET, port, (long)pe, sec, nsec, (long)timeout);
   if (r < 0) return -1;
-  /* A zero timeout with nothing queued returns 0 and leaves *pe untouched. */
+  /* Success with a timeout other than zero, or none, always wrote an event. */
   if (pe != NULL) fix_event(pe);
   return 0;
 }
@@ -227,16 +256,8 @@ EXPORT int port_getn(int port, port_event_t list[], uint_t max, uint_t *nget, st
   }
   long r = portfs_wait(EVSHIM_PORT_GETN, port, (long)list, max, *nget, (long)timeout);
   if (r == -1) return -1; /* a hard error: *nget is not updated (event_port.c) */
-  unsigned long v = (unsigned long)r;
-  unsigned count;
   int etime;
-#if defined(__x86_64__)
-  count = (unsigned)(v & 0xffffffffu);
-  etime = (int)(v >> 32) == ETIME;
-#else
-  count = (unsigned)(v & ~EVSHIM_PORT_ILP32_ETIME_BIT);
-  etime = (v & EVSHIM_PORT_ILP32_ETIME_BIT) != 0;
-#endif
+  unsigned count = getn_count(r, &etime);
   *nget = count;
   if (max != 0 && list != NULL) fix_events(list, count);
   if (etime) {
