@@ -1363,6 +1363,14 @@ static int clear_pending(void) {
   CHECK(add(kq, (uintptr_t)sv[0], EVFILT_READ, EV_ADD | EV_CLEAR, 0, 0, NULL) == 0);
   CHECK(get(kq, ev, 2, &kZero) == 1 && ev[0].ident == (uintptr_t)sv[0]);
   CHECK(get(kq, ev, 2, &short_wait) == 0);
+  /* A regular file (filt_vnread: bytes to EOF): once as well. */
+  char path[] = "/tmp/evshim-kq-XXXXXX";
+  int f = mkstemp(path);
+  CHECK(f >= 0 && write(f, "abc", 3) == 3 && lseek(f, 0, SEEK_SET) == 0);
+  unlink(path);
+  CHECK(add(kq, (uintptr_t)f, EVFILT_READ, EV_ADD | EV_CLEAR, 0, 0, NULL) == 0);
+  CHECK(get(kq, ev, 2, &kZero) == 1 && ev[0].ident == (uintptr_t)f && ev[0].data == 3);
+  CHECK(get(kq, ev, 2, &short_wait) == 0);
   return 0;
 }
 

@@ -169,7 +169,15 @@ void LinuxHost::SettleWatchEdge(emul::WatchId id, emul::Pid pid, int fd, uint32_
   // present state once): that report, or an edge pending from activity the
   // coming measurement includes, is consumed here.
   if (!w.registered || w.mask != events || !w.edge) {
-    if (!Register(w, pid, fd, events, true).ok()) return;  // ArmWatchEdge will say why
+    Result<void> r = Register(w, pid, fd, events, true);
+    if (!r.ok()) {
+      // As in Arm: a file without poll support has no edges.
+      if (r.error().value == EPERM) {
+        w.pollless = true;
+        w.mask = events;
+      }
+      return;  // otherwise ArmWatchEdge will say why
+    }
   }
   epoll_event ev{};
   (void)epoll_wait(w.epfd, &ev, 1, 0);
