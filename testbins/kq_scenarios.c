@@ -1310,7 +1310,7 @@ static int timer_zero(void) {
   sleep_ms(200);
   double t0 = now_s();
   int n = get(kq, ev, 4, NULL);
-  CHECK(now_s() - t0 < 0.5);
+  CHECK(now_s() - t0 < 1.0); /* both pending: no wait */
   CHECK(n == 2);
   const double elapsed_ms = (now_s() - start) * 1000;
   for (int i = 0; i < n; ++i) {
