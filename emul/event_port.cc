@@ -635,7 +635,7 @@ std::optional<WaitId> EventPorts::Get(Caller caller, ObjectId id, const GetSpec&
     Nanos rel = spec.timeout.sec > (INT64_MAX / kNanosPerSecond) - 1
                     ? INT64_MAX / 2
                     : spec.timeout.sec * kNanosPerSecond + spec.timeout.nsec;
-    w.deadline = host_.Now() + rel;
+    w.deadline = AddNanos(host_.Now(), rel);
     deadlines_.emplace(*w.deadline, w.id);
   }
   WaitId wid = w.id;
@@ -948,7 +948,7 @@ Result<TimerSpec> EventPorts::TimerSettime(Caller caller, int id, uint32_t flags
       Nanos mono = realtime ? v - host_.RealtimeOffset() : v;
       t->next = std::max(mono, now);
     } else {
-      t->next = now + v;
+      t->next = AddNanos(now, v);
     }
     if (t->next <= 0) t->next = 1;
     deadlines_.emplace(t->next, key);
@@ -964,15 +964,21 @@ Result<int> EventPorts::TimerGetoverrun(Caller caller, int id) {
 }
 
 void EventPorts::FireTimer(Timer& t, Nanos now) {
-  // Periodic timers catch up: every missed period is an expiration.
+  // Periodic timers catch up: every missed period is an expiration. O(1)
+  // whatever the interval (1 ns included): the count is a division, the
+  // next expiry the first period boundary after `now`, never a step per
+  // period. The count saturates (it_pending is an int).
   int expirations = 1;
-  if (t.interval > 0 && now > t.next) {
-    Nanos missed = (now - t.next) / t.interval;
-    expirations += missed > INT_MAX / 2 ? INT_MAX / 2 : static_cast<int>(missed);
-  }
   if (t.interval > 0) {
-    t.next += static_cast<Nanos>(expirations) * t.interval;
-    deadlines_.emplace(t.next, kTimerKey | (static_cast<uint64_t>(t.pid) << 32) | static_cast<uint32_t>(t.id));
+    const Nanos late = now > t.next ? now - t.next : 0;
+    const Nanos missed = late / t.interval;
+    expirations += missed > INT_MAX / 2 ? INT_MAX / 2 : static_cast<int>(missed);
+    t.next = AddNanos(now - late % t.interval, t.interval);
+    if (t.next == kLatest) {
+      t.next = 0;  // beyond the clock's range: it never expires again
+    } else {
+      deadlines_.emplace(t.next, kTimerKey | (static_cast<uint64_t>(t.pid) << 32) | static_cast<uint32_t>(t.id));
+    }
   } else {
     t.next = 0;
   }

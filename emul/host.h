@@ -107,6 +107,15 @@ class Host {
   virtual Result<uint32_t> ArmWatchEdge(WatchId id, Pid pid, int fd, uint32_t events) {
     return ArmWatch(id, pid, fd, events);
   }
+  // The engine is about to measure an EV_CLEAR knote's descriptor: the
+  // readiness it is going to see is no edge for a later ArmWatchEdge (with
+  // the same `events`); only activity after this call is. Default: nothing.
+  virtual void SettleWatchEdge(WatchId id, Pid pid, int fd, uint32_t events) {
+    (void)id;
+    (void)pid;
+    (void)fd;
+    (void)events;
+  }
   // Measures process `pid`'s descriptor `fd` without keeping it open.
   // EBADF if it is not open.
   virtual Result<FdProbe> ProbeFd(Pid pid, int fd) {

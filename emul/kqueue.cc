@@ -36,11 +36,17 @@
 //    longer ready, its watch re-armed. After delivery a level-triggered knote
 //    goes back on the list (OB kern_event.c:1433-1444); an EV_CLEAR one
 //    re-arms its watch edge-triggered (Host::ArmWatchEdge) so only new
-//    activity fires it again.
+//    activity fires it again; each measurement of it first settles the edge
+//    watch (Host::SettleWatchEdge), so what it measured is no later edge.
+//    An EV_ONESHOT knote is measured when its watch fires and reported as
+//    measured even if the condition is gone by the scan.
 //  - TIMER: deadlines kept here; the host's one deadline is armed with the
 //    earliest of them and of the waiters' timeouts. data = expirations since
-//    the last retrieval; periodic unless EV_ONESHOT; EV_CLEAR forced
-//    (DF kern_event.c:489).
+//    the last retrieval, missed periods counted by division (never a step
+//    per period); periodic unless EV_ONESHOT; EV_CLEAR forced
+//    (DF kern_event.c:489); a period is at least KqueuePolicy::
+//    timer_min_period (one tick on OpenBSD and DragonFly). Deadlines
+//    saturate at the end of the clock's range.
 //  - USER: NOTE_TRIGGER and the FFAND/FFOR/FFCOPY controls on the saved
 //    fflags (DF kern_event.c:577-619).
 //  - PROC: Host::WatchProcess (refcounted per pid); the host reports exits,
@@ -398,9 +404,15 @@ Nanos Kqueues::NextDeadline() const {
 
 void Kqueues::RearmDeadline() { host_.ArmDeadline(NextDeadline()); }
 
+Nanos Kqueues::TimerPeriod(const Kq& kq, Nanos requested) {
+  return std::max({requested, kq.policy.timer_min_period, Nanos{1}});
+}
+
 void Kqueues::StartTimer(Knote& kn, Nanos now) {
   if (kn.timer_running) RemoveDeadline(kn.next_fire, DeadlineKind::kTimer, kn.uid);
-  kn.next_fire = now + std::max<Nanos>(kn.period, 1);
+  kn.timer_running = false;
+  kn.next_fire = AddNanos(now, kn.period);
+  if (kn.next_fire == kLatest) return;  // beyond the clock's range: never expires
   kn.timer_running = true;
   AddDeadline(kn.next_fire, DeadlineKind::kTimer, kn.uid);
 }
@@ -409,7 +421,7 @@ int Kqueues::ArmTimer(Kq& kq, Knote& kn, const KChange& change) {
   if (change.timer_period < 0) return EINVAL;
   if (!change.timer_absolute) {
     kn.timer_absolute = false;
-    kn.period = change.timer_period;
+    kn.period = TimerPeriod(kq, change.timer_period);
     StartTimer(kn, host_.Now());
     return 0;
   }
@@ -434,7 +446,7 @@ int Kqueues::ArmTimer(Kq& kq, Knote& kn, const KChange& change) {
 }
 
 // The poll bits whose report wakes an fd knote (0: not an fd filter).
-uint32_t Kqueues::FdWatchBits(const Knote& kn) {
+uint32_t Kqueues::WatchMask(const Knote& kn) {
   switch (kn.kev.filter) {
     case KFilter::kRead:
       return poll_bits::kIn | poll_bits::kRdHup | kAlways;
@@ -455,7 +467,7 @@ uint32_t Kqueues::FdWatchBits(const Knote& kn) {
 // Arms the host watch of an fd knote that has nothing to report; level or,
 // for EV_CLEAR, edge. Readiness reported at once activates it.
 void Kqueues::ArmFd(Kq& kq, Knote& kn) {
-  const uint32_t want = FdWatchBits(kn);
+  const uint32_t want = WatchMask(kn);
   if (!kn.watch || want == 0) return;
   Result<uint32_t> ready = (kn.kev.flags & kev::kClear)
                                ? host_.ArmWatchEdge(*kn.watch, kn.owner, kn.fd, want)
@@ -476,7 +488,7 @@ void Kqueues::ArmFd(Kq& kq, Knote& kn) {
 // second arm). Activity that landed before that registration is in its
 // report, not looked at: so the filter looks once more once it is armed.
 void Kqueues::ArmFdNotReady(Kq& kq, Knote& kn) {
-  const uint32_t want = FdWatchBits(kn);
+  const uint32_t want = WatchMask(kn);
   if (!kn.watch || want == 0) return;
   Result<uint32_t> ready = (kn.kev.flags & kev::kClear)
                                ? host_.ArmWatchEdge(*kn.watch, kn.owner, kn.fd, want)
@@ -491,6 +503,12 @@ void Kqueues::ArmFdNotReady(Kq& kq, Knote& kn) {
 }
 
 bool Kqueues::Evaluate(Kq& kq, Knote& kn, bool* dropped) {
+  const bool ready = Measure(kq, kn, dropped);
+  if (!*dropped) kn.measured = ready;
+  return ready;
+}
+
+bool Kqueues::Measure(Kq& kq, Knote& kn, bool* dropped) {
   *dropped = false;
   switch (kn.kev.filter) {
     case KFilter::kRead:
@@ -502,6 +520,14 @@ bool Kqueues::Evaluate(Kq& kq, Knote& kn, bool* dropped) {
         Drop(kq, kn);
         *dropped = true;
         return false;
+      }
+      // EV_CLEAR: what this measurement sees is reported now (or found
+      // not ready); it must not come back as an edge once the knote is
+      // re-armed after delivery. A knote added while data is pending is
+      // reported once (DF kern_event.c:1312-1322 activates it at register,
+      // 1535-1544 clears it at the scan; OB :1174-1178, :1980-1993).
+      if ((kn.kev.flags & kev::kClear) && kn.watch) {
+        host_.SettleWatchEdge(*kn.watch, kn.owner, kn.fd, WatchMask(kn));
       }
       Result<FdProbe> pr = host_.ProbeFd(kn.owner, kn.fd);
       if (!pr.ok()) {
@@ -714,7 +740,7 @@ void Kqueues::Modify(Kq& kq, Knote& kn, const KChange& change) {
     case KFilter::kTimer:
       if (!add) break;
       if (!kq.policy.timer_modify_restarts) {
-        kn.period = change.timer_period;  // DragonFly: the period only
+        kn.period = TimerPeriod(kq, change.timer_period);  // DragonFly: the period only
         break;
       }
       kn.data = 0;  // pending expirations are discarded
@@ -883,22 +909,41 @@ std::vector<Kqueues::Taken> Kqueues::Collect(Kq& kq, uint32_t max) {
     Dequeue(kq, kn);
     if (kn.disabled) continue;  // stays active (OB kern_event.c:1363-1366)
     bool dropped = false;
+    // EV_ONESHOT is posted without the re-check: its condition may be gone
+    // (DF kern_event.c:1510-1531; OB :303-319, filter_process's
+    // `kev != NULL && EV_ONESHOT`; FreeBSD kqueue_scan copies kn_kevent),
+    // with what it last measured. A closed descriptor still drops it.
+    const bool oneshot = (kn.kev.flags & kev::kOneshot) != 0 && kn.measured;
+    const int64_t last_data = kn.data;
+    const uint32_t last_fflags = kn.fflags;
+    const uint16_t last_eof = kn.eof;
     if (!Evaluate(kq, kn, &dropped)) {
       if (dropped) continue;
+      if (oneshot) {
+        kn.data = last_data;
+        kn.fflags = last_fflags;
+        kn.eof = last_eof;
+        taken.push_back(Taken{&kn, Report(kn)});
+        continue;
+      }
       kn.active = false;
       ArmFdNotReady(kq, kn);
       // A readiness reported by re-arming puts it back on the list; it will
       // be looked at again by the next scan, not this one.
       continue;
     }
-    KeventRecord ev = kn.kev;
-    ev.flags = static_cast<uint16_t>(kn.kev.flags | kn.eof);
-    ev.fflags = kn.fflags;
-    ev.data = kn.data;
-    taken.push_back(Taken{&kn, ev});
+    taken.push_back(Taken{&kn, Report(kn)});
   }
   UpdateReadiness(kq);
   return taken;
+}
+
+KeventRecord Kqueues::Report(const Knote& kn) {
+  KeventRecord ev = kn.kev;
+  ev.flags = static_cast<uint16_t>(kn.kev.flags | kn.eof);
+  ev.fflags = kn.fflags;
+  ev.data = kn.data;
+  return ev;
 }
 
 // Post-event actions (OB kern_event.c:1419-1444), once delivered.
@@ -1055,9 +1100,10 @@ std::optional<WaitId> Kqueues::Kevent(Caller caller, ObjectId id, const KqueuePo
 
   Nanos rel = 0;
   if (!wait.forever) {
-    rel = wait.sec > kHuge / kNanosPerSecond ? kHuge
-          : wait.sec < -kHuge / kNanosPerSecond ? -1
-                                                : wait.sec * kNanosPerSecond + wait.nsec;
+    // DragonFly takes any tv_nsec (DF kern_event.c:866-869): both parts are
+    // clamped before they are added, so no value overflows.
+    const Nanos whole = std::clamp<int64_t>(wait.sec, -kHuge / kNanosPerSecond, kHuge / kNanosPerSecond);
+    rel = std::min(whole * kNanosPerSecond + std::clamp<int64_t>(wait.nsec, -kHuge, kHuge), kHuge);
   }
   const bool poll_only = !wait.forever && rel <= 0;
   std::vector<Taken> taken = Collect(*kq, wait.nevents);
@@ -1073,7 +1119,7 @@ std::optional<WaitId> Kqueues::Kevent(Caller caller, ObjectId id, const KqueuePo
   }
   Waiter w{next_wait_++, caller, wait.nevents, std::nullopt, std::move(done)};
   if (!wait.forever) {
-    w.deadline = host_.Now() + rel;
+    w.deadline = AddNanos(host_.Now(), rel);
     AddDeadline(*w.deadline, DeadlineKind::kWait, w.id);
   }
   WaitId wid = w.id;
@@ -1170,6 +1216,17 @@ void Kqueues::OnWatchReady(WatchId watch, uint32_t revents) {
   Kq* kq = Find(kn.kq);
   if (kq == nullptr) return;
   (void)revents;  // the scan re-measures
+  if ((kn.kev.flags & kev::kOneshot) && !kn.active) {
+    // An EV_ONESHOT event is reported as it was when it activated, even if
+    // the condition is gone by the scan: measure it now (f_event at
+    // KNOTE time); not ready (e.g. below NOTE_LOWAT): not activated.
+    bool dropped = false;
+    if (!Evaluate(*kq, kn, &dropped)) {
+      if (!dropped) ArmFd(*kq, kn);
+      Pump(*kq);
+      return;
+    }
+  }
   Activate(*kq, kn);
   Pump(*kq);
   ReapClosed();
@@ -1239,10 +1296,15 @@ void Kqueues::OnVnodeEvent(WatchId watch, uint32_t notes) {
   Knote& kn = *knotes_.at(it->second);
   Kq* kq = Find(kn.kq);
   if (kq == nullptr) return;
-  // filt_vnode: record what the knote asked for; a revoke is the end.
+  // filt_vnode: `notes` is one hint, as a BSD file system posts it
+  // (NOTE_WRITE|NOTE_EXTEND for a growing write; OpenBSD's NOTE_ATTRIB|
+  // NOTE_TRUNCATE for a shrinking setattr; NOTE_WRITE|NOTE_LINK on a
+  // directory for mkdir/rmdir). If the knote asked for any of its bits it
+  // records the whole hint (`if (kn_sfflags & hint) kn_fflags |= hint`).
+  // A revoke is the end.
   uint32_t wire = notes & kq->policy.vnode_notes;
   if (wire & kev::kNoteOpened) wire = (wire & ~kev::kNoteOpened) | kev::kNoteOpenWire;  // FreeBSD only
-  kn.fflags |= wire & kn.sfflags;
+  if (wire & kn.sfflags) kn.fflags |= wire;
   if (notes & kev::kNoteRevoke) {
     kn.eof = kev::kEof;
     kn.kev.flags |= kev::kOneshot;
@@ -1282,18 +1344,22 @@ void Kqueues::OnDeadline() {
       Knote& kn = *k->second;
       if (!kn.timer_running || kn.next_fire != when) continue;
       kn.timer_running = false;
-      // Expirations since the last retrieval, missed periods included.
+      // Expirations since the last retrieval, missed periods included:
+      // arithmetic, never a step per period (a period is at least 1 ns,
+      // TimerPeriod), and the next expiry is strictly after `now`.
       const bool repeats = !(kn.kev.flags & kev::kOneshot) && !kn.timer_absolute;
       int64_t fired = 1;
-      if (repeats && kn.period > 0 && now > when) {
-        fired += (now - when) / kn.period;
-      }
-      kn.data += fired;
       if (repeats) {
-        kn.next_fire = when + fired * std::max<Nanos>(kn.period, 1);
-        kn.timer_running = true;
-        AddDeadline(kn.next_fire, DeadlineKind::kTimer, kn.uid);
+        const Nanos period = std::max<Nanos>(kn.period, 1);
+        const Nanos late = now - when;  // >= 0
+        fired += late / period;
+        kn.next_fire = AddNanos(now - late % period, period);
+        if (kn.next_fire != kLatest) {  // else beyond the clock's range: stops
+          kn.timer_running = true;
+          AddDeadline(kn.next_fire, DeadlineKind::kTimer, kn.uid);
+        }
       }
+      kn.data = fired > INT64_MAX - kn.data ? INT64_MAX : kn.data + fired;
       Kq* kq = Find(kn.kq);
       if (kq == nullptr) continue;
       Activate(*kq, kn);

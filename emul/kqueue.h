@@ -151,6 +151,14 @@ struct KqueuePolicy {
   // subtracts the boot time and refuses a negative result (EINVAL); OpenBSD
   // filt_timeradd expires it at once like any time already past.
   bool abstime_before_boot_einval = false;
+  // The shortest period of a relative timer. OpenBSD and DragonFly run
+  // timers on the clock tick: a period is a number of ticks, at least one
+  // (OB kern_event.c:459-465 timeout_add(max(tticks, 1)), DF :427-431
+  // tvtohz_high >= 1), so 0 ms, a negative period (DragonFly) or one under
+  // a tick expires at most once per tick: 10 ms at their default hz = 100.
+  // FreeBSD has no tick floor (sbintime callouts; the abi already turns 0
+  // into one unit): 1 ns.
+  Nanos timer_min_period = 1;
 };
 
 // How long kevent may wait. The abi reads the timespec (EFAULT is its job).
@@ -291,6 +299,9 @@ class Kqueues {
     uint32_t fflags = 0;
     int64_t data = 0;
     uint16_t eof = 0;  // EV_EOF when the far side is gone
+    // The last measurement (data/fflags/eof) reported an event: what a
+    // stale EV_ONESHOT event reports (Collect).
+    bool measured = false;
     // fd filters
     Pid owner = 0;
     int fd = -1;
@@ -346,7 +357,11 @@ class Kqueues {
   static bool WantsVnodeUse(const Kq& kq, uint32_t sfflags);
   // filter_process: refreshes what the knote would report; false if nothing.
   // May drop an fd knote whose descriptor was closed (sets *dropped).
+  // Measure, and record in Knote::measured whether it reported an event.
   bool Evaluate(Kq& kq, Knote& kn, bool* dropped);
+  bool Measure(Kq& kq, Knote& kn, bool* dropped);
+  // The event a knote reports now.
+  static KeventRecord Report(const Knote& kn);
   void Activate(Kq& kq, Knote& kn);
   void Enqueue(Kq& kq, Knote& kn, bool at_head = false);
   void Dequeue(Kq& kq, Knote& kn);
@@ -354,7 +369,10 @@ class Kqueues {
   void ArmFd(Kq& kq, Knote& kn);
   // After the filter said "not ready": arms so that only new activity wakes.
   void ArmFdNotReady(Kq& kq, Knote& kn);
-  static uint32_t FdWatchBits(const Knote& kn);
+  // The poll bits an fd knote's host watch waits for (0: not an fd filter).
+  static uint32_t WatchMask(const Knote& kn);
+  // A relative timer's period as `kq`'s kernel runs it (its minimum period).
+  static Nanos TimerPeriod(const Kq& kq, Nanos requested);
   void StartTimer(Knote& kn, Nanos now);
   // Starts a timer knote as `change` says: relative and periodic, or
   // absolute (NOTE_ABSTIME). 0 or the kernel's errno.

@@ -15,6 +15,11 @@ struct Caller {
 // Monotonic nanoseconds (CLOCK_MONOTONIC in the real host).
 using Nanos = int64_t;
 constexpr Nanos kNanosPerSecond = 1'000'000'000;
+// The latest representable time: "never" (Host::kNever has the same value).
+constexpr Nanos kLatest = INT64_MAX;
+// a + b for a deadline, b >= 0: kLatest instead of wrapping past it. Guest
+// arguments (timeouts, periods) reach deadlines; none may overflow one.
+constexpr Nanos AddNanos(Nanos a, Nanos b) { return a > kLatest - b ? kLatest : a + b; }
 
 // Canonical poll bits are the host's (Linux) values; foreign bits are mapped
 // by the abi codecs.

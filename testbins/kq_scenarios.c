@@ -1956,6 +1956,140 @@ static int close_no_delete(void) {
   return 0;
 }
 
+/* A periodic timer of 0 ms (also DragonFly's negative period, and
+ * OpenBSD's 500 us): OpenBSD and DragonFly expire it at most once per tick
+ * (OB kern_event.c:459-465 timeout_add(max(tticks, 1)); DF :427-431 + 451),
+ * 10 ms at hz = 100; FreeBSD makes 0 one unit (1 ms). The supervisor once
+ * wedged on it (a catch-up loop 1 ns per step): it must stay responsive. */
+static int timer_zero(void) {
+  int kq = kqueue();
+  CHECK(kq >= 0);
+  double start = now_s();
+  CHECK(add(kq, 1, EVFILT_TIMER, EV_ADD, 0, 0, NULL) == 0);
+#if defined(DRAGONFLY)
+  CHECK(add(kq, 2, EVFILT_TIMER, EV_ADD, 0, -5, NULL) == 0);
+#elif defined(OPENBSD)
+  CHECK(add(kq, 2, EVFILT_TIMER, EV_ADD, NOTE_USECONDS, 500, NULL) == 0);
+#else
+  CHECK(add(kq, 2, EVFILT_TIMER, EV_ADD, 0, 0, NULL) == 0);
+#endif
+  struct kevent ev[4];
+  CHECK(get(kq, ev, 4, NULL) >= 1);
+  sleep_ms(200);
+  double t0 = now_s();
+  int n = get(kq, ev, 4, NULL);
+  CHECK(now_s() - t0 < 1.0); /* both pending: no wait */
+  CHECK(n == 2);
+  const double elapsed_ms = (now_s() - start) * 1000;
+  for (int i = 0; i < n; ++i) {
+    CHECK(ev[i].filter == EVFILT_TIMER);
+#if defined(FREEBSD)
+    CHECK(ev[i].data >= 150 && ev[i].data <= elapsed_ms + 2); /* 1 ms */
+#else
+    CHECK(ev[i].data >= 15 && ev[i].data <= elapsed_ms / 10 + 2); /* one per 10 ms tick */
+#endif
+  }
+  /* The supervisor answers other calls promptly meanwhile. */
+  t0 = now_s();
+  for (int i = 0; i < 100; ++i) {
+    CHECK(add(kq, 9, EVFILT_USER, EV_ADD | EV_CLEAR, NOTE_TRIGGER, 0, NULL) == 0);
+  }
+  CHECK(now_s() - t0 < 1.0);
+  return 0;
+}
+
+/* For `timeout -s TERM evshim run`: a 0 ms periodic timer retrieved forever. */
+static int timer_zero_forever(void) {
+  int kq = kqueue();
+  CHECK(kq >= 0);
+  CHECK(add(kq, 1, EVFILT_TIMER, EV_ADD, 0, 0, NULL) == 0);
+  struct kevent ev;
+  for (;;) CHECK(get(kq, &ev, 1, NULL) == 1);
+}
+
+/* EV_CLEAR added while data is pending: reported once, then only for new
+ * data (DF kern_event.c:1312-1322 + 1535-1544; OB :1174-1178 + 1980-1993).
+ * nginx and libevent's EV_ET add EV_CLEAR on fresh sockets. */
+static int clear_pending(void) {
+  int kq = kqueue();
+  int p[2];
+  CHECK(kq >= 0 && pipe(p) == 0);
+  CHECK(write(p[1], "abc", 3) == 3);
+  CHECK(add(kq, (uintptr_t)p[0], EVFILT_READ, EV_ADD | EV_CLEAR, 0, 0, NULL) == 0);
+  struct kevent ev[2];
+  CHECK(get(kq, ev, 2, &kZero) == 1 && ev[0].ident == (uintptr_t)p[0] && ev[0].data == 3);
+  struct timespec short_wait = {0, 50 * 1000 * 1000};
+  CHECK(get(kq, ev, 2, &short_wait) == 0);
+  CHECK(get(kq, ev, 2, &kZero) == 0);
+  CHECK(write(p[1], "de", 2) == 2);
+  CHECK(get(kq, ev, 2, NULL) == 1 && ev[0].data == 5);
+  CHECK(get(kq, ev, 2, &short_wait) == 0);
+  /* A socket too, as nginx does. */
+  int sv[2];
+  CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0);
+  CHECK(write(sv[1], "xyz", 3) == 3);
+  CHECK(add(kq, (uintptr_t)sv[0], EVFILT_READ, EV_ADD | EV_CLEAR, 0, 0, NULL) == 0);
+  CHECK(get(kq, ev, 2, &kZero) == 1 && ev[0].ident == (uintptr_t)sv[0]);
+  CHECK(get(kq, ev, 2, &short_wait) == 0);
+  /* A regular file (filt_vnread: bytes to EOF): once as well. */
+  char path[] = "/tmp/evshim-kq-XXXXXX";
+  int f = mkstemp(path);
+  CHECK(f >= 0 && write(f, "abc", 3) == 3 && lseek(f, 0, SEEK_SET) == 0);
+  unlink(path);
+  CHECK(add(kq, (uintptr_t)f, EVFILT_READ, EV_ADD | EV_CLEAR, 0, 0, NULL) == 0);
+  CHECK(get(kq, ev, 2, &kZero) == 1 && ev[0].ident == (uintptr_t)f && ev[0].data == 3);
+  CHECK(get(kq, ev, 2, &short_wait) == 0);
+  return 0;
+}
+
+/* A stale EV_ONESHOT event (its data read before the retrieval) is still
+ * reported: DF kern_event.c:1510-1531, OB :303-319, FreeBSD kqueue_scan. */
+static int oneshot_stale(void) {
+  int kq = kqueue();
+  int p[2];
+  CHECK(kq >= 0 && pipe(p) == 0);
+  char buf[8];
+  /* Ready at registration. */
+  CHECK(write(p[1], "abcd", 4) == 4);
+  CHECK(add(kq, (uintptr_t)p[0], EVFILT_READ, EV_ADD | EV_ONESHOT, 0, 0, NULL) == 0);
+  CHECK(read(p[0], buf, sizeof buf) == 4);
+  struct kevent ev;
+  CHECK(get(kq, &ev, 1, &kZero) == 1 && ev.ident == (uintptr_t)p[0] && ev.data == 4);
+  CHECK(get(kq, &ev, 1, &kZero) == 0); /* gone */
+  /* Ready later: the kqueue polls readable, the data goes, the event stays. */
+  CHECK(add(kq, (uintptr_t)p[0], EVFILT_READ, EV_ADD | EV_ONESHOT, 0, 0, NULL) == 0);
+  CHECK(write(p[1], "xy", 2) == 2);
+  struct pollfd pfd = {kq, POLLIN, 0};
+  CHECK(poll(&pfd, 1, 2000) == 1);
+  CHECK(read(p[0], buf, sizeof buf) == 2);
+  CHECK(get(kq, &ev, 1, &kZero) == 1 && ev.ident == (uintptr_t)p[0] && ev.data == 2);
+  CHECK(get(kq, &ev, 1, &kZero) == 0);
+  return 0;
+}
+
+/* EVFILT_VNODE: a file system posts one hint per operation and filt_vnode
+ * copies the whole hint if the knote asked for any bit of it: NOTE_WRITE
+ * alone sees NOTE_WRITE|NOTE_EXTEND for an append; OpenBSD's shrinking
+ * truncate is NOTE_ATTRIB|NOTE_TRUNCATE. */
+static int vnode_hint(void) {
+  char path[] = "/tmp/evshim-kq-XXXXXX";
+  int fd = mkstemp(path);
+  CHECK(fd >= 0);
+  int kq = kqueue();
+  CHECK(add(kq, (uintptr_t)fd, EVFILT_VNODE, EV_ADD | EV_CLEAR, NOTE_WRITE, 0, NULL) == 0);
+  CHECK(write(fd, "abc", 3) == 3);
+  CHECK(vnode_wait(kq, fd) == (NOTE_WRITE | NOTE_EXTEND));
+  CHECK(pwrite(fd, "x", 1, 0) == 1);
+  CHECK(vnode_wait(kq, fd) == NOTE_WRITE);
+#if defined(OPENBSD)
+  CHECK(add(kq, (uintptr_t)fd, EVFILT_VNODE, EV_ADD | EV_CLEAR, NOTE_TRUNCATE, 0, NULL) == 0);
+  CHECK(ftruncate(fd, 1) == 0);
+  CHECK(vnode_wait(kq, fd) == (NOTE_ATTRIB | NOTE_TRUNCATE));
+#endif
+  unlink(path);
+  return 0;
+}
+
 int main(int argc, char **argv) {
   if (argc < 2) {
     fprintf(stderr, "usage: %s SCENARIO\n", argv[0]);
@@ -2010,6 +2144,11 @@ int main(int argc, char **argv) {
   if (!strcmp(s, "kq_in_kq_ready")) return kq_in_kq_ready();
   if (!strcmp(s, "poll_after_ready")) return poll_after_ready();
   if (!strcmp(s, "close_no_delete")) return close_no_delete();
+  if (!strcmp(s, "timer_zero")) return timer_zero();
+  if (!strcmp(s, "timer_zero_forever")) return timer_zero_forever();
+  if (!strcmp(s, "clear_pending")) return clear_pending();
+  if (!strcmp(s, "oneshot_stale")) return oneshot_stale();
+  if (!strcmp(s, "vnode_hint")) return vnode_hint();
   fprintf(stderr, "unknown scenario %s\n", s);
   return 2;
 }

@@ -13,6 +13,10 @@ namespace {
 
 using Policy = emul::KqueuePolicy;
 
+// OpenBSD's and DragonFly's timer granularity: one clock tick at their
+// default hz (100; sys/conf/param.c in both).
+constexpr emul::Nanos kOneTick = emul::kNanosPerSecond / 100;
+
 // Index: emul::KFilter {kRead, kWrite, kExcept, kVnode, kProc, kSignal, kTimer, kUser}.
 constexpr KqueuePersonality kFreebsd{
     .personality = Personality::kFreebsd,
@@ -82,7 +86,9 @@ constexpr KqueuePersonality kOpenbsd{
                      .modify_without_add = false,  // :1194-1209
                      .proc_exit_always = true,     // :409-423
                      .zombie_attach = Policy::ZombieAttach::kRefuse,  // :338-340
-                     .vnode_notes = 0xff},  // NOTE_TRUNCATE (abi.md §3.4)
+                     .vnode_notes = 0xff,   // NOTE_TRUNCATE (abi.md §3.4)
+                     // one tick at hz = 100: timeout_add(max(tticks, 1)) (:459-465)
+                     .timer_min_period = kOneTick},
     .kq_cloexec = openbsd::O_CLOEXEC,
     .kq_cponfork = 0,
     .kq_flags_valid = openbsd::O_CLOEXEC | openbsd::O_NONBLOCK,  // sys_kqueue1
@@ -118,7 +124,9 @@ constexpr KqueuePersonality kDragonfly{
                      .proc_exit_always = true,                  // DF kern_event.c:378-390
                      .proc_exit_flags = dragonfly::EV_NODATA,   // DF kern_event.c:388
                      .zombie_attach = Policy::ZombieAttach::kWithNoteExit,  // :296-300
-                     .vnode_notes = 0x7f},
+                     .vnode_notes = 0x7f,
+                     // one tick at hz = 100: tvtohz_high(0 or < 0) = 1 (:427-431)
+                     .timer_min_period = kOneTick},
     .kq_cloexec = 0,
     .kq_cponfork = 0,
     .kq_flags_valid = 0,  // no kqueue1

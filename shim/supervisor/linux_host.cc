@@ -167,6 +167,28 @@ Result<uint32_t> LinuxHost::ArmWatchEdge(emul::WatchId id, emul::Pid pid, int fd
   return Arm(id, pid, fd, events, true);
 }
 
+void LinuxHost::SettleWatchEdge(emul::WatchId id, emul::Pid pid, int fd, uint32_t events) {
+  auto it = watches_.find(id);
+  if (it == watches_.end() || it->second.pollless) return;
+  Watch& w = it->second;
+  // Registered edge-triggered now if not yet (EPOLLET then reports the
+  // present state once): that report, or an edge pending from activity the
+  // coming measurement includes, is consumed here.
+  if (!w.registered || w.mask != events || !w.edge) {
+    Result<void> r = Register(w, pid, fd, events, true);
+    if (!r.ok()) {
+      // As in Arm: a file without poll support has no edges.
+      if (r.error().value == EPERM) {
+        w.pollless = true;
+        w.mask = events;
+      }
+      return;  // otherwise ArmWatchEdge will say why
+    }
+  }
+  epoll_event ev{};
+  (void)epoll_wait(w.epfd, &ev, 1, 0);
+}
+
 Result<uint32_t> LinuxHost::Arm(emul::WatchId id, emul::Pid pid, int fd, uint32_t events, bool edge) {
   auto it = watches_.find(id);
   if (it == watches_.end()) return Errno{EBADF};

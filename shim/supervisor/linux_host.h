@@ -53,6 +53,7 @@ class LinuxHost final : public emul::Host {
   emul::Result<emul::WatchId> WatchFd(emul::Pid pid, int fd) override;
   emul::Result<uint32_t> ArmWatch(emul::WatchId id, emul::Pid pid, int fd, uint32_t events) override;
   emul::Result<uint32_t> ArmWatchEdge(emul::WatchId id, emul::Pid pid, int fd, uint32_t events) override;
+  void SettleWatchEdge(emul::WatchId id, emul::Pid pid, int fd, uint32_t events) override;
   emul::Result<emul::FdProbe> ProbeFd(emul::Pid pid, int fd) override;
   // The one timerfd serves several engines: each arms its own slot and the
   // timer fires at the earliest. ArmDeadline() is slot 0.
@@ -232,6 +233,9 @@ class DeadlineSlotHost final : public emul::Host {
   emul::Result<uint32_t> ArmWatchEdge(emul::WatchId id, emul::Pid pid, int fd,
                                       uint32_t events) override {
     return host_.ArmWatchEdge(id, pid, fd, events);
+  }
+  void SettleWatchEdge(emul::WatchId id, emul::Pid pid, int fd, uint32_t events) override {
+    host_.SettleWatchEdge(id, pid, fd, events);
   }
   void DisarmWatch(emul::WatchId id) override { host_.DisarmWatch(id); }
   void DropWatch(emul::WatchId id) override { host_.DropWatch(id); }

@@ -1,4 +1,5 @@
 #include "shim/supervisor/supervisor.h"
+#include "shim/supervisor/termination.h"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -57,6 +58,10 @@ constexpr uint64_t kTagPort = 6ULL << 56;
 constexpr uint64_t kTagMask = 0xffULL << 56;
 constexpr uint64_t kTagPathWatch = 9ULL << 56;  // PORT_SOURCE_FILE inotify (linux_host_ports.cc)
 constexpr uint64_t kTagPathMounts = 10ULL << 56;  // the mount table changed (MOUNTEDOVER)
+constexpr uint64_t kTagTerminate = 11ULL << 56;  // SIGTERM/SIGINT under `evshim run`
+// How long the loop has to come back to a termination request before the
+// supervisor exits without it (termination.h).
+constexpr unsigned kTerminateGraceSeconds = 3;
 
 void Log(const char* fmt, auto... args) {
   std::fprintf(stderr, "evshim: ");
@@ -319,6 +324,14 @@ Supervisor::Supervisor(int listener, SupervisorOptions options)
   sigaddset(&mask, SIGINT);
   sigaddset(&mask, SIGQUIT);
   sigprocmask(SIG_BLOCK, &mask, nullptr);
+  if (options_.child > 0 && pipe2(terminate_pipe_, O_CLOEXEC | O_NONBLOCK) == 0) {
+    // `evshim run`: termination requests are forwarded by a handler, not
+    // read from the signalfd: they must work even if the loop is stuck.
+    sigdelset(&mask, SIGTERM);
+    sigdelset(&mask, SIGINT);
+    add(terminate_pipe_[0], kTagTerminate, EPOLLIN);
+    termination::Install(options_.child, terminate_pipe_[1], kTerminateGraceSeconds);
+  }
   signal_fd_ = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
   add(signal_fd_, kTagSignal, EPOLLIN);
 
@@ -342,6 +355,9 @@ Supervisor::~Supervisor() {
   for (auto& [obj, h] : object_handles_) close(h.sup_end);
   if (sweep_fd_ >= 0) close(sweep_fd_);
   if (signal_fd_ >= 0) close(signal_fd_);
+  for (int fd : terminate_pipe_) {
+    if (fd >= 0) close(fd);
+  }
   if (epoll_ >= 0) close(epoll_);
   close(listener_);
 }
@@ -989,6 +1005,10 @@ int Supervisor::Run() {
   epoll_event events[64];
   const bool launcher = options_.child > 0;
   while (true) {
+    // Between iterations: a termination request was forwarded by its
+    // handler; the loop is alive, so the watchdog stops. The supervisor
+    // then ends with the program, as for any other exit.
+    if (int sig = termination::Acknowledge(); sig != 0) Log("signal %d: passed on to the program", sig);
     if (launcher && child_done_ && listener_hup_) break;
     if (!launcher && listener_hup_) break;
     int n = epoll_wait(epoll_, events, 64, -1);
@@ -1047,6 +1067,12 @@ int Supervisor::Run() {
           break;
         case kTagPathMounts:  // handled before the batch
           break;
+        case kTagTerminate: {
+          char buf[64];
+          while (read(terminate_pipe_[0], buf, sizeof buf) > 0) {
+          }
+          break;  // acknowledged at the top of the loop
+        }
         case kTagSweep: {
           uint64_t ticks;
           while (read(sweep_fd_, &ticks, sizeof ticks) > 0) {

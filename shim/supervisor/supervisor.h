@@ -124,6 +124,8 @@ class Supervisor {
   SupervisorOptions options_;
   int epoll_ = -1;
   int signal_fd_ = -1;
+  // `evshim run`: SIGTERM/SIGINT handlers write here (termination.h).
+  int terminate_pipe_[2] = {-1, -1};
   int sweep_fd_ = -1;
   std::unique_ptr<LinuxHost> host_;
   std::unique_ptr<emul::EventPorts> ports_;

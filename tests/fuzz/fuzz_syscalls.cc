@@ -2,7 +2,8 @@
 //
 // The input is a script: each record is a call of any entry of the syscall
 // table (any personality, either data model) with six arbitrary registers,
-// or a host event (time passes, a watched file becomes ready, a process
+// or a host event (time passes, by a few nanoseconds up to most of the
+// clock's range: the deadline paths; a watched file becomes ready, a process
 // exits, a delivery is refused). Calls run through the real handlers (the
 // ABI decoders) into the real engines (event ports, timers, kqueues) over a
 // fake host and a fake guest memory whose bytes also come from the input.
@@ -170,10 +171,24 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         if (out.kind == abi::Outcome::Kind::kNewObject) ctx.objects[ctx.next_fd++] = {out.object_kind, out.object};
         break;
       }
-      case 4: {  // time passes
-        ctx.host().Advance(static_cast<emul::Nanos>(in.Byte()) * 1'000'000);
+      case 4: {  // time passes: nanoseconds to most of the clock's range
+        const uint8_t how = in.Byte();
+        const uint64_t v = in.U64();
+        emul::Nanos d = 0;
+        switch (how % 4) {
+          case 0: d = static_cast<emul::Nanos>(v % 1'000); break;             // ns
+          case 1: d = static_cast<emul::Nanos>(v % 256) * 1'000'000; break;   // ms
+          case 2: d = static_cast<emul::Nanos>(v % (1ULL << 50)); break;      // up to days
+          default: d = static_cast<emul::Nanos>(v >> 1); break;               // anything
+        }
+        const emul::Nanos room = INT64_MAX - ctx.host().Now();
+        ctx.host().Advance(d > room ? room : d);
+        // Each engine handles everything due in one call, whatever the
+        // periods (no step per period; libFuzzer's -timeout catches a loop),
+        // and leaves no deadline of its own in the past.
         ctx.engine().OnDeadline();
         ctx.kq().OnDeadline();
+        if (ctx.kq().NextDeadline() <= ctx.host().Now() && ctx.host().Now() != INT64_MAX) __builtin_trap();
         break;
       }
       case 5: {  // a file becomes ready (or not)

@@ -3,10 +3,12 @@
 // library, with real processes and descriptors.
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
 #include <tuple>
+#include <vector>
 
 #include "tests/support/run.h"
 
@@ -56,7 +58,12 @@ INSTANTIATE_TEST_SUITE_P(
                                          // READ/WRITE on 127.0.0.1 sockets and FIFOs
                                          "tcp", "udp", "fifo",
                                          // wake-ups the filter must agree with (issue 14 item 5)
-                                         "pipe_write_end_eof", "lowat_wakes_waiter")),
+                                         "pipe_write_end_eof", "lowat_wakes_waiter",
+                                         // issue 14: 0 ms periodic timers (one per tick on
+                                         // OpenBSD/DragonFly), EV_CLEAR on pending data,
+                                         // stale EV_ONESHOT, whole VNODE hints
+                                         "timer_zero", "clear_pending", "oneshot_stale",
+                                         "vnode_hint")),
     [](const auto& p) {
       return std::string(std::get<0>(p.param)) + "_" + std::get<1>(p.param);
     });
@@ -115,6 +122,30 @@ TEST(KqueueProcConnector, ForkNotesWorkWithTheConnector) {
   EXPECT_NE(r.status, 0);
   // The check that failed is the one expecting EOPNOTSUPP for NOTE_FORK.
   EXPECT_NE(r.err.find("errno == EOPNOTSUPP"), std::string::npos) << r.err;
+}
+
+// `timeout -s TERM` stops `evshim run` promptly, whatever the program does
+// with the supervisor: a 0 ms periodic timer used to wedge it (issue 14 item
+// 3), SIGTERM went unread and `timeout` could not stop it. Without
+// --foreground, timeout signals the whole process group; with it, only
+// evshim, which passes the signal on to the program (128+15 = its status).
+TEST(KqueueTermination, TimeoutTermStopsEvshimRun) {
+  for (const char* p : {"openbsd", "dragonfly", "freebsd"}) {
+    for (bool foreground : {false, true}) {
+      std::vector<std::string> argv = {"timeout", "-s", "TERM"};
+      if (foreground) argv.push_back("--foreground");
+      for (const std::string& a : {std::string("2"), kEvshim, std::string("run"), std::string("--"),
+                                   Binary(p), std::string("timer_zero_forever")}) {
+        argv.push_back(a);
+      }
+      const auto t0 = std::chrono::steady_clock::now();
+      RunResult r = RunCommand(argv, 30);
+      const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      EXPECT_FALSE(r.timed_out) << p;
+      EXPECT_EQ(r.status, 124) << p << " stderr:\n" << r.err;  // timeout's "it timed out"
+      EXPECT_LT(took, 6.0) << p;
+    }
+  }
 }
 
 // Without a supervisor the foreign calls are unknown system calls: the

@@ -49,8 +49,11 @@ class KqFakeHost : public Host {
     f->writable = writable;
     std::vector<WatchId> fire;
     for (auto& [id, w] : watches_) {
-      if (w.armed && w.file.lock() == f && (ready & w.mask)) {
+      if (w.file.lock() != f || !(ready & w.mask)) continue;
+      if (w.edge) w.edge_pending = true;  // new activity: an edge (EPOLLET)
+      if (w.armed) {
         w.armed = false;
+        w.edge_pending = false;  // reported
         fire.push_back(id);
       }
     }
@@ -89,6 +92,7 @@ class KqFakeHost : public Host {
   }
   Result<uint32_t> ArmWatch(WatchId id, Pid, int, uint32_t events) override {
     Watch& w = watches_.at(id);
+    w.edge = false;
     w.mask = events;
     FileRef f = w.file.lock();
     uint32_t now = f ? f->ready & events : 0;
@@ -98,19 +102,31 @@ class KqFakeHost : public Host {
   Result<uint32_t> ArmWatchEdge(WatchId id, Pid, int, uint32_t events) override {
     ++edge_arms;
     Watch& w = watches_.at(id);
-    w.mask = events;
+    RegisterEdge(w, events);
     if (during_edge_arm) {
       // Activity that lands while the engine arms: reported by this arm.
       auto act = std::move(during_edge_arm);
       during_edge_arm = nullptr;
       if (FileRef f = w.file.lock()) act(*f);
       w.armed = false;
-      return w.file.lock()->ready & events;
+      w.edge_pending = false;
+      FileRef f = w.file.lock();
+      return f ? f->ready & events : 0u;
+    }
+    if (w.edge_pending) {
+      w.edge_pending = false;
+      FileRef f = w.file.lock();
+      return f ? f->ready & events : 0u;
     }
     w.armed = true;  // only new activity (a later Set) fires it
     return 0u;
   }
   std::function<void(File&)> during_edge_arm;
+  void SettleWatchEdge(WatchId id, Pid, int, uint32_t events) override {
+    Watch& w = watches_.at(id);
+    RegisterEdge(w, events);
+    w.edge_pending = false;
+  }
   void DisarmWatch(WatchId id) override { watches_.at(id).armed = false; }
   void DropWatch(WatchId id) override { watches_.erase(id); }
   bool SameFile(Pid pid, int fd, WatchId id) override {
@@ -183,7 +199,18 @@ class KqFakeHost : public Host {
     std::weak_ptr<File> file;
     uint32_t mask;
     bool armed;
+    bool edge = false;          // registered edge-triggered
+    bool edge_pending = false;  // activity not yet reported
   };
+  // Edge-triggered like Linux's EPOLLET: a new registration reports the
+  // present state once; after that only new activity (a later Set).
+  static void RegisterEdge(Watch& w, uint32_t events) {
+    if (w.edge && w.mask == events) return;
+    w.edge = true;
+    w.mask = events;
+    FileRef f = w.file.lock();
+    w.edge_pending = f && (f->ready & events);
+  }
   std::map<std::pair<Pid, int>, FileRef> fds_;
   std::map<WatchId, Watch> watches_;
   std::set<ObjectId> readable_;
@@ -253,6 +280,7 @@ KqueuePolicy OpenbsdPolicy() {
   p.modify_without_add = false;
   p.zombie_attach = KqueuePolicy::ZombieAttach::kRefuse;
   p.vnode_notes = 0xff;
+  p.timer_min_period = 10'000'000;  // one tick at hz = 100
   return p;
 }
 KqueuePolicy DragonflyPolicy() {
@@ -265,6 +293,7 @@ KqueuePolicy DragonflyPolicy() {
   p.timer_modify_restarts = false;
   p.proc_exit_flags = 0x1000;  // EV_NODATA
   p.zombie_attach = KqueuePolicy::ZombieAttach::kWithNoteExit;
+  p.timer_min_period = 10'000'000;  // one tick at hz = 100
   return p;
 }
 
@@ -455,6 +484,75 @@ TEST_F(KqueueTest, ClearIsEdgeTriggered) {
   auto ev = Get();
   ASSERT_EQ(ev.size(), 1u);
   EXPECT_EQ(ev[0].data, 5);
+}
+
+// An EV_CLEAR knote added while data is pending: activated by the
+// registration (DF kern_event.c:1312-1322, OB :1174-1178), cleared by the
+// retrieval (DF :1535-1544, OB knote_submit :1980-1993): reported once, and
+// again only for new data. The host's edge watch, registered after the
+// first report, must not report the old data as an edge (nginx, libevent
+// EV_ET). Also data arriving while the event is queued is part of it.
+TEST_F(KqueueTest, ClearAddedWhileDataIsPendingIsReportedOnce) {
+  for (const KqueuePolicy& pol : {FreebsdPolicy(), OpenbsdPolicy(), DragonflyPolicy()}) {
+    auto f = host_.Open(kP.pid, 5);
+    f->ready = pb::kIn;
+    f->readable = 3;
+    auto out = Call({Ch(KFilter::kRead, 5, kev::kAdd | kev::kClear)}, Poll(4), pol);
+    ASSERT_EQ(out.events.size(), 1u);
+    EXPECT_EQ(out.events[0].data, 3);
+    EXPECT_TRUE(Get(8, pol).empty());
+    EXPECT_TRUE(Get(8, pol).empty());
+    host_.Set(engine_, f, pb::kIn, 5);  // new data: one more event
+    host_.Set(engine_, f, pb::kIn, 9);  // while that one is queued
+    auto ev = Get(8, pol);
+    ASSERT_EQ(ev.size(), 1u);
+    EXPECT_EQ(ev[0].data, 9);
+    EXPECT_TRUE(Get(8, pol).empty());
+    Call({Ch(KFilter::kRead, 5, kev::kDelete)}, Poll(0), pol);
+  }
+}
+
+// A stale EV_ONESHOT event (the condition gone before the retrieval) is
+// still reported, as last measured: DragonFly posts EV_ONESHOT without the
+// filter_event re-check (DF kern_event.c:1510-1531), OpenBSD's process
+// functions return active for EV_ONESHOT (OB :303-319, `kev != NULL &&
+// EV_ONESHOT`), FreeBSD's kqueue_scan copies kn_kevent for EV_ONESHOT.
+TEST_F(KqueueTest, StaleOneshotIsStillReported) {
+  for (const KqueuePolicy& pol : {FreebsdPolicy(), OpenbsdPolicy(), DragonflyPolicy()}) {
+    auto f = host_.Open(kP.pid, 5);
+    Call({Ch(KFilter::kRead, 5, kev::kAdd | kev::kOneshot, 0, 0, 0x77)}, Poll(0), pol);
+    host_.Set(engine_, f, pb::kIn, 4);
+    host_.Set(engine_, f, 0, 0);  // read by someone before the kevent
+    auto ev = Get(8, pol);
+    ASSERT_EQ(ev.size(), 1u);
+    EXPECT_EQ(ev[0].ident, 5u);
+    EXPECT_EQ(ev[0].data, 4);
+    EXPECT_EQ(ev[0].udata, 0x77u);
+    EXPECT_EQ(engine_.KnoteCount(kq_), 0u);  // and gone
+    // Ready at registration, gone before the retrieval: the same.
+    f->ready = pb::kIn;
+    f->readable = 2;
+    Call({Ch(KFilter::kRead, 5, kev::kAdd | kev::kOneshot)}, Poll(0), pol);
+    f->ready = 0;
+    f->readable = 0;
+    ev = Get(8, pol);
+    ASSERT_EQ(ev.size(), 1u);
+    EXPECT_EQ(ev[0].data, 2);
+    // Closed before the retrieval: dropped silently (knote_fdclose).
+    f->ready = pb::kIn;
+    f->readable = 2;
+    Call({Ch(KFilter::kRead, 5, kev::kAdd | kev::kOneshot)}, Poll(0), pol);
+    host_.Close(kP.pid, 5);
+    EXPECT_TRUE(Get(8, pol).empty());
+    // Below NOTE_LOWAT when the data came: never activated, nothing stale.
+    f = host_.Open(kP.pid, 5);
+    Call({Ch(KFilter::kRead, 5, kev::kAdd | kev::kOneshot, kev::kNoteLowat, 10)}, Poll(0), pol);
+    host_.Set(engine_, f, pb::kIn, 2);
+    host_.Set(engine_, f, 0, 0);
+    EXPECT_TRUE(Get(8, pol).empty());
+    Call({Ch(KFilter::kRead, 5, kev::kDelete)}, Poll(0), pol);
+    host_.Close(kP.pid, 5);
+  }
 }
 
 TEST_F(KqueueTest, OneshotDeliversOnceAndDrops) {
@@ -834,6 +932,76 @@ TEST_F(KqueueTest, DragonflyTimerModifyKeepsPending) {
   host_.Advance(engine_, 10'000'000);
   Call({Timer(7, kev::kAdd, 50'000'000)}, Poll(0), DragonflyPolicy());
   EXPECT_EQ(engine_.PendingCount(kq_), 1u);
+}
+
+// A periodic timer of 0 (or a DragonFly negative period, decoded as 0, or
+// one under a tick) expires at most once per tick on OpenBSD and DragonFly:
+// OB kern_event.c:459-465 (timeout_add(max(tticks, 1))), DF kern_event.c:
+// 427-431 + 451 (tvtohz_high >= 1, one kn_data++ per callout). Before, a
+// 0 period stepped the catch-up 1 ns at a time: this test never ended.
+TEST_F(KqueueTest, TimerZeroPeriodExpiresAtMostOncePerTick) {
+  for (const KqueuePolicy& pol : {OpenbsdPolicy(), DragonflyPolicy()}) {
+    Call({Timer(7, kev::kAdd, 0), Timer(8, kev::kAdd, 3'000'000)}, Poll(0), pol);
+    const Nanos start = host_.Now();
+    EXPECT_EQ(host_.deadline(), start + 10'000'000);
+    host_.Advance(engine_, 10'000'000);
+    auto ev = Get(8, pol);
+    ASSERT_EQ(ev.size(), 2u);
+    EXPECT_EQ(ev[0].data, 1);
+    EXPECT_EQ(ev[1].data, 1);
+    // 1000 s late: one step, 100000 ticks counted.
+    host_.Advance(engine_, 1000 * kNanosPerSecond);
+    ev = Get(8, pol);
+    ASSERT_EQ(ev.size(), 2u);
+    EXPECT_EQ(ev[0].data, 100'000);
+    EXPECT_EQ(ev[1].data, 100'000);
+    EXPECT_GT(host_.deadline(), host_.Now());
+    Call({Timer(7, kev::kDelete, 0), Timer(8, kev::kDelete, 0)}, Poll(0), pol);
+  }
+}
+
+// FreeBSD has no tick (the abi makes 0 one unit): a 1 ns period, the clock
+// 2^50 ns late, counts every period in one arithmetic step.
+TEST_F(KqueueTest, TimerCatchUpIsArithmeticForAnyPeriod) {
+  Call({Timer(7, kev::kAdd, 1), Timer(8, kev::kAdd, 7)}, Poll(0));
+  host_.Advance(engine_, Nanos{1} << 50);
+  auto ev = Get();
+  ASSERT_EQ(ev.size(), 2u);
+  EXPECT_EQ(ev[0].data, Nanos{1} << 50);
+  EXPECT_EQ(ev[1].data, (Nanos{1} << 50) / 7);
+  EXPECT_EQ(host_.deadline(), host_.Now() + 1);  // the next 1 ns boundary
+  Call({Timer(7, kev::kDelete, 0), Timer(8, kev::kDelete, 0)}, Poll(0));
+  // DragonFly's EV_ADD on a running timer changes the period only: the floor too.
+  Call({Timer(9, kev::kAdd, 20'000'000)}, Poll(0), DragonflyPolicy());
+  Call({Timer(9, kev::kAdd, 0)}, Poll(0), DragonflyPolicy());
+  host_.Advance(engine_, 20'000'000);
+  host_.Advance(engine_, 1000 * kNanosPerSecond);
+  ev = Get(8, DragonflyPolicy());
+  ASSERT_EQ(ev.size(), 1u);
+  EXPECT_EQ(ev[0].ident, 9u);
+  EXPECT_EQ(ev[0].data, 1 + 100'000);
+}
+
+// Periods, timeouts and clocks near the end of the 64-bit range saturate:
+// no deadline wraps into the past (which would fire in a loop).
+TEST_F(KqueueTest, HugeTimesNeverWrapADeadline) {
+  const Nanos huge = INT64_MAX / 4;
+  host_.Advance(engine_, 3 * huge);  // the clock late in its range
+  Captured c;
+  Park(&c, Wait(1, INT64_MAX, 0));             // a timeout beyond the range
+  Call({Timer(7, kev::kAdd, huge)}, Poll(0));  // a period beyond it
+  host_.Advance(engine_, 1);
+  EXPECT_FALSE(c.called);
+  EXPECT_TRUE(Get().empty());
+  EXPECT_GE(host_.deadline(), host_.Now());
+  // DragonFly reads tv_nsec unvalidated (DF kern_event.c:866-869).
+  Captured d;
+  auto wid = engine_.Kevent(kP, kq_, DragonflyPolicy(), {}, false,
+                            Wait(1, INT64_MAX / kNanosPerSecond, INT64_MAX), std::make_unique<Capture>(&d));
+  ASSERT_TRUE(wid.has_value());
+  EXPECT_GE(host_.deadline(), host_.Now());
+  engine_.CancelWait(*wid);
+  EXPECT_FALSE(d.called);
 }
 
 KChange AbsTimer(uint64_t ident, uint16_t flags, Nanos realtime) {
@@ -1418,8 +1586,49 @@ TEST_F(KqueueTest, VnodeReportsRequestedNotes) {
   engine_.OnVnodeEvent(w, kev::kNoteDelete);
   auto ev = Get();
   ASSERT_EQ(ev.size(), 1u);
-  EXPECT_EQ(ev[0].fflags, kev::kNoteWrite | kev::kNoteDelete);  // accumulated
+  // accumulated; the write's hint whole (NOTE_EXTEND too: the rule below)
+  EXPECT_EQ(ev[0].fflags, kev::kNoteWrite | kev::kNoteExtend | kev::kNoteDelete);
   EXPECT_TRUE(Get().empty());                                   // EV_CLEAR
+}
+
+// BSD file systems post one hint per operation (a growing write:
+// NOTE_WRITE|NOTE_EXTEND; OpenBSD's shrinking setattr: NOTE_ATTRIB|
+// NOTE_TRUNCATE; mkdir/rmdir on the directory: NOTE_WRITE|NOTE_LINK), and
+// filt_vnode copies the whole hint when any requested bit is in it (`if
+// (kn->kn_sfflags & hint) kn->kn_fflags |= hint`); bits the kernel lacks
+// (0x80 outside OpenBSD) are not in its hints.
+TEST_F(KqueueTest, VnodeReportsTheWholeHintWhenAnyRequestedBitIsInIt) {
+  struct Case {
+    KqueuePolicy pol;
+    uint32_t ask, hint, want;
+  };
+  KqueuePolicy fb = FreebsdPolicy();
+  fb.vnode_notes = 0x7f | kev::kNoteOpened | kev::kNoteClose | kev::kNoteCloseWrite | kev::kNoteRead;
+  const uint32_t write_extend = kev::kNoteWrite | kev::kNoteExtend;
+  const uint32_t attrib_trunc = kev::kNoteAttrib | kev::kNoteTruncate;
+  const uint32_t write_link = kev::kNoteWrite | kev::kNoteLink;
+  for (const Case& c : {Case{fb, kev::kNoteWrite, write_extend, write_extend},
+                        Case{OpenbsdPolicy(), kev::kNoteWrite, write_extend, write_extend},
+                        Case{DragonflyPolicy(), kev::kNoteWrite, write_extend, write_extend},
+                        Case{DragonflyPolicy(), kev::kNoteExtend, write_extend, write_extend},
+                        Case{OpenbsdPolicy(), kev::kNoteTruncate, attrib_trunc, attrib_trunc},
+                        Case{OpenbsdPolicy(), kev::kNoteAttrib, attrib_trunc, attrib_trunc},
+                        Case{fb, kev::kNoteAttrib, attrib_trunc, kev::kNoteAttrib},
+                        Case{DragonflyPolicy(), kev::kNoteAttrib, attrib_trunc, kev::kNoteAttrib},
+                        Case{fb, kev::kNoteLink, write_link, write_link},
+                        Case{OpenbsdPolicy(), kev::kNoteDelete, write_extend, 0u}}) {
+    host_.Open(kP.pid, 6);
+    Call({Ch(KFilter::kVnode, 6, kev::kAdd | kev::kClear, c.ask)}, Poll(0), c.pol);
+    engine_.OnVnodeEvent(host_.vnodes.begin()->first, c.hint);
+    auto ev = Get(8, c.pol);
+    if (c.want == 0) {
+      EXPECT_TRUE(ev.empty());
+    } else {
+      ASSERT_EQ(ev.size(), 1u);
+      EXPECT_EQ(ev[0].fflags, c.want) << "ask " << c.ask << " hint " << c.hint;
+    }
+    Call({Ch(KFilter::kVnode, 6, kev::kDelete)}, Poll(0), c.pol);
+  }
 }
 
 TEST_F(KqueueTest, VnodeWithoutClearKeepsFiring) {

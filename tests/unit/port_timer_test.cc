@@ -2,6 +2,7 @@
 // "T:N" = line N of shared/seeds/003_*; ports.md §3.4).
 #include <gtest/gtest.h>
 
+#include <climits>
 #include <memory>
 #include <vector>
 
@@ -59,6 +60,34 @@ class PortTimerTest : public ::testing::Test {
   EventPorts ports_;
   ObjectId port_;
 };
+
+// T:459-467: every missed period counts, however many: one arithmetic step,
+// not one per period (a 1 ns interval with the clock 2^62 ns late took 2^32
+// steps before). The count saturates; the next expiry is the next period.
+TEST_F(PortTimerTest, TinyIntervalCatchUpIsOneStep) {
+  Result<int> id = ports_.TimerCreate(kA, kClockHighres, PortNotify(1));
+  ASSERT_TRUE(id.ok());
+  ASSERT_TRUE(ports_.TimerSettime(kA, *id, 0, 0, 1, 0, 1).ok());  // 1 ns, every 1 ns
+  host_.Advance(Nanos{1} << 62);
+  ports_.OnDeadline();
+  EXPECT_EQ(host_.deadline(), host_.Now() + 1);
+  std::vector<PortEvent> ev = Poll(kA);
+  ASSERT_EQ(ev.size(), 1u);
+  EXPECT_EQ(ev[0].events, 1u + INT_MAX / 2);
+  host_.Advance(1000);
+  ports_.OnDeadline();
+  ev = Poll(kA);
+  ASSERT_EQ(ev.size(), 1u);
+  EXPECT_EQ(ev[0].events, 1000u);
+  // A deadline beyond the clock's range stops the timer instead of wrapping.
+  host_.Advance(INT64_MAX - host_.Now() - 10);
+  ASSERT_TRUE(ports_.TimerSettime(kA, *id, 0, 0, 5, INT64_MAX / 1'000'000'000 - 2, 0).ok());
+  ports_.OnDeadline();
+  host_.Advance(10);
+  ports_.OnDeadline();
+  EXPECT_EQ(host_.deadline(), Host::kNever);
+  EXPECT_EQ(Poll(kA).size(), 1u);
+}
 
 // T:531-545: ids are the lowest free slot; T:459-467 + T:1026-1051: one
 // queued event carries the number of expirations since the last delivery.
