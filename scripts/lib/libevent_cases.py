@@ -1,0 +1,261 @@
+#!/usr/bin/env python3
+"""Runs libevent's own test programs per case, with a per-case timeout, and
+checks the backend of every event base (EVENT_SHOW_METHOD).
+
+  libevent_cases.py --jobs N --timeout S UNIT...
+
+A UNIT is NAME=VALUE pairs joined by ',':
+  out=FILE       results, one line "CASE<TAB>pass|fail|skip<TAB>detail"
+  build=DIR      the libevent build directory (test/ holds the programs)
+  method=M       the backend every event base must use (kqueue, evport, epoll)
+  kind=K         "programs" (test/test.sh's programs), "regress" or
+                 "regress-debug" (regress with EVENT_DEBUG_MODE=1)
+  run=CMD        a prefix command, e.g. the evshim launcher ("" = native);
+                 several words are separated by ':'
+Every other backend is disabled with EVENT_NO<METHOD>=1 (as test/test.sh
+does), on top of the build containing only the backend under test.
+
+regress (tinytest) has no timeout that a hang cannot defeat (its alarm() is
+lost when a test ignores SIGALRM), so each case gets a watchdog: when a case
+runs longer than the timeout, or regress dies in the middle of a case, that
+case is a failure and regress is started again on the cases after it.
+A case whose event bases report another backend than METHOD fails, so a
+silent fallback never passes.
+"""
+import argparse
+import concurrent.futures
+import os
+import re
+import selectors
+import signal
+import subprocess
+import sys
+import time
+
+BACKENDS = ["EVPORT", "KQUEUE", "EPOLL", "DEVPOLL", "POLL", "SELECT", "WIN32"]
+USING = re.compile(r"libevent using: (\w+)")
+PROGRAMS = ["test-init", "test-eof", "test-closed", "test-weof", "test-time",
+            "test-changelist", "test-fdleak", "test-dumpevents"]
+
+
+def parse_unit(text):
+    unit = dict(kv.split("=", 1) for kv in text.split(","))
+    unit["run"] = [w for w in unit.get("run", "").split(":") if w]
+    for k in ("out", "build", "src"):
+        unit[k] = os.path.abspath(unit[k])
+    return unit
+
+
+def unit_env(unit, debug):
+    env = dict(os.environ)
+    for b in BACKENDS:
+        env.pop("EVENT_NO" + b, None)
+        if b.lower() != unit["method"]:
+            env["EVENT_NO" + b] = "yes"
+    env["EVENT_SHOW_METHOD"] = "1"
+    env.pop("EVENT_DEBUG_MODE", None)
+    env.pop("EVENT_EPOLL_USE_CHANGELIST", None)
+    env.pop("EVENT_PRECISE_TIMER", None)
+    if debug:
+        env["EVENT_DEBUG_MODE"] = "1"
+    return env
+
+
+def method_problem(text, method, need_one):
+    used = USING.findall(text)
+    wrong = sorted(set(u for u in used if u != method))
+    if wrong:
+        return f"event base used {','.join(wrong)}, not {method}"
+    if need_one and not used:
+        return f"no event base reported its backend (expected {method})"
+    return None
+
+
+def run_bounded(cmd, env, cwd, timeout, stdin=None):
+    """Runs cmd in its own process group; returns (status or None on
+    timeout, output)."""
+    p = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, stdin=stdin,
+                         start_new_session=True)
+    try:
+        out, _ = p.communicate(timeout=timeout)
+        return p.returncode, out.decode(errors="replace")
+    except subprocess.TimeoutExpired:
+        os.killpg(p.pid, signal.SIGKILL)
+        out, _ = p.communicate()
+        return None, out.decode(errors="replace")
+
+
+def run_programs(unit, timeout):
+    """test/test.sh's programs, each a case; test-dumpevents' output is
+    checked by check-dumpevents.py as test.sh does."""
+    env = unit_env(unit, False)
+    test_dir = os.path.join(unit["build"], "test")
+    results = []
+    for prog in PROGRAMS:
+        started = time.monotonic()
+        cmd = unit["run"] + [os.path.join(test_dir, prog)]
+        status, out = run_bounded(cmd, env, test_dir, timeout)
+        detail = ""
+        if status is None:
+            verdict, detail = "fail", f"timeout after {timeout} s"
+        elif status != 0:
+            verdict, detail = "fail", f"exit status {status}"
+        else:
+            verdict = "pass"
+        if verdict == "pass" and prog == "test-dumpevents":
+            checker = os.path.join(unit["src"], "test", "check-dumpevents.py")
+            dump = out.replace("[msg] libevent using: " + unit["method"] + "\n", "")
+            c = subprocess.run([sys.executable, checker], input=dump.encode(),
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+            if c.returncode != 0:
+                verdict, detail = "fail", "check-dumpevents.py: " + c.stdout.decode(errors="replace").strip()[-200:]
+        problem = method_problem(out, unit["method"], need_one=True)
+        if (prog == "test-closed" and verdict == "pass" and not USING.findall(out)
+                and "no event mechanism available" in out):
+            # test-closed needs EV_FEATURE_EARLY_CLOSE (epoll has it, kqueue
+            # and evport do not): without it, it exits 0 having done nothing.
+            verdict, detail = "skip", "the backend lacks EV_FEATURE_EARLY_CLOSE"
+        elif problem and verdict != "fail":
+            verdict, detail = "fail", problem
+        results.append((prog, verdict, detail, out, time.monotonic() - started))
+    return results
+
+
+def list_regress(unit):
+    out = subprocess.run([os.path.join(unit["build"], "test", "regress"), "--list-tests"],
+                         stdout=subprocess.PIPE, check=True).stdout.decode()
+    cases = []
+    for line in out.splitlines():
+        if not line.startswith("    "):
+            continue
+        name = line.split()[0]
+        if "(Off by default)" in line or "(DISABLED)" in line:
+            continue
+        cases.append(name)
+    return cases
+
+
+def case_outcome(name, text):
+    """tinytest's verdict for one case from its part of the output (several
+    attempts when the case is retriable: the last one counts)."""
+    short = name.split("/", 1)[1] if "/" in name else name
+    attempts = text.split(name + ": ")
+    last = attempts[-1]
+    if f"[{short} FAILED]" in last:
+        why = [l.strip() for l in last.splitlines() if l.strip().startswith("FAIL")]
+        return "fail", (why[0] if why else f"[{short} FAILED]")[:200]
+    tail = last.rstrip()
+    if tail.endswith("OK"):
+        return "pass", ""
+    if tail.endswith("SKIPPED") or tail.endswith("DISABLED"):
+        return "skip", ""
+    return None, ""
+
+
+def run_regress(unit, timeout, debug):
+    env = unit_env(unit, debug)
+    env["EVENT_NO_FILE_BUFFERING"] = "1"
+    test_dir = os.path.join(unit["build"], "test")
+    regress = os.path.join(test_dir, "regress")
+    todo = list_regress(unit)
+    results = []
+    while todo:
+        # tinytest runs the named cases in its own (listing) order, which is
+        # the order of todo.
+        cmd = unit["run"] + [regress] + todo
+        p = subprocess.Popen(cmd, env=env, cwd=test_dir, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, start_new_session=True)
+        sel = selectors.DefaultSelector()
+        sel.register(p.stdout, selectors.EVENT_READ)
+        buf = ""
+        current = 0            # index in todo of the case being run
+        started = time.monotonic()
+        timed_out = False
+        while True:
+            left = timeout - (time.monotonic() - started)
+            if left <= 0:
+                timed_out = True
+                break
+            if not sel.select(left):
+                continue
+            chunk = os.read(p.stdout.fileno(), 65536)
+            if not chunk:
+                break
+            buf += chunk.decode(errors="replace")
+            # A case is finished when the next one has started.
+            while current + 1 < len(todo):
+                nxt = buf.find(todo[current + 1] + ": ")
+                if nxt < 0:
+                    break
+                results.append(finish_case(unit, todo[current], buf[:nxt], started))
+                buf = buf[nxt:]
+                current += 1
+                started = time.monotonic()
+        if timed_out:
+            os.killpg(p.pid, signal.SIGKILL)
+        p.stdout.close()
+        status = p.wait()
+        sel.close()
+        if timed_out:
+            results.append((todo[current], "fail", f"timeout: no result after {timeout} s", buf, timeout))
+        elif current == len(todo) - 1 and re.search(r"(OK|SKIPPED|FAILED\])\s*(\d+/\d+ TESTS FAILED.*|All tests skipped.*|\d+ tests ok.*)?\s*$", buf, re.S):
+            # The end of the output: the last case, then tinytest's summary.
+            body = re.split(r"\n(?=\d+/\d+ TESTS FAILED|\d+ tests ok|All tests skipped)", buf)[0]
+            results.append(finish_case(unit, todo[current], body, started))
+            if status not in (0, 1):
+                # regress itself failed after its last case (e.g. at exit):
+                # that is not a case's result, but must not go unseen.
+                results.append(("(regress exit)", "fail", f"exit status {status}", buf, 0))
+            break
+        else:
+            results.append((todo[current], "fail", f"regress ended in this case (status {status})", buf,
+                            time.monotonic() - started))
+        todo = todo[current + 1:]
+    return results
+
+
+def finish_case(unit, name, text, started):
+    verdict, detail = case_outcome(name, text)
+    if verdict is None:
+        verdict, detail = "fail", "no verdict in the output"
+    problem = method_problem(text, unit["method"], need_one=False)
+    if problem:
+        verdict, detail = "fail", problem
+    return (name, verdict, detail, text, time.monotonic() - started)
+
+
+def run_unit(unit, timeout):
+    start = time.monotonic()
+    kind = unit["kind"]
+    if kind == "programs":
+        results = run_programs(unit, timeout)
+        prefix = ""
+    else:
+        results = run_regress(unit, timeout, debug=(kind == "regress-debug"))
+        prefix = kind + "/"
+    with open(unit["out"], "w") as out, open(unit["out"] + ".log", "w") as log:
+        for name, verdict, detail, text, took in results:
+            out.write(f"{prefix}{name}\t{verdict}\t{detail}\n")
+            log.write(f"==== {prefix}{name}: {verdict} {detail} ({took:.1f} s)\n{text}\n")
+    took = time.monotonic() - start
+    counts = {v: sum(1 for r in results if r[1] == v) for v in ("pass", "fail", "skip")}
+    return (f"{os.path.basename(unit['out'])}: {counts['pass']} pass, {counts['fail']} fail, "
+            f"{counts['skip']} skip in {took:.0f} s")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--timeout", type=int, default=60)
+    ap.add_argument("units", nargs="+")
+    args = ap.parse_args()
+    units = [parse_unit(u) for u in args.units]
+    with concurrent.futures.ThreadPoolExecutor(args.jobs) as pool:
+        running = [pool.submit(run_unit, u, args.timeout) for u in units]
+        for done in concurrent.futures.as_completed(running):
+            print("libevent: " + done.result(), flush=True)
+
+
+if __name__ == "__main__":
+    main()
