@@ -193,7 +193,7 @@ static void *waiter(void *arg) {
   return NULL;
 }
 
-/* Thousands of threads blocked at once: all wake with the alert (rule 17). */
+/* Thousands of threads blocked at once: all wake with the alert (docs/rules-ports.md rule 17). */
 static int many_waiters(int T) {
   pthread_t *t = calloc((size_t)T, sizeof *t);
   pthread_attr_t attr;

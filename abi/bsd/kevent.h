@@ -14,7 +14,7 @@
 
 namespace evshim::abi::bsd {
 
-// struct kevent: offsets and sizes (research/kevent-abi.md §2, verified by the
+// struct kevent: offsets and sizes (docs/rules-bsd.md §2, verified by the
 // layout probes in tests/abi/kevent_layout_test.cc).
 struct KeventLayout {
   size_t size, ident, filter, flags, fflags, data, data_width, udata, ext;

@@ -1,5 +1,5 @@
 // Unit tests of the event-port engine against a fake host. Each test names
-// the rule of shared/design/research/ports.md (and the port.c lines) it pins.
+// the rule of docs/rules-ports.md (and the port.c lines) it pins.
 #include "emul/event_port.h"
 
 #include <gtest/gtest.h>
