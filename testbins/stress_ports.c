@@ -1,6 +1,7 @@
 /*
  * Stress and fault scenarios for event ports, run under evshim by
- * tests/integration/stress_test.cc (short) and scripts/stress (long).
+ * tests/integration/stress_test.cc (short); run by hand with larger
+ * arguments for a long run.
  *
  *   stress_ports exactly_once P K M C N
  *       P producer processes x K threads each send N user events (port_send
