@@ -52,7 +52,7 @@
 // was interrupted by a signal) puts the events back at the head: nothing is
 // lost, nothing is delivered twice.
 //
-// Alert (port.c:1061-1136). While set, every retrieval returns exactly the
+// Alert (port.c:1065-1136). While set, every retrieval returns exactly the
 // alert event, immediately; queued events stay queued; setting it wakes every
 // waiter (rules 16-19). It goes away when cleared or when its owner process
 // closes the port.

@@ -253,7 +253,7 @@ void PortfsExit(const CallView& call, const CallText& entered, const Answer& ans
       return;
     }
     case Op::kSendn: {
-      // errors[] is written only when some send failed (port.c:1040-1050).
+      // errors[] is written only when some send failed (port.c:1045-1050).
       const uint32_t nent = a.Uint(3);
       const size_t shown = std::min<size_t>(nent, kMaxListShown);
       std::vector<std::byte> raw(shown * 4);

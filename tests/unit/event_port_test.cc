@@ -240,7 +240,7 @@ TEST_F(EventPortTest, Rule23ReturnsUpToMaxInFifoOrder) {
   EXPECT_EQ(engine().QueuedCount(p), 2u);
 }
 
-// Rules 16-18 (port.c:1061-1136, 1230-1237): alert mode.
+// Rules 16-18 (port.c:1065-1136, 1230-1237): alert mode.
 TEST_F(EventPortTest, Rules16To18AlertWakesAllAndIsReturnedWhileSet) {
   ObjectId p = NewPort();
   auto w1 = Get(kA, p, GetOne());
