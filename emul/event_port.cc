@@ -2,7 +2,7 @@
 //
 // Specification: illumos port.c (shared/seeds/000_*, cited "port.c:N"),
 // port_fd.c and port_vnops.c, summarised as numbered rules in
-// shared/design/research/ports.md ("rule N"). Tests: tests/unit/event_port_test.cc
+// docs/rules-ports.md ("rule N"). Tests: tests/unit/event_port_test.cc
 // (each test names its rule) and tests/integration/ports_test.cc.
 //
 // Sources. A port collects events from sources: USER (port_send), ALERT
@@ -52,7 +52,7 @@
 // was interrupted by a signal) puts the events back at the head: nothing is
 // lost, nothing is delivered twice.
 //
-// Alert (port.c:1061-1136). While set, every retrieval returns exactly the
+// Alert (port.c:1065-1136). While set, every retrieval returns exactly the
 // alert event, immediately; queued events stay queued; setting it wakes every
 // waiter (rules 16-19). It goes away when cleared or when its owner process
 // closes the port.
@@ -793,7 +793,7 @@ size_t EventPorts::DispatcherCount(ObjectId id) const {
 
 }  // namespace evshim::emul
 
-// --- POSIX timers (illumos timer.c; ports.md §3.4) ---
+// --- POSIX timers (illumos timer.c; docs/rules-ports.md §3.4) ---
 namespace evshim::emul {
 
 namespace {
@@ -1008,7 +1008,7 @@ void EventPorts::FireTimer(Timer& t, Nanos now) {
 
 }  // namespace evshim::emul
 
-// --- PORT_SOURCE_FILE (port_fop.c; ports.md rule 36, §1.7) and PORT_DISPATCH
+// --- PORT_SOURCE_FILE (port_fop.c; docs/rules-ports.md rule 36, §1.7) and PORT_DISPATCH
 // (port.c:668-681, 945-970; rule 37) ---
 namespace evshim::emul {
 

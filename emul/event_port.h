@@ -77,7 +77,7 @@ struct TimerSpec {
 };
 
 // How long a retrieval may wait. The foreign kernel validates the timeout only
-// when the call would actually block (ports.md rule 21), so the decoder hands
+// when the call would actually block (docs/rules-ports.md rule 21), so the decoder hands
 // over what it read and the engine decides.
 struct Timeout {
   enum class Kind : uint8_t { kForever, kValue, kFault };
@@ -109,7 +109,7 @@ struct GetOutcome {
   // 0, or ETIME (events may still be non-empty for port_getn), or EINTR,
   // EBADFD, EINVAL, EFAULT.
   int error = 0;
-  // For max == 0: the number of queued events (ports.md rule 20).
+  // For max == 0: the number of queued events (docs/rules-ports.md rule 20).
   std::optional<uint32_t> count_only;
 };
 
@@ -182,7 +182,7 @@ class EventPorts {
   // waiting dispatchers (the supervisor's periodic sweep while calls wait).
   void DropClosedFds(ObjectId port);
 
-  // --- POSIX timers with port notification (timer.c; ports.md §3.4) ---
+  // --- POSIX timers with port notification (timer.c; docs/rules-ports.md §3.4) ---
   // `clock` is illumos's id. Returns the new timer id (lowest free slot).
   Result<int> TimerCreate(Caller caller, int clock, const TimerNotify& notify);
   Result<void> TimerDelete(Caller caller, int id);

@@ -31,7 +31,7 @@ struct FileStamp {
 };
 
 // Changes of a watched file (illumos PORT_SOURCE_FILE). Canonical values are
-// illumos's (sys/port.h; research/ports.md §1.7): Linux has no equivalent.
+// illumos's (sys/port.h; docs/rules-ports.md §1.7): Linux has no equivalent.
 namespace file_bits {
 constexpr uint32_t kAccess = 0x00000001, kModified = 0x00000002, kAttrib = 0x00000004,
                    kDelete = 0x00000010, kRenameTo = 0x00000020, kRenameFrom = 0x00000040,

@@ -3,7 +3,7 @@
 // Specification: DragonFly kern_event.c (shared/seeds/001_*, cited "DF
 // kern_event.c:N") and OpenBSD kern_event.c rev 1.194 (shared/seeds/002_*,
 // "OB kern_event.c:N"), with FreeBSD's differences from
-// shared/design/research/kevent-abi.md ("abi.md §N"). Tests:
+// docs/rules-bsd.md ("§N"). Tests:
 // tests/unit/kqueue_test.cc (engine, fake host), tests/abi/kevent_codec_test.cc
 // (wire formats, handlers with a fake CallContext) and
 // tests/integration/kqueue_test.cc (real programs under `evshim run`).
@@ -75,7 +75,7 @@
 //
 // Lifetime. A kqueue belongs to the process that created it: the abi's
 // Resolve refuses it to any other process (fork does not inherit kqueues,
-// abi.md §4.6), except that FreeBSD's KQUEUE_CPONFORK kqueues are copied for
+// docs/rules-bsd.md §4.6), except that FreeBSD's KQUEUE_CPONFORK kqueues are copied for
 // the child (ForkPrepare in the parent, ForkClaim in the child: the
 // library's atfork hook, docs/kqueue.md "Fork"). Its last close drops every knote and wakes waiters with EBADF
 // (OpenBSD); on DragonFly and FreeBSD a waiter holds the file, so the kqueue

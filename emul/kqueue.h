@@ -24,7 +24,7 @@ namespace evshim::emul {
 enum class KFilter : uint8_t { kRead, kWrite, kExcept, kVnode, kProc, kSignal, kTimer, kUser };
 
 // Canonical EV_* and NOTE_* bits. For every bit the engine interprets, the
-// three BSDs agree (research/kevent-abi.md §3.2, §3.7), so the canonical value
+// three BSDs agree (docs/rules-bsd.md §3.2, §3.7), so the canonical value
 // is the BSD value; personality-only bits (EV_SYSFLAGS, timer units) are
 // handled by the abi codecs.
 namespace kev {
@@ -37,11 +37,11 @@ constexpr uint32_t kNoteLowat = 0x00000001;
 constexpr uint32_t kNoteFfnop = 0x00000000, kNoteFfand = 0x40000000, kNoteFfor = 0x80000000,
                    kNoteFfcopy = 0xc0000000, kNoteFfctrlMask = 0xc0000000,
                    kNoteFflagsMask = 0x00ffffff, kNoteTrigger = 0x01000000;
-// EVFILT_PROC (abi.md §3.5: the same on every BSD).
+// EVFILT_PROC (docs/rules-bsd.md §3.5: the same on every BSD).
 constexpr uint32_t kNoteExit = 0x80000000, kNoteFork = 0x40000000, kNoteExec = 0x20000000,
                    kNotePctrlMask = 0xf0000000, kNotePdataMask = 0x000fffff,
                    kNoteTrack = 0x00000001, kNoteTrackErr = 0x00000002, kNoteChild = 0x00000004;
-// EVFILT_VNODE (abi.md §3.4). 0x80 is OpenBSD's NOTE_TRUNCATE and FreeBSD's
+// EVFILT_VNODE (docs/rules-bsd.md §3.4). 0x80 is OpenBSD's NOTE_TRUNCATE and FreeBSD's
 // NOTE_OPEN: the host reports an open as kNoteOpened (no BSD's bit), which
 // the engine writes as kNoteOpenWire; KqueuePolicy::vnode_notes says which
 // of the host's bits a kernel has. FreeBSD's CLOSE, CLOSE_WRITE and READ
@@ -112,7 +112,7 @@ struct KqueuePolicy {
   // hold the file across the wait: the kqueue lives on, knotes and all,
   // until the waiter returns with its events or at its timeout.
   bool close_wakes_waiters = true;
-  // When an invalid timeout is rejected (research/kevent-abi.md §4.2).
+  // When an invalid timeout is rejected (docs/rules-bsd.md §4.2).
   enum class TimeoutCheck : uint8_t {
     kBeforeChanges,  // OpenBSD (OB kern_event.c:911-922)
     kBeforeScan,     // FreeBSD: after the changes, only if nevents > 0
@@ -135,7 +135,7 @@ struct KqueuePolicy {
   bool modify_without_add = true;
   // EVFILT_PROC at the target's exit: OpenBSD and DragonFly report every
   // proc knote (OB kern_event.c:409-423, DF kern_event.c:378-390); FreeBSD
-  // drops one that has no fflags to report (EV_DROP, abi.md §4.8).
+  // drops one that has no fflags to report (EV_DROP, docs/rules-bsd.md §4.8).
   bool proc_exit_always = true;
   // Extra flags of the exit event: DragonFly adds EV_NODATA (DF kern_event.c:388).
   uint16_t proc_exit_flags = 0;

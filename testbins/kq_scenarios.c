@@ -237,7 +237,7 @@ static int close_drops(void) {
   return 0;
 }
 
-/* Kqueues are not inherited (research/kevent-abi.md §4.6): the child sees EBADF. */
+/* Kqueues are not inherited (docs/rules-bsd.md §4.6): the child sees EBADF. */
 static int fork_ebadf(void) {
   int kq = kqueue();
   CHECK(kq >= 0);
@@ -532,7 +532,7 @@ static int kq_in_kq(void) {
 }
 
 /* Errors: as EV_ERROR records when there is room, as the return otherwise;
- * the errno for a descriptor that is not a kqueue differs (abi.md §4.1). */
+ * the errno for a descriptor that is not a kqueue differs (docs/rules-bsd.md §4.1). */
 static int errors(void) {
   int kq = kqueue(), fds[2];
   CHECK(kq >= 0 && pipe(fds) == 0);
@@ -581,7 +581,7 @@ static int kqueue_flags(void) {
  * field of struct kevent and of the timeout holds its own value, udata a
  * pointer-wide cookie (0xc0ffee.. fills the upper half: 32 bits on i386, 64
  * on x86_64) and data a 64-bit value, so a field read at the wrong offset or
- * width shows in the trace of the i386 build (research/kevent-abi.md). */
+ * width shows in the trace of the i386 build (docs/rules-bsd.md). */
 #define TRACE_COOKIE(low) ((void *)(((uintptr_t)0xc0ffee00u << (sizeof(void *) * 8 - 32)) | (uintptr_t)(low)))
 static int trace_fields(void) {
   int kq = kqueue();
@@ -617,7 +617,7 @@ static int trace_fields(void) {
   return 0;
 }
 
-/* ---- EVFILT_PROC (OB kern_event.c:321-450, DF kern_event.c:289-418, abi.md §4.8) ---- */
+/* ---- EVFILT_PROC (OB kern_event.c:321-450, DF kern_event.c:289-418, docs/rules-bsd.md §4.8) ---- */
 
 #if defined(DRAGONFLY)
 #define EXIT_FLAGS (EV_EOF | EV_ONESHOT | EV_CLEAR | 0x1000 /* EV_NODATA, DF :388 */)
@@ -767,7 +767,7 @@ static int proc_zombie(void) {
 
 /* A knote without NOTE_EXIT at the target's exit: OpenBSD and DragonFly
  * report it anyway, fflags 0 (OB :409-423, DF :378-390); FreeBSD drops it
- * silently (EV_DROP, abi.md §4.8). */
+ * silently (EV_DROP, docs/rules-bsd.md §4.8). */
 static int proc_exit_unsubscribed(void) {
   int kq = kqueue(), go[2];
   CHECK(pipe(go) == 0);

@@ -1,7 +1,7 @@
 /*
  * Event-port scenarios run under `evshim run` by tests/integration/ports_test.cc.
  * argv[1] names the scenario; exit 0 = the behaviour matched illumos.
- * Each scenario cites the rule (shared/design/research/ports.md) it checks.
+ * Each scenario cites the rule (docs/rules-ports.md) it checks.
  */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -484,7 +484,7 @@ static int timer_signal(void) {
   return 0;
 }
 
-/* ---- PORT_SOURCE_FILE (port_fop.c; ports.md rule 36, §1.7) ---- */
+/* ---- PORT_SOURCE_FILE (port_fop.c; docs/rules-ports.md rule 36, §1.7) ---- */
 
 static char tmpdir[64];
 static void make_tmpdir(void) {
@@ -514,7 +514,7 @@ static void set_times(file_obj_t *fo, const struct stat *st) {
 }
 static void write_some(int fd) { CHECK(write(fd, "data", 4) == 4); }
 
-/* illumos usr/src/test/os-tests/tests/portfs/file_assoc.c (ports.md §5.1),
+/* illumos usr/src/test/os-tests/tests/portfs/file_assoc.c (docs/rules-ports.md §5.1),
  * rewritten: a fresh port per case, FILE_MODIFIED, the timestamps of one
  * fstat at the start of the case, then a zero-timeout port_getn. */
 enum { FA_END, FA_ASSOC, FA_DISSOC, FA_FSTAT, FA_TRIGGER };

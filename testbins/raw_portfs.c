@@ -115,7 +115,7 @@ static void test_send_get(int port) {
   expect_event(want, 0x2a, SRC_USER, 0, 0x1122334455667788ULL);
   check_bytes("PORT_GET event", buf, want, EV_SIZE);
   check_untouched("PORT_GET past the event", buf + EV_SIZE, 16);
-  /* Nothing queued, zero timeout: 0 and *pe untouched (ports.md rule 24). */
+  /* Nothing queued, zero timeout: 0 and *pe untouched (docs/rules-ports.md rule 24). */
   memset(buf, FILL, sizeof buf);
   r = raw(OP_GET, port, (long)buf, 0, 0, 1);
   CHECK(r == 0, "empty PORT_GET, zero timeout, returned %ld", r);

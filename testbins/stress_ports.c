@@ -1,6 +1,7 @@
 /*
  * Stress and fault scenarios for event ports, run under evshim by
- * tests/integration/stress_test.cc (short) and scripts/stress (long).
+ * tests/integration/stress_test.cc (short); run by hand with larger
+ * arguments for a long run.
  *
  *   stress_ports exactly_once P K M C N
  *       P producer processes x K threads each send N user events (port_send
@@ -193,7 +194,7 @@ static void *waiter(void *arg) {
   return NULL;
 }
 
-/* Thousands of threads blocked at once: all wake with the alert (rule 17). */
+/* Thousands of threads blocked at once: all wake with the alert (docs/rules-ports.md rule 17). */
 static int many_waiters(int T) {
   pthread_t *t = calloc((size_t)T, sizeof *t);
   pthread_attr_t attr;

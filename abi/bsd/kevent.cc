@@ -45,7 +45,7 @@ int DecodeTimer(const KqueuePersonality& p, KChange& c) {
   const int64_t data = c.kev.data;
   switch (p.timer_units) {
     case KqueuePersonality::TimerUnits::kFreebsdBits: {
-      // filt_timervalidate / timer2sbintime (abi.md §3.6, §4.4).
+      // filt_timervalidate / timer2sbintime (docs/rules-bsd.md §3.6, §4.4).
       using namespace freebsd;
       if (ff & ~(NOTE_TIMER_PRECMASK | NOTE_ABSTIME)) return EINVAL;
       if (std::popcount(ff & NOTE_TIMER_PRECMASK) > 1) return EINVAL;

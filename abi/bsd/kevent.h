@@ -14,8 +14,8 @@
 
 namespace evshim::abi::bsd {
 
-// struct kevent: offsets and sizes (research/kevent-abi.md §2, verified by the
-// layout probes in tests/abi/kevent_layout_test.cc).
+// struct kevent: offsets and sizes (docs/rules-bsd.md §2, verified by the
+// static_asserts below and tests/abi/event_h_check.c, compiled -m64/-m32).
 struct KeventLayout {
   size_t size, ident, filter, flags, fflags, data, data_width, udata, ext;
   bool has_ext;

@@ -28,7 +28,7 @@ constexpr KqueuePersonality kFreebsd{
     .sysflags = freebsd::EV_SYSFLAGS,
     .keep_udata = freebsd::EV_KEEPUDATA,
     .timer_units = KqueuePersonality::TimerUnits::kFreebsdBits,
-    .not_a_kqueue_errno = EINVAL,  // kqueue_acquire: f_type != DTYPE_KQUEUE (abi.md §4.1)
+    .not_a_kqueue_errno = EINVAL,  // kqueue_acquire: f_type != DTYPE_KQUEUE (docs/rules-bsd.md §4.1)
     .negative_nchanges_einval = true,
     .skip_filter_zero = true,
     .timeout_read_before_fd = true,
@@ -42,7 +42,7 @@ constexpr KqueuePersonality kFreebsd{
                      .timer_modify_restarts = true,
                      .report_action_flags = false,  // kn_kevent.flags &= ~(EV_ADD|EV_DELETE|...)
                      .user_clear_resets_fflags = false,
-                     // filt_proc: EV_DROP when nothing subscribed (abi.md §4.8)
+                     // filt_proc: EV_DROP when nothing subscribed (docs/rules-bsd.md §4.8)
                      .proc_exit_always = false,
                      .zombie_attach = Policy::ZombieAttach::kAlways,  // pfind_any
                      // NOTE_OPEN (reported as kNoteOpened), CLOSE, CLOSE_WRITE, READ
@@ -86,7 +86,7 @@ constexpr KqueuePersonality kOpenbsd{
                      .modify_without_add = false,  // :1194-1209
                      .proc_exit_always = true,     // :409-423
                      .zombie_attach = Policy::ZombieAttach::kRefuse,  // :338-340
-                     .vnode_notes = 0xff,   // NOTE_TRUNCATE (abi.md §3.4)
+                     .vnode_notes = 0xff,   // NOTE_TRUNCATE (docs/rules-bsd.md §3.4)
                      // one tick at hz = 100: timeout_add(max(tticks, 1)) (:459-465)
                      .timer_min_period = kOneTick},
     .kq_cloexec = openbsd::O_CLOEXEC,

@@ -1,5 +1,5 @@
 // DragonFly kqueue constants, spelled as DragonFly spells them
-// (sys/sys/event.h; research/kevent-abi.md §3). Never include a system
+// (sys/sys/event.h; docs/rules-bsd.md §3). Never include a system
 // <sys/event.h> here.
 #pragma once
 

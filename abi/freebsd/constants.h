@@ -1,5 +1,5 @@
 // FreeBSD kqueue constants, spelled as FreeBSD spells them (sys/sys/event.h,
-// 14.x; research/kevent-abi.md §3). Never include a system <sys/event.h> here.
+// 14.x; docs/rules-bsd.md §3). Never include a system <sys/event.h> here.
 #pragma once
 
 #include <cstdint>

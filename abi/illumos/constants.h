@@ -1,5 +1,5 @@
 // illumos event-port constants, spelled as illumos spells them
-// (sys/port.h, sys/port_impl.h, sys/poll.h; research/ports.md §1.3, §1.5, §2.2).
+// (sys/port.h, sys/port_impl.h, sys/poll.h; docs/rules-ports.md §1.3, §1.5, §2.2).
 #pragma once
 
 #include <cstddef>
@@ -36,7 +36,7 @@ constexpr uint16_t PORT_SOURCE_ALERT = 5;
 constexpr uint16_t PORT_SOURCE_MQ = 6;
 constexpr uint16_t PORT_SOURCE_FILE = 7;
 
-// PORT_SOURCE_FILE events (port.h, port_impl.h; research/ports.md §1.7)
+// PORT_SOURCE_FILE events (port.h, port_impl.h; docs/rules-ports.md §1.7)
 constexpr uint32_t FILE_ACCESS = 0x00000001;
 constexpr uint32_t FILE_MODIFIED = 0x00000002;
 constexpr uint32_t FILE_ATTRIB = 0x00000004;

@@ -1,5 +1,5 @@
 // illumos wire layouts: offsets and sizes, LP64 (amd64) and ILP32 (i386).
-// Verified against the compiled structs (research/ports.md §1.6, §3.3) and
+// Verified against the compiled structs (docs/rules-ports.md §1.6, §3.3) and
 // pinned by static_asserts in tests/abi/illumos_layout_test.cc.
 #pragma once
 
@@ -36,7 +36,7 @@ struct PortNotifyLayout {
 constexpr PortNotifyLayout kPortNotifyLp64{16, 0, 8};
 constexpr PortNotifyLayout kPortNotifyIlp32{8, 0, 4};
 
-// file_obj_t / file_obj32_t (PORT_SOURCE_FILE object; research/ports.md §1.6):
+// file_obj_t / file_obj32_t (PORT_SOURCE_FILE object; docs/rules-ports.md §1.6):
 // three timestruc_t, uintptr_t fo_pad[3], char *fo_name. Each time is a
 // timespec of the model (Timespec(m)).
 struct FileObjLayout {

@@ -92,7 +92,7 @@ class GetCompletion final : public emul::GetCompletion {
         EncodePortEvent(model_, out.events[i], std::span(bytes).subspan(i * size, size));
       }
       if (!memory_.Write(list_, bytes).ok()) {
-        // Copy-out fault after dequeue: EFAULT and the events are lost (rule 28).
+        // Copy-out fault after dequeue: EFAULT and the events are lost (docs/rules-ports.md rule 28).
         responder_->Respond(Outcome::Error(EFAULT));
         return true;
       }
@@ -203,7 +203,7 @@ Outcome FromResult(const Result<void>& r) {
   return r.ok() ? Outcome::Value(0) : Outcome::Error(r.error().value);
 }
 
-// PORT_SENDN (port.c:983-1056; rule 15).
+// PORT_SENDN (port.c:978-1054; docs/rules-ports.md rule 15).
 Outcome Sendn(CallContext& ctx, const SyscallArgs& a) {
   const uint64_t ports_ptr = a.Ptr(1), errors_ptr = a.Ptr(2);
   const uint32_t nent = a.Uint(3), events = static_cast<uint32_t>(a.Int(4));

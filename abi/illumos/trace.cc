@@ -53,7 +53,7 @@ constexpr std::array<ValueName, 3> kAlertNames = {{
     {PORT_ALERT_INVALID, "PORT_ALERT_INVALID"},
 }};
 
-// sys/time_impl.h (research/ports.md §3.2)
+// sys/time_impl.h (docs/rules-ports.md §3.2)
 constexpr std::array<ValueName, 6> kClockNames = {{
     {0, "__CLOCK_REALTIME0"},
     {1, "CLOCK_VIRTUAL"},
@@ -63,7 +63,7 @@ constexpr std::array<ValueName, 6> kClockNames = {{
     {5, "CLOCK_PROCESS_CPUTIME_ID"},
 }};
 
-// sys/siginfo.h (research/ports.md §3.3)
+// sys/siginfo.h (docs/rules-ports.md §3.3)
 constexpr std::array<ValueName, 4> kSigevNames = {{
     {1, "SIGEV_NONE"},
     {2, "SIGEV_SIGNAL"},
@@ -253,7 +253,7 @@ void PortfsExit(const CallView& call, const CallText& entered, const Answer& ans
       return;
     }
     case Op::kSendn: {
-      // errors[] is written only when some send failed (port.c:1040-1050).
+      // errors[] is written only when some send failed (port.c:1045-1050).
       const uint32_t nent = a.Uint(3);
       const size_t shown = std::min<size_t>(nent, kMaxListShown);
       std::vector<std::byte> raw(shown * 4);
@@ -280,7 +280,7 @@ void PortfsExit(const CallView& call, const CallText& entered, const Answer& ans
   }
 }
 
-// --- timers (sys/timer.h, research/ports.md §3) ---
+// --- timers (sys/timer.h, docs/rules-ports.md §3) ---
 
 std::string SigeventText(const CallView& call, uint64_t ptr) {
   if (ptr == 0) return "NULL";

@@ -1,5 +1,5 @@
 // OpenBSD kqueue constants, spelled as OpenBSD spells them (sys/sys/event.h
-// 1.74; research/kevent-abi.md §3). Never include a system <sys/event.h> here.
+// 1.74; docs/rules-bsd.md §3). Never include a system <sys/event.h> here.
 #pragma once
 
 #include <cstdint>

@@ -5,7 +5,7 @@
 // caller's memory through CallView::Read (inputs: timeouts, change lists); at
 // exit they see only what the handler reported writing (CallView::Written),
 // never the target's memory, so what is shown is what the call produced.
-// Tracing observes; it never decides (style.md §9.4 rule 13).
+// Tracing observes; it never decides (docs/trace.md "Design").
 #pragma once
 
 #include <cstddef>

@@ -1,5 +1,5 @@
 // LinuxHost, continued: illumos PORT_SOURCE_FILE watches on inotify
-// (port_fop.c; research/ports.md rule 36, §1.7; docs/design.md "File watches").
+// (port_fop.c; docs/rules-ports.md rule 36, §1.7; docs/design.md "File watches").
 //
 // A watch resolves the program's name as the program would: relative names
 // from its working directory (/proc/PID/cwd), absolute ones in its root

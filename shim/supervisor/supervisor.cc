@@ -202,7 +202,7 @@ class Supervisor::Context final : public abi::CallContext {
   Result<emul::ObjectId> Resolve(int fd, abi::ObjectKind kind) override {
     Result<emul::ObjectId> r = sup_.ResolveObject(static_cast<pid_t>(req_.pid), fd, kind);
     // kqueues are not inherited by fork: another process's kqueue is a
-    // closed descriptor to this one (research/kevent-abi.md §4.6). A
+    // closed descriptor to this one (docs/rules-bsd.md §4.6). A
     // KQUEUE_CPONFORK child has its own copy at that number instead.
     if (r.ok() && kind == abi::ObjectKind::kKqueue && sup_.kqueues_->Owner(*r) != caller_.pid) {
       return Errno{EBADF};
@@ -232,7 +232,7 @@ class Supervisor::Context final : public abi::CallContext {
     for (int i = 0; i < 6; ++i) args[i] = req_.data.args[i];
     sup_.parked_[id] = ParkedCall{static_cast<pid_t>(req_.pid), req_.id, req_.data.nr, args};
     sup_.parked_by_tid_[static_cast<pid_t>(req_.pid)] = id;
-    if (last_object_) sup_.parked_object_[id] = *last_object_;  // rule 27: SweepParked
+    if (last_object_) sup_.parked_object_[id] = *last_object_;  // docs/rules-ports.md rule 27: SweepParked
   }
   int ReplaceObject(abi::ObjectKind kind, emul::ObjectId from, emul::ObjectId to) override {
     return sup_.ReplaceObjectDescriptors(req_.id, caller_.pid, kind, from, to);
@@ -411,7 +411,7 @@ int Supervisor::PidfdOf(emul::Pid pid) {
 
 void Supervisor::ProcessGone(emul::Pid pid) {
   // Exit closes every descriptor: the process's associations, alerts and
-  // owner-only events go, its waiters vanish (rule 35).
+  // owner-only events go, its waiters vanish (docs/rules-ports.md rule 35).
   std::erase_if(holder_fd_, [pid](const auto& e) { return e.first.second == pid; });
   std::vector<emul::WaitId> waits;
   for (auto& [wid, who] : parked_) {
@@ -895,7 +895,7 @@ void Supervisor::SweepParked() {
 // Rule 27 (docs/design.md "Close and exec"): a thread waiting on a port
 // descriptor that another thread closed fails with EBADF, as illumos's
 // closeandsetf makes it; and if its process holds the port nowhere any more,
-// the process loses its associations (rule 32).
+// the process loses its associations (docs/rules-ports.md rule 32).
 void Supervisor::SweepClosedPorts() {
   std::vector<std::pair<emul::WaitId, pid_t>> closed;
   for (auto it = parked_object_.begin(); it != parked_object_.end();) {
@@ -1089,7 +1089,7 @@ int Supervisor::Run() {
           emul::ObjectId obj = data & ~kTagMask;
           auto it = object_handles_.find(obj);
           if (it != object_handles_.end()) {
-            // Every holder closed the descriptor: the last close (port rule 33).
+            // Every holder closed the descriptor: the last close (docs/rules-ports.md rule 33).
             abi::ObjectKind kind = it->second.kind;
             epoll_ctl(epoll_, EPOLL_CTL_DEL, it->second.sup_end, nullptr);
             close(it->second.sup_end);

@@ -2,7 +2,7 @@
  * Compiled (never run) by tests/kqueue/meson.build against each
  * personality's <sys/event.h>, as C99 and C++17, for x86_64 and i386, with
  * -Wall -Wextra -Werror: the header must compile cleanly and its struct
- * kevent must have the foreign layout (research/kevent-abi.md §2).
+ * kevent must have the foreign layout (docs/rules-bsd.md §2).
  */
 #include <stddef.h>
 #include <sys/event.h>

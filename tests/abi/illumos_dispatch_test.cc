@@ -251,7 +251,7 @@ TEST_F(Ilp32Dispatch, AlertThenGet) {
 }
 
 TEST_F(Ilp32Dispatch, DispatchAndUnknownOpcodes) {
-  // PORT_DISPATCH takes only AIO and MQ events (port.c:675-678; rule 37).
+  // PORT_DISPATCH takes only AIO and MQ events (port.c:675-678; docs/rules-ports.md rule 37).
   ExpectError(Call32({J(PORT_DISPATCH), J(kPortFd), J(PORT_SOURCE_USER), J(1), 0, 0}), EINVAL);
   ExpectError(Call32({J(9), J(kPortFd), 0, 0, 0, 0}), EINVAL);
   ExpectError(Call32({J(PORT_SEND), J(3), J(1), 0, 0, 0}), EBADF);  // not open

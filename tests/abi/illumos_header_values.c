@@ -87,7 +87,7 @@ const unsigned evshim_illumos_header_value_count =
     sizeof evshim_illumos_header_values / sizeof evshim_illumos_header_values[0];
 
 #if defined(__i386__)
-/* research/ports.md §1.6, i386 column; docs/abi.md "Wire structs". */
+/* docs/rules-ports.md §1.6, i386 column; docs/abi.md "Wire structs". */
 _Static_assert(sizeof(port_event_t) == 16, "port_event32_t size");
 _Static_assert(offsetof(port_event_t, portev_object) == 8, "port_event32_t object");
 _Static_assert(offsetof(port_event_t, portev_user) == 12, "port_event32_t user");

@@ -5,7 +5,7 @@
 //     ILP32 mirrors use 32-bit fields of at most 4-byte alignment, so they
 //     lay out exactly as the i386 compiler lays out port_event32_t and
 //     friends; every ILP32 number is additionally pinned as a literal
-//     (research/ports.md §1.6), because this TU cannot be compiled -m32.
+//     (docs/rules-ports.md §1.6), because this TU cannot be compiled -m32.
 // (2) Golden bytes: each codec encodes and decodes fixed byte strings, for
 //     each data model, including junk in the upper 32 bits of ILP32 values.
 #include <gtest/gtest.h>
@@ -101,7 +101,7 @@ static_assert(&PortEvent(DataModel::kIlp32) == &kPortEventIlp32);
 static_assert(&Timespec(DataModel::kLp64) == &kTimespecLp64);
 static_assert(&Timespec(DataModel::kIlp32) == &kTimespecIlp32);
 
-// Literal pins (research/ports.md §1.6; docs/abi.md "Wire structs").
+// Literal pins (docs/rules-ports.md §1.6; docs/abi.md "Wire structs").
 static_assert(kPortEventLp64.size == 24 && kPortEventLp64.events == 0 && kPortEventLp64.source == 4 &&
               kPortEventLp64.pad == 6 && kPortEventLp64.object == 8 && kPortEventLp64.user == 16);
 static_assert(kPortEventIlp32.size == 16 && kPortEventIlp32.events == 0 && kPortEventIlp32.source == 4 &&
@@ -250,7 +250,7 @@ TEST(PollBits, TableBothWays) {
   struct Row {
     uint32_t illumos, canonical;
   };
-  // research/ports.md §2.2
+  // docs/rules-ports.md §2.2
   const Row rows[] = {
       {0x0001, kIn},     {0x0002, kPri},    {0x0004, kOut},    {0x0008, kErr},
       {0x0010, kHup},    {0x0020, kNval},   {0x0040, kRdNorm}, {0x0080, kRdBand},

@@ -121,7 +121,7 @@ TEST(KeventCodec, FilterNumbersPerPersonality) {
     std::memcpy(in.data() + 8, &f, 2);
     return in;
   };
-  // EVFILT_USER is -11 on FreeBSD, -10 on OpenBSD, -9 on DragonFly (abi.md §3.1).
+  // EVFILT_USER is -11 on FreeBSD, -10 on OpenBSD, -9 on DragonFly (docs/rules-bsd.md §3.1).
   EXPECT_EQ(bsd::DecodeChange(bsd::Openbsd(), bsd::kOpenbsdLp64, with_filter(-10)).kev.filter,
             KFilter::kUser);
   EXPECT_EQ(bsd::DecodeChange(bsd::Dragonfly(), bsd::kDragonflyLp64, with_filter(-9)).kev.filter,
@@ -166,7 +166,7 @@ emul::KChange TimerChange(const bsd::KqueuePersonality& p, uint32_t fflags, int6
 }
 
 TEST(KeventCodec, TimerUnitsPerPersonality) {
-  // 0x2: milliseconds on FreeBSD, microseconds on OpenBSD (abi.md §3.6).
+  // 0x2: milliseconds on FreeBSD, microseconds on OpenBSD (docs/rules-bsd.md §3.6).
   EXPECT_EQ(TimerChange(bsd::Freebsd(), freebsd::NOTE_MSECONDS, 5).timer_period, 5'000'000);
   EXPECT_EQ(TimerChange(bsd::Openbsd(), openbsd::NOTE_USECONDS, 5).timer_period, 5'000);
   EXPECT_EQ(TimerChange(bsd::Freebsd(), freebsd::NOTE_NSECONDS, 5).timer_period, 5);

@@ -50,7 +50,7 @@ INSTANTIATE_TEST_SUITE_P(Ports, PortScenario,
                                            "pollable", "pollable_handoff", "fork_shares", "fork_dissociate", "eintr",
                                            "timer_port", "timer_fork", "timer_signal",
                                            // PORT_SOURCE_FILE (rule 36; illumos's file_assoc.c
-                                           // and libuv's fs-event use, ports.md §5)
+                                           // and libuv's fs-event use, docs/rules-ports.md §5)
                                            "file_assoc", "file_events", "file_stamps_errors",
                                            "file_owner_only", "file_libuv",
                                            // MOUNTEDOVER: mounts over watched names (root)

@@ -1,5 +1,5 @@
 // Load and fault scenarios under the real supervisor (issue 7). Short here;
-// scripts/stress runs the long versions.
+// for a long run, start the same testbins by hand with larger arguments.
 #include <gtest/gtest.h>
 
 #include <cstdlib>

@@ -685,7 +685,7 @@ TEST(TraceLayouts, IllumosJsonNamesTheModelAndItsEncodings) {
 // struct kevent: FreeBSD's is 56 bytes on i386 (4-byte ident and udata
 // around a 64-bit data, then ext[4]) and 64 on x86_64; its compat
 // freebsd11_kevent record 20 and 32 (intptr_t data); the timeout's time_t is
-// 32 bits on i386 FreeBSD (research/kevent-abi.md §2, FreeBSD kevent(2)).
+// 32 bits on i386 FreeBSD (docs/rules-bsd.md §2, FreeBSD kevent(2)).
 TEST(TraceLayouts, FreebsdKeventAtTheModelsOffsets) {
   const std::string lp64 =
       "[pid P1] kqueue() = 3 <T>\n"

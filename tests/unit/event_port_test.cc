@@ -1,5 +1,5 @@
 // Unit tests of the event-port engine against a fake host. Each test names
-// the rule of shared/design/research/ports.md (and the port.c lines) it pins.
+// the rule of docs/rules-ports.md (and the port.c lines) it pins.
 #include "emul/event_port.h"
 
 #include <gtest/gtest.h>
@@ -240,7 +240,7 @@ TEST_F(EventPortTest, Rule23ReturnsUpToMaxInFifoOrder) {
   EXPECT_EQ(engine().QueuedCount(p), 2u);
 }
 
-// Rules 16-18 (port.c:1061-1136, 1230-1237): alert mode.
+// Rules 16-18 (port.c:1065-1136, 1230-1237): alert mode.
 TEST_F(EventPortTest, Rules16To18AlertWakesAllAndIsReturnedWhileSet) {
   ObjectId p = NewPort();
   auto w1 = Get(kA, p, GetOne());

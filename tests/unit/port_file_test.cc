@@ -1,7 +1,7 @@
 // The event-port engine's PORT_SOURCE_FILE watches, PORT_DISPATCH, and the
 // lazy close rules, against a fake host; and the file_obj_t codec (golden
 // bytes, ILP32 and LP64). Each test names its rule of
-// shared/design/research/ports.md or the illumos source it pins.
+// docs/rules-ports.md or the illumos source it pins.
 #include <linux/audit.h>
 
 #include <gtest/gtest.h>
@@ -399,7 +399,7 @@ TEST_F(PortFileTest, Rule32WaiterNotWokenByClosedProcessEvent) {
 }  // namespace
 }  // namespace evshim::emul
 
-// --- the file_obj_t codec (research/ports.md §1.6; port_fop.c) ---
+// --- the file_obj_t codec (docs/rules-ports.md §1.6; port_fop.c) ---
 namespace evshim::abi::illumos {
 namespace {
 

@@ -1,5 +1,5 @@
 // Unit tests of POSIX timers with port notification (illumos timer.c, cited
-// "T:N" = line N of shared/seeds/003_*; ports.md §3.4).
+// "T:N" = line N of shared/seeds/003_*; docs/rules-ports.md §3.4).
 #include <gtest/gtest.h>
 
 #include <climits>

@@ -1,7 +1,7 @@
 // Trace formatting of the BSD kqueue calls without a process: golden strings
 // for kqueue/kqueuex/kqueue1/kevent/freebsd11_kevent of FreeBSD, OpenBSD and
 // DragonFly, LP64 and ILP32 (records hand-built at the offsets of
-// research/kevent-abi.md §2, not with the codec), and a blocking kevent
+// docs/rules-bsd.md §2, not with the codec), and a blocking kevent
 // through the tracer.
 #include <gtest/gtest.h>
 
@@ -58,7 +58,7 @@ class FakeMemory : public evshim::abi::GuestMemory {
 };
 
 // Where the fields of one struct kevent are, written out independently of
-// abi/bsd/kevent.h (research/kevent-abi.md §2).
+// abi/bsd/kevent.h (docs/rules-bsd.md §2).
 struct Shape {
   size_t size, ptr, data, data_width, udata, ext;  // ext 0: none
 };

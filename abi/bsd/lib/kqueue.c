@@ -20,7 +20,7 @@
 
 #define EXPORT __attribute__((visibility("default")))
 
-/* The foreign struct timespec (research/kevent-abi.md §2): 16 bytes on
+/* The foreign struct timespec (docs/rules-bsd.md §2): 16 bytes on
  * x86_64; on i386 FreeBSD and DragonFly 8 (32-bit time_t), OpenBSD 12
  * (64-bit time_t, 4-byte aligned). */
 #if defined(__x86_64__)

@@ -1,6 +1,6 @@
 /*
  * evshim: FreeBSD <sys/event.h> for Linux builds. Values are FreeBSD's
- * (sys/sys/event.h (14.x); shared/design/research/kevent-abi.md), the system call
+ * (sys/sys/event.h (14.x); docs/rules-bsd.md), the system call
  * numbers are evshim's (abi/syscall_table.cc, docs/kqueue.md). Errors are
  * reported with glibc's errno values, in errno and in EV_ERROR `data`.
  */

@@ -1,6 +1,6 @@
 /*
  * evshim: OpenBSD <sys/event.h> for Linux builds. Values are OpenBSD's
- * (sys/sys/event.h 1.74; shared/design/research/kevent-abi.md), the system call
+ * (sys/sys/event.h 1.74; docs/rules-bsd.md), the system call
  * numbers are evshim's (abi/syscall_table.cc, docs/kqueue.md). Errors are
  * reported with glibc's errno values, in errno and in EV_ERROR `data`.
  */
