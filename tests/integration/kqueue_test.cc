@@ -130,7 +130,8 @@ TEST(KqueueProcConnector, ForkNotesWorkWithTheConnector) {
 // `close_no_delete`: knote_fdclose (OB :1826-1845, DF :1868-1902), 4000
 // add-close cycles leave the supervisor's descriptor count flat;
 // `close_same_file_back`: the close drops the knotes even when the same open
-// file comes back at the number (close + dup2/dup3 back, dup2 over and back).
+// file comes back at the number (close + dup2/dup3 back, dup2 over and back,
+// close + SCM_RIGHTS).
 class KqueueReadiness
     : public ::testing::TestWithParam<std::tuple<const char*, const char*>> {};
 

@@ -469,7 +469,7 @@ NOT_TSAN_INSTRUMENTED EXPORT int dup2(int oldfd, int newfd) {
 }
 
 NOT_TSAN_INSTRUMENTED EXPORT int dup3(int oldfd, int newfd, int flags) {
-  report_replaced(oldfd, newfd);
+  if ((flags & ~O_CLOEXEC) == 0) report_replaced(oldfd, newfd); /* else EINVAL, nothing closed */
   dup3_fn next = __atomic_load_n(&next_dup3, __ATOMIC_ACQUIRE);
   if (next == NULL) return (int)syscall(SYS_dup3, (long)oldfd, (long)newfd, (long)flags);
   return next(oldfd, newfd, flags);
