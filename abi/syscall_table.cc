@@ -78,6 +78,17 @@ constexpr std::array kTable = {
     SyscallEntry{P::kOpenbsd, Call::kKqueueSignal, "evshim_kqueue_signal", 1033, 1033, "-",
                  S::kFull, "evshim-private: EVFILT_SIGNAL delivery report from the library",
                  &openbsd::SysKqueueSignal, &bsd::kKqueueSignalTrace},
+    // evshim-private: the library's close/dup2/dup3 reports the close of a
+    // number that got an fd knote (knote_fdclose, docs/kqueue.md).
+    SyscallEntry{P::kFreebsd, Call::kKqueueFdClose, "evshim_kqueue_fdclose", 1014, 1014, "-",
+                 S::kFull, "evshim-private: close of a descriptor with knotes, from the library",
+                 &freebsd::SysKqueueFdClose, &bsd::kKqueueFdCloseTrace},
+    SyscallEntry{P::kDragonfly, Call::kKqueueFdClose, "evshim_kqueue_fdclose", 1023, 1023, "-",
+                 S::kFull, "evshim-private: close of a descriptor with knotes, from the library",
+                 &dragonfly::SysKqueueFdClose, &bsd::kKqueueFdCloseTrace},
+    SyscallEntry{P::kOpenbsd, Call::kKqueueFdClose, "evshim_kqueue_fdclose", 1034, 1034, "-",
+                 S::kFull, "evshim-private: close of a descriptor with knotes, from the library",
+                 &openbsd::SysKqueueFdClose, &bsd::kKqueueFdCloseTrace},
 };
 
 constexpr bool NumbersDistinct() {

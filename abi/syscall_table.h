@@ -33,6 +33,7 @@ enum class Call : uint8_t {
   kKevent11,  // FreeBSD 11 compat kevent (32-byte struct)
   kKqueueSignal,  // evshim-private: the kqueue library's signal counting hook
   kKqueueFork,    // evshim-private: the kqueue library's fork hook (KQUEUE_CPONFORK)
+  kKqueueFdClose,  // evshim-private: the kqueue library's close/dup2/dup3 (knote_fdclose)
 };
 
 enum class Support : uint8_t { kFull, kPartial, kNotYet };

@@ -21,7 +21,11 @@
 // file open, so the engine learns of a close when it next looks at the knote
 // (Host::SameFile) and then drops it silently: at retrieval, at re-arming,
 // and when a change names the same (filter, fd) again (a reused number
-// starts clean). A dup'd descriptor is another ident and keeps its own knote.
+// starts clean). The foreign library also reports each close of a number
+// that got an fd knote (FdClosing: evshim_kqueue_fdclose), which drops them
+// at the close itself, so the same open file coming back at the number
+// (dup2 back, SCM_RIGHTS) does not keep them. A dup'd descriptor is another
+// ident and keeps its own knote.
 //
 // States. A knote is ACTIVE when it has something to report; an active,
 // enabled knote is QUEUED on the kqueue's active list. DISABLED knotes keep
@@ -1312,6 +1316,26 @@ void Kqueues::OnVnodeEvent(WatchId watch, uint32_t notes) {
   if (kn.fflags == 0 && kn.eof == 0) return;
   Activate(*kq, kn);
   Pump(*kq);
+  ReapClosed();
+}
+
+void Kqueues::FdClosing(Pid pid, int64_t fd) {
+  if (fd < 0 || fd > INT_MAX) return;  // no such descriptor number
+  const uint64_t ident = static_cast<uint64_t>(fd);
+  std::vector<uint64_t> closing;
+  for (auto& [id, kq] : kqs_) {
+    if (kq->owner != pid) continue;  // the process's own kqueues (fd_kqlist)
+    for (KFilter f : {KFilter::kRead, KFilter::kWrite, KFilter::kExcept, KFilter::kVnode}) {
+      if (Knote* kn = FindKnote(*kq, f, ident); kn != nullptr && kn->owner == pid) {
+        closing.push_back(kn->uid);
+      }
+    }
+  }
+  for (uint64_t uid : closing) {
+    auto it = knotes_.find(uid);
+    if (it == knotes_.end()) continue;
+    if (Kq* kq = Find(it->second->kq)) Drop(*kq, *it->second);
+  }
   ReapClosed();
 }
 

@@ -267,6 +267,13 @@ class Kqueues {
   void OnProcessExec(Pid pid);
   // EVFILT_VNODE (Host::WatchVnode): what happened, canonical NOTE_* bits.
   void OnVnodeEvent(WatchId watch, uint32_t notes);
+  // Process `pid` is about to close descriptor `fd` (reported by the foreign
+  // library's close/dup2/dup3): every knote of an fd filter (READ, WRITE,
+  // EXCEPT, VNODE) on that number in the process's kqueues goes, with its
+  // queued event, and nothing is reported for it (knote_fdclose, OB
+  // kern_event.c:1826-1845, DF kern_event.c:1868-1902). USER, TIMER,
+  // SIGNAL and PROC idents are not descriptors: untouched.
+  void FdClosing(Pid pid, int64_t fd);
   // EVFILT_SIGNAL: signal `signo` was delivered to process `pid` (reported
   // by the foreign library's counting hook, abi/bsd/lib/kqueue.c).
   void OnSignal(Pid pid, int signo);

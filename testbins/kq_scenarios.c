@@ -2090,6 +2090,89 @@ static int vnode_hint(void) {
   return 0;
 }
 
+/* One descriptor through an AF_UNIX socket (SCM_RIGHTS): the received one
+ * takes the lowest free number. */
+static int pass_fd(int sock_out, int sock_in, int fd) {
+  char byte = 'f', cbuf[CMSG_SPACE(sizeof(int))];
+  struct iovec iov = {&byte, 1};
+  struct msghdr m;
+  memset(&m, 0, sizeof m);
+  memset(cbuf, 0, sizeof cbuf);
+  m.msg_iov = &iov;
+  m.msg_iovlen = 1;
+  m.msg_control = cbuf;
+  m.msg_controllen = sizeof cbuf;
+  struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+  c->cmsg_level = SOL_SOCKET;
+  c->cmsg_type = SCM_RIGHTS;
+  c->cmsg_len = CMSG_LEN(sizeof(int));
+  memcpy(CMSG_DATA(c), &fd, sizeof fd);
+  CHECK(sendmsg(sock_out, &m, 0) == 1);
+  memset(cbuf, 0, sizeof cbuf);
+  m.msg_controllen = sizeof cbuf;
+  CHECK(recvmsg(sock_in, &m, 0) == 1);
+  c = CMSG_FIRSTHDR(&m);
+  CHECK(c != NULL && c->cmsg_type == SCM_RIGHTS);
+  int got;
+  memcpy(&got, CMSG_DATA(c), sizeof got);
+  return got;
+}
+
+/* knote_fdclose (OB kern_event.c:1826-1845, DF kern_event.c:1868-1902): the
+ * close itself removes every knote on the number, so the same open file
+ * coming back at that number (dup2 or dup3 back from a dup, a dup2 over the
+ * number and then back, or SCM_RIGHTS) has no knote: a kevent reports
+ * nothing until the number is registered again. */
+static void check_same_file_back(int how) {
+  int kq = kqueue(), fds[2];
+  CHECK(kq >= 0 && pipe(fds) == 0);
+  const int n = fds[0], w = fds[1];
+  CHECK(add(kq, (uintptr_t)n, EVFILT_READ, EV_ADD, 0, 0, (void *)0x51) == 0);
+  CHECK(add(kq, (uintptr_t)w, EVFILT_WRITE, EV_ADD, 0, 0, (void *)0x52) == 0);
+  struct kevent ev;
+  CHECK(get(kq, &ev, 1, &kZero) == 1 && ev.filter == EVFILT_WRITE); /* registered and live */
+  const int saved_n = dup(n), saved_w = dup(w);
+  CHECK(saved_n >= 0 && saved_w >= 0);
+  if (how == 0) { /* close, then dup2 back */
+    CHECK(close(n) == 0 && close(w) == 0);
+    CHECK(dup2(saved_n, n) == n && dup2(saved_w, w) == w);
+  } else if (how == 1) { /* close, then dup3 back */
+    CHECK(close(n) == 0 && close(w) == 0);
+    CHECK(dup3(saved_n, n, O_CLOEXEC) == n && dup3(saved_w, w, O_CLOEXEC) == w);
+  } else if (how == 3) { /* close, then the same files back through SCM_RIGHTS */
+    int sv[2];
+    CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0);
+    CHECK(close(n) == 0 && close(w) == 0);
+    CHECK(pass_fd(sv[0], sv[1], saved_n) == n); /* the lowest free numbers */
+    CHECK(pass_fd(sv[0], sv[1], saved_w) == w);
+    close(sv[0]);
+    close(sv[1]);
+  } else { /* dup2 over the numbers (an implicit close), then back */
+    int other[2];
+    CHECK(pipe(other) == 0);
+    CHECK(dup2(other[0], n) == n && dup2(other[1], w) == w);
+    CHECK(dup2(saved_n, n) == n && dup2(saved_w, w) == w);
+    close(other[0]);
+    close(other[1]);
+  }
+  CHECK(write(w, "x", 1) == 1);
+  CHECK(get(kq, &ev, 1, &kZero) == 0); /* both knotes went with the close */
+  /* The numbers register afresh. */
+  CHECK(add(kq, (uintptr_t)n, EVFILT_READ, EV_ADD, 0, 0, (void *)0x53) == 0);
+  CHECK(get(kq, &ev, 1, &kZero) == 1);
+  CHECK(ev.ident == (uintptr_t)n && ev.filter == EVFILT_READ && ev.udata == (void *)0x53 && ev.data == 1);
+  close(saved_n);
+  close(saved_w);
+  close(n);
+  close(w);
+  close(kq);
+}
+
+static int close_same_file_back(void) {
+  for (int how = 0; how < 4; how++) check_same_file_back(how);
+  return 0;
+}
+
 int main(int argc, char **argv) {
   if (argc < 2) {
     fprintf(stderr, "usage: %s SCENARIO\n", argv[0]);
@@ -2149,6 +2232,7 @@ int main(int argc, char **argv) {
   if (!strcmp(s, "clear_pending")) return clear_pending();
   if (!strcmp(s, "oneshot_stale")) return oneshot_stale();
   if (!strcmp(s, "vnode_hint")) return vnode_hint();
+  if (!strcmp(s, "close_same_file_back")) return close_same_file_back();
   fprintf(stderr, "unknown scenario %s\n", s);
   return 2;
 }

@@ -320,6 +320,15 @@ Outcome SysKqueueSignal(CallContext& ctx, const SyscallArgs& a) {
   return Outcome::Value(0);
 }
 
+Outcome SysKqueueFdClose(CallContext& ctx, const SyscallArgs& a) {
+  emul::Kqueues* kqs = ctx.kqueues();
+  if (kqs == nullptr) return Outcome::Error(ENOSYS);
+  const int32_t fd = a.Int(0);
+  if (fd < 0) return Outcome::Error(EBADF);
+  kqs->FdClosing(ctx.caller().pid, fd);
+  return Outcome::Value(0);
+}
+
 Outcome SysKqueueFork(CallContext& ctx, const SyscallArgs& a) {
   emul::Kqueues* kqs = ctx.kqueues();
   if (kqs == nullptr) return Outcome::Error(ENOSYS);

@@ -119,6 +119,9 @@ Outcome SysKevent(CallContext& ctx, const SyscallArgs& args, const KqueuePersona
 // evshim_kqueue_signal(signo): the library's hook saw signal `signo` (host
 // numbering) delivered to the calling process (EVFILT_SIGNAL).
 Outcome SysKqueueSignal(CallContext& ctx, const SyscallArgs& args);
+// evshim_kqueue_fdclose(fd): the library's close/dup2/dup3 is about to close
+// descriptor `fd`, which got an fd knote (knote_fdclose).
+Outcome SysKqueueFdClose(CallContext& ctx, const SyscallArgs& args);
 // evshim_kqueue_fork(phase, token), FreeBSD KQUEUE_CPONFORK: phase 1 (the
 // parent, in pthread_atfork's prepare) copies its copy-on-fork kqueues and
 // returns a token; phase 2 (the child, before fork returns) claims the
@@ -131,6 +134,7 @@ Outcome SysKqueueFork(CallContext& ctx, const SyscallArgs& args);
 namespace evshim::abi::freebsd {
 Outcome SysKqueue(CallContext& ctx, const SyscallArgs& args);
 Outcome SysKqueueSignal(CallContext& ctx, const SyscallArgs& args);
+Outcome SysKqueueFdClose(CallContext& ctx, const SyscallArgs& args);
 Outcome SysKqueueFork(CallContext& ctx, const SyscallArgs& args);
 Outcome SysKqueuex(CallContext& ctx, const SyscallArgs& args);
 Outcome SysKevent(CallContext& ctx, const SyscallArgs& args);
@@ -139,11 +143,13 @@ Outcome SysFreebsd11Kevent(CallContext& ctx, const SyscallArgs& args);
 namespace evshim::abi::openbsd {
 Outcome SysKqueue(CallContext& ctx, const SyscallArgs& args);
 Outcome SysKqueueSignal(CallContext& ctx, const SyscallArgs& args);
+Outcome SysKqueueFdClose(CallContext& ctx, const SyscallArgs& args);
 Outcome SysKqueue1(CallContext& ctx, const SyscallArgs& args);
 Outcome SysKevent(CallContext& ctx, const SyscallArgs& args);
 }  // namespace evshim::abi::openbsd
 namespace evshim::abi::dragonfly {
 Outcome SysKqueue(CallContext& ctx, const SyscallArgs& args);
 Outcome SysKqueueSignal(CallContext& ctx, const SyscallArgs& args);
+Outcome SysKqueueFdClose(CallContext& ctx, const SyscallArgs& args);
 Outcome SysKevent(CallContext& ctx, const SyscallArgs& args);
 }  // namespace evshim::abi::dragonfly

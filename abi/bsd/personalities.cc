@@ -147,6 +147,9 @@ namespace evshim::abi::freebsd {
 Outcome SysKqueueSignal(CallContext& ctx, const SyscallArgs& a) {
   return bsd::SysKqueueSignal(ctx, a);
 }
+Outcome SysKqueueFdClose(CallContext& ctx, const SyscallArgs& a) {
+  return bsd::SysKqueueFdClose(ctx, a);
+}
 Outcome SysKqueueFork(CallContext& ctx, const SyscallArgs& a) { return bsd::SysKqueueFork(ctx, a); }
 Outcome SysKqueue(CallContext& ctx, const SyscallArgs& a) { return bsd::SysKqueue(ctx, a, bsd::Freebsd()); }
 Outcome SysKqueuex(CallContext& ctx, const SyscallArgs& a) {
@@ -164,6 +167,9 @@ namespace evshim::abi::openbsd {
 Outcome SysKqueueSignal(CallContext& ctx, const SyscallArgs& a) {
   return bsd::SysKqueueSignal(ctx, a);
 }
+Outcome SysKqueueFdClose(CallContext& ctx, const SyscallArgs& a) {
+  return bsd::SysKqueueFdClose(ctx, a);
+}
 Outcome SysKqueue(CallContext& ctx, const SyscallArgs& a) { return bsd::SysKqueue(ctx, a, bsd::Openbsd()); }
 Outcome SysKqueue1(CallContext& ctx, const SyscallArgs& a) {
   return bsd::SysKqueueFlags(ctx, a, bsd::Openbsd());
@@ -176,6 +182,9 @@ Outcome SysKevent(CallContext& ctx, const SyscallArgs& a) {
 namespace evshim::abi::dragonfly {
 Outcome SysKqueueSignal(CallContext& ctx, const SyscallArgs& a) {
   return bsd::SysKqueueSignal(ctx, a);
+}
+Outcome SysKqueueFdClose(CallContext& ctx, const SyscallArgs& a) {
+  return bsd::SysKqueueFdClose(ctx, a);
 }
 Outcome SysKqueue(CallContext& ctx, const SyscallArgs& a) {
   return bsd::SysKqueue(ctx, a, bsd::Dragonfly());

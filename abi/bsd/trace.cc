@@ -340,6 +340,11 @@ void SignalEnter(const CallView& call, CallText& out) {
   out.args = {{"signo", SignalName(call.args().Int(0))}};
 }
 
+void FdCloseEnter(const CallView& call, CallText& out) {
+  out.name = "evshim_kqueue_fdclose";
+  out.args = {{"fd", Dec(call.args().Int(0))}};
+}
+
 void ForkEnter(const CallView& call, CallText& out) {
   out.name = "evshim_kqueue_fork";
   const int32_t phase = call.args().Int(0);
@@ -357,6 +362,7 @@ constexpr std::array<std::string_view, 1> kKeventNames = {"kevent"};
 constexpr std::array<std::string_view, 1> kKevent11Names = {"freebsd11_kevent"};
 constexpr std::array<std::string_view, 1> kSignalNames = {"evshim_kqueue_signal"};
 constexpr std::array<std::string_view, 1> kForkNames = {"evshim_kqueue_fork"};
+constexpr std::array<std::string_view, 1> kFdCloseNames = {"evshim_kqueue_fdclose"};
 
 }  // namespace
 
@@ -449,5 +455,6 @@ const trace::Formatter kKeventTrace{&KeventEnter, &KeventExit, kKeventNames};
 const trace::Formatter kFreebsd11KeventTrace{&Kevent11Enter, &Kevent11Exit, kKevent11Names};
 const trace::Formatter kKqueueSignalTrace{&SignalEnter, &PlainExit, kSignalNames};
 const trace::Formatter kKqueueForkTrace{&ForkEnter, &PlainExit, kForkNames};
+const trace::Formatter kKqueueFdCloseTrace{&FdCloseEnter, &PlainExit, kFdCloseNames};
 
 }  // namespace evshim::abi::bsd

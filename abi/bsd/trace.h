@@ -1,7 +1,7 @@
 // How `evshim trace` shows the BSD kqueue calls (FreeBSD, OpenBSD,
 // DragonFly; LP64 and ILP32): kqueue, kqueuex/kqueue1, kevent (each
 // personality's struct kevent), freebsd11_kevent (the 32-byte struct) and
-// evshim's private evshim_kqueue_signal. One set of formatters: the
+// evshim's private evshim_kqueue_signal, _fork and _fdclose. One set of formatters: the
 // personality comes from the table entry (CallView::personality()), the
 // record layouts from abi/bsd/kevent.h.
 #pragma once
@@ -22,6 +22,7 @@ extern const trace::Formatter kKeventTrace;          // kevent(...), the persona
 extern const trace::Formatter kFreebsd11KeventTrace; // freebsd11_kevent(...), 32-byte struct
 extern const trace::Formatter kKqueueForkTrace;      // evshim_kqueue_fork(phase, token)
 extern const trace::Formatter kKqueueSignalTrace;    // evshim_kqueue_signal(signo)
+extern const trace::Formatter kKqueueFdCloseTrace;   // evshim_kqueue_fdclose(fd)
 
 // Exposed for unit tests. Names are the personality's (foreign values).
 std::string FilterName(Personality p, int16_t filter);

@@ -351,6 +351,32 @@ TEST_F(KeventHandlerTest, KqueueFlagsAreTheForeignValues) {
   EXPECT_EQ(Call(&openbsd::SysKqueue1, DataModel::kLp64, {0x80000}).error, EINVAL);  // Linux O_CLOEXEC
 }
 
+TEST_F(KeventHandlerTest, FdCloseReportTakesAnIntDescriptor) {
+  // evshim_kqueue_fdclose(fd), the library's close/dup2/dup3 (knote_fdclose,
+  // OB kern_event.c:1826-1845): a0 is an int, a negative one EBADF; the
+  // engine's side is KqueueTest.FdClosingDropsTheKnotesOnThatNumberInEvery-
+  // KqueueOfTheProcess. A USER knote whose ident is the number stays.
+  const emul::ObjectId kq = *kqs_.Create(ctx_.caller());
+  emul::KChange c;
+  c.kev.ident = 5;
+  c.kev.filter = emul::KFilter::kUser;
+  c.kev.flags = emul::kev::kAdd;
+  struct Ignore final : emul::KeventCompletion {
+    bool Complete(emul::KeventOutcome) override { return true; }
+  };
+  kqs_.Kevent(ctx_.caller(), kq, emul::KqueuePolicy{}, {c}, false, emul::KeventWait{0, false, 0, 0},
+              std::make_unique<Ignore>());
+  ASSERT_EQ(kqs_.KnoteCount(kq), 1u);
+  for (auto fn : {&freebsd::SysKqueueFdClose, &openbsd::SysKqueueFdClose, &dragonfly::SysKqueueFdClose}) {
+    EXPECT_EQ(Call(fn, DataModel::kIlp32, {kJunk | 0xffffffff}).error, EBADF);  // -1
+    EXPECT_EQ(Call(fn, DataModel::kLp64, {kJunk | 5}).value, 0);
+  }
+  EXPECT_EQ(kqs_.KnoteCount(kq), 1u);
+  EXPECT_EQ(FindSyscall(DataModel::kLp64, 1014)->handler, &freebsd::SysKqueueFdClose);
+  EXPECT_EQ(FindSyscall(DataModel::kIlp32, 1023)->handler, &dragonfly::SysKqueueFdClose);
+  EXPECT_EQ(FindSyscall(DataModel::kLp64, 1034)->handler, &openbsd::SysKqueueFdClose);
+}
+
 TEST_F(KeventHandlerTest, ForkHookCopiesThenTheChildClaims) {
   // evshim_kqueue_fork (KQUEUE_CPONFORK through the library's atfork hook):
   // phase 1 in the parent returns a token, phase 2 in the child claims the

@@ -159,7 +159,10 @@ TEST(KqueueTermination, TimeoutTermStopsEvshimRun) {
 // often a zero-timeout poll() on the kqueue right after the write misses
 // (docs/abi.md §10) and checks that a poll with a timeout never does.
 // `close_no_delete`: knote_fdclose (OB :1826-1845, DF :1868-1902), 4000
-// add-close cycles leave the supervisor's descriptor count flat.
+// add-close cycles leave the supervisor's descriptor count flat;
+// `close_same_file_back`: the close drops the knotes even when the same open
+// file comes back at the number (close + dup2/dup3 back, dup2 over and back,
+// close + SCM_RIGHTS).
 class KqueueReadiness
     : public ::testing::TestWithParam<std::tuple<const char*, const char*>> {};
 
@@ -175,7 +178,8 @@ INSTANTIATE_TEST_SUITE_P(
     Kqueue, KqueueReadiness,
     ::testing::Combine(::testing::Values("freebsd", "openbsd", "dragonfly"),
                        ::testing::Values("ready_before_call", "eof_before_call", "kq_in_kq_ready",
-                                         "poll_after_ready", "close_no_delete")),
+                                         "poll_after_ready", "close_no_delete",
+                                         "close_same_file_back")),
     [](const auto& p) {
       return std::string(std::get<0>(p.param)) + "_" + std::get<1>(p.param);
     });

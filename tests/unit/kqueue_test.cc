@@ -1237,6 +1237,67 @@ TEST_F(KqueueTest, ReusedDescriptorNumberStartsClean) {
   EXPECT_EQ(host_.watches(), 0u);  // its watch was dropped
 }
 
+// knote_fdclose (OB kern_event.c:1826-1845, DF kern_event.c:1868-1902): a
+// close removes, in every kqueue of the closing process, the knotes of the
+// fd filters on that number, before anything else can happen to the file;
+// they report nothing. Reported by the library (FdClosing), so it holds even
+// while the number still names the same open file (dup2 back, SCM_RIGHTS),
+// where the lazy check (Host::SameFile) sees nothing.
+TEST_F(KqueueTest, FdClosingDropsTheKnotesOnThatNumberInEveryKqueueOfTheProcess) {
+  auto f = host_.Open(kP.pid, 5);
+  auto g = host_.Open(kP.pid, 7);
+  f->ready = g->ready = pb::kIn | pb::kOut;
+  f->readable = g->readable = 1;
+  f->writable = g->writable = 1;
+  auto out = Call({Ch(KFilter::kRead, 5, kev::kAdd), Ch(KFilter::kWrite, 5, kev::kAdd),
+                   Ch(KFilter::kExcept, 5, kev::kAdd), Ch(KFilter::kVnode, 5, kev::kAdd, kev::kNoteWrite),
+                   Ch(KFilter::kRead, 7, kev::kAdd),
+                   // Not descriptors: an ident 5 that is a user event, a timer, a signal, a pid.
+                   Ch(KFilter::kUser, 5, kev::kAdd, kev::kNoteTrigger), Timer(5, kev::kAdd, 1'000'000'000),
+                   Ch(KFilter::kSignal, 5, kev::kAdd)},
+                  Poll(0));
+  ASSERT_EQ(out.error, 0);
+  // A second kqueue of the process, and another process's with its own fd 5.
+  const ObjectId kq2 = engine_.Create(kP).value();
+  constexpr Caller kOther{200, 200};
+  auto other_file = host_.Open(kOther.pid, 5);
+  other_file->ready = pb::kIn;
+  other_file->readable = 1;
+  const ObjectId kq3 = engine_.Create(kOther).value();
+  Captured c2, c3;
+  engine_.Kevent(kP, kq2, FreebsdPolicy(), {Ch(KFilter::kRead, 5, kev::kAdd)}, false, Poll(0),
+                 std::make_unique<Capture>(&c2));
+  engine_.Kevent(kOther, kq3, FreebsdPolicy(), {Ch(KFilter::kRead, 5, kev::kAdd)}, false, Poll(0),
+                 std::make_unique<Capture>(&c3));
+  ASSERT_TRUE(c2.called && c3.called);
+  EXPECT_EQ(engine_.KnoteCount(kq_), 8u);
+  const size_t watches = host_.watches();
+
+  engine_.FdClosing(kP.pid, 5);
+
+  EXPECT_EQ(engine_.KnoteCount(kq_), 4u);  // READ 7, USER, TIMER, SIGNAL
+  EXPECT_EQ(engine_.KnoteCount(kq2), 0u);
+  EXPECT_EQ(engine_.KnoteCount(kq3), 1u);  // another process's descriptor 5
+  EXPECT_EQ(host_.watches(), watches - 4);  // READ, WRITE, EXCEPT here, READ in kq2
+  EXPECT_TRUE(host_.vnodes.empty());
+  EXPECT_EQ(engine_.PendingCount(kq2), 0u);
+  // The same file is still at 5, ready: nothing is reported for it.
+  std::set<std::pair<KFilter, uint64_t>> reported;
+  for (const KeventRecord& ev : Get()) reported.insert({ev.filter, ev.ident});
+  EXPECT_EQ(reported, (std::set<std::pair<KFilter, uint64_t>>{{KFilter::kRead, 7}, {KFilter::kUser, 5}}));
+  engine_.OnSignal(kP.pid, 5);  // the signal knote on ident 5 is still there
+  reported.clear();
+  for (const KeventRecord& ev : Get()) reported.insert({ev.filter, ev.ident});
+  EXPECT_TRUE(reported.count({KFilter::kSignal, 5})) << "signal knote dropped";
+  // The number registers afresh.
+  EXPECT_EQ(Call({Ch(KFilter::kRead, 5, kev::kEnable)}, Poll(0)).error, ENOENT);
+  EXPECT_EQ(Call({Ch(KFilter::kRead, 5, kev::kAdd, 0, 0, 0x55)}, Poll(0)).error, 0);
+  // Numbers that cannot be descriptors change nothing.
+  engine_.FdClosing(kP.pid, -1);
+  engine_.FdClosing(kP.pid, int64_t{1} << 32 | 5);
+  EXPECT_EQ(engine_.KnoteCount(kq_), 5u);
+}
+
 TEST_F(KqueueTest, CloseWakesWaitersWithEbadfAndFreesKnotes) {
   // OpenBSD: kqueue_close purges and wakes the sleeper (OB kern_event.c:1573-1586,
   // 1543-1571), which fails with EBADF (OB :1292-1295).

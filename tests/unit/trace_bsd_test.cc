@@ -349,6 +349,12 @@ TEST(BsdTrace, FilterSpecificNotesAndSignalIdents) {
             "evshim_kqueue_signal(SIGCHLD) = 0");
   EXPECT_EQ(Show(bsd::kKqueueSignalTrace, "evshim_kqueue_signal", kOb, kIlp32, {99, 0, 0, 0, 0, 0}, {0, EINVAL}),
             "evshim_kqueue_signal(99) = -1 EINVAL (Invalid argument)");
+  // The library's close report: the descriptor, an int (upper half ignored).
+  EXPECT_EQ(Show(bsd::kKqueueFdCloseTrace, "evshim_kqueue_fdclose", kFb, kLp64, {kJunk | 5, 0, 0, 0, 0, 0}, {0, 0}),
+            "evshim_kqueue_fdclose(5) = 0");
+  EXPECT_EQ(Show(bsd::kKqueueFdCloseTrace, "evshim_kqueue_fdclose", kOb, kIlp32, {0xffffffff, 0, 0, 0, 0, 0},
+                 {0, EBADF}),
+            "evshim_kqueue_fdclose(-1) = -1 EBADF (Bad file descriptor)");
 }
 
 TEST(BsdTrace, EveryKqueueEntryHasAFormatterThatNamesIt) {
@@ -362,7 +368,7 @@ TEST(BsdTrace, EveryKqueueEntryHasAFormatterThatNamesIt) {
     EXPECT_TRUE(named) << e.name;
     ++seen;
   }
-  EXPECT_EQ(seen, 13);
+  EXPECT_EQ(seen, 16);
   EXPECT_TRUE(st::KnownCallName("kevent"));
   EXPECT_TRUE(st::KnownCallName("kqueue1"));
   EXPECT_TRUE(st::KnownCallName("freebsd11_kevent"));

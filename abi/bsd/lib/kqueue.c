@@ -367,6 +367,114 @@ EXPORT int execvp(const char *file, char *const argv[]) {
   return r;
 }
 
+/*
+ * knote_fdclose (OpenBSD kern_event.c:1826-1845, DragonFly 1868-1902): a
+ * close removes every knote on the number. The supervisor does not see
+ * close(), and when the same open file comes back at the same number (dup2
+ * back, SCM_RIGHTS) nothing tells it the close happened. So close(), dup2()
+ * and dup3() are interposed here: closing a number that got an fd knote
+ * (READ, WRITE, EXCEPT, VNODE; a kqueue watched by a kqueue is a READ
+ * knote) first tells the supervisor (evshim_kqueue_fdclose), which drops
+ * the knotes on it in the process's kqueues. The numbers are a hint bitmap
+ * set at EV_ADD, so every other close costs one bit test; a stale bit costs
+ * one call. Closes this library does not see (a raw close syscall, closes
+ * inside libc, close_range, an exec'd image) fall back to the supervisor's
+ * lazy rule (docs/kqueue.md "Closing a descriptor"). Signal handlers may
+ * close: these functions are async-signal-safe (the next close/dup2/dup3
+ * are looked up in a constructor, the raw system call before that), keep
+ * errno, and carry no TSan instrumentation (they may run inside TSan's own
+ * close interceptor, like the signal hook above).
+ */
+#ifdef EVSHIM_SYS_kqueuex
+#define EVSHIM_SYS_kqueue_fdclose 1014 /* FreeBSD */
+#elif defined(EVSHIM_SYS_kqueue1)
+#define EVSHIM_SYS_kqueue_fdclose 1034 /* OpenBSD */
+#else
+#define EVSHIM_SYS_kqueue_fdclose 1023 /* DragonFly */
+#endif
+#define FD_HINT_BITS 65536
+#define FD_HINT_WORD_BITS (8 * sizeof(unsigned long))
+static unsigned long fd_hint[FD_HINT_BITS / FD_HINT_WORD_BITS];
+static int fd_hint_high; /* a number beyond the bitmap got a knote */
+
+static int is_fd_filter(short filter) {
+#ifdef EVFILT_EXCEPT
+  if (filter == EVFILT_EXCEPT) return 1;
+#endif
+  return filter == EVFILT_READ || filter == EVFILT_WRITE || filter == EVFILT_VNODE;
+}
+
+/* Before the call: a knote never lacks its bit. */
+static void hint_knote(uintptr_t ident, short filter, unsigned short flags) {
+  if (!(flags & EV_ADD) || !is_fd_filter(filter)) return;
+  if (ident >= FD_HINT_BITS) {
+    __atomic_store_n(&fd_hint_high, 1, __ATOMIC_RELAXED);
+    return;
+  }
+  __atomic_fetch_or(&fd_hint[ident / FD_HINT_WORD_BITS], 1ul << (ident % FD_HINT_WORD_BITS), __ATOMIC_RELAXED);
+}
+
+NOT_TSAN_INSTRUMENTED static int is_hinted(int fd) {
+  if (fd < 0) return 0;
+  if (fd >= FD_HINT_BITS) return __atomic_load_n(&fd_hint_high, __ATOMIC_RELAXED);
+  const unsigned long bit = 1ul << ((unsigned)fd % FD_HINT_WORD_BITS);
+  return (__atomic_load_n(&fd_hint[(unsigned)fd / FD_HINT_WORD_BITS], __ATOMIC_RELAXED) & bit) != 0;
+}
+
+NOT_TSAN_INSTRUMENTED static void report_closing(int fd) {
+  if (!is_hinted(fd)) return;
+  if (fd < FD_HINT_BITS) {
+    const unsigned long bit = 1ul << ((unsigned)fd % FD_HINT_WORD_BITS);
+    if (!(__atomic_fetch_and(&fd_hint[(unsigned)fd / FD_HINT_WORD_BITS], ~bit, __ATOMIC_RELAXED) & bit)) return;
+  }
+  int saved = errno;
+  (void)syscall(EVSHIM_SYS_kqueue_fdclose, (long)fd);
+  errno = saved;
+}
+
+/* dup2/dup3 close `newfd` only when `oldfd` is open and differs from it. */
+NOT_TSAN_INSTRUMENTED static void report_replaced(int oldfd, int newfd) {
+  if (oldfd == newfd || !is_hinted(newfd)) return;
+  int saved = errno;
+  const long flags = syscall(SYS_fcntl, (long)oldfd, (long)F_GETFD);
+  errno = saved;
+  if (flags != -1) report_closing(newfd);
+}
+
+typedef int (*close_fn)(int);
+typedef int (*dup2_fn)(int, int);
+typedef int (*dup3_fn)(int, int, int);
+static close_fn next_close;
+static dup2_fn next_dup2;
+static dup3_fn next_dup3;
+
+NOT_TSAN_INSTRUMENTED __attribute__((constructor)) static void find_next_close(void) {
+  __atomic_store_n(&next_close, NEXT(close_fn, "close"), __ATOMIC_RELEASE);
+  __atomic_store_n(&next_dup2, NEXT(dup2_fn, "dup2"), __ATOMIC_RELEASE);
+  __atomic_store_n(&next_dup3, NEXT(dup3_fn, "dup3"), __ATOMIC_RELEASE);
+}
+
+NOT_TSAN_INSTRUMENTED EXPORT int close(int fd) {
+  report_closing(fd);
+  close_fn next = __atomic_load_n(&next_close, __ATOMIC_ACQUIRE);
+  if (next == NULL) return (int)syscall(SYS_close, (long)fd);
+  return next(fd);
+}
+
+NOT_TSAN_INSTRUMENTED EXPORT int dup2(int oldfd, int newfd) {
+  report_replaced(oldfd, newfd);
+  dup2_fn next = __atomic_load_n(&next_dup2, __ATOMIC_ACQUIRE);
+  if (next == NULL) return (int)syscall(SYS_dup2, (long)oldfd, (long)newfd);
+  return next(oldfd, newfd);
+}
+
+NOT_TSAN_INSTRUMENTED EXPORT int dup3(int oldfd, int newfd, int flags) {
+  if ((flags & ~O_CLOEXEC) == 0) report_replaced(oldfd, newfd); /* else EINVAL, nothing closed */
+  dup3_fn next = __atomic_load_n(&next_dup3, __ATOMIC_ACQUIRE);
+  if (next == NULL) return (int)syscall(SYS_dup3, (long)oldfd, (long)newfd, (long)flags);
+  return next(oldfd, newfd, flags);
+}
+
 static int64_t mono_ns(void) {
   struct timespec t;
   clock_gettime(CLOCK_MONOTONIC, &t);
@@ -508,6 +616,7 @@ EXPORT int kevent(int kq, const struct kevent *changelist, int nchanges, struct 
     if (changelist[i].filter == EVFILT_SIGNAL && (changelist[i].flags & EV_ADD)) {
       hook_signal((int)changelist[i].ident);
     }
+    hint_knote(changelist[i].ident, changelist[i].filter, changelist[i].flags);
   }
   int sliced = 0;
   if (__atomic_load_n(&any_wanted, __ATOMIC_RELAXED)) {
@@ -565,6 +674,9 @@ EXPORT int kevent(int kq, const struct kevent *changelist, int nchanges, struct 
 EXPORT int freebsd11_kevent(int kq, const struct kevent_freebsd11 *changelist, int nchanges,
                             struct kevent_freebsd11 *eventlist, int nevents,
                             const struct timespec *timeout) {
+  for (int i = 0; changelist != NULL && i < nchanges; i++) {
+    hint_knote(changelist[i].ident, changelist[i].filter, changelist[i].flags);
+  }
   struct wire_timespec ts;
   return (int)syscall(EVSHIM_SYS_freebsd11_kevent, (long)kq, changelist, (long)nchanges, eventlist,
                       (long)nevents, to_wire(timeout, &ts));
