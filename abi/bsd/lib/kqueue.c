@@ -379,7 +379,7 @@ EXPORT int execvp(const char *file, char *const argv[]) {
  * set at EV_ADD, so every other close costs one bit test; a stale bit costs
  * one call. Closes this library does not see (a raw close syscall, closes
  * inside libc, close_range, an exec'd image) fall back to the supervisor's
- * lazy rule (docs/kqueue.md "Closing a descriptor"). Signal handlers may
+ * lazy rule (docs/kqueue.md "Not yet"). Signal handlers may
  * close: these functions are async-signal-safe (the next close/dup2/dup3
  * are looked up in a constructor, the raw system call before that), keep
  * errno, and carry no TSan instrumentation (they may run inside TSan's own
