@@ -605,8 +605,9 @@ static int blocks_watched_signal(void) {
 /* What is left of a valid timeout started at `start`, in ns, at least 0;
  * INT64_MAX for one too long to count in ns (centuries). */
 static int64_t remaining_ns(const struct timespec *timeout, int64_t start) {
-  if ((int64_t)timeout->tv_sec >= INT64_MAX / 1000000000LL - 1) return INT64_MAX;
-  int64_t rem = (int64_t)timeout->tv_sec * 1000000000LL + timeout->tv_nsec - (mono_ns() - start);
+  const int64_t sec = timeout->tv_sec; /* 32 bits on i386: never that long */
+  if (sec >= INT64_MAX / 1000000000LL - 1) return INT64_MAX;
+  int64_t rem = sec * 1000000000LL + timeout->tv_nsec - (mono_ns() - start);
   return rem < 0 ? 0 : rem;
 }
 
