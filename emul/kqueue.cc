@@ -468,14 +468,19 @@ uint32_t Kqueues::WatchMask(const Knote& kn) {
   return 0;
 }
 
+// Arms an fd knote's host watch for `want`: level, or edge for EV_CLEAR.
+// Returns the readiness the host reports at once.
+Result<uint32_t> Kqueues::ArmWatchAsFlagsSay(Knote& kn, uint32_t want) {
+  return (kn.kev.flags & kev::kClear) ? host_.ArmWatchEdge(*kn.watch, kn.owner, kn.fd, want)
+                                      : host_.ArmWatch(*kn.watch, kn.owner, kn.fd, want);
+}
+
 // Arms the host watch of an fd knote that has nothing to report; level or,
 // for EV_CLEAR, edge. Readiness reported at once activates it.
 void Kqueues::ArmFd(Kq& kq, Knote& kn) {
   const uint32_t want = WatchMask(kn);
   if (!kn.watch || want == 0) return;
-  Result<uint32_t> ready = (kn.kev.flags & kev::kClear)
-                               ? host_.ArmWatchEdge(*kn.watch, kn.owner, kn.fd, want)
-                               : host_.ArmWatch(*kn.watch, kn.owner, kn.fd, want);
+  Result<uint32_t> ready = ArmWatchAsFlagsSay(kn, want);
   if (!ready.ok()) return;  // the descriptor is gone: found stale at the next look
   if (*ready & want) Activate(kq, kn);
 }
@@ -494,9 +499,7 @@ void Kqueues::ArmFd(Kq& kq, Knote& kn) {
 void Kqueues::ArmFdNotReady(Kq& kq, Knote& kn) {
   const uint32_t want = WatchMask(kn);
   if (!kn.watch || want == 0) return;
-  Result<uint32_t> ready = (kn.kev.flags & kev::kClear)
-                               ? host_.ArmWatchEdge(*kn.watch, kn.owner, kn.fd, want)
-                               : host_.ArmWatch(*kn.watch, kn.owner, kn.fd, want);
+  Result<uint32_t> ready = ArmWatchAsFlagsSay(kn, want);
   if (!ready.ok() || !(*ready & want)) return;  // armed (or the descriptor is gone)
   for (int arm = 0; arm < 2 && ready.ok() && (*ready & want); ++arm) {
     ready = host_.ArmWatchEdge(*kn.watch, kn.owner, kn.fd, want);

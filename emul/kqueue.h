@@ -373,6 +373,7 @@ class Kqueues {
   void Enqueue(Kq& kq, Knote& kn, bool at_head = false);
   void Dequeue(Kq& kq, Knote& kn);
   void Drop(Kq& kq, Knote& kn);
+  Result<uint32_t> ArmWatchAsFlagsSay(Knote& kn, uint32_t want);
   void ArmFd(Kq& kq, Knote& kn);
   // After the filter said "not ready": arms so that only new activity wakes.
   void ArmFdNotReady(Kq& kq, Knote& kn);
