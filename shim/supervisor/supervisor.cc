@@ -31,16 +31,6 @@
 #include "abi/trace/observer.h"
 #include "shim/supervisor/filter.h"
 
-#ifndef SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP
-#define SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP (1UL << 0)
-#endif
-#ifndef SECCOMP_IOCTL_NOTIF_SET_FLAGS
-#define SECCOMP_IOCTL_NOTIF_SET_FLAGS SECCOMP_IOW(4, __u64)
-#endif
-#ifndef SECCOMP_ADDFD_FLAG_SEND
-#define SECCOMP_ADDFD_FLAG_SEND (1UL << 1)
-#endif
-
 namespace evshim::shim {
 
 using emul::Errno;
@@ -69,106 +59,95 @@ void Log(const char* fmt, auto... args) {
   std::fputc('\n', stderr);
 }
 
-// Target memory through process_vm_readv/writev (accept a tid). Short
-// transfers are EFAULT: nothing partial is ever reported as success.
-class RemoteMemory final : public abi::GuestMemory {
- public:
-  // `listener`/`id`: the notification this memory belongs to. A tid can be
-  // recycled once its call is gone, so every read is followed by a check that
-  // the notification is still pending before anything read is acted on
-  // (seccomp_unotify(2)); a dead call reads as EFAULT and its answer is lost
-  // anyway. listener < 0: no check (tracing reads only for display).
-  // trace: `observer` (null when tracing is off) hears of each write of call `id`.
-  RemoteMemory(pid_t tid, int listener = -1, uint64_t id = 0,
-               abi::trace::CallObserver* observer = nullptr)
-      : tid_(tid), listener_(listener), observer_(observer), id_(id) {}
-  Result<void> Read(uint64_t addr, std::span<std::byte> out) override {
-    if (out.empty()) return {};
-    iovec local{out.data(), out.size()};
-    iovec remote{reinterpret_cast<void*>(addr), out.size()};
-    ssize_t n = process_vm_readv(tid_, &local, 1, &remote, 1, 0);
-    if (n != static_cast<ssize_t>(out.size())) return Errno{EFAULT};
-    if (listener_ >= 0 && ioctl(listener_, SECCOMP_IOCTL_NOTIF_ID_VALID, &id_) != 0) {
-      died_ = true;
-      return Errno{EFAULT};
-    }
-    return {};
-  }
-  // The call died (a signal) while its arguments were being read: whatever
-  // the handler answers, it did not happen for the program.
-  bool died() const { return died_; }
-  Result<void> Write(uint64_t addr, std::span<const std::byte> in) override {
-    if (in.empty()) return {};
-    iovec local{const_cast<std::byte*>(in.data()), in.size()};
-    iovec remote{reinterpret_cast<void*>(addr), in.size()};
-    ssize_t n = process_vm_writev(tid_, &local, 1, &remote, 1, 0);
-    if (n != static_cast<ssize_t>(in.size())) return Errno{EFAULT};
-    if (observer_ != nullptr) observer_->OnWrite(id_, addr, in);  // trace
-    return {};
-  }
-
- private:
-  pid_t tid_;
-  int listener_;
-  abi::trace::CallObserver* observer_;
-  uint64_t id_;
-  bool died_ = false;
-};
-
 // The foreign libraries number their LP64 portfs calls in the upper half of the
 // opcode register (docs/abi.md "Call numbers"): bit 32 set = numbered, bits
-// 32..62 the number, bit 63 = a probe ("did my interrupted wait complete?").
-constexpr uint64_t kProbeBit = 1ULL << 63;
-// The same for kevent, in the upper half of the kq register.
-bool Numbered(const seccomp_notif& req, const abi::SyscallEntry* entry) {
+// 32..62 the number, bit 63 = a probe (call_replay.h). The same for kevent,
+// in the upper half of the kq register.
+bool Numbered(const Notification& n, const abi::SyscallEntry* entry) {
   return entry != nullptr && (entry->call == abi::Call::kPortfs || entry->call == abi::Call::kKevent) &&
-         req.data.arch == AUDIT_ARCH_X86_64 && ((req.data.args[0] >> 32) & 1) != 0;
-}
-bool SameCall(int nr, const std::array<uint64_t, 6>& a, const seccomp_notif& req) {
-  if (nr != req.data.nr) return false;
-  if ((a[0] & ~kProbeBit) != (req.data.args[0] & ~kProbeBit)) return false;
-  for (int i = 1; i < 6; ++i) {
-    if (a[i] != req.data.args[i]) return false;
-  }
-  return true;
+         n.arch == AUDIT_ARCH_X86_64 && ((n.args[0] >> 32) & 1) != 0;
 }
 
 }  // namespace
+
+// The listener as the supervisor's parts use it: readiness is applied
+// before every answer (docs/design.md "Emulated objects"), and `evshim trace`
+// hears of every answer.
+class Supervisor::Answering final : public Notifier {
+ public:
+  explicit Answering(Supervisor& sup) : sup_(sup) {}
+  FaultOr<std::optional<Notification>> Receive() override { return sup_.notifier_->Receive(); }
+  FaultOr<Delivery> Respond(uint64_t id, int64_t value, int error) override {
+    sup_.ApplyReadiness();
+    FaultOr<Delivery> d = sup_.notifier_->Respond(id, value, error);
+    if (sup_.options_.observer != nullptr) {  // trace
+      sup_.options_.observer->OnExit(id, value, error, d.ok() && *d == Delivery::kDelivered);
+    }
+    return d;
+  }
+  FaultOr<Delivery> Continue(uint64_t id) override {
+    sup_.ApplyReadiness();
+    return sup_.notifier_->Continue(id);
+  }
+  FaultOr<AddFdResult> AddFd(const AddFdRequest& request) override {
+    if (request.answer_with_fd) sup_.ApplyReadiness();  // ADDFD_FLAG_SEND answers the call
+    FaultOr<AddFdResult> r = sup_.notifier_->AddFd(request);
+    if (r.ok() && r->answered && sup_.options_.observer != nullptr) {
+      sup_.options_.observer->OnExit(request.id, r->fd, 0, true);  // trace
+    }
+    return r;
+  }
+  bool IdValid(uint64_t id) override { return sup_.notifier_->IdValid(id); }
+  bool EnableSyncWakeup() override { return sup_.notifier_->EnableSyncWakeup(); }
+
+ private:
+  Supervisor& sup_;
+};
+
+// A fault is logged with its cause, and the process whose call met it is
+// killed: evshim can no longer serve it truthfully (docs/design.md
+// "Supervisor faults").
+class Supervisor::Faults final : public FaultSink {
+ public:
+  explicit Faults(Supervisor& sup) : sup_(sup) {}
+  void OnFault(const Fault& fault, pid_t tid) override {
+    if (tid <= 0) {
+      Log("supervisor fault: %s", fault.Describe().c_str());
+      return;
+    }
+    auto t = sup_.tgid_of_.find(tid);
+    const pid_t pid = t != sup_.tgid_of_.end() ? static_cast<pid_t>(t->second) : tid;
+    Log("supervisor fault serving process %d: %s; the process is killed, evshim cannot serve it "
+        "correctly (docs/design.md \"Supervisor faults\")",
+        pid, fault.Describe().c_str());
+    kill(pid, SIGKILL);
+  }
+
+ private:
+  Supervisor& sup_;
+};
 
 // Answers one notification, now or later. Shared by the handler and any
 // completion that outlives it.
 class Supervisor::NotifResponder final : public abi::Responder {
  public:
-  NotifResponder(Supervisor& sup, uint64_t id, pid_t tid, int nr, const __u64* args, bool numbered)
-      : sup_(sup), id_(id), tid_(tid), nr_(nr), numbered_(numbered) {
-    for (int i = 0; i < 6; ++i) args_[i] = args[i];
-  }
+  NotifResponder(Supervisor& sup, const Notification& n, bool numbered)
+      : sup_(sup), id_(n.id), tid_(n.tid), call_(RegistersOf(n)), numbered_(numbered) {}
   bool StillPending() override {
     if (answered_) return false;
-    return ioctl(sup_.listener_, SECCOMP_IOCTL_NOTIF_ID_VALID, &id_) == 0;
+    return sup_.answering_->IdValid(id_);
   }
   bool Respond(const abi::Outcome& out) override {
     if (answered_) return false;
     answered_ = true;
-    sup_.ForgetParked(tid_, id_);
+    sup_.parked_.Answered(tid_, id_);
     switch (out.kind) {
       case abi::Outcome::Kind::kValue:
       case abi::Outcome::Kind::kError:
-        if (out.kind == abi::Outcome::Kind::kValue ? sup_.Respond(id_, out.value, 0)
-                                                   : sup_.Respond(id_, 0, out.error)) {
-          // The kernel can still drop a reply it accepted (a signal that
-          // broke the target's wait just before): if this call comes back
-          // identical, its answer is replayed, the events it wrote stay valid.
-          if (numbered_) sup_.RememberInterrupted(tid_, nr_, args_.data(), /*wait=*/false, out);
-          return true;
-        }
-        // The waiter was interrupted: its events go back (the completion
-        // returns false), and a restart of this wait answers EINTR.
-        sup_.RememberInterrupted(tid_, nr_, args_.data(), /*wait=*/true, out);
-        return false;
+        return sup_.replay_->AnswerParked(tid_, id_, call_, numbered_, out);
       case abi::Outcome::Kind::kNewObject: {
         bool delivered = false;
-        sup_.InstallObject(id_, out.object_kind, out.object, &delivered, out.cloexec);
+        sup_.InstallObject(tid_, id_, out.object_kind, out.object, &delivered, out.cloexec);
         return delivered;
       }
       case abi::Outcome::Kind::kDeferred:
@@ -176,31 +155,40 @@ class Supervisor::NotifResponder final : public abi::Responder {
     }
     return false;
   }
-  bool answered() const { return answered_; }
+  // The completion met a supervisor fault: not answered (its events go back),
+  // the fault is handled instead.
+  bool Fail(const Fault& fault) {
+    if (answered_) return false;
+    answered_ = true;
+    sup_.parked_.Answered(tid_, id_);
+    sup_.faults_->OnFault(fault, tid_);
+    return false;
+  }
 
  private:
   Supervisor& sup_;
   uint64_t id_;
   pid_t tid_;
-  int nr_;
-  std::array<__u64, 6> args_{};
+  CallRegisters call_;
   bool numbered_;
   bool answered_ = false;
 };
 
 class Supervisor::Context final : public abi::CallContext {
  public:
-  Context(Supervisor& sup, const seccomp_notif& req, emul::Pid pid, bool numbered)
-      : sup_(sup), req_(req), caller_{pid, static_cast<emul::Pid>(req.pid)},
-        memory_(std::make_shared<RemoteMemory>(static_cast<pid_t>(req.pid), sup.listener_, req.id,
-                                               sup.options_.observer)),
+  Context(Supervisor& sup, const Notification& n, emul::Pid pid, bool numbered)
+      : sup_(sup), n_(n), caller_{pid, static_cast<emul::Pid>(n.tid)},
+        memory_(std::make_shared<RemoteMemory>(n.tid, sup.answering_.get(), n.id, sup.options_.observer,
+                                               sup.options_.memory_transfer)),
         numbered_(numbered) {}
   bool call_died() const { return memory_->died(); }
+  // A supervisor fault met while serving the call (its memory, ADDFD).
+  std::optional<Fault> fault() const { return fault_ ? fault_ : memory_->fault(); }
 
   emul::Caller caller() const override { return caller_; }
   abi::GuestMemory& memory() override { return *memory_; }
   Result<emul::ObjectId> Resolve(int fd, abi::ObjectKind kind) override {
-    Result<emul::ObjectId> r = sup_.ResolveObject(static_cast<pid_t>(req_.pid), fd, kind);
+    Result<emul::ObjectId> r = sup_.ResolveObject(n_.tid, fd, kind);
     // kqueues are not inherited by fork: another process's kqueue is a
     // closed descriptor to this one (docs/rules-bsd.md §4.6). A
     // KQUEUE_CPONFORK child has its own copy at that number instead.
@@ -213,29 +201,24 @@ class Supervisor::Context final : public abi::CallContext {
   emul::EventPorts& ports() override { return *sup_.ports_; }
   emul::Kqueues* kqueues() override { return sup_.kqueues_.get(); }
   std::shared_ptr<abi::Responder> Defer() override {
-    deferred_ = std::make_shared<DeferredResponder>(
-        std::make_shared<NotifResponder>(sup_, req_.id, static_cast<pid_t>(req_.pid),
-                                         req_.data.nr, req_.data.args, numbered_),
-        memory_);
+    deferred_ = std::make_shared<DeferredResponder>(std::make_shared<NotifResponder>(sup_, n_, numbered_),
+                                                    memory_);
     return deferred_;
   }
   void Parked(emul::WaitId id) override {
-    if (sup_.parked_.size() >= sup_.options_.max_parked_waits) {
+    if (sup_.parked_.full()) {
       // Too many waiting threads in the tree (--max-waits): this one fails
       // with ENOMEM instead of growing the supervisor without bound.
-      sup_.ports_->CancelWait(id);
-      sup_.kqueues_->CancelWait(id);
+      sup_.CancelWait(id);
       if (deferred_) deferred_->Respond(abi::Outcome::Error(ENOMEM));
       return;
     }
-    std::array<uint64_t, 6> args{};
-    for (int i = 0; i < 6; ++i) args[i] = req_.data.args[i];
-    sup_.parked_[id] = ParkedCall{static_cast<pid_t>(req_.pid), req_.id, req_.data.nr, args};
-    sup_.parked_by_tid_[static_cast<pid_t>(req_.pid)] = id;
-    if (last_object_) sup_.parked_object_[id] = *last_object_;  // docs/rules-ports.md rule 27: SweepParked
+    // last_object_: the port it waits on (docs/rules-ports.md rule 27: SweepClosedPorts).
+    std::optional<emul::WaitId> displaced = sup_.parked_.Park(id, ParkedCall{n_.tid, n_.id, RegistersOf(n_), last_object_});
+    if (displaced) sup_.CancelWait(*displaced);
   }
   int ReplaceObject(abi::ObjectKind kind, emul::ObjectId from, emul::ObjectId to) override {
-    return sup_.ReplaceObjectDescriptors(req_.id, caller_.pid, kind, from, to);
+    return sup_.ReplaceObjectDescriptors(n_.id, caller_.pid, kind, from, to, &fault_);
   }
   void NotImplemented(std::string_view what) override {
     std::string key(what);
@@ -247,13 +230,17 @@ class Supervisor::Context final : public abi::CallContext {
   std::optional<std::pair<emul::ObjectId, int>> last_object() const { return last_object_; }
 
  private:
-  // Keeps the target memory object alive as long as a completion may use it.
+  // Keeps the target memory object alive as long as a completion may use it,
+  // and turns a fault met there into a fault, not an answer.
   class DeferredResponder final : public abi::Responder {
    public:
     DeferredResponder(std::shared_ptr<NotifResponder> inner, std::shared_ptr<RemoteMemory> mem)
         : inner_(std::move(inner)), mem_(std::move(mem)) {}
     bool StillPending() override { return inner_->StillPending(); }
-    bool Respond(const abi::Outcome& out) override { return inner_->Respond(out); }
+    bool Respond(const abi::Outcome& out) override {
+      if (mem_->fault()) return inner_->Fail(*mem_->fault());
+      return inner_->Respond(out);
+    }
 
    private:
     std::shared_ptr<NotifResponder> inner_;
@@ -261,16 +248,23 @@ class Supervisor::Context final : public abi::CallContext {
   };
 
   Supervisor& sup_;
-  const seccomp_notif& req_;
+  const Notification& n_;
   emul::Caller caller_;
   std::shared_ptr<RemoteMemory> memory_;
   std::shared_ptr<abi::Responder> deferred_;
   bool numbered_;
   std::optional<std::pair<emul::ObjectId, int>> last_object_;
+  std::optional<Fault> fault_;
 };
 
 Supervisor::Supervisor(int listener, SupervisorOptions options)
-    : listener_(listener), options_(options) {
+    : listener_(listener), options_(options), parked_(options.max_parked_waits) {
+  if (options_.notifier == nullptr) seccomp_ = std::make_unique<SeccompNotifier>(listener);
+  notifier_ = options_.notifier != nullptr ? options_.notifier : seccomp_.get();
+  answering_ = std::make_unique<Answering>(*this);
+  if (options_.fault_sink == nullptr) own_faults_ = std::make_unique<Faults>(*this);
+  faults_ = options_.fault_sink != nullptr ? options_.fault_sink : own_faults_.get();
+  replay_ = std::make_unique<CallReplay>(*answering_, *faults_);
   // Each association holds an epoll fd: allow as many as the system lets us.
   rlimit rl{};
   if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
@@ -292,15 +286,18 @@ Supervisor::Supervisor(int listener, SupervisorOptions options)
       [this](emul::Pid pid) { kqueues_->OnProcessExec(pid); },
       [this](emul::WatchId id, uint32_t notes) { kqueues_->OnVnodeEvent(id, notes); }});
 
-  if (options_.sync_wakeup) {
-    uint64_t flags = SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP;
-    if (ioctl(listener_, SECCOMP_IOCTL_NOTIF_SET_FLAGS, flags) != 0) options_.sync_wakeup = false;
-  }
+  if (options_.sync_wakeup && !notifier_->EnableSyncWakeup()) options_.sync_wakeup = false;
+  // The loop's own descriptors: without one of them the supervisor cannot
+  // serve the tree at all; Run() then ends at once (docs/design.md
+  // "Supervisor faults").
   auto add = [this](int fd, uint64_t tag, uint32_t events) {
     epoll_event ev{};
     ev.events = events;
     ev.data.u64 = tag;
-    epoll_ctl(epoll_, EPOLL_CTL_ADD, fd, &ev);
+    if (epoll_ctl(epoll_, EPOLL_CTL_ADD, fd, &ev) != 0) {
+      faults_->OnFault(Fault{"epoll_ctl", errno, "adding the supervisor's descriptor " + std::to_string(fd)}, 0);
+      cannot_serve_ = true;
+    }
   };
   add(listener_, kTagListener, EPOLLIN);
   add(host_->deadline_fd(), kTagDeadline, EPOLLIN);
@@ -362,17 +359,18 @@ Supervisor::~Supervisor() {
   close(listener_);
 }
 
-bool Supervisor::Respond(uint64_t id, int64_t value, int error) {
-  ApplyReadiness();
-  seccomp_notif_resp resp{};
-  resp.id = id;
-  resp.val = error ? 0 : value;
-  resp.error = error ? -error : 0;
-  resp.flags = 0;
-  const bool sent = ioctl(listener_, SECCOMP_IOCTL_NOTIF_SEND, &resp) == 0;
-  if (options_.observer != nullptr) options_.observer->OnExit(id, value, error, sent);  // trace
-  // ENOENT: the target was interrupted or died meanwhile. Routine.
-  return sent;
+bool Supervisor::Respond(pid_t tid, uint64_t id, int64_t value, int error) {
+  FaultOr<Delivery> d = answering_->Respond(id, value, error);
+  if (!d.ok()) {
+    faults_->OnFault(d.fault(), tid);
+    return false;
+  }
+  return *d == Delivery::kDelivered;  // kGone: interrupted or dead meanwhile, routine
+}
+
+void Supervisor::CancelWait(emul::WaitId wait) {
+  ports_->CancelWait(wait);
+  kqueues_->CancelWait(wait);
 }
 
 emul::Pid Supervisor::ProcessOf(pid_t tid) {
@@ -405,7 +403,10 @@ int Supervisor::PidfdOf(emul::Pid pid) {
   epoll_event ev{};
   ev.events = EPOLLIN;
   ev.data.u64 = kTagProcess | static_cast<uint32_t>(pid);
-  epoll_ctl(epoll_, EPOLL_CTL_ADD, fd, &ev);
+  if (epoll_ctl(epoll_, EPOLL_CTL_ADD, fd, &ev) != 0) {
+    // Its exit would go unseen (waiters, associations and timers kept).
+    faults_->OnFault(Fault{"epoll_ctl", errno, "watching the exit of process " + std::to_string(pid)}, pid);
+  }
   return fd;
 }
 
@@ -413,17 +414,11 @@ void Supervisor::ProcessGone(emul::Pid pid) {
   // Exit closes every descriptor: the process's associations, alerts and
   // owner-only events go, its waiters vanish (docs/rules-ports.md rule 35).
   std::erase_if(holder_fd_, [pid](const auto& e) { return e.first.second == pid; });
-  std::vector<emul::WaitId> waits;
-  for (auto& [wid, who] : parked_) {
-    auto t = tgid_of_.find(who.tid);
-    if (t != tgid_of_.end() && t->second == pid) waits.push_back(wid);
-  }
-  for (emul::WaitId w : waits) {
-    parked_by_tid_.erase(parked_[w].tid);
-    parked_.erase(w);
-    ports_->CancelWait(w);
-    kqueues_->CancelWait(w);
-  }
+  auto waits = parked_.TakeIf([this, pid](const ParkedCall& call) {
+    auto t = tgid_of_.find(call.tid);
+    return t != tgid_of_.end() && t->second == pid;
+  });
+  for (const auto& [wait, call] : waits) CancelWait(wait);
   ports_->ProcessExited(pid);
   kqueues_->ProcessExited(pid);
   ForgetImage(pid);
@@ -434,28 +429,11 @@ void Supervisor::ProcessGone(emul::Pid pid) {
   }
   for (auto t = tgid_of_.begin(); t != tgid_of_.end();) {
     if (t->second == pid) {
-      interrupted_.erase(t->first);
+      replay_->ForgetThread(t->first);
       t = tgid_of_.erase(t);
     } else {
       ++t;
     }
-  }
-}
-
-void Supervisor::RememberInterrupted(pid_t tid, int nr, const __u64* args, bool wait,
-                                     const abi::Outcome& out) {
-  Interrupted rec{nr, {}, wait, out};
-  for (int i = 0; i < 6; ++i) rec.args[i] = args[i];
-  interrupted_[tid] = rec;
-}
-
-void Supervisor::ForgetParked(pid_t tid, uint64_t notif_id) {
-  auto t = parked_by_tid_.find(tid);
-  if (t == parked_by_tid_.end()) return;
-  auto p = parked_.find(t->second);
-  if (p != parked_.end() && p->second.notif_id == notif_id) {
-    parked_.erase(p);
-    parked_by_tid_.erase(t);
   }
 }
 
@@ -632,14 +610,14 @@ void Supervisor::ExecSeen(emul::Pid pid) {
   ports_->ProcessExeced(pid);
 }
 
-int Supervisor::InstallObject(uint64_t id, abi::ObjectKind kind, emul::ObjectId obj,
+int Supervisor::InstallObject(pid_t tid, uint64_t id, abi::ObjectKind kind, emul::ObjectId obj,
                               bool* delivered, bool cloexec) {
   *delivered = false;
   int sv[2];
   if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sv) != 0) {
     int err = errno;
     ObjectClosed(kind, obj);
-    Respond(id, 0, err == EMFILE || err == ENFILE ? ENOMEM : err);
+    Respond(tid, id, 0, err == EMFILE || err == ENFILE ? ENOMEM : err);
     return -1;
   }
   struct stat st {};
@@ -650,39 +628,31 @@ int Supervisor::InstallObject(uint64_t id, abi::ObjectKind kind, emul::ObjectId 
     int one = 1;
     setsockopt(sv[1], SOL_SOCKET, SO_SNDBUF, &one, sizeof one);
   }
-  seccomp_notif_addfd addfd{};
-  addfd.id = id;
-  addfd.srcfd = static_cast<uint32_t>(sv[1]);
-  addfd.newfd = 0;
-  addfd.newfd_flags = cloexec ? O_CLOEXEC : 0;
-  addfd.flags = addfd_send_ ? SECCOMP_ADDFD_FLAG_SEND : 0;
-  ApplyReadiness();  // ADDFD_FLAG_SEND answers the call (see Respond)
-  int newfd = ioctl(listener_, SECCOMP_IOCTL_NOTIF_ADDFD, &addfd);
-  if (newfd < 0 && errno == EINVAL && addfd_send_) {
-    addfd_send_ = false;  // kernel < 5.14: add, then answer
-    addfd.flags = 0;
-    newfd = ioctl(listener_, SECCOMP_IOCTL_NOTIF_ADDFD, &addfd);
-  }
-  int err = newfd < 0 ? errno : 0;
+  FaultOr<AddFdResult> added =
+      answering_->AddFd(AddFdRequest{id, sv[1], /*target_fd=*/-1, cloexec, /*answer_with_fd=*/true});
   close(sv[1]);
-  if (newfd < 0) {
+  if (!added.ok() || added->fd < 0) {
     close(sv[0]);
     ObjectClosed(kind, obj);
-    // EMFILE: the target's descriptor table is full (port.c:765-774).
-    if (err != ENOENT) Respond(id, 0, err == EBADF ? EMFILE : err);
+    if (!added.ok()) {
+      faults_->OnFault(added.fault(), tid);
+    } else if (added->error != ENOENT) {
+      // EMFILE: the target's descriptor table is full (port.c:765-774).
+      Respond(tid, id, 0, added->error == EBADF ? EMFILE : added->error);
+    }
     return -1;
   }
-  if (addfd_send_ && options_.observer != nullptr) options_.observer->OnExit(id, newfd, 0, true);  // trace
-  if (!addfd_send_ && !Respond(id, newfd, 0)) {
-    // The fd was installed but the call was interrupted: the target will
-    // close nothing; the socket's HUP will clean up when it exits.
-  }
-  RegisterObject(kind, obj, sv[0], st.st_ino);
+  // Kernels before 5.14 add, then answer. If that answer is refused (the
+  // call was interrupted) the target holds a descriptor it does not know of;
+  // the socket's HUP cleans up when it exits.
+  if (!added->answered) Respond(tid, id, added->fd, 0);
+  RegisterObject(tid, kind, obj, sv[0], st.st_ino);
   *delivered = true;
-  return newfd;
+  return added->fd;
 }
 
-void Supervisor::RegisterObject(abi::ObjectKind kind, emul::ObjectId obj, int sup_end, uint64_t inode) {
+void Supervisor::RegisterObject(pid_t tid, abi::ObjectKind kind, emul::ObjectId obj, int sup_end,
+                                uint64_t inode) {
   ObjectHandle h;
   h.kind = kind;
   h.sup_end = sup_end;
@@ -692,11 +662,15 @@ void Supervisor::RegisterObject(abi::ObjectKind kind, emul::ObjectId obj, int su
   epoll_event ev{};
   ev.events = EPOLLRDHUP | EPOLLHUP;
   ev.data.u64 = kTagPort | obj;
-  epoll_ctl(epoll_, EPOLL_CTL_ADD, sup_end, &ev);
+  if (epoll_ctl(epoll_, EPOLL_CTL_ADD, sup_end, &ev) != 0) {
+    // The last close would go unseen: the object would outlive its descriptors.
+    faults_->OnFault(Fault{"epoll_ctl", errno, "watching the last close of an emulated object"}, tid);
+  }
 }
 
 int Supervisor::ReplaceObjectDescriptors(uint64_t id, emul::Pid pid, abi::ObjectKind kind,
-                                         emul::ObjectId from, emul::ObjectId to) {
+                                         emul::ObjectId from, emul::ObjectId to,
+                                         std::optional<Fault>* fault) {
   auto h = object_handles_.find(from);
   if (h == object_handles_.end()) {
     ObjectClosed(kind, to);  // the parent's descriptor is gone: nothing to stand in for
@@ -730,85 +704,79 @@ int Supervisor::ReplaceObjectDescriptors(uint64_t id, emul::Pid pid, abi::Object
   fstat(sv[1], &st);
   int err = 0;
   for (auto [fd, cloexec] : fds) {
-    seccomp_notif_addfd addfd{};
-    addfd.id = id;
-    addfd.srcfd = static_cast<uint32_t>(sv[1]);
-    addfd.newfd = static_cast<uint32_t>(fd);
-    addfd.newfd_flags = cloexec ? O_CLOEXEC : 0;
-    addfd.flags = SECCOMP_ADDFD_FLAG_SETFD;  // replaces the inherited descriptor, like dup2
-    if (ioctl(listener_, SECCOMP_IOCTL_NOTIF_ADDFD, &addfd) < 0 && err == 0) err = errno;
+    // At the inherited descriptor's number, replacing it like dup2.
+    FaultOr<AddFdResult> added = answering_->AddFd(AddFdRequest{id, sv[1], fd, cloexec, false});
+    if (!added.ok()) {
+      if (!*fault) *fault = added.fault();  // the caller handles it instead of answering
+    } else if (added->fd < 0 && err == 0) {
+      err = added->error;
+    }
   }
   close(sv[1]);
-  RegisterObject(kind, to, sv[0], st.st_ino);
+  RegisterObject(pid, kind, to, sv[0], st.st_ino);
   if (err != 0) return err == ENOENT ? EINTR : err;  // ENOENT: the call was interrupted
   // Copied pending events: the new descriptor polls readable as the old one did.
   if (kind == abi::ObjectKind::kKqueue && kqueues_->PendingCount(to) > 0) OnObjectReadiness(to, true);
   return 0;
 }
 
-void Supervisor::HandleNotification(seccomp_notif& req) {
-  const bool ilp32 = req.data.arch == AUDIT_ARCH_I386;
-  const abi::DataModel model = ilp32 ? abi::DataModel::kIlp32 : abi::DataModel::kLp64;
-  const abi::SyscallEntry* entry = abi::FindSyscall(model, req.data.nr);
-  const pid_t tid = static_cast<pid_t>(req.pid);
-  if (options_.observer != nullptr) TraceEnter(req, model, entry);  // trace
-  // A thread has one system call in flight: a parked one from the same
-  // thread was abandoned because a signal interrupted it. If this is the
-  // very same call (same number and registers, including the library's call
-  // number), Linux is restarting it after an SA_RESTART handler, or the
-  // library is probing (kProbeBit); illumos and the BSDs never restart these
-  // waits: EINTR (ECANCELED to a probe, which the library turns into EINTR).
-  const bool probe = Numbered(req, entry) && (req.data.args[0] & kProbeBit) != 0;
-  const int interrupted_errno = probe ? ECANCELED : EINTR;
-  if (auto t = parked_by_tid_.find(tid); t != parked_by_tid_.end()) {
-    emul::WaitId w = t->second;
-    const ParkedCall old = parked_[w];
-    parked_by_tid_.erase(t);
-    parked_.erase(w);
-    ports_->CancelWait(w);
-    kqueues_->CancelWait(w);
-    if (SameCall(old.nr, old.args, req)) {
-      Respond(req.id, 0, interrupted_errno);
-      return;
-    }
-  }
-  // The thread's previous call, if it is being issued again: a non-blocking
-  // call's outcome is replayed (never applied twice); an interrupted wait
-  // gets EINTR; a completed wait whose answer the kernel dropped gets its
-  // answer again (the events are in its buffer already).
-  if (auto it = interrupted_.find(tid); it != interrupted_.end()) {
-    const Interrupted rec = it->second;
-    interrupted_.erase(it);
-    std::array<uint64_t, 6> rec_args{};
-    for (int i = 0; i < 6; ++i) rec_args[i] = rec.args[i];
-    if (SameCall(rec.nr, rec_args, req)) {
-      if (rec.wait) {
-        Respond(req.id, 0, interrupted_errno);
-      } else if (rec.outcome.kind == abi::Outcome::Kind::kValue) {
-        if (!Respond(req.id, rec.outcome.value, 0) || Numbered(req, entry)) interrupted_[tid] = rec;
-      } else {
-        if (!Respond(req.id, 0, rec.outcome.error) || Numbered(req, entry)) interrupted_[tid] = rec;
-      }
-      return;
-    }
-  }
-  if (probe) {  // nothing to recover: the probed wait never reached us
-    Respond(req.id, 0, ECANCELED);
-    return;
-  }
+void Supervisor::HandleNotification(const Notification& n) {
+  const abi::DataModel model = n.arch == AUDIT_ARCH_I386 ? abi::DataModel::kIlp32 : abi::DataModel::kLp64;
+  const abi::SyscallEntry* entry = abi::FindSyscall(model, n.nr);
+  if (options_.observer != nullptr) TraceEnter(n, model, entry);  // trace
+  const bool numbered = Numbered(n, entry);
+  // A restart, re-issue or probe of the thread's previous call (call_replay.h).
+  if (replay_->AnswerRepeat(n, numbered, parked_, [this](emul::WaitId w) { CancelWait(w); })) return;
   if (entry == nullptr) {
-    Respond(req.id, 0, ENOSYS);
+    Respond(n.tid, n.id, 0, ENOSYS);
     return;
   }
-  // File changes made before this call are seen before it is handled
-  // (inotify queues them synchronously): PORT_SOURCE_FILE stays causal.
+  const emul::Pid pid = ProcessOf(n.tid);
+  CatchUpBeforeCall(pid);
+  Context ctx(*this, n, pid, numbered);
+  abi::Outcome out;
+  if (entry->handler != nullptr) {
+    out = entry->handler(ctx, abi::SyscallArgs(model, n.args));
+  } else {
+    ctx.NotImplemented(std::string(abi::PersonalityName(entry->personality)) + " " + std::string(entry->name));
+    out = abi::Outcome::Error(ENOSYS);
+  }
+  // Before answering: a process that got a timer cannot exec unseen.
+  if (ports_->HasTimers()) WatchExecs(pid);
+  if (std::optional<Fault> fault = ctx.fault()) {
+    // Never the program's errno (docs/design.md "Supervisor faults").
+    if (out.kind == abi::Outcome::Kind::kNewObject) ObjectClosed(out.object_kind, out.object);
+    faults_->OnFault(*fault, n.tid);
+    return;
+  }
+  switch (out.kind) {
+    case abi::Outcome::Kind::kValue:
+    case abi::Outcome::Kind::kError:
+      // A call that died while its memory was read did nothing for the
+      // program: a re-issue must run again, not replay.
+      replay_->AnswerNow(n, numbered, out, /*remember=*/!ctx.call_died());
+      break;
+    case abi::Outcome::Kind::kNewObject: {
+      bool delivered = false;
+      InstallObject(n.tid, n.id, out.object_kind, out.object, &delivered, out.cloexec);
+      break;
+    }
+    case abi::Outcome::Kind::kDeferred:
+      if (options_.observer != nullptr) options_.observer->OnDeferred(n.id);  // trace
+      break;
+  }
+  if (auto lo = ctx.last_object()) DrainIfNeeded(lo->first, n.tid, lo->second);
+}
+
+// What happened before a call is seen before it is handled.
+void Supervisor::CatchUpBeforeCall(emul::Pid pid) {
+  // File changes (inotify queues them synchronously): PORT_SOURCE_FILE stays causal.
   if (host_->path_watch_count() > 0) host_->ReadPathEvents();
-  // Likewise every watched descriptor that became ready before this call:
-  // the kernels activate the association or knote in the wake-up itself
-  // (port.c:158-163; DF kern_event.c:1647-1660; OB kern_event.c:1731-1760).
+  // Every watched descriptor that became ready: the kernels activate the
+  // association or knote in the wake-up itself (port.c:158-163; DF
+  // kern_event.c:1647-1660; OB kern_event.c:1731-1760).
   if (host_->watch_count() > 0) CollectWatchReadiness();
-  emul::Pid pid = ProcessOf(tid);
-  // Likewise an exec before this call: the old image's timers go first.
+  // An exec: the old image's timers go first.
   if (ports_->HasTimers()) NoticeExecs(pid);
   // Deadlines already due are served first: the kernels' timer callouts are
   // punctual, while a busy supervisor may not have read its timerfd yet, and a
@@ -816,78 +784,30 @@ void Supervisor::HandleNotification(seccomp_notif& req) {
   // knotes' data) and never beat a timeout that has passed.
   ports_->CatchUpDeadlines();
   kqueues_->CatchUpDeadlines();
-  std::array<uint64_t, 6> raw{};
-  for (int i = 0; i < 6; ++i) raw[i] = req.data.args[i];
-  abi::SyscallArgs args(model, raw);
-  const bool numbered = Numbered(req, entry);
-  Context ctx(*this, req, pid, numbered);
-  abi::Outcome out;
-  if (entry->handler != nullptr) {
-    out = entry->handler(ctx, args);
-  } else {
-    ctx.NotImplemented(std::string(abi::PersonalityName(entry->personality)) + " " +
-                       std::string(entry->name));
-    out = abi::Outcome::Error(ENOSYS);
-  }
-  // Before answering: a process that got a timer cannot exec unseen.
-  if (ports_->HasTimers()) WatchExecs(pid);
-  switch (out.kind) {
-    case abi::Outcome::Kind::kValue:
-    case abi::Outcome::Kind::kError:
-      if (!(out.kind == abi::Outcome::Kind::kValue ? Respond(req.id, out.value, 0)
-                                                   : Respond(req.id, 0, out.error)) ||
-          numbered) {
-        // Done, but the thread may not get the answer (interrupted, or the
-        // kernel dropped an accepted reply): an identical re-issue replays it.
-        // Not if the call died while its arguments were read: then nothing
-        // happened for the program, and the re-issue must run again.
-        if (!ctx.call_died()) RememberInterrupted(tid, req.data.nr, req.data.args, /*wait=*/false, out);
-      }
-      break;
-    case abi::Outcome::Kind::kNewObject: {
-      bool delivered = false;
-      InstallObject(req.id, out.object_kind, out.object, &delivered, out.cloexec);
-      break;
-    }
-    case abi::Outcome::Kind::kDeferred:
-      if (options_.observer != nullptr) options_.observer->OnDeferred(req.id);  // trace
-      break;
-  }
-  if (auto lo = ctx.last_object()) DrainIfNeeded(lo->first, tid, lo->second);
 }
 
 // trace: reports a call to the observer before anything answers it.
-void Supervisor::TraceEnter(const seccomp_notif& req, abi::DataModel model, const abi::SyscallEntry* entry) {
-  const pid_t tid = static_cast<pid_t>(req.pid);
-  RemoteMemory memory(tid);
+void Supervisor::TraceEnter(const Notification& n, abi::DataModel model, const abi::SyscallEntry* entry) {
+  RemoteMemory memory(n.tid);
   abi::trace::CallStart call;
-  call.id = req.id;
-  call.caller = {ProcessOf(tid), static_cast<emul::Pid>(tid)};
+  call.id = n.id;
+  call.caller = {ProcessOf(n.tid), static_cast<emul::Pid>(n.tid)};
   call.model = model;
-  call.nr = req.data.nr;
+  call.nr = n.nr;
   call.entry = entry;
-  for (int i = 0; i < 6; ++i) call.raw[i] = req.data.args[i];
-  call.ip = req.data.instruction_pointer;
+  for (int i = 0; i < 6; ++i) call.raw[i] = n.args[i];
+  call.ip = n.instruction_pointer;
   call.memory = &memory;
   options_.observer->OnEnter(call);
 }
 
 void Supervisor::SweepParked() {
-  std::vector<emul::WaitId> dead;
-  for (auto& [wid, who] : parked_) {
-    uint64_t id = who.notif_id;
-    if (ioctl(listener_, SECCOMP_IOCTL_NOTIF_ID_VALID, &id) != 0) dead.push_back(wid);
-  }
-  for (emul::WaitId w : dead) {
-    // A signal interrupted this wait. Remember it, so that a kernel restart
-    // arriving after this sweep is still answered EINTR.
-    const ParkedCall& call = parked_[w];
-    interrupted_[call.tid] = Interrupted{call.nr, call.args, /*wait=*/true, abi::Outcome::Error(EINTR)};
-    parked_by_tid_.erase(call.tid);
-    parked_.erase(w);
-    parked_object_.erase(w);
-    ports_->CancelWait(w);
-    kqueues_->CancelWait(w);
+  // Calls a signal interrupted: a kernel restart arriving after this sweep
+  // is still answered EINTR.
+  auto abandoned = parked_.TakeIf([this](const ParkedCall& call) { return !answering_->IdValid(call.notif_id); });
+  for (const auto& [wait, call] : abandoned) {
+    replay_->WaitAbandoned(call);
+    CancelWait(wait);
   }
   SweepClosedPorts();
 }
@@ -897,33 +817,26 @@ void Supervisor::SweepParked() {
 // closeandsetf makes it; and if its process holds the port nowhere any more,
 // the process loses its associations (docs/rules-ports.md rule 32).
 void Supervisor::SweepClosedPorts() {
-  std::vector<std::pair<emul::WaitId, pid_t>> closed;
-  for (auto it = parked_object_.begin(); it != parked_object_.end();) {
-    auto call = parked_.find(it->first);
-    if (call == parked_.end()) {
-      it = parked_object_.erase(it);
-      continue;
-    }
-    auto h = object_handles_.find(it->second.first);
+  std::vector<ParkedCalls::Named> closed;
+  for (const ParkedCalls::Named& named : parked_.NamedObjects()) {
+    auto h = object_handles_.find(named.object);
     if (h != object_handles_.end() && h->second.kind == abi::ObjectKind::kPort &&
-        !FdIsObject(call->second.tid, it->second.second, h->second.inode)) {
-      closed.emplace_back(it->first, call->second.tid);
+        !FdIsObject(named.tid, named.fd, h->second.inode)) {
+      closed.push_back(named);
     }
-    ++it;
   }
-  for (auto& [wid, tid] : closed) {
-    emul::ObjectId obj = parked_object_[wid].first;
-    parked_object_.erase(wid);
-    ports_->AbortWait(wid, EBADF);
-    emul::Pid pid = ProcessOf(tid);
-    if (!HoldsObject(pid, obj)) ports_->CloseBy(obj, pid);
+  for (const ParkedCalls::Named& named : closed) {
+    parked_.ForgetNamed(named.wait);
+    ports_->AbortWait(named.wait, EBADF);
+    emul::Pid pid = ProcessOf(named.tid);
+    if (!HoldsObject(pid, named.object)) ports_->CloseBy(named.object, pid);
   }
   // A PORT_DISPATCH waiting for a slot: associations whose descriptors were
   // closed since gave theirs back (port_close_fd); close() is not seen, so
   // look here too.
   std::set<emul::ObjectId> full_ports;
-  for (auto& [wid, named] : parked_object_) {
-    if (ports_->Exists(named.first) && ports_->DispatcherCount(named.first) > 0) full_ports.insert(named.first);
+  for (const ParkedCalls::Named& named : parked_.NamedObjects()) {
+    if (ports_->Exists(named.object) && ports_->DispatcherCount(named.object) > 0) full_ports.insert(named.object);
   }
   for (emul::ObjectId obj : full_ports) ports_->DropClosedFds(obj);
 }
@@ -1001,7 +914,7 @@ void Supervisor::ReapChildren() {
 }
 
 int Supervisor::Run() {
-  std::vector<std::byte> req_buf(sizeof(seccomp_notif) + 64);
+  if (cannot_serve_) return 70;  // EX_SOFTWARE: logged as a fault
   epoll_event events[64];
   const bool launcher = options_.child > 0;
   while (true) {
@@ -1041,15 +954,17 @@ int Supervisor::Run() {
       switch (data & kTagMask) {
         case kTagListener: {
           if (events[i].events & EPOLLIN) {
-            auto* req = reinterpret_cast<seccomp_notif*>(req_buf.data());
-            std::memset(req, 0, sizeof(seccomp_notif));
-            if (ioctl(listener_, SECCOMP_IOCTL_NOTIF_RECV, req) == 0) {
-              HandleNotification(*req);
+            FaultOr<std::optional<Notification>> received = answering_->Receive();
+            if (!received.ok()) {
+              faults_->OnFault(received.fault(), 0);
+            } else if (*received) {
+              HandleNotification(**received);
             }
-            // ENOENT/EINTR/EAGAIN from RECV are routine (the target went away).
           } else if (events[i].events & (EPOLLHUP | EPOLLERR)) {
             listener_hup_ = true;
-            epoll_ctl(epoll_, EPOLL_CTL_DEL, listener_, nullptr);
+            if (epoll_ctl(epoll_, EPOLL_CTL_DEL, listener_, nullptr) != 0) {
+              faults_->OnFault(Fault{"epoll_ctl", errno, "removing the listener"}, 0);
+            }
           }
           break;
         }
@@ -1091,7 +1006,10 @@ int Supervisor::Run() {
           if (it != object_handles_.end()) {
             // Every holder closed the descriptor: the last close (docs/rules-ports.md rule 33).
             abi::ObjectKind kind = it->second.kind;
-            epoll_ctl(epoll_, EPOLL_CTL_DEL, it->second.sup_end, nullptr);
+            if (epoll_ctl(epoll_, EPOLL_CTL_DEL, it->second.sup_end, nullptr) != 0) {
+              // Harmless (close removes it) but not expected: logged.
+              faults_->OnFault(Fault{"epoll_ctl", errno, "removing a closed object's handle"}, 0);
+            }
             close(it->second.sup_end);
             object_by_inode_.erase(it->second.inode);
             object_handles_.erase(it);

@@ -21,9 +21,12 @@
 #include "abi/syscall_table.h"
 #include "emul/event_port.h"
 #include "emul/kqueue.h"
+#include "shim/supervisor/call_replay.h"
+#include "shim/supervisor/fault.h"
 #include "shim/supervisor/linux_host.h"
-
-struct seccomp_notif;
+#include "shim/supervisor/notifier.h"
+#include "shim/supervisor/parked_calls.h"
+#include "shim/supervisor/remote_memory.h"
 
 namespace evshim::abi::trace {
 class CallObserver;  // abi/trace/observer.h
@@ -40,6 +43,12 @@ struct SupervisorOptions {
   emul::Kqueues::Limits kqueue_limits;  // --max-kqueues, --max-knotes
   // `evshim trace`: hears of every call; null (the default) = tracing off.
   abi::trace::CallObserver* observer = nullptr;
+  // Unit tests (tests/unit/supervisor_parts_test.cc): a notifier double
+  // instead of the seccomp listener, a fault sink instead of the default
+  // (log and kill the process), another way to the target's memory.
+  Notifier* notifier = nullptr;
+  FaultSink* fault_sink = nullptr;
+  MemoryTransfer memory_transfer = MemoryTransfer::Host();
 };
 
 class Supervisor {
@@ -52,12 +61,18 @@ class Supervisor {
   // Serves until every process of the tree has exited. Returns the exit
   // status of `options.child` in shell convention (128+N for signal N), or 0.
   int Run();
+  // Serves one notification as the loop does (unit tests drive it directly).
+  void Serve(const Notification& n) { HandleNotification(n); }
 
  private:
   class Context;
   class NotifResponder;
+  class Answering;
+  class Faults;
   friend class Context;
   friend class NotifResponder;
+  friend class Answering;
+  friend class Faults;
 
   struct Process {
     int pidfd = -1;
@@ -83,17 +98,22 @@ class Supervisor {
     bool readiness_pending = false;
   };
 
-  void HandleNotification(seccomp_notif& req);
-  void TraceEnter(const seccomp_notif& req, abi::DataModel model, const abi::SyscallEntry* entry);
-  bool Respond(uint64_t id, int64_t value, int error);
-  int InstallObject(uint64_t id, abi::ObjectKind kind, emul::ObjectId obj, bool* delivered,
+  void HandleNotification(const Notification& n);
+  void CatchUpBeforeCall(emul::Pid pid);
+  void TraceEnter(const Notification& n, abi::DataModel model, const abi::SyscallEntry* entry);
+  // Answers call `id` of thread `tid`; false when not delivered.
+  bool Respond(pid_t tid, uint64_t id, int64_t value, int error);
+  // Wait `wait` is abandoned: no engine answers it any more.
+  void CancelWait(emul::WaitId wait);
+  int InstallObject(pid_t tid, uint64_t id, abi::ObjectKind kind, emul::ObjectId obj, bool* delivered,
                     bool cloexec = false);
   // Our end and the target end's inode of a newly installed object.
-  void RegisterObject(abi::ObjectKind kind, emul::ObjectId obj, int sup_end, uint64_t inode);
+  void RegisterObject(pid_t tid, abi::ObjectKind kind, emul::ObjectId obj, int sup_end, uint64_t inode);
   // KQUEUE_CPONFORK: process `pid`'s descriptors of `from` become `to`'s
-  // (SECCOMP_ADDFD_FLAG_SETFD on notification `id`). 0 or an errno.
+  // (SECCOMP_ADDFD_FLAG_SETFD on notification `id`). 0 or an errno; a
+  // supervisor fault goes to `fault` instead.
   int ReplaceObjectDescriptors(uint64_t id, emul::Pid pid, abi::ObjectKind kind, emul::ObjectId from,
-                               emul::ObjectId to);
+                               emul::ObjectId to, std::optional<Fault>* fault);
   void ObjectClosed(abi::ObjectKind kind, emul::ObjectId obj);
   emul::Pid ProcessOf(pid_t tid);
   int PidfdOf(emul::Pid pid);
@@ -116,12 +136,19 @@ class Supervisor {
   size_t execs_by_connector_ = 0;  // image_fd_ entries the process connector covers
   void ForgetImage(emul::Pid pid);
   void SweepParked();
-  void ForgetParked(pid_t tid, uint64_t notif_id);
   void ReapChildren();
   emul::Result<emul::ObjectId> ResolveObject(pid_t tid, int fd, abi::ObjectKind kind);
 
   int listener_;
   SupervisorOptions options_;
+  std::unique_ptr<Notifier> seccomp_;  // the listener's, unless options_.notifier
+  Notifier* notifier_;
+  std::unique_ptr<Answering> answering_;  // notifier_, applying readiness and tracing
+  std::unique_ptr<FaultSink> own_faults_;
+  FaultSink* faults_;
+  ParkedCalls parked_;
+  std::unique_ptr<CallReplay> replay_;
+  bool cannot_serve_ = false;  // a descriptor of the loop could not be watched
   int epoll_ = -1;
   int signal_fd_ = -1;
   // `evshim run`: SIGTERM/SIGINT handlers write here (termination.h).
@@ -137,33 +164,8 @@ class Supervisor {
   std::unordered_map<emul::ObjectId, ObjectHandle> object_handles_;
   std::unordered_map<uint64_t, emul::ObjectId> object_by_inode_;
   std::vector<emul::ObjectId> readiness_pending_;  // see ObjectHandle::want_readable
-  // Parked calls: wait id -> the call, and tid -> wait id.
-  struct ParkedCall {
-    pid_t tid;
-    uint64_t notif_id;
-    int nr;
-    std::array<uint64_t, 6> args;
-  };
-  std::unordered_map<emul::WaitId, ParkedCall> parked_;
-  // A call whose answer could not be delivered because a signal interrupted
-  // the thread. If the thread issues the identical call next (a kernel
-  // restart after SA_RESTART, or the foreign library retrying with the same
-  // call number), it is the same call: a non-blocking call's effect already
-  // happened, so its outcome is replayed (never applied twice); a wait put
-  // its events back, and illumos/BSD never restart waits, so it gets EINTR.
-  struct Interrupted {
-    int nr;
-    std::array<uint64_t, 6> args;
-    bool wait;
-    abi::Outcome outcome;
-  };
-  std::unordered_map<pid_t, Interrupted> interrupted_;
-  void RememberInterrupted(pid_t tid, int nr, const __u64* args, bool wait, const abi::Outcome& out);
-  std::unordered_map<pid_t, emul::WaitId> parked_by_tid_;
-  // Event ports (docs/design.md "Close and exec"): the port descriptor each
-  // parked call named, and the descriptor each process last named an object
-  // by (HoldsObject tries it before scanning /proc/PID/fd).
-  std::unordered_map<emul::WaitId, std::pair<emul::ObjectId, int>> parked_object_;
+  // The descriptor each process last named an object by (HoldsObject tries
+  // it before scanning /proc/PID/fd; docs/design.md "Close and exec").
   std::map<std::pair<emul::ObjectId, emul::Pid>, int> holder_fd_;
   bool HoldsObject(emul::Pid pid, emul::ObjectId obj);
   static bool FdIsObject(pid_t pid, int fd, uint64_t inode);
@@ -173,7 +175,6 @@ class Supervisor {
   static std::vector<int> ObjectFds(pid_t pid, uint64_t inode, bool first_only);
   void SweepClosedPorts();
   std::set<std::string> reported_;
-  bool addfd_send_ = true;  // SECCOMP_ADDFD_FLAG_SEND (5.14); falls back
   bool listener_hup_ = false;
   bool child_done_ = false;
   int child_status_ = 0;
