@@ -39,7 +39,18 @@ LinuxHost::LinuxHost(int loop_epoll, std::function<int(emul::Pid)> pidfd_of)
   epoll_event ev{};
   ev.events = EPOLLIN;
   ev.data.u64 = kWatchTag;
-  epoll_ctl(loop_epoll_, EPOLL_CTL_ADD, collect_epoll_, &ev);
+  if (epoll_ctl(loop_epoll_, EPOLL_CTL_ADD, collect_epoll_, &ev) != 0) {
+    setup_fault_ = Fault{"epoll_ctl", errno, "adding the watches' collecting epoll to the loop"};
+  }
+}
+
+void LinuxHost::HostFault(const char* operation, std::string detail, emul::Pid pid) {
+  Fault f{operation, errno, std::move(detail)};
+  if (fault_sink_) {
+    fault_sink_(f, pid);
+  } else {
+    std::fprintf(stderr, "evshim: supervisor fault: %s\n", f.Describe().c_str());
+  }
 }
 
 LinuxHost::~LinuxHost() {
@@ -211,7 +222,11 @@ Result<uint32_t> LinuxHost::Arm(emul::WatchId id, emul::Pid pid, int fd, uint32_
   ev.events = EPOLLIN | EPOLLONESHOT;
   ev.data.u64 = id;
   int op = w.in_loop ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
-  if (epoll_ctl(collect_epoll_, op, w.epfd, &ev) != 0) return Errno{errno};
+  if (epoll_ctl(collect_epoll_, op, w.epfd, &ev) != 0) {
+    // Ours (ENOMEM, ENOSPC at max_user_watches), not the program's: never its errno.
+    HostFault("epoll_ctl", "arming a watch of process " + std::to_string(pid), pid);
+    return 0u;
+  }
   w.in_loop = true;
   return 0u;
 }
@@ -222,7 +237,9 @@ void LinuxHost::RearmInLoop(emul::WatchId id) {
   epoll_event ev{};
   ev.events = EPOLLIN | EPOLLONESHOT;
   ev.data.u64 = id;
-  epoll_ctl(collect_epoll_, EPOLL_CTL_MOD, it->second.epfd, &ev);
+  if (epoll_ctl(collect_epoll_, EPOLL_CTL_MOD, it->second.epfd, &ev) != 0) {
+    HostFault("epoll_ctl", "re-arming a watch (its readiness may go unseen)", 0);
+  }
 }
 
 std::vector<std::pair<emul::WatchId, uint32_t>> LinuxHost::TakeReadyWatches() {
@@ -253,7 +270,9 @@ void LinuxHost::DisarmWatch(emul::WatchId id) {
   epoll_event ev{};
   ev.events = 0;
   ev.data.u64 = id;
-  epoll_ctl(collect_epoll_, EPOLL_CTL_MOD, it->second.epfd, &ev);
+  if (epoll_ctl(collect_epoll_, EPOLL_CTL_MOD, it->second.epfd, &ev) != 0) {
+    HostFault("epoll_ctl", "disarming a watch (it may wake the loop for nothing)", 0);
+  }
 }
 
 void LinuxHost::DropWatch(emul::WatchId id) {

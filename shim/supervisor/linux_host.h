@@ -18,6 +18,7 @@
 #include <vector>
 #include <unordered_map>
 
+#include "shim/supervisor/fault.h"
 #include "emul/host.h"
 
 namespace evshim::shim {
@@ -45,6 +46,11 @@ class LinuxHost final : public emul::Host {
   void set_writable_callback(std::function<void(emul::ObjectId, bool)> cb) {
     writable_cb_ = std::move(cb);
   }
+  // Supervisor faults met by the host (an epoll_ctl of our own that fails),
+  // with the process whose call met it, or 0 (docs/design.md "Supervisor
+  // faults"). One met while constructing is kept in setup_fault().
+  void set_fault_sink(std::function<void(const Fault&, emul::Pid)> sink) { fault_sink_ = std::move(sink); }
+  const std::optional<Fault>& setup_fault() const { return setup_fault_; }
 
   emul::Nanos Now() override;
   emul::Nanos RealtimeOffset() override;
@@ -209,6 +215,10 @@ class LinuxHost final : public emul::Host {
   std::function<int(emul::Pid)> pidfd_of_;
   std::function<void(emul::ObjectId, bool)> readiness_cb_;
   std::function<void(emul::ObjectId, bool)> writable_cb_;
+  std::function<void(const Fault&, emul::Pid)> fault_sink_;
+  std::optional<Fault> setup_fault_;
+  // Reports the failed host call `operation` (errno) while doing `detail`.
+  void HostFault(const char* operation, std::string detail, emul::Pid pid);
   std::unordered_map<emul::WatchId, Watch> watches_;
   emul::WatchId next_watch_ = 1;
   emul::Nanos armed_deadline_ = kNever;

@@ -120,7 +120,12 @@ bool LinuxHost::EnsureConnector() {
   epoll_event ev{};
   ev.events = EPOLLIN;
   ev.data.u64 = Tag(kKindConnector, 0);
-  epoll_ctl(loop_epoll_, EPOLL_CTL_ADD, fd, &ev);
+  if (epoll_ctl(loop_epoll_, EPOLL_CTL_ADD, fd, &ev) != 0) {
+    // As without CAP_NET_ADMIN: pidfds and /proc stand in.
+    HostFault("epoll_ctl", "adding the process connector to the loop", 0);
+    close(fd);
+    return false;
+  }
   connector_fd_ = fd;
   connector_state_ = 1;
   return true;
@@ -162,7 +167,10 @@ Result<emul::Host::ProcessState> LinuxHost::WatchProcess(emul::Pid pid, bool for
   epoll_event ev{};
   ev.events = EPOLLIN;
   ev.data.u64 = Tag(kKindPidfd, static_cast<uint32_t>(pid));
-  epoll_ctl(loop_epoll_, EPOLL_CTL_ADD, w.pidfd, &ev);
+  if (epoll_ctl(loop_epoll_, EPOLL_CTL_ADD, w.pidfd, &ev) != 0) {
+    HostFault("epoll_ctl", "watching the exit of process " + std::to_string(pid) +
+                               " for EVFILT_PROC (only the connector can report it now)", 0);
+  }
   proc_watches_.emplace(pid, w);
   return ProcessState{};
 }
@@ -304,7 +312,9 @@ Result<emul::WatchId> LinuxHost::WatchVnode(emul::Pid pid, int fd, bool use_even
     epoll_event ev{};
     ev.events = EPOLLIN;
     ev.data.u64 = Tag(kKindInotify, 0);
-    epoll_ctl(loop_epoll_, EPOLL_CTL_ADD, inotify_fd_, &ev);
+    if (epoll_ctl(loop_epoll_, EPOLL_CTL_ADD, inotify_fd_, &ev) != 0) {
+      HostFault("epoll_ctl", "adding the EVFILT_VNODE inotify to the loop (vnode events go unseen)", 0);
+    }
   }
   // Follows the magic link to the open file's inode; holds no open file.
   // inotify has one watch per inode: IN_MASK_ADD never narrows what another

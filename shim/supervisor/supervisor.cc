@@ -276,6 +276,7 @@ Supervisor::Supervisor(int listener, SupervisorOptions options)
   host_->set_readiness_callback([this](emul::ObjectId o, bool r) { OnObjectReadiness(o, r); });
   host_->set_writable_callback([this](emul::ObjectId o, bool w) { OnObjectWritable(o, w); });
   host_->set_exec_sink([this](emul::Pid pid) { ExecSeen(pid); });
+  host_->set_fault_sink([this](const Fault& f, emul::Pid pid) { faults_->OnFault(f, static_cast<pid_t>(pid)); });
   ports_ = std::make_unique<emul::EventPorts>(*host_, options_.port_limits);
   kqueue_host_ = std::make_unique<DeadlineSlotHost>(*host_, 1);
   kqueues_ = std::make_unique<emul::Kqueues>(*kqueue_host_, options_.kqueue_limits);
@@ -299,6 +300,10 @@ Supervisor::Supervisor(int listener, SupervisorOptions options)
       cannot_serve_ = true;
     }
   };
+  if (host_->setup_fault()) {
+    faults_->OnFault(*host_->setup_fault(), 0);
+    cannot_serve_ = true;
+  }
   add(listener_, kTagListener, EPOLLIN);
   add(host_->deadline_fd(), kTagDeadline, EPOLLIN);
   // Event ports: PORT_SOURCE_FILE watches, and who still holds a port

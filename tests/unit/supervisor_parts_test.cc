@@ -415,5 +415,29 @@ TEST_F(Served, PortCreateIsAnsweredByAddfd) {
   EXPECT_TRUE(faults.faults.empty());
 }
 
+// A descriptor of the loop that cannot be watched (here: no listener at all)
+// is a fault: logged, and the supervisor does not serve (Run ends at once)
+// instead of wedging or answering anything.
+TEST(SupervisorSetup, UnwatchableListenerIsAFaultAndRunEndsAtOnce) {
+  FakeNotifier notifier;
+  RecordingFaultSink faults;
+  SupervisorOptions o;
+  o.notifier = &notifier;
+  o.fault_sink = &faults;
+  Supervisor sup(-1, o);
+  ASSERT_FALSE(faults.faults.empty());
+  EXPECT_STREQ(faults.faults[0].first.operation, "epoll_ctl");
+  EXPECT_EQ(faults.faults[0].first.error, EBADF);
+  EXPECT_EQ(sup.Run(), 70);
+}
+
+// The host's own epoll_ctl (the watches' collecting epoll into the loop) is
+// checked too.
+TEST(SupervisorSetup, HostThatCannotJoinTheLoopReportsAFault) {
+  LinuxHost host(-1, [](emul::Pid) { return -1; });
+  ASSERT_TRUE(host.setup_fault());
+  EXPECT_EQ(host.setup_fault()->error, EBADF);
+}
+
 }  // namespace
 }  // namespace evshim::shim
