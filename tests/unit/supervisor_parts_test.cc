@@ -6,6 +6,8 @@
 #include <gtest/gtest.h>
 #include <linux/audit.h>
 #include <sys/eventfd.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -413,6 +415,41 @@ TEST_F(Served, PortCreateIsAnsweredByAddfd) {
   ASSERT_EQ(notifier.AnswersTo(1).size(), 1u);
   EXPECT_EQ(notifier.AnswersTo(1)[0].value, 3);
   EXPECT_TRUE(faults.faults.empty());
+}
+
+// The default policy (docs/design.md "Supervisor faults"): the process whose
+// call met a fault is killed, not answered.
+TEST(SupervisorFaultPolicy, TheProcessWhoseCallMetAFaultIsKilled) {
+  pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    pause();
+    _exit(0);
+  }
+  g_errno_to_give = EPERM;
+  FakeNotifier notifier;
+  SupervisorOptions o;
+  o.notifier = &notifier;
+  o.memory_transfer = kFailing;
+  {
+    Supervisor sup(eventfd(0, EFD_CLOEXEC), o);
+    const uint64_t sendn = abi::illumos::PORT_SENDN | abi::illumos::PORT_SYS_NOPORT;
+    sup.Serve(Call(1, child, {sendn, 0x1000, 0x2000, 1, 0x4, 0x99}));
+  }
+  int status = 0;
+  pid_t reaped = 0;
+  for (int i = 0; i < 500 && reaped == 0; ++i) {  // up to 5 s
+    reaped = waitpid(child, &status, WNOHANG);
+    if (reaped == 0) usleep(10'000);
+  }
+  if (reaped == 0) {  // not killed: end it here, and fail
+    kill(child, SIGKILL);
+    waitpid(child, &status, 0);
+    FAIL() << "the process whose call met a fault was not killed";
+  }
+  ASSERT_TRUE(WIFSIGNALED(status));
+  EXPECT_EQ(WTERMSIG(status), SIGKILL);
+  EXPECT_TRUE(notifier.AnswersTo(1).empty());
 }
 
 // A descriptor of the loop that cannot be watched (here: no listener at all)
