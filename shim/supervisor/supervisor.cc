@@ -110,7 +110,9 @@ class Supervisor::Faults final : public FaultSink {
   explicit Faults(Supervisor& sup) : sup_(sup) {}
   void OnFault(const Fault& fault, pid_t tid) override {
     if (tid <= 0) {
-      Log("supervisor fault: %s", fault.Describe().c_str());
+      // Outside any call a fault can repeat at every loop event: logged once.
+      std::string text = fault.Describe();
+      if (logged_.insert(text).second) Log("supervisor fault: %s (logged once)", text.c_str());
       return;
     }
     auto t = sup_.tgid_of_.find(tid);
@@ -123,6 +125,7 @@ class Supervisor::Faults final : public FaultSink {
 
  private:
   Supervisor& sup_;
+  std::set<std::string> logged_;
 };
 
 // Answers one notification, now or later. Shared by the handler and any
