@@ -162,9 +162,12 @@ class Supervisor::NotifResponder final : public abi::Responder {
           if (numbered_) sup_.RememberInterrupted(tid_, nr_, args_.data(), /*wait=*/false, out);
           return true;
         }
-        // The waiter was interrupted: its events go back (the completion
-        // returns false), and a restart of this wait answers EINTR.
-        sup_.RememberInterrupted(tid_, nr_, args_.data(), /*wait=*/true, out);
+        // The thread was interrupted before it got the answer. Either the
+        // engine undoes the call (retrieved events go back) and a re-issue
+        // of it answers EINTR, or its effect stands (a kevent's changes are
+        // applied) and a re-issue gets this answer again: a retry that
+        // applied the changes once more would trigger a one-shot twice.
+        sup_.RememberInterrupted(tid_, nr_, args_.data(), /*wait=*/!out.stands_if_refused, out);
         return false;
       case abi::Outcome::Kind::kNewObject: {
         bool delivered = false;
