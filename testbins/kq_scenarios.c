@@ -2173,6 +2173,119 @@ static int close_same_file_back(void) {
   return 0;
 }
 
+/*
+ * docs/design.md "Signals and exactly once": a signal lands while the
+ * supervisor handles a kevent whose changes it has applied, before it
+ * answers. A BSD kevent that registered changes and did not sleep never
+ * fails with EINTR (OB kern_event.c:929-965, 975, 1309-1317; DF
+ * kern_event.c:820-861, 896-967), so the call must return its answer and
+ * the changes count once: the EV_ONESHOT knote it added and triggered is
+ * delivered once. (Before the fix the call failed with EINTR, and the
+ * usual retry added and triggered the knote again.)
+ * The timing is forced, not hoped for: the event list is a page registered
+ * with a userfaultfd, so the supervisor's copy-out of the EV_RECEIPT record
+ * (made after the change was applied) stops in it; this program's helper
+ * then signals the caller, waits until the handler has run (the call is
+ * gone), and only then lets the copy-out finish. LP64: the library's call
+ * number and probe recover the answer. Needs userfaultfd for faults taken
+ * by another process (root, or vm.unprivileged_userfaultfd=1).
+ */
+#if defined(__x86_64__)
+#include <linux/userfaultfd.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+
+static volatile sig_atomic_t stall_signal_seen;
+static void on_stall_signal(int sig) {
+  (void)sig;
+  stall_signal_seen = 1;
+}
+
+struct stall {
+  int uffd;
+  pthread_t caller;
+  char *page;
+  long page_size;
+  int fault_seen;
+};
+
+static void *stall_then_signal(void *arg) {
+  struct stall *s = arg;
+  struct pollfd p = {s->uffd, POLLIN, 0};
+  struct uffd_msg msg;
+  if (poll(&p, 1, 10000) == 1 && read(s->uffd, &msg, sizeof msg) == (ssize_t)sizeof msg &&
+      msg.event == UFFD_EVENT_PAGEFAULT) {
+    s->fault_seen = 1;
+    pthread_kill(s->caller, SIGUSR1);
+    for (int i = 0; i < 5000 && !stall_signal_seen; i++) sleep_ms(1);
+  }
+  /* Always let the supervisor go on, whatever happened. */
+  char *zeros = calloc(1, (size_t)s->page_size);
+  struct uffdio_copy copy;
+  memset(&copy, 0, sizeof copy);
+  copy.dst = (uintptr_t)s->page;
+  copy.src = (uintptr_t)zeros;
+  copy.len = (uint64_t)s->page_size;
+  ioctl(s->uffd, UFFDIO_COPY, &copy);
+  free(zeros);
+  return NULL;
+}
+
+static int changes_stand_when_interrupted(void) {
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_stall_signal; /* no SA_RESTART: the library sees EINTR */
+  CHECK(sigaction(SIGUSR1, &sa, NULL) == 0);
+  struct stall s;
+  memset(&s, 0, sizeof s);
+  s.uffd = (int)syscall(SYS_userfaultfd, O_CLOEXEC);
+  if (s.uffd < 0) {
+    fprintf(stderr, "userfaultfd: %s: this scenario needs root or vm.unprivileged_userfaultfd=1\n",
+            strerror(errno));
+    return 1;
+  }
+  struct uffdio_api api;
+  memset(&api, 0, sizeof api);
+  api.api = UFFD_API;
+  CHECK(ioctl(s.uffd, UFFDIO_API, &api) == 0);
+  s.page_size = sysconf(_SC_PAGESIZE);
+  s.page = mmap(NULL, (size_t)s.page_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  CHECK(s.page != MAP_FAILED);
+  struct uffdio_register reg;
+  memset(&reg, 0, sizeof reg);
+  reg.range.start = (uintptr_t)s.page;
+  reg.range.len = (uint64_t)s.page_size;
+  reg.mode = UFFDIO_REGISTER_MODE_MISSING;
+  CHECK(ioctl(s.uffd, UFFDIO_REGISTER, &reg) == 0);
+
+  int kq = kqueue();
+  CHECK(kq >= 0);
+  struct kevent ch;
+  EV_SET(&ch, 7, EVFILT_USER, EV_ADD | EV_ONESHOT | EV_RECEIPT, NOTE_TRIGGER, 0, NULL);
+  s.caller = pthread_self();
+  pthread_t helper;
+  CHECK(pthread_create(&helper, NULL, stall_then_signal, &s) == 0);
+  struct kevent *out = (struct kevent *)s.page; /* untouched until the supervisor writes it */
+  errno = 0;
+  int r = kevent(kq, &ch, 1, out, 1, NULL);
+  int saved = errno;
+  pthread_join(helper, NULL);
+  /* The interleaving happened: the supervisor stopped in the copy-out, and
+   * the signal interrupted the caller there. */
+  CHECK(s.fault_seen && stall_signal_seen);
+  errno = saved;
+  CHECK(r == 1);
+  CHECK(out[0].ident == 7 && out[0].filter == EVFILT_USER && (out[0].flags & EV_ERROR) && out[0].data == 0);
+  /* Added and triggered once: one event, then nothing. */
+  struct kevent ev[4];
+  CHECK(get(kq, ev, 4, &kZero) == 1 && ev[0].ident == 7);
+  CHECK(get(kq, ev, 4, &kZero) == 0);
+  close(kq);
+  close(s.uffd);
+  return 0;
+}
+#endif
+
 int main(int argc, char **argv) {
   if (argc < 2) {
     fprintf(stderr, "usage: %s SCENARIO\n", argv[0]);
@@ -2233,6 +2346,9 @@ int main(int argc, char **argv) {
   if (!strcmp(s, "oneshot_stale")) return oneshot_stale();
   if (!strcmp(s, "vnode_hint")) return vnode_hint();
   if (!strcmp(s, "close_same_file_back")) return close_same_file_back();
+#if defined(__x86_64__)
+  if (!strcmp(s, "changes_stand_when_interrupted")) return changes_stand_when_interrupted();
+#endif
   fprintf(stderr, "unknown scenario %s\n", s);
   return 2;
 }

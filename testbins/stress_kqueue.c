@@ -4,7 +4,11 @@
  * knotes with unique idents; M consumer threads collect them with kevent
  * while SIGALRM fires every millisecond without SA_RESTART. Every ident must
  * arrive exactly once.
- *   stress_kqueue_P K M N
+ *   stress_kqueue_P K M N [producers]
+ * With "producers", only the producer threads take SIGALRM (every 100 us;
+ * the others block it), so signals land while the supervisor handles their
+ * add-and-trigger calls: a call whose changes were applied must not fail
+ * with EINTR and be retried (docs/design.md "Signals and exactly once").
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -42,8 +46,18 @@ static void *producer(void *arg) {
   return NULL;
 }
 
+static int aim_at_producers;
+
+static void block_alarm(void) {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGALRM);
+  pthread_sigmask(SIG_BLOCK, &set, NULL);
+}
+
 static void *consumer(void *arg) {
   (void)arg;
+  if (aim_at_producers) block_alarm();
   while (!atomic_load(&stop)) {
     struct kevent ev[8];
     struct timespec to = {0, 100 * 1000 * 1000};
@@ -70,7 +84,8 @@ static void *consumer(void *arg) {
 }
 
 int main(int argc, char **argv) {
-  if (argc != 4) return 2;
+  if (argc != 4 && !(argc == 5 && strcmp(argv[4], "producers") == 0)) return 2;
+  aim_at_producers = argc == 5;
   int K = atoi(argv[1]), M = atoi(argv[2]);
   per_thread = atol(argv[3]);
   total = K * per_thread;
@@ -81,11 +96,13 @@ int main(int argc, char **argv) {
   memset(&sa, 0, sizeof sa);
   sa.sa_handler = on_alarm; /* no SA_RESTART */
   sigaction(SIGALRM, &sa, NULL);
-  struct itimerval it = {{0, 1000}, {0, 1000}};
+  const long period_us = aim_at_producers ? 100 : 1000;
+  struct itimerval it = {{0, period_us}, {0, period_us}};
   setitimer(ITIMER_REAL, &it, NULL);
   pthread_t p[16], c[16];
   for (int m = 0; m < M; m++) pthread_create(&c[m], NULL, consumer, NULL);
   for (int k = 0; k < K; k++) pthread_create(&p[k], NULL, producer, (void *)(intptr_t)(k * per_thread));
+  if (aim_at_producers) block_alarm(); /* after the producers inherited an open mask */
   for (int k = 0; k < K; k++) pthread_join(p[k], NULL);
   time_t deadline = time(NULL) + 60;
   while (atomic_load(&received) < total && time(NULL) < deadline) usleep(10 * 1000);

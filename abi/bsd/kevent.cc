@@ -199,19 +199,27 @@ class KeventDone final : public emul::KeventCompletion {
   }
 
   bool Complete(emul::KeventOutcome out) override {
-    if (!responder_->StillPending()) return false;
-    if (out.error != 0) return responder_->Respond(Outcome::Error(out.error));
-    if (!out.events.empty() && !out.receipts) {  // change results are already out (PostRecord)
-      std::vector<std::byte> bytes(layout_.size * out.events.size());
-      for (size_t i = 0; i < out.events.size(); ++i) {
-        EncodeEvent(layout_, out.events[i],
-                    std::span(bytes).subspan(i * layout_.size, layout_.size));
-      }
-      if (!memory_.Write(eventlist_, bytes).ok()) {
-        responder_->Respond(Outcome::Error(EFAULT));  // events are lost, as copyout loses them
-        return true;
-      }
+    if (out.error != 0 || out.events.empty() || out.receipts) {
+      // Nothing to take back (change results are already out: PostRecord),
+      // and the changes are applied whether or not the thread hears of it:
+      // the answer stands even if a signal took the thread away first.
+      Outcome answer = out.error != 0 ? Outcome::Error(out.error)
+                                      : Outcome::Value(static_cast<int64_t>(out.events.size()));
+      answer.stands_if_refused = true;
+      return responder_->Respond(answer);
     }
+    if (!responder_->StillPending()) return false;  // the events go back
+    std::vector<std::byte> bytes(layout_.size * out.events.size());
+    for (size_t i = 0; i < out.events.size(); ++i) {
+      EncodeEvent(layout_, out.events[i], std::span(bytes).subspan(i * layout_.size, layout_.size));
+    }
+    if (!memory_.Write(eventlist_, bytes).ok()) {
+      Outcome lost = Outcome::Error(EFAULT);  // events are lost, as copyout loses them
+      lost.stands_if_refused = true;
+      responder_->Respond(lost);
+      return true;
+    }
+    // Refused, the events go back (the engine's PutBack): the call is void.
     return responder_->Respond(Outcome::Value(static_cast<int64_t>(out.events.size())));
   }
 
@@ -281,12 +289,17 @@ Outcome SysKevent(CallContext& ctx, const SyscallArgs& a, const KqueuePersonalit
   wait.nevents = static_cast<uint32_t>(nevents);
 
   // The change list, in chunks as the kernels copy it in; a fault ends it.
+  auto responder = ctx.Defer();
   std::vector<emul::KChange> changes;
   bool changes_fault = false;
   for (int64_t done = 0; done < nchanges;) {
     int64_t n = std::min<int64_t>(kChunk, nchanges - done);
     std::vector<std::byte> raw(static_cast<size_t>(n) * layout.size);
     if (!ctx.memory().Read(changelist + static_cast<uint64_t>(done) * layout.size, raw).ok()) {
+      // A signal took the caller away meanwhile (as for the timeout above):
+      // no change is applied, not even the chunks already read, so the
+      // re-issued call is served afresh and none is applied twice.
+      if (!responder->StillPending()) return Outcome::Deferred();
       changes_fault = true;
       break;
     }
@@ -301,7 +314,6 @@ Outcome SysKevent(CallContext& ctx, const SyscallArgs& a, const KqueuePersonalit
     done += n;
   }
 
-  auto responder = ctx.Defer();
   auto done = std::make_unique<KeventDone>(layout, p.record_slot_advances_on_fault, ctx.memory(),
                                            responder, eventlist);
   if (std::optional<emul::WaitId> w = kqs->Kevent(ctx.caller(), *kq, p.policy, std::move(changes),

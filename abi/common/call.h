@@ -48,6 +48,13 @@ struct Outcome {
   emul::ObjectId object = 0;
   ObjectKind object_kind = ObjectKind::kPort;
   bool cloexec = false;  // kNewObject: install the descriptor close-on-exec
+  // A deferred answer whose call keeps its effect even when the thread never
+  // gets the answer (kevent's applied changes): a re-issue of the same call
+  // (restart, the library's retry or probe) is answered this again, so the
+  // effect is never applied twice. Unset: a refused answer is undone by the
+  // engine (retrieved events go back, a dispatch queues nothing), and a
+  // re-issue is an interrupted call (EINTR).
+  bool stands_if_refused = false;
 
   static Outcome Value(int64_t v) { return {Kind::kValue, v, 0, 0, ObjectKind::kPort}; }
   static Outcome Error(int e) { return {Kind::kError, 0, e, 0, ObjectKind::kPort}; }
@@ -56,7 +63,8 @@ struct Outcome {
 };
 
 // Finishes a deferred call. Returns false when the target can no longer get
-// the answer (interrupted by a signal, or gone): the caller undoes its effects.
+// the answer (interrupted by a signal, or gone): the caller undoes its effects
+// (unless the outcome stands_if_refused).
 class Responder {
  public:
   virtual ~Responder() = default;

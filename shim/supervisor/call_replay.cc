@@ -76,8 +76,12 @@ bool CallReplay::AnswerParked(pid_t tid, uint64_t id, const CallRegisters& call,
     if (numbered) last_[tid] = Record{call, /*wait=*/false, out};
     return true;
   }
-  // The waiter was interrupted: its events go back, a restart answers EINTR.
-  last_[tid] = Record{call, /*wait=*/true, out};
+  // The thread was interrupted before it got the answer. Either the engine
+  // undoes the call (retrieved events go back) and a re-issue of it answers
+  // EINTR, or its effect stands (a kevent's changes are applied) and a
+  // re-issue gets this answer again: a retry that applied the changes once
+  // more would trigger a one-shot twice.
+  last_[tid] = Record{call, /*wait=*/!out.stands_if_refused, out};
   return false;
 }
 

@@ -255,10 +255,14 @@ class FakeContext : public CallContext {
  public:
   struct Recorder : Responder {
     std::optional<Outcome> got;
-    bool StillPending() override { return !got; }
+    // A signal took the caller away: the call is no longer pending and an
+    // answer is refused (recorded all the same: it is what a re-issue of
+    // the call would be told, if it stands).
+    bool gone = false;
+    bool StillPending() override { return !got && !gone; }
     bool Respond(const Outcome& o) override {
       got = o;
-      return true;
+      return !gone;
     }
   };
   explicit FakeContext(emul::Kqueues* kqs) : kqs_(kqs) {}
@@ -274,8 +278,10 @@ class FakeContext : public CallContext {
   emul::Kqueues* kqueues() override { return kqs_; }
   std::shared_ptr<Responder> Defer() override {
     rec = std::make_shared<Recorder>();
+    rec->gone = caller_gone;
     return rec;
   }
+  bool caller_gone = false;
   void Parked(emul::WaitId) override { parked = true; }
   void NotImplemented(std::string_view) override {}
   int ReplaceObject(ObjectKind kind, emul::ObjectId from, emul::ObjectId to) override {
@@ -491,7 +497,7 @@ TEST_F(KeventHandlerTest, ErrorRecordCarriesGlibcErrnoInData) {
 
 // Change i of an LP64 change list: an EVFILT_USER change.
 void PutUserChange(FakeMemory& mem, uint64_t list, const bsd::KqueuePersonality& p, size_t i,
-                   uint64_t ident, uint16_t flags, uint64_t udata = 0) {
+                   uint64_t ident, uint16_t flags, uint64_t udata = 0, uint32_t fflags = 0) {
   const bsd::KeventLayout& l = p.current_lp64;
   std::byte* ch = mem.at(list + i * l.size);
   std::memset(ch, 0, l.size);
@@ -499,6 +505,7 @@ void PutUserChange(FakeMemory& mem, uint64_t list, const bsd::KqueuePersonality&
   std::memcpy(ch + l.ident, &ident, 8);
   std::memcpy(ch + l.filter, &filter, 2);
   std::memcpy(ch + l.flags, &flags, 2);
+  std::memcpy(ch + l.fflags, &fflags, 4);
   std::memcpy(ch + l.udata, &udata, 8);
 }
 
@@ -628,6 +635,93 @@ TEST_F(KeventHandlerTest, UnreadableChangelistIsEfault) {
   ctx_.kq = *kqs_.Create({50, 50});
   Outcome o = Call(&dragonfly::SysKevent, DataModel::kLp64, {3, 0x20, 1, kEvents, 1, 0});
   EXPECT_EQ(o.error, EFAULT);
+}
+
+// docs/design.md "Signals and exactly once". A signal took the caller away
+// after the changes were applied: they stay applied (a BSD kevent that
+// registered changes returns without EINTR unless it then slept: OB
+// kern_event.c:929-965, 975, 1309-1317; DF kern_event.c:820-861, 896-967),
+// so the answer is still given and stands for a re-issue of the call. Before,
+// nothing was answered, the re-issue got EINTR and the program's retry
+// triggered the one-shot knote a second time.
+TEST_F(KeventHandlerTest, ChangesStandWhenTheCallerIsGone) {
+  for (const bsd::KqueuePersonality* p : {&bsd::Freebsd(), &bsd::Openbsd(), &bsd::Dragonfly()}) {
+    ctx_.kq = *kqs_.Create({50, 50});
+    const Handler h = p == &bsd::Freebsd()   ? &freebsd::SysKevent
+                      : p == &bsd::Openbsd() ? &openbsd::SysKevent
+                                             : &dragonfly::SysKevent;
+    const uint16_t oneshot = 0x0010;
+    const uint32_t trigger = 0x01000000;  // NOTE_TRIGGER, the same on the three
+    PutUserChange(ctx_.mem, kChanges, *p, 0, 7, kAdd | oneshot, 0, trigger);
+    ctx_.caller_gone = true;
+    Outcome o = Call(h, DataModel::kLp64, {3, kChanges, 1, 0, 0, 0});  // no event list
+    ctx_.caller_gone = false;
+    ASSERT_EQ(o.kind, Outcome::Kind::kValue) << PersonalityName(p->personality);
+    EXPECT_EQ(o.value, 0);
+    EXPECT_TRUE(o.stands_if_refused) << PersonalityName(p->personality);
+    // The knote was added and triggered, once.
+    std::memset(ctx_.mem.at(kTimeout), 0, 16);
+    o = Call(h, DataModel::kLp64, {3, 0, 0, kEvents, 4, kTimeout});
+    EXPECT_EQ(o.value, 1) << PersonalityName(p->personality);
+    o = Call(h, DataModel::kLp64, {3, 0, 0, kEvents, 4, kTimeout});
+    EXPECT_EQ(o.value, 0) << PersonalityName(p->personality);
+  }
+}
+
+// The same with EV_RECEIPT records: they are out, the answer (their count)
+// stands.
+TEST_F(KeventHandlerTest, ChangesStandWhenTheCallerIsGoneWithReceipts) {
+  ctx_.kq = *kqs_.Create({50, 50});
+  const uint16_t receipt = 0x0040, oneshot = 0x0010;
+  PutUserChange(ctx_.mem, kChanges, bsd::Freebsd(), 0, 7, kAdd | oneshot | receipt, 0, 0x01000000);
+  ctx_.caller_gone = true;
+  Outcome o = Call(&freebsd::SysKevent, DataModel::kLp64, {3, kChanges, 1, kEvents, 1, 0});
+  ctx_.caller_gone = false;
+  ASSERT_EQ(o.kind, Outcome::Kind::kValue);
+  EXPECT_EQ(o.value, 1);
+  EXPECT_TRUE(o.stands_if_refused);
+  EXPECT_EQ(kqs_.PendingCount(ctx_.kq), 1u);
+}
+
+// Retrieved events are what a refused answer takes back: they go back to the
+// queue, and that answer does not stand (its re-issue is an interrupted
+// call). Guards the other half of the rule above (unchanged by it).
+TEST_F(KeventHandlerTest, RetrievalRefusedPutsTheEventBackAndDoesNotStand) {
+  ctx_.kq = *kqs_.Create({50, 50});
+  PutUserChange(ctx_.mem, kChanges, bsd::Freebsd(), 0, 7, kAdd | 0x0010, 0, 0x01000000);
+  ASSERT_EQ(Call(&freebsd::SysKevent, DataModel::kLp64, {3, kChanges, 1, 0, 0, 0}).value, 0);
+  std::memset(ctx_.mem.at(kTimeout), 0, 16);
+  ctx_.caller_gone = true;
+  Outcome o = Call(&freebsd::SysKevent, DataModel::kLp64, {3, 0, 0, kEvents, 4, kTimeout});
+  ctx_.caller_gone = false;
+  EXPECT_FALSE(o.kind == Outcome::Kind::kValue && o.stands_if_refused);
+  EXPECT_EQ(kqs_.PendingCount(ctx_.kq), 1u);
+  o = Call(&freebsd::SysKevent, DataModel::kLp64, {3, 0, 0, kEvents, 4, kTimeout});
+  EXPECT_EQ(o.value, 1);
+  EXPECT_EQ(kqs_.PendingCount(ctx_.kq), 0u);
+}
+
+// A change list longer than one chunk whose second chunk could not be read
+// because a signal took the caller away: nothing happened, not even the
+// first chunk (a genuine fault applies what was read, OB kern_event.c:
+// 929-935); nothing is answered, so the re-issue runs afresh.
+TEST_F(KeventHandlerTest, ChangeListCutShortByASignalAppliesNothing) {
+  ctx_.kq = *kqs_.Create({50, 50});
+  const bsd::KqueuePersonality& p = bsd::Openbsd();
+  const size_t chunk = 64;  // kevent.cc kChunk
+  const uint64_t list = FakeMemory::kBase + ctx_.mem.mem.size() - chunk * p.current_lp64.size;
+  for (size_t i = 0; i < chunk; ++i) PutUserChange(ctx_.mem, list, p, i, 100 + i, kAdd);
+  // Change 65 lies past the mapped memory: its read fails.
+  ctx_.caller_gone = true;
+  Outcome o = Call(&openbsd::SysKevent, DataModel::kLp64, {3, list, chunk + 1, 0, 0, 0});
+  ctx_.caller_gone = false;
+  EXPECT_EQ(o.kind, Outcome::Kind::kValue);
+  EXPECT_EQ(o.value, -999);  // FakeContext::Answer: nothing answered
+  EXPECT_EQ(kqs_.KnoteCount(ctx_.kq), 0u);
+  // With the caller there, the fault applies the first chunk, then EFAULT.
+  o = Call(&openbsd::SysKevent, DataModel::kLp64, {3, list, chunk + 1, 0, 0, 0});
+  EXPECT_EQ(o.error, EFAULT);
+  EXPECT_EQ(kqs_.KnoteCount(ctx_.kq), chunk);
 }
 
 }  // namespace

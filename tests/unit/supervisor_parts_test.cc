@@ -206,6 +206,24 @@ TEST_F(Replay, WaitAnswerRefusedThenRestartedAnswersEintr) {
   EXPECT_EQ(notifier.AnswersTo(2)[0].error, EINTR);
 }
 
+// A kevent answer whose changes stay applied (stands_if_refused) and that a
+// signal refused: the library's probe gets that answer, not ECANCELED, so the
+// program never re-registers the changes (OB kern_event.c:929-965; the
+// 'received 4001 duplicates 1' of Stress.KqueueExactlyOnceUnderSignalStorm).
+TEST_F(Replay, RefusedAnswerThatStandsIsReplayedToTheProbe) {
+  const std::array<uint64_t, 6> kev{kNumbered | (9ULL << 33) | 6, 0x1000, 1, 0x2000, 1, 0};
+  notifier.Interrupt(1);
+  abi::Outcome applied = abi::Outcome::Value(0);
+  applied.stands_if_refused = true;
+  EXPECT_FALSE(replay.AnswerParked(100, 1, CallRegisters{kPortfs64, kev}, true, applied));
+  std::array<uint64_t, 6> probe = kev;
+  probe[0] |= kProbeBit;
+  EXPECT_TRUE(Repeat(Call(2, 100, probe), true));
+  ASSERT_EQ(notifier.AnswersTo(2).size(), 1u);
+  EXPECT_EQ(notifier.AnswersTo(2)[0].error, 0);
+  EXPECT_EQ(notifier.AnswersTo(2)[0].value, 0);
+}
+
 // A probe (bit 63) after EINTR from a numbered wait whose answer the kernel
 // had accepted: the answer already sent (its events are in the buffer).
 TEST_F(Replay, ProbeGetsTheResultAlreadySent) {
