@@ -283,6 +283,16 @@ TEST(Launcher, SupervisedSwitchReachesTheProgram) {
   EXPECT_EQ(env_of({kEvshim, "trace", "--supervised", "-o", "/dev/null"}, ""), "[1][1]\n");
 }
 
+// Each integration suite runs twice (tests/meson.build): the mode its
+// registration sets (EVSHIM_SUPERVISED=0 or 1) must reach the programs
+// `evshim run` starts, or both passes would test one mode.
+TEST(Launcher, TheSuitesModeReachesThePrograms) {
+  const char* mode = std::getenv("EVSHIM_SUPERVISED");
+  RunResult r = RunCommand({kEvshim, "run", "--", "sh", "-c", "echo \"[${EVSHIM_SUPERVISED-unset}]\""});
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.out, "[" + std::string(mode ? mode : "unset") + "]\n");
+}
+
 TEST(Launcher, PropagatesExitStatus) {
   EXPECT_EQ(RunCommand({kEvshim, "run", "--", "/bin/false"}).status, 1);
   EXPECT_EQ(RunCommand({kEvshim, "run", "--", "/bin/true"}).status, 0);
