@@ -162,4 +162,8 @@ __attribute__((constructor)) static void evshim_preload_init(void) {
   close((int)listener);
   close(sv[0]);
   setenv("EVSHIM_FILTER_INSTALLED", "1", 1);
+  /* Tracing implies the supervised mode, as `evshim trace` does: the
+   * supervisor sees, and prints, every foreign call. */
+  const char *traced = getenv("EVSHIM_TRACE");
+  if (traced && *traced) setenv("EVSHIM_SUPERVISED", "1", 1);
 }
