@@ -3,10 +3,11 @@
  *
  * Under `evshim run` (EVSHIM_FILTER_INSTALLED=1 and a seccomp filter present)
  * it does nothing: the launcher is already the supervisor. (EVSHIM_SUPERVISED
- * is not that marker: it is the user's switch for the supervised mode.) Otherwise, before
- * main(), it starts a supervisor for this process tree (`evshim --serve`),
- * allows it to read this process's memory under Yama (PR_SET_PTRACER, again
- * in every forked child), installs the filter and hands the listener over.
+ * is not that marker: it is the user's switch for the supervised mode.)
+ * Otherwise, before main(), it starts a supervisor for this process tree
+ * (`evshim --serve`), allows it to read this process's memory under Yama
+ * (PR_SET_PTRACER, again in every forked child), installs the filter and
+ * hands the listener over.
  * Tiny and dependency-free on purpose: no symbol but the constructor.
  */
 #define _GNU_SOURCE
