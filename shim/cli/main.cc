@@ -62,8 +62,10 @@ constexpr const char* kRunUsage =
     "  --max-waits N        threads waiting in port_get/kevent at once in the tree; more\n"
     "                       fail with ENOMEM (default 65536)\n"
     "  --no-sync-wakeup     do not use SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP (for benchmarks)\n"
+    "  --supervised         every foreign call goes to the supervisor, none is served inside\n"
+    "                       the program (sets EVSHIM_SUPERVISED=1 in its environment)\n"
     "  --trace[=FILE]       trace the foreign system calls to FILE (default: standard error);\n"
-    "                       `evshim trace` has more options\n"
+    "                       implies --supervised; `evshim trace` has more options\n"
     "  -h, --help           this text\n"
     "\n"
     "Exit status: the program's, 128+N if it was killed by signal N, 127 if it\n"
@@ -73,7 +75,7 @@ constexpr const char* kRunUsage =
 constexpr const char* kTraceUsage =
     "usage: evshim trace [OPTIONS] [--] PROGRAM [ARGS...]\n"
     "\n"
-    "Runs PROGRAM like `evshim run` and prints one line per foreign system call\n"
+    "Runs PROGRAM like `evshim run --supervised` and prints one line per foreign system call\n"
     "of every process of its tree: the call decoded with symbolic arguments, its\n"
     "result, the structures it returned and the time it took. A call that blocks\n"
     "prints `<unfinished ...>` and later `<... NAME resumed>`. See docs/trace.md.\n"
@@ -87,6 +89,7 @@ constexpr const char* kTraceUsage =
     "  --sites              show where each call came from: the syscall instruction\n"
     "                       (object+offset, disassembled) and the calling object+offset\n"
     "  --max-port-events N, --max-ports N, --max-waits N, --no-sync-wakeup   as for `evshim run`\n"
+    "  --supervised         accepted; a traced program always runs supervised\n"
     "  -h, --help           this text\n"
     "\n"
     "Exit status: as `evshim run`.\n";
@@ -114,8 +117,17 @@ struct TraceRequest {
   trace::TraceOptions options;
 };
 
+// How the launched program's foreign calls are served: by default the foreign
+// libraries may serve them inside the process (the fast path, issue 15);
+// supervised, every call is a user notification to us. Tracing needs the
+// supervisor to see every call, so it implies supervised.
+struct LaunchMode {
+  bool supervised = false;
+};
+
 // Parses the options of `command`; returns the index of the program (or argc).
-int ParseOptions(int argc, char** argv, int i, Command command, SupervisorOptions* o, TraceRequest* t) {
+int ParseOptions(int argc, char** argv, int i, Command command, SupervisorOptions* o, TraceRequest* t,
+                 LaunchMode* mode) {
   const bool tracing = command == Command::kTrace;
   bool summary_only = false, summary_and_lines = false;
   for (; i < argc; ++i) {
@@ -149,6 +161,10 @@ int ParseOptions(int argc, char** argv, int i, Command command, SupervisorOption
     }
     if (a == "--no-sync-wakeup") {
       o->sync_wakeup = false;
+      continue;
+    }
+    if (command != Command::kServe && a == "--supervised") {  // trace: always on
+      mode->supervised = true;
       continue;
     }
     if (a == "-v" || a == "--verbose") {
@@ -194,8 +210,10 @@ int ParseOptions(int argc, char** argv, int i, Command command, SupervisorOption
     if (!a.empty() && a[0] == '-') Usage("unknown option '" + std::string(a) + "'");
     break;
   }
+  if (t->on) mode->supervised = true;
   if (tracing) {
     t->on = true;
+    mode->supervised = true;
     if (summary_only || summary_and_lines) {
       if (t->options.json) Usage("-c/-C cannot be combined with --json");
       t->options.summary = true;
@@ -360,7 +378,8 @@ int ServeProbes(int listener, int exec_pipe, pid_t child) {
 int Run(int argc, char** argv, int first, Command command) {
   SupervisorOptions opts;
   TraceRequest treq;
-  int prog = ParseOptions(argc, argv, first, command, &opts, &treq);
+  LaunchMode mode;
+  int prog = ParseOptions(argc, argv, first, command, &opts, &treq, &mode);
   if (prog >= argc) Usage("no program given");
   OpenTrace trace_out;
   if (!StartTrace(treq, &trace_out)) {
@@ -410,7 +429,11 @@ int Run(int argc, char** argv, int first, Command command) {
     ProbeOrExit(exec_pipe[1]);
     // No LD_PRELOAD: under the launcher the preload library would have
     // nothing to do, and a 32-bit program's loader would complain about it.
-    setenv("EVSHIM_SUPERVISED", "1", 1);
+    // EVSHIM_FILTER_INSTALLED tells a preload library loaded anyway that the
+    // tree already has its supervisor. EVSHIM_SUPERVISED is the mode switch:
+    // set for --supervised and tracing, otherwise the caller's value stands.
+    setenv("EVSHIM_FILTER_INSTALLED", "1", 1);
+    if (mode.supervised) setenv("EVSHIM_SUPERVISED", "1", 1);
     execvp(argv[prog], argv + prog);
     int err = errno;
     (void)!write(exec_pipe[1], &err, sizeof err);
@@ -471,7 +494,8 @@ int Serve(int argc, char** argv) {
   int sock = std::atoi(argv[2]);
   SupervisorOptions opts;
   TraceRequest treq;
-  ParseOptions(argc, argv, 3, Command::kServe, &opts, &treq);
+  LaunchMode mode;  // the preloaded program decides its own mode
+  ParseOptions(argc, argv, 3, Command::kServe, &opts, &treq, &mode);
   OpenTrace trace_out;
   if (!StartTrace(treq, &trace_out)) {
     // The program runs anyway; only the trace is lost.

@@ -1,11 +1,13 @@
 /*
  * libevshim-preload.so: puts a program under evshim without the launcher.
  *
- * Under `evshim run` (EVSHIM_SUPERVISED=1 and a seccomp filter present) it
- * does nothing: the launcher is already the supervisor. Otherwise, before
- * main(), it starts a supervisor for this process tree (`evshim --serve`),
- * allows it to read this process's memory under Yama (PR_SET_PTRACER, again
- * in every forked child), installs the filter and hands the listener over.
+ * Under `evshim run` (EVSHIM_FILTER_INSTALLED=1 and a seccomp filter present)
+ * it does nothing: the launcher is already the supervisor. (EVSHIM_SUPERVISED
+ * is not that marker: it is the user's switch for the supervised mode.)
+ * Otherwise, before main(), it starts a supervisor for this process tree
+ * (`evshim --serve`), allows it to read this process's memory under Yama
+ * (PR_SET_PTRACER, again in every forked child), installs the filter and
+ * hands the listener over.
  * Tiny and dependency-free on purpose: no symbol but the constructor.
  */
 #define _GNU_SOURCE
@@ -96,8 +98,8 @@ static int send_fd(int sock, int fd) {
 }
 
 __attribute__((constructor)) static void evshim_preload_init(void) {
-  const char *supervised = getenv("EVSHIM_SUPERVISED");
-  if (supervised && *supervised == '1' && seccomp_filters() > 0) return;
+  const char *installed = getenv("EVSHIM_FILTER_INSTALLED");
+  if (installed && *installed == '1' && seccomp_filters() > 0) return;
 
   char evshim[PATH_MAX];
   find_evshim(evshim, sizeof evshim);
@@ -160,5 +162,9 @@ __attribute__((constructor)) static void evshim_preload_init(void) {
   send_fd(sv[0], (int)listener);
   close((int)listener);
   close(sv[0]);
-  setenv("EVSHIM_SUPERVISED", "1", 1);
+  setenv("EVSHIM_FILTER_INSTALLED", "1", 1);
+  /* Tracing implies the supervised mode, as `evshim trace` does: the
+   * supervisor sees, and prints, every foreign call. */
+  const char *traced = getenv("EVSHIM_TRACE");
+  if (traced && *traced) setenv("EVSHIM_SUPERVISED", "1", 1);
 }

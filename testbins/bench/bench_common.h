@@ -2,11 +2,13 @@
 #ifndef EVSHIM_BENCH_COMMON_H
 #define EVSHIM_BENCH_COMMON_H
 
+#include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -56,6 +58,138 @@ static inline long bench_rss_kb(pid_t pid) {
   }
   fclose(f);
   return kb;
+}
+
+/* A watch count: a number, or "max": as many one-descriptor watches as the
+ * descriptor limit (raised first) leaves room for. */
+static inline long bench_watch_count(const char *arg) {
+  if (strcmp(arg, "max") != 0) return atol(arg);
+  bench_raise_nofile();
+  struct rlimit rl;
+  DIE_IF(getrlimit(RLIMIT_NOFILE, &rl) != 0);
+  return (long)rl.rlim_cur - 64;
+}
+
+/* Resident memory (kB) of this process, and the number of descriptors
+ * process `pid` holds (-1 if it cannot be read). */
+static inline long bench_self_rss_kb(void) { return bench_rss_kb(getpid()); }
+
+static inline long bench_fd_count(pid_t pid) {
+  char path[64];
+  snprintf(path, sizeof path, "/proc/%d/fd", (int)pid);
+  DIR *d = opendir(path);
+  if (!d) return -1;
+  long n = 0;
+  while (readdir(d)) n++;
+  closedir(d);
+  return n - 2; /* . and .. */
+}
+
+/* The supervisor, when this program runs under `evshim run`: its parent, if
+ * that is the evshim executable; 0 otherwise (native, preload-only). */
+static inline pid_t bench_supervisor(void) {
+  char path[64], exe[4096];
+  pid_t parent = getppid();
+  snprintf(path, sizeof path, "/proc/%d/exe", (int)parent);
+  ssize_t n = readlink(path, exe, sizeof exe - 1);
+  if (n <= 0) return 0;
+  exe[n] = '\0';
+  const char *base = strrchr(exe, '/');
+  return strcmp(base ? base + 1 : exe, "evshim") == 0 ? parent : 0;
+}
+
+/* Memory per watch, measured where it lives: this process (an in-process
+ * engine's tables) and the supervisor (its tables, and the descriptors it
+ * holds per watch). Kernel memory (the epoll entries themselves) is in
+ * neither RSS: the native epoll run gives that baseline's user-space part. */
+struct bench_mem {
+  pid_t sup;
+  long self_kb, sup_kb, sup_fds;
+};
+
+static inline struct bench_mem bench_mem_now(void) {
+  struct bench_mem m = {bench_supervisor(), bench_self_rss_kb(), 0, 0};
+  if (m.sup > 0) {
+    m.sup_kb = bench_rss_kb(m.sup);
+    m.sup_fds = bench_fd_count(m.sup);
+  }
+  return m;
+}
+
+/* One line: value = bytes per watch in both processes together. */
+static inline void bench_report_memory(const char *api, const char *kind, struct bench_mem before,
+                                       long count) {
+  struct bench_mem after = bench_mem_now();
+  long self_kb = after.self_kb - before.self_kb, sup_kb = after.sup_kb - before.sup_kb;
+  double per = (double)(self_kb + sup_kb) * 1024.0 / (double)count;
+  printf("{\"api\":\"%s\",\"bench\":\"memory-%s\",\"metric\":\"bytes_per_watch\",\"value\":%.6g,"
+         "\"unit\":\"B\",\"param\":%ld,\"process_kb\":%ld,\"supervisor_kb\":%ld,"
+         "\"supervisor_fds\":%ld}\n",
+         api, kind, per, count, self_kb, sup_kb, after.sup_fds - before.sup_fds);
+  fflush(stdout);
+}
+
+/* `procs K ...`: K copies of a loop benchmark in K forked processes of one
+ * tree (under one `evshim run`), started together; the parent reports the
+ * aggregate events/s (all events over the span from the first start to the
+ * last end). A loop calls bench_start() after its set-up and bench_done()
+ * at its end; outside `procs` both only read the clock. */
+static int bench_child_up = -1, bench_child_go = -1;
+
+static inline double bench_start(void) {
+  if (bench_child_up >= 0) {
+    char c = 'r';
+    DIE_IF(write(bench_child_up, &c, 1) != 1);
+    DIE_IF(read(bench_child_go, &c, 1) != 1);
+  }
+  return bench_now();
+}
+
+/* In a `procs` child: sends the times to the parent and exits. */
+static inline void bench_done(double t0, double t1) {
+  if (bench_child_up < 0) return;
+  double times[2] = {t0, t1};
+  DIE_IF(write(bench_child_up, times, sizeof times) != sizeof times);
+  _exit(0);
+}
+
+static inline void bench_procs(const char *api, long k, long pairs, long n, void (*loop)(long, long)) {
+  int up[2], go[2];
+  DIE_IF(k < 1 || k > 256);
+  DIE_IF(pipe(up) != 0 || pipe(go) != 0);
+  fflush(stdout);
+  for (long i = 0; i < k; i++) {
+    pid_t pid = fork();
+    DIE_IF(pid < 0);
+    if (pid == 0) {
+      close(up[0]);
+      close(go[1]);
+      bench_child_up = up[1];
+      bench_child_go = go[0];
+      loop(pairs, n);
+      _exit(1); /* a loop returns only outside `procs` */
+    }
+  }
+  close(up[1]);
+  close(go[0]);
+  for (long i = 0; i < k; i++) { /* every child set up */
+    char c;
+    DIE_IF(read(up[0], &c, 1) != 1);
+  }
+  for (long i = 0; i < k; i++) DIE_IF(write(go[1], "g", 1) != 1);
+  double first = 0, last = 0;
+  for (long i = 0; i < k; i++) { /* 16-byte writes: atomic on a pipe */
+    double times[2];
+    DIE_IF(read(up[0], times, sizeof times) != sizeof times);
+    if (i == 0 || times[0] < first) first = times[0];
+    if (i == 0 || times[1] > last) last = times[1];
+  }
+  for (long i = 0; i < k; i++) {
+    int status;
+    DIE_IF(wait(&status) < 0);
+    DIE_IF(!WIFEXITED(status) || WEXITSTATUS(status) != 0);
+  }
+  bench_report(api, "procs", "events_per_s", (double)(k * n) / (last - first), "ev/s", k);
 }
 
 #endif

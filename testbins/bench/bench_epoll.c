@@ -4,6 +4,8 @@
  *   bench_epoll user N         eventfd write + epoll_wait + read (port_send + port_get)
  *   bench_epoll fdwait N       epoll_ctl(MOD, ONESHOT) + epoll_wait on a ready pipe
  *   bench_epoll loop PAIRS N   token passed round robin over socketpairs (level-triggered)
+ *   bench_epoll procs K PAIRS N  K loops in K processes at once: aggregate events/s
+ *   bench_epoll memory fd COUNT|max  bytes per epoll entry in this process (the baseline)
  */
 #define _GNU_SOURCE
 #include <stdint.h>
@@ -54,7 +56,7 @@ static void loop(long pairs, long n) {
     DIE_IF(epoll_ctl(ep, EPOLL_CTL_ADD, sv[i][0], &ev) != 0);
   }
   DIE_IF(write(sv[0][1], "t", 1) != 1);
-  double t0 = bench_now();
+  double t0 = bench_start();
   for (long done = 0; done < n;) {
     struct epoll_event out[8];
     int k = epoll_wait(ep, out, 8, -1);
@@ -66,8 +68,26 @@ static void loop(long pairs, long n) {
       DIE_IF(write(sv[(i + 1) % pairs][1], &c, 1) != 1);
     }
   }
-  double dt = bench_now() - t0;
+  double t1 = bench_now();
+  bench_done(t0, t1);
+  double dt = t1 - t0;
   bench_report("epoll", "loop", "events_per_s", (double)n / dt, "ev/s", pairs);
+}
+
+/* The same watches as bench_ports/bench_kqueue memory fd: a pipe's read end
+ * per watch, the write end closed. */
+static void memory(long count) {
+  bench_raise_nofile();
+  int ep = epoll_create1(0);
+  struct bench_mem before = bench_mem_now();
+  for (long i = 0; i < count; i++) {
+    int p[2];
+    DIE_IF(pipe(p) != 0);
+    struct epoll_event ev = {.events = EPOLLIN, .data.u64 = (uint64_t)i};
+    DIE_IF(epoll_ctl(ep, EPOLL_CTL_ADD, p[0], &ev) != 0);
+    close(p[1]);
+  }
+  bench_report_memory("epoll", "fd", before, count);
 }
 
 int main(int argc, char **argv) {
@@ -76,6 +96,8 @@ int main(int argc, char **argv) {
   if (!strcmp(argv[1], "user")) user(a);
   else if (!strcmp(argv[1], "fdwait")) fdwait(a);
   else if (!strcmp(argv[1], "loop") && argc == 4) loop(a, atol(argv[3]));
+  else if (!strcmp(argv[1], "procs") && argc == 5) bench_procs("epoll", a, atol(argv[3]), atol(argv[4]), loop);
+  else if (!strcmp(argv[1], "memory") && argc == 4 && !strcmp(argv[2], "fd")) memory(bench_watch_count(argv[3]));
   else return 2;
   return 0;
 }

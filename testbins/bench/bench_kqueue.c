@@ -4,7 +4,10 @@
  *   bench_kqueue_P user N          EVFILT_USER trigger + kevent wait
  *   bench_kqueue_P fdwait N        kevent(change EV_ADD|EV_ONESHOT on a ready pipe + wait)
  *   bench_kqueue_P loop PAIRS N    token round robin over socketpairs (EVFILT_READ)
- *   bench_kqueue_P memory COUNT    supervisor memory for COUNT knotes
+ *   bench_kqueue_P procs K PAIRS N K loops in K processes of one tree: aggregate events/s
+ *   bench_kqueue_P memory KIND COUNT|max  bytes per knote (this process + the supervisor);
+ *                                  KIND fd (EVFILT_READ on a pipe), user (EVFILT_USER),
+ *                                  timer (EVFILT_TIMER, 1 hour: never fires here)
  */
 #define _GNU_SOURCE
 #include <stdint.h>
@@ -58,7 +61,7 @@ static void loop(long pairs, long n) {
     DIE_IF(kevent(kq, &ch, 1, NULL, 0, NULL) != 0);
   }
   DIE_IF(write(sv[0][1], "t", 1) != 1);
-  double t0 = bench_now();
+  double t0 = bench_start();
   for (long done = 0; done < n;) {
     struct kevent out[8];
     int k = kevent(kq, NULL, 0, out, 8, NULL);
@@ -70,28 +73,48 @@ static void loop(long pairs, long n) {
       DIE_IF(write(sv[(i + 1) % pairs][1], &c, 1) != 1);
     }
   }
-  double dt = bench_now() - t0;
+  double t1 = bench_now();
+  bench_done(t0, t1);
+  double dt = t1 - t0;
   bench_report(API, "loop", "events_per_s", (double)n / dt, "ev/s", pairs);
 }
 
-static void memory(long count) {
+/* Knotes that need no descriptor are added in batches of one kevent call. */
+static void add_knotes(int kq, short filter, long count) {
+  enum { kBatch = 256 };
+  struct kevent ch[kBatch];
+  for (long i = 0; i < count;) {
+    int n = 0;
+    for (; n < kBatch && i < count; n++, i++) {
+      if (filter == EVFILT_USER) EV_SET(&ch[n], (uintptr_t)i, EVFILT_USER, EV_ADD, 0, 0, 0);
+      else EV_SET(&ch[n], (uintptr_t)i, EVFILT_TIMER, EV_ADD, 0, 3600 * 1000, 0); /* ms */
+    }
+    DIE_IF(kevent(kq, ch, n, NULL, 0, NULL) != 0);
+  }
+}
+
+static void memory(const char *kind, long count) {
   bench_raise_nofile();
-  pid_t sup = getppid();
   int kq = kqueue();
   struct timespec zero = {0, 0};
   struct kevent out;
-  kevent(kq, NULL, 0, &out, 1, &zero);
-  long before = bench_rss_kb(sup);
-  for (long i = 0; i < count; i++) {
-    int p[2];
-    DIE_IF(pipe(p) != 0);
-    struct kevent ch;
-    EV_SET(&ch, p[0], EVFILT_READ, EV_ADD, 0, 0, 0);
-    DIE_IF(kevent(kq, &ch, 1, NULL, 0, NULL) != 0);
-    close(p[1]); /* the knote (and its watch) stays; halves the descriptors */
+  kevent(kq, NULL, 0, &out, 1, &zero); /* warm up the engine's tables */
+  struct bench_mem before = bench_mem_now();
+  if (!strcmp(kind, "user")) {
+    add_knotes(kq, EVFILT_USER, count);
+  } else if (!strcmp(kind, "timer")) {
+    add_knotes(kq, EVFILT_TIMER, count);
+  } else {
+    for (long i = 0; i < count; i++) {
+      int p[2];
+      DIE_IF(pipe(p) != 0);
+      struct kevent ch;
+      EV_SET(&ch, p[0], EVFILT_READ, EV_ADD, 0, 0, 0);
+      DIE_IF(kevent(kq, &ch, 1, NULL, 0, NULL) != 0);
+      close(p[1]); /* the knote (and its watch) stays; halves the descriptors */
+    }
   }
-  long after = bench_rss_kb(sup);
-  bench_report(API, "memory", "supervisor_rss_kb_delta", (double)(after - before), "kB", count);
+  bench_report_memory(API, kind, before, count);
 }
 
 int main(int argc, char **argv) {
@@ -100,7 +123,10 @@ int main(int argc, char **argv) {
   if (!strcmp(argv[1], "user")) user(a);
   else if (!strcmp(argv[1], "fdwait")) fdwait(a);
   else if (!strcmp(argv[1], "loop") && argc == 4) loop(a, atol(argv[3]));
-  else if (!strcmp(argv[1], "memory")) memory(a);
+  else if (!strcmp(argv[1], "procs") && argc == 5) bench_procs(API, a, atol(argv[3]), atol(argv[4]), loop);
+  else if (!strcmp(argv[1], "memory") && argc == 4 &&
+           (!strcmp(argv[2], "fd") || !strcmp(argv[2], "user") || !strcmp(argv[2], "timer")))
+    memory(argv[2], bench_watch_count(argv[3]));
   else return 2;
   return 0;
 }

@@ -4,7 +4,8 @@
  *   bench_ports fdwait N         port_associate + port_getn on a ready pipe
  *   bench_ports loop PAIRS N     token round robin over socketpairs (re-associate per event)
  *   bench_ports threads T N      N user events consumed by T threads blocked in port_get
- *   bench_ports memory COUNT     supervisor memory for COUNT FD associations
+ *   bench_ports procs K PAIRS N  K loops in K processes of one tree: aggregate events/s
+ *   bench_ports memory fd COUNT|max  bytes per FD association (this process + the supervisor)
  */
 #define _GNU_SOURCE
 #include <poll.h>
@@ -50,7 +51,7 @@ static void loop(long pairs, long n) {
     DIE_IF(port_associate(port, PORT_SOURCE_FD, (uintptr_t)sv[i][0], POLLIN, (void *)(intptr_t)i) != 0);
   }
   DIE_IF(write(sv[0][1], "t", 1) != 1);
-  double t0 = bench_now();
+  double t0 = bench_start();
   for (long done = 0; done < n;) {
     port_event_t ev[8];
     uint_t nget = 1;
@@ -63,7 +64,9 @@ static void loop(long pairs, long n) {
       DIE_IF(write(sv[(i + 1) % pairs][1], &c, 1) != 1);
     }
   }
-  double dt = bench_now() - t0;
+  double t1 = bench_now();
+  bench_done(t0, t1);
+  double dt = t1 - t0;
   bench_report("ports", "loop", "events_per_s", (double)n / dt, "ev/s", pairs);
 }
 
@@ -93,20 +96,18 @@ static void threads(long t, long n) {
 
 static void memory(long count) {
   bench_raise_nofile();
-  pid_t sup = getppid();
   int port = port_create();
   port_event_t ev;
   struct timespec zero = {0, 0};
-  port_get(port, &ev, &zero); /* warm up the supervisor's tables */
-  long before = bench_rss_kb(sup);
-  int(*p)[2] = calloc((size_t)count, sizeof *p);
+  port_get(port, &ev, &zero); /* warm up the engine's tables */
+  struct bench_mem before = bench_mem_now();
   for (long i = 0; i < count; i++) {
-    DIE_IF(pipe(p[i]) != 0);
-    DIE_IF(port_associate(port, PORT_SOURCE_FD, (uintptr_t)p[i][0], POLLIN, NULL) != 0);
-    close(p[i][1]); /* the association (and its watch) stays; halves the descriptors */
+    int p[2];
+    DIE_IF(pipe(p) != 0);
+    DIE_IF(port_associate(port, PORT_SOURCE_FD, (uintptr_t)p[0], POLLIN, NULL) != 0);
+    close(p[1]); /* the association (and its watch) stays; halves the descriptors */
   }
-  long after = bench_rss_kb(sup);
-  bench_report("ports", "memory", "supervisor_rss_kb_delta", (double)(after - before), "kB", count);
+  bench_report_memory("ports", "fd", before, count);
 }
 
 int main(int argc, char **argv) {
@@ -115,8 +116,9 @@ int main(int argc, char **argv) {
   if (!strcmp(argv[1], "user")) user(a);
   else if (!strcmp(argv[1], "fdwait")) fdwait(a);
   else if (!strcmp(argv[1], "loop") && argc == 4) loop(a, atol(argv[3]));
+  else if (!strcmp(argv[1], "procs") && argc == 5) bench_procs("ports", a, atol(argv[3]), atol(argv[4]), loop);
   else if (!strcmp(argv[1], "threads") && argc == 4) threads(a, atol(argv[3]));
-  else if (!strcmp(argv[1], "memory")) memory(a);
+  else if (!strcmp(argv[1], "memory") && argc == 4 && !strcmp(argv[2], "fd")) memory(bench_watch_count(argv[3]));
   else return 2;
   return 0;
 }

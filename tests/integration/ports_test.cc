@@ -225,6 +225,31 @@ TEST(PreloadOnly, NoSecondSupervisorUnderLauncher) {
   EXPECT_EQ(r.err.find("cannot install"), std::string::npos) << r.err;
 }
 
+// The same in either mode, seen directly: the preload would start the
+// supervisor named by EVSHIM_BIN, here a script that leaves a mark. The
+// launcher's marker (EVSHIM_FILTER_INSTALLED) stops it, not the mode switch
+// EVSHIM_SUPERVISED, which plain `evshim run` no longer sets.
+TEST(PreloadOnly, StartsNoSupervisorUnderLauncherInEitherMode) {
+  char dir[] = "/tmp/evshim-fakebin-XXXXXX";
+  ASSERT_NE(mkdtemp(dir), nullptr);
+  const std::string fake = std::string(dir) + "/evshim", mark = std::string(dir) + "/started";
+  {
+    std::ofstream f(fake);
+    f << "#!/bin/sh\ntouch " << mark << "\nexit 1\n";
+  }
+  chmod(fake.c_str(), 0755);
+  for (const char* mode : {"--supervised", "--no-sync-wakeup"}) {  // the latter: default mode
+    RunResult r = RunCommand({"env", "-u", "EVSHIM_SUPERVISED", "EVSHIM_BIN=" + fake, kEvshim, "run", mode,
+                              "--", "sh", "-c", "LD_PRELOAD=" + kPreload + " " + kScenarios + " wake_on_send"},
+                             30);
+    EXPECT_EQ(r.status, 0) << mode << r.out << r.err;
+    EXPECT_NE(access(mark.c_str(), F_OK), 0) << mode << ": the preload started a supervisor";
+    unlink(mark.c_str());
+  }
+  unlink(fake.c_str());
+  rmdir(dir);
+}
+
 // The launcher is the supervisor: the program's environment gets only
 // EVSHIM_SUPERVISED, no LD_PRELOAD (a 32-bit program's loader would print
 // "wrong ELF class" for the 64-bit preload library).
@@ -232,6 +257,40 @@ TEST(Launcher, LeavesTheEnvironmentAlone) {
   RunResult r = RunCommand({kEvshim, "run", "--", "sh", "-c", "echo \"[${LD_PRELOAD-unset}]\""});
   EXPECT_EQ(r.status, 0) << r.err;
   EXPECT_EQ(r.out, "[unset]\n");
+}
+
+// The mode switch (issue 15): `evshim run --supervised`, `evshim trace` and
+// `evshim run --trace` put EVSHIM_SUPERVISED=1 in the program's environment;
+// plain `evshim run` passes the caller's value on unchanged. Every launch
+// carries the launcher's marker for the preload (docs/design.md "The
+// supervisor and the filter").
+TEST(Launcher, SupervisedSwitchReachesTheProgram) {
+  const std::string show = "echo \"[${EVSHIM_SUPERVISED-unset}][${EVSHIM_FILTER_INSTALLED-unset}]\"";
+  auto env_of = [&](std::vector<std::string> launch, const std::string& caller_value) {
+    std::vector<std::string> argv = {"env", "-u", "EVSHIM_SUPERVISED"};
+    if (!caller_value.empty()) argv.push_back("EVSHIM_SUPERVISED=" + caller_value);
+    argv.insert(argv.end(), launch.begin(), launch.end());
+    argv.insert(argv.end(), {"--", "sh", "-c", show});
+    RunResult r = RunCommand(argv);
+    EXPECT_EQ(r.status, 0) << r.err;
+    return r.out;
+  };
+  EXPECT_EQ(env_of({kEvshim, "run"}, ""), "[unset][1]\n");
+  EXPECT_EQ(env_of({kEvshim, "run"}, "1"), "[1][1]\n");
+  EXPECT_EQ(env_of({kEvshim, "run", "--supervised"}, ""), "[1][1]\n");
+  EXPECT_EQ(env_of({kEvshim, "run", "--trace=/dev/null"}, ""), "[1][1]\n");
+  EXPECT_EQ(env_of({kEvshim, "trace", "-o", "/dev/null"}, ""), "[1][1]\n");
+  EXPECT_EQ(env_of({kEvshim, "trace", "--supervised", "-o", "/dev/null"}, ""), "[1][1]\n");
+}
+
+// Each integration suite runs twice (tests/meson.build): the mode its
+// registration sets (EVSHIM_SUPERVISED=0 or 1) must reach the programs
+// `evshim run` starts, or both passes would test one mode.
+TEST(Launcher, TheSuitesModeReachesThePrograms) {
+  const char* mode = std::getenv("EVSHIM_SUPERVISED");
+  RunResult r = RunCommand({kEvshim, "run", "--", "sh", "-c", "echo \"[${EVSHIM_SUPERVISED-unset}]\""});
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.out, "[" + std::string(mode ? mode : "unset") + "]\n");
 }
 
 TEST(Launcher, PropagatesExitStatus) {

@@ -561,6 +561,21 @@ TEST(TraceFromPreload, EvshimTraceEnvironmentVariable) {
   EXPECT_EQ(TraceLines(off.err), "");
 }
 
+// Tracing implies the supervised mode in preload-only mode too (as `evshim
+// trace` does; docs/trace.md): the preload sets EVSHIM_SUPERVISED=1 when it
+// starts a tracing supervisor, and leaves the caller's value otherwise.
+TEST(TraceFromPreload, TracingRunsSupervised) {
+  const std::string show = "echo \"[${EVSHIM_SUPERVISED-unset}]\"";
+  RunResult traced = RunCommand({"env", "-u", "EVSHIM_SUPERVISED", "LD_PRELOAD=" + kPreload,
+                                 "EVSHIM_TRACE=/dev/null", "sh", "-c", show}, 30);
+  ASSERT_EQ(traced.status, 0) << traced.err;
+  EXPECT_EQ(traced.out, "[1]\n");
+  RunResult plain = RunCommand({"env", "-u", "EVSHIM_SUPERVISED", "-u", "EVSHIM_TRACE",
+                                "LD_PRELOAD=" + kPreload, "sh", "-c", show}, 30);
+  ASSERT_EQ(plain.status, 0) << plain.err;
+  EXPECT_EQ(plain.out, "[unset]\n");
+}
+
 TEST(TraceCli, HelpVersionAndErrors) {
   RunResult help = RunCommand({kEvshim, "--help"});
   EXPECT_EQ(help.status, 0);
