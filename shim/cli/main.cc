@@ -410,7 +410,21 @@ int Run(int argc, char** argv, int first, Command command) {
     ProbeOrExit(exec_pipe[1]);
     // No LD_PRELOAD: under the launcher the preload library would have
     // nothing to do, and a 32-bit program's loader would complain about it.
-    setenv("EVSHIM_SUPERVISED", "1", 1);
+    // EVSHIM_SUPERVISOR tells it a supervisor serves the tree.
+    setenv("EVSHIM_SUPERVISOR", "1", 1);
+    // Tracing sees supervised calls only: the traced program runs
+    // supervised (docs/trace.md; fast-path calls are not traced yet).
+    if (opts.observer != nullptr) setenv("EVSHIM_SUPERVISED", "1", 1);
+    // The in-process engines apply the limits too (per process there).
+    const SupervisorOptions defaults;
+    auto export_limit = [](const char* name, uint64_t value, uint64_t fallback) {
+      if (value != fallback) setenv(name, std::to_string(value).c_str(), 1);
+    };
+    export_limit("EVSHIM_MAX_PORT_EVENTS", opts.port_limits.max_events_per_port,
+                 defaults.port_limits.max_events_per_port);
+    export_limit("EVSHIM_MAX_PORTS", opts.port_limits.max_ports, defaults.port_limits.max_ports);
+    export_limit("EVSHIM_MAX_KQUEUES", opts.kqueue_limits.max_kqueues, defaults.kqueue_limits.max_kqueues);
+    export_limit("EVSHIM_MAX_KNOTES", opts.kqueue_limits.max_knotes, defaults.kqueue_limits.max_knotes);
     execvp(argv[prog], argv + prog);
     int err = errno;
     (void)!write(exec_pipe[1], &err, sizeof err);

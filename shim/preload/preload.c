@@ -1,7 +1,7 @@
 /*
  * libevshim-preload.so: puts a program under evshim without the launcher.
  *
- * Under `evshim run` (EVSHIM_SUPERVISED=1 and a seccomp filter present) it
+ * Under `evshim run` (EVSHIM_SUPERVISOR=1 and a seccomp filter present) it
  * does nothing: the launcher is already the supervisor. Otherwise, before
  * main(), it starts a supervisor for this process tree (`evshim --serve`),
  * allows it to read this process's memory under Yama (PR_SET_PTRACER, again
@@ -96,8 +96,8 @@ static int send_fd(int sock, int fd) {
 }
 
 __attribute__((constructor)) static void evshim_preload_init(void) {
-  const char *supervised = getenv("EVSHIM_SUPERVISED");
-  if (supervised && *supervised == '1' && seccomp_filters() > 0) return;
+  const char *supervisor = getenv("EVSHIM_SUPERVISOR");
+  if (supervisor && *supervisor == '1' && seccomp_filters() > 0) return;
 
   char evshim[PATH_MAX];
   find_evshim(evshim, sizeof evshim);
@@ -160,5 +160,8 @@ __attribute__((constructor)) static void evshim_preload_init(void) {
   send_fd(sv[0], (int)listener);
   close((int)listener);
   close(sv[0]);
-  setenv("EVSHIM_SUPERVISED", "1", 1);
+  setenv("EVSHIM_SUPERVISOR", "1", 1);
+  /* A traced tree runs supervised: fast-path calls are not traced yet. */
+  const char *traced = getenv("EVSHIM_TRACE");
+  if (traced && *traced) setenv("EVSHIM_SUPERVISED", "1", 1);
 }

@@ -102,10 +102,19 @@ void LinuxHost::ApplyDeadline() {
   timerfd_settime(timer_fd_, TFD_TIMER_ABSTIME, &its, nullptr);
 }
 
-Result<void> LinuxHost::Register(Watch& w, emul::Pid pid, int fd, uint32_t mask, bool edge) {
+int LinuxHost::DupTargetFd(emul::Pid pid, int fd) {
+  // The host's own process (the in-process engine): a local duplicate.
+  if (pid == local_pid_) return fcntl(fd, F_DUPFD_CLOEXEC, 0);
   int pidfd = pidfd_of_(pid);
-  if (pidfd < 0) return Errno{EBADF};
-  int dup = PidfdGetfd(pidfd, fd);
+  if (pidfd < 0) {
+    errno = EBADF;
+    return -1;
+  }
+  return PidfdGetfd(pidfd, fd);
+}
+
+Result<void> LinuxHost::Register(Watch& w, emul::Pid pid, int fd, uint32_t mask, bool edge) {
+  int dup = DupTargetFd(pid, fd);
   if (dup < 0) return Errno{errno == EBADF ? EBADF : errno};
   // A new private epoll each time the mask changes: epoll keys registrations
   // by (file, descriptor number), and the number we registered under is gone.
@@ -272,12 +281,12 @@ bool LinuxHost::SameFile(emul::Pid pid, int fd, emul::WatchId id) {
   slot.efd = static_cast<uint32_t>(w.epfd);
   slot.tfd = static_cast<uint32_t>(w.tfd);
   slot.toff = 0;
-  static const pid_t self = getpid();
-  long r = syscall(SYS_kcmp, pid, self, KCMP_EPOLL_TFD, fd, reinterpret_cast<uintptr_t>(&slot));
+  long r = syscall(SYS_kcmp, pid, getpid(), KCMP_EPOLL_TFD, fd, reinterpret_cast<uintptr_t>(&slot));
   return r == 0;
 }
 
 bool LinuxHost::FdOpen(emul::Pid pid, int fd) {
+  if (pid == local_pid_) return fcntl(fd, F_GETFD) != -1;
   char path[64];
   std::snprintf(path, sizeof path, "/proc/%d/fd/%d", pid, fd);
   struct stat st {};
@@ -285,9 +294,7 @@ bool LinuxHost::FdOpen(emul::Pid pid, int fd) {
 }
 
 Result<emul::FdProbe> LinuxHost::ProbeFd(emul::Pid pid, int fd) {
-  int pidfd = pidfd_of_(pid);
-  if (pidfd < 0) return Errno{EBADF};
-  int dup = PidfdGetfd(pidfd, fd);
+  int dup = DupTargetFd(pid, fd);
   if (dup < 0) return Errno{EBADF};
   emul::FdProbe p;
   struct stat st {};

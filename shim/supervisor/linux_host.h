@@ -69,6 +69,9 @@ class LinuxHost final : public emul::Host {
   }
 
   size_t watch_count() const { return watches_.size(); }
+  // The in-process engine (shim/inproc/): descriptors of process `pid` (the
+  // host's own) are duplicated locally instead of through pidfd_getfd.
+  void set_local_process(emul::Pid pid) { local_pid_ = pid; }
 
   // --- kqueue PROC and VNODE sources (linux_host_kqueue.cc) ---
   // Main-loop events with this bit set are the host's own: OnHostEvent.
@@ -141,6 +144,9 @@ class LinuxHost final : public emul::Host {
   emul::Result<void> Register(Watch& w, emul::Pid pid, int fd, uint32_t mask, bool edge = false);
   emul::Result<uint32_t> Arm(emul::WatchId id, emul::Pid pid, int fd, uint32_t events, bool edge);
   void ApplyDeadline();
+  // A duplicate of process `pid`'s descriptor `fd` (-1 and errno).
+  int DupTargetFd(emul::Pid pid, int fd);
+  emul::Pid local_pid_ = -1;
   void RearmInLoop(emul::WatchId id);
 
   // kqueue PROC: one entry per watched process, shared by its knotes.
