@@ -4,6 +4,8 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/epoll.h>
+#include <pthread.h>
+#include <signal.h>
 #include <sys/eventfd.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -17,6 +19,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
 #include <thread>
 
 namespace evshim::shim::inproc {
@@ -85,6 +88,18 @@ int WakeFd(pid_t pid) {
     t_wake.pid = pid;
   }
   return t_wake.fd;
+}
+
+int64_t MonotonicNs() {
+  timespec t{};
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return static_cast<int64_t>(t.tv_sec) * 1'000'000'000 + t.tv_nsec;
+}
+
+void SleepNs(int64_t ns) {
+  timespec t{static_cast<time_t>(ns / 1'000'000'000), static_cast<long>(ns % 1'000'000'000)};
+  while (nanosleep(&t, &t) != 0 && errno == EINTR) {
+  }
 }
 
 long EnvLimit(const char* name, long fallback) {
@@ -167,9 +182,10 @@ class Engine::Context final : public abi::CallContext {
         if (inh != engine_.inherited_->objects.end()) return InheritedObject(inh->second, kind, fd);
       }
     }
-    // Not an object of this engine. With a supervisor it may be one of
-    // its objects (made by a raw foreign syscall): the call goes there.
-    if (engine_.options_.supervisor_present) foreign_ = true;
+    // Not an object of this engine. A socket may be one of the
+    // supervisor's objects (made by a raw foreign syscall): with a
+    // supervisor present, the call goes there.
+    if (S_ISSOCK(st.st_mode) && engine_.options_.supervisor_present) foreign_ = true;
     return Errno{EBADFD};
   }
   emul::EventPorts& ports() override { return *engine_.ports_; }
@@ -204,9 +220,9 @@ class Engine::Context final : public abi::CallContext {
 
  private:
   // A descriptor of the engine a parent process had before fork. kqueues
-  // are not inherited (OpenBSD kern_event.c:1020-1037 kqueue_fork-less
-  // fdcopy; DragonFly likewise): EBADF, as the supervised path answers.
-  // An illumos port is shared with the child (rule 34), which this slice
+  // are not inherited (docs/rules-bsd.md §4.6, each BSD's fdcopy): EBADF,
+  // as the supervised path answers. An illumos port is shared with the
+  // child (docs/rules-ports.md rule 34, port.c:241-248), which this slice
   // cannot do in-process: it fails clearly (docs/abi.md §10 "Fast mode").
   Result<emul::ObjectId> InheritedObject(abi::ObjectKind was, abi::ObjectKind kind, int fd) {
     if (was != kind) return Errno{EBADFD};
@@ -331,8 +347,12 @@ bool Engine::Call(int nr, const uint64_t args[6], long* result) {
   std::unique_lock<std::mutex> lock(mu_);
   t_in_engine = true;
   struct Leave {
-    ~Leave() { t_in_engine = false; }
-  } leave;
+    Engine& e;
+    ~Leave() {
+      t_in_engine = false;
+      e.last_call_ns_.store(MonotonicNs(), std::memory_order_relaxed);
+    }
+  } leave{*this};
   PrepareCall();
   std::array<uint64_t, 6> raw{};
   for (int i = 0; i < 6; ++i) raw[i] = args[i];
@@ -360,16 +380,29 @@ bool Engine::Call(int nr, const uint64_t args[6], long* result) {
   if (out.kind == abi::Outcome::Kind::kDeferred) {
     std::shared_ptr<Waiter> w = ctx.waiter();
     bool interrupted = false;
+    // Signals are blocked while the thread is in the engine and delivered
+    // only inside ppoll, so a signal that arrives while the thread is
+    // between two polls still ends the wait (EINTR) instead of being
+    // handled unseen.
+    sigset_t all, old_mask;
+    bool masked = false;
     while (w && !w->answered()) {
+      if (!masked) {
+        sigfillset(&all);
+        pthread_sigmask(SIG_BLOCK, &all, &old_mask);
+        masked = true;
+      }
       // Wait for the engine's host events or this thread's wake-up; the
       // lock is free meanwhile, so other threads' calls complete this one.
       ApplyReadiness();
       pollfd fds[2] = {{loop_, POLLIN, 0}, {WakeFd(pid_), POLLIN, 0}};
       t_in_engine = false;
+      waiting_threads_.fetch_add(1, std::memory_order_relaxed);
       lock.unlock();
-      int n = ppoll(fds, 2, nullptr, nullptr);
+      int n = ppoll(fds, 2, nullptr, &old_mask);
       int err = n < 0 ? errno : 0;
       lock.lock();
+      waiting_threads_.fetch_sub(1, std::memory_order_relaxed);
       t_in_engine = true;
       if (fds[1].revents & POLLIN) {
         uint64_t v;
@@ -384,6 +417,7 @@ bool Engine::Call(int nr, const uint64_t args[6], long* result) {
         break;
       }
     }
+    if (masked) pthread_sigmask(SIG_SETMASK, &old_mask, nullptr);
     if (ctx.wait()) {
       if (interrupted) {
         ports_->CancelWait(*ctx.wait());
@@ -412,6 +446,39 @@ bool Engine::Call(int nr, const uint64_t args[6], long* result) {
   ApplyReadiness();
   *result = r;
   return true;
+}
+
+void Engine::StartIdlePump() {
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_BLOCK, &all, &old);  // the thread inherits: no signal is the pump's
+  pthread_t t;
+  if (pthread_create(&t, nullptr, [](void* self) -> void* {
+        static_cast<Engine*>(self)->IdlePumpLoop();
+        return nullptr;
+      }, this) == 0) {
+    pthread_detach(t);
+  }
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+}
+
+void Engine::IdlePumpLoop() {
+  for (;;) {
+    epoll_event ev;
+    // Level-triggered: this only looks; Pump() consumes.
+    if (epoll_wait(loop_, &ev, 1, -1) < 0) {
+      if (errno == EINTR) continue;
+      return;
+    }
+    const int64_t idle = MonotonicNs() - last_call_ns_.load(std::memory_order_relaxed);
+    if (waiting_threads_.load(std::memory_order_relaxed) > 0 || idle < kIdleNs) {
+      // A thread is in the engine or was a moment ago: it pumps itself.
+      SleepNs(idle < kIdleNs && idle >= 0 ? kIdleNs - idle : kIdleNs);
+      continue;
+    }
+    std::lock_guard<std::mutex> lock(mu_);
+    Pump();
+  }
 }
 
 void Engine::PrepareCall() {

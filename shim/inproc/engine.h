@@ -69,6 +69,8 @@ class Engine {
   void AddInherited(Inherited* into) const;
 
   pid_t pid() const { return pid_; }
+  // Starts the idle pump (a thread with every signal blocked).
+  void StartIdlePump();
 
  private:
   class Context;
@@ -109,6 +111,14 @@ class Engine {
   void Sweep();
   void ArmSweep(bool on);
   int PidfdOf(emul::Pid pid);
+  // While no thread calls into the engine or waits in it, host events are
+  // still routed (a program that polls the port or kqueue descriptor
+  // itself, a SIGEV_SIGNAL timer): the idle pump does it, and stays out of
+  // the way of a busy program (at most one look per kIdleNs).
+  void IdlePumpLoop();
+  static constexpr int64_t kIdleNs = 1'000'000;
+  std::atomic<int64_t> last_call_ns_{0};
+  std::atomic<int> waiting_threads_{0};
 
   EngineOptions options_;
   std::shared_ptr<const Inherited> inherited_;

@@ -77,6 +77,7 @@ Engine* GetEngine() {
       pthread_atfork(ForkPrepare, ForkParent, ForkChild);
     }
     e = new Engine(EngineOptions::FromEnvironment(), g_inherited);
+    e->StartIdlePump();
     g_engine.store(e, std::memory_order_release);
   }
   pthread_mutex_unlock(&g_create);
