@@ -36,7 +36,6 @@ constexpr uint64_t kTagSweep = 4ULL << 56;
 constexpr uint64_t kTagObject = 6ULL << 56;
 constexpr uint64_t kTagSignals = 7ULL << 56;
 constexpr uint64_t kTagPathWatch = 9ULL << 56;
-constexpr uint64_t kTagPathMounts = 10ULL << 56;
 constexpr uint64_t kTagMask = 0xffULL << 56;
 
 // The process's own memory through process_vm_readv/writev: a bad pointer
@@ -291,7 +290,9 @@ Engine::Engine(EngineOptions options, std::shared_ptr<const Inherited> inherited
   };
   add(host_->deadline_fd(), kTagDeadline, EPOLLIN);
   if (host_->path_inotify_fd() >= 0) add(host_->path_inotify_fd(), kTagPathWatch, EPOLLIN);
-  if (host_->path_mounts_fd() >= 0) add(host_->path_mounts_fd(), kTagPathMounts, EPOLLPRI);
+  // The mount table is not in the loop: a poll of /proc/self/mountinfo
+  // consumes its change, so a waiter's or the idle pump's look at the loop
+  // would lose it. Each call polls it instead (PrepareCall).
   signal_efd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   add(signal_efd_, kTagSignals, EPOLLIN);
   sweep_fd_ = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
@@ -486,7 +487,12 @@ void Engine::PrepareCall() {
   // As the supervisor before each call: file changes, watched descriptors
   // that became ready and deadlines already due are seen first
   // (port.c:158-163; DF kern_event.c:1647-1660; OB kern_event.c:1731-1760).
-  if (host_->path_watch_count() > 0) host_->ReadPathEvents();
+  if (host_->path_watch_count() > 0) {
+    // MOUNTEDOVER: a mount made before this call is seen by it.
+    pollfd mounts{host_->path_mounts_fd(), POLLPRI, 0};
+    if (mounts.fd >= 0 && poll(&mounts, 1, 0) == 1 && (mounts.revents & POLLPRI)) host_->OnMountsChanged();
+    host_->ReadPathEvents();
+  }
   if (host_->watch_count() > 0) CollectWatchReadiness();
   ApplySignals();
   ports_->CatchUpDeadlines();
@@ -498,11 +504,6 @@ void Engine::Pump() {
   int n;
   do {
     n = epoll_wait(loop_, events, 64, 0);
-    for (int i = 0; i < n; ++i) {
-      if ((events[i].data.u64 & kTagMask) == kTagPathMounts && host_->path_watch_count() > 0) {
-        host_->OnMountsChanged();
-      }
-    }
     for (int i = 0; i < n; ++i) {
       const uint64_t data = events[i].data.u64;
       if (data & LinuxHost::kHostTag) {

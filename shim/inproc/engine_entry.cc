@@ -19,8 +19,10 @@ namespace evshim::shim::inproc {
 namespace {
 
 enum class Mode : int { kUnknown = 0, kFast = 1, kSupervised = 2 };
-// Until every suite passes in fast mode, EVSHIM_FAST=1 turns it on.
-constexpr bool kFastByDefault = false;
+// Fast mode is the default; EVSHIM_SUPERVISED=1 selects the supervised
+// path (`evshim run --supervised`, `evshim trace`). EVSHIM_FAST=1 forces
+// fast mode where the default were changed.
+constexpr bool kFastByDefault = true;
 
 std::atomic<int> g_mode{0};
 std::atomic<Engine*> g_engine{nullptr};
