@@ -222,6 +222,22 @@ TEST(FastPath, ScenariosRunWithoutAnySupervisor) {
   }
 }
 
+// Fast mode: the engine dies with the image; a port descriptor kept across
+// exec polls POLLHUP and names no port (EBADFD), with or without a
+// supervisor (docs/abi.md §10 "Fast mode"; illumos keeps it: exec_keep,
+// supervised). Supervised the same scenario fails (the port lives on).
+TEST(FastPath, InheritedPortIsDeadAfterExec) {
+  for (const std::vector<std::string>& argv :
+       {std::vector<std::string>{kEvshim, "run", "--", kScenarios, "fast_exec_dead_port"},
+        std::vector<std::string>{kScenarios, "fast_exec_dead_port"}}) {
+    RunResult r = RunCommand(argv, 30);
+    EXPECT_EQ(r.status, 0) << r.out << r.err;
+    EXPECT_NE(r.out.find("after exec the fast-mode port is dead"), std::string::npos) << r.out;
+  }
+  EXPECT_NE(RunCommand({kEvshim, "run", "--", kScenarios, "fast_exec_dead_port"}, 30, {"EVSHIM_SUPERVISED=1"}).status,
+            0);
+}
+
 // Fast mode, a port shared with a forked child (rule 34) fails clearly in
 // the child (ENOTSUP and a message naming the remedy) instead of diverging
 // silently; supervised, the same scenario passes (PortScenario fork_shares).

@@ -62,7 +62,10 @@ static long foreign_call(long nr, long a0, long a1, long a2, long a3) {
   return syscall(nr, a0, a1, a2, a3);
 }
 
-static long portfs_once(long op, long a0, long a1, long a2, long a3, long a4) {
+/* Inlined into each API function, so `evshim trace --sites` tells them apart. */
+#define CALL_SITE __attribute__((always_inline)) inline
+
+static CALL_SITE long portfs_once(long op, long a0, long a1, long a2, long a3, long a4) {
   return syscall(EVSHIM_SYS_portfs, op, a0, a1, a2, a3, a4); /* -1 and errno on error */
 }
 
@@ -82,7 +85,7 @@ static long with_call_number(long op) {
  * are already in the buffer), or ECANCELED if the wait was really
  * interrupted (docs/abi.md "Call numbers").
  */
-static long portfs_wait(long op, long a0, long a1, long a2, long a3, long a4) {
+static CALL_SITE long portfs_wait(long op, long a0, long a1, long a2, long a3, long a4) {
   long r;
   /* In-process, an interrupted wait is simply EINTR: no reply to lose. */
   if (fast_call(EVSHIM_SYS_portfs, op, a0, a1, a2, a3, a4, &r)) return r;
@@ -105,7 +108,7 @@ static long portfs_wait(long op, long a0, long a1, long a2, long a3, long a4) {
  * the same call number, and the supervisor answers it with the outcome the
  * first attempt had (it never applies a call twice).
  */
-static long portfs(long op, long a0, long a1, long a2, long a3, long a4) {
+static CALL_SITE long portfs(long op, long a0, long a1, long a2, long a3, long a4) {
   long r;
   if (fast_call(EVSHIM_SYS_portfs, op, a0, a1, a2, a3, a4, &r)) return r;
   op = with_call_number(op);
