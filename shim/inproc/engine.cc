@@ -80,6 +80,17 @@ thread_local ThreadWake t_wake;
 // the same thread (a close() in a handler) must not wait for the lock.
 thread_local bool t_in_engine = false;
 
+// The calling thread's id (gettid is a system call; a thread keeps its id,
+// and a forked child's only thread gets a new one: checked with the pid).
+emul::Pid ThreadId(pid_t pid) {
+  thread_local pid_t tid = 0, for_pid = 0;
+  if (tid == 0 || for_pid != pid) {
+    tid = gettid();
+    for_pid = pid;
+  }
+  return static_cast<emul::Pid>(tid);
+}
+
 int WakeFd(pid_t pid) {
   if (t_wake.pid != pid || t_wake.fd < 0) {
     if (t_wake.fd >= 0 && t_wake.pid != pid) close(t_wake.fd);  // the parent's, inherited
@@ -159,7 +170,7 @@ class Engine::Context final : public abi::CallContext {
  public:
   Context(Engine& engine, SelfMemory& memory)
       : engine_(engine), memory_(memory),
-        caller_{static_cast<emul::Pid>(engine.pid_), static_cast<emul::Pid>(gettid())} {}
+        caller_{static_cast<emul::Pid>(engine.pid_), ThreadId(engine.pid_)} {}
 
   emul::Caller caller() const override { return caller_; }
   abi::GuestMemory& memory() override { return memory_; }
@@ -263,6 +274,10 @@ Engine::Engine(EngineOptions options, std::shared_ptr<const Inherited> inherited
   loop_ = epoll_create1(EPOLL_CLOEXEC);
   host_ = std::make_unique<LinuxHost>(loop_, [this](emul::Pid pid) { return PidfdOf(pid); });
   host_->set_local_process(pid_);
+  host_->set_register_callback([this](int fd) {
+    struct stat st {};
+    if (fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode) && by_inode_.count(st.st_ino) != 0) objects_watched_ = true;
+  });
   host_->set_readiness_callback([this](emul::ObjectId o, bool r) { OnObjectReadiness(o, r); });
   host_->set_writable_callback([this](emul::ObjectId o, bool w) { OnObjectWritable(o, w); });
   ports_ = std::make_unique<emul::EventPorts>(*host_, options_.port_limits);
@@ -483,7 +498,7 @@ void Engine::IdlePumpLoop() {
 }
 
 void Engine::PrepareCall() {
-  Pump();
+  Pump(/*apply_readiness=*/false);
   // As the supervisor before each call: file changes, watched descriptors
   // that became ready and deadlines already due are seen first
   // (port.c:158-163; DF kern_event.c:1647-1660; OB kern_event.c:1731-1760).
@@ -493,13 +508,14 @@ void Engine::PrepareCall() {
     if (mounts.fd >= 0 && poll(&mounts, 1, 0) == 1 && (mounts.revents & POLLPRI)) host_->OnMountsChanged();
     host_->ReadPathEvents();
   }
-  if (host_->watch_count() > 0) CollectWatchReadiness();
+  // Ready watches were routed by Pump: the watches' collecting epoll sits
+  // in the loop, and epoll readiness propagates synchronously.
   ApplySignals();
   ports_->CatchUpDeadlines();
   kqueues_->CatchUpDeadlines();
 }
 
-void Engine::Pump() {
+void Engine::Pump(bool apply_readiness) {
   epoll_event events[64];
   int n;
   do {
@@ -546,7 +562,9 @@ void Engine::Pump() {
           break;
       }
     }
-    ApplyReadiness();
+    // A call applies readiness at its end (an event it takes at once then
+    // costs no byte); a wake-up without a call applies it now.
+    if (apply_readiness) ApplyReadiness();
   } while (n == 64);
 }
 
@@ -558,7 +576,11 @@ void Engine::CollectWatchReadiness() {
       ports_->OnWatchReady(id, revents);
       kqueues_->OnWatchReady(id, revents);  // watch ids are host-wide: one engine owns it
     }
-    ApplyReadiness();
+    // A byte sent can make a watch on that object's descriptor ready (a
+    // port in a port): only then is another pass worth a look. While no
+    // watch is on an object's descriptor, the byte waits for the end of
+    // the call, which usually takes the event at once (no byte at all).
+    if (!objects_watched_ || !ApplyReadiness()) break;
   }
 }
 
@@ -666,7 +688,8 @@ void Engine::OnObjectReadiness(emul::ObjectId obj, bool readable) {
 // As the supervisor's: a byte in the program's end while events are
 // queued, applied only at the end of a call or a wake-up, so an event taken
 // at once costs nothing.
-void Engine::ApplyReadiness() {
+bool Engine::ApplyReadiness() {
+  bool sent = false;
   for (emul::ObjectId obj : readiness_pending_) {
     auto it = objects_.find(obj);
     if (it == objects_.end()) continue;
@@ -674,13 +697,17 @@ void Engine::ApplyReadiness() {
     o.readiness_pending = false;
     if (o.want_readable && !o.signalled) {
       char byte = 1;
-      if (send(o.engine_end, &byte, 1, MSG_DONTWAIT | MSG_NOSIGNAL) == 1) o.signalled = true;
+      if (send(o.engine_end, &byte, 1, MSG_DONTWAIT | MSG_NOSIGNAL) == 1) {
+        o.signalled = true;
+        sent = true;
+      }
     }
     o.needs_drain = !o.want_readable && o.signalled;
     // The program's descriptor is in this process: drain it now.
     if (o.needs_drain && FdIsObject(o.holder_fd, o.inode)) DrainIfNeeded(obj, o.holder_fd);
   }
   readiness_pending_.clear();
+  return sent;
 }
 
 void Engine::DrainIfNeeded(emul::ObjectId obj, int fd) {

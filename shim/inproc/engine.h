@@ -97,10 +97,11 @@ class Engine {
   // Everything ready before a call is seen before it (issue 14 item 1).
   void PrepareCall();
   // Reads the loop epoll without waiting and routes each event to its owner.
-  void Pump();
+  void Pump(bool apply_readiness = true);
   void CollectWatchReadiness();
   void ApplySignals();
-  void ApplyReadiness();
+  // Returns whether a readiness byte was sent.
+  bool ApplyReadiness();
   void OnObjectReadiness(emul::ObjectId obj, bool readable);
   void OnObjectWritable(emul::ObjectId obj, bool writable);
   void DrainIfNeeded(emul::ObjectId obj, int fd);
@@ -139,6 +140,7 @@ class Engine {
   std::unordered_map<emul::Pid, int> pidfds_;
   std::set<std::string> reported_;
   bool warned_fork_port_ = false;
+  bool objects_watched_ = false;  // some watch was registered on an object's descriptor
   static constexpr int kSignals = 65;  // Linux _NSIG
   std::atomic<uint32_t> pending_signals_[kSignals] = {};
   std::atomic<bool> any_signal_{false};

@@ -33,7 +33,7 @@ int PidfdGetfd(int pidfd, int fd) {
 }  // namespace
 
 LinuxHost::LinuxHost(int loop_epoll, std::function<int(emul::Pid)> pidfd_of)
-    : loop_epoll_(loop_epoll), pidfd_of_(std::move(pidfd_of)) {
+    : loop_epoll_(loop_epoll), self_pid_(getpid()), pidfd_of_(std::move(pidfd_of)) {
   timer_fd_ = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
   collect_epoll_ = epoll_create1(EPOLL_CLOEXEC);
   epoll_event ev{};
@@ -136,6 +136,7 @@ Result<void> LinuxHost::Register(Watch& w, emul::Pid pid, int fd, uint32_t mask,
     close(epfd);
     return Errno{err};
   }
+  if (register_cb_) register_cb_(dup);
   close(dup);  // never keep the target's file open
   if (w.epfd >= 0) close(w.epfd);  // also drops it from the collecting epoll
   w.epfd = epfd;
@@ -281,7 +282,7 @@ bool LinuxHost::SameFile(emul::Pid pid, int fd, emul::WatchId id) {
   slot.efd = static_cast<uint32_t>(w.epfd);
   slot.tfd = static_cast<uint32_t>(w.tfd);
   slot.toff = 0;
-  long r = syscall(SYS_kcmp, pid, getpid(), KCMP_EPOLL_TFD, fd, reinterpret_cast<uintptr_t>(&slot));
+  long r = syscall(SYS_kcmp, pid, self_pid_, KCMP_EPOLL_TFD, fd, reinterpret_cast<uintptr_t>(&slot));
   return r == 0;
 }
 
@@ -294,7 +295,10 @@ bool LinuxHost::FdOpen(emul::Pid pid, int fd) {
 }
 
 Result<emul::FdProbe> LinuxHost::ProbeFd(emul::Pid pid, int fd) {
-  int dup = DupTargetFd(pid, fd);
+  // The host's own process: its descriptor is measured as it is.
+  const bool local = pid == local_pid_;
+  if (local && fcntl(fd, F_GETFD) == -1) return Errno{EBADF};
+  int dup = local ? fd : DupTargetFd(pid, fd);
   if (dup < 0) return Errno{EBADF};
   emul::FdProbe p;
   struct stat st {};
@@ -347,7 +351,7 @@ Result<emul::FdProbe> LinuxHost::ProbeFd(emul::Pid pid, int fd) {
   } else {
     if (ioctl(dup, FIONREAD, &n) == 0) p.readable = n;
   }
-  close(dup);  // never keep the target's file open
+  if (!local) close(dup);  // never keep the target's file open
   return p;
 }
 
