@@ -168,7 +168,7 @@ class Engine::Waiter final : public abi::Responder {
 
 class Engine::Context final : public abi::CallContext {
  public:
-  Context(Engine& engine, SelfMemory& memory)
+  Context(Engine& engine, abi::GuestMemory& memory)
       : engine_(engine), memory_(memory),
         caller_{static_cast<emul::Pid>(engine.pid_), ThreadId(engine.pid_)} {}
 
@@ -248,7 +248,7 @@ class Engine::Context final : public abi::CallContext {
   }
 
   Engine& engine_;
-  SelfMemory& memory_;
+  abi::GuestMemory& memory_;
   emul::Caller caller_;
   std::shared_ptr<Waiter> waiter_;
   std::optional<emul::WaitId> wait_;
@@ -256,21 +256,9 @@ class Engine::Context final : public abi::CallContext {
   bool foreign_ = false;
 };
 
-namespace {
-SelfMemory* MemoryFor(pid_t pid) {
-  // One per engine generation, never freed: completions keep a reference.
-  static thread_local SelfMemory* cached = nullptr;
-  static thread_local pid_t cached_pid = 0;
-  if (cached == nullptr || cached_pid != pid) {
-    cached = new SelfMemory(pid);
-    cached_pid = pid;
-  }
-  return cached;
-}
-}  // namespace
-
 Engine::Engine(EngineOptions options, std::shared_ptr<const Inherited> inherited)
-    : options_(options), inherited_(std::move(inherited)), pid_(getpid()) {
+    : options_(options), inherited_(std::move(inherited)), pid_(getpid()),
+      memory_(std::make_unique<SelfMemory>(pid_)) {
   loop_ = epoll_create1(EPOLL_CLOEXEC);
   host_ = std::make_unique<LinuxHost>(loop_, [this](emul::Pid pid) { return PidfdOf(pid); });
   host_->set_local_process(pid_);
@@ -373,7 +361,7 @@ bool Engine::Call(int nr, const uint64_t args[6], long* result) {
   std::array<uint64_t, 6> raw{};
   for (int i = 0; i < 6; ++i) raw[i] = args[i];
   abi::SyscallArgs a(abi::DataModel::kLp64, raw);
-  Context ctx(*this, *MemoryFor(pid_));
+  Context ctx(*this, *memory_);
   abi::Outcome out;
   if (entry->handler != nullptr) {
     out = entry->handler(ctx, a);

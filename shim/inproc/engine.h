@@ -125,6 +125,9 @@ class Engine {
   std::shared_ptr<const Inherited> inherited_;
   std::mutex mu_;
   pid_t pid_;
+  // The process's memory; lives as long as the engine (completions of
+  // deferred calls keep a reference).
+  std::unique_ptr<abi::GuestMemory> memory_;
   int loop_ = -1;        // epoll of every host event source
   int signal_efd_ = -1;  // written by NoteSignal
   int sweep_fd_ = -1;    // periodic check of waiters' port descriptors (rule 27)

@@ -39,6 +39,9 @@ const std::string kDemo = TestbinDir() + "/port_demo";
 // - raw foreign calls on a library-made port (the port is in-process; the
 //   raw call reaches the supervisor, which does not know it: EBADFD), and
 //   timer ids split between the two engines.
+// The FastPath tests pin fast mode, also in CI's supervised pass.
+const std::vector<std::string> kFastMode = {"EVSHIM_SUPERVISED=0"};
+
 bool SupervisedOnly(const std::string& name) {
   static const char* const kNames[] = {
       "fork_shares", "fork_dissociate", "file_owner_only", "close_shared",  // rule 34
@@ -216,7 +219,7 @@ TEST(FastPath, ScenariosRunWithoutAnySupervisor) {
                            "close_discards", "getn_partial", "alert", "sendn", "bad_ports", "pollable",
                            "pollable_handoff", "eintr", "timer_port", "file_events",
                            "close_waiter"}) {
-    RunResult r = RunCommand({kScenarios, name}, 30);
+    RunResult r = RunCommand({kScenarios, name}, 30, kFastMode);
     EXPECT_FALSE(r.timed_out) << name;
     EXPECT_EQ(r.status, 0) << name << "\n" << r.out << r.err;
   }
@@ -230,7 +233,7 @@ TEST(FastPath, InheritedPortIsDeadAfterExec) {
   for (const std::vector<std::string>& argv :
        {std::vector<std::string>{kEvshim, "run", "--", kScenarios, "fast_exec_dead_port"},
         std::vector<std::string>{kScenarios, "fast_exec_dead_port"}}) {
-    RunResult r = RunCommand(argv, 30);
+    RunResult r = RunCommand(argv, 30, kFastMode);
     EXPECT_EQ(r.status, 0) << r.out << r.err;
     EXPECT_NE(r.out.find("after exec the fast-mode port is dead"), std::string::npos) << r.out;
   }
@@ -242,7 +245,7 @@ TEST(FastPath, InheritedPortIsDeadAfterExec) {
 // the child (ENOTSUP and a message naming the remedy) instead of diverging
 // silently; supervised, the same scenario passes (PortScenario fork_shares).
 TEST(FastPath, PortSharedAcrossForkFailsClearly) {
-  RunResult r = RunCommand({kEvshim, "run", "--", kScenarios, "fork_shares"}, 30);
+  RunResult r = RunCommand({kEvshim, "run", "--", kScenarios, "fork_shares"}, 30, kFastMode);
   EXPECT_NE(r.status, 0);
   EXPECT_NE(r.err.find("fast mode cannot share it (ENOTSUP); run with EVSHIM_SUPERVISED=1"), std::string::npos)
       << r.err;

@@ -14,12 +14,17 @@
 #include <atomic>
 #include <cerrno>
 #include <cstdint>
+#include <cstdlib>
 #include <mutex>
 #include <set>
 #include <thread>
 #include <vector>
 
 namespace {
+
+// Fast mode pinned, also in a supervised CI pass (the engine decides at the
+// first call).
+__attribute__((constructor)) void PinFastMode() { setenv("EVSHIM_SUPERVISED", "0", 1); }
 
 class InprocTest : public ::testing::Test {
  protected:
