@@ -1624,7 +1624,8 @@ static void *close_wait_thread(void *arg) {
   return NULL;
 }
 
-/* Whether thread `tid` is inside kevent (/proc/self/task/TID/syscall). */
+/* Whether thread `tid` is inside kevent (/proc/self/task/TID/syscall): the
+ * foreign call (supervised), or the in-process engine's ppoll (fast mode). */
 static int in_kevent(pid_t tid) {
   char path[64];
   snprintf(path, sizeof path, "/proc/self/task/%d/syscall", (int)tid);
@@ -1633,7 +1634,7 @@ static int in_kevent(pid_t tid) {
   long nr = -1;
   int n = fscanf(f, "%ld", &nr);
   fclose(f);
-  return n == 1 && nr == EVSHIM_SYS_kevent;
+  return n == 1 && (nr == EVSHIM_SYS_kevent || nr == SYS_ppoll);
 }
 
 /* Runs a waiter with `timeout_ms` on `kq` and closes kq once it waits. */

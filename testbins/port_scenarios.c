@@ -1690,6 +1690,28 @@ static int close_same_file_back(void) {
   return 0;
 }
 
+/* Fast mode (docs/abi.md §10 "Fast mode"): the in-process engine dies with
+ * the image, so a port descriptor kept across exec is a socket whose peer is
+ * gone: it polls POLLHUP and a call naming it fails with EBADFD (supervised,
+ * the port lives on: exec_keep). */
+static int fast_exec_dead_port_image(int fd) {
+  struct pollfd pfd = {fd, POLLIN, 0};
+  CHECK(poll(&pfd, 1, 1000) == 1 && (pfd.revents & POLLHUP));
+  errno = 0;
+  CHECK(port_send(fd, 1, NULL) == -1 && errno == EBADFD);
+  printf("after exec the fast-mode port is dead: POLLHUP, EBADFD\n");
+  return 0;
+}
+
+static int fast_exec_dead_port(void) {
+  CHECK(port_send(port, 1, NULL) == 0); /* made by the library, in-process */
+  char portarg[16];
+  snprintf(portarg, sizeof portarg, "%d", port);
+  execl(self_path, self_path, "fast_exec_dead_port_image", portarg, (char *)NULL);
+  perror("execl");
+  return 1;
+}
+
 struct scenario {
   const char *name;
   int (*fn)(void);
@@ -1715,7 +1737,7 @@ int main(int argc, char **argv) {
       {"file_mountedover", file_mountedover}, {"file_trunc", file_trunc},
       {"ready_before_get", ready_before_get}, {"port_in_port_ready", port_in_port_ready},
       {"poll_after_ready", poll_after_ready}, {"close_no_dissociate", close_no_dissociate},
-      {"close_same_file_back", close_same_file_back},
+      {"close_same_file_back", close_same_file_back}, {"fast_exec_dead_port", fast_exec_dead_port},
   };
   if (argc < 2) {
     fprintf(stderr, "usage: %s SCENARIO\n", argv[0]);
@@ -1723,6 +1745,7 @@ int main(int argc, char **argv) {
   }
   self_path = argv[0];
   if (strcmp(argv[1], "exec_helper") == 0) return exec_helper(argc, argv);
+  if (strcmp(argv[1], "fast_exec_dead_port_image") == 0 && argc > 2) return fast_exec_dead_port_image(atoi(argv[2]));
   port = port_create();
   CHECK(port >= 0);
   for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {

@@ -434,6 +434,16 @@ int Run(int argc, char** argv, int first, Command command) {
     // set for --supervised and tracing, otherwise the caller's value stands.
     setenv("EVSHIM_FILTER_INSTALLED", "1", 1);
     if (mode.supervised) setenv("EVSHIM_SUPERVISED", "1", 1);
+    // The in-process engines apply the limits too (per process there).
+    const SupervisorOptions defaults;
+    auto export_limit = [](const char* name, uint64_t value, uint64_t fallback) {
+      if (value != fallback) setenv(name, std::to_string(value).c_str(), 1);
+    };
+    export_limit("EVSHIM_MAX_PORT_EVENTS", opts.port_limits.max_events_per_port,
+                 defaults.port_limits.max_events_per_port);
+    export_limit("EVSHIM_MAX_PORTS", opts.port_limits.max_ports, defaults.port_limits.max_ports);
+    export_limit("EVSHIM_MAX_KQUEUES", opts.kqueue_limits.max_kqueues, defaults.kqueue_limits.max_kqueues);
+    export_limit("EVSHIM_MAX_KNOTES", opts.kqueue_limits.max_knotes, defaults.kqueue_limits.max_knotes);
     execvp(argv[prog], argv + prog);
     int err = errno;
     (void)!write(exec_pipe[1], &err, sizeof err);

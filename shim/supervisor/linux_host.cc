@@ -33,7 +33,7 @@ int PidfdGetfd(int pidfd, int fd) {
 }  // namespace
 
 LinuxHost::LinuxHost(int loop_epoll, std::function<int(emul::Pid)> pidfd_of)
-    : loop_epoll_(loop_epoll), pidfd_of_(std::move(pidfd_of)) {
+    : loop_epoll_(loop_epoll), self_pid_(getpid()), pidfd_of_(std::move(pidfd_of)) {
   timer_fd_ = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
   collect_epoll_ = epoll_create1(EPOLL_CLOEXEC);
   epoll_event ev{};
@@ -113,10 +113,19 @@ void LinuxHost::ApplyDeadline() {
   timerfd_settime(timer_fd_, TFD_TIMER_ABSTIME, &its, nullptr);
 }
 
-Result<void> LinuxHost::Register(Watch& w, emul::Pid pid, int fd, uint32_t mask, bool edge) {
+int LinuxHost::DupTargetFd(emul::Pid pid, int fd) {
+  // The host's own process (the in-process engine): a local duplicate.
+  if (pid == local_pid_) return fcntl(fd, F_DUPFD_CLOEXEC, 0);
   int pidfd = pidfd_of_(pid);
-  if (pidfd < 0) return Errno{EBADF};
-  int dup = PidfdGetfd(pidfd, fd);
+  if (pidfd < 0) {
+    errno = EBADF;
+    return -1;
+  }
+  return PidfdGetfd(pidfd, fd);
+}
+
+Result<void> LinuxHost::Register(Watch& w, emul::Pid pid, int fd, uint32_t mask, bool edge) {
+  int dup = DupTargetFd(pid, fd);
   if (dup < 0) return Errno{errno == EBADF ? EBADF : errno};
   // A new private epoll each time the mask changes: epoll keys registrations
   // by (file, descriptor number), and the number we registered under is gone.
@@ -138,6 +147,7 @@ Result<void> LinuxHost::Register(Watch& w, emul::Pid pid, int fd, uint32_t mask,
     close(epfd);
     return Errno{err};
   }
+  if (register_cb_) register_cb_(dup);
   close(dup);  // never keep the target's file open
   if (w.epfd >= 0) close(w.epfd);  // also drops it from the collecting epoll
   w.epfd = epfd;
@@ -291,12 +301,12 @@ bool LinuxHost::SameFile(emul::Pid pid, int fd, emul::WatchId id) {
   slot.efd = static_cast<uint32_t>(w.epfd);
   slot.tfd = static_cast<uint32_t>(w.tfd);
   slot.toff = 0;
-  static const pid_t self = getpid();
-  long r = syscall(SYS_kcmp, pid, self, KCMP_EPOLL_TFD, fd, reinterpret_cast<uintptr_t>(&slot));
+  long r = syscall(SYS_kcmp, pid, self_pid_, KCMP_EPOLL_TFD, fd, reinterpret_cast<uintptr_t>(&slot));
   return r == 0;
 }
 
 bool LinuxHost::FdOpen(emul::Pid pid, int fd) {
+  if (pid == local_pid_) return fcntl(fd, F_GETFD) != -1;
   char path[64];
   std::snprintf(path, sizeof path, "/proc/%d/fd/%d", pid, fd);
   struct stat st {};
@@ -304,9 +314,10 @@ bool LinuxHost::FdOpen(emul::Pid pid, int fd) {
 }
 
 Result<emul::FdProbe> LinuxHost::ProbeFd(emul::Pid pid, int fd) {
-  int pidfd = pidfd_of_(pid);
-  if (pidfd < 0) return Errno{EBADF};
-  int dup = PidfdGetfd(pidfd, fd);
+  // The host's own process: its descriptor is measured as it is.
+  const bool local = pid == local_pid_;
+  if (local && fcntl(fd, F_GETFD) == -1) return Errno{EBADF};
+  int dup = local ? fd : DupTargetFd(pid, fd);
   if (dup < 0) return Errno{EBADF};
   emul::FdProbe p;
   struct stat st {};
@@ -359,7 +370,7 @@ Result<emul::FdProbe> LinuxHost::ProbeFd(emul::Pid pid, int fd) {
   } else {
     if (ioctl(dup, FIONREAD, &n) == 0) p.readable = n;
   }
-  close(dup);  // never keep the target's file open
+  if (!local) close(dup);  // never keep the target's file open
   return p;
 }
 

@@ -75,6 +75,12 @@ class LinuxHost final : public emul::Host {
   }
 
   size_t watch_count() const { return watches_.size(); }
+  // The in-process engine (shim/inproc/): descriptors of process `pid` (the
+  // host's own) are duplicated locally instead of through pidfd_getfd.
+  void set_local_process(emul::Pid pid) { local_pid_ = pid; }
+  // Hears of each file registered for a watch (the in-process engine notes
+  // watches on its own objects' descriptors: a port in a port).
+  void set_register_callback(std::function<void(int)> cb) { register_cb_ = std::move(cb); }
 
   // --- kqueue PROC and VNODE sources (linux_host_kqueue.cc) ---
   // Main-loop events with this bit set are the host's own: OnHostEvent.
@@ -147,6 +153,10 @@ class LinuxHost final : public emul::Host {
   emul::Result<void> Register(Watch& w, emul::Pid pid, int fd, uint32_t mask, bool edge = false);
   emul::Result<uint32_t> Arm(emul::WatchId id, emul::Pid pid, int fd, uint32_t events, bool edge);
   void ApplyDeadline();
+  // A duplicate of process `pid`'s descriptor `fd` (-1 and errno).
+  int DupTargetFd(emul::Pid pid, int fd);
+  emul::Pid local_pid_ = -1;
+  std::function<void(int)> register_cb_;
   void RearmInLoop(emul::WatchId id);
 
   // kqueue PROC: one entry per watched process, shared by its knotes.
@@ -210,6 +220,7 @@ class LinuxHost final : public emul::Host {
   std::function<std::optional<emul::ObjectId>(emul::Pid, int)> kqueue_at_cb_;
 
   int loop_epoll_;
+  emul::Pid self_pid_;  // where the watches' epolls live (kcmp)
   int collect_epoll_ = -1;  // armed watches' epoll fds, one-shot; in the main loop
   int timer_fd_;
   std::function<int(emul::Pid)> pidfd_of_;

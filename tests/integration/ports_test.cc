@@ -12,6 +12,7 @@
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <vector>
 
 #include "tests/support/run.h"
 
@@ -31,8 +32,35 @@ std::string TestbinDir() {
 const std::string kScenarios = TestbinDir() + "/port_scenarios";
 const std::string kDemo = TestbinDir() + "/port_demo";
 
+// Scenarios that run supervised only (EVSHIM_SUPERVISED=1), with the rule
+// fast mode cannot keep yet (docs/abi.md §10 "Fast mode"):
+// - a port shared with a forked child (docs/rules-ports.md rule 34,
+//   port.c:241-248 "FORK BEHAVIOUR"): fast mode's child gets ENOTSUP;
+// - raw foreign calls on a library-made port (the port is in-process; the
+//   raw call reaches the supervisor, which does not know it: EBADFD), and
+//   timer ids split between the two engines.
+// The FastPath tests pin fast mode, also in CI's supervised pass.
+const std::vector<std::string> kFastMode = {"EVSHIM_SUPERVISED=0"};
+
+bool SupervisedOnly(const std::string& name) {
+  static const char* const kNames[] = {
+      "fork_shares", "fork_dissociate", "file_owner_only", "close_shared",  // rule 34
+      "exec_cloexec", "exec_keep",                                          // rule 34 (child execs)
+      "exec_timer", "dispatch_events",                                      // raw calls on library ports
+  };
+  for (const char* n : kNames) {
+    if (name == n) return true;
+  }
+  return false;
+}
+
+std::vector<std::string> ModeEnv(const std::string& name) {
+  if (SupervisedOnly(name)) return {"EVSHIM_SUPERVISED=1"};
+  return {};
+}
+
 RunResult Scenario(const std::string& name) {
-  return RunCommand({kEvshim, "run", "--", kScenarios, name}, 30);
+  return RunCommand({kEvshim, "run", "--", kScenarios, name}, 30, ModeEnv(name));
 }
 
 class PortScenario : public ::testing::TestWithParam<const char*> {};
@@ -72,14 +100,14 @@ TEST(PortExec, TimersDeletedAtExec) {
 
 TEST(PortExec, TimersDeletedAtExecWithoutProcConnector) {
   RunResult r = RunCommand({kEvshim, "run", "--", kScenarios, "exec_timer"}, 30,
-                           {"EVSHIM_NO_PROC_CONNECTOR=1"});
+                           {"EVSHIM_NO_PROC_CONNECTOR=1", "EVSHIM_SUPERVISED=1"});
   EXPECT_FALSE(r.timed_out);
   EXPECT_EQ(r.status, 0) << r.out << r.err;
   EXPECT_NE(r.out.find("exec deleted the old image's timers"), std::string::npos) << r.out;
 }
 
 RunResult LimitedScenario(const std::string& flag, const std::string& n, const std::string& name) {
-  return RunCommand({kEvshim, "run", flag, n, "--", kScenarios, name}, 30);
+  return RunCommand({kEvshim, "run", flag, n, "--", kScenarios, name}, 30, ModeEnv(name));
 }
 
 // Rule 37: PORT_DISPATCH (raw syscalls): AIO/MQ only, NOSHARE, a full port
@@ -174,11 +202,53 @@ TEST(PortClose, CloseThenSameFileBackDropsTheAssociation) {
   EXPECT_EQ(r.status, 0) << r.out << r.err;
 }
 
-// Without a supervisor the foreign call is an unknown syscall: the scenario
-// must fail, which shows the scenarios test evshim and not something else.
+// Supervised, without a supervisor the foreign call is an unknown syscall:
+// the scenario must fail, which shows the scenarios test evshim and not
+// something else.
 TEST(PortScenarioControl, FailsWithoutEvshim) {
-  RunResult r = RunCommand({kScenarios, "wake_on_send"}, 10);
+  RunResult r = RunCommand({kScenarios, "wake_on_send"}, 10, {"EVSHIM_SUPERVISED=1"});
   EXPECT_NE(r.status, 0);
+}
+
+// Fast mode (issue 15): the library's calls are served in the process, so
+// the same programs work with no supervisor at all (no `evshim run`, no
+// preload): proof that no call went to a supervisor. Waits, timeouts,
+// threads, signals, poll on the port and PORT_SOURCE_FILE included.
+TEST(FastPath, ScenariosRunWithoutAnySupervisor) {
+  for (const char* name : {"etime", "wake_on_send", "two_waiters", "fd_oneshot", "get_zero_untouched",
+                           "close_discards", "getn_partial", "alert", "sendn", "bad_ports", "pollable",
+                           "pollable_handoff", "eintr", "timer_port", "file_events",
+                           "close_waiter"}) {
+    RunResult r = RunCommand({kScenarios, name}, 30, kFastMode);
+    EXPECT_FALSE(r.timed_out) << name;
+    EXPECT_EQ(r.status, 0) << name << "\n" << r.out << r.err;
+  }
+}
+
+// Fast mode: the engine dies with the image; a port descriptor kept across
+// exec polls POLLHUP and names no port (EBADFD), with or without a
+// supervisor (docs/abi.md §10 "Fast mode"; illumos keeps it: exec_keep,
+// supervised). Supervised the same scenario fails (the port lives on).
+TEST(FastPath, InheritedPortIsDeadAfterExec) {
+  for (const std::vector<std::string>& argv :
+       {std::vector<std::string>{kEvshim, "run", "--", kScenarios, "fast_exec_dead_port"},
+        std::vector<std::string>{kScenarios, "fast_exec_dead_port"}}) {
+    RunResult r = RunCommand(argv, 30, kFastMode);
+    EXPECT_EQ(r.status, 0) << r.out << r.err;
+    EXPECT_NE(r.out.find("after exec the fast-mode port is dead"), std::string::npos) << r.out;
+  }
+  EXPECT_NE(RunCommand({kEvshim, "run", "--", kScenarios, "fast_exec_dead_port"}, 30, {"EVSHIM_SUPERVISED=1"}).status,
+            0);
+}
+
+// Fast mode, a port shared with a forked child (rule 34) fails clearly in
+// the child (ENOTSUP and a message naming the remedy) instead of diverging
+// silently; supervised, the same scenario passes (PortScenario fork_shares).
+TEST(FastPath, PortSharedAcrossForkFailsClearly) {
+  RunResult r = RunCommand({kEvshim, "run", "--", kScenarios, "fork_shares"}, 30, kFastMode);
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.err.find("fast mode cannot share it (ENOTSUP); run with EVSHIM_SUPERVISED=1"), std::string::npos)
+      << r.err;
 }
 
 TEST(Demo, PrintsBothEvents) {
@@ -193,7 +263,8 @@ TEST(Demo, PrintsBothEvents) {
 TEST(PreloadOnly, RunsScenarioWithoutLauncher) {
   RunResult r = RunCommand({kScenarios, "two_waiters"}, 30, {"LD_PRELOAD=" + kPreload});
   EXPECT_EQ(r.status, 0) << r.out << r.err;
-  RunResult fork_case = RunCommand({kScenarios, "fork_shares"}, 30, {"LD_PRELOAD=" + kPreload});
+  RunResult fork_case =
+      RunCommand({kScenarios, "fork_shares"}, 30, {"LD_PRELOAD=" + kPreload, "EVSHIM_SUPERVISED=1"});
   EXPECT_EQ(fork_case.status, 0) << fork_case.out << fork_case.err;
 }
 

@@ -15,17 +15,23 @@ using evshim::testing::RunResult;
 const std::string kEvshim = EVSHIM_BIN;
 const std::string kStress = TESTBIN_DIR "/stress_ports";
 
-RunResult Stress(std::vector<std::string> args, double timeout = 120) {
+// Supervised only (EVSHIM_SUPERVISED=1; docs/abi.md §10 "Fast mode"): the
+// scenarios whose port is shared with forked processes (docs/rules-ports.md
+// rule 34: exactly_once's producers and consumers, fork_storm), and the
+// supervisor's own faults and bounds (its death, --max-waits).
+const std::vector<std::string> kSupervised = {"EVSHIM_SUPERVISED=1"};
+
+RunResult Stress(std::vector<std::string> args, double timeout = 120, std::vector<std::string> env = {}) {
   std::vector<std::string> cmd = {kEvshim, "run", "--", kStress};
   cmd.insert(cmd.end(), args.begin(), args.end());
-  return RunCommand(cmd, timeout);
+  return RunCommand(cmd, timeout, env);
 }
 
 // K threads in P processes send (port_send and port_sendn) while M threads
 // and C other processes receive with port_getn, under a SIGALRM storm (1 ms,
 // with and without SA_RESTART): every event exactly once.
 TEST(Stress, ExactlyOnceUnderSignalStorm) {
-  RunResult r = Stress({"exactly_once", "2", "2", "3", "2", "2000"});
+  RunResult r = Stress({"exactly_once", "2", "2", "3", "2", "2000"}, 120, kSupervised);
   EXPECT_EQ(r.status, 0) << r.out << r.err;
   EXPECT_NE(r.out.find("duplicates 0 missing 0"), std::string::npos) << r.out;
 }
@@ -36,7 +42,7 @@ TEST(Stress, ExactlyOnceUnderSignalStorm) {
 // probe recovers those answers; without it about 40% of runs lost events.
 TEST(Stress, ExactlyOnceWhenRepliesRaceSignals) {
   for (int run = 0; run < 3; ++run) {
-    RunResult r = Stress({"exactly_once", "2", "2", "0", "2", "2000"});
+    RunResult r = Stress({"exactly_once", "2", "2", "0", "2", "2000"}, 120, kSupervised);
     ASSERT_EQ(r.status, 0) << "run " << run << ": " << r.out << r.err;
     EXPECT_NE(r.out.find("duplicates 0 missing 0"), std::string::npos) << r.out;
   }
@@ -88,7 +94,7 @@ TEST(Faults, HalfMappedBufferIsEfaultAndNothingWrittenOutside) {
 }
 
 TEST(Faults, ForkStormEveryChildServed) {
-  RunResult r = Stress({"fork_storm", "100"});
+  RunResult r = Stress({"fork_storm", "100"}, 120, kSupervised);
   EXPECT_EQ(r.status, 0) << r.out << r.err;
 }
 
@@ -99,7 +105,7 @@ TEST(Faults, SupervisorResourcesReturnToBaseline) {
 
 // What a program sees when its supervisor is killed: ENOSYS, and it goes on.
 TEST(Faults, SupervisorDeathGivesEnosys) {
-  RunResult r = Stress({"supervisor_dies"}, 30);
+  RunResult r = Stress({"supervisor_dies"}, 30, kSupervised);
   EXPECT_EQ(r.status, 137);  // evshim itself was killed
   EXPECT_NE(r.out.find("ENOSYS after the supervisor died"), std::string::npos) << r.out << r.err;
 }
@@ -111,7 +117,7 @@ TEST(Faults, KilledWhileServedOthersContinue) {
                             kStress + " exactly_once 1 2 2 0 3000 & "
                             "for i in 1 2 3 4 5 6 7 8; do " + kStress + " many_waiters 50 & "
                             "k=$!; sleep 0.05; kill -9 $k; done; wait %1"},
-                           120);
+                           120, kSupervised);
   EXPECT_EQ(r.status, 0) << r.out << r.err;
   EXPECT_NE(r.out.find("duplicates 0 missing 0"), std::string::npos) << r.out;
 }
@@ -119,13 +125,14 @@ TEST(Faults, KilledWhileServedOthersContinue) {
 // Bounds: more waiting threads than --max-waits fail with ENOMEM; the
 // supervisor does not grow without limit and the others are still served.
 TEST(Bounds, ParkedWaitsCapIsEnomem) {
-  RunResult r = RunCommand({kEvshim, "run", "--max-waits", "50", "--", kStress, "wait_cap", "50"}, 60);
+  RunResult r = RunCommand({kEvshim, "run", "--max-waits", "50", "--", kStress, "wait_cap", "50"}, 60, kSupervised);
   EXPECT_EQ(r.status, 0) << r.out << r.err;
 }
 
 // exec of a program without the preload: still served (the filter is inherited).
 TEST(Faults, ExecWithoutPreloadStillServed) {
-  RunResult r = RunCommand({kEvshim, "run", "--", "env", "-u", "LD_PRELOAD", kStress, "fork_storm", "10"}, 60);
+  RunResult r = RunCommand({kEvshim, "run", "--", "env", "-u", "LD_PRELOAD", kStress, "fork_storm", "10"}, 60,
+                           kSupervised);
   EXPECT_EQ(r.status, 0) << r.out << r.err;
 }
 

@@ -20,6 +20,14 @@
 
 #define EXPORT __attribute__((visibility("default")))
 
+/* Functions that may run inside TSan's interceptors or a signal handler in
+ * a ThreadSanitizer build (see the signal hook below). */
+#if defined(__SANITIZE_THREAD__)
+#define NOT_TSAN_INSTRUMENTED __attribute__((no_sanitize("thread")))
+#else
+#define NOT_TSAN_INSTRUMENTED
+#endif
+
 /* The foreign struct timespec (docs/rules-bsd.md §2): 16 bytes on
  * x86_64; on i386 FreeBSD and DragonFly 8 (32-bit time_t), OpenBSD 12
  * (64-bit time_t, 4-byte aligned). */
@@ -47,7 +55,41 @@ static const struct wire_timespec *to_wire(const struct timespec *ts, struct wir
   return out;
 }
 
-EXPORT int kqueue(void) { return (int)syscall(EVSHIM_SYS_kqueue); }
+/*
+ * Fast mode (the default; docs/design.md "The in-process fast path"): the
+ * call is served inside this process by libevshim-engine, unless
+ * EVSHIM_SUPERVISED=1 or the kqueue is not one of the engine's (one made by
+ * a raw system call, or with KQUEUE_CPONFORK, belongs to the supervisor):
+ * then the system call goes out as before. x86_64 only: the i386 library
+ * stays supervised.
+ */
+#if defined(EVSHIM_FAST_PATH) && defined(__x86_64__)
+#include "engine_entry.h"
+NOT_TSAN_INSTRUMENTED static int fast_call(long nr, long a0, long a1, long a2, long a3, long a4, long a5,
+                                           long *r) {
+  const long args[6] = {a0, a1, a2, a3, a4, a5};
+  int handled = 0;
+  long v = evshim_engine_call((int)nr, args, &handled);
+  if (!handled) return 0;
+  *r = v;
+  return 1;
+}
+#else
+NOT_TSAN_INSTRUMENTED static int fast_call(long nr, long a0, long a1, long a2, long a3, long a4, long a5,
+                                           long *r) {
+  (void)nr, (void)a0, (void)a1, (void)a2, (void)a3, (void)a4, (void)a5, (void)r;
+  return 0;
+}
+#endif
+
+/* A foreign call: in-process when the engine serves it, else the syscall. */
+NOT_TSAN_INSTRUMENTED static long foreign_call(long nr, long a0, long a1, long a2, long a3, long a4, long a5) {
+  long r;
+  if (fast_call(nr, a0, a1, a2, a3, a4, a5, &r)) return r;
+  return syscall(nr, a0, a1, a2, a3, a4, a5);
+}
+
+EXPORT int kqueue(void) { return (int)foreign_call(EVSHIM_SYS_kqueue, 0, 0, 0, 0, 0, 0); }
 
 #ifdef EVSHIM_SYS_kqueuex
 /*
@@ -84,7 +126,9 @@ static pthread_once_t fork_hook_once = PTHREAD_ONCE_INIT;
 static void install_fork_hook(void) { pthread_atfork(fork_prepare, fork_parent, fork_child); }
 
 EXPORT int kqueuex(unsigned int flags) {
-  int kq = (int)syscall(EVSHIM_SYS_kqueuex, (long)flags);
+  /* A copy-on-fork kqueue is shared with children: the supervisor's. */
+  int kq = (flags & KQUEUE_CPONFORK) ? (int)syscall(EVSHIM_SYS_kqueuex, (long)flags)
+                                     : (int)foreign_call(EVSHIM_SYS_kqueuex, (long)flags, 0, 0, 0, 0, 0);
   if (kq >= 0 && (flags & KQUEUE_CPONFORK)) pthread_once(&fork_hook_once, install_fork_hook);
   return kq;
 }
@@ -107,7 +151,7 @@ EXPORT int kqueue1(int flags) {
   if (flags & O_CLOEXEC) wire |= 0x10000;
   if (flags & O_NONBLOCK) wire |= 0x0004;
   if (flags & ~(O_CLOEXEC | O_NONBLOCK)) wire |= 0x40000000;
-  return (int)syscall(EVSHIM_SYS_kqueue1, wire);
+  return (int)foreign_call(EVSHIM_SYS_kqueue1, wire, 0, 0, 0, 0, 0);
 }
 #endif
 
@@ -149,11 +193,6 @@ typedef int (*sigaction_fn)(int, const struct sigaction *, struct sigaction *);
  * These functions therefore carry no TSan instrumentation; what they pass
  * on (TSan's own handler, registered through sigaction) does the rest.
  */
-#if defined(__SANITIZE_THREAD__)
-#define NOT_TSAN_INSTRUMENTED __attribute__((no_sanitize("thread")))
-#else
-#define NOT_TSAN_INSTRUMENTED
-#endif
 
 static struct sigaction program_action[EVSHIM_SIGNALS]; /* what the program set, when hooked */
 static volatile sig_atomic_t hooked[EVSHIM_SIGNALS];
@@ -199,7 +238,7 @@ NOT_TSAN_INSTRUMENTED static int hookable(int sig, const struct sigaction *a) {
 NOT_TSAN_INSTRUMENTED static void counting_handler(int sig, siginfo_t *info, void *uc) {
   int saved = errno;
   if (__atomic_exchange_n(&counted_pending[sig], 0, __ATOMIC_SEQ_CST) == 0) {
-    syscall(EVSHIM_SYS_kqueue_signal, (long)sig);
+    foreign_call(EVSHIM_SYS_kqueue_signal, (long)sig, 0, 0, 0, 0, 0);
   }
   struct sigaction a = program_action[sig];
   if (a.sa_flags & SA_RESETHAND) {
@@ -428,7 +467,7 @@ NOT_TSAN_INSTRUMENTED static void report_closing(int fd) {
     if (!(__atomic_fetch_and(&fd_hint[(unsigned)fd / FD_HINT_WORD_BITS], ~bit, __ATOMIC_RELAXED) & bit)) return;
   }
   int saved = errno;
-  (void)syscall(EVSHIM_SYS_kqueue_fdclose, (long)fd);
+  (void)foreign_call(EVSHIM_SYS_kqueue_fdclose, (long)fd, 0, 0, 0, 0, 0);
   errno = saved;
 }
 
@@ -494,6 +533,11 @@ static __thread unsigned kevent_seq;
 
 static int kevent_call(long kq, const struct kevent *changelist, long nchanges, struct kevent *eventlist,
                        long nevents, const struct wire_timespec *ts) {
+  long fast;
+  /* In-process, an interrupted wait is simply EINTR: no reply to lose. */
+  if (fast_call(EVSHIM_SYS_kevent, kq, (long)changelist, nchanges, (long)eventlist, nevents, (long)ts, &fast)) {
+    return (int)fast;
+  }
 #if defined(__x86_64__)
   kevent_seq += 2;
   kq = (long)(((unsigned long)(kevent_seq | 1) << 32) | (unsigned int)kq);
@@ -550,7 +594,7 @@ static void count_pending_signals(void) {
           continue;
         }
       }
-      syscall(EVSHIM_SYS_kqueue_signal, (long)sig);
+      foreign_call(EVSHIM_SYS_kqueue_signal, (long)sig, 0, 0, 0, 0, 0);
     } else if (owner == self) {
       __atomic_compare_exchange_n(&counted_pending[sig], &owner, 0, 0, __ATOMIC_SEQ_CST,
                                   __ATOMIC_SEQ_CST);
@@ -563,7 +607,7 @@ static void count_pending_signals(void) {
 static void taken_without_handler(int sig) {
   if (sig <= 0 || sig >= EVSHIM_SIGNALS || !is_wanted(sig)) return;
   if (__atomic_exchange_n(&counted_pending[sig], 0, __ATOMIC_SEQ_CST) == 0) {
-    syscall(EVSHIM_SYS_kqueue_signal, (long)sig);
+    foreign_call(EVSHIM_SYS_kqueue_signal, (long)sig, 0, 0, 0, 0, 0);
   }
 }
 
@@ -679,7 +723,7 @@ EXPORT int freebsd11_kevent(int kq, const struct kevent_freebsd11 *changelist, i
     hint_knote(changelist[i].ident, changelist[i].filter, changelist[i].flags);
   }
   struct wire_timespec ts;
-  return (int)syscall(EVSHIM_SYS_freebsd11_kevent, (long)kq, changelist, (long)nchanges, eventlist,
-                      (long)nevents, to_wire(timeout, &ts));
+  return (int)foreign_call(EVSHIM_SYS_freebsd11_kevent, (long)kq, (long)changelist, (long)nchanges,
+                           (long)eventlist, (long)nevents, (long)to_wire(timeout, &ts));
 }
 #endif

@@ -31,7 +31,41 @@
 static __thread unsigned call_seq;
 #endif
 
-static long portfs_once(long op, long a0, long a1, long a2, long a3, long a4) {
+/*
+ * Fast mode (the default; docs/design.md "The in-process fast path"): the
+ * call is served inside this process by libevshim-engine, unless
+ * EVSHIM_SUPERVISED=1 or the port is not one of the engine's (a port made by
+ * a raw portfs call belongs to the supervisor): then the system call goes
+ * out as before. x86_64 only: the i386 library stays supervised.
+ */
+#if defined(EVSHIM_FAST_PATH) && defined(__x86_64__)
+#include "engine_entry.h"
+static int fast_call(long nr, long a0, long a1, long a2, long a3, long a4, long a5, long *r) {
+  const long args[6] = {a0, a1, a2, a3, a4, a5};
+  int handled = 0;
+  long v = evshim_engine_call((int)nr, args, &handled);
+  if (!handled) return 0;
+  *r = v;
+  return 1;
+}
+#else
+static int fast_call(long nr, long a0, long a1, long a2, long a3, long a4, long a5, long *r) {
+  (void)nr, (void)a0, (void)a1, (void)a2, (void)a3, (void)a4, (void)a5, (void)r;
+  return 0;
+}
+#endif
+
+/* A foreign call without the call-number protocol (the timer calls). */
+static long foreign_call(long nr, long a0, long a1, long a2, long a3) {
+  long r;
+  if (fast_call(nr, a0, a1, a2, a3, 0, 0, &r)) return r;
+  return syscall(nr, a0, a1, a2, a3);
+}
+
+/* Inlined into each API function, so `evshim trace --sites` tells them apart. */
+#define CALL_SITE __attribute__((always_inline)) inline
+
+static CALL_SITE long portfs_once(long op, long a0, long a1, long a2, long a3, long a4) {
   return syscall(EVSHIM_SYS_portfs, op, a0, a1, a2, a3, a4); /* -1 and errno on error */
 }
 
@@ -51,9 +85,12 @@ static long with_call_number(long op) {
  * are already in the buffer), or ECANCELED if the wait was really
  * interrupted (docs/abi.md "Call numbers").
  */
-static long portfs_wait(long op, long a0, long a1, long a2, long a3, long a4) {
+static CALL_SITE long portfs_wait(long op, long a0, long a1, long a2, long a3, long a4) {
+  long r;
+  /* In-process, an interrupted wait is simply EINTR: no reply to lose. */
+  if (fast_call(EVSHIM_SYS_portfs, op, a0, a1, a2, a3, a4, &r)) return r;
   op = with_call_number(op);
-  long r = portfs_once(op, a0, a1, a2, a3, a4);
+  r = portfs_once(op, a0, a1, a2, a3, a4);
 #if defined(__x86_64__)
   if (r == -1 && errno == EINTR) {
     long probe = (long)((unsigned long)op | (1ul << 63));
@@ -71,9 +108,10 @@ static long portfs_wait(long op, long a0, long a1, long a2, long a3, long a4) {
  * the same call number, and the supervisor answers it with the outcome the
  * first attempt had (it never applies a call twice).
  */
-static long portfs(long op, long a0, long a1, long a2, long a3, long a4) {
-  op = with_call_number(op);
+static CALL_SITE long portfs(long op, long a0, long a1, long a2, long a3, long a4) {
   long r;
+  if (fast_call(EVSHIM_SYS_portfs, op, a0, a1, a2, a3, a4, &r)) return r;
+  op = with_call_number(op);
   do r = portfs_once(op, a0, a1, a2, a3, a4);
   while (r == -1 && errno == EINTR);
   return r;
@@ -317,7 +355,7 @@ EXPORT int timer_create(clockid_t clock, struct sigevent *sev, timer_t *tid) {
   }
   struct illumos_sigevent ise = {4 /* illumos SIGEV_PORT */, 0, sev->sigev_value.sival_ptr, NULL, NULL, 0};
   int id = -1;
-  if (syscall(EVSHIM_SYS_timer_create, clock_to_illumos(clock), &ise, &id) != 0) return -1;
+  if (foreign_call(EVSHIM_SYS_timer_create, clock_to_illumos(clock), (long)&ise, (long)&id, 0) != 0) return -1;
   *tid = timer_from_id(id);
   return 0;
 }
@@ -325,7 +363,7 @@ EXPORT int timer_create(clockid_t clock, struct sigevent *sev, timer_t *tid) {
 EXPORT int timer_delete(timer_t t) {
   int id;
   if (!timer_to_id(t, &id)) return NEXT("timer_delete", int (*)(timer_t))(t);
-  return (int)syscall(EVSHIM_SYS_timer_delete, id);
+  return (int)foreign_call(EVSHIM_SYS_timer_delete, id, 0, 0, 0);
 }
 
 EXPORT int timer_settime(timer_t t, int flags, const struct itimerspec *value, struct itimerspec *ovalue) {
@@ -333,19 +371,19 @@ EXPORT int timer_settime(timer_t t, int flags, const struct itimerspec *value, s
   if (!timer_to_id(t, &id))
     return NEXT("timer_settime", int (*)(timer_t, int, const struct itimerspec *, struct itimerspec *))(
         t, flags, value, ovalue);
-  return (int)syscall(EVSHIM_SYS_timer_settime, id, flags, value, ovalue);
+  return (int)foreign_call(EVSHIM_SYS_timer_settime, id, flags, (long)value, (long)ovalue);
 }
 
 EXPORT int timer_gettime(timer_t t, struct itimerspec *value) {
   int id;
   if (!timer_to_id(t, &id)) return NEXT("timer_gettime", int (*)(timer_t, struct itimerspec *))(t, value);
-  return (int)syscall(EVSHIM_SYS_timer_gettime, id, value);
+  return (int)foreign_call(EVSHIM_SYS_timer_gettime, id, (long)value, 0, 0);
 }
 
 EXPORT int timer_getoverrun(timer_t t) {
   int id;
   if (!timer_to_id(t, &id)) return NEXT("timer_getoverrun", int (*)(timer_t))(t);
-  return (int)syscall(EVSHIM_SYS_timer_getoverrun, id);
+  return (int)foreign_call(EVSHIM_SYS_timer_getoverrun, id, 0, 0, 0);
 }
 
 /* The close side of port_close_fd (see report_closing). */

@@ -1,0 +1,152 @@
+// The in-process engine (issue 15, docs/design.md "The in-process fast
+// path"): the foreign libraries' calls served inside the calling process by
+// the same abi handlers and emul engines the supervisor uses, over a second
+// transport (a CallContext on the process's own memory and descriptors) and
+// a LinuxHost living in the process.
+//
+// Built into libevshim-engine.so; the only exported symbol is the C entry
+// below (engine_entry.h), everything else is hidden.
+#pragma once
+
+#include <sys/types.h>
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <string>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include "abi/common/call.h"
+#include "abi/syscall_table.h"
+#include "emul/event_port.h"
+#include "emul/kqueue.h"
+#include "shim/supervisor/linux_host.h"
+
+namespace evshim::shim::inproc {
+
+// Limits the engine applies (the launcher's --max-* options reach the
+// process as EVSHIM_MAX_* variables; see FromEnvironment).
+struct EngineOptions {
+  emul::PortLimits port_limits;
+  emul::Kqueues::Limits kqueue_limits;
+  // Whether a raw syscall can reach a supervisor (a seccomp filter is on the
+  // process): calls naming a descriptor the engine does not own go there.
+  bool supervisor_present = false;
+  static EngineOptions FromEnvironment();
+};
+
+// Descriptors (by inode) of objects a previous engine of this process owned:
+// after fork the child's engine is a fresh one, and these are the parent's.
+struct Inherited {
+  std::unordered_map<uint64_t, abi::ObjectKind> objects;
+};
+
+class Engine {
+ public:
+  Engine(EngineOptions options, std::shared_ptr<const Inherited> inherited);
+  ~Engine();
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  // Runs the call `nr` (x86_64 number) with the registers `args`. Returns
+  // false when the engine does not serve it (the library then issues the
+  // system call); else `*result` is the value, or -errno.
+  bool Call(int nr, const uint64_t args[6], long* result);
+
+  // A signal delivery the kqueue library's hook counted (EVFILT_SIGNAL):
+  // async-signal-safe, applied at the next call or wake-up.
+  void NoteSignal(int signo);
+
+  // fork(): the parent holds the lock across it (pthread_atfork).
+  void LockForFork() { mu_.lock(); }
+  void UnlockAfterFork() { mu_.unlock(); }
+  // The objects this engine serves, as a child inherits them.
+  void AddInherited(Inherited* into) const;
+
+  pid_t pid() const { return pid_; }
+  // Starts the idle pump (a thread with every signal blocked).
+  void StartIdlePump();
+
+ private:
+  class Context;
+  class Waiter;
+  friend class Context;
+
+  struct Object {
+    abi::ObjectKind kind = abi::ObjectKind::kPort;
+    int engine_end = -1;  // our end of the socketpair; HUP = the last close
+    uint64_t inode = 0;   // the program's end: how a descriptor is recognised
+    int holder_fd = -1;   // the descriptor the program last named it by
+    bool signalled = false;
+    bool needs_drain = false;
+    bool filled = false;
+    bool want_readable = false;
+    bool readiness_pending = false;
+  };
+  struct ParkedWait {
+    emul::ObjectId obj = 0;
+    int fd = -1;
+    bool port = false;
+  };
+
+  // Everything ready before a call is seen before it (issue 14 item 1).
+  void PrepareCall();
+  // Reads the loop epoll without waiting and routes each event to its owner.
+  void Pump(bool apply_readiness = true);
+  void CollectWatchReadiness();
+  void ApplySignals();
+  // Returns whether a readiness byte was sent.
+  bool ApplyReadiness();
+  void OnObjectReadiness(emul::ObjectId obj, bool readable);
+  void OnObjectWritable(emul::ObjectId obj, bool writable);
+  void DrainIfNeeded(emul::ObjectId obj, int fd);
+  long InstallObject(abi::ObjectKind kind, emul::ObjectId obj, bool cloexec);
+  void ObjectClosed(emul::ObjectId obj);
+  bool HoldsObject(emul::ObjectId obj);
+  bool FdIsObject(int fd, uint64_t inode) const;
+  void Sweep();
+  void ArmSweep(bool on);
+  int PidfdOf(emul::Pid pid);
+  // While no thread calls into the engine or waits in it, host events are
+  // still routed (a program that polls the port or kqueue descriptor
+  // itself, a SIGEV_SIGNAL timer): the idle pump does it, and stays out of
+  // the way of a busy program (at most one look per kIdleNs).
+  void IdlePumpLoop();
+  static constexpr int64_t kIdleNs = 1'000'000;
+  std::atomic<int64_t> last_call_ns_{0};
+  std::atomic<int> waiting_threads_{0};
+
+  EngineOptions options_;
+  std::shared_ptr<const Inherited> inherited_;
+  std::mutex mu_;
+  pid_t pid_;
+  // The process's memory; lives as long as the engine (completions of
+  // deferred calls keep a reference).
+  std::unique_ptr<abi::GuestMemory> memory_;
+  int loop_ = -1;        // epoll of every host event source
+  int signal_efd_ = -1;  // written by NoteSignal
+  int sweep_fd_ = -1;    // periodic check of waiters' port descriptors (rule 27)
+  bool sweep_armed_ = false;
+  std::unique_ptr<LinuxHost> host_;
+  std::unique_ptr<emul::EventPorts> ports_;
+  std::unique_ptr<DeadlineSlotHost> kqueue_host_;
+  std::unique_ptr<emul::Kqueues> kqueues_;
+  std::unordered_map<emul::ObjectId, Object> objects_;
+  std::unordered_map<uint64_t, emul::ObjectId> by_inode_;
+  std::vector<emul::ObjectId> readiness_pending_;
+  std::unordered_map<emul::WaitId, ParkedWait> parked_;
+  std::unordered_map<emul::Pid, int> pidfds_;
+  std::set<std::string> reported_;
+  bool warned_fork_port_ = false;
+  bool objects_watched_ = false;  // some watch was registered on an object's descriptor
+  static constexpr int kSignals = 65;  // Linux _NSIG
+  std::atomic<uint32_t> pending_signals_[kSignals] = {};
+  std::atomic<bool> any_signal_{false};
+};
+
+}  // namespace evshim::shim::inproc

@@ -1,0 +1,131 @@
+// The C entry of libevshim-engine.so and the process-wide engine: made at
+// the first call, decided once per process (fast or supervised), replaced
+// by a fresh one in a forked child.
+#include "shim/inproc/engine_entry.h"
+
+#include <pthread.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+
+#include "abi/syscall_table.h"
+#include "shim/inproc/engine.h"
+
+namespace evshim::shim::inproc {
+namespace {
+
+enum class Mode : int { kUnknown = 0, kFast = 1, kSupervised = 2 };
+// Fast mode is the default; EVSHIM_SUPERVISED=1 selects the supervised
+// path (`evshim run --supervised`, `evshim trace`). EVSHIM_FAST=1 forces
+// fast mode where the default were changed.
+constexpr bool kFastByDefault = true;
+
+std::atomic<int> g_mode{0};
+std::atomic<Engine*> g_engine{nullptr};
+pthread_mutex_t g_create = PTHREAD_MUTEX_INITIALIZER;
+// The objects of the engines of parent processes (a child's inherited
+// descriptors), kept across generations.
+std::shared_ptr<Inherited> g_inherited;
+
+void ForkPrepare() {
+  pthread_mutex_lock(&g_create);
+  if (Engine* e = g_engine.load(std::memory_order_acquire)) e->LockForFork();
+}
+
+void ForkParent() {
+  if (Engine* e = g_engine.load(std::memory_order_acquire)) e->UnlockAfterFork();
+  pthread_mutex_unlock(&g_create);
+}
+
+// The child shares the parent's engine's kernel objects (epolls, timerfd,
+// inotify, socketpair ends): using them would act on the parent's. The old
+// engine is abandoned, untouched (its lock is held; its memory and
+// descriptors are the child's leak), and the next call makes a fresh one.
+void ForkChild() {
+  if (Engine* e = g_engine.load(std::memory_order_acquire)) {
+    auto inherited = std::make_shared<Inherited>(g_inherited ? *g_inherited : Inherited{});
+    e->AddInherited(inherited.get());
+    g_inherited = std::move(inherited);
+    g_engine.store(nullptr, std::memory_order_release);
+  }
+  pthread_mutex_unlock(&g_create);
+}
+
+Mode DecideMode() {
+  int m = g_mode.load(std::memory_order_acquire);
+  if (m != 0) return static_cast<Mode>(m);
+  const char* v = std::getenv("EVSHIM_SUPERVISED");
+  const char* fast = std::getenv("EVSHIM_FAST");
+  Mode mode = kFastByDefault ? Mode::kFast : Mode::kSupervised;
+  if (fast != nullptr && std::strcmp(fast, "1") == 0) mode = Mode::kFast;
+  if (v != nullptr && std::strcmp(v, "1") == 0) mode = Mode::kSupervised;
+  g_mode.store(static_cast<int>(mode), std::memory_order_release);
+  return mode;
+}
+
+Engine* GetEngine() {
+  Engine* e = g_engine.load(std::memory_order_acquire);
+  if (e != nullptr) return e;
+  pthread_mutex_lock(&g_create);
+  e = g_engine.load(std::memory_order_acquire);
+  if (e == nullptr) {
+    static bool hooked = false;
+    if (!hooked) {
+      hooked = true;
+      pthread_atfork(ForkPrepare, ForkParent, ForkChild);
+    }
+    e = new Engine(EngineOptions::FromEnvironment(), g_inherited);
+    e->StartIdlePump();
+    g_engine.store(e, std::memory_order_release);
+  }
+  pthread_mutex_unlock(&g_create);
+  return e;
+}
+
+bool IsSignalReport(int nr) {
+  const abi::SyscallEntry* entry = abi::FindSyscall(abi::DataModel::kLp64, nr);
+  return entry != nullptr && entry->call == abi::Call::kKqueueSignal;
+}
+
+}  // namespace
+}  // namespace evshim::shim::inproc
+
+extern "C" __attribute__((visibility("default"))) long evshim_engine_call(int nr, const long args[6],
+                                                                          int* handled) {
+  using namespace evshim::shim::inproc;
+  *handled = 0;
+  if (DecideMode() != Mode::kFast) return 0;
+  const int saved = errno;
+  if (IsSignalReport(nr)) {
+    // From the kqueue library's signal handler: no lock, no allocation.
+    Engine* e = g_engine.load(std::memory_order_acquire);
+    if (e == nullptr) return 0;
+    const int signo = static_cast<int>(args[0]);
+    *handled = 1;
+    if (signo <= 0 || signo >= 65) {
+      errno = EINVAL;
+      return -1;
+    }
+    e->NoteSignal(signo);
+    errno = saved;
+    return 0;
+  }
+  uint64_t raw[6];
+  for (int i = 0; i < 6; ++i) raw[i] = static_cast<uint64_t>(args[i]);
+  long result = 0;
+  if (!GetEngine()->Call(nr, raw, &result)) {
+    errno = saved;
+    return 0;
+  }
+  *handled = 1;
+  if (result < 0) {
+    errno = static_cast<int>(-result);
+    return -1;
+  }
+  errno = saved;
+  return result;
+}

@@ -1,0 +1,174 @@
+// The in-process transport (issue 15, docs/design.md "The in-process fast
+// path"): the event-port library in this very process, served by
+// libevshim-engine with no supervisor (this test runs under none).
+#include <gtest/gtest.h>
+
+#include <poll.h>
+#include <port.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstdint>
+#include <cstdlib>
+#include <mutex>
+#include <set>
+#include <thread>
+#include <vector>
+
+namespace {
+
+// Fast mode pinned, also in a supervised CI pass (the engine decides at the
+// first call).
+__attribute__((constructor)) void PinFastMode() { setenv("EVSHIM_SUPERVISED", "0", 1); }
+
+class InprocTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    port_ = port_create();
+    ASSERT_GE(port_, 0) << "errno " << errno;
+  }
+  void TearDown() override { close(port_); }
+  int port_ = -1;
+};
+
+// A page that is not mapped: the engine's copies must fail with EFAULT,
+// never fault in the program (process_vm_readv/writev on itself).
+void* UnmappedPage() {
+  void* p = mmap(nullptr, 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  munmap(p, 4096);
+  return p;
+}
+
+// port.c:1539-1543 (port_getn's copyout): a bad event buffer is EFAULT (the
+// events taken are lost, as copyout loses them); the program lives on and
+// the port still works.
+TEST_F(InprocTest, BadEventBufferIsEfaultNotSigsegv) {
+  ASSERT_EQ(port_send(port_, 7, nullptr), 0);
+  auto* bad = static_cast<port_event_t*>(UnmappedPage());
+  timespec zero{0, 0};
+  errno = 0;
+  EXPECT_EQ(port_get(port_, bad, nullptr), -1);
+  EXPECT_EQ(errno, EFAULT);
+  ASSERT_EQ(port_send(port_, 8, nullptr), 0);
+  port_event_t ev{};
+  EXPECT_EQ(port_get(port_, &ev, &zero), 0);
+  EXPECT_TRUE(ev.portev_events == 7 || ev.portev_events == 8);
+}
+
+// port.c:996-998 (port_sendn's copyin of the port list): EFAULT.
+TEST_F(InprocTest, BadPortListIsEfault) {
+  int errors[1];
+  errno = 0;
+  EXPECT_EQ(port_sendn(static_cast<int*>(UnmappedPage()), errors, 1, 1, nullptr), -1);
+  EXPECT_EQ(errno, EFAULT);
+}
+
+// A bad timeout pointer: EFAULT once the call would wait (port.c:1780-1781,
+// port_get_timeout's copyin).
+TEST_F(InprocTest, BadTimeoutIsEfault) {
+  port_event_t list[1];
+  uint_t nget = 1;
+  errno = 0;
+  EXPECT_EQ(port_getn(port_, list, 1, &nget, static_cast<timespec*>(UnmappedPage())), -1);
+  EXPECT_EQ(errno, EFAULT);
+}
+
+void OnSignal(int) {}
+
+// A signal ends a wait with EINTR (port.c:1330-1334: cv_waituntil_sig
+// returns 0, EINTR; illumos never restarts it), even with SA_RESTART, and
+// the port still works afterwards.
+TEST_F(InprocTest, SignalInterruptsAWaitWithEintr) {
+  struct sigaction sa {};
+  sa.sa_handler = OnSignal;
+  sa.sa_flags = SA_RESTART;
+  ASSERT_EQ(sigaction(SIGUSR1, &sa, nullptr), 0);
+  std::atomic<pid_t> tid{0};
+  std::atomic<int> result{0}, err{0};
+  pthread_t waiter_handle{};
+  std::thread waiter([&] {
+    waiter_handle = pthread_self();
+    tid = gettid();
+    port_event_t ev;
+    timespec ten{10, 0};
+    result = port_get(port_, &ev, &ten);
+    err = errno;
+  });
+  while (tid == 0) usleep(1000);
+  usleep(100 * 1000);  // it waits in the engine by now
+  timespec t0{};
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  pthread_kill(waiter.native_handle(), SIGUSR1);
+  waiter.join();
+  timespec t1{};
+  clock_gettime(CLOCK_MONOTONIC, &t1);
+  EXPECT_EQ(result, -1);
+  EXPECT_EQ(err, EINTR);
+  EXPECT_LT(t1.tv_sec - t0.tv_sec, 5);
+  ASSERT_EQ(port_send(port_, 3, nullptr), 0);
+  port_event_t ev{};
+  timespec zero{0, 0};
+  EXPECT_EQ(port_get(port_, &ev, &zero), 0);
+  EXPECT_EQ(ev.portev_events, 3);
+  signal(SIGUSR1, SIG_DFL);
+}
+
+// Threads blocked in port_get on one port (docs/rules-ports.md rule 30,
+// port.c:1807-1855: the waiters' list; each event goes to one of them): 8
+// threads, 4000 user events, each retrieved exactly once.
+TEST_F(InprocTest, ThreadsWaitingOnOnePortGetEachEventOnce) {
+  constexpr int kThreads = 8;
+  constexpr int kEvents = 4000;
+  std::mutex mu;
+  std::multiset<uintptr_t> seen;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&] {
+      for (;;) {
+        port_event_t ev;
+        timespec five{5, 0};
+        if (port_get(port_, &ev, &five) != 0) return;  // ETIME: done (or a failure, counted below)
+        const auto v = reinterpret_cast<uintptr_t>(ev.portev_user);
+        if (v == 0) return;  // the end marker
+        std::lock_guard<std::mutex> l(mu);
+        seen.insert(v);
+      }
+    });
+  }
+  for (int i = 1; i <= kEvents; ++i) {
+    while (port_send(port_, 1, reinterpret_cast<void*>(static_cast<uintptr_t>(i))) != 0) {
+      ASSERT_EQ(errno, EAGAIN);  // a full port: the waiters drain it
+      usleep(100);
+    }
+  }
+  for (int t = 0; t < kThreads; ++t) {
+    while (port_send(port_, 1, nullptr) != 0) usleep(100);
+  }
+  for (auto& th : threads) th.join();
+  ASSERT_EQ(seen.size(), static_cast<size_t>(kEvents));
+  for (int i = 1; i <= kEvents; ++i) EXPECT_EQ(seen.count(static_cast<uintptr_t>(i)), 1u) << i;
+}
+
+// The port descriptor polls readable while events are queued (port_vnops.c
+// port_poll), also while no thread calls into the engine.
+TEST_F(InprocTest, PortDescriptorPollsReadableForAnAssociatedPipe) {
+  int p[2];
+  ASSERT_EQ(pipe(p), 0);
+  ASSERT_EQ(port_associate(port_, PORT_SOURCE_FD, static_cast<uintptr_t>(p[0]), POLLIN, nullptr), 0);
+  ASSERT_EQ(write(p[1], "x", 1), 1);
+  pollfd pfd{port_, POLLIN, 0};
+  EXPECT_EQ(poll(&pfd, 1, 5000), 1);
+  port_event_t ev{};
+  timespec zero{0, 0};
+  EXPECT_EQ(port_get(port_, &ev, &zero), 0);
+  EXPECT_EQ(ev.portev_object, static_cast<uintptr_t>(p[0]));
+  close(p[0]);
+  close(p[1]);
+}
+
+}  // namespace
