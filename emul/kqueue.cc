@@ -35,9 +35,9 @@
 //
 // Filters. What differs between filters is one table entry each, the
 // BSDs' struct filterops: Kqueues::FilterOps (kqueue.h), the entries in
-// kqueue_filters.cc (attach, detach, event, touch, clear, and whether the
-// ident is a descriptor, whether a fork copy takes it, the poll bits of its
-// watch). This file is the machinery common to all of them; it asks the
+// kqueue_filters.cc (attach, detach, event, touch, clear, copy for
+// KQUEUE_CPONFORK, whether the ident is a descriptor, the poll bits of its
+// watch), with the sources that feed each filter. This file is the machinery common to all of them; it asks the
 // entry (OpsOf) and never switches on the filter. The sources of activity:
 //  - READ/WRITE/EXCEPT: a host watch (Host::WatchFd/ArmWatch, one-shot). When
 //    it fires the knote is queued; at retrieval it is re-measured
@@ -97,7 +97,6 @@
 #include <algorithm>
 #include <cerrno>
 #include <climits>
-#include <set>
 
 namespace evshim::emul {
 
@@ -115,13 +114,6 @@ bool Kqueues::Stale(const Knote& kn) {
   if (kn.io.watch) return !host_.SameFile(kn.owner, kn.fd, *kn.io.watch);
   if (kn.vnode.watch) return !host_.SameVnode(kn.owner, kn.fd, *kn.vnode.watch);
   return false;
-}
-
-std::vector<uint64_t> Kqueues::ProcKnotes(Pid pid) const {
-  std::vector<uint64_t> uids;
-  auto range = proc_knotes_.equal_range(pid);
-  for (auto it = range.first; it != range.second; ++it) uids.push_back(it->second);
-  return uids;
 }
 
 Kqueues::Kq* Kqueues::Find(ObjectId id) {
@@ -165,44 +157,18 @@ ObjectId Kqueues::CopyKqueue(Kq& from) {
   std::unordered_map<uint64_t, Knote*> copy_of;
   for (const auto& [key, uid] : from.knotes) {
     const Knote& src = *knotes_.at(uid);
-    if (!OpsOf(src.kev.filter).copied_on_fork) continue;  // e.g. a per-process source
-    // A knote on a kqueue's descriptor: that descriptor is not the child's
-    // (a kqueue without KQUEUE_CPONFORK is not inherited): dropped.
-    if (src.io.watched_kq) continue;
+    const FilterOps& ops = OpsOf(src.kev.filter);
+    if (ops.copy == nullptr) continue;  // e.g. a per-process source
     if (knotes_.size() >= limits_.max_knotes) break;
-    // The registration and what it would report; not its place in a list
-    // or its host resources (new ones below).
+    // The registration and what it would report; not its place in a list.
+    // Its host resources are the filter's to take anew (f_copy).
     auto kn = std::make_unique<Knote>(src);
     Knote& n = *kn;
     n.uid = next_uid_++;
     n.kq = to.id;
     n.active = n.queued = false;
     n.pos = {};
-    n.io.watch.reset();
-    n.vnode.watch.reset();
-    n.timer.running = false;
-    n.proc.watched = false;
-    n.proc.drop_now = false;
-    if (src.io.watch) {
-      Result<WatchId> w = host_.WatchFd(src.owner, src.fd);
-      if (!w.ok()) continue;  // closed meanwhile: nothing to copy
-      n.io.watch = *w;
-    }
-    if (src.vnode.watch) {
-      Result<WatchId> w = host_.WatchVnode(src.owner, src.fd, src.vnode.use);
-      if (!w.ok()) {
-        if (n.io.watch) host_.DropWatch(*n.io.watch);
-        continue;
-      }
-      n.vnode.watch = *w;
-    }
-    if (n.io.watch) by_watch_[*n.io.watch] = n.uid;
-    if (n.vnode.watch) by_vnode_[*n.vnode.watch] = n.uid;
-    if (src.timer.running) {
-      n.timer.next_fire = src.timer.next_fire;
-      n.timer.running = true;
-      AddDeadline(n.timer.next_fire, DeadlineKind::kTimer, n.uid);
-    }
+    if (!ops.copy(*this, src, n)) continue;  // e.g. closed meanwhile: nothing to copy
     to.knotes[key] = n.uid;
     copy_of[uid] = &n;
     knotes_.emplace(n.uid, std::move(kn));
@@ -349,47 +315,6 @@ Nanos Kqueues::NextDeadline() const {
 }
 
 void Kqueues::RearmDeadline() { host_.ArmDeadline(NextDeadline()); }
-
-Nanos Kqueues::TimerPeriod(const Kq& kq, Nanos requested) {
-  return std::max({requested, kq.policy.timer_min_period, Nanos{1}});
-}
-
-void Kqueues::StartTimer(Knote& kn, Nanos now) {
-  if (kn.timer.running) RemoveDeadline(kn.timer.next_fire, DeadlineKind::kTimer, kn.uid);
-  kn.timer.running = false;
-  kn.timer.next_fire = AddNanos(now, kn.timer.period);
-  if (kn.timer.next_fire == kLatest) return;  // beyond the clock's range: never expires
-  kn.timer.running = true;
-  AddDeadline(kn.timer.next_fire, DeadlineKind::kTimer, kn.uid);
-}
-
-int Kqueues::ArmTimer(Kq& kq, Knote& kn, const KChange& change) {
-  if (change.timer_period < 0) return EINVAL;
-  if (!change.timer_absolute) {
-    kn.timer.absolute = false;
-    kn.timer.period = TimerPeriod(kq, change.timer_period);
-    StartTimer(kn, host_.Now());
-    return 0;
-  }
-  // NOTE_ABSTIME: the CLOCK_REALTIME expiry becomes a point on the host's
-  // clock once, at registration, as both kernels do (FreeBSD subtracts the
-  // boot time, OpenBSD takes `expiry - nanotime()`): a later step of the
-  // wall clock does not move it.
-  const Nanos expiry = change.timer_period - host_.RealtimeOffset();
-  if (expiry < 0 && kq.policy.abstime_before_boot_einval) return EINVAL;
-  if (kn.timer.running) RemoveDeadline(kn.timer.next_fire, DeadlineKind::kTimer, kn.uid);
-  kn.timer.running = false;
-  kn.timer.absolute = true;
-  kn.timer.period = 0;  // never repeats (FreeBSD kc->to = 0, OpenBSD ft_reschedule = 0)
-  if (expiry <= host_.Now()) {
-    ++kn.data;  // already past: expires at once (OpenBSD filt_timeradd)
-    return 0;
-  }
-  kn.timer.next_fire = expiry;
-  kn.timer.running = true;
-  AddDeadline(kn.timer.next_fire, DeadlineKind::kTimer, kn.uid);
-  return 0;
-}
 
 // Arms an fd knote's host watch for `want`: level, or edge for EV_CLEAR.
 // Returns the readiness the host reports at once.
@@ -889,89 +814,6 @@ void Kqueues::OnWatchReady(WatchId watch, uint32_t revents) {
   ReapClosed();
 }
 
-template <typename Fn>
-void Kqueues::ForEachProcKnote(Pid pid, Fn&& fn) {
-  // The PROC knotes watching `pid` (a copy: `fn` may add or drop knotes),
-  // each with its kqueue; then the kqueues touched wake their waiters.
-  std::set<ObjectId> touched;
-  for (uint64_t uid : ProcKnotes(pid)) {
-    auto k = knotes_.find(uid);
-    if (k == knotes_.end()) continue;
-    Knote& kn = *k->second;
-    Kq* kq = Find(kn.kq);
-    if (kq == nullptr) continue;
-    touched.insert(kq->id);
-    fn(*kq, kn);
-  }
-  for (ObjectId id : touched) {
-    if (Kq* kq = Find(id)) Pump(*kq);
-  }
-  ReapClosed();
-}
-
-void Kqueues::OnProcessExit(Pid pid, int64_t status) {
-  ForEachProcKnote(pid, [&](Kq& kq, Knote& kn) {
-    if (ApplyExit(kq, kn, status)) {
-      Drop(kq, kn);
-    } else {
-      Activate(kq, kn);
-    }
-  });
-}
-
-void Kqueues::OnProcessFork(Pid parent, Pid child) {
-  ForEachProcKnote(parent, [&](Kq& kq, Knote& kn) {
-    if (kn.sfflags & kev::kNoteFork) kn.fflags |= kev::kNoteFork;
-    if (kn.sfflags & kev::kNoteTrack) {
-      // filt_proc NOTE_TRACK (OB kern_event.c:430-447, DF :397-415): a knote
-      // on the child in the same kqueue, same fflags and udata; failing
-      // that, NOTE_TRACKERR on the parent's.
-      KChange c;
-      c.kev = kn.kev;
-      c.kev.ident = static_cast<uint64_t>(child);
-      c.kev.flags = static_cast<uint16_t>((kn.kev.flags | kev::kAdd | kev::kEnable) & ~kev::kOneshot);
-      c.kev.fflags = kn.sfflags;
-      c.kev.data = parent;
-      c.track_parent = parent;
-      if (Register(kq, Caller{kq.owner, kq.owner}, c) != 0) kn.fflags |= kev::kNoteTrackErr;
-    }
-    if (kn.fflags != 0) Activate(kq, kn);
-  });
-}
-
-void Kqueues::OnProcessExec(Pid pid) {
-  ForEachProcKnote(pid, [&](Kq& kq, Knote& kn) {
-    if (!(kn.sfflags & kev::kNoteExec)) return;
-    kn.fflags |= kev::kNoteExec;
-    Activate(kq, kn);
-  });
-}
-
-void Kqueues::OnVnodeEvent(WatchId watch, uint32_t notes) {
-  auto it = by_vnode_.find(watch);
-  if (it == by_vnode_.end()) return;
-  Knote& kn = *knotes_.at(it->second);
-  Kq* kq = Find(kn.kq);
-  if (kq == nullptr) return;
-  // filt_vnode: `notes` is one hint, as a BSD file system posts it
-  // (NOTE_WRITE|NOTE_EXTEND for a growing write; OpenBSD's NOTE_ATTRIB|
-  // NOTE_TRUNCATE for a shrinking setattr; NOTE_WRITE|NOTE_LINK on a
-  // directory for mkdir/rmdir). If the knote asked for any of its bits it
-  // records the whole hint (`if (kn_sfflags & hint) kn_fflags |= hint`).
-  // A revoke is the end.
-  uint32_t wire = notes & kq->policy.vnode_notes;
-  if (wire & kev::kNoteOpened) wire = (wire & ~kev::kNoteOpened) | kev::kNoteOpenWire;  // FreeBSD only
-  if (wire & kn.sfflags) kn.fflags |= wire;
-  if (notes & kev::kNoteRevoke) {
-    kn.eof = kev::kEof;
-    kn.kev.flags |= kev::kOneshot;
-  }
-  if (kn.fflags == 0 && kn.eof == 0) return;
-  Activate(*kq, kn);
-  Pump(*kq);
-  ReapClosed();
-}
-
 void Kqueues::FdClosing(Pid pid, int64_t fd) {
   if (fd < 0 || fd > INT_MAX) return;  // no such descriptor number
   const uint64_t ident = static_cast<uint64_t>(fd);
@@ -993,23 +835,6 @@ void Kqueues::FdClosing(Pid pid, int64_t fd) {
   ReapClosed();
 }
 
-void Kqueues::OnSignal(Pid pid, int signo) {
-  if (signo <= 0 || static_cast<uint64_t>(signo) >= kev::kNsig) return;
-  std::vector<ObjectId> touched;
-  for (auto& [id, kq] : kqs_) {
-    if (kq->owner != pid) continue;
-    Knote* kn = FindKnote(*kq, KFilter::kSignal, static_cast<uint64_t>(signo));
-    if (kn == nullptr) continue;
-    ++kn->data;  // counted even while disabled; reported when enabled
-    Activate(*kq, *kn);
-    touched.push_back(id);
-  }
-  for (ObjectId id : touched) {
-    if (Kq* kq = Find(id)) Pump(*kq);
-  }
-  ReapClosed();
-}
-
 void Kqueues::OnDeadline() {
   const Nanos now = host_.Now();
   std::vector<ObjectId> touched;
@@ -1019,29 +844,7 @@ void Kqueues::OnDeadline() {
     if (what.first == DeadlineKind::kTimer) {
       auto k = knotes_.find(what.second);
       if (k == knotes_.end()) continue;
-      Knote& kn = *k->second;
-      if (!kn.timer.running || kn.timer.next_fire != when) continue;
-      kn.timer.running = false;
-      // Expirations since the last retrieval, missed periods included:
-      // arithmetic, never a step per period (a period is at least 1 ns,
-      // TimerPeriod), and the next expiry is strictly after `now`.
-      const bool repeats = !(kn.kev.flags & kev::kOneshot) && !kn.timer.absolute;
-      int64_t fired = 1;
-      if (repeats) {
-        const Nanos period = std::max<Nanos>(kn.timer.period, 1);
-        const Nanos late = now - when;  // >= 0
-        fired += late / period;
-        kn.timer.next_fire = AddNanos(now - late % period, period);
-        if (kn.timer.next_fire != kLatest) {  // else beyond the clock's range: stops
-          kn.timer.running = true;
-          AddDeadline(kn.timer.next_fire, DeadlineKind::kTimer, kn.uid);
-        }
-      }
-      kn.data = fired > INT64_MAX - kn.data ? INT64_MAX : kn.data + fired;
-      Kq* kq = Find(kn.kq);
-      if (kq == nullptr) continue;
-      Activate(*kq, kn);
-      touched.push_back(kq->id);
+      if (Kq* kq = ExpireTimer(*k->second, when, now)) touched.push_back(kq->id);
       continue;
     }
     auto wk = wait_kq_.find(what.second);

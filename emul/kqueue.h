@@ -362,7 +362,6 @@ class Kqueues {
   struct FilterOps {
     KFilter filter;
     bool on_descriptor;   // the ident is a descriptor: knote_fdclose drops it (f_isfd)
-    bool copied_on_fork;  // KQUEUE_CPONFORK copies it (f_copy)
     uint32_t watch_mask;  // the poll bits its host watch waits for; 0: no fd watch
     // f_attach: the knote is new; 0 or the errno that refuses it.
     int (*attach)(Kqueues& self, Kq& kq, Knote& kn, Caller caller, const KChange& change);
@@ -377,6 +376,10 @@ class Kqueues {
     void (*touch)(Kqueues& self, Kq& kq, Knote& kn, const KChange& change);
     // EV_CLEAR after the event was delivered (f_touch EVENT_PROCESS).
     void (*clear)(const Kq& kq, Knote& kn);
+    // f_copy (FreeBSD KQUEUE_CPONFORK): `copy` is `src` with a new uid and
+    // kqueue, off every list; takes its own host resources. False: not
+    // copied (and nothing taken). nullptr: the filter is never copied.
+    bool (*copy)(Kqueues& self, const Knote& src, Knote& copy);
   };
   struct Filters;
   static const FilterOps& OpsOf(KFilter f);
@@ -414,6 +417,9 @@ class Kqueues {
   // A relative timer's period as `kq`'s kernel runs it (its minimum period).
   static Nanos TimerPeriod(const Kq& kq, Nanos requested);
   void StartTimer(Knote& kn, Nanos now);
+  // A timer knote's deadline `when` passed at `now`: counts, re-arms; its
+  // kqueue if the knote activated (kqueue_filters.cc).
+  Kq* ExpireTimer(Knote& kn, Nanos when, Nanos now);
   // Starts a timer knote as `change` says: relative and periodic, or
   // absolute (NOTE_ABSTIME). 0 or the kernel's errno.
   int ArmTimer(Kq& kq, Knote& kn, const KChange& change);

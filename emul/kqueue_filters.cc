@@ -2,12 +2,17 @@
 // struct filterops (DF kern_event.c:137-187, OB kern_event.c:134-187):
 // attach (f_attach), detach (f_detach), event (f_event: does the knote
 // report now?), touch (f_touch EVENT_REGISTER: a change to an existing
-// knote) and clear (f_touch EVENT_PROCESS with EV_CLEAR: after delivery).
+// knote), clear (f_touch EVENT_PROCESS with EV_CLEAR: after delivery) and
+// copy (FreeBSD's f_copy, for KQUEUE_CPONFORK). After the table, the
+// sources that feed the filters: timer expiry, process events, vnode
+// changes, signal deliveries.
 // The engine (kqueue.cc) calls only these for what differs between filters;
 // docs/design.md "Adding a kqueue filter" says what a new one needs.
 #include <algorithm>
 #include <cerrno>
 #include <climits>
+#include <set>
+#include <vector>
 
 #include "emul/kqueue.h"
 
@@ -64,6 +69,21 @@ struct Kqueues::Filters {
       }
       kn.io.watched_kq.reset();
     }
+  }
+
+  // A fork copy watches the parent's descriptor (the child's, once it
+  // claims the copy: the same open file at the same number). A knote on a
+  // kqueue's descriptor is not copied: that descriptor is not the child's
+  // (a kqueue without KQUEUE_CPONFORK is not inherited).
+  static bool FdCopy(Kqueues& self, const Knote& src, Knote& copy) {
+    if (src.io.watched_kq) return false;
+    copy.io = {};
+    if (!src.io.watch) return true;
+    Result<WatchId> w = self.host_.WatchFd(src.owner, src.fd);
+    if (!w.ok()) return false;  // closed meanwhile
+    copy.io.watch = *w;
+    self.by_watch_[*w] = copy.uid;
+    return true;
   }
 
   // The descriptor's state now, or nullopt after dropping a knote whose
@@ -187,6 +207,19 @@ struct Kqueues::Filters {
 
   static void TimerClear(const Kq&, Knote& kn) { kn.data = 0; }
 
+  // The copy runs on the same schedule: the same next expiry, its count kept.
+  static bool TimerCopy(Kqueues& self, const Knote& src, Knote& copy) {
+    copy.timer.running = false;
+    if (!src.timer.running) return true;
+    copy.timer.next_fire = src.timer.next_fire;
+    copy.timer.running = true;
+    self.AddDeadline(copy.timer.next_fire, DeadlineKind::kTimer, copy.uid);
+    return true;
+  }
+
+  // No host resources: the registration and its state are the copy.
+  static bool PlainCopy(Kqueues&, const Knote&, Knote&) { return true; }
+
   // --- USER: triggered by the program (DF kern_event.c:526-625) ---
 
   static int UserAttach(Kqueues&, Kq&, Knote& kn, Caller, const KChange& change) {
@@ -277,6 +310,16 @@ struct Kqueues::Filters {
     return kn.fflags != 0 || kn.eof != 0;  // filt_vnode: kn_fflags != 0
   }
 
+  static bool VnodeCopy(Kqueues& self, const Knote& src, Knote& copy) {
+    copy.vnode.watch.reset();
+    if (!src.vnode.watch) return true;
+    Result<WatchId> w = self.host_.WatchVnode(src.owner, src.fd, src.vnode.use);
+    if (!w.ok()) return false;
+    copy.vnode.watch = *w;
+    self.by_vnode_[*w] = copy.uid;
+    return true;
+  }
+
   static void VnodeTouch(Kqueues& self, Kq& kq, Knote& kn, const KChange&) {
     if (!kn.vnode.use && kn.vnode.watch && WantsVnodeUse(kq, kn.sfflags)) {
       kn.vnode.use = true;
@@ -344,88 +387,88 @@ struct Kqueues::Filters {
   }
 
   // --- the table ---
-  // Only descriptor filters watch a descriptor; PROC and SIGNAL are the
-  // process's own and are not copied by KQUEUE_CPONFORK (kqueue_fork_copy).
+  // PROC and SIGNAL are the process's own: KQUEUE_CPONFORK does not copy
+  // them (kqueue_fork_copy: no f_copy).
   static constexpr FilterOps kRead{
       .filter = KFilter::kRead,
       .on_descriptor = true,
-      .copied_on_fork = true,
       .watch_mask = poll_bits::kIn | poll_bits::kRdHup | kAlways,
       .attach = &ReadAttach,
       .detach = &FdDetach,
       .event = &ReadEvent,
       .touch = nullptr,
-      .clear = &ClearDataAndFflags};
+      .clear = &ClearDataAndFflags,
+      .copy = &FdCopy};
   static constexpr FilterOps kWrite{
       .filter = KFilter::kWrite,
       .on_descriptor = true,
-      .copied_on_fork = true,
       .watch_mask = poll_bits::kOut | kAlways,
       .attach = &FdAttach,
       .detach = &FdDetach,
       .event = &WriteEvent,
       .touch = nullptr,
-      .clear = &ClearDataAndFflags};
+      .clear = &ClearDataAndFflags,
+      .copy = &FdCopy};
   static constexpr FilterOps kExcept{
       .filter = KFilter::kExcept,
       .on_descriptor = true,
-      .copied_on_fork = true,
       .watch_mask = poll_bits::kPri | kAlways,
       .attach = &FdAttach,
       .detach = &FdDetach,
       .event = &ExceptEvent,
       .touch = nullptr,
-      .clear = &ClearDataAndFflags};
+      .clear = &ClearDataAndFflags,
+      .copy = &FdCopy};
   static constexpr FilterOps kVnode{
       .filter = KFilter::kVnode,
       .on_descriptor = true,
-      .copied_on_fork = true,
       .watch_mask = 0,
       .attach = &VnodeAttach,
       .detach = &VnodeDetach,
       .event = &VnodeEvent,
       .touch = &VnodeTouch,
-      .clear = &ClearDataAndFflags};
+      .clear = &ClearDataAndFflags,
+      .copy = &VnodeCopy};
   static constexpr FilterOps kProc{
       .filter = KFilter::kProc,
       .on_descriptor = false,
-      .copied_on_fork = false,
       .watch_mask = 0,
       .attach = &ProcAttach,
       .detach = &ProcDetach,
       .event = &ProcEvent,
       .touch = nullptr,
-      .clear = &ClearDataAndFflags};
+      .clear = &ClearDataAndFflags,
+      .copy = nullptr};
   static constexpr FilterOps kSignal{
       .filter = KFilter::kSignal,
       .on_descriptor = false,
-      .copied_on_fork = false,
       .watch_mask = 0,
       .attach = &SignalAttach,
       .detach = nullptr,
       .event = &CountedEvent,
       .touch = nullptr,
-      .clear = &ClearDataAndFflags};
+      .clear = &ClearDataAndFflags,
+      .copy = nullptr};
   static constexpr FilterOps kTimer{
       .filter = KFilter::kTimer,
       .on_descriptor = false,
-      .copied_on_fork = true,
       .watch_mask = 0,
       .attach = &TimerAttach,
       .detach = &TimerDetach,
       .event = &CountedEvent,
       .touch = &TimerTouch,
-      .clear = &TimerClear};
+      .clear = &TimerClear,
+      .copy = &TimerCopy};
   static constexpr FilterOps kUser{
       .filter = KFilter::kUser,
       .on_descriptor = false,
-      .copied_on_fork = true,
       .watch_mask = 0,
       .attach = &UserAttach,
       .detach = nullptr,
       .event = &UserEvent,
       .touch = &UserTouch,
-      .clear = &UserClear};
+      .clear = &UserClear,
+      .copy = &PlainCopy};
 
   static constexpr const FilterOps* kAll[] = {&kRead, &kWrite, &kExcept, &kVnode,
                                               &kProc, &kSignal, &kTimer, &kUser};
@@ -477,6 +520,187 @@ bool Kqueues::WantsVnodeUse(const Kq& kq, uint32_t sfflags) {
   uint32_t wanted = sfflags & notes & kUseNotes;
   if ((notes & kev::kNoteOpened) && (sfflags & kev::kNoteOpenWire)) wanted |= kev::kNoteOpened;
   return wanted != 0;
+}
+
+// --- The filters' sources: what the host reports, turned into knote state ---
+
+// TIMER: the engine's deadlines.
+Nanos Kqueues::TimerPeriod(const Kq& kq, Nanos requested) {
+  return std::max({requested, kq.policy.timer_min_period, Nanos{1}});
+}
+
+void Kqueues::StartTimer(Knote& kn, Nanos now) {
+  if (kn.timer.running) RemoveDeadline(kn.timer.next_fire, DeadlineKind::kTimer, kn.uid);
+  kn.timer.running = false;
+  kn.timer.next_fire = AddNanos(now, kn.timer.period);
+  if (kn.timer.next_fire == kLatest) return;  // beyond the clock's range: never expires
+  kn.timer.running = true;
+  AddDeadline(kn.timer.next_fire, DeadlineKind::kTimer, kn.uid);
+}
+
+int Kqueues::ArmTimer(Kq& kq, Knote& kn, const KChange& change) {
+  if (change.timer_period < 0) return EINVAL;
+  if (!change.timer_absolute) {
+    kn.timer.absolute = false;
+    kn.timer.period = TimerPeriod(kq, change.timer_period);
+    StartTimer(kn, host_.Now());
+    return 0;
+  }
+  // NOTE_ABSTIME: the CLOCK_REALTIME expiry becomes a point on the host's
+  // clock once, at registration, as both kernels do (FreeBSD subtracts the
+  // boot time, OpenBSD takes `expiry - nanotime()`): a later step of the
+  // wall clock does not move it.
+  const Nanos expiry = change.timer_period - host_.RealtimeOffset();
+  if (expiry < 0 && kq.policy.abstime_before_boot_einval) return EINVAL;
+  if (kn.timer.running) RemoveDeadline(kn.timer.next_fire, DeadlineKind::kTimer, kn.uid);
+  kn.timer.running = false;
+  kn.timer.absolute = true;
+  kn.timer.period = 0;  // never repeats (FreeBSD kc->to = 0, OpenBSD ft_reschedule = 0)
+  if (expiry <= host_.Now()) {
+    ++kn.data;  // already past: expires at once (OpenBSD filt_timeradd)
+    return 0;
+  }
+  kn.timer.next_fire = expiry;
+  kn.timer.running = true;
+  AddDeadline(kn.timer.next_fire, DeadlineKind::kTimer, kn.uid);
+  return 0;
+}
+
+// A timer knote's deadline `when` passed (OnDeadline, at `now`): counts
+// the expirations and re-arms a periodic timer. Its kqueue if it activated.
+Kqueues::Kq* Kqueues::ExpireTimer(Knote& kn, Nanos when, Nanos now) {
+  if (!kn.timer.running || kn.timer.next_fire != when) return nullptr;
+  kn.timer.running = false;
+  // Expirations since the last retrieval, missed periods included:
+  // arithmetic, never a step per period (a period is at least 1 ns,
+  // TimerPeriod), and the next expiry is strictly after `now`.
+  const bool repeats = !(kn.kev.flags & kev::kOneshot) && !kn.timer.absolute;
+  int64_t fired = 1;
+  if (repeats) {
+    const Nanos period = std::max<Nanos>(kn.timer.period, 1);
+    const Nanos late = now - when;  // >= 0
+    fired += late / period;
+    kn.timer.next_fire = AddNanos(now - late % period, period);
+    if (kn.timer.next_fire != kLatest) {  // else beyond the clock's range: stops
+      kn.timer.running = true;
+      AddDeadline(kn.timer.next_fire, DeadlineKind::kTimer, kn.uid);
+    }
+  }
+  kn.data = fired > INT64_MAX - kn.data ? INT64_MAX : kn.data + fired;
+  Kq* kq = Find(kn.kq);
+  if (kq == nullptr) return nullptr;
+  Activate(*kq, kn);
+  return kq;
+}
+
+// PROC: Host::WatchProcess reports exits, forks and execs.
+std::vector<uint64_t> Kqueues::ProcKnotes(Pid pid) const {
+  std::vector<uint64_t> uids;
+  auto range = proc_knotes_.equal_range(pid);
+  for (auto it = range.first; it != range.second; ++it) uids.push_back(it->second);
+  return uids;
+}
+
+template <typename Fn>
+void Kqueues::ForEachProcKnote(Pid pid, Fn&& fn) {
+  // The PROC knotes watching `pid` (a copy: `fn` may add or drop knotes),
+  // each with its kqueue; then the kqueues touched wake their waiters.
+  std::set<ObjectId> touched;
+  for (uint64_t uid : ProcKnotes(pid)) {
+    auto k = knotes_.find(uid);
+    if (k == knotes_.end()) continue;
+    Knote& kn = *k->second;
+    Kq* kq = Find(kn.kq);
+    if (kq == nullptr) continue;
+    touched.insert(kq->id);
+    fn(*kq, kn);
+  }
+  for (ObjectId id : touched) {
+    if (Kq* kq = Find(id)) Pump(*kq);
+  }
+  ReapClosed();
+}
+
+void Kqueues::OnProcessExit(Pid pid, int64_t status) {
+  ForEachProcKnote(pid, [&](Kq& kq, Knote& kn) {
+    if (ApplyExit(kq, kn, status)) {
+      Drop(kq, kn);
+    } else {
+      Activate(kq, kn);
+    }
+  });
+}
+
+void Kqueues::OnProcessFork(Pid parent, Pid child) {
+  ForEachProcKnote(parent, [&](Kq& kq, Knote& kn) {
+    if (kn.sfflags & kev::kNoteFork) kn.fflags |= kev::kNoteFork;
+    if (kn.sfflags & kev::kNoteTrack) {
+      // filt_proc NOTE_TRACK (OB kern_event.c:430-447, DF :397-415): a knote
+      // on the child in the same kqueue, same fflags and udata; failing
+      // that, NOTE_TRACKERR on the parent's.
+      KChange c;
+      c.kev = kn.kev;
+      c.kev.ident = static_cast<uint64_t>(child);
+      c.kev.flags = static_cast<uint16_t>((kn.kev.flags | kev::kAdd | kev::kEnable) & ~kev::kOneshot);
+      c.kev.fflags = kn.sfflags;
+      c.kev.data = parent;
+      c.track_parent = parent;
+      if (Register(kq, Caller{kq.owner, kq.owner}, c) != 0) kn.fflags |= kev::kNoteTrackErr;
+    }
+    if (kn.fflags != 0) Activate(kq, kn);
+  });
+}
+
+void Kqueues::OnProcessExec(Pid pid) {
+  ForEachProcKnote(pid, [&](Kq& kq, Knote& kn) {
+    if (!(kn.sfflags & kev::kNoteExec)) return;
+    kn.fflags |= kev::kNoteExec;
+    Activate(kq, kn);
+  });
+}
+
+// VNODE: Host::WatchVnode reports a file's changes.
+void Kqueues::OnVnodeEvent(WatchId watch, uint32_t notes) {
+  auto it = by_vnode_.find(watch);
+  if (it == by_vnode_.end()) return;
+  Knote& kn = *knotes_.at(it->second);
+  Kq* kq = Find(kn.kq);
+  if (kq == nullptr) return;
+  // filt_vnode: `notes` is one hint, as a BSD file system posts it
+  // (NOTE_WRITE|NOTE_EXTEND for a growing write; OpenBSD's NOTE_ATTRIB|
+  // NOTE_TRUNCATE for a shrinking setattr; NOTE_WRITE|NOTE_LINK on a
+  // directory for mkdir/rmdir). If the knote asked for any of its bits it
+  // records the whole hint (`if (kn_sfflags & hint) kn_fflags |= hint`).
+  // A revoke is the end.
+  uint32_t wire = notes & kq->policy.vnode_notes;
+  if (wire & kev::kNoteOpened) wire = (wire & ~kev::kNoteOpened) | kev::kNoteOpenWire;  // FreeBSD only
+  if (wire & kn.sfflags) kn.fflags |= wire;
+  if (notes & kev::kNoteRevoke) {
+    kn.eof = kev::kEof;
+    kn.kev.flags |= kev::kOneshot;
+  }
+  if (kn.fflags == 0 && kn.eof == 0) return;
+  Activate(*kq, kn);
+  Pump(*kq);
+  ReapClosed();
+}
+
+// SIGNAL: the library's counting hook (abi: evshim_kqueue_signal).
+void Kqueues::OnSignal(Pid pid, int signo) {
+  if (signo <= 0 || static_cast<uint64_t>(signo) >= kev::kNsig) return;
+  std::vector<ObjectId> touched;
+  for (auto& [id, kq] : kqs_) {
+    if (kq->owner != pid) continue;
+    Knote* kn = FindKnote(*kq, KFilter::kSignal, static_cast<uint64_t>(signo));
+    if (kn == nullptr) continue;
+    ++kn->data;  // counted even while disabled; reported when enabled
+    Activate(*kq, *kn);
+    touched.push_back(id);
+  }
+  for (ObjectId id : touched) {
+    if (Kq* kq = Find(id)) Pump(*kq);
+  }
+  ReapClosed();
 }
 
 }  // namespace evshim::emul
