@@ -7,6 +7,7 @@
 // evshim's reserved range 1000-1099 (docs/abi.md explains each choice).
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <span>
 #include <string_view>
@@ -47,9 +48,42 @@ constexpr std::string_view SupportName(Support s) {
   return "?";
 }
 
-// A handler decodes, makes one core call and encodes (abi/*/). nullptr: the
+// A handler decodes, makes one core call and encodes (abi/*/). Invoked as
+// `handler(ctx, args)`. It is a plain function, or a function shared by
+// several personalities bound to one personality's data (Handler::Bind), so
+// a personality is a table row, not a forwarding function. nullptr: the
 // call is listed but not implemented yet (ENOSYS, logged once).
-using Handler = Outcome (*)(CallContext& ctx, const SyscallArgs& args);
+class Handler {
+ public:
+  using Plain = Outcome (*)(CallContext& ctx, const SyscallArgs& args);
+  constexpr Handler() = default;
+  constexpr Handler(std::nullptr_t) {}  // NOLINT: a table cell may say nullptr
+  constexpr Handler(Plain fn) : plain_(fn) {}  // NOLINT: a plain function is a handler
+
+  // `Fn(ctx, args, data)` for every call; `data` must outlive the table
+  // (a constant with static storage).
+  template <auto Fn, typename Data>
+  static constexpr Handler Bind(const Data& data) {
+    Handler h;
+    h.bound_ = [](CallContext& ctx, const SyscallArgs& args, const void* d) {
+      return Fn(ctx, args, *static_cast<const Data*>(d));
+    };
+    h.data_ = &data;
+    return h;
+  }
+
+  Outcome operator()(CallContext& ctx, const SyscallArgs& args) const {
+    return bound_ != nullptr ? bound_(ctx, args, data_) : plain_(ctx, args);
+  }
+  constexpr bool operator==(std::nullptr_t) const { return plain_ == nullptr && bound_ == nullptr; }
+  friend constexpr bool operator==(const Handler&, const Handler&) = default;
+
+ private:
+  using BoundFn = Outcome (*)(CallContext& ctx, const SyscallArgs& args, const void* data);
+  Plain plain_ = nullptr;
+  BoundFn bound_ = nullptr;
+  const void* data_ = nullptr;
+};
 
 struct SyscallEntry {
   Personality personality;

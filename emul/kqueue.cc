@@ -33,7 +33,12 @@
 // re-evaluates them (filter_process, OB kern_event.c:1220-1228). EV_DELETE
 // drops the knote and whatever it had queued.
 //
-// Filters and their sources of activity:
+// Filters. What differs between filters is one table entry each, the
+// BSDs' struct filterops: Kqueues::FilterOps (kqueue.h), the entries in
+// kqueue_filters.cc (attach, detach, event, touch, clear, copy for
+// KQUEUE_CPONFORK, whether the ident is a descriptor, the poll bits of its
+// watch), with the sources that feed each filter. This file is the machinery common to all of them; it asks the
+// entry (OpsOf) and never switches on the filter. The sources of activity:
 //  - READ/WRITE/EXCEPT: a host watch (Host::WatchFd/ArmWatch, one-shot). When
 //    it fires the knote is queued; at retrieval it is re-measured
 //    (Host::ProbeFd, the f_event of the scan), and dropped from the list if no
@@ -92,53 +97,23 @@
 #include <algorithm>
 #include <cerrno>
 #include <climits>
-#include <set>
 
 namespace evshim::emul {
 
 namespace {
-constexpr uint32_t kAlways = poll_bits::kHup | poll_bits::kErr;
 constexpr Nanos kHuge = INT64_MAX / 4;
 }  // namespace
 
 Kqueues::~Kqueues() {
   for (auto& [uid, kn] : knotes_) {
-    if (kn->watch) host_.DropWatch(*kn->watch);
-    Unwatch(*kn);
-  }
-}
-
-void Kqueues::Unwatch(Knote& kn) {
-  if (kn.proc_watched) {
-    kn.proc_watched = false;
-    const Pid pid = static_cast<Pid>(kn.kev.ident);
-    auto range = proc_knotes_.equal_range(pid);
-    for (auto it = range.first; it != range.second; ++it) {
-      if (it->second == kn.uid) {
-        proc_knotes_.erase(it);
-        break;
-      }
-    }
-    host_.UnwatchProcess(pid);
-  }
-  if (kn.vnode) {
-    host_.DropVnode(*kn.vnode);
-    by_vnode_.erase(*kn.vnode);
-    kn.vnode.reset();
+    if (auto detach = OpsOf(kn->kev.filter).detach) detach(*this, *kn);
   }
 }
 
 bool Kqueues::Stale(const Knote& kn) {
-  if (kn.watch) return !host_.SameFile(kn.owner, kn.fd, *kn.watch);
-  if (kn.vnode) return !host_.SameVnode(kn.owner, kn.fd, *kn.vnode);
+  if (kn.io.watch) return !host_.SameFile(kn.owner, kn.fd, *kn.io.watch);
+  if (kn.vnode.watch) return !host_.SameVnode(kn.owner, kn.fd, *kn.vnode.watch);
   return false;
-}
-
-std::vector<uint64_t> Kqueues::ProcKnotes(Pid pid) const {
-  std::vector<uint64_t> uids;
-  auto range = proc_knotes_.equal_range(pid);
-  for (auto it = range.first; it != range.second; ++it) uids.push_back(it->second);
-  return uids;
 }
 
 Kqueues::Kq* Kqueues::Find(ObjectId id) {
@@ -182,55 +157,18 @@ ObjectId Kqueues::CopyKqueue(Kq& from) {
   std::unordered_map<uint64_t, Knote*> copy_of;
   for (const auto& [key, uid] : from.knotes) {
     const Knote& src = *knotes_.at(uid);
-    switch (src.kev.filter) {
-      case KFilter::kProc:    // a per-process source: not copied
-      case KFilter::kSignal:
-        continue;
-      case KFilter::kRead:
-      case KFilter::kWrite:
-      case KFilter::kExcept:
-      case KFilter::kVnode:
-      case KFilter::kTimer:
-      case KFilter::kUser:
-        break;
-    }
-    // A knote on a kqueue's descriptor: that descriptor is not the child's
-    // (a kqueue without KQUEUE_CPONFORK is not inherited): dropped.
-    if (src.watched_kq) continue;
+    const FilterOps& ops = OpsOf(src.kev.filter);
+    if (ops.copy == nullptr) continue;  // e.g. a per-process source
     if (knotes_.size() >= limits_.max_knotes) break;
-    // The registration and what it would report; not its place in a list
-    // or its host resources (new ones below).
+    // The registration and what it would report; not its place in a list.
+    // Its host resources are the filter's to take anew (f_copy).
     auto kn = std::make_unique<Knote>(src);
     Knote& n = *kn;
     n.uid = next_uid_++;
     n.kq = to.id;
     n.active = n.queued = false;
     n.pos = {};
-    n.watch.reset();
-    n.vnode.reset();
-    n.timer_running = false;
-    n.proc_watched = false;
-    n.drop_now = false;
-    if (src.watch) {
-      Result<WatchId> w = host_.WatchFd(src.owner, src.fd);
-      if (!w.ok()) continue;  // closed meanwhile: nothing to copy
-      n.watch = *w;
-    }
-    if (src.vnode) {
-      Result<WatchId> w = host_.WatchVnode(src.owner, src.fd, src.vnode_use);
-      if (!w.ok()) {
-        if (n.watch) host_.DropWatch(*n.watch);
-        continue;
-      }
-      n.vnode = *w;
-    }
-    if (n.watch) by_watch_[*n.watch] = n.uid;
-    if (n.vnode) by_vnode_[*n.vnode] = n.uid;
-    if (src.timer_running) {
-      n.next_fire = src.next_fire;
-      n.timer_running = true;
-      AddDeadline(n.next_fire, DeadlineKind::kTimer, n.uid);
-    }
+    if (!ops.copy(*this, src, n)) continue;  // e.g. closed meanwhile: nothing to copy
     to.knotes[key] = n.uid;
     copy_of[uid] = &n;
     knotes_.emplace(n.uid, std::move(kn));
@@ -300,22 +238,6 @@ void Kqueues::ForkSourceClosed(ObjectId from) {
   }
 }
 
-bool Kqueues::IsFdFilter(KFilter f) {
-  switch (f) {
-    case KFilter::kRead:
-    case KFilter::kWrite:
-    case KFilter::kExcept:
-    case KFilter::kVnode:
-      return true;
-    case KFilter::kProc:
-    case KFilter::kSignal:
-    case KFilter::kTimer:
-    case KFilter::kUser:
-      return false;
-  }
-  return false;
-}
-
 Kqueues::Knote* Kqueues::FindKnote(Kq& kq, KFilter f, uint64_t ident) {
   auto it = kq.knotes.find({f, ident});
   if (it == kq.knotes.end()) return nullptr;
@@ -369,21 +291,7 @@ void Kqueues::Activate(Kq& kq, Knote& kn) {
 
 void Kqueues::Drop(Kq& kq, Knote& kn) {
   Dequeue(kq, kn);
-  if (kn.watch) {
-    host_.DropWatch(*kn.watch);
-    by_watch_.erase(*kn.watch);
-  }
-  if (kn.timer_running) RemoveDeadline(kn.next_fire, DeadlineKind::kTimer, kn.uid);
-  if (kn.watched_kq) {
-    auto range = kq_watchers_.equal_range(*kn.watched_kq);
-    for (auto it = range.first; it != range.second; ++it) {
-      if (it->second == kn.uid) {
-        kq_watchers_.erase(it);
-        break;
-      }
-    }
-  }
-  Unwatch(kn);
+  if (auto detach = OpsOf(kn.kev.filter).detach) detach(*this, kn);
   kq.knotes.erase({kn.kev.filter, kn.kev.ident});
   knotes_.erase(kn.uid);  // kn is gone
 }
@@ -408,78 +316,18 @@ Nanos Kqueues::NextDeadline() const {
 
 void Kqueues::RearmDeadline() { host_.ArmDeadline(NextDeadline()); }
 
-Nanos Kqueues::TimerPeriod(const Kq& kq, Nanos requested) {
-  return std::max({requested, kq.policy.timer_min_period, Nanos{1}});
-}
-
-void Kqueues::StartTimer(Knote& kn, Nanos now) {
-  if (kn.timer_running) RemoveDeadline(kn.next_fire, DeadlineKind::kTimer, kn.uid);
-  kn.timer_running = false;
-  kn.next_fire = AddNanos(now, kn.period);
-  if (kn.next_fire == kLatest) return;  // beyond the clock's range: never expires
-  kn.timer_running = true;
-  AddDeadline(kn.next_fire, DeadlineKind::kTimer, kn.uid);
-}
-
-int Kqueues::ArmTimer(Kq& kq, Knote& kn, const KChange& change) {
-  if (change.timer_period < 0) return EINVAL;
-  if (!change.timer_absolute) {
-    kn.timer_absolute = false;
-    kn.period = TimerPeriod(kq, change.timer_period);
-    StartTimer(kn, host_.Now());
-    return 0;
-  }
-  // NOTE_ABSTIME: the CLOCK_REALTIME expiry becomes a point on the host's
-  // clock once, at registration, as both kernels do (FreeBSD subtracts the
-  // boot time, OpenBSD takes `expiry - nanotime()`): a later step of the
-  // wall clock does not move it.
-  const Nanos expiry = change.timer_period - host_.RealtimeOffset();
-  if (expiry < 0 && kq.policy.abstime_before_boot_einval) return EINVAL;
-  if (kn.timer_running) RemoveDeadline(kn.next_fire, DeadlineKind::kTimer, kn.uid);
-  kn.timer_running = false;
-  kn.timer_absolute = true;
-  kn.period = 0;  // never repeats (FreeBSD kc->to = 0, OpenBSD ft_reschedule = 0)
-  if (expiry <= host_.Now()) {
-    ++kn.data;  // already past: expires at once (OpenBSD filt_timeradd)
-    return 0;
-  }
-  kn.next_fire = expiry;
-  kn.timer_running = true;
-  AddDeadline(kn.next_fire, DeadlineKind::kTimer, kn.uid);
-  return 0;
-}
-
-// The poll bits whose report wakes an fd knote (0: not an fd filter).
-uint32_t Kqueues::WatchMask(const Knote& kn) {
-  switch (kn.kev.filter) {
-    case KFilter::kRead:
-      return poll_bits::kIn | poll_bits::kRdHup | kAlways;
-    case KFilter::kWrite:
-      return poll_bits::kOut | kAlways;
-    case KFilter::kExcept:
-      return poll_bits::kPri | kAlways;
-    case KFilter::kVnode:
-    case KFilter::kProc:
-    case KFilter::kSignal:
-    case KFilter::kTimer:
-    case KFilter::kUser:
-      return 0;
-  }
-  return 0;
-}
-
 // Arms an fd knote's host watch for `want`: level, or edge for EV_CLEAR.
 // Returns the readiness the host reports at once.
 Result<uint32_t> Kqueues::ArmWatchAsFlagsSay(Knote& kn, uint32_t want) {
-  return (kn.kev.flags & kev::kClear) ? host_.ArmWatchEdge(*kn.watch, kn.owner, kn.fd, want)
-                                      : host_.ArmWatch(*kn.watch, kn.owner, kn.fd, want);
+  return (kn.kev.flags & kev::kClear) ? host_.ArmWatchEdge(*kn.io.watch, kn.owner, kn.fd, want)
+                                      : host_.ArmWatch(*kn.io.watch, kn.owner, kn.fd, want);
 }
 
 // Arms the host watch of an fd knote that has nothing to report; level or,
 // for EV_CLEAR, edge. Readiness reported at once activates it.
 void Kqueues::ArmFd(Kq& kq, Knote& kn) {
   const uint32_t want = WatchMask(kn);
-  if (!kn.watch || want == 0) return;
+  if (!kn.io.watch || want == 0) return;
   Result<uint32_t> ready = ArmWatchAsFlagsSay(kn, want);
   if (!ready.ok()) return;  // the descriptor is gone: found stale at the next look
   if (*ready & want) Activate(kq, kn);
@@ -498,11 +346,11 @@ void Kqueues::ArmFd(Kq& kq, Knote& kn) {
 // report, not looked at: so the filter looks once more once it is armed.
 void Kqueues::ArmFdNotReady(Kq& kq, Knote& kn) {
   const uint32_t want = WatchMask(kn);
-  if (!kn.watch || want == 0) return;
+  if (!kn.io.watch || want == 0) return;
   Result<uint32_t> ready = ArmWatchAsFlagsSay(kn, want);
   if (!ready.ok() || !(*ready & want)) return;  // armed (or the descriptor is gone)
   for (int arm = 0; arm < 2 && ready.ok() && (*ready & want); ++arm) {
-    ready = host_.ArmWatchEdge(*kn.watch, kn.owner, kn.fd, want);
+    ready = host_.ArmWatchEdge(*kn.io.watch, kn.owner, kn.fd, want);
   }
   if (!ready.ok()) return;  // the descriptor is gone: found stale at the next look
   bool dropped = false;
@@ -517,192 +365,7 @@ bool Kqueues::Evaluate(Kq& kq, Knote& kn, bool* dropped) {
 
 bool Kqueues::Measure(Kq& kq, Knote& kn, bool* dropped) {
   *dropped = false;
-  switch (kn.kev.filter) {
-    case KFilter::kRead:
-    case KFilter::kWrite:
-    case KFilter::kExcept: {
-      // knote_fdclose: the descriptor this knote was registered on is closed
-      // (or now names another file): the knote goes, silently.
-      if (kn.watch && !host_.SameFile(kn.owner, kn.fd, *kn.watch)) {
-        Drop(kq, kn);
-        *dropped = true;
-        return false;
-      }
-      // EV_CLEAR: what this measurement sees is reported now (or found
-      // not ready); it must not come back as an edge once the knote is
-      // re-armed after delivery. A knote added while data is pending is
-      // reported once (DF kern_event.c:1312-1322 activates it at register,
-      // 1535-1544 clears it at the scan; OB :1174-1178, :1980-1993).
-      if ((kn.kev.flags & kev::kClear) && kn.watch) {
-        host_.SettleWatchEdge(*kn.watch, kn.owner, kn.fd, WatchMask(kn));
-      }
-      Result<FdProbe> pr = host_.ProbeFd(kn.owner, kn.fd);
-      if (!pr.ok()) {
-        Drop(kq, kn);
-        *dropped = true;
-        return false;
-      }
-      const FdProbe& p = *pr;
-      const bool lowat = (kn.sfflags & kev::kNoteLowat) != 0;
-      kn.eof = 0;
-      kn.fflags = 0;
-      if (kn.watched_kq) {
-        // filt_kqueue (DF kern_event.c:281-287, OB :267-272): data = the
-        // watched kqueue's pending events (kq_count), not the socket's byte.
-        const Kq* inner = Find(*kn.watched_kq);
-        kn.data = inner == nullptr ? 0 : static_cast<int64_t>(inner->queue.size());
-        return kn.data > 0;
-      }
-      if (kn.kev.filter == KFilter::kRead) {
-        kn.data = p.readable;
-        if (p.revents & (poll_bits::kRdHup | poll_bits::kHup)) kn.eof = kev::kEof;
-        // A pipe's write end whose readers are all gone (Linux: POLLERR):
-        // the BSDs' pipe read filter reports EV_EOF (docs/kqueue.md).
-        if (p.pipe && (p.revents & poll_bits::kErr)) kn.eof = kev::kEof;
-        if (kn.eof) kn.fflags = static_cast<uint32_t>(p.eof_error);  // the socket error
-        if (kn.eof) return true;
-        // A pending socket error makes the socket readable (filt_soread's
-        // so_error). The watch wakes on POLLERR (kAlways): a filter that
-        // did not count it would leave the knote queued and never
-        // delivered, its waiters asleep (DF kern_event.c:1796-1797, 1510-1518).
-        if (p.revents & poll_bits::kErr) return true;
-        if (p.regular) return kn.data != 0;  // filt_vnread: bytes to EOF
-        if (p.listening) return kn.data > 0 || (p.revents & poll_bits::kIn);
-        if (lowat) return kn.data >= std::max<int64_t>(kn.sdata, 1);
-        return kn.data > 0 || (p.revents & poll_bits::kIn) != 0;
-      }
-      if (kn.kev.filter == KFilter::kWrite) {
-        kn.data = p.writable;
-        if (p.revents & (poll_bits::kHup | poll_bits::kErr)) kn.eof = kev::kEof;
-        if (kn.eof) kn.fflags = static_cast<uint32_t>(p.eof_error);
-        if (kn.eof || p.regular) return true;
-        if (lowat) return kn.data >= std::max<int64_t>(kn.sdata, 1);
-        return (p.revents & poll_bits::kOut) != 0;
-      }
-      kn.data = 0;  // EXCEPT: out-of-band data pending
-      return (p.revents & poll_bits::kPri) != 0;
-    }
-    case KFilter::kTimer:
-      return kn.data > 0;
-    case KFilter::kUser:
-      return kn.triggered;
-    case KFilter::kVnode:
-      // knote_fdclose, as for the other fd filters.
-      if (Stale(kn)) {
-        Drop(kq, kn);
-        *dropped = true;
-        return false;
-      }
-      return kn.fflags != 0 || kn.eof != 0;  // filt_vnode: kn_fflags != 0
-    case KFilter::kProc:
-      return kn.fflags != 0 || kn.eof != 0;  // OB kern_event.c:449
-    case KFilter::kSignal:
-      return kn.data > 0;  // deliveries since the last retrieval
-  }
-  return false;
-}
-
-bool Kqueues::ApplyExit(Kq& kq, Knote& kn, int64_t status) {
-  Unwatch(kn);  // detached: the process is gone (OB kern_event.c:413-420)
-  kn.fflags |= kn.sfflags & kev::kNoteExit;
-  if (!kq.policy.proc_exit_always && kn.fflags == 0) return true;  // FreeBSD EV_DROP
-  kn.data = status;  // the wait status (OB :419 W_EXITCODE, DF :384 p_xstat)
-  kn.eof = static_cast<uint16_t>(kev::kEof | kq.policy.proc_exit_flags);
-  kn.kev.flags |= kev::kOneshot;  // deleted once read out (OB :418, DF :388)
-  return false;
-}
-
-int Kqueues::Attach(Kq& kq, Knote& kn, Caller caller, const KChange& change) {
-  switch (kn.kev.filter) {
-    case KFilter::kRead:
-    case KFilter::kWrite:
-    case KFilter::kExcept: {
-      // kqueue_kqfilter: a kqueue's descriptor has only EVFILT_READ
-      // (OB kern_event.c:245-256, DF kern_event.c:258-269).
-      if (kn.kev.filter != KFilter::kRead && host_.KqueueAt(caller.pid, kn.fd)) {
-        return kq.policy.kqueue_descriptor_filter_errno;
-      }
-      Result<WatchId> w = host_.WatchFd(caller.pid, kn.fd);
-      if (!w.ok()) return w.error().value;
-      kn.watch = *w;
-      by_watch_[*w] = kn.uid;
-      if (kn.kev.filter == KFilter::kRead) {
-        std::optional<ObjectId> inner = host_.KqueueAt(caller.pid, kn.fd);
-        if (inner && Exists(*inner)) {
-          kn.watched_kq = inner;
-          kq_watchers_.emplace(*inner, kn.uid);
-        }
-      }
-      return 0;
-    }
-    case KFilter::kTimer:
-      // EV_CLEAR automatically set (DF kern_event.c:489), except for
-      // NOTE_ABSTIME (FreeBSD and OpenBSD filt_timerattach): an absolute
-      // timer that fired stays active until EV_DELETE.
-      if (!change.timer_absolute) kn.kev.flags |= kev::kClear;
-      return ArmTimer(kq, kn, change);
-    case KFilter::kUser:
-      // filt_userattach (DF kern_event.c:526-561): trigger, then the fflags control.
-      kn.triggered = (change.kev.fflags & kev::kNoteTrigger) != 0;
-      switch (change.kev.fflags & kev::kNoteFfctrlMask) {
-        case kev::kNoteFfand:
-          kn.fflags &= change.kev.fflags & kev::kNoteFflagsMask;
-          break;
-        case kev::kNoteFfor:
-        case kev::kNoteFfcopy:
-          kn.fflags = change.kev.fflags & kev::kNoteFflagsMask;
-          break;
-        default:
-          break;
-      }
-      kn.data = change.kev.data;
-      (void)kq;
-      return 0;
-    case KFilter::kVnode: {
-      if (host_.KqueueAt(caller.pid, kn.fd)) return kq.policy.kqueue_descriptor_filter_errno;
-      kn.vnode_use = WantsVnodeUse(kq, kn.sfflags);
-      Result<WatchId> w = host_.WatchVnode(caller.pid, kn.fd, kn.vnode_use);
-      if (!w.ok()) return w.error().value;
-      kn.vnode = *w;
-      by_vnode_[*w] = kn.uid;
-      return 0;
-    }
-    case KFilter::kProc: {
-      // filt_procattach (OB kern_event.c:321-359, DF kern_event.c:289-336).
-      if (kn.kev.ident == 0 || kn.kev.ident > static_cast<uint64_t>(INT_MAX)) return ESRCH;
-      const Pid pid = static_cast<Pid>(kn.kev.ident);
-      const bool fork_exec = (kn.sfflags & (kev::kNoteFork | kev::kNoteExec | kev::kNoteTrack)) != 0;
-      Result<Host::ProcessState> st = host_.WatchProcess(pid, fork_exec, change.track_parent != 0);
-      if (!st.ok()) return st.error().value;
-      kn.proc_watched = true;
-      proc_knotes_.emplace(pid, kn.uid);
-      kn.kev.flags |= kev::kClear;  // automatically set (OB :343, DF :312)
-      if (change.track_parent != 0) {
-        // Registered by NOTE_TRACK: reports NOTE_CHILD with the parent's pid
-        // (OB :348-352, DF :317-321).
-        kn.fflags = kev::kNoteChild;
-        kn.data = change.track_parent;
-      } else if (st->zombie) {
-        switch (kq.policy.zombie_attach) {
-          case KqueuePolicy::ZombieAttach::kRefuse:
-            return ESRCH;
-          case KqueuePolicy::ZombieAttach::kWithNoteExit:
-            if (!(kn.sfflags & kev::kNoteExit)) return ESRCH;
-            break;
-          case KqueuePolicy::ZombieAttach::kAlways:
-            break;
-        }
-      }
-      if (st->zombie) kn.drop_now = ApplyExit(kq, kn, st->status);  // DF :325-331: at once
-      return 0;
-    }
-    case KFilter::kSignal:
-      // filt_sigattach: a valid signal number; EV_CLEAR forced.
-      if (kn.kev.ident == 0 || kn.kev.ident >= kev::kNsig) return EINVAL;
-      kn.kev.flags |= kev::kClear;
-      return 0;
-  }
-  return EINVAL;
+  return OpsOf(kn.kev.filter).event(*this, kq, kn, dropped);
 }
 
 // An EV_ADD on an existing knote: new fflags, data and udata (FreeBSD: not
@@ -716,77 +379,13 @@ void Kqueues::Modify(Kq& kq, Knote& kn, const KChange& change) {
     kn.sdata = change.kev.data;
     if (!change.keep_udata) kn.kev.udata = change.kev.udata;
   }
-  switch (kn.kev.filter) {
-    case KFilter::kUser:
-      // filt_usertouch EVENT_REGISTER (DF kern_event.c:577-625).
-      if (change.kev.fflags & kev::kNoteTrigger) kn.triggered = true;
-      switch (change.kev.fflags & kev::kNoteFfctrlMask) {
-        case kev::kNoteFfand:
-          kn.fflags &= change.kev.fflags & kev::kNoteFflagsMask;
-          break;
-        case kev::kNoteFfor:
-          kn.fflags |= change.kev.fflags & kev::kNoteFflagsMask;
-          break;
-        case kev::kNoteFfcopy:
-          kn.fflags = change.kev.fflags & kev::kNoteFflagsMask;
-          break;
-        default:
-          break;
-      }
-      kn.data = change.kev.data;
-      if (change.kev.flags & kev::kClear) {  // EV_CLEAR on a modify resets the trigger
-        kn.triggered = false;
-        kn.data = 0;
-        kn.fflags = 0;
-      }
-      if (!kn.triggered) {
-        kn.active = false;
-        Dequeue(kq, kn);
-      }
-      break;
-    case KFilter::kTimer:
-      if (!add) break;
-      if (!kq.policy.timer_modify_restarts) {
-        kn.period = TimerPeriod(kq, change.timer_period);  // DragonFly: the period only
-        break;
-      }
-      kn.data = 0;  // pending expirations are discarded
-      kn.active = false;
-      Dequeue(kq, kn);
-      // filt_timertouch / filt_timermodify: restarted with the new fflags,
-      // NOTE_ABSTIME included; a time already past fires at once. A FreeBSD
-      // time before boot leaves the timer stopped and the change succeeds
-      // (filt_timertouch records the error on the knote, never reported).
-      if (ArmTimer(kq, kn, change) == 0 && kn.data > 0) Activate(kq, kn);
-      break;
-    case KFilter::kVnode:
-      if (!kn.vnode_use && kn.vnode && WantsVnodeUse(kq, kn.sfflags)) {
-        kn.vnode_use = true;
-        host_.WatchVnodeUse(*kn.vnode);
-      }
-      break;
-    case KFilter::kRead:
-    case KFilter::kWrite:
-    case KFilter::kExcept:
-    case KFilter::kProc:
-    case KFilter::kSignal:
-      break;
-  }
-}
-
-// Whether a VNODE knote asks for notes only use events give (FreeBSD's
-// NOTE_OPEN, NOTE_CLOSE, NOTE_CLOSE_WRITE, NOTE_READ), in its wire fflags.
-bool Kqueues::WantsVnodeUse(const Kq& kq, uint32_t sfflags) {
-  constexpr uint32_t kUseNotes = kev::kNoteOpened | kev::kNoteClose | kev::kNoteCloseWrite | kev::kNoteRead;
-  const uint32_t notes = kq.policy.vnode_notes;
-  uint32_t wanted = sfflags & notes & kUseNotes;
-  if ((notes & kev::kNoteOpened) && (sfflags & kev::kNoteOpenWire)) wanted |= kev::kNoteOpened;
-  return wanted != 0;
+  if (auto touch = OpsOf(kn.kev.filter).touch) touch(*this, kq, kn, change);
 }
 
 void Kqueues::DropClosedKnotesAt(Kq& kq, uint64_t ident) {
-  for (KFilter f : {KFilter::kRead, KFilter::kWrite, KFilter::kExcept, KFilter::kVnode}) {
-    Knote* kn = FindKnote(kq, f, ident);
+  for (const FilterOps* ops : AllFilters()) {
+    if (!ops->on_descriptor) continue;
+    Knote* kn = FindKnote(kq, ops->filter, ident);
     if (kn != nullptr && Stale(*kn)) Drop(kq, *kn);
   }
 }
@@ -794,7 +393,7 @@ void Kqueues::DropClosedKnotesAt(Kq& kq, uint64_t ident) {
 void Kqueues::DropClosedKnotes() {
   std::vector<uint64_t> closed;
   for (auto& [uid, kn] : knotes_) {
-    if (IsFdFilter(kn->kev.filter) && Stale(*kn)) closed.push_back(uid);
+    if (OpsOf(kn->kev.filter).on_descriptor && Stale(*kn)) closed.push_back(uid);
   }
   for (uint64_t uid : closed) {
     auto it = knotes_.find(uid);
@@ -805,7 +404,8 @@ void Kqueues::DropClosedKnotes() {
 
 int Kqueues::Register(Kq& kq, Caller caller, KChange& change) {
   KeventRecord& kev = change.kev;
-  const bool fd_filter = IsFdFilter(kev.filter);
+  const FilterOps& ops = OpsOf(kev.filter);
+  const bool fd_filter = ops.on_descriptor;
   if (fd_filter) {
     if (kev.ident > static_cast<uint64_t>(INT_MAX)) return EBADF;  // OB kern_event.c:1066-1070
     if (!host_.FdOpen(caller.pid, static_cast<int>(kev.ident))) return EBADF;
@@ -835,11 +435,11 @@ int Kqueues::Register(Kq& kq, Caller caller, KChange& change) {
       n.fd = fd_filter ? static_cast<int>(kev.ident) : -1;
       knotes_.emplace(n.uid, std::move(owned));
       kq.knotes[{kev.filter, kev.ident}] = n.uid;
-      if (int err = Attach(kq, n, caller, change); err != 0) {
+      if (int err = ops.attach(*this, kq, n, caller, change); err != 0) {
         Drop(kq, n);
         return err;
       }
-      if (n.drop_now) {
+      if (n.proc.drop_now) {
         Drop(kq, n);
         return 0;
       }
@@ -856,8 +456,8 @@ int Kqueues::Register(Kq& kq, Caller caller, KChange& change) {
       }
       if (dropped) return 0;  // closed while being added: dropped silently (OB kern_event.c:1161-1172)
     } else {
-      Modify(kq, *kn, change);
-      if (IsFdFilter(kn->kev.filter)) {
+      Modify(kq, *kn, change);  // a triggered USER knote activates in its touch
+      if (fd_filter) {
         bool dropped = false;
         if (Evaluate(kq, *kn, &dropped)) {
           Activate(kq, *kn);
@@ -867,8 +467,6 @@ int Kqueues::Register(Kq& kq, Caller caller, KChange& change) {
           ArmFd(kq, *kn);
         }
         if (dropped) return 0;
-      } else if (kn->kev.filter == KFilter::kUser && kn->triggered) {
-        Activate(kq, *kn);
       }
     }
   } else if (kev.flags & kev::kDelete) {
@@ -879,7 +477,6 @@ int Kqueues::Register(Kq& kq, Caller caller, KChange& change) {
     // the fflags controls of EVFILT_USER (DF kern_event.c:577-609), and on
     // FreeBSD/DragonFly udata too (hence FreeBSD's EV_KEEPUDATA).
     Modify(kq, *kn, change);
-    if (kn->kev.filter == KFilter::kUser && kn->triggered) Activate(kq, *kn);
   }
 
   if ((kev.flags & kev::kDisable) && !kn->disabled) {
@@ -964,29 +561,7 @@ void Kqueues::Commit(Kq& kq, std::vector<Taken>& taken) {
     }
     if (flags & (kev::kClear | kev::kDispatch)) {
       if (flags & kev::kDispatch) kn.disabled = true;
-      if (flags & kev::kClear) {
-        switch (kn.kev.filter) {
-          case KFilter::kUser:
-            kn.triggered = false;
-            if (kq.policy.user_clear_resets_fflags) {
-              kn.fflags = 0;
-              kn.data = 0;
-            }
-            break;
-          case KFilter::kTimer:
-            kn.data = 0;
-            break;
-          case KFilter::kRead:
-          case KFilter::kWrite:
-          case KFilter::kExcept:
-          case KFilter::kVnode:
-          case KFilter::kProc:
-          case KFilter::kSignal:
-            kn.data = 0;
-            kn.fflags = 0;
-            break;
-        }
-      }
+      if (flags & kev::kClear) OpsOf(kn.kev.filter).clear(kq, kn);
       kn.active = false;
       if (!kn.disabled) ArmFd(kq, kn);
       continue;
@@ -1239,97 +814,15 @@ void Kqueues::OnWatchReady(WatchId watch, uint32_t revents) {
   ReapClosed();
 }
 
-template <typename Fn>
-void Kqueues::ForEachProcKnote(Pid pid, Fn&& fn) {
-  // The PROC knotes watching `pid` (a copy: `fn` may add or drop knotes),
-  // each with its kqueue; then the kqueues touched wake their waiters.
-  std::set<ObjectId> touched;
-  for (uint64_t uid : ProcKnotes(pid)) {
-    auto k = knotes_.find(uid);
-    if (k == knotes_.end()) continue;
-    Knote& kn = *k->second;
-    Kq* kq = Find(kn.kq);
-    if (kq == nullptr) continue;
-    touched.insert(kq->id);
-    fn(*kq, kn);
-  }
-  for (ObjectId id : touched) {
-    if (Kq* kq = Find(id)) Pump(*kq);
-  }
-  ReapClosed();
-}
-
-void Kqueues::OnProcessExit(Pid pid, int64_t status) {
-  ForEachProcKnote(pid, [&](Kq& kq, Knote& kn) {
-    if (ApplyExit(kq, kn, status)) {
-      Drop(kq, kn);
-    } else {
-      Activate(kq, kn);
-    }
-  });
-}
-
-void Kqueues::OnProcessFork(Pid parent, Pid child) {
-  ForEachProcKnote(parent, [&](Kq& kq, Knote& kn) {
-    if (kn.sfflags & kev::kNoteFork) kn.fflags |= kev::kNoteFork;
-    if (kn.sfflags & kev::kNoteTrack) {
-      // filt_proc NOTE_TRACK (OB kern_event.c:430-447, DF :397-415): a knote
-      // on the child in the same kqueue, same fflags and udata; failing
-      // that, NOTE_TRACKERR on the parent's.
-      KChange c;
-      c.kev = kn.kev;
-      c.kev.ident = static_cast<uint64_t>(child);
-      c.kev.flags = static_cast<uint16_t>((kn.kev.flags | kev::kAdd | kev::kEnable) & ~kev::kOneshot);
-      c.kev.fflags = kn.sfflags;
-      c.kev.data = parent;
-      c.track_parent = parent;
-      if (Register(kq, Caller{kq.owner, kq.owner}, c) != 0) kn.fflags |= kev::kNoteTrackErr;
-    }
-    if (kn.fflags != 0) Activate(kq, kn);
-  });
-}
-
-void Kqueues::OnProcessExec(Pid pid) {
-  ForEachProcKnote(pid, [&](Kq& kq, Knote& kn) {
-    if (!(kn.sfflags & kev::kNoteExec)) return;
-    kn.fflags |= kev::kNoteExec;
-    Activate(kq, kn);
-  });
-}
-
-void Kqueues::OnVnodeEvent(WatchId watch, uint32_t notes) {
-  auto it = by_vnode_.find(watch);
-  if (it == by_vnode_.end()) return;
-  Knote& kn = *knotes_.at(it->second);
-  Kq* kq = Find(kn.kq);
-  if (kq == nullptr) return;
-  // filt_vnode: `notes` is one hint, as a BSD file system posts it
-  // (NOTE_WRITE|NOTE_EXTEND for a growing write; OpenBSD's NOTE_ATTRIB|
-  // NOTE_TRUNCATE for a shrinking setattr; NOTE_WRITE|NOTE_LINK on a
-  // directory for mkdir/rmdir). If the knote asked for any of its bits it
-  // records the whole hint (`if (kn_sfflags & hint) kn_fflags |= hint`).
-  // A revoke is the end.
-  uint32_t wire = notes & kq->policy.vnode_notes;
-  if (wire & kev::kNoteOpened) wire = (wire & ~kev::kNoteOpened) | kev::kNoteOpenWire;  // FreeBSD only
-  if (wire & kn.sfflags) kn.fflags |= wire;
-  if (notes & kev::kNoteRevoke) {
-    kn.eof = kev::kEof;
-    kn.kev.flags |= kev::kOneshot;
-  }
-  if (kn.fflags == 0 && kn.eof == 0) return;
-  Activate(*kq, kn);
-  Pump(*kq);
-  ReapClosed();
-}
-
 void Kqueues::FdClosing(Pid pid, int64_t fd) {
   if (fd < 0 || fd > INT_MAX) return;  // no such descriptor number
   const uint64_t ident = static_cast<uint64_t>(fd);
   std::vector<uint64_t> closing;
   for (auto& [id, kq] : kqs_) {
     if (kq->owner != pid) continue;  // the process's own kqueues (fd_kqlist)
-    for (KFilter f : {KFilter::kRead, KFilter::kWrite, KFilter::kExcept, KFilter::kVnode}) {
-      if (Knote* kn = FindKnote(*kq, f, ident); kn != nullptr && kn->owner == pid) {
+    for (const FilterOps* ops : AllFilters()) {
+      if (!ops->on_descriptor) continue;
+      if (Knote* kn = FindKnote(*kq, ops->filter, ident); kn != nullptr && kn->owner == pid) {
         closing.push_back(kn->uid);
       }
     }
@@ -1338,23 +831,6 @@ void Kqueues::FdClosing(Pid pid, int64_t fd) {
     auto it = knotes_.find(uid);
     if (it == knotes_.end()) continue;
     if (Kq* kq = Find(it->second->kq)) Drop(*kq, *it->second);
-  }
-  ReapClosed();
-}
-
-void Kqueues::OnSignal(Pid pid, int signo) {
-  if (signo <= 0 || static_cast<uint64_t>(signo) >= kev::kNsig) return;
-  std::vector<ObjectId> touched;
-  for (auto& [id, kq] : kqs_) {
-    if (kq->owner != pid) continue;
-    Knote* kn = FindKnote(*kq, KFilter::kSignal, static_cast<uint64_t>(signo));
-    if (kn == nullptr) continue;
-    ++kn->data;  // counted even while disabled; reported when enabled
-    Activate(*kq, *kn);
-    touched.push_back(id);
-  }
-  for (ObjectId id : touched) {
-    if (Kq* kq = Find(id)) Pump(*kq);
   }
   ReapClosed();
 }
@@ -1368,29 +844,7 @@ void Kqueues::OnDeadline() {
     if (what.first == DeadlineKind::kTimer) {
       auto k = knotes_.find(what.second);
       if (k == knotes_.end()) continue;
-      Knote& kn = *k->second;
-      if (!kn.timer_running || kn.next_fire != when) continue;
-      kn.timer_running = false;
-      // Expirations since the last retrieval, missed periods included:
-      // arithmetic, never a step per period (a period is at least 1 ns,
-      // TimerPeriod), and the next expiry is strictly after `now`.
-      const bool repeats = !(kn.kev.flags & kev::kOneshot) && !kn.timer_absolute;
-      int64_t fired = 1;
-      if (repeats) {
-        const Nanos period = std::max<Nanos>(kn.period, 1);
-        const Nanos late = now - when;  // >= 0
-        fired += late / period;
-        kn.next_fire = AddNanos(now - late % period, period);
-        if (kn.next_fire != kLatest) {  // else beyond the clock's range: stops
-          kn.timer_running = true;
-          AddDeadline(kn.next_fire, DeadlineKind::kTimer, kn.uid);
-        }
-      }
-      kn.data = fired > INT64_MAX - kn.data ? INT64_MAX : kn.data + fired;
-      Kq* kq = Find(kn.kq);
-      if (kq == nullptr) continue;
-      Activate(*kq, kn);
-      touched.push_back(kq->id);
+      if (Kq* kq = ExpireTimer(*k->second, when, now)) touched.push_back(kq->id);
       continue;
     }
     auto wk = wait_kq_.find(what.second);

@@ -11,6 +11,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <span>
 #include <unordered_map>
 #include <vector>
 
@@ -309,25 +310,33 @@ class Kqueues {
     // The last measurement (data/fflags/eof) reported an event: what a
     // stale EV_ONESHOT event reports (Collect).
     bool measured = false;
-    // fd filters
+    // The registering process and descriptor (fd filters, VNODE; -1: none).
     Pid owner = 0;
     int fd = -1;
-    std::optional<WatchId> watch;
-    // READ on a kqueue's descriptor: that kqueue (filt_kqueue reports its count).
-    std::optional<ObjectId> watched_kq;
-    // TIMER
-    Nanos period = 0;
-    Nanos next_fire = 0;
-    bool timer_running = false;
-    bool timer_absolute = false;  // NOTE_ABSTIME: one expiry, no period
-    // USER
-    bool triggered = false;
-    // PROC: counted in Host::WatchProcess (until the exit detaches it)
-    bool proc_watched = false;
-    bool drop_now = false;  // attached to a zombie with nothing to report (FreeBSD EV_DROP)
-    // VNODE
-    std::optional<WatchId> vnode;
-    bool vnode_use = false;  // its watch reports opens, closes and reads
+    // Each filter's own state (the kernels' kn_hook, kn_ptr), used only by
+    // its FilterOps entry and the source that feeds it.
+    struct Io {  // READ, WRITE, EXCEPT
+      std::optional<WatchId> watch;
+      // READ on a kqueue's descriptor: that kqueue (filt_kqueue reports its count).
+      std::optional<ObjectId> watched_kq;
+    } io;
+    struct Timer {
+      Nanos period = 0;
+      Nanos next_fire = 0;
+      bool running = false;
+      bool absolute = false;  // NOTE_ABSTIME: one expiry, no period
+    } timer;
+    struct User {
+      bool triggered = false;
+    } user;
+    struct Proc {
+      bool watched = false;   // counted in Host::WatchProcess (until the exit detaches it)
+      bool drop_now = false;  // attached to a zombie with nothing to report (FreeBSD EV_DROP)
+    } proc;
+    struct Vnode {
+      std::optional<WatchId> watch;
+      bool use = false;  // its watch reports opens, closes and reads
+    } vnode;
   };
   struct Waiter {
     WaitId id;
@@ -348,6 +357,33 @@ class Kqueues {
     // Its last descriptor is gone; it lives on for the waiters that hold it.
     bool closed = false;
   };
+  // One filter's operations, as the BSDs' struct filterops; the entries
+  // are in kqueue_filters.cc (Filters), one per KFilter.
+  struct FilterOps {
+    KFilter filter;
+    bool on_descriptor;   // the ident is a descriptor: knote_fdclose drops it (f_isfd)
+    uint32_t watch_mask;  // the poll bits its host watch waits for; 0: no fd watch
+    // f_attach: the knote is new; 0 or the errno that refuses it.
+    int (*attach)(Kqueues& self, Kq& kq, Knote& kn, Caller caller, const KChange& change);
+    // f_detach: releases what attach took (host watches, indexes,
+    // deadlines); nullptr: nothing. Safe to call twice.
+    void (*detach)(Kqueues& self, Knote& kn);
+    // f_event: refreshes what the knote reports; true if it has an event.
+    // May drop the knote (its descriptor was closed): sets *dropped.
+    bool (*event)(Kqueues& self, Kq& kq, Knote& kn, bool* dropped);
+    // f_touch EVENT_REGISTER: a change (with or without EV_ADD) to an
+    // existing knote, after the registration is updated; nullptr: nothing.
+    void (*touch)(Kqueues& self, Kq& kq, Knote& kn, const KChange& change);
+    // EV_CLEAR after the event was delivered (f_touch EVENT_PROCESS).
+    void (*clear)(const Kq& kq, Knote& kn);
+    // f_copy (FreeBSD KQUEUE_CPONFORK): `copy` is `src` with a new uid and
+    // kqueue, off every list; takes its own host resources. False: not
+    // copied (and nothing taken). nullptr: the filter is never copied.
+    bool (*copy)(Kqueues& self, const Knote& src, Knote& copy);
+  };
+  struct Filters;
+  static const FilterOps& OpsOf(KFilter f);
+  static std::span<const FilterOps* const> AllFilters();
   struct Taken {
     Knote* kn;
     KeventRecord ev;
@@ -357,9 +393,8 @@ class Kqueues {
   Kq* Find(ObjectId id);
   const Kq* Find(ObjectId id) const;
   Knote* FindKnote(Kq& kq, KFilter f, uint64_t ident);
-  static bool IsFdFilter(KFilter f);
   int Register(Kq& kq, Caller caller, KChange& change);
-  int Attach(Kq& kq, Knote& kn, Caller caller, const KChange& change);
+  // A change to an existing knote: the registration, then the filter's touch.
   void Modify(Kq& kq, Knote& kn, const KChange& change);
   static bool WantsVnodeUse(const Kq& kq, uint32_t sfflags);
   // filter_process: refreshes what the knote would report; false if nothing.
@@ -378,10 +413,13 @@ class Kqueues {
   // After the filter said "not ready": arms so that only new activity wakes.
   void ArmFdNotReady(Kq& kq, Knote& kn);
   // The poll bits an fd knote's host watch waits for (0: not an fd filter).
-  static uint32_t WatchMask(const Knote& kn);
+  static uint32_t WatchMask(const Knote& kn) { return OpsOf(kn.kev.filter).watch_mask; }
   // A relative timer's period as `kq`'s kernel runs it (its minimum period).
   static Nanos TimerPeriod(const Kq& kq, Nanos requested);
   void StartTimer(Knote& kn, Nanos now);
+  // A timer knote's deadline `when` passed at `now`: counts, re-arms; its
+  // kqueue if the knote activated (kqueue_filters.cc).
+  Kq* ExpireTimer(Knote& kn, Nanos when, Nanos now);
   // Starts a timer knote as `change` says: relative and periodic, or
   // absolute (NOTE_ABSTIME). 0 or the kernel's errno.
   int ArmTimer(Kq& kq, Knote& kn, const KChange& change);
@@ -394,7 +432,6 @@ class Kqueues {
   void DropClosedKnotes();
   // The watched process exited; true if the knote is to be dropped silently.
   bool ApplyExit(Kq& kq, Knote& kn, int64_t status);
-  void Unwatch(Knote& kn);
   std::vector<uint64_t> ProcKnotes(Pid pid) const;
   template <typename Fn>
   void ForEachProcKnote(Pid pid, Fn&& fn);

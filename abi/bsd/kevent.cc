@@ -86,35 +86,41 @@ int DecodeTimer(const KqueuePersonality& p, KChange& c) {
 
 }  // namespace
 
+std::optional<KFilter> CanonicalFilter(const KqueuePersonality& p, int32_t number) {
+  for (const FilterNumber& f : p.filters) {
+    if (f.number == number) return f.filter;
+  }
+  return std::nullopt;
+}
+
+int32_t FilterNumberOf(const KqueuePersonality& p, KFilter filter) {
+  for (const FilterNumber& f : p.filters) {
+    if (f.filter == filter) return f.number;
+  }
+  return 0;
+}
+
 KChange DecodeChange(const KqueuePersonality& p, const KeventLayout& l,
                      std::span<const std::byte> in) {
   ByteReader r(in);
-  const size_t ptr = l.filter;  // ident is pointer-sized: 8 or 4
   KChange c;
-  c.kev.ident = r.GetPtr(l.ident, ptr);
-  c.kev.wire_filter = r.Get<int16_t>(l.filter);
-  c.kev.flags = static_cast<uint16_t>(r.Get<uint16_t>(l.flags) & ~p.sysflags);
-  c.kev.fflags = r.Get<uint32_t>(l.fflags);
-  c.kev.data = r.GetLong(l.data, l.data_width);
-  c.kev.udata = r.GetPtr(l.udata, ptr);
+  c.kev.ident = r.GetField(l.ident);
+  c.kev.wire_filter = static_cast<int32_t>(r.GetField(l.filter));
+  c.kev.flags = static_cast<uint16_t>(r.GetField(l.flags) & ~uint64_t{p.sysflags});
+  c.kev.fflags = static_cast<uint32_t>(r.GetField(l.fflags));
+  c.kev.data = static_cast<int64_t>(r.GetField(l.data));
+  c.kev.udata = r.GetField(l.udata);
   c.keep_udata = (c.kev.flags & p.keep_udata) != 0;
-  if (l.has_ext) {
-    for (size_t i = 0; i < 4; ++i) c.kev.ext[i] = r.Get<uint64_t>(l.ext + 8 * i);
+  if (l.has_ext()) {
+    for (size_t i = 0; i < KeventLayout::kExtCount; ++i) c.kev.ext[i] = r.GetField(l.ext_element(i));
   }
   const int32_t wf = c.kev.wire_filter;
   if (wf == 0 && p.skip_filter_zero) {
     c.skip = true;
     return c;
   }
-  bool found = false;
-  for (size_t i = 0; i < p.filter_number.size(); ++i) {
-    if (p.filter_number[i] != 0 && p.filter_number[i] == wf) {
-      c.kev.filter = static_cast<KFilter>(i);
-      found = true;
-      break;
-    }
-  }
-  if (!found) {
+  const std::optional<KFilter> filter = CanonicalFilter(p, wf);
+  if (!filter) {
     // Not a filter of this kernel, or one it has no filterops for: EINVAL
     // (OB kern_event.c:1051-1064). One of its filters that evshim does not
     // emulate: EOPNOTSUPP.
@@ -123,33 +129,22 @@ KChange DecodeChange(const KqueuePersonality& p, const KeventLayout& l,
     c.error = kernel_filter && !without_ops ? EOPNOTSUPP : EINVAL;
     return c;
   }
-  switch (c.kev.filter) {
-    case KFilter::kTimer:
-      c.error = DecodeTimer(p, c);
-      break;
-    case KFilter::kVnode:
-    case KFilter::kProc:
-    case KFilter::kSignal:
-    case KFilter::kRead:
-    case KFilter::kWrite:
-    case KFilter::kExcept:
-    case KFilter::kUser:
-      break;
-  }
+  c.kev.filter = *filter;
+  // The one filter whose change the abi translates: the timer's units.
+  if (c.kev.filter == KFilter::kTimer) c.error = DecodeTimer(p, c);
   return c;
 }
 
 void EncodeEvent(const KeventLayout& l, const KeventRecord& ev, std::span<std::byte> out) {
   ByteWriter w(out);
-  const size_t ptr = l.filter;
-  w.PutPtr(l.ident, ptr, ev.ident);
-  w.Put<int16_t>(l.filter, static_cast<int16_t>(ev.wire_filter));
-  w.Put<uint16_t>(l.flags, ev.flags);
-  w.Put<uint32_t>(l.fflags, ev.fflags);
-  w.PutLong(l.data, l.data_width, ev.data);
-  w.PutPtr(l.udata, ptr, ev.udata);
-  if (l.has_ext) {
-    for (size_t i = 0; i < 4; ++i) w.Put<uint64_t>(l.ext + 8 * i, ev.ext[i]);
+  w.PutField(l.ident, ev.ident);
+  w.PutField(l.filter, static_cast<uint64_t>(static_cast<int64_t>(ev.wire_filter)));
+  w.PutField(l.flags, ev.flags);
+  w.PutField(l.fflags, ev.fflags);
+  w.PutField(l.data, static_cast<uint64_t>(ev.data));
+  w.PutField(l.udata, ev.udata);
+  if (l.has_ext()) {
+    for (size_t i = 0; i < KeventLayout::kExtCount; ++i) w.PutField(l.ext_element(i), ev.ext[i]);
   }
 }
 
@@ -236,9 +231,10 @@ constexpr int64_t kChunk = 64;
 
 }  // namespace
 
+namespace {
+
 // kevent(kq, changelist, nchanges, eventlist, nevents, timeout).
-Outcome SysKevent(CallContext& ctx, const SyscallArgs& a, const KqueuePersonality& p,
-                  KeventAbi abi) {
+Outcome Kevent(CallContext& ctx, const SyscallArgs& a, const KqueuePersonality& p, KeventAbi abi) {
   emul::Kqueues* kqs = ctx.kqueues();
   if (kqs == nullptr) return Outcome::Error(ENOSYS);
   const DataModel m = a.model();
@@ -321,6 +317,16 @@ Outcome SysKevent(CallContext& ctx, const SyscallArgs& a, const KqueuePersonalit
     ctx.Parked(*w);
   }
   return Outcome::Deferred();
+}
+
+}  // namespace
+
+Outcome SysKevent(CallContext& ctx, const SyscallArgs& a, const KqueuePersonality& p) {
+  return Kevent(ctx, a, p, KeventAbi::kCurrent);
+}
+
+Outcome SysFreebsd11Kevent(CallContext& ctx, const SyscallArgs& a, const KqueuePersonality& p) {
+  return Kevent(ctx, a, p, KeventAbi::kFreebsd11);
 }
 
 Outcome SysKqueueSignal(CallContext& ctx, const SyscallArgs& a) {

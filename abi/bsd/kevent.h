@@ -6,47 +6,75 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <span>
 
 #include "abi/common/call.h"
 #include "abi/common/data_model.h"
+#include "abi/common/wire.h"
 #include "emul/kqueue.h"
 
 namespace evshim::abi::bsd {
 
-// struct kevent: offsets and sizes (docs/rules-bsd.md §2, verified by the
-// static_asserts below and tests/abi/event_h_check.c, compiled -m64/-m32).
+// struct kevent: each field's offset, width and signedness (docs/rules-bsd.md
+// §2; the offsets are verified by the static_asserts below and by
+// tests/abi/event_h_check.c, compiled -m64/-m32). The codecs read only this.
 struct KeventLayout {
-  size_t size, ident, filter, flags, fflags, data, data_width, udata, ext;
-  bool has_ext;
+  size_t size;
+  WireField ident;   // uintptr_t
+  WireField filter;  // short (FreeBSD, OpenBSD, DragonFly: int16_t)
+  WireField flags;   // u_short
+  WireField fflags;  // u_int
+  WireField data;    // int64_t or intptr_t
+  WireField udata;   // void *
+  WireField ext;     // FreeBSD uint64_t ext[4]: one element's width; absent elsewhere
+  static constexpr size_t kExtCount = 4;
+  constexpr bool has_ext() const { return ext.width != 0; }
+  constexpr WireField ext_element(size_t i) const {
+    return WireField{ext.offset + ext.width * i, ext.width, ext.is_signed};
+  }
 };
 // FreeBSD >= 12 struct kevent (kevent, 560); ILP32 = struct kevent32.
-constexpr KeventLayout kFreebsdLp64{64, 0, 8, 10, 12, 16, 8, 24, 32, true};
-constexpr KeventLayout kFreebsdIlp32{56, 0, 4, 6, 8, 12, 8, 20, 24, true};
+constexpr KeventLayout kFreebsdLp64{64, Unsigned(0, 8), Signed(8, 2), Unsigned(10, 2), Unsigned(12, 4),
+                                    Signed(16, 8), Unsigned(24, 8), Unsigned(32, 8)};
+constexpr KeventLayout kFreebsdIlp32{56, Unsigned(0, 4), Signed(4, 2), Unsigned(6, 2), Unsigned(8, 4),
+                                     Signed(12, 8), Unsigned(20, 4), Unsigned(24, 8)};
 // FreeBSD 11 struct kevent (freebsd11_kevent, 363): intptr_t data, no ext.
-constexpr KeventLayout kFreebsd11Lp64{32, 0, 8, 10, 12, 16, 8, 24, 0, false};
-constexpr KeventLayout kFreebsd11Ilp32{20, 0, 4, 6, 8, 12, 4, 16, 0, false};
+constexpr KeventLayout kFreebsd11Lp64{32, Unsigned(0, 8), Signed(8, 2), Unsigned(10, 2), Unsigned(12, 4),
+                                      Signed(16, 8), Unsigned(24, 8), {}};
+constexpr KeventLayout kFreebsd11Ilp32{20, Unsigned(0, 4), Signed(4, 2), Unsigned(6, 2), Unsigned(8, 4),
+                                       Signed(12, 4), Unsigned(16, 4), {}};
 // OpenBSD: __int64_t data (4-byte aligned on i386).
-constexpr KeventLayout kOpenbsdLp64{32, 0, 8, 10, 12, 16, 8, 24, 0, false};
-constexpr KeventLayout kOpenbsdIlp32{24, 0, 4, 6, 8, 12, 8, 20, 0, false};
+constexpr KeventLayout kOpenbsdLp64 = kFreebsd11Lp64;
+constexpr KeventLayout kOpenbsdIlp32{24, Unsigned(0, 4), Signed(4, 2), Unsigned(6, 2), Unsigned(8, 4),
+                                     Signed(12, 8), Unsigned(20, 4), {}};
 // DragonFly: intptr_t data (x86_64 only; the ILP32 row is what i386 would be).
-constexpr KeventLayout kDragonflyLp64{32, 0, 8, 10, 12, 16, 8, 24, 0, false};
-constexpr KeventLayout kDragonflyIlp32{20, 0, 4, 6, 8, 12, 4, 16, 0, false};
+constexpr KeventLayout kDragonflyLp64 = kFreebsd11Lp64;
+constexpr KeventLayout kDragonflyIlp32 = kFreebsd11Ilp32;
 
-// Every layout is contiguous: each field ends where the next begins.
-constexpr bool Contiguous(const KeventLayout& l, size_t ptr) {
-  return l.ident == 0 && l.filter == ptr && l.flags == l.filter + 2 && l.fflags == l.flags + 2 &&
-         l.data == l.fflags + 4 && l.udata == l.data + l.data_width &&
-         (l.has_ext ? (l.ext == l.udata + ptr && l.size == l.ext + 32) : l.size == l.udata + ptr);
+// Every layout is contiguous (each field ends where the next begins, the
+// last at the struct's end), and ident and udata are pointer-sized alike.
+constexpr bool Contiguous(const KeventLayout& l) {
+  const WireField in_order[] = {l.ident, l.filter, l.flags, l.fflags, l.data, l.udata};
+  size_t end = 0;
+  for (const WireField& f : in_order) {
+    if (f.offset != end || f.width == 0) return false;
+    end = f.end();
+  }
+  if (l.has_ext()) {
+    if (l.ext.offset != end) return false;
+    end += l.ext.width * KeventLayout::kExtCount;
+  }
+  return end == l.size && l.ident.width == l.udata.width && l.filter.is_signed && l.data.is_signed;
 }
-static_assert(Contiguous(kFreebsdLp64, 8) && kFreebsdLp64.size == 64);
-static_assert(Contiguous(kFreebsdIlp32, 4) && kFreebsdIlp32.size == 56);
-static_assert(Contiguous(kFreebsd11Lp64, 8) && kFreebsd11Lp64.size == 32);
-static_assert(Contiguous(kFreebsd11Ilp32, 4) && kFreebsd11Ilp32.size == 20);
-static_assert(Contiguous(kOpenbsdLp64, 8) && kOpenbsdLp64.size == 32);
-static_assert(Contiguous(kOpenbsdIlp32, 4) && kOpenbsdIlp32.size == 24);
-static_assert(Contiguous(kDragonflyLp64, 8) && kDragonflyLp64.size == 32);
-static_assert(Contiguous(kDragonflyIlp32, 4) && kDragonflyIlp32.size == 20);
+static_assert(Contiguous(kFreebsdLp64) && kFreebsdLp64.size == 64);
+static_assert(Contiguous(kFreebsdIlp32) && kFreebsdIlp32.size == 56);
+static_assert(Contiguous(kFreebsd11Lp64) && kFreebsd11Lp64.size == 32);
+static_assert(Contiguous(kFreebsd11Ilp32) && kFreebsd11Ilp32.size == 20);
+static_assert(Contiguous(kOpenbsdLp64) && kOpenbsdLp64.size == 32);
+static_assert(Contiguous(kOpenbsdIlp32) && kOpenbsdIlp32.size == 24);
+static_assert(Contiguous(kDragonflyLp64) && kDragonflyLp64.size == 32);
+static_assert(Contiguous(kDragonflyIlp32) && kDragonflyIlp32.size == 20);
 
 // struct timespec (the kevent timeout).
 struct TimespecLayout {
@@ -61,11 +89,18 @@ static_assert(kOpenbsdTimespecIlp32.nsec + kOpenbsdTimespecIlp32.nsec_width == 1
 
 enum class KeventAbi : uint8_t { kCurrent, kFreebsd11 };
 
+// A filter the personality has: the canonical filter and its EVFILT_* number.
+struct FilterNumber {
+  emul::KFilter filter;
+  int32_t number;
+};
+
 // Everything that differs between the BSDs, as data.
 struct KqueuePersonality {
   Personality personality;
-  // The EVFILT_* number of each canonical filter (index: emul::KFilter), 0 = none.
-  std::array<int16_t, 8> filter_number;
+  // The emulated filters this kernel has, by canonical filter; a canonical
+  // filter that is not listed is not this kernel's (FreeBSD has no EXCEPT).
+  std::span<const FilterNumber> filters;
   int16_t filter_syscount;  // EVFILT_SYSCOUNT: -1..-syscount are the kernel's filters
   // The kernel's filters that have no filterops (bit ~filter, i.e. bit 2 for
   // -3): EINVAL, like a number that is no filter (OpenBSD EVFILT_AIO: a
@@ -94,9 +129,19 @@ struct KqueuePersonality {
   KeventLayout current_lp64, current_ilp32;
 };
 
-const KqueuePersonality& Freebsd();
-const KqueuePersonality& Openbsd();
-const KqueuePersonality& Dragonfly();
+// The three kernels (personalities.cc); the syscall table binds the
+// handlers below to them.
+extern const KqueuePersonality kFreebsdKqueue;
+extern const KqueuePersonality kOpenbsdKqueue;
+extern const KqueuePersonality kDragonflyKqueue;
+inline const KqueuePersonality& Freebsd() { return kFreebsdKqueue; }
+inline const KqueuePersonality& Openbsd() { return kOpenbsdKqueue; }
+inline const KqueuePersonality& Dragonfly() { return kDragonflyKqueue; }
+
+// The canonical filter of EVFILT_* number `number`, if the kernel has it.
+std::optional<emul::KFilter> CanonicalFilter(const KqueuePersonality& p, int32_t number);
+// The kernel's EVFILT_* number of `filter`; 0 if it has none.
+int32_t FilterNumberOf(const KqueuePersonality& p, emul::KFilter filter);
 
 const KeventLayout& Layout(const KqueuePersonality& p, DataModel m, KeventAbi abi);
 const TimespecLayout& Timespec(const KqueuePersonality& p, DataModel m);
@@ -114,8 +159,9 @@ std::pair<int64_t, int64_t> DecodeTimespec(const TimespecLayout& l, std::span<co
 // Handlers shared by the personalities.
 Outcome SysKqueue(CallContext& ctx, const SyscallArgs& args, const KqueuePersonality& p);
 Outcome SysKqueueFlags(CallContext& ctx, const SyscallArgs& args, const KqueuePersonality& p);
-Outcome SysKevent(CallContext& ctx, const SyscallArgs& args, const KqueuePersonality& p,
-                  KeventAbi abi);
+Outcome SysKevent(CallContext& ctx, const SyscallArgs& args, const KqueuePersonality& p);
+// FreeBSD 11 compat kevent (32-byte struct kevent).
+Outcome SysFreebsd11Kevent(CallContext& ctx, const SyscallArgs& args, const KqueuePersonality& p);
 // evshim_kqueue_signal(signo): the library's hook saw signal `signo` (host
 // numbering) delivered to the calling process (EVFILT_SIGNAL).
 Outcome SysKqueueSignal(CallContext& ctx, const SyscallArgs& args);
@@ -129,27 +175,3 @@ Outcome SysKqueueFdClose(CallContext& ctx, const SyscallArgs& args);
 Outcome SysKqueueFork(CallContext& ctx, const SyscallArgs& args);
 
 }  // namespace evshim::abi::bsd
-
-// The table's entry points (abi/syscall_table.cc).
-namespace evshim::abi::freebsd {
-Outcome SysKqueue(CallContext& ctx, const SyscallArgs& args);
-Outcome SysKqueueSignal(CallContext& ctx, const SyscallArgs& args);
-Outcome SysKqueueFdClose(CallContext& ctx, const SyscallArgs& args);
-Outcome SysKqueueFork(CallContext& ctx, const SyscallArgs& args);
-Outcome SysKqueuex(CallContext& ctx, const SyscallArgs& args);
-Outcome SysKevent(CallContext& ctx, const SyscallArgs& args);
-Outcome SysFreebsd11Kevent(CallContext& ctx, const SyscallArgs& args);
-}  // namespace evshim::abi::freebsd
-namespace evshim::abi::openbsd {
-Outcome SysKqueue(CallContext& ctx, const SyscallArgs& args);
-Outcome SysKqueueSignal(CallContext& ctx, const SyscallArgs& args);
-Outcome SysKqueueFdClose(CallContext& ctx, const SyscallArgs& args);
-Outcome SysKqueue1(CallContext& ctx, const SyscallArgs& args);
-Outcome SysKevent(CallContext& ctx, const SyscallArgs& args);
-}  // namespace evshim::abi::openbsd
-namespace evshim::abi::dragonfly {
-Outcome SysKqueue(CallContext& ctx, const SyscallArgs& args);
-Outcome SysKqueueSignal(CallContext& ctx, const SyscallArgs& args);
-Outcome SysKqueueFdClose(CallContext& ctx, const SyscallArgs& args);
-Outcome SysKevent(CallContext& ctx, const SyscallArgs& args);
-}  // namespace evshim::abi::dragonfly

@@ -17,12 +17,45 @@ using Policy = emul::KqueuePolicy;
 // default hz (100; sys/conf/param.c in both).
 constexpr emul::Nanos kOneTick = emul::kNanosPerSecond / 100;
 
-// Index: emul::KFilter {kRead, kWrite, kExcept, kVnode, kProc, kSignal, kTimer, kUser}.
-constexpr KqueuePersonality kFreebsd{
+using emul::KFilter;
+
+// The emulated filters of each kernel, by name (FreeBSD has no EVFILT_EXCEPT).
+constexpr FilterNumber kFreebsdFilters[] = {
+    {KFilter::kRead, freebsd::EVFILT_READ},     {KFilter::kWrite, freebsd::EVFILT_WRITE},
+    {KFilter::kVnode, freebsd::EVFILT_VNODE},   {KFilter::kProc, freebsd::EVFILT_PROC},
+    {KFilter::kSignal, freebsd::EVFILT_SIGNAL}, {KFilter::kTimer, freebsd::EVFILT_TIMER},
+    {KFilter::kUser, freebsd::EVFILT_USER},
+};
+constexpr FilterNumber kOpenbsdFilters[] = {
+    {KFilter::kRead, openbsd::EVFILT_READ},     {KFilter::kWrite, openbsd::EVFILT_WRITE},
+    {KFilter::kExcept, openbsd::EVFILT_EXCEPT}, {KFilter::kVnode, openbsd::EVFILT_VNODE},
+    {KFilter::kProc, openbsd::EVFILT_PROC},     {KFilter::kSignal, openbsd::EVFILT_SIGNAL},
+    {KFilter::kTimer, openbsd::EVFILT_TIMER},   {KFilter::kUser, openbsd::EVFILT_USER},
+};
+constexpr FilterNumber kDragonflyFilters[] = {
+    {KFilter::kRead, dragonfly::EVFILT_READ},     {KFilter::kWrite, dragonfly::EVFILT_WRITE},
+    {KFilter::kExcept, dragonfly::EVFILT_EXCEPT}, {KFilter::kVnode, dragonfly::EVFILT_VNODE},
+    {KFilter::kProc, dragonfly::EVFILT_PROC},     {KFilter::kSignal, dragonfly::EVFILT_SIGNAL},
+    {KFilter::kTimer, dragonfly::EVFILT_TIMER},   {KFilter::kUser, dragonfly::EVFILT_USER},
+};
+
+// Each canonical filter at most once, each number at most once, none 0.
+constexpr bool KeyedOnce(std::span<const FilterNumber> filters) {
+  for (size_t i = 0; i < filters.size(); ++i) {
+    if (filters[i].number == 0) return false;
+    for (size_t j = i + 1; j < filters.size(); ++j) {
+      if (filters[i].filter == filters[j].filter || filters[i].number == filters[j].number) return false;
+    }
+  }
+  return true;
+}
+static_assert(KeyedOnce(kFreebsdFilters) && KeyedOnce(kOpenbsdFilters) && KeyedOnce(kDragonflyFilters));
+
+}  // namespace
+
+constexpr KqueuePersonality kFreebsdKqueue{
     .personality = Personality::kFreebsd,
-    .filter_number = {freebsd::EVFILT_READ, freebsd::EVFILT_WRITE, 0 /* no EXCEPT */,
-                      freebsd::EVFILT_VNODE, freebsd::EVFILT_PROC, freebsd::EVFILT_SIGNAL,
-                      freebsd::EVFILT_TIMER, freebsd::EVFILT_USER},
+    .filters = kFreebsdFilters,
     .filter_syscount = freebsd::EVFILT_SYSCOUNT,
     .filters_without_ops = 0,
     .sysflags = freebsd::EV_SYSFLAGS,
@@ -59,11 +92,9 @@ constexpr KqueuePersonality kFreebsd{
     .current_ilp32 = kFreebsdIlp32,
 };
 
-constexpr KqueuePersonality kOpenbsd{
+constexpr KqueuePersonality kOpenbsdKqueue{
     .personality = Personality::kOpenbsd,
-    .filter_number = {openbsd::EVFILT_READ, openbsd::EVFILT_WRITE, openbsd::EVFILT_EXCEPT,
-                      openbsd::EVFILT_VNODE, openbsd::EVFILT_PROC, openbsd::EVFILT_SIGNAL,
-                      openbsd::EVFILT_TIMER, openbsd::EVFILT_USER},
+    .filters = kOpenbsdFilters,
     .filter_syscount = openbsd::EVFILT_SYSCOUNT,
     .filters_without_ops = 1u << ~openbsd::EVFILT_AIO,  // OB kern_event.c:180
     .sysflags = openbsd::EV_SYSFLAGS,  // OB kern_event.c:942
@@ -97,11 +128,9 @@ constexpr KqueuePersonality kOpenbsd{
     .current_ilp32 = kOpenbsdIlp32,
 };
 
-constexpr KqueuePersonality kDragonfly{
+constexpr KqueuePersonality kDragonflyKqueue{
     .personality = Personality::kDragonfly,
-    .filter_number = {dragonfly::EVFILT_READ, dragonfly::EVFILT_WRITE, dragonfly::EVFILT_EXCEPT,
-                      dragonfly::EVFILT_VNODE, dragonfly::EVFILT_PROC, dragonfly::EVFILT_SIGNAL,
-                      dragonfly::EVFILT_TIMER, dragonfly::EVFILT_USER},
+    .filters = kDragonflyFilters,
     .filter_syscount = dragonfly::EVFILT_SYSCOUNT,
     .filters_without_ops = 0,  // aio_filtops (DF kern_event.c:176-180)
     .sysflags = dragonfly::EV_SYSFLAGS,  // DF kern_event.c:827-828
@@ -135,61 +164,4 @@ constexpr KqueuePersonality kDragonfly{
     .current_ilp32 = kDragonflyIlp32,
 };
 
-}  // namespace
-
-const KqueuePersonality& Freebsd() { return kFreebsd; }
-const KqueuePersonality& Openbsd() { return kOpenbsd; }
-const KqueuePersonality& Dragonfly() { return kDragonfly; }
-
 }  // namespace evshim::abi::bsd
-
-namespace evshim::abi::freebsd {
-Outcome SysKqueueSignal(CallContext& ctx, const SyscallArgs& a) {
-  return bsd::SysKqueueSignal(ctx, a);
-}
-Outcome SysKqueueFdClose(CallContext& ctx, const SyscallArgs& a) {
-  return bsd::SysKqueueFdClose(ctx, a);
-}
-Outcome SysKqueueFork(CallContext& ctx, const SyscallArgs& a) { return bsd::SysKqueueFork(ctx, a); }
-Outcome SysKqueue(CallContext& ctx, const SyscallArgs& a) { return bsd::SysKqueue(ctx, a, bsd::Freebsd()); }
-Outcome SysKqueuex(CallContext& ctx, const SyscallArgs& a) {
-  return bsd::SysKqueueFlags(ctx, a, bsd::Freebsd());
-}
-Outcome SysKevent(CallContext& ctx, const SyscallArgs& a) {
-  return bsd::SysKevent(ctx, a, bsd::Freebsd(), bsd::KeventAbi::kCurrent);
-}
-Outcome SysFreebsd11Kevent(CallContext& ctx, const SyscallArgs& a) {
-  return bsd::SysKevent(ctx, a, bsd::Freebsd(), bsd::KeventAbi::kFreebsd11);
-}
-}  // namespace evshim::abi::freebsd
-
-namespace evshim::abi::openbsd {
-Outcome SysKqueueSignal(CallContext& ctx, const SyscallArgs& a) {
-  return bsd::SysKqueueSignal(ctx, a);
-}
-Outcome SysKqueueFdClose(CallContext& ctx, const SyscallArgs& a) {
-  return bsd::SysKqueueFdClose(ctx, a);
-}
-Outcome SysKqueue(CallContext& ctx, const SyscallArgs& a) { return bsd::SysKqueue(ctx, a, bsd::Openbsd()); }
-Outcome SysKqueue1(CallContext& ctx, const SyscallArgs& a) {
-  return bsd::SysKqueueFlags(ctx, a, bsd::Openbsd());
-}
-Outcome SysKevent(CallContext& ctx, const SyscallArgs& a) {
-  return bsd::SysKevent(ctx, a, bsd::Openbsd(), bsd::KeventAbi::kCurrent);
-}
-}  // namespace evshim::abi::openbsd
-
-namespace evshim::abi::dragonfly {
-Outcome SysKqueueSignal(CallContext& ctx, const SyscallArgs& a) {
-  return bsd::SysKqueueSignal(ctx, a);
-}
-Outcome SysKqueueFdClose(CallContext& ctx, const SyscallArgs& a) {
-  return bsd::SysKqueueFdClose(ctx, a);
-}
-Outcome SysKqueue(CallContext& ctx, const SyscallArgs& a) {
-  return bsd::SysKqueue(ctx, a, bsd::Dragonfly());
-}
-Outcome SysKevent(CallContext& ctx, const SyscallArgs& a) {
-  return bsd::SysKevent(ctx, a, bsd::Dragonfly(), bsd::KeventAbi::kCurrent);
-}
-}  // namespace evshim::abi::dragonfly

@@ -217,11 +217,7 @@ const KqueuePersonality& Kernel(Personality p) {
 
 // The canonical filter of a wire filter number, if the personality has it.
 std::optional<emul::KFilter> Canonical(Personality p, int16_t filter) {
-  const KqueuePersonality& k = Kernel(p);
-  for (size_t i = 0; i < k.filter_number.size(); ++i) {
-    if (k.filter_number[i] != 0 && k.filter_number[i] == filter) return static_cast<emul::KFilter>(i);
-  }
-  return std::nullopt;
+  return CanonicalFilter(Kernel(p), filter);
 }
 
 std::string Dec(int64_t v) { return fmt::format("{}", v); }
@@ -423,13 +419,12 @@ std::string NoteNames(Personality p, int16_t filter, uint32_t fflags) {
 
 std::string KeventText(Personality p, const KeventLayout& l, std::span<const std::byte> bytes, bool returned) {
   ByteReader r(bytes);
-  const size_t ptr = l.filter;  // ident is pointer-sized
-  const uint64_t ident = r.GetPtr(l.ident, ptr);
-  const int16_t filter = r.Get<int16_t>(l.filter);
-  const uint16_t flags = r.Get<uint16_t>(l.flags);
-  const uint32_t fflags = r.Get<uint32_t>(l.fflags);
-  const int64_t data = r.GetLong(l.data, l.data_width);
-  const uint64_t udata = r.GetPtr(l.udata, ptr);
+  const uint64_t ident = r.GetField(l.ident);
+  const auto filter = static_cast<int16_t>(r.GetField(l.filter));
+  const auto flags = static_cast<uint16_t>(r.GetField(l.flags));
+  const auto fflags = static_cast<uint32_t>(r.GetField(l.fflags));
+  const auto data = static_cast<int64_t>(r.GetField(l.data));
+  const uint64_t udata = r.GetField(l.udata);
   const bool is_signal = Canonical(p, filter) == emul::KFilter::kSignal;
   // EV_ERROR has the same value on the three kernels.
   static_assert(fb::EV_ERROR == ob::EV_ERROR && fb::EV_ERROR == df::EV_ERROR);
@@ -438,9 +433,9 @@ std::string KeventText(Personality p, const KeventLayout& l, std::span<const std
                               is_signal ? SignalName(static_cast<int64_t>(ident)) : Ident(ident),
                               FilterName(p, filter), EvFlagNames(p, flags), NoteNames(p, filter, fflags),
                               error_record ? ErrnoData(data) : Dec(data), trace::Pointer(udata));
-  if (l.has_ext) {
-    std::array<uint64_t, 4> ext{};
-    for (size_t i = 0; i < 4; ++i) ext[i] = r.Get<uint64_t>(l.ext + 8 * i);
+  if (l.has_ext()) {
+    std::array<uint64_t, KeventLayout::kExtCount> ext{};
+    for (size_t i = 0; i < ext.size(); ++i) ext[i] = r.GetField(l.ext_element(i));
     if (ext != std::array<uint64_t, 4>{}) {
       s += fmt::format(", ext=[{}, {}, {}, {}]", trace::Hex(ext[0]), trace::Hex(ext[1]), trace::Hex(ext[2]),
                        trace::Hex(ext[3]));

@@ -11,6 +11,18 @@
 
 namespace evshim::abi {
 
+// One field of a foreign wire struct, as its layout table gives it: where it
+// starts, how many bytes it has (1, 2, 4 or 8; 0: the struct has no such
+// field) and whether its C type is signed (read sign-extended).
+struct WireField {
+  size_t offset = 0;
+  size_t width = 0;
+  bool is_signed = false;
+  constexpr size_t end() const { return offset + width; }
+};
+constexpr WireField Unsigned(size_t offset, size_t width) { return {offset, width, false}; }
+constexpr WireField Signed(size_t offset, size_t width) { return {offset, width, true}; }
+
 class ByteReader {
  public:
   explicit ByteReader(std::span<const std::byte> bytes) : bytes_(bytes) {}
@@ -26,9 +38,20 @@ class ByteReader {
   int64_t GetLong(size_t offset, size_t width) const {
     return width == 8 ? Get<int64_t>(offset) : Get<int32_t>(offset);
   }
+  // The field's value widened to 64 bits: sign-extended if its type is signed.
+  uint64_t GetField(const WireField& f) const {
+    switch (f.width) {
+      case 1: return f.is_signed ? Widen(Get<int8_t>(f.offset)) : Get<uint8_t>(f.offset);
+      case 2: return f.is_signed ? Widen(Get<int16_t>(f.offset)) : Get<uint16_t>(f.offset);
+      case 4: return f.is_signed ? Widen(Get<int32_t>(f.offset)) : Get<uint32_t>(f.offset);
+      case 8: return Get<uint64_t>(f.offset);
+      default: return 0;  // absent
+    }
+  }
   size_t size() const { return bytes_.size(); }
 
  private:
+  static uint64_t Widen(int64_t v) { return static_cast<uint64_t>(v); }
   std::span<const std::byte> bytes_;
 };
 
@@ -45,6 +68,16 @@ class ByteWriter {
       Put<uint64_t>(offset, v);
     } else {
       Put<uint32_t>(offset, static_cast<uint32_t>(v));
+    }
+  }
+  // The low `f.width` bytes of `v` (the foreign kernel truncates alike).
+  void PutField(const WireField& f, uint64_t v) {
+    switch (f.width) {
+      case 1: Put<uint8_t>(f.offset, static_cast<uint8_t>(v)); break;
+      case 2: Put<uint16_t>(f.offset, static_cast<uint16_t>(v)); break;
+      case 4: Put<uint32_t>(f.offset, static_cast<uint32_t>(v)); break;
+      case 8: Put<uint64_t>(f.offset, v); break;
+      default: break;  // absent
     }
   }
   void PutLong(size_t offset, size_t width, int64_t v) {

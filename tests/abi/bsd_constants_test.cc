@@ -45,13 +45,22 @@ int Nr(Personality p, Call c) {
 
 void AddLayout(Values& v, const bsd::KeventLayout& l, const std::string& type = "struct kevent") {
   v["sizeof(" + type + ")"] = static_cast<long long>(l.size);
-  v["offsetof(" + type + ", ident)"] = static_cast<long long>(l.ident);
-  v["offsetof(" + type + ", filter)"] = static_cast<long long>(l.filter);
-  v["offsetof(" + type + ", flags)"] = static_cast<long long>(l.flags);
-  v["offsetof(" + type + ", fflags)"] = static_cast<long long>(l.fflags);
-  v["offsetof(" + type + ", data)"] = static_cast<long long>(l.data);
-  v["offsetof(" + type + ", udata)"] = static_cast<long long>(l.udata);
-  if (l.has_ext) v["offsetof(" + type + ", ext)"] = static_cast<long long>(l.ext);
+  // Offset, width and signedness: what the codecs read the fields with.
+  auto add = [&](const std::string& name, const WireField& f, bool with_sign = true) {
+    v["offsetof(" + type + ", " + name + ")"] = static_cast<long long>(f.offset);
+    v["width(" + type + ", " + name + ")"] = static_cast<long long>(f.width);
+    if (with_sign) v["signed(" + type + ", " + name + ")"] = f.is_signed ? 1 : 0;
+  };
+  add("ident", l.ident);
+  add("filter", l.filter);
+  add("flags", l.flags);
+  add("fflags", l.fflags);
+  add("data", l.data);
+  add("udata", l.udata, /*with_sign=*/false);  // a pointer
+  if (l.has_ext()) {
+    v["offsetof(" + type + ", ext)"] = static_cast<long long>(l.ext.offset);
+    add("ext[0]", l.ext_element(0));
+  }
 }
 
 Values FreebsdExpected() {
@@ -62,8 +71,9 @@ Values FreebsdExpected() {
   };
   AddLayout(v, bsd::kFreebsdLp64);
   v["sizeof(struct kevent_freebsd11)"] = static_cast<long long>(bsd::kFreebsd11Lp64.size);
-  v["offsetof(struct kevent_freebsd11, data)"] = static_cast<long long>(bsd::kFreebsd11Lp64.data);
-  v["offsetof(struct kevent_freebsd11, udata)"] = static_cast<long long>(bsd::kFreebsd11Lp64.udata);
+  v["offsetof(struct kevent_freebsd11, data)"] = static_cast<long long>(bsd::kFreebsd11Lp64.data.offset);
+  v["width(struct kevent_freebsd11, data)"] = static_cast<long long>(bsd::kFreebsd11Lp64.data.width);
+  v["offsetof(struct kevent_freebsd11, udata)"] = static_cast<long long>(bsd::kFreebsd11Lp64.udata.offset);
   v["EVSHIM_SYS_kqueue"] = Nr(Personality::kFreebsd, Call::kKqueue);
   v["EVSHIM_SYS_kevent"] = Nr(Personality::kFreebsd, Call::kKevent);
   v["EVSHIM_SYS_kqueuex"] = Nr(Personality::kFreebsd, Call::kKqueuex);

@@ -17,6 +17,12 @@
 #define X(name) {#name, (long long)(name)},
 #define SIZE(type) {"sizeof(" #type ")", (long long)sizeof(type)},
 #define OFF(type, field) {"offsetof(" #type ", " #field ")", (long long)offsetof(type, field)},
+/* A field's width and whether its type is signed ((T)-1 is below (T)1). */
+#define FIELD_TYPE(type, field) __typeof__(((type *)0)->field)
+#define WIDTH(type, field) {"width(" #type ", " #field ")", (long long)sizeof(((type *)0)->field)},
+#define SIGNED(type, field) \
+  {"signed(" #type ", " #field ")", (long long)((FIELD_TYPE(type, field))-1 < (FIELD_TYPE(type, field))1)},
+#define INT_FIELD(type, field) OFF(type, field) WIDTH(type, field) SIGNED(type, field)
 
 extern const struct evshim_header_value EVSHIM_TABLE(EVSHIM_P)[];
 extern const unsigned EVSHIM_COUNT(EVSHIM_P);
@@ -24,16 +30,19 @@ extern const unsigned EVSHIM_COUNT(EVSHIM_P);
 const struct evshim_header_value EVSHIM_TABLE(EVSHIM_P)[] = {
 #include EVSHIM_NAMES /* "bsd_names_<p>.def", from the build */
     SIZE(struct kevent)
-    OFF(struct kevent, ident)
-    OFF(struct kevent, filter)
-    OFF(struct kevent, flags)
-    OFF(struct kevent, fflags)
-    OFF(struct kevent, data)
+    INT_FIELD(struct kevent, ident)
+    INT_FIELD(struct kevent, filter)
+    INT_FIELD(struct kevent, flags)
+    INT_FIELD(struct kevent, fflags)
+    INT_FIELD(struct kevent, data)
     OFF(struct kevent, udata)
+    WIDTH(struct kevent, udata)
 #if defined(EVSHIM_SYS_kqueuex) /* FreeBSD */
     OFF(struct kevent, ext)
+    INT_FIELD(struct kevent, ext[0])
     SIZE(struct kevent_freebsd11)
     OFF(struct kevent_freebsd11, data)
+    WIDTH(struct kevent_freebsd11, data)
     OFF(struct kevent_freebsd11, udata)
     X(EVSHIM_SYS_kqueuex)
     X(EVSHIM_SYS_freebsd11_kevent)

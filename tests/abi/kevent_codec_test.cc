@@ -26,6 +26,29 @@ std::vector<std::byte> Bytes(std::initializer_list<int> v) {
 
 // --- golden bytes ---
 
+// The codec reads each field at the offset, width and signedness the layout
+// table gives (issue 12 item 4): a made-up layout with a 4-byte filter and
+// a 4-byte data round-trips, negative values sign-extended.
+TEST(KeventCodecLayout, FieldWidthsAndSignednessComeFromTheTable) {
+  constexpr KeventLayout kWide{30,           Unsigned(0, 8),  Signed(8, 4), Unsigned(12, 2),
+                               Unsigned(14, 4), Signed(18, 4), Unsigned(22, 8), {}};
+  auto in = Bytes({0x05, 0, 0, 0, 0, 0, 0, 0,                      // ident 5
+                   0xf5, 0xff, 0xff, 0xff,                          // filter -11 (USER), 4 bytes
+                   0x01, 0x00,                                      // EV_ADD
+                   0x00, 0x00, 0x00, 0x01,                          // NOTE_TRIGGER
+                   0xfe, 0xff, 0xff, 0xff,                          // data -2, 4 bytes
+                   0x0d, 0xf0, 0xfe, 0xca, 0xef, 0xbe, 0xad, 0xde}); // udata
+  emul::KChange c = bsd::DecodeChange(bsd::Freebsd(), kWide, in);
+  EXPECT_EQ(c.error, 0);
+  EXPECT_EQ(c.kev.wire_filter, -11);
+  EXPECT_EQ(c.kev.filter, KFilter::kUser);
+  EXPECT_EQ(c.kev.data, -2);
+  EXPECT_EQ(c.kev.udata, 0xdeadbeefcafef00dULL);
+  std::vector<std::byte> out(kWide.size);
+  bsd::EncodeEvent(kWide, c.kev, out);
+  EXPECT_EQ(out, in);
+}
+
 TEST(KeventCodecFreebsdLp64, DecodesEveryFieldAndMasksSysflags) {
   auto in = Bytes({0x88, 0x77, 0x66, 0x55, 0x44, 0x33, 0x22, 0x11,  // ident
                    0xf5, 0xff,                                      // filter -11 (USER)
@@ -304,6 +327,26 @@ class FakeContext : public CallContext {
   emul::Kqueues* kqs_;
 };
 
+// The table's handler for (personality, call): the tests call what the
+// supervisor calls.
+Handler TableHandler(Personality p, abi::Call c) {
+  for (const SyscallEntry& e : AllSyscalls()) {
+    if (e.personality == p && e.call == c) return e.handler;
+  }
+  ADD_FAILURE() << "no such row";
+  return nullptr;
+}
+const Handler DfKevent = TableHandler(Personality::kDragonfly, abi::Call::kKevent);
+const Handler DfKqueueFdClose = TableHandler(Personality::kDragonfly, abi::Call::kKqueueFdClose);
+const Handler FbKevent = TableHandler(Personality::kFreebsd, abi::Call::kKevent);
+const Handler FbKqueueFdClose = TableHandler(Personality::kFreebsd, abi::Call::kKqueueFdClose);
+const Handler FbKqueueFork = TableHandler(Personality::kFreebsd, abi::Call::kKqueueFork);
+const Handler FbKqueuex = TableHandler(Personality::kFreebsd, abi::Call::kKqueuex);
+const Handler ObKevent = TableHandler(Personality::kOpenbsd, abi::Call::kKevent);
+const Handler ObKqueue = TableHandler(Personality::kOpenbsd, abi::Call::kKqueue);
+const Handler ObKqueue1 = TableHandler(Personality::kOpenbsd, abi::Call::kKqueuex);
+const Handler ObKqueueFdClose = TableHandler(Personality::kOpenbsd, abi::Call::kKqueueFdClose);
+
 class KeventHandlerTest : public ::testing::Test {
  protected:
   KeventHandlerTest() : ctx_(&kqs_) {}
@@ -326,13 +369,17 @@ TEST_F(KeventHandlerTest, TableRoutesEveryKqueueCall) {
     if (e.personality == Personality::kIllumos) continue;
     EXPECT_NE(e.handler, nullptr) << e.name;
   }
-  EXPECT_EQ(FindSyscall(DataModel::kIlp32, 1010)->handler, &freebsd::SysKqueue);
-  EXPECT_EQ(FindSyscall(DataModel::kLp64, 560)->handler, &freebsd::SysKevent);
-  EXPECT_EQ(FindSyscall(DataModel::kLp64, 1030)->handler, &openbsd::SysKevent);
+  // One shared function per call, bound to the personality's data.
+  EXPECT_EQ(FindSyscall(DataModel::kIlp32, 1010)->handler, Handler::Bind<&bsd::SysKqueue>(bsd::kFreebsdKqueue));
+  EXPECT_EQ(FindSyscall(DataModel::kLp64, 560)->handler, Handler::Bind<&bsd::SysKevent>(bsd::kFreebsdKqueue));
+  EXPECT_EQ(FindSyscall(DataModel::kLp64, 1030)->handler, Handler::Bind<&bsd::SysKevent>(bsd::kOpenbsdKqueue));
+  EXPECT_EQ(FindSyscall(DataModel::kLp64, 363)->handler,
+            Handler::Bind<&bsd::SysFreebsd11Kevent>(bsd::kFreebsdKqueue));
+  EXPECT_NE(FindSyscall(DataModel::kLp64, 1030)->handler, FindSyscall(DataModel::kLp64, 1021)->handler);
 }
 
 TEST_F(KeventHandlerTest, KqueueCreatesAKqueueObject) {
-  Outcome o = Call(&openbsd::SysKqueue, DataModel::kLp64, {});
+  Outcome o = Call(ObKqueue, DataModel::kLp64, {});
   ASSERT_EQ(o.kind, Outcome::Kind::kNewObject);
   EXPECT_EQ(o.object_kind, ObjectKind::kKqueue);
   EXPECT_GE(o.object, emul::Kqueues::kFirstId);
@@ -342,19 +389,19 @@ TEST_F(KeventHandlerTest, KqueueCreatesAKqueueObject) {
 TEST_F(KeventHandlerTest, KqueueFlagsAreTheForeignValues) {
   // FreeBSD kqueuex: KQUEUE_CLOEXEC 1, KQUEUE_CPONFORK 2; OpenBSD kqueue1:
   // O_CLOEXEC 0x10000 | O_NONBLOCK 4.
-  Outcome o = Call(&freebsd::SysKqueuex, DataModel::kIlp32, {kJunk | 1});
+  Outcome o = Call(FbKqueuex, DataModel::kIlp32, {kJunk | 1});
   ASSERT_EQ(o.kind, Outcome::Kind::kNewObject);
   EXPECT_TRUE(o.cloexec);
-  EXPECT_EQ(Call(&freebsd::SysKqueuex, DataModel::kLp64, {4}).error, EINVAL);
-  o = Call(&freebsd::SysKqueuex, DataModel::kLp64, {2});
+  EXPECT_EQ(Call(FbKqueuex, DataModel::kLp64, {4}).error, EINVAL);
+  o = Call(FbKqueuex, DataModel::kLp64, {2});
   ASSERT_EQ(o.kind, Outcome::Kind::kNewObject);
   EXPECT_FALSE(o.cloexec);
   // The kqueue is copy-on-fork: a fork prepare of its owner copies it.
   EXPECT_NE(kqs_.ForkPrepare(ctx_.caller().pid), 0u);
-  o = Call(&openbsd::SysKqueue1, DataModel::kLp64, {0x10004});
+  o = Call(ObKqueue1, DataModel::kLp64, {0x10004});
   ASSERT_EQ(o.kind, Outcome::Kind::kNewObject);
   EXPECT_TRUE(o.cloexec);
-  EXPECT_EQ(Call(&openbsd::SysKqueue1, DataModel::kLp64, {0x80000}).error, EINVAL);  // Linux O_CLOEXEC
+  EXPECT_EQ(Call(ObKqueue1, DataModel::kLp64, {0x80000}).error, EINVAL);  // Linux O_CLOEXEC
 }
 
 TEST_F(KeventHandlerTest, FdCloseReportTakesAnIntDescriptor) {
@@ -373,37 +420,37 @@ TEST_F(KeventHandlerTest, FdCloseReportTakesAnIntDescriptor) {
   kqs_.Kevent(ctx_.caller(), kq, emul::KqueuePolicy{}, {c}, false, emul::KeventWait{0, false, 0, 0},
               std::make_unique<Ignore>());
   ASSERT_EQ(kqs_.KnoteCount(kq), 1u);
-  for (auto fn : {&freebsd::SysKqueueFdClose, &openbsd::SysKqueueFdClose, &dragonfly::SysKqueueFdClose}) {
+  for (const Handler& fn : {FbKqueueFdClose, ObKqueueFdClose, DfKqueueFdClose}) {
     EXPECT_EQ(Call(fn, DataModel::kIlp32, {kJunk | 0xffffffff}).error, EBADF);  // -1
     EXPECT_EQ(Call(fn, DataModel::kLp64, {kJunk | 5}).value, 0);
   }
   EXPECT_EQ(kqs_.KnoteCount(kq), 1u);
-  EXPECT_EQ(FindSyscall(DataModel::kLp64, 1014)->handler, &freebsd::SysKqueueFdClose);
-  EXPECT_EQ(FindSyscall(DataModel::kIlp32, 1023)->handler, &dragonfly::SysKqueueFdClose);
-  EXPECT_EQ(FindSyscall(DataModel::kLp64, 1034)->handler, &openbsd::SysKqueueFdClose);
+  EXPECT_EQ(FindSyscall(DataModel::kLp64, 1014)->handler, Handler(&bsd::SysKqueueFdClose));
+  EXPECT_EQ(FindSyscall(DataModel::kIlp32, 1023)->handler, Handler(&bsd::SysKqueueFdClose));
+  EXPECT_EQ(FindSyscall(DataModel::kLp64, 1034)->handler, Handler(&bsd::SysKqueueFdClose));
 }
 
 TEST_F(KeventHandlerTest, ForkHookCopiesThenTheChildClaims) {
   // evshim_kqueue_fork (KQUEUE_CPONFORK through the library's atfork hook):
   // phase 1 in the parent returns a token, phase 2 in the child claims the
   // copies and has its descriptors of the parent's kqueue replaced.
-  EXPECT_EQ(Call(&freebsd::SysKqueueFork, DataModel::kLp64, {1, 0}).value, 0);  // nothing to copy
-  Outcome o = Call(&freebsd::SysKqueuex, DataModel::kLp64, {2});
+  EXPECT_EQ(Call(FbKqueueFork, DataModel::kLp64, {1, 0}).value, 0);  // nothing to copy
+  Outcome o = Call(FbKqueuex, DataModel::kLp64, {2});
   ASSERT_EQ(o.kind, Outcome::Kind::kNewObject);
-  const int64_t token = Call(&freebsd::SysKqueueFork, DataModel::kLp64, {1, 0}).value;
+  const int64_t token = Call(FbKqueueFork, DataModel::kLp64, {1, 0}).value;
   ASSERT_GT(token, 0);
   // The claim comes from the child (another pid; the parent's own claim
   // takes nothing).
-  EXPECT_EQ(Call(&freebsd::SysKqueueFork, DataModel::kLp64, {2, static_cast<uint64_t>(token)}).value, 0);
+  EXPECT_EQ(Call(FbKqueueFork, DataModel::kLp64, {2, static_cast<uint64_t>(token)}).value, 0);
   EXPECT_TRUE(ctx_.replaced.empty());
   ctx_.who = {51, 51};
-  EXPECT_EQ(Call(&freebsd::SysKqueueFork, DataModel::kIlp32, {kJunk | 2, kJunk | static_cast<uint64_t>(token)}).value, 0);
+  EXPECT_EQ(Call(FbKqueueFork, DataModel::kIlp32, {kJunk | 2, kJunk | static_cast<uint64_t>(token)}).value, 0);
   ASSERT_EQ(ctx_.replaced.size(), 1u);
   EXPECT_EQ(ctx_.replaced[0].first, o.object);
   EXPECT_TRUE(kqs_.Exists(ctx_.replaced[0].second));
-  EXPECT_EQ(Call(&freebsd::SysKqueueFork, DataModel::kLp64, {2, static_cast<uint64_t>(token)}).value, 0);
+  EXPECT_EQ(Call(FbKqueueFork, DataModel::kLp64, {2, static_cast<uint64_t>(token)}).value, 0);
   EXPECT_EQ(ctx_.replaced.size(), 1u);  // claimed once
-  EXPECT_EQ(Call(&freebsd::SysKqueueFork, DataModel::kLp64, {3, 0}).error, EINVAL);
+  EXPECT_EQ(Call(FbKqueueFork, DataModel::kLp64, {3, 0}).error, EINVAL);
 }
 
 TEST_F(KeventHandlerTest, FreebsdIlp32UserEventRoundTripWithJunkInUpperHalves) {
@@ -419,7 +466,7 @@ TEST_F(KeventHandlerTest, FreebsdIlp32UserEventRoundTripWithJunkInUpperHalves) {
   std::memcpy(ch + 8, &fflags, 4);
   std::memcpy(ch + 20, &udata, 4);
   // timeout {0, 0}: 8-byte i386 timespec
-  Outcome o = Call(&freebsd::SysKevent, DataModel::kIlp32,
+  Outcome o = Call(FbKevent, DataModel::kIlp32,
                    {kJunk | 3, kJunk | kChanges, kJunk | 1, kJunk | kEvents, kJunk | 4,
                     kJunk | kTimeout});
   ASSERT_EQ(o.kind, Outcome::Kind::kValue) << o.error;
@@ -440,7 +487,7 @@ TEST_F(KeventHandlerTest, OpenbsdIlp32TimeoutIs12Bytes) {
   int32_t nsec = 1'000'000'000;
   std::memcpy(ctx_.mem.at(kTimeout), &sec, 8);
   std::memcpy(ctx_.mem.at(kTimeout) + 8, &nsec, 4);
-  Outcome o = Call(&openbsd::SysKevent, DataModel::kIlp32,
+  Outcome o = Call(ObKevent, DataModel::kIlp32,
                    {kJunk | 3, 0, 0, kJunk | kEvents, kJunk | 4, kJunk | kTimeout});
   EXPECT_EQ(o.kind, Outcome::Kind::kError);
   EXPECT_EQ(o.error, EINVAL);
@@ -448,25 +495,25 @@ TEST_F(KeventHandlerTest, OpenbsdIlp32TimeoutIs12Bytes) {
 
 TEST_F(KeventHandlerTest, NotAKqueueErrnoPerPersonality) {
   // FreeBSD EINVAL (kqueue_acquire); OpenBSD/DragonFly EBADF (OB kern_event.c:906-909).
-  EXPECT_EQ(Call(&freebsd::SysKevent, DataModel::kLp64, {4, 0, 0, 0, 0, 0}).error, EINVAL);
-  EXPECT_EQ(Call(&openbsd::SysKevent, DataModel::kLp64, {4, 0, 0, 0, 0, 0}).error, EBADF);
-  EXPECT_EQ(Call(&dragonfly::SysKevent, DataModel::kLp64, {4, 0, 0, 0, 0, 0}).error, EBADF);
-  EXPECT_EQ(Call(&freebsd::SysKevent, DataModel::kLp64, {9, 0, 0, 0, 0, 0}).error, EBADF);
+  EXPECT_EQ(Call(FbKevent, DataModel::kLp64, {4, 0, 0, 0, 0, 0}).error, EINVAL);
+  EXPECT_EQ(Call(ObKevent, DataModel::kLp64, {4, 0, 0, 0, 0, 0}).error, EBADF);
+  EXPECT_EQ(Call(DfKevent, DataModel::kLp64, {4, 0, 0, 0, 0, 0}).error, EBADF);
+  EXPECT_EQ(Call(FbKevent, DataModel::kLp64, {9, 0, 0, 0, 0, 0}).error, EBADF);
 }
 
 TEST_F(KeventHandlerTest, TimeoutFaultOrderPerPersonality) {
   // FreeBSD/DragonFly copy the timeout in before looking at the descriptor;
   // OpenBSD looks at the descriptor first (OB kern_event.c:903-912, DF :1047-1057).
   const uint64_t bad = 0x10;
-  EXPECT_EQ(Call(&freebsd::SysKevent, DataModel::kLp64, {9, 0, 0, 0, 0, bad}).error, EFAULT);
-  EXPECT_EQ(Call(&dragonfly::SysKevent, DataModel::kLp64, {9, 0, 0, 0, 0, bad}).error, EFAULT);
-  EXPECT_EQ(Call(&openbsd::SysKevent, DataModel::kLp64, {9, 0, 0, 0, 0, bad}).error, EBADF);
+  EXPECT_EQ(Call(FbKevent, DataModel::kLp64, {9, 0, 0, 0, 0, bad}).error, EFAULT);
+  EXPECT_EQ(Call(DfKevent, DataModel::kLp64, {9, 0, 0, 0, 0, bad}).error, EFAULT);
+  EXPECT_EQ(Call(ObKevent, DataModel::kLp64, {9, 0, 0, 0, 0, bad}).error, EBADF);
 }
 
 TEST_F(KeventHandlerTest, FreebsdNegativeCountsAreEinval) {
   ctx_.kq = *kqs_.Create({50, 50});
-  EXPECT_EQ(Call(&freebsd::SysKevent, DataModel::kLp64, {3, 0, 0, 0, 0xffffffff, 0}).error, EINVAL);
-  Outcome o = Call(&openbsd::SysKevent, DataModel::kLp64, {3, 0, 0, 0, 0xffffffff, 0});
+  EXPECT_EQ(Call(FbKevent, DataModel::kLp64, {3, 0, 0, 0, 0xffffffff, 0}).error, EINVAL);
+  Outcome o = Call(ObKevent, DataModel::kLp64, {3, 0, 0, 0, 0xffffffff, 0});
   EXPECT_EQ(o.kind, Outcome::Kind::kValue);
   EXPECT_EQ(o.value, 0);
 }
@@ -482,7 +529,7 @@ TEST_F(KeventHandlerTest, ErrorRecordCarriesGlibcErrnoInData) {
   std::memcpy(ch + 8, &filter, 2);
   std::memcpy(ch + 10, &flags, 2);
   std::memcpy(ch + 24, &udata, 8);
-  Outcome o = Call(&openbsd::SysKevent, DataModel::kLp64, {3, kChanges, 1, kEvents, 2, 0});
+  Outcome o = Call(ObKevent, DataModel::kLp64, {3, kChanges, 1, kEvents, 2, 0});
   ASSERT_EQ(o.kind, Outcome::Kind::kValue);
   EXPECT_EQ(o.value, 1);
   emul::KChange rec = bsd::DecodeChange(bsd::Openbsd(), bsd::kOpenbsdLp64,
@@ -501,12 +548,12 @@ void PutUserChange(FakeMemory& mem, uint64_t list, const bsd::KqueuePersonality&
   const bsd::KeventLayout& l = p.current_lp64;
   std::byte* ch = mem.at(list + i * l.size);
   std::memset(ch, 0, l.size);
-  int16_t filter = p.filter_number[static_cast<size_t>(KFilter::kUser)];
-  std::memcpy(ch + l.ident, &ident, 8);
-  std::memcpy(ch + l.filter, &filter, 2);
-  std::memcpy(ch + l.flags, &flags, 2);
-  std::memcpy(ch + l.fflags, &fflags, 4);
-  std::memcpy(ch + l.udata, &udata, 8);
+  auto filter = static_cast<int16_t>(bsd::FilterNumberOf(p, KFilter::kUser));
+  std::memcpy(ch + l.ident.offset, &ident, 8);
+  std::memcpy(ch + l.filter.offset, &filter, 2);
+  std::memcpy(ch + l.flags.offset, &flags, 2);
+  std::memcpy(ch + l.fflags.offset, &fflags, 4);
+  std::memcpy(ch + l.udata.offset, &udata, 8);
 }
 
 constexpr uint16_t kAdd = 0x1, kDelete = 0x2, kError = 0x4000;
@@ -522,14 +569,14 @@ TEST_F(KeventHandlerTest, RecordsBeforeTheRoomRanOutAreInTheList) {
     PutUserChange(ctx_.mem, kChanges, *p, 1, 78, kDelete);
     PutUserChange(ctx_.mem, kChanges, *p, 2, 5, kAdd);
     std::memset(ctx_.mem.at(kEvents), 0xee, 2 * p->current_lp64.size);
-    Handler h = p == &bsd::Openbsd() ? &openbsd::SysKevent : &freebsd::SysKevent;
+    Handler h = p == &bsd::Openbsd() ? ObKevent : FbKevent;
     Outcome o = Call(h, DataModel::kLp64, {3, kChanges, 3, kEvents, 1, 0});
     EXPECT_EQ(o.kind, Outcome::Kind::kError);
     EXPECT_EQ(o.error, ENOENT);
     emul::KChange rec = bsd::DecodeChange(*p, p->current_lp64,
                                           std::span(ctx_.mem.at(kEvents), p->current_lp64.size));
     uint16_t raw_flags;
-    std::memcpy(&raw_flags, ctx_.mem.at(kEvents) + p->current_lp64.flags, 2);
+    std::memcpy(&raw_flags, ctx_.mem.at(kEvents) + p->current_lp64.flags.offset, 2);
     EXPECT_EQ(raw_flags, kError) << PersonalityName(p->personality);
     EXPECT_EQ(rec.kev.ident, 77u);
     EXPECT_EQ(rec.kev.data, ENOENT);
@@ -547,13 +594,13 @@ TEST_F(KeventHandlerTest, DragonflyNullEventlistStopsAtTheFailingChange) {
   const bsd::KqueuePersonality& p = bsd::Dragonfly();
   PutUserChange(ctx_.mem, kChanges, p, 0, 77, kDelete);
   PutUserChange(ctx_.mem, kChanges, p, 1, 5, kAdd);
-  Outcome o = Call(&dragonfly::SysKevent, DataModel::kLp64, {3, kChanges, 2, 0, 0, 0});
+  Outcome o = Call(DfKevent, DataModel::kLp64, {3, kChanges, 2, 0, 0, 0});
   EXPECT_EQ(o.kind, Outcome::Kind::kError);
   EXPECT_EQ(o.error, ENOENT);
   EXPECT_EQ(kqs_.KnoteCount(ctx_.kq), 0u);
   // A writable list with nevents == 0: the record is posted past the room,
   // the later change applied, the call returns the records (DF :854-861).
-  o = Call(&dragonfly::SysKevent, DataModel::kLp64, {3, kChanges, 2, kEvents, 0, 0});
+  o = Call(DfKevent, DataModel::kLp64, {3, kChanges, 2, kEvents, 0, 0});
   ASSERT_EQ(o.kind, Outcome::Kind::kValue);
   EXPECT_EQ(o.value, 1);
   EXPECT_EQ(kqs_.KnoteCount(ctx_.kq), 1u);
@@ -563,7 +610,7 @@ TEST_F(KeventHandlerTest, DragonflyNullEventlistStopsAtTheFailingChange) {
     ctx_.kq = *kqs_.Create({50, 50});
     PutUserChange(ctx_.mem, kChanges, *q, 0, 77, kDelete);
     PutUserChange(ctx_.mem, kChanges, *q, 1, 5, kAdd);
-    Handler h = q == &bsd::Openbsd() ? &openbsd::SysKevent : &freebsd::SysKevent;
+    Handler h = q == &bsd::Openbsd() ? ObKevent : FbKevent;
     for (uint64_t list : {uint64_t{0}, kEvents}) {
       o = Call(h, DataModel::kLp64, {3, kChanges, 2, list, 0, 0});
       EXPECT_EQ(o.error, ENOENT);
@@ -581,7 +628,7 @@ TEST_F(KeventHandlerTest, NegativeNeventsPostsEveryRecord) {
     ctx_.kq = *kqs_.Create({50, 50});
     PutUserChange(ctx_.mem, kChanges, *p, 0, 77, kDelete);
     PutUserChange(ctx_.mem, kChanges, *p, 1, 78, kDelete);
-    Handler h = p == &bsd::Openbsd() ? &openbsd::SysKevent : &freebsd::SysKevent;
+    Handler h = p == &bsd::Openbsd() ? ObKevent : FbKevent;
     Outcome o = Call(h, DataModel::kLp64, {3, kChanges, 2, kEvents, minus_one, 0});
     ASSERT_EQ(o.kind, Outcome::Kind::kValue) << PersonalityName(p->personality);
     EXPECT_EQ(o.value, 2);
@@ -601,7 +648,7 @@ TEST_F(KeventHandlerTest, NegativeNeventsPostsEveryRecord) {
     EXPECT_EQ(kqs_.KnoteCount(ctx_.kq), 1u);  // applied before the EINVAL
   }
   // FreeBSD: nchanges < 0 is EINVAL before anything (kqueue_kevent).
-  EXPECT_EQ(Call(&freebsd::SysKevent, DataModel::kLp64, {3, kChanges, minus_one, kEvents, 1, 0}).error,
+  EXPECT_EQ(Call(FbKevent, DataModel::kLp64, {3, kChanges, minus_one, kEvents, 1, 0}).error,
             EINVAL);
 }
 
@@ -616,7 +663,7 @@ TEST_F(KeventHandlerTest, RecordAfterAFaultedOneTakesTheNextSlotOnlyOnOpenbsd) {
     PutUserChange(ctx_.mem, kChanges, *p, 0, 77, kDelete);
     PutUserChange(ctx_.mem, kChanges, *p, 1, 78, kDelete);
     std::memset(ctx_.mem.at(FakeMemory::kBase), 0xee, size);
-    Handler h = p == &bsd::Openbsd() ? &openbsd::SysKevent : &freebsd::SysKevent;
+    Handler h = p == &bsd::Openbsd() ? ObKevent : FbKevent;
     Outcome o = Call(h, DataModel::kLp64, {3, kChanges, 2, FakeMemory::kBase - size, 4, 0});
     ASSERT_EQ(o.kind, Outcome::Kind::kValue);
     EXPECT_EQ(o.value, 2);  // copy-out results ignored: nerrors
@@ -633,7 +680,7 @@ TEST_F(KeventHandlerTest, RecordAfterAFaultedOneTakesTheNextSlotOnlyOnOpenbsd) {
 
 TEST_F(KeventHandlerTest, UnreadableChangelistIsEfault) {
   ctx_.kq = *kqs_.Create({50, 50});
-  Outcome o = Call(&dragonfly::SysKevent, DataModel::kLp64, {3, 0x20, 1, kEvents, 1, 0});
+  Outcome o = Call(DfKevent, DataModel::kLp64, {3, 0x20, 1, kEvents, 1, 0});
   EXPECT_EQ(o.error, EFAULT);
 }
 
@@ -647,9 +694,9 @@ TEST_F(KeventHandlerTest, UnreadableChangelistIsEfault) {
 TEST_F(KeventHandlerTest, ChangesStandWhenTheCallerIsGone) {
   for (const bsd::KqueuePersonality* p : {&bsd::Freebsd(), &bsd::Openbsd(), &bsd::Dragonfly()}) {
     ctx_.kq = *kqs_.Create({50, 50});
-    const Handler h = p == &bsd::Freebsd()   ? &freebsd::SysKevent
-                      : p == &bsd::Openbsd() ? &openbsd::SysKevent
-                                             : &dragonfly::SysKevent;
+    const Handler h = p == &bsd::Freebsd()   ? FbKevent
+                      : p == &bsd::Openbsd() ? ObKevent
+                                             : DfKevent;
     const uint16_t oneshot = 0x0010;
     const uint32_t trigger = 0x01000000;  // NOTE_TRIGGER, the same on the three
     PutUserChange(ctx_.mem, kChanges, *p, 0, 7, kAdd | oneshot, 0, trigger);
@@ -675,7 +722,7 @@ TEST_F(KeventHandlerTest, ChangesStandWhenTheCallerIsGoneWithReceipts) {
   const uint16_t receipt = 0x0040, oneshot = 0x0010;
   PutUserChange(ctx_.mem, kChanges, bsd::Freebsd(), 0, 7, kAdd | oneshot | receipt, 0, 0x01000000);
   ctx_.caller_gone = true;
-  Outcome o = Call(&freebsd::SysKevent, DataModel::kLp64, {3, kChanges, 1, kEvents, 1, 0});
+  Outcome o = Call(FbKevent, DataModel::kLp64, {3, kChanges, 1, kEvents, 1, 0});
   ctx_.caller_gone = false;
   ASSERT_EQ(o.kind, Outcome::Kind::kValue);
   EXPECT_EQ(o.value, 1);
@@ -689,14 +736,14 @@ TEST_F(KeventHandlerTest, ChangesStandWhenTheCallerIsGoneWithReceipts) {
 TEST_F(KeventHandlerTest, RetrievalRefusedPutsTheEventBackAndDoesNotStand) {
   ctx_.kq = *kqs_.Create({50, 50});
   PutUserChange(ctx_.mem, kChanges, bsd::Freebsd(), 0, 7, kAdd | 0x0010, 0, 0x01000000);
-  ASSERT_EQ(Call(&freebsd::SysKevent, DataModel::kLp64, {3, kChanges, 1, 0, 0, 0}).value, 0);
+  ASSERT_EQ(Call(FbKevent, DataModel::kLp64, {3, kChanges, 1, 0, 0, 0}).value, 0);
   std::memset(ctx_.mem.at(kTimeout), 0, 16);
   ctx_.caller_gone = true;
-  Outcome o = Call(&freebsd::SysKevent, DataModel::kLp64, {3, 0, 0, kEvents, 4, kTimeout});
+  Outcome o = Call(FbKevent, DataModel::kLp64, {3, 0, 0, kEvents, 4, kTimeout});
   ctx_.caller_gone = false;
   EXPECT_FALSE(o.kind == Outcome::Kind::kValue && o.stands_if_refused);
   EXPECT_EQ(kqs_.PendingCount(ctx_.kq), 1u);
-  o = Call(&freebsd::SysKevent, DataModel::kLp64, {3, 0, 0, kEvents, 4, kTimeout});
+  o = Call(FbKevent, DataModel::kLp64, {3, 0, 0, kEvents, 4, kTimeout});
   EXPECT_EQ(o.value, 1);
   EXPECT_EQ(kqs_.PendingCount(ctx_.kq), 0u);
 }
@@ -713,13 +760,13 @@ TEST_F(KeventHandlerTest, ChangeListCutShortByASignalAppliesNothing) {
   for (size_t i = 0; i < chunk; ++i) PutUserChange(ctx_.mem, list, p, i, 100 + i, kAdd);
   // Change 65 lies past the mapped memory: its read fails.
   ctx_.caller_gone = true;
-  Outcome o = Call(&openbsd::SysKevent, DataModel::kLp64, {3, list, chunk + 1, 0, 0, 0});
+  Outcome o = Call(ObKevent, DataModel::kLp64, {3, list, chunk + 1, 0, 0, 0});
   ctx_.caller_gone = false;
   EXPECT_EQ(o.kind, Outcome::Kind::kValue);
   EXPECT_EQ(o.value, -999);  // FakeContext::Answer: nothing answered
   EXPECT_EQ(kqs_.KnoteCount(ctx_.kq), 0u);
   // With the caller there, the fault applies the first chunk, then EFAULT.
-  o = Call(&openbsd::SysKevent, DataModel::kLp64, {3, list, chunk + 1, 0, 0, 0});
+  o = Call(ObKevent, DataModel::kLp64, {3, list, chunk + 1, 0, 0, 0});
   EXPECT_EQ(o.error, EFAULT);
   EXPECT_EQ(kqs_.KnoteCount(ctx_.kq), chunk);
 }

@@ -1,0 +1,706 @@
+// The kqueue filters: one table entry of operations each, as the BSDs'
+// struct filterops (DF kern_event.c:137-187, OB kern_event.c:134-187):
+// attach (f_attach), detach (f_detach), event (f_event: does the knote
+// report now?), touch (f_touch EVENT_REGISTER: a change to an existing
+// knote), clear (f_touch EVENT_PROCESS with EV_CLEAR: after delivery) and
+// copy (FreeBSD's f_copy, for KQUEUE_CPONFORK). After the table, the
+// sources that feed the filters: timer expiry, process events, vnode
+// changes, signal deliveries.
+// The engine (kqueue.cc) calls only these for what differs between filters;
+// docs/design.md "Adding a kqueue filter" says what a new one needs.
+#include <algorithm>
+#include <cerrno>
+#include <climits>
+#include <set>
+#include <vector>
+
+#include "emul/kqueue.h"
+
+namespace evshim::emul {
+
+namespace {
+constexpr uint32_t kAlways = poll_bits::kHup | poll_bits::kErr;
+}  // namespace
+
+struct Kqueues::Filters {
+  // --- READ, WRITE, EXCEPT: a descriptor's readiness, through a host watch ---
+
+  // The host watch of an fd knote; a kqueue's descriptor has only
+  // EVFILT_READ (kqueue_kqfilter, OB kern_event.c:245-256, DF :258-269).
+  static int WatchDescriptor(Kqueues& self, Kq& kq, Knote& kn, Caller caller) {
+    if (kn.kev.filter != KFilter::kRead && self.host_.KqueueAt(caller.pid, kn.fd)) {
+      return kq.policy.kqueue_descriptor_filter_errno;
+    }
+    Result<WatchId> w = self.host_.WatchFd(caller.pid, kn.fd);
+    if (!w.ok()) return w.error().value;
+    kn.io.watch = *w;
+    self.by_watch_[*w] = kn.uid;
+    return 0;
+  }
+
+  static int FdAttach(Kqueues& self, Kq& kq, Knote& kn, Caller caller, const KChange&) {
+    return WatchDescriptor(self, kq, kn, caller);
+  }
+
+  static int ReadAttach(Kqueues& self, Kq& kq, Knote& kn, Caller caller, const KChange&) {
+    if (int err = WatchDescriptor(self, kq, kn, caller); err != 0) return err;
+    // READ on a kqueue's descriptor watches that kqueue (filt_kqueue).
+    std::optional<ObjectId> inner = self.host_.KqueueAt(caller.pid, kn.fd);
+    if (inner && self.Exists(*inner)) {
+      kn.io.watched_kq = inner;
+      self.kq_watchers_.emplace(*inner, kn.uid);
+    }
+    return 0;
+  }
+
+  static void FdDetach(Kqueues& self, Knote& kn) {
+    if (kn.io.watch) {
+      self.host_.DropWatch(*kn.io.watch);
+      self.by_watch_.erase(*kn.io.watch);
+      kn.io.watch.reset();
+    }
+    if (kn.io.watched_kq) {
+      auto range = self.kq_watchers_.equal_range(*kn.io.watched_kq);
+      for (auto it = range.first; it != range.second; ++it) {
+        if (it->second == kn.uid) {
+          self.kq_watchers_.erase(it);
+          break;
+        }
+      }
+      kn.io.watched_kq.reset();
+    }
+  }
+
+  // A fork copy watches the parent's descriptor (the child's, once it
+  // claims the copy: the same open file at the same number). A knote on a
+  // kqueue's descriptor is not copied: that descriptor is not the child's
+  // (a kqueue without KQUEUE_CPONFORK is not inherited).
+  static bool FdCopy(Kqueues& self, const Knote& src, Knote& copy) {
+    if (src.io.watched_kq) return false;
+    copy.io = {};
+    if (!src.io.watch) return true;
+    Result<WatchId> w = self.host_.WatchFd(src.owner, src.fd);
+    if (!w.ok()) return false;  // closed meanwhile
+    copy.io.watch = *w;
+    self.by_watch_[*w] = copy.uid;
+    return true;
+  }
+
+  // The descriptor's state now, or nullopt after dropping a knote whose
+  // descriptor was closed (knote_fdclose: silently).
+  static std::optional<FdProbe> Probe(Kqueues& self, Kq& kq, Knote& kn, bool* dropped) {
+    // The descriptor this knote was registered on is closed (or now names
+    // another file).
+    if (kn.io.watch && !self.host_.SameFile(kn.owner, kn.fd, *kn.io.watch)) {
+      self.Drop(kq, kn);
+      *dropped = true;
+      return std::nullopt;
+    }
+    // EV_CLEAR: what this measurement sees is reported now (or found not
+    // ready); it must not come back as an edge once the knote is re-armed
+    // after delivery. A knote added while data is pending is reported once
+    // (DF kern_event.c:1312-1322 activates it at register, 1535-1544 clears
+    // it at the scan; OB :1174-1178, :1980-1993).
+    if ((kn.kev.flags & kev::kClear) && kn.io.watch) {
+      self.host_.SettleWatchEdge(*kn.io.watch, kn.owner, kn.fd, WatchMask(kn));
+    }
+    Result<FdProbe> pr = self.host_.ProbeFd(kn.owner, kn.fd);
+    if (!pr.ok()) {
+      self.Drop(kq, kn);
+      *dropped = true;
+      return std::nullopt;
+    }
+    kn.eof = 0;
+    kn.fflags = 0;
+    return *pr;
+  }
+
+  static bool ReadEvent(Kqueues& self, Kq& kq, Knote& kn, bool* dropped) {
+    const std::optional<FdProbe> probe = Probe(self, kq, kn, dropped);
+    if (!probe) return false;
+    const FdProbe& p = *probe;
+    if (kn.io.watched_kq) {
+      // filt_kqueue (DF kern_event.c:281-287, OB :267-272): data = the
+      // watched kqueue's pending events (kq_count), not the socket's byte.
+      const Kq* inner = self.Find(*kn.io.watched_kq);
+      kn.data = inner == nullptr ? 0 : static_cast<int64_t>(inner->queue.size());
+      return kn.data > 0;
+    }
+    kn.data = p.readable;
+    if (p.revents & (poll_bits::kRdHup | poll_bits::kHup)) kn.eof = kev::kEof;
+    // A pipe's write end whose readers are all gone (Linux: POLLERR): the
+    // BSDs' pipe read filter reports EV_EOF (docs/kqueue.md).
+    if (p.pipe && (p.revents & poll_bits::kErr)) kn.eof = kev::kEof;
+    if (kn.eof) kn.fflags = static_cast<uint32_t>(p.eof_error);  // the socket error
+    if (kn.eof) return true;
+    // A pending socket error makes the socket readable (filt_soread's
+    // so_error). The watch wakes on POLLERR (kAlways): a filter that did not
+    // count it would leave the knote queued and never delivered, its
+    // waiters asleep (DF kern_event.c:1796-1797, 1510-1518).
+    if (p.revents & poll_bits::kErr) return true;
+    if (p.regular) return kn.data != 0;  // filt_vnread: bytes to EOF
+    if (p.listening) return kn.data > 0 || (p.revents & poll_bits::kIn);
+    if (kn.sfflags & kev::kNoteLowat) return kn.data >= std::max<int64_t>(kn.sdata, 1);
+    return kn.data > 0 || (p.revents & poll_bits::kIn) != 0;
+  }
+
+  static bool WriteEvent(Kqueues& self, Kq& kq, Knote& kn, bool* dropped) {
+    const std::optional<FdProbe> probe = Probe(self, kq, kn, dropped);
+    if (!probe) return false;
+    const FdProbe& p = *probe;
+    kn.data = p.writable;
+    if (p.revents & (poll_bits::kHup | poll_bits::kErr)) kn.eof = kev::kEof;
+    if (kn.eof) kn.fflags = static_cast<uint32_t>(p.eof_error);
+    if (kn.eof || p.regular) return true;
+    if (kn.sfflags & kev::kNoteLowat) return kn.data >= std::max<int64_t>(kn.sdata, 1);
+    return (p.revents & poll_bits::kOut) != 0;
+  }
+
+  static bool ExceptEvent(Kqueues& self, Kq& kq, Knote& kn, bool* dropped) {
+    const std::optional<FdProbe> probe = Probe(self, kq, kn, dropped);
+    if (!probe) return false;
+    kn.data = 0;  // out-of-band data pending
+    return (probe->revents & poll_bits::kPri) != 0;
+  }
+
+  // EV_CLEAR after delivery, for the filters whose fflags and data are
+  // measured or accumulated anew (filt_*: kn_data = 0, kn_fflags = 0).
+  static void ClearDataAndFflags(const Kq&, Knote& kn) {
+    kn.data = 0;
+    kn.fflags = 0;
+  }
+
+  // --- TIMER: deadlines kept by the engine ---
+
+  static int TimerAttach(Kqueues& self, Kq& kq, Knote& kn, Caller, const KChange& change) {
+    // EV_CLEAR automatically set (DF kern_event.c:489), except for
+    // NOTE_ABSTIME (FreeBSD and OpenBSD filt_timerattach): an absolute timer
+    // that fired stays active until EV_DELETE.
+    if (!change.timer_absolute) kn.kev.flags |= kev::kClear;
+    return self.ArmTimer(kq, kn, change);
+  }
+
+  static void TimerDetach(Kqueues& self, Knote& kn) {
+    if (kn.timer.running) self.RemoveDeadline(kn.timer.next_fire, DeadlineKind::kTimer, kn.uid);
+    kn.timer.running = false;
+  }
+
+  static bool CountedEvent(Kqueues&, Kq&, Knote& kn, bool*) {
+    return kn.data > 0;  // expirations (TIMER) or deliveries (SIGNAL) since the last retrieval
+  }
+
+  static void TimerTouch(Kqueues& self, Kq& kq, Knote& kn, const KChange& change) {
+    if (!(change.kev.flags & kev::kAdd)) return;
+    if (!kq.policy.timer_modify_restarts) {
+      kn.timer.period = TimerPeriod(kq, change.timer_period);  // DragonFly: the period only
+      return;
+    }
+    kn.data = 0;  // pending expirations are discarded
+    kn.active = false;
+    self.Dequeue(kq, kn);
+    // filt_timertouch / filt_timermodify: restarted with the new fflags,
+    // NOTE_ABSTIME included; a time already past fires at once. A FreeBSD
+    // time before boot leaves the timer stopped and the change succeeds
+    // (filt_timertouch records the error on the knote, never reported).
+    if (self.ArmTimer(kq, kn, change) == 0 && kn.data > 0) self.Activate(kq, kn);
+  }
+
+  static void TimerClear(const Kq&, Knote& kn) { kn.data = 0; }
+
+  // The copy runs on the same schedule: the same next expiry, its count kept.
+  static bool TimerCopy(Kqueues& self, const Knote& src, Knote& copy) {
+    copy.timer.running = false;
+    if (!src.timer.running) return true;
+    copy.timer.next_fire = src.timer.next_fire;
+    copy.timer.running = true;
+    self.AddDeadline(copy.timer.next_fire, DeadlineKind::kTimer, copy.uid);
+    return true;
+  }
+
+  // No host resources: the registration and its state are the copy.
+  static bool PlainCopy(Kqueues&, const Knote&, Knote&) { return true; }
+
+  // --- USER: triggered by the program (DF kern_event.c:526-625) ---
+
+  static int UserAttach(Kqueues&, Kq&, Knote& kn, Caller, const KChange& change) {
+    // filt_userattach: trigger, then the fflags control.
+    kn.user.triggered = (change.kev.fflags & kev::kNoteTrigger) != 0;
+    switch (change.kev.fflags & kev::kNoteFfctrlMask) {
+      case kev::kNoteFfand:
+        kn.fflags &= change.kev.fflags & kev::kNoteFflagsMask;
+        break;
+      case kev::kNoteFfor:
+      case kev::kNoteFfcopy:
+        kn.fflags = change.kev.fflags & kev::kNoteFflagsMask;
+        break;
+      default:
+        break;
+    }
+    kn.data = change.kev.data;
+    return 0;
+  }
+
+  static bool UserEvent(Kqueues&, Kq&, Knote& kn, bool*) { return kn.user.triggered; }
+
+  // filt_usertouch EVENT_REGISTER (DF kern_event.c:577-625), with or
+  // without EV_ADD: NOTE_TRIGGER and the fflags controls act either way.
+  static void UserTouch(Kqueues& self, Kq& kq, Knote& kn, const KChange& change) {
+    if (change.kev.fflags & kev::kNoteTrigger) kn.user.triggered = true;
+    switch (change.kev.fflags & kev::kNoteFfctrlMask) {
+      case kev::kNoteFfand:
+        kn.fflags &= change.kev.fflags & kev::kNoteFflagsMask;
+        break;
+      case kev::kNoteFfor:
+        kn.fflags |= change.kev.fflags & kev::kNoteFflagsMask;
+        break;
+      case kev::kNoteFfcopy:
+        kn.fflags = change.kev.fflags & kev::kNoteFflagsMask;
+        break;
+      default:
+        break;
+    }
+    kn.data = change.kev.data;
+    if (change.kev.flags & kev::kClear) {  // EV_CLEAR on a modify resets the trigger
+      kn.user.triggered = false;
+      kn.data = 0;
+      kn.fflags = 0;
+    }
+    if (kn.user.triggered) {
+      self.Activate(kq, kn);
+    } else {
+      kn.active = false;
+      self.Dequeue(kq, kn);
+    }
+  }
+
+  static void UserClear(const Kq& kq, Knote& kn) {
+    kn.user.triggered = false;
+    if (kq.policy.user_clear_resets_fflags) {
+      kn.fflags = 0;
+      kn.data = 0;
+    }
+  }
+
+  // --- VNODE: a file's changes, through a host vnode watch ---
+
+  static int VnodeAttach(Kqueues& self, Kq& kq, Knote& kn, Caller caller, const KChange&) {
+    if (self.host_.KqueueAt(caller.pid, kn.fd)) return kq.policy.kqueue_descriptor_filter_errno;
+    kn.vnode.use = WantsVnodeUse(kq, kn.sfflags);
+    Result<WatchId> w = self.host_.WatchVnode(caller.pid, kn.fd, kn.vnode.use);
+    if (!w.ok()) return w.error().value;
+    kn.vnode.watch = *w;
+    self.by_vnode_[*w] = kn.uid;
+    return 0;
+  }
+
+  static void VnodeDetach(Kqueues& self, Knote& kn) {
+    if (!kn.vnode.watch) return;
+    self.host_.DropVnode(*kn.vnode.watch);
+    self.by_vnode_.erase(*kn.vnode.watch);
+    kn.vnode.watch.reset();
+  }
+
+  static bool VnodeEvent(Kqueues& self, Kq& kq, Knote& kn, bool* dropped) {
+    // knote_fdclose, as for the other fd filters.
+    if (self.Stale(kn)) {
+      self.Drop(kq, kn);
+      *dropped = true;
+      return false;
+    }
+    return kn.fflags != 0 || kn.eof != 0;  // filt_vnode: kn_fflags != 0
+  }
+
+  static bool VnodeCopy(Kqueues& self, const Knote& src, Knote& copy) {
+    copy.vnode.watch.reset();
+    if (!src.vnode.watch) return true;
+    Result<WatchId> w = self.host_.WatchVnode(src.owner, src.fd, src.vnode.use);
+    if (!w.ok()) return false;
+    copy.vnode.watch = *w;
+    self.by_vnode_[*w] = copy.uid;
+    return true;
+  }
+
+  static void VnodeTouch(Kqueues& self, Kq& kq, Knote& kn, const KChange&) {
+    if (!kn.vnode.use && kn.vnode.watch && WantsVnodeUse(kq, kn.sfflags)) {
+      kn.vnode.use = true;
+      self.host_.WatchVnodeUse(*kn.vnode.watch);
+    }
+  }
+
+  // --- PROC: a process's exit, forks and execs (Host::WatchProcess) ---
+
+  static int ProcAttach(Kqueues& self, Kq& kq, Knote& kn, Caller, const KChange& change) {
+    // filt_procattach (OB kern_event.c:321-359, DF kern_event.c:289-336).
+    if (kn.kev.ident == 0 || kn.kev.ident > static_cast<uint64_t>(INT_MAX)) return ESRCH;
+    const Pid pid = static_cast<Pid>(kn.kev.ident);
+    const bool fork_exec = (kn.sfflags & (kev::kNoteFork | kev::kNoteExec | kev::kNoteTrack)) != 0;
+    Result<Host::ProcessState> st = self.host_.WatchProcess(pid, fork_exec, change.track_parent != 0);
+    if (!st.ok()) return st.error().value;
+    kn.proc.watched = true;
+    self.proc_knotes_.emplace(pid, kn.uid);
+    kn.kev.flags |= kev::kClear;  // automatically set (OB :343, DF :312)
+    if (change.track_parent != 0) {
+      // Registered by NOTE_TRACK: reports NOTE_CHILD with the parent's pid
+      // (OB :348-352, DF :317-321).
+      kn.fflags = kev::kNoteChild;
+      kn.data = change.track_parent;
+    } else if (st->zombie) {
+      switch (kq.policy.zombie_attach) {
+        case KqueuePolicy::ZombieAttach::kRefuse:
+          return ESRCH;
+        case KqueuePolicy::ZombieAttach::kWithNoteExit:
+          if (!(kn.sfflags & kev::kNoteExit)) return ESRCH;
+          break;
+        case KqueuePolicy::ZombieAttach::kAlways:
+          break;
+      }
+    }
+    if (st->zombie) kn.proc.drop_now = self.ApplyExit(kq, kn, st->status);  // DF :325-331: at once
+    return 0;
+  }
+
+  static void ProcDetach(Kqueues& self, Knote& kn) {
+    if (!kn.proc.watched) return;
+    kn.proc.watched = false;
+    const Pid pid = static_cast<Pid>(kn.kev.ident);
+    auto range = self.proc_knotes_.equal_range(pid);
+    for (auto it = range.first; it != range.second; ++it) {
+      if (it->second == kn.uid) {
+        self.proc_knotes_.erase(it);
+        break;
+      }
+    }
+    self.host_.UnwatchProcess(pid);
+  }
+
+  static bool ProcEvent(Kqueues&, Kq&, Knote& kn, bool*) {
+    return kn.fflags != 0 || kn.eof != 0;  // OB kern_event.c:449
+  }
+
+  // --- SIGNAL: deliveries reported by the library (OnSignal) ---
+
+  static int SignalAttach(Kqueues&, Kq&, Knote& kn, Caller, const KChange&) {
+    // filt_sigattach: a valid signal number; EV_CLEAR forced.
+    if (kn.kev.ident == 0 || kn.kev.ident >= kev::kNsig) return EINVAL;
+    kn.kev.flags |= kev::kClear;
+    return 0;
+  }
+
+  // --- the table ---
+  // PROC and SIGNAL are the process's own: KQUEUE_CPONFORK does not copy
+  // them (kqueue_fork_copy: no f_copy).
+  static constexpr FilterOps kRead{
+      .filter = KFilter::kRead,
+      .on_descriptor = true,
+      .watch_mask = poll_bits::kIn | poll_bits::kRdHup | kAlways,
+      .attach = &ReadAttach,
+      .detach = &FdDetach,
+      .event = &ReadEvent,
+      .touch = nullptr,
+      .clear = &ClearDataAndFflags,
+      .copy = &FdCopy};
+  static constexpr FilterOps kWrite{
+      .filter = KFilter::kWrite,
+      .on_descriptor = true,
+      .watch_mask = poll_bits::kOut | kAlways,
+      .attach = &FdAttach,
+      .detach = &FdDetach,
+      .event = &WriteEvent,
+      .touch = nullptr,
+      .clear = &ClearDataAndFflags,
+      .copy = &FdCopy};
+  static constexpr FilterOps kExcept{
+      .filter = KFilter::kExcept,
+      .on_descriptor = true,
+      .watch_mask = poll_bits::kPri | kAlways,
+      .attach = &FdAttach,
+      .detach = &FdDetach,
+      .event = &ExceptEvent,
+      .touch = nullptr,
+      .clear = &ClearDataAndFflags,
+      .copy = &FdCopy};
+  static constexpr FilterOps kVnode{
+      .filter = KFilter::kVnode,
+      .on_descriptor = true,
+      .watch_mask = 0,
+      .attach = &VnodeAttach,
+      .detach = &VnodeDetach,
+      .event = &VnodeEvent,
+      .touch = &VnodeTouch,
+      .clear = &ClearDataAndFflags,
+      .copy = &VnodeCopy};
+  static constexpr FilterOps kProc{
+      .filter = KFilter::kProc,
+      .on_descriptor = false,
+      .watch_mask = 0,
+      .attach = &ProcAttach,
+      .detach = &ProcDetach,
+      .event = &ProcEvent,
+      .touch = nullptr,
+      .clear = &ClearDataAndFflags,
+      .copy = nullptr};
+  static constexpr FilterOps kSignal{
+      .filter = KFilter::kSignal,
+      .on_descriptor = false,
+      .watch_mask = 0,
+      .attach = &SignalAttach,
+      .detach = nullptr,
+      .event = &CountedEvent,
+      .touch = nullptr,
+      .clear = &ClearDataAndFflags,
+      .copy = nullptr};
+  static constexpr FilterOps kTimer{
+      .filter = KFilter::kTimer,
+      .on_descriptor = false,
+      .watch_mask = 0,
+      .attach = &TimerAttach,
+      .detach = &TimerDetach,
+      .event = &CountedEvent,
+      .touch = &TimerTouch,
+      .clear = &TimerClear,
+      .copy = &TimerCopy};
+  static constexpr FilterOps kUser{
+      .filter = KFilter::kUser,
+      .on_descriptor = false,
+      .watch_mask = 0,
+      .attach = &UserAttach,
+      .detach = nullptr,
+      .event = &UserEvent,
+      .touch = &UserTouch,
+      .clear = &UserClear,
+      .copy = &PlainCopy};
+
+  static constexpr const FilterOps* kAll[] = {&kRead, &kWrite, &kExcept, &kVnode,
+                                              &kProc, &kSignal, &kTimer, &kUser};
+};
+
+const Kqueues::FilterOps& Kqueues::OpsOf(KFilter f) {
+  switch (f) {
+    case KFilter::kRead: return Filters::kRead;
+    case KFilter::kWrite: return Filters::kWrite;
+    case KFilter::kExcept: return Filters::kExcept;
+    case KFilter::kVnode: return Filters::kVnode;
+    case KFilter::kProc: return Filters::kProc;
+    case KFilter::kSignal: return Filters::kSignal;
+    case KFilter::kTimer: return Filters::kTimer;
+    case KFilter::kUser: return Filters::kUser;
+  }
+  return Filters::kUser;  // not reached: every KFilter has a case
+}
+
+std::span<const Kqueues::FilterOps* const> Kqueues::AllFilters() {
+  // Each filter once (OpsOf names each; -Wswitch-enum checks it has them all).
+  static_assert([] {
+    for (size_t i = 0; i < std::size(Filters::kAll); ++i) {
+      for (size_t j = i + 1; j < std::size(Filters::kAll); ++j) {
+        if (Filters::kAll[i]->filter == Filters::kAll[j]->filter) return false;
+      }
+    }
+    return true;
+  }());
+  return Filters::kAll;
+}
+
+// The watched process exited; true if the knote is to be dropped silently.
+bool Kqueues::ApplyExit(Kq& kq, Knote& kn, int64_t status) {
+  Filters::ProcDetach(*this, kn);  // detached: the process is gone (OB kern_event.c:413-420)
+  kn.fflags |= kn.sfflags & kev::kNoteExit;
+  if (!kq.policy.proc_exit_always && kn.fflags == 0) return true;  // FreeBSD EV_DROP
+  kn.data = status;  // the wait status (OB :419 W_EXITCODE, DF :384 p_xstat)
+  kn.eof = static_cast<uint16_t>(kev::kEof | kq.policy.proc_exit_flags);
+  kn.kev.flags |= kev::kOneshot;  // deleted once read out (OB :418, DF :388)
+  return false;
+}
+
+// Whether a VNODE knote asks for notes only use events give (FreeBSD's
+// NOTE_OPEN, NOTE_CLOSE, NOTE_CLOSE_WRITE, NOTE_READ), in its wire fflags.
+bool Kqueues::WantsVnodeUse(const Kq& kq, uint32_t sfflags) {
+  constexpr uint32_t kUseNotes = kev::kNoteOpened | kev::kNoteClose | kev::kNoteCloseWrite | kev::kNoteRead;
+  const uint32_t notes = kq.policy.vnode_notes;
+  uint32_t wanted = sfflags & notes & kUseNotes;
+  if ((notes & kev::kNoteOpened) && (sfflags & kev::kNoteOpenWire)) wanted |= kev::kNoteOpened;
+  return wanted != 0;
+}
+
+// --- The filters' sources: what the host reports, turned into knote state ---
+
+// TIMER: the engine's deadlines.
+Nanos Kqueues::TimerPeriod(const Kq& kq, Nanos requested) {
+  return std::max({requested, kq.policy.timer_min_period, Nanos{1}});
+}
+
+void Kqueues::StartTimer(Knote& kn, Nanos now) {
+  if (kn.timer.running) RemoveDeadline(kn.timer.next_fire, DeadlineKind::kTimer, kn.uid);
+  kn.timer.running = false;
+  kn.timer.next_fire = AddNanos(now, kn.timer.period);
+  if (kn.timer.next_fire == kLatest) return;  // beyond the clock's range: never expires
+  kn.timer.running = true;
+  AddDeadline(kn.timer.next_fire, DeadlineKind::kTimer, kn.uid);
+}
+
+int Kqueues::ArmTimer(Kq& kq, Knote& kn, const KChange& change) {
+  if (change.timer_period < 0) return EINVAL;
+  if (!change.timer_absolute) {
+    kn.timer.absolute = false;
+    kn.timer.period = TimerPeriod(kq, change.timer_period);
+    StartTimer(kn, host_.Now());
+    return 0;
+  }
+  // NOTE_ABSTIME: the CLOCK_REALTIME expiry becomes a point on the host's
+  // clock once, at registration, as both kernels do (FreeBSD subtracts the
+  // boot time, OpenBSD takes `expiry - nanotime()`): a later step of the
+  // wall clock does not move it.
+  const Nanos expiry = change.timer_period - host_.RealtimeOffset();
+  if (expiry < 0 && kq.policy.abstime_before_boot_einval) return EINVAL;
+  if (kn.timer.running) RemoveDeadline(kn.timer.next_fire, DeadlineKind::kTimer, kn.uid);
+  kn.timer.running = false;
+  kn.timer.absolute = true;
+  kn.timer.period = 0;  // never repeats (FreeBSD kc->to = 0, OpenBSD ft_reschedule = 0)
+  if (expiry <= host_.Now()) {
+    ++kn.data;  // already past: expires at once (OpenBSD filt_timeradd)
+    return 0;
+  }
+  kn.timer.next_fire = expiry;
+  kn.timer.running = true;
+  AddDeadline(kn.timer.next_fire, DeadlineKind::kTimer, kn.uid);
+  return 0;
+}
+
+// A timer knote's deadline `when` passed (OnDeadline, at `now`): counts
+// the expirations and re-arms a periodic timer. Its kqueue if it activated.
+Kqueues::Kq* Kqueues::ExpireTimer(Knote& kn, Nanos when, Nanos now) {
+  if (!kn.timer.running || kn.timer.next_fire != when) return nullptr;
+  kn.timer.running = false;
+  // Expirations since the last retrieval, missed periods included:
+  // arithmetic, never a step per period (a period is at least 1 ns,
+  // TimerPeriod), and the next expiry is strictly after `now`.
+  const bool repeats = !(kn.kev.flags & kev::kOneshot) && !kn.timer.absolute;
+  int64_t fired = 1;
+  if (repeats) {
+    const Nanos period = std::max<Nanos>(kn.timer.period, 1);
+    const Nanos late = now - when;  // >= 0
+    fired += late / period;
+    kn.timer.next_fire = AddNanos(now - late % period, period);
+    if (kn.timer.next_fire != kLatest) {  // else beyond the clock's range: stops
+      kn.timer.running = true;
+      AddDeadline(kn.timer.next_fire, DeadlineKind::kTimer, kn.uid);
+    }
+  }
+  kn.data = fired > INT64_MAX - kn.data ? INT64_MAX : kn.data + fired;
+  Kq* kq = Find(kn.kq);
+  if (kq == nullptr) return nullptr;
+  Activate(*kq, kn);
+  return kq;
+}
+
+// PROC: Host::WatchProcess reports exits, forks and execs.
+std::vector<uint64_t> Kqueues::ProcKnotes(Pid pid) const {
+  std::vector<uint64_t> uids;
+  auto range = proc_knotes_.equal_range(pid);
+  for (auto it = range.first; it != range.second; ++it) uids.push_back(it->second);
+  return uids;
+}
+
+template <typename Fn>
+void Kqueues::ForEachProcKnote(Pid pid, Fn&& fn) {
+  // The PROC knotes watching `pid` (a copy: `fn` may add or drop knotes),
+  // each with its kqueue; then the kqueues touched wake their waiters.
+  std::set<ObjectId> touched;
+  for (uint64_t uid : ProcKnotes(pid)) {
+    auto k = knotes_.find(uid);
+    if (k == knotes_.end()) continue;
+    Knote& kn = *k->second;
+    Kq* kq = Find(kn.kq);
+    if (kq == nullptr) continue;
+    touched.insert(kq->id);
+    fn(*kq, kn);
+  }
+  for (ObjectId id : touched) {
+    if (Kq* kq = Find(id)) Pump(*kq);
+  }
+  ReapClosed();
+}
+
+void Kqueues::OnProcessExit(Pid pid, int64_t status) {
+  ForEachProcKnote(pid, [&](Kq& kq, Knote& kn) {
+    if (ApplyExit(kq, kn, status)) {
+      Drop(kq, kn);
+    } else {
+      Activate(kq, kn);
+    }
+  });
+}
+
+void Kqueues::OnProcessFork(Pid parent, Pid child) {
+  ForEachProcKnote(parent, [&](Kq& kq, Knote& kn) {
+    if (kn.sfflags & kev::kNoteFork) kn.fflags |= kev::kNoteFork;
+    if (kn.sfflags & kev::kNoteTrack) {
+      // filt_proc NOTE_TRACK (OB kern_event.c:430-447, DF :397-415): a knote
+      // on the child in the same kqueue, same fflags and udata; failing
+      // that, NOTE_TRACKERR on the parent's.
+      KChange c;
+      c.kev = kn.kev;
+      c.kev.ident = static_cast<uint64_t>(child);
+      c.kev.flags = static_cast<uint16_t>((kn.kev.flags | kev::kAdd | kev::kEnable) & ~kev::kOneshot);
+      c.kev.fflags = kn.sfflags;
+      c.kev.data = parent;
+      c.track_parent = parent;
+      if (Register(kq, Caller{kq.owner, kq.owner}, c) != 0) kn.fflags |= kev::kNoteTrackErr;
+    }
+    if (kn.fflags != 0) Activate(kq, kn);
+  });
+}
+
+void Kqueues::OnProcessExec(Pid pid) {
+  ForEachProcKnote(pid, [&](Kq& kq, Knote& kn) {
+    if (!(kn.sfflags & kev::kNoteExec)) return;
+    kn.fflags |= kev::kNoteExec;
+    Activate(kq, kn);
+  });
+}
+
+// VNODE: Host::WatchVnode reports a file's changes.
+void Kqueues::OnVnodeEvent(WatchId watch, uint32_t notes) {
+  auto it = by_vnode_.find(watch);
+  if (it == by_vnode_.end()) return;
+  Knote& kn = *knotes_.at(it->second);
+  Kq* kq = Find(kn.kq);
+  if (kq == nullptr) return;
+  // filt_vnode: `notes` is one hint, as a BSD file system posts it
+  // (NOTE_WRITE|NOTE_EXTEND for a growing write; OpenBSD's NOTE_ATTRIB|
+  // NOTE_TRUNCATE for a shrinking setattr; NOTE_WRITE|NOTE_LINK on a
+  // directory for mkdir/rmdir). If the knote asked for any of its bits it
+  // records the whole hint (`if (kn_sfflags & hint) kn_fflags |= hint`).
+  // A revoke is the end.
+  uint32_t wire = notes & kq->policy.vnode_notes;
+  if (wire & kev::kNoteOpened) wire = (wire & ~kev::kNoteOpened) | kev::kNoteOpenWire;  // FreeBSD only
+  if (wire & kn.sfflags) kn.fflags |= wire;
+  if (notes & kev::kNoteRevoke) {
+    kn.eof = kev::kEof;
+    kn.kev.flags |= kev::kOneshot;
+  }
+  if (kn.fflags == 0 && kn.eof == 0) return;
+  Activate(*kq, kn);
+  Pump(*kq);
+  ReapClosed();
+}
+
+// SIGNAL: the library's counting hook (abi: evshim_kqueue_signal).
+void Kqueues::OnSignal(Pid pid, int signo) {
+  if (signo <= 0 || static_cast<uint64_t>(signo) >= kev::kNsig) return;
+  std::vector<ObjectId> touched;
+  for (auto& [id, kq] : kqs_) {
+    if (kq->owner != pid) continue;
+    Knote* kn = FindKnote(*kq, KFilter::kSignal, static_cast<uint64_t>(signo));
+    if (kn == nullptr) continue;
+    ++kn->data;  // counted even while disabled; reported when enabled
+    Activate(*kq, *kn);
+    touched.push_back(id);
+  }
+  for (ObjectId id : touched) {
+    if (Kq* kq = Find(id)) Pump(*kq);
+  }
+  ReapClosed();
+}
+
+}  // namespace evshim::emul
