@@ -65,7 +65,18 @@ RunResult Scenario(const std::string& name) {
 
 class PortScenario : public ::testing::TestWithParam<const char*> {};
 
+// scripts/test's ThreadSanitizer pass sets EVSHIM_UNDER_TSAN=1. There, GCC
+// 12's TSan hits its own CHECK (sanitizer_allocator_secondary.h:297) while
+// reporting close_waiter's deliberate race (a descriptor closed under a
+// waiting thread, rule 27; it passes with TSAN_OPTIONS=report_bugs=0), so
+// that scenario runs in the normal and ASan builds only, in both modes.
+bool SkippedUnderTsan(const std::string& scenario) {
+  const char* tsan = getenv("EVSHIM_UNDER_TSAN");
+  return tsan != nullptr && std::string(tsan) == "1" && scenario == "close_waiter";
+}
+
 TEST_P(PortScenario, PassesUnderEvshimRun) {
+  if (SkippedUnderTsan(GetParam())) GTEST_SKIP() << "TSan's own CHECK failure (see SkippedUnderTsan)";
   RunResult r = Scenario(GetParam());
   EXPECT_FALSE(r.timed_out);
   EXPECT_EQ(r.status, 0) << "stdout:\n" << r.out << "stderr:\n" << r.err;
@@ -219,6 +230,7 @@ TEST(FastPath, ScenariosRunWithoutAnySupervisor) {
                            "close_discards", "getn_partial", "alert", "sendn", "bad_ports", "pollable",
                            "pollable_handoff", "eintr", "timer_port", "file_events",
                            "close_waiter"}) {
+    if (SkippedUnderTsan(name)) continue;
     RunResult r = RunCommand({kScenarios, name}, 30, kFastMode);
     EXPECT_FALSE(r.timed_out) << name;
     EXPECT_EQ(r.status, 0) << name << "\n" << r.out << r.err;
