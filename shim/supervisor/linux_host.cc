@@ -316,12 +316,13 @@ bool LinuxHost::FdOpen(emul::Pid pid, int fd) {
 Result<emul::FdProbe> LinuxHost::ProbeFd(emul::Pid pid, int fd) {
   // The host's own process: its descriptor is measured as it is.
   const bool local = pid == local_pid_;
-  if (local && fcntl(fd, F_GETFD) == -1) return Errno{EBADF};
   int dup = local ? fd : DupTargetFd(pid, fd);
   if (dup < 0) return Errno{EBADF};
   emul::FdProbe p;
   struct stat st {};
-  fstat(dup, &st);
+  // Locally, fstat's EBADF is the check that the descriptor is open (one
+  // system call fewer per probe than asking fcntl first).
+  if (fstat(dup, &st) != 0 && local) return Errno{EBADF};
   pollfd pfd{dup, POLLIN | POLLOUT | POLLPRI | POLLRDHUP, 0};
   if (poll(&pfd, 1, 0) == 1) p.revents = static_cast<uint32_t>(pfd.revents);
   int n = 0;
