@@ -262,6 +262,7 @@ Engine::Engine(EngineOptions options, std::shared_ptr<const Inherited> inherited
   loop_ = epoll_create1(EPOLL_CLOEXEC);
   host_ = std::make_unique<LinuxHost>(loop_, [this](emul::Pid pid) { return PidfdOf(pid); });
   host_->set_local_process(pid_);
+  host_->set_file_check_memo(true);  // forgotten whenever the lock is taken or given up
   host_->set_register_callback([this](int fd) {
     struct stat st {};
     if (fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode) && by_inode_.count(st.st_ino) != 0) objects_watched_ = true;
@@ -350,9 +351,11 @@ bool Engine::Call(int nr, const uint64_t args[6], long* result) {
   if (t_in_engine) return false;  // a signal handler on a thread inside the engine
   std::unique_lock<std::mutex> lock(mu_);
   t_in_engine = true;
+  host_->ForgetFileChecks();
   struct Leave {
     Engine& e;
     ~Leave() {
+      e.host_->ForgetFileChecks();
       t_in_engine = false;
       e.last_call_ns_.store(MonotonicNs(), std::memory_order_relaxed);
     }
@@ -402,10 +405,12 @@ bool Engine::Call(int nr, const uint64_t args[6], long* result) {
       pollfd fds[2] = {{loop_, POLLIN, 0}, {WakeFd(pid_), POLLIN, 0}};
       t_in_engine = false;
       waiting_threads_.fetch_add(1, std::memory_order_relaxed);
+      host_->ForgetFileChecks();
       lock.unlock();
       int n = ppoll(fds, 2, nullptr, &old_mask);
       int err = n < 0 ? errno : 0;
       lock.lock();
+      host_->ForgetFileChecks();
       waiting_threads_.fetch_sub(1, std::memory_order_relaxed);
       t_in_engine = true;
       if (fds[1].revents & POLLIN) {
@@ -481,7 +486,9 @@ void Engine::IdlePumpLoop() {
       continue;
     }
     std::lock_guard<std::mutex> lock(mu_);
+    host_->ForgetFileChecks();
     Pump();
+    host_->ForgetFileChecks();
   }
 }
 

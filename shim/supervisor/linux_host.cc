@@ -148,6 +148,7 @@ Result<void> LinuxHost::Register(Watch& w, emul::Pid pid, int fd, uint32_t mask,
     return Errno{err};
   }
   if (register_cb_) register_cb_(dup);
+  file_checks_.clear();  // SameFile of this watch now asks the new registration
   close(dup);  // never keep the target's file open
   if (w.epfd >= 0) close(w.epfd);  // also drops it from the collecting epoll
   w.epfd = epfd;
@@ -290,6 +291,7 @@ void LinuxHost::DropWatch(emul::WatchId id) {
   if (it == watches_.end()) return;
   if (it->second.epfd >= 0) close(it->second.epfd);
   watches_.erase(it);
+  file_checks_.clear();
 }
 
 bool LinuxHost::SameFile(emul::Pid pid, int fd, emul::WatchId id) {
@@ -297,11 +299,20 @@ bool LinuxHost::SameFile(emul::Pid pid, int fd, emul::WatchId id) {
   if (it == watches_.end()) return false;
   const Watch& w = it->second;
   if (!w.registered) return FdOpen(pid, fd);
+  if (file_check_memo_) {
+    for (const FileCheck& c : file_checks_) {
+      if (c.pid == pid && c.fd == fd && c.watch == id) return c.same;
+    }
+  }
   kcmp_epoll_slot slot{};
   slot.efd = static_cast<uint32_t>(w.epfd);
   slot.tfd = static_cast<uint32_t>(w.tfd);
   slot.toff = 0;
   long r = syscall(SYS_kcmp, pid, self_pid_, KCMP_EPOLL_TFD, fd, reinterpret_cast<uintptr_t>(&slot));
+  if (file_check_memo_) {
+    if (file_checks_.size() >= kMaxFileChecks) file_checks_.clear();
+    file_checks_.push_back(FileCheck{pid, fd, id, r == 0});
+  }
   return r == 0;
 }
 
@@ -316,12 +327,13 @@ bool LinuxHost::FdOpen(emul::Pid pid, int fd) {
 Result<emul::FdProbe> LinuxHost::ProbeFd(emul::Pid pid, int fd) {
   // The host's own process: its descriptor is measured as it is.
   const bool local = pid == local_pid_;
-  if (local && fcntl(fd, F_GETFD) == -1) return Errno{EBADF};
   int dup = local ? fd : DupTargetFd(pid, fd);
   if (dup < 0) return Errno{EBADF};
   emul::FdProbe p;
   struct stat st {};
-  fstat(dup, &st);
+  // Locally, fstat's EBADF is the check that the descriptor is open (one
+  // system call fewer per probe than asking fcntl first).
+  if (fstat(dup, &st) != 0 && local) return Errno{EBADF};
   pollfd pfd{dup, POLLIN | POLLOUT | POLLPRI | POLLRDHUP, 0};
   if (poll(&pfd, 1, 0) == 1) p.revents = static_cast<uint32_t>(pfd.revents);
   int n = 0;

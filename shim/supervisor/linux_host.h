@@ -78,6 +78,18 @@ class LinuxHost final : public emul::Host {
   // The in-process engine (shim/inproc/): descriptors of process `pid` (the
   // host's own) are duplicated locally instead of through pidfd_getfd.
   void set_local_process(emul::Pid pid) { local_pid_ = pid; }
+  // The in-process engine runs one call at a time under its lock, and the
+  // engines ask about the same descriptor more than once in a call (an
+  // association's number is checked by DropClosedAt, then by FindAssoc):
+  // the answers of SameFile are kept until ForgetFileChecks(), which the
+  // engine calls whenever it takes or gives up its lock. One answer per
+  // call is what a program can observe: a close racing a call is ordered
+  // before or after it either way.
+  void set_file_check_memo(bool on) {
+    file_check_memo_ = on;
+    file_checks_.clear();
+  }
+  void ForgetFileChecks() { file_checks_.clear(); }
   // Hears of each file registered for a watch (the in-process engine notes
   // watches on its own objects' descriptors: a port in a port).
   void set_register_callback(std::function<void(int)> cb) { register_cb_ = std::move(cb); }
@@ -156,6 +168,15 @@ class LinuxHost final : public emul::Host {
   // A duplicate of process `pid`'s descriptor `fd` (-1 and errno).
   int DupTargetFd(emul::Pid pid, int fd);
   emul::Pid local_pid_ = -1;
+  struct FileCheck {
+    emul::Pid pid;
+    int fd;
+    emul::WatchId watch;
+    bool same;
+  };
+  bool file_check_memo_ = false;
+  static constexpr size_t kMaxFileChecks = 32;  // bounded: a full memo starts again
+  std::vector<FileCheck> file_checks_;
   std::function<void(int)> register_cb_;
   void RearmInLoop(emul::WatchId id);
 

@@ -8,6 +8,8 @@
 #include <pthread.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -169,6 +171,53 @@ TEST_F(InprocTest, PortDescriptorPollsReadableForAnAssociatedPipe) {
   EXPECT_EQ(ev.portev_object, static_cast<uintptr_t>(p[0]));
   close(p[0]);
   close(p[1]);
+}
+
+// Rule 10 (port.c:168-169): closing an associated descriptor dissociates
+// it. Here the close is a raw system call the library's close() wrapper
+// never sees, and the number is at once reused by another socket: the
+// fast path's per-call memo of descriptor checks (docs/design.md "The
+// in-process fast path") must never take the new file for the old one.
+// Re-associating the number watches the new file; the old file's data
+// produces nothing, the new file's does.
+TEST_F(InprocTest, Rule10ClosedAndReusedNumberIsANewAssociation) {
+  int old_pair[2];
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM, 0, old_pair), 0);
+  const int fd = old_pair[0];
+  ASSERT_EQ(port_associate(port_, PORT_SOURCE_FD, static_cast<uintptr_t>(fd), POLLIN, nullptr), 0);
+  const int old_file = dup(fd);  // the old file lives on under another number
+  ASSERT_GE(old_file, 0);
+  ASSERT_EQ(syscall(SYS_close, fd), 0);  // not through the library
+  int new_pair[2];
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM, 0, new_pair), 0);
+  int reused = new_pair[0];
+  if (reused != fd) {
+    ASSERT_EQ(dup2(new_pair[0], fd), fd);
+    close(new_pair[0]);
+    reused = fd;
+  }
+  // The old file becomes readable: its association is gone, nothing comes.
+  ASSERT_EQ(write(old_pair[1], "o", 1), 1);
+  ASSERT_EQ(port_associate(port_, PORT_SOURCE_FD, static_cast<uintptr_t>(reused), POLLIN,
+                           reinterpret_cast<void*>(2)),
+            0);
+  // A zero timeout polls (rule 24: success, no event, not ETIME).
+  port_event_t ev{};
+  timespec zero{0, 0};
+  uint_t nget = 1;
+  ASSERT_EQ(port_getn(port_, &ev, 1, &nget, &zero), 0);
+  EXPECT_EQ(nget, 0u) << "object " << ev.portev_object << " user " << ev.portev_user;
+  // The new file's data is reported, with the new association's user value.
+  ASSERT_EQ(write(new_pair[1], "n", 1), 1);
+  timespec five{5, 0};
+  ASSERT_EQ(port_get(port_, &ev, &five), 0);
+  EXPECT_EQ(ev.portev_object, static_cast<uintptr_t>(reused));
+  EXPECT_EQ(ev.portev_user, reinterpret_cast<void*>(2));
+  EXPECT_EQ(ev.portev_events & POLLIN, POLLIN);
+  close(reused);
+  close(old_file);
+  close(old_pair[1]);
+  close(new_pair[1]);
 }
 
 }  // namespace
