@@ -161,6 +161,10 @@ $user_line
 daemon off;
 master_process on;
 worker_processes 2;
+# nginx clears its workers' environment except what 'env' keeps: evshim's
+# mode switch (EVSHIM_SUPERVISED=1, set by \`evshim trace\` and --supervised)
+# travels in the environment (docs/trace.md).
+env EVSHIM_SUPERVISED;
 pid $run/nginx.pid;
 error_log $run/logs/error.log notice;
 # timer_resolution: eventport arms timer_create(SIGEV_PORT), delivered as

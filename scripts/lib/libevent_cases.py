@@ -232,6 +232,9 @@ FAST_MODE_DIVERGENCES = {
     "dns/bufferevent_connect_hostname_emfile":
         "fast mode: the in-process engine's descriptors count against the program's "
         "RLIMIT_NOFILE, and this test fills the table on purpose (docs/abi.md section 10)",
+    "test-fdleak":
+        "fast mode (event ports): under a low RLIMIT_NOFILE the engine's per-watch "
+        "descriptors make port_associate fail with EMFILE (docs/abi.md section 10)",
 }
 
 
