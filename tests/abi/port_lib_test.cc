@@ -27,11 +27,18 @@
 
 #include <cerrno>
 #include <cstddef>
+#include <cstdlib>
 #include <cstring>
 
 #include <port.h>
 
 namespace {
+
+// The boundary checked here is the supervised mode's: in fast mode (the
+// default) the library serves calls in the process and issues no portfs
+// call. The library decides at its first call, so this is set before any
+// test runs (also where tests/meson.build's env is not used: the VM suite).
+const int kSupervisedMode = setenv("EVSHIM_SUPERVISED", "1", 1);
 
 constexpr int kMaxCalls = 32;
 
