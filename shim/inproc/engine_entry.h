@@ -20,6 +20,17 @@ extern "C" {
  */
 long evshim_engine_call(int nr, const long args[6], int *handled);
 
+/* The libraries' form of it: 1 and the result in *r when served here, 0
+ * when the library must issue the system call. */
+static inline int evshim_engine_try(long nr, long a0, long a1, long a2, long a3, long a4, long a5,
+                                    long *r) {
+  const long args[6] = {a0, a1, a2, a3, a4, a5};
+  int handled = 0;
+  long v = evshim_engine_call((int)nr, args, &handled);
+  if (handled) *r = v;
+  return handled;
+}
+
 #ifdef __cplusplus
 }
 #endif

@@ -67,12 +67,7 @@ static const struct wire_timespec *to_wire(const struct timespec *ts, struct wir
 #include "engine_entry.h"
 NOT_TSAN_INSTRUMENTED static int fast_call(long nr, long a0, long a1, long a2, long a3, long a4, long a5,
                                            long *r) {
-  const long args[6] = {a0, a1, a2, a3, a4, a5};
-  int handled = 0;
-  long v = evshim_engine_call((int)nr, args, &handled);
-  if (!handled) return 0;
-  *r = v;
-  return 1;
+  return evshim_engine_try(nr, a0, a1, a2, a3, a4, a5, r);
 }
 #else
 NOT_TSAN_INSTRUMENTED static int fast_call(long nr, long a0, long a1, long a2, long a3, long a4, long a5,

@@ -41,12 +41,7 @@ static __thread unsigned call_seq;
 #if defined(EVSHIM_FAST_PATH) && defined(__x86_64__)
 #include "engine_entry.h"
 static int fast_call(long nr, long a0, long a1, long a2, long a3, long a4, long a5, long *r) {
-  const long args[6] = {a0, a1, a2, a3, a4, a5};
-  int handled = 0;
-  long v = evshim_engine_call((int)nr, args, &handled);
-  if (!handled) return 0;
-  *r = v;
-  return 1;
+  return evshim_engine_try(nr, a0, a1, a2, a3, a4, a5, r);
 }
 #else
 static int fast_call(long nr, long a0, long a1, long a2, long a3, long a4, long a5, long *r) {
