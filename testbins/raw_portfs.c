@@ -10,6 +10,12 @@
  * values in the -errno return.
  *
  * Prints "raw_portfs: ok (N checks)" and exits 0, or lists each failure.
+ *
+ * Built a second time as raw_portfs_lib (-DWITH_LIBRARY, linked with
+ * libevshim-ports): the port the checks use is made by the library
+ * (port_create), so in fast mode it is an in-process object and every raw
+ * call on it is served by the engine's trap (docs/design.md "Raw foreign
+ * calls in fast mode: the trap"), with the same bytes as the supervisor's.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -267,8 +273,17 @@ static void test_alert(void) {
   close(port);
 }
 
+#if defined(WITH_LIBRARY)
+int port_create(void); /* libevshim-ports (no header: this file keeps its own constants) */
+#endif
+
 int main(void) {
+#if defined(WITH_LIBRARY)
+  close(create_port()); /* a raw PORT_CREATE works beside the library's */
+  int port = port_create();
+#else
   int port = create_port();
+#endif
   if (port < 0) {
     fprintf(stderr, "raw_portfs: portfs is not available (not under evshim?)\n");
     return 1;

@@ -14,6 +14,7 @@
 
 #include "abi/syscall_table.h"
 #include "shim/inproc/engine.h"
+#include "shim/inproc/trap_install.h"
 
 namespace evshim::shim::inproc {
 namespace {
@@ -81,6 +82,8 @@ Engine* GetEngine() {
     e = new Engine(EngineOptions::FromEnvironment(), g_inherited);
     e->StartIdlePump();
     g_engine.store(e, std::memory_order_release);
+    // Raw foreign calls of this process are served here too (trap.h).
+    InstallTrap();
   }
   pthread_mutex_unlock(&g_create);
   return e;

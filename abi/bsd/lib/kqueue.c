@@ -69,19 +69,25 @@ NOT_TSAN_INSTRUMENTED static int fast_call(long nr, long a0, long a1, long a2, l
                                            long *r) {
   return evshim_engine_try(nr, a0, a1, a2, a3, a4, a5, r);
 }
+/* Raw foreign calls of the program are trapped and served by the engine;
+ * this library's calls for the supervisor pass the trap (SUPERVISOR_SYSCALL)
+ * and SIGSYS stays the trap's (the signal wrappers; sigaction() below). */
+#include "trap_library.h"
+#define HAS_TRAP 1
 #else
 NOT_TSAN_INSTRUMENTED static int fast_call(long nr, long a0, long a1, long a2, long a3, long a4, long a5,
                                            long *r) {
   (void)nr, (void)a0, (void)a1, (void)a2, (void)a3, (void)a4, (void)a5, (void)r;
   return 0;
 }
+#define SUPERVISOR_SYSCALL(nr, a0, a1, a2, a3, a4, a5) syscall(nr, a0, a1, a2, a3, a4, a5)
 #endif
 
 /* A foreign call: in-process when the engine serves it, else the syscall. */
 NOT_TSAN_INSTRUMENTED static long foreign_call(long nr, long a0, long a1, long a2, long a3, long a4, long a5) {
   long r;
   if (fast_call(nr, a0, a1, a2, a3, a4, a5, &r)) return r;
-  return syscall(nr, a0, a1, a2, a3, a4, a5);
+  return SUPERVISOR_SYSCALL(nr, a0, a1, a2, a3, a4, a5);
 }
 
 EXPORT int kqueue(void) { return (int)foreign_call(EVSHIM_SYS_kqueue, 0, 0, 0, 0, 0, 0); }
@@ -103,7 +109,7 @@ static unsigned long fork_token;
 
 static void fork_prepare(void) {
   int saved = errno;
-  long token = syscall(EVSHIM_SYS_kqueue_fork, 1L, 0L);
+  long token = SUPERVISOR_SYSCALL(EVSHIM_SYS_kqueue_fork, 1L, 0L, 0, 0, 0, 0);
   fork_token = token > 0 ? (unsigned long)token : 0;
   errno = saved;
 }
@@ -112,7 +118,7 @@ static void fork_parent(void) { fork_token = 0; }
 
 static void fork_child(void) {
   int saved = errno;
-  if (fork_token != 0) syscall(EVSHIM_SYS_kqueue_fork, 2L, (long)fork_token);
+  if (fork_token != 0) SUPERVISOR_SYSCALL(EVSHIM_SYS_kqueue_fork, 2L, (long)fork_token, 0, 0, 0, 0);
   fork_token = 0;
   errno = saved;
 }
@@ -122,7 +128,7 @@ static void install_fork_hook(void) { pthread_atfork(fork_prepare, fork_parent, 
 
 EXPORT int kqueuex(unsigned int flags) {
   /* A copy-on-fork kqueue is shared with children: the supervisor's. */
-  int kq = (flags & KQUEUE_CPONFORK) ? (int)syscall(EVSHIM_SYS_kqueuex, (long)flags)
+  int kq = (flags & KQUEUE_CPONFORK) ? (int)SUPERVISOR_SYSCALL(EVSHIM_SYS_kqueuex, (long)flags, 0, 0, 0, 0, 0)
                                      : (int)foreign_call(EVSHIM_SYS_kqueuex, (long)flags, 0, 0, 0, 0, 0);
   if (kq >= 0 && (flags & KQUEUE_CPONFORK)) pthread_once(&fork_hook_once, install_fork_hook);
   return kq;
@@ -266,6 +272,9 @@ NOT_TSAN_INSTRUMENTED static int install_hook(int sig, const struct sigaction *a
   memset(&h, 0, sizeof h);
   h.sa_sigaction = counting_handler;
   h.sa_mask = a->sa_mask;
+#if defined(HAS_TRAP)
+  evshim_trap_unblock(&h.sa_mask);
+#endif
   h.sa_flags = SA_SIGINFO | (a->sa_flags & (SA_RESTART | SA_NODEFER | SA_ONSTACK | SA_NOCLDSTOP |
                                             SA_NOCLDWAIT));
   const int passive = !(a->sa_flags & SA_SIGINFO) && (a->sa_handler == SIG_IGN || a->sa_handler == SIG_DFL);
@@ -283,6 +292,9 @@ static void install_signal_fork_hook(void) { pthread_atfork(NULL, NULL, forget_c
 
 static void hook_signal(int sig) {
   if (sig <= 0 || sig >= EVSHIM_SIGNALS) return;
+#if defined(HAS_TRAP)
+  if (sig == SIGSYS && evshim_trap_active()) return; /* the trap's (docs/kqueue.md "Signals") */
+#endif
   pthread_once(&signal_fork_once, install_signal_fork_hook);
   sigset_t all, old;
   sigfillset(&all);
@@ -302,6 +314,13 @@ static void hook_signal(int sig) {
 }
 
 NOT_TSAN_INSTRUMENTED EXPORT int sigaction(int sig, const struct sigaction *act, struct sigaction *oldact) {
+#if defined(HAS_TRAP)
+  /* SIGSYS belongs to the trap (trap_library.h); no handler's mask holds it. */
+  int trapped;
+  if (sig == SIGSYS && evshim_trap_sigaction(act, oldact, &trapped)) return trapped;
+  struct sigaction unmasked;
+  act = trap_action(act, &unmasked);
+#endif
   if (sig <= 0 || sig >= EVSHIM_SIGNALS) return real_sigaction()(sig, act, oldact);
   sigset_t all, old;
   sigfillset(&all);
@@ -537,11 +556,11 @@ static int kevent_call(long kq, const struct kevent *changelist, long nchanges, 
   kevent_seq += 2;
   kq = (long)(((unsigned long)(kevent_seq | 1) << 32) | (unsigned int)kq);
 #endif
-  int r = (int)syscall(EVSHIM_SYS_kevent, kq, changelist, nchanges, eventlist, nevents, ts);
+  int r = (int)SUPERVISOR_SYSCALL(EVSHIM_SYS_kevent, kq, changelist, nchanges, eventlist, nevents, ts);
 #if defined(__x86_64__)
   if (r == -1 && errno == EINTR) {
     long probe = (long)((unsigned long)kq | (1ul << 63));
-    do r = (int)syscall(EVSHIM_SYS_kevent, probe, changelist, nchanges, eventlist, nevents, ts);
+    do r = (int)SUPERVISOR_SYSCALL(EVSHIM_SYS_kevent, probe, changelist, nchanges, eventlist, nevents, ts);
     while (r == -1 && errno == EINTR);
     if (r == -1 && errno == ECANCELED) errno = EINTR;
   }

@@ -38,30 +38,41 @@ static __thread unsigned call_seq;
  * a raw portfs call belongs to the supervisor): then the system call goes
  * out as before. x86_64 only: the i386 library stays supervised.
  */
+#if defined(__SANITIZE_THREAD__)
+#define NOT_TSAN_INSTRUMENTED __attribute__((no_sanitize("thread")))
+#else
+#define NOT_TSAN_INSTRUMENTED
+#endif
 #if defined(EVSHIM_FAST_PATH) && defined(__x86_64__)
 #include "engine_entry.h"
 static int fast_call(long nr, long a0, long a1, long a2, long a3, long a4, long a5, long *r) {
   return evshim_engine_try(nr, a0, a1, a2, a3, a4, a5, r);
 }
+/* Raw foreign calls of the program are trapped and served by the engine;
+ * this library's calls for the supervisor pass the trap (SUPERVISOR_SYSCALL)
+ * and SIGSYS stays the trap's (the signal wrappers). */
+#include "trap_library.h"
+#define HAS_TRAP 1
 #else
 static int fast_call(long nr, long a0, long a1, long a2, long a3, long a4, long a5, long *r) {
   (void)nr, (void)a0, (void)a1, (void)a2, (void)a3, (void)a4, (void)a5, (void)r;
   return 0;
 }
+#define SUPERVISOR_SYSCALL(nr, a0, a1, a2, a3, a4, a5) syscall(nr, a0, a1, a2, a3, a4, a5)
 #endif
 
 /* A foreign call without the call-number protocol (the timer calls). */
 static long foreign_call(long nr, long a0, long a1, long a2, long a3) {
   long r;
   if (fast_call(nr, a0, a1, a2, a3, 0, 0, &r)) return r;
-  return syscall(nr, a0, a1, a2, a3);
+  return SUPERVISOR_SYSCALL(nr, a0, a1, a2, a3, 0, 0);
 }
 
 /* Inlined into each API function, so `evshim trace --sites` tells them apart. */
 #define CALL_SITE __attribute__((always_inline)) inline
 
 static CALL_SITE long portfs_once(long op, long a0, long a1, long a2, long a3, long a4) {
-  return syscall(EVSHIM_SYS_portfs, op, a0, a1, a2, a3, a4); /* -1 and errno on error */
+  return SUPERVISOR_SYSCALL(EVSHIM_SYS_portfs, op, a0, a1, a2, a3, a4); /* -1 and errno on error */
 }
 
 static long with_call_number(long op) {
@@ -426,3 +437,29 @@ EXPORT int dup3(int oldfd, int newfd, int flags) {
   if (next == NULL) return (int)syscall(SYS_dup3, oldfd, newfd, flags);
   return next(oldfd, newfd, flags);
 }
+
+#if defined(HAS_TRAP)
+/* SIGSYS belongs to the trap (trap_library.h): the program's SIGSYS
+ * disposition is kept for the SIGSYS that are not the trap's, and no
+ * handler's mask holds SIGSYS. */
+NOT_TSAN_INSTRUMENTED EXPORT int sigaction(int sig, const struct sigaction *act, struct sigaction *oldact) {
+  static trap_sigaction_fn next;
+  if (next == NULL) next = TRAP_NEXT(trap_sigaction_fn, "sigaction");
+  int r;
+  if (sig == SIGSYS && evshim_trap_sigaction(act, oldact, &r)) return r;
+  struct sigaction copy;
+  return next(sig, trap_action(act, &copy), oldact);
+}
+
+/* glibc's signal() is BSD signal(): SA_RESTART, handler kept. */
+EXPORT sighandler_t signal(int sig, sighandler_t handler) {
+  struct sigaction a, old;
+  memset(&a, 0, sizeof a);
+  a.sa_handler = handler;
+  a.sa_flags = SA_RESTART;
+  sigemptyset(&a.sa_mask);
+  if (sig > 0 && sig < 65) sigaddset(&a.sa_mask, sig);
+  if (sigaction(sig, &a, &old) != 0) return SIG_ERR;
+  return old.sa_handler;
+}
+#endif

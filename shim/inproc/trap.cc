@@ -1,0 +1,383 @@
+// Raw foreign system calls served by the in-process engine (trap.h; issue
+// 15 item 4; docs/design.md "Raw foreign calls in fast mode: the trap").
+#include "shim/inproc/trap.h"
+
+#include <dlfcn.h>
+#include <errno.h>
+#include <linux/audit.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <pthread.h>
+#include <stddef.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <ucontext.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <vector>
+
+#include "abi/syscall_table.h"
+#include "shim/inproc/engine_entry.h"
+#include "shim/inproc/trap_install.h"
+
+// The gate: the one `syscall` instruction the filter lets the foreign
+// numbers through (the libraries' calls meant for the supervisor). Its bytes
+// are copied to kGateAddress; this copy in .text is never run. Called as
+// long gate(nr, a0, a1, a2, a3, a4, a5) with the C convention.
+asm(R"(
+  .pushsection .text.evshim_gate,"ax",@progbits
+  .globl evshim_gate_begin
+  .hidden evshim_gate_begin
+  .globl evshim_gate_after_syscall
+  .hidden evshim_gate_after_syscall
+  .globl evshim_gate_end
+  .hidden evshim_gate_end
+evshim_gate_begin:
+  mov %rdi, %rax
+  mov %rsi, %rdi
+  mov %rdx, %rsi
+  mov %rcx, %rdx
+  mov %r8, %r10
+  mov %r9, %r8
+  mov 8(%rsp), %r9
+  syscall
+evshim_gate_after_syscall:
+  ret
+evshim_gate_end:
+  .popsection
+)");
+extern "C" {
+extern const char evshim_gate_begin[] __attribute__((visibility("hidden")));
+extern const char evshim_gate_after_syscall[] __attribute__((visibility("hidden")));
+extern const char evshim_gate_end[] __attribute__((visibility("hidden")));
+}
+
+namespace evshim::shim::inproc {
+namespace {
+
+// SECCOMP_RET_DATA of the trap: the handler sees it as si_errno, so a SIGSYS
+// from this filter is told apart from one of any other filter or a kill(2).
+constexpr uint32_t kTrapData = 0x5e5;
+// An evshim-private number only the trap filter knows (the launcher's filter
+// and the supervisor do not): trapped, it answers 0; an image that finds
+// it trapped knows it inherited the filter across exec (docs/abi.md §1).
+constexpr int kProbeNr = 1099;
+// The same in every image (an exec'd image must put its gate where the
+// inherited filter expects it): below 1 GiB, where neither position-
+// independent programs, the mmap area, nor the sanitizers' reserved ranges
+// lie; a non-PIE program's heap would have to grow past 900 MiB first.
+constexpr uintptr_t kGateAddress = 0x3e5e0000;
+constexpr size_t kGateSize = 4096;
+constexpr int kSysSeccomp = 1;  // si_code of a seccomp SIGSYS (SYS_SECCOMP)
+
+using SigactionFn = int (*)(int, const struct sigaction*, struct sigaction*);
+using SigmaskFn = int (*)(int, const sigset_t*, sigset_t*);
+using GateFn = long (*)(long, long, long, long, long, long, long);
+
+std::atomic<int> g_active{0};
+// Whether this process may still get the trap (under a seccomp filter, not
+// EVSHIM_SUPERVISED=1): SIGSYS is kept unblockable from the start, so no
+// thread blocks it when the trap arrives.
+std::atomic<int> g_may_trap{0};
+GateFn g_gate = nullptr;
+volatile sig_atomic_t g_probe_seen = 0;
+
+// The program's SIGSYS disposition (its handler runs for every SIGSYS that
+// is not the trap's). Written with every signal blocked under the lock;
+// the handler reads it without the lock.
+struct sigaction g_program {};
+pthread_mutex_t g_program_lock = PTHREAD_MUTEX_INITIALIZER;
+
+// libc's own functions: the libraries interpose the program's names.
+void* LibcSymbol(const char* name) {
+  static void* libc = nullptr;
+  if (libc == nullptr) libc = dlopen("libc.so.6", RTLD_NOW | RTLD_NOLOAD);
+  return libc != nullptr ? dlsym(libc, name) : nullptr;
+}
+SigactionFn RealSigaction() {
+  static SigactionFn fn = reinterpret_cast<SigactionFn>(LibcSymbol("sigaction"));
+  return fn;
+}
+SigmaskFn RealSigmask() {
+  static SigmaskFn fn = reinterpret_cast<SigmaskFn>(LibcSymbol("pthread_sigmask"));
+  return fn;
+}
+
+bool IsFiltered() { return prctl(PR_GET_SECCOMP, 0, 0, 0, 0) == 2; }
+
+bool SupervisedByEnvironment() {
+  const char* v = std::getenv("EVSHIM_SUPERVISED");
+  return v != nullptr && std::strcmp(v, "1") == 0;
+}
+
+// Kills the process as the default action of SIGSYS would (core dump).
+[[noreturn]] void DieOfSigsys() {
+  struct sigaction dfl {};
+  dfl.sa_handler = SIG_DFL;
+  RealSigaction()(SIGSYS, &dfl, nullptr);
+  sigset_t s;
+  sigemptyset(&s);
+  sigaddset(&s, SIGSYS);
+  RealSigmask()(SIG_UNBLOCK, &s, nullptr);
+  syscall(SYS_tgkill, getpid(), gettid(), SIGSYS);
+  _exit(128 + SIGSYS);
+}
+
+// A SIGSYS that is not the trap's: what the program asked for.
+void Chain(int sig, siginfo_t* info, void* uc) {
+  struct sigaction a = g_program;
+  const bool siginfo = (a.sa_flags & SA_SIGINFO) != 0;
+  if (!siginfo && a.sa_handler == SIG_IGN) {
+    // The kernel forces a seccomp SIGSYS through SIG_IGN (it kills).
+    if (info->si_code == kSysSeccomp) DieOfSigsys();
+    return;
+  }
+  if (!siginfo && a.sa_handler == SIG_DFL) DieOfSigsys();
+  if (a.sa_flags & SA_RESETHAND) {
+    pthread_mutex_lock(&g_program_lock);
+    g_program.sa_handler = SIG_DFL;
+    g_program.sa_flags &= ~(SA_SIGINFO | SA_RESETHAND);
+    pthread_mutex_unlock(&g_program_lock);
+  }
+  sigset_t mask = a.sa_mask, old;
+  sigdelset(&mask, SIGSYS);
+  RealSigmask()(SIG_BLOCK, &mask, &old);
+  if (siginfo) {
+    a.sa_sigaction(sig, info, uc);
+  } else {
+    a.sa_handler(sig);
+  }
+  RealSigmask()(SIG_SETMASK, &old, nullptr);
+}
+
+long Forward(long nr, const long args[6]) {
+  if (g_gate == nullptr) return -ENOSYS;  // no gate in this image: nothing reaches the supervisor
+  return g_gate(nr, args[0], args[1], args[2], args[3], args[4], args[5]);
+}
+
+// The raw call, served as the library's would be: by the engine, else (the
+// supervised mode, a descriptor the engine does not own, a call from a
+// signal handler on a thread inside the engine) by the supervisor.
+long Serve(long nr, const long args[6]) {
+  int handled = 0;
+  const long v = evshim_engine_call(static_cast<int>(nr), args, &handled);
+  if (!handled) return Forward(nr, args);
+  return v == -1 ? -errno : v;
+}
+
+void TrapHandler(int sig, siginfo_t* info, void* ucv) {
+  const int saved_errno = errno;
+  if (info->si_code != kSysSeccomp || static_cast<uint32_t>(info->si_errno) != kTrapData ||
+      info->si_arch != AUDIT_ARCH_X86_64) {
+    Chain(sig, info, ucv);
+    errno = saved_errno;
+    return;
+  }
+  auto* uc = static_cast<ucontext_t*>(ucv);
+  greg_t* g = uc->uc_mcontext.gregs;
+  const long nr = info->si_syscall;
+  long result;
+  if (nr == kProbeNr) {
+    g_probe_seen = 1;
+    result = 0;
+  } else {
+    const long args[6] = {g[REG_RDI], g[REG_RSI], g[REG_RDX], g[REG_R10], g[REG_R8], g[REG_R9]};
+    result = Serve(nr, args);
+  }
+  // The kernel showed the original registers (RAX = the number); the call
+  // returns what is written here.
+  g[REG_RAX] = result;
+  errno = saved_errno;
+}
+
+// Our handler over SIGSYS; the disposition it replaces is the program's.
+// SA_NODEFER: SIGSYS is never blocked, not even inside this handler (a
+// raw call from a signal handler that interrupted a trapped wait must trap
+// again, not kill). The mask is otherwise the interrupted code's, so a
+// wait inside the handler is interrupted by the signals the program lets
+// through.
+bool InstallHandler() {
+  SigactionFn real = RealSigaction();
+  if (real == nullptr || RealSigmask() == nullptr) return false;
+  sigset_t all, old;
+  sigfillset(&all);
+  RealSigmask()(SIG_BLOCK, &all, &old);
+  pthread_mutex_lock(&g_program_lock);
+  struct sigaction cur {};
+  bool ok = real(SIGSYS, nullptr, &cur) == 0;
+  if (ok && cur.sa_sigaction != TrapHandler) {
+    g_program = cur;
+    struct sigaction h {};
+    h.sa_sigaction = TrapHandler;
+    h.sa_flags = SA_SIGINFO | SA_NODEFER | (cur.sa_flags & SA_RESTART);
+    sigemptyset(&h.sa_mask);
+    ok = real(SIGSYS, &h, nullptr) == 0;
+  }
+  pthread_mutex_unlock(&g_program_lock);
+  RealSigmask()(SIG_SETMASK, &old, nullptr);
+  return ok;
+}
+
+void RestoreProgramAction() {
+  sigset_t all, old;
+  sigfillset(&all);
+  RealSigmask()(SIG_BLOCK, &all, &old);
+  pthread_mutex_lock(&g_program_lock);
+  RealSigaction()(SIGSYS, &g_program, nullptr);
+  pthread_mutex_unlock(&g_program_lock);
+  RealSigmask()(SIG_SETMASK, &old, nullptr);
+}
+
+// Maps the gate at its fixed address. False when something else is there.
+bool MapGate() {
+  if (g_gate != nullptr) return true;
+  void* p = mmap(reinterpret_cast<void*>(kGateAddress), kGateSize, PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+  if (p == MAP_FAILED) return false;
+  if (reinterpret_cast<uintptr_t>(p) != kGateAddress) {  // a kernel before 4.17: only a hint
+    munmap(p, kGateSize);
+    return false;
+  }
+  std::memcpy(p, evshim_gate_begin, static_cast<size_t>(evshim_gate_end - evshim_gate_begin));
+  if (mprotect(p, kGateSize, PROT_READ | PROT_EXEC) != 0) {
+    munmap(p, kGateSize);
+    return false;
+  }
+  g_gate = reinterpret_cast<GateFn>(p);
+  return true;
+}
+
+sock_filter Stmt(uint16_t code, uint32_t k) { return sock_filter{code, 0, 0, k}; }
+sock_filter Jump(uint16_t code, uint32_t k, uint8_t jt, uint8_t jf) { return sock_filter{code, jt, jf, k}; }
+
+// TRAP for every x86_64 foreign number (and the probe) unless the call
+// comes from the gate; everything else, i386 and x32 calls included, is
+// left to the other filters (ALLOW here).
+std::vector<sock_filter> BuildTrapFilter(uint64_t gate_ip) {
+  std::vector<uint32_t> nrs;
+  for (const abi::SyscallEntry& e : abi::AllSyscalls()) nrs.push_back(static_cast<uint32_t>(e.nr_lp64));
+  nrs.push_back(kProbeNr);
+  const auto n = static_cast<uint8_t>(nrs.size());
+  std::vector<sock_filter> f;
+  f.push_back(Stmt(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, arch)));
+  f.push_back(Jump(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 0, static_cast<uint8_t>(n + 2)));
+  f.push_back(Stmt(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, nr)));
+  for (uint8_t i = 0; i < n; ++i) {
+    // match: to the gate check after the ALLOW below
+    f.push_back(Jump(BPF_JMP | BPF_JEQ | BPF_K, nrs[i], static_cast<uint8_t>(n - i), 0));
+  }
+  f.push_back(Stmt(BPF_RET | BPF_K, SECCOMP_RET_ALLOW));
+  // The gate: instruction_pointer is the address after its syscall.
+  f.push_back(Stmt(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, instruction_pointer)));
+  f.push_back(Jump(BPF_JMP | BPF_JEQ | BPF_K, static_cast<uint32_t>(gate_ip), 0, 2));
+  f.push_back(Stmt(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, instruction_pointer) + 4));
+  f.push_back(Jump(BPF_JMP | BPF_JEQ | BPF_K, static_cast<uint32_t>(gate_ip >> 32), 1, 0));
+  f.push_back(Stmt(BPF_RET | BPF_K, SECCOMP_RET_TRAP | kTrapData));
+  f.push_back(Stmt(BPF_RET | BPF_K, SECCOMP_RET_ALLOW));
+  return f;
+}
+
+// An image started by exec from a process with the trap inherits the
+// filter: it must handle SIGSYS before its first foreign call, so this runs
+// when the engine is loaded. The probe says whether the filter is there.
+__attribute__((constructor)) void FindInheritedTrap() {
+  if (!IsFiltered()) return;  // no filter at all: no trap, none can come
+  if (!SupervisedByEnvironment()) g_may_trap.store(1, std::memory_order_relaxed);
+  if (!InstallHandler()) return;
+  g_probe_seen = 0;
+  const int saved = errno;
+  syscall(kProbeNr);
+  errno = saved;
+  if (!g_probe_seen) {
+    RestoreProgramAction();
+    return;
+  }
+  MapGate();  // may fail: then calls meant for the supervisor get ENOSYS
+  g_active.store(1, std::memory_order_release);
+}
+
+}  // namespace
+
+bool InstallTrap() {
+  if (g_active.load(std::memory_order_acquire)) return true;
+  // Decided: only where a seccomp filter already is (evshim run, the
+  // preload library, or any sandbox): no new privilege question. Without
+  // one, a raw foreign number stays an unknown Linux call (ENOSYS).
+  if (!IsFiltered()) return false;
+  if (!MapGate()) return false;
+  if (!InstallHandler()) return false;
+  const uint64_t gate_ip =
+      kGateAddress + static_cast<uint64_t>(evshim_gate_after_syscall - evshim_gate_begin);
+  std::vector<sock_filter> f = BuildTrapFilter(gate_ip);
+  sock_fprog prog{static_cast<unsigned short>(f.size()), f.data()};
+  // Every thread at once (TSYNC): any of them may issue a raw call.
+  const long r = syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_TSYNC, &prog);
+  if (r != 0) {
+    RestoreProgramAction();
+    return false;
+  }
+  g_active.store(1, std::memory_order_release);
+  return true;
+}
+
+}  // namespace evshim::shim::inproc
+
+using evshim::shim::inproc::g_active;
+using evshim::shim::inproc::g_may_trap;
+
+extern "C" __attribute__((visibility("default"))) int evshim_trap_active(void) {
+  return g_active.load(std::memory_order_acquire);
+}
+
+extern "C" __attribute__((visibility("default"))) long evshim_supervisor_syscall(long nr, long a0, long a1,
+                                                                                 long a2, long a3, long a4,
+                                                                                 long a5) {
+  if (!evshim_trap_active()) return syscall(nr, a0, a1, a2, a3, a4, a5);
+  const long args[6] = {a0, a1, a2, a3, a4, a5};
+  const long r = evshim::shim::inproc::Forward(nr, args);
+  if (r < 0 && r > -4096) {
+    errno = static_cast<int>(-r);
+    return -1;
+  }
+  return r;
+}
+
+extern "C" __attribute__((visibility("default"))) int evshim_trap_sigaction(const struct sigaction* act,
+                                                                            struct sigaction* oldact,
+                                                                            int* r) {
+  using namespace evshim::shim::inproc;
+  if (!evshim_trap_active()) return 0;
+  sigset_t all, old;
+  sigfillset(&all);
+  RealSigmask()(SIG_BLOCK, &all, &old);
+  pthread_mutex_lock(&g_program_lock);
+  const struct sigaction prev = g_program;
+  int result = 0;
+  if (act != nullptr) {
+    g_program = *act;
+    // The program's SA_RESTART choice applies to the calls its SIGSYS
+    // interrupts; the handler stays ours.
+    struct sigaction h {};
+    h.sa_sigaction = TrapHandler;
+    h.sa_flags = SA_SIGINFO | SA_NODEFER | (act->sa_flags & SA_RESTART);
+    sigemptyset(&h.sa_mask);
+    result = RealSigaction()(SIGSYS, &h, nullptr);
+  }
+  pthread_mutex_unlock(&g_program_lock);
+  RealSigmask()(SIG_SETMASK, &old, nullptr);
+  if (result == 0 && oldact != nullptr) *oldact = prev;
+  *r = result;
+  return 1;
+}
+
+extern "C" __attribute__((visibility("default"))) void evshim_trap_unblock(sigset_t* set) {
+  if (set == nullptr) return;
+  if (g_active.load(std::memory_order_acquire) || g_may_trap.load(std::memory_order_relaxed)) {
+    sigdelset(set, SIGSYS);
+  }
+}

@@ -1,0 +1,154 @@
+/*
+ * The foreign libraries' side of the trap (trap.h; docs/design.md "Raw
+ * foreign calls in fast mode: the trap"). Included once by each library
+ * (abi/illumos/lib/port.c, abi/bsd/lib/kqueue.c) in its fast-path build; it
+ * DEFINES functions. The including file defines EXPORT and
+ * NOT_TSAN_INSTRUMENTED and includes <dlfcn.h>, <signal.h>, <unistd.h>.
+ *
+ * 1. SUPERVISOR_SYSCALL: a foreign call meant for the supervisor goes
+ *    through the trap's gate while the trap is on (the filter would trap it
+ *    anywhere else), else it is issued in place as before (`evshim trace
+ *    --sites` names the library function that issued it).
+ * 2. The program cannot take SIGSYS away from the trap: a blocked forced
+ *    SIGSYS kills the process, and a replaced handler would lose every raw
+ *    call. While the trap is on (or may come: trap.h evshim_trap_unblock),
+ *    the mask functions drop SIGSYS from what they block; sigaction(),
+ *    signal(), sigset(), sigignore(), bsd_signal() and sysv_signal() for
+ *    SIGSYS set the program's disposition, which the engine's handler calls
+ *    for every SIGSYS that is not the trap's. A handler's sa_mask never
+ *    holds SIGSYS. Raw rt_sigaction/rt_sigprocmask system calls are not seen
+ *    (docs/abi.md §10).
+ */
+#ifndef EVSHIM_INPROC_TRAP_LIBRARY_H
+#define EVSHIM_INPROC_TRAP_LIBRARY_H
+
+#include "trap.h"
+
+#define SUPERVISOR_SYSCALL(nr, a0, a1, a2, a3, a4, a5)                                                    \
+  (evshim_trap_active()                                                                                  \
+       ? evshim_supervisor_syscall((long)(nr), (long)(a0), (long)(a1), (long)(a2), (long)(a3), (long)(a4), \
+                                   (long)(a5))                                                           \
+       : syscall((long)(nr), (long)(a0), (long)(a1), (long)(a2), (long)(a3), (long)(a4), (long)(a5)))
+
+typedef int (*trap_sigmask_fn)(int, const sigset_t *, sigset_t *);
+typedef int (*trap_sigaction_fn)(int, const struct sigaction *, struct sigaction *);
+typedef sighandler_t (*trap_signal_fn)(int, sighandler_t);
+
+NOT_TSAN_INSTRUMENTED static void *trap_next(const char *name) { return dlsym(RTLD_NEXT, name); }
+#define TRAP_NEXT(type, name) (__extension__(type) trap_next(name))
+
+/* The set to pass on: SIGSYS dropped from what would block it. */
+NOT_TSAN_INSTRUMENTED static const sigset_t *trap_mask(int how, const sigset_t *set, sigset_t *copy) {
+  if (set == NULL || how == SIG_UNBLOCK) return set;
+  *copy = *set;
+  evshim_trap_unblock(copy);
+  return copy;
+}
+
+/* The action to pass on for any signal: SIGSYS never in its sa_mask. */
+NOT_TSAN_INSTRUMENTED static const struct sigaction *trap_action(const struct sigaction *act,
+                                                                  struct sigaction *copy) {
+  if (act == NULL) return act;
+  *copy = *act;
+  evshim_trap_unblock(&copy->sa_mask);
+  return copy;
+}
+
+/* SIGSYS through the trap: the program's disposition `handler` with `flags`. */
+NOT_TSAN_INSTRUMENTED static int trap_set_handler(sighandler_t handler, int flags, sighandler_t *old) {
+  struct sigaction a, prev;
+  memset(&a, 0, sizeof a);
+  a.sa_handler = handler;
+  a.sa_flags = flags;
+  sigemptyset(&a.sa_mask);
+  int r;
+  if (!evshim_trap_sigaction(&a, &prev, &r)) return 0;
+  *old = r == 0 ? prev.sa_handler : SIG_ERR;
+  return 1;
+}
+
+NOT_TSAN_INSTRUMENTED EXPORT int sigprocmask(int how, const sigset_t *set, sigset_t *old) {
+  static trap_sigmask_fn next;
+  if (next == NULL) next = TRAP_NEXT(trap_sigmask_fn, "sigprocmask");
+  sigset_t copy;
+  return next(how, trap_mask(how, set, &copy), old);
+}
+
+NOT_TSAN_INSTRUMENTED EXPORT int pthread_sigmask(int how, const sigset_t *set, sigset_t *old) {
+  static trap_sigmask_fn next;
+  if (next == NULL) next = TRAP_NEXT(trap_sigmask_fn, "pthread_sigmask");
+  sigset_t copy;
+  return next(how, trap_mask(how, set, &copy), old);
+}
+
+EXPORT int sigsuspend(const sigset_t *mask) {
+  typedef int (*fn_t)(const sigset_t *);
+  static fn_t next;
+  if (next == NULL) next = TRAP_NEXT(fn_t, "sigsuspend");
+  sigset_t copy;
+  return next(trap_mask(SIG_SETMASK, mask, &copy));
+}
+
+/* The BSD mask calls (deprecated, still exported by glibc). */
+static int trap_bsd_mask(int mask) {
+  sigset_t s;
+  sigemptyset(&s);
+  sigaddset(&s, SIGSYS);
+  evshim_trap_unblock(&s);
+  return sigismember(&s, SIGSYS) ? mask : mask & ~(1 << (SIGSYS - 1));
+}
+EXPORT int sigblock(int mask) {
+  typedef int (*fn_t)(int);
+  static fn_t next;
+  if (next == NULL) next = TRAP_NEXT(fn_t, "sigblock");
+  return next(trap_bsd_mask(mask));
+}
+EXPORT int sigsetmask(int mask) {
+  typedef int (*fn_t)(int);
+  static fn_t next;
+  if (next == NULL) next = TRAP_NEXT(fn_t, "sigsetmask");
+  return next(trap_bsd_mask(mask));
+}
+
+/* System V: sighold blocks, sigset/sigignore set dispositions. */
+EXPORT int sighold(int sig) {
+  typedef int (*fn_t)(int);
+  static fn_t next;
+  if (next == NULL) next = TRAP_NEXT(fn_t, "sighold");
+  if (sig == SIGSYS && evshim_trap_active()) return 0;
+  return next(sig);
+}
+EXPORT sighandler_t sigset(int sig, sighandler_t disp) {
+  static trap_signal_fn next;
+  if (next == NULL) next = TRAP_NEXT(trap_signal_fn, "sigset");
+  sighandler_t old;
+  if (sig == SIGSYS && disp != SIG_HOLD && trap_set_handler(disp, 0, &old)) return old;
+  if (sig == SIGSYS && disp == SIG_HOLD && evshim_trap_active()) {
+    struct sigaction cur;
+    int r;
+    evshim_trap_sigaction(NULL, &cur, &r);
+    return cur.sa_handler;
+  }
+  return next(sig, disp);
+}
+EXPORT int sigignore(int sig) {
+  typedef int (*fn_t)(int);
+  static fn_t next;
+  if (next == NULL) next = TRAP_NEXT(fn_t, "sigignore");
+  sighandler_t old;
+  if (sig == SIGSYS && trap_set_handler(SIG_IGN, 0, &old)) return old == SIG_ERR ? -1 : 0;
+  return next(sig);
+}
+EXPORT sighandler_t sysv_signal(int sig, sighandler_t handler) {
+  static trap_signal_fn next;
+  if (next == NULL) next = TRAP_NEXT(trap_signal_fn, "sysv_signal");
+  sighandler_t old;
+  if (sig == SIGSYS && trap_set_handler(handler, SA_RESETHAND | SA_NODEFER, &old)) return old;
+  return next(sig, handler);
+}
+
+/* glibc's bsd_signal is signal(): the library's signal() (the including file
+ * defines it through its sigaction()). */
+EXPORT sighandler_t bsd_signal(int sig, sighandler_t handler) { return signal(sig, handler); }
+
+#endif
