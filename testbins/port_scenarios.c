@@ -1712,6 +1712,238 @@ static int fast_exec_dead_port(void) {
   return 1;
 }
 
+#if defined(__x86_64__) /* LP64 encodings; the fast path and its trap are x86_64 only */
+/* ---- Raw foreign calls on the library's objects (issue 15 item 4): in
+ * fast mode the engine's trap serves them (docs/design.md "Raw foreign
+ * calls in fast mode: the trap"), supervised the supervisor does; the
+ * answers are the same. ---- */
+static long rawfs(long op, long a0, long a1, long a2, long a3, long a4) {
+  return syscall(EVSHIM_SYS_portfs, op, a0, a1, a2, a3, a4);
+}
+static pthread_t raw_main_thread;
+static volatile sig_atomic_t raw_signals;
+static void on_raw_signal(int sig) {
+  (void)sig;
+  raw_signals++;
+}
+/* A raw call from a signal handler that interrupted a raw wait. */
+static void on_raw_send_signal(int sig) {
+  (void)sig;
+  int saved = errno;
+  if (rawfs(EVSHIM_PORT_SEND, port, 0x99, 0x9a, 0, 0) == 0) raw_signals++;
+  errno = saved;
+}
+static void *raw_signal_later(void *arg) {
+  sleep_ms(100);
+  pthread_kill(raw_main_thread, (int)(intptr_t)arg);
+  return NULL;
+}
+static void *raw_send_later(void *arg) {
+  (void)arg;
+  sleep_ms(100);
+  CHECK(port_send(port, 0x42, (void *)0x43) == 0);
+  return NULL;
+}
+static int raw_library_port(void) {
+  raw_main_thread = pthread_self();
+  port_event_t ev, list[2];
+  /* a raw send (junk in the opcode's upper half, as illumos ignores it), the library's get */
+  CHECK(rawfs(EVSHIM_PORT_SEND | (0x2468aceL << 32), port, 5, 0x51, 0, 0) == 0);
+  CHECK(get0(port, &ev) == 1 && ev.portev_source == PORT_SOURCE_USER && ev.portev_events == 5 &&
+        ev.portev_user == (void *)0x51);
+  /* a raw wait woken by another thread's library call */
+  pthread_t t;
+  pthread_create(&t, NULL, raw_send_later, NULL);
+  struct timespec five = {5, 0};
+  double t0 = now_s();
+  long r = rawfs(EVSHIM_PORT_GETN, port, (long)list, 2, 1, (long)&five);
+  CHECK(r == 1 && list[0].portev_events == 0x42 && list[0].portev_user == (void *)0x43);
+  CHECK(now_s() - t0 < 2);
+  pthread_join(t, NULL);
+  /* a raw wait that times out: ETIME in the upper half (LP64 r_vals) */
+  struct timespec short_wait = {0, 50 * 1000 * 1000};
+  r = rawfs(EVSHIM_PORT_GETN, port, (long)list, 2, 1, (long)&short_wait);
+  CHECK(r >= 0 && (r >> 32) == ETIME && (r & 0xffffffff) == 0);
+  /* a signal ends a raw wait with EINTR, SA_RESTART or not (illumos never
+   * restarts port_get: docs/rules-ports.md) */
+  for (int restart = 0; restart < 2; restart++) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_raw_signal;
+    sa.sa_flags = restart ? SA_RESTART : 0;
+    CHECK(sigaction(SIGUSR1, &sa, NULL) == 0);
+    raw_signals = 0;
+    pthread_create(&t, NULL, raw_signal_later, (void *)(intptr_t)SIGUSR1);
+    t0 = now_s();
+    /* a different timeout each time: the supervisor takes an identical
+     * unnumbered call right after an interrupted one for its restart
+     * (docs/abi.md "Call numbers") */
+    r = rawfs(EVSHIM_PORT_GET, port, (long)&ev, 5 + restart, 0, 1);
+    CHECK(r == -1 && errno == EINTR && raw_signals == 1 && now_s() - t0 < 3);
+    pthread_join(t, NULL);
+  }
+  /* a raw call inside a handler that interrupted a raw wait: its event is
+   * delivered once, to the wait or after it */
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_raw_send_signal;
+  sigfillset(&sa.sa_mask);
+  CHECK(sigaction(SIGUSR2, &sa, NULL) == 0);
+  raw_signals = 0;
+  pthread_create(&t, NULL, raw_signal_later, (void *)(intptr_t)SIGUSR2);
+  memset(&ev, 0, sizeof ev);
+  r = rawfs(EVSHIM_PORT_GET, port, (long)&ev, 5, 0, 1);
+  pthread_join(t, NULL);
+  CHECK(raw_signals == 1);
+  int seen = r == 0 && ev.portev_events == 0x99;
+  CHECK(seen || (r == -1 && errno == EINTR));
+  seen += get0(port, &ev) == 1 && ev.portev_events == 0x99;
+  CHECK(seen == 1 && get0(port, &ev) == 0);
+  /* raw PORT_DISPATCH (libc-private on illumos, rule 37) */
+  CHECK(rawfs(EVSHIM_PORT_DISPATCH, port, PORT_SOURCE_AIO, 0x11, 0x1234, 0x55) == 0);
+  CHECK(get0(port, &ev) == 1 && ev.portev_source == PORT_SOURCE_AIO && ev.portev_events == 0x11 &&
+        ev.portev_object == 0x1234 && ev.portev_user == (void *)0x55);
+  /* raw timer calls share the library's timer ids (one engine: timer.c timer_alloc) */
+  port_notify_t pn = {port, (void *)0x7e};
+  timer_t by_library;
+  CHECK(port_timer_create(&pn, &by_library) == 0);
+  struct illumos_sigev ise = {4 /* illumos SIGEV_PORT */, 0, &pn, NULL, NULL, 0};
+  int id = -1;
+  CHECK(syscall(EVSHIM_SYS_timer_create, 4 /* CLOCK_HIGHRES */, &ise, &id) == 0 && id == 1);
+  struct itimerspec its = {{0, 0}, {0, 10 * 1000 * 1000}};
+  CHECK(syscall(EVSHIM_SYS_timer_settime, id, 0, &its, NULL) == 0);
+  struct timespec one = {1, 0};
+  CHECK(port_get(port, &ev, &one) == 0 && ev.portev_source == PORT_SOURCE_TIMER && ev.portev_user == (void *)0x7e);
+  CHECK(syscall(EVSHIM_SYS_timer_delete, id) == 0);
+  CHECK(timer_delete(by_library) == 0);
+  /* a raw PORT_CREATE: the library's calls work on it too */
+  long p2 = rawfs(EVSHIM_PORT_CREATE | EVSHIM_PORT_SYS_NOPORT, 0, 0, 0, 0, 0);
+  CHECK(p2 >= 0 && port_send((int)p2, 9, NULL) == 0 && get0((int)p2, &ev) == 1 && ev.portev_events == 9);
+  close((int)p2);
+  /* bad input gets illumos's answer, never a crash */
+  CHECK(rawfs(EVSHIM_PORT_SEND, port, 1, 0, 0, 0) == 0);
+  CHECK(rawfs(EVSHIM_PORT_GETN, port, 16, 1, 1, 0) == -1 && errno == EFAULT);
+  CHECK(get0(port, &ev) == 0); /* rule 28: the event taken is lost (port.c:1540-1544) */
+  CHECK(rawfs(EVSHIM_PORT_SEND, 0, 1, 0, 0, 0) == -1 && errno == EBADFD);
+  CHECK(rawfs(EVSHIM_PORT_SEND, 1000, 1, 0, 0, 0) == -1 && errno == EBADF);
+  printf("raw calls on the library's port: send, waits, EINTR, a handler's call, dispatch, timers\n");
+  return 0;
+}
+
+/* The program's own SIGSYS handler and mask (issue 15 item 4): the trap
+ * keeps SIGSYS (a blocked forced SIGSYS kills the process); the program's
+ * handler runs for every SIGSYS that is not the trap's. */
+static volatile sig_atomic_t program_sigsys, program_sigsys_code;
+static void on_program_sigsys(int sig, siginfo_t *si, void *uc) {
+  (void)sig, (void)uc;
+  program_sigsys++;
+  program_sigsys_code = si->si_code;
+}
+static void on_usr1_raw_call(int sig) {
+  (void)sig;
+  int saved = errno;
+  if (rawfs(EVSHIM_PORT_SEND, port, 0x77, 0, 0, 0) == 0) raw_signals++;
+  errno = saved;
+}
+static void on_plain_sigsys(int sig) {
+  (void)sig;
+  program_sigsys += 100;
+}
+static int sigsys_kept(void) {
+  port_event_t ev;
+  struct sigaction sa, cur;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_sigaction = on_program_sigsys;
+  sa.sa_flags = SA_SIGINFO;
+  sigfillset(&sa.sa_mask);
+  CHECK(sigaction(SIGSYS, &sa, NULL) == 0);
+  CHECK(sigaction(SIGSYS, NULL, &cur) == 0 && cur.sa_sigaction == on_program_sigsys); /* its own view */
+  sigset_t sys;
+  sigemptyset(&sys);
+  sigaddset(&sys, SIGSYS);
+  CHECK(sigprocmask(SIG_BLOCK, &sys, NULL) == 0);
+  CHECK(pthread_sigmask(SIG_BLOCK, &sys, NULL) == 0);
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+  CHECK(sighold(SIGSYS) == 0); /* System V, deprecated but exported by glibc: wrapped too */
+#pragma GCC diagnostic pop
+  /* raw calls are still served */
+  CHECK(rawfs(EVSHIM_PORT_SEND, port, 3, 0x31, 0, 0) == 0);
+  CHECK(get0(port, &ev) == 1 && ev.portev_events == 3);
+  /* from a handler whose mask is full, too */
+  struct sigaction usr;
+  memset(&usr, 0, sizeof usr);
+  usr.sa_handler = on_usr1_raw_call;
+  sigfillset(&usr.sa_mask);
+  CHECK(sigaction(SIGUSR1, &usr, NULL) == 0);
+  raw_signals = 0;
+  CHECK(raise(SIGUSR1) == 0 && raw_signals == 1);
+  CHECK(get0(port, &ev) == 1 && ev.portev_events == 0x77);
+  /* a SIGSYS that is not the trap's goes to the program's handler */
+  CHECK(sigprocmask(SIG_UNBLOCK, &sys, NULL) == 0);
+  CHECK(raise(SIGSYS) == 0 && program_sigsys == 1 && program_sigsys_code == SI_TKILL);
+  /* signal() and SIG_IGN are the program's too */
+  CHECK(signal(SIGSYS, on_plain_sigsys) != SIG_ERR);
+  CHECK(raise(SIGSYS) == 0 && program_sigsys == 101);
+  CHECK(signal(SIGSYS, SIG_IGN) == on_plain_sigsys);
+  CHECK(raise(SIGSYS) == 0 && program_sigsys == 101);
+  CHECK(rawfs(EVSHIM_PORT_SEND, port, 4, 0, 0, 0) == 0);
+  CHECK(get0(port, &ev) == 1 && ev.portev_events == 4);
+  printf("SIGSYS: the program's handler and mask do not take the raw calls away\n");
+  return 0;
+}
+
+/* exec from a process with the trap (issue 15 item 4, docs/abi.md §10).
+ * An image that links the library finds the inherited filter when the
+ * engine loads and serves its raw calls, the first one included. */
+static int trap_exec_engine_image(void) {
+  long p = rawfs(EVSHIM_PORT_CREATE | EVSHIM_PORT_SYS_NOPORT, 0, 0, 0, 0, 0); /* before any library call */
+  CHECK(p >= 0);
+  CHECK(rawfs(EVSHIM_PORT_SEND, p, 8, 0x88, 0, 0) == 0);
+  port_event_t ev;
+  CHECK(get0((int)p, &ev) == 1 && ev.portev_events == 8 && ev.portev_user == (void *)0x88);
+  printf("the exec'd image's raw calls are served\n");
+  return 0;
+}
+static int trap_exec_engine(void) {
+  CHECK(port_send(port, 1, NULL) == 0); /* a library call: in fast mode the trap is on now */
+  execl(self_path, self_path, "trap_exec_engine_image", (char *)NULL);
+  perror("execl");
+  return 1;
+}
+
+/* An image without the engine (raw_portfs: raw syscalls, no library)
+ * exec'd by a process with the trap: the inherited filter traps its raw
+ * calls and nothing handles SIGSYS, so it dies of SIGSYS (the decision in
+ * docs/abi.md §10). Supervised, the supervisor serves it. */
+static int trap_exec_foreign(void) {
+  CHECK(port_send(port, 1, NULL) == 0);
+  char path[4096];
+  snprintf(path, sizeof path, "%s", self_path);
+  char *slash = strrchr(path, '/');
+  CHECK(slash != NULL);
+  snprintf(slash + 1, sizeof path - (size_t)(slash + 1 - path), "raw_portfs");
+  pid_t pid = fork();
+  if (pid == 0) {
+    int null = open("/dev/null", O_WRONLY);
+    dup2(null, 1);
+    execl(path, path, (char *)NULL);
+    _exit(127);
+  }
+  int status;
+  CHECK(waitpid(pid, &status, 0) == pid);
+  const char *sup = getenv("EVSHIM_SUPERVISED");
+  if (sup != NULL && strcmp(sup, "1") == 0) {
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    printf("supervised: the exec'd raw program is served\n");
+  } else {
+    CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGSYS);
+    printf("fast mode: the exec'd raw program without the engine dies of SIGSYS\n");
+  }
+  return 0;
+}
+#endif
+
 struct scenario {
   const char *name;
   int (*fn)(void);
@@ -1738,6 +1970,10 @@ int main(int argc, char **argv) {
       {"ready_before_get", ready_before_get}, {"port_in_port_ready", port_in_port_ready},
       {"poll_after_ready", poll_after_ready}, {"close_no_dissociate", close_no_dissociate},
       {"close_same_file_back", close_same_file_back}, {"fast_exec_dead_port", fast_exec_dead_port},
+#if defined(__x86_64__)
+      {"raw_library_port", raw_library_port}, {"sigsys_kept", sigsys_kept},
+      {"trap_exec_engine", trap_exec_engine}, {"trap_exec_foreign", trap_exec_foreign},
+#endif
   };
   if (argc < 2) {
     fprintf(stderr, "usage: %s SCENARIO\n", argv[0]);
@@ -1745,6 +1981,9 @@ int main(int argc, char **argv) {
   }
   self_path = argv[0];
   if (strcmp(argv[1], "exec_helper") == 0) return exec_helper(argc, argv);
+#if defined(__x86_64__)
+  if (strcmp(argv[1], "trap_exec_engine_image") == 0) return trap_exec_engine_image();
+#endif
   if (strcmp(argv[1], "fast_exec_dead_port_image") == 0 && argc > 2) return fast_exec_dead_port_image(atoi(argv[2]));
   port = port_create();
   CHECK(port >= 0);

@@ -36,9 +36,12 @@ const std::string kDemo = TestbinDir() + "/port_demo";
 // fast mode cannot keep yet (docs/abi.md §10 "Fast mode"):
 // - a port shared with a forked child (docs/rules-ports.md rule 34,
 //   port.c:241-248 "FORK BEHAVIOUR"): fast mode's child gets ENOTSUP;
-// - raw foreign calls on a library-made port (the port is in-process; the
-//   raw call reaches the supervisor, which does not know it: EBADFD), and
-//   timer ids split between the two engines.
+// - dispatch_events: its raw PORT_DISPATCH calls are served by the trap
+//   now (raw_library_port), but a forked child takes the AIO event from the
+//   parent's port: rule 34 again;
+// - exec_timer: its raw timer calls share the library's ids now (the trap),
+//   but the new image reads the port kept across exec, which in fast mode
+//   died with the old image's engine (FastPath.InheritedPortIsDeadAfterExec).
 // The FastPath tests pin fast mode, also in CI's supervised pass.
 const std::vector<std::string> kFastMode = {"EVSHIM_SUPERVISED=0"};
 
@@ -46,7 +49,8 @@ bool SupervisedOnly(const std::string& name) {
   static const char* const kNames[] = {
       "fork_shares", "fork_dissociate", "file_owner_only", "close_shared",  // rule 34
       "exec_cloexec", "exec_keep",                                          // rule 34 (child execs)
-      "exec_timer", "dispatch_events",                                      // raw calls on library ports
+      "dispatch_events",                                                    // rule 34 (its fork)
+      "exec_timer",                                                         // a port kept across exec
   };
   for (const char* n : kNames) {
     if (name == n) return true;
@@ -97,6 +101,12 @@ INSTANTIATE_TEST_SUITE_P(Ports, PortScenario,
                                            // close and exec (rules 27, 32; docs/design.md)
                                            "close_shared", "exec_cloexec", "exec_keep",
                                            "close_waiter"));
+
+// Raw foreign calls on the library's port: the trap in fast mode
+// (docs/design.md "Raw foreign calls in fast mode: the trap"), the
+// supervisor in the other. x86_64 programs only (the VM's i386 pass runs
+// Ports/*): the fast path and the trap are 64-bit (docs/abi.md §10).
+INSTANTIATE_TEST_SUITE_P(Trap, PortScenario, ::testing::Values("raw_library_port", "sigsys_kept"));
 
 // illumos deletes every POSIX timer of a process at exec (exec_common ->
 // timer_exit, timer.c:1000): the new image sees no event or signal of the
@@ -261,6 +271,48 @@ TEST(FastPath, PortSharedAcrossForkFailsClearly) {
   EXPECT_NE(r.status, 0);
   EXPECT_NE(r.err.find("fast mode cannot share it (ENOTSUP); run with EVSHIM_SUPERVISED=1"), std::string::npos)
       << r.err;
+}
+
+// Raw foreign calls in fast mode (issue 15 item 4; docs/design.md "Raw
+// foreign calls in fast mode: the trap"). The trap filter survives exec:
+// an image that links the library handles SIGSYS from the moment the engine
+// loads, so even its first call, a raw one, is served.
+TEST(TrapExec, ImageWithTheLibraryServesItsFirstRawCall) {
+  RunResult r = Scenario("trap_exec_engine");
+  EXPECT_FALSE(r.timed_out);
+  EXPECT_EQ(r.status, 0) << r.out << r.err;
+  EXPECT_NE(r.out.find("the exec'd image's raw calls are served"), std::string::npos) << r.out;
+}
+
+// The decision for an image without the engine (docs/abi.md §10): exec'd
+// from a process with the trap, its first raw foreign call is killed by
+// SIGSYS (the inherited filter traps it; nothing handles SIGSYS).
+// Supervised (no trap), the supervisor serves it.
+TEST(TrapExec, ImageWithoutTheEngineDiesOfSigsysInFastMode) {
+  RunResult r = Scenario("trap_exec_foreign");
+  EXPECT_FALSE(r.timed_out);
+  EXPECT_EQ(r.status, 0) << r.out << r.err;
+  const char* sup = std::getenv("EVSHIM_SUPERVISED");
+  const bool supervised = sup != nullptr && std::string(sup) == "1";
+  EXPECT_NE(r.out.find(supervised ? "supervised: the exec'd raw program is served"
+                                   : "fast mode: the exec'd raw program without the engine dies of SIGSYS"),
+            std::string::npos)
+      << r.out;
+}
+
+// Preload-only mode has a filter too: the trap is installed there as well.
+TEST(TrapPreloadOnly, RawCallsOnTheLibraryPortAreServed) {
+  RunResult r = RunCommand({kScenarios, "raw_library_port"}, 30, {"LD_PRELOAD=" + kPreload, "EVSHIM_SUPERVISED=0"});
+  EXPECT_EQ(r.status, 0) << r.out << r.err;
+}
+
+// Decided: without any seccomp filter (no evshim run, no preload) the engine
+// adds none (no new privilege question): a raw foreign number stays an
+// unknown Linux system call, ENOSYS (38), as it was.
+TEST(TrapWithoutSupervisor, RawCallsAreEnosys) {
+  RunResult r = RunCommand({kScenarios, "raw_library_port"}, 30, kFastMode);
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.err.find("errno 38"), std::string::npos) << r.err;
 }
 
 TEST(Demo, PrintsBothEvents) {
