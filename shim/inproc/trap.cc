@@ -15,7 +15,6 @@
 #include <ucontext.h>
 #include <unistd.h>
 
-#include <atomic>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -57,6 +56,16 @@ extern const char evshim_gate_after_syscall[] __attribute__((visibility("hidden"
 extern const char evshim_gate_end[] __attribute__((visibility("hidden")));
 }
 
+// The signal wrappers call in here from the program's sigaction(), which in
+// a ThreadSanitizer build runs inside TSan's interceptors, even while TSan
+// initializes (docs/design.md "Tests and threads"); the handler runs inside
+// a signal. Neither may carry TSan instrumentation.
+#if defined(__SANITIZE_THREAD__)
+#define NOT_TSAN_INSTRUMENTED __attribute__((no_sanitize("thread")))
+#else
+#define NOT_TSAN_INSTRUMENTED
+#endif
+
 namespace evshim::shim::inproc {
 namespace {
 
@@ -79,11 +88,13 @@ using SigactionFn = int (*)(int, const struct sigaction*, struct sigaction*);
 using SigmaskFn = int (*)(int, const sigset_t*, sigset_t*);
 using GateFn = long (*)(long, long, long, long, long, long, long);
 
-std::atomic<int> g_active{0};
+// __atomic builtins on plain ints (not std::atomic): read from code that
+// carries no TSan instrumentation.
+int g_active = 0;
 // Whether this process may still get the trap (under a seccomp filter, not
 // EVSHIM_SUPERVISED=1): SIGSYS is kept unblockable from the start, so no
 // thread blocks it when the trap arrives.
-std::atomic<int> g_may_trap{0};
+int g_may_trap = 0;
 GateFn g_gate = nullptr;
 volatile sig_atomic_t g_probe_seen = 0;
 
@@ -129,7 +140,7 @@ bool SupervisedByEnvironment() {
 }
 
 // A SIGSYS that is not the trap's: what the program asked for.
-void Chain(int sig, siginfo_t* info, void* uc) {
+NOT_TSAN_INSTRUMENTED void Chain(int sig, siginfo_t* info, void* uc) {
   struct sigaction a = g_program;
   const bool siginfo = (a.sa_flags & SA_SIGINFO) != 0;
   if (!siginfo && a.sa_handler == SIG_IGN) {
@@ -170,7 +181,7 @@ long Serve(long nr, const long args[6]) {
   return v == -1 ? -errno : v;
 }
 
-void TrapHandler(int sig, siginfo_t* info, void* ucv) {
+NOT_TSAN_INSTRUMENTED void TrapHandler(int sig, siginfo_t* info, void* ucv) {
   const int saved_errno = errno;
   if (info->si_code != kSysSeccomp || static_cast<uint32_t>(info->si_errno) != kTrapData ||
       info->si_arch != AUDIT_ARCH_X86_64) {
@@ -287,7 +298,7 @@ std::vector<sock_filter> BuildTrapFilter(uint64_t gate_ip) {
 // when the engine is loaded. The probe says whether the filter is there.
 __attribute__((constructor)) void FindInheritedTrap() {
   if (!IsFiltered()) return;  // no filter at all: no trap, none can come
-  if (!SupervisedByEnvironment()) g_may_trap.store(1, std::memory_order_relaxed);
+  if (!SupervisedByEnvironment()) __atomic_store_n(&g_may_trap, 1, __ATOMIC_RELAXED);
   if (!InstallHandler()) return;
   g_probe_seen = 0;
   const int saved = errno;
@@ -298,13 +309,13 @@ __attribute__((constructor)) void FindInheritedTrap() {
     return;
   }
   MapGate();  // may fail: then calls meant for the supervisor get ENOSYS
-  g_active.store(1, std::memory_order_release);
+  __atomic_store_n(&g_active, 1, __ATOMIC_RELEASE);
 }
 
 }  // namespace
 
 bool InstallTrap() {
-  if (g_active.load(std::memory_order_acquire)) return true;
+  if (__atomic_load_n(&g_active, __ATOMIC_ACQUIRE)) return true;
   // Decided: only where a seccomp filter already is (evshim run, the
   // preload library, or any sandbox): no new privilege question. Without
   // one, a raw foreign number stays an unknown Linux call (ENOSYS).
@@ -321,7 +332,7 @@ bool InstallTrap() {
     RestoreProgramAction();
     return false;
   }
-  g_active.store(1, std::memory_order_release);
+  __atomic_store_n(&g_active, 1, __ATOMIC_RELEASE);
   return true;
 }
 
@@ -330,11 +341,11 @@ bool InstallTrap() {
 using evshim::shim::inproc::g_active;
 using evshim::shim::inproc::g_may_trap;
 
-extern "C" __attribute__((visibility("default"))) int evshim_trap_active(void) {
-  return g_active.load(std::memory_order_acquire);
+extern "C" __attribute__((visibility("default"))) NOT_TSAN_INSTRUMENTED int evshim_trap_active(void) {
+  return __atomic_load_n(&g_active, __ATOMIC_ACQUIRE);
 }
 
-extern "C" __attribute__((visibility("default"))) long evshim_supervisor_syscall(long nr, long a0, long a1,
+extern "C" __attribute__((visibility("default"))) NOT_TSAN_INSTRUMENTED long evshim_supervisor_syscall(long nr, long a0, long a1,
                                                                                  long a2, long a3, long a4,
                                                                                  long a5) {
   if (!evshim_trap_active()) return syscall(nr, a0, a1, a2, a3, a4, a5);
@@ -347,7 +358,7 @@ extern "C" __attribute__((visibility("default"))) long evshim_supervisor_syscall
   return r;
 }
 
-extern "C" __attribute__((visibility("default"))) int evshim_trap_sigaction(const struct sigaction* act,
+extern "C" __attribute__((visibility("default"))) NOT_TSAN_INSTRUMENTED int evshim_trap_sigaction(const struct sigaction* act,
                                                                             struct sigaction* oldact,
                                                                             int* r) {
   using namespace evshim::shim::inproc;
@@ -375,9 +386,9 @@ extern "C" __attribute__((visibility("default"))) int evshim_trap_sigaction(cons
   return 1;
 }
 
-extern "C" __attribute__((visibility("default"))) void evshim_trap_unblock(sigset_t* set) {
+extern "C" __attribute__((visibility("default"))) NOT_TSAN_INSTRUMENTED void evshim_trap_unblock(sigset_t* set) {
   if (set == nullptr) return;
-  if (g_active.load(std::memory_order_acquire) || g_may_trap.load(std::memory_order_relaxed)) {
+  if (__atomic_load_n(&g_active, __ATOMIC_ACQUIRE) || __atomic_load_n(&g_may_trap, __ATOMIC_RELAXED)) {
     sigdelset(set, SIGSYS);
   }
 }
