@@ -1893,6 +1893,34 @@ static int sigsys_kept(void) {
   return 0;
 }
 
+/* The trap is added to every thread at once (SECCOMP_FILTER_FLAG_TSYNC): a
+ * thread that existed before the process's first library call issues raw
+ * calls on the library's port. Run before main() makes its port. */
+static int tsync_pipe[2];
+static long tsync_result;
+static void *tsync_thread(void *arg) {
+  (void)arg;
+  int p;
+  if (read(tsync_pipe[0], &p, sizeof p) != sizeof p) return NULL;
+  tsync_result = rawfs(EVSHIM_PORT_SEND, p, 0x7a, 0x7b, 0, 0);
+  return NULL;
+}
+static int trap_older_thread(void) {
+  CHECK(pipe(tsync_pipe) == 0);
+  pthread_t t;
+  pthread_create(&t, NULL, tsync_thread, NULL);
+  sleep_ms(50);
+  int p = port_create(); /* the first library call: the engine, and in fast mode the trap */
+  CHECK(p >= 0);
+  CHECK(write(tsync_pipe[1], &p, sizeof p) == sizeof p);
+  pthread_join(t, NULL);
+  CHECK(tsync_result == 0);
+  port_event_t ev;
+  CHECK(get0(p, &ev) == 1 && ev.portev_events == 0x7a && ev.portev_user == (void *)0x7b);
+  printf("a thread older than the trap has its raw calls served\n");
+  return 0;
+}
+
 /* exec from a process with the trap (issue 15 item 4, docs/abi.md §10).
  * An image that links the library finds the inherited filter when the
  * engine loads and serves its raw calls, the first one included. */
@@ -1983,6 +2011,7 @@ int main(int argc, char **argv) {
   if (strcmp(argv[1], "exec_helper") == 0) return exec_helper(argc, argv);
 #if defined(__x86_64__)
   if (strcmp(argv[1], "trap_exec_engine_image") == 0) return trap_exec_engine_image();
+  if (strcmp(argv[1], "trap_older_thread") == 0) return trap_older_thread();
 #endif
   if (strcmp(argv[1], "fast_exec_dead_port_image") == 0 && argc > 2) return fast_exec_dead_port_image(atoi(argv[2]));
   port = port_create();

@@ -300,6 +300,14 @@ TEST(TrapExec, ImageWithoutTheEngineDiesOfSigsysInFastMode) {
       << r.out;
 }
 
+// The filter goes on every thread at once (SECCOMP_FILTER_FLAG_TSYNC): a
+// thread started before the first library call has its raw calls served.
+TEST(TrapThreads, ThreadOlderThanTheTrapIsCovered) {
+  RunResult r = Scenario("trap_older_thread");
+  EXPECT_FALSE(r.timed_out);
+  EXPECT_EQ(r.status, 0) << r.out << r.err;
+}
+
 // Preload-only mode has a filter too: the trap is installed there as well.
 TEST(TrapPreloadOnly, RawCallsOnTheLibraryPortAreServed) {
   RunResult r = RunCommand({kScenarios, "raw_library_port"}, 30, {"LD_PRELOAD=" + kPreload, "EVSHIM_SUPERVISED=0"});
