@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -1953,6 +1954,8 @@ static int trap_exec_foreign(void) {
   snprintf(slash + 1, sizeof path - (size_t)(slash + 1 - path), "raw_portfs");
   pid_t pid = fork();
   if (pid == 0) {
+    struct rlimit no_core = {0, 0}; /* its death by SIGSYS would dump core */
+    setrlimit(RLIMIT_CORE, &no_core);
     int null = open("/dev/null", O_WRONLY);
     dup2(null, 1);
     execl(path, path, (char *)NULL);
