@@ -171,10 +171,40 @@ long Forward(long nr, const long args[6]) {
   return g_gate(nr, args[0], args[1], args[2], args[3], args[4], args[5]);
 }
 
+// evshim's own messages to the supervisor (portfs opcodes from 0x40 on,
+// abi/illumos/constants.h; the KQUEUE_CPONFORK fork hook): never served
+// in-process. Code of the engine may issue them with a plain syscall while
+// it holds the engine's lock (the move of a port at fork): entering the
+// engine then would deadlock.
+bool MeantForTheSupervisor(long nr, const long args[6]) {
+  const abi::SyscallEntry* e = abi::FindSyscall(abi::DataModel::kLp64, static_cast<int>(nr));
+  if (e == nullptr) return false;
+  switch (e->call) {
+    case abi::Call::kPortfs:
+      return (static_cast<uint32_t>(args[0]) & 0xff) >= 0x40;
+    case abi::Call::kKqueueFork:
+      return true;
+    case abi::Call::kTimerCreate:
+    case abi::Call::kTimerDelete:
+    case abi::Call::kTimerSettime:
+    case abi::Call::kTimerGettime:
+    case abi::Call::kTimerGetoverrun:
+    case abi::Call::kKqueue:
+    case abi::Call::kKqueuex:
+    case abi::Call::kKevent:
+    case abi::Call::kKevent11:
+    case abi::Call::kKqueueSignal:
+    case abi::Call::kKqueueFdClose:
+      return false;
+  }
+  return false;
+}
+
 // The raw call, served as the library's would be: by the engine, else (the
 // supervised mode, a descriptor the engine does not own, a call from a
 // signal handler on a thread inside the engine) by the supervisor.
 long Serve(long nr, const long args[6]) {
+  if (MeantForTheSupervisor(nr, args)) return Forward(nr, args);
   int handled = 0;
   const long v = evshim_engine_call(static_cast<int>(nr), args, &handled);
   if (!handled) return Forward(nr, args);
