@@ -89,14 +89,17 @@ EXPORT int sigsuspend(const sigset_t *mask) {
   return next(trap_mask(SIG_SETMASK, mask, &copy));
 }
 
-/* The BSD mask calls (deprecated, still exported by glibc). */
-static int trap_bsd_mask(int mask) {
+/* Whether SIGSYS is kept unblockable now (the trap is on, or may come). */
+static int trap_guards_sigsys(void) {
   sigset_t s;
   sigemptyset(&s);
   sigaddset(&s, SIGSYS);
   evshim_trap_unblock(&s);
-  return sigismember(&s, SIGSYS) ? mask : mask & ~(1 << (SIGSYS - 1));
+  return !sigismember(&s, SIGSYS);
 }
+
+/* The BSD mask calls (deprecated, still exported by glibc). */
+static int trap_bsd_mask(int mask) { return trap_guards_sigsys() ? mask & ~(1 << (SIGSYS - 1)) : mask; }
 EXPORT int sigblock(int mask) {
   typedef int (*fn_t)(int);
   static fn_t next;
@@ -115,7 +118,7 @@ EXPORT int sighold(int sig) {
   typedef int (*fn_t)(int);
   static fn_t next;
   if (next == NULL) next = TRAP_NEXT(fn_t, "sighold");
-  if (sig == SIGSYS && evshim_trap_active()) return 0;
+  if (sig == SIGSYS && trap_guards_sigsys()) return 0;
   return next(sig);
 }
 EXPORT sighandler_t sigset(int sig, sighandler_t disp) {
@@ -123,11 +126,12 @@ EXPORT sighandler_t sigset(int sig, sighandler_t disp) {
   if (next == NULL) next = TRAP_NEXT(trap_signal_fn, "sigset");
   sighandler_t old;
   if (sig == SIGSYS && disp != SIG_HOLD && trap_set_handler(disp, 0, &old)) return old;
-  if (sig == SIGSYS && disp == SIG_HOLD && evshim_trap_active()) {
+  if (sig == SIGSYS && disp == SIG_HOLD && trap_guards_sigsys()) {
+    /* Not blocked; the disposition stays, and is returned. */
     struct sigaction cur;
     int r;
-    evshim_trap_sigaction(NULL, &cur, &r);
-    return cur.sa_handler;
+    if (!evshim_trap_sigaction(NULL, &cur, &r)) r = TRAP_NEXT(trap_sigaction_fn, "sigaction")(SIGSYS, NULL, &cur);
+    return r == 0 ? cur.sa_handler : SIG_ERR;
   }
   return next(sig, disp);
 }
