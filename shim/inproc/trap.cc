@@ -399,7 +399,9 @@ extern "C" __attribute__((visibility("default"))) NOT_TSAN_INSTRUMENTED int evsh
   pthread_mutex_lock(&g_program_lock);
   const struct sigaction prev = g_program;
   int result = 0;
-  if (act != nullptr) {
+  // Our own handler handed back (a program that saved what libc showed it)
+  // is not the program's: chaining to it would recurse.
+  if (act != nullptr && act->sa_sigaction != TrapHandler) {
     g_program = *act;
     // The program's SA_RESTART choice applies to the calls its SIGSYS
     // interrupts; the handler stays ours.
