@@ -275,7 +275,7 @@ bool StartTrace(const TraceRequest& t, OpenTrace* open, bool fast_path) {
       std::fprintf(stderr, "evshim: cannot open the trace channel (%s): calls served inside the program "
                            "are not traced\n", std::strerror(errno));
     } else {
-      open->locked = std::make_unique<trace::LockedObserver>(*open->tracer, open->mu);
+      open->locked = std::make_unique<trace::LockedObserver>(*open->tracer, open->mu, open->channel.get());
     }
   }
   return true;

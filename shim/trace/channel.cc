@@ -21,8 +21,11 @@
 
 namespace evshim::shim::trace {
 
+// A thread's in-process calls were all sent before it made this one: taken
+// first, so each thread's lines stay in order across the two paths.
 void LockedObserver::OnEnter(const abi::trace::CallStart& call) {
   std::lock_guard<std::mutex> lock(mu_);
+  if (channel_ != nullptr) channel_->DrainLocked();
   tracer_.OnEnter(call);
 }
 void LockedObserver::OnWrite(uint64_t id, uint64_t addr, std::span<const std::byte> bytes) {
@@ -35,6 +38,7 @@ void LockedObserver::OnDeferred(uint64_t id) {
 }
 void LockedObserver::OnExit(uint64_t id, int64_t value, int error, bool delivered) {
   std::lock_guard<std::mutex> lock(mu_);
+  if (channel_ != nullptr) channel_->DrainLocked();
   tracer_.OnExit(id, value, error, delivered);
 }
 
@@ -69,6 +73,7 @@ class EntrySnapshot final : public abi::GuestMemory {
 
 class FastPathChannel::Reader {
  public:
+  // Everything below runs with mu_ (the tracer's lock) held.
   Reader(Tracer& tracer, std::mutex& mu) : tracer_(tracer), mu_(mu) {}
   ~Reader() {
     for (auto& [fd, c] : conns_) close(fd);
@@ -87,10 +92,11 @@ class FastPathChannel::Reader {
         if (errno == EINTR) continue;
         return;
       }
+      std::lock_guard<std::mutex> lock(mu_);
       for (int i = 0; i < n; ++i) {
         const int fd = events[i].data.fd;
         if (fd == stop_fd) {
-          Drain();
+          DrainLocked();
           return;
         }
         if (fd == listener_) {
@@ -102,7 +108,6 @@ class FastPathChannel::Reader {
     }
   }
 
- private:
   struct Connection {
     std::vector<std::byte> buffer;
     std::unordered_map<uint64_t, uint64_t> ids;  // the engine's id -> the tracer's
@@ -152,7 +157,8 @@ class FastPathChannel::Reader {
     }
   }
 
-  void Drain() {
+  // Everything the processes sent so far, handed to the tracer now (mu_ held).
+  void DrainLocked() {
     AcceptAll();
     std::vector<int> fds;
     for (auto& [fd, c] : conns_) fds.push_back(fd);
@@ -182,6 +188,8 @@ class FastPathChannel::Reader {
     return ok;
   }
 
+ private:
+
   bool Dispatch(Connection& c, const record::RecordHeader& h, std::span<const std::byte> body) {
     switch (static_cast<record::Type>(h.type)) {
       case record::Type::kEnter:
@@ -192,14 +200,12 @@ class FastPathChannel::Reader {
         std::memcpy(&addr, body.data(), sizeof addr);
         auto id = c.ids.find(h.id);
         if (id == c.ids.end()) return true;
-        std::lock_guard<std::mutex> lock(mu_);
         tracer_.OnWrite(id->second, addr, body.subspan(sizeof addr));
         return true;
       }
       case record::Type::kDeferred: {
         auto id = c.ids.find(h.id);
         if (id == c.ids.end()) return true;
-        std::lock_guard<std::mutex> lock(mu_);
         tracer_.OnDeferred(id->second);
         return true;
       }
@@ -209,10 +215,7 @@ class FastPathChannel::Reader {
         std::memcpy(&e, body.data(), sizeof e);
         auto id = c.ids.find(h.id);
         if (id == c.ids.end()) return true;
-        {
-          std::lock_guard<std::mutex> lock(mu_);
-          tracer_.OnServedExit(id->second, e.value, e.error, e.delivered != 0, e.time_ns);
-        }
+        tracer_.OnServedExit(id->second, e.value, e.error, e.delivered != 0, e.time_ns);
         c.ids.erase(id);
         return true;
       }
@@ -261,7 +264,6 @@ class FastPathChannel::Reader {
       if (e.from_addr != 0) site->caller = Location{e.from_addr, name(from_name), e.from_offset};
     }
     c.ids[engine_id] = call.id;
-    std::lock_guard<std::mutex> lock(mu_);
     tracer_.OnServedEnter(call, e.time_ns, std::move(site));
     return true;
   }
@@ -305,6 +307,10 @@ std::unique_ptr<FastPathChannel> FastPathChannel::Open(Tracer& tracer, std::mute
 void FastPathChannel::Start() {
   if (thread_.joinable()) return;
   thread_ = std::thread([reader = reader_.get(), stop = stop_fd_] { reader->Run(stop); });
+}
+
+void FastPathChannel::DrainLocked() {
+  if (thread_.joinable()) reader_->DrainLocked();
 }
 
 void FastPathChannel::Stop() {

@@ -17,10 +17,13 @@
 
 namespace evshim::shim::trace {
 
+class FastPathChannel;
+
 // The supervisor's observer while a channel feeds the same tracer.
 class LockedObserver final : public abi::trace::CallObserver {
  public:
-  LockedObserver(Tracer& tracer, std::mutex& mu) : tracer_(tracer), mu_(mu) {}
+  LockedObserver(Tracer& tracer, std::mutex& mu, FastPathChannel* channel)
+      : tracer_(tracer), mu_(mu), channel_(channel) {}
   void OnEnter(const abi::trace::CallStart& call) override;
   void OnWrite(uint64_t id, uint64_t addr, std::span<const std::byte> bytes) override;
   void OnDeferred(uint64_t id) override;
@@ -29,6 +32,7 @@ class LockedObserver final : public abi::trace::CallObserver {
  private:
   Tracer& tracer_;
   std::mutex& mu_;
+  FastPathChannel* channel_;
 };
 
 class FastPathChannel {
@@ -46,6 +50,10 @@ class FastPathChannel {
   // Starts reading (a thread): after the launcher's fork, so the child
   // never inherits a lock that thread holds. Connections made before wait.
   void Start();
+
+  // Hands the tracer every record already sent (the caller holds the
+  // tracer's lock): the supervisor's calls come after them.
+  void DrainLocked();
 
   // Reads everything the processes sent and stops; call once the traced
   // tree is gone (every record is then in the sockets). Idempotent.
