@@ -124,7 +124,9 @@ void Send(std::span<const std::byte> bytes) {
 
 thread_local const void* t_call_site = nullptr;
 thread_local CallTrace* t_current = nullptr;
-thread_local std::unique_ptr<CallTrace> t_trace;
+// A signal handler may call in while this thread waits inside the engine
+// (the lock is free then): that call gets the second one. Deeper: untraced.
+thread_local std::unique_ptr<CallTrace> t_traces[2];
 
 // An address as object + file offset (what /proc/PID/maps would say), from
 // the loader's program headers.
@@ -251,6 +253,7 @@ void CallTrace::Begin(const abi::SyscallEntry& entry, int nr, const uint64_t raw
   memory_->recording = true;
   f->enter(abi::trace::CallView(entry.personality, abi::DataModel::kLp64, args, memory_, {}), text);
   memory_->recording = false;
+  outer_ = t_current;
 
   record::EnterBody body;
   body.pid = pid;
@@ -281,7 +284,7 @@ void CallTrace::Handled(bool foreign, bool deferred) {
     // The supervisor serves it, and traces it.
     pending_.clear();
     phase_ = Phase::kIdle;
-    t_current = nullptr;
+    t_current = outer_;
     return;
   }
   if (!deferred) {
@@ -325,7 +328,7 @@ void CallTrace::End(long result) {
     Flush();
   }
   phase_ = Phase::kIdle;
-  t_current = nullptr;
+  t_current = outer_;
 }
 
 void CallTrace::AddExit(int64_t value, int error) {
@@ -345,9 +348,14 @@ void CallTrace::Flush() {
 
 CallTrace* Begin(const abi::SyscallEntry& entry, int nr, const uint64_t raw[6], pid_t pid, pid_t tid,
                  abi::GuestMemory& memory) {
-  if (!t_trace) t_trace = std::make_unique<CallTrace>();
-  t_trace->Begin(entry, nr, raw, pid, tid, memory);
-  return t_trace.get();
+  for (std::unique_ptr<CallTrace>& t : t_traces) {
+    if (!t) t = std::make_unique<CallTrace>();
+    if (!t->busy()) {
+      t->Begin(entry, nr, raw, pid, tid, memory);
+      return t.get();
+    }
+  }
+  return nullptr;
 }
 
 CallTrace* Current() { return t_current; }

@@ -33,8 +33,9 @@ inline bool On() {
 // evshim_engine_call), for --sites. Only called while On().
 void NoteCallSite(const void* return_address);
 
-// One traced call; each thread has one, reused (Call is not re-entered on a
-// thread). Every member runs under the engine's lock.
+// One traced call; each thread has two, reused (a signal handler's call may
+// come while the thread waits in one). Every member runs under the engine's
+// lock.
 class CallTrace {
  public:
   CallTrace() = default;
@@ -55,6 +56,7 @@ class CallTrace {
   void Answered(const abi::Outcome& outcome);
   // The call returns `result` (value or -errno) to the program.
   void End(long result);
+  bool busy() const { return phase_ != Phase::kIdle; }
 
  private:
   class Memory;
@@ -67,6 +69,7 @@ class CallTrace {
   bool answered_early_ = false;  // answered before the handler returned
   std::vector<std::byte> pending_;
   Memory* memory_ = nullptr;
+  CallTrace* outer_ = nullptr;  // the call this one interrupted (a signal handler's)
 };
 
 // The calling thread's CallTrace, begun; nullptr while tracing is off or
