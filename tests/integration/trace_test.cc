@@ -450,13 +450,27 @@ TEST(TraceFast, TreeOfProcessesAndThreads) {
 }
 
 TEST(TraceFast, FilterAndSummaryCountInProcessCalls) {
-  RunResult e = RunCommand({kEvshim, "trace", "-e", "port_send", "--", kTraceProg, "tree"}, 30, kFast);
+  // --sites marks each line served in-process.
+  RunResult e = RunCommand({kEvshim, "trace", "--sites", "-e", "port_send", "--", kTraceProg, "tree"}, 30, kFast);
   ASSERT_EQ(e.status, 0) << e.err;
   EXPECT_EQ(Lines(TraceLines(e.err)).size(), 3u) << e.err;
-  for (const std::string& l : Lines(TraceLines(e.err))) EXPECT_NE(l.find("] port_send("), std::string::npos) << l;
+  for (const std::string& l : Lines(TraceLines(e.err))) {
+    EXPECT_NE(l.find("] port_send("), std::string::npos) << l;
+    EXPECT_NE(l.find(" (in-process), from libevshim-ports.so+0x"), std::string::npos) << l;
+  }
   RunResult c = RunCommand({kEvshim, "trace", "-c", "--", kTraceProg, "tree"}, 30, kFast);
   ASSERT_EQ(c.status, 0) << c.err;
   EXPECT_EQ(TraceLines(c.err), "");
+  // -C: the same table under the lines, all of them served in-process.
+  RunResult lc = RunCommand({kEvshim, "trace", "-C", "--sites", "--", kTraceProg, "tree"}, 30, kFast);
+  ASSERT_EQ(lc.status, 0) << lc.err;
+  ASSERT_EQ(Lines(TraceLines(lc.err)).size(), 10u) << lc.err;
+  for (const std::string& l : Lines(TraceLines(lc.err))) {
+    if (l.find("resumed>") == std::string::npos) {
+      EXPECT_NE(l.find("(in-process)"), std::string::npos) << l;
+    }
+  }
+  EXPECT_NE(lc.err.find("      9       1"), std::string::npos) << lc.err;
   EXPECT_NE(c.err.find("      9       1"), std::string::npos) << c.err;  // 9 calls, the ETIME
   auto row = [&](int calls, int errors, const std::string& name) {
     return std::regex_search(c.err, std::regex("\\n\\s+" + std::to_string(calls) + "\\s+" + std::to_string(errors) +
