@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <link.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <time.h>
@@ -52,6 +53,7 @@ struct Channel {
   bool sites = false;
   int fd = -1;
   pid_t pid = 0;
+  ino_t inode = 0;  // of our socket: the program may close the number and reuse it
 };
 
 Channel& TheChannel() {
@@ -85,8 +87,15 @@ int MoveHigh(int fd) {
 // Connects this process (under c.mu). False: tracing is now off.
 bool Connect(Channel& c) {
   const pid_t pid = getpid();
-  if (c.fd >= 0 && c.pid == pid) return true;
-  if (c.fd >= 0) close(c.fd);  // the parent's connection, inherited over fork
+  if (c.fd >= 0) {
+    struct stat st {};
+    const bool ours = fstat(c.fd, &st) == 0 && S_ISSOCK(st.st_mode) && st.st_ino == c.inode;
+    if (ours && c.pid == pid) return true;
+    if (ours) close(c.fd);  // the parent's connection, inherited over fork
+    // Not ours any more (the program closed it, maybe reopened the
+    // number): leave it alone and connect again.
+    c.fd = -1;
+  }
   c.fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   c.pid = pid;
   if (c.fd < 0) {
@@ -94,6 +103,8 @@ bool Connect(Channel& c) {
     return false;
   }
   c.fd = MoveHigh(c.fd);
+  struct stat st {};
+  c.inode = fstat(c.fd, &st) == 0 ? st.st_ino : 0;
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
   const size_t n = std::min(c.name.size(), sizeof addr.sun_path - 1);
@@ -115,6 +126,7 @@ void Send(std::span<const std::byte> bytes) {
     ssize_t n = send(c.fd, bytes.data(), bytes.size(), MSG_NOSIGNAL);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) {
+      if (n < 0 && errno == EBADF) c.fd = -1;  // closed by the program meanwhile: not ours to close
       TurnOff(c, "was closed");  // the launcher is gone
       return;
     }

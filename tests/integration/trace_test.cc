@@ -406,6 +406,15 @@ TEST(TraceFast, CallsServedInProcessAreTraced) {
   EXPECT_NE(lines[2].find("\"blocked\":true"), std::string::npos) << lines[2];
 }
 
+// `evshim run --trace` traces the fast path too.
+TEST(TraceFast, RunTraceOptionTracesInProcessCalls) {
+  RunResult r = RunCommand({kEvshim, "run", "--trace", "--", kDemo}, 30, kFast);
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(Lines(TraceLines(r.err)).size(), 9u) << r.err;  // 6 calls, 3 of them blocked
+  EXPECT_NE(r.out.find("done"), std::string::npos) << r.out;
+  EXPECT_EQ(r.out, RunCommand({kEvshim, "run", "--", kDemo}, 30, kFast).out);  // the fast mode's numbers
+}
+
 // --supervised still traces, through the supervisor.
 TEST(TraceFast, SupervisedTraceStillWorks) {
   std::vector<std::string> lines = JsonLines({"--supervised", "--", kDemo}, kFast);
