@@ -10,10 +10,16 @@
  *                 i386 build (in the VM) and the x86_64 one differ only where
  *                 the data models do.
  *   bench N       N x (port_send + port_get with a zero timeout); prints the time.
+ *   tree          a tree whose processes each make their own port (so it runs
+ *                 in fast mode too, docs/trace.md "Fast mode"): a thread sends,
+ *                 the main thread gets; a forked child makes a port, then execs
+ *                 this program as `treechild`, which makes one more and waits
+ *                 on it until ETIME; the parent's last call follows the child.
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <poll.h>
+#include <pthread.h>
 #include <port.h>
 #include <signal.h>
 #include <stdint.h>
@@ -117,6 +123,51 @@ static int layouts(void) {
   return 0;
 }
 
+static void *tree_sender(void *arg) {
+  int port = *(int *)arg;
+  CHECK(port_send(port, 1, (void *)0x11) == 0);
+  return NULL;
+}
+
+static int treechild(void) {
+  int port = port_create();
+  CHECK(port >= 0);
+  port_event_t ev;
+  struct timespec wait = {0, 20 * 1000 * 1000};
+  CHECK(port_get(port, &ev, &wait) == -1 && errno == ETIME);
+  return 0;
+}
+
+static int tree(const char *self) {
+  int port = port_create();
+  CHECK(port >= 0);
+  pthread_t t;
+  CHECK(pthread_create(&t, NULL, tree_sender, &port) == 0);
+  CHECK(pthread_join(t, NULL) == 0);
+  port_event_t ev;
+  CHECK(port_get(port, &ev, NULL) == 0 && ev.portev_events == 1);
+  fflush(stdout);
+  pid_t child = fork();
+  CHECK(child >= 0);
+  if (child == 0) {
+    int own = port_create();
+    CHECK(own >= 0);
+    CHECK(port_send(own, 2, (void *)0x22) == 0);
+    port_event_t list[4];
+    uint_t nget = 1;
+    struct timespec zero = {0, 0};
+    CHECK(port_getn(own, list, 4, &nget, &zero) == 0 && nget == 1 && list[0].portev_events == 2);
+    execl(self, self, "treechild", (char *)NULL);
+    _exit(127);
+  }
+  int status = 0;
+  CHECK(waitpid(child, &status, 0) == child && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  CHECK(port_send(port, 3, (void *)0x33) == 0);
+  close(port);
+  printf("tree done\n");
+  return 0;
+}
+
 static int bench(long n) {
   int port = port_create();
   CHECK(port >= 0);
@@ -137,7 +188,9 @@ int main(int argc, char **argv) {
   if (argc >= 2 && strcmp(argv[1], "forkexec") == 0) return forkexec("/proc/self/exe");
   if (argc >= 3 && strcmp(argv[1], "child") == 0) return child(argv[2]);
   if (argc >= 2 && strcmp(argv[1], "layouts") == 0) return layouts();
+  if (argc >= 2 && strcmp(argv[1], "tree") == 0) return tree("/proc/self/exe");
+  if (argc >= 2 && strcmp(argv[1], "treechild") == 0) return treechild();
   if (argc >= 3 && strcmp(argv[1], "bench") == 0) return bench(atol(argv[2]));
-  fprintf(stderr, "usage: trace_prog forkexec | layouts | bench N\n");
+  fprintf(stderr, "usage: trace_prog forkexec | layouts | tree | bench N\n");
   return 2;
 }

@@ -162,9 +162,11 @@ daemon off;
 master_process on;
 worker_processes 2;
 # nginx clears its workers' environment except what 'env' keeps: evshim's
-# mode switch (EVSHIM_SUPERVISED=1, set by \`evshim trace\` and --supervised)
-# travels in the environment (docs/trace.md).
+# mode switch (EVSHIM_SUPERVISED=1, set by --supervised) and the fast path's
+# trace channel (EVSHIM_TRACE_CHANNEL, set by \`evshim trace\`) travel in the
+# environment (docs/trace.md "Fast mode").
 env EVSHIM_SUPERVISED;
+env EVSHIM_TRACE_CHANNEL;
 pid $run/nginx.pid;
 error_log $run/logs/error.log notice;
 # timer_resolution: eventport arms timer_create(SIGEV_PORT), delivered as

@@ -16,12 +16,15 @@
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "abi/syscall_table.h"
 #include "shim/supervisor/supervisor.h"
+#include "shim/trace/channel.h"
+#include "shim/trace/record.h"
 #include "shim/trace/tracer.h"
 
 #ifndef EVSHIM_VERSION
@@ -65,7 +68,7 @@ constexpr const char* kRunUsage =
     "  --supervised         every foreign call goes to the supervisor, none is served inside\n"
     "                       the program (sets EVSHIM_SUPERVISED=1 in its environment)\n"
     "  --trace[=FILE]       trace the foreign system calls to FILE (default: standard error);\n"
-    "                       implies --supervised; `evshim trace` has more options\n"
+    "                       `evshim trace` has more options\n"
     "  -h, --help           this text\n"
     "\n"
     "Exit status: the program's, 128+N if it was killed by signal N, 127 if it\n"
@@ -75,7 +78,7 @@ constexpr const char* kRunUsage =
 constexpr const char* kTraceUsage =
     "usage: evshim trace [OPTIONS] [--] PROGRAM [ARGS...]\n"
     "\n"
-    "Runs PROGRAM like `evshim run --supervised` and prints one line per foreign system call\n"
+    "Runs PROGRAM like `evshim run` and prints one line per foreign system call\n"
     "of every process of its tree: the call decoded with symbolic arguments, its\n"
     "result, the structures it returned and the time it took. A call that blocks\n"
     "prints `<unfinished ...>` and later `<... NAME resumed>`. See docs/trace.md.\n"
@@ -89,7 +92,8 @@ constexpr const char* kTraceUsage =
     "  --sites              show where each call came from: the syscall instruction\n"
     "                       (object+offset, disassembled) and the calling object+offset\n"
     "  --max-port-events N, --max-ports N, --max-waits N, --no-sync-wakeup   as for `evshim run`\n"
-    "  --supervised         accepted; a traced program always runs supervised\n"
+    "  --supervised         run supervised (as `evshim run --supervised`); by default the calls\n"
+    "                       served inside the program (the fast path) are traced too\n"
     "  -h, --help           this text\n"
     "\n"
     "Exit status: as `evshim run`.\n";
@@ -119,8 +123,8 @@ struct TraceRequest {
 
 // How the launched program's foreign calls are served: by default the foreign
 // libraries may serve them inside the process (the fast path, issue 15);
-// supervised, every call is a user notification to us. Tracing needs the
-// supervisor to see every call, so it implies supervised.
+// supervised, every call is a user notification to us. Tracing works in
+// both: the engines report their calls over the trace channel.
 struct LaunchMode {
   bool supervised = false;
 };
@@ -163,7 +167,7 @@ int ParseOptions(int argc, char** argv, int i, Command command, SupervisorOption
       o->sync_wakeup = false;
       continue;
     }
-    if (command != Command::kServe && a == "--supervised") {  // trace: always on
+    if (command != Command::kServe && a == "--supervised") {
       mode->supervised = true;
       continue;
     }
@@ -210,10 +214,8 @@ int ParseOptions(int argc, char** argv, int i, Command command, SupervisorOption
     if (!a.empty() && a[0] == '-') Usage("unknown option '" + std::string(a) + "'");
     break;
   }
-  if (t->on) mode->supervised = true;
   if (tracing) {
     t->on = true;
-    mode->supervised = true;
     if (summary_only || summary_and_lines) {
       if (t->options.json) Usage("-c/-C cannot be combined with --json");
       t->options.summary = true;
@@ -223,20 +225,31 @@ int ParseOptions(int argc, char** argv, int i, Command command, SupervisorOption
   return i;
 }
 
-// An open trace: the output, the site finder and the observer.
+// An open trace: the output, the site finder, the tracer, and the channel
+// the in-process engines report to (docs/trace.md "Fast mode").
 struct OpenTrace {
   std::FILE* out = nullptr;
   std::unique_ptr<trace::SiteFinder> sites;
   std::unique_ptr<trace::Tracer> tracer;
+  std::mutex mu;  // the tracer's: the supervisor and the channel's reader
+  std::unique_ptr<trace::LockedObserver> locked;
+  std::unique_ptr<trace::FastPathChannel> channel;
+  evshim::abi::trace::CallObserver* observer() {
+    if (locked) return locked.get();
+    return tracer.get();
+  }
   ~OpenTrace() {
+    if (channel) channel->Stop();  // every record first: the tree is gone
+    channel.reset();
     if (tracer) tracer->Finish();
     tracer.reset();
     if (out != nullptr && out != stderr) std::fclose(out);
   }
 };
 
-// Opens the output; false (with errno) if it cannot be written.
-bool StartTrace(const TraceRequest& t, OpenTrace* open) {
+// Opens the output (and, with `fast_path`, the engines' channel); false
+// (with errno) if it cannot be written.
+bool StartTrace(const TraceRequest& t, OpenTrace* open, bool fast_path) {
   if (!t.on) return true;
   open->out = stderr;
   if (!t.output.empty()) {
@@ -256,6 +269,15 @@ bool StartTrace(const TraceRequest& t, OpenTrace* open) {
   open->tracer = std::make_unique<trace::Tracer>(
       t.options, [f](std::string_view s) { std::fwrite(s.data(), 1, s.size(), f); }, &trace::MonotonicNs,
       std::move(sites));
+  if (fast_path) {
+    open->channel = trace::FastPathChannel::Open(*open->tracer, open->mu, t.options.sites);
+    if (!open->channel) {
+      std::fprintf(stderr, "evshim: cannot open the trace channel (%s): calls served inside the program "
+                           "are not traced\n", std::strerror(errno));
+    } else {
+      open->locked = std::make_unique<trace::LockedObserver>(*open->tracer, open->mu, open->channel.get());
+    }
+  }
   return true;
 }
 
@@ -382,11 +404,11 @@ int Run(int argc, char** argv, int first, Command command) {
   int prog = ParseOptions(argc, argv, first, command, &opts, &treq, &mode);
   if (prog >= argc) Usage("no program given");
   OpenTrace trace_out;
-  if (!StartTrace(treq, &trace_out)) {
+  if (!StartTrace(treq, &trace_out, /*fast_path=*/true)) {
     std::fprintf(stderr, "evshim: %s: %s\n", treq.output.c_str(), std::strerror(errno));
     return 2;
   }
-  opts.observer = trace_out.tracer.get();
+  opts.observer = trace_out.observer();
 
   // Orphaned descendants are reparented to us, so we can reap them (on
   // kernels before 6.2-ish the listener reports POLLHUP only after reaping).
@@ -434,6 +456,10 @@ int Run(int argc, char** argv, int first, Command command) {
     // set for --supervised and tracing, otherwise the caller's value stands.
     setenv("EVSHIM_FILTER_INSTALLED", "1", 1);
     if (mode.supervised) setenv("EVSHIM_SUPERVISED", "1", 1);
+    // Tracing: where the in-process engines send their calls.
+    if (trace_out.channel) {
+      setenv(evshim::shim::trace::record::kChannelVariable, trace_out.channel->environment_value().c_str(), 1);
+    }
     // The in-process engines apply the limits too (per process there).
     const SupervisorOptions defaults;
     auto export_limit = [](const char* name, uint64_t value, uint64_t fallback) {
@@ -451,6 +477,7 @@ int Run(int argc, char** argv, int first, Command command) {
   }
   close(sv[1]);
   close(exec_pipe[1]);
+  if (trace_out.channel) trace_out.channel->Start();
   int listener = RecvFd(sv[0]);
   close(sv[0]);
   if (listener < 0) {
@@ -507,7 +534,7 @@ int Serve(int argc, char** argv) {
   LaunchMode mode;  // the preloaded program decides its own mode
   ParseOptions(argc, argv, 3, Command::kServe, &opts, &treq, &mode);
   OpenTrace trace_out;
-  if (!StartTrace(treq, &trace_out)) {
+  if (!StartTrace(treq, &trace_out, /*fast_path=*/false)) {
     // The program runs anyway; only the trace is lost.
     std::fprintf(stderr, "evshim: EVSHIM_TRACE=%s: %s (not tracing)\n", treq.output.c_str(), std::strerror(errno));
   }

@@ -1,5 +1,7 @@
 #include "shim/inproc/engine.h"
 
+#include "shim/inproc/fast_trace.h"
+
 #include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -146,6 +148,7 @@ class Engine::Waiter final : public abi::Responder {
     if (answered_ || cancelled_) return false;
     answered_ = true;
     outcome_ = out;
+    if (trace_ != nullptr) trace_->Answered(out);  // trace
     if (std::this_thread::get_id() != thread_) {
       uint64_t one = 1;
       (void)!write(wake_fd_, &one, sizeof one);
@@ -161,6 +164,7 @@ class Engine::Waiter final : public abi::Responder {
  private:
   int wake_fd_;
   std::thread::id thread_;
+  fasttrace::CallTrace* trace_ = fasttrace::On() ? fasttrace::Current() : nullptr;
   bool answered_ = false;
   bool cancelled_ = false;
   abi::Outcome outcome_;
@@ -364,7 +368,9 @@ bool Engine::Call(int nr, const uint64_t args[6], long* result) {
   std::array<uint64_t, 6> raw{};
   for (int i = 0; i < 6; ++i) raw[i] = args[i];
   abi::SyscallArgs a(abi::DataModel::kLp64, raw);
-  Context ctx(*this, *memory_);
+  fasttrace::CallTrace* traced =  // trace (docs/trace.md "Fast mode")
+      fasttrace::On() ? fasttrace::Begin(*entry, nr, args, pid_, ThreadId(pid_), *memory_) : nullptr;
+  Context ctx(*this, traced != nullptr ? traced->memory() : *memory_);
   abi::Outcome out;
   if (entry->handler != nullptr) {
     out = entry->handler(ctx, a);
@@ -372,6 +378,7 @@ bool Engine::Call(int nr, const uint64_t args[6], long* result) {
     ctx.NotImplemented(std::string(abi::PersonalityName(entry->personality)) + " " + std::string(entry->name));
     out = abi::Outcome::Error(ENOSYS);
   }
+  if (traced != nullptr) traced->Handled(ctx.foreign(), out.kind == abi::Outcome::Kind::kDeferred);  // trace
   if (ctx.foreign()) {
     // The descriptor is not this engine's: the supervisor's call. Nothing
     // happened here (handlers resolve their object before any effect).
@@ -453,6 +460,7 @@ bool Engine::Call(int nr, const uint64_t args[6], long* result) {
   }
   if (auto lo = ctx.last_object()) DrainIfNeeded(lo->first, lo->second);
   ApplyReadiness();
+  if (traced != nullptr) traced->End(r);  // trace
   *result = r;
   return true;
 }

@@ -14,6 +14,7 @@
 
 #include "abi/syscall_table.h"
 #include "shim/inproc/engine.h"
+#include "shim/inproc/fast_trace.h"
 #include "shim/inproc/trap_install.h"
 
 namespace evshim::shim::inproc {
@@ -120,6 +121,7 @@ extern "C" __attribute__((visibility("default"))) long evshim_engine_call(int nr
   uint64_t raw[6];
   for (int i = 0; i < 6; ++i) raw[i] = static_cast<uint64_t>(args[i]);
   long result = 0;
+  if (fasttrace::On()) fasttrace::NoteCallSite(__builtin_return_address(0));  // trace --sites
   if (!GetEngine()->Call(nr, raw, &result)) {
     errno = saved;
     return 0;

@@ -95,13 +95,19 @@ std::string Tracer::SiteSuffix(const Pending& p) const {
 
 void Tracer::Emit(const std::string& line) { sink_(line + "\n"); }
 
-void Tracer::OnEnter(const CallStart& call) {
+void Tracer::OnEnter(const CallStart& call) { Enter(call, clock_(), false, std::nullopt); }
+
+void Tracer::OnServedEnter(const CallStart& call, int64_t time_ns, std::optional<Site> site) {
+  Enter(call, time_ns, true, std::move(site));
+}
+
+void Tracer::Enter(const CallStart& call, int64_t now_ns, bool in_process, std::optional<Site> site) {
   // A thread has one call in flight: a new call ends an unanswered one.
   if (auto t = in_flight_by_tid_.find(call.caller.tid); t != in_flight_by_tid_.end()) {
     uint64_t old = t->second;
     in_flight_by_tid_.erase(t);
     if (auto o = pending_.find(old); o != pending_.end()) {
-      Complete(o->second, nullptr, false);
+      Complete(o->second, nullptr, false, now_ns);
       pending_.erase(o);
     }
   }
@@ -119,8 +125,13 @@ void Tracer::OnEnter(const CallStart& call) {
   p.format->enter(view, p.text);
   if (!Selected(p)) return;
   if (!default_) default_ = {p.personality, call.model};
-  if (options_.sites && sites_) p.site = sites_(call);
-  p.start_ns = clock_();
+  p.in_process = in_process;
+  if (in_process) {
+    p.site = std::move(site);
+  } else if (options_.sites && sites_) {
+    p.site = sites_(call);
+  }
+  p.start_ns = in_process ? now_ns : clock_();  // the supervisor's: after the site's reads
   in_flight_by_tid_[call.caller.tid] = call.id;
   pending_[call.id] = std::move(p);
 }
@@ -147,17 +158,25 @@ void Tracer::OnDeferred(uint64_t id) {
 }
 
 void Tracer::OnExit(uint64_t id, int64_t value, int error, bool delivered) {
+  Exit(id, value, error, delivered, clock_());
+}
+
+void Tracer::OnServedExit(uint64_t id, int64_t value, int error, bool delivered, int64_t time_ns) {
+  Exit(id, value, error, delivered, time_ns);
+}
+
+void Tracer::Exit(uint64_t id, int64_t value, int error, bool delivered, int64_t now_ns) {
   auto it = pending_.find(id);
   if (it == pending_.end()) return;
   Answer answer{value, error};
-  Complete(it->second, &answer, delivered);
+  Complete(it->second, &answer, delivered, now_ns);
   auto t = in_flight_by_tid_.find(it->second.start.caller.tid);
   if (t != in_flight_by_tid_.end() && t->second == id) in_flight_by_tid_.erase(t);
   pending_.erase(it);
 }
 
-void Tracer::Complete(Pending& p, const Answer* answer, bool delivered) {
-  const int64_t dur = clock_() - p.start_ns;
+void Tracer::Complete(Pending& p, const Answer* answer, bool delivered, int64_t now_ns) {
+  const int64_t dur = std::max<int64_t>(0, now_ns - p.start_ns);
   ResultText rt;
   const bool answered = answer != nullptr && delivered;
   if (answered) {
@@ -205,10 +224,11 @@ void Tracer::Complete(Pending& p, const Answer* answer, bool delivered) {
     }
     j += fmt::format(
         "\"result_text\":{},\"failed\":{},\"api_errno\":{},\"start\":{},\"duration\":{},\"blocked\":{},"
-        "\"interrupted\":{}",
+        "\"interrupted\":{},\"served\":{}",
         JsonString(rt.text), rt.failed ? "true" : "false",
-        rt.errname.empty() ? std::string("null") : JsonString(rt.errname), Seconds(p.start_ns - origin_ns_),
-        Seconds(dur), p.unfinished_shown ? "true" : "false", answered ? "false" : "true");
+        rt.errname.empty() ? std::string("null") : JsonString(rt.errname),
+        Seconds(std::max<int64_t>(0, p.start_ns - origin_ns_)), Seconds(dur), p.unfinished_shown ? "true" : "false",
+        answered ? "false" : "true", p.in_process ? "\"in-process\"" : "\"supervisor\"");
     if (options_.sites) {
       if (p.site) {
         j += fmt::format(",\"site\":{{\"at\":{},\"insn\":{},\"caller\":{}}}", LocationJson(p.site->at),
@@ -241,7 +261,8 @@ void Tracer::Finish() {
   std::vector<Pending*> left;
   for (auto& [id, p] : pending_) left.push_back(&p);
   std::sort(left.begin(), left.end(), [](const Pending* a, const Pending* b) { return a->start_ns < b->start_ns; });
-  for (Pending* p : left) Complete(*p, nullptr, false);
+  const int64_t now = clock_();
+  for (Pending* p : left) Complete(*p, nullptr, false, now);
   pending_.clear();
   in_flight_by_tid_.clear();
   if (!options_.summary) return;

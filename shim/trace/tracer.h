@@ -48,6 +48,12 @@ class Tracer final : public abi::trace::CallObserver {
   void OnDeferred(uint64_t id) override;
   void OnExit(uint64_t id, int64_t value, int error, bool delivered) override;
 
+  // A call an in-process engine served (docs/trace.md "Fast mode"): its
+  // times (CLOCK_MONOTONIC, as MonotonicNs) and site come with its records.
+  // `call.memory` holds what the engine read at entry.
+  void OnServedEnter(const abi::trace::CallStart& call, int64_t time_ns, std::optional<Site> site);
+  void OnServedExit(uint64_t id, int64_t value, int error, bool delivered, int64_t time_ns);
+
   // Ends calls still in flight (their thread exited or was interrupted) and
   // writes the summary. Idempotent; the destructor calls it.
   void Finish();
@@ -62,6 +68,7 @@ class Tracer final : public abi::trace::CallObserver {
     std::vector<abi::trace::Write> writes;
     int64_t start_ns = 0;
     bool unfinished_shown = false;
+    bool in_process = false;  // served by the fast path, not the supervisor
     std::optional<Site> site;
   };
   struct Stats {
@@ -72,8 +79,10 @@ class Tracer final : public abi::trace::CallObserver {
   bool Selected(const Pending& p) const;
   std::string Prefix(const Pending& p) const;
   std::string SiteSuffix(const Pending& p) const;
-  // Completes `p`: `answer` is null when the caller was never answered.
-  void Complete(Pending& p, const abi::trace::Answer* answer, bool delivered);
+  void Enter(const abi::trace::CallStart& call, int64_t now_ns, bool in_process, std::optional<Site> site);
+  void Exit(uint64_t id, int64_t value, int error, bool delivered, int64_t now_ns);
+  // Completes `p` at `now_ns`: `answer` is null when the caller was never answered.
+  void Complete(Pending& p, const abi::trace::Answer* answer, bool delivered, int64_t now_ns);
   void Emit(const std::string& line);
 
   TraceOptions options_;

@@ -402,9 +402,10 @@ TEST(Launcher, LeavesTheEnvironmentAlone) {
   EXPECT_EQ(r.out, "[unset]\n");
 }
 
-// The mode switch (issue 15): `evshim run --supervised`, `evshim trace` and
-// `evshim run --trace` put EVSHIM_SUPERVISED=1 in the program's environment;
-// plain `evshim run` passes the caller's value on unchanged. Every launch
+// The mode switch (issue 15): `evshim run --supervised` and `evshim trace
+// --supervised` put EVSHIM_SUPERVISED=1 in the program's environment; plain
+// `evshim run`, `evshim run --trace` and `evshim trace` pass the caller's
+// value on unchanged (tracing works in both modes, docs/trace.md). Every launch
 // carries the launcher's marker for the preload (docs/design.md "The
 // supervisor and the filter").
 TEST(Launcher, SupervisedSwitchReachesTheProgram) {
@@ -421,8 +422,9 @@ TEST(Launcher, SupervisedSwitchReachesTheProgram) {
   EXPECT_EQ(env_of({kEvshim, "run"}, ""), "[unset][1]\n");
   EXPECT_EQ(env_of({kEvshim, "run"}, "1"), "[1][1]\n");
   EXPECT_EQ(env_of({kEvshim, "run", "--supervised"}, ""), "[1][1]\n");
-  EXPECT_EQ(env_of({kEvshim, "run", "--trace=/dev/null"}, ""), "[1][1]\n");
-  EXPECT_EQ(env_of({kEvshim, "trace", "-o", "/dev/null"}, ""), "[1][1]\n");
+  EXPECT_EQ(env_of({kEvshim, "run", "--trace=/dev/null"}, ""), "[unset][1]\n");
+  EXPECT_EQ(env_of({kEvshim, "trace", "-o", "/dev/null"}, ""), "[unset][1]\n");
+  EXPECT_EQ(env_of({kEvshim, "trace", "-o", "/dev/null"}, "1"), "[1][1]\n");
   EXPECT_EQ(env_of({kEvshim, "trace", "--supervised", "-o", "/dev/null"}, ""), "[1][1]\n");
 }
 

@@ -366,7 +366,35 @@ TEST_F(TracerTest, JsonLine) {
             "\"output\":false}],\"raw_args\":[\"0x500000003\",\"0x3\",\"0x2a\",\"0x0\",\"0x0\",\"0x0\"],"
             "\"result\":-1,\"errno\":\"EBADF\",\"result_text\":\"-1 EBADF (Bad file descriptor)\",\"failed\":true,"
             "\"api_errno\":\"EBADF\",\"start\":0.000002,\"duration\":0.000001,\"blocked\":false,"
-            "\"interrupted\":false}\n");
+            "\"interrupted\":false,\"served\":\"supervisor\"}\n");
+}
+
+// A call the in-process engine served (docs/trace.md "Fast mode"): its
+// times and its site come with its records, not from the tracer's clock or
+// /proc; JSON says who served it.
+TEST_F(TracerTest, ServedInProcessUsesTheRecordsTimesAndSite) {
+  st::TraceOptions o;
+  o.json = true;
+  o.sites = true;
+  auto t = Make(o);
+  st::Site site;
+  site.at = {0x7f0000001000, "libevshim-engine.so", 0x1000};
+  site.insn = "in-process";
+  site.caller = st::Location{0x7f0000002345, "libevshim-ports.so", 0x1345};
+  mem.Put(0x5000, Timespec64(2, 0));
+  t->OnServedEnter(Call(1, 10, 10, {6, 3, 0x3000, 4, 1, 0x5000}), now + 1'000'000, site);
+  t->OnDeferred(1);
+  t->OnWrite(1, 0x3000, Event(DataModel::kLp64, 42, 3, 0, 0));
+  now += 900'000'000;  // the tracer's clock is not used for it
+  t->OnServedExit(1, 1, 0, true, now - 800'000'000);
+  EXPECT_NE(out.find("\"start\":0.001000,\"duration\":0.099000,\"blocked\":true,\"interrupted\":false,"
+                     "\"served\":\"in-process\",\"site\":{\"at\":{\"object\":\"libevshim-engine.so\","
+                     "\"offset\":\"0x1000\",\"address\":\"0x7f0000001000\"},\"insn\":\"in-process\","
+                     "\"caller\":{\"object\":\"libevshim-ports.so\",\"offset\":\"0x1345\","
+                     "\"address\":\"0x7f0000002345\"}}}"),
+            std::string::npos)
+      << out;
+  EXPECT_NE(out.find("[{source=PORT_SOURCE_USER, events=42, object=0, user=NULL}]"), std::string::npos) << out;
 }
 
 TEST_F(TracerTest, SummaryCountsCallsErrorsAndTime) {
