@@ -13,47 +13,13 @@
 #include "emul/event_port.h"
 #include "emul/kqueue.h"
 #include "tests/support/fake_host.h"
+#include "tests/support/recording_engine.h"
 
 namespace evshim::emul {
 namespace {
 
 using testing::FakeHost;
-
-// An engine that owns what the test gives it and records what it is told.
-class RecordingEngine final : public Engine {
- public:
-  RecordingEngine(Host& host, ObjectId object, WaitId wait, WatchId watch)
-      : Engine(host), object_(object), wait_(wait), watch_(watch) {}
-  bool OwnsObject(ObjectId obj) const override { return obj == object_; }
-  bool OwnsWait(WaitId wait) const override { return wait == wait_; }
-  bool OwnsWatch(WatchId watch) const override { return watch == watch_; }
-  void LastClose(ObjectId obj) override { closed.push_back(obj); }
-  void CancelWait(WaitId wait) override { cancelled.push_back(wait); }
-  void ProcessExited(Pid pid) override { exited.push_back(pid); }
-  void OnWatchReady(WatchId watch, uint32_t) override { ready.push_back(watch); }
-  void OnDeadline() override {
-    ++deadlines_run;
-    next_ = Host::kNever;
-    RearmDeadline();
-  }
-  Nanos NextDeadline() const override { return next_; }
-  void SetDeadline(Nanos when) {
-    next_ = when;
-    RearmDeadline();
-  }
-
-  std::vector<ObjectId> closed;
-  std::vector<WaitId> cancelled;
-  std::vector<Pid> exited;
-  std::vector<WatchId> ready;
-  int deadlines_run = 0;
-
- private:
-  ObjectId object_;
-  WaitId wait_;
-  WatchId watch_;
-  Nanos next_ = Host::kNever;
-};
+using testing::RecordingEngine;
 
 class EnginesTest : public ::testing::Test {
  protected:

@@ -2,7 +2,8 @@
 // the supervisor and the in-process engine: the readiness byte, its drain,
 // the POLLOUT filler of a full port, the last close, who holds an object.
 // Real socketpairs and a real epoll in the test process (the program's ends
-// are this process's descriptors, as in the in-process engine).
+// are this process's descriptors, as in the in-process engine). Also the
+// HostEventRouter (shim/runtime/host_events.h) that both loops use.
 #include "shim/runtime/object_table.h"
 
 #include <gtest/gtest.h>
@@ -15,10 +16,13 @@
 
 #include <cstdlib>
 
+#include "shim/runtime/host_events.h"
+#include "tests/support/recording_engine.h"
+
 namespace evshim::shim {
 namespace {
 
-constexpr uint64_t kCloseTag = 6ULL << 56;
+constexpr uint64_t kCloseTag = loop_tag::kObject;
 constexpr emul::Pid kPid = 42;
 
 class LocalEnds final : public ProgramEnds {
@@ -185,6 +189,58 @@ TEST_F(ObjectTableTest, UnwatchableLastCloseIsAFault) {
   std::optional<Fault> fault = table_->Add(1, abi::ObjectKind::kPort, pair->own, pair->inode);
   ASSERT_TRUE(fault.has_value());
   EXPECT_EQ(fault->error, EBADF);
+}
+
+// The router: an object's last close goes to the engine that owns the
+// object, once; a due deadline runs after the loop's hook; the loop's own
+// tags are left to the loop.
+class HostEventRouterTest : public ObjectTableTest {
+ protected:
+  HostEventRouterTest()
+      : host_(epoll_, [](emul::Pid) { return -1; }), ports_(host_, 1, 11, 21), kqueues_(host_, 2, 12, 22),
+        engines_(host_) {
+    Make(false);
+    engines_.Add(ports_);
+    engines_.Add(kqueues_);
+    router_ = std::make_unique<HostEventRouter>(
+        host_, engines_, *table_,
+        HostEventRouter::Hooks{.before_deadline = [this] { ++hook_calls_; },
+                               .after_watch_pass = [] { return false; },
+                               .on_fault = [this](const Fault&) { ++faults_; }});
+  }
+  ~HostEventRouterTest() override { router_.reset(); }
+  LinuxHost host_;
+  testing::RecordingEngine ports_, kqueues_;
+  emul::Engines engines_;  // after the engines: it forgets them first
+  std::unique_ptr<HostEventRouter> router_;
+  int hook_calls_ = 0;
+  int faults_ = 0;
+};
+
+TEST_F(HostEventRouterTest, LastCloseGoesToTheOwningEngineOnce) {
+  int fd = Install(2, abi::ObjectKind::kKqueue);
+  close(fd);
+  program_.clear();
+  epoll_event ev{};
+  ASSERT_EQ(epoll_wait(epoll_, &ev, 1, 0), 1);
+  EXPECT_TRUE(router_->Route(ev.data.u64));
+  EXPECT_EQ(kqueues_.closed, std::vector<emul::ObjectId>{2});
+  EXPECT_TRUE(ports_.closed.empty());
+  EXPECT_EQ(table_->size(), 0u);
+  EXPECT_TRUE(router_->Route(ev.data.u64));  // a stale report: nothing more
+  EXPECT_EQ(kqueues_.closed.size(), 1u);
+  EXPECT_EQ(faults_, 0);
+}
+
+TEST_F(HostEventRouterTest, DueDeadlineRunsAfterTheHookAndOwnTagsAreLeft) {
+  ports_.SetDeadline(host_.Now());  // due at once
+  kqueues_.SetDeadline(host_.Now() + 3'600 * emul::kNanosPerSecond);
+  EXPECT_TRUE(router_->Route(loop_tag::kDeadline));
+  EXPECT_EQ(hook_calls_, 1);
+  EXPECT_EQ(ports_.deadlines_run, 1);
+  EXPECT_EQ(kqueues_.deadlines_run, 0);
+  EXPECT_FALSE(router_->Route(1ULL << 56));  // the supervisor's listener tag
+  EXPECT_EQ(hook_calls_, 1);
 }
 
 }  // namespace
