@@ -234,7 +234,7 @@ void EventPorts::LastClose(ObjectId id) {
   while (!p->waiters.empty()) {
     Waiter w = std::move(p->waiters.front());
     p->waiters.pop_front();
-    if (w.deadline) ForgetDeadline(*w.deadline, w.id);
+    if (w.deadline) deadlines_.Remove(*w.deadline, w.id);
     wait_port_.erase(w.id);
     Deliver(*p, w, {}, EBADF);
   }
@@ -349,7 +349,7 @@ Result<void> EventPorts::Alert(Caller caller, ObjectId id, uint32_t flags, uint3
   p->waiters.clear();
   PortEvent ev{static_cast<uint16_t>(PortSource::kAlert), events, 0, user};
   for (Waiter& w : waiters) {
-    if (w.deadline) ForgetDeadline(*w.deadline, w.id);
+    if (w.deadline) deadlines_.Remove(*w.deadline, w.id);
     wait_port_.erase(w.id);
     GetOutcome out;
     out.events.push_back(ev);
@@ -560,7 +560,7 @@ void EventPorts::Pump(Port& p) {
       InsertWaiter(p, std::move(w));
       return;
     }
-    if (w.deadline) ForgetDeadline(*w.deadline, w.id);
+    if (w.deadline) deadlines_.Remove(*w.deadline, w.id);
     wait_port_.erase(w.id);
     Deliver(p, w, std::move(taken), 0);
   }
@@ -636,7 +636,7 @@ std::optional<WaitId> EventPorts::Get(Caller caller, ObjectId id, const GetSpec&
                     ? INT64_MAX / 2
                     : spec.timeout.sec * kNanosPerSecond + spec.timeout.nsec;
     w.deadline = AddNanos(host_.Now(), rel);
-    deadlines_.emplace(*w.deadline, w.id);
+    deadlines_.Add(*w.deadline, w.id);
   }
   WaitId wid = w.id;
   wait_port_[wid] = id;
@@ -655,7 +655,7 @@ void EventPorts::CancelWait(WaitId wid) {
   if (p == nullptr) return;
   for (auto it = p->waiters.begin(); it != p->waiters.end(); ++it) {
     if (it->id != wid) continue;
-    if (it->deadline) ForgetDeadline(*it->deadline, wid);
+    if (it->deadline) deadlines_.Remove(*it->deadline, wid);
     p->waiters.erase(it);
     break;
   }
@@ -679,7 +679,7 @@ void EventPorts::AbortWait(WaitId wid, int error) {
     if (it->id != wid) continue;
     Waiter w = std::move(*it);
     p->waiters.erase(it);
-    if (w.deadline) ForgetDeadline(*w.deadline, wid);
+    if (w.deadline) deadlines_.Remove(*w.deadline, wid);
     Deliver(*p, w, {}, error);
     break;
   }
@@ -715,9 +715,8 @@ void EventPorts::OnWatchReady(WatchId watch, uint32_t revents) {
 
 void EventPorts::OnDeadline() {
   Nanos now = host_.Now();
-  while (!deadlines_.empty() && deadlines_.begin()->first <= now) {
-    uint64_t key = deadlines_.begin()->second;
-    deadlines_.erase(deadlines_.begin());
+  while (auto due = deadlines_.TakeDue(now)) {
+    const uint64_t key = due->second;
     if (key & kTimerKey) {
       Timer* t = FindTimer(static_cast<Pid>((key >> 32) & 0x7fffffff), static_cast<int>(key & 0xffffffff));
       if (t != nullptr) FireTimer(*t, now);
@@ -746,24 +745,6 @@ void EventPorts::OnDeadline() {
     }
   }
   RearmDeadline();
-}
-
-void EventPorts::CatchUpDeadlines() {
-  if (!deadlines_.empty() && deadlines_.begin()->first <= host_.Now()) OnDeadline();
-}
-
-void EventPorts::ForgetDeadline(Nanos when, uint64_t key) {
-  auto range = deadlines_.equal_range(when);
-  for (auto it = range.first; it != range.second; ++it) {
-    if (it->second == key) {
-      deadlines_.erase(it);
-      return;
-    }
-  }
-}
-
-void EventPorts::RearmDeadline() {
-  host_.ArmDeadline(deadlines_.empty() ? Host::kNever : deadlines_.begin()->first);
 }
 
 uint32_t EventPorts::QueuedCount(ObjectId id) const {
@@ -902,7 +883,7 @@ void EventPorts::UnbindTimer(Timer& t) {
 void EventPorts::DeleteTimer(Timer& t) {
   // timer_delete_locked: the undelivered event goes with it (T:143-160).
   UnbindTimer(t);
-  if (t.next != 0) ForgetDeadline(t.next, kTimerKey | (static_cast<uint64_t>(t.pid) << 32) | static_cast<uint32_t>(t.id));
+  if (t.next != 0) deadlines_.Remove(t.next, kTimerKey | (static_cast<uint64_t>(t.pid) << 32) | static_cast<uint32_t>(t.id));
   timers_.erase({t.pid, t.id});
   RearmDeadline();
 }
@@ -936,7 +917,7 @@ Result<TimerSpec> EventPorts::TimerSettime(Caller caller, int id, uint32_t flags
   const bool value_set = vs != 0 || vns != 0;
   if (!ValidTimespec(vs, vns) || (value_set && !ValidTimespec(is, ins))) return Errno{EINVAL};
   const uint64_t key = kTimerKey | (static_cast<uint64_t>(t->pid) << 32) | static_cast<uint32_t>(t->id);
-  if (t->next != 0) ForgetDeadline(t->next, key);
+  if (t->next != 0) deadlines_.Remove(t->next, key);
   t->next = 0;
   t->interval = value_set ? ToNanos(is, ins) : 0;
   if (value_set) {
@@ -951,7 +932,7 @@ Result<TimerSpec> EventPorts::TimerSettime(Caller caller, int id, uint32_t flags
       t->next = AddNanos(now, v);
     }
     if (t->next <= 0) t->next = 1;
-    deadlines_.emplace(t->next, key);
+    deadlines_.Add(t->next, key);
   }
   RearmDeadline();
   return old;
@@ -977,7 +958,7 @@ void EventPorts::FireTimer(Timer& t, Nanos now) {
     if (t.next == kLatest) {
       t.next = 0;  // beyond the clock's range: it never expires again
     } else {
-      deadlines_.emplace(t.next, kTimerKey | (static_cast<uint64_t>(t.pid) << 32) | static_cast<uint32_t>(t.id));
+      deadlines_.Add(t.next, kTimerKey | (static_cast<uint64_t>(t.pid) << 32) | static_cast<uint32_t>(t.id));
     }
   } else {
     t.next = 0;

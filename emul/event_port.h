@@ -11,6 +11,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "emul/engine.h"
 #include "emul/host.h"
 #include "emul/result.h"
 #include "emul/types.h"
@@ -123,9 +124,9 @@ class GetCompletion {
   virtual bool Complete(GetOutcome outcome) = 0;
 };
 
-class EventPorts {
+class EventPorts final : public Engine {
  public:
-  EventPorts(Host& host, PortLimits limits) : host_(host), limits_(limits) {}
+  EventPorts(Host& host, PortLimits limits) : Engine(host), limits_(limits) {}
   EventPorts(const EventPorts&) = delete;
   EventPorts& operator=(const EventPorts&) = delete;
 
@@ -133,12 +134,12 @@ class EventPorts {
   Result<ObjectId> Create(Caller caller);
   // The last descriptor of the port is gone (in every process). Waiters and
   // blocked dispatchers fail with EBADF (rule 27; docs/design.md).
-  void LastClose(ObjectId port);
+  void LastClose(ObjectId port) override;
   // Process `pid` stopped holding the port (close of a shared port, exit):
   // its associations, its alert, its non-shareable events go (rule 32).
   void CloseBy(ObjectId port, Pid pid);
   // Process exit: CloseBy for every port, and its waiters vanish.
-  void ProcessExited(Pid pid);
+  void ProcessExited(Pid pid) override;
   // The process replaced its image (execve): its POSIX timers, of every
   // notification kind, are deleted (illumos exec_common -> timer_exit).
   void ProcessExeced(Pid pid);
@@ -175,7 +176,7 @@ class EventPorts {
   std::optional<WaitId> Get(Caller caller, ObjectId port, const GetSpec& spec,
                             std::unique_ptr<GetCompletion> done);
   // The waiting thread is gone (interrupted by a signal, exited): forget it.
-  void CancelWait(WaitId id);
+  void CancelWait(WaitId id) override;
   // Ends a parked call with `error` (its port descriptor was closed: EBADF).
   void AbortWait(WaitId id, int error);
   // Drops the port's associations whose descriptors were closed, then serves
@@ -196,12 +197,17 @@ class EventPorts {
   bool HasTimers() const;  // any process has a timer (the host then watches for execs)
 
   // --- host callbacks ---
-  void OnWatchReady(WatchId watch, uint32_t revents);
+  void OnWatchReady(WatchId watch, uint32_t revents) override;
   // A watched file changed (file_bits; exceptions end the watch).
   void OnFileEvent(WatchId watch, uint32_t events);
-  void OnDeadline();
-  // OnDeadline if a deadline is already due (before handling a call).
-  void CatchUpDeadlines();
+  void OnDeadline() override;
+  Nanos NextDeadline() const override { return deadlines_.Next(); }
+
+  // --- ownership (emul/engine.h): ports and their waits are numbered below
+  // kKqueueIdBase ---
+  bool OwnsObject(ObjectId obj) const override { return obj < kKqueueIdBase; }
+  bool OwnsWait(WaitId wait) const override { return wait < kKqueueIdBase; }
+  bool OwnsWatch(WatchId watch) const override { return by_watch_.count(watch) != 0; }
 
   // --- inspection (tests, tracing, the port fd's readiness) ---
   uint32_t QueuedCount(ObjectId port) const;
@@ -339,22 +345,19 @@ class EventPorts {
   // A slot is taken or given back (port_curr); POLLOUT follows.
   void TakeSlot(Port& p);
   void ReturnSlot(Port& p);
-  void RearmDeadline();
   void FireTimer(Timer& t, Nanos now);
   void UnbindTimer(Timer& t);
   void DeleteTimer(Timer& t);
   void DeleteTimersOf(Pid pid);  // timer_exit
   Timer* FindTimer(Pid pid, int id);
-  void ForgetDeadline(Nanos when, uint64_t key);
 
-  Host& host_;
   PortLimits limits_;
   std::unordered_map<ObjectId, std::unique_ptr<Port>> ports_;
   std::unordered_map<WatchId, FdAssoc*> by_watch_;
   std::unordered_map<WatchId, FileAssoc*> by_path_watch_;
   // Deadlines of waiters (key = WaitId) and timers (key = kTimerKey | pid << 32 | id).
   static constexpr uint64_t kTimerKey = 1ULL << 63;
-  std::multimap<Nanos, uint64_t> deadlines_;
+  DeadlineQueue<uint64_t> deadlines_;
   std::map<std::pair<Pid, int>, std::unique_ptr<Timer>> timers_;
   std::unordered_map<WaitId, ObjectId> wait_port_;
   ObjectId next_port_ = 1;

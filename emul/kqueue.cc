@@ -297,24 +297,12 @@ void Kqueues::Drop(Kq& kq, Knote& kn) {
 }
 
 void Kqueues::AddDeadline(Nanos when, DeadlineKind kind, uint64_t id) {
-  deadlines_.emplace(when, std::make_pair(kind, id));
+  deadlines_.Add(when, std::make_pair(kind, id));
 }
 
 void Kqueues::RemoveDeadline(Nanos when, DeadlineKind kind, uint64_t id) {
-  auto range = deadlines_.equal_range(when);
-  for (auto it = range.first; it != range.second; ++it) {
-    if (it->second == std::make_pair(kind, id)) {
-      deadlines_.erase(it);
-      return;
-    }
-  }
+  deadlines_.Remove(when, std::make_pair(kind, id));
 }
-
-Nanos Kqueues::NextDeadline() const {
-  return deadlines_.empty() ? Host::kNever : deadlines_.begin()->first;
-}
-
-void Kqueues::RearmDeadline() { host_.ArmDeadline(NextDeadline()); }
 
 // Arms an fd knote's host watch for `want`: level, or edge for EV_CLEAR.
 // Returns the readiness the host reports at once.
@@ -838,9 +826,8 @@ void Kqueues::FdClosing(Pid pid, int64_t fd) {
 void Kqueues::OnDeadline() {
   const Nanos now = host_.Now();
   std::vector<ObjectId> touched;
-  while (!deadlines_.empty() && deadlines_.begin()->first <= now) {
-    auto [when, what] = *deadlines_.begin();
-    deadlines_.erase(deadlines_.begin());
+  while (auto due = deadlines_.TakeDue(now)) {
+    auto [when, what] = *due;
     if (what.first == DeadlineKind::kTimer) {
       auto k = knotes_.find(what.second);
       if (k == knotes_.end()) continue;
@@ -865,10 +852,6 @@ void Kqueues::OnDeadline() {
   }
   ReapClosed();
   RearmDeadline();
-}
-
-void Kqueues::CatchUpDeadlines() {
-  if (!deadlines_.empty() && deadlines_.begin()->first <= host_.Now()) OnDeadline();
 }
 
 size_t Kqueues::PendingCount(ObjectId id) const {

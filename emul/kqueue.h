@@ -15,6 +15,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "emul/engine.h"
 #include "emul/host.h"
 #include "emul/result.h"
 #include "emul/types.h"
@@ -198,11 +199,11 @@ class KeventCompletion {
   }
 };
 
-class Kqueues {
+class Kqueues final : public Engine {
  public:
   // Kqueue ids never collide with event-port ids (ports count from 1).
-  static constexpr ObjectId kFirstId = ObjectId{1} << 40;
-  static constexpr WaitId kFirstWait = WaitId{1} << 40;
+  static constexpr ObjectId kFirstId = kKqueueIdBase;
+  static constexpr WaitId kFirstWait = kKqueueIdBase;
 
   // Per-tree caps (docs/design.md "Bounds"): beyond them kqueue() and an
   // EV_ADD fail with ENOMEM, the BSDs' answer when the kernel cannot
@@ -211,8 +212,8 @@ class Kqueues {
     size_t max_kqueues = 65536;
     size_t max_knotes = 1u << 20;
   };
-  explicit Kqueues(Host& host) : host_(host) {}
-  Kqueues(Host& host, Limits limits) : host_(host), limits_(limits) {}
+  explicit Kqueues(Host& host) : Engine(host) {}
+  Kqueues(Host& host, Limits limits) : Engine(host), limits_(limits) {}
   size_t kqueue_count() const { return kqs_.size(); }
   size_t knote_count() const { return knotes_.size(); }
   Kqueues(const Kqueues&) = delete;
@@ -227,7 +228,12 @@ class Kqueues {
   // false), once the last waiter has returned.
   void Close(ObjectId kq);
   // Exit: the process's waiters vanish and its kqueues are freed.
-  void ProcessExited(Pid pid);
+  void ProcessExited(Pid pid) override;
+  // Close, then ForkSourceClosed: no child can claim its copies any more.
+  void LastClose(ObjectId kq) override {
+    Close(kq);
+    ForkSourceClosed(kq);
+  }
   bool Exists(ObjectId kq) const { return kqs_.count(kq) != 0; }
   // The process that created the kqueue: kqueues are not inherited by fork.
   std::optional<Pid> Owner(ObjectId kq) const;
@@ -258,10 +264,10 @@ class Kqueues {
   std::optional<WaitId> Kevent(Caller caller, ObjectId kq, const KqueuePolicy& policy,
                                std::vector<KChange> changes, bool changes_fault,
                                const KeventWait& wait, std::unique_ptr<KeventCompletion> done);
-  void CancelWait(WaitId id);
+  void CancelWait(WaitId id) override;
 
   // --- host callbacks ---
-  void OnWatchReady(WatchId watch, uint32_t revents);
+  void OnWatchReady(WatchId watch, uint32_t revents) override;
   // EVFILT_PROC sources (Host::WatchProcess): `status` is the wait status.
   void OnProcessExit(Pid pid, int64_t status);
   void OnProcessFork(Pid parent, Pid child);
@@ -278,11 +284,13 @@ class Kqueues {
   // EVFILT_SIGNAL: signal `signo` was delivered to process `pid` (reported
   // by the foreign library's counting hook, abi/bsd/lib/kqueue.c).
   void OnSignal(Pid pid, int signo);
-  void OnDeadline();
-  // OnDeadline if a deadline is already due (before handling a call).
-  void CatchUpDeadlines();
-  // The earliest time OnDeadline wants to run (Host::kNever if none).
-  Nanos NextDeadline() const;
+  void OnDeadline() override;
+  Nanos NextDeadline() const override { return deadlines_.Next(); }
+
+  // --- ownership (emul/engine.h) ---
+  bool OwnsObject(ObjectId obj) const override { return obj >= kFirstId; }
+  bool OwnsWait(WaitId wait) const override { return wait >= kFirstWait; }
+  bool OwnsWatch(WatchId watch) const override { return by_watch_.count(watch) != 0; }
 
   // --- inspection (tests, the descriptor's readiness) ---
   size_t PendingCount(ObjectId kq) const;
@@ -447,7 +455,6 @@ class Kqueues {
   void WakeWatchers(ObjectId kq);
   void AddDeadline(Nanos when, DeadlineKind kind, uint64_t id);
   void RemoveDeadline(Nanos when, DeadlineKind kind, uint64_t id);
-  void RearmDeadline();
   void RemoveWaiter(Kq& kq, std::list<Waiter>::iterator it);
   void CancelWaitOnly(WaitId id);
   // Frees the kqueue at once: its waiters get EBADF, its knotes go.
@@ -456,7 +463,6 @@ class Kqueues {
   // of the entry points, where no caller holds a Kq reference.
   void ReapClosed();
 
-  Host& host_;
   std::unordered_map<ObjectId, std::unique_ptr<Kq>> kqs_;
   std::unordered_map<uint64_t, std::unique_ptr<Knote>> knotes_;
   Limits limits_;
@@ -464,7 +470,7 @@ class Kqueues {
   std::unordered_map<WatchId, uint64_t> by_vnode_;
   std::multimap<Pid, uint64_t> proc_knotes_;
   std::multimap<ObjectId, uint64_t> kq_watchers_;  // watched kqueue -> READ knote
-  std::multimap<Nanos, std::pair<DeadlineKind, uint64_t>> deadlines_;
+  DeadlineQueue<std::pair<DeadlineKind, uint64_t>> deadlines_;
   std::unordered_map<WaitId, ObjectId> wait_kq_;
   std::vector<ObjectId> closed_with_waiters_;
   // Copies of ForkPrepare not yet claimed, by token.

@@ -31,14 +31,10 @@ using emul::Result;
 
 namespace {
 
-// Tags of the loop epoll's events (LinuxHost's kWatchTag and kHostTag are
-// bits 62 and 61; these use the top byte's low bits, as the supervisor does).
-constexpr uint64_t kTagDeadline = 3ULL << 56;
+// Tags of the loop epoll's own events; the host's sources use loop_tag
+// (shim/runtime/host_events.h) and LinuxHost's bits.
 constexpr uint64_t kTagSweep = 4ULL << 56;
-constexpr uint64_t kTagObject = 6ULL << 56;
 constexpr uint64_t kTagSignals = 7ULL << 56;
-constexpr uint64_t kTagPathWatch = 9ULL << 56;
-constexpr uint64_t kTagMask = 0xffULL << 56;
 
 // The process's own memory through process_vm_readv/writev: a bad pointer
 // is EFAULT, never SIGSEGV, and nothing partial counts as done.
@@ -183,13 +179,11 @@ class Engine::Context final : public abi::CallContext {
     struct stat st {};
     if (fstat(fd, &st) != 0) return Errno{EBADF};
     if (S_ISSOCK(st.st_mode)) {
-      auto it = engine_.by_inode_.find(st.st_ino);
-      if (it != engine_.by_inode_.end()) {
-        Object& o = engine_.objects_.at(it->second);
-        if (o.kind != kind) return Errno{EBADFD};
-        o.holder_fd = fd;
-        last_object_ = {it->second, fd};
-        return it->second;
+      if (std::optional<emul::ObjectId> obj = engine_.objects_->FindByInode(st.st_ino)) {
+        if (engine_.objects_->KindOf(*obj) != kind) return Errno{EBADFD};
+        engine_.objects_->NoteHolder(*obj, caller_.pid, fd);
+        last_object_ = {*obj, fd};
+        return *obj;
       }
       if (engine_.inherited_ != nullptr) {
         auto inh = engine_.inherited_->objects.find(st.st_ino);
@@ -214,8 +208,7 @@ class Engine::Context final : public abi::CallContext {
     if (last_object_) {
       p.obj = last_object_->first;
       p.fd = last_object_->second;
-      auto it = engine_.objects_.find(p.obj);
-      p.port = it != engine_.objects_.end() && it->second.kind == abi::ObjectKind::kPort;
+      p.port = engine_.objects_->KindOf(p.obj) == abi::ObjectKind::kPort;
     }
     engine_.parked_[id] = p;
     if (p.port) engine_.ArmSweep(true);
@@ -264,18 +257,21 @@ Engine::Engine(EngineOptions options, std::shared_ptr<const Inherited> inherited
     : options_(options), inherited_(std::move(inherited)), pid_(getpid()),
       memory_(std::make_unique<SelfMemory>(pid_)) {
   loop_ = epoll_create1(EPOLL_CLOEXEC);
+  objects_ = std::make_unique<ObjectTable>(loop_, loop_tag::kObject, ends_, /*drain_at_once=*/true);
   host_ = std::make_unique<LinuxHost>(loop_, [this](emul::Pid pid) { return PidfdOf(pid); });
   host_->set_local_process(pid_);
   host_->set_file_check_memo(true);  // forgotten whenever the lock is taken or given up
   host_->set_register_callback([this](int fd) {
     struct stat st {};
-    if (fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode) && by_inode_.count(st.st_ino) != 0) objects_watched_ = true;
+    if (fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode) && objects_->FindByInode(st.st_ino)) objects_watched_ = true;
   });
-  host_->set_readiness_callback([this](emul::ObjectId o, bool r) { OnObjectReadiness(o, r); });
-  host_->set_writable_callback([this](emul::ObjectId o, bool w) { OnObjectWritable(o, w); });
+  host_->set_readiness_callback([this](emul::ObjectId o, bool r) { objects_->OnReadiness(o, r); });
+  host_->set_writable_callback([this](emul::ObjectId o, bool w) { objects_->OnWritable(o, w); });
   ports_ = std::make_unique<emul::EventPorts>(*host_, options_.port_limits);
-  kqueue_host_ = std::make_unique<DeadlineSlotHost>(*host_, 1);
-  kqueues_ = std::make_unique<emul::Kqueues>(*kqueue_host_, options_.kqueue_limits);
+  kqueues_ = std::make_unique<emul::Kqueues>(*host_, options_.kqueue_limits);
+  engines_ = std::make_unique<emul::Engines>(*host_);
+  engines_->Add(*ports_);
+  engines_->Add(*kqueues_);
   host_->set_kqueue_sink(LinuxHost::KqueueSink{
       [this](emul::Pid pid, int64_t status) { kqueues_->OnProcessExit(pid, status); },
       [this](emul::Pid parent, emul::Pid child) { kqueues_->OnProcessFork(parent, child); },
@@ -286,9 +282,9 @@ Engine::Engine(EngineOptions options, std::shared_ptr<const Inherited> inherited
   host_->set_kqueue_at_callback([this](emul::Pid, int fd) -> std::optional<emul::ObjectId> {
     struct stat st {};
     if (fstat(fd, &st) != 0) return std::nullopt;
-    auto it = by_inode_.find(st.st_ino);
-    if (it == by_inode_.end() || objects_.at(it->second).kind != abi::ObjectKind::kKqueue) return std::nullopt;
-    return it->second;
+    std::optional<emul::ObjectId> obj = objects_->FindByInode(st.st_ino);
+    if (!obj || objects_->KindOf(*obj) != abi::ObjectKind::kKqueue) return std::nullopt;
+    return obj;
   });
   auto add = [this](int fd, uint64_t tag, uint32_t events) {
     epoll_event ev{};
@@ -296,8 +292,8 @@ Engine::Engine(EngineOptions options, std::shared_ptr<const Inherited> inherited
     ev.data.u64 = tag;
     epoll_ctl(loop_, EPOLL_CTL_ADD, fd, &ev);
   };
-  add(host_->deadline_fd(), kTagDeadline, EPOLLIN);
-  if (host_->path_inotify_fd() >= 0) add(host_->path_inotify_fd(), kTagPathWatch, EPOLLIN);
+  add(host_->deadline_fd(), loop_tag::kDeadline, EPOLLIN);
+  if (host_->path_inotify_fd() >= 0) add(host_->path_inotify_fd(), loop_tag::kPathWatch, EPOLLIN);
   // The mount table is not in the loop: a poll of /proc/self/mountinfo
   // consumes its change, so a waiter's or the idle pump's look at the loop
   // would lose it. Each call polls it instead (PrepareCall).
@@ -305,14 +301,21 @@ Engine::Engine(EngineOptions options, std::shared_ptr<const Inherited> inherited
   add(signal_efd_, kTagSignals, EPOLLIN);
   sweep_fd_ = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
   add(sweep_fd_, kTagSweep, EPOLLIN);
+  router_ = std::make_unique<HostEventRouter>(*host_, *engines_, *objects_, HostEventRouter::Hooks{
+      .before_deadline = nullptr,
+      // While no watch is on an object's descriptor, the byte waits for the
+      // end of the call, which usually takes the event at once (no byte at
+      // all); else a byte sent can make such a watch ready: look again.
+      .after_watch_pass = [this] { return objects_watched_ && objects_->ApplyReadiness(); },
+      .on_fault = [](const Fault& f) { std::fprintf(stderr, "evshim: %s\n", f.Describe().c_str()); }});
 }
 
 Engine::~Engine() {
+  engines_.reset();
   ports_.reset();
   kqueues_.reset();
-  kqueue_host_.reset();
   host_.reset();
-  for (auto& [obj, o] : objects_) close(o.engine_end);
+  objects_.reset();
   for (auto& [pid, fd] : pidfds_) close(fd);
   if (sweep_fd_ >= 0) close(sweep_fd_);
   if (signal_efd_ >= 0) close(signal_efd_);
@@ -320,7 +323,7 @@ Engine::~Engine() {
 }
 
 void Engine::AddInherited(Inherited* into) const {
-  for (const auto& [obj, o] : objects_) into->objects[o.inode] = o.kind;
+  objects_->ForEach([into](emul::ObjectId, abi::ObjectKind kind, uint64_t inode) { into->objects[inode] = kind; });
 }
 
 int Engine::PidfdOf(emul::Pid pid) {
@@ -383,12 +386,11 @@ bool Engine::Call(int nr, const uint64_t args[6], long* result) {
     // The descriptor is not this engine's: the supervisor's call. Nothing
     // happened here (handlers resolve their object before any effect).
     if (ctx.wait()) {
-      ports_->CancelWait(*ctx.wait());
-      kqueues_->CancelWait(*ctx.wait());
+      engines_->CancelWait(*ctx.wait());
       parked_.erase(*ctx.wait());
     }
     if (ctx.waiter()) ctx.waiter()->Cancel();
-    ApplyReadiness();
+    objects_->ApplyReadiness();
     return false;
   }
   if (out.kind == abi::Outcome::Kind::kDeferred) {
@@ -408,7 +410,7 @@ bool Engine::Call(int nr, const uint64_t args[6], long* result) {
       }
       // Wait for the engine's host events or this thread's wake-up; the
       // lock is free meanwhile, so other threads' calls complete this one.
-      ApplyReadiness();
+      objects_->ApplyReadiness();
       pollfd fds[2] = {{loop_, POLLIN, 0}, {WakeFd(pid_), POLLIN, 0}};
       t_in_engine = false;
       waiting_threads_.fetch_add(1, std::memory_order_relaxed);
@@ -435,10 +437,7 @@ bool Engine::Call(int nr, const uint64_t args[6], long* result) {
     }
     if (masked) pthread_sigmask(SIG_SETMASK, &old_mask, nullptr);
     if (ctx.wait()) {
-      if (interrupted) {
-        ports_->CancelWait(*ctx.wait());
-        kqueues_->CancelWait(*ctx.wait());
-      }
+      if (interrupted) engines_->CancelWait(*ctx.wait());
       parked_.erase(*ctx.wait());
     }
     out = interrupted || !w ? abi::Outcome::Error(EINTR) : w->outcome();
@@ -458,8 +457,8 @@ bool Engine::Call(int nr, const uint64_t args[6], long* result) {
       r = -EINTR;
       break;
   }
-  if (auto lo = ctx.last_object()) DrainIfNeeded(lo->first, lo->second);
-  ApplyReadiness();
+  if (auto lo = ctx.last_object()) objects_->DrainIfNeeded(lo->first, static_cast<emul::Pid>(pid_), lo->second);
+  objects_->ApplyReadiness();
   if (traced != nullptr) traced->End(r);  // trace
   *result = r;
   return true;
@@ -514,8 +513,7 @@ void Engine::PrepareCall() {
   // Ready watches were routed by Pump: the watches' collecting epoll sits
   // in the loop, and epoll readiness propagates synchronously.
   ApplySignals();
-  ports_->CatchUpDeadlines();
-  kqueues_->CatchUpDeadlines();
+  engines_->CatchUpDeadlines();
 }
 
 void Engine::Pump(bool apply_readiness) {
@@ -525,26 +523,8 @@ void Engine::Pump(bool apply_readiness) {
     n = epoll_wait(loop_, events, 64, 0);
     for (int i = 0; i < n; ++i) {
       const uint64_t data = events[i].data.u64;
-      if (data & LinuxHost::kHostTag) {
-        host_->OnHostEvent(data);
-        continue;
-      }
-      if (data & LinuxHost::kWatchTag) {
-        CollectWatchReadiness();
-        continue;
-      }
-      switch (data & kTagMask) {
-        case kTagDeadline: {
-          uint64_t ticks;
-          while (read(host_->deadline_fd(), &ticks, sizeof ticks) > 0) {
-          }
-          ports_->OnDeadline();
-          kqueues_->OnDeadline();
-          break;
-        }
-        case kTagPathWatch:
-          host_->ReadPathEvents();
-          break;
+      if (router_->Route(data)) continue;  // the host's sources, the objects' last closes
+      switch (data & loop_tag::kMask) {
         case kTagSignals: {
           uint64_t v;
           (void)!read(signal_efd_, &v, sizeof v);
@@ -558,190 +538,67 @@ void Engine::Pump(bool apply_readiness) {
           Sweep();
           break;
         }
-        case kTagObject:
-          ObjectClosed(data & ~kTagMask);
-          break;
         default:
           break;
       }
     }
     // A call applies readiness at its end (an event it takes at once then
     // costs no byte); a wake-up without a call applies it now.
-    if (apply_readiness) ApplyReadiness();
+    if (apply_readiness) objects_->ApplyReadiness();
   } while (n == 64);
 }
 
-void Engine::CollectWatchReadiness() {
-  for (int pass = 0; pass < 8; ++pass) {
-    std::vector<std::pair<emul::WatchId, uint32_t>> ready = host_->TakeReadyWatches();
-    if (ready.empty()) break;
-    for (auto [id, revents] : ready) {
-      ports_->OnWatchReady(id, revents);
-      kqueues_->OnWatchReady(id, revents);  // watch ids are host-wide: one engine owns it
-    }
-    // A byte sent can make a watch on that object's descriptor ready (a
-    // port in a port): only then is another pass worth a look. While no
-    // watch is on an object's descriptor, the byte waits for the end of
-    // the call, which usually takes the event at once (no byte at all).
-    if (!objects_watched_ || !ApplyReadiness()) break;
-  }
-}
-
 long Engine::InstallObject(abi::ObjectKind kind, emul::ObjectId obj, bool cloexec) {
-  int sv[2];
-  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sv) != 0) {
-    int err = errno;
-    objects_.erase(obj);
-    switch (kind) {
-      case abi::ObjectKind::kPort:
-        ports_->LastClose(obj);
-        break;
-      case abi::ObjectKind::kKqueue:
-        kqueues_->Close(obj);
-        break;
-    }
+  Result<ObjectTable::Pair> pair = objects_->MakePair(kind);
+  if (!pair.ok()) {
+    const int err = pair.error().value;
+    engines_->LastClose(obj);
     // The process's descriptor table is full (port.c:765-774).
     return -(err == ENFILE ? ENOMEM : err);
   }
-  if (!cloexec) fcntl(sv[1], F_SETFD, 0);
-  struct stat st {};
-  fstat(sv[1], &st);
-  if (kind == abi::ObjectKind::kPort) {
-    // The smallest send buffer: a little filler makes the port descriptor
-    // unwritable while the port is full (OnObjectWritable, rule 3).
-    int one = 1;
-    setsockopt(sv[1], SOL_SOCKET, SO_SNDBUF, &one, sizeof one);
+  if (!cloexec) fcntl(pair->program, F_SETFD, 0);
+  if (std::optional<Fault> fault = objects_->Add(obj, kind, pair->own, pair->inode)) {
+    // Its last close could not be watched: the object would outlive its
+    // descriptors. Reported, and the creation fails as one that found no
+    // memory for its descriptor would (docs/design.md "Emulated objects").
+    std::fprintf(stderr, "evshim: %s; the object is not created\n", fault->Describe().c_str());
+    objects_->Remove(obj);
+    close(pair->program);
+    engines_->LastClose(obj);
+    return -ENOMEM;
   }
-  Object o;
-  o.kind = kind;
-  o.engine_end = sv[0];
-  o.inode = st.st_ino;
-  o.holder_fd = sv[1];
-  objects_[obj] = o;
-  by_inode_[st.st_ino] = obj;
-  epoll_event ev{};
-  ev.events = EPOLLRDHUP | EPOLLHUP;
-  ev.data.u64 = kTagObject | obj;
-  epoll_ctl(loop_, EPOLL_CTL_ADD, sv[0], &ev);
+  objects_->NoteHolder(obj, static_cast<emul::Pid>(pid_), pair->program);
   // Events queued before the descriptor existed (a kqueue copy) show now.
-  if (kind == abi::ObjectKind::kKqueue && kqueues_->PendingCount(obj) > 0) OnObjectReadiness(obj, true);
-  return sv[1];
-}
-
-// Every descriptor of the object is closed: the last close (rule 33;
-// kqueue_close).
-void Engine::ObjectClosed(emul::ObjectId obj) {
-  auto it = objects_.find(obj);
-  if (it == objects_.end()) return;
-  const abi::ObjectKind kind = it->second.kind;
-  epoll_ctl(loop_, EPOLL_CTL_DEL, it->second.engine_end, nullptr);
-  close(it->second.engine_end);
-  by_inode_.erase(it->second.inode);
-  objects_.erase(it);
-  switch (kind) {
-    case abi::ObjectKind::kPort:
-      ports_->LastClose(obj);
-      break;
-    case abi::ObjectKind::kKqueue:
-      kqueues_->Close(obj);
-      kqueues_->ForkSourceClosed(obj);
-      break;
-  }
-}
-
-bool Engine::FdIsObject(int fd, uint64_t inode) const {
-  struct stat st {};
-  return fd >= 0 && fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode) && st.st_ino == inode;
+  if (kind == abi::ObjectKind::kKqueue && kqueues_->PendingCount(obj) > 0) objects_->OnReadiness(obj, true);
+  return pair->program;
 }
 
 // Whether the process still has a descriptor of `obj` (rule 32): the one
 // it last named it by, else a scan of its descriptor table.
-bool Engine::HoldsObject(emul::ObjectId obj) {
-  auto it = objects_.find(obj);
-  if (it == objects_.end()) return true;  // being created: its creator holds it
-  Object& o = it->second;
-  if (FdIsObject(o.holder_fd, o.inode)) return true;
+bool Engine::OwnEnds::FdIs(emul::Pid, int fd, uint64_t inode) {
+  struct stat st {};
+  return fd >= 0 && fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode) && st.st_ino == inode;
+}
+
+// A scan of this process's descriptor table.
+int Engine::OwnEnds::FindFd(emul::Pid pid, uint64_t inode) {
   DIR* d = opendir("/proc/self/fd");
-  if (d == nullptr) return true;
+  if (d == nullptr) return kUnknown;
   const int skip = dirfd(d);
-  bool found = false;
+  int found = kNone;
   while (dirent* e = readdir(d)) {
     if (e->d_name[0] == '.') continue;
     int fd = std::atoi(e->d_name);
-    if (fd == skip || !FdIsObject(fd, o.inode)) continue;
-    o.holder_fd = fd;
-    found = true;
+    if (fd == skip || !FdIs(pid, fd, inode)) continue;
+    found = fd;
     break;
   }
   closedir(d);
   return found;
 }
 
-void Engine::OnObjectReadiness(emul::ObjectId obj, bool readable) {
-  auto it = objects_.find(obj);
-  if (it == objects_.end()) return;
-  Object& o = it->second;
-  o.want_readable = readable;
-  if (!o.readiness_pending) {
-    o.readiness_pending = true;
-    readiness_pending_.push_back(obj);
-  }
-}
-
-// As the supervisor's: a byte in the program's end while events are
-// queued, applied only at the end of a call or a wake-up, so an event taken
-// at once costs nothing.
-bool Engine::ApplyReadiness() {
-  bool sent = false;
-  for (emul::ObjectId obj : readiness_pending_) {
-    auto it = objects_.find(obj);
-    if (it == objects_.end()) continue;
-    Object& o = it->second;
-    o.readiness_pending = false;
-    if (o.want_readable && !o.signalled) {
-      char byte = 1;
-      if (send(o.engine_end, &byte, 1, MSG_DONTWAIT | MSG_NOSIGNAL) == 1) {
-        o.signalled = true;
-        sent = true;
-      }
-    }
-    o.needs_drain = !o.want_readable && o.signalled;
-    // The program's descriptor is in this process: drain it now.
-    if (o.needs_drain && FdIsObject(o.holder_fd, o.inode)) DrainIfNeeded(obj, o.holder_fd);
-  }
-  readiness_pending_.clear();
-  return sent;
-}
-
-void Engine::DrainIfNeeded(emul::ObjectId obj, int fd) {
-  auto it = objects_.find(obj);
-  if (it == objects_.end() || !it->second.needs_drain) return;
-  char buf[64];
-  (void)recv(fd, buf, sizeof buf, MSG_DONTWAIT);
-  it->second.signalled = false;
-  it->second.needs_drain = false;
-}
-
-// Rule 3 (port_vnops.c port_poll): POLLOUT only while a slot is free. As
-// the supervisor does, with the program's own descriptor.
-void Engine::OnObjectWritable(emul::ObjectId obj, bool writable) {
-  auto it = objects_.find(obj);
-  if (it == objects_.end()) return;
-  Object& o = it->second;
-  if (writable) {
-    if (!o.filled) return;
-    char buf[4096];
-    while (recv(o.engine_end, buf, sizeof buf, MSG_DONTWAIT) > 0) {
-    }
-    o.filled = false;
-    return;
-  }
-  if (o.filled || !FdIsObject(o.holder_fd, o.inode)) return;
-  static const char kFiller[4096] = {};
-  while (send(o.holder_fd, kFiller, sizeof kFiller, MSG_DONTWAIT | MSG_NOSIGNAL) > 0) {
-  }
-  o.filled = true;
-}
+// Whether the process still has a descriptor of `obj` (rule 32).
+bool Engine::HoldsObject(emul::ObjectId obj) { return objects_->Holds(static_cast<emul::Pid>(pid_), obj); }
 
 void Engine::ArmSweep(bool on) {
   if (on == sweep_armed_) return;
@@ -766,8 +623,7 @@ void Engine::Sweep() {
   for (auto& [wid, p] : parked_) {
     if (!p.port) continue;
     any_port = true;
-    auto it = objects_.find(p.obj);
-    if (it == objects_.end() || !FdIsObject(p.fd, it->second.inode)) {
+    if (!objects_->IsAt(p.obj, static_cast<emul::Pid>(pid_), p.fd)) {
       closed.emplace_back(wid, p.obj);
     } else if (ports_->Exists(p.obj) && ports_->DispatcherCount(p.obj) > 0) {
       dispatch_ports.insert(p.obj);
@@ -781,7 +637,7 @@ void Engine::Sweep() {
   // A PORT_DISPATCH waiting for a slot: closed associations give theirs back.
   for (emul::ObjectId obj : dispatch_ports) ports_->DropClosedFds(obj);
   if (!any_port) ArmSweep(false);
-  ApplyReadiness();
+  objects_->ApplyReadiness();
 }
 
 }  // namespace evshim::shim::inproc

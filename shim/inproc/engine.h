@@ -25,6 +25,8 @@
 #include "abi/syscall_table.h"
 #include "emul/event_port.h"
 #include "emul/kqueue.h"
+#include "shim/runtime/host_events.h"
+#include "shim/runtime/object_table.h"
 #include "shim/supervisor/linux_host.h"
 
 namespace evshim::shim::inproc {
@@ -77,16 +79,13 @@ class Engine {
   class Waiter;
   friend class Context;
 
-  struct Object {
-    abi::ObjectKind kind = abi::ObjectKind::kPort;
-    int engine_end = -1;  // our end of the socketpair; HUP = the last close
-    uint64_t inode = 0;   // the program's end: how a descriptor is recognised
-    int holder_fd = -1;   // the descriptor the program last named it by
-    bool signalled = false;
-    bool needs_drain = false;
-    bool filled = false;
-    bool want_readable = false;
-    bool readiness_pending = false;
+  // The program's ends of the objects are this process's descriptors.
+  class OwnEnds final : public ProgramEnds {
+   public:
+    bool FdIs(emul::Pid pid, int fd, uint64_t inode) override;
+    int Borrow(emul::Pid, int fd) override { return fd; }
+    void Release(int) override {}
+    int FindFd(emul::Pid pid, uint64_t inode) override;
   };
   struct ParkedWait {
     emul::ObjectId obj = 0;
@@ -98,17 +97,9 @@ class Engine {
   void PrepareCall();
   // Reads the loop epoll without waiting and routes each event to its owner.
   void Pump(bool apply_readiness = true);
-  void CollectWatchReadiness();
   void ApplySignals();
-  // Returns whether a readiness byte was sent.
-  bool ApplyReadiness();
-  void OnObjectReadiness(emul::ObjectId obj, bool readable);
-  void OnObjectWritable(emul::ObjectId obj, bool writable);
-  void DrainIfNeeded(emul::ObjectId obj, int fd);
   long InstallObject(abi::ObjectKind kind, emul::ObjectId obj, bool cloexec);
-  void ObjectClosed(emul::ObjectId obj);
   bool HoldsObject(emul::ObjectId obj);
-  bool FdIsObject(int fd, uint64_t inode) const;
   void Sweep();
   void ArmSweep(bool on);
   int PidfdOf(emul::Pid pid);
@@ -134,11 +125,11 @@ class Engine {
   bool sweep_armed_ = false;
   std::unique_ptr<LinuxHost> host_;
   std::unique_ptr<emul::EventPorts> ports_;
-  std::unique_ptr<DeadlineSlotHost> kqueue_host_;
   std::unique_ptr<emul::Kqueues> kqueues_;
-  std::unordered_map<emul::ObjectId, Object> objects_;
-  std::unordered_map<uint64_t, emul::ObjectId> by_inode_;
-  std::vector<emul::ObjectId> readiness_pending_;
+  std::unique_ptr<emul::Engines> engines_;  // routes host events; owns the deadline
+  OwnEnds ends_;
+  std::unique_ptr<ObjectTable> objects_;  // the objects' descriptors
+  std::unique_ptr<HostEventRouter> router_;  // the host's events to their owners
   std::unordered_map<emul::WaitId, ParkedWait> parked_;
   std::unordered_map<emul::Pid, int> pidfds_;
   std::set<std::string> reported_;

@@ -92,16 +92,9 @@ void LinuxHost::SendTimerSignal(emul::Pid pid, int signo, uint64_t value, int ti
   syscall(SYS_rt_sigqueueinfo, pid, signo, &info);
 }
 
-void LinuxHost::ArmDeadline(emul::Nanos when) { ArmDeadlineSlot(0, when); }
-
-void LinuxHost::ArmDeadlineSlot(int slot, emul::Nanos when) {
-  slots_[slot] = when;
-  ApplyDeadline();
-}
-
-void LinuxHost::ApplyDeadline() {
-  emul::Nanos when = kNever;
-  for (emul::Nanos s : slots_) when = std::min(when, s);
+// One timer for the process's engines: emul::Engines arms it at the
+// earliest deadline of all.
+void LinuxHost::ArmDeadline(emul::Nanos when) {
   if (when == armed_deadline_) return;
   armed_deadline_ = when;
   itimerspec its{};

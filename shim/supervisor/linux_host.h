@@ -61,10 +61,6 @@ class LinuxHost final : public emul::Host {
   emul::Result<uint32_t> ArmWatchEdge(emul::WatchId id, emul::Pid pid, int fd, uint32_t events) override;
   void SettleWatchEdge(emul::WatchId id, emul::Pid pid, int fd, uint32_t events) override;
   emul::Result<emul::FdProbe> ProbeFd(emul::Pid pid, int fd) override;
-  // The one timerfd serves several engines: each arms its own slot and the
-  // timer fires at the earliest. ArmDeadline() is slot 0.
-  static constexpr int kDeadlineSlots = 2;
-  void ArmDeadlineSlot(int slot, emul::Nanos when);
   void DisarmWatch(emul::WatchId id) override;
   void DropWatch(emul::WatchId id) override;
   bool SameFile(emul::Pid pid, int fd, emul::WatchId id) override;
@@ -164,7 +160,6 @@ class LinuxHost final : public emul::Host {
   };
   emul::Result<void> Register(Watch& w, emul::Pid pid, int fd, uint32_t mask, bool edge = false);
   emul::Result<uint32_t> Arm(emul::WatchId id, emul::Pid pid, int fd, uint32_t events, bool edge);
-  void ApplyDeadline();
   // A duplicate of process `pid`'s descriptor `fd` (-1 and errno).
   int DupTargetFd(emul::Pid pid, int fd);
   emul::Pid local_pid_ = -1;
@@ -254,59 +249,6 @@ class LinuxHost final : public emul::Host {
   std::unordered_map<emul::WatchId, Watch> watches_;
   emul::WatchId next_watch_ = 1;
   emul::Nanos armed_deadline_ = kNever;
-  emul::Nanos slots_[kDeadlineSlots] = {kNever, kNever};
-};
-
-// The host as one engine sees it: everything is LinuxHost's, except that
-// ArmDeadline arms this engine's own deadline slot.
-class DeadlineSlotHost final : public emul::Host {
- public:
-  DeadlineSlotHost(LinuxHost& host, int slot) : host_(host), slot_(slot) {}
-  emul::Nanos Now() override { return host_.Now(); }
-  emul::Nanos RealtimeOffset() override { return host_.RealtimeOffset(); }
-  void SendTimerSignal(emul::Pid pid, int signo, uint64_t value, int timer_id) override {
-    host_.SendTimerSignal(pid, signo, value, timer_id);
-  }
-  void ArmDeadline(emul::Nanos when) override { host_.ArmDeadlineSlot(slot_, when); }
-  emul::Result<emul::WatchId> WatchFd(emul::Pid pid, int fd) override { return host_.WatchFd(pid, fd); }
-  emul::Result<uint32_t> ArmWatch(emul::WatchId id, emul::Pid pid, int fd, uint32_t events) override {
-    return host_.ArmWatch(id, pid, fd, events);
-  }
-  emul::Result<uint32_t> ArmWatchEdge(emul::WatchId id, emul::Pid pid, int fd,
-                                      uint32_t events) override {
-    return host_.ArmWatchEdge(id, pid, fd, events);
-  }
-  void SettleWatchEdge(emul::WatchId id, emul::Pid pid, int fd, uint32_t events) override {
-    host_.SettleWatchEdge(id, pid, fd, events);
-  }
-  void DisarmWatch(emul::WatchId id) override { host_.DisarmWatch(id); }
-  void DropWatch(emul::WatchId id) override { host_.DropWatch(id); }
-  bool SameFile(emul::Pid pid, int fd, emul::WatchId id) override { return host_.SameFile(pid, fd, id); }
-  bool FdOpen(emul::Pid pid, int fd) override { return host_.FdOpen(pid, fd); }
-  void ObjectReadinessChanged(emul::ObjectId obj, bool readable) override {
-    host_.ObjectReadinessChanged(obj, readable);
-  }
-  emul::Result<emul::FdProbe> ProbeFd(emul::Pid pid, int fd) override { return host_.ProbeFd(pid, fd); }
-  emul::Result<ProcessState> WatchProcess(emul::Pid pid, bool fork_exec, bool was_forked) override {
-    return host_.WatchProcess(pid, fork_exec, was_forked);
-  }
-  void UnwatchProcess(emul::Pid pid) override { host_.UnwatchProcess(pid); }
-  emul::Result<emul::WatchId> WatchVnode(emul::Pid pid, int fd, bool use_events) override {
-    return host_.WatchVnode(pid, fd, use_events);
-  }
-  void WatchVnodeUse(emul::WatchId id) override { host_.WatchVnodeUse(id); }
-  bool SameVnode(emul::Pid pid, int fd, emul::WatchId id) override { return host_.SameVnode(pid, fd, id); }
-  void DropVnode(emul::WatchId id) override { host_.DropVnode(id); }
-  emul::Result<emul::PathWatch> WatchPath(emul::Pid pid, const std::string& path, bool nofollow) override {
-    return host_.WatchPath(pid, path, nofollow);
-  }
-  void DropPathWatch(emul::WatchId id) override { host_.DropPathWatch(id); }
-  bool HoldsObject(emul::Pid pid, emul::ObjectId obj) override { return host_.HoldsObject(pid, obj); }
-  std::optional<emul::ObjectId> KqueueAt(emul::Pid pid, int fd) override { return host_.KqueueAt(pid, fd); }
-
- private:
-  LinuxHost& host_;
-  int slot_;
 };
 
 }  // namespace evshim::shim

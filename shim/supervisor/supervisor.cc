@@ -28,6 +28,8 @@
 #include "abi/syscall_table.h"
 #include "abi/trace/observer.h"
 #include "shim/supervisor/filter.h"
+#include "shim/supervisor/supervisor_calls.h"
+#include "shim/supervisor/target_fds.h"
 
 namespace evshim::shim {
 
@@ -36,26 +38,17 @@ using emul::Result;
 
 namespace {
 
-// Tags for the main loop's epoll data (watches use LinuxHost::kWatchTag).
+// Tags for the main loop's epoll data; the host's sources use
+// loop_tag (shim/runtime/host_events.h) and LinuxHost's bits.
 constexpr uint64_t kTagListener = 1ULL << 56;
 constexpr uint64_t kTagSignal = 2ULL << 56;
-constexpr uint64_t kTagDeadline = 3ULL << 56;
 constexpr uint64_t kTagSweep = 4ULL << 56;
 constexpr uint64_t kTagProcess = 5ULL << 56;
-constexpr uint64_t kTagPort = 6ULL << 56;
-constexpr uint64_t kTagMask = 0xffULL << 56;
-constexpr uint64_t kTagPathWatch = 9ULL << 56;  // PORT_SOURCE_FILE inotify (linux_host_ports.cc)
 constexpr uint64_t kTagPathMounts = 10ULL << 56;  // the mount table changed (MOUNTEDOVER)
 constexpr uint64_t kTagTerminate = 11ULL << 56;  // SIGTERM/SIGINT under `evshim run`
 // How long the loop has to come back to a termination request before the
 // supervisor exits without it (termination.h).
 constexpr unsigned kTerminateGraceSeconds = 3;
-
-void Log(const char* fmt, auto... args) {
-  std::fprintf(stderr, "evshim: ");
-  std::fprintf(stderr, fmt, args...);
-  std::fputc('\n', stderr);
-}
 
 // The foreign libraries number their LP64 portfs calls in the upper half of the
 // opcode register (docs/abi.md "Call numbers"): bit 32 set = numbered, bits
@@ -67,196 +60,6 @@ bool Numbered(const Notification& n, const abi::SyscallEntry* entry) {
 }
 
 }  // namespace
-
-// The listener as the supervisor's parts use it: readiness is applied
-// before every answer (docs/design.md "Emulated objects"), and `evshim trace`
-// hears of every answer.
-class Supervisor::Answering final : public Notifier {
- public:
-  explicit Answering(Supervisor& sup) : sup_(sup) {}
-  FaultOr<std::optional<Notification>> Receive() override { return sup_.notifier_->Receive(); }
-  FaultOr<Delivery> Respond(uint64_t id, int64_t value, int error) override {
-    sup_.ApplyReadiness();
-    FaultOr<Delivery> d = sup_.notifier_->Respond(id, value, error);
-    if (sup_.options_.observer != nullptr) {  // trace
-      sup_.options_.observer->OnExit(id, value, error, d.ok() && *d == Delivery::kDelivered);
-    }
-    return d;
-  }
-  FaultOr<Delivery> Continue(uint64_t id) override {
-    sup_.ApplyReadiness();
-    return sup_.notifier_->Continue(id);
-  }
-  FaultOr<AddFdResult> AddFd(const AddFdRequest& request) override {
-    if (request.answer_with_fd) sup_.ApplyReadiness();  // ADDFD_FLAG_SEND answers the call
-    FaultOr<AddFdResult> r = sup_.notifier_->AddFd(request);
-    if (r.ok() && r->answered && sup_.options_.observer != nullptr) {
-      sup_.options_.observer->OnExit(request.id, r->fd, 0, true);  // trace
-    }
-    return r;
-  }
-  bool IdValid(uint64_t id) override { return sup_.notifier_->IdValid(id); }
-  bool EnableSyncWakeup() override { return sup_.notifier_->EnableSyncWakeup(); }
-
- private:
-  Supervisor& sup_;
-};
-
-// A fault is logged with its cause, and the process whose call met it is
-// killed: evshim can no longer serve it truthfully (docs/design.md
-// "Supervisor faults").
-class Supervisor::Faults final : public FaultSink {
- public:
-  explicit Faults(Supervisor& sup) : sup_(sup) {}
-  void OnFault(const Fault& fault, pid_t tid) override {
-    if (tid <= 0) {
-      // Outside any call a fault can repeat at every loop event: logged once.
-      std::string text = fault.Describe();
-      if (logged_.insert(text).second) Log("supervisor fault: %s (logged once)", text.c_str());
-      return;
-    }
-    auto t = sup_.tgid_of_.find(tid);
-    const pid_t pid = t != sup_.tgid_of_.end() ? static_cast<pid_t>(t->second) : tid;
-    Log("supervisor fault serving process %d: %s; the process is killed, evshim cannot serve it "
-        "correctly (docs/design.md \"Supervisor faults\")",
-        pid, fault.Describe().c_str());
-    kill(pid, SIGKILL);
-  }
-
- private:
-  Supervisor& sup_;
-  std::set<std::string> logged_;
-};
-
-// Answers one notification, now or later. Shared by the handler and any
-// completion that outlives it.
-class Supervisor::NotifResponder final : public abi::Responder {
- public:
-  NotifResponder(Supervisor& sup, const Notification& n, bool numbered)
-      : sup_(sup), id_(n.id), tid_(n.tid), call_(RegistersOf(n)), numbered_(numbered) {}
-  bool StillPending() override {
-    if (answered_) return false;
-    return sup_.answering_->IdValid(id_);
-  }
-  bool Respond(const abi::Outcome& out) override {
-    if (answered_) return false;
-    answered_ = true;
-    sup_.parked_.Answered(tid_, id_);
-    switch (out.kind) {
-      case abi::Outcome::Kind::kValue:
-      case abi::Outcome::Kind::kError:
-        return sup_.replay_->AnswerParked(tid_, id_, call_, numbered_, out);
-      case abi::Outcome::Kind::kNewObject: {
-        bool delivered = false;
-        sup_.InstallObject(tid_, id_, out.object_kind, out.object, &delivered, out.cloexec);
-        return delivered;
-      }
-      case abi::Outcome::Kind::kDeferred:
-        break;
-    }
-    return false;
-  }
-  // The completion met a supervisor fault: not answered (its events go back),
-  // the fault is handled instead.
-  bool Fail(const Fault& fault) {
-    if (answered_) return false;
-    answered_ = true;
-    sup_.parked_.Answered(tid_, id_);
-    sup_.faults_->OnFault(fault, tid_);
-    return false;
-  }
-
- private:
-  Supervisor& sup_;
-  uint64_t id_;
-  pid_t tid_;
-  CallRegisters call_;
-  bool numbered_;
-  bool answered_ = false;
-};
-
-class Supervisor::Context final : public abi::CallContext {
- public:
-  Context(Supervisor& sup, const Notification& n, emul::Pid pid, bool numbered)
-      : sup_(sup), n_(n), caller_{pid, static_cast<emul::Pid>(n.tid)},
-        memory_(std::make_shared<RemoteMemory>(n.tid, sup.answering_.get(), n.id, sup.options_.observer,
-                                               sup.options_.memory_transfer)),
-        numbered_(numbered) {}
-  bool call_died() const { return memory_->died(); }
-  // A supervisor fault met while serving the call (its memory, ADDFD).
-  std::optional<Fault> fault() const { return fault_ ? fault_ : memory_->fault(); }
-
-  emul::Caller caller() const override { return caller_; }
-  abi::GuestMemory& memory() override { return *memory_; }
-  Result<emul::ObjectId> Resolve(int fd, abi::ObjectKind kind) override {
-    Result<emul::ObjectId> r = sup_.ResolveObject(n_.tid, fd, kind);
-    // kqueues are not inherited by fork: another process's kqueue is a
-    // closed descriptor to this one (docs/rules-bsd.md §4.6). A
-    // KQUEUE_CPONFORK child has its own copy at that number instead.
-    if (r.ok() && kind == abi::ObjectKind::kKqueue && sup_.kqueues_->Owner(*r) != caller_.pid) {
-      return Errno{EBADF};
-    }
-    if (r.ok()) last_object_ = {*r, fd};
-    return r;
-  }
-  emul::EventPorts& ports() override { return *sup_.ports_; }
-  emul::Kqueues* kqueues() override { return sup_.kqueues_.get(); }
-  std::shared_ptr<abi::Responder> Defer() override {
-    deferred_ = std::make_shared<DeferredResponder>(std::make_shared<NotifResponder>(sup_, n_, numbered_),
-                                                    memory_);
-    return deferred_;
-  }
-  void Parked(emul::WaitId id) override {
-    if (sup_.parked_.full()) {
-      // Too many waiting threads in the tree (--max-waits): this one fails
-      // with ENOMEM instead of growing the supervisor without bound.
-      sup_.CancelWait(id);
-      if (deferred_) deferred_->Respond(abi::Outcome::Error(ENOMEM));
-      return;
-    }
-    // last_object_: the port it waits on (docs/rules-ports.md rule 27: SweepClosedPorts).
-    std::optional<emul::WaitId> displaced = sup_.parked_.Park(id, ParkedCall{n_.tid, n_.id, RegistersOf(n_), last_object_});
-    if (displaced) sup_.CancelWait(*displaced);
-  }
-  int ReplaceObject(abi::ObjectKind kind, emul::ObjectId from, emul::ObjectId to) override {
-    return sup_.ReplaceObjectDescriptors(n_.id, caller_.pid, kind, from, to, &fault_);
-  }
-  void NotImplemented(std::string_view what) override {
-    std::string key(what);
-    if (sup_.reported_.insert(key).second) {
-      Log("%.*s is not implemented yet (answered ENOSYS/ENOTSUP); see docs/abi.md",
-          static_cast<int>(what.size()), what.data());
-    }
-  }
-  std::optional<std::pair<emul::ObjectId, int>> last_object() const { return last_object_; }
-
- private:
-  // Keeps the target memory object alive as long as a completion may use it,
-  // and turns a fault met there into a fault, not an answer.
-  class DeferredResponder final : public abi::Responder {
-   public:
-    DeferredResponder(std::shared_ptr<NotifResponder> inner, std::shared_ptr<RemoteMemory> mem)
-        : inner_(std::move(inner)), mem_(std::move(mem)) {}
-    bool StillPending() override { return inner_->StillPending(); }
-    bool Respond(const abi::Outcome& out) override {
-      if (mem_->fault()) return inner_->Fail(*mem_->fault());
-      return inner_->Respond(out);
-    }
-
-   private:
-    std::shared_ptr<NotifResponder> inner_;
-    std::shared_ptr<RemoteMemory> mem_;
-  };
-
-  Supervisor& sup_;
-  const Notification& n_;
-  emul::Caller caller_;
-  std::shared_ptr<RemoteMemory> memory_;
-  std::shared_ptr<abi::Responder> deferred_;
-  bool numbered_;
-  std::optional<std::pair<emul::ObjectId, int>> last_object_;
-  std::optional<Fault> fault_;
-};
 
 Supervisor::Supervisor(int listener, SupervisorOptions options)
     : listener_(listener), options_(options), parked_(options.max_parked_waits) {
@@ -273,14 +76,19 @@ Supervisor::Supervisor(int listener, SupervisorOptions options)
     setrlimit(RLIMIT_NOFILE, &rl);
   }
   epoll_ = epoll_create1(EPOLL_CLOEXEC);
+  program_ends_ = std::make_unique<target_fds::TargetEnds>([this](emul::Pid pid) { return PidfdOf(pid); });
+  objects_ = std::make_unique<ObjectTable>(epoll_, loop_tag::kObject, *program_ends_, /*drain_at_once=*/false);
   host_ = std::make_unique<LinuxHost>(epoll_, [this](emul::Pid pid) { return PidfdOf(pid); });
-  host_->set_readiness_callback([this](emul::ObjectId o, bool r) { OnObjectReadiness(o, r); });
-  host_->set_writable_callback([this](emul::ObjectId o, bool w) { OnObjectWritable(o, w); });
-  host_->set_exec_sink([this](emul::Pid pid) { ExecSeen(pid); });
+  host_->set_readiness_callback([this](emul::ObjectId o, bool r) { objects_->OnReadiness(o, r); });
+  host_->set_writable_callback([this](emul::ObjectId o, bool w) { objects_->OnWritable(o, w); });
+  host_->set_exec_sink([this](emul::Pid pid) { execs_->Seen(pid); });
   host_->set_fault_sink([this](const Fault& f, emul::Pid pid) { faults_->OnFault(f, static_cast<pid_t>(pid)); });
   ports_ = std::make_unique<emul::EventPorts>(*host_, options_.port_limits);
-  kqueue_host_ = std::make_unique<DeadlineSlotHost>(*host_, 1);
-  kqueues_ = std::make_unique<emul::Kqueues>(*kqueue_host_, options_.kqueue_limits);
+  kqueues_ = std::make_unique<emul::Kqueues>(*host_, options_.kqueue_limits);
+  engines_ = std::make_unique<emul::Engines>(*host_);
+  engines_->Add(*ports_);
+  engines_->Add(*kqueues_);
+  execs_ = std::make_unique<ExecWatch>(*host_, *ports_);
   // kqueue PROC/VNODE sources (linux_host_kqueue.cc) feed the engine.
   host_->set_kqueue_sink(LinuxHost::KqueueSink{
       [this](emul::Pid pid, int64_t status) { kqueues_->OnProcessExit(pid, status); },
@@ -306,18 +114,24 @@ Supervisor::Supervisor(int listener, SupervisorOptions options)
     cannot_serve_ = true;
   }
   add(listener_, kTagListener, EPOLLIN);
-  add(host_->deadline_fd(), kTagDeadline, EPOLLIN);
+  add(host_->deadline_fd(), loop_tag::kDeadline, EPOLLIN);
   // Event ports: PORT_SOURCE_FILE watches, and who still holds a port
   // (docs/design.md "Close and exec").
   host_->set_path_sink([this](emul::WatchId id, uint32_t bits) { ports_->OnFileEvent(id, bits); });
-  host_->set_holds_callback([this](emul::Pid pid, emul::ObjectId obj) { return HoldsObject(pid, obj); });
+  host_->set_holds_callback([this](emul::Pid pid, emul::ObjectId obj) { return objects_->Holds(pid, obj); });
   host_->set_kqueue_at_callback([this](emul::Pid pid, int fd) -> std::optional<emul::ObjectId> {
     Result<emul::ObjectId> r = ResolveObject(static_cast<pid_t>(pid), fd, abi::ObjectKind::kKqueue);
     if (!r.ok()) return std::nullopt;
     return *r;
   });
-  if (host_->path_inotify_fd() >= 0) add(host_->path_inotify_fd(), kTagPathWatch, EPOLLIN);
+  if (host_->path_inotify_fd() >= 0) add(host_->path_inotify_fd(), loop_tag::kPathWatch, EPOLLIN);
   if (host_->path_mounts_fd() >= 0) add(host_->path_mounts_fd(), kTagPathMounts, EPOLLPRI);
+  router_ = std::make_unique<HostEventRouter>(*host_, *engines_, *objects_, HostEventRouter::Hooks{
+      // An exec'd image's timers must not fire.
+      .before_deadline = [this] { if (ports_->HasTimers()) execs_->Notice(0); },
+      // A port or kqueue that becomes readable gets its byte at once.
+      .after_watch_pass = [this] { objects_->ApplyReadiness(); return true; },
+      .on_fault = [this](const Fault& f) { faults_->OnFault(f, 0); }});
 
   sigset_t mask;
   sigemptyset(&mask);
@@ -348,14 +162,13 @@ Supervisor::Supervisor(int listener, SupervisorOptions options)
 }
 
 Supervisor::~Supervisor() {
+  engines_.reset();
   ports_.reset();
   kqueues_.reset();
   host_.reset();
   for (auto& [pid, p] : processes_) close(p.pidfd);
-  for (auto& [pid, fd] : image_fd_) {
-    if (fd >= 0) close(fd);
-  }
-  for (auto& [obj, h] : object_handles_) close(h.sup_end);
+  execs_.reset();
+  objects_.reset();
   if (sweep_fd_ >= 0) close(sweep_fd_);
   if (signal_fd_ >= 0) close(signal_fd_);
   for (int fd : terminate_pipe_) {
@@ -374,10 +187,7 @@ bool Supervisor::Respond(pid_t tid, uint64_t id, int64_t value, int error) {
   return *d == Delivery::kDelivered;  // kGone: interrupted or dead meanwhile, routine
 }
 
-void Supervisor::CancelWait(emul::WaitId wait) {
-  ports_->CancelWait(wait);
-  kqueues_->CancelWait(wait);
-}
+void Supervisor::CancelWait(emul::WaitId wait) { engines_->CancelWait(wait); }
 
 emul::Pid Supervisor::ProcessOf(pid_t tid) {
   auto it = tgid_of_.find(tid);
@@ -419,15 +229,14 @@ int Supervisor::PidfdOf(emul::Pid pid) {
 void Supervisor::ProcessGone(emul::Pid pid) {
   // Exit closes every descriptor: the process's associations, alerts and
   // owner-only events go, its waiters vanish (docs/rules-ports.md rule 35).
-  std::erase_if(holder_fd_, [pid](const auto& e) { return e.first.second == pid; });
+  objects_->ForgetProcess(pid);
   auto waits = parked_.TakeIf([this, pid](const ParkedCall& call) {
     auto t = tgid_of_.find(call.tid);
     return t != tgid_of_.end() && t->second == pid;
   });
   for (const auto& [wait, call] : waits) CancelWait(wait);
-  ports_->ProcessExited(pid);
-  kqueues_->ProcessExited(pid);
-  ForgetImage(pid);
+  engines_->ProcessExited(pid);
+  execs_->Forget(pid);
   auto it = processes_.find(pid);
   if (it != processes_.end()) {
     close(it->second.pidfd);
@@ -444,202 +253,37 @@ void Supervisor::ProcessGone(emul::Pid pid) {
 }
 
 Result<emul::ObjectId> Supervisor::ResolveObject(pid_t tid, int fd, abi::ObjectKind kind) {
-  if (fd < 0) return Errno{EBADF};
-  char path[64], link[128];
-  std::snprintf(path, sizeof path, "/proc/%d/fd/%d", tid, fd);
-  ssize_t n = readlink(path, link, sizeof link - 1);
-  if (n < 0) return Errno{EBADF};
-  link[n] = '\0';
-  unsigned long long inode = 0;
-  if (std::sscanf(link, "socket:[%llu]", &inode) != 1) return Errno{EBADFD};
-  auto it = object_by_inode_.find(inode);
-  if (it == object_by_inode_.end()) return Errno{EBADFD};
-  const ObjectHandle& h = object_handles_.at(it->second);
-  if (h.kind != kind) return Errno{EBADFD};
-  holder_fd_[{it->second, ProcessOf(tid)}] = fd;  // HoldsObject looks there first
-  return it->second;
+  Result<uint64_t> inode = target_fds::SocketInode(tid, fd);
+  if (!inode.ok()) return inode.error();
+  std::optional<emul::ObjectId> obj = objects_->FindByInode(*inode);
+  if (!obj || objects_->KindOf(*obj) != kind) return Errno{EBADFD};
+  objects_->NoteHolder(*obj, ProcessOf(tid), fd);  // Holds looks there first
+  return *obj;
 }
 
-void Supervisor::ObjectClosed(abi::ObjectKind kind, emul::ObjectId obj) {
-  switch (kind) {
-    case abi::ObjectKind::kPort:
-      ports_->LastClose(obj);
-      break;
-    case abi::ObjectKind::kKqueue:
-      kqueues_->Close(obj);
-      kqueues_->ForkSourceClosed(obj);  // no child can claim its unclaimed copies now
-      break;
-  }
-}
 
-void Supervisor::OnObjectReadiness(emul::ObjectId obj, bool readable) {
-  auto it = object_handles_.find(obj);
-  if (it == object_handles_.end()) return;
-  ObjectHandle& h = it->second;
-  h.want_readable = readable;
-  if (!h.readiness_pending) {
-    h.readiness_pending = true;
-    readiness_pending_.push_back(obj);
-  }
-}
-
-// Called before every answer (Respond) and after every loop event, so a
-// program never sees an answer before the readiness it implies, and only
-// the net change since the last call costs a send (or a drain).
-void Supervisor::ApplyReadiness() {
-  for (emul::ObjectId obj : readiness_pending_) {
-    auto it = object_handles_.find(obj);
-    if (it == object_handles_.end()) continue;
-    ObjectHandle& h = it->second;
-    h.readiness_pending = false;
-    if (h.want_readable && !h.signalled) {
-      char byte = 1;
-      if (send(h.sup_end, &byte, 1, MSG_DONTWAIT | MSG_NOSIGNAL) == 1) h.signalled = true;
-    }
-    // Only a holder of the target end can read the byte back: drained at the
-    // next call that names the object (DrainIfNeeded), unless the object is
-    // readable again by then (the byte is right as it is).
-    h.needs_drain = !h.want_readable && h.signalled;
-  }
-  readiness_pending_.clear();
-}
 
 void Supervisor::DrainIfNeeded(emul::ObjectId obj, pid_t tid, int fd) {
-  ApplyReadiness();  // a parked call answered nothing yet
-  auto it = object_handles_.find(obj);
-  if (it == object_handles_.end() || !it->second.needs_drain) return;
-  int pidfd = PidfdOf(ProcessOf(tid));
-  int dup = static_cast<int>(syscall(SYS_pidfd_getfd, pidfd, fd, 0));
-  if (dup < 0) return;
-  // Only one byte is ever in flight (written when the queue becomes non-empty).
-  char buf[64];
-  (void)recv(dup, buf, sizeof buf, MSG_DONTWAIT);
-  close(dup);
-  it->second.signalled = false;
-  it->second.needs_drain = false;
-}
-
-// Rule 3 (port_vnops.c port_poll): a port polls POLLOUT only while it has a
-// free event slot. The target's end of the socketpair polls writable while
-// the data it has in flight (unread in our end) is under a quarter of its
-// send buffer (af_unix unix_writable), so: when the port fills, write filler
-// into it until it would block, through a duplicate taken from a process
-// that holds the port and closed at once (the supervisor never holds a
-// target end: the last close is seen as our end's hang-up); when a slot
-// frees, read the filler from our end, which wakes the target's pollers. Our
-// end is registered for hang-ups only, so the filler wakes nobody. Nothing
-// happens while the port has free slots.
-void Supervisor::OnObjectWritable(emul::ObjectId obj, bool writable) {
-  auto it = object_handles_.find(obj);
-  if (it == object_handles_.end()) return;
-  ObjectHandle& h = it->second;
-  if (writable) {
-    if (!h.filled) return;
-    char buf[4096];
-    while (recv(h.sup_end, buf, sizeof buf, MSG_DONTWAIT) > 0) {
-    }
-    h.filled = false;
-    return;
-  }
-  if (h.filled) return;
-  // Any process that named the port holds a descriptor of it (the call that
-  // took the last slot named it).
-  for (auto e = holder_fd_.lower_bound({obj, 0}); e != holder_fd_.end() && e->first.first == obj; ++e) {
-    emul::Pid pid = e->first.second;
-    if (!FdIsObject(pid, e->second, h.inode)) continue;
-    int dup = static_cast<int>(syscall(SYS_pidfd_getfd, PidfdOf(pid), e->second, 0));
-    if (dup < 0) continue;
-    struct stat st {};
-    if (fstat(dup, &st) == 0 && st.st_ino == h.inode) {
-      static const char kFiller[4096] = {};
-      while (send(dup, kFiller, sizeof kFiller, MSG_DONTWAIT | MSG_NOSIGNAL) > 0) {
-      }
-      h.filled = true;
-    }
-    close(dup);
-    if (h.filled) return;
-  }
-}
-
-// illumos deletes a process's POSIX timers at exec (exec_common: "Delete the
-// POSIX timers" -> timer_exit, timer.c:1000). Linux does not tell the
-// supervisor about an execve, so, for each process that has timers:
-// /proc/PID/mem opened then keeps the old address space; once that image is
-// gone (exec or exit) a read returns 0 bytes (mem_rw: mmget_not_zero fails),
-// while a live one returns EIO at address 0. It is checked before each call
-// of that process and before timers fire, so the new image never sees the
-// old timers. Exact, per process, one pread. Only if the file cannot be
-// opened does the process connector (CAP_NET_ADMIN) stand in: its exec
-// message is queued before the new image runs, but it carries every exec of
-// the machine and drops messages when it overflows.
-void Supervisor::WatchExecs(emul::Pid pid) {
-  if (image_fd_.count(pid) != 0 || ports_->TimerCount(pid) == 0) return;
-  char path[64];
-  std::snprintf(path, sizeof path, "/proc/%d/mem", pid);
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    // Without either, the timers live until exit (docs/design.md).
-    fd = host_->ListenForExecs() ? kImageByConnector : kImageUnwatched;
-    if (fd == kImageByConnector) ++execs_by_connector_;
-  }
-  image_fd_[pid] = fd;
-}
-
-void Supervisor::NoticeExecs(emul::Pid caller) {
-  if (execs_by_connector_ > 0) host_->ReadExecs();
-  auto replaced = [](int fd) {
-    char byte;
-    return fd >= 0 && pread(fd, &byte, 1, 0) == 0;
-  };
-  if (caller != 0) {
-    auto it = image_fd_.find(caller);
-    if (it != image_fd_.end() && replaced(it->second)) ExecSeen(caller);
-    return;
-  }
-  std::vector<emul::Pid> gone;
-  for (auto& [pid, fd] : image_fd_) {
-    if (replaced(fd)) gone.push_back(pid);
-  }
-  for (emul::Pid pid : gone) ExecSeen(pid);
-}
-
-void Supervisor::ForgetImage(emul::Pid pid) {
-  auto img = image_fd_.find(pid);
-  if (img == image_fd_.end()) return;
-  if (img->second >= 0) close(img->second);
-  if (img->second == kImageByConnector) --execs_by_connector_;
-  image_fd_.erase(img);
-}
-
-void Supervisor::ExecSeen(emul::Pid pid) {
-  ForgetImage(pid);
-  ports_->ProcessExeced(pid);
+  objects_->ApplyReadiness();  // a parked call answered nothing yet
+  objects_->DrainIfNeeded(obj, ProcessOf(tid), fd);
 }
 
 int Supervisor::InstallObject(pid_t tid, uint64_t id, abi::ObjectKind kind, emul::ObjectId obj,
                               bool* delivered, bool cloexec) {
   *delivered = false;
-  int sv[2];
-  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sv) != 0) {
-    int err = errno;
-    ObjectClosed(kind, obj);
+  Result<ObjectTable::Pair> pair = objects_->MakePair(kind);
+  if (!pair.ok()) {
+    engines_->LastClose(obj);
+    const int err = pair.error().value;
     Respond(tid, id, 0, err == EMFILE || err == ENFILE ? ENOMEM : err);
     return -1;
   }
-  struct stat st {};
-  fstat(sv[1], &st);
-  if (kind == abi::ObjectKind::kPort) {
-    // The smallest send buffer (the kernel rounds up to SOCK_MIN_SNDBUF): a
-    // few KiB of filler make the port descriptor unwritable (OnObjectWritable).
-    int one = 1;
-    setsockopt(sv[1], SOL_SOCKET, SO_SNDBUF, &one, sizeof one);
-  }
   FaultOr<AddFdResult> added =
-      answering_->AddFd(AddFdRequest{id, sv[1], /*target_fd=*/-1, cloexec, /*answer_with_fd=*/true});
-  close(sv[1]);
+      answering_->AddFd(AddFdRequest{id, pair->program, /*target_fd=*/-1, cloexec, /*answer_with_fd=*/true});
+  close(pair->program);
   if (!added.ok() || added->fd < 0) {
-    close(sv[0]);
-    ObjectClosed(kind, obj);
+    close(pair->own);
+    engines_->LastClose(obj);
     if (!added.ok()) {
       faults_->OnFault(added.fault(), tid);
     } else if (added->error != ENOENT) {
@@ -652,77 +296,55 @@ int Supervisor::InstallObject(pid_t tid, uint64_t id, abi::ObjectKind kind, emul
   // call was interrupted) the target holds a descriptor it does not know of;
   // the socket's HUP cleans up when it exits.
   if (!added->answered) Respond(tid, id, added->fd, 0);
-  RegisterObject(tid, kind, obj, sv[0], st.st_ino);
+  RegisterObject(tid, kind, obj, pair->own, pair->inode);
   *delivered = true;
   return added->fd;
 }
 
 void Supervisor::RegisterObject(pid_t tid, abi::ObjectKind kind, emul::ObjectId obj, int sup_end,
                                 uint64_t inode) {
-  ObjectHandle h;
-  h.kind = kind;
-  h.sup_end = sup_end;
-  h.inode = inode;
-  object_handles_[obj] = h;
-  object_by_inode_[inode] = obj;
-  epoll_event ev{};
-  ev.events = EPOLLRDHUP | EPOLLHUP;
-  ev.data.u64 = kTagPort | obj;
-  if (epoll_ctl(epoll_, EPOLL_CTL_ADD, sup_end, &ev) != 0) {
-    // The last close would go unseen: the object would outlive its descriptors.
-    faults_->OnFault(Fault{"epoll_ctl", errno, "watching the last close of an emulated object"}, tid);
-  }
+  if (std::optional<Fault> fault = objects_->Add(obj, kind, sup_end, inode)) faults_->OnFault(*fault, tid);
 }
 
 int Supervisor::ReplaceObjectDescriptors(uint64_t id, emul::Pid pid, abi::ObjectKind kind,
                                          emul::ObjectId from, emul::ObjectId to,
                                          std::optional<Fault>* fault) {
-  auto h = object_handles_.find(from);
-  if (h == object_handles_.end()) {
-    ObjectClosed(kind, to);  // the parent's descriptor is gone: nothing to stand in for
+  std::optional<uint64_t> from_inode = objects_->InodeOf(from);
+  if (!from_inode) {
+    engines_->LastClose(to);  // the parent's descriptor is gone: nothing to stand in for
     return 0;
   }
-  const uint64_t old_inode = h->second.inode;
+  const uint64_t old_inode = *from_inode;
   // The child's descriptors of the parent's object (dup'd ones included).
   std::vector<std::pair<int, bool>> fds;  // number, close-on-exec
-  for (int fd : ObjectFds(pid, old_inode, /*first_only=*/false)) {
-    char info[64], buf[256];
-    std::snprintf(info, sizeof info, "/proc/%d/fdinfo/%d", pid, fd);
-    unsigned flags = 0;
-    if (FILE* f = std::fopen(info, "re")) {
-      while (std::fgets(buf, sizeof buf, f)) {
-        if (std::sscanf(buf, "flags: %o", &flags) == 1) break;
-      }
-      std::fclose(f);
-    }
-    fds.emplace_back(fd, (flags & O_CLOEXEC) != 0);
+  for (int fd : target_fds::SocketFds(pid, old_inode, /*first_only=*/false)) {
+    fds.emplace_back(fd, target_fds::CloseOnExec(pid, fd));
   }
   if (fds.empty()) {
-    ObjectClosed(kind, to);
+    engines_->LastClose(to);
     return 0;
   }
-  int sv[2];
-  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sv) != 0) {
-    ObjectClosed(kind, to);
-    return errno == EMFILE || errno == ENFILE ? ENOMEM : errno;
+  Result<ObjectTable::Pair> pair = objects_->MakePair(kind);
+  if (!pair.ok()) {
+    engines_->LastClose(to);
+    const int err = pair.error().value;
+    return err == EMFILE || err == ENFILE ? ENOMEM : err;
   }
-  struct stat st {};
-  fstat(sv[1], &st);
   int err = 0;
   for (auto [fd, cloexec] : fds) {
     // At the inherited descriptor's number, replacing it like dup2.
-    FaultOr<AddFdResult> added = answering_->AddFd(AddFdRequest{id, sv[1], fd, cloexec, false});
+    FaultOr<AddFdResult> added = answering_->AddFd(AddFdRequest{id, pair->program, fd, cloexec, false});
     if (!added.ok()) {
       if (!*fault) *fault = added.fault();  // the caller handles it instead of answering
     } else if (added->fd < 0 && err == 0) {
       err = added->error;
     }
   }
-  close(sv[1]);
-  RegisterObject(pid, kind, to, sv[0], st.st_ino);
+  close(pair->program);
+  RegisterObject(pid, kind, to, pair->own, pair->inode);
   if (err != 0) return err == ENOENT ? EINTR : err;  // ENOENT: the call was interrupted
   // Copied pending events: the new descriptor polls readable as the old one did.
-  if (kind == abi::ObjectKind::kKqueue && kqueues_->PendingCount(to) > 0) OnObjectReadiness(to, true);
+  if (kind == abi::ObjectKind::kKqueue && kqueues_->PendingCount(to) > 0) objects_->OnReadiness(to, true);
   return 0;
 }
 
@@ -748,10 +370,10 @@ void Supervisor::HandleNotification(const Notification& n) {
     out = abi::Outcome::Error(ENOSYS);
   }
   // Before answering: a process that got a timer cannot exec unseen.
-  if (ports_->HasTimers()) WatchExecs(pid);
+  if (ports_->HasTimers()) execs_->Watch(pid);
   if (std::optional<Fault> fault = ctx.fault()) {
     // Never the program's errno (docs/design.md "Supervisor faults").
-    if (out.kind == abi::Outcome::Kind::kNewObject) ObjectClosed(out.object_kind, out.object);
+    if (out.kind == abi::Outcome::Kind::kNewObject) engines_->LastClose(out.object);
     faults_->OnFault(*fault, n.tid);
     return;
   }
@@ -781,15 +403,14 @@ void Supervisor::CatchUpBeforeCall(emul::Pid pid) {
   // Every watched descriptor that became ready: the kernels activate the
   // association or knote in the wake-up itself (port.c:158-163; DF
   // kern_event.c:1647-1660; OB kern_event.c:1731-1760).
-  if (host_->watch_count() > 0) CollectWatchReadiness();
+  if (host_->watch_count() > 0) router_->CollectWatchReadiness();
   // An exec: the old image's timers go first.
-  if (ports_->HasTimers()) NoticeExecs(pid);
+  if (ports_->HasTimers()) execs_->Notice(pid);
   // Deadlines already due are served first: the kernels' timer callouts are
   // punctual, while a busy supervisor may not have read its timerfd yet, and a
   // retrieval must count every expiration so far (timer.c T:459-467, timer
   // knotes' data) and never beat a timeout that has passed.
-  ports_->CatchUpDeadlines();
-  kqueues_->CatchUpDeadlines();
+  engines_->CatchUpDeadlines();
 }
 
 // trace: reports a call to the observer before anything answers it.
@@ -825,9 +446,8 @@ void Supervisor::SweepParked() {
 void Supervisor::SweepClosedPorts() {
   std::vector<ParkedCalls::Named> closed;
   for (const ParkedCalls::Named& named : parked_.NamedObjects()) {
-    auto h = object_handles_.find(named.object);
-    if (h != object_handles_.end() && h->second.kind == abi::ObjectKind::kPort &&
-        !FdIsObject(named.tid, named.fd, h->second.inode)) {
+    if (objects_->KindOf(named.object) == abi::ObjectKind::kPort &&
+        !objects_->IsAt(named.object, static_cast<emul::Pid>(named.tid), named.fd)) {
       closed.push_back(named);
     }
   }
@@ -835,7 +455,7 @@ void Supervisor::SweepClosedPorts() {
     parked_.ForgetNamed(named.wait);
     ports_->AbortWait(named.wait, EBADF);
     emul::Pid pid = ProcessOf(named.tid);
-    if (!HoldsObject(pid, named.object)) ports_->CloseBy(named.object, pid);
+    if (!objects_->Holds(pid, named.object)) ports_->CloseBy(named.object, pid);
   }
   // A PORT_DISPATCH waiting for a slot: associations whose descriptors were
   // closed since gave theirs back (port_close_fd); close() is not seen, so
@@ -845,67 +465,6 @@ void Supervisor::SweepClosedPorts() {
     if (ports_->Exists(named.object) && ports_->DispatcherCount(named.object) > 0) full_ports.insert(named.object);
   }
   for (emul::ObjectId obj : full_ports) ports_->DropClosedFds(obj);
-}
-
-bool Supervisor::FdIsObject(pid_t pid, int fd, uint64_t inode) {
-  char path[64], link[128];
-  std::snprintf(path, sizeof path, "/proc/%d/fd/%d", pid, fd);
-  ssize_t n = readlink(path, link, sizeof link - 1);
-  if (n < 0) return false;
-  link[n] = '\0';
-  unsigned long long ino = 0;
-  return std::sscanf(link, "socket:[%llu]", &ino) == 1 && ino == inode;
-}
-
-// Whether process `pid` still has a descriptor of `obj`: the descriptor it
-// last named it by, else a scan of its descriptor table.
-bool Supervisor::HoldsObject(emul::Pid pid, emul::ObjectId obj) {
-  auto h = object_handles_.find(obj);
-  if (h == object_handles_.end()) return true;  // not installed yet: its creator holds it
-  const uint64_t inode = h->second.inode;
-  auto known = holder_fd_.find({obj, pid});
-  if (known != holder_fd_.end() && FdIsObject(pid, known->second, inode)) return true;
-  // Gone (or a zombie): exit closed everything.
-  std::vector<int> fds = ObjectFds(pid, inode, /*first_only=*/true);
-  if (fds.empty()) {
-    holder_fd_.erase({obj, pid});
-    return false;
-  }
-  holder_fd_[{obj, pid}] = fds.front();
-  return true;
-}
-
-std::vector<int> Supervisor::ObjectFds(pid_t pid, uint64_t inode, bool first_only) {
-  std::vector<int> fds;
-  char dir[64];
-  std::snprintf(dir, sizeof dir, "/proc/%d/fd", pid);
-  DIR* d = opendir(dir);
-  if (d == nullptr) return fds;
-  while (dirent* e = readdir(d)) {
-    if (e->d_name[0] == '.') continue;
-    int fd = std::atoi(e->d_name);
-    if (!FdIsObject(pid, fd, inode)) continue;
-    fds.push_back(fd);
-    if (first_only) break;
-  }
-  closedir(d);
-  return fds;
-}
-
-// Hands every ready watch to its engine. A port or kqueue that becomes
-// readable gets its byte (ApplyReadiness), which can make a watch on that
-// object's descriptor ready in turn (a port in a port): a few passes follow
-// such chains; a deeper one finishes in the main loop.
-void Supervisor::CollectWatchReadiness() {
-  for (int pass = 0; pass < 8; ++pass) {
-    std::vector<std::pair<emul::WatchId, uint32_t>> ready = host_->TakeReadyWatches();
-    if (ready.empty()) break;
-    for (auto [id, revents] : ready) {
-      ports_->OnWatchReady(id, revents);
-      kqueues_->OnWatchReady(id, revents);  // watch ids are host-wide: one engine owns it
-    }
-    ApplyReadiness();
-  }
 }
 
 void Supervisor::ReapChildren() {
@@ -927,13 +486,13 @@ int Supervisor::Run() {
     // Between iterations: a termination request was forwarded by its
     // handler; the loop is alive, so the watchdog stops. The supervisor
     // then ends with the program, as for any other exit.
-    if (int sig = termination::Acknowledge(); sig != 0) Log("signal %d: passed on to the program", sig);
+    if (int sig = termination::Acknowledge(); sig != 0) supervisor_log::Log("signal %d: passed on to the program", sig);
     if (launcher && child_done_ && listener_hup_) break;
     if (!launcher && listener_hup_) break;
     int n = epoll_wait(epoll_, events, 64, -1);
     if (n < 0) {
       if (errno == EINTR) continue;
-      Log("epoll_wait failed: %s", std::strerror(errno));
+      supervisor_log::Log("epoll_wait failed: %s", std::strerror(errno));
       break;
     }
     // MOUNTEDOVER stays causal without a check per call: mount(2) wakes the
@@ -942,22 +501,17 @@ int Supervisor::Run() {
     // Act on it before any call of the batch (the poll that reports it also
     // consumes it).
     for (int i = 0; i < n; ++i) {
-      if ((events[i].data.u64 & kTagMask) == kTagPathMounts && host_->path_watch_count() > 0) {
+      if ((events[i].data.u64 & loop_tag::kMask) == kTagPathMounts && host_->path_watch_count() > 0) {
         host_->OnMountsChanged();
       }
     }
     for (int i = 0; i < n; ++i) {
       const uint64_t data = events[i].data.u64;
-      if (data & LinuxHost::kHostTag) {  // kqueue PROC/VNODE sources
-        host_->OnHostEvent(data);
-        ApplyReadiness();
+      if (router_->Route(data)) {  // the host's sources, the objects' last closes
+        objects_->ApplyReadiness();
         continue;
       }
-      if (data & LinuxHost::kWatchTag) {
-        CollectWatchReadiness();
-        continue;
-      }
-      switch (data & kTagMask) {
+      switch (data & loop_tag::kMask) {
         case kTagListener: {
           if (events[i].events & EPOLLIN) {
             FaultOr<std::optional<Notification>> received = answering_->Receive();
@@ -974,18 +528,6 @@ int Supervisor::Run() {
           }
           break;
         }
-        case kTagDeadline: {
-          uint64_t ticks;
-          while (read(host_->deadline_fd(), &ticks, sizeof ticks) > 0) {
-          }
-          if (ports_->HasTimers()) NoticeExecs(0);  // an exec'd image's timers must not fire
-          ports_->OnDeadline();
-          kqueues_->OnDeadline();
-          break;
-        }
-        case kTagPathWatch:
-          host_->ReadPathEvents();
-          break;
         case kTagPathMounts:  // handled before the batch
           break;
         case kTagTerminate: {
@@ -1006,24 +548,6 @@ int Supervisor::Run() {
           ProcessGone(pid);
           break;
         }
-        case kTagPort: {
-          emul::ObjectId obj = data & ~kTagMask;
-          auto it = object_handles_.find(obj);
-          if (it != object_handles_.end()) {
-            // Every holder closed the descriptor: the last close (docs/rules-ports.md rule 33).
-            abi::ObjectKind kind = it->second.kind;
-            if (epoll_ctl(epoll_, EPOLL_CTL_DEL, it->second.sup_end, nullptr) != 0) {
-              // Harmless (close removes it) but not expected: logged.
-              faults_->OnFault(Fault{"epoll_ctl", errno, "removing a closed object's handle"}, 0);
-            }
-            close(it->second.sup_end);
-            object_by_inode_.erase(it->second.inode);
-            object_handles_.erase(it);
-            std::erase_if(holder_fd_, [obj](const auto& e) { return e.first.first == obj; });
-            ObjectClosed(kind, obj);
-          }
-          break;
-        }
         case kTagSignal: {
           signalfd_siginfo si{};
           while (read(signal_fd_, &si, sizeof si) == sizeof si) {
@@ -1040,7 +564,7 @@ int Supervisor::Run() {
         default:
           break;
       }
-      ApplyReadiness();
+      objects_->ApplyReadiness();
     }
   }
   return launcher ? child_status_ : 0;

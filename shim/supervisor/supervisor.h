@@ -21,7 +21,10 @@
 #include "abi/syscall_table.h"
 #include "emul/event_port.h"
 #include "emul/kqueue.h"
+#include "shim/runtime/host_events.h"
+#include "shim/runtime/object_table.h"
 #include "shim/supervisor/call_replay.h"
+#include "shim/supervisor/exec_watch.h"
 #include "shim/supervisor/fault.h"
 #include "shim/supervisor/linux_host.h"
 #include "shim/supervisor/notifier.h"
@@ -77,27 +80,6 @@ class Supervisor {
   struct Process {
     int pidfd = -1;
   };
-  // The descriptor a target holds for an emulated object is one end of a
-  // socketpair: the object is recognised by that end's inode, our end polls
-  // HUP when the last holder closes it, and a byte written on our end makes
-  // the target's descriptor poll readable (events pending). A port's end has
-  // the smallest send buffer; filler written from it (through a momentary
-  // duplicate) and left unread in our end makes it poll not writable while
-  // the port has no free slot (OnObjectWritable).
-  struct ObjectHandle {
-    abi::ObjectKind kind = abi::ObjectKind::kPort;
-    int sup_end = -1;       // our end of the socketpair; HUP = last close
-    uint64_t inode = 0;     // the target end's inode: how a descriptor is recognised
-    bool signalled = false; // a byte is waiting in the target end
-    bool needs_drain = false;
-    bool filled = false;    // filler sits in our end: the target end is not writable
-    // Readiness the engine last reported, applied to the byte only before
-    // the next answer or at the end of the loop event (ApplyReadiness): an
-    // event queued and handed to a waiter at once sends and drains nothing.
-    bool want_readable = false;
-    bool readiness_pending = false;
-  };
-
   void HandleNotification(const Notification& n);
   void CatchUpBeforeCall(emul::Pid pid);
   void TraceEnter(const Notification& n, abi::DataModel model, const abi::SyscallEntry* entry);
@@ -114,27 +96,10 @@ class Supervisor {
   // supervisor fault goes to `fault` instead.
   int ReplaceObjectDescriptors(uint64_t id, emul::Pid pid, abi::ObjectKind kind, emul::ObjectId from,
                                emul::ObjectId to, std::optional<Fault>* fault);
-  void ObjectClosed(abi::ObjectKind kind, emul::ObjectId obj);
   emul::Pid ProcessOf(pid_t tid);
   int PidfdOf(emul::Pid pid);
   void ProcessGone(emul::Pid pid);
-  void OnObjectReadiness(emul::ObjectId obj, bool readable);
-  void ApplyReadiness();
-  // Every watched descriptor ready now goes to its engine (before each call
-  // and when the watches' collecting epoll polls readable).
-  void CollectWatchReadiness();
   void DrainIfNeeded(emul::ObjectId obj, pid_t tid, int fd);
-  void OnObjectWritable(emul::ObjectId obj, bool writable);
-  // SIGEV_* timers die at exec (docs/design.md "Close and exec").
-  void WatchExecs(emul::Pid pid);
-  void NoticeExecs(emul::Pid caller);
-  void ExecSeen(emul::Pid pid);
-  // /proc/PID/mem of each process with timers (it reads EOF once that image
-  // is gone), or one of these when it cannot be opened.
-  static constexpr int kImageByConnector = -1, kImageUnwatched = -2;
-  std::unordered_map<emul::Pid, int> image_fd_;
-  size_t execs_by_connector_ = 0;  // image_fd_ entries the process connector covers
-  void ForgetImage(emul::Pid pid);
   void SweepParked();
   void ReapChildren();
   emul::Result<emul::ObjectId> ResolveObject(pid_t tid, int fd, abi::ObjectKind kind);
@@ -156,23 +121,17 @@ class Supervisor {
   int sweep_fd_ = -1;
   std::unique_ptr<LinuxHost> host_;
   std::unique_ptr<emul::EventPorts> ports_;
-  // kqueue engine (emul/kqueue.h) with its own deadline slot on the host.
-  std::unique_ptr<DeadlineSlotHost> kqueue_host_;
   std::unique_ptr<emul::Kqueues> kqueues_;
+  // Routes host events to the engine that owns them; owns the deadline.
+  std::unique_ptr<emul::Engines> engines_;
   std::unordered_map<emul::Pid, Process> processes_;
   std::unordered_map<pid_t, emul::Pid> tgid_of_;
-  std::unordered_map<emul::ObjectId, ObjectHandle> object_handles_;
-  std::unordered_map<uint64_t, emul::ObjectId> object_by_inode_;
-  std::vector<emul::ObjectId> readiness_pending_;  // see ObjectHandle::want_readable
-  // The descriptor each process last named an object by (HoldsObject tries
-  // it before scanning /proc/PID/fd; docs/design.md "Close and exec").
-  std::map<std::pair<emul::ObjectId, emul::Pid>, int> holder_fd_;
-  bool HoldsObject(emul::Pid pid, emul::ObjectId obj);
-  static bool FdIsObject(pid_t pid, int fd, uint64_t inode);
-  // The descriptors of `pid` that are the object with `inode` (a scan of
-  // /proc/PID/fd; only the first with `first_only`). Empty if the process is
-  // gone.
-  static std::vector<int> ObjectFds(pid_t pid, uint64_t inode, bool first_only);
+  // The emulated objects' descriptors (shim/runtime/object_table.h), and
+  // how it reaches the targets' ends (/proc/PID/fd, pidfd_getfd).
+  std::unique_ptr<ProgramEnds> program_ends_;
+  std::unique_ptr<ObjectTable> objects_;
+  std::unique_ptr<HostEventRouter> router_;  // the host's events to their owners
+  std::unique_ptr<ExecWatch> execs_;  // SIGEV_* timers die at exec
   void SweepClosedPorts();
   std::set<std::string> reported_;
   bool listener_hup_ = false;

@@ -1,0 +1,139 @@
+// The emulated objects' descriptors (docs/design.md "Emulated objects"),
+// shared by the supervisor and the in-process engine.
+//
+// The descriptor a program holds for an emulated object is one end of a
+// socketpair: the object is recognised by that end's inode, our end polls
+// HUP when the last holder closes it, and a byte written on our end makes
+// the program's descriptor poll readable (events pending). A port's end has
+// the smallest send buffer; filler written from it and left unread in our
+// end makes it poll not writable while the port has no free slot
+// (OnWritable). How the program's end is reached differs: the supervisor
+// borrows it from another process (pidfd_getfd), the in-process engine has
+// it already; ProgramEnds says which.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "abi/common/call.h"
+#include "emul/types.h"
+#include "shim/supervisor/fault.h"
+
+namespace evshim::shim {
+
+// Access to the program's ends of the objects' socketpairs.
+class ProgramEnds {
+ public:
+  virtual ~ProgramEnds() = default;
+  // Whether process `pid`'s descriptor `fd` is the socket with `inode`.
+  virtual bool FdIs(emul::Pid pid, int fd, uint64_t inode) = 0;
+  // A descriptor here for process `pid`'s `fd` (-1: none); Release it after use.
+  virtual int Borrow(emul::Pid pid, int fd) = 0;
+  virtual void Release(int local) = 0;
+  // A descriptor of `pid` that is the socket with `inode`: kNone when it has
+  // none (or is gone), kUnknown when its table cannot be read.
+  static constexpr int kNone = -1, kUnknown = -2;
+  virtual int FindFd(emul::Pid pid, uint64_t inode) = 0;
+};
+
+class ObjectTable {
+ public:
+  // Our ends are registered in `loop_epoll` for HUP with data `close_tag | id`
+  // (the owner's loop calls Remove when it fires). `drain_at_once`: the
+  // program's ends are in this process, so a byte no longer wanted is
+  // drained when readiness is applied, not at the next call naming it.
+  ObjectTable(int loop_epoll, uint64_t close_tag, ProgramEnds& ends, bool drain_at_once);
+  ~ObjectTable();
+  ObjectTable(const ObjectTable&) = delete;
+  ObjectTable& operator=(const ObjectTable&) = delete;
+
+  // A new socketpair for an object of `kind`: [our end, the program's end]
+  // (close-on-exec, non-blocking; a port's program end has the smallest
+  // send buffer) and the program end's inode. The errno of socketpair on
+  // failure.
+  struct Pair {
+    int own = -1;
+    int program = -1;
+    uint64_t inode = 0;
+  };
+  emul::Result<Pair> MakePair(abi::ObjectKind kind);
+  // Enters object `obj` with our end `own` (now the table's) and the
+  // program end's `inode`. A fault: its last close could not be watched
+  // (the object is entered all the same).
+  std::optional<Fault> Add(emul::ObjectId obj, abi::ObjectKind kind, int own, uint64_t inode);
+  // Every descriptor was closed (our end's HUP): forgets the object, closes
+  // our end; returns its kind, or nothing if it is not in the table. A
+  // fault, if any, goes to `*fault`.
+  std::optional<abi::ObjectKind> Remove(emul::ObjectId obj, std::optional<Fault>* fault = nullptr);
+
+  std::optional<emul::ObjectId> FindByInode(uint64_t inode) const;
+  std::optional<abi::ObjectKind> KindOf(emul::ObjectId obj) const;
+  std::optional<uint64_t> InodeOf(emul::ObjectId obj) const;
+  size_t size() const { return objects_.size(); }
+  // Every object with its kind and the program end's inode.
+  template <typename F>
+  void ForEach(F f) const {
+    for (const auto& [obj, o] : objects_) f(obj, o.kind, o.inode);
+  }
+
+  // Process `pid` named the object by `fd` (Holds looks there first).
+  void NoteHolder(emul::ObjectId obj, emul::Pid pid, int fd) { holder_fd_[{obj, pid}] = fd; }
+  // Whether `pid`'s descriptor `fd` is still the object (rule 27's sweep).
+  bool IsAt(emul::ObjectId obj, emul::Pid pid, int fd);
+  // Whether process `pid` still has a descriptor of `obj` (rule 32): the one
+  // it last named it by, else a scan of its table. An object not in the
+  // table is being created: its creator holds it.
+  bool Holds(emul::Pid pid, emul::ObjectId obj);
+  // Process `pid` is gone: its holder entries go.
+  void ForgetProcess(emul::Pid pid);
+
+  // The engine's readiness report; applied by ApplyReadiness only.
+  void OnReadiness(emul::ObjectId obj, bool readable);
+  // Sends (or marks for draining) the net readiness change of every object
+  // reported since the last call. Returns whether a byte was sent.
+  bool ApplyReadiness();
+  // Drains the byte through process `pid`'s descriptor `fd` of the object if
+  // the object is no longer readable.
+  void DrainIfNeeded(emul::ObjectId obj, emul::Pid pid, int fd);
+  // Rule 3 (port_vnops.c port_poll): POLLOUT only while a slot is free.
+  void OnWritable(emul::ObjectId obj, bool writable);
+
+  // For tests: the state of an object's byte and filler.
+  struct State {
+    bool signalled = false;
+    bool needs_drain = false;
+    bool filled = false;
+  };
+  std::optional<State> StateOf(emul::ObjectId obj) const;
+
+ private:
+  struct Object {
+    abi::ObjectKind kind = abi::ObjectKind::kPort;
+    int own = -1;           // our end; HUP = last close
+    uint64_t inode = 0;     // the program end's inode: how a descriptor is recognised
+    bool signalled = false; // a byte is waiting in the program's end
+    bool needs_drain = false;
+    bool filled = false;    // filler sits in our end: the program end is not writable
+    // Readiness the engine last reported, applied to the byte only before
+    // the next answer or at the end of the loop event (ApplyReadiness): an
+    // event queued and handed to a waiter at once sends and drains nothing.
+    bool want_readable = false;
+    bool readiness_pending = false;
+  };
+
+  int loop_epoll_;
+  uint64_t close_tag_;
+  ProgramEnds& ends_;
+  bool drain_at_once_;
+  std::unordered_map<emul::ObjectId, Object> objects_;
+  std::unordered_map<uint64_t, emul::ObjectId> by_inode_;
+  std::vector<emul::ObjectId> readiness_pending_;
+  // The descriptor each process last named an object by.
+  std::map<std::pair<emul::ObjectId, emul::Pid>, int> holder_fd_;
+};
+
+}  // namespace evshim::shim
