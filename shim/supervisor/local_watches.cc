@@ -75,8 +75,10 @@ Result<uint32_t> LocalWatches::PollNow(int fd, uint32_t events) {
 bool LocalWatches::Confirm(File& f, uint32_t gen) {
   if (f.dead) return false;
   if (memo_ && f.checked == epoch_) return true;
-  // Re-arms as it was; a disabled one-shot is enabled for POLLERR/POLLHUP
-  // only (epoll adds them), reported at most once and then ignored.
+  // Re-arms with the mask it was last armed with (which may still hold the
+  // bits of a watch that fired since: a report for it is dropped, one
+  // wake-up at most). That keeps the mask an association re-armed after its
+  // event needs, so re-arming it costs no second EPOLL_CTL_MOD.
   if (Ctl(level_epfd_, EPOLL_CTL_MOD, f.fd, EPOLLONESHOT | f.level_events, gen) != 0) {
     if (Gone(errno)) {
       Kill(f, gen);
