@@ -69,19 +69,43 @@ Result<uint32_t> LocalWatches::PollNow(int fd, uint32_t events) {
   return static_cast<uint32_t>(p.revents) & (events | kAlways);
 }
 
-// The number still names the file registered as `gen` (one EPOLL_CTL_MOD,
-// kept for the call when memoised). EPOLL_CTL_MOD addresses the file the
-// number names now: it succeeds only on that file's registration.
-bool LocalWatches::Confirm(File& f, uint32_t gen) {
+LocalWatches::File* LocalWatches::FileOf(const Watch& w) {
+  if (w.file == 0) return nullptr;
+  if (auto it = live_.find(w.fd); it != live_.end() && it->second.gen == w.file) return &it->second;
+  auto d = dead_.find(w.file);
+  return d == dead_.end() ? nullptr : &d->second;
+}
+
+LocalWatches::File* LocalWatches::FileOfReport(uint64_t key) {
+  auto it = live_.find(static_cast<int>(static_cast<uint32_t>(key)));
+  // Another generation: left behind by a raw close (the file open elsewhere).
+  if (it == live_.end() || it->second.gen != static_cast<uint32_t>(key >> 32)) return nullptr;
+  return &it->second;
+}
+
+// Whether another edge watch than `id` on `f` waits for `mask`.
+bool LocalWatches::SharesEdge(const File& f, WatchId id, uint32_t mask) {
+  for (WatchId o = f.first; o != 0;) {
+    const Watch& ow = watches_.at(o);
+    if (o != id && ow.edge && ow.mask == mask) return true;
+    o = ow.next;
+  }
+  return false;
+}
+
+// The number still names the file (one EPOLL_CTL_MOD, kept for the call
+// when memoised). EPOLL_CTL_MOD addresses the file the number names now:
+// it succeeds only on that file's registration.
+bool LocalWatches::Confirm(File& f) {
   if (f.dead) return false;
   if (memo_ && f.checked == epoch_) return true;
   // Re-arms with the mask it was last armed with (which may still hold the
   // bits of a watch that fired since: a report for it is dropped, one
   // wake-up at most). That keeps the mask an association re-armed after its
   // event needs, so re-arming it costs no second EPOLL_CTL_MOD.
-  if (Ctl(level_epfd_, EPOLL_CTL_MOD, f.fd, EPOLLONESHOT | f.level_events, gen) != 0) {
+  if (Ctl(level_epfd_, EPOLL_CTL_MOD, f.fd, EPOLLONESHOT | f.level_events, Key(f)) != 0) {
     if (Gone(errno)) {
-      Kill(f, gen);
+      Kill(f);
       return false;
     }
     fault_("epoll_ctl", "checking a watched descriptor");
@@ -92,59 +116,57 @@ bool LocalWatches::Confirm(File& f, uint32_t gen) {
   return true;
 }
 
-void LocalWatches::Kill(File& f, uint32_t gen) {
-  f.dead = true;
-  auto it = by_fd_.find(f.fd);
-  if (it != by_fd_.end() && it->second == gen) by_fd_.erase(it);
+void LocalWatches::Kill(File& f) {
   // Its registrations stay while the file is open elsewhere: their reports
   // carry a generation no live file has.
-  for (WatchId id : f.watches) {
-    watches_.at(id).armed = false;
+  for (WatchId id = f.first; id != 0;) {
+    Watch& w = watches_.at(id);
+    w.armed = false;
     Unfire(id);
+    id = w.next;
   }
+  File dead = f;
+  dead.dead = true;
+  live_.erase(dead.fd);
+  if (dead.first != 0) dead_.emplace(dead.gen, dead);
 }
 
 // Registers `w` on the file `fd` names: the live File of that number, if it
 // still is that file, or a new one.
 Result<LocalWatches::File*> LocalWatches::Attach(Watch& w, WatchId id, int fd) {
-  if (w.file != 0) {
-    File& cur = files_.at(w.file);
+  if (File* cur = FileOf(w)) {
     // A watch whose file left the number stays dead: it must never start
     // watching a file that came to the number later (rule 10).
-    if (cur.dead) return Errno{EBADF};
-    if (cur.fd == fd) return &cur;
+    if (cur->dead) return Errno{EBADF};
+    if (cur->fd == fd) return cur;
     Detach(w, id);
   }
-  uint32_t gen = 0;
-  if (auto it = by_fd_.find(fd); it != by_fd_.end()) {
-    File& f = files_.at(it->second);
-    if (Confirm(f, it->second)) gen = it->second;
-  }
-  if (gen == 0) {
-    gen = next_gen_++;
+  File* f = nullptr;
+  if (auto it = live_.find(fd); it != live_.end() && Confirm(it->second)) f = &it->second;
+  if (f == nullptr) {
+    File fresh;
+    fresh.gen = next_gen_++;
     if (next_gen_ == 0) next_gen_ = 1;
+    fresh.fd = fd;
     // Registered with no poll bits (epoll adds POLLERR/POLLHUP): armed by Arm.
-    if (Ctl(level_epfd_, EPOLL_CTL_ADD, fd, EPOLLONESHOT, gen) != 0) {
+    if (Ctl(level_epfd_, EPOLL_CTL_ADD, fd, EPOLLONESHOT, Key(fresh)) != 0) {
       // The same file back at the number whose registration a raw close
       // left behind (the file open elsewhere): that key is this file's.
-      if (errno != EEXIST || Ctl(level_epfd_, EPOLL_CTL_MOD, fd, EPOLLONESHOT, gen) != 0) {
+      if (errno != EEXIST || Ctl(level_epfd_, EPOLL_CTL_MOD, fd, EPOLLONESHOT, Key(fresh)) != 0) {
         // EPERM: a file without poll support; EBADF: not open.
         return Errno{errno};
       }
     }
-    File f;
-    f.fd = fd;
-    f.level_enabled = true;
-    f.checked = epoch_;
-    files_.emplace(gen, std::move(f));
-    by_fd_[fd] = gen;
+    fresh.level_enabled = true;
+    fresh.checked = epoch_;
+    f = &live_.emplace(fd, fresh).first->second;
     if (register_cb_) register_cb_(fd);
   }
-  File& f = files_.at(gen);
-  f.watches.push_back(id);
-  w.file = gen;
+  w.next = f->first;
+  f->first = id;
+  w.file = f->gen;
   w.fd = fd;
-  return &f;
+  return f;
 }
 
 // Takes `w` out of its file's edge registration (the file stays).
@@ -158,29 +180,30 @@ void LocalWatches::DetachEdge(Watch& w, WatchId id, File& f) {
   if (e == nullptr) return;
   --e->watches;
   --edge_watches_;
-  const bool shared = std::any_of(f.watches.begin(), f.watches.end(), [&](WatchId o) {
-    const Watch& ow = watches_.at(o);
-    return o != id && ow.edge && ow.mask == w.mask;
-  });
   // Only the live file's: the number may name another file now.
-  if (!shared && !f.dead) (void)Ctl(e->epfd, EPOLL_CTL_DEL, f.fd, 0, 0);
+  if (!f.dead && !SharesEdge(f, id, w.mask)) (void)Ctl(e->epfd, EPOLL_CTL_DEL, f.fd, 0, 0);
 }
 
 void LocalWatches::Detach(Watch& w, WatchId id) {
   Unfire(id);
-  auto fit = files_.find(w.file);
-  if (fit != files_.end()) {
-    File& f = fit->second;
-    DetachEdge(w, id, f);
-    f.watches.erase(std::remove(f.watches.begin(), f.watches.end(), id), f.watches.end());
-    if (f.watches.empty()) {
-      if (!f.dead) {
-        (void)Ctl(level_epfd_, EPOLL_CTL_DEL, f.fd, 0, 0);
-        by_fd_.erase(f.fd);
+  if (File* f = FileOf(w)) {
+    DetachEdge(w, id, *f);
+    for (WatchId* link = &f->first; *link != 0; link = &watches_.at(*link).next) {
+      if (*link == id) {
+        *link = w.next;
+        break;
       }
-      files_.erase(fit);
+    }
+    if (f->first == 0) {
+      if (f->dead) {
+        dead_.erase(f->gen);
+      } else {
+        (void)Ctl(level_epfd_, EPOLL_CTL_DEL, f->fd, 0, 0);
+        live_.erase(f->fd);
+      }
     }
   }
+  w.next = 0;
   w.file = 0;
   w.edge = false;
   w.armed = false;
@@ -206,11 +229,10 @@ LocalWatches::EdgeEpoll* LocalWatches::EdgeFor(uint32_t mask, bool create) {
 // joins an existing registration gets what a registration of its own would
 // report at once: the present readiness.
 Result<LocalWatches::File*> LocalWatches::AttachEdge(Watch& w, WatchId id, int fd, uint32_t events) {
-  if (w.file != 0) {
-    File& cur = files_.at(w.file);
-    if (cur.dead) return Errno{EBADF};  // as in Attach
-    if (w.edge && w.mask == events && w.fd == fd) return &cur;
-    DetachEdge(w, id, cur);
+  if (File* cur = FileOf(w)) {
+    if (cur->dead) return Errno{EBADF};  // as in Attach
+    if (w.edge && w.mask == events && w.fd == fd) return cur;
+    DetachEdge(w, id, *cur);
   }
   Result<File*> attached = Attach(w, id, fd);
   if (!attached.ok()) return attached.error();
@@ -221,10 +243,7 @@ Result<LocalWatches::File*> LocalWatches::AttachEdge(Watch& w, WatchId id, int f
     Detach(w, id);
     return Errno{err};
   }
-  const bool shared = std::any_of(f.watches.begin(), f.watches.end(), [&](WatchId o) {
-    const Watch& ow = watches_.at(o);
-    return o != id && ow.edge && ow.mask == events;
-  });
+  const bool shared = SharesEdge(f, id, events);
   w.pending = 0;
   if (shared) {
     Result<uint32_t> now = PollNow(fd, events);
@@ -233,10 +252,10 @@ Result<LocalWatches::File*> LocalWatches::AttachEdge(Watch& w, WatchId id, int f
       return now.error();
     }
     w.pending = *now;
-  } else if (Ctl(e->epfd, EPOLL_CTL_ADD, fd, events | EPOLLET, w.file) != 0) {
+  } else if (Ctl(e->epfd, EPOLL_CTL_ADD, fd, events | EPOLLET, Key(f)) != 0) {
     // A registration a raw close left behind, of this very file: taken
     // over (EPOLL_CTL_MOD reports the present readiness once, as an add).
-    if (errno != EEXIST || Ctl(e->epfd, EPOLL_CTL_MOD, fd, events | EPOLLET, w.file) != 0) {
+    if (errno != EEXIST || Ctl(e->epfd, EPOLL_CTL_MOD, fd, events | EPOLLET, Key(f)) != 0) {
       const int err = errno;
       Detach(w, id);
       return Errno{err};
@@ -258,7 +277,7 @@ Result<uint32_t> LocalWatches::Arm(WatchId id, int fd, uint32_t events) {
     w.mask = events;
     return events & kPolllessReady;
   }
-  if (w.edge) DetachEdge(w, id, files_.at(w.file));
+  if (File* cur = FileOf(w); cur != nullptr && w.edge) DetachEdge(w, id, *cur);
   Result<File*> attached = Attach(w, id, fd);
   if (!attached.ok()) {
     // epoll refuses files without poll support (regular files): illumos
@@ -277,14 +296,15 @@ Result<uint32_t> LocalWatches::Arm(WatchId id, int fd, uint32_t events) {
   if (*now != 0) return *now;  // fires at once: not armed (one-shot)
   w.armed = true;
   uint32_t want = 0;
-  for (WatchId o : f.watches) {
+  for (WatchId o = f.first; o != 0;) {
     const Watch& ow = watches_.at(o);
     if (!ow.edge && ow.armed) want |= ow.mask;
+    o = ow.next;
   }
   if (f.level_enabled && f.level_events == want) return 0u;
-  if (Ctl(level_epfd_, EPOLL_CTL_MOD, fd, EPOLLONESHOT | want, w.file) != 0) {
+  if (Ctl(level_epfd_, EPOLL_CTL_MOD, fd, EPOLLONESHOT | want, Key(f)) != 0) {
     if (Gone(errno)) {
-      Kill(f, w.file);
+      Kill(f);
       return Errno{EBADF};
     }
     // Ours (ENOMEM), not the program's: never its errno.
@@ -377,16 +397,18 @@ void LocalWatches::DrainEdge(EdgeEpoll& e, ReadyList* take) {
   do {
     n = epoll_wait(e.epfd, evs, 64, 0);
     for (int i = 0; i < n; ++i) {
-      auto fit = files_.find(static_cast<uint32_t>(evs[i].data.u64));
-      if (fit == files_.end() || fit->second.dead) continue;  // left behind by a raw close
-      for (WatchId id : fit->second.watches) {
+      const File* f = FileOfReport(evs[i].data.u64);
+      if (f == nullptr) continue;
+      for (WatchId id = f->first; id != 0;) {
         Watch& w = watches_.at(id);
+        const WatchId this_id = id;
+        id = w.next;
         if (!w.edge || w.mask != e.mask) continue;
         const uint32_t bits = evs[i].events & (w.mask | kAlways);
         if (bits == 0) continue;
         if (w.armed) {
           w.armed = false;
-          Fire(id, bits, take);
+          Fire(this_id, bits, take);
         } else {
           w.pending |= bits;
         }
@@ -408,28 +430,29 @@ void LocalWatches::TakeReady(ReadyList* out) {
   do {
     n = epoll_wait(level_epfd_, evs, 64, 0);
     for (int i = 0; i < n; ++i) {
-      const uint32_t gen = static_cast<uint32_t>(evs[i].data.u64);
-      auto fit = files_.find(gen);
-      if (fit == files_.end() || fit->second.dead) continue;  // left behind by a raw close
-      File& f = fit->second;
+      File* found = FileOfReport(evs[i].data.u64);
+      if (found == nullptr) continue;
+      File& f = *found;
       f.level_enabled = false;  // one-shot: reported, now disabled
       uint32_t still = 0;
-      for (WatchId id : f.watches) {
+      for (WatchId id = f.first; id != 0;) {
         Watch& w = watches_.at(id);
+        const WatchId this_id = id;
+        id = w.next;
         if (w.edge || !w.armed) continue;
         const uint32_t bits = evs[i].events & (w.mask | kAlways);
         if (bits != 0) {
           w.armed = false;
-          out->emplace_back(id, bits);
+          out->emplace_back(this_id, bits);
         } else {
           still |= w.mask;
         }
       }
       // Those it did not concern wait on.
       if (still == 0) continue;
-      if (Ctl(level_epfd_, EPOLL_CTL_MOD, f.fd, EPOLLONESHOT | still, gen) != 0) {
+      if (Ctl(level_epfd_, EPOLL_CTL_MOD, f.fd, EPOLLONESHOT | still, Key(f)) != 0) {
         if (Gone(errno)) {
-          Kill(f, gen);
+          Kill(f);
         } else {
           fault_("epoll_ctl", "re-arming an in-process watch (its readiness may go unseen)");
         }
@@ -469,7 +492,8 @@ bool LocalWatches::SameFile(int fd, WatchId id) {
   // that can be told.
   if (w.file == 0) return fcntl(fd, F_GETFD) != -1;
   if (fd != w.fd) return false;
-  return Confirm(files_.at(w.file), w.file);
+  File* f = FileOf(w);
+  return f != nullptr && Confirm(*f);
 }
 
 }  // namespace evshim::shim

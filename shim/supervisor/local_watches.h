@@ -62,6 +62,7 @@ class LocalWatches {
 
  private:
   struct Watch {
+    emul::WatchId next = 0;  // the next watch of its file (0: the last)
     int fd = -1;
     uint32_t mask = 0;
     uint32_t pending = 0;  // edge: reported by the shared registration, not yet to this watch
@@ -70,13 +71,16 @@ class LocalWatches {
     bool armed = false;
     bool pollless = false;  // epoll refuses the file (regular file): always ready
   };
+  // One watched number's open file. Its registrations carry
+  // (generation << 32 | number).
   struct File {
+    emul::WatchId first = 0;  // its watches, linked through Watch::next
+    uint64_t checked = 0;     // epoch of the last identity confirmation
+    uint32_t gen = 0;
     int fd = -1;
-    bool dead = false;           // the number no longer names this file
-    bool level_enabled = false;  // the one-shot level registration may report
     uint32_t level_events = 0;   // the mask it was last armed with
-    uint64_t checked = 0;        // epoch of the last identity confirmation
-    std::vector<emul::WatchId> watches;
+    bool level_enabled = false;  // the one-shot level registration may report
+    bool dead = false;           // the number no longer names this file
   };
   struct EdgeEpoll {
     uint32_t mask = 0;
@@ -84,12 +88,16 @@ class LocalWatches {
     size_t watches = 0;
   };
 
+  static uint64_t Key(const File& f) { return (static_cast<uint64_t>(f.gen) << 32) | static_cast<uint32_t>(f.fd); }
+  File* FileOf(const Watch& w);
+  File* FileOfReport(uint64_t key);  // a live file's registration reported
+  bool SharesEdge(const File& f, emul::WatchId id, uint32_t mask);
   emul::Result<File*> Attach(Watch& w, emul::WatchId id, int fd);
   emul::Result<File*> AttachEdge(Watch& w, emul::WatchId id, int fd, uint32_t events);
   void Detach(Watch& w, emul::WatchId id);
   void DetachEdge(Watch& w, emul::WatchId id, File& f);
-  bool Confirm(File& f, uint32_t gen);
-  void Kill(File& f, uint32_t gen);
+  bool Confirm(File& f);
+  void Kill(File& f);  // `f` is moved: not to be used after
   emul::Result<uint32_t> PollNow(int fd, uint32_t events);
   EdgeEpoll* EdgeFor(uint32_t mask, bool create);
   void DrainEdge(EdgeEpoll& e, ReadyList* take);
@@ -111,8 +119,8 @@ class LocalWatches {
   size_t edge_watches_ = 0;
   std::vector<EdgeEpoll> edges_;  // one per distinct edge mask (a handful of filter masks)
   std::unordered_map<emul::WatchId, Watch> watches_;
-  std::unordered_map<uint32_t, File> files_;  // by generation; dead ones until their last watch goes
-  std::unordered_map<int, uint32_t> by_fd_;   // live files by number
+  std::unordered_map<int, File> live_;        // by number
+  std::unordered_map<uint32_t, File> dead_;   // by generation, until their last watch goes
 };
 
 }  // namespace evshim::shim
