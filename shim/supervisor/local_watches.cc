@@ -39,6 +39,7 @@ LocalWatches::LocalWatches(int loop_epoll, uint64_t loop_tag,
   level_epfd_ = epoll_create1(EPOLL_CLOEXEC);
   kick_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (level_epfd_ < 0 || kick_fd_ < 0) {
+    setup_errno_ = errno;
     fault_("epoll_create1/eventfd", "creating the in-process watches' epoll");
     return;
   }
@@ -141,6 +142,9 @@ Result<LocalWatches::File*> LocalWatches::Attach(Watch& w, WatchId id, int fd) {
     if (cur->fd == fd) return cur;
     Detach(w, id);
   }
+  // Without its epoll (a full descriptor table when the engine started),
+  // no watch can be made: the error of that creation (EMFILE).
+  if (level_epfd_ < 0 || kick_fd_ < 0) return Errno{setup_errno_};
   File* f = nullptr;
   if (auto it = live_.find(fd); it != live_.end() && Confirm(it->second)) f = &it->second;
   if (f == nullptr) {
@@ -261,6 +265,9 @@ Result<LocalWatches::File*> LocalWatches::AttachEdge(Watch& w, WatchId id, int f
       return Errno{err};
     }
   }
+  // A new registration is not armed (as the supervised host's).
+  w.armed = false;
+  Unfire(id);
   w.edge = true;
   w.mask = events;
   ++e->watches;

@@ -112,6 +112,7 @@ class LocalWatches {
   int level_epfd_ = -1;
   int kick_fd_ = -1;  // an eventfd in the loop: reports found outside TakeReady
   bool kicked_ = false;
+  int setup_errno_ = 0;  // why level_epfd_ or kick_fd_ could not be made
   ReadyList fired_;
   bool memo_ = false;
   uint64_t epoch_ = 1;
