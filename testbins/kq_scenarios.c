@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/event.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -234,6 +235,86 @@ static int close_drops(void) {
   struct kevent ch;
   EV_SET(&ch, (uintptr_t)fds[0], EVFILT_READ, EV_ENABLE, 0, 0, NULL);
   CHECK(kevent(kq, &ch, 1, NULL, 0, NULL) == -1 && errno == ENOENT);
+  return 0;
+}
+
+/* Descriptors open in this process, and the highest number among them. */
+static int open_fds(int *highest) {
+  DIR *d = opendir("/proc/self/fd");
+  if (d == NULL) return -1;
+  int n = 0, self = dirfd(d);
+  *highest = -1;
+  struct dirent *e;
+  while ((e = readdir(d)) != NULL) {
+    if (e->d_name[0] == '.') continue;
+    int fd = atoi(e->d_name);
+    if (fd == self) continue;
+    n++;
+    if (fd > *highest) *highest = fd;
+  }
+  closedir(d);
+  return n;
+}
+
+/* A watch costs the program no descriptor (docs/design.md "The in-process
+ * fast path", Watches): with RLIMIT_NOFILE one above what /proc/self/fd
+ * needs, 64 sockets get a level EVFILT_READ and an EV_CLEAR EVFILT_WRITE
+ * knote each (two watches on one descriptor) and no descriptor is opened.
+ * The filters still report as the kernels do: an EV_CLEAR knote's first
+ * report is the present state, then only new activity (DF kern_event.c:
+ * 1312-1322 and 1535-1544); a level knote stays while data is pending
+ * (DF kern_event.c:1545-1548). */
+static int watches_no_descriptor(void) {
+  enum { N = 64 };
+  int kq = kqueue(), sv[N][2];
+  CHECK(kq >= 0);
+  for (int i = 0; i < N; i++) CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, sv[i]) == 0);
+  /* What the engine opens once (not per watch) exists before counting. */
+  struct kevent evs[2 * N + 2];
+  CHECK(add(kq, (uintptr_t)sv[0][0], EVFILT_READ, EV_ADD | EV_CLEAR, 0, 0, NULL) == 0);
+  CHECK(add(kq, (uintptr_t)sv[0][0], EVFILT_WRITE, EV_ADD | EV_CLEAR, 0, 0, NULL) == 0);
+  CHECK(get(kq, evs, 2 * N + 2, &kZero) == 1);
+  CHECK(add(kq, (uintptr_t)sv[0][0], EVFILT_READ, EV_DELETE, 0, 0, NULL) == 0);
+  CHECK(add(kq, (uintptr_t)sv[0][0], EVFILT_WRITE, EV_DELETE, 0, 0, NULL) == 0);
+  int highest, before = open_fds(&highest);
+  CHECK(before > 0);
+  struct rlimit saved, tight;
+  CHECK(getrlimit(RLIMIT_NOFILE, &saved) == 0);
+  tight = saved;
+  tight.rlim_cur = (rlim_t)highest + 2; /* room for opendir only */
+  CHECK(setrlimit(RLIMIT_NOFILE, &tight) == 0);
+  for (int i = 0; i < N; i++) {
+    CHECK(add(kq, (uintptr_t)sv[i][0], EVFILT_READ, EV_ADD, 0, 0, (void *)(intptr_t)i) == 0);
+    CHECK(add(kq, (uintptr_t)sv[i][0], EVFILT_WRITE, EV_ADD | EV_CLEAR, 0, 0, (void *)(intptr_t)i) == 0);
+  }
+  int now_highest, now = open_fds(&now_highest);
+  CHECK(now == before);
+  for (int i = 0; i < N; i += 2) CHECK(write(sv[i][1], "x", 1) == 1);
+  int reads = 0, writes = 0;
+  int n = get(kq, evs, 2 * N + 2, &kZero);
+  for (int i = 0; i < n; i++) {
+    int who = (int)(intptr_t)evs[i].udata;
+    CHECK(evs[i].ident == (uintptr_t)sv[who][0]);
+    if (evs[i].filter == EVFILT_READ) {
+      CHECK(who % 2 == 0 && evs[i].data == 1);
+      reads++;
+    } else {
+      CHECK(evs[i].filter == EVFILT_WRITE && evs[i].data > 0);
+      writes++;
+    }
+  }
+  CHECK(reads == N / 2 && writes == N);
+  /* Again: the level knotes, not the EV_CLEAR ones (nothing new happened). */
+  n = get(kq, evs, 2 * N + 2, &kZero);
+  CHECK(n == N / 2);
+  for (int i = 0; i < n; i++) CHECK(evs[i].filter == EVFILT_READ);
+  CHECK(open_fds(&now_highest) == before);
+  CHECK(setrlimit(RLIMIT_NOFILE, &saved) == 0);
+  for (int i = 0; i < N; i++) {
+    close(sv[i][0]);
+    close(sv[i][1]);
+  }
+  close(kq);
   return 0;
 }
 
@@ -2300,6 +2381,7 @@ int main(int argc, char **argv) {
   if (!strcmp(s, "abstime")) return abstime();
   if (!strcmp(s, "timeout")) return timeout();
   if (!strcmp(s, "close_drops")) return close_drops();
+  if (!strcmp(s, "watches_no_descriptor")) return watches_no_descriptor();
   if (!strcmp(s, "fork_ebadf")) return fork_ebadf();
   if (!strcmp(s, "eintr")) return eintr();
   if (!strcmp(s, "two_waiters")) return two_waiters();

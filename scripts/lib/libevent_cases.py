@@ -228,14 +228,10 @@ def finish_case(unit, name, text, started):
 # Cases that fail under evshim's fast mode (the default) for a reason written
 # in docs/abi.md section 10 "Fast mode"; counted as skipped there, by name,
 # and still run (and must pass) under EVSHIM_SUPERVISED=1 and natively.
-FAST_MODE_DIVERGENCES = {
-    "dns/bufferevent_connect_hostname_emfile":
-        "fast mode: the in-process engine's descriptors count against the program's "
-        "RLIMIT_NOFILE, and this test fills the table on purpose (docs/abi.md section 10)",
-    "test-fdleak":
-        "fast mode (event ports): under a low RLIMIT_NOFILE the engine's per-watch "
-        "descriptors make port_associate fail with EMFILE (docs/abi.md section 10)",
-}
+# None now: since a watch costs no descriptor in fast mode,
+# dns/bufferevent_connect_hostname_emfile (kqueue) and test-fdleak (event
+# ports) pass in both modes.
+FAST_MODE_DIVERGENCES = {}
 
 
 def fast_mode(unit):

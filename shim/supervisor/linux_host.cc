@@ -153,9 +153,24 @@ Result<void> LinuxHost::Register(Watch& w, emul::Pid pid, int fd, uint32_t mask,
   return {};
 }
 
+void LinuxHost::set_local_process(emul::Pid pid) {
+  local_pid_ = pid;
+  if (local_) return;
+  local_ = std::make_unique<LocalWatches>(loop_epoll_, kWatchTag, [this](const char* op, std::string detail) {
+    HostFault(op, std::move(detail), local_pid_);
+  });
+  local_->set_memo(file_check_memo_);
+  if (register_cb_) local_->set_register_callback(register_cb_);
+}
+
 Result<emul::WatchId> LinuxHost::WatchFd(emul::Pid pid, int fd) {
   // The file is registered by the first ArmWatch, which knows the mask.
   if (!FdOpen(pid, fd)) return Errno{EBADF};
+  if (pid == local_pid_ && local_) {
+    const emul::WatchId id = next_watch_++ | kLocalWatch;
+    local_->Add(id);
+    return id;
+  }
   emul::WatchId id = next_watch_++;
   watches_.emplace(id, Watch{});
   return id;
@@ -172,10 +187,12 @@ uint32_t LinuxHost::Readiness(emul::WatchId id) {
 }
 
 Result<uint32_t> LinuxHost::ArmWatch(emul::WatchId id, emul::Pid pid, int fd, uint32_t events) {
+  if (IsLocal(id)) return local_->Arm(id, fd, events);
   return Arm(id, pid, fd, events, false);
 }
 
 Result<uint32_t> LinuxHost::ArmWatchEdge(emul::WatchId id, emul::Pid pid, int fd, uint32_t events) {
+  if (IsLocal(id)) return local_->ArmEdge(id, fd, events);
   auto it = watches_.find(id);
   // A file without readiness notifications has no edges: never fires.
   if (it != watches_.end() && it->second.pollless) return 0u;
@@ -183,6 +200,10 @@ Result<uint32_t> LinuxHost::ArmWatchEdge(emul::WatchId id, emul::Pid pid, int fd
 }
 
 void LinuxHost::SettleWatchEdge(emul::WatchId id, emul::Pid pid, int fd, uint32_t events) {
+  if (IsLocal(id)) {
+    local_->SettleEdge(id, fd, events);
+    return;
+  }
   auto it = watches_.find(id);
   if (it == watches_.end() || it->second.pollless) return;
   Watch& w = it->second;
@@ -248,6 +269,8 @@ void LinuxHost::RearmInLoop(emul::WatchId id) {
 
 std::vector<std::pair<emul::WatchId, uint32_t>> LinuxHost::TakeReadyWatches() {
   std::vector<std::pair<emul::WatchId, uint32_t>> ready;
+  if (local_) local_->TakeReady(&ready);
+  if (watches_.empty()) return ready;  // nothing in the collecting epoll
   epoll_event evs[64];
   std::vector<emul::WatchId> spurious;
   while (true) {
@@ -269,6 +292,10 @@ std::vector<std::pair<emul::WatchId, uint32_t>> LinuxHost::TakeReadyWatches() {
 }
 
 void LinuxHost::DisarmWatch(emul::WatchId id) {
+  if (IsLocal(id)) {
+    local_->Disarm(id);
+    return;
+  }
   auto it = watches_.find(id);
   if (it == watches_.end() || !it->second.in_loop) return;
   epoll_event ev{};
@@ -280,6 +307,10 @@ void LinuxHost::DisarmWatch(emul::WatchId id) {
 }
 
 void LinuxHost::DropWatch(emul::WatchId id) {
+  if (IsLocal(id)) {
+    local_->Drop(id);
+    return;
+  }
   auto it = watches_.find(id);
   if (it == watches_.end()) return;
   if (it->second.epfd >= 0) close(it->second.epfd);
@@ -288,6 +319,7 @@ void LinuxHost::DropWatch(emul::WatchId id) {
 }
 
 bool LinuxHost::SameFile(emul::Pid pid, int fd, emul::WatchId id) {
+  if (IsLocal(id)) return pid == local_pid_ && local_->SameFile(fd, id);
   auto it = watches_.find(id);
   if (it == watches_.end()) return false;
   const Watch& w = it->second;

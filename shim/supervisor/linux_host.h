@@ -11,14 +11,19 @@
 // synchronous, so once a target's write() has returned, the collecting
 // epoll already reports the watch, and TakeReadyWatches() called before a
 // call sees every readiness that happened before it.
+//
+// Watches on the host's own process (the in-process engine) need none of
+// that: the program's descriptor itself is registered (local_watches.h).
 #pragma once
 
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 #include <unordered_map>
 
 #include "shim/supervisor/fault.h"
+#include "shim/supervisor/local_watches.h"
 #include "emul/host.h"
 
 namespace evshim::shim {
@@ -70,10 +75,11 @@ class LinuxHost final : public emul::Host {
     if (writable_cb_) writable_cb_(obj, writable);
   }
 
-  size_t watch_count() const { return watches_.size(); }
-  // The in-process engine (shim/inproc/): descriptors of process `pid` (the
-  // host's own) are duplicated locally instead of through pidfd_getfd.
-  void set_local_process(emul::Pid pid) { local_pid_ = pid; }
+  size_t watch_count() const { return watches_.size() + (local_ ? local_->size() : 0); }
+  // The in-process engine (shim/inproc/): process `pid` is the host's own.
+  // Its descriptors are watched as they are (LocalWatches: no duplicate, no
+  // epoll per watch) and probed locally.
+  void set_local_process(emul::Pid pid);
   // The in-process engine runs one call at a time under its lock, and the
   // engines ask about the same descriptor more than once in a call (an
   // association's number is checked by DropClosedAt, then by FindAssoc):
@@ -84,11 +90,18 @@ class LinuxHost final : public emul::Host {
   void set_file_check_memo(bool on) {
     file_check_memo_ = on;
     file_checks_.clear();
+    if (local_) local_->set_memo(on);
   }
-  void ForgetFileChecks() { file_checks_.clear(); }
+  void ForgetFileChecks() {
+    file_checks_.clear();
+    if (local_) local_->ForgetFileChecks();
+  }
   // Hears of each file registered for a watch (the in-process engine notes
   // watches on its own objects' descriptors: a port in a port).
-  void set_register_callback(std::function<void(int)> cb) { register_cb_ = std::move(cb); }
+  void set_register_callback(std::function<void(int)> cb) {
+    register_cb_ = std::move(cb);
+    if (local_) local_->set_register_callback(register_cb_);
+  }
 
   // --- kqueue PROC and VNODE sources (linux_host_kqueue.cc) ---
   // Main-loop events with this bit set are the host's own: OnHostEvent.
@@ -163,6 +176,10 @@ class LinuxHost final : public emul::Host {
   // A duplicate of process `pid`'s descriptor `fd` (-1 and errno).
   int DupTargetFd(emul::Pid pid, int fd);
   emul::Pid local_pid_ = -1;
+  // Watches of the local process; their ids carry kLocalWatch.
+  static constexpr emul::WatchId kLocalWatch = 1ULL << 47;
+  static bool IsLocal(emul::WatchId id) { return (id & kLocalWatch) != 0; }
+  std::unique_ptr<LocalWatches> local_;
   struct FileCheck {
     emul::Pid pid;
     int fd;

@@ -44,7 +44,8 @@ INSTANTIATE_TEST_SUITE_P(
     Kqueue, KqueueScenario,
     ::testing::Combine(::testing::Values("freebsd", "openbsd", "dragonfly"),
                        ::testing::Values("user_pollable", "pipe_read", "socket_eof", "timer",
-                                         "abstime", "timeout", "close_drops", "fork_ebadf", "eintr",
+                                         "abstime", "timeout", "close_drops", "watches_no_descriptor",
+                                         "fork_ebadf", "eintr",
                                          "two_waiters", "pollable_handoff", "kq_in_kq", "errors",
                                          "kqueue_flags",
                                          // EVFILT_PROC (netlink process connector + pidfd)
@@ -219,6 +220,7 @@ TEST(KqueueScenarioControl, FailsWithoutEvshim) {
 TEST(KqueueFastPath, ScenariosRunWithoutAnySupervisor) {
   for (const char* p : {"freebsd", "openbsd", "dragonfly"}) {
     for (const char* name : {"user_pollable", "pipe_read", "socket_eof", "timer", "timeout", "close_drops",
+                             "watches_no_descriptor",
                              "fork_ebadf", "eintr", "two_waiters", "pollable_handoff", "kq_in_kq",
                              "errors", "close_waiter", "signal_count", "signal_blocked"}) {
       // Fast mode pinned, also in CI's supervised pass.

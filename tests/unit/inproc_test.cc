@@ -3,16 +3,19 @@
 // libevshim-engine with no supervisor (this test runs under none).
 #include <gtest/gtest.h>
 
+#include <dirent.h>
 #include <poll.h>
 #include <port.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstdint>
@@ -218,6 +221,82 @@ TEST_F(InprocTest, Rule10ClosedAndReusedNumberIsANewAssociation) {
   close(old_file);
   close(old_pair[1]);
   close(new_pair[1]);
+}
+
+// Descriptors open in this process, and the highest number among them.
+int OpenFds(int* highest) {
+  DIR* d = opendir("/proc/self/fd");
+  if (d == nullptr) return -1;
+  int n = 0;
+  const int self = dirfd(d);
+  *highest = -1;
+  while (dirent* e = readdir(d)) {
+    if (e->d_name[0] == '.') continue;
+    const int fd = atoi(e->d_name);
+    if (fd == self) continue;
+    ++n;
+    *highest = std::max(*highest, fd);
+  }
+  closedir(d);
+  return n;
+}
+
+// A watch costs the program no descriptor (docs/design.md "The in-process
+// fast path", Watches): with RLIMIT_NOFILE one above what /proc/self/fd
+// needs, 64 sockets are associated with two ports each (POLLIN with one,
+// POLLOUT with the other: two watches on one descriptor), no descriptor is
+// opened, and each association reports as port_associate says: at once if
+// the descriptor is ready (rule 6), else at its first readiness.
+TEST_F(InprocTest, AssociationsOpenNoDescriptorAtTheLimit) {
+  constexpr int kN = 64;
+  const int out_port = port_create();
+  ASSERT_GE(out_port, 0);
+  int sv[kN][2];
+  for (auto& pair : sv) ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM, 0, pair), 0);
+  int highest = -1;
+  const int before = OpenFds(&highest);
+  ASSERT_GT(before, 0);
+  rlimit saved{};
+  ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &saved), 0);
+  rlimit tight = saved;
+  tight.rlim_cur = static_cast<rlim_t>(highest) + 2;  // room for opendir only
+  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &tight), 0);
+  int failed = 0;
+  for (int i = 0; i < kN; ++i) {
+    void* user = reinterpret_cast<void*>(static_cast<intptr_t>(i));
+    if (port_associate(port_, PORT_SOURCE_FD, static_cast<uintptr_t>(sv[i][0]), POLLIN, user) != 0) ++failed;
+    if (port_associate(out_port, PORT_SOURCE_FD, static_cast<uintptr_t>(sv[i][0]), POLLOUT, user) != 0) {
+      ++failed;
+    }
+  }
+  int now_highest = -1;
+  const int now = OpenFds(&now_highest);
+  for (int i = 0; i < kN; i += 2) ASSERT_EQ(write(sv[i][1], "x", 1), 1);
+  port_event_t evs[2 * kN];
+  timespec zero{0, 0};
+  uint_t nget = 1;  // 0 would only count (rule 20, port.c:1219-1220)
+  ASSERT_EQ(port_getn(port_, evs, 2 * kN, &nget, &zero), 0);
+  std::set<int> readable;
+  for (uint_t i = 0; i < nget; ++i) {
+    const int who = static_cast<int>(reinterpret_cast<intptr_t>(evs[i].portev_user));
+    EXPECT_EQ(evs[i].portev_object, static_cast<uintptr_t>(sv[who][0]));
+    EXPECT_EQ(evs[i].portev_events, POLLIN);
+    readable.insert(who);
+  }
+  uint_t nout = 1;
+  ASSERT_EQ(port_getn(out_port, evs, 2 * kN, &nout, &zero), 0);
+  for (uint_t i = 0; i < nout; ++i) EXPECT_EQ(evs[i].portev_events, POLLOUT);
+  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &saved), 0);
+  EXPECT_EQ(failed, 0) << "errno " << errno;
+  EXPECT_EQ(now, before) << "descriptors opened for " << 2 * kN << " associations";
+  EXPECT_EQ(nget, static_cast<uint_t>(kN / 2));
+  EXPECT_EQ(readable.size(), static_cast<size_t>(kN / 2));
+  EXPECT_EQ(nout, static_cast<uint_t>(kN));
+  for (auto& pair : sv) {
+    close(pair[0]);
+    close(pair[1]);
+  }
+  close(out_port);
 }
 
 }  // namespace

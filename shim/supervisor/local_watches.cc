@@ -1,0 +1,506 @@
+#include "shim/supervisor/local_watches.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+
+namespace evshim::shim {
+
+using emul::Errno;
+using emul::Result;
+using emul::WatchId;
+
+namespace {
+constexpr uint32_t kAlways = EPOLLERR | EPOLLHUP;
+// Poll bits only: a mask never carries epoll's mode flags.
+constexpr uint32_t kPollBits = 0xffff;
+// Readiness of a file epoll cannot watch (as the supervised host reports it).
+constexpr uint32_t kPolllessReady = EPOLLIN | EPOLLOUT | EPOLLRDNORM | EPOLLWRNORM;
+
+int Ctl(int epfd, int op, int fd, uint32_t events, uint64_t data) {
+  epoll_event ev{};
+  ev.events = events;
+  ev.data.u64 = data;
+  return epoll_ctl(epfd, op, fd, &ev);
+}
+
+// The number no longer names the registered file (or nothing at all).
+bool Gone(int err) { return err == ENOENT || err == EBADF; }
+}  // namespace
+
+LocalWatches::LocalWatches(int loop_epoll, uint64_t loop_tag,
+                           std::function<void(const char*, std::string)> fault)
+    : loop_epoll_(loop_epoll), loop_tag_(loop_tag), fault_(std::move(fault)) {
+  level_epfd_ = epoll_create1(EPOLL_CLOEXEC);
+  kick_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (level_epfd_ < 0 || kick_fd_ < 0) {
+    setup_errno_ = errno;
+    fault_("epoll_create1/eventfd", "creating the in-process watches' epoll");
+    return;
+  }
+  AddToLoop(level_epfd_);
+  AddToLoop(kick_fd_);
+}
+
+LocalWatches::~LocalWatches() {
+  for (EdgeEpoll& e : edges_) close(e.epfd);
+  if (kick_fd_ >= 0) close(kick_fd_);
+  if (level_epfd_ >= 0) close(level_epfd_);
+}
+
+bool LocalWatches::AddToLoop(int fd) {
+  if (Ctl(loop_epoll_, EPOLL_CTL_ADD, fd, EPOLLIN, loop_tag_) == 0) return true;
+  fault_("epoll_ctl", "adding an in-process watches' epoll to the loop");
+  return false;
+}
+
+void LocalWatches::Add(WatchId id) { watches_.emplace(id, Watch{}); }
+
+// The file at `fd` now, for `events` (POLLERR/POLLHUP always): EBADF if the
+// number is not open.
+Result<uint32_t> LocalWatches::PollNow(int fd, uint32_t events) {
+  pollfd p{fd, static_cast<short>(events & kPollBits), 0};
+  if (poll(&p, 1, 0) < 0) return Errno{errno};
+  if (p.revents & POLLNVAL) return Errno{EBADF};
+  return static_cast<uint32_t>(p.revents) & (events | kAlways);
+}
+
+LocalWatches::File* LocalWatches::FileOf(const Watch& w) {
+  if (w.file == 0) return nullptr;
+  if (auto it = live_.find(w.fd); it != live_.end() && it->second.gen == w.file) return &it->second;
+  auto d = dead_.find(w.file);
+  return d == dead_.end() ? nullptr : &d->second;
+}
+
+LocalWatches::File* LocalWatches::FileOfReport(uint64_t key) {
+  auto it = live_.find(static_cast<int>(static_cast<uint32_t>(key)));
+  // Another generation: left behind by a raw close (the file open elsewhere).
+  if (it == live_.end() || it->second.gen != static_cast<uint32_t>(key >> 32)) return nullptr;
+  return &it->second;
+}
+
+// Whether another edge watch than `id` on `f` waits for `mask`.
+bool LocalWatches::SharesEdge(const File& f, WatchId id, uint32_t mask) {
+  for (WatchId o = f.first; o != 0;) {
+    const Watch& ow = watches_.at(o);
+    if (o != id && ow.edge && ow.mask == mask) return true;
+    o = ow.next;
+  }
+  return false;
+}
+
+// The number still names the file (one EPOLL_CTL_MOD, kept for the call
+// when memoised). EPOLL_CTL_MOD addresses the file the number names now:
+// it succeeds only on that file's registration.
+bool LocalWatches::Confirm(File& f) {
+  if (f.dead) return false;
+  if (memo_ && f.checked == epoch_) return true;
+  // Re-arms with the mask it was last armed with (which may still hold the
+  // bits of a watch that fired since: a report for it is dropped, one
+  // wake-up at most). That keeps the mask an association re-armed after its
+  // event needs, so re-arming it costs no second EPOLL_CTL_MOD.
+  if (Ctl(level_epfd_, EPOLL_CTL_MOD, f.fd, EPOLLONESHOT | f.level_events, Key(f)) != 0) {
+    if (Gone(errno)) {
+      Kill(f);
+      return false;
+    }
+    fault_("epoll_ctl", "checking a watched descriptor");
+    return true;  // ours, not the program's: the watch is kept
+  }
+  f.level_enabled = true;
+  f.checked = epoch_;
+  return true;
+}
+
+void LocalWatches::Kill(File& f) {
+  // Its registrations stay while the file is open elsewhere: their reports
+  // carry a generation no live file has.
+  for (WatchId id = f.first; id != 0;) {
+    Watch& w = watches_.at(id);
+    w.armed = false;
+    Unfire(id);
+    id = w.next;
+  }
+  File dead = f;
+  dead.dead = true;
+  live_.erase(dead.fd);
+  if (dead.first != 0) dead_.emplace(dead.gen, dead);
+}
+
+// Registers `w` on the file `fd` names: the live File of that number, if it
+// still is that file, or a new one.
+Result<LocalWatches::File*> LocalWatches::Attach(Watch& w, WatchId id, int fd) {
+  if (File* cur = FileOf(w)) {
+    // A watch whose file left the number stays dead: it must never start
+    // watching a file that came to the number later (rule 10).
+    if (cur->dead) return Errno{EBADF};
+    if (cur->fd == fd) return cur;
+    Detach(w, id);
+  }
+  // Without its epoll (a full descriptor table when the engine started),
+  // no watch can be made: the error of that creation (EMFILE).
+  if (level_epfd_ < 0 || kick_fd_ < 0) return Errno{setup_errno_};
+  File* f = nullptr;
+  if (auto it = live_.find(fd); it != live_.end() && Confirm(it->second)) f = &it->second;
+  if (f == nullptr) {
+    File fresh;
+    fresh.gen = next_gen_++;
+    if (next_gen_ == 0) next_gen_ = 1;
+    fresh.fd = fd;
+    // Registered with no poll bits (epoll adds POLLERR/POLLHUP): armed by Arm.
+    if (Ctl(level_epfd_, EPOLL_CTL_ADD, fd, EPOLLONESHOT, Key(fresh)) != 0) {
+      // The same file back at the number whose registration a raw close
+      // left behind (the file open elsewhere): that key is this file's.
+      if (errno != EEXIST || Ctl(level_epfd_, EPOLL_CTL_MOD, fd, EPOLLONESHOT, Key(fresh)) != 0) {
+        // EPERM: a file without poll support; EBADF: not open.
+        return Errno{errno};
+      }
+    }
+    fresh.level_enabled = true;
+    fresh.checked = epoch_;
+    f = &live_.emplace(fd, fresh).first->second;
+    if (register_cb_) register_cb_(fd);
+  }
+  w.next = f->first;
+  f->first = id;
+  w.file = f->gen;
+  w.fd = fd;
+  return f;
+}
+
+// Takes `w` out of its file's edge registration (the file stays).
+void LocalWatches::DetachEdge(Watch& w, WatchId id, File& f) {
+  if (!w.edge) return;
+  w.edge = false;
+  w.armed = false;
+  w.pending = 0;
+  Unfire(id);
+  EdgeEpoll* e = EdgeFor(w.mask, false);
+  if (e == nullptr) return;
+  --e->watches;
+  --edge_watches_;
+  // Only the live file's: the number may name another file now.
+  if (!f.dead && !SharesEdge(f, id, w.mask)) (void)Ctl(e->epfd, EPOLL_CTL_DEL, f.fd, 0, 0);
+}
+
+void LocalWatches::Detach(Watch& w, WatchId id) {
+  Unfire(id);
+  if (File* f = FileOf(w)) {
+    DetachEdge(w, id, *f);
+    for (WatchId* link = &f->first; *link != 0; link = &watches_.at(*link).next) {
+      if (*link == id) {
+        *link = w.next;
+        break;
+      }
+    }
+    if (f->first == 0) {
+      if (f->dead) {
+        dead_.erase(f->gen);
+      } else {
+        (void)Ctl(level_epfd_, EPOLL_CTL_DEL, f->fd, 0, 0);
+        live_.erase(f->fd);
+      }
+    }
+  }
+  w.next = 0;
+  w.file = 0;
+  w.edge = false;
+  w.armed = false;
+  w.pending = 0;
+}
+
+LocalWatches::EdgeEpoll* LocalWatches::EdgeFor(uint32_t mask, bool create) {
+  for (EdgeEpoll& e : edges_) {
+    if (e.mask == mask) return &e;
+  }
+  if (!create) return nullptr;
+  int epfd = epoll_create1(EPOLL_CLOEXEC);
+  if (epfd < 0) return nullptr;
+  if (!AddToLoop(epfd)) {
+    close(epfd);
+    return nullptr;
+  }
+  edges_.push_back(EdgeEpoll{mask, epfd, 0});
+  return &edges_.back();
+}
+
+// Puts `w` in the edge registration of its file and `events`. A watch that
+// joins an existing registration gets what a registration of its own would
+// report at once: the present readiness.
+Result<LocalWatches::File*> LocalWatches::AttachEdge(Watch& w, WatchId id, int fd, uint32_t events) {
+  if (File* cur = FileOf(w)) {
+    if (cur->dead) return Errno{EBADF};  // as in Attach
+    if (w.edge && w.mask == events && w.fd == fd) return cur;
+    DetachEdge(w, id, *cur);
+  }
+  Result<File*> attached = Attach(w, id, fd);
+  if (!attached.ok()) return attached.error();
+  File& f = **attached;
+  EdgeEpoll* e = EdgeFor(events, true);
+  if (e == nullptr) {
+    const int err = errno;
+    Detach(w, id);
+    return Errno{err};
+  }
+  const bool shared = SharesEdge(f, id, events);
+  w.pending = 0;
+  if (shared) {
+    Result<uint32_t> now = PollNow(fd, events);
+    if (!now.ok()) {
+      Detach(w, id);
+      return now.error();
+    }
+    w.pending = *now;
+  } else if (Ctl(e->epfd, EPOLL_CTL_ADD, fd, events | EPOLLET, Key(f)) != 0) {
+    // A registration a raw close left behind, of this very file: taken
+    // over (EPOLL_CTL_MOD reports the present readiness once, as an add).
+    if (errno != EEXIST || Ctl(e->epfd, EPOLL_CTL_MOD, fd, events | EPOLLET, Key(f)) != 0) {
+      const int err = errno;
+      Detach(w, id);
+      return Errno{err};
+    }
+  }
+  // A new registration is not armed (as the supervised host's).
+  w.armed = false;
+  Unfire(id);
+  w.edge = true;
+  w.mask = events;
+  ++e->watches;
+  ++edge_watches_;
+  return &f;
+}
+
+Result<uint32_t> LocalWatches::Arm(WatchId id, int fd, uint32_t events) {
+  auto it = watches_.find(id);
+  if (it == watches_.end()) return Errno{EBADF};
+  Watch& w = it->second;
+  events &= kPollBits;
+  if (w.pollless) {
+    w.mask = events;
+    return events & kPolllessReady;
+  }
+  if (File* cur = FileOf(w); cur != nullptr && w.edge) DetachEdge(w, id, *cur);
+  Result<File*> attached = Attach(w, id, fd);
+  if (!attached.ok()) {
+    // epoll refuses files without poll support (regular files): illumos
+    // reports those always ready for the requested bits.
+    if (attached.error().value != EPERM) return attached.error();
+    w.pollless = true;
+    w.mask = events;
+    return events & kPolllessReady;
+  }
+  File& f = **attached;
+  w.mask = events;
+  w.armed = false;
+  Unfire(id);
+  Result<uint32_t> now = PollNow(fd, events);
+  if (!now.ok()) return now.error();
+  if (*now != 0) return *now;  // fires at once: not armed (one-shot)
+  w.armed = true;
+  uint32_t want = 0;
+  for (WatchId o = f.first; o != 0;) {
+    const Watch& ow = watches_.at(o);
+    if (!ow.edge && ow.armed) want |= ow.mask;
+    o = ow.next;
+  }
+  if (f.level_enabled && f.level_events == want) return 0u;
+  if (Ctl(level_epfd_, EPOLL_CTL_MOD, fd, EPOLLONESHOT | want, Key(f)) != 0) {
+    if (Gone(errno)) {
+      Kill(f);
+      return Errno{EBADF};
+    }
+    // Ours (ENOMEM), not the program's: never its errno.
+    fault_("epoll_ctl", "arming an in-process watch");
+    return 0u;
+  }
+  f.level_enabled = true;
+  f.level_events = want;
+  return 0u;
+}
+
+Result<uint32_t> LocalWatches::ArmEdge(WatchId id, int fd, uint32_t events) {
+  auto it = watches_.find(id);
+  if (it == watches_.end()) return Errno{EBADF};
+  Watch& w = it->second;
+  events &= kPollBits;
+  // A file without readiness notifications has no edges: never fires.
+  if (w.pollless) return 0u;
+  Result<File*> attached = AttachEdge(w, id, fd, events);
+  if (!attached.ok()) {
+    if (attached.error().value != EPERM) return attached.error();
+    w.pollless = true;
+    w.mask = events;
+    return events & kPolllessReady;  // as the first level report of such a file
+  }
+  w.armed = false;
+  Unfire(id);
+  // The kernel's edges not read yet become pending first.
+  if (EdgeEpoll* e = EdgeFor(events, false)) DrainEdge(*e, nullptr);
+  const uint32_t edge = w.pending & (events | kAlways);
+  w.pending = 0;
+  if (edge != 0) return edge;
+  w.armed = true;
+  return 0u;
+}
+
+void LocalWatches::SettleEdge(WatchId id, int fd, uint32_t events) {
+  auto it = watches_.find(id);
+  if (it == watches_.end() || it->second.pollless) return;
+  Watch& w = it->second;
+  events &= kPollBits;
+  Result<File*> attached = AttachEdge(w, id, fd, events);
+  if (!attached.ok()) {
+    // As in ArmEdge: a file without poll support has no edges.
+    if (attached.error().value == EPERM) {
+      w.pollless = true;
+      w.mask = events;
+    }
+    return;  // otherwise ArmEdge will say why
+  }
+  // What the coming measurement sees is no edge for this watch: its
+  // registration's report (a new one reports the present state) and every
+  // edge already pending are consumed; the other watches keep theirs.
+  // A report for it not taken yet is consumed as well; an armed watch stays armed.
+  const bool armed = Unfire(id) || w.armed;
+  w.armed = false;
+  if (EdgeEpoll* e = EdgeFor(events, false)) DrainEdge(*e, nullptr);
+  w.pending = 0;
+  w.armed = armed;
+}
+
+void LocalWatches::Fire(WatchId id, uint32_t bits, ReadyList* take) {
+  if (take != nullptr) {
+    take->emplace_back(id, bits);
+    return;
+  }
+  // Found while arming or settling another watch: kept for TakeReady, and
+  // the loop is told (the kernel's report is consumed).
+  fired_.emplace_back(id, bits);
+  if (!kicked_) {
+    const uint64_t one = 1;
+    if (write(kick_fd_, &one, sizeof one) != sizeof one) {
+      fault_("write", "waking the loop for an in-process watch");
+    }
+    kicked_ = true;
+  }
+}
+
+bool LocalWatches::Unfire(WatchId id) {
+  if (fired_.empty()) return false;
+  auto end = std::remove_if(fired_.begin(), fired_.end(), [id](const auto& r) { return r.first == id; });
+  const bool found = end != fired_.end();
+  fired_.erase(end, fired_.end());
+  return found;
+}
+
+void LocalWatches::DrainEdge(EdgeEpoll& e, ReadyList* take) {
+  epoll_event evs[64];
+  int n;
+  do {
+    n = epoll_wait(e.epfd, evs, 64, 0);
+    for (int i = 0; i < n; ++i) {
+      const File* f = FileOfReport(evs[i].data.u64);
+      if (f == nullptr) continue;
+      for (WatchId id = f->first; id != 0;) {
+        Watch& w = watches_.at(id);
+        const WatchId this_id = id;
+        id = w.next;
+        if (!w.edge || w.mask != e.mask) continue;
+        const uint32_t bits = evs[i].events & (w.mask | kAlways);
+        if (bits == 0) continue;
+        if (w.armed) {
+          w.armed = false;
+          Fire(this_id, bits, take);
+        } else {
+          w.pending |= bits;
+        }
+      }
+    }
+  } while (n == 64);
+}
+
+void LocalWatches::TakeReady(ReadyList* out) {
+  if (kicked_) {
+    uint64_t v;
+    (void)!read(kick_fd_, &v, sizeof v);
+    kicked_ = false;
+    out->insert(out->end(), fired_.begin(), fired_.end());
+    fired_.clear();
+  }
+  epoll_event evs[64];
+  int n;
+  do {
+    n = epoll_wait(level_epfd_, evs, 64, 0);
+    for (int i = 0; i < n; ++i) {
+      File* found = FileOfReport(evs[i].data.u64);
+      if (found == nullptr) continue;
+      File& f = *found;
+      f.level_enabled = false;  // one-shot: reported, now disabled
+      uint32_t still = 0;
+      for (WatchId id = f.first; id != 0;) {
+        Watch& w = watches_.at(id);
+        const WatchId this_id = id;
+        id = w.next;
+        if (w.edge || !w.armed) continue;
+        const uint32_t bits = evs[i].events & (w.mask | kAlways);
+        if (bits != 0) {
+          w.armed = false;
+          out->emplace_back(this_id, bits);
+        } else {
+          still |= w.mask;
+        }
+      }
+      // Those it did not concern wait on.
+      if (still == 0) continue;
+      if (Ctl(level_epfd_, EPOLL_CTL_MOD, f.fd, EPOLLONESHOT | still, Key(f)) != 0) {
+        if (Gone(errno)) {
+          Kill(f);
+        } else {
+          fault_("epoll_ctl", "re-arming an in-process watch (its readiness may go unseen)");
+        }
+        continue;
+      }
+      f.level_enabled = true;
+      f.level_events = still;
+    }
+  } while (n == 64);
+  if (edge_watches_ == 0) return;
+  for (EdgeEpoll& e : edges_) {
+    if (e.watches != 0) DrainEdge(e, out);
+  }
+}
+
+void LocalWatches::Disarm(WatchId id) {
+  auto it = watches_.find(id);
+  if (it == watches_.end()) return;
+  // A level registration is narrowed lazily: a report for a disarmed watch
+  // is dropped when it comes (one wake-up at most).
+  it->second.armed = false;
+  Unfire(id);
+}
+
+void LocalWatches::Drop(WatchId id) {
+  auto it = watches_.find(id);
+  if (it == watches_.end()) return;
+  Detach(it->second, id);
+  watches_.erase(it);
+}
+
+bool LocalWatches::SameFile(int fd, WatchId id) {
+  auto it = watches_.find(id);
+  if (it == watches_.end()) return false;
+  const Watch& w = it->second;
+  // Not registered (not armed yet, or a file epoll refuses): open is all
+  // that can be told.
+  if (w.file == 0) return fcntl(fd, F_GETFD) != -1;
+  if (fd != w.fd) return false;
+  File* f = FileOf(w);
+  return f != nullptr && Confirm(*f);
+}
+
+}  // namespace evshim::shim

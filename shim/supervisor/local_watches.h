@@ -1,0 +1,127 @@
+// Watches on the host's own descriptors (the in-process engine; docs/design.md
+// "The in-process fast path", Watches): the program's descriptor itself is
+// registered in engine-wide epolls, so a watch costs no descriptor.
+//
+// epoll keys a registration by (open file, descriptor number) and allows one
+// per key and epoll, while several watches can name one descriptor (a
+// kqueue's READ and WRITE knotes on a socket, two ports on one fd). So one
+// `File` per watched number multiplexes its watches:
+// - the level epoll holds one EPOLLONESHOT registration per file with the
+//   union of its armed level watches' masks; a report goes to each armed
+//   watch it matches (then disarmed), and the rest are armed again;
+// - edge watches (kqueue EV_CLEAR) share an EPOLLET registration per file and
+//   mask, in one edge epoll per mask (so a write wake-up is never a read
+//   edge); a report goes to an armed watch, or is kept as the watch's pending
+//   edge until it is armed or settled;
+// - the level registration is also the file's identity: EPOLL_CTL_MOD on the
+//   number fails (ENOENT, EBADF) once the number no longer names that file.
+//   A file found so is dead for good; its registrations may linger in the
+//   kernel (a raw close with the file open elsewhere), and are ignored.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "emul/result.h"
+#include "emul/types.h"
+
+namespace evshim::shim {
+
+class LocalWatches {
+ public:
+  using ReadyList = std::vector<std::pair<emul::WatchId, uint32_t>>;
+  // The epolls are registered in `loop_epoll` with data `loop_tag`; a
+  // failure there is reported through `fault` (also later ones: epoll_ctl
+  // failures of our own, errno set).
+  LocalWatches(int loop_epoll, uint64_t loop_tag, std::function<void(const char*, std::string)> fault);
+  ~LocalWatches();
+  LocalWatches(const LocalWatches&) = delete;
+  LocalWatches& operator=(const LocalWatches&) = delete;
+
+  // Hears of each descriptor newly registered (the engine notes watches on
+  // its own objects' descriptors).
+  void set_register_callback(std::function<void(int)> cb) { register_cb_ = std::move(cb); }
+  // Identity checks are kept until ForgetFileChecks() while `on`.
+  void set_memo(bool on) { memo_ = on; ++epoch_; }
+  void ForgetFileChecks() { ++epoch_; }
+
+  void Add(emul::WatchId id);
+  emul::Result<uint32_t> Arm(emul::WatchId id, int fd, uint32_t events);
+  emul::Result<uint32_t> ArmEdge(emul::WatchId id, int fd, uint32_t events);
+  void SettleEdge(emul::WatchId id, int fd, uint32_t events);
+  void Disarm(emul::WatchId id);
+  void Drop(emul::WatchId id);
+  bool SameFile(int fd, emul::WatchId id);
+  // Every armed watch reported since the last call (each is then disarmed).
+  void TakeReady(ReadyList* out);
+  size_t size() const { return watches_.size(); }
+
+ private:
+  struct Watch {
+    emul::WatchId next = 0;  // the next watch of its file (0: the last)
+    int fd = -1;
+    uint32_t mask = 0;
+    uint32_t pending = 0;  // edge: reported by the shared registration, not yet to this watch
+    uint32_t file = 0;     // its File's generation (0: not registered yet)
+    bool edge = false;
+    bool armed = false;
+    bool pollless = false;  // epoll refuses the file (regular file): always ready
+  };
+  // One watched number's open file. Its registrations carry
+  // (generation << 32 | number).
+  struct File {
+    emul::WatchId first = 0;  // its watches, linked through Watch::next
+    uint64_t checked = 0;     // epoch of the last identity confirmation
+    uint32_t gen = 0;
+    int fd = -1;
+    uint32_t level_events = 0;   // the mask it was last armed with
+    bool level_enabled = false;  // the one-shot level registration may report
+    bool dead = false;           // the number no longer names this file
+  };
+  struct EdgeEpoll {
+    uint32_t mask = 0;
+    int epfd = -1;
+    size_t watches = 0;
+  };
+
+  static uint64_t Key(const File& f) { return (static_cast<uint64_t>(f.gen) << 32) | static_cast<uint32_t>(f.fd); }
+  File* FileOf(const Watch& w);
+  File* FileOfReport(uint64_t key);  // a live file's registration reported
+  bool SharesEdge(const File& f, emul::WatchId id, uint32_t mask);
+  emul::Result<File*> Attach(Watch& w, emul::WatchId id, int fd);
+  emul::Result<File*> AttachEdge(Watch& w, emul::WatchId id, int fd, uint32_t events);
+  void Detach(Watch& w, emul::WatchId id);
+  void DetachEdge(Watch& w, emul::WatchId id, File& f);
+  bool Confirm(File& f);
+  void Kill(File& f);  // `f` is moved: not to be used after
+  emul::Result<uint32_t> PollNow(int fd, uint32_t events);
+  EdgeEpoll* EdgeFor(uint32_t mask, bool create);
+  void DrainEdge(EdgeEpoll& e, ReadyList* take);
+  void Fire(emul::WatchId id, uint32_t bits, ReadyList* take);
+  bool Unfire(emul::WatchId id);  // whether a report was dropped
+  bool AddToLoop(int fd);
+
+  int loop_epoll_;
+  uint64_t loop_tag_;
+  std::function<void(const char*, std::string)> fault_;
+  std::function<void(int)> register_cb_;
+  int level_epfd_ = -1;
+  int kick_fd_ = -1;  // an eventfd in the loop: reports found outside TakeReady
+  bool kicked_ = false;
+  int setup_errno_ = 0;  // why level_epfd_ or kick_fd_ could not be made
+  ReadyList fired_;
+  bool memo_ = false;
+  uint64_t epoch_ = 1;
+  uint32_t next_gen_ = 1;
+  size_t edge_watches_ = 0;
+  std::vector<EdgeEpoll> edges_;  // one per distinct edge mask (a handful of filter masks)
+  std::unordered_map<emul::WatchId, Watch> watches_;
+  std::unordered_map<int, File> live_;        // by number
+  std::unordered_map<uint32_t, File> dead_;   // by generation, until their last watch goes
+};
+
+}  // namespace evshim::shim

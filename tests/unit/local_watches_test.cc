@@ -1,0 +1,259 @@
+// The in-process engine's watches (shim/supervisor/local_watches.h;
+// docs/design.md "The in-process fast path", Watches): the program's own
+// descriptors registered in shared epolls, several watches multiplexed on
+// one registration, and a closed or replaced number noticed (rule 10).
+#include "shim/supervisor/local_watches.h"
+
+#include <gtest/gtest.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+namespace evshim::shim {
+namespace {
+
+constexpr uint64_t kTag = 1ULL << 62;
+
+int OpenFds() {
+  DIR* d = opendir("/proc/self/fd");
+  if (d == nullptr) return -1;
+  int n = 0;
+  while (dirent* e = readdir(d)) {
+    if (e->d_name[0] != '.') ++n;
+  }
+  closedir(d);
+  return n - 1;  // the directory's own
+}
+
+class LocalWatchesTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    loop_ = epoll_create1(EPOLL_CLOEXEC);
+    ASSERT_GE(loop_, 0);
+    watches_ = std::make_unique<LocalWatches>(loop_, kTag, [this](const char* op, std::string detail) {
+      faults_.push_back(std::string(op) + ": " + detail);
+    });
+    watches_->set_memo(false);
+  }
+  void TearDown() override {
+    watches_.reset();
+    for (int fd : fds_) close(fd);
+    close(loop_);
+    EXPECT_TRUE(faults_.empty()) << faults_.front();
+  }
+  // A socketpair whose ends are closed after the test.
+  std::pair<int, int> Pair() {
+    int sv[2];
+    EXPECT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+    fds_.push_back(sv[0]);
+    fds_.push_back(sv[1]);
+    return {sv[0], sv[1]};
+  }
+  LocalWatches::ReadyList Take() {
+    LocalWatches::ReadyList ready;
+    watches_->TakeReady(&ready);
+    return ready;
+  }
+  // Whether the loop epoll reports the watches (what wakes the engine).
+  bool LoopReady() {
+    epoll_event ev{};
+    return epoll_wait(loop_, &ev, 1, 0) == 1 && ev.data.u64 == kTag;
+  }
+  static void Fill(int fd) {
+    char buf[4096] = {};
+    while (write(fd, buf, sizeof buf) > 0) {
+    }
+  }
+  static void Drain(int fd) {
+    char buf[4096];
+    while (read(fd, buf, sizeof buf) > 0) {
+    }
+  }
+
+  int loop_ = -1;
+  std::unique_ptr<LocalWatches> watches_;
+  std::vector<std::string> faults_;
+  std::vector<int> fds_;
+};
+
+// No descriptor per watch: 64 descriptors, a level and an edge watch each.
+TEST_F(LocalWatchesTest, WatchesOpenNoDescriptor) {
+  std::vector<int> mine;
+  for (int i = 0; i < 64; ++i) mine.push_back(Pair().first);
+  // The edge epoll of a mask is made once, by its first edge watch.
+  watches_->Add(1000);
+  ASSERT_TRUE(watches_->ArmEdge(1000, mine[0], POLLOUT).ok());
+  const int before = OpenFds();
+  for (int i = 0; i < 64; ++i) {
+    watches_->Add(2 * i + 1);
+    watches_->Add(2 * i + 2);
+    ASSERT_EQ(*watches_->Arm(2 * i + 1, mine[i], POLLIN), 0u);
+    ASSERT_EQ(*watches_->ArmEdge(2 * i + 2, mine[i], POLLOUT), static_cast<uint32_t>(POLLOUT));
+  }
+  EXPECT_EQ(OpenFds(), before);
+}
+
+// Two level watches on one descriptor: a report goes to the watch it
+// concerns, the other stays armed and is reported at its own readiness.
+TEST_F(LocalWatchesTest, LevelWatchesOnOneDescriptorAreReportedApart) {
+  auto [a, b] = Pair();
+  Fill(a);  // not writable
+  watches_->Add(1);
+  watches_->Add(2);
+  EXPECT_EQ(*watches_->Arm(1, a, POLLIN), 0u);
+  EXPECT_EQ(*watches_->Arm(2, a, POLLOUT), 0u);
+  ASSERT_EQ(write(b, "x", 1), 1);
+  ASSERT_TRUE(LoopReady());
+  LocalWatches::ReadyList ready = Take();
+  ASSERT_EQ(ready.size(), 1u);
+  EXPECT_EQ(ready[0].first, 1u);
+  EXPECT_EQ(ready[0].second, static_cast<uint32_t>(POLLIN));
+  // One-shot: watch 1 is not reported again; watch 2 still waits.
+  EXPECT_TRUE(Take().empty());
+  Drain(b);  // room to write again: watch 2
+  ready = Take();
+  ASSERT_EQ(ready.size(), 1u);
+  EXPECT_EQ(ready[0].first, 2u);
+  EXPECT_EQ(ready[0].second, static_cast<uint32_t>(POLLOUT));
+  // Level: armed again while still readable, watch 1 fires at once.
+  EXPECT_EQ(*watches_->Arm(1, a, POLLIN), static_cast<uint32_t>(POLLIN));
+}
+
+// A disarmed watch is not reported (its registration is narrowed lazily).
+TEST_F(LocalWatchesTest, DisarmedWatchIsNotReported) {
+  auto [a, b] = Pair();
+  watches_->Add(1);
+  EXPECT_EQ(*watches_->Arm(1, a, POLLIN), 0u);
+  watches_->Disarm(1);
+  ASSERT_EQ(write(b, "x", 1), 1);
+  EXPECT_TRUE(Take().empty());
+}
+
+// Edge watches with one mask share a registration, each with its own edge
+// (kqueue EV_CLEAR: DF kern_event.c:1535-1544, only new activity after a
+// report): settling one forgets its pending edge, not the other's.
+TEST_F(LocalWatchesTest, EdgeWatchesSharingARegistrationKeepTheirOwnEdges) {
+  auto [a, b] = Pair();
+  watches_->Add(1);
+  watches_->Add(2);
+  EXPECT_EQ(*watches_->ArmEdge(1, a, POLLIN), 0u);
+  EXPECT_EQ(*watches_->ArmEdge(2, a, POLLIN), 0u);
+  ASSERT_EQ(write(b, "x", 1), 1);
+  LocalWatches::ReadyList ready = Take();
+  std::sort(ready.begin(), ready.end());
+  ASSERT_EQ(ready.size(), 2u);
+  EXPECT_EQ(ready[0].first, 1u);
+  EXPECT_EQ(ready[1].first, 2u);
+  // The byte is still there, but it was reported: no edge for either.
+  EXPECT_EQ(*watches_->ArmEdge(1, a, POLLIN), 0u);
+  EXPECT_EQ(*watches_->ArmEdge(2, a, POLLIN), 0u);
+  // New activity while watch 2 is disarmed and watch 1 settles: watch 1's
+  // measurement includes it, watch 2 keeps it as its pending edge.
+  watches_->Disarm(2);
+  ASSERT_EQ(write(b, "y", 1), 1);
+  watches_->SettleEdge(1, a, POLLIN);
+  EXPECT_TRUE(Take().empty()) << "settled watch 1 was reported";
+  EXPECT_EQ(*watches_->ArmEdge(2, a, POLLIN), static_cast<uint32_t>(POLLIN));
+}
+
+// A watch joining an edge registration gets the present state once, as a
+// registration of its own reports it (DF kern_event.c:1312-1322).
+TEST_F(LocalWatchesTest, EdgeWatchJoiningARegistrationGetsThePresentStateOnce) {
+  auto [a, b] = Pair();
+  watches_->Add(1);
+  watches_->Add(2);
+  EXPECT_EQ(*watches_->ArmEdge(1, a, POLLOUT), static_cast<uint32_t>(POLLOUT));
+  EXPECT_EQ(*watches_->ArmEdge(1, a, POLLOUT), 0u);
+  EXPECT_EQ(*watches_->ArmEdge(2, a, POLLOUT), static_cast<uint32_t>(POLLOUT));
+  EXPECT_EQ(*watches_->ArmEdge(2, a, POLLOUT), 0u);
+  (void)b;
+}
+
+// A write wake-up is no read edge: the READ and WRITE masks of one
+// descriptor are separate registrations (filt_soread hears only the
+// receive side).
+TEST_F(LocalWatchesTest, WriteWakeUpIsNoReadEdge) {
+  auto [a, b] = Pair();
+  ASSERT_EQ(write(b, "x", 1), 1);  // readable, and stays so
+  Fill(a);
+  watches_->Add(1);
+  watches_->Add(2);
+  EXPECT_EQ(*watches_->ArmEdge(1, a, POLLIN), static_cast<uint32_t>(POLLIN));  // its first report
+  EXPECT_EQ(*watches_->ArmEdge(1, a, POLLIN), 0u);
+  EXPECT_EQ(*watches_->ArmEdge(2, a, POLLOUT), 0u);
+  Drain(b);  // room to write: a write wake-up on `a`
+  LocalWatches::ReadyList ready = Take();
+  ASSERT_EQ(ready.size(), 1u);
+  EXPECT_EQ(ready[0].first, 2u);
+}
+
+// Rule 10 (port.c:168-169) after a raw close: the number reused by another
+// file is not the watched one, the old watch stays dead (it never follows
+// the number), a new watch sees the new file, and the old file's
+// registration left behind (the file open elsewhere) reports nothing. When
+// that same file comes back at the number, a new watch takes its
+// registration over (EEXIST).
+TEST_F(LocalWatchesTest, RawCloseAndReuseNeverConfuseFiles) {
+  auto [old_fd, old_peer] = Pair();
+  watches_->Add(1);
+  EXPECT_EQ(*watches_->Arm(1, old_fd, POLLIN), 0u);
+  const int kept = dup(old_fd);
+  ASSERT_GE(kept, 0);
+  fds_.push_back(kept);
+  ASSERT_EQ(syscall(SYS_close, old_fd), 0);
+  auto [new_fd, new_peer] = Pair();
+  ASSERT_EQ(dup2(new_fd, old_fd), old_fd);
+  const int number = old_fd;
+  EXPECT_FALSE(watches_->SameFile(number, 1));
+  EXPECT_EQ(watches_->Arm(1, number, POLLIN).error().value, EBADF);  // dead for good
+  watches_->Add(2);
+  EXPECT_EQ(*watches_->Arm(2, number, POLLIN), 0u);
+  EXPECT_TRUE(watches_->SameFile(number, 2));
+  ASSERT_EQ(write(old_peer, "o", 1), 1);
+  EXPECT_TRUE(Take().empty());
+  ASSERT_EQ(write(new_peer, "n", 1), 1);
+  LocalWatches::ReadyList ready = Take();
+  ASSERT_EQ(ready.size(), 1u);
+  EXPECT_EQ(ready[0].first, 2u);
+  watches_->Drop(2);
+  // The old file back at its number: a new watch on it works.
+  ASSERT_EQ(dup2(kept, number), number);
+  Drain(kept);
+  watches_->Add(3);
+  EXPECT_EQ(*watches_->Arm(3, number, POLLIN), 0u);
+  EXPECT_TRUE(watches_->SameFile(number, 3));
+  EXPECT_FALSE(watches_->SameFile(number, 1));
+  ASSERT_EQ(write(old_peer, "p", 1), 1);
+  ready = Take();
+  ASSERT_EQ(ready.size(), 1u);
+  EXPECT_EQ(ready[0].first, 3u);
+}
+
+// A file epoll cannot watch (a regular file) is always ready and has no
+// edges, as the supervised host reports it.
+TEST_F(LocalWatchesTest, RegularFileIsAlwaysReadyAndHasNoEdges) {
+  char name[] = "/tmp/evshim-local-watches-XXXXXX";
+  const int fd = mkstemp(name);
+  ASSERT_GE(fd, 0);
+  unlink(name);
+  fds_.push_back(fd);
+  watches_->Add(1);
+  watches_->Add(2);
+  EXPECT_EQ(*watches_->Arm(1, fd, POLLIN), static_cast<uint32_t>(POLLIN));
+  EXPECT_EQ(*watches_->Arm(1, fd, POLLIN), static_cast<uint32_t>(POLLIN));
+  watches_->SettleEdge(2, fd, POLLIN);
+  EXPECT_EQ(*watches_->ArmEdge(2, fd, POLLIN), 0u);
+}
+
+}  // namespace
+}  // namespace evshim::shim
