@@ -457,6 +457,19 @@ bool Engine::Call(int nr, const uint64_t args[6], long* result) {
   return true;
 }
 
+void Engine::Settle() {
+  if (t_in_engine) return;  // a signal handler on a thread inside the engine
+  std::lock_guard<std::mutex> lock(mu_);
+  t_in_engine = true;
+  host_->ForgetFileChecks();
+  PrepareCall();
+  ApplyReadiness();
+  host_->ForgetFileChecks();
+  t_in_engine = false;
+  // last_call_ns_ stays: a poll that blocks after this relies on the idle
+  // pump for what happens later.
+}
+
 void Engine::StartIdlePump() {
   sigset_t all, old;
   sigfillset(&all);

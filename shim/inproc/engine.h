@@ -58,6 +58,10 @@ class Engine {
   // system call); else `*result` is the value, or -errno.
   bool Call(int nr, const uint64_t args[6], long* result);
 
+  // evshim_engine_settle: what a call would see first (PrepareCall) is
+  // applied, and each object's descriptor byte with it (ApplyReadiness).
+  void Settle();
+
   // A signal delivery the kqueue library's hook counted (EVFILT_SIGNAL):
   // async-signal-safe, applied at the next call or wake-up.
   void NoteSignal(int signo);
