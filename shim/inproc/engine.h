@@ -4,8 +4,9 @@
 // transport (a CallContext on the process's own memory and descriptors) and
 // a LinuxHost living in the process.
 //
-// Built into libevshim-engine.so; the only exported symbol is the C entry
-// below (engine_entry.h), everything else is hidden.
+// Built into libevshim-engine.so; the only exported symbols are the C entry
+// points (engine_entry.h: the call and the poll family's settle), everything
+// else is hidden.
 #pragma once
 
 #include <sys/types.h>
