@@ -1940,8 +1940,10 @@ static int poll_after_ready(void) {
  * rounds each of EV_ADD, write, one zero-timeout look that must see the
  * kqueue readable, kevent, EV_DELETE; before the write the look must see
  * it idle. Then a kqueue in a kqueue: poll() on the outer kqueue right
- * after the inner one's pipe became ready (DF :1969-1986 filt_kqueue; OB
- * :1598-1612). */
+ * after the inner one's pipe became ready (DF :1969-1986: knote_enqueue
+ * wakes the watching kqueue at once; OB :1598-1612: kqueue_wakeup queues
+ * that activation as a task, run at once on an idle system; evshim shows
+ * it at once on both, docs/abi.md §10). */
 static int poll_family_after_ready(void) {
   enum { ROUNDS = 50 };
   int kq = kqueue();

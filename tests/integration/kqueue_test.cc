@@ -179,7 +179,7 @@ TEST(KqueueTermination, TimeoutTermStopsEvshimRun) {
 // first, docs/abi.md §10); `poll_family_after_ready`: the same through
 // ppoll, select, pselect, epoll_wait/pwait/pwait2 on a program epoll, an
 // epoll in an epoll, dup/dup2/fcntl copies and a kqueue in a kqueue (DF
-// :1969-1986; OB :1598-1612), 50 of 50 rounds each.
+// :1969-1986; OB :1598-1612, a task queued at once), 50 of 50 rounds each.
 // `close_no_delete`: knote_fdclose (OB :1826-1845, DF :1868-1902), 4000
 // add-close cycles leave the supervisor's descriptor count flat;
 // `close_same_file_back`: the close drops the knotes even when the same open
