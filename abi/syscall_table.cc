@@ -89,6 +89,18 @@ constexpr std::array kTable = {
     SyscallEntry{P::kOpenbsd, Call::kKqueueFdClose, "evshim_kqueue_fdclose", 1034, 1034, "-",
                  S::kFull, "evshim-private: close of a descriptor with knotes, from the library",
                  &bsd::SysKqueueFdClose, &bsd::kKqueueFdCloseTrace},
+    // evshim-private: the library's poll/select/epoll_wait is about to look
+    // at a kqueue descriptor; the readiness applied before every answer is
+    // the point (docs/abi.md §10 "poll() on a port or kqueue descriptor").
+    SyscallEntry{P::kFreebsd, Call::kKqueueSettle, "evshim_kqueue_settle", 1015, 1015, "-",
+                 S::kFull, "evshim-private: the library's poll family, readiness made current",
+                 &bsd::SysKqueueSettle, &bsd::kKqueueSettleTrace},
+    SyscallEntry{P::kDragonfly, Call::kKqueueSettle, "evshim_kqueue_settle", 1024, 1024, "-",
+                 S::kFull, "evshim-private: the library's poll family, readiness made current",
+                 &bsd::SysKqueueSettle, &bsd::kKqueueSettleTrace},
+    SyscallEntry{P::kOpenbsd, Call::kKqueueSettle, "evshim_kqueue_settle", 1035, 1035, "-",
+                 S::kFull, "evshim-private: the library's poll family, readiness made current",
+                 &bsd::SysKqueueSettle, &bsd::kKqueueSettleTrace},
 };
 
 constexpr bool NumbersDistinct() {

@@ -35,6 +35,7 @@ enum class Call : uint8_t {
   kKqueueSignal,  // evshim-private: the kqueue library's signal counting hook
   kKqueueFork,    // evshim-private: the kqueue library's fork hook (KQUEUE_CPONFORK)
   kKqueueFdClose,  // evshim-private: the kqueue library's close/dup2/dup3 (knote_fdclose)
+  kKqueueSettle,   // evshim-private: the kqueue library's poll family (readiness made current)
 };
 
 enum class Support : uint8_t { kFull, kPartial, kNotYet };

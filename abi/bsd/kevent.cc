@@ -347,6 +347,8 @@ Outcome SysKqueueFdClose(CallContext& ctx, const SyscallArgs& a) {
   return Outcome::Value(0);
 }
 
+Outcome SysKqueueSettle(CallContext&, const SyscallArgs&) { return Outcome::Value(0); }
+
 Outcome SysKqueueFork(CallContext& ctx, const SyscallArgs& a) {
   emul::Kqueues* kqs = ctx.kqueues();
   if (kqs == nullptr) return Outcome::Error(ENOSYS);

@@ -168,6 +168,11 @@ Outcome SysKqueueSignal(CallContext& ctx, const SyscallArgs& args);
 // evshim_kqueue_fdclose(fd): the library's close/dup2/dup3 is about to close
 // descriptor `fd`, which got an fd knote (knote_fdclose).
 Outcome SysKqueueFdClose(CallContext& ctx, const SyscallArgs& args);
+// evshim_kqueue_settle(): the library's poll family is about to look at a
+// kqueue descriptor. Does nothing itself: the readiness collected before
+// every call and the descriptor bytes written before every answer are the
+// point (docs/abi.md §10).
+Outcome SysKqueueSettle(CallContext& ctx, const SyscallArgs& args);
 // evshim_kqueue_fork(phase, token), FreeBSD KQUEUE_CPONFORK: phase 1 (the
 // parent, in pthread_atfork's prepare) copies its copy-on-fork kqueues and
 // returns a token; phase 2 (the child, before fork returns) claims the

@@ -341,6 +341,8 @@ void FdCloseEnter(const CallView& call, CallText& out) {
   out.args = {{"fd", Dec(call.args().Int(0))}};
 }
 
+void SettleEnter(const CallView&, CallText& out) { out.name = "evshim_kqueue_settle"; }
+
 void ForkEnter(const CallView& call, CallText& out) {
   out.name = "evshim_kqueue_fork";
   const int32_t phase = call.args().Int(0);
@@ -359,6 +361,7 @@ constexpr std::array<std::string_view, 1> kKevent11Names = {"freebsd11_kevent"};
 constexpr std::array<std::string_view, 1> kSignalNames = {"evshim_kqueue_signal"};
 constexpr std::array<std::string_view, 1> kForkNames = {"evshim_kqueue_fork"};
 constexpr std::array<std::string_view, 1> kFdCloseNames = {"evshim_kqueue_fdclose"};
+constexpr std::array<std::string_view, 1> kSettleNames = {"evshim_kqueue_settle"};
 
 }  // namespace
 
@@ -451,5 +454,6 @@ const trace::Formatter kFreebsd11KeventTrace{&Kevent11Enter, &Kevent11Exit, kKev
 const trace::Formatter kKqueueSignalTrace{&SignalEnter, &PlainExit, kSignalNames};
 const trace::Formatter kKqueueForkTrace{&ForkEnter, &PlainExit, kForkNames};
 const trace::Formatter kKqueueFdCloseTrace{&FdCloseEnter, &PlainExit, kFdCloseNames};
+const trace::Formatter kKqueueSettleTrace{&SettleEnter, &PlainExit, kSettleNames};
 
 }  // namespace evshim::abi::bsd

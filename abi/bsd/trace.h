@@ -23,6 +23,7 @@ extern const trace::Formatter kFreebsd11KeventTrace; // freebsd11_kevent(...), 3
 extern const trace::Formatter kKqueueForkTrace;      // evshim_kqueue_fork(phase, token)
 extern const trace::Formatter kKqueueSignalTrace;    // evshim_kqueue_signal(signo)
 extern const trace::Formatter kKqueueFdCloseTrace;   // evshim_kqueue_fdclose(fd)
+extern const trace::Formatter kKqueueSettleTrace;    // evshim_kqueue_settle()
 
 // Exposed for unit tests. Names are the personality's (foreign values).
 std::string FilterName(Personality p, int16_t filter);

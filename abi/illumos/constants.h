@@ -25,6 +25,12 @@ constexpr uint32_t PORT_CODE_MASK = 0xff;
 // a descriptor it associated (port_close_fd, port.c:164-169; docs/design.md
 // "Closing an associated descriptor"). illumos has no such opcode.
 constexpr uint32_t PORT_EVSHIM_FD_CLOSING = 0x40;
+// evshim-private (with PORT_SYS_NOPORT, no argument): the library's poll
+// family is about to look at a port descriptor; the call itself does
+// nothing, the readiness collected before every call and the descriptor
+// bytes written before every answer are the point (docs/abi.md §10 "poll()
+// on a port or kqueue descriptor"). illumos has no such opcode.
+constexpr uint32_t PORT_EVSHIM_SETTLE = 0x41;
 constexpr uint32_t PORT_MAX_LIST = 8192;
 
 // sources (port.h)

@@ -291,6 +291,8 @@ Outcome SysPortfs(CallContext& ctx, const SyscallArgs& a) {
       case PORT_EVSHIM_FD_CLOSING:
         ctx.ports().FdClosing(ctx.caller(), a.Int(1));
         return Outcome::Value(0);
+      case PORT_EVSHIM_SETTLE:
+        return Outcome::Value(0);
       default:
         break;  // anything else treats a0 as a port descriptor (port.c:567-580)
     }

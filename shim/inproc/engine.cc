@@ -77,6 +77,11 @@ thread_local ThreadWake t_wake;
 // Set while this thread runs inside the engine: a signal handler's call on
 // the same thread (a close() in a handler) must not wait for the lock.
 thread_local bool t_in_engine = false;
+// Set for the whole of a call on this thread (its wait included) and on the
+// idle pump: the engine's own poll/ppoll/epoll_wait reach the foreign
+// library's interposed ones, whose settle must then do nothing (a waiting
+// thread that settled would take its own answer and then sleep in ppoll).
+thread_local bool t_engine_thread = false;
 
 // The calling thread's id (gettid is a system call; a thread keeps its id,
 // and a forked child's only thread gets a new one: checked with the pid).
@@ -358,12 +363,14 @@ bool Engine::Call(int nr, const uint64_t args[6], long* result) {
   if (t_in_engine) return false;  // a signal handler on a thread inside the engine
   std::unique_lock<std::mutex> lock(mu_);
   t_in_engine = true;
+  t_engine_thread = true;
   host_->ForgetFileChecks();
   struct Leave {
     Engine& e;
     ~Leave() {
       e.host_->ForgetFileChecks();
       t_in_engine = false;
+      t_engine_thread = false;
       e.last_call_ns_.store(MonotonicNs(), std::memory_order_relaxed);
     }
   } leave{*this};
@@ -464,6 +471,21 @@ bool Engine::Call(int nr, const uint64_t args[6], long* result) {
   return true;
 }
 
+void Engine::Settle() {
+  if (t_engine_thread) return;  // the engine's own poll, or a signal handler inside a call
+  std::lock_guard<std::mutex> lock(mu_);
+  t_in_engine = true;
+  t_engine_thread = true;
+  host_->ForgetFileChecks();
+  PrepareCall();
+  ApplyReadiness();
+  host_->ForgetFileChecks();
+  t_in_engine = false;
+  t_engine_thread = false;
+  // last_call_ns_ stays: a poll that blocks after this relies on the idle
+  // pump for what happens later.
+}
+
 void Engine::StartIdlePump() {
   sigset_t all, old;
   sigfillset(&all);
@@ -479,6 +501,7 @@ void Engine::StartIdlePump() {
 }
 
 void Engine::IdlePumpLoop() {
+  t_engine_thread = true;
   for (;;) {
     epoll_event ev;
     // Level-triggered: this only looks; Pump() consumes.

@@ -4,8 +4,9 @@
 // transport (a CallContext on the process's own memory and descriptors) and
 // a LinuxHost living in the process.
 //
-// Built into libevshim-engine.so; the only exported symbol is the C entry
-// below (engine_entry.h), everything else is hidden.
+// Built into libevshim-engine.so; the only exported symbols are the C entry
+// points (engine_entry.h: the call and the poll family's settle), everything
+// else is hidden.
 #pragma once
 
 #include <sys/types.h>
@@ -59,6 +60,10 @@ class Engine {
   // false when the engine does not serve it (the library then issues the
   // system call); else `*result` is the value, or -errno.
   bool Call(int nr, const uint64_t args[6], long* result);
+
+  // evshim_engine_settle: what a call would see first (PrepareCall) is
+  // applied, and each object's descriptor byte with it (ApplyReadiness).
+  void Settle();
 
   // A signal delivery the kqueue library's hook counted (EVFILT_SIGNAL):
   // async-signal-safe, applied at the next call or wake-up.

@@ -134,3 +134,15 @@ extern "C" __attribute__((visibility("default"))) long evshim_engine_call(int nr
   errno = saved;
   return result;
 }
+
+extern "C" __attribute__((visibility("default"))) int evshim_engine_settle(void) {
+  using namespace evshim::shim::inproc;
+  if (DecideMode() != Mode::kFast) return 0;
+  // No engine yet: no object of this process has readiness to apply.
+  Engine* e = g_engine.load(std::memory_order_acquire);
+  if (e == nullptr) return 1;
+  const int saved = errno;
+  e->Settle();
+  errno = saved;
+  return 1;
+}

@@ -20,6 +20,18 @@ extern "C" {
  */
 long evshim_engine_call(int nr, const long args[6], int *handled);
 
+/*
+ * Makes the readiness of this process's in-process objects current: every
+ * watched descriptor that became ready, every due deadline and counted
+ * signal is applied, and each port or kqueue descriptor gets (or loses) its
+ * byte, so the program's own poll()/select()/epoll on it sees what happened
+ * before (abi/common/poll_settle.h; docs/abi.md §10). Returns 1 when done
+ * here (or nothing to do: no engine yet, or called from a signal handler
+ * that interrupted this thread inside the engine), 0 in supervised mode:
+ * the library then asks the supervisor.
+ */
+int evshim_engine_settle(void);
+
 /* The libraries' form of it: 1 and the result in *r when served here, 0
  * when the library must issue the system call. */
 static inline int evshim_engine_try(long nr, long a0, long a1, long a2, long a3, long a4, long a5,

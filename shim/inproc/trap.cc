@@ -183,6 +183,7 @@ bool MeantForTheSupervisor(long nr, const long args[6]) {
     case abi::Call::kPortfs:
       return (static_cast<uint32_t>(args[0]) & 0xff) >= 0x40;
     case abi::Call::kKqueueFork:
+    case abi::Call::kKqueueSettle:  // the library's supervised-mode settle (poll_settle.h)
       return true;
     case abi::Call::kTimerCreate:
     case abi::Call::kTimerDelete:

@@ -240,6 +240,15 @@ TEST_F(Ilp32Dispatch, SendnWritesErrorsArray) {
   ExpectError(Call32({J(PORT_SENDN | PORT_SYS_NOPORT), J(0x50000), J(0x41000), J(1), J(1), 0}), EFAULT);
 }
 
+TEST_F(Ilp32Dispatch, SettleOpcodeAnswersZeroAndChangesNothing) {
+  // PORT_SYS_NOPORT | PORT_EVSHIM_SETTLE, the library's poll family
+  // (docs/abi.md §10): a0 is no port, the other registers are ignored.
+  ExpectValue(Call32({J(PORT_SEND), J(kPortFd), J(1), J(0x5), 0, 0}), 0);
+  ExpectValue(Call32({J(PORT_EVSHIM_SETTLE | PORT_SYS_NOPORT), J(0xffffffff), J(1), J(2), J(3), J(4)}), 0);
+  ExpectValue(Call64({PORT_EVSHIM_SETTLE | PORT_SYS_NOPORT, 0, 0, 0, 0, 0}), 0);
+  EXPECT_EQ(ctx_.ports().QueuedCount(port_), 1u);
+}
+
 TEST_F(Ilp32Dispatch, AlertThenGet) {
   ExpectValue(Call32({J(PORT_ALERT), J(kPortFd), J(PORT_ALERT_SET), J(0x77), J(0xabcd), 0}), 0);
   ExpectError(Call32({J(PORT_ALERT), J(kPortFd), J(PORT_ALERT_INVALID), J(1), 0, 0}), EINVAL);

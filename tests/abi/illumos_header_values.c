@@ -78,6 +78,8 @@ const struct evshim_header_value evshim_illumos_header_values[] = {
     V(EVSHIM_PORT_ALERT),
     V(EVSHIM_PORT_DISPATCH),
     V(EVSHIM_PORT_SYS_NOPORT),
+    V(EVSHIM_PORT_FD_CLOSING),
+    V(EVSHIM_PORT_SETTLE),
     V(EVSHIM_PORT_ILP32_ETIME_BIT),
     V(EVSHIM_ILLUMOS_POLLWRBAND),
     V(EVSHIM_ILLUMOS_POLLRDHUP),

@@ -346,6 +346,9 @@ const Handler ObKevent = TableHandler(Personality::kOpenbsd, abi::Call::kKevent)
 const Handler ObKqueue = TableHandler(Personality::kOpenbsd, abi::Call::kKqueue);
 const Handler ObKqueue1 = TableHandler(Personality::kOpenbsd, abi::Call::kKqueuex);
 const Handler ObKqueueFdClose = TableHandler(Personality::kOpenbsd, abi::Call::kKqueueFdClose);
+const Handler FbKqueueSettle = TableHandler(Personality::kFreebsd, abi::Call::kKqueueSettle);
+const Handler DfKqueueSettle = TableHandler(Personality::kDragonfly, abi::Call::kKqueueSettle);
+const Handler ObKqueueSettle = TableHandler(Personality::kOpenbsd, abi::Call::kKqueueSettle);
 
 class KeventHandlerTest : public ::testing::Test {
  protected:
@@ -428,6 +431,22 @@ TEST_F(KeventHandlerTest, FdCloseReportTakesAnIntDescriptor) {
   EXPECT_EQ(FindSyscall(DataModel::kLp64, 1014)->handler, Handler(&bsd::SysKqueueFdClose));
   EXPECT_EQ(FindSyscall(DataModel::kIlp32, 1023)->handler, Handler(&bsd::SysKqueueFdClose));
   EXPECT_EQ(FindSyscall(DataModel::kLp64, 1034)->handler, Handler(&bsd::SysKqueueFdClose));
+}
+
+TEST_F(KeventHandlerTest, SettleRequestChangesNothingAndAnswersZero) {
+  // evshim_kqueue_settle(), the library's poll family (docs/abi.md §10): the
+  // readiness applied around every call is its point; the call itself
+  // ignores its registers and changes no kqueue.
+  const emul::ObjectId kq = *kqs_.Create(ctx_.caller());
+  for (const Handler& fn : {FbKqueueSettle, ObKqueueSettle, DfKqueueSettle}) {
+    EXPECT_EQ(Call(fn, DataModel::kLp64, {kJunk | 5, kJunk, 1, 2, 3, 4}).value, 0);
+    EXPECT_EQ(Call(fn, DataModel::kIlp32, {0xffffffff}).value, 0);
+  }
+  EXPECT_EQ(kqs_.KnoteCount(kq), 0u);
+  EXPECT_EQ(kqs_.PendingCount(kq), 0u);
+  EXPECT_EQ(FindSyscall(DataModel::kLp64, 1015)->handler, Handler(&bsd::SysKqueueSettle));
+  EXPECT_EQ(FindSyscall(DataModel::kIlp32, 1024)->handler, Handler(&bsd::SysKqueueSettle));
+  EXPECT_EQ(FindSyscall(DataModel::kLp64, 1035)->handler, Handler(&bsd::SysKqueueSettle));
 }
 
 TEST_F(KeventHandlerTest, ForkHookCopiesThenTheChildClaims) {

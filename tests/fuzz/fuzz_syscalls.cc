@@ -9,6 +9,22 @@
 // fake host and a fake guest memory whose bytes also come from the input.
 // Sanitizers (ASan, UBSan) turn any memory error, overflow or crash into a
 // finding; the engines' own invariants are checked after every record.
+//
+// A call record with bit 0x20 of its op byte goes through the in-process
+// entry instead (evshim_engine_call, issue 15 item 8): the engine of this
+// very process, with its LinuxHost, real descriptors and real memory. Its
+// pointers land in a guarded arena (or in unmapped space: EFAULT); every
+// answer must be a foreign errno, never a crash; a periodic thread-directed
+// signal ends any wait (EINTR), and after each input the engine must still
+// serve a port_send + port_getn (not wedged).
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -23,6 +39,7 @@
 #include "abi/syscall_table.h"
 #include "emul/event_port.h"
 #include "emul/kqueue.h"
+#include "shim/inproc/engine_entry.h"
 #include "tests/support/fake_host.h"
 
 namespace {
@@ -139,9 +156,131 @@ uint64_t Arg(Input& in) {
   }
 }
 
+// --- the in-process entry ---
+
+constexpr size_t kArenaSize = 16 * 4096;
+constexpr size_t kArenaGuard = 16 * 4096;  // PROT_NONE on both sides
+constexpr int kInterruptSignal = 42;       // a real-time signal nobody else uses here
+
+struct InprocState {
+  std::byte* arena = nullptr;
+  timer_t interrupter{};
+  bool ready = false;
+  std::vector<int> objects;  // descriptors the entry made during this input
+};
+InprocState g_inproc;
+
+void Interrupted(int) {}
+
+void SetUpInproc() {
+  if (g_inproc.ready) return;
+  unsetenv("EVSHIM_SUPERVISED");
+  setenv("EVSHIM_FAST", "1", 1);
+  void* m = mmap(nullptr, kArenaSize + 2 * kArenaGuard, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (m == MAP_FAILED) __builtin_trap();
+  g_inproc.arena = static_cast<std::byte*>(m) + kArenaGuard;
+  if (mprotect(g_inproc.arena, kArenaSize, PROT_READ | PROT_WRITE) != 0) __builtin_trap();
+  struct sigaction sa {};
+  sa.sa_handler = Interrupted;  // no SA_RESTART: a wait ends with EINTR
+  sigaction(kInterruptSignal, &sa, nullptr);
+  sigevent sev{};
+  sev.sigev_notify = SIGEV_THREAD_ID;
+  sev.sigev_signo = kInterruptSignal;
+  sev._sigev_un._tid = static_cast<pid_t>(syscall(SYS_gettid));
+  if (timer_create(CLOCK_MONOTONIC, &sev, &g_inproc.interrupter) != 0) __builtin_trap();
+  g_inproc.ready = true;
+}
+
+void ArmInterrupter(bool on) {
+  itimerspec its{};
+  if (on) its.it_value.tv_nsec = its.it_interval.tv_nsec = 2'000'000;
+  timer_settime(g_inproc.interrupter, 0, &its, nullptr);
+}
+
+// Whether [addr, addr + 64 KiB) touches mapped memory outside the arena: a
+// write there would land in this process's own heap, stack or ASan shadow.
+bool TouchesForeignMapping(uint64_t addr) {
+  if (addr >= (1ULL << 47)) return false;  // not a user address: EFAULT
+  const uint64_t arena = reinterpret_cast<uint64_t>(g_inproc.arena);
+  for (uint64_t page = addr & ~4095ULL; page < addr + kArenaSize; page += 4096) {
+    if (page >= arena - kArenaGuard && page < arena + kArenaSize + kArenaGuard) continue;
+    if (msync(reinterpret_cast<void*>(page), 4096, MS_ASYNC) == 0 || errno != ENOMEM) return true;
+  }
+  return false;
+}
+
+uint64_t InprocArg(Input& in) {
+  const uint8_t kind = in.Byte();
+  const uint64_t v = in.U64();
+  const uint64_t arena = reinterpret_cast<uint64_t>(g_inproc.arena);
+  uint64_t a = 0;
+  switch (kind % 6) {
+    case 0: a = v; break;                                                     // anything
+    case 1: a = arena + (v % (kArenaSize + 64)); break;                       // into (or just past) the arena
+    case 2: a = v % 16; break;                                                // a small number
+    case 3: a = (v & 0xffffffff00000000ULL) | (v % 64); break;                // junk in the upper half
+    case 4: a = g_inproc.objects.empty() ? v % 8 : g_inproc.objects[v % g_inproc.objects.size()]; break;
+    default: a = kInteresting[v % std::size(kInteresting)]; break;
+  }
+  if (TouchesForeignMapping(a)) a = arena + (a % kArenaSize);
+  return a;
+}
+
+long Entry(int nr, std::array<long, 6> args, bool* handled) {
+  int h = 0;
+  errno = 0;
+  const long r = evshim_engine_call(nr, args.data(), &h);
+  *handled = h != 0;
+  return r;
+}
+
+void InprocCall(Input& in, const abi::SyscallEntry& e) {
+  std::array<long, 6> args{};
+  for (auto& a : args) a = static_cast<long>(InprocArg(in));
+  // A SIGEV_SIGNAL timer would make the engine send this process whatever
+  // signal the input names (as asked): not a finding.
+  if (e.call == abi::Call::kTimerCreate) return;
+  ArmInterrupter(true);
+  bool handled = false;
+  const long r = Entry(e.nr_lp64, args, &handled);
+  const int err = errno;
+  ArmInterrupter(false);
+  if (!handled) return;  // supervised mode or not the engine's: the library would issue it
+  if (r == -1) {
+    if (err <= 0 || err >= 4096) __builtin_trap();  // an error without a proper errno
+    return;
+  }
+  if (r < -1) __builtin_trap();
+  const bool creates = e.call == abi::Call::kKqueue || e.call == abi::Call::kKqueuex ||
+                       (e.call == abi::Call::kPortfs && (args[0] & 0x1ff) == 0x100);
+  if (creates && r >= 0 && r < 1 << 20) g_inproc.objects.push_back(static_cast<int>(r));
+}
+
+// After each input: the objects go, and the engine still answers.
+void CheckInprocAlive() {
+  for (int fd : g_inproc.objects) close(fd);
+  g_inproc.objects.clear();
+  bool handled = false;
+  const long port = Entry(182, {0x100, 0, 0, 0, 0, 0}, &handled);  // port_create
+  if (!handled) __builtin_trap();
+  if (port < 0) {
+    if (errno == EMFILE || errno == ENFILE || errno == EAGAIN || errno == ENOMEM) return;  // a limit, not a wedge
+    __builtin_trap();
+  }
+  if (Entry(182, {3, port, 7, 0x99, 0, 0}, &handled) != 0) __builtin_trap();  // port_send
+  timespec zero{};
+  // port_getn(port, arena, 4, 1, &zero): one event, count 1 in the low half.
+  std::memcpy(g_inproc.arena, &zero, sizeof zero);
+  const long got = Entry(182, {6, port, reinterpret_cast<long>(g_inproc.arena + 64), 4, 1,
+                               reinterpret_cast<long>(g_inproc.arena)}, &handled);
+  if ((got & 0xffffffff) != 1) __builtin_trap();
+  close(static_cast<int>(port));
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  SetUpInproc();
   Input in(data, size);
   Context ctx;
   // Guest memory: the first bytes of the input, repeated.
@@ -163,6 +302,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       case 2:
       case 3: {  // a system call
         const abi::SyscallEntry& e = table[in.Byte() % table.size()];
+        if (op & 0x20) {
+          InprocCall(in, e);
+          break;
+        }
         const bool ilp32 = in.Byte() & 1;
         std::array<uint64_t, 6> raw{};
         for (auto& r : raw) r = Arg(in);
@@ -229,5 +372,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       if (ctx.engine().SlotsInUse(obj.second) > 64 + 8) __builtin_trap();
     }
   }
+  CheckInprocAlive();
   return 0;
 }

@@ -174,9 +174,13 @@ TEST(KqueueTermination, TimeoutTermStopsEvshimRun) {
 // a scan, even with a zero timeout, takes all of them (DF :1454-1556; OB
 // :1298-1308, 1338-1450): `ready_before_call` (32 pipes, 50 rounds),
 // `eof_before_call` (two writers closed, both EV_EOF in one kevent),
-// `kq_in_kq_ready` (a kqueue in a kqueue). `poll_after_ready` prints how
-// often a zero-timeout poll() on the kqueue right after the write misses
-// (docs/abi.md §10) and checks that a poll with a timeout never does.
+// `kq_in_kq_ready` (a kqueue in a kqueue). `poll_after_ready`: a
+// zero-timeout poll() on the kqueue right after the write sees POLLIN in 200
+// of 200 rounds (DF :1454-1556; OB :1298-1308; the library's poll settles
+// first, docs/abi.md §10); `poll_family_after_ready`: the same through
+// ppoll, select, pselect, epoll_wait/pwait/pwait2 on a program epoll, an
+// epoll in an epoll, dup/dup2/fcntl copies and a kqueue in a kqueue (DF
+// :1969-1986; OB :1598-1612, a task queued at once), 50 of 50 rounds each.
 // `close_no_delete`: knote_fdclose (OB :1826-1845, DF :1868-1902), 4000
 // add-close cycles leave the supervisor's descriptor count flat;
 // `close_same_file_back`: the close drops the knotes even when the same open
@@ -197,7 +201,7 @@ INSTANTIATE_TEST_SUITE_P(
     Kqueue, KqueueReadiness,
     ::testing::Combine(::testing::Values("freebsd", "openbsd", "dragonfly"),
                        ::testing::Values("ready_before_call", "eof_before_call", "kq_in_kq_ready",
-                                         "poll_after_ready", "close_no_delete",
+                                         "poll_after_ready", "poll_family_after_ready", "close_no_delete",
                                          "close_same_file_back")),
     [](const auto& p) {
       return std::string(std::get<0>(p.param)) + "_" + std::get<1>(p.param);

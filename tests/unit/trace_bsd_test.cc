@@ -355,6 +355,9 @@ TEST(BsdTrace, FilterSpecificNotesAndSignalIdents) {
   EXPECT_EQ(Show(bsd::kKqueueFdCloseTrace, "evshim_kqueue_fdclose", kOb, kIlp32, {0xffffffff, 0, 0, 0, 0, 0},
                  {0, EBADF}),
             "evshim_kqueue_fdclose(-1) = -1 EBADF (Bad file descriptor)");
+  // The library's poll-family settle request: no argument.
+  EXPECT_EQ(Show(bsd::kKqueueSettleTrace, "evshim_kqueue_settle", kDf, kLp64, {kJunk, 0, 0, 0, 0, 0}, {0, 0}),
+            "evshim_kqueue_settle() = 0");
 }
 
 TEST(BsdTrace, EveryKqueueEntryHasAFormatterThatNamesIt) {
@@ -368,8 +371,9 @@ TEST(BsdTrace, EveryKqueueEntryHasAFormatterThatNamesIt) {
     EXPECT_TRUE(named) << e.name;
     ++seen;
   }
-  EXPECT_EQ(seen, 16);
+  EXPECT_EQ(seen, 19);
   EXPECT_TRUE(st::KnownCallName("kevent"));
+  EXPECT_TRUE(st::KnownCallName("evshim_kqueue_settle"));
   EXPECT_TRUE(st::KnownCallName("kqueue1"));
   EXPECT_TRUE(st::KnownCallName("freebsd11_kevent"));
 }

@@ -90,7 +90,26 @@ NOT_TSAN_INSTRUMENTED static long foreign_call(long nr, long a0, long a1, long a
   return SUPERVISOR_SYSCALL(nr, a0, a1, a2, a3, a4, a5);
 }
 
-EXPORT int kqueue(void) { return (int)foreign_call(EVSHIM_SYS_kqueue, 0, 0, 0, 0, 0, 0); }
+/* poll()/select()/epoll on a kqueue descriptor (abi/common/poll_settle.h):
+ * supervised, the private request is evshim_kqueue_settle, whose answer
+ * comes after the supervisor applied all readiness. */
+#ifdef EVSHIM_SYS_kqueuex
+#define EVSHIM_SYS_kqueue_settle 1015 /* FreeBSD */
+#elif defined(EVSHIM_SYS_kqueue1)
+#define EVSHIM_SYS_kqueue_settle 1035 /* OpenBSD */
+#else
+#define EVSHIM_SYS_kqueue_settle 1024 /* DragonFly */
+#endif
+#define SETTLE_SUPERVISED() ((void)SUPERVISOR_SYSCALL(EVSHIM_SYS_kqueue_settle, 0L, 0L, 0L, 0L, 0L, 0L))
+#include "poll_settle.h"
+
+/* A new kqueue descriptor: the poll family settles calls that involve it. */
+static int noted_kqueue(int kq) {
+  if (kq >= 0) settle_note_object(kq);
+  return kq;
+}
+
+EXPORT int kqueue(void) { return noted_kqueue((int)foreign_call(EVSHIM_SYS_kqueue, 0, 0, 0, 0, 0, 0)); }
 
 #ifdef EVSHIM_SYS_kqueuex
 /*
@@ -131,7 +150,8 @@ EXPORT int kqueuex(unsigned int flags) {
   int kq = (flags & KQUEUE_CPONFORK) ? (int)SUPERVISOR_SYSCALL(EVSHIM_SYS_kqueuex, (long)flags, 0, 0, 0, 0, 0)
                                      : (int)foreign_call(EVSHIM_SYS_kqueuex, (long)flags, 0, 0, 0, 0, 0);
   if (kq >= 0 && (flags & KQUEUE_CPONFORK)) pthread_once(&fork_hook_once, install_fork_hook);
-  return kq;
+  if (kq >= 0 && (flags & KQUEUE_CPONFORK)) settle_note_supervisor_object(kq);
+  return noted_kqueue(kq);
 }
 
 /* FreeBSD libc: kqueue1(O_CLOEXEC) is kqueuex(KQUEUE_CLOEXEC). */
@@ -152,7 +172,7 @@ EXPORT int kqueue1(int flags) {
   if (flags & O_CLOEXEC) wire |= 0x10000;
   if (flags & O_NONBLOCK) wire |= 0x0004;
   if (flags & ~(O_CLOEXEC | O_NONBLOCK)) wire |= 0x40000000;
-  return (int)foreign_call(EVSHIM_SYS_kqueue1, wire, 0, 0, 0, 0, 0);
+  return noted_kqueue((int)foreign_call(EVSHIM_SYS_kqueue1, wire, 0, 0, 0, 0, 0));
 }
 #endif
 
@@ -509,6 +529,7 @@ NOT_TSAN_INSTRUMENTED __attribute__((constructor)) static void find_next_close(v
 
 NOT_TSAN_INSTRUMENTED EXPORT int close(int fd) {
   report_closing(fd);
+  settle_note_close(fd);
   close_fn next = __atomic_load_n(&next_close, __ATOMIC_ACQUIRE);
   if (next == NULL) return (int)syscall(SYS_close, (long)fd);
   return next(fd);
@@ -517,15 +538,18 @@ NOT_TSAN_INSTRUMENTED EXPORT int close(int fd) {
 NOT_TSAN_INSTRUMENTED EXPORT int dup2(int oldfd, int newfd) {
   report_replaced(oldfd, newfd);
   dup2_fn next = __atomic_load_n(&next_dup2, __ATOMIC_ACQUIRE);
-  if (next == NULL) return (int)syscall(SYS_dup2, (long)oldfd, (long)newfd);
-  return next(oldfd, newfd);
+  const int r = next == NULL ? (int)syscall(SYS_dup2, (long)oldfd, (long)newfd) : next(oldfd, newfd);
+  if (r >= 0) settle_note_dup(oldfd, r);
+  return r;
 }
 
 NOT_TSAN_INSTRUMENTED EXPORT int dup3(int oldfd, int newfd, int flags) {
   if ((flags & ~O_CLOEXEC) == 0) report_replaced(oldfd, newfd); /* else EINVAL, nothing closed */
   dup3_fn next = __atomic_load_n(&next_dup3, __ATOMIC_ACQUIRE);
-  if (next == NULL) return (int)syscall(SYS_dup3, (long)oldfd, (long)newfd, (long)flags);
-  return next(oldfd, newfd, flags);
+  const int r = next == NULL ? (int)syscall(SYS_dup3, (long)oldfd, (long)newfd, (long)flags)
+                             : next(oldfd, newfd, flags);
+  if (r >= 0) settle_note_dup(oldfd, r);
+  return r;
 }
 
 static int64_t mono_ns(void) {

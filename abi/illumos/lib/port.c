@@ -123,6 +123,12 @@ static CALL_SITE long portfs(long op, long a0, long a1, long a2, long a3, long a
   return r;
 }
 
+/* poll()/select()/epoll on a port descriptor (abi/common/poll_settle.h):
+ * supervised, the private request is a PORT_EVSHIM_SETTLE call, whose
+ * answer comes after the supervisor applied all readiness. */
+#define SETTLE_SUPERVISED() ((void)portfs(EVSHIM_PORT_SETTLE | EVSHIM_PORT_SYS_NOPORT, 0, 0, 0, 0, 0))
+#include "poll_settle.h"
+
 /* Linux <poll.h> bits -> illumos bits at the syscall boundary, and back. */
 static int poll_to_illumos(int ev) {
   int out = ev & 0x00ff;
@@ -180,7 +186,9 @@ static void fix_events(port_event_t *pe, unsigned n) {
 }
 
 EXPORT int port_create(void) {
-  return (int)portfs(EVSHIM_PORT_CREATE | EVSHIM_PORT_SYS_NOPORT, 0, 0, 0, 0, 0);
+  int port = (int)portfs(EVSHIM_PORT_CREATE | EVSHIM_PORT_SYS_NOPORT, 0, 0, 0, 0, 0);
+  if (port >= 0) settle_note_object(port);
+  return port;
 }
 
 /*
@@ -405,6 +413,7 @@ EXPORT int close(int fd) {
     __atomic_store_n(&next_close, next, __ATOMIC_RELAXED);
   }
   report_closing(fd);
+  settle_note_close(fd);
   if (next == NULL) return (int)syscall(SYS_close, fd);
   return next(fd);
 }
@@ -422,8 +431,9 @@ EXPORT int dup2(int oldfd, int newfd) {
     __atomic_store_n(&next_dup2, next, __ATOMIC_RELAXED);
   }
   report_replaced(oldfd, newfd);
-  if (next == NULL) return (int)syscall(SYS_dup2, oldfd, newfd);
-  return next(oldfd, newfd);
+  int r = next == NULL ? (int)syscall(SYS_dup2, oldfd, newfd) : next(oldfd, newfd);
+  if (r >= 0) settle_note_dup(oldfd, r);
+  return r;
 }
 
 EXPORT int dup3(int oldfd, int newfd, int flags) {
@@ -434,8 +444,9 @@ EXPORT int dup3(int oldfd, int newfd, int flags) {
     __atomic_store_n(&next_dup3, next, __ATOMIC_RELAXED);
   }
   report_replaced(oldfd, newfd);
-  if (next == NULL) return (int)syscall(SYS_dup3, oldfd, newfd, flags);
-  return next(oldfd, newfd, flags);
+  int r = next == NULL ? (int)syscall(SYS_dup3, oldfd, newfd, flags) : next(oldfd, newfd, flags);
+  if (r >= 0) settle_note_dup(oldfd, r);
+  return r;
 }
 
 #if defined(HAS_TRAP)

@@ -1,0 +1,323 @@
+/*
+ * poll()/select()/epoll on a port or kqueue descriptor sees the readiness
+ * that happened before the call (issue 14 item 1; docs/abi.md §10 "poll()
+ * on a port or kqueue descriptor"). The kernels activate an association or
+ * a knote inside the wake-up of the watched file (illumos port.c:158-162;
+ * DragonFly kern_event.c:1454-1556; OpenBSD kern_event.c:1298-1308), so
+ * the port's or kqueue's poll state is current the moment the write returns.
+ * Under evshim the descriptor is a socketpair end whose byte the engine or
+ * the supervisor writes when it has looked at the watches. So the poll
+ * family is interposed here: a call that involves an object descriptor
+ * (directly, through a program epoll that holds one, or through a nested
+ * port or kqueue, which is itself an object) first makes the readiness
+ * current: in-process (evshim_engine_settle) or, supervised, with a private
+ * request whose answer comes after the supervisor collected every ready
+ * watch and wrote the descriptors' bytes.
+ *
+ * Which descriptors are involved is a hint bitmap, as for close
+ * (report_closing in the libraries): the library marks each object
+ * descriptor it returns, its dup/dup2/dup3/fcntl(F_DUPFD) copies, and each
+ * epoll that epoll_ctl(ADD) gave a marked descriptor; close() and a
+ * replacing dup2/dup3 clear the number. A call involving no marked number
+ * costs one load while the process has no object, and one bit test per
+ * descriptor (a word test per 64 for select) afterwards. A stale bit costs
+ * one settle; a descriptor the library never saw (made by a raw syscall,
+ * received with SCM_RIGHTS, an object added to an epoll already inside
+ * another epoll) is not settled: docs/abi.md §10.
+ *
+ * C, included once by each foreign library (abi/illumos/lib/port.c,
+ * abi/bsd/lib/kqueue.c), which defines before including it:
+ *   SETTLE_SUPERVISED()  issues the supervised mode's private request
+ * and calls settle_note_object() for each object descriptor it returns,
+ * settle_note_close() from its close(), settle_note_dup() from dup2/dup3
+ * once they succeeded. The engine entry (engine_entry.h) is included by the
+ * library when EVSHIM_FAST_PATH is set.
+ */
+#ifndef EVSHIM_POLL_SETTLE_H
+#define EVSHIM_POLL_SETTLE_H
+
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/select.h>
+#include <time.h>
+
+#ifndef SETTLE_SUPERVISED
+#error "define SETTLE_SUPERVISED() before including poll_settle.h"
+#endif
+
+/* These run inside TSan's interceptors in a ThreadSanitizer build (its
+ * poll interceptor's "real" poll is this one): no instrumentation. */
+#if defined(__SANITIZE_THREAD__)
+#define SETTLE_NO_TSAN __attribute__((no_sanitize("thread")))
+#else
+#define SETTLE_NO_TSAN
+#endif
+#define SETTLE_EXPORT __attribute__((visibility("default"))) SETTLE_NO_TSAN
+/* Helpers one library may not use. */
+#define SETTLE_FN static SETTLE_NO_TSAN __attribute__((unused))
+
+#define SETTLE_BITS 65536
+#define SETTLE_WORD_BITS (8 * sizeof(unsigned long))
+static unsigned long settle_hint[SETTLE_BITS / SETTLE_WORD_BITS];
+static int settle_high;  /* a number beyond the bitmap was marked */
+static int settle_any;   /* some number was ever marked: else every call costs this one load */
+/* Objects of the supervisor in a fast-mode process (a FreeBSD
+ * KQUEUE_CPONFORK kqueue): those settle there too. */
+static int settle_supervisor_objects;
+
+SETTLE_FN void settle_mark(int fd) {
+  if (fd < 0) return;
+  __atomic_store_n(&settle_any, 1, __ATOMIC_RELAXED);
+  if (fd >= SETTLE_BITS) {
+    __atomic_store_n(&settle_high, 1, __ATOMIC_RELAXED);
+    return;
+  }
+  __atomic_fetch_or(&settle_hint[(unsigned)fd / SETTLE_WORD_BITS], 1ul << ((unsigned)fd % SETTLE_WORD_BITS),
+                    __ATOMIC_RELAXED);
+}
+
+SETTLE_FN void settle_clear(int fd) {
+  if (fd < 0 || fd >= SETTLE_BITS) return; /* the high flag stays: a stale hint only costs a settle */
+  const unsigned long bit = 1ul << ((unsigned)fd % SETTLE_WORD_BITS);
+  if (__atomic_load_n(&settle_hint[(unsigned)fd / SETTLE_WORD_BITS], __ATOMIC_RELAXED) & bit) {
+    __atomic_fetch_and(&settle_hint[(unsigned)fd / SETTLE_WORD_BITS], ~bit, __ATOMIC_RELAXED);
+  }
+}
+
+SETTLE_FN int settle_marked(int fd) {
+  if (fd < 0) return 0;
+  if (fd >= SETTLE_BITS) return __atomic_load_n(&settle_high, __ATOMIC_RELAXED);
+  return (__atomic_load_n(&settle_hint[(unsigned)fd / SETTLE_WORD_BITS], __ATOMIC_RELAXED) >>
+          ((unsigned)fd % SETTLE_WORD_BITS)) & 1;
+}
+
+SETTLE_FN int settle_anything(void) { return __atomic_load_n(&settle_any, __ATOMIC_RELAXED); }
+
+/* An object descriptor the library returned. */
+SETTLE_FN void settle_note_object(int fd) { settle_mark(fd); }
+SETTLE_FN void settle_note_supervisor_object(int fd) {
+  __atomic_store_n(&settle_supervisor_objects, 1, __ATOMIC_RELAXED);
+  settle_mark(fd);
+}
+/* `fd` is being closed (close, or replaced by dup2/dup3). */
+SETTLE_FN void settle_note_close(int fd) { settle_clear(fd); }
+/* `newfd` now names what `oldfd` names (a successful dup of any kind). */
+SETTLE_FN void settle_note_dup(int oldfd, int newfd) {
+  if (newfd < 0 || oldfd == newfd) return;
+  if (settle_marked(oldfd)) {
+    settle_mark(newfd);
+  } else {
+    settle_clear(newfd);
+  }
+}
+
+/* Makes every object's readiness current (see the top of this file). */
+SETTLE_FN void settle_now(void) {
+  const int saved = errno;
+#if defined(EVSHIM_FAST_PATH) && defined(__x86_64__)
+  if (evshim_engine_settle() && !__atomic_load_n(&settle_supervisor_objects, __ATOMIC_RELAXED)) {
+    errno = saved;
+    return;
+  }
+#endif
+  SETTLE_SUPERVISED();
+  errno = saved;
+}
+
+/* NULL with entries is the kernel's EFAULT, not ours to read. A pointer
+ * that is not NULL is read as the kernel would (docs/abi.md §10). */
+/* The array comes as a number: glibc declares poll's array write-only (for
+ * revents), and its fd fields are the program's input all the same. */
+SETTLE_FN int settle_pollfds_involved(uintptr_t array, nfds_t n) {
+  const struct pollfd *fds = (const struct pollfd *)array;
+  if (fds == NULL) return 0;
+  for (nfds_t i = 0; i < n; i++) {
+    if (settle_marked(fds[i].fd)) return 1;
+  }
+  return 0;
+}
+
+SETTLE_FN int settle_fdset_involved(int nfds, const fd_set *set) {
+  if (set == NULL || nfds <= 0) return 0;
+  const unsigned long *words = (const unsigned long *)(const void *)set;
+  const unsigned whole = (unsigned)nfds / SETTLE_WORD_BITS;
+  for (unsigned w = 0; w < whole; w++) {
+    if (w >= SETTLE_BITS / SETTLE_WORD_BITS) return __atomic_load_n(&settle_high, __ATOMIC_RELAXED);
+    if (words[w] & __atomic_load_n(&settle_hint[w], __ATOMIC_RELAXED)) return 1;
+  }
+  const unsigned rest = (unsigned)nfds % SETTLE_WORD_BITS;
+  if (rest != 0) {
+    if (whole >= SETTLE_BITS / SETTLE_WORD_BITS) return __atomic_load_n(&settle_high, __ATOMIC_RELAXED);
+    const unsigned long mask = (1ul << rest) - 1;
+    if (words[whole] & mask & __atomic_load_n(&settle_hint[whole], __ATOMIC_RELAXED)) return 1;
+  }
+  return 0;
+}
+
+SETTLE_FN int settle_select_involved(int nfds, const fd_set *r, const fd_set *w, const fd_set *e) {
+  return settle_fdset_involved(nfds, r) || settle_fdset_involved(nfds, w) || settle_fdset_involved(nfds, e);
+}
+
+/* The next definition of a function (libc's), looked up once. */
+SETTLE_FN void *settle_next(const char *name, void **slot) {
+  void *f = __atomic_load_n(slot, __ATOMIC_ACQUIRE);
+  if (f == NULL) {
+    f = dlsym(RTLD_NEXT, name);
+    __atomic_store_n(slot, f, __ATOMIC_RELEASE);
+  }
+  return f;
+}
+#define SETTLE_NEXT(type, name)                            \
+  __extension__({                                          \
+    static void *next_slot;                                \
+    type next_fn;                                          \
+    void *p = settle_next(name, &next_slot);               \
+    memcpy(&next_fn, &p, sizeof next_fn);                  \
+    next_fn;                                               \
+  })
+#define SETTLE_MISSING()  \
+  do {                    \
+    errno = ENOSYS;       \
+    return -1;            \
+  } while (0)
+
+SETTLE_EXPORT int poll(struct pollfd *fds, nfds_t n, int timeout) {
+  typedef int (*fn_t)(struct pollfd *, nfds_t, int);
+  if (settle_anything() && settle_pollfds_involved((uintptr_t)fds, n)) settle_now();
+  fn_t next = SETTLE_NEXT(fn_t, "poll");
+  if (next == NULL) SETTLE_MISSING();
+  return next(fds, n, timeout);
+}
+
+SETTLE_EXPORT int ppoll(struct pollfd *fds, nfds_t n, const struct timespec *timeout, const sigset_t *mask) {
+  typedef int (*fn_t)(struct pollfd *, nfds_t, const struct timespec *, const sigset_t *);
+  if (settle_anything() && settle_pollfds_involved((uintptr_t)fds, n)) settle_now();
+  fn_t next = SETTLE_NEXT(fn_t, "ppoll");
+  if (next == NULL) SETTLE_MISSING();
+  return next(fds, n, timeout, mask);
+}
+
+/* _FORTIFY_SOURCE's poll and ppoll (glibc's reach its own __poll inside,
+ * past the interposed poll). */
+SETTLE_EXPORT int __poll_chk(struct pollfd *fds, nfds_t n, int timeout, size_t fdslen) {
+  typedef int (*fn_t)(struct pollfd *, nfds_t, int, size_t);
+  if (settle_anything() && n <= fdslen / sizeof(*fds) && settle_pollfds_involved((uintptr_t)fds, n)) settle_now();
+  fn_t next = SETTLE_NEXT(fn_t, "__poll_chk");
+  if (next == NULL) SETTLE_MISSING();
+  return next(fds, n, timeout, fdslen);
+}
+
+SETTLE_EXPORT int __ppoll_chk(struct pollfd *fds, nfds_t n, const struct timespec *timeout, const sigset_t *mask,
+                              size_t fdslen) {
+  typedef int (*fn_t)(struct pollfd *, nfds_t, const struct timespec *, const sigset_t *, size_t);
+  if (settle_anything() && n <= fdslen / sizeof(*fds) && settle_pollfds_involved((uintptr_t)fds, n)) settle_now();
+  fn_t next = SETTLE_NEXT(fn_t, "__ppoll_chk");
+  if (next == NULL) SETTLE_MISSING();
+  return next(fds, n, timeout, mask, fdslen);
+}
+
+SETTLE_EXPORT int select(int nfds, fd_set *r, fd_set *w, fd_set *e, struct timeval *timeout) {
+  typedef int (*fn_t)(int, fd_set *, fd_set *, fd_set *, struct timeval *);
+  if (settle_anything() && settle_select_involved(nfds, r, w, e)) settle_now();
+  fn_t next = SETTLE_NEXT(fn_t, "select");
+  if (next == NULL) SETTLE_MISSING();
+  return next(nfds, r, w, e, timeout);
+}
+
+SETTLE_EXPORT int pselect(int nfds, fd_set *r, fd_set *w, fd_set *e, const struct timespec *timeout,
+                          const sigset_t *mask) {
+  typedef int (*fn_t)(int, fd_set *, fd_set *, fd_set *, const struct timespec *, const sigset_t *);
+  if (settle_anything() && settle_select_involved(nfds, r, w, e)) settle_now();
+  fn_t next = SETTLE_NEXT(fn_t, "pselect");
+  if (next == NULL) SETTLE_MISSING();
+  return next(nfds, r, w, e, timeout, mask);
+}
+
+SETTLE_EXPORT int epoll_wait(int epfd, struct epoll_event *events, int maxevents, int timeout) {
+  typedef int (*fn_t)(int, struct epoll_event *, int, int);
+  if (settle_anything() && settle_marked(epfd)) settle_now();
+  fn_t next = SETTLE_NEXT(fn_t, "epoll_wait");
+  if (next == NULL) SETTLE_MISSING();
+  return next(epfd, events, maxevents, timeout);
+}
+
+SETTLE_EXPORT int epoll_pwait(int epfd, struct epoll_event *events, int maxevents, int timeout,
+                              const sigset_t *mask) {
+  typedef int (*fn_t)(int, struct epoll_event *, int, int, const sigset_t *);
+  if (settle_anything() && settle_marked(epfd)) settle_now();
+  fn_t next = SETTLE_NEXT(fn_t, "epoll_pwait");
+  if (next == NULL) SETTLE_MISSING();
+  return next(epfd, events, maxevents, timeout, mask);
+}
+
+#if defined(__GLIBC_PREREQ)
+#if __GLIBC_PREREQ(2, 35)
+SETTLE_EXPORT int epoll_pwait2(int epfd, struct epoll_event *events, int maxevents, const struct timespec *timeout,
+                               const sigset_t *mask) {
+  typedef int (*fn_t)(int, struct epoll_event *, int, const struct timespec *, const sigset_t *);
+  if (settle_anything() && settle_marked(epfd)) settle_now();
+  fn_t next = SETTLE_NEXT(fn_t, "epoll_pwait2");
+  if (next == NULL) SETTLE_MISSING();
+  return next(epfd, events, maxevents, timeout, mask);
+}
+#endif
+#endif
+
+/* An epoll given an object descriptor (or an epoll holding one) involves
+ * it from then on. Marked before the call, so a wait in another thread that
+ * starts once the descriptor is in never lacks the bit. */
+SETTLE_EXPORT int epoll_ctl(int epfd, int op, int fd, struct epoll_event *event) {
+  typedef int (*fn_t)(int, int, int, struct epoll_event *);
+  if (op == EPOLL_CTL_ADD && settle_anything() && settle_marked(fd)) settle_mark(epfd);
+  fn_t next = SETTLE_NEXT(fn_t, "epoll_ctl");
+  if (next == NULL) SETTLE_MISSING();
+  return next(epfd, op, fd, event);
+}
+
+SETTLE_EXPORT int dup(int fd) {
+  typedef int (*fn_t)(int);
+  fn_t next = SETTLE_NEXT(fn_t, "dup");
+  if (next == NULL) SETTLE_MISSING();
+  const int r = next(fd);
+  if (r >= 0) {
+    const int saved = errno;
+    settle_note_dup(fd, r);
+    errno = saved;
+  }
+  return r;
+}
+
+/* fcntl's third argument is read as glibc's own wrapper reads it. The
+ * symbols are named with asm labels: with _FILE_OFFSET_BITS=64 glibc's
+ * header redirects the C name fcntl to fcntl64. */
+#define SETTLE_FCNTL(name)                                            \
+  SETTLE_EXPORT int settle_##name(int fd, int cmd, ...) __asm__(#name); \
+  SETTLE_EXPORT int settle_##name(int fd, int cmd, ...) {             \
+    typedef int (*fn_t)(int, int, ...);                               \
+    va_list ap;                                                       \
+    va_start(ap, cmd);                                                \
+    void *arg = va_arg(ap, void *);                                   \
+    va_end(ap);                                                       \
+    fn_t next = SETTLE_NEXT(fn_t, #name);                             \
+    if (next == NULL) SETTLE_MISSING();                               \
+    const int r = next(fd, cmd, arg);                                 \
+    if (r >= 0 && (cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC)) {       \
+      settle_note_dup(fd, r);                                         \
+    }                                                                 \
+    return r;                                                         \
+  }
+SETTLE_FCNTL(fcntl)
+#if defined(__GLIBC_PREREQ)
+#if __GLIBC_PREREQ(2, 28)
+SETTLE_FCNTL(fcntl64)
+#endif
+#endif
+
+#endif
