@@ -123,6 +123,54 @@ class GetCompletion {
   virtual bool Complete(GetOutcome outcome) = 0;
 };
 
+// A port's whole state, as one engine hands it to another: the move of a
+// port shared across fork from the in-process engine to the supervisor
+// (docs/design.md "Moving a port at fork"). Canonical and pid-free: the
+// importing caller becomes the owner of everything (the exporting engine
+// serves one process). FILE watches are not part of it (ExportPort refuses).
+struct PortState {
+  struct Assoc {  // a PORT_SOURCE_FD association of the caller's
+    int32_t fd = -1;
+    uint32_t events = 0;  // canonical poll bits
+    uint64_t user = 0;
+    bool active = false;  // armed; else fired (its event is queued) or retrieved
+    friend bool operator==(const Assoc&, const Assoc&) = default;
+  };
+  struct Timer {  // a SIGEV_PORT timer bound to this port
+    int32_t id = 0;
+    int32_t clock = 0;   // illumos clock id
+    int32_t notify = 0;  // timer_abi::kSigevPort or kSigevThread
+    uint64_t user = 0;   // portnfy_user
+    int32_t pending = 0;  // expirations not yet delivered
+    int32_t overrun = 0;
+    Nanos next = 0;       // monotonic deadline, 0 = disarmed
+    Nanos interval = 0;
+    friend bool operator==(const Timer&, const Timer&) = default;
+  };
+  enum class EventKind : uint8_t {
+    kPlain,  // USER, or a dispatched AIO/MQ event: holds a slot
+    kFd,     // the fired event of assocs[ref]
+    kTimer,  // the expiry event of timers[ref] (its count is the timer's pending)
+  };
+  struct Event {
+    EventKind kind = EventKind::kPlain;
+    uint32_t ref = 0;
+    PortEvent ev;             // kPlain: the event as queued
+    bool owner_only = false;  // kPlain: a PORT_SYS_NOSHARE dispatch
+    friend bool operator==(const Event&, const Event&) = default;
+  };
+  uint32_t max_events = 0;
+  bool had_fd_assoc = false;
+  bool had_file_source = false;  // port_dissociate(FILE) is ENOENT, not EINVAL
+  bool alert = false;
+  uint32_t alert_events = 0;
+  uint64_t alert_user = 0;
+  std::vector<Assoc> assocs;
+  std::vector<Timer> timers;
+  std::vector<Event> queue;  // head first
+  friend bool operator==(const PortState&, const PortState&) = default;
+};
+
 class EventPorts {
  public:
   EventPorts(Host& host, PortLimits limits) : host_(host), limits_(limits) {}
@@ -194,6 +242,28 @@ class EventPorts {
   Result<int> TimerGetoverrun(Caller caller, int id);
   size_t TimerCount(Pid pid) const;
   bool HasTimers() const;  // any process has a timer (the host then watches for execs)
+
+  // --- moving a port to another engine (docs/design.md "Moving a port at fork") ---
+  // The port's state as process `pid`, its only user, sees it; associations
+  // whose descriptor was closed are dropped first (port_close_fd). ENOTSUP:
+  // the port has FILE watches or events, or another process used it; EBADFD:
+  // no such port. Nothing changes for the port's users.
+  Result<PortState> ExportPort(ObjectId port, Pid pid);
+  // After a successful export: the port is forgotten without a word to its
+  // waiters (their calls are re-issued to the new owner by the transport:
+  // returned here, never completed), its watches are dropped, and the timers
+  // bound to it stay only as reserved ids of `pid` (TimerMoved).
+  std::vector<WaitId> ForgetExported(ObjectId port, Pid pid);
+  // A new port with `state`, owned by `caller`: associations are watched
+  // again at the caller's descriptors (an armed one that is ready fires at
+  // once), timers take their ids in the caller's table. EINVAL: the state is
+  // inconsistent or beyond this engine's limits; EAGAIN: too many ports or a
+  // timer id is taken; a host error of a watch. Nothing is left on failure.
+  Result<ObjectId> ImportPort(Caller caller, const PortState& state);
+  // The timer's port moved away with it: calls naming it belong to the new owner.
+  bool TimerMoved(Pid pid, int id) const;
+  // The program deleted a moved timer (through its new owner): the id is free.
+  void ForgetMovedTimer(Pid pid, int id);
 
   // --- host callbacks ---
   void OnWatchReady(WatchId watch, uint32_t revents);
@@ -278,6 +348,7 @@ class EventPorts {
     int overrun = 0;               // it_overrun (signal path)
     Nanos next = 0;                // monotonic deadline; 0 = disarmed
     Nanos interval = 0;
+    bool moved = false;            // its port moved to another engine: a reserved id
   };
   struct AlertState {
     uint32_t events;

@@ -10,6 +10,7 @@
 #include "abi/common/wire.h"
 #include "abi/illumos/constants.h"
 #include "abi/illumos/layouts.h"
+#include "abi/illumos/port_move.h"
 #include "emul/event_port.h"
 
 namespace evshim::abi::illumos {
@@ -291,6 +292,8 @@ Outcome SysPortfs(CallContext& ctx, const SyscallArgs& a) {
       case PORT_EVSHIM_FD_CLOSING:
         ctx.ports().FdClosing(ctx.caller(), a.Int(1));
         return Outcome::Value(0);
+      case PORT_EVSHIM_ADOPT:
+        return AdoptPort(ctx, a);
       default:
         break;  // anything else treats a0 as a port descriptor (port.c:567-580)
     }

@@ -141,9 +141,9 @@ EngineOptions EngineOptions::FromEnvironment() {
 class Engine::Waiter final : public abi::Responder {
  public:
   Waiter(int wake_fd) : wake_fd_(wake_fd), thread_(std::this_thread::get_id()) {}
-  bool StillPending() override { return !answered_ && !cancelled_; }
+  bool StillPending() override { return !answered_ && !cancelled_ && !moved_; }
   bool Respond(const abi::Outcome& out) override {
-    if (answered_ || cancelled_) return false;
+    if (answered_ || cancelled_ || moved_) return false;
     answered_ = true;
     outcome_ = out;
     if (std::this_thread::get_id() != thread_) {
@@ -155,6 +155,13 @@ class Engine::Waiter final : public abi::Responder {
   // A signal ended the wait first: a later completion finds it gone and
   // keeps its events (the kernels never restart these waits).
   void Cancel() { cancelled_ = true; }
+  // Its port moved to the supervisor (fork_move.cc): the call goes there.
+  void Move() {
+    moved_ = true;
+    uint64_t one = 1;
+    (void)!write(wake_fd_, &one, sizeof one);
+  }
+  bool moved() const { return moved_; }
   bool answered() const { return answered_; }
   const abi::Outcome& outcome() const { return outcome_; }
 
@@ -163,6 +170,7 @@ class Engine::Waiter final : public abi::Responder {
   std::thread::id thread_;
   bool answered_ = false;
   bool cancelled_ = false;
+  bool moved_ = false;
   abi::Outcome outcome_;
 };
 
@@ -213,6 +221,7 @@ class Engine::Context final : public abi::CallContext {
       auto it = engine_.objects_.find(p.obj);
       p.port = it != engine_.objects_.end() && it->second.kind == abi::ObjectKind::kPort;
     }
+    p.waiter = waiter_;
     engine_.parked_[id] = p;
     if (p.port) engine_.ArmSweep(true);
   }
@@ -350,6 +359,7 @@ bool Engine::Call(int nr, const uint64_t args[6], long* result) {
   if (entry == nullptr) return false;
   if (t_in_engine) return false;  // a signal handler on a thread inside the engine
   std::unique_lock<std::mutex> lock(mu_);
+  if (timers_moved_ && TimerCallMoved(entry->call, args)) return false;
   t_in_engine = true;
   host_->ForgetFileChecks();
   struct Leave {
@@ -387,6 +397,7 @@ bool Engine::Call(int nr, const uint64_t args[6], long* result) {
   if (out.kind == abi::Outcome::Kind::kDeferred) {
     std::shared_ptr<Waiter> w = ctx.waiter();
     bool interrupted = false;
+    bool moved = false;
     // Signals are blocked while the thread is in the engine and delivered
     // only inside ppoll, so a signal that arrives while the thread is
     // between two polls still ends the wait (EINTR) instead of being
@@ -419,6 +430,10 @@ bool Engine::Call(int nr, const uint64_t args[6], long* result) {
       }
       Pump();
       if (w->answered()) break;
+      if (w->moved()) {
+        moved = true;
+        break;
+      }
       if (err == EINTR) {
         // A signal: illumos and the BSDs never restart these waits.
         w->Cancel();
@@ -427,6 +442,13 @@ bool Engine::Call(int nr, const uint64_t args[6], long* result) {
       }
     }
     if (masked) pthread_sigmask(SIG_SETMASK, &old_mask, nullptr);
+    if (moved) {
+      // The port moved before fork while this call waited: nothing was
+      // taken here; the library issues the call to the supervisor.
+      if (ctx.wait()) parked_.erase(*ctx.wait());
+      ApplyReadiness();
+      return false;
+    }
     if (ctx.wait()) {
       if (interrupted) {
         ports_->CancelWait(*ctx.wait());
@@ -455,6 +477,14 @@ bool Engine::Call(int nr, const uint64_t args[6], long* result) {
   ApplyReadiness();
   *result = r;
   return true;
+}
+
+void Engine::DisplaceWaits(const std::vector<emul::WaitId>& waits) {
+  for (emul::WaitId id : waits) {
+    auto it = parked_.find(id);
+    if (it == parked_.end()) continue;
+    if (std::shared_ptr<Waiter> w = it->second.waiter.lock()) w->Move();
+  }
 }
 
 void Engine::StartIdlePump() {

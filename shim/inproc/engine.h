@@ -67,6 +67,11 @@ class Engine {
   void UnlockAfterFork() { mu_.unlock(); }
   // The objects this engine serves, as a child inherits them.
   void AddInherited(Inherited* into) const;
+  // Before fork, with the lock held (LockForFork): with a supervisor
+  // present, every port this engine serves moves there, at the same
+  // descriptor numbers (docs/design.md "Moving a port at fork";
+  // shim/inproc/fork_move.cc). A port that cannot move stays here.
+  void MovePortsToSupervisor();
 
   pid_t pid() const { return pid_; }
   // Starts the idle pump (a thread with every signal blocked).
@@ -92,6 +97,7 @@ class Engine {
     emul::ObjectId obj = 0;
     int fd = -1;
     bool port = false;
+    std::weak_ptr<Waiter> waiter;
   };
 
   // Everything ready before a call is seen before it (issue 14 item 1).
@@ -111,6 +117,12 @@ class Engine {
   bool FdIsObject(int fd, uint64_t inode) const;
   void Sweep();
   void ArmSweep(bool on);
+  // fork_move.cc: one port's move; the calls waiting on a moved port go
+  // back to their library, which issues them to the supervisor.
+  bool MovePort(emul::ObjectId obj);
+  void DisplaceWaits(const std::vector<emul::WaitId>& waits);
+  // A timer call naming a timer whose port moved: the supervisor's call.
+  bool TimerCallMoved(abi::Call call, const uint64_t args[6]);
   int PidfdOf(emul::Pid pid);
   // While no thread calls into the engine or waits in it, host events are
   // still routed (a program that polls the port or kqueue descriptor
@@ -143,6 +155,8 @@ class Engine {
   std::unordered_map<emul::Pid, int> pidfds_;
   std::set<std::string> reported_;
   bool warned_fork_port_ = false;
+  bool warned_move_ = false;
+  bool timers_moved_ = false;  // some timer moved with its port (TimerCallMoved)
   bool objects_watched_ = false;  // some watch was registered on an object's descriptor
   static constexpr int kSignals = 65;  // Linux _NSIG
   std::atomic<uint32_t> pending_signals_[kSignals] = {};

@@ -653,6 +653,8 @@ int Supervisor::InstallObject(pid_t tid, uint64_t id, abi::ObjectKind kind, emul
   // the socket's HUP cleans up when it exits.
   if (!added->answered) Respond(tid, id, added->fd, 0);
   RegisterObject(tid, kind, obj, sv[0], st.st_ino);
+  // A port an engine handed over (PORT_EVSHIM_ADOPT) may arrive with events queued.
+  if (kind == abi::ObjectKind::kPort && ports_->QueuedCount(obj) > 0) OnObjectReadiness(obj, true);
   *delivered = true;
   return added->fd;
 }

@@ -34,8 +34,6 @@ const std::string kDemo = TestbinDir() + "/port_demo";
 
 // Scenarios that run supervised only (EVSHIM_SUPERVISED=1), with the rule
 // fast mode cannot keep yet (docs/abi.md §10 "Fast mode"):
-// - a port shared with a forked child (docs/rules-ports.md rule 34,
-//   port.c:241-248 "FORK BEHAVIOUR"): fast mode's child gets ENOTSUP;
 // - raw foreign calls on a library-made port (the port is in-process; the
 //   raw call reaches the supervisor, which does not know it: EBADFD), and
 //   timer ids split between the two engines.
@@ -44,9 +42,7 @@ const std::vector<std::string> kFastMode = {"EVSHIM_SUPERVISED=0"};
 
 bool SupervisedOnly(const std::string& name) {
   static const char* const kNames[] = {
-      "fork_shares", "fork_dissociate", "file_owner_only", "close_shared",  // rule 34
-      "exec_cloexec", "exec_keep",                                          // rule 34 (child execs)
-      "exec_timer", "dispatch_events",                                      // raw calls on library ports
+      "exec_timer", "dispatch_events",  // raw calls on library ports
   };
   for (const char* n : kNames) {
     if (name == n) return true;

@@ -1,0 +1,134 @@
+// The move of a port shared across fork from the in-process engine to the
+// supervisor (issue 15 item 3; docs/design.md "Moving a port at fork").
+//
+// illumos shares an event port between a process and the children it forks
+// (docs/rules-ports.md rule 34, port.c:241-248). The engine lives in one
+// process; the supervisor serves every process of the tree. So just before
+// fork (the pthread_atfork prepare handler, engine lock held) each port the
+// engine serves is exported (emul::EventPorts::ExportPort), handed to the
+// supervisor with the evshim-private portfs call PORT_EVSHIM_ADOPT (a raw
+// system call: the seccomp filter takes it there), and the supervisor's new
+// descriptor replaces the engine's at every number the program has for the
+// port, with the number's own FD_CLOEXEC. From then on a call naming that
+// number is not the engine's (an unknown socket with a supervisor present:
+// the library issues it to the supervisor), in the parent and the child.
+#include <dirent.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/epoll.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+
+#include "abi/illumos/constants.h"
+#include "abi/illumos/port_move.h"
+#include "shim/inproc/engine.h"
+
+namespace evshim::shim::inproc {
+
+namespace {
+
+// portfs's x86_64 number (abi/syscall_table.cc; the engine is x86_64 only).
+constexpr long kPortfsNr = 182;
+
+// The program's descriptors whose open file is the socket with `inode`.
+std::vector<int> DescriptorsOf(uint64_t inode) {
+  std::vector<int> fds;
+  DIR* d = opendir("/proc/self/fd");
+  if (d == nullptr) return fds;
+  const int skip = dirfd(d);
+  while (dirent* e = readdir(d)) {
+    if (e->d_name[0] == '.') continue;
+    const int fd = std::atoi(e->d_name);
+    struct stat st {};
+    if (fd != skip && fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode) && st.st_ino == inode) fds.push_back(fd);
+  }
+  closedir(d);
+  return fds;
+}
+
+}  // namespace
+
+void Engine::MovePortsToSupervisor() {
+  if (!options_.supervisor_present) return;  // no one to hand it to: the child gets ENOTSUP
+  std::vector<emul::ObjectId> ports;
+  for (const auto& [obj, o] : objects_) {
+    if (o.kind == abi::ObjectKind::kPort) ports.push_back(obj);
+  }
+  if (ports.empty()) return;
+  // No signal may interrupt the hand-over half way (the supervisor would
+  // have a port nobody holds).
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_BLOCK, &all, &old);
+  host_->ForgetFileChecks();
+  // What is ready now is queued first (as before any call), so the state
+  // handed over is the state a call would see.
+  PrepareCall();
+  for (emul::ObjectId obj : ports) (void)MovePort(obj);
+  ApplyReadiness();
+  host_->ForgetFileChecks();
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+}
+
+bool Engine::MovePort(emul::ObjectId obj) {
+  auto it = objects_.find(obj);
+  if (it == objects_.end()) return false;
+  const uint64_t inode = it->second.inode;
+  auto fail = [&](const char* why, int err) {
+    if (!warned_move_) {
+      warned_move_ = true;
+      std::fprintf(stderr,
+                   "evshim: an event port could not move to the supervisor before fork (%s: %s); "
+                   "the child cannot use it (ENOTSUP; docs/abi.md §10)\n",
+                   why, std::strerror(err));
+    }
+    return false;
+  };
+  emul::Result<emul::PortState> state = ports_->ExportPort(obj, static_cast<emul::Pid>(pid_));
+  if (!state.ok()) return fail("its state", state.error().value);
+  std::vector<std::byte> bytes = abi::illumos::EncodePortState(*state);
+  const long op = abi::illumos::PORT_EVSHIM_ADOPT | abi::illumos::PORT_SYS_NOPORT;
+  const long fd = syscall(kPortfsNr, op, reinterpret_cast<long>(bytes.data()), static_cast<long>(bytes.size()),
+                          0L, 0L, 0L);
+  if (fd < 0) return fail("PORT_EVSHIM_ADOPT", errno);
+  // The supervisor's port takes the engine's place at each number, close-on-exec as that number was.
+  for (int old_fd : DescriptorsOf(inode)) {
+    const int flags = fcntl(old_fd, F_GETFD);
+    const int dup_flags = flags >= 0 && (flags & FD_CLOEXEC) ? O_CLOEXEC : 0;
+    // Raw calls: the library's dup3/close would report to a locked engine.
+    if (syscall(SYS_dup3, static_cast<int>(fd), old_fd, dup_flags) < 0) {
+      std::fprintf(stderr, "evshim: moving event port descriptor %d to the supervisor: %s\n", old_fd,
+                   std::strerror(errno));
+    }
+  }
+  syscall(SYS_close, static_cast<int>(fd));
+  // Forgotten here: the waits on it go back to their library (the calls
+  // are issued again to the supervisor), its timers are the supervisor's.
+  if (!state->timers.empty()) timers_moved_ = true;
+  DisplaceWaits(ports_->ForgetExported(obj, static_cast<emul::Pid>(pid_)));
+  epoll_ctl(loop_, EPOLL_CTL_DEL, it->second.engine_end, nullptr);
+  close(it->second.engine_end);
+  by_inode_.erase(inode);
+  objects_.erase(it);
+  return true;
+}
+
+bool Engine::TimerCallMoved(abi::Call call, const uint64_t args[6]) {
+  if (call != abi::Call::kTimerDelete && call != abi::Call::kTimerSettime && call != abi::Call::kTimerGettime &&
+      call != abi::Call::kTimerGetoverrun) {
+    return false;
+  }
+  const int id = static_cast<int>(args[0]);
+  if (!ports_->TimerMoved(static_cast<emul::Pid>(pid_), id)) return false;
+  // The supervisor deletes it; the id is free here again.
+  if (call == abi::Call::kTimerDelete) ports_->ForgetMovedTimer(static_cast<emul::Pid>(pid_), id);
+  return true;
+}
+
+}  // namespace evshim::shim::inproc
