@@ -136,8 +136,9 @@ struct PortState {
     bool active = false;  // armed; else fired (its event is queued) or retrieved
     friend bool operator==(const Assoc&, const Assoc&) = default;
   };
-  struct Timer {  // a SIGEV_PORT timer bound to this port
+  struct Timer {  // a SIGEV_PORT timer of the caller's: bound to this port, or unbound
     int32_t id = 0;
+    bool bound = true;    // false: its port was closed; it notifies nobody (it moves with a port all the same)
     int32_t clock = 0;   // illumos clock id
     int32_t notify = 0;  // timer_abi::kSigevPort or kSigevThread
     uint64_t user = 0;   // portnfy_user
@@ -244,26 +245,25 @@ class EventPorts {
   bool HasTimers() const;  // any process has a timer (the host then watches for execs)
 
   // --- moving a port to another engine (docs/design.md "Moving a port at fork") ---
-  // The port's state as process `pid`, its only user, sees it; associations
-  // whose descriptor was closed are dropped first (port_close_fd). ENOTSUP:
-  // the port has FILE watches or events, or another process used it; EBADFD:
-  // no such port. Nothing changes for the port's users.
-  Result<PortState> ExportPort(ObjectId port, Pid pid);
-  // After a successful export: the port is forgotten without a word to its
-  // waiters (their calls are re-issued to the new owner by the transport:
-  // returned here, never completed), its watches are dropped, and the timers
-  // bound to it stay only as reserved ids of `pid` (TimerMoved).
-  std::vector<WaitId> ForgetExported(ObjectId port, Pid pid);
+  // The port's state as process `pid`, its only user, sees it, with the
+  // timers bound to it and, with `unbound_timers`, `pid`'s timers whose port
+  // is gone (a process's timer ids are one table: they move together).
+  // Associations whose descriptor was closed are dropped first
+  // (port_close_fd). ENOTSUP: the port has FILE watches or events, or
+  // another process used it; EBADFD: no such port. Nothing changes for the
+  // port's users.
+  Result<PortState> ExportPort(ObjectId port, Pid pid, bool unbound_timers);
+  // After a successful export: the port and the exported timers are
+  // forgotten without a word to the port's waiters (their calls are issued
+  // again to the new owner by the transport: returned here, never
+  // completed); its watches are dropped.
+  std::vector<WaitId> ForgetExported(ObjectId port, Pid pid, const PortState& exported);
   // A new port with `state`, owned by `caller`: associations are watched
   // again at the caller's descriptors (an armed one that is ready fires at
   // once), timers take their ids in the caller's table. EINVAL: the state is
   // inconsistent or beyond this engine's limits; EAGAIN: too many ports or a
   // timer id is taken; a host error of a watch. Nothing is left on failure.
   Result<ObjectId> ImportPort(Caller caller, const PortState& state);
-  // The timer's port moved away with it: calls naming it belong to the new owner.
-  bool TimerMoved(Pid pid, int id) const;
-  // The program deleted a moved timer (through its new owner): the id is free.
-  void ForgetMovedTimer(Pid pid, int id);
 
   // --- host callbacks ---
   void OnWatchReady(WatchId watch, uint32_t revents);
@@ -348,7 +348,6 @@ class EventPorts {
     int overrun = 0;               // it_overrun (signal path)
     Nanos next = 0;                // monotonic deadline; 0 = disarmed
     Nanos interval = 0;
-    bool moved = false;            // its port moved to another engine: a reserved id
   };
   struct AlertState {
     uint32_t events;

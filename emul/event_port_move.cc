@@ -23,7 +23,7 @@ uint64_t TimerKey(Pid pid, int id) {
 }
 }  // namespace
 
-Result<PortState> EventPorts::ExportPort(ObjectId id, Pid pid) {
+Result<PortState> EventPorts::ExportPort(ObjectId id, Pid pid, bool unbound_timers) {
   Port* p = Find(id);
   if (p == nullptr) return Errno{EBADFD};
   for (Pid u : p->users) {
@@ -50,11 +50,14 @@ Result<PortState> EventPorts::ExportPort(ObjectId id, Pid pid) {
   }
   std::map<const Timer*, uint32_t> timer_index;
   for (auto& [key, t] : timers_) {
-    if (t->moved || t->port != id) continue;
-    if (t->pid != pid) return Errno{ENOTSUP};
+    const bool mine = t->port == id || (unbound_timers && !t->port && t->pid == pid);
+    if (!mine) continue;
+    if (t->pid != pid || (t->notify.notify != timer_abi::kSigevPort && t->notify.notify != timer_abi::kSigevThread)) {
+      return Errno{ENOTSUP};
+    }
     timer_index[t.get()] = static_cast<uint32_t>(s.timers.size());
-    s.timers.push_back(PortState::Timer{t->id, t->clock, t->notify.notify, t->notify.user, t->pending,
-                                        t->overrun, t->next, t->interval});
+    s.timers.push_back(PortState::Timer{t->id, t->port.has_value(), t->clock, t->notify.notify, t->notify.user,
+                                        t->pending, t->overrun, t->next, t->interval});
   }
   for (const Queued& q : p->queue) {
     PortState::Event e;
@@ -76,7 +79,7 @@ Result<PortState> EventPorts::ExportPort(ObjectId id, Pid pid) {
   return s;
 }
 
-std::vector<WaitId> EventPorts::ForgetExported(ObjectId id, Pid pid) {
+std::vector<WaitId> EventPorts::ForgetExported(ObjectId id, Pid pid, const PortState& exported) {
   std::vector<WaitId> displaced;
   Port* p = Find(id);
   if (p == nullptr) return displaced;
@@ -93,31 +96,17 @@ std::vector<WaitId> EventPorts::ForgetExported(ObjectId id, Pid pid) {
     host_.DropWatch(a->watch);
     by_watch_.erase(a->watch);
   }
-  for (auto& [key, t] : timers_) {
-    if (t->moved || t->port != id || t->pid != pid) continue;
+  for (const PortState::Timer& moved : exported.timers) {
+    Timer* t = FindTimer(pid, moved.id);
+    if (t == nullptr) continue;
     if (t->next != 0) ForgetDeadline(t->next, TimerKey(t->pid, t->id));
-    t->moved = true;
-    t->port.reset();
-    t->queued = false;
-    t->pending = 0;
-    t->next = 0;
-    t->interval = 0;
+    timers_.erase({pid, moved.id});
   }
   // Its descriptor no longer reports anything from here: no readiness call
   // (the transport replaces the descriptor).
   ports_.erase(id);
   RearmDeadline();
   return displaced;
-}
-
-bool EventPorts::TimerMoved(Pid pid, int id) const {
-  auto it = timers_.find({pid, id});
-  return it != timers_.end() && it->second->moved;
-}
-
-void EventPorts::ForgetMovedTimer(Pid pid, int id) {
-  auto it = timers_.find({pid, id});
-  if (it != timers_.end() && it->second->moved) timers_.erase(it);
 }
 
 namespace {
@@ -143,7 +132,8 @@ bool Consistent(const PortState& s, const PortLimits& limits) {
     if (t.notify != timer_abi::kSigevPort && t.notify != timer_abi::kSigevThread) return false;
     if (t.pending < 0 || t.overrun < 0 || t.next < 0 || t.interval < 0) return false;
   }
-  uint64_t slots = s.assocs.size() + s.timers.size();
+  uint64_t slots = s.assocs.size();
+  for (const PortState::Timer& t : s.timers) slots += t.bound ? 1 : 0;  // a bound timer holds a slot
   std::vector<bool> assoc_queued(s.assocs.size()), timer_queued(s.timers.size());
   for (const PortState::Event& e : s.queue) {
     switch (e.kind) {
@@ -161,7 +151,10 @@ bool Consistent(const PortState& s, const PortLimits& limits) {
         assoc_queued[e.ref] = true;
         break;
       case PortState::EventKind::kTimer:
-        if (e.ref >= s.timers.size() || timer_queued[e.ref] || s.timers[e.ref].pending <= 0) return false;
+        if (e.ref >= s.timers.size() || timer_queued[e.ref] || s.timers[e.ref].pending <= 0 ||
+            !s.timers[e.ref].bound) {
+          return false;
+        }
         timer_queued[e.ref] = true;
         break;
     }
@@ -169,7 +162,7 @@ bool Consistent(const PortState& s, const PortLimits& limits) {
   }
   // A bound timer's undelivered expirations are its queued event (FireTimer).
   for (size_t i = 0; i < s.timers.size(); ++i) {
-    if (s.timers[i].pending > 0 && !timer_queued[i]) return false;
+    if (s.timers[i].bound && s.timers[i].pending > 0 && !timer_queued[i]) return false;
   }
   return true;
 }
@@ -225,13 +218,15 @@ Result<ObjectId> EventPorts::ImportPort(Caller caller, const PortState& s) {
     t->notify.notify = in.notify;
     t->notify.port = id;
     t->notify.user = in.user;
-    t->port = id;
+    if (in.bound) {
+      t->port = id;
+      ++p.slots;
+    }
     t->pending = in.pending;
     t->overrun = in.overrun;
     t->next = in.next;
     t->interval = in.interval;
     if (t->next != 0) deadlines_.emplace(t->next, TimerKey(caller.pid, in.id));
-    ++p.slots;
     timers.push_back(t.get());
     timers_.emplace(std::make_pair(caller.pid, in.id), std::move(t));
   }

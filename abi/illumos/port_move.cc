@@ -13,6 +13,7 @@ using emul::Result;
 
 namespace {
 constexpr uint32_t kHadFdAssoc = 1, kHadFileSource = 2, kAlert = 4;
+constexpr uint32_t kTimerUnbound = 1;
 }  // namespace
 
 std::vector<std::byte> EncodePortState(const PortState& s) {
@@ -45,6 +46,7 @@ std::vector<std::byte> EncodePortState(const PortState& s) {
     w.Put<int32_t>(at + 12, t.pending);
     w.Put<uint64_t>(at + 16, t.user);
     w.Put<int32_t>(at + 24, t.overrun);
+    w.Put<uint32_t>(at + 28, t.bound ? 0 : kTimerUnbound);
     w.Put<int64_t>(at + 32, t.next);
     w.Put<int64_t>(at + 40, t.interval);
     at += kPortStateTimer;
@@ -103,8 +105,10 @@ Result<PortState> DecodePortState(std::span<const std::byte> bytes) {
   }
   s.timers.reserve(h->timers);
   for (uint32_t i = 0; i < h->timers; ++i, at += kPortStateTimer) {
-    if (r.Get<int32_t>(at + 28) != 0) return Errno{EINVAL};
+    const uint32_t timer_flags = r.Get<uint32_t>(at + 28);
+    if ((timer_flags & ~kTimerUnbound) != 0) return Errno{EINVAL};
     PortState::Timer t;
+    t.bound = (timer_flags & kTimerUnbound) == 0;
     t.id = r.Get<int32_t>(at);
     t.clock = r.Get<int32_t>(at + 4);
     t.notify = r.Get<int32_t>(at + 8);

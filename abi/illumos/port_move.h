@@ -8,7 +8,7 @@
 //     u32 assocs, u64 alert_user, u32 timers, u32 events, u64 0
 //   assoc (24): i32 fd, u32 canonical poll events, u64 user, u32 active (0/1), u32 0
 //   timer (48): i32 id, i32 clock, i32 notify, i32 pending, u64 user,
-//     i32 overrun, i32 0, i64 next (monotonic ns), i64 interval
+//     i32 overrun, u32 flags (1 unbound), i64 next (monotonic ns), i64 interval
 //   event (32): u8 kind (0 plain, 1 fd, 2 timer), u8 owner_only (0/1),
 //     u16 source, u32 ref, u32 events, u32 0, u64 object, u64 user
 #pragma once

@@ -191,6 +191,10 @@ class Engine::Context final : public abi::CallContext {
       if (it != engine_.by_inode_.end()) {
         Object& o = engine_.objects_.at(it->second);
         if (o.kind != kind) return Errno{EBADFD};
+        if (move_named_port_) {
+          (void)engine_.MovePort(it->second);  // not moved: the supervisor answers EBADFD
+          return Errno{EBADFD};
+        }
         o.holder_fd = fd;
         last_object_ = {it->second, fd};
         return it->second;
@@ -232,6 +236,12 @@ class Engine::Context final : public abi::CallContext {
     }
   }
 
+  // After a port moved, timer_create is the supervisor's (one timer id
+  // table per process); a port of this engine it names moves there first.
+  void ForwardTimerCreate() {
+    foreign_ = true;
+    move_named_port_ = true;
+  }
   bool foreign() const { return foreign_; }
   std::shared_ptr<Waiter> waiter() const { return waiter_; }
   std::optional<emul::WaitId> wait() const { return wait_; }
@@ -263,6 +273,7 @@ class Engine::Context final : public abi::CallContext {
   std::optional<emul::WaitId> wait_;
   std::optional<std::pair<emul::ObjectId, int>> last_object_;
   bool foreign_ = false;
+  bool move_named_port_ = false;
 };
 
 Engine::Engine(EngineOptions options, std::shared_ptr<const Inherited> inherited)
@@ -359,7 +370,7 @@ bool Engine::Call(int nr, const uint64_t args[6], long* result) {
   if (entry == nullptr) return false;
   if (t_in_engine) return false;  // a signal handler on a thread inside the engine
   std::unique_lock<std::mutex> lock(mu_);
-  if (timers_moved_ && TimerCallMoved(entry->call, args)) return false;
+  if (timers_moved_ && TimerCallMoved(entry->call)) return false;
   t_in_engine = true;
   host_->ForgetFileChecks();
   struct Leave {
@@ -375,6 +386,7 @@ bool Engine::Call(int nr, const uint64_t args[6], long* result) {
   for (int i = 0; i < 6; ++i) raw[i] = args[i];
   abi::SyscallArgs a(abi::DataModel::kLp64, raw);
   Context ctx(*this, *memory_);
+  if (timers_moved_ && entry->call == abi::Call::kTimerCreate) ctx.ForwardTimerCreate();
   abi::Outcome out;
   if (entry->handler != nullptr) {
     out = entry->handler(ctx, a);

@@ -121,8 +121,9 @@ class Engine {
   // back to their library, which issues them to the supervisor.
   bool MovePort(emul::ObjectId obj);
   void DisplaceWaits(const std::vector<emul::WaitId>& waits);
-  // A timer call naming a timer whose port moved: the supervisor's call.
-  bool TimerCallMoved(abi::Call call, const uint64_t args[6]);
+  // Once a port moved, the process's timers are the supervisor's (one id
+  // table per process): a timer call other than timer_create goes there.
+  static bool TimerCallMoved(abi::Call call);
   int PidfdOf(emul::Pid pid);
   // While no thread calls into the engine or waits in it, host events are
   // still routed (a program that polls the port or kqueue descriptor
@@ -156,7 +157,7 @@ class Engine {
   std::set<std::string> reported_;
   bool warned_fork_port_ = false;
   bool warned_move_ = false;
-  bool timers_moved_ = false;  // some timer moved with its port (TimerCallMoved)
+  bool timers_moved_ = false;  // a port moved: timer calls are the supervisor's (TimerCallMoved)
   bool objects_watched_ = false;  // some watch was registered on an object's descriptor
   static constexpr int kSignals = 65;  // Linux _NSIG
   std::atomic<uint32_t> pending_signals_[kSignals] = {};

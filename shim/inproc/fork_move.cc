@@ -61,11 +61,6 @@ void Engine::MovePortsToSupervisor() {
     if (o.kind == abi::ObjectKind::kPort) ports.push_back(obj);
   }
   if (ports.empty()) return;
-  // No signal may interrupt the hand-over half way (the supervisor would
-  // have a port nobody holds).
-  sigset_t all, old;
-  sigfillset(&all);
-  pthread_sigmask(SIG_BLOCK, &all, &old);
   host_->ForgetFileChecks();
   // What is ready now is queued first (as before any call), so the state
   // handed over is the state a call would see.
@@ -73,7 +68,6 @@ void Engine::MovePortsToSupervisor() {
   for (emul::ObjectId obj : ports) (void)MovePort(obj);
   ApplyReadiness();
   host_->ForgetFileChecks();
-  pthread_sigmask(SIG_SETMASK, &old, nullptr);
 }
 
 bool Engine::MovePort(emul::ObjectId obj) {
@@ -90,13 +84,24 @@ bool Engine::MovePort(emul::ObjectId obj) {
     }
     return false;
   };
-  emul::Result<emul::PortState> state = ports_->ExportPort(obj, static_cast<emul::Pid>(pid_));
+  // The process's timer ids are one table: the first port to move takes
+  // the timers whose port is gone along (after it, every timer call is the
+  // supervisor's: TimerCallMoved).
+  emul::Result<emul::PortState> state =
+      ports_->ExportPort(obj, static_cast<emul::Pid>(pid_), /*unbound_timers=*/!timers_moved_);
   if (!state.ok()) return fail("its state", state.error().value);
   std::vector<std::byte> bytes = abi::illumos::EncodePortState(*state);
   const long op = abi::illumos::PORT_EVSHIM_ADOPT | abi::illumos::PORT_SYS_NOPORT;
+  // No signal may interrupt the hand-over half way (the supervisor would
+  // drop the port it made, and its timers would hold their ids).
+  sigset_t all, old_mask;
+  sigfillset(&all);
+  pthread_sigmask(SIG_BLOCK, &all, &old_mask);
   const long fd = syscall(kPortfsNr, op, reinterpret_cast<long>(bytes.data()), static_cast<long>(bytes.size()),
                           0L, 0L, 0L);
-  if (fd < 0) return fail("PORT_EVSHIM_ADOPT", errno);
+  const int err = errno;
+  pthread_sigmask(SIG_SETMASK, &old_mask, nullptr);
+  if (fd < 0) return fail("PORT_EVSHIM_ADOPT", err);
   // The supervisor's port takes the engine's place at each number, close-on-exec as that number was.
   for (int old_fd : DescriptorsOf(inode)) {
     const int flags = fcntl(old_fd, F_GETFD);
@@ -110,8 +115,8 @@ bool Engine::MovePort(emul::ObjectId obj) {
   syscall(SYS_close, static_cast<int>(fd));
   // Forgotten here: the waits on it go back to their library (the calls
   // are issued again to the supervisor), its timers are the supervisor's.
-  if (!state->timers.empty()) timers_moved_ = true;
-  DisplaceWaits(ports_->ForgetExported(obj, static_cast<emul::Pid>(pid_)));
+  timers_moved_ = true;
+  DisplaceWaits(ports_->ForgetExported(obj, static_cast<emul::Pid>(pid_), *state));
   epoll_ctl(loop_, EPOLL_CTL_DEL, it->second.engine_end, nullptr);
   close(it->second.engine_end);
   by_inode_.erase(inode);
@@ -119,16 +124,11 @@ bool Engine::MovePort(emul::ObjectId obj) {
   return true;
 }
 
-bool Engine::TimerCallMoved(abi::Call call, const uint64_t args[6]) {
-  if (call != abi::Call::kTimerDelete && call != abi::Call::kTimerSettime && call != abi::Call::kTimerGettime &&
-      call != abi::Call::kTimerGetoverrun) {
-    return false;
-  }
-  const int id = static_cast<int>(args[0]);
-  if (!ports_->TimerMoved(static_cast<emul::Pid>(pid_), id)) return false;
-  // The supervisor deletes it; the id is free here again.
-  if (call == abi::Call::kTimerDelete) ports_->ForgetMovedTimer(static_cast<emul::Pid>(pid_), id);
-  return true;
+bool Engine::TimerCallMoved(abi::Call call) {
+  // timer_create is forwarded by its Context (ForwardTimerCreate), which
+  // first moves an in-process port the notification names.
+  return call == abi::Call::kTimerDelete || call == abi::Call::kTimerSettime ||
+         call == abi::Call::kTimerGettime || call == abi::Call::kTimerGetoverrun;
 }
 
 }  // namespace evshim::shim::inproc

@@ -92,7 +92,10 @@ INSTANTIATE_TEST_SUITE_P(Ports, PortScenario,
                                            "file_mountedover", "file_trunc",
                                            // close and exec (rules 27, 32; docs/design.md)
                                            "close_shared", "exec_cloexec", "exec_keep",
-                                           "close_waiter"));
+                                           "close_waiter",
+                                           // fast mode: the port moves to the supervisor at fork
+                                           // (docs/design.md "Moving a port at fork")
+                                           "fork_move_state", "fork_move_waiter"));
 
 // illumos deletes every POSIX timer of a process at exec (exec_common ->
 // timer_exit, timer.c:1000): the new image sees no event or signal of the
@@ -249,14 +252,27 @@ TEST(FastPath, InheritedPortIsDeadAfterExec) {
             0);
 }
 
-// Fast mode, a port shared with a forked child (rule 34) fails clearly in
-// the child (ENOTSUP and a message naming the remedy) instead of diverging
-// silently; supervised, the same scenario passes (PortScenario fork_shares).
-TEST(FastPath, PortSharedAcrossForkFailsClearly) {
-  RunResult r = RunCommand({kEvshim, "run", "--", kScenarios, "fork_shares"}, 30, kFastMode);
+// Fast mode without a supervisor (no `evshim run`): a port shared with a
+// forked child (rule 34) has nowhere to move, so the child fails clearly
+// (ENOTSUP and a message naming the remedy) instead of diverging silently.
+// Under `evshim run` the port moves to the supervisor before fork and the
+// same scenario passes (PortScenario fork_shares, fork_move_*).
+TEST(FastPath, PortSharedAcrossForkFailsClearlyWithoutSupervisor) {
+  RunResult r = RunCommand({kScenarios, "fork_shares"}, 30, kFastMode);
   EXPECT_NE(r.status, 0);
   EXPECT_NE(r.err.find("fast mode cannot share it (ENOTSUP); run with EVSHIM_SUPERVISED=1"), std::string::npos)
       << r.err;
+}
+
+// Under `evshim run`, fast mode: the port moved before fork, in the parent
+// as in the child (docs/design.md "Moving a port at fork").
+TEST(FastPath, PortSharedAcrossForkMovesToSupervisor) {
+  for (const char* name : {"fork_shares", "fork_move_state", "fork_move_waiter", "exec_keep"}) {
+    RunResult r = RunCommand({kEvshim, "run", "--", kScenarios, name}, 30, kFastMode);
+    EXPECT_FALSE(r.timed_out) << name;
+    EXPECT_EQ(r.status, 0) << name << "\n" << r.out << r.err;
+    EXPECT_EQ(r.err.find("could not move"), std::string::npos) << name << "\n" << r.err;
+  }
 }
 
 TEST(Demo, PrintsBothEvents) {
