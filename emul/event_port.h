@@ -265,6 +265,10 @@ class EventPorts {
   // timer id is taken; a host error of a watch. Nothing is left on failure.
   Result<ObjectId> ImportPort(Caller caller, const PortState& state);
 
+  // The ports `pid`'s timers are bound to; `*unbound`: it has timers whose
+  // port is gone.
+  std::vector<ObjectId> PortsWithTimersOf(Pid pid, bool* unbound) const;
+
   // --- host callbacks ---
   void OnWatchReady(WatchId watch, uint32_t revents);
   // A watched file changed (file_bits; exceptions end the watch).
@@ -276,6 +280,7 @@ class EventPorts {
   // --- inspection (tests, tracing, the port fd's readiness) ---
   uint32_t QueuedCount(ObjectId port) const;
   uint32_t SlotsInUse(ObjectId port) const;
+  bool HasFreeSlot(ObjectId port) const;  // POLLOUT (rule 3)
   size_t WaiterCount(ObjectId port) const;
   size_t AssociationCount(ObjectId port) const;
   size_t FileWatchCount(ObjectId port) const;

@@ -109,6 +109,24 @@ std::vector<WaitId> EventPorts::ForgetExported(ObjectId id, Pid pid, const PortS
   return displaced;
 }
 
+bool EventPorts::HasFreeSlot(ObjectId id) const {
+  const Port* p = Find(id);
+  return p == nullptr || p->slots < p->max_events;
+}
+
+std::vector<ObjectId> EventPorts::PortsWithTimersOf(Pid pid, bool* unbound) const {
+  std::set<ObjectId> ports;
+  *unbound = false;
+  for (auto it = timers_.lower_bound({pid, INT_MIN}); it != timers_.end() && it->first.first == pid; ++it) {
+    if (it->second->port) {
+      ports.insert(*it->second->port);
+    } else {
+      *unbound = true;
+    }
+  }
+  return {ports.begin(), ports.end()};
+}
+
 namespace {
 
 // The checks ImportPort makes before it changes anything: a state a program

@@ -1139,6 +1139,19 @@ static int fork_move_state(void) {
     /* timers are not inherited (timer_create(3C)) */
     struct itimerspec cur;
     if (timer_gettime(t1, &cur) != -1 || errno != EINVAL) _exit(8);
+    /* the child's own timers: one on a port of its own, then one on the
+     * shared port; both deliver, and their ids are one table (timer.c) */
+    int own = port_create();
+    port_notify_t pno = {own, (void *)0xc0}, pnc = {port, (void *)0xc1};
+    timer_t t_own, t_shared;
+    if (own < 0 || port_timer_create(&pno, &t_own) != 0) _exit(9);
+    if (port_timer_create(&pnc, &t_shared) != 0 || t_shared == t_own) _exit(10);
+    struct itimerspec soon = {{0, 0}, {0, 10 * 1000 * 1000}};
+    if (timer_settime(t_own, 0, &soon, NULL) != 0 || timer_settime(t_shared, 0, &soon, NULL) != 0) _exit(11);
+    if (port_get(own, ev, &to) != 0 || ev[0].portev_object != (uintptr_t)t_own) _exit(12);
+    if (port_get(port, ev, &to) != 0 || ev[0].portev_object != (uintptr_t)t_shared ||
+        ev[0].portev_user != (void *)0xc1) _exit(13);
+    if (timer_delete(t_own) != 0 || timer_delete(t_shared) != 0) _exit(14);
     _exit(0);
   }
   int status;

@@ -397,6 +397,7 @@ bool Engine::Call(int nr, const uint64_t args[6], long* result) {
   if (ctx.foreign()) {
     // The descriptor is not this engine's: the supervisor's call. Nothing
     // happened here (handlers resolve their object before any effect).
+    if (entry->call == abi::Call::kTimerCreate && !timers_moved_) MoveTimersToSupervisor();
     if (ctx.wait()) {
       ports_->CancelWait(*ctx.wait());
       kqueues_->CancelWait(*ctx.wait());

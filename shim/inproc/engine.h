@@ -120,6 +120,9 @@ class Engine {
   // fork_move.cc: one port's move; the calls waiting on a moved port go
   // back to their library, which issues them to the supervisor.
   bool MovePort(emul::ObjectId obj);
+  // A timer_create went to the supervisor (its port is there): the
+  // process's own timers follow, with the ports they are bound to.
+  void MoveTimersToSupervisor();
   void DisplaceWaits(const std::vector<emul::WaitId>& waits);
   // Once a port moved, the process's timers are the supervisor's (one id
   // table per process): a timer call other than timer_create goes there.

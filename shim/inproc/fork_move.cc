@@ -124,6 +124,26 @@ bool Engine::MovePort(emul::ObjectId obj) {
   return true;
 }
 
+void Engine::MoveTimersToSupervisor() {
+  if (!options_.supervisor_present) return;
+  bool unbound = false;
+  std::vector<emul::ObjectId> carriers = ports_->PortsWithTimersOf(static_cast<emul::Pid>(pid_), &unbound);
+  if (carriers.empty() && unbound) {
+    // Timers whose port is gone travel with a port: any of this engine's.
+    for (const auto& [obj, o] : objects_) {
+      if (o.kind == abi::ObjectKind::kPort) {
+        carriers.push_back(obj);
+        break;
+      }
+    }
+  }
+  for (emul::ObjectId obj : carriers) (void)MovePort(obj);
+  // From here every timer call is the supervisor's (TimerCallMoved); timers
+  // that could not move (none, unless a move failed) keep ids the
+  // supervisor may hand out again (docs/abi.md §10).
+  timers_moved_ = true;
+}
+
 bool Engine::TimerCallMoved(abi::Call call) {
   // timer_create is forwarded by its Context (ForwardTimerCreate), which
   // first moves an in-process port the notification names.

@@ -634,6 +634,7 @@ int Supervisor::InstallObject(pid_t tid, uint64_t id, abi::ObjectKind kind, emul
     int one = 1;
     setsockopt(sv[1], SOL_SOCKET, SO_SNDBUF, &one, sizeof one);
   }
+  const AdoptedReadiness adopted = PrepareAdoptedPort(kind, obj, sv[0], sv[1]);
   FaultOr<AddFdResult> added =
       answering_->AddFd(AddFdRequest{id, sv[1], /*target_fd=*/-1, cloexec, /*answer_with_fd=*/true});
   close(sv[1]);
@@ -653,10 +654,33 @@ int Supervisor::InstallObject(pid_t tid, uint64_t id, abi::ObjectKind kind, emul
   // the socket's HUP cleans up when it exits.
   if (!added->answered) Respond(tid, id, added->fd, 0);
   RegisterObject(tid, kind, obj, sv[0], st.st_ino);
-  // A port an engine handed over (PORT_EVSHIM_ADOPT) may arrive with events queued.
-  if (kind == abi::ObjectKind::kPort && ports_->QueuedCount(obj) > 0) OnObjectReadiness(obj, true);
+  if (adopted.readable || adopted.full) {
+    ObjectHandle& h = object_handles_[obj];
+    h.signalled = h.want_readable = adopted.readable;
+    h.filled = adopted.full;
+  }
   *delivered = true;
   return added->fd;
+}
+
+// A port an engine handed over (PORT_EVSHIM_ADOPT; docs/design.md "Moving
+// a port at fork") may arrive with events queued (POLLIN) or full (no
+// POLLOUT, rule 3): its descriptor says so before the program has it.
+Supervisor::AdoptedReadiness Supervisor::PrepareAdoptedPort(abi::ObjectKind kind, emul::ObjectId obj, int sup_end,
+                                                            int target_end) {
+  AdoptedReadiness r;
+  if (kind != abi::ObjectKind::kPort) return r;
+  if (ports_->QueuedCount(obj) > 0) {
+    char byte = 1;
+    r.readable = send(sup_end, &byte, 1, MSG_DONTWAIT | MSG_NOSIGNAL) == 1;
+  }
+  if (!ports_->HasFreeSlot(obj)) {
+    static const char kFiller[4096] = {};
+    while (send(target_end, kFiller, sizeof kFiller, MSG_DONTWAIT | MSG_NOSIGNAL) > 0) {
+    }
+    r.full = true;
+  }
+  return r;
 }
 
 void Supervisor::RegisterObject(pid_t tid, abi::ObjectKind kind, emul::ObjectId obj, int sup_end,

@@ -98,6 +98,12 @@ class Supervisor {
     bool readiness_pending = false;
   };
 
+  struct AdoptedReadiness {
+    bool readable = false;
+    bool full = false;
+  };
+  AdoptedReadiness PrepareAdoptedPort(abi::ObjectKind kind, emul::ObjectId obj, int sup_end, int target_end);
+
   void HandleNotification(const Notification& n);
   void CatchUpBeforeCall(emul::Pid pid);
   void TraceEnter(const Notification& n, abi::DataModel model, const abi::SyscallEntry* entry);
