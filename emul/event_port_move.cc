@@ -197,7 +197,7 @@ Result<ObjectId> EventPorts::ImportPort(Caller caller, const PortState& s) {
   const ObjectId id = *made;
   Port& p = *Find(id);
   p.max_events = s.max_events;
-  p.had_fd_assoc = s.had_fd_assoc;
+  p.had_fd_assoc = s.had_fd_assoc || !s.assocs.empty();
   p.had_file_source = s.had_file_source;
   p.users.push_back(caller.pid);
   // Associations: watched again at the caller's descriptor (the same open
