@@ -1227,6 +1227,32 @@ static int fork_move_waiter(void) {
   return 0;
 }
 
+/* Fast mode under `evshim run` (docs/abi.md §10 "Fast mode"): a port with a
+ * PORT_SOURCE_FILE watch does not move at fork; the child's call on it is
+ * ENOTSUP, the parent keeps the port and its watch. */
+static int fast_fork_file_watch_stays(void) {
+  make_tmpdir();
+  char path[128];
+  in_tmp(path, sizeof path, "w");
+  int fd = make_file(path);
+  static file_obj_t fo;
+  fo.fo_name = path;
+  CHECK(port_associate(port, PORT_SOURCE_FILE, (uintptr_t)&fo, FILE_MODIFIED, (void *)0xf) == 0);
+  pid_t pid = fork();
+  if (pid == 0) _exit(port_send(port, 1, NULL) == -1 && errno == ENOTSUP ? 0 : 1);
+  int status;
+  CHECK(waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  write_some(fd);
+  port_event_t ev;
+  struct timespec to = {2, 0};
+  CHECK(port_get(port, &ev, &to) == 0 && ev.portev_source == PORT_SOURCE_FILE && ev.portev_user == (void *)0xf);
+  close(fd);
+  unlink(path);
+  rmdir(tmpdir);
+  printf("a port with a file watch stayed in-process: ENOTSUP in the child\n");
+  return 0;
+}
+
 /* illumos's struct sigevent as the raw timer_create reads it (docs/abi.md §4). */
 struct illumos_sigev {
   int notify, signo;
@@ -1882,6 +1908,7 @@ int main(int argc, char **argv) {
       {"poll_after_ready", poll_after_ready}, {"close_no_dissociate", close_no_dissociate},
       {"close_same_file_back", close_same_file_back}, {"fast_exec_dead_port", fast_exec_dead_port},
       {"fork_move_state", fork_move_state}, {"fork_move_waiter", fork_move_waiter},
+      {"fast_fork_file_watch_stays", fast_fork_file_watch_stays},
   };
   if (argc < 2) {
     fprintf(stderr, "usage: %s SCENARIO\n", argv[0]);

@@ -275,6 +275,14 @@ TEST(FastPath, PortSharedAcrossForkMovesToSupervisor) {
   }
 }
 
+// A port with a PORT_SOURCE_FILE watch is not moved (docs/abi.md §10): the
+// parent keeps it in-process, with a message, and the child's call is ENOTSUP.
+TEST(FastPath, PortWithFileWatchStaysInProcessAtFork) {
+  RunResult r = RunCommand({kEvshim, "run", "--", kScenarios, "fast_fork_file_watch_stays"}, 30, kFastMode);
+  EXPECT_EQ(r.status, 0) << r.out << r.err;
+  EXPECT_NE(r.err.find("could not move to the supervisor before fork"), std::string::npos) << r.err;
+}
+
 TEST(Demo, PrintsBothEvents) {
   RunResult r = RunCommand({kEvshim, "run", "--", kDemo}, 30);
   EXPECT_EQ(r.status, 0) << r.err;
