@@ -78,8 +78,8 @@ bool Engine::MovePort(emul::ObjectId obj) {
     if (!warned_move_) {
       warned_move_ = true;
       std::fprintf(stderr,
-                   "evshim: an event port could not move to the supervisor before fork (%s: %s); "
-                   "the child cannot use it (ENOTSUP; docs/abi.md §10)\n",
+                   "evshim: an event port could not move to the supervisor (%s: %s); it stays in this "
+                   "process: a forked child cannot use it (ENOTSUP; docs/abi.md §10)\n",
                    why, std::strerror(err));
     }
     return false;
