@@ -124,6 +124,55 @@ class GetCompletion {
   virtual bool Complete(GetOutcome outcome) = 0;
 };
 
+// A port's whole state, as one engine hands it to another: the move of a
+// port shared across fork from the in-process engine to the supervisor
+// (docs/design.md "Moving a port at fork"). Canonical and pid-free: the
+// importing caller becomes the owner of everything (the exporting engine
+// serves one process). FILE watches are not part of it (ExportPort refuses).
+struct PortState {
+  struct Assoc {  // a PORT_SOURCE_FD association of the caller's
+    int32_t fd = -1;
+    uint32_t events = 0;  // canonical poll bits
+    uint64_t user = 0;
+    bool active = false;  // armed; else fired (its event is queued) or retrieved
+    friend bool operator==(const Assoc&, const Assoc&) = default;
+  };
+  struct Timer {  // a SIGEV_PORT timer of the caller's: bound to this port, or unbound
+    int32_t id = 0;
+    bool bound = true;    // false: its port was closed; it notifies nobody (it moves with a port all the same)
+    int32_t clock = 0;   // illumos clock id
+    int32_t notify = 0;  // timer_abi::kSigevPort or kSigevThread
+    uint64_t user = 0;   // portnfy_user
+    int32_t pending = 0;  // expirations not yet delivered
+    int32_t overrun = 0;
+    Nanos next = 0;       // monotonic deadline, 0 = disarmed
+    Nanos interval = 0;
+    friend bool operator==(const Timer&, const Timer&) = default;
+  };
+  enum class EventKind : uint8_t {
+    kPlain,  // USER, or a dispatched AIO/MQ event: holds a slot
+    kFd,     // the fired event of assocs[ref]
+    kTimer,  // the expiry event of timers[ref] (its count is the timer's pending)
+  };
+  struct Event {
+    EventKind kind = EventKind::kPlain;
+    uint32_t ref = 0;
+    PortEvent ev;             // kPlain: the event as queued
+    bool owner_only = false;  // kPlain: a PORT_SYS_NOSHARE dispatch
+    friend bool operator==(const Event&, const Event&) = default;
+  };
+  uint32_t max_events = 0;
+  bool had_fd_assoc = false;
+  bool had_file_source = false;  // port_dissociate(FILE) is ENOENT, not EINVAL
+  bool alert = false;
+  uint32_t alert_events = 0;
+  uint64_t alert_user = 0;
+  std::vector<Assoc> assocs;
+  std::vector<Timer> timers;
+  std::vector<Event> queue;  // head first
+  friend bool operator==(const PortState&, const PortState&) = default;
+};
+
 class EventPorts final : public Engine {
  public:
   EventPorts(Host& host, PortLimits limits) : Engine(host), limits_(limits) {}
@@ -196,6 +245,31 @@ class EventPorts final : public Engine {
   size_t TimerCount(Pid pid) const;
   bool HasTimers() const;  // any process has a timer (the host then watches for execs)
 
+  // --- moving a port to another engine (docs/design.md "Moving a port at fork") ---
+  // The port's state as process `pid`, its only user, sees it, with the
+  // timers bound to it and, with `unbound_timers`, `pid`'s timers whose port
+  // is gone (a process's timer ids are one table: they move together).
+  // Associations whose descriptor was closed are dropped first
+  // (port_close_fd). ENOTSUP: the port has FILE watches or events, or
+  // another process used it; EBADFD: no such port. Nothing changes for the
+  // port's users.
+  Result<PortState> ExportPort(ObjectId port, Pid pid, bool unbound_timers);
+  // After a successful export: the port and the exported timers are
+  // forgotten without a word to the port's waiters (their calls are issued
+  // again to the new owner by the transport: returned here, never
+  // completed); its watches are dropped.
+  std::vector<WaitId> ForgetExported(ObjectId port, Pid pid, const PortState& exported);
+  // A new port with `state`, owned by `caller`: associations are watched
+  // again at the caller's descriptors (an armed one that is ready fires at
+  // once), timers take their ids in the caller's table. EINVAL: the state is
+  // inconsistent or beyond this engine's limits; EAGAIN: too many ports or a
+  // timer id is taken; a host error of a watch. Nothing is left on failure.
+  Result<ObjectId> ImportPort(Caller caller, const PortState& state);
+
+  // The ports `pid`'s timers are bound to; `*unbound`: it has timers whose
+  // port is gone.
+  std::vector<ObjectId> PortsWithTimersOf(Pid pid, bool* unbound) const;
+
   // --- host callbacks ---
   void OnWatchReady(WatchId watch, uint32_t revents) override;
   // A watched file changed (file_bits; exceptions end the watch).
@@ -212,6 +286,7 @@ class EventPorts final : public Engine {
   // --- inspection (tests, tracing, the port fd's readiness) ---
   uint32_t QueuedCount(ObjectId port) const;
   uint32_t SlotsInUse(ObjectId port) const;
+  bool HasFreeSlot(ObjectId port) const;  // POLLOUT (rule 3)
   size_t WaiterCount(ObjectId port) const;
   size_t AssociationCount(ObjectId port) const;
   size_t FileWatchCount(ObjectId port) const;

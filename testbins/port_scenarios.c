@@ -1086,6 +1086,175 @@ static int close_shared(void) {
 
 /* After exec: waits until its standard input closes. Sends a user event on
  * the port inherited at descriptor argv[2] when that is given. */
+/* ---- A port shared across fork (rule 34, port.c:241-248; docs/design.md
+ * "Moving a port at fork"). Fast mode under `evshim run` moves the port to
+ * the supervisor before fork; these check that its whole state went along. */
+
+/* Queued events go in order, once (rule 14: user events to anyone; rule 12:
+ * FD events to a process with the same file; timer events to the owner,
+ * timer.c), an association armed before fork fires in the child, timers
+ * made before fork keep their ids and deliver, a dup'd descriptor keeps its
+ * FD_CLOEXEC. */
+static int fork_move_state(void) {
+  int a[2], b[2];
+  CHECK(pipe(a) == 0 && pipe(b) == 0);
+  CHECK(port_send(port, 1, (void *)0x1) == 0);
+  CHECK(port_associate(port, PORT_SOURCE_FD, (uintptr_t)a[0], POLLIN, (void *)0xa) == 0);
+  CHECK(write(a[1], "x", 1) == 1); /* fires: queued before fork */
+  CHECK(port_associate(port, PORT_SOURCE_FD, (uintptr_t)b[0], POLLIN, (void *)0xb) == 0); /* armed */
+  CHECK(port_send(port, 2, (void *)0x2) == 0);
+  port_notify_t pn1 = {port, (void *)0x71}, pn2 = {port, (void *)0x72};
+  timer_t t1, t2;
+  CHECK(port_timer_create(&pn1, &t1) == 0 && port_timer_create(&pn2, &t2) == 0);
+  struct itimerspec once = {{0, 0}, {0, 20 * 1000 * 1000}};
+  CHECK(timer_settime(t1, 0, &once, NULL) == 0);
+  port_event_t ev[4];
+  sleep_ms(60); /* t1's expiry is queued before fork */
+  uint_t n = 0;
+  CHECK(port_getn(port, NULL, 0, &n, NULL) == 0 && n == 4);
+  struct itimerspec later = {{0, 0}, {0, 300 * 1000 * 1000}};
+  CHECK(timer_settime(t2, 0, &later, NULL) == 0); /* expires after fork */
+  int dup_fd = fcntl(port, F_DUPFD_CLOEXEC, 100);
+  CHECK(dup_fd >= 100);
+  /* a timer whose port was closed lives on, notifying nobody (timer.c) */
+  int gone = port_create();
+  CHECK(gone >= 0);
+  port_notify_t pn0 = {gone, NULL};
+  timer_t t0;
+  CHECK(port_timer_create(&pn0, &t0) == 0);
+  CHECK(close(gone) == 0);
+  pid_t pid = fork();
+  if (pid == 0) {
+    /* the parent's queue, in order; the timer event is not the child's */
+    uint_t got = 4;
+    struct timespec zero = {0, 0};
+    if (port_getn(port, ev, 4, &got, &zero) != 0 || got != 3) _exit(2); /* a zero timeout polls (rule 24) */
+    if (ev[0].portev_source != PORT_SOURCE_USER || ev[0].portev_user != (void *)0x1) _exit(3);
+    if (ev[1].portev_source != PORT_SOURCE_FD || ev[1].portev_user != (void *)0xa ||
+        ev[1].portev_object != (uintptr_t)a[0] || ev[1].portev_events != POLLIN) _exit(4);
+    if (ev[2].portev_source != PORT_SOURCE_USER || ev[2].portev_user != (void *)0x2) _exit(5);
+    /* the association armed before fork fires for the child (same file) */
+    if (write(b[1], "y", 1) != 1) _exit(6);
+    struct timespec to = {2, 0};
+    if (port_get(dup_fd, ev, &to) != 0 || ev[0].portev_source != PORT_SOURCE_FD ||
+        ev[0].portev_user != (void *)0xb) _exit(7);
+    /* timers are not inherited (timer_create(3C)) */
+    struct itimerspec cur;
+    if (timer_gettime(t1, &cur) != -1 || errno != EINVAL) _exit(8);
+    /* the child's own timers: one on a port of its own, then one on the
+     * shared port; both deliver, and their ids are one table (timer.c) */
+    int own = port_create();
+    port_notify_t pno = {own, (void *)0xc0}, pnc = {port, (void *)0xc1};
+    timer_t t_own, t_shared;
+    if (own < 0 || port_timer_create(&pno, &t_own) != 0) _exit(9);
+    if (port_timer_create(&pnc, &t_shared) != 0 || t_shared == t_own) _exit(10);
+    struct itimerspec soon = {{0, 0}, {0, 10 * 1000 * 1000}};
+    if (timer_settime(t_own, 0, &soon, NULL) != 0 || timer_settime(t_shared, 0, &soon, NULL) != 0) _exit(11);
+    if (port_get(own, ev, &to) != 0 || ev[0].portev_object != (uintptr_t)t_own) _exit(12);
+    if (port_get(port, ev, &to) != 0 || ev[0].portev_object != (uintptr_t)t_shared ||
+        ev[0].portev_user != (void *)0xc1) _exit(13);
+    if (timer_delete(t_own) != 0 || timer_delete(t_shared) != 0) _exit(14);
+    _exit(0);
+  }
+  int status;
+  CHECK(waitpid(pid, &status, 0) == pid && WIFEXITED(status));
+  if (WEXITSTATUS(status) != 0) fprintf(stderr, "child failed at step %d\n", WEXITSTATUS(status));
+  CHECK(WEXITSTATUS(status) == 0);
+  /* the descriptors: still close-on-exec or not, as before */
+  CHECK((fcntl(dup_fd, F_GETFD) & FD_CLOEXEC) != 0 && (fcntl(port, F_GETFD) & FD_CLOEXEC) == 0);
+  /* what the child took is gone; t1's event waited for its owner */
+  CHECK(get0(port, ev) == 1 && ev[0].portev_source == PORT_SOURCE_TIMER && ev[0].portev_events == 1 &&
+        ev[0].portev_object == (uintptr_t)t1 && ev[0].portev_user == (void *)0x71);
+  CHECK(get0(port, ev) == 0);
+  /* t2, armed before fork, delivers after it */
+  struct timespec to = {2, 0};
+  CHECK(port_get(port, ev, &to) == 0 && ev[0].portev_source == PORT_SOURCE_TIMER &&
+        ev[0].portev_object == (uintptr_t)t2 && ev[0].portev_user == (void *)0x72);
+  /* the timers made before fork still work by their timer_t */
+  struct itimerspec cur;
+  CHECK(timer_gettime(t1, &cur) == 0 && cur.it_value.tv_sec == 0 && cur.it_value.tv_nsec == 0);
+  CHECK(timer_settime(t1, 0, &once, NULL) == 0);
+  CHECK(port_get(port, ev, &to) == 0 && ev[0].portev_object == (uintptr_t)t1);
+  CHECK(timer_getoverrun(t1) == 0);
+  /* a timer made after the move gets an id of its own and delivers */
+  timer_t t3;
+  port_notify_t pn3 = {port, (void *)0x73};
+  CHECK(port_timer_create(&pn3, &t3) == 0 && t3 != t1 && t3 != t2);
+  CHECK(timer_settime(t3, 0, &once, NULL) == 0);
+  CHECK(port_get(port, ev, &to) == 0 && ev[0].portev_object == (uintptr_t)t3 && ev[0].portev_user == (void *)0x73);
+  /* a port made after fork, named by a new timer, delivers its events */
+  int later_port = port_create();
+  CHECK(later_port >= 0);
+  port_notify_t pn4 = {later_port, (void *)0x74};
+  timer_t t4;
+  CHECK(port_timer_create(&pn4, &t4) == 0 && timer_settime(t4, 0, &once, NULL) == 0);
+  CHECK(port_get(later_port, ev, &to) == 0 && ev[0].portev_object == (uintptr_t)t4);
+  CHECK(port_send(later_port, 9, NULL) == 0 && get0(later_port, ev) == 1 && ev[0].portev_events == 9);
+  CHECK(timer_gettime(t0, &cur) == 0); /* the portless timer kept its id */
+  CHECK(timer_delete(t0) == 0 && timer_delete(t1) == 0 && timer_delete(t2) == 0 && timer_delete(t3) == 0 &&
+        timer_delete(t4) == 0);
+  CHECK(timer_delete(t1) == -1 && errno == EINVAL);
+  /* the parent's own association still works (rule 12: its owner) */
+  CHECK(port_dissociate(port, PORT_SOURCE_FD, (uintptr_t)b[0]) == -1 && errno == ENOENT); /* retrieved by the child */
+  CHECK(port_associate(port, PORT_SOURCE_FD, (uintptr_t)a[0], POLLIN, (void *)0xaa) == 0);
+  CHECK(get0(port, ev) == 1 && ev[0].portev_user == (void *)0xaa); /* a[0] still holds "x" */
+  printf("the port's queue, associations and timers went along with the fork\n");
+  return 0;
+}
+
+static void *wait_on_port(void *arg) {
+  port_event_t *ev = arg;
+  struct timespec to = {5, 0};
+  if (port_get(port, ev, &to) != 0) ev->portev_events = -errno;
+  return NULL;
+}
+
+/* A thread waiting in port_get while another thread forks keeps waiting,
+ * now on the moved port, and gets the child's event (rule 14). */
+static int fork_move_waiter(void) {
+  pthread_t t;
+  port_event_t ev;
+  memset(&ev, 0, sizeof ev);
+  CHECK(pthread_create(&t, NULL, wait_on_port, &ev) == 0);
+  sleep_ms(100);
+  pid_t pid = fork();
+  if (pid == 0) _exit(port_send(port, 5, (void *)0x55) == 0 ? 0 : 1);
+  int status;
+  CHECK(waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  pthread_join(t, NULL);
+  CHECK(ev.portev_source == PORT_SOURCE_USER && ev.portev_events == 5 && ev.portev_user == (void *)0x55);
+  uint_t n = 0;
+  CHECK(port_getn(port, NULL, 0, &n, NULL) == 0 && n == 0);
+  printf("the waiting thread got the child's event\n");
+  return 0;
+}
+
+/* Fast mode under `evshim run` (docs/abi.md §10 "Fast mode"): a port with a
+ * PORT_SOURCE_FILE watch does not move at fork; the child's call on it is
+ * ENOTSUP, the parent keeps the port and its watch. */
+static int fast_fork_file_watch_stays(void) {
+  make_tmpdir();
+  char path[128];
+  in_tmp(path, sizeof path, "w");
+  int fd = make_file(path);
+  static file_obj_t fo;
+  fo.fo_name = path;
+  CHECK(port_associate(port, PORT_SOURCE_FILE, (uintptr_t)&fo, FILE_MODIFIED, (void *)0xf) == 0);
+  pid_t pid = fork();
+  if (pid == 0) _exit(port_send(port, 1, NULL) == -1 && errno == ENOTSUP ? 0 : 1);
+  int status;
+  CHECK(waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  write_some(fd);
+  port_event_t ev;
+  struct timespec to = {2, 0};
+  CHECK(port_get(port, &ev, &to) == 0 && ev.portev_source == PORT_SOURCE_FILE && ev.portev_user == (void *)0xf);
+  close(fd);
+  unlink(path);
+  rmdir(tmpdir);
+  printf("a port with a file watch stayed in-process: ENOTSUP in the child\n");
+  return 0;
+}
+
 /* illumos's struct sigevent as the raw timer_create reads it (docs/abi.md §4). */
 struct illumos_sigev {
   int notify, signo;
@@ -2083,6 +2252,8 @@ int main(int argc, char **argv) {
       {"raw_library_port", raw_library_port}, {"sigsys_kept", sigsys_kept},
       {"trap_exec_engine", trap_exec_engine}, {"trap_exec_foreign", trap_exec_foreign},
 #endif
+      {"fork_move_state", fork_move_state}, {"fork_move_waiter", fork_move_waiter},
+      {"fast_fork_file_watch_stays", fast_fork_file_watch_stays},
   };
   if (argc < 2) {
     fprintf(stderr, "usage: %s SCENARIO\n", argv[0]);

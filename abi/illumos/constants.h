@@ -31,6 +31,11 @@ constexpr uint32_t PORT_EVSHIM_FD_CLOSING = 0x40;
 // bytes written before every answer are the point (docs/abi.md §10 "poll()
 // on a port or kqueue descriptor"). illumos has no such opcode.
 constexpr uint32_t PORT_EVSHIM_SETTLE = 0x41;
+// evshim-private (with PORT_SYS_NOPORT; a0 = the address of a port's state,
+// a1 = its size in bytes; abi/illumos/port_move.h): the in-process engine
+// hands a port it serves to the supervisor before fork (docs/design.md
+// "Moving a port at fork"); the answer is a new port descriptor.
+constexpr uint32_t PORT_EVSHIM_ADOPT = 0x42;
 constexpr uint32_t PORT_MAX_LIST = 8192;
 
 // sources (port.h)

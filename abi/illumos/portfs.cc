@@ -10,6 +10,7 @@
 #include "abi/common/wire.h"
 #include "abi/illumos/constants.h"
 #include "abi/illumos/layouts.h"
+#include "abi/illumos/port_move.h"
 #include "emul/event_port.h"
 
 namespace evshim::abi::illumos {
@@ -293,6 +294,8 @@ Outcome SysPortfs(CallContext& ctx, const SyscallArgs& a) {
         return Outcome::Value(0);
       case PORT_EVSHIM_SETTLE:
         return Outcome::Value(0);
+      case PORT_EVSHIM_ADOPT:
+        return AdoptPort(ctx, a);
       default:
         break;  // anything else treats a0 as a port descriptor (port.c:567-580)
     }

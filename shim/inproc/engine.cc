@@ -144,9 +144,9 @@ EngineOptions EngineOptions::FromEnvironment() {
 class Engine::Waiter final : public abi::Responder {
  public:
   Waiter(int wake_fd) : wake_fd_(wake_fd), thread_(std::this_thread::get_id()) {}
-  bool StillPending() override { return !answered_ && !cancelled_; }
+  bool StillPending() override { return !answered_ && !cancelled_ && !moved_; }
   bool Respond(const abi::Outcome& out) override {
-    if (answered_ || cancelled_) return false;
+    if (answered_ || cancelled_ || moved_) return false;
     answered_ = true;
     outcome_ = out;
     if (trace_ != nullptr) trace_->Answered(out);  // trace
@@ -159,6 +159,13 @@ class Engine::Waiter final : public abi::Responder {
   // A signal ended the wait first: a later completion finds it gone and
   // keeps its events (the kernels never restart these waits).
   void Cancel() { cancelled_ = true; }
+  // Its port moved to the supervisor (fork_move.cc): the call goes there.
+  void Move() {
+    moved_ = true;
+    uint64_t one = 1;
+    (void)!write(wake_fd_, &one, sizeof one);
+  }
+  bool moved() const { return moved_; }
   bool answered() const { return answered_; }
   const abi::Outcome& outcome() const { return outcome_; }
 
@@ -168,6 +175,7 @@ class Engine::Waiter final : public abi::Responder {
   fasttrace::CallTrace* trace_ = fasttrace::On() ? fasttrace::Current() : nullptr;
   bool answered_ = false;
   bool cancelled_ = false;
+  bool moved_ = false;
   abi::Outcome outcome_;
 };
 
@@ -186,6 +194,10 @@ class Engine::Context final : public abi::CallContext {
     if (S_ISSOCK(st.st_mode)) {
       if (std::optional<emul::ObjectId> obj = engine_.objects_->FindByInode(st.st_ino)) {
         if (engine_.objects_->KindOf(*obj) != kind) return Errno{EBADFD};
+        if (move_named_port_) {
+          (void)engine_.MovePort(*obj);  // not moved: the supervisor answers EBADFD
+          return Errno{EBADFD};
+        }
         engine_.objects_->NoteHolder(*obj, caller_.pid, fd);
         last_object_ = {*obj, fd};
         return *obj;
@@ -215,6 +227,7 @@ class Engine::Context final : public abi::CallContext {
       p.fd = last_object_->second;
       p.port = engine_.objects_->KindOf(p.obj) == abi::ObjectKind::kPort;
     }
+    p.waiter = waiter_;
     engine_.parked_[id] = p;
     if (p.port) engine_.ArmSweep(true);
   }
@@ -225,6 +238,12 @@ class Engine::Context final : public abi::CallContext {
     }
   }
 
+  // After a port moved, timer_create is the supervisor's (one timer id
+  // table per process); a port of this engine it names moves there first.
+  void ForwardTimerCreate() {
+    foreign_ = true;
+    move_named_port_ = true;
+  }
   bool foreign() const { return foreign_; }
   std::shared_ptr<Waiter> waiter() const { return waiter_; }
   std::optional<emul::WaitId> wait() const { return wait_; }
@@ -256,6 +275,7 @@ class Engine::Context final : public abi::CallContext {
   std::optional<emul::WaitId> wait_;
   std::optional<std::pair<emul::ObjectId, int>> last_object_;
   bool foreign_ = false;
+  bool move_named_port_ = false;
 };
 
 Engine::Engine(EngineOptions options, std::shared_ptr<const Inherited> inherited)
@@ -362,6 +382,7 @@ bool Engine::Call(int nr, const uint64_t args[6], long* result) {
   if (entry == nullptr) return false;
   if (t_in_engine) return false;  // a signal handler on a thread inside the engine
   std::unique_lock<std::mutex> lock(mu_);
+  if (timers_moved_ && TimerCallMoved(entry->call)) return false;
   t_in_engine = true;
   t_engine_thread = true;
   host_->ForgetFileChecks();
@@ -381,6 +402,7 @@ bool Engine::Call(int nr, const uint64_t args[6], long* result) {
   fasttrace::CallTrace* traced =  // trace (docs/trace.md "Fast mode")
       fasttrace::On() ? fasttrace::Begin(*entry, nr, args, pid_, ThreadId(pid_), *memory_) : nullptr;
   Context ctx(*this, traced != nullptr ? traced->memory() : *memory_);
+  if (timers_moved_ && entry->call == abi::Call::kTimerCreate) ctx.ForwardTimerCreate();
   abi::Outcome out;
   if (entry->handler != nullptr) {
     out = entry->handler(ctx, a);
@@ -392,6 +414,7 @@ bool Engine::Call(int nr, const uint64_t args[6], long* result) {
   if (ctx.foreign()) {
     // The descriptor is not this engine's: the supervisor's call. Nothing
     // happened here (handlers resolve their object before any effect).
+    if (entry->call == abi::Call::kTimerCreate && !timers_moved_) MoveTimersToSupervisor();
     if (ctx.wait()) {
       engines_->CancelWait(*ctx.wait());
       parked_.erase(*ctx.wait());
@@ -403,6 +426,7 @@ bool Engine::Call(int nr, const uint64_t args[6], long* result) {
   if (out.kind == abi::Outcome::Kind::kDeferred) {
     std::shared_ptr<Waiter> w = ctx.waiter();
     bool interrupted = false;
+    bool moved = false;
     // Signals are blocked while the thread is in the engine and delivered
     // only inside ppoll, so a signal that arrives while the thread is
     // between two polls still ends the wait (EINTR) instead of being
@@ -435,6 +459,10 @@ bool Engine::Call(int nr, const uint64_t args[6], long* result) {
       }
       Pump();
       if (w->answered()) break;
+      if (w->moved()) {
+        moved = true;
+        break;
+      }
       if (err == EINTR) {
         // A signal: illumos and the BSDs never restart these waits.
         w->Cancel();
@@ -443,6 +471,13 @@ bool Engine::Call(int nr, const uint64_t args[6], long* result) {
       }
     }
     if (masked) pthread_sigmask(SIG_SETMASK, &old_mask, nullptr);
+    if (moved) {
+      // The port moved before fork while this call waited: nothing was
+      // taken here; the library issues the call to the supervisor.
+      if (ctx.wait()) parked_.erase(*ctx.wait());
+      objects_->ApplyReadiness();
+      return false;
+    }
     if (ctx.wait()) {
       if (interrupted) engines_->CancelWait(*ctx.wait());
       parked_.erase(*ctx.wait());
@@ -478,12 +513,20 @@ void Engine::Settle() {
   t_engine_thread = true;
   host_->ForgetFileChecks();
   PrepareCall();
-  ApplyReadiness();
+  objects_->ApplyReadiness();
   host_->ForgetFileChecks();
   t_in_engine = false;
   t_engine_thread = false;
   // last_call_ns_ stays: a poll that blocks after this relies on the idle
   // pump for what happens later.
+}
+
+void Engine::DisplaceWaits(const std::vector<emul::WaitId>& waits) {
+  for (emul::WaitId id : waits) {
+    auto it = parked_.find(id);
+    if (it == parked_.end()) continue;
+    if (std::shared_ptr<Waiter> w = it->second.waiter.lock()) w->Move();
+  }
 }
 
 void Engine::StartIdlePump() {

@@ -74,6 +74,11 @@ class Engine {
   void UnlockAfterFork() { mu_.unlock(); }
   // The objects this engine serves, as a child inherits them.
   void AddInherited(Inherited* into) const;
+  // Before fork, with the lock held (LockForFork): with a supervisor
+  // present, every port this engine serves moves there, at the same
+  // descriptor numbers (docs/design.md "Moving a port at fork";
+  // shim/inproc/fork_move.cc). A port that cannot move stays here.
+  void MovePortsToSupervisor();
 
   pid_t pid() const { return pid_; }
   // Starts the idle pump (a thread with every signal blocked).
@@ -96,6 +101,7 @@ class Engine {
     emul::ObjectId obj = 0;
     int fd = -1;
     bool port = false;
+    std::weak_ptr<Waiter> waiter;
   };
 
   // Everything ready before a call is seen before it (issue 14 item 1).
@@ -107,6 +113,16 @@ class Engine {
   bool HoldsObject(emul::ObjectId obj);
   void Sweep();
   void ArmSweep(bool on);
+  // fork_move.cc: one port's move; the calls waiting on a moved port go
+  // back to their library, which issues them to the supervisor.
+  bool MovePort(emul::ObjectId obj);
+  // A timer_create went to the supervisor (its port is there): the
+  // process's own timers follow, with the ports they are bound to.
+  void MoveTimersToSupervisor();
+  void DisplaceWaits(const std::vector<emul::WaitId>& waits);
+  // Once a port moved, the process's timers are the supervisor's (one id
+  // table per process): a timer call other than timer_create goes there.
+  static bool TimerCallMoved(abi::Call call);
   int PidfdOf(emul::Pid pid);
   // While no thread calls into the engine or waits in it, host events are
   // still routed (a program that polls the port or kqueue descriptor
@@ -139,6 +155,8 @@ class Engine {
   std::unordered_map<emul::Pid, int> pidfds_;
   std::set<std::string> reported_;
   bool warned_fork_port_ = false;
+  bool warned_move_ = false;
+  bool timers_moved_ = false;  // a port moved: timer calls are the supervisor's (TimerCallMoved)
   bool objects_watched_ = false;  // some watch was registered on an object's descriptor
   static constexpr int kSignals = 65;  // Linux _NSIG
   std::atomic<uint32_t> pending_signals_[kSignals] = {};

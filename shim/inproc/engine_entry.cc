@@ -35,7 +35,10 @@ std::shared_ptr<Inherited> g_inherited;
 
 void ForkPrepare() {
   pthread_mutex_lock(&g_create);
-  if (Engine* e = g_engine.load(std::memory_order_acquire)) e->LockForFork();
+  if (Engine* e = g_engine.load(std::memory_order_acquire)) {
+    e->LockForFork();
+    e->MovePortsToSupervisor();  // rule 34: the child shares the ports
+  }
 }
 
 void ForkParent() {

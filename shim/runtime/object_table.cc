@@ -215,4 +215,11 @@ std::optional<ObjectTable::State> ObjectTable::StateOf(emul::ObjectId obj) const
   return State{it->second.signalled, it->second.needs_drain, it->second.filled};
 }
 
+void ObjectTable::MarkAdopted(emul::ObjectId obj, bool readable, bool full) {
+  auto it = objects_.find(obj);
+  if (it == objects_.end()) return;
+  it->second.signalled = it->second.want_readable = readable;
+  it->second.filled = full;
+}
+
 }  // namespace evshim::shim

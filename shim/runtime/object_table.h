@@ -102,6 +102,11 @@ class ObjectTable {
   // Rule 3 (port_vnops.c port_poll): POLLOUT only while a slot is free.
   void OnWritable(emul::ObjectId obj, bool writable);
 
+  // An object that arrives with a byte already sent (`readable`) or filler
+  // already written (`full`): a port handed over by an engine
+  // (docs/design.md "Moving a port at fork").
+  void MarkAdopted(emul::ObjectId obj, bool readable, bool full);
+
   // For tests: the state of an object's byte and filler.
   struct State {
     bool signalled = false;

@@ -278,6 +278,7 @@ int Supervisor::InstallObject(pid_t tid, uint64_t id, abi::ObjectKind kind, emul
     Respond(tid, id, 0, err == EMFILE || err == ENFILE ? ENOMEM : err);
     return -1;
   }
+  const AdoptedReadiness adopted = PrepareAdoptedPort(kind, obj, pair->own, pair->program);
   FaultOr<AddFdResult> added =
       answering_->AddFd(AddFdRequest{id, pair->program, /*target_fd=*/-1, cloexec, /*answer_with_fd=*/true});
   close(pair->program);
@@ -297,8 +298,29 @@ int Supervisor::InstallObject(pid_t tid, uint64_t id, abi::ObjectKind kind, emul
   // the socket's HUP cleans up when it exits.
   if (!added->answered) Respond(tid, id, added->fd, 0);
   RegisterObject(tid, kind, obj, pair->own, pair->inode);
+  if (adopted.readable || adopted.full) objects_->MarkAdopted(obj, adopted.readable, adopted.full);
   *delivered = true;
   return added->fd;
+}
+
+// A port an engine handed over (PORT_EVSHIM_ADOPT; docs/design.md "Moving
+// a port at fork") may arrive with events queued (POLLIN) or full (no
+// POLLOUT, rule 3): its descriptor says so before the program has it.
+Supervisor::AdoptedReadiness Supervisor::PrepareAdoptedPort(abi::ObjectKind kind, emul::ObjectId obj, int sup_end,
+                                                            int target_end) {
+  AdoptedReadiness r;
+  if (kind != abi::ObjectKind::kPort) return r;
+  if (ports_->QueuedCount(obj) > 0) {
+    char byte = 1;
+    r.readable = send(sup_end, &byte, 1, MSG_DONTWAIT | MSG_NOSIGNAL) == 1;
+  }
+  if (!ports_->HasFreeSlot(obj)) {
+    static const char kFiller[4096] = {};
+    while (send(target_end, kFiller, sizeof kFiller, MSG_DONTWAIT | MSG_NOSIGNAL) > 0) {
+    }
+    r.full = true;
+  }
+  return r;
 }
 
 void Supervisor::RegisterObject(pid_t tid, abi::ObjectKind kind, emul::ObjectId obj, int sup_end,

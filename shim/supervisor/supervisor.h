@@ -80,6 +80,12 @@ class Supervisor {
   struct Process {
     int pidfd = -1;
   };
+  struct AdoptedReadiness {
+    bool readable = false;
+    bool full = false;
+  };
+  AdoptedReadiness PrepareAdoptedPort(abi::ObjectKind kind, emul::ObjectId obj, int sup_end, int target_end);
+
   void HandleNotification(const Notification& n);
   void CatchUpBeforeCall(emul::Pid pid);
   void TraceEnter(const Notification& n, abi::DataModel model, const abi::SyscallEntry* entry);

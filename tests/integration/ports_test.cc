@@ -34,11 +34,6 @@ const std::string kDemo = TestbinDir() + "/port_demo";
 
 // Scenarios that run supervised only (EVSHIM_SUPERVISED=1), with the rule
 // fast mode cannot keep yet (docs/abi.md §10 "Fast mode"):
-// - a port shared with a forked child (docs/rules-ports.md rule 34,
-//   port.c:241-248 "FORK BEHAVIOUR"): fast mode's child gets ENOTSUP;
-// - dispatch_events: its raw PORT_DISPATCH calls are served by the trap
-//   now (raw_library_port), but a forked child takes the AIO event from the
-//   parent's port: rule 34 again;
 // - exec_timer: its raw timer calls share the library's ids now (the trap),
 //   but the new image reads the port kept across exec, which in fast mode
 //   died with the old image's engine (FastPath.InheritedPortIsDeadAfterExec).
@@ -47,10 +42,7 @@ const std::vector<std::string> kFastMode = {"EVSHIM_SUPERVISED=0"};
 
 bool SupervisedOnly(const std::string& name) {
   static const char* const kNames[] = {
-      "fork_shares", "fork_dissociate", "file_owner_only", "close_shared",  // rule 34
-      "exec_cloexec", "exec_keep",                                          // rule 34 (child execs)
-      "dispatch_events",                                                    // rule 34 (its fork)
-      "exec_timer",                                                         // a port kept across exec
+      "exec_timer",  // a port kept across exec without a fork
   };
   for (const char* n : kNames) {
     if (name == n) return true;
@@ -100,7 +92,10 @@ INSTANTIATE_TEST_SUITE_P(Ports, PortScenario,
                                            "file_mountedover", "file_trunc",
                                            // close and exec (rules 27, 32; docs/design.md)
                                            "close_shared", "exec_cloexec", "exec_keep",
-                                           "close_waiter"));
+                                           "close_waiter",
+                                           // fast mode: the port moves to the supervisor at fork
+                                           // (docs/design.md "Moving a port at fork")
+                                           "fork_move_state", "fork_move_waiter"));
 
 // Raw foreign calls on the library's port: the trap in fast mode
 // (docs/design.md "Raw foreign calls in fast mode: the trap"), the
@@ -273,11 +268,13 @@ TEST(FastPath, InheritedPortIsDeadAfterExec) {
             0);
 }
 
-// Fast mode, a port shared with a forked child (rule 34) fails clearly in
-// the child (ENOTSUP and a message naming the remedy) instead of diverging
-// silently; supervised, the same scenario passes (PortScenario fork_shares).
-TEST(FastPath, PortSharedAcrossForkFailsClearly) {
-  RunResult r = RunCommand({kEvshim, "run", "--", kScenarios, "fork_shares"}, 30, kFastMode);
+// Fast mode without a supervisor (no `evshim run`): a port shared with a
+// forked child (rule 34) has nowhere to move, so the child fails clearly
+// (ENOTSUP and a message naming the remedy) instead of diverging silently.
+// Under `evshim run` the port moves to the supervisor before fork and the
+// same scenario passes (PortScenario fork_shares, fork_move_*).
+TEST(FastPath, PortSharedAcrossForkFailsClearlyWithoutSupervisor) {
+  RunResult r = RunCommand({kScenarios, "fork_shares"}, 30, kFastMode);
   EXPECT_NE(r.status, 0);
   EXPECT_NE(r.err.find("fast mode cannot share it (ENOTSUP); run with EVSHIM_SUPERVISED=1"), std::string::npos)
       << r.err;
@@ -331,6 +328,25 @@ TEST(TrapWithoutSupervisor, RawCallsAreEnosys) {
   RunResult r = RunCommand({kScenarios, "raw_library_port"}, 30, kFastMode);
   EXPECT_NE(r.status, 0);
   EXPECT_NE(r.err.find("errno 38"), std::string::npos) << r.err;
+}
+
+// Under `evshim run`, fast mode: the port moved before fork, in the parent
+// as in the child (docs/design.md "Moving a port at fork").
+TEST(FastPath, PortSharedAcrossForkMovesToSupervisor) {
+  for (const char* name : {"fork_shares", "fork_move_state", "fork_move_waiter", "exec_keep"}) {
+    RunResult r = RunCommand({kEvshim, "run", "--", kScenarios, name}, 30, kFastMode);
+    EXPECT_FALSE(r.timed_out) << name;
+    EXPECT_EQ(r.status, 0) << name << "\n" << r.out << r.err;
+    EXPECT_EQ(r.err.find("could not move"), std::string::npos) << name << "\n" << r.err;
+  }
+}
+
+// A port with a PORT_SOURCE_FILE watch is not moved (docs/abi.md §10): the
+// parent keeps it in-process, with a message, and the child's call is ENOTSUP.
+TEST(FastPath, PortWithFileWatchStaysInProcessAtFork) {
+  RunResult r = RunCommand({kEvshim, "run", "--", kScenarios, "fast_fork_file_watch_stays"}, 30, kFastMode);
+  EXPECT_EQ(r.status, 0) << r.out << r.err;
+  EXPECT_NE(r.err.find("could not move to the supervisor"), std::string::npos) << r.err;
 }
 
 TEST(Demo, PrintsBothEvents) {

@@ -33,6 +33,9 @@
 /* evshim-private, with EVSHIM_PORT_SYS_NOPORT, no argument: the library's
  * poll family makes port descriptors' readiness current (docs/abi.md §10). */
 #define EVSHIM_PORT_SETTLE 0x41
+/* evshim-private, with EVSHIM_PORT_SYS_NOPORT: a0 = a port's state, a1 = its
+ * size; the in-process engine's hand-over of a port before fork (docs/design.md). */
+#define EVSHIM_PORT_ADOPT 0x42
 
 /* PORT_GETN returns count | ETIME << 32 (LP64) or count | 0x40000000 (ILP32). */
 #define EVSHIM_PORT_ILP32_ETIME_BIT 0x40000000u
