@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "abi/common/call.h"
+#include "abi/illumos/constants.h"
 #include "abi/illumos/portfs.h"
 #include "abi/syscall_table.h"
 #include "abi/trace/observer.h"
@@ -373,7 +374,7 @@ int Supervisor::ReplaceObjectDescriptors(uint64_t id, emul::Pid pid, abi::Object
 void Supervisor::HandleNotification(const Notification& n) {
   const abi::DataModel model = n.arch == AUDIT_ARCH_I386 ? abi::DataModel::kIlp32 : abi::DataModel::kLp64;
   const abi::SyscallEntry* entry = abi::FindSyscall(model, n.nr);
-  if (options_.observer != nullptr) TraceEnter(n, model, entry);  // trace
+  if (options_.observer != nullptr && !EngineHandOver(entry, n)) TraceEnter(n, model, entry);  // trace
   const bool numbered = Numbered(n, entry);
   // A restart, re-issue or probe of the thread's previous call (call_replay.h).
   if (replay_->AnswerRepeat(n, numbered, parked_, [this](emul::WaitId w) { CancelWait(w); })) return;
@@ -433,6 +434,16 @@ void Supervisor::CatchUpBeforeCall(emul::Pid pid) {
   // retrieval must count every expiration so far (timer.c T:459-467, timer
   // knotes' data) and never beat a timeout that has passed.
   engines_->CatchUpDeadlines();
+}
+
+// An in-process engine handing a port over before fork (PORT_EVSHIM_ADOPT,
+// docs/design.md "Moving a port at fork") is evshim's own work, not a call
+// of the program: a trace shows the same lines in both modes.
+bool Supervisor::EngineHandOver(const abi::SyscallEntry* entry, const Notification& n) {
+  namespace il = abi::illumos;
+  if (entry == nullptr || entry->call != abi::Call::kPortfs) return false;
+  const uint32_t op = static_cast<uint32_t>(n.args[0]);
+  return (op & il::PORT_SYS_NOPORT) != 0 && (op & il::PORT_CODE_MASK) == il::PORT_EVSHIM_ADOPT;
 }
 
 // trace: reports a call to the observer before anything answers it.
