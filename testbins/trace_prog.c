@@ -15,6 +15,10 @@
  *                 the main thread gets; a forked child makes a port, then execs
  *                 this program as `treechild`, which makes one more and waits
  *                 on it until ETIME; the parent's last call follows the child.
+ *   dropuid       (run as root) forks a child that gives up root for the
+ *                 user `nobody` (65534), as nginx's workers do, then makes a
+ *                 port and sends on it: a process of the traced tree under
+ *                 another user is still traced.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -168,6 +172,22 @@ static int tree(const char *self) {
   return 0;
 }
 
+static int dropuid(void) {
+  pid_t child = fork();
+  CHECK(child >= 0);
+  if (child == 0) {
+    CHECK(setgid(65534) == 0 && setuid(65534) == 0);
+    int own = port_create();
+    CHECK(own >= 0);
+    CHECK(port_send(own, 5, (void *)0x55) == 0);
+    _exit(0);
+  }
+  int status = 0;
+  CHECK(waitpid(child, &status, 0) == child && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  printf("dropuid done\n");
+  return 0;
+}
+
 static int bench(long n) {
   int port = port_create();
   CHECK(port >= 0);
@@ -191,6 +211,7 @@ int main(int argc, char **argv) {
   if (argc >= 2 && strcmp(argv[1], "tree") == 0) return tree("/proc/self/exe");
   if (argc >= 2 && strcmp(argv[1], "treechild") == 0) return treechild();
   if (argc >= 3 && strcmp(argv[1], "bench") == 0) return bench(atol(argv[2]));
-  fprintf(stderr, "usage: trace_prog forkexec | layouts | tree | bench N\n");
+  if (argc >= 2 && strcmp(argv[1], "dropuid") == 0) return dropuid();
+  fprintf(stderr, "usage: trace_prog forkexec | layouts | tree | bench N | dropuid\n");
   return 2;
 }

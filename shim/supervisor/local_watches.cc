@@ -99,7 +99,7 @@ bool LocalWatches::SharesEdge(const File& f, WatchId id, uint32_t mask) {
 // it succeeds only on that file's registration.
 bool LocalWatches::Confirm(File& f) {
   if (f.dead) return false;
-  if (memo_ && f.checked == epoch_) return true;
+  if (memo_ && f.checked == epoch_.load(std::memory_order_relaxed)) return true;
   // Re-arms with the mask it was last armed with (which may still hold the
   // bits of a watch that fired since: a report for it is dropped, one
   // wake-up at most). That keeps the mask an association re-armed after its
@@ -113,7 +113,7 @@ bool LocalWatches::Confirm(File& f) {
     return true;  // ours, not the program's: the watch is kept
   }
   f.level_enabled = true;
-  f.checked = epoch_;
+  f.checked = epoch_.load(std::memory_order_relaxed);
   return true;
 }
 
@@ -162,7 +162,7 @@ Result<LocalWatches::File*> LocalWatches::Attach(Watch& w, WatchId id, int fd) {
       }
     }
     fresh.level_enabled = true;
-    fresh.checked = epoch_;
+    fresh.checked = epoch_.load(std::memory_order_relaxed);
     f = &live_.emplace(fd, fresh).first->second;
     if (register_cb_) register_cb_(fd);
   }

@@ -10,6 +10,7 @@
 
 #include <cerrno>
 #include <cstddef>
+#include <cstdio>
 #include <cstring>
 #include <unordered_map>
 #include <vector>
@@ -43,6 +44,28 @@ void LockedObserver::OnExit(uint64_t id, int64_t value, int error, bool delivere
 }
 
 namespace {
+
+// True if `pid` descends from this process (parent links in /proc, at most
+// 256 levels: a guest cannot make the walk unbounded).
+bool IsOurDescendant(pid_t pid) {
+  const pid_t self = getpid();
+  for (int depth = 0; depth < 256 && pid > 1; ++depth) {
+    char path[64];
+    std::snprintf(path, sizeof path, "/proc/%d/stat", static_cast<int>(pid));
+    FILE* f = std::fopen(path, "re");
+    if (f == nullptr) return false;
+    char buf[512];
+    const size_t n = std::fread(buf, 1, sizeof buf - 1, f);
+    std::fclose(f);
+    buf[n] = '\0';
+    const char* close_paren = std::strrchr(buf, ')');  // the name may hold ')' or spaces
+    int parent = 0;
+    if (close_paren == nullptr || std::sscanf(close_paren + 1, " %*c %d", &parent) != 1) return false;
+    if (parent == self) return true;
+    pid = parent;
+  }
+  return false;
+}
 
 // The caller's memory as the engine read it at entry: the formatter asks
 // the same reads again; anything else is unreadable.
@@ -120,10 +143,12 @@ class FastPathChannel::Reader {
         if (errno == EINTR || errno == ECONNABORTED) continue;
         return;
       }
-      // The name is visible to the whole host: only our user's processes.
+      // The name is visible to the whole host: only our user's processes,
+      // and the traced tree's own (a server's workers that changed user).
       ucred cred{};
       socklen_t len = sizeof cred;
-      if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0 || cred.uid != getuid()) {
+      if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0 ||
+          (cred.uid != getuid() && !IsOurDescendant(cred.pid))) {
         close(fd);
         continue;
       }

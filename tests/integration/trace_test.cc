@@ -462,6 +462,22 @@ TEST(TraceFast, TreeOfProcessesAndThreads) {
   EXPECT_EQ(ByProcess(Normalize(TraceLines(s.err))), golden);
 }
 
+// A process of the traced tree that gives up root (nginx's workers run as
+// `nobody`) is still traced: the launcher accepts a connection from its own
+// descendants whatever their user (shim/trace/channel.cc). Needs root to
+// change user, as CI has; the same lines supervised.
+TEST(TraceFast, DescendantUnderAnotherUserIsTraced) {
+  ASSERT_EQ(geteuid(), 0u) << "this test changes user: run the suite as root (CI does)";
+  for (const std::vector<std::string>& env : {kFast, std::vector<std::string>{"EVSHIM_SUPERVISED=1"}}) {
+    RunResult r = RunCommand({kEvshim, "trace", "--", kTraceProg, "dropuid"}, 30, env);
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(r.out, "dropuid done\n");
+    const std::string lines = Normalize(TraceLines(r.err));
+    EXPECT_NE(lines.find("port_create() = "), std::string::npos) << r.err;
+    EXPECT_NE(lines.find(", 5, 0x55) = 0"), std::string::npos) << r.err;  // port_send
+  }
+}
+
 TEST(TraceFast, FilterAndSummaryCountInProcessCalls) {
   // --sites marks each line served in-process.
   RunResult e = RunCommand({kEvshim, "trace", "--sites", "-e", "port_send", "--", kTraceProg, "tree"}, 30, kFast);
