@@ -13,6 +13,7 @@
 #include "poll_family.h"
 #include <pthread.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1939,6 +1940,63 @@ static int fast_exec_dead_port(void) {
   return 1;
 }
 
+/* Rule 35 without a fork (port.c:241-248: the port is a file; exec keeps
+ * it unless close-on-exec). In fast mode the port moves to the supervisor
+ * just before exec (docs/design.md "Moving a port at fork"), so the new
+ * image finds its queue and associations; a close-on-exec port is gone. */
+static int exec_alone_image(int kept, int gone) {
+  CHECK(fcntl(gone, F_GETFD) == -1 && errno == EBADF); /* closed by exec */
+  port_event_t ev[3];
+  uint_t n = 2;
+  struct timespec to = {2, 0};
+  CHECK(port_getn(kept, ev, 3, &n, &to) == 0 && n == 2);
+  int user = 0, fd = 0;
+  for (uint_t i = 0; i < n; i++) {
+    if (ev[i].portev_source == PORT_SOURCE_USER && ev[i].portev_events == 5) user++;
+    if (ev[i].portev_source == PORT_SOURCE_FD && ev[i].portev_user == (void *)0xa1) fd++;
+  }
+  CHECK(user == 1 && fd == 1);
+  CHECK(port_send(kept, 6, NULL) == 0);
+  CHECK(get0(kept, &ev[0]) == 1 && ev[0].portev_events == 6);
+  printf("exec without fork kept the port, its queue and its association\n");
+  return 0;
+}
+static int exec_alone(void) {
+  int p[2];
+  CHECK(pipe(p) == 0);
+  CHECK(port_associate(port, PORT_SOURCE_FD, (uintptr_t)p[0], POLLIN, (void *)0xa1) == 0);
+  CHECK(port_send(port, 5, NULL) == 0);
+  CHECK(write(p[1], "x", 1) == 1);
+  int gone = port_create();
+  CHECK(gone >= 0 && fcntl(gone, F_SETFD, FD_CLOEXEC) == 0);
+  char keptarg[16], gonearg[16];
+  snprintf(keptarg, sizeof keptarg, "%d", port);
+  snprintf(gonearg, sizeof gonearg, "%d", gone);
+  execl(self_path, self_path, "exec_alone_image", keptarg, gonearg, (char *)NULL);
+  perror("execl");
+  return 1;
+}
+
+/* posix_spawn (no fork handlers run): the spawned image shares the port
+ * it inherits (rule 34 for a spawned child, port.c:241-248): its event
+ * reaches the parent. */
+static int spawn_shares(void) {
+  char portarg[16];
+  snprintf(portarg, sizeof portarg, "%d", port);
+  char *argv[] = {(char *)self_path, "spawn_child_image", portarg, NULL};
+  extern char **environ;
+  pid_t pid;
+  CHECK(posix_spawn(&pid, self_path, NULL, NULL, argv, environ) == 0);
+  int status;
+  CHECK(waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  port_event_t ev;
+  struct timespec to = {2, 0};
+  CHECK(port_get(port, &ev, &to) == 0 && ev.portev_source == PORT_SOURCE_USER && ev.portev_events == 88);
+  printf("a spawned child's event reached the parent's port\n");
+  return 0;
+}
+static int spawn_child_image(int p) { return port_send(p, 88, NULL) == 0 ? 0 : 3; }
+
 #if defined(__x86_64__) /* LP64 encodings; the fast path and its trap are x86_64 only */
 /* ---- Raw foreign calls on the library's objects (issue 15 item 4): in
  * fast mode the engine's trap serves them (docs/design.md "Raw foreign
@@ -2254,6 +2312,7 @@ int main(int argc, char **argv) {
 #endif
       {"fork_move_state", fork_move_state}, {"fork_move_waiter", fork_move_waiter},
       {"fast_fork_file_watch_stays", fast_fork_file_watch_stays},
+      {"exec_alone", exec_alone}, {"spawn_shares", spawn_shares},
   };
   if (argc < 2) {
     fprintf(stderr, "usage: %s SCENARIO\n", argv[0]);
@@ -2261,6 +2320,8 @@ int main(int argc, char **argv) {
   }
   self_path = argv[0];
   if (strcmp(argv[1], "exec_helper") == 0) return exec_helper(argc, argv);
+  if (strcmp(argv[1], "exec_alone_image") == 0 && argc > 3) return exec_alone_image(atoi(argv[2]), atoi(argv[3]));
+  if (strcmp(argv[1], "spawn_child_image") == 0 && argc > 2) return spawn_child_image(atoi(argv[2]));
 #if defined(__x86_64__)
   if (strcmp(argv[1], "trap_exec_engine_image") == 0) return trap_exec_engine_image();
   if (strcmp(argv[1], "trap_older_thread") == 0) return trap_older_thread();

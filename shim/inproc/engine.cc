@@ -529,6 +529,19 @@ void Engine::DisplaceWaits(const std::vector<emul::WaitId>& waits) {
   }
 }
 
+void Engine::MovePortsBeforeExec() {
+  // A vfork child (or a raw clone) shares this memory but not the parent's
+  // descriptor table: moving there would take the parent's ports away.
+  if (!options_.supervisor_present || getpid() != pid_) return;
+  if (t_in_engine) return;  // exec from a signal handler inside a call: the lock is this thread's
+  std::lock_guard<std::mutex> lock(mu_);
+  t_in_engine = true;
+  t_engine_thread = true;
+  MovePortsToSupervisor(/*kept_across_exec_only=*/true);
+  t_in_engine = false;
+  t_engine_thread = false;
+}
+
 void Engine::StartIdlePump() {
   sigset_t all, old;
   sigfillset(&all);

@@ -78,7 +78,13 @@ class Engine {
   // present, every port this engine serves moves there, at the same
   // descriptor numbers (docs/design.md "Moving a port at fork";
   // shim/inproc/fork_move.cc). A port that cannot move stays here.
-  void MovePortsToSupervisor();
+  // `kept_across_exec_only`: only the ports with a number that is not
+  // close-on-exec (MovePortsBeforeExec).
+  void MovePortsToSupervisor(bool kept_across_exec_only = false);
+  // Before exec (the libraries' exec wrappers): with a supervisor present,
+  // each port the new image keeps (a number without FD_CLOEXEC) moves there,
+  // so it outlives this image's engine (rule 35, port.c:241-248 as at fork).
+  void MovePortsBeforeExec();
 
   pid_t pid() const { return pid_; }
   // Starts the idle pump (a thread with every signal blocked).
@@ -115,7 +121,9 @@ class Engine {
   void ArmSweep(bool on);
   // fork_move.cc: one port's move; the calls waiting on a moved port go
   // back to their library, which issues them to the supervisor.
-  bool MovePort(emul::ObjectId obj);
+  // `before_exec`: the process's timers that are not the port's stay here
+  // (exec deletes them: timer.c:1000), the port's own move along.
+  bool MovePort(emul::ObjectId obj, bool before_exec = false);
   // A timer_create went to the supervisor (its port is there): the
   // process's own timers follow, with the ports they are bound to.
   void MoveTimersToSupervisor();

@@ -149,3 +149,15 @@ extern "C" __attribute__((visibility("default"))) int evshim_engine_settle(void)
   errno = saved;
   return 1;
 }
+
+extern "C" __attribute__((visibility("default"))) void evshim_engine_before_exec(void) {
+  using namespace evshim::shim::inproc;
+  if (g_mode.load(std::memory_order_acquire) != static_cast<int>(Mode::kFast)) return;
+  // No engine: no port of this process is in-process. (No g_create lock:
+  // a vfork child must not wait for its parent's threads.)
+  if (Engine* e = g_engine.load(std::memory_order_acquire)) {
+    const int saved = errno;
+    e->MovePortsBeforeExec();
+    errno = saved;
+  }
+}

@@ -32,6 +32,16 @@ long evshim_engine_call(int nr, const long args[6], int *handled);
  */
 int evshim_engine_settle(void);
 
+/*
+ * Called by the libraries' exec wrappers just before the new image
+ * replaces this one: with a supervisor present, each in-process event port
+ * that the new image keeps (a descriptor without FD_CLOEXEC) moves to the
+ * supervisor, as at fork (docs/design.md "Moving a port at fork"), so it
+ * outlives this image's engine. Nothing otherwise (and nothing in a vfork
+ * child).
+ */
+void evshim_engine_before_exec(void);
+
 /* The libraries' form of it: 1 and the result in *r when served here, 0
  * when the library must issue the system call. */
 static inline int evshim_engine_try(long nr, long a0, long a1, long a2, long a3, long a4, long a5,

@@ -53,25 +53,40 @@ std::vector<int> DescriptorsOf(uint64_t inode) {
   return fds;
 }
 
+// True if one of the program's numbers for the socket `inode` stays open
+// across exec (no FD_CLOEXEC).
+bool KeptAcrossExec(uint64_t inode) {
+  for (int fd : DescriptorsOf(inode)) {
+    const int flags = fcntl(fd, F_GETFD);
+    if (flags >= 0 && !(flags & FD_CLOEXEC)) return true;
+  }
+  return false;
+}
+
 }  // namespace
 
-void Engine::MovePortsToSupervisor() {
+void Engine::MovePortsToSupervisor(bool kept_across_exec_only) {
   if (!options_.supervisor_present) return;  // no one to hand it to: the child gets ENOTSUP
   std::vector<emul::ObjectId> ports;
   objects_->ForEach([&](emul::ObjectId obj, abi::ObjectKind kind, uint64_t) {
-    if (kind == abi::ObjectKind::kPort) ports.push_back(obj);
+    if (kind != abi::ObjectKind::kPort) return;
+    if (kept_across_exec_only) {
+      const std::optional<uint64_t> inode = objects_->InodeOf(obj);
+      if (!inode || !KeptAcrossExec(*inode)) return;  // dies with this image: rule 35's close
+    }
+    ports.push_back(obj);
   });
   if (ports.empty()) return;
   host_->ForgetFileChecks();
   // What is ready now is queued first (as before any call), so the state
   // handed over is the state a call would see.
   PrepareCall();
-  for (emul::ObjectId obj : ports) (void)MovePort(obj);
+  for (emul::ObjectId obj : ports) (void)MovePort(obj, kept_across_exec_only);
   objects_->ApplyReadiness();
   host_->ForgetFileChecks();
 }
 
-bool Engine::MovePort(emul::ObjectId obj) {
+bool Engine::MovePort(emul::ObjectId obj, bool before_exec) {
   const std::optional<uint64_t> found = objects_->InodeOf(obj);
   if (!found) return false;
   const uint64_t inode = *found;
@@ -80,7 +95,7 @@ bool Engine::MovePort(emul::ObjectId obj) {
       warned_move_ = true;
       std::fprintf(stderr,
                    "evshim: an event port could not move to the supervisor (%s: %s); it stays in this "
-                   "process: a forked child cannot use it (ENOTSUP; docs/abi.md §10)\n",
+                   "process: another process (a forked child, a new image) cannot use it (ENOTSUP; docs/abi.md §10)\n",
                    why, std::strerror(err));
     }
     return false;
@@ -89,7 +104,7 @@ bool Engine::MovePort(emul::ObjectId obj) {
   // the timers whose port is gone along (after it, every timer call is the
   // supervisor's: TimerCallMoved).
   emul::Result<emul::PortState> state =
-      ports_->ExportPort(obj, static_cast<emul::Pid>(pid_), /*unbound_timers=*/!timers_moved_);
+      ports_->ExportPort(obj, static_cast<emul::Pid>(pid_), /*unbound_timers=*/!timers_moved_ && !before_exec);
   if (!state.ok()) return fail("its state", state.error().value);
   std::vector<std::byte> bytes = abi::illumos::EncodePortState(*state);
   const long op = abi::illumos::PORT_EVSHIM_ADOPT | abi::illumos::PORT_SYS_NOPORT;

@@ -32,31 +32,13 @@ std::string TestbinDir() {
 const std::string kScenarios = TestbinDir() + "/port_scenarios";
 const std::string kDemo = TestbinDir() + "/port_demo";
 
-// Scenarios that run supervised only (EVSHIM_SUPERVISED=1), with the rule
-// fast mode cannot keep yet (docs/abi.md §10 "Fast mode"):
-// - exec_timer: its raw timer calls share the library's ids now (the trap),
-//   but the new image reads the port kept across exec, which in fast mode
-//   died with the old image's engine (FastPath.InheritedPortIsDeadAfterExec).
-// The FastPath tests pin fast mode, also in CI's supervised pass.
+// The FastPath tests pin fast mode, also in CI's supervised pass. Every
+// scenario runs in both modes (no scenario is supervised-only any more:
+// exec_timer was, until a port kept across exec moved before exec).
 const std::vector<std::string> kFastMode = {"EVSHIM_SUPERVISED=0"};
 
-bool SupervisedOnly(const std::string& name) {
-  static const char* const kNames[] = {
-      "exec_timer",  // a port kept across exec without a fork
-  };
-  for (const char* n : kNames) {
-    if (name == n) return true;
-  }
-  return false;
-}
-
-std::vector<std::string> ModeEnv(const std::string& name) {
-  if (SupervisedOnly(name)) return {"EVSHIM_SUPERVISED=1"};
-  return {};
-}
-
 RunResult Scenario(const std::string& name) {
-  return RunCommand({kEvshim, "run", "--", kScenarios, name}, 30, ModeEnv(name));
+  return RunCommand({kEvshim, "run", "--", kScenarios, name}, 30);
 }
 
 class PortScenario : public ::testing::TestWithParam<const char*> {};
@@ -101,7 +83,10 @@ INSTANTIATE_TEST_SUITE_P(Ports, PortScenario,
                                            "close_waiter",
                                            // fast mode: the port moves to the supervisor at fork
                                            // (docs/design.md "Moving a port at fork")
-                                           "fork_move_state", "fork_move_waiter"));
+                                           "fork_move_state", "fork_move_waiter",
+                                           // a port kept across exec without fork, and shared
+                                           // with a posix_spawn child: it moves before exec
+                                           "exec_alone", "spawn_shares"));
 
 // Raw foreign calls on the library's port: the trap in fast mode
 // (docs/design.md "Raw foreign calls in fast mode: the trap"), the
@@ -122,14 +107,14 @@ TEST(PortExec, TimersDeletedAtExec) {
 
 TEST(PortExec, TimersDeletedAtExecWithoutProcConnector) {
   RunResult r = RunCommand({kEvshim, "run", "--", kScenarios, "exec_timer"}, 30,
-                           {"EVSHIM_NO_PROC_CONNECTOR=1", "EVSHIM_SUPERVISED=1"});
+                           {"EVSHIM_NO_PROC_CONNECTOR=1"});
   EXPECT_FALSE(r.timed_out);
   EXPECT_EQ(r.status, 0) << r.out << r.err;
   EXPECT_NE(r.out.find("exec deleted the old image's timers"), std::string::npos) << r.out;
 }
 
 RunResult LimitedScenario(const std::string& flag, const std::string& n, const std::string& name) {
-  return RunCommand({kEvshim, "run", flag, n, "--", kScenarios, name}, 30, ModeEnv(name));
+  return RunCommand({kEvshim, "run", flag, n, "--", kScenarios, name}, 30);
 }
 
 // Rule 37: PORT_DISPATCH (raw syscalls): AIO/MQ only, NOSHARE, a full port
@@ -258,20 +243,19 @@ TEST(FastPath, ScenariosRunWithoutAnySupervisor) {
   }
 }
 
-// Fast mode: the engine dies with the image; a port descriptor kept across
-// exec polls POLLHUP and names no port (EBADFD), with or without a
-// supervisor (docs/abi.md §10 "Fast mode"; illumos keeps it: exec_keep,
-// supervised). Supervised the same scenario fails (the port lives on).
-TEST(FastPath, InheritedPortIsDeadAfterExec) {
-  for (const std::vector<std::string>& argv :
-       {std::vector<std::string>{kEvshim, "run", "--", kScenarios, "fast_exec_dead_port"},
-        std::vector<std::string>{kScenarios, "fast_exec_dead_port"}}) {
-    RunResult r = RunCommand(argv, 30, kFastMode);
-    EXPECT_EQ(r.status, 0) << r.out << r.err;
-    EXPECT_NE(r.out.find("after exec the fast-mode port is dead"), std::string::npos) << r.out;
+// Fast mode without a supervisor (no `evshim run`): the engine dies with
+// the image and there is no one to move the port to, so a port descriptor
+// kept across exec polls POLLHUP and names no port (EBADFD) (docs/abi.md
+// §10 "Fast mode"). Under `evshim run` it moves before exec and lives on, in
+// both modes (PortScenario exec_alone, exec_timer), so this scenario fails
+// there.
+TEST(FastPath, InheritedPortIsDeadAfterExecWithoutSupervisor) {
+  RunResult r = RunCommand({kScenarios, "fast_exec_dead_port"}, 30, kFastMode);
+  EXPECT_EQ(r.status, 0) << r.out << r.err;
+  EXPECT_NE(r.out.find("after exec the fast-mode port is dead"), std::string::npos) << r.out;
+  for (const char* mode : {"EVSHIM_SUPERVISED=0", "EVSHIM_SUPERVISED=1"}) {
+    EXPECT_NE(RunCommand({kEvshim, "run", "--", kScenarios, "fast_exec_dead_port"}, 30, {mode}).status, 0) << mode;
   }
-  EXPECT_NE(RunCommand({kEvshim, "run", "--", kScenarios, "fast_exec_dead_port"}, 30, {"EVSHIM_SUPERVISED=1"}).status,
-            0);
 }
 
 // Fast mode without a supervisor (no `evshim run`): a port shared with a

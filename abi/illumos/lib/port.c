@@ -9,6 +9,8 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <spawn.h>
+#include <stdarg.h>
 #include <time.h>
 #include <stdint.h>
 #include <string.h>
@@ -448,6 +450,138 @@ EXPORT int dup3(int oldfd, int newfd, int flags) {
   if (r >= 0) settle_note_dup(oldfd, r);
   return r;
 }
+
+#if defined(HAS_TRAP)
+/*
+ * Rule 35 in fast mode: a port the new image keeps (a descriptor without
+ * FD_CLOEXEC) must outlive this image's engine, so it moves to the
+ * supervisor just before exec, as at fork (evshim_engine_before_exec;
+ * docs/design.md "Moving a port at fork"). Every exec entry of glibc is
+ * wrapped: glibc's execl/execv/execvp call its internal execve, not ours.
+ * system() and popen() spawn through glibc-internal calls this library does
+ * not see (docs/abi.md §10 "Fast mode").
+ */
+typedef int (*execve_fn)(const char *, char *const[], char *const[]);
+typedef int (*execvpe_fn)(const char *, char *const[], char *const[]);
+typedef int (*fexecve_fn)(int, char *const[], char *const[]);
+typedef int (*execveat_fn)(int, const char *, char *const[], char *const[], int);
+typedef int (*spawn_fn)(pid_t *, const char *, const posix_spawn_file_actions_t *, const posix_spawnattr_t *,
+                        char *const[], char *const[]);
+extern char **environ;
+
+EXPORT int execve(const char *path, char *const argv[], char *const envp[]) {
+  evshim_engine_before_exec();
+  execve_fn next = NEXT("execve", execve_fn);
+  if (next == NULL) return (int)syscall(SYS_execve, path, argv, envp);
+  return next(path, argv, envp);
+}
+EXPORT int execv(const char *path, char *const argv[]) { return execve(path, argv, environ); }
+EXPORT int execvpe(const char *file, char *const argv[], char *const envp[]) {
+  evshim_engine_before_exec();
+  execvpe_fn next = NEXT("execvpe", execvpe_fn);
+  if (next == NULL) {
+    errno = ENOSYS;
+    return -1;
+  }
+  return next(file, argv, envp);
+}
+EXPORT int execvp(const char *file, char *const argv[]) { return execvpe(file, argv, environ); }
+EXPORT int fexecve(int fd, char *const argv[], char *const envp[]) {
+  evshim_engine_before_exec();
+  fexecve_fn next = NEXT("fexecve", fexecve_fn);
+  if (next == NULL) {
+    errno = ENOSYS;
+    return -1;
+  }
+  return next(fd, argv, envp);
+}
+EXPORT int execveat(int dirfd, const char *path, char *const argv[], char *const envp[], int flags) {
+  evshim_engine_before_exec();
+  execveat_fn next = NEXT("execveat", execveat_fn);
+  if (next == NULL) return (int)syscall(SYS_execveat, dirfd, path, argv, envp, flags);
+  return next(dirfd, path, argv, envp, flags);
+}
+EXPORT int posix_spawn(pid_t *pid, const char *path, const posix_spawn_file_actions_t *actions,
+                       const posix_spawnattr_t *attr, char *const argv[], char *const envp[]) {
+  evshim_engine_before_exec();
+  spawn_fn next = NEXT("posix_spawn", spawn_fn);
+  if (next == NULL) return ENOSYS;
+  return next(pid, path, actions, attr, argv, envp);
+}
+EXPORT int posix_spawnp(pid_t *pid, const char *file, const posix_spawn_file_actions_t *actions,
+                        const posix_spawnattr_t *attr, char *const argv[], char *const envp[]) {
+  evshim_engine_before_exec();
+  spawn_fn next = NEXT("posix_spawnp", spawn_fn);
+  if (next == NULL) return ENOSYS;
+  return next(pid, file, actions, attr, argv, envp);
+}
+
+/* The list forms collect their arguments (as glibc does, on the stack) and
+ * take the vector forms above. */
+static long count_list_args(const char *arg, va_list ap) {
+  long n = 1;
+  va_list c;
+  va_copy(c, ap);
+  if (arg != NULL) {
+    while (va_arg(c, const char *) != NULL) {
+      if (++n >= 1L << 20) break; /* more than any exec accepts: E2BIG below */
+    }
+  } else {
+    n = 0;
+  }
+  va_end(c);
+  return n;
+}
+#define COLLECT_LIST_ARGS(argv, n, arg, ap)                 \
+  do {                                                      \
+    (argv)[0] = (char *)(arg);                              \
+    for (long i_ = 1; i_ <= (n); i_++) (argv)[i_] = va_arg((ap), char *); \
+  } while (0)
+
+EXPORT int execl(const char *path, const char *arg, ...) {
+  va_list ap;
+  va_start(ap, arg);
+  long n = count_list_args(arg, ap);
+  if (n >= 1L << 20) {
+    va_end(ap);
+    errno = E2BIG;
+    return -1;
+  }
+  char *argv[n + 1];
+  COLLECT_LIST_ARGS(argv, n, arg, ap); /* argv[n] is the terminating NULL */
+  va_end(ap);
+  return execve(path, argv, environ);
+}
+EXPORT int execlp(const char *file, const char *arg, ...) {
+  va_list ap;
+  va_start(ap, arg);
+  long n = count_list_args(arg, ap);
+  if (n >= 1L << 20) {
+    va_end(ap);
+    errno = E2BIG;
+    return -1;
+  }
+  char *argv[n + 1];
+  COLLECT_LIST_ARGS(argv, n, arg, ap);
+  va_end(ap);
+  return execvpe(file, argv, environ);
+}
+EXPORT int execle(const char *path, const char *arg, ...) {
+  va_list ap;
+  va_start(ap, arg);
+  long n = count_list_args(arg, ap);
+  if (n >= 1L << 20) {
+    va_end(ap);
+    errno = E2BIG;
+    return -1;
+  }
+  char *argv[n + 1];
+  COLLECT_LIST_ARGS(argv, n, arg, ap);
+  char *const *envp = va_arg(ap, char *const *);
+  va_end(ap);
+  return execve(path, argv, envp);
+}
+#endif
 
 #if defined(HAS_TRAP)
 /* SIGSYS belongs to the trap (trap_library.h): the program's SIGSYS
