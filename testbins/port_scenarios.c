@@ -1997,6 +1997,70 @@ static int spawn_shares(void) {
 }
 static int spawn_child_image(int p) { return port_send(p, 88, NULL) == 0 ? 0 : 3; }
 
+/* A port passed over a unix socket (SCM_RIGHTS) is the same port in the
+ * receiver (rule 34 for a passed descriptor: one port, port.c:241-248).
+ * The port is made after the fork, so only the message can share it; in
+ * fast mode it moves to the supervisor before the message goes. */
+static int scm_rights_shares(void) {
+  int sv[2], done[2];
+  CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0 && pipe(done) == 0);
+  pid_t pid = fork();
+  CHECK(pid >= 0);
+  if (pid == 0) {
+    close(sv[0]);
+    char byte;
+    char ctl[CMSG_SPACE(sizeof(int))];
+    struct iovec iov = {&byte, 1};
+    struct msghdr m;
+    memset(&m, 0, sizeof m);
+    m.msg_iov = &iov;
+    m.msg_iovlen = 1;
+    m.msg_control = ctl;
+    m.msg_controllen = sizeof ctl;
+    if (recvmsg(sv[1], &m, 0) != 1) _exit(2);
+    struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+    if (c == NULL || c->cmsg_type != SCM_RIGHTS) _exit(3);
+    int got;
+    memcpy(&got, CMSG_DATA(c), sizeof got);
+    port_event_t ev;
+    struct timespec to = {2, 0};
+    if (port_get(got, &ev, &to) != 0 || ev.portev_events != 41) _exit(4); /* the parent's event */
+    if (port_send(got, 42, NULL) != 0) _exit(5);
+    _exit(0);
+  }
+  close(sv[1]);
+  int p = port_create(); /* after the fork: in-process until it is passed */
+  CHECK(p >= 0);
+  CHECK(port_send(p, 41, NULL) == 0);
+  char byte = 'p';
+  char ctl[CMSG_SPACE(sizeof(int))];
+  memset(ctl, 0, sizeof ctl);
+  struct iovec iov = {&byte, 1};
+  struct msghdr m;
+  memset(&m, 0, sizeof m);
+  m.msg_iov = &iov;
+  m.msg_iovlen = 1;
+  m.msg_control = ctl;
+  m.msg_controllen = sizeof ctl;
+  struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+  c->cmsg_level = SOL_SOCKET;
+  c->cmsg_type = SCM_RIGHTS;
+  c->cmsg_len = CMSG_LEN(sizeof(int));
+  memcpy(CMSG_DATA(c), &p, sizeof p);
+  CHECK(sendmsg(sv[0], &m, 0) == 1);
+  int status;
+  CHECK(waitpid(pid, &status, 0) == pid && WIFEXITED(status));
+  if (WEXITSTATUS(status) != 0) {
+    fprintf(stderr, "child failed at step %d\n", WEXITSTATUS(status));
+    return 1;
+  }
+  port_event_t ev;
+  struct timespec to = {2, 0};
+  CHECK(port_get(p, &ev, &to) == 0 && ev.portev_events == 42); /* the child's event */
+  printf("a port passed with SCM_RIGHTS is shared by both processes\n");
+  return 0;
+}
+
 #if defined(__x86_64__) /* LP64 encodings; the fast path and its trap are x86_64 only */
 /* ---- Raw foreign calls on the library's objects (issue 15 item 4): in
  * fast mode the engine's trap serves them (docs/design.md "Raw foreign
@@ -2312,7 +2376,7 @@ int main(int argc, char **argv) {
 #endif
       {"fork_move_state", fork_move_state}, {"fork_move_waiter", fork_move_waiter},
       {"fast_fork_file_watch_stays", fast_fork_file_watch_stays},
-      {"exec_alone", exec_alone}, {"spawn_shares", spawn_shares},
+      {"exec_alone", exec_alone}, {"spawn_shares", spawn_shares}, {"scm_rights_shares", scm_rights_shares},
   };
   if (argc < 2) {
     fprintf(stderr, "usage: %s SCENARIO\n", argv[0]);

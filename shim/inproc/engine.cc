@@ -17,6 +17,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -538,6 +539,32 @@ void Engine::MovePortsBeforeExec() {
   t_in_engine = true;
   t_engine_thread = true;
   MovePortsToSupervisor(/*kept_across_exec_only=*/true);
+  t_in_engine = false;
+  t_engine_thread = false;
+}
+
+void Engine::MovePortsBeforeSend(const int* fds, size_t count) {
+  if (!options_.supervisor_present || getpid() != pid_ || t_in_engine) return;
+  std::lock_guard<std::mutex> lock(mu_);
+  t_in_engine = true;
+  t_engine_thread = true;
+  std::vector<emul::ObjectId> ports;
+  for (size_t i = 0; i < count; ++i) {
+    struct stat st {};
+    if (fstat(fds[i], &st) != 0 || !S_ISSOCK(st.st_mode)) continue;
+    std::optional<emul::ObjectId> obj = objects_->FindByInode(st.st_ino);
+    if (obj && objects_->KindOf(*obj) == abi::ObjectKind::kPort &&
+        std::find(ports.begin(), ports.end(), *obj) == ports.end()) {
+      ports.push_back(*obj);
+    }
+  }
+  if (!ports.empty()) {
+    host_->ForgetFileChecks();
+    PrepareCall();  // what is ready now travels with the port
+    for (emul::ObjectId obj : ports) (void)MovePort(obj);
+    objects_->ApplyReadiness();
+    host_->ForgetFileChecks();
+  }
   t_in_engine = false;
   t_engine_thread = false;
 }

@@ -85,6 +85,10 @@ class Engine {
   // each port the new image keeps (a number without FD_CLOEXEC) moves there,
   // so it outlives this image's engine (rule 35, port.c:241-248 as at fork).
   void MovePortsBeforeExec();
+  // Before sendmsg passes descriptors (SCM_RIGHTS): each of `fds` that is
+  // one of this engine's ports moves to the supervisor, as at fork, since
+  // the receiving process shares it (rule 34 for a passed port).
+  void MovePortsBeforeSend(const int* fds, size_t count);
 
   pid_t pid() const { return pid_; }
   // Starts the idle pump (a thread with every signal blocked).

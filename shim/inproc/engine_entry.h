@@ -42,6 +42,14 @@ int evshim_engine_settle(void);
  */
 void evshim_engine_before_exec(void);
 
+/*
+ * Called by the libraries' sendmsg wrapper before a message passes the
+ * descriptors `fds` (SCM_RIGHTS): each that is an in-process event port
+ * moves to the supervisor (with a supervisor present), because the
+ * receiving process shares the port from then on.
+ */
+void evshim_engine_before_send_fds(const int *fds, int count);
+
 /* The libraries' form of it: 1 and the result in *r when served here, 0
  * when the library must issue the system call. */
 static inline int evshim_engine_try(long nr, long a0, long a1, long a2, long a3, long a4, long a5,

@@ -86,7 +86,9 @@ INSTANTIATE_TEST_SUITE_P(Ports, PortScenario,
                                            "fork_move_state", "fork_move_waiter",
                                            // a port kept across exec without fork, and shared
                                            // with a posix_spawn child: it moves before exec
-                                           "exec_alone", "spawn_shares"));
+                                           "exec_alone", "spawn_shares",
+                                           // a port passed with SCM_RIGHTS moves before the message
+                                           "scm_rights_shares"));
 
 // Raw foreign calls on the library's port: the trap in fast mode
 // (docs/design.md "Raw foreign calls in fast mode: the trap"), the

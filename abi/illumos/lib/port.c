@@ -15,6 +15,7 @@
 #include <stdint.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 
 #include "evshim_portfs.h"
@@ -514,6 +515,63 @@ EXPORT int posix_spawnp(pid_t *pid, const char *file, const posix_spawn_file_act
   spawn_fn next = NEXT("posix_spawnp", spawn_fn);
   if (next == NULL) return ENOSYS;
   return next(pid, file, actions, attr, argv, envp);
+}
+
+/*
+ * A port passed to another process (SCM_RIGHTS) is shared from then on:
+ * it moves to the supervisor before the message goes (rule 34 as at fork;
+ * docs/design.md "Moving a port at fork"). Only descriptors this library
+ * returned as objects are looked at (settle_marked: a bit test), so a
+ * sendmsg without them costs a few loads.
+ */
+static void before_passing(const struct msghdr *msg) {
+  if (msg == NULL || msg->msg_control == NULL || msg->msg_controllen < sizeof(struct cmsghdr)) return;
+  if (!settle_anything()) return;
+  int batch[64];
+  int n = 0;
+  for (struct cmsghdr *c = CMSG_FIRSTHDR((struct msghdr *)msg); c != NULL; c = CMSG_NXTHDR((struct msghdr *)msg, c)) {
+    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS || c->cmsg_len < CMSG_LEN(0)) continue;
+    size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+    const unsigned char *data = CMSG_DATA(c);
+    for (size_t i = 0; i < count; i++) {
+      int fd;
+      memcpy(&fd, data + i * sizeof fd, sizeof fd);
+      if (!settle_marked(fd)) continue;
+      batch[n++] = fd;
+      if (n == (int)(sizeof batch / sizeof batch[0])) {
+        evshim_engine_before_send_fds(batch, n);
+        n = 0;
+      }
+    }
+  }
+  if (n > 0) evshim_engine_before_send_fds(batch, n);
+}
+typedef ssize_t (*sendmsg_fn)(int, const struct msghdr *, int);
+typedef int (*sendmmsg_fn)(int, struct mmsghdr *, unsigned int, int);
+EXPORT ssize_t sendmsg(int fd, const struct msghdr *msg, int flags) {
+  static sendmsg_fn next_sendmsg;
+  sendmsg_fn next = __atomic_load_n(&next_sendmsg, __ATOMIC_RELAXED);
+  if (next == NULL) {
+    next = NEXT("sendmsg", sendmsg_fn);
+    __atomic_store_n(&next_sendmsg, next, __ATOMIC_RELAXED);
+  }
+  before_passing(msg);
+  if (next == NULL) return syscall(SYS_sendmsg, fd, msg, flags);
+  return next(fd, msg, flags);
+}
+EXPORT int sendmmsg(int fd, struct mmsghdr *msgs, unsigned int count, int flags) {
+  static sendmmsg_fn next_sendmmsg;
+  sendmmsg_fn next = __atomic_load_n(&next_sendmmsg, __ATOMIC_RELAXED);
+  if (next == NULL) {
+    next = NEXT("sendmmsg", sendmmsg_fn);
+    __atomic_store_n(&next_sendmmsg, next, __ATOMIC_RELAXED);
+  }
+  /* The kernel sends at most UIO_MAXIOV (1024) messages per call. */
+  if (msgs != NULL) {
+    for (unsigned int i = 0; i < count && i < 1024; i++) before_passing(&msgs[i].msg_hdr);
+  }
+  if (next == NULL) return (int)syscall(SYS_sendmmsg, fd, msgs, count, flags);
+  return next(fd, msgs, count, flags);
 }
 
 /* The list forms collect their arguments (as glibc does, on the stack) and
