@@ -2,6 +2,8 @@
 
 #include "shim/inproc/fast_trace.h"
 
+#include "abi/illumos/constants.h"
+
 #include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -115,6 +117,34 @@ void SleepNs(int64_t ns) {
   }
 }
 
+// Which identity answers a call checks afresh (Engine::SyncFileChecks).
+// Retrieval and port_send/port_alert name no watched descriptor: they
+// deliver what the watches reported and keep the answers while no
+// descriptor was closed through the library. An association names one
+// number: that number is checked again (its re-arm is the check, one
+// EPOLL_CTL_MOD). Anything else (kevent change lists, the close report,
+// timers, file watches) checks every answer again, as before.
+constexpr int kCheckAll = -2, kCheckNone = -1;
+int NumberToCheck(abi::Call call, const uint64_t args[6]) {
+  namespace il = abi::illumos;
+  if (call != abi::Call::kPortfs) return kCheckAll;
+  switch (static_cast<uint32_t>(args[0]) & il::PORT_CODE_MASK) {
+    case il::PORT_GET:
+    case il::PORT_GETN:
+    case il::PORT_SEND:
+    case il::PORT_ALERT:
+      return kCheckNone;
+    case il::PORT_ASSOCIATE:
+    case il::PORT_DISSOCIATE:
+      if (static_cast<uint16_t>(args[2]) == il::PORT_SOURCE_FD && args[3] <= 0x7fffffff) {
+        return static_cast<int>(args[3]);
+      }
+      return kCheckAll;
+    default:
+      return kCheckAll;
+  }
+}
+
 long EnvLimit(const char* name, long fallback) {
   const char* v = std::getenv(name);
   if (v == nullptr || *v == '\0') return fallback;
@@ -189,18 +219,16 @@ class Engine::Context final : public abi::CallContext {
   abi::GuestMemory& memory() override { return memory_; }
   Result<emul::ObjectId> Resolve(int fd, abi::ObjectKind kind) override {
     if (fd < 0) return Errno{EBADF};
+    // Read before the fstat: a close reported during it makes the answer
+    // kept under this epoch stale at once.
+    const uint64_t epoch = close_epoch_.load(std::memory_order_acquire);
+    if (std::optional<emul::ObjectId> known = engine_.KnownObjectAt(fd, epoch)) return Found(*known, kind, fd);
     struct stat st {};
     if (fstat(fd, &st) != 0) return Errno{EBADF};
     if (S_ISSOCK(st.st_mode)) {
       if (std::optional<emul::ObjectId> obj = engine_.objects_->FindByInode(st.st_ino)) {
-        if (engine_.objects_->KindOf(*obj) != kind) return Errno{EBADFD};
-        if (move_named_port_) {
-          (void)engine_.MovePort(*obj);  // not moved: the supervisor answers EBADFD
-          return Errno{EBADFD};
-        }
-        engine_.objects_->NoteHolder(*obj, caller_.pid, fd);
-        last_object_ = {*obj, fd};
-        return *obj;
+        engine_.RememberObjectAt(fd, *obj, epoch);
+        return Found(*obj, kind, fd);
       }
       if (engine_.inherited_ != nullptr) {
         auto inh = engine_.inherited_->objects.find(st.st_ino);
@@ -212,6 +240,16 @@ class Engine::Context final : public abi::CallContext {
     // supervisor present, the call goes there.
     if (S_ISSOCK(st.st_mode) && engine_.options_.supervisor_present) foreign_ = true;
     return Errno{EBADFD};
+  }
+  Result<emul::ObjectId> Found(emul::ObjectId obj, abi::ObjectKind kind, int fd) {
+    if (engine_.objects_->KindOf(obj) != kind) return Errno{EBADFD};
+    if (move_named_port_) {
+      (void)engine_.MovePort(obj);  // not moved: the supervisor answers EBADFD
+      return Errno{EBADFD};
+    }
+    engine_.objects_->NoteHolder(obj, caller_.pid, fd);
+    last_object_ = {obj, fd};
+    return obj;
   }
   emul::EventPorts& ports() override { return *engine_.ports_; }
   emul::Kqueues* kqueues() override { return engine_.kqueues_.get(); }
@@ -385,11 +423,10 @@ bool Engine::Call(int nr, const uint64_t args[6], long* result) {
   if (timers_moved_ && TimerCallMoved(entry->call)) return false;
   t_in_engine = true;
   t_engine_thread = true;
-  host_->ForgetFileChecks();
+  SyncFileChecks(NumberToCheck(entry->call, args));
   struct Leave {
     Engine& e;
     ~Leave() {
-      e.host_->ForgetFileChecks();
       t_in_engine = false;
       t_engine_thread = false;
       e.last_call_ns_.store(MonotonicNs(), std::memory_order_relaxed);
@@ -445,12 +482,11 @@ bool Engine::Call(int nr, const uint64_t args[6], long* result) {
       pollfd fds[2] = {{loop_, POLLIN, 0}, {WakeFd(pid_), POLLIN, 0}};
       t_in_engine = false;
       waiting_threads_.fetch_add(1, std::memory_order_relaxed);
-      host_->ForgetFileChecks();
       lock.unlock();
       int n = ppoll(fds, 2, nullptr, &old_mask);
       int err = n < 0 ? errno : 0;
       lock.lock();
-      host_->ForgetFileChecks();
+      SyncFileChecks(kCheckNone);
       waiting_threads_.fetch_sub(1, std::memory_order_relaxed);
       t_in_engine = true;
       if (fds[1].revents & POLLIN) {
@@ -511,10 +547,9 @@ void Engine::Settle() {
   std::lock_guard<std::mutex> lock(mu_);
   t_in_engine = true;
   t_engine_thread = true;
-  host_->ForgetFileChecks();
+  SyncFileChecks(kCheckNone);
   PrepareCall();
   objects_->ApplyReadiness();
-  host_->ForgetFileChecks();
   t_in_engine = false;
   t_engine_thread = false;
   // last_call_ns_ stays: a poll that blocks after this relies on the idle
@@ -559,10 +594,47 @@ void Engine::IdlePumpLoop() {
       continue;
     }
     std::lock_guard<std::mutex> lock(mu_);
-    host_->ForgetFileChecks();
+    SyncFileChecks(kCheckNone);
     Pump();
-    host_->ForgetFileChecks();
   }
+}
+
+void Engine::SyncFileChecks(int number) {
+  const uint64_t epoch = close_epoch_.load(std::memory_order_acquire);
+  if (number == kCheckAll || epoch != file_checks_epoch_) {
+    host_->ForgetFileChecks();
+  } else if (number >= 0) {
+    host_->ForgetLocalFileCheck(number);
+  }
+  file_checks_epoch_ = epoch;
+}
+
+std::optional<emul::ObjectId> Engine::KnownObjectAt(int fd, uint64_t epoch) {
+  if (epoch != known_object_epoch_) {
+    known_object_fds_.clear();
+    known_object_epoch_ = epoch;
+    return std::nullopt;
+  }
+  for (const KnownObjectFd& k : known_object_fds_) {
+    if (k.fd != fd) continue;
+    // Its last close (our end's hang-up, routed by the Pump before the
+    // handler) removed it: the number was closed without the library.
+    if (!objects_->KindOf(k.obj)) return std::nullopt;
+    return k.obj;
+  }
+  return std::nullopt;
+}
+
+void Engine::RememberObjectAt(int fd, emul::ObjectId obj, uint64_t epoch) {
+  if (epoch != known_object_epoch_) return;  // a close was reported meanwhile
+  for (KnownObjectFd& k : known_object_fds_) {
+    if (k.fd == fd) {
+      k.obj = obj;
+      return;
+    }
+  }
+  if (known_object_fds_.size() >= kKnownObjectFds) known_object_fds_.erase(known_object_fds_.begin());
+  known_object_fds_.push_back(KnownObjectFd{fd, obj});
 }
 
 void Engine::PrepareCall() {

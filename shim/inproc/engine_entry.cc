@@ -149,3 +149,7 @@ extern "C" __attribute__((visibility("default"))) int evshim_engine_settle(void)
   errno = saved;
   return 1;
 }
+
+extern "C" __attribute__((visibility("default"))) void evshim_engine_fd_closed(void) {
+  evshim::shim::inproc::Engine::NoteDescriptorsChanged();
+}
