@@ -19,11 +19,13 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
+#include <string>
 #include <thread>
 
 namespace evshim::shim::inproc {
@@ -38,13 +40,91 @@ namespace {
 constexpr uint64_t kTagSweep = 4ULL << 56;
 constexpr uint64_t kTagSignals = 7ULL << 56;
 
-// The process's own memory through process_vm_readv/writev: a bad pointer
-// is EFAULT, never SIGSEGV, and nothing partial counts as done.
+// The calling thread's own stack, found once per thread: [low, high) is
+// mapped readable and writable for as long as the thread lives (a stack
+// mapping never shrinks while its thread runs). Unknown (low == high) when
+// it cannot be told.
+struct OwnStack {
+  uintptr_t low = 0;
+  uintptr_t high = 0;
+  pid_t pid = 0;  // found in this process (a forked child finds it again)
+};
+thread_local OwnStack t_stack;
+// While the thread is inside Engine::Call: that frame's address. Memory
+// from there up to the stack's top holds the callers' frames, so it is
+// mapped; 0 outside a call (the idle pump, the poll family's settle, a
+// completion for another thread's wait: their copies take the checked path).
+thread_local uintptr_t t_call_frame = 0;
+
+// The mapping of /proc/self/maps that contains `addr`, if it is readable
+// and writable. Read with open/read (no stdio: fclose would report a close).
+bool FindRwMapping(uintptr_t addr, uintptr_t* low, uintptr_t* high) {
+  const int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  std::string text;
+  char buf[4096];
+  ssize_t n;
+  while ((n = read(fd, buf, sizeof buf)) > 0) text.append(buf, static_cast<size_t>(n));
+  ::close(fd);
+  size_t pos = 0;
+  while (pos < text.size()) {
+    size_t end = text.find('\n', pos);
+    if (end == std::string::npos) end = text.size();
+    const std::string line = text.substr(pos, end - pos);
+    pos = end + 1;
+    unsigned long start = 0, stop = 0;
+    char perms[5] = {};
+    if (std::sscanf(line.c_str(), "%lx-%lx %4s", &start, &stop, perms) != 3) continue;
+    if (addr < start || addr >= stop) continue;
+    if (perms[0] != 'r' || perms[1] != 'w') return false;
+    *low = start;
+    *high = stop;
+    return true;
+  }
+  return false;
+}
+
+const OwnStack& ThisThreadStack(pid_t pid) {
+  if (t_stack.pid == pid) return t_stack;
+  t_stack = OwnStack{};
+  t_stack.pid = pid;
+  pthread_attr_t attr;
+  if (pthread_getattr_np(pthread_self(), &attr) != 0) return t_stack;
+  void* base = nullptr;
+  size_t size = 0;
+  const bool got = pthread_attr_getstack(&attr, &base, &size) == 0;
+  pthread_attr_destroy(&attr);
+  if (!got) return t_stack;
+  uintptr_t low = reinterpret_cast<uintptr_t>(base);
+  uintptr_t high = low + size;
+  // The main thread's stack is the size of its limit, not of its mapping:
+  // only the part mapped now counts (it grows down and never shrinks).
+  uintptr_t map_low = 0, map_high = 0;
+  const uintptr_t here = reinterpret_cast<uintptr_t>(__builtin_frame_address(0));
+  if (!FindRwMapping(here, &map_low, &map_high)) return t_stack;
+  low = std::max(low, map_low);
+  high = std::min(high, map_high);
+  if (low < high && here >= low && here < high) {
+    t_stack.low = low;
+    t_stack.high = high;
+  }
+  return t_stack;
+}
+
+// The process's own memory. A range on the calling thread's stack between
+// the engine's call frame and the stack's top is mapped: copied directly
+// (the program's locals: port_getn's list and count in an event loop).
+// Anything else goes through process_vm_readv/writev, so a bad pointer is
+// EFAULT, never SIGSEGV, and nothing partial counts as done.
 class SelfMemory final : public abi::GuestMemory {
  public:
   explicit SelfMemory(pid_t pid) : pid_(pid) {}
   Result<void> Read(uint64_t addr, std::span<std::byte> out) override {
     if (out.empty()) return {};
+    if (OnCallersStack(addr, out.size())) {
+      std::memcpy(out.data(), reinterpret_cast<const void*>(addr), out.size());
+      return {};
+    }
     iovec local{out.data(), out.size()};
     iovec remote{reinterpret_cast<void*>(addr), out.size()};
     if (process_vm_readv(pid_, &local, 1, &remote, 1, 0) != static_cast<ssize_t>(out.size())) {
@@ -54,6 +134,10 @@ class SelfMemory final : public abi::GuestMemory {
   }
   Result<void> Write(uint64_t addr, std::span<const std::byte> in) override {
     if (in.empty()) return {};
+    if (OnCallersStack(addr, in.size())) {
+      std::memcpy(reinterpret_cast<void*>(addr), in.data(), in.size());
+      return {};
+    }
     iovec local{const_cast<std::byte*>(in.data()), in.size()};
     iovec remote{reinterpret_cast<void*>(addr), in.size()};
     if (process_vm_writev(pid_, &local, 1, &remote, 1, 0) != static_cast<ssize_t>(in.size())) {
@@ -63,6 +147,14 @@ class SelfMemory final : public abi::GuestMemory {
   }
 
  private:
+  bool OnCallersStack(uint64_t addr, size_t size) const {
+    const uintptr_t frame = t_call_frame;
+    if (frame == 0) return false;
+    const OwnStack& stack = ThisThreadStack(pid_);
+    if (frame < stack.low || frame >= stack.high) return false;  // another stack (sigaltstack, a fiber)
+    return addr >= frame && addr < stack.high && size <= stack.high - addr;
+  }
+
   pid_t pid_;
 };
 
@@ -423,10 +515,12 @@ bool Engine::Call(int nr, const uint64_t args[6], long* result) {
   if (timers_moved_ && TimerCallMoved(entry->call)) return false;
   t_in_engine = true;
   t_engine_thread = true;
+  t_call_frame = reinterpret_cast<uintptr_t>(__builtin_frame_address(0));
   SyncFileChecks(NumberToCheck(entry->call, args));
   struct Leave {
     Engine& e;
     ~Leave() {
+      t_call_frame = 0;
       t_in_engine = false;
       t_engine_thread = false;
       e.last_call_ns_.store(MonotonicNs(), std::memory_order_relaxed);
