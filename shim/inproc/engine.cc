@@ -65,7 +65,7 @@ bool FindRwMapping(uintptr_t addr, uintptr_t* low, uintptr_t* high) {
   char buf[4096];
   ssize_t n;
   while ((n = read(fd, buf, sizeof buf)) > 0) text.append(buf, static_cast<size_t>(n));
-  ::close(fd);
+  syscall(SYS_close, fd);  // not the libraries' close(): nothing of the program's closes
   size_t pos = 0;
   while (pos < text.size()) {
     size_t end = text.find('\n', pos);
@@ -629,7 +629,15 @@ bool Engine::Call(int nr, const uint64_t args[6], long* result) {
       r = -EINTR;
       break;
   }
-  if (auto lo = ctx.last_object()) objects_->DrainIfNeeded(lo->first, static_cast<emul::Pid>(pid_), lo->second);
+  if (auto lo = ctx.last_object()) {
+    // The number was recognised from what the engine kept (KnownObjectAt):
+    // checked before a byte is read through it, which happens rarely.
+    const std::optional<ObjectTable::State> state = objects_->StateOf(lo->first);
+    const std::optional<uint64_t> inode = objects_->InodeOf(lo->first);
+    if (state && state->needs_drain && inode && ends_.FdIs(static_cast<emul::Pid>(pid_), lo->second, *inode)) {
+      objects_->DrainIfNeeded(lo->first, static_cast<emul::Pid>(pid_), lo->second);
+    }
+  }
   objects_->ApplyReadiness();
   if (traced != nullptr) traced->End(r);  // trace
   *result = r;
