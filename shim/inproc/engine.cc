@@ -57,31 +57,41 @@ thread_local OwnStack t_stack;
 thread_local uintptr_t t_call_frame = 0;
 
 // The mapping of /proc/self/maps that contains `addr`, if it is readable
-// and writable. Read with open/read (no stdio: fclose would report a close).
+// and writable. Read with open/read into a buffer on the stack: no stdio
+// (fclose would report a close) and no allocation (it runs inside the
+// program's call, whose own memory it must leave as it was).
 bool FindRwMapping(uintptr_t addr, uintptr_t* low, uintptr_t* high) {
   const int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
   if (fd < 0) return false;
-  std::string text;
-  char buf[4096];
-  ssize_t n;
-  while ((n = read(fd, buf, sizeof buf)) > 0) text.append(buf, static_cast<size_t>(n));
-  syscall(SYS_close, fd);  // not the libraries' close(): nothing of the program's closes
-  size_t pos = 0;
-  while (pos < text.size()) {
-    size_t end = text.find('\n', pos);
-    if (end == std::string::npos) end = text.size();
-    const std::string line = text.substr(pos, end - pos);
-    pos = end + 1;
-    unsigned long start = 0, stop = 0;
-    char perms[5] = {};
-    if (std::sscanf(line.c_str(), "%lx-%lx %4s", &start, &stop, perms) != 3) continue;
-    if (addr < start || addr >= stop) continue;
-    if (perms[0] != 'r' || perms[1] != 'w') return false;
-    *low = start;
-    *high = stop;
-    return true;
+  char buf[8192];
+  size_t held = 0;  // bytes of an unfinished line at the start of buf
+  bool found = false, done = false;
+  while (!done) {
+    const ssize_t n = read(fd, buf + held, sizeof buf - 1 - held);
+    if (n <= 0) break;
+    held += static_cast<size_t>(n);
+    buf[held] = '\0';
+    char* line = buf;
+    while (char* nl = std::strchr(line, '\n')) {
+      *nl = '\0';
+      unsigned long start = 0, stop = 0;
+      char perms[5] = {};
+      if (std::sscanf(line, "%lx-%lx %4s", &start, &stop, perms) == 3 && addr >= start && addr < stop) {
+        found = perms[0] == 'r' && perms[1] == 'w';
+        *low = start;
+        *high = stop;
+        done = true;
+        break;
+      }
+      line = nl + 1;
+    }
+    if (done) break;
+    held = static_cast<size_t>(buf + held - line);
+    if (held == sizeof buf - 1) break;  // a line longer than the buffer: give up (checked copies)
+    std::memmove(buf, line, held);
   }
-  return false;
+  syscall(SYS_close, fd);  // not the libraries' close(): nothing of the program's closes
+  return found;
 }
 
 const OwnStack& ThisThreadStack(pid_t pid) {
