@@ -52,8 +52,9 @@ struct OwnStack {
 thread_local OwnStack t_stack;
 // While the thread is inside Engine::Call: that frame's address. Memory
 // from there up to the stack's top holds the callers' frames, so it is
-// mapped; 0 outside a call (the idle pump, the poll family's settle, a
-// completion for another thread's wait: their copies take the checked path).
+// mapped; 0 outside a call (the idle pump, the poll family's settle: their
+// copies take the checked path, as do copies to another thread's stack when
+// a call completes that thread's wait).
 thread_local uintptr_t t_call_frame = 0;
 
 // The mapping of /proc/self/maps that contains `addr`, if it is readable
