@@ -36,6 +36,7 @@
 #ifndef EVSHIM_POLL_SETTLE_H
 #define EVSHIM_POLL_SETTLE_H
 
+#include <dirent.h>
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -45,8 +46,11 @@
 #include <stdint.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <stdio.h>
 #include <sys/select.h>
+#include <sys/syscall.h>
 #include <time.h>
+#include <unistd.h>
 
 #ifndef SETTLE_SUPERVISED
 #error "define SETTLE_SUPERVISED() before including poll_settle.h"
@@ -116,6 +120,15 @@ SETTLE_FN void settle_note_dup(int oldfd, int newfd) {
   } else {
     settle_clear(newfd);
   }
+}
+
+/* A descriptor number may name another file now (a close or a replacing
+ * dup went through): the engine checks again what it kept about numbers
+ * (evshim_engine_fd_closed). Called once the close returned. */
+SETTLE_FN void settle_note_closed(void) {
+#if defined(EVSHIM_FAST_PATH) && defined(__x86_64__)
+  evshim_engine_fd_closed();
+#endif
 }
 
 /* Makes every object's readiness current (see the top of this file). */
@@ -293,6 +306,37 @@ SETTLE_EXPORT int dup(int fd) {
   }
   return r;
 }
+
+#if defined(EVSHIM_FAST_PATH) && defined(__x86_64__)
+/* Closes inside libc that the close() wrapper does not see: the engine's
+ * kept identity answers must not outlive them (settle_note_closed). Only
+ * the raw close system call is left unseen (docs/abi.md §10 "Fast mode"). */
+SETTLE_EXPORT int fclose(FILE *stream) {
+  typedef int (*fn_t)(FILE *);
+  fn_t next = SETTLE_NEXT(fn_t, "fclose");
+  if (next == NULL) SETTLE_MISSING();
+  const int r = next(stream);
+  settle_note_closed();
+  return r;
+}
+
+SETTLE_EXPORT int closedir(DIR *dir) {
+  typedef int (*fn_t)(DIR *);
+  fn_t next = SETTLE_NEXT(fn_t, "closedir");
+  if (next == NULL) SETTLE_MISSING();
+  const int r = next(dir);
+  settle_note_closed();
+  return r;
+}
+
+SETTLE_EXPORT int close_range(unsigned int first, unsigned int last, int flags) {
+  typedef int (*fn_t)(unsigned int, unsigned int, int);
+  fn_t next = SETTLE_NEXT(fn_t, "close_range");
+  const int r = next == NULL ? (int)syscall(SYS_close_range, first, last, flags) : next(first, last, flags);
+  settle_note_closed();
+  return r;
+}
+#endif
 
 /* fcntl's third argument is read as glibc's own wrapper reads it. The
  * symbols are named with asm labels: with _FILE_OFFSET_BITS=64 glibc's

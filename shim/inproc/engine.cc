@@ -2,6 +2,8 @@
 
 #include "shim/inproc/fast_trace.h"
 
+#include "abi/illumos/constants.h"
+
 #include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -23,6 +25,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
+#include <string>
 #include <thread>
 
 namespace evshim::shim::inproc {
@@ -37,13 +40,102 @@ namespace {
 constexpr uint64_t kTagSweep = 4ULL << 56;
 constexpr uint64_t kTagSignals = 7ULL << 56;
 
-// The process's own memory through process_vm_readv/writev: a bad pointer
-// is EFAULT, never SIGSEGV, and nothing partial counts as done.
+// The calling thread's own stack, found once per thread: [low, high) is
+// mapped readable and writable for as long as the thread lives (a stack
+// mapping never shrinks while its thread runs). Unknown (low == high) when
+// it cannot be told.
+struct OwnStack {
+  uintptr_t low = 0;
+  uintptr_t high = 0;
+  pid_t pid = 0;  // found in this process (a forked child finds it again)
+};
+thread_local OwnStack t_stack;
+// While the thread is inside Engine::Call: that frame's address. Memory
+// from there up to the stack's top holds the callers' frames, so it is
+// mapped; 0 outside a call (the idle pump, the poll family's settle: their
+// copies take the checked path, as do copies to another thread's stack when
+// a call completes that thread's wait).
+thread_local uintptr_t t_call_frame = 0;
+
+// The mapping of /proc/self/maps that contains `addr`, if it is readable
+// and writable. Read with open/read into a buffer on the stack: no stdio
+// (fclose would report a close) and no allocation (it runs inside the
+// program's call, whose own memory it must leave as it was).
+bool FindRwMapping(uintptr_t addr, uintptr_t* low, uintptr_t* high) {
+  const int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  char buf[8192];
+  size_t held = 0;  // bytes of an unfinished line at the start of buf
+  bool found = false, done = false;
+  while (!done) {
+    const ssize_t n = read(fd, buf + held, sizeof buf - 1 - held);
+    if (n <= 0) break;
+    held += static_cast<size_t>(n);
+    buf[held] = '\0';
+    char* line = buf;
+    while (char* nl = std::strchr(line, '\n')) {
+      *nl = '\0';
+      unsigned long start = 0, stop = 0;
+      char perms[5] = {};
+      if (std::sscanf(line, "%lx-%lx %4s", &start, &stop, perms) == 3 && addr >= start && addr < stop) {
+        found = perms[0] == 'r' && perms[1] == 'w';
+        *low = start;
+        *high = stop;
+        done = true;
+        break;
+      }
+      line = nl + 1;
+    }
+    if (done) break;
+    held = static_cast<size_t>(buf + held - line);
+    if (held == sizeof buf - 1) break;  // a line longer than the buffer: give up (checked copies)
+    std::memmove(buf, line, held);
+  }
+  syscall(SYS_close, fd);  // not the libraries' close(): nothing of the program's closes
+  return found;
+}
+
+const OwnStack& ThisThreadStack(pid_t pid) {
+  if (t_stack.pid == pid) return t_stack;
+  t_stack = OwnStack{};
+  t_stack.pid = pid;
+  pthread_attr_t attr;
+  if (pthread_getattr_np(pthread_self(), &attr) != 0) return t_stack;
+  void* base = nullptr;
+  size_t size = 0;
+  const bool got = pthread_attr_getstack(&attr, &base, &size) == 0;
+  pthread_attr_destroy(&attr);
+  if (!got) return t_stack;
+  uintptr_t low = reinterpret_cast<uintptr_t>(base);
+  uintptr_t high = low + size;
+  // The main thread's stack is the size of its limit, not of its mapping:
+  // only the part mapped now counts (it grows down and never shrinks).
+  uintptr_t map_low = 0, map_high = 0;
+  const uintptr_t here = reinterpret_cast<uintptr_t>(__builtin_frame_address(0));
+  if (!FindRwMapping(here, &map_low, &map_high)) return t_stack;
+  low = std::max(low, map_low);
+  high = std::min(high, map_high);
+  if (low < high && here >= low && here < high) {
+    t_stack.low = low;
+    t_stack.high = high;
+  }
+  return t_stack;
+}
+
+// The process's own memory. A range on the calling thread's stack between
+// the engine's call frame and the stack's top is mapped: copied directly
+// (the program's locals: port_getn's list and count in an event loop).
+// Anything else goes through process_vm_readv/writev, so a bad pointer is
+// EFAULT, never SIGSEGV, and nothing partial counts as done.
 class SelfMemory final : public abi::GuestMemory {
  public:
   explicit SelfMemory(pid_t pid) : pid_(pid) {}
   Result<void> Read(uint64_t addr, std::span<std::byte> out) override {
     if (out.empty()) return {};
+    if (OnCallersStack(addr, out.size())) {
+      std::memcpy(out.data(), reinterpret_cast<const void*>(addr), out.size());
+      return {};
+    }
     iovec local{out.data(), out.size()};
     iovec remote{reinterpret_cast<void*>(addr), out.size()};
     if (process_vm_readv(pid_, &local, 1, &remote, 1, 0) != static_cast<ssize_t>(out.size())) {
@@ -53,6 +145,10 @@ class SelfMemory final : public abi::GuestMemory {
   }
   Result<void> Write(uint64_t addr, std::span<const std::byte> in) override {
     if (in.empty()) return {};
+    if (OnCallersStack(addr, in.size())) {
+      std::memcpy(reinterpret_cast<void*>(addr), in.data(), in.size());
+      return {};
+    }
     iovec local{const_cast<std::byte*>(in.data()), in.size()};
     iovec remote{reinterpret_cast<void*>(addr), in.size()};
     if (process_vm_writev(pid_, &local, 1, &remote, 1, 0) != static_cast<ssize_t>(in.size())) {
@@ -62,6 +158,14 @@ class SelfMemory final : public abi::GuestMemory {
   }
 
  private:
+  bool OnCallersStack(uint64_t addr, size_t size) const {
+    const uintptr_t frame = t_call_frame;
+    if (frame == 0) return false;
+    const OwnStack& stack = ThisThreadStack(pid_);
+    if (frame < stack.low || frame >= stack.high) return false;  // another stack (sigaltstack, a fiber)
+    return addr >= frame && addr < stack.high && size <= stack.high - addr;
+  }
+
   pid_t pid_;
 };
 
@@ -113,6 +217,34 @@ int64_t MonotonicNs() {
 void SleepNs(int64_t ns) {
   timespec t{static_cast<time_t>(ns / 1'000'000'000), static_cast<long>(ns % 1'000'000'000)};
   while (nanosleep(&t, &t) != 0 && errno == EINTR) {
+  }
+}
+
+// Which identity answers a call checks afresh (Engine::SyncFileChecks).
+// Retrieval and port_send/port_alert name no watched descriptor: they
+// deliver what the watches reported and keep the answers while no
+// descriptor was closed through the library. An association names one
+// number: that number is checked again (its re-arm is the check, one
+// EPOLL_CTL_MOD). Anything else (kevent change lists, the close report,
+// timers, file watches) checks every answer again, as before.
+constexpr int kCheckAll = -2, kCheckNone = -1;
+int NumberToCheck(abi::Call call, const uint64_t args[6]) {
+  namespace il = abi::illumos;
+  if (call != abi::Call::kPortfs) return kCheckAll;
+  switch (static_cast<uint32_t>(args[0]) & il::PORT_CODE_MASK) {
+    case il::PORT_GET:
+    case il::PORT_GETN:
+    case il::PORT_SEND:
+    case il::PORT_ALERT:
+      return kCheckNone;
+    case il::PORT_ASSOCIATE:
+    case il::PORT_DISSOCIATE:
+      if (static_cast<uint16_t>(args[2]) == il::PORT_SOURCE_FD && args[3] <= 0x7fffffff) {
+        return static_cast<int>(args[3]);
+      }
+      return kCheckAll;
+    default:
+      return kCheckAll;
   }
 }
 
@@ -190,18 +322,16 @@ class Engine::Context final : public abi::CallContext {
   abi::GuestMemory& memory() override { return memory_; }
   Result<emul::ObjectId> Resolve(int fd, abi::ObjectKind kind) override {
     if (fd < 0) return Errno{EBADF};
+    // Read before the fstat: a close reported during it makes the answer
+    // kept under this epoch stale at once.
+    const uint64_t epoch = close_epoch_.load(std::memory_order_acquire);
+    if (std::optional<emul::ObjectId> known = engine_.KnownObjectAt(fd, epoch)) return Found(*known, kind, fd);
     struct stat st {};
     if (fstat(fd, &st) != 0) return Errno{EBADF};
     if (S_ISSOCK(st.st_mode)) {
       if (std::optional<emul::ObjectId> obj = engine_.objects_->FindByInode(st.st_ino)) {
-        if (engine_.objects_->KindOf(*obj) != kind) return Errno{EBADFD};
-        if (move_named_port_) {
-          (void)engine_.MovePort(*obj);  // not moved: the supervisor answers EBADFD
-          return Errno{EBADFD};
-        }
-        engine_.objects_->NoteHolder(*obj, caller_.pid, fd);
-        last_object_ = {*obj, fd};
-        return *obj;
+        engine_.RememberObjectAt(fd, *obj, epoch);
+        return Found(*obj, kind, fd);
       }
       if (engine_.inherited_ != nullptr) {
         auto inh = engine_.inherited_->objects.find(st.st_ino);
@@ -213,6 +343,16 @@ class Engine::Context final : public abi::CallContext {
     // supervisor present, the call goes there.
     if (S_ISSOCK(st.st_mode) && engine_.options_.supervisor_present) foreign_ = true;
     return Errno{EBADFD};
+  }
+  Result<emul::ObjectId> Found(emul::ObjectId obj, abi::ObjectKind kind, int fd) {
+    if (engine_.objects_->KindOf(obj) != kind) return Errno{EBADFD};
+    if (move_named_port_) {
+      (void)engine_.MovePort(obj);  // not moved: the supervisor answers EBADFD
+      return Errno{EBADFD};
+    }
+    engine_.objects_->NoteHolder(obj, caller_.pid, fd);
+    last_object_ = {obj, fd};
+    return obj;
   }
   emul::EventPorts& ports() override { return *engine_.ports_; }
   emul::Kqueues* kqueues() override { return engine_.kqueues_.get(); }
@@ -386,11 +526,12 @@ bool Engine::Call(int nr, const uint64_t args[6], long* result) {
   if (timers_moved_ && TimerCallMoved(entry->call)) return false;
   t_in_engine = true;
   t_engine_thread = true;
-  host_->ForgetFileChecks();
+  t_call_frame = reinterpret_cast<uintptr_t>(__builtin_frame_address(0));
+  SyncFileChecks(NumberToCheck(entry->call, args));
   struct Leave {
     Engine& e;
     ~Leave() {
-      e.host_->ForgetFileChecks();
+      t_call_frame = 0;
       t_in_engine = false;
       t_engine_thread = false;
       e.last_call_ns_.store(MonotonicNs(), std::memory_order_relaxed);
@@ -446,12 +587,11 @@ bool Engine::Call(int nr, const uint64_t args[6], long* result) {
       pollfd fds[2] = {{loop_, POLLIN, 0}, {WakeFd(pid_), POLLIN, 0}};
       t_in_engine = false;
       waiting_threads_.fetch_add(1, std::memory_order_relaxed);
-      host_->ForgetFileChecks();
       lock.unlock();
       int n = ppoll(fds, 2, nullptr, &old_mask);
       int err = n < 0 ? errno : 0;
       lock.lock();
-      host_->ForgetFileChecks();
+      SyncFileChecks(kCheckNone);
       waiting_threads_.fetch_sub(1, std::memory_order_relaxed);
       t_in_engine = true;
       if (fds[1].revents & POLLIN) {
@@ -500,7 +640,15 @@ bool Engine::Call(int nr, const uint64_t args[6], long* result) {
       r = -EINTR;
       break;
   }
-  if (auto lo = ctx.last_object()) objects_->DrainIfNeeded(lo->first, static_cast<emul::Pid>(pid_), lo->second);
+  if (auto lo = ctx.last_object()) {
+    // The number was recognised from what the engine kept (KnownObjectAt):
+    // checked before a byte is read through it, which happens rarely.
+    const std::optional<ObjectTable::State> state = objects_->StateOf(lo->first);
+    const std::optional<uint64_t> inode = objects_->InodeOf(lo->first);
+    if (state && state->needs_drain && inode && ends_.FdIs(static_cast<emul::Pid>(pid_), lo->second, *inode)) {
+      objects_->DrainIfNeeded(lo->first, static_cast<emul::Pid>(pid_), lo->second);
+    }
+  }
   objects_->ApplyReadiness();
   if (traced != nullptr) traced->End(r);  // trace
   *result = r;
@@ -512,10 +660,9 @@ void Engine::Settle() {
   std::lock_guard<std::mutex> lock(mu_);
   t_in_engine = true;
   t_engine_thread = true;
-  host_->ForgetFileChecks();
+  SyncFileChecks(kCheckNone);
   PrepareCall();
   objects_->ApplyReadiness();
-  host_->ForgetFileChecks();
   t_in_engine = false;
   t_engine_thread = false;
   // last_call_ns_ stays: a poll that blocks after this relies on the idle
@@ -599,10 +746,47 @@ void Engine::IdlePumpLoop() {
       continue;
     }
     std::lock_guard<std::mutex> lock(mu_);
-    host_->ForgetFileChecks();
+    SyncFileChecks(kCheckNone);
     Pump();
-    host_->ForgetFileChecks();
   }
+}
+
+void Engine::SyncFileChecks(int number) {
+  const uint64_t epoch = close_epoch_.load(std::memory_order_acquire);
+  if (number == kCheckAll || epoch != file_checks_epoch_) {
+    host_->ForgetFileChecks();
+  } else if (number >= 0) {
+    host_->ForgetLocalFileCheck(number);
+  }
+  file_checks_epoch_ = epoch;
+}
+
+std::optional<emul::ObjectId> Engine::KnownObjectAt(int fd, uint64_t epoch) {
+  if (epoch != known_object_epoch_) {
+    known_object_fds_.clear();
+    known_object_epoch_ = epoch;
+    return std::nullopt;
+  }
+  for (const KnownObjectFd& k : known_object_fds_) {
+    if (k.fd != fd) continue;
+    // Its last close (our end's hang-up, routed by the Pump before the
+    // handler) removed it: the number was closed without the library.
+    if (!objects_->KindOf(k.obj)) return std::nullopt;
+    return k.obj;
+  }
+  return std::nullopt;
+}
+
+void Engine::RememberObjectAt(int fd, emul::ObjectId obj, uint64_t epoch) {
+  if (epoch != known_object_epoch_) return;  // a close was reported meanwhile
+  for (KnownObjectFd& k : known_object_fds_) {
+    if (k.fd == fd) {
+      k.obj = obj;
+      return;
+    }
+  }
+  if (known_object_fds_.size() >= kKnownObjectFds) known_object_fds_.erase(known_object_fds_.begin());
+  known_object_fds_.push_back(KnownObjectFd{fd, obj});
 }
 
 void Engine::PrepareCall() {

@@ -91,6 +91,12 @@ class Engine {
   void MovePortsBeforeSend(const int* fds, size_t count);
 
   pid_t pid() const { return pid_; }
+  // The library's close/dup2/dup3/close_range/fclose/closedir wrappers
+  // report that a descriptor number may name another file now
+  // (evshim_engine_fd_closed; async-signal-safe, no lock). Identity answers
+  // kept across calls are valid until then (docs/design.md "The in-process
+  // fast path", "What a call costs").
+  static void NoteDescriptorsChanged() { close_epoch_.fetch_add(1, std::memory_order_release); }
   // Starts the idle pump (a thread with every signal blocked).
   void StartIdlePump();
 
@@ -116,6 +122,17 @@ class Engine {
 
   // Everything ready before a call is seen before it (issue 14 item 1).
   void PrepareCall();
+  // The watches' identity answers (LinuxHost::ForgetFileChecks) are kept
+  // while no descriptor was closed or replaced through the library; a call
+  // checks again the number it names (`number` >= 0), every answer
+  // (kCheckAll in engine.cc) or none (kCheckNone).
+  void SyncFileChecks(int number);
+  // The object a descriptor number was found to be, kept while no
+  // descriptor was closed or replaced through the library and the object
+  // lives: a call on a port or kqueue then costs no fstat. `epoch` is
+  // close_epoch_ read before the fstat that found it.
+  std::optional<emul::ObjectId> KnownObjectAt(int fd, uint64_t epoch);
+  void RememberObjectAt(int fd, emul::ObjectId obj, uint64_t epoch);
   // Reads the loop epoll without waiting and routes each event to its owner.
   void Pump(bool apply_readiness = true);
   void ApplySignals();
@@ -142,6 +159,15 @@ class Engine {
   // the way of a busy program (at most one look per kIdleNs).
   void IdlePumpLoop();
   static constexpr int64_t kIdleNs = 1'000'000;
+  static inline std::atomic<uint64_t> close_epoch_{0};
+  uint64_t file_checks_epoch_ = 0;  // close_epoch_ the watches' answers were kept for
+  struct KnownObjectFd {
+    int fd = -1;
+    emul::ObjectId obj = 0;
+  };
+  static constexpr size_t kKnownObjectFds = 16;
+  std::vector<KnownObjectFd> known_object_fds_;  // valid at known_object_epoch_
+  uint64_t known_object_epoch_ = 0;
   std::atomic<int64_t> last_call_ns_{0};
   std::atomic<int> waiting_threads_{0};
 

@@ -171,3 +171,7 @@ extern "C" __attribute__((visibility("default"))) void evshim_engine_before_send
     errno = saved;
   }
 }
+
+extern "C" __attribute__((visibility("default"))) void evshim_engine_fd_closed(void) {
+  evshim::shim::inproc::Engine::NoteDescriptorsChanged();
+}

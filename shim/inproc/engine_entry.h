@@ -50,6 +50,16 @@ void evshim_engine_before_exec(void);
  */
 void evshim_engine_before_send_fds(const int *fds, int count);
 
+/*
+ * A descriptor number of this process may name another file from now on:
+ * the libraries' close, dup2, dup3, close_range, fclose and closedir
+ * wrappers call it once the call returned. Identity answers the engine kept
+ * across calls (which object a port or kqueue descriptor is; whether a
+ * watched number still names its file) are checked again after it.
+ * Async-signal-safe (one atomic add), callable before any engine exists.
+ */
+void evshim_engine_fd_closed(void);
+
 /* The libraries' form of it: 1 and the result in *r when served here, 0
  * when the library must issue the system call. */
 static inline int evshim_engine_try(long nr, long a0, long a1, long a2, long a3, long a4, long a5,

@@ -96,6 +96,11 @@ class LinuxHost final : public emul::Host {
     file_checks_.clear();
     if (local_) local_->ForgetFileChecks();
   }
+  // The host's own process's number `fd` alone (the in-process engine keeps
+  // the other answers across calls while nothing was closed).
+  void ForgetLocalFileCheck(int fd) {
+    if (local_) local_->ForgetFileCheck(fd);
+  }
   // Hears of each file registered for a watch (the in-process engine notes
   // watches on its own objects' descriptors: a port in a port).
   void set_register_callback(std::function<void(int)> cb) {

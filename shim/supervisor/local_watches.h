@@ -51,6 +51,10 @@ class LocalWatches {
   // Atomic: TSan does not see the engine lock taken inside its own poll
   // interceptor (the poll family's settle), though the lock is held.
   void ForgetFileChecks() { epoch_.fetch_add(1, std::memory_order_relaxed); }
+  // The identity of number `fd` alone is checked again at its next use.
+  void ForgetFileCheck(int fd) {
+    if (auto it = live_.find(fd); it != live_.end()) it->second.checked = 0;  // epoch_ is never 0
+  }
 
   void Add(emul::WatchId id);
   emul::Result<uint32_t> Arm(emul::WatchId id, int fd, uint32_t events);

@@ -9,9 +9,12 @@
 #include <pthread.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/ptrace.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/user.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -19,8 +22,11 @@
 #include <atomic>
 #include <cerrno>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
+#include <map>
 #include <mutex>
+#include <sstream>
 #include <set>
 #include <thread>
 #include <vector>
@@ -297,6 +303,264 @@ TEST_F(InprocTest, AssociationsOpenNoDescriptorAtTheLimit) {
     close(pair[1]);
   }
   close(out_port);
+}
+
+// port.c:1780-1781: a timeout port_getn cannot read is EFAULT. The engine
+// copies a range on the calling thread's stack directly (docs/design.md
+// "The in-process fast path", Memory); a range that begins on the stack and
+// runs past its top must still take the checked copy: EFAULT, never SIGSEGV.
+// The thread runs on a stack of our own with an inaccessible page above it.
+TEST_F(InprocTest, TimeoutRunningPastTheStackTopIsEfaultNotSigsegv) {
+  constexpr size_t kStack = 256 * 1024;
+  const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  void* block = mmap(nullptr, kStack + page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  ASSERT_NE(block, MAP_FAILED);
+  char* const base = static_cast<char*>(block);
+  ASSERT_EQ(mprotect(base + kStack, page, PROT_NONE), 0);
+  struct Run {
+    int port;
+    char* top;
+    int result = 0;
+    int err = 0;
+  } run{port_, base + kStack};
+  pthread_attr_t attr;
+  ASSERT_EQ(pthread_attr_init(&attr), 0);
+  ASSERT_EQ(pthread_attr_setstack(&attr, base, kStack), 0);
+  pthread_t t;
+  ASSERT_EQ(pthread_create(&t, &attr, [](void* arg) -> void* {
+    auto* r = static_cast<Run*>(arg);
+    port_event_t list[1];  // on this stack: the direct copy
+    uint_t nget = 1;
+    // 8 of its 16 bytes on the stack (glibc's thread block), 8 beyond.
+    auto* timeout = reinterpret_cast<timespec*>(r->top - 8);
+    errno = 0;
+    r->result = port_getn(r->port, list, 1, &nget, timeout);
+    r->err = errno;
+    return nullptr;
+  }, &run), 0);
+  ASSERT_EQ(pthread_join(t, nullptr), 0);
+  pthread_attr_destroy(&attr);
+  EXPECT_EQ(run.result, -1);
+  EXPECT_EQ(run.err, EFAULT);
+  // The port still works.
+  ASSERT_EQ(port_send(port_, 3, nullptr), 0);
+  port_event_t ev{};
+  timespec zero{0, 0};
+  EXPECT_EQ(port_get(port_, &ev, &zero), 0);
+  munmap(block, kStack + page);
+}
+
+// Ways a program closes (or replaces) a descriptor through libc, each of
+// which the engine must hear of (evshim_engine_fd_closed).
+enum class LibcClose { kClose, kDup2Over, kFclose, kCloseRange };
+const char* Name(LibcClose how) {
+  switch (how) {
+    case LibcClose::kClose: return "close";
+    case LibcClose::kDup2Over: return "dup2 over it";
+    case LibcClose::kFclose: return "fclose";
+    case LibcClose::kCloseRange: return "close_range";
+    default: return "?";
+  }
+}
+// Closes `fd` as `how` says and puts a descriptor of `other`'s file at its
+// number (with the raw dup3 system call, which the library does not see, so
+// only the close itself can have told the engine).
+void CloseAndReuse(LibcClose how, int fd, int other) {
+  switch (how) {
+    case LibcClose::kClose:
+      ASSERT_EQ(close(fd), 0);
+      break;
+    case LibcClose::kDup2Over:
+      ASSERT_EQ(dup2(other, fd), fd);
+      return;
+    case LibcClose::kFclose: {
+      FILE* f = fdopen(fd, "r");
+      ASSERT_NE(f, nullptr);
+      ASSERT_EQ(fclose(f), 0);
+      break;
+    }
+    case LibcClose::kCloseRange:
+      ASSERT_EQ(close_range(static_cast<unsigned>(fd), static_cast<unsigned>(fd), 0), 0);
+      break;
+    default:
+      FAIL();
+  }
+  ASSERT_EQ(syscall(SYS_dup3, other, fd, 0), fd);
+}
+
+// port.c:588-594: a descriptor that is not a port is EBADFD. The engine
+// keeps which object a number is across calls (no fstat per call; docs/
+// design.md "The in-process fast path", What a call costs) until a close or
+// a replacing dup goes through libc: a port's number closed so (the port
+// kept alive by another descriptor) and taken by a socket is EBADFD at once.
+TEST_F(InprocTest, PortNumberClosedThroughLibcAndReusedIsNoLongerThePort) {
+  for (LibcClose how : {LibcClose::kClose, LibcClose::kDup2Over, LibcClose::kFclose, LibcClose::kCloseRange}) {
+    SCOPED_TRACE(Name(how));
+    const int port = port_create();
+    ASSERT_GE(port, 0);
+    port_event_t ev{};
+    timespec zero{0, 0};
+    ASSERT_EQ(port_send(port, 1, nullptr), 0);  // named: the engine knows the number now
+    ASSERT_EQ(port_get(port, &ev, &zero), 0);
+    const int keep = dup(port);  // the port lives on under another number
+    ASSERT_GE(keep, 0);
+    int sv[2];
+    ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    CloseAndReuse(how, port, sv[0]);
+    errno = 0;
+    EXPECT_EQ(port_get(port, &ev, &zero), -1);
+    EXPECT_EQ(errno, EBADFD);
+    EXPECT_EQ(port_send(keep, 2, nullptr), 0);  // the port itself is intact
+    close(port);
+    close(keep);
+    close(sv[0]);
+    close(sv[1]);
+  }
+}
+
+// Rule 10 (port.c:164-169, port_close_fd): closing an associated descriptor
+// removes its association and its queued event. Retrieval keeps the
+// watches' identity answers across calls until a close goes through libc,
+// so a close the event-port library's close() wrapper does not report
+// (fclose, close_range) must still end them: the old file's event, queued
+// before the close, is not delivered once another file took the number.
+TEST_F(InprocTest, Rule10EventQueuedBeforeALibcCloseIsNotDelivered) {
+  for (LibcClose how : {LibcClose::kFclose, LibcClose::kCloseRange}) {
+    SCOPED_TRACE(Name(how));
+    const int port = port_create();
+    ASSERT_GE(port, 0);
+    int old_pair[2], new_pair[2];
+    ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM, 0, old_pair), 0);
+    ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM, 0, new_pair), 0);
+    const int fd = old_pair[0];
+    ASSERT_EQ(port_associate(port, PORT_SOURCE_FD, static_cast<uintptr_t>(fd), POLLIN, nullptr), 0);
+    ASSERT_EQ(write(old_pair[1], "o", 1), 1);
+    ASSERT_EQ(port_send(port, 5, reinterpret_cast<void*>(5)), 0);  // the association's event is queued first
+    const int old_file = dup(fd);  // its registration stays in the kernel
+    ASSERT_GE(old_file, 0);
+    CloseAndReuse(how, fd, new_pair[0]);
+    port_event_t evs[4];
+    timespec zero{0, 0};
+    uint_t nget = 1;
+    ASSERT_EQ(port_getn(port, evs, 4, &nget, &zero), 0);
+    EXPECT_EQ(nget, 1u) << "object " << evs[0].portev_object;
+    EXPECT_EQ(evs[0].portev_source, PORT_SOURCE_USER);
+    close(port);
+    close(fd);
+    close(old_file);
+    close(old_pair[1]);
+    close(new_pair[0]);
+    close(new_pair[1]);
+  }
+}
+
+// The system calls of one event (docs/design.md "The in-process fast path",
+// What a call costs), counted with ptrace in a child: port_getn of one
+// ready association, then its re-association. The fewest over some rounds
+// (the idle pump may take a report first, or hold the lock a moment).
+struct CallCosts {
+  std::vector<std::map<long, int>> segments;  // system calls between markers, by number
+};
+constexpr int kBudgetRounds = 20;
+
+[[noreturn]] void BudgetChild() {
+  const int port = port_create();
+  int sv[2];
+  if (port < 0 || socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0) _exit(2);
+  if (port_associate(port, PORT_SOURCE_FD, static_cast<uintptr_t>(sv[0]), POLLIN, nullptr) != 0) _exit(3);
+  for (int round = 0; round < kBudgetRounds; ++round) {
+    syscall(SYS_getppid);  // marker
+    if (write(sv[1], "x", 1) != 1) _exit(4);
+    port_event_t ev{};
+    uint_t n = 1;
+    timespec zero{0, 0};
+    if (port_getn(port, &ev, 1, &n, &zero) != 0 || n != 1) _exit(5);
+    syscall(SYS_getppid);  // marker
+    char c;
+    if (read(sv[0], &c, 1) != 1) _exit(6);
+    if (port_associate(port, PORT_SOURCE_FD, static_cast<uintptr_t>(sv[0]), POLLIN, nullptr) != 0) _exit(7);
+  }
+  syscall(SYS_getppid);
+  _exit(0);
+}
+
+std::string Describe(const std::map<long, int>& nrs) {
+  std::ostringstream o;
+  for (auto [nr, n] : nrs) o << " nr" << nr << "x" << n;
+  return o.str();
+}
+
+TEST(InprocBudget, OneEventCostsAtMostItsSystemCallBudget) {
+  const pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    ptrace(PTRACE_TRACEME, 0, nullptr, nullptr);
+    raise(SIGSTOP);
+    BudgetChild();
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFSTOPPED(status));
+  // Only this thread is traced (no PTRACE_O_TRACECLONE): the idle pump's
+  // own system calls are not counted.
+  ASSERT_EQ(ptrace(PTRACE_SETOPTIONS, pid, nullptr, PTRACE_O_TRACESYSGOOD | PTRACE_O_EXITKILL), 0);
+  std::vector<std::map<long, int>> segments;
+  bool entering = true;
+  int deliver = 0;
+  for (;;) {
+    ASSERT_EQ(ptrace(PTRACE_SYSCALL, pid, nullptr, reinterpret_cast<void*>(static_cast<intptr_t>(deliver))), 0);
+    deliver = 0;
+    ASSERT_EQ(waitpid(pid, &status, 0), pid);
+    if (WIFEXITED(status) || WIFSIGNALED(status)) break;
+    if (!WIFSTOPPED(status)) continue;
+    if (WSTOPSIG(status) != (SIGTRAP | 0x80)) {
+      deliver = WSTOPSIG(status);
+      continue;
+    }
+    if (entering) {
+      user_regs_struct regs{};
+      ASSERT_EQ(ptrace(PTRACE_GETREGS, pid, nullptr, &regs), 0);
+      const long nr = static_cast<long>(regs.orig_rax);
+      if (nr == SYS_getppid) {
+        segments.emplace_back();
+      } else if (!segments.empty()) {
+        ++segments.back()[nr];
+      }
+    }
+    entering = !entering;
+  }
+  ASSERT_TRUE(WIFEXITED(status)) << "status " << status;
+  ASSERT_EQ(WEXITSTATUS(status), 0);
+  ASSERT_EQ(segments.size(), 2u * kBudgetRounds + 1);
+  // The program's own write (before port_getn) and read (before
+  // port_associate) are one call each of their segment.
+  auto cost = [](const std::map<long, int>& nrs) {
+    int n = -1;
+    for (auto [nr, k] : nrs) n += k;
+    return n;
+  };
+  size_t best_get = 0, best_assoc = 1;
+  for (size_t i = 0; i + 1 < segments.size(); i += 2) {
+    if (cost(segments[i]) < cost(segments[best_get])) best_get = i;
+    if (cost(segments[i + 1]) < cost(segments[best_assoc])) best_assoc = i + 1;
+  }
+  const std::map<long, int>& get = segments[best_get];
+  const std::map<long, int>& assoc = segments[best_assoc];
+  // port_getn: the loop epoll (with the watch's report) and the watches'
+  // epoll; the event is copied to the program's stack directly; no fstat of
+  // the port, no identity check of the delivered number.
+  EXPECT_LE(cost(get), 2) << Describe(get);
+  // port_associate: the loop epoll, the readiness poll, the re-arm (which
+  // is the identity check); no fstat of the port.
+  EXPECT_LE(cost(assoc), 3) << Describe(assoc);
+  for (const auto* seg : {&get, &assoc}) {
+    EXPECT_EQ(seg->count(SYS_newfstatat) + seg->count(SYS_fstat), 0u) << Describe(*seg);
+  }
+  EXPECT_LE(get.count(SYS_epoll_ctl) ? get.at(SYS_epoll_ctl) : 0, 0) << Describe(get);
+  for (const auto* seg : {&get, &assoc}) {
+    EXPECT_EQ(seg->count(SYS_process_vm_readv) + seg->count(SYS_process_vm_writev), 0u) << Describe(*seg);
+  }
+  EXPECT_LE(assoc.count(SYS_epoll_ctl) ? assoc.at(SYS_epoll_ctl) : 0, 1) << Describe(assoc);
 }
 
 }  // namespace

@@ -531,8 +531,9 @@ NOT_TSAN_INSTRUMENTED EXPORT int close(int fd) {
   report_closing(fd);
   settle_note_close(fd);
   close_fn next = __atomic_load_n(&next_close, __ATOMIC_ACQUIRE);
-  if (next == NULL) return (int)syscall(SYS_close, (long)fd);
-  return next(fd);
+  const int r = next == NULL ? (int)syscall(SYS_close, (long)fd) : next(fd);
+  settle_note_closed();
+  return r;
 }
 
 NOT_TSAN_INSTRUMENTED EXPORT int dup2(int oldfd, int newfd) {
@@ -540,6 +541,7 @@ NOT_TSAN_INSTRUMENTED EXPORT int dup2(int oldfd, int newfd) {
   dup2_fn next = __atomic_load_n(&next_dup2, __ATOMIC_ACQUIRE);
   const int r = next == NULL ? (int)syscall(SYS_dup2, (long)oldfd, (long)newfd) : next(oldfd, newfd);
   if (r >= 0) settle_note_dup(oldfd, r);
+  settle_note_closed();
   return r;
 }
 
@@ -549,6 +551,7 @@ NOT_TSAN_INSTRUMENTED EXPORT int dup3(int oldfd, int newfd, int flags) {
   const int r = next == NULL ? (int)syscall(SYS_dup3, (long)oldfd, (long)newfd, (long)flags)
                              : next(oldfd, newfd, flags);
   if (r >= 0) settle_note_dup(oldfd, r);
+  settle_note_closed();
   return r;
 }
 

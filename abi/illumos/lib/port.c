@@ -417,8 +417,9 @@ EXPORT int close(int fd) {
   }
   report_closing(fd);
   settle_note_close(fd);
-  if (next == NULL) return (int)syscall(SYS_close, fd);
-  return next(fd);
+  const int r = next == NULL ? (int)syscall(SYS_close, fd) : next(fd);
+  settle_note_closed();
+  return r;
 }
 
 /* dup2/dup3 close `newfd` only when `oldfd` is open and differs from it. */
@@ -436,6 +437,7 @@ EXPORT int dup2(int oldfd, int newfd) {
   report_replaced(oldfd, newfd);
   int r = next == NULL ? (int)syscall(SYS_dup2, oldfd, newfd) : next(oldfd, newfd);
   if (r >= 0) settle_note_dup(oldfd, r);
+  settle_note_closed();
   return r;
 }
 
@@ -449,6 +451,7 @@ EXPORT int dup3(int oldfd, int newfd, int flags) {
   report_replaced(oldfd, newfd);
   int r = next == NULL ? (int)syscall(SYS_dup3, oldfd, newfd, flags) : next(oldfd, newfd, flags);
   if (r >= 0) settle_note_dup(oldfd, r);
+  settle_note_closed();
   return r;
 }
 
