@@ -121,7 +121,7 @@ SETTLE_FN void settle_note_dup(int oldfd, int newfd) {
 /* Makes every object's readiness current (see the top of this file). */
 SETTLE_FN void settle_now(void) {
   const int saved = errno;
-#if defined(EVSHIM_FAST_PATH) && defined(__x86_64__)
+#if defined(EVSHIM_FAST_PATH)
   if (evshim_engine_settle() && !__atomic_load_n(&settle_supervisor_objects, __ATOMIC_RELAXED)) {
     errno = saved;
     return;
