@@ -239,6 +239,6 @@ TEST_P(KqueueFastPath, ScenariosRunWithoutAnySupervisor) {
   }
 }
 INSTANTIATE_TEST_SUITE_P(Bsd, KqueueFastPath, ::testing::Values("freebsd", "openbsd", "dragonfly"),
-                         [](const auto& info) { return std::string(info.param); });
+                         [](const auto& p) { return std::string(p.param); });
 
 }  // namespace
