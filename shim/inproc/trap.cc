@@ -365,7 +365,10 @@ std::vector<sock_filter> BuildTrapFilter(uint64_t gate_ip) {
   const auto n = static_cast<uint8_t>(nrs.size());
   std::vector<sock_filter> f;
   f.push_back(Stmt(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, arch)));
-  f.push_back(Jump(BPF_JMP | BPF_JEQ | BPF_K, kProcessAuditArch, 0, static_cast<uint8_t>(n + 2)));
+  // Another architecture's call (an exec'd program of the other width, an
+  // int $0x80 in a 64-bit process): past the number load and the n
+  // comparisons, to the ALLOW.
+  f.push_back(Jump(BPF_JMP | BPF_JEQ | BPF_K, kProcessAuditArch, 0, static_cast<uint8_t>(n + 1)));
   f.push_back(Stmt(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, nr)));
   for (uint8_t i = 0; i < n; ++i) {
     // match: to the gate check after the ALLOW below
