@@ -23,6 +23,7 @@
 #include "abi/syscall_table.h"
 #include "shim/inproc/engine_entry.h"
 #include "shim/inproc/native_abi.h"
+#include "shim/inproc/trap_filter.h"
 #include "shim/inproc/trap_install.h"
 #include "shim/inproc/trap_registers.h"
 
@@ -123,13 +124,6 @@ static_assert(kTrapRegistersI386.result == REG_EAX && kTrapRegistersI386.args[0]
               kTrapRegistersI386.args[5] == REG_EBP);
 #endif
 
-// SECCOMP_RET_DATA of the trap: the handler sees it as si_errno, so a SIGSYS
-// from this filter is told apart from one of any other filter or a kill(2).
-constexpr uint32_t kTrapData = 0x5e5;
-// An evshim-private number only the trap filter knows (the launcher's filter
-// and the supervisor do not): trapped, it answers 0; an image that finds
-// it trapped knows it inherited the filter across exec (docs/abi.md §1).
-constexpr int kProbeNr = 1099;
 // The same in every image (an exec'd image must put its gate where the
 // inherited filter expects it): below 1 GiB, where neither position-
 // independent programs, the mmap area, nor the sanitizers' reserved ranges
@@ -351,38 +345,13 @@ bool MapGate() {
   return true;
 }
 
-sock_filter Stmt(uint16_t code, uint32_t k) { return sock_filter{code, 0, 0, k}; }
-sock_filter Jump(uint16_t code, uint32_t k, uint8_t jt, uint8_t jf) { return sock_filter{code, jt, jf, k}; }
-
-// TRAP for every foreign number of this process's architecture (x86_64, or
-// i386 in an i386 engine) and the probe, unless the call comes from the
-// gate; everything else, the other architectures' calls included, is left
-// to the other filters (ALLOW here).
+// The trap filter of this process's architecture (trap_filter.h): its
+// foreign numbers and the probe.
 std::vector<sock_filter> BuildTrapFilter(uint64_t gate_ip) {
   std::vector<uint32_t> nrs;
   for (const abi::SyscallEntry& e : abi::AllSyscalls()) nrs.push_back(static_cast<uint32_t>(ProcessNumber(e)));
   nrs.push_back(kProbeNr);
-  const auto n = static_cast<uint8_t>(nrs.size());
-  std::vector<sock_filter> f;
-  f.push_back(Stmt(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, arch)));
-  // Another architecture's call (an exec'd program of the other width, an
-  // int $0x80 in a 64-bit process): past the number load and the n
-  // comparisons, to the ALLOW.
-  f.push_back(Jump(BPF_JMP | BPF_JEQ | BPF_K, kProcessAuditArch, 0, static_cast<uint8_t>(n + 1)));
-  f.push_back(Stmt(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, nr)));
-  for (uint8_t i = 0; i < n; ++i) {
-    // match: to the gate check after the ALLOW below
-    f.push_back(Jump(BPF_JMP | BPF_JEQ | BPF_K, nrs[i], static_cast<uint8_t>(n - i), 0));
-  }
-  f.push_back(Stmt(BPF_RET | BPF_K, SECCOMP_RET_ALLOW));
-  // The gate: instruction_pointer is the address after its syscall.
-  f.push_back(Stmt(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, instruction_pointer)));
-  f.push_back(Jump(BPF_JMP | BPF_JEQ | BPF_K, static_cast<uint32_t>(gate_ip), 0, 2));
-  f.push_back(Stmt(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, instruction_pointer) + 4));
-  f.push_back(Jump(BPF_JMP | BPF_JEQ | BPF_K, static_cast<uint32_t>(gate_ip >> 32), 1, 0));
-  f.push_back(Stmt(BPF_RET | BPF_K, SECCOMP_RET_TRAP | kTrapData));
-  f.push_back(Stmt(BPF_RET | BPF_K, SECCOMP_RET_ALLOW));
-  return f;
+  return TrapFilter(kProcessAuditArch, nrs, gate_ip);
 }
 
 // An image started by exec from a process with the trap inherits the
