@@ -938,15 +938,22 @@ static int proc_track(void) {
 /* Without the process connector (EVSHIM_NO_PROC_CONNECTOR=1): NOTE_EXIT
  * still works, forks and execs cannot be seen: EOPNOTSUPP. */
 static int proc_fallback(void) {
-  int kq = kqueue();
+  int kq = kqueue(), go[2];
+  CHECK(pipe(go) == 0);
   pid_t pid = fork();
   if (pid == 0) {
-    sleep_ms(50);
+    /* exits once both filters are in: OpenBSD answers ESRCH for a zombie
+     * (prfind does not find it), and a slow machine outlasts any sleep */
+    char ch;
+    close(go[1]); /* the parent's failure ends the read too */
+    while (read(go[0], &ch, 1) < 0 && errno == EINTR) {
+    }
     _exit(9);
   }
   CHECK(add(kq, (uintptr_t)pid, EVFILT_PROC, EV_ADD, NOTE_FORK, 0, NULL) == -1 &&
         errno == EOPNOTSUPP);
   CHECK(add(kq, (uintptr_t)pid, EVFILT_PROC, EV_ADD, NOTE_EXIT, 0, NULL) == 0);
+  CHECK(write(go[1], "x", 1) == 1);
   struct kevent ev;
   CHECK(get_for(kq, (uintptr_t)pid, &ev) == 1);
   CHECK(ev.fflags == NOTE_EXIT && WEXITSTATUS((int)ev.data) == 9);

@@ -126,7 +126,7 @@ SETTLE_FN void settle_note_dup(int oldfd, int newfd) {
  * dup went through): the engine checks again what it kept about numbers
  * (evshim_engine_fd_closed). Called once the close returned. */
 SETTLE_FN void settle_note_closed(void) {
-#if defined(EVSHIM_FAST_PATH) && defined(__x86_64__)
+#if defined(EVSHIM_FAST_PATH)
   evshim_engine_fd_closed();
 #endif
 }
@@ -134,7 +134,7 @@ SETTLE_FN void settle_note_closed(void) {
 /* Makes every object's readiness current (see the top of this file). */
 SETTLE_FN void settle_now(void) {
   const int saved = errno;
-#if defined(EVSHIM_FAST_PATH) && defined(__x86_64__)
+#if defined(EVSHIM_FAST_PATH)
   if (evshim_engine_settle() && !__atomic_load_n(&settle_supervisor_objects, __ATOMIC_RELAXED)) {
     errno = saved;
     return;
@@ -307,7 +307,7 @@ SETTLE_EXPORT int dup(int fd) {
   return r;
 }
 
-#if defined(EVSHIM_FAST_PATH) && defined(__x86_64__)
+#if defined(EVSHIM_FAST_PATH)
 /* Closes inside libc that the close() wrapper does not see: the engine's
  * kept identity answers must not outlive them (settle_note_closed). Only
  * the raw close system call is left unseen (docs/abi.md §10 "Fast mode"). */

@@ -1,6 +1,7 @@
 #include "shim/inproc/engine.h"
 
 #include "shim/inproc/fast_trace.h"
+#include "shim/inproc/native_abi.h"
 
 #include "abi/illumos/constants.h"
 
@@ -519,7 +520,7 @@ void Engine::ApplySignals() {
 }
 
 bool Engine::Call(int nr, const uint64_t args[6], long* result) {
-  const abi::SyscallEntry* entry = abi::FindSyscall(abi::DataModel::kLp64, nr);
+  const abi::SyscallEntry* entry = abi::FindSyscall(kProcessModel, nr);
   if (entry == nullptr) return false;
   if (t_in_engine) return false;  // a signal handler on a thread inside the engine
   std::unique_lock<std::mutex> lock(mu_);
@@ -540,7 +541,7 @@ bool Engine::Call(int nr, const uint64_t args[6], long* result) {
   PrepareCall();
   std::array<uint64_t, 6> raw{};
   for (int i = 0; i < 6; ++i) raw[i] = args[i];
-  abi::SyscallArgs a(abi::DataModel::kLp64, raw);
+  abi::SyscallArgs a(kProcessModel, raw);
   fasttrace::CallTrace* traced =  // trace (docs/trace.md "Fast mode")
       fasttrace::On() ? fasttrace::Begin(*entry, nr, args, pid_, ThreadId(pid_), *memory_) : nullptr;
   Context ctx(*this, traced != nullptr ? traced->memory() : *memory_);

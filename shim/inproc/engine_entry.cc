@@ -15,6 +15,7 @@
 #include "abi/syscall_table.h"
 #include "shim/inproc/engine.h"
 #include "shim/inproc/fast_trace.h"
+#include "shim/inproc/native_abi.h"
 #include "shim/inproc/trap_install.h"
 
 namespace evshim::shim::inproc {
@@ -94,7 +95,7 @@ Engine* GetEngine() {
 }
 
 bool IsSignalReport(int nr) {
-  const abi::SyscallEntry* entry = abi::FindSyscall(abi::DataModel::kLp64, nr);
+  const abi::SyscallEntry* entry = abi::FindSyscall(kProcessModel, nr);
   return entry != nullptr && entry->call == abi::Call::kKqueueSignal;
 }
 
@@ -122,7 +123,9 @@ extern "C" __attribute__((visibility("default"))) long evshim_engine_call(int nr
     return 0;
   }
   uint64_t raw[6];
-  for (int i = 0; i < 6; ++i) raw[i] = static_cast<uint64_t>(args[i]);
+  // Zero-extended: an i386 register is 32 bits (the codecs read ILP32 values
+  // from the low half).
+  for (int i = 0; i < 6; ++i) raw[i] = static_cast<unsigned long>(args[i]);
   long result = 0;
   if (fasttrace::On()) fasttrace::NoteCallSite(__builtin_return_address(0));  // trace --sites
   if (!GetEngine()->Call(nr, raw, &result)) {

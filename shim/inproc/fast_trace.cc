@@ -23,6 +23,7 @@
 
 #include "abi/trace/format.h"
 #include "shim/inproc/engine_entry.h"
+#include "shim/inproc/native_abi.h"
 #include "shim/trace/record.h"
 
 namespace evshim::shim::inproc::fasttrace {
@@ -258,12 +259,12 @@ void CallTrace::Begin(const abi::SyscallEntry& entry, int nr, const uint64_t raw
   // (the handler may overwrite them: kevent's lists can be one buffer).
   std::array<uint64_t, 6> regs{};
   for (int i = 0; i < 6; ++i) regs[i] = raw[i];
-  abi::SyscallArgs args(abi::DataModel::kLp64, regs);
+  abi::SyscallArgs args(kProcessModel, regs);
   const abi::trace::Formatter* f = entry.trace != nullptr ? entry.trace : &abi::trace::kGenericFormatter;
   abi::trace::CallText text;
   text.name = std::string(entry.name);  // as the Tracer presets it (the timer formatter reads it)
   memory_->recording = true;
-  f->enter(abi::trace::CallView(entry.personality, abi::DataModel::kLp64, args, memory_, {}), text);
+  f->enter(abi::trace::CallView(entry.personality, kProcessModel, args, memory_, {}), text);
   memory_->recording = false;
   outer_ = t_current;
 
@@ -271,6 +272,7 @@ void CallTrace::Begin(const abi::SyscallEntry& entry, int nr, const uint64_t raw
   body.pid = pid;
   body.tid = tid;
   body.nr = nr;
+  body.model = static_cast<uint32_t>(kProcessModel);
   body.regions = memory_->regions;
   for (int i = 0; i < 6; ++i) body.raw[i] = raw[i];
   body.time_ns = NowNs();

@@ -28,14 +28,21 @@
 #include "abi/illumos/constants.h"
 #include "abi/illumos/port_move.h"
 #include "shim/inproc/engine.h"
+#include "shim/inproc/native_abi.h"
 #include "shim/inproc/trap.h"
 
 namespace evshim::shim::inproc {
 
 namespace {
 
-// portfs's x86_64 number (abi/syscall_table.cc; the engine is x86_64 only).
-constexpr long kPortfsNr = 182;
+// portfs's number in this process (abi/syscall_table.cc: 182 on x86_64,
+// 1000 on i386).
+long PortfsNumber() {
+  for (const abi::SyscallEntry& e : abi::AllSyscalls()) {
+    if (e.call == abi::Call::kPortfs) return ProcessNumber(e);
+  }
+  return -1;
+}
 
 // The program's descriptors whose open file is the socket with `inode`.
 std::vector<int> DescriptorsOf(uint64_t inode) {
@@ -115,7 +122,7 @@ bool Engine::MovePort(emul::ObjectId obj, bool before_exec) {
   pthread_sigmask(SIG_BLOCK, &all, &old_mask);
   // Through the trap's gate (shim/inproc/trap.h): with the trap on, a plain
   // syscall here would raise SIGSYS only to be forwarded.
-  const long fd = evshim_supervisor_syscall(kPortfsNr, op, reinterpret_cast<long>(bytes.data()), static_cast<long>(bytes.size()),
+  const long fd = evshim_supervisor_syscall(PortfsNumber(), op, reinterpret_cast<long>(bytes.data()), static_cast<long>(bytes.size()),
                           0L, 0L, 0L);
   const int err = errno;
   pthread_sigmask(SIG_SETMASK, &old_mask, nullptr);

@@ -22,12 +22,16 @@
 
 #include "abi/syscall_table.h"
 #include "shim/inproc/engine_entry.h"
+#include "shim/inproc/native_abi.h"
+#include "shim/inproc/trap_filter.h"
 #include "shim/inproc/trap_install.h"
+#include "shim/inproc/trap_registers.h"
 
-// The gate: the one `syscall` instruction the filter lets the foreign
+// The gate: the one system-call instruction the filter lets the foreign
 // numbers through (the libraries' calls meant for the supervisor). Its bytes
 // are copied to kGateAddress; this copy in .text is never run. Called as
 // long gate(nr, a0, a1, a2, a3, a4, a5) with the C convention.
+#if defined(__x86_64__)
 asm(R"(
   .pushsection .text.evshim_gate,"ax",@progbits
   .globl evshim_gate_begin
@@ -50,6 +54,41 @@ evshim_gate_after_syscall:
 evshim_gate_end:
   .popsection
 )");
+#elif defined(__i386__)
+// i386: `int $0x80` (the vDSO's sysenter returns to the vDSO, not here), the
+// arguments from the stack into ebx, ecx, edx, esi, edi, ebp; ebx, esi, edi
+// and ebp are the caller's and saved around the call.
+asm(R"(
+  .pushsection .text.evshim_gate,"ax",@progbits
+  .globl evshim_gate_begin
+  .hidden evshim_gate_begin
+  .globl evshim_gate_after_syscall
+  .hidden evshim_gate_after_syscall
+  .globl evshim_gate_end
+  .hidden evshim_gate_end
+evshim_gate_begin:
+  push %ebp
+  push %edi
+  push %esi
+  push %ebx
+  mov 20(%esp), %eax
+  mov 24(%esp), %ebx
+  mov 28(%esp), %ecx
+  mov 32(%esp), %edx
+  mov 36(%esp), %esi
+  mov 40(%esp), %edi
+  mov 44(%esp), %ebp
+  int $0x80
+evshim_gate_after_syscall:
+  pop %ebx
+  pop %esi
+  pop %edi
+  pop %ebp
+  ret
+evshim_gate_end:
+  .popsection
+)");
+#endif
 extern "C" {
 extern const char evshim_gate_begin[] __attribute__((visibility("hidden")));
 extern const char evshim_gate_after_syscall[] __attribute__((visibility("hidden")));
@@ -69,13 +108,22 @@ extern const char evshim_gate_end[] __attribute__((visibility("hidden")));
 namespace evshim::shim::inproc {
 namespace {
 
-// SECCOMP_RET_DATA of the trap: the handler sees it as si_errno, so a SIGSYS
-// from this filter is told apart from one of any other filter or a kill(2).
-constexpr uint32_t kTrapData = 0x5e5;
-// An evshim-private number only the trap filter knows (the launcher's filter
-// and the supervisor do not): trapped, it answers 0; an image that finds
-// it trapped knows it inherited the filter across exec (docs/abi.md §1).
-constexpr int kProbeNr = 1099;
+// The registers of this architecture's entry (trap_registers.h), checked
+// against its <sys/ucontext.h>.
+#if defined(__x86_64__)
+constexpr const TrapRegisters& kTrapRegisters = kTrapRegistersX86_64;
+static_assert(kTrapRegistersX86_64.result == REG_RAX && kTrapRegistersX86_64.args[0] == REG_RDI &&
+              kTrapRegistersX86_64.args[1] == REG_RSI && kTrapRegistersX86_64.args[2] == REG_RDX &&
+              kTrapRegistersX86_64.args[3] == REG_R10 && kTrapRegistersX86_64.args[4] == REG_R8 &&
+              kTrapRegistersX86_64.args[5] == REG_R9);
+#elif defined(__i386__)
+constexpr const TrapRegisters& kTrapRegisters = kTrapRegistersI386;
+static_assert(kTrapRegistersI386.result == REG_EAX && kTrapRegistersI386.args[0] == REG_EBX &&
+              kTrapRegistersI386.args[1] == REG_ECX && kTrapRegistersI386.args[2] == REG_EDX &&
+              kTrapRegistersI386.args[3] == REG_ESI && kTrapRegistersI386.args[4] == REG_EDI &&
+              kTrapRegistersI386.args[5] == REG_EBP);
+#endif
+
 // The same in every image (an exec'd image must put its gate where the
 // inherited filter expects it): below 1 GiB, where neither position-
 // independent programs, the mmap area, nor the sanitizers' reserved ranges
@@ -177,7 +225,7 @@ long Forward(long nr, const long args[6]) {
 // it holds the engine's lock (the move of a port at fork): entering the
 // engine then would deadlock.
 bool MeantForTheSupervisor(long nr, const long args[6]) {
-  const abi::SyscallEntry* e = abi::FindSyscall(abi::DataModel::kLp64, static_cast<int>(nr));
+  const abi::SyscallEntry* e = abi::FindSyscall(kProcessModel, static_cast<int>(nr));
   if (e == nullptr) return false;
   switch (e->call) {
     case abi::Call::kPortfs:
@@ -215,7 +263,7 @@ long Serve(long nr, const long args[6]) {
 NOT_TSAN_INSTRUMENTED void TrapHandler(int sig, siginfo_t* info, void* ucv) {
   const int saved_errno = errno;
   if (info->si_code != kSysSeccomp || static_cast<uint32_t>(info->si_errno) != kTrapData ||
-      info->si_arch != AUDIT_ARCH_X86_64) {
+      info->si_arch != kProcessAuditArch) {
     Chain(sig, info, ucv);
     errno = saved_errno;
     return;
@@ -228,12 +276,15 @@ NOT_TSAN_INSTRUMENTED void TrapHandler(int sig, siginfo_t* info, void* ucv) {
     g_probe_seen = 1;
     result = 0;
   } else {
-    const long args[6] = {g[REG_RDI], g[REG_RSI], g[REG_RDX], g[REG_R10], g[REG_R8], g[REG_R9]};
+    uint64_t regs[6];
+    ReadTrappedArgs(kTrapRegisters, g, regs);
+    long args[6];
+    for (int i = 0; i < 6; ++i) args[i] = static_cast<long>(regs[i]);
     result = Serve(nr, args);
   }
-  // The kernel showed the original registers (RAX = the number); the call
-  // returns what is written here.
-  g[REG_RAX] = result;
+  // The kernel showed the original registers (the return register holds
+  // the number); the call returns what is written here.
+  WriteTrappedResult(kTrapRegisters, g, result);
   errno = saved_errno;
 }
 
@@ -294,34 +345,13 @@ bool MapGate() {
   return true;
 }
 
-sock_filter Stmt(uint16_t code, uint32_t k) { return sock_filter{code, 0, 0, k}; }
-sock_filter Jump(uint16_t code, uint32_t k, uint8_t jt, uint8_t jf) { return sock_filter{code, jt, jf, k}; }
-
-// TRAP for every x86_64 foreign number (and the probe) unless the call
-// comes from the gate; everything else, i386 and x32 calls included, is
-// left to the other filters (ALLOW here).
+// The trap filter of this process's architecture (trap_filter.h): its
+// foreign numbers and the probe.
 std::vector<sock_filter> BuildTrapFilter(uint64_t gate_ip) {
   std::vector<uint32_t> nrs;
-  for (const abi::SyscallEntry& e : abi::AllSyscalls()) nrs.push_back(static_cast<uint32_t>(e.nr_lp64));
+  for (const abi::SyscallEntry& e : abi::AllSyscalls()) nrs.push_back(static_cast<uint32_t>(ProcessNumber(e)));
   nrs.push_back(kProbeNr);
-  const auto n = static_cast<uint8_t>(nrs.size());
-  std::vector<sock_filter> f;
-  f.push_back(Stmt(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, arch)));
-  f.push_back(Jump(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 0, static_cast<uint8_t>(n + 2)));
-  f.push_back(Stmt(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, nr)));
-  for (uint8_t i = 0; i < n; ++i) {
-    // match: to the gate check after the ALLOW below
-    f.push_back(Jump(BPF_JMP | BPF_JEQ | BPF_K, nrs[i], static_cast<uint8_t>(n - i), 0));
-  }
-  f.push_back(Stmt(BPF_RET | BPF_K, SECCOMP_RET_ALLOW));
-  // The gate: instruction_pointer is the address after its syscall.
-  f.push_back(Stmt(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, instruction_pointer)));
-  f.push_back(Jump(BPF_JMP | BPF_JEQ | BPF_K, static_cast<uint32_t>(gate_ip), 0, 2));
-  f.push_back(Stmt(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, instruction_pointer) + 4));
-  f.push_back(Jump(BPF_JMP | BPF_JEQ | BPF_K, static_cast<uint32_t>(gate_ip >> 32), 1, 0));
-  f.push_back(Stmt(BPF_RET | BPF_K, SECCOMP_RET_TRAP | kTrapData));
-  f.push_back(Stmt(BPF_RET | BPF_K, SECCOMP_RET_ALLOW));
-  return f;
+  return TrapFilter(kProcessAuditArch, nrs, gate_ip);
 }
 
 // An image started by exec from a process with the trap inherits the

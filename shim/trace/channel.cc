@@ -275,9 +275,10 @@ class FastPathChannel::Reader {
     abi::trace::CallStart call;
     call.id = next_id_++;
     call.caller = {static_cast<emul::Pid>(e.pid), static_cast<emul::Pid>(e.tid)};
-    call.model = abi::DataModel::kLp64;  // the engine is x86_64 only
+    call.model = e.model == static_cast<uint32_t>(abi::DataModel::kIlp32) ? abi::DataModel::kIlp32
+                                                                         : abi::DataModel::kLp64;
     call.nr = e.nr;
-    call.entry = abi::FindSyscall(abi::DataModel::kLp64, e.nr);
+    call.entry = abi::FindSyscall(call.model, e.nr);
     for (int i = 0; i < 6; ++i) call.raw[i] = e.raw[i];
     call.memory = &snapshot;
     std::optional<Site> site;

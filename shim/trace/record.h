@@ -48,7 +48,13 @@ struct EnterBody {
   uint64_t at_addr = 0, at_offset = 0;
   uint64_t from_addr = 0, from_offset = 0;
   uint32_t at_name_size = 0, from_name_size = 0;
+  // The process's data model (abi::DataModel: 0 lp64, 1 ilp32): an i386
+  // program's engine writes the same records (docs/trace.md).
+  uint32_t model = 0;
+  uint32_t reserved = 0;
 };
+// One layout for the x86_64 and the i386 engine (uint64_t is 4-aligned on i386).
+static_assert(sizeof(EnterBody) == 120);
 
 struct RegionHeader {
   uint64_t addr = 0;

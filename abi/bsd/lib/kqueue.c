@@ -60,10 +60,10 @@ static const struct wire_timespec *to_wire(const struct timespec *ts, struct wir
  * call is served inside this process by libevshim-engine, unless
  * EVSHIM_SUPERVISED=1 or the kqueue is not one of the engine's (one made by
  * a raw system call, or with KQUEUE_CPONFORK, belongs to the supervisor):
- * then the system call goes out as before. x86_64 only: the i386 library
- * stays supervised.
+ * then the system call goes out as before. x86_64 and i386 (build32 builds
+ * an i386 engine).
  */
-#if defined(EVSHIM_FAST_PATH) && defined(__x86_64__)
+#if defined(EVSHIM_FAST_PATH)
 #include "engine_entry.h"
 NOT_TSAN_INSTRUMENTED static int fast_call(long nr, long a0, long a1, long a2, long a3, long a4, long a5,
                                            long *r) {

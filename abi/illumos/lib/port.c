@@ -39,14 +39,14 @@ static __thread unsigned call_seq;
  * call is served inside this process by libevshim-engine, unless
  * EVSHIM_SUPERVISED=1 or the port is not one of the engine's (a port made by
  * a raw portfs call belongs to the supervisor): then the system call goes
- * out as before. x86_64 only: the i386 library stays supervised.
+ * out as before. x86_64 and i386 (build32 builds an i386 engine).
  */
 #if defined(__SANITIZE_THREAD__)
 #define NOT_TSAN_INSTRUMENTED __attribute__((no_sanitize("thread")))
 #else
 #define NOT_TSAN_INSTRUMENTED
 #endif
-#if defined(EVSHIM_FAST_PATH) && defined(__x86_64__)
+#if defined(EVSHIM_FAST_PATH)
 #include "engine_entry.h"
 static int fast_call(long nr, long a0, long a1, long a2, long a3, long a4, long a5, long *r) {
   return evshim_engine_try(nr, a0, a1, a2, a3, a4, a5, r);
