@@ -11,6 +11,22 @@
 
 namespace evshim::emul {
 
+// What kind of file a descriptor holds, as far as measuring it goes
+// (Host::ProbeFd). It never changes for an open file, so a caller that
+// confirms the file before each measurement (a knote, Host::SameFile) keeps
+// it and hands it back: the host then skips the queries that found it.
+enum class FdKind : uint8_t {
+  kUnknown,
+  kRegular,
+  kPipe,     // pipe or FIFO
+  kSocket,   // a socket whose SIOCINQ fails (EINVAL) exactly when it listens: AF_UNIX, TCP, UDP
+  kSocketOther,  // another socket: asked whether it listens at each measurement
+  kOther,    // anything else (tty, eventfd, ...): FIONREAD
+};
+
+// Which of FdProbe's counts the caller reads; `revents` is always measured.
+enum class FdProbeNeeds : uint8_t { kReadable, kWritable, kReadiness };
+
 // What a descriptor holds right now (kqueue READ/WRITE `data`).
 struct FdProbe {
   uint32_t revents = 0;   // canonical poll bits (IN OUT PRI ERR HUP RDHUP)
@@ -20,6 +36,7 @@ struct FdProbe {
   bool listening = false; // a listening socket
   bool pipe = false;      // a pipe or FIFO (POLLERR: the write end, every reader gone)
   int eof_error = 0;      // the socket's pending error at EOF, if known (kqueue fflags)
+  FdKind kind = FdKind::kUnknown;  // what the host found the file to be (kept by the caller)
 };
 
 // A file's timestamp (illumos timestruc_t; Linux struct timespec).
@@ -117,10 +134,14 @@ class Host {
     (void)events;
   }
   // Measures process `pid`'s descriptor `fd` without keeping it open.
-  // EBADF if it is not open.
-  virtual Result<FdProbe> ProbeFd(Pid pid, int fd) {
+  // EBADF if it is not open. Only `needs` is filled in besides revents
+  // (each count costs system calls); `known`: the kind an earlier probe of
+  // this very open file returned (kUnknown: none, or the file may differ).
+  virtual Result<FdProbe> ProbeFd(Pid pid, int fd, FdProbeNeeds needs, FdKind known) {
     (void)pid;
     (void)fd;
+    (void)needs;
+    (void)known;
     return Errno{ENOSYS};
   }
 

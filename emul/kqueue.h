@@ -327,6 +327,9 @@ class Kqueues final : public Engine {
       std::optional<WatchId> watch;
       // READ on a kqueue's descriptor: that kqueue (filt_kqueue reports its count).
       std::optional<ObjectId> watched_kq;
+      // What the host found the watched file to be: kept with the knote, as
+      // the knote is tied to one open file (Host::ProbeFd's `known`).
+      FdKind kind = FdKind::kUnknown;
     } io;
     struct Timer {
       Nanos period = 0;

@@ -142,7 +142,7 @@ class KqFakeHost : public Host {
       readable_.erase(obj);
     }
   }
-  Result<FdProbe> ProbeFd(Pid pid, int fd) override {
+  Result<FdProbe> ProbeFd(Pid pid, int fd, FdProbeNeeds, FdKind) override {
     auto it = fds_.find({pid, fd});
     if (it == fds_.end()) return Errno{EBADF};
     FdProbe p;
