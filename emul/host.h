@@ -89,6 +89,16 @@ class Host {
   // Core::OnWatchReady once and disarms (one-shot). `pid`/`fd` name a
   // descriptor the caller holds for the same file (needed to change the mask).
   virtual Result<uint32_t> ArmWatch(WatchId id, Pid pid, int fd, uint32_t events) = 0;
+  // As ArmWatch, when the caller has just measured the file (`measured`:
+  // ProbeFd's revents) after confirming it with SameFile: a host whose
+  // registration of the file is armed for `events` already may answer from
+  // the measurement instead of looking again (activity after it is reported
+  // by that registration). Default: ArmWatch.
+  virtual Result<uint32_t> ArmWatchMeasured(WatchId id, Pid pid, int fd, uint32_t events,
+                                            uint32_t measured) {
+    (void)measured;
+    return ArmWatch(id, pid, fd, events);
+  }
   virtual void DisarmWatch(WatchId id) = 0;
   virtual void DropWatch(WatchId id) = 0;
   // True if process `pid` has, at descriptor `fd`, the very open file the

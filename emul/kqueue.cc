@@ -335,7 +335,13 @@ void Kqueues::ArmFd(Kq& kq, Knote& kn) {
 void Kqueues::ArmFdNotReady(Kq& kq, Knote& kn) {
   const uint32_t want = WatchMask(kn);
   if (!kn.io.watch || want == 0) return;
-  Result<uint32_t> ready = ArmWatchAsFlagsSay(kn, want);
+  // A level watch is armed with what the filter's probe just measured
+  // (the registration it re-armed reports whatever comes after).
+  const bool measured = last_probe_.uid == kn.uid && !(kn.kev.flags & kev::kClear);
+  Result<uint32_t> ready =
+      measured ? host_.ArmWatchMeasured(*kn.io.watch, kn.owner, kn.fd, want, last_probe_.revents)
+               : ArmWatchAsFlagsSay(kn, want);
+  last_probe_ = {};
   if (!ready.ok() || !(*ready & want)) return;  // armed (or the descriptor is gone)
   for (int arm = 0; arm < 2 && ready.ok() && (*ready & want); ++arm) {
     ready = host_.ArmWatchEdge(*kn.io.watch, kn.owner, kn.fd, want);

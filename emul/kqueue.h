@@ -470,6 +470,13 @@ class Kqueues final : public Engine {
   std::unordered_map<uint64_t, std::unique_ptr<Knote>> knotes_;
   Limits limits_;
   std::unordered_map<WatchId, uint64_t> by_watch_;
+  // The readiness bits the last fd probe measured, and of which knote: the
+  // filter's "not ready" is followed by arming the same file's watch, which
+  // then needs no look of its own (Host::ArmWatchMeasured).
+  struct LastProbe {
+    uint64_t uid = 0;
+    uint32_t revents = 0;
+  } last_probe_;
   std::unordered_map<WatchId, uint64_t> by_vnode_;
   std::multimap<Pid, uint64_t> proc_knotes_;
   std::multimap<ObjectId, uint64_t> kq_watchers_;  // watched kqueue -> READ knote

@@ -115,6 +115,7 @@ struct Kqueues::Filters {
       return std::nullopt;
     }
     if (kn.io.watch) kn.io.kind = pr->kind;
+    self.last_probe_ = {kn.uid, pr->revents};
     kn.eof = 0;
     kn.fflags = 0;
     return *pr;

@@ -191,6 +191,12 @@ Result<uint32_t> LinuxHost::ArmWatch(emul::WatchId id, emul::Pid pid, int fd, ui
   return Arm(id, pid, fd, events, false);
 }
 
+Result<uint32_t> LinuxHost::ArmWatchMeasured(emul::WatchId id, emul::Pid pid, int fd, uint32_t events,
+                                             uint32_t measured) {
+  if (IsLocal(id)) return local_->Arm(id, fd, events, &measured);
+  return Arm(id, pid, fd, events, false);
+}
+
 Result<uint32_t> LinuxHost::ArmWatchEdge(emul::WatchId id, emul::Pid pid, int fd, uint32_t events) {
   if (IsLocal(id)) return local_->ArmEdge(id, fd, events);
   auto it = watches_.find(id);
