@@ -2436,11 +2436,11 @@ static int changes_stand_when_interrupted(void) {
 /* What one kevent costs the calling process in system calls (docs/kqueue.md
  * "What a kevent costs"), counted by a tracer child (ptrace, this thread
  * only) between marker calls. Two windows on a level EVFILT_READ knote on a
- * socketpair: W1, a wait that returns its event (data = 1, the byte count
- * filt_soread reports: DF kern_event.c:1696-1720 sets kn_data from the
- * receive buffer); W2, after the byte is read, a zero-timeout wait that
- * re-checks the knote (it went back on the list after delivery, OB
- * kern_event.c:1433-1444) and finds nothing. Fast mode: the calls on the
+ * socketpair: W1, a wait that returns its event (data = the receive
+ * buffer's byte count, filt_soread; docs/kqueue.md "READ/WRITE data");
+ * W2, after the byte is read, a zero-timeout wait that re-checks the knote
+ * (it went back on the list after delivery, OB kern_event.c:1433-1444,
+ * DF :1545-1548) and finds nothing. Fast mode: the calls on the
  * socket itself are pinned (the engine's confirmation of the open file, one
  * poll, one SIOCINQ); supervised: the process issues none. Totals are
  * bounded, not pinned: the engine's common path (the pump, the kqueue's
@@ -2530,6 +2530,7 @@ static int read_event_cost(void) {
   cost_mark(0);
   int n1 = kevent(kq, NULL, 0, &ev, 1, NULL);
   cost_mark(1);
+  const struct kevent got = ev;
   CHECK(read(sv[0], &c, 1) == 1);
   cost_mark(2);
   int n2 = kevent(kq, NULL, 0, &ev, 1, &kZero);
@@ -2540,7 +2541,7 @@ static int read_event_cost(void) {
   CHECK(waitpid(tracer, &st, 0) == tracer && WIFEXITED(st) && WEXITSTATUS(st) == 0);
   printf("wait returning the event: %ld calls, %ld on the socket; re-check: %ld calls, %ld on the socket\n",
          w[0].total, w[0].on_fd, w[1].total, w[1].on_fd);
-  CHECK(n1 == 1 && n2 == 0);
+  CHECK(n1 == 1 && n2 == 0 && got.ident == (uintptr_t)sv[0] && got.data == 1);
   if (supervised) {
     /* The supervisor does the work: the process only makes the call. */
     CHECK(w[0].on_fd == 0 && w[1].on_fd == 0);
