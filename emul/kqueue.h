@@ -13,6 +13,7 @@
 #include <optional>
 #include <span>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "emul/engine.h"
@@ -477,6 +478,12 @@ class Kqueues final : public Engine {
     uint64_t uid = 0;
     uint32_t revents = 0;
   } last_probe_;
+  // fd knotes (not EV_CLEAR) the changes of the current kevent call found
+  // ready: the scan of that call reports what they measured instead of
+  // measuring again (nothing the engine sees can happen in between: the
+  // call holds the engine). Emptied at each call's start and end.
+  std::unordered_set<uint64_t> ready_at_change_;
+  void NoteChangeMeasure(const Knote& kn, bool ready);
   std::unordered_map<WatchId, uint64_t> by_vnode_;
   std::multimap<Pid, uint64_t> proc_knotes_;
   std::multimap<ObjectId, uint64_t> kq_watchers_;  // watched kqueue -> READ knote

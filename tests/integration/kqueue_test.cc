@@ -131,7 +131,8 @@ TEST(KqueueProcConnector, ForkNotesWorkWithTheConnector) {
 // after the byte is read. Fast mode: 3 calls on the socket each (the open
 // file's confirmation by EPOLL_CTL_MOD, one poll, one SIOCINQ; main had 7
 // and 8: fstat, SO_ACCEPTCONN, SO_SNDBUF, SIOCOUTQ and a second poll) and at
-// most 9 in all (main: 11 and 13); supervised: none on the socket. Counted,
+// most 9 in all (main: 11 and 13); an EV_ONESHOT add and wait in one call
+// at most 7 on the pipe (main: 13); supervised: none on the descriptor. Counted,
 // not timed. x86_64 only (the tracer reads the x86_64 call numbers), so not
 // in the i386 VM run.
 #if defined(__x86_64__)
