@@ -11,6 +11,22 @@
 
 namespace evshim::emul {
 
+// What kind of file a descriptor holds, as far as measuring it goes
+// (Host::ProbeFd). It never changes for an open file, so a caller that
+// confirms the file before each measurement (a knote, Host::SameFile) keeps
+// it and hands it back: the host then skips the queries that found it.
+enum class FdKind : uint8_t {
+  kUnknown,
+  kRegular,
+  kPipe,     // pipe or FIFO
+  kSocket,   // a socket whose SIOCINQ fails (EINVAL) exactly when it listens: AF_UNIX, TCP, UDP
+  kSocketOther,  // another socket: asked whether it listens at each measurement
+  kOther,    // anything else (tty, eventfd, ...): FIONREAD
+};
+
+// Which of FdProbe's counts the caller reads; `revents` is always measured.
+enum class FdProbeNeeds : uint8_t { kReadable, kWritable, kReadiness };
+
 // What a descriptor holds right now (kqueue READ/WRITE `data`).
 struct FdProbe {
   uint32_t revents = 0;   // canonical poll bits (IN OUT PRI ERR HUP RDHUP)
@@ -20,6 +36,7 @@ struct FdProbe {
   bool listening = false; // a listening socket
   bool pipe = false;      // a pipe or FIFO (POLLERR: the write end, every reader gone)
   int eof_error = 0;      // the socket's pending error at EOF, if known (kqueue fflags)
+  FdKind kind = FdKind::kUnknown;  // what the host found the file to be (kept by the caller)
 };
 
 // A file's timestamp (illumos timestruc_t; Linux struct timespec).
@@ -72,6 +89,16 @@ class Host {
   // Core::OnWatchReady once and disarms (one-shot). `pid`/`fd` name a
   // descriptor the caller holds for the same file (needed to change the mask).
   virtual Result<uint32_t> ArmWatch(WatchId id, Pid pid, int fd, uint32_t events) = 0;
+  // As ArmWatch, when the caller has just measured the file (`measured`:
+  // ProbeFd's revents) after confirming it with SameFile: a host whose
+  // registration of the file is armed for `events` already may answer from
+  // the measurement instead of looking again (activity after it is reported
+  // by that registration). Default: ArmWatch.
+  virtual Result<uint32_t> ArmWatchMeasured(WatchId id, Pid pid, int fd, uint32_t events,
+                                            uint32_t measured) {
+    (void)measured;
+    return ArmWatch(id, pid, fd, events);
+  }
   virtual void DisarmWatch(WatchId id) = 0;
   virtual void DropWatch(WatchId id) = 0;
   // True if process `pid` has, at descriptor `fd`, the very open file the
@@ -117,10 +144,14 @@ class Host {
     (void)events;
   }
   // Measures process `pid`'s descriptor `fd` without keeping it open.
-  // EBADF if it is not open.
-  virtual Result<FdProbe> ProbeFd(Pid pid, int fd) {
+  // EBADF if it is not open. Only `needs` is filled in besides revents
+  // (each count costs system calls); `known`: the kind an earlier probe of
+  // this very open file returned (kUnknown: none, or the file may differ).
+  virtual Result<FdProbe> ProbeFd(Pid pid, int fd, FdProbeNeeds needs, FdKind known) {
     (void)pid;
     (void)fd;
+    (void)needs;
+    (void)known;
     return Errno{ENOSYS};
   }
 

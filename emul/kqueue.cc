@@ -41,8 +41,10 @@
 // entry (OpsOf) and never switches on the filter. The sources of activity:
 //  - READ/WRITE/EXCEPT: a host watch (Host::WatchFd/ArmWatch, one-shot). When
 //    it fires the knote is queued; at retrieval it is re-measured
-//    (Host::ProbeFd, the f_event of the scan), and dropped from the list if no
-//    longer ready, its watch re-armed. After delivery a level-triggered knote
+//    (Host::ProbeFd, the f_event of the scan; not when a change of the same
+//    call measured it ready, ready_at_change_), and dropped from the list if no
+//    longer ready, its watch re-armed (with that probe's readiness:
+//    Host::ArmWatchMeasured). After delivery a level-triggered knote
 //    goes back on the list (OB kern_event.c:1433-1444); an EV_CLEAR one
 //    re-arms its watch edge-triggered (Host::ArmWatchEdge) so only new
 //    activity fires it again; each measurement of it first settles the edge
@@ -335,7 +337,13 @@ void Kqueues::ArmFd(Kq& kq, Knote& kn) {
 void Kqueues::ArmFdNotReady(Kq& kq, Knote& kn) {
   const uint32_t want = WatchMask(kn);
   if (!kn.io.watch || want == 0) return;
-  Result<uint32_t> ready = ArmWatchAsFlagsSay(kn, want);
+  // A level watch is armed with what the filter's probe just measured
+  // (the registration it re-armed reports whatever comes after).
+  const bool measured = last_probe_.uid == kn.uid && !(kn.kev.flags & kev::kClear);
+  Result<uint32_t> ready =
+      measured ? host_.ArmWatchMeasured(*kn.io.watch, kn.owner, kn.fd, want, last_probe_.revents)
+               : ArmWatchAsFlagsSay(kn, want);
+  last_probe_ = {};
   if (!ready.ok() || !(*ready & want)) return;  // armed (or the descriptor is gone)
   for (int arm = 0; arm < 2 && ready.ok() && (*ready & want); ++arm) {
     ready = host_.ArmWatchEdge(*kn.io.watch, kn.owner, kn.fd, want);
@@ -343,6 +351,14 @@ void Kqueues::ArmFdNotReady(Kq& kq, Knote& kn) {
   if (!ready.ok()) return;  // the descriptor is gone: found stale at the next look
   bool dropped = false;
   if ((*ready & want) || Evaluate(kq, kn, &dropped)) Activate(kq, kn);  // Pump looks again
+}
+
+void Kqueues::NoteChangeMeasure(const Knote& kn, bool ready) {
+  if (ready && !(kn.kev.flags & kev::kClear)) {
+    ready_at_change_.insert(kn.uid);
+  } else if (!ready_at_change_.empty()) {
+    ready_at_change_.erase(kn.uid);
+  }
 }
 
 bool Kqueues::Evaluate(Kq& kq, Knote& kn, bool* dropped) {
@@ -437,7 +453,9 @@ int Kqueues::Register(Kq& kq, Caller caller, KChange& change) {
       kn = &n;
       if (kev.flags & kev::kDisable) kn->disabled = true;
       bool dropped = false;
-      if (Evaluate(kq, *kn, &dropped)) {
+      const bool ready = Evaluate(kq, *kn, &dropped);
+      if (!dropped && fd_filter) NoteChangeMeasure(*kn, ready);
+      if (ready) {
         Activate(kq, *kn);
       } else if (!dropped) {
         ArmFd(kq, *kn);
@@ -447,7 +465,9 @@ int Kqueues::Register(Kq& kq, Caller caller, KChange& change) {
       Modify(kq, *kn, change);  // a triggered USER knote activates in its touch
       if (fd_filter) {
         bool dropped = false;
-        if (Evaluate(kq, *kn, &dropped)) {
+        const bool ready = Evaluate(kq, *kn, &dropped);
+        if (!dropped) NoteChangeMeasure(*kn, ready);
+        if (ready) {
           Activate(kq, *kn);
         } else if (!dropped) {
           kn->active = false;
@@ -474,7 +494,9 @@ int Kqueues::Register(Kq& kq, Caller caller, KChange& change) {
   if ((kev.flags & kev::kEnable) && kn->disabled) {
     kn->disabled = false;
     bool dropped = false;
-    if (Evaluate(kq, *kn, &dropped)) {
+    const bool ready = Evaluate(kq, *kn, &dropped);
+    if (!dropped && fd_filter) NoteChangeMeasure(*kn, ready);
+    if (ready) {
       Activate(kq, *kn);
     } else if (!dropped) {
       kn->active = false;
@@ -509,7 +531,9 @@ std::vector<Kqueues::Taken> Kqueues::Collect(Kq& kq, uint32_t max) {
     const int64_t last_data = kn.data;
     const uint32_t last_fflags = kn.fflags;
     const uint16_t last_eof = kn.eof;
-    if (!Evaluate(kq, kn, &dropped)) {
+    // Measured ready by a change of this very call: that is the scan's answer.
+    const bool measured_now = !ready_at_change_.empty() && ready_at_change_.count(kn.uid) != 0;
+    if (!measured_now && !Evaluate(kq, kn, &dropped)) {
       if (dropped) continue;
       if (oneshot) {
         kn.data = last_data;
@@ -609,6 +633,7 @@ std::optional<WaitId> Kqueues::Kevent(Caller caller, ObjectId id, const KqueuePo
   // Changes may have activated knotes other threads are waiting for.
   auto pump_others = [&] {
     if (Kq* k = Find(id)) Pump(*k);
+    if (!ready_at_change_.empty()) ready_at_change_.clear();  // the call's scans are done
     RearmDeadline();  // the changes may have started or stopped timers
     ReapClosed();
   };
@@ -622,6 +647,8 @@ std::optional<WaitId> Kqueues::Kevent(Caller caller, ObjectId id, const KqueuePo
     out.error = err;
     return finish(std::move(out));
   };
+  // What the changes of an earlier call measured is not this call's.
+  if (!ready_at_change_.empty()) ready_at_change_.clear();
   Kq* kq = Find(id);
   if (kq == nullptr || kq->closed) return fail(EBADF);
   kq->policy = policy;

@@ -13,6 +13,7 @@
 #include <optional>
 #include <span>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "emul/engine.h"
@@ -327,6 +328,9 @@ class Kqueues final : public Engine {
       std::optional<WatchId> watch;
       // READ on a kqueue's descriptor: that kqueue (filt_kqueue reports its count).
       std::optional<ObjectId> watched_kq;
+      // What the host found the watched file to be: kept with the knote, as
+      // the knote is tied to one open file (Host::ProbeFd's `known`).
+      FdKind kind = FdKind::kUnknown;
     } io;
     struct Timer {
       Nanos period = 0;
@@ -467,6 +471,19 @@ class Kqueues final : public Engine {
   std::unordered_map<uint64_t, std::unique_ptr<Knote>> knotes_;
   Limits limits_;
   std::unordered_map<WatchId, uint64_t> by_watch_;
+  // The readiness bits the last fd probe measured, and of which knote: the
+  // filter's "not ready" is followed by arming the same file's watch, which
+  // then needs no look of its own (Host::ArmWatchMeasured).
+  struct LastProbe {
+    uint64_t uid = 0;
+    uint32_t revents = 0;
+  } last_probe_;
+  // fd knotes (not EV_CLEAR) the changes of the current kevent call found
+  // ready: the scan of that call reports what they measured instead of
+  // measuring again (nothing the engine sees can happen in between: the
+  // call holds the engine). Emptied at each call's start and end.
+  std::unordered_set<uint64_t> ready_at_change_;
+  void NoteChangeMeasure(const Knote& kn, bool ready);
   std::unordered_map<WatchId, uint64_t> by_vnode_;
   std::multimap<Pid, uint64_t> proc_knotes_;
   std::multimap<ObjectId, uint64_t> kq_watchers_;  // watched kqueue -> READ knote

@@ -88,7 +88,8 @@ struct Kqueues::Filters {
 
   // The descriptor's state now, or nullopt after dropping a knote whose
   // descriptor was closed (knote_fdclose: silently).
-  static std::optional<FdProbe> Probe(Kqueues& self, Kq& kq, Knote& kn, bool* dropped) {
+  static std::optional<FdProbe> Probe(Kqueues& self, Kq& kq, Knote& kn, FdProbeNeeds needs,
+                                      bool* dropped) {
     // The descriptor this knote was registered on is closed (or now names
     // another file).
     if (kn.io.watch && !self.host_.SameFile(kn.owner, kn.fd, *kn.io.watch)) {
@@ -104,19 +105,24 @@ struct Kqueues::Filters {
     if ((kn.kev.flags & kev::kClear) && kn.io.watch) {
       self.host_.SettleWatchEdge(*kn.io.watch, kn.owner, kn.fd, WatchMask(kn));
     }
-    Result<FdProbe> pr = self.host_.ProbeFd(kn.owner, kn.fd);
+    // The file was just confirmed to be the knote's own (SameFile): what an
+    // earlier probe learned of its kind still holds.
+    const FdKind known = kn.io.watch ? kn.io.kind : FdKind::kUnknown;
+    Result<FdProbe> pr = self.host_.ProbeFd(kn.owner, kn.fd, needs, known);
     if (!pr.ok()) {
       self.Drop(kq, kn);
       *dropped = true;
       return std::nullopt;
     }
+    if (kn.io.watch) kn.io.kind = pr->kind;
+    self.last_probe_ = {kn.uid, pr->revents};
     kn.eof = 0;
     kn.fflags = 0;
     return *pr;
   }
 
   static bool ReadEvent(Kqueues& self, Kq& kq, Knote& kn, bool* dropped) {
-    const std::optional<FdProbe> probe = Probe(self, kq, kn, dropped);
+    const std::optional<FdProbe> probe = Probe(self, kq, kn, FdProbeNeeds::kReadable, dropped);
     if (!probe) return false;
     const FdProbe& p = *probe;
     if (kn.io.watched_kq) {
@@ -145,7 +151,7 @@ struct Kqueues::Filters {
   }
 
   static bool WriteEvent(Kqueues& self, Kq& kq, Knote& kn, bool* dropped) {
-    const std::optional<FdProbe> probe = Probe(self, kq, kn, dropped);
+    const std::optional<FdProbe> probe = Probe(self, kq, kn, FdProbeNeeds::kWritable, dropped);
     if (!probe) return false;
     const FdProbe& p = *probe;
     kn.data = p.writable;
@@ -157,7 +163,7 @@ struct Kqueues::Filters {
   }
 
   static bool ExceptEvent(Kqueues& self, Kq& kq, Knote& kn, bool* dropped) {
-    const std::optional<FdProbe> probe = Probe(self, kq, kn, dropped);
+    const std::optional<FdProbe> probe = Probe(self, kq, kn, FdProbeNeeds::kReadiness, dropped);
     if (!probe) return false;
     kn.data = 0;  // out-of-band data pending
     return (probe->revents & poll_bits::kPri) != 0;

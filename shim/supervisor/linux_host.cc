@@ -191,6 +191,12 @@ Result<uint32_t> LinuxHost::ArmWatch(emul::WatchId id, emul::Pid pid, int fd, ui
   return Arm(id, pid, fd, events, false);
 }
 
+Result<uint32_t> LinuxHost::ArmWatchMeasured(emul::WatchId id, emul::Pid pid, int fd, uint32_t events,
+                                             uint32_t measured) {
+  if (IsLocal(id)) return local_->Arm(id, fd, events, &measured);
+  return Arm(id, pid, fd, events, false);
+}
+
 Result<uint32_t> LinuxHost::ArmWatchEdge(emul::WatchId id, emul::Pid pid, int fd, uint32_t events) {
   if (IsLocal(id)) return local_->ArmEdge(id, fd, events);
   auto it = watches_.find(id);
@@ -349,63 +355,144 @@ bool LinuxHost::FdOpen(emul::Pid pid, int fd) {
   return lstat(path, &st) == 0;
 }
 
-Result<emul::FdProbe> LinuxHost::ProbeFd(emul::Pid pid, int fd) {
+namespace {
+
+// A socket's kind for ProbeFd, asked once per open file (domain and
+// protocol never change): AF_UNIX, TCP and UDP answer SIOCINQ with EINVAL
+// exactly when they listen (unix_inq_len, tcp_ioctl; UDP cannot listen),
+// which spares asking SO_ACCEPTCONN at every measurement.
+emul::FdKind SocketKind(int fd) {
+  int domain = 0, protocol = 0;
+  socklen_t len = sizeof domain;
+  if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) != 0) return emul::FdKind::kSocketOther;
+  if (domain == AF_UNIX) return emul::FdKind::kSocket;
+  if (domain != AF_INET && domain != AF_INET6) return emul::FdKind::kSocketOther;
+  len = sizeof protocol;
+  if (getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &protocol, &len) != 0) return emul::FdKind::kSocketOther;
+  return protocol == IPPROTO_TCP || protocol == IPPROTO_UDP ? emul::FdKind::kSocket
+                                                            : emul::FdKind::kSocketOther;
+}
+
+emul::FdKind KindOf(int fd, const struct stat& st) {
+  if (S_ISREG(st.st_mode)) return emul::FdKind::kRegular;
+  if (S_ISFIFO(st.st_mode)) return emul::FdKind::kPipe;
+  if (S_ISSOCK(st.st_mode)) return SocketKind(fd);
+  return emul::FdKind::kOther;
+}
+
+// A listening socket's pending connections: TCP reports the accept backlog
+// in tcpi_unacked for a listener; otherwise 1 while it polls readable.
+int64_t ListenBacklog(int fd, uint32_t revents) {
+  tcp_info ti{};
+  socklen_t len = sizeof ti;
+  if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) == 0) return ti.tcpi_unacked;
+  return (revents & POLLIN) ? 1 : 0;
+}
+
+}  // namespace
+
+// What kevent's READ/WRITE filters need, in as few system calls as the
+// file allows (docs/kqueue.md "What a kevent costs"): a poll for the
+// readiness bits, then only the count the filter reads. The file's kind is
+// learned once (fstat, and for a socket its domain and protocol) and handed
+// back by the engine, which confirms the open file before each probe.
+Result<emul::FdProbe> LinuxHost::ProbeFd(emul::Pid pid, int fd, emul::FdProbeNeeds needs,
+                                         emul::FdKind known) {
+  using emul::FdKind;
+  using emul::FdProbeNeeds;
   // The host's own process: its descriptor is measured as it is.
   const bool local = pid == local_pid_;
   int dup = local ? fd : DupTargetFd(pid, fd);
   if (dup < 0) return Errno{EBADF};
   emul::FdProbe p;
+  p.kind = known;
   struct stat st {};
-  // Locally, fstat's EBADF is the check that the descriptor is open (one
-  // system call fewer per probe than asking fcntl first).
-  if (fstat(dup, &st) != 0 && local) return Errno{EBADF};
+  // A regular file's size is needed each time; other kinds are fstat'ed
+  // once. Locally, fstat's (or poll's POLLNVAL) EBADF is the check that the
+  // descriptor is open.
+  if (p.kind == FdKind::kUnknown || p.kind == FdKind::kRegular) {
+    if (fstat(dup, &st) != 0) {
+      if (!local) close(dup);
+      return Errno{EBADF};
+    }
+    if (p.kind == FdKind::kUnknown) p.kind = KindOf(dup, st);
+  }
   pollfd pfd{dup, POLLIN | POLLOUT | POLLPRI | POLLRDHUP, 0};
-  if (poll(&pfd, 1, 0) == 1) p.revents = static_cast<uint32_t>(pfd.revents);
+  if (poll(&pfd, 1, 0) == 1) {
+    if (pfd.revents & POLLNVAL) {
+      if (!local) close(dup);
+      return Errno{EBADF};
+    }
+    p.revents = static_cast<uint32_t>(pfd.revents);
+  }
+  const bool readable = needs == FdProbeNeeds::kReadable;
+  const bool writable = needs == FdProbeNeeds::kWritable;
   int n = 0;
-  if (S_ISREG(st.st_mode)) {
-    // filt_vnread: bytes from the (shared) offset to EOF.
-    p.regular = true;
-    off_t off = lseek(dup, 0, SEEK_CUR);
-    p.readable = off >= 0 && st.st_size > off ? st.st_size - off : 0;
-    p.writable = 0;
-  } else if (S_ISFIFO(st.st_mode)) {
-    p.pipe = true;
-    if (ioctl(dup, FIONREAD, &n) == 0) p.readable = n;
-    int size = fcntl(dup, F_GETPIPE_SZ);
-    if (size > 0) p.writable = std::max<int64_t>(0, size - p.readable);
-  } else if (S_ISSOCK(st.st_mode)) {
-    int listening = 0;
-    socklen_t len = sizeof listening;
-    if (getsockopt(dup, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) == 0 && listening) {
-      p.listening = true;
-      // TCP reports the accept backlog in tcpi_unacked for a listener.
-      tcp_info ti{};
-      len = sizeof ti;
-      if (getsockopt(dup, IPPROTO_TCP, TCP_INFO, &ti, &len) == 0) {
-        p.readable = ti.tcpi_unacked;
-      } else {
-        p.readable = (p.revents & POLLIN) ? 1 : 0;
+  switch (p.kind) {
+    case FdKind::kRegular: {
+      // filt_vnread: bytes from the (shared) offset to EOF.
+      p.regular = true;
+      if (readable) {
+        off_t off = lseek(dup, 0, SEEK_CUR);
+        p.readable = off >= 0 && st.st_size > off ? st.st_size - off : 0;
       }
-    } else {
+      p.writable = 0;
+      break;
+    }
+    case FdKind::kPipe: {
+      p.pipe = true;
+      if ((readable || writable) && ioctl(dup, FIONREAD, &n) == 0) p.readable = n;
+      if (writable) {
+        int size = fcntl(dup, F_GETPIPE_SZ);
+        if (size > 0) p.writable = std::max<int64_t>(0, size - p.readable);
+      }
+      break;
+    }
+    case FdKind::kSocket:
+    case FdKind::kSocketOther: {
+      bool listening = false;
+      if (p.kind == FdKind::kSocket) {
+        // SIOCINQ is asked for WRITE too: its EINVAL is the listening test.
+        if (ioctl(dup, SIOCINQ, &n) == 0) {
+          if (readable) p.readable = n;
+        } else {
+          listening = errno == EINVAL;
+        }
+      } else {
+        int acceptconn = 0;
+        socklen_t len = sizeof acceptconn;
+        listening = getsockopt(dup, SOL_SOCKET, SO_ACCEPTCONN, &acceptconn, &len) == 0 && acceptconn;
+        if (!listening && readable && ioctl(dup, SIOCINQ, &n) == 0) p.readable = n;
+      }
+      if (listening) {
+        p.listening = true;
+        p.readable = readable ? ListenBacklog(dup, p.revents) : 0;
+        break;
+      }
       // kqueue EV_EOF fflags: the socket's error, without reading SO_ERROR
       // (that would consume the program's error). A TCP socket the peer
       // reset is CLOSE with POLLERR pending: ECONNRESET.
-      tcp_info ti{};
-      len = sizeof ti;
-      if ((p.revents & POLLERR) && getsockopt(dup, IPPROTO_TCP, TCP_INFO, &ti, &len) == 0 &&
-          ti.tcpi_state == TCP_CLOSE) {
-        p.eof_error = ECONNRESET;
+      if (p.revents & POLLERR) {
+        tcp_info ti{};
+        socklen_t len = sizeof ti;
+        if (getsockopt(dup, IPPROTO_TCP, TCP_INFO, &ti, &len) == 0 && ti.tcpi_state == TCP_CLOSE) {
+          p.eof_error = ECONNRESET;
+        }
       }
-      if (ioctl(dup, SIOCINQ, &n) == 0) p.readable = n;
-      int sndbuf = 0, outq = 0;
-      len = sizeof sndbuf;
-      if (getsockopt(dup, SOL_SOCKET, SO_SNDBUF, &sndbuf, &len) == 0 &&
-          ioctl(dup, SIOCOUTQ, &outq) == 0) {
-        p.writable = std::max(0, sndbuf - outq);
+      if (writable) {
+        int sndbuf = 0, outq = 0;
+        socklen_t len = sizeof sndbuf;
+        if (getsockopt(dup, SOL_SOCKET, SO_SNDBUF, &sndbuf, &len) == 0 &&
+            ioctl(dup, SIOCOUTQ, &outq) == 0) {
+          p.writable = std::max(0, sndbuf - outq);
+        }
       }
+      break;
     }
-  } else {
-    if (ioctl(dup, FIONREAD, &n) == 0) p.readable = n;
+    case FdKind::kOther:
+    case FdKind::kUnknown:  // not after KindOf
+      if (readable && ioctl(dup, FIONREAD, &n) == 0) p.readable = n;
+      break;
   }
   if (!local) close(dup);  // never keep the target's file open
   return p;

@@ -63,9 +63,12 @@ class LinuxHost final : public emul::Host {
   void ArmDeadline(emul::Nanos when) override;
   emul::Result<emul::WatchId> WatchFd(emul::Pid pid, int fd) override;
   emul::Result<uint32_t> ArmWatch(emul::WatchId id, emul::Pid pid, int fd, uint32_t events) override;
+  emul::Result<uint32_t> ArmWatchMeasured(emul::WatchId id, emul::Pid pid, int fd, uint32_t events,
+                                          uint32_t measured) override;
   emul::Result<uint32_t> ArmWatchEdge(emul::WatchId id, emul::Pid pid, int fd, uint32_t events) override;
   void SettleWatchEdge(emul::WatchId id, emul::Pid pid, int fd, uint32_t events) override;
-  emul::Result<emul::FdProbe> ProbeFd(emul::Pid pid, int fd) override;
+  emul::Result<emul::FdProbe> ProbeFd(emul::Pid pid, int fd, emul::FdProbeNeeds needs,
+                                       emul::FdKind known) override;
   void DisarmWatch(emul::WatchId id) override;
   void DropWatch(emul::WatchId id) override;
   bool SameFile(emul::Pid pid, int fd, emul::WatchId id) override;

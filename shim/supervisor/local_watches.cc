@@ -275,7 +275,7 @@ Result<LocalWatches::File*> LocalWatches::AttachEdge(Watch& w, WatchId id, int f
   return &f;
 }
 
-Result<uint32_t> LocalWatches::Arm(WatchId id, int fd, uint32_t events) {
+Result<uint32_t> LocalWatches::Arm(WatchId id, int fd, uint32_t events, const uint32_t* measured) {
   auto it = watches_.find(id);
   if (it == watches_.end()) return Errno{EBADF};
   Watch& w = it->second;
@@ -298,7 +298,10 @@ Result<uint32_t> LocalWatches::Arm(WatchId id, int fd, uint32_t events) {
   w.mask = events;
   w.armed = false;
   Unfire(id);
-  Result<uint32_t> now = PollNow(fd, events);
+  const bool registration_armed = f.level_enabled && (f.level_events & events) == events;
+  Result<uint32_t> now = measured != nullptr && registration_armed
+                             ? Result<uint32_t>(*measured & (events | kAlways))
+                             : PollNow(fd, events);
   if (!now.ok()) return now.error();
   if (*now != 0) return *now;  // fires at once: not armed (one-shot)
   w.armed = true;

@@ -57,7 +57,11 @@ class LocalWatches {
   }
 
   void Add(emul::WatchId id);
-  emul::Result<uint32_t> Arm(emul::WatchId id, int fd, uint32_t events);
+  // `measured`: the file's poll bits, measured by the caller after its
+  // registration was last armed; answers instead of a poll when that
+  // registration is still armed for `events` (it reports later activity).
+  emul::Result<uint32_t> Arm(emul::WatchId id, int fd, uint32_t events,
+                             const uint32_t* measured = nullptr);
   emul::Result<uint32_t> ArmEdge(emul::WatchId id, int fd, uint32_t events);
   void SettleEdge(emul::WatchId id, int fd, uint32_t events);
   void Disarm(emul::WatchId id);

@@ -142,7 +142,9 @@ class KqFakeHost : public Host {
       readable_.erase(obj);
     }
   }
-  Result<FdProbe> ProbeFd(Pid pid, int fd) override {
+  int probes = 0;  // ProbeFd calls (docs/kqueue.md "What a kevent costs")
+  Result<FdProbe> ProbeFd(Pid pid, int fd, FdProbeNeeds, FdKind) override {
+    ++probes;
     auto it = fds_.find({pid, fd});
     if (it == fds_.end()) return Errno{EBADF};
     FdProbe p;
@@ -517,6 +519,35 @@ TEST_F(KqueueTest, ClearAddedWhileDataIsPendingIsReportedOnce) {
 // filter_event re-check (DF kern_event.c:1510-1531), OpenBSD's process
 // functions return active for EV_ONESHOT (OB :303-319, `kev != NULL &&
 // EV_ONESHOT`), FreeBSD's kqueue_scan copies kn_kevent for EV_ONESHOT.
+// The registration measures a new knote (OB kern_event.c:1174-1178); the
+// scan of the same call reports that measurement instead of probing again
+// (docs/kqueue.md "What a kevent costs"). The next call measures anew (the
+// level knote went back on the list, OB :1433-1444), and an EV_CLEAR knote
+// is measured by the scan too (its measurement settles the edge watch).
+TEST_F(KqueueTest, AKnoteTheChangesFoundReadyIsNotMeasuredAgainByThatCallsScan) {
+  auto f = host_.Open(kP.pid, 5);
+  f->ready = pb::kIn;
+  f->readable = 3;
+  host_.probes = 0;
+  auto out = Call({Ch(KFilter::kRead, 5, kev::kAdd | kev::kOneshot)}, Poll(8));
+  ASSERT_EQ(out.events.size(), 1u);
+  EXPECT_EQ(out.events[0].data, 3);
+  EXPECT_EQ(host_.probes, 1);
+  host_.probes = 0;
+  out = Call({Ch(KFilter::kRead, 5, kev::kAdd)}, Poll(8));
+  ASSERT_EQ(out.events.size(), 1u);
+  EXPECT_EQ(host_.probes, 1);
+  f->readable = 5;
+  out = Call({}, Poll(8));
+  ASSERT_EQ(out.events.size(), 1u);
+  EXPECT_EQ(out.events[0].data, 5);  // measured again by the next call
+  EXPECT_EQ(host_.probes, 2);
+  host_.probes = 0;
+  out = Call({Ch(KFilter::kRead, 5, kev::kDelete), Ch(KFilter::kRead, 5, kev::kAdd | kev::kClear)}, Poll(8));
+  ASSERT_EQ(out.events.size(), 1u);
+  EXPECT_EQ(host_.probes, 2);
+}
+
 TEST_F(KqueueTest, StaleOneshotIsStillReported) {
   for (const KqueuePolicy& pol : {FreebsdPolicy(), OpenbsdPolicy(), DragonflyPolicy()}) {
     auto f = host_.Open(kP.pid, 5);
