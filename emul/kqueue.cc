@@ -413,10 +413,13 @@ int Kqueues::Register(Kq& kq, Caller caller, KChange& change) {
       Knote& n = *owned;
       n.uid = next_uid_++;
       n.kq = kq.id;
-      n.kev = kev;
+      n.kev.ident = kev.ident;
+      n.kev.udata = kev.udata;
+      n.kev.wire_filter = kev.wire_filter;
+      n.kev.flags = kev.flags;
+      n.kev.filter = kev.filter;
+      n.ext.Set(kev.ext);
       if (!kq.policy.report_action_flags) n.kev.flags &= static_cast<uint16_t>(~kev::kActions);
-      n.kev.fflags = 0;
-      n.kev.data = 0;
       n.sfflags = kev.fflags;
       n.sdata = kev.data;
       n.owner = caller.pid;
@@ -531,7 +534,7 @@ std::vector<Kqueues::Taken> Kqueues::Collect(Kq& kq, uint32_t max) {
 }
 
 KeventRecord Kqueues::Report(const Knote& kn) {
-  KeventRecord ev = kn.kev;
+  KeventRecord ev = kn.Registered();
   ev.flags = static_cast<uint16_t>(kn.kev.flags | kn.eof);
   ev.fflags = kn.fflags;
   ev.data = kn.data;

@@ -47,7 +47,7 @@ struct Kqueues::Filters {
     // READ on a kqueue's descriptor watches that kqueue (filt_kqueue).
     std::optional<ObjectId> inner = self.host_.KqueueAt(caller.pid, kn.fd);
     if (inner && self.Exists(*inner)) {
-      kn.io.watched_kq = inner;
+      kn.io.watched_kq = *inner;
       self.kq_watchers_.emplace(*inner, kn.uid);
     }
     return 0;
@@ -285,8 +285,8 @@ struct Kqueues::Filters {
 
   static int VnodeAttach(Kqueues& self, Kq& kq, Knote& kn, Caller caller, const KChange&) {
     if (self.host_.KqueueAt(caller.pid, kn.fd)) return kq.policy.kqueue_descriptor_filter_errno;
-    kn.vnode.use = WantsVnodeUse(kq, kn.sfflags);
-    Result<WatchId> w = self.host_.WatchVnode(caller.pid, kn.fd, kn.vnode.use);
+    kn.vnode_use = WantsVnodeUse(kq, kn.sfflags);
+    Result<WatchId> w = self.host_.WatchVnode(caller.pid, kn.fd, kn.vnode_use);
     if (!w.ok()) return w.error().value;
     kn.vnode.watch = *w;
     self.by_vnode_[*w] = kn.uid;
@@ -313,7 +313,7 @@ struct Kqueues::Filters {
   static bool VnodeCopy(Kqueues& self, const Knote& src, Knote& copy) {
     copy.vnode.watch.reset();
     if (!src.vnode.watch) return true;
-    Result<WatchId> w = self.host_.WatchVnode(src.owner, src.fd, src.vnode.use);
+    Result<WatchId> w = self.host_.WatchVnode(src.owner, src.fd, src.vnode_use);
     if (!w.ok()) return false;
     copy.vnode.watch = *w;
     self.by_vnode_[*w] = copy.uid;
@@ -321,8 +321,8 @@ struct Kqueues::Filters {
   }
 
   static void VnodeTouch(Kqueues& self, Kq& kq, Knote& kn, const KChange&) {
-    if (!kn.vnode.use && kn.vnode.watch && WantsVnodeUse(kq, kn.sfflags)) {
-      kn.vnode.use = true;
+    if (!kn.vnode_use && kn.vnode.watch && WantsVnodeUse(kq, kn.sfflags)) {
+      kn.vnode_use = true;
       self.host_.WatchVnodeUse(*kn.vnode.watch);
     }
   }
@@ -639,7 +639,7 @@ void Kqueues::OnProcessFork(Pid parent, Pid child) {
       // on the child in the same kqueue, same fflags and udata; failing
       // that, NOTE_TRACKERR on the parent's.
       KChange c;
-      c.kev = kn.kev;
+      c.kev = kn.Registered();
       c.kev.ident = static_cast<uint64_t>(child);
       c.kev.flags = static_cast<uint16_t>((kn.kev.flags | kev::kAdd | kev::kEnable) & ~kev::kOneshot);
       c.kev.fflags = kn.sfflags;
