@@ -167,7 +167,7 @@ void EventPorts::FreeAssoc(Port& p, FdAssoc* a) {
   ReturnSlot(p);
   auto range = p.fd_assocs.equal_range(a->fd);
   for (auto it = range.first; it != range.second; ++it) {
-    if (it->second.get() == a) {
+    if (&it->second == a) {
       p.fd_assocs.erase(it);
       break;
     }
@@ -187,7 +187,7 @@ void EventPorts::DropClosedAt(Port& p, int fd) {
   std::vector<FdAssoc*> closed;
   auto range = p.fd_assocs.equal_range(fd);
   for (auto it = range.first; it != range.second; ++it) {
-    if (Closed(*it->second)) closed.push_back(it->second.get());
+    if (Closed(it->second)) closed.push_back(&it->second);
   }
   for (FdAssoc* a : closed) FreeAssoc(p, a);
 }
@@ -195,7 +195,7 @@ void EventPorts::DropClosedAt(Port& p, int fd) {
 void EventPorts::DropClosedAssocs(Port& p) {
   std::vector<FdAssoc*> closed;
   for (auto& [fd, a] : p.fd_assocs) {
-    if (Closed(*a)) closed.push_back(a.get());
+    if (Closed(a)) closed.push_back(&a);
   }
   for (FdAssoc* a : closed) FreeAssoc(p, a);
 }
@@ -219,7 +219,7 @@ void EventPorts::DropClosedFds(ObjectId id) {
 EventPorts::FdAssoc* EventPorts::FindAssoc(Port& p, Pid pid, int fd) {
   auto range = p.fd_assocs.equal_range(fd);
   for (auto it = range.first; it != range.second; ++it) {
-    if (host_.SameFile(pid, fd, it->second->watch)) return it->second.get();
+    if (host_.SameFile(pid, fd, it->second.watch)) return &it->second;
   }
   return nullptr;
 }
@@ -244,7 +244,7 @@ void EventPorts::LastClose(ObjectId id) {
     wait_port_.erase(d.id);
     d.done->Complete(GetOutcome{{}, EBADF, std::nullopt});
   }
-  while (!p->fd_assocs.empty()) FreeAssoc(*p, p->fd_assocs.begin()->second.get());
+  while (!p->fd_assocs.empty()) FreeAssoc(*p, &p->fd_assocs.begin()->second);
   while (!p->file_assocs.empty()) FreeFileAssoc(*p, p->file_assocs.begin()->second.get());
   for (auto& [key, t] : timers_) {
     if (t->port == id) UnbindTimer(*t);  // the timer runs on, notifying nobody
@@ -266,7 +266,7 @@ void EventPorts::DropHolder(Port& p, Pid pid) {
   if (p.alert && p.alert->owner == pid) p.alert.reset();  // port.c:217-221
   std::vector<FdAssoc*> mine;
   for (auto& [fd, a] : p.fd_assocs) {
-    if (a->owner == pid) mine.push_back(a.get());
+    if (a.owner == pid) mine.push_back(&a);
   }
   for (FdAssoc* a : mine) FreeAssoc(p, a);  // port_close_sourcefd
   std::vector<FileAssoc*> watches;
@@ -373,13 +373,12 @@ Result<void> EventPorts::AssociateFd(Caller caller, ObjectId id, int64_t object,
     if (!SlotFree(*p, caller.pid)) return Errno{EAGAIN};
     Result<WatchId> watch = host_.WatchFd(caller.pid, fd);
     if (!watch.ok()) return watch.error().value == EBADF ? Errno{EBADFD} : watch.error();
-    auto owned = std::make_unique<FdAssoc>();
-    owned->port = id;
-    owned->fd = fd;
-    owned->owner = caller.pid;  // the child may re-associate, but the owner stays (rule 12)
-    owned->watch = *watch;
-    a = owned.get();
-    p->fd_assocs.emplace(fd, std::move(owned));
+    FdAssoc fresh;
+    fresh.port = id;
+    fresh.fd = fd;
+    fresh.owner = caller.pid;  // the child may re-associate, but the owner stays (rule 12)
+    fresh.watch = *watch;
+    a = &p->fd_assocs.emplace(fd, fresh)->second;
     p->had_fd_assoc = true;
     by_watch_[a->watch] = a;
     TakeSlot(*p);
@@ -434,7 +433,7 @@ void EventPorts::FdClosing(Caller caller, int64_t object) {
     std::vector<FdAssoc*> closing;
     auto range = p->fd_assocs.equal_range(fd);
     for (auto it = range.first; it != range.second; ++it) {
-      FdAssoc* a = it->second.get();
+      FdAssoc* a = &it->second;
       // Its owner's descriptor, still open: the close is about to happen.
       if (a->owner == caller.pid && host_.SameFile(caller.pid, fd, a->watch)) closing.push_back(a);
     }

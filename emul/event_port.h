@@ -309,16 +309,19 @@ class EventPorts final : public Engine {
     FileAssoc* file = nullptr; // for FILE events of a live watch
   };
   using QueueIt = std::list<Queued>::iterator;
+  // Fields by size: 56 bytes, kept in its fd_assocs node (docs/design.md
+  // "Memory per watch").
   struct FdAssoc {
-    ObjectId port;
-    int fd;
-    Pid owner;
-    WatchId watch;
-    uint32_t events = 0;
+    ObjectId port = 0;
+    WatchId watch = 0;
     uint64_t user = 0;
-    bool active = false;               // armed, waiting for readiness
     std::optional<QueueIt> queued;     // its fired, unretrieved event
+    int fd = -1;
+    Pid owner = 0;
+    uint32_t events = 0;
+    bool active = false;               // armed, waiting for readiness
   };
+  static_assert(sizeof(FdAssoc) <= 56, "an association outgrew its memory budget");
   // A PORT_SOURCE_FILE watch (port_fop.c portfop_t), keyed by (pid, object).
   struct FileAssoc {
     ObjectId port;
@@ -371,7 +374,7 @@ class EventPorts final : public Engine {
     uint32_t slots = 0;
     std::list<Queued> queue;
     std::list<Waiter> waiters;  // head first (port_queue_thread order)
-    std::multimap<int, std::unique_ptr<FdAssoc>> fd_assocs;
+    std::multimap<int, FdAssoc> fd_assocs;  // nodes do not move: FdAssoc* stays valid
     bool had_fd_assoc = false;
     std::map<std::pair<Pid, uint64_t>, std::unique_ptr<FileAssoc>> file_assocs;
     bool had_file_source = false;  // port_fop_associate_source: never undone

@@ -111,7 +111,8 @@ long BytesPerKnote(KFilter filter, long count) {
     change.kev.ident = static_cast<uint64_t>(i + 3);
     change.kev.filter = filter;
     change.kev.flags = kev::kAdd;
-    change.timer_period = 3600 * kNanosPerSecond;  // TIMER: never fires here
+    // TIMER: never fires here; distinct deadlines, as a real clock gives.
+    change.timer_period = 3600 * kNanosPerSecond + i;
     std::vector<KChange> changes;
     changes.push_back(change);
     engine.Kevent(kP, *kq, policy, std::move(changes), false, no_events, std::make_unique<Ignore>());
