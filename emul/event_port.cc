@@ -325,8 +325,10 @@ Result<void> EventPorts::Send(Caller caller, ObjectId id, uint32_t events, uint6
   Touch(*p, caller.pid);
   if (!SlotFree(*p, caller.pid)) return Errno{EAGAIN};  // port_alloc_event_local
   TakeSlot(*p);
-  Enqueue(*p, Queued{PortEvent{static_cast<uint16_t>(PortSource::kUser), events, 0, user},
-                     Share::kAnyone, caller.pid, nullptr, true});
+  Enqueue(*p, Queued{.ev = PortEvent{static_cast<uint16_t>(PortSource::kUser), events, 0, user},
+                     .owner = caller.pid,
+                     .share = Share::kAnyone,
+                     .holds_slot = true});
   return Ok();
 }
 
@@ -396,9 +398,11 @@ Result<void> EventPorts::AssociateFd(Caller caller, ObjectId id, int64_t object,
   uint32_t fired = *ready & (events | kAlwaysReported);
   if (fired != 0) {
     a->active = false;
-    Enqueue(*p, Queued{PortEvent{static_cast<uint16_t>(PortSource::kFd), fired,
-                                 static_cast<uint64_t>(fd), a->user},
-                       Share::kSameFile, a->owner, a, false});
+    Enqueue(*p, Queued{.ev = PortEvent{static_cast<uint16_t>(PortSource::kFd), fired,
+                                       static_cast<uint64_t>(fd), a->user},
+                       .assoc = a,
+                       .owner = a->owner,
+                       .share = Share::kSameFile});
   } else {
     a->active = true;
   }
@@ -707,9 +711,11 @@ void EventPorts::OnWatchReady(WatchId watch, uint32_t revents) {
   a->active = false;  // one-shot: pollwakeup clears PORT_KEV_VALID (rule 5)
   Port* p = Find(a->port);
   if (p == nullptr) return;
-  Enqueue(*p, Queued{PortEvent{static_cast<uint16_t>(PortSource::kFd), fired,
-                               static_cast<uint64_t>(a->fd), a->user},
-                     Share::kSameFile, a->owner, a, false});
+  Enqueue(*p, Queued{.ev = PortEvent{static_cast<uint16_t>(PortSource::kFd), fired,
+                                     static_cast<uint64_t>(a->fd), a->user},
+                     .assoc = a,
+                     .owner = a->owner,
+                     .share = Share::kSameFile});
 }
 
 void EventPorts::OnDeadline() {
@@ -974,9 +980,11 @@ void EventPorts::FireTimer(Timer& t, Nanos now) {
     if (p == nullptr) return;
     t.pending = expirations;
     t.queued = true;
-    Enqueue(*p, Queued{PortEvent{static_cast<uint16_t>(PortSource::kTimer), 0,
-                                 static_cast<uint64_t>(t.id), t.notify.user},
-                       Share::kOwnerOnly, t.pid, nullptr, false, &t});
+    Enqueue(*p, Queued{.ev = PortEvent{static_cast<uint16_t>(PortSource::kTimer), 0,
+                                       static_cast<uint64_t>(t.id), t.notify.user},
+                       .timer = &t,
+                       .owner = t.pid,
+                       .share = Share::kOwnerOnly});
     return;
   }
   if (t.notify.notify == timer_abi::kSigevSignal) {
@@ -1063,10 +1071,10 @@ Result<void> EventPorts::AssociateFile(Caller caller, ObjectId id, uint64_t obje
     }
     if (fired != 0) {
       a->active = false;
-      Queued q{PortEvent{static_cast<uint16_t>(PortSource::kFile), fired, a->object, a->user},
-               Share::kOwnerOnly, a->owner, nullptr, false};
-      q.file = a;
-      Enqueue(*p, std::move(q));
+      Enqueue(*p, Queued{.ev = PortEvent{static_cast<uint16_t>(PortSource::kFile), fired, a->object, a->user},
+                         .file = a,
+                         .owner = a->owner,
+                         .share = Share::kOwnerOnly});
     }
   }
   return Ok();
@@ -1105,8 +1113,10 @@ void EventPorts::OnFileEvent(WatchId watch, uint32_t events) {
     if (deliver) ++p->slots;
     FreeFileAssoc(*p, a);
     if (deliver) {
-      Enqueue(*p, Queued{PortEvent{static_cast<uint16_t>(PortSource::kFile), exception, object, user},
-                         Share::kOwnerOnly, owner, nullptr, true});
+      Enqueue(*p, Queued{.ev = PortEvent{static_cast<uint16_t>(PortSource::kFile), exception, object, user},
+                         .owner = owner,
+                         .share = Share::kOwnerOnly,
+                         .holds_slot = true});
     }
     ServeDispatchers(*p);
     return;
@@ -1115,10 +1125,10 @@ void EventPorts::OnFileEvent(WatchId watch, uint32_t events) {
   const uint32_t fired = events & a->events;
   if (fired == 0) return;
   a->active = false;
-  Queued q{PortEvent{static_cast<uint16_t>(PortSource::kFile), fired, a->object, a->user},
-           Share::kOwnerOnly, a->owner, nullptr, false};
-  q.file = a;
-  Enqueue(*p, std::move(q));
+  Enqueue(*p, Queued{.ev = PortEvent{static_cast<uint16_t>(PortSource::kFile), fired, a->object, a->user},
+                     .file = a,
+                     .owner = a->owner,
+                     .share = Share::kOwnerOnly});
 }
 
 std::optional<WaitId> EventPorts::Dispatch(Caller caller, ObjectId id, int32_t source,
@@ -1151,7 +1161,10 @@ std::optional<WaitId> EventPorts::Dispatch(Caller caller, ObjectId id, int32_t s
     --p->slots;  // the caller is gone: nothing is queued
     return std::nullopt;
   }
-  Enqueue(*p, Queued{d.ev, noshare ? Share::kOwnerOnly : Share::kAnyone, caller.pid, nullptr, true});
+  Enqueue(*p, Queued{.ev = d.ev,
+                     .owner = caller.pid,
+                     .share = noshare ? Share::kOwnerOnly : Share::kAnyone,
+                     .holds_slot = true});
   return std::nullopt;
 }
 
@@ -1164,8 +1177,10 @@ void EventPorts::ServeDispatchers(Port& p) {
     // Answer first: an interrupted caller (EINTR) must not have queued anything.
     if (!d.done->Complete(GetOutcome{})) continue;
     TakeSlot(p);
-    Enqueue(p, Queued{d.ev, d.noshare ? Share::kOwnerOnly : Share::kAnyone, d.caller.pid, nullptr,
-                      true});
+    Enqueue(p, Queued{.ev = d.ev,
+                      .owner = d.caller.pid,
+                      .share = d.noshare ? Share::kOwnerOnly : Share::kAnyone,
+                      .holds_slot = true});
   }
 }
 

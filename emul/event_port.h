@@ -299,15 +299,17 @@ class EventPorts final : public Engine {
   struct Timer;
   // Who may retrieve a queued event (port.c:205-240).
   enum class Share : uint8_t { kAnyone, kSameFile, kOwnerOnly };
+  // Fields by size (56 bytes): a fired association's event is one list node.
   struct Queued {
     PortEvent ev;
-    Share share = Share::kAnyone;
-    Pid owner = 0;
     FdAssoc* assoc = nullptr;  // for FD events
-    bool holds_slot = false;   // user events hold a slot until retrieved
     Timer* timer = nullptr;    // for TIMER events: events = expirations, set at delivery
     FileAssoc* file = nullptr; // for FILE events of a live watch
+    Pid owner = 0;
+    Share share = Share::kAnyone;
+    bool holds_slot = false;   // user events hold a slot until retrieved
   };
+  static_assert(sizeof(Queued) <= 56, "a queued event outgrew its memory budget");
   using QueueIt = std::list<Queued>::iterator;
   // Fields by size: 56 bytes, kept in its fd_assocs node (docs/design.md
   // "Memory per watch").

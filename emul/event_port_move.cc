@@ -291,9 +291,11 @@ Result<ObjectId> EventPorts::ImportPort(Caller caller, const PortState& s) {
       a->active = true;
       continue;
     }
-    Enqueue(p, Queued{PortEvent{static_cast<uint16_t>(PortSource::kFd), fired, static_cast<uint64_t>(a->fd),
-                                a->user},
-                      Share::kSameFile, caller.pid, a, false});
+    Enqueue(p, Queued{.ev = PortEvent{static_cast<uint16_t>(PortSource::kFd), fired,
+                                      static_cast<uint64_t>(a->fd), a->user},
+                      .assoc = a,
+                      .owner = caller.pid,
+                      .share = Share::kSameFile});
   }
   return id;
 }
