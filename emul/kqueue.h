@@ -398,6 +398,12 @@ class Kqueues final : public Engine {
   // the header): tests/unit/memory_budget_test.cc pins the total per knote.
   static constexpr size_t kKnoteBytes = 152;
   static_assert(sizeof(Knote) <= kKnoteBytes, "a knote outgrew its memory budget");
+  using KnoteKey = std::pair<KFilter, uint64_t>;  // (filter, ident)
+  struct KnoteKeyHash {
+    size_t operator()(const KnoteKey& key) const noexcept {
+      return std::hash<uint64_t>{}(key.second * 8 + static_cast<uint64_t>(key.first));
+    }
+  };
   struct Waiter {
     WaitId id;
     Caller caller;
@@ -410,7 +416,9 @@ class Kqueues final : public Engine {
     Pid owner;  // 0: a fork copy not yet claimed (freed by ForkSourceClosed)
     bool copy_on_fork = false;
     KqueuePolicy policy;  // of the last kevent call (one personality per program)
-    std::map<std::pair<KFilter, uint64_t>, uint64_t> knotes;  // -> uid
+    // Its knotes, by (filter, ident); the nodes do not move, so Knote* and
+    // Knote& stay valid until the knote is dropped.
+    std::unordered_map<KnoteKey, Knote, KnoteKeyHash> knotes;
     std::list<Knote*> queue;
     std::list<Waiter> waiters;
     bool readable_reported = false;
@@ -516,7 +524,8 @@ class Kqueues final : public Engine {
   void ReapClosed();
 
   std::unordered_map<ObjectId, std::unique_ptr<Kq>> kqs_;
-  std::unordered_map<uint64_t, std::unique_ptr<Knote>> knotes_;
+  // Every knote by uid (owned by its Kq::knotes).
+  std::unordered_map<uint64_t, Knote*> knotes_;
   Limits limits_;
   std::unordered_map<WatchId, uint64_t> by_watch_;
   std::unordered_map<WatchId, uint64_t> by_vnode_;

@@ -68,10 +68,10 @@ constexpr long kWatches = 10000;
 // they were 184 (port fd), 400 (READ), 360 (USER), 424 (TIMER). The host's
 // share (LocalWatches in the fast mode, the supervisor's watch table) and a
 // fired event come on top: docs/design.md "Memory per watch".
-constexpr long kPortFdBudget = 160;     // measured 152
-constexpr long kKnoteFdBudget = 312;    // measured 304
-constexpr long kKnoteUserBudget = 280;  // measured 264 (10000), 269 (100000)
-constexpr long kKnoteTimerBudget = 344; // measured 328, 333
+constexpr long kPortFdBudget = 160;      // measured 152
+constexpr long kKnoteFdBudget = 288;     // measured 280
+constexpr long kKnoteUserBudget = 256;   // measured 240 (10000), 251 (100000)
+constexpr long kKnoteTimerBudget = 320;  // measured 304, 315
 
 // A host that keeps nothing per watch: every descriptor is open, idle and
 // the same file; watch ids count up.
