@@ -161,5 +161,22 @@ TEST(MemoryBudget, TimerKnote) {
   }
 }
 
+// FreeBSD's ext[] costs nothing until a change sets it; a copy (a knote
+// copied at fork, KQUEUE_CPONFORK) has its own words.
+TEST(MemoryBudget, ExtWordsOnlyWhenSet) {
+  const long before = live_heap_bytes.load();
+  ExtWords ext;
+  ext.Set(ExtWords::Words{});
+  EXPECT_EQ(live_heap_bytes.load(), before);
+  ext.Set(ExtWords::Words{0, 0, 0x33, 0xc0ffee00000000aaULL});
+  EXPECT_GT(live_heap_bytes.load(), before);
+  ExtWords copy = ext;
+  ext.Set(ExtWords::Words{});
+  EXPECT_EQ(copy.Get(), (ExtWords::Words{0, 0, 0x33, 0xc0ffee00000000aaULL}));
+  EXPECT_EQ(ext.Get(), ExtWords::Words{});
+  copy = ext;
+  EXPECT_EQ(live_heap_bytes.load(), before);
+}
+
 }  // namespace
 }  // namespace evshim::emul
