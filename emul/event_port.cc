@@ -167,7 +167,7 @@ void EventPorts::FreeAssoc(Port& p, FdAssoc* a) {
   ReturnSlot(p);
   auto range = p.fd_assocs.equal_range(a->fd);
   for (auto it = range.first; it != range.second; ++it) {
-    if (it->second.get() == a) {
+    if (&it->second == a) {
       p.fd_assocs.erase(it);
       break;
     }
@@ -187,7 +187,7 @@ void EventPorts::DropClosedAt(Port& p, int fd) {
   std::vector<FdAssoc*> closed;
   auto range = p.fd_assocs.equal_range(fd);
   for (auto it = range.first; it != range.second; ++it) {
-    if (Closed(*it->second)) closed.push_back(it->second.get());
+    if (Closed(it->second)) closed.push_back(&it->second);
   }
   for (FdAssoc* a : closed) FreeAssoc(p, a);
 }
@@ -195,7 +195,7 @@ void EventPorts::DropClosedAt(Port& p, int fd) {
 void EventPorts::DropClosedAssocs(Port& p) {
   std::vector<FdAssoc*> closed;
   for (auto& [fd, a] : p.fd_assocs) {
-    if (Closed(*a)) closed.push_back(a.get());
+    if (Closed(a)) closed.push_back(&a);
   }
   for (FdAssoc* a : closed) FreeAssoc(p, a);
 }
@@ -219,7 +219,7 @@ void EventPorts::DropClosedFds(ObjectId id) {
 EventPorts::FdAssoc* EventPorts::FindAssoc(Port& p, Pid pid, int fd) {
   auto range = p.fd_assocs.equal_range(fd);
   for (auto it = range.first; it != range.second; ++it) {
-    if (host_.SameFile(pid, fd, it->second->watch)) return it->second.get();
+    if (host_.SameFile(pid, fd, it->second.watch)) return &it->second;
   }
   return nullptr;
 }
@@ -244,7 +244,7 @@ void EventPorts::LastClose(ObjectId id) {
     wait_port_.erase(d.id);
     d.done->Complete(GetOutcome{{}, EBADF, std::nullopt});
   }
-  while (!p->fd_assocs.empty()) FreeAssoc(*p, p->fd_assocs.begin()->second.get());
+  while (!p->fd_assocs.empty()) FreeAssoc(*p, &p->fd_assocs.begin()->second);
   while (!p->file_assocs.empty()) FreeFileAssoc(*p, p->file_assocs.begin()->second.get());
   for (auto& [key, t] : timers_) {
     if (t->port == id) UnbindTimer(*t);  // the timer runs on, notifying nobody
@@ -266,7 +266,7 @@ void EventPorts::DropHolder(Port& p, Pid pid) {
   if (p.alert && p.alert->owner == pid) p.alert.reset();  // port.c:217-221
   std::vector<FdAssoc*> mine;
   for (auto& [fd, a] : p.fd_assocs) {
-    if (a->owner == pid) mine.push_back(a.get());
+    if (a.owner == pid) mine.push_back(&a);
   }
   for (FdAssoc* a : mine) FreeAssoc(p, a);  // port_close_sourcefd
   std::vector<FileAssoc*> watches;
@@ -325,8 +325,10 @@ Result<void> EventPorts::Send(Caller caller, ObjectId id, uint32_t events, uint6
   Touch(*p, caller.pid);
   if (!SlotFree(*p, caller.pid)) return Errno{EAGAIN};  // port_alloc_event_local
   TakeSlot(*p);
-  Enqueue(*p, Queued{PortEvent{static_cast<uint16_t>(PortSource::kUser), events, 0, user},
-                     Share::kAnyone, caller.pid, nullptr, true});
+  Enqueue(*p, Queued{.ev = PortEvent{static_cast<uint16_t>(PortSource::kUser), events, 0, user},
+                     .owner = caller.pid,
+                     .share = Share::kAnyone,
+                     .holds_slot = true});
   return Ok();
 }
 
@@ -373,13 +375,12 @@ Result<void> EventPorts::AssociateFd(Caller caller, ObjectId id, int64_t object,
     if (!SlotFree(*p, caller.pid)) return Errno{EAGAIN};
     Result<WatchId> watch = host_.WatchFd(caller.pid, fd);
     if (!watch.ok()) return watch.error().value == EBADF ? Errno{EBADFD} : watch.error();
-    auto owned = std::make_unique<FdAssoc>();
-    owned->port = id;
-    owned->fd = fd;
-    owned->owner = caller.pid;  // the child may re-associate, but the owner stays (rule 12)
-    owned->watch = *watch;
-    a = owned.get();
-    p->fd_assocs.emplace(fd, std::move(owned));
+    FdAssoc fresh;
+    fresh.port = id;
+    fresh.fd = fd;
+    fresh.owner = caller.pid;  // the child may re-associate, but the owner stays (rule 12)
+    fresh.watch = *watch;
+    a = &p->fd_assocs.emplace(fd, fresh)->second;
     p->had_fd_assoc = true;
     by_watch_[a->watch] = a;
     TakeSlot(*p);
@@ -397,9 +398,11 @@ Result<void> EventPorts::AssociateFd(Caller caller, ObjectId id, int64_t object,
   uint32_t fired = *ready & (events | kAlwaysReported);
   if (fired != 0) {
     a->active = false;
-    Enqueue(*p, Queued{PortEvent{static_cast<uint16_t>(PortSource::kFd), fired,
-                                 static_cast<uint64_t>(fd), a->user},
-                       Share::kSameFile, a->owner, a, false});
+    Enqueue(*p, Queued{.ev = PortEvent{static_cast<uint16_t>(PortSource::kFd), fired,
+                                       static_cast<uint64_t>(fd), a->user},
+                       .assoc = a,
+                       .owner = a->owner,
+                       .share = Share::kSameFile});
   } else {
     a->active = true;
   }
@@ -434,7 +437,7 @@ void EventPorts::FdClosing(Caller caller, int64_t object) {
     std::vector<FdAssoc*> closing;
     auto range = p->fd_assocs.equal_range(fd);
     for (auto it = range.first; it != range.second; ++it) {
-      FdAssoc* a = it->second.get();
+      FdAssoc* a = &it->second;
       // Its owner's descriptor, still open: the close is about to happen.
       if (a->owner == caller.pid && host_.SameFile(caller.pid, fd, a->watch)) closing.push_back(a);
     }
@@ -708,9 +711,11 @@ void EventPorts::OnWatchReady(WatchId watch, uint32_t revents) {
   a->active = false;  // one-shot: pollwakeup clears PORT_KEV_VALID (rule 5)
   Port* p = Find(a->port);
   if (p == nullptr) return;
-  Enqueue(*p, Queued{PortEvent{static_cast<uint16_t>(PortSource::kFd), fired,
-                               static_cast<uint64_t>(a->fd), a->user},
-                     Share::kSameFile, a->owner, a, false});
+  Enqueue(*p, Queued{.ev = PortEvent{static_cast<uint16_t>(PortSource::kFd), fired,
+                                     static_cast<uint64_t>(a->fd), a->user},
+                     .assoc = a,
+                     .owner = a->owner,
+                     .share = Share::kSameFile});
 }
 
 void EventPorts::OnDeadline() {
@@ -975,9 +980,11 @@ void EventPorts::FireTimer(Timer& t, Nanos now) {
     if (p == nullptr) return;
     t.pending = expirations;
     t.queued = true;
-    Enqueue(*p, Queued{PortEvent{static_cast<uint16_t>(PortSource::kTimer), 0,
-                                 static_cast<uint64_t>(t.id), t.notify.user},
-                       Share::kOwnerOnly, t.pid, nullptr, false, &t});
+    Enqueue(*p, Queued{.ev = PortEvent{static_cast<uint16_t>(PortSource::kTimer), 0,
+                                       static_cast<uint64_t>(t.id), t.notify.user},
+                       .timer = &t,
+                       .owner = t.pid,
+                       .share = Share::kOwnerOnly});
     return;
   }
   if (t.notify.notify == timer_abi::kSigevSignal) {
@@ -1064,10 +1071,10 @@ Result<void> EventPorts::AssociateFile(Caller caller, ObjectId id, uint64_t obje
     }
     if (fired != 0) {
       a->active = false;
-      Queued q{PortEvent{static_cast<uint16_t>(PortSource::kFile), fired, a->object, a->user},
-               Share::kOwnerOnly, a->owner, nullptr, false};
-      q.file = a;
-      Enqueue(*p, std::move(q));
+      Enqueue(*p, Queued{.ev = PortEvent{static_cast<uint16_t>(PortSource::kFile), fired, a->object, a->user},
+                         .file = a,
+                         .owner = a->owner,
+                         .share = Share::kOwnerOnly});
     }
   }
   return Ok();
@@ -1106,8 +1113,10 @@ void EventPorts::OnFileEvent(WatchId watch, uint32_t events) {
     if (deliver) ++p->slots;
     FreeFileAssoc(*p, a);
     if (deliver) {
-      Enqueue(*p, Queued{PortEvent{static_cast<uint16_t>(PortSource::kFile), exception, object, user},
-                         Share::kOwnerOnly, owner, nullptr, true});
+      Enqueue(*p, Queued{.ev = PortEvent{static_cast<uint16_t>(PortSource::kFile), exception, object, user},
+                         .owner = owner,
+                         .share = Share::kOwnerOnly,
+                         .holds_slot = true});
     }
     ServeDispatchers(*p);
     return;
@@ -1116,10 +1125,10 @@ void EventPorts::OnFileEvent(WatchId watch, uint32_t events) {
   const uint32_t fired = events & a->events;
   if (fired == 0) return;
   a->active = false;
-  Queued q{PortEvent{static_cast<uint16_t>(PortSource::kFile), fired, a->object, a->user},
-           Share::kOwnerOnly, a->owner, nullptr, false};
-  q.file = a;
-  Enqueue(*p, std::move(q));
+  Enqueue(*p, Queued{.ev = PortEvent{static_cast<uint16_t>(PortSource::kFile), fired, a->object, a->user},
+                     .file = a,
+                     .owner = a->owner,
+                     .share = Share::kOwnerOnly});
 }
 
 std::optional<WaitId> EventPorts::Dispatch(Caller caller, ObjectId id, int32_t source,
@@ -1152,7 +1161,10 @@ std::optional<WaitId> EventPorts::Dispatch(Caller caller, ObjectId id, int32_t s
     --p->slots;  // the caller is gone: nothing is queued
     return std::nullopt;
   }
-  Enqueue(*p, Queued{d.ev, noshare ? Share::kOwnerOnly : Share::kAnyone, caller.pid, nullptr, true});
+  Enqueue(*p, Queued{.ev = d.ev,
+                     .owner = caller.pid,
+                     .share = noshare ? Share::kOwnerOnly : Share::kAnyone,
+                     .holds_slot = true});
   return std::nullopt;
 }
 
@@ -1165,8 +1177,10 @@ void EventPorts::ServeDispatchers(Port& p) {
     // Answer first: an interrupted caller (EINTR) must not have queued anything.
     if (!d.done->Complete(GetOutcome{})) continue;
     TakeSlot(p);
-    Enqueue(p, Queued{d.ev, d.noshare ? Share::kOwnerOnly : Share::kAnyone, d.caller.pid, nullptr,
-                      true});
+    Enqueue(p, Queued{.ev = d.ev,
+                      .owner = d.caller.pid,
+                      .share = d.noshare ? Share::kOwnerOnly : Share::kAnyone,
+                      .holds_slot = true});
   }
 }
 

@@ -299,26 +299,31 @@ class EventPorts final : public Engine {
   struct Timer;
   // Who may retrieve a queued event (port.c:205-240).
   enum class Share : uint8_t { kAnyone, kSameFile, kOwnerOnly };
+  // Fields by size (56 bytes): a fired association's event is one list node.
   struct Queued {
     PortEvent ev;
-    Share share = Share::kAnyone;
-    Pid owner = 0;
     FdAssoc* assoc = nullptr;  // for FD events
-    bool holds_slot = false;   // user events hold a slot until retrieved
     Timer* timer = nullptr;    // for TIMER events: events = expirations, set at delivery
     FileAssoc* file = nullptr; // for FILE events of a live watch
+    Pid owner = 0;
+    Share share = Share::kAnyone;
+    bool holds_slot = false;   // user events hold a slot until retrieved
   };
+  static_assert(sizeof(Queued) <= 56, "a queued event outgrew its memory budget");
   using QueueIt = std::list<Queued>::iterator;
+  // Fields by size: 56 bytes, kept in its fd_assocs node (docs/design.md
+  // "Memory per watch").
   struct FdAssoc {
-    ObjectId port;
-    int fd;
-    Pid owner;
-    WatchId watch;
-    uint32_t events = 0;
+    ObjectId port = 0;
+    WatchId watch = 0;
     uint64_t user = 0;
-    bool active = false;               // armed, waiting for readiness
     std::optional<QueueIt> queued;     // its fired, unretrieved event
+    int fd = -1;
+    Pid owner = 0;
+    uint32_t events = 0;
+    bool active = false;               // armed, waiting for readiness
   };
+  static_assert(sizeof(FdAssoc) <= 56, "an association outgrew its memory budget");
   // A PORT_SOURCE_FILE watch (port_fop.c portfop_t), keyed by (pid, object).
   struct FileAssoc {
     ObjectId port;
@@ -371,7 +376,7 @@ class EventPorts final : public Engine {
     uint32_t slots = 0;
     std::list<Queued> queue;
     std::list<Waiter> waiters;  // head first (port_queue_thread order)
-    std::multimap<int, std::unique_ptr<FdAssoc>> fd_assocs;
+    std::multimap<int, FdAssoc> fd_assocs;  // nodes do not move: FdAssoc* stays valid
     bool had_fd_assoc = false;
     std::map<std::pair<Pid, uint64_t>, std::unique_ptr<FileAssoc>> file_assocs;
     bool had_file_source = false;  // port_fop_associate_source: never undone

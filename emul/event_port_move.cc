@@ -45,8 +45,8 @@ Result<PortState> EventPorts::ExportPort(ObjectId id, Pid pid, bool unbound_time
   }
   std::map<const FdAssoc*, uint32_t> assoc_index;
   for (auto& [fd, a] : p->fd_assocs) {
-    assoc_index[a.get()] = static_cast<uint32_t>(s.assocs.size());
-    s.assocs.push_back(PortState::Assoc{a->fd, a->events, a->user, a->active});
+    assoc_index[&a] = static_cast<uint32_t>(s.assocs.size());
+    s.assocs.push_back(PortState::Assoc{a.fd, a.events, a.user, a.active});
   }
   std::map<const Timer*, uint32_t> timer_index;
   for (auto& [key, t] : timers_) {
@@ -93,8 +93,8 @@ std::vector<WaitId> EventPorts::ForgetExported(ObjectId id, Pid pid, const PortS
     displaced.push_back(d.id);
   }
   for (auto& [fd, a] : p->fd_assocs) {
-    host_.DropWatch(a->watch);
-    by_watch_.erase(a->watch);
+    host_.DropWatch(a.watch);
+    by_watch_.erase(a.watch);
   }
   for (const PortState::Timer& moved : exported.timers) {
     Timer* t = FindTimer(pid, moved.id);
@@ -213,15 +213,14 @@ Result<ObjectId> EventPorts::ImportPort(Caller caller, const PortState& s) {
       LastClose(id);
       return watch.error();
     }
-    auto owned = std::make_unique<FdAssoc>();
-    owned->port = id;
-    owned->fd = in.fd;
-    owned->owner = caller.pid;
-    owned->watch = *watch;
-    owned->events = in.events;
-    owned->user = in.user;
-    FdAssoc* a = owned.get();
-    p.fd_assocs.emplace(in.fd, std::move(owned));
+    FdAssoc fresh;
+    fresh.port = id;
+    fresh.fd = in.fd;
+    fresh.owner = caller.pid;
+    fresh.watch = *watch;
+    fresh.events = in.events;
+    fresh.user = in.user;
+    FdAssoc* a = &p.fd_assocs.emplace(in.fd, fresh)->second;
     by_watch_[a->watch] = a;
     ++p.slots;
     assocs[i] = a;
@@ -292,9 +291,11 @@ Result<ObjectId> EventPorts::ImportPort(Caller caller, const PortState& s) {
       a->active = true;
       continue;
     }
-    Enqueue(p, Queued{PortEvent{static_cast<uint16_t>(PortSource::kFd), fired, static_cast<uint64_t>(a->fd),
-                                a->user},
-                      Share::kSameFile, caller.pid, a, false});
+    Enqueue(p, Queued{.ev = PortEvent{static_cast<uint16_t>(PortSource::kFd), fired,
+                                      static_cast<uint64_t>(a->fd), a->user},
+                      .assoc = a,
+                      .owner = caller.pid,
+                      .share = Share::kSameFile});
   }
   return id;
 }

@@ -157,23 +157,24 @@ ObjectId Kqueues::CopyKqueue(Kq& from) {
   to.policy = from.policy;
   kqs_.emplace(to.id, std::move(owned));
   std::unordered_map<uint64_t, Knote*> copy_of;
-  for (const auto& [key, uid] : from.knotes) {
-    const Knote& src = *knotes_.at(uid);
+  for (const auto& [key, src] : from.knotes) {
     const FilterOps& ops = OpsOf(src.kev.filter);
     if (ops.copy == nullptr) continue;  // e.g. a per-process source
     if (knotes_.size() >= limits_.max_knotes) break;
     // The registration and what it would report; not its place in a list.
     // Its host resources are the filter's to take anew (f_copy).
-    auto kn = std::make_unique<Knote>(src);
-    Knote& n = *kn;
+    auto placed = to.knotes.emplace(key, src).first;
+    Knote& n = placed->second;
     n.uid = next_uid_++;
     n.kq = to.id;
     n.active = n.queued = false;
     n.pos = {};
-    if (!ops.copy(*this, src, n)) continue;  // e.g. closed meanwhile: nothing to copy
-    to.knotes[key] = n.uid;
-    copy_of[uid] = &n;
-    knotes_.emplace(n.uid, std::move(kn));
+    if (!ops.copy(*this, src, n)) {  // e.g. closed meanwhile: nothing to copy
+      to.knotes.erase(placed);
+      continue;
+    }
+    copy_of[src.uid] = &n;
+    knotes_.emplace(n.uid, &n);
   }
   // The active list in the parent's order, then the idle fd knotes armed.
   for (Knote* src : from.queue) {
@@ -221,8 +222,7 @@ std::vector<std::pair<ObjectId, ObjectId>> Kqueues::ForkClaim(uint64_t token, Pi
     Kq* kq = Find(copy);
     if (kq == nullptr) continue;
     kq->owner = child;
-    for (auto& [key, uid] : kq->knotes) {
-      Knote& kn = *knotes_.at(uid);
+    for (auto& [key, kn] : kq->knotes) {
       if (kn.fd >= 0) kn.owner = child;  // its descriptors are the child's now
     }
   }
@@ -242,8 +242,7 @@ void Kqueues::ForkSourceClosed(ObjectId from) {
 
 Kqueues::Knote* Kqueues::FindKnote(Kq& kq, KFilter f, uint64_t ident) {
   auto it = kq.knotes.find({f, ident});
-  if (it == kq.knotes.end()) return nullptr;
-  return knotes_.at(it->second).get();
+  return it == kq.knotes.end() ? nullptr : &it->second;
 }
 
 void Kqueues::UpdateReadiness(Kq& kq) {
@@ -294,8 +293,8 @@ void Kqueues::Activate(Kq& kq, Knote& kn) {
 void Kqueues::Drop(Kq& kq, Knote& kn) {
   Dequeue(kq, kn);
   if (auto detach = OpsOf(kn.kev.filter).detach) detach(*this, kn);
-  kq.knotes.erase({kn.kev.filter, kn.kev.ident});
-  knotes_.erase(kn.uid);  // kn is gone
+  knotes_.erase(kn.uid);
+  kq.knotes.erase(KnoteKey{kn.kev.filter, kn.kev.ident});  // kn is gone
 }
 
 void Kqueues::AddDeadline(Nanos when, DeadlineKind kind, uint64_t id) {
@@ -425,20 +424,21 @@ int Kqueues::Register(Kq& kq, Caller caller, KChange& change) {
     if (kn == nullptr) {
       if (knotes_.size() >= limits_.max_knotes) DropClosedKnotes();  // they went at close
       if (knotes_.size() >= limits_.max_knotes) return ENOMEM;
-      auto owned = std::make_unique<Knote>();
-      Knote& n = *owned;
+      Knote& n = kq.knotes.try_emplace(KnoteKey{kev.filter, kev.ident}).first->second;
       n.uid = next_uid_++;
       n.kq = kq.id;
-      n.kev = kev;
+      n.kev.ident = kev.ident;
+      n.kev.udata = kev.udata;
+      n.kev.wire_filter = kev.wire_filter;
+      n.kev.flags = kev.flags;
+      n.kev.filter = kev.filter;
+      n.ext.Set(kev.ext);
       if (!kq.policy.report_action_flags) n.kev.flags &= static_cast<uint16_t>(~kev::kActions);
-      n.kev.fflags = 0;
-      n.kev.data = 0;
       n.sfflags = kev.fflags;
       n.sdata = kev.data;
       n.owner = caller.pid;
       n.fd = fd_filter ? static_cast<int>(kev.ident) : -1;
-      knotes_.emplace(n.uid, std::move(owned));
-      kq.knotes[{kev.filter, kev.ident}] = n.uid;
+      knotes_.emplace(n.uid, &n);
       if (int err = ops.attach(*this, kq, n, caller, change); err != 0) {
         Drop(kq, n);
         return err;
@@ -555,7 +555,7 @@ std::vector<Kqueues::Taken> Kqueues::Collect(Kq& kq, uint32_t max) {
 }
 
 KeventRecord Kqueues::Report(const Knote& kn) {
-  KeventRecord ev = kn.kev;
+  KeventRecord ev = kn.Registered();
   ev.flags = static_cast<uint16_t>(kn.kev.flags | kn.eof);
   ev.fflags = kn.fflags;
   ev.data = kn.data;
@@ -782,7 +782,7 @@ void Kqueues::Destroy(ObjectId id) {
     out.error = EBADF;
     done->Complete(std::move(out));
   }
-  while (!kq->knotes.empty()) Drop(*kq, *knotes_.at(kq->knotes.begin()->second));
+  while (!kq->knotes.empty()) Drop(*kq, kq->knotes.begin()->second);
   if (kq->readable_reported) host_.ObjectReadinessChanged(id, false);
   kqs_.erase(id);
   RearmDeadline();

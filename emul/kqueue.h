@@ -200,6 +200,32 @@ class KeventCompletion {
   }
 };
 
+// FreeBSD's ext[4] of a knote: kept only when a change set any of it (few
+// programs do), so a knote without one spends 8 bytes, not 32.
+class ExtWords {
+ public:
+  using Words = std::array<uint64_t, 4>;
+  ExtWords() = default;
+  ExtWords(const ExtWords& other) { Set(other.Get()); }
+  ExtWords& operator=(const ExtWords& other) {
+    if (this != &other) Set(other.Get());
+    return *this;
+  }
+  void Set(const Words& words) {
+    if (words == Words{}) {
+      words_.reset();
+    } else if (words_) {
+      *words_ = words;
+    } else {
+      words_ = std::make_unique<Words>(words);
+    }
+  }
+  Words Get() const { return words_ ? *words_ : Words{}; }
+
+ private:
+  std::unique_ptr<Words> words_;
+};
+
 class Kqueues final : public Engine {
  public:
   // Kqueue ids never collide with event-port ids (ports count from 1).
@@ -302,42 +328,38 @@ class Kqueues final : public Engine {
   struct Knote;
   struct Kq;
   using QueuePos = std::list<Knote*>::iterator;
+  // The layout is compact (docs/design.md "Memory per watch"): a knote
+  // costs one allocation of at most kKnoteBytes, so fields are ordered by
+  // size and rarely used state (FreeBSD's ext[]) lives outside it.
   struct Knote {
     uint64_t uid = 0;
     ObjectId kq = 0;
-    KeventRecord kev;       // as registered: ident, filter, flags, udata, ext
-    uint32_t sfflags = 0;   // the registered fflags
+    // As registered: what every event echoes (fflags and data are below).
+    struct Registration {
+      uint64_t ident = 0;
+      uint64_t udata = 0;
+      int32_t wire_filter = 0;  // the foreign EVFILT_* number
+      uint16_t flags = 0;
+      KFilter filter = KFilter::kRead;
+    } kev;
+    ExtWords ext;           // FreeBSD ext[], as registered
     int64_t sdata = 0;      // the registered data
-    bool disabled = false;
-    bool active = false;    // has an event to report (queued unless disabled)
-    bool queued = false;
+    int64_t data = 0;       // what the next event reports
     QueuePos pos;
-    // What the next event reports.
-    uint32_t fflags = 0;
-    int64_t data = 0;
-    uint16_t eof = 0;  // EV_EOF when the far side is gone
-    // The last measurement (data/fflags/eof) reported an event: what a
-    // stale EV_ONESHOT event reports (Collect).
-    bool measured = false;
+    uint32_t sfflags = 0;   // the registered fflags
+    uint32_t fflags = 0;    // what the next event reports
     // The registering process and descriptor (fd filters, VNODE; -1: none).
     Pid owner = 0;
     int fd = -1;
+    uint16_t eof = 0;  // EV_EOF when the far side is gone
+    bool disabled = false;
+    bool active = false;    // has an event to report (queued unless disabled)
+    bool queued = false;
+    // The last measurement (data/fflags/eof) reported an event: what a
+    // stale EV_ONESHOT event reports (Collect).
+    bool measured = false;
     // Each filter's own state (the kernels' kn_hook, kn_ptr), used only by
     // its FilterOps entry and the source that feeds it.
-    struct Io {  // READ, WRITE, EXCEPT
-      std::optional<WatchId> watch;
-      // READ on a kqueue's descriptor: that kqueue (filt_kqueue reports its count).
-      std::optional<ObjectId> watched_kq;
-      // What the host found the watched file to be: kept with the knote, as
-      // the knote is tied to one open file (Host::ProbeFd's `known`).
-      FdKind kind = FdKind::kUnknown;
-    } io;
-    struct Timer {
-      Nanos period = 0;
-      Nanos next_fire = 0;
-      bool running = false;
-      bool absolute = false;  // NOTE_ABSTIME: one expiry, no period
-    } timer;
     struct User {
       bool triggered = false;
     } user;
@@ -345,10 +367,47 @@ class Kqueues final : public Engine {
       bool watched = false;   // counted in Host::WatchProcess (until the exit detaches it)
       bool drop_now = false;  // attached to a zombie with nothing to report (FreeBSD EV_DROP)
     } proc;
+    bool vnode_use = false;  // VNODE: its watch reports opens, closes and reads
+    // READ, WRITE, EXCEPT: what the host found the watched file to be, kept
+    // with the knote, as the knote is tied to one open file (Host::ProbeFd's
+    // `known`). Beside the flags, not in Io: it packs into their padding.
+    FdKind io_kind = FdKind::kUnknown;
+    struct Io {  // READ, WRITE, EXCEPT
+      OptionalId<WatchId> watch;
+      // READ on a kqueue's descriptor: that kqueue (filt_kqueue reports its count).
+      OptionalId<ObjectId> watched_kq;
+    } io;
+    struct Timer {
+      Nanos period = 0;
+      Nanos next_fire = 0;
+      bool running = false;
+      bool absolute = false;  // NOTE_ABSTIME: one expiry, no period
+    } timer;
     struct Vnode {
-      std::optional<WatchId> watch;
-      bool use = false;  // its watch reports opens, closes and reads
+      OptionalId<WatchId> watch;
     } vnode;
+
+    // The registration as a record (fflags and data 0).
+    KeventRecord Registered() const {
+      KeventRecord r;
+      r.ident = kev.ident;
+      r.filter = kev.filter;
+      r.wire_filter = kev.wire_filter;
+      r.flags = kev.flags;
+      r.udata = kev.udata;
+      r.ext = ext.Get();
+      return r;
+    }
+  };
+  // Budget of one knote's allocation (glibc chunks of 16 bytes, 8 of them
+  // the header): tests/unit/memory_budget_test.cc pins the total per knote.
+  static constexpr size_t kKnoteBytes = 152;
+  static_assert(sizeof(Knote) <= kKnoteBytes, "a knote outgrew its memory budget");
+  using KnoteKey = std::pair<KFilter, uint64_t>;  // (filter, ident)
+  struct KnoteKeyHash {
+    size_t operator()(const KnoteKey& key) const noexcept {
+      return std::hash<uint64_t>{}(key.second * 8 + static_cast<uint64_t>(key.first));
+    }
   };
   struct Waiter {
     WaitId id;
@@ -362,7 +421,9 @@ class Kqueues final : public Engine {
     Pid owner;  // 0: a fork copy not yet claimed (freed by ForkSourceClosed)
     bool copy_on_fork = false;
     KqueuePolicy policy;  // of the last kevent call (one personality per program)
-    std::map<std::pair<KFilter, uint64_t>, uint64_t> knotes;  // -> uid
+    // Its knotes, by (filter, ident); the nodes do not move, so Knote* and
+    // Knote& stay valid until the knote is dropped.
+    std::unordered_map<KnoteKey, Knote, KnoteKeyHash> knotes;
     std::list<Knote*> queue;
     std::list<Waiter> waiters;
     bool readable_reported = false;
@@ -468,7 +529,8 @@ class Kqueues final : public Engine {
   void ReapClosed();
 
   std::unordered_map<ObjectId, std::unique_ptr<Kq>> kqs_;
-  std::unordered_map<uint64_t, std::unique_ptr<Knote>> knotes_;
+  // Every knote by uid (owned by its Kq::knotes).
+  std::unordered_map<uint64_t, Knote*> knotes_;
   Limits limits_;
   std::unordered_map<WatchId, uint64_t> by_watch_;
   // The readiness bits the last fd probe measured, and of which knote: the

@@ -47,7 +47,7 @@ struct Kqueues::Filters {
     // READ on a kqueue's descriptor watches that kqueue (filt_kqueue).
     std::optional<ObjectId> inner = self.host_.KqueueAt(caller.pid, kn.fd);
     if (inner && self.Exists(*inner)) {
-      kn.io.watched_kq = inner;
+      kn.io.watched_kq = *inner;
       self.kq_watchers_.emplace(*inner, kn.uid);
     }
     return 0;
@@ -107,14 +107,14 @@ struct Kqueues::Filters {
     }
     // The file was just confirmed to be the knote's own (SameFile): what an
     // earlier probe learned of its kind still holds.
-    const FdKind known = kn.io.watch ? kn.io.kind : FdKind::kUnknown;
+    const FdKind known = kn.io.watch ? kn.io_kind : FdKind::kUnknown;
     Result<FdProbe> pr = self.host_.ProbeFd(kn.owner, kn.fd, needs, known);
     if (!pr.ok()) {
       self.Drop(kq, kn);
       *dropped = true;
       return std::nullopt;
     }
-    if (kn.io.watch) kn.io.kind = pr->kind;
+    if (kn.io.watch) kn.io_kind = pr->kind;
     self.last_probe_ = {kn.uid, pr->revents};
     kn.eof = 0;
     kn.fflags = 0;
@@ -291,8 +291,8 @@ struct Kqueues::Filters {
 
   static int VnodeAttach(Kqueues& self, Kq& kq, Knote& kn, Caller caller, const KChange&) {
     if (self.host_.KqueueAt(caller.pid, kn.fd)) return kq.policy.kqueue_descriptor_filter_errno;
-    kn.vnode.use = WantsVnodeUse(kq, kn.sfflags);
-    Result<WatchId> w = self.host_.WatchVnode(caller.pid, kn.fd, kn.vnode.use);
+    kn.vnode_use = WantsVnodeUse(kq, kn.sfflags);
+    Result<WatchId> w = self.host_.WatchVnode(caller.pid, kn.fd, kn.vnode_use);
     if (!w.ok()) return w.error().value;
     kn.vnode.watch = *w;
     self.by_vnode_[*w] = kn.uid;
@@ -319,7 +319,7 @@ struct Kqueues::Filters {
   static bool VnodeCopy(Kqueues& self, const Knote& src, Knote& copy) {
     copy.vnode.watch.reset();
     if (!src.vnode.watch) return true;
-    Result<WatchId> w = self.host_.WatchVnode(src.owner, src.fd, src.vnode.use);
+    Result<WatchId> w = self.host_.WatchVnode(src.owner, src.fd, src.vnode_use);
     if (!w.ok()) return false;
     copy.vnode.watch = *w;
     self.by_vnode_[*w] = copy.uid;
@@ -327,8 +327,8 @@ struct Kqueues::Filters {
   }
 
   static void VnodeTouch(Kqueues& self, Kq& kq, Knote& kn, const KChange&) {
-    if (!kn.vnode.use && kn.vnode.watch && WantsVnodeUse(kq, kn.sfflags)) {
-      kn.vnode.use = true;
+    if (!kn.vnode_use && kn.vnode.watch && WantsVnodeUse(kq, kn.sfflags)) {
+      kn.vnode_use = true;
       self.host_.WatchVnodeUse(*kn.vnode.watch);
     }
   }
@@ -645,7 +645,7 @@ void Kqueues::OnProcessFork(Pid parent, Pid child) {
       // on the child in the same kqueue, same fflags and udata; failing
       // that, NOTE_TRACKERR on the parent's.
       KChange c;
-      c.kev = kn.kev;
+      c.kev = kn.Registered();
       c.kev.ident = static_cast<uint64_t>(child);
       c.kev.flags = static_cast<uint16_t>((kn.kev.flags | kev::kAdd | kev::kEnable) & ~kev::kOneshot);
       c.kev.fflags = kn.sfflags;

@@ -36,4 +36,21 @@ using WatchId = uint64_t;
 // Identifies a parked (waiting) retrieval.
 using WaitId = uint64_t;
 
+// An optional object or watch id in 8 bytes (std::optional takes 16): ids
+// count from 1, so 0 means none. The subset of std::optional's interface
+// the engines use.
+template <typename Id>
+class OptionalId {
+ public:
+  OptionalId() = default;
+  OptionalId(Id id) : id_(id) {}  // converts like std::optional
+  explicit operator bool() const { return id_ != 0; }
+  bool has_value() const { return id_ != 0; }
+  Id operator*() const { return id_; }
+  void reset() { id_ = 0; }
+
+ private:
+  Id id_ = 0;
+};
+
 }  // namespace evshim::emul
