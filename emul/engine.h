@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <map>
 #include <optional>
+#include <set>
 #include <utility>
 #include <vector>
 
@@ -21,22 +22,19 @@ class Engines;
 // from it (Kqueues::kFirstId, kFirstWait), so an id names its engine.
 constexpr uint64_t kKqueueIdBase = uint64_t{1} << 40;
 
-// An engine's timed events (waiters' timeouts, timers), earliest first.
-// `Key` is the engine's own name for what is due.
+// An engine's timed events (waiters' timeouts, timers), earliest first;
+// among equal deadlines, in key order (a timer's key holds its id, a wait's
+// its id: the older first). `Key` is the engine's own name for what is due;
+// a key is in the queue at most once per deadline. Ordered by (deadline,
+// key) so that removing one entry is logarithmic even when a guest gives
+// thousands of timers one deadline (a scan of the equal ones would make
+// their teardown quadratic).
 template <typename Key>
 class DeadlineQueue {
  public:
   void Add(Nanos when, Key key) { queue_.emplace(when, std::move(key)); }
   // Forgets the entry (`when`, `key`); nothing if there is none.
-  void Remove(Nanos when, const Key& key) {
-    auto range = queue_.equal_range(when);
-    for (auto it = range.first; it != range.second; ++it) {
-      if (it->second == key) {
-        queue_.erase(it);
-        return;
-      }
-    }
-  }
+  void Remove(Nanos when, const Key& key) { queue_.erase(std::pair<Nanos, Key>(when, key)); }
   Nanos Next() const { return queue_.empty() ? Host::kNever : queue_.begin()->first; }
   bool Due(Nanos now) const { return !queue_.empty() && queue_.begin()->first <= now; }
   // The earliest entry, removed, if it is due at `now`.
@@ -47,9 +45,10 @@ class DeadlineQueue {
     return e;
   }
   bool empty() const { return queue_.empty(); }
+  size_t size() const { return queue_.size(); }
 
  private:
-  std::multimap<Nanos, Key> queue_;
+  std::set<std::pair<Nanos, Key>> queue_;
 };
 
 // One emulation engine. Objects, waits and watches are each engine's own:

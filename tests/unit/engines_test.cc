@@ -18,6 +18,34 @@
 namespace evshim::emul {
 namespace {
 
+// Equal deadlines come out in key order, and removing one entry removes
+// that key only (a guest can give thousands of timers one NOTE_ABSTIME
+// deadline: removal is by (deadline, key), never a scan of the equal ones).
+TEST(DeadlineQueueTest, EqualDeadlinesInKeyOrderAndRemovalByKey) {
+  DeadlineQueue<uint64_t> q;
+  for (uint64_t key : {3u, 1u, 4u, 2u}) q.Add(100, key);
+  q.Add(50, 9);
+  q.Remove(100, 4);
+  q.Remove(100, 7);  // not there: nothing
+  q.Remove(60, 9);   // another deadline: nothing
+  EXPECT_EQ(q.size(), 4u);
+  std::vector<uint64_t> order;
+  while (auto e = q.TakeDue(100)) order.push_back(e->second);
+  EXPECT_EQ(order, (std::vector<uint64_t>{9, 1, 2, 3}));
+  EXPECT_TRUE(q.empty());
+}
+
+TEST(DeadlineQueueTest, ManyEntriesWithOneDeadlineAreRemovedOneByOne) {
+  DeadlineQueue<std::pair<int, uint64_t>> q;
+  constexpr uint64_t kCount = 200000;
+  for (uint64_t i = 0; i < kCount; ++i) q.Add(7, {1, i});
+  for (uint64_t i = 0; i < kCount; i += 2) q.Remove(7, {1, i});
+  EXPECT_EQ(q.size(), kCount / 2);
+  auto first = q.TakeDue(7);
+  ASSERT_TRUE(first.has_value());
+  EXPECT_EQ(first->second.second, 1u);
+}
+
 using testing::FakeHost;
 using testing::RecordingEngine;
 
