@@ -2573,7 +2573,11 @@ static int read_event_cost(void) {
      * the host's common path. */
     CHECK(w[2].on_fd <= 7);
   }
-  CHECK(w[0].total <= 9 && w[1].total <= 9);
+  /* All the calling thread's calls: about 7-8 on an idle host, more when
+   * the idle pump reached the loop first (the readiness byte's calls; seen
+   * under the VM's emulated CPU on 6.1). A loose bound: the counts on the
+   * descriptor above are the exact ones. */
+  CHECK(w[0].total <= 12 && w[1].total <= 12);
   return 0;
 }
 #endif

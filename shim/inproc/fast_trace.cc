@@ -5,6 +5,7 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -114,6 +115,19 @@ bool Connect(Channel& c) {
   while (connect(c.fd, reinterpret_cast<sockaddr*>(&addr), len) != 0) {
     if (errno == EINTR) continue;
     TurnOff(c, "is unreachable");
+    return false;
+  }
+  // The launcher checks who we are (our user, or a descendant of it) and
+  // answers one byte: until then this process stays alive for the check (a
+  // short-lived child would otherwise be gone from /proc before it).
+  timeval limit{5, 0};
+  setsockopt(c.fd, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit);
+  char ack = 0;
+  ssize_t got;
+  do got = recv(c.fd, &ack, 1, 0);
+  while (got < 0 && errno == EINTR);
+  if (got != 1) {
+    TurnOff(c, "refused this process");
     return false;
   }
   return true;

@@ -157,6 +157,13 @@ class FastPathChannel::Reader {
       ev.data.fd = fd;
       epoll_ctl(epoll_, EPOLL_CTL_ADD, fd, &ev);
       conns_[fd];
+      // Accepted: the process waits for this byte before it sends (fast_trace.cc Connect).
+      const char ack = 'y';
+      if (send(fd, &ack, 1, MSG_NOSIGNAL) != 1) {
+        epoll_ctl(epoll_, EPOLL_CTL_DEL, fd, nullptr);
+        conns_.erase(fd);
+        close(fd);
+      }
     }
   }
 

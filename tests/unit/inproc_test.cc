@@ -311,7 +311,7 @@ TEST_F(InprocTest, AssociationsOpenNoDescriptorAtTheLimit) {
 // runs past its top must still take the checked copy: EFAULT, never SIGSEGV.
 // The thread runs on a stack of our own with an inaccessible page above it.
 TEST_F(InprocTest, TimeoutRunningPastTheStackTopIsEfaultNotSigsegv) {
-  constexpr size_t kStack = 256 * 1024;
+  constexpr size_t kStack = 8 * 1024 * 1024;  // TSan refuses small user stacks (EINVAL)
   const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
   void* block = mmap(nullptr, kStack + page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   ASSERT_NE(block, MAP_FAILED);
