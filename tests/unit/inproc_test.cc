@@ -47,12 +47,14 @@ class InprocTest : public ::testing::Test {
   int port_ = -1;
 };
 
-// A page that is not mapped: the engine's copies must fail with EFAULT,
-// never fault in the program (process_vm_readv/writev on itself).
+// A page no access is allowed to: the engine's copies must fail with EFAULT,
+// never fault in the program (process_vm_readv/writev on itself). It stays
+// reserved (PROT_NONE, never unmapped): an unmapped address can be mapped
+// again by another thread (ASan's allocator did) before the call uses it.
 void* UnmappedPage() {
-  void* p = mmap(nullptr, 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  munmap(p, 4096);
-  return p;
+  static void* const page =
+      mmap(nullptr, 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  return page;
 }
 
 // port.c:1539-1543 (port_getn's copyout): a bad event buffer is EFAULT (the
