@@ -436,6 +436,19 @@ static int scm_rights_kqueue_refused(void) {
   errno = 0;
   CHECK(sendmmsg(sv[0], &mm[1], 1, 0) == -1 && errno == KQ_NOT_PASSABLE);
   CHECK(nothing_to_receive(sv[1]));
+#if defined(FREEBSD)
+  /* A copy-on-fork kqueue is the supervisor's in both modes; without one (no
+   * `evshim run`) it cannot be made at all. */
+  int cp = kqueuex(KQUEUE_CPONFORK);
+  if (cp >= 0) {
+    int cponfork_kq[] = {cp};
+    errno = 0;
+    CHECK(send_fds(sv[0], cponfork_kq, 1, 'c') == -1 && errno == EOPNOTSUPP);
+    CHECK(nothing_to_receive(sv[1]));
+  } else {
+    CHECK(errno == ENOSYS);
+  }
+#endif
   /* Other descriptors still pass, and the kqueue still works. */
   int pipe_only[] = {p[0]};
   CHECK(send_fds(sv[0], pipe_only, 1, 'p') == 1);

@@ -252,7 +252,8 @@ TEST_P(KqueueFastPath, ScenariosRunWithoutAnySupervisor) {
     for (const char* name : {"user_pollable", "pipe_read", "socket_eof", "timer", "timeout", "close_drops",
                              "watches_no_descriptor",
                              "fork_ebadf", "eintr", "two_waiters", "pollable_handoff", "kq_in_kq",
-                             "errors", "close_waiter", "signal_count", "signal_blocked"}) {
+                             "errors", "close_waiter", "signal_count", "signal_blocked",
+                             "scm_rights_kqueue_refused"}) {
       // Fast mode pinned, also in CI's supervised pass.
       RunResult r = RunCommand({Binary(p), name}, 30, {"EVSHIM_SUPERVISED=0"});
       EXPECT_FALSE(r.timed_out) << p << " " << name;
