@@ -547,7 +547,7 @@ EXPORT FILE *popen(const char *command, const char *type) {
 /*
  * vfork cannot be wrapped by a C function: its child returns through the
  * wrapper's frame and reuses that stack before the parent returns through
- * it. So vfork is a stub that calls prepare_vfork (which prepares the
+ * it. So vfork is a stub that calls evshim_prepare_vfork (which prepares the
  * child's ports as above and returns glibc's vfork) with the stack as the
  * caller left it, and jumps there. The child then runs in this process's
  * memory as with glibc's own vfork.
