@@ -2039,11 +2039,19 @@ static int system_shares(void) {
   snprintf(cmd, sizeof cmd, "'%s' spawn_child_image %d", self_path, port);
   CHECK(system(cmd) == 0);
   child_event_arrived("system");
-  timer_still_fires(cl, t);
+  return timer_still_fires(cl, t);
+}
+static int popen_shares(void) {
+  int cl;
+  timer_t t;
+  timer_on_cloexec_port(&cl, &t);
+  char cmd[4096];
+  snprintf(cmd, sizeof cmd, "'%s' spawn_child_image %d", self_path, port);
   FILE *f = popen(cmd, "r");
   CHECK(f != NULL);
   CHECK(pclose(f) == 0);
-  return child_event_arrived("popen");
+  child_event_arrived("popen");
+  return timer_still_fires(cl, t);
 }
 
 /* vfork() then exec: the exec'd image shares the inherited port (rule 34,
@@ -2500,7 +2508,7 @@ int main(int argc, char **argv) {
       {"fork_move_state", fork_move_state}, {"fork_move_waiter", fork_move_waiter},
       {"fast_fork_file_watch_stays", fast_fork_file_watch_stays},
       {"exec_alone", exec_alone}, {"spawn_shares", spawn_shares}, {"scm_rights_shares", scm_rights_shares},
-      {"system_shares", system_shares}, {"vfork_shares", vfork_shares},
+      {"system_shares", system_shares}, {"popen_shares", popen_shares}, {"vfork_shares", vfork_shares},
       {"spawn_timer_kept", spawn_timer_kept},
   };
   if (argc < 2) {

@@ -91,7 +91,8 @@ INSTANTIATE_TEST_SUITE_P(Ports, PortScenario,
                                            "scm_rights_shares",
                                            // system(), popen(), vfork() + exec: the port moves
                                            // before the child can exec; the parent's timers stay
-                                           "system_shares", "vfork_shares", "spawn_timer_kept"));
+                                           "system_shares", "popen_shares", "vfork_shares",
+                                           "spawn_timer_kept"));
 
 // Raw foreign calls on the library's port: the trap in fast mode
 // (docs/design.md "Raw foreign calls in fast mode: the trap"), the
