@@ -340,6 +340,125 @@ static int fork_ebadf(void) {
   return 0;
 }
 
+/* A kqueue cannot be passed with SCM_RIGHTS (docs/rules-bsd.md §4.6;
+ * unp_internalize, not in the seeds): FreeBSD refuses a file without
+ * DFLAG_PASSABLE and DragonFly a DTYPE_KQUEUE file with EOPNOTSUPP, OpenBSD
+ * a DTYPE_KQUEUE file with EINVAL. The whole message fails and nothing is
+ * sent. The descriptors are checked in order, the first bad one decides:
+ * FreeBSD and DragonFly walk the list forwards, OpenBSD backwards, and a
+ * closed number is EBADF. */
+#if defined(OPENBSD)
+#define KQ_NOT_PASSABLE EINVAL
+#else
+#define KQ_NOT_PASSABLE EOPNOTSUPP
+#endif
+static ssize_t send_fds(int sock, const int *fds, int n, char byte) {
+  char ctl[CMSG_SPACE(4 * sizeof(int))];
+  memset(ctl, 0, sizeof ctl);
+  struct iovec iov = {&byte, 1};
+  struct msghdr m;
+  memset(&m, 0, sizeof m);
+  m.msg_iov = &iov;
+  m.msg_iovlen = 1;
+  m.msg_control = ctl;
+  m.msg_controllen = CMSG_SPACE(n * sizeof(int));
+  struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+  c->cmsg_level = SOL_SOCKET;
+  c->cmsg_type = SCM_RIGHTS;
+  c->cmsg_len = CMSG_LEN(n * sizeof(int));
+  memcpy(CMSG_DATA(c), fds, n * sizeof(int));
+  return sendmsg(sock, &m, 0);
+}
+static int nothing_to_receive(int sock) {
+  char b;
+  return recv(sock, &b, 1, MSG_DONTWAIT) == -1 && errno == EAGAIN;
+}
+static int scm_rights_kqueue_refused(void) {
+  int sv[2], p[2];
+  CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0 && pipe(p) == 0);
+  int kq = kqueue();
+  CHECK(kq >= 0);
+  CHECK(add(kq, 1, EVFILT_USER, EV_ADD, NOTE_TRIGGER, 0, NULL) == 0);
+  int one[] = {kq};
+  errno = 0;
+  CHECK(send_fds(sv[0], one, 1, 'k') == -1 && errno == KQ_NOT_PASSABLE);
+  CHECK(nothing_to_receive(sv[1]));
+  int with_pipe[] = {p[0], kq};
+  errno = 0;
+  CHECK(send_fds(sv[0], with_pipe, 2, 'k') == -1 && errno == KQ_NOT_PASSABLE);
+  CHECK(nothing_to_receive(sv[1]));
+  int copy = dup(kq); /* another number of the kqueue */
+  CHECK(copy >= 0);
+  int dupped[] = {copy};
+  errno = 0;
+  CHECK(send_fds(sv[0], dupped, 1, 'k') == -1 && errno == KQ_NOT_PASSABLE);
+  CHECK(nothing_to_receive(sv[1]));
+  /* The order of the checks: a closed number before or after the kqueue. */
+  int closed_first[] = {999, kq}, closed_last[] = {kq, 999};
+  errno = 0;
+  CHECK(send_fds(sv[0], closed_first, 2, 'k') == -1);
+#if defined(OPENBSD)
+  CHECK(errno == EINVAL);
+#else
+  CHECK(errno == EBADF);
+#endif
+  errno = 0;
+  CHECK(send_fds(sv[0], closed_last, 2, 'k') == -1);
+#if defined(OPENBSD)
+  CHECK(errno == EBADF);
+#else
+  CHECK(errno == EOPNOTSUPP);
+#endif
+  CHECK(nothing_to_receive(sv[1]));
+  /* sendmmsg sends the messages before the refused one, then stops (the
+   * count sent, as FreeBSD's libc sendmmsg and OpenBSD's sendmmsg do). */
+  char b0 = 'a', b1 = 'b';
+  struct iovec iov0 = {&b0, 1}, iov1 = {&b1, 1};
+  char ctl[CMSG_SPACE(sizeof(int))];
+  memset(ctl, 0, sizeof ctl);
+  struct mmsghdr mm[2];
+  memset(mm, 0, sizeof mm);
+  mm[0].msg_hdr.msg_iov = &iov0;
+  mm[0].msg_hdr.msg_iovlen = 1;
+  mm[1].msg_hdr.msg_iov = &iov1;
+  mm[1].msg_hdr.msg_iovlen = 1;
+  mm[1].msg_hdr.msg_control = ctl;
+  mm[1].msg_hdr.msg_controllen = sizeof ctl;
+  struct cmsghdr *c = CMSG_FIRSTHDR(&mm[1].msg_hdr);
+  c->cmsg_level = SOL_SOCKET;
+  c->cmsg_type = SCM_RIGHTS;
+  c->cmsg_len = CMSG_LEN(sizeof(int));
+  memcpy(CMSG_DATA(c), &kq, sizeof kq);
+  CHECK(sendmmsg(sv[0], mm, 2, 0) == 1);
+  char got;
+  CHECK(recv(sv[1], &got, 1, MSG_DONTWAIT) == 1 && got == 'a');
+  CHECK(nothing_to_receive(sv[1]));
+  errno = 0;
+  CHECK(sendmmsg(sv[0], &mm[1], 1, 0) == -1 && errno == KQ_NOT_PASSABLE);
+  CHECK(nothing_to_receive(sv[1]));
+#if defined(FREEBSD)
+  /* A copy-on-fork kqueue is the supervisor's in both modes; without one (no
+   * `evshim run`) it cannot be made at all. */
+  int cp = kqueuex(KQUEUE_CPONFORK);
+  if (cp >= 0) {
+    int cponfork_kq[] = {cp};
+    errno = 0;
+    CHECK(send_fds(sv[0], cponfork_kq, 1, 'c') == -1 && errno == EOPNOTSUPP);
+    CHECK(nothing_to_receive(sv[1]));
+  } else {
+    CHECK(errno == ENOSYS);
+  }
+#endif
+  /* Other descriptors still pass, and the kqueue still works. */
+  int pipe_only[] = {p[0]};
+  CHECK(send_fds(sv[0], pipe_only, 1, 'p') == 1);
+  CHECK(recv(sv[1], &got, 1, 0) == 1 && got == 'p');
+  struct kevent ev;
+  CHECK(get(kq, &ev, 1, &kZero) == 1 && ev.ident == 1);
+  printf("a kqueue is not passed with SCM_RIGHTS (errno %d)\n", KQ_NOT_PASSABLE);
+  return 0;
+}
+
 static void on_signal(int sig) { (void)sig; }
 
 static int sig_kq;
@@ -2606,6 +2725,7 @@ int main(int argc, char **argv) {
   if (!strcmp(s, "cponfork_parent_exits")) return cponfork_parent_exits();
   if (!strcmp(s, "cponfork_foreign_claim")) return cponfork_foreign_claim();
 #endif
+  if (!strcmp(s, "scm_rights_kqueue_refused")) return scm_rights_kqueue_refused();
   if (!strcmp(s, "errors")) return errors();
   if (!strcmp(s, "kqueue_flags")) return kqueue_flags();
   if (!strcmp(s, "trace_fields")) return trace_fields();

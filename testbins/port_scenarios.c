@@ -1999,6 +1999,99 @@ static int spawn_shares(void) {
 }
 static int spawn_child_image(int p) { return port_send(p, 88, NULL) == 0 ? 0 : 3; }
 
+/* A close-on-exec port with a SIGEV_PORT timer stays this process's after a
+ * child was started: its timer must still answer and fire (the parent goes
+ * on; only exec deletes timers, timer.c:1000). */
+static int timer_on_cloexec_port(int *cl, timer_t *t) {
+  *cl = port_create();
+  CHECK(*cl >= 0 && fcntl(*cl, F_SETFD, FD_CLOEXEC) == 0);
+  port_notify_t pn = {*cl, (void *)0x5151};
+  CHECK(port_timer_create(&pn, t) == 0);
+  return 0;
+}
+static int timer_still_fires(int cl, timer_t t) {
+  struct itimerspec its = {{0, 0}, {0, 20 * 1000 * 1000}};
+  CHECK(timer_settime(t, 0, &its, NULL) == 0);
+  port_event_t ev;
+  struct timespec to = {2, 0};
+  CHECK(port_get(cl, &ev, &to) == 0 && ev.portev_source == PORT_SOURCE_TIMER && ev.portev_user == (void *)0x5151);
+  CHECK(timer_delete(t) == 0);
+  return 0;
+}
+static int child_event_arrived(const char *how) {
+  port_event_t ev;
+  struct timespec to = {2, 0};
+  CHECK(port_get(port, &ev, &to) == 0 && ev.portev_source == PORT_SOURCE_USER && ev.portev_events == 88);
+  printf("%s: the child's event reached the parent's port\n", how);
+  return 0;
+}
+
+/* system() and popen() (glibc spawns their shell with its internal
+ * posix_spawn, which no wrapper sees): the command inherits the port and
+ * shares it (rule 34 for a spawned child, port.c:241-248), so the event it
+ * sends reaches the parent; the parent's own timer on a close-on-exec port
+ * keeps working afterwards. */
+static int system_shares(void) {
+  int cl;
+  timer_t t;
+  timer_on_cloexec_port(&cl, &t);
+  char cmd[4096];
+  snprintf(cmd, sizeof cmd, "'%s' spawn_child_image %d", self_path, port);
+  CHECK(system(cmd) == 0);
+  child_event_arrived("system");
+  return timer_still_fires(cl, t);
+}
+static int popen_shares(void) {
+  int cl;
+  timer_t t;
+  timer_on_cloexec_port(&cl, &t);
+  char cmd[4096];
+  snprintf(cmd, sizeof cmd, "'%s' spawn_child_image %d", self_path, port);
+  FILE *f = popen(cmd, "r");
+  CHECK(f != NULL);
+  CHECK(pclose(f) == 0);
+  child_event_arrived("popen");
+  return timer_still_fires(cl, t);
+}
+
+/* vfork() then exec: the exec'd image shares the inherited port (rule 34,
+ * port.c:241-248), although the vfork child ran in the parent's memory. */
+static int vfork_shares(void) {
+  int cl;
+  timer_t t;
+  timer_on_cloexec_port(&cl, &t);
+  char portarg[16];
+  snprintf(portarg, sizeof portarg, "%d", port);
+  pid_t pid = vfork();
+  if (pid == 0) {
+    execl(self_path, self_path, "spawn_child_image", portarg, (char *)NULL);
+    _exit(127);
+  }
+  CHECK(pid > 0);
+  int status;
+  CHECK(waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  child_event_arrived("vfork");
+  return timer_still_fires(cl, t);
+}
+
+/* posix_spawn, then the parent's timer on a close-on-exec port (the parent
+ * goes on: its timers stay valid, timer.c:1000 is exec's only). */
+static int spawn_timer_kept(void) {
+  int cl;
+  timer_t t;
+  timer_on_cloexec_port(&cl, &t);
+  char portarg[16];
+  snprintf(portarg, sizeof portarg, "%d", port);
+  char *argv[] = {(char *)self_path, "spawn_child_image", portarg, NULL};
+  extern char **environ;
+  pid_t pid;
+  CHECK(posix_spawn(&pid, self_path, NULL, NULL, argv, environ) == 0);
+  int status;
+  CHECK(waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  child_event_arrived("posix_spawn");
+  return timer_still_fires(cl, t);
+}
+
 /* A port passed over a unix socket (SCM_RIGHTS) is the same port in the
  * receiver (rule 34 for a passed descriptor: one port, port.c:241-248).
  * The port is made after the fork, so only the message can share it; in
@@ -2415,6 +2508,8 @@ int main(int argc, char **argv) {
       {"fork_move_state", fork_move_state}, {"fork_move_waiter", fork_move_waiter},
       {"fast_fork_file_watch_stays", fast_fork_file_watch_stays},
       {"exec_alone", exec_alone}, {"spawn_shares", spawn_shares}, {"scm_rights_shares", scm_rights_shares},
+      {"system_shares", system_shares}, {"popen_shares", popen_shares}, {"vfork_shares", vfork_shares},
+      {"spawn_timer_kept", spawn_timer_kept},
   };
   if (argc < 2) {
     fprintf(stderr, "usage: %s SCENARIO\n", argv[0]);

@@ -691,6 +691,16 @@ void Engine::MovePortsBeforeExec() {
   t_engine_thread = false;
 }
 
+void Engine::MovePortsBeforeSpawn() {
+  if (!options_.supervisor_present || getpid() != pid_ || t_in_engine) return;
+  std::lock_guard<std::mutex> lock(mu_);
+  t_in_engine = true;
+  t_engine_thread = true;
+  MovePortsToSupervisor(/*kept_across_exec_only=*/true, /*parent_goes_on=*/true);
+  t_in_engine = false;
+  t_engine_thread = false;
+}
+
 void Engine::MovePortsBeforeSend(const int* fds, size_t count) {
   if (!options_.supervisor_present || getpid() != pid_ || t_in_engine) return;
   std::lock_guard<std::mutex> lock(mu_);

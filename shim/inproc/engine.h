@@ -80,11 +80,20 @@ class Engine {
   // shim/inproc/fork_move.cc). A port that cannot move stays here.
   // `kept_across_exec_only`: only the ports with a number that is not
   // close-on-exec (MovePortsBeforeExec).
-  void MovePortsToSupervisor(bool kept_across_exec_only = false);
+  // `parent_goes_on` (a spawned child: posix_spawn, system, popen, vfork):
+  // the process keeps running, so its timers must stay reachable: once a
+  // port moved, every port carrying a timer follows (one id table).
+  void MovePortsToSupervisor(bool kept_across_exec_only = false, bool parent_goes_on = false);
   // Before exec (the libraries' exec wrappers): with a supervisor present,
   // each port the new image keeps (a number without FD_CLOEXEC) moves there,
   // so it outlives this image's engine (rule 35, port.c:241-248 as at fork).
   void MovePortsBeforeExec();
+  // Before a child is started that will exec while this process goes on
+  // (posix_spawn, system, popen, vfork): the ports the child keeps (a number
+  // without FD_CLOEXEC) move to the supervisor, so the child shares them
+  // (rule 34, port.c:241-248), and the timers follow so that this process's
+  // timer calls still find them.
+  void MovePortsBeforeSpawn();
   // Before sendmsg passes descriptors (SCM_RIGHTS): each of `fds` that is
   // one of this engine's ports moves to the supervisor, as at fork, since
   // the receiving process shares it (rule 34 for a passed port).

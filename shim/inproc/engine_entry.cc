@@ -165,6 +165,16 @@ extern "C" __attribute__((visibility("default"))) void evshim_engine_before_exec
   }
 }
 
+extern "C" __attribute__((visibility("default"))) void evshim_engine_before_spawn(void) {
+  using namespace evshim::shim::inproc;
+  if (g_mode.load(std::memory_order_acquire) != static_cast<int>(Mode::kFast)) return;
+  if (Engine* e = g_engine.load(std::memory_order_acquire)) {
+    const int saved = errno;
+    e->MovePortsBeforeSpawn();
+    errno = saved;
+  }
+}
+
 extern "C" __attribute__((visibility("default"))) void evshim_engine_before_send_fds(const int* fds, int count) {
   using namespace evshim::shim::inproc;
   if (g_mode.load(std::memory_order_acquire) != static_cast<int>(Mode::kFast) || count <= 0) return;

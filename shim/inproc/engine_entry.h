@@ -43,6 +43,16 @@ int evshim_engine_settle(void);
 void evshim_engine_before_exec(void);
 
 /*
+ * Called by the libraries' wrappers of the calls that start a child which
+ * execs while this process goes on (posix_spawn, posix_spawnp, system,
+ * popen, vfork), in the parent, before the child exists: with a supervisor
+ * present, each in-process event port the child keeps (a descriptor without
+ * FD_CLOEXEC) moves to the supervisor, as at fork, and the process's timers
+ * follow (its timer calls go there from then on). Nothing otherwise.
+ */
+void evshim_engine_before_spawn(void);
+
+/*
  * Called by the libraries' sendmsg wrapper before a message passes the
  * descriptors `fds` (SCM_RIGHTS): each that is an in-process event port
  * moves to the supervisor (with a supervisor present), because the

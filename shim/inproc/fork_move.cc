@@ -72,7 +72,7 @@ bool KeptAcrossExec(uint64_t inode) {
 
 }  // namespace
 
-void Engine::MovePortsToSupervisor(bool kept_across_exec_only) {
+void Engine::MovePortsToSupervisor(bool kept_across_exec_only, bool parent_goes_on) {
   if (!options_.supervisor_present) return;  // no one to hand it to: the child gets ENOTSUP
   std::vector<emul::ObjectId> ports;
   objects_->ForEach([&](emul::ObjectId obj, abi::ObjectKind kind, uint64_t) {
@@ -88,7 +88,11 @@ void Engine::MovePortsToSupervisor(bool kept_across_exec_only) {
   // What is ready now is queued first (as before any call), so the state
   // handed over is the state a call would see.
   PrepareCall();
-  for (emul::ObjectId obj : ports) (void)MovePort(obj, kept_across_exec_only);
+  bool moved = false;
+  for (emul::ObjectId obj : ports) moved = MovePort(obj, kept_across_exec_only && !parent_goes_on) || moved;
+  // After a move every timer call is the supervisor's (TimerCallMoved): a
+  // process that goes on takes its timers there too, with their ports.
+  if (moved && parent_goes_on) MoveTimersToSupervisor();
   objects_->ApplyReadiness();
   host_->ForgetFileChecks();
 }

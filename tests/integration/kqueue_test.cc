@@ -76,7 +76,9 @@ INSTANTIATE_TEST_SUITE_P(
     KqueueEdges, KqueueScenario,
     ::testing::Combine(::testing::Values("freebsd", "openbsd", "dragonfly"),
                        ::testing::Values("kq_descriptor_filters", "aio_filter", "receipt_room",
-                                         "null_eventlist", "close_waiter", "kq_fstat")),
+                                         "null_eventlist", "close_waiter", "kq_fstat",
+                                         // a kqueue is not passable (docs/rules-bsd.md §4.6)
+                                         "scm_rights_kqueue_refused")),
     [](const auto& p) {
       return std::string(std::get<0>(p.param)) + "_" + std::get<1>(p.param);
     });
@@ -250,7 +252,8 @@ TEST_P(KqueueFastPath, ScenariosRunWithoutAnySupervisor) {
     for (const char* name : {"user_pollable", "pipe_read", "socket_eof", "timer", "timeout", "close_drops",
                              "watches_no_descriptor",
                              "fork_ebadf", "eintr", "two_waiters", "pollable_handoff", "kq_in_kq",
-                             "errors", "close_waiter", "signal_count", "signal_blocked"}) {
+                             "errors", "close_waiter", "signal_count", "signal_blocked",
+                             "scm_rights_kqueue_refused"}) {
       // Fast mode pinned, also in CI's supervised pass.
       RunResult r = RunCommand({Binary(p), name}, 30, {"EVSHIM_SUPERVISED=0"});
       EXPECT_FALSE(r.timed_out) << p << " " << name;

@@ -88,7 +88,11 @@ INSTANTIATE_TEST_SUITE_P(Ports, PortScenario,
                                            // with a posix_spawn child: it moves before exec
                                            "exec_alone", "spawn_shares",
                                            // a port passed with SCM_RIGHTS moves before the message
-                                           "scm_rights_shares"));
+                                           "scm_rights_shares",
+                                           // system(), popen(), vfork() + exec: the port moves
+                                           // before the child can exec; the parent's timers stay
+                                           "system_shares", "popen_shares", "vfork_shares",
+                                           "spawn_timer_kept"));
 
 // Raw foreign calls on the library's port: the trap in fast mode
 // (docs/design.md "Raw foreign calls in fast mode: the trap"), the

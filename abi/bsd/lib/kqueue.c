@@ -14,6 +14,8 @@
 #include <fcntl.h>
 #include <stdint.h>
 #include <sys/event.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -593,6 +595,121 @@ static int kevent_call(long kq, const struct kevent *changelist, long nchanges, 
   }
 #endif
   return r;
+}
+
+/*
+ * A kqueue is not passable (docs/kqueue.md "Passing a kqueue";
+ * docs/rules-bsd.md §4.6): the BSDs' unp_internalize refuses a message
+ * whose SCM_RIGHTS list holds one, and sends nothing. FreeBSD: the kqueue's
+ * fileops lack DFLAG_PASSABLE, EOPNOTSUPP; DragonFly: DTYPE_KQUEUE,
+ * EOPNOTSUPP; OpenBSD: DTYPE_KQUEUE, EINVAL. Each walks the list once and
+ * the first descriptor that fails decides (a closed one is EBADF): FreeBSD
+ * and DragonFly from the first, OpenBSD from the last. Linux passes any
+ * socket, and the supervisor does not see sendmsg, so the library's
+ * sendmsg/sendmmsg check the list (a raw sendmsg system call is not seen:
+ * docs/kqueue.md "Not yet").
+ */
+#if defined(EVSHIM_SYS_kqueue1)
+#define KQUEUE_NOT_PASSABLE EINVAL
+#define PASS_LIST_BACKWARDS 1
+#else
+#define KQUEUE_NOT_PASSABLE EOPNOTSUPP
+#define PASS_LIST_BACKWARDS 0
+#endif
+/* Linux's own bounds (SCM_MAX_FD descriptors per list; the control buffer is
+ * refused far below 1 MiB, optmem_max): past them the kernel answers. */
+#define PASS_MAX_FDS 253
+#define PASS_MAX_CONTROL (1u << 20)
+
+/* A descriptor this library returned as a kqueue (the settle bitmap: one
+ * bit test for any other), confirmed by a kevent with no change and no
+ * event list, which only a kqueue accepts: in-process or the supervisor's,
+ * and a stale bit (a number closed behind the library's back) is not taken
+ * for one. */
+static int is_kqueue(int fd) {
+  if (!settle_marked(fd)) return 0;
+  struct stat st;
+  if (fstat(fd, &st) != 0 || !S_ISSOCK(st.st_mode)) return 0; /* an epoll holding a kqueue */
+  const int saved = errno;
+  const struct wire_timespec zero = {0, 0};
+  const int r = kevent_call(fd, NULL, 0, NULL, 0, &zero);
+  errno = saved;
+  return r == 0;
+}
+
+/* Calls `visit` on each descriptor of the message's SCM_RIGHTS lists, in
+ * the kernel's order, until it returns non-zero; returns that (0: none). */
+static int each_passed_fd(const struct msghdr *msg, int (*visit)(int fd)) {
+  if (msg == NULL || msg->msg_control == NULL || msg->msg_controllen < sizeof(struct cmsghdr) ||
+      msg->msg_controllen > PASS_MAX_CONTROL) {
+    return 0;
+  }
+  for (struct cmsghdr *c = CMSG_FIRSTHDR((struct msghdr *)msg); c != NULL;
+       c = CMSG_NXTHDR((struct msghdr *)msg, c)) {
+    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS || c->cmsg_len < CMSG_LEN(0)) continue;
+    const size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+    if (count > PASS_MAX_FDS) return 0;
+    const unsigned char *data = CMSG_DATA(c);
+    for (size_t i = 0; i < count; i++) {
+      int fd;
+      memcpy(&fd, data + (PASS_LIST_BACKWARDS ? count - 1 - i : i) * sizeof fd, sizeof fd);
+      const int r = visit(fd);
+      if (r != 0) return r;
+    }
+  }
+  return 0;
+}
+
+static int kqueue_in_list(int fd) { return is_kqueue(fd); }
+static int first_refusal(int fd) {
+  const int saved = errno;
+  const long open = syscall(SYS_fcntl, (long)fd, (long)F_GETFD);
+  errno = saved;
+  if (open == -1) return -1; /* EBADF: the kernel's own answer */
+  return is_kqueue(fd) ? KQUEUE_NOT_PASSABLE : 0;
+}
+
+/* The errno the BSDs refuse the message with, 0 to let it go. Only a list
+ * with a marked descriptor costs more than a bit test per descriptor. */
+static int refusal(const struct msghdr *msg) {
+  if (!settle_anything() || !each_passed_fd(msg, kqueue_in_list)) return 0;
+  const int r = each_passed_fd(msg, first_refusal);
+  return r > 0 ? r : 0;
+}
+
+typedef ssize_t (*sendmsg_fn)(int, const struct msghdr *, int);
+typedef int (*sendmmsg_fn)(int, struct mmsghdr *, unsigned int, int);
+EXPORT ssize_t sendmsg(int fd, const struct msghdr *msg, int flags) {
+  static sendmsg_fn next;
+  if (next == NULL) next = NEXT(sendmsg_fn, "sendmsg");
+  const int refused = refusal(msg);
+  if (refused != 0) {
+    errno = refused;
+    return -1;
+  }
+  if (next == NULL) return syscall(SYS_sendmsg, fd, msg, flags);
+  return next(fd, msg, flags);
+}
+/* The messages before a refused one are sent and counted, as FreeBSD's
+ * libc sendmmsg (a sendmsg per message) and OpenBSD's sendmmsg answer. */
+EXPORT int sendmmsg(int fd, struct mmsghdr *msgs, unsigned int count, int flags) {
+  static sendmmsg_fn next;
+  if (next == NULL) next = NEXT(sendmmsg_fn, "sendmmsg");
+  if (msgs != NULL) {
+    /* The kernel sends at most UIO_MAXIOV (1024) messages per call. */
+    for (unsigned int i = 0; i < count && i < 1024; i++) {
+      const int refused = refusal(&msgs[i].msg_hdr);
+      if (refused == 0) continue;
+      if (i == 0) {
+        errno = refused;
+        return -1;
+      }
+      count = i;
+      break;
+    }
+  }
+  if (next == NULL) return (int)syscall(SYS_sendmmsg, fd, msgs, count, flags);
+  return next(fd, msgs, count, flags);
 }
 
 /*

@@ -462,8 +462,11 @@ EXPORT int dup3(int oldfd, int newfd, int flags) {
  * supervisor just before exec, as at fork (evshim_engine_before_exec;
  * docs/design.md "Moving a port at fork"). Every exec entry of glibc is
  * wrapped: glibc's execl/execv/execvp call its internal execve, not ours.
- * system() and popen() spawn through glibc-internal calls this library does
- * not see (docs/abi.md §10 "Fast mode").
+ * A child started while this process goes on (posix_spawn, system, popen,
+ * vfork: glibc's system and popen spawn with its internal posix_spawn, and a
+ * vfork child's exec cannot move what its parent's engine serves) is
+ * prepared in the parent before it exists (evshim_engine_before_spawn),
+ * which also takes the process's timers along, so they stay reachable.
  */
 typedef int (*execve_fn)(const char *, char *const[], char *const[]);
 typedef int (*execvpe_fn)(const char *, char *const[], char *const[]);
@@ -507,18 +510,93 @@ EXPORT int execveat(int dirfd, const char *path, char *const argv[], char *const
 }
 EXPORT int posix_spawn(pid_t *pid, const char *path, const posix_spawn_file_actions_t *actions,
                        const posix_spawnattr_t *attr, char *const argv[], char *const envp[]) {
-  evshim_engine_before_exec();
+  evshim_engine_before_spawn();
   spawn_fn next = NEXT("posix_spawn", spawn_fn);
   if (next == NULL) return ENOSYS;
   return next(pid, path, actions, attr, argv, envp);
 }
 EXPORT int posix_spawnp(pid_t *pid, const char *file, const posix_spawn_file_actions_t *actions,
                         const posix_spawnattr_t *attr, char *const argv[], char *const envp[]) {
-  evshim_engine_before_exec();
+  evshim_engine_before_spawn();
   spawn_fn next = NEXT("posix_spawnp", spawn_fn);
   if (next == NULL) return ENOSYS;
   return next(pid, file, actions, attr, argv, envp);
 }
+
+typedef int (*system_fn)(const char *);
+typedef FILE *(*popen_fn)(const char *, const char *);
+EXPORT int system(const char *command) {
+  if (command != NULL) evshim_engine_before_spawn(); /* system(NULL) runs no command of the program's */
+  system_fn next = NEXT("system", system_fn);
+  if (next == NULL) {
+    errno = ENOSYS;
+    return -1;
+  }
+  return next(command);
+}
+EXPORT FILE *popen(const char *command, const char *type) {
+  evshim_engine_before_spawn();
+  popen_fn next = NEXT("popen", popen_fn);
+  if (next == NULL) {
+    errno = ENOSYS;
+    return NULL;
+  }
+  return next(command, type);
+}
+
+/*
+ * vfork cannot be wrapped by a C function: its child returns through the
+ * wrapper's frame and reuses that stack before the parent returns through
+ * it. So vfork is a stub that calls evshim_prepare_vfork (which prepares the
+ * child's ports as above and returns glibc's vfork) with the stack as the
+ * caller left it, and jumps there. The child then runs in this process's
+ * memory as with glibc's own vfork.
+ */
+static pid_t vfork_by_fork(void) { return fork(); } /* no next vfork found */
+__attribute__((used, visibility("hidden"))) void *evshim_prepare_vfork(void);
+__attribute__((used, visibility("hidden"))) void *evshim_prepare_vfork(void) {
+  static void *next;
+  evshim_engine_before_spawn();
+  void *f = __atomic_load_n(&next, __ATOMIC_ACQUIRE);
+  if (f == NULL) {
+    f = dlsym(RTLD_NEXT, "vfork");
+    if (f == NULL) {
+      pid_t (*fallback)(void) = vfork_by_fork;
+      memcpy(&f, &fallback, sizeof f);
+    }
+    __atomic_store_n(&next, f, __ATOMIC_RELEASE);
+  }
+  return f;
+}
+#if defined(__CET__)
+#define VFORK_LANDING_PAD_64 "endbr64\n"
+#define VFORK_LANDING_PAD_32 "endbr32\n"
+#else
+#define VFORK_LANDING_PAD_64 ""
+#define VFORK_LANDING_PAD_32 ""
+#endif
+#if defined(__x86_64__)
+/* The call keeps the stack 16-byte aligned (8 below the return address). */
+__asm__(".text\n"
+        ".globl vfork\n"
+        ".type vfork, @function\n"
+        "vfork:\n" VFORK_LANDING_PAD_64
+        "  subq $8, %rsp\n"
+        "  call evshim_prepare_vfork\n"
+        "  addq $8, %rsp\n"
+        "  jmp *%rax\n"
+        ".size vfork, .-vfork\n");
+#elif defined(__i386__)
+__asm__(".text\n"
+        ".globl vfork\n"
+        ".type vfork, @function\n"
+        "vfork:\n" VFORK_LANDING_PAD_32
+        "  subl $12, %esp\n"
+        "  call evshim_prepare_vfork\n"
+        "  addl $12, %esp\n"
+        "  jmp *%eax\n"
+        ".size vfork, .-vfork\n");
+#endif
 
 /*
  * A port passed to another process (SCM_RIGHTS) is shared from then on:
