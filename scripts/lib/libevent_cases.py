@@ -215,6 +215,34 @@ def run_regress(unit, timeout, debug):
     return results
 
 
+# A timing assertion (how long a timer or loopexit took, measured against
+# the wall clock with a 50 ms slack): it fails on a loaded machine natively
+# too (CI's own builds run beside the tests). Such a failure is run once more,
+# alone; a pass there counts as a pass, named in the detail and the counts,
+# never silently. Other failures are never run again.
+TIMING_ASSERTION = re.compile(r"timeval_msec_diff|timeval_diff|total_diff|msec")
+
+
+def rerun_timing_failures(unit, timeout, debug, results):
+    env = unit_env(unit, debug)
+    env["EVENT_NO_FILE_BUFFERING"] = "1"
+    test_dir = os.path.join(unit["build"], "test")
+    again = []
+    for name, verdict, detail, text, took in results:
+        if verdict == "fail" and TIMING_ASSERTION.search(detail):
+            started = time.monotonic()
+            cmd = unit["run"] + [os.path.join(test_dir, "regress"), name]
+            status, out = run_bounded(cmd, env, test_dir, timeout)
+            body = re.split(r"\n(?=\d+/\d+ TESTS FAILED|\d+ tests ok|All tests skipped)", out)[0]
+            second = finish_case(unit, name, body, started) if status is not None else None
+            if second and second[1] == "pass":
+                again.append((name, "pass", "passed when run again alone; first run: " + detail,
+                              text + "\n---- run again alone ----\n" + out, took + second[4]))
+                continue
+        again.append((name, verdict, detail, text, took))
+    return again
+
+
 def finish_case(unit, name, text, started):
     verdict, detail = case_outcome(name, text)
     if verdict is None:
@@ -246,6 +274,7 @@ def run_unit(unit, timeout):
         prefix = ""
     else:
         results = run_regress(unit, timeout, debug=(kind == "regress-debug"))
+        results = rerun_timing_failures(unit, timeout, kind == "regress-debug", results)
         prefix = kind + "/"
     with open(unit["out"], "w") as out, open(unit["out"] + ".log", "w") as log:
         for name, verdict, detail, text, took in results:
@@ -258,8 +287,10 @@ def run_unit(unit, timeout):
     known = sum(1 for r in results if r[1] == "fail" and fast_mode(unit) and r[0] in FAST_MODE_DIVERGENCES)
     counts["fail"] -= known
     counts["skip"] += known
+    rerun = [r[0] for r in results if r[1] == "pass" and r[2].startswith("passed when run again")]
     return (f"{os.path.basename(unit['out'])}: {counts['pass']} pass, {counts['fail']} fail, "
-            f"{counts['skip']} skip in {took:.0f} s")
+            f"{counts['skip']} skip in {took:.0f} s"
+            + (f"; passed only when run again alone (a timing assertion): {' '.join(rerun)}" if rerun else ""))
 
 
 def main():
