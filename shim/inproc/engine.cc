@@ -580,6 +580,11 @@ bool Engine::Call(int nr, const uint64_t args[6], long* result) {
       parked_.erase(*ctx.wait());
     }
     if (ctx.waiter()) ctx.waiter()->Cancel();
+    // The supervisor serves objects of this process (a CPONFORK kqueue, a
+    // moved port), and may watch this engine's objects' descriptors for
+    // them (a kqueue of its own holding one): never settled here, so
+    // every byte stays exact from now on.
+    objects_->MarkAllPolled();
     objects_->ApplyReadiness();
     return false;
   }

@@ -167,7 +167,7 @@ bool ObjectTable::ApplyReadiness() {
 }
 
 bool ObjectTable::ByteWanted(const Object& o) const {
-  return pollers_ == nullptr || o.polled || pollers_->load(std::memory_order_seq_cst) > 0;
+  return pollers_ == nullptr || all_polled_ || o.polled || pollers_->load(std::memory_order_seq_cst) > 0;
 }
 
 bool ObjectTable::SendByte(Object& o) {
@@ -218,10 +218,9 @@ void ObjectTable::MarkPolled(emul::ObjectId obj) {
   if (o.owed && (o.signalled || SendByte(o))) Unowe(o);
 }
 
-void ObjectTable::MarkAllPolled(abi::ObjectKind kind) {
-  for (auto& [obj, o] : objects_) {
-    if (o.kind == kind) MarkPolled(obj);
-  }
+void ObjectTable::MarkAllPolled() {
+  all_polled_ = true;
+  for (auto& [obj, o] : objects_) MarkPolled(obj);
 }
 
 void ObjectTable::DrainIfNeeded(emul::ObjectId obj, emul::Pid pid, int fd) {

@@ -122,8 +122,9 @@ class ObjectTable {
   // descriptor (a program epoll holds it, a watch of the engine's own,
   // another process): its byte is exact from now on, an owed one sent now.
   void MarkPolled(emul::ObjectId obj);
-  // The same for every object of `kind`.
-  void MarkAllPolled(abi::ObjectKind kind);
+  // The same for every object, now and from now on (the supervisor may
+  // watch them: docs/design.md "The readiness byte on demand").
+  void MarkAllPolled();
   // Drains the byte through process `pid`'s descriptor `fd` of the object if
   // the object is no longer readable.
   void DrainIfNeeded(emul::ObjectId obj, emul::Pid pid, int fd);
@@ -178,6 +179,7 @@ class ObjectTable {
   const std::atomic<int>* pollers_;
   std::vector<emul::ObjectId> owed_;  // objects whose byte is owed
   std::atomic<bool> owed_any_{false};
+  bool all_polled_ = false;  // MarkAllPolled
   // The descriptor each process last named an object by.
   std::map<std::pair<emul::ObjectId, emul::Pid>, int> holder_fd_;
 };
