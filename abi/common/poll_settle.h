@@ -10,9 +10,14 @@
  * family is interposed here: a call that involves an object descriptor
  * (directly, through a program epoll that holds one, or through a nested
  * port or kqueue, which is itself an object) first makes the readiness
- * current: in-process (evshim_engine_settle) or, supervised, with a private
- * request whose answer comes after the supervisor collected every ready
- * watch and wrote the descriptors' bytes.
+ * current: in-process (evshim_engine_poll_begin, which settles) or,
+ * supervised, with a private request whose answer comes after the
+ * supervisor collected every ready watch and wrote the descriptors' bytes.
+ * In fast mode every poll-family call of a process with an object, involved
+ * or not, is also counted from before its settle to its return
+ * (evshim_engine_poll_begin/end): the engine writes a descriptor's byte only
+ * while some thread is counted, or for an object given to epoll_ctl(ADD),
+ * and owes it otherwise (docs/design.md "The readiness byte on demand").
  *
  * Which descriptors are involved is a hint bitmap, as for close
  * (report_closing in the libraries): the library marks each object
