@@ -28,7 +28,8 @@ long evshim_engine_call(int nr, const long args[6], int *handled);
  * before (abi/common/poll_settle.h; docs/abi.md §10). Returns 1 when done
  * here (or nothing to do: no engine yet, or called from a signal handler
  * that interrupted this thread inside the engine), 0 in supervised mode:
- * the library then asks the supervisor.
+ * the library then asks the supervisor. The libraries' poll family uses
+ * evshim_engine_poll_begin (below), which settles and counts the poller.
  */
 int evshim_engine_settle(void);
 

@@ -74,9 +74,12 @@ bool KeptAcrossExec(uint64_t inode) {
 
 void Engine::MovePortsToSupervisor(bool kept_across_exec_only) {
   std::vector<emul::ObjectId> ports;
+  // Without a supervisor every port stays, and the scan for numbers kept
+  // across exec would cost more than the bytes it spares.
+  const bool filter = kept_across_exec_only && options_.supervisor_present;
   objects_->ForEach([&](emul::ObjectId obj, abi::ObjectKind kind, uint64_t) {
     if (kind != abi::ObjectKind::kPort) return;
-    if (kept_across_exec_only) {
+    if (filter) {
       const std::optional<uint64_t> inode = objects_->InodeOf(obj);
       if (!inode || !KeptAcrossExec(*inode)) return;  // dies with this image: rule 35's close
     }
