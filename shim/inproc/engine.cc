@@ -751,16 +751,24 @@ void Engine::DisplaceWaits(const std::vector<emul::WaitId>& waits) {
 void Engine::MovePortsBeforeExec() {
   // A vfork child (or a raw clone) shares this memory but not the parent's
   // descriptor table: moving there would take the parent's ports away.
-  // Without a supervisor the ports kept stay here, their bytes exact
-  // (MovePortsToSupervisor).
   if (getpid() != pid_) return;
   if (t_in_engine) return;  // exec from a signal handler inside a call: the lock is this thread's
   std::lock_guard<std::mutex> lock(mu_);
   t_in_engine = true;
   t_engine_thread = true;
-  MovePortsToSupervisor(/*kept_across_exec_only=*/true);
+  if (options_.supervisor_present) {
+    MovePortsToSupervisor(/*kept_across_exec_only=*/true);
+  } else {
+    MarkPortsShared();  // nowhere to move them: they stay, shared with the new image
+  }
   t_in_engine = false;
   t_engine_thread = false;
+}
+
+void Engine::MarkPortsShared() {
+  objects_->ForEach([this](emul::ObjectId obj, abi::ObjectKind kind, uint64_t) {
+    if (kind == abi::ObjectKind::kPort) objects_->MarkPolled(obj);
+  });
 }
 
 void Engine::MovePortsBeforeSend(const int* fds, size_t count) {

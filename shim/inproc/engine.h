@@ -103,6 +103,11 @@ class Engine {
   // `kept_across_exec_only`: only the ports with a number that is not
   // close-on-exec (MovePortsBeforeExec).
   void MovePortsToSupervisor(bool kept_across_exec_only = false);
+  // Every port still served here may be reached by another process (a
+  // fork without a supervisor, or a port that could not move): its byte
+  // follows its readiness from now on (docs/design.md "The readiness byte
+  // on demand"). With the lock held.
+  void MarkPortsShared();
   // Before exec (the libraries' exec wrappers): with a supervisor present,
   // each port the new image keeps (a number without FD_CLOEXEC) moves there,
   // so it outlives this image's engine (rule 35, port.c:241-248 as at fork).

@@ -39,6 +39,7 @@ void ForkPrepare() {
   if (Engine* e = g_engine.load(std::memory_order_acquire)) {
     e->LockForFork();
     e->MovePortsToSupervisor();  // rule 34: the child shares the ports
+    e->MarkPortsShared();        // those that did not move
   }
 }
 

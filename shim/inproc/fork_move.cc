@@ -73,33 +73,24 @@ bool KeptAcrossExec(uint64_t inode) {
 }  // namespace
 
 void Engine::MovePortsToSupervisor(bool kept_across_exec_only) {
+  if (!options_.supervisor_present) return;  // no one to hand it to: the child gets ENOTSUP
   std::vector<emul::ObjectId> ports;
-  // Without a supervisor every port stays, and the scan for numbers kept
-  // across exec would cost more than the bytes it spares.
-  const bool filter = kept_across_exec_only && options_.supervisor_present;
   objects_->ForEach([&](emul::ObjectId obj, abi::ObjectKind kind, uint64_t) {
     if (kind != abi::ObjectKind::kPort) return;
-    if (filter) {
+    if (kept_across_exec_only) {
       const std::optional<uint64_t> inode = objects_->InodeOf(obj);
       if (!inode || !KeptAcrossExec(*inode)) return;  // dies with this image: rule 35's close
     }
     ports.push_back(obj);
   });
   if (ports.empty()) return;
-  if (options_.supervisor_present) {  // else no one to hand it to: the child gets ENOTSUP
-    host_->ForgetFileChecks();
-    // What is ready now is queued first (as before any call), so the state
-    // handed over is the state a call would see.
-    PrepareCall();
-    for (emul::ObjectId obj : ports) (void)MovePort(obj, kept_across_exec_only);
-    objects_->ApplyReadiness();
-    host_->ForgetFileChecks();
-  }
-  // A port that stays here is reachable from another process from now on,
-  // whose polls never settle with this engine: its byte follows its
-  // readiness (docs/design.md "The readiness byte on demand"). A moved one
-  // is gone from the table.
-  for (emul::ObjectId obj : ports) objects_->MarkPolled(obj);
+  host_->ForgetFileChecks();
+  // What is ready now is queued first (as before any call), so the state
+  // handed over is the state a call would see.
+  PrepareCall();
+  for (emul::ObjectId obj : ports) (void)MovePort(obj, kept_across_exec_only);
+  objects_->ApplyReadiness();
+  host_->ForgetFileChecks();
 }
 
 bool Engine::MovePort(emul::ObjectId obj, bool before_exec) {
