@@ -732,6 +732,12 @@ void Engine::AfterForkInChild() {
   pollers_.store(t_poll_depth, std::memory_order_relaxed);
 }
 
+void Engine::MarkPortsShared() {
+  objects_->ForEach([this](emul::ObjectId obj, abi::ObjectKind kind, uint64_t) {
+    if (kind == abi::ObjectKind::kPort) objects_->MarkPolled(obj);
+  });
+}
+
 void Engine::NotePolledByEpoll(int fd) {
   if (t_engine_thread) return;
   struct stat st {};
@@ -763,12 +769,6 @@ void Engine::MovePortsBeforeExec() {
   }
   t_in_engine = false;
   t_engine_thread = false;
-}
-
-void Engine::MarkPortsShared() {
-  objects_->ForEach([this](emul::ObjectId obj, abi::ObjectKind kind, uint64_t) {
-    if (kind == abi::ObjectKind::kPort) objects_->MarkPolled(obj);
-  });
 }
 
 void Engine::MovePortsBeforeSend(const int* fds, size_t count) {

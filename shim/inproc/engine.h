@@ -80,6 +80,11 @@ class Engine {
   // In a forked child only the forking thread lives on: the count is its
   // own, and it is no longer inside the (abandoned) engine.
   static void AfterForkInChild();
+  // Every port still served here may be reached by another process (a
+  // fork without a supervisor, or a port that could not move): its byte
+  // follows its readiness from now on (docs/design.md "The readiness byte
+  // on demand"). With the lock held.
+  void MarkPortsShared();
   // The program gives descriptor `fd` to epoll_ctl(EPOLL_CTL_ADD): if it is
   // an object, whatever waits on that epoll may not be interposed (a raw
   // epoll_wait, io_uring, a nested epoll added raw): its byte stays exact.
@@ -103,11 +108,6 @@ class Engine {
   // `kept_across_exec_only`: only the ports with a number that is not
   // close-on-exec (MovePortsBeforeExec).
   void MovePortsToSupervisor(bool kept_across_exec_only = false);
-  // Every port still served here may be reached by another process (a
-  // fork without a supervisor, or a port that could not move): its byte
-  // follows its readiness from now on (docs/design.md "The readiness byte
-  // on demand"). With the lock held.
-  void MarkPortsShared();
   // Before exec (the libraries' exec wrappers): with a supervisor present,
   // each port the new image keeps (a number without FD_CLOEXEC) moves there,
   // so it outlives this image's engine (rule 35, port.c:241-248 as at fork).
