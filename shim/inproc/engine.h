@@ -42,7 +42,7 @@ struct EngineOptions {
   bool supervisor_present = false;
   // EVSHIM_READINESS_BYTE=always: every readable object keeps its byte, as
   // for a program that polls its descriptors with raw system calls or
-  // io_uring (docs/abi.md §10 "The readiness byte on demand").
+  // io_uring (docs/design.md "The readiness byte on demand", docs/abi.md §10).
   bool byte_always = false;
   static EngineOptions FromEnvironment();
 };
