@@ -2143,6 +2143,82 @@ static int poll_after_ready(void) {
   return 0;
 }
 
+/* A thread asleep in poll(), select() or epoll_wait (a program epoll
+ * holding the kqueue) on the kqueue descriptor is woken when another thread
+ * triggers an EVFILT_USER knote, and when a watched pipe is written with no
+ * kevent call at all: knote_enqueue -> kqueue_wakeup -> KNOTE on the
+ * kqueue's own note list (DF kern_event.c:1969-1986, 1647-1660; OB
+ * kern_event.c:1731-1760). In fast mode the kqueue's byte is written only
+ * while a poller may look (docs/design.md "The readiness byte on demand"):
+ * it must be written for a poller already asleep. */
+static int sleeper_kq, sleeper_ep, sleeper_how;
+static volatile int sleeper_started;
+static double sleeper_slept;
+static void *kq_sleeper(void *arg) {
+  (void)arg;
+  double t0 = now_s();
+  sleeper_started = 1;
+  int readable = 0;
+  if (sleeper_how == 0) {
+    struct pollfd p = {sleeper_kq, POLLIN, 0};
+    readable = poll(&p, 1, 5000) == 1 && (p.revents & POLLIN);
+  } else if (sleeper_how == 1) {
+    fd_set set;
+    FD_ZERO(&set);
+    FD_SET(sleeper_kq, &set);
+    struct timeval tv = {5, 0};
+    readable = select(sleeper_kq + 1, &set, NULL, NULL, &tv) == 1 && FD_ISSET(sleeper_kq, &set);
+  } else {
+    struct epoll_event out;
+    readable = epoll_wait(sleeper_ep, &out, 1, 5000) == 1 && (out.events & EPOLLIN);
+  }
+  sleeper_slept = readable ? now_s() - t0 : -1;
+  return NULL;
+}
+static int poll_wakes_on_trigger(void) {
+  static const char *const how_names[] = {"poll", "select", "epoll_wait"};
+  for (int how = 0; how < 3; how++) {
+    for (int cause = 0; cause < 2; cause++) {
+      int kq = kqueue(), p[2];
+      CHECK(kq >= 0 && pipe(p) == 0);
+      CHECK(add(kq, 1, EVFILT_USER, EV_ADD | EV_CLEAR, 0, 0, NULL) == 0);
+      CHECK(add(kq, (uintptr_t)p[0], EVFILT_READ, EV_ADD, 0, 0, NULL) == 0);
+      sleeper_kq = kq;
+      sleeper_how = how;
+      sleeper_ep = -1;
+      if (how == 2) {
+        struct epoll_event ev = {.events = EPOLLIN, .data = {.fd = kq}};
+        sleeper_ep = epoll_create1(EPOLL_CLOEXEC);
+        CHECK(sleeper_ep >= 0 && epoll_ctl(sleeper_ep, EPOLL_CTL_ADD, kq, &ev) == 0);
+      }
+      sleeper_started = 0;
+      pthread_t t;
+      CHECK(pthread_create(&t, NULL, kq_sleeper, NULL) == 0);
+      while (!sleeper_started) sleep_ms(1);
+      sleep_ms(150); /* asleep by now */
+      if (cause == 0) {
+        CHECK(add(kq, 1, EVFILT_USER, 0, NOTE_TRIGGER, 0, NULL) == 0);
+      } else {
+        CHECK(write(p[1], "x", 1) == 1);
+      }
+      pthread_join(t, NULL);
+      if (sleeper_slept < 0 || sleeper_slept > 2.5) {
+        fprintf(stderr, "%s on the kqueue was not woken by %s (slept %.3f s)\n", how_names[how],
+                cause == 0 ? "NOTE_TRIGGER" : "a pipe write", sleeper_slept);
+        return 1;
+      }
+      struct kevent ev;
+      CHECK(get(kq, &ev, 1, &kZero) == 1);
+      if (sleeper_ep >= 0) close(sleeper_ep);
+      close(p[0]);
+      close(p[1]);
+      close(kq);
+    }
+  }
+  printf("poll, select and epoll_wait asleep on a kqueue woke on NOTE_TRIGGER and on a pipe write\n");
+  return 0;
+}
+
 /* The same through every way of looking (testbins/poll_family.h): 50
  * rounds each of EV_ADD, write, one zero-timeout look that must see the
  * kqueue readable, kevent, EV_DELETE; before the write the look must see
@@ -2756,6 +2832,7 @@ int main(int argc, char **argv) {
   if (!strcmp(s, "eof_before_call")) return eof_before_call();
   if (!strcmp(s, "kq_in_kq_ready")) return kq_in_kq_ready();
   if (!strcmp(s, "poll_after_ready")) return poll_after_ready();
+  if (!strcmp(s, "poll_wakes_on_trigger")) return poll_wakes_on_trigger();
   if (!strcmp(s, "poll_family_after_ready")) return poll_family_after_ready();
   if (!strcmp(s, "close_no_delete")) return close_no_delete();
   if (!strcmp(s, "timer_zero")) return timer_zero();

@@ -10,9 +10,14 @@
  * family is interposed here: a call that involves an object descriptor
  * (directly, through a program epoll that holds one, or through a nested
  * port or kqueue, which is itself an object) first makes the readiness
- * current: in-process (evshim_engine_settle) or, supervised, with a private
- * request whose answer comes after the supervisor collected every ready
- * watch and wrote the descriptors' bytes.
+ * current: in-process (evshim_engine_poll_begin, which settles) or,
+ * supervised, with a private request whose answer comes after the
+ * supervisor collected every ready watch and wrote the descriptors' bytes.
+ * In fast mode every poll-family call of a process with an object, involved
+ * or not, is also counted from before its settle to its return
+ * (evshim_engine_poll_begin/end): the engine writes a descriptor's byte only
+ * while some thread is counted, or for an object given to epoll_ctl(ADD),
+ * and owes it otherwise (docs/design.md "The readiness byte on demand").
  *
  * Which descriptors are involved is a hint bitmap, as for close
  * (report_closing in the libraries): the library marks each object
@@ -131,18 +136,55 @@ SETTLE_FN void settle_note_closed(void) {
 #endif
 }
 
-/* Makes every object's readiness current (see the top of this file). */
-SETTLE_FN void settle_now(void) {
+/* Before a poll-family call of a process with objects: makes every
+ * object's readiness current when `involved` (see the top of this file),
+ * and in fast mode counts the thread as a poller until settle_leave: while
+ * one is counted the engine writes a readable object's byte at once, else
+ * it owes it (docs/design.md "The readiness byte on demand"). Every such
+ * call is counted, involved or not: a descriptor the library never saw may
+ * be an object's all the same. Returns the token for settle_leave. */
+SETTLE_FN int settle_enter(int involved) {
   const int saved = errno;
+  int token = 0;
 #if defined(EVSHIM_FAST_PATH)
-  if (evshim_engine_settle() && !__atomic_load_n(&settle_supervisor_objects, __ATOMIC_RELAXED)) {
-    errno = saved;
-    return;
+  token = evshim_engine_poll_begin(involved);
+  if (involved && (!(token & EVSHIM_POLL_SETTLED) ||
+                   __atomic_load_n(&settle_supervisor_objects, __ATOMIC_RELAXED))) {
+    SETTLE_SUPERVISED();
   }
+#else
+  if (involved) SETTLE_SUPERVISED();
 #endif
-  SETTLE_SUPERVISED();
   errno = saved;
+  return token;
 }
+
+SETTLE_FN void settle_leave(int token) {
+#if defined(EVSHIM_FAST_PATH)
+  if (token & EVSHIM_POLL_COUNTED) {
+    const int saved = errno;
+    evshim_engine_poll_end(token);
+    errno = saved;
+  }
+#else
+  (void)token;
+#endif
+}
+
+/* `call` (the next definition's), inside settle_enter/settle_leave once the
+ * process has an object. */
+#define SETTLE_AROUND(involved, call)             \
+  __extension__({                                 \
+    int settle_result;                            \
+    if (!settle_anything()) {                     \
+      settle_result = (call);                     \
+    } else {                                      \
+      const int settle_token = settle_enter(involved); \
+      settle_result = (call);                     \
+      settle_leave(settle_token);                 \
+    }                                             \
+    settle_result;                                \
+  })
 
 /* NULL with entries is the kernel's EFAULT, not ours to read. A pointer
  * that is not NULL is read as the kernel would (docs/abi.md §10). */
@@ -203,71 +245,65 @@ SETTLE_FN void *settle_next(const char *name, void **slot) {
 
 SETTLE_EXPORT int poll(struct pollfd *fds, nfds_t n, int timeout) {
   typedef int (*fn_t)(struct pollfd *, nfds_t, int);
-  if (settle_anything() && settle_pollfds_involved((uintptr_t)fds, n)) settle_now();
   fn_t next = SETTLE_NEXT(fn_t, "poll");
   if (next == NULL) SETTLE_MISSING();
-  return next(fds, n, timeout);
+  return SETTLE_AROUND(settle_pollfds_involved((uintptr_t)fds, n), next(fds, n, timeout));
 }
 
 SETTLE_EXPORT int ppoll(struct pollfd *fds, nfds_t n, const struct timespec *timeout, const sigset_t *mask) {
   typedef int (*fn_t)(struct pollfd *, nfds_t, const struct timespec *, const sigset_t *);
-  if (settle_anything() && settle_pollfds_involved((uintptr_t)fds, n)) settle_now();
   fn_t next = SETTLE_NEXT(fn_t, "ppoll");
   if (next == NULL) SETTLE_MISSING();
-  return next(fds, n, timeout, mask);
+  return SETTLE_AROUND(settle_pollfds_involved((uintptr_t)fds, n), next(fds, n, timeout, mask));
 }
 
 /* _FORTIFY_SOURCE's poll and ppoll (glibc's reach its own __poll inside,
  * past the interposed poll). */
 SETTLE_EXPORT int __poll_chk(struct pollfd *fds, nfds_t n, int timeout, size_t fdslen) {
   typedef int (*fn_t)(struct pollfd *, nfds_t, int, size_t);
-  if (settle_anything() && n <= fdslen / sizeof(*fds) && settle_pollfds_involved((uintptr_t)fds, n)) settle_now();
   fn_t next = SETTLE_NEXT(fn_t, "__poll_chk");
   if (next == NULL) SETTLE_MISSING();
-  return next(fds, n, timeout, fdslen);
+  return SETTLE_AROUND(n <= fdslen / sizeof(*fds) && settle_pollfds_involved((uintptr_t)fds, n),
+                       next(fds, n, timeout, fdslen));
 }
 
 SETTLE_EXPORT int __ppoll_chk(struct pollfd *fds, nfds_t n, const struct timespec *timeout, const sigset_t *mask,
                               size_t fdslen) {
   typedef int (*fn_t)(struct pollfd *, nfds_t, const struct timespec *, const sigset_t *, size_t);
-  if (settle_anything() && n <= fdslen / sizeof(*fds) && settle_pollfds_involved((uintptr_t)fds, n)) settle_now();
   fn_t next = SETTLE_NEXT(fn_t, "__ppoll_chk");
   if (next == NULL) SETTLE_MISSING();
-  return next(fds, n, timeout, mask, fdslen);
+  return SETTLE_AROUND(n <= fdslen / sizeof(*fds) && settle_pollfds_involved((uintptr_t)fds, n),
+                       next(fds, n, timeout, mask, fdslen));
 }
 
 SETTLE_EXPORT int select(int nfds, fd_set *r, fd_set *w, fd_set *e, struct timeval *timeout) {
   typedef int (*fn_t)(int, fd_set *, fd_set *, fd_set *, struct timeval *);
-  if (settle_anything() && settle_select_involved(nfds, r, w, e)) settle_now();
   fn_t next = SETTLE_NEXT(fn_t, "select");
   if (next == NULL) SETTLE_MISSING();
-  return next(nfds, r, w, e, timeout);
+  return SETTLE_AROUND(settle_select_involved(nfds, r, w, e), next(nfds, r, w, e, timeout));
 }
 
 SETTLE_EXPORT int pselect(int nfds, fd_set *r, fd_set *w, fd_set *e, const struct timespec *timeout,
                           const sigset_t *mask) {
   typedef int (*fn_t)(int, fd_set *, fd_set *, fd_set *, const struct timespec *, const sigset_t *);
-  if (settle_anything() && settle_select_involved(nfds, r, w, e)) settle_now();
   fn_t next = SETTLE_NEXT(fn_t, "pselect");
   if (next == NULL) SETTLE_MISSING();
-  return next(nfds, r, w, e, timeout, mask);
+  return SETTLE_AROUND(settle_select_involved(nfds, r, w, e), next(nfds, r, w, e, timeout, mask));
 }
 
 SETTLE_EXPORT int epoll_wait(int epfd, struct epoll_event *events, int maxevents, int timeout) {
   typedef int (*fn_t)(int, struct epoll_event *, int, int);
-  if (settle_anything() && settle_marked(epfd)) settle_now();
   fn_t next = SETTLE_NEXT(fn_t, "epoll_wait");
   if (next == NULL) SETTLE_MISSING();
-  return next(epfd, events, maxevents, timeout);
+  return SETTLE_AROUND(settle_marked(epfd), next(epfd, events, maxevents, timeout));
 }
 
 SETTLE_EXPORT int epoll_pwait(int epfd, struct epoll_event *events, int maxevents, int timeout,
                               const sigset_t *mask) {
   typedef int (*fn_t)(int, struct epoll_event *, int, int, const sigset_t *);
-  if (settle_anything() && settle_marked(epfd)) settle_now();
   fn_t next = SETTLE_NEXT(fn_t, "epoll_pwait");
   if (next == NULL) SETTLE_MISSING();
-  return next(epfd, events, maxevents, timeout, mask);
+  return SETTLE_AROUND(settle_marked(epfd), next(epfd, events, maxevents, timeout, mask));
 }
 
 #if defined(__GLIBC_PREREQ)
@@ -275,20 +311,26 @@ SETTLE_EXPORT int epoll_pwait(int epfd, struct epoll_event *events, int maxevent
 SETTLE_EXPORT int epoll_pwait2(int epfd, struct epoll_event *events, int maxevents, const struct timespec *timeout,
                                const sigset_t *mask) {
   typedef int (*fn_t)(int, struct epoll_event *, int, const struct timespec *, const sigset_t *);
-  if (settle_anything() && settle_marked(epfd)) settle_now();
   fn_t next = SETTLE_NEXT(fn_t, "epoll_pwait2");
   if (next == NULL) SETTLE_MISSING();
-  return next(epfd, events, maxevents, timeout, mask);
+  return SETTLE_AROUND(settle_marked(epfd), next(epfd, events, maxevents, timeout, mask));
 }
 #endif
 #endif
 
 /* An epoll given an object descriptor (or an epoll holding one) involves
  * it from then on. Marked before the call, so a wait in another thread that
- * starts once the descriptor is in never lacks the bit. */
+ * starts once the descriptor is in never lacks the bit. In fast mode the
+ * object keeps its byte exact from then on: the epoll may be waited on
+ * where the library cannot see (evshim_engine_epoll_add). */
 SETTLE_EXPORT int epoll_ctl(int epfd, int op, int fd, struct epoll_event *event) {
   typedef int (*fn_t)(int, int, int, struct epoll_event *);
-  if (op == EPOLL_CTL_ADD && settle_anything() && settle_marked(fd)) settle_mark(epfd);
+  if (op == EPOLL_CTL_ADD && settle_anything() && settle_marked(fd)) {
+    settle_mark(epfd);
+#if defined(EVSHIM_FAST_PATH)
+    evshim_engine_epoll_add(fd);
+#endif
+  }
   fn_t next = SETTLE_NEXT(fn_t, "epoll_ctl");
   if (next == NULL) SETTLE_MISSING();
   return next(epfd, op, fd, event);

@@ -188,6 +188,9 @@ thread_local bool t_in_engine = false;
 // library's interposed ones, whose settle must then do nothing (a waiting
 // thread that settled would take its own answer and then sleep in ppoll).
 thread_local bool t_engine_thread = false;
+// Poll-family calls of this thread counted in Engine::pollers_ (nested: a
+// signal handler's poll inside a poll).
+thread_local int t_poll_depth = 0;
 
 // The calling thread's id (gettid is a system call; a thread keeps its id,
 // and a forked child's only thread gets a new one: checked with the pid).
@@ -271,6 +274,8 @@ EngineOptions EngineOptions::FromEnvironment() {
   // A seccomp filter (mode 2) is on the process: evshim's supervisor, whose
   // filter every process of an `evshim run` tree carries.
   o.supervisor_present = prctl(PR_GET_SECCOMP, 0, 0, 0, 0) == 2;
+  const char* byte = std::getenv("EVSHIM_READINESS_BYTE");
+  o.byte_always = byte != nullptr && std::strcmp(byte, "always") == 0;
   return o;
 }
 
@@ -424,13 +429,20 @@ Engine::Engine(EngineOptions options, std::shared_ptr<const Inherited> inherited
     : options_(options), inherited_(std::move(inherited)), pid_(getpid()),
       memory_(std::make_unique<SelfMemory>(pid_)) {
   loop_ = epoll_create1(EPOLL_CLOEXEC);
-  objects_ = std::make_unique<ObjectTable>(loop_, loop_tag::kObject, ends_, /*drain_at_once=*/true);
+  objects_ = std::make_unique<ObjectTable>(loop_, loop_tag::kObject, ends_, /*drain_at_once=*/true,
+                                           options_.byte_always ? nullptr : &pollers_);
   host_ = std::make_unique<LinuxHost>(loop_, [this](emul::Pid pid) { return PidfdOf(pid); });
   host_->set_local_process(pid_);
   host_->set_file_check_memo(true);  // forgotten whenever the lock is taken or given up
+  // A watch of the engine's own on an object's descriptor (a port in a
+  // port) reads the byte itself, registered before its readiness is polled.
   host_->set_register_callback([this](int fd) {
     struct stat st {};
-    if (fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode) && objects_->FindByInode(st.st_ino)) objects_watched_ = true;
+    if (fstat(fd, &st) != 0 || !S_ISSOCK(st.st_mode)) return;
+    if (std::optional<emul::ObjectId> obj = objects_->FindByInode(st.st_ino)) {
+      objects_watched_ = true;
+      objects_->MarkPolled(*obj);
+    }
   });
   host_->set_readiness_callback([this](emul::ObjectId o, bool r) { objects_->OnReadiness(o, r); });
   host_->set_writable_callback([this](emul::ObjectId o, bool w) { objects_->OnWritable(o, w); });
@@ -450,7 +462,12 @@ Engine::Engine(EngineOptions options, std::shared_ptr<const Inherited> inherited
     struct stat st {};
     if (fstat(fd, &st) != 0) return std::nullopt;
     std::optional<emul::ObjectId> obj = objects_->FindByInode(st.st_ino);
-    if (!obj || objects_->KindOf(*obj) != abi::ObjectKind::kKqueue) return std::nullopt;
+    if (!obj) return std::nullopt;
+    // Every fd knote asks this before its first probe (kqueue_filters.cc
+    // WatchDescriptor, ReadAttach): a knote on an object's descriptor
+    // probes the byte, which must be there by then.
+    objects_->MarkPolled(*obj);
+    if (objects_->KindOf(*obj) != abi::ObjectKind::kKqueue) return std::nullopt;
     return obj;
   });
   auto add = [this](int fd, uint64_t tag, uint32_t events) {
@@ -563,6 +580,11 @@ bool Engine::Call(int nr, const uint64_t args[6], long* result) {
       parked_.erase(*ctx.wait());
     }
     if (ctx.waiter()) ctx.waiter()->Cancel();
+    // The supervisor serves objects of this process (a CPONFORK kqueue, a
+    // moved port), and may watch this engine's objects' descriptors for
+    // them (a kqueue of its own holding one): never settled here, so
+    // every byte stays exact from now on.
+    objects_->MarkAllPolled();
     objects_->ApplyReadiness();
     return false;
   }
@@ -664,10 +686,64 @@ void Engine::Settle() {
   SyncFileChecks(kCheckNone);
   PrepareCall();
   objects_->ApplyReadiness();
+  objects_->SendOwed();
   t_in_engine = false;
   t_engine_thread = false;
   // last_call_ns_ stays: a poll that blocks after this relies on the idle
   // pump for what happens later.
+}
+
+// The count is taken before the settle (and before AnyOwed is read), and
+// ObjectTable::ApplyReadiness reads it under the lock after owing a byte:
+// an event that arrives at any point of the poll either finds the count
+// raised and sends its byte, or is owed before the settle or the AnyOwed
+// look, which send it (docs/design.md "The readiness byte on demand").
+bool Engine::PollBegin(bool settle) {
+  if (t_engine_thread) return false;  // the engine's own poll, or a signal handler inside a call
+  pollers_.fetch_add(1, std::memory_order_seq_cst);
+  ++t_poll_depth;
+  if (settle) {
+    Settle();
+  } else if (objects_->AnyOwed()) {
+    std::lock_guard<std::mutex> lock(mu_);
+    objects_->SendOwed();
+  }
+  return true;
+}
+
+void Engine::PollEnd() {
+  if (t_poll_depth <= 0) return;
+  --t_poll_depth;
+  pollers_.fetch_sub(1, std::memory_order_release);
+}
+
+void Engine::LockForFork() {
+  mu_.lock();
+  t_engine_thread = true;
+}
+
+void Engine::UnlockAfterFork() {
+  t_engine_thread = false;
+  mu_.unlock();
+}
+
+void Engine::AfterForkInChild() {
+  t_engine_thread = false;
+  pollers_.store(t_poll_depth, std::memory_order_relaxed);
+}
+
+void Engine::MarkPortsShared() {
+  objects_->ForEach([this](emul::ObjectId obj, abi::ObjectKind kind, uint64_t) {
+    if (kind == abi::ObjectKind::kPort) objects_->MarkPolled(obj);
+  });
+}
+
+void Engine::NotePolledByEpoll(int fd) {
+  if (t_engine_thread) return;
+  struct stat st {};
+  if (fstat(fd, &st) != 0 || !S_ISSOCK(st.st_mode)) return;
+  std::lock_guard<std::mutex> lock(mu_);
+  if (std::optional<emul::ObjectId> obj = objects_->FindByInode(st.st_ino)) objects_->MarkPolled(*obj);
 }
 
 void Engine::DisplaceWaits(const std::vector<emul::WaitId>& waits) {
@@ -681,12 +757,16 @@ void Engine::DisplaceWaits(const std::vector<emul::WaitId>& waits) {
 void Engine::MovePortsBeforeExec() {
   // A vfork child (or a raw clone) shares this memory but not the parent's
   // descriptor table: moving there would take the parent's ports away.
-  if (!options_.supervisor_present || getpid() != pid_) return;
+  if (getpid() != pid_) return;
   if (t_in_engine) return;  // exec from a signal handler inside a call: the lock is this thread's
   std::lock_guard<std::mutex> lock(mu_);
   t_in_engine = true;
   t_engine_thread = true;
-  MovePortsToSupervisor(/*kept_across_exec_only=*/true);
+  if (options_.supervisor_present) {
+    MovePortsToSupervisor(/*kept_across_exec_only=*/true);
+  } else {
+    MarkPortsShared();  // nowhere to move them: they stay, shared with the new image
+  }
   t_in_engine = false;
   t_engine_thread = false;
 }
@@ -702,7 +782,7 @@ void Engine::MovePortsBeforeSpawn() {
 }
 
 void Engine::MovePortsBeforeSend(const int* fds, size_t count) {
-  if (!options_.supervisor_present || getpid() != pid_ || t_in_engine) return;
+  if (getpid() != pid_ || t_in_engine) return;
   std::lock_guard<std::mutex> lock(mu_);
   t_in_engine = true;
   t_engine_thread = true;
@@ -711,12 +791,16 @@ void Engine::MovePortsBeforeSend(const int* fds, size_t count) {
     struct stat st {};
     if (fstat(fds[i], &st) != 0 || !S_ISSOCK(st.st_mode)) continue;
     std::optional<emul::ObjectId> obj = objects_->FindByInode(st.st_ino);
-    if (obj && objects_->KindOf(*obj) == abi::ObjectKind::kPort &&
+    if (!obj) continue;
+    // Whatever stays here (a kqueue; a port without a supervisor) may be
+    // polled by the receiver, which never settles with this engine.
+    objects_->MarkPolled(*obj);
+    if (objects_->KindOf(*obj) == abi::ObjectKind::kPort &&
         std::find(ports.begin(), ports.end(), *obj) == ports.end()) {
       ports.push_back(*obj);
     }
   }
-  if (!ports.empty()) {
+  if (!ports.empty() && options_.supervisor_present) {
     host_->ForgetFileChecks();
     PrepareCall();  // what is ready now travels with the port
     for (emul::ObjectId obj : ports) (void)MovePort(obj);

@@ -40,6 +40,10 @@ struct EngineOptions {
   // Whether a raw syscall can reach a supervisor (a seccomp filter is on the
   // process): calls naming a descriptor the engine does not own go there.
   bool supervisor_present = false;
+  // EVSHIM_READINESS_BYTE=always: every readable object keeps its byte, as
+  // for a program that polls its descriptors with raw system calls or
+  // io_uring (docs/design.md "The readiness byte on demand", docs/abi.md §10).
+  bool byte_always = false;
   static EngineOptions FromEnvironment();
 };
 
@@ -65,13 +69,36 @@ class Engine {
   // applied, and each object's descriptor byte with it (ApplyReadiness).
   void Settle();
 
+  // evshim_engine_poll_begin/end (abi/common/poll_settle.h): the program's
+  // thread enters a poll-family call. It counts as a poller until PollEnd
+  // (a readable object's byte is sent at once while one is counted) and
+  // the bytes owed so far are sent; `settle`: it names an object's
+  // descriptor, Settle first. Returns whether it was counted (the engine's
+  // own polls are not).
+  bool PollBegin(bool settle);
+  static void PollEnd();
+  // In a forked child only the forking thread lives on: the count is its
+  // own, and it is no longer inside the (abandoned) engine.
+  static void AfterForkInChild();
+  // Every port still served here may be reached by another process (a
+  // fork without a supervisor, or a port that could not move): its byte
+  // follows its readiness from now on (docs/design.md "The readiness byte
+  // on demand"). With the lock held.
+  void MarkPortsShared();
+  // The program gives descriptor `fd` to epoll_ctl(EPOLL_CTL_ADD): if it is
+  // an object, whatever waits on that epoll may not be interposed (a raw
+  // epoll_wait, io_uring, a nested epoll added raw): its byte stays exact.
+  void NotePolledByEpoll(int fd);
+
   // A signal delivery the kqueue library's hook counted (EVFILT_SIGNAL):
   // async-signal-safe, applied at the next call or wake-up.
   void NoteSignal(int signo);
 
   // fork(): the parent holds the lock across it (pthread_atfork).
-  void LockForFork() { mu_.lock(); }
-  void UnlockAfterFork() { mu_.unlock(); }
+  // The thread is the engine's meanwhile: its own polls (the moves') are
+  // not the program's (PollBegin).
+  void LockForFork();
+  void UnlockAfterFork();
   // The objects this engine serves, as a child inherits them.
   void AddInherited(Inherited* into) const;
   // Before fork, with the lock held (LockForFork): with a supervisor
@@ -169,6 +196,8 @@ class Engine {
   void IdlePumpLoop();
   static constexpr int64_t kIdleNs = 1'000'000;
   static inline std::atomic<uint64_t> close_epoch_{0};
+  // Threads of the program inside an interposed poll-family call (PollBegin).
+  static inline std::atomic<int> pollers_{0};
   uint64_t file_checks_epoch_ = 0;  // close_epoch_ the watches' answers were kept for
   struct KnownObjectFd {
     int fd = -1;

@@ -39,6 +39,7 @@ void ForkPrepare() {
   if (Engine* e = g_engine.load(std::memory_order_acquire)) {
     e->LockForFork();
     e->MovePortsToSupervisor();  // rule 34: the child shares the ports
+    e->MarkPortsShared();        // those that did not move
   }
 }
 
@@ -58,6 +59,7 @@ void ForkChild() {
     g_inherited = std::move(inherited);
     g_engine.store(nullptr, std::memory_order_release);
   }
+  Engine::AfterForkInChild();
   pthread_mutex_unlock(&g_create);
 }
 
@@ -151,6 +153,32 @@ extern "C" __attribute__((visibility("default"))) int evshim_engine_settle(void)
   e->Settle();
   errno = saved;
   return 1;
+}
+
+extern "C" __attribute__((visibility("default"))) int evshim_engine_poll_begin(int involved) {
+  using namespace evshim::shim::inproc;
+  if (DecideMode() != Mode::kFast) return 0;
+  // No engine yet: no object of this process, nothing to settle or owe.
+  Engine* e = g_engine.load(std::memory_order_acquire);
+  if (e == nullptr) return EVSHIM_POLL_SETTLED;
+  const int saved = errno;
+  const bool counted = e->PollBegin(involved != 0);
+  errno = saved;
+  return EVSHIM_POLL_SETTLED | (counted ? EVSHIM_POLL_COUNTED : 0);
+}
+
+extern "C" __attribute__((visibility("default"))) void evshim_engine_poll_end(int token) {
+  if (token & EVSHIM_POLL_COUNTED) evshim::shim::inproc::Engine::PollEnd();
+}
+
+extern "C" __attribute__((visibility("default"))) void evshim_engine_epoll_add(int fd) {
+  using namespace evshim::shim::inproc;
+  if (g_mode.load(std::memory_order_acquire) != static_cast<int>(Mode::kFast)) return;
+  if (Engine* e = g_engine.load(std::memory_order_acquire)) {
+    const int saved = errno;
+    e->NotePolledByEpoll(fd);
+    errno = saved;
+  }
 }
 
 extern "C" __attribute__((visibility("default"))) void evshim_engine_before_exec(void) {

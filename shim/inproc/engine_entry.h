@@ -28,9 +28,34 @@ long evshim_engine_call(int nr, const long args[6], int *handled);
  * before (abi/common/poll_settle.h; docs/abi.md §10). Returns 1 when done
  * here (or nothing to do: no engine yet, or called from a signal handler
  * that interrupted this thread inside the engine), 0 in supervised mode:
- * the library then asks the supervisor.
+ * the library then asks the supervisor. The libraries' poll family uses
+ * evshim_engine_poll_begin (below), which settles and counts the poller.
  */
 int evshim_engine_settle(void);
+
+/*
+ * Around each of the program's poll-family calls (abi/common/poll_settle.h)
+ * in a process with objects: begin before the call, end after it with the
+ * token begin returned. While a thread is between the two, a readable
+ * object's descriptor has its byte at once; outside, the byte is owed and
+ * sent when a poller comes (docs/design.md "The readiness byte on demand").
+ * `involved`: the call names an object's descriptor (or an epoll holding
+ * one): the readiness is settled first, as evshim_engine_settle.
+ * The token: EVSHIM_POLL_SETTLED when the settle was done here (or there was
+ * nothing to do), 0 in supervised mode (the library then asks the
+ * supervisor); EVSHIM_POLL_COUNTED: the thread was counted.
+ */
+#define EVSHIM_POLL_COUNTED 1
+#define EVSHIM_POLL_SETTLED 2
+int evshim_engine_poll_begin(int involved);
+void evshim_engine_poll_end(int token);
+
+/*
+ * The program gives `fd`, a descriptor the library marked, to
+ * epoll_ctl(EPOLL_CTL_ADD): an object there keeps its byte exact from then
+ * on (whatever waits on that epoll may do so without the library).
+ */
+void evshim_engine_epoll_add(int fd);
 
 /*
  * Called by the libraries' exec wrappers just before the new image

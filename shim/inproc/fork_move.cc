@@ -147,6 +147,9 @@ bool Engine::MovePort(emul::ObjectId obj, bool before_exec) {
   timers_moved_ = true;
   DisplaceWaits(ports_->ForgetExported(obj, static_cast<emul::Pid>(pid_), *state));
   (void)objects_->Remove(obj);  // our end goes; its HUP would close the port here
+  // The supervisor's port may watch this engine's objects' descriptors
+  // (docs/design.md "The readiness byte on demand").
+  objects_->MarkAllPolled();
   return true;
 }
 

@@ -9,8 +9,10 @@
 
 namespace evshim::shim {
 
-ObjectTable::ObjectTable(int loop_epoll, uint64_t close_tag, ProgramEnds& ends, bool drain_at_once)
-    : loop_epoll_(loop_epoll), close_tag_(close_tag), ends_(ends), drain_at_once_(drain_at_once) {}
+ObjectTable::ObjectTable(int loop_epoll, uint64_t close_tag, ProgramEnds& ends, bool drain_at_once,
+                         const std::atomic<int>* pollers)
+    : loop_epoll_(loop_epoll), close_tag_(close_tag), ends_(ends), drain_at_once_(drain_at_once),
+      pollers_(pollers) {}
 
 ObjectTable::~ObjectTable() {
   for (auto& [obj, o] : objects_) close(o.own);
@@ -51,6 +53,7 @@ std::optional<abi::ObjectKind> ObjectTable::Remove(emul::ObjectId obj, std::opti
   auto it = objects_.find(obj);
   if (it == objects_.end()) return std::nullopt;
   const abi::ObjectKind kind = it->second.kind;
+  Unowe(it->second);
   if (epoll_ctl(loop_epoll_, EPOLL_CTL_DEL, it->second.own, nullptr) != 0 && fault != nullptr) {
     // Harmless (close removes it) but not expected.
     *fault = Fault{"epoll_ctl", errno, "removing a closed object's handle"};
@@ -122,7 +125,8 @@ void ObjectTable::OnReadiness(emul::ObjectId obj, bool readable) {
 // Called before every answer and after every loop event (or at the end of
 // an in-process call), so a program never sees an answer before the
 // readiness it implies, and only the net change since the last call costs
-// a send (or a drain).
+// a send (or a drain). In-process, a byte nobody can look for is owed
+// (ByteWanted): a port_send taken by the next port_get costs no byte.
 bool ObjectTable::ApplyReadiness() {
   bool sent = false;
   for (emul::ObjectId obj : readiness_pending_) {
@@ -130,11 +134,13 @@ bool ObjectTable::ApplyReadiness() {
     if (it == objects_.end()) continue;
     Object& o = it->second;
     o.readiness_pending = false;
-    if (o.want_readable && !o.signalled) {
-      char byte = 1;
-      if (send(o.own, &byte, 1, MSG_DONTWAIT | MSG_NOSIGNAL) == 1) {
-        o.signalled = true;
+    if (!o.want_readable) {
+      Unowe(o);
+    } else if (!o.signalled) {
+      if (ByteWanted(o) && SendByte(o)) {
         sent = true;
+      } else if (pollers_ != nullptr) {
+        Owe(obj, o);
       }
     }
     // Only a holder of the program end can read the byte back: drained at
@@ -151,7 +157,70 @@ bool ObjectTable::ApplyReadiness() {
     }
   }
   readiness_pending_.clear();
+  if (!owed_.empty()) {
+    // Owed first, then the count: a poller counts itself first, then looks
+    // at AnyOwed, so a poller that came meanwhile is seen here or sees this.
+    owed_any_.store(true, std::memory_order_seq_cst);
+    if (pollers_ != nullptr && pollers_->load(std::memory_order_seq_cst) > 0) sent |= SendOwed();
+  }
   return sent;
+}
+
+bool ObjectTable::ByteWanted(const Object& o) const {
+  return pollers_ == nullptr || all_polled_ || o.polled || pollers_->load(std::memory_order_seq_cst) > 0;
+}
+
+bool ObjectTable::SendByte(Object& o) {
+  char byte = 1;
+  if (send(o.own, &byte, 1, MSG_DONTWAIT | MSG_NOSIGNAL) != 1) return false;
+  o.signalled = true;
+  return true;
+}
+
+void ObjectTable::Owe(emul::ObjectId obj, Object& o) {
+  if (o.owed) return;
+  o.owed = true;
+  o.owed_at = owed_.size();
+  owed_.push_back(obj);
+}
+
+void ObjectTable::Unowe(Object& o) {
+  if (!o.owed) return;
+  o.owed = false;
+  const size_t at = o.owed_at;
+  const emul::ObjectId last = owed_.back();
+  owed_[at] = last;
+  owed_.pop_back();
+  if (at < owed_.size()) objects_.at(last).owed_at = at;
+  if (owed_.empty()) owed_any_.store(false, std::memory_order_relaxed);
+}
+
+bool ObjectTable::SendOwed() {
+  bool sent = false;
+  // Readiness reported but not applied yet (inside a call) is left to
+  // ApplyReadiness: an owed object stays owed until the byte goes.
+  for (size_t i = owed_.size(); i-- > 0;) {
+    Object& o = objects_.at(owed_[i]);
+    if (o.want_readable && !o.signalled) {
+      if (!SendByte(o)) continue;  // stays owed
+      sent = true;
+    }
+    Unowe(o);
+  }
+  return sent;
+}
+
+void ObjectTable::MarkPolled(emul::ObjectId obj) {
+  auto it = objects_.find(obj);
+  if (it == objects_.end()) return;
+  Object& o = it->second;
+  o.polled = true;
+  if (o.owed && (o.signalled || SendByte(o))) Unowe(o);
+}
+
+void ObjectTable::MarkAllPolled() {
+  all_polled_ = true;
+  for (auto& [obj, o] : objects_) MarkPolled(obj);
 }
 
 void ObjectTable::DrainIfNeeded(emul::ObjectId obj, emul::Pid pid, int fd) {
@@ -212,7 +281,8 @@ void ObjectTable::OnWritable(emul::ObjectId obj, bool writable) {
 std::optional<ObjectTable::State> ObjectTable::StateOf(emul::ObjectId obj) const {
   auto it = objects_.find(obj);
   if (it == objects_.end()) return std::nullopt;
-  return State{it->second.signalled, it->second.needs_drain, it->second.filled};
+  const Object& o = it->second;
+  return State{o.signalled, o.needs_drain, o.filled, o.owed, o.polled};
 }
 
 void ObjectTable::MarkAdopted(emul::ObjectId obj, bool readable, bool full) {

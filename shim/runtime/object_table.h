@@ -10,8 +10,16 @@
 // (OnWritable). How the program's end is reached differs: the supervisor
 // borrows it from another process (pidfd_getfd), the in-process engine has
 // it already; ProgramEnds says which.
+//
+// In-process the byte is sent only when something may look at the
+// descriptor without calling the engine first (a thread in an interposed
+// poll-family call: the pollers count; or an object marked polled: in a
+// program epoll, watched by the engine, shared with another process);
+// otherwise it is owed, and sent when a poller comes (docs/design.md "The
+// readiness byte on demand").
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -46,7 +54,13 @@ class ObjectTable {
   // (the owner's loop calls Remove when it fires). `drain_at_once`: the
   // program's ends are in this process, so a byte no longer wanted is
   // drained when readiness is applied, not at the next call naming it.
-  ObjectTable(int loop_epoll, uint64_t close_tag, ProgramEnds& ends, bool drain_at_once);
+  // `pollers`: how many threads may be looking at an object's descriptor
+  // without calling the owner first (the in-process engine's count); a
+  // readable object's byte is owed while it is 0 and the object is not
+  // marked polled. Null (the supervisor, which cannot see a target's
+  // pollers): the byte is always sent.
+  ObjectTable(int loop_epoll, uint64_t close_tag, ProgramEnds& ends, bool drain_at_once,
+              const std::atomic<int>* pollers = nullptr);
   ~ObjectTable();
   ObjectTable(const ObjectTable&) = delete;
   ObjectTable& operator=(const ObjectTable&) = delete;
@@ -94,8 +108,23 @@ class ObjectTable {
   // The engine's readiness report; applied by ApplyReadiness only.
   void OnReadiness(emul::ObjectId obj, bool readable);
   // Sends (or marks for draining) the net readiness change of every object
-  // reported since the last call. Returns whether a byte was sent.
+  // reported since the last call; a byte nobody can look for is owed
+  // instead. Returns whether a byte was sent.
   bool ApplyReadiness();
+  // A poller came (a thread entered the poll family): every owed byte is
+  // sent. Returns whether one was.
+  bool SendOwed();
+  // Whether some byte is owed. Read without the owner's lock: a poller
+  // counts itself first, then looks here (ApplyReadiness owes first, then
+  // reads the count), so one of the two sends it.
+  bool AnyOwed() const { return owed_any_.load(std::memory_order_seq_cst); }
+  // Something that never calls the owner first may look at `obj`'s
+  // descriptor (a program epoll holds it, a watch of the engine's own,
+  // another process): its byte is exact from now on, an owed one sent now.
+  void MarkPolled(emul::ObjectId obj);
+  // The same for every object, now and from now on (the supervisor may
+  // watch them: docs/design.md "The readiness byte on demand").
+  void MarkAllPolled();
   // Drains the byte through process `pid`'s descriptor `fd` of the object if
   // the object is no longer readable.
   void DrainIfNeeded(emul::ObjectId obj, emul::Pid pid, int fd);
@@ -112,6 +141,8 @@ class ObjectTable {
     bool signalled = false;
     bool needs_drain = false;
     bool filled = false;
+    bool owed = false;   // readable, byte not sent: nobody could look
+    bool polled = false; // MarkPolled
   };
   std::optional<State> StateOf(emul::ObjectId obj) const;
 
@@ -128,7 +159,15 @@ class ObjectTable {
     // event queued and handed to a waiter at once sends and drains nothing.
     bool want_readable = false;
     bool readiness_pending = false;
+    bool owed = false;     // readable as applied, no byte sent: in owed_ at owed_at
+    size_t owed_at = 0;
+    bool polled = false;   // MarkPolled: the byte always follows the readiness
   };
+
+  bool ByteWanted(const Object& o) const;
+  bool SendByte(Object& o);
+  void Owe(emul::ObjectId obj, Object& o);
+  void Unowe(Object& o);
 
   int loop_epoll_;
   uint64_t close_tag_;
@@ -137,6 +176,10 @@ class ObjectTable {
   std::unordered_map<emul::ObjectId, Object> objects_;
   std::unordered_map<uint64_t, emul::ObjectId> by_inode_;
   std::vector<emul::ObjectId> readiness_pending_;
+  const std::atomic<int>* pollers_;
+  std::vector<emul::ObjectId> owed_;  // objects whose byte is owed
+  std::atomic<bool> owed_any_{false};
+  bool all_polled_ = false;  // MarkAllPolled
   // The descriptor each process last named an object by.
   std::map<std::pair<emul::ObjectId, emul::Pid>, int> holder_fd_;
 };

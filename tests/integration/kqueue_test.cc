@@ -203,7 +203,10 @@ TEST(KqueueTermination, TimeoutTermStopsEvshimRun) {
 // ppoll, select, pselect, epoll_wait/pwait/pwait2 on a program epoll, an
 // epoll in an epoll, dup/dup2/fcntl copies and a kqueue in a kqueue (DF
 // :1969-1986; OB :1598-1612, a task queued at once), 50 of 50 rounds each.
-// `close_no_delete`: knote_fdclose (OB :1826-1845, DF :1868-1902), 4000
+// `poll_wakes_on_trigger`: poll, select and epoll_wait asleep on the kqueue
+// wake on another thread's NOTE_TRIGGER and on a watched pipe's write (DF
+// :1969-1986, 1647-1660; OB :1731-1760; docs/design.md "The readiness byte
+// on demand"). `close_no_delete`: knote_fdclose (OB :1826-1845, DF :1868-1902), 4000
 // add-close cycles leave the supervisor's descriptor count flat;
 // `close_same_file_back`: the close drops the knotes even when the same open
 // file comes back at the number (close + dup2/dup3 back, dup2 over and back,
@@ -224,7 +227,7 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Combine(::testing::Values("freebsd", "openbsd", "dragonfly"),
                        ::testing::Values("ready_before_call", "eof_before_call", "kq_in_kq_ready",
                                          "poll_after_ready", "poll_family_after_ready", "close_no_delete",
-                                         "close_same_file_back")),
+                                         "close_same_file_back", "poll_wakes_on_trigger")),
     [](const auto& p) {
       return std::string(std::get<0>(p.param)) + "_" + std::get<1>(p.param);
     });

@@ -10,7 +10,9 @@
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/ptrace.h>
+#include <sys/epoll.h>
 #include <sys/resource.h>
+#include <sys/select.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/user.h>
@@ -563,6 +565,314 @@ TEST(InprocBudget, OneEventCostsAtMostItsSystemCallBudget) {
     EXPECT_EQ(seg->count(SYS_process_vm_readv) + seg->count(SYS_process_vm_writev), 0u) << Describe(*seg);
   }
   EXPECT_LE(assoc.count(SYS_epoll_ctl) ? assoc.at(SYS_epoll_ctl) : 0, 1) << Describe(assoc);
+}
+
+}  // namespace
+
+namespace {
+
+// ---- The readiness byte on demand (docs/design.md "The readiness byte on
+// demand") ----
+// illumos wakes a port's pollers only when one registered (port_poll sets
+// PORTQ_POLLIN; port.c:1528-1534 clears it and calls pollwakeup), and the
+// engine writes the descriptor's byte only while a poller can be looking:
+// otherwise the byte is owed. None of this may leave a poller asleep, nor
+// hide an event from a zero-timeout poll.
+namespace readybyte {
+
+enum class Sleeper { kPoll, kSelect, kEpollWait, kRawEpollWait };
+
+const char* Name(Sleeper s) {
+  switch (s) {
+    case Sleeper::kPoll:
+      return "poll";
+    case Sleeper::kSelect:
+      return "select";
+    case Sleeper::kEpollWait:
+      return "epoll_wait";
+    case Sleeper::kRawEpollWait:
+      return "raw epoll_wait";
+  }
+  return "?";
+}
+
+double Now() {
+  timespec t{};
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_nsec) * 1e-9;
+}
+
+// A thread sleeps on `port` (`how`; the epoll kinds through a program epoll
+// holding it) for up to 5 s; once it has slept 150 ms, `cause` runs on this
+// thread. Returns how long the sleeper slept, or a negative number if it
+// woke without the port readable.
+template <typename Cause>
+double SleepThenCause(int port, Sleeper how, Cause cause) {
+  int ep = -1;
+  if (how == Sleeper::kEpollWait || how == Sleeper::kRawEpollWait) {
+    ep = epoll_create1(EPOLL_CLOEXEC);
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.fd = port;
+    if (ep < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, port, &ev) != 0) return -2;
+  }
+  std::atomic<bool> started{false};
+  double slept = -1;
+  std::thread sleeper([&] {
+    const double t0 = Now();
+    started = true;
+    bool readable = false;
+    switch (how) {
+      case Sleeper::kPoll: {
+        pollfd p{port, POLLIN, 0};
+        readable = poll(&p, 1, 5000) == 1 && (p.revents & POLLIN);
+        break;
+      }
+      case Sleeper::kSelect: {
+        fd_set set;
+        FD_ZERO(&set);
+        FD_SET(port, &set);
+        timeval tv{5, 0};
+        readable = select(port + 1, &set, nullptr, nullptr, &tv) == 1 && FD_ISSET(port, &set);
+        break;
+      }
+      case Sleeper::kEpollWait: {
+        epoll_event out{};
+        readable = epoll_wait(ep, &out, 1, 5000) == 1 && (out.events & EPOLLIN);
+        break;
+      }
+      case Sleeper::kRawEpollWait: {
+        // Not through the library (as a runtime that issues system calls
+        // itself would): only the epoll's mark keeps the byte exact.
+        epoll_event out{};
+        readable = syscall(SYS_epoll_wait, ep, &out, 1, 5000) == 1 && (out.events & EPOLLIN);
+        break;
+      }
+    }
+    slept = readable ? Now() - t0 : -1;
+  });
+  while (!started) usleep(1000);
+  usleep(150 * 1000);  // asleep by now
+  cause();
+  sleeper.join();
+  if (ep >= 0) close(ep);
+  return slept;
+}
+
+constexpr Sleeper kSleepers[] = {Sleeper::kPoll, Sleeper::kSelect, Sleeper::kEpollWait, Sleeper::kRawEpollWait};
+
+// Takes the one event the cause queued, so the next round starts idle.
+void TakeOne(int port) {
+  port_event_t ev{};
+  timespec one{1, 0};
+  EXPECT_EQ(port_get(port, &ev, &one), 0) << "errno " << errno;
+}
+
+// A port_send from another thread wakes a thread asleep on the port (its
+// byte is written at once while a poller is counted, or the port is in a
+// program epoll).
+TEST(InprocReadinessByte, SleeperOnThePortWakesOnPortSendFromAnotherThread) {
+  for (Sleeper how : kSleepers) {
+    const int port = port_create();
+    ASSERT_GE(port, 0);
+    const double slept = SleepThenCause(port, how, [&] { ASSERT_EQ(port_send(port, 5, nullptr), 0); });
+    EXPECT_GT(slept, 0) << Name(how) << " was not woken by port_send";
+    EXPECT_LT(slept, 2.5) << Name(how);
+    TakeOne(port);
+    close(port);
+  }
+}
+
+// A host event with no foreign call (a pipe of an association written; the
+// idle pump routes it) wakes a thread asleep on the port (port.c:158-163).
+TEST(InprocReadinessByte, SleeperOnThePortWakesOnAHostEvent) {
+  for (Sleeper how : kSleepers) {
+    const int port = port_create();
+    ASSERT_GE(port, 0);
+    int p[2];
+    ASSERT_EQ(pipe(p), 0);
+    ASSERT_EQ(port_associate(port, PORT_SOURCE_FD, static_cast<uintptr_t>(p[0]), POLLIN, nullptr), 0);
+    const double slept = SleepThenCause(port, how, [&] { ASSERT_EQ(write(p[1], "x", 1), 1); });
+    EXPECT_GT(slept, 0) << Name(how) << " was not woken by the pipe's event";
+    EXPECT_LT(slept, 2.5) << Name(how);
+    TakeOne(port);
+    close(p[0]);
+    close(p[1]);
+    close(port);
+  }
+}
+
+// A SIGEV_PORT timer that fires while a thread sleeps on the port wakes it
+// (timer.c: the expiration queues a PORT_SOURCE_TIMER event).
+TEST(InprocReadinessByte, SleeperOnThePortWakesOnATimer) {
+  for (Sleeper how : kSleepers) {
+    const int port = port_create();
+    ASSERT_GE(port, 0);
+    port_notify_t pn{port, nullptr};
+    sigevent sev{};
+    sev.sigev_notify = SIGEV_PORT;
+    sev.sigev_value.sival_ptr = &pn;
+    timer_t t{};
+    ASSERT_EQ(timer_create(CLOCK_MONOTONIC, &sev, &t), 0) << "errno " << errno;
+    const double slept = SleepThenCause(port, how, [&] {
+      itimerspec its{};
+      its.it_value.tv_nsec = 50 * 1000 * 1000;
+      ASSERT_EQ(timer_settime(t, 0, &its, nullptr), 0);
+    });
+    EXPECT_GT(slept, 0) << Name(how) << " was not woken by the timer";
+    EXPECT_LT(slept, 2.5) << Name(how);
+    TakeOne(port);
+    timer_delete(t);
+    close(port);
+  }
+}
+
+// port_poll (rule 3): POLLIN while events are queued. A zero-timeout poll
+// right after port_send sees it (the owed byte is written by the poll's
+// settle), one after port_get does not, and none before.
+TEST(InprocReadinessByte, ZeroTimeoutPollRightAfterPortSendSeesPollin) {
+  const int port = port_create();
+  ASSERT_GE(port, 0);
+  for (int round = 0; round < 50; ++round) {
+    pollfd p{port, POLLIN, 0};
+    ASSERT_EQ(poll(&p, 1, 0), 0) << "round " << round;
+    ASSERT_EQ(port_send(port, 1, nullptr), 0);
+    p.revents = 0;
+    ASSERT_EQ(poll(&p, 1, 0), 1) << "round " << round;
+    EXPECT_TRUE(p.revents & POLLIN);
+    port_event_t ev{};
+    timespec zero{0, 0};
+    ASSERT_EQ(port_get(port, &ev, &zero), 0);
+    p.revents = 0;
+    EXPECT_EQ(poll(&p, 1, 0), 0) << "round " << round;
+  }
+  close(port);
+}
+
+// A copy of the port descriptor the library never saw (a raw dup) is still
+// looked at through the library's poll: every poll-family call counts its
+// thread, marked descriptor or not, so the byte is written for it too.
+TEST(InprocReadinessByte, UnmarkedCopyAsleepInPollWakesOnPortSend) {
+  const int port = port_create();
+  ASSERT_GE(port, 0);
+  const int copy = static_cast<int>(syscall(SYS_dup, port));
+  ASSERT_GE(copy, 0);
+  const double slept = SleepThenCause(copy, Sleeper::kPoll, [&] { ASSERT_EQ(port_send(port, 1, nullptr), 0); });
+  EXPECT_GT(slept, 0);
+  EXPECT_LT(slept, 2.5);
+  TakeOne(port);
+  syscall(SYS_close, copy);
+  close(port);
+}
+
+// EVSHIM_READINESS_BYTE=always (docs/abi.md §10): for a program that polls
+// with raw system calls, every readable object keeps its byte. Without it
+// such a poll sees an owed byte only once a poller settles (the documented
+// limit). In a child: the engine reads the variable when it is made.
+TEST(InprocReadinessByte, AlwaysSwitchKeepsTheByteForARawPoll) {
+  for (bool always : {false, true}) {
+    const pid_t pid = fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+      if (always) setenv("EVSHIM_READINESS_BYTE", "always", 1);
+      const int port = port_create();
+      if (port < 0 || port_send(port, 1, nullptr) != 0) _exit(2);
+      pollfd p{port, POLLIN, 0};
+      const long raw = syscall(SYS_poll, &p, 1, 0);
+      const int seen = poll(&p, 1, 0);  // through the library: settles
+      _exit(raw == (always ? 1 : 0) && seen == 1 ? 0 : 3);
+    }
+    int status = 0;
+    ASSERT_EQ(waitpid(pid, &status, 0), pid);
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "always " << always << " status " << status;
+  }
+}
+
+}  // namespace readybyte
+
+// The system calls of port_send + port_get when no thread polls the port
+// (docs/design.md "The readiness byte on demand"), counted with ptrace as in
+// OneEventCostsAtMostItsSystemCallBudget: no byte is written or read back,
+// and no fstat checks a number to read it through.
+[[noreturn]] void UserEventChild() {
+  const int port = port_create();
+  if (port < 0) _exit(2);
+  // Twice unmeasured: the thread's first call finds its stack
+  // (/proc/self/maps), and a fresh engine in a forked child may look up the
+  // port's number once more (the close epoch it inherited moves on).
+  for (int warm = 0; warm < 2; ++warm) {
+    port_event_t first{};
+    if (port_send(port, 1, nullptr) != 0 || port_get(port, &first, nullptr) != 0) _exit(2);
+  }
+  for (int round = 0; round < kBudgetRounds; ++round) {
+    syscall(SYS_getppid);  // marker
+    if (port_send(port, 1, nullptr) != 0) _exit(3);
+    port_event_t ev{};
+    if (port_get(port, &ev, nullptr) != 0) _exit(4);
+  }
+  syscall(SYS_getppid);
+  _exit(0);
+}
+
+TEST(InprocBudget, UserEventWritesNoByteWhenNobodyPolls) {
+  const pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    ptrace(PTRACE_TRACEME, 0, nullptr, nullptr);
+    raise(SIGSTOP);
+    UserEventChild();
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFSTOPPED(status));
+  ASSERT_EQ(ptrace(PTRACE_SETOPTIONS, pid, nullptr, PTRACE_O_TRACESYSGOOD | PTRACE_O_EXITKILL), 0);
+  std::vector<std::map<long, int>> segments;
+  bool entering = true;
+  int deliver = 0;
+  for (;;) {
+    ASSERT_EQ(ptrace(PTRACE_SYSCALL, pid, nullptr, reinterpret_cast<void*>(static_cast<intptr_t>(deliver))), 0);
+    deliver = 0;
+    ASSERT_EQ(waitpid(pid, &status, 0), pid);
+    if (WIFEXITED(status) || WIFSIGNALED(status)) break;
+    if (!WIFSTOPPED(status)) continue;
+    if (WSTOPSIG(status) != (SIGTRAP | 0x80)) {
+      deliver = WSTOPSIG(status);
+      continue;
+    }
+    if (entering) {
+      user_regs_struct regs{};
+      ASSERT_EQ(ptrace(PTRACE_GETREGS, pid, nullptr, &regs), 0);
+      const long nr = static_cast<long>(regs.orig_rax);
+      if (nr == SYS_getppid) {
+        segments.emplace_back();
+      } else if (!segments.empty()) {
+        ++segments.back()[nr];
+      }
+    }
+    entering = !entering;
+  }
+  ASSERT_TRUE(WIFEXITED(status)) << "status " << status;
+  ASSERT_EQ(WEXITSTATUS(status), 0);
+  ASSERT_EQ(segments.size(), static_cast<size_t>(kBudgetRounds) + 1);
+  size_t best = 0;
+  auto cost = [](const std::map<long, int>& nrs) {
+    int n = 0;
+    for (auto [nr, k] : nrs) n += k;
+    return n;
+  };
+  for (size_t i = 0; i + 1 < segments.size(); ++i) {
+    const std::map<long, int>& seg = segments[i];
+    // Every round: the idle pump never writes a byte nobody polls for, so
+    // no round reads one back either.
+    EXPECT_EQ(seg.count(SYS_sendto) + seg.count(SYS_recvfrom) + seg.count(SYS_sendmsg) + seg.count(SYS_recvmsg) +
+                  seg.count(SYS_write) + seg.count(SYS_read),
+              0u)
+        << "round " << i << Describe(seg);
+    EXPECT_EQ(seg.count(SYS_newfstatat) + seg.count(SYS_fstat), 0u) << "round " << i << Describe(seg);
+    if (cost(seg) < cost(segments[best])) best = i;
+  }
+  // The loop epoll's look in each call, nothing else.
+  EXPECT_LE(cost(segments[best]), 2) << Describe(segments[best]);
 }
 
 }  // namespace

@@ -14,6 +14,7 @@
 
 #include <dirent.h>
 
+#include <atomic>
 #include <cstdlib>
 
 #include "shim/runtime/host_events.h"
@@ -124,6 +125,71 @@ TEST_F(ObjectTableTest, DrainAtOnceInProcess) {
   table_->ApplyReadiness();
   EXPECT_FALSE(Readable(fd));
   EXPECT_FALSE(table_->StateOf(1)->needs_drain);
+}
+
+// In-process, with a pollers count (docs/design.md "The readiness byte on
+// demand"; port.c:1528-1534 wakes pollers only when one registered): a
+// readable object's byte is owed while nobody polls, forgotten when the
+// object empties, sent when a poller comes or the object is marked polled.
+TEST_F(ObjectTableTest, ByteOwedWhileNobodyPollsAndSentWhenAPollerComes) {
+  std::atomic<int> pollers{0};
+  table_ = std::make_unique<ObjectTable>(epoll_, kCloseTag, ends_, /*drain_at_once=*/true, &pollers);
+  int fd = Install(1, abi::ObjectKind::kPort);
+  table_->OnReadiness(1, true);
+  EXPECT_FALSE(table_->ApplyReadiness());
+  EXPECT_FALSE(Readable(fd));
+  EXPECT_TRUE(table_->StateOf(1)->owed);
+  EXPECT_TRUE(table_->AnyOwed());
+  // Emptied before anyone looked: the debt goes, nothing to drain.
+  table_->OnReadiness(1, false);
+  table_->ApplyReadiness();
+  EXPECT_FALSE(table_->StateOf(1)->owed);
+  EXPECT_FALSE(table_->AnyOwed());
+  // Owed again; a poller comes: SendOwed pays.
+  table_->OnReadiness(1, true);
+  table_->ApplyReadiness();
+  pollers = 1;
+  EXPECT_TRUE(table_->SendOwed());
+  EXPECT_TRUE(Readable(fd));
+  EXPECT_FALSE(table_->AnyOwed());
+  // While a poller is counted, a new readiness is sent at once.
+  int other = Install(2, abi::ObjectKind::kKqueue);
+  table_->OnReadiness(2, true);
+  EXPECT_TRUE(table_->ApplyReadiness());
+  EXPECT_TRUE(Readable(other));
+  // And taken back when the object empties (drained at once in-process).
+  pollers = 0;
+  table_->OnReadiness(1, false);
+  table_->ApplyReadiness();
+  EXPECT_FALSE(Readable(fd));
+}
+
+// A polled object (a program epoll holds it, the engine watches it) keeps
+// its byte exact with no poller counted; MarkPolled pays an owed byte at
+// once, and Remove forgets a debt.
+TEST_F(ObjectTableTest, PolledObjectKeepsItsByteAndRemoveForgetsADebt) {
+  std::atomic<int> pollers{0};
+  table_ = std::make_unique<ObjectTable>(epoll_, kCloseTag, ends_, true, &pollers);
+  int fd = Install(1, abi::ObjectKind::kPort);
+  Install(2, abi::ObjectKind::kPort);
+  table_->OnReadiness(1, true);
+  table_->OnReadiness(2, true);
+  table_->ApplyReadiness();
+  EXPECT_FALSE(Readable(fd));
+  table_->MarkPolled(1);
+  EXPECT_TRUE(Readable(fd));
+  EXPECT_TRUE(table_->StateOf(1)->polled);
+  EXPECT_FALSE(table_->StateOf(1)->owed);
+  EXPECT_TRUE(table_->StateOf(2)->owed);
+  table_->OnReadiness(1, false);
+  table_->ApplyReadiness();
+  EXPECT_FALSE(Readable(fd));
+  table_->OnReadiness(1, true);
+  table_->ApplyReadiness();
+  EXPECT_TRUE(Readable(fd));  // polled: no poller needed
+  table_->Remove(2);
+  EXPECT_FALSE(table_->AnyOwed());
+  EXPECT_FALSE(table_->SendOwed());
 }
 
 // Rule 3 (port_vnops.c port_poll): POLLOUT only while the port has a free
