@@ -772,11 +772,14 @@ void Engine::MovePortsBeforeExec() {
 }
 
 void Engine::MovePortsBeforeSpawn() {
-  if (!options_.supervisor_present || getpid() != pid_ || t_in_engine) return;
+  if (getpid() != pid_ || t_in_engine) return;
   std::lock_guard<std::mutex> lock(mu_);
   t_in_engine = true;
   t_engine_thread = true;
-  MovePortsToSupervisor(/*kept_across_exec_only=*/true, /*parent_goes_on=*/true);
+  if (options_.supervisor_present) {
+    MovePortsToSupervisor(/*kept_across_exec_only=*/true, /*parent_goes_on=*/true);
+  }
+  MarkPortsShared();  // those that stay may be polled by the new image: their byte stays exact
   t_in_engine = false;
   t_engine_thread = false;
 }
