@@ -5,9 +5,13 @@
  *   bench_epoll fdwait N       epoll_ctl(MOD, ONESHOT) + epoll_wait on a ready pipe
  *   bench_epoll loop PAIRS N   token passed round robin over socketpairs (level-triggered)
  *   bench_epoll procs K PAIRS N  K loops in K processes at once: aggregate events/s
+ *   bench_epoll threads T N    N events consumed by T threads blocked in epoll_wait
+ *                              on one eventfd (port_send + port_get by T threads)
  *   bench_epoll memory fd COUNT|max  bytes per epoll entry in this process (the baseline)
  */
 #define _GNU_SOURCE
+#include <errno.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
@@ -76,6 +80,43 @@ static void loop(long pairs, long n) {
 
 /* The same watches as bench_ports/bench_kqueue memory fd: a pipe's read end
  * per watch, the write end closed. */
+/* bench_ports threads: one producer posts N user events, T threads each
+ * take N/T of them, blocked in port_get. Here: a semaphore eventfd (one
+ * read takes one event) in one level-triggered epoll shared by the T
+ * threads; a thread that lost the race for an event (EAGAIN) waits again. */
+static int tep, tefd;
+static long per_thread;
+static void *consumer(void *arg) {
+  (void)arg;
+  for (long taken = 0; taken < per_thread;) {
+    struct epoll_event out;
+    DIE_IF(epoll_wait(tep, &out, 1, -1) != 1);
+    uint64_t one;
+    if (read(tefd, &one, sizeof one) == sizeof one) taken++;
+    else DIE_IF(errno != EAGAIN);
+  }
+  return NULL;
+}
+
+static void threads(long t, long n) {
+  tep = epoll_create1(0);
+  tefd = eventfd(0, EFD_NONBLOCK | EFD_SEMAPHORE);
+  struct epoll_event ev = {.events = EPOLLIN, .data.fd = tefd};
+  DIE_IF(epoll_ctl(tep, EPOLL_CTL_ADD, tefd, &ev) != 0);
+  per_thread = n / t;
+  pthread_t *ids = calloc((size_t)t, sizeof *ids);
+  for (long i = 0; i < t; i++) pthread_create(&ids[i], NULL, consumer, NULL);
+  usleep(100 * 1000);
+  double t0 = bench_now();
+  for (long i = 0; i < per_thread * t; i++) {
+    uint64_t one = 1;
+    DIE_IF(write(tefd, &one, sizeof one) != sizeof one);
+  }
+  for (long i = 0; i < t; i++) pthread_join(ids[i], NULL);
+  double dt = bench_now() - t0;
+  bench_report("epoll", "threads", "events_per_s", (double)(per_thread * t) / dt, "ev/s", t);
+}
+
 static void memory(long count) {
   bench_raise_nofile();
   int ep = epoll_create1(0);
@@ -97,6 +138,7 @@ int main(int argc, char **argv) {
   else if (!strcmp(argv[1], "fdwait")) fdwait(a);
   else if (!strcmp(argv[1], "loop") && argc == 4) loop(a, atol(argv[3]));
   else if (!strcmp(argv[1], "procs") && argc == 5) bench_procs("epoll", a, atol(argv[3]), atol(argv[4]), loop);
+  else if (!strcmp(argv[1], "threads") && argc == 4) threads(a, atol(argv[3]));
   else if (!strcmp(argv[1], "memory") && argc == 4 && !strcmp(argv[2], "fd")) memory(bench_watch_count(argv[3]));
   else return 2;
   return 0;
