@@ -390,7 +390,10 @@ Result<void> EventPorts::AssociateFd(Caller caller, ObjectId id, int64_t object,
   }
   a->events = events;
   a->user = user;
-  Result<uint32_t> ready = host_.ArmWatch(a->watch, caller.pid, fd, events | kAlwaysReported);
+  // Every retrieval and the poll family's settle route ready watches first,
+  // so a ready file already registered may be reported there (rule 6 holds
+  // at the first look; the host saves its poll).
+  Result<uint32_t> ready = host_.ArmWatchReportedAtLook(a->watch, caller.pid, fd, events | kAlwaysReported);
   if (!ready.ok()) {
     FreeAssoc(*p, a);
     return ready.error().value == EBADF ? Errno{EBADFD} : ready.error();

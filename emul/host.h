@@ -99,6 +99,15 @@ class Host {
     (void)measured;
     return ArmWatch(id, pid, fd, events);
   }
+  // As ArmWatch, for a caller every observer of which looks at the host's
+  // events first (an event port: each call and the poll family's settle
+  // route ready watches before they read the queue): a host whose
+  // level-triggered registration of the file already covers `events` may
+  // answer 0 for a ready file and report it (Core::OnWatchReady) at that
+  // look instead, with no look of its own now. Default: ArmWatch.
+  virtual Result<uint32_t> ArmWatchReportedAtLook(WatchId id, Pid pid, int fd, uint32_t events) {
+    return ArmWatch(id, pid, fd, events);
+  }
   virtual void DisarmWatch(WatchId id) = 0;
   virtual void DropWatch(WatchId id) = 0;
   // True if process `pid` has, at descriptor `fd`, the very open file the

@@ -197,6 +197,11 @@ Result<uint32_t> LinuxHost::ArmWatchMeasured(emul::WatchId id, emul::Pid pid, in
   return Arm(id, pid, fd, events, false);
 }
 
+Result<uint32_t> LinuxHost::ArmWatchReportedAtLook(emul::WatchId id, emul::Pid pid, int fd, uint32_t events) {
+  if (IsLocal(id)) return local_->Arm(id, fd, events, nullptr, LocalWatches::kReportedAtLook);
+  return Arm(id, pid, fd, events, false);
+}
+
 Result<uint32_t> LinuxHost::ArmWatchEdge(emul::WatchId id, emul::Pid pid, int fd, uint32_t events) {
   if (IsLocal(id)) return local_->ArmEdge(id, fd, events);
   auto it = watches_.find(id);

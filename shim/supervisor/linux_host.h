@@ -65,6 +65,7 @@ class LinuxHost final : public emul::Host {
   emul::Result<uint32_t> ArmWatch(emul::WatchId id, emul::Pid pid, int fd, uint32_t events) override;
   emul::Result<uint32_t> ArmWatchMeasured(emul::WatchId id, emul::Pid pid, int fd, uint32_t events,
                                           uint32_t measured) override;
+  emul::Result<uint32_t> ArmWatchReportedAtLook(emul::WatchId id, emul::Pid pid, int fd, uint32_t events) override;
   emul::Result<uint32_t> ArmWatchEdge(emul::WatchId id, emul::Pid pid, int fd, uint32_t events) override;
   void SettleWatchEdge(emul::WatchId id, emul::Pid pid, int fd, uint32_t events) override;
   emul::Result<emul::FdProbe> ProbeFd(emul::Pid pid, int fd, emul::FdProbeNeeds needs,

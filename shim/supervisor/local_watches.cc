@@ -100,11 +100,13 @@ bool LocalWatches::SharesEdge(const File& f, WatchId id, uint32_t mask) {
 bool LocalWatches::Confirm(File& f) {
   if (f.dead) return false;
   if (memo_ && f.checked == epoch_.load(std::memory_order_relaxed)) return true;
-  // Re-arms with the mask it was last armed with (which may still hold the
-  // bits of a watch that fired since: a report for it is dropped, one
-  // wake-up at most). That keeps the mask an association re-armed after its
-  // event needs, so re-arming it costs no second EPOLL_CTL_MOD.
-  if (Ctl(level_epfd_, EPOLL_CTL_MOD, f.fd, EPOLLONESHOT | f.level_events, Key(f)) != 0) {
+  // A level registration stays as it is (a ready file is reported at the
+  // next look, as it would be anyway). One that is off becomes one-shot
+  // with its last mask: a ready file is reported once, and a watch armed
+  // after this check on a file found not ready needs no other MOD (the
+  // kqueue's scan: confirm, measure, arm).
+  const uint32_t events = f.reg == File::Reg::kLevel ? f.level_events : EPOLLONESHOT | f.level_events;
+  if (Ctl(level_epfd_, EPOLL_CTL_MOD, f.fd, events, Key(f)) != 0) {
     if (Gone(errno)) {
       Kill(f);
       return false;
@@ -112,8 +114,30 @@ bool LocalWatches::Confirm(File& f) {
     fault_("epoll_ctl", "checking a watched descriptor");
     return true;  // ours, not the program's: the watch is kept
   }
-  f.level_enabled = true;
+  if (f.reg != File::Reg::kLevel) f.reg = f.level_events != 0 ? File::Reg::kOneShot : File::Reg::kOff;
   f.checked = epoch_.load(std::memory_order_relaxed);
+  return true;
+}
+
+// Level-triggered for `events`, or off when 0 (one-shot without a mask: at
+// most one hang-up report, then disabled by the kernel).
+bool LocalWatches::SetLevel(File& f, uint32_t events) {
+  const uint32_t set = events != 0 ? events : static_cast<uint32_t>(EPOLLONESHOT);
+  if (Ctl(level_epfd_, EPOLL_CTL_MOD, f.fd, set, Key(f)) != 0) {
+    if (Gone(errno)) {
+      Kill(f);
+      return false;
+    }
+    // Ours (ENOMEM), not the program's: never its errno.
+    fault_("epoll_ctl", "setting an in-process watch's registration (its readiness may go unseen)");
+    return true;
+  }
+  if (events != 0) {
+    f.reg = File::Reg::kLevel;
+    f.level_events = events;
+  } else {
+    f.reg = File::Reg::kOff;  // its mask is kept for Confirm
+  }
   return true;
 }
 
@@ -152,7 +176,7 @@ Result<LocalWatches::File*> LocalWatches::Attach(Watch& w, WatchId id, int fd) {
     fresh.gen = next_gen_++;
     if (next_gen_ == 0) next_gen_ = 1;
     fresh.fd = fd;
-    // Registered with no poll bits (epoll adds POLLERR/POLLHUP): armed by Arm.
+    // Registered off (one-shot, no poll bits): switched on by Arm.
     if (Ctl(level_epfd_, EPOLL_CTL_ADD, fd, EPOLLONESHOT, Key(fresh)) != 0) {
       // The same file back at the number whose registration a raw close
       // left behind (the file open elsewhere): that key is this file's.
@@ -161,7 +185,6 @@ Result<LocalWatches::File*> LocalWatches::Attach(Watch& w, WatchId id, int fd) {
         return Errno{errno};
       }
     }
-    fresh.level_enabled = true;
     fresh.checked = epoch_.load(std::memory_order_relaxed);
     f = &live_.emplace(fd, fresh).first->second;
     if (register_cb_) register_cb_(fd);
@@ -275,7 +298,8 @@ Result<LocalWatches::File*> LocalWatches::AttachEdge(Watch& w, WatchId id, int f
   return &f;
 }
 
-Result<uint32_t> LocalWatches::Arm(WatchId id, int fd, uint32_t events, const uint32_t* measured) {
+Result<uint32_t> LocalWatches::Arm(WatchId id, int fd, uint32_t events, const uint32_t* measured,
+                                   Answer answer) {
   auto it = watches_.find(id);
   if (it == watches_.end()) return Errno{EBADF};
   Watch& w = it->second;
@@ -298,31 +322,34 @@ Result<uint32_t> LocalWatches::Arm(WatchId id, int fd, uint32_t events, const ui
   w.mask = events;
   w.armed = false;
   Unfire(id);
-  const bool registration_armed = f.level_enabled && (f.level_events & events) == events;
-  Result<uint32_t> now = measured != nullptr && registration_armed
-                             ? Result<uint32_t>(*measured & (events | kAlways))
-                             : PollNow(fd, events);
+  const bool seen_ready = w.seen_ready;
+  w.seen_ready = false;
+  const bool covered = f.reg != File::Reg::kOff && (f.level_events & events) == events;
+  if (covered && answer == kReportedAtLook && !seen_ready) {
+    // The registration reports a ready file at the caller's next look (a
+    // file ready before this call was reported at its look, and then
+    // switched off or marked seen_ready, unless it concerned this watch).
+    w.armed = true;
+    return 0u;
+  }
+  // A measurement the caller made after confirming the file stands for a
+  // poll: the registration, if it is widened below, reports what came since.
+  Result<uint32_t> now = measured != nullptr ? Result<uint32_t>(*measured & (events | kAlways))
+                                             : PollNow(fd, events);
   if (!now.ok()) return now.error();
   if (*now != 0) return *now;  // fires at once: not armed (one-shot)
   w.armed = true;
-  uint32_t want = 0;
+  if (covered) return 0u;
+  // The registration widens to the armed watches' masks, keeping those of
+  // disarmed ones (narrowed lazily, by a report that concerns no armed watch).
+  uint32_t want = f.reg != File::Reg::kOff ? f.level_events : 0;
   for (WatchId o = f.first; o != 0;) {
     const Watch& ow = watches_.at(o);
     if (!ow.edge && ow.armed) want |= ow.mask;
     o = ow.next;
   }
-  if (f.level_enabled && f.level_events == want) return 0u;
-  if (Ctl(level_epfd_, EPOLL_CTL_MOD, fd, EPOLLONESHOT | want, Key(f)) != 0) {
-    if (Gone(errno)) {
-      Kill(f);
-      return Errno{EBADF};
-    }
-    // Ours (ENOMEM), not the program's: never its errno.
-    fault_("epoll_ctl", "arming an in-process watch");
-    return 0u;
-  }
-  f.level_enabled = true;
-  f.level_events = want;
+  // EPOLL_CTL_MOD on a ready file reports it at the next look.
+  if (!SetLevel(f, want)) return Errno{EBADF};
   return 0u;
 }
 
@@ -437,45 +464,89 @@ void LocalWatches::TakeReady(ReadyList* out) {
   }
   epoll_event evs[64];
   int n;
+  bool lingering = false;
   do {
     n = epoll_wait(level_epfd_, evs, 64, 0);
     for (int i = 0; i < n; ++i) {
       File* found = FileOfReport(evs[i].data.u64);
-      if (found == nullptr) continue;
+      if (found == nullptr) {
+        lingering = true;
+        continue;
+      }
       File& f = *found;
-      f.level_enabled = false;  // one-shot: reported, now disabled
+      // Off: a hang-up reported once more, now disabled by the kernel.
+      if (f.reg == File::Reg::kOff) continue;
+      const bool one_shot = f.reg == File::Reg::kOneShot;
+      if (one_shot) f.reg = File::Reg::kOff;  // the kernel disabled it
+      bool delivered = false;
       uint32_t still = 0;
       for (WatchId id = f.first; id != 0;) {
         Watch& w = watches_.at(id);
         const WatchId this_id = id;
         id = w.next;
-        if (w.edge || !w.armed) continue;
+        if (w.edge) continue;
         const uint32_t bits = evs[i].events & (w.mask | kAlways);
-        if (bits != 0) {
+        if (!w.armed) {
+          if (bits != 0) w.seen_ready = true;
+        } else if (bits != 0) {
           w.armed = false;
+          w.seen_ready = false;
+          delivered = true;
           out->emplace_back(this_id, bits);
         } else {
           still |= w.mask;
         }
       }
-      // Those it did not concern wait on.
-      if (still == 0) continue;
-      if (Ctl(level_epfd_, EPOLL_CTL_MOD, f.fd, EPOLLONESHOT | still, Key(f)) != 0) {
-        if (Gone(errno)) {
-          Kill(f);
-        } else {
-          fault_("epoll_ctl", "re-arming an in-process watch (its readiness may go unseen)");
-        }
-        continue;
-      }
-      f.level_enabled = true;
-      f.level_events = still;
+      // Level and left on: the watches just disarmed are usually armed
+      // again once their file was read dry, with no system call. A report
+      // that concerned no armed watch narrows the registration to the armed
+      // watches (off when none is), so a file left ready is reported once.
+      if (one_shot ? still != 0 : !delivered) (void)SetLevel(f, still);
     }
   } while (n == 64);
+  if (lingering) RenewLevelEpoll();
   if (edge_watches_ == 0) return;
   for (EdgeEpoll& e : edges_) {
     if (e.watches != 0) DrainEdge(e, out);
   }
+}
+
+// A registration of a file no record has any more reported: a close the
+// engine did not see (a raw close, fclose) left it behind while the file is
+// open elsewhere. It cannot be addressed (the number names another file, or
+// none), and a level-triggered one would report at every look while that
+// file is ready. So the level epoll is made anew with the live files only
+// (each confirmed first on the old one) and the old one is dropped with
+// every registration it held. Costs O(live files), once per such close.
+void LocalWatches::RenewLevelEpoll() {
+  const int fresh = epoll_create1(EPOLL_CLOEXEC);
+  if (fresh < 0) {
+    fault_("epoll_create1", "renewing the in-process watches' epoll (a closed file's reports go on)");
+    return;
+  }
+  std::vector<int> numbers;
+  numbers.reserve(live_.size());
+  for (const auto& [fd, f] : live_) numbers.push_back(fd);
+  for (int fd : numbers) {
+    auto it = live_.find(fd);
+    if (it == live_.end()) continue;
+    File& f = it->second;
+    f.checked = 0;
+    if (!Confirm(f)) continue;  // killed: its registration goes with the old epoll
+    const uint32_t events = f.reg == File::Reg::kLevel ? f.level_events : EPOLLONESHOT | f.level_events;
+    if (Ctl(fresh, EPOLL_CTL_ADD, fd, events, Key(f)) != 0) {
+      if (Gone(errno)) {
+        Kill(f);
+      } else {
+        fault_("epoll_ctl", "renewing an in-process watch's registration (its readiness may go unseen)");
+      }
+    }
+  }
+  // Out of the loop explicitly: a forked child may hold the old epoll open.
+  (void)Ctl(loop_epoll_, EPOLL_CTL_DEL, level_epfd_, 0, 0);
+  close(level_epfd_);
+  level_epfd_ = fresh;
+  AddToLoop(level_epfd_);
 }
 
 void LocalWatches::Disarm(WatchId id) {

@@ -6,9 +6,15 @@
 // per key and epoll, while several watches can name one descriptor (a
 // kqueue's READ and WRITE knotes on a socket, two ports on one fd). So one
 // `File` per watched number multiplexes its watches:
-// - the level epoll holds one EPOLLONESHOT registration per file with the
-//   union of its armed level watches' masks; a report goes to each armed
-//   watch it matches (then disarmed), and the rest are armed again;
+// - the level epoll holds one persistent level-triggered registration per
+//   file; a report goes to each armed watch it matches (then disarmed) and
+//   leaves the registration as it is, so re-arming a watch whose file is
+//   not ready costs no system call. Disarming is lazy: only a report that
+//   concerns no armed watch narrows the registration to the armed watches'
+//   masks, or switches it off (a mask-less EPOLLONESHOT one) when none is;
+//   an identity check of a switched-off file sets it one-shot with its
+//   last mask (a ready file then reports once, and no second EPOLL_CTL_MOD
+//   is needed to arm a watch that is not ready);
 // - edge watches (kqueue EV_CLEAR) share an EPOLLET registration per file and
 //   mask, in one edge epoll per mask (so a write wake-up is never a read
 //   edge); a report goes to an armed watch, or is kept as the watch's pending
@@ -57,11 +63,17 @@ class LocalWatches {
   }
 
   void Add(emul::WatchId id);
-  // `measured`: the file's poll bits, measured by the caller after its
-  // registration was last armed; answers instead of a poll when that
-  // registration is still armed for `events` (it reports later activity).
+  // Whether Arm must answer the file's readiness now (kNow), or may leave
+  // a ready file to be reported at the next TakeReady (kReportedAtLook:
+  // the caller's every observer takes the ready watches first). Then a
+  // watch whose file's level registration already covers `events` is armed
+  // with no system call.
+  enum Answer : uint8_t { kNow, kReportedAtLook };
+  // `measured`: the file's poll bits, measured by the caller after it
+  // confirmed the file (SameFile); answers instead of a poll (the
+  // registration reports what comes later, if need be once widened).
   emul::Result<uint32_t> Arm(emul::WatchId id, int fd, uint32_t events,
-                             const uint32_t* measured = nullptr);
+                             const uint32_t* measured = nullptr, Answer answer = kNow);
   emul::Result<uint32_t> ArmEdge(emul::WatchId id, int fd, uint32_t events);
   void SettleEdge(emul::WatchId id, int fd, uint32_t events);
   void Disarm(emul::WatchId id);
@@ -81,6 +93,10 @@ class LocalWatches {
     bool edge = false;
     bool armed = false;
     bool pollless = false;  // epoll refuses the file (regular file): always ready
+    // Level: a report of the file matched this watch while it was disarmed
+    // and left the registration on, so it will not report it again for the
+    // next Arm: that Arm looks itself.
+    bool seen_ready = false;
   };
   // One watched number's open file. Its registrations carry
   // (generation << 32 | number).
@@ -89,8 +105,12 @@ class LocalWatches {
     uint64_t checked = 0;     // epoch of the last identity confirmation
     uint32_t gen = 0;
     int fd = -1;
-    uint32_t level_events = 0;   // the mask it was last armed with
-    bool level_enabled = false;  // the one-shot level registration may report
+    // The level registration: off (one-shot without a mask, disabled once
+    // it reported), one-shot with level_events (reports once), or
+    // level-triggered with level_events. level_events is kept while off.
+    enum class Reg : uint8_t { kOff, kOneShot, kLevel };
+    Reg reg = Reg::kOff;
+    uint32_t level_events = 0;
     bool dead = false;           // the number no longer names this file
   };
   struct EdgeEpoll {
@@ -110,11 +130,13 @@ class LocalWatches {
   bool Confirm(File& f);
   void Kill(File& f);  // `f` is moved: not to be used after
   emul::Result<uint32_t> PollNow(int fd, uint32_t events);
+  bool SetLevel(File& f, uint32_t events);  // false: `f` was killed (moved)
   EdgeEpoll* EdgeFor(uint32_t mask, bool create);
   void DrainEdge(EdgeEpoll& e, ReadyList* take);
   void Fire(emul::WatchId id, uint32_t bits, ReadyList* take);
   bool Unfire(emul::WatchId id);  // whether a report was dropped
   bool AddToLoop(int fd);
+  void RenewLevelEpoll();
 
   int loop_epoll_;
   uint64_t loop_tag_;

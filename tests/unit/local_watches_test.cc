@@ -139,6 +139,38 @@ TEST_F(LocalWatchesTest, DisarmedWatchIsNotReported) {
   EXPECT_TRUE(Take().empty());
 }
 
+// The level registration stays on after a report (rule 5, port.c:165-167
+// (illumos): the association is deactivated, not the file's registration),
+// so a watch armed again on a file read dry is armed with no look
+// (kReportedAtLook) and its file's next readiness is reported. A file left
+// ready after its watch fired is reported once more, which concerns no
+// armed watch and switches the registration off: the loop is quiet again,
+// and the next Arm looks at the file itself (rule 6: it fires at once).
+TEST_F(LocalWatchesTest, LevelRegistrationStaysOnAndGoesOffWhenLeftReady) {
+  auto [a, b] = Pair();
+  watches_->Add(1);
+  EXPECT_EQ(*watches_->Arm(1, a, POLLIN), 0u);
+  ASSERT_EQ(write(b, "x", 1), 1);
+  ASSERT_EQ(Take().size(), 1u);
+  Drain(a);
+  EXPECT_FALSE(LoopReady());
+  EXPECT_EQ(*watches_->Arm(1, a, POLLIN, nullptr, LocalWatches::kReportedAtLook), 0u);
+  ASSERT_EQ(write(b, "y", 1), 1);
+  LocalWatches::ReadyList ready = Take();
+  ASSERT_EQ(ready.size(), 1u);
+  EXPECT_EQ(ready[0].first, 1u);
+  // Left ready: reported once more, to no watch, then off.
+  ASSERT_TRUE(LoopReady());
+  EXPECT_TRUE(Take().empty());
+  EXPECT_FALSE(LoopReady());
+  EXPECT_EQ(*watches_->Arm(1, a, POLLIN, nullptr, LocalWatches::kReportedAtLook),
+            static_cast<uint32_t>(POLLIN));
+  // A hang-up on the switched-off registration is reported once at most.
+  ASSERT_EQ(shutdown(b, SHUT_RDWR), 0);
+  for (int i = 0; i < 3; ++i) EXPECT_TRUE(Take().empty());
+  EXPECT_FALSE(LoopReady());
+}
+
 // Edge watches with one mask share a registration, each with its own edge
 // (kqueue EV_CLEAR: DF kern_event.c:1535-1544, only new activity after a
 // report): settling one forgets its pending edge, not the other's.
@@ -237,6 +269,38 @@ TEST_F(LocalWatchesTest, RawCloseAndReuseNeverConfuseFiles) {
   ready = Take();
   ASSERT_EQ(ready.size(), 1u);
   EXPECT_EQ(ready[0].first, 3u);
+}
+
+// Rule 10 (port.c:168-169 (illumos); knote_fdclose, DragonFly
+// kern_event.c:1868-1902): a close the engine does not see (a raw close)
+// while the file stays open elsewhere leaves its level registration in the
+// kernel, where it can no longer be addressed. Level-triggered, it would
+// report at every look while that file is ready (a waiting thread would
+// spin): its first report renews the level epoll with the live files only,
+// and the other watches go on.
+TEST_F(LocalWatchesTest, LingeringRegistrationOfARawClosedFileIsDropped) {
+  auto [old_fd, old_peer] = Pair();
+  auto [other, other_peer] = Pair();
+  watches_->Add(1);
+  watches_->Add(2);
+  EXPECT_EQ(*watches_->Arm(1, old_fd, POLLIN), 0u);
+  EXPECT_EQ(*watches_->Arm(2, other, POLLIN), 0u);
+  const int kept = dup(old_fd);
+  ASSERT_GE(kept, 0);
+  fds_.push_back(kept);
+  ASSERT_EQ(syscall(SYS_close, old_fd), 0);
+  EXPECT_FALSE(watches_->SameFile(old_fd, 1));  // noticed: watch 1 is dead
+  ASSERT_EQ(write(old_peer, "o", 1), 1);  // the old file stays readable
+  EXPECT_TRUE(LoopReady());
+  EXPECT_TRUE(Take().empty());
+  EXPECT_FALSE(LoopReady()) << "the closed file's registration still reports";
+  ASSERT_EQ(write(other_peer, "x", 1), 1);
+  ASSERT_TRUE(LoopReady());
+  LocalWatches::ReadyList ready = Take();
+  ASSERT_EQ(ready.size(), 1u);
+  EXPECT_EQ(ready[0].first, 2u);
+  EXPECT_TRUE(Take().empty());
+  EXPECT_FALSE(LoopReady());
 }
 
 // A file epoll cannot watch (a regular file) is always ready and has no
