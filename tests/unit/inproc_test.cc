@@ -549,21 +549,22 @@ std::string Describe(const std::map<long, int>& nrs) {
   return o.str();
 }
 
-TEST(InprocBudget, OneEventCostsAtMostItsSystemCallBudget) {
+// Runs child() in a forked child traced with ptrace and counts its system
+// calls by number, in segments: each getppid() the child makes starts one.
+// Only the child's main thread is traced (no PTRACE_O_TRACECLONE): the idle
+// pump's own system calls are not counted.
+void TraceSegments(void (*child)(), std::vector<std::map<long, int>>* segments) {
   const pid_t pid = fork();
   ASSERT_GE(pid, 0);
   if (pid == 0) {
     ptrace(PTRACE_TRACEME, 0, nullptr, nullptr);
     raise(SIGSTOP);
-    BudgetChild();
+    child();
   }
   int status = 0;
   ASSERT_EQ(waitpid(pid, &status, 0), pid);
   ASSERT_TRUE(WIFSTOPPED(status));
-  // Only this thread is traced (no PTRACE_O_TRACECLONE): the idle pump's
-  // own system calls are not counted.
   ASSERT_EQ(ptrace(PTRACE_SETOPTIONS, pid, nullptr, PTRACE_O_TRACESYSGOOD | PTRACE_O_EXITKILL), 0);
-  std::vector<std::map<long, int>> segments;
   bool entering = true;
   int deliver = 0;
   for (;;) {
@@ -581,15 +582,20 @@ TEST(InprocBudget, OneEventCostsAtMostItsSystemCallBudget) {
       ASSERT_EQ(ptrace(PTRACE_GETREGS, pid, nullptr, &regs), 0);
       const long nr = static_cast<long>(regs.orig_rax);
       if (nr == SYS_getppid) {
-        segments.emplace_back();
-      } else if (!segments.empty()) {
-        ++segments.back()[nr];
+        segments->emplace_back();
+      } else if (!segments->empty()) {
+        ++segments->back()[nr];
       }
     }
     entering = !entering;
   }
   ASSERT_TRUE(WIFEXITED(status)) << "status " << status;
   ASSERT_EQ(WEXITSTATUS(status), 0);
+}
+
+TEST(InprocBudget, OneEventCostsAtMostItsSystemCallBudget) {
+  std::vector<std::map<long, int>> segments;
+  ASSERT_NO_FATAL_FAILURE(TraceSegments(BudgetChild, &segments));
   ASSERT_EQ(segments.size(), 2u * kBudgetRounds + 1);
   // The program's own write (before port_getn) and read (before
   // port_associate) are one call each of their segment.
@@ -873,44 +879,8 @@ TEST(InprocReadinessByte, AlwaysSwitchKeepsTheByteForARawPoll) {
 }
 
 TEST(InprocBudget, UserEventWritesNoByteWhenNobodyPolls) {
-  const pid_t pid = fork();
-  ASSERT_GE(pid, 0);
-  if (pid == 0) {
-    ptrace(PTRACE_TRACEME, 0, nullptr, nullptr);
-    raise(SIGSTOP);
-    UserEventChild();
-  }
-  int status = 0;
-  ASSERT_EQ(waitpid(pid, &status, 0), pid);
-  ASSERT_TRUE(WIFSTOPPED(status));
-  ASSERT_EQ(ptrace(PTRACE_SETOPTIONS, pid, nullptr, PTRACE_O_TRACESYSGOOD | PTRACE_O_EXITKILL), 0);
   std::vector<std::map<long, int>> segments;
-  bool entering = true;
-  int deliver = 0;
-  for (;;) {
-    ASSERT_EQ(ptrace(PTRACE_SYSCALL, pid, nullptr, reinterpret_cast<void*>(static_cast<intptr_t>(deliver))), 0);
-    deliver = 0;
-    ASSERT_EQ(waitpid(pid, &status, 0), pid);
-    if (WIFEXITED(status) || WIFSIGNALED(status)) break;
-    if (!WIFSTOPPED(status)) continue;
-    if (WSTOPSIG(status) != (SIGTRAP | 0x80)) {
-      deliver = WSTOPSIG(status);
-      continue;
-    }
-    if (entering) {
-      user_regs_struct regs{};
-      ASSERT_EQ(ptrace(PTRACE_GETREGS, pid, nullptr, &regs), 0);
-      const long nr = static_cast<long>(regs.orig_rax);
-      if (nr == SYS_getppid) {
-        segments.emplace_back();
-      } else if (!segments.empty()) {
-        ++segments.back()[nr];
-      }
-    }
-    entering = !entering;
-  }
-  ASSERT_TRUE(WIFEXITED(status)) << "status " << status;
-  ASSERT_EQ(WEXITSTATUS(status), 0);
+  ASSERT_NO_FATAL_FAILURE(TraceSegments(UserEventChild, &segments));
   ASSERT_EQ(segments.size(), static_cast<size_t>(kBudgetRounds) + 1);
   size_t best = 0;
   auto cost = [](const std::map<long, int>& nrs) {
