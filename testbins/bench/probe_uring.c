@@ -9,12 +9,16 @@
  *                              another thread, another process, and a look by
  *                              a thread that is not the ring's submitter; per
  *                              setup flag set. One JSON line per case.
- *   probe_uring loop PAIRS N [SETUP]  bench_epoll's token round robin, one
- *                              multishot poll per socketpair end, the look a
+ *   probe_uring loop PAIRS N [SETUP [ARM]]  bench_epoll's token round
+ *                              robin, one poll per socketpair end, the look a
  *                              read of the CQ ring. SETUP: none, coop,
  *                              taskrun (coop + TASKRUN_FLAG, the default),
  *                              defer (DEFER_TASKRUN + SINGLE_ISSUER +
- *                              TASKRUN_FLAG).
+ *                              TASKRUN_FLAG). ARM: multishot (default), or
+ *                              oneshot (re-armed with one io_uring_enter per
+ *                              event: the port_associate model), or
+ *                              levelcheck (multishot, and a poll() per event:
+ *                              rule 6's check at re-association).
  *   probe_uring rearm          completions of a file left ready (edge or
  *                              level?), a one-shot re-arm on a ready file.
  *   probe_uring close          an armed poll and close(): does the peer see
@@ -158,12 +162,13 @@ enum found {
   kAtLook,            /* in the ring at the first load after the write */
   kAfterTaskrunEnter, /* not yet; SQ_TASKRUN set; one io_uring_enter posted it */
   kAfterEnterNoFlag,  /* not yet, SQ_TASKRUN clear, but an enter posted it: a look trusting the flag misses */
+  kAfterSpin,         /* not after the enter; appeared within 20 ms of loads, no system call of ours */
   kAfterWait,         /* only after waiting in io_uring_enter (min_complete 1) */
   kNotIn100ms,        /* not within 100 ms */
   kFoundCount
 };
-static const char *const kFoundNames[] = {"at_look", "after_taskrun_enter", "after_enter_flag_clear",
-                                          "after_wait", "not_in_100ms"};
+static const char *const kFoundNames[] = {"at_look",          "after_taskrun_enter", "after_enter_flag_clear",
+                                          "after_spin_20ms", "after_wait",          "not_in_100ms"};
 
 /* Shared with the writer (thread or process): a sequence the looker bumps to
  * ask for a write, and one the writer bumps once its write() returned. */
@@ -246,8 +251,9 @@ struct looker_args {
   long found[kFoundCount];
 };
 
-/* The longest wait that found the completion (kAfterWait), in microseconds. */
-static double wait_us_max;
+/* The longest spin (kAfterSpin) and wait (kAfterWait) that found the
+ * completion, in microseconds. */
+static double spin_us_max, wait_us_max;
 
 static enum found look_after_write(struct ring *r, int *enter_err) {
   if (ring_peek(r)) return kAtLook;
@@ -255,6 +261,14 @@ static enum found look_after_write(struct ring *r, int *enter_err) {
   if (uring_enter(r, 0, 0, IORING_ENTER_GETEVENTS) < 0 && !*enter_err) *enter_err = errno;
   if (ring_peek(r)) return flag ? kAfterTaskrunEnter : kAfterEnterNoFlag;
   double t0 = bench_now();
+  while (bench_now() - t0 < 0.020) { /* clock_gettime is a vDSO read: no kernel entry */
+    if (ring_peek(r)) {
+      double us = (bench_now() - t0) * 1e6;
+      if (us > spin_us_max) spin_us_max = us;
+      return kAfterSpin;
+    }
+  }
+  t0 = bench_now();
   if (uring_wait_ms(r, 100) < 0 && errno != ETIME && !*enter_err) *enter_err = errno;
   if (!ring_peek(r)) return kNotIn100ms;
   double us = (bench_now() - t0) * 1e6;
@@ -293,7 +307,7 @@ static void order_case(const struct setup_kind *setup, enum writer_kind kind, lo
   ring_submit(&r, 1);
   long found[kFoundCount] = {0};
   int enter_err = 0;
-  wait_us_max = 0;
+  spin_us_max = wait_us_max = 0;
   pin_self(0);
   char buf[64];
 
@@ -353,7 +367,7 @@ static void order_case(const struct setup_kind *setup, enum writer_kind kind, lo
   printf("{\"probe\":\"order\",\"case\":\"%s\",\"setup\":\"%s\",\"two_cpus\":%s,\"trials\":%ld",
          kWriterNames[kind], setup->name, cpu_slot[0] >= 0 ? "true" : "false", done);
   for (int f = 0; f < kFoundCount; f++) printf(",\"%s\":%ld", kFoundNames[f], found[f]);
-  printf(",\"wait_us_max\":%.0f,\"enter_error\":\"%s\"}\n", wait_us_max, enter_err ? strerror(enter_err) : "");
+  printf(",\"spin_us_max\":%.0f,\"wait_us_max\":%.0f,\"enter_error\":\"%s\"}\n", spin_us_max, wait_us_max, enter_err ? strerror(enter_err) : "");
   fflush(stdout);
   close(sv[0]);
   close(sv[1]);
@@ -377,7 +391,17 @@ static const struct setup_kind *setup_named(const char *name) {
   return NULL;
 }
 
-static void loop(long pairs, long n, const struct setup_kind *setup) {
+/* oneshot: the port model, one one-shot poll per association, submitted
+ * again by each "port_associate" after the read (one io_uring_enter, which
+ * also arms on the file the number names now and posts at once if ready). */
+/* levelcheck: multishot polls, and each "port_associate" asks poll() whether
+ * the file is still ready (rule 6: a multishot poll posts at wake-ups only,
+ * so a file left ready posts nothing at re-association). */
+enum arm_kind { kArmMultishot, kArmOneshot, kArmLevelCheck };
+static const char *const kArmNames[] = {"multishot", "oneshot", "levelcheck"};
+
+static void loop(long pairs, long n, const struct setup_kind *setup, enum arm_kind arm) {
+  int oneshot = arm == kArmOneshot;
   bench_raise_nofile();
   struct ring r;
   int err = ring_open(&r, setup->flags, 4096);
@@ -386,7 +410,7 @@ static void loop(long pairs, long n, const struct setup_kind *setup) {
   DIE_IF(!sv);
   for (long i = 0; i < pairs; i++) {
     DIE_IF(socketpair(AF_UNIX, SOCK_STREAM, 0, sv[i]) != 0);
-    ring_queue_poll(&r, sv[i][0], POLLIN, 1, (uint64_t)i);
+    ring_queue_poll(&r, sv[i][0], POLLIN, !oneshot, (uint64_t)i);
     if ((i + 1) % 1024 == 0 || i + 1 == pairs) ring_submit(&r, (unsigned)(i % 1024 + 1));
   }
   DIE_IF(write(sv[0][1], "t", 1) != 1);
@@ -409,13 +433,22 @@ static void loop(long pairs, long n, const struct setup_kind *setup) {
     unsigned flags = cqe->flags;
     ring_consume(&r);
     DIE_IF(res < 0 && (errno = -res));
-    if (!(flags & IORING_CQE_F_MORE)) { /* the kernel ended the multishot: arm anew */
+    if (!oneshot && !(flags & IORING_CQE_F_MORE)) { /* the kernel ended the multishot: arm anew */
       rearms++;
       ring_queue_poll(&r, sv[i][0], POLLIN, 1, (uint64_t)i);
       ring_submit(&r, 1);
     }
     char c;
     DIE_IF(read(sv[i][0], &c, 1) != 1);
+    if (oneshot) { /* port_associate */
+      rearms++;
+      ring_queue_poll(&r, sv[i][0], POLLIN, 0, (uint64_t)i);
+      ring_submit(&r, 1);
+    }
+    if (arm == kArmLevelCheck) { /* port_associate: a ready file fires at once */
+      struct pollfd pf = {.fd = sv[i][0], .events = POLLIN};
+      DIE_IF(poll(&pf, 1, 0) != 0);
+    }
     /* port_associate's look (rule 6's order): a load, and the flag. */
     if (ring_peek(&r) || ring_taskrun_pending(&r)) second_looks_found++;
     DIE_IF(write(sv[(i + 1) % pairs][1], &c, 1) != 1);
@@ -425,9 +458,9 @@ static void loop(long pairs, long n, const struct setup_kind *setup) {
   bench_done(t0, t1);
   bench_report("uring-probe", "loop", "events_per_s", (double)n / (t1 - t0), "ev/s", pairs);
   fprintf(stderr,
-          "{\"probe\":\"loop\",\"setup\":\"%s\",\"events\":%ld,\"waits\":%ld,\"taskrun_enters\":%ld,"
+          "{\"probe\":\"loop\",\"setup\":\"%s\",\"arm\":\"%s\",\"events\":%ld,\"waits\":%ld,\"taskrun_enters\":%ld,"
           "\"rearms\":%ld,\"associate_looks_found\":%ld}\n",
-          setup->name, n, waits, taskrun_enters, rearms, second_looks_found);
+          setup->name, kArmNames[arm], n, waits, taskrun_enters, rearms, second_looks_found);
 }
 
 /* ------------------------------------------------------------------ rearm */
@@ -531,10 +564,12 @@ static void close_case(void) {
 int main(int argc, char **argv) {
   if (argc < 2) return 2;
   if (!strcmp(argv[1], "order")) order(argc >= 3 ? atol(argv[2]) : 200);
-  else if (!strcmp(argv[1], "loop") && (argc == 4 || argc == 5)) {
-    const struct setup_kind *setup = setup_named(argc == 5 ? argv[4] : "taskrun");
-    if (!setup) return 2;
-    loop(atol(argv[2]), atol(argv[3]), setup);
+  else if (!strcmp(argv[1], "loop") && argc >= 4 && argc <= 6) {
+    const struct setup_kind *setup = setup_named(argc >= 5 ? argv[4] : "taskrun");
+    int arm = 0;
+    while (argc == 6 && arm < 3 && strcmp(argv[5], kArmNames[arm])) arm++;
+    if (!setup || arm == 3) return 2;
+    loop(atol(argv[2]), atol(argv[3]), setup, (enum arm_kind)arm);
   } else if (!strcmp(argv[1], "rearm")) rearm();
   else if (!strcmp(argv[1], "close")) close_case();
   else return 2;
