@@ -7,7 +7,8 @@
  *   probe_uring order          when a multishot poll completion is visible in
  *                              the CQ ring after a write by this thread,
  *                              another thread, another process, and a look by
- *                              a thread that is not the ring's submitter; per
+ *                              a thread that is not the ring's submitter (the
+ *                              submitter asleep, or busy in user space); per
  *                              setup flag set. One JSON line per case.
  *   probe_uring loop PAIRS N [SETUP [ARM]]  bench_epoll's token round
  *                              robin, one poll per socketpair end, the look a
@@ -154,8 +155,9 @@ static void skip_unavailable(int err, const char *setup) {
 
 /* ------------------------------------------------------------------ order */
 
-enum writer_kind { kSameThread, kOtherThread, kOtherProcess, kOtherThreadLooks };
-static const char *const kWriterNames[] = {"same-thread", "other-thread", "other-process", "non-submitter-looks"};
+enum writer_kind { kSameThread, kOtherThread, kOtherProcess, kOtherThreadLooks, kOtherThreadLooksBusy };
+static const char *const kWriterNames[] = {"same-thread", "other-thread", "other-process", "non-submitter-looks",
+                                           "non-submitter-looks-busy"};
 
 /* What one trial found. */
 enum found {
@@ -243,9 +245,11 @@ static void *writer_thread(void *p) {
 }
 
 /* The non-submitter look: this thread writes and looks itself while the
- * submitter sleeps in a system call (read on a pipe). */
+ * submitter sleeps in a system call (read on a pipe, wake_fd), or computes
+ * in user space until `done` (wake_fd -1). */
 struct looker_args {
   struct ring *r;
+  _Atomic long done;
   int fd, read_fd, wake_fd, err;
   long trials;
   long found[kFoundCount];
@@ -280,7 +284,7 @@ static void *non_submitter_looker(void *p) {
   struct looker_args *a = p;
   pin_self(1);
   for (long t = 0; t < a->trials; t++) {
-    usleep(2000); /* the submitter is asleep in read() by now */
+    usleep(2000); /* the submitter is asleep in read(), or spinning, by now */
     DIE_IF(write(a->fd, "w", 1) != 1);
     a->found[look_after_write(a->r, &a->err)]++;
     ring_drain(a->r);
@@ -288,7 +292,8 @@ static void *non_submitter_looker(void *p) {
     while (read(a->read_fd, buf, sizeof buf) > 0) {
     }
   }
-  DIE_IF(write(a->wake_fd, "x", 1) != 1);
+  if (a->wake_fd >= 0) DIE_IF(write(a->wake_fd, "x", 1) != 1);
+  atomic_store(&a->done, 1);
   return NULL;
 }
 
@@ -311,18 +316,20 @@ static void order_case(const struct setup_kind *setup, enum writer_kind kind, lo
   pin_self(0);
   char buf[64];
 
-  if (kind == kOtherThreadLooks) {
-    /* The submitter (this thread) blocks in read() on a pipe; another
-     * thread writes to the socket and looks. */
+  if (kind == kOtherThreadLooks || kind == kOtherThreadLooksBusy) {
+    /* The submitter (this thread) blocks in read() on a pipe, or spins in
+     * user space; another thread writes to the socket and looks. */
     int wake[2];
     DIE_IF(pipe(wake) != 0);
-    /* Each miss may wait 100 ms: fewer trials. */
-    struct looker_args a = {.r = &r, .fd = sv[1], .read_fd = sv[0], .wake_fd = wake[1],
+    /* Each miss may wait 120 ms: fewer trials. */
+    struct looker_args a = {.r = &r, .fd = sv[1], .read_fd = sv[0],
+                            .wake_fd = kind == kOtherThreadLooks ? wake[1] : -1,
                             .trials = trials / 10 > 5 ? trials / 10 : 5};
     pthread_t id;
     DIE_IF(pthread_create(&id, NULL, non_submitter_looker, &a) != 0);
     char c;
-    DIE_IF(read(wake[0], &c, 1) != 1);
+    if (kind == kOtherThreadLooks) DIE_IF(read(wake[0], &c, 1) != 1);
+    else spin_until(&a.done, 1);
     pthread_join(id, NULL);
     memcpy(found, a.found, sizeof found);
     enter_err = a.err;
@@ -378,7 +385,7 @@ static void order_case(const struct setup_kind *setup, enum writer_kind kind, lo
 static void order(long trials) {
   find_two_cpus();
   for (size_t s = 0; s < sizeof kSetups / sizeof kSetups[0]; s++) {
-    for (int k = kSameThread; k <= kOtherThreadLooks; k++) order_case(&kSetups[s], (enum writer_kind)k, trials);
+    for (int k = kSameThread; k <= kOtherThreadLooksBusy; k++) order_case(&kSetups[s], (enum writer_kind)k, trials);
   }
 }
 

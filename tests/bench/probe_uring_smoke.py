@@ -47,8 +47,8 @@ def order_line(l):
     return l["trials"] > 0 and sum(l[k] for k in found_keys) == l["trials"]
 
 
-# 4 setups x 4 cases
-run(["order", "20"], 16, order_line)
+# 4 setups x 5 cases
+run(["order", "20"], 20, order_line)
 run(["rearm"], 1, lambda l: l.get("probe") == "rearm" and "completions_for_5_writes_unread" in l)
 run(["close"], 1, lambda l: l.get("probe") == "close" and "peer_sees_hangup_while_poll_armed" in l)
 for setup in ("none", "taskrun", "defer"):
