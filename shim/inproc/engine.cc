@@ -433,6 +433,8 @@ Engine::Engine(EngineOptions options, std::shared_ptr<const Inherited> inherited
                                            options_.byte_always ? nullptr : &pollers_);
   host_ = std::make_unique<LinuxHost>(loop_, [this](emul::Pid pid) { return PidfdOf(pid); });
   host_->set_local_process(pid_);
+  look_ = host_->look_fd() >= 0 ? host_->look_fd() : loop_;
+  host_->set_switch_offs_per_call(true);  // EndCall at the end of each call and look
   host_->set_file_check_memo(true);  // forgotten whenever the lock is taken or given up
   // A watch of the engine's own on an object's descriptor (a port in a
   // port) reads the byte itself, registered before its readiness is polled.
@@ -549,6 +551,7 @@ bool Engine::Call(int nr, const uint64_t args[6], long* result) {
   struct Leave {
     Engine& e;
     ~Leave() {
+      e.host_->EndCall();  // under the lock still (`lock` is destroyed after this)
       t_call_frame = 0;
       t_in_engine = false;
       t_engine_thread = false;
@@ -607,7 +610,8 @@ bool Engine::Call(int nr, const uint64_t args[6], long* result) {
       // Wait for the engine's host events or this thread's wake-up; the
       // lock is free meanwhile, so other threads' calls complete this one.
       objects_->ApplyReadiness();
-      pollfd fds[2] = {{loop_, POLLIN, 0}, {WakeFd(pid_), POLLIN, 0}};
+      host_->EndCall();  // a report left for no watch must not keep the wait awake
+      pollfd fds[2] = {{look_, POLLIN, 0}, {WakeFd(pid_), POLLIN, 0}};
       t_in_engine = false;
       waiting_threads_.fetch_add(1, std::memory_order_relaxed);
       lock.unlock();
@@ -687,6 +691,7 @@ void Engine::Settle() {
   PrepareCall();
   objects_->ApplyReadiness();
   objects_->SendOwed();
+  host_->EndCall();
   t_in_engine = false;
   t_engine_thread = false;
   // last_call_ns_ stays: a poll that blocks after this relies on the idle
@@ -831,9 +836,10 @@ void Engine::StartIdlePump() {
 void Engine::IdlePumpLoop() {
   t_engine_thread = true;
   for (;;) {
-    epoll_event ev;
-    // Level-triggered: this only looks; Pump() consumes.
-    if (epoll_wait(loop_, &ev, 1, -1) < 0) {
+    // This only looks (a poll of the look epoll consumes no one-shot
+    // registration's report, which epoll_wait would); Pump() consumes.
+    pollfd look{look_, POLLIN, 0};
+    if (poll(&look, 1, -1) < 0) {
       if (errno == EINTR) continue;
       return;
     }
@@ -846,6 +852,7 @@ void Engine::IdlePumpLoop() {
     std::lock_guard<std::mutex> lock(mu_);
     SyncFileChecks(kCheckNone);
     Pump();
+    host_->EndCall();
   }
 }
 
@@ -905,6 +912,13 @@ void Engine::PrepareCall() {
 }
 
 void Engine::Pump(bool apply_readiness) {
+  // One epoll_wait reads the watches' reports and whether the other
+  // sources (the loop epoll, nested) have anything: usually they do not.
+  router_->CollectWatchReadiness();
+  if (!host_->TakeLoopReport()) {
+    if (apply_readiness) objects_->ApplyReadiness();
+    return;
+  }
   epoll_event events[64];
   int n;
   do {
