@@ -558,7 +558,7 @@ bool Engine::Call(int nr, const uint64_t args[6], long* result) {
       e.last_call_ns_.store(MonotonicNs(), std::memory_order_relaxed);
     }
   } leave{*this};
-  PrepareCall();
+  if (!QueueAnswersWithoutLook(entry->call, args)) PrepareCall();
   std::array<uint64_t, 6> raw{};
   for (int i = 0; i < 6; ++i) raw[i] = args[i];
   abi::SyscallArgs a(kProcessModel, raw);
@@ -892,6 +892,38 @@ void Engine::RememberObjectAt(int fd, emul::ObjectId obj, uint64_t epoch) {
   }
   if (known_object_fds_.size() >= kKnownObjectFds) known_object_fds_.erase(known_object_fds_.begin());
   known_object_fds_.push_back(KnownObjectFd{fd, obj});
+}
+
+// port_getn returns at once when the port holds enough events
+// (port.c:1153-1155) and takes them from the head of its queue
+// (port.c:1379-1381, 1402-1403, port_get_kevent 1751-1755); new events are
+// appended. So a look first could only queue events behind the `max` it
+// returns. The object comes from what the engine kept (no fstat); a call
+// it does not know yet looks as always. Skipped with the look: routing the
+// port's own last close, so after a raw close of its only descriptor such a
+// call still takes the queued events (docs/abi.md §10 "Fast mode").
+bool Engine::QueueAnswersWithoutLook(abi::Call call, const uint64_t args[6]) {
+  namespace il = abi::illumos;
+  if (call != abi::Call::kPortfs) return false;
+  const uint32_t opcode = static_cast<uint32_t>(args[0]);
+  if (opcode & il::PORT_SYS_NOPORT) return false;
+  uint64_t max = 0;
+  switch (opcode & il::PORT_CODE_MASK) {
+    case il::PORT_GET:
+      max = 1;
+      break;
+    case il::PORT_GETN:
+      max = static_cast<uint32_t>(args[3]);
+      break;
+    default:
+      return false;
+  }
+  if (max == 0) return false;  // counting the events (max 0) looks first
+  const int fd = static_cast<int>(args[1]);
+  if (fd < 0) return false;
+  const std::optional<emul::ObjectId> port = KnownObjectAt(fd, close_epoch_.load(std::memory_order_acquire));
+  if (!port || objects_->KindOf(*port) != abi::ObjectKind::kPort || !ports_->Exists(*port)) return false;
+  return ports_->QueuedCount(*port) >= max;
 }
 
 void Engine::PrepareCall() {

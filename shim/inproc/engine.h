@@ -158,6 +158,10 @@ class Engine {
 
   // Everything ready before a call is seen before it (issue 14 item 1).
   void PrepareCall();
+  // A port_get/port_getn whose port already holds `max` events needs no
+  // look first: it takes them from the head of the queue, and whatever a
+  // look would find is queued after them.
+  bool QueueAnswersWithoutLook(abi::Call call, const uint64_t args[6]);
   // The watches' identity answers (LinuxHost::ForgetFileChecks) are kept
   // while no descriptor was closed or replaced through the library; a call
   // checks again the number it names (`number` >= 0), every answer
