@@ -814,6 +814,7 @@ void Engine::MovePortsBeforeSend(const int* fds, size_t count) {
     for (emul::ObjectId obj : ports) (void)MovePort(obj);
     objects_->ApplyReadiness();
     host_->ForgetFileChecks();
+    host_->EndCall();  // this look's reports are no later call's readiness
   }
   t_in_engine = false;
   t_engine_thread = false;
