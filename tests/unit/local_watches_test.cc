@@ -334,6 +334,32 @@ TEST_F(LocalWatchesTest, LingeringRegistrationOfARawClosedFileIsDropped) {
   EXPECT_FALSE(LoopReady());
 }
 
+// The renewal above replaces the look epoll under its number (dup3). A
+// thread asleep on the old one (a waiter's ppoll, the idle pump) holds that
+// file: it must wake to look at the new one, so the old one stays readable
+// for good, while the new one reports nothing.
+TEST_F(LocalWatchesTest, RenewalWakesSleepersOnTheReplacedLookEpoll) {
+  auto [old_fd, old_peer] = Pair();
+  watches_->Add(1);
+  EXPECT_EQ(*watches_->Arm(1, old_fd, POLLIN), 0u);
+  const int kept = dup(old_fd);
+  ASSERT_GE(kept, 0);
+  fds_.push_back(kept);
+  const int look_number = watches_->look_fd();
+  const int old_look = dup(look_number);  // what a sleeper holds
+  ASSERT_GE(old_look, 0);
+  fds_.push_back(old_look);
+  ASSERT_EQ(syscall(SYS_close, old_fd), 0);
+  EXPECT_FALSE(watches_->SameFile(old_fd, 1));
+  ASSERT_EQ(write(old_peer, "o", 1), 1);
+  EXPECT_TRUE(Take().empty());  // the lingering report: renewed
+  Drain(kept);  // the old file is quiet again
+  EXPECT_EQ(watches_->look_fd(), look_number);
+  EXPECT_FALSE(LoopReady());
+  pollfd sleeper{old_look, POLLIN, 0};
+  EXPECT_EQ(poll(&sleeper, 1, 0), 1) << "a sleeper on the replaced look epoll is never woken";
+}
+
 // A file epoll cannot watch (a regular file) is always ready and has no
 // edges, as the supervised host reports it.
 TEST_F(LocalWatchesTest, RegularFileIsAlwaysReadyAndHasNoEdges) {
