@@ -558,7 +558,15 @@ bool Engine::Call(int nr, const uint64_t args[6], long* result) {
       e.last_call_ns_.store(MonotonicNs(), std::memory_order_relaxed);
     }
   } leave{*this};
-  if (!QueueAnswersWithoutLook(entry->call, args)) PrepareCall();
+  if (QueueAnswersWithoutLook(entry->call, args)) {
+    // No look, but due deadlines still run (the clock, no system call): a
+    // queued timer event counts its expirations up to the retrieval
+    // (firings while it is queued count, timer.c:459-467; delivered with
+    // the count, 1026-1051).
+    engines_->CatchUpDeadlines();
+  } else {
+    PrepareCall();
+  }
   std::array<uint64_t, 6> raw{};
   for (int i = 0; i < 6; ++i) raw[i] = args[i];
   abi::SyscallArgs a(kProcessModel, raw);
@@ -899,8 +907,10 @@ void Engine::RememberObjectAt(int fd, emul::ObjectId obj, uint64_t epoch) {
 // (port.c:1153-1155) and takes them from the head of its queue
 // (port.c:1379-1381, 1402-1403, port_get_kevent 1751-1755); new events are
 // appended. So a look first could only queue events behind the `max` it
-// returns. The object comes from what the engine kept (no fstat); a call
-// it does not know yet looks as always. Skipped with the look: routing the
+// returns. Due deadlines are still caught up (the caller does), since a
+// queued timer event's count runs to the retrieval. The object comes from
+// what the engine kept (no fstat); a call it does not know yet looks as
+// always. Skipped with the look: routing the
 // port's own last close, so after a raw close of its only descriptor such a
 // call still takes the queued events (docs/abi.md §10 "Fast mode").
 bool Engine::QueueAnswersWithoutLook(abi::Call call, const uint64_t args[6]) {
