@@ -433,6 +433,8 @@ Engine::Engine(EngineOptions options, std::shared_ptr<const Inherited> inherited
                                            options_.byte_always ? nullptr : &pollers_);
   host_ = std::make_unique<LinuxHost>(loop_, [this](emul::Pid pid) { return PidfdOf(pid); });
   host_->set_local_process(pid_);
+  look_ = host_->look_fd() >= 0 ? host_->look_fd() : loop_;
+  host_->set_switch_offs_per_call(true);  // EndCall at the end of each call and look
   host_->set_file_check_memo(true);  // forgotten whenever the lock is taken or given up
   // A watch of the engine's own on an object's descriptor (a port in a
   // port) reads the byte itself, registered before its readiness is polled.
@@ -549,13 +551,22 @@ bool Engine::Call(int nr, const uint64_t args[6], long* result) {
   struct Leave {
     Engine& e;
     ~Leave() {
+      e.host_->EndCall();  // under the lock still (`lock` is destroyed after this)
       t_call_frame = 0;
       t_in_engine = false;
       t_engine_thread = false;
       e.last_call_ns_.store(MonotonicNs(), std::memory_order_relaxed);
     }
   } leave{*this};
-  PrepareCall();
+  if (QueueAnswersWithoutLook(entry->call, args)) {
+    // No look, but due deadlines still run (the clock, no system call): a
+    // queued timer event counts its expirations up to the retrieval
+    // (firings while it is queued count, timer.c:459-467; delivered with
+    // the count, 1026-1051).
+    engines_->CatchUpDeadlines();
+  } else {
+    PrepareCall();
+  }
   std::array<uint64_t, 6> raw{};
   for (int i = 0; i < 6; ++i) raw[i] = args[i];
   abi::SyscallArgs a(kProcessModel, raw);
@@ -607,7 +618,8 @@ bool Engine::Call(int nr, const uint64_t args[6], long* result) {
       // Wait for the engine's host events or this thread's wake-up; the
       // lock is free meanwhile, so other threads' calls complete this one.
       objects_->ApplyReadiness();
-      pollfd fds[2] = {{loop_, POLLIN, 0}, {WakeFd(pid_), POLLIN, 0}};
+      host_->EndCall();  // a report left for no watch must not keep the wait awake
+      pollfd fds[2] = {{look_, POLLIN, 0}, {WakeFd(pid_), POLLIN, 0}};
       t_in_engine = false;
       waiting_threads_.fetch_add(1, std::memory_order_relaxed);
       lock.unlock();
@@ -687,6 +699,7 @@ void Engine::Settle() {
   PrepareCall();
   objects_->ApplyReadiness();
   objects_->SendOwed();
+  host_->EndCall();
   t_in_engine = false;
   t_engine_thread = false;
   // last_call_ns_ stays: a poll that blocks after this relies on the idle
@@ -809,6 +822,7 @@ void Engine::MovePortsBeforeSend(const int* fds, size_t count) {
     for (emul::ObjectId obj : ports) (void)MovePort(obj);
     objects_->ApplyReadiness();
     host_->ForgetFileChecks();
+    host_->EndCall();  // this look's reports are no later call's readiness
   }
   t_in_engine = false;
   t_engine_thread = false;
@@ -831,9 +845,10 @@ void Engine::StartIdlePump() {
 void Engine::IdlePumpLoop() {
   t_engine_thread = true;
   for (;;) {
-    epoll_event ev;
-    // Level-triggered: this only looks; Pump() consumes.
-    if (epoll_wait(loop_, &ev, 1, -1) < 0) {
+    // This only looks (a poll of the look epoll consumes no one-shot
+    // registration's report, which epoll_wait would); Pump() consumes.
+    pollfd look{look_, POLLIN, 0};
+    if (poll(&look, 1, -1) < 0) {
       if (errno == EINTR) continue;
       return;
     }
@@ -846,6 +861,7 @@ void Engine::IdlePumpLoop() {
     std::lock_guard<std::mutex> lock(mu_);
     SyncFileChecks(kCheckNone);
     Pump();
+    host_->EndCall();
   }
 }
 
@@ -887,6 +903,40 @@ void Engine::RememberObjectAt(int fd, emul::ObjectId obj, uint64_t epoch) {
   known_object_fds_.push_back(KnownObjectFd{fd, obj});
 }
 
+// port_getn returns at once when the port holds enough events
+// (port.c:1153-1155) and takes them from the head of its queue
+// (port.c:1379-1381, 1402-1403, port_get_kevent 1751-1755); new events are
+// appended. So a look first could only queue events behind the `max` it
+// returns. Due deadlines are still caught up (the caller does), since a
+// queued timer event's count runs to the retrieval. The object comes from
+// what the engine kept (no fstat); a call it does not know yet looks as
+// always. Skipped with the look: routing the
+// port's own last close, so after a raw close of its only descriptor such a
+// call still takes the queued events (docs/abi.md §10 "Fast mode").
+bool Engine::QueueAnswersWithoutLook(abi::Call call, const uint64_t args[6]) {
+  namespace il = abi::illumos;
+  if (call != abi::Call::kPortfs) return false;
+  const uint32_t opcode = static_cast<uint32_t>(args[0]);
+  if (opcode & il::PORT_SYS_NOPORT) return false;
+  uint64_t max = 0;
+  switch (opcode & il::PORT_CODE_MASK) {
+    case il::PORT_GET:
+      max = 1;
+      break;
+    case il::PORT_GETN:
+      max = static_cast<uint32_t>(args[3]);
+      break;
+    default:
+      return false;
+  }
+  if (max == 0) return false;  // counting the events (max 0) looks first
+  const int fd = static_cast<int>(args[1]);
+  if (fd < 0) return false;
+  const std::optional<emul::ObjectId> port = KnownObjectAt(fd, close_epoch_.load(std::memory_order_acquire));
+  if (!port || objects_->KindOf(*port) != abi::ObjectKind::kPort || !ports_->Exists(*port)) return false;
+  return ports_->QueuedCount(*port) >= max;
+}
+
 void Engine::PrepareCall() {
   Pump(/*apply_readiness=*/false);
   // As the supervisor before each call: file changes, watched descriptors
@@ -905,6 +955,13 @@ void Engine::PrepareCall() {
 }
 
 void Engine::Pump(bool apply_readiness) {
+  // One epoll_wait reads the watches' reports and whether the other
+  // sources (the loop epoll, nested) have anything: usually they do not.
+  router_->CollectWatchReadiness();
+  if (!host_->TakeLoopReport()) {
+    if (apply_readiness) objects_->ApplyReadiness();
+    return;
+  }
   epoll_event events[64];
   int n;
   do {

@@ -158,6 +158,10 @@ class Engine {
 
   // Everything ready before a call is seen before it (issue 14 item 1).
   void PrepareCall();
+  // A port_get/port_getn whose port already holds `max` events needs no
+  // look first: it takes them from the head of the queue, and whatever a
+  // look would find is queued after them.
+  bool QueueAnswersWithoutLook(abi::Call call, const uint64_t args[6]);
   // The watches' identity answers (LinuxHost::ForgetFileChecks) are kept
   // while no descriptor was closed or replaced through the library; a call
   // checks again the number it names (`number` >= 0), every answer
@@ -169,7 +173,9 @@ class Engine {
   // close_epoch_ read before the fstat that found it.
   std::optional<emul::ObjectId> KnownObjectAt(int fd, uint64_t epoch);
   void RememberObjectAt(int fd, emul::ObjectId obj, uint64_t epoch);
-  // Reads the loop epoll without waiting and routes each event to its owner.
+  // Reads the look epoll without waiting (the watches' level reports), and
+  // the loop epoll nested in it only when that reported, and routes each
+  // event to its owner.
   void Pump(bool apply_readiness = true);
   void ApplySignals();
   long InstallObject(abi::ObjectKind kind, emul::ObjectId obj, bool cloexec);
@@ -216,7 +222,11 @@ class Engine {
   // The process's memory; lives as long as the engine (completions of
   // deferred calls keep a reference).
   std::unique_ptr<abi::GuestMemory> memory_;
-  int loop_ = -1;        // epoll of every host event source
+  int loop_ = -1;        // epoll of every host event source but the watches
+  // What the engine reads and waits on: the watches' look epoll, with loop_
+  // nested (LocalWatches), or loop_ itself if it could not be made. Its
+  // number stays when the watches renew it.
+  int look_ = -1;
   int signal_efd_ = -1;  // written by NoteSignal
   int sweep_fd_ = -1;    // periodic check of waiters' port descriptors (rule 27)
   bool sweep_armed_ = false;

@@ -95,6 +95,7 @@ void Engine::MovePortsToSupervisor(bool kept_across_exec_only, bool parent_goes_
   if (moved && parent_goes_on) MoveTimersToSupervisor();
   objects_->ApplyReadiness();
   host_->ForgetFileChecks();
+  host_->EndCall();  // this look's reports are no later call's readiness
 }
 
 bool Engine::MovePort(emul::ObjectId obj, bool before_exec) {

@@ -156,7 +156,7 @@ Result<void> LinuxHost::Register(Watch& w, emul::Pid pid, int fd, uint32_t mask,
 void LinuxHost::set_local_process(emul::Pid pid) {
   local_pid_ = pid;
   if (local_) return;
-  local_ = std::make_unique<LocalWatches>(loop_epoll_, kWatchTag, [this](const char* op, std::string detail) {
+  local_ = std::make_unique<LocalWatches>(loop_epoll_, [this](const char* op, std::string detail) {
     HostFault(op, std::move(detail), local_pid_);
   });
   local_->set_memo(file_check_memo_);

@@ -84,6 +84,21 @@ class LinuxHost final : public emul::Host {
   // Its descriptors are watched as they are (LocalWatches: no duplicate, no
   // epoll per watch) and probed locally.
   void set_local_process(emul::Pid pid);
+  // With a local process: the epoll its engine reads and waits on (the
+  // watches' level registrations, the loop epoll nested: LocalWatches),
+  // or -1 when there is none (then the loop epoll).
+  int look_fd() const { return local_ ? local_->look_fd() : -1; }
+  // Whether the last TakeReadyWatches saw the loop epoll report (nested in
+  // the look epoll): its sources need a look. Always true without one.
+  bool TakeLoopReport() { return !local_ || local_->look_fd() < 0 || local_->TakeLoopReport(); }
+  // The local watches' switch-offs decided per call (LocalWatches), and the
+  // end of a call or of a look made outside one.
+  void set_switch_offs_per_call(bool on) {
+    if (local_) local_->set_switch_offs_per_call(on);
+  }
+  void EndCall() {
+    if (local_) local_->EndCall();
+  }
   // The in-process engine runs one call at a time under its lock, and the
   // engines ask about the same descriptor more than once in a call (an
   // association's number is checked by DropClosedAt, then by FindAssoc):

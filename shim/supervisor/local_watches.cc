@@ -33,30 +33,39 @@ int Ctl(int epfd, int op, int fd, uint32_t events, uint64_t data) {
 bool Gone(int err) { return err == ENOENT || err == EBADF; }
 }  // namespace
 
-LocalWatches::LocalWatches(int loop_epoll, uint64_t loop_tag,
-                           std::function<void(const char*, std::string)> fault)
-    : loop_epoll_(loop_epoll), loop_tag_(loop_tag), fault_(std::move(fault)) {
+LocalWatches::LocalWatches(int loop_epoll, std::function<void(const char*, std::string)> fault)
+    : loop_epoll_(loop_epoll), fault_(std::move(fault)) {
   level_epfd_ = epoll_create1(EPOLL_CLOEXEC);
   kick_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (level_epfd_ < 0 || kick_fd_ < 0) {
     setup_errno_ = errno;
     fault_("epoll_create1/eventfd", "creating the in-process watches' epoll");
+    if (level_epfd_ >= 0) close(level_epfd_);
+    level_epfd_ = -1;
     return;
   }
-  AddToLoop(level_epfd_);
-  AddToLoop(kick_fd_);
+  if (!AddOwnSources(level_epfd_)) {
+    setup_errno_ = errno;
+    close(level_epfd_);
+    level_epfd_ = -1;
+  }
 }
 
 LocalWatches::~LocalWatches() {
   for (EdgeEpoll& e : edges_) close(e.epfd);
   if (kick_fd_ >= 0) close(kick_fd_);
+  if (retired_fd_ >= 0) close(retired_fd_);
   if (level_epfd_ >= 0) close(level_epfd_);
 }
 
-bool LocalWatches::AddToLoop(int fd) {
-  if (Ctl(loop_epoll_, EPOLL_CTL_ADD, fd, EPOLLIN, loop_tag_) == 0) return true;
-  fault_("epoll_ctl", "adding an in-process watches' epoll to the loop");
-  return false;
+bool LocalWatches::AddOwnSources(int epfd) {
+  bool ok = Ctl(epfd, EPOLL_CTL_ADD, loop_epoll_, EPOLLIN, kOwnLoop) == 0 &&
+            Ctl(epfd, EPOLL_CTL_ADD, kick_fd_, EPOLLIN, kOwnKick) == 0;
+  for (size_t i = 0; ok && i < edges_.size(); ++i) {
+    ok = Ctl(epfd, EPOLL_CTL_ADD, edges_[i].epfd, EPOLLIN, kOwnEdge + i) == 0;
+  }
+  if (!ok) fault_("epoll_ctl", "adding a source to the in-process watches' look epoll");
+  return ok;
 }
 
 void LocalWatches::Add(WatchId id) { watches_.emplace(id, Watch{}); }
@@ -244,7 +253,8 @@ LocalWatches::EdgeEpoll* LocalWatches::EdgeFor(uint32_t mask, bool create) {
   if (!create) return nullptr;
   int epfd = epoll_create1(EPOLL_CLOEXEC);
   if (epfd < 0) return nullptr;
-  if (!AddToLoop(epfd)) {
+  if (Ctl(level_epfd_, EPOLL_CTL_ADD, epfd, EPOLLIN, kOwnEdge + edges_.size()) != 0) {
+    fault_("epoll_ctl", "adding an edge epoll to the in-process watches' look epoll");
     close(epfd);
     return nullptr;
   }
@@ -325,6 +335,19 @@ Result<uint32_t> LocalWatches::Arm(WatchId id, int fd, uint32_t events, const ui
   const bool seen_ready = w.seen_ready;
   w.seen_ready = false;
   const bool covered = f.reg != File::Reg::kOff && (f.level_events & events) == events;
+  if (covered && answer == kReportedAtLook && per_call_ && w.seen_call == call_ && f.unused_call == call_ &&
+      f.reg == File::Reg::kLevel) {
+    // This call's look reported the file (to no armed watch) and the
+    // registration is still on: that report is its readiness at the call
+    // (rule 6), as a poll would tell, and the registration stays on.
+    const uint32_t bits = w.seen_events & (events | kAlways);
+    if (bits != 0) {
+      f.taken = true;
+      return bits;  // fires at once: not armed (one-shot)
+    }
+    w.armed = true;  // not ready for these bits: a later report is its
+    return 0u;
+  }
   if (covered && answer == kReportedAtLook && !seen_ready) {
     // The registration reports a ready file at the caller's next look (a
     // file ready before this call was reported at its look, and then
@@ -337,7 +360,19 @@ Result<uint32_t> LocalWatches::Arm(WatchId id, int fd, uint32_t events, const ui
   Result<uint32_t> now = measured != nullptr ? Result<uint32_t>(*measured & (events | kAlways))
                                              : PollNow(fd, events);
   if (!now.ok()) return now.error();
-  if (*now != 0) return *now;  // fires at once: not armed (one-shot)
+  if (*now != 0) {  // fires at once: not armed (one-shot)
+    // Per call, a watch found ready at its arm twice in a row (a file kept
+    // ready: associate, get, associate...) gets the registration widened
+    // to its mask, so that its next arms take the call's look instead of a
+    // poll (the registration stays on while those reports are taken).
+    const bool level_covers = f.reg == File::Reg::kLevel && (f.level_events & events) == events;
+    if (per_call_ && answer == kReportedAtLook && !level_covers && w.fired_at_arm) {
+      (void)SetLevel(f, (f.reg != File::Reg::kOff ? f.level_events : 0) | events);
+    }
+    w.fired_at_arm = true;
+    return *now;
+  }
+  w.fired_at_arm = false;
   w.armed = true;
   if (covered) return 0u;
   // The registration widens to the armed watches' masks, keeping those of
@@ -462,13 +497,26 @@ void LocalWatches::TakeReady(ReadyList* out) {
     out->insert(out->end(), fired_.begin(), fired_.end());
     fired_.clear();
   }
+  if (level_epfd_ < 0) {
+    loop_reported_ = true;  // no look epoll: the loop is read directly
+    return;
+  }
   epoll_event evs[64];
   int n;
   bool lingering = false;
   do {
     n = epoll_wait(level_epfd_, evs, 64, 0);
     for (int i = 0; i < n; ++i) {
-      File* found = FileOfReport(evs[i].data.u64);
+      const uint64_t data = evs[i].data.u64;
+      if (data >> 32 == 0) {  // one of the look epoll's own sources
+        if (data == kOwnLoop) {
+          loop_reported_ = true;
+        } else if (data >= kOwnEdge && data - kOwnEdge < edges_.size()) {
+          edges_[data - kOwnEdge].reported = true;
+        }
+        continue;  // kOwnKick: its reports were taken above
+      }
+      File* found = FileOfReport(data);
       if (found == nullptr) {
         lingering = true;
         continue;
@@ -488,6 +536,8 @@ void LocalWatches::TakeReady(ReadyList* out) {
         const uint32_t bits = evs[i].events & (w.mask | kAlways);
         if (!w.armed) {
           if (bits != 0) w.seen_ready = true;
+          w.seen_call = call_;
+          w.seen_events = evs[i].events;
         } else if (bits != 0) {
           w.armed = false;
           w.seen_ready = false;
@@ -501,13 +551,27 @@ void LocalWatches::TakeReady(ReadyList* out) {
       // again once their file was read dry, with no system call. A report
       // that concerned no armed watch narrows the registration to the armed
       // watches (off when none is), so a file left ready is reported once.
-      if (one_shot ? still != 0 : !delivered) (void)SetLevel(f, still);
+      // Per call, that is decided at the end of the call (EndCall).
+      if (one_shot ? still != 0 : !delivered) {
+        if (per_call_ && !one_shot) {
+          if (f.unused_call != call_) {
+            f.unused_call = call_;
+            f.taken = false;
+            unused_.push_back(Key(f));
+          }
+        } else {
+          (void)SetLevel(f, still);
+        }
+      }
     }
   } while (n == 64);
   if (lingering) RenewLevelEpoll();
-  if (edge_watches_ == 0) return;
+  // Only the edge epolls that reported (an edge epoll with no watch left
+  // is drained too: a raw-closed file's lingering edge is consumed).
   for (EdgeEpoll& e : edges_) {
-    if (e.watches != 0) DrainEdge(e, out);
+    if (!e.reported) continue;
+    e.reported = false;
+    DrainEdge(e, out);
   }
 }
 
@@ -515,9 +579,10 @@ void LocalWatches::TakeReady(ReadyList* out) {
 // engine did not see (a raw close, fclose) left it behind while the file is
 // open elsewhere. It cannot be addressed (the number names another file, or
 // none), and a level-triggered one would report at every look while that
-// file is ready. So the level epoll is made anew with the live files only
-// (each confirmed first on the old one) and the old one is dropped with
-// every registration it held. Costs O(live files), once per such close.
+// file is ready. So the look epoll is made anew with the live files only
+// (each confirmed first on the old one) and its own sources, under the same
+// number; the old one goes with every registration it held once its last
+// sleeper woke. Costs O(live files), once per such close.
 void LocalWatches::RenewLevelEpoll() {
   const int fresh = epoll_create1(EPOLL_CLOEXEC);
   if (fresh < 0) {
@@ -542,11 +607,48 @@ void LocalWatches::RenewLevelEpoll() {
       }
     }
   }
-  // Out of the loop explicitly: a forked child may hold the old epoll open.
-  (void)Ctl(loop_epoll_, EPOLL_CTL_DEL, level_epfd_, 0, 0);
-  close(level_epfd_);
-  level_epfd_ = fresh;
-  AddToLoop(level_epfd_);
+  if (!AddOwnSources(fresh)) {
+    close(fresh);
+    return;
+  }
+  // The fresh epoll takes the look epoll's number, so every reader keeps
+  // it. A thread already asleep on the old one (a waiter's ppoll, the idle
+  // pump) holds that file until it wakes: an eventfd that is always
+  // readable, added to the old one only, wakes it (and every later look at
+  // the old one returns at once) to look at the new one.
+  if (retired_fd_ < 0) retired_fd_ = eventfd(1, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (retired_fd_ < 0 || Ctl(level_epfd_, EPOLL_CTL_ADD, retired_fd_, EPOLLIN, kOwnRetired) != 0) {
+    fault_("eventfd/epoll_ctl", "waking the in-process watches' sleepers after a renewal");
+  }
+  if (dup3(fresh, level_epfd_, O_CLOEXEC) < 0) {
+    fault_("dup3", "renewing the in-process watches' epoll (a closed file's reports go on)");
+  }
+  close(fresh);
+}
+
+void LocalWatches::EndCall() {
+  for (uint64_t key : unused_) {
+    File* f = FileOfReport(key);
+    if (f == nullptr || f->unused_call != call_ || f->reg != File::Reg::kLevel) continue;
+    if (f->taken) {
+      f->unused_calls = 0;
+      continue;
+    }
+    // Left ready with no armed watch at the end of two calls in a row (a
+    // delivered file never read): narrowed, so a waiter or the idle pump
+    // does not wake for it again and again.
+    if (++f->unused_calls < 2) continue;
+    f->unused_calls = 0;
+    uint32_t still = 0;
+    for (WatchId o = f->first; o != 0;) {
+      const Watch& ow = watches_.at(o);
+      if (!ow.edge && ow.armed) still |= ow.mask;
+      o = ow.next;
+    }
+    if (still != f->level_events) (void)SetLevel(*f, still);
+  }
+  unused_.clear();
+  ++call_;
 }
 
 void LocalWatches::Disarm(WatchId id) {

@@ -23,6 +23,11 @@
 //   number fails (ENOENT, EBADF) once the number no longer names that file.
 //   A file found so is dead for good; its registrations may linger in the
 //   kernel (a raw close with the file open elsewhere), and are ignored.
+// The level registrations sit directly in the *look* epoll, the one the
+// engine reads (and waits on): it also holds the engine's loop epoll (the
+// other host sources, nested), the edge epolls and the kick eventfd, so one
+// epoll_wait reads the level reports and tells whether anything else is
+// worth a look (TakeLoopReport).
 #pragma once
 
 #include <atomic>
@@ -41,10 +46,10 @@ namespace evshim::shim {
 class LocalWatches {
  public:
   using ReadyList = std::vector<std::pair<emul::WatchId, uint32_t>>;
-  // The epolls are registered in `loop_epoll` with data `loop_tag`; a
+  // `loop_epoll` (the other host sources) is nested in the look epoll. A
   // failure there is reported through `fault` (also later ones: epoll_ctl
   // failures of our own, errno set).
-  LocalWatches(int loop_epoll, uint64_t loop_tag, std::function<void(const char*, std::string)> fault);
+  LocalWatches(int loop_epoll, std::function<void(const char*, std::string)> fault);
   ~LocalWatches();
   LocalWatches(const LocalWatches&) = delete;
   LocalWatches& operator=(const LocalWatches&) = delete;
@@ -79,8 +84,30 @@ class LocalWatches {
   void Disarm(emul::WatchId id);
   void Drop(emul::WatchId id);
   bool SameFile(int fd, emul::WatchId id);
-  // Every armed watch reported since the last call (each is then disarmed).
+  // Every armed watch reported since the last call (each is then disarmed),
+  // read with one epoll_wait of the look epoll.
   void TakeReady(ReadyList* out);
+  // Switch-offs decided per call (the engine): a level report that
+  // concerns no armed watch leaves the registration as it is until
+  // EndCall(). An Arm(kReportedAtLook) in the same call takes that report
+  // as the file's readiness at the call (rule 6: fires at once, no poll);
+  // a registration whose reports went unused at the end of two calls in a
+  // row is narrowed to the armed watches (off when none is). Off (the
+  // default): a report that concerns no armed watch narrows at once.
+  void set_switch_offs_per_call(bool on) { per_call_ = on; }
+  // The end of a call, or of a look made outside one (a waiter's wake-up,
+  // the idle pump): the switch-offs of its reports are decided.
+  void EndCall();
+  // Whether a TakeReady since the last TakeLoopReport saw the nested loop
+  // epoll report (its sources need a look); cleared.
+  bool TakeLoopReport() {
+    const bool r = loop_reported_;
+    loop_reported_ = false;
+    return r;
+  }
+  // The epoll to read and wait on (-1 if it could not be made: then the
+  // loop epoll is all there is, and the watches are off).
+  int look_fd() const { return level_epfd_; }
   size_t size() const { return watches_.size(); }
 
  private:
@@ -97,6 +124,10 @@ class LocalWatches {
     // and left the registration on, so it will not report it again for the
     // next Arm: that Arm looks itself.
     bool seen_ready = false;
+    // Per call: the file's report at call `seen_call`'s look (all its bits).
+    uint64_t seen_call = 0;
+    uint32_t seen_events = 0;
+    bool fired_at_arm = false;  // its last Arm that looked found the file ready
   };
   // One watched number's open file. Its registrations carry
   // (generation << 32 | number).
@@ -112,11 +143,18 @@ class LocalWatches {
     Reg reg = Reg::kOff;
     uint32_t level_events = 0;
     bool dead = false;           // the number no longer names this file
+    // Per call: the call whose look reported it to no armed watch, whether
+    // an Arm of that call took the report, and how many calls in a row
+    // ended with such a report untaken.
+    uint64_t unused_call = 0;
+    bool taken = false;
+    uint8_t unused_calls = 0;
   };
   struct EdgeEpoll {
     uint32_t mask = 0;
     int epfd = -1;
     size_t watches = 0;
+    bool reported = false;  // by the look epoll, not drained yet
   };
 
   static uint64_t Key(const File& f) { return (static_cast<uint64_t>(f.gen) << 32) | static_cast<uint32_t>(f.fd); }
@@ -133,21 +171,32 @@ class LocalWatches {
   bool SetLevel(File& f, uint32_t events);  // false: `f` was killed (moved)
   EdgeEpoll* EdgeFor(uint32_t mask, bool create);
   void DrainEdge(EdgeEpoll& e, ReadyList* take);
+  // Adds the look epoll's own sources (the loop, the kick, the edge epolls)
+  // to `epfd`; false on a failure (reported).
+  bool AddOwnSources(int epfd);
+  // Data of those sources: generation 0, which no registration has.
+  static constexpr uint64_t kOwnLoop = 0;
+  static constexpr uint64_t kOwnKick = 1;
+  static constexpr uint64_t kOwnRetired = 2;  // in a look epoll replaced (RenewLevelEpoll) only
+  static constexpr uint64_t kOwnEdge = 3;     // + the edge epoll's index
   void Fire(emul::WatchId id, uint32_t bits, ReadyList* take);
   bool Unfire(emul::WatchId id);  // whether a report was dropped
-  bool AddToLoop(int fd);
   void RenewLevelEpoll();
 
   int loop_epoll_;
-  uint64_t loop_tag_;
+  bool loop_reported_ = false;
   std::function<void(const char*, std::string)> fault_;
   std::function<void(int)> register_cb_;
-  int level_epfd_ = -1;
-  int kick_fd_ = -1;  // an eventfd in the loop: reports found outside TakeReady
+  int level_epfd_ = -1;  // the look epoll (its number is kept across renewals)
+  int kick_fd_ = -1;  // an eventfd in the look epoll: reports found outside TakeReady
+  int retired_fd_ = -1;  // an eventfd always readable: wakes the sleepers of a replaced look epoll
   bool kicked_ = false;
   int setup_errno_ = 0;  // why level_epfd_ or kick_fd_ could not be made
   ReadyList fired_;
   bool memo_ = false;
+  bool per_call_ = false;
+  uint64_t call_ = 1;
+  std::vector<uint64_t> unused_;  // keys of the files reported to no armed watch in this call
   std::atomic<uint64_t> epoch_{1};
   uint32_t next_gen_ = 1;
   size_t edge_watches_ = 0;

@@ -288,6 +288,59 @@ TEST_F(InprocTest, DeliveredAssociationLeftReadyNeitherSpinsNorRepeats) {
   close(p[1]);
 }
 
+// Readiness before a call is queued before that call's own events
+// (docs/design.md "Readiness before the call"; the kernel queues A's event
+// in the wake-up of A's write, port.c:153-163 (illumos), and
+// port_associate queues B's rule-6 event when it is called, after it):
+// A is armed and its pipe made readable, then B, whose pipe is already
+// ready, is associated; port_getn with max 2 returns A, then B.
+TEST_F(InprocTest, ReadinessBeforeAnAssociateIsQueuedBeforeItsOwnEvent) {
+  int a[2], b[2];
+  ASSERT_EQ(pipe(a), 0);
+  ASSERT_EQ(pipe(b), 0);
+  ASSERT_EQ(port_associate(port_, PORT_SOURCE_FD, static_cast<uintptr_t>(a[0]), POLLIN, reinterpret_cast<void*>(1)),
+            0);
+  ASSERT_EQ(write(b[1], "b", 1), 1);
+  ASSERT_EQ(write(a[1], "a", 1), 1);
+  ASSERT_EQ(port_associate(port_, PORT_SOURCE_FD, static_cast<uintptr_t>(b[0]), POLLIN, reinterpret_cast<void*>(2)),
+            0);
+  port_event_t evs[2]{};
+  uint_t nget = 2;
+  timespec zero{0, 0};
+  ASSERT_EQ(port_getn(port_, evs, 2, &nget, &zero), 0);
+  ASSERT_EQ(nget, 2u);
+  EXPECT_EQ(evs[0].portev_object, static_cast<uintptr_t>(a[0]));
+  EXPECT_EQ(evs[0].portev_user, reinterpret_cast<void*>(1));
+  EXPECT_EQ(evs[1].portev_object, static_cast<uintptr_t>(b[0]));
+  EXPECT_EQ(evs[1].portev_user, reinterpret_cast<void*>(2));
+  for (int fd : {a[0], a[1], b[0], b[1]}) close(fd);
+}
+
+// A port_getn whose port already holds `max` events returns them from the
+// head of the queue (port.c:1153-1155, 1379-1381, 1402-1403) without a look
+// first: a file that became ready meanwhile is queued behind them and is
+// the next call's.
+TEST_F(InprocTest, GetnWithMaxQueuedTakesTheHeadAndLeavesLaterReadiness) {
+  int a[2], b[2];
+  ASSERT_EQ(pipe(a), 0);
+  ASSERT_EQ(pipe(b), 0);
+  ASSERT_EQ(write(a[1], "a", 1), 1);
+  ASSERT_EQ(port_associate(port_, PORT_SOURCE_FD, static_cast<uintptr_t>(a[0]), POLLIN, nullptr), 0);  // queued
+  ASSERT_EQ(port_associate(port_, PORT_SOURCE_FD, static_cast<uintptr_t>(b[0]), POLLIN, nullptr), 0);  // armed
+  ASSERT_EQ(write(b[1], "b", 1), 1);
+  port_event_t ev{};
+  uint_t nget = 1;
+  timespec zero{0, 0};
+  ASSERT_EQ(port_getn(port_, &ev, 1, &nget, &zero), 0);
+  ASSERT_EQ(nget, 1u);
+  EXPECT_EQ(ev.portev_object, static_cast<uintptr_t>(a[0]));
+  nget = 1;
+  ASSERT_EQ(port_getn(port_, &ev, 1, &nget, &zero), 0);
+  ASSERT_EQ(nget, 1u);
+  EXPECT_EQ(ev.portev_object, static_cast<uintptr_t>(b[0]));
+  for (int fd : {a[0], a[1], b[0], b[1]}) close(fd);
+}
+
 // Descriptors open in this process, and the highest number among them.
 int OpenFds(int* highest) {
   DIR* d = opendir("/proc/self/fd");
@@ -611,10 +664,12 @@ TEST(InprocBudget, OneEventCostsAtMostItsSystemCallBudget) {
   }
   const std::map<long, int>& get = segments[best_get];
   const std::map<long, int>& assoc = segments[best_assoc];
-  // port_getn: the loop epoll (with the watch's report) and the watches'
-  // epoll; the event is copied to the program's stack directly; no fstat of
-  // the port, no identity check of the delivered number.
-  EXPECT_LE(cost(get), 2) << Describe(get);
+  // port_getn: one epoll_wait of the look epoll, which holds the watch's
+  // level registration (its report) and the loop epoll (nested: read only
+  // when it reports); the event is copied to the program's stack directly;
+  // no fstat of the port, no identity check of the delivered number.
+  EXPECT_LE(cost(get), 1) << Describe(get);
+  EXPECT_LE(get.count(SYS_epoll_wait) ? get.at(SYS_epoll_wait) : 0, 1) << Describe(get);
   // port_associate of the number read dry: the loop epoll and the identity
   // check (one EPOLL_CTL_MOD); the file's level registration stayed on
   // after the delivery, so no readiness poll and no re-arm; no fstat of the
@@ -631,6 +686,51 @@ TEST(InprocBudget, OneEventCostsAtMostItsSystemCallBudget) {
   EXPECT_LE(assoc.count(SYS_epoll_ctl) ? assoc.at(SYS_epoll_ctl) : 0, 1) << Describe(assoc);
 }
 
+
+// bench_ports fdwait's pattern (docs/design.md "What a call costs"): a pipe
+// that stays ready, associated again after each port_getn. Rule 6
+// (port.c:153-163 (illumos)): the association fires at once; the call's own
+// look reports the file, which is its readiness at the call: no poll.
+[[noreturn]] void ReadyFileChild() {
+  const int port = port_create();
+  int p[2];
+  if (port < 0 || pipe(p) != 0 || write(p[1], "x", 1) != 1) _exit(2);
+  for (int round = 0; round < kBudgetRounds; ++round) {
+    syscall(SYS_getppid);  // marker
+    if (port_associate(port, PORT_SOURCE_FD, static_cast<uintptr_t>(p[0]), POLLIN, nullptr) != 0) _exit(3);
+    syscall(SYS_getppid);  // marker
+    port_event_t ev{};
+    uint_t n = 1;
+    if (port_getn(port, &ev, 1, &n, nullptr) != 0 || n != 1) _exit(4);
+  }
+  syscall(SYS_getppid);
+  _exit(0);
+}
+
+TEST(InprocBudget, AssociatingAFileKeptReadyCostsNoPoll) {
+  std::vector<std::map<long, int>> segments;
+  ASSERT_NO_FATAL_FAILURE(TraceSegments(ReadyFileChild, &segments));
+  ASSERT_EQ(segments.size(), 2u * kBudgetRounds + 1);
+  auto cost = [](const std::map<long, int>& nrs) {
+    int n = 0;
+    for (auto [nr, k] : nrs) n += k;
+    return n;
+  };
+  size_t best_assoc = 0, best_get = 1;
+  for (size_t i = 0; i + 1 < segments.size(); i += 2) {
+    if (cost(segments[i]) < cost(segments[best_assoc])) best_assoc = i;
+    if (cost(segments[i + 1]) < cost(segments[best_get])) best_get = i + 1;
+  }
+  const std::map<long, int>& assoc = segments[best_assoc];
+  const std::map<long, int>& get = segments[best_get];
+  // port_associate: the look (one epoll_wait) and the identity check (one
+  // EPOLL_CTL_MOD); no poll, no switch-off.
+  EXPECT_LE(cost(assoc), 2) << Describe(assoc);
+  EXPECT_EQ(assoc.count(SYS_poll) + assoc.count(SYS_ppoll), 0u) << Describe(assoc);
+  // port_getn: its one event is queued already (max 1): no look, no
+  // system call at all.
+  EXPECT_EQ(cost(get), 0) << Describe(get);
+}
 }  // namespace
 
 namespace {

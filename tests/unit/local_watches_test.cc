@@ -22,8 +22,6 @@
 namespace evshim::shim {
 namespace {
 
-constexpr uint64_t kTag = 1ULL << 62;
-
 int OpenFds() {
   DIR* d = opendir("/proc/self/fd");
   if (d == nullptr) return -1;
@@ -40,7 +38,7 @@ class LocalWatchesTest : public ::testing::Test {
   void SetUp() override {
     loop_ = epoll_create1(EPOLL_CLOEXEC);
     ASSERT_GE(loop_, 0);
-    watches_ = std::make_unique<LocalWatches>(loop_, kTag, [this](const char* op, std::string detail) {
+    watches_ = std::make_unique<LocalWatches>(loop_, [this](const char* op, std::string detail) {
       faults_.push_back(std::string(op) + ": " + detail);
     });
     watches_->set_memo(false);
@@ -64,10 +62,11 @@ class LocalWatchesTest : public ::testing::Test {
     watches_->TakeReady(&ready);
     return ready;
   }
-  // Whether the loop epoll reports the watches (what wakes the engine).
+  // Whether the look epoll reports the watches (what wakes the engine; the
+  // loop epoll nested in it is empty here). poll(): consumes no report.
   bool LoopReady() {
-    epoll_event ev{};
-    return epoll_wait(loop_, &ev, 1, 0) == 1 && ev.data.u64 == kTag;
+    pollfd look{watches_->look_fd(), POLLIN, 0};
+    return poll(&look, 1, 0) == 1 && (look.revents & POLLIN);
   }
   static void Fill(int fd) {
     char buf[4096] = {};
@@ -168,6 +167,38 @@ TEST_F(LocalWatchesTest, LevelRegistrationStaysOnAndGoesOffWhenLeftReady) {
   // A hang-up on the switched-off registration is reported once at most.
   ASSERT_EQ(shutdown(b, SHUT_RDWR), 0);
   for (int i = 0; i < 3; ++i) EXPECT_TRUE(Take().empty());
+  EXPECT_FALSE(LoopReady());
+}
+
+// Rule 6 (port.c:153-163 (illumos): port_associate fires at once for a file
+// ready at the call) with switch-offs decided per call, as the engine runs
+// them: a file left ready is reported at the look of the very call that
+// arms its watch again; that report is the file's readiness at the call
+// (the arm fires with it, no poll: the file read dry after the look still
+// fires), and the registration is not switched off in the middle of the
+// call. Reports nobody takes at the end of two calls in a row switch it off.
+TEST_F(LocalWatchesTest, ReportAtTheArmingCallsLookIsItsReadinessPerCall) {
+  watches_->set_switch_offs_per_call(true);
+  auto [a, b] = Pair();
+  watches_->Add(1);
+  EXPECT_EQ(*watches_->Arm(1, a, POLLIN), 0u);
+  ASSERT_EQ(write(b, "x", 1), 1);
+  ASSERT_EQ(Take().size(), 1u);  // delivered; the file is left ready
+  watches_->EndCall();
+  // The next call: its look reports the file to no armed watch.
+  EXPECT_TRUE(Take().empty());
+  EXPECT_TRUE(LoopReady()) << "switched off in the middle of the call";
+  Drain(a);  // after the look: a poll at the arm would say not ready
+  EXPECT_EQ(*watches_->Arm(1, a, POLLIN, nullptr, LocalWatches::kReportedAtLook),
+            static_cast<uint32_t>(POLLIN));
+  watches_->EndCall();
+  // Left ready and never taken again: on after one call, off after two.
+  ASSERT_EQ(write(b, "y", 1), 1);
+  EXPECT_TRUE(Take().empty());
+  watches_->EndCall();
+  EXPECT_TRUE(LoopReady());
+  EXPECT_TRUE(Take().empty());
+  watches_->EndCall();
   EXPECT_FALSE(LoopReady());
 }
 
@@ -301,6 +332,32 @@ TEST_F(LocalWatchesTest, LingeringRegistrationOfARawClosedFileIsDropped) {
   EXPECT_EQ(ready[0].first, 2u);
   EXPECT_TRUE(Take().empty());
   EXPECT_FALSE(LoopReady());
+}
+
+// The renewal above replaces the look epoll under its number (dup3). A
+// thread asleep on the old one (a waiter's ppoll, the idle pump) holds that
+// file: it must wake to look at the new one, so the old one stays readable
+// for good, while the new one reports nothing.
+TEST_F(LocalWatchesTest, RenewalWakesSleepersOnTheReplacedLookEpoll) {
+  auto [old_fd, old_peer] = Pair();
+  watches_->Add(1);
+  EXPECT_EQ(*watches_->Arm(1, old_fd, POLLIN), 0u);
+  const int kept = dup(old_fd);
+  ASSERT_GE(kept, 0);
+  fds_.push_back(kept);
+  const int look_number = watches_->look_fd();
+  const int old_look = dup(look_number);  // what a sleeper holds
+  ASSERT_GE(old_look, 0);
+  fds_.push_back(old_look);
+  ASSERT_EQ(syscall(SYS_close, old_fd), 0);
+  EXPECT_FALSE(watches_->SameFile(old_fd, 1));
+  ASSERT_EQ(write(old_peer, "o", 1), 1);
+  EXPECT_TRUE(Take().empty());  // the lingering report: renewed
+  Drain(kept);  // the old file is quiet again
+  EXPECT_EQ(watches_->look_fd(), look_number);
+  EXPECT_FALSE(LoopReady());
+  pollfd sleeper{old_look, POLLIN, 0};
+  EXPECT_EQ(poll(&sleeper, 1, 0), 1) << "a sleeper on the replaced look epoll is never woken";
 }
 
 // A file epoll cannot watch (a regular file) is always ready and has no
