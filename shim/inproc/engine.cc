@@ -26,6 +26,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
+#include <functional>
 #include <string>
 #include <thread>
 
@@ -128,9 +129,16 @@ const OwnStack& ThisThreadStack(pid_t pid) {
 // (the program's locals: port_getn's list and count in an event loop).
 // Anything else goes through process_vm_readv/writev, so a bad pointer is
 // EFAULT, never SIGSEGV, and nothing partial counts as done.
+//
+// A range on the stack of a thread waiting in Engine::Call (between that
+// call's frame and its stack's top) is copied directly too: that thread
+// cannot leave the call while the copy runs (it needs the lock, or the
+// answer that follows the copy), so its callers' frames stay mapped and
+// untouched (`on_waiting_stack`, with the lock held).
 class SelfMemory final : public abi::GuestMemory {
  public:
-  explicit SelfMemory(pid_t pid) : pid_(pid) {}
+  using StackCheck = std::function<bool(uint64_t addr, size_t size)>;
+  SelfMemory(pid_t pid, StackCheck on_waiting_stack) : pid_(pid), on_waiting_stack_(std::move(on_waiting_stack)) {}
   Result<void> Read(uint64_t addr, std::span<std::byte> out) override {
     if (out.empty()) return {};
     if (OnCallersStack(addr, out.size())) {
@@ -146,7 +154,7 @@ class SelfMemory final : public abi::GuestMemory {
   }
   Result<void> Write(uint64_t addr, std::span<const std::byte> in) override {
     if (in.empty()) return {};
-    if (OnCallersStack(addr, in.size())) {
+    if (OnCallersStack(addr, in.size()) || on_waiting_stack_(addr, in.size())) {
       std::memcpy(reinterpret_cast<void*>(addr), in.data(), in.size());
       return {};
     }
@@ -168,6 +176,7 @@ class SelfMemory final : public abi::GuestMemory {
   }
 
   pid_t pid_;
+  StackCheck on_waiting_stack_;
 };
 
 // Each thread's wake-up eventfd (a deferred call answered by another thread
@@ -252,6 +261,20 @@ int NumberToCheck(abi::Call call, const uint64_t args[6]) {
   }
 }
 
+// An answer the woken thread can return without the lock (no descriptor
+// to install).
+bool IsPlainAnswer(const abi::Outcome& out) {
+  switch (out.kind) {
+    case abi::Outcome::Kind::kValue:
+    case abi::Outcome::Kind::kError:
+      return true;
+    case abi::Outcome::Kind::kNewObject:
+    case abi::Outcome::Kind::kDeferred:
+      return false;
+  }
+  return false;
+}
+
 long EnvLimit(const char* name, long fallback) {
   const char* v = std::getenv(name);
   if (v == nullptr || *v == '\0') return fallback;
@@ -279,19 +302,28 @@ EngineOptions EngineOptions::FromEnvironment() {
   return o;
 }
 
-// A deferred call's answer, given by whichever thread completes the wait.
+// A deferred call's answer, given by whichever thread completes the wait
+// (always with the engine lock held). `woken_with_answer_` is also read
+// without the lock by the waiting thread once woken: set last, with release.
 class Engine::Waiter final : public abi::Responder {
  public:
-  Waiter(int wake_fd) : wake_fd_(wake_fd), thread_(std::this_thread::get_id()) {}
-  bool StillPending() override { return !answered_ && !cancelled_ && !moved_; }
+  Waiter(Engine& engine, int wake_fd)
+      : engine_(engine), wake_fd_(wake_fd), thread_(std::this_thread::get_id()) {}
+  bool StillPending() override { return !answered() && !cancelled_ && !moved_; }
   bool Respond(const abi::Outcome& out) override {
-    if (answered_ || cancelled_ || moved_) return false;
-    answered_ = true;
+    if (answered() || cancelled_ || moved_) return false;
     outcome_ = out;
     if (trace_ != nullptr) trace_->Answered(out);  // trace
+    // Its bookkeeping is done here, under the lock, so that the woken
+    // thread returns without taking the lock again (Engine::Call).
+    engine_.StopWaiting(this);
+    if (wait_id_) engine_.parked_.erase(*wait_id_);
+    answered_ = true;
     if (std::this_thread::get_id() != thread_) {
-      uint64_t one = 1;
-      (void)!write(wake_fd_, &one, sizeof one);
+      Wake();
+      // Only now may the thread return without the lock: its wake-up
+      // descriptor (closed when the thread ends) has been written.
+      woken_with_answer_.store(true, std::memory_order_release);
     }
     return true;
   }
@@ -301,20 +333,34 @@ class Engine::Waiter final : public abi::Responder {
   // Its port moved to the supervisor (fork_move.cc): the call goes there.
   void Move() {
     moved_ = true;
+    Wake();
+  }
+  void Wake() {
     uint64_t one = 1;
     (void)!write(wake_fd_, &one, sizeof one);
   }
+  void set_wait_id(emul::WaitId id) { wait_id_ = id; }
   bool moved() const { return moved_; }
-  bool answered() const { return answered_; }
+  bool answered() const { return answered_; }  // with the lock held
+  // Without the lock: answered by another thread, which has woken this one.
+  bool woken_with_answer() const { return woken_with_answer_.load(std::memory_order_acquire); }
   const abi::Outcome& outcome() const { return outcome_; }
+  int wake_fd() const { return wake_fd_; }
+  // In Engine::waiting_ (the thread is in its wait loop), with the part of
+  // its stack that holds its callers' frames ([low, high); empty if unknown).
+  bool listed = false;
+  uintptr_t stack_low = 0, stack_high = 0;
 
  private:
+  Engine& engine_;
   int wake_fd_;
   std::thread::id thread_;
   fasttrace::CallTrace* trace_ = fasttrace::On() ? fasttrace::Current() : nullptr;
   bool answered_ = false;
+  std::atomic<bool> woken_with_answer_{false};
   bool cancelled_ = false;
   bool moved_ = false;
+  std::optional<emul::WaitId> wait_id_;
   abi::Outcome outcome_;
 };
 
@@ -363,7 +409,7 @@ class Engine::Context final : public abi::CallContext {
   emul::EventPorts& ports() override { return *engine_.ports_; }
   emul::Kqueues* kqueues() override { return engine_.kqueues_.get(); }
   std::shared_ptr<abi::Responder> Defer() override {
-    if (!waiter_) waiter_ = std::make_shared<Waiter>(WakeFd(engine_.pid_));
+    if (!waiter_) waiter_ = std::make_shared<Waiter>(engine_, WakeFd(engine_.pid_));
     return waiter_;
   }
   void Parked(emul::WaitId id) override {
@@ -375,6 +421,10 @@ class Engine::Context final : public abi::CallContext {
       p.port = engine_.objects_->KindOf(p.obj) == abi::ObjectKind::kPort;
     }
     p.waiter = waiter_;
+    if (waiter_) {
+      if (waiter_->answered()) return;  // answered already: nothing to keep
+      waiter_->set_wait_id(id);
+    }
     engine_.parked_[id] = p;
     if (p.port) engine_.ArmSweep(true);
   }
@@ -427,7 +477,9 @@ class Engine::Context final : public abi::CallContext {
 
 Engine::Engine(EngineOptions options, std::shared_ptr<const Inherited> inherited)
     : options_(options), inherited_(std::move(inherited)), pid_(getpid()),
-      memory_(std::make_unique<SelfMemory>(pid_)) {
+      memory_(std::make_unique<SelfMemory>(pid_, [this](uint64_t addr, size_t size) {
+        return OnWaitingStack(addr, size);
+      })) {
   loop_ = epoll_create1(EPOLL_CLOEXEC);
   objects_ = std::make_unique<ObjectTable>(loop_, loop_tag::kObject, ends_, /*drain_at_once=*/true,
                                            options_.byte_always ? nullptr : &pollers_);
@@ -540,7 +592,7 @@ bool Engine::Call(int nr, const uint64_t args[6], long* result) {
   const abi::SyscallEntry* entry = abi::FindSyscall(kProcessModel, nr);
   if (entry == nullptr) return false;
   if (t_in_engine) return false;  // a signal handler on a thread inside the engine
-  std::unique_lock<std::mutex> lock(mu_);
+  std::unique_lock<EngineMutex> lock(mu_);
   if (timers_moved_ && TimerCallMoved(entry->call)) return false;
   t_in_engine = true;
   t_engine_thread = true;
@@ -598,30 +650,42 @@ bool Engine::Call(int nr, const uint64_t args[6], long* result) {
     // handled unseen.
     sigset_t all, old_mask;
     bool masked = false;
+    // Answered while the lock was free: the thread that answered did the
+    // bookkeeping (Waiter::Respond), so the call returns without the lock.
+    bool answered_unlocked = false;
     while (w && !w->answered()) {
       if (!masked) {
         sigfillset(&all);
         pthread_sigmask(SIG_BLOCK, &all, &old_mask);
         masked = true;
       }
-      // Wait for the engine's host events or this thread's wake-up; the
-      // lock is free meanwhile, so other threads' calls complete this one.
+      // Wait for this thread's wake-up and, if no other waiting thread
+      // does, for the engine's host events (one watcher: a host event
+      // wakes one thread, not every waiter); the lock is free meanwhile,
+      // so other threads' calls complete this one.
       objects_->ApplyReadiness();
-      pollfd fds[2] = {{loop_, POLLIN, 0}, {WakeFd(pid_), POLLIN, 0}};
+      StartWaiting(w.get());
+      const bool watch_loop = loop_watcher_ == nullptr || loop_watcher_ == w.get();
+      if (watch_loop) loop_watcher_ = w.get();
+      pollfd fds[2] = {{WakeFd(pid_), POLLIN, 0}, {loop_, POLLIN, 0}};
       t_in_engine = false;
       waiting_threads_.fetch_add(1, std::memory_order_relaxed);
       lock.unlock();
-      int n = ppoll(fds, 2, nullptr, &old_mask);
+      int n = ppoll(fds, watch_loop ? 2 : 1, nullptr, &old_mask);
       int err = n < 0 ? errno : 0;
+      if (fds[0].revents & POLLIN) {
+        uint64_t v;
+        (void)!read(fds[0].fd, &v, sizeof v);
+      }
+      waiting_threads_.fetch_sub(1, std::memory_order_relaxed);
+      if (w->woken_with_answer() && traced == nullptr && IsPlainAnswer(w->outcome())) {
+        answered_unlocked = true;
+        break;
+      }
       lock.lock();
       SyncFileChecks(kCheckNone);
-      waiting_threads_.fetch_sub(1, std::memory_order_relaxed);
       t_in_engine = true;
-      if (fds[1].revents & POLLIN) {
-        uint64_t v;
-        (void)!read(fds[1].fd, &v, sizeof v);
-      }
-      Pump();
+      Pump();  // a watcher that woke keeps the watch: it is looking now
       if (w->answered()) break;
       if (w->moved()) {
         moved = true;
@@ -635,6 +699,12 @@ bool Engine::Call(int nr, const uint64_t args[6], long* result) {
       }
     }
     if (masked) pthread_sigmask(SIG_SETMASK, &old_mask, nullptr);
+    if (answered_unlocked) {
+      const abi::Outcome& answer = w->outcome();
+      *result = answer.kind == abi::Outcome::Kind::kValue ? static_cast<long>(answer.value) : -answer.error;
+      return true;
+    }
+    if (w) StopWaiting(w.get());
     if (moved) {
       // The port moved before fork while this call waited: nothing was
       // taken here; the library issues the call to the supervisor.
@@ -680,7 +750,7 @@ bool Engine::Call(int nr, const uint64_t args[6], long* result) {
 
 void Engine::Settle() {
   if (t_engine_thread) return;  // the engine's own poll, or a signal handler inside a call
-  std::lock_guard<std::mutex> lock(mu_);
+  std::lock_guard<EngineMutex> lock(mu_);
   t_in_engine = true;
   t_engine_thread = true;
   SyncFileChecks(kCheckNone);
@@ -705,7 +775,7 @@ bool Engine::PollBegin(bool settle) {
   if (settle) {
     Settle();
   } else if (objects_->AnyOwed()) {
-    std::lock_guard<std::mutex> lock(mu_);
+    std::lock_guard<EngineMutex> lock(mu_);
     objects_->SendOwed();
   }
   return true;
@@ -742,8 +812,41 @@ void Engine::NotePolledByEpoll(int fd) {
   if (t_engine_thread) return;
   struct stat st {};
   if (fstat(fd, &st) != 0 || !S_ISSOCK(st.st_mode)) return;
-  std::lock_guard<std::mutex> lock(mu_);
+  std::lock_guard<EngineMutex> lock(mu_);
   if (std::optional<emul::ObjectId> obj = objects_->FindByInode(st.st_ino)) objects_->MarkPolled(*obj);
+}
+
+void Engine::StartWaiting(Waiter* w) {
+  if (w->listed) return;
+  w->listed = true;
+  const OwnStack& stack = ThisThreadStack(pid_);
+  if (t_call_frame >= stack.low && t_call_frame < stack.high) {  // not on a sigaltstack or a fiber
+    w->stack_low = t_call_frame;
+    w->stack_high = stack.high;
+  }
+  waiting_.push_back(w);
+}
+
+bool Engine::OnWaitingStack(uint64_t addr, size_t size) const {
+  for (const Waiter* w : waiting_) {
+    if (addr >= w->stack_low && addr < w->stack_high && size <= w->stack_high - addr) return true;
+  }
+  return false;
+}
+
+void Engine::StopWaiting(Waiter* w) {
+  if (w->listed) {
+    w->listed = false;
+    waiting_.erase(std::find(waiting_.begin(), waiting_.end(), w));
+  }
+  if (loop_watcher_ != w) return;
+  loop_watcher_ = nullptr;
+  if (waiting_.empty()) return;
+  // The watch passes to the thread waiting longest (the ports wake the
+  // newest first, rule 30): woken, it looks at the loop and waits again,
+  // watching it.
+  loop_watcher_ = waiting_.front();
+  loop_watcher_->Wake();
 }
 
 void Engine::DisplaceWaits(const std::vector<emul::WaitId>& waits) {
@@ -759,7 +862,7 @@ void Engine::MovePortsBeforeExec() {
   // descriptor table: moving there would take the parent's ports away.
   if (getpid() != pid_) return;
   if (t_in_engine) return;  // exec from a signal handler inside a call: the lock is this thread's
-  std::lock_guard<std::mutex> lock(mu_);
+  std::lock_guard<EngineMutex> lock(mu_);
   t_in_engine = true;
   t_engine_thread = true;
   if (options_.supervisor_present) {
@@ -773,7 +876,7 @@ void Engine::MovePortsBeforeExec() {
 
 void Engine::MovePortsBeforeSpawn() {
   if (getpid() != pid_ || t_in_engine) return;
-  std::lock_guard<std::mutex> lock(mu_);
+  std::lock_guard<EngineMutex> lock(mu_);
   t_in_engine = true;
   t_engine_thread = true;
   if (options_.supervisor_present) {
@@ -786,7 +889,7 @@ void Engine::MovePortsBeforeSpawn() {
 
 void Engine::MovePortsBeforeSend(const int* fds, size_t count) {
   if (getpid() != pid_ || t_in_engine) return;
-  std::lock_guard<std::mutex> lock(mu_);
+  std::lock_guard<EngineMutex> lock(mu_);
   t_in_engine = true;
   t_engine_thread = true;
   std::vector<emul::ObjectId> ports;
@@ -843,7 +946,7 @@ void Engine::IdlePumpLoop() {
       SleepNs(idle < kIdleNs && idle >= 0 ? kIdleNs - idle : kIdleNs);
       continue;
     }
-    std::lock_guard<std::mutex> lock(mu_);
+    std::lock_guard<EngineMutex> lock(mu_);
     SyncFileChecks(kCheckNone);
     Pump();
   }
