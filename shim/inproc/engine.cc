@@ -10,6 +10,7 @@
 #include <poll.h>
 #include <sys/epoll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/eventfd.h>
 #include <sys/prctl.h>
@@ -320,10 +321,11 @@ class Engine::Waiter final : public abi::Responder {
     if (wait_id_) engine_.parked_.erase(*wait_id_);
     answered_ = true;
     if (std::this_thread::get_id() != thread_) {
-      Wake();
-      // Only now may the thread return without the lock: its wake-up
-      // descriptor (closed when the thread ends) has been written.
-      woken_with_answer_.store(true, std::memory_order_release);
+      // Woken once the lock is free (EngineMutex::unlock), which then sets
+      // woken_with_answer_: only then may the thread return (its wake-up
+      // descriptor is closed when the thread ends).
+      wake_owed_ = true;
+      engine_.mu_.OweWake(wake_fd_, &woken_with_answer_);
     }
     return true;
   }
@@ -344,6 +346,8 @@ class Engine::Waiter final : public abi::Responder {
   bool answered() const { return answered_; }  // with the lock held
   // Without the lock: answered by another thread, which has woken this one.
   bool woken_with_answer() const { return woken_with_answer_.load(std::memory_order_acquire); }
+  // Answered by another thread, whose unlock wakes this one.
+  bool wake_owed() const { return wake_owed_; }
   const abi::Outcome& outcome() const { return outcome_; }
   int wake_fd() const { return wake_fd_; }
   // In Engine::waiting_ (the thread is in its wait loop), with the part of
@@ -358,6 +362,7 @@ class Engine::Waiter final : public abi::Responder {
   fasttrace::CallTrace* trace_ = fasttrace::On() ? fasttrace::Current() : nullptr;
   bool answered_ = false;
   std::atomic<bool> woken_with_answer_{false};
+  bool wake_owed_ = false;
   bool cancelled_ = false;
   bool moved_ = false;
   std::optional<emul::WaitId> wait_id_;
@@ -699,6 +704,12 @@ bool Engine::Call(int nr, const uint64_t args[6], long* result) {
       }
     }
     if (masked) pthread_sigmask(SIG_SETMASK, &old_mask, nullptr);
+    if (!answered_unlocked && w && w->wake_owed()) {
+      // Answered by a thread that has let the lock go and is about to
+      // write this thread's eventfd: it must be done before this thread
+      // can end (a few instructions; the writer needs no lock).
+      while (!w->woken_with_answer()) sched_yield();
+    }
     if (answered_unlocked) {
       const abi::Outcome& answer = w->outcome();
       *result = answer.kind == abi::Outcome::Kind::kValue ? static_cast<long>(answer.value) : -answer.error;
@@ -814,6 +825,22 @@ void Engine::NotePolledByEpoll(int fd) {
   if (fstat(fd, &st) != 0 || !S_ISSOCK(st.st_mode)) return;
   std::lock_guard<EngineMutex> lock(mu_);
   if (std::optional<emul::ObjectId> obj = objects_->FindByInode(st.st_ino)) objects_->MarkPolled(*obj);
+}
+
+void EngineMutex::unlock() {
+  if (owed_.empty()) {
+    pthread_mutex_unlock(&m_);
+    return;
+  }
+  thread_local std::vector<OwedWake> t_waking;  // keeps its capacity: no allocation per unlock
+  t_waking.swap(owed_);
+  pthread_mutex_unlock(&m_);
+  for (const OwedWake& o : t_waking) {
+    uint64_t one = 1;
+    (void)!write(o.fd, &one, sizeof one);
+    o.done->store(true, std::memory_order_release);
+  }
+  t_waking.clear();
 }
 
 void Engine::StartWaiting(Waiter* w) {

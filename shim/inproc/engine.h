@@ -58,6 +58,9 @@ struct Inherited {
 // the sections it guards are a few system calls long, and with many threads
 // calling (waiters returning to port_get, a producer's port_send) a thread
 // that sleeps on a held lock costs two futex calls and a switch each time.
+// A waiting thread answered under the lock is woken after the unlock
+// (OweWake): woken inside the section, it would preempt the lock's holder
+// and then queue on the lock it holds.
 class EngineMutex {
  public:
   EngineMutex() {
@@ -71,11 +74,20 @@ class EngineMutex {
   EngineMutex(const EngineMutex&) = delete;
   EngineMutex& operator=(const EngineMutex&) = delete;
   void lock() { pthread_mutex_lock(&m_); }
-  void unlock() { pthread_mutex_unlock(&m_); }
   bool try_lock() { return pthread_mutex_trylock(&m_) == 0; }
+  // Writes each owed wake-up after unlocking, then sets its flag (release):
+  // the woken thread must not end (closing `fd`) before it sees the flag.
+  void unlock();
+  // With the lock held: write 1 to eventfd `fd` at the unlock, then set `*done`.
+  void OweWake(int fd, std::atomic<bool>* done) { owed_.push_back(OwedWake{fd, done}); }
 
  private:
+  struct OwedWake {
+    int fd;
+    std::atomic<bool>* done;
+  };
   pthread_mutex_t m_;
+  std::vector<OwedWake> owed_;  // with the lock held
 };
 
 class Engine {
