@@ -621,6 +621,10 @@ bool Engine::Call(int nr, const uint64_t args[6], long* result) {
   Context ctx(*this, traced != nullptr ? traced->memory() : *memory_);
   if (timers_moved_ && entry->call == abi::Call::kTimerCreate) ctx.ForwardTimerCreate();
   abi::Outcome out;
+  // Answered by another thread, whose unlock writes this thread's eventfd
+  // and then marks the waiter: the call waits for that mark before it
+  // returns (the waiter and the eventfd must outlive the write).
+  std::shared_ptr<Waiter> owed_waiter;
   if (entry->handler != nullptr) {
     out = entry->handler(ctx, a);
   } else {
@@ -704,12 +708,7 @@ bool Engine::Call(int nr, const uint64_t args[6], long* result) {
       }
     }
     if (masked) pthread_sigmask(SIG_SETMASK, &old_mask, nullptr);
-    if (!answered_unlocked && w && w->wake_owed()) {
-      // Answered by a thread that has let the lock go and is about to
-      // write this thread's eventfd: it must be done before this thread
-      // can end (a few instructions; the writer needs no lock).
-      while (!w->woken_with_answer()) sched_yield();
-    }
+    if (!answered_unlocked && w && w->wake_owed()) owed_waiter = w;
     if (answered_unlocked) {
       const abi::Outcome& answer = w->outcome();
       *result = answer.kind == abi::Outcome::Kind::kValue ? static_cast<long>(answer.value) : -answer.error;
@@ -756,6 +755,12 @@ bool Engine::Call(int nr, const uint64_t args[6], long* result) {
   objects_->ApplyReadiness();
   if (traced != nullptr) traced->End(r);  // trace
   *result = r;
+  if (owed_waiter && !owed_waiter->woken_with_answer()) {
+    // Not holding the lock meanwhile: the writer needs none, but a signal
+    // handler that interrupted it may call into the engine.
+    lock.unlock();
+    while (!owed_waiter->woken_with_answer()) sched_yield();
+  }
   return true;
 }
 
