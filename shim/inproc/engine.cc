@@ -349,7 +349,6 @@ class Engine::Waiter final : public abi::Responder {
   // Answered by another thread, whose unlock wakes this one.
   bool wake_owed() const { return wake_owed_; }
   const abi::Outcome& outcome() const { return outcome_; }
-  int wake_fd() const { return wake_fd_; }
   // In Engine::waiting_ (the thread is in its wait loop), with the part of
   // its stack that holds its callers' frames ([low, high); empty if unknown).
   bool listed = false;
