@@ -10,6 +10,7 @@
 #include <poll.h>
 #include <sys/epoll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/eventfd.h>
 #include <sys/prctl.h>
@@ -26,6 +27,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
+#include <functional>
 #include <string>
 #include <thread>
 
@@ -128,9 +130,16 @@ const OwnStack& ThisThreadStack(pid_t pid) {
 // (the program's locals: port_getn's list and count in an event loop).
 // Anything else goes through process_vm_readv/writev, so a bad pointer is
 // EFAULT, never SIGSEGV, and nothing partial counts as done.
+//
+// A range on the stack of a thread waiting in Engine::Call (between that
+// call's frame and its stack's top) is copied directly too: that thread
+// cannot leave the call while the copy runs (it needs the lock, or the
+// answer that follows the copy), so its callers' frames stay mapped and
+// untouched (`on_waiting_stack`, with the lock held).
 class SelfMemory final : public abi::GuestMemory {
  public:
-  explicit SelfMemory(pid_t pid) : pid_(pid) {}
+  using StackCheck = std::function<bool(uint64_t addr, size_t size)>;
+  SelfMemory(pid_t pid, StackCheck on_waiting_stack) : pid_(pid), on_waiting_stack_(std::move(on_waiting_stack)) {}
   Result<void> Read(uint64_t addr, std::span<std::byte> out) override {
     if (out.empty()) return {};
     if (OnCallersStack(addr, out.size())) {
@@ -146,7 +155,7 @@ class SelfMemory final : public abi::GuestMemory {
   }
   Result<void> Write(uint64_t addr, std::span<const std::byte> in) override {
     if (in.empty()) return {};
-    if (OnCallersStack(addr, in.size())) {
+    if (OnCallersStack(addr, in.size()) || on_waiting_stack_(addr, in.size())) {
       std::memcpy(reinterpret_cast<void*>(addr), in.data(), in.size());
       return {};
     }
@@ -168,6 +177,7 @@ class SelfMemory final : public abi::GuestMemory {
   }
 
   pid_t pid_;
+  StackCheck on_waiting_stack_;
 };
 
 // Each thread's wake-up eventfd (a deferred call answered by another thread
@@ -252,6 +262,20 @@ int NumberToCheck(abi::Call call, const uint64_t args[6]) {
   }
 }
 
+// An answer the woken thread can return without the lock (no descriptor
+// to install).
+bool IsPlainAnswer(const abi::Outcome& out) {
+  switch (out.kind) {
+    case abi::Outcome::Kind::kValue:
+    case abi::Outcome::Kind::kError:
+      return true;
+    case abi::Outcome::Kind::kNewObject:
+    case abi::Outcome::Kind::kDeferred:
+      return false;
+  }
+  return false;
+}
+
 long EnvLimit(const char* name, long fallback) {
   const char* v = std::getenv(name);
   if (v == nullptr || *v == '\0') return fallback;
@@ -279,19 +303,29 @@ EngineOptions EngineOptions::FromEnvironment() {
   return o;
 }
 
-// A deferred call's answer, given by whichever thread completes the wait.
+// A deferred call's answer, given by whichever thread completes the wait
+// (always with the engine lock held). `woken_with_answer_` is also read
+// without the lock by the waiting thread once woken: set last, with release.
 class Engine::Waiter final : public abi::Responder {
  public:
-  Waiter(int wake_fd) : wake_fd_(wake_fd), thread_(std::this_thread::get_id()) {}
-  bool StillPending() override { return !answered_ && !cancelled_ && !moved_; }
+  Waiter(Engine& engine, int wake_fd)
+      : engine_(engine), wake_fd_(wake_fd), thread_(std::this_thread::get_id()) {}
+  bool StillPending() override { return !answered() && !cancelled_ && !moved_; }
   bool Respond(const abi::Outcome& out) override {
-    if (answered_ || cancelled_ || moved_) return false;
-    answered_ = true;
+    if (answered() || cancelled_ || moved_) return false;
     outcome_ = out;
     if (trace_ != nullptr) trace_->Answered(out);  // trace
+    // Its bookkeeping is done here, under the lock, so that the woken
+    // thread returns without taking the lock again (Engine::Call).
+    engine_.StopWaiting(this);
+    if (wait_id_) engine_.parked_.erase(*wait_id_);
+    answered_ = true;
     if (std::this_thread::get_id() != thread_) {
-      uint64_t one = 1;
-      (void)!write(wake_fd_, &one, sizeof one);
+      // Woken once the lock is free (EngineMutex::unlock), which then sets
+      // woken_with_answer_: only then may the thread return (its wake-up
+      // descriptor is closed when the thread ends).
+      wake_owed_ = true;
+      engine_.mu_.OweWake(wake_fd_, &woken_with_answer_);
     }
     return true;
   }
@@ -301,20 +335,36 @@ class Engine::Waiter final : public abi::Responder {
   // Its port moved to the supervisor (fork_move.cc): the call goes there.
   void Move() {
     moved_ = true;
+    Wake();
+  }
+  void Wake() {
     uint64_t one = 1;
     (void)!write(wake_fd_, &one, sizeof one);
   }
+  void set_wait_id(emul::WaitId id) { wait_id_ = id; }
   bool moved() const { return moved_; }
-  bool answered() const { return answered_; }
+  bool answered() const { return answered_; }  // with the lock held
+  // Without the lock: answered by another thread, which has woken this one.
+  bool woken_with_answer() const { return woken_with_answer_.load(std::memory_order_acquire); }
+  // Answered by another thread, whose unlock wakes this one.
+  bool wake_owed() const { return wake_owed_; }
   const abi::Outcome& outcome() const { return outcome_; }
+  // In Engine::waiting_ (the thread is in its wait loop), with the part of
+  // its stack that holds its callers' frames ([low, high); empty if unknown).
+  bool listed = false;
+  uintptr_t stack_low = 0, stack_high = 0;
 
  private:
+  Engine& engine_;
   int wake_fd_;
   std::thread::id thread_;
   fasttrace::CallTrace* trace_ = fasttrace::On() ? fasttrace::Current() : nullptr;
   bool answered_ = false;
+  std::atomic<bool> woken_with_answer_{false};
+  bool wake_owed_ = false;
   bool cancelled_ = false;
   bool moved_ = false;
+  std::optional<emul::WaitId> wait_id_;
   abi::Outcome outcome_;
 };
 
@@ -363,7 +413,7 @@ class Engine::Context final : public abi::CallContext {
   emul::EventPorts& ports() override { return *engine_.ports_; }
   emul::Kqueues* kqueues() override { return engine_.kqueues_.get(); }
   std::shared_ptr<abi::Responder> Defer() override {
-    if (!waiter_) waiter_ = std::make_shared<Waiter>(WakeFd(engine_.pid_));
+    if (!waiter_) waiter_ = std::make_shared<Waiter>(engine_, WakeFd(engine_.pid_));
     return waiter_;
   }
   void Parked(emul::WaitId id) override {
@@ -375,6 +425,10 @@ class Engine::Context final : public abi::CallContext {
       p.port = engine_.objects_->KindOf(p.obj) == abi::ObjectKind::kPort;
     }
     p.waiter = waiter_;
+    if (waiter_) {
+      if (waiter_->answered()) return;  // answered already: nothing to keep
+      waiter_->set_wait_id(id);
+    }
     engine_.parked_[id] = p;
     if (p.port) engine_.ArmSweep(true);
   }
@@ -427,7 +481,9 @@ class Engine::Context final : public abi::CallContext {
 
 Engine::Engine(EngineOptions options, std::shared_ptr<const Inherited> inherited)
     : options_(options), inherited_(std::move(inherited)), pid_(getpid()),
-      memory_(std::make_unique<SelfMemory>(pid_)) {
+      memory_(std::make_unique<SelfMemory>(pid_, [this](uint64_t addr, size_t size) {
+        return OnWaitingStack(addr, size);
+      })) {
   loop_ = epoll_create1(EPOLL_CLOEXEC);
   objects_ = std::make_unique<ObjectTable>(loop_, loop_tag::kObject, ends_, /*drain_at_once=*/true,
                                            options_.byte_always ? nullptr : &pollers_);
@@ -542,7 +598,7 @@ bool Engine::Call(int nr, const uint64_t args[6], long* result) {
   const abi::SyscallEntry* entry = abi::FindSyscall(kProcessModel, nr);
   if (entry == nullptr) return false;
   if (t_in_engine) return false;  // a signal handler on a thread inside the engine
-  std::unique_lock<std::mutex> lock(mu_);
+  std::unique_lock<EngineMutex> lock(mu_);
   if (timers_moved_ && TimerCallMoved(entry->call)) return false;
   t_in_engine = true;
   t_engine_thread = true;
@@ -550,14 +606,18 @@ bool Engine::Call(int nr, const uint64_t args[6], long* result) {
   SyncFileChecks(NumberToCheck(entry->call, args));
   struct Leave {
     Engine& e;
+    std::unique_lock<EngineMutex>& lock;
     ~Leave() {
-      e.host_->EndCall();  // under the lock still (`lock` is destroyed after this)
+      // Under the lock still (`lock` is destroyed after this); a waiter
+      // answered while the lock was free returns without it, and its wait
+      // already ended the call's look (EndCall before the ppoll).
+      if (lock.owns_lock()) e.host_->EndCall();
       t_call_frame = 0;
       t_in_engine = false;
       t_engine_thread = false;
       e.last_call_ns_.store(MonotonicNs(), std::memory_order_relaxed);
     }
-  } leave{*this};
+  } leave{*this, lock};
   if (QueueAnswersWithoutLook(entry->call, args)) {
     // No look, but due deadlines still run (the clock, no system call): a
     // queued timer event counts its expirations up to the retrieval
@@ -575,6 +635,10 @@ bool Engine::Call(int nr, const uint64_t args[6], long* result) {
   Context ctx(*this, traced != nullptr ? traced->memory() : *memory_);
   if (timers_moved_ && entry->call == abi::Call::kTimerCreate) ctx.ForwardTimerCreate();
   abi::Outcome out;
+  // Answered by another thread, whose unlock writes this thread's eventfd
+  // and then marks the waiter: the call waits for that mark before it
+  // returns (the waiter and the eventfd must outlive the write).
+  std::shared_ptr<Waiter> owed_waiter;
   if (entry->handler != nullptr) {
     out = entry->handler(ctx, a);
   } else {
@@ -609,31 +673,43 @@ bool Engine::Call(int nr, const uint64_t args[6], long* result) {
     // handled unseen.
     sigset_t all, old_mask;
     bool masked = false;
+    // Answered while the lock was free: the thread that answered did the
+    // bookkeeping (Waiter::Respond), so the call returns without the lock.
+    bool answered_unlocked = false;
     while (w && !w->answered()) {
       if (!masked) {
         sigfillset(&all);
         pthread_sigmask(SIG_BLOCK, &all, &old_mask);
         masked = true;
       }
-      // Wait for the engine's host events or this thread's wake-up; the
-      // lock is free meanwhile, so other threads' calls complete this one.
+      // Wait for this thread's wake-up and, if no other waiting thread
+      // does, for the engine's host events (one watcher: a host event
+      // wakes one thread, not every waiter); the lock is free meanwhile,
+      // so other threads' calls complete this one.
       objects_->ApplyReadiness();
       host_->EndCall();  // a report left for no watch must not keep the wait awake
-      pollfd fds[2] = {{look_, POLLIN, 0}, {WakeFd(pid_), POLLIN, 0}};
+      StartWaiting(w.get());
+      const bool watch_loop = loop_watcher_ == nullptr || loop_watcher_ == w.get();
+      if (watch_loop) loop_watcher_ = w.get();
+      pollfd fds[2] = {{WakeFd(pid_), POLLIN, 0}, {look_, POLLIN, 0}};
       t_in_engine = false;
       waiting_threads_.fetch_add(1, std::memory_order_relaxed);
       lock.unlock();
-      int n = ppoll(fds, 2, nullptr, &old_mask);
+      int n = ppoll(fds, watch_loop ? 2 : 1, nullptr, &old_mask);
       int err = n < 0 ? errno : 0;
+      if (fds[0].revents & POLLIN) {
+        uint64_t v;
+        (void)!read(fds[0].fd, &v, sizeof v);
+      }
+      waiting_threads_.fetch_sub(1, std::memory_order_relaxed);
+      if (w->woken_with_answer() && traced == nullptr && IsPlainAnswer(w->outcome())) {
+        answered_unlocked = true;
+        break;
+      }
       lock.lock();
       SyncFileChecks(kCheckNone);
-      waiting_threads_.fetch_sub(1, std::memory_order_relaxed);
       t_in_engine = true;
-      if (fds[1].revents & POLLIN) {
-        uint64_t v;
-        (void)!read(fds[1].fd, &v, sizeof v);
-      }
-      Pump();
+      Pump();  // a watcher that woke keeps the watch: it is looking now
       if (w->answered()) break;
       if (w->moved()) {
         moved = true;
@@ -647,6 +723,13 @@ bool Engine::Call(int nr, const uint64_t args[6], long* result) {
       }
     }
     if (masked) pthread_sigmask(SIG_SETMASK, &old_mask, nullptr);
+    if (!answered_unlocked && w && w->wake_owed()) owed_waiter = w;
+    if (answered_unlocked) {
+      const abi::Outcome& answer = w->outcome();
+      *result = answer.kind == abi::Outcome::Kind::kValue ? static_cast<long>(answer.value) : -answer.error;
+      return true;
+    }
+    if (w) StopWaiting(w.get());
     if (moved) {
       // The port moved before fork while this call waited: nothing was
       // taken here; the library issues the call to the supervisor.
@@ -687,12 +770,18 @@ bool Engine::Call(int nr, const uint64_t args[6], long* result) {
   objects_->ApplyReadiness();
   if (traced != nullptr) traced->End(r);  // trace
   *result = r;
+  if (owed_waiter && !owed_waiter->woken_with_answer()) {
+    // Not holding the lock meanwhile: the writer needs none, but a signal
+    // handler that interrupted it may call into the engine.
+    lock.unlock();
+    while (!owed_waiter->woken_with_answer()) sched_yield();
+  }
   return true;
 }
 
 void Engine::Settle() {
   if (t_engine_thread) return;  // the engine's own poll, or a signal handler inside a call
-  std::lock_guard<std::mutex> lock(mu_);
+  std::lock_guard<EngineMutex> lock(mu_);
   t_in_engine = true;
   t_engine_thread = true;
   SyncFileChecks(kCheckNone);
@@ -718,7 +807,7 @@ bool Engine::PollBegin(bool settle) {
   if (settle) {
     Settle();
   } else if (objects_->AnyOwed()) {
-    std::lock_guard<std::mutex> lock(mu_);
+    std::lock_guard<EngineMutex> lock(mu_);
     objects_->SendOwed();
   }
   return true;
@@ -755,8 +844,57 @@ void Engine::NotePolledByEpoll(int fd) {
   if (t_engine_thread) return;
   struct stat st {};
   if (fstat(fd, &st) != 0 || !S_ISSOCK(st.st_mode)) return;
-  std::lock_guard<std::mutex> lock(mu_);
+  std::lock_guard<EngineMutex> lock(mu_);
   if (std::optional<emul::ObjectId> obj = objects_->FindByInode(st.st_ino)) objects_->MarkPolled(*obj);
+}
+
+void EngineMutex::unlock() {
+  if (owed_.empty()) {
+    pthread_mutex_unlock(&m_);
+    return;
+  }
+  thread_local std::vector<OwedWake> t_waking;  // keeps its capacity: no allocation per unlock
+  t_waking.swap(owed_);
+  pthread_mutex_unlock(&m_);
+  for (const OwedWake& o : t_waking) {
+    uint64_t one = 1;
+    (void)!write(o.fd, &one, sizeof one);
+    o.done->store(true, std::memory_order_release);
+  }
+  t_waking.clear();
+}
+
+void Engine::StartWaiting(Waiter* w) {
+  if (w->listed) return;
+  w->listed = true;
+  const OwnStack& stack = ThisThreadStack(pid_);
+  if (t_call_frame >= stack.low && t_call_frame < stack.high) {  // not on a sigaltstack or a fiber
+    w->stack_low = t_call_frame;
+    w->stack_high = stack.high;
+  }
+  waiting_.push_back(w);
+}
+
+bool Engine::OnWaitingStack(uint64_t addr, size_t size) const {
+  for (const Waiter* w : waiting_) {
+    if (addr >= w->stack_low && addr < w->stack_high && size <= w->stack_high - addr) return true;
+  }
+  return false;
+}
+
+void Engine::StopWaiting(Waiter* w) {
+  if (w->listed) {
+    w->listed = false;
+    waiting_.erase(std::find(waiting_.begin(), waiting_.end(), w));
+  }
+  if (loop_watcher_ != w) return;
+  loop_watcher_ = nullptr;
+  if (waiting_.empty()) return;
+  // The watch passes to the thread waiting longest (the ports wake the
+  // newest first, rule 30): woken, it looks at the loop and waits again,
+  // watching it.
+  loop_watcher_ = waiting_.front();
+  loop_watcher_->Wake();
 }
 
 void Engine::DisplaceWaits(const std::vector<emul::WaitId>& waits) {
@@ -772,7 +910,7 @@ void Engine::MovePortsBeforeExec() {
   // descriptor table: moving there would take the parent's ports away.
   if (getpid() != pid_) return;
   if (t_in_engine) return;  // exec from a signal handler inside a call: the lock is this thread's
-  std::lock_guard<std::mutex> lock(mu_);
+  std::lock_guard<EngineMutex> lock(mu_);
   t_in_engine = true;
   t_engine_thread = true;
   if (options_.supervisor_present) {
@@ -786,7 +924,7 @@ void Engine::MovePortsBeforeExec() {
 
 void Engine::MovePortsBeforeSpawn() {
   if (getpid() != pid_ || t_in_engine) return;
-  std::lock_guard<std::mutex> lock(mu_);
+  std::lock_guard<EngineMutex> lock(mu_);
   t_in_engine = true;
   t_engine_thread = true;
   if (options_.supervisor_present) {
@@ -799,7 +937,7 @@ void Engine::MovePortsBeforeSpawn() {
 
 void Engine::MovePortsBeforeSend(const int* fds, size_t count) {
   if (getpid() != pid_ || t_in_engine) return;
-  std::lock_guard<std::mutex> lock(mu_);
+  std::lock_guard<EngineMutex> lock(mu_);
   t_in_engine = true;
   t_engine_thread = true;
   std::vector<emul::ObjectId> ports;
@@ -858,7 +996,7 @@ void Engine::IdlePumpLoop() {
       SleepNs(idle < kIdleNs && idle >= 0 ? kIdleNs - idle : kIdleNs);
       continue;
     }
-    std::lock_guard<std::mutex> lock(mu_);
+    std::lock_guard<EngineMutex> lock(mu_);
     SyncFileChecks(kCheckNone);
     Pump();
     host_->EndCall();

@@ -9,6 +9,7 @@
 // else is hidden.
 #pragma once
 
+#include <pthread.h>
 #include <sys/types.h>
 
 #include <atomic>
@@ -51,6 +52,42 @@ struct EngineOptions {
 // after fork the child's engine is a fresh one, and these are the parent's.
 struct Inherited {
   std::unordered_map<uint64_t, abi::ObjectKind> objects;
+};
+
+// The engine lock. Glibc's adaptive mutex spins a moment before it sleeps:
+// the sections it guards are a few system calls long, and with many threads
+// calling (waiters returning to port_get, a producer's port_send) a thread
+// that sleeps on a held lock costs two futex calls and a switch each time.
+// A waiting thread answered under the lock is woken after the unlock
+// (OweWake): woken inside the section, it would preempt the lock's holder
+// and then queue on the lock it holds.
+class EngineMutex {
+ public:
+  EngineMutex() {
+    pthread_mutexattr_t attr;
+    pthread_mutexattr_init(&attr);
+    pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_ADAPTIVE_NP);
+    pthread_mutex_init(&m_, &attr);
+    pthread_mutexattr_destroy(&attr);
+  }
+  ~EngineMutex() { pthread_mutex_destroy(&m_); }
+  EngineMutex(const EngineMutex&) = delete;
+  EngineMutex& operator=(const EngineMutex&) = delete;
+  void lock() { pthread_mutex_lock(&m_); }
+  bool try_lock() { return pthread_mutex_trylock(&m_) == 0; }
+  // Writes each owed wake-up after unlocking, then sets its flag (release):
+  // the woken thread must not end (closing `fd`) before it sees the flag.
+  void unlock();
+  // With the lock held: write 1 to eventfd `fd` at the unlock, then set `*done`.
+  void OweWake(int fd, std::atomic<bool>* done) { owed_.push_back(OwedWake{fd, done}); }
+
+ private:
+  struct OwedWake {
+    int fd;
+    std::atomic<bool>* done;
+  };
+  pthread_mutex_t m_;
+  std::vector<OwedWake> owed_;  // with the lock held
 };
 
 class Engine {
@@ -191,6 +228,15 @@ class Engine {
   // process's own timers follow, with the ports they are bound to.
   void MoveTimersToSupervisor();
   void DisplaceWaits(const std::vector<emul::WaitId>& waits);
+  // The threads waiting in Call, with the lock held (docs/design.md
+  // "Waiting"): each waits for its own wake-up, and one of them, the loop
+  // watcher, for the loop epoll too; when it stops waiting, the watch
+  // passes to another waiting thread (woken to take it).
+  void StartWaiting(Waiter* w);
+  void StopWaiting(Waiter* w);
+  // Whether [addr, addr + size) lies on the callers' frames of a thread
+  // listed in waiting_ (copied directly: SelfMemory in engine.cc).
+  bool OnWaitingStack(uint64_t addr, size_t size) const;
   // Once a port moved, the process's timers are the supervisor's (one id
   // table per process): a timer call other than timer_create goes there.
   static bool TimerCallMoved(abi::Call call);
@@ -217,7 +263,7 @@ class Engine {
 
   EngineOptions options_;
   std::shared_ptr<const Inherited> inherited_;
-  std::mutex mu_;
+  EngineMutex mu_;
   pid_t pid_;
   // The process's memory; lives as long as the engine (completions of
   // deferred calls keep a reference).
@@ -238,6 +284,8 @@ class Engine {
   std::unique_ptr<ObjectTable> objects_;  // the objects' descriptors
   std::unique_ptr<HostEventRouter> router_;  // the host's events to their owners
   std::unordered_map<emul::WaitId, ParkedWait> parked_;
+  std::vector<Waiter*> waiting_;      // StartWaiting, oldest first
+  Waiter* loop_watcher_ = nullptr;   // one of waiting_, or none
   std::unordered_map<emul::Pid, int> pidfds_;
   std::set<std::string> reported_;
   bool warned_fork_port_ = false;

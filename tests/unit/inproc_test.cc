@@ -27,6 +27,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <sstream>
 #include <set>
@@ -167,6 +168,204 @@ TEST_F(InprocTest, ThreadsWaitingOnOnePortGetEachEventOnce) {
   for (auto& th : threads) th.join();
   ASSERT_EQ(seen.size(), static_cast<size_t>(kEvents));
   for (int i = 1; i <= kEvents; ++i) EXPECT_EQ(seen.count(static_cast<uintptr_t>(i)), 1u) << i;
+}
+
+// Threads blocked in the engine, seen from /proc: the system call a thread
+// is blocked in (-1 while it runs), and its voluntary context switches (each
+// wake-up from a blocking call counts one).
+long BlockedSyscall(pid_t tid) {
+  char path[64];
+  std::snprintf(path, sizeof path, "/proc/self/task/%d/syscall", tid);
+  FILE* f = std::fopen(path, "r");
+  if (f == nullptr) return -1;
+  long nr = -1;
+  if (std::fscanf(f, "%ld", &nr) != 1) nr = -1;
+  std::fclose(f);
+  return nr;
+}
+
+long VoluntarySwitches(pid_t tid) {
+  char path[64];
+  std::snprintf(path, sizeof path, "/proc/self/task/%d/status", tid);
+  FILE* f = std::fopen(path, "r");
+  if (f == nullptr) return -1;
+  char line[256];
+  long n = -1;
+  while (std::fgets(line, sizeof line, f) != nullptr) {
+    if (std::sscanf(line, "voluntary_ctxt_switches: %ld", &n) == 1) break;
+  }
+  std::fclose(f);
+  return n;
+}
+
+// Waits until each thread of `tids` is blocked in ppoll (the engine's wait)
+// and stays so for a few looks.
+bool AllBlockedInPpoll(const std::vector<pid_t>& tids) {
+  int stable = 0;
+  for (int tries = 0; tries < 500 && stable < 3; ++tries) {
+    bool all = true;
+    for (pid_t tid : tids) all = all && tid != 0 && BlockedSyscall(tid) == SYS_ppoll;
+    stable = all ? stable + 1 : 0;
+    usleep(10 * 1000);
+  }
+  return stable >= 3;
+}
+
+// Threads blocked in port_get, and their ids. Each takes one event (it
+// counts the PORT_SOURCE_FD ones) and returns; port_alert ends the others.
+struct BlockedGetters {
+  explicit BlockedGetters(int port) : port(port) {}
+  ~BlockedGetters() { Join(); }
+  void Start(int count, int64_t timeout_ms = 10'000) {
+    for (int i = 0; i < count; ++i) {
+      auto slot = std::make_unique<Slot>();
+      Slot* s = slot.get();
+      slots.push_back(std::move(slot));
+      s->thread = std::thread([this, s, timeout_ms] {
+        s->tid = gettid();
+        port_event_t ev{};
+        timespec limit{timeout_ms / 1000, (timeout_ms % 1000) * 1'000'000};
+        const int r = port_get(port, &ev, &limit);
+        s->err = r == 0 ? 0 : errno;
+        s->source = r == 0 ? ev.portev_source : -1;
+        if (r == 0 && ev.portev_source == PORT_SOURCE_FD) ++fd_events;
+        s->done = true;
+      });
+      while (s->tid == 0) usleep(1000);
+      // One at a time: the engine's waiters are then in a known order.
+      while (BlockedSyscall(s->tid) != SYS_ppoll) usleep(1000);
+    }
+  }
+  std::vector<pid_t> Tids() const {
+    std::vector<pid_t> t;
+    for (const auto& s : slots) t.push_back(s->tid);
+    return t;
+  }
+  void Join() {
+    for (auto& s : slots) {
+      if (s->thread.joinable()) s->thread.join();
+    }
+  }
+  struct Slot {
+    std::thread thread;
+    std::atomic<pid_t> tid{0};
+    std::atomic<int> err{-1};
+    std::atomic<int> source{-1};
+    std::atomic<bool> done{false};
+  };
+  int port;
+  std::vector<std::unique_ptr<Slot>> slots;
+  std::atomic<int> fd_events{0};
+};
+
+// A host event (an associated pipe becoming readable) while 8 threads are
+// blocked in port_get goes to one of them (rule 30, port.c:1807-1855: only
+// the head waiter is signalled), and wakes only that thread and the one
+// watching the engine's host events (docs/design.md "Waiting"), not all
+// eight: each wake-up of the others was a trip through the engine's lock
+// for nothing (issue 15, bench_ports threads).
+TEST_F(InprocTest, HostEventWakesTheTakerAndOneWatcherNotEveryWaiter) {
+  constexpr int kThreads = 8;
+  int p[2];
+  ASSERT_EQ(pipe(p), 0);
+  ASSERT_EQ(port_associate(port_, PORT_SOURCE_FD, static_cast<uintptr_t>(p[0]), POLLIN, nullptr), 0);
+  BlockedGetters getters(port_);
+  getters.Start(kThreads);
+  const std::vector<pid_t> tids = getters.Tids();
+  ASSERT_TRUE(AllBlockedInPpoll(tids));
+  std::vector<long> before;
+  for (pid_t tid : tids) before.push_back(VoluntarySwitches(tid));
+  ASSERT_EQ(write(p[1], "x", 1), 1);
+  for (int i = 0; i < 2000 && getters.fd_events == 0; ++i) usleep(1000);
+  ASSERT_EQ(getters.fd_events, 1);
+  std::vector<pid_t> still;
+  for (const auto& s : getters.slots) {
+    if (!s->done) still.push_back(s->tid);
+  }
+  ASSERT_EQ(still.size(), static_cast<size_t>(kThreads - 1));
+  ASSERT_TRUE(AllBlockedInPpoll(still));
+  int woken = 0;
+  for (size_t i = 0; i < tids.size(); ++i) {
+    const bool done = getters.slots[i]->done;
+    if (done || VoluntarySwitches(tids[i]) != before[i]) ++woken;
+  }
+  EXPECT_LE(woken, 2) << "threads woken by one host event, of " << kThreads << " waiting";
+  ASSERT_EQ(port_alert(port_, PORT_ALERT_SET, 1, nullptr), 0);
+  getters.Join();
+  for (const auto& s : getters.slots) EXPECT_EQ(s->err, 0);
+  EXPECT_EQ(getters.fd_events, 1);
+  // Through the engine (its lock) before the close: its idle pump may still
+  // re-arm the watch (TSan sees the close race that epoll_ctl otherwise).
+  (void)port_dissociate(port_, PORT_SOURCE_FD, static_cast<uintptr_t>(p[0]));
+  close(p[0]);
+  close(p[1]);
+}
+
+// The thread watching the engine's host events leaves its wait (a signal:
+// EINTR, rule 26, port.c:1333-1347): another waiter watches them from then
+// on, so an associated pipe's event still reaches a waiter (port.c:158-163).
+TEST_F(InprocTest, HostEventReachesAWaiterAfterTheWatchingThreadWasInterrupted) {
+  struct sigaction sa {};
+  sa.sa_handler = OnSignal;
+  ASSERT_EQ(sigaction(SIGUSR1, &sa, nullptr), 0);
+  int p[2];
+  ASSERT_EQ(pipe(p), 0);
+  ASSERT_EQ(port_associate(port_, PORT_SOURCE_FD, static_cast<uintptr_t>(p[0]), POLLIN, nullptr), 0);
+  BlockedGetters getters(port_);
+  getters.Start(4);  // the first to wait watches the host events
+  ASSERT_TRUE(AllBlockedInPpoll(getters.Tids()));
+  for (int round = 0; round < 3; ++round) {
+    // Interrupt the waiters one by one, oldest first, leaving the last.
+    pthread_kill(getters.slots[round]->thread.native_handle(), SIGUSR1);
+    for (int i = 0; i < 2000 && !getters.slots[round]->done; ++i) usleep(1000);
+    ASSERT_TRUE(getters.slots[round]->done);
+    EXPECT_EQ(getters.slots[round]->err, EINTR);
+  }
+  ASSERT_EQ(write(p[1], "x", 1), 1);
+  for (int i = 0; i < 3000 && getters.fd_events == 0; ++i) usleep(1000);
+  EXPECT_EQ(getters.fd_events, 1) << "the host event did not reach the last waiter";
+  EXPECT_TRUE(getters.slots[3]->done);
+  if (!getters.slots[3]->done) {
+    ASSERT_EQ(port_alert(port_, PORT_ALERT_SET, 1, nullptr), 0);
+  }
+  getters.Join();
+  (void)port_dissociate(port_, PORT_SOURCE_FD, static_cast<uintptr_t>(p[0]));  // as above
+  close(p[0]);
+  close(p[1]);
+  signal(SIGUSR1, SIG_DFL);
+}
+
+// Waiters with timeouts (rule 25: ETIME, port.c:1342-1344): each ends at
+// its own deadline, whichever thread watches the engine's deadline timer,
+// also once the watching thread itself has timed out.
+TEST_F(InprocTest, EachOfManyWaitersTimesOutAtItsOwnDeadline) {
+  std::vector<std::unique_ptr<BlockedGetters>> groups;
+  // The first to wait (the watcher) has the shortest timeout.
+  for (int64_t ms : {100, 200, 300, 400, 500}) {
+    groups.push_back(std::make_unique<BlockedGetters>(port_));
+    groups.back()->Start(1, ms);
+  }
+  timespec t0{};
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  for (auto& g : groups) g->Join();
+  timespec t1{};
+  clock_gettime(CLOCK_MONOTONIC, &t1);
+  for (auto& g : groups) EXPECT_EQ(g->slots[0]->err, ETIME);
+  EXPECT_LT(t1.tv_sec - t0.tv_sec, 3);
+}
+
+// port_alert (rules 16-19, port.c:1110-1136) wakes every waiter, those not
+// watching the engine's host events included.
+TEST_F(InprocTest, AlertWakesEveryBlockedThread) {
+  BlockedGetters getters(port_);
+  getters.Start(6);
+  ASSERT_TRUE(AllBlockedInPpoll(getters.Tids()));
+  ASSERT_EQ(port_alert(port_, PORT_ALERT_SET, 9, nullptr), 0);
+  getters.Join();
+  for (const auto& s : getters.slots) {
+    EXPECT_EQ(s->err, 0);
+    EXPECT_EQ(s->source, PORT_SOURCE_ALERT);
+  }
 }
 
 // The port descriptor polls readable while events are queued (port_vnops.c
@@ -596,6 +795,26 @@ constexpr int kBudgetRounds = 20;
   _exit(0);
 }
 
+// One thread blocked in port_get; the traced main thread's port_send (the
+// segment between the markers) completes it (rule 30, port.c:1807-1855).
+[[noreturn]] void SendToABlockedThreadChild() {
+  const int port = port_create();
+  if (port < 0) _exit(2);
+  std::atomic<pid_t> tid{0};
+  std::atomic<bool> right{false};
+  std::thread waiter([&] {
+    tid = gettid();
+    port_event_t ev{};
+    right = port_get(port, &ev, nullptr) == 0 && ev.portev_user == reinterpret_cast<void*>(5);
+  });
+  while (tid == 0 || BlockedSyscall(tid) != SYS_ppoll) usleep(1000);
+  syscall(SYS_getppid);  // marker
+  if (port_send(port, 1, reinterpret_cast<void*>(5)) != 0) _exit(3);
+  syscall(SYS_getppid);  // marker
+  waiter.join();
+  _exit(right ? 0 : 4);
+}
+
 std::string Describe(const std::map<long, int>& nrs) {
   std::ostringstream o;
   for (auto [nr, n] : nrs) o << " nr" << nr << "x" << n;
@@ -976,6 +1195,20 @@ TEST(InprocReadinessByte, AlwaysSwitchKeepsTheByteForARawPoll) {
   }
   syscall(SYS_getppid);
   _exit(0);
+}
+
+// A port_send that completes a thread blocked in port_get copies the event
+// to that thread's stack directly (the thread waits inside the engine's
+// call, so its callers' frames stay mapped and untouched: docs/design.md
+// "Memory"), not through process_vm_writev; it wakes that thread with one
+// write to its eventfd.
+TEST(InprocBudget, PortSendToABlockedThreadCopiesItsEventDirectly) {
+  std::vector<std::map<long, int>> segments;
+  ASSERT_NO_FATAL_FAILURE(TraceSegments(SendToABlockedThreadChild, &segments));
+  ASSERT_EQ(segments.size(), 2u);
+  const std::map<long, int>& send = segments[0];
+  EXPECT_EQ(send.count(SYS_process_vm_writev) + send.count(SYS_process_vm_readv), 0u) << Describe(send);
+  EXPECT_EQ(send.count(SYS_write) ? send.at(SYS_write) : 0, 1) << Describe(send);
 }
 
 TEST(InprocBudget, UserEventWritesNoByteWhenNobodyPolls) {
