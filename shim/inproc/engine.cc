@@ -907,6 +907,9 @@ void Engine::PrepareCall() {
 void Engine::Pump(bool apply_readiness) {
   epoll_event events[64];
   int n;
+  // The level epoll sits in the loop: a look that read the loop dry has
+  // reported every level watch ready at its start (QuietSinceArm).
+  const uint64_t look = host_->BeginLook();
   do {
     n = epoll_wait(loop_, events, 64, 0);
     for (int i = 0; i < n; ++i) {
@@ -934,6 +937,7 @@ void Engine::Pump(bool apply_readiness) {
     // costs no byte); a wake-up without a call applies it now.
     if (apply_readiness) objects_->ApplyReadiness();
   } while (n == 64);
+  if (n >= 0) host_->EndLook(look);
 }
 
 long Engine::InstallObject(abi::ObjectKind kind, emul::ObjectId obj, bool cloexec) {

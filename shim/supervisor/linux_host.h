@@ -66,6 +66,17 @@ class LinuxHost final : public emul::Host {
   emul::Result<uint32_t> ArmWatchMeasured(emul::WatchId id, emul::Pid pid, int fd, uint32_t events,
                                           uint32_t measured) override;
   emul::Result<uint32_t> ArmWatchReportedAtLook(emul::WatchId id, emul::Pid pid, int fd, uint32_t events) override;
+  bool QuietSinceArm(emul::WatchId id) override { return IsLocal(id) && local_ && local_->QuietSinceArm(id); }
+  emul::Result<uint32_t> ArmWatchIfFree(emul::WatchId id, emul::Pid pid, int fd, uint32_t events) override {
+    (void)pid;
+    if (IsLocal(id) && local_) return local_->Arm(id, fd, events, nullptr, LocalWatches::kIfFree);
+    return events;
+  }
+  // The in-process engine's looks at its loop (LocalWatches::BeginLook).
+  uint64_t BeginLook() { return local_ ? local_->BeginLook() : 0; }
+  void EndLook(uint64_t look) {
+    if (local_) local_->EndLook(look);
+  }
   emul::Result<uint32_t> ArmWatchEdge(emul::WatchId id, emul::Pid pid, int fd, uint32_t events) override;
   void SettleWatchEdge(emul::WatchId id, emul::Pid pid, int fd, uint32_t events) override;
   emul::Result<emul::FdProbe> ProbeFd(emul::Pid pid, int fd, emul::FdProbeNeeds needs,

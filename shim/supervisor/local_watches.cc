@@ -304,6 +304,16 @@ Result<uint32_t> LocalWatches::Arm(WatchId id, int fd, uint32_t events, const ui
   if (it == watches_.end()) return Errno{EBADF};
   Watch& w = it->second;
   events &= kPollBits;
+  if (answer == kIfFree) {
+    const File* f = w.edge || w.pollless ? nullptr : FileOf(w);
+    // A one-shot registration was set by an identity check or a renewal
+    // since any report (a report leaves it off or level): the kernel
+    // reports a ready file at the next look, seen_ready or not.
+    const bool reports = f != nullptr && (f->reg == File::Reg::kOneShot || (f->reg == File::Reg::kLevel && !w.seen_ready));
+    if (!reports || f->dead || f->fd != fd || (f->level_events & events) != events) return events;
+    w.seen_ready = false;
+    answer = kReportedAtLook;
+  }
   if (w.pollless) {
     w.mask = events;
     return events & kPolllessReady;
@@ -330,6 +340,7 @@ Result<uint32_t> LocalWatches::Arm(WatchId id, int fd, uint32_t events, const ui
     // file ready before this call was reported at its look, and then
     // switched off or marked seen_ready, unless it concerned this watch).
     w.armed = true;
+    w.armed_look = looks_begun_;
     return 0u;
   }
   // A measurement the caller made after confirming the file stands for a
@@ -339,6 +350,7 @@ Result<uint32_t> LocalWatches::Arm(WatchId id, int fd, uint32_t events, const ui
   if (!now.ok()) return now.error();
   if (*now != 0) return *now;  // fires at once: not armed (one-shot)
   w.armed = true;
+  w.armed_look = looks_begun_;
   if (covered) return 0u;
   // The registration widens to the armed watches' masks, keeping those of
   // disarmed ones (narrowed lazily, by a report that concerns no armed watch).
@@ -563,6 +575,16 @@ void LocalWatches::Drop(WatchId id) {
   if (it == watches_.end()) return;
   Detach(it->second, id);
   watches_.erase(it);
+}
+
+bool LocalWatches::QuietSinceArm(WatchId id) {
+  auto it = watches_.find(id);
+  if (it == watches_.end()) return false;
+  const Watch& w = it->second;
+  if (!w.armed || w.edge || w.pollless || w.armed_look >= looks_done_) return false;
+  const File* f = FileOf(w);
+  // A dead file's watch never fires: the caller's own look finds it closed.
+  return f != nullptr && !f->dead && f->reg != File::Reg::kOff && (f->level_events & w.mask) == w.mask;
 }
 
 bool LocalWatches::SameFile(int fd, WatchId id) {

@@ -25,6 +25,7 @@
 //   kernel (a raw close with the file open elsewhere), and are ignored.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <functional>
@@ -68,7 +69,9 @@ class LocalWatches {
   // the caller's every observer takes the ready watches first). Then a
   // watch whose file's level registration already covers `events` is armed
   // with no system call.
-  enum Answer : uint8_t { kNow, kReportedAtLook };
+  // kIfFree: as kReportedAtLook where that costs no system call; otherwise
+  // the watch is left as it is and `events` returned (the caller measures).
+  enum Answer : uint8_t { kNow, kReportedAtLook, kIfFree };
   // `measured`: the file's poll bits, measured by the caller after it
   // confirmed the file (SameFile); answers instead of a poll (the
   // registration reports what comes later, if need be once widened).
@@ -81,6 +84,16 @@ class LocalWatches {
   bool SameFile(int fd, emul::WatchId id);
   // Every armed watch reported since the last call (each is then disarmed).
   void TakeReady(ReadyList* out);
+  // The caller's look at the loop epoll (which holds the level epoll) and
+  // the routing of all it reported: BeginLook before its first read,
+  // EndLook(what BeginLook returned) once it read everything ready.
+  uint64_t BeginLook() { return ++looks_begun_; }
+  void EndLook(uint64_t look) { looks_done_ = std::max(looks_done_, look); }
+  // A level watch still armed on a live file's registration that covers it,
+  // armed before a look that has been completed since: that look would have
+  // reported (and disarmed) it had the file been ready, so it is not ready
+  // now, unless it became so after that look.
+  bool QuietSinceArm(emul::WatchId id);
   size_t size() const { return watches_.size(); }
 
  private:
@@ -97,6 +110,7 @@ class LocalWatches {
     // and left the registration on, so it will not report it again for the
     // next Arm: that Arm looks itself.
     bool seen_ready = false;
+    uint64_t armed_look = 0;  // looks_begun_ when it was last armed (QuietSinceArm)
   };
   // One watched number's open file. Its registrations carry
   // (generation << 32 | number).
@@ -150,6 +164,8 @@ class LocalWatches {
   bool memo_ = false;
   std::atomic<uint64_t> epoch_{1};
   uint32_t next_gen_ = 1;
+  uint64_t looks_begun_ = 0;
+  uint64_t looks_done_ = 0;
   size_t edge_watches_ = 0;
   std::vector<EdgeEpoll> edges_;  // one per distinct edge mask (a handful of filter masks)
   std::unordered_map<emul::WatchId, Watch> watches_;
