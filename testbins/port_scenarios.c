@@ -2026,6 +2026,15 @@ static int child_event_arrived(const char *how) {
   return 0;
 }
 
+/* The spawned image exited 0 after sending its event on the inherited
+ * port; the parent gets it, and its own timer still fires. */
+static int child_shared_the_port(pid_t pid, const char *how, int cl, timer_t t) {
+  int status;
+  CHECK(waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  child_event_arrived(how);
+  return timer_still_fires(cl, t);
+}
+
 /* system() and popen() (glibc spawns their shell with its internal
  * posix_spawn, which no wrapper sees): the command inherits the port and
  * shares it (rule 34 for a spawned child, port.c:241-248), so the event it
@@ -2068,10 +2077,7 @@ static int vfork_shares(void) {
     _exit(127);
   }
   CHECK(pid > 0);
-  int status;
-  CHECK(waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0);
-  child_event_arrived("vfork");
-  return timer_still_fires(cl, t);
+  return child_shared_the_port(pid, "vfork", cl, t);
 }
 
 /* posix_spawn, then the parent's timer on a close-on-exec port (the parent
@@ -2086,10 +2092,7 @@ static int spawn_timer_kept(void) {
   extern char **environ;
   pid_t pid;
   CHECK(posix_spawn(&pid, self_path, NULL, NULL, argv, environ) == 0);
-  int status;
-  CHECK(waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0);
-  child_event_arrived("posix_spawn");
-  return timer_still_fires(cl, t);
+  return child_shared_the_port(pid, "posix_spawn", cl, t);
 }
 
 /* A port passed over a unix socket (SCM_RIGHTS) is the same port in the
