@@ -516,6 +516,9 @@ void LocalWatches::TakeReady(ReadyList* out) {
       if (one_shot ? still != 0 : !delivered) (void)SetLevel(f, still);
     }
   } while (n == 64);
+  // Every armed level watch whose file is ready was reported just now: the
+  // look in progress has done its part (QuietSinceArm).
+  looks_done_ = looks_begun_;
   if (lingering) RenewLevelEpoll();
   if (edge_watches_ == 0) return;
   for (EdgeEpoll& e : edges_) {
@@ -581,6 +584,10 @@ bool LocalWatches::QuietSinceArm(WatchId id) {
   auto it = watches_.find(id);
   if (it == watches_.end()) return false;
   const Watch& w = it->second;
+  // A look begun and not past the level epoll yet (the loop's other events
+  // are routed in their order, and may scan a kqueue) says nothing: the file
+  // may have become ready since the previous look.
+  if (looks_done_ != looks_begun_) return false;
   if (!w.armed || w.edge || w.pollless || w.armed_look >= looks_done_) return false;
   const File* f = FileOf(w);
   // A dead file's watch never fires: the caller's own look finds it closed.

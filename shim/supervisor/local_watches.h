@@ -86,13 +86,15 @@ class LocalWatches {
   void TakeReady(ReadyList* out);
   // The caller's look at the loop epoll (which holds the level epoll) and
   // the routing of all it reported: BeginLook before its first read,
-  // EndLook(what BeginLook returned) once it read everything ready.
+  // EndLook(what BeginLook returned) once it read everything ready. A
+  // TakeReady within it completes its level part at once.
   uint64_t BeginLook() { return ++looks_begun_; }
   void EndLook(uint64_t look) { looks_done_ = std::max(looks_done_, look); }
   // A level watch still armed on a live file's registration that covers it,
-  // armed before a look that has been completed since: that look would have
-  // reported (and disarmed) it had the file been ready, so it is not ready
-  // now, unless it became so after that look.
+  // armed before the last look, which has read the level epoll since: that
+  // read would have reported (and disarmed) it had the file been ready, so
+  // it is not ready now, unless it became so after that read. False while
+  // a look has not read the level epoll yet.
   bool QuietSinceArm(emul::WatchId id);
   size_t size() const { return watches_.size(); }
 
