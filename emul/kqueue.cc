@@ -361,9 +361,12 @@ void Kqueues::ArmFdNotReady(Kq& kq, Knote& kn) {
 // the bits poll reports), so a host that can tell the file was not
 // reported by a look made since (Host::QuietSinceArm) spares the
 // measurement. Not for a kqueue's descriptor (its readiness is applied
-// lazily); EV_ONESHOT, EV_CLEAR and EV_DISPATCH knotes are not requeued.
+// lazily), nor for WRITE with NOTE_LOWAT (room at the mark says yes without
+// POLLOUT: WriteEvent); EV_ONESHOT, EV_CLEAR and EV_DISPATCH knotes are not
+// requeued.
 void Kqueues::ArmForNextLook(Knote& kn) {
   if (!kn.io.watch || kn.io.watched_kq) return;
+  if (kn.kev.filter == KFilter::kWrite && (kn.sfflags & kev::kNoteLowat)) return;
   const uint32_t want = WatchMask(kn);
   if (want == 0) return;
   Result<uint32_t> ready = host_.ArmWatchIfFree(*kn.io.watch, kn.owner, kn.fd, want);
