@@ -459,9 +459,9 @@ Engine::Engine(EngineOptions options, std::shared_ptr<const Inherited> inherited
   host_->set_path_sink([this](emul::WatchId id, uint32_t bits) { ports_->OnFileEvent(id, bits); });
   host_->set_holds_callback([this](emul::Pid, emul::ObjectId obj) { return HoldsObject(obj); });
   host_->set_kqueue_at_callback([this](emul::Pid, int fd) -> std::optional<emul::ObjectId> {
-    struct stat st {};
-    if (fstat(fd, &st) != 0) return std::nullopt;
-    std::optional<emul::ObjectId> obj = objects_->FindByInode(st.st_ino);
+    const struct stat* st = host_->LocalStat(fd);  // the change's open check made it
+    if (st == nullptr) return std::nullopt;
+    std::optional<emul::ObjectId> obj = objects_->FindByInode(st->st_ino);
     if (!obj) return std::nullopt;
     // Every fd knote asks this before its first probe (kqueue_filters.cc
     // WatchDescriptor, ReadAttach): a knote on an object's descriptor

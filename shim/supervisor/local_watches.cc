@@ -594,13 +594,13 @@ bool LocalWatches::QuietSinceArm(WatchId id) {
   return f != nullptr && !f->dead && f->reg != File::Reg::kOff && (f->level_events & w.mask) == w.mask;
 }
 
-bool LocalWatches::SameFile(int fd, WatchId id) {
+bool LocalWatches::SameFile(int fd, WatchId id, bool open_known) {
   auto it = watches_.find(id);
   if (it == watches_.end()) return false;
   const Watch& w = it->second;
   // Not registered (not armed yet, or a file epoll refuses): open is all
   // that can be told.
-  if (w.file == 0) return fcntl(fd, F_GETFD) != -1;
+  if (w.file == 0) return open_known || fcntl(fd, F_GETFD) != -1;
   if (fd != w.fd) return false;
   File* f = FileOf(w);
   return f != nullptr && Confirm(*f);

@@ -81,7 +81,9 @@ class LocalWatches {
   void SettleEdge(emul::WatchId id, int fd, uint32_t events);
   void Disarm(emul::WatchId id);
   void Drop(emul::WatchId id);
-  bool SameFile(int fd, emul::WatchId id);
+  // `open_known`: the caller saw the number open in this call (answers a
+  // watch not registered yet with no system call).
+  bool SameFile(int fd, emul::WatchId id, bool open_known = false);
   // Every armed watch reported since the last call (each is then disarmed).
   void TakeReady(ReadyList* out);
   // The caller's look at the loop epoll (which holds the level epoll) and

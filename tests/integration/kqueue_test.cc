@@ -136,7 +136,9 @@ TEST(KqueueProcConnector, ForkNotesWorkWithTheConnector) {
 // the re-check (the look found the file not ready, DF kern_event.c:1545-1548
 // then 1510-1518; before: 3) and at most 2 calls in all for it, the engine's
 // idle pump parked by the tracer; an EV_ONESHOT add and wait in one call
-// at most 7 on the pipe (main: 13); supervised: none on the descriptor. Counted,
+// 3 on the pipe (one fstat for the open check, the kqueue test and the
+// kind; poll; FIONREAD) and 4 in all (before: 7 and 8; main of session 5:
+// 13 on the pipe); supervised: none on the descriptor. Counted,
 // not timed. x86_64 only (the tracer reads the x86_64 call numbers), so not
 // in the i386 VM run.
 #if defined(__x86_64__)
