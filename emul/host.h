@@ -108,6 +108,25 @@ class Host {
   virtual Result<uint32_t> ArmWatchReportedAtLook(WatchId id, Pid pid, int fd, uint32_t events) {
     return ArmWatch(id, pid, fd, events);
   }
+  // True only when the host knows the file of a level watch armed with
+  // ArmWatchReportedAtLook is not ready: the watch is still armed, and an
+  // observer's look that would have reported it (every caller looks first)
+  // was completed after it was armed. False when it cannot tell. Default:
+  // false (the caller measures).
+  virtual bool QuietSinceArm(WatchId id) {
+    (void)id;
+    return false;
+  }
+  // As ArmWatchReportedAtLook, but only where that costs no look of its
+  // own (the level registration is on and covers `events`); otherwise the
+  // watch is left as it is and `events` returned (the caller measures).
+  // Default: never.
+  virtual Result<uint32_t> ArmWatchIfFree(WatchId id, Pid pid, int fd, uint32_t events) {
+    (void)id;
+    (void)pid;
+    (void)fd;
+    return events;
+  }
   virtual void DisarmWatch(WatchId id) = 0;
   virtual void DropWatch(WatchId id) = 0;
   // True if process `pid` has, at descriptor `fd`, the very open file the

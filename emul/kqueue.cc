@@ -168,6 +168,7 @@ ObjectId Kqueues::CopyKqueue(Kq& from) {
     n.uid = next_uid_++;
     n.kq = to.id;
     n.active = n.queued = false;
+    n.awaits_look = false;  // its watch is the copy's own, not armed yet
     n.pos = {};
     if (!ops.copy(*this, src, n)) {  // e.g. closed meanwhile: nothing to copy
       to.knotes.erase(placed);
@@ -282,6 +283,7 @@ void Kqueues::Dequeue(Kq& kq, Knote& kn) {
   if (!kn.queued) return;
   kq.queue.erase(kn.pos);
   kn.queued = false;
+  kn.awaits_look = false;
   UpdateReadiness(kq);
 }
 
@@ -352,6 +354,26 @@ void Kqueues::ArmFdNotReady(Kq& kq, Knote& kn) {
   if ((*ready & want) || Evaluate(kq, kn, &dropped)) Activate(kq, kn);  // Pump looks again
 }
 
+// The kernels put a delivered level knote back on the list and re-evaluate
+// it at the next scan, dropping it if the filter says no (DF
+// kern_event.c:1545-1548 then 1510-1518; OB :1433-1444 then :1410-1416). A
+// file not ready makes READ and WRITE say no (no byte, no EOF, no error:
+// the bits poll reports), so a host that can tell the file was not
+// reported by a look made since (Host::QuietSinceArm) spares the
+// measurement. Not for a kqueue's descriptor (its readiness is applied
+// lazily), nor for WRITE with NOTE_LOWAT (room at the mark says yes without
+// POLLOUT: WriteEvent); EV_ONESHOT, EV_CLEAR and EV_DISPATCH knotes are not
+// requeued.
+void Kqueues::ArmForNextLook(Knote& kn) {
+  if (!kn.io.watch || kn.io.watched_kq) return;
+  if (kn.kev.filter == KFilter::kWrite && (kn.sfflags & kev::kNoteLowat)) return;
+  const uint32_t want = WatchMask(kn);
+  if (want == 0) return;
+  Result<uint32_t> ready = host_.ArmWatchIfFree(*kn.io.watch, kn.owner, kn.fd, want);
+  // Not armed (it would cost a look) or gone: the scan measures it.
+  kn.awaits_look = ready.ok() && (*ready & want) == 0;
+}
+
 void Kqueues::NoteChangeMeasure(const Knote& kn, bool ready) {
   if (ready && !(kn.kev.flags & kev::kClear)) {
     ready_at_change_.insert(kn.uid);
@@ -361,6 +383,7 @@ void Kqueues::NoteChangeMeasure(const Knote& kn, bool ready) {
 }
 
 bool Kqueues::Evaluate(Kq& kq, Knote& kn, bool* dropped) {
+  kn.awaits_look = false;  // measured: the look's answer is superseded
   const bool ready = Measure(kq, kn, dropped);
   if (!*dropped) kn.measured = ready;
   return ready;
@@ -520,8 +543,15 @@ std::vector<Kqueues::Taken> Kqueues::Collect(Kq& kq, uint32_t max) {
     if (it == knotes_.end()) continue;
     Knote& kn = *it->second;
     if (!kn.queued) continue;
+    const bool looked = kn.awaits_look;  // Dequeue forgets it
     Dequeue(kq, kn);
     if (kn.disabled) continue;  // stays active (OB kern_event.c:1363-1366)
+    // Delivered level knote the look since did not report: the filter would
+    // say no (ArmForNextLook); its watch stays armed.
+    if (looked && host_.QuietSinceArm(*kn.io.watch)) {
+      kn.active = false;
+      continue;
+    }
     bool dropped = false;
     // EV_ONESHOT is posted without the re-check: its condition may be gone
     // (DF kern_event.c:1510-1531; OB :303-319, filter_process's
@@ -579,6 +609,7 @@ void Kqueues::Commit(Kq& kq, std::vector<Taken>& taken) {
       continue;
     }
     Enqueue(kq, kn);  // level-triggered: back on the list, re-checked at the next scan
+    ArmForNextLook(kn);
   }
 }
 

@@ -358,6 +358,10 @@ class Kqueues final : public Engine {
     // The last measurement (data/fflags/eof) reported an event: what a
     // stale EV_ONESHOT event reports (Collect).
     bool measured = false;
+    // Delivered level-triggered and back on the list with its watch armed
+    // for the next look (Host::ArmWatchReportedAtLook): the scan takes the
+    // host's Host::QuietSinceArm for the filter's "not ready" (Collect).
+    bool awaits_look = false;
     // Each filter's own state (the kernels' kn_hook, kn_ptr), used only by
     // its FilterOps entry and the source that feeds it.
     struct User {
@@ -485,6 +489,9 @@ class Kqueues final : public Engine {
   void ArmFd(Kq& kq, Knote& kn);
   // After the filter said "not ready": arms so that only new activity wakes.
   void ArmFdNotReady(Kq& kq, Knote& kn);
+  // A level fd knote just delivered, back on the list: its watch armed so
+  // that the next look reports it if still ready (Knote::awaits_look).
+  void ArmForNextLook(Knote& kn);
   // The poll bits an fd knote's host watch waits for (0: not an fd filter).
   static uint32_t WatchMask(const Knote& kn) { return OpsOf(kn.kev.filter).watch_mask; }
   // A relative timer's period as `kq`'s kernel runs it (its minimum period).

@@ -517,9 +517,9 @@ Engine::Engine(EngineOptions options, std::shared_ptr<const Inherited> inherited
   host_->set_path_sink([this](emul::WatchId id, uint32_t bits) { ports_->OnFileEvent(id, bits); });
   host_->set_holds_callback([this](emul::Pid, emul::ObjectId obj) { return HoldsObject(obj); });
   host_->set_kqueue_at_callback([this](emul::Pid, int fd) -> std::optional<emul::ObjectId> {
-    struct stat st {};
-    if (fstat(fd, &st) != 0) return std::nullopt;
-    std::optional<emul::ObjectId> obj = objects_->FindByInode(st.st_ino);
+    const struct stat* st = host_->LocalStat(fd);  // the change's open check made it
+    if (st == nullptr) return std::nullopt;
+    std::optional<emul::ObjectId> obj = objects_->FindByInode(st->st_ino);
     if (!obj) return std::nullopt;
     // Every fd knote asks this before its first probe (kqueue_filters.cc
     // WatchDescriptor, ReadAttach): a knote on an object's descriptor
@@ -1095,6 +1095,10 @@ void Engine::PrepareCall() {
 void Engine::Pump(bool apply_readiness) {
   // One epoll_wait reads the watches' reports and whether the other
   // sources (the loop epoll, nested) have anything: usually they do not.
+  // The look begins with that read (the level registrations are in the
+  // look epoll itself), so a watch armed before it and not reported by it
+  // is quiet (QuietSinceArm) also when the loop has nothing.
+  const uint64_t look = host_->BeginLook();
   router_->CollectWatchReadiness();
   if (!host_->TakeLoopReport()) {
     if (apply_readiness) objects_->ApplyReadiness();
@@ -1129,6 +1133,7 @@ void Engine::Pump(bool apply_readiness) {
     // costs no byte); a wake-up without a call applies it now.
     if (apply_readiness) objects_->ApplyReadiness();
   } while (n == 64);
+  if (n >= 0) host_->EndLook(look);
 }
 
 long Engine::InstallObject(abi::ObjectKind kind, emul::ObjectId obj, bool cloexec) {

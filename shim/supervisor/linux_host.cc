@@ -330,7 +330,10 @@ void LinuxHost::DropWatch(emul::WatchId id) {
 }
 
 bool LinuxHost::SameFile(emul::Pid pid, int fd, emul::WatchId id) {
-  if (IsLocal(id)) return pid == local_pid_ && local_->SameFile(fd, id);
+  if (IsLocal(id)) {
+    // A watch not registered yet can tell only that the number is open.
+    return pid == local_pid_ && local_->SameFile(fd, id, local_stat_fd_ == fd && file_check_memo_);
+  }
   auto it = watches_.find(id);
   if (it == watches_.end()) return false;
   const Watch& w = it->second;
@@ -352,8 +355,17 @@ bool LinuxHost::SameFile(emul::Pid pid, int fd, emul::WatchId id) {
   return r == 0;
 }
 
+const struct stat* LinuxHost::LocalStat(int fd) {
+  if (fd >= 0 && fd == local_stat_fd_ && file_check_memo_) return &local_stat_;
+  struct stat st {};
+  if (fstat(fd, &st) != 0) return nullptr;  // not kept: EBADF is asked again
+  local_stat_ = st;
+  local_stat_fd_ = fd;
+  return &local_stat_;
+}
+
 bool LinuxHost::FdOpen(emul::Pid pid, int fd) {
-  if (pid == local_pid_) return fcntl(fd, F_GETFD) != -1;
+  if (pid == local_pid_) return LocalStat(fd) != nullptr;
   char path[64];
   std::snprintf(path, sizeof path, "/proc/%d/fd/%d", pid, fd);
   struct stat st {};
@@ -415,6 +427,13 @@ Result<emul::FdProbe> LinuxHost::ProbeFd(emul::Pid pid, int fd, emul::FdProbeNee
   // A regular file's size is needed each time; other kinds are fstat'ed
   // once. Locally, fstat's (or poll's POLLNVAL) EBADF is the check that the
   // descriptor is open.
+  if (local && p.kind == FdKind::kUnknown) {
+    // The type, from the call's fstat (LocalStat); a regular file's size
+    // is measured below.
+    const struct stat* kept = LocalStat(fd);
+    if (kept == nullptr) return Errno{EBADF};
+    p.kind = KindOf(dup, *kept);
+  }
   if (p.kind == FdKind::kUnknown || p.kind == FdKind::kRegular) {
     if (fstat(dup, &st) != 0) {
       if (!local) close(dup);

@@ -16,6 +16,8 @@
 // that: the program's descriptor itself is registered (local_watches.h).
 #pragma once
 
+#include <sys/stat.h>
+
 #include <functional>
 #include <memory>
 #include <string>
@@ -66,6 +68,17 @@ class LinuxHost final : public emul::Host {
   emul::Result<uint32_t> ArmWatchMeasured(emul::WatchId id, emul::Pid pid, int fd, uint32_t events,
                                           uint32_t measured) override;
   emul::Result<uint32_t> ArmWatchReportedAtLook(emul::WatchId id, emul::Pid pid, int fd, uint32_t events) override;
+  bool QuietSinceArm(emul::WatchId id) override { return IsLocal(id) && local_ && local_->QuietSinceArm(id); }
+  emul::Result<uint32_t> ArmWatchIfFree(emul::WatchId id, emul::Pid pid, int fd, uint32_t events) override {
+    (void)pid;
+    if (IsLocal(id) && local_) return local_->Arm(id, fd, events, nullptr, LocalWatches::kIfFree);
+    return events;
+  }
+  // The in-process engine's looks at its loop (LocalWatches::BeginLook).
+  uint64_t BeginLook() { return local_ ? local_->BeginLook() : 0; }
+  void EndLook(uint64_t look) {
+    if (local_) local_->EndLook(look);
+  }
   emul::Result<uint32_t> ArmWatchEdge(emul::WatchId id, emul::Pid pid, int fd, uint32_t events) override;
   void SettleWatchEdge(emul::WatchId id, emul::Pid pid, int fd, uint32_t events) override;
   emul::Result<emul::FdProbe> ProbeFd(emul::Pid pid, int fd, emul::FdProbeNeeds needs,
@@ -113,13 +126,22 @@ class LinuxHost final : public emul::Host {
   }
   void ForgetFileChecks() {
     file_checks_.clear();
+    local_stat_fd_ = -1;
     if (local_) local_->ForgetFileChecks();
   }
   // The host's own process's number `fd` alone (the in-process engine keeps
   // the other answers across calls while nothing was closed).
   void ForgetLocalFileCheck(int fd) {
+    if (fd == local_stat_fd_) local_stat_fd_ = -1;
     if (local_) local_->ForgetFileCheck(fd);
   }
+  // The host's own process's descriptor `fd` as fstat saw it (nullptr: not
+  // open), kept with the identity answers while they are kept: a kqueue
+  // change asks whether the number is open, whether it is a kqueue and what
+  // kind of file it is, and its look whether it is still open, all of one
+  // fstat. Only what an open file never changes is read from it (its type,
+  // its inode); a regular file's size is asked anew.
+  const struct stat* LocalStat(int fd);
   // Hears of each file registered for a watch (the in-process engine notes
   // watches on its own objects' descriptors: a port in a port).
   void set_register_callback(std::function<void(int)> cb) {
@@ -211,6 +233,8 @@ class LinuxHost final : public emul::Host {
     bool same;
   };
   bool file_check_memo_ = false;
+  int local_stat_fd_ = -1;  // LocalStat's number (-1: none kept)
+  struct stat local_stat_ {};
   static constexpr size_t kMaxFileChecks = 32;  // bounded: a full memo starts again
   std::vector<FileCheck> file_checks_;
   std::function<void(int)> register_cb_;

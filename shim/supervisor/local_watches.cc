@@ -314,6 +314,16 @@ Result<uint32_t> LocalWatches::Arm(WatchId id, int fd, uint32_t events, const ui
   if (it == watches_.end()) return Errno{EBADF};
   Watch& w = it->second;
   events &= kPollBits;
+  if (answer == kIfFree) {
+    const File* f = w.edge || w.pollless ? nullptr : FileOf(w);
+    // A one-shot registration was set by an identity check or a renewal
+    // since any report (a report leaves it off or level): the kernel
+    // reports a ready file at the next look, seen_ready or not.
+    const bool reports = f != nullptr && (f->reg == File::Reg::kOneShot || (f->reg == File::Reg::kLevel && !w.seen_ready));
+    if (!reports || f->dead || f->fd != fd || (f->level_events & events) != events) return events;
+    w.seen_ready = false;
+    answer = kReportedAtLook;
+  }
   if (w.pollless) {
     w.mask = events;
     return events & kPolllessReady;
@@ -346,6 +356,7 @@ Result<uint32_t> LocalWatches::Arm(WatchId id, int fd, uint32_t events, const ui
       return bits;  // fires at once: not armed (one-shot)
     }
     w.armed = true;  // not ready for these bits: a later report is its
+    w.armed_look = looks_begun_;
     return 0u;
   }
   if (covered && answer == kReportedAtLook && !seen_ready) {
@@ -353,6 +364,7 @@ Result<uint32_t> LocalWatches::Arm(WatchId id, int fd, uint32_t events, const ui
     // file ready before this call was reported at its look, and then
     // switched off or marked seen_ready, unless it concerned this watch).
     w.armed = true;
+    w.armed_look = looks_begun_;
     return 0u;
   }
   // A measurement the caller made after confirming the file stands for a
@@ -374,6 +386,7 @@ Result<uint32_t> LocalWatches::Arm(WatchId id, int fd, uint32_t events, const ui
   }
   w.fired_at_arm = false;
   w.armed = true;
+  w.armed_look = looks_begun_;
   if (covered) return 0u;
   // The registration widens to the armed watches' masks, keeping those of
   // disarmed ones (narrowed lazily, by a report that concerns no armed watch).
@@ -565,6 +578,9 @@ void LocalWatches::TakeReady(ReadyList* out) {
       }
     }
   } while (n == 64);
+  // Every armed level watch whose file is ready was reported just now: the
+  // look in progress has done its part (QuietSinceArm).
+  looks_done_ = looks_begun_;
   if (lingering) RenewLevelEpoll();
   // Only the edge epolls that reported (an edge epoll with no watch left
   // is drained too: a raw-closed file's lingering edge is consumed).
@@ -667,13 +683,27 @@ void LocalWatches::Drop(WatchId id) {
   watches_.erase(it);
 }
 
-bool LocalWatches::SameFile(int fd, WatchId id) {
+bool LocalWatches::QuietSinceArm(WatchId id) {
+  auto it = watches_.find(id);
+  if (it == watches_.end()) return false;
+  const Watch& w = it->second;
+  // A look begun and not past the level epoll yet (the loop's other events
+  // are routed in their order, and may scan a kqueue) says nothing: the file
+  // may have become ready since the previous look.
+  if (looks_done_ != looks_begun_) return false;
+  if (!w.armed || w.edge || w.pollless || w.armed_look >= looks_done_) return false;
+  const File* f = FileOf(w);
+  // A dead file's watch never fires: the caller's own look finds it closed.
+  return f != nullptr && !f->dead && f->reg != File::Reg::kOff && (f->level_events & w.mask) == w.mask;
+}
+
+bool LocalWatches::SameFile(int fd, WatchId id, bool open_known) {
   auto it = watches_.find(id);
   if (it == watches_.end()) return false;
   const Watch& w = it->second;
   // Not registered (not armed yet, or a file epoll refuses): open is all
   // that can be told.
-  if (w.file == 0) return fcntl(fd, F_GETFD) != -1;
+  if (w.file == 0) return open_known || fcntl(fd, F_GETFD) != -1;
   if (fd != w.fd) return false;
   File* f = FileOf(w);
   return f != nullptr && Confirm(*f);

@@ -30,6 +30,7 @@
 // worth a look (TakeLoopReport).
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <functional>
@@ -73,7 +74,9 @@ class LocalWatches {
   // the caller's every observer takes the ready watches first). Then a
   // watch whose file's level registration already covers `events` is armed
   // with no system call.
-  enum Answer : uint8_t { kNow, kReportedAtLook };
+  // kIfFree: as kReportedAtLook where that costs no system call; otherwise
+  // the watch is left as it is and `events` returned (the caller measures).
+  enum Answer : uint8_t { kNow, kReportedAtLook, kIfFree };
   // `measured`: the file's poll bits, measured by the caller after it
   // confirmed the file (SameFile); answers instead of a poll (the
   // registration reports what comes later, if need be once widened).
@@ -83,7 +86,9 @@ class LocalWatches {
   void SettleEdge(emul::WatchId id, int fd, uint32_t events);
   void Disarm(emul::WatchId id);
   void Drop(emul::WatchId id);
-  bool SameFile(int fd, emul::WatchId id);
+  // `open_known`: the caller saw the number open in this call (answers a
+  // watch not registered yet with no system call).
+  bool SameFile(int fd, emul::WatchId id, bool open_known = false);
   // Every armed watch reported since the last call (each is then disarmed),
   // read with one epoll_wait of the look epoll.
   void TakeReady(ReadyList* out);
@@ -108,6 +113,18 @@ class LocalWatches {
   // The epoll to read and wait on (-1 if it could not be made: then the
   // loop epoll is all there is, and the watches are off).
   int look_fd() const { return level_epfd_; }
+  // The caller's look at the loop epoll (which holds the level epoll) and
+  // the routing of all it reported: BeginLook before its first read,
+  // EndLook(what BeginLook returned) once it read everything ready. A
+  // TakeReady within it completes its level part at once.
+  uint64_t BeginLook() { return ++looks_begun_; }
+  void EndLook(uint64_t look) { looks_done_ = std::max(looks_done_, look); }
+  // A level watch still armed on a live file's registration that covers it,
+  // armed before the last look, which has read the level epoll since: that
+  // read would have reported (and disarmed) it had the file been ready, so
+  // it is not ready now, unless it became so after that read. False while
+  // a look has not read the level epoll yet.
+  bool QuietSinceArm(emul::WatchId id);
   size_t size() const { return watches_.size(); }
 
  private:
@@ -128,6 +145,7 @@ class LocalWatches {
     uint64_t seen_call = 0;
     uint32_t seen_events = 0;
     bool fired_at_arm = false;  // its last Arm that looked found the file ready
+    uint64_t armed_look = 0;  // looks_begun_ when it was last armed (QuietSinceArm)
   };
   // One watched number's open file. Its registrations carry
   // (generation << 32 | number).
@@ -199,6 +217,8 @@ class LocalWatches {
   std::vector<uint64_t> unused_;  // keys of the files reported to no armed watch in this call
   std::atomic<uint64_t> epoch_{1};
   uint32_t next_gen_ = 1;
+  uint64_t looks_begun_ = 0;
+  uint64_t looks_done_ = 0;
   size_t edge_watches_ = 0;
   std::vector<EdgeEpoll> edges_;  // one per distinct edge mask (a handful of filter masks)
   std::unordered_map<emul::WatchId, Watch> watches_;

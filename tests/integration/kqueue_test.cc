@@ -130,11 +130,15 @@ TEST(KqueueProcConnector, ForkNotesWorkWithTheConnector) {
 // What one kevent costs the calling process (docs/kqueue.md "What a kevent
 // costs"): a tracer child counts the system calls of a wait that returns one
 // level EVFILT_READ event on a socketpair and of the zero-timeout re-check
-// after the byte is read. Fast mode: 3 calls on the socket each (the open
-// file's confirmation by EPOLL_CTL_MOD, one poll, one SIOCINQ; main had 7
-// and 8: fstat, SO_ACCEPTCONN, SO_SNDBUF, SIOCOUTQ and a second poll) and at
-// most 9 in all (main: 11 and 13); an EV_ONESHOT add and wait in one call
-// at most 7 on the pipe (main: 13); supervised: none on the descriptor. Counted,
+// after the byte is read. Fast mode: 3 calls on the socket for the wait (the
+// open file's confirmation by EPOLL_CTL_MOD, one poll, one SIOCINQ; main had
+// 7: fstat, SO_ACCEPTCONN, SO_SNDBUF, SIOCOUTQ and a second poll), none for
+// the re-check (the look found the file not ready, DF kern_event.c:1545-1548
+// then 1510-1518; before: 3) and at most 2 calls in all for it, the engine's
+// idle pump parked by the tracer; an EV_ONESHOT add and wait in one call
+// 3 on the pipe (one fstat for the open check, the kqueue test and the
+// kind; poll; FIONREAD) and 4 in all (before: 7 and 8; main of session 5:
+// 13 on the pipe); supervised: none on the descriptor. Counted,
 // not timed. x86_64 only (the tracer reads the x86_64 call numbers), so not
 // in the i386 VM run.
 #if defined(__x86_64__)

@@ -127,6 +127,29 @@ class KqFakeHost : public Host {
     RegisterEdge(w, events);
     w.edge_pending = false;
   }
+  // The in-process host's look (LocalWatches::QuietSinceArm), when
+  // `level_looks` is on: a delivered level knote's watch is armed with no
+  // call (ArmWatchIfFree), a Set() that makes its file ready fires it, and
+  // Look() stands for a complete look at the loop: a watch armed before it
+  // and not fired since is one whose file was not ready.
+  bool level_looks = false;
+  int free_arms = 0;
+  void Look() { ++looks_; }
+  Result<uint32_t> ArmWatchIfFree(WatchId id, Pid pid, int fd, uint32_t events) override {
+    if (!level_looks) return Host::ArmWatchIfFree(id, pid, fd, events);
+    ++free_arms;
+    Watch& w = watches_.at(id);
+    w.edge = false;
+    w.mask = events;
+    w.armed = true;  // a ready file is reported by the next look
+    w.armed_at = looks_;
+    return 0u;
+  }
+  bool QuietSinceArm(WatchId id) override {
+    auto it = watches_.find(id);
+    return level_looks && it != watches_.end() && it->second.armed && !it->second.edge &&
+           it->second.armed_at < looks_;
+  }
   void DisarmWatch(WatchId id) override { watches_.at(id).armed = false; }
   void DropWatch(WatchId id) override { watches_.erase(id); }
   bool SameFile(Pid pid, int fd, WatchId id) override {
@@ -203,6 +226,7 @@ class KqFakeHost : public Host {
     bool armed;
     bool edge = false;          // registered edge-triggered
     bool edge_pending = false;  // activity not yet reported
+    int armed_at = 0;           // looks_ when armed by ArmWatchIfFree
   };
   // Edge-triggered like Linux's EPOLLET: a new registration reports the
   // present state once; after that only new activity (a later Set).
@@ -217,6 +241,7 @@ class KqFakeHost : public Host {
   std::map<WatchId, Watch> watches_;
   std::set<ObjectId> readable_;
   WatchId next_ = 1;
+  int looks_ = 0;
   Nanos now_ = 1'000'000'000;
   Nanos deadline_ = kNever;
 };
@@ -546,6 +571,69 @@ TEST_F(KqueueTest, AKnoteTheChangesFoundReadyIsNotMeasuredAgainByThatCallsScan) 
   out = Call({Ch(KFilter::kRead, 5, kev::kDelete), Ch(KFilter::kRead, 5, kev::kAdd | kev::kClear)}, Poll(8));
   ASSERT_EQ(out.events.size(), 1u);
   EXPECT_EQ(host_.probes, 2);
+}
+
+// A delivered level knote goes back on the list and the next scan asks the
+// filter again, taking the knote off when it says no (DF
+// kern_event.c:1545-1548 then 1510-1518; OB :1433-1444 then :1410-1416).
+// READ says no for a file with nothing to report (no byte, no EOF, no
+// error: none of the poll bits its watch waits for), so when the host can
+// tell that a look made since the delivery did not find the file ready
+// (Host::QuietSinceArm), the scan drops the knote with no probe. A file
+// that became ready again after the delivery fires the watch and is
+// measured and returned (docs/kqueue.md "What a kevent costs").
+TEST_F(KqueueTest, DeliveredLevelKnoteALookFoundNotReadyIsDroppedUnmeasured) {
+  host_.level_looks = true;
+  auto f = host_.Open(kP.pid, 5);
+  Call({Ch(KFilter::kRead, 5, kev::kAdd)}, Poll(0));
+  host_.Set(engine_, f, pb::kIn, 2);
+  ASSERT_EQ(Get().size(), 1u);
+  EXPECT_EQ(host_.free_arms, 1) << "the delivered knote's watch is armed for the next look";
+  host_.Set(engine_, f, 0, 0);  // read dry
+  host_.Look();
+  host_.probes = 0;
+  EXPECT_TRUE(Get().empty());
+  EXPECT_EQ(host_.probes, 0) << "the look stands for the filter's no";
+  EXPECT_FALSE(host_.readable(kq_));
+  // Off the list, its watch still armed: new bytes activate it again.
+  host_.Set(engine_, f, pb::kIn, 4);
+  EXPECT_TRUE(host_.readable(kq_));
+  auto ev = Get();
+  ASSERT_EQ(ev.size(), 1u);
+  EXPECT_EQ(ev[0].data, 4);
+  // Ready again after the delivery, between two looks: the watch fired, so
+  // the scan measures and returns it (level-triggered).
+  host_.Set(engine_, f, 0, 0);
+  host_.Set(engine_, f, pb::kIn, 6);
+  host_.Look();
+  ev = Get();
+  ASSERT_EQ(ev.size(), 1u);
+  EXPECT_EQ(ev[0].data, 6);
+  // No look since the delivery: the scan measures (the host cannot tell).
+  host_.probes = 0;
+  ev = Get();
+  ASSERT_EQ(ev.size(), 1u);
+  EXPECT_EQ(host_.probes, 1);
+}
+
+// A WRITE knote with NOTE_LOWAT says yes while the room to write reaches
+// the mark (filt_sowrite: sbspace >= lowat; data = the room, docs/kqueue.md
+// "READ/WRITE data"), which may hold while the file does not poll POLLOUT
+// (a Linux socket polls writable only with a quarter or half of its buffer
+// free). A look that did not report the file then says nothing of the
+// filter: the scan measures it (DF kern_event.c:1510-1518) and returns it.
+TEST_F(KqueueTest, DeliveredLowatWriteKnoteIsMeasuredThoughTheLookSawNoPollout) {
+  host_.level_looks = true;
+  auto f = host_.Open(kP.pid, 5);
+  f->ready = pb::kOut;
+  f->writable = 4096;
+  auto out = Call({Ch(KFilter::kWrite, 5, kev::kAdd, kev::kNoteLowat, 100)}, Poll(4));
+  ASSERT_EQ(out.events.size(), 1u);
+  host_.Set(engine_, f, 0, 0, 1000);  // part of the buffer filled: no POLLOUT, 1000 bytes of room
+  host_.Look();
+  auto ev = Get();
+  ASSERT_EQ(ev.size(), 1u);
+  EXPECT_EQ(ev[0].data, 1000);
 }
 
 TEST_F(KqueueTest, StaleOneshotIsStillReported) {

@@ -202,6 +202,58 @@ TEST_F(LocalWatchesTest, ReportAtTheArmingCallsLookIsItsReadinessPerCall) {
   EXPECT_FALSE(LoopReady());
 }
 
+// A delivered level kqueue knote is re-checked at the next scan (DF
+// kern_event.c:1545-1548 then 1510-1518): the watch armed for the next look
+// tells "not ready" only once a look begun after the arm was completed and
+// did not report it; a report (or a look still going on) says nothing.
+TEST_F(LocalWatchesTest, QuietSinceArmOnlyAfterACompletedLookThatDidNotReport) {
+  auto [a, b] = Pair();
+  watches_->Add(1);
+  EXPECT_EQ(*watches_->Arm(1, a, POLLIN), 0u);
+  ASSERT_EQ(write(b, "x", 1), 1);
+  uint64_t look = watches_->BeginLook();
+  ASSERT_EQ(Take().size(), 1u);
+  watches_->EndLook(look);
+  // Delivered, still ready: armed for the next look with no call.
+  EXPECT_EQ(*watches_->Arm(1, a, POLLIN, nullptr, LocalWatches::kReportedAtLook), 0u);
+  EXPECT_FALSE(watches_->QuietSinceArm(1)) << "no look since the arm";
+  look = watches_->BeginLook();
+  EXPECT_FALSE(watches_->QuietSinceArm(1)) << "the look is not complete";
+  ASSERT_EQ(Take().size(), 1u);  // still ready: reported, disarmed
+  watches_->EndLook(look);
+  EXPECT_FALSE(watches_->QuietSinceArm(1)) << "reported ready";
+  // Read dry, armed again: the next complete look reports nothing.
+  Drain(a);
+  EXPECT_EQ(*watches_->Arm(1, a, POLLIN, nullptr, LocalWatches::kReportedAtLook), 0u);
+  look = watches_->BeginLook();
+  EXPECT_TRUE(Take().empty());
+  watches_->EndLook(look);
+  EXPECT_TRUE(watches_->QuietSinceArm(1));
+  // A look that has not read the level epoll yet (the loop's events are
+  // routed in order: a deadline may scan the kqueue first) says nothing;
+  // once it has, the answer holds again.
+  look = watches_->BeginLook();
+  EXPECT_FALSE(watches_->QuietSinceArm(1)) << "a look is going on";
+  EXPECT_TRUE(Take().empty());
+  EXPECT_TRUE(watches_->QuietSinceArm(1)) << "its level read found nothing";
+  watches_->EndLook(look);
+  EXPECT_TRUE(watches_->QuietSinceArm(1));
+  // Ready after that look: the next one reports it.
+  ASSERT_EQ(write(b, "y", 1), 1);
+  look = watches_->BeginLook();
+  ASSERT_EQ(Take().size(), 1u);
+  watches_->EndLook(look);
+  EXPECT_FALSE(watches_->QuietSinceArm(1));
+  // An edge watch never answers (its registration is not the level one).
+  watches_->Add(2);
+  EXPECT_EQ(*watches_->ArmEdge(2, a, POLLOUT), static_cast<uint32_t>(POLLOUT));
+  EXPECT_EQ(*watches_->ArmEdge(2, a, POLLOUT), 0u);
+  look = watches_->BeginLook();
+  (void)Take();
+  watches_->EndLook(look);
+  EXPECT_FALSE(watches_->QuietSinceArm(2));
+}
+
 // Edge watches with one mask share a registration, each with its own edge
 // (kqueue EV_CLEAR: DF kern_event.c:1535-1544, only new activity after a
 // report): settling one forgets its pending edge, not the other's.
