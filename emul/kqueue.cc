@@ -113,8 +113,11 @@ Kqueues::~Kqueues() {
 }
 
 bool Kqueues::Stale(const Knote& kn) {
-  if (kn.io.watch) return !host_.SameFile(kn.owner, kn.fd, *kn.io.watch);
-  if (kn.vnode.watch) return !host_.SameVnode(kn.owner, kn.fd, *kn.vnode.watch);
+  // Only the filter's own state (Knote's union).
+  if (IsIoFilter(kn.kev.filter)) return kn.io.watch && !host_.SameFile(kn.owner, kn.fd, *kn.io.watch);
+  if (kn.kev.filter == KFilter::kVnode) {
+    return kn.vnode.watch && !host_.SameVnode(kn.owner, kn.fd, *kn.vnode.watch);
+  }
   return false;
 }
 
@@ -316,7 +319,7 @@ Result<uint32_t> Kqueues::ArmWatchAsFlagsSay(Knote& kn, uint32_t want) {
 // for EV_CLEAR, edge. Readiness reported at once activates it.
 void Kqueues::ArmFd(Kq& kq, Knote& kn) {
   const uint32_t want = WatchMask(kn);
-  if (!kn.io.watch || want == 0) return;
+  if (want == 0 || !kn.io.watch) return;  // want: an fd filter's (Knote's union)
   Result<uint32_t> ready = ArmWatchAsFlagsSay(kn, want);
   if (!ready.ok()) return;  // the descriptor is gone: found stale at the next look
   if (*ready & want) Activate(kq, kn);
@@ -335,7 +338,7 @@ void Kqueues::ArmFd(Kq& kq, Knote& kn) {
 // report, not looked at: so the filter looks once more once it is armed.
 void Kqueues::ArmFdNotReady(Kq& kq, Knote& kn) {
   const uint32_t want = WatchMask(kn);
-  if (!kn.io.watch || want == 0) return;
+  if (want == 0 || !kn.io.watch) return;  // want: an fd filter's (Knote's union)
   // A level watch is armed with what the filter's probe just measured
   // (the registration it re-armed reports whatever comes after).
   const bool measured = last_probe_.uid == kn.uid && !(kn.kev.flags & kev::kClear);

@@ -376,16 +376,27 @@ class Kqueues final : public Engine {
       OptionalId<WatchId> watch;
       // READ on a kqueue's descriptor: that kqueue (filt_kqueue reports its count).
       OptionalId<ObjectId> watched_kq;
-    } io;
+    };
     struct Timer {
       Nanos period = 0;
       Nanos next_fire = 0;
       bool running = false;
       bool absolute = false;  // NOTE_ABSTIME: one expiry, no period
-    } timer;
+    };
     struct Vnode {
       OptionalId<WatchId> watch;
-    } vnode;
+    };
+    // A knote has one filter for life, so the filters' states share their
+    // bytes (docs/design.md "Memory per watch"): only the member of
+    // kev.filter is ever read (IsIoFilter, kVnode, kTimer), and code common
+    // to every filter asks the filter first (Stale). All zero bytes: no
+    // watch, no kqueue, no timer running.
+    union {
+      Io io;
+      Timer timer;
+      Vnode vnode;
+    };
+    Knote() : timer() {}
 
     // The registration as a record (fflags and data 0).
     KeventRecord Registered() const {
@@ -401,7 +412,7 @@ class Kqueues final : public Engine {
   };
   // Budget of one knote's allocation (glibc chunks of 16 bytes, 8 of them
   // the header): tests/unit/memory_budget_test.cc pins the total per knote.
-  static constexpr size_t kKnoteBytes = 152;
+  static constexpr size_t kKnoteBytes = 128;
   static_assert(sizeof(Knote) <= kKnoteBytes, "a knote outgrew its memory budget");
   using KnoteKey = std::pair<KFilter, uint64_t>;  // (filter, ident)
   struct KnoteKeyHash {
@@ -487,6 +498,8 @@ class Kqueues final : public Engine {
   void ArmFdNotReady(Kq& kq, Knote& kn);
   // The poll bits an fd knote's host watch waits for (0: not an fd filter).
   static uint32_t WatchMask(const Knote& kn) { return OpsOf(kn.kev.filter).watch_mask; }
+  // The filters whose state is Knote::io.
+  static bool IsIoFilter(KFilter f) { return f == KFilter::kRead || f == KFilter::kWrite || f == KFilter::kExcept; }
   // A relative timer's period as `kq`'s kernel runs it (its minimum period).
   static Nanos TimerPeriod(const Kq& kq, Nanos requested);
   void StartTimer(Knote& kn, Nanos now);
