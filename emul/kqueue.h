@@ -312,7 +312,9 @@ class Kqueues final : public Engine {
   // by the foreign library's counting hook, abi/bsd/lib/kqueue.c).
   void OnSignal(Pid pid, int signo);
   void OnDeadline() override;
-  Nanos NextDeadline() const override { return deadlines_.Next(); }
+  Nanos NextDeadline() const override {
+    return timer_heap_.empty() ? deadlines_.Next() : std::min(deadlines_.Next(), timer_heap_.front().when);
+  }
 
   // --- ownership (emul/engine.h) ---
   bool OwnsObject(ObjectId obj) const override { return obj >= kFirstId; }
@@ -562,7 +564,25 @@ class Kqueues final : public Engine {
   std::unordered_map<WatchId, uint64_t> by_vnode_;
   std::multimap<Pid, uint64_t> proc_knotes_;
   std::multimap<ObjectId, uint64_t> kq_watchers_;  // watched kqueue -> READ knote
-  DeadlineQueue<std::pair<DeadlineKind, uint64_t>> deadlines_;
+  DeadlineQueue<std::pair<DeadlineKind, uint64_t>> deadlines_;  // the waiters'
+  // The timers' deadlines (docs/design.md "Memory per watch"): a binary
+  // min-heap of (when, uid), 16 bytes a timer where a DeadlineQueue node
+  // takes 64. A removal pops the entry if it is first and otherwise leaves
+  // it, stale (its knote no longer runs for `when`), to be dropped when it
+  // comes first or by a compaction once stale entries are half the heap:
+  // the heap stays within twice the running timers (plus a constant).
+  struct TimerDeadline {
+    Nanos when;
+    uint64_t uid;
+  };
+  std::vector<TimerDeadline> timer_heap_;
+  size_t timer_heap_stale_ = 0;
+  bool TimerDeadlineLive(const TimerDeadline& d) const;
+  void PopTimerDeadline();
+  void PruneTimerHeap();  // drops stale entries from the front
+  void CompactTimerHeap(const TimerDeadline* also_drop);
+  // The earliest due deadline of either kind, removed: (when, (kind, id)).
+  std::optional<std::pair<Nanos, std::pair<DeadlineKind, uint64_t>>> TakeDueDeadline(Nanos now);
   std::unordered_map<WaitId, ObjectId> wait_kq_;
   std::vector<ObjectId> closed_with_waiters_;
   // Copies of ForkPrepare not yet claimed, by token.
