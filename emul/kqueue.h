@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "emul/engine.h"
+#include "emul/flat_id_map.h"
 #include "emul/host.h"
 #include "emul/result.h"
 #include "emul/types.h"
@@ -545,9 +546,9 @@ class Kqueues final : public Engine {
 
   std::unordered_map<ObjectId, std::unique_ptr<Kq>> kqs_;
   // Every knote by uid (owned by its Kq::knotes).
-  std::unordered_map<uint64_t, Knote*> knotes_;
+  FlatIdMap<Knote*> knotes_;
   Limits limits_;
-  std::unordered_map<WatchId, uint64_t> by_watch_;
+  FlatIdMap<uint64_t> by_watch_;
   // The readiness bits the last fd probe measured, and of which knote: the
   // filter's "not ready" is followed by arming the same file's watch, which
   // then needs no look of its own (Host::ArmWatchMeasured).

@@ -35,6 +35,7 @@
 #include <utility>
 #include <vector>
 
+#include "emul/flat_id_map.h"
 #include "emul/result.h"
 #include "emul/types.h"
 
@@ -183,7 +184,7 @@ class LocalWatches {
   uint32_t next_gen_ = 1;
   size_t edge_watches_ = 0;
   std::vector<EdgeEpoll> edges_;  // one per distinct edge mask (a handful of filter masks)
-  std::unordered_map<emul::WatchId, Watch> watches_;
+  emul::FlatIdMap<Watch> watches_;
   LiveFiles live_;                            // by number
   std::unordered_map<uint32_t, File> dead_;   // by generation, until their last watch goes
 };

@@ -63,17 +63,17 @@ namespace {
 constexpr Caller kP{100, 100};
 constexpr long kWatches = 10000;
 
-// The engines' heap bytes per watch (glibc x86_64; the hash tables' bucket
-// arrays included, shared out). Before the compaction of issue 15 item 1
-// they were 184 (port fd), 400 (READ), 360 (USER), 424 (TIMER); before the
-// knote's filter union and the timer heap (session 8) 152, 280, 240-251,
-// 304-315, which these budgets refuse. The host's share (LocalWatches in
-// the fast mode, the supervisor's watch table) and a fired event come on
-// top: docs/design.md "Memory per watch".
-constexpr long kPortFdBudget = 160;      // measured 152
-constexpr long kKnoteFdBudget = 256;     // measured 248
-constexpr long kKnoteUserBudget = 224;   // measured 208 (10000), 219 (100000)
-constexpr long kKnoteTimerBudget = 248;  // measured 234, 240
+// The engines' heap bytes per watch (glibc x86_64; the hash tables' spare
+// room shared out). Before the compaction of issue 15 item 1 they were 184
+// (port fd), 400 (READ), 360 (USER), 424 (TIMER); before session 8 (the
+// knote's filter union, the timer heap, FlatIdMap indexes) 152, 280,
+// 240-251, 304-315, which these budgets refuse. The host's share
+// (LocalWatches in the fast mode, the supervisor's watch table) and a fired
+// event come on top: docs/design.md "Memory per watch".
+constexpr long kPortFdBudget = 144;      // measured 138
+constexpr long kKnoteFdBudget = 224;     // measured 220
+constexpr long kKnoteUserBudget = 200;   // measured 194 (10000 and 100000)
+constexpr long kKnoteTimerBudget = 224;  // measured 220 (10000), 215 (100000)
 
 // A host that keeps nothing per watch: every descriptor is open, idle and
 // the same file; watch ids count up.
