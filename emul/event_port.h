@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "emul/engine.h"
+#include "emul/flat_id_map.h"
 #include "emul/host.h"
 #include "emul/result.h"
 #include "emul/types.h"
@@ -433,7 +434,7 @@ class EventPorts final : public Engine {
 
   PortLimits limits_;
   std::unordered_map<ObjectId, std::unique_ptr<Port>> ports_;
-  std::unordered_map<WatchId, FdAssoc*> by_watch_;
+  FlatIdMap<FdAssoc*> by_watch_;
   std::unordered_map<WatchId, FileAssoc*> by_path_watch_;
   // Deadlines of waiters (key = WaitId) and timers (key = kTimerKey | pid << 32 | id).
   static constexpr uint64_t kTimerKey = 1ULL << 63;

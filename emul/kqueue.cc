@@ -113,8 +113,11 @@ Kqueues::~Kqueues() {
 }
 
 bool Kqueues::Stale(const Knote& kn) {
-  if (kn.io.watch) return !host_.SameFile(kn.owner, kn.fd, *kn.io.watch);
-  if (kn.vnode.watch) return !host_.SameVnode(kn.owner, kn.fd, *kn.vnode.watch);
+  // Only the filter's own state (Knote's union).
+  if (IsIoFilter(kn.kev.filter)) return kn.io.watch && !host_.SameFile(kn.owner, kn.fd, *kn.io.watch);
+  if (kn.kev.filter == KFilter::kVnode) {
+    return kn.vnode.watch && !host_.SameVnode(kn.owner, kn.fd, *kn.vnode.watch);
+  }
   return false;
 }
 
@@ -299,12 +302,92 @@ void Kqueues::Drop(Kq& kq, Knote& kn) {
   kq.knotes.erase(KnoteKey{kn.kev.filter, kn.kev.ident});  // kn is gone
 }
 
+namespace {
+// Heap order for std::push_heap (a max-heap): the earliest (when, uid) first.
+struct LaterDeadline {
+  template <typename D>
+  bool operator()(const D& a, const D& b) const {
+    return a.when != b.when ? a.when > b.when : a.uid > b.uid;
+  }
+};
+}  // namespace
+
 void Kqueues::AddDeadline(Nanos when, DeadlineKind kind, uint64_t id) {
-  deadlines_.Add(when, std::make_pair(kind, id));
+  if (kind == DeadlineKind::kWait) {
+    deadlines_.Add(when, std::make_pair(kind, id));
+    return;
+  }
+  if (timer_heap_stale_ > timer_heap_.size() / 2 + 32) CompactTimerHeap(nullptr);
+  timer_heap_.push_back(TimerDeadline{when, id});
+  std::push_heap(timer_heap_.begin(), timer_heap_.end(), LaterDeadline{});
 }
 
 void Kqueues::RemoveDeadline(Nanos when, DeadlineKind kind, uint64_t id) {
-  deadlines_.Remove(when, std::make_pair(kind, id));
+  if (kind == DeadlineKind::kWait) {
+    deadlines_.Remove(when, std::make_pair(kind, id));
+    return;
+  }
+  // Called while the knote still runs for `when`: this entry is named, as
+  // it would still look live.
+  const TimerDeadline gone{when, id};
+  if (!timer_heap_.empty() && timer_heap_.front().when == when && timer_heap_.front().uid == id) {
+    PopTimerDeadline();
+    PruneTimerHeap();
+    return;
+  }
+  ++timer_heap_stale_;
+  if (timer_heap_stale_ > timer_heap_.size() / 2 + 32) CompactTimerHeap(&gone);
+}
+
+// A timer knote that runs for this very deadline (ExpireTimer checks the same).
+bool Kqueues::TimerDeadlineLive(const TimerDeadline& d) const {
+  auto it = knotes_.find(d.uid);
+  if (it == knotes_.end()) return false;
+  const Knote& kn = *it->second;
+  return kn.kev.filter == KFilter::kTimer && kn.timer.running && kn.timer.next_fire == d.when;
+}
+
+void Kqueues::PopTimerDeadline() {
+  std::pop_heap(timer_heap_.begin(), timer_heap_.end(), LaterDeadline{});
+  timer_heap_.pop_back();
+}
+
+void Kqueues::PruneTimerHeap() {
+  while (!timer_heap_.empty() && !TimerDeadlineLive(timer_heap_.front())) {
+    PopTimerDeadline();
+    if (timer_heap_stale_ > 0) --timer_heap_stale_;
+  }
+}
+
+// Keeps the live entries once each (a timer removed and added again for
+// the same deadline has two), then gives back the room of the dropped ones.
+void Kqueues::CompactTimerHeap(const TimerDeadline* also_drop) {
+  std::erase_if(timer_heap_, [&](const TimerDeadline& d) {
+    if (also_drop != nullptr && d.when == also_drop->when && d.uid == also_drop->uid) return true;
+    return !TimerDeadlineLive(d);
+  });
+  std::sort(timer_heap_.begin(), timer_heap_.end(),
+            [](const TimerDeadline& a, const TimerDeadline& b) { return LaterDeadline{}(b, a); });
+  timer_heap_.erase(std::unique(timer_heap_.begin(), timer_heap_.end(),
+                                [](const TimerDeadline& a, const TimerDeadline& b) {
+                                  return a.when == b.when && a.uid == b.uid;
+                                }),
+                    timer_heap_.end());
+  std::make_heap(timer_heap_.begin(), timer_heap_.end(), LaterDeadline{});
+  if (timer_heap_.capacity() > 2 * timer_heap_.size() + 64) timer_heap_.shrink_to_fit();
+  timer_heap_stale_ = 0;
+}
+
+std::optional<std::pair<Nanos, std::pair<Kqueues::DeadlineKind, uint64_t>>> Kqueues::TakeDueDeadline(Nanos now) {
+  PruneTimerHeap();
+  // At equal deadlines the waiters' come first (kWait before kTimer, as one
+  // queue ordered by (when, kind, id) gives them).
+  if (!timer_heap_.empty() && timer_heap_.front().when <= now && timer_heap_.front().when < deadlines_.Next()) {
+    const TimerDeadline d = timer_heap_.front();
+    PopTimerDeadline();
+    return std::make_pair(d.when, std::make_pair(DeadlineKind::kTimer, d.uid));
+  }
+  return deadlines_.TakeDue(now);
 }
 
 // Arms an fd knote's host watch for `want`: level, or edge for EV_CLEAR.
@@ -318,7 +401,7 @@ Result<uint32_t> Kqueues::ArmWatchAsFlagsSay(Knote& kn, uint32_t want) {
 // for EV_CLEAR, edge. Readiness reported at once activates it.
 void Kqueues::ArmFd(Kq& kq, Knote& kn) {
   const uint32_t want = WatchMask(kn);
-  if (!kn.io.watch || want == 0) return;
+  if (want == 0 || !kn.io.watch) return;  // want: an fd filter's (Knote's union)
   Result<uint32_t> ready = ArmWatchAsFlagsSay(kn, want);
   if (!ready.ok()) return;  // the descriptor is gone: found stale at the next look
   if (*ready & want) Activate(kq, kn);
@@ -337,7 +420,7 @@ void Kqueues::ArmFd(Kq& kq, Knote& kn) {
 // report, not looked at: so the filter looks once more once it is armed.
 void Kqueues::ArmFdNotReady(Kq& kq, Knote& kn) {
   const uint32_t want = WatchMask(kn);
-  if (!kn.io.watch || want == 0) return;
+  if (want == 0 || !kn.io.watch) return;  // want: an fd filter's (Knote's union)
   // A level watch is armed with what the filter's probe just measured
   // (the registration it re-armed reports whatever comes after).
   const bool measured = last_probe_.uid == kn.uid && !(kn.kev.flags & kev::kClear);
@@ -884,7 +967,7 @@ void Kqueues::FdClosing(Pid pid, int64_t fd) {
 void Kqueues::OnDeadline() {
   const Nanos now = host_.Now();
   std::vector<ObjectId> touched;
-  while (auto due = deadlines_.TakeDue(now)) {
+  while (auto due = TakeDueDeadline(now)) {
     auto [when, what] = *due;
     if (what.first == DeadlineKind::kTimer) {
       auto k = knotes_.find(what.second);

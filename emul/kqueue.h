@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "emul/engine.h"
+#include "emul/flat_id_map.h"
 #include "emul/host.h"
 #include "emul/result.h"
 #include "emul/types.h"
@@ -312,7 +313,9 @@ class Kqueues final : public Engine {
   // by the foreign library's counting hook, abi/bsd/lib/kqueue.c).
   void OnSignal(Pid pid, int signo);
   void OnDeadline() override;
-  Nanos NextDeadline() const override { return deadlines_.Next(); }
+  Nanos NextDeadline() const override {
+    return timer_heap_.empty() ? deadlines_.Next() : std::min(deadlines_.Next(), timer_heap_.front().when);
+  }
 
   // --- ownership (emul/engine.h) ---
   bool OwnsObject(ObjectId obj) const override { return obj >= kFirstId; }
@@ -380,16 +383,27 @@ class Kqueues final : public Engine {
       OptionalId<WatchId> watch;
       // READ on a kqueue's descriptor: that kqueue (filt_kqueue reports its count).
       OptionalId<ObjectId> watched_kq;
-    } io;
+    };
     struct Timer {
       Nanos period = 0;
       Nanos next_fire = 0;
       bool running = false;
       bool absolute = false;  // NOTE_ABSTIME: one expiry, no period
-    } timer;
+    };
     struct Vnode {
       OptionalId<WatchId> watch;
-    } vnode;
+    };
+    // A knote has one filter for life, so the filters' states share their
+    // bytes (docs/design.md "Memory per watch"): only the member of
+    // kev.filter is ever read (IsIoFilter, kVnode, kTimer), and code common
+    // to every filter asks the filter first (Stale). All zero bytes: no
+    // watch, no kqueue, no timer running.
+    union {
+      Io io;
+      Timer timer;
+      Vnode vnode;
+    };
+    Knote() : timer() {}
 
     // The registration as a record (fflags and data 0).
     KeventRecord Registered() const {
@@ -405,7 +419,7 @@ class Kqueues final : public Engine {
   };
   // Budget of one knote's allocation (glibc chunks of 16 bytes, 8 of them
   // the header): tests/unit/memory_budget_test.cc pins the total per knote.
-  static constexpr size_t kKnoteBytes = 152;
+  static constexpr size_t kKnoteBytes = 128;
   static_assert(sizeof(Knote) <= kKnoteBytes, "a knote outgrew its memory budget");
   using KnoteKey = std::pair<KFilter, uint64_t>;  // (filter, ident)
   struct KnoteKeyHash {
@@ -494,6 +508,8 @@ class Kqueues final : public Engine {
   void ArmForNextLook(Knote& kn);
   // The poll bits an fd knote's host watch waits for (0: not an fd filter).
   static uint32_t WatchMask(const Knote& kn) { return OpsOf(kn.kev.filter).watch_mask; }
+  // The filters whose state is Knote::io.
+  static bool IsIoFilter(KFilter f) { return f == KFilter::kRead || f == KFilter::kWrite || f == KFilter::kExcept; }
   // A relative timer's period as `kq`'s kernel runs it (its minimum period).
   static Nanos TimerPeriod(const Kq& kq, Nanos requested);
   void StartTimer(Knote& kn, Nanos now);
@@ -537,9 +553,9 @@ class Kqueues final : public Engine {
 
   std::unordered_map<ObjectId, std::unique_ptr<Kq>> kqs_;
   // Every knote by uid (owned by its Kq::knotes).
-  std::unordered_map<uint64_t, Knote*> knotes_;
+  FlatIdMap<Knote*> knotes_;
   Limits limits_;
-  std::unordered_map<WatchId, uint64_t> by_watch_;
+  FlatIdMap<uint64_t> by_watch_;
   // The readiness bits the last fd probe measured, and of which knote: the
   // filter's "not ready" is followed by arming the same file's watch, which
   // then needs no look of its own (Host::ArmWatchMeasured).
@@ -556,7 +572,25 @@ class Kqueues final : public Engine {
   std::unordered_map<WatchId, uint64_t> by_vnode_;
   std::multimap<Pid, uint64_t> proc_knotes_;
   std::multimap<ObjectId, uint64_t> kq_watchers_;  // watched kqueue -> READ knote
-  DeadlineQueue<std::pair<DeadlineKind, uint64_t>> deadlines_;
+  DeadlineQueue<std::pair<DeadlineKind, uint64_t>> deadlines_;  // the waiters'
+  // The timers' deadlines (docs/design.md "Memory per watch"): a binary
+  // min-heap of (when, uid), 16 bytes a timer where a DeadlineQueue node
+  // takes 64. A removal pops the entry if it is first and otherwise leaves
+  // it, stale (its knote no longer runs for `when`), to be dropped when it
+  // comes first or by a compaction once stale entries are half the heap:
+  // the heap stays within twice the running timers (plus a constant).
+  struct TimerDeadline {
+    Nanos when;
+    uint64_t uid;
+  };
+  std::vector<TimerDeadline> timer_heap_;
+  size_t timer_heap_stale_ = 0;
+  bool TimerDeadlineLive(const TimerDeadline& d) const;
+  void PopTimerDeadline();
+  void PruneTimerHeap();  // drops stale entries from the front
+  void CompactTimerHeap(const TimerDeadline* also_drop);
+  // The earliest due deadline of either kind, removed: (when, (kind, id)).
+  std::optional<std::pair<Nanos, std::pair<DeadlineKind, uint64_t>>> TakeDueDeadline(Nanos now);
   std::unordered_map<WaitId, ObjectId> wait_kq_;
   std::vector<ObjectId> closed_with_waiters_;
   // Copies of ForkPrepare not yet claimed, by token.

@@ -33,6 +33,60 @@ int Ctl(int epfd, int op, int fd, uint32_t events, uint64_t data) {
 bool Gone(int err) { return err == ENOENT || err == EBADF; }
 }  // namespace
 
+LocalWatches::File* LocalWatches::LiveFiles::Find(int fd) {
+  if (fd < 0) return nullptr;
+  if (fd >= kTableNumbers) {
+    auto it = beyond_.find(fd);
+    return it == beyond_.end() ? nullptr : &it->second;
+  }
+  const size_t chunk = static_cast<size_t>(fd / kChunkFiles);
+  if (chunk >= chunks_.size() || !chunks_[chunk]) return nullptr;
+  File& f = chunks_[chunk]->files[static_cast<size_t>(fd % kChunkFiles)];
+  return f.gen != 0 ? &f : nullptr;
+}
+
+LocalWatches::File& LocalWatches::LiveFiles::Insert(const File& f) {
+  ++size_;
+  if (f.fd >= kTableNumbers) return beyond_.emplace(f.fd, f).first->second;
+  const size_t chunk = static_cast<size_t>(f.fd / kChunkFiles);
+  if (chunk >= chunks_.size()) chunks_.resize(chunk + 1);
+  if (!chunks_[chunk]) chunks_[chunk] = std::make_unique<Chunk>();
+  ++chunks_[chunk]->used;
+  File& slot = chunks_[chunk]->files[static_cast<size_t>(f.fd % kChunkFiles)];
+  slot = f;
+  return slot;
+}
+
+void LocalWatches::LiveFiles::Erase(int fd) {
+  if (Find(fd) == nullptr) return;
+  --size_;
+  if (fd >= kTableNumbers) {
+    beyond_.erase(fd);
+    return;
+  }
+  const size_t chunk = static_cast<size_t>(fd / kChunkFiles);
+  chunks_[chunk]->files[static_cast<size_t>(fd % kChunkFiles)] = File{};
+  if (--chunks_[chunk]->used == 0) {
+    chunks_[chunk].reset();
+    // The table shrinks with its highest chunks, so a number once watched
+    // does not keep its pointers forever.
+    while (!chunks_.empty() && !chunks_.back()) chunks_.pop_back();
+  }
+}
+
+std::vector<int> LocalWatches::LiveFiles::Numbers() const {
+  std::vector<int> numbers;
+  numbers.reserve(size_);
+  for (const auto& chunk : chunks_) {
+    if (!chunk) continue;
+    for (const File& f : chunk->files) {
+      if (f.gen != 0) numbers.push_back(f.fd);
+    }
+  }
+  for (const auto& [fd, f] : beyond_) numbers.push_back(fd);
+  return numbers;
+}
+
 LocalWatches::LocalWatches(int loop_epoll, std::function<void(const char*, std::string)> fault)
     : loop_epoll_(loop_epoll), fault_(std::move(fault)) {
   level_epfd_ = epoll_create1(EPOLL_CLOEXEC);
@@ -81,16 +135,16 @@ Result<uint32_t> LocalWatches::PollNow(int fd, uint32_t events) {
 
 LocalWatches::File* LocalWatches::FileOf(const Watch& w) {
   if (w.file == 0) return nullptr;
-  if (auto it = live_.find(w.fd); it != live_.end() && it->second.gen == w.file) return &it->second;
+  if (File* f = live_.Find(w.fd); f != nullptr && f->gen == w.file) return f;
   auto d = dead_.find(w.file);
   return d == dead_.end() ? nullptr : &d->second;
 }
 
 LocalWatches::File* LocalWatches::FileOfReport(uint64_t key) {
-  auto it = live_.find(static_cast<int>(static_cast<uint32_t>(key)));
+  File* f = live_.Find(static_cast<int>(static_cast<uint32_t>(key)));
   // Another generation: left behind by a raw close (the file open elsewhere).
-  if (it == live_.end() || it->second.gen != static_cast<uint32_t>(key >> 32)) return nullptr;
-  return &it->second;
+  if (f == nullptr || f->gen != static_cast<uint32_t>(key >> 32)) return nullptr;
+  return f;
 }
 
 // Whether another edge watch than `id` on `f` waits for `mask`.
@@ -161,7 +215,7 @@ void LocalWatches::Kill(File& f) {
   }
   File dead = f;
   dead.dead = true;
-  live_.erase(dead.fd);
+  live_.Erase(dead.fd);
   if (dead.first != 0) dead_.emplace(dead.gen, dead);
 }
 
@@ -179,7 +233,7 @@ Result<LocalWatches::File*> LocalWatches::Attach(Watch& w, WatchId id, int fd) {
   // no watch can be made: the error of that creation (EMFILE).
   if (level_epfd_ < 0 || kick_fd_ < 0) return Errno{setup_errno_};
   File* f = nullptr;
-  if (auto it = live_.find(fd); it != live_.end() && Confirm(it->second)) f = &it->second;
+  if (File* cur = live_.Find(fd); cur != nullptr && Confirm(*cur)) f = cur;
   if (f == nullptr) {
     File fresh;
     fresh.gen = next_gen_++;
@@ -195,7 +249,7 @@ Result<LocalWatches::File*> LocalWatches::Attach(Watch& w, WatchId id, int fd) {
       }
     }
     fresh.checked = epoch_.load(std::memory_order_relaxed);
-    f = &live_.emplace(fd, fresh).first->second;
+    f = &live_.Insert(fresh);
     if (register_cb_) register_cb_(fd);
   }
   w.next = f->first;
@@ -235,7 +289,7 @@ void LocalWatches::Detach(Watch& w, WatchId id) {
         dead_.erase(f->gen);
       } else {
         (void)Ctl(level_epfd_, EPOLL_CTL_DEL, f->fd, 0, 0);
-        live_.erase(f->fd);
+        live_.Erase(f->fd);
       }
     }
   }
@@ -288,7 +342,7 @@ Result<LocalWatches::File*> LocalWatches::AttachEdge(Watch& w, WatchId id, int f
       Detach(w, id);
       return now.error();
     }
-    w.pending = *now;
+    w.pending = static_cast<uint16_t>(*now);
   } else if (Ctl(e->epfd, EPOLL_CTL_ADD, fd, events | EPOLLET, Key(f)) != 0) {
     // A registration a raw close left behind, of this very file: taken
     // over (EPOLL_CTL_MOD reports the present readiness once, as an add).
@@ -302,7 +356,7 @@ Result<LocalWatches::File*> LocalWatches::AttachEdge(Watch& w, WatchId id, int f
   w.armed = false;
   Unfire(id);
   w.edge = true;
-  w.mask = events;
+  w.mask = static_cast<uint16_t>(events);
   ++e->watches;
   ++edge_watches_;
   return &f;
@@ -325,7 +379,7 @@ Result<uint32_t> LocalWatches::Arm(WatchId id, int fd, uint32_t events, const ui
     answer = kReportedAtLook;
   }
   if (w.pollless) {
-    w.mask = events;
+    w.mask = static_cast<uint16_t>(events);
     return events & kPolllessReady;
   }
   if (File* cur = FileOf(w); cur != nullptr && w.edge) DetachEdge(w, id, *cur);
@@ -335,11 +389,11 @@ Result<uint32_t> LocalWatches::Arm(WatchId id, int fd, uint32_t events, const ui
     // reports those always ready for the requested bits.
     if (attached.error().value != EPERM) return attached.error();
     w.pollless = true;
-    w.mask = events;
+    w.mask = static_cast<uint16_t>(events);
     return events & kPolllessReady;
   }
   File& f = **attached;
-  w.mask = events;
+  w.mask = static_cast<uint16_t>(events);
   w.armed = false;
   Unfire(id);
   const bool seen_ready = w.seen_ready;
@@ -412,7 +466,7 @@ Result<uint32_t> LocalWatches::ArmEdge(WatchId id, int fd, uint32_t events) {
   if (!attached.ok()) {
     if (attached.error().value != EPERM) return attached.error();
     w.pollless = true;
-    w.mask = events;
+    w.mask = static_cast<uint16_t>(events);
     return events & kPolllessReady;  // as the first level report of such a file
   }
   w.armed = false;
@@ -436,7 +490,7 @@ void LocalWatches::SettleEdge(WatchId id, int fd, uint32_t events) {
     // As in ArmEdge: a file without poll support has no edges.
     if (attached.error().value == EPERM) {
       w.pollless = true;
-      w.mask = events;
+      w.mask = static_cast<uint16_t>(events);
     }
     return;  // otherwise ArmEdge will say why
   }
@@ -495,7 +549,7 @@ void LocalWatches::DrainEdge(EdgeEpoll& e, ReadyList* take) {
           w.armed = false;
           Fire(this_id, bits, take);
         } else {
-          w.pending |= bits;
+          w.pending = static_cast<uint16_t>(w.pending | bits);
         }
       }
     }
@@ -550,7 +604,7 @@ void LocalWatches::TakeReady(ReadyList* out) {
         if (!w.armed) {
           if (bits != 0) w.seen_ready = true;
           w.seen_call = call_;
-          w.seen_events = evs[i].events;
+          w.seen_events = static_cast<uint16_t>(evs[i].events & kPollBits);
         } else if (bits != 0) {
           w.armed = false;
           w.seen_ready = false;
@@ -605,13 +659,10 @@ void LocalWatches::RenewLevelEpoll() {
     fault_("epoll_create1", "renewing the in-process watches' epoll (a closed file's reports go on)");
     return;
   }
-  std::vector<int> numbers;
-  numbers.reserve(live_.size());
-  for (const auto& [fd, f] : live_) numbers.push_back(fd);
-  for (int fd : numbers) {
-    auto it = live_.find(fd);
-    if (it == live_.end()) continue;
-    File& f = it->second;
+  for (int fd : live_.Numbers()) {
+    File* found = live_.Find(fd);
+    if (found == nullptr) continue;
+    File& f = *found;
     f.checked = 0;
     if (!Confirm(f)) continue;  // killed: its registration goes with the old epoll
     const uint32_t events = f.reg == File::Reg::kLevel ? f.level_events : EPOLLONESHOT | f.level_events;

@@ -31,14 +31,17 @@
 #pragma once
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <unordered_map>
 #include <utility>
 #include <vector>
 
+#include "emul/flat_id_map.h"
 #include "emul/result.h"
 #include "emul/types.h"
 
@@ -65,7 +68,7 @@ class LocalWatches {
   void ForgetFileChecks() { epoch_.fetch_add(1, std::memory_order_relaxed); }
   // The identity of number `fd` alone is checked again at its next use.
   void ForgetFileCheck(int fd) {
-    if (auto it = live_.find(fd); it != live_.end()) it->second.checked = 0;  // epoch_ is never 0
+    if (File* f = live_.Find(fd)) f->checked = 0;  // epoch_ is never 0
   }
 
   void Add(emul::WatchId id);
@@ -128,45 +131,75 @@ class LocalWatches {
   size_t size() const { return watches_.size(); }
 
  private:
+  // 40 bytes (docs/design.md "Memory per watch"): masks are poll bits
+  // (kPollBits); the two counters are the per-call report (fast path,
+  // rule 6 without a poll) and the kqueue level knote's quiet look.
   struct Watch {
     emul::WatchId next = 0;  // the next watch of its file (0: the last)
     int fd = -1;
-    uint32_t mask = 0;
-    uint32_t pending = 0;  // edge: reported by the shared registration, not yet to this watch
     uint32_t file = 0;     // its File's generation (0: not registered yet)
-    bool edge = false;
-    bool armed = false;
-    bool pollless = false;  // epoll refuses the file (regular file): always ready
+    uint16_t mask = 0;
+    uint16_t pending = 0;  // edge: reported by the shared registration, not yet to this watch
+    bool edge : 1 = false;
+    bool armed : 1 = false;
+    bool pollless : 1 = false;  // epoll refuses the file (regular file): always ready
     // Level: a report of the file matched this watch while it was disarmed
     // and left the registration on, so it will not report it again for the
     // next Arm: that Arm looks itself.
-    bool seen_ready = false;
-    // Per call: the file's report at call `seen_call`'s look (all its bits).
+    bool seen_ready : 1 = false;
+    bool fired_at_arm : 1 = false;  // its last Arm that looked found the file ready
+    // Per call: the file's report at call `seen_call`'s look (its poll bits).
+    uint16_t seen_events = 0;
     uint64_t seen_call = 0;
-    uint32_t seen_events = 0;
-    bool fired_at_arm = false;  // its last Arm that looked found the file ready
     uint64_t armed_look = 0;  // looks_begun_ when it was last armed (QuietSinceArm)
   };
+  static_assert(sizeof(Watch) <= 40, "a watch outgrew its memory budget");
   // One watched number's open file. Its registrations carry
   // (generation << 32 | number).
   struct File {
     emul::WatchId first = 0;  // its watches, linked through Watch::next
     uint64_t checked = 0;     // epoch of the last identity confirmation
+    // Per call: the call whose look reported it to no armed watch (below).
+    uint64_t unused_call = 0;
     uint32_t gen = 0;
     int fd = -1;
+    uint32_t level_events = 0;
     // The level registration: off (one-shot without a mask, disabled once
     // it reported), one-shot with level_events (reports once), or
     // level-triggered with level_events. level_events is kept while off.
     enum class Reg : uint8_t { kOff, kOneShot, kLevel };
     Reg reg = Reg::kOff;
-    uint32_t level_events = 0;
     bool dead = false;           // the number no longer names this file
-    // Per call: the call whose look reported it to no armed watch, whether
-    // an Arm of that call took the report, and how many calls in a row
-    // ended with such a report untaken.
-    uint64_t unused_call = 0;
+    // Per call: whether an Arm of unused_call took the report, and how many
+    // calls in a row ended with such a report untaken.
     bool taken = false;
     uint8_t unused_calls = 0;
+  };
+  static_assert(sizeof(File) <= 40, "a file record outgrew its memory budget");
+  // The live files by number. Numbers are dense (open takes the lowest free
+  // one), so they live in fixed chunks of a table indexed by number: no heap
+  // chunk and no bucket per file, and a File never moves (File* stays valid
+  // until it is erased). A chunk goes when its last file does; numbers from
+  // kTableNumbers on (only with fs.nr_open raised) go to a map, so a huge
+  // number never sizes the table.
+  class LiveFiles {
+   public:
+    File* Find(int fd);
+    File& Insert(const File& f);  // f.fd must not be present; f.gen != 0
+    void Erase(int fd);
+    size_t size() const { return size_; }
+    std::vector<int> Numbers() const;
+
+   private:
+    static constexpr int kChunkFiles = 64;
+    static constexpr int kTableNumbers = 1 << 20;  // Linux's default fs.nr_open
+    struct Chunk {
+      std::array<File, kChunkFiles> files;  // gen 0: a free slot
+      int used = 0;
+    };
+    std::vector<std::unique_ptr<Chunk>> chunks_;
+    std::unordered_map<int, File> beyond_;
+    size_t size_ = 0;
   };
   struct EdgeEpoll {
     uint32_t mask = 0;
@@ -221,8 +254,8 @@ class LocalWatches {
   uint64_t looks_done_ = 0;
   size_t edge_watches_ = 0;
   std::vector<EdgeEpoll> edges_;  // one per distinct edge mask (a handful of filter masks)
-  std::unordered_map<emul::WatchId, Watch> watches_;
-  std::unordered_map<int, File> live_;        // by number
+  emul::FlatIdMap<Watch> watches_;
+  LiveFiles live_;                            // by number
   std::unordered_map<uint32_t, File> dead_;   // by generation, until their last watch goes
 };
 

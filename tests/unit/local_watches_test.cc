@@ -102,6 +102,36 @@ TEST_F(LocalWatchesTest, WatchesOpenNoDescriptor) {
   EXPECT_EQ(OpenFds(), before);
 }
 
+// Files are kept in a table by number, in chunks of 64 numbers that go with
+// their last file: watches on numbers in different chunks are reported
+// apart, and a number whose chunk went and came back is watched anew.
+TEST_F(LocalWatchesTest, SparseNumbersAreReportedApartAndWatchedAgain) {
+  const std::vector<int> numbers = {63, 64, 700};
+  std::vector<int> writers;
+  for (size_t i = 0; i < numbers.size(); ++i) {
+    auto [a, b] = Pair();
+    ASSERT_EQ(dup2(a, numbers[i]), numbers[i]);
+    fds_.push_back(numbers[i]);
+    writers.push_back(b);
+    watches_->Add(i + 1);
+    ASSERT_EQ(*watches_->Arm(i + 1, numbers[i], POLLIN), 0u);
+  }
+  for (size_t i = numbers.size(); i-- > 0;) {
+    ASSERT_EQ(write(writers[i], "x", 1), 1);
+    LocalWatches::ReadyList ready = Take();
+    ASSERT_EQ(ready.size(), 1u) << numbers[i];
+    EXPECT_EQ(ready[0].first, i + 1);
+  }
+  // The last file of 700's chunk goes (and the table's end with it); the
+  // number is watched again, and 64's chunk was kept.
+  watches_->Drop(3);
+  watches_->Add(4);
+  EXPECT_EQ(*watches_->Arm(4, 700, POLLIN), static_cast<uint32_t>(POLLIN));
+  EXPECT_TRUE(watches_->SameFile(700, 4));
+  EXPECT_TRUE(watches_->SameFile(64, 2));
+  EXPECT_EQ(watches_->size(), 3u);
+}
+
 // Two level watches on one descriptor: a report goes to the watch it
 // concerns, the other stays armed and is reported at its own readiness.
 TEST_F(LocalWatchesTest, LevelWatchesOnOneDescriptorAreReportedApart) {
