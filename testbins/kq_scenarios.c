@@ -2656,9 +2656,17 @@ static int changes_stand_when_interrupted(void) {
 
 #define COST_MARK 0x6b71c057L
 
+#define COST_MAX_NRS 16
+
 struct cost_window {
   long total, on_fd;
+  long nrs[COST_MAX_NRS]; /* the first calls' numbers, printed for a failure */
 };
+
+/* A clock read is no system call where the vDSO serves it; a VM whose
+ * clocksource the vDSO cannot read (Debian's 6.1 guest in the VM suite)
+ * makes it one. The engine's clock reads are not this filter's cost. */
+static int cost_clock_read(long nr) { return nr == SYS_clock_gettime || nr == SYS_gettimeofday || nr == SYS_time; }
 
 static void cost_mark(long k) { syscall(SYS_getppid, COST_MARK + k); }
 
@@ -2766,7 +2774,8 @@ static int cost_tracer(pid_t subject, int fd, int pipe_fd, int go, int out) {
       window = k % 2 == 0 ? (int)(k / 2) : -1;
       continue;
     }
-    if (window < 0) continue;
+    if (window < 0 || cost_clock_read((long)in.entry.nr)) continue;
+    if (w[window].total < COST_MAX_NRS) w[window].nrs[w[window].total] = (long)in.entry.nr;
     w[window].total++;
     if (cost_names_fd(subject, &in, window == 2 ? pipe_fd : fd)) w[window].on_fd++;
   }
@@ -2815,6 +2824,11 @@ static int read_event_cost(void) {
   printf("wait returning the event: %ld calls, %ld on the socket; re-check: %ld calls, %ld on the socket; "
          "EV_ONESHOT add and wait: %ld calls, %ld on the pipe\n",
          w[0].total, w[0].on_fd, w[1].total, w[1].on_fd, w[2].total, w[2].on_fd);
+  for (int i = 0; i < 3; ++i) {
+    printf("window %d calls:", i + 1);
+    for (long j = 0; j < w[i].total && j < COST_MAX_NRS; ++j) printf(" %ld", w[i].nrs[j]);
+    printf("\n");
+  }
   CHECK(n1 == 1 && n2 == 0 && got.ident == (uintptr_t)sv[0] && got.data == 1);
   CHECK(n3 == 1 && ev.ident == (uintptr_t)p[0] && ev.data == 1);
   if (supervised) {
