@@ -57,6 +57,20 @@ class LocalWatchesTest : public ::testing::Test {
     fds_.push_back(sv[1]);
     return {sv[0], sv[1]};
   }
+  // A socketpair end watched (level, POLLIN) by watch `id`, and a copy of it
+  // that keeps its file open after a raw close of the number.
+  struct KeptWatch {
+    int fd, peer, kept;
+  };
+  KeptWatch WatchedAndKeptOpen(emul::WatchId id) {
+    auto [fd, peer] = Pair();
+    watches_->Add(id);
+    EXPECT_EQ(*watches_->Arm(id, fd, POLLIN), 0u);
+    const int kept = dup(fd);
+    EXPECT_GE(kept, 0);
+    fds_.push_back(kept);
+    return {fd, peer, kept};
+  }
   LocalWatches::ReadyList Take() {
     LocalWatches::ReadyList ready;
     watches_->TakeReady(&ready);
@@ -349,12 +363,8 @@ TEST_F(LocalWatchesTest, WriteWakeUpIsNoReadEdge) {
 // that same file comes back at the number, a new watch takes its
 // registration over (EEXIST).
 TEST_F(LocalWatchesTest, RawCloseAndReuseNeverConfuseFiles) {
-  auto [old_fd, old_peer] = Pair();
-  watches_->Add(1);
-  EXPECT_EQ(*watches_->Arm(1, old_fd, POLLIN), 0u);
-  const int kept = dup(old_fd);
+  auto [old_fd, old_peer, kept] = WatchedAndKeptOpen(1);
   ASSERT_GE(kept, 0);
-  fds_.push_back(kept);
   ASSERT_EQ(syscall(SYS_close, old_fd), 0);
   auto [new_fd, new_peer] = Pair();
   ASSERT_EQ(dup2(new_fd, old_fd), old_fd);
@@ -421,12 +431,8 @@ TEST_F(LocalWatchesTest, LingeringRegistrationOfARawClosedFileIsDropped) {
 // file: it must wake to look at the new one, so the old one stays readable
 // for good, while the new one reports nothing.
 TEST_F(LocalWatchesTest, RenewalWakesSleepersOnTheReplacedLookEpoll) {
-  auto [old_fd, old_peer] = Pair();
-  watches_->Add(1);
-  EXPECT_EQ(*watches_->Arm(1, old_fd, POLLIN), 0u);
-  const int kept = dup(old_fd);
+  auto [old_fd, old_peer, kept] = WatchedAndKeptOpen(1);
   ASSERT_GE(kept, 0);
-  fds_.push_back(kept);
   const int look_number = watches_->look_fd();
   const int old_look = dup(look_number);  // what a sleeper holds
   ASSERT_GE(old_look, 0);
