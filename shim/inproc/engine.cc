@@ -618,7 +618,7 @@ bool Engine::Call(int nr, const uint64_t args[6], long* result) {
       e.last_call_ns_.store(MonotonicNs(), std::memory_order_relaxed);
     }
   } leave{*this, lock};
-  if (QueueAnswersWithoutLook(entry->call, args)) {
+  if (QueueAnswersWithoutLook(entry->call, args) || PortFedByNoHostSource(entry->call, args)) {
     // No look, but due deadlines still run (the clock, no system call): a
     // queued timer event counts its expirations up to the retrieval
     // (firings while it is queued count, timer.c:459-467; delivered with
@@ -1073,6 +1073,40 @@ bool Engine::QueueAnswersWithoutLook(abi::Call call, const uint64_t args[6]) {
   const std::optional<emul::ObjectId> port = KnownObjectAt(fd, close_epoch_.load(std::memory_order_acquire));
   if (!port || objects_->KindOf(*port) != abi::ObjectKind::kPort || !ports_->Exists(*port)) return false;
   return ports_->QueuedCount(*port) >= max;
+}
+
+// illumos queues an FD event when its file becomes ready (pollwakeup,
+// port.c:158-163) and a FILE event when the file changes (port_fop), each
+// at that moment, while port_send queues the user event and looks at no
+// other source (port.c:897-916). A look before a port_send exists to put
+// the events of files that became ready before it ahead of the sent event;
+// and a waiting port_get/port_getn looks so that such a file answers it
+// at once (rule 6). A port with no FD association and no FILE watch has
+// neither: a look could only queue events on other objects, which their
+// own calls (or the loop watcher, the idle pump) see. Its timers' due
+// deadlines are caught up by the caller (the clock, no system call), so a
+// timer that fired before a port_send is still queued ahead of it (queued
+// when it fires, timer_fire, timer.c:463-467). Like QueueAnswersWithoutLook,
+// the object comes from what the engine kept, and the port's own last close
+// by a raw close is not routed first (docs/abi.md §10 "Fast mode").
+bool Engine::PortFedByNoHostSource(abi::Call call, const uint64_t args[6]) {
+  namespace il = abi::illumos;
+  if (call != abi::Call::kPortfs) return false;
+  const uint32_t opcode = static_cast<uint32_t>(args[0]);
+  if (opcode & il::PORT_SYS_NOPORT) return false;
+  switch (opcode & il::PORT_CODE_MASK) {
+    case il::PORT_SEND:
+    case il::PORT_GET:
+    case il::PORT_GETN:
+      break;
+    default:
+      return false;
+  }
+  const int fd = static_cast<int>(args[1]);
+  if (fd < 0) return false;
+  const std::optional<emul::ObjectId> port = KnownObjectAt(fd, close_epoch_.load(std::memory_order_acquire));
+  if (!port || objects_->KindOf(*port) != abi::ObjectKind::kPort || !ports_->Exists(*port)) return false;
+  return ports_->AssociationCount(*port) == 0 && ports_->FileWatchCount(*port) == 0;
 }
 
 void Engine::PrepareCall() {

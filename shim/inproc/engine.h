@@ -199,6 +199,11 @@ class Engine {
   // look first: it takes them from the head of the queue, and whatever a
   // look would find is queued after them.
   bool QueueAnswersWithoutLook(abi::Call call, const uint64_t args[6]);
+  // A port_send, port_get or port_getn on a port no host source feeds (no
+  // FD association, no FILE watch) needs no look either: nothing a look
+  // finds can be queued on that port, ahead of the sent event or in the
+  // waiter's answer (threads blocked in port_get, issue 15).
+  bool PortFedByNoHostSource(abi::Call call, const uint64_t args[6]);
   // The watches' identity answers (LinuxHost::ForgetFileChecks) are kept
   // while no descriptor was closed or replaced through the library; a call
   // checks again the number it names (`number` >= 0), every answer
