@@ -182,10 +182,18 @@ class SelfMemory final : public abi::GuestMemory {
 
 // Each thread's wake-up eventfd (a deferred call answered by another thread
 // writes it). Made again in a forked child, whose copy is the parent's.
+// `epfd`: an epoll holding only that eventfd, edge-triggered, which a
+// waiter that does not watch the loop sleeps on: every write is one edge,
+// so the count needs no read (docs/design.md "Waiting"). `unread`: such a
+// wake-up left the count up; a ppoll (level) on the eventfd must read it
+// first.
 struct ThreadWake {
   int fd = -1;
+  int epfd = -1;
   pid_t pid = 0;
+  bool unread = false;
   ~ThreadWake() {
+    if (epfd >= 0) close(epfd);
     if (fd >= 0) close(fd);
   }
 };
@@ -215,11 +223,33 @@ emul::Pid ThreadId(pid_t pid) {
 
 int WakeFd(pid_t pid) {
   if (t_wake.pid != pid || t_wake.fd < 0) {
-    if (t_wake.fd >= 0 && t_wake.pid != pid) close(t_wake.fd);  // the parent's, inherited
+    if (t_wake.pid != pid) {  // the parent's, inherited
+      if (t_wake.epfd >= 0) close(t_wake.epfd);
+      if (t_wake.fd >= 0) close(t_wake.fd);
+      t_wake.epfd = -1;
+      t_wake.unread = false;
+    }
     t_wake.fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     t_wake.pid = pid;
   }
   return t_wake.fd;
+}
+
+// The edge-triggered epoll on this thread's eventfd (-1 if it could not be
+// made: the waiter then polls the eventfd itself).
+int WakeEpoll(pid_t pid) {
+  const int fd = WakeFd(pid);
+  if (t_wake.epfd < 0 && fd >= 0) {
+    const int ep = epoll_create1(EPOLL_CLOEXEC);
+    epoll_event ev{};
+    ev.events = EPOLLIN | EPOLLET;
+    if (ep >= 0 && epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev) == 0) {
+      t_wake.epfd = ep;
+    } else if (ep >= 0) {
+      close(ep);
+    }
+  }
+  return t_wake.epfd;
 }
 
 int64_t MonotonicNs() {
@@ -325,6 +355,7 @@ class Engine::Waiter final : public abi::Responder {
       // woken_with_answer_: only then may the thread return (its wake-up
       // descriptor is closed when the thread ends).
       wake_owed_ = true;
+      answer_on_its_way_.store(true, std::memory_order_release);
       engine_.mu_.OweWake(wake_fd_, &woken_with_answer_);
     }
     return true;
@@ -348,6 +379,10 @@ class Engine::Waiter final : public abi::Responder {
   bool woken_with_answer() const { return woken_with_answer_.load(std::memory_order_acquire); }
   // Answered by another thread, whose unlock wakes this one.
   bool wake_owed() const { return wake_owed_; }
+  // Without the lock: answered by another thread, which is about to mark
+  // it woken (it runs between its unlock and that mark: a few instructions
+  // and one write).
+  bool answer_on_its_way() const { return answer_on_its_way_.load(std::memory_order_acquire); }
   const abi::Outcome& outcome() const { return outcome_; }
   // In Engine::waiting_ (the thread is in its wait loop), with the part of
   // its stack that holds its callers' frames ([low, high); empty if unknown).
@@ -361,6 +396,7 @@ class Engine::Waiter final : public abi::Responder {
   fasttrace::CallTrace* trace_ = fasttrace::On() ? fasttrace::Current() : nullptr;
   bool answered_ = false;
   std::atomic<bool> woken_with_answer_{false};
+  std::atomic<bool> answer_on_its_way_{false};
   bool wake_owed_ = false;
   bool cancelled_ = false;
   bool moved_ = false;
@@ -691,17 +727,39 @@ bool Engine::Call(int nr, const uint64_t args[6], long* result) {
       StartWaiting(w.get());
       const bool watch_loop = loop_watcher_ == nullptr || loop_watcher_ == w.get();
       if (watch_loop) loop_watcher_ = w.get();
+      // A waiter that does not watch the loop sleeps on its eventfd's edges
+      // (no read per wake-up); the watcher polls the eventfd (level) with
+      // the look epoll, and first reads what edges left counted (under the
+      // lock: every write made so far was for an earlier wait).
+      const int edge_fd = watch_loop ? -1 : WakeEpoll(pid_);
+      if (edge_fd < 0 && t_wake.unread) {
+        uint64_t v;
+        (void)!read(WakeFd(pid_), &v, sizeof v);
+        t_wake.unread = false;
+      }
       pollfd fds[2] = {{WakeFd(pid_), POLLIN, 0}, {look_, POLLIN, 0}};
       t_in_engine = false;
       waiting_threads_.fetch_add(1, std::memory_order_relaxed);
       lock.unlock();
-      int n = ppoll(fds, watch_loop ? 2 : 1, nullptr, &old_mask);
-      int err = n < 0 ? errno : 0;
-      if (fds[0].revents & POLLIN) {
-        uint64_t v;
-        (void)!read(fds[0].fd, &v, sizeof v);
+      int n = 0;
+      if (edge_fd >= 0) {
+        epoll_event edge{};
+        n = epoll_pwait(edge_fd, &edge, 1, -1, &old_mask);
+        if (n > 0) t_wake.unread = true;
+      } else {
+        n = ppoll(fds, watch_loop ? 2 : 1, nullptr, &old_mask);
+        if (fds[0].revents & POLLIN) {
+          uint64_t v;
+          (void)!read(fds[0].fd, &v, sizeof v);
+        }
       }
+      int err = n < 0 ? errno : 0;
       waiting_threads_.fetch_sub(1, std::memory_order_relaxed);
+      // Woken by the write of the thread that answered, before its mark:
+      // the mark follows at once, with no lock to take.
+      if (!w->woken_with_answer() && w->answer_on_its_way()) {
+        while (!w->woken_with_answer()) sched_yield();
+      }
       if (w->woken_with_answer() && traced == nullptr && IsPlainAnswer(w->outcome())) {
         answered_unlocked = true;
         break;

@@ -199,13 +199,17 @@ long VoluntarySwitches(pid_t tid) {
   return n;
 }
 
-// Waits until each thread of `tids` is blocked in ppoll (the engine's wait)
-// and stays so for a few looks.
+// The engine's wait: ppoll (the thread watching the loop) or epoll_pwait
+// (the others, on their eventfd's edges; docs/design.md "Waiting").
+bool IsEngineWait(long nr) { return nr == SYS_ppoll || nr == SYS_epoll_pwait; }
+
+// Waits until each thread of `tids` is blocked in the engine's wait and
+// stays so for a few looks.
 bool AllBlockedInPpoll(const std::vector<pid_t>& tids) {
   int stable = 0;
   for (int tries = 0; tries < 500 && stable < 3; ++tries) {
     bool all = true;
-    for (pid_t tid : tids) all = all && tid != 0 && BlockedSyscall(tid) == SYS_ppoll;
+    for (pid_t tid : tids) all = all && tid != 0 && IsEngineWait(BlockedSyscall(tid));
     stable = all ? stable + 1 : 0;
     usleep(10 * 1000);
   }
@@ -234,7 +238,7 @@ struct BlockedGetters {
       });
       while (s->tid == 0) usleep(1000);
       // One at a time: the engine's waiters are then in a known order.
-      while (BlockedSyscall(s->tid) != SYS_ppoll) usleep(1000);
+      while (!IsEngineWait(BlockedSyscall(s->tid))) usleep(1000);
     }
   }
   std::vector<pid_t> Tids() const {
@@ -1379,6 +1383,49 @@ TEST(InprocBudget, WaitOnAPortWithoutFdSourcesLooksAtNothing) {
   ASSERT_EQ(segments.size(), 2u);
   const std::map<long, int>& get = segments[0];
   EXPECT_EQ(get.count(SYS_epoll_wait), 0u) << Describe(get);
+}
+
+
+// Two threads blocked in port_get: the first watches the loop (ppoll), the
+// main thread (traced, the segment) waits after it and sleeps on its
+// eventfd's edges. One port_send answers the newest waiter (rule 30,
+// port.c:1807-1855 (illumos): equal counts, the newest first), the main
+// thread, which returns without reading its eventfd (docs/design.md
+// "Waiting").
+[[noreturn]] void NonWatchingWaiterChild() {
+  const int port = port_create();
+  if (port < 0 || !WarmUp(port)) _exit(2);
+  std::atomic<pid_t> first_tid{0};
+  std::atomic<bool> first_right{false};
+  std::thread first([&] {
+    first_tid = gettid();
+    port_event_t ev{};
+    first_right = port_get(port, &ev, nullptr) == 0 && ev.portev_user == reinterpret_cast<void*>(8);
+  });
+  while (first_tid == 0 || !RawBlockedInAWait(first_tid)) usleep(1000);
+  const pid_t main_tid = gettid();
+  std::thread sender([&] {
+    while (!RawBlockedInAWait(main_tid)) usleep(1000);
+    if (port_send(port, 1, reinterpret_cast<void*>(7)) != 0) _exit(3);
+  });
+  syscall(SYS_getppid);  // marker
+  port_event_t ev{};
+  const bool right = port_get(port, &ev, nullptr) == 0 && ev.portev_user == reinterpret_cast<void*>(7);
+  syscall(SYS_getppid);  // marker
+  sender.join();
+  if (port_send(port, 1, reinterpret_cast<void*>(8)) != 0) _exit(4);
+  first.join();
+  _exit(right && first_right ? 0 : 5);
+}
+
+TEST(InprocBudget, WaiterNotWatchingTheLoopIsWokenWithoutARead) {
+  std::vector<std::map<long, int>> segments;
+  ASSERT_NO_FATAL_FAILURE(TraceSegments(NonWatchingWaiterChild, &segments));
+  ASSERT_EQ(segments.size(), 2u);
+  const std::map<long, int>& get = segments[0];
+  EXPECT_EQ(get.count(SYS_read), 0u) << Describe(get);
+  EXPECT_EQ(get.count(SYS_epoll_pwait) ? get.at(SYS_epoll_pwait) : 0, 1) << Describe(get);
+  EXPECT_EQ(get.count(SYS_ppoll), 0u) << Describe(get);
 }
 
 }  // namespace
