@@ -630,10 +630,67 @@ void Engine::ApplySignals() {
   }
 }
 
+namespace {
+
+// Whether this thread's last port_get/port_getn waited (LikelyToWait).
+thread_local bool t_last_get_waited = false;
+
+bool IsPortRetrieval(abi::Call call, const uint64_t args[6]) {
+  namespace il = abi::illumos;
+  if (call != abi::Call::kPortfs) return false;
+  const uint32_t opcode = static_cast<uint32_t>(args[0]);
+  if (opcode & il::PORT_SYS_NOPORT) return false;
+  const uint32_t code = opcode & il::PORT_CODE_MASK;
+  return code == il::PORT_GET || code == il::PORT_GETN;
+}
+
+// A wait blocks every signal before it lets the lock go (Engine::Call). A
+// thread whose last retrieval waited blocks them before it takes the lock
+// instead, so the lock's section holds no system call (threads blocked in
+// port_get, issue 15); a signal then arriving is delivered in the wait
+// (EINTR) or, if the call does not wait, once it gave the lock back, as at
+// the end of a system call.
+bool LikelyToWait(abi::Call call, const uint64_t args[6]) {
+  return t_last_get_waited && IsPortRetrieval(call, args);
+}
+
+// Every signal blocked ahead of a call likely to wait: the wait takes the
+// old mask over, or it is put back at scope exit.
+class SignalsBlockedAhead {
+ public:
+  SignalsBlockedAhead() = default;
+  SignalsBlockedAhead(const SignalsBlockedAhead&) = delete;
+  SignalsBlockedAhead& operator=(const SignalsBlockedAhead&) = delete;
+  ~SignalsBlockedAhead() {
+    if (on_) pthread_sigmask(SIG_SETMASK, &old_, nullptr);
+  }
+  void Block() {
+    sigset_t all;
+    sigfillset(&all);
+    on_ = pthread_sigmask(SIG_BLOCK, &all, &old_) == 0;
+  }
+  bool TakeOver(sigset_t* old) {
+    if (!on_) return false;
+    *old = old_;
+    on_ = false;
+    return true;
+  }
+
+ private:
+  bool on_ = false;
+  sigset_t old_{};
+};
+
+}  // namespace
+
 bool Engine::Call(int nr, const uint64_t args[6], long* result) {
   const abi::SyscallEntry* entry = abi::FindSyscall(kProcessModel, nr);
   if (entry == nullptr) return false;
   if (t_in_engine) return false;  // a signal handler on a thread inside the engine
+  // Destroyed after the lock: a call that blocked signals ahead and did not
+  // wait gives the mask back once the lock is free.
+  SignalsBlockedAhead ahead;
+  if (LikelyToWait(entry->call, args)) ahead.Block();
   std::unique_lock<EngineMutex> lock(mu_);
   if (timers_moved_ && TimerCallMoved(entry->call)) return false;
   t_in_engine = true;
@@ -709,15 +766,18 @@ bool Engine::Call(int nr, const uint64_t args[6], long* result) {
     // handled unseen.
     sigset_t all, old_mask;
     bool masked = false;
+    // A retrieval is deferred also when it is answered at once (by the
+    // handler itself): only a sleep counts for LikelyToWait.
+    if (IsPortRetrieval(entry->call, args)) t_last_get_waited = w && !w->answered();
     // Answered while the lock was free: the thread that answered did the
     // bookkeeping (Waiter::Respond), so the call returns without the lock.
     bool answered_unlocked = false;
     while (w && !w->answered()) {
-      if (!masked) {
+      if (!masked && !ahead.TakeOver(&old_mask)) {
         sigfillset(&all);
         pthread_sigmask(SIG_BLOCK, &all, &old_mask);
-        masked = true;
       }
+      masked = true;
       // Wait for this thread's wake-up and, if no other waiting thread
       // does, for the engine's host events (one watcher: a host event
       // wakes one thread, not every waiter); the lock is free meanwhile,

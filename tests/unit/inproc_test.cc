@@ -27,6 +27,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -829,8 +830,10 @@ std::string Describe(const std::map<long, int>& nrs) {
 // Runs child() in a forked child traced with ptrace and counts its system
 // calls by number, in segments: each getppid() the child makes starts one.
 // Only the child's main thread is traced (no PTRACE_O_TRACECLONE): the idle
-// pump's own system calls are not counted.
-void TraceSegments(void (*child)(), std::vector<std::map<long, int>>* segments) {
+// pump's own system calls are not counted. `at_entry` (if any) is called
+// at each counted call's entry, with the child stopped there.
+void TraceSegments(void (*child)(), std::vector<std::map<long, int>>* segments,
+                   const std::function<void(size_t segment, long nr)>& at_entry = nullptr) {
   const pid_t pid = fork();
   ASSERT_GE(pid, 0);
   if (pid == 0) {
@@ -862,6 +865,7 @@ void TraceSegments(void (*child)(), std::vector<std::map<long, int>>* segments) 
         segments->emplace_back();
       } else if (!segments->empty()) {
         ++segments->back()[nr];
+        if (at_entry) at_entry(segments->size() - 1, nr);
       }
     }
     entering = !entering;
@@ -1426,6 +1430,110 @@ TEST(InprocBudget, WaiterNotWatchingTheLoopIsWokenWithoutARead) {
   EXPECT_EQ(get.count(SYS_read), 0u) << Describe(get);
   EXPECT_EQ(get.count(SYS_epoll_pwait) ? get.at(SYS_epoll_pwait) : 0, 1) << Describe(get);
   EXPECT_EQ(get.count(SYS_ppoll), 0u) << Describe(get);
+}
+
+
+// Calls through the engine's lock made by a thread of the child below,
+// counted in memory the tracer reads (shared across the fork).
+std::atomic<long>* LockedCalls() {
+  static auto* const calls = static_cast<std::atomic<long>*>(
+      mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0));
+  return calls;
+}
+
+// The main thread (traced) waits in port_get twice, each time answered by
+// another thread's port_send; a third thread keeps calling the engine on
+// another port (port_getn with max 0 takes the engine's lock and returns)
+// and counts its calls.
+[[noreturn]] void SecondWaitChild() {
+  const int port = port_create(), other = port_create();
+  if (port < 0 || other < 0 || !WarmUp(port)) _exit(2);
+  const pid_t main_tid = gettid();
+  std::atomic<bool> stop{false};
+  std::thread sender([&] {
+    for (int i = 0; i < 2; ++i) {
+      while (!RawBlockedInAWait(main_tid)) usleep(1000);
+      if (port_send(port, 1, nullptr) != 0) _exit(3);
+      usleep(20 * 1000);  // the main thread leaves its wait
+    }
+  });
+  std::thread caller([&] {
+    while (!stop) {
+      port_event_t none[1];
+      uint_t nget = 0;
+      if (port_getn(other, none, 0, &nget, nullptr) != 0) _exit(4);
+      LockedCalls()->fetch_add(1);
+    }
+  });
+  port_event_t ev{};
+  if (port_get(port, &ev, nullptr) != 0) _exit(5);  // waits: the next retrieval is likely to wait too
+  syscall(SYS_getppid);  // marker
+  if (port_get(port, &ev, nullptr) != 0) _exit(6);
+  syscall(SYS_getppid);  // marker
+  stop = true;
+  sender.join();
+  caller.join();
+  _exit(0);
+}
+
+// A port_get on a thread whose last retrieval waited blocks the signals
+// before it takes the engine's lock (docs/design.md "Waiting"), so the
+// lock's section holds no system call: while the main thread is stopped at
+// that call's entry, another thread's calls through the lock go on. (Before:
+// the signals were blocked with the lock held, and the other thread's calls
+// stood still.) The wait still ends with a signal (rule 26, port.c:1333-1347
+// (illumos)): InprocTest.SignalInterruptsAWaitWithEintr and
+// InprocTest.SignalInterruptsASecondWaitWithEintr.
+TEST(InprocBudget, SecondWaitBlocksSignalsBeforeTakingTheEngineLock) {
+  LockedCalls()->store(0);
+  std::vector<std::map<long, int>> segments;
+  bool checked = false, lock_free = false;
+  ASSERT_NO_FATAL_FAILURE(TraceSegments(SecondWaitChild, &segments, [&](size_t segment, long nr) {
+    if (segment != 0 || nr != SYS_rt_sigprocmask || checked) return;
+    checked = true;
+    const long before = LockedCalls()->load();
+    for (int i = 0; i < 500 && !lock_free; ++i) {
+      usleep(10 * 1000);
+      lock_free = LockedCalls()->load() > before + 2;
+    }
+  }));
+  ASSERT_EQ(segments.size(), 2u);
+  ASSERT_TRUE(checked) << Describe(segments[0]);
+  EXPECT_TRUE(lock_free) << "the engine's lock was held at the wait's rt_sigprocmask";
+}
+
+// The same with a signal: a thread whose last retrieval waited (signals
+// blocked before the lock) still ends its next wait with EINTR (rule 26,
+// port.c:1333-1347 (illumos)), and its signal mask is its own again.
+TEST_F(InprocTest, SignalInterruptsASecondWaitWithEintr) {
+  struct sigaction sa {};
+  sa.sa_handler = OnSignal;
+  sa.sa_flags = SA_RESTART;
+  ASSERT_EQ(sigaction(SIGUSR1, &sa, nullptr), 0);
+  std::atomic<pid_t> tid{0};
+  std::atomic<int> first{-2}, second{-2}, err{0};
+  std::atomic<bool> mask_kept{false};
+  std::thread waiter([&] {
+    tid = gettid();
+    port_event_t ev;
+    first = port_get(port_, &ev, nullptr);  // waits until the port_send below
+    second = port_get(port_, &ev, nullptr);
+    err = errno;
+    sigset_t now;
+    pthread_sigmask(SIG_SETMASK, nullptr, &now);
+    mask_kept = sigismember(&now, SIGUSR1) == 0 && sigismember(&now, SIGTERM) == 0;
+  });
+  while (tid == 0 || !IsEngineWait(BlockedSyscall(tid))) usleep(1000);
+  ASSERT_EQ(port_send(port_, 1, nullptr), 0);
+  while (first == -2) usleep(1000);
+  for (int i = 0; i < 2000 && !IsEngineWait(BlockedSyscall(tid)); ++i) usleep(1000);
+  usleep(20 * 1000);
+  pthread_kill(waiter.native_handle(), SIGUSR1);
+  waiter.join();
+  EXPECT_EQ(first, 0);
+  EXPECT_EQ(second, -1);
+  EXPECT_EQ(err, EINTR);
+  EXPECT_TRUE(mask_kept);
 }
 
 }  // namespace
