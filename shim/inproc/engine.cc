@@ -801,19 +801,20 @@ bool Engine::Call(int nr, const uint64_t args[6], long* result) {
       t_in_engine = false;
       waiting_threads_.fetch_add(1, std::memory_order_relaxed);
       lock.unlock();
-      int n = 0;
+      int err = 0;
       if (edge_fd >= 0) {
         epoll_event edge{};
-        n = epoll_pwait(edge_fd, &edge, 1, -1, &old_mask);
+        const int n = epoll_pwait(edge_fd, &edge, 1, -1, &old_mask);
+        if (n < 0) err = errno;
         if (n > 0) t_wake.unread = true;
       } else {
-        n = ppoll(fds, watch_loop ? 2 : 1, nullptr, &old_mask);
+        const int n = ppoll(fds, watch_loop ? 2 : 1, nullptr, &old_mask);
+        if (n < 0) err = errno;
         if (fds[0].revents & POLLIN) {
           uint64_t v;
           (void)!read(fds[0].fd, &v, sizeof v);
         }
       }
-      int err = n < 0 ? errno : 0;
       waiting_threads_.fetch_sub(1, std::memory_order_relaxed);
       // Woken by the write of the thread that answered, before its mark:
       // the mark follows at once, with no lock to take.
