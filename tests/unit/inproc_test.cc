@@ -1536,4 +1536,29 @@ TEST_F(InprocTest, SignalInterruptsASecondWaitWithEintr) {
   EXPECT_TRUE(mask_kept);
 }
 
+
+// A signal to a waiter that does not watch the loop (it sleeps in
+// epoll_pwait on its eventfd's edges, docs/design.md "Waiting") ends its
+// wait with EINTR as well (rule 26, port.c:1333-1347 (illumos)); the
+// watcher keeps waiting and still takes the next event.
+TEST_F(InprocTest, SignalInterruptsAWaiterNotWatchingTheLoop) {
+  struct sigaction sa {};
+  sa.sa_handler = OnSignal;
+  sa.sa_flags = SA_RESTART;
+  ASSERT_EQ(sigaction(SIGUSR1, &sa, nullptr), 0);
+  BlockedGetters getters(port_);
+  getters.Start(2);  // the first watches the loop, the second does not
+  ASSERT_TRUE(AllBlockedInPpoll(getters.Tids()));
+  EXPECT_EQ(BlockedSyscall(getters.slots[1]->tid), SYS_epoll_pwait);
+  pthread_kill(getters.slots[1]->thread.native_handle(), SIGUSR1);
+  for (int i = 0; i < 2000 && !getters.slots[1]->done; ++i) usleep(1000);
+  ASSERT_TRUE(getters.slots[1]->done);
+  EXPECT_EQ(getters.slots[1]->err, EINTR);
+  EXPECT_FALSE(getters.slots[0]->done);
+  ASSERT_EQ(port_send(port_, 1, nullptr), 0);
+  getters.Join();
+  EXPECT_EQ(getters.slots[0]->err, 0);
+  EXPECT_EQ(getters.slots[0]->source, PORT_SOURCE_USER);
+}
+
 }  // namespace
