@@ -57,6 +57,7 @@ class FlatIdMap {
 
   size_t size() const { return size_; }
   bool empty() const { return size_ == 0; }
+  size_t slot_count() const { return slots_.size(); }  // the table's room (tests)
 
   iterator find(uint64_t id) {
     const size_t at = Locate(id);
@@ -105,7 +106,10 @@ class FlatIdMap {
     }
     slots_[hole] = value_type(kFree, V{});
     --size_;
-    if (size_ == 0) slots_ = {};  // an emptied map gives its room back
+    // An emptied map gives its room back, but for the smallest table: a
+    // map emptied and filled again at each call (one EV_ONESHOT knote, its
+    // watch) would allocate and free it every time.
+    if (size_ == 0 && slots_.size() > kSmallest) slots_ = {};
     return 1;
   }
   // Entries may move: the iterator is not valid afterwards.
@@ -113,6 +117,7 @@ class FlatIdMap {
 
  private:
   static constexpr size_t kNone = ~size_t{0};
+  static constexpr size_t kSmallest = 16;  // Grow's first table
   size_t Mask() const { return slots_.size() - 1; }
   size_t Slot(uint64_t id) const {
     // Fibonacci hashing: ids counting up spread over the table.
@@ -129,7 +134,7 @@ class FlatIdMap {
   void Grow() {
     std::vector<value_type> old;
     old.swap(slots_);
-    slots_.assign(old.empty() ? 16 : old.size() * 2, value_type(kFree, V{}));
+    slots_.assign(old.empty() ? kSmallest : old.size() * 2, value_type(kFree, V{}));
     for (value_type& e : old) {
       if (e.first == kFree) continue;
       size_t a = Slot(e.first);

@@ -183,6 +183,18 @@ class Host {
     return Errno{ENOSYS};
   }
 
+  // As ProbeFd with needs kReadable, for a descriptor whose watch `watch`
+  // the caller has just confirmed (SameFile) and whose kind it knows: a
+  // host that kept its look's report of the watch in this call (ready,
+  // without hang-up or error) may take that for the readiness bits and
+  // measure only the count, where the count agrees (a pipe's or a socket's
+  // bytes: more than 0 is readable, filt_piperead/filt_soread). Default:
+  // ProbeFd.
+  virtual Result<FdProbe> ProbeReadableAfterLook(Pid pid, int fd, FdKind known, WatchId watch) {
+    (void)watch;
+    return ProbeFd(pid, fd, FdProbeNeeds::kReadable, known);
+  }
+
   // --- Processes, files and signals as event sources (kqueue PROC, VNODE,
   // SIGNAL; emul/kqueue.h). Defaults: not supported. ---
   // Starts reporting process `pid`'s exit (and, with `fork_exec`, its forks

@@ -108,7 +108,11 @@ struct Kqueues::Filters {
     // The file was just confirmed to be the knote's own (SameFile): what an
     // earlier probe learned of its kind still holds.
     const FdKind known = kn.io.watch ? kn.io_kind : FdKind::kUnknown;
-    Result<FdProbe> pr = self.host_.ProbeFd(kn.owner, kn.fd, needs, known);
+    // READ: the look of this call may have said "readable" already; then
+    // the count is all that is measured (Host::ProbeReadableAfterLook).
+    Result<FdProbe> pr = needs == FdProbeNeeds::kReadable && known != FdKind::kUnknown
+                             ? self.host_.ProbeReadableAfterLook(kn.owner, kn.fd, known, *kn.io.watch)
+                             : self.host_.ProbeFd(kn.owner, kn.fd, needs, known);
     if (!pr.ok()) {
       self.Drop(kq, kn);
       *dropped = true;

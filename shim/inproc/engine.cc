@@ -265,15 +265,21 @@ void SleepNs(int64_t ns) {
 }
 
 // Which identity answers a call checks afresh (Engine::SyncFileChecks).
-// Retrieval and port_send/port_alert name no watched descriptor: they
-// deliver what the watches reported and keep the answers while no
-// descriptor was closed through the library. An association names one
-// number: that number is checked again (its re-arm is the check, one
-// EPOLL_CTL_MOD). Anything else (kevent change lists, the close report,
-// timers, file watches) checks every answer again, as before.
+// Retrieval (port_get/port_getn, a kevent without changes) and
+// port_send/port_alert name no watched descriptor: they deliver what the
+// watches reported and keep the answers while no descriptor was closed
+// through the library. An association names one number: that number is
+// checked again (its re-arm is the check, one EPOLL_CTL_MOD). Anything
+// else (kevent change lists, the close report, timers, file watches)
+// checks every answer again, as before.
 constexpr int kCheckAll = -2, kCheckNone = -1;
 int NumberToCheck(abi::Call call, const uint64_t args[6]) {
   namespace il = abi::illumos;
+  if (call == abi::Call::kKevent || call == abi::Call::kKevent11) {
+    // kevent(kq, changelist, nchanges, eventlist, nevents, timeout): the
+    // same on the three BSDs and both data models.
+    return static_cast<int32_t>(args[2]) == 0 ? kCheckNone : kCheckAll;
+  }
   if (call != abi::Call::kPortfs) return kCheckAll;
   switch (static_cast<uint32_t>(args[0]) & il::PORT_CODE_MASK) {
     case il::PORT_GET:

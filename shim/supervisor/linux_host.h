@@ -83,6 +83,8 @@ class LinuxHost final : public emul::Host {
   void SettleWatchEdge(emul::WatchId id, emul::Pid pid, int fd, uint32_t events) override;
   emul::Result<emul::FdProbe> ProbeFd(emul::Pid pid, int fd, emul::FdProbeNeeds needs,
                                        emul::FdKind known) override;
+  emul::Result<emul::FdProbe> ProbeReadableAfterLook(emul::Pid pid, int fd, emul::FdKind known,
+                                                     emul::WatchId watch) override;
   void DisarmWatch(emul::WatchId id) override;
   void DropWatch(emul::WatchId id) override;
   bool SameFile(emul::Pid pid, int fd, emul::WatchId id) override;

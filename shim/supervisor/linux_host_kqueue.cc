@@ -22,6 +22,8 @@
 #include <linux/netlink.h>
 #include <sys/epoll.h>
 #include <sys/inotify.h>
+#include <sys/ioctl.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -463,6 +465,32 @@ void LinuxHost::ReadInotify() {
       }
     }
   }
+}
+
+// kqueue's READ filter on a pipe or a (not listening) socket whose watch
+// this call's look reported readable, with no hang-up and no error: that
+// report stands for the poll (docs/kqueue.md "What a kevent costs"), and
+// FIONREAD (SIOCINQ for a socket: the same request) measures `data`. More
+// than 0 bytes agrees with the report: readable without EOF, as
+// filt_piperead/filt_soread say with data > 0 and no EOF state. Otherwise
+// (read dry by another thread since, a listening socket's EINVAL, an
+// empty datagram) the file is measured in full.
+Result<emul::FdProbe> LinuxHost::ProbeReadableAfterLook(emul::Pid pid, int fd, emul::FdKind known,
+                                                        emul::WatchId watch) {
+  using emul::FdKind;
+  const bool counted_kind = known == FdKind::kPipe || known == FdKind::kSocket;
+  if (pid == local_pid_ && counted_kind && IsLocal(watch) && local_ && local_->ReportedReadyThisCall(watch)) {
+    int n = 0;
+    if (ioctl(fd, FIONREAD, &n) == 0 && n > 0) {
+      emul::FdProbe p;
+      p.kind = known;
+      p.revents = POLLIN;
+      p.readable = n;
+      p.pipe = known == FdKind::kPipe;
+      return p;
+    }
+  }
+  return ProbeFd(pid, fd, emul::FdProbeNeeds::kReadable, known);
 }
 
 void LinuxHost::OnHostEvent(uint64_t data) {

@@ -601,6 +601,14 @@ void LocalWatches::TakeReady(ReadyList* out) {
         id = w.next;
         if (w.edge) continue;
         const uint32_t bits = evs[i].events & (w.mask | kAlways);
+        // ReportedReadyThisCall: the newest report of this call decides.
+        const bool ready_only = bits != 0 && (bits & (kAlways | EPOLLRDHUP)) == 0;
+        if (!ready_only) {
+          w.reported_ready = false;
+        } else if (w.armed && !w.reported_ready) {
+          reported_ready_.push_back(this_id);
+          w.reported_ready = true;
+        }
         if (!w.armed) {
           if (bits != 0) w.seen_ready = true;
           w.seen_call = call_;
@@ -694,6 +702,11 @@ void LocalWatches::RenewLevelEpoll() {
 }
 
 void LocalWatches::EndCall() {
+  for (WatchId id : reported_ready_) {
+    auto it = watches_.find(id);
+    if (it != watches_.end()) it->second.reported_ready = false;
+  }
+  reported_ready_.clear();
   for (uint64_t key : unused_) {
     File* f = FileOfReport(key);
     if (f == nullptr || f->unused_call != call_ || f->reg != File::Reg::kLevel) continue;

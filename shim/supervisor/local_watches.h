@@ -128,6 +128,16 @@ class LocalWatches {
   // it is not ready now, unless it became so after that read. False while
   // a look has not read the level epoll yet.
   bool QuietSinceArm(emul::WatchId id);
+  // Whether the look of the call in progress reported this level watch's
+  // file ready (it was armed: the report is of a registration that covers
+  // its mask) with no hang-up and no error, and no later report of this
+  // call said otherwise: then the report's bits are the file's readiness
+  // at the call, as a poll would tell (kqueue's READ filter: POLLIN
+  // alone). Forgotten at EndCall.
+  bool ReportedReadyThisCall(emul::WatchId id) const {
+    auto it = watches_.find(id);
+    return it != watches_.end() && it->second.reported_ready;
+  }
   size_t size() const { return watches_.size(); }
 
  private:
@@ -148,6 +158,7 @@ class LocalWatches {
     // next Arm: that Arm looks itself.
     bool seen_ready : 1 = false;
     bool fired_at_arm : 1 = false;  // its last Arm that looked found the file ready
+    bool reported_ready : 1 = false;  // ReportedReadyThisCall (listed in reported_ready_)
     // Per call: the file's report at call `seen_call`'s look (its poll bits).
     uint16_t seen_events = 0;
     uint64_t seen_call = 0;
@@ -248,6 +259,7 @@ class LocalWatches {
   bool per_call_ = false;
   uint64_t call_ = 1;
   std::vector<uint64_t> unused_;  // keys of the files reported to no armed watch in this call
+  std::vector<emul::WatchId> reported_ready_;  // watches with reported_ready set in this call
   std::atomic<uint64_t> epoch_{1};
   uint32_t next_gen_ = 1;
   uint64_t looks_begun_ = 0;

@@ -64,5 +64,28 @@ TEST(FlatIdMap, IndexingAndAt) {
   EXPECT_EQ(flat.size(), 1u);
 }
 
+// A map emptied and filled again at each call (the kqueue's knote and watch
+// indexes under EV_ADD|EV_ONESHOT on a ready descriptor, bench `fdwait`)
+// keeps its smallest table instead of allocating it every time; a larger
+// one emptied gives its room back.
+TEST(FlatIdMap, EmptiedSmallestTableIsKeptALargerOneGivenBack) {
+  FlatIdMap<uint64_t> flat;
+  EXPECT_EQ(flat.slot_count(), 0u);
+  flat[1] = 1;
+  const size_t smallest = flat.slot_count();
+  EXPECT_GT(smallest, 0u);
+  flat.erase(1);
+  EXPECT_EQ(flat.slot_count(), smallest);
+  flat[2] = 2;  // no new table
+  EXPECT_EQ(flat.slot_count(), smallest);
+  EXPECT_EQ(flat.at(2), 2u);
+  for (uint64_t id = 10; id < 1000; ++id) flat[id] = id;
+  EXPECT_GT(flat.slot_count(), smallest);
+  flat.erase(2);
+  for (uint64_t id = 10; id < 1000; ++id) flat.erase(id);
+  EXPECT_TRUE(flat.empty());
+  EXPECT_EQ(flat.slot_count(), 0u);
+}
+
 }  // namespace
 }  // namespace evshim::emul

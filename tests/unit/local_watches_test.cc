@@ -298,6 +298,49 @@ TEST_F(LocalWatchesTest, QuietSinceArmOnlyAfterACompletedLookThatDidNotReport) {
   EXPECT_FALSE(watches_->QuietSinceArm(2));
 }
 
+// kqueue's READ filter takes the look's report for the poll it would make
+// (docs/kqueue.md "What a kevent costs"): only a report of this call, to
+// this armed level watch, readable with no hang-up or error, and only until
+// a later report of the same call says otherwise.
+TEST_F(LocalWatchesTest, ReportedReadyThisCallOnlyForThisCallsPlainReadyReport) {
+  watches_->set_switch_offs_per_call(true);
+  auto [a, b] = Pair();
+  watches_->Add(1);
+  EXPECT_EQ(*watches_->Arm(1, a, POLLIN | POLLRDHUP), 0u);
+  EXPECT_FALSE(watches_->ReportedReadyThisCall(1)) << "nothing reported";
+  ASSERT_EQ(write(b, "x", 1), 1);
+  ASSERT_EQ(Take().size(), 1u);
+  EXPECT_TRUE(watches_->ReportedReadyThisCall(1));
+  // A later report of the same call that says the file is not ready only
+  // for this watch's bits clears it: here the watch is armed again and the
+  // peer's shutdown makes it report a hang-up.
+  EXPECT_EQ(*watches_->Arm(1, a, POLLIN | POLLRDHUP, nullptr, LocalWatches::kReportedAtLook), 0u);
+  ASSERT_EQ(shutdown(b, SHUT_WR), 0);
+  ASSERT_EQ(Take().size(), 1u);
+  EXPECT_FALSE(watches_->ReportedReadyThisCall(1)) << "a hang-up is no plain readiness";
+  watches_->EndCall();
+  // The next call: nothing until its own look reports.
+  auto [c, d] = Pair();
+  watches_->Add(2);
+  EXPECT_EQ(*watches_->Arm(2, c, POLLIN | POLLRDHUP), 0u);
+  ASSERT_EQ(write(d, "y", 1), 1);
+  ASSERT_EQ(Take().size(), 1u);
+  EXPECT_TRUE(watches_->ReportedReadyThisCall(2));
+  watches_->EndCall();
+  EXPECT_FALSE(watches_->ReportedReadyThisCall(2)) << "forgotten at the end of the call";
+  // A report to a disarmed watch (the file left ready) is not one.
+  Take();
+  EXPECT_FALSE(watches_->ReportedReadyThisCall(2));
+  watches_->EndCall();
+  // An edge watch never has one.
+  watches_->Add(3);
+  EXPECT_NE(*watches_->ArmEdge(3, c, POLLIN), 0u);
+  EXPECT_EQ(*watches_->ArmEdge(3, c, POLLIN), 0u);
+  ASSERT_EQ(write(d, "z", 1), 1);
+  ASSERT_EQ(Take().size(), 1u);
+  EXPECT_FALSE(watches_->ReportedReadyThisCall(3));
+}
+
 // Edge watches with one mask share a registration, each with its own edge
 // (kqueue EV_CLEAR: DF kern_event.c:1535-1544, only new activity after a
 // report): settling one forgets its pending edge, not the other's.
