@@ -75,9 +75,11 @@ class Engine {
   virtual void OnDeadline() = 0;
   // The earliest time OnDeadline wants to run (Host::kNever if none).
   virtual Nanos NextDeadline() const = 0;
-  // OnDeadline if a deadline is already due (before handling a call).
+  // OnDeadline if a deadline is already due (before handling a call). No
+  // deadline, no clock read: this runs before every call of every engine.
   void CatchUpDeadlines() {
-    if (NextDeadline() <= host_.Now()) OnDeadline();
+    const Nanos next = NextDeadline();
+    if (next != Host::kNever && next <= host_.Now()) OnDeadline();
   }
 
  protected:

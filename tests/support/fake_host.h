@@ -45,6 +45,8 @@ class FakeHost : public emul::Host {
     for (auto& [id, bits2] : fire) deliver(id, bits2);
   }
   void Advance(emul::Nanos d) { now_ += d; }
+  // How many times the core read the clock (Now).
+  int clock_reads() const { return clock_reads_; }
   struct SentSignal {
     emul::Pid pid;
     int signo;
@@ -60,7 +62,10 @@ class FakeHost : public emul::Host {
   bool armed(emul::WatchId id) const { return watches_.count(id) && watches_.at(id).armed; }
 
   // --- emul::Host ---
-  emul::Nanos Now() override { return now_; }
+  emul::Nanos Now() override {
+    ++clock_reads_;
+    return now_;
+  }
   void ArmDeadline(emul::Nanos when) override { deadline_ = when; }
   emul::Nanos RealtimeOffset() override { return 1'700'000'000LL * 1'000'000'000LL; }
   void SendTimerSignal(emul::Pid pid, int signo, uint64_t value, int) override {
@@ -118,6 +123,7 @@ class FakeHost : public emul::Host {
   std::set<emul::ObjectId> unwritable_;
   emul::WatchId next_ = 1;
   emul::Nanos now_ = 1'000'000'000;
+  int clock_reads_ = 0;
   emul::Nanos deadline_ = kNever;
   std::vector<SentSignal> signals_;
 };

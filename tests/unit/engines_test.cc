@@ -113,6 +113,20 @@ TEST_F(EnginesTest, DeadlineRunsOnlyTheEnginesThatAreDue) {
   EXPECT_EQ(host_.deadline(), Host::kNever);
 }
 
+// Every in-process call catches up due deadlines first (docs/design.md
+// "One look per call"): with none armed, that reads no clock (a vDSO read per
+// engine and call, or a system call where the clocksource has no vDSO).
+TEST_F(EnginesTest, CatchingUpWithNoDeadlineReadsNoClock) {
+  const int before = host_.clock_reads();
+  engines_.CatchUpDeadlines();
+  EXPECT_EQ(host_.clock_reads(), before);
+  a_.SetDeadline(host_.Now() + 100);
+  const int armed = host_.clock_reads();
+  engines_.CatchUpDeadlines();  // one engine has a deadline: it reads the clock
+  EXPECT_EQ(host_.clock_reads(), armed + 1);
+  EXPECT_EQ(a_.deadlines_run, 0);
+}
+
 // The real engines on one host: a port_get timeout (port.c:1333-1348) and a
 // kevent timeout (DF kern_event.c:864-962, 1028-1030: 0 events, no error) each keep their deadline, and
 // the earlier wins the host's timer whichever was armed last.

@@ -959,6 +959,156 @@ TEST(InprocBudget, AssociatingAFileKeptReadyCostsNoPoll) {
   // system call at all.
   EXPECT_EQ(cost(get), 0) << Describe(get);
 }
+
+// ---- The idle pump in a busy program (docs/design.md "Host events") ----
+// The pump routes host events only once the program has made no call for
+// a millisecond; a program that keeps calling looks itself at each call.
+// The look epoll is readable most of the time in an event loop (the token
+// written for the next call), so a pump that polled it while the program
+// calls woke and went back to sleep every millisecond: a *wasted look*,
+// one poll that returns, then a sleep. Counted here on the pump thread
+// alone (ptrace), against the program's own pauses of a millisecond or
+// more, the only moments the pump may look.
+
+// The busy child: a token passed round a ring of socketpairs, as
+// bench_ports loop does (port_getn, read, port_associate, write), for
+// kBusyLoopNs. Sends its idle pump's thread id on `up`, waits for a byte on
+// `go`, runs, then sends the number of its pauses: intervals in which no
+// engine call could have ended for a millisecond (from one call's start to
+// the next call's end, so a preemption anywhere in between counts).
+constexpr int64_t kBusyLoopNs = 150'000'000;
+
+int64_t NowNs() {
+  timespec t{};
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return static_cast<int64_t>(t.tv_sec) * 1'000'000'000 + t.tv_nsec;
+}
+
+// The other thread of this process (the idle pump), or 0.
+pid_t OtherThread() {
+  DIR* d = opendir("/proc/self/task");
+  if (d == nullptr) return 0;
+  const pid_t self = gettid();
+  pid_t other = 0;
+  while (dirent* e = readdir(d)) {
+    const pid_t tid = static_cast<pid_t>(std::atoi(e->d_name));
+    if (tid > 0 && tid != self) other = tid;
+  }
+  closedir(d);
+  return other;
+}
+
+[[noreturn]] void BusyLoopChild(int up, int go) {
+  constexpr int kPairs = 4;
+  const int port = port_create();
+  int sv[kPairs][2];
+  if (port < 0) _exit(2);
+  for (int i = 0; i < kPairs; ++i) {
+    if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv[i]) != 0) _exit(3);
+    if (port_associate(port, PORT_SOURCE_FD, static_cast<uintptr_t>(sv[i][0]), POLLIN,
+                       reinterpret_cast<void*>(static_cast<intptr_t>(i))) != 0) {
+      _exit(4);
+    }
+  }
+  pid_t pump = 0;
+  for (int tries = 0; pump == 0 && tries < 1000; ++tries) {
+    pump = OtherThread();
+    if (pump == 0) usleep(1000);
+  }
+  if (pump == 0 || write(up, &pump, sizeof pump) != sizeof pump) _exit(5);
+  char c;
+  if (read(go, &c, 1) != 1) _exit(6);
+  if (write(sv[0][1], "t", 1) != 1) _exit(7);
+  int64_t pauses = 0;
+  const int64_t start = NowNs();
+  int64_t previous_start = start;  // when the previous engine call began
+  // Runs one engine call; a pause when no call could have ended for a
+  // millisecond: from the previous call's start to this call's end.
+  auto call = [&](auto&& f) {
+    const int64_t begin = NowNs();
+    const bool ok = f();
+    if (NowNs() - previous_start >= 1'000'000) ++pauses;
+    previous_start = begin;
+    return ok;
+  };
+  while (NowNs() - start < kBusyLoopNs) {
+    port_event_t ev[4];
+    uint_t n = 1;
+    if (!call([&] { return port_getn(port, ev, 4, &n, nullptr) == 0; })) _exit(8);
+    for (uint_t j = 0; j < n; ++j) {
+      const auto i = static_cast<int>(reinterpret_cast<intptr_t>(ev[j].portev_user));
+      if (read(sv[i][0], &c, 1) != 1) _exit(9);
+      if (!call([&] {
+            return port_associate(port, PORT_SOURCE_FD, static_cast<uintptr_t>(sv[i][0]), POLLIN,
+                                  reinterpret_cast<void*>(static_cast<intptr_t>(i))) == 0;
+          })) {
+        _exit(10);
+      }
+      if (write(sv[(i + 1) % kPairs][1], &c, 1) != 1) _exit(11);
+    }
+  }
+  if (write(up, &pauses, sizeof pauses) != sizeof pauses) _exit(12);
+  _exit(0);
+}
+
+TEST(InprocPump, IdlePumpMakesNoWastedLookWhileTheProgramCalls) {
+  int up[2], go[2];
+  ASSERT_EQ(pipe(up), 0);
+  ASSERT_EQ(pipe(go), 0);
+  const pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    close(up[0]);
+    close(go[1]);
+    BusyLoopChild(up[1], go[0]);
+  }
+  close(up[1]);
+  close(go[0]);
+  pid_t pump = 0;
+  ASSERT_EQ(read(up[0], &pump, sizeof pump), static_cast<ssize_t>(sizeof pump));
+  // The pump thread alone; its stops are seen with __WALL.
+  ASSERT_EQ(ptrace(PTRACE_SEIZE, pump, nullptr, reinterpret_cast<void*>(PTRACE_O_TRACESYSGOOD)), 0)
+      << "errno " << errno;
+  ASSERT_EQ(ptrace(PTRACE_INTERRUPT, pump, nullptr, nullptr), 0);
+  int status = 0;
+  ASSERT_EQ(waitpid(pump, &status, __WALL), pump);
+  ASSERT_EQ(write(go[1], "g", 1), 1);
+  std::vector<long> calls;  // the pump's system calls, in order, from the go
+  bool entering = true;
+  int deliver = 0;
+  for (;;) {
+    if (ptrace(PTRACE_SYSCALL, pump, nullptr, reinterpret_cast<void*>(static_cast<intptr_t>(deliver))) != 0) break;
+    deliver = 0;
+    if (waitpid(pump, &status, __WALL) != pump || WIFEXITED(status) || WIFSIGNALED(status)) break;
+    if (!WIFSTOPPED(status)) continue;
+    if (WSTOPSIG(status) != (SIGTRAP | 0x80)) {
+      // A group stop or the interrupt's own stop: not a signal to deliver.
+      if (status >> 16 == 0) deliver = WSTOPSIG(status);
+      continue;
+    }
+    if (entering) {
+      user_regs_struct regs{};
+      if (ptrace(PTRACE_GETREGS, pump, nullptr, &regs) == 0) calls.push_back(static_cast<long>(regs.orig_rax));
+    }
+    entering = !entering;
+  }
+  int64_t pauses = -1;
+  ASSERT_EQ(read(up[0], &pauses, sizeof pauses), static_cast<ssize_t>(sizeof pauses));
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "status " << status;
+  close(up[0]);
+  close(go[1]);
+  // A wasted look: a poll of the look epoll, then straight back to sleep.
+  int wasted = 0, polls = 0, sleeps = 0;
+  for (size_t i = 0; i < calls.size(); ++i) {
+    if (calls[i] == SYS_poll) ++polls;
+    if (calls[i] == SYS_clock_nanosleep) ++sleeps;
+    if (calls[i] == SYS_poll && i + 1 < calls.size() && calls[i + 1] == SYS_clock_nanosleep) ++wasted;
+  }
+  // At most one when the program starts calling (the pump was asleep in
+  // its poll) and one per pause of the program.
+  EXPECT_LE(wasted, pauses + 1) << "polls " << polls << ", sleeps " << sleeps << ", pauses " << pauses;
+}
 }  // namespace
 
 namespace {
