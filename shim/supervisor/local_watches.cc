@@ -122,7 +122,9 @@ bool LocalWatches::AddOwnSources(int epfd) {
   return ok;
 }
 
-void LocalWatches::Add(WatchId id) { watches_.emplace(id, Watch{}); }
+WatchId LocalWatches::NewId(uint64_t tag) { return watches_.NextId(tag); }
+
+void LocalWatches::Add(WatchId id) { (void)watches_.Insert(id); }
 
 // The file at `fd` now, for `events` (POLLERR/POLLHUP always): EBADF if the
 // number is not open.
@@ -364,9 +366,9 @@ Result<LocalWatches::File*> LocalWatches::AttachEdge(Watch& w, WatchId id, int f
 
 Result<uint32_t> LocalWatches::Arm(WatchId id, int fd, uint32_t events, const uint32_t* measured,
                                    Answer answer) {
-  auto it = watches_.find(id);
-  if (it == watches_.end()) return Errno{EBADF};
-  Watch& w = it->second;
+  Watch* found_watch = watches_.Find(id);
+  if (found_watch == nullptr) return Errno{EBADF};
+  Watch& w = *found_watch;
   events &= kPollBits;
   if (answer == kIfFree) {
     const File* f = w.edge || w.pollless ? nullptr : FileOf(w);
@@ -456,9 +458,9 @@ Result<uint32_t> LocalWatches::Arm(WatchId id, int fd, uint32_t events, const ui
 }
 
 Result<uint32_t> LocalWatches::ArmEdge(WatchId id, int fd, uint32_t events) {
-  auto it = watches_.find(id);
-  if (it == watches_.end()) return Errno{EBADF};
-  Watch& w = it->second;
+  Watch* found_watch = watches_.Find(id);
+  if (found_watch == nullptr) return Errno{EBADF};
+  Watch& w = *found_watch;
   events &= kPollBits;
   // A file without readiness notifications has no edges: never fires.
   if (w.pollless) return 0u;
@@ -481,9 +483,9 @@ Result<uint32_t> LocalWatches::ArmEdge(WatchId id, int fd, uint32_t events) {
 }
 
 void LocalWatches::SettleEdge(WatchId id, int fd, uint32_t events) {
-  auto it = watches_.find(id);
-  if (it == watches_.end() || it->second.pollless) return;
-  Watch& w = it->second;
+  Watch* found_watch = watches_.Find(id);
+  if (found_watch == nullptr || found_watch->pollless) return;
+  Watch& w = *found_watch;
   events &= kPollBits;
   Result<File*> attached = AttachEdge(w, id, fd, events);
   if (!attached.ok()) {
@@ -719,25 +721,25 @@ void LocalWatches::EndCall() {
 }
 
 void LocalWatches::Disarm(WatchId id) {
-  auto it = watches_.find(id);
-  if (it == watches_.end()) return;
+  Watch* w = watches_.Find(id);
+  if (w == nullptr) return;
   // A level registration is narrowed lazily: a report for a disarmed watch
   // is dropped when it comes (one wake-up at most).
-  it->second.armed = false;
+  w->armed = false;
   Unfire(id);
 }
 
 void LocalWatches::Drop(WatchId id) {
-  auto it = watches_.find(id);
-  if (it == watches_.end()) return;
-  Detach(it->second, id);
-  watches_.erase(it);
+  Watch* w = watches_.Find(id);
+  if (w == nullptr) return;
+  Detach(*w, id);
+  watches_.Erase(id);
 }
 
 bool LocalWatches::QuietSinceArm(WatchId id) {
-  auto it = watches_.find(id);
-  if (it == watches_.end()) return false;
-  const Watch& w = it->second;
+  const Watch* found_watch = watches_.Find(id);
+  if (found_watch == nullptr) return false;
+  const Watch& w = *found_watch;
   // A look begun and not past the level epoll yet (the loop's other events
   // are routed in their order, and may scan a kqueue) says nothing: the file
   // may have become ready since the previous look.
@@ -749,9 +751,9 @@ bool LocalWatches::QuietSinceArm(WatchId id) {
 }
 
 bool LocalWatches::SameFile(int fd, WatchId id, bool open_known) {
-  auto it = watches_.find(id);
-  if (it == watches_.end()) return false;
-  const Watch& w = it->second;
+  const Watch* found_watch = watches_.Find(id);
+  if (found_watch == nullptr) return false;
+  const Watch& w = *found_watch;
   // Not registered (not armed yet, or a file epoll refuses): open is all
   // that can be told.
   if (w.file == 0) return open_known || fcntl(fd, F_GETFD) != -1;

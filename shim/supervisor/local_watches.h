@@ -41,9 +41,9 @@
 #include <utility>
 #include <vector>
 
-#include "emul/flat_id_map.h"
 #include "emul/result.h"
 #include "emul/types.h"
+#include "shim/supervisor/slot_table.h"
 
 namespace evshim::shim {
 
@@ -71,6 +71,11 @@ class LocalWatches {
     if (File* f = live_.Find(fd)) f->checked = 0;  // epoch_ is never 0
   }
 
+  // The id the next watch should take (`tag`: bits 46 and up, the
+  // caller's own; slot_table.h): Add it. A watch's record is addressed by
+  // its id, so the id names a free slot of the table.
+  emul::WatchId NewId(uint64_t tag);
+  // Starts a watch under `id` (NewId's, or one whose slot is free: tests).
   void Add(emul::WatchId id);
   // Whether Arm must answer the file's readiness now (kNow), or may leave
   // a ready file to be reported at the next TakeReady (kReportedAtLook:
@@ -131,7 +136,7 @@ class LocalWatches {
   size_t size() const { return watches_.size(); }
 
  private:
-  // 40 bytes (docs/design.md "Memory per watch"): masks are poll bits
+  // 40 bytes, 48 in its table slot (docs/design.md "Memory per watch"): masks are poll bits
   // (kPollBits); the two counters are the per-call report (fast path,
   // rule 6 without a poll) and the kqueue level knote's quiet look.
   struct Watch {
@@ -254,7 +259,7 @@ class LocalWatches {
   uint64_t looks_done_ = 0;
   size_t edge_watches_ = 0;
   std::vector<EdgeEpoll> edges_;  // one per distinct edge mask (a handful of filter masks)
-  emul::FlatIdMap<Watch> watches_;
+  SlotTable<Watch> watches_;                  // by id, which names the slot
   LiveFiles live_;                            // by number
   std::unordered_map<uint32_t, File> dead_;   // by generation, until their last watch goes
 };
