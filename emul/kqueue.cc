@@ -172,7 +172,7 @@ ObjectId Kqueues::CopyKqueue(Kq& from) {
     n.kq = to.id;
     n.active = n.queued = false;
     n.awaits_look = false;  // its watch is the copy's own, not armed yet
-    n.pos = {};
+    n.queue_prev = n.queue_next = nullptr;
     if (!ops.copy(*this, src, n)) {  // e.g. closed meanwhile: nothing to copy
       to.knotes.erase(placed);
       continue;
@@ -277,14 +277,18 @@ void Kqueues::WakeWatchers(ObjectId id) {
 
 void Kqueues::Enqueue(Kq& kq, Knote& kn, bool at_head) {
   if (kn.queued) return;
-  kn.pos = at_head ? kq.queue.insert(kq.queue.begin(), &kn) : kq.queue.insert(kq.queue.end(), &kn);
+  if (at_head) {
+    kq.queue.PushFront(kn);
+  } else {
+    kq.queue.PushBack(kn);
+  }
   kn.queued = true;
   UpdateReadiness(kq);
 }
 
 void Kqueues::Dequeue(Kq& kq, Knote& kn) {
   if (!kn.queued) return;
-  kq.queue.erase(kn.pos);
+  kq.queue.Erase(kn);
   kn.queued = false;
   kn.awaits_look = false;
   UpdateReadiness(kq);
@@ -616,10 +620,9 @@ std::vector<Kqueues::Taken> Kqueues::Collect(Kq& kq, uint32_t max) {
   std::vector<Taken> taken;
   // Only the knotes on the list now: one that re-activates during the scan
   // is not collected twice (the end marker, OB kern_event.c:1320-1331).
-  std::vector<Knote*> snapshot(kq.queue.begin(), kq.queue.end());
   std::vector<uint64_t> uids;
-  uids.reserve(snapshot.size());
-  for (Knote* k : snapshot) uids.push_back(k->uid);
+  uids.reserve(kq.queue.size());
+  for (Knote* k : kq.queue) uids.push_back(k->uid);
   for (uint64_t uid : uids) {
     if (taken.size() >= max) break;
     auto it = knotes_.find(uid);

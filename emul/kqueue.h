@@ -330,7 +330,6 @@ class Kqueues final : public Engine {
  private:
   struct Knote;
   struct Kq;
-  using QueuePos = std::list<Knote*>::iterator;
   // The layout is compact (docs/design.md "Memory per watch"): a knote
   // costs one allocation of at most kKnoteBytes, so fields are ordered by
   // size and rarely used state (FreeBSD's ext[]) lives outside it.
@@ -348,33 +347,37 @@ class Kqueues final : public Engine {
     ExtWords ext;           // FreeBSD ext[], as registered
     int64_t sdata = 0;      // the registered data
     int64_t data = 0;       // what the next event reports
-    QueuePos pos;
+    // Its neighbours in its kqueue's active list while `queued` (KnoteQueue).
+    Knote* queue_prev = nullptr;
+    Knote* queue_next = nullptr;
     uint32_t sfflags = 0;   // the registered fflags
     uint32_t fflags = 0;    // what the next event reports
     // The registering process and descriptor (fd filters, VNODE; -1: none).
     Pid owner = 0;
     int fd = -1;
     uint16_t eof = 0;  // EV_EOF when the far side is gone
-    bool disabled = false;
-    bool active = false;    // has an event to report (queued unless disabled)
-    bool queued = false;
+    // The flags are bits, so the knote keeps its 128 bytes with the queue's
+    // two links (docs/design.md "Memory per watch").
+    bool disabled : 1 = false;
+    bool active : 1 = false;    // has an event to report (queued unless disabled)
+    bool queued : 1 = false;
     // The last measurement (data/fflags/eof) reported an event: what a
     // stale EV_ONESHOT event reports (Collect).
-    bool measured = false;
+    bool measured : 1 = false;
     // Delivered level-triggered and back on the list with its watch armed
     // for the next look (Host::ArmWatchReportedAtLook): the scan takes the
     // host's Host::QuietSinceArm for the filter's "not ready" (Collect).
-    bool awaits_look = false;
+    bool awaits_look : 1 = false;
+    bool vnode_use : 1 = false;  // VNODE: its watch reports opens, closes and reads
     // Each filter's own state (the kernels' kn_hook, kn_ptr), used only by
     // its FilterOps entry and the source that feeds it.
     struct User {
-      bool triggered = false;
+      bool triggered : 1 = false;
     } user;
     struct Proc {
-      bool watched = false;   // counted in Host::WatchProcess (until the exit detaches it)
-      bool drop_now = false;  // attached to a zombie with nothing to report (FreeBSD EV_DROP)
+      bool watched : 1 = false;   // counted in Host::WatchProcess (until the exit detaches it)
+      bool drop_now : 1 = false;  // attached to a zombie with nothing to report (FreeBSD EV_DROP)
     } proc;
-    bool vnode_use = false;  // VNODE: its watch reports opens, closes and reads
     // READ, WRITE, EXCEPT: what the host found the watched file to be, kept
     // with the knote, as the knote is tied to one open file (Host::ProbeFd's
     // `known`). Beside the flags, not in Io: it packs into their padding.
@@ -421,6 +424,53 @@ class Kqueues final : public Engine {
   // the header): tests/unit/memory_budget_test.cc pins the total per knote.
   static constexpr size_t kKnoteBytes = 128;
   static_assert(sizeof(Knote) <= kKnoteBytes, "a knote outgrew its memory budget");
+  // A kqueue's active list (kq_head), linked through its knotes: no node of
+  // its own per active knote. A knote is on at most one list, its kqueue's.
+  class KnoteQueue {
+   public:
+    class Iter {
+     public:
+      explicit Iter(Knote* at) : at_(at) {}
+      Knote* operator*() const { return at_; }
+      Iter& operator++() {
+        at_ = at_->queue_next;
+        return *this;
+      }
+      bool operator==(const Iter& o) const { return at_ == o.at_; }
+
+     private:
+      Knote* at_;
+    };
+    Iter begin() const { return Iter(head_); }
+    Iter end() const { return Iter(nullptr); }
+    bool empty() const { return head_ == nullptr; }
+    size_t size() const { return size_; }
+    void PushBack(Knote& kn) {
+      kn.queue_prev = tail_;
+      kn.queue_next = nullptr;
+      (tail_ != nullptr ? tail_->queue_next : head_) = &kn;
+      tail_ = &kn;
+      ++size_;
+    }
+    void PushFront(Knote& kn) {
+      kn.queue_prev = nullptr;
+      kn.queue_next = head_;
+      (head_ != nullptr ? head_->queue_prev : tail_) = &kn;
+      head_ = &kn;
+      ++size_;
+    }
+    void Erase(Knote& kn) {
+      (kn.queue_prev != nullptr ? kn.queue_prev->queue_next : head_) = kn.queue_next;
+      (kn.queue_next != nullptr ? kn.queue_next->queue_prev : tail_) = kn.queue_prev;
+      kn.queue_prev = kn.queue_next = nullptr;
+      --size_;
+    }
+
+   private:
+    Knote* head_ = nullptr;
+    Knote* tail_ = nullptr;
+    size_t size_ = 0;
+  };
   using KnoteKey = std::pair<KFilter, uint64_t>;  // (filter, ident)
   struct KnoteKeyHash {
     size_t operator()(const KnoteKey& key) const noexcept {
@@ -442,7 +492,7 @@ class Kqueues final : public Engine {
     // Its knotes, by (filter, ident); the nodes do not move, so Knote* and
     // Knote& stay valid until the knote is dropped.
     std::unordered_map<KnoteKey, Knote, KnoteKeyHash> knotes;
-    std::list<Knote*> queue;
+    KnoteQueue queue;
     std::list<Waiter> waiters;
     bool readable_reported = false;
     // Its last descriptor is gone; it lives on for the waiters that hold it.

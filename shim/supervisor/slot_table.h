@@ -95,6 +95,12 @@ class SlotTable {
     return true;
   }
 
+  // For records linked to each other by slot (4 bytes where an id takes 8):
+  // the slot of an id, and the record at a used slot and its id.
+  static uint32_t SlotOf(uint64_t id) { return static_cast<uint32_t>(id); }
+  T& AtSlot(uint32_t slot) { return EntryAt(slot).value; }
+  uint64_t IdAt(uint32_t slot) { return (static_cast<uint64_t>(EntryAt(slot).high) << 32) | slot; }
+
   size_t size() const { return size_; }
   bool empty() const { return size_ == 0; }
 
