@@ -320,7 +320,7 @@ class Kqueues final : public Engine {
   // --- ownership (emul/engine.h) ---
   bool OwnsObject(ObjectId obj) const override { return obj >= kFirstId; }
   bool OwnsWait(WaitId wait) const override { return wait >= kFirstWait; }
-  bool OwnsWatch(WatchId watch) const override { return by_watch_.count(watch) != 0; }
+  bool OwnsWatch(WatchId watch) const override { return knotes_.count(kWatchUid | watch) != 0; }
 
   // --- inspection (tests, the descriptor's readiness) ---
   size_t PendingCount(ObjectId kq) const;
@@ -472,10 +472,64 @@ class Kqueues final : public Engine {
     size_t size_ = 0;
   };
   using KnoteKey = std::pair<KFilter, uint64_t>;  // (filter, ident)
-  struct KnoteKeyHash {
-    size_t operator()(const KnoteKey& key) const noexcept {
-      return std::hash<uint64_t>{}(key.second * 8 + static_cast<uint64_t>(key.first));
+  // A kqueue's knotes by (filter, ident), the key read from the knote
+  // itself: a node is the knote and one link (144 bytes a knote where a map
+  // node with its own copy of the key took 160; docs/design.md "Memory per
+  // watch"). Nodes do not move, so Knote* and Knote& stay valid until the
+  // knote is erased. The set hands out its elements as const; the key's
+  // fields (kev.filter, kev.ident) are never changed once a knote is in,
+  // so the rest of a knote is changed through the Knote& given here.
+  class KnoteTable {
+    struct Hash {
+      using is_transparent = void;
+      size_t operator()(const KnoteKey& key) const noexcept {
+        return std::hash<uint64_t>{}(key.second * 8 + static_cast<uint64_t>(key.first));
+      }
+      size_t operator()(const Knote& kn) const noexcept { return (*this)(KnoteKey{kn.kev.filter, kn.kev.ident}); }
+    };
+    struct Equal {
+      using is_transparent = void;
+      static KnoteKey Of(const Knote& kn) { return {kn.kev.filter, kn.kev.ident}; }
+      static const KnoteKey& Of(const KnoteKey& key) { return key; }
+      template <typename A, typename B>
+      bool operator()(const A& a, const B& b) const noexcept {
+        return Of(a) == Of(b);
+      }
+    };
+    using Set = std::unordered_set<Knote, Hash, Equal>;
+
+   public:
+    class Iter {
+     public:
+      explicit Iter(Set::iterator at) : at_(at) {}
+      Knote& operator*() const { return const_cast<Knote&>(*at_); }
+      Iter& operator++() {
+        ++at_;
+        return *this;
+      }
+      bool operator==(const Iter& o) const { return at_ == o.at_; }
+
+     private:
+      Set::iterator at_;
+    };
+    Iter begin() { return Iter(set_.begin()); }
+    Iter end() { return Iter(set_.end()); }
+    bool empty() const { return set_.empty(); }
+    size_t size() const { return set_.size(); }
+    Knote& front() { return *begin(); }
+    Knote* Find(KFilter filter, uint64_t ident) {
+      auto it = set_.find(KnoteKey{filter, ident});
+      return it == set_.end() ? nullptr : &const_cast<Knote&>(*it);
     }
+    // A copy of `kn` (its key not in the table yet).
+    Knote& Add(const Knote& kn) { return const_cast<Knote&>(*set_.insert(kn).first); }
+    void Erase(const Knote& kn) {
+      auto it = set_.find(KnoteKey{kn.kev.filter, kn.kev.ident});
+      if (it != set_.end()) set_.erase(it);
+    }
+
+   private:
+    Set set_;
   };
   struct Waiter {
     WaitId id;
@@ -491,7 +545,7 @@ class Kqueues final : public Engine {
     KqueuePolicy policy;  // of the last kevent call (one personality per program)
     // Its knotes, by (filter, ident); the nodes do not move, so Knote* and
     // Knote& stay valid until the knote is dropped.
-    std::unordered_map<KnoteKey, Knote, KnoteKeyHash> knotes;
+    KnoteTable knotes;
     KnoteQueue queue;
     std::list<Waiter> waiters;
     bool readable_reported = false;
@@ -602,10 +656,17 @@ class Kqueues final : public Engine {
   void ReapClosed();
 
   std::unordered_map<ObjectId, std::unique_ptr<Kq>> kqs_;
-  // Every knote by uid (owned by its Kq::knotes).
+  // Every knote by uid (owned by its Kq::knotes). A knote with a host
+  // watch (READ, WRITE, EXCEPT) takes kWatchUid | its watch's id as its uid
+  // once it has the watch (AdoptWatchUid), so this one index also finds it
+  // by watch (OnWatchReady, OwnsWatch): one entry per fd knote where two
+  // were (docs/design.md "Memory per watch"). Other uids count up from 1
+  // and never reach kWatchUid; a host's watch ids are unique while they
+  // live, and a knote drops its watch only as it goes (Drop).
+  static constexpr uint64_t kWatchUid = 1ULL << 63;
   FlatIdMap<Knote*> knotes_;
+  void AdoptWatchUid(Knote& kn, WatchId watch);
   Limits limits_;
-  FlatIdMap<uint64_t> by_watch_;
   // The readiness bits the last fd probe measured, and of which knote: the
   // filter's "not ready" is followed by arming the same file's watch, which
   // then needs no look of its own (Host::ArmWatchMeasured).

@@ -209,7 +209,7 @@ class LinuxHost final : public emul::Host {
   size_t path_watch_count() const { return path_watches_.size(); }
 
  private:
-  struct Watch {  // 20 bytes, 28 in its table slot (docs/design.md "Memory per watch")
+  struct Watch {  // 20 bytes, 24 in its table slot (docs/design.md "Memory per watch")
     int epfd = -1;       // private epoll holding the target's file
     int tfd = -1;        // the descriptor number it was registered under
     uint32_t mask = 0;   // registered poll bits

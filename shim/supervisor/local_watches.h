@@ -139,7 +139,7 @@ class LocalWatches {
   size_t size() const { return watches_.size(); }
 
  private:
-  // 28 bytes, 36 in its table slot (docs/design.md "Memory per watch"):
+  // 28 bytes, 32 in its table slot (docs/design.md "Memory per watch"):
   // masks are poll bits (kPollBits); links are slots + 1 (0: none); the two
   // counters, 32 bits wide, are the per-call report (fast path, rule 6
   // without a poll) and the kqueue level knote's quiet look.

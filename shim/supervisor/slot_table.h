@@ -35,7 +35,7 @@ class SlotTable {
   static constexpr int kGenerationBits = 14;
   static constexpr uint32_t kMaxSlots = 1u << 30;
 
-  // The id the next Insert should take, with `tag` (bits 46 and up, which
+  // The id the next Insert should take, with `tag` (bits 46 to 62, which
   // the generation never reaches): the most recently freed slot, else a
   // new one, with the slot's next generation.
   uint64_t NextId(uint64_t tag) {
@@ -46,10 +46,11 @@ class SlotTable {
     return tag | (static_cast<uint64_t>(gen) << 32) | slot;
   }
 
-  // A default record under `id`; nullptr if the slot is taken or out of range.
+  // A default record under `id`; nullptr if the slot is taken or out of
+  // range, or bit 63 is set.
   T* Insert(uint64_t id) {
     const uint64_t slot = id & 0xffffffffu;
-    if (slot >= kMaxSlots) return nullptr;
+    if (slot >= kMaxSlots || (id >> 63) != 0) return nullptr;
     while (fresh_ <= slot) Grow();
     Entry& e = EntryAt(static_cast<uint32_t>(slot));
     if (e.used) return nullptr;
@@ -58,8 +59,8 @@ class SlotTable {
     for (; handed_ < slot; ++handed_) free_.push_back(handed_);
     if (handed_ == slot) ++handed_;
     e.value = T{};
-    e.high = static_cast<uint32_t>(id >> 32);
-    e.used = true;
+    e.high = static_cast<uint32_t>(id >> 32) & 0x7fffffffu;
+    e.used = 1;
     ++size_;
     return &e.value;
   }
@@ -68,7 +69,7 @@ class SlotTable {
     const uint64_t slot = id & 0xffffffffu;
     if (slot >= fresh_) return nullptr;
     Entry& e = EntryAt(static_cast<uint32_t>(slot));
-    return e.used && e.high == static_cast<uint32_t>(id >> 32) ? &e.value : nullptr;
+    return e.used && (id >> 63) == 0 && static_cast<uint32_t>(e.high) == static_cast<uint32_t>(id >> 32) ? &e.value : nullptr;
   }
   const T* Find(uint64_t id) const { return const_cast<SlotTable*>(this)->Find(id); }
   T& at(uint64_t id) {
@@ -82,7 +83,7 @@ class SlotTable {
     const auto slot = static_cast<uint32_t>(id & 0xffffffffu);
     Entry& e = EntryAt(slot);
     e.value = T{};
-    e.used = false;  // `high` stays: the slot's next generation follows it
+    e.used = 0;  // `high` stays: the slot's next generation follows it
     --size_;
     if (size_ == 0) {
       std::vector<std::unique_ptr<Chunk>>().swap(chunks_);  // an emptied table gives its room back
@@ -116,10 +117,12 @@ class SlotTable {
  private:
   static constexpr uint32_t kGenerationMask = (1u << kGenerationBits) - 1;
   static constexpr uint32_t kChunkSlots = 64;
+  // The record and 4 bytes: the id's high half below bit 63 (tag and
+  // generation; a tag stays below bit 63) and whether the slot is in use.
   struct Entry {
     T value{};
-    uint32_t high = 0;  // the id's high half (tag and generation)
-    bool used = false;
+    uint32_t high : 31 = 0;
+    uint32_t used : 1 = 0;
   };
   struct Chunk {
     std::array<Entry, kChunkSlots> entries;
