@@ -76,19 +76,21 @@ constexpr long kWatches = 10000;
 // room shared out). Before the compaction of issue 15 item 1 they were 184
 // (port fd), 400 (READ), 360 (USER), 424 (TIMER); before session 8 (the
 // knote's filter union, the timer heap, FlatIdMap indexes) 152, 280,
-// 240-251, 304-315, which these budgets refuse. Session 9: a port fd
-// association 138 (a 56-byte FdAssoc) and, fired, 218 (an 80-byte queued
-// event); an active READ knote 252 (a 32-byte node in its kqueue's list);
-// the host's share in the fast mode (LocalWatches) 117-123 (a Watch in a
-// FlatIdMap, 40-byte Watch and File): these budgets refuse them. The
+// 240-251, 304-315, which these budgets refuse. Before session 9 (main
+// at 9ec9ec7): a port fd association 138 (a 56-byte FdAssoc) and, fired,
+// 218 (an 80-byte queued event); a READ knote 220 (a map node with its own
+// key, and a second index by watch), active 252 (a 32-byte node in its
+// kqueue's list); USER 194, TIMER 215-220; the host's share in the fast
+// mode (LocalWatches) 139 at 2000 watches (a Watch in a FlatIdMap, 40-byte
+// Watch and File): these budgets refuse every one of them. The
 // supervisor's watch table is measured by the benchmark only
 // (docs/design.md "Memory per watch").
 constexpr long kPortFdBudget = 128;        // measured 122
 constexpr long kFiredPortFdBudget = 192;   // measured 186
-constexpr long kKnoteFdBudget = 224;       // measured 220
-constexpr long kActiveKnoteFdBudget = 224; // measured 220: the list costs no node
-constexpr long kKnoteUserBudget = 200;     // measured 194 (10000 and 100000)
-constexpr long kKnoteTimerBudget = 224;    // measured 220 (10000), 215 (100000)
+constexpr long kKnoteFdBudget = 184;       // measured 178
+constexpr long kActiveKnoteFdBudget = 184; // measured 178: the list costs no node
+constexpr long kKnoteUserBudget = 184;     // measured 178 (10000 and 100000)
+constexpr long kKnoteTimerBudget = 208;    // measured 204 (10000), 199 (100000)
 constexpr long kLocalWatchBudget = 68;     // measured 62 (a 32-byte slot and a 28-byte File)
 
 // A host that keeps nothing per watch: every descriptor is open and the
