@@ -137,6 +137,10 @@ class LocalWatches {
   // a look has not read the level epoll yet.
   bool QuietSinceArm(emul::WatchId id);
   size_t size() const { return watches_.size(); }
+  // Tests: the call counter and the identity-check epoch as they would be
+  // after that many calls (their wrap at 2^32; Watch, File).
+  void SetCallForTest(uint32_t call) { call_ = call; }
+  void SetEpochForTest(uint32_t epoch) { epoch_.store(epoch, std::memory_order_relaxed); }
 
  private:
   // 28 bytes, 32 in its table slot (docs/design.md "Memory per watch"):
