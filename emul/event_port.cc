@@ -115,7 +115,10 @@ Result<ObjectId> EventPorts::Create(Caller) {
 
 void EventPorts::Enqueue(Port& p, Queued q) {
   p.queue.push_back(std::move(q));
-  if (p.queue.back().assoc != nullptr) p.queue.back().assoc->queued = std::prev(p.queue.end());
+  if (FdAssoc* a = p.queue.back().assoc) {
+    a->queued_at = std::prev(p.queue.end());
+    a->queued = true;
+  }
   if (p.queue.back().file != nullptr) p.queue.back().file->queued = std::prev(p.queue.end());
   // A new event wakes waiters that found nothing deliverable (PORTQ_WAIT_EVENTS).
   for (Waiter& w : p.waiters) w.wait_new_events = false;
@@ -125,7 +128,7 @@ void EventPorts::Enqueue(Port& p, Queued q) {
 
 void EventPorts::RemoveQueued(Port& p, QueueIt it) {
   if (it->holds_slot) --p.slots;
-  if (it->assoc != nullptr) it->assoc->queued.reset();
+  if (it->assoc != nullptr) it->assoc->queued = false;
   if (it->timer != nullptr) it->timer->queued = false;
   if (it->file != nullptr) it->file->queued.reset();
   p.queue.erase(it);
@@ -161,7 +164,7 @@ void EventPorts::ReturnSlot(Port& p) {
 }
 
 void EventPorts::FreeAssoc(Port& p, FdAssoc* a) {
-  if (a->queued) RemoveQueued(p, *a->queued);
+  if (a->queued) RemoveQueued(p, a->queued_at);
   host_.DropWatch(a->watch);
   by_watch_.erase(a->watch);
   ReturnSlot(p);
@@ -386,7 +389,7 @@ Result<void> EventPorts::AssociateFd(Caller caller, ObjectId id, int64_t object,
     TakeSlot(*p);
   } else if (a->queued) {
     // "Remove any events that were already fired" (port_fd.c; rule 7).
-    RemoveQueued(*p, *a->queued);
+    RemoveQueued(*p, a->queued_at);
   }
   a->events = events;
   a->user = user;
@@ -427,7 +430,7 @@ Result<void> EventPorts::DissociateFd(Caller caller, ObjectId id, int64_t object
     return Errno{ENOENT};
   }
   if (a->owner != caller.pid) return Errno{EACCES};
-  bool was_live = a->active || a->queued.has_value();
+  bool was_live = a->active || a->queued;
   FreeAssoc(*p, a);
   ServeDispatchers(*p);
   return was_live ? Ok() : Result<void>(Errno{ENOENT});
@@ -477,7 +480,7 @@ std::vector<EventPorts::Queued> EventPorts::Collect(Port& p, Pid pid, uint32_t m
     auto next = std::next(it);
     switch (Check(p, *it, pid)) {
       case Verdict::kDeliver:
-        if (it->assoc != nullptr) it->assoc->queued.reset();
+        if (it->assoc != nullptr) it->assoc->queued = false;
         if (it->file != nullptr) it->file->queued.reset();
         if (it->timer != nullptr) {
           // timer_port_callback: events = expirations since the last
@@ -510,7 +513,10 @@ void EventPorts::Requeue(Port& p, std::vector<Queued> taken) {
     if (taken[i].holds_slot) ++p.slots;
     p.queue.push_front(taken[i]);
     Queued& q = p.queue.front();
-    if (q.assoc != nullptr) q.assoc->queued = p.queue.begin();
+    if (FdAssoc* a = q.assoc) {
+      a->queued_at = p.queue.begin();
+      a->queued = true;
+    }
     if (q.file != nullptr) q.file->queued = p.queue.begin();
     if (q.timer != nullptr) {  // undo the delivery: the expirations count again
       q.timer->pending += static_cast<int>(q.ev.events);

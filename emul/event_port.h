@@ -300,31 +300,46 @@ class EventPorts final : public Engine {
   struct Timer;
   // Who may retrieve a queued event (port.c:205-240).
   enum class Share : uint8_t { kAnyone, kSameFile, kOwnerOnly };
-  // Fields by size (56 bytes): a fired association's event is one list node.
+  // What a queued event came from: a pointer of one of three kinds, the
+  // kind in its low bits (the records are 8-aligned), so the three share 8
+  // bytes. Read as a T*: null unless the pointer is of this kind. The three
+  // members of Queued's union share this layout, so any of them may read it.
+  template <typename T, uintptr_t kKind>
+  struct SourceRef {
+    uintptr_t bits;  // trivial, for the union; Queued zeroes it (`assoc{}`)
+    SourceRef() = default;
+    SourceRef(T* p) : bits(p == nullptr ? 0 : reinterpret_cast<uintptr_t>(p) | kKind) {}  // NOLINT: as a T*
+    operator T*() const { return (bits & 7) == kKind ? reinterpret_cast<T*>(bits & ~uintptr_t{7}) : nullptr; }
+    T* operator->() const { return *this; }
+  };
+  // Fields by size (40 bytes, a 64-byte list node): a fired association's event.
   struct Queued {
     PortEvent ev;
-    FdAssoc* assoc = nullptr;  // for FD events
-    Timer* timer = nullptr;    // for TIMER events: events = expirations, set at delivery
-    FileAssoc* file = nullptr; // for FILE events of a live watch
+    union {
+      SourceRef<FdAssoc, 1> assoc{};  // for FD events
+      SourceRef<Timer, 2> timer;      // for TIMER events: events = expirations, set at delivery
+      SourceRef<FileAssoc, 3> file;   // for FILE events of a live watch
+    };
     Pid owner = 0;
     Share share = Share::kAnyone;
     bool holds_slot = false;   // user events hold a slot until retrieved
   };
-  static_assert(sizeof(Queued) <= 56, "a queued event outgrew its memory budget");
+  static_assert(sizeof(Queued) <= 40, "a queued event outgrew its memory budget");
   using QueueIt = std::list<Queued>::iterator;
-  // Fields by size: 56 bytes, kept in its fd_assocs node (docs/design.md
-  // "Memory per watch").
+  // Fields by size: 48 bytes, kept in its fd_assocs node (96 bytes;
+  // docs/design.md "Memory per watch").
   struct FdAssoc {
     ObjectId port = 0;
     WatchId watch = 0;
     uint64_t user = 0;
-    std::optional<QueueIt> queued;     // its fired, unretrieved event
+    QueueIt queued_at{};               // its fired, unretrieved event, if `queued`
     int fd = -1;
     Pid owner = 0;
     uint32_t events = 0;
     bool active = false;               // armed, waiting for readiness
+    bool queued = false;               // beside `active`, not an optional: 8 bytes less
   };
-  static_assert(sizeof(FdAssoc) <= 56, "an association outgrew its memory budget");
+  static_assert(sizeof(FdAssoc) <= 48, "an association outgrew its memory budget");
   // A PORT_SOURCE_FILE watch (port_fop.c portfop_t), keyed by (pid, object).
   struct FileAssoc {
     ObjectId port;

@@ -273,7 +273,10 @@ Result<ObjectId> EventPorts::ImportPort(Caller caller, const PortState& s) {
         break;
     }
     p.queue.push_back(q);
-    if (q.assoc != nullptr) q.assoc->queued = std::prev(p.queue.end());
+    if (FdAssoc* a = q.assoc) {
+      a->queued_at = std::prev(p.queue.end());
+      a->queued = true;
+    }
   }
   if (s.alert) p.alert = AlertState{s.alert_events, s.alert_user, caller.pid};
   UpdateReadiness(p);

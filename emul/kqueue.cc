@@ -160,21 +160,20 @@ ObjectId Kqueues::CopyKqueue(Kq& from) {
   to.policy = from.policy;
   kqs_.emplace(to.id, std::move(owned));
   std::unordered_map<uint64_t, Knote*> copy_of;
-  for (const auto& [key, src] : from.knotes) {
+  for (const Knote& src : from.knotes) {
     const FilterOps& ops = OpsOf(src.kev.filter);
     if (ops.copy == nullptr) continue;  // e.g. a per-process source
     if (knotes_.size() >= limits_.max_knotes) break;
     // The registration and what it would report; not its place in a list.
     // Its host resources are the filter's to take anew (f_copy).
-    auto placed = to.knotes.emplace(key, src).first;
-    Knote& n = placed->second;
+    Knote& n = to.knotes.Add(src);
     n.uid = next_uid_++;
     n.kq = to.id;
     n.active = n.queued = false;
     n.awaits_look = false;  // its watch is the copy's own, not armed yet
-    n.pos = {};
+    n.queue_prev = n.queue_next = nullptr;
     if (!ops.copy(*this, src, n)) {  // e.g. closed meanwhile: nothing to copy
-      to.knotes.erase(placed);
+      to.knotes.Erase(n);
       continue;
     }
     copy_of[src.uid] = &n;
@@ -226,7 +225,7 @@ std::vector<std::pair<ObjectId, ObjectId>> Kqueues::ForkClaim(uint64_t token, Pi
     Kq* kq = Find(copy);
     if (kq == nullptr) continue;
     kq->owner = child;
-    for (auto& [key, kn] : kq->knotes) {
+    for (Knote& kn : kq->knotes) {
       if (kn.fd >= 0) kn.owner = child;  // its descriptors are the child's now
     }
   }
@@ -245,8 +244,7 @@ void Kqueues::ForkSourceClosed(ObjectId from) {
 }
 
 Kqueues::Knote* Kqueues::FindKnote(Kq& kq, KFilter f, uint64_t ident) {
-  auto it = kq.knotes.find({f, ident});
-  return it == kq.knotes.end() ? nullptr : &it->second;
+  return kq.knotes.Find(f, ident);
 }
 
 void Kqueues::UpdateReadiness(Kq& kq) {
@@ -277,14 +275,18 @@ void Kqueues::WakeWatchers(ObjectId id) {
 
 void Kqueues::Enqueue(Kq& kq, Knote& kn, bool at_head) {
   if (kn.queued) return;
-  kn.pos = at_head ? kq.queue.insert(kq.queue.begin(), &kn) : kq.queue.insert(kq.queue.end(), &kn);
+  if (at_head) {
+    kq.queue.PushFront(kn);
+  } else {
+    kq.queue.PushBack(kn);
+  }
   kn.queued = true;
   UpdateReadiness(kq);
 }
 
 void Kqueues::Dequeue(Kq& kq, Knote& kn) {
   if (!kn.queued) return;
-  kq.queue.erase(kn.pos);
+  kq.queue.Erase(kn);
   kn.queued = false;
   kn.awaits_look = false;
   UpdateReadiness(kq);
@@ -299,7 +301,7 @@ void Kqueues::Drop(Kq& kq, Knote& kn) {
   Dequeue(kq, kn);
   if (auto detach = OpsOf(kn.kev.filter).detach) detach(*this, kn);
   knotes_.erase(kn.uid);
-  kq.knotes.erase(KnoteKey{kn.kev.filter, kn.kev.ident});  // kn is gone
+  kq.knotes.Erase(kn);  // kn is gone
 }
 
 namespace {
@@ -530,7 +532,10 @@ int Kqueues::Register(Kq& kq, Caller caller, KChange& change) {
     if (kn == nullptr) {
       if (knotes_.size() >= limits_.max_knotes) DropClosedKnotes();  // they went at close
       if (knotes_.size() >= limits_.max_knotes) return ENOMEM;
-      Knote& n = kq.knotes.try_emplace(KnoteKey{kev.filter, kev.ident}).first->second;
+      Knote key;
+      key.kev.filter = kev.filter;
+      key.kev.ident = kev.ident;
+      Knote& n = kq.knotes.Add(key);
       n.uid = next_uid_++;
       n.kq = kq.id;
       n.kev.ident = kev.ident;
@@ -616,10 +621,9 @@ std::vector<Kqueues::Taken> Kqueues::Collect(Kq& kq, uint32_t max) {
   std::vector<Taken> taken;
   // Only the knotes on the list now: one that re-activates during the scan
   // is not collected twice (the end marker, OB kern_event.c:1320-1331).
-  std::vector<Knote*> snapshot(kq.queue.begin(), kq.queue.end());
   std::vector<uint64_t> uids;
-  uids.reserve(snapshot.size());
-  for (Knote* k : snapshot) uids.push_back(k->uid);
+  uids.reserve(kq.queue.size());
+  for (Knote* k : kq.queue) uids.push_back(k->uid);
   for (uint64_t uid : uids) {
     if (taken.size() >= max) break;
     auto it = knotes_.find(uid);
@@ -896,7 +900,7 @@ void Kqueues::Destroy(ObjectId id) {
     out.error = EBADF;
     done->Complete(std::move(out));
   }
-  while (!kq->knotes.empty()) Drop(*kq, kq->knotes.begin()->second);
+  while (!kq->knotes.empty()) Drop(*kq, kq->knotes.front());
   if (kq->readable_reported) host_.ObjectReadinessChanged(id, false);
   kqs_.erase(id);
   RearmDeadline();
@@ -920,10 +924,18 @@ void Kqueues::ProcessExited(Pid pid) {
   ReapClosed();
 }
 
+void Kqueues::AdoptWatchUid(Knote& kn, WatchId watch) {
+  // Re-keyed in knotes_ if it is there already (an added knote; a fork copy
+  // is entered after its f_copy).
+  const bool indexed = knotes_.erase(kn.uid) != 0;
+  kn.uid = kWatchUid | watch;
+  if (indexed) knotes_.emplace(kn.uid, &kn);
+}
+
 void Kqueues::OnWatchReady(WatchId watch, uint32_t revents) {
-  auto it = by_watch_.find(watch);
-  if (it == by_watch_.end()) return;
-  Knote& kn = *knotes_.at(it->second);
+  auto it = knotes_.find(kWatchUid | watch);
+  if (it == knotes_.end()) return;
+  Knote& kn = *it->second;
   Kq* kq = Find(kn.kq);
   if (kq == nullptr) return;
   (void)revents;  // the scan re-measures

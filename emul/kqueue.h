@@ -320,7 +320,7 @@ class Kqueues final : public Engine {
   // --- ownership (emul/engine.h) ---
   bool OwnsObject(ObjectId obj) const override { return obj >= kFirstId; }
   bool OwnsWait(WaitId wait) const override { return wait >= kFirstWait; }
-  bool OwnsWatch(WatchId watch) const override { return by_watch_.count(watch) != 0; }
+  bool OwnsWatch(WatchId watch) const override { return knotes_.count(kWatchUid | watch) != 0; }
 
   // --- inspection (tests, the descriptor's readiness) ---
   size_t PendingCount(ObjectId kq) const;
@@ -330,7 +330,6 @@ class Kqueues final : public Engine {
  private:
   struct Knote;
   struct Kq;
-  using QueuePos = std::list<Knote*>::iterator;
   // The layout is compact (docs/design.md "Memory per watch"): a knote
   // costs one allocation of at most kKnoteBytes, so fields are ordered by
   // size and rarely used state (FreeBSD's ext[]) lives outside it.
@@ -348,33 +347,37 @@ class Kqueues final : public Engine {
     ExtWords ext;           // FreeBSD ext[], as registered
     int64_t sdata = 0;      // the registered data
     int64_t data = 0;       // what the next event reports
-    QueuePos pos;
+    // Its neighbours in its kqueue's active list while `queued` (KnoteQueue).
+    Knote* queue_prev = nullptr;
+    Knote* queue_next = nullptr;
     uint32_t sfflags = 0;   // the registered fflags
     uint32_t fflags = 0;    // what the next event reports
     // The registering process and descriptor (fd filters, VNODE; -1: none).
     Pid owner = 0;
     int fd = -1;
     uint16_t eof = 0;  // EV_EOF when the far side is gone
-    bool disabled = false;
-    bool active = false;    // has an event to report (queued unless disabled)
-    bool queued = false;
+    // The flags are bits, so the knote keeps its 128 bytes with the queue's
+    // two links (docs/design.md "Memory per watch").
+    bool disabled : 1 = false;
+    bool active : 1 = false;    // has an event to report (queued unless disabled)
+    bool queued : 1 = false;
     // The last measurement (data/fflags/eof) reported an event: what a
     // stale EV_ONESHOT event reports (Collect).
-    bool measured = false;
+    bool measured : 1 = false;
     // Delivered level-triggered and back on the list with its watch armed
     // for the next look (Host::ArmWatchReportedAtLook): the scan takes the
     // host's Host::QuietSinceArm for the filter's "not ready" (Collect).
-    bool awaits_look = false;
+    bool awaits_look : 1 = false;
+    bool vnode_use : 1 = false;  // VNODE: its watch reports opens, closes and reads
     // Each filter's own state (the kernels' kn_hook, kn_ptr), used only by
     // its FilterOps entry and the source that feeds it.
     struct User {
-      bool triggered = false;
+      bool triggered : 1 = false;
     } user;
     struct Proc {
-      bool watched = false;   // counted in Host::WatchProcess (until the exit detaches it)
-      bool drop_now = false;  // attached to a zombie with nothing to report (FreeBSD EV_DROP)
+      bool watched : 1 = false;   // counted in Host::WatchProcess (until the exit detaches it)
+      bool drop_now : 1 = false;  // attached to a zombie with nothing to report (FreeBSD EV_DROP)
     } proc;
-    bool vnode_use = false;  // VNODE: its watch reports opens, closes and reads
     // READ, WRITE, EXCEPT: what the host found the watched file to be, kept
     // with the knote, as the knote is tied to one open file (Host::ProbeFd's
     // `known`). Beside the flags, not in Io: it packs into their padding.
@@ -421,11 +424,112 @@ class Kqueues final : public Engine {
   // the header): tests/unit/memory_budget_test.cc pins the total per knote.
   static constexpr size_t kKnoteBytes = 128;
   static_assert(sizeof(Knote) <= kKnoteBytes, "a knote outgrew its memory budget");
-  using KnoteKey = std::pair<KFilter, uint64_t>;  // (filter, ident)
-  struct KnoteKeyHash {
-    size_t operator()(const KnoteKey& key) const noexcept {
-      return std::hash<uint64_t>{}(key.second * 8 + static_cast<uint64_t>(key.first));
+  // A kqueue's active list (kq_head), linked through its knotes: no node of
+  // its own per active knote. A knote is on at most one list, its kqueue's.
+  class KnoteQueue {
+   public:
+    class Iter {
+     public:
+      explicit Iter(Knote* at) : at_(at) {}
+      Knote* operator*() const { return at_; }
+      Iter& operator++() {
+        at_ = at_->queue_next;
+        return *this;
+      }
+      bool operator==(const Iter& o) const { return at_ == o.at_; }
+
+     private:
+      Knote* at_;
+    };
+    Iter begin() const { return Iter(head_); }
+    Iter end() const { return Iter(nullptr); }
+    bool empty() const { return head_ == nullptr; }
+    size_t size() const { return size_; }
+    void PushBack(Knote& kn) {
+      kn.queue_prev = tail_;
+      kn.queue_next = nullptr;
+      (tail_ != nullptr ? tail_->queue_next : head_) = &kn;
+      tail_ = &kn;
+      ++size_;
     }
+    void PushFront(Knote& kn) {
+      kn.queue_prev = nullptr;
+      kn.queue_next = head_;
+      (head_ != nullptr ? head_->queue_prev : tail_) = &kn;
+      head_ = &kn;
+      ++size_;
+    }
+    void Erase(Knote& kn) {
+      (kn.queue_prev != nullptr ? kn.queue_prev->queue_next : head_) = kn.queue_next;
+      (kn.queue_next != nullptr ? kn.queue_next->queue_prev : tail_) = kn.queue_prev;
+      kn.queue_prev = kn.queue_next = nullptr;
+      --size_;
+    }
+
+   private:
+    Knote* head_ = nullptr;
+    Knote* tail_ = nullptr;
+    size_t size_ = 0;
+  };
+  using KnoteKey = std::pair<KFilter, uint64_t>;  // (filter, ident)
+  // A kqueue's knotes by (filter, ident), the key read from the knote
+  // itself: a node is the knote and one link (144 bytes a knote where a map
+  // node with its own copy of the key took 160; docs/design.md "Memory per
+  // watch"). Nodes do not move, so Knote* and Knote& stay valid until the
+  // knote is erased. The set hands out its elements as const; the key's
+  // fields (kev.filter, kev.ident) are never changed once a knote is in,
+  // so the rest of a knote is changed through the Knote& given here.
+  class KnoteTable {
+    struct Hash {
+      using is_transparent = void;
+      size_t operator()(const KnoteKey& key) const noexcept {
+        return std::hash<uint64_t>{}(key.second * 8 + static_cast<uint64_t>(key.first));
+      }
+      size_t operator()(const Knote& kn) const noexcept { return (*this)(KnoteKey{kn.kev.filter, kn.kev.ident}); }
+    };
+    struct Equal {
+      using is_transparent = void;
+      static KnoteKey Of(const Knote& kn) { return {kn.kev.filter, kn.kev.ident}; }
+      static const KnoteKey& Of(const KnoteKey& key) { return key; }
+      template <typename A, typename B>
+      bool operator()(const A& a, const B& b) const noexcept {
+        return Of(a) == Of(b);
+      }
+    };
+    using Set = std::unordered_set<Knote, Hash, Equal>;
+
+   public:
+    class Iter {
+     public:
+      explicit Iter(Set::iterator at) : at_(at) {}
+      Knote& operator*() const { return const_cast<Knote&>(*at_); }
+      Iter& operator++() {
+        ++at_;
+        return *this;
+      }
+      bool operator==(const Iter& o) const { return at_ == o.at_; }
+
+     private:
+      Set::iterator at_;
+    };
+    Iter begin() { return Iter(set_.begin()); }
+    Iter end() { return Iter(set_.end()); }
+    bool empty() const { return set_.empty(); }
+    size_t size() const { return set_.size(); }
+    Knote& front() { return *begin(); }
+    Knote* Find(KFilter filter, uint64_t ident) {
+      auto it = set_.find(KnoteKey{filter, ident});
+      return it == set_.end() ? nullptr : &const_cast<Knote&>(*it);
+    }
+    // A copy of `kn` (its key not in the table yet).
+    Knote& Add(const Knote& kn) { return const_cast<Knote&>(*set_.insert(kn).first); }
+    void Erase(const Knote& kn) {
+      auto it = set_.find(KnoteKey{kn.kev.filter, kn.kev.ident});
+      if (it != set_.end()) set_.erase(it);
+    }
+
+   private:
+    Set set_;
   };
   struct Waiter {
     WaitId id;
@@ -441,8 +545,8 @@ class Kqueues final : public Engine {
     KqueuePolicy policy;  // of the last kevent call (one personality per program)
     // Its knotes, by (filter, ident); the nodes do not move, so Knote* and
     // Knote& stay valid until the knote is dropped.
-    std::unordered_map<KnoteKey, Knote, KnoteKeyHash> knotes;
-    std::list<Knote*> queue;
+    KnoteTable knotes;
+    KnoteQueue queue;
     std::list<Waiter> waiters;
     bool readable_reported = false;
     // Its last descriptor is gone; it lives on for the waiters that hold it.
@@ -552,10 +656,17 @@ class Kqueues final : public Engine {
   void ReapClosed();
 
   std::unordered_map<ObjectId, std::unique_ptr<Kq>> kqs_;
-  // Every knote by uid (owned by its Kq::knotes).
+  // Every knote by uid (owned by its Kq::knotes). A knote with a host
+  // watch (READ, WRITE, EXCEPT) takes kWatchUid | its watch's id as its uid
+  // once it has the watch (AdoptWatchUid), so this one index also finds it
+  // by watch (OnWatchReady, OwnsWatch): one entry per fd knote where two
+  // were (docs/design.md "Memory per watch"). Other uids count up from 1
+  // and never reach kWatchUid; a host's watch ids are unique while they
+  // live, and a knote drops its watch only as it goes (Drop).
+  static constexpr uint64_t kWatchUid = 1ULL << 63;
   FlatIdMap<Knote*> knotes_;
+  void AdoptWatchUid(Knote& kn, WatchId watch);
   Limits limits_;
-  FlatIdMap<uint64_t> by_watch_;
   // The readiness bits the last fd probe measured, and of which knote: the
   // filter's "not ready" is followed by arming the same file's watch, which
   // then needs no look of its own (Host::ArmWatchMeasured).

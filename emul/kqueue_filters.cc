@@ -34,7 +34,7 @@ struct Kqueues::Filters {
     Result<WatchId> w = self.host_.WatchFd(caller.pid, kn.fd);
     if (!w.ok()) return w.error().value;
     kn.io.watch = *w;
-    self.by_watch_[*w] = kn.uid;
+    self.AdoptWatchUid(kn, *w);
     return 0;
   }
 
@@ -56,8 +56,7 @@ struct Kqueues::Filters {
   static void FdDetach(Kqueues& self, Knote& kn) {
     if (kn.io.watch) {
       self.host_.DropWatch(*kn.io.watch);
-      self.by_watch_.erase(*kn.io.watch);
-      kn.io.watch.reset();
+      kn.io.watch.reset();  // its uid stays: the knote goes now (Drop, ~Kqueues)
     }
     if (kn.io.watched_kq) {
       auto range = self.kq_watchers_.equal_range(*kn.io.watched_kq);
@@ -82,7 +81,7 @@ struct Kqueues::Filters {
     Result<WatchId> w = self.host_.WatchFd(src.owner, src.fd);
     if (!w.ok()) return false;  // closed meanwhile
     copy.io.watch = *w;
-    self.by_watch_[*w] = copy.uid;
+    self.AdoptWatchUid(copy, *w);
     return true;
   }
 

@@ -54,9 +54,9 @@ void LinuxHost::HostFault(const char* operation, std::string detail, emul::Pid p
 }
 
 LinuxHost::~LinuxHost() {
-  for (auto& [id, w] : watches_) {
+  watches_.ForEach([](emul::WatchId, Watch& w) {
     if (w.epfd >= 0) close(w.epfd);
-  }
+  });
   // kqueue PROC/VNODE sources (linux_host_kqueue.cc).
   for (auto& [pid, w] : proc_watches_) {
     if (w.pidfd >= 0) close(w.pidfd);
@@ -167,19 +167,19 @@ Result<emul::WatchId> LinuxHost::WatchFd(emul::Pid pid, int fd) {
   // The file is registered by the first ArmWatch, which knows the mask.
   if (!FdOpen(pid, fd)) return Errno{EBADF};
   if (pid == local_pid_ && local_) {
-    const emul::WatchId id = next_watch_++ | kLocalWatch;
+    const emul::WatchId id = local_->NewId(kLocalWatch);
     local_->Add(id);
     return id;
   }
-  emul::WatchId id = next_watch_++;
-  watches_.emplace(id, Watch{});
+  const emul::WatchId id = watches_.NextId(kSlotWatch);
+  if (watches_.Insert(id) == nullptr) return Errno{ENOMEM};  // past SlotTable::kMaxSlots watches
   return id;
 }
 
 uint32_t LinuxHost::Readiness(emul::WatchId id) {
-  auto it = watches_.find(id);
-  if (it == watches_.end()) return 0;
-  Watch& w = it->second;
+  const Watch* found = watches_.Find(id);
+  if (found == nullptr) return 0;
+  const Watch& w = *found;
   if (!w.registered) return w.mask & (EPOLLIN | EPOLLOUT | EPOLLRDNORM | EPOLLWRNORM);
   epoll_event ev{};
   int n = epoll_wait(w.epfd, &ev, 1, 0);
@@ -204,9 +204,9 @@ Result<uint32_t> LinuxHost::ArmWatchReportedAtLook(emul::WatchId id, emul::Pid p
 
 Result<uint32_t> LinuxHost::ArmWatchEdge(emul::WatchId id, emul::Pid pid, int fd, uint32_t events) {
   if (IsLocal(id)) return local_->ArmEdge(id, fd, events);
-  auto it = watches_.find(id);
+  const Watch* found = watches_.Find(id);
   // A file without readiness notifications has no edges: never fires.
-  if (it != watches_.end() && it->second.pollless) return 0u;
+  if (found != nullptr && found->pollless) return 0u;
   return Arm(id, pid, fd, events, true);
 }
 
@@ -215,9 +215,9 @@ void LinuxHost::SettleWatchEdge(emul::WatchId id, emul::Pid pid, int fd, uint32_
     local_->SettleEdge(id, fd, events);
     return;
   }
-  auto it = watches_.find(id);
-  if (it == watches_.end() || it->second.pollless) return;
-  Watch& w = it->second;
+  Watch* found = watches_.Find(id);
+  if (found == nullptr || found->pollless) return;
+  Watch& w = *found;
   // Registered edge-triggered now if not yet (EPOLLET then reports the
   // present state once): that report, or an edge pending from activity the
   // coming measurement includes, is consumed here.
@@ -237,9 +237,9 @@ void LinuxHost::SettleWatchEdge(emul::WatchId id, emul::Pid pid, int fd, uint32_
 }
 
 Result<uint32_t> LinuxHost::Arm(emul::WatchId id, emul::Pid pid, int fd, uint32_t events, bool edge) {
-  auto it = watches_.find(id);
-  if (it == watches_.end()) return Errno{EBADF};
-  Watch& w = it->second;
+  Watch* found = watches_.Find(id);
+  if (found == nullptr) return Errno{EBADF};
+  Watch& w = *found;
   if (w.pollless) {
     w.mask = events;
   } else if (!w.registered || w.mask != events || w.edge != edge) {
@@ -268,12 +268,12 @@ Result<uint32_t> LinuxHost::Arm(emul::WatchId id, emul::Pid pid, int fd, uint32_
 }
 
 void LinuxHost::RearmInLoop(emul::WatchId id) {
-  auto it = watches_.find(id);
-  if (it == watches_.end() || !it->second.in_loop) return;
+  const Watch* w = watches_.Find(id);
+  if (w == nullptr || !w->in_loop) return;
   epoll_event ev{};
   ev.events = EPOLLIN | EPOLLONESHOT;
   ev.data.u64 = id;
-  if (epoll_ctl(collect_epoll_, EPOLL_CTL_MOD, it->second.epfd, &ev) != 0) {
+  if (epoll_ctl(collect_epoll_, EPOLL_CTL_MOD, w->epfd, &ev) != 0) {
     HostFault("epoll_ctl", "re-arming a watch (its readiness may go unseen)", 0);
   }
 }
@@ -307,12 +307,12 @@ void LinuxHost::DisarmWatch(emul::WatchId id) {
     local_->Disarm(id);
     return;
   }
-  auto it = watches_.find(id);
-  if (it == watches_.end() || !it->second.in_loop) return;
+  const Watch* w = watches_.Find(id);
+  if (w == nullptr || !w->in_loop) return;
   epoll_event ev{};
   ev.events = 0;
   ev.data.u64 = id;
-  if (epoll_ctl(collect_epoll_, EPOLL_CTL_MOD, it->second.epfd, &ev) != 0) {
+  if (epoll_ctl(collect_epoll_, EPOLL_CTL_MOD, w->epfd, &ev) != 0) {
     HostFault("epoll_ctl", "disarming a watch (it may wake the loop for nothing)", 0);
   }
 }
@@ -322,10 +322,10 @@ void LinuxHost::DropWatch(emul::WatchId id) {
     local_->Drop(id);
     return;
   }
-  auto it = watches_.find(id);
-  if (it == watches_.end()) return;
-  if (it->second.epfd >= 0) close(it->second.epfd);
-  watches_.erase(it);
+  const Watch* w = watches_.Find(id);
+  if (w == nullptr) return;
+  if (w->epfd >= 0) close(w->epfd);
+  watches_.Erase(id);
   file_checks_.clear();
 }
 
@@ -334,9 +334,9 @@ bool LinuxHost::SameFile(emul::Pid pid, int fd, emul::WatchId id) {
     // A watch not registered yet can tell only that the number is open.
     return pid == local_pid_ && local_->SameFile(fd, id, local_stat_fd_ == fd && file_check_memo_);
   }
-  auto it = watches_.find(id);
-  if (it == watches_.end()) return false;
-  const Watch& w = it->second;
+  const Watch* found = watches_.Find(id);
+  if (found == nullptr) return false;
+  const Watch& w = *found;
   if (!w.registered) return FdOpen(pid, fd);
   if (file_check_memo_) {
     for (const FileCheck& c : file_checks_) {

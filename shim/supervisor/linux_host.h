@@ -26,6 +26,7 @@
 
 #include "shim/supervisor/fault.h"
 #include "shim/supervisor/local_watches.h"
+#include "shim/supervisor/slot_table.h"
 #include "emul/host.h"
 
 namespace evshim::shim {
@@ -210,7 +211,7 @@ class LinuxHost final : public emul::Host {
   size_t path_watch_count() const { return path_watches_.size(); }
 
  private:
-  struct Watch {
+  struct Watch {  // 20 bytes, 24 in its table slot (docs/design.md "Memory per watch")
     int epfd = -1;       // private epoll holding the target's file
     int tfd = -1;        // the descriptor number it was registered under
     uint32_t mask = 0;   // registered poll bits
@@ -313,7 +314,11 @@ class LinuxHost final : public emul::Host {
   std::optional<Fault> setup_fault_;
   // Reports the failed host call `operation` (errno) while doing `detail`.
   void HostFault(const char* operation, std::string detail, emul::Pid pid);
-  std::unordered_map<emul::WatchId, Watch> watches_;
+  // The supervised watches, by id (the id names the record's slot:
+  // slot_table.h); their ids carry kSlotWatch.
+  static constexpr emul::WatchId kSlotWatch = 1ULL << 46;
+  SlotTable<Watch> watches_;
+  // Ids of the other watches (VNODE, PORT_SOURCE_FILE): counted, below kSlotWatch.
   emul::WatchId next_watch_ = 1;
   emul::Nanos armed_deadline_ = kNever;
 };

@@ -122,7 +122,9 @@ bool LocalWatches::AddOwnSources(int epfd) {
   return ok;
 }
 
-void LocalWatches::Add(WatchId id) { watches_.emplace(id, Watch{}); }
+WatchId LocalWatches::NewId(uint64_t tag) { return watches_.NextId(tag); }
+
+void LocalWatches::Add(WatchId id) { (void)watches_.Insert(id); }
 
 // The file at `fd` now, for `events` (POLLERR/POLLHUP always): EBADF if the
 // number is not open.
@@ -149,10 +151,10 @@ LocalWatches::File* LocalWatches::FileOfReport(uint64_t key) {
 
 // Whether another edge watch than `id` on `f` waits for `mask`.
 bool LocalWatches::SharesEdge(const File& f, WatchId id, uint32_t mask) {
-  for (WatchId o = f.first; o != 0;) {
+  for (WatchId o = FirstOf(f); o != 0;) {
     const Watch& ow = watches_.at(o);
     if (o != id && ow.edge && ow.mask == mask) return true;
-    o = ow.next;
+    o = NextOf(ow);
   }
   return false;
 }
@@ -207,16 +209,16 @@ bool LocalWatches::SetLevel(File& f, uint32_t events) {
 void LocalWatches::Kill(File& f) {
   // Its registrations stay while the file is open elsewhere: their reports
   // carry a generation no live file has.
-  for (WatchId id = f.first; id != 0;) {
+  for (WatchId id = FirstOf(f); id != 0;) {
     Watch& w = watches_.at(id);
     w.armed = false;
     Unfire(id);
-    id = w.next;
+    id = NextOf(w);
   }
   File dead = f;
   dead.dead = true;
   live_.Erase(dead.fd);
-  if (dead.first != 0) dead_.emplace(dead.gen, dead);
+  if (dead.first_slot != 0) dead_.emplace(dead.gen, dead);
 }
 
 // Registers `w` on the file `fd` names: the live File of that number, if it
@@ -252,8 +254,8 @@ Result<LocalWatches::File*> LocalWatches::Attach(Watch& w, WatchId id, int fd) {
     f = &live_.Insert(fresh);
     if (register_cb_) register_cb_(fd);
   }
-  w.next = f->first;
-  f->first = id;
+  w.next_slot = f->first_slot;
+  f->first_slot = LinkOf(id);
   w.file = f->gen;
   w.fd = fd;
   return f;
@@ -278,13 +280,13 @@ void LocalWatches::Detach(Watch& w, WatchId id) {
   Unfire(id);
   if (File* f = FileOf(w)) {
     DetachEdge(w, id, *f);
-    for (WatchId* link = &f->first; *link != 0; link = &watches_.at(*link).next) {
-      if (*link == id) {
-        *link = w.next;
+    for (uint32_t* link = &f->first_slot; *link != 0; link = &watches_.AtSlot(*link - 1).next_slot) {
+      if (*link == LinkOf(id)) {
+        *link = w.next_slot;
         break;
       }
     }
-    if (f->first == 0) {
+    if (f->first_slot == 0) {
       if (f->dead) {
         dead_.erase(f->gen);
       } else {
@@ -293,7 +295,7 @@ void LocalWatches::Detach(Watch& w, WatchId id) {
       }
     }
   }
-  w.next = 0;
+  w.next_slot = 0;
   w.file = 0;
   w.edge = false;
   w.armed = false;
@@ -364,9 +366,9 @@ Result<LocalWatches::File*> LocalWatches::AttachEdge(Watch& w, WatchId id, int f
 
 Result<uint32_t> LocalWatches::Arm(WatchId id, int fd, uint32_t events, const uint32_t* measured,
                                    Answer answer) {
-  auto it = watches_.find(id);
-  if (it == watches_.end()) return Errno{EBADF};
-  Watch& w = it->second;
+  Watch* found_watch = watches_.Find(id);
+  if (found_watch == nullptr) return Errno{EBADF};
+  Watch& w = *found_watch;
   events &= kPollBits;
   if (answer == kIfFree) {
     const File* f = w.edge || w.pollless ? nullptr : FileOf(w);
@@ -410,7 +412,7 @@ Result<uint32_t> LocalWatches::Arm(WatchId id, int fd, uint32_t events, const ui
       return bits;  // fires at once: not armed (one-shot)
     }
     w.armed = true;  // not ready for these bits: a later report is its
-    w.armed_look = looks_begun_;
+    w.armed_look = static_cast<uint32_t>(looks_begun_);
     return 0u;
   }
   if (covered && answer == kReportedAtLook && !seen_ready) {
@@ -418,7 +420,7 @@ Result<uint32_t> LocalWatches::Arm(WatchId id, int fd, uint32_t events, const ui
     // file ready before this call was reported at its look, and then
     // switched off or marked seen_ready, unless it concerned this watch).
     w.armed = true;
-    w.armed_look = looks_begun_;
+    w.armed_look = static_cast<uint32_t>(looks_begun_);
     return 0u;
   }
   // A measurement the caller made after confirming the file stands for a
@@ -440,15 +442,15 @@ Result<uint32_t> LocalWatches::Arm(WatchId id, int fd, uint32_t events, const ui
   }
   w.fired_at_arm = false;
   w.armed = true;
-  w.armed_look = looks_begun_;
+  w.armed_look = static_cast<uint32_t>(looks_begun_);
   if (covered) return 0u;
   // The registration widens to the armed watches' masks, keeping those of
   // disarmed ones (narrowed lazily, by a report that concerns no armed watch).
   uint32_t want = f.reg != File::Reg::kOff ? f.level_events : 0;
-  for (WatchId o = f.first; o != 0;) {
+  for (WatchId o = FirstOf(f); o != 0;) {
     const Watch& ow = watches_.at(o);
     if (!ow.edge && ow.armed) want |= ow.mask;
-    o = ow.next;
+    o = NextOf(ow);
   }
   // EPOLL_CTL_MOD on a ready file reports it at the next look.
   if (!SetLevel(f, want)) return Errno{EBADF};
@@ -456,9 +458,9 @@ Result<uint32_t> LocalWatches::Arm(WatchId id, int fd, uint32_t events, const ui
 }
 
 Result<uint32_t> LocalWatches::ArmEdge(WatchId id, int fd, uint32_t events) {
-  auto it = watches_.find(id);
-  if (it == watches_.end()) return Errno{EBADF};
-  Watch& w = it->second;
+  Watch* found_watch = watches_.Find(id);
+  if (found_watch == nullptr) return Errno{EBADF};
+  Watch& w = *found_watch;
   events &= kPollBits;
   // A file without readiness notifications has no edges: never fires.
   if (w.pollless) return 0u;
@@ -481,9 +483,9 @@ Result<uint32_t> LocalWatches::ArmEdge(WatchId id, int fd, uint32_t events) {
 }
 
 void LocalWatches::SettleEdge(WatchId id, int fd, uint32_t events) {
-  auto it = watches_.find(id);
-  if (it == watches_.end() || it->second.pollless) return;
-  Watch& w = it->second;
+  Watch* found_watch = watches_.Find(id);
+  if (found_watch == nullptr || found_watch->pollless) return;
+  Watch& w = *found_watch;
   events &= kPollBits;
   Result<File*> attached = AttachEdge(w, id, fd, events);
   if (!attached.ok()) {
@@ -538,10 +540,10 @@ void LocalWatches::DrainEdge(EdgeEpoll& e, ReadyList* take) {
     for (int i = 0; i < n; ++i) {
       const File* f = FileOfReport(evs[i].data.u64);
       if (f == nullptr) continue;
-      for (WatchId id = f->first; id != 0;) {
+      for (WatchId id = FirstOf(*f); id != 0;) {
         Watch& w = watches_.at(id);
         const WatchId this_id = id;
-        id = w.next;
+        id = NextOf(w);
         if (!w.edge || w.mask != e.mask) continue;
         const uint32_t bits = evs[i].events & (w.mask | kAlways);
         if (bits == 0) continue;
@@ -595,10 +597,10 @@ void LocalWatches::TakeReady(ReadyList* out) {
       if (one_shot) f.reg = File::Reg::kOff;  // the kernel disabled it
       bool delivered = false;
       uint32_t still = 0;
-      for (WatchId id = f.first; id != 0;) {
+      for (WatchId id = FirstOf(f); id != 0;) {
         Watch& w = watches_.at(id);
         const WatchId this_id = id;
-        id = w.next;
+        id = NextOf(w);
         if (w.edge) continue;
         const uint32_t bits = evs[i].events & (w.mask | kAlways);
         // ReportedReadyThisCall: the newest report of this call decides.
@@ -703,8 +705,7 @@ void LocalWatches::RenewLevelEpoll() {
 
 void LocalWatches::EndCall() {
   for (WatchId id : reported_ready_) {
-    auto it = watches_.find(id);
-    if (it != watches_.end()) it->second.reported_ready = false;
+    if (Watch* w = watches_.Find(id)) w->reported_ready = false;
   }
   reported_ready_.clear();
   for (uint64_t key : unused_) {
@@ -720,51 +721,69 @@ void LocalWatches::EndCall() {
     if (++f->unused_calls < 2) continue;
     f->unused_calls = 0;
     uint32_t still = 0;
-    for (WatchId o = f->first; o != 0;) {
+    for (WatchId o = FirstOf(*f); o != 0;) {
       const Watch& ow = watches_.at(o);
       if (!ow.edge && ow.armed) still |= ow.mask;
-      o = ow.next;
+      o = NextOf(ow);
     }
     if (still != f->level_events) (void)SetLevel(*f, still);
   }
   unused_.clear();
-  ++call_;
+  NextCall();
+}
+
+void LocalWatches::NextCall() {
+  if (++call_ != 0) return;
+  watches_.ForEach([](WatchId, Watch& w) { w.seen_call = 0; });
+  live_.ForEach([](File& f) { f.unused_call = 0; });
+  for (auto& [gen, f] : dead_) f.unused_call = 0;
+  call_ = 1;
+}
+
+void LocalWatches::NextEpoch() {
+  if (epoch_.fetch_add(1, std::memory_order_relaxed) + 1 != 0) return;
+  live_.ForEach([](File& f) { f.checked = 0; });
+  for (auto& [gen, f] : dead_) f.checked = 0;
+  epoch_.store(1, std::memory_order_relaxed);
 }
 
 void LocalWatches::Disarm(WatchId id) {
-  auto it = watches_.find(id);
-  if (it == watches_.end()) return;
+  Watch* w = watches_.Find(id);
+  if (w == nullptr) return;
   // A level registration is narrowed lazily: a report for a disarmed watch
   // is dropped when it comes (one wake-up at most).
-  it->second.armed = false;
+  w->armed = false;
   Unfire(id);
 }
 
 void LocalWatches::Drop(WatchId id) {
-  auto it = watches_.find(id);
-  if (it == watches_.end()) return;
-  Detach(it->second, id);
-  watches_.erase(it);
+  Watch* w = watches_.Find(id);
+  if (w == nullptr) return;
+  Detach(*w, id);
+  watches_.Erase(id);
 }
 
 bool LocalWatches::QuietSinceArm(WatchId id) {
-  auto it = watches_.find(id);
-  if (it == watches_.end()) return false;
-  const Watch& w = it->second;
+  const Watch* found_watch = watches_.Find(id);
+  if (found_watch == nullptr) return false;
+  const Watch& w = *found_watch;
   // A look begun and not past the level epoll yet (the loop's other events
   // are routed in their order, and may scan a kqueue) says nothing: the file
   // may have become ready since the previous look.
   if (looks_done_ != looks_begun_) return false;
-  if (!w.armed || w.edge || w.pollless || w.armed_look >= looks_done_) return false;
+  // Armed at or after the last completed look (serial numbers: see Watch).
+  if (!w.armed || w.edge || w.pollless || static_cast<int32_t>(w.armed_look - static_cast<uint32_t>(looks_done_)) >= 0) {
+    return false;
+  }
   const File* f = FileOf(w);
   // A dead file's watch never fires: the caller's own look finds it closed.
   return f != nullptr && !f->dead && f->reg != File::Reg::kOff && (f->level_events & w.mask) == w.mask;
 }
 
 bool LocalWatches::SameFile(int fd, WatchId id, bool open_known) {
-  auto it = watches_.find(id);
-  if (it == watches_.end()) return false;
-  const Watch& w = it->second;
+  const Watch* found_watch = watches_.Find(id);
+  if (found_watch == nullptr) return false;
+  const Watch& w = *found_watch;
   // Not registered (not armed yet, or a file epoll refuses): open is all
   // that can be told.
   if (w.file == 0) return open_known || fcntl(fd, F_GETFD) != -1;

@@ -41,9 +41,9 @@
 #include <utility>
 #include <vector>
 
-#include "emul/flat_id_map.h"
 #include "emul/result.h"
 #include "emul/types.h"
+#include "shim/supervisor/slot_table.h"
 
 namespace evshim::shim {
 
@@ -62,15 +62,23 @@ class LocalWatches {
   // its own objects' descriptors).
   void set_register_callback(std::function<void(int)> cb) { register_cb_ = std::move(cb); }
   // Identity checks are kept until ForgetFileChecks() while `on`.
-  void set_memo(bool on) { memo_ = on; epoch_.fetch_add(1, std::memory_order_relaxed); }
+  void set_memo(bool on) {
+    memo_ = on;
+    NextEpoch();
+  }
   // Atomic: TSan does not see the engine lock taken inside its own poll
   // interceptor (the poll family's settle), though the lock is held.
-  void ForgetFileChecks() { epoch_.fetch_add(1, std::memory_order_relaxed); }
+  void ForgetFileChecks() { NextEpoch(); }
   // The identity of number `fd` alone is checked again at its next use.
   void ForgetFileCheck(int fd) {
     if (File* f = live_.Find(fd)) f->checked = 0;  // epoch_ is never 0
   }
 
+  // The id the next watch should take (`tag`: bits 46 and up, the
+  // caller's own; slot_table.h): Add it. A watch's record is addressed by
+  // its id, so the id names a free slot of the table.
+  emul::WatchId NewId(uint64_t tag);
+  // Starts a watch under `id` (NewId's, or one whose slot is free: tests).
   void Add(emul::WatchId id);
   // Whether Arm must answer the file's readiness now (kNow), or may leave
   // a ready file to be reported at the next TakeReady (kReportedAtLook:
@@ -135,17 +143,22 @@ class LocalWatches {
   // at the call, as a poll would tell (kqueue's READ filter: POLLIN
   // alone). Forgotten at EndCall.
   bool ReportedReadyThisCall(emul::WatchId id) const {
-    auto it = watches_.find(id);
-    return it != watches_.end() && it->second.reported_ready;
+    const Watch* w = watches_.Find(id);
+    return w != nullptr && w->reported_ready;
   }
   size_t size() const { return watches_.size(); }
+  // Tests: the call counter and the identity-check epoch as they would be
+  // after that many calls (their wrap at 2^32; Watch, File).
+  void SetCallForTest(uint32_t call) { call_ = call; }
+  void SetEpochForTest(uint32_t epoch) { epoch_.store(epoch, std::memory_order_relaxed); }
 
  private:
-  // 40 bytes (docs/design.md "Memory per watch"): masks are poll bits
-  // (kPollBits); the two counters are the per-call report (fast path,
-  // rule 6 without a poll) and the kqueue level knote's quiet look.
+  // 28 bytes, 32 in its table slot (docs/design.md "Memory per watch"):
+  // masks are poll bits (kPollBits); links are slots + 1 (0: none); the two
+  // counters, 32 bits wide, are the per-call report (fast path, rule 6
+  // without a poll) and the kqueue level knote's quiet look.
   struct Watch {
-    emul::WatchId next = 0;  // the next watch of its file (0: the last)
+    uint32_t next_slot = 0;  // the next watch of its file (0: the last)
     int fd = -1;
     uint32_t file = 0;     // its File's generation (0: not registered yet)
     uint16_t mask = 0;
@@ -161,17 +174,21 @@ class LocalWatches {
     bool reported_ready : 1 = false;  // ReportedReadyThisCall (listed in reported_ready_)
     // Per call: the file's report at call `seen_call`'s look (its poll bits).
     uint16_t seen_events = 0;
-    uint64_t seen_call = 0;
-    uint64_t armed_look = 0;  // looks_begun_ when it was last armed (QuietSinceArm)
+    uint32_t seen_call = 0;   // call_ wraps to 1 after clearing every seen_call
+    // looks_begun_ when it was last armed (QuietSinceArm), its low 32 bits:
+    // compared as serial numbers, an arm older than 2^31 looks reads as
+    // recent, so QuietSinceArm says "cannot tell" (the caller measures).
+    uint32_t armed_look = 0;
   };
-  static_assert(sizeof(Watch) <= 40, "a watch outgrew its memory budget");
+  static_assert(sizeof(Watch) <= 28, "a watch outgrew its memory budget");
   // One watched number's open file. Its registrations carry
   // (generation << 32 | number).
+  // 28 bytes (in its table by number: 28 a watched number).
   struct File {
-    emul::WatchId first = 0;  // its watches, linked through Watch::next
-    uint64_t checked = 0;     // epoch of the last identity confirmation
+    uint32_t first_slot = 0;  // its watches (slot + 1), linked through Watch::next_slot
+    uint32_t checked = 0;     // epoch of the last identity confirmation
     // Per call: the call whose look reported it to no armed watch (below).
-    uint64_t unused_call = 0;
+    uint32_t unused_call = 0;
     uint32_t gen = 0;
     int fd = -1;
     uint32_t level_events = 0;
@@ -186,7 +203,7 @@ class LocalWatches {
     bool taken = false;
     uint8_t unused_calls = 0;
   };
-  static_assert(sizeof(File) <= 40, "a file record outgrew its memory budget");
+  static_assert(sizeof(File) <= 28, "a file record outgrew its memory budget");
   // The live files by number. Numbers are dense (open takes the lowest free
   // one), so they live in fixed chunks of a table indexed by number: no heap
   // chunk and no bucket per file, and a File never moves (File* stays valid
@@ -200,6 +217,16 @@ class LocalWatches {
     void Erase(int fd);
     size_t size() const { return size_; }
     std::vector<int> Numbers() const;
+    template <typename F>
+    void ForEach(F&& f) {
+      for (auto& chunk : chunks_) {
+        if (!chunk) continue;
+        for (File& file : chunk->files) {
+          if (file.gen != 0) f(file);
+        }
+      }
+      for (auto& [fd, file] : beyond_) f(file);
+    }
 
    private:
     static constexpr int kChunkFiles = 64;
@@ -219,6 +246,13 @@ class LocalWatches {
     bool reported = false;  // by the look epoll, not drained yet
   };
 
+  emul::WatchId FirstOf(const File& f) { return f.first_slot == 0 ? 0 : watches_.IdAt(f.first_slot - 1); }
+  emul::WatchId NextOf(const Watch& w) { return w.next_slot == 0 ? 0 : watches_.IdAt(w.next_slot - 1); }
+  static uint32_t LinkOf(emul::WatchId id) { return SlotTable<Watch>::SlotOf(id) + 1; }
+  // The counters are 32 bits (Watch, File): at a wrap every record's copy
+  // is cleared first, so an old value never equals a new one.
+  void NextEpoch();
+  void NextCall();
   static uint64_t Key(const File& f) { return (static_cast<uint64_t>(f.gen) << 32) | static_cast<uint32_t>(f.fd); }
   File* FileOf(const Watch& w);
   File* FileOfReport(uint64_t key);  // a live file's registration reported
@@ -257,16 +291,16 @@ class LocalWatches {
   ReadyList fired_;
   bool memo_ = false;
   bool per_call_ = false;
-  uint64_t call_ = 1;
+  uint32_t call_ = 1;
   std::vector<uint64_t> unused_;  // keys of the files reported to no armed watch in this call
   std::vector<emul::WatchId> reported_ready_;  // watches with reported_ready set in this call
-  std::atomic<uint64_t> epoch_{1};
+  std::atomic<uint32_t> epoch_{1};
   uint32_t next_gen_ = 1;
   uint64_t looks_begun_ = 0;
   uint64_t looks_done_ = 0;
   size_t edge_watches_ = 0;
   std::vector<EdgeEpoll> edges_;  // one per distinct edge mask (a handful of filter masks)
-  emul::FlatIdMap<Watch> watches_;
+  SlotTable<Watch> watches_;                  // by id, which names the slot
   LiveFiles live_;                            // by number
   std::unordered_map<uint32_t, File> dead_;   // by generation, until their last watch goes
 };

@@ -507,5 +507,45 @@ TEST_F(LocalWatchesTest, RegularFileIsAlwaysReadyAndHasNoEdges) {
   EXPECT_EQ(*watches_->ArmEdge(2, fd, POLLIN), 0u);
 }
 
+// The per-call counter is 32 bits (a Watch's and a File's copies of it):
+// when it wraps, every copy is cleared, so a report seen at call N is not
+// taken for the report of a call 2^32 later that has the same number. The
+// file read dry is not ready at that call (rule 6: nothing fires), and
+// nothing reported it at that call's look.
+TEST_F(LocalWatchesTest, PerCallReportIsNotTakenAfterTheCallCounterWraps) {
+  watches_->set_switch_offs_per_call(true);
+  watches_->SetCallForTest(0xfffffffeu);
+  auto [a, b] = Pair();
+  watches_->Add(1);
+  EXPECT_EQ(*watches_->Arm(1, a, POLLIN), 0u);
+  ASSERT_EQ(write(b, "x", 1), 1);
+  ASSERT_EQ(Take().size(), 1u);  // delivered; the file is left ready
+  watches_->EndCall();
+  EXPECT_TRUE(Take().empty());  // call 0xffffffff: reported to no armed watch
+  Drain(a);
+  watches_->EndCall();  // the counter wraps
+  watches_->SetCallForTest(0xffffffffu);  // 2^32 - 1 calls later, none about this file
+  EXPECT_EQ(*watches_->Arm(1, a, POLLIN, nullptr, LocalWatches::kReportedAtLook), 0u)
+      << "an old call's report taken for this call's";
+}
+
+// The identity-check epoch is 32 bits: when it wraps, every file's last
+// confirmation is cleared, so a number confirmed at epoch N and replaced
+// since is checked again at an epoch 2^32 later with the same number
+// (rule 10: the watch is on the file, not the number).
+TEST_F(LocalWatchesTest, IdentityIsCheckedAgainAfterTheEpochWraps) {
+  watches_->set_memo(true);
+  auto [a, b] = Pair();
+  auto [other, other_peer] = Pair();
+  watches_->Add(1);
+  EXPECT_EQ(*watches_->Arm(1, a, POLLIN), 0u);
+  watches_->SetEpochForTest(0xffffffffu);
+  EXPECT_TRUE(watches_->SameFile(a, 1));  // confirmed at epoch 0xffffffff
+  ASSERT_EQ(dup2(other, a), a);           // the number now names another file
+  watches_->ForgetFileChecks();           // the epoch wraps
+  watches_->SetEpochForTest(0xffffffffu);  // 2^32 - 1 epochs later, no check of this file
+  EXPECT_FALSE(watches_->SameFile(a, 1)) << "an old confirmation taken for this epoch's";
+}
+
 }  // namespace
 }  // namespace evshim::shim
