@@ -29,6 +29,25 @@ int Ctl(int epfd, int op, int fd, uint32_t events, uint64_t data) {
   return epoll_ctl(epfd, op, fd, &ev);
 }
 
+// Ctl on a descriptor number of the program's (a watched file), not one of
+// ours. The program may close or replace that number at any moment in
+// another thread (its close() takes no lock of ours; the idle pump and the
+// callers act under the engine lock). That is safe: the kernel finds a
+// registration by (the file the number names now, the number) (ep_find,
+// fs/eventpoll.c), and close and epoll_ctl are each atomic on the
+// descriptor table, so the call acts either on the watched file before the
+// close, or on whatever the number names after it, where the only
+// registration of that key in our epolls can be one we made for that very
+// file (a record's own, or a raw-closed file's that came back); a new file
+// has none and the call fails (ENOENT, EBADF: Gone), which kills the record
+// (docs/design.md "Watches", "A close in another thread").
+// ThreadSanitizer reports the number's use by two threads as a race on the
+// descriptor; tests/support/tsan.supp names this function for that alone
+// (it touches nothing else shared but our own epoll, under the lock).
+__attribute__((noinline)) int CtlProgramNumber(int epfd, int op, int fd, uint32_t events, uint64_t data) {
+  return Ctl(epfd, op, fd, events, data);
+}
+
 // The number no longer names the registered file (or nothing at all).
 bool Gone(int err) { return err == ENOENT || err == EBADF; }
 }  // namespace
@@ -171,7 +190,7 @@ bool LocalWatches::Confirm(File& f) {
   // after this check on a file found not ready needs no other MOD (the
   // kqueue's scan: confirm, measure, arm).
   const uint32_t events = f.reg == File::Reg::kLevel ? f.level_events : EPOLLONESHOT | f.level_events;
-  if (Ctl(level_epfd_, EPOLL_CTL_MOD, f.fd, events, Key(f)) != 0) {
+  if (CtlProgramNumber(level_epfd_, EPOLL_CTL_MOD, f.fd, events, Key(f)) != 0) {
     if (Gone(errno)) {
       Kill(f);
       return false;
@@ -188,7 +207,7 @@ bool LocalWatches::Confirm(File& f) {
 // most one hang-up report, then disabled by the kernel).
 bool LocalWatches::SetLevel(File& f, uint32_t events) {
   const uint32_t set = events != 0 ? events : static_cast<uint32_t>(EPOLLONESHOT);
-  if (Ctl(level_epfd_, EPOLL_CTL_MOD, f.fd, set, Key(f)) != 0) {
+  if (CtlProgramNumber(level_epfd_, EPOLL_CTL_MOD, f.fd, set, Key(f)) != 0) {
     if (Gone(errno)) {
       Kill(f);
       return false;
@@ -242,10 +261,10 @@ Result<LocalWatches::File*> LocalWatches::Attach(Watch& w, WatchId id, int fd) {
     if (next_gen_ == 0) next_gen_ = 1;
     fresh.fd = fd;
     // Registered off (one-shot, no poll bits): switched on by Arm.
-    if (Ctl(level_epfd_, EPOLL_CTL_ADD, fd, EPOLLONESHOT, Key(fresh)) != 0) {
+    if (CtlProgramNumber(level_epfd_, EPOLL_CTL_ADD, fd, EPOLLONESHOT, Key(fresh)) != 0) {
       // The same file back at the number whose registration a raw close
       // left behind (the file open elsewhere): that key is this file's.
-      if (errno != EEXIST || Ctl(level_epfd_, EPOLL_CTL_MOD, fd, EPOLLONESHOT, Key(fresh)) != 0) {
+      if (errno != EEXIST || CtlProgramNumber(level_epfd_, EPOLL_CTL_MOD, fd, EPOLLONESHOT, Key(fresh)) != 0) {
         // EPERM: a file without poll support; EBADF: not open.
         return Errno{errno};
       }
@@ -273,7 +292,7 @@ void LocalWatches::DetachEdge(Watch& w, WatchId id, File& f) {
   --e->watches;
   --edge_watches_;
   // Only the live file's: the number may name another file now.
-  if (!f.dead && !SharesEdge(f, id, w.mask)) (void)Ctl(e->epfd, EPOLL_CTL_DEL, f.fd, 0, 0);
+  if (!f.dead && !SharesEdge(f, id, w.mask)) (void)CtlProgramNumber(e->epfd, EPOLL_CTL_DEL, f.fd, 0, 0);
 }
 
 void LocalWatches::Detach(Watch& w, WatchId id) {
@@ -290,7 +309,7 @@ void LocalWatches::Detach(Watch& w, WatchId id) {
       if (f->dead) {
         dead_.erase(f->gen);
       } else {
-        (void)Ctl(level_epfd_, EPOLL_CTL_DEL, f->fd, 0, 0);
+        (void)CtlProgramNumber(level_epfd_, EPOLL_CTL_DEL, f->fd, 0, 0);
         live_.Erase(f->fd);
       }
     }
@@ -345,10 +364,10 @@ Result<LocalWatches::File*> LocalWatches::AttachEdge(Watch& w, WatchId id, int f
       return now.error();
     }
     w.pending = static_cast<uint16_t>(*now);
-  } else if (Ctl(e->epfd, EPOLL_CTL_ADD, fd, events | EPOLLET, Key(f)) != 0) {
+  } else if (CtlProgramNumber(e->epfd, EPOLL_CTL_ADD, fd, events | EPOLLET, Key(f)) != 0) {
     // A registration a raw close left behind, of this very file: taken
     // over (EPOLL_CTL_MOD reports the present readiness once, as an add).
-    if (errno != EEXIST || Ctl(e->epfd, EPOLL_CTL_MOD, fd, events | EPOLLET, Key(f)) != 0) {
+    if (errno != EEXIST || CtlProgramNumber(e->epfd, EPOLL_CTL_MOD, fd, events | EPOLLET, Key(f)) != 0) {
       const int err = errno;
       Detach(w, id);
       return Errno{err};
@@ -676,7 +695,7 @@ void LocalWatches::RenewLevelEpoll() {
     f.checked = 0;
     if (!Confirm(f)) continue;  // killed: its registration goes with the old epoll
     const uint32_t events = f.reg == File::Reg::kLevel ? f.level_events : EPOLLONESHOT | f.level_events;
-    if (Ctl(fresh, EPOLL_CTL_ADD, fd, events, Key(f)) != 0) {
+    if (CtlProgramNumber(fresh, EPOLL_CTL_ADD, fd, events, Key(f)) != 0) {
       if (Gone(errno)) {
         Kill(f);
       } else {
