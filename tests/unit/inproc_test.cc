@@ -880,9 +880,12 @@ TEST(InprocBudget, OneEventCostsAtMostItsSystemCallBudget) {
   ASSERT_EQ(segments.size(), 2u * kBudgetRounds + 1);
   // The program's own write (before port_getn) and read (before
   // port_associate) are one call each of their segment.
+  // A futex is the engine lock met held by the idle pump (traced calls are
+  // slow, so the pump finds the program idle between them): contention, not
+  // the call's cost.
   auto cost = [](const std::map<long, int>& nrs) {
     int n = -1;
-    for (auto [nr, k] : nrs) n += k;
+    for (auto [nr, k] : nrs) n += nr == SYS_futex ? 0 : k;
     return n;
   };
   size_t best_get = 0, best_assoc = 1;
@@ -939,9 +942,9 @@ TEST(InprocBudget, AssociatingAFileKeptReadyCostsNoPoll) {
   std::vector<std::map<long, int>> segments;
   ASSERT_NO_FATAL_FAILURE(TraceSegments(ReadyFileChild, &segments));
   ASSERT_EQ(segments.size(), 2u * kBudgetRounds + 1);
-  auto cost = [](const std::map<long, int>& nrs) {
+  auto cost = [](const std::map<long, int>& nrs) {  // futex: see above
     int n = 0;
-    for (auto [nr, k] : nrs) n += k;
+    for (auto [nr, k] : nrs) n += nr == SYS_futex ? 0 : k;
     return n;
   };
   size_t best_assoc = 0, best_get = 1;
