@@ -3,6 +3,7 @@
 
 #include <cerrno>
 #include <algorithm>
+#include <array>
 #include <climits>
 #include <string>
 #include <vector>
@@ -74,6 +75,7 @@ namespace {
 // Writes the events a retrieval produced and answers the parked call.
 class GetCompletion final : public emul::GetCompletion {
  public:
+  static constexpr size_t kEventsOnStack = 16;
   GetCompletion(DataModel model, GuestMemory& memory, std::shared_ptr<Responder> responder,
                 uint64_t list, bool getn)
       : model_(model), memory_(memory), responder_(std::move(responder)), list_(list),
@@ -88,9 +90,19 @@ class GetCompletion final : public emul::GetCompletion {
     if (!getn_ && out.error == ETIME) return responder_->Respond(Outcome::Error(ETIME));
     if (!out.events.empty()) {
       const size_t size = PortEvent(model_).size;
-      std::vector<std::byte> bytes(size * out.events.size());
+      const size_t total = size * out.events.size();
+      // The usual few events are encoded on the stack (no allocation per
+      // retrieval); a longer list on the heap. One write either way.
+      std::array<std::byte, kEventsOnStack * kPortEventLp64.size> on_stack;
+      std::vector<std::byte> on_heap;
+      std::span<std::byte> bytes(on_stack.data(), total);
+      if (total > on_stack.size()) {
+        on_heap.resize(total);
+        bytes = std::span<std::byte>(on_heap);
+      }
+      std::fill(bytes.begin(), bytes.end(), std::byte{0});
       for (size_t i = 0; i < out.events.size(); ++i) {
-        EncodePortEvent(model_, out.events[i], std::span(bytes).subspan(i * size, size));
+        EncodePortEvent(model_, out.events[i], bytes.subspan(i * size, size));
       }
       if (!memory_.Write(list_, bytes).ok()) {
         // Copy-out fault after dequeue: EFAULT and the events are lost (docs/rules-ports.md rule 28).

@@ -352,7 +352,29 @@ EngineOptions EngineOptions::FromEnvironment() {
 class Engine::Waiter final : public abi::Responder {
  public:
   Waiter(Engine& engine, int wake_fd)
-      : engine_(engine), wake_fd_(wake_fd), thread_(std::this_thread::get_id()) {}
+      : engine_(engine), wake_fd_(wake_fd), pid_(engine.pid_), thread_(std::this_thread::get_id()) {}
+  // Whether this waiter, kept by its thread after its call ended, may serve
+  // that thread's next deferred call on `engine` (no allocation per call):
+  // nothing else holds it (no completion, no parked entry) and it belongs
+  // to this engine and process. With the lock held.
+  bool ReusableFor(const Engine& engine, long use_count, int wake_fd) const {
+    if (use_count != 1 || &engine_ != &engine || pid_ != engine.pid_ || wake_fd_ != wake_fd) return false;
+    return !wait_id_ || !engine.parked_.contains(*wait_id_);
+  }
+  // Made new again for the next call of its thread (ReusableFor).
+  void Reset() {
+    trace_ = fasttrace::On() ? fasttrace::Current() : nullptr;
+    answered_ = false;
+    woken_with_answer_.store(false, std::memory_order_relaxed);
+    answer_on_its_way_.store(false, std::memory_order_relaxed);
+    wake_owed_ = false;
+    cancelled_ = false;
+    moved_ = false;
+    wait_id_.reset();
+    outcome_ = abi::Outcome();
+    listed = false;
+    stack_low = stack_high = 0;
+  }
   bool StillPending() override { return !answered() && !cancelled_ && !moved_; }
   bool Respond(const abi::Outcome& out) override {
     if (answered() || cancelled_ || moved_) return false;
@@ -405,6 +427,7 @@ class Engine::Waiter final : public abi::Responder {
  private:
   Engine& engine_;
   int wake_fd_;
+  pid_t pid_;
   std::thread::id thread_;
   fasttrace::CallTrace* trace_ = fasttrace::On() ? fasttrace::Current() : nullptr;
   bool answered_ = false;
@@ -462,7 +485,16 @@ class Engine::Context final : public abi::CallContext {
   emul::EventPorts& ports() override { return *engine_.ports_; }
   emul::Kqueues* kqueues() override { return engine_.kqueues_.get(); }
   std::shared_ptr<abi::Responder> Defer() override {
-    if (!waiter_) waiter_ = std::make_shared<Waiter>(engine_, WakeFd(engine_.pid_));
+    if (waiter_) return waiter_;
+    // The thread's previous waiter, when its call left nothing holding it.
+    thread_local std::shared_ptr<Waiter> t_spare;
+    const int wake_fd = WakeFd(engine_.pid_);
+    if (t_spare && t_spare->ReusableFor(engine_, t_spare.use_count(), wake_fd)) {
+      t_spare->Reset();
+    } else {
+      t_spare = std::make_shared<Waiter>(engine_, wake_fd);
+    }
+    waiter_ = t_spare;
     return waiter_;
   }
   void Parked(emul::WaitId id) override {

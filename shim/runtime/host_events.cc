@@ -40,12 +40,19 @@ bool HostEventRouter::Route(uint64_t data) {
 }
 
 void HostEventRouter::CollectWatchReadiness() {
+  // The list's capacity is kept for the next look (no allocation per
+  // event); taken out of the member meanwhile, so that a nested look (from
+  // an engine's reaction) would use a list of its own.
+  std::vector<std::pair<emul::WatchId, uint32_t>> ready = std::move(ready_scratch_);
   for (int pass = 0; pass < 8; ++pass) {
-    std::vector<std::pair<emul::WatchId, uint32_t>> ready = host_.TakeReadyWatches();
+    ready.clear();
+    host_.TakeReadyWatches(&ready);
     if (ready.empty()) break;
     for (auto [id, revents] : ready) engines_.OnWatchReady(id, revents);
     if (!hooks_.after_watch_pass()) break;
   }
+  ready.clear();
+  ready_scratch_ = std::move(ready);
 }
 
 }  // namespace evshim::shim

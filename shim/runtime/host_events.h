@@ -7,6 +7,8 @@
 
 #include <cstdint>
 #include <functional>
+#include <utility>
+#include <vector>
 
 #include "emul/engine.h"
 #include "shim/runtime/object_table.h"
@@ -52,6 +54,7 @@ class HostEventRouter {
   emul::Engines& engines_;
   ObjectTable& objects_;
   Hooks hooks_;
+  std::vector<std::pair<emul::WatchId, uint32_t>> ready_scratch_;  // CollectWatchReadiness
 };
 
 }  // namespace evshim::shim

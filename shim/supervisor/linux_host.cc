@@ -278,10 +278,9 @@ void LinuxHost::RearmInLoop(emul::WatchId id) {
   }
 }
 
-std::vector<std::pair<emul::WatchId, uint32_t>> LinuxHost::TakeReadyWatches() {
-  std::vector<std::pair<emul::WatchId, uint32_t>> ready;
-  if (local_) local_->TakeReady(&ready);
-  if (watches_.empty()) return ready;  // nothing in the collecting epoll
+void LinuxHost::TakeReadyWatches(std::vector<std::pair<emul::WatchId, uint32_t>>* ready) {
+  if (local_) local_->TakeReady(ready);
+  if (watches_.empty()) return;  // nothing in the collecting epoll
   epoll_event evs[64];
   std::vector<emul::WatchId> spurious;
   while (true) {
@@ -290,7 +289,7 @@ std::vector<std::pair<emul::WatchId, uint32_t>> LinuxHost::TakeReadyWatches() {
       const emul::WatchId id = evs[i].data.u64;
       const uint32_t r = Readiness(id);
       if (r != 0) {
-        ready.emplace_back(id, r);
+        ready->emplace_back(id, r);
       } else {
         spurious.push_back(id);
       }
@@ -299,7 +298,6 @@ std::vector<std::pair<emul::WatchId, uint32_t>> LinuxHost::TakeReadyWatches() {
   }
   // Re-armed only now, so that one still ready is not reported twice here.
   for (emul::WatchId id : spurious) RearmInLoop(id);
-  return ready;
 }
 
 void LinuxHost::DisarmWatch(emul::WatchId id) {

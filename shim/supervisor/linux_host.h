@@ -47,7 +47,9 @@ class LinuxHost final : public emul::Host {
   uint32_t Readiness(emul::WatchId id);
   // Every armed watch whose file is ready now, with its readiness (each is
   // then disarmed: one-shot). A watch reported without readiness is re-armed.
-  std::vector<std::pair<emul::WatchId, uint32_t>> TakeReadyWatches();
+  // Appended to `*ready`, whose capacity the caller keeps across calls (no
+  // allocation per look).
+  void TakeReadyWatches(std::vector<std::pair<emul::WatchId, uint32_t>>* ready);
   void set_readiness_callback(std::function<void(emul::ObjectId, bool)> cb) {
     readiness_cb_ = std::move(cb);
   }
