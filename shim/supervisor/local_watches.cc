@@ -624,9 +624,14 @@ void LocalWatches::TakeReady(ReadyList* out) {
         const uint32_t bits = evs[i].events & (w.mask | kAlways);
         // ReportedReadyThisCall: the newest report of this call decides.
         const bool ready_only = bits != 0 && (bits & (kAlways | EPOLLRDHUP)) == 0;
+        // A disarmed watch counts too when the registration that reported
+        // covers its mask (an armed one's always does): a watch the idle
+        // pump's look fired and left on keeps its file's report for the
+        // next call, which then does not measure the file in full.
+        const bool covers = w.armed || (f.level_events & w.mask) == w.mask;
         if (!ready_only) {
           w.reported_ready = false;
-        } else if (w.armed && !w.reported_ready) {
+        } else if (covers && !w.reported_ready) {
           reported_ready_.push_back(this_id);
           w.reported_ready = true;
         }

@@ -137,8 +137,8 @@ class LocalWatches {
   // a look has not read the level epoll yet.
   bool QuietSinceArm(emul::WatchId id);
   // Whether the look of the call in progress reported this level watch's
-  // file ready (it was armed: the report is of a registration that covers
-  // its mask) with no hang-up and no error, and no later report of this
+  // file ready (armed, or disarmed with the registration still covering
+  // its mask: the report speaks for its bits) with no hang-up and no error, and no later report of this
   // call said otherwise: then the report's bits are the file's readiness
   // at the call, as a poll would tell (kqueue's READ filter: POLLIN
   // alone). Forgotten at EndCall.
