@@ -47,7 +47,12 @@ void* operator new(size_t size) {
   if (void* p = std::malloc(size == 0 ? 1 : size)) return p;
   throw std::bad_alloc();
 }
-// (libstdc++'s operator delete frees with free(), as its new uses malloc.)
+// Its pair: a sanitizer's own operator delete checks that the memory came
+// from its operator new (ASan: alloc-dealloc-mismatch), so both are ours.
+// (Not inlined: GCC's -Wmismatched-new-delete would see free() after a
+// new-expression at every call site.)
+__attribute__((noinline)) void operator delete(void* p) noexcept { std::free(p); }
+__attribute__((noinline)) void operator delete(void* p, size_t) noexcept { std::free(p); }
 
 namespace {
 
