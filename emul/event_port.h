@@ -301,15 +301,22 @@ class EventPorts final : public Engine {
   // Who may retrieve a queued event (port.c:205-240).
   enum class Share : uint8_t { kAnyone, kSameFile, kOwnerOnly };
   // What a queued event came from: a pointer of one of three kinds, the
-  // kind in its low bits (the records are 8-aligned), so the three share 8
-  // bytes. Read as a T*: null unless the pointer is of this kind. The three
-  // members of Queued's union share this layout, so any of them may read it.
+  // kind in its two low bits, so the three share one word. Two bits, not
+  // three: in a 32-bit build a record inside a map node is only 4-aligned
+  // (an i386 fast-mode port crashed on the third bit). Read as a T*: null
+  // unless the pointer is of this kind. The three members of Queued's union
+  // share this layout, so any of them may read it.
   template <typename T, uintptr_t kKind>
   struct SourceRef {
+    static constexpr uintptr_t kKindBits = 3;
     uintptr_t bits;  // trivial, for the union; Queued zeroes it (`assoc{}`)
     SourceRef() = default;
-    SourceRef(T* p) : bits(p == nullptr ? 0 : reinterpret_cast<uintptr_t>(p) | kKind) {}  // NOLINT: as a T*
-    operator T*() const { return (bits & 7) == kKind ? reinterpret_cast<T*>(bits & ~uintptr_t{7}) : nullptr; }
+    SourceRef(T* p) : bits(p == nullptr ? 0 : reinterpret_cast<uintptr_t>(p) | kKind) {  // NOLINT: as a T*
+      static_assert(alignof(T) > kKindBits && kKind <= kKindBits, "the kind must fit below the record's alignment");
+    }
+    operator T*() const {
+      return (bits & kKindBits) == kKind ? reinterpret_cast<T*>(bits & ~kKindBits) : nullptr;
+    }
     T* operator->() const { return *this; }
   };
   // Fields by size (40 bytes, a 64-byte list node): a fired association's event.
