@@ -116,6 +116,8 @@ class Engines {
   // The host's timer fired: every engine with a deadline due runs it.
   void OnDeadline();
   void CatchUpDeadlines();
+  // Whether CatchUpDeadlines would run a deadline now.
+  bool AnyDeadlineDue() const;
   // Arms the host's timer at the earliest deadline of all engines.
   void Rearm();
 
@@ -173,6 +175,12 @@ inline void Engines::OnDeadline() {
 
 inline void Engines::CatchUpDeadlines() {
   for (Engine* e : engines_) e->CatchUpDeadlines();
+}
+
+inline bool Engines::AnyDeadlineDue() const {
+  Nanos when = Host::kNever;
+  for (const Engine* e : engines_) when = std::min(when, e->NextDeadline());
+  return when != Host::kNever && when <= host_.Now();
 }
 
 inline void Engines::Rearm() {

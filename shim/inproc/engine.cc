@@ -572,6 +572,7 @@ Engine::Engine(EngineOptions options, std::shared_ptr<const Inherited> inherited
   host_->set_local_process(pid_);
   look_ = host_->look_fd() >= 0 ? host_->look_fd() : loop_;
   host_->set_switch_offs_per_call(true);  // EndCall at the end of each call and look
+  host_->set_one_shot_associations(true);  // AssociatePlacedWithoutLook
   host_->set_file_check_memo(true);  // forgotten whenever the lock is taken or given up
   // A watch of the engine's own on an object's descriptor (a port in a
   // port) reads the byte itself, registered before its readiness is polled.
@@ -756,7 +757,10 @@ bool Engine::Call(int nr, const uint64_t args[6], long* result) {
       e.last_call_ns_.store(MonotonicNs(), std::memory_order_relaxed);
     }
   } leave{*this, lock};
-  if (QueueAnswersWithoutLook(entry->call, args) || PortFedByNoHostSource(entry->call, args)) {
+  if (AssociatePlacedWithoutLook(entry->call, args)) {
+    // No look, and no deadline is due (checked): the next look reads the
+    // association's report in its place, then runs the deadlines due by then.
+  } else if (QueueAnswersWithoutLook(entry->call, args) || PortFedByNoHostSource(entry->call, args)) {
     // No look, but due deadlines still run (the clock, no system call): a
     // queued timer event counts its expirations up to the retrieval
     // (firings while it is queued count, timer.c:459-467; delivered with
@@ -1284,6 +1288,41 @@ bool Engine::PortFedByNoHostSource(abi::Call call, const uint64_t args[6]) {
   const std::optional<emul::ObjectId> port = KnownObjectAt(fd, close_epoch_.load(std::memory_order_acquire));
   if (!port || objects_->KindOf(*port) != abi::ObjectKind::kPort || !ports_->Exists(*port)) return false;
   return ports_->AssociationCount(*port) == 0 && ports_->FileWatchCount(*port) == 0;
+}
+
+// illumos queues an FD association's event at port_associate when the file
+// is ready then (port.c:153-163), behind every event queued before: those
+// of files that woke earlier (queued at the wake-up, pollwakeup), of timers
+// that fired earlier (timer_fire, timer.c:463-467), of FILE watches. The
+// engine queues host events only at its looks, so a look first orders them
+// (PrepareCall). It is not needed when the association's file is placed by
+// its identity check's EPOLL_CTL_MOD (LocalWatches::PlacedWithoutLook: off
+// epoll's ready list until then, linked at its tail if ready), epoll keeping
+// its ready list in wake-up order, so the next look reads the files that
+// woke before, then this one, then the later ones: queued in illumos's
+// order. It must hold for every other source the look would have queued
+// ahead: no deadline due now (a timer that fired before the call; those
+// that fire later are run after the next look's reports, as fired after
+// it), no FILE watch on the port (read after the watches at a look). And
+// the port's byte must be free to follow late: no poller counted and the
+// port not polled (a raw poll sees it readable right after the call in
+// illumos). The object comes from what the engine kept (as
+// QueueAnswersWithoutLook).
+bool Engine::AssociatePlacedWithoutLook(abi::Call call, const uint64_t args[6]) {
+  namespace il = abi::illumos;
+  if (call != abi::Call::kPortfs) return false;
+  const uint32_t opcode = static_cast<uint32_t>(args[0]);
+  if ((opcode & il::PORT_SYS_NOPORT) || (opcode & il::PORT_CODE_MASK) != il::PORT_ASSOCIATE) return false;
+  if (static_cast<uint16_t>(args[2]) != il::PORT_SOURCE_FD || args[3] > 0x7fffffff) return false;
+  const int fd = static_cast<int>(args[1]);
+  if (fd < 0 || pollers_.load(std::memory_order_seq_cst) != 0) return false;
+  if (!host_->LocalPlacedWithoutLook(static_cast<int>(args[3]))) return false;
+  const std::optional<emul::ObjectId> port = KnownObjectAt(fd, close_epoch_.load(std::memory_order_acquire));
+  if (!port || objects_->KindOf(*port) != abi::ObjectKind::kPort || !ports_->Exists(*port)) return false;
+  if (ports_->FileWatchCount(*port) != 0) return false;
+  const std::optional<ObjectTable::State> state = objects_->StateOf(*port);
+  if (!state || state->polled) return false;
+  return !engines_->AnyDeadlineDue();
 }
 
 void Engine::PrepareCall() {

@@ -198,8 +198,55 @@ bool LocalWatches::Confirm(File& f) {
     fault_("epoll_ctl", "checking a watched descriptor");
     return true;  // ours, not the program's: the watch is kept
   }
-  if (f.reg != File::Reg::kLevel) f.reg = f.level_events != 0 ? File::Reg::kOneShot : File::Reg::kOff;
+  const bool exact = f.unlinked || looked_;
+  f.unlinked = false;
+  if (f.reg != File::Reg::kLevel) {
+    f.reg = f.level_events != 0 ? File::Reg::kOneShot : File::Reg::kOff;
+    // Re-armed where illumos would queue an association's event made now.
+    if (exact && f.reg == File::Reg::kOneShot) MarkPlaced(f);
+  }
   f.checked = epoch_.load(std::memory_order_relaxed);
+  return true;
+}
+
+void LocalWatches::MarkPlaced(File& f) {
+  if (!one_shot_assocs_ || f.placed) return;
+  f.placed = true;
+  placed_.push_back(Key(f));
+}
+
+bool LocalWatches::AssociationsOnly(const File& f) {
+  for (WatchId o = FirstOf(f); o != 0;) {
+    const Watch& ow = watches_.at(o);
+    if (ow.edge || ow.pollless || !ow.for_assoc) return false;
+    o = NextOf(ow);
+  }
+  return true;
+}
+
+bool LocalWatches::PlacedWithoutLook(int fd) {
+  if (!one_shot_assocs_) return false;
+  const File* f = live_.Find(fd);
+  return f != nullptr && !f->dead && f->unlinked && AssociationsOnly(*f);
+}
+
+// A MOD links a ready file at the tail of the ready list when it is not
+// linked (ep_modify): exact for an association only when the file was off
+// the list (unlinked) or this call's look has just emptied it.
+bool LocalWatches::SetOneShot(File& f, uint32_t events) {
+  const bool exact = f.unlinked || looked_ || f.placed;
+  if (CtlProgramNumber(level_epfd_, EPOLL_CTL_MOD, f.fd, EPOLLONESHOT | events, Key(f)) != 0) {
+    if (Gone(errno)) {
+      Kill(f);
+      return false;
+    }
+    fault_("epoll_ctl", "setting an in-process watch's registration (its readiness may go unseen)");
+    return true;
+  }
+  f.unlinked = false;
+  f.reg = File::Reg::kOneShot;
+  f.level_events = events;
+  if (exact) MarkPlaced(f);
   return true;
 }
 
@@ -216,6 +263,8 @@ bool LocalWatches::SetLevel(File& f, uint32_t events) {
     fault_("epoll_ctl", "setting an in-process watch's registration (its readiness may go unseen)");
     return true;
   }
+  f.unlinked = false;
+  f.placed = false;
   if (events != 0) {
     f.reg = File::Reg::kLevel;
     f.level_events = events;
@@ -389,6 +438,7 @@ Result<uint32_t> LocalWatches::Arm(WatchId id, int fd, uint32_t events, const ui
   if (found_watch == nullptr) return Errno{EBADF};
   Watch& w = *found_watch;
   events &= kPollBits;
+  const bool for_assoc = answer == kReportedAtLook;
   if (answer == kIfFree) {
     const File* f = w.edge || w.pollless ? nullptr : FileOf(w);
     // A one-shot registration was set by an identity check or a renewal
@@ -416,9 +466,31 @@ Result<uint32_t> LocalWatches::Arm(WatchId id, int fd, uint32_t events, const ui
   File& f = **attached;
   w.mask = static_cast<uint16_t>(events);
   w.armed = false;
+  w.for_assoc = for_assoc;
   Unfire(id);
   const bool seen_ready = w.seen_ready;
   w.seen_ready = false;
+  if (for_assoc && one_shot_assocs_ && AssociationsOnly(f)) {
+    // Placed (set_one_shot_associations): the registration, one-shot with
+    // the armed watches' masks, was re-armed in this call where a ready
+    // file is linked in the order of the call, so the next look reports it
+    // behind every file that woke before (and seen_ready says nothing any
+    // more). Armed: no poll, and no MOD unless the masks changed.
+    uint32_t want = events;
+    for (WatchId o = FirstOf(f); o != 0;) {
+      const Watch& ow = watches_.at(o);
+      if (o != id && ow.armed) want |= ow.mask;
+      o = NextOf(ow);
+    }
+    const bool placed = f.placed && f.reg == File::Reg::kOneShot && f.level_events == want;
+    if (placed || f.placed || f.unlinked || looked_) {
+      if (!placed && !SetOneShot(f, want)) return Errno{EBADF};
+      w.fired_at_arm = false;
+      w.armed = true;
+      w.armed_look = static_cast<uint32_t>(looks_begun_);
+      return 0u;
+    }
+  }
   const bool covered = f.reg != File::Reg::kOff && (f.level_events & events) == events;
   if (covered && answer == kReportedAtLook && per_call_ && w.seen_call == call_ && f.unused_call == call_ &&
       f.reg == File::Reg::kLevel) {
@@ -589,6 +661,7 @@ void LocalWatches::TakeReady(ReadyList* out) {
     loop_reported_ = true;  // no look epoll: the loop is read directly
     return;
   }
+  looked_ = true;
   epoll_event evs[64];
   int n;
   bool lingering = false;
@@ -611,9 +684,15 @@ void LocalWatches::TakeReady(ReadyList* out) {
       }
       File& f = *found;
       // Off: a hang-up reported once more, now disabled by the kernel.
-      if (f.reg == File::Reg::kOff) continue;
+      if (f.reg == File::Reg::kOff) {
+        f.unlinked = true;
+        continue;
+      }
       const bool one_shot = f.reg == File::Reg::kOneShot;
-      if (one_shot) f.reg = File::Reg::kOff;  // the kernel disabled it
+      if (one_shot) {
+        f.reg = File::Reg::kOff;  // the kernel disabled it
+        f.placed = false;
+      }
       bool delivered = false;
       uint32_t still = 0;
       for (WatchId id = FirstOf(f); id != 0;) {
@@ -660,9 +739,14 @@ void LocalWatches::TakeReady(ReadyList* out) {
             f.taken = false;
             unused_.push_back(Key(f));
           }
+        } else if (one_shot && one_shot_assocs_ && AssociationsOnly(f)) {
+          // Associations still armed (other bits): one-shot again, now.
+          (void)SetOneShot(f, still);
         } else {
           (void)SetLevel(f, still);
         }
+      } else if (one_shot) {
+        f.unlinked = true;
       }
     }
   } while (n == 64);
@@ -728,6 +812,11 @@ void LocalWatches::RenewLevelEpoll() {
 }
 
 void LocalWatches::EndCall() {
+  looked_ = false;
+  for (uint64_t key : placed_) {
+    if (File* f = FileOfReport(key)) f->placed = false;
+  }
+  placed_.clear();
   for (WatchId id : reported_ready_) {
     if (Watch* w = watches_.Find(id)) w->reported_ready = false;
   }

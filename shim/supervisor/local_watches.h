@@ -14,7 +14,10 @@
 //   masks, or switches it off (a mask-less EPOLLONESHOT one) when none is;
 //   an identity check of a switched-off file sets it one-shot with its
 //   last mask (a ready file then reports once, and no second EPOLL_CTL_MOD
-//   is needed to arm a watch that is not ready);
+//   is needed to arm a watch that is not ready); a file whose watches are
+//   all port associations is one-shot while armed instead, so that the
+//   identity check's MOD places an association's event in epoll's ready
+//   list (set_one_shot_associations);
 // - edge watches (kqueue EV_CLEAR) share an EPOLLET registration per file and
 //   mask, in one edge epoll per mask (so a write wake-up is never a read
 //   edge); a report goes to an armed watch, or is kept as the watch's pending
@@ -111,6 +114,20 @@ class LocalWatches {
   // row is narrowed to the armed watches (off when none is). Off (the
   // default): a report that concerns no armed watch narrows at once.
   void set_switch_offs_per_call(bool on) { per_call_ = on; }
+  // Port associations placed by their EPOLL_CTL_MOD (docs/design.md
+  // "Watches", "An association placed without a look"): a file whose every
+  // watch is armed by kReportedAtLook (FD associations) keeps a one-shot
+  // registration while armed, so the identity check's EPOLL_CTL_MOD both
+  // re-arms it and, when the file is ready, links it at the tail of epoll's
+  // ready list: where illumos queues the association's event (port.c:153-163),
+  // behind every file that woke before. Per call only (EndCall).
+  void set_one_shot_associations(bool on) { one_shot_assocs_ = on; }
+  // Whether an association (kReportedAtLook) of number `fd` in this call,
+  // before any look, would be placed by its identity check: its live file
+  // has only such watches, and its registration reported since the last
+  // MOD (one-shot, so disabled and off the ready list). Then the call needs
+  // no look of its own. No system call.
+  bool PlacedWithoutLook(int fd);
   // The end of a call, or of a look made outside one (a waiter's wake-up,
   // the idle pump): the switch-offs of its reports are decided.
   void EndCall();
@@ -172,6 +189,7 @@ class LocalWatches {
     bool seen_ready : 1 = false;
     bool fired_at_arm : 1 = false;  // its last Arm that looked found the file ready
     bool reported_ready : 1 = false;  // ReportedReadyThisCall (listed in reported_ready_)
+    bool for_assoc : 1 = false;  // last armed by kReportedAtLook (set_one_shot_associations)
     // Per call: the file's report at call `seen_call`'s look (its poll bits).
     uint16_t seen_events = 0;
     uint32_t seen_call = 0;   // call_ wraps to 1 after clearing every seen_call
@@ -197,10 +215,17 @@ class LocalWatches {
     // level-triggered with level_events. level_events is kept while off.
     enum class Reg : uint8_t { kOff, kOneShot, kLevel };
     Reg reg = Reg::kOff;
-    bool dead = false;           // the number no longer names this file
-    // Per call: whether an Arm of unused_call took the report, and how many
-    // calls in a row ended with such a report untaken.
-    bool taken = false;
+    bool dead : 1 = false;  // the number no longer names this file
+    // Per call: whether an Arm of unused_call took the report (and below,
+    // how many calls in a row ended with such a report untaken).
+    bool taken : 1 = false;
+    // Its registration reported as one-shot (the kernel disabled it and took
+    // it off the ready list; no wake-up links it again) and no MOD since.
+    bool unlinked : 1 = false;
+    // Per call (listed in placed_): set one-shot with level_events in this
+    // call while unlinked or after this call's look, so a ready file was
+    // linked then, in the order of the call.
+    bool placed : 1 = false;
     uint8_t unused_calls = 0;
   };
   static_assert(sizeof(File) <= 28, "a file record outgrew its memory budget");
@@ -265,6 +290,11 @@ class LocalWatches {
   void Kill(File& f);  // `f` is moved: not to be used after
   emul::Result<uint32_t> PollNow(int fd, uint32_t events);
   bool SetLevel(File& f, uint32_t events);  // false: `f` was killed (moved)
+  // One-shot with `events` (an association's placement); false: killed.
+  bool SetOneShot(File& f, uint32_t events);
+  void MarkPlaced(File& f);
+  // Every watch of `f` is a level one armed by kReportedAtLook.
+  bool AssociationsOnly(const File& f);
   EdgeEpoll* EdgeFor(uint32_t mask, bool create);
   void DrainEdge(EdgeEpoll& e, ReadyList* take);
   // Adds the look epoll's own sources (the loop, the kick, the edge epolls)
@@ -291,6 +321,9 @@ class LocalWatches {
   ReadyList fired_;
   bool memo_ = false;
   bool per_call_ = false;
+  bool one_shot_assocs_ = false;
+  bool looked_ = false;  // a TakeReady in this call (until EndCall)
+  std::vector<uint64_t> placed_;  // keys of the files with `placed` set in this call
   uint32_t call_ = 1;
   std::vector<uint64_t> unused_;  // keys of the files reported to no armed watch in this call
   std::vector<emul::WatchId> reported_ready_;  // watches with reported_ready set in this call
