@@ -115,9 +115,9 @@ class LocalWatches {
   // default): a report that concerns no armed watch narrows at once.
   void set_switch_offs_per_call(bool on) { per_call_ = on; }
   // Port associations placed by their EPOLL_CTL_MOD (docs/design.md
-  // "Watches", "An association placed without a look"): a file whose every
-  // watch is armed by kReportedAtLook (FD associations) keeps a one-shot
-  // registration while armed, so the identity check's EPOLL_CTL_MOD both
+  // "The in-process fast path", Watches: an association placed without a
+  // look): a file whose every watch is armed by kReportedAtLook (FD
+  // associations) keeps a one-shot registration while armed, so the identity check's EPOLL_CTL_MOD both
   // re-arms it and, when the file is ready, links it at the tail of epoll's
   // ready list: where illumos queues the association's event (port.c:153-163),
   // behind every file that woke before. Per call only (EndCall).

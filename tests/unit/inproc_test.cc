@@ -540,8 +540,8 @@ TEST_F(InprocTest, ReadinessBeforeAnAssociateIsQueuedBeforeItsOwnEvent) {
 }
 
 // The same orders for a re-association, which the engine serves without a
-// look of its own (docs/design.md "Watches", "An association placed without
-// a look"): its file was delivered once (its one-shot registration reported)
+// look of its own (docs/design.md "The in-process fast path", Watches, an
+// association placed without a look): its file was delivered once (its one-shot registration reported)
 // and is still ready, so the identity check's EPOLL_CTL_MOD links it at the
 // tail of epoll's ready list. illumos queues the re-association's event at
 // port_associate (port.c:153-163), after every file that woke before it
@@ -1100,8 +1100,9 @@ TEST(InprocBudget, OneEventCostsAtMostItsSystemCallBudget) {
   _exit(0);
 }
 
-// The re-association is placed by its identity check (docs/design.md
-// "An association placed without a look"): the one EPOLL_CTL_MOD, which
+// The re-association is placed by its identity check (docs/design.md "The
+// in-process fast path", Watches, an association placed without a look):
+// the one EPOLL_CTL_MOD, which
 // re-arms the file's one-shot registration, is all it costs: no look
 // (epoll_wait), no poll.
 TEST(InprocBudget, ReassociatingAFileOfItsOwnCostsOneSystemCall) {
@@ -1160,7 +1161,7 @@ TEST(InprocBudget, AssociatingAFileKeptReadyCostsNoPoll) {
   const std::map<long, int>& get = segments[best_get];
   // port_associate: the identity check (one EPOLL_CTL_MOD), which re-arms
   // the file's one-shot registration and links the ready file in its place
-  // (docs/design.md "An association placed without a look"); no look, no
+  // (docs/design.md "The in-process fast path", Watches); no look, no
   // poll, no switch-off.
   EXPECT_LE(cost(assoc), 1) << Describe(assoc);
   EXPECT_EQ(assoc.count(SYS_poll) + assoc.count(SYS_ppoll), 0u) << Describe(assoc);
