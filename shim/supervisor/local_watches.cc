@@ -230,19 +230,25 @@ bool LocalWatches::PlacedWithoutLook(int fd) {
   return f != nullptr && !f->dead && f->unlinked && AssociationsOnly(*f);
 }
 
+// EPOLL_CTL_MOD of the file's registration: 1 done; 0 failed for a reason
+// of ours (ENOMEM: reported, never the program's errno); -1 the number no
+// longer names the file (killed: `f` moved).
+int LocalWatches::Modify(File& f, uint32_t set) {
+  if (CtlProgramNumber(level_epfd_, EPOLL_CTL_MOD, f.fd, set, Key(f)) == 0) return 1;
+  if (Gone(errno)) {
+    Kill(f);
+    return -1;
+  }
+  fault_("epoll_ctl", "setting an in-process watch's registration (its readiness may go unseen)");
+  return 0;
+}
+
 // A MOD links a ready file at the tail of the ready list when it is not
 // linked (ep_modify): exact for an association only when the file was off
 // the list (unlinked) or this call's look has just emptied it.
 bool LocalWatches::SetOneShot(File& f, uint32_t events) {
   const bool exact = f.unlinked || looked_ || f.placed;
-  if (CtlProgramNumber(level_epfd_, EPOLL_CTL_MOD, f.fd, EPOLLONESHOT | events, Key(f)) != 0) {
-    if (Gone(errno)) {
-      Kill(f);
-      return false;
-    }
-    fault_("epoll_ctl", "setting an in-process watch's registration (its readiness may go unseen)");
-    return true;
-  }
+  if (const int r = Modify(f, EPOLLONESHOT | events); r <= 0) return r == 0;
   f.unlinked = false;
   f.reg = File::Reg::kOneShot;
   f.level_events = events;
@@ -254,15 +260,7 @@ bool LocalWatches::SetOneShot(File& f, uint32_t events) {
 // most one hang-up report, then disabled by the kernel).
 bool LocalWatches::SetLevel(File& f, uint32_t events) {
   const uint32_t set = events != 0 ? events : static_cast<uint32_t>(EPOLLONESHOT);
-  if (CtlProgramNumber(level_epfd_, EPOLL_CTL_MOD, f.fd, set, Key(f)) != 0) {
-    if (Gone(errno)) {
-      Kill(f);
-      return false;
-    }
-    // Ours (ENOMEM), not the program's: never its errno.
-    fault_("epoll_ctl", "setting an in-process watch's registration (its readiness may go unseen)");
-    return true;
-  }
+  if (const int r = Modify(f, set); r <= 0) return r == 0;
   f.unlinked = false;
   f.placed = false;
   if (events != 0) {

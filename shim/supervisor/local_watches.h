@@ -290,6 +290,7 @@ class LocalWatches {
   void Kill(File& f);  // `f` is moved: not to be used after
   emul::Result<uint32_t> PollNow(int fd, uint32_t events);
   bool SetLevel(File& f, uint32_t events);  // false: `f` was killed (moved)
+  int Modify(File& f, uint32_t set);  // SetLevel's and SetOneShot's MOD
   // One-shot with `events` (an association's placement); false: killed.
   bool SetOneShot(File& f, uint32_t events);
   void MarkPlaced(File& f);

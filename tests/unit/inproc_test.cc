@@ -583,7 +583,16 @@ class InprocOrderTest : public InprocTest {
     for (uint_t i = 0; i < nget; ++i) users.push_back(reinterpret_cast<intptr_t>(evs[i].portev_user));
     return users;
   }
+  // A SIGEV_PORT timer on the port, its events carrying `user`.
+  void PortTimer(int user, timer_t* t) {
+    pn_ = port_notify_t{port_, User(user)};
+    sigevent sev{};
+    sev.sigev_notify = SIGEV_PORT;
+    sev.sigev_value.sival_ptr = &pn_;
+    ASSERT_EQ(timer_create(CLOCK_MONOTONIC, &sev, t), 0) << "errno " << errno;
+  }
   int a_[2]{}, b_[2]{}, c_[2]{}, d_[2]{};
+  port_notify_t pn_{};
 };
 
 TEST_F(InprocOrderTest, FileWokenBeforeAReassociationIsDeliveredFirst) {
@@ -635,12 +644,8 @@ TEST_F(InprocOrderTest, ReassociationOfAnArmedFileReplacesItsEventBehindLaterFil
 // a file woken before the timer was set.
 TEST_F(InprocOrderTest, TimerDueBeforeAReassociationIsDeliveredBeforeIt) {
   ASSERT_NO_FATAL_FAILURE(DeliverBAndLeaveItReady());
-  port_notify_t pn{port_, User(9)};
-  sigevent sev{};
-  sev.sigev_notify = SIGEV_PORT;
-  sev.sigev_value.sival_ptr = &pn;
   timer_t t{};
-  ASSERT_EQ(timer_create(CLOCK_MONOTONIC, &sev, &t), 0) << "errno " << errno;
+  ASSERT_NO_FATAL_FAILURE(PortTimer(9, &t));
   Associate(a_, 1);
   Wake(a_);
   itimerspec its{};
@@ -655,12 +660,8 @@ TEST_F(InprocOrderTest, TimerDueBeforeAReassociationIsDeliveredBeforeIt) {
 // association's report runs the deadlines due by then after the reports).
 TEST_F(InprocOrderTest, TimerDueAfterAReassociationIsDeliveredAfterIt) {
   ASSERT_NO_FATAL_FAILURE(DeliverBAndLeaveItReady());
-  port_notify_t pn{port_, User(9)};
-  sigevent sev{};
-  sev.sigev_notify = SIGEV_PORT;
-  sev.sigev_value.sival_ptr = &pn;
   timer_t t{};
-  ASSERT_EQ(timer_create(CLOCK_MONOTONIC, &sev, &t), 0) << "errno " << errno;
+  ASSERT_NO_FATAL_FAILURE(PortTimer(9, &t));
   Associate(a_, 1);
   Wake(a_);
   timespec set{}, done{};
