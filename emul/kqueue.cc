@@ -589,6 +589,7 @@ int Kqueues::Register(Kq& kq, Caller caller, KChange& change) {
       }
     }
   } else if (kev.flags & kev::kDelete) {
+    kn->keep_watch = true;  // DropClosedKnotesAt confirmed its file above
     Drop(kq, *kn);  // its queued event goes with it
     return 0;
   } else {
@@ -685,6 +686,7 @@ void Kqueues::Commit(Kq& kq, std::vector<Taken>& taken) {
     Knote& kn = *t.kn;
     const uint16_t flags = kn.kev.flags;
     if (flags & kev::kOneshot) {
+      kn.keep_watch = true;  // measured (or confirmed) by this very scan
       Drop(kq, kn);
       continue;
     }
@@ -957,6 +959,7 @@ void Kqueues::OnWatchReady(WatchId watch, uint32_t revents) {
 
 void Kqueues::FdClosing(Pid pid, int64_t fd) {
   if (fd < 0 || fd > INT_MAX) return;  // no such descriptor number
+  host_.ForgetFd(pid, static_cast<int>(fd));
   const uint64_t ident = static_cast<uint64_t>(fd);
   std::vector<uint64_t> closing;
   for (auto& [id, kq] : kqs_) {

@@ -369,6 +369,10 @@ class Kqueues final : public Engine {
     // host's Host::QuietSinceArm for the filter's "not ready" (Collect).
     bool awaits_look : 1 = false;
     bool vnode_use : 1 = false;  // VNODE: its watch reports opens, closes and reads
+    // Goes with its descriptor still naming its file (a delivered
+    // EV_ONESHOT, EV_DELETE): its watch may serve the number's next knote
+    // (Host::ReleaseWatch).
+    bool keep_watch : 1 = false;
     // Each filter's own state (the kernels' kn_hook, kn_ptr), used only by
     // its FilterOps entry and the source that feeds it.
     struct User {
