@@ -2878,7 +2878,7 @@ static int read_event_cost(void) {
  * the third, the watch kept for the number since its second knote
  * (Host::ReleaseWatch) confirms the number with its registration (one
  * EPOLL_CTL_MOD: EV_ADD on a closed number is EBADF, OB kern_event.c:
- * 1066-1070 fd_getfile), the call's look reported the pipe readable with no
+ * 1076-1080 fd_getfile), the call's look reported the pipe readable with no
  * hang-up (the poll's answer), and FIONREAD is `data` (filt_piperead):
  * 2 calls on the pipe, 3 in all (before: fstat, poll, FIONREAD and the
  * look; docs/kqueue.md "What a kevent costs"). Three windows, each one
@@ -2944,7 +2944,7 @@ static int oneshot_readd_cost(void) {
  *   watches the new pipe (fd_getfile: the number's file now): not ready
  *   where the old one was, and its own byte count.
  * - The number closed by a raw close and not reused: EBADF (OB
- *   kern_event.c:1066-1070). */
+ *   kern_event.c:1076-1080, fd_getfile). */
 static void readd_three(int kq, int fd, int64_t data) {
   struct kevent ch, ev;
   EV_SET(&ch, fd, EVFILT_READ, EV_ADD | EV_ONESHOT, 0, 0, NULL);

@@ -237,7 +237,7 @@ TEST(KqueueTermination, TimeoutTermStopsEvshimRun) {
 // costs"): a knote re-added on a pipe that is not ready, EV_EOF with bytes
 // left (filt_piperead), a raw close with the number reused by another
 // pipe (the new one is watched) or left closed (EBADF, OB
-// kern_event.c:1066-1070).
+// kern_event.c:1076-1080, fd_getfile).
 class KqueueReadiness
     : public ::testing::TestWithParam<std::tuple<const char*, const char*>> {};
 
