@@ -2783,21 +2783,38 @@ static int cost_tracer(pid_t subject, int fd, int pipe_fd, int go, int out) {
   return write(out, w, sizeof w) == (ssize_t)sizeof w ? 0 : 17;
 }
 
-static int read_event_cost(void) {
-  const char *sup = getenv("EVSHIM_SUPERVISED");
-  const int supervised = sup != NULL && strcmp(sup, "1") == 0;
-  int kq = kqueue(), sv[2], go[2], res[2], p[2];
-  CHECK(kq >= 0 && socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0 && pipe(go) == 0 && pipe(res) == 0);
-  CHECK(pipe(p) == 0 && write(p[1], "y", 1) == 1);
-  /* Traced (the idle pump parked) from before the knote exists: every look
-   * at the engine's loop is this thread's own. */
+/* Starts the tracer on this process (calls naming `fd` counted in windows
+ * 1 and 2, `pipe_fd` in window 3) and returns once it traces; the windows'
+ * counts come back through cost_finish. */
+static pid_t cost_start(int fd, int pipe_fd, int res[2]) {
+  int go[2];
+  CHECK(pipe(go) == 0 && pipe(res) == 0);
   const pid_t subject = getpid();
   pid_t tracer = fork();
   CHECK(tracer >= 0);
-  if (tracer == 0) _exit(cost_tracer(subject, sv[0], p[0], go[1], res[1]));
+  if (tracer == 0) _exit(cost_tracer(subject, fd, pipe_fd, go[1], res[1]));
   prctl(PR_SET_PTRACER, tracer, 0, 0, 0); /* Yama, where present */
   char c;
   CHECK(read(go[0], &c, 1) == 1);
+  return tracer;
+}
+
+static void cost_finish(pid_t tracer, int res[2], struct cost_window w[3]) {
+  CHECK(read(res[0], w, 3 * sizeof *w) == (ssize_t)(3 * sizeof *w));
+  int st;
+  CHECK(waitpid(tracer, &st, 0) == tracer && WIFEXITED(st) && WEXITSTATUS(st) == 0);
+}
+
+static int read_event_cost(void) {
+  const char *sup = getenv("EVSHIM_SUPERVISED");
+  const int supervised = sup != NULL && strcmp(sup, "1") == 0;
+  int kq = kqueue(), sv[2], res[2], p[2];
+  CHECK(kq >= 0 && socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0);
+  CHECK(pipe(p) == 0 && write(p[1], "y", 1) == 1);
+  /* Traced (the idle pump parked) from before the knote exists: every look
+   * at the engine's loop is this thread's own. */
+  const pid_t tracer = cost_start(sv[0], p[0], res);
+  char c;
   CHECK(add(kq, (uintptr_t)sv[0], EVFILT_READ, EV_ADD, 0, 0, NULL) == 0);
   CHECK(write(sv[1], "x", 1) == 1);
   struct kevent ev;
@@ -2817,9 +2834,7 @@ static int read_event_cost(void) {
   int n3 = kevent(kq, &once, 1, &ev, 1, NULL);
   cost_mark(5);
   struct cost_window w[3];
-  CHECK(read(res[0], w, sizeof w) == (ssize_t)sizeof w);
-  int st;
-  CHECK(waitpid(tracer, &st, 0) == tracer && WIFEXITED(st) && WEXITSTATUS(st) == 0);
+  cost_finish(tracer, res, w);
   printf("wait returning the event: %ld calls, %ld on the socket; re-check: %ld calls, %ld on the socket; "
          "EV_ONESHOT add and wait: %ld calls, %ld on the pipe\n",
          w[0].total, w[0].on_fd, w[1].total, w[1].on_fd, w[2].total, w[2].on_fd);
@@ -2887,16 +2902,9 @@ static int read_event_cost(void) {
 static int oneshot_readd_cost(void) {
   const char *sup = getenv("EVSHIM_SUPERVISED");
   const int supervised = sup != NULL && strcmp(sup, "1") == 0;
-  int kq = kqueue(), go[2], res[2], p[2];
-  CHECK(kq >= 0 && pipe(go) == 0 && pipe(res) == 0);
-  CHECK(pipe(p) == 0 && write(p[1], "y", 1) == 1);
-  const pid_t subject = getpid();
-  pid_t tracer = fork();
-  CHECK(tracer >= 0);
-  if (tracer == 0) _exit(cost_tracer(subject, p[0], p[0], go[1], res[1]));
-  prctl(PR_SET_PTRACER, tracer, 0, 0, 0); /* Yama, where present */
-  char c;
-  CHECK(read(go[0], &c, 1) == 1);
+  int kq = kqueue(), res[2], p[2];
+  CHECK(kq >= 0 && pipe(p) == 0 && write(p[1], "y", 1) == 1);
+  const pid_t tracer = cost_start(p[0], p[0], res);
   struct kevent once, ev;
   EV_SET(&once, p[0], EVFILT_READ, EV_ADD | EV_ONESHOT, 0, 0, NULL);
   int n[3];
@@ -2911,9 +2919,7 @@ static int oneshot_readd_cost(void) {
     CHECK(n[i] == 1 && ev.ident == (uintptr_t)p[0] && ev.data == 1 && !(ev.flags & EV_EOF));
   }
   struct cost_window w[3];
-  CHECK(read(res[0], w, sizeof w) == (ssize_t)sizeof w);
-  int st;
-  CHECK(waitpid(tracer, &st, 0) == tracer && WIFEXITED(st) && WEXITSTATUS(st) == 0);
+  cost_finish(tracer, res, w);
   for (int i = 0; i < 3; ++i) {
     printf("EV_ONESHOT re-add and wait %d: %ld calls, %ld on the pipe:", i + 1, w[i].total, w[i].on_fd);
     for (long j = 0; j < w[i].total && j < COST_MAX_NRS; ++j) printf(" %ld", w[i].nrs[j]);
