@@ -619,10 +619,16 @@ int Kqueues::Register(Kq& kq, Caller caller, KChange& change) {
 }
 
 std::vector<Kqueues::Taken> Kqueues::Collect(Kq& kq, uint32_t max) {
+  // Both lists reuse the last scan's storage (Recycle): a retrieval
+  // allocates nothing for them in the steady state.
   std::vector<Taken> taken;
+  taken.swap(spare_taken_);
+  taken.clear();
   // Only the knotes on the list now: one that re-activates during the scan
   // is not collected twice (the end marker, OB kern_event.c:1320-1331).
   std::vector<uint64_t> uids;
+  uids.swap(spare_uids_);
+  uids.clear();
   uids.reserve(kq.queue.size());
   for (Knote* k : kq.queue) uids.push_back(k->uid);
   for (uint64_t uid : uids) {
@@ -669,6 +675,8 @@ std::vector<Kqueues::Taken> Kqueues::Collect(Kq& kq, uint32_t max) {
     taken.push_back(Taken{&kn, Report(kn)});
   }
   UpdateReadiness(kq);
+  Recycle(uids, spare_uids_);
+  if (taken.empty()) Recycle(taken, spare_taken_);
   return taken;
 }
 
@@ -715,9 +723,11 @@ bool Kqueues::Deliver(Kq& kq, KeventCompletion& done, std::vector<Taken> taken) 
   for (const Taken& t : taken) out.events.push_back(t.ev);
   if (!done.Complete(std::move(out))) {
     PutBack(kq, taken);
+    Recycle(taken, spare_taken_);
     return false;
   }
   Commit(kq, taken);
+  Recycle(taken, spare_taken_);
   return true;
 }
 
