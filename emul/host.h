@@ -129,6 +129,24 @@ class Host {
   }
   virtual void DisarmWatch(WatchId id) = 0;
   virtual void DropWatch(WatchId id) = 0;
+  // As DropWatch, for the watch of a level READ knote on process `pid`'s
+  // descriptor `fd` (a `kind` file) that goes while that descriptor still
+  // names its file (a delivered EV_ONESHOT, EV_DELETE): a host may keep it
+  // for the next WatchFd of the same number, which then confirms the file
+  // with the watch's registration instead of a new look, and whose first
+  // look may report the file. Default: DropWatch.
+  virtual void ReleaseWatch(WatchId id, Pid pid, int fd, FdKind kind) {
+    (void)pid;
+    (void)fd;
+    (void)kind;
+    DropWatch(id);
+  }
+  // Process `pid` is closing descriptor `fd` (the kqueue library's report,
+  // before the close): what ReleaseWatch kept for it goes. Default: nothing.
+  virtual void ForgetFd(Pid pid, int fd) {
+    (void)pid;
+    (void)fd;
+  }
   // True if process `pid` has, at descriptor `fd`, the very open file the
   // watch was made on (illumos getf(fd) == association's file_t).
   virtual bool SameFile(Pid pid, int fd, WatchId id) = 0;
@@ -184,7 +202,8 @@ class Host {
   }
 
   // As ProbeFd with needs kReadable, for a descriptor whose watch `watch`
-  // the caller has just confirmed (SameFile) and whose kind it knows: a
+  // the caller has just confirmed (SameFile), of kind `known` (kUnknown: a
+  // new knote; a host that kept the watch knows the kind itself): a
   // host that kept its look's report of the watch in this call (ready,
   // without hang-up or error) may take that for the readiness bits and
   // measure only the count, where the count agrees (a pipe's or a socket's

@@ -589,6 +589,7 @@ int Kqueues::Register(Kq& kq, Caller caller, KChange& change) {
       }
     }
   } else if (kev.flags & kev::kDelete) {
+    kn->keep_watch = true;  // DropClosedKnotesAt confirmed its file above
     Drop(kq, *kn);  // its queued event goes with it
     return 0;
   } else {
@@ -618,10 +619,16 @@ int Kqueues::Register(Kq& kq, Caller caller, KChange& change) {
 }
 
 std::vector<Kqueues::Taken> Kqueues::Collect(Kq& kq, uint32_t max) {
+  // Both lists reuse the last scan's storage (Recycle): a retrieval
+  // allocates nothing for them in the steady state.
   std::vector<Taken> taken;
+  taken.swap(spare_taken_);
+  taken.clear();
   // Only the knotes on the list now: one that re-activates during the scan
   // is not collected twice (the end marker, OB kern_event.c:1320-1331).
   std::vector<uint64_t> uids;
+  uids.swap(spare_uids_);
+  uids.clear();
   uids.reserve(kq.queue.size());
   for (Knote* k : kq.queue) uids.push_back(k->uid);
   for (uint64_t uid : uids) {
@@ -668,6 +675,8 @@ std::vector<Kqueues::Taken> Kqueues::Collect(Kq& kq, uint32_t max) {
     taken.push_back(Taken{&kn, Report(kn)});
   }
   UpdateReadiness(kq);
+  Recycle(uids, spare_uids_);
+  if (taken.empty()) Recycle(taken, spare_taken_);
   return taken;
 }
 
@@ -685,6 +694,7 @@ void Kqueues::Commit(Kq& kq, std::vector<Taken>& taken) {
     Knote& kn = *t.kn;
     const uint16_t flags = kn.kev.flags;
     if (flags & kev::kOneshot) {
+      kn.keep_watch = true;  // measured (or confirmed) by this very scan
       Drop(kq, kn);
       continue;
     }
@@ -713,9 +723,11 @@ bool Kqueues::Deliver(Kq& kq, KeventCompletion& done, std::vector<Taken> taken) 
   for (const Taken& t : taken) out.events.push_back(t.ev);
   if (!done.Complete(std::move(out))) {
     PutBack(kq, taken);
+    Recycle(taken, spare_taken_);
     return false;
   }
   Commit(kq, taken);
+  Recycle(taken, spare_taken_);
   return true;
 }
 
@@ -957,6 +969,7 @@ void Kqueues::OnWatchReady(WatchId watch, uint32_t revents) {
 
 void Kqueues::FdClosing(Pid pid, int64_t fd) {
   if (fd < 0 || fd > INT_MAX) return;  // no such descriptor number
+  host_.ForgetFd(pid, static_cast<int>(fd));
   const uint64_t ident = static_cast<uint64_t>(fd);
   std::vector<uint64_t> closing;
   for (auto& [id, kq] : kqs_) {

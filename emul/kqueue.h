@@ -369,6 +369,10 @@ class Kqueues final : public Engine {
     // host's Host::QuietSinceArm for the filter's "not ready" (Collect).
     bool awaits_look : 1 = false;
     bool vnode_use : 1 = false;  // VNODE: its watch reports opens, closes and reads
+    // Goes with its descriptor still naming its file (a delivered
+    // EV_ONESHOT, EV_DELETE): its watch may serve the number's next knote
+    // (Host::ReleaseWatch).
+    bool keep_watch : 1 = false;
     // Each filter's own state (the kernels' kn_hook, kn_ptr), used only by
     // its FilterOps entry and the source that feeds it.
     struct User {
@@ -679,6 +683,16 @@ class Kqueues final : public Engine {
   // measuring again (nothing the engine sees can happen in between: the
   // call holds the engine). Emptied at each call's start and end.
   std::unordered_set<uint64_t> ready_at_change_;
+  // Collect's lists, kept between scans (only small ones: a scan that once
+  // took thousands of events does not hold their memory for good).
+  std::vector<uint64_t> spare_uids_;
+  std::vector<Taken> spare_taken_;
+  template <typename T>
+  static void Recycle(std::vector<T>& used, std::vector<T>& spare) {
+    if (used.capacity() > 64 || used.capacity() <= spare.capacity()) return;
+    used.clear();
+    spare.swap(used);
+  }
   void NoteChangeMeasure(const Knote& kn, bool ready);
   std::unordered_map<WatchId, uint64_t> by_vnode_;
   std::multimap<Pid, uint64_t> proc_knotes_;

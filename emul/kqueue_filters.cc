@@ -55,7 +55,14 @@ struct Kqueues::Filters {
 
   static void FdDetach(Kqueues& self, Knote& kn) {
     if (kn.io.watch) {
-      self.host_.DropWatch(*kn.io.watch);
+      // A level READ knote's watch, its file still the knote's: the host
+      // may keep it for the number's next knote (docs/kqueue.md "What a
+      // kevent costs": EV_ONESHOT added again and again).
+      if (kn.keep_watch && kn.kev.filter == KFilter::kRead && !kn.io.watched_kq && !(kn.kev.flags & kev::kClear)) {
+        self.host_.ReleaseWatch(*kn.io.watch, kn.owner, kn.fd, kn.io_kind);
+      } else {
+        self.host_.DropWatch(*kn.io.watch);
+      }
       kn.io.watch.reset();  // its uid stays: the knote goes now (Drop, ~Kqueues)
     }
     if (kn.io.watched_kq) {
@@ -108,8 +115,10 @@ struct Kqueues::Filters {
     // earlier probe learned of its kind still holds.
     const FdKind known = kn.io.watch ? kn.io_kind : FdKind::kUnknown;
     // READ: the look of this call may have said "readable" already; then
-    // the count is all that is measured (Host::ProbeReadableAfterLook).
-    Result<FdProbe> pr = needs == FdProbeNeeds::kReadable && known != FdKind::kUnknown
+    // the count is all that is measured (Host::ProbeReadableAfterLook; a
+    // new knote's kind is the host's, if it kept the watch). Not EV_CLEAR:
+    // its measurement settles an edge watch, which no look reports to.
+    Result<FdProbe> pr = needs == FdProbeNeeds::kReadable && kn.io.watch && !(kn.kev.flags & kev::kClear)
                              ? self.host_.ProbeReadableAfterLook(kn.owner, kn.fd, known, *kn.io.watch)
                              : self.host_.ProbeFd(kn.owner, kn.fd, needs, known);
     if (!pr.ok()) {

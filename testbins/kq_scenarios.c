@@ -2783,21 +2783,38 @@ static int cost_tracer(pid_t subject, int fd, int pipe_fd, int go, int out) {
   return write(out, w, sizeof w) == (ssize_t)sizeof w ? 0 : 17;
 }
 
-static int read_event_cost(void) {
-  const char *sup = getenv("EVSHIM_SUPERVISED");
-  const int supervised = sup != NULL && strcmp(sup, "1") == 0;
-  int kq = kqueue(), sv[2], go[2], res[2], p[2];
-  CHECK(kq >= 0 && socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0 && pipe(go) == 0 && pipe(res) == 0);
-  CHECK(pipe(p) == 0 && write(p[1], "y", 1) == 1);
-  /* Traced (the idle pump parked) from before the knote exists: every look
-   * at the engine's loop is this thread's own. */
+/* Starts the tracer on this process (calls naming `fd` counted in windows
+ * 1 and 2, `pipe_fd` in window 3) and returns once it traces; the windows'
+ * counts come back through cost_finish. */
+static pid_t cost_start(int fd, int pipe_fd, int res[2]) {
+  int go[2];
+  CHECK(pipe(go) == 0 && pipe(res) == 0);
   const pid_t subject = getpid();
   pid_t tracer = fork();
   CHECK(tracer >= 0);
-  if (tracer == 0) _exit(cost_tracer(subject, sv[0], p[0], go[1], res[1]));
+  if (tracer == 0) _exit(cost_tracer(subject, fd, pipe_fd, go[1], res[1]));
   prctl(PR_SET_PTRACER, tracer, 0, 0, 0); /* Yama, where present */
   char c;
   CHECK(read(go[0], &c, 1) == 1);
+  return tracer;
+}
+
+static void cost_finish(pid_t tracer, int res[2], struct cost_window w[3]) {
+  CHECK(read(res[0], w, 3 * sizeof *w) == (ssize_t)(3 * sizeof *w));
+  int st;
+  CHECK(waitpid(tracer, &st, 0) == tracer && WIFEXITED(st) && WEXITSTATUS(st) == 0);
+}
+
+static int read_event_cost(void) {
+  const char *sup = getenv("EVSHIM_SUPERVISED");
+  const int supervised = sup != NULL && strcmp(sup, "1") == 0;
+  int kq = kqueue(), sv[2], res[2], p[2];
+  CHECK(kq >= 0 && socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0);
+  CHECK(pipe(p) == 0 && write(p[1], "y", 1) == 1);
+  /* Traced (the idle pump parked) from before the knote exists: every look
+   * at the engine's loop is this thread's own. */
+  const pid_t tracer = cost_start(sv[0], p[0], res);
+  char c;
   CHECK(add(kq, (uintptr_t)sv[0], EVFILT_READ, EV_ADD, 0, 0, NULL) == 0);
   CHECK(write(sv[1], "x", 1) == 1);
   struct kevent ev;
@@ -2817,9 +2834,7 @@ static int read_event_cost(void) {
   int n3 = kevent(kq, &once, 1, &ev, 1, NULL);
   cost_mark(5);
   struct cost_window w[3];
-  CHECK(read(res[0], w, sizeof w) == (ssize_t)sizeof w);
-  int st;
-  CHECK(waitpid(tracer, &st, 0) == tracer && WIFEXITED(st) && WEXITSTATUS(st) == 0);
+  cost_finish(tracer, res, w);
   printf("wait returning the event: %ld calls, %ld on the socket; re-check: %ld calls, %ld on the socket; "
          "EV_ONESHOT add and wait: %ld calls, %ld on the pipe\n",
          w[0].total, w[0].on_fd, w[1].total, w[1].on_fd, w[2].total, w[2].on_fd);
@@ -2871,6 +2886,124 @@ static int read_event_cost(void) {
   return 0;
 }
 #endif
+
+#if defined(__x86_64__)
+/* EV_ADD|EV_ONESHOT on a ready pipe and the wait, one call, again and again
+ * on the same number (the fdwait pattern: the knote is new each time). From
+ * the third, the watch kept for the number since its second knote
+ * (Host::ReleaseWatch) confirms the number with its registration (one
+ * EPOLL_CTL_MOD: EV_ADD on a closed number is EBADF, OB kern_event.c:
+ * 1076-1080 fd_getfile), the call's look reported the pipe readable with no
+ * hang-up (the poll's answer), and FIONREAD is `data` (filt_piperead):
+ * 2 calls on the pipe, 3 in all (before: fstat, poll, FIONREAD and the
+ * look; docs/kqueue.md "What a kevent costs"). Three windows, each one
+ * such call; the idle pump kept stopped (cost_park_others). Supervised:
+ * none on the pipe. */
+static int oneshot_readd_cost(void) {
+  const char *sup = getenv("EVSHIM_SUPERVISED");
+  const int supervised = sup != NULL && strcmp(sup, "1") == 0;
+  int kq = kqueue(), res[2], p[2];
+  CHECK(kq >= 0 && pipe(p) == 0 && write(p[1], "y", 1) == 1);
+  const pid_t tracer = cost_start(p[0], p[0], res);
+  struct kevent once, ev;
+  EV_SET(&once, p[0], EVFILT_READ, EV_ADD | EV_ONESHOT, 0, 0, NULL);
+  int n[3];
+  /* Warm: the first knote learns the file, the second keeps its
+   * registration on. */
+  CHECK(kevent(kq, &once, 1, &ev, 1, NULL) == 1 && ev.data == 1);
+  CHECK(kevent(kq, &once, 1, &ev, 1, NULL) == 1 && ev.data == 1);
+  for (int i = 0; i < 3; ++i) {
+    cost_mark(2 * i);
+    n[i] = kevent(kq, &once, 1, &ev, 1, NULL);
+    cost_mark(2 * i + 1);
+    CHECK(n[i] == 1 && ev.ident == (uintptr_t)p[0] && ev.data == 1 && !(ev.flags & EV_EOF));
+  }
+  struct cost_window w[3];
+  cost_finish(tracer, res, w);
+  for (int i = 0; i < 3; ++i) {
+    printf("EV_ONESHOT re-add and wait %d: %ld calls, %ld on the pipe:", i + 1, w[i].total, w[i].on_fd);
+    for (long j = 0; j < w[i].total && j < COST_MAX_NRS; ++j) printf(" %ld", w[i].nrs[j]);
+    printf("\n");
+  }
+  for (int i = 0; i < 3; ++i) {
+    if (supervised) {
+      CHECK(w[i].on_fd == 0);
+    } else {
+      CHECK(w[i].on_fd == 2); /* EPOLL_CTL_MOD, FIONREAD (before: fstat, poll, FIONREAD) */
+      CHECK(w[i].total <= 3); /* and the look (before: 4) */
+    }
+  }
+  return 0;
+}
+#endif
+
+/* What keeping a READ knote's watch for the number's next knote
+ * (Host::ReleaseWatch, docs/kqueue.md "What a kevent costs") must not
+ * change. Each part first makes the kept watch's registration (three
+ * EV_ADD|EV_ONESHOT knotes delivered on the same number).
+ * - A knote re-added on a pipe that is not ready: no event (filt_piperead:
+ *   no bytes, no EOF), then the write fires it.
+ * - EV_EOF with bytes left: the writer gone, 2 bytes in the pipe: EV_EOF
+ *   and data 2 (filt_piperead: EV_EOF with kn_data the bytes).
+ * - The number closed by a raw close (the library never hears of it) while
+ *   the file stays open elsewhere, and reused by another pipe: EV_ADD
+ *   watches the new pipe (fd_getfile: the number's file now): not ready
+ *   where the old one was, and its own byte count.
+ * - The number closed by a raw close and not reused: EBADF (OB
+ *   kern_event.c:1076-1080, fd_getfile). */
+static void readd_three(int kq, int fd, int64_t data) {
+  struct kevent ch, ev;
+  EV_SET(&ch, fd, EVFILT_READ, EV_ADD | EV_ONESHOT, 0, 0, NULL);
+  for (int i = 0; i < 3; ++i) {
+    CHECK(kevent(kq, &ch, 1, &ev, 1, NULL) == 1 && ev.ident == (uintptr_t)fd && ev.data == data &&
+          !(ev.flags & (EV_EOF | EV_ERROR)));
+  }
+}
+
+static int oneshot_readd_exact(void) {
+  int kq = kqueue(), p[2], r[2], q[2], s[2];
+  CHECK(kq >= 0 && pipe(p) == 0 && pipe(r) == 0 && pipe(q) == 0 && pipe(s) == 0);
+  struct kevent ch, ev;
+  char buf[8];
+  /* Not ready. */
+  CHECK(write(p[1], "abc", 3) == 3);
+  readd_three(kq, p[0], 3);
+  CHECK(read(p[0], buf, sizeof buf) == 3);
+  EV_SET(&ch, p[0], EVFILT_READ, EV_ADD | EV_ONESHOT, 0, 0, NULL);
+  CHECK(kevent(kq, &ch, 1, &ev, 1, &kZero) == 0);
+  CHECK(get(kq, &ev, 1, &kZero) == 0);
+  CHECK(write(p[1], "de", 2) == 2);
+  CHECK(get(kq, &ev, 1, &kZero) == 1 && ev.ident == (uintptr_t)p[0] && ev.data == 2 && !(ev.flags & EV_EOF));
+  /* EV_EOF with bytes left. */
+  readd_three(kq, p[0], 2);
+  CHECK(close(p[1]) == 0);
+  CHECK(kevent(kq, &ch, 1, &ev, 1, &kZero) == 1 && ev.ident == (uintptr_t)p[0] && ev.data == 2 &&
+        (ev.flags & EV_EOF));
+  /* A raw close, the number reused by another pipe (q's read end, empty). */
+  CHECK(write(r[1], "x", 1) == 1 && write(q[1], "wxyz", 4) == 4);
+  readd_three(kq, r[0], 1);
+  const int num = r[0], held = dup(r[0]);
+  CHECK(held >= 0 && read(q[0], buf, 4) == 4);
+  CHECK(syscall(SYS_close, num) == 0 && syscall(SYS_dup3, q[0], num, 0) == num);
+  EV_SET(&ch, num, EVFILT_READ, EV_ADD | EV_ONESHOT, 0, 0, NULL);
+  CHECK(kevent(kq, &ch, 1, &ev, 1, &kZero) == 0); /* the old pipe is ready, the new one is not */
+  CHECK(write(q[1], "uv", 2) == 2);
+  CHECK(get(kq, &ev, 1, &kZero) == 1 && ev.ident == (uintptr_t)num && ev.data == 2);
+  /* ... and reused by a pipe that is ready, with another count. */
+  readd_three(kq, num, 2);
+  CHECK(write(s[1], "stuvw", 5) == 5);
+  CHECK(syscall(SYS_close, num) == 0 && syscall(SYS_dup3, s[0], num, 0) == num);
+  CHECK(kevent(kq, &ch, 1, &ev, 1, &kZero) == 1 && ev.ident == (uintptr_t)num && ev.data == 5 &&
+        !(ev.flags & EV_ERROR));
+  /* A raw close, the number left closed. */
+  readd_three(kq, num, 5);
+  CHECK(syscall(SYS_close, num) == 0);
+  CHECK(kevent(kq, &ch, 1, &ev, 1, &kZero) == 1 && ev.ident == (uintptr_t)num && (ev.flags & EV_ERROR) &&
+        ev.data == EBADF);
+  CHECK(get(kq, &ev, 1, &kZero) == 0);
+  close(held);
+  return 0;
+}
 
 int main(int argc, char **argv) {
   if (argc < 2) {
@@ -2939,7 +3072,9 @@ int main(int argc, char **argv) {
 #if defined(__x86_64__)
   if (!strcmp(s, "changes_stand_when_interrupted")) return changes_stand_when_interrupted();
   if (!strcmp(s, "read_event_cost")) return read_event_cost();
+  if (!strcmp(s, "oneshot_readd_cost")) return oneshot_readd_cost();
 #endif
+  if (!strcmp(s, "oneshot_readd_exact")) return oneshot_readd_exact();
   fprintf(stderr, "unknown scenario %s\n", s);
   return 2;
 }

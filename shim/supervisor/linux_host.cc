@@ -167,6 +167,14 @@ Result<emul::WatchId> LinuxHost::WatchFd(emul::Pid pid, int fd) {
   // The file is registered by the first ArmWatch, which knows the mask.
   if (!FdOpen(pid, fd)) return Errno{EBADF};
   if (pid == local_pid_ && local_) {
+    if (fd == kept_confirmed_fd_ && file_check_memo_) {
+      // FdOpen just confirmed the watch kept for this number (ReleaseWatch).
+      auto kept = kept_.find(fd);
+      if (kept != kept_.end() && kept->second.parked) {
+        kept->second.parked = false;
+        return kept->second.id;
+      }
+    }
     const emul::WatchId id = local_->NewId(kLocalWatch);
     local_->Add(id);
     return id;
@@ -363,7 +371,19 @@ const struct stat* LinuxHost::LocalStat(int fd) {
 }
 
 bool LinuxHost::FdOpen(emul::Pid pid, int fd) {
-  if (pid == local_pid_) return LocalStat(fd) != nullptr;
+  if (pid == local_pid_) {
+    if (!kept_.empty()) {
+      switch (ConfirmKept(fd)) {
+        case Kept::kConfirmed:
+          return true;
+        case Kept::kClosed:
+          return false;
+        case Kept::kNone:
+          break;
+      }
+    }
+    return LocalStat(fd) != nullptr;
+  }
   char path[64];
   std::snprintf(path, sizeof path, "/proc/%d/fd/%d", pid, fd);
   struct stat st {};

@@ -90,6 +90,8 @@ class LinuxHost final : public emul::Host {
                                                      emul::WatchId watch) override;
   void DisarmWatch(emul::WatchId id) override;
   void DropWatch(emul::WatchId id) override;
+  void ReleaseWatch(emul::WatchId id, emul::Pid pid, int fd, emul::FdKind kind) override;
+  void ForgetFd(emul::Pid pid, int fd) override;
   bool SameFile(emul::Pid pid, int fd, emul::WatchId id) override;
   bool FdOpen(emul::Pid pid, int fd) override;
   void ObjectReadinessChanged(emul::ObjectId obj, bool readable) override;
@@ -137,12 +139,14 @@ class LinuxHost final : public emul::Host {
   void ForgetFileChecks() {
     file_checks_.clear();
     local_stat_fd_ = -1;
+    kept_confirmed_fd_ = -1;
     if (local_) local_->ForgetFileChecks();
   }
   // The host's own process's number `fd` alone (the in-process engine keeps
   // the other answers across calls while nothing was closed).
   void ForgetLocalFileCheck(int fd) {
     if (fd == local_stat_fd_) local_stat_fd_ = -1;
+    if (fd == kept_confirmed_fd_) kept_confirmed_fd_ = -1;
     if (local_) local_->ForgetFileCheck(fd);
   }
   // The host's own process's descriptor `fd` as fstat saw it (nullptr: not
@@ -247,6 +251,29 @@ class LinuxHost final : public emul::Host {
   struct stat local_stat_ {};
   static constexpr size_t kMaxFileChecks = 32;  // bounded: a full memo starts again
   std::vector<FileCheck> file_checks_;
+  // The host's own process: a level READ knote's watch kept after its
+  // knote went (ReleaseWatch), one per number, for the number's next
+  // knote (docs/kqueue.md "What a kevent costs"). What the number's fstat
+  // said of the file is kept with it (LocalStat's answer once the file is
+  // confirmed). Kept as it is the first time (no call); kept with its
+  // level registration on from its second knote (LocalWatches::Keep), so
+  // that registration confirms the number (one EPOLL_CTL_MOD, no fstat)
+  // and the call's look reports the file (no poll).
+  struct KeptWatch {
+    emul::WatchId id = 0;
+    uint64_t dev = 0, ino = 0;
+    uint32_t mode = 0;
+    emul::FdKind kind = emul::FdKind::kUnknown;
+    bool parked = false;      // no knote uses it
+    bool registered = false;  // its registration is kept on
+  };
+  enum class Kept : uint8_t { kNone, kConfirmed, kClosed };
+  // A parked watch of number `fd` still names its file (kConfirmed: then
+  // LocalStat answers for it), or the number is closed; otherwise the
+  // watch is dropped (kNone: the caller looks itself).
+  Kept ConfirmKept(int fd);
+  std::unordered_map<int, KeptWatch> kept_;
+  int kept_confirmed_fd_ = -1;  // ConfirmKept's kConfirmed, kept with the identity answers
   std::function<void(int)> register_cb_;
   void RearmInLoop(emul::WatchId id);
 

@@ -467,6 +467,88 @@ void LinuxHost::ReadInotify() {
   }
 }
 
+// A READ knote's watch whose knote went with its file still at the number:
+// kept for the number's next knote (docs/kqueue.md "What a kevent costs").
+// The first time as it is, with this call's fstat of the number; when the
+// watch served a second knote, with its level registration kept on.
+void LinuxHost::ReleaseWatch(emul::WatchId id, emul::Pid pid, int fd, emul::FdKind kind) {
+  using emul::FdKind;
+  // Only a file whose look report can stand for the poll
+  // (ProbeReadableAfterLook), and only with this call's fstat of the number.
+  const bool keepable = IsLocal(id) && local_ && pid == local_pid_ && file_check_memo_ &&
+                        fd == local_stat_fd_ && (kind == FdKind::kPipe || kind == FdKind::kSocket);
+  auto it = keepable ? kept_.find(fd) : kept_.end();
+  if (!keepable || (it != kept_.end() && it->second.parked && it->second.id != id)) {
+    DropWatch(id);  // one kept watch per number
+    return;
+  }
+  KeptWatch k;
+  k.id = id;
+  k.dev = local_stat_.st_dev;
+  k.ino = local_stat_.st_ino;
+  k.mode = local_stat_.st_mode;
+  k.kind = kind;
+  k.parked = true;
+  if (it != kept_.end() && it->second.id == id) {
+    // Its second knote at least: its registration stays on from now.
+    k.registered = local_->Keep(id, fd, emul::poll_bits::kIn | emul::poll_bits::kRdHup |
+                                            emul::poll_bits::kHup | emul::poll_bits::kErr);
+    if (!k.registered) {
+      kept_.erase(it);
+      local_->Drop(id);
+      return;
+    }
+    it->second = k;
+    return;
+  }
+  kept_.insert_or_assign(fd, k);
+}
+
+void LinuxHost::ForgetFd(emul::Pid pid, int fd) {
+  if (pid != local_pid_ || kept_.empty()) return;
+  auto it = kept_.find(fd);
+  if (it == kept_.end()) return;
+  if (it->second.parked && local_) local_->Drop(it->second.id);
+  kept_.erase(it);
+  if (fd == kept_confirmed_fd_) kept_confirmed_fd_ = -1;
+}
+
+LinuxHost::Kept LinuxHost::ConfirmKept(int fd) {
+  auto it = kept_.find(fd);
+  if (it == kept_.end() || !it->second.parked || !local_ || !file_check_memo_) return Kept::kNone;
+  if (fd == kept_confirmed_fd_) return Kept::kConfirmed;
+  const KeptWatch& k = it->second;
+  Kept verdict = Kept::kNone;
+  if (k.registered) {
+    // EPOLL_CTL_MOD on the number succeeds only on this file's registration.
+    if (local_->SameFile(fd, k.id)) {
+      local_stat_ = {};
+      local_stat_.st_dev = static_cast<dev_t>(k.dev);
+      local_stat_.st_ino = static_cast<ino_t>(k.ino);
+      local_stat_.st_mode = static_cast<mode_t>(k.mode);
+      local_stat_fd_ = fd;
+      verdict = Kept::kConfirmed;
+    }
+  } else {
+    // Not registered: the number's fstat (kept for the call) names the file;
+    // an unregistered watch holds nothing of the old one.
+    const struct stat* st = LocalStat(fd);
+    if (st == nullptr) {
+      verdict = Kept::kClosed;
+    } else if (static_cast<uint64_t>(st->st_dev) == k.dev && static_cast<uint64_t>(st->st_ino) == k.ino &&
+               local_->SameFile(fd, k.id, true)) {
+      verdict = Kept::kConfirmed;
+    }
+  }
+  if (verdict == Kept::kConfirmed) {
+    kept_confirmed_fd_ = fd;
+    return verdict;
+  }
+  local_->Drop(k.id);
+  kept_.erase(it);
+  return verdict;
+}
+
 // kqueue's READ filter on a pipe or a (not listening) socket whose watch
 // this call's look reported readable, with no hang-up and no error: that
 // report stands for the poll (docs/kqueue.md "What a kevent costs"), and
@@ -478,6 +560,11 @@ void LinuxHost::ReadInotify() {
 Result<emul::FdProbe> LinuxHost::ProbeReadableAfterLook(emul::Pid pid, int fd, emul::FdKind known,
                                                         emul::WatchId watch) {
   using emul::FdKind;
+  if (known == FdKind::kUnknown && fd == kept_confirmed_fd_ && file_check_memo_) {
+    // A new knote on the watch kept for this number (ReleaseWatch).
+    auto kept = kept_.find(fd);
+    if (kept != kept_.end() && kept->second.id == watch) known = kept->second.kind;
+  }
   const bool counted_kind = known == FdKind::kPipe || known == FdKind::kSocket;
   if (pid == local_pid_ && counted_kind && IsLocal(watch) && local_ && local_->ReportedReadyThisCall(watch)) {
     int n = 0;

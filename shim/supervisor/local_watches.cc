@@ -874,6 +874,25 @@ void LocalWatches::Drop(WatchId id) {
   watches_.Erase(id);
 }
 
+bool LocalWatches::Keep(WatchId id, int fd, uint32_t events) {
+  Watch* found_watch = watches_.Find(id);
+  if (found_watch == nullptr || found_watch->edge || found_watch->pollless) return false;
+  Watch& w = *found_watch;
+  events &= kPollBits;
+  Result<File*> attached = Attach(w, id, fd);
+  if (!attached.ok()) return false;
+  File& f = **attached;
+  w.armed = false;
+  Unfire(id);
+  w.mask = static_cast<uint16_t>(events);
+  if (f.reg == File::Reg::kLevel && (f.level_events & events) == events) {
+    if (f.unused_call == call_) f.taken = true;
+    return true;
+  }
+  // EPOLL_CTL_MOD on a ready file reports it at the next look.
+  return SetLevel(f, (f.reg != File::Reg::kOff ? f.level_events : 0) | events);
+}
+
 bool LocalWatches::QuietSinceArm(WatchId id) {
   const Watch* found_watch = watches_.Find(id);
   if (found_watch == nullptr) return false;

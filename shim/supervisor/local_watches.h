@@ -100,6 +100,15 @@ class LocalWatches {
   void SettleEdge(emul::WatchId id, int fd, uint32_t events);
   void Disarm(emul::WatchId id);
   void Drop(emul::WatchId id);
+  // Keeps level watch `id`, which nothing arms for now, on number `fd`'s
+  // file with its level registration on for `events` (LinuxHost::
+  // ReleaseWatch): the next look reports a ready file to it
+  // (ReportedReadyThisCall) and its next user confirms the number with that
+  // registration (SameFile). No call when the registration is on and
+  // covers `events` already; a report of this call counts as taken (the
+  // watch's last user measured the file at this call). False: not kept
+  // (an edge or pollless watch, a file gone); the caller drops it.
+  bool Keep(emul::WatchId id, int fd, uint32_t events);
   // `open_known`: the caller saw the number open in this call (answers a
   // watch not registered yet with no system call).
   bool SameFile(int fd, emul::WatchId id, bool open_known = false);

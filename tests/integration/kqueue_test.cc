@@ -153,6 +153,22 @@ TEST(KqueueCost, OneReadEventTakesOneCallOnTheSocket) {
 }
 #endif
 
+// EV_ADD|EV_ONESHOT on a ready pipe and the wait, one call, repeated on the
+// same number (bench fdwait): from the third, 2 calls on the pipe
+// (EPOLL_CTL_MOD of the watch kept since the second, which confirms the
+// number; FIONREAD for `data`; the call's look stands for the poll) and 3
+// in all (before: 3 on the pipe, fstat, poll, FIONREAD; 4 in all).
+// Supervised: none on the pipe. x86_64 only (the tracer), as above.
+#if defined(__x86_64__)
+TEST(KqueueCost, OneshotReaddTakesTwoCallsOnThePipe) {
+  for (const char* p : {"freebsd", "openbsd", "dragonfly"}) {
+    RunResult r = RunCommand({kEvshim, "run", "--", Binary(p), "oneshot_readd_cost"}, 30);
+    EXPECT_FALSE(r.timed_out);
+    EXPECT_EQ(r.status, 0) << p << "\nstdout:\n" << r.out << "stderr:\n" << r.err;
+  }
+}
+#endif
+
 // docs/design.md "Signals and exactly once": a signal interrupts the caller
 // after the supervisor applied a kevent's changes and before it answered
 // (forced: a userfaultfd on the event list stops the supervisor's copy-out
@@ -216,7 +232,12 @@ TEST(KqueueTermination, TimeoutTermStopsEvshimRun) {
 // add-close cycles leave the supervisor's descriptor count flat;
 // `close_same_file_back`: the close drops the knotes even when the same open
 // file comes back at the number (close + dup2/dup3 back, dup2 over and back,
-// close + SCM_RIGHTS).
+// close + SCM_RIGHTS). `oneshot_readd_exact`: what the watch kept for a
+// number's next knote must not change (docs/kqueue.md "What a kevent
+// costs"): a knote re-added on a pipe that is not ready, EV_EOF with bytes
+// left (filt_piperead), a raw close with the number reused by another
+// pipe (the new one is watched) or left closed (EBADF, OB
+// kern_event.c:1076-1080, fd_getfile).
 class KqueueReadiness
     : public ::testing::TestWithParam<std::tuple<const char*, const char*>> {};
 
@@ -233,7 +254,8 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Combine(::testing::Values("freebsd", "openbsd", "dragonfly"),
                        ::testing::Values("ready_before_call", "eof_before_call", "kq_in_kq_ready",
                                          "poll_after_ready", "poll_family_after_ready", "close_no_delete",
-                                         "close_same_file_back", "poll_wakes_on_trigger")),
+                                         "close_same_file_back", "poll_wakes_on_trigger",
+                                         "oneshot_readd_exact")),
     [](const auto& p) {
       return std::string(std::get<0>(p.param)) + "_" + std::get<1>(p.param);
     });
