@@ -77,7 +77,7 @@
 // close(), so the engine learns of the close when it next checks the
 // association (SameFile): before delivery, at re-association or
 // dissociation of that number, before counting events, and before the port
-// looks full (the last slot, EAGAIN); see DropClosedAt.
+// looks full (the last slot, EAGAIN); see DropClosedAtThenFind.
 #include "emul/event_port.h"
 
 #include <algorithm>
@@ -194,19 +194,10 @@ void EventPorts::FreeAssoc(Port& p, FdAssoc* a) {
 // associations made through it, their slots and queued events. Under evshim
 // close() is not seen, so an association whose owner no longer has that
 // very file at that number is dropped wherever a program could tell:
-// re-association or dissociation of the number (DropClosedAt), the last
+// re-association or dissociation of the number (DropClosedAtThenFind), the last
 // free slot and EAGAIN (DropClosedAssocs), event counts (DropClosedEvents),
 // delivery (Check). One kcmp per association looked at.
 bool EventPorts::Closed(const FdAssoc& a) { return !host_.SameFile(a.owner, a.fd, a.watch); }
-
-void EventPorts::DropClosedAt(Port& p, int fd) {
-  std::vector<FdAssoc*> closed;
-  auto range = p.fd_assocs.equal_range(fd);
-  for (auto it = range.first; it != range.second; ++it) {
-    if (Closed(it->second)) closed.push_back(&it->second);
-  }
-  for (FdAssoc* a : closed) FreeAssoc(p, a);
-}
 
 void EventPorts::DropClosedAssocs(Port& p) {
   std::vector<FdAssoc*> closed;
@@ -232,12 +223,23 @@ void EventPorts::DropClosedFds(ObjectId id) {
   ServeDispatchers(*p);
 }
 
-EventPorts::FdAssoc* EventPorts::FindAssoc(Port& p, Pid pid, int fd) {
+EventPorts::FdAssoc* EventPorts::DropClosedAtThenFind(Port& p, Pid pid, int fd) {
+  std::vector<FdAssoc*> closed;
+  FdAssoc* found = nullptr;
   auto range = p.fd_assocs.equal_range(fd);
   for (auto it = range.first; it != range.second; ++it) {
-    if (host_.SameFile(pid, fd, it->second.watch)) return &it->second;
+    FdAssoc& a = it->second;
+    // For the owner (the usual caller) "still open" and "the caller's"
+    // are one question: one check of the file answers both.
+    const bool owner_has_it = !Closed(a);
+    if (!owner_has_it) {
+      closed.push_back(&a);
+    } else if (found == nullptr && (a.owner == pid || host_.SameFile(pid, fd, a.watch))) {
+      found = &a;
+    }
   }
-  return nullptr;
+  for (FdAssoc* a : closed) FreeAssoc(p, a);
+  return found;
 }
 
 void EventPorts::LastClose(ObjectId id) {
@@ -384,8 +386,7 @@ Result<void> EventPorts::AssociateFd(Caller caller, ObjectId id, int64_t object,
   if (object < 0 || object > INT_MAX) return Errno{EBADFD};  // port_fd.c: not a valid fd
   Touch(*p, caller.pid);
   int fd = static_cast<int>(object);
-  DropClosedAt(*p, fd);  // a reused number starts clean (port_close_fd)
-  FdAssoc* a = FindAssoc(*p, caller.pid, fd);
+  FdAssoc* a = DropClosedAtThenFind(*p, caller.pid, fd);  // a reused number starts clean (port_close_fd)
   if (a == nullptr) {
     if (!host_.FdOpen(caller.pid, fd)) return Errno{EBADFD};
     if (!SlotFree(*p, caller.pid)) return Errno{EAGAIN};
@@ -436,8 +437,7 @@ Result<void> EventPorts::DissociateFd(Caller caller, ObjectId id, int64_t object
   if (!p->had_fd_assoc) return Errno{ENOENT};
   int fd = static_cast<int>(object);
   if (!host_.FdOpen(caller.pid, fd)) return Errno{EBADFD};
-  DropClosedAt(*p, fd);
-  FdAssoc* a = FindAssoc(*p, caller.pid, fd);
+  FdAssoc* a = DropClosedAtThenFind(*p, caller.pid, fd);
   if (a == nullptr) {
     ServeDispatchers(*p);
     return Errno{ENOENT};

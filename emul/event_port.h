@@ -429,11 +429,12 @@ class EventPorts final : public Engine {
   void DropHolder(Port& p, Pid pid);  // CloseBy without waking anyone
   bool SlotFree(Port& p, Pid caller);  // a slot is free (after reaping, if needed)
   void ServeDispatchers(Port& p);
-  FdAssoc* FindAssoc(Port& p, Pid pid, int fd);
-  // port_close_fd observed lazily (event_port.cc, above FindAssoc): the
+  // Drops the associations made through `fd` whose owner closed it, then
+  // returns the one `pid` made through that file at `fd`, if any.
+  FdAssoc* DropClosedAtThenFind(Port& p, Pid pid, int fd);
+  // port_close_fd observed lazily (event_port.cc, above Closed): the
   // association's owner no longer has its file at its number.
   bool Closed(const FdAssoc& a);
-  void DropClosedAt(Port& p, int fd);
   void DropClosedAssocs(Port& p);
   void DropClosedEvents(Port& p);
   // May `pid` retrieve this queued event? May drop a stale FD association
