@@ -83,7 +83,9 @@ struct SpareCompletionBlock {
     gone = true;
   }
 };
-thread_local SpareCompletionBlock t_spare_completion;
+// initial-exec, as the engine's own thread-locals (shim/meson.build): the
+// default model for a shared library costs a __tls_get_addr call per use.
+__attribute__((tls_model("initial-exec"))) thread_local SpareCompletionBlock t_spare_completion;
 
 // Writes the events a retrieval produced and answers the parked call.
 class GetCompletion final : public emul::GetCompletion {
