@@ -77,7 +77,7 @@
 // close(), so the engine learns of the close when it next checks the
 // association (SameFile): before delivery, at re-association or
 // dissociation of that number, before counting events, and before the port
-// looks full (the last slot, EAGAIN); see DropClosedAt.
+// looks full (the last slot, EAGAIN); see DropClosedAtThenFind.
 #include "emul/event_port.h"
 
 #include <algorithm>
@@ -114,7 +114,12 @@ Result<ObjectId> EventPorts::Create(Caller) {
 }
 
 void EventPorts::Enqueue(Port& p, Queued q) {
-  p.queue.push_back(std::move(q));
+  if (spare_nodes_.empty()) {
+    p.queue.push_back(q);
+  } else {
+    p.queue.splice(p.queue.end(), spare_nodes_, spare_nodes_.begin());
+    p.queue.back() = q;
+  }
   if (FdAssoc* a = p.queue.back().assoc) {
     a->queued_at = std::prev(p.queue.end());
     a->queued = true;
@@ -131,8 +136,16 @@ void EventPorts::RemoveQueued(Port& p, QueueIt it) {
   if (it->assoc != nullptr) it->assoc->queued = false;
   if (it->timer != nullptr) it->timer->queued = false;
   if (it->file != nullptr) it->file->queued.reset();
-  p.queue.erase(it);
+  Recycle(p.queue, it);
   UpdateReadiness(p);
+}
+
+void EventPorts::Recycle(QueueList& from, QueueIt it) {
+  if (spare_nodes_.size() < kSpareNodes) {
+    spare_nodes_.splice(spare_nodes_.end(), from, it);
+  } else {
+    from.erase(it);
+  }
 }
 
 void EventPorts::UpdateReadiness(Port& p) {
@@ -181,19 +194,10 @@ void EventPorts::FreeAssoc(Port& p, FdAssoc* a) {
 // associations made through it, their slots and queued events. Under evshim
 // close() is not seen, so an association whose owner no longer has that
 // very file at that number is dropped wherever a program could tell:
-// re-association or dissociation of the number (DropClosedAt), the last
+// re-association or dissociation of the number (DropClosedAtThenFind), the last
 // free slot and EAGAIN (DropClosedAssocs), event counts (DropClosedEvents),
 // delivery (Check). One kcmp per association looked at.
 bool EventPorts::Closed(const FdAssoc& a) { return !host_.SameFile(a.owner, a.fd, a.watch); }
-
-void EventPorts::DropClosedAt(Port& p, int fd) {
-  std::vector<FdAssoc*> closed;
-  auto range = p.fd_assocs.equal_range(fd);
-  for (auto it = range.first; it != range.second; ++it) {
-    if (Closed(it->second)) closed.push_back(&it->second);
-  }
-  for (FdAssoc* a : closed) FreeAssoc(p, a);
-}
 
 void EventPorts::DropClosedAssocs(Port& p) {
   std::vector<FdAssoc*> closed;
@@ -219,12 +223,23 @@ void EventPorts::DropClosedFds(ObjectId id) {
   ServeDispatchers(*p);
 }
 
-EventPorts::FdAssoc* EventPorts::FindAssoc(Port& p, Pid pid, int fd) {
+EventPorts::FdAssoc* EventPorts::DropClosedAtThenFind(Port& p, Pid pid, int fd) {
+  std::vector<FdAssoc*> closed;
+  FdAssoc* found = nullptr;
   auto range = p.fd_assocs.equal_range(fd);
   for (auto it = range.first; it != range.second; ++it) {
-    if (host_.SameFile(pid, fd, it->second.watch)) return &it->second;
+    FdAssoc& a = it->second;
+    // For the owner (the usual caller) "still open" and "the caller's"
+    // are one question: one check of the file answers both.
+    const bool owner_has_it = !Closed(a);
+    if (!owner_has_it) {
+      closed.push_back(&a);
+    } else if (found == nullptr && (a.owner == pid || host_.SameFile(pid, fd, a.watch))) {
+      found = &a;
+    }
   }
-  return nullptr;
+  for (FdAssoc* a : closed) FreeAssoc(p, a);
+  return found;
 }
 
 void EventPorts::LastClose(ObjectId id) {
@@ -371,8 +386,7 @@ Result<void> EventPorts::AssociateFd(Caller caller, ObjectId id, int64_t object,
   if (object < 0 || object > INT_MAX) return Errno{EBADFD};  // port_fd.c: not a valid fd
   Touch(*p, caller.pid);
   int fd = static_cast<int>(object);
-  DropClosedAt(*p, fd);  // a reused number starts clean (port_close_fd)
-  FdAssoc* a = FindAssoc(*p, caller.pid, fd);
+  FdAssoc* a = DropClosedAtThenFind(*p, caller.pid, fd);  // a reused number starts clean (port_close_fd)
   if (a == nullptr) {
     if (!host_.FdOpen(caller.pid, fd)) return Errno{EBADFD};
     if (!SlotFree(*p, caller.pid)) return Errno{EAGAIN};
@@ -423,8 +437,7 @@ Result<void> EventPorts::DissociateFd(Caller caller, ObjectId id, int64_t object
   if (!p->had_fd_assoc) return Errno{ENOENT};
   int fd = static_cast<int>(object);
   if (!host_.FdOpen(caller.pid, fd)) return Errno{EBADFD};
-  DropClosedAt(*p, fd);
-  FdAssoc* a = FindAssoc(*p, caller.pid, fd);
+  FdAssoc* a = DropClosedAtThenFind(*p, caller.pid, fd);
   if (a == nullptr) {
     ServeDispatchers(*p);
     return Errno{ENOENT};
@@ -474,8 +487,8 @@ EventPorts::Verdict EventPorts::Check(Port& p, const Queued& q, Pid pid) {
   return Verdict::kSkip;
 }
 
-std::vector<EventPorts::Queued> EventPorts::Collect(Port& p, Pid pid, uint32_t max) {
-  std::vector<Queued> taken;
+EventPorts::QueueList EventPorts::Collect(Port& p, Pid pid, uint32_t max) {
+  QueueList taken;
   for (auto it = p.queue.begin(); it != p.queue.end() && taken.size() < max;) {
     auto next = std::next(it);
     switch (Check(p, *it, pid)) {
@@ -489,8 +502,7 @@ std::vector<EventPorts::Queued> EventPorts::Collect(Port& p, Pid pid, uint32_t m
           it->timer->pending = 0;
           it->timer->queued = false;
         }
-        taken.push_back(std::move(*it));
-        p.queue.erase(it);
+        taken.splice(taken.end(), p.queue, it);
         break;
       case Verdict::kSkip:
         break;
@@ -508,30 +520,39 @@ std::vector<EventPorts::Queued> EventPorts::Collect(Port& p, Pid pid, uint32_t m
   return taken;
 }
 
-void EventPorts::Requeue(Port& p, std::vector<Queued> taken) {
-  for (size_t i = taken.size(); i-- > 0;) {
-    if (taken[i].holds_slot) ++p.slots;
-    p.queue.push_front(taken[i]);
-    Queued& q = p.queue.front();
+void EventPorts::Requeue(Port& p, QueueList& taken) {
+  // The nodes go back to the head in their order; a spliced node keeps its
+  // iterator, so the sources' queued_at still name it.
+  for (auto it = taken.begin(); it != taken.end(); ++it) {
+    Queued& q = *it;
+    if (q.holds_slot) ++p.slots;
     if (FdAssoc* a = q.assoc) {
-      a->queued_at = p.queue.begin();
+      a->queued_at = it;
       a->queued = true;
     }
-    if (q.file != nullptr) q.file->queued = p.queue.begin();
+    if (q.file != nullptr) q.file->queued = it;
     if (q.timer != nullptr) {  // undo the delivery: the expirations count again
       q.timer->pending += static_cast<int>(q.ev.events);
       q.timer->queued = true;
     }
   }
+  p.queue.splice(p.queue.begin(), taken);
   UpdateReadiness(p);
 }
 
-void EventPorts::Deliver(Port& p, Waiter& w, std::vector<Queued> taken, int error) {
+void EventPorts::Deliver(Port& p, Waiter& w, QueueList taken, int error) {
   GetOutcome out;
   out.error = error;
-  out.events.reserve(taken.size());
+  out.events = std::move(spare_events_);  // borrowed storage (a nested Deliver finds none)
+  out.events.clear();
   for (const Queued& q : taken) out.events.push_back(q.ev);
-  if (!w.done->Complete(std::move(out)) && !taken.empty()) Requeue(p, std::move(taken));
+  const bool delivered = w.done->Complete(out);
+  spare_events_ = std::move(out.events);
+  if (!delivered && !taken.empty()) {
+    Requeue(p, taken);
+    return;
+  }
+  while (!taken.empty()) Recycle(taken, taken.begin());
 }
 
 // port_queue_thread (port.c:1814-1855), including its quirk: the search stops
@@ -565,7 +586,7 @@ void EventPorts::Pump(Port& p) {
     }
     Waiter w = std::move(head);
     p.waiters.pop_front();
-    std::vector<Queued> taken = Collect(p, w.caller.pid, w.spec.max);
+    QueueList taken = Collect(p, w.caller.pid, w.spec.max);
     if (taken.empty()) {
       // Nothing this process may retrieve: loop with the same deadline (rule 29).
       w.wait_new_events = true;
@@ -628,7 +649,7 @@ std::optional<WaitId> EventPorts::Get(Caller caller, ObjectId id, const GetSpec&
   if (p->queue.size() >= spec.nget || poll_only) {
     // Enough events queued (no timeout validation, rule 21), or a zero
     // timeout: take what is deliverable now (rule 24).
-    std::vector<Queued> taken = Collect(*p, caller.pid, spec.max);
+    QueueList taken = Collect(*p, caller.pid, spec.max);
     if (!taken.empty() || poll_only) {
       Deliver(*p, w, std::move(taken), 0);
       ServeDispatchers(*p);
@@ -747,7 +768,7 @@ void EventPorts::OnDeadline() {
       Waiter w = std::move(*it);
       p->waiters.erase(it);
       // port_getn still collects what is available; port_get returns none (rule 25).
-      std::vector<Queued> taken;
+      QueueList taken;
       if (!w.spec.one) {
         Reap(*p, w.caller.pid);
         taken = Collect(*p, w.caller.pid, w.spec.max);

@@ -122,7 +122,9 @@ struct GetOutcome {
 class GetCompletion {
  public:
   virtual ~GetCompletion() = default;
-  virtual bool Complete(GetOutcome outcome) = 0;
+  // By reference: the engine keeps the outcome's event list and reuses its
+  // storage for the next retrieval (no allocation per retrieval).
+  virtual bool Complete(const GetOutcome& outcome) = 0;
 };
 
 // A port's whole state, as one engine hands it to another: the move of a
@@ -332,7 +334,8 @@ class EventPorts final : public Engine {
     bool holds_slot = false;   // user events hold a slot until retrieved
   };
   static_assert(sizeof(Queued) <= 40, "a queued event outgrew its memory budget");
-  using QueueIt = std::list<Queued>::iterator;
+  using QueueList = std::list<Queued>;
+  using QueueIt = QueueList::iterator;
   // Fields by size: 48 bytes, kept in its fd_assocs node (96 bytes;
   // docs/design.md "Memory per watch").
   struct FdAssoc {
@@ -426,21 +429,29 @@ class EventPorts final : public Engine {
   void DropHolder(Port& p, Pid pid);  // CloseBy without waking anyone
   bool SlotFree(Port& p, Pid caller);  // a slot is free (after reaping, if needed)
   void ServeDispatchers(Port& p);
-  FdAssoc* FindAssoc(Port& p, Pid pid, int fd);
-  // port_close_fd observed lazily (event_port.cc, above FindAssoc): the
+  // Drops the associations made through `fd` whose owner closed it, then
+  // returns the one `pid` made through that file at `fd`, if any.
+  FdAssoc* DropClosedAtThenFind(Port& p, Pid pid, int fd);
+  // port_close_fd observed lazily (event_port.cc, above Closed): the
   // association's owner no longer has its file at its number.
   bool Closed(const FdAssoc& a);
-  void DropClosedAt(Port& p, int fd);
   void DropClosedAssocs(Port& p);
   void DropClosedEvents(Port& p);
   // May `pid` retrieve this queued event? May drop a stale FD association
   // (its owner closed the descriptor) and report kDiscard.
   enum class Verdict : uint8_t { kDeliver, kSkip, kDiscard };
   Verdict Check(Port& p, const Queued& q, Pid pid);
-  std::vector<Queued> Collect(Port& p, Pid pid, uint32_t max);
+  // The events taken leave the queue as its own list nodes (spliced: no
+  // allocation, and their associations' iterators stay valid).
+  QueueList Collect(Port& p, Pid pid, uint32_t max);
   // Hands `taken` to the waiter; puts them back at the head if refused.
-  void Deliver(Port& p, Waiter& w, std::vector<Queued> taken, int error);
-  void Requeue(Port& p, std::vector<Queued> taken);
+  void Deliver(Port& p, Waiter& w, QueueList taken, int error);
+  void Requeue(Port& p, QueueList& taken);
+  // A node that leaves a queue is kept for the next Enqueue (up to
+  // kSpareNodes of them, shared by all ports), so that an event cycling
+  // through the queue allocates nothing.
+  void Recycle(QueueList& from, QueueIt it);
+  static constexpr size_t kSpareNodes = 64;
   void InsertWaiter(Port& p, Waiter w);
   void Pump(Port& p);
   // Reports the port descriptor's POLLIN and POLLOUT to the host when they change.
@@ -463,6 +474,10 @@ class EventPorts final : public Engine {
   DeadlineQueue<uint64_t> deadlines_;
   std::map<std::pair<Pid, int>, std::unique_ptr<Timer>> timers_;
   std::unordered_map<WaitId, ObjectId> wait_port_;
+  QueueList spare_nodes_;  // Recycle
+  // The storage of the last retrieval's event list, lent to the next one
+  // (Deliver).
+  std::vector<PortEvent> spare_events_;
   ObjectId next_port_ = 1;
   WaitId next_wait_ = 1;
 };

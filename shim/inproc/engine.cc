@@ -453,13 +453,15 @@ class Engine::Context final : public abi::CallContext {
     // Read before the fstat: a close reported during it makes the answer
     // kept under this epoch stale at once.
     const uint64_t epoch = close_epoch_.load(std::memory_order_acquire);
-    if (std::optional<emul::ObjectId> known = engine_.KnownObjectAt(fd, epoch)) return Found(*known, kind, fd);
+    if (std::optional<KnownObject> known = engine_.KnownObjectAt(fd, epoch)) {
+      return Found(known->obj, kind, fd, known->kind);
+    }
     struct stat st {};
     if (fstat(fd, &st) != 0) return Errno{EBADF};
     if (S_ISSOCK(st.st_mode)) {
       if (std::optional<emul::ObjectId> obj = engine_.objects_->FindByInode(st.st_ino)) {
         engine_.RememberObjectAt(fd, *obj, epoch);
-        return Found(*obj, kind, fd);
+        return Found(*obj, kind, fd, engine_.objects_->KindOf(*obj));
       }
       if (engine_.inherited_ != nullptr) {
         auto inh = engine_.inherited_->objects.find(st.st_ino);
@@ -472,8 +474,10 @@ class Engine::Context final : public abi::CallContext {
     if (S_ISSOCK(st.st_mode) && engine_.options_.supervisor_present) foreign_ = true;
     return Errno{EBADFD};
   }
-  Result<emul::ObjectId> Found(emul::ObjectId obj, abi::ObjectKind kind, int fd) {
-    if (engine_.objects_->KindOf(obj) != kind) return Errno{EBADFD};
+  // `actual`: the object's kind, as the caller looked it up.
+  Result<emul::ObjectId> Found(emul::ObjectId obj, abi::ObjectKind kind, int fd,
+                               std::optional<abi::ObjectKind> actual) {
+    if (actual != kind) return Errno{EBADFD};
     if (move_named_port_) {
       (void)engine_.MovePort(obj);  // not moved: the supervisor answers EBADFD
       return Errno{EBADFD};
@@ -930,9 +934,11 @@ bool Engine::Call(int nr, const uint64_t args[6], long* result) {
     // The number was recognised from what the engine kept (KnownObjectAt):
     // checked before a byte is read through it, which happens rarely.
     const std::optional<ObjectTable::State> state = objects_->StateOf(lo->first);
-    const std::optional<uint64_t> inode = objects_->InodeOf(lo->first);
-    if (state && state->needs_drain && inode && ends_.FdIs(static_cast<emul::Pid>(pid_), lo->second, *inode)) {
-      objects_->DrainIfNeeded(lo->first, static_cast<emul::Pid>(pid_), lo->second);
+    if (state && state->needs_drain) {
+      const std::optional<uint64_t> inode = objects_->InodeOf(lo->first);
+      if (inode && ends_.FdIs(static_cast<emul::Pid>(pid_), lo->second, *inode)) {
+        objects_->DrainIfNeeded(lo->first, static_cast<emul::Pid>(pid_), lo->second);
+      }
     }
   }
   objects_->ApplyReadiness();
@@ -1194,7 +1200,7 @@ void Engine::SyncFileChecks(int number) {
   file_checks_epoch_ = epoch;
 }
 
-std::optional<emul::ObjectId> Engine::KnownObjectAt(int fd, uint64_t epoch) {
+std::optional<Engine::KnownObject> Engine::KnownObjectAt(int fd, uint64_t epoch) {
   if (epoch != known_object_epoch_) {
     known_object_fds_.clear();
     known_object_epoch_ = epoch;
@@ -1204,8 +1210,9 @@ std::optional<emul::ObjectId> Engine::KnownObjectAt(int fd, uint64_t epoch) {
     if (k.fd != fd) continue;
     // Its last close (our end's hang-up, routed by the Pump before the
     // handler) removed it: the number was closed without the library.
-    if (!objects_->KindOf(k.obj)) return std::nullopt;
-    return k.obj;
+    const std::optional<abi::ObjectKind> kind = objects_->KindOf(k.obj);
+    if (!kind) return std::nullopt;
+    return KnownObject{k.obj, *kind};
   }
   return std::nullopt;
 }
@@ -1249,11 +1256,8 @@ bool Engine::QueueAnswersWithoutLook(abi::Call call, const uint64_t args[6]) {
       return false;
   }
   if (max == 0) return false;  // counting the events (max 0) looks first
-  const int fd = static_cast<int>(args[1]);
-  if (fd < 0) return false;
-  const std::optional<emul::ObjectId> port = KnownObjectAt(fd, close_epoch_.load(std::memory_order_acquire));
-  if (!port || objects_->KindOf(*port) != abi::ObjectKind::kPort || !ports_->Exists(*port)) return false;
-  return ports_->QueuedCount(*port) >= max;
+  const std::optional<emul::ObjectId> port = KnownPortOfCall(args);
+  return port && ports_->QueuedCount(*port) >= max;
 }
 
 // illumos queues an FD event when its file becomes ready (pollwakeup,
@@ -1283,11 +1287,16 @@ bool Engine::PortFedByNoHostSource(abi::Call call, const uint64_t args[6]) {
     default:
       return false;
   }
+  const std::optional<emul::ObjectId> port = KnownPortOfCall(args);
+  return port && ports_->AssociationCount(*port) == 0 && ports_->FileWatchCount(*port) == 0;
+}
+
+std::optional<emul::ObjectId> Engine::KnownPortOfCall(const uint64_t args[6]) {
   const int fd = static_cast<int>(args[1]);
-  if (fd < 0) return false;
-  const std::optional<emul::ObjectId> port = KnownObjectAt(fd, close_epoch_.load(std::memory_order_acquire));
-  if (!port || objects_->KindOf(*port) != abi::ObjectKind::kPort || !ports_->Exists(*port)) return false;
-  return ports_->AssociationCount(*port) == 0 && ports_->FileWatchCount(*port) == 0;
+  if (fd < 0) return std::nullopt;
+  const std::optional<KnownObject> known = KnownObjectAt(fd, close_epoch_.load(std::memory_order_acquire));
+  if (!known || known->kind != abi::ObjectKind::kPort || !ports_->Exists(known->obj)) return std::nullopt;
+  return known->obj;
 }
 
 // illumos queues an FD association's event at port_associate when the file
@@ -1314,11 +1323,10 @@ bool Engine::AssociatePlacedWithoutLook(abi::Call call, const uint64_t args[6]) 
   const uint32_t opcode = static_cast<uint32_t>(args[0]);
   if ((opcode & il::PORT_SYS_NOPORT) || (opcode & il::PORT_CODE_MASK) != il::PORT_ASSOCIATE) return false;
   if (static_cast<uint16_t>(args[2]) != il::PORT_SOURCE_FD || args[3] > 0x7fffffff) return false;
-  const int fd = static_cast<int>(args[1]);
-  if (fd < 0 || pollers_.load(std::memory_order_seq_cst) != 0) return false;
+  if (pollers_.load(std::memory_order_seq_cst) != 0) return false;
   if (!host_->LocalPlacedWithoutLook(static_cast<int>(args[3]))) return false;
-  const std::optional<emul::ObjectId> port = KnownObjectAt(fd, close_epoch_.load(std::memory_order_acquire));
-  if (!port || objects_->KindOf(*port) != abi::ObjectKind::kPort || !ports_->Exists(*port)) return false;
+  const std::optional<emul::ObjectId> port = KnownPortOfCall(args);
+  if (!port) return false;
   if (ports_->FileWatchCount(*port) != 0) return false;
   const std::optional<ObjectTable::State> state = objects_->StateOf(*port);
   if (!state || state->polled) return false;

@@ -217,7 +217,15 @@ class Engine {
   // descriptor was closed or replaced through the library and the object
   // lives: a call on a port or kqueue then costs no fstat. `epoch` is
   // close_epoch_ read before the fstat that found it.
-  std::optional<emul::ObjectId> KnownObjectAt(int fd, uint64_t epoch);
+  // With its kind (the lookup that finds it alive reads it: callers need
+  // not look it up again).
+  struct KnownObject {
+    emul::ObjectId obj;
+    abi::ObjectKind kind;
+  };
+  std::optional<KnownObject> KnownObjectAt(int fd, uint64_t epoch);
+  // The port the port call `args` names, when known (KnownObjectAt) and alive.
+  std::optional<emul::ObjectId> KnownPortOfCall(const uint64_t args[6]);
   void RememberObjectAt(int fd, emul::ObjectId obj, uint64_t epoch);
   // Reads the look epoll without waiting (the watches' level reports), and
   // the loop epoll nested in it only when that reported, and routes each

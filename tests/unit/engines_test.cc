@@ -163,7 +163,7 @@ TEST(EnginesRealTest, PortAndKqueueTimeoutsShareOneTimer) {
   class Got final : public GetCompletion {
    public:
     explicit Got(std::optional<int>* error) : error_(error) {}
-    bool Complete(GetOutcome out) override {
+    bool Complete(const GetOutcome& out) override {
       *error_ = out.error;
       return true;
     }

@@ -25,9 +25,9 @@ struct Record {
 class Recorder : public GetCompletion {
  public:
   explicit Recorder(std::shared_ptr<Record> r) : r_(std::move(r)) {}
-  bool Complete(GetOutcome out) override {
+  bool Complete(const GetOutcome& out) override {
     if (r_->refuse) return false;
-    r_->outcomes.push_back(std::move(out));
+    r_->outcomes.push_back(out);
     return true;
   }
 

@@ -24,8 +24,8 @@ constexpr uint32_t kIn = poll_bits::kIn;
 class Recorder : public GetCompletion {
  public:
   explicit Recorder(std::shared_ptr<std::vector<GetOutcome>> out) : out_(std::move(out)) {}
-  bool Complete(GetOutcome o) override {
-    out_->push_back(std::move(o));
+  bool Complete(const GetOutcome& o) override {
+    out_->push_back(o);
     return true;
   }
 

@@ -19,8 +19,8 @@ constexpr Nanos kMs = 1'000'000;
 class Collect : public GetCompletion {
  public:
   explicit Collect(std::vector<GetOutcome>* out) : out_(out) {}
-  bool Complete(GetOutcome o) override {
-    out_->push_back(std::move(o));
+  bool Complete(const GetOutcome& o) override {
+    out_->push_back(o);
     return true;
   }
 
