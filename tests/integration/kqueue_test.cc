@@ -127,6 +127,18 @@ TEST(KqueueProcConnector, ForkNotesWorkWithTheConnector) {
   EXPECT_NE(r.err.find("errno == EOPNOTSUPP"), std::string::npos) << r.err;
 }
 
+#if defined(__x86_64__)
+// A call-count scenario (it counts with its own tracer and fails past its
+// budget) in each personality, fast mode.
+void RunCostScenarioOnEveryPersonality(const char* scenario) {
+  for (const char* p : {"freebsd", "openbsd", "dragonfly"}) {
+    RunResult r = RunCommand({kEvshim, "run", "--", Binary(p), scenario}, 30);
+    EXPECT_FALSE(r.timed_out);
+    EXPECT_EQ(r.status, 0) << p << " " << scenario << "\nstdout:\n" << r.out << "stderr:\n" << r.err;
+  }
+}
+#endif
+
 // What one kevent costs the calling process (docs/kqueue.md "What a kevent
 // costs"): a tracer child counts the system calls of a wait that returns one
 // level EVFILT_READ event on a socketpair and of the zero-timeout re-check
@@ -145,11 +157,7 @@ TEST(KqueueProcConnector, ForkNotesWorkWithTheConnector) {
 // in the i386 VM run.
 #if defined(__x86_64__)
 TEST(KqueueCost, OneReadEventTakesOneCallOnTheSocket) {
-  for (const char* p : {"freebsd", "openbsd", "dragonfly"}) {
-    RunResult r = RunCommand({kEvshim, "run", "--", Binary(p), "read_event_cost"}, 30);
-    EXPECT_FALSE(r.timed_out);
-    EXPECT_EQ(r.status, 0) << p << "\nstdout:\n" << r.out << "stderr:\n" << r.err;
-  }
+  RunCostScenarioOnEveryPersonality("read_event_cost");
 }
 #endif
 
@@ -161,11 +169,7 @@ TEST(KqueueCost, OneReadEventTakesOneCallOnTheSocket) {
 // Supervised: none on the pipe. x86_64 only (the tracer), as above.
 #if defined(__x86_64__)
 TEST(KqueueCost, OneshotReaddTakesTwoCallsOnThePipe) {
-  for (const char* p : {"freebsd", "openbsd", "dragonfly"}) {
-    RunResult r = RunCommand({kEvshim, "run", "--", Binary(p), "oneshot_readd_cost"}, 30);
-    EXPECT_FALSE(r.timed_out);
-    EXPECT_EQ(r.status, 0) << p << "\nstdout:\n" << r.out << "stderr:\n" << r.err;
-  }
+  RunCostScenarioOnEveryPersonality("oneshot_readd_cost");
 }
 #endif
 
