@@ -166,14 +166,14 @@ ObjectId Kqueues::CopyKqueue(Kq& from) {
     if (knotes_.size() >= limits_.max_knotes) break;
     // The registration and what it would report; not its place in a list.
     // Its host resources are the filter's to take anew (f_copy).
-    Knote& n = to.knotes.Add(src);
+    Knote& n = to.knotes.Add(src, spare_knote_);
     n.uid = next_uid_++;
     n.kq = to.id;
-    n.active = n.queued = false;
+    n.active = n.queued = n.ready_at_change = false;
     n.awaits_look = false;  // its watch is the copy's own, not armed yet
     n.queue_prev = n.queue_next = nullptr;
     if (!ops.copy(*this, src, n)) {  // e.g. closed meanwhile: nothing to copy
-      to.knotes.Erase(n);
+      to.knotes.Erase(n, spare_knote_);
       continue;
     }
     copy_of[src.uid] = &n;
@@ -301,7 +301,7 @@ void Kqueues::Drop(Kq& kq, Knote& kn) {
   Dequeue(kq, kn);
   if (auto detach = OpsOf(kn.kev.filter).detach) detach(*this, kn);
   knotes_.erase(kn.uid);
-  kq.knotes.Erase(kn);  // kn is gone
+  kq.knotes.Erase(kn, spare_knote_);  // kn is gone
 }
 
 namespace {
@@ -459,12 +459,18 @@ void Kqueues::ArmForNextLook(Knote& kn) {
   kn.awaits_look = ready.ok() && (*ready & want) == 0;
 }
 
-void Kqueues::NoteChangeMeasure(const Knote& kn, bool ready) {
-  if (ready && !(kn.kev.flags & kev::kClear)) {
-    ready_at_change_.insert(kn.uid);
-  } else if (!ready_at_change_.empty()) {
-    ready_at_change_.erase(kn.uid);
+void Kqueues::NoteChangeMeasure(Knote& kn, bool ready) {
+  const bool keep = ready && !(kn.kev.flags & kev::kClear);
+  if (keep && !kn.ready_at_change) ready_at_change_.push_back(kn.uid);
+  kn.ready_at_change = keep;
+}
+
+void Kqueues::ForgetChangeMeasures() {
+  for (uint64_t uid : ready_at_change_) {
+    auto it = knotes_.find(uid);
+    if (it != knotes_.end()) it->second->ready_at_change = false;
   }
+  ready_at_change_.clear();
 }
 
 bool Kqueues::Evaluate(Kq& kq, Knote& kn, bool* dropped) {
@@ -535,7 +541,7 @@ int Kqueues::Register(Kq& kq, Caller caller, KChange& change) {
       Knote key;
       key.kev.filter = kev.filter;
       key.kev.ident = kev.ident;
-      Knote& n = kq.knotes.Add(key);
+      Knote& n = kq.knotes.Add(key, spare_knote_);
       n.uid = next_uid_++;
       n.kq = kq.id;
       n.kev.ident = kev.ident;
@@ -656,7 +662,7 @@ std::vector<Kqueues::Taken> Kqueues::Collect(Kq& kq, uint32_t max) {
     const uint32_t last_fflags = kn.fflags;
     const uint16_t last_eof = kn.eof;
     // Measured ready by a change of this very call: that is the scan's answer.
-    const bool measured_now = !ready_at_change_.empty() && ready_at_change_.count(kn.uid) != 0;
+    const bool measured_now = kn.ready_at_change;
     if (!measured_now && !Evaluate(kq, kn, &dropped)) {
       if (dropped) continue;
       if (oneshot) {
@@ -719,16 +725,18 @@ void Kqueues::PutBack(Kq& kq, std::vector<Taken>& taken) {
 
 bool Kqueues::Deliver(Kq& kq, KeventCompletion& done, std::vector<Taken> taken) {
   KeventOutcome out;
-  out.events.reserve(taken.size());
+  out.events.swap(spare_events_);  // lent storage (a nested Deliver finds none)
+  out.events.clear();
   for (const Taken& t : taken) out.events.push_back(t.ev);
-  if (!done.Complete(std::move(out))) {
+  const bool delivered = done.Complete(out);
+  if (delivered) {
+    Commit(kq, taken);
+  } else {
     PutBack(kq, taken);
-    Recycle(taken, spare_taken_);
-    return false;
   }
-  Commit(kq, taken);
+  Recycle(out.events, spare_events_);
   Recycle(taken, spare_taken_);
-  return true;
+  return delivered;
 }
 
 void Kqueues::RemoveWaiter(Kq& kq, std::list<Waiter>::iterator it) {
@@ -757,28 +765,28 @@ void Kqueues::Pump(Kq& kq) {
 }
 
 std::optional<WaitId> Kqueues::Kevent(Caller caller, ObjectId id, const KqueuePolicy& policy,
-                                      std::vector<KChange> changes, bool changes_fault,
+                                      std::span<KChange> changes, bool changes_fault,
                                       const KeventWait& wait,
                                       std::unique_ptr<KeventCompletion> done) {
   // Changes may have activated knotes other threads are waiting for.
   auto pump_others = [&] {
     if (Kq* k = Find(id)) Pump(*k);
-    if (!ready_at_change_.empty()) ready_at_change_.clear();  // the call's scans are done
+    ForgetChangeMeasures();  // the call's scans are done
     RearmDeadline();  // the changes may have started or stopped timers
     ReapClosed();
   };
-  auto finish = [&](KeventOutcome out) -> std::optional<WaitId> {
-    done->Complete(std::move(out));
+  auto finish = [&](const KeventOutcome& out) -> std::optional<WaitId> {
+    done->Complete(out);
     pump_others();
     return std::nullopt;
   };
   auto fail = [&](int err) {
     KeventOutcome out;
     out.error = err;
-    return finish(std::move(out));
+    return finish(out);
   };
   // What the changes of an earlier call measured is not this call's.
-  if (!ready_at_change_.empty()) ready_at_change_.clear();
+  ForgetChangeMeasures();
   Kq* kq = Find(id);
   if (kq == nullptr || kq->closed) return fail(EBADF);
   kq->policy = policy;
@@ -813,10 +821,10 @@ std::optional<WaitId> Kqueues::Kevent(Caller caller, ObjectId id, const KqueuePo
     if (room > 0) --room;
   }
   if (changes_fault) {
-    if (!records.events.empty()) return finish(std::move(records));
+    if (!records.events.empty()) return finish(records);
     return fail(EFAULT);
   }
-  if (!records.events.empty()) return finish(std::move(records));  // no scan (OB :961-965)
+  if (!records.events.empty()) return finish(records);  // no scan (OB :961-965)
   if (wait.nevents_negative && policy.negative_nevents_einval) {
     return fail(EINVAL);  // FreeBSD kqueue_scan: maxevents < 0
   }

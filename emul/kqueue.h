@@ -178,7 +178,8 @@ struct KeventWait {
 };
 
 struct KeventOutcome {
-  // Change results (EV_ERROR records) or retrieved events.
+  // Change results (EV_ERROR records) or retrieved events. Lent to
+  // Complete: a retrieval's list is the engine's reused storage.
   std::vector<KeventRecord> events;
   int error = 0;           // the call fails with this errno
   bool receipts = false;   // `events` are change results, not retrieved events
@@ -190,7 +191,7 @@ struct KeventOutcome {
 class KeventCompletion {
  public:
   virtual ~KeventCompletion() = default;
-  virtual bool Complete(KeventOutcome outcome) = 0;
+  virtual bool Complete(const KeventOutcome& outcome) = 0;
   // One EV_ERROR record (a change's error, or its receipt), copied out at
   // once, before any later change is applied, as the kernels do inside the
   // change loop (OB kern_event.c:944-952, DF :846-857). False if the
@@ -289,8 +290,10 @@ class Kqueues final : public Engine {
   // Applies `changes` in order, then retrieves up to wait.nevents events,
   // now (calls `done`) or later (returns the parked wait's id).
   // `changes_fault`: the change list became unreadable after `changes`.
+  // The changes are the caller's (the abi's reused storage); each one's
+  // kev is updated as it is applied (the new knote's fflags and data).
   std::optional<WaitId> Kevent(Caller caller, ObjectId kq, const KqueuePolicy& policy,
-                               std::vector<KChange> changes, bool changes_fault,
+                               std::span<KChange> changes, bool changes_fault,
                                const KeventWait& wait, std::unique_ptr<KeventCompletion> done);
   void CancelWait(WaitId id) override;
 
@@ -373,6 +376,9 @@ class Kqueues final : public Engine {
     // EV_ONESHOT, EV_DELETE): its watch may serve the number's next knote
     // (Host::ReleaseWatch).
     bool keep_watch : 1 = false;
+    // Measured ready (not EV_CLEAR) by a change of the current kevent call:
+    // that call's scan reports it unmeasured (listed in ready_at_change_).
+    bool ready_at_change : 1 = false;
     // Each filter's own state (the kernels' kn_hook, kn_ptr), used only by
     // its FilterOps entry and the source that feeds it.
     struct User {
@@ -503,6 +509,7 @@ class Kqueues final : public Engine {
     using Set = std::unordered_set<Knote, Hash, Equal>;
 
    public:
+    using Node = Set::node_type;
     class Iter {
      public:
       explicit Iter(Set::iterator at) : at_(at) {}
@@ -525,11 +532,23 @@ class Kqueues final : public Engine {
       auto it = set_.find(KnoteKey{filter, ident});
       return it == set_.end() ? nullptr : &const_cast<Knote&>(*it);
     }
-    // A copy of `kn` (its key not in the table yet).
-    Knote& Add(const Knote& kn) { return const_cast<Knote&>(*set_.insert(kn).first); }
-    void Erase(const Knote& kn) {
+    // A copy of `kn` (its key not in the table yet), in the node a knote
+    // dropped before left (`spare`) when there is one: a knote added and
+    // dropped per call (EV_ONESHOT) allocates nothing.
+    Knote& Add(const Knote& kn, Node& spare) {
+      if (spare.empty()) return const_cast<Knote&>(*set_.insert(kn).first);
+      spare.value() = kn;
+      return const_cast<Knote&>(*set_.insert(std::move(spare)).position);
+    }
+    // The knote's node goes to `spare` if that is empty.
+    void Erase(const Knote& kn, Node& spare) {
       auto it = set_.find(KnoteKey{kn.kev.filter, kn.kev.ident});
-      if (it != set_.end()) set_.erase(it);
+      if (it == set_.end()) return;
+      if (spare.empty()) {
+        spare = set_.extract(it);
+      } else {
+        set_.erase(it);
+      }
     }
 
    private:
@@ -679,10 +698,17 @@ class Kqueues final : public Engine {
     uint32_t revents = 0;
   } last_probe_;
   // fd knotes (not EV_CLEAR) the changes of the current kevent call found
-  // ready: the scan of that call reports what they measured instead of
-  // measuring again (nothing the engine sees can happen in between: the
-  // call holds the engine). Emptied at each call's start and end.
-  std::unordered_set<uint64_t> ready_at_change_;
+  // ready (Knote::ready_at_change): the scan of that call reports what they
+  // measured instead of measuring again (nothing the engine sees can happen
+  // in between: the call holds the engine). Their uids, so the bits are
+  // cleared at each call's start and end (ForgetChangeMeasures); the list
+  // keeps its storage.
+  std::vector<uint64_t> ready_at_change_;
+  void ForgetChangeMeasures();
+  // A retrieval's event list, lent to KeventCompletion::Complete (Deliver).
+  std::vector<KeventRecord> spare_events_;
+  // The node of the last knote dropped, for the next one added (KnoteTable::Add).
+  KnoteTable::Node spare_knote_;
   // Collect's lists, kept between scans (only small ones: a scan that once
   // took thousands of events does not hold their memory for good).
   std::vector<uint64_t> spare_uids_;
@@ -693,7 +719,7 @@ class Kqueues final : public Engine {
     used.clear();
     spare.swap(used);
   }
-  void NoteChangeMeasure(const Knote& kn, bool ready);
+  void NoteChangeMeasure(Knote& kn, bool ready);
   std::unordered_map<WatchId, uint64_t> by_vnode_;
   std::multimap<Pid, uint64_t> proc_knotes_;
   std::multimap<ObjectId, uint64_t> kq_watchers_;  // watched kqueue -> READ knote

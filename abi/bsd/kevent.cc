@@ -2,8 +2,10 @@
 // decode, one call into emul::Kqueues, encode. The personality is data
 // (personalities.cc); the kernels' sources are cited there and here.
 #include <algorithm>
+#include <array>
 #include <bit>
 #include <cerrno>
+#include <utility>
 #include <vector>
 
 #include "abi/bsd/kevent.h"
@@ -177,8 +179,47 @@ Outcome SysKqueueFlags(CallContext& ctx, const SyscallArgs& a, const KqueuePerso
 
 namespace {
 
+// The largest struct kevent and struct timespec: one of each fits on the
+// stack whatever the layout.
+constexpr size_t kMaxKeventSize = kFreebsdLp64.size;
+static_assert(kFreebsdIlp32.size <= kMaxKeventSize && kFreebsd11Lp64.size <= kMaxKeventSize &&
+              kOpenbsdIlp32.size <= kMaxKeventSize);
+constexpr size_t kMaxTimespecSize = kTimespecLp64.size;
+static_assert(kOpenbsdTimespecIlp32.size <= kMaxTimespecSize &&
+              kFreebsdTimespecIlp32.size <= kMaxTimespecSize);
+
+// The memory of one KeventDone, kept per thread for the next (below).
+struct SpareDoneBlock {
+  void* block = nullptr;
+  bool gone = false;  // the thread is exiting: free, do not keep
+  ~SpareDoneBlock() {
+    ::operator delete(block);
+    block = nullptr;
+    gone = true;
+  }
+};
+// initial-exec, as the engine's own thread-locals (shim/meson.build): the
+// default model for a shared library costs a __tls_get_addr call per use.
+__attribute__((tls_model("initial-exec"))) thread_local SpareDoneBlock t_spare_done;
+
 class KeventDone final : public emul::KeventCompletion {
  public:
+  static constexpr size_t kEventsOnStack = 16;
+  // Every kevent makes one, and most are answered at once and freed on the
+  // thread that made them: that thread keeps the block for its next call,
+  // so a call allocates nothing for it (the class is final: every block has
+  // this one size).
+  static void* operator new(size_t size) {
+    if (void* kept = std::exchange(t_spare_done.block, nullptr)) return kept;
+    return ::operator new(size);
+  }
+  static void operator delete(void* block) {
+    if (t_spare_done.block == nullptr && !t_spare_done.gone) {
+      t_spare_done.block = block;
+    } else {
+      ::operator delete(block);
+    }
+  }
   KeventDone(const KeventLayout& layout, bool record_slot_advances_on_fault, GuestMemory& memory,
              std::shared_ptr<Responder> responder, uint64_t eventlist)
       : layout_(layout), advance_on_fault_(record_slot_advances_on_fault), memory_(memory),
@@ -186,14 +227,15 @@ class KeventDone final : public emul::KeventCompletion {
 
   // Change results go out one by one, as the change loop makes them.
   bool PostRecord(const emul::KeventRecord& record) override {
-    std::vector<std::byte> bytes(layout_.size);
+    std::array<std::byte, kMaxKeventSize> on_stack;
+    const std::span<std::byte> bytes(on_stack.data(), layout_.size);
     EncodeEvent(layout_, record, bytes);
     const bool ok = memory_.Write(eventlist_ + record_slot_ * layout_.size, bytes).ok();
     if (ok || advance_on_fault_) ++record_slot_;
     return ok;
   }
 
-  bool Complete(emul::KeventOutcome out) override {
+  bool Complete(const emul::KeventOutcome& out) override {
     if (out.error != 0 || out.events.empty() || out.receipts) {
       // Nothing to take back (change results are already out: PostRecord),
       // and the changes are applied whether or not the thread hears of it:
@@ -204,9 +246,19 @@ class KeventDone final : public emul::KeventCompletion {
       return responder_->Respond(answer);
     }
     if (!responder_->StillPending()) return false;  // the events go back
-    std::vector<std::byte> bytes(layout_.size * out.events.size());
+    // The usual few events are encoded on the stack (no allocation per
+    // retrieval), a longer list on the heap; one write either way. The
+    // layouts have no padding (Contiguous): every byte is written.
+    const size_t total = layout_.size * out.events.size();
+    std::array<std::byte, kEventsOnStack * kMaxKeventSize> on_stack;
+    std::vector<std::byte> on_heap;
+    std::span<std::byte> bytes(on_stack.data(), std::min(total, on_stack.size()));
+    if (total > on_stack.size()) {
+      on_heap.resize(total);
+      bytes = on_heap;
+    }
     for (size_t i = 0; i < out.events.size(); ++i) {
-      EncodeEvent(layout_, out.events[i], std::span(bytes).subspan(i * layout_.size, layout_.size));
+      EncodeEvent(layout_, out.events[i], bytes.subspan(i * layout_.size, layout_.size));
     }
     if (!memory_.Write(eventlist_, bytes).ok()) {
       Outcome lost = Outcome::Error(EFAULT);  // events are lost, as copyout loses them
@@ -228,6 +280,8 @@ class KeventDone final : public emul::KeventCompletion {
 };
 
 constexpr int64_t kChunk = 64;
+// A list of up to this many changes is read and decoded on the stack.
+constexpr size_t kChangesOnStack = 4;
 
 }  // namespace
 
@@ -250,7 +304,8 @@ Outcome Kevent(CallContext& ctx, const SyscallArgs& a, const KqueuePersonality& 
   auto read_timeout = [&]() -> int {
     if (timeout == 0) return 0;
     const TimespecLayout& tl = Timespec(p, m);
-    std::vector<std::byte> ts(tl.size);
+    std::array<std::byte, kMaxTimespecSize> on_stack;
+    const std::span<std::byte> ts(on_stack.data(), tl.size);
     if (!ctx.memory().Read(timeout, ts).ok()) return EFAULT;
     auto [sec, nsec] = DecodeTimespec(tl, ts);
     wait.forever = false;
@@ -285,12 +340,23 @@ Outcome Kevent(CallContext& ctx, const SyscallArgs& a, const KqueuePersonality& 
   wait.nevents = static_cast<uint32_t>(nevents);
 
   // The change list, in chunks as the kernels copy it in; a fault ends it.
+  // A short list (the usual one or two) is read and decoded on the stack,
+  // so the call allocates nothing; a longer one on the heap.
   auto responder = ctx.Defer();
-  std::vector<emul::KChange> changes;
+  const bool on_stack = static_cast<size_t>(nchanges) <= kChangesOnStack;
+  std::array<emul::KChange, kChangesOnStack> few;
+  std::array<std::byte, kChangesOnStack * kMaxKeventSize> few_raw;
+  std::vector<emul::KChange> many;
+  std::vector<std::byte> many_raw;
+  size_t decoded = 0;
   bool changes_fault = false;
   for (int64_t done = 0; done < nchanges;) {
     int64_t n = std::min<int64_t>(kChunk, nchanges - done);
-    std::vector<std::byte> raw(static_cast<size_t>(n) * layout.size);
+    std::span<std::byte> raw(few_raw.data(), on_stack ? static_cast<size_t>(n) * layout.size : 0);
+    if (!on_stack) {
+      many_raw.resize(static_cast<size_t>(n) * layout.size);
+      raw = many_raw;
+    }
     if (!ctx.memory().Read(changelist + static_cast<uint64_t>(done) * layout.size, raw).ok()) {
       // A signal took the caller away meanwhile (as for the timeout above):
       // no change is applied, not even the chunks already read, so the
@@ -300,19 +366,25 @@ Outcome Kevent(CallContext& ctx, const SyscallArgs& a, const KqueuePersonality& 
       break;
     }
     for (int64_t i = 0; i < n; ++i) {
-      changes.push_back(DecodeChange(
-          p, layout, std::span<const std::byte>(raw).subspan(i * layout.size, layout.size)));
-      if (changes.back().error == EOPNOTSUPP) {
+      emul::KChange c = DecodeChange(p, layout, raw.subspan(i * layout.size, layout.size));
+      if (c.error == EOPNOTSUPP) {
         ctx.NotImplemented(std::string(PersonalityName(p.personality)) + " kevent filter " +
-                           std::to_string(changes.back().kev.wire_filter));
+                           std::to_string(c.kev.wire_filter));
       }
+      if (on_stack) {
+        few[decoded] = c;
+      } else {
+        many.push_back(c);
+      }
+      ++decoded;
     }
     done += n;
   }
+  const std::span<emul::KChange> changes = on_stack ? std::span(few.data(), decoded) : std::span(many);
 
   auto done = std::make_unique<KeventDone>(layout, p.record_slot_advances_on_fault, ctx.memory(),
-                                           responder, eventlist);
-  if (std::optional<emul::WaitId> w = kqs->Kevent(ctx.caller(), *kq, p.policy, std::move(changes),
+                                           std::move(responder), eventlist);
+  if (std::optional<emul::WaitId> w = kqs->Kevent(ctx.caller(), *kq, p.policy, changes,
                                                   changes_fault, wait, std::move(done))) {
     ctx.Parked(*w);
   }

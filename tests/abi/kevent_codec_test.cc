@@ -418,9 +418,9 @@ TEST_F(KeventHandlerTest, FdCloseReportTakesAnIntDescriptor) {
   c.kev.filter = emul::KFilter::kUser;
   c.kev.flags = emul::kev::kAdd;
   struct Ignore final : emul::KeventCompletion {
-    bool Complete(emul::KeventOutcome) override { return true; }
+    bool Complete(const emul::KeventOutcome&) override { return true; }
   };
-  kqs_.Kevent(ctx_.caller(), kq, emul::KqueuePolicy{}, {c}, false, emul::KeventWait{0, false, 0, 0},
+  kqs_.Kevent(ctx_.caller(), kq, emul::KqueuePolicy{}, {&c, 1}, false, emul::KeventWait{0, false, 0, 0},
               std::make_unique<Ignore>());
   ASSERT_EQ(kqs_.KnoteCount(kq), 1u);
   for (const Handler& fn : {FbKqueueFdClose, ObKqueueFdClose, DfKqueueFdClose}) {

@@ -145,7 +145,7 @@ TEST(EnginesRealTest, PortAndKqueueTimeoutsShareOneTimer) {
   class Done final : public KeventCompletion {
    public:
     explicit Done(bool* called) : called_(called) {}
-    bool Complete(KeventOutcome) override { return *called_ = true; }
+    bool Complete(const KeventOutcome&) override { return *called_ = true; }
 
    private:
     bool* called_;

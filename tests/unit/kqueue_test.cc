@@ -254,10 +254,10 @@ struct Captured {
 class Capture final : public KeventCompletion {
  public:
   Capture(Captured* c, bool accept = true) : c_(c), accept_(accept) {}
-  bool Complete(KeventOutcome out) override {
+  bool Complete(const KeventOutcome& out) override {
     if (!accept_) return false;
     c_->called = true;
-    c_->out = std::move(out);
+    c_->out = out;
     return true;
   }
 
@@ -277,9 +277,9 @@ class RecordList final : public KeventCompletion {
     copied_->push_back(r);
     return true;
   }
-  bool Complete(KeventOutcome out) override {
+  bool Complete(const KeventOutcome& out) override {
     c_->called = true;
-    c_->out = std::move(out);
+    c_->out = out;
     return true;
   }
 
@@ -355,7 +355,7 @@ class KqueueTest : public ::testing::Test {
   KeventOutcome Call(std::vector<KChange> changes, KeventWait w,
                      const KqueuePolicy& pol = FreebsdPolicy(), Caller who = kP) {
     Captured c;
-    auto wid = engine_.Kevent(who, kq_, pol, std::move(changes), false, w,
+    auto wid = engine_.Kevent(who, kq_, pol, changes, false, w,
                               std::make_unique<Capture>(&c));
     EXPECT_FALSE(wid.has_value());
     EXPECT_TRUE(c.called);
@@ -366,7 +366,7 @@ class KqueueTest : public ::testing::Test {
   }
   WaitId Park(Captured* c, KeventWait w, Caller who = kP, bool accept = true,
               std::vector<KChange> changes = {}, const KqueuePolicy& pol = FreebsdPolicy()) {
-    auto wid = engine_.Kevent(who, kq_, pol, std::move(changes), false, w,
+    auto wid = engine_.Kevent(who, kq_, pol, changes, false, w,
                               std::make_unique<Capture>(c, accept));
     EXPECT_TRUE(wid.has_value());
     return wid.value_or(0);
@@ -760,7 +760,7 @@ KeventOutcome CallWithList(Kqueues& engine, ObjectId kq, std::vector<KChange> ch
                            const KqueuePolicy& pol, size_t writable,
                            std::vector<KeventRecord>* copied) {
   Captured c;
-  auto wid = engine.Kevent(kP, kq, pol, std::move(changes), false, w,
+  auto wid = engine.Kevent(kP, kq, pol, changes, false, w,
                            std::make_unique<RecordList>(&c, copied, writable));
   EXPECT_FALSE(wid.has_value());
   EXPECT_TRUE(c.called);
@@ -1215,7 +1215,7 @@ TEST_F(KqueueTest, KqueueWatchingAKqueueReportsItsPendingCount) {
   host_.MarkKqueue(kP.pid, 20, inner);
   auto on_inner = [&](std::vector<KChange> ch) {
     Captured c;
-    engine_.Kevent(kP, inner, FreebsdPolicy(), std::move(ch), false, Poll(0),
+    engine_.Kevent(kP, inner, FreebsdPolicy(), ch, false, Poll(0),
                    std::make_unique<Capture>(&c));
   };
   on_inner({Ch(KFilter::kUser, 1, kev::kAdd | kev::kClear), Ch(KFilter::kUser, 2, kev::kAdd | kev::kClear)});
@@ -1384,9 +1384,10 @@ TEST_F(KqueueTest, FdClosingDropsTheKnotesOnThatNumberInEveryKqueueOfTheProcess)
   other_file->readable = 1;
   const ObjectId kq3 = engine_.Create(kOther).value();
   Captured c2, c3;
-  engine_.Kevent(kP, kq2, FreebsdPolicy(), {Ch(KFilter::kRead, 5, kev::kAdd)}, false, Poll(0),
+  KChange add2 = Ch(KFilter::kRead, 5, kev::kAdd), add3 = add2;
+  engine_.Kevent(kP, kq2, FreebsdPolicy(), {&add2, 1}, false, Poll(0),
                  std::make_unique<Capture>(&c2));
-  engine_.Kevent(kOther, kq3, FreebsdPolicy(), {Ch(KFilter::kRead, 5, kev::kAdd)}, false, Poll(0),
+  engine_.Kevent(kOther, kq3, FreebsdPolicy(), {&add3, 1}, false, Poll(0),
                  std::make_unique<Capture>(&c3));
   ASSERT_TRUE(c2.called && c3.called);
   EXPECT_EQ(engine_.KnoteCount(kq_), 8u);
@@ -1449,7 +1450,7 @@ class KqueueForkTest : public ::testing::Test {
   static constexpr Pid kChild = 200;
   KeventOutcome On(ObjectId kq, Pid pid, std::vector<KChange> ch, KeventWait w) {
     Captured c;
-    engine_.Kevent(Caller{pid, pid}, kq, FreebsdPolicy(), std::move(ch), false, w,
+    engine_.Kevent(Caller{pid, pid}, kq, FreebsdPolicy(), ch, false, w,
                    std::make_unique<Capture>(&c));
     EXPECT_TRUE(c.called);
     return c.out;
@@ -1581,7 +1582,8 @@ TEST_F(KqueueForkTest, CopiesAreCopiedAgainAtTheChildsFork) {
 
 TEST_F(KqueueTest, ChangesFaultAfterAppliedOnes) {
   Captured c;
-  engine_.Kevent(kP, kq_, FreebsdPolicy(), {Ch(KFilter::kUser, 1, kev::kAdd)}, true, Poll(1),
+  KChange add = Ch(KFilter::kUser, 1, kev::kAdd);
+  engine_.Kevent(kP, kq_, FreebsdPolicy(), {&add, 1}, true, Poll(1),
                  std::make_unique<Capture>(&c));
   EXPECT_EQ(c.out.error, EFAULT);
   EXPECT_EQ(engine_.KnoteCount(kq_), 1u);
@@ -1952,7 +1954,8 @@ TEST(KqueueLimits, CapsOnKqueuesAndKnotesAreEnomem) {
   EXPECT_EQ(c.error().value, ENOMEM);
   auto add = [&](uint64_t ident) {
     Captured cap;
-    engine.Kevent(kP, *a, FreebsdPolicy(), {Ch(KFilter::kUser, ident, kev::kAdd)}, false, Poll(0),
+    KChange change = Ch(KFilter::kUser, ident, kev::kAdd);
+    engine.Kevent(kP, *a, FreebsdPolicy(), {&change, 1}, false, Poll(0),
                   std::make_unique<Capture>(&cap));
     return cap.out.error;
   };

@@ -127,7 +127,7 @@ class BareHost final : public Host {
 
 class Ignore final : public KeventCompletion {
  public:
-  bool Complete(KeventOutcome) override { return true; }
+  bool Complete(const KeventOutcome&) override { return true; }
 };
 
 // Bytes per knote for `count` knotes of `filter` added one change at a time
@@ -152,7 +152,7 @@ long BytesPerKnote(KFilter filter, long count, bool ready = false) {
     change.timer_period = 3600 * kNanosPerSecond + i;
     std::vector<KChange> changes;
     changes.push_back(change);
-    engine.Kevent(kP, *kq, policy, std::move(changes), false, no_events, std::make_unique<Ignore>());
+    engine.Kevent(kP, *kq, policy, changes, false, no_events, std::make_unique<Ignore>());
   }
   const long bytes = live_heap_bytes.load() - before;
   EXPECT_EQ(engine.KnoteCount(*kq), static_cast<size_t>(count));
@@ -250,7 +250,7 @@ TEST(MemoryBudget, RearmedTimerHoldsNoMoreMemory) {
     change.timer_period = period;
     std::vector<KChange> changes;
     changes.push_back(change);
-    engine.Kevent(kP, *kq, policy, std::move(changes), false, no_events, std::make_unique<Ignore>());
+    engine.Kevent(kP, *kq, policy, changes, false, no_events, std::make_unique<Ignore>());
   };
   arm(1, kNanosPerSecond);  // first in the heap: the re-armed timer's entries are not
   arm(2, 3600 * kNanosPerSecond);
