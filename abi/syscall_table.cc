@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 
 #include "abi/bsd/kevent.h"
 #include "abi/bsd/trace.h"
@@ -119,8 +120,19 @@ static_assert(NumbersDistinct(), "each number must name one (personality, call)"
 std::span<const SyscallEntry> AllSyscalls() { return kTable; }
 
 const SyscallEntry* FindSyscall(DataModel model, int nr) {
+  const auto number = [model](const SyscallEntry& e) { return model == DataModel::kLp64 ? e.nr_lp64 : e.nr_ilp32; };
+  // The entry found last is tried first: a program makes the same call over
+  // and over, and the kqueue entries are far down the table. A number names
+  // one entry per model (checked above), so a hit is the answer.
+  static std::atomic<const SyscallEntry*> last_found{nullptr};
+  if (const SyscallEntry* last = last_found.load(std::memory_order_relaxed); last != nullptr && number(*last) == nr) {
+    return last;
+  }
   for (const SyscallEntry& e : kTable) {
-    if ((model == DataModel::kLp64 ? e.nr_lp64 : e.nr_ilp32) == nr) return &e;
+    if (number(e) == nr) {
+      last_found.store(&e, std::memory_order_relaxed);
+      return &e;
+    }
   }
   return nullptr;
 }

@@ -99,6 +99,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <climits>
+#include <utility>
 
 namespace evshim::emul {
 
@@ -247,11 +248,25 @@ Kqueues::Knote* Kqueues::FindKnote(Kq& kq, KFilter f, uint64_t ident) {
   return kq.knotes.Find(f, ident);
 }
 
+Kqueues::ReadinessHold::~ReadinessHold() {
+  if (!holds_) return;
+  Kq* kq = self_.Find(id_);
+  if (kq == nullptr) return;
+  kq->readiness_held = false;
+  if (std::exchange(kq->readiness_moved, false)) {
+    self_.host_.ObjectReadinessChanged(kq->id, kq->readable_reported);
+  }
+}
+
 void Kqueues::UpdateReadiness(Kq& kq) {
   bool readable = !kq.queue.empty();
   if (readable != kq.readable_reported) {
     kq.readable_reported = readable;
-    host_.ObjectReadinessChanged(kq.id, readable);
+    if (kq.readiness_held) {
+      kq.readiness_moved = true;
+    } else {
+      host_.ObjectReadinessChanged(kq.id, readable);
+    }
     // Without this, a knote on a kqueue whose descriptor signal was not yet
     // drained would wait for a wake-up the host never sends again.
     if (readable) WakeWatchers(kq.id);
@@ -500,6 +515,7 @@ void Kqueues::Modify(Kq& kq, Knote& kn, const KChange& change) {
 }
 
 void Kqueues::DropClosedKnotesAt(Kq& kq, uint64_t ident) {
+  if (kq.knotes.empty()) return;
   for (const FilterOps* ops : AllFilters()) {
     if (!ops->on_descriptor) continue;
     Knote* kn = FindKnote(kq, ops->filter, ident);
@@ -770,9 +786,12 @@ std::optional<WaitId> Kqueues::Kevent(Caller caller, ObjectId id, const KqueuePo
                                       std::unique_ptr<KeventCompletion> done) {
   // Changes may have activated knotes other threads are waiting for.
   auto pump_others = [&] {
-    if (Kq* k = Find(id)) Pump(*k);
+    if (Kq* k = Find(id)) {
+      Pump(*k);  // rearms the deadline: the changes may have started or stopped timers
+    } else {
+      RearmDeadline();
+    }
     ForgetChangeMeasures();  // the call's scans are done
-    RearmDeadline();  // the changes may have started or stopped timers
     ReapClosed();
   };
   auto finish = [&](const KeventOutcome& out) -> std::optional<WaitId> {
@@ -789,6 +808,7 @@ std::optional<WaitId> Kqueues::Kevent(Caller caller, ObjectId id, const KqueuePo
   ForgetChangeMeasures();
   Kq* kq = Find(id);
   if (kq == nullptr || kq->closed) return fail(EBADF);
+  const ReadinessHold hold(*this, *kq);
   kq->policy = policy;
   const bool timeout_valid =
       wait.forever || (wait.sec >= 0 && wait.nsec >= 0 && wait.nsec < kNanosPerSecond);

@@ -529,6 +529,7 @@ class Kqueues final : public Engine {
     size_t size() const { return set_.size(); }
     Knote& front() { return *begin(); }
     Knote* Find(KFilter filter, uint64_t ident) {
+      if (set_.empty()) return nullptr;  // spares hashing the key
       auto it = set_.find(KnoteKey{filter, ident});
       return it == set_.end() ? nullptr : &const_cast<Knote&>(*it);
     }
@@ -574,6 +575,31 @@ class Kqueues final : public Engine {
     bool readable_reported = false;
     // Its last descriptor is gone; it lives on for the waiters that hold it.
     bool closed = false;
+    // A kevent call on it is under way (ReadinessHold): readable_reported
+    // changed without telling the host yet (`readiness_moved`).
+    bool readiness_held = false;
+    bool readiness_moved = false;
+  };
+  // For the span of one kevent call, a kqueue's readiness goes to the host
+  // once, as it is at the end, if it changed at all in between (a knote
+  // activated by a change then collected, a level knote taken off the list
+  // and put back). The host keeps only the last state and applies it after
+  // the call (ObjectReadinessChanged), so it sees what it saw before, for
+  // one report instead of two; watchers are still woken at each change
+  // (UpdateReadiness).
+  class ReadinessHold {
+   public:
+    ReadinessHold(Kqueues& self, Kq& kq) : self_(self), id_(kq.id), holds_(!kq.readiness_held) {
+      kq.readiness_held = true;
+    }
+    ~ReadinessHold();
+    ReadinessHold(const ReadinessHold&) = delete;
+    ReadinessHold& operator=(const ReadinessHold&) = delete;
+
+   private:
+    Kqueues& self_;
+    ObjectId id_;
+    bool holds_;  // not nested in another hold of the same kqueue
   };
   // One filter's operations, as the BSDs' struct filterops; the entries
   // are in kqueue_filters.cc (Filters), one per KFilter.

@@ -5,6 +5,9 @@
 #include <array>
 #include <bit>
 #include <cerrno>
+#include <cstring>
+#include <memory>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -114,7 +117,12 @@ KChange DecodeChange(const KqueuePersonality& p, const KeventLayout& l,
   c.kev.udata = r.GetField(l.udata);
   c.keep_udata = (c.kev.flags & p.keep_udata) != 0;
   if (l.has_ext()) {
-    for (size_t i = 0; i < KeventLayout::kExtCount; ++i) c.kev.ext[i] = r.GetField(l.ext_element(i));
+    static_assert(sizeof c.kev.ext == KeventLayout::kExtCount * sizeof(uint64_t));
+    if (l.ext.width == sizeof(uint64_t)) {
+      std::memcpy(c.kev.ext.data(), in.data() + l.ext.offset, sizeof c.kev.ext);  // the one width there is
+    } else {
+      for (size_t i = 0; i < KeventLayout::kExtCount; ++i) c.kev.ext[i] = r.GetField(l.ext_element(i));
+    }
   }
   const int32_t wf = c.kev.wire_filter;
   if (wf == 0 && p.skip_filter_zero) {
@@ -146,7 +154,11 @@ void EncodeEvent(const KeventLayout& l, const KeventRecord& ev, std::span<std::b
   w.PutField(l.data, static_cast<uint64_t>(ev.data));
   w.PutField(l.udata, ev.udata);
   if (l.has_ext()) {
-    for (size_t i = 0; i < KeventLayout::kExtCount; ++i) w.PutField(l.ext_element(i), ev.ext[i]);
+    if (l.ext.width == sizeof(uint64_t)) {
+      std::memcpy(out.data() + l.ext.offset, ev.ext.data(), sizeof ev.ext);
+    } else {
+      for (size_t i = 0; i < KeventLayout::kExtCount; ++i) w.PutField(l.ext_element(i), ev.ext[i]);
+    }
   }
 }
 
@@ -344,7 +356,13 @@ Outcome Kevent(CallContext& ctx, const SyscallArgs& a, const KqueuePersonality& 
   // so the call allocates nothing; a longer one on the heap.
   auto responder = ctx.Defer();
   const bool on_stack = static_cast<size_t>(nchanges) <= kChangesOnStack;
-  std::array<emul::KChange, kChangesOnStack> few;
+  // Storage only: a change is constructed when decoded (a call without
+  // changes zeroes nothing).
+  union Few {
+    Few() {}
+    emul::KChange at[kChangesOnStack];
+  } few;
+  static_assert(std::is_trivially_destructible_v<emul::KChange>);
   std::array<std::byte, kChangesOnStack * kMaxKeventSize> few_raw;
   std::vector<emul::KChange> many;
   std::vector<std::byte> many_raw;
@@ -372,7 +390,7 @@ Outcome Kevent(CallContext& ctx, const SyscallArgs& a, const KqueuePersonality& 
                            std::to_string(c.kev.wire_filter));
       }
       if (on_stack) {
-        few[decoded] = c;
+        std::construct_at(&few.at[decoded], c);
       } else {
         many.push_back(c);
       }
@@ -380,7 +398,7 @@ Outcome Kevent(CallContext& ctx, const SyscallArgs& a, const KqueuePersonality& 
     }
     done += n;
   }
-  const std::span<emul::KChange> changes = on_stack ? std::span(few.data(), decoded) : std::span(many);
+  const std::span<emul::KChange> changes = on_stack ? std::span(few.at, decoded) : std::span(many);
 
   auto done = std::make_unique<KeventDone>(layout, p.record_slot_advances_on_fault, ctx.memory(),
                                            std::move(responder), eventlist);
