@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "abi/bsd/kevent.h"
+#include "abi/common/spare_block.h"
 #include "abi/common/wire.h"
 #include "abi/freebsd/constants.h"
 #include "abi/openbsd/constants.h"
@@ -200,38 +201,10 @@ constexpr size_t kMaxTimespecSize = kTimespecLp64.size;
 static_assert(kOpenbsdTimespecIlp32.size <= kMaxTimespecSize &&
               kFreebsdTimespecIlp32.size <= kMaxTimespecSize);
 
-// The memory of one KeventDone, kept per thread for the next (below).
-struct SpareDoneBlock {
-  void* block = nullptr;
-  bool gone = false;  // the thread is exiting: free, do not keep
-  ~SpareDoneBlock() {
-    ::operator delete(block);
-    block = nullptr;
-    gone = true;
-  }
-};
-// initial-exec, as the engine's own thread-locals (shim/meson.build): the
-// default model for a shared library costs a __tls_get_addr call per use.
-__attribute__((tls_model("initial-exec"))) thread_local SpareDoneBlock t_spare_done;
-
-class KeventDone final : public emul::KeventCompletion {
+// Every kevent makes one; its block is kept per thread (ThreadSpareBlock).
+class KeventDone final : public emul::KeventCompletion, public ThreadSpareBlock<KeventDone> {
  public:
   static constexpr size_t kEventsOnStack = 16;
-  // Every kevent makes one, and most are answered at once and freed on the
-  // thread that made them: that thread keeps the block for its next call,
-  // so a call allocates nothing for it (the class is final: every block has
-  // this one size).
-  static void* operator new(size_t size) {
-    if (void* kept = std::exchange(t_spare_done.block, nullptr)) return kept;
-    return ::operator new(size);
-  }
-  static void operator delete(void* block) {
-    if (t_spare_done.block == nullptr && !t_spare_done.gone) {
-      t_spare_done.block = block;
-    } else {
-      ::operator delete(block);
-    }
-  }
   KeventDone(const KeventLayout& layout, bool record_slot_advances_on_fault, GuestMemory& memory,
              std::shared_ptr<Responder> responder, uint64_t eventlist)
       : layout_(layout), advance_on_fault_(record_slot_advances_on_fault), memory_(memory),

@@ -9,6 +9,7 @@
 #include <utility>
 #include <vector>
 
+#include "abi/common/spare_block.h"
 #include "abi/common/wire.h"
 #include "abi/illumos/constants.h"
 #include "abi/illumos/layouts.h"
@@ -73,39 +74,11 @@ int64_t EncodeGetnResult(DataModel m, uint32_t count, bool etime) {
 
 namespace {
 
-// The memory of one GetCompletion, kept per thread for the next (below).
-struct SpareCompletionBlock {
-  void* block = nullptr;
-  bool gone = false;  // the thread is exiting: free, do not keep
-  ~SpareCompletionBlock() {
-    ::operator delete(block);
-    block = nullptr;
-    gone = true;
-  }
-};
-// initial-exec, as the engine's own thread-locals (shim/meson.build): the
-// default model for a shared library costs a __tls_get_addr call per use.
-__attribute__((tls_model("initial-exec"))) thread_local SpareCompletionBlock t_spare_completion;
-
 // Writes the events a retrieval produced and answers the parked call.
-class GetCompletion final : public emul::GetCompletion {
+// Every port_get makes one; its block is kept per thread (ThreadSpareBlock).
+class GetCompletion final : public emul::GetCompletion, public ThreadSpareBlock<GetCompletion> {
  public:
   static constexpr size_t kEventsOnStack = 16;
-  // Every port_get makes one, and most are answered at once and freed on
-  // the thread that made them: that thread keeps the block for its next
-  // call, so a retrieval allocates nothing (the class is final: every
-  // block has this one size).
-  static void* operator new(size_t size) {
-    if (void* kept = std::exchange(t_spare_completion.block, nullptr)) return kept;
-    return ::operator new(size);
-  }
-  static void operator delete(void* block) {
-    if (t_spare_completion.block == nullptr && !t_spare_completion.gone) {
-      t_spare_completion.block = block;
-    } else {
-      ::operator delete(block);
-    }
-  }
   GetCompletion(DataModel model, GuestMemory& memory, std::shared_ptr<Responder> responder,
                 uint64_t list, bool getn)
       : model_(model), memory_(memory), responder_(std::move(responder)), list_(list),

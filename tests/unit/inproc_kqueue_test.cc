@@ -8,20 +8,8 @@
 #include <unistd.h>
 
 #include <cstdlib>
-#include <new>
 
-// Heap allocations made by the calling thread while it counts: every
-// operator new of the test process, the engine library's included, goes
-// through this one (as in inproc_test.cc).
-thread_local bool t_count_news = false;
-thread_local long t_news = 0;
-void* operator new(size_t size) {
-  if (t_count_news) ++t_news;
-  if (void* p = std::malloc(size == 0 ? 1 : size)) return p;
-  throw std::bad_alloc();
-}
-__attribute__((noinline)) void operator delete(void* p) noexcept { std::free(p); }
-__attribute__((noinline)) void operator delete(void* p, size_t) noexcept { std::free(p); }
+#include "tests/support/counting_new.h"
 
 namespace {
 
