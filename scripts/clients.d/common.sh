@@ -1,6 +1,7 @@
 # Shared by the client scripts in scripts/clients.d (sourced, not run).
 # scripts/clients exports EVSHIM_REPO, EVSHIM_CLIENTS_WORK (sources and
-# builds), EVSHIM_CLIENTS_LOGS (results) and EVSHIM_CLIENTS_QUICK.
+# builds), EVSHIM_CLIENTS_LOGS (results), EVSHIM_CLIENTS_QUICK and
+# EVSHIM_CLIENTS_PREPARE (1: stop after the build, `scripts/clients --prepare`).
 set -uo pipefail
 : "${EVSHIM_REPO:?run through scripts/clients}"
 

@@ -176,6 +176,7 @@ for v in "${build_list[@]}"; do
 done
 ((${#failed_builds[@]})) && { clients_log "libevent: build failed: ${failed_builds[*]}"; exit 1; }
 clients_log "libevent: builds took $((SECONDS - t0)) s"
+[ "${EVSHIM_CLIENTS_PREPARE:-0}" = 1 ] && exit 0
 
 # -- run -------------------------------------------------------------------
 t1=$SECONDS

@@ -81,6 +81,7 @@ log "building (eventport against evshim, and stock epoll)"
 build_ok=pass
 build_nginx eventport "${eventport_opts[@]}" || build_ok=fail
 build_nginx epoll "${epoll_opts[@]}" || build_ok=fail
+[ "${EVSHIM_CLIENTS_PREPARE:-0}" = 1 ] && exit 0
 bin_ports=$work/objs-eventport/nginx
 bin_epoll=$work/objs-epoll/nginx
 
