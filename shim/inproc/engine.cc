@@ -580,10 +580,11 @@ Engine::Engine(EngineOptions options, std::shared_ptr<const Inherited> inherited
   host_->set_file_check_memo(true);  // forgotten whenever the lock is taken or given up
   // A watch of the engine's own on an object's descriptor (a port in a
   // port) reads the byte itself, registered before its readiness is polled.
+  // The number's fstat is the call's (the watch's open check made it).
   host_->set_register_callback([this](int fd) {
-    struct stat st {};
-    if (fstat(fd, &st) != 0 || !S_ISSOCK(st.st_mode)) return;
-    if (std::optional<emul::ObjectId> obj = objects_->FindByInode(st.st_ino)) {
+    const struct stat* st = host_->LocalStat(fd);
+    if (st == nullptr || !S_ISSOCK(st->st_mode)) return;
+    if (std::optional<emul::ObjectId> obj = objects_->FindByInode(st->st_ino)) {
       objects_watched_ = true;
       objects_->MarkPolled(*obj);
     }
@@ -1305,7 +1306,8 @@ std::optional<emul::ObjectId> Engine::KnownPortOfCall(const uint64_t args[6]) {
 // that fired earlier (timer_fire, timer.c:463-467), of FILE watches. The
 // engine queues host events only at its looks, so a look first orders them
 // (PrepareCall). It is not needed when the association's file is placed by
-// its identity check's EPOLL_CTL_MOD (LocalWatches::PlacedWithoutLook: off
+// its identity check's EPOLL_CTL_MOD or, for a number no record has, by its
+// registration's EPOLL_CTL_ADD (LocalWatches::PlacementWithoutLook: off
 // epoll's ready list until then, linked at its tail if ready), epoll keeping
 // its ready list in wake-up order, so the next look reads the files that
 // woke before, then this one, then the later ones: queued in illumos's
@@ -1324,13 +1326,30 @@ bool Engine::AssociatePlacedWithoutLook(abi::Call call, const uint64_t args[6]) 
   if ((opcode & il::PORT_SYS_NOPORT) || (opcode & il::PORT_CODE_MASK) != il::PORT_ASSOCIATE) return false;
   if (static_cast<uint16_t>(args[2]) != il::PORT_SOURCE_FD || args[3] > 0x7fffffff) return false;
   if (pollers_.load(std::memory_order_seq_cst) != 0) return false;
-  if (!host_->LocalPlacedWithoutLook(static_cast<int>(args[3]))) return false;
+  const int fd = static_cast<int>(args[3]);
+  const LocalWatches::Placement placement = host_->LocalPlacementWithoutLook(fd);
+  if (placement == LocalWatches::Placement::kByALook) return false;
   const std::optional<emul::ObjectId> port = KnownPortOfCall(args);
   if (!port) return false;
   if (ports_->FileWatchCount(*port) != 0) return false;
   const std::optional<ObjectTable::State> state = objects_->StateOf(*port);
   if (!state || state->polled) return false;
-  return !engines_->AnyDeadlineDue();
+  if (engines_->AnyDeadlineDue()) return false;
+  // A first association (or one after a close the library reported): its
+  // ADD places it only if epoll takes the file (a regular file is always
+  // ready, fired at once by the association: it needs the look first).
+  return placement == LocalWatches::Placement::kByItsMod || PlainPollableFile(fd);
+}
+
+// The fstat is the association's open check (LinuxHost::FdOpen), kept for
+// the call. Our objects' descriptors (sockets) are left to the look: their
+// readiness is what the engine applies after routing host events.
+bool Engine::PlainPollableFile(int fd) {
+  const struct stat* st = host_->LocalStat(fd);
+  if (st == nullptr) return false;
+  if (S_ISFIFO(st->st_mode)) return true;
+  if (!S_ISSOCK(st->st_mode) || objects_->FindByInode(st->st_ino)) return false;
+  return inherited_ == nullptr || !inherited_->objects.contains(st->st_ino);
 }
 
 void Engine::PrepareCall() {

@@ -204,10 +204,14 @@ class Engine {
   // finds can be queued on that port, ahead of the sent event or in the
   // waiter's answer (threads blocked in port_get, issue 15).
   bool PortFedByNoHostSource(abi::Call call, const uint64_t args[6]);
-  // A port_associate(PORT_SOURCE_FD) whose identity check places the
-  // association's event itself (LocalWatches::PlacedWithoutLook) needs no
-  // look either, when nothing else would be queued at the look ahead of it.
+  // A port_associate(PORT_SOURCE_FD) whose identity check or new
+  // registration places the association's event itself
+  // (LocalWatches::PlacementWithoutLook) needs no look either, when nothing
+  // else would be queued at the look ahead of it.
   bool AssociatePlacedWithoutLook(abi::Call call, const uint64_t args[6]);
+  // Whether number `fd` names a pipe or a socket that is no object of this
+  // engine: a file epoll takes, whose readiness no look of ours changes.
+  bool PlainPollableFile(int fd);
   // The watches' identity answers (LinuxHost::ForgetFileChecks) are kept
   // while no descriptor was closed or replaced through the library; a call
   // checks again the number it names (`number` >= 0), every answer
