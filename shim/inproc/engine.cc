@@ -765,7 +765,7 @@ bool Engine::Call(int nr, const uint64_t args[6], long* result) {
   if (AssociatePlacedWithoutLook(entry->call, args)) {
     // No look, and no deadline is due (checked): the next look reads the
     // association's report in its place, then runs the deadlines due by then.
-  } else if (QueueAnswersWithoutLook(entry->call, args) || PortFedByNoHostSource(entry->call, args)) {
+  } else if (SendOrRetrievalWithoutLook(entry->call, args)) {
     // No look, but due deadlines still run (the clock, no system call): a
     // queued timer event counts its expirations up to the retrieval
     // (firings while it is queued count, timer.c:459-467; delivered with
@@ -1240,25 +1240,11 @@ void Engine::RememberObjectAt(int fd, emul::ObjectId obj, uint64_t epoch) {
 // always. Skipped with the look: routing the
 // port's own last close, so after a raw close of its only descriptor such a
 // call still takes the queued events (docs/abi.md §10 "Fast mode").
-bool Engine::QueueAnswersWithoutLook(abi::Call call, const uint64_t args[6]) {
+bool Engine::QueueAnswersWithoutLook(uint32_t code, const uint64_t args[6], emul::ObjectId port) {
   namespace il = abi::illumos;
-  if (call != abi::Call::kPortfs) return false;
-  const uint32_t opcode = static_cast<uint32_t>(args[0]);
-  if (opcode & il::PORT_SYS_NOPORT) return false;
-  uint64_t max = 0;
-  switch (opcode & il::PORT_CODE_MASK) {
-    case il::PORT_GET:
-      max = 1;
-      break;
-    case il::PORT_GETN:
-      max = static_cast<uint32_t>(args[3]);
-      break;
-    default:
-      return false;
-  }
-  if (max == 0) return false;  // counting the events (max 0) looks first
-  const std::optional<emul::ObjectId> port = KnownPortOfCall(args);
-  return port && ports_->QueuedCount(*port) >= max;
+  // port_getn's max (0: counting the events, which looks first).
+  const uint64_t max = code == il::PORT_GET ? 1 : code == il::PORT_GETN ? static_cast<uint32_t>(args[3]) : 0;
+  return max != 0 && ports_->QueuedCount(port) >= max;
 }
 
 // illumos queues an FD event when its file becomes ready (pollwakeup,
@@ -1275,21 +1261,21 @@ bool Engine::QueueAnswersWithoutLook(abi::Call call, const uint64_t args[6]) {
 // when it fires, timer_fire, timer.c:463-467). Like QueueAnswersWithoutLook,
 // the object comes from what the engine kept, and the port's own last close
 // by a raw close is not routed first (docs/abi.md §10 "Fast mode").
-bool Engine::PortFedByNoHostSource(abi::Call call, const uint64_t args[6]) {
+bool Engine::PortFedByNoHostSource(emul::ObjectId port) {
+  return ports_->AssociationCount(port) == 0 && ports_->FileWatchCount(port) == 0;
+}
+
+// A port_send, port_get or port_getn either of the two above answers
+// without a look; the kept port is looked up once for both.
+bool Engine::SendOrRetrievalWithoutLook(abi::Call call, const uint64_t args[6]) {
   namespace il = abi::illumos;
   if (call != abi::Call::kPortfs) return false;
   const uint32_t opcode = static_cast<uint32_t>(args[0]);
   if (opcode & il::PORT_SYS_NOPORT) return false;
-  switch (opcode & il::PORT_CODE_MASK) {
-    case il::PORT_SEND:
-    case il::PORT_GET:
-    case il::PORT_GETN:
-      break;
-    default:
-      return false;
-  }
+  const uint32_t code = opcode & il::PORT_CODE_MASK;
+  if (code != il::PORT_SEND && code != il::PORT_GET && code != il::PORT_GETN) return false;
   const std::optional<emul::ObjectId> port = KnownPortOfCall(args);
-  return port && ports_->AssociationCount(*port) == 0 && ports_->FileWatchCount(*port) == 0;
+  return port && (QueueAnswersWithoutLook(code, args, *port) || PortFedByNoHostSource(*port));
 }
 
 std::optional<emul::ObjectId> Engine::KnownPortOfCall(const uint64_t args[6]) {
