@@ -305,6 +305,16 @@ int NumberToCheck(abi::Call call, const uint64_t args[6]) {
   }
 }
 
+// port_associate(PORT_SOURCE_FD) of a valid number (checked inline: every
+// port call asks, Engine::AssociatePlacedWithoutLook).
+bool IsFdAssociation(abi::Call call, const uint64_t args[6]) {
+  namespace il = abi::illumos;
+  if (call != abi::Call::kPortfs) return false;
+  const uint32_t opcode = static_cast<uint32_t>(args[0]);
+  if ((opcode & il::PORT_SYS_NOPORT) || (opcode & il::PORT_CODE_MASK) != il::PORT_ASSOCIATE) return false;
+  return static_cast<uint16_t>(args[2]) == il::PORT_SOURCE_FD && args[3] <= 0x7fffffff;
+}
+
 // An answer the woken thread can return without the lock (no descriptor
 // to install).
 bool IsPlainAnswer(const abi::Outcome& out) {
@@ -762,7 +772,7 @@ bool Engine::Call(int nr, const uint64_t args[6], long* result) {
       e.last_call_ns_.store(MonotonicNs(), std::memory_order_relaxed);
     }
   } leave{*this, lock};
-  if (AssociatePlacedWithoutLook(entry->call, args)) {
+  if (IsFdAssociation(entry->call, args) && AssociatePlacedWithoutLook(args)) {
     // No look, and no deadline is due (checked): the next look reads the
     // association's report in its place, then runs the deadlines due by then.
   } else if (SendOrRetrievalWithoutLook(entry->call, args)) {
@@ -1305,12 +1315,7 @@ std::optional<emul::ObjectId> Engine::KnownPortOfCall(const uint64_t args[6]) {
 // port not polled (a raw poll sees it readable right after the call in
 // illumos). The object comes from what the engine kept (as
 // QueueAnswersWithoutLook).
-bool Engine::AssociatePlacedWithoutLook(abi::Call call, const uint64_t args[6]) {
-  namespace il = abi::illumos;
-  if (call != abi::Call::kPortfs) return false;
-  const uint32_t opcode = static_cast<uint32_t>(args[0]);
-  if ((opcode & il::PORT_SYS_NOPORT) || (opcode & il::PORT_CODE_MASK) != il::PORT_ASSOCIATE) return false;
-  if (static_cast<uint16_t>(args[2]) != il::PORT_SOURCE_FD || args[3] > 0x7fffffff) return false;
+bool Engine::AssociatePlacedWithoutLook(const uint64_t args[6]) {
   if (pollers_.load(std::memory_order_seq_cst) != 0) return false;
   const int fd = static_cast<int>(args[3]);
   const LocalWatches::Placement placement = host_->LocalPlacementWithoutLook(fd);

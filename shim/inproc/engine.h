@@ -211,7 +211,8 @@ class Engine {
   // registration places the association's event itself
   // (LocalWatches::PlacementWithoutLook) needs no look either, when nothing
   // else would be queued at the look ahead of it.
-  bool AssociatePlacedWithoutLook(abi::Call call, const uint64_t args[6]);
+  // `args`: a port_associate(PORT_SOURCE_FD) call's (IsFdAssociation).
+  bool AssociatePlacedWithoutLook(const uint64_t args[6]);
   // Whether number `fd` names a pipe or a socket that is no object of this
   // engine: a file epoll takes, whose readiness no look of ours changes.
   bool PlainPollableFile(int fd);
