@@ -305,6 +305,16 @@ int NumberToCheck(abi::Call call, const uint64_t args[6]) {
   }
 }
 
+// port_associate(PORT_SOURCE_FD) of a valid number (checked inline: every
+// port call asks, Engine::AssociatePlacedWithoutLook).
+bool IsFdAssociation(abi::Call call, const uint64_t args[6]) {
+  namespace il = abi::illumos;
+  if (call != abi::Call::kPortfs) return false;
+  const uint32_t opcode = static_cast<uint32_t>(args[0]);
+  if ((opcode & il::PORT_SYS_NOPORT) || (opcode & il::PORT_CODE_MASK) != il::PORT_ASSOCIATE) return false;
+  return static_cast<uint16_t>(args[2]) == il::PORT_SOURCE_FD && args[3] <= 0x7fffffff;
+}
+
 // An answer the woken thread can return without the lock (no descriptor
 // to install).
 bool IsPlainAnswer(const abi::Outcome& out) {
@@ -580,10 +590,11 @@ Engine::Engine(EngineOptions options, std::shared_ptr<const Inherited> inherited
   host_->set_file_check_memo(true);  // forgotten whenever the lock is taken or given up
   // A watch of the engine's own on an object's descriptor (a port in a
   // port) reads the byte itself, registered before its readiness is polled.
+  // The number's fstat is the call's (the watch's open check made it).
   host_->set_register_callback([this](int fd) {
-    struct stat st {};
-    if (fstat(fd, &st) != 0 || !S_ISSOCK(st.st_mode)) return;
-    if (std::optional<emul::ObjectId> obj = objects_->FindByInode(st.st_ino)) {
+    const struct stat* st = host_->LocalStat(fd);
+    if (st == nullptr || !S_ISSOCK(st->st_mode)) return;
+    if (std::optional<emul::ObjectId> obj = objects_->FindByInode(st->st_ino)) {
       objects_watched_ = true;
       objects_->MarkPolled(*obj);
     }
@@ -761,10 +772,10 @@ bool Engine::Call(int nr, const uint64_t args[6], long* result) {
       e.last_call_ns_.store(MonotonicNs(), std::memory_order_relaxed);
     }
   } leave{*this, lock};
-  if (AssociatePlacedWithoutLook(entry->call, args)) {
+  if (IsFdAssociation(entry->call, args) && AssociatePlacedWithoutLook(args)) {
     // No look, and no deadline is due (checked): the next look reads the
     // association's report in its place, then runs the deadlines due by then.
-  } else if (QueueAnswersWithoutLook(entry->call, args) || PortFedByNoHostSource(entry->call, args)) {
+  } else if (SendOrRetrievalWithoutLook(entry->call, args)) {
     // No look, but due deadlines still run (the clock, no system call): a
     // queued timer event counts its expirations up to the retrieval
     // (firings while it is queued count, timer.c:459-467; delivered with
@@ -1239,25 +1250,11 @@ void Engine::RememberObjectAt(int fd, emul::ObjectId obj, uint64_t epoch) {
 // always. Skipped with the look: routing the
 // port's own last close, so after a raw close of its only descriptor such a
 // call still takes the queued events (docs/abi.md §10 "Fast mode").
-bool Engine::QueueAnswersWithoutLook(abi::Call call, const uint64_t args[6]) {
+bool Engine::QueueAnswersWithoutLook(uint32_t code, const uint64_t args[6], emul::ObjectId port) {
   namespace il = abi::illumos;
-  if (call != abi::Call::kPortfs) return false;
-  const uint32_t opcode = static_cast<uint32_t>(args[0]);
-  if (opcode & il::PORT_SYS_NOPORT) return false;
-  uint64_t max = 0;
-  switch (opcode & il::PORT_CODE_MASK) {
-    case il::PORT_GET:
-      max = 1;
-      break;
-    case il::PORT_GETN:
-      max = static_cast<uint32_t>(args[3]);
-      break;
-    default:
-      return false;
-  }
-  if (max == 0) return false;  // counting the events (max 0) looks first
-  const std::optional<emul::ObjectId> port = KnownPortOfCall(args);
-  return port && ports_->QueuedCount(*port) >= max;
+  // port_getn's max (0: counting the events, which looks first).
+  const uint64_t max = code == il::PORT_GET ? 1 : code == il::PORT_GETN ? static_cast<uint32_t>(args[3]) : 0;
+  return max != 0 && ports_->QueuedCount(port) >= max;
 }
 
 // illumos queues an FD event when its file becomes ready (pollwakeup,
@@ -1274,21 +1271,21 @@ bool Engine::QueueAnswersWithoutLook(abi::Call call, const uint64_t args[6]) {
 // when it fires, timer_fire, timer.c:463-467). Like QueueAnswersWithoutLook,
 // the object comes from what the engine kept, and the port's own last close
 // by a raw close is not routed first (docs/abi.md §10 "Fast mode").
-bool Engine::PortFedByNoHostSource(abi::Call call, const uint64_t args[6]) {
+bool Engine::PortFedByNoHostSource(emul::ObjectId port) {
+  return ports_->AssociationCount(port) == 0 && ports_->FileWatchCount(port) == 0;
+}
+
+// A port_send, port_get or port_getn either of the two above answers
+// without a look; the kept port is looked up once for both.
+bool Engine::SendOrRetrievalWithoutLook(abi::Call call, const uint64_t args[6]) {
   namespace il = abi::illumos;
   if (call != abi::Call::kPortfs) return false;
   const uint32_t opcode = static_cast<uint32_t>(args[0]);
   if (opcode & il::PORT_SYS_NOPORT) return false;
-  switch (opcode & il::PORT_CODE_MASK) {
-    case il::PORT_SEND:
-    case il::PORT_GET:
-    case il::PORT_GETN:
-      break;
-    default:
-      return false;
-  }
+  const uint32_t code = opcode & il::PORT_CODE_MASK;
+  if (code != il::PORT_SEND && code != il::PORT_GET && code != il::PORT_GETN) return false;
   const std::optional<emul::ObjectId> port = KnownPortOfCall(args);
-  return port && ports_->AssociationCount(*port) == 0 && ports_->FileWatchCount(*port) == 0;
+  return port && (QueueAnswersWithoutLook(code, args, *port) || PortFedByNoHostSource(*port));
 }
 
 std::optional<emul::ObjectId> Engine::KnownPortOfCall(const uint64_t args[6]) {
@@ -1305,7 +1302,8 @@ std::optional<emul::ObjectId> Engine::KnownPortOfCall(const uint64_t args[6]) {
 // that fired earlier (timer_fire, timer.c:463-467), of FILE watches. The
 // engine queues host events only at its looks, so a look first orders them
 // (PrepareCall). It is not needed when the association's file is placed by
-// its identity check's EPOLL_CTL_MOD (LocalWatches::PlacedWithoutLook: off
+// its identity check's EPOLL_CTL_MOD or, for a number no record has, by its
+// registration's EPOLL_CTL_ADD (LocalWatches::PlacementWithoutLook: off
 // epoll's ready list until then, linked at its tail if ready), epoll keeping
 // its ready list in wake-up order, so the next look reads the files that
 // woke before, then this one, then the later ones: queued in illumos's
@@ -1317,20 +1315,32 @@ std::optional<emul::ObjectId> Engine::KnownPortOfCall(const uint64_t args[6]) {
 // port not polled (a raw poll sees it readable right after the call in
 // illumos). The object comes from what the engine kept (as
 // QueueAnswersWithoutLook).
-bool Engine::AssociatePlacedWithoutLook(abi::Call call, const uint64_t args[6]) {
-  namespace il = abi::illumos;
-  if (call != abi::Call::kPortfs) return false;
-  const uint32_t opcode = static_cast<uint32_t>(args[0]);
-  if ((opcode & il::PORT_SYS_NOPORT) || (opcode & il::PORT_CODE_MASK) != il::PORT_ASSOCIATE) return false;
-  if (static_cast<uint16_t>(args[2]) != il::PORT_SOURCE_FD || args[3] > 0x7fffffff) return false;
+bool Engine::AssociatePlacedWithoutLook(const uint64_t args[6]) {
   if (pollers_.load(std::memory_order_seq_cst) != 0) return false;
-  if (!host_->LocalPlacedWithoutLook(static_cast<int>(args[3]))) return false;
+  const int fd = static_cast<int>(args[3]);
+  const LocalWatches::Placement placement = host_->LocalPlacementWithoutLook(fd);
+  if (placement == LocalWatches::Placement::kByALook) return false;
   const std::optional<emul::ObjectId> port = KnownPortOfCall(args);
   if (!port) return false;
   if (ports_->FileWatchCount(*port) != 0) return false;
   const std::optional<ObjectTable::State> state = objects_->StateOf(*port);
   if (!state || state->polled) return false;
-  return !engines_->AnyDeadlineDue();
+  if (engines_->AnyDeadlineDue()) return false;
+  // A first association (or one after a close the library reported): its
+  // ADD places it only if epoll takes the file (a regular file is always
+  // ready, fired at once by the association: it needs the look first).
+  return placement == LocalWatches::Placement::kByItsMod || PlainPollableFile(fd);
+}
+
+// The fstat is the association's open check (LinuxHost::FdOpen), kept for
+// the call. Our objects' descriptors (sockets) are left to the look: their
+// readiness is what the engine applies after routing host events.
+bool Engine::PlainPollableFile(int fd) {
+  const struct stat* st = host_->LocalStat(fd);
+  if (st == nullptr) return false;
+  if (S_ISFIFO(st->st_mode)) return true;
+  if (!S_ISSOCK(st->st_mode) || objects_->FindByInode(st->st_ino)) return false;
+  return inherited_ == nullptr || !inherited_->objects.contains(st->st_ino);
 }
 
 void Engine::PrepareCall() {

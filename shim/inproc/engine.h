@@ -197,17 +197,25 @@ class Engine {
   void PrepareCall();
   // A port_get/port_getn whose port already holds `max` events needs no
   // look first: it takes them from the head of the queue, and whatever a
-  // look would find is queued after them.
-  bool QueueAnswersWithoutLook(abi::Call call, const uint64_t args[6]);
+  // look would find is queued after them. `code`: the portfs opcode.
+  bool QueueAnswersWithoutLook(uint32_t code, const uint64_t args[6], emul::ObjectId port);
   // A port_send, port_get or port_getn on a port no host source feeds (no
   // FD association, no FILE watch) needs no look either: nothing a look
   // finds can be queued on that port, ahead of the sent event or in the
   // waiter's answer (threads blocked in port_get, issue 15).
-  bool PortFedByNoHostSource(abi::Call call, const uint64_t args[6]);
-  // A port_associate(PORT_SOURCE_FD) whose identity check places the
-  // association's event itself (LocalWatches::PlacedWithoutLook) needs no
-  // look either, when nothing else would be queued at the look ahead of it.
-  bool AssociatePlacedWithoutLook(abi::Call call, const uint64_t args[6]);
+  bool PortFedByNoHostSource(emul::ObjectId port);
+  // A port_send/port_get/port_getn on a port the engine kept, which one of
+  // the two above answers without a look.
+  bool SendOrRetrievalWithoutLook(abi::Call call, const uint64_t args[6]);
+  // A port_associate(PORT_SOURCE_FD) whose identity check or new
+  // registration places the association's event itself
+  // (LocalWatches::PlacementWithoutLook) needs no look either, when nothing
+  // else would be queued at the look ahead of it.
+  // `args`: a port_associate(PORT_SOURCE_FD) call's (IsFdAssociation).
+  bool AssociatePlacedWithoutLook(const uint64_t args[6]);
+  // Whether number `fd` names a pipe or a socket that is no object of this
+  // engine: a file epoll takes, whose readiness no look of ours changes.
+  bool PlainPollableFile(int fd);
   // The watches' identity answers (LinuxHost::ForgetFileChecks) are kept
   // while no descriptor was closed or replaced through the library; a call
   // checks again the number it names (`number` >= 0), every answer

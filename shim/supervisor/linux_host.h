@@ -119,11 +119,14 @@ class LinuxHost final : public emul::Host {
   void EndCall() {
     if (local_) local_->EndCall();
   }
-  // LocalWatches::set_one_shot_associations, PlacedWithoutLook.
+  // LocalWatches::set_one_shot_associations, PlacementWithoutLook.
   void set_one_shot_associations(bool on) {
     if (local_) local_->set_one_shot_associations(on);
   }
-  bool LocalPlacedWithoutLook(int fd) { return local_ && local_->look_fd() >= 0 && local_->PlacedWithoutLook(fd); }
+  LocalWatches::Placement LocalPlacementWithoutLook(int fd) {
+    if (!local_ || local_->look_fd() < 0) return LocalWatches::Placement::kByALook;
+    return local_->PlacementWithoutLook(fd);
+  }
   // The in-process engine runs one call at a time under its lock, and the
   // engines ask about the same descriptor more than once in a call (an
   // association's number is checked by DropClosedAt, then by FindAssoc):

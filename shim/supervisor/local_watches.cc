@@ -224,10 +224,13 @@ bool LocalWatches::AssociationsOnly(const File& f) {
   return true;
 }
 
-bool LocalWatches::PlacedWithoutLook(int fd) {
-  if (!one_shot_assocs_) return false;
+LocalWatches::Placement LocalWatches::PlacementWithoutLook(int fd) {
+  if (!one_shot_assocs_) return Placement::kByALook;
   const File* f = live_.Find(fd);
-  return f != nullptr && !f->dead && f->unlinked && AssociationsOnly(*f);
+  // No record: the association's registration is made by its EPOLL_CTL_ADD
+  // (Attach), which links a ready file at the tail as a MOD does (ep_insert).
+  if (f == nullptr) return Placement::kByItsAdd;
+  return !f->dead && f->unlinked && AssociationsOnly(*f) ? Placement::kByItsMod : Placement::kByALook;
 }
 
 // EPOLL_CTL_MOD of the file's registration: 1 done; 0 failed for a reason
@@ -289,7 +292,7 @@ void LocalWatches::Kill(File& f) {
 
 // Registers `w` on the file `fd` names: the live File of that number, if it
 // still is that file, or a new one.
-Result<LocalWatches::File*> LocalWatches::Attach(Watch& w, WatchId id, int fd) {
+Result<LocalWatches::File*> LocalWatches::Attach(Watch& w, WatchId id, int fd, uint32_t placing) {
   if (File* cur = FileOf(w)) {
     // A watch whose file left the number stays dead: it must never start
     // watching a file that came to the number later (rule 10).
@@ -307,17 +310,28 @@ Result<LocalWatches::File*> LocalWatches::Attach(Watch& w, WatchId id, int fd) {
     fresh.gen = next_gen_++;
     if (next_gen_ == 0) next_gen_ = 1;
     fresh.fd = fd;
-    // Registered off (one-shot, no poll bits): switched on by Arm.
-    if (CtlProgramNumber(level_epfd_, EPOLL_CTL_ADD, fd, EPOLLONESHOT, Key(fresh)) != 0) {
+    // Registered off (one-shot, no poll bits): switched on by Arm; or an
+    // association's, one-shot with its mask: the ADD links a ready file at
+    // the tail of the ready list now, where illumos queues its event.
+    const uint32_t set = EPOLLONESHOT | placing;
+    if (CtlProgramNumber(level_epfd_, EPOLL_CTL_ADD, fd, set, Key(fresh)) != 0) {
       // The same file back at the number whose registration a raw close
-      // left behind (the file open elsewhere): that key is this file's.
-      if (errno != EEXIST || CtlProgramNumber(level_epfd_, EPOLL_CTL_MOD, fd, EPOLLONESHOT, Key(fresh)) != 0) {
+      // left behind (the file open elsewhere): that key is this file's. It
+      // may sit in the ready list since its wake-up, which a MOD would keep:
+      // deleted and added anew, it is polled and linked now.
+      if (errno != EEXIST || CtlProgramNumber(level_epfd_, EPOLL_CTL_DEL, fd, 0, 0) != 0 ||
+          CtlProgramNumber(level_epfd_, EPOLL_CTL_ADD, fd, set, Key(fresh)) != 0) {
         // EPERM: a file without poll support; EBADF: not open.
         return Errno{errno};
       }
     }
     fresh.checked = epoch_.load(std::memory_order_relaxed);
+    if (placing != 0) {
+      fresh.reg = File::Reg::kOneShot;
+      fresh.level_events = placing;
+    }
     f = &live_.Insert(fresh);
+    if (placing != 0) MarkPlaced(*f);
     if (register_cb_) register_cb_(fd);
   }
   w.next_slot = f->first_slot;
@@ -452,7 +466,8 @@ Result<uint32_t> LocalWatches::Arm(WatchId id, int fd, uint32_t events, const ui
     return events & kPolllessReady;
   }
   if (File* cur = FileOf(w); cur != nullptr && w.edge) DetachEdge(w, id, *cur);
-  Result<File*> attached = Attach(w, id, fd);
+  // A new record for an association is placed by its ADD (below).
+  Result<File*> attached = Attach(w, id, fd, for_assoc && one_shot_assocs_ ? events : 0);
   if (!attached.ok()) {
     // epoll refuses files without poll support (regular files): illumos
     // reports those always ready for the requested bits.

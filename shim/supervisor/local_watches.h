@@ -131,12 +131,16 @@ class LocalWatches {
   // ready list: where illumos queues the association's event (port.c:153-163),
   // behind every file that woke before. Per call only (EndCall).
   void set_one_shot_associations(bool on) { one_shot_assocs_ = on; }
-  // Whether an association (kReportedAtLook) of number `fd` in this call,
-  // before any look, would be placed by its identity check: its live file
-  // has only such watches, and its registration reported since the last
-  // MOD (one-shot, so disabled and off the ready list). Then the call needs
-  // no look of its own. No system call.
-  bool PlacedWithoutLook(int fd);
+  // How an association (kReportedAtLook) of number `fd` in this call,
+  // before any look, would be placed: by its identity check (kByItsMod: its
+  // live file has only such watches, and its registration reported since
+  // the last MOD, one-shot, so disabled and off the ready list), or by the
+  // EPOLL_CTL_ADD of a new record (kByItsAdd: no live file has the number;
+  // the caller makes sure epoll takes the file, or the association would
+  // not be registered at all). Then the call needs no look of its own.
+  // No system call.
+  enum class Placement : uint8_t { kByALook, kByItsMod, kByItsAdd };
+  Placement PlacementWithoutLook(int fd);
   // The end of a call, or of a look made outside one (a waiter's wake-up,
   // the idle pump): the switch-offs of its reports are decided.
   void EndCall();
@@ -291,7 +295,9 @@ class LocalWatches {
   File* FileOf(const Watch& w);
   File* FileOfReport(uint64_t key);  // a live file's registration reported
   bool SharesEdge(const File& f, emul::WatchId id, uint32_t mask);
-  emul::Result<File*> Attach(Watch& w, emul::WatchId id, int fd);
+  // `placing`: a new record is registered one-shot with it (an
+  // association's mask) and placed; 0: off.
+  emul::Result<File*> Attach(Watch& w, emul::WatchId id, int fd, uint32_t placing = 0);
   emul::Result<File*> AttachEdge(Watch& w, emul::WatchId id, int fd, uint32_t events);
   void Detach(Watch& w, emul::WatchId id);
   void DetachEdge(Watch& w, emul::WatchId id, File& f);
