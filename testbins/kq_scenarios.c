@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "poll_family.h"
+#include "supervisor_fds.h"
 
 #define CHECK(cond)                                                                             \
   do {                                                                                          \
@@ -1989,17 +1990,6 @@ static int lowat_wakes_waiter(void) {
 
 /* ---- Readiness before the call, and closed descriptors ---- */
 
-/* The supervisor's descriptor count (`evshim run` is this program's parent). */
-static int supervisor_fd_count(void) {
-  char dir[64];
-  snprintf(dir, sizeof dir, "/proc/%d/fd", (int)getppid());
-  int n = 0;
-  DIR *d = opendir(dir);
-  CHECK(d != NULL);
-  while (readdir(d) != NULL) n++;
-  closedir(d);
-  return n;
-}
 
 /* A knote is activated when its file becomes ready (knote() from the pipe's
  * wakeup, knote_activate/knote_enqueue: DF kern_event.c:1647-1660,
@@ -2285,6 +2275,7 @@ static int close_no_delete(void) {
   int kq = kqueue();
   CHECK(kq >= 0);
   int before = 0;
+  wait_for_supervisor_settled();
   for (int i = 0; i < 4000; i++) {
     int p[2];
     CHECK(pipe(p) == 0);

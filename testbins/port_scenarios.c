@@ -11,6 +11,7 @@
 #include <evshim_portfs.h>
 #include <port.h>
 #include "poll_family.h"
+#include "supervisor_fds.h"
 #include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
@@ -1580,17 +1581,7 @@ static int pollable_handoff(void) {
 
 /* ---- Readiness before the call, and closes without port_dissociate ---- */
 
-/* The supervisor's descriptor count (`evshim run` is this program's parent). */
-static int supervisor_fd_count(void) {
-  char dir[64];
-  snprintf(dir, sizeof dir, "/proc/%d/fd", (int)getppid());
-  int n = 0;
-  DIR *d = opendir(dir);
-  CHECK(d != NULL);
-  while (readdir(d) != NULL) n++;
-  closedir(d);
-  return n;
-}
+
 
 /* port.c:158-163 (the FD source: pollwakeup forwards the event when the file
  * becomes ready) and port.c:1268-1285 (a zero timeout goes straight to
@@ -1793,6 +1784,7 @@ static int poll_family_after_ready(void) {
 static int close_no_dissociate(void) {
   enum { CYCLES = 4000, MAX = 64 };
   int before = 0;
+  wait_for_supervisor_settled();
   for (int i = 0; i < CYCLES; i++) {
     int p[2];
     CHECK(pipe(p) == 0);
