@@ -19,7 +19,6 @@
  *                                  descriptor count must come back to its baseline
  */
 #define _GNU_SOURCE
-#include <dirent.h>
 #include <errno.h>
 #include <poll.h>
 #include <port.h>
@@ -36,6 +35,8 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "supervisor_fds.h"
 
 #define CHECK(cond)                                                                       \
   do {                                                                                    \
@@ -280,25 +281,14 @@ static int fork_storm(int F) {
   return 0;
 }
 
-static int count_fds(pid_t pid) {
-  char path[64];
-  snprintf(path, sizeof path, "/proc/%d/fd", (int)pid);
-  DIR *d = opendir(path);
-  if (!d) return -1;
-  int n = 0;
-  while (readdir(d)) n++;
-  closedir(d);
-  return n;
-}
-
 /* Resources come back: after R rounds of ports with associations that are
  * closed again, the supervisor holds as many descriptors as before. */
 static int leak_check(int R) {
-  pid_t sup = getppid();
   port_event_t ev;
   struct timespec zero = {0, 0};
   port_get(port, &ev, &zero);
-  int before = count_fds(sup);
+  wait_for_supervisor_settled();
+  int before = supervisor_fd_count();
   for (int r = 0; r < R; r++) {
     int p = port_create(), fds[2];
     CHECK(p >= 0 && pipe(fds) == 0);
@@ -313,7 +303,7 @@ static int leak_check(int R) {
   int after = -1;
   for (int i = 0; i < 100; i++) {
     port_get(port, &ev, &zero);
-    after = count_fds(sup);
+    after = supervisor_fd_count();
     if (after <= before) break;
     usleep(20 * 1000);
   }

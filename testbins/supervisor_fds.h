@@ -1,8 +1,8 @@
 /*
  * The supervisor's descriptor count, for the scenarios that show closed
  * descriptors leave nothing behind in it (port_scenarios.c
- * `close_no_dissociate`, kq_scenarios.c `close_no_delete`). `evshim run` is
- * the program's parent.
+ * `close_no_dissociate`, kq_scenarios.c `close_no_delete`, stress_ports.c
+ * `leak_check`). `evshim run` is the program's parent.
  */
 #ifndef EVSHIM_TESTBINS_SUPERVISOR_FDS_H
 #define EVSHIM_TESTBINS_SUPERVISOR_FDS_H
