@@ -294,6 +294,15 @@ class EventPorts final : public Engine {
   size_t AssociationCount(ObjectId port) const;
   size_t FileWatchCount(ObjectId port) const;
   size_t DispatcherCount(ObjectId port) const;
+  // What the in-process engine asks of a port before it decides whether a
+  // call needs a look (shim/inproc/engine.cc), read in one lookup; nullopt
+  // when the port is gone.
+  struct Glance {
+    uint32_t queued = 0;
+    size_t fd_associations = 0;
+    size_t file_watches = 0;
+  };
+  std::optional<Glance> GlanceAt(ObjectId port) const;
 
  private:
   struct Port;

@@ -280,15 +280,15 @@ void SleepUntilNs(int64_t ns) {
 // else (kevent change lists, the close report, timers, file watches)
 // checks every answer again, as before.
 constexpr int kCheckAll = -2, kCheckNone = -1;
-int NumberToCheck(abi::Call call, const uint64_t args[6]) {
+int NumberToCheck(abi::Call call, const PortCall& port_call, const uint64_t args[6]) {
   namespace il = abi::illumos;
   if (call == abi::Call::kKevent || call == abi::Call::kKevent11) {
     // kevent(kq, changelist, nchanges, eventlist, nevents, timeout): the
     // same on the three BSDs and both data models.
     return static_cast<int32_t>(args[2]) == 0 ? kCheckNone : kCheckAll;
   }
-  if (call != abi::Call::kPortfs) return kCheckAll;
-  switch (static_cast<uint32_t>(args[0]) & il::PORT_CODE_MASK) {
+  if (!port_call.portfs) return kCheckAll;
+  switch (port_call.code) {
     case il::PORT_GET:
     case il::PORT_GETN:
     case il::PORT_SEND:
@@ -296,23 +296,10 @@ int NumberToCheck(abi::Call call, const uint64_t args[6]) {
       return kCheckNone;
     case il::PORT_ASSOCIATE:
     case il::PORT_DISSOCIATE:
-      if (static_cast<uint16_t>(args[2]) == il::PORT_SOURCE_FD && args[3] <= 0x7fffffff) {
-        return static_cast<int>(args[3]);
-      }
-      return kCheckAll;
+      return port_call.fd_object >= 0 ? port_call.fd_object : kCheckAll;
     default:
       return kCheckAll;
   }
-}
-
-// port_associate(PORT_SOURCE_FD) of a valid number (checked inline: every
-// port call asks, Engine::AssociatePlacedWithoutLook).
-bool IsFdAssociation(abi::Call call, const uint64_t args[6]) {
-  namespace il = abi::illumos;
-  if (call != abi::Call::kPortfs) return false;
-  const uint32_t opcode = static_cast<uint32_t>(args[0]);
-  if ((opcode & il::PORT_SYS_NOPORT) || (opcode & il::PORT_CODE_MASK) != il::PORT_ASSOCIATE) return false;
-  return static_cast<uint16_t>(args[2]) == il::PORT_SOURCE_FD && args[3] <= 0x7fffffff;
 }
 
 // An answer the woken thread can return without the lock (no descriptor
@@ -696,24 +683,13 @@ namespace {
 // Whether this thread's last port_get/port_getn waited (LikelyToWait).
 thread_local bool t_last_get_waited = false;
 
-bool IsPortRetrieval(abi::Call call, const uint64_t args[6]) {
-  namespace il = abi::illumos;
-  if (call != abi::Call::kPortfs) return false;
-  const uint32_t opcode = static_cast<uint32_t>(args[0]);
-  if (opcode & il::PORT_SYS_NOPORT) return false;
-  const uint32_t code = opcode & il::PORT_CODE_MASK;
-  return code == il::PORT_GET || code == il::PORT_GETN;
-}
-
 // A wait blocks every signal before it lets the lock go (Engine::Call). A
 // thread whose last retrieval waited blocks them before it takes the lock
 // instead, so the lock's section holds no system call (threads blocked in
 // port_get, issue 15); a signal then arriving is delivered in the wait
 // (EINTR) or, if the call does not wait, once it gave the lock back, as at
 // the end of a system call.
-bool LikelyToWait(abi::Call call, const uint64_t args[6]) {
-  return t_last_get_waited && IsPortRetrieval(call, args);
-}
+bool LikelyToWait(const PortCall& call) { return t_last_get_waited && call.IsRetrieval(); }
 
 // Every signal blocked ahead of a call likely to wait: the wait takes the
 // old mask over, or it is put back at scope exit.
@@ -739,10 +715,45 @@ class SignalsBlockedAhead {
 
  private:
   bool on_ = false;
-  sigset_t old_{};
+  sigset_t old_;  // read only while on_ (not cleared: every call builds one)
 };
 
 }  // namespace
+
+PortCall PortCall::Decode(abi::Call call, const uint64_t args[6]) {
+  namespace il = abi::illumos;
+  PortCall c;
+  if (call != abi::Call::kPortfs) return c;
+  const uint32_t opcode = static_cast<uint32_t>(args[0]);
+  c.portfs = true;
+  c.noport = (opcode & il::PORT_SYS_NOPORT) != 0;
+  c.code = opcode & il::PORT_CODE_MASK;
+  if (!c.noport) c.port_fd = static_cast<int>(args[1]);
+  switch (c.code) {  // decoded with or without PORT_SYS_NOPORT (NumberToCheck reads it so)
+    case il::PORT_ASSOCIATE:
+    case il::PORT_DISSOCIATE:
+      // portfs(op, port, source, object, ...): an FD object is a number.
+      if (static_cast<uint16_t>(args[2]) == il::PORT_SOURCE_FD && args[3] <= 0x7fffffff) {
+        c.fd_object = static_cast<int>(args[3]);
+      }
+      break;
+    case il::PORT_GET:
+      c.max = 1;
+      break;
+    case il::PORT_GETN:
+      c.max = static_cast<uint32_t>(args[3]);
+      break;
+    default:
+      break;
+  }
+  return c;
+}
+
+bool PortCall::IsRetrieval() const {
+  return portfs && !noport && (code == abi::illumos::PORT_GET || code == abi::illumos::PORT_GETN);
+}
+
+bool PortCall::IsFdAssociation() const { return OnPort(abi::illumos::PORT_ASSOCIATE) && fd_object >= 0; }
 
 bool Engine::Call(int nr, const uint64_t args[6], long* result) {
   const abi::SyscallEntry* entry = abi::FindSyscall(kProcessModel, nr);
@@ -751,13 +762,14 @@ bool Engine::Call(int nr, const uint64_t args[6], long* result) {
   // Destroyed after the lock: a call that blocked signals ahead and did not
   // wait gives the mask back once the lock is free.
   SignalsBlockedAhead ahead;
-  if (LikelyToWait(entry->call, args)) ahead.Block();
+  const PortCall port_call = PortCall::Decode(entry->call, args);
+  if (LikelyToWait(port_call)) ahead.Block();
   std::unique_lock<EngineMutex> lock(mu_);
   if (timers_moved_ && TimerCallMoved(entry->call)) return false;
   t_in_engine = true;
   t_engine_thread = true;
   t_call_frame = reinterpret_cast<uintptr_t>(__builtin_frame_address(0));
-  SyncFileChecks(NumberToCheck(entry->call, args));
+  SyncFileChecks(NumberToCheck(entry->call, port_call, args));
   struct Leave {
     Engine& e;
     std::unique_lock<EngineMutex>& lock;
@@ -772,10 +784,10 @@ bool Engine::Call(int nr, const uint64_t args[6], long* result) {
       e.last_call_ns_.store(MonotonicNs(), std::memory_order_relaxed);
     }
   } leave{*this, lock};
-  if (IsFdAssociation(entry->call, args) && AssociatePlacedWithoutLook(args)) {
+  if (port_call.IsFdAssociation() && AssociatePlacedWithoutLook(port_call)) {
     // No look, and no deadline is due (checked): the next look reads the
     // association's report in its place, then runs the deadlines due by then.
-  } else if (SendOrRetrievalWithoutLook(entry->call, args)) {
+  } else if (SendOrRetrievalWithoutLook(port_call)) {
     // No look, but due deadlines still run (the clock, no system call): a
     // queued timer event counts its expirations up to the retrieval
     // (firings while it is queued count, timer.c:459-467; delivered with
@@ -832,7 +844,7 @@ bool Engine::Call(int nr, const uint64_t args[6], long* result) {
     bool masked = false;
     // A retrieval is deferred also when it is answered at once (by the
     // handler itself): only a sleep counts for LikelyToWait.
-    if (IsPortRetrieval(entry->call, args)) t_last_get_waited = w && !w->answered();
+    if (port_call.IsRetrieval()) t_last_get_waited = w && !w->answered();
     // Answered while the lock was free: the thread that answered did the
     // bookkeeping (Waiter::Respond), so the call returns without the lock.
     bool answered_unlocked = false;
@@ -1250,11 +1262,8 @@ void Engine::RememberObjectAt(int fd, emul::ObjectId obj, uint64_t epoch) {
 // always. Skipped with the look: routing the
 // port's own last close, so after a raw close of its only descriptor such a
 // call still takes the queued events (docs/abi.md §10 "Fast mode").
-bool Engine::QueueAnswersWithoutLook(uint32_t code, const uint64_t args[6], emul::ObjectId port) {
-  namespace il = abi::illumos;
-  // port_getn's max (0: counting the events, which looks first).
-  const uint64_t max = code == il::PORT_GET ? 1 : code == il::PORT_GETN ? static_cast<uint32_t>(args[3]) : 0;
-  return max != 0 && ports_->QueuedCount(port) >= max;
+bool Engine::QueueAnswersWithoutLook(const PortCall& call, const KnownPort& port) {
+  return call.max != 0 && port.glance.queued >= call.max;
 }
 
 // illumos queues an FD event when its file becomes ready (pollwakeup,
@@ -1271,29 +1280,27 @@ bool Engine::QueueAnswersWithoutLook(uint32_t code, const uint64_t args[6], emul
 // when it fires, timer_fire, timer.c:463-467). Like QueueAnswersWithoutLook,
 // the object comes from what the engine kept, and the port's own last close
 // by a raw close is not routed first (docs/abi.md §10 "Fast mode").
-bool Engine::PortFedByNoHostSource(emul::ObjectId port) {
-  return ports_->AssociationCount(port) == 0 && ports_->FileWatchCount(port) == 0;
+bool Engine::PortFedByNoHostSource(const KnownPort& port) {
+  return port.glance.fd_associations == 0 && port.glance.file_watches == 0;
 }
 
 // A port_send, port_get or port_getn either of the two above answers
 // without a look; the kept port is looked up once for both.
-bool Engine::SendOrRetrievalWithoutLook(abi::Call call, const uint64_t args[6]) {
+bool Engine::SendOrRetrievalWithoutLook(const PortCall& call) {
   namespace il = abi::illumos;
-  if (call != abi::Call::kPortfs) return false;
-  const uint32_t opcode = static_cast<uint32_t>(args[0]);
-  if (opcode & il::PORT_SYS_NOPORT) return false;
-  const uint32_t code = opcode & il::PORT_CODE_MASK;
-  if (code != il::PORT_SEND && code != il::PORT_GET && code != il::PORT_GETN) return false;
-  const std::optional<emul::ObjectId> port = KnownPortOfCall(args);
-  return port && (QueueAnswersWithoutLook(code, args, *port) || PortFedByNoHostSource(*port));
+  if (!call.OnPort(il::PORT_SEND) && !call.IsRetrieval()) return false;
+  const std::optional<KnownPort> port = KnownPortOfCall(call);
+  return port && (QueueAnswersWithoutLook(call, *port) || PortFedByNoHostSource(*port));
 }
 
-std::optional<emul::ObjectId> Engine::KnownPortOfCall(const uint64_t args[6]) {
-  const int fd = static_cast<int>(args[1]);
-  if (fd < 0) return std::nullopt;
-  const std::optional<KnownObject> known = KnownObjectAt(fd, close_epoch_.load(std::memory_order_acquire));
-  if (!known || known->kind != abi::ObjectKind::kPort || !ports_->Exists(known->obj)) return std::nullopt;
-  return known->obj;
+std::optional<Engine::KnownPort> Engine::KnownPortOfCall(const PortCall& call) {
+  if (call.port_fd < 0) return std::nullopt;
+  const std::optional<KnownObject> known =
+      KnownObjectAt(call.port_fd, close_epoch_.load(std::memory_order_acquire));
+  if (!known || known->kind != abi::ObjectKind::kPort) return std::nullopt;
+  const std::optional<emul::EventPorts::Glance> glance = ports_->GlanceAt(known->obj);
+  if (!glance) return std::nullopt;
+  return KnownPort{known->obj, *glance};
 }
 
 // illumos queues an FD association's event at port_associate when the file
@@ -1315,15 +1322,15 @@ std::optional<emul::ObjectId> Engine::KnownPortOfCall(const uint64_t args[6]) {
 // port not polled (a raw poll sees it readable right after the call in
 // illumos). The object comes from what the engine kept (as
 // QueueAnswersWithoutLook).
-bool Engine::AssociatePlacedWithoutLook(const uint64_t args[6]) {
+bool Engine::AssociatePlacedWithoutLook(const PortCall& call) {
   if (pollers_.load(std::memory_order_seq_cst) != 0) return false;
-  const int fd = static_cast<int>(args[3]);
+  const int fd = call.fd_object;
   const LocalWatches::Placement placement = host_->LocalPlacementWithoutLook(fd);
   if (placement == LocalWatches::Placement::kByALook) return false;
-  const std::optional<emul::ObjectId> port = KnownPortOfCall(args);
+  const std::optional<KnownPort> port = KnownPortOfCall(call);
   if (!port) return false;
-  if (ports_->FileWatchCount(*port) != 0) return false;
-  const std::optional<ObjectTable::State> state = objects_->StateOf(*port);
+  if (port->glance.file_watches != 0) return false;
+  const std::optional<ObjectTable::State> state = objects_->StateOf(port->obj);
   if (!state || state->polled) return false;
   if (engines_->AnyDeadlineDue()) return false;
   // A first association (or one after a close the library reported): its

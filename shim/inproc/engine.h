@@ -54,6 +54,27 @@ struct Inherited {
   std::unordered_map<uint64_t, abi::ObjectKind> objects;
 };
 
+// One portfs call decoded once (Engine::Call), for the questions asked of
+// it before its handler runs: which identity answers it checks again
+// (NumberToCheck), whether it may wait (LikelyToWait), whether it needs a
+// look (Engine::SendOrRetrievalWithoutLook, AssociatePlacedWithoutLook).
+// Every other call decodes with `portfs` false.
+struct PortCall {
+  bool portfs = false;
+  bool noport = false;  // PORT_SYS_NOPORT: the call names no port
+  uint32_t code = 0;    // the opcode's PORT_CODE_MASK bits
+  int port_fd = -1;     // a call on a port: the number it names (args[1])
+  // port_associate/port_dissociate(PORT_SOURCE_FD) of a valid number:
+  // that number; otherwise -1.
+  int fd_object = -1;
+  // port_get: 1; port_getn: its max (0: counting the events); else 0.
+  uint32_t max = 0;
+  static PortCall Decode(abi::Call call, const uint64_t args[6]);
+  bool OnPort(uint32_t c) const { return portfs && !noport && code == c; }
+  bool IsRetrieval() const;
+  bool IsFdAssociation() const;
+};
+
 // The engine lock. Glibc's adaptive mutex spins a moment before it sleeps:
 // the sections it guards are a few system calls long, and with many threads
 // calling (waiters returning to port_get, a producer's port_send) a thread
@@ -195,24 +216,31 @@ class Engine {
 
   // Everything ready before a call is seen before it (issue 14 item 1).
   void PrepareCall();
+  // The port a call on a port names, when the engine kept it
+  // (KnownObjectAt) and it is alive, with what the predicates below read.
+  struct KnownPort {
+    emul::ObjectId obj;
+    emul::EventPorts::Glance glance;
+  };
+  std::optional<KnownPort> KnownPortOfCall(const PortCall& call);
   // A port_get/port_getn whose port already holds `max` events needs no
   // look first: it takes them from the head of the queue, and whatever a
-  // look would find is queued after them. `code`: the portfs opcode.
-  bool QueueAnswersWithoutLook(uint32_t code, const uint64_t args[6], emul::ObjectId port);
+  // look would find is queued after them.
+  static bool QueueAnswersWithoutLook(const PortCall& call, const KnownPort& port);
   // A port_send, port_get or port_getn on a port no host source feeds (no
   // FD association, no FILE watch) needs no look either: nothing a look
   // finds can be queued on that port, ahead of the sent event or in the
   // waiter's answer (threads blocked in port_get, issue 15).
-  bool PortFedByNoHostSource(emul::ObjectId port);
+  static bool PortFedByNoHostSource(const KnownPort& port);
   // A port_send/port_get/port_getn on a port the engine kept, which one of
   // the two above answers without a look.
-  bool SendOrRetrievalWithoutLook(abi::Call call, const uint64_t args[6]);
+  bool SendOrRetrievalWithoutLook(const PortCall& call);
   // A port_associate(PORT_SOURCE_FD) whose identity check or new
   // registration places the association's event itself
   // (LocalWatches::PlacementWithoutLook) needs no look either, when nothing
   // else would be queued at the look ahead of it.
-  // `args`: a port_associate(PORT_SOURCE_FD) call's (IsFdAssociation).
-  bool AssociatePlacedWithoutLook(const uint64_t args[6]);
+  // `call`: a port_associate(PORT_SOURCE_FD) (PortCall::IsFdAssociation).
+  bool AssociatePlacedWithoutLook(const PortCall& call);
   // Whether number `fd` names a pipe or a socket that is no object of this
   // engine: a file epoll takes, whose readiness no look of ours changes.
   bool PlainPollableFile(int fd);
@@ -232,8 +260,6 @@ class Engine {
     abi::ObjectKind kind;
   };
   std::optional<KnownObject> KnownObjectAt(int fd, uint64_t epoch);
-  // The port the port call `args` names, when known (KnownObjectAt) and alive.
-  std::optional<emul::ObjectId> KnownPortOfCall(const uint64_t args[6]);
   void RememberObjectAt(int fd, emul::ObjectId obj, uint64_t epoch);
   // Reads the look epoll without waiting (the watches' level reports), and
   // the loop epoll nested in it only when that reported, and routes each

@@ -60,6 +60,7 @@ std::optional<abi::ObjectKind> ObjectTable::Remove(emul::ObjectId obj, std::opti
   }
   close(it->second.own);
   by_inode_.erase(it->second.inode);
+  if (Recent& r = recent_[obj % kRecent]; r.id == obj) r = Recent{};
   objects_.erase(it);
   for (auto h = holder_fd_.lower_bound({obj, 0}); h != holder_fd_.end() && h->first.first == obj;) {
     h = holder_fd_.erase(h);
@@ -73,16 +74,25 @@ std::optional<emul::ObjectId> ObjectTable::FindByInode(uint64_t inode) const {
   return it->second;
 }
 
-std::optional<abi::ObjectKind> ObjectTable::KindOf(emul::ObjectId obj) const {
+ObjectTable::Object* ObjectTable::Find(emul::ObjectId obj) {
+  Recent& r = recent_[obj % kRecent];
+  if (r.object != nullptr && r.id == obj) return r.object;
   auto it = objects_.find(obj);
-  if (it == objects_.end()) return std::nullopt;
-  return it->second.kind;
+  if (it == objects_.end()) return nullptr;
+  r = Recent{obj, &it->second};
+  return r.object;
+}
+
+std::optional<abi::ObjectKind> ObjectTable::KindOf(emul::ObjectId obj) const {
+  const Object* o = Find(obj);
+  if (o == nullptr) return std::nullopt;
+  return o->kind;
 }
 
 std::optional<uint64_t> ObjectTable::InodeOf(emul::ObjectId obj) const {
-  auto it = objects_.find(obj);
-  if (it == objects_.end()) return std::nullopt;
-  return it->second.inode;
+  const Object* o = Find(obj);
+  if (o == nullptr) return std::nullopt;
+  return o->inode;
 }
 
 bool ObjectTable::IsAt(emul::ObjectId obj, emul::Pid pid, int fd) {
@@ -112,9 +122,9 @@ void ObjectTable::ForgetProcess(emul::Pid pid) {
 }
 
 void ObjectTable::OnReadiness(emul::ObjectId obj, bool readable) {
-  auto it = objects_.find(obj);
-  if (it == objects_.end()) return;
-  Object& o = it->second;
+  Object* found = Find(obj);
+  if (found == nullptr) return;
+  Object& o = *found;
   o.want_readable = readable;
   if (!o.readiness_pending) {
     o.readiness_pending = true;
@@ -130,9 +140,9 @@ void ObjectTable::OnReadiness(emul::ObjectId obj, bool readable) {
 bool ObjectTable::ApplyReadiness() {
   bool sent = false;
   for (emul::ObjectId obj : readiness_pending_) {
-    auto it = objects_.find(obj);
-    if (it == objects_.end()) continue;
-    Object& o = it->second;
+    Object* found = Find(obj);
+    if (found == nullptr) continue;
+    Object& o = *found;
     o.readiness_pending = false;
     if (!o.want_readable) {
       Unowe(o);
@@ -279,9 +289,9 @@ void ObjectTable::OnWritable(emul::ObjectId obj, bool writable) {
 }
 
 std::optional<ObjectTable::State> ObjectTable::StateOf(emul::ObjectId obj) const {
-  auto it = objects_.find(obj);
-  if (it == objects_.end()) return std::nullopt;
-  const Object& o = it->second;
+  const Object* found = Find(obj);
+  if (found == nullptr) return std::nullopt;
+  const Object& o = *found;
   return State{o.signalled, o.needs_drain, o.filled, o.owed, o.polled};
 }
 

@@ -19,6 +19,7 @@
 // readiness byte on demand").
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <cstdint>
 #include <map>
@@ -164,6 +165,14 @@ class ObjectTable {
     bool polled = false;   // MarkPolled: the byte always follows the readiness
   };
 
+  // The object `obj`, or nullptr. The last objects found are kept by the
+  // low bits of their ids (port ids count up from 1, kqueue ids from
+  // kKqueueIdBase): a call names an object several times (its kind, its
+  // readiness, its state after the call), and a hit is one compare where
+  // the map hashes and walks a bucket. An entry points into objects_, whose
+  // nodes never move; Remove clears it.
+  Object* Find(emul::ObjectId obj);
+  const Object* Find(emul::ObjectId obj) const { return const_cast<ObjectTable*>(this)->Find(obj); }
   bool ByteWanted(const Object& o) const;
   bool SendByte(Object& o);
   void Owe(emul::ObjectId obj, Object& o);
@@ -174,6 +183,12 @@ class ObjectTable {
   ProgramEnds& ends_;
   bool drain_at_once_;
   std::unordered_map<emul::ObjectId, Object> objects_;
+  struct Recent {
+    emul::ObjectId id = 0;
+    Object* object = nullptr;  // nullptr: empty
+  };
+  static constexpr size_t kRecent = 8;
+  std::array<Recent, kRecent> recent_{};  // Find's, by id % kRecent
   std::unordered_map<uint64_t, emul::ObjectId> by_inode_;
   std::vector<emul::ObjectId> readiness_pending_;
   const std::atomic<int>* pollers_;

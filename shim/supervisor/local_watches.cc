@@ -52,16 +52,9 @@ __attribute__((noinline)) int CtlProgramNumber(int epfd, int op, int fd, uint32_
 bool Gone(int err) { return err == ENOENT || err == EBADF; }
 }  // namespace
 
-LocalWatches::File* LocalWatches::LiveFiles::Find(int fd) {
-  if (fd < 0) return nullptr;
-  if (fd >= kTableNumbers) {
-    auto it = beyond_.find(fd);
-    return it == beyond_.end() ? nullptr : &it->second;
-  }
-  const size_t chunk = static_cast<size_t>(fd / kChunkFiles);
-  if (chunk >= chunks_.size() || !chunks_[chunk]) return nullptr;
-  File& f = chunks_[chunk]->files[static_cast<size_t>(fd % kChunkFiles)];
-  return f.gen != 0 ? &f : nullptr;
+LocalWatches::File* LocalWatches::LiveFiles::FindBeyond(int fd) {
+  auto it = beyond_.find(fd);
+  return it == beyond_.end() ? nullptr : &it->second;
 }
 
 LocalWatches::File& LocalWatches::LiveFiles::Insert(const File& f) {
@@ -300,8 +293,8 @@ void LocalWatches::Kill(File& f) {
 
 // Registers `w` on the file `fd` names: the live File of that number, if it
 // still is that file, or a new one.
-Result<LocalWatches::File*> LocalWatches::Attach(Watch& w, WatchId id, int fd, uint32_t placing) {
-  if (File* cur = FileOf(w)) {
+Result<LocalWatches::File*> LocalWatches::Attach(Watch& w, WatchId id, File* cur, int fd, uint32_t placing) {
+  if (cur != nullptr) {
     // A watch whose file left the number stays dead: it must never start
     // watching a file that came to the number later (rule 10).
     if (cur->dead) return Errno{EBADF};
@@ -312,7 +305,7 @@ Result<LocalWatches::File*> LocalWatches::Attach(Watch& w, WatchId id, int fd, u
   // no watch can be made: the error of that creation (EMFILE).
   if (level_epfd_ < 0 || kick_fd_ < 0) return Errno{setup_errno_};
   File* f = nullptr;
-  if (File* cur = live_.Find(fd); cur != nullptr && Confirm(*cur)) f = cur;
+  if (File* live = live_.Find(fd); live != nullptr && Confirm(*live)) f = live;
   if (f == nullptr) {
     File fresh;
     fresh.gen = next_gen_++;
@@ -410,12 +403,13 @@ LocalWatches::EdgeEpoll* LocalWatches::EdgeFor(uint32_t mask, bool create) {
 // joins an existing registration gets what a registration of its own would
 // report at once: the present readiness.
 Result<LocalWatches::File*> LocalWatches::AttachEdge(Watch& w, WatchId id, int fd, uint32_t events) {
-  if (File* cur = FileOf(w)) {
+  File* cur = FileOf(w);
+  if (cur != nullptr) {
     if (cur->dead) return Errno{EBADF};  // as in Attach
     if (w.edge && w.mask == events && w.fd == fd) return cur;
     DetachEdge(w, id, *cur);
   }
-  Result<File*> attached = Attach(w, id, fd);
+  Result<File*> attached = Attach(w, id, cur, fd);
   if (!attached.ok()) return attached.error();
   File& f = **attached;
   EdgeEpoll* e = EdgeFor(events, true);
@@ -473,9 +467,10 @@ Result<uint32_t> LocalWatches::Arm(WatchId id, int fd, uint32_t events, const ui
     w.mask = static_cast<uint16_t>(events);
     return events & kPolllessReady;
   }
-  if (File* cur = FileOf(w); cur != nullptr && w.edge) DetachEdge(w, id, *cur);
+  File* cur = FileOf(w);
+  if (cur != nullptr && w.edge) DetachEdge(w, id, *cur);
   // A new record for an association is placed by its ADD (below).
-  Result<File*> attached = Attach(w, id, fd, for_assoc && one_shot_assocs_ ? events : 0);
+  Result<File*> attached = Attach(w, id, cur, fd, for_assoc && one_shot_assocs_ ? events : 0);
   if (!attached.ok()) {
     // epoll refuses files without poll support (regular files): illumos
     // reports those always ready for the requested bits.
@@ -902,7 +897,7 @@ bool LocalWatches::Keep(WatchId id, int fd, uint32_t events) {
   if (found_watch == nullptr || found_watch->edge || found_watch->pollless) return false;
   Watch& w = *found_watch;
   events &= kPollBits;
-  Result<File*> attached = Attach(w, id, fd);
+  Result<File*> attached = Attach(w, id, FileOf(w), fd);
   if (!attached.ok()) return false;
   File& f = **attached;
   w.armed = false;

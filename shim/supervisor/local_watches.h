@@ -250,7 +250,16 @@ class LocalWatches {
   // number never sizes the table.
   class LiveFiles {
    public:
-    File* Find(int fd);
+    // Inline: an association finds its record several times (a placement,
+    // its watch's file, the identity check, the report, the call's end).
+    File* Find(int fd) {
+      if (fd < 0) return nullptr;
+      if (fd >= kTableNumbers) return FindBeyond(fd);
+      const size_t chunk = static_cast<size_t>(fd / kChunkFiles);
+      if (chunk >= chunks_.size() || !chunks_[chunk]) return nullptr;
+      File& f = chunks_[chunk]->files[static_cast<size_t>(fd % kChunkFiles)];
+      return f.gen != 0 ? &f : nullptr;
+    }
     File& Insert(const File& f);  // f.fd must not be present; f.gen != 0
     void Erase(int fd);
     size_t size() const { return size_; }
@@ -267,6 +276,7 @@ class LocalWatches {
     }
 
    private:
+    File* FindBeyond(int fd);
     static constexpr int kChunkFiles = 64;
     static constexpr int kTableNumbers = 1 << 20;  // Linux's default fs.nr_open
     struct Chunk {
@@ -295,9 +305,10 @@ class LocalWatches {
   File* FileOf(const Watch& w);
   File* FileOfReport(uint64_t key);  // a live file's registration reported
   bool SharesEdge(const File& f, emul::WatchId id, uint32_t mask);
-  // `placing`: a new record is registered one-shot with it (an
+  // `cur`: FileOf(w), which every caller has just found (DetachEdge keeps
+  // the record). `placing`: a new record is registered one-shot with it (an
   // association's mask) and placed; 0: off.
-  emul::Result<File*> Attach(Watch& w, emul::WatchId id, int fd, uint32_t placing = 0);
+  emul::Result<File*> Attach(Watch& w, emul::WatchId id, File* cur, int fd, uint32_t placing = 0);
   emul::Result<File*> AttachEdge(Watch& w, emul::WatchId id, int fd, uint32_t events);
   void Detach(Watch& w, emul::WatchId id);
   void DetachEdge(Watch& w, emul::WatchId id, File& f);

@@ -228,6 +228,34 @@ TEST_F(ObjectTableTest, LastCloseIsSeenInTheLoopAndRemovesOnce) {
   EXPECT_EQ(epoll_wait(epoll_, &ev, 1, 0), 0);  // our end left the loop
 }
 
+// Lookups keep the last objects found by the low bits of their ids
+// (ObjectTable::Find): ids that share an entry, a port id and a kqueue id
+// (kKqueueIdBase + n), are each found as themselves, and a removed id is
+// gone at once, also when its id comes back for a new object.
+TEST_F(ObjectTableTest, LookupsFollowRemovalAndIdsSharingAnEntry) {
+  Make(/*drain_at_once=*/true);
+  constexpr emul::ObjectId kKqueueId = emul::kKqueueIdBase + 1;
+  Install(1, abi::ObjectKind::kPort);
+  Install(9, abi::ObjectKind::kKqueue);
+  Install(kKqueueId, abi::ObjectKind::kKqueue);
+  for (int round = 0; round < 2; ++round) {
+    EXPECT_EQ(table_->KindOf(1), std::optional<abi::ObjectKind>(abi::ObjectKind::kPort));
+    EXPECT_EQ(table_->KindOf(9), std::optional<abi::ObjectKind>(abi::ObjectKind::kKqueue));
+    EXPECT_EQ(table_->KindOf(kKqueueId), std::optional<abi::ObjectKind>(abi::ObjectKind::kKqueue));
+  }
+  EXPECT_FALSE(table_->KindOf(17).has_value());
+  ASSERT_TRUE(table_->StateOf(9).has_value());  // 9 is the one kept now
+  EXPECT_TRUE(table_->Remove(9).has_value());
+  EXPECT_FALSE(table_->KindOf(9).has_value());
+  EXPECT_FALSE(table_->StateOf(9).has_value());
+  EXPECT_EQ(table_->KindOf(1), std::optional<abi::ObjectKind>(abi::ObjectKind::kPort));
+  EXPECT_TRUE(table_->Remove(1).has_value());
+  EXPECT_FALSE(table_->KindOf(1).has_value());
+  Install(1, abi::ObjectKind::kKqueue);
+  EXPECT_EQ(table_->KindOf(1), std::optional<abi::ObjectKind>(abi::ObjectKind::kKqueue));
+  EXPECT_EQ(table_->KindOf(kKqueueId), std::optional<abi::ObjectKind>(abi::ObjectKind::kKqueue));
+}
+
 // Rule 32: a process holds the object while any of its descriptors is it:
 // the one it last named it by, else one found by a scan.
 TEST_F(ObjectTableTest, HoldsFollowsTheProcessDescriptors) {
