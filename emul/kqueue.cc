@@ -123,12 +123,14 @@ bool Kqueues::Stale(const Knote& kn) {
 }
 
 Kqueues::Kq* Kqueues::Find(ObjectId id) {
-  auto it = kqs_.find(id);
-  return it == kqs_.end() ? nullptr : it->second.get();
+  return const_cast<Kq*>(std::as_const(*this).Find(id));
 }
 const Kqueues::Kq* Kqueues::Find(ObjectId id) const {
+  if (last_found_ != nullptr && last_found_->id == id) return last_found_;
   auto it = kqs_.find(id);
-  return it == kqs_.end() ? nullptr : it->second.get();
+  if (it == kqs_.end()) return nullptr;
+  last_found_ = it->second.get();
+  return last_found_;
 }
 
 std::optional<Pid> Kqueues::Owner(ObjectId id) const {
@@ -942,6 +944,7 @@ void Kqueues::Destroy(ObjectId id) {
   }
   while (!kq->knotes.empty()) Drop(*kq, kq->knotes.front());
   if (kq->readable_reported) host_.ObjectReadinessChanged(id, false);
+  if (last_found_ == kq) last_found_ = nullptr;
   kqs_.erase(id);
   RearmDeadline();
 }

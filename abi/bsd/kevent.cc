@@ -7,11 +7,10 @@
 #include <cerrno>
 #include <cstring>
 #include <memory>
-#include <type_traits>
 #include <utility>
-#include <vector>
 
 #include "abi/bsd/kevent.h"
+#include "abi/common/small_buffer.h"
 #include "abi/common/spare_block.h"
 #include "abi/common/wire.h"
 #include "abi/freebsd/constants.h"
@@ -234,18 +233,12 @@ class KeventDone final : public emul::KeventCompletion, public ThreadSpareBlock<
     // The usual few events are encoded on the stack (no allocation per
     // retrieval), a longer list on the heap; one write either way. The
     // layouts have no padding (Contiguous): every byte is written.
-    const size_t total = layout_.size * out.events.size();
-    std::array<std::byte, kEventsOnStack * kMaxKeventSize> on_stack;
-    std::vector<std::byte> on_heap;
-    std::span<std::byte> bytes(on_stack.data(), std::min(total, on_stack.size()));
-    if (total > on_stack.size()) {
-      on_heap.resize(total);
-      bytes = on_heap;
-    }
+    SmallBuffer<std::byte, kEventsOnStack * kMaxKeventSize> bytes;
+    bytes.resize(layout_.size * out.events.size());
     for (size_t i = 0; i < out.events.size(); ++i) {
-      EncodeEvent(layout_, out.events[i], bytes.subspan(i * layout_.size, layout_.size));
+      EncodeEvent(layout_, out.events[i], bytes.span().subspan(i * layout_.size, layout_.size));
     }
-    if (!memory_.Write(eventlist_, bytes).ok()) {
+    if (!memory_.Write(eventlist_, bytes.span()).ok()) {
       Outcome lost = Outcome::Error(EFAULT);  // events are lost, as copyout loses them
       lost.stands_if_refused = true;
       responder_->Respond(lost);
@@ -328,27 +321,13 @@ Outcome Kevent(CallContext& ctx, const SyscallArgs& a, const KqueuePersonality& 
   // A short list (the usual one or two) is read and decoded on the stack,
   // so the call allocates nothing; a longer one on the heap.
   auto responder = ctx.Defer();
-  const bool on_stack = static_cast<size_t>(nchanges) <= kChangesOnStack;
-  // Storage only: a change is constructed when decoded (a call without
-  // changes zeroes nothing).
-  union Few {
-    Few() {}
-    emul::KChange at[kChangesOnStack];
-  } few;
-  static_assert(std::is_trivially_destructible_v<emul::KChange>);
-  std::array<std::byte, kChangesOnStack * kMaxKeventSize> few_raw;
-  std::vector<emul::KChange> many;
-  std::vector<std::byte> many_raw;
-  size_t decoded = 0;
+  SmallBuffer<emul::KChange, kChangesOnStack> changes;
+  SmallBuffer<std::byte, kChangesOnStack * kMaxKeventSize> raw;
   bool changes_fault = false;
   for (int64_t done = 0; done < nchanges;) {
     int64_t n = std::min<int64_t>(kChunk, nchanges - done);
-    std::span<std::byte> raw(few_raw.data(), on_stack ? static_cast<size_t>(n) * layout.size : 0);
-    if (!on_stack) {
-      many_raw.resize(static_cast<size_t>(n) * layout.size);
-      raw = many_raw;
-    }
-    if (!ctx.memory().Read(changelist + static_cast<uint64_t>(done) * layout.size, raw).ok()) {
+    raw.resize(static_cast<size_t>(n) * layout.size);
+    if (!ctx.memory().Read(changelist + static_cast<uint64_t>(done) * layout.size, raw.span()).ok()) {
       // A signal took the caller away meanwhile (as for the timeout above):
       // no change is applied, not even the chunks already read, so the
       // re-issued call is served afresh and none is applied twice.
@@ -356,26 +335,22 @@ Outcome Kevent(CallContext& ctx, const SyscallArgs& a, const KqueuePersonality& 
       changes_fault = true;
       break;
     }
+    const size_t first = changes.size();
+    changes.resize(first + static_cast<size_t>(n));
     for (int64_t i = 0; i < n; ++i) {
-      emul::KChange c = DecodeChange(p, layout, raw.subspan(i * layout.size, layout.size));
+      emul::KChange& c = changes[first + static_cast<size_t>(i)];
+      c = DecodeChange(p, layout, raw.span().subspan(i * layout.size, layout.size));
       if (c.error == EOPNOTSUPP) {
         ctx.NotImplemented(std::string(PersonalityName(p.personality)) + " kevent filter " +
                            std::to_string(c.kev.wire_filter));
       }
-      if (on_stack) {
-        std::construct_at(&few.at[decoded], c);
-      } else {
-        many.push_back(c);
-      }
-      ++decoded;
     }
     done += n;
   }
-  const std::span<emul::KChange> changes = on_stack ? std::span(few.at, decoded) : std::span(many);
 
   auto done = std::make_unique<KeventDone>(layout, p.record_slot_advances_on_fault, ctx.memory(),
                                            std::move(responder), eventlist);
-  if (std::optional<emul::WaitId> w = kqs->Kevent(ctx.caller(), *kq, p.policy, changes,
+  if (std::optional<emul::WaitId> w = kqs->Kevent(ctx.caller(), *kq, p.policy, changes.span(),
                                                   changes_fault, wait, std::move(done))) {
     ctx.Parked(*w);
   }

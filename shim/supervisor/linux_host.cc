@@ -169,10 +169,10 @@ Result<emul::WatchId> LinuxHost::WatchFd(emul::Pid pid, int fd) {
   if (pid == local_pid_ && local_) {
     if (fd == kept_confirmed_fd_ && file_check_memo_) {
       // FdOpen just confirmed the watch kept for this number (ReleaseWatch).
-      auto kept = kept_.find(fd);
-      if (kept != kept_.end() && kept->second.parked) {
-        kept->second.parked = false;
-        return kept->second.id;
+      KeptWatch* kept = kept_.Find(fd);
+      if (kept != nullptr && kept->parked) {
+        kept->parked = false;
+        return kept->id;
       }
     }
     const emul::WatchId id = local_->NewId(kLocalWatch);

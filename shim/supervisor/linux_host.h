@@ -275,7 +275,32 @@ class LinuxHost final : public emul::Host {
   // LocalStat answers for it), or the number is closed; otherwise the
   // watch is dropped (kNone: the caller looks itself).
   Kept ConfirmKept(int fd);
-  std::unordered_map<int, KeptWatch> kept_;
+  // KeptWatch by number: asked several times per kevent, so the usual
+  // small numbers are an index (no hashing); larger ones a map.
+  class KeptWatches {
+   public:
+    KeptWatch* Find(int fd) {
+      if (fd >= 0 && fd < kIndexed) {
+        if (static_cast<size_t>(fd) >= low_.size()) return nullptr;
+        KeptWatch& k = low_[static_cast<size_t>(fd)];
+        return k.id != 0 ? &k : nullptr;
+      }
+      auto it = high_.find(fd);
+      return it == high_.end() ? nullptr : &it->second;
+    }
+    void Put(int fd, const KeptWatch& k);  // k.id != 0
+    void Erase(int fd);
+    bool empty() const { return size_ == 0; }
+
+   private:
+    // 32 bytes a number: at most half a megabyte, grown to the largest
+    // number kept.
+    static constexpr int kIndexed = 1 << 14;
+    std::vector<KeptWatch> low_;  // id 0: none
+    std::unordered_map<int, KeptWatch> high_;
+    size_t size_ = 0;
+  };
+  KeptWatches kept_;
   int kept_confirmed_fd_ = -1;  // ConfirmKept's kConfirmed, kept with the identity answers
   std::function<void(int)> register_cb_;
   void RearmInLoop(emul::WatchId id);

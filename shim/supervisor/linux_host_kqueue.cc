@@ -477,8 +477,8 @@ void LinuxHost::ReleaseWatch(emul::WatchId id, emul::Pid pid, int fd, emul::FdKi
   // (ProbeReadableAfterLook), and only with this call's fstat of the number.
   const bool keepable = IsLocal(id) && local_ && pid == local_pid_ && file_check_memo_ &&
                         fd == local_stat_fd_ && (kind == FdKind::kPipe || kind == FdKind::kSocket);
-  auto it = keepable ? kept_.find(fd) : kept_.end();
-  if (!keepable || (it != kept_.end() && it->second.parked && it->second.id != id)) {
+  KeptWatch* kept = keepable ? kept_.Find(fd) : nullptr;
+  if (!keepable || (kept != nullptr && kept->parked && kept->id != id)) {
     DropWatch(id);  // one kept watch per number
     return;
   }
@@ -489,35 +489,57 @@ void LinuxHost::ReleaseWatch(emul::WatchId id, emul::Pid pid, int fd, emul::FdKi
   k.mode = local_stat_.st_mode;
   k.kind = kind;
   k.parked = true;
-  if (it != kept_.end() && it->second.id == id) {
+  if (kept != nullptr && kept->id == id) {
     // Its second knote at least: its registration stays on from now.
     k.registered = local_->Keep(id, fd, emul::poll_bits::kIn | emul::poll_bits::kRdHup |
                                             emul::poll_bits::kHup | emul::poll_bits::kErr);
     if (!k.registered) {
-      kept_.erase(it);
+      kept_.Erase(fd);
       local_->Drop(id);
       return;
     }
-    it->second = k;
+    *kept = k;
     return;
   }
-  kept_.insert_or_assign(fd, k);
+  kept_.Put(fd, k);
+}
+
+void LinuxHost::KeptWatches::Put(int fd, const KeptWatch& k) {
+  if (fd >= 0 && fd < kIndexed) {
+    const size_t i = static_cast<size_t>(fd);
+    if (i >= low_.size()) low_.resize(i + 1);
+    if (low_[i].id == 0) ++size_;
+    low_[i] = k;
+    return;
+  }
+  if (high_.insert_or_assign(fd, k).second) ++size_;
+}
+
+void LinuxHost::KeptWatches::Erase(int fd) {
+  if (fd >= 0 && fd < kIndexed) {
+    const size_t i = static_cast<size_t>(fd);
+    if (i >= low_.size() || low_[i].id == 0) return;
+    low_[i] = KeptWatch{};
+    --size_;
+    return;
+  }
+  size_ -= high_.erase(fd);
 }
 
 void LinuxHost::ForgetFd(emul::Pid pid, int fd) {
   if (pid != local_pid_ || kept_.empty()) return;
-  auto it = kept_.find(fd);
-  if (it == kept_.end()) return;
-  if (it->second.parked && local_) local_->Drop(it->second.id);
-  kept_.erase(it);
+  KeptWatch* kept = kept_.Find(fd);
+  if (kept == nullptr) return;
+  if (kept->parked && local_) local_->Drop(kept->id);
+  kept_.Erase(fd);
   if (fd == kept_confirmed_fd_) kept_confirmed_fd_ = -1;
 }
 
 LinuxHost::Kept LinuxHost::ConfirmKept(int fd) {
-  auto it = kept_.find(fd);
-  if (it == kept_.end() || !it->second.parked || !local_ || !file_check_memo_) return Kept::kNone;
+  const KeptWatch* kept = kept_.Find(fd);
+  if (kept == nullptr || !kept->parked || !local_ || !file_check_memo_) return Kept::kNone;
   if (fd == kept_confirmed_fd_) return Kept::kConfirmed;
-  const KeptWatch& k = it->second;
+  const KeptWatch& k = *kept;
   Kept verdict = Kept::kNone;
   if (k.registered) {
     // EPOLL_CTL_MOD on the number succeeds only on this file's registration.
@@ -545,7 +567,7 @@ LinuxHost::Kept LinuxHost::ConfirmKept(int fd) {
     return verdict;
   }
   local_->Drop(k.id);
-  kept_.erase(it);
+  kept_.Erase(fd);
   return verdict;
 }
 
@@ -562,8 +584,8 @@ Result<emul::FdProbe> LinuxHost::ProbeReadableAfterLook(emul::Pid pid, int fd, e
   using emul::FdKind;
   if (known == FdKind::kUnknown && fd == kept_confirmed_fd_ && file_check_memo_) {
     // A new knote on the watch kept for this number (ReleaseWatch).
-    auto kept = kept_.find(fd);
-    if (kept != kept_.end() && kept->second.id == watch) known = kept->second.kind;
+    const KeptWatch* kept = kept_.Find(fd);
+    if (kept != nullptr && kept->id == watch) known = kept->kind;
   }
   const bool counted_kind = known == FdKind::kPipe || known == FdKind::kSocket;
   if (pid == local_pid_ && counted_kind && IsLocal(watch) && local_ && local_->ReportedReadyThisCall(watch)) {

@@ -4,7 +4,9 @@
 #include <gtest/gtest.h>
 
 #include <sys/event.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -74,6 +76,59 @@ TEST(InprocKqueueAllocations, OneshotAddAndWaitAllocatesNothing) {
   EXPECT_EQ(news, 0) << news << " allocations in 100 rounds";
   close(p[0]);
   close(p[1]);
+  close(kq);
+}
+
+// A READ knote's watch kept for its number's next knote (LinuxHost::kept_:
+// an index for small numbers, a map for large ones) serves only the file
+// the number names: after a raw dup2 puts an empty pipe at the number
+// (the library's dup2 is interposed; the raw call is not: nothing tells
+// the engine), the next knote sees that pipe, not the old one.
+void KeptWatchFollowsTheFile(int kq, int number) {
+  int full[2], empty[2];
+  ASSERT_EQ(pipe(full), 0);
+  ASSERT_EQ(pipe(empty), 0);
+  ASSERT_EQ(dup2(full[0], number), number);
+  ASSERT_EQ(write(full[1], "xy", 2), 2);
+  const struct timespec zero {};
+  for (int i = 0; i < 3; ++i) {  // the watch is kept, then kept registered
+    struct kevent ch, out;
+    EV_SET(&ch, number, EVFILT_READ, EV_ADD | EV_ONESHOT, 0, 0, nullptr);
+    ASSERT_EQ(kevent(kq, &ch, 1, &out, 1, &zero), 1) << number << " round " << i;
+    EXPECT_EQ(out.ident, uintptr_t(number));
+    EXPECT_EQ(out.data, 2);
+  }
+  ASSERT_EQ(syscall(SYS_dup2, empty[0], number), number);
+  struct kevent ch, out;
+  EV_SET(&ch, number, EVFILT_READ, EV_ADD | EV_ONESHOT, 0, 0, nullptr);
+  EXPECT_EQ(kevent(kq, &ch, 1, &out, 1, &zero), 0) << number << ": the old pipe's readiness";
+  ASSERT_EQ(write(empty[1], "z", 1), 1);
+  ASSERT_EQ(kevent(kq, nullptr, 0, &out, 1, &zero), 1) << number;
+  EXPECT_EQ(out.ident, uintptr_t(number));
+  EXPECT_EQ(out.data, 1);
+  close(number);
+  for (int fd : {full[0], full[1], empty[0], empty[1]}) close(fd);
+}
+
+TEST(InprocKqueueKeptWatch, SmallNumberFollowsTheFile) {
+  const int kq = kqueue();
+  ASSERT_GE(kq, 0);
+  KeptWatchFollowsTheFile(kq, 200);
+  close(kq);
+}
+
+TEST(InprocKqueueKeptWatch, LargeNumberFollowsTheFile) {
+  struct rlimit rl {};
+  ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &rl), 0);
+  constexpr int kNumber = (1 << 14) + 100;  // past the index (LinuxHost::KeptWatches)
+  if (rl.rlim_max <= kNumber) GTEST_SKIP() << "RLIMIT_NOFILE hard limit " << rl.rlim_max;
+  if (rl.rlim_cur <= kNumber) {
+    rl.rlim_cur = kNumber + 1;
+    ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &rl), 0);
+  }
+  const int kq = kqueue();
+  ASSERT_GE(kq, 0);
+  KeptWatchFollowsTheFile(kq, kNumber);
   close(kq);
 }
 
