@@ -1,0 +1,78 @@
+#!/usr/bin/env python3
+"""Smoke test of scripts/bench itself (issue 15): a tiny run (--quick,
+100 operations per supervised run, ten times as many native and fast) into a
+temporary directory must end with status 0 and write both tables, and every
+speed row must carry its cpu figure: positive microseconds of cpu per
+operation, and for the evshim rows a positive paired cpu ratio against epoll,
+also in the "CPU per operation" table of results.md. Measures nothing.
+
+usage: bench_script.py SCRIPTS_BENCH BUILD_DIR
+"""
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+bench, build = sys.argv[1], sys.argv[2]
+SPEED = ("latency", "loop", "threads", "procs")
+problems = []
+
+with tempfile.TemporaryDirectory() as out:
+    run = subprocess.run([sys.executable, bench, "--build", build, "--quick", "--iterations", "100",
+                          "--out", out], capture_output=True, text=True, timeout=600)
+    if run.returncode != 0:
+        problems.append(f"status {run.returncode}: {run.stderr.strip()[-2000:]}")
+    try:
+        with open(os.path.join(out, "results.json")) as f:
+            rows = json.load(f)["results"]
+        with open(os.path.join(out, "results.md")) as f:
+            md = f.read()
+    except (OSError, ValueError, KeyError) as e:
+        print(run.stdout[-3000:])
+        print(f"FAIL no results: {e}; {problems}")
+        sys.exit(1)
+
+speed = [r for r in rows if r["kind"] in SPEED]
+if not speed:
+    problems.append("no speed rows")
+for r in speed:
+    name = f"{r['api']} {r['group']} {r['mode']}"
+    if "error" in r:
+        problems.append(f"{name}: {r['error']}")
+        continue
+    if not r.get("cpu_us_per_op", 0) > 0 or len(r.get("cpu_runs", [])) != 1:
+        problems.append(f"{name}: cpu_us_per_op {r.get('cpu_us_per_op')}, cpu_runs {r.get('cpu_runs')}")
+    if r["api"] != "epoll" and not r.get("cpu_ratio_to_epoll", 0) > 0:
+        problems.append(f"{name}: cpu_ratio_to_epoll {r.get('cpu_ratio_to_epoll')}")
+for r in rows:
+    if r["kind"].startswith("memory") and "cpu_us_per_op" in r:
+        problems.append(f"{r['api']} {r['group']} {r['mode']}: a cpu figure on a memory row")
+
+# The cpu table: one line per evshim speed figure, every cell a positive
+# number except the fast cells of the supervised-only rows.
+lines = md.splitlines()
+head = "| benchmark | epoll us | fast us | fast / epoll | supervised us | supervised / epoll |"
+if head not in lines:
+    problems.append("results.md: no cpu table")
+else:
+    table = []
+    for line in lines[lines.index(head) + 2:]:
+        if not line.startswith("|"):
+            break
+        table.append([c.strip() for c in line.strip("|").split("|")])
+    expect = {f"{r['api']} {r['group']}" for r in speed if r["api"] != "epoll"}
+    if {row[0] for row in table} != expect or len(table) != len(expect):
+        problems.append(f"cpu table rows {sorted(row[0] for row in table)}, expected {sorted(expect)}")
+    for row in table:
+        cells = row[1:] if "(no sync wake-up)" not in row[0] else [row[1], row[4], row[5]]
+        try:
+            if not all(float(c) > 0 for c in cells):
+                problems.append(f"cpu table: {row}")
+        except ValueError:
+            problems.append(f"cpu table: {row}")
+
+for p in problems:
+    print(f"FAIL {p}")
+print(f"{len(speed)} speed rows, {len(problems)} problem(s)")
+sys.exit(1 if problems else 0)
