@@ -707,7 +707,9 @@ class Kqueues final : public Engine {
   std::unordered_map<ObjectId, std::unique_ptr<Kq>> kqs_;
   // The kqueue Find found last: a program's calls name one kqueue over and
   // over, and a kevent finds it more than once. A Kq stays where it is
-  // (unique_ptr) until its erase, which clears this.
+  // (unique_ptr) until its erase, which clears this. One entry, where the
+  // object table keeps eight (shim/runtime/object_table.h): that table
+  // serves every kind and a call names several objects there.
   mutable const Kq* last_found_ = nullptr;
   // Every knote by uid (owned by its Kq::knotes). A knote with a host
   // watch (READ, WRITE, EXCEPT) takes kWatchUid | its watch's id as its uid
