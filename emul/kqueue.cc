@@ -573,11 +573,16 @@ int Kqueues::Register(Kq& kq, Caller caller, KChange& change) {
       n.sdata = kev.data;
       n.owner = caller.pid;
       n.fd = fd_filter ? static_cast<int>(kev.ident) : -1;
-      knotes_.emplace(n.uid, &n);
+      // A knote with a host watch is indexed once its attach gave it its
+      // watch's uid (AdoptWatchUid): one insert instead of an insert and a
+      // re-key. Nothing finds it by uid before (its watch is not armed).
+      const bool by_watch = ops.watch_mask != 0;
+      if (!by_watch) knotes_.emplace(n.uid, &n);
       if (int err = ops.attach(*this, kq, n, caller, change); err != 0) {
-        Drop(kq, n);
+        Drop(kq, n);  // not indexed (by_watch): its erase finds nothing
         return err;
       }
+      if (by_watch) knotes_.emplace(n.uid, &n);
       if (n.proc.drop_now) {
         Drop(kq, n);
         return 0;
@@ -968,11 +973,9 @@ void Kqueues::ProcessExited(Pid pid) {
 }
 
 void Kqueues::AdoptWatchUid(Knote& kn, WatchId watch) {
-  // Re-keyed in knotes_ if it is there already (an added knote; a fork copy
-  // is entered after its f_copy).
-  const bool indexed = knotes_.erase(kn.uid) != 0;
+  // Not in knotes_ yet: an added knote is entered after its attach
+  // (Register), a fork copy after its f_copy (CopyKqueue).
   kn.uid = kWatchUid | watch;
-  if (indexed) knotes_.emplace(kn.uid, &kn);
 }
 
 void Kqueues::OnWatchReady(WatchId watch, uint32_t revents) {
