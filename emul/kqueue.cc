@@ -255,7 +255,7 @@ Kqueues::ReadinessHold::~ReadinessHold() {
   Kq* kq = self_.Find(id_);
   if (kq == nullptr) return;
   kq->readiness_held = false;
-  if (std::exchange(kq->readiness_moved, false)) {
+  if (std::exchange(kq->readiness_moved, false) && kq->readable_reported != was_) {
     self_.host_.ObjectReadinessChanged(kq->id, kq->readable_reported);
   }
 }

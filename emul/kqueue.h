@@ -585,11 +585,14 @@ class Kqueues final : public Engine {
   // activated by a change then collected, a level knote taken off the list
   // and put back). The host keeps only the last state and applies it after
   // the call (ObjectReadinessChanged), so it sees what it saw before, for
-  // one report instead of two; watchers are still woken at each change
+  // one report instead of two, and none when it ends as it began (the
+  // host's last report says so already: a ready knote added and collected
+  // by one call); watchers are still woken at each change
   // (UpdateReadiness).
   class ReadinessHold {
    public:
-    ReadinessHold(Kqueues& self, Kq& kq) : self_(self), id_(kq.id), holds_(!kq.readiness_held) {
+    ReadinessHold(Kqueues& self, Kq& kq)
+        : self_(self), id_(kq.id), holds_(!kq.readiness_held), was_(kq.readable_reported) {
       kq.readiness_held = true;
     }
     ~ReadinessHold();
@@ -600,6 +603,7 @@ class Kqueues final : public Engine {
     Kqueues& self_;
     ObjectId id_;
     bool holds_;  // not nested in another hold of the same kqueue
+    bool was_;    // readable_reported at the start: what the host was last told
   };
   // One filter's operations, as the BSDs' struct filterops; the entries
   // are in kqueue_filters.cc (Filters), one per KFilter.

@@ -158,7 +158,9 @@ class KqFakeHost : public Host {
     return it != fds_.end() && w != watches_.end() && w->second.file.lock() == it->second;
   }
   bool FdOpen(Pid pid, int fd) override { return fds_.count({pid, fd}) != 0; }
+  int readiness_reports = 0;  // ObjectReadinessChanged calls
   void ObjectReadinessChanged(ObjectId obj, bool r) override {
+    ++readiness_reports;
     if (r) {
       readable_.insert(obj);
     } else {
@@ -682,6 +684,39 @@ TEST_F(KqueueTest, OneshotDeliversOnceAndDrops) {
   EXPECT_EQ(Get().size(), 1u);
   EXPECT_EQ(engine_.KnoteCount(kq_), 0u);
   EXPECT_TRUE(Get().empty());
+}
+
+// A kevent's changes and scan under one ReadinessHold: the kqueue's
+// readiness goes to the host once, as it is at the end, and not at all when
+// it ends as it began (fdwait: a ready EV_ONESHOT knote added and collected
+// by one call leaves the kqueue empty, as it was). The knote's activation
+// at its registration made it readable in between (OB kern_event.c:
+// 1174-1178, knote_activate :1731-1739), which no thread outside the call
+// could see (the engine lock).
+TEST_F(KqueueTest, ACallThatEndsWithTheReadinessItBeganWithReportsNothing) {
+  auto f = host_.Open(kP.pid, 5);
+  f->ready = pb::kIn;
+  f->readable = 1;
+  const int before = host_.readiness_reports;
+  auto out = Call({Ch(KFilter::kRead, 5, kev::kAdd | kev::kOneshot)}, Poll(1));
+  ASSERT_EQ(out.events.size(), 1u);
+  EXPECT_EQ(host_.readiness_reports, before);  // empty before, empty after
+  EXPECT_FALSE(host_.readable(kq_));
+  // Left with an event queued (no room to take it): one report, readable.
+  auto g = host_.Open(kP.pid, 6);
+  g->ready = pb::kIn;
+  g->readable = 1;
+  Call({Ch(KFilter::kRead, 6, kev::kAdd)}, Poll(0));
+  EXPECT_EQ(host_.readiness_reports, before + 1);
+  EXPECT_TRUE(host_.readable(kq_));
+  // Taken and put back on the list (level): readable before and after.
+  EXPECT_EQ(Get(1).size(), 1u);
+  EXPECT_EQ(host_.readiness_reports, before + 1);
+  EXPECT_TRUE(host_.readable(kq_));
+  // Dropped: empty at the end, one report.
+  Call({Ch(KFilter::kRead, 6, kev::kDelete)}, Poll(0));
+  EXPECT_EQ(host_.readiness_reports, before + 2);
+  EXPECT_FALSE(host_.readable(kq_));
 }
 
 TEST_F(KqueueTest, DispatchDisablesAfterDeliveryAndEnableRearms) {
