@@ -332,6 +332,7 @@ struct LaterDeadline {
 }  // namespace
 
 void Kqueues::AddDeadline(Nanos when, DeadlineKind kind, uint64_t id) {
+  deadlines_moved_ = true;
   if (kind == DeadlineKind::kWait) {
     deadlines_.Add(when, std::make_pair(kind, id));
     return;
@@ -342,6 +343,7 @@ void Kqueues::AddDeadline(Nanos when, DeadlineKind kind, uint64_t id) {
 }
 
 void Kqueues::RemoveDeadline(Nanos when, DeadlineKind kind, uint64_t id) {
+  deadlines_moved_ = true;
   if (kind == DeadlineKind::kWait) {
     deadlines_.Remove(when, std::make_pair(kind, id));
     return;
@@ -367,6 +369,7 @@ bool Kqueues::TimerDeadlineLive(const TimerDeadline& d) const {
 }
 
 void Kqueues::PopTimerDeadline() {
+  deadlines_moved_ = true;
   std::pop_heap(timer_heap_.begin(), timer_heap_.end(), LaterDeadline{});
   timer_heap_.pop_back();
 }
@@ -381,6 +384,7 @@ void Kqueues::PruneTimerHeap() {
 // Keeps the live entries once each (a timer removed and added again for
 // the same deadline has two), then gives back the room of the dropped ones.
 void Kqueues::CompactTimerHeap(const TimerDeadline* also_drop) {
+  deadlines_moved_ = true;
   std::erase_if(timer_heap_, [&](const TimerDeadline& d) {
     if (also_drop != nullptr && d.when == also_drop->when && d.uid == also_drop->uid) return true;
     return !TimerDeadlineLive(d);
@@ -398,6 +402,7 @@ void Kqueues::CompactTimerHeap(const TimerDeadline* also_drop) {
 }
 
 std::optional<std::pair<Nanos, std::pair<Kqueues::DeadlineKind, uint64_t>>> Kqueues::TakeDueDeadline(Nanos now) {
+  deadlines_moved_ = true;
   PruneTimerHeap();
   // At equal deadlines the waiters' come first (kWait before kTimer, as one
   // queue ordered by (when, kind, id) gives them).
@@ -784,7 +789,9 @@ void Kqueues::Pump(Kq& kq) {
     RemoveWaiter(kq, it);
     Deliver(kq, *done, std::move(taken));
   }
-  RearmDeadline();
+  // Only when this engine's deadlines moved since it last armed the timer
+  // (a kevent on descriptors starts and stops none: no rearm per call).
+  if (std::exchange(deadlines_moved_, false)) RearmDeadline();
 }
 
 std::optional<WaitId> Kqueues::Kevent(Caller caller, ObjectId id, const KqueuePolicy& policy,

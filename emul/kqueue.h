@@ -772,6 +772,11 @@ class Kqueues final : public Engine {
   };
   std::vector<TimerDeadline> timer_heap_;
   size_t timer_heap_stale_ = 0;
+  // deadlines_ or timer_heap_ changed since Pump last armed the host's
+  // timer (AddDeadline, RemoveDeadline, PopTimerDeadline, CompactTimerHeap,
+  // TakeDueDeadline set it): Pump rearms only then. Another engine's
+  // change arms the timer itself (Engines::Rearm, with this one's).
+  bool deadlines_moved_ = true;
   bool TimerDeadlineLive(const TimerDeadline& d) const;
   void PopTimerDeadline();
   void PruneTimerHeap();  // drops stale entries from the front

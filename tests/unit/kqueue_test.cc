@@ -83,7 +83,11 @@ class KqFakeHost : public Host {
     return it->second;
   }
   std::map<std::pair<Pid, int>, ObjectId> kqueue_at_;
-  void ArmDeadline(Nanos when) override { deadline_ = when; }
+  int deadline_arms = 0;  // ArmDeadline calls
+  void ArmDeadline(Nanos when) override {
+    ++deadline_arms;
+    deadline_ = when;
+  }
   Result<WatchId> WatchFd(Pid pid, int fd) override {
     auto it = fds_.find({pid, fd});
     if (it == fds_.end()) return Errno{EBADF};
@@ -1057,6 +1061,35 @@ TEST_F(KqueueTest, TimerPeriodicCountsExpirations) {
   ev = Get();
   ASSERT_EQ(ev.size(), 1u);
   EXPECT_EQ(ev[0].data, 3);
+}
+
+// The host's timer is armed again only when the kqueue's deadlines moved
+// (a timer or a waiter's timeout added, removed, taken): a kevent on
+// descriptors arms nothing, and a timer still arms at its deadline.
+TEST_F(KqueueTest, TheTimerIsArmedOnlyWhenDeadlinesMoved) {
+  auto f = host_.Open(kP.pid, 5);
+  f->ready = pb::kIn;
+  f->readable = 1;
+  Call({Ch(KFilter::kRead, 5, kev::kAdd | kev::kOneshot)}, Poll(1));  // the first arms (kNever)
+  const int arms = host_.deadline_arms;
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_EQ(Call({Ch(KFilter::kRead, 5, kev::kAdd | kev::kOneshot)}, Poll(1)).events.size(), 1u);
+  }
+  Call({Ch(KFilter::kRead, 5, kev::kAdd)}, Poll(0));
+  host_.Set(engine_, f, pb::kIn, 2);  // a watch's report pumps too
+  EXPECT_EQ(Get().size(), 1u);
+  EXPECT_EQ(host_.deadline_arms, arms);
+  EXPECT_EQ(host_.deadline(), Host::kNever);
+  Call({Timer(7, kev::kAdd, 10'000'000)}, Poll(0));
+  EXPECT_EQ(host_.deadline(), 1'010'000'000);
+  const int after_timer = host_.deadline_arms;
+  EXPECT_GT(after_timer, arms);
+  EXPECT_EQ(Get().size(), 1u);  // the READ knote again (level); the timer not due
+  EXPECT_EQ(host_.deadline_arms, after_timer);
+  host_.Advance(engine_, 10'000'000);
+  EXPECT_EQ(host_.deadline(), 1'020'000'000);  // fired: the next period armed
+  Call({Timer(7, kev::kDelete, 0)}, Poll(0));
+  EXPECT_EQ(host_.deadline(), Host::kNever);
 }
 
 TEST_F(KqueueTest, TimerOneshotFiresOnce) {
