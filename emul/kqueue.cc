@@ -255,7 +255,7 @@ Kqueues::ReadinessHold::~ReadinessHold() {
   Kq* kq = self_.Find(id_);
   if (kq == nullptr) return;
   kq->readiness_held = false;
-  if (std::exchange(kq->readiness_moved, false)) {
+  if (std::exchange(kq->readiness_moved, false) && kq->readable_reported != was_) {
     self_.host_.ObjectReadinessChanged(kq->id, kq->readable_reported);
   }
 }
@@ -332,6 +332,7 @@ struct LaterDeadline {
 }  // namespace
 
 void Kqueues::AddDeadline(Nanos when, DeadlineKind kind, uint64_t id) {
+  deadlines_moved_ = true;
   if (kind == DeadlineKind::kWait) {
     deadlines_.Add(when, std::make_pair(kind, id));
     return;
@@ -342,6 +343,7 @@ void Kqueues::AddDeadline(Nanos when, DeadlineKind kind, uint64_t id) {
 }
 
 void Kqueues::RemoveDeadline(Nanos when, DeadlineKind kind, uint64_t id) {
+  deadlines_moved_ = true;
   if (kind == DeadlineKind::kWait) {
     deadlines_.Remove(when, std::make_pair(kind, id));
     return;
@@ -367,6 +369,7 @@ bool Kqueues::TimerDeadlineLive(const TimerDeadline& d) const {
 }
 
 void Kqueues::PopTimerDeadline() {
+  deadlines_moved_ = true;
   std::pop_heap(timer_heap_.begin(), timer_heap_.end(), LaterDeadline{});
   timer_heap_.pop_back();
 }
@@ -381,6 +384,7 @@ void Kqueues::PruneTimerHeap() {
 // Keeps the live entries once each (a timer removed and added again for
 // the same deadline has two), then gives back the room of the dropped ones.
 void Kqueues::CompactTimerHeap(const TimerDeadline* also_drop) {
+  deadlines_moved_ = true;
   std::erase_if(timer_heap_, [&](const TimerDeadline& d) {
     if (also_drop != nullptr && d.when == also_drop->when && d.uid == also_drop->uid) return true;
     return !TimerDeadlineLive(d);
@@ -398,6 +402,7 @@ void Kqueues::CompactTimerHeap(const TimerDeadline* also_drop) {
 }
 
 std::optional<std::pair<Nanos, std::pair<Kqueues::DeadlineKind, uint64_t>>> Kqueues::TakeDueDeadline(Nanos now) {
+  deadlines_moved_ = true;
   PruneTimerHeap();
   // At equal deadlines the waiters' come first (kWait before kTimer, as one
   // queue ordered by (when, kind, id) gives them).
@@ -573,11 +578,16 @@ int Kqueues::Register(Kq& kq, Caller caller, KChange& change) {
       n.sdata = kev.data;
       n.owner = caller.pid;
       n.fd = fd_filter ? static_cast<int>(kev.ident) : -1;
-      knotes_.emplace(n.uid, &n);
+      // A knote with a host watch is indexed once its attach gave it its
+      // watch's uid (AdoptWatchUid): one insert instead of an insert and a
+      // re-key. Nothing finds it by uid before (its watch is not armed).
+      const bool by_watch = ops.watch_mask != 0;
+      if (!by_watch) knotes_.emplace(n.uid, &n);
       if (int err = ops.attach(*this, kq, n, caller, change); err != 0) {
-        Drop(kq, n);
+        Drop(kq, n);  // not indexed (by_watch): its erase finds nothing
         return err;
       }
+      if (by_watch) knotes_.emplace(n.uid, &n);
       if (n.proc.drop_now) {
         Drop(kq, n);
         return 0;
@@ -779,7 +789,9 @@ void Kqueues::Pump(Kq& kq) {
     RemoveWaiter(kq, it);
     Deliver(kq, *done, std::move(taken));
   }
-  RearmDeadline();
+  // Only when this engine's deadlines moved since it last armed the timer
+  // (a kevent on descriptors starts and stops none: no rearm per call).
+  if (std::exchange(deadlines_moved_, false)) RearmDeadline();
 }
 
 std::optional<WaitId> Kqueues::Kevent(Caller caller, ObjectId id, const KqueuePolicy& policy,
@@ -968,11 +980,9 @@ void Kqueues::ProcessExited(Pid pid) {
 }
 
 void Kqueues::AdoptWatchUid(Knote& kn, WatchId watch) {
-  // Re-keyed in knotes_ if it is there already (an added knote; a fork copy
-  // is entered after its f_copy).
-  const bool indexed = knotes_.erase(kn.uid) != 0;
+  // Not in knotes_ yet: an added knote is entered after its attach
+  // (Register), a fork copy after its f_copy (CopyKqueue).
   kn.uid = kWatchUid | watch;
-  if (indexed) knotes_.emplace(kn.uid, &kn);
 }
 
 void Kqueues::OnWatchReady(WatchId watch, uint32_t revents) {

@@ -585,11 +585,14 @@ class Kqueues final : public Engine {
   // activated by a change then collected, a level knote taken off the list
   // and put back). The host keeps only the last state and applies it after
   // the call (ObjectReadinessChanged), so it sees what it saw before, for
-  // one report instead of two; watchers are still woken at each change
+  // one report instead of two, and none when it ends as it began (the
+  // host's last report says so already: a ready knote added and collected
+  // by one call); watchers are still woken at each change
   // (UpdateReadiness).
   class ReadinessHold {
    public:
-    ReadinessHold(Kqueues& self, Kq& kq) : self_(self), id_(kq.id), holds_(!kq.readiness_held) {
+    ReadinessHold(Kqueues& self, Kq& kq)
+        : self_(self), id_(kq.id), holds_(!kq.readiness_held), was_(kq.readable_reported) {
       kq.readiness_held = true;
     }
     ~ReadinessHold();
@@ -600,6 +603,7 @@ class Kqueues final : public Engine {
     Kqueues& self_;
     ObjectId id_;
     bool holds_;  // not nested in another hold of the same kqueue
+    bool was_;    // readable_reported at the start: what the host was last told
   };
   // One filter's operations, as the BSDs' struct filterops; the entries
   // are in kqueue_filters.cc (Filters), one per KFilter.
@@ -707,7 +711,9 @@ class Kqueues final : public Engine {
   std::unordered_map<ObjectId, std::unique_ptr<Kq>> kqs_;
   // The kqueue Find found last: a program's calls name one kqueue over and
   // over, and a kevent finds it more than once. A Kq stays where it is
-  // (unique_ptr) until its erase, which clears this.
+  // (unique_ptr) until its erase, which clears this. One entry, where the
+  // object table keeps eight (shim/runtime/object_table.h): that table
+  // serves every kind and a call names several objects there.
   mutable const Kq* last_found_ = nullptr;
   // Every knote by uid (owned by its Kq::knotes). A knote with a host
   // watch (READ, WRITE, EXCEPT) takes kWatchUid | its watch's id as its uid
@@ -766,6 +772,11 @@ class Kqueues final : public Engine {
   };
   std::vector<TimerDeadline> timer_heap_;
   size_t timer_heap_stale_ = 0;
+  // deadlines_ or timer_heap_ changed since Pump last armed the host's
+  // timer (AddDeadline, RemoveDeadline, PopTimerDeadline, CompactTimerHeap,
+  // TakeDueDeadline set it): Pump rearms only then. Another engine's
+  // change arms the timer itself (Engines::Rearm, with this one's).
+  bool deadlines_moved_ = true;
   bool TimerDeadlineLive(const TimerDeadline& d) const;
   void PopTimerDeadline();
   void PruneTimerHeap();  // drops stale entries from the front

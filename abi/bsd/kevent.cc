@@ -107,8 +107,15 @@ int32_t FilterNumberOf(const KqueuePersonality& p, KFilter filter) {
 
 KChange DecodeChange(const KqueuePersonality& p, const KeventLayout& l,
                      std::span<const std::byte> in) {
-  ByteReader r(in);
   KChange c;
+  DecodeChange(p, l, in, c);
+  return c;
+}
+
+void DecodeChange(const KqueuePersonality& p, const KeventLayout& l, std::span<const std::byte> in,
+                  KChange& c) {
+  ByteReader r(in);
+  c = KChange{};
   c.kev.ident = r.GetField(l.ident);
   c.kev.wire_filter = static_cast<int32_t>(r.GetField(l.filter));
   c.kev.flags = static_cast<uint16_t>(r.GetField(l.flags) & ~uint64_t{p.sysflags});
@@ -127,7 +134,7 @@ KChange DecodeChange(const KqueuePersonality& p, const KeventLayout& l,
   const int32_t wf = c.kev.wire_filter;
   if (wf == 0 && p.skip_filter_zero) {
     c.skip = true;
-    return c;
+    return;
   }
   const std::optional<KFilter> filter = CanonicalFilter(p, wf);
   if (!filter) {
@@ -137,12 +144,11 @@ KChange DecodeChange(const KqueuePersonality& p, const KeventLayout& l,
     const bool kernel_filter = wf < 0 && wf >= -p.filter_syscount;
     const bool without_ops = kernel_filter && (p.filters_without_ops >> (-wf - 1)) & 1u;
     c.error = kernel_filter && !without_ops ? EOPNOTSUPP : EINVAL;
-    return c;
+    return;
   }
   c.kev.filter = *filter;
   // The one filter whose change the abi translates: the timer's units.
   if (c.kev.filter == KFilter::kTimer) c.error = DecodeTimer(p, c);
-  return c;
 }
 
 void EncodeEvent(const KeventLayout& l, const KeventRecord& ev, std::span<std::byte> out) {
@@ -339,7 +345,7 @@ Outcome Kevent(CallContext& ctx, const SyscallArgs& a, const KqueuePersonality& 
     changes.resize(first + static_cast<size_t>(n));
     for (int64_t i = 0; i < n; ++i) {
       emul::KChange& c = changes[first + static_cast<size_t>(i)];
-      c = DecodeChange(p, layout, raw.span().subspan(i * layout.size, layout.size));
+      DecodeChange(p, layout, raw.span().subspan(i * layout.size, layout.size), c);
       if (c.error == EOPNOTSUPP) {
         ctx.NotImplemented(std::string(PersonalityName(p.personality)) + " kevent filter " +
                            std::to_string(c.kev.wire_filter));

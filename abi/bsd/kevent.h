@@ -150,6 +150,10 @@ const TimespecLayout& Timespec(const KqueuePersonality& p, DataModel m);
 // timer units applied; a change the kernel would refuse carries its errno).
 emul::KChange DecodeChange(const KqueuePersonality& p, const KeventLayout& l,
                            std::span<const std::byte> in);
+// The same into `c` (every field written): a list's element decoded in
+// place, without a temporary copied in.
+void DecodeChange(const KqueuePersonality& p, const KeventLayout& l, std::span<const std::byte> in,
+                  emul::KChange& c);
 // One event (or EV_ERROR record): canonical -> wire bytes. ext is zeroed
 // for layouts without it.
 void EncodeEvent(const KeventLayout& l, const emul::KeventRecord& ev, std::span<std::byte> out);

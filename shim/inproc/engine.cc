@@ -602,7 +602,9 @@ Engine::Engine(EngineOptions options, std::shared_ptr<const Inherited> inherited
   host_->set_holds_callback([this](emul::Pid, emul::ObjectId obj) { return HoldsObject(obj); });
   host_->set_kqueue_at_callback([this](emul::Pid, int fd) -> std::optional<emul::ObjectId> {
     const struct stat* st = host_->LocalStat(fd);  // the change's open check made it
-    if (st == nullptr) return std::nullopt;
+    // An object's descriptor is a socket (ObjectTable::MakePair): a pipe or
+    // a file is none, whatever its inode number (another file system's).
+    if (st == nullptr || !S_ISSOCK(st->st_mode)) return std::nullopt;
     std::optional<emul::ObjectId> obj = objects_->FindByInode(st->st_ino);
     if (!obj) return std::nullopt;
     // Every fd knote asks this before its first probe (kqueue_filters.cc

@@ -170,7 +170,10 @@ class ObjectTable {
   // kKqueueIdBase): a call names an object several times (its kind, its
   // readiness, its state after the call), and a hit is one compare where
   // the map hashes and walks a bucket. An entry points into objects_, whose
-  // nodes never move; Remove clears it.
+  // nodes never move; Remove clears it. Eight, where Kqueues keeps its
+  // last one (emul/kqueue.h last_found_): this table serves every object
+  // kind, and a call names several objects (a port and one it holds, a
+  // kqueue and a port it watches); a kevent names one kqueue.
   Object* Find(emul::ObjectId obj);
   const Object* Find(emul::ObjectId obj) const { return const_cast<ObjectTable*>(this)->Find(obj); }
   bool ByteWanted(const Object& o) const;

@@ -24,6 +24,7 @@
 #include <vector>
 #include <unordered_map>
 
+#include "shim/runtime/by_number.h"
 #include "shim/supervisor/fault.h"
 #include "shim/supervisor/local_watches.h"
 #include "shim/supervisor/slot_table.h"
@@ -276,29 +277,18 @@ class LinuxHost final : public emul::Host {
   // watch is dropped (kNone: the caller looks itself).
   Kept ConfirmKept(int fd);
   // KeptWatch by number: asked several times per kevent, so the usual
-  // small numbers are an index (no hashing); larger ones a map.
+  // small numbers are an index (shim/runtime/by_number.h: no hashing, a
+  // chunk of 64 numbers allocated by its first watch kept); larger ones a
+  // map.
   class KeptWatches {
    public:
-    KeptWatch* Find(int fd) {
-      if (fd >= 0 && fd < kIndexed) {
-        if (static_cast<size_t>(fd) >= low_.size()) return nullptr;
-        KeptWatch& k = low_[static_cast<size_t>(fd)];
-        return k.id != 0 ? &k : nullptr;
-      }
-      auto it = high_.find(fd);
-      return it == high_.end() ? nullptr : &it->second;
-    }
-    void Put(int fd, const KeptWatch& k);  // k.id != 0
-    void Erase(int fd);
-    bool empty() const { return size_ == 0; }
+    KeptWatch* Find(int fd) { return kept_.Find(fd); }
+    void Put(int fd, const KeptWatch& k) { kept_.Put(fd, k); }  // k.id != 0
+    void Erase(int fd) { kept_.Erase(fd); }
+    bool empty() const { return kept_.empty(); }
 
    private:
-    // 32 bytes a number: at most half a megabyte, grown to the largest
-    // number kept.
-    static constexpr int kIndexed = 1 << 14;
-    std::vector<KeptWatch> low_;  // id 0: none
-    std::unordered_map<int, KeptWatch> high_;
-    size_t size_ = 0;
+    ByNumber<KeptWatch, 1 << 14> kept_;
   };
   KeptWatches kept_;
   int kept_confirmed_fd_ = -1;  // ConfirmKept's kConfirmed, kept with the identity answers

@@ -504,28 +504,6 @@ void LinuxHost::ReleaseWatch(emul::WatchId id, emul::Pid pid, int fd, emul::FdKi
   kept_.Put(fd, k);
 }
 
-void LinuxHost::KeptWatches::Put(int fd, const KeptWatch& k) {
-  if (fd >= 0 && fd < kIndexed) {
-    const size_t i = static_cast<size_t>(fd);
-    if (i >= low_.size()) low_.resize(i + 1);
-    if (low_[i].id == 0) ++size_;
-    low_[i] = k;
-    return;
-  }
-  if (high_.insert_or_assign(fd, k).second) ++size_;
-}
-
-void LinuxHost::KeptWatches::Erase(int fd) {
-  if (fd >= 0 && fd < kIndexed) {
-    const size_t i = static_cast<size_t>(fd);
-    if (i >= low_.size() || low_[i].id == 0) return;
-    low_[i] = KeptWatch{};
-    --size_;
-    return;
-  }
-  size_ -= high_.erase(fd);
-}
-
 void LinuxHost::ForgetFd(emul::Pid pid, int fd) {
   if (pid != local_pid_ || kept_.empty()) return;
   KeptWatch* kept = kept_.Find(fd);

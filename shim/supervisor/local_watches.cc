@@ -52,50 +52,10 @@ __attribute__((noinline)) int CtlProgramNumber(int epfd, int op, int fd, uint32_
 bool Gone(int err) { return err == ENOENT || err == EBADF; }
 }  // namespace
 
-LocalWatches::File* LocalWatches::LiveFiles::FindBeyond(int fd) {
-  auto it = beyond_.find(fd);
-  return it == beyond_.end() ? nullptr : &it->second;
-}
-
-LocalWatches::File& LocalWatches::LiveFiles::Insert(const File& f) {
-  ++size_;
-  if (f.fd >= kTableNumbers) return beyond_.emplace(f.fd, f).first->second;
-  const size_t chunk = static_cast<size_t>(f.fd / kChunkFiles);
-  if (chunk >= chunks_.size()) chunks_.resize(chunk + 1);
-  if (!chunks_[chunk]) chunks_[chunk] = std::make_unique<Chunk>();
-  ++chunks_[chunk]->used;
-  File& slot = chunks_[chunk]->files[static_cast<size_t>(f.fd % kChunkFiles)];
-  slot = f;
-  return slot;
-}
-
-void LocalWatches::LiveFiles::Erase(int fd) {
-  if (Find(fd) == nullptr) return;
-  --size_;
-  if (fd >= kTableNumbers) {
-    beyond_.erase(fd);
-    return;
-  }
-  const size_t chunk = static_cast<size_t>(fd / kChunkFiles);
-  chunks_[chunk]->files[static_cast<size_t>(fd % kChunkFiles)] = File{};
-  if (--chunks_[chunk]->used == 0) {
-    chunks_[chunk].reset();
-    // The table shrinks with its highest chunks, so a number once watched
-    // does not keep its pointers forever.
-    while (!chunks_.empty() && !chunks_.back()) chunks_.pop_back();
-  }
-}
-
 std::vector<int> LocalWatches::LiveFiles::Numbers() const {
   std::vector<int> numbers;
-  numbers.reserve(size_);
-  for (const auto& chunk : chunks_) {
-    if (!chunk) continue;
-    for (const File& f : chunk->files) {
-      if (f.gen != 0) numbers.push_back(f.fd);
-    }
-  }
-  for (const auto& [fd, f] : beyond_) numbers.push_back(fd);
+  numbers.reserve(files_.size());
+  files_.ForEach([&numbers](int fd, const File&) { numbers.push_back(fd); });
   return numbers;
 }
 

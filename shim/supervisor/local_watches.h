@@ -46,6 +46,7 @@
 
 #include "emul/result.h"
 #include "emul/types.h"
+#include "shim/runtime/by_number.h"
 #include "shim/supervisor/slot_table.h"
 
 namespace evshim::shim {
@@ -242,50 +243,26 @@ class LocalWatches {
     uint8_t unused_calls = 0;
   };
   static_assert(sizeof(File) <= 28, "a file record outgrew its memory budget");
-  // The live files by number. Numbers are dense (open takes the lowest free
-  // one), so they live in fixed chunks of a table indexed by number: no heap
-  // chunk and no bucket per file, and a File never moves (File* stays valid
-  // until it is erased). A chunk goes when its last file does; numbers from
-  // kTableNumbers on (only with fs.nr_open raised) go to a map, so a huge
-  // number never sizes the table.
+  // The live files by number (shim/runtime/by_number.h: the numbers below
+  // Linux's default fs.nr_open in chunks indexed by number, no heap node
+  // and no bucket per file; a File never moves, File* stays valid until it
+  // is erased).
   class LiveFiles {
    public:
     // Inline: an association finds its record several times (a placement,
     // its watch's file, the identity check, the report, the call's end).
-    File* Find(int fd) {
-      if (fd < 0) return nullptr;
-      if (fd >= kTableNumbers) return FindBeyond(fd);
-      const size_t chunk = static_cast<size_t>(fd / kChunkFiles);
-      if (chunk >= chunks_.size() || !chunks_[chunk]) return nullptr;
-      File& f = chunks_[chunk]->files[static_cast<size_t>(fd % kChunkFiles)];
-      return f.gen != 0 ? &f : nullptr;
-    }
-    File& Insert(const File& f);  // f.fd must not be present; f.gen != 0
-    void Erase(int fd);
-    size_t size() const { return size_; }
+    File* Find(int fd) { return files_.Find(fd); }
+    File& Insert(const File& f) { return files_.Put(f.fd, f); }  // f.fd must not be present; f.gen != 0
+    void Erase(int fd) { files_.Erase(fd); }
+    size_t size() const { return files_.size(); }
     std::vector<int> Numbers() const;
     template <typename F>
     void ForEach(F&& f) {
-      for (auto& chunk : chunks_) {
-        if (!chunk) continue;
-        for (File& file : chunk->files) {
-          if (file.gen != 0) f(file);
-        }
-      }
-      for (auto& [fd, file] : beyond_) f(file);
+      files_.ForEach([&f](int, File& file) { f(file); });
     }
 
    private:
-    File* FindBeyond(int fd);
-    static constexpr int kChunkFiles = 64;
-    static constexpr int kTableNumbers = 1 << 20;  // Linux's default fs.nr_open
-    struct Chunk {
-      std::array<File, kChunkFiles> files;  // gen 0: a free slot
-      int used = 0;
-    };
-    std::vector<std::unique_ptr<Chunk>> chunks_;
-    std::unordered_map<int, File> beyond_;
-    size_t size_ = 0;
+    ByNumber<File, 1 << 20> files_;  // 1 << 20: Linux's default fs.nr_open
   };
   struct EdgeEpoll {
     uint32_t mask = 0;

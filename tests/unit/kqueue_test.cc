@@ -83,7 +83,11 @@ class KqFakeHost : public Host {
     return it->second;
   }
   std::map<std::pair<Pid, int>, ObjectId> kqueue_at_;
-  void ArmDeadline(Nanos when) override { deadline_ = when; }
+  int deadline_arms = 0;  // ArmDeadline calls
+  void ArmDeadline(Nanos when) override {
+    ++deadline_arms;
+    deadline_ = when;
+  }
   Result<WatchId> WatchFd(Pid pid, int fd) override {
     auto it = fds_.find({pid, fd});
     if (it == fds_.end()) return Errno{EBADF};
@@ -158,7 +162,9 @@ class KqFakeHost : public Host {
     return it != fds_.end() && w != watches_.end() && w->second.file.lock() == it->second;
   }
   bool FdOpen(Pid pid, int fd) override { return fds_.count({pid, fd}) != 0; }
+  int readiness_reports = 0;  // ObjectReadinessChanged calls
   void ObjectReadinessChanged(ObjectId obj, bool r) override {
+    ++readiness_reports;
     if (r) {
       readable_.insert(obj);
     } else {
@@ -684,6 +690,39 @@ TEST_F(KqueueTest, OneshotDeliversOnceAndDrops) {
   EXPECT_TRUE(Get().empty());
 }
 
+// A kevent's changes and scan under one ReadinessHold: the kqueue's
+// readiness goes to the host once, as it is at the end, and not at all when
+// it ends as it began (fdwait: a ready EV_ONESHOT knote added and collected
+// by one call leaves the kqueue empty, as it was). The knote's activation
+// at its registration made it readable in between (OB kern_event.c:
+// 1174-1178, knote_activate :1731-1739), which no thread outside the call
+// could see (the engine lock).
+TEST_F(KqueueTest, ACallThatEndsWithTheReadinessItBeganWithReportsNothing) {
+  auto f = host_.Open(kP.pid, 5);
+  f->ready = pb::kIn;
+  f->readable = 1;
+  const int before = host_.readiness_reports;
+  auto out = Call({Ch(KFilter::kRead, 5, kev::kAdd | kev::kOneshot)}, Poll(1));
+  ASSERT_EQ(out.events.size(), 1u);
+  EXPECT_EQ(host_.readiness_reports, before);  // empty before, empty after
+  EXPECT_FALSE(host_.readable(kq_));
+  // Left with an event queued (no room to take it): one report, readable.
+  auto g = host_.Open(kP.pid, 6);
+  g->ready = pb::kIn;
+  g->readable = 1;
+  Call({Ch(KFilter::kRead, 6, kev::kAdd)}, Poll(0));
+  EXPECT_EQ(host_.readiness_reports, before + 1);
+  EXPECT_TRUE(host_.readable(kq_));
+  // Taken and put back on the list (level): readable before and after.
+  EXPECT_EQ(Get(1).size(), 1u);
+  EXPECT_EQ(host_.readiness_reports, before + 1);
+  EXPECT_TRUE(host_.readable(kq_));
+  // Dropped: empty at the end, one report.
+  Call({Ch(KFilter::kRead, 6, kev::kDelete)}, Poll(0));
+  EXPECT_EQ(host_.readiness_reports, before + 2);
+  EXPECT_FALSE(host_.readable(kq_));
+}
+
 TEST_F(KqueueTest, DispatchDisablesAfterDeliveryAndEnableRearms) {
   auto f = host_.Open(kP.pid, 5);
   f->ready = pb::kIn;
@@ -1022,6 +1061,35 @@ TEST_F(KqueueTest, TimerPeriodicCountsExpirations) {
   ev = Get();
   ASSERT_EQ(ev.size(), 1u);
   EXPECT_EQ(ev[0].data, 3);
+}
+
+// The host's timer is armed again only when the kqueue's deadlines moved
+// (a timer or a waiter's timeout added, removed, taken): a kevent on
+// descriptors arms nothing, and a timer still arms at its deadline.
+TEST_F(KqueueTest, TheTimerIsArmedOnlyWhenDeadlinesMoved) {
+  auto f = host_.Open(kP.pid, 5);
+  f->ready = pb::kIn;
+  f->readable = 1;
+  Call({Ch(KFilter::kRead, 5, kev::kAdd | kev::kOneshot)}, Poll(1));  // the first arms (kNever)
+  const int arms = host_.deadline_arms;
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_EQ(Call({Ch(KFilter::kRead, 5, kev::kAdd | kev::kOneshot)}, Poll(1)).events.size(), 1u);
+  }
+  Call({Ch(KFilter::kRead, 5, kev::kAdd)}, Poll(0));
+  host_.Set(engine_, f, pb::kIn, 2);  // a watch's report pumps too
+  EXPECT_EQ(Get().size(), 1u);
+  EXPECT_EQ(host_.deadline_arms, arms);
+  EXPECT_EQ(host_.deadline(), Host::kNever);
+  Call({Timer(7, kev::kAdd, 10'000'000)}, Poll(0));
+  EXPECT_EQ(host_.deadline(), 1'010'000'000);
+  const int after_timer = host_.deadline_arms;
+  EXPECT_GT(after_timer, arms);
+  EXPECT_EQ(Get().size(), 1u);  // the READ knote again (level); the timer not due
+  EXPECT_EQ(host_.deadline_arms, after_timer);
+  host_.Advance(engine_, 10'000'000);
+  EXPECT_EQ(host_.deadline(), 1'020'000'000);  // fired: the next period armed
+  Call({Timer(7, kev::kDelete, 0)}, Poll(0));
+  EXPECT_EQ(host_.deadline(), Host::kNever);
 }
 
 TEST_F(KqueueTest, TimerOneshotFiresOnce) {
