@@ -157,13 +157,13 @@ Result<uint32_t> LocalWatches::PollNow(int fd, uint32_t events) {
 
 LocalWatches::File* LocalWatches::FileOf(const Watch& w) {
   if (w.file == 0) return nullptr;
-  if (File* f = live_.Find(w.fd); f != nullptr && f->gen == w.file) return f;
+  if (File* f = FindLive(w.fd); f != nullptr && f->gen == w.file) return f;
   auto d = dead_.find(w.file);
   return d == dead_.end() ? nullptr : &d->second;
 }
 
 LocalWatches::File* LocalWatches::FileOfReport(uint64_t key) {
-  File* f = live_.Find(static_cast<int>(static_cast<uint32_t>(key)));
+  File* f = FindLive(static_cast<int>(static_cast<uint32_t>(key)));
   // Another generation: left behind by a raw close (the file open elsewhere).
   if (f == nullptr || f->gen != static_cast<uint32_t>(key >> 32)) return nullptr;
   return f;
@@ -227,7 +227,7 @@ bool LocalWatches::AssociationsOnly(const File& f) {
 
 LocalWatches::Placement LocalWatches::PlacementWithoutLook(int fd) {
   if (!one_shot_assocs_) return Placement::kByALook;
-  const File* f = live_.Find(fd);
+  const File* f = FindLive(fd);
   // No record: the association's registration is made by its EPOLL_CTL_ADD
   // (Attach), which links a ready file at the tail as a MOD does (ep_insert).
   if (f == nullptr) return Placement::kByItsAdd;
@@ -287,7 +287,7 @@ void LocalWatches::Kill(File& f) {
   }
   File dead = f;
   dead.dead = true;
-  live_.Erase(dead.fd);
+  EraseLive(dead.fd);
   if (dead.first_slot != 0) dead_.emplace(dead.gen, dead);
 }
 
@@ -305,7 +305,7 @@ Result<LocalWatches::File*> LocalWatches::Attach(Watch& w, WatchId id, File* cur
   // no watch can be made: the error of that creation (EMFILE).
   if (level_epfd_ < 0 || kick_fd_ < 0) return Errno{setup_errno_};
   File* f = nullptr;
-  if (File* live = live_.Find(fd); live != nullptr && Confirm(*live)) f = live;
+  if (File* live = FindLive(fd); live != nullptr && Confirm(*live)) f = live;
   if (f == nullptr) {
     File fresh;
     fresh.gen = next_gen_++;
@@ -372,7 +372,7 @@ void LocalWatches::Detach(Watch& w, WatchId id) {
         dead_.erase(f->gen);
       } else {
         (void)CtlProgramNumber(level_epfd_, EPOLL_CTL_DEL, f->fd, 0, 0);
-        live_.Erase(f->fd);
+        EraseLive(f->fd);
       }
     }
   }
@@ -794,7 +794,7 @@ void LocalWatches::RenewLevelEpoll() {
     return;
   }
   for (int fd : live_.Numbers()) {
-    File* found = live_.Find(fd);
+    File* found = FindLive(fd);
     if (found == nullptr) continue;
     File& f = *found;
     f.checked = 0;
