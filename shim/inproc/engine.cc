@@ -953,7 +953,7 @@ bool Engine::Call(int nr, const uint64_t args[6], long* result) {
       r = -EINTR;
       break;
   }
-  if (auto lo = ctx.last_object()) {
+  if (auto lo = ctx.last_object(); lo && objects_->AnyNeedsDrain()) {
     // The number was recognised from what the engine kept (KnownObjectAt):
     // checked before a byte is read through it, which happens rarely.
     const std::optional<ObjectTable::State> state = objects_->StateOf(lo->first);
@@ -1227,7 +1227,14 @@ std::optional<Engine::KnownObject> Engine::KnownObjectAt(int fd, uint64_t epoch)
   if (epoch != known_object_epoch_) {
     known_object_fds_.clear();
     known_object_epoch_ = epoch;
+    known_last_ = KnownLast{};
     return std::nullopt;
+  }
+  // A call names its object two or three times (the look-free predicates,
+  // the handler): the last answer stands while no object was removed since
+  // it was found alive.
+  if (fd == known_last_.fd && known_last_.removals == objects_->removals()) {
+    return KnownObject{known_last_.obj, known_last_.kind};
   }
   for (const KnownObjectFd& k : known_object_fds_) {
     if (k.fd != fd) continue;
@@ -1235,6 +1242,7 @@ std::optional<Engine::KnownObject> Engine::KnownObjectAt(int fd, uint64_t epoch)
     // handler) removed it: the number was closed without the library.
     const std::optional<abi::ObjectKind> kind = objects_->KindOf(k.obj);
     if (!kind) return std::nullopt;
+    known_last_ = KnownLast{fd, k.obj, *kind, objects_->removals()};
     return KnownObject{k.obj, *kind};
   }
   return std::nullopt;
@@ -1242,6 +1250,7 @@ std::optional<Engine::KnownObject> Engine::KnownObjectAt(int fd, uint64_t epoch)
 
 void Engine::RememberObjectAt(int fd, emul::ObjectId obj, uint64_t epoch) {
   if (epoch != known_object_epoch_) return;  // a close was reported meanwhile
+  if (known_last_.fd == fd) known_last_ = KnownLast{};
   for (KnownObjectFd& k : known_object_fds_) {
     if (k.fd == fd) {
       k.obj = obj;
@@ -1330,8 +1339,7 @@ bool Engine::AssociatePlacedWithoutLook(const PortCall& call) {
   const std::optional<KnownPort> port = KnownPortOfCall(call);
   if (!port) return false;
   if (port->glance.file_watches != 0) return false;
-  const std::optional<ObjectTable::State> state = objects_->StateOf(port->obj);
-  if (!state || state->polled) return false;
+  if (objects_->PolledOrGone(port->obj)) return false;
   if (engines_->AnyDeadlineDue()) return false;
   // A first association (or one after a close the library reported): its
   // ADD places it only if epoll takes the file (a regular file is always

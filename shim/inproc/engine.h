@@ -309,6 +309,15 @@ class Engine {
   static constexpr size_t kKnownObjectFds = 16;
   std::vector<KnownObjectFd> known_object_fds_;  // valid at known_object_epoch_
   uint64_t known_object_epoch_ = 0;
+  // KnownObjectAt's last answer, valid at known_object_epoch_ while the
+  // object table has removed nothing since (ObjectTable::removals).
+  struct KnownLast {
+    int fd = -1;
+    emul::ObjectId obj = 0;
+    abi::ObjectKind kind = abi::ObjectKind::kPort;
+    uint64_t removals = 0;
+  };
+  KnownLast known_last_;
   std::atomic<int64_t> last_call_ns_{0};
   std::atomic<int> waiting_threads_{0};
 
