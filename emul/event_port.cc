@@ -310,9 +310,7 @@ void EventPorts::DropHolder(Port& p, Pid pid) {
   std::erase(p.users, pid);
 }
 
-void EventPorts::Touch(Port& p, Pid pid) {
-  // Usually the port's first (and only) user: one compare.
-  if (!p.users.empty() && p.users.front() == pid) return;
+void EventPorts::AddUser(Port& p, Pid pid) {
   if (std::find(p.users.begin(), p.users.end(), pid) == p.users.end()) p.users.push_back(pid);
 }
 

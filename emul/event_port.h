@@ -437,8 +437,13 @@ class EventPorts final : public Engine {
   void RemoveQueued(Port& p, QueueIt it);
   void FreeAssoc(Port& p, FdAssoc* a);
   void FreeFileAssoc(Port& p, FileAssoc* a);
-  // Records that `pid` uses the port.
-  void Touch(Port& p, Pid pid);
+  // Records that `pid` uses the port (usually its first and only user:
+  // one compare, inline).
+  void Touch(Port& p, Pid pid) {
+    if (!p.users.empty() && p.users.front() == pid) return;
+    AddUser(p, pid);
+  }
+  void AddUser(Port& p, Pid pid);
   // Rule 32 observed lazily: every other user of the port that no longer
   // holds it loses what CloseBy takes (docs/design.md "Close and exec").
   void Reap(Port& p, Pid except);

@@ -1223,18 +1223,12 @@ void Engine::SyncFileChecks(int number) {
   file_checks_epoch_ = epoch;
 }
 
-std::optional<Engine::KnownObject> Engine::KnownObjectAt(int fd, uint64_t epoch) {
+std::optional<Engine::KnownObject> Engine::KnownObjectInList(int fd, uint64_t epoch) {
   if (epoch != known_object_epoch_) {
     known_object_fds_.clear();
     known_object_epoch_ = epoch;
     known_last_ = KnownLast{};
     return std::nullopt;
-  }
-  // A call names its object two or three times (the look-free predicates,
-  // the handler): the last answer stands while no object was removed since
-  // it was found alive.
-  if (fd == known_last_.fd && known_last_.removals == objects_->removals()) {
-    return KnownObject{known_last_.obj, known_last_.kind};
   }
   for (const KnownObjectFd& k : known_object_fds_) {
     if (k.fd != fd) continue;

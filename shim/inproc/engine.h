@@ -259,7 +259,16 @@ class Engine {
     emul::ObjectId obj;
     abi::ObjectKind kind;
   };
-  std::optional<KnownObject> KnownObjectAt(int fd, uint64_t epoch);
+  // A call names its object two or three times (the look-free predicates,
+  // the handler): the last answer stands while no object was removed since
+  // it was found alive (inline; the list otherwise).
+  std::optional<KnownObject> KnownObjectAt(int fd, uint64_t epoch) {
+    if (epoch == known_object_epoch_ && fd == known_last_.fd && known_last_.removals == objects_->removals()) {
+      return KnownObject{known_last_.obj, known_last_.kind};
+    }
+    return KnownObjectInList(fd, epoch);
+  }
+  std::optional<KnownObject> KnownObjectInList(int fd, uint64_t epoch);
   void RememberObjectAt(int fd, emul::ObjectId obj, uint64_t epoch);
   // Reads the look epoll without waiting (the watches' level reports), and
   // the loop epoll nested in it only when that reported, and routes each

@@ -121,6 +121,11 @@ bool ObjectTable::Holds(emul::Pid pid, emul::ObjectId obj) {
   return true;
 }
 
+void ObjectTable::NoteHolderInMap(emul::ObjectId obj, emul::Pid pid, int fd) {
+  holder_fd_[{obj, pid}] = fd;
+  noted_ = Noted{obj, pid, fd};
+}
+
 void ObjectTable::ForgetProcess(emul::Pid pid) {
   std::erase_if(holder_fd_, [pid](const auto& e) { return e.first.second == pid; });
   noted_ = Noted{};

@@ -103,8 +103,7 @@ class ObjectTable {
   // not written again.
   void NoteHolder(emul::ObjectId obj, emul::Pid pid, int fd) {
     if (obj == noted_.obj && pid == noted_.pid && fd == noted_.fd) return;
-    holder_fd_[{obj, pid}] = fd;
-    noted_ = Noted{obj, pid, fd};
+    NoteHolderInMap(obj, pid, fd);
   }
   // Whether `pid`'s descriptor `fd` is still the object (rule 27's sweep).
   bool IsAt(emul::ObjectId obj, emul::Pid pid, int fd);
@@ -197,6 +196,7 @@ class ObjectTable {
   void Owe(emul::ObjectId obj, Object& o);
   void Unowe(Object& o);
   void SetNeedsDrain(Object& o, bool on);  // keeps needs_drain_count_
+  void NoteHolderInMap(emul::ObjectId obj, emul::Pid pid, int fd);
 
   int loop_epoll_;
   uint64_t close_tag_;
