@@ -528,7 +528,7 @@ class Engine::Context final : public abi::CallContext {
     move_named_port_ = true;
   }
   bool foreign() const { return foreign_; }
-  std::shared_ptr<Waiter> waiter() const { return waiter_; }
+  const std::shared_ptr<Waiter>& waiter() const { return waiter_; }
   std::optional<emul::WaitId> wait() const { return wait_; }
   std::optional<std::pair<emul::ObjectId, int>> last_object() const { return last_object_; }
 
@@ -833,7 +833,7 @@ bool Engine::Call(int nr, const uint64_t args[6], long* result) {
     return false;
   }
   if (out.kind == abi::Outcome::Kind::kDeferred) {
-    std::shared_ptr<Waiter> w = ctx.waiter();
+    const std::shared_ptr<Waiter>& w = ctx.waiter();  // ctx outlives it
     bool interrupted = false;
     bool moved = false;
     // Signals are blocked while the thread is in the engine and delivered
