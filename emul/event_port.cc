@@ -94,13 +94,20 @@ constexpr uint32_t kAlertSet = 0x01;
 constexpr uint32_t kAlertUpdate = 0x02;
 }  // namespace
 
-EventPorts::Port* EventPorts::Find(ObjectId id) {
+EventPorts::Port* EventPorts::FindInMap(ObjectId id) {
   auto it = ports_.find(id);
-  return it == ports_.end() ? nullptr : it->second.get();
+  if (it == ports_.end()) return nullptr;
+  kept_id_ = id;
+  kept_port_ = it->second.get();
+  return kept_port_;
 }
-const EventPorts::Port* EventPorts::Find(ObjectId id) const {
-  auto it = ports_.find(id);
-  return it == ports_.end() ? nullptr : it->second.get();
+
+void EventPorts::ErasePort(ObjectId id) {
+  if (kept_id_ == id) {
+    kept_id_ = 0;
+    kept_port_ = nullptr;
+  }
+  ports_.erase(id);
 }
 
 Result<ObjectId> EventPorts::Create(Caller) {
@@ -267,7 +274,7 @@ void EventPorts::LastClose(ObjectId id) {
   for (auto& [key, t] : timers_) {
     if (t->port == id) UnbindTimer(*t);  // the timer runs on, notifying nobody
   }
-  ports_.erase(id);
+  ErasePort(id);
   RearmDeadline();
 }
 
@@ -303,7 +310,7 @@ void EventPorts::DropHolder(Port& p, Pid pid) {
   std::erase(p.users, pid);
 }
 
-void EventPorts::Touch(Port& p, Pid pid) {
+void EventPorts::AddUser(Port& p, Pid pid) {
   if (std::find(p.users.begin(), p.users.end(), pid) == p.users.end()) p.users.push_back(pid);
 }
 

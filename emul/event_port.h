@@ -424,14 +424,26 @@ class EventPorts final : public Engine {
     bool writable_reported = true;  // a new port has free slots
   };
 
-  Port* Find(ObjectId id);
-  const Port* Find(ObjectId id) const;
+  // The port found last is kept (a call names its port several times: the
+  // engine's glance, the handler, the look's reports); ErasePort forgets it.
+  Port* Find(ObjectId id) {
+    if (id == kept_id_) return kept_port_;
+    return FindInMap(id);
+  }
+  const Port* Find(ObjectId id) const { return const_cast<EventPorts*>(this)->Find(id); }
+  Port* FindInMap(ObjectId id);
+  void ErasePort(ObjectId id);
   void Enqueue(Port& p, Queued q);
   void RemoveQueued(Port& p, QueueIt it);
   void FreeAssoc(Port& p, FdAssoc* a);
   void FreeFileAssoc(Port& p, FileAssoc* a);
-  // Records that `pid` uses the port.
-  void Touch(Port& p, Pid pid);
+  // Records that `pid` uses the port (usually its first and only user:
+  // one compare, inline).
+  void Touch(Port& p, Pid pid) {
+    if (!p.users.empty() && p.users.front() == pid) return;
+    AddUser(p, pid);
+  }
+  void AddUser(Port& p, Pid pid);
   // Rule 32 observed lazily: every other user of the port that no longer
   // holds it loses what CloseBy takes (docs/design.md "Close and exec").
   void Reap(Port& p, Pid except);
@@ -476,6 +488,10 @@ class EventPorts final : public Engine {
 
   PortLimits limits_;
   std::unordered_map<ObjectId, std::unique_ptr<Port>> ports_;
+  // Find's kept port (nodes never move: a Port lives in its unique_ptr).
+  // Id 0 names no port, so the empty entry answers nullptr for it.
+  ObjectId kept_id_ = 0;
+  Port* kept_port_ = nullptr;
   FlatIdMap<FdAssoc*> by_watch_;
   std::unordered_map<WatchId, FileAssoc*> by_path_watch_;
   // Deadlines of waiters (key = WaitId) and timers (key = kTimerKey | pid << 32 | id).

@@ -104,7 +104,7 @@ std::vector<WaitId> EventPorts::ForgetExported(ObjectId id, Pid pid, const PortS
   }
   // Its descriptor no longer reports anything from here: no readiness call
   // (the transport replaces the descriptor).
-  ports_.erase(id);
+  ErasePort(id);
   RearmDeadline();
   return displaced;
 }

@@ -206,7 +206,7 @@ Outcome Dispatch(CallContext& ctx, const SyscallArgs& a, emul::ObjectId port) {
   if (a.Int(2) != PORT_SOURCE_AIO && a.Int(2) != PORT_SOURCE_MQ) return Outcome::Error(EINVAL);
   const bool noshare = (a.Uint(0) & PORT_SYS_NOSHARE) != 0;
   auto responder = ctx.Defer();
-  auto done = std::make_unique<DispatchCompletion>(responder);
+  auto done = std::make_unique<DispatchCompletion>(std::move(responder));
   if (std::optional<emul::WaitId> wait =
           ctx.ports().Dispatch(ctx.caller(), port, a.Int(2), static_cast<uint32_t>(a.Int(3)),
                                a.Ulong(4), a.Ptr(5), noshare, std::move(done))) {
@@ -284,7 +284,7 @@ Outcome Get(CallContext& ctx, const SyscallArgs& a, emul::ObjectId port, bool ge
   }
   spec.list_is_null = list == 0;
   auto responder = ctx.Defer();
-  auto done = std::make_unique<GetCompletion>(m, ctx.memory(), responder, list, getn);
+  auto done = std::make_unique<GetCompletion>(m, ctx.memory(), std::move(responder), list, getn);
   if (std::optional<emul::WaitId> wait = ctx.ports().Get(ctx.caller(), port, spec, std::move(done))) {
     ctx.Parked(*wait);
   }

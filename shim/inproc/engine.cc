@@ -528,7 +528,7 @@ class Engine::Context final : public abi::CallContext {
     move_named_port_ = true;
   }
   bool foreign() const { return foreign_; }
-  std::shared_ptr<Waiter> waiter() const { return waiter_; }
+  const std::shared_ptr<Waiter>& waiter() const { return waiter_; }
   std::optional<emul::WaitId> wait() const { return wait_; }
   std::optional<std::pair<emul::ObjectId, int>> last_object() const { return last_object_; }
 
@@ -835,7 +835,7 @@ bool Engine::Call(int nr, const uint64_t args[6], long* result) {
     return false;
   }
   if (out.kind == abi::Outcome::Kind::kDeferred) {
-    std::shared_ptr<Waiter> w = ctx.waiter();
+    const std::shared_ptr<Waiter>& w = ctx.waiter();  // ctx outlives it
     bool interrupted = false;
     bool moved = false;
     // Signals are blocked while the thread is in the engine and delivered
@@ -955,7 +955,7 @@ bool Engine::Call(int nr, const uint64_t args[6], long* result) {
       r = -EINTR;
       break;
   }
-  if (auto lo = ctx.last_object()) {
+  if (auto lo = ctx.last_object(); lo && objects_->AnyNeedsDrain()) {
     // The number was recognised from what the engine kept (KnownObjectAt):
     // checked before a byte is read through it, which happens rarely.
     const std::optional<ObjectTable::State> state = objects_->StateOf(lo->first);
@@ -1225,10 +1225,11 @@ void Engine::SyncFileChecks(int number) {
   file_checks_epoch_ = epoch;
 }
 
-std::optional<Engine::KnownObject> Engine::KnownObjectAt(int fd, uint64_t epoch) {
+std::optional<Engine::KnownObject> Engine::KnownObjectInList(int fd, uint64_t epoch) {
   if (epoch != known_object_epoch_) {
     known_object_fds_.clear();
     known_object_epoch_ = epoch;
+    known_last_ = KnownLast{};
     return std::nullopt;
   }
   for (const KnownObjectFd& k : known_object_fds_) {
@@ -1237,6 +1238,7 @@ std::optional<Engine::KnownObject> Engine::KnownObjectAt(int fd, uint64_t epoch)
     // handler) removed it: the number was closed without the library.
     const std::optional<abi::ObjectKind> kind = objects_->KindOf(k.obj);
     if (!kind) return std::nullopt;
+    known_last_ = KnownLast{fd, k.obj, *kind, objects_->removals()};
     return KnownObject{k.obj, *kind};
   }
   return std::nullopt;
@@ -1244,6 +1246,7 @@ std::optional<Engine::KnownObject> Engine::KnownObjectAt(int fd, uint64_t epoch)
 
 void Engine::RememberObjectAt(int fd, emul::ObjectId obj, uint64_t epoch) {
   if (epoch != known_object_epoch_) return;  // a close was reported meanwhile
+  if (known_last_.fd == fd) known_last_ = KnownLast{};
   for (KnownObjectFd& k : known_object_fds_) {
     if (k.fd == fd) {
       k.obj = obj;
@@ -1332,8 +1335,7 @@ bool Engine::AssociatePlacedWithoutLook(const PortCall& call) {
   const std::optional<KnownPort> port = KnownPortOfCall(call);
   if (!port) return false;
   if (port->glance.file_watches != 0) return false;
-  const std::optional<ObjectTable::State> state = objects_->StateOf(port->obj);
-  if (!state || state->polled) return false;
+  if (objects_->PolledOrGone(port->obj)) return false;
   if (engines_->AnyDeadlineDue()) return false;
   // A first association (or one after a close the library reported): its
   // ADD places it only if epoll takes the file (a regular file is always

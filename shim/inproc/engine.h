@@ -259,7 +259,16 @@ class Engine {
     emul::ObjectId obj;
     abi::ObjectKind kind;
   };
-  std::optional<KnownObject> KnownObjectAt(int fd, uint64_t epoch);
+  // A call names its object two or three times (the look-free predicates,
+  // the handler): the last answer stands while no object was removed since
+  // it was found alive (inline; the list otherwise).
+  std::optional<KnownObject> KnownObjectAt(int fd, uint64_t epoch) {
+    if (epoch == known_object_epoch_ && fd == known_last_.fd && known_last_.removals == objects_->removals()) {
+      return KnownObject{known_last_.obj, known_last_.kind};
+    }
+    return KnownObjectInList(fd, epoch);
+  }
+  std::optional<KnownObject> KnownObjectInList(int fd, uint64_t epoch);
   void RememberObjectAt(int fd, emul::ObjectId obj, uint64_t epoch);
   // Reads the look epoll without waiting (the watches' level reports), and
   // the loop epoll nested in it only when that reported, and routes each
@@ -309,6 +318,15 @@ class Engine {
   static constexpr size_t kKnownObjectFds = 16;
   std::vector<KnownObjectFd> known_object_fds_;  // valid at known_object_epoch_
   uint64_t known_object_epoch_ = 0;
+  // KnownObjectAt's last answer, valid at known_object_epoch_ while the
+  // object table has removed nothing since (ObjectTable::removals).
+  struct KnownLast {
+    int fd = -1;
+    emul::ObjectId obj = 0;
+    abi::ObjectKind kind = abi::ObjectKind::kPort;
+    uint64_t removals = 0;
+  };
+  KnownLast known_last_;
   std::atomic<int64_t> last_call_ns_{0};
   std::atomic<int> waiting_threads_{0};
 

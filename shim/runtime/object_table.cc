@@ -52,8 +52,10 @@ std::optional<Fault> ObjectTable::Add(emul::ObjectId obj, abi::ObjectKind kind, 
 std::optional<abi::ObjectKind> ObjectTable::Remove(emul::ObjectId obj, std::optional<Fault>* fault) {
   auto it = objects_.find(obj);
   if (it == objects_.end()) return std::nullopt;
+  ++removals_;
   const abi::ObjectKind kind = it->second.kind;
   Unowe(it->second);
+  SetNeedsDrain(it->second, false);
   if (epoll_ctl(loop_epoll_, EPOLL_CTL_DEL, it->second.own, nullptr) != 0 && fault != nullptr) {
     // Harmless (close removes it) but not expected.
     *fault = Fault{"epoll_ctl", errno, "removing a closed object's handle"};
@@ -65,6 +67,7 @@ std::optional<abi::ObjectKind> ObjectTable::Remove(emul::ObjectId obj, std::opti
   for (auto h = holder_fd_.lower_bound({obj, 0}); h != holder_fd_.end() && h->first.first == obj;) {
     h = holder_fd_.erase(h);
   }
+  noted_ = Noted{};
   return kind;
 }
 
@@ -108,6 +111,7 @@ bool ObjectTable::Holds(emul::Pid pid, emul::ObjectId obj) {
   if (known != holder_fd_.end() && ends_.FdIs(pid, known->second, inode)) return true;
   const int fd = ends_.FindFd(pid, inode);
   if (fd == ProgramEnds::kUnknown) return true;
+  noted_ = Noted{};
   if (fd == ProgramEnds::kNone) {
     // Gone (or a zombie): exit closed everything.
     holder_fd_.erase({obj, pid});
@@ -117,8 +121,14 @@ bool ObjectTable::Holds(emul::Pid pid, emul::ObjectId obj) {
   return true;
 }
 
+void ObjectTable::NoteHolderInMap(emul::ObjectId obj, emul::Pid pid, int fd) {
+  holder_fd_[{obj, pid}] = fd;
+  noted_ = Noted{obj, pid, fd};
+}
+
 void ObjectTable::ForgetProcess(emul::Pid pid) {
   std::erase_if(holder_fd_, [pid](const auto& e) { return e.first.second == pid; });
+  noted_ = Noted{};
 }
 
 void ObjectTable::OnReadiness(emul::ObjectId obj, bool readable) {
@@ -157,7 +167,7 @@ bool ObjectTable::ApplyReadiness() {
     // the next call that names the object (DrainIfNeeded), unless the object
     // is readable again by then (the byte is right as it is); in-process,
     // through the descriptor last named, now.
-    o.needs_drain = !o.want_readable && o.signalled;
+    SetNeedsDrain(o, !o.want_readable && o.signalled);
     if (o.needs_drain && drain_at_once_) {
       for (auto h = holder_fd_.lower_bound({obj, 0}); h != holder_fd_.end() && h->first.first == obj; ++h) {
         if (!ends_.FdIs(h->first.second, h->second, o.inode)) continue;
@@ -243,7 +253,17 @@ void ObjectTable::DrainIfNeeded(emul::ObjectId obj, emul::Pid pid, int fd) {
   (void)recv(local, buf, sizeof buf, MSG_DONTWAIT);
   ends_.Release(local);
   it->second.signalled = false;
-  it->second.needs_drain = false;
+  SetNeedsDrain(it->second, false);
+}
+
+void ObjectTable::SetNeedsDrain(Object& o, bool on) {
+  if (o.needs_drain == on) return;
+  o.needs_drain = on;
+  if (on) {
+    ++needs_drain_count_;
+  } else {
+    --needs_drain_count_;
+  }
 }
 
 // Rule 3 (port_vnops.c port_poll): a port polls POLLOUT only while it has a

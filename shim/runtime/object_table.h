@@ -84,6 +84,9 @@ class ObjectTable {
   // our end; returns its kind, or nothing if it is not in the table. A
   // fault, if any, goes to `*fault`.
   std::optional<abi::ObjectKind> Remove(emul::ObjectId obj, std::optional<Fault>* fault = nullptr);
+  // How many objects Remove has forgotten: an object found alive is alive
+  // while this has not moved (a caller may keep what it found).
+  uint64_t removals() const { return removals_; }
 
   std::optional<emul::ObjectId> FindByInode(uint64_t inode) const;
   std::optional<abi::ObjectKind> KindOf(emul::ObjectId obj) const;
@@ -96,7 +99,12 @@ class ObjectTable {
   }
 
   // Process `pid` named the object by `fd` (Holds looks there first).
-  void NoteHolder(emul::ObjectId obj, emul::Pid pid, int fd) { holder_fd_[{obj, pid}] = fd; }
+  // Every call on an object notes it: the last note, still in the map, is
+  // not written again.
+  void NoteHolder(emul::ObjectId obj, emul::Pid pid, int fd) {
+    if (obj == noted_.obj && pid == noted_.pid && fd == noted_.fd) return;
+    NoteHolderInMap(obj, pid, fd);
+  }
   // Whether `pid`'s descriptor `fd` is still the object (rule 27's sweep).
   bool IsAt(emul::ObjectId obj, emul::Pid pid, int fd);
   // Whether process `pid` still has a descriptor of `obj` (rule 32): the one
@@ -146,6 +154,16 @@ class ObjectTable {
     bool polled = false; // MarkPolled
   };
   std::optional<State> StateOf(emul::ObjectId obj) const;
+  // StateOf(obj)->polled, and true for an object not in the table (one
+  // lookup, no State built: the engine asks at every port_associate).
+  bool PolledOrGone(emul::ObjectId obj) const {
+    const Object* o = Find(obj);
+    return o == nullptr || o->polled;
+  }
+  // Whether any object's byte waits to be drained (State::needs_drain):
+  // the in-process engine asks after every call, and almost never finds one
+  // (it drains at once), so a count answers without a lookup.
+  bool AnyNeedsDrain() const { return needs_drain_count_ != 0; }
 
  private:
   struct Object {
@@ -180,6 +198,8 @@ class ObjectTable {
   bool SendByte(Object& o);
   void Owe(emul::ObjectId obj, Object& o);
   void Unowe(Object& o);
+  void SetNeedsDrain(Object& o, bool on);  // keeps needs_drain_count_
+  void NoteHolderInMap(emul::ObjectId obj, emul::Pid pid, int fd);
 
   int loop_epoll_;
   uint64_t close_tag_;
@@ -198,8 +218,18 @@ class ObjectTable {
   std::vector<emul::ObjectId> owed_;  // objects whose byte is owed
   std::atomic<bool> owed_any_{false};
   bool all_polled_ = false;  // MarkAllPolled
+  size_t needs_drain_count_ = 0;  // objects with needs_drain set (AnyNeedsDrain)
+  uint64_t removals_ = 0;         // removals()
   // The descriptor each process last named an object by.
   std::map<std::pair<emul::ObjectId, emul::Pid>, int> holder_fd_;
+  // NoteHolder's last entry, as it stands in holder_fd_ (object 0, which
+  // no object has: none). Cleared by every other change of the map.
+  struct Noted {
+    emul::ObjectId obj = 0;
+    emul::Pid pid = 0;
+    int fd = -1;
+  };
+  Noted noted_;
 };
 
 }  // namespace evshim::shim

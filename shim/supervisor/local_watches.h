@@ -75,7 +75,7 @@ class LocalWatches {
   void ForgetFileChecks() { NextEpoch(); }
   // The identity of number `fd` alone is checked again at its next use.
   void ForgetFileCheck(int fd) {
-    if (File* f = live_.Find(fd)) f->checked = 0;  // epoch_ is never 0
+    if (File* f = FindLive(fd)) f->checked = 0;  // epoch_ is never 0
   }
 
   // The id the next watch should take (`tag`: bits 46 and up, the
@@ -264,6 +264,26 @@ class LocalWatches {
    private:
     ByNumber<File, 1 << 20> files_;  // 1 << 20: Linux's default fs.nr_open
   };
+  // The live record of number `fd` (live_.Find), the last one found kept
+  // until that number's record is erased (EraseLive): an association finds
+  // its record several times a call (the number's check, its placement,
+  // its watch's file, the identity check, the report, the call's end).
+  File* FindLive(int fd) {
+    if (fd == kept_fd_) return kept_file_;
+    File* f = live_.Find(fd);
+    if (f != nullptr) {
+      kept_fd_ = fd;
+      kept_file_ = f;
+    }
+    return f;
+  }
+  void EraseLive(int fd) {
+    if (fd == kept_fd_) {
+      kept_fd_ = -1;
+      kept_file_ = nullptr;
+    }
+    live_.Erase(fd);
+  }
   struct EdgeEpoll {
     uint32_t mask = 0;
     int epfd = -1;
@@ -339,6 +359,8 @@ class LocalWatches {
   std::vector<EdgeEpoll> edges_;  // one per distinct edge mask (a handful of filter masks)
   SlotTable<Watch> watches_;                  // by id, which names the slot
   LiveFiles live_;                            // by number
+  int kept_fd_ = -1;                          // FindLive's kept record (-1: none)
+  File* kept_file_ = nullptr;
   std::unordered_map<uint32_t, File> dead_;   // by generation, until their last watch goes
 };
 

@@ -512,6 +512,31 @@ TEST_F(EventPortTest, Rule27LastCloseFailsWaitersWithEbadf) {
   EXPECT_EQ(timed->outcomes.size(), 1u);
 }
 
+// The engine keeps the port it found last (EventPorts::Find): after the
+// last close, and after a port was moved away (ForgetExported), the id
+// names nothing, however recently it was found (port.c:588-594: EBADFD).
+TEST_F(EventPortTest, PortFoundLastIsGoneAfterItsLastCloseOrItsMove) {
+  auto f = host_.NewFile();
+  host_.Open(kA.pid, 5, f);
+  ObjectId closed = NewPort();
+  ObjectId moved = NewPort();
+  ObjectId other = NewPort();
+  ASSERT_TRUE(engine().Send(kA, closed, 1, 0).ok());  // found: kept
+  engine().LastClose(closed);
+  EXPECT_EQ(engine().Send(kA, closed, 1, 0).error().value, EBADFD);
+  EXPECT_EQ(engine().AssociateFd(kA, closed, 5, kIn, 0).error().value, EBADFD);
+  auto rec = Get(kA, closed, GetOne());
+  ASSERT_EQ(rec->outcomes.size(), 1u);
+  EXPECT_EQ(rec->outcomes[0].error, EBADFD);
+  EXPECT_EQ(engine().QueuedCount(closed), 0u);
+  Result<PortState> state = engine().ExportPort(moved, kA.pid, true);  // found: kept
+  ASSERT_TRUE(state.ok());
+  EXPECT_TRUE(engine().ForgetExported(moved, kA.pid, *state).empty());
+  EXPECT_EQ(engine().Send(kA, moved, 1, 0).error().value, EBADFD);
+  EXPECT_TRUE(engine().Send(kA, other, 1, 0).ok());  // the others are intact
+  EXPECT_EQ(engine().QueuedCount(other), 1u);
+}
+
 // Rules 14 and 32: a process that stops holding the port loses its
 // associations; user events it sent survive.
 TEST_F(EventPortTest, Rules14And32CloseByKeepsUserEventsDropsAssociations) {

@@ -935,6 +935,32 @@ TEST_F(InprocTest, PortNumberClosedThroughLibcAndReusedIsNoLongerThePort) {
   }
 }
 
+// A call names its port more than once (the look-free predicates, then the
+// handler), and the engine keeps the object it found for the next time
+// (KnownObjectAt) only while no object was removed since: a raw close of
+// the port's only descriptor is noticed at the call's look, which removes
+// the port, and the handler then finds the number closed (illumos: EBADF,
+// port.c:588-594; docs/abi.md §10 "Fast mode"), not a port it kept.
+TEST_F(InprocTest, PortRemovedAtTheCallsLookIsNotServedFromWhatTheCallFound) {
+  const int port = port_create();
+  ASSERT_GE(port, 0);
+  int p[2];
+  ASSERT_EQ(pipe(p), 0);
+  ASSERT_EQ(port_associate(port, PORT_SOURCE_FD, static_cast<uintptr_t>(p[0]), POLLIN, nullptr), 0);
+  port_event_t ev{};
+  timespec zero{0, 0};
+  uint_t nget = 1;
+  EXPECT_EQ(port_getn(port, &ev, 1, &nget, &zero), 0);  // named: kept
+  EXPECT_EQ(nget, 0u);
+  ASSERT_EQ(syscall(SYS_close, port), 0);  // not through the library
+  nget = 1;
+  errno = 0;
+  EXPECT_EQ(port_getn(port, &ev, 1, &nget, &zero), -1);
+  EXPECT_EQ(errno, EBADF);
+  close(p[0]);
+  close(p[1]);
+}
+
 // Rule 10 (port.c:164-169, port_close_fd): closing an associated descriptor
 // removes its association and its queued event. Retrieval keeps the
 // watches' identity answers across calls until a close goes through libc,

@@ -273,6 +273,53 @@ TEST_F(ObjectTableTest, HoldsFollowsTheProcessDescriptors) {
   EXPECT_TRUE(table_->Holds(kPid, 99));  // not installed yet: its creator holds it
 }
 
+// The in-process engine asks after every call whether any byte waits to
+// be drained (AnyNeedsDrain, a count rather than a lookup): it follows
+// every object's needs_drain, through the drain and the last close.
+TEST_F(ObjectTableTest, AnyNeedsDrainFollowsEveryObjectsDrain) {
+  Make(/*drain_at_once=*/false);
+  int a = Install(1, abi::ObjectKind::kPort);
+  Install(2, abi::ObjectKind::kKqueue);
+  EXPECT_FALSE(table_->AnyNeedsDrain());
+  for (emul::ObjectId obj : {1, 2}) table_->OnReadiness(obj, true);
+  table_->ApplyReadiness();
+  EXPECT_FALSE(table_->AnyNeedsDrain());  // signalled, not to be drained
+  for (emul::ObjectId obj : {1, 2}) table_->OnReadiness(obj, false);
+  table_->ApplyReadiness();
+  EXPECT_TRUE(table_->AnyNeedsDrain());
+  table_->OnReadiness(2, false);  // no change: still one count for it
+  table_->ApplyReadiness();
+  table_->DrainIfNeeded(1, kPid, a);
+  EXPECT_FALSE(table_->StateOf(1)->needs_drain);
+  EXPECT_TRUE(table_->AnyNeedsDrain());  // object 2's byte still waits
+  EXPECT_EQ(table_->removals(), 0u);
+  EXPECT_TRUE(table_->Remove(2).has_value());
+  EXPECT_FALSE(table_->AnyNeedsDrain());
+  EXPECT_EQ(table_->removals(), 1u);
+  EXPECT_FALSE(table_->Remove(2).has_value());  // nothing removed: not counted
+  EXPECT_EQ(table_->removals(), 1u);
+}
+
+// NoteHolder skips a note that holder_fd_ holds already; a change of the
+// holders by anything else (Holds' scan) makes the next note count again:
+// the filler of a full port goes through the descriptor noted last.
+TEST_F(ObjectTableTest, NoteAfterHoldsMovedTheHolderIsWritten) {
+  Make(false);
+  const int first = Install(1, abi::ObjectKind::kPort);  // noted at `first`
+  const int other = dup(first);
+  ASSERT_GE(other, 0);
+  close(first);
+  EXPECT_TRUE(table_->Holds(kPid, 1));  // found at `other` by the scan
+  const int again = dup(other);  // the lowest free number: `first` again
+  ASSERT_EQ(again, first);
+  table_->NoteHolder(1, kPid, again);
+  close(other);
+  program_ = {again};
+  table_->OnWritable(1, false);  // filler through the holder noted last
+  EXPECT_TRUE(table_->StateOf(1)->filled);
+  EXPECT_FALSE(Revents(again, POLLOUT) & POLLOUT);
+}
+
 // A last close that cannot be watched is a fault, never silent (issue 12
 // item 2: every epoll_ctl result is checked).
 TEST_F(ObjectTableTest, UnwatchableLastCloseIsAFault) {
