@@ -264,6 +264,14 @@ class Kqueues final : public Engine {
     ForkSourceClosed(kq);
   }
   bool Exists(ObjectId kq) const { return kqs_.count(kq) != 0; }
+  // Whether kqueue `kq` has knotes and no host source feeds any of them
+  // (only USER and TIMER knotes): a look before a kevent on it could
+  // activate none of its knotes (docs/kqueue.md "What a kevent costs (fast
+  // mode)", a kevent without a look). False for an unknown or closed one.
+  bool FedByNoHostSource(ObjectId kq) const {
+    const Kq* k = Find(kq);
+    return k != nullptr && !k->closed && !k->knotes.empty() && k->knotes.fed_by_look() == 0;
+  }
   // The process that created the kqueue: kqueues are not inherited by fork.
   std::optional<Pid> Owner(ObjectId kq) const;
 
@@ -537,6 +545,7 @@ class Kqueues final : public Engine {
     // dropped before left (`spare`) when there is one: a knote added and
     // dropped per call (EV_ONESHOT) allocates nothing.
     Knote& Add(const Knote& kn, Node& spare) {
+      if (FedByTheLook(kn.kev.filter)) ++fed_by_look_;
       if (spare.empty()) return const_cast<Knote&>(*set_.insert(kn).first);
       spare.value() = kn;
       return const_cast<Knote&>(*set_.insert(std::move(spare)).position);
@@ -545,6 +554,7 @@ class Kqueues final : public Engine {
     void Erase(const Knote& kn, Node& spare) {
       auto it = set_.find(KnoteKey{kn.kev.filter, kn.kev.ident});
       if (it == set_.end()) return;
+      if (FedByTheLook(it->kev.filter)) --fed_by_look_;
       if (spare.empty()) {
         spare = set_.extract(it);
       } else {
@@ -552,8 +562,32 @@ class Kqueues final : public Engine {
       }
     }
 
+    // How many of its knotes a host source feeds through the engine's
+    // look (FedByTheLook).
+    size_t fed_by_look() const { return fed_by_look_; }
+    // The filters whose events the host reports at a look: the descriptor
+    // filters' watches, VNODE's, PROC's process watch, the signals counted
+    // for SIGNAL. USER is the program's (NOTE_TRIGGER) and TIMER's
+    // deadlines are run by the clock (Engine::CatchUpDeadlines).
+    static bool FedByTheLook(KFilter f) {
+      switch (f) {
+        case KFilter::kRead:
+        case KFilter::kWrite:
+        case KFilter::kExcept:
+        case KFilter::kVnode:
+        case KFilter::kProc:
+        case KFilter::kSignal:
+          return true;
+        case KFilter::kTimer:
+        case KFilter::kUser:
+          return false;
+      }
+      return true;
+    }
+
    private:
     Set set_;
+    size_t fed_by_look_ = 0;
   };
   struct Waiter {
     WaitId id;

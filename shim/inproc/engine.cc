@@ -789,7 +789,7 @@ bool Engine::Call(int nr, const uint64_t args[6], long* result) {
   if (port_call.IsFdAssociation() && AssociatePlacedWithoutLook(port_call)) {
     // No look, and no deadline is due (checked): the next look reads the
     // association's report in its place, then runs the deadlines due by then.
-  } else if (SendOrRetrievalWithoutLook(port_call)) {
+  } else if (SendOrRetrievalWithoutLook(port_call) || KeventWithoutLook(entry->call, args)) {
     // No look, but due deadlines still run (the clock, no system call): a
     // queued timer event counts its expirations up to the retrieval
     // (firings while it is queued count, timer.c:459-467; delivered with
@@ -1296,6 +1296,25 @@ bool Engine::SendOrRetrievalWithoutLook(const PortCall& call) {
   if (!call.OnPort(il::PORT_SEND) && !call.IsRetrieval()) return false;
   const std::optional<KnownPort> port = KnownPortOfCall(call);
   return port && (QueueAnswersWithoutLook(call, *port) || PortFedByNoHostSource(*port));
+}
+
+// The kqueue counterpart of PortFedByNoHostSource: the BSDs activate a
+// knote when its source fires (knote and knote_activate, OB
+// kern_event.c:1732-1760, DF kern_event.c:1738-1800; a NOTE_TRIGGER in
+// filt_usertouch, DF :577-609), and kevent's scan takes only the knotes
+// queued by then (kqueue_scan, OB :1274, DF :1437). A look before a
+// kevent exists to activate, ahead of the call's changes and in its
+// scan, the knotes whose host source fired before it; a kqueue with only
+// USER and TIMER knotes has none (Kqueues::FedByNoHostSource), and its
+// timers' due deadlines are caught up by the caller. An empty kqueue
+// keeps the look: its first descriptor knote then takes the look's report
+// of a kept watch for its poll (Host::ProbeReadableAfterLook).
+bool Engine::KeventWithoutLook(abi::Call call, const uint64_t args[6]) {
+  if (call != abi::Call::kKevent && call != abi::Call::kKevent11) return false;
+  const int fd = static_cast<int>(args[0]);
+  if (fd < 0 || kqueues_ == nullptr) return false;
+  const std::optional<KnownObject> known = KnownObjectAt(fd, close_epoch_.load(std::memory_order_acquire));
+  return known && known->kind == abi::ObjectKind::kKqueue && kqueues_->FedByNoHostSource(known->obj);
 }
 
 std::optional<Engine::KnownPort> Engine::KnownPortOfCall(const PortCall& call) {

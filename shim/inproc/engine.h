@@ -235,6 +235,9 @@ class Engine {
   // A port_send/port_get/port_getn on a port the engine kept, which one of
   // the two above answers without a look.
   bool SendOrRetrievalWithoutLook(const PortCall& call);
+  // A kevent on a kqueue the engine kept whose knotes no host source feeds
+  // (only USER and TIMER) needs no look either.
+  bool KeventWithoutLook(abi::Call call, const uint64_t args[6]);
   // A port_associate(PORT_SOURCE_FD) whose identity check or new
   // registration places the association's event itself
   // (LocalWatches::PlacementWithoutLook) needs no look either, when nothing

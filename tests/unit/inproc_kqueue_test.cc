@@ -7,11 +7,15 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cstdlib>
+#include <map>
+#include <vector>
 
 #include "tests/support/counting_new.h"
+#include "tests/support/syscall_segments.h"
 
 namespace {
 
@@ -129,6 +133,93 @@ TEST(InprocKqueueKeptWatch, LargeNumberFollowsTheFile) {
   const int kq = kqueue();
   ASSERT_GE(kq, 0);
   KeptWatchFollowsTheFile(kq, kNumber);
+  close(kq);
+}
+
+// A kevent on a kqueue whose knotes no host source feeds (USER and TIMER
+// only) makes no look (shim/inproc/engine.cc KeventWithoutLook): the BSDs
+// activate a knote when its source fires (knote_activate, OB
+// kern_event.c:1732-1739; a NOTE_TRIGGER in filt_usertouch, DF
+// kern_event.c:577-609), so nothing a look could find is queued on such a
+// kqueue. Segments: the trigger, then the collect, each round.
+constexpr int kBudgetRounds = 5;
+
+[[noreturn]] void UserRoundsChild(bool with_pipe) {
+  const int kq = kqueue();
+  int p[2];
+  if (kq < 0 || pipe(p) != 0) _exit(2);
+  struct kevent ch[2];
+  EV_SET(&ch[0], 1, EVFILT_USER, EV_ADD | EV_CLEAR, 0, 0, nullptr);
+  EV_SET(&ch[1], p[0], EVFILT_READ, EV_ADD, 0, 0, nullptr);  // never ready
+  if (kevent(kq, ch, with_pipe ? 2 : 1, nullptr, 0, nullptr) != 0) _exit(3);
+  for (int round = -2; round < kBudgetRounds; ++round) {  // two rounds to warm up
+    if (round >= 0) syscall(SYS_getppid);  // marker
+    struct kevent trig, out;
+    EV_SET(&trig, 1, EVFILT_USER, 0, NOTE_TRIGGER, 0, nullptr);
+    if (kevent(kq, &trig, 1, nullptr, 0, nullptr) != 0) _exit(4);
+    if (round >= 0) syscall(SYS_getppid);  // marker
+    if (kevent(kq, nullptr, 0, &out, 1, nullptr) != 1 || out.filter != EVFILT_USER) _exit(5);
+  }
+  syscall(SYS_getppid);
+  _exit(0);
+}
+
+int Looks(const std::map<long, int>& seg) {
+  int n = 0;
+  for (long nr : {SYS_epoll_wait, SYS_epoll_pwait, SYS_poll, SYS_ppoll}) n += seg.count(nr) ? seg.at(nr) : 0;
+  return n;
+}
+
+TEST(InprocKqueueBudget, UserEventOnAKqueueWithoutHostSourcesLooksAtNothing) {
+  std::vector<std::map<long, int>> segments;
+  ASSERT_NO_FATAL_FAILURE(evshim::testing::TraceSegments([] { UserRoundsChild(false); }, &segments));
+  ASSERT_EQ(segments.size(), 2u * kBudgetRounds + 1);
+  for (size_t i = 0; i + 1 < segments.size(); ++i) {
+    EXPECT_EQ(Looks(segments[i]), 0) << "segment " << i << evshim::testing::Describe(segments[i]);
+  }
+}
+
+// The same kqueue with a READ knote on a pipe: the look stays (a file that
+// became ready before the trigger is queued ahead of it).
+TEST(InprocKqueueBudget, UserEventOnAKqueueWithAReadKnoteStillLooks) {
+  std::vector<std::map<long, int>> segments;
+  ASSERT_NO_FATAL_FAILURE(evshim::testing::TraceSegments([] { UserRoundsChild(true); }, &segments));
+  ASSERT_EQ(segments.size(), 2u * kBudgetRounds + 1);
+  for (size_t i = 0; i + 1 < segments.size(); i += 2) {
+    EXPECT_GE(Looks(segments[i]), 1) << "round " << i / 2 << evshim::testing::Describe(segments[i]);
+  }
+}
+
+// Without the look, a timer that expired before a NOTE_TRIGGER is still
+// queued ahead of it (its callout ran first: filt_timerexpire activates it
+// then; the engine catches due deadlines up by the clock), and a READ
+// knote added later to such a kqueue is measured at its registration.
+TEST(InprocKqueue, UserOnlyKqueueKeepsTheOrderOfATimerDueBeforeTheTrigger) {
+  const int kq = kqueue();
+  ASSERT_GE(kq, 0);
+  struct kevent ch[2];
+  EV_SET(&ch[0], 1, EVFILT_USER, EV_ADD | EV_CLEAR, 0, 0, nullptr);
+  EV_SET(&ch[1], 7, EVFILT_TIMER, EV_ADD | EV_ONESHOT, 0, 1, nullptr);  // 1 ms
+  ASSERT_EQ(kevent(kq, ch, 2, nullptr, 0, nullptr), 0);
+  const struct timespec ten_ms {0, 10 * 1000 * 1000};
+  nanosleep(&ten_ms, nullptr);
+  struct kevent trig, out[4];
+  EV_SET(&trig, 1, EVFILT_USER, 0, NOTE_TRIGGER, 0, nullptr);
+  ASSERT_EQ(kevent(kq, &trig, 1, nullptr, 0, nullptr), 0);
+  ASSERT_EQ(kevent(kq, nullptr, 0, out, 4, nullptr), 2);
+  EXPECT_EQ(out[0].filter, EVFILT_TIMER);
+  EXPECT_EQ(out[0].ident, 7u);
+  EXPECT_EQ(out[1].filter, EVFILT_USER);
+  int p[2];
+  ASSERT_EQ(pipe(p), 0);
+  ASSERT_EQ(write(p[1], "xyz", 3), 3);
+  EV_SET(&ch[0], p[0], EVFILT_READ, EV_ADD, 0, 0, nullptr);
+  const struct timespec zero {};
+  ASSERT_EQ(kevent(kq, ch, 1, out, 4, &zero), 1);
+  EXPECT_EQ(out[0].filter, EVFILT_READ);
+  EXPECT_EQ(out[0].data, 3);
+  close(p[0]);
+  close(p[1]);
   close(kq);
 }
 

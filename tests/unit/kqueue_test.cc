@@ -388,6 +388,35 @@ TEST_F(KqueueTest, IdsDoNotCollideWithPorts) {
   EXPECT_EQ(engine_.Owner(kq_), kP.pid);
 }
 
+// What the engine reads before a kevent without a look (shim/inproc
+// KeventWithoutLook): a kqueue with knotes, none of them fed by a host
+// source at a look (READ, WRITE, EXCEPT, VNODE, PROC, SIGNAL). Each add and
+// each way a knote goes (EV_DELETE, a delivered EV_ONESHOT, its
+// descriptor's close) keeps the count.
+TEST_F(KqueueTest, FedByNoHostSourceCountsTheKnotesALookFeeds) {
+  EXPECT_FALSE(engine_.FedByNoHostSource(kq_));  // empty: the look stays
+  Call({Ch(KFilter::kUser, 1, kev::kAdd), Ch(KFilter::kTimer, 2, kev::kAdd, 0, 3600000)}, Poll(0));
+  EXPECT_TRUE(engine_.FedByNoHostSource(kq_));
+  auto f = host_.Open(kP.pid, 5);
+  Call({Ch(KFilter::kRead, 5, kev::kAdd), Ch(KFilter::kSignal, 10, kev::kAdd)}, Poll(0));
+  EXPECT_FALSE(engine_.FedByNoHostSource(kq_));
+  Call({Ch(KFilter::kRead, 5, kev::kDelete)}, Poll(0));
+  EXPECT_FALSE(engine_.FedByNoHostSource(kq_));  // SIGNAL still
+  Call({Ch(KFilter::kSignal, 10, kev::kDelete)}, Poll(0));
+  EXPECT_TRUE(engine_.FedByNoHostSource(kq_));
+  host_.Set(engine_, f, pb::kIn, 1);
+  Call({Ch(KFilter::kRead, 5, kev::kAdd | kev::kOneshot)}, Poll(0));
+  EXPECT_FALSE(engine_.FedByNoHostSource(kq_));
+  ASSERT_EQ(Get().size(), 1u);  // delivered: the one-shot knote goes
+  EXPECT_TRUE(engine_.FedByNoHostSource(kq_));
+  Call({Ch(KFilter::kWrite, 5, kev::kAdd)}, Poll(0));
+  EXPECT_FALSE(engine_.FedByNoHostSource(kq_));
+  engine_.FdClosing(kP.pid, 5);
+  EXPECT_TRUE(engine_.FedByNoHostSource(kq_));
+  Call({Ch(KFilter::kUser, 1, kev::kDelete), Ch(KFilter::kTimer, 2, kev::kDelete)}, Poll(0));
+  EXPECT_FALSE(engine_.FedByNoHostSource(kq_));  // empty again
+}
+
 TEST_F(KqueueTest, ReadOnPipeReportsBytesAndUdata) {
   auto f = host_.Open(kP.pid, 5);
   EXPECT_EQ(Call({Ch(KFilter::kRead, 5, kev::kAdd, 0, 0, 0xdead)}, Poll(0)).events.size(), 0u);
