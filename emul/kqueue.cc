@@ -169,14 +169,14 @@ ObjectId Kqueues::CopyKqueue(Kq& from) {
     if (knotes_.size() >= limits_.max_knotes) break;
     // The registration and what it would report; not its place in a list.
     // Its host resources are the filter's to take anew (f_copy).
-    Knote& n = to.knotes.Add(src, spare_knote_);
+    Knote& n = to.knotes.Add(src, tables_);
     n.uid = next_uid_++;
     n.kq = to.id;
     n.active = n.queued = n.ready_at_change = false;
     n.awaits_look = false;  // its watch is the copy's own, not armed yet
     n.queue_prev = n.queue_next = nullptr;
     if (!ops.copy(*this, src, n)) {  // e.g. closed meanwhile: nothing to copy
-      to.knotes.Erase(n, spare_knote_);
+      to.knotes.Erase(n, tables_);
       continue;
     }
     copy_of[src.uid] = &n;
@@ -318,7 +318,7 @@ void Kqueues::Drop(Kq& kq, Knote& kn) {
   Dequeue(kq, kn);
   if (auto detach = OpsOf(kn.kev.filter).detach) detach(*this, kn);
   knotes_.erase(kn.uid);
-  kq.knotes.Erase(kn, spare_knote_);  // kn is gone
+  kq.knotes.Erase(kn, tables_);  // kn is gone
 }
 
 namespace {
@@ -564,7 +564,7 @@ int Kqueues::Register(Kq& kq, Caller caller, KChange& change) {
       Knote key;
       key.kev.filter = kev.filter;
       key.kev.ident = kev.ident;
-      Knote& n = kq.knotes.Add(key, spare_knote_);
+      Knote& n = kq.knotes.Add(key, tables_);
       n.uid = next_uid_++;
       n.kq = kq.id;
       n.kev.ident = kev.ident;

@@ -268,6 +268,9 @@ class Kqueues final : public Engine {
   // (only USER and TIMER knotes): a look before a kevent on it could
   // activate none of its knotes (docs/kqueue.md "What a kevent costs (fast
   // mode)", a kevent without a look). False for an unknown or closed one.
+  // Some kqueue has a knote no host source feeds: FedByNoHostSource can be
+  // true for some kqueue (a test of two counts, before any look-up).
+  bool SomeKnoteFedByNoHostSource() const { return tables_.knotes != tables_.fed_by_look; }
   bool FedByNoHostSource(ObjectId kq) const {
     const Kq* k = Find(kq);
     return k != nullptr && !k->closed && !k->knotes.empty() && k->knotes.fed_by_look() == 0;
@@ -541,22 +544,29 @@ class Kqueues final : public Engine {
       auto it = set_.find(KnoteKey{filter, ident});
       return it == set_.end() ? nullptr : &const_cast<Knote&>(*it);
     }
+    // What the tables of one Kqueues share: the node of the last knote
+    // dropped, for the next one added, and the counts over every kqueue.
+    struct Shared {
+      Node spare;
+      size_t knotes = 0;
+      size_t fed_by_look = 0;  // FedByTheLook
+    };
     // A copy of `kn` (its key not in the table yet), in the node a knote
-    // dropped before left (`spare`) when there is one: a knote added and
-    // dropped per call (EV_ONESHOT) allocates nothing.
-    Knote& Add(const Knote& kn, Node& spare) {
-      if (FedByTheLook(kn.kev.filter)) ++fed_by_look_;
-      if (spare.empty()) return const_cast<Knote&>(*set_.insert(kn).first);
-      spare.value() = kn;
-      return const_cast<Knote&>(*set_.insert(std::move(spare)).position);
+    // dropped before left (`shared.spare`) when there is one: a knote added
+    // and dropped per call (EV_ONESHOT) allocates nothing.
+    Knote& Add(const Knote& kn, Shared& shared) {
+      Count(kn.kev.filter, shared, 1);
+      if (shared.spare.empty()) return const_cast<Knote&>(*set_.insert(kn).first);
+      shared.spare.value() = kn;
+      return const_cast<Knote&>(*set_.insert(std::move(shared.spare)).position);
     }
-    // The knote's node goes to `spare` if that is empty.
-    void Erase(const Knote& kn, Node& spare) {
+    // The knote's node goes to `shared.spare` if that is empty.
+    void Erase(const Knote& kn, Shared& shared) {
       auto it = set_.find(KnoteKey{kn.kev.filter, kn.kev.ident});
       if (it == set_.end()) return;
-      if (FedByTheLook(it->kev.filter)) --fed_by_look_;
-      if (spare.empty()) {
-        spare = set_.extract(it);
+      Count(it->kev.filter, shared, -1);
+      if (shared.spare.empty()) {
+        shared.spare = set_.extract(it);
       } else {
         set_.erase(it);
       }
@@ -586,6 +596,12 @@ class Kqueues final : public Engine {
     }
 
    private:
+    void Count(KFilter f, Shared& shared, int by) {
+      shared.knotes += static_cast<size_t>(by);
+      if (!FedByTheLook(f)) return;
+      fed_by_look_ += static_cast<size_t>(by);
+      shared.fed_by_look += static_cast<size_t>(by);
+    }
     Set set_;
     size_t fed_by_look_ = 0;
   };
@@ -777,8 +793,9 @@ class Kqueues final : public Engine {
   void ForgetChangeMeasures();
   // A retrieval's event list, lent to KeventCompletion::Complete (Deliver).
   std::vector<KeventRecord> spare_events_;
-  // The node of the last knote dropped, for the next one added (KnoteTable::Add).
-  KnoteTable::Node spare_knote_;
+  // The node of the last knote dropped, for the next one added
+  // (KnoteTable::Add), and the knotes' counts over every kqueue.
+  KnoteTable::Shared tables_;
   // Collect's lists, kept between scans (only small ones: a scan that once
   // took thousands of events does not hold their memory for good).
   std::vector<uint64_t> spare_uids_;

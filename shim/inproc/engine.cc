@@ -1309,10 +1309,8 @@ bool Engine::SendOrRetrievalWithoutLook(const PortCall& call) {
 // timers' due deadlines are caught up by the caller. An empty kqueue
 // keeps the look: its first descriptor knote then takes the look's report
 // of a kept watch for its poll (Host::ProbeReadableAfterLook).
-bool Engine::KeventWithoutLook(abi::Call call, const uint64_t args[6]) {
-  if (call != abi::Call::kKevent && call != abi::Call::kKevent11) return false;
-  const int fd = static_cast<int>(args[0]);
-  if (fd < 0 || kqueues_ == nullptr) return false;
+bool Engine::KqueueFedByNoHostSource(int fd) {
+  if (fd < 0) return false;
   const std::optional<KnownObject> known = KnownObjectAt(fd, close_epoch_.load(std::memory_order_acquire));
   return known && known->kind == abi::ObjectKind::kKqueue && kqueues_->FedByNoHostSource(known->obj);
 }

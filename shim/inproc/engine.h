@@ -236,8 +236,14 @@ class Engine {
   // the two above answers without a look.
   bool SendOrRetrievalWithoutLook(const PortCall& call);
   // A kevent on a kqueue the engine kept whose knotes no host source feeds
-  // (only USER and TIMER) needs no look either.
-  bool KeventWithoutLook(abi::Call call, const uint64_t args[6]);
+  // (only USER and TIMER) needs no look either. Inline, the two counts
+  // first: a program with no such knote pays two compares.
+  bool KeventWithoutLook(abi::Call call, const uint64_t args[6]) {
+    return (call == abi::Call::kKevent || call == abi::Call::kKevent11) && kqueues_->SomeKnoteFedByNoHostSource() &&
+           KqueueFedByNoHostSource(static_cast<int>(args[0]));
+  }
+  // Number `fd` names a kqueue the engine kept, fed by no host source.
+  bool KqueueFedByNoHostSource(int fd);
   // A port_associate(PORT_SOURCE_FD) whose identity check or new
   // registration places the association's event itself
   // (LocalWatches::PlacementWithoutLook) needs no look either, when nothing

@@ -395,8 +395,10 @@ TEST_F(KqueueTest, IdsDoNotCollideWithPorts) {
 // descriptor's close) keeps the count.
 TEST_F(KqueueTest, FedByNoHostSourceCountsTheKnotesALookFeeds) {
   EXPECT_FALSE(engine_.FedByNoHostSource(kq_));  // empty: the look stays
+  EXPECT_FALSE(engine_.SomeKnoteFedByNoHostSource());
   Call({Ch(KFilter::kUser, 1, kev::kAdd), Ch(KFilter::kTimer, 2, kev::kAdd, 0, 3600000)}, Poll(0));
   EXPECT_TRUE(engine_.FedByNoHostSource(kq_));
+  EXPECT_TRUE(engine_.SomeKnoteFedByNoHostSource());
   auto f = host_.Open(kP.pid, 5);
   Call({Ch(KFilter::kRead, 5, kev::kAdd), Ch(KFilter::kSignal, 10, kev::kAdd)}, Poll(0));
   EXPECT_FALSE(engine_.FedByNoHostSource(kq_));
@@ -415,6 +417,21 @@ TEST_F(KqueueTest, FedByNoHostSourceCountsTheKnotesALookFeeds) {
   EXPECT_TRUE(engine_.FedByNoHostSource(kq_));
   Call({Ch(KFilter::kUser, 1, kev::kDelete), Ch(KFilter::kTimer, 2, kev::kDelete)}, Poll(0));
   EXPECT_FALSE(engine_.FedByNoHostSource(kq_));  // empty again
+  EXPECT_FALSE(engine_.SomeKnoteFedByNoHostSource());
+  // Another kqueue with only a READ knote: every knote is fed by a look.
+  host_.Open(kP.pid, 6);
+  const ObjectId other = engine_.Create(kP).value();
+  std::vector<KChange> read{Ch(KFilter::kRead, 6, kev::kAdd)};
+  Captured c;
+  EXPECT_FALSE(engine_.Kevent(kP, other, FreebsdPolicy(), read, false, Poll(0), std::make_unique<Capture>(&c)));
+  EXPECT_EQ(c.out.error, 0);
+  EXPECT_EQ(engine_.KnoteCount(other), 1u);
+  EXPECT_FALSE(engine_.SomeKnoteFedByNoHostSource());
+  Call({Ch(KFilter::kUser, 1, kev::kAdd)}, Poll(0));
+  EXPECT_TRUE(engine_.SomeKnoteFedByNoHostSource());
+  EXPECT_FALSE(engine_.FedByNoHostSource(other));
+  engine_.Close(kq_);
+  EXPECT_FALSE(engine_.SomeKnoteFedByNoHostSource());
 }
 
 TEST_F(KqueueTest, ReadOnPipeReportsBytesAndUdata) {
