@@ -169,7 +169,8 @@ ObjectId Kqueues::CopyKqueue(Kq& from) {
     if (knotes_.size() >= limits_.max_knotes) break;
     // The registration and what it would report; not its place in a list.
     // Its host resources are the filter's to take anew (f_copy).
-    Knote& n = to.knotes.Add(src, tables_);
+    Knote& n = to.knotes.Add(src.kev.filter, src.kev.ident, tables_);
+    n = src;
     n.uid = next_uid_++;
     n.kq = to.id;
     n.active = n.queued = n.ready_at_change = false;
@@ -561,10 +562,7 @@ int Kqueues::Register(Kq& kq, Caller caller, KChange& change) {
     if (kn == nullptr) {
       if (knotes_.size() >= limits_.max_knotes) DropClosedKnotes();  // they went at close
       if (knotes_.size() >= limits_.max_knotes) return ENOMEM;
-      Knote key;
-      key.kev.filter = kev.filter;
-      key.kev.ident = kev.ident;
-      Knote& n = kq.knotes.Add(key, tables_);
+      Knote& n = kq.knotes.Add(kev.filter, kev.ident, tables_);
       n.uid = next_uid_++;
       n.kq = kq.id;
       n.kev.ident = kev.ident;
