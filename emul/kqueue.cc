@@ -276,7 +276,7 @@ void Kqueues::UpdateReadiness(Kq& kq) {
   }
 }
 
-void Kqueues::WakeWatchers(ObjectId id) {
+void Kqueues::WakeWatchersOf(ObjectId id) {
   std::vector<uint64_t> uids;
   auto range = kq_watchers_.equal_range(id);
   for (auto it = range.first; it != range.second; ++it) uids.push_back(it->second);
@@ -488,7 +488,7 @@ void Kqueues::NoteChangeMeasure(Knote& kn, bool ready) {
   kn.ready_at_change = keep;
 }
 
-void Kqueues::ForgetChangeMeasures() {
+void Kqueues::ForgetChangeMeasuresNow() {
   for (uint64_t uid : ready_at_change_) {
     auto it = knotes_.find(uid);
     if (it != knotes_.end()) it->second->ready_at_change = false;
@@ -931,7 +931,7 @@ void Kqueues::Close(ObjectId id) {
   Destroy(id);
 }
 
-void Kqueues::ReapClosed() {
+void Kqueues::ReapClosedNow() {
   std::erase_if(closed_with_waiters_, [this](ObjectId id) {
     Kq* kq = Find(id);
     if (kq == nullptr) return true;

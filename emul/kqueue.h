@@ -758,7 +758,11 @@ class Kqueues final : public Engine {
   void UpdateReadiness(Kq& kq);
   // `kq` has events now: the READ knotes watching its descriptor activate
   // (kqueue_wakeup's KNOTE on kq_sel, DF kern_event.c, OB kqueue_wakeup).
-  void WakeWatchers(ObjectId kq);
+  // Inline, as the two below: a call usually has nothing for them to do.
+  void WakeWatchers(ObjectId kq) {
+    if (!kq_watchers_.empty()) WakeWatchersOf(kq);
+  }
+  void WakeWatchersOf(ObjectId kq);
   void AddDeadline(Nanos when, DeadlineKind kind, uint64_t id);
   void RemoveDeadline(Nanos when, DeadlineKind kind, uint64_t id);
   void RemoveWaiter(Kq& kq, std::list<Waiter>::iterator it);
@@ -767,7 +771,10 @@ class Kqueues final : public Engine {
   void Destroy(ObjectId kq);
   // Frees the closed kqueues whose last waiter has left. Called at the end
   // of the entry points, where no caller holds a Kq reference.
-  void ReapClosed();
+  void ReapClosed() {
+    if (!closed_with_waiters_.empty()) ReapClosedNow();
+  }
+  void ReapClosedNow();
 
   std::unordered_map<ObjectId, std::unique_ptr<Kq>> kqs_;
   // The kqueue Find found last: a program's calls name one kqueue over and
@@ -801,7 +808,10 @@ class Kqueues final : public Engine {
   // cleared at each call's start and end (ForgetChangeMeasures); the list
   // keeps its storage.
   std::vector<uint64_t> ready_at_change_;
-  void ForgetChangeMeasures();
+  void ForgetChangeMeasures() {
+    if (!ready_at_change_.empty()) ForgetChangeMeasuresNow();
+  }
+  void ForgetChangeMeasuresNow();
   // A retrieval's event list, lent to KeventCompletion::Complete (Deliver).
   std::vector<KeventRecord> spare_events_;
   // The node of the last knote dropped, for the next one added
