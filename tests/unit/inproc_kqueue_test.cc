@@ -12,6 +12,7 @@
 
 #include <cstdlib>
 #include <map>
+#include <thread>
 #include <vector>
 
 #include "tests/support/counting_new.h"
@@ -220,6 +221,31 @@ TEST(InprocKqueue, UserOnlyKqueueKeepsTheOrderOfATimerDueBeforeTheTrigger) {
   EXPECT_EQ(out[0].data, 3);
   close(p[0]);
   close(p[1]);
+  close(kq);
+}
+
+// A kevent that waits on such a kqueue, with no look before it, is still
+// answered by its timer when it expires and by a NOTE_TRIGGER from
+// another thread.
+TEST(InprocKqueue, WaitOnAUserOnlyKqueueEndsAtItsTimerAndAtATrigger) {
+  const int kq = kqueue();
+  ASSERT_GE(kq, 0);
+  struct kevent ch[2], out;
+  EV_SET(&ch[0], 1, EVFILT_USER, EV_ADD | EV_CLEAR, 0, 0, nullptr);
+  EV_SET(&ch[1], 7, EVFILT_TIMER, EV_ADD | EV_ONESHOT, 0, 20, nullptr);  // 20 ms
+  ASSERT_EQ(kevent(kq, ch, 2, nullptr, 0, nullptr), 0);
+  ASSERT_EQ(kevent(kq, nullptr, 0, &out, 1, nullptr), 1);  // waits for the timer
+  EXPECT_EQ(out.filter, EVFILT_TIMER);
+  std::thread trigger([kq] {
+    const struct timespec ten_ms {0, 10 * 1000 * 1000};
+    nanosleep(&ten_ms, nullptr);
+    struct kevent trig;
+    EV_SET(&trig, 1, EVFILT_USER, 0, NOTE_TRIGGER, 0, nullptr);
+    EXPECT_EQ(kevent(kq, &trig, 1, nullptr, 0, nullptr), 0);
+  });
+  ASSERT_EQ(kevent(kq, nullptr, 0, &out, 1, nullptr), 1);  // waits for the trigger
+  EXPECT_EQ(out.filter, EVFILT_USER);
+  trigger.join();
   close(kq);
 }
 
