@@ -264,13 +264,13 @@ class Kqueues final : public Engine {
     ForkSourceClosed(kq);
   }
   bool Exists(ObjectId kq) const { return kqs_.count(kq) != 0; }
-  // Whether kqueue `kq` has knotes and no host source feeds any of them
-  // (only USER and TIMER knotes): a look before a kevent on it could
-  // activate none of its knotes (docs/kqueue.md "What a kevent costs (fast
-  // mode)", a kevent without a look). False for an unknown or closed one.
   // Some kqueue has a knote no host source feeds: FedByNoHostSource can be
   // true for some kqueue (a test of two counts, before any look-up).
   bool SomeKnoteFedByNoHostSource() const { return tables_.knotes != tables_.fed_by_look; }
+  // Whether kqueue `kq` has knotes and no host source feeds any of them
+  // (only USER and TIMER knotes): a look before a kevent on it could
+  // activate none of its knotes (docs/kqueue.md "What a kevent costs (fast
+  // mode)", *No look*). False for an unknown or closed one.
   bool FedByNoHostSource(ObjectId kq) const {
     const Kq* k = Find(kq);
     return k != nullptr && !k->closed && !k->knotes.empty() && k->knotes.fed_by_look() == 0;
