@@ -92,6 +92,11 @@ int DecodeTimer(const KqueuePersonality& p, KChange& c) {
 }  // namespace
 
 std::optional<KFilter> CanonicalFilter(const KqueuePersonality& p, int32_t number) {
+  if (number < 0 && number > -static_cast<int32_t>(kFilterSlots)) {
+    const uint8_t slot = p.filter_slots[static_cast<size_t>(-number)];
+    if (slot == 0) return std::nullopt;
+    return static_cast<KFilter>(slot - 1);
+  }
   for (const FilterNumber& f : p.filters) {
     if (f.number == number) return f.filter;
   }

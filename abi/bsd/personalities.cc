@@ -50,12 +50,21 @@ constexpr bool KeyedOnce(std::span<const FilterNumber> filters) {
   return true;
 }
 static_assert(KeyedOnce(kFreebsdFilters) && KeyedOnce(kOpenbsdFilters) && KeyedOnce(kDragonflyFilters));
+// Each number has its slot (KqueuePersonality::filter_slots).
+constexpr bool Slotted(std::span<const FilterNumber> filters) {
+  for (const FilterNumber& f : filters) {
+    if (f.number >= 0 || static_cast<size_t>(-f.number) >= kFilterSlots) return false;
+  }
+  return true;
+}
+static_assert(Slotted(kFreebsdFilters) && Slotted(kOpenbsdFilters) && Slotted(kDragonflyFilters));
 
 }  // namespace
 
 constexpr KqueuePersonality kFreebsdKqueue{
     .personality = Personality::kFreebsd,
     .filters = kFreebsdFilters,
+    .filter_slots = SlotsOf(kFreebsdFilters),
     .filter_syscount = freebsd::EVFILT_SYSCOUNT,
     .filters_without_ops = 0,
     .sysflags = freebsd::EV_SYSFLAGS,
@@ -95,6 +104,7 @@ constexpr KqueuePersonality kFreebsdKqueue{
 constexpr KqueuePersonality kOpenbsdKqueue{
     .personality = Personality::kOpenbsd,
     .filters = kOpenbsdFilters,
+    .filter_slots = SlotsOf(kOpenbsdFilters),
     .filter_syscount = openbsd::EVFILT_SYSCOUNT,
     .filters_without_ops = 1u << ~openbsd::EVFILT_AIO,  // OB kern_event.c:180
     .sysflags = openbsd::EV_SYSFLAGS,  // OB kern_event.c:942
@@ -131,6 +141,7 @@ constexpr KqueuePersonality kOpenbsdKqueue{
 constexpr KqueuePersonality kDragonflyKqueue{
     .personality = Personality::kDragonfly,
     .filters = kDragonflyFilters,
+    .filter_slots = SlotsOf(kDragonflyFilters),
     .filter_syscount = dragonfly::EVFILT_SYSCOUNT,
     .filters_without_ops = 0,  // aio_filtops (DF kern_event.c:176-180)
     .sysflags = dragonfly::EV_SYSFLAGS,  // DF kern_event.c:827-828

@@ -3,7 +3,9 @@
 // fake CallContext: no process, no 32-bit build needed.
 #include <gtest/gtest.h>
 
+#include <climits>
 #include <cstring>
+#include <optional>
 #include <map>
 #include <vector>
 
@@ -160,6 +162,23 @@ TEST(KeventCodec, FilterNumbersPerPersonality) {
   std::vector<std::byte> fb(64);
   EXPECT_TRUE(bsd::DecodeChange(bsd::Freebsd(), bsd::kFreebsdLp64, fb).skip);
   EXPECT_EQ(bsd::DecodeChange(bsd::Openbsd(), bsd::kOpenbsdLp64, with_filter(0)).error, EINVAL);
+}
+
+// CanonicalFilter indexes the numbers (KqueuePersonality::filter_slots):
+// every number answers as the personality's list says, out of the
+// slots' range too.
+TEST(KeventCodec, CanonicalFilterAnswersAsTheListForEveryNumber) {
+  for (const bsd::KqueuePersonality* p : {&bsd::Freebsd(), &bsd::Openbsd(), &bsd::Dragonfly()}) {
+    std::vector<int32_t> numbers{INT32_MIN, -70000, -32768, 32767, INT32_MAX};
+    for (int32_t number = -100; number <= 100; ++number) numbers.push_back(number);
+    for (int32_t number : numbers) {
+      std::optional<KFilter> listed;
+      for (const bsd::FilterNumber& f : p->filters) {
+        if (f.number == number) listed = f.filter;
+      }
+      EXPECT_EQ(bsd::CanonicalFilter(*p, number), listed) << PersonalityName(p->personality) << " " << number;
+    }
+  }
 }
 
 TEST(KeventCodec, OpenbsdAioFilterIsEinval) {
