@@ -103,6 +103,11 @@ EventPorts::Port* EventPorts::FindInMap(ObjectId id) {
 }
 
 void EventPorts::ErasePort(ObjectId id) {
+  if (Port* p = Find(id); p != nullptr && p->report_held) {
+    p->report_held = false;
+    std::erase(held_reports_, id);
+    ReportReadable(*p);
+  }
   if (kept_id_ == id) {
     kept_id_ = 0;
     kept_port_ = nullptr;
@@ -160,14 +165,36 @@ void EventPorts::UpdateReadiness(Port& p) {
   // port_curr < port_max_events (rule 3).
   bool readable = !p.queue.empty();
   if (readable != p.readable_reported) {
-    p.readable_reported = readable;
-    host_.ObjectReadinessChanged(p.id, readable);
+    if (!reports_held_) {
+      p.readable_reported = readable;
+      host_.ObjectReadinessChanged(p.id, readable);
+    } else if (!p.report_held) {
+      p.report_held = true;
+      held_reports_.push_back(p.id);
+    }
   }
   bool writable = p.slots < p.max_events;
   if (writable != p.writable_reported) {
     p.writable_reported = writable;
     host_.ObjectWritableChanged(p.id, writable);
   }
+}
+
+void EventPorts::ReportReadable(Port& p) {
+  const bool readable = !p.queue.empty();
+  if (readable == p.readable_reported) return;
+  p.readable_reported = readable;
+  host_.ObjectReadinessChanged(p.id, readable);
+}
+
+void EventPorts::ReleaseHeldReports() {
+  for (ObjectId id : held_reports_) {
+    Port* p = Find(id);
+    if (p == nullptr) continue;  // erased: reported then (ErasePort)
+    p->report_held = false;
+    ReportReadable(*p);
+  }
+  held_reports_.clear();
 }
 
 void EventPorts::TakeSlot(Port& p) {

@@ -634,7 +634,13 @@ Engine::Engine(EngineOptions options, std::shared_ptr<const Inherited> inherited
       // While no watch is on an object's descriptor, the byte waits for the
       // end of the call, which usually takes the event at once (no byte at
       // all); else a byte sent can make such a watch ready: look again.
-      .after_watch_pass = [this] { return objects_watched_ && objects_->ApplyReadiness(); },
+      // The ports' reports held over the call go first (ReportHold).
+      .after_watch_pass =
+          [this] {
+            if (!objects_watched_) return false;
+            ports_->ReportHeldNow();
+            return objects_->ApplyReadiness();
+          },
       .on_fault = [](const Fault& f) { std::fprintf(stderr, "evshim: %s\n", f.Describe().c_str()); }});
 }
 
@@ -786,6 +792,12 @@ bool Engine::Call(int nr, const uint64_t args[6], long* result) {
       e.last_call_ns_.store(MonotonicNs(), std::memory_order_relaxed);
     }
   } leave{*this, lock};
+  // The ports' POLLIN reports wait for the handler's end: the object table
+  // applies them only after the call (the look's Pump does not; a watch
+  // pass with an object's descriptor watched lets them out first), so a
+  // port that the look makes readable and the handler empties reports
+  // nothing.
+  emul::EventPorts::ReportHold held_reports(*ports_);
   if (port_call.IsFdAssociation() && AssociatePlacedWithoutLook(port_call)) {
     // No look, and no deadline is due (checked): the next look reads the
     // association's report in its place, then runs the deadlines due by then.
@@ -816,6 +828,7 @@ bool Engine::Call(int nr, const uint64_t args[6], long* result) {
     ctx.NotImplemented(std::string(abi::PersonalityName(entry->personality)) + " " + std::string(entry->name));
     out = abi::Outcome::Error(ENOSYS);
   }
+  held_reports.Release();  // before any ApplyReadiness, and before a wait unlocks
   if (traced != nullptr) traced->Handled(ctx.foreign(), out.kind == abi::Outcome::Kind::kDeferred);  // trace
   if (ctx.foreign()) {
     // The descriptor is not this engine's: the supervisor's call. Nothing
