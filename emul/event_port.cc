@@ -85,6 +85,7 @@
 #include <climits>
 #include <iterator>
 #include <set>
+#include <utility>
 
 namespace evshim::emul {
 
@@ -105,7 +106,15 @@ EventPorts::Port* EventPorts::FindInMap(ObjectId id) {
 void EventPorts::ErasePort(ObjectId id) {
   if (Port* p = Find(id); p != nullptr && p->report_held) {
     p->report_held = false;
-    std::erase(held_reports_, id);
+    if (held_port_ == p) {
+      held_port_ = nullptr;
+      if (!held_more_.empty()) {
+        held_port_ = Find(held_more_.back());  // listed: alive
+        held_more_.pop_back();
+      }
+    } else {
+      std::erase(held_more_, id);
+    }
     ReportReadable(*p);
   }
   if (kept_id_ == id) {
@@ -170,7 +179,11 @@ void EventPorts::UpdateReadiness(Port& p) {
       host_.ObjectReadinessChanged(p.id, readable);
     } else if (!p.report_held) {
       p.report_held = true;
-      held_reports_.push_back(p.id);
+      if (held_port_ == nullptr) {
+        held_port_ = &p;
+      } else {
+        held_more_.push_back(p.id);
+      }
     }
   }
   bool writable = p.slots < p.max_events;
@@ -188,13 +201,17 @@ void EventPorts::ReportReadable(Port& p) {
 }
 
 void EventPorts::ReleaseHeldReports() {
-  for (ObjectId id : held_reports_) {
+  Port& first = *std::exchange(held_port_, nullptr);
+  first.report_held = false;
+  ReportReadable(first);
+  if (held_more_.empty()) return;
+  for (ObjectId id : held_more_) {
     Port* p = Find(id);
     if (p == nullptr) continue;  // erased: reported then (ErasePort)
     p->report_held = false;
     ReportReadable(*p);
   }
-  held_reports_.clear();
+  held_more_.clear();
 }
 
 void EventPorts::TakeSlot(Port& p) {

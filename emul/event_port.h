@@ -302,7 +302,7 @@ class EventPorts final : public Engine {
     void Release() {
       if (ports_ == nullptr) return;
       ports_->reports_held_ = false;
-      if (!ports_->held_reports_.empty()) ports_->ReleaseHeldReports();
+      ports_->ReportHeldNow();
       ports_ = nullptr;
     }
 
@@ -311,7 +311,7 @@ class EventPorts final : public Engine {
   };
   // The reports a hold kept so far, now (the hold goes on).
   void ReportHeldNow() {
-    if (!held_reports_.empty()) ReleaseHeldReports();
+    if (held_port_ != nullptr) ReleaseHeldReports();
   }
 
   // --- ownership (emul/engine.h): ports and their waits are numbered below
@@ -456,7 +456,7 @@ class EventPorts final : public Engine {
     std::optional<AlertState> alert;
     bool readable_reported = false;  // what the host was last told (POLLIN)
     bool writable_reported = true;  // a new port has free slots
-    bool report_held = false;        // listed in held_reports_ (ReportHold)
+    bool report_held = false;        // held_port_ or in held_more_ (ReportHold)
   };
 
   // The port found last is kept (a call names its port several times: the
@@ -532,7 +532,10 @@ class EventPorts final : public Engine {
   ObjectId kept_id_ = 0;
   Port* kept_port_ = nullptr;
   bool reports_held_ = false;              // a ReportHold lives
-  std::vector<ObjectId> held_reports_;     // ports with report_held set
+  // The ports with report_held set: the first (a call's own port, usually
+  // the only one: no list), then the others.
+  Port* held_port_ = nullptr;
+  std::vector<ObjectId> held_more_;
   FlatIdMap<FdAssoc*> by_watch_;
   std::unordered_map<WatchId, FileAssoc*> by_path_watch_;
   // Deadlines of waiters (key = WaitId) and timers (key = kTimerKey | pid << 32 | id).

@@ -28,6 +28,7 @@
 #include <cstring>
 #include <ctime>
 #include <functional>
+#include <optional>
 #include <string>
 #include <thread>
 
@@ -586,7 +587,7 @@ Engine::Engine(EngineOptions options, std::shared_ptr<const Inherited> inherited
       objects_->MarkPolled(*obj);
     }
   });
-  host_->set_readiness_callback([this](emul::ObjectId o, bool r) { objects_->OnReadiness(o, r); });
+  host_->set_readiness_table(objects_.get());
   host_->set_writable_callback([this](emul::ObjectId o, bool w) { objects_->OnWritable(o, w); });
   ports_ = std::make_unique<emul::EventPorts>(*host_, options_.port_limits);
   kqueues_ = std::make_unique<emul::Kqueues>(*host_, options_.kqueue_limits);
@@ -792,12 +793,14 @@ bool Engine::Call(int nr, const uint64_t args[6], long* result) {
       e.last_call_ns_.store(MonotonicNs(), std::memory_order_relaxed);
     }
   } leave{*this, lock};
-  // The ports' POLLIN reports wait for the handler's end: the object table
-  // applies them only after the call (the look's Pump does not; a watch
-  // pass with an object's descriptor watched lets them out first), so a
-  // port that the look makes readable and the handler empties reports
-  // nothing.
-  emul::EventPorts::ReportHold held_reports(*ports_);
+  // After a look, the ports' POLLIN reports wait for the handler's end:
+  // the object table applies them only after the call (the look's Pump
+  // does not; a watch pass with an object's descriptor watched lets them
+  // out first), so a port that the look makes readable and the handler
+  // empties reports nothing. A call without a look changes a port's POLLIN
+  // in its handler only, usually once (a port_send, a port_get; twice when
+  // a waiting thread takes at once what is sent): no hold.
+  std::optional<emul::EventPorts::ReportHold> held_reports;
   if (port_call.IsFdAssociation() && AssociatePlacedWithoutLook(port_call)) {
     // No look, and no deadline is due (checked): the next look reads the
     // association's report in its place, then runs the deadlines due by then.
@@ -808,6 +811,7 @@ bool Engine::Call(int nr, const uint64_t args[6], long* result) {
     // the count, 1026-1051).
     engines_->CatchUpDeadlines();
   } else {
+    held_reports.emplace(*ports_);
     PrepareCall();
   }
   std::array<uint64_t, 6> raw{};
@@ -828,7 +832,7 @@ bool Engine::Call(int nr, const uint64_t args[6], long* result) {
     ctx.NotImplemented(std::string(abi::PersonalityName(entry->personality)) + " " + std::string(entry->name));
     out = abi::Outcome::Error(ENOSYS);
   }
-  held_reports.Release();  // before any ApplyReadiness, and before a wait unlocks
+  held_reports.reset();  // before any ApplyReadiness, and before a wait unlocks
   if (traced != nullptr) traced->Handled(ctx.foreign(), out.kind == abi::Outcome::Kind::kDeferred);  // trace
   if (ctx.foreign()) {
     // The descriptor is not this engine's: the supervisor's call. Nothing

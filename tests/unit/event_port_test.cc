@@ -639,6 +639,18 @@ TEST(EventPortReportHold, APortThatEndsAsItBeganReportsNothing) {
     EXPECT_EQ(host.reports, 5);
   }
   EXPECT_EQ(host.reports, 5);
+  // Several ports in one hold, the first held erased before the end: each
+  // other is reported once, at the end.
+  const ObjectId r = *ports.Create(kA), s = *ports.Create(kA), t = *ports.Create(kA);
+  {
+    EventPorts::ReportHold hold(ports);
+    for (ObjectId each : {r, s, t}) ASSERT_TRUE(ports.Send(kA, each, 5, 5).ok());
+    ports.LastClose(r);
+    EXPECT_EQ(host.reports, 6);
+  }
+  EXPECT_EQ(host.reports, 8);
+  EXPECT_TRUE(host.readable(s));
+  EXPECT_TRUE(host.readable(t));
 }
 
 // Rule 3 (port_vnops.c port_poll: POLLOUT iff port_curr < port_max_events):
