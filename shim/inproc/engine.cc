@@ -758,12 +758,6 @@ PortCall PortCall::Decode(abi::Call call, const uint64_t args[6]) {
   return c;
 }
 
-bool PortCall::IsRetrieval() const {
-  return portfs && !noport && (code == abi::illumos::PORT_GET || code == abi::illumos::PORT_GETN);
-}
-
-bool PortCall::IsFdAssociation() const { return OnPort(abi::illumos::PORT_ASSOCIATE) && fd_object >= 0; }
-
 bool Engine::Call(int nr, const uint64_t args[6], long* result) {
   const abi::SyscallEntry* entry = abi::FindSyscall(kProcessModel, nr);
   if (entry == nullptr) return false;
@@ -799,7 +793,8 @@ bool Engine::Call(int nr, const uint64_t args[6], long* result) {
   // out first), so a port that the look makes readable and the handler
   // empties reports nothing. A call without a look changes a port's POLLIN
   // in its handler only, usually once (a port_send, a port_get; twice when
-  // a waiting thread takes at once what is sent): no hold.
+  // a waiting thread takes at once what is sent): no hold; nor a call that
+  // is not a portfs call (its look reports at once, as before).
   std::optional<emul::EventPorts::ReportHold> held_reports;
   if (port_call.IsFdAssociation() && AssociatePlacedWithoutLook(port_call)) {
     // No look, and no deadline is due (checked): the next look reads the
@@ -811,7 +806,7 @@ bool Engine::Call(int nr, const uint64_t args[6], long* result) {
     // the count, 1026-1051).
     engines_->CatchUpDeadlines();
   } else {
-    held_reports.emplace(*ports_);
+    if (port_call.portfs) held_reports.emplace(*ports_);
     PrepareCall();
   }
   std::array<uint64_t, 6> raw{};

@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "abi/common/call.h"
+#include "abi/illumos/constants.h"
 #include "abi/syscall_table.h"
 #include "emul/event_port.h"
 #include "emul/kqueue.h"
@@ -71,8 +72,12 @@ struct PortCall {
   uint32_t max = 0;
   static PortCall Decode(abi::Call call, const uint64_t args[6]);
   bool OnPort(uint32_t c) const { return portfs && !noport && code == c; }
-  bool IsRetrieval() const;
-  bool IsFdAssociation() const;
+  // Inline: out of line, the library's interposable symbols were calls
+  // (about 20 instructions an operation).
+  bool IsRetrieval() const {
+    return portfs && !noport && (code == abi::illumos::PORT_GET || code == abi::illumos::PORT_GETN);
+  }
+  bool IsFdAssociation() const { return OnPort(abi::illumos::PORT_ASSOCIATE) && fd_object >= 0; }
 };
 
 // The engine lock. Glibc's adaptive mutex spins a moment before it sleeps:
