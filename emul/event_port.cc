@@ -85,6 +85,7 @@
 #include <climits>
 #include <iterator>
 #include <set>
+#include <utility>
 
 namespace evshim::emul {
 
@@ -103,6 +104,19 @@ EventPorts::Port* EventPorts::FindInMap(ObjectId id) {
 }
 
 void EventPorts::ErasePort(ObjectId id) {
+  if (Port* p = Find(id); p != nullptr && p->report_held) {
+    p->report_held = false;
+    if (held_port_ == p) {
+      held_port_ = nullptr;
+      if (!held_more_.empty()) {
+        held_port_ = Find(held_more_.back());  // listed: alive
+        held_more_.pop_back();
+      }
+    } else {
+      std::erase(held_more_, id);
+    }
+    ReportReadable(*p);
+  }
   if (kept_id_ == id) {
     kept_id_ = 0;
     kept_port_ = nullptr;
@@ -160,14 +174,44 @@ void EventPorts::UpdateReadiness(Port& p) {
   // port_curr < port_max_events (rule 3).
   bool readable = !p.queue.empty();
   if (readable != p.readable_reported) {
-    p.readable_reported = readable;
-    host_.ObjectReadinessChanged(p.id, readable);
+    if (!reports_held_) {
+      p.readable_reported = readable;
+      host_.ObjectReadinessChanged(p.id, readable);
+    } else if (!p.report_held) {
+      p.report_held = true;
+      if (held_port_ == nullptr) {
+        held_port_ = &p;
+      } else {
+        held_more_.push_back(p.id);
+      }
+    }
   }
   bool writable = p.slots < p.max_events;
   if (writable != p.writable_reported) {
     p.writable_reported = writable;
     host_.ObjectWritableChanged(p.id, writable);
   }
+}
+
+void EventPorts::ReportReadable(Port& p) {
+  const bool readable = !p.queue.empty();
+  if (readable == p.readable_reported) return;
+  p.readable_reported = readable;
+  host_.ObjectReadinessChanged(p.id, readable);
+}
+
+void EventPorts::ReleaseHeldReports() {
+  Port& first = *std::exchange(held_port_, nullptr);
+  first.report_held = false;
+  ReportReadable(first);
+  if (held_more_.empty()) return;
+  for (ObjectId id : held_more_) {
+    Port* p = Find(id);
+    if (p == nullptr) continue;  // erased: reported then (ErasePort)
+    p->report_held = false;
+    ReportReadable(*p);
+  }
+  held_more_.clear();
 }
 
 void EventPorts::TakeSlot(Port& p) {

@@ -280,6 +280,40 @@ class EventPorts final : public Engine {
   void OnDeadline() override;
   Nanos NextDeadline() const override { return deadlines_.Next(); }
 
+  // --- the port descriptor's POLLIN reports over one call ---
+  // While a ReportHold lives, a port's POLLIN change is not reported at
+  // once (Host::ObjectReadinessChanged): its end reports each port whose
+  // POLLIN then differs from what the host was last told, and none whose
+  // POLLIN ends as it began (an event queued by a call's look and taken by
+  // its port_get). For a host that applies the reports only after the call
+  // (the in-process engine: ObjectTable::ApplyReadiness at the call's end,
+  // none inside it) that is what it sees anyway, for no report instead of
+  // two (docs/design.md "Instructions per event"). A port erased meanwhile
+  // is reported at its erasure; a host that applies reports inside the call
+  // (a watch on an object's descriptor: a port in a port) lets them out
+  // first (ReportHeldNow). POLLOUT is reported at once as always.
+  class ReportHold {
+   public:
+    explicit ReportHold(EventPorts& ports) : ports_(&ports) { ports.reports_held_ = true; }
+    ReportHold(const ReportHold&) = delete;
+    ReportHold& operator=(const ReportHold&) = delete;
+    ~ReportHold() { Release(); }
+    // Ends the hold before the object's end (idempotent).
+    void Release() {
+      if (ports_ == nullptr) return;
+      ports_->reports_held_ = false;
+      ports_->ReportHeldNow();
+      ports_ = nullptr;
+    }
+
+   private:
+    EventPorts* ports_;
+  };
+  // The reports a hold kept so far, now (the hold goes on).
+  void ReportHeldNow() {
+    if (held_port_ != nullptr) ReleaseHeldReports();
+  }
+
   // --- ownership (emul/engine.h): ports and their waits are numbered below
   // kKqueueIdBase ---
   bool OwnsObject(ObjectId obj) const override { return obj < kKqueueIdBase; }
@@ -420,8 +454,9 @@ class EventPorts final : public Engine {
     // closed its descriptor unseen (Reap).
     std::vector<Pid> users;
     std::optional<AlertState> alert;
-    bool readable_reported = false;
+    bool readable_reported = false;  // what the host was last told (POLLIN)
     bool writable_reported = true;  // a new port has free slots
+    bool report_held = false;        // held_port_ or in held_more_ (ReportHold)
   };
 
   // The port found last is kept (a call names its port several times: the
@@ -475,8 +510,12 @@ class EventPorts final : public Engine {
   static constexpr size_t kSpareNodes = 64;
   void InsertWaiter(Port& p, Waiter w);
   void Pump(Port& p);
-  // Reports the port descriptor's POLLIN and POLLOUT to the host when they change.
+  // Reports the port descriptor's POLLIN and POLLOUT to the host when they
+  // change (POLLIN at the hold's end while a ReportHold lives).
   void UpdateReadiness(Port& p);
+  // Reports POLLIN if it differs from what the host was last told.
+  void ReportReadable(Port& p);
+  void ReleaseHeldReports();
   // A slot is taken or given back (port_curr); POLLOUT follows.
   void TakeSlot(Port& p);
   void ReturnSlot(Port& p);
@@ -492,6 +531,11 @@ class EventPorts final : public Engine {
   // Id 0 names no port, so the empty entry answers nullptr for it.
   ObjectId kept_id_ = 0;
   Port* kept_port_ = nullptr;
+  bool reports_held_ = false;              // a ReportHold lives
+  // The ports with report_held set: the first (a call's own port, usually
+  // the only one: no list), then the others.
+  Port* held_port_ = nullptr;
+  std::vector<ObjectId> held_more_;
   FlatIdMap<FdAssoc*> by_watch_;
   std::unordered_map<WatchId, FileAssoc*> by_path_watch_;
   // Deadlines of waiters (key = WaitId) and timers (key = kTimerKey | pid << 32 | id).

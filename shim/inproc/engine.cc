@@ -28,6 +28,7 @@
 #include <cstring>
 #include <ctime>
 #include <functional>
+#include <optional>
 #include <string>
 #include <thread>
 
@@ -586,7 +587,7 @@ Engine::Engine(EngineOptions options, std::shared_ptr<const Inherited> inherited
       objects_->MarkPolled(*obj);
     }
   });
-  host_->set_readiness_callback([this](emul::ObjectId o, bool r) { objects_->OnReadiness(o, r); });
+  host_->set_readiness_table(objects_.get());
   host_->set_writable_callback([this](emul::ObjectId o, bool w) { objects_->OnWritable(o, w); });
   ports_ = std::make_unique<emul::EventPorts>(*host_, options_.port_limits);
   kqueues_ = std::make_unique<emul::Kqueues>(*host_, options_.kqueue_limits);
@@ -634,7 +635,13 @@ Engine::Engine(EngineOptions options, std::shared_ptr<const Inherited> inherited
       // While no watch is on an object's descriptor, the byte waits for the
       // end of the call, which usually takes the event at once (no byte at
       // all); else a byte sent can make such a watch ready: look again.
-      .after_watch_pass = [this] { return objects_watched_ && objects_->ApplyReadiness(); },
+      // The ports' reports held over the call go first (ReportHold).
+      .after_watch_pass =
+          [this] {
+            if (!objects_watched_) return false;
+            ports_->ReportHeldNow();
+            return objects_->ApplyReadiness();
+          },
       .on_fault = [](const Fault& f) { std::fprintf(stderr, "evshim: %s\n", f.Describe().c_str()); }});
 }
 
@@ -751,12 +758,6 @@ PortCall PortCall::Decode(abi::Call call, const uint64_t args[6]) {
   return c;
 }
 
-bool PortCall::IsRetrieval() const {
-  return portfs && !noport && (code == abi::illumos::PORT_GET || code == abi::illumos::PORT_GETN);
-}
-
-bool PortCall::IsFdAssociation() const { return OnPort(abi::illumos::PORT_ASSOCIATE) && fd_object >= 0; }
-
 bool Engine::Call(int nr, const uint64_t args[6], long* result) {
   const abi::SyscallEntry* entry = abi::FindSyscall(kProcessModel, nr);
   if (entry == nullptr) return false;
@@ -786,6 +787,15 @@ bool Engine::Call(int nr, const uint64_t args[6], long* result) {
       e.last_call_ns_.store(MonotonicNs(), std::memory_order_relaxed);
     }
   } leave{*this, lock};
+  // After a look, the ports' POLLIN reports wait for the handler's end:
+  // the object table applies them only after the call (the look's Pump
+  // does not; a watch pass with an object's descriptor watched lets them
+  // out first), so a port that the look makes readable and the handler
+  // empties reports nothing. A call without a look changes a port's POLLIN
+  // in its handler only, usually once (a port_send, a port_get; twice when
+  // a waiting thread takes at once what is sent): no hold; nor a call that
+  // is not a portfs call (its look reports at once, as before).
+  std::optional<emul::EventPorts::ReportHold> held_reports;
   if (port_call.IsFdAssociation() && AssociatePlacedWithoutLook(port_call)) {
     // No look, and no deadline is due (checked): the next look reads the
     // association's report in its place, then runs the deadlines due by then.
@@ -796,6 +806,7 @@ bool Engine::Call(int nr, const uint64_t args[6], long* result) {
     // the count, 1026-1051).
     engines_->CatchUpDeadlines();
   } else {
+    if (port_call.portfs) held_reports.emplace(*ports_);
     PrepareCall();
   }
   std::array<uint64_t, 6> raw{};
@@ -816,6 +827,7 @@ bool Engine::Call(int nr, const uint64_t args[6], long* result) {
     ctx.NotImplemented(std::string(abi::PersonalityName(entry->personality)) + " " + std::string(entry->name));
     out = abi::Outcome::Error(ENOSYS);
   }
+  held_reports.reset();  // before any ApplyReadiness, and before a wait unlocks
   if (traced != nullptr) traced->Handled(ctx.foreign(), out.kind == abi::Outcome::Kind::kDeferred);  // trace
   if (ctx.foreign()) {
     // The descriptor is not this engine's: the supervisor's call. Nothing
@@ -1238,7 +1250,7 @@ std::optional<Engine::KnownObject> Engine::KnownObjectInList(int fd, uint64_t ep
     // handler) removed it: the number was closed without the library.
     const std::optional<abi::ObjectKind> kind = objects_->KindOf(k.obj);
     if (!kind) return std::nullopt;
-    known_last_ = KnownLast{fd, k.obj, *kind, objects_->removals()};
+    known_last_ = KnownLast{fd, k.obj, *kind};
     return KnownObject{k.obj, *kind};
   }
   return std::nullopt;

@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "abi/common/call.h"
+#include "abi/illumos/constants.h"
 #include "abi/syscall_table.h"
 #include "emul/event_port.h"
 #include "emul/kqueue.h"
@@ -71,8 +72,12 @@ struct PortCall {
   uint32_t max = 0;
   static PortCall Decode(abi::Call call, const uint64_t args[6]);
   bool OnPort(uint32_t c) const { return portfs && !noport && code == c; }
-  bool IsRetrieval() const;
-  bool IsFdAssociation() const;
+  // Inline: out of line, the library's interposable symbols were calls
+  // (about 20 instructions an operation).
+  bool IsRetrieval() const {
+    return portfs && !noport && (code == abi::illumos::PORT_GET || code == abi::illumos::PORT_GETN);
+  }
+  bool IsFdAssociation() const { return OnPort(abi::illumos::PORT_ASSOCIATE) && fd_object >= 0; }
 };
 
 // The engine lock. Glibc's adaptive mutex spins a moment before it sleeps:
@@ -269,10 +274,12 @@ class Engine {
     abi::ObjectKind kind;
   };
   // A call names its object two or three times (the look-free predicates,
-  // the handler): the last answer stands while no object was removed since
-  // it was found alive (inline; the list otherwise).
+  // the handler): the last answer stands while the epoch stands (inline;
+  // the list otherwise). An object removed since was removed with its own
+  // end's close, which moves the epoch (ObjectTable::Remove): the handler
+  // of a call whose look removed it reads the new epoch.
   std::optional<KnownObject> KnownObjectAt(int fd, uint64_t epoch) {
-    if (epoch == known_object_epoch_ && fd == known_last_.fd && known_last_.removals == objects_->removals()) {
+    if (epoch == known_object_epoch_ && fd == known_last_.fd) {
       return KnownObject{known_last_.obj, known_last_.kind};
     }
     return KnownObjectInList(fd, epoch);
@@ -327,13 +334,11 @@ class Engine {
   static constexpr size_t kKnownObjectFds = 16;
   std::vector<KnownObjectFd> known_object_fds_;  // valid at known_object_epoch_
   uint64_t known_object_epoch_ = 0;
-  // KnownObjectAt's last answer, valid at known_object_epoch_ while the
-  // object table has removed nothing since (ObjectTable::removals).
+  // KnownObjectAt's last answer, valid at known_object_epoch_.
   struct KnownLast {
     int fd = -1;
     emul::ObjectId obj = 0;
     abi::ObjectKind kind = abi::ObjectKind::kPort;
-    uint64_t removals = 0;
   };
   KnownLast known_last_;
   std::atomic<int64_t> last_call_ns_{0};

@@ -21,6 +21,8 @@
 #include <cstdio>
 #include <ctime>
 
+#include "shim/runtime/object_table.h"
+
 namespace evshim::shim {
 
 using emul::Errno;
@@ -541,7 +543,7 @@ Result<emul::FdProbe> LinuxHost::ProbeFd(emul::Pid pid, int fd, emul::FdProbeNee
 }
 
 void LinuxHost::ObjectReadinessChanged(emul::ObjectId obj, bool readable) {
-  if (readiness_cb_) readiness_cb_(obj, readable);
+  if (readiness_table_ != nullptr) readiness_table_->OnReadiness(obj, readable);
 }
 
 }  // namespace evshim::shim

@@ -80,7 +80,7 @@ Supervisor::Supervisor(int listener, SupervisorOptions options)
   program_ends_ = std::make_unique<target_fds::TargetEnds>([this](emul::Pid pid) { return PidfdOf(pid); });
   objects_ = std::make_unique<ObjectTable>(epoll_, loop_tag::kObject, *program_ends_, /*drain_at_once=*/false);
   host_ = std::make_unique<LinuxHost>(epoll_, [this](emul::Pid pid) { return PidfdOf(pid); });
-  host_->set_readiness_callback([this](emul::ObjectId o, bool r) { objects_->OnReadiness(o, r); });
+  host_->set_readiness_table(objects_.get());
   host_->set_writable_callback([this](emul::ObjectId o, bool w) { objects_->OnWritable(o, w); });
   host_->set_exec_sink([this](emul::Pid pid) { execs_->Seen(pid); });
   host_->set_fault_sink([this](const Fault& f, emul::Pid pid) { faults_->OnFault(f, static_cast<pid_t>(pid)); });

@@ -562,6 +562,97 @@ TEST_F(EventPortTest, Rule3ReadableIffEventsQueued) {
   EXPECT_FALSE(host_.readable(p));
 }
 
+// Rule 3 over a call (EventPorts::ReportHold): the port descriptor's
+// POLLIN (port_vnops.c port_poll: events queued) is reported at the hold's
+// end only when it differs from what the host was last told. An event the
+// call's look queues and its port_getn takes (fdwait) reports nothing: the
+// in-process engine applies the reports only after the call, so no thread
+// could see the state in between (docs/design.md "Instructions per event").
+TEST(EventPortReportHold, APortThatEndsAsItBeganReportsNothing) {
+  struct CountingHost : FakeHost {
+    int reports = 0;
+    void ObjectReadinessChanged(ObjectId obj, bool readable) override {
+      ++reports;
+      FakeHost::ObjectReadinessChanged(obj, readable);
+    }
+  } host;
+  EventPorts ports(host, PortLimits{});
+  constexpr Caller kA{100, 100};
+  const ObjectId p = *ports.Create(kA);
+  auto take = [&] {
+    auto rec = std::make_shared<Record>();
+    GetSpec one;
+    one.one = true;
+    one.timeout = Timeout::Value(0, 0);
+    (void)ports.Get(kA, p, one, std::make_unique<Recorder>(rec));
+    return rec->outcomes.size() == 1 && rec->outcomes[0].events.size() == 1;
+  };
+  {
+    // Queued then taken: empty before and after.
+    EventPorts::ReportHold hold(ports);
+    ASSERT_TRUE(ports.Send(kA, p, 1, 1).ok());
+    EXPECT_TRUE(take());
+  }
+  EXPECT_EQ(host.reports, 0);
+  EXPECT_FALSE(host.readable(p));
+  {
+    // Left queued: one report, at the end.
+    EventPorts::ReportHold hold(ports);
+    ASSERT_TRUE(ports.Send(kA, p, 2, 2).ok());
+    EXPECT_FALSE(host.readable(p));
+    hold.Release();
+    EXPECT_EQ(host.reports, 1);
+    EXPECT_TRUE(host.readable(p));
+  }
+  EXPECT_EQ(host.reports, 1);  // released once
+  {
+    // Taken and another queued: readable before and after.
+    EventPorts::ReportHold hold(ports);
+    EXPECT_TRUE(take());
+    ASSERT_TRUE(ports.Send(kA, p, 3, 3).ok());
+  }
+  EXPECT_EQ(host.reports, 1);
+  EXPECT_TRUE(host.readable(p));
+  {
+    // Let out inside the hold (ReportHeldNow), which goes on.
+    EventPorts::ReportHold hold(ports);
+    EXPECT_TRUE(take());
+    ports.ReportHeldNow();
+    EXPECT_EQ(host.reports, 2);
+    EXPECT_FALSE(host.readable(p));
+    ASSERT_TRUE(ports.Send(kA, p, 3, 3).ok());
+    EXPECT_EQ(host.reports, 2);
+  }
+  EXPECT_EQ(host.reports, 3);
+  EXPECT_TRUE(host.readable(p));
+  // Without a hold, each change is reported at once.
+  EXPECT_TRUE(take());
+  EXPECT_EQ(host.reports, 4);
+  EXPECT_FALSE(host.readable(p));
+  // A port erased while its report is held is reported at its erasure (the
+  // host forgets the object after that), and not again at the hold's end.
+  const ObjectId q = *ports.Create(kA);
+  {
+    EventPorts::ReportHold hold(ports);
+    ASSERT_TRUE(ports.Send(kA, q, 4, 4).ok());
+    ports.LastClose(q);
+    EXPECT_EQ(host.reports, 5);
+  }
+  EXPECT_EQ(host.reports, 5);
+  // Several ports in one hold, the first held erased before the end: each
+  // other is reported once, at the end.
+  const ObjectId r = *ports.Create(kA), s = *ports.Create(kA), t = *ports.Create(kA);
+  {
+    EventPorts::ReportHold hold(ports);
+    for (ObjectId each : {r, s, t}) ASSERT_TRUE(ports.Send(kA, each, 5, 5).ok());
+    ports.LastClose(r);
+    EXPECT_EQ(host.reports, 6);
+  }
+  EXPECT_EQ(host.reports, 8);
+  EXPECT_TRUE(host.readable(s));
+  EXPECT_TRUE(host.readable(t));
+}
+
 // Rule 3 (port_vnops.c port_poll: POLLOUT iff port_curr < port_max_events):
 // the descriptor stops polling writable when the last slot is taken and
 // polls writable again when any slot comes back (retrieval, dissociation,
