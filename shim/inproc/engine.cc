@@ -1250,7 +1250,7 @@ std::optional<Engine::KnownObject> Engine::KnownObjectInList(int fd, uint64_t ep
     // handler) removed it: the number was closed without the library.
     const std::optional<abi::ObjectKind> kind = objects_->KindOf(k.obj);
     if (!kind) return std::nullopt;
-    known_last_ = KnownLast{fd, k.obj, *kind};
+    known_last_ = KnownLast{fd, k.obj, *kind, objects_->removals()};
     return KnownObject{k.obj, *kind};
   }
   return std::nullopt;

@@ -274,12 +274,10 @@ class Engine {
     abi::ObjectKind kind;
   };
   // A call names its object two or three times (the look-free predicates,
-  // the handler): the last answer stands while the epoch stands (inline;
-  // the list otherwise). An object removed since was removed with its own
-  // end's close, which moves the epoch (ObjectTable::Remove): the handler
-  // of a call whose look removed it reads the new epoch.
+  // the handler): the last answer stands while no object was removed since
+  // it was found alive (inline; the list otherwise).
   std::optional<KnownObject> KnownObjectAt(int fd, uint64_t epoch) {
-    if (epoch == known_object_epoch_ && fd == known_last_.fd) {
+    if (epoch == known_object_epoch_ && fd == known_last_.fd && known_last_.removals == objects_->removals()) {
       return KnownObject{known_last_.obj, known_last_.kind};
     }
     return KnownObjectInList(fd, epoch);
@@ -334,11 +332,13 @@ class Engine {
   static constexpr size_t kKnownObjectFds = 16;
   std::vector<KnownObjectFd> known_object_fds_;  // valid at known_object_epoch_
   uint64_t known_object_epoch_ = 0;
-  // KnownObjectAt's last answer, valid at known_object_epoch_.
+  // KnownObjectAt's last answer, valid at known_object_epoch_ while the
+  // object table has removed nothing since (ObjectTable::removals).
   struct KnownLast {
     int fd = -1;
     emul::ObjectId obj = 0;
     abi::ObjectKind kind = abi::ObjectKind::kPort;
+    uint64_t removals = 0;
   };
   KnownLast known_last_;
   std::atomic<int64_t> last_call_ns_{0};

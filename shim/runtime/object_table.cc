@@ -52,6 +52,7 @@ std::optional<Fault> ObjectTable::Add(emul::ObjectId obj, abi::ObjectKind kind, 
 std::optional<abi::ObjectKind> ObjectTable::Remove(emul::ObjectId obj, std::optional<Fault>* fault) {
   auto it = objects_.find(obj);
   if (it == objects_.end()) return std::nullopt;
+  ++removals_;
   const abi::ObjectKind kind = it->second.kind;
   Unowe(it->second);
   SetNeedsDrain(it->second, false);
@@ -59,10 +60,6 @@ std::optional<abi::ObjectKind> ObjectTable::Remove(emul::ObjectId obj, std::opti
     // Harmless (close removes it) but not expected.
     *fault = Fault{"epoll_ctl", errno, "removing a closed object's handle"};
   }
-  // Through the libraries' close wrapper in-process (the engine's close
-  // resolves to it): the descriptors' epoch moves, so nothing the engine
-  // kept about numbers names the object after this (Engine::KnownObjectAt;
-  // InprocTest.PortRemovedAtTheCallsLookIsNotServedFromWhatTheCallFound).
   close(it->second.own);
   by_inode_.erase(it->second.inode);
   if (Recent& r = recent_[obj % kRecent]; r.id == obj) r = Recent{};

@@ -84,6 +84,9 @@ class ObjectTable {
   // our end; returns its kind, or nothing if it is not in the table. A
   // fault, if any, goes to `*fault`.
   std::optional<abi::ObjectKind> Remove(emul::ObjectId obj, std::optional<Fault>* fault = nullptr);
+  // How many objects Remove has forgotten: an object found alive is alive
+  // while this has not moved (a caller may keep what it found).
+  uint64_t removals() const { return removals_; }
 
   std::optional<emul::ObjectId> FindByInode(uint64_t inode) const;
   std::optional<abi::ObjectKind> KindOf(emul::ObjectId obj) const;
@@ -216,6 +219,7 @@ class ObjectTable {
   std::atomic<bool> owed_any_{false};
   bool all_polled_ = false;  // MarkAllPolled
   size_t needs_drain_count_ = 0;  // objects with needs_drain set (AnyNeedsDrain)
+  uint64_t removals_ = 0;         // removals()
   // The descriptor each process last named an object by.
   std::map<std::pair<emul::ObjectId, emul::Pid>, int> holder_fd_;
   // NoteHolder's last entry, as it stands in holder_fd_ (object 0, which

@@ -941,13 +941,10 @@ TEST_F(InprocTest, PortNumberClosedThroughLibcAndReusedIsNoLongerThePort) {
 
 // A call names its port more than once (the look-free predicates, then the
 // handler), and the engine keeps the object it found for the next time
-// (KnownObjectAt) while the descriptors' epoch stands: a raw close of the
-// port's only descriptor is noticed at the call's look, which removes the
-// port, and the handler then finds the number closed (illumos: EBADF,
-// port.c:588-594; docs/abi.md §10 "Fast mode"), not a port it kept (whose
-// calls would answer EBADFD). What moves the epoch is the removal's own
-// close of the object's end, through the library's close wrapper
-// (ObjectTable::Remove): with that close made raw, this fails.
+// (KnownObjectAt) only while no object was removed since: a raw close of
+// the port's only descriptor is noticed at the call's look, which removes
+// the port, and the handler then finds the number closed (illumos: EBADF,
+// port.c:588-594; docs/abi.md §10 "Fast mode"), not a port it kept.
 TEST_F(InprocTest, PortRemovedAtTheCallsLookIsNotServedFromWhatTheCallFound) {
   const int port = port_create();
   ASSERT_GE(port, 0);

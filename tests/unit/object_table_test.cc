@@ -292,9 +292,12 @@ TEST_F(ObjectTableTest, AnyNeedsDrainFollowsEveryObjectsDrain) {
   table_->DrainIfNeeded(1, kPid, a);
   EXPECT_FALSE(table_->StateOf(1)->needs_drain);
   EXPECT_TRUE(table_->AnyNeedsDrain());  // object 2's byte still waits
+  EXPECT_EQ(table_->removals(), 0u);
   EXPECT_TRUE(table_->Remove(2).has_value());
   EXPECT_FALSE(table_->AnyNeedsDrain());
-  EXPECT_FALSE(table_->Remove(2).has_value());
+  EXPECT_EQ(table_->removals(), 1u);
+  EXPECT_FALSE(table_->Remove(2).has_value());  // nothing removed: not counted
+  EXPECT_EQ(table_->removals(), 1u);
 }
 
 // NoteHolder skips a note that holder_fd_ holds already; a change of the
