@@ -299,4 +299,19 @@ TEST_P(KqueueFastPath, ScenariosRunWithoutAnySupervisor) {
 INSTANTIATE_TEST_SUITE_P(Bsd, KqueueFastPath, ::testing::Values("freebsd", "openbsd", "dragonfly"),
                          [](const auto& p) { return std::string(p.param); });
 
+// A program that dlopen()s the kqueue library (CPython's select module
+// built against it, docs/clients.md): the library's close wrapper then
+// interposes neither the program's close() nor the engine's, so no close
+// is reported and the engine must not take a reused number for the kqueue
+// it removed at the last close (kqueue_close, OB kern_event.c:1512;
+// fd_getfile, OB kern_event.c:1076-1080). testbins/kq_dlopen.c: three
+// rounds of kqueue, a socket's READ knote, EV_DELETE and the closes; the
+// second round's EV_ADD failed with EBADF when the engine kept the removed
+// kqueue's answer for its number (session 14, Engine::KnownObjectAt).
+TEST(KqueueDlopen, AKqueueAtTheNumberOfAClosedOneIsTheNewOne) {
+  RunResult r = RunCommand({kEvshim, "run", "--", std::string(TESTBIN_DIR) + "/kq_dlopen"}, 30);
+  EXPECT_FALSE(r.timed_out);
+  EXPECT_EQ(r.status, 0) << r.out << r.err;
+}
+
 }  // namespace
