@@ -199,8 +199,10 @@ struct ThreadWake {
   }
 };
 thread_local ThreadWake t_wake;
-// Set while this thread runs inside the engine: a signal handler's call on
-// the same thread (a close() in a handler) must not wait for the lock.
+// Set while this thread runs inside the engine (a call, a settle, the idle
+// pump's look): a call reaching the engine again on the same thread (a
+// close() in a signal handler, a library wrapper the engine's own work
+// calls) must not wait for the lock it holds.
 thread_local bool t_in_engine = false;
 // Set for the whole of a call on this thread (its wait included) and on the
 // idle pump: the engine's own poll/ppoll/epoll_wait reach the foreign
@@ -1221,9 +1223,16 @@ void Engine::IdlePumpLoop() {
     // above, until it stops.
     if (MonotonicNs() - last_call_ns_.load(std::memory_order_relaxed) < kIdleNs) continue;
     std::lock_guard<EngineMutex> lock(mu_);
+    // Inside the engine, as a call's thread: a foreign library's wrapper
+    // that the engine's own work reaches (an object's end closed through
+    // close() when its last close is routed, at a number a knote once
+    // named) issues its system call instead of taking the lock this thread
+    // holds (Call; InprocKqueueOwnDescriptors.IdlePumpClosingAnObjectsEnd...).
+    t_in_engine = true;
     SyncFileChecks(kCheckNone);
     Pump();
     host_->EndCall();
+    t_in_engine = false;
   }
 }
 
