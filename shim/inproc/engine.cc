@@ -1227,7 +1227,8 @@ void Engine::IdlePumpLoop() {
     // that the engine's own work reaches (an object's end closed through
     // close() when its last close is routed, at a number a knote once
     // named) issues its system call instead of taking the lock this thread
-    // holds (Call; InprocKqueueOwnDescriptors.IdlePumpClosingAnObjectsEnd...).
+    // holds (Call). Test
+    // InprocKqueueOwnDescriptors.IdlePumpClosingAnObjectsEndAtAHintedNumberDoesNotHang.
     t_in_engine = true;
     SyncFileChecks(kCheckNone);
     Pump();
