@@ -199,8 +199,10 @@ struct ThreadWake {
   }
 };
 thread_local ThreadWake t_wake;
-// Set while this thread runs inside the engine: a signal handler's call on
-// the same thread (a close() in a handler) must not wait for the lock.
+// Set while this thread runs inside the engine (a call, a settle, the idle
+// pump's look): a call reaching the engine again on the same thread (a
+// close() in a signal handler, a library wrapper the engine's own work
+// calls) must not wait for the lock it holds.
 thread_local bool t_in_engine = false;
 // Set for the whole of a call on this thread (its wait included) and on the
 // idle pump: the engine's own poll/ppoll/epoll_wait reach the foreign
@@ -1220,10 +1222,33 @@ void Engine::IdlePumpLoop() {
     // The program called again while this thread slept in poll: the sleep
     // above, until it stops.
     if (MonotonicNs() - last_call_ns_.load(std::memory_order_relaxed) < kIdleNs) continue;
-    std::lock_guard<EngineMutex> lock(mu_);
-    SyncFileChecks(kCheckNone);
-    Pump();
-    host_->EndCall();
+    bool owed = false;
+    {
+      std::lock_guard<EngineMutex> lock(mu_);
+      // Inside the engine, as a call's thread: a foreign library's wrapper
+      // that the engine's own work reaches (an object's end closed through
+      // close() when its last close is routed, at a number a knote once
+      // named) issues its system call instead of taking the lock this thread
+      // holds (Call). Test
+      // InprocKqueueOwnDescriptors.IdlePumpClosingAnObjectsEndAtAHintedNumberDoesNotHang.
+      t_in_engine = true;
+      SyncFileChecks(kCheckNone);
+      // No descriptor made here (LocalWatches::set_may_create): the program
+      // may be between a close and its reuse of the number (close(n) then
+      // dup2(x, n)), and a new descriptor takes the lowest free number.
+      host_->set_local_may_create(false);
+      Pump();
+      host_->EndCall();
+      host_->set_local_may_create(true);
+      owed = host_->LocalRenewalOwed();
+      t_in_engine = false;
+    }
+    if (owed) {
+      // A registration to renew and no spare: every look would meet it
+      // again. The next call renews (and makes the next spare).
+      const int64_t seen = last_call_ns_.load(std::memory_order_relaxed);
+      while (last_call_ns_.load(std::memory_order_relaxed) == seen) SleepNs(kIdleNs);
+    }
   }
 }
 

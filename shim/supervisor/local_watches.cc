@@ -65,6 +65,21 @@ int ReadReady(int epfd, epoll_event* evs, int max) {
   return epoll_wait(epfd, evs, max, 0);
 #endif
 }
+
+// Our own descriptors (the look epoll, the edge epolls, the eventfds) are
+// closed and replaced with the system calls themselves, never through
+// close() and dup3(): in a program with the engine those are the foreign
+// libraries' wrappers (abi/bsd/lib/kqueue.c, abi/illumos/lib/port.c),
+// which report a close of a number the program once named (a knote's or
+// an association's, left hinted by a raw close) to the engine. On a
+// thread that holds the engine's lock that report waited for the lock
+// for ever: the idle pump's renewal (RenewLevelEpoll) takes the lowest
+// free number for its fresh epoll, which after a raw close is the closed
+// one (docs/vm-test.md "A rare hang, found and fixed"). On a calling
+// thread the report went to the supervisor, as a close of the program's.
+// Tests InprocKqueueOwnDescriptors.*.
+void CloseOwn(int fd) { (void)syscall(SYS_close, fd); }
+int Dup3Own(int oldfd, int newfd, int flags) { return static_cast<int>(syscall(SYS_dup3, oldfd, newfd, flags)); }
 }  // namespace
 
 std::vector<int> LocalWatches::LiveFiles::Numbers() const {
@@ -89,22 +104,30 @@ LocalWatches::LocalWatches(int loop_epoll, std::function<void(const char*, std::
   if (level_epfd_ < 0 || kick_fd_ < 0) {
     setup_errno_ = errno;
     fault_("epoll_create1/eventfd", "creating the in-process watches' epoll");
-    if (level_epfd_ >= 0) close(level_epfd_);
+    if (level_epfd_ >= 0) CloseOwn(level_epfd_);
     level_epfd_ = -1;
     return;
   }
   if (!AddOwnSources(level_epfd_)) {
     setup_errno_ = errno;
-    close(level_epfd_);
+    CloseOwn(level_epfd_);
     level_epfd_ = -1;
+    return;
   }
+  PrepareRenewal();
+}
+
+void LocalWatches::PrepareRenewal() {
+  if (spare_epfd_ < 0) spare_epfd_ = epoll_create1(EPOLL_CLOEXEC);
+  if (retired_fd_ < 0) retired_fd_ = eventfd(1, EFD_CLOEXEC | EFD_NONBLOCK);
 }
 
 LocalWatches::~LocalWatches() {
-  for (EdgeEpoll& e : edges_) close(e.epfd);
-  if (kick_fd_ >= 0) close(kick_fd_);
-  if (retired_fd_ >= 0) close(retired_fd_);
-  if (level_epfd_ >= 0) close(level_epfd_);
+  for (EdgeEpoll& e : edges_) CloseOwn(e.epfd);
+  if (kick_fd_ >= 0) CloseOwn(kick_fd_);
+  if (retired_fd_ >= 0) CloseOwn(retired_fd_);
+  if (spare_epfd_ >= 0) CloseOwn(spare_epfd_);
+  if (level_epfd_ >= 0) CloseOwn(level_epfd_);
 }
 
 bool LocalWatches::AddOwnSources(int epfd) {
@@ -367,7 +390,7 @@ LocalWatches::EdgeEpoll* LocalWatches::EdgeFor(uint32_t mask, bool create) {
   if (epfd < 0) return nullptr;
   if (Ctl(level_epfd_, EPOLL_CTL_ADD, epfd, EPOLLIN, kOwnEdge + edges_.size()) != 0) {
     fault_("epoll_ctl", "adding an edge epoll to the in-process watches' look epoll");
-    close(epfd);
+    CloseOwn(epfd);
     return nullptr;
   }
   edges_.push_back(EdgeEpoll{mask, epfd, 0});
@@ -652,6 +675,10 @@ void LocalWatches::TakeReady(ReadyList* out) {
     loop_reported_ = true;  // no look epoll: the loop is read directly
     return;
   }
+  if (may_create_) {
+    renewal_owed_ = false;
+    if (spare_epfd_ < 0 || retired_fd_ < 0) PrepareRenewal();  // a pump's renewal took them
+  }
   looked_ = true;
   epoll_event evs[64];
   int n;
@@ -763,7 +790,15 @@ void LocalWatches::TakeReady(ReadyList* out) {
 // number; the old one goes with every registration it held once its last
 // sleeper woke. Costs O(live files), once per such close.
 void LocalWatches::RenewLevelEpoll() {
-  const int fresh = epoll_create1(EPOLL_CLOEXEC);
+  // The spare a call made ahead; a look that may make descriptors makes
+  // one if need be. The idle pump without one leaves the renewal to the
+  // next call (set_may_create).
+  if (!may_create_ && (spare_epfd_ < 0 || retired_fd_ < 0)) {
+    renewal_owed_ = true;
+    return;
+  }
+  const int fresh = spare_epfd_ >= 0 ? spare_epfd_ : epoll_create1(EPOLL_CLOEXEC);
+  spare_epfd_ = -1;
   if (fresh < 0) {
     fault_("epoll_create1", "renewing the in-process watches' epoll (a closed file's reports go on)");
     return;
@@ -784,7 +819,7 @@ void LocalWatches::RenewLevelEpoll() {
     }
   }
   if (!AddOwnSources(fresh)) {
-    close(fresh);
+    CloseOwn(fresh);
     return;
   }
   // The fresh epoll takes the look epoll's number, so every reader keeps
@@ -792,14 +827,14 @@ void LocalWatches::RenewLevelEpoll() {
   // pump) holds that file until it wakes: an eventfd that is always
   // readable, added to the old one only, wakes it (and every later look at
   // the old one returns at once) to look at the new one.
-  if (retired_fd_ < 0) retired_fd_ = eventfd(1, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (retired_fd_ < 0) PrepareRenewal();  // on a call only (above)
   if (retired_fd_ < 0 || Ctl(level_epfd_, EPOLL_CTL_ADD, retired_fd_, EPOLLIN, kOwnRetired) != 0) {
     fault_("eventfd/epoll_ctl", "waking the in-process watches' sleepers after a renewal");
   }
-  if (dup3(fresh, level_epfd_, O_CLOEXEC) < 0) {
+  if (Dup3Own(fresh, level_epfd_, O_CLOEXEC) < 0) {
     fault_("dup3", "renewing the in-process watches' epoll (a closed file's reports go on)");
   }
-  close(fresh);
+  CloseOwn(fresh);
 }
 
 void LocalWatches::EndCall() {

@@ -3,13 +3,20 @@
 // inproc_test.cc does for event ports: what a kevent round allocates.
 #include <gtest/gtest.h>
 
+#include <dlfcn.h>
+#include <fcntl.h>
+#include <signal.h>
 #include <sys/event.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
 #include <cstdlib>
 #include <map>
 #include <thread>
@@ -17,6 +24,30 @@
 
 #include "tests/support/counting_new.h"
 #include "tests/support/syscall_segments.h"
+
+// This process's own close() and dup3() come first (before the kqueue
+// library's wrappers, which they call): they count the calls made while
+// g_counting is set, so a test can tell whether the engine closes or
+// replaces its own descriptors through the program's close()/dup3()
+// (InprocKqueueOwnDescriptors below).
+namespace {
+std::atomic<bool> g_counting{false};
+std::atomic<int> g_counted{0};
+}  // namespace
+
+extern "C" int close(int fd) {
+  using Fn = int (*)(int);
+  static const Fn next = reinterpret_cast<Fn>(dlsym(RTLD_NEXT, "close"));
+  if (g_counting.load()) g_counted.fetch_add(1);
+  return next != nullptr ? next(fd) : static_cast<int>(syscall(SYS_close, fd));
+}
+
+extern "C" int dup3(int oldfd, int newfd, int flags) noexcept {
+  using Fn = int (*)(int, int, int);
+  static const Fn next = reinterpret_cast<Fn>(dlsym(RTLD_NEXT, "dup3"));
+  if (g_counting.load()) g_counted.fetch_add(1);
+  return next != nullptr ? next(oldfd, newfd, flags) : static_cast<int>(syscall(SYS_dup3, oldfd, newfd, flags));
+}
 
 namespace {
 
@@ -247,6 +278,162 @@ TEST(InprocKqueue, WaitOnAUserOnlyKqueueEndsAtItsTimerAndAtATrigger) {
   EXPECT_EQ(out.filter, EVFILT_USER);
   trigger.join();
   close(kq);
+}
+
+// The engine's own descriptors go through neither the program's close()
+// nor its dup3(): those are the foreign library's wrappers, which report a
+// close of a number a knote once named (its hint, set at EV_ADD and kept
+// by a raw close) to the engine, on the engine's own thread. The idle pump
+// holds the engine's lock while it looks: such a report from it waited for
+// that lock for ever, and every later call with it (found in the VM: the
+// rare hang of freebsd_oneshot_readd_exact, docs/vm-test.md). Each child
+// runs in its own process, ended after kChildSeconds if it hangs.
+constexpr int kChildSeconds = 20;
+
+// The child's exit status, or -1 if it did not end in time (then killed).
+int RunChild(void (*child)()) {
+  const pid_t pid = fork();
+  if (pid < 0) return -2;
+  if (pid == 0) {
+    child();
+    _exit(0);
+  }
+  for (int i = 0; i < kChildSeconds * 100; ++i) {
+    int status = 0;
+    if (waitpid(pid, &status, WNOHANG) == pid) {
+      return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    }
+    const struct timespec ten_ms {0, 10 * 1000 * 1000};
+    nanosleep(&ten_ms, nullptr);
+  }
+  kill(pid, SIGKILL);
+  waitpid(pid, nullptr, 0);
+  return -1;
+}
+
+// A raw close of a number whose kept READ watch has its registration on,
+// with the file (ready) kept open elsewhere: the next change finds the
+// number closed (EBADF) and the record dies, and its registration lingers
+// in the look epoll. The next look renews that epoll (LocalWatches::
+// RenewLevelEpoll), whose fresh epoll takes the lowest free number: the
+// closed one, still hinted. `idle`: the program then stays out of the
+// engine, so the look is the idle pump's (1 ms after the last call);
+// otherwise the next kevent's own. Exit 10 + n: n calls of close()/dup3()
+// during the renewal.
+void RenewalAfterARawClose(bool idle) {
+  const int kq = kqueue();
+  int p[2];
+  if (kq < 0 || pipe(p) != 0 || write(p[1], "xy", 2) != 2) _exit(2);
+  const struct timespec zero {};
+  struct kevent ch, out;
+  EV_SET(&ch, p[0], EVFILT_READ, EV_ADD | EV_ONESHOT, 0, 0, nullptr);
+  for (int i = 0; i < 3; ++i) {  // the number's watch kept, its registration on from the second
+    if (kevent(kq, &ch, 1, &out, 1, &zero) != 1 || out.data != 2) _exit(3);
+  }
+  if (dup(p[0]) < 0) _exit(4);
+  g_counting = true;
+  if (syscall(SYS_close, p[0]) != 0) _exit(5);
+  if (kevent(kq, &ch, 1, &out, 1, &zero) != 1 || !(out.flags & EV_ERROR) || out.data != EBADF) _exit(6);
+  if (idle) {
+    const struct timespec hundred_ms {0, 100 * 1000 * 1000};
+    nanosleep(&hundred_ms, nullptr);
+  }
+  if (kevent(kq, nullptr, 0, &out, 1, &zero) != 0) _exit(7);
+  g_counting = false;
+  const int n = g_counted.load();
+  _exit(n == 0 ? 0 : 10 + std::min(n, 100));
+}
+
+TEST(InprocKqueueOwnDescriptors, IdlePumpRenewingTheLookEpollAfterARawCloseDoesNotHang) {
+  const int status = RunChild([] { RenewalAfterARawClose(true); });
+  EXPECT_NE(status, -1) << "the kevent after the idle pump's renewal never returned";
+  EXPECT_EQ(status, 0) << "exit 10 + n: n calls of close()/dup3() from the engine's renewal";
+}
+
+TEST(InprocKqueueOwnDescriptors, RenewalAtACallClosesNothingThroughTheLibrary) {
+  const int status = RunChild([] { RenewalAfterARawClose(false); });
+  EXPECT_NE(status, -1) << "the renewal's kevent never returned";
+  EXPECT_EQ(status, 0) << "exit 10 + n: n calls of close()/dup3() from the engine's renewal";
+}
+
+int OpenFdCount() {
+  int n = 0;
+  for (int fd = 0; fd < 4096; ++fd) n += fcntl(fd, F_GETFD) != -1;
+  return n;
+}
+
+// The idle pump makes no descriptor: it runs while the program makes
+// system calls of its own, and a new descriptor takes the lowest free
+// number, which the program may be about to reuse (close(n) then
+// dup2(x, n); in the VM the scenario's raw dup3 met the fresh epoll at its
+// number). Its renewal takes the spare epoll a call made ahead, so the
+// process has one descriptor fewer after it (the spare, now the look
+// epoll); the next call makes the next spare. Exit 10 + d: d descriptors
+// more (before: 1, the `retired` eventfd made at the first renewal).
+void PumpRenewalMakesNoDescriptor() {
+  const int kq = kqueue();
+  int p[2];
+  if (kq < 0 || pipe(p) != 0 || write(p[1], "xy", 2) != 2) _exit(2);
+  const struct timespec zero {};
+  struct kevent ch, out;
+  EV_SET(&ch, p[0], EVFILT_READ, EV_ADD | EV_ONESHOT, 0, 0, nullptr);
+  for (int i = 0; i < 3; ++i) {
+    if (kevent(kq, &ch, 1, &out, 1, &zero) != 1 || out.data != 2) _exit(3);
+  }
+  if (dup(p[0]) < 0) _exit(4);
+  if (syscall(SYS_close, p[0]) != 0) _exit(5);
+  if (kevent(kq, &ch, 1, &out, 1, &zero) != 1 || !(out.flags & EV_ERROR) || out.data != EBADF) _exit(6);
+  const int before = OpenFdCount();
+  const struct timespec hundred_ms {0, 100 * 1000 * 1000};
+  nanosleep(&hundred_ms, nullptr);  // the idle pump renews
+  const int after = OpenFdCount();
+  if (after != before - 1) _exit(after > before ? 10 + std::min(after - before, 100) : 9);
+  if (kevent(kq, nullptr, 0, &out, 1, &zero) != 0) _exit(7);
+  if (OpenFdCount() != before) _exit(8);  // the call made the next spare
+  _exit(0);
+}
+
+TEST(InprocKqueueOwnDescriptors, IdlePumpRenewalMakesNoDescriptor) {
+  const int status = RunChild(PumpRenewalMakesNoDescriptor);
+  EXPECT_NE(status, -1) << "hung";
+  EXPECT_EQ(status, 0) << "exit 10 + d: the idle pump made d descriptors; 9: no renewal on the pump";
+}
+
+// An object's last close that the idle pump routes (a raw close of a
+// kqueue's descriptor: its own end hangs up) closes the engine's own end
+// (ObjectTable::Remove) through close(). When that end took a number a
+// knote once named (closed raw, so still hinted), the library reports it to
+// the engine from the pump, which holds the lock: the report must not wait
+// for it (the pump is inside the engine, as a call's thread: Engine::Call).
+void LastCloseRoutedByThePump() {
+  const int kq = kqueue();
+  int s[2];
+  if (kq < 0 || socketpair(AF_UNIX, SOCK_STREAM, 0, s) != 0) _exit(2);
+  struct kevent ch[2];
+  EV_SET(&ch[0], s[0], EVFILT_WRITE, EV_ADD, 0, 0, nullptr);
+  EV_SET(&ch[1], s[1], EVFILT_WRITE, EV_ADD, 0, 0, nullptr);
+  if (kevent(kq, ch, 2, nullptr, 0, nullptr) != 0) _exit(3);  // both numbers hinted
+  EV_SET(&ch[0], s[0], EVFILT_WRITE, EV_DELETE, 0, 0, nullptr);
+  EV_SET(&ch[1], s[1], EVFILT_WRITE, EV_DELETE, 0, 0, nullptr);
+  if (kevent(kq, ch, 2, nullptr, 0, nullptr) != 0) _exit(4);
+  if (syscall(SYS_close, s[0]) != 0 || syscall(SYS_close, s[1]) != 0) _exit(5);
+  // A new kqueue's socketpair takes the two numbers: the engine's own end
+  // the first, the program's end the second (ObjectTable::MakePair).
+  const int inner = kqueue();
+  if (inner != s[1]) _exit(6);
+  if (syscall(SYS_close, inner) != 0) _exit(7);
+  const struct timespec hundred_ms {0, 100 * 1000 * 1000};
+  nanosleep(&hundred_ms, nullptr);  // the idle pump routes the last close
+  const struct timespec zero {};
+  struct kevent out;
+  if (kevent(kq, nullptr, 0, &out, 1, &zero) != 0) _exit(8);
+  _exit(0);
+}
+
+TEST(InprocKqueueOwnDescriptors, IdlePumpClosingAnObjectsEndAtAHintedNumberDoesNotHang) {
+  const int status = RunChild(LastCloseRoutedByThePump);
+  EXPECT_NE(status, -1) << "the kevent after the idle pump routed the last close never returned";
+  EXPECT_EQ(status, 0);
 }
 
 }  // namespace
