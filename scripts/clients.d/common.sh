@@ -1,7 +1,10 @@
 # Shared by the client scripts in scripts/clients.d (sourced, not run).
 # scripts/clients exports EVSHIM_REPO, EVSHIM_CLIENTS_WORK (sources and
-# builds), EVSHIM_CLIENTS_LOGS (results), EVSHIM_CLIENTS_QUICK and
-# EVSHIM_CLIENTS_PREPARE (1: stop after the build, `scripts/clients --prepare`).
+# builds), EVSHIM_CLIENTS_LOGS (results), EVSHIM_CLIENTS_QUICK,
+# EVSHIM_CLIENTS_PREPARE (1: stop after the build, `scripts/clients --prepare`)
+# and EVSHIM_CLIENTS_FETCH (1: stop once the packages and the source are
+# there, before evshim is installed, `scripts/clients --fetch`: build/ need
+# not be built yet).
 set -uo pipefail
 : "${EVSHIM_REPO:?run through scripts/clients}"
 

@@ -16,6 +16,7 @@ file_timeout=${EVSHIM_CPYTHON_FILE_TIMEOUT:-400}
 
 clients_need_packages gcc python3.11-dev libpython3.11-testsuite || exit 1
 clients_fetch_source python3.11 "$version" python3.11 || exit 1
+[ "${EVSHIM_CLIENTS_FETCH:-0}" = 1 ] && exit 0
 clients_install_evshim || exit 1
 # (Its only build, select_kq.so below, takes seconds: --prepare stops here.)
 [ "${EVSHIM_CLIENTS_PREPARE:-0}" = 1 ] && exit 0

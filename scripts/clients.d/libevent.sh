@@ -37,6 +37,7 @@ if [ ! -f "$src/.evshim-autoreconf" ]; then
   (cd "$src" && autoreconf -fi >autoreconf.log 2>&1) || { clients_log "libevent: autoreconf failed ($src/autoreconf.log)"; exit 1; }
   touch "$src/.evshim-autoreconf"
 fi
+[ "${EVSHIM_CLIENTS_FETCH:-0}" = 1 ] && exit 0
 clients_install_evshim || exit 1
 
 work=$EVSHIM_CLIENTS_WORK/libevent

@@ -24,6 +24,7 @@ quick=${EVSHIM_CLIENTS_QUICK:-0}
 
 clients_need_packages gcc make binutils apache2-utils curl python3 || exit 1
 clients_fetch_source nginx "$nginx_version" nginx || exit 1
+[ "${EVSHIM_CLIENTS_FETCH:-0}" = 1 ] && exit 0
 clients_install_evshim || exit 1
 rm -rf "$logs" && mkdir -p "$logs" "$work"
 
