@@ -1222,33 +1222,18 @@ void Engine::IdlePumpLoop() {
     // The program called again while this thread slept in poll: the sleep
     // above, until it stops.
     if (MonotonicNs() - last_call_ns_.load(std::memory_order_relaxed) < kIdleNs) continue;
-    bool owed = false;
-    {
-      std::lock_guard<EngineMutex> lock(mu_);
-      // Inside the engine, as a call's thread: a foreign library's wrapper
-      // that the engine's own work reaches (an object's end closed through
-      // close() when its last close is routed, at a number a knote once
-      // named) issues its system call instead of taking the lock this thread
-      // holds (Call). Test
-      // InprocKqueueOwnDescriptors.IdlePumpClosingAnObjectsEndAtAHintedNumberDoesNotHang.
-      t_in_engine = true;
-      SyncFileChecks(kCheckNone);
-      // No descriptor made here (LocalWatches::set_may_create): the program
-      // may be between a close and its reuse of the number (close(n) then
-      // dup2(x, n)), and a new descriptor takes the lowest free number.
-      host_->set_local_may_create(false);
-      Pump();
-      host_->EndCall();
-      host_->set_local_may_create(true);
-      owed = host_->LocalRenewalOwed();
-      t_in_engine = false;
-    }
-    if (owed) {
-      // A registration to renew and no spare: every look would meet it
-      // again. The next call renews (and makes the next spare).
-      const int64_t seen = last_call_ns_.load(std::memory_order_relaxed);
-      while (last_call_ns_.load(std::memory_order_relaxed) == seen) SleepNs(kIdleNs);
-    }
+    std::lock_guard<EngineMutex> lock(mu_);
+    // Inside the engine, as a call's thread: a foreign library's wrapper
+    // that the engine's own work reaches (an object's end closed through
+    // close() when its last close is routed, at a number a knote once
+    // named) issues its system call instead of taking the lock this thread
+    // holds (Call). Test
+    // InprocKqueueOwnDescriptors.IdlePumpClosingAnObjectsEndAtAHintedNumberDoesNotHang.
+    t_in_engine = true;
+    SyncFileChecks(kCheckNone);
+    Pump();
+    host_->EndCall();
+    t_in_engine = false;
   }
 }
 

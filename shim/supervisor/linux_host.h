@@ -122,11 +122,6 @@ class LinuxHost final : public emul::Host {
   void EndCall() {
     if (local_) local_->EndCall();
   }
-  // LocalWatches::set_may_create, renewal_owed (the engine's idle pump).
-  void set_local_may_create(bool on) {
-    if (local_) local_->set_may_create(on);
-  }
-  bool LocalRenewalOwed() const { return local_ && local_->renewal_owed(); }
   // LocalWatches::set_one_shot_associations, PlacementWithoutLook.
   void set_one_shot_associations(bool on) {
     if (local_) local_->set_one_shot_associations(on);

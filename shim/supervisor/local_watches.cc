@@ -112,21 +112,13 @@ LocalWatches::LocalWatches(int loop_epoll, std::function<void(const char*, std::
     setup_errno_ = errno;
     CloseOwn(level_epfd_);
     level_epfd_ = -1;
-    return;
   }
-  PrepareRenewal();
-}
-
-void LocalWatches::PrepareRenewal() {
-  if (spare_epfd_ < 0) spare_epfd_ = epoll_create1(EPOLL_CLOEXEC);
-  if (retired_fd_ < 0) retired_fd_ = eventfd(1, EFD_CLOEXEC | EFD_NONBLOCK);
 }
 
 LocalWatches::~LocalWatches() {
   for (EdgeEpoll& e : edges_) CloseOwn(e.epfd);
   if (kick_fd_ >= 0) CloseOwn(kick_fd_);
   if (retired_fd_ >= 0) CloseOwn(retired_fd_);
-  if (spare_epfd_ >= 0) CloseOwn(spare_epfd_);
   if (level_epfd_ >= 0) CloseOwn(level_epfd_);
 }
 
@@ -675,10 +667,6 @@ void LocalWatches::TakeReady(ReadyList* out) {
     loop_reported_ = true;  // no look epoll: the loop is read directly
     return;
   }
-  if (may_create_) {
-    renewal_owed_ = false;
-    if (spare_epfd_ < 0 || retired_fd_ < 0) PrepareRenewal();  // a pump's renewal took them
-  }
   looked_ = true;
   epoll_event evs[64];
   int n;
@@ -790,15 +778,7 @@ void LocalWatches::TakeReady(ReadyList* out) {
 // number; the old one goes with every registration it held once its last
 // sleeper woke. Costs O(live files), once per such close.
 void LocalWatches::RenewLevelEpoll() {
-  // The spare a call made ahead; a look that may make descriptors makes
-  // one if need be. The idle pump without one leaves the renewal to the
-  // next call (set_may_create).
-  if (!may_create_ && (spare_epfd_ < 0 || retired_fd_ < 0)) {
-    renewal_owed_ = true;
-    return;
-  }
-  const int fresh = spare_epfd_ >= 0 ? spare_epfd_ : epoll_create1(EPOLL_CLOEXEC);
-  spare_epfd_ = -1;
+  const int fresh = epoll_create1(EPOLL_CLOEXEC);
   if (fresh < 0) {
     fault_("epoll_create1", "renewing the in-process watches' epoll (a closed file's reports go on)");
     return;
@@ -827,7 +807,7 @@ void LocalWatches::RenewLevelEpoll() {
   // pump) holds that file until it wakes: an eventfd that is always
   // readable, added to the old one only, wakes it (and every later look at
   // the old one returns at once) to look at the new one.
-  if (retired_fd_ < 0) PrepareRenewal();  // on a call only (above)
+  if (retired_fd_ < 0) retired_fd_ = eventfd(1, EFD_CLOEXEC | EFD_NONBLOCK);
   if (retired_fd_ < 0 || Ctl(level_epfd_, EPOLL_CTL_ADD, retired_fd_, EPOLLIN, kOwnRetired) != 0) {
     fault_("eventfd/epoll_ctl", "waking the in-process watches' sleepers after a renewal");
   }

@@ -147,18 +147,6 @@ class LocalWatches {
   void EndCall();
   // Whether a TakeReady since the last TakeLoopReport saw the nested loop
   // epoll report (its sources need a look); cleared.
-  // Whether this thread may make descriptors (default: yes). The engine's
-  // idle pump may not: it runs while the program makes system calls of its
-  // own, and a descriptor it made would take the lowest free number, which
-  // the program may be about to reuse (close(n) then dup2(x, n), or
-  // close(0) then open()). Its renewal of the look epoll then uses the
-  // spare epoll and the `retired` eventfd a call made ahead, or is left to
-  // the next call (renewal_owed()).
-  void set_may_create(bool on) { may_create_ = on; }
-  // A look that could not make descriptors met a registration to renew
-  // and had no spare: the next call's look renews (until then every look
-  // would meet it again). Cleared by a look that may make descriptors.
-  bool renewal_owed() const { return renewal_owed_; }
   bool TakeLoopReport() {
     const bool r = loop_reported_;
     loop_reported_ = false;
@@ -352,12 +340,6 @@ class LocalWatches {
   int level_epfd_ = -1;  // the look epoll (its number is kept across renewals)
   int kick_fd_ = -1;  // an eventfd in the look epoll: reports found outside TakeReady
   int retired_fd_ = -1;  // an eventfd always readable: wakes the sleepers of a replaced look epoll
-  int spare_epfd_ = -1;  // the next renewal's fresh look epoll, made ahead by a call (set_may_create)
-  bool may_create_ = true;
-  bool renewal_owed_ = false;
-  // Makes the spare epoll and the retired eventfd if they are missing (a
-  // look that may make descriptors).
-  void PrepareRenewal();
   bool kicked_ = false;
   int setup_errno_ = 0;  // why level_epfd_ or kick_fd_ could not be made
   ReadyList fired_;

@@ -4,7 +4,6 @@
 #include <gtest/gtest.h>
 
 #include <dlfcn.h>
-#include <fcntl.h>
 #include <signal.h>
 #include <sys/event.h>
 #include <sys/resource.h>
@@ -354,49 +353,6 @@ TEST(InprocKqueueOwnDescriptors, RenewalAtACallClosesNothingThroughTheLibrary) {
   const int status = RunChild([] { RenewalAfterARawClose(false); });
   EXPECT_NE(status, -1) << "the renewal's kevent never returned";
   EXPECT_EQ(status, 0) << "exit 10 + n: n calls of close()/dup3() from the engine's renewal";
-}
-
-int OpenFdCount() {
-  int n = 0;
-  for (int fd = 0; fd < 4096; ++fd) n += fcntl(fd, F_GETFD) != -1;
-  return n;
-}
-
-// The idle pump makes no descriptor: it runs while the program makes
-// system calls of its own, and a new descriptor takes the lowest free
-// number, which the program may be about to reuse (close(n) then
-// dup2(x, n); in the VM the scenario's raw dup3 met the fresh epoll at its
-// number). Its renewal takes the spare epoll a call made ahead, so the
-// process has one descriptor fewer after it (the spare, now the look
-// epoll); the next call makes the next spare. Exit 10 + d: d descriptors
-// more (before: 1, the `retired` eventfd made at the first renewal).
-void PumpRenewalMakesNoDescriptor() {
-  const int kq = kqueue();
-  int p[2];
-  if (kq < 0 || pipe(p) != 0 || write(p[1], "xy", 2) != 2) _exit(2);
-  const struct timespec zero {};
-  struct kevent ch, out;
-  EV_SET(&ch, p[0], EVFILT_READ, EV_ADD | EV_ONESHOT, 0, 0, nullptr);
-  for (int i = 0; i < 3; ++i) {
-    if (kevent(kq, &ch, 1, &out, 1, &zero) != 1 || out.data != 2) _exit(3);
-  }
-  if (dup(p[0]) < 0) _exit(4);
-  if (syscall(SYS_close, p[0]) != 0) _exit(5);
-  if (kevent(kq, &ch, 1, &out, 1, &zero) != 1 || !(out.flags & EV_ERROR) || out.data != EBADF) _exit(6);
-  const int before = OpenFdCount();
-  const struct timespec hundred_ms {0, 100 * 1000 * 1000};
-  nanosleep(&hundred_ms, nullptr);  // the idle pump renews
-  const int after = OpenFdCount();
-  if (after != before - 1) _exit(after > before ? 10 + std::min(after - before, 100) : 9);
-  if (kevent(kq, nullptr, 0, &out, 1, &zero) != 0) _exit(7);
-  if (OpenFdCount() != before) _exit(8);  // the call made the next spare
-  _exit(0);
-}
-
-TEST(InprocKqueueOwnDescriptors, IdlePumpRenewalMakesNoDescriptor) {
-  const int status = RunChild(PumpRenewalMakesNoDescriptor);
-  EXPECT_NE(status, -1) << "hung";
-  EXPECT_EQ(status, 0) << "exit 10 + d: the idle pump made d descriptors; 9: no renewal on the pump";
 }
 
 // An object's last close that the idle pump routes (a raw close of a
