@@ -23,6 +23,8 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
+#include <condition_variable>
 #include <cerrno>
 #include <cstdint>
 #include <cstdio>
@@ -34,6 +36,7 @@
 #include <new>
 #include <sstream>
 #include <set>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -1328,6 +1331,69 @@ pid_t OtherThread() {
   _exit(0);
 }
 
+// Kills a forked child that is still running after a limit, first
+// recording where each of its threads stood (state, wait channel, system
+// call, kernel stack), so that a test that would hang fails with that
+// record instead of running into the suite's timeout. Why: this test timed
+// out once in 200+ runs (2026-12-04) and never again; the next time, the
+// record says where.
+class ChildWatchdog {
+ public:
+  ChildWatchdog(pid_t child, std::chrono::seconds limit)
+      : thread_([this, child, limit] {
+          std::unique_lock<std::mutex> lock(mu_);
+          if (cv_.wait_for(lock, limit, [this] { return done_; })) return;
+          record_ = Snapshot(child);
+          fired_ = true;
+          kill(child, SIGKILL);
+        }) {}
+  ~ChildWatchdog() { Stop(); }
+  // Stops the watch; true when the limit passed and the child was killed.
+  bool Stop() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      done_ = true;
+    }
+    cv_.notify_all();
+    if (thread_.joinable()) thread_.join();
+    return fired_;
+  }
+  const std::string& record() const { return record_; }
+
+ private:
+  static std::string ReadSmall(const std::string& path) {
+    std::string text;
+    if (FILE* f = std::fopen(path.c_str(), "r")) {
+      char buf[4096];
+      const size_t n = std::fread(buf, 1, sizeof buf, f);
+      text.assign(buf, n);
+      std::fclose(f);
+    }
+    return text;
+  }
+  static std::string Snapshot(pid_t child) {
+    std::ostringstream out;
+    const std::string base = "/proc/" + std::to_string(child) + "/task";
+    if (DIR* d = opendir(base.c_str())) {
+      while (dirent* e = readdir(d)) {
+        if (e->d_name[0] == '.') continue;
+        const std::string task = base + "/" + e->d_name;
+        out << "task " << e->d_name << ": stat " << ReadSmall(task + "/stat") << " wchan "
+            << ReadSmall(task + "/wchan") << "\n syscall " << ReadSmall(task + "/syscall") << " stack\n"
+            << ReadSmall(task + "/stack") << "\n";
+      }
+      closedir(d);
+    }
+    return out.str();
+  }
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool done_ = false;
+  bool fired_ = false;
+  std::string record_;
+  std::thread thread_;
+};
+
 TEST(InprocPump, IdlePumpMakesNoWastedLookWhileTheProgramCalls) {
   int up[2], go[2];
   ASSERT_EQ(pipe(up), 0);
@@ -1341,8 +1407,10 @@ TEST(InprocPump, IdlePumpMakesNoWastedLookWhileTheProgramCalls) {
   }
   close(up[1]);
   close(go[0]);
+  ChildWatchdog watchdog(pid, std::chrono::seconds(30));
   pid_t pump = 0;
-  ASSERT_EQ(read(up[0], &pump, sizeof pump), static_cast<ssize_t>(sizeof pump));
+  ASSERT_EQ(read(up[0], &pump, sizeof pump), static_cast<ssize_t>(sizeof pump))
+      << (watchdog.Stop() ? "killed after 30 s; where it stood:\n" + watchdog.record() : std::string());
   // The pump thread alone; its stops are seen with __WALL.
   ASSERT_EQ(ptrace(PTRACE_SEIZE, pump, nullptr, reinterpret_cast<void*>(PTRACE_O_TRACESYSGOOD)), 0)
       << "errno " << errno;
@@ -1370,8 +1438,11 @@ TEST(InprocPump, IdlePumpMakesNoWastedLookWhileTheProgramCalls) {
     entering = !entering;
   }
   int64_t pauses = -1;
-  ASSERT_EQ(read(up[0], &pauses, sizeof pauses), static_cast<ssize_t>(sizeof pauses));
+  const ssize_t got = read(up[0], &pauses, sizeof pauses);
   ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  ASSERT_FALSE(watchdog.Stop()) << "the child was still running after 30 s; where it stood:\n"
+                                << watchdog.record() << "the pump's system calls so far: " << calls.size();
+  ASSERT_EQ(got, static_cast<ssize_t>(sizeof pauses));
   ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "status " << status;
   close(up[0]);
   close(go[1]);
