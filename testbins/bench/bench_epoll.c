@@ -4,6 +4,14 @@
  *   bench_epoll user N         eventfd write + epoll_wait + read (port_send + port_get)
  *   bench_epoll fdwait N       epoll_ctl(MOD, ONESHOT) + epoll_wait on a ready pipe
  *   bench_epoll loop PAIRS N   token passed round robin over socketpairs (level-triggered)
+ *   bench_epoll loop-oneshot PAIRS N  the same loop with the event-port rules on bare
+ *                              epoll: EPOLLONESHOT registrations, re-armed with
+ *                              EPOLL_CTL_MOD after each event (port_associate's
+ *                              re-arm, rules 5 and 6): the ceiling of any epoll-based
+ *                              emulation that keeps them (docs/performance.md)
+ *   bench_epoll loop-fionread PAIRS N  the level loop plus a FIONREAD per event (kevent's
+ *                              EVFILT_READ data: the bytes to read): the same ceiling
+ *                              for the kqueue personalities
  *   bench_epoll procs K PAIRS N  K loops in K processes at once: aggregate events/s
  *   bench_epoll threads T N    N events consumed by T threads blocked in epoll_wait
  *                              on one eventfd (port_send + port_get by T threads)
@@ -15,6 +23,7 @@
 #include <stdint.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 
 #include "bench_common.h"
@@ -78,6 +87,64 @@ static void loop(long pairs, long n) {
   bench_report("epoll", "loop", "events_per_s", (double)n / dt, "ev/s", pairs);
 }
 
+static void loop_fionread(long pairs, long n) {
+  bench_raise_nofile();
+  int ep = epoll_create1(0);
+  int (*sv)[2] = calloc((size_t)pairs, sizeof *sv);
+  for (long i = 0; i < pairs; i++) {
+    DIE_IF(socketpair(AF_UNIX, SOCK_STREAM, 0, sv[i]) != 0);
+    struct epoll_event ev = {.events = EPOLLIN, .data.u64 = (uint64_t)i};
+    DIE_IF(epoll_ctl(ep, EPOLL_CTL_ADD, sv[i][0], &ev) != 0);
+  }
+  DIE_IF(write(sv[0][1], "t", 1) != 1);
+  double t0 = bench_start();
+  for (long done = 0; done < n;) {
+    struct epoll_event out[8];
+    int k = epoll_wait(ep, out, 8, -1);
+    DIE_IF(k <= 0);
+    for (int j = 0; j < k; j++, done++) {
+      long i = (long)out[j].data.u64;
+      int avail = 0;
+      DIE_IF(ioctl(sv[i][0], FIONREAD, &avail) != 0 || avail != 1);
+      char c;
+      DIE_IF(read(sv[i][0], &c, 1) != 1);
+      DIE_IF(write(sv[(i + 1) % pairs][1], &c, 1) != 1);
+    }
+  }
+  double t1 = bench_now();
+  bench_done(t0, t1);
+  bench_report("epoll", "loop-fionread", "events_per_s", (double)n / (t1 - t0), "ev/s", pairs);
+}
+
+static void loop_oneshot(long pairs, long n) {
+  bench_raise_nofile();
+  int ep = epoll_create1(0);
+  int (*sv)[2] = calloc((size_t)pairs, sizeof *sv);
+  for (long i = 0; i < pairs; i++) {
+    DIE_IF(socketpair(AF_UNIX, SOCK_STREAM, 0, sv[i]) != 0);
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLONESHOT, .data.u64 = (uint64_t)i};
+    DIE_IF(epoll_ctl(ep, EPOLL_CTL_ADD, sv[i][0], &ev) != 0);
+  }
+  DIE_IF(write(sv[0][1], "t", 1) != 1);
+  double t0 = bench_start();
+  for (long done = 0; done < n;) {
+    struct epoll_event out[8];
+    int k = epoll_wait(ep, out, 8, -1);
+    DIE_IF(k <= 0);
+    for (int j = 0; j < k; j++, done++) {
+      long i = (long)out[j].data.u64;
+      char c;
+      DIE_IF(read(sv[i][0], &c, 1) != 1);
+      struct epoll_event ev = {.events = EPOLLIN | EPOLLONESHOT, .data.u64 = (uint64_t)i};
+      DIE_IF(epoll_ctl(ep, EPOLL_CTL_MOD, sv[i][0], &ev) != 0);
+      DIE_IF(write(sv[(i + 1) % pairs][1], &c, 1) != 1);
+    }
+  }
+  double t1 = bench_now();
+  bench_done(t0, t1);
+  bench_report("epoll", "loop-oneshot", "events_per_s", (double)n / (t1 - t0), "ev/s", pairs);
+}
+
 /* The same watches as bench_ports/bench_kqueue memory fd: a pipe's read end
  * per watch, the write end closed. */
 /* bench_ports threads: one producer posts N user events, T threads each
@@ -137,6 +204,8 @@ int main(int argc, char **argv) {
   if (!strcmp(argv[1], "user")) user(a);
   else if (!strcmp(argv[1], "fdwait")) fdwait(a);
   else if (!strcmp(argv[1], "loop") && argc == 4) loop(a, atol(argv[3]));
+  else if (!strcmp(argv[1], "loop-oneshot") && argc == 4) loop_oneshot(a, atol(argv[3]));
+  else if (!strcmp(argv[1], "loop-fionread") && argc == 4) loop_fionread(a, atol(argv[3]));
   else if (!strcmp(argv[1], "procs") && argc == 5) bench_procs("epoll", a, atol(argv[3]), atol(argv[4]), loop);
   else if (!strcmp(argv[1], "threads") && argc == 4) threads(a, atol(argv[3]));
   else if (!strcmp(argv[1], "memory") && argc == 4 && !strcmp(argv[2], "fd")) memory(bench_watch_count(argv[3]));

@@ -4,7 +4,9 @@
 temporary directory must end with status 0 and write both tables, and every
 speed row must carry its cpu figure: positive microseconds of cpu per
 operation, and for the evshim rows a positive paired cpu ratio against epoll,
-also in the "CPU per operation" table of results.md. Measures nothing.
+also in the "CPU per operation" table of results.md; and both ceiling rows
+(native loops with the foreign rules' extra call) in their own table.
+Measures nothing.
 
 usage: bench_script.py SCRIPTS_BENCH BUILD_DIR
 """
@@ -71,6 +73,17 @@ else:
                 problems.append(f"cpu table: {row}")
         except ValueError:
             problems.append(f"cpu table: {row}")
+
+# The ceilings (docs/performance.md "The ceiling of the loop goal"): both
+# native programs measured, paired against the plain loop, in their table.
+ceilings = [r for r in rows if r["kind"] == "ceiling"]
+if len(ceilings) != 2:
+    problems.append(f"{len(ceilings)} ceiling rows, expected 2")
+for r in ceilings:
+    if "error" in r or not r.get("ratio_to_epoll", 0) > 0 or not r.get("cpu_ratio_to_epoll", 0) > 0:
+        problems.append(f"ceiling {r['api']}: {r.get('error') or r.get('ratio_to_epoll')}")
+    elif not any(line.startswith(f"| {r['api']} {r['group']} |") for line in lines):
+        problems.append(f"results.md: no ceiling line for {r['api']}")
 
 for p in problems:
     print(f"FAIL {p}")

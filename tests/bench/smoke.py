@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Smoke test of the benchmark programs scripts/bench drives (issue 15 item 1):
-the `procs`, `threads` and `memory KIND` commands, natively and under `evshim run` in
+the `procs`, `threads`, `memory KIND` (and epoll's `loop-oneshot`, `loop-fionread`) commands, natively and under `evshim run` in
 both modes, print one result line of the expected shape. Tiny counts: this
 checks the programs, it measures nothing.
 
@@ -43,6 +43,9 @@ def under(prog, *args):
 check([os.path.join(tb, "bench_epoll"), "procs", "2", "10", "300"], {}, "procs", 2, True)
 check([os.path.join(tb, "bench_epoll"), "memory", "fd", "200"], {}, "memory-fd", 200, False)
 check([os.path.join(tb, "bench_epoll"), "threads", "4", "400"], {}, "threads", 4, True)
+# The ceilings of an exact emulation on epoll (docs/performance.md).
+check([os.path.join(tb, "bench_epoll"), "loop-oneshot", "10", "300"], {}, "loop-oneshot", 10, True)
+check([os.path.join(tb, "bench_epoll"), "loop-fionread", "10", "300"], {}, "loop-fionread", 10, True)
 for mode in ("0", "1"):
     env = {"EVSHIM_SUPERVISED": mode}
     check(under("bench_ports", "procs", 2, 10, 300), env, "procs", 2, True)
