@@ -3,6 +3,8 @@
  * equivalent of each foreign call measured by bench_ports and bench_kqueue.
  *   bench_epoll user N         eventfd write + epoll_wait + read (port_send + port_get)
  *   bench_epoll fdwait N       epoll_ctl(MOD, ONESHOT) + epoll_wait on a ready pipe
+ *   bench_epoll fdwait-fionread N  the same plus a FIONREAD (kevent's EVFILT_READ data):
+ *                              the ceiling of the kqueue personalities' fdwait
  *   bench_epoll loop PAIRS N   token passed round robin over socketpairs (level-triggered)
  *   bench_epoll loop-oneshot PAIRS N  the same loop with the event-port rules on bare
  *                              epoll: EPOLLONESHOT registrations, re-armed with
@@ -57,6 +59,24 @@ static void fdwait(long n) {
     DIE_IF(epoll_wait(ep, &out, 1, -1) != 1);
   }
   bench_report("epoll", "fdwait", "us_per_op", (bench_now() - t0) / (double)n * 1e6, "us", n);
+}
+
+static void fdwait_fionread(long n) {
+  int ep = epoll_create1(0), p[2];
+  DIE_IF(pipe(p) != 0);
+  DIE_IF(write(p[1], "x", 1) != 1);
+  struct epoll_event ev = {.events = EPOLLIN | EPOLLONESHOT, .data.fd = p[0]};
+  DIE_IF(epoll_ctl(ep, EPOLL_CTL_ADD, p[0], &ev) != 0);
+  struct epoll_event out;
+  DIE_IF(epoll_wait(ep, &out, 1, -1) != 1);
+  double t0 = bench_now();
+  for (long i = 0; i < n; i++) {
+    DIE_IF(epoll_ctl(ep, EPOLL_CTL_MOD, p[0], &ev) != 0);
+    DIE_IF(epoll_wait(ep, &out, 1, -1) != 1);
+    int avail = 0;
+    DIE_IF(ioctl(p[0], FIONREAD, &avail) != 0 || avail != 1);
+  }
+  bench_report("epoll", "fdwait-fionread", "us_per_op", (bench_now() - t0) / (double)n * 1e6, "us", n);
 }
 
 static void loop(long pairs, long n) {
@@ -203,6 +223,7 @@ int main(int argc, char **argv) {
   long a = atol(argv[2]);
   if (!strcmp(argv[1], "user")) user(a);
   else if (!strcmp(argv[1], "fdwait")) fdwait(a);
+  else if (!strcmp(argv[1], "fdwait-fionread")) fdwait_fionread(a);
   else if (!strcmp(argv[1], "loop") && argc == 4) loop(a, atol(argv[3]));
   else if (!strcmp(argv[1], "loop-oneshot") && argc == 4) loop_oneshot(a, atol(argv[3]));
   else if (!strcmp(argv[1], "loop-fionread") && argc == 4) loop_fionread(a, atol(argv[3]));

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Smoke test of the benchmark programs scripts/bench drives (issue 15 item 1):
-the `procs`, `threads`, `memory KIND` (and epoll's `loop-oneshot`, `loop-fionread`) commands, natively and under `evshim run` in
+the `procs`, `threads`, `memory KIND` (and epoll's `loop-oneshot`, `loop-fionread`, `fdwait-fionread`) commands, natively and under `evshim run` in
 both modes, print one result line of the expected shape. Tiny counts: this
 checks the programs, it measures nothing.
 
@@ -46,6 +46,7 @@ check([os.path.join(tb, "bench_epoll"), "threads", "4", "400"], {}, "threads", 4
 # The ceilings of an exact emulation on epoll (docs/performance.md).
 check([os.path.join(tb, "bench_epoll"), "loop-oneshot", "10", "300"], {}, "loop-oneshot", 10, True)
 check([os.path.join(tb, "bench_epoll"), "loop-fionread", "10", "300"], {}, "loop-fionread", 10, True)
+check([os.path.join(tb, "bench_epoll"), "fdwait-fionread", "300"], {}, "fdwait-fionread", 300, True)
 for mode in ("0", "1"):
     env = {"EVSHIM_SUPERVISED": mode}
     check(under("bench_ports", "procs", 2, 10, 300), env, "procs", 2, True)
