@@ -778,10 +778,16 @@ void EventPorts::AbortWait(WaitId wid, int error) {
   Pump(*p);
 }
 
-void EventPorts::OnWatchReady(WatchId watch, uint32_t revents) {
+void EventPorts::OnWatchReady(WatchId watch, uint32_t revents) { (void)RouteWatchReady(watch, revents); }
+
+bool EventPorts::RouteWatchReady(WatchId watch, uint32_t revents) {
   auto it = by_watch_.find(watch);
-  if (it == by_watch_.end()) return;
-  FdAssoc* a = it->second;
+  if (it == by_watch_.end()) return false;
+  AssocReady(it->second, revents);
+  return true;
+}
+
+void EventPorts::AssocReady(FdAssoc* a, uint32_t revents) {
   if (!a->active) return;
   uint32_t fired = revents & (a->events | kAlwaysReported);
   if (fired == 0) {

@@ -275,6 +275,7 @@ class EventPorts final : public Engine {
 
   // --- host callbacks ---
   void OnWatchReady(WatchId watch, uint32_t revents) override;
+  bool RouteWatchReady(WatchId watch, uint32_t revents) override;
   // A watched file changed (file_bits; exceptions end the watch).
   void OnFileEvent(WatchId watch, uint32_t events);
   void OnDeadline() override;
@@ -469,6 +470,8 @@ class EventPorts final : public Engine {
   Port* FindInMap(ObjectId id);
   void ErasePort(ObjectId id);
   void Enqueue(Port& p, Queued q);
+  // An FD association's watch reported `revents` (OnWatchReady).
+  void AssocReady(FdAssoc* a, uint32_t revents);
   void RemoveQueued(Port& p, QueueIt it);
   void FreeAssoc(Port& p, FdAssoc* a);
   void FreeFileAssoc(Port& p, FileAssoc* a);
