@@ -224,17 +224,24 @@ emul::Pid ThreadId(pid_t pid) {
   return static_cast<emul::Pid>(tid);
 }
 
-int WakeFd(pid_t pid) {
-  if (t_wake.pid != pid || t_wake.fd < 0) {
-    if (t_wake.pid != pid) {  // the parent's, inherited
-      if (t_wake.epfd >= 0) close(t_wake.epfd);
-      if (t_wake.fd >= 0) close(t_wake.fd);
-      t_wake.epfd = -1;
-      t_wake.unread = false;
-    }
-    t_wake.fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    t_wake.pid = pid;
+int MakeWakeFd(pid_t pid);
+// Inline, the usual answer first: every deferred call asks (Context::Defer).
+inline int WakeFd(pid_t pid) {
+  if (t_wake.pid == pid && t_wake.fd >= 0) [[likely]] return t_wake.fd;
+  return MakeWakeFd(pid);
+}
+
+// The thread's first wake-up eventfd in this process (or again after a
+// failed eventfd).
+__attribute__((noinline)) int MakeWakeFd(pid_t pid) {
+  if (t_wake.pid != pid) {  // the parent's, inherited
+    if (t_wake.epfd >= 0) close(t_wake.epfd);
+    if (t_wake.fd >= 0) close(t_wake.fd);
+    t_wake.epfd = -1;
+    t_wake.unread = false;
   }
+  t_wake.fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  t_wake.pid = pid;
   return t_wake.fd;
 }
 
@@ -255,22 +262,9 @@ int WakeEpoll(pid_t pid) {
   return t_wake.epfd;
 }
 
-int64_t MonotonicNs() {
-  timespec t{};
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return static_cast<int64_t>(t.tv_sec) * 1'000'000'000 + t.tv_nsec;
-}
-
 void SleepNs(int64_t ns) {
   timespec t{static_cast<time_t>(ns / 1'000'000'000), static_cast<long>(ns % 1'000'000'000)};
   while (nanosleep(&t, &t) != 0 && errno == EINTR) {
-  }
-}
-
-// Until CLOCK_MONOTONIC reads `ns` (MonotonicNs).
-void SleepUntilNs(int64_t ns) {
-  timespec t{static_cast<time_t>(ns / 1'000'000'000), static_cast<long>(ns % 1'000'000'000)};
-  while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &t, nullptr) == EINTR) {
   }
 }
 
@@ -760,9 +754,9 @@ PortCall PortCall::Decode(abi::Call call, const uint64_t args[6]) {
   return c;
 }
 
-bool Engine::Call(int nr, const uint64_t args[6], long* result) {
-  const abi::SyscallEntry* entry = abi::FindSyscall(kProcessModel, nr);
-  if (entry == nullptr) return false;
+bool Engine::Call(const abi::SyscallEntry& row, int nr, const std::array<uint64_t, 6>& raw, long* result) {
+  const abi::SyscallEntry* entry = &row;
+  const uint64_t* args = raw.data();
   if (t_in_engine) return false;  // a signal handler on a thread inside the engine
   // Destroyed after the lock: a call that blocked signals ahead and did not
   // wait gives the mask back once the lock is free.
@@ -786,7 +780,9 @@ bool Engine::Call(int nr, const uint64_t args[6], long* result) {
       t_call_frame = 0;
       t_in_engine = false;
       t_engine_thread = false;
-      e.last_call_ns_.store(MonotonicNs(), std::memory_order_relaxed);
+      // A change is all the idle pump needs: no clock read per call. (Not
+      // an atomic add: two calls ending at once may count as one change.)
+      e.calls_ended_.store(e.calls_ended_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
     }
   } leave{*this, lock};
   // After a look, the ports' POLLIN reports wait for the handler's end:
@@ -811,8 +807,6 @@ bool Engine::Call(int nr, const uint64_t args[6], long* result) {
     if (port_call.portfs) held_reports.emplace(*ports_);
     PrepareCall();
   }
-  std::array<uint64_t, 6> raw{};
-  for (int i = 0; i < 6; ++i) raw[i] = args[i];
   abi::SyscallArgs a(kProcessModel, raw);
   fasttrace::CallTrace* traced =  // trace (docs/trace.md "Fast mode")
       fasttrace::On() ? fasttrace::Begin(*entry, nr, args, pid_, ThreadId(pid_), *memory_) : nullptr;
@@ -1004,7 +998,7 @@ void Engine::Settle() {
   host_->EndCall();
   t_in_engine = false;
   t_engine_thread = false;
-  // last_call_ns_ stays: a poll that blocks after this relies on the idle
+  // calls_ended_ stays: a poll that blocks after this relies on the idle
   // pump for what happens later.
 }
 
@@ -1195,16 +1189,18 @@ void Engine::StartIdlePump() {
 
 void Engine::IdlePumpLoop() {
   t_engine_thread = true;
+  uint64_t seen = calls_ended_.load(std::memory_order_relaxed);  // calls ended by the last pass
   for (;;) {
-    // While the program calls (its last call ended less than kIdleNs ago),
-    // its next call looks itself. The pump then sleeps until kIdleNs after
-    // that call without polling the look epoll: the program's own traffic
+    // While the program calls (a call ended since the last pass, at most
+    // kIdleNs ago), its next call looks itself. The pump then sleeps
+    // kIdleNs without polling the look epoll: the program's own traffic
     // keeps that epoll readable, so a poll there would return (or be woken
     // by the program's next write) at every pass, one wasted wake-up and
-    // two system calls each. One timed sleep a millisecond is left.
-    const int64_t last = last_call_ns_.load(std::memory_order_relaxed);
-    if (MonotonicNs() - last < kIdleNs) {
-      SleepUntilNs(last + kIdleNs);
+    // two system calls each. One timed sleep a millisecond is left. It
+    // looks once a whole kIdleNs passed with no call ended.
+    if (const uint64_t now = calls_ended_.load(std::memory_order_relaxed); now != seen) {
+      seen = now;
+      SleepNs(kIdleNs);
       continue;
     }
     // This only looks (a poll of the look epoll consumes no one-shot
@@ -1221,7 +1217,7 @@ void Engine::IdlePumpLoop() {
     }
     // The program called again while this thread slept in poll: the sleep
     // above, until it stops.
-    if (MonotonicNs() - last_call_ns_.load(std::memory_order_relaxed) < kIdleNs) continue;
+    if (calls_ended_.load(std::memory_order_relaxed) != seen) continue;
     std::lock_guard<EngineMutex> lock(mu_);
     // Inside the engine, as a call's thread: a foreign library's wrapper
     // that the engine's own work reaches (an object's end closed through

@@ -12,6 +12,7 @@
 #include <pthread.h>
 #include <sys/types.h>
 
+#include <array>
 #include <atomic>
 #include <cstdint>
 #include <memory>
@@ -123,10 +124,11 @@ class Engine {
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;
 
-  // Runs the call `nr` (x86_64 number) with the registers `args`. Returns
+  // Runs the call `nr` (x86_64 number; `entry` is its row of the syscall
+  // table, looked up once by the caller) with the registers `args`. Returns
   // false when the engine does not serve it (the library then issues the
   // system call); else `*result` is the value, or -errno.
-  bool Call(int nr, const uint64_t args[6], long* result);
+  bool Call(const abi::SyscallEntry& entry, int nr, const std::array<uint64_t, 6>& args, long* result);
 
   // evshim_engine_settle: what a call would see first (PrepareCall) is
   // applied, and each object's descriptor byte with it (ApplyReadiness).
@@ -341,7 +343,9 @@ class Engine {
     uint64_t removals = 0;
   };
   KnownLast known_last_;
-  std::atomic<int64_t> last_call_ns_{0};
+  // Counts calls ended (Call), for the idle pump: changed since its last
+  // pass, the program is calling (IdlePumpLoop).
+  std::atomic<uint64_t> calls_ended_{0};
   std::atomic<int> waiting_threads_{0};
 
   EngineOptions options_;
