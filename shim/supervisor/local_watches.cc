@@ -162,7 +162,7 @@ LocalWatches::File* LocalWatches::FileOfReport(uint64_t key) {
 // Whether another edge watch than `id` on `f` waits for `mask`.
 bool LocalWatches::SharesEdge(const File& f, WatchId id, uint32_t mask) {
   for (WatchId o = FirstOf(f); o != 0;) {
-    const Watch& ow = watches_.at(o);
+    const Watch& ow = Listed(o);
     if (o != id && ow.edge && ow.mask == mask) return true;
     o = NextOf(ow);
   }
@@ -208,7 +208,7 @@ void LocalWatches::MarkPlaced(File& f) {
 
 bool LocalWatches::AssociationsOnly(const File& f) {
   for (WatchId o = FirstOf(f); o != 0;) {
-    const Watch& ow = watches_.at(o);
+    const Watch& ow = Listed(o);
     if (ow.edge || ow.pollless || !ow.for_assoc) return false;
     o = NextOf(ow);
   }
@@ -270,7 +270,7 @@ void LocalWatches::Kill(File& f) {
   // Its registrations stay while the file is open elsewhere: their reports
   // carry a generation no live file has.
   for (WatchId id = FirstOf(f); id != 0;) {
-    Watch& w = watches_.at(id);
+    Watch& w = Listed(id);
     w.armed = false;
     Unfire(id);
     id = NextOf(w);
@@ -484,7 +484,7 @@ Result<uint32_t> LocalWatches::Arm(WatchId id, int fd, uint32_t events, const ui
     // more). Armed: no poll, and no MOD unless the masks changed.
     uint32_t want = events;
     for (WatchId o = FirstOf(f); o != 0;) {
-      const Watch& ow = watches_.at(o);
+      const Watch& ow = Listed(o);
       if (o != id && ow.armed) want |= ow.mask;
       o = NextOf(ow);
     }
@@ -545,7 +545,7 @@ Result<uint32_t> LocalWatches::Arm(WatchId id, int fd, uint32_t events, const ui
   // disarmed ones (narrowed lazily, by a report that concerns no armed watch).
   uint32_t want = f.reg != File::Reg::kOff ? f.level_events : 0;
   for (WatchId o = FirstOf(f); o != 0;) {
-    const Watch& ow = watches_.at(o);
+    const Watch& ow = Listed(o);
     if (!ow.edge && ow.armed) want |= ow.mask;
     o = NextOf(ow);
   }
@@ -638,7 +638,7 @@ void LocalWatches::DrainEdge(EdgeEpoll& e, ReadyList* take) {
       const File* f = FileOfReport(evs[i].data.u64);
       if (f == nullptr) continue;
       for (WatchId id = FirstOf(*f); id != 0;) {
-        Watch& w = watches_.at(id);
+        Watch& w = Listed(id);
         const WatchId this_id = id;
         id = NextOf(w);
         if (!w.edge || w.mask != e.mask) continue;
@@ -702,7 +702,7 @@ void LocalWatches::TakeReady(ReadyList* out) {
       bool delivered = false;
       uint32_t still = 0;
       for (WatchId id = FirstOf(f); id != 0;) {
-        Watch& w = watches_.at(id);
+        Watch& w = Listed(id);
         const WatchId this_id = id;
         id = NextOf(w);
         if (w.edge) continue;
@@ -841,7 +841,7 @@ void LocalWatches::EndCall() {
     f->unused_calls = 0;
     uint32_t still = 0;
     for (WatchId o = FirstOf(*f); o != 0;) {
-      const Watch& ow = watches_.at(o);
+      const Watch& ow = Listed(o);
       if (!ow.edge && ow.armed) still |= ow.mask;
       o = NextOf(ow);
     }

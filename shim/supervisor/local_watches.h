@@ -294,6 +294,11 @@ class LocalWatches {
   emul::WatchId FirstOf(const File& f) { return f.first_slot == 0 ? 0 : watches_.IdAt(f.first_slot - 1); }
   emul::WatchId NextOf(const Watch& w) { return w.next_slot == 0 ? 0 : watches_.IdAt(w.next_slot - 1); }
   static uint32_t LinkOf(emul::WatchId id) { return SlotTable<Watch>::SlotOf(id) + 1; }
+  // A watch reached through a file's list (FirstOf, NextOf): linked only
+  // while its slot is in use (Detach before Erase), so the look-up needs no
+  // generation check (SlotTable::Find); the lists are walked on every look
+  // and association.
+  Watch& Listed(emul::WatchId id) { return watches_.AtSlot(SlotTable<Watch>::SlotOf(id)); }
   // The counters are 32 bits (Watch, File): at a wrap every record's copy
   // is cleared first, so an old value never equals a new one.
   void NextEpoch();
