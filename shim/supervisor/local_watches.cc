@@ -145,18 +145,9 @@ Result<uint32_t> LocalWatches::PollNow(int fd, uint32_t events) {
   return static_cast<uint32_t>(p.revents) & (events | kAlways);
 }
 
-LocalWatches::File* LocalWatches::FileOf(const Watch& w) {
-  if (w.file == 0) return nullptr;
-  if (File* f = FindLive(w.fd); f != nullptr && f->gen == w.file) return f;
+LocalWatches::File* LocalWatches::DeadFileOf(const Watch& w) {
   auto d = dead_.find(w.file);
   return d == dead_.end() ? nullptr : &d->second;
-}
-
-LocalWatches::File* LocalWatches::FileOfReport(uint64_t key) {
-  File* f = FindLive(static_cast<int>(static_cast<uint32_t>(key)));
-  // Another generation: left behind by a raw close (the file open elsewhere).
-  if (f == nullptr || f->gen != static_cast<uint32_t>(key >> 32)) return nullptr;
-  return f;
 }
 
 // Whether another edge watch than `id` on `f` waits for `mask`.
@@ -172,9 +163,7 @@ bool LocalWatches::SharesEdge(const File& f, WatchId id, uint32_t mask) {
 // The number still names the file (one EPOLL_CTL_MOD, kept for the call
 // when memoised). EPOLL_CTL_MOD addresses the file the number names now:
 // it succeeds only on that file's registration.
-bool LocalWatches::Confirm(File& f) {
-  if (f.dead) return false;
-  if (memo_ && f.checked == epoch_.load(std::memory_order_relaxed)) return true;
+bool LocalWatches::ConfirmByMod(File& f) {
   // A level registration stays as it is (a ready file is reported at the
   // next look, as it would be anyway). One that is off becomes one-shot
   // with its last mask: a ready file is reported once, and a watch armed
@@ -918,16 +907,6 @@ bool LocalWatches::QuietSinceArm(WatchId id) {
   return f != nullptr && !f->dead && f->reg != File::Reg::kOff && (f->level_events & w.mask) == w.mask;
 }
 
-bool LocalWatches::SameFile(int fd, WatchId id, bool open_known) {
-  const Watch* found_watch = watches_.Find(id);
-  if (found_watch == nullptr) return false;
-  const Watch& w = *found_watch;
-  // Not registered (not armed yet, or a file epoll refuses): open is all
-  // that can be told.
-  if (w.file == 0) return open_known || fcntl(fd, F_GETFD) != -1;
-  if (fd != w.fd) return false;
-  File* f = FileOf(w);
-  return f != nullptr && Confirm(*f);
-}
+bool LocalWatches::NumberOpen(int fd) { return fcntl(fd, F_GETFD) != -1; }
 
 }  // namespace evshim::shim

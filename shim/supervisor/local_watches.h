@@ -112,7 +112,17 @@ class LocalWatches {
   bool Keep(emul::WatchId id, int fd, uint32_t events);
   // `open_known`: the caller saw the number open in this call (answers a
   // watch not registered yet with no system call).
-  bool SameFile(int fd, emul::WatchId id, bool open_known = false);
+  // Inline: every association's re-arm and every delivery asks.
+  bool SameFile(int fd, emul::WatchId id, bool open_known = false) {
+    const Watch* w = watches_.Find(id);
+    if (w == nullptr) return false;
+    // Not registered (not armed yet, or a file epoll refuses): open is all
+    // that can be told.
+    if (w->file == 0) return open_known || NumberOpen(fd);
+    if (fd != w->fd) return false;
+    File* f = FileOf(*w);
+    return f != nullptr && Confirm(*f);
+  }
   // Every armed watch reported since the last call (each is then disarmed),
   // read with one epoll_wait of the look epoll.
   void TakeReady(ReadyList* out);
@@ -304,8 +314,20 @@ class LocalWatches {
   void NextEpoch();
   void NextCall();
   static uint64_t Key(const File& f) { return (static_cast<uint64_t>(f.gen) << 32) | static_cast<uint32_t>(f.fd); }
-  File* FileOf(const Watch& w);
-  File* FileOfReport(uint64_t key);  // a live file's registration reported
+  // Inline, the live file first: asked several times per call and look.
+  File* FileOf(const Watch& w) {
+    if (w.file == 0) return nullptr;
+    if (File* f = FindLive(w.fd); f != nullptr && f->gen == w.file) [[likely]] return f;
+    return DeadFileOf(w);
+  }
+  File* DeadFileOf(const Watch& w);
+  // A live file's registration reported.
+  File* FileOfReport(uint64_t key) {
+    File* f = FindLive(static_cast<int>(static_cast<uint32_t>(key)));
+    // Another generation: left behind by a raw close (the file open elsewhere).
+    if (f == nullptr || f->gen != static_cast<uint32_t>(key >> 32)) return nullptr;
+    return f;
+  }
   bool SharesEdge(const File& f, emul::WatchId id, uint32_t mask);
   // `cur`: FileOf(w), which every caller has just found (DetachEdge keeps
   // the record). `placing`: a new record is registered one-shot with it (an
@@ -314,7 +336,14 @@ class LocalWatches {
   emul::Result<File*> AttachEdge(Watch& w, emul::WatchId id, int fd, uint32_t events);
   void Detach(Watch& w, emul::WatchId id);
   void DetachEdge(Watch& w, emul::WatchId id, File& f);
-  bool Confirm(File& f);
+  // Inline, the answer this epoch already found first (every delivery asks).
+  bool Confirm(File& f) {
+    if (f.dead) return false;
+    if (memo_ && f.checked == epoch_.load(std::memory_order_relaxed)) return true;
+    return ConfirmByMod(f);
+  }
+  bool ConfirmByMod(File& f);
+  static bool NumberOpen(int fd);  // fcntl(F_GETFD)
   void Kill(File& f);  // `f` is moved: not to be used after
   emul::Result<uint32_t> PollNow(int fd, uint32_t events);
   bool SetLevel(File& f, uint32_t events);  // false: `f` was killed (moved)
