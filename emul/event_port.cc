@@ -169,7 +169,7 @@ void EventPorts::Recycle(QueueList& from, QueueIt it) {
   }
 }
 
-void EventPorts::UpdateReadiness(Port& p) {
+void EventPorts::ReportReadinessChange(Port& p) {
   // port_vnops.c port_poll: POLLIN iff events are queued, POLLOUT iff
   // port_curr < port_max_events (rule 3).
   bool readable = !p.queue.empty();
@@ -358,8 +358,7 @@ void EventPorts::AddUser(Port& p, Pid pid) {
   if (std::find(p.users.begin(), p.users.end(), pid) == p.users.end()) p.users.push_back(pid);
 }
 
-void EventPorts::Reap(Port& p, Pid except) {
-  if (p.users.size() < 2) return;
+void EventPorts::ReapOthers(Port& p, Pid except) {
   std::vector<Pid> gone;
   for (Pid u : p.users) {
     if (u != except && !host_.HoldsObject(u, p.id)) gone.push_back(u);
@@ -622,7 +621,7 @@ void EventPorts::InsertWaiter(Port& p, Waiter w) {
   p.waiters.insert(it, std::move(w));
 }
 
-void EventPorts::Pump(Port& p) {
+void EventPorts::PumpWaiters(Port& p) {
   // Before waking a waiter of one process, the other processes that closed
   // the port unseen lose their events (rule 32, lazily).
   if (!p.waiters.empty() && !p.queue.empty()) Reap(p, p.waiters.front().caller.pid);

@@ -484,7 +484,11 @@ class EventPorts final : public Engine {
   void AddUser(Port& p, Pid pid);
   // Rule 32 observed lazily: every other user of the port that no longer
   // holds it loses what CloseBy takes (docs/design.md "Close and exec").
-  void Reap(Port& p, Pid except);
+  // Inline, a port of one process first (every retrieval and queued event).
+  void Reap(Port& p, Pid except) {
+    if (p.users.size() >= 2) ReapOthers(p, except);
+  }
+  void ReapOthers(Port& p, Pid except);
   void DropHolder(Port& p, Pid pid);  // CloseBy without waking anyone
   bool SlotFree(Port& p, Pid caller);  // a slot is free (after reaping, if needed)
   void ServeDispatchers(Port& p);
@@ -512,10 +516,19 @@ class EventPorts final : public Engine {
   void Recycle(QueueList& from, QueueIt it);
   static constexpr size_t kSpareNodes = 64;
   void InsertWaiter(Port& p, Waiter w);
-  void Pump(Port& p);
+  // Inline, a port nobody waits on first (every queued event).
+  void Pump(Port& p) {
+    if (!p.waiters.empty()) PumpWaiters(p);
+  }
+  void PumpWaiters(Port& p);
   // Reports the port descriptor's POLLIN and POLLOUT to the host when they
   // change (POLLIN at the hold's end while a ReportHold lives).
-  void UpdateReadiness(Port& p);
+  // Inline, no change first (every queued or taken event asks).
+  void UpdateReadiness(Port& p) {
+    if ((!p.queue.empty()) == p.readable_reported && (p.slots < p.max_events) == p.writable_reported) [[likely]] return;
+    ReportReadinessChange(p);
+  }
+  void ReportReadinessChange(Port& p);
   // Reports POLLIN if it differs from what the host was last told.
   void ReportReadable(Port& p);
   void ReleaseHeldReports();
