@@ -376,7 +376,9 @@ class Engine::Waiter final : public abi::Responder {
     if (trace_ != nullptr) trace_->Answered(out);  // trace
     // Its bookkeeping is done here, under the lock, so that the woken
     // thread returns without taking the lock again (Engine::Call).
-    engine_.StopWaiting(this);
+    // Answered before it waited (a retrieval the handler answers at once)
+    // is neither listed nor the loop's watcher: nothing to stop.
+    if (listed || engine_.loop_watcher_ == this) engine_.StopWaiting(this);
     if (wait_id_) engine_.parked_.erase(*wait_id_);
     answered_ = true;
     if (std::this_thread::get_id() != thread_) {
@@ -450,6 +452,11 @@ class Engine::Context final : public abi::CallContext {
     if (std::optional<KnownObject> known = engine_.KnownObjectAt(fd, epoch)) {
       return Found(known->obj, kind, fd, known->kind);
     }
+    return ResolveByStat(fd, kind, epoch);
+  }
+  // Out of line (its stat buffer and calls): the usual call names an
+  // object the engine kept (Resolve).
+  __attribute__((noinline)) Result<emul::ObjectId> ResolveByStat(int fd, abi::ObjectKind kind, uint64_t epoch) {
     struct stat st {};
     if (fstat(fd, &st) != 0) return Errno{EBADF};
     if (S_ISSOCK(st.st_mode)) {
@@ -934,7 +941,7 @@ bool Engine::Call(const abi::SyscallEntry& row, int nr, const std::array<uint64_
       *result = answer.kind == abi::Outcome::Kind::kValue ? static_cast<long>(answer.value) : -answer.error;
       return true;
     }
-    if (w) StopWaiting(w.get());
+    if (w && (w->listed || loop_watcher_ == w.get())) StopWaiting(w.get());
     if (moved) {
       // The port moved before fork while this call waited: nothing was
       // taken here; the library issues the call to the supervisor.

@@ -840,8 +840,7 @@ void LocalWatches::EndCall() {
   NextCall();
 }
 
-void LocalWatches::NextCall() {
-  if (++call_ != 0) return;
+void LocalWatches::RestartCallCount() {
   watches_.ForEach([](WatchId, Watch& w) { w.seen_call = 0; });
   live_.ForEach([](File& f) { f.unused_call = 0; });
   for (auto& [gen, f] : dead_) f.unused_call = 0;

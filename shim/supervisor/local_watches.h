@@ -312,7 +312,12 @@ class LocalWatches {
   // The counters are 32 bits (Watch, File): at a wrap every record's copy
   // is cleared first, so an old value never equals a new one.
   void NextEpoch();
-  void NextCall();
+  // Inline, the count's usual step first (every call's end).
+  void NextCall() {
+    if (++call_ != 0) [[likely]] return;
+    RestartCallCount();
+  }
+  void RestartCallCount();
   static uint64_t Key(const File& f) { return (static_cast<uint64_t>(f.gen) << 32) | static_cast<uint32_t>(f.fd); }
   // Inline, the live file first: asked several times per call and look.
   File* FileOf(const Watch& w) {
