@@ -858,11 +858,6 @@ size_t EventPorts::FileWatchCount(ObjectId id) const {
   const Port* p = Find(id);
   return p == nullptr ? 0 : p->file_assocs.size();
 }
-std::optional<EventPorts::Glance> EventPorts::GlanceAt(ObjectId id) const {
-  const Port* p = Find(id);
-  if (p == nullptr) return std::nullopt;
-  return Glance{static_cast<uint32_t>(p->queue.size()), p->fd_assocs.size(), p->file_assocs.size()};
-}
 size_t EventPorts::DispatcherCount(ObjectId id) const {
   const Port* p = Find(id);
   return p == nullptr ? 0 : p->dispatchers.size();

@@ -337,7 +337,12 @@ class EventPorts final : public Engine {
     size_t fd_associations = 0;
     size_t file_watches = 0;
   };
-  std::optional<Glance> GlanceAt(ObjectId port) const;
+  // Inline: the in-process engine asks before most port calls.
+  std::optional<Glance> GlanceAt(ObjectId id) const {
+    const Port* p = Find(id);
+    if (p == nullptr) return std::nullopt;
+    return Glance{static_cast<uint32_t>(p->queue.size()), p->fd_assocs.size(), p->file_assocs.size()};
+  }
 
  private:
   struct Port;

@@ -732,35 +732,6 @@ class SignalsBlockedAhead {
 
 }  // namespace
 
-PortCall PortCall::Decode(abi::Call call, const uint64_t args[6]) {
-  namespace il = abi::illumos;
-  PortCall c;
-  if (call != abi::Call::kPortfs) return c;
-  const uint32_t opcode = static_cast<uint32_t>(args[0]);
-  c.portfs = true;
-  c.noport = (opcode & il::PORT_SYS_NOPORT) != 0;
-  c.code = opcode & il::PORT_CODE_MASK;
-  if (!c.noport) c.port_fd = static_cast<int>(args[1]);
-  switch (c.code) {  // decoded with or without PORT_SYS_NOPORT (NumberToCheck reads it so)
-    case il::PORT_ASSOCIATE:
-    case il::PORT_DISSOCIATE:
-      // portfs(op, port, source, object, ...): an FD object is a number.
-      if (static_cast<uint16_t>(args[2]) == il::PORT_SOURCE_FD && args[3] <= 0x7fffffff) {
-        c.fd_object = static_cast<int>(args[3]);
-      }
-      break;
-    case il::PORT_GET:
-      c.max = 1;
-      break;
-    case il::PORT_GETN:
-      c.max = static_cast<uint32_t>(args[3]);
-      break;
-    default:
-      break;
-  }
-  return c;
-}
-
 bool Engine::Call(const abi::SyscallEntry& row, int nr, const std::array<uint64_t, 6>& raw, long* result) {
   const abi::SyscallEntry* entry = &row;
   const uint64_t* args = raw.data();

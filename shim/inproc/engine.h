@@ -81,6 +81,36 @@ struct PortCall {
   bool IsFdAssociation() const { return OnPort(abi::illumos::PORT_ASSOCIATE) && fd_object >= 0; }
 };
 
+// Inline: every call decodes (Engine::Call).
+inline PortCall PortCall::Decode(abi::Call call, const uint64_t args[6]) {
+  namespace il = abi::illumos;
+  PortCall c;
+  if (call != abi::Call::kPortfs) return c;
+  const uint32_t opcode = static_cast<uint32_t>(args[0]);
+  c.portfs = true;
+  c.noport = (opcode & il::PORT_SYS_NOPORT) != 0;
+  c.code = opcode & il::PORT_CODE_MASK;
+  if (!c.noport) c.port_fd = static_cast<int>(args[1]);
+  switch (c.code) {  // decoded with or without PORT_SYS_NOPORT (NumberToCheck reads it so)
+    case il::PORT_ASSOCIATE:
+    case il::PORT_DISSOCIATE:
+      // portfs(op, port, source, object, ...): an FD object is a number.
+      if (static_cast<uint16_t>(args[2]) == il::PORT_SOURCE_FD && args[3] <= 0x7fffffff) {
+        c.fd_object = static_cast<int>(args[3]);
+      }
+      break;
+    case il::PORT_GET:
+      c.max = 1;
+      break;
+    case il::PORT_GETN:
+      c.max = static_cast<uint32_t>(args[3]);
+      break;
+    default:
+      break;
+  }
+  return c;
+}
+
 // The engine lock. Glibc's adaptive mutex spins a moment before it sleeps:
 // the sections it guards are a few system calls long, and with many threads
 // calling (waiters returning to port_get, a producer's port_send) a thread
