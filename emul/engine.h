@@ -71,6 +71,14 @@ class Engine {
   virtual void ProcessExited(Pid pid) = 0;
   // A watched descriptor became ready (Host::ArmWatch, one-shot).
   virtual void OnWatchReady(WatchId watch, uint32_t revents) = 0;
+  // OnWatchReady if this engine owns the watch; whether it does. One
+  // look-up of the watch where OwnsWatch and then OnWatchReady take two:
+  // every routed host event passes here (Engines::OnWatchReady).
+  virtual bool RouteWatchReady(WatchId watch, uint32_t revents) {
+    if (!OwnsWatch(watch)) return false;
+    OnWatchReady(watch, revents);
+    return true;
+  }
   // Runs what is due now, then arms the next deadline.
   virtual void OnDeadline() = 0;
   // The earliest time OnDeadline wants to run (Host::kNever if none).
@@ -158,7 +166,7 @@ inline void Engines::CancelWait(WaitId wait) {
 
 inline void Engines::OnWatchReady(WatchId watch, uint32_t revents) {
   for (Engine* e : engines_) {
-    if (e->OwnsWatch(watch)) return e->OnWatchReady(watch, revents);
+    if (e->RouteWatchReady(watch, revents)) return;
   }
 }
 

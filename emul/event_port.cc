@@ -169,7 +169,7 @@ void EventPorts::Recycle(QueueList& from, QueueIt it) {
   }
 }
 
-void EventPorts::UpdateReadiness(Port& p) {
+void EventPorts::ReportReadinessChange(Port& p) {
   // port_vnops.c port_poll: POLLIN iff events are queued, POLLOUT iff
   // port_curr < port_max_events (rule 3).
   bool readable = !p.queue.empty();
@@ -358,8 +358,7 @@ void EventPorts::AddUser(Port& p, Pid pid) {
   if (std::find(p.users.begin(), p.users.end(), pid) == p.users.end()) p.users.push_back(pid);
 }
 
-void EventPorts::Reap(Port& p, Pid except) {
-  if (p.users.size() < 2) return;
+void EventPorts::ReapOthers(Port& p, Pid except) {
   std::vector<Pid> gone;
   for (Pid u : p.users) {
     if (u != except && !host_.HoldsObject(u, p.id)) gone.push_back(u);
@@ -622,7 +621,7 @@ void EventPorts::InsertWaiter(Port& p, Waiter w) {
   p.waiters.insert(it, std::move(w));
 }
 
-void EventPorts::Pump(Port& p) {
+void EventPorts::PumpWaiters(Port& p) {
   // Before waking a waiter of one process, the other processes that closed
   // the port unseen lose their events (rule 32, lazily).
   if (!p.waiters.empty() && !p.queue.empty()) Reap(p, p.waiters.front().caller.pid);
@@ -778,10 +777,16 @@ void EventPorts::AbortWait(WaitId wid, int error) {
   Pump(*p);
 }
 
-void EventPorts::OnWatchReady(WatchId watch, uint32_t revents) {
+void EventPorts::OnWatchReady(WatchId watch, uint32_t revents) { (void)RouteWatchReady(watch, revents); }
+
+bool EventPorts::RouteWatchReady(WatchId watch, uint32_t revents) {
   auto it = by_watch_.find(watch);
-  if (it == by_watch_.end()) return;
-  FdAssoc* a = it->second;
+  if (it == by_watch_.end()) return false;
+  AssocReady(it->second, revents);
+  return true;
+}
+
+void EventPorts::AssocReady(FdAssoc* a, uint32_t revents) {
   if (!a->active) return;
   uint32_t fired = revents & (a->events | kAlwaysReported);
   if (fired == 0) {
@@ -852,11 +857,6 @@ size_t EventPorts::AssociationCount(ObjectId id) const {
 size_t EventPorts::FileWatchCount(ObjectId id) const {
   const Port* p = Find(id);
   return p == nullptr ? 0 : p->file_assocs.size();
-}
-std::optional<EventPorts::Glance> EventPorts::GlanceAt(ObjectId id) const {
-  const Port* p = Find(id);
-  if (p == nullptr) return std::nullopt;
-  return Glance{static_cast<uint32_t>(p->queue.size()), p->fd_assocs.size(), p->file_assocs.size()};
 }
 size_t EventPorts::DispatcherCount(ObjectId id) const {
   const Port* p = Find(id);

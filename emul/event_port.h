@@ -275,6 +275,7 @@ class EventPorts final : public Engine {
 
   // --- host callbacks ---
   void OnWatchReady(WatchId watch, uint32_t revents) override;
+  bool RouteWatchReady(WatchId watch, uint32_t revents) override;
   // A watched file changed (file_bits; exceptions end the watch).
   void OnFileEvent(WatchId watch, uint32_t events);
   void OnDeadline() override;
@@ -336,7 +337,12 @@ class EventPorts final : public Engine {
     size_t fd_associations = 0;
     size_t file_watches = 0;
   };
-  std::optional<Glance> GlanceAt(ObjectId port) const;
+  // Inline: the in-process engine asks before most port calls.
+  std::optional<Glance> GlanceAt(ObjectId id) const {
+    const Port* p = Find(id);
+    if (p == nullptr) return std::nullopt;
+    return Glance{static_cast<uint32_t>(p->queue.size()), p->fd_assocs.size(), p->file_assocs.size()};
+  }
 
  private:
   struct Port;
@@ -469,6 +475,8 @@ class EventPorts final : public Engine {
   Port* FindInMap(ObjectId id);
   void ErasePort(ObjectId id);
   void Enqueue(Port& p, Queued q);
+  // An FD association's watch reported `revents` (OnWatchReady).
+  void AssocReady(FdAssoc* a, uint32_t revents);
   void RemoveQueued(Port& p, QueueIt it);
   void FreeAssoc(Port& p, FdAssoc* a);
   void FreeFileAssoc(Port& p, FileAssoc* a);
@@ -481,7 +489,11 @@ class EventPorts final : public Engine {
   void AddUser(Port& p, Pid pid);
   // Rule 32 observed lazily: every other user of the port that no longer
   // holds it loses what CloseBy takes (docs/design.md "Close and exec").
-  void Reap(Port& p, Pid except);
+  // Inline, a port of one process first (every retrieval and queued event).
+  void Reap(Port& p, Pid except) {
+    if (p.users.size() >= 2) ReapOthers(p, except);
+  }
+  void ReapOthers(Port& p, Pid except);
   void DropHolder(Port& p, Pid pid);  // CloseBy without waking anyone
   bool SlotFree(Port& p, Pid caller);  // a slot is free (after reaping, if needed)
   void ServeDispatchers(Port& p);
@@ -509,10 +521,19 @@ class EventPorts final : public Engine {
   void Recycle(QueueList& from, QueueIt it);
   static constexpr size_t kSpareNodes = 64;
   void InsertWaiter(Port& p, Waiter w);
-  void Pump(Port& p);
+  // Inline, a port nobody waits on first (every queued event).
+  void Pump(Port& p) {
+    if (!p.waiters.empty()) PumpWaiters(p);
+  }
+  void PumpWaiters(Port& p);
   // Reports the port descriptor's POLLIN and POLLOUT to the host when they
   // change (POLLIN at the hold's end while a ReportHold lives).
-  void UpdateReadiness(Port& p);
+  // Inline, no change first (every queued or taken event asks).
+  void UpdateReadiness(Port& p) {
+    if ((!p.queue.empty()) == p.readable_reported && (p.slots < p.max_events) == p.writable_reported) [[likely]] return;
+    ReportReadinessChange(p);
+  }
+  void ReportReadinessChange(Port& p);
   // Reports POLLIN if it differs from what the host was last told.
   void ReportReadable(Port& p);
   void ReleaseHeldReports();

@@ -983,12 +983,14 @@ void Kqueues::AdoptWatchUid(Knote& kn, WatchId watch) {
   kn.uid = kWatchUid | watch;
 }
 
-void Kqueues::OnWatchReady(WatchId watch, uint32_t revents) {
+void Kqueues::OnWatchReady(WatchId watch, uint32_t revents) { (void)RouteWatchReady(watch, revents); }
+
+bool Kqueues::RouteWatchReady(WatchId watch, uint32_t revents) {
   auto it = knotes_.find(kWatchUid | watch);
-  if (it == knotes_.end()) return;
+  if (it == knotes_.end()) return false;
   Knote& kn = *it->second;
   Kq* kq = Find(kn.kq);
-  if (kq == nullptr) return;
+  if (kq == nullptr) return true;
   (void)revents;  // the scan re-measures
   if ((kn.kev.flags & kev::kOneshot) && !kn.active) {
     // An EV_ONESHOT event is reported as it was when it activated, even if
@@ -998,12 +1000,13 @@ void Kqueues::OnWatchReady(WatchId watch, uint32_t revents) {
     if (!Evaluate(*kq, kn, &dropped)) {
       if (!dropped) ArmFd(*kq, kn);
       Pump(*kq);
-      return;
+      return true;
     }
   }
   Activate(*kq, kn);
   Pump(*kq);
   ReapClosed();
+  return true;
 }
 
 void Kqueues::FdClosing(Pid pid, int64_t fd) {

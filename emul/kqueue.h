@@ -310,6 +310,7 @@ class Kqueues final : public Engine {
 
   // --- host callbacks ---
   void OnWatchReady(WatchId watch, uint32_t revents) override;
+  bool RouteWatchReady(WatchId watch, uint32_t revents) override;
   // EVFILT_PROC sources (Host::WatchProcess): `status` is the wait status.
   void OnProcessExit(Pid pid, int64_t status);
   void OnProcessFork(Pid parent, Pid child);

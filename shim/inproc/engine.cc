@@ -224,17 +224,24 @@ emul::Pid ThreadId(pid_t pid) {
   return static_cast<emul::Pid>(tid);
 }
 
-int WakeFd(pid_t pid) {
-  if (t_wake.pid != pid || t_wake.fd < 0) {
-    if (t_wake.pid != pid) {  // the parent's, inherited
-      if (t_wake.epfd >= 0) close(t_wake.epfd);
-      if (t_wake.fd >= 0) close(t_wake.fd);
-      t_wake.epfd = -1;
-      t_wake.unread = false;
-    }
-    t_wake.fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    t_wake.pid = pid;
+int MakeWakeFd(pid_t pid);
+// Inline, the usual answer first: every deferred call asks (Context::Defer).
+inline int WakeFd(pid_t pid) {
+  if (t_wake.pid == pid && t_wake.fd >= 0) [[likely]] return t_wake.fd;
+  return MakeWakeFd(pid);
+}
+
+// The thread's first wake-up eventfd in this process (or again after a
+// failed eventfd).
+__attribute__((noinline)) int MakeWakeFd(pid_t pid) {
+  if (t_wake.pid != pid) {  // the parent's, inherited
+    if (t_wake.epfd >= 0) close(t_wake.epfd);
+    if (t_wake.fd >= 0) close(t_wake.fd);
+    t_wake.epfd = -1;
+    t_wake.unread = false;
   }
+  t_wake.fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  t_wake.pid = pid;
   return t_wake.fd;
 }
 
@@ -255,22 +262,9 @@ int WakeEpoll(pid_t pid) {
   return t_wake.epfd;
 }
 
-int64_t MonotonicNs() {
-  timespec t{};
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return static_cast<int64_t>(t.tv_sec) * 1'000'000'000 + t.tv_nsec;
-}
-
 void SleepNs(int64_t ns) {
   timespec t{static_cast<time_t>(ns / 1'000'000'000), static_cast<long>(ns % 1'000'000'000)};
   while (nanosleep(&t, &t) != 0 && errno == EINTR) {
-  }
-}
-
-// Until CLOCK_MONOTONIC reads `ns` (MonotonicNs).
-void SleepUntilNs(int64_t ns) {
-  timespec t{static_cast<time_t>(ns / 1'000'000'000), static_cast<long>(ns % 1'000'000'000)};
-  while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &t, nullptr) == EINTR) {
   }
 }
 
@@ -382,7 +376,9 @@ class Engine::Waiter final : public abi::Responder {
     if (trace_ != nullptr) trace_->Answered(out);  // trace
     // Its bookkeeping is done here, under the lock, so that the woken
     // thread returns without taking the lock again (Engine::Call).
-    engine_.StopWaiting(this);
+    // Answered before it waited (a retrieval the handler answers at once)
+    // is neither listed nor the loop's watcher: nothing to stop.
+    if (listed || engine_.loop_watcher_ == this) engine_.StopWaiting(this);
     if (wait_id_) engine_.parked_.erase(*wait_id_);
     answered_ = true;
     if (std::this_thread::get_id() != thread_) {
@@ -456,6 +452,11 @@ class Engine::Context final : public abi::CallContext {
     if (std::optional<KnownObject> known = engine_.KnownObjectAt(fd, epoch)) {
       return Found(known->obj, kind, fd, known->kind);
     }
+    return ResolveByStat(fd, kind, epoch);
+  }
+  // Out of line (its stat buffer and calls): the usual call names an
+  // object the engine kept (Resolve).
+  __attribute__((noinline)) Result<emul::ObjectId> ResolveByStat(int fd, abi::ObjectKind kind, uint64_t epoch) {
     struct stat st {};
     if (fstat(fd, &st) != 0) return Errno{EBADF};
     if (S_ISSOCK(st.st_mode)) {
@@ -731,38 +732,9 @@ class SignalsBlockedAhead {
 
 }  // namespace
 
-PortCall PortCall::Decode(abi::Call call, const uint64_t args[6]) {
-  namespace il = abi::illumos;
-  PortCall c;
-  if (call != abi::Call::kPortfs) return c;
-  const uint32_t opcode = static_cast<uint32_t>(args[0]);
-  c.portfs = true;
-  c.noport = (opcode & il::PORT_SYS_NOPORT) != 0;
-  c.code = opcode & il::PORT_CODE_MASK;
-  if (!c.noport) c.port_fd = static_cast<int>(args[1]);
-  switch (c.code) {  // decoded with or without PORT_SYS_NOPORT (NumberToCheck reads it so)
-    case il::PORT_ASSOCIATE:
-    case il::PORT_DISSOCIATE:
-      // portfs(op, port, source, object, ...): an FD object is a number.
-      if (static_cast<uint16_t>(args[2]) == il::PORT_SOURCE_FD && args[3] <= 0x7fffffff) {
-        c.fd_object = static_cast<int>(args[3]);
-      }
-      break;
-    case il::PORT_GET:
-      c.max = 1;
-      break;
-    case il::PORT_GETN:
-      c.max = static_cast<uint32_t>(args[3]);
-      break;
-    default:
-      break;
-  }
-  return c;
-}
-
-bool Engine::Call(int nr, const uint64_t args[6], long* result) {
-  const abi::SyscallEntry* entry = abi::FindSyscall(kProcessModel, nr);
-  if (entry == nullptr) return false;
+bool Engine::Call(const abi::SyscallEntry& row, int nr, const std::array<uint64_t, 6>& raw, long* result) {
+  const abi::SyscallEntry* entry = &row;
+  const uint64_t* args = raw.data();
   if (t_in_engine) return false;  // a signal handler on a thread inside the engine
   // Destroyed after the lock: a call that blocked signals ahead and did not
   // wait gives the mask back once the lock is free.
@@ -786,7 +758,9 @@ bool Engine::Call(int nr, const uint64_t args[6], long* result) {
       t_call_frame = 0;
       t_in_engine = false;
       t_engine_thread = false;
-      e.last_call_ns_.store(MonotonicNs(), std::memory_order_relaxed);
+      // A change is all the idle pump needs: no clock read per call. (Not
+      // an atomic add: two calls ending at once may count as one change.)
+      e.calls_ended_.store(e.calls_ended_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
     }
   } leave{*this, lock};
   // After a look, the ports' POLLIN reports wait for the handler's end:
@@ -811,8 +785,6 @@ bool Engine::Call(int nr, const uint64_t args[6], long* result) {
     if (port_call.portfs) held_reports.emplace(*ports_);
     PrepareCall();
   }
-  std::array<uint64_t, 6> raw{};
-  for (int i = 0; i < 6; ++i) raw[i] = args[i];
   abi::SyscallArgs a(kProcessModel, raw);
   fasttrace::CallTrace* traced =  // trace (docs/trace.md "Fast mode")
       fasttrace::On() ? fasttrace::Begin(*entry, nr, args, pid_, ThreadId(pid_), *memory_) : nullptr;
@@ -940,7 +912,7 @@ bool Engine::Call(int nr, const uint64_t args[6], long* result) {
       *result = answer.kind == abi::Outcome::Kind::kValue ? static_cast<long>(answer.value) : -answer.error;
       return true;
     }
-    if (w) StopWaiting(w.get());
+    if (w && (w->listed || loop_watcher_ == w.get())) StopWaiting(w.get());
     if (moved) {
       // The port moved before fork while this call waited: nothing was
       // taken here; the library issues the call to the supervisor.
@@ -1004,7 +976,7 @@ void Engine::Settle() {
   host_->EndCall();
   t_in_engine = false;
   t_engine_thread = false;
-  // last_call_ns_ stays: a poll that blocks after this relies on the idle
+  // calls_ended_ stays: a poll that blocks after this relies on the idle
   // pump for what happens later.
 }
 
@@ -1195,16 +1167,18 @@ void Engine::StartIdlePump() {
 
 void Engine::IdlePumpLoop() {
   t_engine_thread = true;
+  uint64_t seen = calls_ended_.load(std::memory_order_relaxed);  // calls ended by the last pass
   for (;;) {
-    // While the program calls (its last call ended less than kIdleNs ago),
-    // its next call looks itself. The pump then sleeps until kIdleNs after
-    // that call without polling the look epoll: the program's own traffic
+    // While the program calls (a call ended since the last pass, at most
+    // kIdleNs ago), its next call looks itself. The pump then sleeps
+    // kIdleNs without polling the look epoll: the program's own traffic
     // keeps that epoll readable, so a poll there would return (or be woken
     // by the program's next write) at every pass, one wasted wake-up and
-    // two system calls each. One timed sleep a millisecond is left.
-    const int64_t last = last_call_ns_.load(std::memory_order_relaxed);
-    if (MonotonicNs() - last < kIdleNs) {
-      SleepUntilNs(last + kIdleNs);
+    // two system calls each. One timed sleep a millisecond is left. It
+    // looks once a whole kIdleNs passed with no call ended.
+    if (const uint64_t now = calls_ended_.load(std::memory_order_relaxed); now != seen) {
+      seen = now;
+      SleepNs(kIdleNs);
       continue;
     }
     // This only looks (a poll of the look epoll consumes no one-shot
@@ -1221,7 +1195,7 @@ void Engine::IdlePumpLoop() {
     }
     // The program called again while this thread slept in poll: the sleep
     // above, until it stops.
-    if (MonotonicNs() - last_call_ns_.load(std::memory_order_relaxed) < kIdleNs) continue;
+    if (calls_ended_.load(std::memory_order_relaxed) != seen) continue;
     std::lock_guard<EngineMutex> lock(mu_);
     // Inside the engine, as a call's thread: a foreign library's wrapper
     // that the engine's own work reaches (an object's end closed through

@@ -12,6 +12,7 @@
 #include <pthread.h>
 #include <sys/types.h>
 
+#include <array>
 #include <atomic>
 #include <cstdint>
 #include <memory>
@@ -80,6 +81,36 @@ struct PortCall {
   bool IsFdAssociation() const { return OnPort(abi::illumos::PORT_ASSOCIATE) && fd_object >= 0; }
 };
 
+// Inline: every call decodes (Engine::Call).
+inline PortCall PortCall::Decode(abi::Call call, const uint64_t args[6]) {
+  namespace il = abi::illumos;
+  PortCall c;
+  if (call != abi::Call::kPortfs) return c;
+  const uint32_t opcode = static_cast<uint32_t>(args[0]);
+  c.portfs = true;
+  c.noport = (opcode & il::PORT_SYS_NOPORT) != 0;
+  c.code = opcode & il::PORT_CODE_MASK;
+  if (!c.noport) c.port_fd = static_cast<int>(args[1]);
+  switch (c.code) {  // decoded with or without PORT_SYS_NOPORT (NumberToCheck reads it so)
+    case il::PORT_ASSOCIATE:
+    case il::PORT_DISSOCIATE:
+      // portfs(op, port, source, object, ...): an FD object is a number.
+      if (static_cast<uint16_t>(args[2]) == il::PORT_SOURCE_FD && args[3] <= 0x7fffffff) {
+        c.fd_object = static_cast<int>(args[3]);
+      }
+      break;
+    case il::PORT_GET:
+      c.max = 1;
+      break;
+    case il::PORT_GETN:
+      c.max = static_cast<uint32_t>(args[3]);
+      break;
+    default:
+      break;
+  }
+  return c;
+}
+
 // The engine lock. Glibc's adaptive mutex spins a moment before it sleeps:
 // the sections it guards are a few system calls long, and with many threads
 // calling (waiters returning to port_get, a producer's port_send) a thread
@@ -123,10 +154,11 @@ class Engine {
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;
 
-  // Runs the call `nr` (x86_64 number) with the registers `args`. Returns
+  // Runs the call `nr` (x86_64 number; `entry` is its row of the syscall
+  // table, looked up once by the caller) with the registers `args`. Returns
   // false when the engine does not serve it (the library then issues the
   // system call); else `*result` is the value, or -errno.
-  bool Call(int nr, const uint64_t args[6], long* result);
+  bool Call(const abi::SyscallEntry& entry, int nr, const std::array<uint64_t, 6>& args, long* result);
 
   // evshim_engine_settle: what a call would see first (PrepareCall) is
   // applied, and each object's descriptor byte with it (ApplyReadiness).
@@ -341,7 +373,9 @@ class Engine {
     uint64_t removals = 0;
   };
   KnownLast known_last_;
-  std::atomic<int64_t> last_call_ns_{0};
+  // Counts calls ended (Call), for the idle pump: changed since its last
+  // pass, the program is calling (IdlePumpLoop).
+  std::atomic<uint64_t> calls_ended_{0};
   std::atomic<int> waiting_threads_{0};
 
   EngineOptions options_;

@@ -6,6 +6,7 @@
 #include <pthread.h>
 #include <unistd.h>
 
+#include <array>
 #include <atomic>
 #include <cerrno>
 #include <cstdlib>
@@ -96,11 +97,6 @@ Engine* GetEngine() {
   return e;
 }
 
-bool IsSignalReport(int nr) {
-  const abi::SyscallEntry* entry = abi::FindSyscall(kProcessModel, nr);
-  return entry != nullptr && entry->call == abi::Call::kKqueueSignal;
-}
-
 }  // namespace
 }  // namespace evshim::shim::inproc
 
@@ -110,7 +106,9 @@ extern "C" __attribute__((visibility("default"))) long evshim_engine_call(int nr
   *handled = 0;
   if (DecideMode() != Mode::kFast) return 0;
   const int saved = errno;
-  if (IsSignalReport(nr)) {
+  // Looked up once here for the whole call (Engine::Call takes it).
+  const evshim::abi::SyscallEntry* entry = evshim::abi::FindSyscall(kProcessModel, nr);
+  if (entry != nullptr && entry->call == evshim::abi::Call::kKqueueSignal) {
     // From the kqueue library's signal handler: no lock, no allocation.
     Engine* e = g_engine.load(std::memory_order_acquire);
     if (e == nullptr) return 0;
@@ -124,13 +122,15 @@ extern "C" __attribute__((visibility("default"))) long evshim_engine_call(int nr
     errno = saved;
     return 0;
   }
-  uint64_t raw[6];
   // Zero-extended: an i386 register is 32 bits (the codecs read ILP32 values
   // from the low half).
-  for (int i = 0; i < 6; ++i) raw[i] = static_cast<unsigned long>(args[i]);
+  const std::array<uint64_t, 6> raw{static_cast<unsigned long>(args[0]), static_cast<unsigned long>(args[1]),
+                                    static_cast<unsigned long>(args[2]), static_cast<unsigned long>(args[3]),
+                                    static_cast<unsigned long>(args[4]), static_cast<unsigned long>(args[5])};
   long result = 0;
   if (fasttrace::On()) fasttrace::NoteCallSite(__builtin_return_address(0));  // trace --sites
-  if (!GetEngine()->Call(nr, raw, &result)) {
+  Engine* engine = GetEngine();  // made at the first call, served or not
+  if (entry == nullptr || !engine->Call(*entry, nr, raw, &result)) {
     errno = saved;
     return 0;
   }

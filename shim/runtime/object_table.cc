@@ -147,7 +147,7 @@ void ObjectTable::OnReadiness(emul::ObjectId obj, bool readable) {
 // readiness it implies, and only the net change since the last call costs
 // a send (or a drain). In-process, a byte nobody can look for is owed
 // (ByteWanted): a port_send taken by the next port_get costs no byte.
-bool ObjectTable::ApplyReadiness() {
+bool ObjectTable::ApplyReportedReadiness() {
   bool sent = false;
   for (emul::ObjectId obj : readiness_pending_) {
     Object* found = Find(obj);

@@ -119,7 +119,12 @@ class ObjectTable {
   // Sends (or marks for draining) the net readiness change of every object
   // reported since the last call; a byte nobody can look for is owed
   // instead. Returns whether a byte was sent.
-  bool ApplyReadiness();
+  // Inline, nothing reported first: every call ends with it.
+  bool ApplyReadiness() {
+    if (readiness_pending_.empty() && owed_.empty()) [[likely]] return false;
+    return ApplyReportedReadiness();
+  }
+  bool ApplyReportedReadiness();
   // A poller came (a thread entered the poll family): every owed byte is
   // sent. Returns whether one was.
   bool SendOwed();

@@ -145,24 +145,15 @@ Result<uint32_t> LocalWatches::PollNow(int fd, uint32_t events) {
   return static_cast<uint32_t>(p.revents) & (events | kAlways);
 }
 
-LocalWatches::File* LocalWatches::FileOf(const Watch& w) {
-  if (w.file == 0) return nullptr;
-  if (File* f = FindLive(w.fd); f != nullptr && f->gen == w.file) return f;
+LocalWatches::File* LocalWatches::DeadFileOf(const Watch& w) {
   auto d = dead_.find(w.file);
   return d == dead_.end() ? nullptr : &d->second;
-}
-
-LocalWatches::File* LocalWatches::FileOfReport(uint64_t key) {
-  File* f = FindLive(static_cast<int>(static_cast<uint32_t>(key)));
-  // Another generation: left behind by a raw close (the file open elsewhere).
-  if (f == nullptr || f->gen != static_cast<uint32_t>(key >> 32)) return nullptr;
-  return f;
 }
 
 // Whether another edge watch than `id` on `f` waits for `mask`.
 bool LocalWatches::SharesEdge(const File& f, WatchId id, uint32_t mask) {
   for (WatchId o = FirstOf(f); o != 0;) {
-    const Watch& ow = watches_.at(o);
+    const Watch& ow = Listed(o);
     if (o != id && ow.edge && ow.mask == mask) return true;
     o = NextOf(ow);
   }
@@ -172,9 +163,7 @@ bool LocalWatches::SharesEdge(const File& f, WatchId id, uint32_t mask) {
 // The number still names the file (one EPOLL_CTL_MOD, kept for the call
 // when memoised). EPOLL_CTL_MOD addresses the file the number names now:
 // it succeeds only on that file's registration.
-bool LocalWatches::Confirm(File& f) {
-  if (f.dead) return false;
-  if (memo_ && f.checked == epoch_.load(std::memory_order_relaxed)) return true;
+bool LocalWatches::ConfirmByMod(File& f) {
   // A level registration stays as it is (a ready file is reported at the
   // next look, as it would be anyway). One that is off becomes one-shot
   // with its last mask: a ready file is reported once, and a watch armed
@@ -208,7 +197,7 @@ void LocalWatches::MarkPlaced(File& f) {
 
 bool LocalWatches::AssociationsOnly(const File& f) {
   for (WatchId o = FirstOf(f); o != 0;) {
-    const Watch& ow = watches_.at(o);
+    const Watch& ow = Listed(o);
     if (ow.edge || ow.pollless || !ow.for_assoc) return false;
     o = NextOf(ow);
   }
@@ -270,7 +259,7 @@ void LocalWatches::Kill(File& f) {
   // Its registrations stay while the file is open elsewhere: their reports
   // carry a generation no live file has.
   for (WatchId id = FirstOf(f); id != 0;) {
-    Watch& w = watches_.at(id);
+    Watch& w = Listed(id);
     w.armed = false;
     Unfire(id);
     id = NextOf(w);
@@ -484,7 +473,7 @@ Result<uint32_t> LocalWatches::Arm(WatchId id, int fd, uint32_t events, const ui
     // more). Armed: no poll, and no MOD unless the masks changed.
     uint32_t want = events;
     for (WatchId o = FirstOf(f); o != 0;) {
-      const Watch& ow = watches_.at(o);
+      const Watch& ow = Listed(o);
       if (o != id && ow.armed) want |= ow.mask;
       o = NextOf(ow);
     }
@@ -545,7 +534,7 @@ Result<uint32_t> LocalWatches::Arm(WatchId id, int fd, uint32_t events, const ui
   // disarmed ones (narrowed lazily, by a report that concerns no armed watch).
   uint32_t want = f.reg != File::Reg::kOff ? f.level_events : 0;
   for (WatchId o = FirstOf(f); o != 0;) {
-    const Watch& ow = watches_.at(o);
+    const Watch& ow = Listed(o);
     if (!ow.edge && ow.armed) want |= ow.mask;
     o = NextOf(ow);
   }
@@ -638,7 +627,7 @@ void LocalWatches::DrainEdge(EdgeEpoll& e, ReadyList* take) {
       const File* f = FileOfReport(evs[i].data.u64);
       if (f == nullptr) continue;
       for (WatchId id = FirstOf(*f); id != 0;) {
-        Watch& w = watches_.at(id);
+        Watch& w = Listed(id);
         const WatchId this_id = id;
         id = NextOf(w);
         if (!w.edge || w.mask != e.mask) continue;
@@ -702,7 +691,7 @@ void LocalWatches::TakeReady(ReadyList* out) {
       bool delivered = false;
       uint32_t still = 0;
       for (WatchId id = FirstOf(f); id != 0;) {
-        Watch& w = watches_.at(id);
+        Watch& w = Listed(id);
         const WatchId this_id = id;
         id = NextOf(w);
         if (w.edge) continue;
@@ -841,7 +830,7 @@ void LocalWatches::EndCall() {
     f->unused_calls = 0;
     uint32_t still = 0;
     for (WatchId o = FirstOf(*f); o != 0;) {
-      const Watch& ow = watches_.at(o);
+      const Watch& ow = Listed(o);
       if (!ow.edge && ow.armed) still |= ow.mask;
       o = NextOf(ow);
     }
@@ -851,8 +840,7 @@ void LocalWatches::EndCall() {
   NextCall();
 }
 
-void LocalWatches::NextCall() {
-  if (++call_ != 0) return;
+void LocalWatches::RestartCallCount() {
   watches_.ForEach([](WatchId, Watch& w) { w.seen_call = 0; });
   live_.ForEach([](File& f) { f.unused_call = 0; });
   for (auto& [gen, f] : dead_) f.unused_call = 0;
@@ -918,16 +906,6 @@ bool LocalWatches::QuietSinceArm(WatchId id) {
   return f != nullptr && !f->dead && f->reg != File::Reg::kOff && (f->level_events & w.mask) == w.mask;
 }
 
-bool LocalWatches::SameFile(int fd, WatchId id, bool open_known) {
-  const Watch* found_watch = watches_.Find(id);
-  if (found_watch == nullptr) return false;
-  const Watch& w = *found_watch;
-  // Not registered (not armed yet, or a file epoll refuses): open is all
-  // that can be told.
-  if (w.file == 0) return open_known || fcntl(fd, F_GETFD) != -1;
-  if (fd != w.fd) return false;
-  File* f = FileOf(w);
-  return f != nullptr && Confirm(*f);
-}
+bool LocalWatches::NumberOpen(int fd) { return fcntl(fd, F_GETFD) != -1; }
 
 }  // namespace evshim::shim

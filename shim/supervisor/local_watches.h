@@ -112,7 +112,17 @@ class LocalWatches {
   bool Keep(emul::WatchId id, int fd, uint32_t events);
   // `open_known`: the caller saw the number open in this call (answers a
   // watch not registered yet with no system call).
-  bool SameFile(int fd, emul::WatchId id, bool open_known = false);
+  // Inline: every association's re-arm and every delivery asks.
+  bool SameFile(int fd, emul::WatchId id, bool open_known = false) {
+    const Watch* w = watches_.Find(id);
+    if (w == nullptr) return false;
+    // Not registered (not armed yet, or a file epoll refuses): open is all
+    // that can be told.
+    if (w->file == 0) return open_known || NumberOpen(fd);
+    if (fd != w->fd) return false;
+    File* f = FileOf(*w);
+    return f != nullptr && Confirm(*f);
+  }
   // Every armed watch reported since the last call (each is then disarmed),
   // read with one epoll_wait of the look epoll.
   void TakeReady(ReadyList* out);
@@ -294,13 +304,35 @@ class LocalWatches {
   emul::WatchId FirstOf(const File& f) { return f.first_slot == 0 ? 0 : watches_.IdAt(f.first_slot - 1); }
   emul::WatchId NextOf(const Watch& w) { return w.next_slot == 0 ? 0 : watches_.IdAt(w.next_slot - 1); }
   static uint32_t LinkOf(emul::WatchId id) { return SlotTable<Watch>::SlotOf(id) + 1; }
+  // A watch reached through a file's list (FirstOf, NextOf): linked only
+  // while its slot is in use (Detach before Erase), so the look-up needs no
+  // generation check (SlotTable::Find); the lists are walked on every look
+  // and association.
+  Watch& Listed(emul::WatchId id) { return watches_.AtSlot(SlotTable<Watch>::SlotOf(id)); }
   // The counters are 32 bits (Watch, File): at a wrap every record's copy
   // is cleared first, so an old value never equals a new one.
   void NextEpoch();
-  void NextCall();
+  // Inline, the count's usual step first (every call's end).
+  void NextCall() {
+    if (++call_ != 0) [[likely]] return;
+    RestartCallCount();
+  }
+  void RestartCallCount();
   static uint64_t Key(const File& f) { return (static_cast<uint64_t>(f.gen) << 32) | static_cast<uint32_t>(f.fd); }
-  File* FileOf(const Watch& w);
-  File* FileOfReport(uint64_t key);  // a live file's registration reported
+  // Inline, the live file first: asked several times per call and look.
+  File* FileOf(const Watch& w) {
+    if (w.file == 0) return nullptr;
+    if (File* f = FindLive(w.fd); f != nullptr && f->gen == w.file) [[likely]] return f;
+    return DeadFileOf(w);
+  }
+  File* DeadFileOf(const Watch& w);
+  // A live file's registration reported.
+  File* FileOfReport(uint64_t key) {
+    File* f = FindLive(static_cast<int>(static_cast<uint32_t>(key)));
+    // Another generation: left behind by a raw close (the file open elsewhere).
+    if (f == nullptr || f->gen != static_cast<uint32_t>(key >> 32)) return nullptr;
+    return f;
+  }
   bool SharesEdge(const File& f, emul::WatchId id, uint32_t mask);
   // `cur`: FileOf(w), which every caller has just found (DetachEdge keeps
   // the record). `placing`: a new record is registered one-shot with it (an
@@ -309,7 +341,14 @@ class LocalWatches {
   emul::Result<File*> AttachEdge(Watch& w, emul::WatchId id, int fd, uint32_t events);
   void Detach(Watch& w, emul::WatchId id);
   void DetachEdge(Watch& w, emul::WatchId id, File& f);
-  bool Confirm(File& f);
+  // Inline, the answer this epoch already found first (every delivery asks).
+  bool Confirm(File& f) {
+    if (f.dead) return false;
+    if (memo_ && f.checked == epoch_.load(std::memory_order_relaxed)) return true;
+    return ConfirmByMod(f);
+  }
+  bool ConfirmByMod(File& f);
+  static bool NumberOpen(int fd);  // fcntl(F_GETFD)
   void Kill(File& f);  // `f` is moved: not to be used after
   emul::Result<uint32_t> PollNow(int fd, uint32_t events);
   bool SetLevel(File& f, uint32_t events);  // false: `f` was killed (moved)

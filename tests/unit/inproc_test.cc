@@ -1457,6 +1457,46 @@ TEST(InprocPump, IdlePumpMakesNoWastedLookWhileTheProgramCalls) {
   // its poll) and one per pause of the program.
   EXPECT_LE(wasted, pauses + 1) << "polls " << polls << ", sleeps " << sleeps << ", pauses " << pauses;
 }
+
+// Once the program stops calling, the idle pump routes a host event by
+// itself: it tells a calling program from an idle one by the count of
+// ended calls (Engine::IdlePumpLoop), and a count seen as changed for good
+// would leave it asleep. Here the last call (an association) is followed by
+// no other: the pipe's readiness must reach the port's queue, and its byte
+// a raw poll of the port (EVSHIM_READINESS_BYTE=always: the byte is kept
+// for a poll that does not settle), through the pump alone. In a child: the
+// engine reads the variable when it is made.
+TEST(InprocPump, IdlePumpRoutesAHostEventOnceTheProgramStopsCalling) {
+  const pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    setenv("EVSHIM_READINESS_BYTE", "always", 1);
+    const int port = port_create();
+    int p[2];
+    if (port < 0 || pipe(p) != 0) _exit(2);
+    // Calls that end, as a busy program's do, then the last one.
+    for (int i = 0; i < 100; ++i) {
+      if (port_send(port, 1, nullptr) != 0) _exit(3);
+      port_event_t ev{};
+      if (port_get(port, &ev, nullptr) != 0) _exit(4);
+    }
+    if (port_associate(port, PORT_SOURCE_FD, static_cast<uintptr_t>(p[0]), POLLIN, nullptr) != 0) _exit(5);
+    if (write(p[1], "x", 1) != 1) _exit(6);
+    pollfd pfd{port, POLLIN, 0};
+    const long raw = syscall(SYS_poll, &pfd, 1, 5000);  // not the library's: no settle
+    if (raw != 1) _exit(7);
+    port_event_t ev{};
+    timespec zero{0, 0};
+    if (port_get(port, &ev, &zero) != 0 || ev.portev_source != PORT_SOURCE_FD ||
+        ev.portev_object != static_cast<uintptr_t>(p[0])) {
+      _exit(8);
+    }
+    _exit(0);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "status " << status;
+}
 }  // namespace
 
 namespace {
