@@ -2,6 +2,7 @@
 
 #include "shim/inproc/fast_trace.h"
 #include "shim/inproc/native_abi.h"
+#include "shim/runtime/own_fd.h"
 
 #include "abi/illumos/constants.h"
 
@@ -95,7 +96,7 @@ bool FindRwMapping(uintptr_t addr, uintptr_t* low, uintptr_t* high) {
     if (held == sizeof buf - 1) break;  // a line longer than the buffer: give up (checked copies)
     std::memmove(buf, line, held);
   }
-  syscall(SYS_close, fd);  // not the libraries' close(): nothing of the program's closes
+  CloseOwnFd(fd);  // not the libraries' close() (shim/runtime/own_fd.h)
   return found;
 }
 
