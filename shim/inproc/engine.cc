@@ -783,7 +783,10 @@ bool Engine::Call(int nr, const uint64_t args[6], long* result) {
       // Under the lock still (`lock` is destroyed after this); a waiter
       // answered while the lock was free returns without it, and its wait
       // already ended the call's look (EndCall before the ppoll).
-      if (lock.owns_lock()) e.host_->EndCall();
+      if (lock.owns_lock()) {
+        e.host_->EndCall();
+        e.renewal_owed_.store(e.host_->LocalRenewalOwed(), std::memory_order_relaxed);
+      }
       t_call_frame = 0;
       t_in_engine = false;
       t_engine_thread = false;
@@ -799,7 +802,13 @@ bool Engine::Call(int nr, const uint64_t args[6], long* result) {
   // a waiting thread takes at once what is sent): no hold; nor a call that
   // is not a portfs call (its look reports at once, as before).
   std::optional<emul::EventPorts::ReportHold> held_reports;
-  if (port_call.IsFdAssociation() && AssociatePlacedWithoutLook(port_call)) {
+  // A renewal of the look epoll the idle pump left owed (it makes no
+  // descriptor): this call looks, and its look renews.
+  const bool renewal_owed = host_->LocalRenewalOwed();
+  if (renewal_owed) {
+    if (port_call.portfs) held_reports.emplace(*ports_);
+    PrepareCall();
+  } else if (port_call.IsFdAssociation() && AssociatePlacedWithoutLook(port_call)) {
     // No look, and no deadline is due (checked): the next look reads the
     // association's report in its place, then runs the deadlines due by then.
   } else if (SendOrRetrievalWithoutLook(port_call) || KeventWithoutLook(entry->call, args)) {
@@ -1003,6 +1012,7 @@ void Engine::Settle() {
   objects_->ApplyReadiness();
   objects_->SendOwed();
   host_->EndCall();
+  renewal_owed_.store(host_->LocalRenewalOwed(), std::memory_order_relaxed);
   t_in_engine = false;
   t_engine_thread = false;
   // last_call_ns_ stays: a poll that blocks after this relies on the idle
@@ -1208,12 +1218,24 @@ void Engine::IdlePumpLoop() {
       SleepUntilNs(last + kIdleNs);
       continue;
     }
-    // This only looks (a poll of the look epoll consumes no one-shot
-    // registration's report, which epoll_wait would); Pump() consumes.
-    pollfd look{look_, POLLIN, 0};
-    if (poll(&look, 1, -1) < 0) {
-      if (errno == EINTR) continue;
-      return;
+    if (renewal_owed_.load(std::memory_order_relaxed)) {
+      // A renewal owed (below): the lingering registration keeps the look
+      // epoll readable, so a poll there would return at once, every time.
+      // The pump looks once per kIdleNs instead: its look ignores the
+      // lingering report and routes the others, so a program that waits
+      // outside the engine (a poll of the port or kqueue descriptor) still
+      // hears of its files within about a millisecond, at no more than a
+      // thousand wake-ups a second, until the program's next call renews.
+      // Test InprocPump.OwedRenewalKeepsServingWithoutSpinning.
+      SleepNs(kIdleNs);
+    } else {
+      // This only looks (a poll of the look epoll consumes no one-shot
+      // registration's report, which epoll_wait would); Pump() consumes.
+      pollfd look{look_, POLLIN, 0};
+      if (poll(&look, 1, -1) < 0) {
+        if (errno == EINTR) continue;
+        return;
+      }
     }
     if (waiting_threads_.load(std::memory_order_relaxed) > 0) {
       // A thread waits in the engine: the loop watcher looks itself.
@@ -1232,8 +1254,17 @@ void Engine::IdlePumpLoop() {
     // InprocKqueueOwnDescriptors.IdlePumpClosingAnObjectsEndAtAHintedNumberDoesNotHang.
     t_in_engine = true;
     SyncFileChecks(kCheckNone);
+    // No descriptor made here (LocalWatches::set_may_create): the program
+    // makes system calls of its own meanwhile, and may be between a close
+    // and its reuse of the number (close(n) then dup2(x, n)), where a new
+    // descriptor of ours would take n. A renewal of the look epoll this
+    // look meets is owed to the program's next call, which looks and
+    // renews (Call). Test InprocKqueueOwnDescriptors.IdlePumpMakesNoDescriptor.
+    host_->set_local_may_create(false);
     Pump();
     host_->EndCall();
+    host_->set_local_may_create(true);
+    renewal_owed_.store(host_->LocalRenewalOwed(), std::memory_order_relaxed);
     t_in_engine = false;
   }
 }

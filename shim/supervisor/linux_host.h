@@ -122,6 +122,13 @@ class LinuxHost final : public emul::Host {
   void EndCall() {
     if (local_) local_->EndCall();
   }
+  // LocalWatches::set_may_create, renewal_owed, renewals (the engine's
+  // idle pump makes no descriptor).
+  void set_local_may_create(bool on) {
+    if (local_) local_->set_may_create(on);
+  }
+  bool LocalRenewalOwed() const { return local_ && local_->renewal_owed(); }
+  uint64_t LocalRenewals() const { return local_ ? local_->renewals() : 0; }
   // LocalWatches::set_one_shot_associations, PlacementWithoutLook.
   void set_one_shot_associations(bool on) {
     if (local_) local_->set_one_shot_associations(on);

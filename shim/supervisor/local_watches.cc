@@ -747,7 +747,17 @@ void LocalWatches::TakeReady(ReadyList* out) {
   // Every armed level watch whose file is ready was reported just now: the
   // look in progress has done its part (QuietSinceArm).
   looks_done_ = looks_begun_;
-  if (lingering) RenewLevelEpoll();
+  // A registration left behind reported (or did before, on a look that
+  // could not renew): renewed now, or owed to a look that may make
+  // descriptors (set_may_create; the idle pump makes none).
+  if (lingering || renewal_owed_) {
+    if (may_create_) {
+      renewal_owed_ = false;
+      RenewLevelEpoll();
+    } else {
+      renewal_owed_ = true;
+    }
+  }
   // Only the edge epolls that reported (an edge epoll with no watch left
   // is drained too: a raw-closed file's lingering edge is consumed).
   for (EdgeEpoll& e : edges_) {
@@ -766,6 +776,7 @@ void LocalWatches::TakeReady(ReadyList* out) {
 // number; the old one goes with every registration it held once its last
 // sleeper woke. Costs O(live files), once per such close.
 void LocalWatches::RenewLevelEpoll() {
+  ++renewals_;
   const int fresh = epoll_create1(EPOLL_CLOEXEC);
   if (fresh < 0) {
     fault_("epoll_create1", "renewing the in-process watches' epoll (a closed file's reports go on)");
