@@ -1226,7 +1226,7 @@ void Engine::IdlePumpLoop() {
       // outside the engine (a poll of the port or kqueue descriptor) still
       // hears of its files within about a millisecond, at no more than a
       // thousand wake-ups a second, until the program's next call renews.
-      // Test InprocPump.OwedRenewalKeepsServingWithoutSpinning.
+      // Test InprocKqueueOwnDescriptors.IdlePumpServesWithoutSpinningWhileARenewalIsOwed.
       SleepNs(kIdleNs);
     } else {
       // This only looks (a poll of the look epoll consumes no one-shot
