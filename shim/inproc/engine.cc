@@ -785,7 +785,7 @@ bool Engine::Call(int nr, const uint64_t args[6], long* result) {
       // already ended the call's look (EndCall before the ppoll).
       if (lock.owns_lock()) {
         e.host_->EndCall();
-        e.renewal_owed_.store(e.host_->LocalRenewalOwed(), std::memory_order_relaxed);
+        e.renewal_owed_.store(e.host_->OwedToACall(), std::memory_order_relaxed);
       }
       t_call_frame = 0;
       t_in_engine = false;
@@ -804,7 +804,7 @@ bool Engine::Call(int nr, const uint64_t args[6], long* result) {
   std::optional<emul::EventPorts::ReportHold> held_reports;
   // A renewal of the look epoll the idle pump left owed (it makes no
   // descriptor): this call looks, and its look renews.
-  const bool renewal_owed = host_->LocalRenewalOwed();
+  const bool renewal_owed = host_->OwedToACall();
   if (renewal_owed) {
     if (port_call.portfs) held_reports.emplace(*ports_);
     PrepareCall();
@@ -1012,7 +1012,7 @@ void Engine::Settle() {
   objects_->ApplyReadiness();
   objects_->SendOwed();
   host_->EndCall();
-  renewal_owed_.store(host_->LocalRenewalOwed(), std::memory_order_relaxed);
+  renewal_owed_.store(host_->OwedToACall(), std::memory_order_relaxed);
   t_in_engine = false;
   t_engine_thread = false;
   // last_call_ns_ stays: a poll that blocks after this relies on the idle
@@ -1264,7 +1264,7 @@ void Engine::IdlePumpLoop() {
     Pump();
     host_->EndCall();
     host_->set_local_may_create(true);
-    renewal_owed_.store(host_->LocalRenewalOwed(), std::memory_order_relaxed);
+    renewal_owed_.store(host_->OwedToACall(), std::memory_order_relaxed);
     t_in_engine = false;
   }
 }

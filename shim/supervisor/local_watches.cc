@@ -776,7 +776,6 @@ void LocalWatches::TakeReady(ReadyList* out) {
 // number; the old one goes with every registration it held once its last
 // sleeper woke. Costs O(live files), once per such close.
 void LocalWatches::RenewLevelEpoll() {
-  ++renewals_;
   const int fresh = epoll_create1(EPOLL_CLOEXEC);
   if (fresh < 0) {
     fault_("epoll_create1", "renewing the in-process watches' epoll (a closed file's reports go on)");

@@ -160,8 +160,6 @@ class LocalWatches {
   // A renewal is owed (above): the caller's next look on a thread that may
   // make descriptors renews. Until then the look epoll stays readable.
   bool renewal_owed() const { return renewal_owed_; }
-  // Renewals of the look epoll made so far (tests).
-  uint64_t renewals() const { return renewals_; }
   // Whether a TakeReady since the last TakeLoopReport saw the nested loop
   // epoll report (its sources need a look); cleared.
   bool TakeLoopReport() {
@@ -359,7 +357,6 @@ class LocalWatches {
   int retired_fd_ = -1;  // an eventfd always readable: wakes the sleepers of a replaced look epoll
   bool may_create_ = true;     // set_may_create
   bool renewal_owed_ = false;  // renewal_owed
-  uint64_t renewals_ = 0;
   bool kicked_ = false;
   int setup_errno_ = 0;  // why level_epfd_ or kick_fd_ could not be made
   ReadyList fired_;

@@ -53,6 +53,29 @@ extern "C" int dup3(int oldfd, int newfd, int flags) noexcept {
   return next != nullptr ? next(oldfd, newfd, flags) : static_cast<int>(syscall(SYS_dup3, oldfd, newfd, flags));
 }
 
+// fopen (fopen64 with 64-bit offsets) counts the calls made by a thread
+// other than the process's first while g_fopen_counting is set: the
+// engine's idle pump must open nothing (InprocKqueueOwnDescriptors below).
+namespace {
+std::atomic<bool> g_fopen_counting{false};
+std::atomic<int> g_fopen_counted{0};
+using FopenFn = FILE* (*)(const char*, const char*);
+FILE* CountedFopen(const char* name, const char* path, const char* mode) {
+  const FopenFn next = reinterpret_cast<FopenFn>(dlsym(RTLD_NEXT, name));
+  if (g_fopen_counting.load() && gettid() != getpid()) g_fopen_counted.fetch_add(1);
+  if (next == nullptr) {
+    errno = ENOSYS;
+    return nullptr;
+  }
+  return next(path, mode);
+}
+}  // namespace
+
+extern "C" FILE* CountingFopen(const char* path, const char* mode) __asm__("fopen");
+extern "C" FILE* CountingFopen(const char* path, const char* mode) { return CountedFopen("fopen", path, mode); }
+extern "C" FILE* CountingFopen64(const char* path, const char* mode) __asm__("fopen64");
+extern "C" FILE* CountingFopen64(const char* path, const char* mode) { return CountedFopen("fopen64", path, mode); }
+
 namespace {
 
 __attribute__((constructor)) void PinFastMode() { setenv("EVSHIM_SUPERVISED", "0", 1); }
@@ -533,6 +556,106 @@ TEST(InprocKqueueOwnDescriptors, IdlePumpServesWithoutSpinningWhileARenewalIsOwe
   EXPECT_EQ(status, 0) << "10: the pump spun; 11: the kqueue's readiness did not reach the program's epoll_wait; "
                           "12: the event was missing; 13: descriptors changed; 14: renewed without a call; "
                           "15: the call did not renew";
+}
+
+// The exit of a watched process (EVFILT_PROC) routed by the idle pump:
+// its status used to come from /proc/PID/stat, a descriptor opened on the
+// pump. A child's status now comes from its pidfd (waitid, WNOWAIT), so
+// the exit still reaches a program that waits outside the engine; another
+// process's is left to the next call. Without the process connector (as
+// for a program without CAP_NET_ADMIN), so the status is the host's to
+// find. Exit 10: the pump opened a file; 11: the exit did not reach the
+// program's raw epoll_pwait within 2 s; 12: the event or its status was
+// wrong.
+void ChildExitRoutedByThePump() {
+  setenv("EVSHIM_NO_PROC_CONNECTOR", "1", 1);
+  const int kq = kqueue();
+  const int ep = epoll_create1(EPOLL_CLOEXEC);
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  if (kq < 0 || ep < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, kq, &ev) != 0) _exit(2);
+  const pid_t child = fork();
+  if (child < 0) _exit(2);
+  if (child == 0) {
+    const struct timespec thirty_ms {0, 30 * 1000 * 1000};
+    nanosleep(&thirty_ms, nullptr);
+    _exit(3);
+  }
+  struct kevent ch, out;
+  EV_SET(&ch, child, EVFILT_PROC, EV_ADD, NOTE_EXIT, 0, nullptr);
+  if (kevent(kq, &ch, 1, nullptr, 0, nullptr) != 0) _exit(4);
+  g_fopen_counting = true;
+  epoll_event got{};
+  const long n = syscall(SYS_epoll_pwait, ep, &got, 1, 2000, nullptr, 8);
+  g_fopen_counting = false;
+  if (g_fopen_counted.load() != 0) _exit(10);
+  if (n != 1) _exit(11);
+  const struct timespec zero {};
+  if (kevent(kq, nullptr, 0, &out, 1, &zero) != 1 || out.ident != static_cast<uintptr_t>(child) ||
+      !(out.fflags & NOTE_EXIT) || out.data != (3 << 8)) {
+    _exit(12);
+  }
+  int status = 0;
+  if (waitpid(child, &status, 0) != child || !WIFEXITED(status) || WEXITSTATUS(status) != 3) _exit(13);
+  _exit(0);
+}
+
+TEST(InprocKqueueOwnDescriptors, IdlePumpTakesAChildsExitStatusWithoutADescriptor) {
+  const int status = RunChild(ChildExitRoutedByThePump);
+  EXPECT_NE(status, -1) << "hung";
+  EXPECT_EQ(status, 0) << "10: the idle pump opened a file; 11: the exit did not reach the raw epoll_pwait; "
+                          "12: the event was wrong; 13: the child's status was taken";
+}
+
+// Exit 10: the pump opened a file for a process that is not the program's
+// child; 12: the next call did not report its exit with its status.
+void OtherProcessExitLeftToTheNextCall() {
+  setenv("EVSHIM_NO_PROC_CONNECTOR", "1", 1);
+  const int kq = kqueue();
+  int go[2], says[2];
+  if (kq < 0 || pipe(go) != 0 || pipe(says) != 0) _exit(2);
+  const pid_t middle = fork();
+  if (middle < 0) _exit(2);
+  if (middle == 0) {
+    // Forks the watched process, tells its pid, and reaps it only once
+    // told to (it stays a zombie meanwhile, not the watcher's child).
+    const pid_t watched = fork();
+    if (watched == 0) {
+      const struct timespec twenty_ms {0, 20 * 1000 * 1000};
+      nanosleep(&twenty_ms, nullptr);
+      _exit(5);
+    }
+    if (write(says[1], &watched, sizeof watched) != sizeof watched) _exit(1);
+    char c;
+    (void)!read(go[0], &c, 1);
+    waitpid(watched, nullptr, 0);
+    _exit(0);
+  }
+  pid_t watched = 0;
+  if (read(says[0], &watched, sizeof watched) != sizeof watched) _exit(3);
+  struct kevent ch, out;
+  EV_SET(&ch, watched, EVFILT_PROC, EV_ADD, NOTE_EXIT, 0, nullptr);
+  if (kevent(kq, &ch, 1, nullptr, 0, nullptr) != 0) _exit(4);
+  g_fopen_counting = true;
+  const struct timespec hundred_fifty_ms {0, 150 * 1000 * 1000};
+  nanosleep(&hundred_fifty_ms, nullptr);  // it exits; the idle pump looks
+  g_fopen_counting = false;
+  const int opened = g_fopen_counted.load();
+  const struct timespec zero {};
+  const int got = kevent(kq, nullptr, 0, &out, 1, &zero);
+  (void)!write(go[1], "g", 1);
+  waitpid(middle, nullptr, 0);
+  if (opened != 0) _exit(10);
+  if (got != 1 || out.ident != static_cast<uintptr_t>(watched) || !(out.fflags & NOTE_EXIT) || out.data != (5 << 8)) {
+    _exit(12);
+  }
+  _exit(0);
+}
+
+TEST(InprocKqueueOwnDescriptors, IdlePumpLeavesAnotherProcesssExitToTheNextCall) {
+  const int status = RunChild(OtherProcessExitLeftToTheNextCall);
+  EXPECT_NE(status, -1) << "hung";
+  EXPECT_EQ(status, 0) << "10: the idle pump opened a file; 12: the next call did not report the exit";
 }
 
 // An object's last close that the idle pump routes (a raw close of a
