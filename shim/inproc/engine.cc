@@ -210,6 +210,8 @@ thread_local bool t_in_engine = false;
 // library's interposed ones, whose settle must then do nothing (a waiting
 // thread that settled would take its own answer and then sleep in ppoll).
 thread_local bool t_engine_thread = false;
+// Set on the idle pump's thread: it makes no descriptor (IdlePumpLoop).
+thread_local bool t_idle_pump = false;
 // Poll-family calls of this thread counted in Engine::pollers_ (nested: a
 // signal handler's poll inside a poll).
 thread_local int t_poll_depth = 0;
@@ -1206,6 +1208,7 @@ void Engine::StartIdlePump() {
 
 void Engine::IdlePumpLoop() {
   t_engine_thread = true;
+  t_idle_pump = true;
   for (;;) {
     // While the program calls (its last call ended less than kIdleNs ago),
     // its next call looks itself. The pump then sleeps until kIdleNs after
@@ -1520,6 +1523,11 @@ bool Engine::OwnEnds::FdIs(emul::Pid, int fd, uint64_t inode) {
 
 // A scan of this process's descriptor table.
 int Engine::OwnEnds::FindFd(emul::Pid pid, uint64_t inode) {
+  // Not on the idle pump: opendir makes a descriptor (IdlePumpLoop). Its
+  // Sweep keeps the waiter for now ("cannot tell"), and the next sweep on
+  // a waiting thread decides. (The pump sweeps only when a waiter has
+  // just left its wait: it does not look while a thread waits.)
+  if (t_idle_pump) return kUnknown;
   DIR* d = opendir("/proc/self/fd");
   if (d == nullptr) return kUnknown;
   const int skip = dirfd(d);
