@@ -787,7 +787,7 @@ bool Engine::Call(int nr, const uint64_t args[6], long* result) {
       // already ended the call's look (EndCall before the ppoll).
       if (lock.owns_lock()) {
         e.host_->EndCall();
-        e.renewal_owed_.store(e.host_->OwedToACall(), std::memory_order_relaxed);
+        e.owed_to_a_call_.store(e.host_->OwedToACall(), std::memory_order_relaxed);
       }
       t_call_frame = 0;
       t_in_engine = false;
@@ -804,10 +804,10 @@ bool Engine::Call(int nr, const uint64_t args[6], long* result) {
   // a waiting thread takes at once what is sent): no hold; nor a call that
   // is not a portfs call (its look reports at once, as before).
   std::optional<emul::EventPorts::ReportHold> held_reports;
-  // A renewal of the look epoll the idle pump left owed (it makes no
-  // descriptor): this call looks, and its look renews.
-  const bool renewal_owed = host_->OwedToACall();
-  if (renewal_owed) {
+  // Work the idle pump left owed (it makes no descriptor: the look epoll's
+  // renewal, an exit status from /proc): this call looks, and its look
+  // does it.
+  if (host_->OwedToACall()) {
     if (port_call.portfs) held_reports.emplace(*ports_);
     PrepareCall();
   } else if (port_call.IsFdAssociation() && AssociatePlacedWithoutLook(port_call)) {
@@ -1014,7 +1014,7 @@ void Engine::Settle() {
   objects_->ApplyReadiness();
   objects_->SendOwed();
   host_->EndCall();
-  renewal_owed_.store(host_->OwedToACall(), std::memory_order_relaxed);
+  owed_to_a_call_.store(host_->OwedToACall(), std::memory_order_relaxed);
   t_in_engine = false;
   t_engine_thread = false;
   // last_call_ns_ stays: a poll that blocks after this relies on the idle
@@ -1221,14 +1221,15 @@ void Engine::IdlePumpLoop() {
       SleepUntilNs(last + kIdleNs);
       continue;
     }
-    if (renewal_owed_.load(std::memory_order_relaxed)) {
-      // A renewal owed (below): the lingering registration keeps the look
+    if (owed_to_a_call_.load(std::memory_order_relaxed)) {
+      // Work owed to a call (below: a renewal, an exit status): what it
+      // waits for (the lingering registration, the pidfd) keeps the look
       // epoll readable, so a poll there would return at once, every time.
       // The pump looks once per kIdleNs instead: its look ignores the
       // lingering report and routes the others, so a program that waits
       // outside the engine (a poll of the port or kqueue descriptor) still
       // hears of its files within about a millisecond, at no more than a
-      // thousand wake-ups a second, until the program's next call renews.
+      // thousand wake-ups a second, until the program's next call does it.
       // Test InprocKqueueOwnDescriptors.IdlePumpServesWithoutSpinningWhileARenewalIsOwed.
       SleepNs(kIdleNs);
     } else {
@@ -1267,7 +1268,7 @@ void Engine::IdlePumpLoop() {
     Pump();
     host_->EndCall();
     host_->set_local_may_create(true);
-    renewal_owed_.store(host_->OwedToACall(), std::memory_order_relaxed);
+    owed_to_a_call_.store(host_->OwedToACall(), std::memory_order_relaxed);
     t_in_engine = false;
   }
 }
