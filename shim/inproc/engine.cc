@@ -2,6 +2,7 @@
 
 #include "shim/inproc/fast_trace.h"
 #include "shim/inproc/native_abi.h"
+#include "shim/runtime/own_fd.h"
 
 #include "abi/illumos/constants.h"
 
@@ -95,7 +96,7 @@ bool FindRwMapping(uintptr_t addr, uintptr_t* low, uintptr_t* high) {
     if (held == sizeof buf - 1) break;  // a line longer than the buffer: give up (checked copies)
     std::memmove(buf, line, held);
   }
-  syscall(SYS_close, fd);  // not the libraries' close(): nothing of the program's closes
+  CloseOwnFd(fd);  // not the libraries' close() (shim/runtime/own_fd.h)
   return found;
 }
 
@@ -209,6 +210,8 @@ thread_local bool t_in_engine = false;
 // library's interposed ones, whose settle must then do nothing (a waiting
 // thread that settled would take its own answer and then sleep in ppoll).
 thread_local bool t_engine_thread = false;
+// Set on the idle pump's thread: it makes no descriptor (IdlePumpLoop).
+thread_local bool t_idle_pump = false;
 // Poll-family calls of this thread counted in Engine::pollers_ (nested: a
 // signal handler's poll inside a poll).
 thread_local int t_poll_depth = 0;
@@ -754,7 +757,10 @@ bool Engine::Call(const abi::SyscallEntry& row, int nr, const std::array<uint64_
       // Under the lock still (`lock` is destroyed after this); a waiter
       // answered while the lock was free returns without it, and its wait
       // already ended the call's look (EndCall before the ppoll).
-      if (lock.owns_lock()) e.host_->EndCall();
+      if (lock.owns_lock()) {
+        e.host_->EndCall();
+        e.owed_to_a_call_.store(e.host_->OwedToACall(), std::memory_order_relaxed);
+      }
       t_call_frame = 0;
       t_in_engine = false;
       t_engine_thread = false;
@@ -772,7 +778,13 @@ bool Engine::Call(const abi::SyscallEntry& row, int nr, const std::array<uint64_
   // a waiting thread takes at once what is sent): no hold; nor a call that
   // is not a portfs call (its look reports at once, as before).
   std::optional<emul::EventPorts::ReportHold> held_reports;
-  if (port_call.IsFdAssociation() && AssociatePlacedWithoutLook(port_call)) {
+  // Work the idle pump left owed (it makes no descriptor: the look epoll's
+  // renewal, an exit status from /proc): this call looks, and its look
+  // does it.
+  if (host_->OwedToACall()) {
+    if (port_call.portfs) held_reports.emplace(*ports_);
+    PrepareCall();
+  } else if (port_call.IsFdAssociation() && AssociatePlacedWithoutLook(port_call)) {
     // No look, and no deadline is due (checked): the next look reads the
     // association's report in its place, then runs the deadlines due by then.
   } else if (SendOrRetrievalWithoutLook(port_call) || KeventWithoutLook(entry->call, args)) {
@@ -974,6 +986,7 @@ void Engine::Settle() {
   objects_->ApplyReadiness();
   objects_->SendOwed();
   host_->EndCall();
+  owed_to_a_call_.store(host_->OwedToACall(), std::memory_order_relaxed);
   t_in_engine = false;
   t_engine_thread = false;
   // calls_ended_ stays: a poll that blocks after this relies on the idle
@@ -1167,6 +1180,7 @@ void Engine::StartIdlePump() {
 
 void Engine::IdlePumpLoop() {
   t_engine_thread = true;
+  t_idle_pump = true;
   uint64_t seen = calls_ended_.load(std::memory_order_relaxed);  // calls ended by the last pass
   for (;;) {
     // While the program calls (a call ended since the last pass, at most
@@ -1181,12 +1195,25 @@ void Engine::IdlePumpLoop() {
       SleepNs(kIdleNs);
       continue;
     }
-    // This only looks (a poll of the look epoll consumes no one-shot
-    // registration's report, which epoll_wait would); Pump() consumes.
-    pollfd look{look_, POLLIN, 0};
-    if (poll(&look, 1, -1) < 0) {
-      if (errno == EINTR) continue;
-      return;
+    if (owed_to_a_call_.load(std::memory_order_relaxed)) {
+      // Work owed to a call (below: a renewal, an exit status): what it
+      // waits for (the lingering registration, the pidfd) keeps the look
+      // epoll readable, so a poll there would return at once, every time.
+      // The pump looks once per kIdleNs instead: its look ignores the
+      // lingering report and routes the others, so a program that waits
+      // outside the engine (a poll of the port or kqueue descriptor) still
+      // hears of its files within about a millisecond, at no more than a
+      // thousand wake-ups a second, until the program's next call does it.
+      // Test InprocKqueueOwnDescriptors.IdlePumpServesWithoutSpinningWhileARenewalIsOwed.
+      SleepNs(kIdleNs);
+    } else {
+      // This only looks (a poll of the look epoll consumes no one-shot
+      // registration's report, which epoll_wait would); Pump() consumes.
+      pollfd look{look_, POLLIN, 0};
+      if (poll(&look, 1, -1) < 0) {
+        if (errno == EINTR) continue;
+        return;
+      }
     }
     if (waiting_threads_.load(std::memory_order_relaxed) > 0) {
       // A thread waits in the engine: the loop watcher looks itself.
@@ -1205,8 +1232,17 @@ void Engine::IdlePumpLoop() {
     // InprocKqueueOwnDescriptors.IdlePumpClosingAnObjectsEndAtAHintedNumberDoesNotHang.
     t_in_engine = true;
     SyncFileChecks(kCheckNone);
+    // No descriptor made here (LocalWatches::set_may_create): the program
+    // makes system calls of its own meanwhile, and may be between a close
+    // and its reuse of the number (close(n) then dup2(x, n)), where a new
+    // descriptor of ours would take n. A renewal of the look epoll this
+    // look meets is owed to the program's next call, which looks and
+    // renews (Call). Test InprocKqueueOwnDescriptors.IdlePumpMakesNoDescriptor.
+    host_->set_local_may_create(false);
     Pump();
     host_->EndCall();
+    host_->set_local_may_create(true);
+    owed_to_a_call_.store(host_->OwedToACall(), std::memory_order_relaxed);
     t_in_engine = false;
   }
 }
@@ -1462,6 +1498,11 @@ bool Engine::OwnEnds::FdIs(emul::Pid, int fd, uint64_t inode) {
 
 // A scan of this process's descriptor table.
 int Engine::OwnEnds::FindFd(emul::Pid pid, uint64_t inode) {
+  // Not on the idle pump: opendir makes a descriptor (IdlePumpLoop). Its
+  // Sweep keeps the waiter for now ("cannot tell"), and the next sweep on
+  // a waiting thread decides. (The pump sweeps only when a waiter has
+  // just left its wait: it does not look while a thread waits.)
+  if (t_idle_pump) return kUnknown;
   DIR* d = opendir("/proc/self/fd");
   if (d == nullptr) return kUnknown;
   const int skip = dirfd(d);

@@ -29,6 +29,7 @@
 #include "abi/illumos/port_move.h"
 #include "shim/inproc/engine.h"
 #include "shim/inproc/native_abi.h"
+#include "shim/runtime/own_fd.h"
 #include "shim/inproc/trap.h"
 
 namespace evshim::shim::inproc {
@@ -136,13 +137,14 @@ bool Engine::MovePort(emul::ObjectId obj, bool before_exec) {
   for (int old_fd : DescriptorsOf(inode)) {
     const int flags = fcntl(old_fd, F_GETFD);
     const int dup_flags = flags >= 0 && (flags & FD_CLOEXEC) ? O_CLOEXEC : 0;
-    // Raw calls: the library's dup3/close would report to a locked engine.
-    if (syscall(SYS_dup3, static_cast<int>(fd), old_fd, dup_flags) < 0) {
+    // Raw calls: the library's dup3/close would report to a locked engine
+    // (shim/runtime/own_fd.h).
+    if (Dup3OwnFd(static_cast<int>(fd), old_fd, dup_flags) < 0) {
       std::fprintf(stderr, "evshim: moving event port descriptor %d to the supervisor: %s\n", old_fd,
                    std::strerror(errno));
     }
   }
-  syscall(SYS_close, static_cast<int>(fd));
+  CloseOwnFd(static_cast<int>(fd));
   // Forgotten here: the waits on it go back to their library (the calls
   // are issued again to the supervisor), its timers are the supervisor's.
   timers_moved_ = true;

@@ -81,7 +81,12 @@ class LinuxHost final : public emul::Host {
     return events;
   }
   // The in-process engine's looks at its loop (LocalWatches::BeginLook).
-  uint64_t BeginLook() { return local_ ? local_->BeginLook() : 0; }
+  // A look that may make descriptors routes an exit left owed (the pidfd
+  // stays readable until then).
+  uint64_t BeginLook() {
+    if (may_create_) exit_owed_ = false;
+    return local_ ? local_->BeginLook() : 0;
+  }
   void EndLook(uint64_t look) {
     if (local_) local_->EndLook(look);
   }
@@ -122,6 +127,16 @@ class LinuxHost final : public emul::Host {
   void EndCall() {
     if (local_) local_->EndCall();
   }
+  // Whether the thread that looks may make descriptors (the engine's idle
+  // pump may not: LocalWatches::set_may_create). What it cannot do without
+  // one is owed to the next look that may (OwedToACall): the look epoll's
+  // renewal, and the exit status of a watched process that is not this
+  // process's child (ProcessExited).
+  void set_local_may_create(bool on) {
+    may_create_ = on;
+    if (local_) local_->set_may_create(on);
+  }
+  bool OwedToACall() const { return (local_ && local_->renewal_owed()) || exit_owed_; }
   // LocalWatches::set_one_shot_associations, PlacementWithoutLook.
   void set_one_shot_associations(bool on) {
     if (local_) local_->set_one_shot_associations(on);
@@ -313,6 +328,8 @@ class LinuxHost final : public emul::Host {
   std::unordered_map<emul::Pid, ProcWatch> proc_watches_;
   int connector_fd_ = -1;
   int connector_state_ = 0;  // 0 not tried, 1 listening, -1 unavailable
+  bool may_create_ = true;   // set_local_may_create
+  bool exit_owed_ = false;   // an exit left to a look that may make descriptors (OwedToACall)
   // kqueue VNODE: inotify watches on the file a target's descriptor names.
   struct VnodeWatch {
     emul::Pid pid = 0;

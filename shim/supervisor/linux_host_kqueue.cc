@@ -27,6 +27,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -48,6 +49,8 @@ using emul::Result;
 namespace {
 
 constexpr uint64_t kKindPidfd = 1, kKindConnector = 2, kKindInotify = 3;
+// waitid's P_PIDFD (Linux 5.4), which older C libraries do not name.
+constexpr int kPidfdIdType = 3;
 
 uint64_t Tag(uint64_t kind, uint32_t low) {
   return LinuxHost::kHostTag | (kind << 32) | low;
@@ -73,6 +76,20 @@ bool ReadStat(emul::Pid pid, char* state, int64_t* exit_code) {
   *state = fields[0][0];
   *exit_code = fields.size() > 49 ? std::atoll(fields[49].c_str()) : 0;  // field 52
   return true;
+}
+
+// The wait(2) status a waitid reported.
+int64_t WaitStatus(const siginfo_t& si) {
+  switch (si.si_code) {
+    case CLD_EXITED:
+      return (si.si_status & 0xff) << 8;
+    case CLD_KILLED:
+      return si.si_status & 0x7f;
+    case CLD_DUMPED:
+      return (si.si_status & 0x7f) | 0x80;
+    default:
+      return 0;
+  }
 }
 
 constexpr uint32_t kInotifyMask = IN_MODIFY | IN_ATTRIB | IN_MOVE_SELF | IN_DELETE_SELF |
@@ -198,6 +215,29 @@ void LinuxHost::ReportExit(emul::Pid pid) {
 void LinuxHost::ProcessExited(emul::Pid pid) {
   auto it = proc_watches_.find(pid);
   if (it == proc_watches_.end()) return;
+  if (!may_create_ && !it->second.has_status) {
+    // The engine's idle pump makes no descriptor (set_local_may_create):
+    // /proc/PID/stat below would take one. A child's status comes without
+    // one, from its pidfd (WNOWAIT: the program still reaps it); a status
+    // still missing (not a child, or reaped already) is owed to the next
+    // look that may make descriptors, which finds the pidfd readable still.
+    // (Read first: the connector may hold the exit message.)
+    if (connector_state_ > 0) ReadConnector();
+    it = proc_watches_.find(pid);
+    if (it == proc_watches_.end()) return;
+    ProcWatch& c = it->second;
+    siginfo_t si{};
+    if (!c.has_status && c.pidfd >= 0 &&
+        waitid(static_cast<idtype_t>(kPidfdIdType), static_cast<id_t>(c.pidfd), &si, WEXITED | WNOHANG | WNOWAIT) == 0 &&
+        si.si_pid != 0) {
+      c.has_status = true;
+      c.status = WaitStatus(si);
+    }
+    if (!c.has_status) {
+      exit_owed_ = true;
+      return;
+    }
+  }
   ProcWatch& w = it->second;
   if (w.pidfd >= 0) {
     close(w.pidfd);

@@ -10,6 +10,8 @@
 #include <algorithm>
 #include <cerrno>
 
+#include "shim/runtime/own_fd.h"
+
 namespace evshim::shim {
 
 using emul::Errno;
@@ -66,20 +68,6 @@ int ReadReady(int epfd, epoll_event* evs, int max) {
 #endif
 }
 
-// Our own descriptors (the look epoll, the edge epolls, the eventfds) are
-// closed and replaced with the system calls themselves, never through
-// close() and dup3(): in a program with the engine those are the foreign
-// libraries' wrappers (abi/bsd/lib/kqueue.c, abi/illumos/lib/port.c),
-// which report a close of a number the program once named (a knote's or
-// an association's, left hinted by a raw close) to the engine. On a
-// thread that holds the engine's lock that report waited for the lock
-// for ever: the idle pump's renewal (RenewLevelEpoll) takes the lowest
-// free number for its fresh epoll, which after a raw close is the closed
-// one (docs/vm-test.md "A rare hang, found and fixed"). On a calling
-// thread the report went to the supervisor, as a close of the program's.
-// Tests InprocKqueueOwnDescriptors.*.
-void CloseOwn(int fd) { (void)syscall(SYS_close, fd); }
-int Dup3Own(int oldfd, int newfd, int flags) { return static_cast<int>(syscall(SYS_dup3, oldfd, newfd, flags)); }
 }  // namespace
 
 std::vector<int> LocalWatches::LiveFiles::Numbers() const {
@@ -104,22 +92,22 @@ LocalWatches::LocalWatches(int loop_epoll, std::function<void(const char*, std::
   if (level_epfd_ < 0 || kick_fd_ < 0) {
     setup_errno_ = errno;
     fault_("epoll_create1/eventfd", "creating the in-process watches' epoll");
-    if (level_epfd_ >= 0) CloseOwn(level_epfd_);
+    if (level_epfd_ >= 0) CloseOwnFd(level_epfd_);
     level_epfd_ = -1;
     return;
   }
   if (!AddOwnSources(level_epfd_)) {
     setup_errno_ = errno;
-    CloseOwn(level_epfd_);
+    CloseOwnFd(level_epfd_);
     level_epfd_ = -1;
   }
 }
 
 LocalWatches::~LocalWatches() {
-  for (EdgeEpoll& e : edges_) CloseOwn(e.epfd);
-  if (kick_fd_ >= 0) CloseOwn(kick_fd_);
-  if (retired_fd_ >= 0) CloseOwn(retired_fd_);
-  if (level_epfd_ >= 0) CloseOwn(level_epfd_);
+  for (EdgeEpoll& e : edges_) CloseOwnFd(e.epfd);
+  if (kick_fd_ >= 0) CloseOwnFd(kick_fd_);
+  if (retired_fd_ >= 0) CloseOwnFd(retired_fd_);
+  if (level_epfd_ >= 0) CloseOwnFd(level_epfd_);
 }
 
 bool LocalWatches::AddOwnSources(int epfd) {
@@ -371,7 +359,7 @@ LocalWatches::EdgeEpoll* LocalWatches::EdgeFor(uint32_t mask, bool create) {
   if (epfd < 0) return nullptr;
   if (Ctl(level_epfd_, EPOLL_CTL_ADD, epfd, EPOLLIN, kOwnEdge + edges_.size()) != 0) {
     fault_("epoll_ctl", "adding an edge epoll to the in-process watches' look epoll");
-    CloseOwn(epfd);
+    CloseOwnFd(epfd);
     return nullptr;
   }
   edges_.push_back(EdgeEpoll{mask, epfd, 0});
@@ -748,7 +736,17 @@ void LocalWatches::TakeReady(ReadyList* out) {
   // Every armed level watch whose file is ready was reported just now: the
   // look in progress has done its part (QuietSinceArm).
   looks_done_ = looks_begun_;
-  if (lingering) RenewLevelEpoll();
+  // A registration left behind reported (or did before, on a look that
+  // could not renew): renewed now, or owed to a look that may make
+  // descriptors (set_may_create; the idle pump makes none).
+  if (lingering || renewal_owed_) {
+    if (may_create_) {
+      renewal_owed_ = false;
+      RenewLevelEpoll();
+    } else {
+      renewal_owed_ = true;
+    }
+  }
   // Only the edge epolls that reported (an edge epoll with no watch left
   // is drained too: a raw-closed file's lingering edge is consumed).
   for (EdgeEpoll& e : edges_) {
@@ -788,7 +786,7 @@ void LocalWatches::RenewLevelEpoll() {
     }
   }
   if (!AddOwnSources(fresh)) {
-    CloseOwn(fresh);
+    CloseOwnFd(fresh);
     return;
   }
   // The fresh epoll takes the look epoll's number, so every reader keeps
@@ -800,10 +798,10 @@ void LocalWatches::RenewLevelEpoll() {
   if (retired_fd_ < 0 || Ctl(level_epfd_, EPOLL_CTL_ADD, retired_fd_, EPOLLIN, kOwnRetired) != 0) {
     fault_("eventfd/epoll_ctl", "waking the in-process watches' sleepers after a renewal");
   }
-  if (Dup3Own(fresh, level_epfd_, O_CLOEXEC) < 0) {
+  if (Dup3OwnFd(fresh, level_epfd_, O_CLOEXEC) < 0) {
     fault_("dup3", "renewing the in-process watches' epoll (a closed file's reports go on)");
   }
-  CloseOwn(fresh);
+  CloseOwnFd(fresh);
 }
 
 void LocalWatches::EndCall() {

@@ -155,6 +155,21 @@ class LocalWatches {
   // The end of a call, or of a look made outside one (a waiter's wake-up,
   // the idle pump): the switch-offs of its reports are decided.
   void EndCall();
+  // Whether this thread may make descriptors (default: yes). The engine's
+  // idle pump may not: it runs while the program makes system calls of its
+  // own, and a descriptor it made would take the lowest free number, which
+  // the program may be about to reuse (close(n) then dup2(x, n), or
+  // close(0) then open()), on a thread and at a moment the program does not
+  // know of. A look that may not make descriptors and meets a registration
+  // to renew (RenewLevelEpoll: a fresh epoll, at the first renewal the
+  // `retired` eventfd) leaves the renewal owed; it routes every other
+  // report as usual and ignores the lingering one (which reports at every
+  // look until the renewal). The next look that may make descriptors renews.
+  // No descriptor is held ahead of need (the program's budget is its own).
+  void set_may_create(bool on) { may_create_ = on; }
+  // A renewal is owed (above): the caller's next look on a thread that may
+  // make descriptors renews. Until then the look epoll stays readable.
+  bool renewal_owed() const { return renewal_owed_; }
   // Whether a TakeReady since the last TakeLoopReport saw the nested loop
   // epoll report (its sources need a look); cleared.
   bool TakeLoopReport() {
@@ -379,6 +394,8 @@ class LocalWatches {
   int level_epfd_ = -1;  // the look epoll (its number is kept across renewals)
   int kick_fd_ = -1;  // an eventfd in the look epoll: reports found outside TakeReady
   int retired_fd_ = -1;  // an eventfd always readable: wakes the sleepers of a replaced look epoll
+  bool may_create_ = true;     // set_may_create
+  bool renewal_owed_ = false;  // renewal_owed
   bool kicked_ = false;
   int setup_errno_ = 0;  // why level_epfd_ or kick_fd_ could not be made
   ReadyList fired_;

@@ -1,0 +1,27 @@
+// The shim's own descriptors (the in-process engine's epolls, eventfds, a
+// file it reads, the supervisor's port put in place of the engine's) are
+// closed and replaced with the system calls themselves, never through
+// close() and dup3(). In a program with the engine those names are the
+// foreign libraries' wrappers (abi/bsd/lib/kqueue.c, abi/illumos/lib/port.c),
+// which report a close of a number the program once named (a knote's or an
+// association's, left hinted by a raw close) to the engine: on a thread that
+// holds the engine's lock that report waited for the lock for ever (the idle
+// pump, docs/vm-test.md "A rare hang, found and fixed"), and on a calling
+// thread it went to the supervisor as a close of the program's. Tests
+// InprocKqueueOwnDescriptors.*.
+//
+// For shim/ only: emul/ makes no system calls and abi/ none of its own.
+#pragma once
+
+#include <sys/syscall.h>
+#include <unistd.h>
+
+namespace evshim::shim {
+
+inline void CloseOwnFd(int fd) { (void)syscall(SYS_close, fd); }
+
+inline int Dup3OwnFd(int oldfd, int newfd, int flags) {
+  return static_cast<int>(syscall(SYS_dup3, oldfd, newfd, flags));
+}
+
+}  // namespace evshim::shim
