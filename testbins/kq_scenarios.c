@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/event.h>
+#include <sys/ioctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -901,6 +902,27 @@ static int proc_exit(void) {
   return 0;
 }
 
+/* Whether the kernel keeps a reaped process's wait status for its pidfds
+ * (PIDFD_GET_INFO asking PIDFD_INFO_EXIT, Linux 6.15): a child exits with 7,
+ * is reaped, and its pidfd is asked. */
+static int kernel_keeps_reaped_status(void) {
+  struct {
+    uint64_t mask, cgroupid;
+    uint32_t ids[11];
+    int32_t exit_code;
+  } info;
+  memset(&info, 0, sizeof info);
+  pid_t c = fork();
+  if (c == 0) _exit(7);
+  int pidfd = (int)syscall(SYS_pidfd_open, c, 0);
+  waitpid(c, NULL, 0);
+  if (pidfd < 0) return 0;
+  info.mask = 1ull << 3;
+  int kept = ioctl(pidfd, _IOWR(0xFF, 11, info), &info) == 0 && (info.mask & (1ull << 3)) && info.exit_code == (7 << 8);
+  close(pidfd);
+  return kept;
+}
+
 /* A process that is not a child of the watcher. */
 static int proc_nonchild(void) {
   int pidp[2], go[2];
@@ -930,6 +952,11 @@ static int proc_nonchild(void) {
   const char *fallback = getenv("EVSHIM_NO_PROC_CONNECTOR");
   if (fallback == NULL || !*fallback) {
     /* Reaped by someone else at once: the status comes from the connector. */
+    CHECK(WIFEXITED((int)ev.data) && WEXITSTATUS((int)ev.data) == 3);
+  } else if (kernel_keeps_reaped_status()) {
+    /* No connector: from /proc while a zombie, else the kernel keeps it
+     * for the pidfd (Linux 6.15); before 6.15 a reaped one reports 0
+     * (docs/kqueue.md, limits). */
     CHECK(WIFEXITED((int)ev.data) && WEXITSTATUS((int)ev.data) == 3);
   }
   return 0;

@@ -8,6 +8,7 @@
 #include <signal.h>
 #include <sys/epoll.h>
 #include <sys/event.h>
+#include <sys/ioctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -656,6 +657,163 @@ TEST(InprocKqueueOwnDescriptors, IdlePumpLeavesAnotherProcesssExitToTheNextCall)
   const int status = RunChild(OtherProcessExitLeftToTheNextCall);
   EXPECT_NE(status, -1) << "hung";
   EXPECT_EQ(status, 0) << "10: the idle pump opened a file; 12: the next call did not report the exit";
+}
+
+// Whether this kernel keeps a reaped process's wait status for its pidfds
+// (PIDFD_GET_INFO with PIDFD_INFO_EXIT, Linux 6.15): a child exits with 7,
+// is reaped, and its pidfd is asked.
+bool KernelKeepsReapedExitStatus() {
+  struct Info {
+    uint64_t mask, cgroupid;
+    uint32_t ids[11];
+    int32_t exit_code;
+  } info{};
+  static_assert(sizeof(Info) == 64);
+  const pid_t child = fork();
+  if (child == 0) _exit(7);
+  const int pidfd = static_cast<int>(syscall(SYS_pidfd_open, child, 0));
+  waitpid(child, nullptr, 0);
+  if (pidfd < 0) return false;
+  info.mask = uint64_t{1} << 3;
+  const bool kept = syscall(SYS_ioctl, pidfd, _IOWR(0xFF, 11, Info), &info) == 0 &&
+                    (info.mask & (uint64_t{1} << 3)) && info.exit_code == (7 << 8);
+  close(pidfd);
+  return kept;
+}
+
+// A watched process that is not the program's child, reaped by its own
+// parent: its status is the kernel's (Linux 6.15), which the idle pump asks
+// without a descriptor, so the exit reaches a program that waits outside
+// the engine. Before 6.15 the exit waits for the next call, which finds
+// the process reaped and no connector: status 0 (docs/kqueue.md, limits).
+// Exit 10: the pump opened a file; 11: the exit did not reach the raw
+// epoll_pwait within 2 s (6.15+), or did (before); 12: the event or its
+// status was wrong.
+void ReapedNonChildExitRoutedByThePump() {
+  setenv("EVSHIM_NO_PROC_CONNECTOR", "1", 1);
+  const bool kept = KernelKeepsReapedExitStatus();
+  const int kq = kqueue();
+  const int ep = epoll_create1(EPOLL_CLOEXEC);
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  int go[2], says[2];
+  if (kq < 0 || ep < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, kq, &ev) != 0 || pipe(go) != 0 || pipe(says) != 0) _exit(2);
+  const pid_t middle = fork();
+  if (middle < 0) _exit(2);
+  if (middle == 0) {
+    // Forks the watched process, which exits with 5 once told to, and
+    // reaps it at once.
+    const pid_t watched = fork();
+    if (watched == 0) {
+      char c;
+      (void)!read(go[0], &c, 1);
+      _exit(5);
+    }
+    if (write(says[1], &watched, sizeof watched) != sizeof watched) _exit(1);
+    waitpid(watched, nullptr, 0);
+    const struct timespec two_s {2, 0};
+    nanosleep(&two_s, nullptr);  // stays, so the watched process is not the program's
+    _exit(0);
+  }
+  pid_t watched = 0;
+  if (read(says[0], &watched, sizeof watched) != sizeof watched) _exit(3);
+  struct kevent ch, out;
+  EV_SET(&ch, watched, EVFILT_PROC, EV_ADD, NOTE_EXIT, 0, nullptr);
+  if (kevent(kq, &ch, 1, nullptr, 0, nullptr) != 0) _exit(4);
+  g_fopen_counting = true;
+  if (write(go[1], "g", 1) != 1) _exit(5);
+  epoll_event got{};
+  const long n = syscall(SYS_epoll_pwait, ep, &got, 1, kept ? 2000 : 300, nullptr, 8);
+  g_fopen_counting = false;
+  const int opened = g_fopen_counted.load();
+  const struct timespec zero {};
+  const int taken = kevent(kq, nullptr, 0, &out, 1, &zero);
+  kill(middle, SIGKILL);
+  waitpid(middle, nullptr, 0);
+  if (opened != 0) _exit(10);
+  if (n != (kept ? 1 : 0)) _exit(11);
+  if (taken != 1 || out.ident != static_cast<uintptr_t>(watched) || !(out.fflags & NOTE_EXIT) ||
+      out.data != (kept ? (5 << 8) : 0)) {
+    _exit(12);
+  }
+  _exit(0);
+}
+
+TEST(InprocKqueueOwnDescriptors, IdlePumpReportsAReapedNonChildsExitWithItsStatus) {
+  std::fprintf(stderr, "PIDFD_INFO_EXIT: %s\n", KernelKeepsReapedExitStatus() ? "kept (6.15+)" : "not kept");
+  const int status = RunChild(ReapedNonChildExitRoutedByThePump);
+  EXPECT_NE(status, -1) << "hung";
+  EXPECT_EQ(status, 0) << "10: the idle pump opened a file; 11: the exit did (not) reach the raw epoll_pwait; "
+                          "12: the event or its status was wrong";
+}
+
+// The same exit found by a call: the program waits in kevent while it is
+// stopped (SIGSTOP from the middle process), the watched process exits and
+// is reaped meanwhile, and the waiting thread, a call's, finds the pidfd
+// readable and /proc empty at SIGCONT (the idle pump keeps away from a
+// waiting thread's loop). Linux 6.15: the status from the pidfd; before:
+// 0 (docs/kqueue.md, limits). Exit 12: the event or its status was wrong.
+void ReapedNonChildExitFoundByACall() {
+  setenv("EVSHIM_NO_PROC_CONNECTOR", "1", 1);
+  const bool kept = KernelKeepsReapedExitStatus();
+  const pid_t watcher = getpid();
+  const int kq = kqueue();
+  int go[2], says[2], ready[2];
+  if (kq < 0 || pipe(go) != 0 || pipe(says) != 0 || pipe(ready) != 0) _exit(2);
+  const pid_t middle = fork();
+  if (middle < 0) _exit(2);
+  if (middle == 0) {
+    const pid_t watched = fork();
+    if (watched == 0) {
+      char c;
+      (void)!read(go[0], &c, 1);
+      _exit(5);
+    }
+    if (write(says[1], &watched, sizeof watched) != sizeof watched) _exit(1);
+    char c;
+    if (read(ready[0], &c, 1) != 1) _exit(1);
+    const struct timespec fifty_ms {0, 50 * 1000 * 1000};
+    nanosleep(&fifty_ms, nullptr);  // the watcher waits in kevent
+    kill(watcher, SIGSTOP);
+    for (int i = 0; i < 1000; ++i) {  // until it is stopped
+      char path[64], buf[512] = {};
+      std::snprintf(path, sizeof path, "/proc/%d/stat", watcher);
+      const int fd = open(path, O_RDONLY);
+      const ssize_t n = fd < 0 ? -1 : read(fd, buf, sizeof buf - 1);
+      if (fd >= 0) close(fd);
+      const char* paren = n > 0 ? std::strrchr(buf, ')') : nullptr;
+      if (paren != nullptr && paren[2] == 'T') break;
+      usleep(1000);
+    }
+    if (write(go[1], "g", 1) != 1) _exit(1);
+    waitpid(watched, nullptr, 0);  // reaped while the watcher is stopped
+    kill(watcher, SIGCONT);
+    const struct timespec two_s {2, 0};
+    nanosleep(&two_s, nullptr);
+    _exit(0);
+  }
+  pid_t watched = 0;
+  if (read(says[0], &watched, sizeof watched) != sizeof watched) _exit(3);
+  struct kevent ch, out;
+  EV_SET(&ch, watched, EVFILT_PROC, EV_ADD, NOTE_EXIT, 0, nullptr);
+  if (kevent(kq, &ch, 1, nullptr, 0, nullptr) != 0) _exit(4);
+  if (write(ready[1], "r", 1) != 1) _exit(5);
+  const struct timespec five_s {5, 0};
+  const int taken = kevent(kq, nullptr, 0, &out, 1, &five_s);
+  kill(middle, SIGKILL);
+  waitpid(middle, nullptr, 0);
+  if (taken != 1 || out.ident != static_cast<uintptr_t>(watched) || !(out.fflags & NOTE_EXIT) ||
+      out.data != (kept ? (5 << 8) : 0)) {
+    std::fprintf(stderr, "taken %d, data %ld\n", taken, static_cast<long>(out.data));
+    _exit(12);
+  }
+  _exit(0);
+}
+
+TEST(InprocKqueueOwnDescriptors, CallReportsAReapedNonChildsExitWithItsStatus) {
+  const int status = RunChild(ReapedNonChildExitFoundByACall);
+  EXPECT_NE(status, -1) << "hung";
+  EXPECT_EQ(status, 0) << "12: the event or its status was wrong";
 }
 
 // An object's last close that the idle pump routes (a raw close of a
