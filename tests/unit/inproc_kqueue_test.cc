@@ -431,7 +431,14 @@ bool SomeEpollHolds(int fd, ino_t ino) {
 
 // RenewalAfterARawClose's start: a READ knote kept on a pipe's number, the
 // number raw-closed with the (ready) pipe kept open elsewhere, so the
-// record dies and its level registration lingers in the look epoll.
+// record dies and its level registration lingers in the look epoll. Then
+// the pipe's write end is closed (the system call: no engine call), so
+// that the lingering registration reports whatever state the rounds left
+// it in: on (level, EPOLLIN: it reports at every look), or switched off (a
+// mask-less one-shot registration, which reports nothing but a hang-up,
+// once). Which of the two depends on when the idle pump looked between the
+// rounds; without the hang-up the second reports nothing and no look
+// meets it (seen in CI, 2026-12-04: the tests then found nothing renewed).
 // Returns the closed number; the pipe's inode in `*ino`.
 int LeaveALingeringRegistration(int kq, ino_t* ino) {
   int p[2];
@@ -448,6 +455,7 @@ int LeaveALingeringRegistration(int kq, ino_t* ino) {
   if (fcntl(p[0], F_DUPFD_CLOEXEC, 100) < 0) _exit(4);  // the file open elsewhere, above the numbers looked at
   if (syscall(SYS_close, p[0]) != 0) _exit(5);
   if (kevent(kq, &ch, 1, &out, 1, &zero) != 1 || !(out.flags & EV_ERROR) || out.data != EBADF) _exit(6);
+  if (syscall(SYS_close, p[1]) != 0) _exit(7);  // a hang-up: the lingering registration reports
   return p[0];
 }
 
