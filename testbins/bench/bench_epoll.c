@@ -45,23 +45,12 @@ static void user(long n) {
   bench_report("epoll", "user", "us_per_op", (bench_now() - t0) / (double)n * 1e6, "us", n);
 }
 
-static void fdwait(long n) {
-  int ep = epoll_create1(0), p[2];
-  DIE_IF(pipe(p) != 0);
-  DIE_IF(write(p[1], "x", 1) != 1);
-  struct epoll_event ev = {.events = EPOLLIN | EPOLLONESHOT, .data.fd = p[0]};
-  DIE_IF(epoll_ctl(ep, EPOLL_CTL_ADD, p[0], &ev) != 0);
-  struct epoll_event out;
-  DIE_IF(epoll_wait(ep, &out, 1, -1) != 1);
-  double t0 = bench_now();
-  for (long i = 0; i < n; i++) {
-    DIE_IF(epoll_ctl(ep, EPOLL_CTL_MOD, p[0], &ev) != 0);
-    DIE_IF(epoll_wait(ep, &out, 1, -1) != 1);
-  }
-  bench_report("epoll", "fdwait", "us_per_op", (bench_now() - t0) / (double)n * 1e6, "us", n);
-}
+/* The extra system call per event of an exact emulation's ceiling
+ * (docs/performance.md "The ceiling of the loop goal"): none, a re-arm MOD
+ * of a one-shot registration (ports), or a FIONREAD (kevent's data). */
+enum extra { EXTRA_NONE, EXTRA_REARM, EXTRA_FIONREAD };
 
-static void fdwait_fionread(long n) {
+static void fdwait_with(long n, enum extra extra, const char *name) {
   int ep = epoll_create1(0), p[2];
   DIE_IF(pipe(p) != 0);
   DIE_IF(write(p[1], "x", 1) != 1);
@@ -74,46 +63,21 @@ static void fdwait_fionread(long n) {
     DIE_IF(epoll_ctl(ep, EPOLL_CTL_MOD, p[0], &ev) != 0);
     DIE_IF(epoll_wait(ep, &out, 1, -1) != 1);
     int avail = 0;
-    DIE_IF(ioctl(p[0], FIONREAD, &avail) != 0 || avail != 1);
+    DIE_IF(extra == EXTRA_FIONREAD && (ioctl(p[0], FIONREAD, &avail) != 0 || avail != 1));
   }
-  bench_report("epoll", "fdwait-fionread", "us_per_op", (bench_now() - t0) / (double)n * 1e6, "us", n);
+  bench_report("epoll", name, "us_per_op", (bench_now() - t0) / (double)n * 1e6, "us", n);
 }
 
-static void loop(long pairs, long n) {
+static void fdwait(long n) { fdwait_with(n, EXTRA_NONE, "fdwait"); }
+
+static void loop_with(long pairs, long n, enum extra extra, const char *name) {
   bench_raise_nofile();
   int ep = epoll_create1(0);
   int (*sv)[2] = calloc((size_t)pairs, sizeof *sv);
+  const uint32_t events = EPOLLIN | (extra == EXTRA_REARM ? EPOLLONESHOT : 0);
   for (long i = 0; i < pairs; i++) {
     DIE_IF(socketpair(AF_UNIX, SOCK_STREAM, 0, sv[i]) != 0);
-    struct epoll_event ev = {.events = EPOLLIN, .data.u64 = (uint64_t)i};
-    DIE_IF(epoll_ctl(ep, EPOLL_CTL_ADD, sv[i][0], &ev) != 0);
-  }
-  DIE_IF(write(sv[0][1], "t", 1) != 1);
-  double t0 = bench_start();
-  for (long done = 0; done < n;) {
-    struct epoll_event out[8];
-    int k = epoll_wait(ep, out, 8, -1);
-    DIE_IF(k <= 0);
-    for (int j = 0; j < k; j++, done++) {
-      long i = (long)out[j].data.u64;
-      char c;
-      DIE_IF(read(sv[i][0], &c, 1) != 1);
-      DIE_IF(write(sv[(i + 1) % pairs][1], &c, 1) != 1);
-    }
-  }
-  double t1 = bench_now();
-  bench_done(t0, t1);
-  double dt = t1 - t0;
-  bench_report("epoll", "loop", "events_per_s", (double)n / dt, "ev/s", pairs);
-}
-
-static void loop_fionread(long pairs, long n) {
-  bench_raise_nofile();
-  int ep = epoll_create1(0);
-  int (*sv)[2] = calloc((size_t)pairs, sizeof *sv);
-  for (long i = 0; i < pairs; i++) {
-    DIE_IF(socketpair(AF_UNIX, SOCK_STREAM, 0, sv[i]) != 0);
-    struct epoll_event ev = {.events = EPOLLIN, .data.u64 = (uint64_t)i};
+    struct epoll_event ev = {.events = events, .data.u64 = (uint64_t)i};
     DIE_IF(epoll_ctl(ep, EPOLL_CTL_ADD, sv[i][0], &ev) != 0);
   }
   DIE_IF(write(sv[0][1], "t", 1) != 1);
@@ -125,45 +89,22 @@ static void loop_fionread(long pairs, long n) {
     for (int j = 0; j < k; j++, done++) {
       long i = (long)out[j].data.u64;
       int avail = 0;
-      DIE_IF(ioctl(sv[i][0], FIONREAD, &avail) != 0 || avail != 1);
+      DIE_IF(extra == EXTRA_FIONREAD && (ioctl(sv[i][0], FIONREAD, &avail) != 0 || avail != 1));
       char c;
       DIE_IF(read(sv[i][0], &c, 1) != 1);
+      if (extra == EXTRA_REARM) {
+        struct epoll_event ev = {.events = events, .data.u64 = (uint64_t)i};
+        DIE_IF(epoll_ctl(ep, EPOLL_CTL_MOD, sv[i][0], &ev) != 0);
+      }
       DIE_IF(write(sv[(i + 1) % pairs][1], &c, 1) != 1);
     }
   }
   double t1 = bench_now();
   bench_done(t0, t1);
-  bench_report("epoll", "loop-fionread", "events_per_s", (double)n / (t1 - t0), "ev/s", pairs);
+  bench_report("epoll", name, "events_per_s", (double)n / (t1 - t0), "ev/s", pairs);
 }
 
-static void loop_oneshot(long pairs, long n) {
-  bench_raise_nofile();
-  int ep = epoll_create1(0);
-  int (*sv)[2] = calloc((size_t)pairs, sizeof *sv);
-  for (long i = 0; i < pairs; i++) {
-    DIE_IF(socketpair(AF_UNIX, SOCK_STREAM, 0, sv[i]) != 0);
-    struct epoll_event ev = {.events = EPOLLIN | EPOLLONESHOT, .data.u64 = (uint64_t)i};
-    DIE_IF(epoll_ctl(ep, EPOLL_CTL_ADD, sv[i][0], &ev) != 0);
-  }
-  DIE_IF(write(sv[0][1], "t", 1) != 1);
-  double t0 = bench_start();
-  for (long done = 0; done < n;) {
-    struct epoll_event out[8];
-    int k = epoll_wait(ep, out, 8, -1);
-    DIE_IF(k <= 0);
-    for (int j = 0; j < k; j++, done++) {
-      long i = (long)out[j].data.u64;
-      char c;
-      DIE_IF(read(sv[i][0], &c, 1) != 1);
-      struct epoll_event ev = {.events = EPOLLIN | EPOLLONESHOT, .data.u64 = (uint64_t)i};
-      DIE_IF(epoll_ctl(ep, EPOLL_CTL_MOD, sv[i][0], &ev) != 0);
-      DIE_IF(write(sv[(i + 1) % pairs][1], &c, 1) != 1);
-    }
-  }
-  double t1 = bench_now();
-  bench_done(t0, t1);
-  bench_report("epoll", "loop-oneshot", "events_per_s", (double)n / (t1 - t0), "ev/s", pairs);
-}
+static void loop(long pairs, long n) { loop_with(pairs, n, EXTRA_NONE, "loop"); }
 
 /* The same watches as bench_ports/bench_kqueue memory fd: a pipe's read end
  * per watch, the write end closed. */
@@ -223,10 +164,10 @@ int main(int argc, char **argv) {
   long a = atol(argv[2]);
   if (!strcmp(argv[1], "user")) user(a);
   else if (!strcmp(argv[1], "fdwait")) fdwait(a);
-  else if (!strcmp(argv[1], "fdwait-fionread")) fdwait_fionread(a);
+  else if (!strcmp(argv[1], "fdwait-fionread")) fdwait_with(a, EXTRA_FIONREAD, "fdwait-fionread");
   else if (!strcmp(argv[1], "loop") && argc == 4) loop(a, atol(argv[3]));
-  else if (!strcmp(argv[1], "loop-oneshot") && argc == 4) loop_oneshot(a, atol(argv[3]));
-  else if (!strcmp(argv[1], "loop-fionread") && argc == 4) loop_fionread(a, atol(argv[3]));
+  else if (!strcmp(argv[1], "loop-oneshot") && argc == 4) loop_with(a, atol(argv[3]), EXTRA_REARM, "loop-oneshot");
+  else if (!strcmp(argv[1], "loop-fionread") && argc == 4) loop_with(a, atol(argv[3]), EXTRA_FIONREAD, "loop-fionread");
   else if (!strcmp(argv[1], "procs") && argc == 5) bench_procs("epoll", a, atol(argv[3]), atol(argv[4]), loop);
   else if (!strcmp(argv[1], "threads") && argc == 4) threads(a, atol(argv[3]));
   else if (!strcmp(argv[1], "memory") && argc == 4 && !strcmp(argv[2], "fd")) memory(bench_watch_count(argv[3]));
