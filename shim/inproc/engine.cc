@@ -17,7 +17,6 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <linux/futex.h>
 #include <sys/syscall.h>
 #include <sys/timerfd.h>
 #include <sys/uio.h>
@@ -1045,43 +1044,6 @@ void Engine::NotePolledByEpoll(int fd) {
   if (fstat(fd, &st) != 0 || !S_ISSOCK(st.st_mode)) return;
   std::lock_guard<EngineMutex> lock(mu_);
   if (std::optional<emul::ObjectId> obj = objects_->FindByInode(st.st_ino)) objects_->MarkPolled(*obj);
-}
-
-void EngineMutex::LockContended() {
-  // Spin first (a section is short), reading only, so the holder's release
-  // is not slowed by a bouncing cache line; then sleep, marking the word 2
-  // so the unlock knows to wake someone.
-  for (int spins = 0; spins < kSpins; ++spins) {
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#endif
-    if (word_.load(std::memory_order_relaxed) == 0) {
-      int free = 0;
-      if (word_.compare_exchange_weak(free, 1, std::memory_order_acquire, std::memory_order_relaxed)) return;
-    }
-  }
-  // 2 from here on: this thread cannot know it is the last sleeper, so a
-  // lock taken after a sleep is held as "maybe sleepers" (one spare wake at
-  // worst, never a lost one).
-  while (word_.exchange(2, std::memory_order_acquire) != 0) {
-    syscall(SYS_futex, reinterpret_cast<int*>(&word_), FUTEX_WAIT_PRIVATE, 2, nullptr, nullptr, 0);
-  }
-}
-
-void EngineMutex::WakeOne() {
-  syscall(SYS_futex, reinterpret_cast<int*>(&word_), FUTEX_WAKE_PRIVATE, 1, nullptr, nullptr, 0);
-}
-
-void EngineMutex::UnlockAndWake() {
-  thread_local std::vector<OwedWake> t_waking;  // keeps its capacity: no allocation per unlock
-  t_waking.swap(owed_);
-  Release();
-  for (const OwedWake& o : t_waking) {
-    uint64_t one = 1;
-    (void)!write(o.fd, &one, sizeof one);
-    o.done->store(true, std::memory_order_release);
-  }
-  t_waking.clear();
 }
 
 void Engine::StartWaiting(Waiter* w) {

@@ -29,6 +29,7 @@
 #include "abi/syscall_table.h"
 #include "emul/event_port.h"
 #include "emul/kqueue.h"
+#include "shim/inproc/engine_mutex.h"
 #include "shim/runtime/host_events.h"
 #include "shim/runtime/object_table.h"
 #include "shim/supervisor/linux_host.h"
@@ -110,64 +111,6 @@ inline PortCall PortCall::Decode(abi::Call call, const uint64_t args[6]) {
   }
   return c;
 }
-
-// The engine lock: a futex word (0 free, 1 held, 2 held with sleepers
-// possible; U. Drepper, "Futexes Are Tricky", mutex 3). Every foreign call
-// takes it once: uncontended, taking and giving it back are one atomic
-// exchange each, inline, where glibc's adaptive mutex made two calls
-// through the PLT into its type dispatch (about 80 instructions a call;
-// docs/performance.md "Session 17: the engine lock"). Like that mutex it
-// spins a moment before it sleeps: the sections it guards are a few system
-// calls long, and with many threads calling (waiters returning to
-// port_get, a producer's port_send) a thread that sleeps on a held lock
-// costs two futex calls and a switch each time. Not recursive, no owner
-// check (as PTHREAD_MUTEX_ADAPTIVE_NP). A waiting thread answered under
-// the lock is woken after the unlock (OweWake): woken inside the section,
-// it would preempt the lock's holder and then queue on the lock it holds.
-class EngineMutex {
- public:
-  EngineMutex() = default;
-  EngineMutex(const EngineMutex&) = delete;
-  EngineMutex& operator=(const EngineMutex&) = delete;
-  void lock() {
-    int free = 0;
-    if (!word_.compare_exchange_strong(free, 1, std::memory_order_acquire, std::memory_order_relaxed)) LockContended();
-  }
-  bool try_lock() {
-    int free = 0;
-    return word_.compare_exchange_strong(free, 1, std::memory_order_acquire, std::memory_order_relaxed);
-  }
-  // Writes each owed wake-up after unlocking, then sets its flag (release):
-  // the woken thread must not end (closing `fd`) before it sees the flag.
-  void unlock() {
-    if (owed_.empty()) {
-      Release();
-    } else {
-      UnlockAndWake();
-    }
-  }
-  // With the lock held: write 1 to eventfd `fd` at the unlock, then set `*done`.
-  void OweWake(int fd, std::atomic<bool>* done) { owed_.push_back(OwedWake{fd, done}); }
-
- private:
-  struct OwedWake {
-    int fd;
-    std::atomic<bool>* done;
-  };
-  void Release() {
-    if (word_.exchange(0, std::memory_order_release) == 2) WakeOne();
-  }
-  // How long a contended lock spins before it sleeps (glibc's adaptive
-  // mutex's default, max_adaptive_count).
-  static constexpr int kSpins = 100;
-  static_assert(sizeof(std::atomic<int>) == sizeof(int) && std::atomic<int>::is_always_lock_free,
-                "the futex word is the atomic's int");
-  void LockContended();
-  void WakeOne();
-  void UnlockAndWake();
-  std::atomic<int> word_{0};
-  std::vector<OwedWake> owed_;  // with the lock held
-};
 
 class Engine {
  public:
