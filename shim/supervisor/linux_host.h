@@ -131,7 +131,7 @@ class LinuxHost final : public emul::Host {
   // pump may not: LocalWatches::set_may_create). What it cannot do without
   // one is owed to the next look that may (OwedToACall): the look epoll's
   // renewal, and the exit status of a watched process that is not this
-  // process's child (ProcessExited).
+  // process's child and that /proc alone can give (ProcessExited).
   void set_local_may_create(bool on) {
     may_create_ = on;
     if (local_) local_->set_may_create(on);
@@ -316,6 +316,12 @@ class LinuxHost final : public emul::Host {
   struct ProcWatch {
     int refs = 0;
     int pidfd = -1;          // polls readable once the process has exited
+    // /proc/PID/stat of a process that is not the local process's child,
+    // held open without the connector (fast mode): the idle pump reads a
+    // zombie's status from it (pread, no descriptor made). Bound to that
+    // process: once it is reaped the read fails (ESRCH), a recycled pid
+    // is never read.
+    int stat_fd = -1;
     bool exited = false;     // the pidfd fired, or the process is a zombie or gone
     bool reported = false;   // the exit went to the sink
     bool has_status = false;
@@ -325,6 +331,7 @@ class LinuxHost final : public emul::Host {
   void ReadConnector();
   void ProcessExited(emul::Pid pid);
   void ReportExit(emul::Pid pid);
+  void CloseProcFds(ProcWatch& w);
   std::unordered_map<emul::Pid, ProcWatch> proc_watches_;
   int connector_fd_ = -1;
   int connector_state_ = 0;  // 0 not tried, 1 listening, -1 unavailable
