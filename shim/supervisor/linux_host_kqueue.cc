@@ -212,6 +212,21 @@ Result<emul::Host::ProcessState> LinuxHost::WatchProcess(emul::Pid pid, bool for
   }
   ProcWatch w;
   w.refs = 1;
+  if (!may_create_ && was_forked && connector) {
+    // NOTE_TRACK's knote on a new process, from a fork message the
+    // engine's idle pump read (the only way here on the pump: the
+    // program's own registrations are calls, and the connector exists).
+    // The pump makes no descriptor (set_local_may_create; docs/design.md,
+    // Watches): a pidfd made here would take the lowest free number while
+    // the program may be between close(n) and dup2(x, n). It is owed to
+    // the next look that may (OpenOwedPidfds); meanwhile the connector's
+    // exit message records the status. Test
+    // InprocKqueueOwnDescriptors.IdlePumpTracksAForkWithoutADescriptor.
+    w.pidfd_owed = true;
+    pidfd_owed_ = true;
+    proc_watches_.emplace(pid, w);
+    return ProcessState{};
+  }
   w.pidfd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
   if (w.pidfd < 0) {
     // Reported by a fork and gone already: its exit message follows in the
@@ -261,6 +276,63 @@ Result<emul::Host::ProcessState> LinuxHost::WatchProcess(emul::Pid pid, bool for
   }
   proc_watches_.emplace(pid, w);
   return ProcessState{};
+}
+
+// The pidfds owed by watches the idle pump recorded (WatchProcess), on a
+// look that may make descriptors, before it reads the loop.
+void LinuxHost::OpenOwedPidfds() {
+  pidfd_owed_ = false;
+  std::vector<emul::Pid> owed;
+  for (auto& [pid, w] : proc_watches_) {
+    if (w.pidfd_owed) owed.push_back(pid);
+  }
+  // The exit messages that came meanwhile first: a process whose exit was
+  // read is told apart from a later one with its pid (below).
+  if (connector_state_ > 0) ReadConnector();
+  for (emul::Pid pid : owed) {
+    auto it = proc_watches_.find(pid);
+    if (it == proc_watches_.end() || !it->second.pidfd_owed) continue;  // unwatched meanwhile
+    ProcWatch& w = it->second;
+    w.pidfd_owed = false;
+    w.pidfd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
+    if (w.pidfd < 0) {
+      // Reaped already. The kernel sends the exit message before the
+      // process can be reaped, so it is in the connector's stream now:
+      // read it (as exited, the watch is reported there, or with the /proc
+      // value or 0 if the connector overflowed). A status still missing
+      // was lost in an overflow before the watch was exited: 0.
+      w.exited = true;
+      if (!w.has_status && connector_state_ > 0) ReadConnector();
+      it = proc_watches_.find(pid);
+      if (it == proc_watches_.end() || it->second.reported) continue;
+      it->second.has_status = true;
+      ReportExit(pid);
+      continue;
+    }
+    fcntl(w.pidfd, F_SETFD, FD_CLOEXEC);
+    StatFields st;
+    const bool seen = ReadStat(pid, &st);
+    if (seen && (Exited(st) || w.has_status)) {
+      // A zombie (status from the connector, else /proc), or a live
+      // process under a pid whose exit was read: not the tracked one, which
+      // is gone and reaped (a pid used again). Reported now.
+      if (!w.has_status) w.status = st.exit_code;
+      w.has_status = true;
+      w.exited = true;
+      CloseProcFds(w);
+      ReportExit(pid);
+      continue;
+    }
+    // Running, or reaped since pidfd_open (then the pidfd polls readable
+    // and this look's read of the loop routes it: ProcessExited).
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.u64 = Tag(kKindPidfd, static_cast<uint32_t>(pid));
+    if (epoll_ctl(loop_epoll_, EPOLL_CTL_ADD, w.pidfd, &ev) != 0) {
+      HostFault("epoll_ctl", "watching the exit of process " + std::to_string(pid) +
+                                 " for EVFILT_PROC (only the connector can report it now)", 0);
+    }
+  }
 }
 
 void LinuxHost::CloseProcFds(ProcWatch& w) {
