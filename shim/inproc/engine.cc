@@ -759,7 +759,7 @@ bool Engine::Call(const abi::SyscallEntry& row, int nr, const std::array<uint64_
       // already ended the call's look (EndCall before the ppoll).
       if (lock.owns_lock()) {
         e.host_->EndCall();
-        e.owed_to_a_call_.store(e.host_->OwedToACall(), std::memory_order_relaxed);
+        e.owed_to_a_call_.store(e.host_->OwedKeepingTheLookReadable(), std::memory_order_relaxed);
       }
       t_call_frame = 0;
       t_in_engine = false;
@@ -779,8 +779,8 @@ bool Engine::Call(const abi::SyscallEntry& row, int nr, const std::array<uint64_
   // is not a portfs call (its look reports at once, as before).
   std::optional<emul::EventPorts::ReportHold> held_reports;
   // Work the idle pump left owed (it makes no descriptor: the look epoll's
-  // renewal, an exit status from /proc): this call looks, and its look
-  // does it.
+  // renewal, an exit status from /proc, the pidfd of a process NOTE_TRACK
+  // began to watch): this call looks, and its look does it.
   if (host_->OwedToACall()) {
     if (port_call.portfs) held_reports.emplace(*ports_);
     PrepareCall();
@@ -986,7 +986,7 @@ void Engine::Settle() {
   objects_->ApplyReadiness();
   objects_->SendOwed();
   host_->EndCall();
-  owed_to_a_call_.store(host_->OwedToACall(), std::memory_order_relaxed);
+  owed_to_a_call_.store(host_->OwedKeepingTheLookReadable(), std::memory_order_relaxed);
   t_in_engine = false;
   t_engine_thread = false;
   // calls_ended_ stays: a poll that blocks after this relies on the idle
@@ -1183,6 +1183,7 @@ void Engine::IdlePumpLoop() {
       // Work owed to a call (below: a renewal, an exit status): what it
       // waits for (the lingering registration, the pidfd) keeps the look
       // epoll readable, so a poll there would return at once, every time.
+      // (A tracked process's pidfd owed keeps nothing readable: polled.)
       // The pump looks once per kIdleNs instead: its look ignores the
       // lingering report and routes the others, so a program that waits
       // outside the engine (a poll of the port or kqueue descriptor) still
@@ -1226,7 +1227,7 @@ void Engine::IdlePumpLoop() {
     Pump();
     host_->EndCall();
     host_->set_local_may_create(true);
-    owed_to_a_call_.store(host_->OwedToACall(), std::memory_order_relaxed);
+    owed_to_a_call_.store(host_->OwedKeepingTheLookReadable(), std::memory_order_relaxed);
     t_in_engine = false;
   }
 }

@@ -343,10 +343,11 @@ class Engine {
   std::atomic<uint64_t> calls_ended_{0};
   std::atomic<int> waiting_threads_{0};
   // The idle pump's look left work that makes a descriptor owed to a call
-  // (LinuxHost::OwedToACall: the look epoll's renewal, an exit status from
-  // /proc): the look epoll stays readable until a call does it, so the pump
-  // looks once per kIdleNs instead of polling it. Written under mu_ (the
-  // pump's look, a call's end, a settle).
+  // and keeps the look epoll readable until a call does it
+  // (LinuxHost::OwedKeepingTheLookReadable: the look epoll's renewal, an
+  // exit status from /proc), so the pump looks once per kIdleNs instead of
+  // polling it. Written under mu_ (the pump's look, a call's end, a
+  // settle).
   std::atomic<bool> owed_to_a_call_{false};
 
   EngineOptions options_;

@@ -82,9 +82,13 @@ class LinuxHost final : public emul::Host {
   }
   // The in-process engine's looks at its loop (LocalWatches::BeginLook).
   // A look that may make descriptors routes an exit left owed (the pidfd
-  // stays readable until then).
+  // stays readable until then) and opens the pidfds owed by NOTE_TRACK
+  // watches the idle pump recorded (OpenOwedPidfds).
   uint64_t BeginLook() {
-    if (may_create_) exit_owed_ = false;
+    if (may_create_) {
+      exit_owed_ = false;
+      if (pidfd_owed_) OpenOwedPidfds();
+    }
     return local_ ? local_->BeginLook() : 0;
   }
   void EndLook(uint64_t look) {
@@ -130,13 +134,20 @@ class LinuxHost final : public emul::Host {
   // Whether the thread that looks may make descriptors (the engine's idle
   // pump may not: LocalWatches::set_may_create). What it cannot do without
   // one is owed to the next look that may (OwedToACall): the look epoll's
-  // renewal, and the exit status of a watched process that is not this
-  // process's child (ProcessExited).
+  // renewal, the exit status of a watched process that is not this
+  // process's child and that /proc alone can give (ProcessExited), and the
+  // pidfd of a process NOTE_TRACK watches from a fork message the pump
+  // read (WatchProcess, OpenOwedPidfds).
   void set_local_may_create(bool on) {
     may_create_ = on;
     if (local_) local_->set_may_create(on);
   }
-  bool OwedToACall() const { return (local_ && local_->renewal_owed()) || exit_owed_; }
+  bool OwedToACall() const { return OwedKeepingTheLookReadable() || pidfd_owed_; }
+  // The part of it that keeps the look epoll readable until a call does it
+  // (the lingering registration, the exited process's pidfd): the idle
+  // pump then looks once a millisecond instead of polling that epoll. An
+  // owed pidfd does not (the connector, in the loop, still wakes a poll).
+  bool OwedKeepingTheLookReadable() const { return (local_ && local_->renewal_owed()) || exit_owed_; }
   // LocalWatches::set_one_shot_associations, PlacementWithoutLook.
   void set_one_shot_associations(bool on) {
     if (local_) local_->set_one_shot_associations(on);
@@ -316,6 +327,16 @@ class LinuxHost final : public emul::Host {
   struct ProcWatch {
     int refs = 0;
     int pidfd = -1;          // polls readable once the process has exited
+    // /proc/PID/stat of a process that is not the local process's child,
+    // held open without the connector (fast mode): the idle pump reads a
+    // zombie's status from it (pread, no descriptor made). Bound to that
+    // process: once it is reaped the read fails (ESRCH), a recycled pid
+    // is never read.
+    int stat_fd = -1;
+    // Recorded by a look that may make no descriptor (the idle pump
+    // routing a fork message for NOTE_TRACK): no pidfd yet, the next look
+    // that may opens it (OpenOwedPidfds).
+    bool pidfd_owed = false;
     bool exited = false;     // the pidfd fired, or the process is a zombie or gone
     bool reported = false;   // the exit went to the sink
     bool has_status = false;
@@ -325,11 +346,14 @@ class LinuxHost final : public emul::Host {
   void ReadConnector();
   void ProcessExited(emul::Pid pid);
   void ReportExit(emul::Pid pid);
+  void OpenOwedPidfds();
+  void CloseProcFds(ProcWatch& w);
   std::unordered_map<emul::Pid, ProcWatch> proc_watches_;
   int connector_fd_ = -1;
   int connector_state_ = 0;  // 0 not tried, 1 listening, -1 unavailable
   bool may_create_ = true;   // set_local_may_create
   bool exit_owed_ = false;   // an exit left to a look that may make descriptors (OwedToACall)
+  bool pidfd_owed_ = false;  // a ProcWatch's pidfd_owed (OwedToACall)
   // kqueue VNODE: inotify watches on the file a target's descriptor names.
   struct VnodeWatch {
     emul::Pid pid = 0;

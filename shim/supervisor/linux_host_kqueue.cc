@@ -39,6 +39,7 @@
 #include <vector>
 
 #include "emul/kqueue.h"
+#include "shim/runtime/own_fd.h"
 #include "shim/supervisor/linux_host.h"
 
 namespace evshim::shim {
@@ -56,8 +57,29 @@ uint64_t Tag(uint64_t kind, uint32_t low) {
   return LinuxHost::kHostTag | (kind << 32) | low;
 }
 
-// /proc/PID/stat: state (field 3) and exit_code (field 52, wait(2) form).
-bool ReadStat(emul::Pid pid, char* state, int64_t* exit_code) {
+// /proc/PID/stat: state (field 3), the parent's pid (field 4) and
+// exit_code (field 52, wait(2) form).
+struct StatFields {
+  char state = 0;
+  emul::Pid ppid = 0;
+  int64_t exit_code = 0;
+};
+
+bool ParseStat(char* buf, StatFields* out) {
+  char* p = std::strrchr(buf, ')');
+  if (p == nullptr) return false;
+  std::vector<std::string> fields;
+  for (char* tok = std::strtok(p + 1, " \n"); tok != nullptr; tok = std::strtok(nullptr, " \n")) {
+    fields.emplace_back(tok);
+  }
+  if (fields.size() < 2) return false;
+  out->state = fields[0][0];
+  out->ppid = static_cast<emul::Pid>(std::atoll(fields[1].c_str()));
+  out->exit_code = fields.size() > 49 ? std::atoll(fields[49].c_str()) : 0;  // field 52
+  return true;
+}
+
+bool ReadStat(emul::Pid pid, StatFields* out) {
   char path[64];
   std::snprintf(path, sizeof path, "/proc/%d/stat", pid);
   FILE* f = std::fopen(path, "re");
@@ -66,17 +88,20 @@ bool ReadStat(emul::Pid pid, char* state, int64_t* exit_code) {
   size_t n = std::fread(buf, 1, sizeof buf - 1, f);
   std::fclose(f);
   buf[n] = '\0';
-  char* p = std::strrchr(buf, ')');
-  if (p == nullptr) return false;
-  std::vector<std::string> fields;
-  for (char* tok = std::strtok(p + 1, " \n"); tok != nullptr; tok = std::strtok(nullptr, " \n")) {
-    fields.emplace_back(tok);
-  }
-  if (fields.empty()) return false;
-  *state = fields[0][0];
-  *exit_code = fields.size() > 49 ? std::atoll(fields[49].c_str()) : 0;  // field 52
-  return true;
+  return ParseStat(buf, out);
 }
+
+// The same from a /proc/PID/stat descriptor held open (ProcWatch::stat_fd):
+// pread makes no descriptor. Fails (ESRCH) once that process is reaped.
+bool ReadStatFd(int fd, StatFields* out) {
+  char buf[2048];
+  const ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
+  if (n <= 0) return false;
+  buf[n] = '\0';
+  return ParseStat(buf, out);
+}
+
+bool Exited(const StatFields& st) { return st.state == 'Z' || st.state == 'X'; }
 
 // PIDFD_GET_INFO (Linux 6.13) asking PIDFD_INFO_EXIT (6.15): the kernel
 // keeps a process's wait status for its pidfds once the process is reaped
@@ -187,6 +212,21 @@ Result<emul::Host::ProcessState> LinuxHost::WatchProcess(emul::Pid pid, bool for
   }
   ProcWatch w;
   w.refs = 1;
+  if (!may_create_ && was_forked && connector) {
+    // NOTE_TRACK's knote on a new process, from a fork message the
+    // engine's idle pump read (the only way here on the pump: the
+    // program's own registrations are calls, and the connector exists).
+    // The pump makes no descriptor (set_local_may_create; docs/design.md,
+    // Watches): a pidfd made here would take the lowest free number while
+    // the program may be between close(n) and dup2(x, n). It is owed to
+    // the next look that may (OpenOwedPidfds); meanwhile the connector's
+    // exit message records the status. Test
+    // InprocKqueueOwnDescriptors.IdlePumpTracksAForkWithoutADescriptor.
+    w.pidfd_owed = true;
+    pidfd_owed_ = true;
+    proc_watches_.emplace(pid, w);
+    return ProcessState{};
+  }
   w.pidfd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
   if (w.pidfd < 0) {
     // Reported by a fork and gone already: its exit message follows in the
@@ -197,16 +237,35 @@ Result<emul::Host::ProcessState> LinuxHost::WatchProcess(emul::Pid pid, bool for
     return ProcessState{};
   }
   fcntl(w.pidfd, F_SETFD, FD_CLOEXEC);
-  char state = 0;
-  int64_t code = 0;
-  if (ReadStat(pid, &state, &code) && (state == 'Z' || state == 'X')) {
+  // /proc/PID/stat, opened after the pidfd: both name this process (if it
+  // is reaped in between, the read fails and the readable pidfd tells).
+  char path[64];
+  std::snprintf(path, sizeof path, "/proc/%d/stat", pid);
+  const int stat_fd = open(path, O_RDONLY | O_CLOEXEC);
+  StatFields st;
+  const bool seen = stat_fd >= 0 && ReadStatFd(stat_fd, &st);
+  if (seen && Exited(st)) {
+    CloseOwnFd(stat_fd);
+    CloseOwnFd(w.pidfd);
+    w.pidfd = -1;
     w.exited = true;
     w.has_status = true;
-    w.status = code;
-    close(w.pidfd);
-    w.pidfd = -1;
+    w.status = st.exit_code;
     proc_watches_.emplace(pid, w);
-    return ProcessState{true, code};
+    return ProcessState{true, st.exit_code};
+  }
+  // In-process (fast mode) without the connector, a process that is not
+  // the program's child keeps its /proc/PID/stat open: at its exit the
+  // idle pump, which opens nothing, reads the zombie's status from it
+  // (ProcessExited). A child's comes from its pidfd (waitid WNOWAIT), and
+  // with the connector its exit message carries it: no descriptor more
+  // (nor for the program itself, whose exit it never sees). One the limit
+  // (RLIMIT_NOFILE) refuses leaves the status to the next call, as before.
+  // Test InprocKqueueOwnDescriptors.IdlePumpReportsAnUnreapedNonChildsExitWithItsStatus.
+  if (seen && local_ && !connector && pid != local_pid_ && st.ppid != local_pid_) {
+    w.stat_fd = stat_fd;
+  } else if (stat_fd >= 0) {
+    CloseOwnFd(stat_fd);
   }
   epoll_event ev{};
   ev.events = EPOLLIN;
@@ -219,11 +278,75 @@ Result<emul::Host::ProcessState> LinuxHost::WatchProcess(emul::Pid pid, bool for
   return ProcessState{};
 }
 
+// The pidfds owed by watches the idle pump recorded (WatchProcess), on a
+// look that may make descriptors, before it reads the loop.
+void LinuxHost::OpenOwedPidfds() {
+  pidfd_owed_ = false;
+  std::vector<emul::Pid> owed;
+  for (auto& [pid, w] : proc_watches_) {
+    if (w.pidfd_owed) owed.push_back(pid);
+  }
+  // The exit messages that came meanwhile first: a process whose exit was
+  // read is told apart from a later one with its pid (below).
+  if (connector_state_ > 0) ReadConnector();
+  for (emul::Pid pid : owed) {
+    auto it = proc_watches_.find(pid);
+    if (it == proc_watches_.end() || !it->second.pidfd_owed) continue;  // unwatched meanwhile
+    ProcWatch& w = it->second;
+    w.pidfd_owed = false;
+    w.pidfd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
+    if (w.pidfd < 0) {
+      // Reaped already. The kernel sends the exit message before the
+      // process can be reaped, so it is in the connector's stream now:
+      // read it (as exited, the watch is reported there, or with the /proc
+      // value or 0 if the connector overflowed). A status still missing
+      // was lost in an overflow before the watch was exited: 0.
+      w.exited = true;
+      if (!w.has_status && connector_state_ > 0) ReadConnector();
+      it = proc_watches_.find(pid);
+      if (it == proc_watches_.end() || it->second.reported) continue;
+      it->second.has_status = true;
+      ReportExit(pid);
+      continue;
+    }
+    fcntl(w.pidfd, F_SETFD, FD_CLOEXEC);
+    StatFields st;
+    const bool seen = ReadStat(pid, &st);
+    if (seen && (Exited(st) || w.has_status)) {
+      // A zombie (status from the connector, else /proc), or a live
+      // process under a pid whose exit was read: not the tracked one, which
+      // is gone and reaped (a pid used again). Reported now.
+      if (!w.has_status) w.status = st.exit_code;
+      w.has_status = true;
+      w.exited = true;
+      CloseProcFds(w);
+      ReportExit(pid);
+      continue;
+    }
+    // Running, or reaped since pidfd_open (then the pidfd polls readable
+    // and this look's read of the loop routes it: ProcessExited).
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.u64 = Tag(kKindPidfd, static_cast<uint32_t>(pid));
+    if (epoll_ctl(loop_epoll_, EPOLL_CTL_ADD, w.pidfd, &ev) != 0) {
+      HostFault("epoll_ctl", "watching the exit of process " + std::to_string(pid) +
+                                 " for EVFILT_PROC (only the connector can report it now)", 0);
+    }
+  }
+}
+
+void LinuxHost::CloseProcFds(ProcWatch& w) {
+  if (w.pidfd >= 0) CloseOwnFd(w.pidfd);  // leaves the main loop with it
+  if (w.stat_fd >= 0) CloseOwnFd(w.stat_fd);
+  w.pidfd = -1;
+  w.stat_fd = -1;
+}
+
 void LinuxHost::UnwatchProcess(emul::Pid pid) {
   auto it = proc_watches_.find(pid);
   if (it == proc_watches_.end()) return;
   if (--it->second.refs > 0) return;
-  if (it->second.pidfd >= 0) close(it->second.pidfd);  // leaves the main loop with it
+  CloseProcFds(it->second);
   proc_watches_.erase(it);
 }
 
@@ -242,10 +365,12 @@ void LinuxHost::ProcessExited(emul::Pid pid) {
   if (it == proc_watches_.end()) return;
   if (!may_create_ && !it->second.has_status) {
     // The engine's idle pump makes no descriptor (set_local_may_create):
-    // /proc/PID/stat below would take one. A child's status comes without
-    // one, from its pidfd (WNOWAIT: the program still reaps it); a status
-    // still missing (not a child, or reaped already) is owed to the next
-    // look that may make descriptors, which finds the pidfd readable still.
+    // ReadStat below would take one. A child's status comes without one,
+    // from its pidfd (WNOWAIT: the program still reaps it), another
+    // process's zombie's from its /proc/PID/stat held open (WatchProcess);
+    // a status still missing (reaped already, or the connector's message
+    // lost) is owed to the next look that may make descriptors, which
+    // finds the pidfd readable still.
     // (Read first: the connector may hold the exit message.)
     if (connector_state_ > 0) ReadConnector();
     it = proc_watches_.find(pid);
@@ -257,6 +382,14 @@ void LinuxHost::ProcessExited(emul::Pid pid) {
         si.si_pid != 0) {
       c.has_status = true;
       c.status = WaitStatus(si);
+    }
+    // Another process's while it is a zombie (its parent has not reaped
+    // it): pread of the descriptor held, on every kernel. Test
+    // InprocKqueueOwnDescriptors.IdlePumpReportsAnUnreapedNonChildsExitWithItsStatus.
+    StatFields st;
+    if (!c.has_status && c.stat_fd >= 0 && ReadStatFd(c.stat_fd, &st) && Exited(st)) {
+      c.has_status = true;
+      c.status = st.exit_code;
     }
     // Another process's, once its parent reaped it (Linux 6.15): while it
     // is a zombie its pidfd stays readable and the pump, looking once per
@@ -277,31 +410,27 @@ void LinuxHost::ProcessExited(emul::Pid pid) {
   ProcWatch& w = it->second;
   // The pidfd stays open until the status is found: a reaped process's
   // status is the kernel's to tell through it (Linux 6.15).
-  auto close_pidfd = [&w] {
-    if (w.pidfd >= 0) {
-      close(w.pidfd);
-      w.pidfd = -1;
-    }
-  };
   if (!w.has_status) {
-    char state = 0;
+    // The descriptor held, if any: it names this process, never a later
+    // one with its pid.
+    StatFields st;
     int64_t code = 0;
-    if (ReadStat(pid, &state, &code) && (state == 'Z' || state == 'X')) {
+    if ((w.stat_fd >= 0 ? ReadStatFd(w.stat_fd, &st) : ReadStat(pid, &st)) && Exited(st)) {
       w.has_status = true;
-      w.status = code;
+      w.status = st.exit_code;
     } else if (w.pidfd >= 0 && ReapedExitStatus(w.pidfd, &code)) {
       // Reaped already (/proc has nothing): asked after /proc, not before,
       // as a zombie may be reaped between the two. Scenario proc_nonchild.
       w.has_status = true;
       w.status = code;
     } else if (connector_state_ > 0) {
-      close_pidfd();
+      CloseProcFds(w);
       return;  // reaped already: the connector's message will tell the status
     } else {
       w.has_status = true;  // reaped before we looked, no connector, before 6.15: 0 (docs/kqueue.md)
     }
   }
-  close_pidfd();
+  CloseProcFds(w);
   ReportExit(pid);
 }
 
