@@ -1269,8 +1269,21 @@ void Engine::IdlePumpLoop() {
           seen_looks = looks_.load(std::memory_order_relaxed);
           break;
         case NapEnd::kPolled:
-          // A thread waits in the poll family while calls end: no nap, but
-          // the look below keeps to a bounded rate.
+          // A thread waits in the poll family while calls end. If some of
+          // them looked since this thread last decided, they routed
+          // everything for the poller too; and while calls that look go
+          // on, a poll of the look epoll here would be woken at each of
+          // their reports even when their own look takes it first (the
+          // kernel wakes the poll, finds nothing, and sleeps again: about
+          // 8000 wake-ups in 200 ms inside a few dozen polls). So sleep
+          // kIdleNs and decide again: once the calls stop, the next pass
+          // finds none and looks. If none looked, look now (below), at a
+          // bounded rate.
+          if (const uint64_t looks = looks_.load(std::memory_order_relaxed); looks != seen_looks) {
+            seen_looks = looks;
+            SleepNs(kIdleNs);
+            continue;
+          }
           polled_while_calling = true;
           break;
       }
@@ -1335,15 +1348,17 @@ void Engine::IdlePumpLoop() {
     }
     std::unique_lock<EngineMutex> lock(mu_, std::try_to_lock);
     if (!lock.owns_lock()) {
-      if (pollers_.load(std::memory_order_seq_cst) != 0) {
+      if (pollers_.load(std::memory_order_seq_cst) != 0 && MonotonicNs() - last_look_ns < 4 * kIdleNs) {
         // A thread is in the engine while one waits in the poll family:
         // usually a calling thread, which takes the lock again right after
         // each call, so a queue on the lock would wake this thread again
-        // and again (a convoy). Look again in kIdleNs.
+        // and again (a convoy). Look again in kIdleNs; after 4 ms without
+        // a look, queue all the same (a look-free caller may hold the lock
+        // nearly all the time).
         SleepNs(kIdleNs);
         continue;
       }
-      lock.lock();  // an idle program: its one call or settle ends soon
+      lock.lock();
     }
     // Inside the engine, as a call's thread: a foreign library's wrapper
     // that the engine's own work reaches (an object's end closed through
