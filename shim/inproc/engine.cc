@@ -1025,10 +1025,18 @@ bool Engine::PollBegin(bool settle) {
   return true;
 }
 
+// The futex call whose timeout is this build's timespec: with a 64-bit
+// time_t on a 32-bit target (_TIME_BITS=64) that is futex_time64.
+#if defined(SYS_futex_time64)
+constexpr long kFutexCall = sizeof(time_t) > sizeof(long) ? SYS_futex_time64 : SYS_futex;
+#else
+constexpr long kFutexCall = SYS_futex;
+#endif
+
 void Engine::KickPump() {
   uint32_t napping = kPumpNapping;
   if (nap_word_.compare_exchange_strong(napping, kPumpKicked, std::memory_order_seq_cst)) {
-    syscall(SYS_futex, reinterpret_cast<uint32_t*>(&nap_word_), FUTEX_WAKE_PRIVATE, 1, nullptr, nullptr, 0);
+    syscall(kFutexCall, reinterpret_cast<uint32_t*>(&nap_word_), FUTEX_WAKE_PRIVATE, 1, nullptr, nullptr, 0);
   }
 }
 
@@ -1050,7 +1058,7 @@ Engine::NapEnd Engine::Nap(int64_t ns) {
   }
   // An absolute deadline: a spurious wake-up (or EINTR) waits for the rest.
   while (nap_word_.load(std::memory_order_seq_cst) == kPumpNapping) {
-    if (syscall(SYS_futex, reinterpret_cast<uint32_t*>(&nap_word_), FUTEX_WAIT_BITSET_PRIVATE, kPumpNapping,
+    if (syscall(kFutexCall, reinterpret_cast<uint32_t*>(&nap_word_), FUTEX_WAIT_BITSET_PRIVATE, kPumpNapping,
                 &until, nullptr, FUTEX_BITSET_MATCH_ANY) != 0 &&
         errno == ETIMEDOUT) {
       break;
