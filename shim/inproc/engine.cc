@@ -13,6 +13,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
+#include <linux/futex.h>
 #include <sys/eventfd.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -263,6 +264,12 @@ int WakeEpoll(pid_t pid) {
     }
   }
   return t_wake.epfd;
+}
+
+int64_t MonotonicNs() {
+  timespec t{};
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return static_cast<int64_t>(t.tv_sec) * 1'000'000'000 + t.tv_nsec;
 }
 
 void SleepNs(int64_t ns) {
@@ -1001,6 +1008,13 @@ void Engine::Settle() {
 bool Engine::PollBegin(bool settle) {
   if (t_engine_thread) return false;  // the engine's own poll, or a signal handler inside a call
   pollers_.fetch_add(1, std::memory_order_seq_cst);
+  // The idle pump naps while calls keep ending (IdlePumpLoop): a thread
+  // that now waits outside the engine ends the nap, so the pump looks for
+  // it at once. The count above, then the word (Nap: the word, then the
+  // count), both sequentially consistent: either the pump sees the poller
+  // and does not nap, or this sees the nap and ends it. One load when the
+  // pump is not napping.
+  if (nap_word_.load(std::memory_order_seq_cst) == kPumpNapping) KickPump();
   ++t_poll_depth;
   if (settle) {
     Settle();
@@ -1009,6 +1023,49 @@ bool Engine::PollBegin(bool settle) {
     objects_->SendOwed();
   }
   return true;
+}
+
+// The futex call whose timeout is this build's timespec: with a 64-bit
+// time_t on a 32-bit target (_TIME_BITS=64) that is futex_time64.
+#if defined(SYS_futex_time64)
+constexpr long kFutexCall = sizeof(time_t) > sizeof(long) ? SYS_futex_time64 : SYS_futex;
+#else
+constexpr long kFutexCall = SYS_futex;
+#endif
+
+void Engine::KickPump() {
+  uint32_t napping = kPumpNapping;
+  if (nap_word_.compare_exchange_strong(napping, kPumpKicked, std::memory_order_seq_cst)) {
+    syscall(kFutexCall, reinterpret_cast<uint32_t*>(&nap_word_), FUTEX_WAKE_PRIVATE, 1, nullptr, nullptr, 0);
+  }
+}
+
+Engine::NapEnd Engine::Nap(int64_t ns) {
+  nap_word_.store(kPumpNapping, std::memory_order_seq_cst);
+  if (pollers_.load(std::memory_order_seq_cst) != 0) {
+    // A thread waits outside the engine already (it may have seen the word
+    // and kicked: no one waits on it, the wake is lost harmlessly).
+    nap_word_.store(kPumpAwake, std::memory_order_seq_cst);
+    return NapEnd::kPolled;
+  }
+  timespec until{};
+  clock_gettime(CLOCK_MONOTONIC, &until);
+  until.tv_sec += static_cast<time_t>(ns / 1'000'000'000);
+  until.tv_nsec += static_cast<long>(ns % 1'000'000'000);
+  if (until.tv_nsec >= 1'000'000'000) {
+    until.tv_nsec -= 1'000'000'000;
+    ++until.tv_sec;
+  }
+  // An absolute deadline: a spurious wake-up (or EINTR) waits for the rest.
+  while (nap_word_.load(std::memory_order_seq_cst) == kPumpNapping) {
+    if (syscall(kFutexCall, reinterpret_cast<uint32_t*>(&nap_word_), FUTEX_WAIT_BITSET_PRIVATE, kPumpNapping,
+                &until, nullptr, FUTEX_BITSET_MATCH_ANY) != 0 &&
+        errno == ETIMEDOUT) {
+      break;
+    }
+  }
+  return nap_word_.exchange(kPumpAwake, std::memory_order_seq_cst) == kPumpKicked ? NapEnd::kKicked
+                                                                                   : NapEnd::kSlept;
 }
 
 void Engine::PollEnd() {
@@ -1166,19 +1223,66 @@ void Engine::IdlePumpLoop() {
   t_engine_thread = true;
   t_idle_pump = true;
   uint64_t seen = calls_ended_.load(std::memory_order_relaxed);  // calls ended by the last pass
+  int64_t nap = kIdleNs;     // the next nap while calls keep ending
+  int64_t last_look_ns = 0;  // when this thread last looked (for a poller, below)
+  uint64_t seen_looks = looks_.load(std::memory_order_relaxed);  // the calls' looks, as last seen
   for (;;) {
-    // While the program calls (a call ended since the last pass, at most
-    // kIdleNs ago), its next call looks itself. The pump then sleeps
-    // kIdleNs without polling the look epoll: the program's own traffic
-    // keeps that epoll readable, so a poll there would return (or be woken
-    // by the program's next write) at every pass, one wasted wake-up and
-    // two system calls each. One timed sleep a millisecond is left. It
-    // looks once a whole kIdleNs passed with no call ended.
+    // While the program calls (a call ended since the last pass), its next
+    // call looks itself. The pump then naps without polling the look
+    // epoll: the program's own traffic keeps that epoll readable, so a poll
+    // there would return (or be woken by the program's next write) at every
+    // pass, one wasted wake-up and two system calls each. Each wake-up costs
+    // the calling program cpu (docs/performance.md "Session 17"), so the
+    // nap grows while calls keep ending: kIdleNs, then twice as long at each
+    // pass, up to kNapCapNs; a pass that finds no call ended starts again
+    // at kIdleNs and looks. Test InprocPump.IdlePumpBacksOffWhileTheProgramCalls.
+    bool polled_while_calling = false;
     if (const uint64_t now = calls_ended_.load(std::memory_order_relaxed); now != seen) {
       seen = now;
-      SleepNs(kIdleNs);
-      continue;
+      switch (Nap(nap)) {
+        case NapEnd::kSlept:
+          nap = std::min(nap * 2, kNapCapNs);
+          continue;
+        case NapEnd::kKicked:
+          // A thread entered the poll family meanwhile (PollBegin): it may
+          // wait outside the engine for an event only this thread routes,
+          // so look now. Its calls came before: only the ones from here on
+          // say the program is still calling. Test
+          // InprocPump.APollerWakesTheNappingPump.
+          if (pollers_.load(std::memory_order_seq_cst) == 0) {
+            // Its poll is over already (it returned at once): the kicks of
+            // a program whose polls come and go between calls stay at one
+            // per kIdleNs (this sleep is not a nap: no kick ends it).
+            SleepNs(kIdleNs);
+            continue;
+          }
+          nap = kIdleNs;
+          seen = calls_ended_.load(std::memory_order_relaxed);
+          seen_looks = looks_.load(std::memory_order_relaxed);
+          break;
+        case NapEnd::kPolled:
+          // A thread waits in the poll family while calls end. If some of
+          // them looked since this thread last decided, they routed
+          // everything for the poller too; and while calls that look go
+          // on, a poll of the look epoll here would be woken at each of
+          // their reports even when their own look takes it first (the
+          // kernel wakes the poll, finds nothing, and sleeps again: about
+          // 8000 wake-ups in 200 ms inside a few dozen polls). So sleep
+          // kIdleNs and decide again: once the calls stop, the next pass
+          // finds none and looks. If none looked, look now (below), at a
+          // bounded rate.
+          if (const uint64_t looks = looks_.load(std::memory_order_relaxed); looks != seen_looks) {
+            seen_looks = looks;
+            SleepNs(kIdleNs);
+            continue;
+          }
+          polled_while_calling = true;
+          break;
+      }
+    } else {
+      nap = kIdleNs;
     }
+    bool readable_at_once = false;
     if (owed_to_a_call_.load(std::memory_order_relaxed)) {
       // Work owed to a call (below: a renewal, an exit status): what it
       // waits for (the lingering registration, the pidfd) keeps the look
@@ -1195,7 +1299,13 @@ void Engine::IdlePumpLoop() {
       // This only looks (a poll of the look epoll consumes no one-shot
       // registration's report, which epoll_wait would); Pump() consumes.
       pollfd look{look_, POLLIN, 0};
-      if (poll(&look, 1, -1) < 0) {
+      int ready = 0;
+      if (polled_while_calling) {
+        ready = poll(&look, 1, 0);
+        readable_at_once = ready > 0;
+      }
+      if (ready == 0) ready = poll(&look, 1, -1);
+      if (ready < 0) {
         if (errno == EINTR) continue;
         return;
       }
@@ -1205,10 +1315,44 @@ void Engine::IdlePumpLoop() {
       SleepNs(kIdleNs);
       continue;
     }
-    // The program called again while this thread slept in poll: the sleep
-    // above, until it stops.
-    if (calls_ended_.load(std::memory_order_relaxed) != seen) continue;
-    std::lock_guard<EngineMutex> lock(mu_);
+    if (readable_at_once || calls_ended_.load(std::memory_order_relaxed) != seen) {
+      // The program called while this thread slept in poll (or the look
+      // epoll was readable at once while calls kept ending): its calls
+      // look themselves; the nap above, until it stops.
+      if (pollers_.load(std::memory_order_seq_cst) == 0) continue;
+      // Unless a thread waits in the poll family meanwhile. The callers'
+      // own traffic keeps the look epoll readable: no look at each of its
+      // reports. If calls looked since this thread last decided, they
+      // routed everything for the poller too: sleep kIdleNs and look again.
+      // If none did (port_send, port_get on a port no host source feeds,
+      // ...), route for the poller, at most once per kIdleNs. A poll that
+      // slept until a report while no call ended (a poller waiting on
+      // another process) routes at once (above: this check is skipped).
+      // Tests InprocPump.APollerBesideACallingThreadLeavesThePumpBounded,
+      // InprocPump.APollerBesideALookFreeCallerHearsOfItsFile.
+      if (const uint64_t looks = looks_.load(std::memory_order_relaxed); looks != seen_looks) {
+        seen_looks = looks;
+        SleepNs(kIdleNs);
+        continue;
+      }
+      const int64_t since = MonotonicNs() - last_look_ns;
+      if (since < kIdleNs) SleepNs(kIdleNs - since);
+      if (waiting_threads_.load(std::memory_order_relaxed) > 0) continue;
+    }
+    std::unique_lock<EngineMutex> lock(mu_, std::try_to_lock);
+    if (!lock.owns_lock()) {
+      if (pollers_.load(std::memory_order_seq_cst) != 0 && MonotonicNs() - last_look_ns < 4 * kIdleNs) {
+        // A thread is in the engine while one waits in the poll family:
+        // usually a calling thread, which takes the lock again right after
+        // each call, so a queue on the lock would wake this thread again
+        // and again (a convoy). Look again in kIdleNs; after 4 ms without
+        // a look, queue all the same (a look-free caller may hold the lock
+        // nearly all the time).
+        SleepNs(kIdleNs);
+        continue;
+      }
+      lock.lock();
+    }
     // Inside the engine, as a call's thread: a foreign library's wrapper
     // that the engine's own work reaches (an object's end closed through
     // close() when its last close is routed, at a number a knote once
@@ -1229,6 +1373,8 @@ void Engine::IdlePumpLoop() {
     host_->set_local_may_create(true);
     owed_to_a_call_.store(host_->OwedKeepingTheLookReadable(), std::memory_order_relaxed);
     t_in_engine = false;
+    last_look_ns = MonotonicNs();
+    seen_looks = looks_.load(std::memory_order_relaxed);
   }
 }
 
@@ -1389,6 +1535,9 @@ bool Engine::PlainPollableFile(int fd) {
 }
 
 void Engine::PrepareCall() {
+  // For the idle pump: the calls look themselves (IdlePumpLoop). Under the
+  // lock: one writer at a time.
+  looks_.store(looks_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
   Pump(/*apply_readiness=*/false);
   // As the supervisor before each call: file changes, watched descriptors
   // that became ready and deadlines already due are seen first

@@ -315,9 +315,23 @@ class Engine {
   // While no thread calls into the engine or waits in it, host events are
   // still routed (a program that polls the port or kqueue descriptor
   // itself, a SIGEV_SIGNAL timer): the idle pump does it, and stays out of
-  // the way of a busy program (at most one look per kIdleNs).
+  // the way of a busy program: while calls keep ending it naps, kIdleNs
+  // first, twice as long at each pass that saw calls, up to kNapCapNs
+  // (docs/design.md "Host events").
   void IdlePumpLoop();
   static constexpr int64_t kIdleNs = 1'000'000;
+  static constexpr int64_t kNapCapNs = 8'000'000;
+  // The pump's nap: a futex wait on nap_word_ until `ns` from now, which a
+  // thread entering the poll family ends at once (PollBegin, KickPump).
+  enum class NapEnd {
+    kPolled,  // a poller was counted: no nap at all
+    kSlept,   // the whole nap
+    kKicked,  // a poller came meanwhile
+  };
+  NapEnd Nap(int64_t ns);
+  __attribute__((noinline, cold)) void KickPump();
+  enum : uint32_t { kPumpAwake = 0, kPumpNapping = 1, kPumpKicked = 2 };
+  std::atomic<uint32_t> nap_word_{kPumpAwake};
   static inline std::atomic<uint64_t> close_epoch_{0};
   // Threads of the program inside an interposed poll-family call (PollBegin).
   static inline std::atomic<int> pollers_{0};
@@ -341,6 +355,9 @@ class Engine {
   // Counts calls ended (Call), for the idle pump: changed since its last
   // pass, the program is calling (IdlePumpLoop).
   std::atomic<uint64_t> calls_ended_{0};
+  // Counts the calls' looks (PrepareCall), for the idle pump: changed while
+  // it slept in its look, the calls route for a poller themselves.
+  std::atomic<uint64_t> looks_{0};
   std::atomic<int> waiting_threads_{0};
   // The idle pump's look left work that makes a descriptor owed to a call
   // and keeps the look epoll readable until a call does it
