@@ -97,8 +97,8 @@ void LinuxHost::SendTimerSignal(emul::Pid pid, int signo, uint64_t value, int ti
 // One timer for the process's engines: emul::Engines arms it at the
 // earliest deadline of all.
 void LinuxHost::ArmDeadline(emul::Nanos when) {
-  if (when == armed_deadline_) return;
-  armed_deadline_ = when;
+  if (when == armed_deadline_.load(std::memory_order_relaxed)) return;
+  armed_deadline_.store(when, std::memory_order_relaxed);
   itimerspec its{};
   if (when != kNever) {
     if (when <= 0) when = 1;

@@ -18,6 +18,7 @@
 
 #include <sys/stat.h>
 
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <string>
@@ -46,6 +47,9 @@ class LinuxHost final : public emul::Host {
 
   // The deadline timerfd; the loop calls the core's OnDeadline when it fires.
   int deadline_fd() const { return timer_fd_; }
+  // The deadline the timer is armed at (CLOCK_MONOTONIC ns, kNever if
+  // none): the engine's idle pump ends a nap there (Engine::Nap).
+  emul::Nanos armed_deadline() const { return armed_deadline_.load(std::memory_order_relaxed); }
   // Reads the current readiness of a watch.
   uint32_t Readiness(emul::WatchId id);
   // Every armed watch whose file is ready now, with its readiness (each is
@@ -415,7 +419,9 @@ class LinuxHost final : public emul::Host {
   SlotTable<Watch> watches_;
   // Ids of the other watches (VNODE, PORT_SOURCE_FILE): counted, below kSlotWatch.
   emul::WatchId next_watch_ = 1;
-  emul::Nanos armed_deadline_ = kNever;
+  // Written under the caller's lock (ArmDeadline); the engine's idle pump
+  // reads it without one (armed_deadline()).
+  std::atomic<emul::Nanos> armed_deadline_{kNever};
 };
 
 }  // namespace evshim::shim

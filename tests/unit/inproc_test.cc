@@ -1734,6 +1734,140 @@ TEST(InprocPump, APollerWakesTheNappingPump) {
   EXPECT_EQ(naps_after_kick, 0);
 }
 
+// A deadline of the engine's that falls inside a nap ends the nap there
+// (Engine::Nap): while the pump naps it does not read its loop, where the
+// deadline's timer reports, so a program that stops calling and waits
+// outside the engine for a timer (its signal in sigsuspend, its event
+// through a raw poll) would hear of it only at the nap's end, up to 8 ms
+// late. Seen on the pump thread (ptrace): the program keeps calling (the
+// pump naps, 1, 2, 4, 8 ms) and arms a SIGEV_PORT timer 40 ms ahead,
+// between two clock reads; the engine's deadline lies between those reads
+// plus 40 ms. Every nap that begins before that window must end by its
+// end (without the bound, the nap that spans the deadline ends up to 8 ms
+// after it), and one nap must end inside it (the bound was met: the pump
+// was napping when the deadline came; else the round is tried again, at
+// most 5 times). The program then takes the timer's event.
+struct NapAtDeadlineRound {
+  int naps = 0;
+  int spanning = 0;  // naps that began before the window and ended after it
+  int ended_in_window = 0;
+  bool child_ok = false;
+};
+
+void NapAtDeadlineChild(int up, int go) {
+  constexpr int64_t kAhead = 40'000'000;
+  const int port = port_create();
+  const int busy = port_create();
+  int sv[2];
+  if (port < 0 || busy < 0 || socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0) _exit(2);
+  if (port_associate(busy, PORT_SOURCE_FD, static_cast<uintptr_t>(sv[0]), POLLIN, nullptr) != 0) _exit(3);
+  pid_t pump = 0;
+  for (int tries = 0; pump == 0 && tries < 1000; ++tries) {
+    pump = OtherThread();
+    if (pump == 0) usleep(1000);
+  }
+  if (pump == 0 || write(up, &pump, sizeof pump) != sizeof pump) _exit(4);
+  char c;
+  if (read(go, &c, 1) != 1) _exit(5);
+  auto call_a_while = [&](int64_t ns) {
+    const int64_t start = NowNs();
+    while (NowNs() - start < ns) {
+      port_event_t ev{};
+      if (write(sv[1], "t", 1) != 1 || port_get(busy, &ev, nullptr) != 0 || read(sv[0], &c, 1) != 1 ||
+          port_associate(busy, PORT_SOURCE_FD, static_cast<uintptr_t>(sv[0]), POLLIN, nullptr) != 0) {
+        _exit(6);
+      }
+    }
+  };
+  call_a_while(30'000'000);  // the pump's nap grows to its cap
+  port_notify_t pn{port, nullptr};
+  sigevent sev{};
+  sev.sigev_notify = SIGEV_PORT;
+  sev.sigev_value.sival_ptr = &pn;
+  timer_t t{};
+  if (timer_create(CLOCK_MONOTONIC, &sev, &t) != 0) _exit(7);
+  itimerspec its{};
+  its.it_value.tv_nsec = kAhead;
+  int64_t window[2];
+  window[0] = NowNs() + kAhead;
+  if (timer_settime(t, 0, &its, nullptr) != 0) _exit(8);
+  window[1] = NowNs() + kAhead;
+  call_a_while(kAhead + 20'000'000);
+  port_event_t ev{};
+  timespec five_s{5, 0};
+  if (port_get(port, &ev, &five_s) != 0 || ev.portev_source != PORT_SOURCE_TIMER) _exit(9);
+  if (write(up, window, sizeof window) != sizeof window) _exit(10);
+  _exit(0);
+}
+
+NapAtDeadlineRound TraceANapAtADeadline() {
+  NapAtDeadlineRound round;
+  int up[2], go[2];
+  if (pipe(up) != 0 || pipe(go) != 0) return round;
+  const pid_t pid = fork();
+  if (pid < 0) return round;
+  if (pid == 0) {
+    close(up[0]);
+    close(go[1]);
+    NapAtDeadlineChild(up[1], go[0]);
+  }
+  close(up[1]);
+  close(go[0]);
+  ChildWatchdog watchdog(pid, std::chrono::seconds(30));
+  pid_t pump = 0;
+  int status = 0;
+  std::vector<std::pair<int64_t, int64_t>> naps;  // (entry as seen here, the nap's end)
+  if (read(up[0], &pump, sizeof pump) == static_cast<ssize_t>(sizeof pump) &&
+      ptrace(PTRACE_SEIZE, pump, nullptr, reinterpret_cast<void*>(PTRACE_O_TRACESYSGOOD)) == 0 &&
+      ptrace(PTRACE_INTERRUPT, pump, nullptr, nullptr) == 0 && waitpid(pump, &status, __WALL) == pump &&
+      write(go[1], "g", 1) == 1) {
+    int deliver = 0;
+    for (;;) {
+      if (ptrace(PTRACE_SYSCALL, pump, nullptr, reinterpret_cast<void*>(static_cast<intptr_t>(deliver))) != 0) break;
+      deliver = 0;
+      if (waitpid(pump, &status, __WALL) != pump || WIFEXITED(status) || WIFSIGNALED(status)) break;
+      if (!WIFSTOPPED(status)) continue;
+      if (WSTOPSIG(status) != (SIGTRAP | 0x80)) {
+        if (status >> 16 == 0) deliver = WSTOPSIG(status);
+        continue;
+      }
+      SyscallStop stop;
+      if (!ReadSyscallStop(pump, &stop) || !IsPumpNap(stop)) continue;
+      // The nap's absolute end (FUTEX_WAIT_BITSET's timeout, CLOCK_MONOTONIC).
+      errno = 0;
+      const long sec = ptrace(PTRACE_PEEKDATA, pump, reinterpret_cast<void*>(stop.args[3]), nullptr);
+      const long nsec = ptrace(PTRACE_PEEKDATA, pump, reinterpret_cast<void*>(stop.args[3] + 8), nullptr);
+      if (errno == 0) naps.emplace_back(NowNs(), static_cast<int64_t>(sec) * 1'000'000'000 + nsec);
+    }
+  }
+  int64_t window[2] = {0, 0};
+  const bool got = read(up[0], window, sizeof window) == static_cast<ssize_t>(sizeof window);
+  waitpid(pid, &status, 0);
+  watchdog.Stop();
+  close(up[0]);
+  close(go[1]);
+  round.child_ok = got && WIFEXITED(status) && WEXITSTATUS(status) == 0;
+  for (const auto& [entry, end] : naps) {
+    ++round.naps;
+    if (entry >= window[0]) continue;
+    if (end > window[1]) ++round.spanning;
+    if (end >= window[0] && end <= window[1]) ++round.ended_in_window;
+  }
+  return round;
+}
+
+TEST(InprocPump, ANapEndsAtADeadline) {
+  NapAtDeadlineRound round;
+  int tries = 0;
+  for (; tries < 5; ++tries) {
+    round = TraceANapAtADeadline();
+    if (!round.child_ok || round.spanning > 0 || round.ended_in_window > 0) break;
+  }
+  EXPECT_TRUE(round.child_ok);
+  EXPECT_EQ(round.spanning, 0) << "a nap went past the deadline (naps " << round.naps << ")";
+  EXPECT_GT(round.ended_in_window, 0) << "no nap met the deadline in " << tries << " rounds";
+}
+
 // A thread that waits in poll on one port while another thread keeps
 // calling: the pump does not nap then, and routes for the poller, but the
 // calling thread's traffic keeps the look epoll readable, so it looks at
