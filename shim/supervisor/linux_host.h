@@ -351,6 +351,7 @@ class LinuxHost final : public emul::Host {
   void ProcessExited(emul::Pid pid);
   void ReportExit(emul::Pid pid);
   void OpenOwedPidfds();
+  void AddPidfdToLoop(emul::Pid pid, int pidfd);
   void CloseProcFds(ProcWatch& w);
   std::unordered_map<emul::Pid, ProcWatch> proc_watches_;
   int connector_fd_ = -1;

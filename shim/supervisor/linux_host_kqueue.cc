@@ -267,13 +267,7 @@ Result<emul::Host::ProcessState> LinuxHost::WatchProcess(emul::Pid pid, bool for
   } else if (stat_fd >= 0) {
     CloseOwnFd(stat_fd);
   }
-  epoll_event ev{};
-  ev.events = EPOLLIN;
-  ev.data.u64 = Tag(kKindPidfd, static_cast<uint32_t>(pid));
-  if (epoll_ctl(loop_epoll_, EPOLL_CTL_ADD, w.pidfd, &ev) != 0) {
-    HostFault("epoll_ctl", "watching the exit of process " + std::to_string(pid) +
-                               " for EVFILT_PROC (only the connector can report it now)", 0);
-  }
+  AddPidfdToLoop(pid, w.pidfd);
   proc_watches_.emplace(pid, w);
   return ProcessState{};
 }
@@ -325,13 +319,18 @@ void LinuxHost::OpenOwedPidfds() {
     }
     // Running, or reaped since pidfd_open (then the pidfd polls readable
     // and this look's read of the loop routes it: ProcessExited).
-    epoll_event ev{};
-    ev.events = EPOLLIN;
-    ev.data.u64 = Tag(kKindPidfd, static_cast<uint32_t>(pid));
-    if (epoll_ctl(loop_epoll_, EPOLL_CTL_ADD, w.pidfd, &ev) != 0) {
-      HostFault("epoll_ctl", "watching the exit of process " + std::to_string(pid) +
-                                 " for EVFILT_PROC (only the connector can report it now)", 0);
-    }
+    AddPidfdToLoop(pid, w.pidfd);
+  }
+}
+
+// The pidfd polls readable at the exit: the loop routes it (ProcessExited).
+void LinuxHost::AddPidfdToLoop(emul::Pid pid, int pidfd) {
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.u64 = Tag(kKindPidfd, static_cast<uint32_t>(pid));
+  if (epoll_ctl(loop_epoll_, EPOLL_CTL_ADD, pidfd, &ev) != 0) {
+    HostFault("epoll_ctl", "watching the exit of process " + std::to_string(pid) +
+                               " for EVFILT_PROC (only the connector can report it now)", 0);
   }
 }
 

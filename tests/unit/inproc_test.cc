@@ -1460,6 +1460,29 @@ bool IsPumpNap(const SyscallStop& stop) {
   return stop.entry && stop.nr == SYS_futex && (stop.args[1] & 0x7f) == 9 /* FUTEX_WAIT_BITSET */;
 }
 
+// Resumes the traced thread `tid` (seized, in a stop) from one system-call
+// stop to the next, passing its signals on, and calls `on_stop` with each
+// stop it can read; returns once the thread ends or `on_stop` returns false
+// (the thread is then left in that stop).
+template <typename OnStop>
+void FollowSyscallStops(pid_t tid, OnStop&& on_stop) {
+  int deliver = 0;
+  for (;;) {
+    if (ptrace(PTRACE_SYSCALL, tid, nullptr, reinterpret_cast<void*>(static_cast<intptr_t>(deliver))) != 0) return;
+    deliver = 0;
+    int status = 0;
+    if (waitpid(tid, &status, __WALL) != tid || WIFEXITED(status) || WIFSIGNALED(status)) return;
+    if (!WIFSTOPPED(status)) continue;
+    if (WSTOPSIG(status) != (SIGTRAP | 0x80)) {
+      // A group stop or the interrupt's own stop: not a signal to deliver.
+      if (status >> 16 == 0) deliver = WSTOPSIG(status);
+      continue;
+    }
+    SyscallStop stop;
+    if (ReadSyscallStop(tid, &stop) && !on_stop(stop)) return;
+  }
+}
+
 // Runs BusyLoopChild with its pump thread traced from the go: the pump's
 // system calls in order (kNap for a nap) and the program's pauses.
 void TraceTheBusyPump(std::vector<long>* calls_out, int64_t* pauses_out) {
@@ -1487,20 +1510,10 @@ void TraceTheBusyPump(std::vector<long>* calls_out, int64_t* pauses_out) {
   ASSERT_EQ(waitpid(pump, &status, __WALL), pump);
   ASSERT_EQ(write(go[1], "g", 1), 1);
   std::vector<long>& calls = *calls_out;  // from the go
-  int deliver = 0;
-  for (;;) {
-    if (ptrace(PTRACE_SYSCALL, pump, nullptr, reinterpret_cast<void*>(static_cast<intptr_t>(deliver))) != 0) break;
-    deliver = 0;
-    if (waitpid(pump, &status, __WALL) != pump || WIFEXITED(status) || WIFSIGNALED(status)) break;
-    if (!WIFSTOPPED(status)) continue;
-    if (WSTOPSIG(status) != (SIGTRAP | 0x80)) {
-      // A group stop or the interrupt's own stop: not a signal to deliver.
-      if (status >> 16 == 0) deliver = WSTOPSIG(status);
-      continue;
-    }
-    SyscallStop stop;
-    if (ReadSyscallStop(pump, &stop) && stop.entry) calls.push_back(IsPumpNap(stop) ? kNap : stop.nr);
-  }
+  FollowSyscallStops(pump, [&](const SyscallStop& stop) {
+    if (stop.entry) calls.push_back(IsPumpNap(stop) ? kNap : stop.nr);
+    return true;
+  });
   int64_t& pauses = *pauses_out;
   pauses = -1;
   const ssize_t got = read(up[0], &pauses, sizeof pauses);
@@ -1679,25 +1692,15 @@ TEST(InprocPump, APollerWakesTheNappingPump) {
   int naps_in_a_row = 0, naps_after_kick = 0;
   int64_t kicked_nap_value = 0;
   bool program_polled = false;
-  int deliver = 0;
-  while (phase != kDone) {
-    if (ptrace(PTRACE_SYSCALL, pump, nullptr, reinterpret_cast<void*>(static_cast<intptr_t>(deliver))) != 0) break;
-    deliver = 0;
-    if (waitpid(pump, &status, __WALL) != pump || WIFEXITED(status) || WIFSIGNALED(status)) break;
-    if (!WIFSTOPPED(status)) continue;
-    if (WSTOPSIG(status) != (SIGTRAP | 0x80)) {
-      if (status >> 16 == 0) deliver = WSTOPSIG(status);
-      continue;
-    }
-    SyscallStop stop;
-    if (!ReadSyscallStop(pump, &stop)) continue;
+  bool wrote = true;
+  FollowSyscallStops(pump, [&](const SyscallStop& stop) {
     switch (phase) {
       case kCalling:
         if (stop.entry && stop.nr == SYS_poll) naps_in_a_row = 0;  // it looked: the nap starts again
         if (IsPumpNap(stop) && ++naps_in_a_row >= 4) {
           // Held at the nap's entry: the program polls meanwhile.
-          ASSERT_EQ(write(go[1], "g", 1), 1);
-          for (int tries = 0; tries < 10'000 && !program_polled; ++tries) {
+          wrote = write(go[1], "g", 1) == 1;
+          for (int tries = 0; wrote && tries < 10'000 && !program_polled; ++tries) {
             program_polled = in_poll();
             if (!program_polled) usleep(1000);
           }
@@ -1713,14 +1716,16 @@ TEST(InprocPump, APollerWakesTheNappingPump) {
       case kAfterKick:
         if (IsPumpNap(stop)) ++naps_after_kick;
         if (stop.entry && stop.nr == SYS_poll) {
-          ASSERT_EQ(write(file[1], "x", 1), 1);  // after the poll began, from another process
+          wrote = write(file[1], "x", 1) == 1;  // after the poll began, from another process
           phase = kDone;
         }
         break;
       case kDone:
         break;
     }
-  }
+    return wrote && phase != kDone;
+  });
+  ASSERT_TRUE(wrote);
   if (phase == kDone) ptrace(PTRACE_DETACH, pump, nullptr, nullptr);
   ASSERT_EQ(waitpid(pid, &status, 0), pid);
   ASSERT_FALSE(watchdog.Stop()) << "the child was still running after 30 s; where it stood:\n" << watchdog.record();
@@ -1821,24 +1826,15 @@ NapAtDeadlineRound TraceANapAtADeadline() {
       ptrace(PTRACE_SEIZE, pump, nullptr, reinterpret_cast<void*>(PTRACE_O_TRACESYSGOOD)) == 0 &&
       ptrace(PTRACE_INTERRUPT, pump, nullptr, nullptr) == 0 && waitpid(pump, &status, __WALL) == pump &&
       write(go[1], "g", 1) == 1) {
-    int deliver = 0;
-    for (;;) {
-      if (ptrace(PTRACE_SYSCALL, pump, nullptr, reinterpret_cast<void*>(static_cast<intptr_t>(deliver))) != 0) break;
-      deliver = 0;
-      if (waitpid(pump, &status, __WALL) != pump || WIFEXITED(status) || WIFSIGNALED(status)) break;
-      if (!WIFSTOPPED(status)) continue;
-      if (WSTOPSIG(status) != (SIGTRAP | 0x80)) {
-        if (status >> 16 == 0) deliver = WSTOPSIG(status);
-        continue;
-      }
-      SyscallStop stop;
-      if (!ReadSyscallStop(pump, &stop) || !IsPumpNap(stop)) continue;
+    FollowSyscallStops(pump, [&](const SyscallStop& stop) {
+      if (!IsPumpNap(stop)) return true;
       // The nap's absolute end (FUTEX_WAIT_BITSET's timeout, CLOCK_MONOTONIC).
       errno = 0;
       const long sec = ptrace(PTRACE_PEEKDATA, pump, reinterpret_cast<void*>(stop.args[3]), nullptr);
       const long nsec = ptrace(PTRACE_PEEKDATA, pump, reinterpret_cast<void*>(stop.args[3] + 8), nullptr);
       if (errno == 0) naps.emplace_back(NowNs(), static_cast<int64_t>(sec) * 1'000'000'000 + nsec);
-    }
+      return true;
+    });
   }
   int64_t window[2] = {0, 0};
   const bool got = read(up[0], window, sizeof window) == static_cast<ssize_t>(sizeof window);
