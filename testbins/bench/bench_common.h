@@ -4,6 +4,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,6 +33,42 @@ static inline void bench_report(const char *api, const char *bench, const char *
   printf("{\"api\":\"%s\",\"bench\":\"%s\",\"metric\":\"%s\",\"value\":%.6g,\"unit\":\"%s\",\"param\":%ld}\n",
          api, bench, metric, value, unit, param);
   fflush(stdout);
+}
+
+/* pollwait's other thread: at each byte on `go` it waits 50 us (spinning:
+ * a sleep's timer slack is as long), so that the measuring thread is
+ * asleep in poll() by then, and writes a byte to `out`. */
+struct bench_late_writer {
+  int go[2];
+  int out;
+  pthread_t thread;
+};
+
+static inline void *bench_late_writer_main(void *arg) {
+  struct bench_late_writer *w = (struct bench_late_writer *)arg;
+  char c;
+  while (read(w->go[0], &c, 1) == 1) {
+    double until = bench_now() + 50e-6;
+    while (bench_now() < until) {
+    }
+    DIE_IF(write(w->out, "x", 1) != 1);
+  }
+  return NULL;
+}
+
+static inline void bench_late_writer_start(struct bench_late_writer *w, int out) {
+  DIE_IF(pipe(w->go) != 0);
+  w->out = out;
+  DIE_IF(pthread_create(&w->thread, NULL, bench_late_writer_main, w) != 0);
+}
+
+/* The next write, 50 us from now. */
+static inline void bench_late_writer_kick(struct bench_late_writer *w) { DIE_IF(write(w->go[1], "g", 1) != 1); }
+
+static inline void bench_late_writer_stop(struct bench_late_writer *w) {
+  close(w->go[1]);
+  pthread_join(w->thread, NULL);
+  close(w->go[0]);
 }
 
 /* 10000 socketpairs need 20000 descriptors: raise the hard limit when

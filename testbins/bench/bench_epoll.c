@@ -3,6 +3,9 @@
  * equivalent of each foreign call measured by bench_ports and bench_kqueue.
  *   bench_epoll user N         eventfd write + epoll_wait + read (port_send + port_get)
  *   bench_epoll fdwait N       epoll_ctl(MOD, ONESHOT) + epoll_wait on a ready pipe
+ *   bench_epoll pollwait N     epoll_ctl(MOD, ONESHOT), then poll() on the epoll's
+ *                              descriptor until another thread's write (50 us later),
+ *                              then epoll_wait with a zero timeout (bench_ports pollwait)
  *   bench_epoll fdwait-fionread N  the same plus a FIONREAD (kevent's EVFILT_READ data):
  *                              the ceiling of the kqueue personalities' fdwait
  *   bench_epoll loop PAIRS N   token passed round robin over socketpairs (level-triggered)
@@ -21,6 +24,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <sys/epoll.h>
@@ -69,6 +73,28 @@ static void fdwait_with(long n, enum extra extra, const char *name) {
 }
 
 static void fdwait(long n) { fdwait_with(n, EXTRA_NONE, "fdwait"); }
+
+static void pollwait(long n) {
+  int ep = epoll_create1(0), p[2];
+  DIE_IF(ep < 0 || pipe(p) != 0);
+  struct epoll_event ev = {.events = EPOLLIN | EPOLLONESHOT, .data.fd = p[0]};
+  DIE_IF(epoll_ctl(ep, EPOLL_CTL_ADD, p[0], &ev) != 0);
+  struct bench_late_writer w;
+  bench_late_writer_start(&w, p[1]);
+  double t0 = bench_now();
+  for (long i = 0; i < n; i++) {
+    DIE_IF(epoll_ctl(ep, EPOLL_CTL_MOD, p[0], &ev) != 0);
+    bench_late_writer_kick(&w);
+    struct pollfd pfd = {ep, POLLIN, 0};
+    DIE_IF(poll(&pfd, 1, -1) != 1);
+    struct epoll_event out;
+    DIE_IF(epoll_wait(ep, &out, 1, 0) != 1);
+    char c;
+    DIE_IF(read(p[0], &c, 1) != 1);
+  }
+  bench_report("epoll", "pollwait", "us_per_op", (bench_now() - t0) / (double)n * 1e6, "us", n);
+  bench_late_writer_stop(&w);
+}
 
 static void loop_with(long pairs, long n, enum extra extra, const char *name) {
   bench_raise_nofile();
@@ -164,6 +190,7 @@ int main(int argc, char **argv) {
   long a = atol(argv[2]);
   if (!strcmp(argv[1], "user")) user(a);
   else if (!strcmp(argv[1], "fdwait")) fdwait(a);
+  else if (!strcmp(argv[1], "pollwait")) pollwait(a);
   else if (!strcmp(argv[1], "fdwait-fionread")) fdwait_with(a, EXTRA_FIONREAD, "fdwait-fionread");
   else if (!strcmp(argv[1], "loop") && argc == 4) loop(a, atol(argv[3]));
   else if (!strcmp(argv[1], "loop-oneshot") && argc == 4) loop_with(a, atol(argv[3]), EXTRA_REARM, "loop-oneshot");

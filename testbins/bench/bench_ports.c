@@ -2,6 +2,10 @@
  * Event-port benchmarks for scripts/bench (run under evshim).
  *   bench_ports user N           port_send + port_get
  *   bench_ports fdwait N         port_associate + port_getn on a ready pipe
+ *   bench_ports pollwait N       port_associate, then poll() on the port's descriptor
+ *                                until another thread's write (50 us later) makes the
+ *                                pipe ready, then port_getn with a zero timeout: a
+ *                                program that waits outside the library's calls
  *   bench_ports loop PAIRS N     token round robin over socketpairs (re-associate per event)
  *   bench_ports threads T N      N user events consumed by T threads blocked in port_get
  *   bench_ports procs K PAIRS N  K loops in K processes of one tree: aggregate events/s
@@ -82,6 +86,28 @@ static void *consumer(void *arg) {
   return NULL;
 }
 
+static void pollwait(long n) {
+  int port = port_create(), p[2];
+  DIE_IF(port < 0 || pipe(p) != 0);
+  struct bench_late_writer w;
+  bench_late_writer_start(&w, p[1]);
+  struct timespec zero = {0, 0};
+  double t0 = bench_now();
+  for (long i = 0; i < n; i++) {
+    DIE_IF(port_associate(port, PORT_SOURCE_FD, (uintptr_t)p[0], POLLIN, NULL) != 0);
+    bench_late_writer_kick(&w);
+    struct pollfd pfd = {port, POLLIN, 0};
+    DIE_IF(poll(&pfd, 1, -1) != 1);
+    port_event_t ev[1];
+    uint_t nget = 1;
+    DIE_IF(port_getn(port, ev, 1, &nget, &zero) != 0 || nget != 1);
+    char c;
+    DIE_IF(read(p[0], &c, 1) != 1);
+  }
+  bench_report("ports", "pollwait", "us_per_op", (bench_now() - t0) / (double)n * 1e6, "us", n);
+  bench_late_writer_stop(&w);
+}
+
 static void threads(long t, long n) {
   tport = port_create();
   per_thread = n / t;
@@ -125,6 +151,7 @@ int main(int argc, char **argv) {
   long a = atol(argv[2]);
   if (!strcmp(argv[1], "user")) user(a);
   else if (!strcmp(argv[1], "fdwait")) fdwait(a);
+  else if (!strcmp(argv[1], "pollwait")) pollwait(a);
   else if (!strcmp(argv[1], "loop") && argc == 4) loop(a, atol(argv[3]));
   else if (!strcmp(argv[1], "procs") && argc == 5) bench_procs("ports", a, atol(argv[3]), atol(argv[4]), loop);
   else if (!strcmp(argv[1], "threads") && argc == 4) threads(a, atol(argv[3]));
