@@ -1843,13 +1843,35 @@ TEST(InprocPump, APollerBetweenItsOwnCallsIsServedWithoutASleep) {
     resumed = ptrace(PTRACE_SYSCALL, pump, nullptr, reinterpret_cast<void*>(static_cast<intptr_t>(deliver))) == 0;
     deliver = 0;
   }
-  if (resumed) ptrace(PTRACE_DETACH, pump, nullptr, nullptr);
+  // Why the loop ended early, if it did; then the pump is let go or, if
+  // it may be held in a stop, the program killed and the pump reaped here
+  // (__WALL: a traced thread's exit is this tracer's to reap, and until
+  // it is the program's own exit is not reported: a plain waitpid would
+  // wait for ever).
+  const int end_errno = writes < kRounds ? errno : 0;
+  if (!resumed || writes < kRounds) {
+    kill(pid, SIGKILL);
+    while (waitpid(pump, &status, __WALL) == pump && !WIFEXITED(status) && !WIFSIGNALED(status)) {
+      ptrace(PTRACE_CONT, pump, nullptr, nullptr);
+    }
+  } else {
+    // Let go of the pump, which may be running (blocked in a system call):
+    // PTRACE_DETACH needs it in a stop, so stop it first. A pump left
+    // traced would stop at its next system call for good, and its exit
+    // would then be this tracer's to reap (__WALL) before the program's.
+    if (ptrace(PTRACE_INTERRUPT, pump, nullptr, nullptr) == 0) {
+      while (waitpid(pump, &status, __WALL) == pump && WIFSTOPPED(status) &&
+             ptrace(PTRACE_DETACH, pump, nullptr, nullptr) != 0) {
+        ptrace(PTRACE_CONT, pump, nullptr, nullptr);
+      }
+    }
+  }
   ASSERT_EQ(waitpid(pid, &status, 0), pid);
   ASSERT_FALSE(watchdog.Stop()) << "the child was still running after 30 s; where it stood:\n" << watchdog.record();
   close(up[0]);
   close(go[1]);
   close(file[1]);
-  EXPECT_EQ(writes, kRounds);
+  EXPECT_EQ(writes, kRounds) << "the trace ended early (resumed " << resumed << ", errno " << end_errno << ")";
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "status " << status;
   EXPECT_LE(sleeps, kRounds / 4) << "the pump slept before it looked for the poller";
 }
