@@ -1007,6 +1007,7 @@ void Engine::Settle() {
 // look, which send it (docs/design.md "The readiness byte on demand").
 bool Engine::PollBegin(bool settle) {
   if (t_engine_thread) return false;  // the engine's own poll, or a signal handler inside a call
+  calls_at_poll_begin_.store(calls_ended_.load(std::memory_order_relaxed), std::memory_order_relaxed);
   pollers_.fetch_add(1, std::memory_order_seq_cst);
   // The idle pump naps while calls keep ending (IdlePumpLoop): a thread
   // that now waits outside the engine ends the nap, so the pump looks for
@@ -1273,8 +1274,15 @@ void Engine::IdlePumpLoop() {
           // 8000 wake-ups in 200 ms inside a few dozen polls). So sleep
           // kIdleNs and decide again: once the calls stop, the next pass
           // finds none and looks. If none looked, look now (below), at a
-          // bounded rate.
-          if (const uint64_t looks = looks_.load(std::memory_order_relaxed); looks != seen_looks) {
+          // bounded rate. Unless no call ended since the latest poller
+          // began (OnlyThePollersOwnCalls): then the calls were its own,
+          // before its wait, none will look for it, and the pump looks now
+          // (a program that polls the port's descriptor between its calls:
+          // 1 ms an operation otherwise; docs/performance.md "Waiting
+          // outside the calls").
+          if (OnlyThePollersOwnCalls()) {
+            seen_looks = looks_.load(std::memory_order_relaxed);
+          } else if (const uint64_t looks = looks_.load(std::memory_order_relaxed); looks != seen_looks) {
             seen_looks = looks;
             SleepNs(kIdleNs);
             continue;
@@ -1333,13 +1341,17 @@ void Engine::IdlePumpLoop() {
       // another process) routes at once (above: this check is skipped).
       // Tests InprocPump.APollerBesideACallingThreadLeavesThePumpBounded,
       // InprocPump.APollerBesideALookFreeCallerHearsOfItsFile.
-      if (const uint64_t looks = looks_.load(std::memory_order_relaxed); looks != seen_looks) {
-        seen_looks = looks;
-        SleepNs(kIdleNs);
-        continue;
+      // No call ended since the latest poller began: the calls were its
+      // own, and the report is for it (OnlyThePollersOwnCalls): route now.
+      if (!OnlyThePollersOwnCalls()) {
+        if (const uint64_t looks = looks_.load(std::memory_order_relaxed); looks != seen_looks) {
+          seen_looks = looks;
+          SleepNs(kIdleNs);
+          continue;
+        }
+        const int64_t since = MonotonicNs() - last_look_ns;
+        if (since < kIdleNs) SleepNs(kIdleNs - since);
       }
-      const int64_t since = MonotonicNs() - last_look_ns;
-      if (since < kIdleNs) SleepNs(kIdleNs - since);
       if (waiting_threads_.load(std::memory_order_relaxed) > 0) continue;
     }
     std::unique_lock<EngineMutex> lock(mu_, std::try_to_lock);

@@ -319,6 +319,10 @@ class Engine {
   // first, twice as long at each pass that saw calls, up to kNapCapNs
   // (docs/design.md "Host events").
   void IdlePumpLoop();
+  // Whether no call ended since a thread last entered the poll family.
+  bool OnlyThePollersOwnCalls() const {
+    return calls_ended_.load(std::memory_order_relaxed) == calls_at_poll_begin_.load(std::memory_order_relaxed);
+  }
   static constexpr int64_t kIdleNs = 1'000'000;
   static constexpr int64_t kNapCapNs = 8'000'000;
   // The pump's nap: a futex wait on nap_word_ until `ns` from now, which a
@@ -355,6 +359,11 @@ class Engine {
   // Counts calls ended (Call), for the idle pump: changed since its last
   // pass, the program is calling (IdlePumpLoop).
   std::atomic<uint64_t> calls_ended_{0};
+  // calls_ended_ when a thread last entered the poll family (PollBegin):
+  // still equal, no call ended since, so the calls the pump saw were the
+  // poller's own, made before it began to wait, and nobody else's call
+  // will look for it (IdlePumpLoop; bench_ports pollwait).
+  std::atomic<uint64_t> calls_at_poll_begin_{0};
   // Counts the calls' looks (PrepareCall), for the idle pump: changed while
   // it slept in its look, the calls route for a poller themselves.
   std::atomic<uint64_t> looks_{0};

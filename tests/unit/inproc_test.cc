@@ -10,6 +10,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/ioctl.h>
 #include <sys/ptrace.h>
 #include <sys/epoll.h>
 #include <sys/resource.h>
@@ -1737,6 +1738,142 @@ TEST(InprocPump, APollerWakesTheNappingPump) {
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "status " << status;
   EXPECT_NE(kicked_nap_value, -ETIMEDOUT) << "the nap ran to its end: no kick";
   EXPECT_EQ(naps_after_kick, 0);
+}
+
+// A program that polls the port's descriptor between its own calls (the
+// pattern of bench_ports pollwait): the idle pump alone routes the file
+// that becomes ready while the program sleeps in poll, and must look for it
+// at once, not take the calls it just saw (the poller's own, made before it
+// began to wait) for another thread's, whose looks would route for it, and
+// sleep a millisecond first (Engine::OnlyThePollersOwnCalls;
+// docs/performance.md "Waiting outside the calls"). Seen on the pump
+// (ptrace): in each of 20 rounds the program associates a pipe and polls
+// the port; this process writes the pipe once the program sleeps in poll
+// and the pump is blocked (in its look, or in a sleep). The pump's 1 ms sleeps are counted:
+// without the rule about one a round, with it none (a few allowed).
+TEST(InprocPump, APollerBetweenItsOwnCallsIsServedWithoutASleep) {
+  constexpr int kRounds = 20;
+  int up[2], go[2], file[2];
+  ASSERT_EQ(pipe(up), 0);
+  ASSERT_EQ(pipe(go), 0);
+  ASSERT_EQ(pipe(file), 0);
+  const pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    close(up[0]);
+    close(go[1]);
+    close(file[1]);
+    const int port = port_create();
+    if (port < 0) _exit(2);
+    pid_t ids[2] = {gettid(), 0};
+    for (int tries = 0; ids[1] == 0 && tries < 1000; ++tries) {
+      ids[1] = OtherThread();
+      if (ids[1] == 0) usleep(1000);
+    }
+    if (ids[1] == 0 || write(up[1], ids, sizeof ids) != sizeof ids) _exit(3);
+    char c;
+    if (read(go[0], &c, 1) != 1) _exit(4);
+    timespec zero{0, 0};
+    for (int round = 0; round < kRounds; ++round) {
+      if (port_associate(port, PORT_SOURCE_FD, static_cast<uintptr_t>(file[0]), POLLIN, nullptr) != 0) _exit(5);
+      pollfd pfd{port, POLLIN, 0};
+      if (poll(&pfd, 1, 10'000) != 1) _exit(6);
+      port_event_t ev{};
+      uint_t n = 1;
+      if (port_getn(port, &ev, 1, &n, &zero) != 0 || n != 1 || read(file[0], &c, 1) != 1) _exit(7);
+    }
+    _exit(0);
+  }
+  close(up[1]);
+  close(go[0]);
+  close(file[0]);
+  ChildWatchdog watchdog(pid, std::chrono::seconds(30));
+  pid_t ids[2] = {0, 0};
+  ASSERT_EQ(read(up[0], ids, sizeof ids), static_cast<ssize_t>(sizeof ids));
+  const pid_t main_thread = ids[0], pump = ids[1];
+  ASSERT_EQ(ptrace(PTRACE_SEIZE, pump, nullptr, reinterpret_cast<void*>(PTRACE_O_TRACESYSGOOD)), 0)
+      << "errno " << errno;
+  ASSERT_EQ(ptrace(PTRACE_INTERRUPT, pump, nullptr, nullptr), 0);
+  int status = 0;
+  ASSERT_EQ(waitpid(pump, &status, __WALL), pump);
+  ASSERT_EQ(write(go[1], "g", 1), 1);
+  // The program's main thread sleeps in poll (its own system call, not
+  // the pump's: the number in /proc).
+  auto in_poll = [&] {
+    char path[64];
+    std::snprintf(path, sizeof path, "/proc/%d/task/%d/syscall", pid, main_thread);
+    FILE* f = std::fopen(path, "r");
+    if (f == nullptr) return false;
+    long nr = -1;
+    if (std::fscanf(f, "%ld", &nr) != 1) nr = -1;
+    std::fclose(f);
+    return nr == SYS_poll || nr == SYS_ppoll;
+  };
+  // Resumed by hand (not FollowSyscallStops): between the pump's stops
+  // this thread also watches the program, and writes the file once the
+  // program sleeps in its poll, the last byte is read, and the pump has
+  // been blocked in a system call for a moment (its look, or a sleep
+  // already counted).
+  auto bytes_in_pipe = [&] {
+    int n = -1;
+    return ioctl(file[1], FIONREAD, &n) == 0 ? n : -1;
+  };
+  int sleeps = 0, writes = 0, deliver = 0, quiet = 0;
+  bool resumed = ptrace(PTRACE_SYSCALL, pump, nullptr, nullptr) == 0;
+  while (resumed && writes < kRounds) {
+    const pid_t got = waitpid(pump, &status, __WALL | WNOHANG);
+    if (got == 0) {
+      if (++quiet >= 3 && bytes_in_pipe() == 0 && in_poll()) {
+        ASSERT_EQ(write(file[1], "x", 1), 1);
+        ++writes;
+        quiet = 0;
+      } else {
+        usleep(100);
+      }
+      continue;
+    }
+    if (got != pump || WIFEXITED(status) || WIFSIGNALED(status)) break;
+    quiet = 0;
+    if (WIFSTOPPED(status) && WSTOPSIG(status) == (SIGTRAP | 0x80)) {
+      SyscallStop stop;
+      if (ReadSyscallStop(pump, &stop) && stop.entry && stop.nr == SYS_clock_nanosleep) ++sleeps;
+    } else if (WIFSTOPPED(status) && status >> 16 == 0) {
+      deliver = WSTOPSIG(status);
+    }
+    resumed = ptrace(PTRACE_SYSCALL, pump, nullptr, reinterpret_cast<void*>(static_cast<intptr_t>(deliver))) == 0;
+    deliver = 0;
+  }
+  // Why the loop ended early, if it did; then the pump is let go or, if
+  // it may be held in a stop, the program killed and the pump reaped here
+  // (__WALL: a traced thread's exit is this tracer's to reap, and until
+  // it is the program's own exit is not reported: a plain waitpid would
+  // wait for ever).
+  const int end_errno = writes < kRounds ? errno : 0;
+  if (!resumed || writes < kRounds) {
+    kill(pid, SIGKILL);
+    while (waitpid(pump, &status, __WALL) == pump && !WIFEXITED(status) && !WIFSIGNALED(status)) {
+      ptrace(PTRACE_CONT, pump, nullptr, nullptr);
+    }
+  } else {
+    // Let go of the pump, which may be running (blocked in a system call):
+    // PTRACE_DETACH needs it in a stop, so stop it first. A pump left
+    // traced would stop at its next system call for good, and its exit
+    // would then be this tracer's to reap (__WALL) before the program's.
+    if (ptrace(PTRACE_INTERRUPT, pump, nullptr, nullptr) == 0) {
+      while (waitpid(pump, &status, __WALL) == pump && WIFSTOPPED(status) &&
+             ptrace(PTRACE_DETACH, pump, nullptr, nullptr) != 0) {
+        ptrace(PTRACE_CONT, pump, nullptr, nullptr);
+      }
+    }
+  }
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  ASSERT_FALSE(watchdog.Stop()) << "the child was still running after 30 s; where it stood:\n" << watchdog.record();
+  close(up[0]);
+  close(go[1]);
+  close(file[1]);
+  EXPECT_EQ(writes, kRounds) << "the trace ended early (resumed " << resumed << ", errno " << end_errno << ")";
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "status " << status;
+  EXPECT_LE(sleeps, kRounds / 4) << "the pump slept before it looked for the poller";
 }
 
 // A deadline of the engine's that falls inside a nap ends the nap there
