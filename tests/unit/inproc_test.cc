@@ -1484,6 +1484,38 @@ void FollowSyscallStops(pid_t tid, OnStop&& on_stop) {
   }
 }
 
+// Seizes the thread `tid` and stops it (its stops are seen with __WALL).
+void SeizeAndStop(pid_t tid) {
+  ASSERT_EQ(ptrace(PTRACE_SEIZE, tid, nullptr, reinterpret_cast<void*>(PTRACE_O_TRACESYSGOOD)), 0)
+      << "errno " << errno;
+  ASSERT_EQ(ptrace(PTRACE_INTERRUPT, tid, nullptr, nullptr), 0);
+  int status = 0;
+  ASSERT_EQ(waitpid(tid, &status, __WALL), tid);
+}
+
+// Whether thread `tid` of process `pid` sleeps in poll (its own system
+// call, as /proc shows it).
+bool SleepsInPoll(pid_t pid, pid_t tid) {
+  char path[64];
+  std::snprintf(path, sizeof path, "/proc/%d/task/%d/syscall", pid, tid);
+  FILE* f = std::fopen(path, "r");
+  if (f == nullptr) return false;
+  long nr = -1;
+  if (std::fscanf(f, "%ld", &nr) != 1) nr = -1;
+  std::fclose(f);
+  return nr == SYS_poll || nr == SYS_ppoll;
+}
+
+// In a child: sends its own thread id and its idle pump's on `up`.
+bool SendThreadIds(int up) {
+  pid_t ids[2] = {gettid(), 0};
+  for (int tries = 0; ids[1] == 0 && tries < 1000; ++tries) {
+    ids[1] = OtherThread();
+    if (ids[1] == 0) usleep(1000);
+  }
+  return ids[1] != 0 && write(up, ids, sizeof ids) == sizeof ids;
+}
+
 // Runs BusyLoopChild with its pump thread traced from the go: the pump's
 // system calls in order (kNap for a nap) and the program's pauses.
 void TraceTheBusyPump(std::vector<long>* calls_out, int64_t* pauses_out) {
@@ -1503,12 +1535,9 @@ void TraceTheBusyPump(std::vector<long>* calls_out, int64_t* pauses_out) {
   pid_t pump = 0;
   ASSERT_EQ(read(up[0], &pump, sizeof pump), static_cast<ssize_t>(sizeof pump))
       << (watchdog.Stop() ? "killed after 30 s; where it stood:\n" + watchdog.record() : std::string());
-  // The pump thread alone; its stops are seen with __WALL.
-  ASSERT_EQ(ptrace(PTRACE_SEIZE, pump, nullptr, reinterpret_cast<void*>(PTRACE_O_TRACESYSGOOD)), 0)
-      << "errno " << errno;
-  ASSERT_EQ(ptrace(PTRACE_INTERRUPT, pump, nullptr, nullptr), 0);
+  // The pump thread alone.
+  ASSERT_NO_FATAL_FAILURE(SeizeAndStop(pump));
   int status = 0;
-  ASSERT_EQ(waitpid(pump, &status, __WALL), pump);
   ASSERT_EQ(write(go[1], "g", 1), 1);
   std::vector<long>& calls = *calls_out;  // from the go
   FollowSyscallStops(pump, [&](const SyscallStop& stop) {
@@ -1640,12 +1669,7 @@ TEST(InprocPump, APollerWakesTheNappingPump) {
         port_associate(busy, PORT_SOURCE_FD, static_cast<uintptr_t>(sv[0]), POLLIN, nullptr) != 0) {
       _exit(3);
     }
-    pid_t ids[2] = {gettid(), 0};
-    for (int tries = 0; ids[1] == 0 && tries < 1000; ++tries) {
-      ids[1] = OtherThread();
-      if (ids[1] == 0) usleep(1000);
-    }
-    if (ids[1] == 0 || write(up[1], ids, sizeof ids) != sizeof ids) _exit(4);
+    if (!SendThreadIds(up[1])) _exit(4);
     if (fcntl(go[0], F_SETFL, O_NONBLOCK) != 0) _exit(5);
     char c;
     while (read(go[0], &c, 1) != 1) {
@@ -1673,22 +1697,9 @@ TEST(InprocPump, APollerWakesTheNappingPump) {
   pid_t ids[2] = {0, 0};
   ASSERT_EQ(read(up[0], ids, sizeof ids), static_cast<ssize_t>(sizeof ids));
   const pid_t main_thread = ids[0], pump = ids[1];
-  ASSERT_EQ(ptrace(PTRACE_SEIZE, pump, nullptr, reinterpret_cast<void*>(PTRACE_O_TRACESYSGOOD)), 0)
-      << "errno " << errno;
-  ASSERT_EQ(ptrace(PTRACE_INTERRUPT, pump, nullptr, nullptr), 0);
+  ASSERT_NO_FATAL_FAILURE(SeizeAndStop(pump));
   int status = 0;
-  ASSERT_EQ(waitpid(pump, &status, __WALL), pump);
-  // In the program: whether its main thread sleeps in poll.
-  auto in_poll = [&] {
-    char path[64];
-    std::snprintf(path, sizeof path, "/proc/%d/task/%d/syscall", pid, main_thread);
-    FILE* f = std::fopen(path, "r");
-    if (f == nullptr) return false;
-    long nr = -1;
-    if (std::fscanf(f, "%ld", &nr) != 1) nr = -1;
-    std::fclose(f);
-    return nr == SYS_poll || nr == SYS_ppoll;
-  };
+  auto in_poll = [&] { return SleepsInPoll(pid, main_thread); };
   enum { kCalling, kKicking, kAfterKick, kDone } phase = kCalling;
   int naps_in_a_row = 0, naps_after_kick = 0;
   int64_t kicked_nap_value = 0;
@@ -1749,8 +1760,9 @@ TEST(InprocPump, APollerWakesTheNappingPump) {
 // docs/performance.md "Waiting outside the calls"). Seen on the pump
 // (ptrace): in each of 20 rounds the program associates a pipe and polls
 // the port; this process writes the pipe once the program sleeps in poll
-// and the pump is blocked (in its look, or in a sleep). The pump's 1 ms sleeps are counted:
-// without the rule about one a round, with it none (a few allowed).
+// and the pump is blocked (in its look, or in a sleep). The pump's 1 ms
+// sleeps are counted: without the rule about one a round, with it none (a
+// few allowed).
 TEST(InprocPump, APollerBetweenItsOwnCallsIsServedWithoutASleep) {
   constexpr int kRounds = 20;
   int up[2], go[2], file[2];
@@ -1765,12 +1777,7 @@ TEST(InprocPump, APollerBetweenItsOwnCallsIsServedWithoutASleep) {
     close(file[1]);
     const int port = port_create();
     if (port < 0) _exit(2);
-    pid_t ids[2] = {gettid(), 0};
-    for (int tries = 0; ids[1] == 0 && tries < 1000; ++tries) {
-      ids[1] = OtherThread();
-      if (ids[1] == 0) usleep(1000);
-    }
-    if (ids[1] == 0 || write(up[1], ids, sizeof ids) != sizeof ids) _exit(3);
+    if (!SendThreadIds(up[1])) _exit(3);
     char c;
     if (read(go[0], &c, 1) != 1) _exit(4);
     timespec zero{0, 0};
@@ -1791,24 +1798,10 @@ TEST(InprocPump, APollerBetweenItsOwnCallsIsServedWithoutASleep) {
   pid_t ids[2] = {0, 0};
   ASSERT_EQ(read(up[0], ids, sizeof ids), static_cast<ssize_t>(sizeof ids));
   const pid_t main_thread = ids[0], pump = ids[1];
-  ASSERT_EQ(ptrace(PTRACE_SEIZE, pump, nullptr, reinterpret_cast<void*>(PTRACE_O_TRACESYSGOOD)), 0)
-      << "errno " << errno;
-  ASSERT_EQ(ptrace(PTRACE_INTERRUPT, pump, nullptr, nullptr), 0);
+  ASSERT_NO_FATAL_FAILURE(SeizeAndStop(pump));
   int status = 0;
-  ASSERT_EQ(waitpid(pump, &status, __WALL), pump);
   ASSERT_EQ(write(go[1], "g", 1), 1);
-  // The program's main thread sleeps in poll (its own system call, not
-  // the pump's: the number in /proc).
-  auto in_poll = [&] {
-    char path[64];
-    std::snprintf(path, sizeof path, "/proc/%d/task/%d/syscall", pid, main_thread);
-    FILE* f = std::fopen(path, "r");
-    if (f == nullptr) return false;
-    long nr = -1;
-    if (std::fscanf(f, "%ld", &nr) != 1) nr = -1;
-    std::fclose(f);
-    return nr == SYS_poll || nr == SYS_ppoll;
-  };
+  auto in_poll = [&] { return SleepsInPoll(pid, main_thread); };
   // Resumed by hand (not FollowSyscallStops): between the pump's stops
   // this thread also watches the program, and writes the file once the
   // program sleeps in its poll, the last byte is read, and the pump has
