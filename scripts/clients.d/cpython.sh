@@ -18,8 +18,6 @@ clients_need_packages gcc python3.11-dev libpython3.11-testsuite || exit 1
 clients_fetch_source python3.11 "$version" python3.11 || exit 1
 [ "${EVSHIM_CLIENTS_FETCH:-0}" = 1 ] && exit 0
 clients_install_evshim || exit 1
-# (Its only build, select_kq.so below, takes seconds: --prepare stops here.)
-[ "${EVSHIM_CLIENTS_PREPARE:-0}" = 1 ] && exit 0
 
 src=$EVSHIM_CLIENTS_WORK/src/python3.11
 rm -rf "$work" "$logs"
@@ -47,6 +45,9 @@ _loader.exec_module(_module)
 sys.modules["select"] = _module
 EOF
 export KQ_SELECT_SO=$kq_so
+# The build takes seconds; --prepare stops here, with select_kq.so and
+# site/ in place for scripts/bench-clients.
+[ "${EVSHIM_CLIENTS_PREPARE:-0}" = 1 ] && exit 0
 
 # Preflight: under evshim, selectors picks kqueue and a kqueue really works
 # (a kevent round trip through the supervisor); natively it is epoll.

@@ -81,7 +81,8 @@ build_variant() {
   key=$( { echo "${no[*]} $cppflags $libs"; [ -n "$pkg" ] && cat "$(pkg-config --variable=includedir "$pkg")"/evshim/*/{sys/event.h,port.h,sys/port.h} 2>/dev/null; } | sha256sum | cut -c1-16)
   if [ -f "$dir/.evshim-built-$key" ]; then
     echo "libevent $v: up to date"
-    return 0
+    build_bench "$dir"
+    return
   fi
   rm -rf "$dir" && mkdir -p "$dir" && cd "$dir" || return 1
   # -Wno-error=int-conversion: kqueue.c stores an intptr_t in udata on
@@ -106,6 +107,16 @@ build_variant() {
     { echo "libevent $v: make failed ($dir/make.log)"; tail -20 make.log; return 1; }
   touch "$dir/.evshim-built-$key"
   echo "libevent $v: built"
+  build_bench "$dir"
+}
+
+# build_bench DIR: libevent's own benchmark, test/bench (unchanged), which
+# scripts/bench-clients runs; made apart from the stamp so that a build
+# from before it gains the program.
+build_bench() {
+  [ -x "$1/test/bench" ] && return 0
+  make -C "$1" -j"$jobs" test/bench >"$1/make-bench.log" 2>&1 ||
+    { echo "libevent: make test/bench failed ($1/make-bench.log)"; tail -20 "$1/make-bench.log"; return 1; }
 }
 
 # check_backends VARIANT: the build holds exactly one backend, the one under
@@ -173,7 +184,7 @@ wait
 failed_builds=()
 for v in "${build_list[@]}"; do
   sed 's/^/  /' "$work/build-$v.log" >&2
-  [ -x "$work/$v/test/regress" ] && [ -n "$(ls "$work/$v"/.evshim-built-* 2>/dev/null)" ] || failed_builds+=("$v")
+  [ -x "$work/$v/test/regress" ] && [ -x "$work/$v/test/bench" ] && [ -n "$(ls "$work/$v"/.evshim-built-* 2>/dev/null)" ] || failed_builds+=("$v")
 done
 ((${#failed_builds[@]})) && { clients_log "libevent: build failed: ${failed_builds[*]}"; exit 1; }
 clients_log "libevent: builds took $((SECONDS - t0)) s"
