@@ -648,10 +648,26 @@ void LocalWatches::TakeReady(ReadyList* out) {
   epoll_event evs[64];
   int n;
   bool lingering = false;
+  // More than 64 reports take several reads, and a level registration
+  // left on (a delivered watch's file stays ready until the program reads
+  // it; switch-offs wait for the call's end when per call) is put back at
+  // the tail of epoll's ready list by each read (ep_send_events): the reads
+  // would go round those files for ever. The first such file's report
+  // marks the turn: met again, every file ready when the look began has
+  // been read once (the reports from there on are repeats), and the look
+  // ends as one read large enough would have. `rounds` bounds the reads
+  // in any case (a list of one-shot or dropped reports has no mark).
+  uint64_t turn = 0;
+  bool have_turn = false, turned = false;
+  size_t rounds = live_.size() / 64 + edges_.size() + 4;
   do {
     n = ReadReady(level_epfd_, evs, 64);
     for (int i = 0; i < n; ++i) {
       const uint64_t data = evs[i].data.u64;
+      if (have_turn && data == turn) {
+        turned = true;
+        break;
+      }
       if (data >> 32 == 0) {  // one of the look epoll's own sources
         if (data == kOwnLoop) {
           loop_reported_ = true;
@@ -731,8 +747,12 @@ void LocalWatches::TakeReady(ReadyList* out) {
       } else if (one_shot) {
         f.unlinked = true;
       }
+      if (!have_turn && delivered && !one_shot) {
+        turn = data;  // left on and ready: it comes round again
+        have_turn = true;
+      }
     }
-  } while (n == 64);
+  } while (n == 64 && !turned && --rounds != 0);
   // Every armed level watch whose file is ready was reported just now: the
   // look in progress has done its part (QuietSinceArm).
   looks_done_ = looks_begun_;
