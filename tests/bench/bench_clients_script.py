@@ -138,10 +138,10 @@ with tempfile.TemporaryDirectory() as tmp:
     if "FAILED" not in p.stderr:
         problems.append(f"stand-ins: no FAILED on stderr: {p.stderr[-500:]}")
     try:
-        with open(os.path.join(out, "clients.json")) as f:
+        with open(os.path.join(out, "real-programs.json")) as f:
             rows = {r["case"].split()[0]: r for r in json.load(f)["results"]
                     if r["case"].endswith("-n 100 -a 1 -w 2000")}
-        with open(os.path.join(out, "clients.md")) as f:
+        with open(os.path.join(out, "real-programs.md")) as f:
             md = f.read()
     except (OSError, ValueError, KeyError) as e:
         problems.append(f"stand-ins: no results: {e}")
