@@ -654,9 +654,13 @@ void LocalWatches::TakeReady(ReadyList* out) {
   // the tail of epoll's ready list by each read (ep_send_events): the reads
   // would go round those files for ever. The first such file's report
   // marks the turn: met again, every file ready when the look began has
-  // been read once (the reports from there on are repeats), and the look
-  // ends as one read large enough would have. `rounds` bounds the reads
-  // in any case (a list of one-shot or dropped reports has no mark).
+  // been read once, and the look ends as one read large enough would have.
+  // The rest of that read is taken for its one-shot reports only: the
+  // level ones are repeats, or files ready since the look began, which
+  // their registration keeps in the ready list for the next look; but a
+  // one-shot registration that became ready meanwhile was disabled by this
+  // read, and its report would be lost. `rounds` bounds the reads in any
+  // case (a list of one-shot or dropped reports has no mark).
   uint64_t turn = 0;
   bool have_turn = false, turned = false;
   size_t rounds = live_.size() / 64 + edges_.size() + 4;
@@ -664,10 +668,7 @@ void LocalWatches::TakeReady(ReadyList* out) {
     n = ReadReady(level_epfd_, evs, 64);
     for (int i = 0; i < n; ++i) {
       const uint64_t data = evs[i].data.u64;
-      if (have_turn && data == turn) {
-        turned = true;
-        break;
-      }
+      if (have_turn && data == turn) turned = true;
       if (data >> 32 == 0) {  // one of the look epoll's own sources
         if (data == kOwnLoop) {
           loop_reported_ = true;
@@ -687,6 +688,7 @@ void LocalWatches::TakeReady(ReadyList* out) {
         f.unlinked = true;
         continue;
       }
+      if (turned && f.reg != File::Reg::kOneShot) continue;  // the turn: above
       const bool one_shot = f.reg == File::Reg::kOneShot;
       if (one_shot) {
         f.reg = File::Reg::kOff;  // the kernel disabled it
