@@ -8,6 +8,7 @@
 #include <poll.h>
 #include <port.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/ioctl.h>
@@ -2131,6 +2132,116 @@ TEST(InprocPump, APollerBesideACallingThreadLeavesThePumpBounded) {
   RunPollerBesideACaller(true, &wakeups, &elapsed_ms, &run_ms);
   EXPECT_LE(wakeups, 8 * elapsed_ms + 50) << "in " << elapsed_ms << " ms";
   EXPECT_LE(run_ms, elapsed_ms / 5) << "the pump ran " << run_ms << " of " << elapsed_ms << " ms";
+}
+
+// ---- Calls resuming while the pump sleeps in its look (s18) ----
+// A program idle for a while (the pump asleep in its look: a poll of the
+// look epoll) starts calling again. Each report of its traffic wakes the
+// pump's poll; when the program's own look takes the report first, the
+// kernel finds nothing for the poll and puts it back to sleep, a voluntary
+// switch of the pump each, for as long as the calls go on. A call that
+// finds the pump asleep in its look wakes it (Engine::WakePumpFromLook);
+// then the pump sees calls ending and naps (1, 2, 4, 8 ms).
+// The program's look must win the report, as it does on a loaded machine:
+// the pump shares the program's processor at SCHED_IDLE, so it runs only
+// while the program sleeps, and the program sleeps (100 µs) between its
+// look and its next write, when no report is pending. The child reports
+// the pump's voluntary switches over 250 ms of that ring, after 50 ms idle.
+void ResumingRingChild(int up) {
+  constexpr int kPairs = 4;
+  const int port = port_create();
+  int sv[kPairs][2];
+  if (port < 0) _exit(2);
+  for (int i = 0; i < kPairs; ++i) {
+    if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv[i]) != 0) _exit(3);
+    if (port_associate(port, PORT_SOURCE_FD, static_cast<uintptr_t>(sv[i][0]), POLLIN,
+                       reinterpret_cast<void*>(static_cast<intptr_t>(i))) != 0) {
+      _exit(4);
+    }
+  }
+  pid_t pump = 0;
+  for (int tries = 0; pump == 0 && tries < 1000; ++tries) {
+    pump = OtherThread();
+    if (pump == 0) usleep(1000);
+  }
+  if (pump == 0) _exit(5);
+  cpu_set_t one;
+  CPU_ZERO(&one);
+  CPU_SET(sched_getcpu(), &one);
+  sched_param none{};
+  if (sched_setaffinity(0, sizeof one, &one) != 0 || sched_setaffinity(pump, sizeof one, &one) != 0 ||
+      sched_setscheduler(pump, SCHED_IDLE, &none) != 0) {
+    _exit(6);
+  }
+  int64_t most = 0;
+  for (int stretch = 0; stretch < 2; ++stretch) {
+    usleep(50 * 1000);  // idle: the pump ends its naps and sleeps in its look
+    for (int tries = 0; BlockedSyscall(pump) != SYS_poll && tries < 1000; ++tries) usleep(1000);
+    if (BlockedSyscall(pump) != SYS_poll) _exit(7);
+    const long before = VoluntarySwitches(pump);
+    char c = 't';
+    if (write(sv[0][1], &c, 1) != 1) _exit(8);
+    const int64_t start = NowNs();
+    while (NowNs() - start < 250'000'000) {
+      port_event_t ev[4];
+      uint_t n = 1;
+      if (port_getn(port, ev, 4, &n, nullptr) != 0) _exit(9);
+      for (uint_t j = 0; j < n; ++j) {
+        const auto i = static_cast<int>(reinterpret_cast<intptr_t>(ev[j].portev_user));
+        if (read(sv[i][0], &c, 1) != 1 || port_associate(port, PORT_SOURCE_FD, static_cast<uintptr_t>(sv[i][0]), POLLIN,
+                                                         reinterpret_cast<void*>(static_cast<intptr_t>(i))) != 0) {
+          _exit(10);
+        }
+        usleep(100);
+        if (write(sv[(i + 1) % kPairs][1], &c, 1) != 1) _exit(11);
+      }
+    }
+    const long after = VoluntarySwitches(pump);
+    if (before < 0 || after < 0) _exit(12);
+    most = std::max<int64_t>(most, after - before);
+    // The token is on its way: take it, so that the next stretch starts idle.
+    port_event_t ev{};
+    if (port_get(port, &ev, nullptr) != 0) _exit(13);
+    const auto i = static_cast<int>(reinterpret_cast<intptr_t>(ev.portev_user));
+    if (read(sv[i][0], &c, 1) != 1 ||
+        port_associate(port, PORT_SOURCE_FD, static_cast<uintptr_t>(sv[i][0]), POLLIN, ev.portev_user) != 0) {
+      _exit(14);
+    }
+  }
+  if (write(up, &most, sizeof most) != sizeof most) _exit(15);
+  _exit(0);
+}
+
+// Runs `child(up)` in a forked child; returns the count it sends.
+int64_t PumpSwitchesOfChild(void (*child)(int)) {
+  int up[2];
+  if (pipe(up) != 0) return -1;
+  const pid_t pid = fork();
+  if (pid < 0) return -1;
+  if (pid == 0) {
+    close(up[0]);
+    child(up[1]);
+    _exit(1);
+  }
+  close(up[1]);
+  ChildWatchdog watchdog(pid, std::chrono::seconds(30));
+  int64_t switches = -1;
+  const ssize_t got = read(up[0], &switches, sizeof switches);
+  close(up[0]);
+  int status = 0;
+  const bool reaped = waitpid(pid, &status, 0) == pid;
+  const bool killed = watchdog.Stop();
+  EXPECT_TRUE(reaped && !killed && WIFEXITED(status) && WEXITSTATUS(status) == 0)
+      << "status " << status << (killed ? "; killed after 30 s, where it stood:\n" + watchdog.record() : "");
+  return got == static_cast<ssize_t>(sizeof switches) ? switches : -1;
+}
+
+// With the wake-up: the naps (about 35 in 250 ms) and a few more; without
+// it about 1300 (one a report).
+TEST(InprocPump, CallsResumingWakeThePumpFromItsLook) {
+  const int64_t switches = PumpSwitchesOfChild(ResumingRingChild);
+  ASSERT_GE(switches, 0);
+  EXPECT_LE(switches, 100) << "the pump's voluntary switches in the busier of two stretches";
 }
 }  // namespace
 
