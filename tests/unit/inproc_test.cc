@@ -8,6 +8,7 @@
 #include <poll.h>
 #include <port.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/ioctl.h>
@@ -42,11 +43,27 @@
 #include <vector>
 
 #include "tests/support/counting_new.h"  // InprocAllocations
+#include "tests/support/pump_trace.h"
 #include "tests/support/syscall_segments.h"
 
 namespace {
 
+using evshim::testing::BlockedSyscall;
+using evshim::testing::ChildWatchdog;
 using evshim::testing::Describe;
+using evshim::testing::FollowSyscallStops;
+using evshim::testing::IsPumpNap;
+using evshim::testing::kNap;
+using evshim::testing::NowNs;
+using evshim::testing::OtherThread;
+using evshim::testing::PumpSwitchesOfChild;
+using evshim::testing::ReadSyscallStop;
+using evshim::testing::RunNs;
+using evshim::testing::SeizeAndStop;
+using evshim::testing::SendThreadIds;
+using evshim::testing::SleepsInPoll;
+using evshim::testing::SyscallStop;
+using evshim::testing::VoluntarySwitches;
 using evshim::testing::TraceSegments;
 
 // Fast mode pinned, also in a supervised CI pass (the engine decides at the
@@ -181,46 +198,6 @@ TEST_F(InprocTest, ThreadsWaitingOnOnePortGetEachEventOnce) {
   for (auto& th : threads) th.join();
   ASSERT_EQ(seen.size(), static_cast<size_t>(kEvents));
   for (int i = 1; i <= kEvents; ++i) EXPECT_EQ(seen.count(static_cast<uintptr_t>(i)), 1u) << i;
-}
-
-// Threads blocked in the engine, seen from /proc: the system call a thread
-// is blocked in (-1 while it runs), and its voluntary context switches (each
-// wake-up from a blocking call counts one).
-long BlockedSyscall(pid_t tid) {
-  char path[64];
-  std::snprintf(path, sizeof path, "/proc/self/task/%d/syscall", tid);
-  FILE* f = std::fopen(path, "r");
-  if (f == nullptr) return -1;
-  long nr = -1;
-  if (std::fscanf(f, "%ld", &nr) != 1) nr = -1;
-  std::fclose(f);
-  return nr;
-}
-
-// The time thread `tid` has run on a processor, in ns (schedstat).
-int64_t RunNs(pid_t tid) {
-  char path[64];
-  std::snprintf(path, sizeof path, "/proc/self/task/%d/schedstat", tid);
-  FILE* f = std::fopen(path, "r");
-  if (f == nullptr) return -1;
-  long long ns = -1;
-  if (std::fscanf(f, "%lld", &ns) != 1) ns = -1;
-  std::fclose(f);
-  return ns;
-}
-
-long VoluntarySwitches(pid_t tid) {
-  char path[64];
-  std::snprintf(path, sizeof path, "/proc/self/task/%d/status", tid);
-  FILE* f = std::fopen(path, "r");
-  if (f == nullptr) return -1;
-  char line[256];
-  long n = -1;
-  while (std::fgets(line, sizeof line, f) != nullptr) {
-    if (std::sscanf(line, "voluntary_ctxt_switches: %ld", &n) == 1) break;
-  }
-  std::fclose(f);
-  return n;
 }
 
 // The engine's wait: ppoll (the thread watching the loop) or epoll_pwait
@@ -1271,26 +1248,6 @@ TEST(InprocBudget, AssociatingAFileKeptReadyCostsNoPoll) {
 // the next call's end, so a preemption anywhere in between counts).
 constexpr int64_t kBusyLoopNs = 150'000'000;
 
-int64_t NowNs() {
-  timespec t{};
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return static_cast<int64_t>(t.tv_sec) * 1'000'000'000 + t.tv_nsec;
-}
-
-// The other thread of this process (the idle pump), or 0.
-pid_t OtherThread() {
-  DIR* d = opendir("/proc/self/task");
-  if (d == nullptr) return 0;
-  const pid_t self = gettid();
-  pid_t other = 0;
-  while (dirent* e = readdir(d)) {
-    const pid_t tid = static_cast<pid_t>(std::atoi(e->d_name));
-    if (tid > 0 && tid != self) other = tid;
-  }
-  closedir(d);
-  return other;
-}
-
 [[noreturn]] void BusyLoopChild(int up, int go) {
   constexpr int kPairs = 4;
   const int port = port_create();
@@ -1342,178 +1299,6 @@ pid_t OtherThread() {
   }
   if (write(up, &pauses, sizeof pauses) != sizeof pauses) _exit(12);
   _exit(0);
-}
-
-// Kills a forked child that is still running after a limit, first
-// recording where each of its threads stood (state, wait channel, system
-// call, kernel stack), so that a test that would hang fails with that
-// record instead of running into the suite's timeout. Why: this test timed
-// out once in 200+ runs (2026-12-04) and never again; the next time, the
-// record says where.
-class ChildWatchdog {
- public:
-  ChildWatchdog(pid_t child, std::chrono::seconds limit)
-      : thread_([this, child, limit] {
-          std::unique_lock<std::mutex> lock(mu_);
-          if (cv_.wait_for(lock, limit, [this] { return done_; })) return;
-          record_ = Snapshot(child);
-          fired_ = true;
-          kill(child, SIGKILL);
-        }) {}
-  ~ChildWatchdog() { Stop(); }
-  // Stops the watch; true when the limit passed and the child was killed.
-  bool Stop() {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      done_ = true;
-    }
-    cv_.notify_all();
-    if (thread_.joinable()) thread_.join();
-    return fired_;
-  }
-  const std::string& record() const { return record_; }
-
- private:
-  static std::string ReadSmall(const std::string& path) {
-    std::string text;
-    if (FILE* f = std::fopen(path.c_str(), "r")) {
-      char buf[4096];
-      const size_t n = std::fread(buf, 1, sizeof buf, f);
-      text.assign(buf, n);
-      std::fclose(f);
-    }
-    return text;
-  }
-  static std::string Snapshot(pid_t child) {
-    std::ostringstream out;
-    const std::string base = "/proc/" + std::to_string(child) + "/task";
-    if (DIR* d = opendir(base.c_str())) {
-      while (dirent* e = readdir(d)) {
-        if (e->d_name[0] == '.') continue;
-        const std::string task = base + "/" + e->d_name;
-        out << "task " << e->d_name << ": stat " << ReadSmall(task + "/stat") << " wchan "
-            << ReadSmall(task + "/wchan") << "\n syscall " << ReadSmall(task + "/syscall") << " stack\n"
-            << ReadSmall(task + "/stack") << "\n";
-      }
-      closedir(d);
-    }
-    return out.str();
-  }
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool done_ = false;
-  bool fired_ = false;
-  std::string record_;
-  std::thread thread_;
-};
-
-// One system-call stop of a traced thread (PTRACE_GET_SYSCALL_INFO, the
-// kernel's struct ptrace_syscall_info; glibc's header names the request
-// only): the entry with its number and arguments, or the exit with its
-// value.
-struct SyscallStop {
-  bool entry = false;
-  long nr = -1;
-  uint64_t args[6] = {};
-  int64_t value = 0;
-};
-
-bool ReadSyscallStop(pid_t tid, SyscallStop* out) {
-  struct {
-    uint8_t op;
-    uint8_t pad[3];
-    uint32_t arch;
-    uint64_t instruction_pointer;
-    uint64_t stack_pointer;
-    union {
-      struct {
-        uint64_t nr;
-        uint64_t args[6];
-      } entry;
-      struct {
-        int64_t rval;
-        uint8_t is_error;
-      } exit;
-    };
-  } info{};
-  if (ptrace(static_cast<__ptrace_request>(PTRACE_GET_SYSCALL_INFO), tid, reinterpret_cast<void*>(sizeof info),
-             &info) <= 0) {
-    return false;
-  }
-  if (info.op == 1) {  // PTRACE_SYSCALL_INFO_ENTRY
-    out->entry = true;
-    out->nr = static_cast<long>(info.entry.nr);
-    std::copy(std::begin(info.entry.args), std::end(info.entry.args), out->args);
-    return true;
-  }
-  if (info.op == 2) {  // PTRACE_SYSCALL_INFO_EXIT
-    out->entry = false;
-    out->value = info.exit.rval;
-    return true;
-  }
-  return false;
-}
-
-// The idle pump's nap (Engine::Nap): a futex wait with a deadline
-// (FUTEX_WAIT_BITSET); the engine lock's waits are plain FUTEX_WAITs.
-constexpr long kNap = -100;
-bool IsPumpNap(const SyscallStop& stop) {
-  return stop.entry && stop.nr == SYS_futex && (stop.args[1] & 0x7f) == 9 /* FUTEX_WAIT_BITSET */;
-}
-
-// Resumes the traced thread `tid` (seized, in a stop) from one system-call
-// stop to the next, passing its signals on, and calls `on_stop` with each
-// stop it can read; returns once the thread ends or `on_stop` returns false
-// (the thread is then left in that stop).
-template <typename OnStop>
-void FollowSyscallStops(pid_t tid, OnStop&& on_stop) {
-  int deliver = 0;
-  for (;;) {
-    if (ptrace(PTRACE_SYSCALL, tid, nullptr, reinterpret_cast<void*>(static_cast<intptr_t>(deliver))) != 0) return;
-    deliver = 0;
-    int status = 0;
-    if (waitpid(tid, &status, __WALL) != tid || WIFEXITED(status) || WIFSIGNALED(status)) return;
-    if (!WIFSTOPPED(status)) continue;
-    if (WSTOPSIG(status) != (SIGTRAP | 0x80)) {
-      // A group stop or the interrupt's own stop: not a signal to deliver.
-      if (status >> 16 == 0) deliver = WSTOPSIG(status);
-      continue;
-    }
-    SyscallStop stop;
-    if (ReadSyscallStop(tid, &stop) && !on_stop(stop)) return;
-  }
-}
-
-// Seizes the thread `tid` and stops it (its stops are seen with __WALL).
-void SeizeAndStop(pid_t tid) {
-  ASSERT_EQ(ptrace(PTRACE_SEIZE, tid, nullptr, reinterpret_cast<void*>(PTRACE_O_TRACESYSGOOD)), 0)
-      << "errno " << errno;
-  ASSERT_EQ(ptrace(PTRACE_INTERRUPT, tid, nullptr, nullptr), 0);
-  int status = 0;
-  ASSERT_EQ(waitpid(tid, &status, __WALL), tid);
-}
-
-// Whether thread `tid` of process `pid` sleeps in poll (its own system
-// call, as /proc shows it).
-bool SleepsInPoll(pid_t pid, pid_t tid) {
-  char path[64];
-  std::snprintf(path, sizeof path, "/proc/%d/task/%d/syscall", pid, tid);
-  FILE* f = std::fopen(path, "r");
-  if (f == nullptr) return false;
-  long nr = -1;
-  if (std::fscanf(f, "%ld", &nr) != 1) nr = -1;
-  std::fclose(f);
-  return nr == SYS_poll || nr == SYS_ppoll;
-}
-
-// In a child: sends its own thread id and its idle pump's on `up`.
-bool SendThreadIds(int up) {
-  pid_t ids[2] = {gettid(), 0};
-  for (int tries = 0; ids[1] == 0 && tries < 1000; ++tries) {
-    ids[1] = OtherThread();
-    if (ids[1] == 0) usleep(1000);
-  }
-  return ids[1] != 0 && write(up, ids, sizeof ids) == sizeof ids;
 }
 
 // Runs BusyLoopChild with its pump thread traced from the go: the pump's
@@ -2131,6 +1916,95 @@ TEST(InprocPump, APollerBesideACallingThreadLeavesThePumpBounded) {
   RunPollerBesideACaller(true, &wakeups, &elapsed_ms, &run_ms);
   EXPECT_LE(wakeups, 8 * elapsed_ms + 50) << "in " << elapsed_ms << " ms";
   EXPECT_LE(run_ms, elapsed_ms / 5) << "the pump ran " << run_ms << " of " << elapsed_ms << " ms";
+}
+
+// ---- Calls resuming while the pump sleeps in its look (s18) ----
+// A program idle for a while (the pump asleep in its look: a poll of the
+// look epoll) starts calling again. Each report of its traffic wakes the
+// pump's poll; when the program's own look takes the report first, the
+// kernel finds nothing for the poll and puts it back to sleep, a voluntary
+// switch of the pump each, for as long as the calls go on. A call that
+// finds the pump asleep in its look wakes it (Engine::WakePumpFromLook);
+// then the pump sees calls ending and naps (1, 2, 4, 8 ms).
+// The program's look must win the report, as it does on a loaded machine:
+// the pump shares the program's processor at SCHED_IDLE, so it runs only
+// while the program sleeps, and the program sleeps (100 µs) between its
+// look and its next write, when no report is pending. The child reports
+// the pump's voluntary switches over 250 ms of that ring, after 50 ms idle:
+// the most of three such stretches (SCHED_IDLE still gets a sliver of the
+// processor, now and then while a report is pending: the poll returns,
+// and a stretch without the wake-up may count few).
+void ResumingRingChild(int up) {
+  constexpr int kPairs = 4;
+  const int port = port_create();
+  int sv[kPairs][2];
+  if (port < 0) _exit(2);
+  for (int i = 0; i < kPairs; ++i) {
+    if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv[i]) != 0) _exit(3);
+    if (port_associate(port, PORT_SOURCE_FD, static_cast<uintptr_t>(sv[i][0]), POLLIN,
+                       reinterpret_cast<void*>(static_cast<intptr_t>(i))) != 0) {
+      _exit(4);
+    }
+  }
+  pid_t pump = 0;
+  for (int tries = 0; pump == 0 && tries < 1000; ++tries) {
+    pump = OtherThread();
+    if (pump == 0) usleep(1000);
+  }
+  if (pump == 0) _exit(5);
+  cpu_set_t one;
+  CPU_ZERO(&one);
+  CPU_SET(sched_getcpu(), &one);
+  sched_param none{};
+  if (sched_setaffinity(0, sizeof one, &one) != 0 || sched_setaffinity(pump, sizeof one, &one) != 0 ||
+      sched_setscheduler(pump, SCHED_IDLE, &none) != 0) {
+    _exit(6);
+  }
+  int64_t most = 0;
+  for (int stretch = 0; stretch < 3; ++stretch) {
+    usleep(50 * 1000);  // idle: the pump ends its naps and sleeps in its look
+    for (int tries = 0; BlockedSyscall(pump) != SYS_poll && tries < 1000; ++tries) usleep(1000);
+    if (BlockedSyscall(pump) != SYS_poll) _exit(7);
+    const long before = VoluntarySwitches(pump);
+    char c = 't';
+    if (write(sv[0][1], &c, 1) != 1) _exit(8);
+    const int64_t start = NowNs();
+    while (NowNs() - start < 250'000'000) {
+      port_event_t ev[4];
+      uint_t n = 1;
+      if (port_getn(port, ev, 4, &n, nullptr) != 0) _exit(9);
+      for (uint_t j = 0; j < n; ++j) {
+        const auto i = static_cast<int>(reinterpret_cast<intptr_t>(ev[j].portev_user));
+        if (read(sv[i][0], &c, 1) != 1 || port_associate(port, PORT_SOURCE_FD, static_cast<uintptr_t>(sv[i][0]), POLLIN,
+                                                         reinterpret_cast<void*>(static_cast<intptr_t>(i))) != 0) {
+          _exit(10);
+        }
+        usleep(100);
+        if (write(sv[(i + 1) % kPairs][1], &c, 1) != 1) _exit(11);
+      }
+    }
+    const long after = VoluntarySwitches(pump);
+    if (before < 0 || after < 0) _exit(12);
+    most = std::max<int64_t>(most, after - before);
+    // The token is on its way: take it, so that the next stretch starts idle.
+    port_event_t ev{};
+    if (port_get(port, &ev, nullptr) != 0) _exit(13);
+    const auto i = static_cast<int>(reinterpret_cast<intptr_t>(ev.portev_user));
+    if (read(sv[i][0], &c, 1) != 1 ||
+        port_associate(port, PORT_SOURCE_FD, static_cast<uintptr_t>(sv[i][0]), POLLIN, ev.portev_user) != 0) {
+      _exit(14);
+    }
+  }
+  if (write(up, &most, sizeof most) != sizeof most) _exit(15);
+  _exit(0);
+}
+
+// With the wake-up: the naps (34 or 35 in 250 ms); without it 1050 to
+// 1400 (one a report; 40 of 40 runs failed).
+TEST(InprocPump, CallsResumingWakeThePumpFromItsLook) {
+  const int64_t switches = PumpSwitchesOfChild(ResumingRingChild);
+  ASSERT_GE(switches, 0);
+  EXPECT_LE(switches, 100) << "the pump's voluntary switches in the busiest of three stretches";
 }
 }  // namespace
 
