@@ -643,9 +643,6 @@ Engine::Engine(EngineOptions options, std::shared_ptr<const Inherited> inherited
   add(signal_efd_, kTagSignals, EPOLLIN);
   sweep_fd_ = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
   add(sweep_fd_, kTagSweep, EPOLLIN);
-  // Not in the look epoll: the calls' own looks would drain it before the
-  // pump ran (WakePumpFromLook).
-  pump_kick_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   router_ = std::make_unique<HostEventRouter>(*host_, *engines_, *objects_, HostEventRouter::Hooks{
       .before_deadline = nullptr,
       // While no watch is on an object's descriptor, the byte waits for the
@@ -668,7 +665,6 @@ Engine::~Engine() {
   host_.reset();
   objects_.reset();
   for (auto& [pid, fd] : pidfds_) close(fd);
-  if (pump_kick_fd_ >= 0) close(pump_kick_fd_);
   if (sweep_fd_ >= 0) close(sweep_fd_);
   if (signal_efd_ >= 0) close(signal_efd_);
   if (loop_ >= 0) close(loop_);
@@ -795,7 +791,6 @@ bool Engine::Call(const abi::SyscallEntry& row, int nr, const std::array<uint64_
   if (host_->OwedToACall()) {
     if (port_call.portfs) held_reports.emplace(*ports_);
     PrepareCall();
-    if (pump_in_look_.load(std::memory_order_seq_cst) != 0) WakePumpFromLook();
   } else if (port_call.IsFdAssociation() && AssociatePlacedWithoutLook(port_call)) {
     // No look, and no deadline is due (checked): the next look reads the
     // association's report in its place, then runs the deadlines due by then.
@@ -808,8 +803,6 @@ bool Engine::Call(const abi::SyscallEntry& row, int nr, const std::array<uint64_
   } else {
     if (port_call.portfs) held_reports.emplace(*ports_);
     PrepareCall();
-    // The pump asleep in its look while calls come (one load otherwise).
-    if (pump_in_look_.load(std::memory_order_seq_cst) != 0) WakePumpFromLook();
   }
   abi::SyscallArgs a(kProcessModel, raw);
   fasttrace::CallTrace* traced =  // trace (docs/trace.md "Fast mode")
@@ -1048,27 +1041,6 @@ void Engine::KickPump() {
   }
 }
 
-// A call's look found the pump asleep in its look (IdlePumpLoop). That
-// look just took the reports the pump's poll was woken for: the kernel
-// finds nothing when the pump runs and puts the poll back to sleep, and so
-// at each report for as long as the calls go on (a voluntary switch each;
-// hundreds in 300 ms on a loaded machine). Only a return of the poll ends
-// it: then the pump sees calls ending and naps. So wake it with something
-// only it reads, once per sleep (the exchange; the pump drains the
-// eventfd). Not before two calls ended since it fell asleep: a program
-// that waits outside the engine makes one or two calls per wake-up of the
-// pump (bench_ports pollwait: a retrieval and an association), and the
-// pump's poll returns for its next event by itself. Test
-// InprocPump.CallsResumingWakeThePumpFromItsLook.
-void Engine::WakePumpFromLook() {
-  if (calls_ended_.load(std::memory_order_relaxed) - pump_look_since_.load(std::memory_order_relaxed) < 2) return;
-  uint32_t asleep = 1;
-  if (pump_in_look_.compare_exchange_strong(asleep, 0, std::memory_order_seq_cst)) {
-    const uint64_t one = 1;
-    (void)!write(pump_kick_fd_, &one, sizeof one);
-  }
-}
-
 Engine::NapEnd Engine::Nap(int64_t ns) {
   nap_word_.store(kPumpNapping, std::memory_order_seq_cst);
   if (pollers_.load(std::memory_order_seq_cst) != 0) {
@@ -1258,7 +1230,6 @@ void Engine::IdlePumpLoop() {
   int64_t nap = kIdleNs;     // the next nap while calls keep ending
   int64_t last_look_ns = 0;  // when this thread last looked (for a poller, below)
   uint64_t seen_looks = looks_.load(std::memory_order_relaxed);  // the calls' looks, as last seen
-  bool resumed = false;  // a call woke this thread from its look: nap
   for (;;) {
     // While the program calls (a call ended since the last pass), its next
     // call looks itself. The pump then naps without polling the look
@@ -1270,8 +1241,7 @@ void Engine::IdlePumpLoop() {
     // pass, up to kNapCapNs; a pass that finds no call ended starts again
     // at kIdleNs and looks. Test InprocPump.IdlePumpBacksOffWhileTheProgramCalls.
     bool polled_while_calling = false;
-    if (const uint64_t now = calls_ended_.load(std::memory_order_relaxed); now != seen || resumed) {
-      resumed = false;
+    if (const uint64_t now = calls_ended_.load(std::memory_order_relaxed); now != seen) {
       seen = now;
       switch (Nap(nap)) {
         case NapEnd::kSlept:
@@ -1345,23 +1315,7 @@ void Engine::IdlePumpLoop() {
         ready = poll(&look, 1, 0);
         readable_at_once = ready > 0;
       }
-      if (ready == 0) {
-        // Asleep in the look: a call that finds this wakes it through the
-        // eventfd beside it (WakePumpFromLook). The count, then the flag
-        // (a call reads the flag, then the count).
-        pollfd looks[2] = {look, {pump_kick_fd_, POLLIN, 0}};
-        pump_look_since_.store(calls_ended_.load(std::memory_order_relaxed), std::memory_order_relaxed);
-        pump_in_look_.store(1, std::memory_order_seq_cst);
-        ready = poll(looks, pump_kick_fd_ >= 0 ? 2 : 1, -1);
-        pump_in_look_.store(0, std::memory_order_seq_cst);
-        if (ready > 0 && (looks[1].revents & POLLIN)) {
-          uint64_t v;
-          (void)!read(pump_kick_fd_, &v, sizeof v);
-          // The calls look themselves: nap while they go on (above).
-          resumed = true;
-          continue;
-        }
-      }
+      if (ready == 0) ready = poll(&look, 1, -1);
       if (ready < 0) {
         if (errno == EINTR) continue;
         return;

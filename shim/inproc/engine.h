@@ -336,16 +336,6 @@ class Engine {
   __attribute__((noinline, cold)) void KickPump();
   enum : uint32_t { kPumpAwake = 0, kPumpNapping = 1, kPumpKicked = 2 };
   std::atomic<uint32_t> nap_word_{kPumpAwake};
-  // The pump asleep in its look (a blocking poll of the look epoll): 1
-  // from just before that poll until it returns, with calls_ended_ as it
-  // was then in pump_look_since_. A call whose look finds it set (Call,
-  // one load) wakes that poll once calls keep coming (WakePumpFromLook):
-  // its look takes the reports the pump was woken for, and the kernel
-  // would put the poll back to sleep at each of them.
-  std::atomic<uint32_t> pump_in_look_{0};
-  std::atomic<uint64_t> pump_look_since_{0};
-  __attribute__((noinline, cold)) void WakePumpFromLook();
-  int pump_kick_fd_ = -1;  // an eventfd only the pump polls (beside the look epoll) and drains
   static inline std::atomic<uint64_t> close_epoch_{0};
   // Threads of the program inside an interposed poll-family call (PollBegin).
   static inline std::atomic<int> pollers_{0};
