@@ -33,17 +33,27 @@ int WaitFor(pid_t pid, double seconds) {
   return -1;
 }
 
-// The program: exits 0 on SIGTERM/SIGINT, 3 if nothing comes.
+// The program: exits 0 on SIGTERM/SIGINT, 3 if nothing comes. Returns
+// once its handlers are in place (a signal forwarded before that killed it
+// on a loaded machine: CI, 2026-12-05).
 pid_t StartProgram() {
+  int ready[2];
+  if (pipe(ready) != 0) return -1;
   pid_t pid = fork();
   if (pid == 0) {
+    close(ready[0]);
     struct sigaction sa {};
     sa.sa_handler = [](int) { _exit(0); };
     sigaction(SIGTERM, &sa, nullptr);
     sigaction(SIGINT, &sa, nullptr);
+    if (write(ready[1], "r", 1) != 1) _exit(4);
     sleep(20);
     _exit(3);
   }
+  close(ready[1]);
+  char c;
+  if (pid > 0 && read(ready[0], &c, 1) != 1) pid = -1;
+  close(ready[0]);
   return pid;
 }
 
@@ -53,6 +63,9 @@ pid_t StartProgram() {
 TEST(Termination, AStuckLoopStillForwardsAndExits) {
   for (int sig : {SIGTERM, SIGINT}) {
     pid_t program = StartProgram();
+    ASSERT_GT(program, 0);
+    int ready[2];
+    ASSERT_EQ(pipe(ready), 0);
     pid_t launcher = fork();
     if (launcher == 0) {
       sigset_t block;
@@ -62,10 +75,14 @@ TEST(Termination, AStuckLoopStillForwardsAndExits) {
       int p[2];
       if (pipe(p) != 0) _exit(9);
       termination::Install(program, p[1], 1);
+      if (write(ready[1], "r", 1) != 1) _exit(8);
       for (;;) {  // never acknowledges
       }
     }
-    usleep(200'000);
+    char c;
+    ASSERT_EQ(read(ready[0], &c, 1), 1) << "the launcher did not start";
+    close(ready[0]);
+    close(ready[1]);
     const double sent = Now();
     kill(launcher, sig);
     const int program_status = WaitFor(program, 5);
@@ -82,11 +99,15 @@ TEST(Termination, AStuckLoopStillForwardsAndExits) {
 // A live loop acknowledges: no exit, and the signal is reported once.
 TEST(Termination, ALiveLoopAcknowledgesAndKeepsRunning) {
   pid_t program = StartProgram();
+  ASSERT_GT(program, 0);
+  int ready[2];
+  ASSERT_EQ(pipe(ready), 0);
   pid_t launcher = fork();
   if (launcher == 0) {
     int p[2];
     if (pipe(p) != 0) _exit(9);
     termination::Install(program, p[1], 1);
+    if (write(ready[1], "r", 1) != 1) _exit(8);
     char byte;
     while (read(p[0], &byte, 1) != 1) {
     }
@@ -95,7 +116,10 @@ TEST(Termination, ALiveLoopAcknowledgesAndKeepsRunning) {
     sleep(2);  // past the grace period: the watchdog was stopped
     _exit(0);
   }
-  usleep(200'000);
+  char c;
+  ASSERT_EQ(read(ready[0], &c, 1), 1) << "the launcher did not start";
+  close(ready[0]);
+  close(ready[1]);
   kill(launcher, SIGTERM);
   const int status = WaitFor(launcher, 10);
   ASSERT_NE(status, -1);
