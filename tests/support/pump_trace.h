@@ -30,28 +30,27 @@ namespace evshim::testing {
 // Threads blocked in the engine, seen from /proc: the system call a thread
 // is blocked in (-1 while it runs), and its voluntary context switches (each
 // wake-up from a blocking call counts one).
-inline long BlockedSyscall(pid_t tid) {
-  char path[64];
-  std::snprintf(path, sizeof path, "/proc/self/task/%d/syscall", tid);
+// The number a /proc file of thread `tid` of process `pid` begins with
+// (-1 if none).
+inline long long LeadingNumber(pid_t pid, pid_t tid, const char* file) {
+  char path[96];
+  if (pid == 0) {
+    std::snprintf(path, sizeof path, "/proc/self/task/%d/%s", tid, file);
+  } else {
+    std::snprintf(path, sizeof path, "/proc/%d/task/%d/%s", pid, tid, file);
+  }
   FILE* f = std::fopen(path, "r");
   if (f == nullptr) return -1;
-  long nr = -1;
-  if (std::fscanf(f, "%ld", &nr) != 1) nr = -1;
+  long long n = -1;
+  if (std::fscanf(f, "%lld", &n) != 1) n = -1;
   std::fclose(f);
-  return nr;
+  return n;
 }
 
+inline long BlockedSyscall(pid_t tid) { return static_cast<long>(LeadingNumber(0, tid, "syscall")); }
+
 // The time thread `tid` has run on a processor, in ns (schedstat).
-inline int64_t RunNs(pid_t tid) {
-  char path[64];
-  std::snprintf(path, sizeof path, "/proc/self/task/%d/schedstat", tid);
-  FILE* f = std::fopen(path, "r");
-  if (f == nullptr) return -1;
-  long long ns = -1;
-  if (std::fscanf(f, "%lld", &ns) != 1) ns = -1;
-  std::fclose(f);
-  return ns;
-}
+inline int64_t RunNs(pid_t tid) { return LeadingNumber(0, tid, "schedstat"); }
 
 inline long VoluntarySwitches(pid_t tid) {
   char path[64];
@@ -239,13 +238,7 @@ inline void SeizeAndStop(pid_t tid) {
 // Whether thread `tid` of process `pid` sleeps in poll (its own system
 // call, as /proc shows it).
 inline bool SleepsInPoll(pid_t pid, pid_t tid) {
-  char path[64];
-  std::snprintf(path, sizeof path, "/proc/%d/task/%d/syscall", pid, tid);
-  FILE* f = std::fopen(path, "r");
-  if (f == nullptr) return false;
-  long nr = -1;
-  if (std::fscanf(f, "%ld", &nr) != 1) nr = -1;
-  std::fclose(f);
+  const long long nr = LeadingNumber(pid, tid, "syscall");
   return nr == SYS_poll || nr == SYS_ppoll;
 }
 
