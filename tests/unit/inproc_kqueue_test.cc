@@ -1190,13 +1190,7 @@ TEST(InprocKqueueOwnDescriptors, IdlePumpClosingAnObjectsEndAtAHintedNumberDoesN
 // time out); the pump's next sleep must be its look (a poll of the look
 // epoll), not another nap; at its entry this process writes the file.
 TEST(InprocKqueuePump, APollerWakesTheNappingPump) {
-  using evshim::testing::ChildWatchdog;
-  using evshim::testing::FollowSyscallStops;
-  using evshim::testing::IsPumpNap;
-  using evshim::testing::SeizeAndStop;
   using evshim::testing::SendThreadIds;
-  using evshim::testing::SleepsInPoll;
-  using evshim::testing::SyscallStop;
   int up[2], go[2], file[2];
   ASSERT_EQ(pipe(up), 0);
   ASSERT_EQ(pipe(go), 0);
@@ -1238,64 +1232,7 @@ TEST(InprocKqueuePump, APollerWakesTheNappingPump) {
     }
     _exit(0);
   }
-  close(up[1]);
-  close(go[0]);
-  close(file[0]);
-  ChildWatchdog watchdog(pid, std::chrono::seconds(30));
-  pid_t ids[2] = {0, 0};
-  ASSERT_EQ(read(up[0], ids, sizeof ids), static_cast<ssize_t>(sizeof ids));
-  const pid_t main_thread = ids[0], pump = ids[1];
-  ASSERT_NO_FATAL_FAILURE(SeizeAndStop(pump));
-  int status = 0;
-  enum { kCalling, kKicking, kAfterKick, kDone } phase = kCalling;
-  int naps_in_a_row = 0, naps_after_kick = 0;
-  int64_t kicked_nap_value = 0;
-  bool program_polled = false;
-  bool wrote = true;
-  FollowSyscallStops(pump, [&](const SyscallStop& stop) {
-    switch (phase) {
-      case kCalling:
-        if (stop.entry && stop.nr == SYS_poll) naps_in_a_row = 0;  // it looked: the nap starts again
-        if (IsPumpNap(stop) && ++naps_in_a_row >= 4) {
-          // Held at the nap's entry: the program polls meanwhile.
-          wrote = write(go[1], "g", 1) == 1;
-          for (int tries = 0; wrote && tries < 10'000 && !program_polled; ++tries) {
-            program_polled = SleepsInPoll(pid, main_thread);
-            if (!program_polled) usleep(1000);
-          }
-          phase = kKicking;
-        }
-        break;
-      case kKicking:
-        if (!stop.entry) {
-          kicked_nap_value = stop.value;
-          phase = kAfterKick;
-        }
-        break;
-      case kAfterKick:
-        if (IsPumpNap(stop)) ++naps_after_kick;
-        if (stop.entry && stop.nr == SYS_poll) {
-          wrote = write(file[1], "x", 1) == 1;  // after the poll began, from another process
-          phase = kDone;
-        }
-        break;
-      case kDone:
-        break;
-    }
-    return wrote && phase != kDone;
-  });
-  ASSERT_TRUE(wrote);
-  if (phase == kDone) ptrace(PTRACE_DETACH, pump, nullptr, nullptr);
-  ASSERT_EQ(waitpid(pid, &status, 0), pid);
-  ASSERT_FALSE(watchdog.Stop()) << "the child was still running after 30 s; where it stood:\n" << watchdog.record();
-  close(up[0]);
-  close(go[1]);
-  close(file[1]);
-  EXPECT_TRUE(program_polled);
-  EXPECT_EQ(phase, kDone);
-  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "status " << status;
-  EXPECT_NE(kicked_nap_value, -ETIMEDOUT) << "the nap ran to its end: no kick";
-  EXPECT_EQ(naps_after_kick, 0);
+  evshim::testing::ExpectAPollerWakesTheNappingPump(pid, up, go, file);
 }
 
 
