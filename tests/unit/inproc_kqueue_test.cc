@@ -1006,11 +1006,14 @@ bool KernelKeepsReapedExitStatus() {
 // A watched process that is not the program's child, reaped by its own
 // parent: its status is the kernel's (Linux 6.15), which the idle pump asks
 // without a descriptor, so the exit reaches a program that waits outside
-// the engine. Before 6.15 the exit waits for the next call, which finds
-// the process reaped and no connector: status 0 (docs/kqueue.md, limits).
+// the engine. Before 6.15 the exit usually waits for the next call, which
+// finds the process reaped and no connector: status 0 (docs/kqueue.md,
+// limits); but a pump that looks while the process is still a zombie (its
+// parent not yet scheduled to reap it: seen in the 6.1 guest under TCG)
+// reads its status and routes the exit at once, with that status.
 // Exit 10: the pump opened a file; 11: the exit did not reach the raw
-// epoll_pwait within 2 s (6.15+), or did (before); 12: the event or its
-// status was wrong.
+// epoll_pwait within 2 s (6.15+); 12: the event or its status was wrong
+// (5 when routed by the pump, 0 when found by the call).
 void ReapedNonChildExitRoutedByThePump() {
   setenv("EVSHIM_NO_PROC_CONNECTOR", "1", 1);
   const bool kept = KernelKeepsReapedExitStatus();
@@ -1053,9 +1056,9 @@ void ReapedNonChildExitRoutedByThePump() {
   kill(middle, SIGKILL);
   waitpid(middle, nullptr, 0);
   if (opened != 0) _exit(10);
-  if (n != (kept ? 1 : 0)) _exit(11);
+  if (kept && n != 1) _exit(11);
   if (taken != 1 || out.ident != static_cast<uintptr_t>(watched) || !(out.fflags & NOTE_EXIT) ||
-      out.data != (kept ? (5 << 8) : 0)) {
+      out.data != (n == 1 ? (5 << 8) : 0)) {
     _exit(12);
   }
   _exit(0);
@@ -1065,7 +1068,7 @@ TEST(InprocKqueueOwnDescriptors, IdlePumpReportsAReapedNonChildsExitWithItsStatu
   std::fprintf(stderr, "PIDFD_INFO_EXIT: %s\n", KernelKeepsReapedExitStatus() ? "kept (6.15+)" : "not kept");
   const int status = RunChild(ReapedNonChildExitRoutedByThePump);
   EXPECT_NE(status, -1) << "hung";
-  EXPECT_EQ(status, 0) << "10: the idle pump opened a file; 11: the exit did (not) reach the raw epoll_pwait; "
+  EXPECT_EQ(status, 0) << "10: the idle pump opened a file; 11: the exit did not reach the raw epoll_pwait (6.15+); "
                           "12: the event or its status was wrong";
 }
 
