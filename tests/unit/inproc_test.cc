@@ -2641,8 +2641,12 @@ TEST(InprocFaultCopy, TheProgramsHandlerRunsOnARealFaultAndMayLongjmp) {
   EXPECT_CHILD_EXITS_0([] {
     const int port = port_create();
     if (port < 0) return 2;
+    // SIG_DFL set (a sanitizer runtime installed its own) and shown back.
     struct sigaction before {};
-    if (sigaction(SIGSEGV, nullptr, &before) != 0 || before.sa_handler != SIG_DFL) return 3;
+    if (!SetDisposition(SIGSEGV, SIG_DFL) || sigaction(SIGSEGV, nullptr, &before) != 0 ||
+        (before.sa_flags & SA_SIGINFO) || before.sa_handler != SIG_DFL) {
+      return 3;
+    }
     if (!SetHandler(SIGSEGV, JumpOut) || !SetHandler(SIGBUS, JumpOut)) return 4;
     struct sigaction shown {};
     if (sigaction(SIGSEGV, nullptr, &shown) != 0 || shown.sa_sigaction != JumpOut ||
@@ -2724,7 +2728,7 @@ TEST(InprocFaultCopy, ASentSigsegvIsTheProgramsToHandle) {
     return 0;
   });
   const int status = ChildStatus([] {
-    if (port_create() < 0) return 2;
+    if (port_create() < 0 || !SetDisposition(SIGSEGV, SIG_DFL)) return 2;
     kill(getpid(), SIGSEGV);
     return 3;
   });
