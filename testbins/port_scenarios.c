@@ -2525,8 +2525,8 @@ static int fault_copy(void) {
     fprintf(stderr, "fault_copy: heap lists child %d, bad lists child %d\n", heap, bad);
     return 1;
   }
-  printf("heap lists copied without process_vm_readv/writev%s; bad lists EFAULT\n",
-         FAULT_COPY_EXPECTED ? "" : " (gated off: EFAULT)");
+  printf("heap lists %s; bad lists EFAULT\n",
+         FAULT_COPY_EXPECTED ? "copied without process_vm_readv/writev" : "EFAULT (gated off: process_vm_readv/writev)");
   return 0;
 }
 
