@@ -10,6 +10,7 @@
 #include <poll.h>
 #include <evshim_portfs.h>
 #include <port.h>
+#include "fault_copy.h"
 #include "poll_family.h"
 #include "supervisor_fds.h"
 #include <pthread.h>
@@ -2466,6 +2467,69 @@ static int trap_exec_foreign(void) {
 #endif
 #endif
 
+/* The engine's copy that survives a fault (docs/design.md "A copy that
+ * survives a fault"). In a child with process_vm_readv/writev taken away,
+ * port_getn's list, count and timeout and port_sendn's lists on the heap
+ * are copied (with a sanitizer runtime first: EFAULT, the checked path);
+ * bad lists are EFAULT (port.c:1539-1543) and the port goes on. */
+static int fault_copy_heap_child(void) {
+  int p = port_create();
+  if (p < 0) return 2;
+  if (deny_process_vm_calls() != 0) return 3;
+  int *ports = malloc(2 * sizeof *ports), *errors = malloc(2 * sizeof *errors);
+  ports[0] = ports[1] = p;
+  errno = 0;
+  int sent = port_sendn(ports, errors, 2, 7, NULL);
+  if (!FAULT_COPY_EXPECTED) return sent == -1 && errno == EFAULT ? 0 : 4;
+  if (sent != 2) return 5;
+  port_event_t *list = calloc(4, sizeof *list);
+  uint_t *nget = malloc(sizeof *nget);
+  struct timespec *zero = calloc(1, sizeof *zero);
+  *nget = 1;
+  if (port_getn(p, list, 4, nget, zero) != 0 || *nget != 2 || list[1].portev_events != 7) return 6;
+  return 0;
+}
+
+static int fault_copy_bad_child(void) {
+  int p = port_create();
+  if (p < 0) return 2;
+  void *bad[FAULT_COPY_BAD];
+  fault_copy_bad_buffers(bad, sizeof(port_event_t) + 8);
+  for (int i = 0; i < FAULT_COPY_BAD; i++) {
+    if (bad[i] == NULL) return 3;
+    struct timespec zero = {0, 0};
+    uint_t n = 2;
+    if (port_send(p, 5, NULL) != 0 || port_send(p, 6, NULL) != 0) return 4;
+    errno = 0;
+    if (port_getn(p, bad[i], 2, &n, &zero) != -1 || errno != EFAULT) return 10 + i;
+    port_event_t ev;
+    if (port_send(p, 42, NULL) != 0 || port_get(p, &ev, &zero) != 0 || ev.portev_events != 42) return 20 + i;
+  }
+  /* Reads: a port list and a timeout that run into the guard page. */
+  int errors[2];
+  int *tail = (int *)((char *)bad[3] + sizeof(port_event_t) + 8 - sizeof(int));
+  *tail = p;
+  errno = 0;
+  if (port_sendn(tail, errors, 2, 1, NULL) != -1 || errno != EFAULT) return 30;
+  uint_t n = 1;
+  port_event_t ev;
+  errno = 0;
+  if (port_getn(p, &ev, 1, &n, (struct timespec *)bad[0]) != -1 || errno != EFAULT) return 31;
+  return 0;
+}
+
+static int fault_copy(void) {
+  int heap = fault_copy_in_child(fault_copy_heap_child);
+  int bad = fault_copy_in_child(fault_copy_bad_child);
+  if (heap != 0 || bad != 0) {
+    fprintf(stderr, "fault_copy: heap lists child %d, bad lists child %d\n", heap, bad);
+    return 1;
+  }
+  printf("heap lists %s; bad lists EFAULT\n",
+         FAULT_COPY_EXPECTED ? "copied without process_vm_readv/writev" : "EFAULT (gated off: process_vm_readv/writev)");
+  return 0;
+}
+
 struct scenario {
   const char *name;
   int (*fn)(void);
@@ -2493,6 +2557,7 @@ int main(int argc, char **argv) {
       {"poll_after_ready", poll_after_ready}, {"poll_family_after_ready", poll_family_after_ready},
       {"close_no_dissociate", close_no_dissociate},
       {"close_same_file_back", close_same_file_back}, {"fast_exec_dead_port", fast_exec_dead_port},
+      {"fault_copy", fault_copy},
 #if defined(__x86_64__) || defined(__i386__)
       {"raw_library_port", raw_library_port}, {"sigsys_kept", sigsys_kept},
       {"trap_exec_engine", trap_exec_engine},

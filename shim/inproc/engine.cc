@@ -2,6 +2,7 @@
 
 #include "shim/inproc/fast_trace.h"
 #include "shim/inproc/native_abi.h"
+#include "shim/inproc/trap_install.h"
 #include "shim/runtime/own_fd.h"
 
 #include "abi/illumos/constants.h"
@@ -131,8 +132,12 @@ const OwnStack& ThisThreadStack(pid_t pid) {
 // The process's own memory. A range on the calling thread's stack between
 // the engine's call frame and the stack's top is mapped: copied directly
 // (the program's locals: port_getn's list and count in an event loop).
-// Anything else goes through process_vm_readv/writev, so a bad pointer is
-// EFAULT, never SIGSEGV, and nothing partial counts as done.
+// Anything else is copied by CopyCatchingFaults where FaultCopyReady says
+// it may run (the engine's SIGSEGV/SIGBUS handler turns a fault of that copy
+// into its failure: docs/design.md "A copy that survives a fault"), else
+// through process_vm_readv/writev: either way a bad pointer is EFAULT,
+// never SIGSEGV, and nothing partial counts as done (part of a write may
+// have landed, as with process_vm_writev).
 //
 // A range on the stack of a thread waiting in Engine::Call (between that
 // call's frame and its stack's top) is copied directly too: that thread
@@ -149,6 +154,10 @@ class SelfMemory final : public abi::GuestMemory {
       std::memcpy(out.data(), reinterpret_cast<const void*>(addr), out.size());
       return {};
     }
+    if (FaultCopyReady()) {
+      if (CopyCatchingFaults(out.data(), reinterpret_cast<const void*>(addr), out.size())) return {};
+      return Errno{EFAULT};
+    }
     iovec local{out.data(), out.size()};
     iovec remote{reinterpret_cast<void*>(addr), out.size()};
     if (process_vm_readv(pid_, &local, 1, &remote, 1, 0) != static_cast<ssize_t>(out.size())) {
@@ -161,6 +170,10 @@ class SelfMemory final : public abi::GuestMemory {
     if (OnCallersStack(addr, in.size()) || on_waiting_stack_(addr, in.size())) {
       std::memcpy(reinterpret_cast<void*>(addr), in.data(), in.size());
       return {};
+    }
+    if (FaultCopyReady()) {
+      if (CopyCatchingFaults(reinterpret_cast<void*>(addr), in.data(), in.size())) return {};
+      return Errno{EFAULT};
     }
     iovec local{const_cast<std::byte*>(in.data()), in.size()};
     iovec remote{reinterpret_cast<void*>(addr), in.size()};
@@ -725,7 +738,7 @@ class SignalsBlockedAhead {
   }
   void Block() {
     sigset_t all;
-    sigfillset(&all);
+    FillEngineMask(&all);  // SIGSEGV, SIGBUS stay open (trap_install.h)
     on_ = pthread_sigmask(SIG_BLOCK, &all, &old_) == 0;
   }
   bool TakeOver(sigset_t* old) {
@@ -857,7 +870,7 @@ bool Engine::Call(const abi::SyscallEntry& row, int nr, const std::array<uint64_
     bool answered_unlocked = false;
     while (w && !w->answered()) {
       if (!masked && !ahead.TakeOver(&old_mask)) {
-        sigfillset(&all);
+        FillEngineMask(&all);  // SIGSEGV, SIGBUS stay open (trap_install.h)
         pthread_sigmask(SIG_BLOCK, &all, &old_mask);
       }
       masked = true;
@@ -1211,7 +1224,7 @@ void Engine::MovePortsBeforeSend(const int* fds, size_t count) {
 
 void Engine::StartIdlePump() {
   sigset_t all, old;
-  sigfillset(&all);
+  FillEngineMask(&all);  // SIGSEGV, SIGBUS stay open (trap_install.h)
   pthread_sigmask(SIG_BLOCK, &all, &old);  // the thread inherits: no signal is the pump's
   pthread_t t;
   if (pthread_create(&t, nullptr, [](void* self) -> void* {

@@ -92,6 +92,8 @@ Engine* GetEngine() {
     g_engine.store(e, std::memory_order_release);
     // Raw foreign calls of this process are served here too (trap.h).
     InstallTrap();
+    // Copies into the program's memory survive a fault (trap_install.h).
+    InstallFaultCopy();
   }
   pthread_mutex_unlock(&g_create);
   return e;

@@ -29,6 +29,7 @@
 #include "abi/illumos/port_move.h"
 #include "shim/inproc/engine.h"
 #include "shim/inproc/native_abi.h"
+#include "shim/inproc/trap_install.h"
 #include "shim/runtime/own_fd.h"
 #include "shim/inproc/trap.h"
 
@@ -124,7 +125,7 @@ bool Engine::MovePort(emul::ObjectId obj, bool before_exec) {
   // No signal may interrupt the hand-over half way (the supervisor would
   // drop the port it made, and its timers would hold their ids).
   sigset_t all, old_mask;
-  sigfillset(&all);
+  FillEngineMask(&all);  // SIGSEGV, SIGBUS stay open (trap_install.h)
   pthread_sigmask(SIG_BLOCK, &all, &old_mask);
   // Through the trap's gate (shim/inproc/trap.h): with the trap on, a plain
   // syscall here would raise SIGSYS only to be forwarded.

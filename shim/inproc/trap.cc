@@ -146,11 +146,36 @@ int g_may_trap = 0;
 GateFn g_gate = nullptr;
 volatile sig_atomic_t g_probe_seen = 0;
 
-// The program's SIGSYS disposition (its handler runs for every SIGSYS that
-// is not the trap's). Written with every signal blocked under the lock;
-// the handler reads it without the lock.
-struct sigaction g_program {};
+// The signals the engine keeps: while its handler holds one, the program's
+// disposition is recorded here (sigaction() shows it back, the handler
+// calls it for every delivery that is not the engine's own). SIGSYS: the
+// trap's (held while the trap is on); SIGSEGV and SIGBUS: the fault copy's
+// (held once InstallFaultCopy installed the handler). Written with every
+// signal blocked under the lock; the handlers read it without the lock.
+enum KeptIndex : int { kKeptSys = 0, kKeptSegv = 1, kKeptBus = 2, kKeptCount = 3 };
+constexpr int kKeptSignal[kKeptCount] = {SIGSYS, SIGSEGV, SIGBUS};
+struct sigaction g_program[kKeptCount] = {};
 pthread_mutex_t g_program_lock = PTHREAD_MUTEX_INITIALIZER;
+
+// SIGSEGV and SIGBUS are kept unblockable (the libraries' mask functions and
+// every handler's sa_mask drop them): set when the engine is loaded in fast
+// mode and the program's signal functions are the libraries'
+// (GuardFaultSignals).
+int g_fault_guard = 0;
+// The fault copy's handler is installed: copies may use CopyCatchingFaults.
+int g_fault_copy_on = 0;
+// Per thread: the program's own handlers the engine's handlers are running
+// (Chain). The kernel would have blocked their signal and sa_mask there, so
+// a copy first asks the thread's mask (FaultCopyReady). A handler that
+// leaves by siglongjmp leaves it up: that thread then asks every time.
+thread_local int t_chained = 0;
+
+int KeptIndexOf(int sig) {
+  for (int i = 0; i < kKeptCount; ++i) {
+    if (kKeptSignal[i] == sig) return i;
+  }
+  return -1;
+}
 
 // libc's own functions: the libraries interpose the program's names.
 void* LibcSymbol(const char* name) {
@@ -174,43 +199,69 @@ bool SupervisedByEnvironment() {
   return v != nullptr && std::strcmp(v, "1") == 0;
 }
 
-// Kills the process as the default action of SIGSYS would (core dump).
-[[noreturn]] void DieOfSigsys() {
+// Kills the process as the default action of `sig` would (core dump).
+[[noreturn]] void DieOf(int sig) {
   struct sigaction dfl {};
   dfl.sa_handler = SIG_DFL;
-  RealSigaction()(SIGSYS, &dfl, nullptr);
+  RealSigaction()(sig, &dfl, nullptr);
   sigset_t s;
   sigemptyset(&s);
-  sigaddset(&s, SIGSYS);
+  sigaddset(&s, sig);
   RealSigmask()(SIG_UNBLOCK, &s, nullptr);
-  syscall(SYS_tgkill, getpid(), gettid(), SIGSYS);
-  _exit(128 + SIGSYS);
+  syscall(SYS_tgkill, getpid(), gettid(), sig);
+  _exit(128 + sig);
 }
 
-// A SIGSYS that is not the trap's: what the program asked for.
-NOT_TSAN_INSTRUMENTED void Chain(int sig, siginfo_t* info, void* uc) {
-  struct sigaction a = g_program;
+// A fault (SIGSEGV, SIGBUS) the kernel raised, which it forces through a
+// blocked or ignored disposition: si_code > 0 (a kill(2), tgkill or
+// sigqueue is SI_USER, SI_TKILL, SI_QUEUE: <= 0).
+bool RaisedByTheKernel(const siginfo_t* info) { return info->si_code > 0; }
+
+// The default action for a kept signal. SIGSYS and a sent fault signal:
+// killed here. A fault the kernel raised: the default disposition is put
+// back and the handler returns, so the instruction faults again and the
+// kernel kills the process (its core shows the faulting instruction).
+void DefaultAction(int index, int sig, const siginfo_t* info) {
+  if (index == kKeptSys || !RaisedByTheKernel(info)) DieOf(sig);
+  struct sigaction dfl {};
+  dfl.sa_handler = SIG_DFL;
+  RealSigaction()(sig, &dfl, nullptr);
+}
+
+// A kept signal that is not the engine's own: what the program asked for.
+NOT_TSAN_INSTRUMENTED void Chain(int index, int sig, siginfo_t* info, void* uc) {
+  struct sigaction a = g_program[index];
   const bool siginfo = (a.sa_flags & SA_SIGINFO) != 0;
   if (!siginfo && a.sa_handler == SIG_IGN) {
-    // The kernel forces a seccomp SIGSYS through SIG_IGN (it kills).
-    if (info->si_code == kSysSeccomp) DieOfSigsys();
+    // The kernel forces a seccomp SIGSYS, and a fault, through SIG_IGN (it kills).
+    if (index == kKeptSys ? info->si_code == kSysSeccomp : RaisedByTheKernel(info)) DefaultAction(index, sig, info);
     return;
   }
-  if (!siginfo && a.sa_handler == SIG_DFL) DieOfSigsys();
+  if (!siginfo && a.sa_handler == SIG_DFL) {
+    DefaultAction(index, sig, info);
+    return;
+  }
   if (a.sa_flags & SA_RESETHAND) {
     pthread_mutex_lock(&g_program_lock);
-    g_program.sa_handler = SIG_DFL;
-    g_program.sa_flags &= ~(SA_SIGINFO | SA_RESETHAND);
+    g_program[index].sa_handler = SIG_DFL;
+    g_program[index].sa_flags &= ~(SA_SIGINFO | SA_RESETHAND);
     pthread_mutex_unlock(&g_program_lock);
   }
+  // The mask the kernel would give the program's handler: its sa_mask, and
+  // the signal itself unless SA_NODEFER; never SIGSYS (the engine's
+  // handlers run with SA_NODEFER and an empty mask, so a raw call in the
+  // program's handler traps again).
   sigset_t mask = a.sa_mask, old;
+  if (index != kKeptSys && !(a.sa_flags & SA_NODEFER)) sigaddset(&mask, sig);
   sigdelset(&mask, SIGSYS);
   RealSigmask()(SIG_BLOCK, &mask, &old);
+  ++t_chained;
   if (siginfo) {
     a.sa_sigaction(sig, info, uc);
   } else {
     a.sa_handler(sig);
   }
+  --t_chained;
   RealSigmask()(SIG_SETMASK, &old, nullptr);
 }
 
@@ -264,7 +315,7 @@ NOT_TSAN_INSTRUMENTED void TrapHandler(int sig, siginfo_t* info, void* ucv) {
   const int saved_errno = errno;
   if (info->si_code != kSysSeccomp || static_cast<uint32_t>(info->si_errno) != kTrapData ||
       info->si_arch != kProcessAuditArch) {
-    Chain(sig, info, ucv);
+    Chain(kKeptSys, sig, info, ucv);
     errno = saved_errno;
     return;
   }
@@ -288,42 +339,86 @@ NOT_TSAN_INSTRUMENTED void TrapHandler(int sig, siginfo_t* info, void* ucv) {
   errno = saved_errno;
 }
 
-// Our handler over SIGSYS; the disposition it replaces is the program's.
-// SA_NODEFER: SIGSYS is never blocked, not even inside this handler (a
-// raw call from a signal handler that interrupted a trapped wait must trap
-// again, not kill). The mask is otherwise the interrupted code's, so a
-// wait inside the handler is interrupted by the signals the program lets
-// through.
-bool InstallHandler() {
+// The engine's handler over SIGSEGV and SIGBUS: a fault of the copy's one
+// instruction (CopyCatchingFaults) resumes at its fix-up, which returns
+// failure; every other fault, and every such signal sent by a process,
+// goes to the program's disposition (Chain).
+NOT_TSAN_INSTRUMENTED void FaultHandler(int sig, siginfo_t* info, void* ucv) {
+  if (RaisedByTheKernel(info) && RecoverCopyFault(ucv)) return;
+  const int saved_errno = errno;
+  Chain(sig == SIGSEGV ? kKeptSegv : kKeptBus, sig, info, ucv);
+  errno = saved_errno;
+}
+
+using KeptHandler = void (*)(int, siginfo_t*, void*);
+constexpr KeptHandler kKeptHandler[kKeptCount] = {TrapHandler, FaultHandler, FaultHandler};
+
+// The engine's action for kept signal `index`, the program's disposition
+// being `program`. SA_NODEFER and an empty mask: SIGSYS is never blocked,
+// not even inside this handler (a raw call from a signal handler that
+// interrupted a trapped wait must trap again, not kill), and the program's
+// handler gets the mask it asked for from Chain. The mask is otherwise the
+// interrupted code's, so a wait inside the handler is interrupted by the
+// signals the program lets through. The faults' handler runs on the
+// program's sigaltstack when it has one (SA_ONSTACK: its stack-overflow
+// handler still runs). The program's SA_RESTART applies to the calls its
+// signal interrupts.
+struct sigaction KeptAction(int index, const struct sigaction& program) {
+  struct sigaction h {};
+  h.sa_sigaction = kKeptHandler[index];
+  h.sa_flags = SA_SIGINFO | SA_NODEFER | (program.sa_flags & SA_RESTART);
+  if (index != kKeptSys) h.sa_flags |= SA_ONSTACK;
+  sigemptyset(&h.sa_mask);
+  return h;
+}
+
+// Our handler over kept signal `index`; the disposition it replaces is the
+// program's (or a sanitizer runtime's: chained to the same way).
+bool InstallHandler(int index) {
   SigactionFn real = RealSigaction();
   if (real == nullptr || RealSigmask() == nullptr) return false;
+  const int sig = kKeptSignal[index];
   sigset_t all, old;
   sigfillset(&all);
   RealSigmask()(SIG_BLOCK, &all, &old);
   pthread_mutex_lock(&g_program_lock);
   struct sigaction cur {};
-  bool ok = real(SIGSYS, nullptr, &cur) == 0;
-  if (ok && cur.sa_sigaction != TrapHandler) {
-    g_program = cur;
-    struct sigaction h {};
-    h.sa_sigaction = TrapHandler;
-    h.sa_flags = SA_SIGINFO | SA_NODEFER | (cur.sa_flags & SA_RESTART);
-    sigemptyset(&h.sa_mask);
-    ok = real(SIGSYS, &h, nullptr) == 0;
+  bool ok = real(sig, nullptr, &cur) == 0;
+  if (ok && cur.sa_sigaction != kKeptHandler[index]) {
+    g_program[index] = cur;
+    const struct sigaction h = KeptAction(index, cur);
+    ok = real(sig, &h, nullptr) == 0;
   }
   pthread_mutex_unlock(&g_program_lock);
   RealSigmask()(SIG_SETMASK, &old, nullptr);
   return ok;
 }
 
-void RestoreProgramAction() {
+void RestoreProgramAction(int index) {
   sigset_t all, old;
   sigfillset(&all);
   RealSigmask()(SIG_BLOCK, &all, &old);
   pthread_mutex_lock(&g_program_lock);
-  RealSigaction()(SIGSYS, &g_program, nullptr);
+  RealSigaction()(kKeptSignal[index], &g_program[index], nullptr);
   pthread_mutex_unlock(&g_program_lock);
   RealSigmask()(SIG_SETMASK, &old, nullptr);
+}
+
+// Whether the signal functions the program's code reaches are a foreign
+// library's (trap_library.h, which marks itself with
+// evshim_library_signals): not when the library was loaded RTLD_LOCAL, nor
+// when a sanitizer runtime (or the program) interposes them first. Only
+// then does every change of a mask or disposition pass the engine.
+bool LibrariesInterposeSignals() {
+  void* marker = dlsym(RTLD_DEFAULT, "evshim_library_signals");
+  Dl_info m{};
+  if (marker == nullptr || dladdr(marker, &m) == 0) return false;
+  for (const char* name : {"sigaction", "sigprocmask", "pthread_sigmask", "signal", "sigsuspend"}) {
+    void* f = dlsym(RTLD_DEFAULT, name);
+    Dl_info i{};
+    if (f == nullptr || dladdr(f, &i) == 0 || i.dli_fbase != m.dli_fbase) return false;
+  }
+  return true;
 }
 
 // Maps the gate at its fixed address. False when something else is there.
@@ -360,20 +455,56 @@ std::vector<sock_filter> BuildTrapFilter(uint64_t gate_ip) {
 __attribute__((constructor)) void FindInheritedTrap() {
   if (!IsFiltered()) return;  // no filter at all: no trap, none can come
   if (!SupervisedByEnvironment()) __atomic_store_n(&g_may_trap, 1, __ATOMIC_RELAXED);
-  if (!InstallHandler()) return;
+  if (!InstallHandler(kKeptSys)) return;
   g_probe_seen = 0;
   const int saved = errno;
   syscall(kProbeNr);
   errno = saved;
   if (!g_probe_seen) {
-    RestoreProgramAction();
+    RestoreProgramAction(kKeptSys);
     return;
   }
   MapGate();  // may fail: then calls meant for the supervisor get ENOSYS
   __atomic_store_n(&g_active, 1, __ATOMIC_RELEASE);
 }
 
+// In fast mode, with the libraries' signal functions global, SIGSEGV and
+// SIGBUS are kept unblockable from the moment the engine is loaded, before
+// the program's main: no thread blocks them when the fault copy comes. A
+// mask inherited across exec is the loading thread's: it is opened here.
+__attribute__((constructor)) void GuardFaultSignals() {
+  if (SupervisedByEnvironment() || RealSigmask() == nullptr) return;
+  if (!LibrariesInterposeSignals()) return;
+  __atomic_store_n(&g_fault_guard, 1, __ATOMIC_RELAXED);
+  sigset_t faults;
+  sigemptyset(&faults);
+  sigaddset(&faults, SIGSEGV);
+  sigaddset(&faults, SIGBUS);
+  RealSigmask()(SIG_UNBLOCK, &faults, nullptr);
+}
+
 }  // namespace
+
+void InstallFaultCopy() {
+  if (__atomic_load_n(&g_fault_copy_on, __ATOMIC_ACQUIRE)) return;
+  // Checked again: a library loaded since may interpose first.
+  if (!__atomic_load_n(&g_fault_guard, __ATOMIC_RELAXED) || !LibrariesInterposeSignals()) return;
+  if (!InstallHandler(kKeptSegv)) return;
+  if (!InstallHandler(kKeptBus)) {
+    RestoreProgramAction(kKeptSegv);
+    return;
+  }
+  __atomic_store_n(&g_fault_copy_on, 1, __ATOMIC_RELEASE);
+}
+
+NOT_TSAN_INSTRUMENTED bool FaultCopyReady() {
+  if (!__atomic_load_n(&g_fault_copy_on, __ATOMIC_ACQUIRE)) return false;
+  if (t_chained == 0) return true;
+  // Inside the program's handler (Chain): the mask may hold them.
+  sigset_t cur;
+  if (RealSigmask()(SIG_BLOCK, nullptr, &cur) != 0) return false;
+  return !sigismember(&cur, SIGSEGV) && !sigismember(&cur, SIGBUS);
+}
 
 bool InstallTrap() {
   if (__atomic_load_n(&g_active, __ATOMIC_ACQUIRE)) return true;
@@ -382,7 +513,7 @@ bool InstallTrap() {
   // one, a raw foreign number stays an unknown Linux call (ENOSYS).
   if (!IsFiltered()) return false;
   if (!MapGate()) return false;
-  if (!InstallHandler()) return false;
+  if (!InstallHandler(kKeptSys)) return false;
   const uint64_t gate_ip =
       kGateAddress + static_cast<uint64_t>(evshim_gate_after_syscall - evshim_gate_begin);
   std::vector<sock_filter> f = BuildTrapFilter(gate_ip);
@@ -390,7 +521,7 @@ bool InstallTrap() {
   // Every thread at once (TSYNC): any of them may issue a raw call.
   const long r = syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_TSYNC, &prog);
   if (r != 0) {
-    RestoreProgramAction();
+    RestoreProgramAction(kKeptSys);
     return false;
   }
   __atomic_store_n(&g_active, 1, __ATOMIC_RELEASE);
@@ -419,28 +550,25 @@ extern "C" __attribute__((visibility("default"))) NOT_TSAN_INSTRUMENTED long evs
   return r;
 }
 
-extern "C" __attribute__((visibility("default"))) NOT_TSAN_INSTRUMENTED int evshim_trap_sigaction(const struct sigaction* act,
-                                                                            struct sigaction* oldact,
-                                                                            int* r) {
+extern "C" __attribute__((visibility("default"))) NOT_TSAN_INSTRUMENTED int evshim_kept_sigaction(
+    int sig, const struct sigaction* act, struct sigaction* oldact, int* r) {
   using namespace evshim::shim::inproc;
-  if (!evshim_trap_active()) return 0;
+  const int index = KeptIndexOf(sig);
+  if (index < 0) return 0;
+  const bool held = index == kKeptSys ? evshim_trap_active() != 0 : __atomic_load_n(&g_fault_copy_on, __ATOMIC_ACQUIRE) != 0;
+  if (!held) return 0;
   sigset_t all, old;
   sigfillset(&all);
   RealSigmask()(SIG_BLOCK, &all, &old);
   pthread_mutex_lock(&g_program_lock);
-  const struct sigaction prev = g_program;
+  const struct sigaction prev = g_program[index];
   int result = 0;
   // Our own handler handed back (a program that saved what libc showed it)
   // is not the program's: chaining to it would recurse.
-  if (act != nullptr && act->sa_sigaction != TrapHandler) {
-    g_program = *act;
-    // The program's SA_RESTART choice applies to the calls its SIGSYS
-    // interrupts; the handler stays ours.
-    struct sigaction h {};
-    h.sa_sigaction = TrapHandler;
-    h.sa_flags = SA_SIGINFO | SA_NODEFER | (act->sa_flags & SA_RESTART);
-    sigemptyset(&h.sa_mask);
-    result = RealSigaction()(SIGSYS, &h, nullptr);
+  if (act != nullptr && act->sa_sigaction != kKeptHandler[index]) {
+    g_program[index] = *act;
+    const struct sigaction h = KeptAction(index, *act);  // the handler stays ours
+    result = RealSigaction()(sig, &h, nullptr);
   }
   pthread_mutex_unlock(&g_program_lock);
   RealSigmask()(SIG_SETMASK, &old, nullptr);
@@ -450,8 +578,13 @@ extern "C" __attribute__((visibility("default"))) NOT_TSAN_INSTRUMENTED int evsh
 }
 
 extern "C" __attribute__((visibility("default"))) NOT_TSAN_INSTRUMENTED void evshim_trap_unblock(sigset_t* set) {
+  using evshim::shim::inproc::g_fault_guard;
   if (set == nullptr) return;
   if (__atomic_load_n(&g_active, __ATOMIC_ACQUIRE) || __atomic_load_n(&g_may_trap, __ATOMIC_RELAXED)) {
     sigdelset(set, SIGSYS);
+  }
+  if (__atomic_load_n(&g_fault_guard, __ATOMIC_RELAXED)) {
+    sigdelset(set, SIGSEGV);
+    sigdelset(set, SIGBUS);
   }
 }

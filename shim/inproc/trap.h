@@ -38,16 +38,21 @@ int evshim_trap_active(void);
 long evshim_supervisor_syscall(long nr, long a0, long a1, long a2, long a3, long a4, long a5);
 
 /*
- * The program's SIGSYS disposition while the trap is active: the engine's
- * handler stays installed and calls the program's for every SIGSYS that is
- * not the trap's (a kill(2), another seccomp filter). Returns 1 and stores
- * the result in *r (0, or -1 and errno) when it took the call; 0 when the
- * trap is not active (the caller passes the call to libc).
+ * The program's disposition of a signal the engine keeps: SIGSYS while the
+ * trap is active, SIGSEGV and SIGBUS while the fault copy is on
+ * (docs/design.md "A copy that survives a fault"). The engine's handler
+ * stays installed and calls the program's for every such signal that is not
+ * the engine's own (a kill(2), another seccomp filter, a fault outside the
+ * engine's copy). Returns 1 and stores the result in *r (0, or -1 and
+ * errno) when it took the call; 0 when `sig` is not kept now (the caller
+ * passes the call to libc).
  */
-int evshim_trap_sigaction(const struct sigaction *act, struct sigaction *oldact, int *r);
+int evshim_kept_sigaction(int sig, const struct sigaction *act, struct sigaction *oldact, int *r);
 
-/* Removes SIGSYS from `set` while the trap is active: a blocked forced
- * SIGSYS kills the process, so the program may not block it. */
+/* Removes from `set` the signals the program may not block: SIGSYS while
+ * the trap is active or may come (a blocked forced SIGSYS kills the
+ * process), SIGSEGV and SIGBUS while the fault copy may be on (a fault on
+ * a blocked one kills the process, whatever its handler). */
 void evshim_trap_unblock(sigset_t *set);
 
 #ifdef __cplusplus

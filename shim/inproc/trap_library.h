@@ -18,6 +18,14 @@
  *    for every SIGSYS that is not the trap's. A handler's sa_mask never
  *    holds SIGSYS. Raw rt_sigaction/rt_sigprocmask system calls are not seen
  *    (docs/abi.md §10).
+ * 3. The same for SIGSEGV and SIGBUS, which the engine keeps for its copy
+ *    into the program's memory that survives a fault (docs/design.md "A
+ *    copy that survives a fault"): never blocked while that copy may be on,
+ *    and their dispositions the program's record while its handler is
+ *    installed (evshim_kept_sigaction). evshim_library_signals marks this
+ *    library: the engine uses the copy only when the program's signal
+ *    functions are this library's (not loaded RTLD_LOCAL, no sanitizer
+ *    runtime first).
  */
 #ifndef EVSHIM_INPROC_TRAP_LIBRARY_H
 #define EVSHIM_INPROC_TRAP_LIBRARY_H
@@ -54,15 +62,16 @@ NOT_TSAN_INSTRUMENTED static const struct sigaction *trap_action(const struct si
   return copy;
 }
 
-/* SIGSYS through the trap: the program's disposition `handler` with `flags`. */
-NOT_TSAN_INSTRUMENTED static int trap_set_handler(sighandler_t handler, int flags, sighandler_t *old) {
+/* A kept signal (SIGSYS, SIGSEGV, SIGBUS) through the engine: the program's
+ * disposition `handler` with `flags`. 0 when `sig` is not kept now. */
+NOT_TSAN_INSTRUMENTED static int trap_set_handler(int sig, sighandler_t handler, int flags, sighandler_t *old) {
   struct sigaction a, prev;
   memset(&a, 0, sizeof a);
   a.sa_handler = handler;
   a.sa_flags = flags;
   sigemptyset(&a.sa_mask);
   int r;
-  if (!evshim_trap_sigaction(&a, &prev, &r)) return 0;
+  if (!evshim_kept_sigaction(sig, &a, &prev, &r)) return 0;
   *old = r == 0 ? prev.sa_handler : SIG_ERR;
   return 1;
 }
@@ -89,17 +98,28 @@ EXPORT int sigsuspend(const sigset_t *mask) {
   return next(trap_mask(SIG_SETMASK, mask, &copy));
 }
 
-/* Whether SIGSYS is kept unblockable now (the trap is on, or may come). */
-static int trap_guards_sigsys(void) {
+/* The mark the engine looks for (trap.cc LibrariesInterposeSignals): the
+ * signal functions the program reaches are this library's. */
+EXPORT void evshim_library_signals(void) {}
+
+/* Whether `sig` is kept unblockable now (SIGSYS: the trap is on, or may
+ * come; SIGSEGV, SIGBUS: the fault copy may be on). */
+static int trap_guards(int sig) {
   sigset_t s;
   sigemptyset(&s);
-  sigaddset(&s, SIGSYS);
+  sigaddset(&s, sig);
   evshim_trap_unblock(&s);
-  return !sigismember(&s, SIGSYS);
+  return !sigismember(&s, sig);
 }
 
 /* The BSD mask calls (deprecated, still exported by glibc). */
-static int trap_bsd_mask(int mask) { return trap_guards_sigsys() ? mask & ~(1 << (SIGSYS - 1)) : mask; }
+static int trap_bsd_mask(int mask) {
+  static const int kept[] = {SIGSYS, SIGSEGV, SIGBUS};
+  for (unsigned i = 0; i < sizeof kept / sizeof kept[0]; i++) {
+    if (trap_guards(kept[i])) mask &= ~(1 << (kept[i] - 1));
+  }
+  return mask;
+}
 EXPORT int sigblock(int mask) {
   typedef int (*fn_t)(int);
   static fn_t next;
@@ -118,19 +138,19 @@ EXPORT int sighold(int sig) {
   typedef int (*fn_t)(int);
   static fn_t next;
   if (next == NULL) next = TRAP_NEXT(fn_t, "sighold");
-  if (sig == SIGSYS && trap_guards_sigsys()) return 0;
+  if (trap_guards(sig)) return 0;
   return next(sig);
 }
 EXPORT sighandler_t sigset(int sig, sighandler_t disp) {
   static trap_signal_fn next;
   if (next == NULL) next = TRAP_NEXT(trap_signal_fn, "sigset");
   sighandler_t old;
-  if (sig == SIGSYS && disp != SIG_HOLD && trap_set_handler(disp, 0, &old)) return old;
-  if (sig == SIGSYS && disp == SIG_HOLD && trap_guards_sigsys()) {
+  if (disp != SIG_HOLD && trap_set_handler(sig, disp, 0, &old)) return old;
+  if (disp == SIG_HOLD && trap_guards(sig)) {
     /* Not blocked; the disposition stays, and is returned. */
     struct sigaction cur;
     int r;
-    if (!evshim_trap_sigaction(NULL, &cur, &r)) r = TRAP_NEXT(trap_sigaction_fn, "sigaction")(SIGSYS, NULL, &cur);
+    if (!evshim_kept_sigaction(sig, NULL, &cur, &r)) r = TRAP_NEXT(trap_sigaction_fn, "sigaction")(sig, NULL, &cur);
     return r == 0 ? cur.sa_handler : SIG_ERR;
   }
   return next(sig, disp);
@@ -140,14 +160,14 @@ EXPORT int sigignore(int sig) {
   static fn_t next;
   if (next == NULL) next = TRAP_NEXT(fn_t, "sigignore");
   sighandler_t old;
-  if (sig == SIGSYS && trap_set_handler(SIG_IGN, 0, &old)) return old == SIG_ERR ? -1 : 0;
+  if (trap_set_handler(sig, SIG_IGN, 0, &old)) return old == SIG_ERR ? -1 : 0;
   return next(sig);
 }
 EXPORT sighandler_t sysv_signal(int sig, sighandler_t handler) {
   static trap_signal_fn next;
   if (next == NULL) next = TRAP_NEXT(trap_signal_fn, "sysv_signal");
   sighandler_t old;
-  if (sig == SIGSYS && trap_set_handler(handler, SA_RESETHAND | SA_NODEFER, &old)) return old;
+  if (trap_set_handler(sig, handler, SA_RESETHAND | SA_NODEFER, &old)) return old;
   return next(sig, handler);
 }
 

@@ -288,7 +288,9 @@ TEST_P(KqueueFastPath, ScenariosRunWithoutAnySupervisor) {
                              "watches_no_descriptor",
                              "fork_ebadf", "eintr", "two_waiters", "pollable_handoff", "kq_in_kq",
                              "errors", "close_waiter", "signal_count", "signal_blocked",
-                             "scm_rights_kqueue_refused"}) {
+                             "scm_rights_kqueue_refused",
+                             // the engine's copy that survives a fault (docs/design.md)
+                             "fault_copy"}) {
       // Fast mode pinned, also in CI's supervised pass.
       RunResult r = RunCommand({Binary(p), name}, 30, {"EVSHIM_SUPERVISED=0"});
       EXPECT_FALSE(r.timed_out) << p << " " << name;

@@ -241,7 +241,9 @@ TEST(FastPath, ScenariosRunWithoutAnySupervisor) {
   for (const char* name : {"etime", "wake_on_send", "two_waiters", "fd_oneshot", "get_zero_untouched",
                            "close_discards", "getn_partial", "alert", "sendn", "bad_ports", "pollable",
                            "pollable_handoff", "eintr", "timer_port", "file_events",
-                           "close_waiter"}) {
+                           "close_waiter",
+                           // the engine's copy that survives a fault (docs/design.md)
+                           "fault_copy"}) {
     if (SkippedUnderTsan(name)) continue;
     RunResult r = RunCommand({kScenarios, name}, 30, kFastMode);
     EXPECT_FALSE(r.timed_out) << name;

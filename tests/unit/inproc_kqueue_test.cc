@@ -34,6 +34,7 @@
 #include <vector>
 
 #include "tests/support/counting_new.h"
+#include "tests/support/fault_copy.h"
 #include "tests/support/pump_trace.h"
 #include "tests/support/syscall_segments.h"
 
@@ -1239,4 +1240,101 @@ TEST(InprocKqueuePump, APollerWakesTheNappingPump) {
 }
 
 
+}  // namespace
+
+// The engine's copy into the program's memory that survives a fault
+// (docs/design.md "A copy that survives a fault"), for kevent: children, so
+// that the seccomp filter and a fault the engine did not survive stay
+// theirs. The dispositions are tested with the event-port library
+// (inproc_test.cc InprocFaultCopy): one engine and one set of wrappers.
+namespace {
+namespace fcopy {
+
+using evshim::testing::DenyProcessVmCalls;
+using evshim::testing::GuardedPage;
+using evshim::testing::kFaultCopyInThisBuild;
+using evshim::testing::TruncatedFileMapping;
+using evshim::testing::UnmappedAddress;
+
+// kevent's change list and event list on the heap, with
+// process_vm_readv/writev taken away: the change is made and the event
+// arrives, so the engine copied both with no such call (without the fault
+// copy: EFAULT).
+TEST(InprocKqueueFaultCopy, HeapListsNeedNoProcessVmCall) {
+  EXPECT_CHILD_EXITS_0([] {
+    const int kq = kqueue();  // the engine, before the filter
+    int sv[2];
+    if (kq < 0 || socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0) return 2;
+    if (!DenyProcessVmCalls()) return 3;
+    auto* changes = new struct kevent[1];
+    EV_SET(&changes[0], sv[0], EVFILT_READ, EV_ADD, 0, 0, nullptr);
+    auto* events = new struct kevent[4]{};
+    auto* zero = new timespec{0, 0};
+    if (write(sv[1], "ab", 2) != 2) return 4;
+    errno = 0;
+    const int n = kevent(kq, changes, 1, events, 4, zero);
+    if (!kFaultCopyInThisBuild) return n == -1 && errno == EFAULT ? 0 : 5;  // the slow path, gated off
+    if (n != 1 || events[0].ident != uintptr_t(sv[0]) || events[0].filter != EVFILT_READ || events[0].data != 2) {
+      return 6;
+    }
+    return 0;
+  });
+}
+
+// A bad list is EFAULT and the kqueue goes on: the level knote reports again
+// into a good list. Event lists: unmapped, PROT_NONE, read-only, running
+// into a guard page, a mapping of a truncated file (SIGBUS); a change list
+// on a read-only page is read.
+TEST(InprocKqueueFaultCopy, BadListsAreEfaultAndTheKqueueGoesOn) {
+  EXPECT_CHILD_EXITS_0([] {
+    const int kq = kqueue();
+    int sv[2];
+    if (kq < 0 || socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0) return 2;
+    struct kevent ch;
+    EV_SET(&ch, sv[0], EVFILT_READ, EV_ADD, 0, 0, nullptr);
+    if (kevent(kq, &ch, 1, nullptr, 0, nullptr) != 0 || write(sv[1], "x", 1) != 1) return 3;
+    GuardedPage none(PROT_NONE), read_only(PROT_READ), guarded;
+    void* unmapped = UnmappedAddress();
+    void* bus = TruncatedFileMapping();
+    if (none.page == nullptr || read_only.page == nullptr || guarded.page == nullptr || unmapped == nullptr ||
+        bus == nullptr) {
+      return 4;
+    }
+    const timespec zero{0, 0};
+    auto goes_on = [&] {
+      struct kevent out[2];
+      return kevent(kq, nullptr, 0, out, 2, &zero) == 1 && out[0].ident == uintptr_t(sv[0]) && out[0].data == 1;
+    };
+    // Two events' room, the second past the page's end (a second ready knote).
+    int other[2];
+    if (pipe(other) != 0 || write(other[1], "y", 1) != 1) return 5;
+    EV_SET(&ch, other[0], EVFILT_READ, EV_ADD, 0, 0, nullptr);
+    if (kevent(kq, &ch, 1, nullptr, 0, nullptr) != 0) return 6;
+    auto goes_on_both = [&] {
+      struct kevent out[4];
+      return kevent(kq, nullptr, 0, out, 4, &zero) == 2;
+    };
+    auto* running = reinterpret_cast<struct kevent*>(guarded.page_end - sizeof(struct kevent) - 8);
+    int code = 10;
+    for (void* bad : {unmapped, static_cast<void*>(none.page), static_cast<void*>(read_only.page),
+                      static_cast<void*>(running), bus}) {
+      ++code;
+      errno = 0;
+      if (kevent(kq, nullptr, 0, static_cast<struct kevent*>(bad), 2, &zero) != -1 || errno != EFAULT) return code;
+      if (!goes_on_both()) return code + 10;
+    }
+    // Reads: only a good change list reaches the engine (the library reads
+    // the change list and the timeout itself first: hint_knote, to_wire).
+    EV_SET(&ch, other[0], EVFILT_READ, EV_DELETE, 0, 0, nullptr);
+    if (kevent(kq, &ch, 1, nullptr, 0, nullptr) != 0 || !goes_on()) return 40;
+    // A change list on a read-only page: read.
+    if (mprotect(read_only.page, 4096, PROT_READ | PROT_WRITE) != 0) return 81;
+    EV_SET(reinterpret_cast<struct kevent*>(read_only.page), other[0], EVFILT_READ, EV_ADD, 0, 0, nullptr);
+    if (mprotect(read_only.page, 4096, PROT_READ) != 0) return 82;
+    if (kevent(kq, reinterpret_cast<struct kevent*>(read_only.page), 1, nullptr, 0, nullptr) != 0) return 83;
+    return goes_on_both() ? 0 : 84;
+  });
+}
+
+}  // namespace fcopy
 }  // namespace

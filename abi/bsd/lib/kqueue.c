@@ -315,7 +315,13 @@ static void install_signal_fork_hook(void) { pthread_atfork(NULL, NULL, forget_c
 static void hook_signal(int sig) {
   if (sig <= 0 || sig >= EVSHIM_SIGNALS) return;
 #if defined(HAS_TRAP)
-  if (sig == SIGSYS && evshim_trap_active()) return; /* the trap's (docs/kqueue.md "Signals") */
+  {
+    /* The engine's (the trap's SIGSYS, the fault copy's SIGSEGV and
+     * SIGBUS: docs/kqueue.md "Signals"). */
+    struct sigaction cur;
+    int r;
+    if (evshim_kept_sigaction(sig, NULL, &cur, &r)) return;
+  }
 #endif
   pthread_once(&signal_fork_once, install_signal_fork_hook);
   sigset_t all, old;
@@ -337,9 +343,10 @@ static void hook_signal(int sig) {
 
 NOT_TSAN_INSTRUMENTED EXPORT int sigaction(int sig, const struct sigaction *act, struct sigaction *oldact) {
 #if defined(HAS_TRAP)
-  /* SIGSYS belongs to the trap (trap_library.h); no handler's mask holds it. */
+  /* SIGSYS belongs to the trap, SIGSEGV and SIGBUS to the fault copy
+   * (trap_library.h); no handler's mask holds them. */
   int trapped;
-  if (sig == SIGSYS && evshim_trap_sigaction(act, oldact, &trapped)) return trapped;
+  if (evshim_kept_sigaction(sig, act, oldact, &trapped)) return trapped;
   struct sigaction unmasked;
   act = trap_action(act, &unmasked);
 #endif

@@ -723,14 +723,15 @@ EXPORT int execle(const char *path, const char *arg, ...) {
 #endif
 
 #if defined(HAS_TRAP)
-/* SIGSYS belongs to the trap (trap_library.h): the program's SIGSYS
- * disposition is kept for the SIGSYS that are not the trap's, and no
- * handler's mask holds SIGSYS. */
+/* SIGSYS belongs to the trap, SIGSEGV and SIGBUS to the fault copy
+ * (trap_library.h): while the engine holds one, the program's disposition
+ * is kept for the deliveries that are not the engine's, and no handler's
+ * mask holds them. */
 NOT_TSAN_INSTRUMENTED EXPORT int sigaction(int sig, const struct sigaction *act, struct sigaction *oldact) {
   static trap_sigaction_fn next;
   if (next == NULL) next = TRAP_NEXT(trap_sigaction_fn, "sigaction");
   int r;
-  if (sig == SIGSYS && evshim_trap_sigaction(act, oldact, &r)) return r;
+  if (evshim_kept_sigaction(sig, act, oldact, &r)) return r;
   struct sigaction copy;
   return next(sig, trap_action(act, &copy), oldact);
 }
