@@ -3028,8 +3028,8 @@ static int oneshot_readd_exact(void) {
  * survives a fault"). In a child with process_vm_readv/writev taken away,
  * kevent's change and event lists on the heap are copied (with a sanitizer
  * runtime first: EFAULT, the checked path); bad event lists are EFAULT and
- * the level knote reports again. (The library reads a change list and the
- * timeout itself, before the engine: those are not tested here.) */
+ * the level knote reports again. (Bad change lists and timeouts, which the
+ * library reads itself first: bad_change_list below.) */
 static int fault_copy_heap_child(void) {
   int kq = kqueue(), sv[2];
   if (kq < 0 || socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0) return 2;
@@ -3065,6 +3065,52 @@ static int fault_copy_bad_child(void) {
   return 0;
 }
 
+/* A bad change list or timeout is EFAULT, never SIGSEGV, in both modes:
+ * the library reads both itself before the call (its descriptor hints, the
+ * timeout's conversion) and must not crash where FreeBSD's copyin fails
+ * (kern_event.c kern_kevent_fp, kern_kevent_generic: EFAULT). Unmapped,
+ * PROT_NONE, a list or timespec running into a guard page, a file mapping
+ * truncated to nothing; the kqueue goes on. */
+static int bad_change_list_child(void) {
+  int kq = kqueue(), sv[2];
+  if (kq < 0 || socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0) return 2;
+  void *bad[FAULT_COPY_BAD];
+  fault_copy_bad_buffers(bad, sizeof(struct kevent) + 8);
+  const struct timespec zero = {0, 0};
+  struct kevent out[2];
+  for (int i = 0; i < FAULT_COPY_BAD; i++) {
+    if (i == 2) continue; /* read-only: a readable list */
+    if (bad[i] == NULL) return 3;
+    if (i == 3) EV_SET((struct kevent *)bad[3], sv[0], EVFILT_READ, EV_ADD, 0, 0, NULL);
+    errno = 0;
+    if (kevent(kq, bad[i], 2, NULL, 0, NULL) != -1 || errno != EFAULT) return 10 + i;
+    if (i == 3) continue; /* mapped where a timespec starts: below */
+    errno = 0;
+    if (kevent(kq, NULL, 0, out, 2, bad[i]) != -1 || errno != EFAULT) return 20 + i;
+  }
+  /* A timespec half on the page before the guard. */
+  void *across[FAULT_COPY_BAD];
+  fault_copy_bad_buffers(across, sizeof(long));
+  errno = 0;
+  if (across[3] == NULL || kevent(kq, NULL, 0, out, 2, across[3]) != -1 || errno != EFAULT) return 30;
+  /* The kqueue goes on. */
+  struct kevent ch;
+  EV_SET(&ch, sv[0], EVFILT_READ, EV_ADD, 0, 0, NULL);
+  if (kevent(kq, &ch, 1, NULL, 0, NULL) != 0 || write(sv[1], "x", 1) != 1) return 40;
+  if (kevent(kq, NULL, 0, out, 2, &zero) != 1 || out[0].ident != (uintptr_t)sv[0]) return 41;
+  return 0;
+}
+
+static int bad_change_list(void) {
+  int r = fault_copy_in_child(bad_change_list_child);
+  if (r != 0) {
+    fprintf(stderr, "bad_change_list: child %d (128+: killed by that signal)\n", r);
+    return 1;
+  }
+  printf("bad change lists and timeouts: EFAULT\n");
+  return 0;
+}
+
 static int fault_copy(void) {
   int heap = fault_copy_in_child(fault_copy_heap_child);
   int bad = fault_copy_in_child(fault_copy_bad_child);
@@ -3097,6 +3143,7 @@ int main(int argc, char **argv) {
   if (!strcmp(s, "pollable_handoff")) return pollable_handoff();
   if (!strcmp(s, "kq_in_kq")) return kq_in_kq();
   if (!strcmp(s, "fault_copy")) return fault_copy();
+  if (!strcmp(s, "bad_change_list")) return bad_change_list();
 #if defined(FREEBSD)
   if (!strcmp(s, "cponfork")) return cponfork();
   if (!strcmp(s, "cponfork_parent_exits")) return cponfork_parent_exits();

@@ -1222,6 +1222,22 @@ void Engine::MovePortsBeforeSend(const int* fds, size_t count) {
   t_engine_thread = false;
 }
 
+bool Engine::ReadProgram(void* dst, const void* src, size_t n) {
+  if (n == 0) return true;
+  // On this thread's stack above this frame: the callers' locals (a
+  // timeout, a change list of one), mapped while they run.
+  const uintptr_t addr = reinterpret_cast<uintptr_t>(src);
+  const uintptr_t here = reinterpret_cast<uintptr_t>(__builtin_frame_address(0));
+  const OwnStack& stack = ThisThreadStack(pid_);
+  if (here >= stack.low && here < stack.high && addr >= here && addr < stack.high && n <= stack.high - addr) {
+    std::memcpy(dst, src, n);
+    return true;
+  }
+  // Elsewhere as the engine's own reads: the copy that survives a fault,
+  // else process_vm_readv (SelfMemory).
+  return memory_->Read(addr, {static_cast<std::byte*>(dst), n}).ok();
+}
+
 void Engine::StartIdlePump() {
   sigset_t all, old;
   FillEngineMask(&all);  // SIGSEGV, SIGBUS stay open (trap_install.h)

@@ -128,6 +128,10 @@ class Engine {
   // evshim_engine_settle: what a call would see first (PrepareCall) is
   // applied, and each object's descriptor byte with it (ApplyReadiness).
   void Settle();
+  // A library's own read of a call's argument before the call (the kqueue
+  // library's change-list hints and timeout): false for a bad pointer,
+  // never SIGSEGV. evshim_engine_read_program (engine_entry.h).
+  bool ReadProgram(void* dst, const void* src, size_t n);
 
   // evshim_engine_poll_begin/end (abi/common/poll_settle.h): the program's
   // thread enters a poll-family call. It counts as a poller until PollEnd

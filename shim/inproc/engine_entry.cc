@@ -3,6 +3,8 @@
 // by a fresh one in a forked child.
 #include "shim/inproc/engine_entry.h"
 
+#include <sys/uio.h>
+
 #include <pthread.h>
 #include <unistd.h>
 
@@ -143,6 +145,23 @@ extern "C" __attribute__((visibility("default"))) long evshim_engine_call(int nr
   }
   errno = saved;
   return result;
+}
+
+extern "C" __attribute__((visibility("default"))) int evshim_engine_read_program(void* dst, const void* src,
+                                                                                size_t n) {
+  using namespace evshim::shim::inproc;
+  const int saved = errno;
+  Engine* e = DecideMode() == Mode::kFast ? g_engine.load(std::memory_order_acquire) : nullptr;
+  bool ok;
+  if (e != nullptr) {
+    ok = e->ReadProgram(dst, src, n);
+  } else {
+    iovec local{dst, n};
+    iovec remote{const_cast<void*>(src), n};
+    ok = n == 0 || process_vm_readv(getpid(), &local, 1, &remote, 1, 0) == static_cast<ssize_t>(n);
+  }
+  errno = saved;
+  return ok ? 0 : -1;
 }
 
 extern "C" __attribute__((visibility("default"))) int evshim_engine_settle(void) {

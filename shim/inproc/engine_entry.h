@@ -6,6 +6,8 @@
 #ifndef EVSHIM_ENGINE_ENTRY_H
 #define EVSHIM_ENGINE_ENTRY_H
 
+#include <stddef.h>
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -32,6 +34,17 @@ long evshim_engine_call(int nr, const long args[6], int *handled);
  * evshim_engine_poll_begin (below), which settles and counts the poller.
  */
 int evshim_engine_settle(void);
+
+/*
+ * Copies `n` bytes of the program's memory at `src` to `dst` for a library
+ * that reads a call's argument itself before the call (the kqueue library's
+ * change-list hints and timeout conversion): 0 when copied, -1 (errno
+ * unchanged) when `src` is not readable, never SIGSEGV. The library then
+ * passes the bad pointer on, and the call answers EFAULT as the foreign
+ * kernel's copyin would. The caller's stack directly; elsewhere the engine's
+ * copy that survives a fault (docs/design.md), or process_vm_readv.
+ */
+int evshim_engine_read_program(void *dst, const void *src, size_t n);
 
 /*
  * Around each of the program's poll-family calls (abi/common/poll_settle.h)

@@ -1323,8 +1323,8 @@ TEST(InprocKqueueFaultCopy, BadListsAreEfaultAndTheKqueueGoesOn) {
       if (kevent(kq, nullptr, 0, static_cast<struct kevent*>(bad), 2, &zero) != -1 || errno != EFAULT) return code;
       if (!goes_on_both()) return code + 10;
     }
-    // Reads: only a good change list reaches the engine (the library reads
-    // the change list and the timeout itself first: hint_knote, to_wire).
+    // Reads: a good change list (bad ones and bad timeouts: scenario
+    // bad_change_list, which runs in both modes).
     EV_SET(&ch, other[0], EVFILT_READ, EV_DELETE, 0, 0, nullptr);
     if (kevent(kq, &ch, 1, nullptr, 0, nullptr) != 0 || !goes_on()) return 40;
     // A change list on a read-only page: read.

@@ -17,6 +17,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -90,6 +91,23 @@ NOT_TSAN_INSTRUMENTED static long foreign_call(long nr, long a0, long a1, long a
   long r;
   if (fast_call(nr, a0, a1, a2, a3, a4, a5, &r)) return r;
   return SUPERVISOR_SYSCALL(nr, a0, a1, a2, a3, a4, a5);
+}
+
+/* The library's own reads of a call's arguments before the call (the
+ * change list's hints, the timeout's conversion): 0 when read, -1 for a bad
+ * pointer, never SIGSEGV (FreeBSD's kevent answers EFAULT:
+ * kern_event.c kern_kevent_fp's copyin). The caller then passes the pointer
+ * on as it was, and the call answers EFAULT. */
+static int read_program(void *dst, const void *src, size_t n) {
+#if defined(EVSHIM_FAST_PATH)
+  return evshim_engine_read_program(dst, src, n);
+#else
+  struct iovec local = {dst, n}, remote = {(void *)src, n};
+  int saved = errno;
+  const ssize_t r = n == 0 ? 0 : process_vm_readv(getpid(), &local, 1, &remote, 1, 0);
+  errno = saved;
+  return r == (ssize_t)n ? 0 : -1;
+#endif
 }
 
 /* poll()/select()/epoll on a kqueue descriptor (abi/common/poll_settle.h):
@@ -820,13 +838,34 @@ static int64_t remaining_ns(const struct timespec *timeout, int64_t start) {
   return rem < 0 ? 0 : rem;
 }
 
+/* The change list read in pieces this long (on the stack). */
+#define CHANGES_READ_AT_ONCE 32
+
 EXPORT int kevent(int kq, const struct kevent *changelist, int nchanges, struct kevent *eventlist,
                   int nevents, const struct timespec *timeout) {
-  for (int i = 0; changelist != NULL && i < nchanges; i++) {
-    if (changelist[i].filter == EVFILT_SIGNAL && (changelist[i].flags & EV_ADD)) {
-      hook_signal((int)changelist[i].ident);
+  /* Read through read_program: a bad list stops the hints there, and the
+   * call answers EFAULT (bounded by nchanges, as the call's own reading). */
+  for (int i = 0, got = 0; changelist != NULL && i < nchanges; i += got) {
+    struct kevent piece[CHANGES_READ_AT_ONCE];
+    got = nchanges - i < CHANGES_READ_AT_ONCE ? nchanges - i : CHANGES_READ_AT_ONCE;
+    if (read_program(piece, changelist + i, (size_t)got * sizeof piece[0]) != 0) break;
+    for (int j = 0; j < got; j++) {
+      if (piece[j].filter == EVFILT_SIGNAL && (piece[j].flags & EV_ADD)) hook_signal((int)piece[j].ident);
+      hint_knote(piece[j].ident, piece[j].filter, piece[j].flags);
     }
-    hint_knote(changelist[i].ident, changelist[i].filter, changelist[i].flags);
+  }
+  /* The timeout, read once: a bad one goes on as it is (EFAULT). */
+  struct timespec timeout_read;
+  const struct timespec *bad_timeout = NULL;
+  if (timeout != NULL) {
+    if (read_program(&timeout_read, timeout, sizeof timeout_read) == 0) {
+      timeout = &timeout_read;
+    } else {
+      bad_timeout = timeout;
+    }
+  }
+  if (bad_timeout != NULL) {
+    return kevent_call(kq, changelist, nchanges, eventlist, nevents, (const struct wire_timespec *)bad_timeout);
   }
   int sliced = 0;
   if (__atomic_load_n(&any_wanted, __ATOMIC_RELAXED)) {
@@ -884,11 +923,21 @@ EXPORT int kevent(int kq, const struct kevent *changelist, int nchanges, struct 
 EXPORT int freebsd11_kevent(int kq, const struct kevent_freebsd11 *changelist, int nchanges,
                             struct kevent_freebsd11 *eventlist, int nevents,
                             const struct timespec *timeout) {
-  for (int i = 0; changelist != NULL && i < nchanges; i++) {
-    hint_knote(changelist[i].ident, changelist[i].filter, changelist[i].flags);
+  for (int i = 0, got = 0; changelist != NULL && i < nchanges; i += got) {
+    struct kevent_freebsd11 piece[CHANGES_READ_AT_ONCE];
+    got = nchanges - i < CHANGES_READ_AT_ONCE ? nchanges - i : CHANGES_READ_AT_ONCE;
+    if (read_program(piece, changelist + i, (size_t)got * sizeof piece[0]) != 0) break;
+    for (int j = 0; j < got; j++) hint_knote(piece[j].ident, piece[j].filter, piece[j].flags);
   }
+  struct timespec timeout_read;
   struct wire_timespec ts;
+  const struct wire_timespec *wire = NULL;
+  if (timeout != NULL) {
+    wire = read_program(&timeout_read, timeout, sizeof timeout_read) == 0
+               ? to_wire(&timeout_read, &ts)
+               : (const struct wire_timespec *)timeout; /* bad: EFAULT */
+  }
   return (int)foreign_call(EVSHIM_SYS_freebsd11_kevent, (long)kq, (long)changelist, (long)nchanges,
-                           (long)eventlist, (long)nevents, (long)to_wire(timeout, &ts));
+                           (long)eventlist, (long)nevents, (long)wire);
 }
 #endif
