@@ -635,7 +635,9 @@ Engine::Engine(EngineOptions options, std::shared_ptr<const Inherited> inherited
     epoll_ctl(loop_, EPOLL_CTL_ADD, fd, &ev);
   };
   add(host_->deadline_fd(), loop_tag::kDeadline, EPOLLIN);
-  if (host_->path_inotify_fd() >= 0) add(host_->path_inotify_fd(), loop_tag::kPathWatch, EPOLLIN);
+  // PORT_SOURCE_FILE's inotify: made by the first file watch, which adds
+  // it to the loop (no descriptor ahead of need).
+  host_->set_path_inotify_loop_tag(loop_tag::kPathWatch);
   // The mount table is not in the loop: a poll of /proc/self/mountinfo
   // consumes its change, so a waiter's or the idle pump's look at the loop
   // would lose it. Each call polls it instead (PrepareCall).
