@@ -1913,6 +1913,78 @@ static int close_same_file_back(void) {
   return 0;
 }
 
+
+/* Descriptors open in this process. */
+static int open_fd_count(void) {
+  DIR *d = opendir("/proc/self/fd");
+  CHECK(d != NULL);
+  int n = 0;
+  struct dirent *e;
+  while ((e = readdir(d)) != NULL) {
+    if (e->d_name[0] != '.') n++;
+  }
+  closedir(d);
+  return n - 1; /* opendir's own */
+}
+
+/* Fast mode: what the in-process engine holds in the program's descriptor
+ * table, which is the program's own budget (libevent's test-fdleak runs at
+ * RLIMIT_NOFILE 20; docs/design.md "Host events"). Made by the first call
+ * (port_create): the loop epoll, the look epoll and its kick eventfd, the
+ * deadline timerfd, the signal eventfd (also the idle pump's wake when
+ * calls resume, Engine::WakePumpFromLook: no descriptor of its own), the
+ * sweep timerfd, and the port's two ends: 8. Not made ahead of need: the
+ * watches' collecting epoll (watches of other processes only) and
+ * PORT_SOURCE_FILE's inotify, made by the first file watch, which then
+ * reaches a port_get waiting for it. A waiting thread adds its wake-up
+ * eventfd. Prints the counts; argv: the expected counts are fixed here. */
+static void *engine_fds_writer(void *arg) {
+  sleep_ms(100); /* the main thread waits in port_get by then */
+  write_some(*(int *)arg);
+  return NULL;
+}
+
+static int engine_fds(void) {
+  const int before = open_fd_count();
+  port = port_create();
+  CHECK(port >= 0);
+  const int at_create = open_fd_count() - before;
+  /* An association and a wait that times out: the thread's wake-up eventfd. */
+  int p[2];
+  CHECK(pipe(p) == 0);
+  CHECK(port_associate(port, PORT_SOURCE_FD, (uintptr_t)p[0], POLLIN, NULL) == 0);
+  port_event_t ev;
+  struct timespec short_wait = {0, 20 * 1000000L};
+  CHECK(port_get(port, &ev, &short_wait) == -1 && errno == ETIME);
+  const int after_wait = open_fd_count() - before - 2; /* the pipe's */
+  /* A file watch: its inotify now, in the loop: a port_get waiting for the
+   * file's change hears of it. */
+  make_tmpdir();
+  char path[128];
+  in_tmp(path, sizeof path, "f");
+  int fd = make_file(path);
+  file_obj_t fo;
+  memset(&fo, 0, sizeof fo);
+  fo.fo_name = path;
+  CHECK(port_associate(port, PORT_SOURCE_FILE, (uintptr_t)&fo, FILE_MODIFIED, (void *)0xf1) == 0);
+  const int after_file = open_fd_count() - before - 3; /* the pipe's, the file's */
+  pthread_t writer;
+  CHECK(pthread_create(&writer, NULL, engine_fds_writer, &fd) == 0);
+  struct timespec long_wait = {10, 0};
+  const double start = now_s();
+  CHECK(port_get(port, &ev, &long_wait) == 0);
+  const double waited = now_s() - start;
+  CHECK(ev.portev_source == PORT_SOURCE_FILE && ev.portev_user == (void *)0xf1);
+  CHECK(pthread_join(writer, NULL) == 0);
+  printf("engine descriptors: %d at port_create, %d after a wait, %d after a file watch; "
+         "the file's event after %.3f s\n", at_create, after_wait, after_file, waited);
+  CHECK(at_create == 8);
+  CHECK(after_wait == 9);
+  CHECK(after_file == 10);
+  CHECK(waited < 5);
+  return 0;
+}
+
 /* Fast mode (docs/abi.md §10 "Fast mode"): the in-process engine dies with
  * the image, so a port descriptor kept across exec is a socket whose peer is
  * gone: it polls POLLHUP and a call naming it fails with EBADFD (supervised,
@@ -2584,6 +2656,7 @@ int main(int argc, char **argv) {
   if (strcmp(argv[1], "trap_older_thread") == 0) return trap_older_thread();
 #endif
   if (strcmp(argv[1], "fast_exec_dead_port_image") == 0 && argc > 2) return fast_exec_dead_port_image(atoi(argv[2]));
+  if (strcmp(argv[1], "engine_fds") == 0) return engine_fds();  /* counts from before port_create */
   port = port_create();
   CHECK(port >= 0);
   for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {

@@ -22,6 +22,7 @@
 #include <ctime>
 
 #include "shim/runtime/object_table.h"
+#include "shim/runtime/own_fd.h"
 
 namespace evshim::shim {
 
@@ -37,13 +38,17 @@ int PidfdGetfd(int pidfd, int fd) {
 LinuxHost::LinuxHost(int loop_epoll, std::function<int(emul::Pid)> pidfd_of)
     : loop_epoll_(loop_epoll), self_pid_(getpid()), pidfd_of_(std::move(pidfd_of)) {
   timer_fd_ = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+  if (!MakeCollectEpoll()) {
+    setup_fault_ = Fault{"epoll_ctl", errno, "adding the watches' collecting epoll to the loop"};
+  }
+}
+
+bool LinuxHost::MakeCollectEpoll() {
   collect_epoll_ = epoll_create1(EPOLL_CLOEXEC);
   epoll_event ev{};
   ev.events = EPOLLIN;
   ev.data.u64 = kWatchTag;
-  if (epoll_ctl(loop_epoll_, EPOLL_CTL_ADD, collect_epoll_, &ev) != 0) {
-    setup_fault_ = Fault{"epoll_ctl", errno, "adding the watches' collecting epoll to the loop"};
-  }
+  return epoll_ctl(loop_epoll_, EPOLL_CTL_ADD, collect_epoll_, &ev) == 0;
 }
 
 void LinuxHost::HostFault(const char* operation, std::string detail, emul::Pid pid) {
@@ -158,6 +163,15 @@ Result<void> LinuxHost::Register(Watch& w, emul::Pid pid, int fd, uint32_t mask,
 void LinuxHost::set_local_process(emul::Pid pid) {
   local_pid_ = pid;
   if (local_) return;
+  // The local process's watches are LocalWatches': the collecting epoll
+  // (for watches of other processes, each an epoll of its own) is not held
+  // ahead of need in a program's own descriptor table (libevent's
+  // test-fdleak runs at RLIMIT_NOFILE 20); a watch of another process
+  // makes it again (ArmWatch).
+  if (collect_epoll_ >= 0 && watches_.empty()) {
+    CloseOwnFd(collect_epoll_);
+    collect_epoll_ = -1;
+  }
   local_ = std::make_unique<LocalWatches>(loop_epoll_, [this](const char* op, std::string detail) {
     HostFault(op, std::move(detail), local_pid_);
   });
@@ -268,6 +282,12 @@ Result<uint32_t> LinuxHost::Arm(emul::WatchId id, emul::Pid pid, int fd, uint32_
   ev.events = EPOLLIN | EPOLLONESHOT;
   ev.data.u64 = id;
   int op = w.in_loop ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
+  if (collect_epoll_ < 0 && !MakeCollectEpoll()) {
+    if (collect_epoll_ >= 0) CloseOwnFd(collect_epoll_);
+    collect_epoll_ = -1;
+    HostFault("epoll_ctl", "making the watches' collecting epoll for process " + std::to_string(pid), pid);
+    return 0u;
+  }
   if (epoll_ctl(collect_epoll_, op, w.epfd, &ev) != 0) {
     // Ours (ENOMEM, ENOSPC at max_user_watches), not the program's: never its errno.
     HostFault("epoll_ctl", "arming a watch of process " + std::to_string(pid), pid);
@@ -290,7 +310,7 @@ void LinuxHost::RearmInLoop(emul::WatchId id) {
 
 void LinuxHost::TakeReadyWatches(std::vector<std::pair<emul::WatchId, uint32_t>>* ready) {
   if (local_) local_->TakeReady(ready);
-  if (watches_.empty()) return;  // nothing in the collecting epoll
+  if (watches_.empty() || collect_epoll_ < 0) return;  // nothing in the collecting epoll
   epoll_event evs[64];
   std::vector<emul::WatchId> spurious;
   while (true) {

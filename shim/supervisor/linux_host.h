@@ -127,6 +127,12 @@ class LinuxHost final : public emul::Host {
   // Whether the last TakeReadyWatches saw the loop epoll report (nested in
   // the look epoll): its sources need a look. Always true without one.
   bool TakeLoopReport() { return !local_ || local_->look_fd() < 0 || local_->TakeLoopReport(); }
+  // A source of the engine's read at each look in the look epoll itself
+  // (LocalWatches::AddLookSource); false without a look epoll (then the
+  // caller puts it in the loop epoll).
+  bool AddLookSource(int fd) { return local_ && local_->AddLookSource(fd); }
+  // Whether the last TakeReadyWatches saw that source report; cleared.
+  bool TakeLookSourceReport() { return local_ && local_->TakeLookSourceReport(); }
   // The local watches' switch-offs decided per call (LocalWatches), and the
   // end of a call or of a look made outside one.
   void set_switch_offs_per_call(bool on) {
@@ -234,6 +240,11 @@ class LinuxHost final : public emul::Host {
   // The inotify descriptor of file watches (created on first use); the
   // supervisor polls it and calls ReadPathEvents when it is readable.
   int path_inotify_fd();
+  // Made by the first file watch, not ahead of need: once made it joins
+  // the loop epoll with data `tag` (the in-process engine: a program's
+  // descriptors are its own budget, libevent's test-fdleak runs at
+  // RLIMIT_NOFILE 20). 0 (the default): the caller adds it.
+  void set_path_inotify_loop_tag(uint64_t tag) { path_inotify_loop_tag_ = tag; }
   void ReadPathEvents();
   // /proc/self/mountinfo, which polls POLLPRI when the mount table changes
   // (MOUNTEDOVER); the supervisor polls it and calls OnMountsChanged.
@@ -396,6 +407,7 @@ class LinuxHost final : public emul::Host {
   uint32_t TranslatePathEvent(PathWatchState& w, int wd, uint32_t mask, const char* name);
   void ReleaseWd(int wd, emul::WatchId id);
   int path_inotify_fd_ = -1;
+  uint64_t path_inotify_loop_tag_ = 0;  // set_path_inotify_loop_tag
   int path_mounts_fd_ = -1;
   std::unordered_map<emul::WatchId, PathWatchState> path_watches_;
   std::unordered_map<int, std::vector<emul::WatchId>> path_by_wd_;
@@ -412,6 +424,8 @@ class LinuxHost final : public emul::Host {
   std::function<void(emul::ObjectId, bool)> writable_cb_;
   std::function<void(const Fault&, emul::Pid)> fault_sink_;
   std::optional<Fault> setup_fault_;
+  // Makes collect_epoll_ and adds it to the loop; false (errno) on a failure.
+  bool MakeCollectEpoll();
   // Reports the failed host call `operation` (errno) while doing `detail`.
   void HostFault(const char* operation, std::string detail, emul::Pid pid);
   // The supervised watches, by id (the id names the record's slot:

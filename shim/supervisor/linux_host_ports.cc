@@ -13,6 +13,7 @@
 // one wd serves every watch on it, in either role.
 #include <fcntl.h>
 #include <linux/openat2.h>
+#include <sys/epoll.h>
 #include <sys/inotify.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -23,6 +24,7 @@
 #include <cstdio>
 #include <cstring>
 
+#include "shim/runtime/own_fd.h"
 #include "shim/supervisor/linux_host.h"
 
 namespace evshim::shim {
@@ -116,7 +118,19 @@ void LinuxHost::OnMountsChanged() {
 }
 
 int LinuxHost::path_inotify_fd() {
-  if (path_inotify_fd_ < 0) path_inotify_fd_ = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+  if (path_inotify_fd_ >= 0) return path_inotify_fd_;
+  path_inotify_fd_ = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+  if (path_inotify_fd_ >= 0 && path_inotify_loop_tag_ != 0) {
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.u64 = path_inotify_loop_tag_;
+    if (epoll_ctl(loop_epoll_, EPOLL_CTL_ADD, path_inotify_fd_, &ev) != 0) {
+      // Unwatched, its events would never be read: not kept.
+      HostFault("epoll_ctl", "adding the file watches' inotify to the loop", local_pid_);
+      CloseOwnFd(path_inotify_fd_);
+      path_inotify_fd_ = -1;
+    }
+  }
   return path_inotify_fd_;
 }
 

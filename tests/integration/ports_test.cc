@@ -251,6 +251,20 @@ TEST(FastPath, ScenariosRunWithoutAnySupervisor) {
   }
 }
 
+// What the in-process engine holds in the program's descriptor table (the
+// program's budget: libevent's test-fdleak runs at RLIMIT_NOFILE 20): its
+// loop, look epoll and kick, deadline and sweep timers, the signal eventfd
+// (also the idle pump's wake when calls resume: no descriptor of its own),
+// the port's two ends; a waiting thread's wake-up eventfd; PORT_SOURCE_FILE's
+// inotify only once a file is watched (then in the loop: a waiting port_get
+// hears of the file), and no collecting epoll (docs/design.md "Host
+// events"). The scenario checks the counts.
+TEST(FastPath, EngineHoldsNoDescriptorAheadOfNeed) {
+  RunResult r = RunCommand({kScenarios, "engine_fds"}, 30, kFastMode);
+  EXPECT_FALSE(r.timed_out);
+  EXPECT_EQ(r.status, 0) << r.out << r.err;
+}
+
 // Fast mode without a supervisor (no `evshim run`): the engine dies with
 // the image and there is no one to move the port to, so a port descriptor
 // kept across exec polls POLLHUP and names no port (EBADFD) (docs/abi.md
