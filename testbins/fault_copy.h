@@ -2,7 +2,8 @@
  * The scenarios' side of the engine's copy that survives a fault
  * (docs/design.md "A copy that survives a fault"): x86_64 and i386 (the VM
  * suite's FastPath runs). Included once by port_scenarios.c and
- * kq_scenarios.c; it DEFINES functions.
+ * kq_scenarios.c, and by tests/support/fault_copy.h (C++); it DEFINES
+ * functions (static inline: a file uses some of them).
  */
 #ifndef EVSHIM_TESTBINS_FAULT_COPY_H
 #define EVSHIM_TESTBINS_FAULT_COPY_H
@@ -12,6 +13,7 @@
 #include <linux/seccomp.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
@@ -29,7 +31,7 @@
 #endif
 
 /* From here on process_vm_readv/writev fail with EPERM; 0 when installed. */
-static int deny_process_vm_calls(void) {
+static inline int deny_process_vm_calls(void) {
   if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) return -1;
   struct sock_filter f[] = {
       BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
@@ -50,9 +52,9 @@ static int deny_process_vm_calls(void) {
  * mapped and runs into it), [4] a file mapping truncated to nothing
  * (SIGBUS). NULL entries when one could not be made. */
 #define FAULT_COPY_BAD 5
-static void fault_copy_bad_buffers(void *bad[FAULT_COPY_BAD], size_t room) {
+static inline void fault_copy_bad_buffers(void *bad[FAULT_COPY_BAD], size_t room) {
   bad[0] = (void *)(uintptr_t)4096;
-  char *pages = mmap(NULL, 4 * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  char *pages = (char *)mmap(NULL, 4 * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (pages == MAP_FAILED) {
     bad[1] = bad[2] = bad[3] = NULL;
   } else {
@@ -78,7 +80,7 @@ static void fault_copy_bad_buffers(void *bad[FAULT_COPY_BAD], size_t room) {
 
 /* Runs `child` in a forked child; its exit code, or 128 + the signal that
  * killed it. */
-static int fault_copy_in_child(int (*child)(void)) {
+static inline int fault_copy_in_child(int (*child)(void)) {
   pid_t pid = fork();
   if (pid == 0) {
     alarm(30);
@@ -87,6 +89,21 @@ static int fault_copy_in_child(int (*child)(void)) {
   int status = 0;
   if (pid < 0 || waitpid(pid, &status, 0) != pid) return -1;
   return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+/* The fault_copy scenario: the heap lists' child and the bad lists' child;
+ * `bad_lists` names what the second checks. */
+static inline int fault_copy_scenario(int (*heap_child)(void), int (*bad_child)(void), const char *bad_lists) {
+  int heap = fault_copy_in_child(heap_child);
+  int bad = fault_copy_in_child(bad_child);
+  if (heap != 0 || bad != 0) {
+    fprintf(stderr, "fault_copy: heap lists child %d, bad lists child %d\n", heap, bad);
+    return 1;
+  }
+  printf("heap lists %s; %s EFAULT\n",
+         FAULT_COPY_EXPECTED ? "copied without process_vm_readv/writev" : "EFAULT (gated off: process_vm_readv/writev)",
+         bad_lists);
+  return 0;
 }
 
 #endif

@@ -2591,15 +2591,7 @@ static int fault_copy_bad_child(void) {
 }
 
 static int fault_copy(void) {
-  int heap = fault_copy_in_child(fault_copy_heap_child);
-  int bad = fault_copy_in_child(fault_copy_bad_child);
-  if (heap != 0 || bad != 0) {
-    fprintf(stderr, "fault_copy: heap lists child %d, bad lists child %d\n", heap, bad);
-    return 1;
-  }
-  printf("heap lists %s; bad lists EFAULT\n",
-         FAULT_COPY_EXPECTED ? "copied without process_vm_readv/writev" : "EFAULT (gated off: process_vm_readv/writev)");
-  return 0;
+  return fault_copy_scenario(fault_copy_heap_child, fault_copy_bad_child, "bad lists");
 }
 
 struct scenario {

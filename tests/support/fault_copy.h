@@ -26,6 +26,8 @@
 #include <cstring>
 #include <string>
 
+#include "testbins/fault_copy.h"
+
 namespace evshim::testing {
 
 // The engine copies with plain instructions only where the program's signal
@@ -71,19 +73,8 @@ inline std::string DescribeStatus(int status) {
 
 // From here on this process's process_vm_readv and process_vm_writev fail
 // with EPERM (a seccomp filter; no_new_privs first). False if it could not
-// be installed.
-inline bool DenyProcessVmCalls() {
-  if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) return false;
-  struct sock_filter f[] = {
-      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
-      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_process_vm_readv, 1, 0),
-      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_process_vm_writev, 0, 1),
-      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
-      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
-  };
-  struct sock_fprog prog = {static_cast<unsigned short>(sizeof f / sizeof f[0]), f};
-  return syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) == 0;
-}
+// be installed. The scenarios' own (testbins/fault_copy.h).
+inline bool DenyProcessVmCalls() { return deny_process_vm_calls() == 0; }
 
 // Two pages: the first readable and writable (`protection` on request),
 // the second PROT_NONE. `page_end` is the first page's end.
