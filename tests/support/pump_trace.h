@@ -252,6 +252,21 @@ inline bool SendThreadIds(int up) {
   return ids[1] != 0 && write(up, ids, sizeof ids) == sizeof ids;
 }
 
+// The parent's start of a test whose program sends its main thread's and
+// its idle pump's ids on `up` (and waits for `go`, watching `file`): the
+// child's ends closed, the ids read, the pump seized and stopped. The
+// caller's watchdog, made first, bounds the read.
+inline void SeizeTheProgramsPump(int up[2], int go[2], int file[2], pid_t* main_thread, pid_t* pump) {
+  close(up[1]);
+  close(go[0]);
+  close(file[0]);
+  pid_t ids[2] = {0, 0};
+  ASSERT_EQ(read(up[0], ids, sizeof ids), static_cast<ssize_t>(sizeof ids));
+  *main_thread = ids[0];
+  *pump = ids[1];
+  ASSERT_NO_FATAL_FAILURE(SeizeAndStop(*pump));
+}
+
 // The parent's side of the poller-kick tests (InprocPump. and
 // InprocKqueuePump.APollerWakesTheNappingPump): `pid` is the program, which
 // sends its thread ids on `up`, calls until a byte arrives on `go`, then
@@ -262,14 +277,9 @@ inline bool SendThreadIds(int up) {
 // the kick, and the pump's next sleep must be its look, at whose entry the
 // file is written.
 inline void ExpectAPollerWakesTheNappingPump(pid_t pid, int up[2], int go[2], int file[2]) {
-  close(up[1]);
-  close(go[0]);
-  close(file[0]);
   ChildWatchdog watchdog(pid, std::chrono::seconds(30));
-  pid_t ids[2] = {0, 0};
-  ASSERT_EQ(read(up[0], ids, sizeof ids), static_cast<ssize_t>(sizeof ids));
-  const pid_t main_thread = ids[0], pump = ids[1];
-  ASSERT_NO_FATAL_FAILURE(SeizeAndStop(pump));
+  pid_t main_thread = 0, pump = 0;
+  ASSERT_NO_FATAL_FAILURE(SeizeTheProgramsPump(up, go, file, &main_thread, &pump));
   int status = 0;
   enum { kCalling, kKicking, kAfterKick, kDone } phase = kCalling;
   int naps_in_a_row = 0, naps_after_kick = 0;

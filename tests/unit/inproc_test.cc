@@ -61,6 +61,7 @@ using evshim::testing::OtherThread;
 using evshim::testing::ReadSyscallStop;
 using evshim::testing::RunNs;
 using evshim::testing::SeizeAndStop;
+using evshim::testing::SeizeTheProgramsPump;
 using evshim::testing::SendThreadIds;
 using evshim::testing::SleepsInPoll;
 using evshim::testing::SyscallStop;
@@ -1519,14 +1520,9 @@ TEST(InprocPump, APollerBetweenItsOwnCallsIsServedWithoutASleep) {
     }
     _exit(0);
   }
-  close(up[1]);
-  close(go[0]);
-  close(file[0]);
   ChildWatchdog watchdog(pid, std::chrono::seconds(30));
-  pid_t ids[2] = {0, 0};
-  ASSERT_EQ(read(up[0], ids, sizeof ids), static_cast<ssize_t>(sizeof ids));
-  const pid_t main_thread = ids[0], pump = ids[1];
-  ASSERT_NO_FATAL_FAILURE(SeizeAndStop(pump));
+  pid_t main_thread = 0, pump = 0;
+  ASSERT_NO_FATAL_FAILURE(SeizeTheProgramsPump(up, go, file, &main_thread, &pump));
   int status = 0;
   ASSERT_EQ(write(go[1], "g", 1), 1);
   auto in_poll = [&] { return SleepsInPoll(pid, main_thread); };
