@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "abi/syscall_table.h"
+#include "shim/cli/launch_preload.h"
 #include "shim/supervisor/supervisor.h"
 #include "shim/trace/channel.h"
 #include "shim/trace/record.h"
@@ -29,6 +30,15 @@
 
 #ifndef EVSHIM_VERSION
 #define EVSHIM_VERSION "unknown"
+#endif
+#ifndef EVSHIM_SIGNALS_PRELOAD
+#define EVSHIM_SIGNALS_PRELOAD 0
+#endif
+#ifndef EVSHIM_INSTALLED_BINDIR
+#define EVSHIM_INSTALLED_BINDIR "/usr/local/bin"
+#endif
+#ifndef EVSHIM_INSTALLED_LIBDIR
+#define EVSHIM_INSTALLED_LIBDIR "/usr/local/lib"
 #endif
 
 namespace {
@@ -397,6 +407,26 @@ int ServeProbes(int listener, int exec_pipe, pid_t child) {
   }
 }
 
+// Fast mode: the foreign libraries' signal wrappers, with the engine behind
+// them, preloaded into the program (launch_preload.h; docs/design.md "A copy
+// that survives a fault", Gating), when it is a dynamic ELF image of this
+// machine and class. Run in the child just before the exec.
+void PreloadTheSignalWrappers(const char* program) {
+  if (!EVSHIM_SIGNALS_PRELOAD) return;
+  char exe[PATH_MAX];
+  const ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+  if (n <= 0) return;
+  exe[n] = '\0';
+  const std::string library =
+      evshim::cli::FindSignalsLibrary(exe, EVSHIM_INSTALLED_BINDIR, EVSHIM_INSTALLED_LIBDIR);
+  if (library.empty()) return;
+  if (!evshim::cli::IsNativeDynamicElf(evshim::cli::FindProgram(program, std::getenv("PATH")))) return;
+  const evshim::cli::PreloadEnvironment e =
+      evshim::cli::PreloadEnvironmentFor(std::getenv("LD_PRELOAD"), library);
+  setenv(evshim::cli::kUserLdPreloadVariable, e.saved.c_str(), 1);
+  setenv("LD_PRELOAD", e.ld_preload.c_str(), 1);
+}
+
 int Run(int argc, char** argv, int first, Command command) {
   SupervisorOptions opts;
   TraceRequest treq;
@@ -449,13 +479,16 @@ int Run(int argc, char** argv, int first, Command command) {
     close(listener);
     close(sv[1]);
     ProbeOrExit(exec_pipe[1]);
-    // No LD_PRELOAD: under the launcher the preload library would have
-    // nothing to do, and a 32-bit program's loader would complain about it.
-    // EVSHIM_FILTER_INSTALLED tells a preload library loaded anyway that the
-    // tree already has its supervisor. EVSHIM_SUPERVISED is the mode switch:
-    // set for --supervised and tracing, otherwise the caller's value stands.
+    // Not libevshim-preload.so: under the launcher it would have nothing
+    // to do. EVSHIM_FILTER_INSTALLED tells one loaded anyway that the tree
+    // already has its supervisor. EVSHIM_SUPERVISED is the mode switch: set
+    // for --supervised, otherwise the caller's value stands. In fast mode
+    // the signal wrappers are preloaded (PreloadTheSignalWrappers; the
+    // program alone: the library takes itself out of LD_PRELOAD).
     setenv("EVSHIM_FILTER_INSTALLED", "1", 1);
     if (mode.supervised) setenv("EVSHIM_SUPERVISED", "1", 1);
+    const char* supervised = std::getenv("EVSHIM_SUPERVISED");
+    if (supervised == nullptr || std::strcmp(supervised, "1") != 0) PreloadTheSignalWrappers(argv[prog]);
     // Tracing: where the in-process engines send their calls.
     if (trace_out.channel) {
       setenv(evshim::shim::trace::record::kChannelVariable, trace_out.channel->environment_value().c_str(), 1);

@@ -444,6 +444,43 @@ TEST(Launcher, LeavesTheEnvironmentAlone) {
   EXPECT_EQ(r.out, "[unset]\n");
 }
 
+// Fast mode preloads the signal wrappers (libevshim-signals.so, docs/design.md
+// "A copy that survives a fault", Gating) into the program it starts, a
+// 64-bit dynamic image (sh), and into nothing else: the library puts the
+// user's LD_PRELOAD back before main, so the program and a child it execs
+// (grep, env) see the environment as given (unset, empty, or the user's own
+// library, which stays first and loaded), and the child is not preloaded.
+// Supervised: no preload. Not in builds whose libraries carry ThreadSanitizer
+// (no preload there at all).
+TEST(Launcher, PreloadsTheSignalWrappersIntoTheProgramAlone) {
+#if defined(__SANITIZE_THREAD__)
+  const bool preloaded_in_fast_mode = false;
+#else
+  const bool preloaded_in_fast_mode = true;
+#endif
+  const std::string show =
+      "grep -q libevshim-signals /proc/$$/maps && echo program-preloaded; "
+      "grep -q libevshim-signals /proc/self/maps && echo child-preloaded; "
+      "grep -q libdl /proc/$$/maps && echo user-preload-loaded; "
+      "echo \"[${LD_PRELOAD-unset}][${EVSHIM_USER_LD_PRELOAD-unset}]\"; "
+      "env | grep -E '^(LD_PRELOAD|EVSHIM_USER_LD_PRELOAD)=' || echo child-env-clean";
+  auto run = [&](const std::string& mode, const std::vector<std::string>& env) {
+    RunResult r = RunCommand({kEvshim, "run", mode, "--", "sh", "-c", show}, 30, env);
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(r.err, "");
+    return r.out;
+  };
+  const std::string fast = preloaded_in_fast_mode ? "program-preloaded\n" : "";
+  EXPECT_EQ(run("--no-sync-wakeup", {"EVSHIM_SUPERVISED=0"}), fast + "[unset][unset]\nchild-env-clean\n");
+  EXPECT_EQ(run("--no-sync-wakeup", {"EVSHIM_SUPERVISED=0", "LD_PRELOAD="}), fast + "[][unset]\nLD_PRELOAD=\n");
+  // The user's own: a harmless library (glibc's libdl stub), which the
+  // launcher itself loads too.
+  EXPECT_EQ(run("--no-sync-wakeup", {"EVSHIM_SUPERVISED=0", "LD_PRELOAD=libdl.so.2"}),
+            fast + "user-preload-loaded\n[libdl.so.2][unset]\nLD_PRELOAD=libdl.so.2\n");
+  EXPECT_EQ(run("--supervised", {}), "[unset][unset]\nchild-env-clean\n");
+  EXPECT_EQ(run("--no-sync-wakeup", {"EVSHIM_SUPERVISED=1"}), "[unset][unset]\nchild-env-clean\n");
+}
+
 // The mode switch (issue 15): `evshim run --supervised` and `evshim trace
 // --supervised` put EVSHIM_SUPERVISED=1 in the program's environment; plain
 // `evshim run`, `evshim run --trace` and `evshim trace` pass the caller's

@@ -1,0 +1,117 @@
+// `evshim run` in fast mode preloads libevshim-signals.so (shim/inproc/
+// signals_preload.c; docs/design.md "A copy that survives a fault",
+// Gating): the foreign libraries' signal wrappers, global from the start,
+// with the engine loaded behind them, so that a kqueue library loaded later
+// with dlopen(RTLD_LOCAL) gets the engine's fault-surviving copy.
+//
+// Only into an image whose loader can take it: an ELF of the launcher's own
+// class, byte order and machine, with a program interpreter. A 32-bit
+// program's loader would print "wrong ELF class ... ignored", a static one
+// never reads LD_PRELOAD (and would keep the changed variable), a script's
+// interpreter may be anything. The user's LD_PRELOAD comes first (a
+// sanitizer runtime must stay first; the engine's gating then says off), and
+// its value is saved in EVSHIM_USER_LD_PRELOAD for the library to put back.
+// Header-only: the launcher and its unit test (tests/unit/launch_preload_test.cc).
+#pragma once
+
+#include <elf.h>
+#include <fcntl.h>
+#include <link.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <string>
+#include <string_view>
+
+namespace evshim::cli {
+
+inline constexpr const char* kSignalsLibraryName = "libevshim-signals.so";
+inline constexpr const char* kUserLdPreloadVariable = "EVSHIM_USER_LD_PRELOAD";
+
+#if defined(__x86_64__)
+inline constexpr int kLauncherMachine = EM_X86_64;
+#elif defined(__i386__)
+inline constexpr int kLauncherMachine = EM_386;
+#endif
+inline constexpr unsigned char kLauncherClass = sizeof(void*) == 8 ? ELFCLASS64 : ELFCLASS32;
+
+// Whether the file at `path` is a dynamically linked ELF image of the
+// launcher's class (ElfW: this process's), byte order and machine: one
+// whose loader takes this process's libraries from LD_PRELOAD.
+inline bool IsNativeDynamicElf(const std::string& path) {
+  const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  bool dynamic = false;
+  ElfW(Ehdr) eh;
+  if (pread(fd, &eh, sizeof eh, 0) == static_cast<ssize_t>(sizeof eh) &&
+      std::memcmp(eh.e_ident, ELFMAG, SELFMAG) == 0 && eh.e_ident[EI_CLASS] == kLauncherClass &&
+      eh.e_ident[EI_DATA] == ELFDATA2LSB && eh.e_machine == kLauncherMachine &&
+      (eh.e_type == ET_EXEC || eh.e_type == ET_DYN) && eh.e_phentsize == sizeof(ElfW(Phdr))) {
+    for (unsigned i = 0; i < eh.e_phnum && !dynamic; ++i) {
+      ElfW(Phdr) ph;
+      const off_t at = static_cast<off_t>(eh.e_phoff + i * sizeof ph);
+      if (pread(fd, &ph, sizeof ph, at) != static_cast<ssize_t>(sizeof ph)) break;
+      dynamic = ph.p_type == PT_INTERP;
+    }
+  }
+  close(fd);
+  return dynamic;
+}
+
+// The file execvp(3) runs for `name`: `name` itself if it holds a slash,
+// else the first executable regular file of that name in PATH (glibc's
+// default when PATH is unset). "" when there is none.
+inline std::string FindProgram(const char* name, const char* path_variable) {
+  if (std::strchr(name, '/') != nullptr) return name;
+  std::string_view dirs = path_variable != nullptr ? path_variable : "/bin:/usr/bin";
+  while (true) {
+    const size_t colon = dirs.find(':');
+    std::string dir(dirs.substr(0, colon));
+    std::string candidate = (dir.empty() ? std::string(".") : dir) + "/" + name;
+    struct stat st;
+    if (access(candidate.c_str(), X_OK) == 0 && stat(candidate.c_str(), &st) == 0 && S_ISREG(st.st_mode)) {
+      return candidate;
+    }
+    if (colon == std::string_view::npos) return "";
+    dirs = dirs.substr(colon + 1);
+  }
+}
+
+// Where libevshim-signals.so is for a launcher at `exe` (its real path):
+// beside it (the build tree, where both are in shim/), at the configured
+// libdir under the same root as the launcher's bindir (an install, also
+// one staged with DESTDIR), or at the configured libdir. "" when none is
+// there, or its path cannot stand in LD_PRELOAD (a space or colon).
+inline std::string FindSignalsLibrary(const std::string& exe, std::string_view bindir, std::string_view libdir) {
+  const std::string dir = exe.substr(0, exe.rfind('/'));
+  std::string candidates[3] = {dir + "/" + kSignalsLibraryName, "", std::string(libdir) + "/" + kSignalsLibraryName};
+  if (dir.size() >= bindir.size() && std::string_view(dir).substr(dir.size() - bindir.size()) == bindir) {
+    candidates[1] = dir.substr(0, dir.size() - bindir.size()) + std::string(libdir) + "/" + kSignalsLibraryName;
+  }
+  for (const std::string& c : candidates) {
+    if (c.empty() || c.find_first_of(" :") != std::string::npos) continue;
+    if (access(c.c_str(), R_OK) == 0) return c;
+  }
+  return "";
+}
+
+// The environment the program gets: LD_PRELOAD with the library after the
+// user's own entries, and the user's value saved ("" when unset, "=VALUE"
+// when set, even to nothing) for the library's constructor to put back.
+struct PreloadEnvironment {
+  std::string ld_preload;
+  std::string saved;
+};
+inline PreloadEnvironment PreloadEnvironmentFor(const char* user_ld_preload, const std::string& library) {
+  PreloadEnvironment e;
+  if (user_ld_preload == nullptr) {
+    e.ld_preload = library;
+    return e;
+  }
+  e.saved = std::string("=") + user_ld_preload;
+  e.ld_preload = *user_ld_preload != '\0' ? std::string(user_ld_preload) + ":" + library : library;
+  return e;
+}
+
+}  // namespace evshim::cli

@@ -1,0 +1,152 @@
+// What `evshim run` decides before it preloads the signal wrappers
+// (shim/cli/launch_preload.h): which images get them (a dynamic ELF of the
+// launcher's class and machine only: a 32-bit program's loader would print
+// "wrong ELF class ... ignored"), where the library is found, and the
+// environment the program gets.
+#include "shim/cli/launch_preload.h"
+
+#include <gtest/gtest.h>
+
+#include <elf.h>
+#include <link.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <iterator>
+#include <string>
+#include <vector>
+
+namespace {
+
+using evshim::cli::FindProgram;
+using evshim::cli::FindSignalsLibrary;
+using evshim::cli::IsNativeDynamicElf;
+using evshim::cli::PreloadEnvironmentFor;
+
+std::string TempDir() {
+  char dir[] = "/tmp/evshim-launch-XXXXXX";
+  EXPECT_NE(mkdtemp(dir), nullptr);
+  return dir;
+}
+
+std::vector<char> ReadFile(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>()};
+}
+
+void WriteFile(const std::string& path, const std::vector<char>& bytes, mode_t mode = 0755) {
+  std::ofstream(path, std::ios::binary).write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  chmod(path.c_str(), mode);
+}
+
+// This test program (a 64-bit dynamic image of this machine), its header
+// changed by `edit`.
+template <typename Edit>
+std::string EditedCopyOfThisProgram(const std::string& dir, const std::string& name, Edit edit) {
+  std::vector<char> bytes = ReadFile("/proc/self/exe");
+  EXPECT_GT(bytes.size(), sizeof(ElfW(Ehdr)));
+  edit(bytes);
+  const std::string path = dir + "/" + name;
+  WriteFile(path, bytes);
+  return path;
+}
+
+TEST(LaunchPreload, OnlyADynamicImageOfTheLaunchersClassAndMachine) {
+  const std::string dir = TempDir();
+  auto eh = [](std::vector<char>& b) { return reinterpret_cast<ElfW(Ehdr)*>(b.data()); };
+  EXPECT_TRUE(IsNativeDynamicElf(EditedCopyOfThisProgram(dir, "same", [](std::vector<char>&) {})));
+  // A 32-bit image: its loader cannot take the 64-bit library.
+  EXPECT_FALSE(IsNativeDynamicElf(
+      EditedCopyOfThisProgram(dir, "class32", [&](std::vector<char>& b) { eh(b)->e_ident[EI_CLASS] = ELFCLASS32; })));
+  EXPECT_FALSE(IsNativeDynamicElf(
+      EditedCopyOfThisProgram(dir, "i386", [&](std::vector<char>& b) { eh(b)->e_machine = EM_386; })));
+  EXPECT_FALSE(IsNativeDynamicElf(
+      EditedCopyOfThisProgram(dir, "bigendian", [&](std::vector<char>& b) { eh(b)->e_ident[EI_DATA] = ELFDATA2MSB; })));
+  // Static: no program interpreter, no loader to read LD_PRELOAD.
+  EXPECT_FALSE(IsNativeDynamicElf(EditedCopyOfThisProgram(dir, "static", [&](std::vector<char>& b) {
+    for (unsigned i = 0; i < eh(b)->e_phnum; ++i) {
+      auto* ph = reinterpret_cast<ElfW(Phdr)*>(b.data() + eh(b)->e_phoff + i * sizeof(ElfW(Phdr)));
+      if (ph->p_type == PT_INTERP) ph->p_type = PT_NULL;
+    }
+  })));
+  // A script (its interpreter may be of any class), a short file, none.
+  WriteFile(dir + "/script", {'#', '!', '/', 'b', 'i', 'n', '/', 's', 'h', '\n'});
+  EXPECT_FALSE(IsNativeDynamicElf(dir + "/script"));
+  WriteFile(dir + "/short", {'\x7f', 'E', 'L', 'F'});
+  EXPECT_FALSE(IsNativeDynamicElf(dir + "/short"));
+  EXPECT_FALSE(IsNativeDynamicElf(dir + "/none"));
+  EXPECT_FALSE(IsNativeDynamicElf(""));
+  for (const char* f : {"same", "class32", "i386", "bigendian", "static", "script", "short"}) {
+    unlink((dir + "/" + f).c_str());
+  }
+  rmdir(dir.c_str());
+}
+
+// The file execvp would run: a name with a slash as given, else the first
+// executable regular file in PATH (an empty entry is the current
+// directory; a directory or a file without x is passed over).
+TEST(LaunchPreload, FindsTheProgramAsExecvpDoes) {
+  const std::string dir = TempDir();
+  mkdir((dir + "/a").c_str(), 0755);
+  mkdir((dir + "/b").c_str(), 0755);
+  mkdir((dir + "/a/prog").c_str(), 0755);         // a directory
+  WriteFile(dir + "/b/prog", {'x'}, 0644);        // not executable
+  WriteFile(dir + "/b/other", {'x'}, 0755);
+  mkdir((dir + "/c").c_str(), 0755);
+  WriteFile(dir + "/c/prog", {'x'}, 0755);
+  const std::string path = dir + "/a:" + dir + "/b:" + dir + "/c";
+  EXPECT_EQ(FindProgram("prog", path.c_str()), dir + "/c/prog");
+  EXPECT_EQ(FindProgram("other", path.c_str()), dir + "/b/other");
+  EXPECT_EQ(FindProgram("missing", path.c_str()), "");
+  EXPECT_EQ(FindProgram("./x/prog", path.c_str()), "./x/prog");
+  EXPECT_EQ(FindProgram("sh", nullptr).empty(), false);  // glibc's default PATH: /bin:/usr/bin
+  for (const char* f : {"/b/prog", "/b/other", "/c/prog"}) unlink((dir + f).c_str());
+  for (const char* d : {"/a/prog", "/a", "/b", "/c", ""}) rmdir((dir + d).c_str());
+}
+
+// Beside the launcher (the build tree), at libdir under the root of the
+// launcher's bindir (an install, also one staged with DESTDIR), or at the
+// configured libdir; never a path LD_PRELOAD would split.
+TEST(LaunchPreload, FindsTheLibraryBesideTheLauncherOrInTheInstall) {
+  const std::string root = TempDir();
+  for (const char* d : {"/usr", "/usr/local", "/usr/local/bin", "/usr/local/lib", "/build", "/a:b"}) {
+    mkdir((root + d).c_str(), 0755);
+  }
+  WriteFile(root + "/usr/local/lib/libevshim-signals.so", {'x'});
+  WriteFile(root + "/build/libevshim-signals.so", {'x'});
+  WriteFile(root + "/a:b/libevshim-signals.so", {'x'});
+  EXPECT_EQ(FindSignalsLibrary(root + "/build/evshim", "/usr/local/bin", "/usr/local/lib"),
+            root + "/build/libevshim-signals.so");
+  EXPECT_EQ(FindSignalsLibrary(root + "/usr/local/bin/evshim", "/usr/local/bin", "/usr/local/lib"),
+            root + "/usr/local/lib/libevshim-signals.so");
+  EXPECT_EQ(FindSignalsLibrary(root + "/usr/local/bin/evshim", "/usr/local/bin", root + "/usr/local/lib"),
+            root + "/usr/local/lib/libevshim-signals.so");
+  EXPECT_EQ(FindSignalsLibrary(root + "/elsewhere/evshim", "/usr/local/bin", "/nonexistent/lib"), "");
+  EXPECT_EQ(FindSignalsLibrary(root + "/a:b/evshim", "/usr/local/bin", "/nonexistent/lib"), "");
+  for (const char* f : {"/usr/local/lib/libevshim-signals.so", "/build/libevshim-signals.so",
+                        "/a:b/libevshim-signals.so"}) {
+    unlink((root + f).c_str());
+  }
+  for (const char* d : {"/usr/local/bin", "/usr/local/lib", "/usr/local", "/usr", "/build", "/a:b", ""}) {
+    rmdir((root + d).c_str());
+  }
+}
+
+// The user's entries first (a sanitizer runtime must stay first), the
+// library last; the user's value saved exactly ("" unset, "=" + value).
+TEST(LaunchPreload, TheUsersPreloadComesFirstAndIsSaved) {
+  const std::string lib = "/x/libevshim-signals.so";
+  auto unset = PreloadEnvironmentFor(nullptr, lib);
+  EXPECT_EQ(unset.ld_preload, lib);
+  EXPECT_EQ(unset.saved, "");
+  auto empty = PreloadEnvironmentFor("", lib);
+  EXPECT_EQ(empty.ld_preload, lib);
+  EXPECT_EQ(empty.saved, "=");
+  auto user = PreloadEnvironmentFor("libasan.so.8 /y/libz.so", lib);
+  EXPECT_EQ(user.ld_preload, "libasan.so.8 /y/libz.so:" + lib);
+  EXPECT_EQ(user.saved, "=libasan.so.8 /y/libz.so");
+}
+
+}  // namespace
