@@ -318,4 +318,20 @@ TEST(KqueueDlopen, AKqueueAtTheNumberOfAClosedOneIsTheNewOne) {
   EXPECT_EQ(r.status, 0) << r.out << r.err;
 }
 
+// The engine's copy that survives a fault for a library loaded with dlopen
+// (docs/design.md "A copy that survives a fault", Gating): `evshim run`
+// preloads the signal wrappers with the engine behind them in fast mode, so
+// the program's signal functions are the wrappers and the copy is on
+// (testbins/kq_dlopen.c fault_copy: heap lists with process_vm_readv/writev
+// failing get their events, EFAULT before the preload; bad lists EFAULT, the
+// kqueue goes on; the program's SIGSEGV handlers run on real faults; blocked
+// fault signals still EFAULT). Fast mode pinned, also in CI's supervised pass.
+TEST(KqueueDlopen, HeapListsAreCopiedWithoutProcessVmCalls) {
+  RunResult r = RunCommand({kEvshim, "run", "--", std::string(TESTBIN_DIR) + "/kq_dlopen", "fault_copy"}, 30,
+                           {"EVSHIM_SUPERVISED=0"});
+  EXPECT_FALSE(r.timed_out);
+  EXPECT_EQ(r.status, 0) << r.out << r.err;
+  EXPECT_EQ(r.err, "");
+}
+
 }  // namespace
