@@ -334,4 +334,18 @@ TEST(KqueueDlopen, HeapListsAreCopiedWithoutProcessVmCalls) {
   EXPECT_EQ(r.err, "");
 }
 
+// The user's LD_PRELOAD comes first: a library in it that interposes
+// sigaction() (as a sanitizer runtime does: testbins/sigaction_first.c)
+// stays in front of the launcher's wrappers, the engine's gating says off,
+// and the heap lists are EFAULT, the checked path (kq_dlopen
+// fault_copy_gated_off). Were the wrappers put first, the copy would be on.
+TEST(KqueueDlopen, AUsersInterposerFirstKeepsTheCopyOff) {
+  RunResult r = RunCommand({kEvshim, "run", "--", std::string(TESTBIN_DIR) + "/kq_dlopen", "fault_copy_gated_off"},
+                           30, {"EVSHIM_SUPERVISED=0", "LD_PRELOAD=" + std::string(TESTBIN_DIR) + "/libsigaction_first.so",
+                                evshim::testing::AsanOptionsForAPreload()});
+  EXPECT_FALSE(r.timed_out);
+  EXPECT_EQ(r.status, 0) << r.out << r.err;
+  EXPECT_EQ(r.err, "");
+}
+
 }  // namespace

@@ -18,6 +18,7 @@
 
 namespace {
 
+using evshim::testing::AsanOptionsForAPreload;
 using evshim::testing::RunCommand;
 using evshim::testing::RunResult;
 
@@ -475,7 +476,7 @@ TEST(Launcher, PreloadsTheSignalWrappersIntoTheProgramAlone) {
   EXPECT_EQ(run("--no-sync-wakeup", {"EVSHIM_SUPERVISED=0", "LD_PRELOAD="}), fast + "[][unset]\nLD_PRELOAD=\n");
   // The user's own: a harmless library (glibc's libdl stub), which the
   // launcher itself loads too.
-  EXPECT_EQ(run("--no-sync-wakeup", {"EVSHIM_SUPERVISED=0", "LD_PRELOAD=libdl.so.2"}),
+  EXPECT_EQ(run("--no-sync-wakeup", {"EVSHIM_SUPERVISED=0", "LD_PRELOAD=libdl.so.2", AsanOptionsForAPreload()}),
             fast + "user-preload-loaded\n[libdl.so.2][unset]\nLD_PRELOAD=libdl.so.2\n");
   EXPECT_EQ(run("--supervised", {}), "[unset][unset]\nchild-env-clean\n");
   EXPECT_EQ(run("--no-sync-wakeup", {"EVSHIM_SUPERVISED=1"}), "[unset][unset]\nchild-env-clean\n");

@@ -35,8 +35,9 @@ elif [ "$mode" = installed ]; then
   case $bindir in /*) ;; *) bindir=$pfx/$bindir ;; esac
   case $incdir in /*) ;; *) incdir=$pfx/$incdir ;; esac
   # What `meson install` must install: the command, the preload library,
-  # the API libraries, their headers and .pc files.
-  for f in "$bindir/evshim" "$libdir/libevshim-preload.so" \
+  # the signal wrappers' library, the API libraries, their headers and .pc
+  # files.
+  for f in "$bindir/evshim" "$libdir/libevshim-preload.so" "$libdir/libevshim-signals.so" \
            "$libdir/libevshim-ports.so" "$libdir/pkgconfig/evshim-ports.pc" \
            "$incdir/evshim/illumos/port.h" "$incdir/evshim/illumos/sys/port.h" \
            "$incdir/evshim/illumos/evshim_portfs.h"; do
@@ -81,5 +82,20 @@ for pc in $packages; do
     fail=1
   fi
 done
+if [ "$mode" = installed ]; then
+  # `evshim run` in fast mode preloads the installed signal wrappers (found
+  # at libdir under the root of its own bindir, here the DESTDIR) into the
+  # program it starts, and the library takes itself out of LD_PRELOAD.
+  got=$(EVSHIM_SUPERVISED=0 "$evshim" run -- sh -c \
+    'grep -o "/[^ ]*libevshim-signals\.so" /proc/$$/maps | sort -u; echo "[${LD_PRELOAD-unset}]"')
+  want="$dest$libdir/libevshim-signals.so
+[unset]"
+  if [ "$got" = "$want" ]; then
+    echo "preloaded from the install: $dest$libdir/libevshim-signals.so"
+  else
+    echo "FAIL: evshim run from the install preloaded [$got], not [$want]"
+    fail=1
+  fi
+fi
 [ $fail = 0 ] && echo "all passed"
 exit $fail

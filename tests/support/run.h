@@ -21,6 +21,16 @@ struct RunResult {
   bool timed_out = false;
 };
 
+// For a test that gives `evshim run` a user's LD_PRELOAD: it reaches the
+// launcher too, and in the ASan build its runtime then does not come first
+// in the launcher's library list, which ASan accepts only when told. The
+// caller's own options are kept.
+inline std::string AsanOptionsForAPreload() {
+  const char* options = std::getenv("ASAN_OPTIONS");
+  return std::string("ASAN_OPTIONS=") + (options != nullptr && *options != '\0' ? std::string(options) + ":" : "") +
+         "verify_asan_link_order=0";
+}
+
 inline RunResult RunCommand(const std::vector<std::string>& argv, double timeout_s = 30,
                             const std::vector<std::string>& env = {}) {
   int out_pipe[2], err_pipe[2];
