@@ -5,9 +5,10 @@
 // with dlopen(RTLD_LOCAL) gets the engine's fault-surviving copy.
 //
 // Only into an image whose loader can take it: an ELF of the launcher's own
-// class, byte order and machine, with a program interpreter. A 32-bit
-// program's loader would print "wrong ELF class ... ignored", a static one
-// never reads LD_PRELOAD (and would keep the changed variable), a script's
+// class, byte order and machine, whose program interpreter is the
+// launcher's loader. A 32-bit program's loader would print "wrong ELF class
+// ... ignored", a static one never reads LD_PRELOAD (and would keep the
+// changed variable), musl's would try a glibc library, a script's
 // interpreter may be anything. The user's LD_PRELOAD comes first (a
 // sanitizer runtime must stay first; the engine's gating then says off), and
 // its value is saved in EVSHIM_USER_LD_PRELOAD for the library to put back.
@@ -36,27 +37,45 @@ inline constexpr int kLauncherMachine = EM_386;
 #endif
 inline constexpr unsigned char kLauncherClass = sizeof(void*) == 8 ? ELFCLASS64 : ELFCLASS32;
 
-// Whether the file at `path` is a dynamically linked ELF image of the
-// launcher's class (ElfW: this process's), byte order and machine: one
-// whose loader takes this process's libraries from LD_PRELOAD.
-inline bool IsNativeDynamicElf(const std::string& path) {
+// The program interpreter (PT_INTERP) of the ELF image at `path` when it is
+// of the launcher's class (ElfW: this process's), byte order and machine;
+// "" for any other file, and for a static image (no loader reads its
+// LD_PRELOAD).
+inline std::string ProgramInterpreter(const std::string& path) {
   const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return false;
-  bool dynamic = false;
+  if (fd < 0) return "";
+  std::string interpreter;
   ElfW(Ehdr) eh;
   if (pread(fd, &eh, sizeof eh, 0) == static_cast<ssize_t>(sizeof eh) &&
       std::memcmp(eh.e_ident, ELFMAG, SELFMAG) == 0 && eh.e_ident[EI_CLASS] == kLauncherClass &&
       eh.e_ident[EI_DATA] == ELFDATA2LSB && eh.e_machine == kLauncherMachine &&
       (eh.e_type == ET_EXEC || eh.e_type == ET_DYN) && eh.e_phentsize == sizeof(ElfW(Phdr))) {
-    for (unsigned i = 0; i < eh.e_phnum && !dynamic; ++i) {
+    for (unsigned i = 0; i < eh.e_phnum; ++i) {
       ElfW(Phdr) ph;
       const off_t at = static_cast<off_t>(eh.e_phoff + i * sizeof ph);
       if (pread(fd, &ph, sizeof ph, at) != static_cast<ssize_t>(sizeof ph)) break;
-      dynamic = ph.p_type == PT_INTERP;
+      if (ph.p_type != PT_INTERP) continue;
+      if (ph.p_filesz == 0 || ph.p_filesz > 4096) break;
+      std::string text(ph.p_filesz, '\0');
+      if (pread(fd, text.data(), text.size(), static_cast<off_t>(ph.p_offset)) == static_cast<ssize_t>(text.size())) {
+        interpreter = text.c_str();  // up to its NUL
+      }
+      break;
     }
   }
   close(fd);
-  return dynamic;
+  return interpreter;
+}
+
+// Whether the image at `path` takes the launcher's libraries from
+// LD_PRELOAD: an ELF of its class, byte order and machine whose loader is
+// the launcher's own by name (`launcher_interpreter`, its PT_INTERP; the
+// directory may differ). Another C library's loader (musl's) would try to
+// load a glibc library.
+inline bool TakesThePreload(const std::string& path, const std::string& launcher_interpreter) {
+  auto base = [](const std::string& p) { return p.substr(p.rfind('/') + 1); };
+  const std::string interpreter = ProgramInterpreter(path);
+  return !interpreter.empty() && !launcher_interpreter.empty() && base(interpreter) == base(launcher_interpreter);
 }
 
 // The file execvp(3) runs for `name`: `name` itself if it holds a slash,

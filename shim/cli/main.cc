@@ -410,7 +410,8 @@ int ServeProbes(int listener, int exec_pipe, pid_t child) {
 // Fast mode: the foreign libraries' signal wrappers, with the engine behind
 // them, preloaded into the program (launch_preload.h; docs/design.md "A copy
 // that survives a fault", Gating), when it is a dynamic ELF image of this
-// machine and class. Run in the child just before the exec.
+// machine and class with the launcher's loader. Run in the child just
+// before the exec.
 void PreloadTheSignalWrappers(const char* program) {
   if (!EVSHIM_SIGNALS_PRELOAD) return;
   char exe[PATH_MAX];
@@ -420,7 +421,8 @@ void PreloadTheSignalWrappers(const char* program) {
   const std::string library =
       evshim::cli::FindSignalsLibrary(exe, EVSHIM_INSTALLED_BINDIR, EVSHIM_INSTALLED_LIBDIR);
   if (library.empty()) return;
-  if (!evshim::cli::IsNativeDynamicElf(evshim::cli::FindProgram(program, std::getenv("PATH")))) return;
+  const std::string image = evshim::cli::FindProgram(program, std::getenv("PATH"));
+  if (!evshim::cli::TakesThePreload(image, evshim::cli::ProgramInterpreter("/proc/self/exe"))) return;
   const evshim::cli::PreloadEnvironment e =
       evshim::cli::PreloadEnvironmentFor(std::getenv("LD_PRELOAD"), library);
   setenv(evshim::cli::kUserLdPreloadVariable, e.saved.c_str(), 1);

@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <fstream>
 #include <iterator>
 #include <string>
@@ -22,7 +23,8 @@ namespace {
 
 using evshim::cli::FindProgram;
 using evshim::cli::FindSignalsLibrary;
-using evshim::cli::IsNativeDynamicElf;
+using evshim::cli::ProgramInterpreter;
+using evshim::cli::TakesThePreload;
 using evshim::cli::PreloadEnvironmentFor;
 
 std::string TempDir() {
@@ -53,32 +55,56 @@ std::string EditedCopyOfThisProgram(const std::string& dir, const std::string& n
   return path;
 }
 
-TEST(LaunchPreload, OnlyADynamicImageOfTheLaunchersClassAndMachine) {
+// ElfW: this program's own header and program headers, in `b`.
+ElfW(Ehdr)* Header(std::vector<char>& b) { return reinterpret_cast<ElfW(Ehdr)*>(b.data()); }
+ElfW(Phdr)* Interp(std::vector<char>& b) {
+  for (unsigned i = 0; i < Header(b)->e_phnum; ++i) {
+    auto* ph = reinterpret_cast<ElfW(Phdr)*>(b.data() + Header(b)->e_phoff + i * sizeof(ElfW(Phdr)));
+    if (ph->p_type == PT_INTERP) return ph;
+  }
+  return nullptr;
+}
+
+TEST(LaunchPreload, OnlyADynamicImageOfTheLaunchersClassMachineAndLoader) {
   const std::string dir = TempDir();
-  auto eh = [](std::vector<char>& b) { return reinterpret_cast<ElfW(Ehdr)*>(b.data()); };
-  EXPECT_TRUE(IsNativeDynamicElf(EditedCopyOfThisProgram(dir, "same", [](std::vector<char>&) {})));
+  const std::string loader = ProgramInterpreter("/proc/self/exe");  // the test's own, glibc's
+  ASSERT_NE(loader, "");
+  EXPECT_TRUE(TakesThePreload(EditedCopyOfThisProgram(dir, "same", [](std::vector<char>&) {}), loader));
+  // The same loader in another directory.
+  EXPECT_TRUE(TakesThePreload(dir + "/same", "/elsewhere/" + loader.substr(loader.rfind('/') + 1)));
   // A 32-bit image: its loader cannot take the 64-bit library.
-  EXPECT_FALSE(IsNativeDynamicElf(
-      EditedCopyOfThisProgram(dir, "class32", [&](std::vector<char>& b) { eh(b)->e_ident[EI_CLASS] = ELFCLASS32; })));
-  EXPECT_FALSE(IsNativeDynamicElf(
-      EditedCopyOfThisProgram(dir, "i386", [&](std::vector<char>& b) { eh(b)->e_machine = EM_386; })));
-  EXPECT_FALSE(IsNativeDynamicElf(
-      EditedCopyOfThisProgram(dir, "bigendian", [&](std::vector<char>& b) { eh(b)->e_ident[EI_DATA] = ELFDATA2MSB; })));
+  EXPECT_FALSE(TakesThePreload(
+      EditedCopyOfThisProgram(dir, "class32", [](std::vector<char>& b) { Header(b)->e_ident[EI_CLASS] = ELFCLASS32; }),
+      loader));
+  EXPECT_FALSE(TakesThePreload(
+      EditedCopyOfThisProgram(dir, "i386", [](std::vector<char>& b) { Header(b)->e_machine = EM_386; }), loader));
+  EXPECT_FALSE(TakesThePreload(
+      EditedCopyOfThisProgram(dir, "bigendian", [](std::vector<char>& b) { Header(b)->e_ident[EI_DATA] = ELFDATA2MSB; }),
+      loader));
   // Static: no program interpreter, no loader to read LD_PRELOAD.
-  EXPECT_FALSE(IsNativeDynamicElf(EditedCopyOfThisProgram(dir, "static", [&](std::vector<char>& b) {
-    for (unsigned i = 0; i < eh(b)->e_phnum; ++i) {
-      auto* ph = reinterpret_cast<ElfW(Phdr)*>(b.data() + eh(b)->e_phoff + i * sizeof(ElfW(Phdr)));
-      if (ph->p_type == PT_INTERP) ph->p_type = PT_NULL;
-    }
-  })));
+  EXPECT_FALSE(TakesThePreload(EditedCopyOfThisProgram(dir, "static", [](std::vector<char>& b) {
+                                 if (Interp(b) != nullptr) Interp(b)->p_type = PT_NULL;
+                               }),
+                               loader));
+  // Another C library's loader (its name changed in place: ld-linux -> ld-muslx).
+  const std::string other = EditedCopyOfThisProgram(dir, "otherlibc", [](std::vector<char>& b) {
+    ElfW(Phdr)* ph = Interp(b);
+    if (ph == nullptr) return;
+    char* name = b.data() + ph->p_offset;
+    char* ld = std::strstr(name, "ld-linux");
+    if (ld != nullptr) std::memcpy(ld, "ld-muslx", 8);
+  });
+  EXPECT_NE(ProgramInterpreter(other).find("ld-muslx"), std::string::npos);
+  EXPECT_FALSE(TakesThePreload(other, loader));
   // A script (its interpreter may be of any class), a short file, none.
   WriteFile(dir + "/script", {'#', '!', '/', 'b', 'i', 'n', '/', 's', 'h', '\n'});
-  EXPECT_FALSE(IsNativeDynamicElf(dir + "/script"));
+  EXPECT_FALSE(TakesThePreload(dir + "/script", loader));
   WriteFile(dir + "/short", {'\x7f', 'E', 'L', 'F'});
-  EXPECT_FALSE(IsNativeDynamicElf(dir + "/short"));
-  EXPECT_FALSE(IsNativeDynamicElf(dir + "/none"));
-  EXPECT_FALSE(IsNativeDynamicElf(""));
-  for (const char* f : {"same", "class32", "i386", "bigendian", "static", "script", "short"}) {
+  EXPECT_FALSE(TakesThePreload(dir + "/short", loader));
+  EXPECT_FALSE(TakesThePreload(dir + "/none", loader));
+  EXPECT_FALSE(TakesThePreload("", loader));
+  EXPECT_FALSE(TakesThePreload(dir + "/same", ""));
+  for (const char* f : {"same", "class32", "i386", "bigendian", "static", "otherlibc", "script", "short"}) {
     unlink((dir + "/" + f).c_str());
   }
   rmdir(dir.c_str());
