@@ -406,19 +406,26 @@ void RestoreProgramAction(int index) {
 
 // Whether the signal functions the program's code reaches are a foreign
 // library's (trap_library.h, which marks itself with
-// evshim_library_signals): not when the library was loaded RTLD_LOCAL, nor
-// when a sanitizer runtime (or the program) interposes them first. Only
-// then does every change of a mask or disposition pass the engine.
+// evshim_library_signals) or the wrappers `evshim run` preloads
+// (signals_preload.c, evshim_preloaded_signals; attached to this engine by
+// AttachToPreloadedWrappers): not when the library was loaded RTLD_LOCAL
+// without the preload, nor when a sanitizer runtime (or the program)
+// interposes them first. Only then does every change of a mask or
+// disposition pass the engine.
 bool LibrariesInterposeSignals() {
-  void* marker = dlsym(RTLD_DEFAULT, "evshim_library_signals");
-  Dl_info m{};
-  if (marker == nullptr || dladdr(marker, &m) == 0) return false;
-  for (const char* name : {"sigaction", "sigprocmask", "pthread_sigmask", "signal", "sigsuspend"}) {
-    void* f = dlsym(RTLD_DEFAULT, name);
-    Dl_info i{};
-    if (f == nullptr || dladdr(f, &i) == 0 || i.dli_fbase != m.dli_fbase) return false;
+  for (const char* mark : {"evshim_library_signals", "evshim_preloaded_signals"}) {
+    void* marker = dlsym(RTLD_DEFAULT, mark);
+    Dl_info m{};
+    if (marker == nullptr || dladdr(marker, &m) == 0) continue;
+    bool all = true;
+    for (const char* name : {"sigaction", "sigprocmask", "pthread_sigmask", "signal", "sigsuspend"}) {
+      void* f = dlsym(RTLD_DEFAULT, name);
+      Dl_info i{};
+      all = all && f != nullptr && dladdr(f, &i) != 0 && i.dli_fbase == m.dli_fbase;
+    }
+    if (all) return true;
   }
-  return true;
+  return false;
 }
 
 // Maps the gate at its fixed address. False when something else is there.
@@ -481,6 +488,19 @@ __attribute__((constructor)) void GuardFaultSignals() {
   sigaddset(&faults, SIGSEGV);
   sigaddset(&faults, SIGBUS);
   RealSigmask()(SIG_UNBLOCK, &faults, nullptr);
+}
+
+// `evshim run` preloads the libraries' signal wrappers without an engine
+// (signals_preload.c): until one is loaded they keep SIGSYS, SIGSEGV and
+// SIGBUS out of every mask and leave dispositions alone; then they ask it.
+// Handed over here, once this engine's state is decided above (with the
+// program, or later by dlopen).
+__attribute__((constructor)) void AttachToPreloadedWrappers() {
+  using KeptSigactionFn = int (*)(int, const struct sigaction*, struct sigaction*, int*);
+  using TrapUnblockFn = void (*)(sigset_t*);
+  using AttachFn = void (*)(KeptSigactionFn, TrapUnblockFn);
+  void* attach = dlsym(RTLD_DEFAULT, "evshim_signals_attach");
+  if (attach != nullptr) reinterpret_cast<AttachFn>(attach)(&::evshim_kept_sigaction, &::evshim_trap_unblock);
 }
 
 }  // namespace
