@@ -9,7 +9,8 @@
 // launcher's loader. A 32-bit program's loader would print "wrong ELF class
 // ... ignored", a static one never reads LD_PRELOAD (and would keep the
 // changed variable), musl's would try a glibc library, a script's
-// interpreter may be anything. The user's LD_PRELOAD comes first (a
+// interpreter may be anything; and not into a program that needs a
+// sanitizer runtime (ASan's aborts when a preloaded library comes first). The user's LD_PRELOAD comes first (a
 // sanitizer runtime must stay first; the engine's gating then says off), and
 // its value is saved in EVSHIM_USER_LD_PRELOAD for the library to put back.
 // Header-only: the launcher and its unit test (tests/unit/launch_preload_test.cc).
@@ -21,9 +22,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cstdint>
 #include <cstring>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace evshim::cli {
 
@@ -67,15 +70,80 @@ inline std::string ProgramInterpreter(const std::string& path) {
   return interpreter;
 }
 
+// The DT_NEEDED names of the ELF image at `path` (of the launcher's class,
+// byte order and machine; empty for anything else or what cannot be read).
+inline std::vector<std::string> NeededLibraries(const std::string& path) {
+  std::vector<std::string> needed;
+  const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return needed;
+  auto read_at = [fd](void* dst, size_t n, uint64_t at) {
+    return pread(fd, dst, n, static_cast<off_t>(at)) == static_cast<ssize_t>(n);
+  };
+  ElfW(Ehdr) eh;
+  std::vector<ElfW(Phdr)> ph;
+  if (read_at(&eh, sizeof eh, 0) && std::memcmp(eh.e_ident, ELFMAG, SELFMAG) == 0 &&
+      eh.e_ident[EI_CLASS] == kLauncherClass && eh.e_ident[EI_DATA] == ELFDATA2LSB &&
+      eh.e_machine == kLauncherMachine && eh.e_phentsize == sizeof(ElfW(Phdr)) && eh.e_phnum < 256) {
+    ph.resize(eh.e_phnum);
+    if (!read_at(ph.data(), ph.size() * sizeof(ElfW(Phdr)), eh.e_phoff)) ph.clear();
+  }
+  // A virtual address of a loaded segment as a file offset.
+  auto file_offset = [&ph](uint64_t vaddr, uint64_t* off) {
+    for (const ElfW(Phdr)& p : ph) {
+      if (p.p_type == PT_LOAD && vaddr >= p.p_vaddr && vaddr < p.p_vaddr + p.p_filesz) {
+        *off = vaddr - p.p_vaddr + p.p_offset;
+        return true;
+      }
+    }
+    return false;
+  };
+  for (const ElfW(Phdr)& p : ph) {
+    if (p.p_type != PT_DYNAMIC || p.p_filesz > (1u << 20)) continue;
+    std::vector<ElfW(Dyn)> dyn(p.p_filesz / sizeof(ElfW(Dyn)));
+    if (!read_at(dyn.data(), dyn.size() * sizeof(ElfW(Dyn)), p.p_offset)) break;
+    uint64_t strtab = 0, strsz = 0, off = 0;
+    for (const ElfW(Dyn)& d : dyn) {
+      if (d.d_tag == DT_STRTAB) strtab = d.d_un.d_ptr;
+      if (d.d_tag == DT_STRSZ) strsz = d.d_un.d_val;
+    }
+    if (strsz == 0 || strsz > (1u << 24) || !file_offset(strtab, &off)) break;
+    std::string strings(strsz, '\0');
+    if (!read_at(strings.data(), strings.size(), off)) break;
+    for (const ElfW(Dyn)& d : dyn) {
+      if (d.d_tag == DT_NEEDED && d.d_un.d_val < strsz) needed.emplace_back(strings.c_str() + d.d_un.d_val);
+    }
+    break;
+  }
+  close(fd);
+  return needed;
+}
+
+// A sanitizer runtime's library name (GCC's libasan, libtsan, ...;
+// clang's libclang_rt.*).
+inline bool IsSanitizerRuntime(const std::string& name) {
+  for (const char* prefix : {"libasan.", "libtsan.", "libhwasan.", "liblsan.", "libubsan.", "libclang_rt."}) {
+    if (name.rfind(prefix, 0) == 0) return true;
+  }
+  return false;
+}
+
 // Whether the image at `path` takes the launcher's libraries from
 // LD_PRELOAD: an ELF of its class, byte order and machine whose loader is
 // the launcher's own by name (`launcher_interpreter`, its PT_INTERP; the
-// directory may differ). Another C library's loader (musl's) would try to
-// load a glibc library.
+// directory may differ), and which needs no sanitizer runtime. Another C
+// library's loader (musl's) would try to load a glibc library; ASan's
+// runtime aborts when a preloaded library comes before it, and with any
+// sanitizer runtime interposing first the engine's gating says off anyway.
 inline bool TakesThePreload(const std::string& path, const std::string& launcher_interpreter) {
   auto base = [](const std::string& p) { return p.substr(p.rfind('/') + 1); };
   const std::string interpreter = ProgramInterpreter(path);
-  return !interpreter.empty() && !launcher_interpreter.empty() && base(interpreter) == base(launcher_interpreter);
+  if (interpreter.empty() || launcher_interpreter.empty() || base(interpreter) != base(launcher_interpreter)) {
+    return false;
+  }
+  for (const std::string& n : NeededLibraries(path)) {
+    if (IsSanitizerRuntime(n)) return false;
+  }
+  return true;
 }
 
 // The file execvp(3) runs for `name`: `name` itself if it holds a slash,

@@ -482,6 +482,18 @@ TEST(Launcher, PreloadsTheSignalWrappersIntoTheProgramAlone) {
   EXPECT_EQ(run("--no-sync-wakeup", {"EVSHIM_SUPERVISED=1"}), "[unset][unset]\nchild-env-clean\n");
 }
 
+// A program that needs a sanitizer runtime gets no preload: ASan's runtime
+// aborts when a preloaded library comes before it (and with a sanitizer
+// interposing first the engine's copy would stay off anyway).
+// testbins/asan_hello.c, built with ASan in every build.
+TEST(Launcher, PreloadsNothingIntoASanitizedProgram) {
+  RunResult r = RunCommand({kEvshim, "run", "--", std::string(TESTBIN_DIR) + "/asan_hello"}, 30,
+                           {"EVSHIM_SUPERVISED=0"});
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.out, "hello\n");
+  EXPECT_EQ(r.err, "");
+}
+
 // The mode switch (issue 15): `evshim run --supervised` and `evshim trace
 // --supervised` put EVSHIM_SUPERVISED=1 in the program's environment; plain
 // `evshim run`, `evshim run --trace` and `evshim trace` pass the caller's

@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <fstream>
 #include <iterator>
@@ -23,6 +24,7 @@ namespace {
 
 using evshim::cli::FindProgram;
 using evshim::cli::FindSignalsLibrary;
+using evshim::cli::NeededLibraries;
 using evshim::cli::ProgramInterpreter;
 using evshim::cli::TakesThePreload;
 using evshim::cli::PreloadEnvironmentFor;
@@ -65,13 +67,34 @@ ElfW(Phdr)* Interp(std::vector<char>& b) {
   return nullptr;
 }
 
-TEST(LaunchPreload, OnlyADynamicImageOfTheLaunchersClassMachineAndLoader) {
+TEST(LaunchPreload, OnlyADynamicImageOfTheLaunchersClassMachineAndLoaderWithoutASanitizer) {
   const std::string dir = TempDir();
   const std::string loader = ProgramInterpreter("/proc/self/exe");  // the test's own, glibc's
   ASSERT_NE(loader, "");
-  EXPECT_TRUE(TakesThePreload(EditedCopyOfThisProgram(dir, "same", [](std::vector<char>&) {}), loader));
+  // This program itself: yes, unless it needs a sanitizer runtime (the
+  // sanitizer builds' test drivers).
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+  const bool plain = false;
+#else
+  const bool plain = true;
+#endif
+  EXPECT_EQ(TakesThePreload(EditedCopyOfThisProgram(dir, "same", [](std::vector<char>&) {}), loader), plain);
   // The same loader in another directory.
-  EXPECT_TRUE(TakesThePreload(dir + "/same", "/elsewhere/" + loader.substr(loader.rfind('/') + 1)));
+  EXPECT_EQ(TakesThePreload(dir + "/same", "/elsewhere/" + loader.substr(loader.rfind('/') + 1)), plain);
+  // A program that needs a sanitizer runtime: its libstdc++ entry renamed
+  // in place to ASan's runtime (which aborts when a preload comes first).
+  const std::vector<std::string> needed = NeededLibraries(dir + "/same");
+  EXPECT_NE(std::find(needed.begin(), needed.end(), "libc.so.6"), needed.end());
+  ASSERT_NE(std::find(needed.begin(), needed.end(), "libstdc++.so.6"), needed.end());
+  const std::string asan = EditedCopyOfThisProgram(dir, "asan", [](std::vector<char>& b) {
+    const char from[] = "libstdc++.so.6";  // 14 characters and its NUL
+    const char to[sizeof from] = "libasan.so.8";
+    auto at = std::search(b.begin(), b.end(), from, from + sizeof from);
+    if (at != b.end()) std::copy(to, to + sizeof to, at);
+  });
+  const std::vector<std::string> asan_needed = NeededLibraries(asan);
+  EXPECT_NE(std::find(asan_needed.begin(), asan_needed.end(), "libasan.so.8"), asan_needed.end());
+  EXPECT_FALSE(TakesThePreload(asan, loader));
   // A 32-bit image: its loader cannot take the 64-bit library.
   EXPECT_FALSE(TakesThePreload(
       EditedCopyOfThisProgram(dir, "class32", [](std::vector<char>& b) { Header(b)->e_ident[EI_CLASS] = ELFCLASS32; }),
@@ -104,7 +127,7 @@ TEST(LaunchPreload, OnlyADynamicImageOfTheLaunchersClassMachineAndLoader) {
   EXPECT_FALSE(TakesThePreload(dir + "/none", loader));
   EXPECT_FALSE(TakesThePreload("", loader));
   EXPECT_FALSE(TakesThePreload(dir + "/same", ""));
-  for (const char* f : {"same", "class32", "i386", "bigendian", "static", "otherlibc", "script", "short"}) {
+  for (const char* f : {"same", "asan", "class32", "i386", "bigendian", "static", "otherlibc", "script", "short"}) {
     unlink((dir + "/" + f).c_str());
   }
   rmdir(dir.c_str());
