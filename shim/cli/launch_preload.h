@@ -1,8 +1,8 @@
 // `evshim run` in fast mode preloads libevshim-signals.so (shim/inproc/
-// signals_preload.c; docs/design.md "A copy that survives a fault",
-// Gating): the foreign libraries' signal wrappers, global from the start,
-// with the engine loaded behind them, so that a kqueue library loaded later
-// with dlopen(RTLD_LOCAL) gets the engine's fault-surviving copy.
+// signals_preload.c; docs/design.md "A copy that survives a fault", The
+// wrappers preloaded): the foreign libraries' signal wrappers, global from
+// the start, so that an engine a kqueue library loads later with
+// dlopen(RTLD_LOCAL) attaches to them and uses its fault-surviving copy.
 //
 // Only into an image whose loader can take it: an ELF of the launcher's own
 // class, byte order and machine, whose program interpreter is the
@@ -10,9 +10,10 @@
 // ... ignored", a static one never reads LD_PRELOAD (and would keep the
 // changed variable), musl's would try a glibc library, a script's
 // interpreter may be anything; and not into a program that needs a
-// sanitizer runtime (ASan's aborts when a preloaded library comes first). The user's LD_PRELOAD comes first (a
-// sanitizer runtime must stay first; the engine's gating then says off), and
-// its value is saved in EVSHIM_USER_LD_PRELOAD for the library to put back.
+// sanitizer runtime (ASan's aborts when a preloaded library comes first).
+// The user's LD_PRELOAD comes first (a sanitizer runtime must stay first;
+// the engine's gating then says off), and its value is saved in
+// EVSHIM_USER_LD_PRELOAD for the library to put back.
 // Header-only: the launcher and its unit test (tests/unit/launch_preload_test.cc).
 #pragma once
 

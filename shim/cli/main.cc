@@ -407,11 +407,11 @@ int ServeProbes(int listener, int exec_pipe, pid_t child) {
   }
 }
 
-// Fast mode: the foreign libraries' signal wrappers, with the engine behind
-// them, preloaded into the program (launch_preload.h; docs/design.md "A copy
-// that survives a fault", Gating), when it is a dynamic ELF image of this
-// machine and class with the launcher's loader. Run in the child just
-// before the exec.
+// Fast mode: the foreign libraries' signal wrappers preloaded into the
+// program (launch_preload.h; docs/design.md "A copy that survives a
+// fault", The wrappers preloaded), when it is a dynamic ELF image of this
+// machine and class with the launcher's loader and no sanitizer runtime.
+// Run in the child just before the exec.
 void PreloadTheSignalWrappers(const char* program) {
   if (!EVSHIM_SIGNALS_PRELOAD) return;
   char exe[PATH_MAX];

@@ -319,9 +319,9 @@ TEST(KqueueDlopen, AKqueueAtTheNumberOfAClosedOneIsTheNewOne) {
 }
 
 // The engine's copy that survives a fault for a library loaded with dlopen
-// (docs/design.md "A copy that survives a fault", Gating): `evshim run`
-// preloads the signal wrappers with the engine behind them in fast mode, so
-// the program's signal functions are the wrappers and the copy is on
+// (docs/design.md "A copy that survives a fault", The wrappers preloaded):
+// `evshim run` preloads the signal wrappers in fast mode, the engine the
+// library loads attaches to them, and the copy is on
 // (testbins/kq_dlopen.c fault_copy: heap lists with process_vm_readv/writev
 // failing get their events, EFAULT before the preload; bad lists EFAULT, the
 // kqueue goes on; the program's SIGSEGV handlers run on real faults; blocked
