@@ -654,8 +654,11 @@ Engine::Engine(EngineOptions options, std::shared_ptr<const Inherited> inherited
   // The mount table is not in the loop: a poll of /proc/self/mountinfo
   // consumes its change, so a waiter's or the idle pump's look at the loop
   // would lose it. Each call polls it instead (PrepareCall).
+  // In the look epoll itself (else in the loop): while a wake of the pump
+  // is owed its count stays up (WakePumpFromLook), and each look then
+  // reads one more report, with no read of the loop epoll.
   signal_efd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-  add(signal_efd_, kTagSignals, EPOLLIN);
+  if (!host_->AddLookSource(signal_efd_)) add(signal_efd_, kTagSignals, EPOLLIN);
   sweep_fd_ = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
   add(sweep_fd_, kTagSweep, EPOLLIN);
   router_ = std::make_unique<HostEventRouter>(*host_, *engines_, *objects_, HostEventRouter::Hooks{
@@ -704,6 +707,18 @@ void Engine::NoteSignal(int signo) {
   any_signal_.store(true, std::memory_order_release);
   uint64_t one = 1;
   (void)!write(signal_efd_, &one, sizeof one);  // wakes waiting threads
+}
+
+void Engine::OnSignalReport() {
+  // A wake of the pump asleep in its look is owed: the count stays until
+  // the pump takes it (TakePumpWake), so that its poll returns even if this
+  // look took the report it was woken for. Signals noted meanwhile are
+  // applied all the same.
+  if (pump_look_.load(std::memory_order_seq_cst) != kPumpWakeOwed) {
+    uint64_t v;
+    (void)!read(signal_efd_, &v, sizeof v);
+  }
+  ApplySignals();
 }
 
 void Engine::ApplySignals() {
@@ -806,6 +821,7 @@ bool Engine::Call(const abi::SyscallEntry& row, int nr, const std::array<uint64_
   if (host_->OwedToACall()) {
     if (port_call.portfs) held_reports.emplace(*ports_);
     PrepareCall();
+    if (pump_look_.load(std::memory_order_seq_cst) == kPumpInLook) WakePumpFromLook();
   } else if (port_call.IsFdAssociation() && AssociatePlacedWithoutLook(port_call)) {
     // No look, and no deadline is due (checked): the next look reads the
     // association's report in its place, then runs the deadlines due by then.
@@ -818,6 +834,8 @@ bool Engine::Call(const abi::SyscallEntry& row, int nr, const std::array<uint64_
   } else {
     if (port_call.portfs) held_reports.emplace(*ports_);
     PrepareCall();
+    // The pump asleep in its look while calls come (one load otherwise).
+    if (pump_look_.load(std::memory_order_seq_cst) == kPumpInLook) WakePumpFromLook();
   }
   abi::SyscallArgs a(kProcessModel, raw);
   fasttrace::CallTrace* traced =  // trace (docs/trace.md "Fast mode")
@@ -896,6 +914,15 @@ bool Engine::Call(const abi::SyscallEntry& row, int nr, const std::array<uint64_
         t_wake.unread = false;
       }
       pollfd fds[2] = {{WakeFd(pid_), POLLIN, 0}, {look_, POLLIN, 0}};
+      // While a wake of the pump asleep in its look is owed, the look epoll
+      // stays readable (signal_efd_'s count, left for the pump): the
+      // watcher would return at once, again and again. It waits for its
+      // own wake-up only; the pump, once out of its look, takes the count
+      // and wakes the watcher under the lock (TakePumpWake), which then
+      // watches the loop again. Read under the lock, which the pump takes
+      // after it left its look: either this sees the wake owed and the
+      // pump wakes this thread after its unlock, or this sees it taken.
+      const bool watch_look = watch_loop && pump_look_.load(std::memory_order_seq_cst) != kPumpWakeOwed;
       t_in_engine = false;
       waiting_threads_.fetch_add(1, std::memory_order_relaxed);
       lock.unlock();
@@ -906,7 +933,7 @@ bool Engine::Call(const abi::SyscallEntry& row, int nr, const std::array<uint64_
         if (n < 0) err = errno;
         if (n > 0) t_wake.unread = true;
       } else {
-        const int n = ppoll(fds, watch_loop ? 2 : 1, nullptr, &old_mask);
+        const int n = ppoll(fds, watch_look ? 2 : 1, nullptr, &old_mask);
         if (n < 0) err = errno;
         if (fds[0].revents & POLLIN) {
           uint64_t v;
@@ -1054,6 +1081,51 @@ void Engine::KickPump() {
   if (nap_word_.compare_exchange_strong(napping, kPumpKicked, std::memory_order_seq_cst)) {
     syscall(kFutexCall, reinterpret_cast<uint32_t*>(&nap_word_), FUTEX_WAKE_PRIVATE, 1, nullptr, nullptr, 0);
   }
+}
+
+// A call's look found the pump asleep in its look (IdlePumpLoop). That
+// look just took the reports the pump's poll was woken for: the kernel
+// finds nothing when the pump runs and puts the poll back to sleep, and so
+// at each report for as long as the calls go on (a voluntary switch each;
+// hundreds in 300 ms on a loaded machine; the whole of a busy stretch in
+// the 6.1 guest under TCG). Only a return of the poll ends it: then the
+// pump sees calls ending and naps. So the call makes the look epoll
+// readable in a way no look takes away: the wake owed (pump_look_), then a
+// count on signal_efd_ (in the loop, nested in the look epoll), which the
+// looks leave while the wake is owed (Pump, kTagSignals). Under the lock,
+// as every look: no look runs between the two. Not before two calls ended
+// since the pump fell asleep: a program that waits outside the engine makes
+// one or two calls per wake-up of the pump (bench_ports pollwait: a
+// retrieval and an association), and the pump's poll returns for its next
+// event by itself. Test InprocPump.CallsResumingWakeThePumpFromItsLook.
+void Engine::WakePumpFromLook() {
+  if (calls_ended_.load(std::memory_order_relaxed) - pump_look_since_.load(std::memory_order_relaxed) < 2) return;
+  uint32_t in_look = kPumpInLook;
+  if (pump_look_.compare_exchange_strong(in_look, kPumpWakeOwed, std::memory_order_seq_cst)) {
+    const uint64_t one = 1;
+    (void)!write(signal_efd_, &one, sizeof one);
+  }
+}
+
+// On the pump, out of its look, when a call owed it a wake (pump_look_ was
+// kPumpWakeOwed; it is kPumpOutOfLook now, so the looks read signal_efd_
+// again). The wake's count is read back. A signal noted meanwhile
+// (NoteSignal: the pending count, then the eventfd) may have had its write
+// read here: its count goes back while one is pending, so that a look (a
+// waiter's, the next call's, this thread's own) applies it. A loop watcher
+// that saw the wake owed waits for its own wake-up only (Call): it is
+// woken to watch the loop again. The lock, once per wake-up when calls
+// resume: the watcher read the word under it, and the call that owed the
+// wake wrote the count under it (so the read finds it).
+void Engine::TakePumpWake() {
+  std::lock_guard<EngineMutex> lock(mu_);
+  uint64_t v;
+  (void)!read(signal_efd_, &v, sizeof v);
+  if (any_signal_.load(std::memory_order_seq_cst)) {
+    const uint64_t one = 1;
+    (void)!write(signal_efd_, &one, sizeof one);
+  }
+  if (loop_watcher_ != nullptr) loop_watcher_->Wake();
 }
 
 Engine::NapEnd Engine::Nap(int64_t ns) {
@@ -1261,6 +1333,7 @@ void Engine::IdlePumpLoop() {
   int64_t nap = kIdleNs;     // the next nap while calls keep ending
   int64_t last_look_ns = 0;  // when this thread last looked (for a poller, below)
   uint64_t seen_looks = looks_.load(std::memory_order_relaxed);  // the calls' looks, as last seen
+  bool resumed = false;  // a call woke this thread from its look: nap
   for (;;) {
     // While the program calls (a call ended since the last pass), its next
     // call looks itself. The pump then naps without polling the look
@@ -1272,7 +1345,8 @@ void Engine::IdlePumpLoop() {
     // pass, up to kNapCapNs; a pass that finds no call ended starts again
     // at kIdleNs and looks. Test InprocPump.IdlePumpBacksOffWhileTheProgramCalls.
     bool polled_while_calling = false;
-    if (const uint64_t now = calls_ended_.load(std::memory_order_relaxed); now != seen) {
+    if (const uint64_t now = calls_ended_.load(std::memory_order_relaxed); now != seen || resumed) {
+      resumed = false;
       seen = now;
       switch (Nap(nap)) {
         case NapEnd::kSlept:
@@ -1346,7 +1420,20 @@ void Engine::IdlePumpLoop() {
         ready = poll(&look, 1, 0);
         readable_at_once = ready > 0;
       }
-      if (ready == 0) ready = poll(&look, 1, -1);
+      if (ready == 0) {
+        // Asleep in the look: a call that finds this while calls resume
+        // wakes it (WakePumpFromLook). The count, then the word (a call
+        // reads the word, then the count).
+        pump_look_since_.store(calls_ended_.load(std::memory_order_relaxed), std::memory_order_relaxed);
+        pump_look_.store(kPumpInLook, std::memory_order_seq_cst);
+        ready = poll(&look, 1, -1);
+        if (pump_look_.exchange(kPumpOutOfLook, std::memory_order_seq_cst) == kPumpWakeOwed) {
+          TakePumpWake();
+          // The calls look themselves: nap while they go on (above).
+          resumed = true;
+          continue;
+        }
+      }
       if (ready < 0) {
         if (errno == EINTR) continue;
         return;
@@ -1608,6 +1695,7 @@ void Engine::Pump(bool apply_readiness) {
   // is quiet (QuietSinceArm) also when the loop has nothing.
   const uint64_t look = host_->BeginLook();
   router_->CollectWatchReadiness();
+  if (host_->TakeLookSourceReport()) OnSignalReport();
   if (!host_->TakeLoopReport()) {
     if (apply_readiness) objects_->ApplyReadiness();
     return;
@@ -1620,12 +1708,9 @@ void Engine::Pump(bool apply_readiness) {
       const uint64_t data = events[i].data.u64;
       if (router_->Route(data)) continue;  // the host's sources, the objects' last closes
       switch (data & loop_tag::kMask) {
-        case kTagSignals: {
-          uint64_t v;
-          (void)!read(signal_efd_, &v, sizeof v);
-          ApplySignals();
+        case kTagSignals:  // without a look epoll (AddLookSource)
+          OnSignalReport();
           break;
-        }
         case kTagSweep: {
           uint64_t ticks;
           while (read(sweep_fd_, &ticks, sizeof ticks) > 0) {

@@ -116,8 +116,16 @@ bool LocalWatches::AddOwnSources(int epfd) {
   for (size_t i = 0; ok && i < edges_.size(); ++i) {
     ok = Ctl(epfd, EPOLL_CTL_ADD, edges_[i].epfd, EPOLLIN, kOwnEdge + i) == 0;
   }
+  if (ok && look_source_fd_ >= 0) ok = Ctl(epfd, EPOLL_CTL_ADD, look_source_fd_, EPOLLIN, kOwnLookSource) == 0;
   if (!ok) fault_("epoll_ctl", "adding a source to the in-process watches' look epoll");
   return ok;
+}
+
+bool LocalWatches::AddLookSource(int fd) {
+  if (level_epfd_ < 0 || fd < 0 || look_source_fd_ >= 0) return false;
+  if (Ctl(level_epfd_, EPOLL_CTL_ADD, fd, EPOLLIN, kOwnLookSource) != 0) return false;
+  look_source_fd_ = fd;
+  return true;
 }
 
 WatchId LocalWatches::NewId(uint64_t tag) { return watches_.NextId(tag); }
@@ -672,6 +680,8 @@ void LocalWatches::TakeReady(ReadyList* out) {
       if (data >> 32 == 0) {  // one of the look epoll's own sources
         if (data == kOwnLoop) {
           loop_reported_ = true;
+        } else if (data == kOwnLookSource) {
+          look_source_reported_ = true;
         } else if (data >= kOwnEdge && data - kOwnEdge < edges_.size()) {
           edges_[data - kOwnEdge].reported = true;
         }

@@ -332,4 +332,29 @@ inline void ExpectAPollerWakesTheNappingPump(pid_t pid, int up[2], int go[2], in
   EXPECT_EQ(naps_after_kick, 0);
 }
 
+// Runs `child(up)` in a forked child, which sends a count of the pump's
+// voluntary switches on `up` and exits 0; returns the count (-1 if none).
+inline int64_t PumpSwitchesOfChild(void (*child)(int)) {
+  int up[2];
+  if (pipe(up) != 0) return -1;
+  const pid_t pid = fork();
+  if (pid < 0) return -1;
+  if (pid == 0) {
+    close(up[0]);
+    child(up[1]);
+    _exit(1);
+  }
+  close(up[1]);
+  ChildWatchdog watchdog(pid, std::chrono::seconds(30));
+  int64_t switches = -1;
+  const ssize_t got = read(up[0], &switches, sizeof switches);
+  close(up[0]);
+  int status = 0;
+  const bool reaped = waitpid(pid, &status, 0) == pid;
+  const bool killed = watchdog.Stop();
+  EXPECT_TRUE(reaped && !killed && WIFEXITED(status) && WEXITSTATUS(status) == 0)
+      << "status " << status << (killed ? "; killed after 30 s, where it stood:\n" + watchdog.record() : "");
+  return got == static_cast<ssize_t>(sizeof switches) ? switches : -1;
+}
+
 }  // namespace evshim::testing
