@@ -711,9 +711,10 @@ void Engine::NoteSignal(int signo) {
 
 void Engine::OnSignalReport() {
   // A wake of the pump asleep in its look is owed: the count stays until
-  // the pump takes it (TakePumpWake), so that its poll returns even if this
-  // look took the report it was woken for. Signals noted meanwhile are
-  // applied all the same.
+  // the pump is out of its look (WakeTheWatcherOffTheLook), so that its poll
+  // returns even if this look took the report it was woken for; the first
+  // look after that reads it. Signals noted meanwhile are applied all the
+  // same.
   if (pump_look_.load(std::memory_order_seq_cst) != kPumpWakeOwed) {
     uint64_t v;
     (void)!read(signal_efd_, &v, sizeof v);
@@ -820,8 +821,9 @@ bool Engine::Call(const abi::SyscallEntry& row, int nr, const std::array<uint64_
   // began to watch): this call looks, and its look does it.
   if (host_->OwedToACall()) {
     if (port_call.portfs) held_reports.emplace(*ports_);
+    const uint64_t taken = host_->LookReportsTaken();
     PrepareCall();
-    if (pump_look_.load(std::memory_order_seq_cst) == kPumpInLook) WakePumpFromLook();
+    if (pump_look_.load(std::memory_order_seq_cst) == kPumpInLook) WakePumpFromLook(taken);
   } else if (port_call.IsFdAssociation() && AssociatePlacedWithoutLook(port_call)) {
     // No look, and no deadline is due (checked): the next look reads the
     // association's report in its place, then runs the deadlines due by then.
@@ -833,9 +835,10 @@ bool Engine::Call(const abi::SyscallEntry& row, int nr, const std::array<uint64_
     engines_->CatchUpDeadlines();
   } else {
     if (port_call.portfs) held_reports.emplace(*ports_);
+    const uint64_t taken = host_->LookReportsTaken();
     PrepareCall();
     // The pump asleep in its look while calls come (one load otherwise).
-    if (pump_look_.load(std::memory_order_seq_cst) == kPumpInLook) WakePumpFromLook();
+    if (pump_look_.load(std::memory_order_seq_cst) == kPumpInLook) WakePumpFromLook(taken);
   }
   abi::SyscallArgs a(kProcessModel, raw);
   fasttrace::CallTrace* traced =  // trace (docs/trace.md "Fast mode")
@@ -917,12 +920,19 @@ bool Engine::Call(const abi::SyscallEntry& row, int nr, const std::array<uint64_
       // While a wake of the pump asleep in its look is owed, the look epoll
       // stays readable (signal_efd_'s count, left for the pump): the
       // watcher would return at once, again and again. It waits for its
-      // own wake-up only; the pump, once out of its look, takes the count
-      // and wakes the watcher under the lock (TakePumpWake), which then
-      // watches the loop again. Read under the lock, which the pump takes
-      // after it left its look: either this sees the wake owed and the
-      // pump wakes this thread after its unlock, or this sees it taken.
-      const bool watch_look = watch_loop && pump_look_.load(std::memory_order_seq_cst) != kPumpWakeOwed;
+      // own wake-up only, marked (watcher_off_look_); the pump, once out of
+      // its look, wakes the marked watcher under the lock
+      // (WakeTheWatcherOffTheLook), which then watches the loop again (and
+      // its look reads the count). The mark first, then the word; the pump
+      // writes the word, then reads the mark: either this sees the wake
+      // taken or the pump sees the mark and wakes this thread (both may: a
+      // wake-up for nothing, harmless).
+      bool watch_look = watch_loop;
+      if (watch_loop) {
+        watcher_off_look_.store(true, std::memory_order_seq_cst);
+        watch_look = pump_look_.load(std::memory_order_seq_cst) != kPumpWakeOwed;
+        if (watch_look) watcher_off_look_.store(false, std::memory_order_relaxed);
+      }
       t_in_engine = false;
       waiting_threads_.fetch_add(1, std::memory_order_relaxed);
       lock.unlock();
@@ -951,6 +961,7 @@ bool Engine::Call(const abi::SyscallEntry& row, int nr, const std::array<uint64_
         break;
       }
       lock.lock();
+      if (watch_loop && !watch_look) watcher_off_look_.store(false, std::memory_order_relaxed);
       SyncFileChecks(kCheckNone);
       t_in_engine = true;
       Pump();  // a watcher that woke keeps the watch: it is looking now
@@ -1083,22 +1094,29 @@ void Engine::KickPump() {
   }
 }
 
-// A call's look found the pump asleep in its look (IdlePumpLoop). That
-// look just took the reports the pump's poll was woken for: the kernel
-// finds nothing when the pump runs and puts the poll back to sleep, and so
-// at each report for as long as the calls go on (a voluntary switch each;
-// hundreds in 300 ms on a loaded machine; the whole of a busy stretch in
-// the 6.1 guest under TCG). Only a return of the poll ends it: then the
-// pump sees calls ending and naps. So the call makes the look epoll
-// readable in a way no look takes away: the wake owed (pump_look_), then a
-// count on signal_efd_ (in the loop, nested in the look epoll), which the
-// looks leave while the wake is owed (Pump, kTagSignals). Under the lock,
-// as every look: no look runs between the two. Not before two calls ended
-// since the pump fell asleep: a program that waits outside the engine makes
-// one or two calls per wake-up of the pump (bench_ports pollwait: a
-// retrieval and an association), and the pump's poll returns for its next
-// event by itself. Test InprocPump.CallsResumingWakeThePumpFromItsLook.
-void Engine::WakePumpFromLook() {
+// A call's look found the pump asleep in its look (IdlePumpLoop). If that
+// look took reports, each of them woke the pump's poll, and the kernel,
+// finding nothing left when the pump ran, put the poll back to sleep: a
+// voluntary switch each, for as long as the calls go on (hundreds in
+// 300 ms on a loaded machine; the whole of a busy stretch in the 6.1 guest
+// under TCG). Only a return of the poll ends it: then the pump sees calls
+// ending and naps. So the call makes the look epoll readable in a way no
+// look takes away: the wake owed (pump_look_), then a count on signal_efd_
+// (in the look epoll), which the looks leave while the wake is owed
+// (OnSignalReport). Under the lock, as every look: no look runs between the
+// two. Not before two calls ended since the pump fell asleep: a program
+// that waits outside the engine makes one or two calls per wake-up of the
+// pump (bench_ports pollwait: a retrieval and an association), and the
+// pump's poll returns for its next event by itself. And only after a look
+// that took reports (`taken`: LinuxHost::LookReportsTaken before it): a
+// look that found none woke no one, and a program whose calls look only
+// now and then (a look-free caller's, after a close the library reported)
+// would otherwise wake the pump at each (s19: about a hundred wake-ups in
+// 200 ms of InprocPump.APollerBesideALookFreeCallerHearsOfItsFile, the
+// pump then over its cpu budget in the 6.1 guest). Test
+// InprocPump.CallsResumingWakeThePumpFromItsLook.
+void Engine::WakePumpFromLook(uint64_t taken) {
+  if (host_->LookReportsTaken() == taken) return;
   if (calls_ended_.load(std::memory_order_relaxed) - pump_look_since_.load(std::memory_order_relaxed) < 2) return;
   uint32_t in_look = kPumpInLook;
   if (pump_look_.compare_exchange_strong(in_look, kPumpWakeOwed, std::memory_order_seq_cst)) {
@@ -1109,22 +1127,18 @@ void Engine::WakePumpFromLook() {
 
 // On the pump, out of its look, when a call owed it a wake (pump_look_ was
 // kPumpWakeOwed; it is kPumpOutOfLook now, so the looks read signal_efd_
-// again). The wake's count is read back. A signal noted meanwhile
-// (NoteSignal: the pending count, then the eventfd) may have had its write
-// read here: its count goes back while one is pending, so that a look (a
-// waiter's, the next call's, this thread's own) applies it. A loop watcher
-// that saw the wake owed waits for its own wake-up only (Call): it is
-// woken to watch the loop again. The lock, once per wake-up when calls
-// resume: the watcher read the word under it, and the call that owed the
-// wake wrote the count under it (so the read finds it).
-void Engine::TakePumpWake() {
+// again). The wake's count is left to the next look (a call's, a waiter's,
+// or this thread's own, whose poll it makes return at once), which reads
+// it and applies any signal noted meanwhile: no lock for it, since a pump
+// queued on the lock behind a thread that calls again at once, without
+// looks, is woken at each of its unlocks (a convoy; s19 took the lock here
+// at every wake). Only a loop watcher that saw the wake owed and waits for
+// its own wake-up alone (Call: watcher_off_look_) needs the lock, to be
+// woken and watch the loop again.
+void Engine::WakeTheWatcherOffTheLook() {
+  if (!watcher_off_look_.load(std::memory_order_seq_cst)) return;
   std::lock_guard<EngineMutex> lock(mu_);
-  uint64_t v;
-  (void)!read(signal_efd_, &v, sizeof v);
-  if (any_signal_.load(std::memory_order_seq_cst)) {
-    const uint64_t one = 1;
-    (void)!write(signal_efd_, &one, sizeof one);
-  }
+  watcher_off_look_.store(false, std::memory_order_relaxed);
   if (loop_watcher_ != nullptr) loop_watcher_->Wake();
 }
 
@@ -1428,7 +1442,7 @@ void Engine::IdlePumpLoop() {
         pump_look_.store(kPumpInLook, std::memory_order_seq_cst);
         ready = poll(&look, 1, -1);
         if (pump_look_.exchange(kPumpOutOfLook, std::memory_order_seq_cst) == kPumpWakeOwed) {
-          TakePumpWake();
+          WakeTheWatcherOffTheLook();
           // The calls look themselves: nap while they go on (above).
           resumed = true;
           continue;

@@ -347,18 +347,21 @@ class Engine {
   // calls resume: their looks take each report of their traffic first, and
   // the kernel puts the poll back to sleep at each (docs/design.md "Host
   // events"). pump_look_ is kInLook from just before that poll until it
-  // returns; a call that finds it so (one load, Call) and sees calls
-  // keep coming makes it kPumpWakeOwed and writes signal_efd_, which the looks
-  // then leave readable (they still apply the signals): the poll returns
-  // however the reports race, and the pump takes the count back
-  // (TakePumpWake). No descriptor of its own (libevent's test-fdleak runs
-  // at RLIMIT_NOFILE 20). pump_look_since_: calls_ended_ when it fell
-  // asleep there.
+  // returns; a call whose look took reports while it is so (one load,
+  // Call) and sees calls keep coming makes it kPumpWakeOwed and writes
+  // signal_efd_, which the looks then leave readable (they still apply the
+  // signals): the poll returns however the reports race; the first look
+  // after it reads the count back. No descriptor of its own (libevent's
+  // test-fdleak runs at RLIMIT_NOFILE 20). pump_look_since_: calls_ended_
+  // when it fell asleep there.
   enum : uint32_t { kPumpOutOfLook = 0, kPumpInLook = 1, kPumpWakeOwed = 2 };
   std::atomic<uint32_t> pump_look_{kPumpOutOfLook};
   std::atomic<uint64_t> pump_look_since_{0};
-  __attribute__((noinline, cold)) void WakePumpFromLook();
-  void TakePumpWake();
+  __attribute__((noinline, cold)) void WakePumpFromLook(uint64_t taken);
+  void WakeTheWatcherOffTheLook();
+  // A loop watcher that saw the wake owed waits for its own wake-up only
+  // (Call); the pump wakes it once out of its look.
+  std::atomic<bool> watcher_off_look_{false};
   static inline std::atomic<uint64_t> close_epoch_{0};
   // Threads of the program inside an interposed poll-family call (PollBegin).
   static inline std::atomic<int> pollers_{0};

@@ -650,6 +650,7 @@ void LocalWatches::TakeReady(ReadyList* out) {
   }
   if (level_epfd_ < 0) {
     loop_reported_ = true;  // no look epoll: the loop is read directly
+    ++reports_taken_;       // unknown: counted as one
     return;
   }
   looked_ = true;
@@ -674,6 +675,7 @@ void LocalWatches::TakeReady(ReadyList* out) {
   size_t rounds = live_.size() / 64 + edges_.size() + 4;
   do {
     n = ReadReady(level_epfd_, evs, 64);
+    if (n > 0) reports_taken_ += static_cast<uint64_t>(n);
     for (int i = 0; i < n; ++i) {
       const uint64_t data = evs[i].data.u64;
       if (have_turn && data == turn) turned = true;
@@ -682,6 +684,7 @@ void LocalWatches::TakeReady(ReadyList* out) {
           loop_reported_ = true;
         } else if (data == kOwnLookSource) {
           look_source_reported_ = true;
+          --reports_taken_;  // the caller's own source: not counted (below)
         } else if (data >= kOwnEdge && data - kOwnEdge < edges_.size()) {
           edges_[data - kOwnEdge].reported = true;
         }

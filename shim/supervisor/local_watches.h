@@ -192,6 +192,11 @@ class LocalWatches {
     look_source_reported_ = false;
     return r;
   }
+  // The reports the looks (TakeReady) have read from the look epoll so far,
+  // AddLookSource's own left out; a look without a look epoll counts one.
+  // What tells a look that took reports (each of which woke any thread
+  // asleep in a poll of the look epoll) from one that found none.
+  uint64_t reports_taken() const { return reports_taken_; }
   // The caller's look at the loop epoll (which holds the level epoll) and
   // the routing of all it reported: BeginLook before its first read,
   // EndLook(what BeginLook returned) once it read everything ready. A
@@ -409,6 +414,7 @@ class LocalWatches {
   int retired_fd_ = -1;  // an eventfd always readable: wakes the sleepers of a replaced look epoll
   int look_source_fd_ = -1;  // AddLookSource's (not ours: never closed here)
   bool look_source_reported_ = false;
+  uint64_t reports_taken_ = 0;  // reports_taken
   bool may_create_ = true;     // set_may_create
   bool renewal_owed_ = false;  // renewal_owed
   bool kicked_ = false;
