@@ -193,7 +193,9 @@ class LocalWatches {
     return r;
   }
   // The reports the looks (TakeReady) have read from the look epoll so far,
-  // AddLookSource's own left out; a look without a look epoll counts one.
+  // AddLookSource's own left out, the kick's (a watch found ready outside
+  // TakeReady, Fire) counted as it is drained; a look without a look epoll
+  // counts one.
   // What tells a look that took reports (each of which woke any thread
   // asleep in a poll of the look epoll) from one that found none.
   uint64_t reports_taken() const { return reports_taken_; }
