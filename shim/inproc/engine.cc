@@ -654,8 +654,11 @@ Engine::Engine(EngineOptions options, std::shared_ptr<const Inherited> inherited
   // The mount table is not in the loop: a poll of /proc/self/mountinfo
   // consumes its change, so a waiter's or the idle pump's look at the loop
   // would lose it. Each call polls it instead (PrepareCall).
+  // In the look epoll itself (else in the loop): while a wake of the pump
+  // is owed its count stays up (WakePumpFromLook), and each look then
+  // reads one more report, with no read of the loop epoll.
   signal_efd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-  add(signal_efd_, kTagSignals, EPOLLIN);
+  if (!host_->AddLookSource(signal_efd_)) add(signal_efd_, kTagSignals, EPOLLIN);
   sweep_fd_ = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
   add(sweep_fd_, kTagSweep, EPOLLIN);
   router_ = std::make_unique<HostEventRouter>(*host_, *engines_, *objects_, HostEventRouter::Hooks{
@@ -704,6 +707,19 @@ void Engine::NoteSignal(int signo) {
   any_signal_.store(true, std::memory_order_release);
   uint64_t one = 1;
   (void)!write(signal_efd_, &one, sizeof one);  // wakes waiting threads
+}
+
+void Engine::OnSignalReport() {
+  // A wake of the pump asleep in its look is owed: the count stays until
+  // the pump is out of its look (WakeTheWatcherOffTheLook), so that its poll
+  // returns even if this look took the report it was woken for; the first
+  // look after that reads it. Signals noted meanwhile are applied all the
+  // same.
+  if (pump_look_.load(std::memory_order_seq_cst) != kPumpWakeOwed) {
+    uint64_t v;
+    (void)!read(signal_efd_, &v, sizeof v);
+  }
+  ApplySignals();
 }
 
 void Engine::ApplySignals() {
@@ -805,7 +821,9 @@ bool Engine::Call(const abi::SyscallEntry& row, int nr, const std::array<uint64_
   // began to watch): this call looks, and its look does it.
   if (host_->OwedToACall()) {
     if (port_call.portfs) held_reports.emplace(*ports_);
+    const uint64_t taken = host_->LookReportsTaken();
     PrepareCall();
+    if (pump_look_.load(std::memory_order_seq_cst) == kPumpInLook) WakePumpFromLook(taken);
   } else if (port_call.IsFdAssociation() && AssociatePlacedWithoutLook(port_call)) {
     // No look, and no deadline is due (checked): the next look reads the
     // association's report in its place, then runs the deadlines due by then.
@@ -817,7 +835,10 @@ bool Engine::Call(const abi::SyscallEntry& row, int nr, const std::array<uint64_
     engines_->CatchUpDeadlines();
   } else {
     if (port_call.portfs) held_reports.emplace(*ports_);
+    const uint64_t taken = host_->LookReportsTaken();
     PrepareCall();
+    // The pump asleep in its look while calls come (one load otherwise).
+    if (pump_look_.load(std::memory_order_seq_cst) == kPumpInLook) WakePumpFromLook(taken);
   }
   abi::SyscallArgs a(kProcessModel, raw);
   fasttrace::CallTrace* traced =  // trace (docs/trace.md "Fast mode")
@@ -896,6 +917,22 @@ bool Engine::Call(const abi::SyscallEntry& row, int nr, const std::array<uint64_
         t_wake.unread = false;
       }
       pollfd fds[2] = {{WakeFd(pid_), POLLIN, 0}, {look_, POLLIN, 0}};
+      // While a wake of the pump asleep in its look is owed, the look epoll
+      // stays readable (signal_efd_'s count, left for the pump): the
+      // watcher would return at once, again and again. It waits for its
+      // own wake-up only, marked (watcher_off_look_); the pump, once out of
+      // its look, wakes the marked watcher under the lock
+      // (WakeTheWatcherOffTheLook), which then watches the loop again (and
+      // its look reads the count). The mark first, then the word; the pump
+      // writes the word, then reads the mark: either this sees the wake
+      // taken or the pump sees the mark and wakes this thread (both may: a
+      // wake-up for nothing, harmless).
+      bool watch_look = watch_loop;
+      if (watch_loop) {
+        watcher_off_look_.store(true, std::memory_order_seq_cst);
+        watch_look = pump_look_.load(std::memory_order_seq_cst) != kPumpWakeOwed;
+        if (watch_look) watcher_off_look_.store(false, std::memory_order_relaxed);
+      }
       t_in_engine = false;
       waiting_threads_.fetch_add(1, std::memory_order_relaxed);
       lock.unlock();
@@ -906,7 +943,7 @@ bool Engine::Call(const abi::SyscallEntry& row, int nr, const std::array<uint64_
         if (n < 0) err = errno;
         if (n > 0) t_wake.unread = true;
       } else {
-        const int n = ppoll(fds, watch_loop ? 2 : 1, nullptr, &old_mask);
+        const int n = ppoll(fds, watch_look ? 2 : 1, nullptr, &old_mask);
         if (n < 0) err = errno;
         if (fds[0].revents & POLLIN) {
           uint64_t v;
@@ -924,6 +961,7 @@ bool Engine::Call(const abi::SyscallEntry& row, int nr, const std::array<uint64_
         break;
       }
       lock.lock();
+      if (watch_loop && !watch_look) watcher_off_look_.store(false, std::memory_order_relaxed);
       SyncFileChecks(kCheckNone);
       t_in_engine = true;
       Pump();  // a watcher that woke keeps the watch: it is looking now
@@ -1054,6 +1092,54 @@ void Engine::KickPump() {
   if (nap_word_.compare_exchange_strong(napping, kPumpKicked, std::memory_order_seq_cst)) {
     syscall(kFutexCall, reinterpret_cast<uint32_t*>(&nap_word_), FUTEX_WAKE_PRIVATE, 1, nullptr, nullptr, 0);
   }
+}
+
+// A call's look found the pump asleep in its look (IdlePumpLoop). If that
+// look took reports, each of them woke the pump's poll, and the kernel,
+// finding nothing left when the pump ran, put the poll back to sleep: a
+// voluntary switch each, for as long as the calls go on (hundreds in
+// 300 ms on a loaded machine; the whole of a busy stretch in the 6.1 guest
+// under TCG). Only a return of the poll ends it: then the pump sees calls
+// ending and naps. So the call makes the look epoll readable in a way no
+// look takes away: the wake owed (pump_look_), then a count on signal_efd_
+// (in the look epoll), which the looks leave while the wake is owed
+// (OnSignalReport). Under the lock, as every look: no look runs between the
+// two. Not before two calls ended since the pump fell asleep: a program
+// that waits outside the engine makes one or two calls per wake-up of the
+// pump (bench_ports pollwait: a retrieval and an association), and the
+// pump's poll returns for its next event by itself. And only after a look
+// that took reports (`taken`: LinuxHost::LookReportsTaken before it): a
+// look that found none woke no one, and a program whose calls look only
+// now and then (a look-free caller's, after a close the library reported)
+// would otherwise wake the pump at each (s19: about a hundred wake-ups in
+// 200 ms of InprocPump.APollerBesideALookFreeCallerHearsOfItsFile, the
+// pump then over its cpu budget in the 6.1 guest). Test
+// InprocPump.CallsResumingWakeThePumpFromItsLook.
+void Engine::WakePumpFromLook(uint64_t taken) {
+  if (host_->LookReportsTaken() == taken) return;
+  if (calls_ended_.load(std::memory_order_relaxed) - pump_look_since_.load(std::memory_order_relaxed) < 2) return;
+  uint32_t in_look = kPumpInLook;
+  if (pump_look_.compare_exchange_strong(in_look, kPumpWakeOwed, std::memory_order_seq_cst)) {
+    const uint64_t one = 1;
+    (void)!write(signal_efd_, &one, sizeof one);
+  }
+}
+
+// On the pump, out of its look, when a call owed it a wake (pump_look_ was
+// kPumpWakeOwed; it is kPumpOutOfLook now, so the looks read signal_efd_
+// again). The wake's count is left to the next look (a call's, a waiter's,
+// or this thread's own, whose poll it makes return at once), which reads
+// it and applies any signal noted meanwhile: no lock for it, since a pump
+// queued on the lock behind a thread that calls again at once, without
+// looks, is woken at each of its unlocks (a convoy; s19 took the lock here
+// at every wake). Only a loop watcher that saw the wake owed and waits for
+// its own wake-up alone (Call: watcher_off_look_) needs the lock, to be
+// woken and watch the loop again.
+void Engine::WakeTheWatcherOffTheLook() {
+  if (!watcher_off_look_.load(std::memory_order_seq_cst)) return;
+  std::lock_guard<EngineMutex> lock(mu_);
+  watcher_off_look_.store(false, std::memory_order_relaxed);
+  if (loop_watcher_ != nullptr) loop_watcher_->Wake();
 }
 
 Engine::NapEnd Engine::Nap(int64_t ns) {
@@ -1261,6 +1347,7 @@ void Engine::IdlePumpLoop() {
   int64_t nap = kIdleNs;     // the next nap while calls keep ending
   int64_t last_look_ns = 0;  // when this thread last looked (for a poller, below)
   uint64_t seen_looks = looks_.load(std::memory_order_relaxed);  // the calls' looks, as last seen
+  bool resumed = false;  // a call woke this thread from its look: nap
   for (;;) {
     // While the program calls (a call ended since the last pass), its next
     // call looks itself. The pump then naps without polling the look
@@ -1272,7 +1359,8 @@ void Engine::IdlePumpLoop() {
     // pass, up to kNapCapNs; a pass that finds no call ended starts again
     // at kIdleNs and looks. Test InprocPump.IdlePumpBacksOffWhileTheProgramCalls.
     bool polled_while_calling = false;
-    if (const uint64_t now = calls_ended_.load(std::memory_order_relaxed); now != seen) {
+    if (const uint64_t now = calls_ended_.load(std::memory_order_relaxed); now != seen || resumed) {
+      resumed = false;
       seen = now;
       switch (Nap(nap)) {
         case NapEnd::kSlept:
@@ -1346,7 +1434,20 @@ void Engine::IdlePumpLoop() {
         ready = poll(&look, 1, 0);
         readable_at_once = ready > 0;
       }
-      if (ready == 0) ready = poll(&look, 1, -1);
+      if (ready == 0) {
+        // Asleep in the look: a call that finds this while calls resume
+        // wakes it (WakePumpFromLook). The count, then the word (a call
+        // reads the word, then the count).
+        pump_look_since_.store(calls_ended_.load(std::memory_order_relaxed), std::memory_order_relaxed);
+        pump_look_.store(kPumpInLook, std::memory_order_seq_cst);
+        ready = poll(&look, 1, -1);
+        if (pump_look_.exchange(kPumpOutOfLook, std::memory_order_seq_cst) == kPumpWakeOwed) {
+          WakeTheWatcherOffTheLook();
+          // The calls look themselves: nap while they go on (above).
+          resumed = true;
+          continue;
+        }
+      }
       if (ready < 0) {
         if (errno == EINTR) continue;
         return;
@@ -1608,6 +1709,7 @@ void Engine::Pump(bool apply_readiness) {
   // is quiet (QuietSinceArm) also when the loop has nothing.
   const uint64_t look = host_->BeginLook();
   router_->CollectWatchReadiness();
+  if (host_->TakeLookSourceReport()) OnSignalReport();
   if (!host_->TakeLoopReport()) {
     if (apply_readiness) objects_->ApplyReadiness();
     return;
@@ -1620,12 +1722,9 @@ void Engine::Pump(bool apply_readiness) {
       const uint64_t data = events[i].data.u64;
       if (router_->Route(data)) continue;  // the host's sources, the objects' last closes
       switch (data & loop_tag::kMask) {
-        case kTagSignals: {
-          uint64_t v;
-          (void)!read(signal_efd_, &v, sizeof v);
-          ApplySignals();
+        case kTagSignals:  // without a look epoll (AddLookSource)
+          OnSignalReport();
           break;
-        }
         case kTagSweep: {
           uint64_t ticks;
           while (read(sweep_fd_, &ticks, sizeof ticks) > 0) {

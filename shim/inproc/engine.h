@@ -290,6 +290,9 @@ class Engine {
   // event to its owner.
   void Pump(bool apply_readiness = true);
   void ApplySignals();
+  // signal_efd_ reported at a look: its count read (unless a wake of the
+  // pump is owed: WakePumpFromLook), the signals applied.
+  void OnSignalReport();
   long InstallObject(abi::ObjectKind kind, emul::ObjectId obj, bool cloexec);
   bool HoldsObject(emul::ObjectId obj);
   void Sweep();
@@ -340,6 +343,25 @@ class Engine {
   __attribute__((noinline, cold)) void KickPump();
   enum : uint32_t { kPumpAwake = 0, kPumpNapping = 1, kPumpKicked = 2 };
   std::atomic<uint32_t> nap_word_{kPumpAwake};
+  // The pump asleep in its look (a blocking poll of the look epoll) while
+  // calls resume: their looks take each report of their traffic first, and
+  // the kernel puts the poll back to sleep at each (docs/design.md "Host
+  // events"). pump_look_ is kInLook from just before that poll until it
+  // returns; a call whose look took reports while it is so (one load,
+  // Call) and sees calls keep coming makes it kPumpWakeOwed and writes
+  // signal_efd_, which the looks then leave readable (they still apply the
+  // signals): the poll returns however the reports race; the first look
+  // after it reads the count back. No descriptor of its own (libevent's
+  // test-fdleak runs at RLIMIT_NOFILE 20). pump_look_since_: calls_ended_
+  // when it fell asleep there.
+  enum : uint32_t { kPumpOutOfLook = 0, kPumpInLook = 1, kPumpWakeOwed = 2 };
+  std::atomic<uint32_t> pump_look_{kPumpOutOfLook};
+  std::atomic<uint64_t> pump_look_since_{0};
+  __attribute__((noinline, cold)) void WakePumpFromLook(uint64_t taken);
+  void WakeTheWatcherOffTheLook();
+  // A loop watcher that saw the wake owed waits for its own wake-up only
+  // (Call); the pump wakes it once out of its look.
+  std::atomic<bool> watcher_off_look_{false};
   static inline std::atomic<uint64_t> close_epoch_{0};
   // Threads of the program inside an interposed poll-family call (PollBegin).
   static inline std::atomic<int> pollers_{0};
@@ -392,7 +414,10 @@ class Engine {
   // nested (LocalWatches), or loop_ itself if it could not be made. Its
   // number stays when the watches renew it.
   int look_ = -1;
-  int signal_efd_ = -1;  // written by NoteSignal
+  // Written by NoteSignal, and by a call that wakes the pump from its look
+  // (WakePumpFromLook); in the look epoll (LinuxHost::AddLookSource), or in
+  // the loop without one.
+  int signal_efd_ = -1;
   int sweep_fd_ = -1;    // periodic check of waiters' port descriptors (rule 27)
   bool sweep_armed_ = false;
   std::unique_ptr<LinuxHost> host_;

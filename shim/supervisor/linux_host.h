@@ -127,6 +127,15 @@ class LinuxHost final : public emul::Host {
   // Whether the last TakeReadyWatches saw the loop epoll report (nested in
   // the look epoll): its sources need a look. Always true without one.
   bool TakeLoopReport() { return !local_ || local_->look_fd() < 0 || local_->TakeLoopReport(); }
+  // A source of the engine's read at each look in the look epoll itself
+  // (LocalWatches::AddLookSource); false without a look epoll (then the
+  // caller puts it in the loop epoll).
+  bool AddLookSource(int fd) { return local_ && local_->AddLookSource(fd); }
+  // Whether the last TakeReadyWatches saw that source report; cleared.
+  bool TakeLookSourceReport() { return local_ && local_->TakeLookSourceReport(); }
+  // The reports the looks have read so far (LocalWatches::reports_taken);
+  // 0 for ever without local watches.
+  uint64_t LookReportsTaken() const { return local_ ? local_->reports_taken() : 0; }
   // The local watches' switch-offs decided per call (LocalWatches), and the
   // end of a call or of a look made outside one.
   void set_switch_offs_per_call(bool on) {

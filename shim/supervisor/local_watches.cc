@@ -116,8 +116,16 @@ bool LocalWatches::AddOwnSources(int epfd) {
   for (size_t i = 0; ok && i < edges_.size(); ++i) {
     ok = Ctl(epfd, EPOLL_CTL_ADD, edges_[i].epfd, EPOLLIN, kOwnEdge + i) == 0;
   }
+  if (ok && look_source_fd_ >= 0) ok = Ctl(epfd, EPOLL_CTL_ADD, look_source_fd_, EPOLLIN, kOwnLookSource) == 0;
   if (!ok) fault_("epoll_ctl", "adding a source to the in-process watches' look epoll");
   return ok;
+}
+
+bool LocalWatches::AddLookSource(int fd) {
+  if (level_epfd_ < 0 || fd < 0 || look_source_fd_ >= 0) return false;
+  if (Ctl(level_epfd_, EPOLL_CTL_ADD, fd, EPOLLIN, kOwnLookSource) != 0) return false;
+  look_source_fd_ = fd;
+  return true;
 }
 
 WatchId LocalWatches::NewId(uint64_t tag) { return watches_.NextId(tag); }
@@ -637,11 +645,13 @@ void LocalWatches::TakeReady(ReadyList* out) {
     uint64_t v;
     (void)!read(kick_fd_, &v, sizeof v);
     kicked_ = false;
+    ++reports_taken_;  // the kick's report, drained here rather than read below
     out->insert(out->end(), fired_.begin(), fired_.end());
     fired_.clear();
   }
   if (level_epfd_ < 0) {
     loop_reported_ = true;  // no look epoll: the loop is read directly
+    ++reports_taken_;       // unknown: counted as one
     return;
   }
   looked_ = true;
@@ -666,12 +676,16 @@ void LocalWatches::TakeReady(ReadyList* out) {
   size_t rounds = live_.size() / 64 + edges_.size() + 4;
   do {
     n = ReadReady(level_epfd_, evs, 64);
+    if (n > 0) reports_taken_ += static_cast<uint64_t>(n);
     for (int i = 0; i < n; ++i) {
       const uint64_t data = evs[i].data.u64;
       if (have_turn && data == turn) turned = true;
       if (data >> 32 == 0) {  // one of the look epoll's own sources
         if (data == kOwnLoop) {
           loop_reported_ = true;
+        } else if (data == kOwnLookSource) {
+          look_source_reported_ = true;
+          --reports_taken_;  // the caller's own source: not counted (below)
         } else if (data >= kOwnEdge && data - kOwnEdge < edges_.size()) {
           edges_[data - kOwnEdge].reported = true;
         }

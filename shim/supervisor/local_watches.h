@@ -180,6 +180,25 @@ class LocalWatches {
   // The epoll to read and wait on (-1 if it could not be made: then the
   // loop epoll is all there is, and the watches are off).
   int look_fd() const { return level_epfd_; }
+  // A descriptor of the caller's read at each look without a read of the
+  // loop epoll (the in-process engine's signal eventfd: its count may stay
+  // up while the calls go on, Engine::WakePumpFromLook), registered
+  // level-triggered in the look epoll itself (and in a renewed one); one
+  // at most. False if there is no look epoll or the registration failed.
+  bool AddLookSource(int fd);
+  // Whether a TakeReady since the last call saw that source report; cleared.
+  bool TakeLookSourceReport() {
+    const bool r = look_source_reported_;
+    look_source_reported_ = false;
+    return r;
+  }
+  // The reports the looks (TakeReady) have read from the look epoll so far,
+  // AddLookSource's own left out, the kick's (a watch found ready outside
+  // TakeReady, Fire) counted as it is drained; a look without a look epoll
+  // counts one.
+  // What tells a look that took reports (each of which woke any thread
+  // asleep in a poll of the look epoll) from one that found none.
+  uint64_t reports_taken() const { return reports_taken_; }
   // The caller's look at the loop epoll (which holds the level epoll) and
   // the routing of all it reported: BeginLook before its first read,
   // EndLook(what BeginLook returned) once it read everything ready. A
@@ -383,6 +402,7 @@ class LocalWatches {
   static constexpr uint64_t kOwnKick = 1;
   static constexpr uint64_t kOwnRetired = 2;  // in a look epoll replaced (RenewLevelEpoll) only
   static constexpr uint64_t kOwnEdge = 3;     // + the edge epoll's index
+  static constexpr uint64_t kOwnLookSource = 0xffff'ffff;  // AddLookSource (past any edge index)
   void Fire(emul::WatchId id, uint32_t bits, ReadyList* take);
   bool Unfire(emul::WatchId id);  // whether a report was dropped
   void RenewLevelEpoll();
@@ -394,6 +414,9 @@ class LocalWatches {
   int level_epfd_ = -1;  // the look epoll (its number is kept across renewals)
   int kick_fd_ = -1;  // an eventfd in the look epoll: reports found outside TakeReady
   int retired_fd_ = -1;  // an eventfd always readable: wakes the sleepers of a replaced look epoll
+  int look_source_fd_ = -1;  // AddLookSource's (not ours: never closed here)
+  bool look_source_reported_ = false;
+  uint64_t reports_taken_ = 0;  // reports_taken
   bool may_create_ = true;     // set_may_create
   bool renewal_owed_ = false;  // renewal_owed
   bool kicked_ = false;
