@@ -4,6 +4,7 @@
 #pragma once
 
 #include <dirent.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/ptrace.h>
 #include <sys/syscall.h>
@@ -84,6 +85,29 @@ inline pid_t OtherThread() {
   }
   closedir(d);
   return other;
+}
+
+// The idle pump, once the engine has started it (up to about a second;
+// the first call starts it), or 0.
+inline pid_t WaitForThePump() {
+  pid_t pump = 0;
+  for (int tries = 0; pump == 0 && tries < 1000; ++tries) {
+    pump = OtherThread();
+    if (pump == 0) usleep(1000);
+  }
+  return pump;
+}
+
+// The pump and this thread on this thread's processor, the pump at
+// SCHED_IDLE: it runs only while this thread sleeps (the resume tests'
+// reproduction of a pump slow to get a processor). False if refused.
+inline bool PinThePumpIdleBesideThisThread(pid_t pump) {
+  cpu_set_t one;
+  CPU_ZERO(&one);
+  CPU_SET(sched_getcpu(), &one);
+  sched_param none{};
+  return sched_setaffinity(0, sizeof one, &one) == 0 && sched_setaffinity(pump, sizeof one, &one) == 0 &&
+         sched_setscheduler(pump, SCHED_IDLE, &none) == 0;
 }
 
 // Kills a forked child that is still running after a limit, first

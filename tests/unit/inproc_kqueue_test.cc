@@ -1252,8 +1252,9 @@ TEST(InprocKqueuePump, APollerWakesTheNappingPump) {
 void ResumingKqueueRingChild(int up) {
   using evshim::testing::BlockedSyscall;
   using evshim::testing::NowNs;
-  using evshim::testing::OtherThread;
+  using evshim::testing::PinThePumpIdleBesideThisThread;
   using evshim::testing::VoluntarySwitches;
+  using evshim::testing::WaitForThePump;
   constexpr int kPairs = 4;
   const int kq = kqueue();
   int sv[kPairs][2];
@@ -1264,20 +1265,9 @@ void ResumingKqueueRingChild(int up) {
     EV_SET(&ch, sv[i][0], EVFILT_READ, EV_ADD, 0, 0, reinterpret_cast<void*>(static_cast<intptr_t>(i)));
     if (kevent(kq, &ch, 1, nullptr, 0, nullptr) != 0) _exit(4);
   }
-  pid_t pump = 0;
-  for (int tries = 0; pump == 0 && tries < 1000; ++tries) {
-    pump = OtherThread();
-    if (pump == 0) usleep(1000);
-  }
+  const pid_t pump = WaitForThePump();
   if (pump == 0) _exit(5);
-  cpu_set_t one;
-  CPU_ZERO(&one);
-  CPU_SET(sched_getcpu(), &one);
-  sched_param none{};
-  if (sched_setaffinity(0, sizeof one, &one) != 0 || sched_setaffinity(pump, sizeof one, &one) != 0 ||
-      sched_setscheduler(pump, SCHED_IDLE, &none) != 0) {
-    _exit(6);
-  }
+  if (!PinThePumpIdleBesideThisThread(pump)) _exit(6);
   int64_t most = 0;
   char c = 't';
   for (int stretch = 0; stretch < 3; ++stretch) {

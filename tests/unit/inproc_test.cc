@@ -57,7 +57,7 @@ using evshim::testing::FollowSyscallStops;
 using evshim::testing::IsPumpNap;
 using evshim::testing::kNap;
 using evshim::testing::NowNs;
-using evshim::testing::OtherThread;
+using evshim::testing::PinThePumpIdleBesideThisThread;
 using evshim::testing::PumpSwitchesOfChild;
 using evshim::testing::ReadSyscallStop;
 using evshim::testing::RunNs;
@@ -68,6 +68,7 @@ using evshim::testing::SleepsInPoll;
 using evshim::testing::SyscallStop;
 using evshim::testing::VoluntarySwitches;
 using evshim::testing::TraceSegments;
+using evshim::testing::WaitForThePump;
 
 // Fast mode pinned, also in a supervised CI pass (the engine decides at the
 // first call).
@@ -1263,11 +1264,7 @@ constexpr int64_t kBusyLoopNs = 150'000'000;
       _exit(4);
     }
   }
-  pid_t pump = 0;
-  for (int tries = 0; pump == 0 && tries < 1000; ++tries) {
-    pump = OtherThread();
-    if (pump == 0) usleep(1000);
-  }
+  const pid_t pump = WaitForThePump();
   if (pump == 0 || write(up, &pump, sizeof pump) != sizeof pump) _exit(5);
   char c;
   if (read(go, &c, 1) != 1) _exit(6);
@@ -1621,11 +1618,7 @@ void NapAtDeadlineChild(int up, int go) {
   int sv[2];
   if (port < 0 || busy < 0 || socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0) _exit(2);
   if (port_associate(busy, PORT_SOURCE_FD, static_cast<uintptr_t>(sv[0]), POLLIN, nullptr) != 0) _exit(3);
-  pid_t pump = 0;
-  for (int tries = 0; pump == 0 && tries < 1000; ++tries) {
-    pump = OtherThread();
-    if (pump == 0) usleep(1000);
-  }
+  const pid_t pump = WaitForThePump();
   if (pump == 0 || write(up, &pump, sizeof pump) != sizeof pump) _exit(4);
   char c;
   if (read(go, &c, 1) != 1) _exit(5);
@@ -1745,11 +1738,7 @@ void PollerBesideACallerChild(bool caller_looks, int up) {
       _exit(5);
     }
   }
-  pid_t pump = 0;
-  for (int tries = 0; pump == 0 && tries < 1000; ++tries) {
-    pump = OtherThread();
-    if (pump == 0) usleep(1000);
-  }
+  const pid_t pump = WaitForThePump();
   if (pump == 0) _exit(6);
   std::atomic<bool> stop{false};
   std::atomic<int> failed{0};
@@ -1921,20 +1910,9 @@ void ResumingRingChild(int up) {
       _exit(4);
     }
   }
-  pid_t pump = 0;
-  for (int tries = 0; pump == 0 && tries < 1000; ++tries) {
-    pump = OtherThread();
-    if (pump == 0) usleep(1000);
-  }
+  const pid_t pump = WaitForThePump();
   if (pump == 0) _exit(5);
-  cpu_set_t one;
-  CPU_ZERO(&one);
-  CPU_SET(sched_getcpu(), &one);
-  sched_param none{};
-  if (sched_setaffinity(0, sizeof one, &one) != 0 || sched_setaffinity(pump, sizeof one, &one) != 0 ||
-      sched_setscheduler(pump, SCHED_IDLE, &none) != 0) {
-    _exit(6);
-  }
+  if (!PinThePumpIdleBesideThisThread(pump)) _exit(6);
   int64_t most = 0;
   for (int stretch = 0; stretch < 3; ++stretch) {
     usleep(50 * 1000);  // idle: the pump ends its naps and sleeps in its look
