@@ -93,6 +93,15 @@ extern "C" {
 extern const char evshim_gate_begin[] __attribute__((visibility("hidden")));
 extern const char evshim_gate_after_syscall[] __attribute__((visibility("hidden")));
 extern const char evshim_gate_end[] __attribute__((visibility("hidden")));
+// Defined only by the wrappers `evshim run` preloads (signals_preload.c):
+// weak references, which the loader resolves when this engine is loaded
+// (null without the preload). Not dlsym: a failed lookup in this library's
+// constructors made every signal scenario of the ports library die in the
+// ThreadSanitizer builds ("ThreadSanitizer:DEADLYSIGNAL ... nested bug",
+// both modes; CI of 7f815de).
+__attribute__((weak)) void evshim_preloaded_signals(void);
+__attribute__((weak)) void evshim_signals_attach(int (*kept)(int, const struct sigaction*, struct sigaction*, int*),
+                                                 void (*unblock)(sigset_t*));
 }
 
 // The signal wrappers call in here from the program's sigaction(), which in
@@ -413,8 +422,8 @@ void RestoreProgramAction(int index) {
 // interposes them first. Only then does every change of a mask or
 // disposition pass the engine.
 bool LibrariesInterposeSignals() {
-  for (const char* mark : {"evshim_library_signals", "evshim_preloaded_signals"}) {
-    void* marker = dlsym(RTLD_DEFAULT, mark);
+  void* const preloaded = reinterpret_cast<void*>(&::evshim_preloaded_signals);  // weak: null without it
+  for (void* marker : {dlsym(RTLD_DEFAULT, "evshim_library_signals"), preloaded}) {
     Dl_info m{};
     if (marker == nullptr || dladdr(marker, &m) == 0) continue;
     bool all = true;
@@ -496,11 +505,7 @@ __attribute__((constructor)) void GuardFaultSignals() {
 // Handed over here, once this engine's state is decided above (with the
 // program, or later by dlopen).
 __attribute__((constructor)) void AttachToPreloadedWrappers() {
-  using KeptSigactionFn = int (*)(int, const struct sigaction*, struct sigaction*, int*);
-  using TrapUnblockFn = void (*)(sigset_t*);
-  using AttachFn = void (*)(KeptSigactionFn, TrapUnblockFn);
-  void* attach = dlsym(RTLD_DEFAULT, "evshim_signals_attach");
-  if (attach != nullptr) reinterpret_cast<AttachFn>(attach)(&::evshim_kept_sigaction, &::evshim_trap_unblock);
+  if (&::evshim_signals_attach != nullptr) ::evshim_signals_attach(&::evshim_kept_sigaction, &::evshim_trap_unblock);
 }
 
 }  // namespace
