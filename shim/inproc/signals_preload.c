@@ -84,27 +84,11 @@ static int preload_kept_sigaction(int sig, const struct sigaction *act, struct s
 #include "trap_library.h"
 
 EXPORT int sigaction(int sig, const struct sigaction *act, struct sigaction *oldact) {
-  static trap_sigaction_fn next;
-  if (next == NULL) next = TRAP_NEXT(trap_sigaction_fn, "sigaction");
-  int r;
-  if (evshim_kept_sigaction(sig, act, oldact, &r)) return r;
-  struct sigaction copy;
-  return next(sig, trap_action(act, &copy), oldact);
+  return trap_sigaction(sig, act, oldact);
 }
 
-/* glibc's signal() is BSD signal(): SA_RESTART, the signal blocked in its
- * handler. Through sigaction() above: libc's signal() sets the disposition
- * with its internal sigaction, which no wrapper sees. */
-EXPORT sighandler_t signal(int sig, sighandler_t handler) {
-  struct sigaction a, old;
-  memset(&a, 0, sizeof a);
-  a.sa_handler = handler;
-  a.sa_flags = SA_RESTART;
-  sigemptyset(&a.sa_mask);
-  if (sig > 0 && sig < 65) sigaddset(&a.sa_mask, sig);
-  if (sigaction(sig, &a, &old) != 0) return SIG_ERR;
-  return old.sa_handler;
-}
+/* BSD signal(), through sigaction() above (trap_library.h). */
+EXPORT sighandler_t signal(int sig, sighandler_t handler) { return trap_bsd_signal(sig, handler); }
 
 /* The user's LD_PRELOAD back (see above), before the program's main. A
  * mask inherited across exec is opened as the engine's constructor would

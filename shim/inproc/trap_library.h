@@ -3,7 +3,7 @@
  * foreign calls in fast mode: the trap"). Included once by each library
  * (abi/illumos/lib/port.c, abi/bsd/lib/kqueue.c) in its fast-path build; it
  * DEFINES functions. The including file defines EXPORT and
- * NOT_TSAN_INSTRUMENTED and includes <dlfcn.h>, <signal.h>, <unistd.h>.
+ * NOT_TSAN_INSTRUMENTED and includes <dlfcn.h>, <signal.h>, <string.h>, <unistd.h>.
  *
  * 1. SUPERVISOR_SYSCALL: a foreign call meant for the supervisor goes
  *    through the trap's gate while the trap is on (the filter would trap it
@@ -60,6 +60,33 @@ NOT_TSAN_INSTRUMENTED static const struct sigaction *trap_action(const struct si
   *copy = *act;
   evshim_trap_unblock(&copy->sa_mask);
   return copy;
+}
+
+/* The body of an including file's sigaction() when it adds nothing of its
+ * own (the ports library, the preloaded wrappers): a kept signal's
+ * disposition is the engine's record; any other goes on, with SIGSYS,
+ * SIGSEGV and SIGBUS out of its sa_mask. */
+__attribute__((unused)) NOT_TSAN_INSTRUMENTED static int trap_sigaction(int sig, const struct sigaction *act, struct sigaction *oldact) {
+  static trap_sigaction_fn next;
+  if (next == NULL) next = TRAP_NEXT(trap_sigaction_fn, "sigaction");
+  int r;
+  if (evshim_kept_sigaction(sig, act, oldact, &r)) return r;
+  struct sigaction copy;
+  return next(sig, trap_action(act, &copy), oldact);
+}
+
+/* glibc's signal() is BSD signal(): SA_RESTART, the signal blocked in its
+ * handler. Through the including file's sigaction(): libc's signal() sets
+ * the disposition with its internal sigaction, which no wrapper sees. */
+__attribute__((unused)) static sighandler_t trap_bsd_signal(int sig, sighandler_t handler) {
+  struct sigaction a, old;
+  memset(&a, 0, sizeof a);
+  a.sa_handler = handler;
+  a.sa_flags = SA_RESTART;
+  sigemptyset(&a.sa_mask);
+  if (sig > 0 && sig < 65) sigaddset(&a.sa_mask, sig); /* 65: Linux _NSIG */
+  if (sigaction(sig, &a, &old) != 0) return SIG_ERR;
+  return old.sa_handler;
 }
 
 /* A kept signal (SIGSYS, SIGSEGV, SIGBUS) through the engine: the program's

@@ -728,23 +728,9 @@ EXPORT int execle(const char *path, const char *arg, ...) {
  * is kept for the deliveries that are not the engine's, and no handler's
  * mask holds them. */
 NOT_TSAN_INSTRUMENTED EXPORT int sigaction(int sig, const struct sigaction *act, struct sigaction *oldact) {
-  static trap_sigaction_fn next;
-  if (next == NULL) next = TRAP_NEXT(trap_sigaction_fn, "sigaction");
-  int r;
-  if (evshim_kept_sigaction(sig, act, oldact, &r)) return r;
-  struct sigaction copy;
-  return next(sig, trap_action(act, &copy), oldact);
+  return trap_sigaction(sig, act, oldact);
 }
 
 /* glibc's signal() is BSD signal(): SA_RESTART, handler kept. */
-EXPORT sighandler_t signal(int sig, sighandler_t handler) {
-  struct sigaction a, old;
-  memset(&a, 0, sizeof a);
-  a.sa_handler = handler;
-  a.sa_flags = SA_RESTART;
-  sigemptyset(&a.sa_mask);
-  if (sig > 0 && sig < 65) sigaddset(&a.sa_mask, sig);
-  if (sigaction(sig, &a, &old) != 0) return SIG_ERR;
-  return old.sa_handler;
-}
+EXPORT sighandler_t signal(int sig, sighandler_t handler) { return trap_bsd_signal(sig, handler); }
 #endif
