@@ -325,7 +325,7 @@ class Kqueues final : public Engine {
   // SIGNAL and PROC idents are not descriptors: untouched.
   void FdClosing(Pid pid, int64_t fd);
   // EVFILT_SIGNAL: signal `signo` was delivered to process `pid` (reported
-  // by the foreign library's counting hook, abi/bsd/lib/kqueue.c).
+  // by the foreign library's counting hook, shim/foreign/bsd/kqueue.c).
   void OnSignal(Pid pid, int signo);
   void OnDeadline() override;
   Nanos NextDeadline() const override {

@@ -133,7 +133,7 @@ class Engine {
   // never SIGSEGV. evshim_engine_read_program (engine_entry.h).
   bool ReadProgram(void* dst, const void* src, size_t n);
 
-  // evshim_engine_poll_begin/end (abi/common/poll_settle.h): the program's
+  // evshim_engine_poll_begin/end (shim/foreign/poll_settle.h): the program's
   // thread enters a poll-family call. It counts as a poller until PollEnd
   // (a readable object's byte is sent at once while one is counted) and
   // the bytes owed so far are sent; `settle`: it names an object's

@@ -27,7 +27,7 @@ long evshim_engine_call(int nr, const long args[6], int *handled);
  * watched descriptor that became ready, every due deadline and counted
  * signal is applied, and each port or kqueue descriptor gets (or loses) its
  * byte, so the program's own poll()/select()/epoll on it sees what happened
- * before (abi/common/poll_settle.h; docs/abi.md §10). Returns 1 when done
+ * before (shim/foreign/poll_settle.h; docs/abi.md §10). Returns 1 when done
  * here (or nothing to do: no engine yet, or called from a signal handler
  * that interrupted this thread inside the engine), 0 in supervised mode:
  * the library then asks the supervisor. The libraries' poll family uses
@@ -47,7 +47,7 @@ int evshim_engine_settle(void);
 int evshim_engine_read_program(void *dst, const void *src, size_t n);
 
 /*
- * Around each of the program's poll-family calls (abi/common/poll_settle.h)
+ * Around each of the program's poll-family calls (shim/foreign/poll_settle.h)
  * in a process with objects: begin before the call, end after it with the
  * token begin returned. While a thread is between the two, a readable
  * object's descriptor has its byte at once; outside, the byte is owed and

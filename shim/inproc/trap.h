@@ -12,7 +12,7 @@
  * image, so an exec'd image's calls pass the filter it inherited), which is
  * the only place the filter lets the foreign numbers through.
  *
- * C, so the foreign libraries (abi/illumos/lib/port.c, abi/bsd/lib/kqueue.c)
+ * C, so the foreign libraries (shim/foreign/illumos/port.c, shim/foreign/bsd/kqueue.c)
  * use it; exported from libevshim-engine.so (engine.map).
  */
 #ifndef EVSHIM_INPROC_TRAP_H

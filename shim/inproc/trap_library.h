@@ -1,7 +1,7 @@
 /*
  * The foreign libraries' side of the trap (trap.h; docs/design.md "Raw
  * foreign calls in fast mode: the trap"). Included once by each library
- * (abi/illumos/lib/port.c, abi/bsd/lib/kqueue.c) in its fast-path build; it
+ * (shim/foreign/illumos/port.c, shim/foreign/bsd/kqueue.c) in its fast-path build; it
  * DEFINES functions. The including file defines EXPORT and
  * NOT_TSAN_INSTRUMENTED and includes <dlfcn.h>, <signal.h>, <string.h>, <unistd.h>.
  *

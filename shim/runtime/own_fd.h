@@ -2,7 +2,7 @@
 // file it reads, the supervisor's port put in place of the engine's) are
 // closed and replaced with the system calls themselves, never through
 // close() and dup3(). In a program with the engine those names are the
-// foreign libraries' wrappers (abi/bsd/lib/kqueue.c, abi/illumos/lib/port.c),
+// foreign libraries' wrappers (shim/foreign/bsd/kqueue.c, shim/foreign/illumos/port.c),
 // which report a close of a number the program once named (a knote's or an
 // association's, left hinted by a raw close) to the engine: on a thread that
 // holds the engine's lock that report waited for the lock for ever (the idle

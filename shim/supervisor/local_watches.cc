@@ -56,7 +56,7 @@ bool Gone(int err) { return err == ENOENT || err == EBADF; }
 
 // Reads what `epfd` has ready without waiting, with the system call itself:
 // in a program with the engine, the foreign libraries interpose the poll
-// family (abi/common/poll_settle.h), and for the engine's own look their
+// family (shim/foreign/poll_settle.h), and for the engine's own look their
 // epoll_wait only passes the call on (Engine::PollBegin: "the engine's own
 // poll"), about 160 instructions a look. The same system call
 // (epoll_wait, which the budget tests tell from a waiter's epoll_pwait).

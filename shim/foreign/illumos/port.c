@@ -126,7 +126,7 @@ static CALL_SITE long portfs(long op, long a0, long a1, long a2, long a3, long a
   return r;
 }
 
-/* poll()/select()/epoll on a port descriptor (abi/common/poll_settle.h):
+/* poll()/select()/epoll on a port descriptor (shim/foreign/poll_settle.h):
  * supervised, the private request is a PORT_EVSHIM_SETTLE call, whose
  * answer comes after the supervisor applied all readiness. */
 #define SETTLE_SUPERVISED() ((void)portfs(EVSHIM_PORT_SETTLE | EVSHIM_PORT_SYS_NOPORT, 0, 0, 0, 0, 0))

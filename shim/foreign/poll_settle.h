@@ -30,8 +30,8 @@
  * received with SCM_RIGHTS, an object added to an epoll already inside
  * another epoll) is not settled: docs/abi.md §10.
  *
- * C, included once by each foreign library (abi/illumos/lib/port.c,
- * abi/bsd/lib/kqueue.c), which defines before including it:
+ * C, included once by each foreign library (shim/foreign/illumos/port.c,
+ * shim/foreign/bsd/kqueue.c), which defines before including it:
  *   SETTLE_SUPERVISED()  issues the supervised mode's private request
  * and calls settle_note_object() for each object descriptor it returns,
  * settle_note_close() from its close(), settle_note_dup() from dup2/dup3

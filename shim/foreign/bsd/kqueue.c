@@ -110,7 +110,7 @@ static int read_program(void *dst, const void *src, size_t n) {
 #endif
 }
 
-/* poll()/select()/epoll on a kqueue descriptor (abi/common/poll_settle.h):
+/* poll()/select()/epoll on a kqueue descriptor (shim/foreign/poll_settle.h):
  * supervised, the private request is evshim_kqueue_settle, whose answer
  * comes after the supervisor applied all readiness. */
 #ifdef EVSHIM_SYS_kqueuex
