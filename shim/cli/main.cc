@@ -409,8 +409,10 @@ int ServeProbes(int listener, int exec_pipe, pid_t child) {
 
 // Fast mode: the foreign libraries' signal wrappers preloaded into the
 // program (launch_preload.h; docs/design.md "A copy that survives a
-// fault", The wrappers preloaded), when it is a dynamic ELF image of this
-// machine and class with the launcher's loader and no sanitizer runtime.
+// fault", The wrappers preloaded), when it takes them
+// (shim/inproc/preload_target.h: a dynamic ELF image of this machine and
+// class with the launcher's loader and no sanitizer runtime, or a script
+// whose interpreter is one).
 // Run in the child just before the exec.
 void PreloadTheSignalWrappers(const char* program) {
   if (!EVSHIM_SIGNALS_PRELOAD) return;
@@ -486,7 +488,8 @@ int Run(int argc, char** argv, int first, Command command) {
     // already has its supervisor. EVSHIM_SUPERVISED is the mode switch: set
     // for --supervised, otherwise the caller's value stands. In fast mode
     // the signal wrappers are preloaded (PreloadTheSignalWrappers; the
-    // program alone: the library takes itself out of LD_PRELOAD).
+    // library takes itself out of LD_PRELOAD before main, and passes itself
+    // on to the children that take it).
     setenv("EVSHIM_FILTER_INSTALLED", "1", 1);
     if (mode.supervised) setenv("EVSHIM_SUPERVISED", "1", 1);
     const char* supervised = std::getenv("EVSHIM_SUPERVISED");

@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 
 #include <elf.h>
+#include <fcntl.h>
 #include <link.h>
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -119,16 +120,76 @@ TEST(LaunchPreload, OnlyADynamicImageOfTheLaunchersClassMachineAndLoaderWithoutA
   });
   EXPECT_NE(ProgramInterpreter(other).find("ld-muslx"), std::string::npos);
   EXPECT_FALSE(TakesThePreload(other, loader));
-  // A script (its interpreter may be of any class), a short file, none.
-  WriteFile(dir + "/script", {'#', '!', '/', 'b', 'i', 'n', '/', 's', 'h', '\n'});
-  EXPECT_FALSE(TakesThePreload(dir + "/script", loader));
+  // Set-user-ID or set-group-ID: a loader in secure-execution mode ignores
+  // a preload path with a slash (and would leave the variables changed).
+  const std::string setuid = EditedCopyOfThisProgram(dir, "setuid", [](std::vector<char>&) {});
+  chmod(setuid.c_str(), 04755);
+  EXPECT_FALSE(TakesThePreload(setuid, loader));
+  chmod(setuid.c_str(), 02755);
+  EXPECT_FALSE(TakesThePreload(setuid, loader));
+  // A script, by its "#!" interpreter: tested in ScriptsByTheirInterpreter.
   WriteFile(dir + "/short", {'\x7f', 'E', 'L', 'F'});
   EXPECT_FALSE(TakesThePreload(dir + "/short", loader));
   EXPECT_FALSE(TakesThePreload(dir + "/none", loader));
   EXPECT_FALSE(TakesThePreload("", loader));
   EXPECT_FALSE(TakesThePreload(dir + "/same", ""));
-  for (const char* f : {"same", "asan", "class32", "i386", "bigendian", "static", "otherlibc", "script", "short"}) {
+  for (const char* f : {"same", "asan", "class32", "i386", "bigendian", "static", "otherlibc", "setuid", "short"}) {
     unlink((dir + "/" + f).c_str());
+  }
+  rmdir(dir.c_str());
+}
+
+// A script takes the preload when its "#!" interpreter does (one level, as
+// the kernel reads the line: 256 bytes, the name after spaces or tabs up to
+// a space, tab or newline): `#!/usr/bin/env python3` preloads env, whose
+// execvp then preloads python3 by the same rule.
+void WriteText(const std::string& path, const std::string& text) { WriteFile(path, {text.begin(), text.end()}); }
+TEST(LaunchPreload, ScriptsByTheirInterpreter) {
+  const std::string dir = TempDir();
+  const std::string loader = ProgramInterpreter("/proc/self/exe");
+  ASSERT_NE(loader, "");
+  const std::string sh = FindProgram("sh", nullptr), env = FindProgram("env", nullptr);
+  ASSERT_TRUE(TakesThePreload(sh, loader)) << sh;  // a dynamic glibc program
+  ASSERT_TRUE(TakesThePreload(env, loader)) << env;
+  const std::string class32 = EditedCopyOfThisProgram(
+      dir, "class32", [](std::vector<char>& b) { Header(b)->e_ident[EI_CLASS] = ELFCLASS32; });
+  const std::string asan = EditedCopyOfThisProgram(dir, "asan", [](std::vector<char>& b) {
+    const char from[] = "libstdc++.so.6";
+    const char to[sizeof from] = "libasan.so.8";
+    auto at = std::search(b.begin(), b.end(), from, from + sizeof from);
+    if (at != b.end()) std::copy(to, to + sizeof to, at);
+  });
+  struct Case {
+    const char* name;
+    std::string text;
+    bool takes;
+  } cases[] = {
+      {"sh", "#!" + sh + "\necho\n", true},
+      {"spaces", "#! \t" + sh + " -e\n", true},
+      {"env", "#!" + env + " python3\n", true},
+      {"noline", "#!" + sh, true},  // the file ends: the name ends
+      {"class32", "#!" + class32 + "\n", false},
+      {"asan", "#!" + asan + "\n", false},
+      {"script", "#!" + dir + "/sh\n", false},  // a script's script: one level only
+      {"missing", "#!" + dir + "/none\n", false},
+      {"empty", "#!\n", false},
+      {"blank", "#!  \t\n", false},
+      {"cut", "#!/" + std::string(300, 'x'), false},  // the 256 bytes cut the name
+      {"notascript", "# " + sh + "\n", false},
+  };
+  for (const Case& c : cases) {
+    WriteText(dir + "/" + c.name, c.text);
+    EXPECT_EQ(TakesThePreload(dir + "/" + c.name, loader), c.takes) << c.name;
+  }
+  // The interpreter's name as the kernel reads it.
+  const int fd = open((dir + "/spaces").c_str(), O_RDONLY);
+  char name[EVSHIM_PRELOAD_NAME_MAX];
+  ASSERT_EQ(evshim_script_interpreter(fd, name), 1);
+  EXPECT_EQ(std::string(name), sh);
+  close(fd);
+  for (const Case& c : cases) unlink((dir + "/" + c.name).c_str());
+  for (const char* f : {"/class32", "/asan", ""}) {
+    if (*f != '\0') unlink((dir + f).c_str());
   }
   rmdir(dir.c_str());
 }
@@ -150,6 +211,12 @@ TEST(LaunchPreload, FindsTheProgramAsExecvpDoes) {
   EXPECT_EQ(FindProgram("other", path.c_str()), dir + "/b/other");
   EXPECT_EQ(FindProgram("missing", path.c_str()), "");
   EXPECT_EQ(FindProgram("./x/prog", path.c_str()), "./x/prog");
+  // An empty entry: the working directory, the name alone (as glibc's
+  // execvpe builds the path it passes to execve).
+  ASSERT_EQ(chdir((dir + "/c").c_str()), 0);
+  EXPECT_EQ(FindProgram("prog", ("/nonexistent::" + dir + "/b").c_str()), "prog");
+  ASSERT_EQ(chdir("/"), 0);
+  EXPECT_EQ(FindProgram("", path.c_str()), "");
   EXPECT_EQ(FindProgram("sh", nullptr).empty(), false);  // glibc's default PATH: /bin:/usr/bin
   for (const char* f : {"/b/prog", "/b/other", "/c/prog"}) unlink((dir + f).c_str());
   for (const char* d : {"/a/prog", "/a", "/b", "/c", ""}) rmdir((dir + d).c_str());
@@ -196,6 +263,107 @@ TEST(LaunchPreload, TheUsersPreloadComesFirstAndIsSaved) {
   auto user = PreloadEnvironmentFor("libasan.so.8 /y/libz.so", lib);
   EXPECT_EQ(user.ld_preload, "libasan.so.8 /y/libz.so:" + lib);
   EXPECT_EQ(user.saved, "=libasan.so.8 /y/libz.so");
+}
+
+// The environment a new image gets (preload_target.h): every entry of the
+// environment passed to exec in its place, the user's LD_PRELOAD (that
+// environment's, not this process's) first with the library after it, the
+// user's value saved; given back by the constructor's setenv/unsetenv, the
+// entries are the same, in the same order.
+std::vector<std::string> Built(const std::vector<std::string>& given, const char* library, size_t* bytes = nullptr) {
+  std::vector<char*> envp;
+  for (const std::string& v : given) envp.push_back(const_cast<char*>(v.c_str()));
+  envp.push_back(nullptr);
+  evshim_preload_env e;
+  const size_t n = evshim_preload_env_measure(envp.data(), library, &e);
+  if (bytes != nullptr) *bytes = n;
+  if (n == 0) return {"unchanged"};
+  std::vector<void*> buf((n + sizeof(void*) - 1) / sizeof(void*));
+  char** env = evshim_preload_env_build(envp.data(), library, &e, buf.data());
+  std::vector<std::string> out;
+  const char* begin = static_cast<const char*>(static_cast<void*>(buf.data()));
+  for (; *env != nullptr; ++env) {
+    // Each entry is the given one, or written inside the buffer.
+    const bool inside = *env >= begin && *env + std::strlen(*env) < begin + n;
+    EXPECT_TRUE(inside || std::find(envp.begin(), envp.end(), *env) != envp.end());
+    out.emplace_back(*env);
+  }
+  return out;
+}
+
+// What the library's constructor does with it (signals_preload.c): as glibc's
+// setenv (in place) and unsetenv.
+std::vector<std::string> GivenBack(std::vector<std::string> env) {
+  auto find = [&](const std::string& name) {
+    return std::find_if(env.begin(), env.end(), [&](const std::string& v) { return v.rfind(name + "=", 0) == 0; });
+  };
+  auto saved = find("EVSHIM_USER_LD_PRELOAD");
+  if (saved == env.end()) return env;
+  const std::string value = saved->substr(sizeof "EVSHIM_USER_LD_PRELOAD");
+  env.erase(saved);
+  auto ld = find("LD_PRELOAD");
+  if (value.empty()) {
+    if (ld != env.end()) env.erase(ld);
+  } else {
+    *ld = "LD_PRELOAD=" + value.substr(1);
+  }
+  return env;
+}
+
+TEST(PreloadEnvironment, TheChildsOwnPreloadFirstAndEverythingElseInPlace) {
+  const char* lib = "/x/libevshim-signals.so";
+  using V = std::vector<std::string>;
+  const V unset = {"A=1", "PATH=/bin", "B="};
+  EXPECT_EQ(Built(unset, lib), (V{"A=1", "PATH=/bin", "B=", "LD_PRELOAD=/x/libevshim-signals.so", "EVSHIM_USER_LD_PRELOAD="}));
+  const V empty = {"A=1", "LD_PRELOAD=", "B=2"};
+  EXPECT_EQ(Built(empty, lib), (V{"A=1", "LD_PRELOAD=/x/libevshim-signals.so", "B=2", "EVSHIM_USER_LD_PRELOAD=="}));
+  const V user = {"LD_PRELOAD=libdl.so.2 /y/z.so", "A=1"};
+  EXPECT_EQ(Built(user, lib),
+            (V{"LD_PRELOAD=libdl.so.2 /y/z.so:/x/libevshim-signals.so", "A=1", "EVSHIM_USER_LD_PRELOAD==libdl.so.2 /y/z.so"}));
+  // The child's environment decides, not this process's.
+  setenv("LD_PRELOAD", "/parent/libp.so", 1);
+  EXPECT_EQ(Built({"LD_PRELOAD=/child/libc1.so"}, lib),
+            (V{"LD_PRELOAD=/child/libc1.so:/x/libevshim-signals.so", "EVSHIM_USER_LD_PRELOAD==/child/libc1.so"}));
+  EXPECT_EQ(Built({}, lib), (V{"LD_PRELOAD=/x/libevshim-signals.so", "EVSHIM_USER_LD_PRELOAD="}));
+  unsetenv("LD_PRELOAD");
+  evshim_preload_env e;
+  EXPECT_GT(evshim_preload_env_measure(nullptr, lib, &e), 0u);  // execve's NULL: empty
+  for (const V& given : {unset, empty, user, V{}}) EXPECT_EQ(GivenBack(Built(given, lib)), given);
+}
+
+// Unchanged where the constructor could not give it back as it was (two
+// LD_PRELOAD entries, a saved value already there), where it says
+// supervised (the child's environment decides the mode), or where the
+// library's path cannot stand in LD_PRELOAD.
+TEST(PreloadEnvironment, UnchangedWhereItCannotBeGivenBackOrSaysSupervised) {
+  using V = std::vector<std::string>;
+  const char* lib = "/x/libevshim-signals.so";
+  EXPECT_EQ(Built({"EVSHIM_SUPERVISED=1", "A=1"}, lib), V{"unchanged"});
+  EXPECT_EQ(Built({"EVSHIM_SUPERVISED=0"}, lib).size(), 3u);
+  EXPECT_EQ(Built({"EVSHIM_SUPERVISED="}, lib).size(), 3u);
+  EXPECT_EQ(Built({"LD_PRELOAD=a.so", "LD_PRELOAD=b.so"}, lib), V{"unchanged"});
+  EXPECT_EQ(Built({"EVSHIM_USER_LD_PRELOAD=", "A=1"}, lib), V{"unchanged"});
+  EXPECT_EQ(Built({"A=1"}, "/a:b/libevshim-signals.so"), V{"unchanged"});
+  EXPECT_EQ(Built({"A=1"}, "/a b/libevshim-signals.so"), V{"unchanged"});
+  EXPECT_EQ(Built({"A=1"}, ""), V{"unchanged"});
+  // A name that only begins like one is another variable.
+  EXPECT_EQ(Built({"LD_PRELOADX=1", "EVSHIM_USER_LD_PRELOADX=2", "EVSHIM_SUPERVISED=10"}, lib).size(), 5u);
+}
+
+// Thousands of variables: every one kept, in place; the bytes are the
+// pointer array and the two new entries.
+TEST(PreloadEnvironment, ThousandsOfVariables) {
+  std::vector<std::string> given;
+  for (int i = 0; i < 20000; ++i) given.push_back("V" + std::to_string(i) + "=" + std::to_string(i * 7));
+  given.insert(given.begin() + 12345, "LD_PRELOAD=/u/libu.so");
+  size_t bytes = 0;
+  const std::vector<std::string> built = Built(given, "/x/libevshim-signals.so", &bytes);
+  ASSERT_EQ(built.size(), given.size() + 1);
+  EXPECT_EQ(built[12345], "LD_PRELOAD=/u/libu.so:/x/libevshim-signals.so");
+  EXPECT_EQ(built.back(), "EVSHIM_USER_LD_PRELOAD==/u/libu.so");
+  EXPECT_EQ(GivenBack(built), given);
+  EXPECT_GE(bytes, (given.size() + 2) * sizeof(char*));
+  EXPECT_LT(bytes, (given.size() + 2) * sizeof(char*) + 200);
 }
 
 }  // namespace
