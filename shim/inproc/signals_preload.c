@@ -28,16 +28,26 @@
  * The launcher appends this library to the user's LD_PRELOAD and leaves the
  * user's own value in EVSHIM_USER_LD_PRELOAD ("" unset, "=VALUE" set): the
  * constructor below puts it back, so the program sees its environment as
- * given and no child inherits the preload (a 32-bit child's loader would
- * complain of it; a 64-bit child goes without the copy, as before).
+ * given. The library passes itself on across exec in the same way (the exec
+ * entries below): a new image that takes it (preload_target.h, the
+ * launcher's rule) gets the same pair in its environment, built from the
+ * environment the caller passes, and its constructor gives that back.
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
+#include <errno.h>
+#include <limits.h>
+#include <link.h>
 #include <signal.h>
+#include <spawn.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
+#include "preload_target.h"
 #include "trap.h"
 
 #define EXPORT __attribute__((visibility("default")))
@@ -90,12 +100,318 @@ EXPORT int sigaction(int sig, const struct sigaction *act, struct sigaction *old
 /* BSD signal(), through sigaction() above (trap_library.h). */
 EXPORT sighandler_t signal(int sig, sighandler_t handler) { return trap_bsd_signal(sig, handler); }
 
+/*
+ * Passing the preload on across exec (docs/design.md "A copy that survives
+ * a fault", The wrappers preloaded: children). When this process was
+ * started with the preload in fast mode (the launcher's, or a parent's
+ * through these entries: EVSHIM_USER_LD_PRELOAD was there at its start),
+ * every exec entry of glibc that a program or a shell calls asks whether
+ * the new image takes the preload (preload_target.h, with this process's
+ * loader) and whether the environment it is given allows it (not
+ * supervised: the child's environment decides, as the launcher's does).
+ * If so, the image is started with that environment plus the pair the
+ * launcher gives (evshim_preload_env_build, this library's own path from
+ * dladdr); if that exec fails, the call goes on exactly as given, so its
+ * errno is the real one (and an exec the two added variables would make
+ * too big runs without them). Otherwise the call goes on unchanged.
+ *
+ * These may run in a vfork child (CPython's _posixsubprocess), in the
+ * parent's memory: no allocation, no lock, the next functions found at
+ * load time. An exec builds the new environment on the stack, at most
+ * kExecStackBytes (about 4000 variables); a larger one runs without the
+ * preload, never changed otherwise. posix_spawn and posix_spawnp (run in
+ * the parent) map it and unmap it after, without a bound.
+ */
+typedef int (*execve_fn)(const char *, char *const[], char *const[]);
+typedef int (*execvp_fn)(const char *, char *const[]);
+typedef int (*fexecve_fn)(int, char *const[], char *const[]);
+typedef int (*execveat_fn)(int, const char *, char *const[], char *const[], int);
+typedef int (*spawn_fn)(pid_t *, const char *, const posix_spawn_file_actions_t *, const posix_spawnattr_t *,
+                        char *const[], char *const[]);
+extern char **environ;
+
+enum { kExecStackBytes = 32 * 1024 };
+
+static struct {
+  execve_fn execve;
+  execvp_fn execvp;
+  execve_fn execvpe;
+  fexecve_fn fexecve;
+  execveat_fn execveat;
+  spawn_fn posix_spawn;
+  spawn_fn posix_spawnp;
+} next_exec;
+
+/* What this process passes on: set by the constructor, read-only after. */
+static struct {
+  int on;
+  const char *library;                  /* this library's path, as LD_PRELOAD named it */
+  char loader[EVSHIM_PRELOAD_NAME_MAX]; /* this process's program interpreter */
+} pass_on;
+
+static void resolve_exec_entries(void) {
+  next_exec.execve = TRAP_NEXT(execve_fn, "execve");
+  next_exec.execvp = TRAP_NEXT(execvp_fn, "execvp");
+  next_exec.execvpe = TRAP_NEXT(execve_fn, "execvpe");
+  next_exec.fexecve = TRAP_NEXT(fexecve_fn, "fexecve");
+  next_exec.execveat = TRAP_NEXT(execveat_fn, "execveat");
+  next_exec.posix_spawn = TRAP_NEXT(spawn_fn, "posix_spawn");
+  next_exec.posix_spawnp = TRAP_NEXT(spawn_fn, "posix_spawnp");
+}
+/* Before the constructor (another library's constructor execs): found now. */
+#define NEXT_EXEC(field) (next_exec.field != NULL ? next_exec.field : (resolve_exec_entries(), next_exec.field))
+
+/* The main program's PT_INTERP, from its loaded headers (the first object). */
+static int own_loader(struct dl_phdr_info *info, size_t size, void *data) {
+  (void)size;
+  char *out = data;
+  for (ElfW(Half) i = 0; i < info->dlpi_phnum; i++) {
+    if (info->dlpi_phdr[i].p_type != PT_INTERP) continue;
+    const char *interp = (const char *)(info->dlpi_addr + info->dlpi_phdr[i].p_vaddr);
+    const size_t n = strnlen(interp, EVSHIM_PRELOAD_NAME_MAX);
+    if (n < EVSHIM_PRELOAD_NAME_MAX) memcpy(out, interp, n + 1);
+    break;
+  }
+  return 1; /* the main program only */
+}
+static void pass_on_start(void) {
+  Dl_info self;
+  static const char here = 0;
+  if (dladdr(&here, &self) == 0 || self.dli_fname == NULL || self.dli_fname[0] != '/') return;
+  dl_iterate_phdr(own_loader, pass_on.loader);
+  pass_on.library = self.dli_fname;
+  pass_on.on = pass_on.loader[0] != '\0';
+}
+
+/* Runs `go(call, env)` with `envp` plus the preload when the image exec
+ * would load from (dirfd, path) takes it and the environment allows it: 1,
+ * its result in *r. Else 0, nothing run. errno as it was when `go` is not
+ * run, and on entry to `go`. */
+typedef int (*launch_fn)(const void *call, char *const envp[]);
+static int with_the_preload(int dirfd, const char *path, int open_flags, char *const envp[], int mapped, launch_fn go,
+                            const void *call, int *r) {
+  if (!pass_on.on) return 0;
+  const int saved = errno;
+  struct evshim_preload_env e;
+  int ran = 0;
+  if (evshim_preload_env_measure(envp, pass_on.library, &e) != 0 && access(pass_on.library, R_OK) == 0 &&
+      evshim_takes_the_preload_at(dirfd, path, open_flags, pass_on.loader)) {
+    if (mapped) {
+      void *buf = mmap(NULL, e.bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+      if (buf != MAP_FAILED) {
+        errno = saved;
+        *r = go(call, evshim_preload_env_build(envp, pass_on.library, &e, buf));
+        const int err = errno;
+        munmap(buf, e.bytes);
+        errno = err;
+        ran = 1;
+      }
+    } else if (e.bytes <= kExecStackBytes) {
+      void *buf[(e.bytes + sizeof(void *) - 1) / sizeof(void *)];
+      errno = saved;
+      *r = go(call, evshim_preload_env_build(envp, pass_on.library, &e, buf));
+      ran = 1;
+    }
+  }
+  if (!ran) errno = saved;
+  return ran;
+}
+
+/* "/proc/self/fd/N": the file open at fd, for the rule. */
+static void fd_path(int fd, char out[32]) {
+  char digits[12];
+  int n = 0;
+  unsigned v = fd < 0 ? 0u : (unsigned)fd;
+  do {
+    digits[n++] = (char)('0' + v % 10);
+    v /= 10;
+  } while (v != 0);
+  memcpy(out, "/proc/self/fd/", 14);
+  for (int i = 0; i < n; i++) out[14 + i] = digits[n - 1 - i];
+  out[14 + n] = '\0';
+}
+
+struct exec_call {
+  const char *path;
+  char *const *argv;
+  int fd;
+  int flags;
+};
+static int go_execve(const void *c, char *const envp[]) {
+  const struct exec_call *x = c;
+  execve_fn next = NEXT_EXEC(execve);
+  return next != NULL ? next(x->path, x->argv, envp) : (int)syscall(SYS_execve, x->path, x->argv, envp);
+}
+static int go_fexecve(const void *c, char *const envp[]) {
+  const struct exec_call *x = c;
+  fexecve_fn next = NEXT_EXEC(fexecve);
+  return next != NULL ? next(x->fd, x->argv, envp) : (errno = ENOSYS, -1);
+}
+static int go_execveat(const void *c, char *const envp[]) {
+  const struct exec_call *x = c;
+  execveat_fn next = NEXT_EXEC(execveat);
+  return next != NULL ? next(x->fd, x->path, x->argv, envp, x->flags)
+                      : (int)syscall(SYS_execveat, x->fd, x->path, x->argv, envp, x->flags);
+}
+
+/* execve(path): with the preload when it applies (returns only if that
+ * exec failed), then as given. */
+static int exec_path(const char *path, char *const argv[], char *const envp[]) {
+  const struct exec_call c = {path, argv, -1, 0};
+  int r;
+  with_the_preload(AT_FDCWD, path, 0, envp, 0, go_execve, &c, &r);
+  return go_execve(&c, envp);
+}
+/* The file execvp would run for `file`, with the preload when it applies:
+ * returns only when it did not (or that exec failed). */
+static void exec_found(const char *file, char *const argv[], char *const envp[]) {
+  if (!pass_on.on) return;
+  const int saved = errno;
+  char path[PATH_MAX];
+  if (evshim_find_program(file, getenv("PATH"), path, sizeof path)) {
+    const struct exec_call c = {path, argv, -1, 0};
+    int r;
+    with_the_preload(AT_FDCWD, path, 0, envp, 0, go_execve, &c, &r);
+  }
+  errno = saved;
+}
+static int exec_search(const char *file, char *const argv[], char *const envp[]) {
+  exec_found(file, argv, envp);
+  execve_fn next = NEXT_EXEC(execvpe);
+  if (next == NULL) {
+    errno = ENOSYS;
+    return -1;
+  }
+  return next(file, argv, envp);
+}
+static int exec_search_environ(const char *file, char *const argv[]) {
+  exec_found(file, argv, environ);
+  /* execvp itself next (a foreign library's wrapper of it comes next). */
+  execvp_fn next = NEXT_EXEC(execvp);
+  if (next == NULL) {
+    errno = ENOSYS;
+    return -1;
+  }
+  return next(file, argv);
+}
+
+EXPORT int execve(const char *path, char *const argv[], char *const envp[]) { return exec_path(path, argv, envp); }
+EXPORT int execv(const char *path, char *const argv[]) { return exec_path(path, argv, environ); }
+EXPORT int execvpe(const char *file, char *const argv[], char *const envp[]) { return exec_search(file, argv, envp); }
+EXPORT int execvp(const char *file, char *const argv[]) { return exec_search_environ(file, argv); }
+EXPORT int fexecve(int fd, char *const argv[], char *const envp[]) {
+  const struct exec_call c = {NULL, argv, fd, 0};
+  char path[32];
+  fd_path(fd, path);
+  int r;
+  with_the_preload(AT_FDCWD, path, 0, envp, 0, go_fexecve, &c, &r);
+  return go_fexecve(&c, envp);
+}
+#if __GLIBC_PREREQ(2, 34)
+EXPORT int execveat(int dirfd, const char *path, char *const argv[], char *const envp[], int flags) {
+  const struct exec_call c = {path, argv, dirfd, flags};
+  char fd_file[32];
+  const char *target = path;
+  int at = dirfd;
+  if ((flags & AT_EMPTY_PATH) && path[0] == '\0') {
+    fd_path(dirfd, fd_file);
+    target = fd_file;
+    at = AT_FDCWD;
+  }
+  int r;
+  with_the_preload(at, target, (flags & AT_SYMLINK_NOFOLLOW) ? O_NOFOLLOW : 0, envp, 0, go_execveat, &c, &r);
+  return go_execveat(&c, envp);
+}
+#endif
+
+/* The list forms gather their arguments on the stack, as glibc's do, and
+ * take the vector forms' paths. */
+enum { kMaxListArgs = 1 << 20 }; /* more than any exec takes: E2BIG */
+static size_t list_length(const char *arg, va_list ap) {
+  size_t n = 0;
+  va_list c;
+  va_copy(c, ap);
+  for (const char *a = arg; a != NULL && n < kMaxListArgs; a = va_arg(c, const char *)) n++;
+  va_end(c);
+  return n;
+}
+/* execl ('l'), execle ('e', the environment after the NULL), execlp
+ * ('p'). */
+static int exec_list(char how, const char *first, const char *arg, va_list ap) {
+  const size_t n = list_length(arg, ap);
+  if (n >= kMaxListArgs) {
+    errno = E2BIG;
+    return -1;
+  }
+  char *argv[n + 1];
+  if (n > 0) argv[0] = (char *)arg;
+  for (size_t i = 1; i <= n; i++) argv[i] = va_arg(ap, char *); /* argv[n]: the terminating NULL */
+  if (n == 0) argv[0] = NULL;
+  if (how == 'p') return exec_search_environ(first, argv);
+  return exec_path(first, argv, how == 'e' ? va_arg(ap, char *const *) : environ);
+}
+#define EXEC_LIST_FORM(name, how)                              \
+  EXPORT int name(const char *first, const char *arg, ...) {   \
+    va_list ap;                                                \
+    va_start(ap, arg);                                         \
+    const int r = exec_list((how), first, arg, ap);            \
+    va_end(ap);                                                \
+    return r;                                                  \
+  }
+EXEC_LIST_FORM(execl, 'l')
+EXEC_LIST_FORM(execle, 'e')
+EXEC_LIST_FORM(execlp, 'p')
+
+/* posix_spawn in the parent: the new environment mapped for the call. A
+ * relative path with file actions is taken as given (an action may change
+ * the working directory first). A spawn the added variables would make too
+ * big (E2BIG) runs without them. */
+struct spawn_call {
+  pid_t *pid;
+  const char *path;
+  const posix_spawn_file_actions_t *actions;
+  const posix_spawnattr_t *attr;
+  char *const *argv;
+};
+static int go_spawn(const void *c, char *const envp[]) {
+  const struct spawn_call *x = c;
+  spawn_fn next = NEXT_EXEC(posix_spawn);
+  return next != NULL ? next(x->pid, x->path, x->actions, x->attr, x->argv, envp) : ENOSYS;
+}
+static int spawn_with_the_preload(const struct spawn_call *c, char *const envp[], int *r) {
+  if (c->path[0] != '/' && c->actions != NULL) return 0;
+  return with_the_preload(AT_FDCWD, c->path, 0, envp, 1, go_spawn, c, r) && *r != E2BIG;
+}
+EXPORT int posix_spawn(pid_t *pid, const char *path, const posix_spawn_file_actions_t *actions,
+                       const posix_spawnattr_t *attr, char *const argv[], char *const envp[]) {
+  const struct spawn_call c = {pid, path, actions, attr, argv};
+  int r;
+  if (spawn_with_the_preload(&c, envp, &r)) return r;
+  return go_spawn(&c, envp);
+}
+EXPORT int posix_spawnp(pid_t *pid, const char *file, const posix_spawn_file_actions_t *actions,
+                        const posix_spawnattr_t *attr, char *const argv[], char *const envp[]) {
+  if (pass_on.on) {
+    const int saved = errno;
+    char path[PATH_MAX];
+    const struct spawn_call c = {pid, path, actions, attr, argv};
+    int r;
+    const int found = evshim_find_program(file, getenv("PATH"), path, sizeof path);
+    errno = saved;
+    if (found && spawn_with_the_preload(&c, envp, &r)) return r;
+  }
+  spawn_fn next = NEXT_EXEC(posix_spawnp);
+  return next != NULL ? next(pid, file, actions, attr, argv, envp) : ENOSYS;
+}
+
 /* The user's LD_PRELOAD back (see above), before the program's main. A
  * mask inherited across exec is opened as the engine's constructor would
  * (the initial thread's: every later thread's is made through the
  * wrappers). */
 __attribute__((constructor)) static void evshim_signals_start(void) {
   const char *saved = getenv("EVSHIM_USER_LD_PRELOAD");
+  resolve_exec_entries();
+  if (saved != NULL) pass_on_start();
   if (saved != NULL) {
     if (saved[0] == '=') {
       setenv("LD_PRELOAD", saved + 1, 1);

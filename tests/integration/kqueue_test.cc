@@ -2,10 +2,13 @@
 // (testbins/kq_scenarios.c) compiled against each personality's header and
 // library, with real processes and descriptors.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -332,6 +335,46 @@ TEST(KqueueDlopen, HeapListsAreCopiedWithoutProcessVmCalls) {
   EXPECT_FALSE(r.timed_out);
   EXPECT_EQ(r.status, 0) << r.out << r.err;
   EXPECT_EQ(r.err, "");
+}
+
+// The copy reaches the program's children (docs/design.md "A copy that
+// survives a fault", The wrappers preloaded: children): the preloaded
+// library passes itself on across exec to every image that takes it, so
+// kq_dlopen fault_copy started by sh (exec, or a forked child), by a
+// script through `#!/usr/bin/env sh`, by posix_spawn, by vfork and
+// execve, and by execvp through PATH has the copy (without it, the heap
+// lists are EFAULT and it fails), and prints nothing else.
+TEST(KqueueDlopen, TheCopyReachesTheProgramsChildren) {
+  const std::string kq = std::string(TESTBIN_DIR) + "/kq_dlopen", spawn = std::string(TESTBIN_DIR) + "/spawn_exec";
+  char dir[] = "/tmp/evshim-kqchild-XXXXXX";
+  ASSERT_NE(mkdtemp(dir), nullptr);
+  const std::string script = std::string(dir) + "/run-kq";
+  {
+    std::ofstream f(script);
+    f << "#!/usr/bin/env sh\n" << kq << " fault_copy\n";
+  }
+  chmod(script.c_str(), 0755);
+  const std::string path = "PATH=" + std::string(TESTBIN_DIR) + ":/usr/bin:/bin";
+  const std::vector<std::vector<std::string>> starts = {
+      {"sh", "-c", "exec " + kq + " fault_copy"},
+      {"sh", "-c", kq + " fault_copy; st=$?; exit $st"},
+      {script},
+      {spawn, "posix_spawn", kq, "fault_copy"},
+      {spawn, "posix_spawnp", "kq_dlopen", "fault_copy"},
+      {spawn, "vfork", kq, "fault_copy"},
+      {spawn, "execvp", "kq_dlopen", "fault_copy"},
+      {"sh", "-c", "kq_dlopen fault_copy && echo done"},
+  };
+  for (const std::vector<std::string>& start : starts) {
+    std::vector<std::string> argv = {kEvshim, "run", "--"};
+    argv.insert(argv.end(), start.begin(), start.end());
+    RunResult r = RunCommand(argv, 30, {"EVSHIM_SUPERVISED=0", path});
+    EXPECT_FALSE(r.timed_out);
+    EXPECT_EQ(r.status, 0) << start.back() << r.out << r.err;
+    EXPECT_EQ(r.err, "") << start.back();
+  }
+  unlink(script.c_str());
+  rmdir(dir);
 }
 
 // The user's LD_PRELOAD comes first: a library in it that interposes

@@ -446,19 +446,23 @@ TEST(Launcher, LeavesTheEnvironmentAlone) {
 }
 
 // Fast mode preloads the signal wrappers (libevshim-signals.so, docs/design.md
-// "A copy that survives a fault", Gating) into the program it starts, a
-// 64-bit dynamic image (sh), and into nothing else: the library puts the
-// user's LD_PRELOAD back before main, so the program and a child it execs
-// (grep, env) see the environment as given (unset, empty, or the user's own
-// library, which stays first and loaded), and the child is not preloaded.
-// Supervised: no preload. Not in builds whose libraries carry ThreadSanitizer
-// (no preload there at all).
-TEST(Launcher, PreloadsTheSignalWrappersIntoTheProgramAlone) {
+// "A copy that survives a fault", The wrappers preloaded) into the program it
+// starts, a 64-bit dynamic image (sh), and the library passes itself on to
+// the children that take it (grep, env: exec'd by sh's forked children).
+// Each puts the user's LD_PRELOAD back before main, so the program and its
+// children see the environment as given (unset, empty, or the user's own
+// library, which stays first and loaded). Supervised: no preload anywhere.
+// Not in builds whose libraries carry ThreadSanitizer (no preload there at
+// all).
 #if defined(__SANITIZE_THREAD__)
-  const bool preloaded_in_fast_mode = false;
+const bool kPreloadedInFastMode = false;
 #else
-  const bool preloaded_in_fast_mode = true;
+const bool kPreloadedInFastMode = true;
 #endif
+const std::string kSpawnExec = std::string(TESTBIN_DIR) + "/spawn_exec";
+const std::string kStaticEnv = std::string(TESTBIN_DIR) + "/static_env";
+
+TEST(Launcher, PreloadsTheSignalWrappersIntoTheProgramAndTheChildrenThatTakeThem) {
   const std::string show =
       "grep -q libevshim-signals /proc/$$/maps && echo program-preloaded; "
       "grep -q libevshim-signals /proc/self/maps && echo child-preloaded; "
@@ -471,7 +475,7 @@ TEST(Launcher, PreloadsTheSignalWrappersIntoTheProgramAlone) {
     EXPECT_EQ(r.err, "");
     return r.out;
   };
-  const std::string fast = preloaded_in_fast_mode ? "program-preloaded\n" : "";
+  const std::string fast = kPreloadedInFastMode ? "program-preloaded\nchild-preloaded\n" : "";
   EXPECT_EQ(run("--no-sync-wakeup", {"EVSHIM_SUPERVISED=0"}), fast + "[unset][unset]\nchild-env-clean\n");
   EXPECT_EQ(run("--no-sync-wakeup", {"EVSHIM_SUPERVISED=0", "LD_PRELOAD="}), fast + "[][unset]\nLD_PRELOAD=\n");
   // The user's own: a harmless library (glibc's libdl stub), which the
@@ -480,6 +484,130 @@ TEST(Launcher, PreloadsTheSignalWrappersIntoTheProgramAlone) {
             fast + "user-preload-loaded\n[libdl.so.2][unset]\nLD_PRELOAD=libdl.so.2\n");
   EXPECT_EQ(run("--supervised", {}), "[unset][unset]\nchild-env-clean\n");
   EXPECT_EQ(run("--no-sync-wakeup", {"EVSHIM_SUPERVISED=1"}), "[unset][unset]\nchild-env-clean\n");
+}
+
+// The child's environment decides: its own LD_PRELOAD (not the parent's)
+// comes first and is what it sees; one that says supervised gets nothing,
+// and passes nothing on; an environment emptied by `env -i` is preloaded
+// and stays empty. Every image in between (sh, env) is preloaded and sees
+// what it was given.
+TEST(Launcher, TheChildsEnvironmentDecidesItsPreload) {
+  const std::string show =
+      "grep -q libevshim-signals /proc/$$/maps && echo preloaded; "
+      "grep -q libdl /proc/$$/maps && echo user-preload-loaded; "
+      "echo \"[${LD_PRELOAD-unset}][${EVSHIM_USER_LD_PRELOAD-unset}][${EVSHIM_SUPERVISED-unset}]\"";
+  auto run = [&](const std::string& script) {
+    RunResult r = RunCommand({kEvshim, "run", "--", "sh", "-c", script}, 30, {"EVSHIM_SUPERVISED=0"});
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(r.err, "");
+    return r.out;
+  };
+  const std::string yes = kPreloadedInFastMode ? "preloaded\n" : "";
+  EXPECT_EQ(run("LD_PRELOAD=libdl.so.2 sh -c '" + show + "'"), yes + "user-preload-loaded\n[libdl.so.2][unset][0]\n");
+  EXPECT_EQ(run("LD_PRELOAD= sh -c '" + show + "'"), yes + "[][unset][0]\n");
+  EXPECT_EQ(run("EVSHIM_SUPERVISED=1 sh -c '" + show + "; sh -c \"" + show + "\"'"),
+            "[unset][unset][1]\n[unset][unset][1]\n");
+  EXPECT_EQ(run("env -i sh -c '[ \"$(env)\" = \"$(" + kStaticEnv + ")\" ] && echo same; "
+                "grep -q libevshim-signals /proc/$$/maps && echo preloaded'"),
+            "same\n" + yes);
+}
+
+// What a child is given is what it sees, in order: a preloaded child (env)
+// prints the same entries as a static one (static_env: nothing preloaded,
+// the kernel's environment as the parent passed it), also with thousands of
+// variables.
+TEST(Launcher, PreloadedChildrenSeeTheirEnvironmentAsGivenInOrder) {
+  for (int variables : {0, 3000, 10000}) {
+    std::string many;
+    for (int i = 0; i < variables; ++i) many += " V" + std::to_string(i) + "=" + std::to_string(i);
+    const std::string script = "export LD_PRELOAD= A=1" + many + "; grep -q libevshim-signals /proc/self/maps && "
+                               "echo child-preloaded; env > \"$1.env\"; " + kStaticEnv + " > \"$1.static\"; "
+                               "cmp \"$1.env\" \"$1.static\" && echo same; rm -f \"$1\".*";
+    char dir[] = "/tmp/evshim-env-XXXXXX";
+    ASSERT_NE(mkdtemp(dir), nullptr);
+    RunResult r = RunCommand({kEvshim, "run", "--", "sh", "-c", script, "sh", std::string(dir) + "/out"}, 60,
+                             {"EVSHIM_SUPERVISED=0"});
+    rmdir(dir);
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(r.err, "");
+    // 3000 variables fit the bound of an exec's environment on the stack
+    // (about 4000); 10000 do not, and that child goes without the preload.
+    const bool preloaded = kPreloadedInFastMode && variables <= 3000;
+    EXPECT_EQ(r.out.find("child-preloaded"), preloaded ? 0u : std::string::npos) << variables << r.out;
+    EXPECT_NE(r.out.find("same\n"), std::string::npos) << variables << r.out;
+  }
+}
+
+// Images that cannot take the preload get nothing and print nothing: a
+// static program sees the environment as passed (no LD_PRELOAD, no saved
+// value); an ASan program runs (its runtime aborts when a preloaded library
+// comes first; testbins/asan_hello.c); so does a script whose interpreter is
+// one of those.
+TEST(Launcher, ChildrenThatCannotTakeThePreloadGetNothing) {
+  RunResult r = RunCommand({kEvshim, "run", "--", "sh", "-c",
+                            kStaticEnv + " | grep -E '^(LD_PRELOAD|EVSHIM_USER_LD_PRELOAD)=' || echo static-clean; " +
+                                std::string(TESTBIN_DIR) + "/asan_hello; " + kSpawnExec + " execve " +
+                                std::string(TESTBIN_DIR) + "/asan_hello"},
+                           30, {"EVSHIM_SUPERVISED=0"});
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.out, "static-clean\nhello\nhello\n");
+  EXPECT_EQ(r.err, "");
+}
+
+// Every exec and spawn entry of glibc passes the preload on (spawn_exec:
+// each entry starts grep, which reports its own maps), with the environment
+// as given; system() does not (glibc's internal spawn of /bin/sh, with the
+// process's own environment: not preloaded, nor its children).
+TEST(Launcher, EveryExecAndSpawnEntryPassesThePreloadOn) {
+  const std::string grep = "/usr/bin/grep";
+  ASSERT_EQ(access(grep.c_str(), X_OK), 0);
+  for (const std::string entry : {"execve", "execv", "execvp", "execvpe", "execl", "execle", "execlp", "fexecve",
+                                  "execveat", "posix_spawn", "posix_spawnp", "vfork"}) {
+    const bool by_name = entry == "execvp" || entry == "execvpe" || entry == "execlp" || entry == "posix_spawnp";
+    RunResult r = RunCommand(
+        {kEvshim, "run", "--", kSpawnExec, entry, by_name ? "grep" : grep, "-q", "libevshim-signals", "/proc/self/maps"},
+        30, {"EVSHIM_SUPERVISED=0"});
+    EXPECT_EQ(r.status, kPreloadedInFastMode ? 0 : 1) << entry << r.out << r.err;
+    EXPECT_EQ(r.err, "") << entry;
+  }
+  RunResult r = RunCommand({kEvshim, "run", "--", kSpawnExec, "system", "grep", "-q", "libevshim-signals", "/proc/self/maps"},
+                           30, {"EVSHIM_SUPERVISED=0"});
+  EXPECT_EQ(r.status, 1);
+  EXPECT_EQ(r.err, "");
+}
+
+// A failing exec's errno is the real one: the program missing (ENOENT, also
+// by name through PATH), a file without execute permission (EACCES). An
+// exec the two added variables would make too big (a user's LD_PRELOAD near
+// the kernel's 128 KiB limit for one string) runs as given, without them.
+TEST(Launcher, AFailingExecKeepsItsErrno) {
+  char dir[] = "/tmp/evshim-noexec-XXXXXX";
+  ASSERT_NE(mkdtemp(dir), nullptr);
+  const std::string noexec = std::string(dir) + "/noexec";  // a script that would take the preload
+  std::ofstream(noexec) << "#!/bin/sh\n";
+  chmod(noexec.c_str(), 0644);
+  auto run = [&](const std::string& entry, const std::string& program, const std::vector<std::string>& env = {}) {
+    std::vector<std::string> e = {"EVSHIM_SUPERVISED=0"};
+    e.insert(e.end(), env.begin(), env.end());
+    return RunCommand({kEvshim, "run", "--", kSpawnExec, entry, program}, 30, e);
+  };
+  for (const char* entry : {"execve", "execvp", "posix_spawn", "posix_spawnp"}) {
+    EXPECT_EQ(run(entry, std::string(dir) + "/none").out, "ENOENT\n") << entry;
+    EXPECT_EQ(run(entry, noexec).out, "EACCES\n") << entry;
+  }
+  EXPECT_EQ(run("fexecve", noexec).out, "EACCES\n");
+  EXPECT_EQ(run("execvp", "evshim-no-such-program").out, "ENOENT\n");
+  unlink(noexec.c_str());
+  rmdir(dir);
+  // posix_spawn (no bound on the environment it maps): the user's
+  // LD_PRELOAD 131055 spaces, so that the library's path after it passes the
+  // 128 KiB one string may have. The spawn runs as given.
+  RunResult big = run("posix_spawn", "/usr/bin/env", {"SPAWN_EXEC_LD_PRELOAD_SPACES=131055"});
+  EXPECT_EQ(big.status, 0) << big.out << big.err;
+  EXPECT_NE(big.out.find("\nLD_PRELOAD=" + std::string(131055, ' ') + "\n"), std::string::npos);
+  EXPECT_EQ(big.out.find("EVSHIM_USER_LD_PRELOAD"), std::string::npos);
+  EXPECT_EQ(big.out.find("E2BIG"), std::string::npos);
+  EXPECT_EQ(big.err, "");
 }
 
 // A program that needs a sanitizer runtime gets no preload: ASan's runtime
