@@ -33,6 +33,11 @@
  * testbins/sigaction_first.c): the launcher's preload comes after it, the
  * engine's gating says off, and the heap lists are EFAULT.
  *
+ * `kq_dlopen pingpong N`: N round trips of a byte over a socket pair, each
+ * waited for with kevent() into an event list on the heap, as an event
+ * loop keeps it (a measure of the copy for a dlopen'ed library:
+ * docs/performance.md "The copy for the program's children (session 21)").
+ *
  * Exit 0 = every round or check worked.
  */
 #define _GNU_SOURCE
@@ -41,6 +46,7 @@
 #include <setjmp.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/event.h>
 #include <sys/socket.h>
@@ -228,6 +234,23 @@ static int unblockable_before_the_engine(void) {
   return blocked == !FAULT_COPY_EXPECTED ? 0 : -1;
 }
 
+static int pingpong(long n) {
+  int kq = kq_create(), s[2];
+  struct kevent *ev = malloc(4 * sizeof *ev);
+  if (kq < 0 || ev == NULL || socketpair(AF_UNIX, SOCK_STREAM, 0, s) != 0) return 1;
+  EV_SET(&ev[0], s[0], EVFILT_READ, EV_ADD, 0, 0, NULL);
+  if (kev(kq, ev, 1, NULL, 0, NULL) != 0) return 1;
+  for (long i = 0; i < n; i++) {
+    char c = 'x';
+    if (write(s[1], &c, 1) != 1 || kev(kq, NULL, 0, ev, 4, NULL) != 1 || read(s[0], &c, 1) != 1) {
+      fprintf(stderr, "pingpong: round %ld: %s\n", i, strerror(errno));
+      return 1;
+    }
+  }
+  free(ev);
+  return 0;
+}
+
 int main(int argc, char **argv) {
   if (argc > 1 && strncmp(argv[1], "fault_copy", 10) == 0 && unblockable_before_the_engine() != 0) {
     fprintf(stderr, "fault_copy: SIGSEGV/SIGBUS blocked %s before the engine was loaded\n",
@@ -253,6 +276,7 @@ int main(int argc, char **argv) {
     if (r != 0) fprintf(stderr, "fault_copy: check %d failed\n", r);
     return r == 0 ? 0 : 1;
   }
-  fprintf(stderr, "usage: %s [fault_copy | fault_copy_gated_off]\n", argv[0]);
+  if (strcmp(argv[1], "pingpong") == 0 && argc == 3) return pingpong(atol(argv[2]));
+  fprintf(stderr, "usage: %s [fault_copy | fault_copy_gated_off | pingpong N]\n", argv[0]);
   return 2;
 }
