@@ -194,8 +194,8 @@ static int with_the_preload(int dirfd, const char *path, int open_flags, char *c
   const int saved = errno;
   struct evshim_preload_env e;
   int ran = 0;
-  if (evshim_preload_env_measure(envp, pass_on.library, &e) != 0 && access(pass_on.library, R_OK) == 0 &&
-      evshim_takes_the_preload_at(dirfd, path, open_flags, pass_on.loader)) {
+  if (evshim_preload_env_measure(envp, pass_on.library, &e) != 0 && (mapped || e.bytes <= kExecStackBytes) &&
+      access(pass_on.library, R_OK) == 0 && evshim_takes_the_preload_at(dirfd, path, open_flags, pass_on.loader)) {
     if (mapped) {
       void *buf = mmap(NULL, e.bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
       if (buf != MAP_FAILED) {
@@ -206,7 +206,7 @@ static int with_the_preload(int dirfd, const char *path, int open_flags, char *c
         errno = err;
         ran = 1;
       }
-    } else if (e.bytes <= kExecStackBytes) {
+    } else {
       void *buf[(e.bytes + sizeof(void *) - 1) / sizeof(void *)];
       errno = saved;
       *r = go(call, evshim_preload_env_build(envp, pass_on.library, &e, buf));
@@ -217,11 +217,11 @@ static int with_the_preload(int dirfd, const char *path, int open_flags, char *c
   return ran;
 }
 
-/* "/proc/self/fd/N": the file open at fd, for the rule. */
+/* "/proc/self/fd/N": the file open at fd (not negative), for the rule. */
 static void fd_path(int fd, char out[32]) {
   char digits[12];
   int n = 0;
-  unsigned v = fd < 0 ? 0u : (unsigned)fd;
+  unsigned v = (unsigned)fd;
   do {
     digits[n++] = (char)('0' + v % 10);
     v /= 10;
@@ -302,9 +302,11 @@ EXPORT int execvp(const char *file, char *const argv[]) { return exec_search_env
 EXPORT int fexecve(int fd, char *const argv[], char *const envp[]) {
   const struct exec_call c = {NULL, argv, fd, 0};
   char path[32];
-  fd_path(fd, path);
   int r;
-  with_the_preload(AT_FDCWD, path, 0, envp, 0, go_fexecve, &c, &r);
+  if (fd >= 0) {
+    fd_path(fd, path);
+    with_the_preload(AT_FDCWD, path, 0, envp, 0, go_fexecve, &c, &r);
+  }
   return go_fexecve(&c, envp);
 }
 #if __GLIBC_PREREQ(2, 34)
@@ -314,6 +316,7 @@ EXPORT int execveat(int dirfd, const char *path, char *const argv[], char *const
   const char *target = path;
   int at = dirfd;
   if ((flags & AT_EMPTY_PATH) && path[0] == '\0') {
+    if (dirfd < 0) return go_execveat(&c, envp);
     fd_path(dirfd, fd_file);
     target = fd_file;
     at = AT_FDCWD;
