@@ -508,7 +508,7 @@ TEST(Launcher, TheChildsEnvironmentDecidesItsPreload) {
   EXPECT_EQ(run("EVSHIM_SUPERVISED=1 sh -c '" + show + "; sh -c \"" + show + "\"'"),
             "[unset][unset][1]\n[unset][unset][1]\n");
   EXPECT_EQ(run("env -i sh -c '[ \"$(env)\" = \"$(" + kStaticEnv + ")\" ] && echo same; "
-                "grep -q libevshim-signals /proc/$$/maps && echo preloaded'"),
+                "grep -q libevshim-signals /proc/$$/maps && echo preloaded; exit 0'"),
             "same\n" + yes);
 }
 
