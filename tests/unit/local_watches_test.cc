@@ -338,6 +338,49 @@ TEST_F(LocalWatchesTest, QuietSinceArmOnlyAfterACompletedLookThatDidNotReport) {
   EXPECT_FALSE(watches_->QuietSinceArm(2));
 }
 
+// A delivered level knote's re-arm (Kqueues::ArmForNextLook): kIfFree arms
+// a watch whose file's level registration covers its mask, so the next
+// look reports the file if it is still (or again) ready, and leaves a
+// watch it cannot arm that way as it is, answering the mask (the caller
+// measures).
+TEST_F(LocalWatchesTest, ArmIfFreeArmsOnACoveringRegistrationAndOtherwiseLeavesTheWatch) {
+  auto [a, b] = Pair();
+  watches_->Add(1);
+  EXPECT_EQ(*watches_->Arm(1, a, POLLIN), 0u);
+  ASSERT_EQ(write(b, "x", 1), 1);
+  uint64_t look = watches_->BeginLook();
+  ASSERT_EQ(Take().size(), 1u);  // reported, disarmed; the registration stays on
+  watches_->EndLook(look);
+  // Still ready: armed, and the next look reports it again.
+  EXPECT_EQ(*watches_->Arm(1, a, POLLIN, nullptr, LocalWatches::kIfFree), 0u);
+  look = watches_->BeginLook();
+  ASSERT_EQ(Take().size(), 1u) << "armed by kIfFree";
+  watches_->EndLook(look);
+  // Read dry: armed, a complete look finds nothing, then activity reports.
+  Drain(a);
+  EXPECT_EQ(*watches_->Arm(1, a, POLLIN, nullptr, LocalWatches::kIfFree), 0u);
+  look = watches_->BeginLook();
+  EXPECT_TRUE(Take().empty());
+  watches_->EndLook(look);
+  EXPECT_TRUE(watches_->QuietSinceArm(1));
+  ASSERT_EQ(write(b, "y", 1), 1);
+  look = watches_->BeginLook();
+  ASSERT_EQ(Take().size(), 1u);
+  watches_->EndLook(look);
+  // A mask the registration does not cover: not armed, the mask answered.
+  EXPECT_EQ(*watches_->Arm(1, a, POLLIN | POLLOUT, nullptr, LocalWatches::kIfFree),
+            static_cast<uint32_t>(POLLIN | POLLOUT));
+  Drain(a);
+  look = watches_->BeginLook();
+  EXPECT_TRUE(Take().empty());
+  watches_->EndLook(look);
+  EXPECT_FALSE(watches_->QuietSinceArm(1)) << "left disarmed";
+  // A watch on another number than the one named: left as it is too.
+  auto [c, d] = Pair();
+  (void)d;
+  EXPECT_EQ(*watches_->Arm(1, c, POLLIN, nullptr, LocalWatches::kIfFree), static_cast<uint32_t>(POLLIN));
+}
+
 // kqueue's READ filter takes the look's report for the poll it would make
 // (docs/kqueue.md "What a kevent costs"): only a report of this call, to
 // this armed level watch, readable with no hang-up or error, and only until
