@@ -261,19 +261,17 @@ Kqueues::ReadinessHold::~ReadinessHold() {
   }
 }
 
-void Kqueues::UpdateReadiness(Kq& kq) {
-  bool readable = !kq.queue.empty();
-  if (readable != kq.readable_reported) {
-    kq.readable_reported = readable;
-    if (kq.readiness_held) {
-      kq.readiness_moved = true;
-    } else {
-      host_.ObjectReadinessChanged(kq.id, readable);
-    }
-    // Without this, a knote on a kqueue whose descriptor signal was not yet
-    // drained would wait for a wake-up the host never sends again.
-    if (readable) WakeWatchers(kq.id);
+void Kqueues::ReadinessMoved(Kq& kq) {
+  const bool readable = !kq.queue.empty();
+  kq.readable_reported = readable;
+  if (kq.readiness_held) {
+    kq.readiness_moved = true;
+  } else {
+    host_.ObjectReadinessChanged(kq.id, readable);
   }
+  // Without this, a knote on a kqueue whose descriptor signal was not yet
+  // drained would wait for a wake-up the host never sends again.
+  if (readable) WakeWatchers(kq.id);
 }
 
 void Kqueues::WakeWatchersOf(ObjectId id) {

@@ -756,7 +756,14 @@ class Kqueues final : public Engine {
   // Hands events to a waiter; false if refused (then put back).
   bool Deliver(Kq& kq, KeventCompletion& done, std::vector<Taken> taken);
   void Pump(Kq& kq);
-  void UpdateReadiness(Kq& kq);
+  // Whether `kq` polls readable (a knote on its list) moved: reported, and
+  // its watchers woken. Inline, the usual answer first (no move): every
+  // Enqueue and Dequeue asks, several times a call.
+  void UpdateReadiness(Kq& kq) {
+    if (kq.queue.empty() != kq.readable_reported) [[likely]] return;
+    ReadinessMoved(kq);
+  }
+  void ReadinessMoved(Kq& kq);
   // `kq` has events now: the READ knotes watching its descriptor activate
   // (kqueue_wakeup's KNOTE on kq_sel, DF kern_event.c, OB kqueue_wakeup).
   // Inline, as the two below: a call usually has nothing for them to do.

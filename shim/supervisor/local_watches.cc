@@ -421,6 +421,33 @@ Result<LocalWatches::File*> LocalWatches::AttachEdge(Watch& w, WatchId id, int f
   return &f;
 }
 
+// A level watch whose file's registration is on and covers its mask (w.mask,
+// set by the caller, with the watch disarmed), armed kReportedAtLook, and
+// either not seen_ready or ReportedToNoneThisCall: armed with no
+// system call, or answered from this call's report. The one statement of
+// that rule, for Arm's general path and its kIfFree shortcut.
+uint32_t LocalWatches::ArmReportedAtLook(Watch& w, File& f) {
+  if (ReportedToNoneThisCall(w, f)) {
+    // This call's look reported the file (to no armed watch) and the
+    // registration is still on: that report is its readiness at the call
+    // (rule 6), as a poll would tell, and the registration stays on.
+    const uint32_t bits = w.seen_events & (w.mask | kAlways);
+    if (bits != 0) {
+      f.taken = true;
+      return bits;  // fires at once: not armed (one-shot)
+    }
+    w.armed = true;  // not ready for these bits: a later report is its
+    w.armed_look = static_cast<uint32_t>(looks_begun_);
+    return 0u;
+  }
+  // The registration reports a ready file at the caller's next look (a
+  // file ready before this call was reported at its look, and then
+  // switched off or marked seen_ready, unless it concerned this watch).
+  w.armed = true;
+  w.armed_look = static_cast<uint32_t>(looks_begun_);
+  return 0u;
+}
+
 Result<uint32_t> LocalWatches::Arm(WatchId id, int fd, uint32_t events, const uint32_t* measured,
                                    Answer answer) {
   Watch* found_watch = watches_.Find(id);
@@ -429,14 +456,22 @@ Result<uint32_t> LocalWatches::Arm(WatchId id, int fd, uint32_t events, const ui
   events &= kPollBits;
   const bool for_assoc = answer == kReportedAtLook;
   if (answer == kIfFree) {
-    const File* f = w.edge || w.pollless ? nullptr : FileOf(w);
+    File* f = w.edge || w.pollless ? nullptr : FileOf(w);
     // A one-shot registration was set by an identity check or a renewal
     // since any report (a report leaves it off or level): the kernel
     // reports a ready file at the next look, seen_ready or not.
     const bool reports = f != nullptr && (f->reg == File::Reg::kOneShot || (f->reg == File::Reg::kLevel && !w.seen_ready));
     if (!reports || f->dead || f->fd != fd || (f->level_events & events) != events) return events;
+    // The watch is on that live file (FileOf), which a look reports: what
+    // the path below does for it as kReportedAtLook, without finding its
+    // file again (Attach would keep it) — every delivered level knote's
+    // re-arm (Kqueues::ArmForNextLook).
+    w.mask = static_cast<uint16_t>(events);
+    w.armed = false;
+    w.for_assoc = false;
     w.seen_ready = false;
-    answer = kReportedAtLook;
+    Unfire(id);
+    return ArmReportedAtLook(w, *f);
   }
   if (w.pollless) {
     w.mask = static_cast<uint16_t>(events);
@@ -483,27 +518,8 @@ Result<uint32_t> LocalWatches::Arm(WatchId id, int fd, uint32_t events, const ui
     }
   }
   const bool covered = f.reg != File::Reg::kOff && (f.level_events & events) == events;
-  if (covered && answer == kReportedAtLook && per_call_ && w.seen_call == call_ && f.unused_call == call_ &&
-      f.reg == File::Reg::kLevel) {
-    // This call's look reported the file (to no armed watch) and the
-    // registration is still on: that report is its readiness at the call
-    // (rule 6), as a poll would tell, and the registration stays on.
-    const uint32_t bits = w.seen_events & (events | kAlways);
-    if (bits != 0) {
-      f.taken = true;
-      return bits;  // fires at once: not armed (one-shot)
-    }
-    w.armed = true;  // not ready for these bits: a later report is its
-    w.armed_look = static_cast<uint32_t>(looks_begun_);
-    return 0u;
-  }
-  if (covered && answer == kReportedAtLook && !seen_ready) {
-    // The registration reports a ready file at the caller's next look (a
-    // file ready before this call was reported at its look, and then
-    // switched off or marked seen_ready, unless it concerned this watch).
-    w.armed = true;
-    w.armed_look = static_cast<uint32_t>(looks_begun_);
-    return 0u;
+  if (covered && answer == kReportedAtLook && (!seen_ready || ReportedToNoneThisCall(w, f))) {
+    return ArmReportedAtLook(w, f);
   }
   // A measurement the caller made after confirming the file stands for a
   // poll: the registration, if it is widened below, reports what came since.
@@ -606,8 +622,7 @@ void LocalWatches::Fire(WatchId id, uint32_t bits, ReadyList* take) {
   }
 }
 
-bool LocalWatches::Unfire(WatchId id) {
-  if (fired_.empty()) return false;
+bool LocalWatches::UnfireListed(WatchId id) {
   auto end = std::remove_if(fired_.begin(), fired_.end(), [id](const auto& r) { return r.first == id; });
   const bool found = end != fired_.end();
   fired_.erase(end, fired_.end());

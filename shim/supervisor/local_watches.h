@@ -404,7 +404,19 @@ class LocalWatches {
   static constexpr uint64_t kOwnEdge = 3;     // + the edge epoll's index
   static constexpr uint64_t kOwnLookSource = 0xffff'ffff;  // AddLookSource (past any edge index)
   void Fire(emul::WatchId id, uint32_t bits, ReadyList* take);
-  bool Unfire(emul::WatchId id);  // whether a report was dropped
+  // Whether a report was dropped. Inline, the usual empty list first
+  // (every Arm asks).
+  bool Unfire(emul::WatchId id) {
+    if (fired_.empty()) [[likely]] return false;
+    return UnfireListed(id);
+  }
+  bool UnfireListed(emul::WatchId id);
+  // Per call: this call's look reported `w`'s file to no armed watch
+  // (seen_call, unused_call) and the registration is still on, level.
+  bool ReportedToNoneThisCall(const Watch& w, const File& f) const {
+    return per_call_ && w.seen_call == call_ && f.unused_call == call_ && f.reg == File::Reg::kLevel;
+  }
+  uint32_t ArmReportedAtLook(Watch& w, File& f);
   void RenewLevelEpoll();
 
   int loop_epoll_;

@@ -79,6 +79,13 @@ class LocalWatchesTest : public ::testing::Test {
     watches_->TakeReady(&ready);
     return ready;
   }
+  // A whole look (begun, read, ended): how many watches it reported.
+  size_t Look() {
+    const uint64_t look = watches_->BeginLook();
+    const size_t n = Take().size();
+    watches_->EndLook(look);
+    return n;
+  }
   // Whether the look epoll reports the watches (what wakes the engine; the
   // loop epoll nested in it is empty here). poll(): consumes no report.
   bool LoopReady() {
@@ -336,6 +343,39 @@ TEST_F(LocalWatchesTest, QuietSinceArmOnlyAfterACompletedLookThatDidNotReport) {
   (void)Take();
   watches_->EndLook(look);
   EXPECT_FALSE(watches_->QuietSinceArm(2));
+}
+
+// A delivered level knote's re-arm (Kqueues::ArmForNextLook): kIfFree arms
+// a watch whose file's level registration covers its mask, so the next
+// look reports the file if it is still (or again) ready, and leaves a
+// watch it cannot arm that way as it is, answering the mask (the caller
+// measures).
+TEST_F(LocalWatchesTest, ArmIfFreeArmsOnACoveringRegistrationAndOtherwiseLeavesTheWatch) {
+  auto [a, b] = Pair();
+  watches_->Add(1);
+  ASSERT_EQ(*watches_->Arm(1, a, POLLIN), 0u);
+  ASSERT_EQ(write(b, "x", 1), 1);
+  ASSERT_EQ(Look(), 1u);  // reported, disarmed; the registration stays on
+  // Still ready: armed, and the next look reports it again.
+  EXPECT_EQ(*watches_->Arm(1, a, POLLIN, nullptr, LocalWatches::kIfFree), 0u);
+  ASSERT_EQ(Look(), 1u) << "armed by kIfFree";
+  // Read dry: armed, a complete look finds nothing, then activity reports.
+  Drain(a);
+  EXPECT_EQ(*watches_->Arm(1, a, POLLIN, nullptr, LocalWatches::kIfFree), 0u);
+  EXPECT_EQ(Look(), 0u);
+  EXPECT_TRUE(watches_->QuietSinceArm(1));
+  ASSERT_EQ(write(b, "y", 1), 1);
+  ASSERT_EQ(Look(), 1u);
+  // A mask the registration does not cover: not armed, the mask answered.
+  EXPECT_EQ(*watches_->Arm(1, a, POLLIN | POLLOUT, nullptr, LocalWatches::kIfFree),
+            static_cast<uint32_t>(POLLIN | POLLOUT));
+  Drain(a);
+  EXPECT_EQ(Look(), 0u);
+  EXPECT_FALSE(watches_->QuietSinceArm(1)) << "left disarmed";
+  // A watch on another number than the one named: left as it is too.
+  auto [c, d] = Pair();
+  (void)d;
+  EXPECT_EQ(*watches_->Arm(1, c, POLLIN, nullptr, LocalWatches::kIfFree), static_cast<uint32_t>(POLLIN));
 }
 
 // kqueue's READ filter takes the look's report for the poll it would make
