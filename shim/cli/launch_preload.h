@@ -60,8 +60,6 @@ inline std::vector<std::string> NeededLibraries(const std::string& path) {
   return needed;
 }
 
-inline bool IsSanitizerRuntime(const std::string& name) { return evshim_is_sanitizer_runtime(name.c_str()) != 0; }
-
 // Whether the image at `path` takes the launcher's libraries from
 // LD_PRELOAD, `launcher_interpreter` being the launcher's PT_INTERP
 // (preload_target.h).

@@ -412,16 +412,16 @@ EXPORT int posix_spawnp(pid_t *pid, const char *file, const posix_spawn_file_act
  * (the initial thread's: every later thread's is made through the
  * wrappers). */
 __attribute__((constructor)) static void evshim_signals_start(void) {
-  const char *saved = getenv("EVSHIM_USER_LD_PRELOAD");
+  const char *saved = getenv(EVSHIM_USER_LD_PRELOAD);
   resolve_exec_entries();
-  if (saved != NULL) pass_on_start();
   if (saved != NULL) {
+    pass_on_start();
     if (saved[0] == '=') {
       setenv("LD_PRELOAD", saved + 1, 1);
     } else {
       unsetenv("LD_PRELOAD");
     }
-    unsetenv("EVSHIM_USER_LD_PRELOAD");
+    unsetenv(EVSHIM_USER_LD_PRELOAD);
   }
   if (__atomic_load_n(&engine_trap_unblock, __ATOMIC_ACQUIRE) == NULL) {
     sigset_t kept;
