@@ -8,8 +8,12 @@
  *
  * ENTRY: execve, execv, execvp, execvpe, execl, execle, execlp (at most
  * three ARGs), fexecve, execveat (the program opened, AT_EMPTY_PATH),
- * posix_spawn, posix_spawnp, vfork (vfork, then execve in the child), or
- * system (the words joined with spaces, run by system()). The exec forms
+ * posix_spawn, posix_spawnp, vfork (vfork, then execve in the child),
+ * system (the words joined with spaces, run by system()), or popen (the
+ * same command run by popen(.., "r"), its output copied to stdout, the
+ * status from pclose()), or system-cancelled (system() on a thread that is
+ * cancelled 0.3 s later: prints whether it was, SIGINT's disposition
+ * after, and whether a child is left). The exec forms
  * replace this process; the others wait and exit with the child's status.
  * The exec and spawn forms pass this process's environment; with
  * SPAWN_EXEC_LD_PRELOAD_SPACES=N in it, LD_PRELOAD is first set to N spaces
@@ -20,6 +24,8 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
 #include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -49,6 +55,11 @@ static int waited(pid_t pid) {
   int status;
   if (waitpid(pid, &status, 0) != pid) return failed(errno);
   return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+static void *run_system(void *command) {
+  system(command);
+  return NULL;
 }
 
 /* The list forms, with up to three arguments after the program's name;
@@ -110,15 +121,40 @@ int main(int argc, char **argv) {
       _exit(127);
     }
     return pid < 0 ? failed(errno) : waited(pid);
-  } else if (strcmp(entry, "system") == 0) {
+  } else if (strcmp(entry, "system") == 0 || strcmp(entry, "popen") == 0) {
     char command[4096] = "";
     for (int i = 2; i < argc; i++) {
       if (strlen(command) + strlen(argv[i]) + 2 > sizeof command) return 2;
       strcat(command, i > 2 ? " " : "");
       strcat(command, argv[i]);
     }
-    const int status = system(command);
+    int status;
+    if (entry[0] == 's') {
+      status = system(command);
+    } else {
+      FILE *f = popen(command, "r");
+      if (f == NULL) return failed(errno);
+      char buf[4096];
+      size_t n;
+      while ((n = fread(buf, 1, sizeof buf, f)) > 0) fwrite(buf, 1, n, stdout);
+      status = pclose(f);
+    }
     return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
+  } else if (strcmp(entry, "system-cancelled") == 0) {
+    pthread_t thread;
+    if (pthread_create(&thread, NULL, run_system, (void *)program) != 0) return 2;
+    usleep(300 * 1000);
+    pthread_cancel(thread);
+    void *result;
+    pthread_join(thread, &result);
+    struct sigaction intr;
+    sigaction(SIGINT, NULL, &intr);
+    int status;
+    const pid_t left = waitpid(-1, &status, WNOHANG);
+    printf("%s %s %s\n", result == PTHREAD_CANCELED ? "cancelled" : "returned",
+           intr.sa_handler == SIG_DFL ? "SIGINT-default" : "SIGINT-changed",
+           left < 0 && errno == ECHILD ? "no-child" : "child-left");
+    return 0;
   } else {
     fprintf(stderr, "spawn_exec: no entry %s\n", entry);
     return 2;

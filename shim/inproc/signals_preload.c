@@ -38,6 +38,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <link.h>
+#include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdarg.h>
@@ -45,6 +46,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "preload_target.h"
@@ -405,6 +407,134 @@ EXPORT int posix_spawnp(pid_t *pid, const char *file, const posix_spawn_file_act
   }
   spawn_fn next = NEXT_EXEC(posix_spawnp);
   return next != NULL ? next(pid, file, actions, attr, argv, envp) : ENOSYS;
+}
+
+/* system(): glibc runs the command with ["sh", "-c", command] through its
+ * internal posix_spawn of /bin/sh, which no entry above sees. When /bin/sh
+ * takes the preload and the environment allows it, system() here does
+ * what glibc's does (2.36, sysdeps/posix/system.c), step for step, but
+ * spawns through posix_spawn above, which gives the shell the preload:
+ * SIGINT and SIGQUIT ignored while any system() runs (saved by the first,
+ * given back by the last), SIGCHLD blocked in the caller; the shell gets
+ * the caller's mask and, for those of SIGINT and SIGQUIT not ignored
+ * before, the default action; the status of waitpid (-1 if it fails
+ * otherwise than EINTR), or 127 as an exit status with errno set when the
+ * spawn fails. A cancellation point, as glibc's: the shell is killed and
+ * reaped on cancellation. The dispositions and the mask are set with
+ * libc's own functions, as glibc's internal calls set them (no foreign
+ * library's signal hook sees them). Otherwise, and for system(NULL), the
+ * next system() (a linked foreign library's, then glibc's).
+ *
+ * popen() is left as it is: glibc's stream knows its child (pclose and
+ * fclose wait for it, and every later popen child closes it), which a
+ * wrapper cannot take over. Its /bin/sh, and what that starts, go without
+ * the preload. */
+static const char kShell[] = "/bin/sh";
+typedef int (*system_fn)(const char *);
+typedef int (*sigaction_fn)(int, const struct sigaction *, struct sigaction *);
+typedef int (*sigprocmask_fn)(int, const sigset_t *, sigset_t *);
+
+static pthread_mutex_t system_lock = PTHREAD_MUTEX_INITIALIZER;
+static unsigned system_running;                  /* system() calls between their two locked steps */
+static struct sigaction system_intr, system_quit; /* as the first of them found them */
+
+/* libc's own sigaction and sigprocmask (not the wrappers before it). */
+static struct {
+  sigaction_fn sigaction;
+  sigprocmask_fn sigprocmask;
+} libc_signals;
+static int libc_signals_found(void) {
+  if (__atomic_load_n(&libc_signals.sigprocmask, __ATOMIC_ACQUIRE) != NULL) return 1;
+  void *libc = dlopen("libc.so.6", RTLD_LAZY | RTLD_NOLOAD);
+  if (libc == NULL) return 0;
+  sigaction_fn act = __extension__(sigaction_fn) dlsym(libc, "sigaction");
+  sigprocmask_fn mask = __extension__(sigprocmask_fn) dlsym(libc, "sigprocmask");
+  dlclose(libc);
+  if (act == NULL || mask == NULL) return 0;
+  libc_signals.sigaction = act;
+  __atomic_store_n(&libc_signals.sigprocmask, mask, __ATOMIC_RELEASE);
+  return 1;
+}
+
+static int shell_takes_the_preload(void) {
+  struct evshim_preload_env e;
+  const int saved = errno;
+  const int takes = pass_on.on && evshim_preload_env_measure(environ, pass_on.library, &e) != 0 &&
+                    evshim_takes_the_preload(kShell, pass_on.loader) && libc_signals_found();
+  errno = saved;
+  return takes;
+}
+
+static void system_signals_back(void) {
+  pthread_mutex_lock(&system_lock);
+  if (--system_running == 0) {
+    libc_signals.sigaction(SIGINT, &system_intr, NULL);
+    libc_signals.sigaction(SIGQUIT, &system_quit, NULL);
+  }
+  pthread_mutex_unlock(&system_lock);
+}
+static void system_cancelled(void *arg) {
+  const pid_t pid = *(const pid_t *)arg;
+  kill(pid, SIGKILL);
+  while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {
+  }
+  system_signals_back();
+}
+
+EXPORT int system(const char *command) {
+  if (command == NULL || !shell_takes_the_preload()) {
+    static system_fn next;
+    if (next == NULL) next = TRAP_NEXT(system_fn, "system");
+    if (next == NULL) {
+      errno = ENOSYS;
+      return -1;
+    }
+    return next(command);
+  }
+  struct sigaction ignore;
+  memset(&ignore, 0, sizeof ignore);
+  ignore.sa_handler = SIG_IGN;
+  sigemptyset(&ignore.sa_mask);
+  pthread_mutex_lock(&system_lock);
+  if (system_running++ == 0) {
+    libc_signals.sigaction(SIGINT, &ignore, &system_intr);
+    libc_signals.sigaction(SIGQUIT, &ignore, &system_quit);
+  }
+  pthread_mutex_unlock(&system_lock);
+
+  sigset_t child, caller;
+  sigemptyset(&child);
+  sigaddset(&child, SIGCHLD);
+  libc_signals.sigprocmask(SIG_BLOCK, &child, &caller);
+  sigset_t reset;
+  sigemptyset(&reset);
+  if (system_intr.sa_handler != SIG_IGN) sigaddset(&reset, SIGINT);
+  if (system_quit.sa_handler != SIG_IGN) sigaddset(&reset, SIGQUIT);
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  posix_spawnattr_setsigmask(&attr, &caller);
+  posix_spawnattr_setsigdefault(&attr, &reset);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
+  char *const argv[] = {(char *)"sh", (char *)"-c", (char *)command, NULL};
+  pid_t pid = -1;
+  const int spawned = posix_spawn(&pid, kShell, NULL, &attr, argv, environ);
+  posix_spawnattr_destroy(&attr);
+  int status;
+  if (spawned == 0) {
+    pthread_cleanup_push(system_cancelled, &pid);
+    pid_t waited;
+    do {
+      waited = waitpid(pid, &status, 0);
+    } while (waited < 0 && errno == EINTR);
+    if (waited != pid) status = -1;
+    pthread_cleanup_pop(0);
+  } else {
+    status = 127 << 8; /* as if the shell had exited with 127 (POSIX) */
+  }
+  system_signals_back();
+  libc_signals.sigprocmask(SIG_SETMASK, &caller, NULL);
+  if (spawned != 0) errno = spawned;
+  return status;
 }
 
 /* The user's LD_PRELOAD back (see above), before the program's main. A

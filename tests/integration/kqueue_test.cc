@@ -342,8 +342,9 @@ TEST(KqueueDlopen, HeapListsAreCopiedWithoutProcessVmCalls) {
 // library passes itself on across exec to every image that takes it, so
 // kq_dlopen fault_copy started by sh (exec, or a forked child), by a
 // script through `#!/usr/bin/env sh`, by posix_spawn, by vfork and
-// execve, and by execvp through PATH has the copy (without it, the heap
-// lists are EFAULT and it fails), and prints nothing else.
+// execve, by execvp through PATH, and by system() has the
+// copy (without it, the heap lists are EFAULT and it fails), and prints
+// nothing else.
 TEST(KqueueDlopen, TheCopyReachesTheProgramsChildren) {
   const std::string kq = std::string(TESTBIN_DIR) + "/kq_dlopen", spawn = std::string(TESTBIN_DIR) + "/spawn_exec";
   char dir[] = "/tmp/evshim-kqchild-XXXXXX";
@@ -364,6 +365,7 @@ TEST(KqueueDlopen, TheCopyReachesTheProgramsChildren) {
       {spawn, "vfork", kq, "fault_copy"},
       {spawn, "execvp", "kq_dlopen", "fault_copy"},
       {"sh", "-c", "kq_dlopen fault_copy && echo done"},
+      {spawn, "system", kq, "fault_copy"},
   };
   for (const std::vector<std::string>& start : starts) {
     std::vector<std::string> argv = {kEvshim, "run", "--"};
