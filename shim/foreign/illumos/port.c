@@ -46,9 +46,15 @@ static __thread unsigned call_seq;
 #else
 #define NOT_TSAN_INSTRUMENTED
 #endif
+/* Inlined into each API function, so `evshim trace --sites` tells them apart:
+ * the portfs helpers below, and fast_call too (its call into the engine is
+ * the site in fast mode; -O2 inlines it anyway, -O1 would not: the ASan
+ * build, docs/ci.md). */
+#define CALL_SITE __attribute__((always_inline)) inline
+
 #if defined(EVSHIM_FAST_PATH)
 #include "engine_entry.h"
-static int fast_call(long nr, long a0, long a1, long a2, long a3, long a4, long a5, long *r) {
+static CALL_SITE int fast_call(long nr, long a0, long a1, long a2, long a3, long a4, long a5, long *r) {
   return evshim_engine_try(nr, a0, a1, a2, a3, a4, a5, r);
 }
 /* Raw foreign calls of the program are trapped and served by the engine;
@@ -57,7 +63,7 @@ static int fast_call(long nr, long a0, long a1, long a2, long a3, long a4, long 
 #include "trap_library.h"
 #define HAS_TRAP 1
 #else
-static int fast_call(long nr, long a0, long a1, long a2, long a3, long a4, long a5, long *r) {
+static CALL_SITE int fast_call(long nr, long a0, long a1, long a2, long a3, long a4, long a5, long *r) {
   (void)nr, (void)a0, (void)a1, (void)a2, (void)a3, (void)a4, (void)a5, (void)r;
   return 0;
 }
@@ -70,9 +76,6 @@ static long foreign_call(long nr, long a0, long a1, long a2, long a3) {
   if (fast_call(nr, a0, a1, a2, a3, 0, 0, &r)) return r;
   return SUPERVISOR_SYSCALL(nr, a0, a1, a2, a3, 0, 0);
 }
-
-/* Inlined into each API function, so `evshim trace --sites` tells them apart. */
-#define CALL_SITE __attribute__((always_inline)) inline
 
 static CALL_SITE long portfs_once(long op, long a0, long a1, long a2, long a3, long a4) {
   return SUPERVISOR_SYSCALL(EVSHIM_SYS_portfs, op, a0, a1, a2, a3, a4); /* -1 and errno on error */
