@@ -10,8 +10,9 @@
 # with the engine's copy that survives a fault, which the preloaded
 # wrappers turn on) under the 64-bit `evshim run` in fast mode:
 #  - with the i386 build named (EVSHIM_SIGNALS_PRELOAD32): the i386 program
-#    directly, through a 64-bit sh, an i386 program's exec and spawn of
-#    i386 and 64-bit children, and back: each passes, stderr empty;
+#    directly, through a 64-bit sh, an i386 program's exec, spawn and
+#    system() of i386 and 64-bit children, and back: each passes, stderr
+#    empty;
 #  - without it, or with the 64-bit build named instead: the i386 program
 #    fails (EFAULT), and no loader line ("wrong ELF class", "cannot be
 #    preloaded") is printed.
@@ -72,6 +73,8 @@ run pass "i386 posix_spawn of a 64-bit child" "${with32[@]}" -- "$spawn32" posix
 run pass "i386, 64-bit, i386" "${with32[@]}" -- "$spawn32" execv "$spawn64" vfork "$kq32" fault_copy
 run pass "i386 execvp of a 64-bit sh that execs an i386 child" "${with32[@]}" -- \
   "$spawn32" execvp sh -c "exec $kq32 fault_copy"
+run pass "i386 system(): a 64-bit /bin/sh runs an i386 child" "${with32[@]}" -- "$spawn32" system "$kq32" fault_copy
+run pass "i386 system(): a 64-bit /bin/sh runs a 64-bit child" "${with32[@]}" -- "$spawn32" system "$kq64" fault_copy
 # Without the i386 build the i386 program has no copy, and nothing is
 # preloaded that its loader would refuse; neither does it pass anything on.
 run fail "i386 program without the i386 build" -- "$kq32" fault_copy
