@@ -40,6 +40,9 @@
 #ifndef EVSHIM_INSTALLED_LIBDIR
 #define EVSHIM_INSTALLED_LIBDIR "/usr/local/lib"
 #endif
+#ifndef EVSHIM_INSTALLED_I386_LIBDIR
+#define EVSHIM_INSTALLED_I386_LIBDIR "/usr/local/lib32"
+#endif
 
 namespace {
 
@@ -411,8 +414,12 @@ int ServeProbes(int listener, int exec_pipe, pid_t child) {
 // program (launch_preload.h; docs/design.md "A copy that survives a
 // fault", The wrappers preloaded), when it takes them
 // (shim/inproc/preload_target.h: a dynamic ELF image of this machine and
-// class with the launcher's loader and no sanitizer runtime, or a script
-// whose interpreter is one).
+// class with the launcher's loader, or an i386 one with glibc's i386
+// loader, and no sanitizer runtime, or a script whose interpreter is one):
+// the build of its class, when that one is there (the i386 build:
+// EVSHIM_SIGNALS_PRELOAD32, or the install's i386_libdir). The other build,
+// when there is one, is saved for the program to pass on to its children
+// of that class.
 // Run in the child just before the exec.
 void PreloadTheSignalWrappers(const char* program) {
   if (!EVSHIM_SIGNALS_PRELOAD) return;
@@ -420,13 +427,18 @@ void PreloadTheSignalWrappers(const char* program) {
   const ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
   if (n <= 0) return;
   exe[n] = '\0';
-  const std::string library =
-      evshim::cli::FindSignalsLibrary(exe, EVSHIM_INSTALLED_BINDIR, EVSHIM_INSTALLED_LIBDIR);
-  if (library.empty()) return;
+  const std::string own = evshim::cli::FindSignalsLibrary(exe, EVSHIM_INSTALLED_BINDIR, EVSHIM_INSTALLED_LIBDIR);
+  const std::string i386 = evshim::cli::FindI386SignalsLibrary(std::getenv("EVSHIM_SIGNALS_PRELOAD32"), exe,
+                                                              EVSHIM_INSTALLED_BINDIR, EVSHIM_INSTALLED_I386_LIBDIR);
+  if (own.empty() && i386.empty()) return;
   const std::string image = evshim::cli::FindProgram(program, std::getenv("PATH"));
-  if (!evshim::cli::TakesThePreload(image, evshim::cli::ProgramInterpreter("/proc/self/exe"))) return;
+  const evshim_preload_libraries libraries = {own.c_str(), i386.c_str()};
+  const char* passed = nullptr;
+  const char* library = evshim_preload_library_for(
+      &libraries, evshim::cli::PreloadClassOf(image, evshim::cli::ProgramInterpreter("/proc/self/exe")), &passed);
+  if (library == nullptr) return;
   const evshim::cli::PreloadEnvironment e =
-      evshim::cli::PreloadEnvironmentFor(std::getenv("LD_PRELOAD"), library);
+      evshim::cli::PreloadEnvironmentFor(std::getenv("LD_PRELOAD"), library, passed != nullptr ? passed : "");
   setenv(evshim::cli::kUserLdPreloadVariable, e.saved.c_str(), 1);
   setenv("LD_PRELOAD", e.ld_preload.c_str(), 1);
 }

@@ -32,6 +32,10 @@
  * entries below): a new image that takes it (preload_target.h, the
  * launcher's rule) gets the same pair in its environment, built from the
  * environment the caller passes, and its constructor gives that back.
+ * Built for x86_64 and for i386 (build32) from this source: the saved value
+ * also names the other class's build when the launcher found one, so an
+ * image of the other class gets that one (never this one, which its loader
+ * would refuse) and passes this one on in turn.
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -108,14 +112,16 @@ EXPORT sighandler_t signal(int sig, sighandler_t handler) { return trap_bsd_sign
  * started with the preload in fast mode (the launcher's, or a parent's
  * through these entries: EVSHIM_USER_LD_PRELOAD was there at its start),
  * every exec entry of glibc that a program or a shell calls asks whether
- * the new image takes the preload (preload_target.h, with this process's
- * loader) and whether the environment it is given allows it (not
- * supervised: the child's environment decides, as the launcher's does).
- * If so, the image is started with that environment plus the pair the
- * launcher gives (evshim_preload_env_build, this library's own path from
- * dladdr); if that exec fails, the call goes on exactly as given, so its
- * errno is the real one (and an exec the two added variables would make
- * too big runs without them). Otherwise the call goes on unchanged.
+ * the new image takes the preload and which build (preload_target.h, with
+ * this process's loader: this library, from dladdr, or the other class's
+ * one saved at start, each only when it is there and of its class) and
+ * whether the environment it is given allows it (not supervised: the
+ * child's environment decides, as the launcher's does). If so, the image
+ * is started with that environment plus the pair the launcher gives
+ * (evshim_preload_env_build); if that exec fails, the call goes on exactly
+ * as given, so its errno is the real one (and an exec the two added
+ * variables would make too big runs without them). Otherwise the call goes
+ * on unchanged.
  *
  * These may run in a vfork child (CPython's _posixsubprocess), in the
  * parent's memory: no allocation, no lock, the next functions found at
@@ -148,6 +154,7 @@ static struct {
 static struct {
   int on;
   const char *library;                  /* this library's path, as LD_PRELOAD named it */
+  char other[PATH_MAX];                 /* the other class's build (x86_64 or i386), "" when none */
   char loader[EVSHIM_PRELOAD_NAME_MAX]; /* this process's program interpreter */
 } pass_on;
 
@@ -185,24 +192,37 @@ static void pass_on_start(void) {
   pass_on.on = pass_on.loader[0] != '\0';
 }
 
+/* The build of the library the image exec would load from (dirfd, path)
+ * takes (this one or the other class's, each only when it is there and of
+ * its class), NULL for none; into *passed, the one that image passes on to
+ * the other class (NULL for none). */
+static const char *library_for_image(int dirfd, const char *path, int open_flags, const char **passed) {
+  const struct evshim_preload_libraries libraries = {pass_on.library, pass_on.other};
+  return evshim_preload_library_for(&libraries, evshim_preload_class_at(dirfd, path, open_flags, pass_on.loader),
+                                    passed);
+}
+
 /* Runs `go(call, env)` with `envp` plus the preload when the image exec
- * would load from (dirfd, path) takes it and the environment allows it: 1,
- * its result in *r. Else 0, nothing run. errno as it was when `go` is not
- * run, and on entry to `go`. */
+ * would load from (dirfd, path) takes a build of the library that is there
+ * (this one, or the other class's) and the environment allows it: 1, its
+ * result in *r. Else 0, nothing run. errno as it was when `go` is not run,
+ * and on entry to `go`. */
 typedef int (*launch_fn)(const void *call, char *const envp[]);
 static int with_the_preload(int dirfd, const char *path, int open_flags, char *const envp[], int mapped, launch_fn go,
                             const void *call, int *r) {
   if (!pass_on.on) return 0;
   const int saved = errno;
   struct evshim_preload_env e;
+  const char *passed = NULL;
+  const char *library = library_for_image(dirfd, path, open_flags, &passed);
   int ran = 0;
-  if (evshim_preload_env_measure(envp, pass_on.library, &e) != 0 && (mapped || e.bytes <= kExecStackBytes) &&
-      access(pass_on.library, R_OK) == 0 && evshim_takes_the_preload_at(dirfd, path, open_flags, pass_on.loader)) {
+  if (library != NULL && evshim_preload_env_measure(envp, library, passed, &e) != 0 &&
+      (mapped || e.bytes <= kExecStackBytes)) {
     if (mapped) {
       void *buf = mmap(NULL, e.bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
       if (buf != MAP_FAILED) {
         errno = saved;
-        *r = go(call, evshim_preload_env_build(envp, pass_on.library, &e, buf));
+        *r = go(call, evshim_preload_env_build(envp, &e, buf));
         const int err = errno;
         munmap(buf, e.bytes);
         errno = err;
@@ -211,7 +231,7 @@ static int with_the_preload(int dirfd, const char *path, int open_flags, char *c
     } else {
       void *buf[(e.bytes + sizeof(void *) - 1) / sizeof(void *)];
       errno = saved;
-      *r = go(call, evshim_preload_env_build(envp, pass_on.library, &e, buf));
+      *r = go(call, evshim_preload_env_build(envp, &e, buf));
       ran = 1;
     }
   }
@@ -457,10 +477,13 @@ static int libc_signals_found(void) {
 }
 
 static int shell_takes_the_preload(void) {
+  if (!pass_on.on) return 0;
   struct evshim_preload_env e;
   const int saved = errno;
-  const int takes = pass_on.on && evshim_preload_env_measure(environ, pass_on.library, &e) != 0 &&
-                    evshim_takes_the_preload(kShell, pass_on.loader) && libc_signals_found();
+  const char *passed = NULL;
+  const char *library = library_for_image(AT_FDCWD, kShell, 0, &passed);
+  const int takes =
+      library != NULL && evshim_preload_env_measure(environ, library, passed, &e) != 0 && libc_signals_found();
   errno = saved;
   return takes;
 }
@@ -546,8 +569,9 @@ __attribute__((constructor)) static void evshim_signals_start(void) {
   resolve_exec_entries();
   if (saved != NULL) {
     pass_on_start();
-    if (saved[0] == '=') {
-      setenv("LD_PRELOAD", saved + 1, 1);
+    const char *user = evshim_saved_value_read(saved, pass_on.other, sizeof pass_on.other);
+    if (user != NULL) {
+      setenv("LD_PRELOAD", user, 1);
     } else {
       unsetenv("LD_PRELOAD");
     }
