@@ -430,10 +430,11 @@ EXPORT int posix_spawnp(pid_t *pid, const char *file, const posix_spawn_file_act
 }
 
 /* system(): glibc runs the command with ["sh", "-c", command] through its
- * internal posix_spawn of /bin/sh, which no entry above sees. When /bin/sh
- * takes the preload and the environment allows it, system() here does
- * what glibc's does (2.36, sysdeps/posix/system.c), step for step, but
- * spawns through posix_spawn above, which gives the shell the preload:
+ * internal posix_spawn of /bin/sh, which no entry above sees. In a process
+ * that passes the preload on, system() here does what glibc's does (2.36,
+ * sysdeps/posix/system.c), step for step, but spawns through posix_spawn
+ * above, which gives the shell the preload when it takes it (the rule and
+ * the environment decide there, once):
  * SIGINT and SIGQUIT ignored while any system() runs (saved by the first,
  * given back by the last), SIGCHLD blocked in the caller; the shell gets
  * the caller's mask and, for those of SIGINT and SIGQUIT not ignored
@@ -442,8 +443,9 @@ EXPORT int posix_spawnp(pid_t *pid, const char *file, const posix_spawn_file_act
  * spawn fails. A cancellation point, as glibc's: the shell is killed and
  * reaped on cancellation. The dispositions and the mask are set with
  * libc's own functions, as glibc's internal calls set them (no foreign
- * library's signal hook sees them). Otherwise, and for system(NULL), the
- * next system() (a linked foreign library's, then glibc's).
+ * library's signal hook sees them). Otherwise (no preload to pass on, or
+ * libc's functions not found), and for system(NULL), the next system() (a
+ * linked foreign library's, then glibc's).
  *
  * popen() is left as it is: glibc's stream knows its child (pclose and
  * fclose wait for it, and every later popen child closes it), which a
@@ -476,18 +478,6 @@ static int libc_signals_found(void) {
   return 1;
 }
 
-static int shell_takes_the_preload(void) {
-  if (!pass_on.on) return 0;
-  struct evshim_preload_env e;
-  const int saved = errno;
-  const char *passed = NULL;
-  const char *library = library_for_image(AT_FDCWD, kShell, 0, &passed);
-  const int takes =
-      library != NULL && evshim_preload_env_measure(environ, library, passed, &e) != 0 && libc_signals_found();
-  errno = saved;
-  return takes;
-}
-
 static void system_signals_back(void) {
   pthread_mutex_lock(&system_lock);
   if (--system_running == 0) {
@@ -505,7 +495,7 @@ static void system_cancelled(void *arg) {
 }
 
 EXPORT int system(const char *command) {
-  if (command == NULL || !shell_takes_the_preload()) {
+  if (command == NULL || !pass_on.on || !libc_signals_found()) {
     static system_fn next;
     if (next == NULL) next = TRAP_NEXT(system_fn, "system");
     if (next == NULL) {
