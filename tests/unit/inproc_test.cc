@@ -1700,6 +1700,9 @@ NapAtDeadlineRound TraceANapAtADeadline() {
   return round;
 }
 
+// A round shows nothing when no nap was under way as the deadline came
+// (the pump looked then): up to five rounds to see one; a nap past the
+// deadline fails the test in the round it shows up (no retry of a failure).
 TEST(InprocPump, ANapEndsAtADeadline) {
   NapAtDeadlineRound round;
   int tries = 0;
