@@ -65,17 +65,18 @@ thread_local OwnStack t_stack;
 thread_local uintptr_t t_call_frame = 0;
 
 // The mapping of /proc/self/maps that contains `addr`, if it is readable
-// and writable. Read with open/read into a buffer on the stack: no stdio
-// (fclose would report a close) and no allocation (it runs inside the
-// program's call, whose own memory it must leave as it was).
+// and writable. Read with the system calls (OpenOwnFd, ReadOwnFd) into a
+// buffer on the stack: no stdio (fclose would report a close) and no
+// allocation (it runs inside the program's call, whose own memory it must
+// leave as it was).
 bool FindRwMapping(uintptr_t addr, uintptr_t* low, uintptr_t* high) {
-  const int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+  const int fd = OpenOwnFd("/proc/self/maps", O_RDONLY | O_CLOEXEC);
   if (fd < 0) return false;
   char buf[8192];
   size_t held = 0;  // bytes of an unfinished line at the start of buf
   bool found = false, done = false;
   while (!done) {
-    const ssize_t n = read(fd, buf + held, sizeof buf - 1 - held);
+    const ssize_t n = ReadOwnFd(fd, buf + held, sizeof buf - 1 - held);
     if (n <= 0) break;
     held += static_cast<size_t>(n);
     buf[held] = '\0';

@@ -13,12 +13,24 @@
 // For shim/ only: emul/ makes no system calls and abi/ none of its own.
 #pragma once
 
+#include <fcntl.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 namespace evshim::shim {
 
 inline void CloseOwnFd(int fd) { (void)syscall(SYS_close, fd); }
+
+// A file the shim reads for itself and closes with CloseOwnFd is opened and
+// read with the system calls too: a tool that follows descriptors through
+// libc (ThreadSanitizer) then sees none of its life rather than an open
+// with no close, which it held against the program's later use of the
+// same number in another thread as a data race (s23, RawBlockedInAWait).
+inline int OpenOwnFd(const char* path, int flags) {
+  return static_cast<int>(syscall(SYS_openat, AT_FDCWD, path, flags));
+}
+
+inline long ReadOwnFd(int fd, void* buf, unsigned long count) { return syscall(SYS_read, fd, buf, count); }
 
 inline int Dup3OwnFd(int oldfd, int newfd, int flags) {
   return static_cast<int>(syscall(SYS_dup3, oldfd, newfd, flags));
