@@ -300,7 +300,7 @@ void SleepNs(int64_t ns) {
 // checked again (its re-arm is the check, one EPOLL_CTL_MOD). Anything
 // else (kevent change lists, the close report, timers, file watches)
 // checks every answer again, as before.
-constexpr int kCheckAll = -2, kCheckNone = -1;
+constexpr int kCheckAll = Engine::kCheckAll, kCheckNone = Engine::kCheckNone;
 int NumberToCheck(abi::Call call, const PortCall& port_call, const uint64_t args[6]) {
   namespace il = abi::illumos;
   if (call == abi::Call::kKevent || call == abi::Call::kKevent11) {
@@ -1526,7 +1526,7 @@ void Engine::IdlePumpLoop() {
   }
 }
 
-void Engine::SyncFileChecks(int number) {
+void Engine::SyncFileChecksNow(int number) {
   const uint64_t epoch = close_epoch_.load(std::memory_order_acquire);
   if (number == kCheckAll || epoch != file_checks_epoch_) {
     host_->ForgetFileChecks();

@@ -114,6 +114,8 @@ inline PortCall PortCall::Decode(abi::Call call, const uint64_t args[6]) {
 
 class Engine {
  public:
+  // The numbers a call checks afresh (SyncFileChecks): every one, or none.
+  static constexpr int kCheckAll = -2, kCheckNone = -1;
   Engine(EngineOptions options, std::shared_ptr<const Inherited> inherited);
   ~Engine();
   Engine(const Engine&) = delete;
@@ -262,8 +264,14 @@ class Engine {
   // The watches' identity answers (LinuxHost::ForgetFileChecks) are kept
   // while no descriptor was closed or replaced through the library; a call
   // checks again the number it names (`number` >= 0), every answer
-  // (kCheckAll in engine.cc) or none (kCheckNone).
-  void SyncFileChecks(int number);
+  // (kCheckAll) or none (kCheckNone). Inline, the usual
+  // answer first (no number, nothing closed since): every call and every
+  // waiter's wake-up asks.
+  void SyncFileChecks(int number) {
+    if (number == kCheckNone && close_epoch_.load(std::memory_order_acquire) == file_checks_epoch_) return;
+    SyncFileChecksNow(number);
+  }
+  void SyncFileChecksNow(int number);
   // The object a descriptor number was found to be, kept while no
   // descriptor was closed or replaced through the library and the object
   // lives: a call on a port or kqueue then costs no fstat. `epoch` is

@@ -938,23 +938,6 @@ bool LocalWatches::Keep(WatchId id, int fd, uint32_t events) {
   return SetLevel(f, (f.reg != File::Reg::kOff ? f.level_events : 0) | events);
 }
 
-bool LocalWatches::QuietSinceArm(WatchId id) {
-  const Watch* found_watch = watches_.Find(id);
-  if (found_watch == nullptr) return false;
-  const Watch& w = *found_watch;
-  // A look begun and not past the level epoll yet (the loop's other events
-  // are routed in their order, and may scan a kqueue) says nothing: the file
-  // may have become ready since the previous look.
-  if (looks_done_ != looks_begun_) return false;
-  // Armed at or after the last completed look (serial numbers: see Watch).
-  if (!w.armed || w.edge || w.pollless || static_cast<int32_t>(w.armed_look - static_cast<uint32_t>(looks_done_)) >= 0) {
-    return false;
-  }
-  const File* f = FileOf(w);
-  // A dead file's watch never fires: the caller's own look finds it closed.
-  return f != nullptr && !f->dead && f->reg != File::Reg::kOff && (f->level_events & w.mask) == w.mask;
-}
-
 bool LocalWatches::NumberOpen(int fd) { return fcntl(fd, F_GETFD) != -1; }
 
 }  // namespace evshim::shim

@@ -209,8 +209,24 @@ class LocalWatches {
   // armed before the last look, which has read the level epoll since: that
   // read would have reported (and disarmed) it had the file been ready, so
   // it is not ready now, unless it became so after that read. False while
-  // a look has not read the level epoll yet.
-  bool QuietSinceArm(emul::WatchId id);
+  // a look has not read the level epoll yet. Inline: every scan of a
+  // delivered level knote asks (Kqueues::Collect), once a call in a loop.
+  bool QuietSinceArm(emul::WatchId id) {
+    const Watch* w = watches_.Find(id);
+    if (w == nullptr) return false;
+    // A look begun and not past the level epoll yet (the loop's other events
+    // are routed in their order, and may scan a kqueue) says nothing: the file
+    // may have become ready since the previous look.
+    if (looks_done_ != looks_begun_) return false;
+    // Armed at or after the last completed look (serial numbers: see Watch).
+    if (!w->armed || w->edge || w->pollless ||
+        static_cast<int32_t>(w->armed_look - static_cast<uint32_t>(looks_done_)) >= 0) {
+      return false;
+    }
+    const File* f = FileOf(*w);
+    // A dead file's watch never fires: the caller's own look finds it closed.
+    return f != nullptr && !f->dead && f->reg != File::Reg::kOff && (f->level_events & w->mask) == w->mask;
+  }
   // Whether the look of the call in progress reported this level watch's
   // file ready (armed, or disarmed with the registration still covering
   // its mask: the report speaks for its bits) with no hang-up and no error, and no later report of this
