@@ -122,11 +122,7 @@ bool Kqueues::Stale(const Knote& kn) {
   return false;
 }
 
-Kqueues::Kq* Kqueues::Find(ObjectId id) {
-  return const_cast<Kq*>(std::as_const(*this).Find(id));
-}
-const Kqueues::Kq* Kqueues::Find(ObjectId id) const {
-  if (last_found_ != nullptr && last_found_->id == id) return last_found_;
+const Kqueues::Kq* Kqueues::FindInMap(ObjectId id) const {
   auto it = kqs_.find(id);
   if (it == kqs_.end()) return nullptr;
   last_found_ = it->second.get();
@@ -769,7 +765,7 @@ void Kqueues::RemoveWaiter(Kq& kq, std::list<Waiter>::iterator it) {
   kq.waiters.erase(it);
 }
 
-void Kqueues::Pump(Kq& kq) {
+void Kqueues::PumpWaiters(Kq& kq) {
   int rescans = 0;
   while (!kq.waiters.empty() && !kq.queue.empty()) {
     auto it = kq.waiters.begin();

@@ -14,6 +14,7 @@
 #include <span>
 #include <unordered_map>
 #include <unordered_set>
+#include <utility>
 #include <vector>
 
 #include "emul/engine.h"
@@ -700,8 +701,14 @@ class Kqueues final : public Engine {
   };
   enum class DeadlineKind : uint8_t { kWait, kTimer };
 
-  Kq* Find(ObjectId id);
-  const Kq* Find(ObjectId id) const;
+  // Inline, the last kqueue found first (a call finds its kqueue several
+  // times; FindInMap otherwise).
+  Kq* Find(ObjectId id) { return const_cast<Kq*>(std::as_const(*this).Find(id)); }
+  const Kq* Find(ObjectId id) const {
+    if (last_found_ != nullptr && last_found_->id == id) return last_found_;
+    return FindInMap(id);
+  }
+  const Kq* FindInMap(ObjectId id) const;
   Knote* FindKnote(Kq& kq, KFilter f, uint64_t ident);
   int Register(Kq& kq, Caller caller, KChange& change);
   // A change to an existing knote: the registration, then the filter's touch.
@@ -755,7 +762,15 @@ class Kqueues final : public Engine {
   void PutBack(Kq& kq, std::vector<Taken>& taken);
   // Hands events to a waiter; false if refused (then put back).
   bool Deliver(Kq& kq, KeventCompletion& done, std::vector<Taken> taken);
-  void Pump(Kq& kq);
+  // Hands the kqueue's queued events to its waiters, then rearms the
+  // deadline if this engine's deadlines moved. Inline, the usual case first
+  // (nobody waits, no deadline moved): every kevent and every routed watch
+  // report pumps.
+  void Pump(Kq& kq) {
+    if (kq.waiters.empty() && !deadlines_moved_) return;
+    PumpWaiters(kq);
+  }
+  void PumpWaiters(Kq& kq);
   // Whether `kq` polls readable (a knote on its list) moved: reported, and
   // its watchers woken. Inline, the usual answer first (no move): every
   // Enqueue and Dequeue asks, several times a call.
