@@ -1254,7 +1254,7 @@ std::optional<WaitId> EventPorts::Dispatch(Caller caller, ObjectId id, int32_t s
   return std::nullopt;
 }
 
-void EventPorts::ServeDispatchers(Port& p) {
+void EventPorts::ServeWaitingDispatchers(Port& p) {
   // Called where slots may have freed, never from inside a queue walk.
   while (!p.dispatchers.empty() && p.slots < p.max_events) {
     Dispatcher d = std::move(p.dispatchers.front());

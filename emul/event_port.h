@@ -496,7 +496,12 @@ class EventPorts final : public Engine {
   void ReapOthers(Port& p, Pid except);
   void DropHolder(Port& p, Pid pid);  // CloseBy without waking anyone
   bool SlotFree(Port& p, Pid caller);  // a slot is free (after reaping, if needed)
-  void ServeDispatchers(Port& p);
+  // Hands freed slots to the PORT_DISPATCH callers waiting for one.
+  // Inline, a port none waits on first (every retrieval and association).
+  void ServeDispatchers(Port& p) {
+    if (!p.dispatchers.empty()) ServeWaitingDispatchers(p);
+  }
+  void ServeWaitingDispatchers(Port& p);
   // Drops the associations made through `fd` whose owner closed it, then
   // returns the one `pid` made through that file at `fd`, if any.
   FdAssoc* DropClosedAtThenFind(Port& p, Pid pid, int fd);
