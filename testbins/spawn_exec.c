@@ -141,6 +141,9 @@ int main(int argc, char **argv) {
     }
     return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
   } else if (strcmp(entry, "system-cancelled") == 0) {
+    /* SIGINT at its default first: a shell's background job starts with it
+     * ignored, and then "as it was" would read as changed. */
+    signal(SIGINT, SIG_DFL);
     pthread_t thread;
     if (pthread_create(&thread, NULL, run_system, (void *)program) != 0) return 2;
     usleep(300 * 1000);
