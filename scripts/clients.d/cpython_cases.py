@@ -37,6 +37,13 @@ def worker(module, status_path, done_path, case_timeout):
     from test import support
 
     faulthandler.enable(all_threads=True)
+    # Python installs its KeyboardInterrupt handler only when SIGINT is not
+    # ignored at start, and a shell's background job starts with it ignored:
+    # the runners' interrupt tests then hang, evshim or not. Install it as an
+    # interactive start would, so the results do not depend on how CI began.
+    import signal
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     support.verbose = 0          # as regrtest without -v
     support.use_resources = []   # as regrtest without -u
 
