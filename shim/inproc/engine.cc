@@ -300,26 +300,25 @@ void SleepNs(int64_t ns) {
 // checked again (its re-arm is the check, one EPOLL_CTL_MOD). Anything
 // else (kevent change lists, the close report, timers, file watches)
 // checks every answer again, as before.
-constexpr int kCheckAll = Engine::kCheckAll, kCheckNone = Engine::kCheckNone;
 int NumberToCheck(abi::Call call, const PortCall& port_call, const uint64_t args[6]) {
   namespace il = abi::illumos;
   if (call == abi::Call::kKevent || call == abi::Call::kKevent11) {
     // kevent(kq, changelist, nchanges, eventlist, nevents, timeout): the
     // same on the three BSDs and both data models.
-    return static_cast<int32_t>(args[2]) == 0 ? kCheckNone : kCheckAll;
+    return static_cast<int32_t>(args[2]) == 0 ? Engine::kCheckNone : Engine::kCheckAll;
   }
-  if (!port_call.portfs) return kCheckAll;
+  if (!port_call.portfs) return Engine::kCheckAll;
   switch (port_call.code) {
     case il::PORT_GET:
     case il::PORT_GETN:
     case il::PORT_SEND:
     case il::PORT_ALERT:
-      return kCheckNone;
+      return Engine::kCheckNone;
     case il::PORT_ASSOCIATE:
     case il::PORT_DISSOCIATE:
-      return port_call.fd_object >= 0 ? port_call.fd_object : kCheckAll;
+      return port_call.fd_object >= 0 ? port_call.fd_object : Engine::kCheckAll;
     default:
-      return kCheckAll;
+      return Engine::kCheckAll;
   }
 }
 

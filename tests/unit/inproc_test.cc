@@ -43,6 +43,7 @@
 #include <thread>
 #include <vector>
 
+#include "shim/runtime/own_fd.h"  // RawBlockedInAWait
 #include "tests/support/counting_new.h"  // InprocAllocations
 #include "tests/support/fault_copy.h"
 #include "tests/support/pump_trace.h"
@@ -2357,20 +2358,17 @@ TEST_F(InprocTest, FdReadyBeforeAPortSendIsQueuedAheadOfTheSentEvent) {
 }
 
 // BlockedSyscall without the library's close (fclose and close are
-// reported to the engine, which then checks the numbers it knows afresh).
-// The read is a raw system call too, as the open and the close: under
-// ThreadSanitizer a libc read() of a number whose open it did not see is
-// checked against the last open of that number it did see, the engine's
-// open() of /proc/self/maps in the waiting thread (FindRwMapping, closed
-// by a raw close), and reported as a data race on the descriptor.
+// reported to the engine, which then checks the numbers it knows afresh):
+// opened, read and closed with the system calls, as the shim's own files
+// are (shim/runtime/own_fd.h says why ThreadSanitizer needs all three).
 bool RawBlockedInAWait(pid_t tid) {
   char path[64];
   std::snprintf(path, sizeof path, "/proc/self/task/%d/syscall", tid);
-  const int fd = static_cast<int>(syscall(SYS_openat, AT_FDCWD, path, O_RDONLY | O_CLOEXEC));
+  const int fd = evshim::shim::OpenOwnFd(path, O_RDONLY | O_CLOEXEC);
   if (fd < 0) return false;
   char text[32] = {};
-  const ssize_t n = syscall(SYS_read, fd, text, sizeof text - 1);
-  syscall(SYS_close, fd);
+  const long n = evshim::shim::ReadOwnFd(fd, text, sizeof text - 1);
+  evshim::shim::CloseOwnFd(fd);
   if (n <= 0) return false;
   const long nr = std::strtol(text, nullptr, 10);
   return nr == SYS_ppoll || nr == SYS_epoll_pwait;
