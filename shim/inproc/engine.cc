@@ -1327,9 +1327,10 @@ bool Engine::ReadProgram(void* dst, const void* src, size_t n) {
 }
 
 void Engine::StartIdlePump() {
-  sigset_t all, old;
-  FillEngineMask(&all);  // SIGSEGV, SIGBUS stay open (trap_install.h)
-  pthread_sigmask(SIG_BLOCK, &all, &old);  // the thread inherits: no signal is the pump's
+  // The thread inherits the mask: no signal is the pump's, not even a
+  // SIGSEGV or SIGBUS sent to the process (trap_install.h).
+  sigset_t old;
+  const bool blocked = BlockEverySignal(&old);
   pthread_t t;
   if (pthread_create(&t, nullptr, [](void* self) -> void* {
         static_cast<Engine*>(self)->IdlePumpLoop();
@@ -1337,12 +1338,13 @@ void Engine::StartIdlePump() {
       }, this) == 0) {
     pthread_detach(t);
   }
-  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  if (blocked) RestoreSignalMask(old);
 }
 
 void Engine::IdlePumpLoop() {
   t_engine_thread = true;
   t_idle_pump = true;
+  MarkFaultSignalsBlockedOnThisThread();
   uint64_t seen = calls_ended_.load(std::memory_order_relaxed);  // calls ended by the last pass
   int64_t nap = kIdleNs;     // the next nap while calls keep ending
   int64_t last_look_ns = 0;  // when this thread last looked (for a poller, below)

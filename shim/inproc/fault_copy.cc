@@ -77,7 +77,12 @@ extern const char evshim_fault_copy_fixup[] __attribute__((visibility("hidden"))
 
 namespace evshim::shim::inproc {
 
-bool CopyCatchingFaults(void* dst, const void* src, size_t n) { return evshim_fault_copy(dst, src, n) == 0; }
+bool CopyCatchingFaults(void* dst, const void* src, size_t n) {
+  const bool opened = OpenFaultSignalsForCopy();  // on the engine's own thread (trap_install.h)
+  const bool copied = evshim_fault_copy(dst, src, n) == 0;
+  if (opened) CloseFaultSignalsAfterCopy();
+  return copied;
+}
 
 bool RecoverCopyFault(void* ucv) {
   auto* uc = static_cast<ucontext_t*>(ucv);

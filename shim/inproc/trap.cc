@@ -178,6 +178,14 @@ int g_fault_copy_on = 0;
 // a copy first asks the thread's mask (FaultCopyReady). A handler that
 // leaves by siglongjmp leaves it up: that thread then asks every time.
 thread_local int t_chained = 0;
+// Per thread: a thread of the engine's own, made with every signal blocked,
+// SIGSEGV and SIGBUS too (BlockEverySignal); its copies open those two for
+// the copy's time (OpenFaultSignalsForCopy). A SIGSEGV or SIGBUS sent to
+// the process and taken by that thread in such a window is recorded here
+// and sent again once it is closed (CloseFaultSignalsAfterCopy).
+thread_local int t_fault_signals_blocked = 0;
+constexpr int kSentSegv = 1, kSentBus = 2;
+thread_local volatile sig_atomic_t t_sent_during_copy = 0;
 
 int KeptIndexOf(int sig) {
   for (int i = 0; i < kKeptCount; ++i) {
@@ -354,6 +362,13 @@ NOT_TSAN_INSTRUMENTED void TrapHandler(int sig, siginfo_t* info, void* ucv) {
 // goes to the program's disposition (Chain).
 NOT_TSAN_INSTRUMENTED void FaultHandler(int sig, siginfo_t* info, void* ucv) {
   if (RaisedByTheKernel(info) && RecoverCopyFault(ucv)) return;
+  if (t_fault_signals_blocked != 0 && !RaisedByTheKernel(info)) {
+    // Sent to the process and taken by the engine's own thread during a
+    // copy: never the program's handler here (the foreign kernel has no
+    // such thread); sent again when the copy is over.
+    t_sent_during_copy = t_sent_during_copy | (sig == SIGSEGV ? kSentSegv : kSentBus);
+    return;
+  }
   const int saved_errno = errno;
   Chain(sig == SIGSEGV ? kKeptSegv : kKeptBus, sig, info, ucv);
   errno = saved_errno;
@@ -529,6 +544,53 @@ NOT_TSAN_INSTRUMENTED bool FaultCopyReady() {
   sigset_t cur;
   if (RealSigmask()(SIG_BLOCK, nullptr, &cur) != 0) return false;
   return !sigismember(&cur, SIGSEGV) && !sigismember(&cur, SIGBUS);
+}
+
+namespace {
+// The thread's mask through the system call itself: the libraries'
+// functions keep SIGSEGV and SIGBUS open and show them open.
+bool RawThreadMask(int how, const sigset_t* set, sigset_t* old) {
+  return syscall(SYS_rt_sigprocmask, how, set, old, _NSIG / 8) == 0;
+}
+
+sigset_t FaultSignals() {
+  sigset_t faults;
+  sigemptyset(&faults);
+  sigaddset(&faults, SIGSEGV);
+  sigaddset(&faults, SIGBUS);
+  return faults;
+}
+}  // namespace
+
+bool BlockEverySignal(sigset_t* old) {
+  sigset_t all;
+  sigfillset(&all);  // glibc's full set leaves out its internal signals (setuid across threads)
+  return RawThreadMask(SIG_BLOCK, &all, old);
+}
+
+void RestoreSignalMask(const sigset_t& old) { RawThreadMask(SIG_SETMASK, &old, nullptr); }
+
+void MarkFaultSignalsBlockedOnThisThread() {
+  sigset_t cur;
+  if (RawThreadMask(SIG_BLOCK, nullptr, &cur) && sigismember(&cur, SIGSEGV) && sigismember(&cur, SIGBUS)) {
+    t_fault_signals_blocked = 1;
+  }
+}
+
+bool OpenFaultSignalsForCopy() {
+  if (t_fault_signals_blocked == 0) return false;
+  const sigset_t faults = FaultSignals();
+  return RawThreadMask(SIG_UNBLOCK, &faults, nullptr);
+}
+
+void CloseFaultSignalsAfterCopy() {
+  const sigset_t faults = FaultSignals();
+  RawThreadMask(SIG_BLOCK, &faults, nullptr);
+  const int sent = t_sent_during_copy;
+  t_sent_during_copy = 0;
+  // Now blocked here: the process's other threads take them.
+  if (sent & kSentSegv) kill(getpid(), SIGSEGV);
+  if (sent & kSentBus) kill(getpid(), SIGBUS);
 }
 
 bool InstallTrap() {

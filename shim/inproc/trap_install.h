@@ -27,6 +27,27 @@ void InstallFaultCopy();
 // handler is installed and SIGSEGV and SIGBUS are surely unblocked here.
 bool FaultCopyReady();
 
+// For a thread of the engine's own (the idle pump), made while this holds
+// and so inheriting it: every signal blocked on this thread, SIGSEGV and
+// SIGBUS too (the system call itself: the libraries' functions keep those
+// two open). A signal sent to the process then never lands on the engine's
+// thread (the foreign kernel has none): the program's handler runs on one
+// of the program's threads, or waits until one unblocks it. Test
+// InprocFaultCopy.ASentSigsegvNeverRunsOnTheEnginesThread. False if the
+// mask could not be set; RestoreSignalMask(*old) after.
+bool BlockEverySignal(sigset_t* old);
+void RestoreSignalMask(const sigset_t& old);
+
+// Called first on such a thread, to say SIGSEGV and SIGBUS are blocked
+// there: each CopyCatchingFaults on it then opens them for the copy's time
+// (a fault with them blocked kills), and a SIGSEGV or SIGBUS sent to the
+// process that the thread takes in that window is sent again after it.
+void MarkFaultSignalsBlockedOnThisThread();
+// Used by CopyCatchingFaults: true when this thread's fault signals were
+// opened (then CloseFaultSignalsAfterCopy once the copy is over).
+bool OpenFaultSignalsForCopy();
+void CloseFaultSignalsAfterCopy();
+
 // Copies n bytes from src to dst with plain instructions; false when one of
 // them faulted (SIGSEGV or SIGBUS; part of dst may have been written). Only
 // where FaultCopyReady() said yes. fault_copy.cc.
