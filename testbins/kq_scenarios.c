@@ -30,6 +30,7 @@
 #include "fault_copy.h"
 #include "poll_family.h"
 #include "supervisor_fds.h"
+#include "thread_syscall.h"
 
 #define CHECK(cond)                                                                             \
   do {                                                                                          \
@@ -1868,14 +1869,8 @@ static void *close_wait_thread(void *arg) {
 /* Whether thread `tid` is inside kevent (/proc/self/task/TID/syscall): the
  * foreign call (supervised), or the in-process engine's ppoll (fast mode). */
 static int in_kevent(pid_t tid) {
-  char path[64];
-  snprintf(path, sizeof path, "/proc/self/task/%d/syscall", (int)tid);
-  FILE *f = fopen(path, "r");
-  if (f == NULL) return 0;
-  long nr = -1;
-  int n = fscanf(f, "%ld", &nr);
-  fclose(f);
-  return n == 1 && (nr == EVSHIM_SYS_kevent || nr == SYS_ppoll);
+  const long nr = thread_syscall(tid);
+  return nr == EVSHIM_SYS_kevent || nr == SYS_ppoll;
 }
 
 /* Runs a waiter with `timeout_ms` on `kq` and closes kq once it waits. */

@@ -13,6 +13,7 @@
 #include "fault_copy.h"
 #include "poll_family.h"
 #include "supervisor_fds.h"
+#include "thread_syscall.h"
 #include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
@@ -56,14 +57,8 @@ static int port;
  * the foreign call (supervised), or the in-process engine's wait (fast mode:
  * ppoll, or epoll_pwait for a waiter that does not watch the loop). */
 static int in_port_wait(pid_t tid) {
-  char path[64];
-  snprintf(path, sizeof path, "/proc/self/task/%d/syscall", (int)tid);
-  FILE *f = fopen(path, "r");
-  if (f == NULL) return 0;
-  long nr = -1;
-  int n = fscanf(f, "%ld", &nr);
-  fclose(f);
-  return n == 1 && (nr == EVSHIM_SYS_portfs || nr == SYS_ppoll || nr == SYS_epoll_pwait);
+  const long nr = thread_syscall(tid);
+  return nr == EVSHIM_SYS_portfs || nr == SYS_ppoll || nr == SYS_epoll_pwait;
 }
 
 /* A signal meant to end a wait is sent once the thread waits: one handled on

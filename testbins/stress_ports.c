@@ -38,6 +38,7 @@
 #include <unistd.h>
 
 #include "supervisor_fds.h"
+#include "thread_syscall.h"
 
 #define CHECK(cond)                                                                       \
   do {                                                                                    \
@@ -318,16 +319,7 @@ static int leak_check(int R) {
 /* Whether thread `tid` is inside the foreign portfs call
  * (/proc/self/task/TID/syscall): supervised, its notification is then
  * queued to the supervisor, which takes them in order. */
-static int in_portfs(pid_t tid) {
-  char path[64];
-  snprintf(path, sizeof path, "/proc/self/task/%d/syscall", (int)tid);
-  FILE *f = fopen(path, "r");
-  if (f == NULL) return 0;
-  long nr = -1;
-  int n = fscanf(f, "%ld", &nr);
-  fclose(f);
-  return n == 1 && nr == EVSHIM_SYS_portfs;
-}
+static int in_portfs(pid_t tid) { return thread_syscall(tid) == EVSHIM_SYS_portfs; }
 
 /* With --max-waits CAP: CAP threads wait; one more gets ENOMEM at once.
  * (Supervised only.) The main thread's call comes after every waiter's is
