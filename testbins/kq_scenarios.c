@@ -30,6 +30,7 @@
 #include "fault_copy.h"
 #include "poll_family.h"
 #include "supervisor_fds.h"
+#include "thread_syscall.h"
 
 #define CHECK(cond)                                                                             \
   do {                                                                                          \
@@ -484,11 +485,18 @@ static int eintr(void) {
     int kq = kqueue();
     CHECK(kq >= 0);
     CHECK(add(kq, 5, EVFILT_USER, EV_ADD | EV_CLEAR, 0, 0, NULL) == 0);
-    struct itimerval it = {{0, 0}, {0, 100 * 1000}};
+    /* Again every 100 ms until the wait ends: one that comes before the
+     * wait (the main thread slow to get there on a loaded machine, or the
+     * supervisor slow to take the call, which the kernel then restarts as a
+     * new one) ends nothing, and a single one left it waiting for ever. */
+    struct itimerval it = {{0, 100 * 1000}, {0, 100 * 1000}};
     CHECK(setitimer(ITIMER_REAL, &it, NULL) == 0);
     struct kevent ev;
     errno = 0;
-    CHECK(get(kq, &ev, 1, NULL) == -1 && errno == EINTR);
+    const int interrupted = get(kq, &ev, 1, NULL) == -1 && errno == EINTR;
+    const struct itimerval off = {{0, 0}, {0, 0}};
+    CHECK(setitimer(ITIMER_REAL, &off, NULL) == 0);
+    CHECK(interrupted);
     sig_kq = kq;
     pthread_t t;
     pthread_create(&t, NULL, trigger_later, NULL);
@@ -1868,14 +1876,8 @@ static void *close_wait_thread(void *arg) {
 /* Whether thread `tid` is inside kevent (/proc/self/task/TID/syscall): the
  * foreign call (supervised), or the in-process engine's ppoll (fast mode). */
 static int in_kevent(pid_t tid) {
-  char path[64];
-  snprintf(path, sizeof path, "/proc/self/task/%d/syscall", (int)tid);
-  FILE *f = fopen(path, "r");
-  if (f == NULL) return 0;
-  long nr = -1;
-  int n = fscanf(f, "%ld", &nr);
-  fclose(f);
-  return n == 1 && (nr == EVSHIM_SYS_kevent || nr == SYS_ppoll);
+  const long nr = thread_syscall(tid);
+  return nr == EVSHIM_SYS_kevent || nr == SYS_ppoll;
 }
 
 /* Runs a waiter with `timeout_ms` on `kq` and closes kq once it waits. */

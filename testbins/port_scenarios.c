@@ -13,6 +13,7 @@
 #include "fault_copy.h"
 #include "poll_family.h"
 #include "supervisor_fds.h"
+#include "thread_syscall.h"
 #include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
@@ -25,6 +26,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -51,6 +53,30 @@ static void sleep_ms(long ms) {
 }
 
 static int port;
+
+/* Whether thread `tid` waits inside a port call (/proc/self/task/TID/syscall):
+ * the foreign call (supervised), or the in-process engine's wait (fast mode:
+ * ppoll, or epoll_pwait for a waiter that does not watch the loop). */
+static int in_port_wait(pid_t tid) {
+  const long nr = thread_syscall(tid);
+  return nr == EVSHIM_SYS_portfs || nr == SYS_ppoll || nr == SYS_epoll_pwait;
+}
+
+/* A signal meant to end a wait is sent once the thread waits: one handled on
+ * its way there (a fixed pause's guess, under load) ends nothing, and the
+ * wait runs to its end. Up to 10 s for thread `tid` (set by the thread) to
+ * wait inside a port call, then a pause for the supervisor to take the call
+ * (a signal before that restarts an SA_RESTART call as a new one, which no
+ * EINTR ends); 0 if it never waited. */
+static int await_port_wait(atomic_int *tid) {
+  int waiting = 0;
+  for (int i = 0; i < 10000 && !waiting; i++) {
+    waiting = atomic_load(tid) != 0 && in_port_wait(atomic_load(tid));
+    if (!waiting) sleep_ms(1);
+  }
+  if (waiting) sleep_ms(100);
+  return waiting;
+}
 
 /* Rule 25: port_get with a 1 s timeout and nothing queued is ETIME after ~1 s. */
 static int etime(void) {
@@ -352,13 +378,22 @@ static int eintr(void) {
   sa.sa_handler = on_alarm;
   sa.sa_flags = SA_RESTART;
   sigaction(SIGALRM, &sa, NULL);
-  alarm(1);
+  /* Again every second until the wait ends: one that comes before the wait
+   * (a loaded machine, or a supervisor slow to take the call) ends nothing,
+   * and a single one left it to its timeout. */
+  struct itimerval every_second = {{1, 0}, {1, 0}};
+  CHECK(setitimer(ITIMER_REAL, &every_second, NULL) == 0);
   port_event_t ev;
   struct timespec to = {5, 0};
   double t0 = now_s();
   int r = port_get(port, &ev, &to);
+  const int err = errno;
+  const double waited = now_s() - t0;
+  const struct itimerval off = {{0, 0}, {0, 0}};
+  CHECK(setitimer(ITIMER_REAL, &off, NULL) == 0);
+  errno = err;
   CHECK(r == -1 && errno == EINTR);
-  CHECK(now_s() - t0 < 3.0);
+  CHECK(waited < 3.0);
   /* nothing was lost: an event sent now is retrieved */
   CHECK(port_send(port, 3, NULL) == 0);
   CHECK(port_get(port, &ev, &to) == 0 && ev.portev_events == 3);
@@ -956,8 +991,10 @@ static long dispatch(int p, int noshare, int source, int events, uintptr_t objec
 static atomic_int dispatch_done;
 static long dispatch_result;
 static int dispatch_errno;
+static atomic_int dispatch_tid;
 static void *dispatch_thread(void *arg) {
   (void)arg;
+  atomic_store(&dispatch_tid, (int)gettid());
   dispatch_result = dispatch(port, 0, PORT_SOURCE_AIO, 9, 0x99, (void *)0x9);
   dispatch_errno = errno;
   dispatch_done = 1;
@@ -1012,8 +1049,9 @@ static int dispatch_events(void) {
   sa.sa_handler = on_usr1;
   sigaction(SIGUSR1, &sa, NULL);
   dispatch_done = 0;
+  atomic_store(&dispatch_tid, 0);
   pthread_create(&t, NULL, dispatch_thread, NULL);
-  sleep_ms(150);
+  CHECK(await_port_wait(&dispatch_tid));
   CHECK(!dispatch_done);
   pthread_kill(t, SIGUSR1);
   for (int i = 0; i < 200 && !dispatch_done; i++) sleep_ms(5);
@@ -2262,6 +2300,7 @@ static void await_signals(int n) {
   for (int i = 0; i < 200 && raw_signals < n; i++) sleep_ms(5);
 }
 static pthread_t raw_main_thread;
+static atomic_int raw_main_tid;
 static void on_raw_signal(int sig) {
   (void)sig;
   raw_signals++;
@@ -2274,7 +2313,7 @@ static void on_raw_send_signal(int sig) {
   errno = saved;
 }
 static void *raw_signal_later(void *arg) {
-  sleep_ms(100);
+  CHECK(await_port_wait(&raw_main_tid));
   pthread_kill(raw_main_thread, (int)(intptr_t)arg);
   return NULL;
 }
@@ -2286,6 +2325,7 @@ static void *raw_send_later(void *arg) {
 }
 static int raw_library_port(void) {
   raw_main_thread = pthread_self();
+  atomic_store(&raw_main_tid, (int)gettid());
   port_event_t ev, list[2];
 #if defined(__x86_64__)
   /* a raw send (junk in the opcode's upper half, as illumos ignores it), the library's get */

@@ -21,6 +21,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <poll.h>
+#include <evshim_portfs.h>
 #include <port.h>
 #include <pthread.h>
 #include <signal.h>
@@ -37,6 +38,7 @@
 #include <unistd.h>
 
 #include "supervisor_fds.h"
+#include "thread_syscall.h"
 
 #define CHECK(cond)                                                                       \
   do {                                                                                    \
@@ -188,8 +190,10 @@ static int exactly_once(int P, int K, int M, int C, long N) {
 }
 
 static atomic_int woken;
+/* wait_cap's waiters' thread ids, each set by its thread (NULL: none kept). */
+static atomic_int *waiter_tids;
 static void *waiter(void *arg) {
-  (void)arg;
+  if (waiter_tids != NULL) atomic_store(&waiter_tids[(intptr_t)arg], (int)gettid());
   port_event_t ev;
   if (port_get(port, &ev, NULL) == 0 && ev.portev_source == PORT_SOURCE_ALERT) atomic_fetch_add(&woken, 1);
   return NULL;
@@ -312,11 +316,29 @@ static int leak_check(int R) {
   return 0;
 }
 
-/* With --max-waits CAP: CAP threads wait; one more gets ENOMEM at once. */
+/* Whether thread `tid` is inside the foreign portfs call
+ * (/proc/self/task/TID/syscall): supervised, its notification is then
+ * queued to the supervisor, which takes them in order. */
+static int in_portfs(pid_t tid) { return thread_syscall(tid) == EVSHIM_SYS_portfs; }
+
+/* With --max-waits CAP: CAP threads wait; one more gets ENOMEM at once.
+ * (Supervised only.) The main thread's call comes after every waiter's is
+ * in the supervisor's queue: after a fixed pause (300 ms, too short for 50
+ * threads on a loaded machine) the main thread could be among the CAP
+ * parked and wait for ever, a late waiter taking the ENOMEM. */
 static int wait_cap(int cap) {
   pthread_t *t = calloc((size_t)cap, sizeof *t);
-  for (int i = 0; i < cap; i++) CHECK(pthread_create(&t[i], NULL, waiter, NULL) == 0);
-  usleep(300 * 1000);
+  waiter_tids = calloc((size_t)cap, sizeof *waiter_tids);
+  CHECK(t != NULL && waiter_tids != NULL);
+  for (int i = 0; i < cap; i++) CHECK(pthread_create(&t[i], NULL, waiter, (void *)(intptr_t)i) == 0);
+  int in_call = 0;
+  for (int tries = 0; tries < 30000 && in_call < cap; tries++) {
+    while (in_call < cap && atomic_load(&waiter_tids[in_call]) != 0 && in_portfs(atomic_load(&waiter_tids[in_call]))) {
+      in_call++;
+    }
+    if (in_call < cap) usleep(1000);
+  }
+  CHECK(in_call == cap);
   port_event_t ev;
   CHECK(port_get(port, &ev, NULL) == -1 && errno == ENOMEM);
   CHECK(port_alert(port, PORT_ALERT_SET, 1, NULL) == 0);

@@ -131,6 +131,10 @@ TEST_F(InprocTest, BadTimeoutIsEfault) {
 
 void OnSignal(int) {}
 
+// The engine's wait: ppoll (the thread watching the loop) or epoll_pwait
+// (the others, on their eventfd's edges; docs/design.md "Waiting").
+bool IsEngineWait(long nr) { return nr == SYS_ppoll || nr == SYS_epoll_pwait; }
+
 // A signal ends a wait with EINTR (port.c:1330-1334: cv_waituntil_sig
 // returns 0, EINTR; illumos never restarts it), even with SA_RESTART, and
 // the port still works afterwards.
@@ -150,8 +154,14 @@ TEST_F(InprocTest, SignalInterruptsAWaitWithEintr) {
     result = port_get(port_, &ev, &ten);
     err = errno;
   });
-  while (tid == 0) usleep(1000);
-  usleep(100 * 1000);  // it waits in the engine by now
+  // The signal must come once it waits in the engine: one handled on its way
+  // there (a fixed pause's guess) ends nothing, and port_get waits its 10 s.
+  bool waiting = false;
+  for (int i = 0; i < 10'000 && !waiting; ++i) {
+    waiting = tid != 0 && IsEngineWait(BlockedSyscall(tid));
+    if (!waiting) usleep(1000);
+  }
+  EXPECT_TRUE(waiting) << "the waiter never waited in the engine";
   timespec t0{};
   clock_gettime(CLOCK_MONOTONIC, &t0);
   pthread_kill(waiter.native_handle(), SIGUSR1);
@@ -204,10 +214,6 @@ TEST_F(InprocTest, ThreadsWaitingOnOnePortGetEachEventOnce) {
   ASSERT_EQ(seen.size(), static_cast<size_t>(kEvents));
   for (int i = 1; i <= kEvents; ++i) EXPECT_EQ(seen.count(static_cast<uintptr_t>(i)), 1u) << i;
 }
-
-// The engine's wait: ppoll (the thread watching the loop) or epoll_pwait
-// (the others, on their eventfd's edges; docs/design.md "Waiting").
-bool IsEngineWait(long nr) { return nr == SYS_ppoll || nr == SYS_epoll_pwait; }
 
 // Waits until each thread of `tids` is blocked in the engine's wait and
 // stays so for a few looks.
