@@ -1877,7 +1877,7 @@ static void *close_wait_thread(void *arg) {
  * foreign call (supervised), or the in-process engine's ppoll (fast mode). */
 static int in_kevent(pid_t tid) {
   const long nr = thread_syscall(tid);
-  return nr == EVSHIM_SYS_kevent || nr == SYS_ppoll;
+  return nr == EVSHIM_SYS_kevent || is_engine_wait(nr);
 }
 
 /* Runs a waiter with `timeout_ms` on `kq` and closes kq once it waits. */

@@ -35,7 +35,7 @@ static void pause_ms(long ms) {
 static void after_main_waits(void) {
   for (int i = 0; i < 10000; i++) {
     const long nr = thread_syscall(main_tid);
-    if (nr == EVSHIM_SYS_portfs || nr == SYS_ppoll || nr == SYS_epoll_pwait) break;
+    if (nr == EVSHIM_SYS_portfs || is_engine_wait(nr)) break;
     pause_ms(1);
   }
   pause_ms(100);

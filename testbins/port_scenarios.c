@@ -59,7 +59,7 @@ static int port;
  * ppoll, or epoll_pwait for a waiter that does not watch the loop). */
 static int in_port_wait(pid_t tid) {
   const long nr = thread_syscall(tid);
-  return nr == EVSHIM_SYS_portfs || nr == SYS_ppoll || nr == SYS_epoll_pwait;
+  return nr == EVSHIM_SYS_portfs || is_engine_wait(nr);
 }
 
 /* A signal meant to end a wait is sent once the thread waits: one handled on

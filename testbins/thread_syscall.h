@@ -10,6 +10,7 @@
 #define EVSHIM_TESTBINS_THREAD_SYSCALL_H
 
 #include <stdio.h>
+#include <sys/syscall.h>
 #include <sys/types.h>
 
 /* The number of the system call thread `tid` is blocked in; -1 if it runs
@@ -23,6 +24,16 @@ static long thread_syscall(pid_t tid) {
   if (fscanf(f, "%ld", &nr) != 1) nr = -1;
   fclose(f);
   return nr;
+}
+
+/* Whether `nr` is the in-process engine's wait (fast mode): ppoll for the
+ * thread watching the loop, epoll_pwait for the others. An i386 glibc
+ * issues ppoll_time64 for ppoll (its first choice since Linux 5.1). */
+static inline int is_engine_wait(long nr) {
+#ifdef SYS_ppoll_time64
+  if (nr == SYS_ppoll_time64) return 1;
+#endif
+  return nr == SYS_ppoll || nr == SYS_epoll_pwait;
 }
 
 #endif
