@@ -18,38 +18,21 @@
 #include "thread_syscall.h"
 
 static int port, pipefd[2];
-static pid_t main_tid;
-
-static void pause_ms(long ms) {
-  struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-  nanosleep(&ts, NULL);
-}
+static atomic_int main_tid;
 
 /* The producer acts once the main thread waits in its port_getn, so that
  * each event ends a wait: `evshim trace` shows both calls blocked
  * (docs/trace.md), and the tests compare those lines. A fixed pause from
- * the thread's start is a guess that a loaded machine outruns. Waiting:
- * blocked in the foreign call (supervised) or in the in-process engine's
- * wait (fast mode: ppoll, or epoll_pwait), up to 10 s; then 100 ms, for
- * the supervisor to take the call. */
-static void after_main_waits(void) {
-  for (int i = 0; i < 10000; i++) {
-    const long nr = thread_syscall(main_tid);
-    if (nr == EVSHIM_SYS_portfs || is_engine_wait(nr)) break;
-    pause_ms(1);
-  }
-  pause_ms(100);
-}
-
+ * the thread's start is a guess that a loaded machine outruns. */
 static void *producer(void *arg) {
   (void)arg;
-  after_main_waits();
+  await_thread_wait(&main_tid, EVSHIM_SYS_portfs);
   if (write(pipefd[1], "hello", 5) != 5) perror("write");
   /* The main thread reads the bytes before its next port_getn: until then
    * it is still in (or just out of) the first wait. */
   int queued = 1;
-  for (int i = 0; i < 10000 && ioctl(pipefd[0], FIONREAD, &queued) == 0 && queued > 0; i++) pause_ms(1);
-  after_main_waits();
+  for (int i = 0; i < 10000 && ioctl(pipefd[0], FIONREAD, &queued) == 0 && queued > 0; i++) thread_syscall_pause_ms(1);
+  await_thread_wait(&main_tid, EVSHIM_SYS_portfs);
   if (port_send(port, 42, (void *)"user event from the producer") != 0) perror("port_send");
   return NULL;
 }
@@ -65,7 +48,7 @@ static const char *source_name(int s) {
 }
 
 int main(void) {
-  main_tid = getpid();
+  atomic_store(&main_tid, (int)getpid());
   port = port_create();
   if (port < 0) {
     perror("port_create");

@@ -54,29 +54,8 @@ static void sleep_ms(long ms) {
 
 static int port;
 
-/* Whether thread `tid` waits inside a port call (/proc/self/task/TID/syscall):
- * the foreign call (supervised), or the in-process engine's wait (fast mode:
- * ppoll, or epoll_pwait for a waiter that does not watch the loop). */
-static int in_port_wait(pid_t tid) {
-  const long nr = thread_syscall(tid);
-  return nr == EVSHIM_SYS_portfs || is_engine_wait(nr);
-}
-
-/* A signal meant to end a wait is sent once the thread waits: one handled on
- * its way there (a fixed pause's guess, under load) ends nothing, and the
- * wait runs to its end. Up to 10 s for thread `tid` (set by the thread) to
- * wait inside a port call, then a pause for the supervisor to take the call
- * (a signal before that restarts an SA_RESTART call as a new one, which no
- * EINTR ends); 0 if it never waited. */
-static int await_port_wait(atomic_int *tid) {
-  int waiting = 0;
-  for (int i = 0; i < 10000 && !waiting; i++) {
-    waiting = atomic_load(tid) != 0 && in_port_wait(atomic_load(tid));
-    if (!waiting) sleep_ms(1);
-  }
-  if (waiting) sleep_ms(100);
-  return waiting;
-}
+/* Waits until thread *tid waits inside a port call (thread_syscall.h). */
+static int await_port_wait(atomic_int *tid) { return await_thread_wait(tid, EVSHIM_SYS_portfs); }
 
 /* Rule 25: port_get with a 1 s timeout and nothing queued is ETIME after ~1 s. */
 static int etime(void) {

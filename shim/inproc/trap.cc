@@ -187,6 +187,15 @@ thread_local int t_fault_signals_blocked = 0;
 constexpr int kSentSegv = 1, kSentBus = 2;
 thread_local volatile sig_atomic_t t_sent_during_copy = 0;
 
+// SIGSEGV and SIGBUS: the fault copy's two signals.
+sigset_t FaultSignals() {
+  sigset_t faults;
+  sigemptyset(&faults);
+  sigaddset(&faults, SIGSEGV);
+  sigaddset(&faults, SIGBUS);
+  return faults;
+}
+
 int KeptIndexOf(int sig) {
   for (int i = 0; i < kKeptCount; ++i) {
     if (kKeptSignal[i] == sig) return i;
@@ -507,10 +516,7 @@ __attribute__((constructor)) void GuardFaultSignals() {
   if (SupervisedByEnvironment() || RealSigmask() == nullptr) return;
   if (!LibrariesInterposeSignals()) return;
   __atomic_store_n(&g_fault_guard, 1, __ATOMIC_RELAXED);
-  sigset_t faults;
-  sigemptyset(&faults);
-  sigaddset(&faults, SIGSEGV);
-  sigaddset(&faults, SIGBUS);
+  const sigset_t faults = FaultSignals();
   RealSigmask()(SIG_UNBLOCK, &faults, nullptr);
 }
 
@@ -553,13 +559,6 @@ bool RawThreadMask(int how, const sigset_t* set, sigset_t* old) {
   return syscall(SYS_rt_sigprocmask, how, set, old, _NSIG / 8) == 0;
 }
 
-sigset_t FaultSignals() {
-  sigset_t faults;
-  sigemptyset(&faults);
-  sigaddset(&faults, SIGSEGV);
-  sigaddset(&faults, SIGBUS);
-  return faults;
-}
 }  // namespace
 
 bool BlockEverySignal(sigset_t* old) {
