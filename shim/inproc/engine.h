@@ -32,7 +32,7 @@
 #include "shim/inproc/engine_mutex.h"
 #include "shim/runtime/host_events.h"
 #include "shim/runtime/object_table.h"
-#include "shim/supervisor/linux_host.h"
+#include "shim/runtime/linux_host.h"
 
 namespace evshim::shim::inproc {
 

@@ -12,8 +12,8 @@
 
 #include "emul/engine.h"
 #include "shim/runtime/object_table.h"
-#include "shim/supervisor/fault.h"
-#include "shim/supervisor/linux_host.h"
+#include "shim/runtime/fault.h"
+#include "shim/runtime/linux_host.h"
 
 namespace evshim::shim {
 

@@ -30,7 +30,7 @@
 
 #include "abi/common/call.h"
 #include "emul/types.h"
-#include "shim/supervisor/fault.h"
+#include "shim/runtime/fault.h"
 
 namespace evshim::shim {
 

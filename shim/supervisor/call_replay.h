@@ -23,7 +23,7 @@
 #include <unordered_map>
 
 #include "abi/common/call.h"
-#include "shim/supervisor/fault.h"
+#include "shim/runtime/fault.h"
 #include "shim/supervisor/notifier.h"
 #include "shim/supervisor/parked_calls.h"
 

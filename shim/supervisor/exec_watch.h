@@ -7,7 +7,7 @@
 #include <unordered_map>
 
 #include "emul/event_port.h"
-#include "shim/supervisor/linux_host.h"
+#include "shim/runtime/linux_host.h"
 
 namespace evshim::shim {
 

@@ -10,7 +10,7 @@
 #include <cstdint>
 #include <optional>
 
-#include "shim/supervisor/fault.h"
+#include "shim/runtime/fault.h"
 
 namespace evshim::shim {
 

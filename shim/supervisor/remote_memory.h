@@ -13,7 +13,7 @@
 #include <optional>
 
 #include "abi/common/call.h"
-#include "shim/supervisor/fault.h"
+#include "shim/runtime/fault.h"
 
 namespace evshim::abi::trace {
 class CallObserver;  // abi/trace/observer.h

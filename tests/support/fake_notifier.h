@@ -11,7 +11,7 @@
 #include <utility>
 #include <vector>
 
-#include "shim/supervisor/fault.h"
+#include "shim/runtime/fault.h"
 #include "shim/supervisor/notifier.h"
 
 namespace evshim::testing {

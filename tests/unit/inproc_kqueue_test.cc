@@ -33,6 +33,7 @@
 #include <thread>
 #include <vector>
 
+#include "shim/runtime/proc_connector.h"
 #include "tests/support/counting_new.h"
 #include "tests/support/fault_copy.h"
 #include "tests/support/pump_trace.h"
@@ -816,21 +817,7 @@ long OtherThreadsSwitches() {
 int ProcessEventListener() {
   const int fd = socket(PF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, NETLINK_CONNECTOR);
   if (fd < 0) return -1;
-  sockaddr_nl addr{};
-  addr.nl_family = AF_NETLINK;
-  addr.nl_groups = CN_IDX_PROC;
-  alignas(nlmsghdr) unsigned char msg[NLMSG_LENGTH(sizeof(cn_msg) + sizeof(uint32_t))] = {};
-  auto* nh = reinterpret_cast<nlmsghdr*>(msg);
-  nh->nlmsg_len = sizeof msg;
-  nh->nlmsg_type = NLMSG_DONE;
-  auto* cn = static_cast<cn_msg*>(NLMSG_DATA(nh));
-  cn->id.idx = CN_IDX_PROC;
-  cn->id.val = CN_VAL_PROC;
-  cn->len = sizeof(uint32_t);
-  const uint32_t op = PROC_CN_MCAST_LISTEN;
-  std::memcpy(reinterpret_cast<unsigned char*>(cn) + sizeof(cn_msg), &op, sizeof op);
-  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
-      send(fd, msg, sizeof msg, 0) != static_cast<ssize_t>(sizeof msg)) {
+  if (!evshim::shim::ListenToProcessEvents(fd)) {
     syscall(SYS_close, fd);
     return -1;
   }

@@ -1,8 +1,8 @@
-// The in-process engine's watches (shim/supervisor/local_watches.h;
+// The in-process engine's watches (shim/runtime/local_watches.h;
 // docs/design.md "The in-process fast path", Watches): the program's own
 // descriptors registered in shared epolls, several watches multiplexed on
 // one registration, and a closed or replaced number noticed (rule 10).
-#include "shim/supervisor/local_watches.h"
+#include "shim/runtime/local_watches.h"
 
 #include <gtest/gtest.h>
 #include <dirent.h>

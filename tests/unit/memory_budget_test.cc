@@ -21,8 +21,8 @@
 
 #include "emul/event_port.h"
 #include "emul/kqueue.h"
-#include "shim/supervisor/local_watches.h"
-#include "shim/supervisor/slot_table.h"
+#include "shim/runtime/local_watches.h"
+#include "shim/runtime/slot_table.h"
 
 namespace {
 

@@ -26,9 +26,9 @@
 #include <unordered_map>
 
 #include "shim/runtime/by_number.h"
-#include "shim/supervisor/fault.h"
-#include "shim/supervisor/local_watches.h"
-#include "shim/supervisor/slot_table.h"
+#include "shim/runtime/fault.h"
+#include "shim/runtime/local_watches.h"
+#include "shim/runtime/slot_table.h"
 #include "emul/host.h"
 
 namespace evshim::shim {

@@ -1,4 +1,4 @@
-#include "shim/supervisor/local_watches.h"
+#include "shim/runtime/local_watches.h"
 
 #include <fcntl.h>
 #include <poll.h>

@@ -47,7 +47,7 @@
 #include "emul/result.h"
 #include "emul/types.h"
 #include "shim/runtime/by_number.h"
-#include "shim/supervisor/slot_table.h"
+#include "shim/runtime/slot_table.h"
 
 namespace evshim::shim {
 

@@ -25,7 +25,7 @@
 #include <cstring>
 
 #include "shim/runtime/own_fd.h"
-#include "shim/supervisor/linux_host.h"
+#include "shim/runtime/linux_host.h"
 
 namespace evshim::shim {
 

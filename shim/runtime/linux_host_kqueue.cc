@@ -39,8 +39,9 @@
 #include <vector>
 
 #include "emul/kqueue.h"
+#include "shim/runtime/linux_host.h"
 #include "shim/runtime/own_fd.h"
-#include "shim/supervisor/linux_host.h"
+#include "shim/runtime/proc_connector.h"
 
 namespace evshim::shim {
 
@@ -164,25 +165,7 @@ bool LinuxHost::EnsureConnector() {
   if (fd < 0) return false;
   int size = 8 << 20;  // events of the whole machine: make overflow unlikely
   setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &size, sizeof size);
-  sockaddr_nl addr{};
-  addr.nl_family = AF_NETLINK;
-  addr.nl_groups = CN_IDX_PROC;
-  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-    close(fd);
-    return false;
-  }
-  // nlmsghdr, cn_msg, then the operation.
-  alignas(nlmsghdr) unsigned char msg[NLMSG_LENGTH(sizeof(cn_msg) + sizeof(uint32_t))] = {};
-  auto* nh = reinterpret_cast<nlmsghdr*>(msg);
-  nh->nlmsg_len = sizeof msg;
-  nh->nlmsg_type = NLMSG_DONE;
-  auto* cn = static_cast<cn_msg*>(NLMSG_DATA(nh));
-  cn->id.idx = CN_IDX_PROC;
-  cn->id.val = CN_VAL_PROC;
-  cn->len = sizeof(uint32_t);
-  const uint32_t op = PROC_CN_MCAST_LISTEN;
-  std::memcpy(reinterpret_cast<unsigned char*>(cn) + sizeof(cn_msg), &op, sizeof op);
-  if (send(fd, msg, sizeof msg, 0) != static_cast<ssize_t>(sizeof msg)) {
+  if (!ListenToProcessEvents(fd)) {
     close(fd);  // EPERM without CAP_NET_ADMIN
     return false;
   }

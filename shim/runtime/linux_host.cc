@@ -1,4 +1,4 @@
-#include "shim/supervisor/linux_host.h"
+#include "shim/runtime/linux_host.h"
 
 #include <fcntl.h>
 #include <linux/kcmp.h>

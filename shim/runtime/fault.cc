@@ -1,4 +1,4 @@
-#include "shim/supervisor/fault.h"
+#include "shim/runtime/fault.h"
 
 #include <cstring>
 
