@@ -11,6 +11,8 @@ Measures nothing.
 
 usage: bench_script.py SCRIPTS_BENCH BUILD_DIR
 """
+import importlib.machinery
+import importlib.util
 import json
 import os
 import subprocess
@@ -88,6 +90,27 @@ for r in ceilings:
         problems.append(f"ceiling {r['api']}: {r.get('error') or r.get('ratio_to_epoll')}")
     elif not any(line.startswith(f"| {r['api']} {r['group']} |") for line in lines):
         problems.append(f"results.md: no ceiling line for {r['api']}")
+
+# Pinning (docs/performance.md "Pinned pairs (session 26)"): the
+# single-threaded rows' native and fast runs carry "pinned", nothing else
+# does; and a run given a CPU runs its tree on that CPU alone.
+SINGLE = {("latency", "user"), ("latency", "fdwait"), ("ceiling", "loop 100"), ("ceiling", "fdwait")}
+for r in rows:
+    single = (r["kind"], r["group"]) in SINGLE or r["kind"] == "loop"
+    want = single and r["mode"] != "supervised"
+    if bool(r.get("pinned")) != want:
+        problems.append(f"{r['api']} {r['group']} {r['mode']}: pinned {r.get('pinned')}, expected {want}")
+loader = importlib.machinery.SourceFileLoader("bench_script_under_test", bench)
+module = importlib.util.module_from_spec(importlib.util.spec_from_loader(loader.name, loader))
+loader.exec_module(module)
+probe = [sys.executable, "-c", "import json, os; "
+         "print(json.dumps({'value': sorted(os.sched_getaffinity(0)), 'unit': 'cpus'}))"]
+last_cpu = max(os.sched_getaffinity(0))
+got = module.run(probe, cpu=last_cpu)[0][-1]["value"]
+if got != [last_cpu]:
+    problems.append(f"a run pinned to CPU {last_cpu} ran on {got}")
+if module.run(probe)[0][-1]["value"] != sorted(os.sched_getaffinity(0)):
+    problems.append("an unpinned run was pinned")
 
 for p in problems:
     print(f"FAIL {p}")
