@@ -552,6 +552,7 @@ class Kqueues final : public Engine {
       Node spare;
       size_t knotes = 0;
       size_t fed_by_look = 0;  // FedByTheLook
+      uint64_t erased = 0;     // knotes erased so far (Collect's addresses)
     };
     // A new knote with this key (not in the table yet), in the node a
     // knote dropped before left (`shared.spare`) when there is one: a knote
@@ -577,6 +578,7 @@ class Kqueues final : public Engine {
     void Erase(const Knote& kn, Shared& shared) {
       auto it = set_.find(KnoteKey{kn.kev.filter, kn.kev.ident});
       if (it == set_.end()) return;
+      ++shared.erased;
       Count(it->kev.filter, shared, -1);
       if (shared.spare.empty()) {
         shared.spare = set_.extract(it);
@@ -842,7 +844,7 @@ class Kqueues final : public Engine {
   KnoteTable::Shared tables_;
   // Collect's lists, kept between scans (only small ones: a scan that once
   // took thousands of events does not hold their memory for good).
-  std::vector<uint64_t> spare_uids_;
+  std::vector<std::pair<uint64_t, Knote*>> spare_listed_;
   std::vector<Taken> spare_taken_;
   template <typename T>
   static void Recycle(std::vector<T>& used, std::vector<T>& spare) {
