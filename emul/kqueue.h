@@ -26,6 +26,7 @@
 namespace evshim::emul {
 
 // Canonical filters. The abi maps each personality's EVFILT_* numbers here.
+// kUser stays last: Kqueues::kFilterCount counts up to it (kOpsByFilter).
 enum class KFilter : uint8_t { kRead, kWrite, kExcept, kVnode, kProc, kSignal, kTimer, kUser };
 
 // Canonical EV_* and NOTE_* bits. For every bit the engine interprets, the
@@ -695,7 +696,11 @@ class Kqueues final : public Engine {
     bool (*copy)(Kqueues& self, const Knote& src, Knote& copy);
   };
   struct Filters;
-  static const FilterOps& OpsOf(KFilter f);
+  // Each filter's operations, at its KFilter value (kqueue_filters.cc
+  // checks the order). Inline: a call asks several times per knote.
+  static constexpr size_t kFilterCount = static_cast<size_t>(KFilter::kUser) + 1;
+  static const FilterOps* const kOpsByFilter[kFilterCount];
+  static const FilterOps& OpsOf(KFilter f) { return *kOpsByFilter[static_cast<size_t>(f)]; }
   static std::span<const FilterOps* const> AllFilters();
   struct Taken {
     Knote* kn;
