@@ -311,6 +311,13 @@ void Kqueues::Activate(Kq& kq, Knote& kn) {
 
 void Kqueues::Drop(Kq& kq, Knote& kn) {
   Dequeue(kq, kn);
+  // Measured ready by this call's changes (EV_ONESHOT delivered, EV_DELETE):
+  // usually the last listed, which leaves the list now so that the call's
+  // end looks nothing up. One listed elsewhere stays: the end's look-up
+  // finds it gone (or its watch's next knote, whose bit goes then anyway).
+  if (kn.ready_at_change && !ready_at_change_.empty() && ready_at_change_.back() == kn.uid) {
+    ready_at_change_.pop_back();
+  }
   if (auto detach = OpsOf(kn.kev.filter).detach) detach(*this, kn);
   knotes_.erase(kn.uid);
   kq.knotes.Erase(kn, tables_);  // kn is gone
@@ -652,16 +659,24 @@ std::vector<Kqueues::Taken> Kqueues::Collect(Kq& kq, uint32_t max) {
   taken.clear();
   // Only the knotes on the list now: one that re-activates during the scan
   // is not collected twice (the end marker, OB kern_event.c:1320-1331).
-  std::vector<uint64_t> uids;
-  uids.swap(spare_uids_);
-  uids.clear();
-  uids.reserve(kq.queue.size());
-  for (Knote* k : kq.queue) uids.push_back(k->uid);
-  for (uint64_t uid : uids) {
+  // Each knote is listed with its address, which holds while no knote has
+  // gone since (KnoteTable::Shared::erased); after a drop (a closed
+  // descriptor found by the scan) it is found again by its uid.
+  std::vector<std::pair<uint64_t, Knote*>> listed;
+  listed.swap(spare_listed_);
+  listed.clear();
+  listed.reserve(kq.queue.size());
+  for (Knote* k : kq.queue) listed.emplace_back(k->uid, k);
+  const uint64_t erased = tables_.erased;
+  for (const auto& [uid, at] : listed) {
     if (taken.size() >= max) break;
-    auto it = knotes_.find(uid);
-    if (it == knotes_.end()) continue;
-    Knote& kn = *it->second;
+    Knote* found = at;
+    if (tables_.erased != erased) {
+      auto it = knotes_.find(uid);
+      if (it == knotes_.end()) continue;
+      found = it->second;
+    }
+    Knote& kn = *found;
     if (!kn.queued) continue;
     const bool looked = kn.awaits_look;  // Dequeue forgets it
     Dequeue(kq, kn);
@@ -701,7 +716,7 @@ std::vector<Kqueues::Taken> Kqueues::Collect(Kq& kq, uint32_t max) {
     taken.push_back(Taken{&kn, Report(kn)});
   }
   UpdateReadiness(kq);
-  Recycle(uids, spare_uids_);
+  Recycle(listed, spare_listed_);
   if (taken.empty()) Recycle(taken, spare_taken_);
   return taken;
 }

@@ -26,6 +26,7 @@
 namespace evshim::emul {
 
 // Canonical filters. The abi maps each personality's EVFILT_* numbers here.
+// kUser stays last: Kqueues::kFilterCount counts up to it (kOpsByFilter).
 enum class KFilter : uint8_t { kRead, kWrite, kExcept, kVnode, kProc, kSignal, kTimer, kUser };
 
 // Canonical EV_* and NOTE_* bits. For every bit the engine interprets, the
@@ -552,6 +553,7 @@ class Kqueues final : public Engine {
       Node spare;
       size_t knotes = 0;
       size_t fed_by_look = 0;  // FedByTheLook
+      uint64_t erased = 0;     // knotes erased so far (Collect's addresses)
     };
     // A new knote with this key (not in the table yet), in the node a
     // knote dropped before left (`shared.spare`) when there is one: a knote
@@ -577,6 +579,7 @@ class Kqueues final : public Engine {
     void Erase(const Knote& kn, Shared& shared) {
       auto it = set_.find(KnoteKey{kn.kev.filter, kn.kev.ident});
       if (it == set_.end()) return;
+      ++shared.erased;
       Count(it->kev.filter, shared, -1);
       if (shared.spare.empty()) {
         shared.spare = set_.extract(it);
@@ -693,7 +696,11 @@ class Kqueues final : public Engine {
     bool (*copy)(Kqueues& self, const Knote& src, Knote& copy);
   };
   struct Filters;
-  static const FilterOps& OpsOf(KFilter f);
+  // Each filter's operations, at its KFilter value (kqueue_filters.cc
+  // checks the order). Inline: a call asks several times per knote.
+  static constexpr size_t kFilterCount = static_cast<size_t>(KFilter::kUser) + 1;
+  static const FilterOps* const kOpsByFilter[kFilterCount];
+  static const FilterOps& OpsOf(KFilter f) { return *kOpsByFilter[static_cast<size_t>(f)]; }
   static std::span<const FilterOps* const> AllFilters();
   struct Taken {
     Knote* kn;
@@ -842,7 +849,7 @@ class Kqueues final : public Engine {
   KnoteTable::Shared tables_;
   // Collect's lists, kept between scans (only small ones: a scan that once
   // took thousands of events does not hold their memory for good).
-  std::vector<uint64_t> spare_uids_;
+  std::vector<std::pair<uint64_t, Knote*>> spare_listed_;
   std::vector<Taken> spare_taken_;
   template <typename T>
   static void Recycle(std::vector<T>& used, std::vector<T>& spare) {

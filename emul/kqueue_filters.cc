@@ -490,33 +490,22 @@ struct Kqueues::Filters {
 
   static constexpr const FilterOps* kAll[] = {&kRead, &kWrite, &kExcept, &kVnode,
                                               &kProc, &kSignal, &kTimer, &kUser};
+  // Every filter once, each at its KFilter value (OpsOf indexes by it).
+  static constexpr bool InFilterOrder() {
+    for (size_t i = 0; i < std::size(kAll); ++i) {
+      if (static_cast<size_t>(kAll[i]->filter) != i) return false;
+    }
+    return std::size(kAll) == kFilterCount;
+  }
 };
 
-const Kqueues::FilterOps& Kqueues::OpsOf(KFilter f) {
-  switch (f) {
-    case KFilter::kRead: return Filters::kRead;
-    case KFilter::kWrite: return Filters::kWrite;
-    case KFilter::kExcept: return Filters::kExcept;
-    case KFilter::kVnode: return Filters::kVnode;
-    case KFilter::kProc: return Filters::kProc;
-    case KFilter::kSignal: return Filters::kSignal;
-    case KFilter::kTimer: return Filters::kTimer;
-    case KFilter::kUser: return Filters::kUser;
-  }
-  return Filters::kUser;  // not reached: every KFilter has a case
-}
+const Kqueues::FilterOps* const Kqueues::kOpsByFilter[kFilterCount] = {
+    Filters::kAll[0], Filters::kAll[1], Filters::kAll[2], Filters::kAll[3],
+    Filters::kAll[4], Filters::kAll[5], Filters::kAll[6], Filters::kAll[7]};
 
 std::span<const Kqueues::FilterOps* const> Kqueues::AllFilters() {
-  // Each filter once (OpsOf names each; -Wswitch-enum checks it has them all).
-  static_assert([] {
-    for (size_t i = 0; i < std::size(Filters::kAll); ++i) {
-      for (size_t j = i + 1; j < std::size(Filters::kAll); ++j) {
-        if (Filters::kAll[i]->filter == Filters::kAll[j]->filter) return false;
-      }
-    }
-    return true;
-  }());
-  return Filters::kAll;
+  static_assert(Filters::InFilterOrder());
+  return kOpsByFilter;
 }
 
 // The watched process exited; true if the knote is to be dropped silently.

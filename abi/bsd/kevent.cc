@@ -117,8 +117,14 @@ KChange DecodeChange(const KqueuePersonality& p, const KeventLayout& l,
   return c;
 }
 
-void DecodeChange(const KqueuePersonality& p, const KeventLayout& l, std::span<const std::byte> in,
-                  KChange& c) {
+namespace {
+
+// The codecs' one body each. Inlined twice: for a layout that is a copy of
+// one of the constant layouts (KeventLayout::shape), with that constant, so
+// that every offset and width is known when compiled (no switch on a
+// field's width), and for any other layout, read at run time.
+[[gnu::always_inline]] inline void DecodeChangeIn(const KqueuePersonality& p, const KeventLayout& l,
+                                                  std::span<const std::byte> in, KChange& c) {
   ByteReader r(in);
   c = KChange{};
   c.kev.ident = r.GetField(l.ident);
@@ -156,7 +162,8 @@ void DecodeChange(const KqueuePersonality& p, const KeventLayout& l, std::span<c
   if (c.kev.filter == KFilter::kTimer) c.error = DecodeTimer(p, c);
 }
 
-void EncodeEvent(const KeventLayout& l, const KeventRecord& ev, std::span<std::byte> out) {
+[[gnu::always_inline]] inline void EncodeEventIn(const KeventLayout& l, const KeventRecord& ev,
+                                                 std::span<std::byte> out) {
   ByteWriter w(out);
   w.PutField(l.ident, ev.ident);
   w.PutField(l.filter, static_cast<uint64_t>(static_cast<int64_t>(ev.wire_filter)));
@@ -171,6 +178,33 @@ void EncodeEvent(const KeventLayout& l, const KeventRecord& ev, std::span<std::b
       for (size_t i = 0; i < KeventLayout::kExtCount; ++i) w.PutField(l.ext_element(i), ev.ext[i]);
     }
   }
+}
+
+}  // namespace
+
+void DecodeChange(const KqueuePersonality& p, const KeventLayout& l, std::span<const std::byte> in,
+                  KChange& c) {
+  switch (l.shape) {
+    case KeventLayout::Shape::kFreebsdLp64:
+      return DecodeChangeIn(p, kFreebsdLp64, in, c);
+    case KeventLayout::Shape::kFreebsd11Lp64:
+      return DecodeChangeIn(p, kFreebsd11Lp64, in, c);
+    case KeventLayout::Shape::kAny:
+      break;
+  }
+  DecodeChangeIn(p, l, in, c);
+}
+
+void EncodeEvent(const KeventLayout& l, const KeventRecord& ev, std::span<std::byte> out) {
+  switch (l.shape) {
+    case KeventLayout::Shape::kFreebsdLp64:
+      return EncodeEventIn(kFreebsdLp64, ev, out);
+    case KeventLayout::Shape::kFreebsd11Lp64:
+      return EncodeEventIn(kFreebsd11Lp64, ev, out);
+    case KeventLayout::Shape::kAny:
+      break;
+  }
+  EncodeEventIn(l, ev, out);
 }
 
 std::pair<int64_t, int64_t> DecodeTimespec(const TimespecLayout& l, std::span<const std::byte> in) {

@@ -28,6 +28,11 @@ struct KeventLayout {
   WireField data;    // int64_t or intptr_t
   WireField udata;   // void *
   WireField ext;     // FreeBSD uint64_t ext[4]: one element's width; absent elsewhere
+  // Which of the constant layouts below this is (a copy of), if any: the
+  // codecs then read their offsets as constants (DecodeChange, EncodeEvent),
+  // with the same code as for any layout.
+  enum class Shape : uint8_t { kAny, kFreebsdLp64, kFreebsd11Lp64 };
+  Shape shape = Shape::kAny;
   static constexpr size_t kExtCount = 4;
   constexpr bool has_ext() const { return ext.width != 0; }
   constexpr WireField ext_element(size_t i) const {
@@ -35,13 +40,15 @@ struct KeventLayout {
   }
 };
 // FreeBSD >= 12 struct kevent (kevent, 560); ILP32 = struct kevent32.
-constexpr KeventLayout kFreebsdLp64{64, Unsigned(0, 8), Signed(8, 2), Unsigned(10, 2), Unsigned(12, 4),
-                                    Signed(16, 8), Unsigned(24, 8), Unsigned(32, 8)};
+constexpr KeventLayout kFreebsdLp64{64,           Unsigned(0, 8),  Signed(8, 2),   Unsigned(10, 2),
+                                    Unsigned(12, 4), Signed(16, 8), Unsigned(24, 8), Unsigned(32, 8),
+                                    KeventLayout::Shape::kFreebsdLp64};
 constexpr KeventLayout kFreebsdIlp32{56, Unsigned(0, 4), Signed(4, 2), Unsigned(6, 2), Unsigned(8, 4),
                                      Signed(12, 8), Unsigned(20, 4), Unsigned(24, 8)};
 // FreeBSD 11 struct kevent (freebsd11_kevent, 363): intptr_t data, no ext.
-constexpr KeventLayout kFreebsd11Lp64{32, Unsigned(0, 8), Signed(8, 2), Unsigned(10, 2), Unsigned(12, 4),
-                                      Signed(16, 8), Unsigned(24, 8), {}};
+constexpr KeventLayout kFreebsd11Lp64{32,           Unsigned(0, 8),  Signed(8, 2),   Unsigned(10, 2),
+                                      Unsigned(12, 4), Signed(16, 8), Unsigned(24, 8), {},
+                                      KeventLayout::Shape::kFreebsd11Lp64};
 constexpr KeventLayout kFreebsd11Ilp32{20, Unsigned(0, 4), Signed(4, 2), Unsigned(6, 2), Unsigned(8, 4),
                                        Signed(12, 4), Unsigned(16, 4), {}};
 // OpenBSD: __int64_t data (4-byte aligned on i386).
@@ -67,6 +74,28 @@ constexpr bool Contiguous(const KeventLayout& l) {
   }
   return end == l.size && l.ident.width == l.udata.width && l.filter.is_signed && l.data.is_signed;
 }
+// A layout that names a shape has that constant's every field.
+constexpr bool SameField(const WireField& a, const WireField& b) {
+  return a.offset == b.offset && a.width == b.width && a.is_signed == b.is_signed;
+}
+constexpr bool ShapeHolds(const KeventLayout& l) {
+  const KeventLayout* c = nullptr;
+  switch (l.shape) {
+    case KeventLayout::Shape::kAny:
+      return true;
+    case KeventLayout::Shape::kFreebsdLp64:
+      c = &kFreebsdLp64;
+      break;
+    case KeventLayout::Shape::kFreebsd11Lp64:
+      c = &kFreebsd11Lp64;
+      break;
+  }
+  return l.size == c->size && SameField(l.ident, c->ident) && SameField(l.filter, c->filter) &&
+         SameField(l.flags, c->flags) && SameField(l.fflags, c->fflags) && SameField(l.data, c->data) &&
+         SameField(l.udata, c->udata) && SameField(l.ext, c->ext);
+}
+static_assert(ShapeHolds(kFreebsdLp64) && ShapeHolds(kFreebsd11Lp64) && ShapeHolds(kOpenbsdLp64) &&
+              ShapeHolds(kDragonflyLp64));
 static_assert(Contiguous(kFreebsdLp64) && kFreebsdLp64.size == 64);
 static_assert(Contiguous(kFreebsdIlp32) && kFreebsdIlp32.size == 56);
 static_assert(Contiguous(kFreebsd11Lp64) && kFreebsd11Lp64.size == 32);
