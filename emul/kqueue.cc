@@ -661,7 +661,11 @@ std::vector<Kqueues::Taken> Kqueues::Collect(Kq& kq, uint32_t max) {
   // is not collected twice (the end marker, OB kern_event.c:1320-1331).
   // Each knote is listed with its address, which holds while no knote has
   // gone since (KnoteTable::Shared::erased); after a drop (a closed
-  // descriptor found by the scan) it is found again by its uid.
+  // descriptor found by the scan) it is found again by its uid. Today a
+  // scan drops only the knote it is measuring (each filter's event drops
+  // its own knote), which it does not visit again, so the look-up by uid
+  // finds every other one where it was: it is there for a filter that
+  // would drop another knote, not reached by any test.
   std::vector<std::pair<uint64_t, Knote*>> listed;
   listed.swap(spare_listed_);
   listed.clear();
