@@ -192,10 +192,12 @@ void LocalWatches::MarkPlaced(File& f) {
 }
 
 bool LocalWatches::AssociationsOnly(const File& f) {
-  for (WatchId o = FirstOf(f); o != 0;) {
-    const Watch& ow = Listed(o);
+  // By slot (the list's links): no watch's id is needed here (every
+  // placement and association's arm asks).
+  for (uint32_t link = f.first_slot; link != 0;) {
+    const Watch& ow = watches_.AtSlot(link - 1);
     if (ow.edge || ow.pollless || !ow.for_assoc) return false;
-    o = NextOf(ow);
+    link = ow.next_slot;
   }
   return true;
 }
