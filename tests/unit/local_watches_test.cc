@@ -102,6 +102,17 @@ class LocalWatchesTest : public ::testing::Test {
     while (read(fd, buf, sizeof buf) > 0) {
     }
   }
+  // Switch-offs per call and associations placed one-shot (the engine's
+  // modes), and a socketpair end, not ready, with watch 1 on it: a kqueue
+  // READ knote's (level, armed kNow).
+  std::pair<int, int> EngineModesAndAKnote() {
+    watches_->set_switch_offs_per_call(true);
+    watches_->set_one_shot_associations(true);
+    auto [a, b] = Pair();
+    watches_->Add(1);
+    EXPECT_EQ(*watches_->Arm(1, a, POLLIN), 0u);
+    return {a, b};
+  }
 
   int loop_ = -1;
   std::unique_ptr<LocalWatches> watches_;
@@ -711,6 +722,75 @@ TEST_F(LocalWatchesTest, IdentityIsCheckedAgainAfterTheEpochWraps) {
   watches_->ForgetFileChecks();           // the epoch wraps
   watches_->SetEpochForTest(0xffffffffu);  // 2^32 - 1 epochs later, no check of this file
   EXPECT_FALSE(watches_->SameFile(a, 1)) << "an old confirmation taken for this epoch's";
+}
+
+// An association placed without a look (docs/design.md, Watches;
+// set_one_shot_associations) is for a file whose every watch is an FD
+// association (AssociationsOnly): only then is the one-shot registration's
+// EPOLL_CTL_MOD at the association exactly where illumos queues its event
+// (port.c:153-163: fired at once, behind the files that woke before).
+// A file that also has another watch (here a kqueue READ knote: a level
+// watch armed kNow) is placed by a look. Watch 1 (the knote) joined the
+// file first, so the association is the file's newest watch: every watch
+// is read, not only the newest. The record's registration has reported
+// since its last MOD (unlinked), as kByItsMod asks otherwise.
+TEST_F(LocalWatchesTest, FileWithAnotherKindOfWatchIsPlacedByALook) {
+  auto [a, b] = EngineModesAndAKnote();
+  watches_->Add(2);
+  EXPECT_EQ(*watches_->Arm(2, a, POLLIN, nullptr, LocalWatches::kReportedAtLook), 0u);  // the association
+  ASSERT_EQ(write(b, "x", 1), 1);
+  EXPECT_EQ(Take().size(), 2u);
+  watches_->EndCall();
+  // Left ready, taken by nobody in two calls: switched off.
+  for (int call = 0; call < 2; ++call) {
+    EXPECT_TRUE(Take().empty());
+    watches_->EndCall();
+  }
+  EXPECT_FALSE(LoopReady());
+  // An identity check (rule 10) re-arms it one-shot; its report (to no
+  // armed watch) leaves it off epoll's ready list.
+  EXPECT_TRUE(watches_->SameFile(a, 2));
+  EXPECT_TRUE(Take().empty());
+  watches_->EndCall();
+  EXPECT_FALSE(LoopReady());
+  EXPECT_EQ(watches_->PlacementWithoutLook(a), LocalWatches::Placement::kByALook)
+      << "a file with a knote placed by the association's MOD";
+  // Associations only, their one-shot registration reported since its
+  // MOD (off the list): placed by the MOD.
+  auto [c, d] = Pair();
+  watches_->Add(3);
+  watches_->Add(4);
+  EXPECT_EQ(*watches_->Arm(3, c, POLLIN, nullptr, LocalWatches::kReportedAtLook), 0u);
+  EXPECT_EQ(*watches_->Arm(4, c, POLLIN, nullptr, LocalWatches::kReportedAtLook), 0u);
+  ASSERT_EQ(write(d, "x", 1), 1);
+  EXPECT_EQ(Take().size(), 2u);
+  watches_->EndCall();
+  EXPECT_EQ(watches_->PlacementWithoutLook(c), LocalWatches::Placement::kByItsMod);
+}
+
+// The same rule where an association is armed after the call's look
+// (LocalWatches::Arm): the one-shot registration that places it
+// (port.c:153-163) is for associations only. A kqueue READ knote (level,
+// armed kNow) on the file keeps the level registration: delivered with the
+// association and re-armed as Kqueues::ArmForNextLook does (kIfFree) on the
+// file left ready, it is armed with no system call and reported at the next
+// look (a level knote stays active while its data is left). Placed one-shot
+// instead, the registration is off after that report, and each such re-arm
+// is left to the kqueue's scan to measure (the same answer, at a cost).
+TEST_F(LocalWatchesTest, LevelWatchBesideAnAssociationKeepsTheLevelRegistration) {
+  auto [a, b] = EngineModesAndAKnote();
+  watches_->Add(2);
+  EXPECT_TRUE(Take().empty());                  // the association's call looks first
+  EXPECT_EQ(*watches_->Arm(2, a, POLLIN, nullptr, LocalWatches::kReportedAtLook), 0u);
+  watches_->EndCall();
+  ASSERT_EQ(write(b, "x", 1), 1);
+  EXPECT_EQ(Take().size(), 2u);
+  EXPECT_EQ(*watches_->Arm(1, a, POLLIN, nullptr, LocalWatches::kIfFree), 0u)
+      << "the knote's re-arm measures: the registration was left one-shot";
+  watches_->EndCall();
+  const LocalWatches::ReadyList ready = Take();
+  ASSERT_EQ(ready.size(), 1u);
+  EXPECT_EQ(ready[0].first, 1u);
 }
 
 }  // namespace
