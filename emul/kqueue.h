@@ -699,7 +699,7 @@ class Kqueues final : public Engine {
   // Each filter's operations, at its KFilter value (kqueue_filters.cc
   // checks the order). Inline: a call asks several times per knote.
   static constexpr size_t kFilterCount = static_cast<size_t>(KFilter::kUser) + 1;
-  static const FilterOps* const kOpsByFilter[kFilterCount];
+  static const std::array<const FilterOps*, kFilterCount> kOpsByFilter;
   static const FilterOps& OpsOf(KFilter f) { return *kOpsByFilter[static_cast<size_t>(f)]; }
   static std::span<const FilterOps* const> AllFilters();
   struct Taken {

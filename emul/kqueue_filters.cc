@@ -497,16 +497,20 @@ struct Kqueues::Filters {
     }
     return std::size(kAll) == kFilterCount;
   }
+  // kAll as the index OpsOf reads (a filter added to KFilter and not to
+  // kAll fails InFilterOrder here, at compile time).
+  static constexpr std::array<const FilterOps*, kFilterCount> ByFilter() {
+    static_assert(InFilterOrder());
+    std::array<const FilterOps*, kFilterCount> ops{};
+    for (size_t i = 0; i < kFilterCount; ++i) ops[i] = kAll[i];
+    return ops;
+  }
 };
 
-const Kqueues::FilterOps* const Kqueues::kOpsByFilter[kFilterCount] = {
-    Filters::kAll[0], Filters::kAll[1], Filters::kAll[2], Filters::kAll[3],
-    Filters::kAll[4], Filters::kAll[5], Filters::kAll[6], Filters::kAll[7]};
+constinit const std::array<const Kqueues::FilterOps*, Kqueues::kFilterCount> Kqueues::kOpsByFilter =
+    Filters::ByFilter();
 
-std::span<const Kqueues::FilterOps* const> Kqueues::AllFilters() {
-  static_assert(Filters::InFilterOrder());
-  return kOpsByFilter;
-}
+std::span<const Kqueues::FilterOps* const> Kqueues::AllFilters() { return kOpsByFilter; }
 
 // The watched process exited; true if the knote is to be dropped silently.
 bool Kqueues::ApplyExit(Kq& kq, Knote& kn, int64_t status) {
