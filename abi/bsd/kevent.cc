@@ -180,31 +180,34 @@ namespace {
   }
 }
 
+// `codec(layout)` with the constant layout `l` is a copy of, when it names
+// one, else with `l` itself.
+template <typename Codec>
+[[gnu::always_inline]] inline void WithConstantLayout(const KeventLayout& l, Codec&& codec) {
+  switch (l.shape) {
+    case KeventLayout::Shape::kFreebsdLp64:
+      return codec(kFreebsdLp64);
+    case KeventLayout::Shape::kFreebsd11Lp64:
+      return codec(kFreebsd11Lp64);
+    case KeventLayout::Shape::kAny:
+      break;
+  }
+  codec(l);
+}
+
 }  // namespace
 
 void DecodeChange(const KqueuePersonality& p, const KeventLayout& l, std::span<const std::byte> in,
                   KChange& c) {
-  switch (l.shape) {
-    case KeventLayout::Shape::kFreebsdLp64:
-      return DecodeChangeIn(p, kFreebsdLp64, in, c);
-    case KeventLayout::Shape::kFreebsd11Lp64:
-      return DecodeChangeIn(p, kFreebsd11Lp64, in, c);
-    case KeventLayout::Shape::kAny:
-      break;
-  }
-  DecodeChangeIn(p, l, in, c);
+  WithConstantLayout(l, [&](const KeventLayout& layout) __attribute__((always_inline)) {
+    DecodeChangeIn(p, layout, in, c);
+  });
 }
 
 void EncodeEvent(const KeventLayout& l, const KeventRecord& ev, std::span<std::byte> out) {
-  switch (l.shape) {
-    case KeventLayout::Shape::kFreebsdLp64:
-      return EncodeEventIn(kFreebsdLp64, ev, out);
-    case KeventLayout::Shape::kFreebsd11Lp64:
-      return EncodeEventIn(kFreebsd11Lp64, ev, out);
-    case KeventLayout::Shape::kAny:
-      break;
-  }
-  EncodeEventIn(l, ev, out);
+  WithConstantLayout(l, [&](const KeventLayout& layout) __attribute__((always_inline)) {
+    EncodeEventIn(layout, ev, out);
+  });
 }
 
 std::pair<int64_t, int64_t> DecodeTimespec(const TimespecLayout& l, std::span<const std::byte> in) {
