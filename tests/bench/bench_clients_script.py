@@ -10,6 +10,9 @@ says, and a failed or mis-configured run fails the stage loudly.
      another backend, exits non-zero or prints no times gets no ratio,
      "failed" in the table and exit status 1; a good one gets its paired
      ratio;
+  2b. pinning: a fast pair's native and evshim runs share one CPU and the
+     pairs take the usable CPUs in turn; supervised pairs and --no-pin runs
+     are not pinned (each stand-in records the CPUs it may run on);
   3. scripts/bench.d/asyncio_pingpong.py natively: with --expect epoll it
      measures; with --expect kqueue (no kqueue select module) it refuses,
      with no result line.
@@ -162,6 +165,46 @@ with tempfile.TemporaryDirectory() as tmp:
     if "| libevent | kqueue-freebsd -n 100 -a 1 -w 2000 | us/run | 100.0 | 200.0 | 0.50 | 200.0 | 0.50 |" not in md:
         problems.append(f"stand-ins: no good kqueue-freebsd line in {md!r}")
     print(p.stdout[-1500:])
+
+    # 2b. Which CPUs each run of a good variant may use.
+    cpu_log = os.path.join(tmp, "cpus.log")
+    for variant, backend in [("native", "epoll"), ("kqueue-freebsd", "kqueue")]:
+        script(os.path.join(work, "libevent", variant, "test", "bench"),
+               f'echo "{variant} $(awk \'/^Cpus_allowed_list/ {{print $2}}\' /proc/$$/status)" >> {cpu_log}\n'
+               f'echo "[msg] libevent using: {backend}" >&2\n'
+               'i=0; while [ $i -lt 25 ]; do echo 100; i=$((i + 1)); done\n')
+
+    def cpu_set(text):
+        got = set()
+        for part in text.split(","):
+            lo, _, hi = part.partition("-")
+            got |= set(range(int(lo), int(hi or lo) + 1))
+        return got
+
+    usable = sorted(os.sched_getaffinity(0))
+    for extra, pinned in [([], True), (["--no-pin"], False)]:
+        if os.path.exists(cpu_log):
+            os.remove(cpu_log)
+        p = subprocess.run([sys.executable, os.path.join(scripts, "bench-clients"), "--no-prepare", "--only",
+                            "libevent", "--variants", "kqueue-freebsd", "--work", work, "--out", out, "--pairs",
+                            "3", *extra], capture_output=True, text=True, timeout=120)
+        try:
+            with open(cpu_log) as f:
+                seen = [(v, cpu_set(c)) for v, c in (line.split() for line in f)]
+        except (OSError, ValueError) as e:
+            problems.append(f"pinning {extra}: no record of the runs' CPUs: {e}")
+            continue
+        # Two cases, each: 3 fast pairs, then 3 supervised pairs (native run first).
+        want = []
+        for _case in range(2):
+            for mode in ("fast", "supervised"):
+                for pair in range(3):
+                    cpus = {usable[pair % len(usable)]} if pinned and mode == "fast" else set(usable)
+                    want += [("native", cpus), ("kqueue-freebsd", cpus)]
+        if p.returncode != 0 or seen != want:
+            problems.append(f"pinning {extra}: status {p.returncode}, runs on {seen}, expected {want}")
+        else:
+            print(f"ok   pinning {extra or ''}: {len(seen)} runs on the expected CPUs")
 
 # 3. the asyncio script natively
 pingpong = os.path.join(scripts, "bench.d", "asyncio_pingpong.py")
