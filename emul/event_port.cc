@@ -305,7 +305,7 @@ void EventPorts::LastClose(ObjectId id) {
     p->waiters.pop_front();
     if (w.deadline) deadlines_.Remove(*w.deadline, w.id);
     wait_port_.erase(w.id);
-    Deliver(*p, w, {}, EBADF);
+    Deliver(*p, *w.done, {}, EBADF);
   }
   while (!p->dispatchers.empty()) {
     Dispatcher d = std::move(p->dispatchers.front());
@@ -590,13 +590,13 @@ void EventPorts::Requeue(Port& p, QueueList& taken) {
   UpdateReadiness(p);
 }
 
-void EventPorts::Deliver(Port& p, Waiter& w, QueueList taken, int error) {
+void EventPorts::Deliver(Port& p, GetCompletion& done, QueueList taken, int error) {
   GetOutcome out;
   out.error = error;
   out.events = std::move(spare_events_);  // borrowed storage (a nested Deliver finds none)
   out.events.clear();
   for (const Queued& q : taken) out.events.push_back(q.ev);
-  const bool delivered = w.done->Complete(out);
+  const bool delivered = done.Complete(out);
   spare_events_ = std::move(out.events);
   if (!delivered && !taken.empty()) {
     Requeue(p, taken);
@@ -645,7 +645,7 @@ void EventPorts::PumpWaiters(Port& p) {
     }
     if (w.deadline) deadlines_.Remove(*w.deadline, w.id);
     wait_port_.erase(w.id);
-    Deliver(p, w, std::move(taken), 0);
+    Deliver(p, *w.done, std::move(taken), 0);
   }
 }
 
@@ -675,7 +675,7 @@ std::optional<WaitId> EventPorts::Get(Caller caller, ObjectId id, const GetSpec&
     return finish(std::move(out));
   }
 
-  Waiter w{next_wait_++, caller, id, spec, std::move(done), std::nullopt, false};
+  bool wait_new_events = false;
   bool timeout_checked = false;
   auto validate_timeout = [&]() -> int {
     timeout_checked = true;
@@ -701,19 +701,21 @@ std::optional<WaitId> EventPorts::Get(Caller caller, ObjectId id, const GetSpec&
     // timeout: take what is deliverable now (rule 24).
     QueueList taken = Collect(*p, caller.pid, spec.max);
     if (!taken.empty() || poll_only) {
-      Deliver(*p, w, std::move(taken), 0);
+      // Answered now: no waiter is made (the completion takes the events).
+      Deliver(*p, *done, std::move(taken), 0);
       ServeDispatchers(*p);
       return std::nullopt;
     }
     // Nothing deliverable to this process: wait for new events (pgt_loop).
-    w.wait_new_events = true;
+    wait_new_events = true;
   }
   if (!timeout_checked) {
     if (int err = validate_timeout(); err != 0) {
-      Deliver(*p, w, {}, err);
+      Deliver(*p, *done, {}, err);
       return std::nullopt;
     }
   }
+  Waiter w{next_wait_++, caller, id, spec, std::move(done), std::nullopt, wait_new_events};
   if (spec.timeout.kind == Timeout::Kind::kValue) {
     Nanos rel = spec.timeout.sec > (INT64_MAX / kNanosPerSecond) - 1
                     ? INT64_MAX / 2
@@ -763,7 +765,7 @@ void EventPorts::AbortWait(WaitId wid, int error) {
     Waiter w = std::move(*it);
     p->waiters.erase(it);
     if (w.deadline) deadlines_.Remove(*w.deadline, wid);
-    Deliver(*p, w, {}, error);
+    Deliver(*p, *w.done, {}, error);
     break;
   }
   for (auto it = p->dispatchers.begin(); it != p->dispatchers.end(); ++it) {
@@ -829,7 +831,7 @@ void EventPorts::OnDeadline() {
         Reap(*p, w.caller.pid);
         taken = Collect(*p, w.caller.pid, w.spec.max);
       }
-      Deliver(*p, w, std::move(taken), ETIME);
+      Deliver(*p, *w.done, std::move(taken), ETIME);
       Pump(*p);
       ServeDispatchers(*p);
       break;

@@ -517,8 +517,9 @@ class EventPorts final : public Engine {
   // The events taken leave the queue as its own list nodes (spliced: no
   // allocation, and their associations' iterators stay valid).
   QueueList Collect(Port& p, Pid pid, uint32_t max);
-  // Hands `taken` to the waiter; puts them back at the head if refused.
-  void Deliver(Port& p, Waiter& w, QueueList taken, int error);
+  // Hands `taken` to a retrieval's completion (a waiter's, or the call's
+  // own when answered at once); puts them back at the head if refused.
+  void Deliver(Port& p, GetCompletion& done, QueueList taken, int error);
   void Requeue(Port& p, QueueList& taken);
   // A node that leaves a queue is kept for the next Enqueue (up to
   // kSpareNodes of them, shared by all ports), so that an event cycling

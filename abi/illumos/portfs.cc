@@ -42,15 +42,49 @@ uint32_t PollFromCanonical(uint32_t c) {
   return out;
 }
 
-void EncodePortEvent(DataModel m, const emul::PortEvent& ev, std::span<std::byte> out) {
-  const PortEventLayout& l = PortEvent(m);
+namespace {
+
+// The record's fields, pointers of `ptr` bytes, fill it whole: an encoded
+// record has no byte left unwritten (no gap to clear first).
+constexpr bool FieldsCoverRecord(const PortEventLayout& l, size_t ptr) {
+  return l.events == 0 && l.source == 4 && l.pad == 6 && l.object == 8 && l.user == 8 + ptr &&
+         l.size == 8 + 2 * ptr;
+}
+static_assert(FieldsCoverRecord(kPortEventLp64, 8) && FieldsCoverRecord(kPortEventIlp32, 4));
+
+template <DataModel kModel>
+[[gnu::always_inline]] inline void EncodePortEventIn(const emul::PortEvent& ev, std::span<std::byte> out) {
+  constexpr const PortEventLayout& l = PortEvent(kModel);
+  constexpr size_t ptr = PointerSize(kModel);
   ByteWriter w(out);
   uint32_t events = ev.source == PORT_SOURCE_FD ? PollFromCanonical(ev.events) : ev.events;
   w.Put<int32_t>(l.events, static_cast<int32_t>(events));
   w.Put<uint16_t>(l.source, ev.source);
   w.Put<uint16_t>(l.pad, 0);
-  w.PutPtr(l.object, PointerSize(m), ev.object);
-  w.PutPtr(l.user, PointerSize(m), ev.user);
+  w.PutPtr(l.object, ptr, ev.object);
+  w.PutPtr(l.user, ptr, ev.user);
+}
+
+// port_event_t[] from `events`, in order, into `out` (their size each).
+template <DataModel kModel>
+void EncodePortEventsIn(std::span<const emul::PortEvent> events, std::span<std::byte> out) {
+  constexpr size_t size = PortEvent(kModel).size;
+  for (size_t i = 0; i < events.size(); ++i) EncodePortEventIn<kModel>(events[i], out.subspan(i * size, size));
+}
+
+void EncodePortEvents(DataModel m, std::span<const emul::PortEvent> events, std::span<std::byte> out) {
+  switch (m) {
+    case DataModel::kLp64:
+      return EncodePortEventsIn<DataModel::kLp64>(events, out);
+    case DataModel::kIlp32:
+      return EncodePortEventsIn<DataModel::kIlp32>(events, out);
+  }
+}
+
+}  // namespace
+
+void EncodePortEvent(DataModel m, const emul::PortEvent& ev, std::span<std::byte> out) {
+  EncodePortEvents(m, std::span<const emul::PortEvent>(&ev, 1), out);
 }
 
 emul::PortEvent DecodePortEvent(DataModel m, std::span<const std::byte> in) {
@@ -103,10 +137,8 @@ class GetCompletion final : public emul::GetCompletion, public ThreadSpareBlock<
         on_heap.resize(total);
         bytes = std::span<std::byte>(on_heap);
       }
-      std::fill(bytes.begin(), bytes.end(), std::byte{0});
-      for (size_t i = 0; i < out.events.size(); ++i) {
-        EncodePortEvent(model_, out.events[i], bytes.subspan(i * size, size));
-      }
+      // Every byte is a field's (FieldsCoverRecord): nothing to clear first.
+      EncodePortEvents(model_, out.events, bytes);
       if (!memory_.Write(list_, bytes).ok()) {
         // Copy-out fault after dequeue: EFAULT and the events are lost (docs/rules-ports.md rule 28).
         responder_->Respond(Outcome::Error(EFAULT));
