@@ -102,6 +102,15 @@ class LocalWatchesTest : public ::testing::Test {
     while (read(fd, buf, sizeof buf) > 0) {
     }
   }
+  // A file left ready after its watches' reports, taken by nobody in two
+  // calls (switch-offs per call): switched off, the look epoll quiet.
+  void SwitchedOffInTwoCalls() {
+    for (int call = 0; call < 2; ++call) {
+      EXPECT_TRUE(Take().empty());
+      watches_->EndCall();
+    }
+    EXPECT_FALSE(LoopReady());
+  }
   // Switch-offs per call and associations placed one-shot (the engine's
   // modes), and a socketpair end, not ready, with watch 1 on it: a kqueue
   // READ knote's (level, armed kNow).
@@ -741,12 +750,7 @@ TEST_F(LocalWatchesTest, FileWithAnotherKindOfWatchIsPlacedByALook) {
   ASSERT_EQ(write(b, "x", 1), 1);
   EXPECT_EQ(Take().size(), 2u);
   watches_->EndCall();
-  // Left ready, taken by nobody in two calls: switched off.
-  for (int call = 0; call < 2; ++call) {
-    EXPECT_TRUE(Take().empty());
-    watches_->EndCall();
-  }
-  EXPECT_FALSE(LoopReady());
+  SwitchedOffInTwoCalls();
   // An identity check (rule 10) re-arms it one-shot; its report (to no
   // armed watch) leaves it off epoll's ready list.
   EXPECT_TRUE(watches_->SameFile(a, 2));
@@ -814,19 +818,15 @@ TEST_F(LocalWatchesTest, KnoteLeftArmedByAOneShotReportGetsTheLevelRegistration)
   EXPECT_EQ(*watches_->Arm(1, a, POLLOUT), 0u);  // the knote
   EXPECT_EQ(*watches_->Arm(2, a, POLLIN, nullptr, LocalWatches::kReportedAtLook), 0u);  // the association
   watches_->EndCall();
-  // Both delivered (level, POLLIN | POLLOUT), then the file left ready and
-  // taken by nobody in two calls: switched off, with its mask.
+  // Both delivered (level, POLLIN | POLLOUT), then switched off with its
+  // mask.
   ASSERT_EQ(write(b, "x", 1), 1);
   EXPECT_EQ(Take().size(), 1u);
   watches_->EndCall();
   Drain(b);
   EXPECT_EQ(Take().size(), 1u);
   watches_->EndCall();
-  for (int call = 0; call < 2; ++call) {
-    EXPECT_TRUE(Take().empty());
-    watches_->EndCall();
-  }
-  EXPECT_FALSE(LoopReady());
+  SwitchedOffInTwoCalls();
   // Neither ready now; an identity check makes the registration one-shot.
   Drain(a);
   Fill(a);
