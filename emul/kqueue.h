@@ -5,6 +5,8 @@
 #pragma once
 
 #include <array>
+#include <bit>
+#include <cstddef>
 #include <cerrno>
 #include <cstdint>
 #include <list>
@@ -12,8 +14,8 @@
 #include <memory>
 #include <optional>
 #include <span>
+#include <type_traits>
 #include <unordered_map>
-#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -495,96 +497,120 @@ class Kqueues final : public Engine {
     Knote* tail_ = nullptr;
     size_t size_ = 0;
   };
-  using KnoteKey = std::pair<KFilter, uint64_t>;  // (filter, ident)
   // A kqueue's knotes by (filter, ident), the key read from the knote
-  // itself: a node is the knote and one link (144 bytes a knote where a map
-  // node with its own copy of the key took 160; docs/design.md "Memory per
-  // watch"). Nodes do not move, so Knote* and Knote& stay valid until the
-  // knote is erased. The set hands out its elements as const; the key's
-  // fields (kev.filter, kev.ident) are never changed once a knote is in,
-  // so the rest of a knote is changed through the Knote& given here.
+  // itself. Intrusive: an entry is the knote and one link, allocated once
+  // (136 bytes, the same glibc chunk as the unordered_set node it replaces;
+  // docs/design.md "Memory per watch"), and the buckets are a table of
+  // heads, a power of two of them, at most two knotes a bucket on average
+  // (4 to 8 bytes a knote, where the set's prime count at one knote a
+  // bucket took 8 or more).
+  // Entries do not move, so Knote* and Knote& stay valid until the knote is
+  // erased. Erase takes the knote's own entry: its bucket's chain is walked
+  // for the link that points at it (no key compared). The key's fields
+  // (kev.filter, kev.ident) are never changed once a knote is in.
+  //
+  // The program chooses the idents (USER, TIMER, SIGNAL, PROC: any 64-bit
+  // value): the bucket is a multiplicative hash of the key mixed with a
+  // key of the table's own (`seed`, from the Kqueues' address and a
+  // count), so no fixed set of idents collides in every process; a chain
+  // is bounded by the kqueue's knotes (limits_.max_knotes) as before.
   class KnoteTable {
-    struct Hash {
-      using is_transparent = void;
-      size_t operator()(const KnoteKey& key) const noexcept {
-        return std::hash<uint64_t>{}(key.second * 8 + static_cast<uint64_t>(key.first));
-      }
-      size_t operator()(const Knote& kn) const noexcept { return (*this)(KnoteKey{kn.kev.filter, kn.kev.ident}); }
+    struct Entry {
+      Knote kn;
+      Entry* next = nullptr;
     };
-    struct Equal {
-      using is_transparent = void;
-      static KnoteKey Of(const Knote& kn) { return {kn.kev.filter, kn.kev.ident}; }
-      static const KnoteKey& Of(const KnoteKey& key) { return key; }
-      template <typename A, typename B>
-      bool operator()(const A& a, const B& b) const noexcept {
-        return Of(a) == Of(b);
-      }
-    };
-    using Set = std::unordered_set<Knote, Hash, Equal>;
+    static_assert(std::is_standard_layout_v<Entry> && offsetof(Entry, kn) == 0, "an entry is found from its knote");
+    static Entry* EntryOf(const Knote& kn) { return reinterpret_cast<Entry*>(const_cast<Knote*>(&kn)); }
 
    public:
-    using Node = Set::node_type;
+    KnoteTable() = default;
+    KnoteTable(const KnoteTable&) = delete;
+    KnoteTable& operator=(const KnoteTable&) = delete;
+    ~KnoteTable() {
+      for (Entry* head : buckets_) {
+        while (head != nullptr) delete std::exchange(head, head->next);
+      }
+    }
     class Iter {
      public:
-      explicit Iter(Set::iterator at) : at_(at) {}
-      Knote& operator*() const { return const_cast<Knote&>(*at_); }
+      Iter(const KnoteTable* t, size_t bucket, Entry* at) : t_(t), bucket_(bucket), at_(at) {}
+      Knote& operator*() const { return at_->kn; }
       Iter& operator++() {
-        ++at_;
+        at_ = at_->next;
+        if (at_ == nullptr) *this = t_->FirstFrom(bucket_ + 1);
         return *this;
       }
       bool operator==(const Iter& o) const { return at_ == o.at_; }
 
      private:
-      Set::iterator at_;
+      const KnoteTable* t_;
+      size_t bucket_;
+      Entry* at_;
     };
-    Iter begin() { return Iter(set_.begin()); }
-    Iter end() { return Iter(set_.end()); }
-    bool empty() const { return set_.empty(); }
-    size_t size() const { return set_.size(); }
-    Knote& front() { return *begin(); }
-    Knote* Find(KFilter filter, uint64_t ident) {
-      if (set_.empty()) return nullptr;  // spares hashing the key
-      auto it = set_.find(KnoteKey{filter, ident});
-      return it == set_.end() ? nullptr : &const_cast<Knote&>(*it);
+    Iter begin() const { return FirstFrom(first_); }
+    Iter end() const { return Iter(this, 0, nullptr); }
+    bool empty() const { return size_ == 0; }
+    size_t size() const { return size_; }
+    // The first knote: buckets before `first_` are empty, so a loop that
+    // drops the front until none is left walks the buckets once.
+    Knote& front() {
+      while (buckets_[first_] == nullptr) ++first_;
+      return buckets_[first_]->kn;
     }
-    // What the tables of one Kqueues share: the node of the last knote
+    Knote* Find(KFilter filter, uint64_t ident) const {
+      if (size_ == 0) return nullptr;  // spares hashing the key
+      for (Entry* e = buckets_[Bucket(filter, ident)]; e != nullptr; e = e->next) {
+        if (e->kn.kev.ident == ident && e->kn.kev.filter == filter) return &e->kn;
+      }
+      return nullptr;
+    }
+    // What the tables of one Kqueues share: the entry of the last knote
     // dropped, for the next one added, and the counts over every kqueue.
     struct Shared {
-      Node spare;
+      Shared() = default;
+      Shared(const Shared&) = delete;
+      Shared& operator=(const Shared&) = delete;
+      ~Shared() { delete spare; }
+      Entry* spare = nullptr;
       size_t knotes = 0;
       size_t fed_by_look = 0;  // FedByTheLook
       uint64_t erased = 0;     // knotes erased so far (Collect's addresses)
+      uint64_t tables = 0;     // tables keyed so far (KnoteTable::seed_)
     };
-    // A new knote with this key (not in the table yet), in the node a
+    // A new knote with this key (not in the table yet), in the entry a
     // knote dropped before left (`shared.spare`) when there is one: a knote
     // added and dropped per call (EV_ONESHOT) allocates nothing. The spare
-    // is made new in place (a copy of a blank knote into it cost about 70
-    // instructions more: its ext words are compared and copied).
+    // is made new in place.
     Knote& Add(KFilter filter, uint64_t ident, Shared& shared) {
       Count(filter, shared, 1);
-      if (shared.spare.empty()) {
-        Knote kn;
-        kn.kev.filter = filter;
-        kn.kev.ident = ident;
-        return const_cast<Knote&>(*set_.insert(std::move(kn)).first);
-      }
-      Knote& kn = shared.spare.value();
-      std::destroy_at(&kn);
-      std::construct_at(&kn);
-      kn.kev.filter = filter;
-      kn.kev.ident = ident;
-      return const_cast<Knote&>(*set_.insert(std::move(shared.spare)).position);
-    }
-    // The knote's node goes to `shared.spare` if that is empty.
-    void Erase(const Knote& kn, Shared& shared) {
-      auto it = set_.find(KnoteKey{kn.kev.filter, kn.kev.ident});
-      if (it == set_.end()) return;
-      ++shared.erased;
-      Count(it->kev.filter, shared, -1);
-      if (shared.spare.empty()) {
-        shared.spare = set_.extract(it);
+      Entry* e = shared.spare;
+      if (e == nullptr) {
+        e = new Entry;
       } else {
-        set_.erase(it);
+        shared.spare = nullptr;
+        std::destroy_at(&e->kn);
+        std::construct_at(&e->kn);
+      }
+      e->kn.kev.filter = filter;
+      e->kn.kev.ident = ident;
+      if (size_ >= 2 * buckets_.size()) Grow(shared);
+      Link(e, Bucket(filter, ident));
+      ++size_;
+      return e->kn;
+    }
+    // The knote's entry goes to `shared.spare` if that is empty.
+    void Erase(const Knote& kn, Shared& shared) {
+      Entry* const e = EntryOf(kn);
+      Entry** link = &buckets_[Bucket(kn.kev.filter, kn.kev.ident)];
+      while (*link != e) link = &(*link)->next;
+      *link = e->next;
+      --size_;
+      ++shared.erased;
+      Count(kn.kev.filter, shared, -1);
+      if (shared.spare == nullptr) {
+        shared.spare = e;
+      } else {
+        delete e;
       }
     }
 
@@ -618,7 +644,44 @@ class Kqueues final : public Engine {
       fed_by_look_ += static_cast<size_t>(by);
       shared.fed_by_look += static_cast<size_t>(by);
     }
-    Set set_;
+    size_t Bucket(KFilter filter, uint64_t ident) const {
+      uint64_t h = ((ident << 3) | static_cast<uint64_t>(filter)) ^ seed_;
+      h *= 0x9e3779b97f4a7c15ull;  // 2^64 / the golden ratio, odd
+      return static_cast<size_t>(h >> shift_);
+    }
+    Iter FirstFrom(size_t bucket) const {
+      for (; bucket < buckets_.size(); ++bucket) {
+        if (buckets_[bucket] != nullptr) return Iter(this, bucket, buckets_[bucket]);
+      }
+      return end();
+    }
+    void Link(Entry* e, size_t bucket) {
+      e->next = buckets_[bucket];
+      buckets_[bucket] = e;
+      if (bucket < first_) first_ = bucket;
+    }
+    // Twice the buckets (4 at first), every entry linked again; the key is
+    // made with the first bucket table.
+    void Grow(Shared& shared) {
+      if (buckets_.empty()) {
+        seed_ = (reinterpret_cast<uintptr_t>(&shared) ^ (++shared.tables << 32)) * 0xbf58476d1ce4e5b9ull;
+      }
+      std::vector<Entry*> old(buckets_.empty() ? 4 : buckets_.size() * 2, nullptr);
+      old.swap(buckets_);
+      shift_ = 64 - static_cast<unsigned>(std::countr_zero(buckets_.size()));
+      first_ = buckets_.size();
+      for (Entry* head : old) {
+        while (head != nullptr) {
+          Entry* e = std::exchange(head, head->next);
+          Link(e, Bucket(e->kn.kev.filter, e->kn.kev.ident));
+        }
+      }
+    }
+    std::vector<Entry*> buckets_;
+    size_t size_ = 0;
+    size_t first_ = 0;  // no knote in a bucket before it
+    unsigned shift_ = 64;
+    uint64_t seed_ = 0;
     size_t fed_by_look_ = 0;
   };
   struct Waiter {

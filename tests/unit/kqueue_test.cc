@@ -1039,6 +1039,57 @@ TEST_F(KqueueTest, UserTriggerAndFflagsControls) {
   EXPECT_TRUE(Get().empty());  // EV_CLEAR: the trigger is consumed
 }
 
+// A kqueue's knotes are found by (filter, ident) whatever the idents
+// (emul/kqueue.h KnoteTable): thousands of USER knotes whose idents differ
+// only in their high bits or only past the 61 bits the table's hash keeps
+// whole, a TIMER with an ident a USER knote has, through the table's
+// growth, deletions from the middle of its chains, and additions again.
+// Each one keeps its own fflags (NOTE_FFCOPY at its add; an EV_ADD of a key
+// that is there modifies that knote, FreeBSD kqueue_register's kn found by
+// kn_id and filter), and every triggered one is reported once.
+TEST_F(KqueueTest, KnotesAreFoundByFilterAndIdentWhateverTheIdents) {
+  std::vector<uint64_t> idents;
+  for (uint64_t i = 0; i < 1500; ++i) {
+    idents.push_back(i << 40);                // the high bits only
+    idents.push_back((uint64_t{7} << 61) | i);  // past the hashed bits: i's twin there
+  }
+  std::vector<KChange> add;
+  for (uint32_t i = 0; i < idents.size(); ++i) add.push_back(Ch(KFilter::kUser, idents[i], kev::kAdd, kev::kNoteFfcopy | i));
+  add.push_back(Ch(KFilter::kTimer, idents[1], kev::kAdd, 0, 3600000, 1));
+  ASSERT_EQ(Call(add, Poll(0)).error, 0);
+  EXPECT_EQ(engine_.KnoteCount(kq_), idents.size() + 1);
+  // Every other one deleted, then added again with another udata.
+  std::vector<KChange> del, again, trigger;
+  constexpr uint32_t kAgain = 0x100000;
+  for (uint32_t i = 0; i < idents.size(); i += 2) {
+    del.push_back(Ch(KFilter::kUser, idents[i], kev::kDelete));
+    again.push_back(Ch(KFilter::kUser, idents[i], kev::kAdd, kev::kNoteFfcopy | kAgain | i));
+  }
+  ASSERT_EQ(Call(del, Poll(0)).error, 0);
+  EXPECT_EQ(engine_.KnoteCount(kq_), idents.size() / 2 + 1);
+  ASSERT_EQ(Call(again, Poll(0)).error, 0);
+  ASSERT_EQ(Call(again, Poll(0)).error, 0);  // there: modified, not added twice
+  EXPECT_EQ(engine_.KnoteCount(kq_), idents.size() + 1);
+  for (uint64_t id : idents) trigger.push_back(Ch(KFilter::kUser, id, 0, kev::kNoteTrigger));
+  ASSERT_EQ(Call(trigger, Poll(0)).error, 0);
+  std::vector<KeventRecord> ev = Get(static_cast<uint32_t>(idents.size() + 10));
+  ASSERT_EQ(ev.size(), idents.size());
+  std::map<uint64_t, uint64_t> seen;
+  for (const KeventRecord& r : ev) {
+    EXPECT_EQ(r.filter, KFilter::kUser);
+    EXPECT_TRUE(seen.emplace(r.ident, r.fflags).second) << "reported twice: " << r.ident;
+  }
+  for (size_t i = 0; i < idents.size(); ++i) {
+    ASSERT_EQ(seen.count(idents[i]), 1u) << idents[i];
+    EXPECT_EQ(seen[idents[i]], (i % 2 == 0 ? kAgain : 0) | i) << idents[i];
+  }
+  // The TIMER knote with a USER knote's ident is its own.
+  ASSERT_EQ(Call({Ch(KFilter::kUser, idents[1], kev::kDelete)}, Poll(0)).error, 0);
+  EXPECT_EQ(Call({Ch(KFilter::kUser, idents[1], kev::kDelete)}, Poll(0)).error, ENOENT);
+  EXPECT_EQ(Call({Ch(KFilter::kTimer, idents[1], kev::kDelete)}, Poll(0)).error, 0);
+  EXPECT_EQ(Call({Ch(KFilter::kTimer, idents[1], kev::kDelete)}, Poll(0)).error, ENOENT);
+}
+
 TEST_F(KqueueTest, UserWithoutClearStaysTriggered) {
   Call({Ch(KFilter::kUser, 1, kev::kAdd, kev::kNoteTrigger)}, Poll(0));
   EXPECT_EQ(Get().size(), 1u);

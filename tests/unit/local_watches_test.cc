@@ -102,6 +102,15 @@ class LocalWatchesTest : public ::testing::Test {
     while (read(fd, buf, sizeof buf) > 0) {
     }
   }
+  // A file left ready after its watches' reports, taken by nobody in two
+  // calls (switch-offs per call): switched off, the look epoll quiet.
+  void SwitchedOffInTwoCalls() {
+    for (int call = 0; call < 2; ++call) {
+      EXPECT_TRUE(Take().empty());
+      watches_->EndCall();
+    }
+    EXPECT_FALSE(LoopReady());
+  }
   // Switch-offs per call and associations placed one-shot (the engine's
   // modes), and a socketpair end, not ready, with watch 1 on it: a kqueue
   // READ knote's (level, armed kNow).
@@ -741,12 +750,7 @@ TEST_F(LocalWatchesTest, FileWithAnotherKindOfWatchIsPlacedByALook) {
   ASSERT_EQ(write(b, "x", 1), 1);
   EXPECT_EQ(Take().size(), 2u);
   watches_->EndCall();
-  // Left ready, taken by nobody in two calls: switched off.
-  for (int call = 0; call < 2; ++call) {
-    EXPECT_TRUE(Take().empty());
-    watches_->EndCall();
-  }
-  EXPECT_FALSE(LoopReady());
+  SwitchedOffInTwoCalls();
   // An identity check (rule 10) re-arms it one-shot; its report (to no
   // armed watch) leaves it off epoll's ready list.
   EXPECT_TRUE(watches_->SameFile(a, 2));
@@ -789,6 +793,65 @@ TEST_F(LocalWatchesTest, LevelWatchBesideAnAssociationKeepsTheLevelRegistration)
       << "the knote's re-arm measures: the registration was left one-shot";
   watches_->EndCall();
   const LocalWatches::ReadyList ready = Take();
+  ASSERT_EQ(ready.size(), 1u);
+  EXPECT_EQ(ready[0].first, 1u);
+}
+
+// The same rule where a one-shot registration reports (TakeReady): the
+// watches it left armed (other bits) are registered again, one-shot for
+// associations only, else level. Here a kqueue WRITE knote (watch 1, level,
+// armed kNow) and an association for POLLIN (watch 2) share a registration
+// made one-shot by an identity check (rule 10). Its report delivers the
+// association and leaves the knote armed: level again, the knote's report
+// leaves the registration on, and its re-arm as Kqueues::ArmForNextLook
+// does (kIfFree) on the file left writable is armed with no system call and
+// reported at the next look. Registered one-shot instead, that report turns
+// the registration off, and the re-arm is left to the kqueue's scan to
+// measure (the same answer, one poll more for each).
+TEST_F(LocalWatchesTest, KnoteLeftArmedByAOneShotReportGetsTheLevelRegistration) {
+  watches_->set_switch_offs_per_call(true);
+  watches_->set_one_shot_associations(true);
+  auto [a, b] = Pair();
+  Fill(a);  // not writable
+  watches_->Add(1);
+  watches_->Add(2);
+  EXPECT_EQ(*watches_->Arm(1, a, POLLOUT), 0u);  // the knote
+  EXPECT_EQ(*watches_->Arm(2, a, POLLIN, nullptr, LocalWatches::kReportedAtLook), 0u);  // the association
+  watches_->EndCall();
+  // Both delivered (level, POLLIN | POLLOUT), then switched off with its
+  // mask.
+  ASSERT_EQ(write(b, "x", 1), 1);
+  EXPECT_EQ(Take().size(), 1u);
+  watches_->EndCall();
+  Drain(b);
+  EXPECT_EQ(Take().size(), 1u);
+  watches_->EndCall();
+  SwitchedOffInTwoCalls();
+  // Neither ready now; an identity check makes the registration one-shot.
+  Drain(a);
+  Fill(a);
+  EXPECT_TRUE(watches_->SameFile(a, 2));
+  EXPECT_TRUE(Take().empty());
+  watches_->EndCall();
+  // Both armed on it, covered: no other registration.
+  EXPECT_EQ(*watches_->Arm(1, a, POLLOUT), 0u);
+  EXPECT_EQ(*watches_->Arm(2, a, POLLIN, nullptr, LocalWatches::kReportedAtLook), 0u);
+  watches_->EndCall();
+  // The one-shot report: the association; the knote left armed.
+  ASSERT_EQ(write(b, "y", 1), 1);
+  LocalWatches::ReadyList ready = Take();
+  ASSERT_EQ(ready.size(), 1u);
+  EXPECT_EQ(ready[0].first, 2u);
+  watches_->EndCall();
+  // Writable: the knote's report, and its re-arm on the file left writable.
+  Drain(b);
+  ready = Take();
+  ASSERT_EQ(ready.size(), 1u);
+  EXPECT_EQ(ready[0].first, 1u);
+  EXPECT_EQ(*watches_->Arm(1, a, POLLOUT, nullptr, LocalWatches::kIfFree), 0u)
+      << "the knote's re-arm measures: the registration was left one-shot";
+  watches_->EndCall();
+  ready = Take();
   ASSERT_EQ(ready.size(), 1u);
   EXPECT_EQ(ready[0].first, 1u);
 }
