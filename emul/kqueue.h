@@ -6,7 +6,6 @@
 
 #include <array>
 #include <bit>
-#include <cstddef>
 #include <cerrno>
 #include <cstdint>
 #include <list>
@@ -14,7 +13,6 @@
 #include <memory>
 #include <optional>
 #include <span>
-#include <type_traits>
 #include <unordered_map>
 #include <utility>
 #include <vector>
@@ -519,8 +517,6 @@ class Kqueues final : public Engine {
       Knote kn;
       Entry* next = nullptr;
     };
-    static_assert(std::is_standard_layout_v<Entry> && offsetof(Entry, kn) == 0, "an entry is found from its knote");
-    static Entry* EntryOf(const Knote& kn) { return reinterpret_cast<Entry*>(const_cast<Knote*>(&kn)); }
 
    public:
     KnoteTable() = default;
@@ -600,9 +596,11 @@ class Kqueues final : public Engine {
     }
     // The knote's entry goes to `shared.spare` if that is empty.
     void Erase(const Knote& kn, Shared& shared) {
-      Entry* const e = EntryOf(kn);
+      // The link that holds this very knote: its address is compared, no key
+      // (Entry is not standard-layout for every compiler: no cast from kn).
       Entry** link = &buckets_[Bucket(kn.kev.filter, kn.kev.ident)];
-      while (*link != e) link = &(*link)->next;
+      while (&(*link)->kn != &kn) link = &(*link)->next;
+      Entry* const e = *link;
       *link = e->next;
       --size_;
       ++shared.erased;
