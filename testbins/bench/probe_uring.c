@@ -20,6 +20,17 @@
  *                              event: the port_associate model), or
  *                              levelcheck (multishot, and a poll() per event:
  *                              rule 6's check at re-association).
+ *   probe_uring ctlwait PAIRS N [ARM]  the same loop on epoll, the
+ *                              epoll_wait through the ring
+ *                              (IORING_OP_EPOLL_WAIT, Linux 6.15). ARM: rearm
+ *                              (default: EPOLLONESHOT registrations, each
+ *                              event's EPOLL_CTL_MOD queued and submitted
+ *                              with the next wait, hard-linked before it:
+ *                              the port_associate model, one io_uring_enter
+ *                              an event), or level (no re-arm: the ring's
+ *                              own cost against epoll_wait(2)). A kernel
+ *                              without the opcode: one JSON line with
+ *                              "error".
  *   probe_uring rearm          completions of a file left ready (edge or
  *                              level?), a one-shot re-arm on a ready file.
  *   probe_uring close          an armed poll and close(): does the peer see
@@ -35,6 +46,7 @@
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <sys/epoll.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -103,18 +115,25 @@ static int ring_open(struct ring *r, unsigned setup, unsigned entries) {
   return 0;
 }
 
-/* Queues one poll SQE (multishot or one-shot); ring_submit sends them. */
-static void ring_queue_poll(struct ring *r, int fd, unsigned events, int multishot, uint64_t user_data) {
+/* The next SQE, zeroed and queued (the caller fills it before the enter
+ * that submits it). */
+static struct io_uring_sqe *ring_next_sqe(struct ring *r) {
   unsigned tail = *r->sq_tail, idx = tail & *r->sq_mask;
   struct io_uring_sqe *sqe = &r->sqes[idx];
   memset(sqe, 0, sizeof *sqe);
+  r->sq_array[idx] = idx;
+  atomic_store_explicit((_Atomic unsigned *)r->sq_tail, tail + 1, memory_order_release);
+  return sqe;
+}
+
+/* Queues one poll SQE (multishot or one-shot); ring_submit sends them. */
+static void ring_queue_poll(struct ring *r, int fd, unsigned events, int multishot, uint64_t user_data) {
+  struct io_uring_sqe *sqe = ring_next_sqe(r);
   sqe->opcode = IORING_OP_POLL_ADD;
   sqe->fd = fd;
   sqe->poll32_events = events;
   sqe->len = multishot ? IORING_POLL_ADD_MULTI : 0;
   sqe->user_data = user_data;
-  r->sq_array[idx] = idx;
-  atomic_store_explicit((_Atomic unsigned *)r->sq_tail, tail + 1, memory_order_release);
 }
 
 static void ring_submit(struct ring *r, unsigned count) {
@@ -470,6 +489,92 @@ static void loop(long pairs, long n, const struct setup_kind *setup, enum arm_ki
           setup->name, kArmNames[arm], n, waits, taskrun_enters, rearms, second_looks_found);
 }
 
+/* ---------------------------------------------------------------- ctlwait */
+
+/* Not in Debian 12's <linux/io_uring.h>: the opcode after IORING_OP_RECV_ZC
+ * (Linux 6.15, include/uapi/linux/io_uring.h). */
+enum { kOpEpollWait = 59 };
+
+enum { kCtlwaitMod = 1, kCtlwaitWait = 2 };
+
+/* One enter: the queued re-arm (if any), then the wait; returns the wait's
+ * result (events, or -errno). */
+static int ctlwait_enter(struct ring *r, int ep, int rearm_fd, struct epoll_event *rearm_ev,
+                         struct epoll_event *out, int max) {
+  unsigned submit = 0;
+  if (rearm_fd >= 0) {
+    struct io_uring_sqe *sqe = ring_next_sqe(r);
+    sqe->opcode = IORING_OP_EPOLL_CTL;
+    sqe->fd = ep;
+    sqe->len = EPOLL_CTL_MOD;
+    sqe->off = (uint64_t)rearm_fd;
+    sqe->addr = (uint64_t)(uintptr_t)rearm_ev;
+    sqe->flags = IOSQE_IO_HARDLINK; /* the wait runs after it, whatever its result */
+    sqe->user_data = kCtlwaitMod;
+    submit++;
+  }
+  struct io_uring_sqe *sqe = ring_next_sqe(r);
+  sqe->opcode = kOpEpollWait;
+  sqe->fd = ep;
+  sqe->addr = (uint64_t)(uintptr_t)out;
+  sqe->len = (unsigned)max;
+  sqe->user_data = kCtlwaitWait;
+  submit++;
+  DIE_IF(uring_enter(r, submit, submit, IORING_ENTER_GETEVENTS) != (int)submit);
+  int waited = -EIO;
+  for (unsigned c = 0; c < submit; c++) {
+    struct io_uring_cqe *cqe = ring_peek(r);
+    DIE_IF(!cqe);
+    if (cqe->user_data == kCtlwaitWait) waited = cqe->res;
+    else DIE_IF(cqe->res != 0 && (errno = -cqe->res));
+    ring_consume(r);
+  }
+  return waited;
+}
+
+static void ctlwait(long pairs, long n, int rearm) {
+  bench_raise_nofile();
+  struct ring r;
+  int err = ring_open(&r, IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN, 64);
+  if (err) skip_unavailable(err, "defer");
+  int ep = epoll_create1(0);
+  DIE_IF(ep < 0);
+  int (*sv)[2] = calloc((size_t)pairs, sizeof *sv);
+  DIE_IF(!sv);
+  const uint32_t events = EPOLLIN | (rearm ? EPOLLONESHOT : 0);
+  for (long i = 0; i < pairs; i++) {
+    DIE_IF(socketpair(AF_UNIX, SOCK_STREAM, 0, sv[i]) != 0);
+    struct epoll_event ev = {.events = events, .data.u64 = (uint64_t)i};
+    DIE_IF(epoll_ctl(ep, EPOLL_CTL_ADD, sv[i][0], &ev) != 0);
+  }
+  DIE_IF(write(sv[0][1], "t", 1) != 1);
+  long pending = -1; /* the association to re-arm with the next wait */
+  struct epoll_event rearm_ev;
+  double t0 = bench_start();
+  for (long done = 0; done < n;) {
+    struct epoll_event out[8];
+    if (pending >= 0) rearm_ev = (struct epoll_event){.events = events, .data.u64 = (uint64_t)pending};
+    int k = ctlwait_enter(&r, ep, pending >= 0 ? sv[pending][0] : -1, &rearm_ev, out, 8);
+    pending = -1;
+    if (k == -EINVAL && done == 0) { /* no IORING_OP_EPOLL_WAIT (before 6.15) */
+      printf("{\"probe\":\"ctlwait\",\"arm\":\"%s\",\"error\":\"EINVAL\"}\n", rearm ? "rearm" : "level");
+      return;
+    }
+    DIE_IF(k <= 0 && (errno = -k));
+    for (int j = 0; j < k; j++, done++) {
+      long i = (long)out[j].data.u64;
+      char c;
+      DIE_IF(read(sv[i][0], &c, 1) != 1);
+      if (rearm) pending = i; /* port_associate: the MOD goes with the next wait */
+      DIE_IF(write(sv[(i + 1) % pairs][1], &c, 1) != 1);
+    }
+  }
+  double t1 = bench_now();
+  bench_done(t0, t1);
+  bench_report("uring-probe", rearm ? "ctlwait-rearm" : "ctlwait-level", "events_per_s", (double)n / (t1 - t0),
+               "ev/s", pairs);
+}
+
 /* ------------------------------------------------------------------ rearm */
 
 /* Completions posted now (after one enter to run any task work). */
@@ -577,6 +682,9 @@ int main(int argc, char **argv) {
     while (argc == 6 && arm < 3 && strcmp(argv[5], kArmNames[arm])) arm++;
     if (!setup || arm == 3) return 2;
     loop(atol(argv[2]), atol(argv[3]), setup, (enum arm_kind)arm);
+  } else if (!strcmp(argv[1], "ctlwait") && argc >= 4 && argc <= 5) {
+    if (argc == 5 && strcmp(argv[4], "rearm") && strcmp(argv[4], "level")) return 2;
+    ctlwait(atol(argv[2]), atol(argv[3]), argc == 4 || !strcmp(argv[4], "rearm"));
   } else if (!strcmp(argv[1], "rearm")) rearm();
   else if (!strcmp(argv[1], "close")) close_case();
   else return 2;

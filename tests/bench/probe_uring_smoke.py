@@ -56,4 +56,9 @@ for setup in ("none", "taskrun", "defer"):
         run(["loop", "10", "300", setup, arm], 1,
             lambda l: l.get("api") == "uring-probe" and l.get("bench") == "loop" and l["param"] == 10
             and l["value"] > 0)
+for arm in ("rearm", "level"):
+    run(["ctlwait", "10", "300", arm], 1,
+        lambda l, arm=arm: (l.get("probe") == "ctlwait" and l.get("arm") == arm and l.get("error") == "EINVAL")
+        or (l.get("api") == "uring-probe" and l.get("bench") == "ctlwait-" + arm and l["param"] == 10
+            and l["value"] > 0))
 sys.exit(1 if failed else 0)
