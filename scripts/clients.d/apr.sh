@@ -25,11 +25,11 @@ suites=(testpoll testpipe testsock testsockets testsockopt)
 # Suites a variant does not run, each case then reported as skipped under
 # evshim (with its native status). testsock with the kqueue backend: after
 # a non-blocking connect() that answered EINPROGRESS (Linux's loopback TCP
-# does; the BSDs' completes inside the call), APR's kqueue pollset keeps the
-# connect wait's EVFILT_WRITE knote (its remove deletes only the filters of
-# the new wait, and a knote is keyed by ident and filter), and the next
-# read wait is answered by it: apr_socket_recv() spins, and test_timeout's
-# child never times out (docs/clients.md "## APR", "testsock and kqueue").
+# does; FreeBSD's reportedly completes inside the call), APR's kqueue
+# pollset keeps the connect wait's EVFILT_WRITE knote (its remove deletes
+# only the filters of the new wait, and a knote is keyed by ident and
+# filter), and the next read wait is answered by it: apr_socket_recv()
+# spins, and test_timeout's child never times out (docs/clients.md "## APR", "testsock and kqueue").
 not_run_of() { case $1 in kqueue) echo testsock ;; *) echo "" ;; esac; }
 
 clients_need_packages gcc make binutils python3 || exit 1
