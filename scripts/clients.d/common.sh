@@ -99,3 +99,44 @@ clients_libs() { echo "$(pkg-config --libs "$1") -Wl,-rpath,$EVSHIM_LIBDIR"; }
 clients_report() {
   python3 "$EVSHIM_REPO/scripts/lib/client_report.py" "$1" "$2" "$EVSHIM_CLIENTS_LOGS"
 }
+
+# clients_one_backend SYMS WANT ENTRY...: whether a build holds exactly one
+# event backend. SYMS is `nm` output of the build; each ENTRY is
+# NAME:DEFS:CALL, DEFS the comma-separated data symbols the backend
+# defines (its ops table or providers) and CALL its kernel call (empty for
+# none). WANT's symbols must all be defined and its call referenced; no
+# other ENTRY's symbol may be defined nor its call referenced. Prints what
+# is wrong and fails otherwise.
+clients_one_backend() {
+  local syms=$1 want=$2 e name defs call d problems=()
+  shift 2
+  for e in "$@"; do
+    IFS=: read -r name defs call <<<"$e"
+    for d in ${defs//,/ }; do
+      if [ "$name" = "$want" ]; then
+        grep -qE " [DdRr] $d$" <<<"$syms" || problems+=("no $d")
+      else
+        grep -qE " [DdRr] $d$" <<<"$syms" && problems+=("$d present")
+      fi
+    done
+    [ -n "$call" ] || continue
+    if [ "$name" = "$want" ]; then
+      grep -qE " U $call(@.*)?$" <<<"$syms" || problems+=("no call to $call")
+    else
+      grep -qE " U $call(@.*)?$" <<<"$syms" && problems+=("calls $call")
+    fi
+  done
+  ((${#problems[@]} == 0)) && return 0
+  echo "${problems[*]}"
+  return 1
+}
+
+# clients_backend_case CLIENT VARIANT METHOD NATIVE: prints the case
+# build/only-METHOD-backend from the client script's own
+# `check_backends VARIANT` (pass or fail), beside NATIVE, the native
+# build's status.
+clients_backend_case() {
+  local problem status=pass
+  problem=$(check_backends "$2") || { status=fail; clients_log "$1 $2: the build has other backends: $problem"; }
+  printf 'build/only-%s-backend\t%s\t%s\n' "$3" "$status" "$4"
+}

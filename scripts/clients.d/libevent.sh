@@ -123,25 +123,14 @@ build_bench() {
 # test: its ops table is defined and its kernel call referenced, no other
 # backend's table or call is.
 check_backends() {
-  local v=$1 dir=$work/$1 method m problems=()
-  method=$(method_of "$v")
-  local syms
+  local v=$1 dir=$work/$1 m ops syms entries=()
   syms=$(nm "$dir/.libs/libevent_core.a" "$dir/test/regress" 2>/dev/null) || { echo "nm failed"; return 1; }
   for m in kqueue evport epoll poll select devpoll; do
-    local ops=${m}ops call
+    ops=${m}ops
     [ "$m" = kqueue ] && ops=kqops
-    call=$(call_of "$m")
-    if [ "$m" = "$method" ]; then
-      grep -qE " [DdRr] $ops$" <<<"$syms" || problems+=("no $ops")
-      grep -qE " U $call(@.*)?$" <<<"$syms" || problems+=("no call to $call")
-    else
-      grep -qE " [DdRr] $ops$" <<<"$syms" && problems+=("$ops present")
-      [ -n "$call" ] && grep -qE " U $call(@.*)?$" <<<"$syms" && problems+=("calls $call")
-    fi
+    entries+=("$m:$ops:$(call_of "$m")")
   done
-  ((${#problems[@]} == 0)) && return 0
-  echo "${problems[*]}"
-  return 1
+  clients_one_backend "$syms" "$(method_of "$v")" "${entries[@]}"
 }
 
 # The configure run-test for a working kqueue (configure.ac, "checking for
@@ -212,12 +201,7 @@ problem=$(check_backends native) || { native_backends=fail; clients_log "libeven
 for v in "${variants[@]}"; do
   tsv=$results/libevent-$v.tsv
   {
-    if problem=$(check_backends "$v"); then
-      printf 'build/only-%s-backend\tpass\t%s\n' "$(method_of "$v")" "$native_backends"
-    else
-      clients_log "libevent $v: the build has other backends: $problem"
-      printf 'build/only-%s-backend\tfail\t%s\n' "$(method_of "$v")" "$native_backends"
-    fi
+    clients_backend_case libevent "$v" "$(method_of "$v")" "$native_backends"
     [ "$(method_of "$v")" = kqueue ] && working_kqueue_case "$v"
     # CASE EVSHIM NATIVE, joined on the case name.
     python3 - "$results" "$v" <<'EOF'

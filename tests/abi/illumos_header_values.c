@@ -11,6 +11,7 @@
  */
 #include <port.h>
 #include <stddef.h>
+#include <sys/port_impl.h>
 
 #include "evshim_portfs.h"
 
@@ -61,6 +62,20 @@ const struct evshim_header_value evshim_illumos_header_values[] = {
     SIZE(timespec_t),
     SIZE(uint_t),
     SIZE(ushort_t),
+    /* <sys/port_impl.h> */
+    V(PORT_CREATE),
+    V(PORT_ASSOCIATE),
+    V(PORT_DISSOCIATE),
+    V(PORT_SEND),
+    V(PORT_SENDN),
+    V(PORT_GET),
+    V(PORT_GETN),
+    V(PORT_ALERT),
+    V(PORT_DISPATCH),
+    V(PORT_SYS_NOPORT),
+    V(PORT_SYS_NOSHARE),
+    V(PORT_CODE_MASK),
+    V(PORT_MAX_LIST),
     /* <evshim_portfs.h> */
     V(EVSHIM_SYS_portfs),
     V(EVSHIM_SYS_timer_create),

@@ -40,7 +40,7 @@ elif [ "$mode" = installed ]; then
   for f in "$bindir/evshim" "$libdir/libevshim-preload.so" "$libdir/libevshim-signals.so" \
            "$libdir/libevshim-ports.so" "$libdir/pkgconfig/evshim-ports.pc" \
            "$incdir/evshim/illumos/port.h" "$incdir/evshim/illumos/sys/port.h" \
-           "$incdir/evshim/illumos/evshim_portfs.h"; do
+           "$incdir/evshim/illumos/sys/port_impl.h" "$incdir/evshim/illumos/evshim_portfs.h"; do
     if [ -e "$dest$f" ]; then echo "installed: $f"; else echo "FAIL: not installed: $f"; fail=1; fi
   done
   for p in freebsd dragonfly openbsd; do

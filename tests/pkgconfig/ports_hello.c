@@ -2,13 +2,15 @@
  * A small illumos event-port program, built by tests/pkgconfig/build-and-run.sh with
  * nothing but `pkg-config --cflags --libs evshim-ports` and run under
  * `evshim run`. Exit 0 and "ports_hello: ok" when every step behaved as on
- * illumos.
+ * illumos. It includes <sys/port_impl.h> next to <port.h>, as APR's poll
+ * code does (docs/clients.md "## APR"), and checks three of its values.
  */
 #include <errno.h>
 #include <poll.h>
 #include <port.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/port_impl.h>
 #include <unistd.h>
 
 #define CHECK(cond)                                                              \
@@ -21,6 +23,7 @@
   } while (0)
 
 int main(void) {
+  CHECK(PORT_CREATE == 0 && PORT_GETN == 6 && PORT_SYS_NOPORT == 0x100);
   int port = port_create();
   CHECK(port >= 0);
   int fds[2];
