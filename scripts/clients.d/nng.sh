@@ -11,7 +11,8 @@
 # docs/clients.md "## nng" says what runs in which mode and why.
 # Environment: EVSHIM_CLIENTS_FULL=1 (every build supervised too),
 # EVSHIM_NNG_JOBS (tests at a time, default 6: they mostly sleep),
-# EVSHIM_CLIENTS_JOBS (builds at a time, default 2).
+# EVSHIM_CLIENTS_JOBS (builds at a time, default 2), EVSHIM_NNG_RETRIES
+# (runs again alone of a failed test, default 2).
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=common.sh
@@ -116,12 +117,17 @@ check_backend() {
   return 1
 }
 
-# check_links VARIANT: every test program (and nngcat, which the nngcat
-# tests' scripts run) loads the variant's evshim library.
+# check_links VARIANT: every program the tests run (nngcat included, which
+# the nngcat tests' scripts run) that holds nng's poller (defines
+# nni_posix_pfd_arm: the linker takes the poller from libnng.a only into
+# programs that use it; `options`, for one, does not) loads the variant's
+# evshim library, and there is at least one.
 check_links() {
-  local v=$1 dir=$work/$1 lib bad=() f
+  local v=$1 dir=$work/$1 lib bad=() f n=0
   lib=lib$(pkg_of "$v")
   while read -r f; do
+    nm "$f" 2>/dev/null | grep -qE " T nni_posix_pfd_arm$" || continue
+    n=$((n + 1))
     # (ldd's whole output first: `ldd | grep -q` fails under pipefail
     # when grep stops reading early.)
     local libs
@@ -133,6 +139,7 @@ for t in json.load(sys.stdin)["tests"]:
     for w in t["command"]:
         if w.startswith(sys.argv[1] + "/"):
             print(w)' "$dir" | sort -u)
+  ((n > 0)) || { echo "no program holds the poller"; return 1; }
   ((${#bad[@]} == 0)) && return 0
   echo "do not load $lib: ${bad[*]}"
   return 1
@@ -228,7 +235,8 @@ stress=10
 ((full)) && stress=30
 rm -f "$work/nuts_ports"
 STRESSTIME=$stress python3 "$here/nng_cases.py" --jobs "$test_jobs" --durations "$work/durations.tsv" \
-  --port-file "$work/nuts_ports" --serial nng.reqstress,nng.multistress "${units[@]}" >&2 ||
+  --port-file "$work/nuts_ports" --serial nng.reqstress,nng.multistress \
+  --retries "${EVSHIM_NNG_RETRIES:-2}" "${units[@]}" >&2 ||
   { clients_log "nng: the test runner failed"; exit 1; }
 clients_log "nng: tests took $((SECONDS - t1)) s"
 
@@ -265,5 +273,11 @@ for v in "${variants[@]}" "${supervised[@]/%/-supervised}"; do
       <(cut -f1,2 "$results/native.tsv" | sort)
   } >"$tsv"
   clients_report "nng-$v" "$tsv" || status=1
+  # The tests that passed only when run again (both columns), by name.
+  again=$(awk -F'\t' '$4 ~ /^passed at attempt/ {printf " %s (%s)", $1, $4}' "$results/$v.tsv")
+  [ -z "$again" ] || echo "  passed only when run again alone:$again" | tee -a "$EVSHIM_CLIENTS_LOGS/nng-$v.summary"
 done
+again=$(awk -F'\t' '$4 ~ /^passed at attempt/ {printf " %s (%s)", $1, $4}' "$results/native.tsv")
+[ -z "$again" ] || echo "  nng native: passed only when run again alone:$again" |
+  tee -a "$EVSHIM_CLIENTS_LOGS/nng-native-retries.summary"
 exit $status

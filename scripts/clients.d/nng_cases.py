@@ -26,6 +26,9 @@ there, so a test cannot run under evshim's column without it.
   numbers), so two of them started in the same second collide
   ("nng_listen: Address in use", then abort()).
 - Longest first, by the durations of the last run (FILE), else by TIMEOUT.
+- A test that failed runs again alone, up to --retries times, after all
+  the others; it counts by its last attempt, with "passed at attempt N"
+  in its detail (scripts/clients.d/nng.sh lists those).
 
 Writes per unit: CASE<TAB>pass|fail<TAB>SECONDS<TAB>DETAIL, and each
 test's output to OUT.logs/CASE.log.
@@ -67,12 +70,42 @@ def load_tests(build):
     return tests
 
 
+def run_alone(unit, t, args, attempt):
+    env = dict(os.environ)
+    env.update(t["env"])
+    env["NUTS_PORT_FILE"] = args.port_file
+    path = os.path.join(unit["out"] + ".logs", f"{t['name']}.attempt{attempt}.log")
+    cmd = unit["run"] + t["command"]
+    with open(path, "w") as log:
+        log.write("$ " + " ".join(cmd) + "\n")
+        log.flush()
+        start = time.monotonic()
+        proc = subprocess.Popen(cmd, cwd=t["cwd"], env=env, stdin=subprocess.DEVNULL,
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            rc = proc.wait(timeout=t["timeout"] * args.timeout_factor)
+            detail = "" if rc == 0 else (f"exit {rc}" if rc > 0 else f"killed by signal {-rc}")
+        except subprocess.TimeoutExpired:
+            rc = None
+            detail = f"timeout after {t['timeout'] * args.timeout_factor:.0f} s"
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait()
+        elapsed = time.monotonic() - start
+        status = "pass" if rc == 0 else "fail"
+        log.write(f"\n# {status} {elapsed:.2f} s {detail}\n")
+    return status, elapsed, detail
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--timeout-factor", type=float, default=1.0)
     ap.add_argument("--durations", required=True)
     ap.add_argument("--port-file", required=True)
+    ap.add_argument("--retries", type=int, default=0)
     ap.add_argument("--serial", default="", help="test names run one at a time (comma-separated)")
     ap.add_argument("units", nargs="+")
     args = ap.parse_args()
@@ -151,6 +184,25 @@ def main():
             busy.discard(key(t))
             if status == "fail":
                 print(f"nng_cases: {unit['name']}: {t['name']} failed ({detail})", file=sys.stderr)
+
+    # A failed test runs again, alone (nothing else running), up to
+    # --retries times; it counts by its last attempt, and its detail says
+    # so ("passed at attempt N"), so a test that needed it is listed.
+    for unit, t in jobs:
+        results = unit["results"]
+        idx = next(i for i, r in enumerate(results) if r[0] == t["name"])
+        attempt = 1
+        while results[idx][1] == "fail" and attempt <= args.retries:
+            attempt += 1
+            first = results[idx][3]
+            status, elapsed, detail = run_alone(unit, t, args, attempt)
+            if status == "pass":
+                detail = f"passed at attempt {attempt} (first: {first})"
+            else:
+                detail = f"attempt {attempt}: {detail} (first: {first})"
+            results[idx] = (t["name"], status, elapsed, detail)
+            print(f"nng_cases: {unit['name']}: {t['name']} attempt {attempt}: {status}",
+                  file=sys.stderr)
 
     seen = set()
     with open(args.durations + ".new", "w") as d:
