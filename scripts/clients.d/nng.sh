@@ -210,21 +210,8 @@ EOF
 }
 
 # -- build ---------------------------------------------------------------
-t0=$SECONDS
 status=0
-build_list=(native "${variants[@]}")
-for v in "${build_list[@]}"; do
-  while (($(jobs -rp | wc -l) >= jobs)); do wait -n; done
-  (build_variant "$v") >"$work/build-$v.log" 2>&1 &
-done
-wait
-failed_builds=()
-for v in "${build_list[@]}"; do
-  sed 's/^/  /' "$work/build-$v.log" >&2
-  [ -n "$(ls "$work/$v"/.evshim-built-* 2>/dev/null)" ] || failed_builds+=("$v")
-done
-((${#failed_builds[@]})) && { clients_log "nng: build failed: ${failed_builds[*]}"; exit 1; }
-clients_log "nng: builds took $((SECONDS - t0)) s"
+clients_build_all nng "$work" native "${variants[@]}" || exit 1
 [ "${EVSHIM_CLIENTS_PREPARE:-0}" = 1 ] && exit 0
 
 # -- run -------------------------------------------------------------------
