@@ -18,22 +18,17 @@ here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=common.sh
 source "$here/common.sh"
 
-jobs=${EVSHIM_CLIENTS_JOBS:-2}
-test_jobs=${EVSHIM_NNG_JOBS:-6}
-full=${EVSHIM_CLIENTS_FULL:-0}
-quick=${EVSHIM_CLIENTS_QUICK:-0}
 variants=(ports kqueue-freebsd)
+test_jobs=${EVSHIM_NNG_JOBS:-6}
+make_jobs=${EVSHIM_CLIENTS_JOBS:-2}
+full=${EVSHIM_CLIENTS_FULL:-0} quick=${EVSHIM_CLIENTS_QUICK:-0}
 
 clients_need_packages cmake make gcc g++ binutils python3 || exit 1
 clients_fetch_source nng 1.5.2-2 nng || exit 1
 src=$EVSHIM_CLIENTS_WORK/src/nng
 [ "${EVSHIM_CLIENTS_FETCH:-0}" = 1 ] && exit 0
-clients_install_evshim || exit 1
-
-work=$EVSHIM_CLIENTS_WORK/nng
-results=$work/results
-rm -rf "$results"
-mkdir -p "$work" "$results"
+work=$EVSHIM_CLIENTS_WORK/nng results=$EVSHIM_CLIENTS_WORK/nng/results
+clients_install_evshim && rm -rf "$results" && mkdir -p "$results" || exit 1
 
 pkg_of() { case $1 in native) echo "" ;; ports) echo evshim-ports ;; *) echo "evshim-$1" ;; esac; }
 # The poller's source file in nng (src/platform/posix/posix_pollq_*.c)
@@ -86,7 +81,7 @@ build_variant() {
   case $v in native) want=NNG_HAVE_EPOLL ;; kqueue-*) want=NNG_HAVE_KQUEUE ;; esac
   grep -q "^$want:INTERNAL=1$" "$dir/CMakeCache.txt" ||
     { echo "nng $v: cmake did not find its poller ($want; $dir/CMakeFiles/CMakeError.log)"; return 1; }
-  nice -n 10 make -C "$dir" -j"$jobs" >"$dir/make.log" 2>&1 ||
+  nice -n 10 make -C "$dir" -j"$make_jobs" >"$dir/make.log" 2>&1 ||
     { echo "nng $v: make failed ($dir/make.log)"; tail -20 "$dir/make.log"; return 1; }
   touch "$dir/.evshim-built-$key"
   echo "nng $v: built"
@@ -242,33 +237,23 @@ STRESSTIME=$stress python3 "$here/nng_cases.py" --jobs "$test_jobs" --durations 
 clients_log "nng: tests took $((SECONDS - t1)) s"
 
 # -- report ----------------------------------------------------------------
+# case_line CASE NATIVE CHECK...: one line CASE<TAB>pass|fail<TAB>NATIVE, by
+# CHECK's status (its output logged when it fails).
+case_line() {
+  local name=$1 native=$2 out st=pass; shift 2
+  out=$("$@") || { st=fail; clients_log "nng: $name: $out"; }
+  printf '%s\t%s\t%s\n' "$name" "$st" "$native"
+}
 native_backend=pass
-problem=$(check_backend native) || { native_backend=fail; clients_log "nng native: $problem"; }
+check_backend native >/dev/null || native_backend=fail
 for v in "${variants[@]}" "${supervised[@]/%/-supervised}"; do
   [ -n "$v" ] || continue
   build=${v%-supervised}
   tsv=$results/nng-$v.cases
   {
-    if problem=$(check_backend "$build"); then
-      printf 'build/only-%s-poller\tpass\t%s\n' "$(pollq_of "$build")" "$native_backend"
-    else
-      clients_log "nng $v: $problem"
-      printf 'build/only-%s-poller\tfail\t%s\n' "$(pollq_of "$build")" "$native_backend"
-    fi
-    if problem=$(check_links "$build"); then
-      printf 'build/programs-load-evshim\tpass\t\n'
-    else
-      clients_log "nng $v: $problem"
-      printf 'build/programs-load-evshim\tfail\t\n'
-    fi
-    if [ "$v" = "$build" ]; then
-      if problem=$(trace_case "$build"); then
-        printf 'trace/threaded-poller\tpass\t\n'
-      else
-        clients_log "nng $v: trace/threaded-poller: $problem"
-        printf 'trace/threaded-poller\tfail\t\n'
-      fi
-    fi
+    case_line "build/only-$(pollq_of "$build")-poller" "$native_backend" check_backend "$build"
+    case_line build/programs-load-evshim "" check_links "$build"
+    [ "$v" = "$build" ] && case_line trace/threaded-poller "" trace_case "$build"
     # CASE EVSHIM NATIVE, joined on the test name.
     join -t $'\t' -a 1 -o 1.1,1.2,2.2 <(cut -f1,2 "$results/$v.tsv" | sort) \
       <(cut -f1,2 "$results/native.tsv" | sort)
