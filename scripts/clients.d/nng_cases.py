@@ -192,9 +192,9 @@ def main():
         results = unit["results"]
         idx = next(i for i, r in enumerate(results) if r[0] == t["name"])
         attempt = 1
+        first = results[idx][3]
         while results[idx][1] == "fail" and attempt <= args.retries:
             attempt += 1
-            first = results[idx][3]
             status, elapsed, detail = run_alone(unit, t, args, attempt)
             if status == "pass":
                 detail = f"passed at attempt {attempt} (first: {first})"
