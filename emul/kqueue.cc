@@ -630,6 +630,25 @@ int Kqueues::Register(Kq& kq, Caller caller, KChange& change) {
     // the fflags controls of EVFILT_USER (DF kern_event.c:577-609), and on
     // FreeBSD/DragonFly udata too (hence FreeBSD's EV_KEEPUDATA).
     Modify(kq, *kn, change);
+    // FreeBSD and DragonFly then run the filter as for EV_ADD and activate
+    // the knote if it says yes, never deactivating it (DF kern_event.c:
+    // 1331-1358; FreeBSD kqueue_register, done_ev_add: f_event unless
+    // KN_DISABLED): so an EV_ENABLE (or any change) on an enabled EV_CLEAR
+    // knote whose file is ready reports it again. nng re-arms its knotes
+    // with EV_ENABLE|EV_DISPATCH|EV_CLEAR on knotes added with
+    // EV_ADD|EV_DISABLE|EV_CLEAR (EV_DISPATCH is not taken without EV_ADD,
+    // so they stay enabled): without this its UDP sender waited for a
+    // POLLOUT that never came. OpenBSD runs no filter here (OB
+    // kern_event.c:1194-1215). A disabled knote is measured by EV_ENABLE
+    // below; with EV_DISABLE FreeBSD runs no filter.
+    if (fd_filter && kq.policy.modify_without_add && !kn->disabled &&
+        !(kev.flags & kev::kDisable)) {
+      bool dropped = false;
+      const bool ready = Evaluate(kq, *kn, &dropped);
+      if (dropped) return 0;
+      NoteChangeMeasure(*kn, ready);
+      if (ready) Activate(kq, *kn);
+    }
   }
 
   if ((kev.flags & kev::kDisable) && !kn->disabled) {

@@ -94,6 +94,30 @@ clients_install_evshim() {
 clients_cflags() { pkg-config --cflags "$1"; }
 clients_libs() { echo "$(pkg-config --libs "$1") -Wl,-rpath,$EVSHIM_LIBDIR"; }
 
+# clients_build_all NAME WORK VARIANT...: runs the calling script's
+# build_variant for each VARIANT, EVSHIM_CLIENTS_JOBS (default 2) at a
+# time, each logged in WORK/build-VARIANT.log (printed after), and fails
+# unless each left its stamp WORK/VARIANT/.evshim-built-* and passes the
+# script's built_ok VARIANT, if it has one.
+clients_build_all() {
+  local name=$1 work=$2; shift 2
+  local t0=$SECONDS v failed=()
+  for v in "$@"; do
+    while (($(jobs -rp | wc -l) >= ${EVSHIM_CLIENTS_JOBS:-2})); do wait -n; done
+    (build_variant "$v") >"$work/build-$v.log" 2>&1 &
+  done
+  wait
+  for v in "$@"; do
+    sed 's/^/  /' "$work/build-$v.log" >&2
+    if [ -z "$(ls "$work/$v"/.evshim-built-* 2>/dev/null)" ] ||
+       { declare -F built_ok >/dev/null && ! built_ok "$v"; }; then
+      failed+=("$v")
+    fi
+  done
+  ((${#failed[@]})) && { clients_log "$name: build failed: ${failed[*]}"; return 1; }
+  clients_log "$name: builds took $((SECONDS - t0)) s"
+}
+
 # clients_report NAME RESULTS: RESULTS holds lines "CASE<TAB>EVSHIM<TAB>NATIVE",
 # each status pass, fail or skip. Writes the JUnit file and the summary line.
 clients_report() {

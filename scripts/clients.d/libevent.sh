@@ -162,21 +162,9 @@ EOF
 }
 
 # -- build ---------------------------------------------------------------
-t0=$SECONDS
 status=0
-build_list=(native "${variants[@]}")
-for v in "${build_list[@]}"; do
-  while (($(jobs -rp | wc -l) >= jobs)); do wait -n; done
-  (build_variant "$v") >"$work/build-$v.log" 2>&1 &
-done
-wait
-failed_builds=()
-for v in "${build_list[@]}"; do
-  sed 's/^/  /' "$work/build-$v.log" >&2
-  [ -x "$work/$v/test/regress" ] && [ -x "$work/$v/test/bench" ] && [ -n "$(ls "$work/$v"/.evshim-built-* 2>/dev/null)" ] || failed_builds+=("$v")
-done
-((${#failed_builds[@]})) && { clients_log "libevent: build failed: ${failed_builds[*]}"; exit 1; }
-clients_log "libevent: builds took $((SECONDS - t0)) s"
+built_ok() { [ -x "$work/$1/test/regress" ] && [ -x "$work/$1/test/bench" ]; }
+clients_build_all libevent "$work" native "${variants[@]}" || exit 1
 [ "${EVSHIM_CLIENTS_PREPARE:-0}" = 1 ] && exit 0
 
 # -- run -------------------------------------------------------------------

@@ -780,6 +780,48 @@ TEST_F(KqueueTest, DispatchDisablesAfterDeliveryAndEnableRearms) {
   EXPECT_EQ(Get().size(), 1u);
 }
 
+// A change without EV_ADD on an enabled knote runs the filter on FreeBSD
+// and DragonFly, and activates the knote if it says yes (DF kern_event.c:
+// 1331-1358; FreeBSD kqueue_register, done_ev_add); OpenBSD runs none
+// (OB kern_event.c:1194-1215). nng's kqueue poller re-arms with
+// EV_ENABLE|EV_DISPATCH|EV_CLEAR knotes it added with
+// EV_ADD|EV_DISABLE|EV_CLEAR: they stay enabled, and its UDP sender
+// waits for the POLLOUT that re-arm reports on a writable socket.
+TEST_F(KqueueTest, EnableOnAnEnabledClearKnoteReportsAReadyFileAgainOnFreebsdAndDragonfly) {
+  for (const KqueuePolicy& pol : {FreebsdPolicy(), DragonflyPolicy(), OpenbsdPolicy()}) {
+    const bool runs_filter = pol.modify_without_add;
+    auto f = host_.Open(kP.pid, 5);
+    f->ready = pb::kIn;
+    f->readable = 3;
+    Call({Ch(KFilter::kRead, 5, kev::kAdd | kev::kDisable | kev::kClear)}, Poll(0), pol);
+    Call({Ch(KFilter::kRead, 5, kev::kEnable | kev::kDispatch | kev::kClear)}, Poll(0), pol);
+    ASSERT_EQ(Get(8, pol).size(), 1u);
+    EXPECT_TRUE(Get(8, pol).empty());  // EV_CLEAR: no new activity
+    // Not EV_DISPATCH (taken only with EV_ADD): still enabled; the re-arm
+    // finds the file ready.
+    Call({Ch(KFilter::kRead, 5, kev::kEnable | kev::kDispatch | kev::kClear)}, Poll(0), pol);
+    auto ev = Get(8, pol);
+    ASSERT_EQ(ev.size(), runs_filter ? 1u : 0u);
+    if (runs_filter) {
+      EXPECT_EQ(ev[0].data, 3);
+    }
+    EXPECT_TRUE(Get(8, pol).empty());
+    // Any change does it there (here: new udata), not one that disables.
+    Call({Ch(KFilter::kRead, 5, 0, 0, 0, 7)}, Poll(0), pol);
+    ev = Get(8, pol);
+    ASSERT_EQ(ev.size(), runs_filter ? 1u : 0u);
+    Call({Ch(KFilter::kRead, 5, kev::kDisable)}, Poll(0), pol);
+    EXPECT_TRUE(Get(8, pol).empty());
+    // A file not ready: nothing.
+    f->ready = 0;
+    f->readable = 0;
+    Call({Ch(KFilter::kRead, 5, kev::kEnable)}, Poll(0), pol);
+    Call({Ch(KFilter::kRead, 5, kev::kEnable)}, Poll(0), pol);
+    EXPECT_TRUE(Get(8, pol).empty());
+    Call({Ch(KFilter::kRead, 5, kev::kDelete)}, Poll(0), pol);
+  }
+}
+
 TEST_F(KqueueTest, DisableKeepsPendingStateDeleteDrains) {
   Call({Timer(1, kev::kAdd, 10'000'000)}, Poll(0));
   Call({Ch(KFilter::kTimer, 1, kev::kDisable)}, Poll(0));
