@@ -231,22 +231,12 @@ EOF
 }
 
 # -- build -------------------------------------------------------------------
-t0=$SECONDS
 write_case_hook
 write_method_check
 status=0
-build_list=(native "${variants[@]}")
-for v in "${build_list[@]}"; do
-  (build_variant "$v") >"$work/build-$v.log" 2>&1
-done
-failed_builds=()
-for v in "${build_list[@]}"; do
-  sed 's/^/  /' "$work/build-$v.log" >&2
-  [ -x "$work/$v/test/testall" ] && [ -x "$work/$v/evshim_method" ] &&
-    [ -n "$(ls "$work/$v"/.evshim-built-* 2>/dev/null)" ] || failed_builds+=("$v")
-done
-((${#failed_builds[@]})) && { clients_log "apr: build failed: ${failed_builds[*]}"; exit 1; }
-clients_log "apr: builds took $((SECONDS - t0)) s"
+# native first: the evshim builds start from its configure cache.
+built_ok() { [ -x "$work/$1/test/testall" ] && [ -x "$work/$1/evshim_method" ]; }
+clients_build_all apr "$work" native && clients_build_all apr "$work" "${variants[@]}" || exit 1
 [ "${EVSHIM_CLIENTS_PREPARE:-0}" = 1 ] && exit 0
 
 # -- run -----------------------------------------------------------------------
