@@ -6,7 +6,9 @@
 #   variants: kqueue-freebsd kqueue-openbsd kqueue-dragonfly evport (+ native)
 # docs/clients.md "## libevent" says what runs in which mode and why.
 # Environment: EVSHIM_CLIENTS_FULL=1 (everything), EVSHIM_CLIENTS_JOBS
-# (parallel jobs, default 2), EVSHIM_CLIENTS_CASE_TIMEOUT (seconds, 30),
+# (builds at a time and make jobs, default 2), EVSHIM_LIBEVENT_TEST_JOBS
+# (test units at a time, default 8: the default mode's every regress unit
+# at once; they mostly sleep), EVSHIM_CLIENTS_CASE_TIMEOUT (seconds, 30),
 # EVSHIM_LIBEVENT_VARIANTS (a subset of the variants, for development).
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -14,6 +16,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 source "$here/common.sh"
 
 jobs=${EVSHIM_CLIENTS_JOBS:-2}
+test_jobs=${EVSHIM_LIBEVENT_TEST_JOBS:-8}
 case_timeout=${EVSHIM_CLIENTS_CASE_TIMEOUT:-30}
 full=${EVSHIM_CLIENTS_FULL:-0}
 quick=${EVSHIM_CLIENTS_QUICK:-0}
@@ -179,7 +182,7 @@ unit() { # VARIANT KIND
 for v in native "${variants[@]}"; do unit "$v" regress; done
 for v in native "${variants[@]}"; do debug_pass "$v" && unit "$v" regress-debug; done
 for v in native "${variants[@]}"; do unit "$v" programs; done
-python3 "$EVSHIM_REPO/scripts/lib/libevent_cases.py" --jobs "$jobs" --timeout "$case_timeout" "${units[@]}" >&2 ||
+python3 "$EVSHIM_REPO/scripts/lib/libevent_cases.py" --jobs "$test_jobs" --timeout "$case_timeout" "${units[@]}" >&2 ||
   { clients_log "libevent: the case runner failed"; exit 1; }
 clients_log "libevent: tests took $((SECONDS - t1)) s"
 
