@@ -509,6 +509,40 @@ bool Kqueues::Measure(Kq& kq, Knote& kn, bool* dropped) {
   return OpsOf(kn.kev.filter).event(*this, kq, kn, dropped);
 }
 
+// The kernels run the filter at a change and only activate (knote_activate,
+// OB kern_event.c:1174-1178, 1201-1204, 1224-1227; KNOTE_ACTIVATE, DF
+// kern_event.c:1319-1322, 1355-1358); the scan takes a knote its filter no
+// longer reports off the list (OB :1410-1416, DF :1510-1518). Each caller
+// names its not-ready action and the rule that picks it.
+bool Kqueues::MeasureAfterChange(Kq& kq, Knote& kn, NotReady not_ready) {
+  bool dropped = false;
+  const bool ready = Evaluate(kq, kn, &dropped);
+  // Its descriptor closed while it was measured: gone silently, the change
+  // succeeds (OB kern_event.c:1155-1172; knote_fdclose).
+  if (dropped) return true;
+  if (OpsOf(kn.kev.filter).on_descriptor) NoteChangeMeasure(kn, ready);
+  if (ready) {
+    Activate(kq, kn);
+    return false;
+  }
+  switch (not_ready) {
+    case NotReady::kArm:
+      ArmFd(kq, kn);
+      break;
+    case NotReady::kDeactivate:
+      // ACTIVE means the last measurement said yes: the next activity is
+      // then measured when it comes (RouteWatchReady), as the kernels' knote()
+      // does, and a stale EV_ONESHOT reports it (DF kern_event.c:1510-1531).
+      kn.active = false;
+      Dequeue(kq, kn);
+      ArmFd(kq, kn);
+      break;
+    case NotReady::kLeave:
+      break;
+  }
+  return false;
+}
+
 // An EV_ADD on an existing knote: new fflags, data and udata (FreeBSD: not
 // udata with EV_KEEPUDATA); whatever has already triggered stays triggered
 // (OB kern_event.c:1194-1209). FreeBSD's ext[] stays as registered: only
@@ -596,30 +630,18 @@ int Kqueues::Register(Kq& kq, Caller caller, KChange& change) {
       kev.data = 0;
       kn = &n;
       if (kev.flags & kev::kDisable) kn->disabled = true;
-      bool dropped = false;
-      const bool ready = Evaluate(kq, *kn, &dropped);
-      if (!dropped && fd_filter) NoteChangeMeasure(*kn, ready);
-      if (ready) {
-        Activate(kq, *kn);
-      } else if (!dropped) {
-        ArmFd(kq, *kn);
-      }
-      if (dropped) return 0;  // closed while being added: dropped silently (OB kern_event.c:1161-1172)
+      // A pending event activates it (OB kern_event.c:1174-1178, DF
+      // :1319-1322); otherwise nothing to take back: its attach activates
+      // only what its filter then reports.
+      if (MeasureAfterChange(kq, *kn, NotReady::kArm)) return 0;
     } else {
       Modify(kq, *kn, change);  // a triggered USER knote activates in its touch
-      if (fd_filter) {
-        bool dropped = false;
-        const bool ready = Evaluate(kq, *kn, &dropped);
-        if (!dropped) NoteChangeMeasure(*kn, ready);
-        if (ready) {
-          Activate(kq, *kn);
-        } else if (!dropped) {
-          kn->active = false;
-          Dequeue(kq, *kn);
-          ArmFd(kq, *kn);
-        }
-        if (dropped) return 0;
-      }
+      // Measured as the kernels' filter_modify (OB kern_event.c:1201-1204, DF
+      // :1319-1322): a ready file is queued again (EV_CLEAR too). Not ready:
+      // deactivated, so that the next activity is measured. Only descriptor
+      // knotes: the others' sources activate them when their filter turns
+      // (a timer's expiry, a trigger in the touch, a process event).
+      if (fd_filter && MeasureAfterChange(kq, *kn, NotReady::kDeactivate)) return 0;
     }
   } else if (kev.flags & kev::kDelete) {
     kn->keep_watch = true;  // DropClosedKnotesAt confirmed its file above
@@ -640,14 +662,11 @@ int Kqueues::Register(Kq& kq, Caller caller, KChange& change) {
     // so they stay enabled): without this its UDP sender waited for a
     // POLLOUT that never came. OpenBSD runs no filter here (OB
     // kern_event.c:1194-1215). A disabled knote is measured by EV_ENABLE
-    // below; with EV_DISABLE FreeBSD runs no filter.
-    if (fd_filter && kq.policy.modify_without_add && !kn->disabled &&
-        !(kev.flags & kev::kDisable)) {
-      bool dropped = false;
-      const bool ready = Evaluate(kq, *kn, &dropped);
-      if (dropped) return 0;
-      NoteChangeMeasure(*kn, ready);
-      if (ready) Activate(kq, *kn);
+    // below; with EV_DISABLE FreeBSD runs no filter. Not ready: left queued
+    // or not, as it was (kLeave); the scan takes it off (DF :1510-1518).
+    if (fd_filter && kq.policy.modify_without_add && !kn->disabled && !(kev.flags & kev::kDisable) &&
+        MeasureAfterChange(kq, *kn, NotReady::kLeave)) {
+      return 0;
     }
   }
 
@@ -657,15 +676,11 @@ int Kqueues::Register(Kq& kq, Caller caller, KChange& change) {
   }
   if ((kev.flags & kev::kEnable) && kn->disabled) {
     kn->disabled = false;
-    bool dropped = false;
-    const bool ready = Evaluate(kq, *kn, &dropped);
-    if (!dropped && fd_filter) NoteChangeMeasure(*kn, ready);
-    if (ready) {
-      Activate(kq, *kn);
-    } else if (!dropped) {
-      kn->active = false;
-      ArmFd(kq, *kn);
-    }
+    // Measured (OB kern_event.c:1220-1227; DragonFly measured it in the
+    // modify above, DF :1355-1358, and queues it if active, :1372-1378): a
+    // pending event queues it. Not ready: deactivated as for EV_ADD above
+    // (a disabled knote is never on the list: the dequeue finds nothing).
+    if (MeasureAfterChange(kq, *kn, NotReady::kDeactivate)) return 0;
   }
   return 0;
 }

@@ -787,6 +787,19 @@ class Kqueues final : public Engine {
   // Measure, and record in Knote::measured whether it reported an event.
   bool Evaluate(Kq& kq, Knote& kn, bool* dropped);
   bool Measure(Kq& kq, Knote& kn, bool* dropped);
+  // What a change does with a knote its measurement found not ready
+  // (MeasureAfterChange; docs/kqueue.md "A change's measurement").
+  enum class NotReady : uint8_t {
+    kArm,         // a new knote: neither active nor queued; its watch armed
+    kDeactivate,  // EV_ADD on an existing knote, EV_ENABLE: ACTIVE taken
+                  // back, off the list, its watch re-armed
+    kLeave,       // a change without EV_ADD (FreeBSD, DragonFly): nothing
+  };
+  // A change's measurement (the f_event of kqueue_register): the knote is
+  // activated if its filter says yes, otherwise `not_ready` is done. True
+  // if it dropped the knote (its descriptor was closed meanwhile): the
+  // change then succeeds and touches it no more.
+  bool MeasureAfterChange(Kq& kq, Knote& kn, NotReady not_ready);
   // The event a knote reports now.
   static KeventRecord Report(const Knote& kn);
   void Activate(Kq& kq, Knote& kn);
