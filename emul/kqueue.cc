@@ -433,9 +433,11 @@ void Kqueues::ArmFd(Kq& kq, Knote& kn) {
   if (*ready & want) Activate(kq, kn);
 }
 
-// The scan's filter just found the knote not ready. The kernels take it off
-// the list and queue it again only when the file's next event makes the
-// filter say yes (DF kern_event.c:1510-1518 and 1796-1797, OB :1410-1416).
+// The scan's filter (or a change's, MeasureAfterChange) just found the
+// knote not ready. The kernels take it off the list and queue it again only
+// when the file's next event makes the filter say yes (DF kern_event.c:
+// 1510-1518 and 1796-1797, OB :1410-1416); a change never queues it
+// (DF :1319-1322, OB :1174-1178).
 // A level watch that reports at once is reporting the very state the filter
 // refused (bytes under NOTE_LOWAT, a regular file at EOF): queued again, the
 // knote could never be delivered, the kqueue would poll readable and its
@@ -444,9 +446,9 @@ void Kqueues::ArmFd(Kq& kq, Knote& kn) {
 // watch (a new edge registration reports the current state once, hence the
 // second arm). Activity that landed before that registration is in its
 // report, not looked at: so the filter looks once more once it is armed.
-void Kqueues::ArmFdNotReady(Kq& kq, Knote& kn) {
+bool Kqueues::ArmFdNotReady(Kq& kq, Knote& kn) {
   const uint32_t want = WatchMask(kn);
-  if (want == 0 || !kn.io.watch) return;  // want: an fd filter's (Knote's union)
+  if (want == 0 || !kn.io.watch) return false;  // want: an fd filter's (Knote's union)
   // A level watch is armed with what the filter's probe just measured
   // (the registration it re-armed reports whatever comes after).
   const bool measured = last_probe_.uid == kn.uid && !(kn.kev.flags & kev::kClear);
@@ -454,13 +456,14 @@ void Kqueues::ArmFdNotReady(Kq& kq, Knote& kn) {
       measured ? host_.ArmWatchMeasured(*kn.io.watch, kn.owner, kn.fd, want, last_probe_.revents)
                : ArmWatchAsFlagsSay(kn, want);
   last_probe_ = {};
-  if (!ready.ok() || !(*ready & want)) return;  // armed (or the descriptor is gone)
+  if (!ready.ok() || !(*ready & want)) return false;  // armed (or the descriptor is gone)
   for (int arm = 0; arm < 2 && ready.ok() && (*ready & want); ++arm) {
     ready = host_.ArmWatchEdge(*kn.io.watch, kn.owner, kn.fd, want);
   }
-  if (!ready.ok()) return;  // the descriptor is gone: found stale at the next look
+  if (!ready.ok()) return false;  // the descriptor is gone: found stale at the next look
   bool dropped = false;
   if ((*ready & want) || Evaluate(kq, kn, &dropped)) Activate(kq, kn);  // Pump looks again
+  return dropped;
 }
 
 // The kernels put a delivered level knote back on the list and re-evaluate
@@ -525,20 +528,21 @@ bool Kqueues::MeasureAfterChange(Kq& kq, Knote& kn, NotReady not_ready) {
     Activate(kq, kn);
     return false;
   }
+  // The watch is armed as after the scan's no (ArmFdNotReady): one that
+  // reports at once the state the filter refused (bytes under NOTE_LOWAT, a
+  // regular file at EOF) does not queue the knote.
   switch (not_ready) {
     case NotReady::kArm:
-      ArmFd(kq, kn);
-      break;
+      return ArmFdNotReady(kq, kn);
     case NotReady::kDeactivate:
       // ACTIVE means the last measurement said yes: the next activity is
       // then measured when it comes (RouteWatchReady), as the kernels' knote()
       // does, and a stale EV_ONESHOT reports it (DF kern_event.c:1510-1531).
       kn.active = false;
       Dequeue(kq, kn);
-      ArmFd(kq, kn);
-      break;
+      return ArmFdNotReady(kq, kn);
     case NotReady::kLeave:
-      break;
+      return false;
   }
   return false;
 }
@@ -746,7 +750,7 @@ std::vector<Kqueues::Taken> Kqueues::Collect(Kq& kq, uint32_t max) {
         continue;
       }
       kn.active = false;
-      ArmFdNotReady(kq, kn);
+      (void)ArmFdNotReady(kq, kn);  // dropped or not, the scan is done with it
       // A readiness reported by re-arming puts it back on the list; it will
       // be looked at again by the next scan, not this one.
       continue;

@@ -809,7 +809,8 @@ class Kqueues final : public Engine {
   Result<uint32_t> ArmWatchAsFlagsSay(Knote& kn, uint32_t want);
   void ArmFd(Kq& kq, Knote& kn);
   // After the filter said "not ready": arms so that only new activity wakes.
-  void ArmFdNotReady(Kq& kq, Knote& kn);
+  // True if its last look dropped the knote (its descriptor was closed).
+  bool ArmFdNotReady(Kq& kq, Knote& kn);
   // A level fd knote just delivered, back on the list: its watch armed so
   // that the next look reports it if still ready (Knote::awaits_look).
   void ArmForNextLook(Knote& kn);
