@@ -31,7 +31,9 @@
 // enabled knote is QUEUED on the kqueue's active list. DISABLED knotes keep
 // their state (timer counts, user triggers) but are off the list; EV_ENABLE
 // re-evaluates them (filter_process, OB kern_event.c:1220-1228). EV_DELETE
-// drops the knote and whatever it had queued.
+// drops the knote and whatever it had queued. Each measurement a change
+// makes goes through MeasureAfterChange, which activates on a yes and does
+// what its caller names on a no (docs/kqueue.md "A change's measurement").
 //
 // Filters. What differs between filters is one table entry each, the
 // BSDs' struct filterops: Kqueues::FilterOps (kqueue.h), the entries in
