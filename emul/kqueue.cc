@@ -31,7 +31,9 @@
 // enabled knote is QUEUED on the kqueue's active list. DISABLED knotes keep
 // their state (timer counts, user triggers) but are off the list; EV_ENABLE
 // re-evaluates them (filter_process, OB kern_event.c:1220-1228). EV_DELETE
-// drops the knote and whatever it had queued.
+// drops the knote and whatever it had queued. Each measurement a change
+// makes goes through MeasureAfterChange, which activates on a yes and does
+// what its caller names on a no (docs/kqueue.md "A change's measurement").
 //
 // Filters. What differs between filters is one table entry each, the
 // BSDs' struct filterops: Kqueues::FilterOps (kqueue.h), the entries in
@@ -433,9 +435,11 @@ void Kqueues::ArmFd(Kq& kq, Knote& kn) {
   if (*ready & want) Activate(kq, kn);
 }
 
-// The scan's filter just found the knote not ready. The kernels take it off
-// the list and queue it again only when the file's next event makes the
-// filter say yes (DF kern_event.c:1510-1518 and 1796-1797, OB :1410-1416).
+// The scan's filter (or a change's, MeasureAfterChange) just found the
+// knote not ready. The kernels take it off the list and queue it again only
+// when the file's next event makes the filter say yes (DF kern_event.c:
+// 1510-1518 and 1796-1797, OB :1410-1416); a change never queues it
+// (DF :1319-1322, OB :1174-1178).
 // A level watch that reports at once is reporting the very state the filter
 // refused (bytes under NOTE_LOWAT, a regular file at EOF): queued again, the
 // knote could never be delivered, the kqueue would poll readable and its
@@ -444,9 +448,9 @@ void Kqueues::ArmFd(Kq& kq, Knote& kn) {
 // watch (a new edge registration reports the current state once, hence the
 // second arm). Activity that landed before that registration is in its
 // report, not looked at: so the filter looks once more once it is armed.
-void Kqueues::ArmFdNotReady(Kq& kq, Knote& kn) {
+bool Kqueues::ArmFdNotReady(Kq& kq, Knote& kn) {
   const uint32_t want = WatchMask(kn);
-  if (want == 0 || !kn.io.watch) return;  // want: an fd filter's (Knote's union)
+  if (want == 0 || !kn.io.watch) return false;  // want: an fd filter's (Knote's union)
   // A level watch is armed with what the filter's probe just measured
   // (the registration it re-armed reports whatever comes after).
   const bool measured = last_probe_.uid == kn.uid && !(kn.kev.flags & kev::kClear);
@@ -454,13 +458,14 @@ void Kqueues::ArmFdNotReady(Kq& kq, Knote& kn) {
       measured ? host_.ArmWatchMeasured(*kn.io.watch, kn.owner, kn.fd, want, last_probe_.revents)
                : ArmWatchAsFlagsSay(kn, want);
   last_probe_ = {};
-  if (!ready.ok() || !(*ready & want)) return;  // armed (or the descriptor is gone)
+  if (!ready.ok() || !(*ready & want)) return false;  // armed (or the descriptor is gone)
   for (int arm = 0; arm < 2 && ready.ok() && (*ready & want); ++arm) {
     ready = host_.ArmWatchEdge(*kn.io.watch, kn.owner, kn.fd, want);
   }
-  if (!ready.ok()) return;  // the descriptor is gone: found stale at the next look
+  if (!ready.ok()) return false;  // the descriptor is gone: found stale at the next look
   bool dropped = false;
   if ((*ready & want) || Evaluate(kq, kn, &dropped)) Activate(kq, kn);  // Pump looks again
+  return dropped;
 }
 
 // The kernels put a delivered level knote back on the list and re-evaluate
@@ -507,6 +512,41 @@ bool Kqueues::Evaluate(Kq& kq, Knote& kn, bool* dropped) {
 bool Kqueues::Measure(Kq& kq, Knote& kn, bool* dropped) {
   *dropped = false;
   return OpsOf(kn.kev.filter).event(*this, kq, kn, dropped);
+}
+
+// The kernels run the filter at a change and only activate (knote_activate,
+// OB kern_event.c:1174-1178, 1201-1204, 1224-1227; KNOTE_ACTIVATE, DF
+// kern_event.c:1319-1322, 1355-1358); the scan takes a knote its filter no
+// longer reports off the list (OB :1410-1416, DF :1510-1518). Each caller
+// names its not-ready action and the rule that picks it.
+bool Kqueues::MeasureAfterChange(Kq& kq, Knote& kn, NotReady not_ready) {
+  bool dropped = false;
+  const bool ready = Evaluate(kq, kn, &dropped);
+  // Its descriptor closed while it was measured: gone silently, the change
+  // succeeds (OB kern_event.c:1155-1172; knote_fdclose).
+  if (dropped) return true;
+  if (OpsOf(kn.kev.filter).on_descriptor) NoteChangeMeasure(kn, ready);
+  if (ready) {
+    Activate(kq, kn);
+    return false;
+  }
+  // The watch is armed as after the scan's no (ArmFdNotReady): one that
+  // reports at once the state the filter refused (bytes under NOTE_LOWAT, a
+  // regular file at EOF) does not queue the knote.
+  switch (not_ready) {
+    case NotReady::kArm:
+      return ArmFdNotReady(kq, kn);
+    case NotReady::kDeactivate:
+      // ACTIVE means the last measurement said yes: the next activity is
+      // then measured when it comes (RouteWatchReady), as the kernels' knote()
+      // does, and a stale EV_ONESHOT reports it (DF kern_event.c:1510-1531).
+      kn.active = false;
+      Dequeue(kq, kn);
+      return ArmFdNotReady(kq, kn);
+    case NotReady::kLeave:
+      return false;
+  }
+  return false;
 }
 
 // An EV_ADD on an existing knote: new fflags, data and udata (FreeBSD: not
@@ -596,30 +636,18 @@ int Kqueues::Register(Kq& kq, Caller caller, KChange& change) {
       kev.data = 0;
       kn = &n;
       if (kev.flags & kev::kDisable) kn->disabled = true;
-      bool dropped = false;
-      const bool ready = Evaluate(kq, *kn, &dropped);
-      if (!dropped && fd_filter) NoteChangeMeasure(*kn, ready);
-      if (ready) {
-        Activate(kq, *kn);
-      } else if (!dropped) {
-        ArmFd(kq, *kn);
-      }
-      if (dropped) return 0;  // closed while being added: dropped silently (OB kern_event.c:1161-1172)
+      // A pending event activates it (OB kern_event.c:1174-1178, DF
+      // :1319-1322); otherwise nothing to take back: its attach activates
+      // only what its filter then reports.
+      if (MeasureAfterChange(kq, *kn, NotReady::kArm)) return 0;
     } else {
       Modify(kq, *kn, change);  // a triggered USER knote activates in its touch
-      if (fd_filter) {
-        bool dropped = false;
-        const bool ready = Evaluate(kq, *kn, &dropped);
-        if (!dropped) NoteChangeMeasure(*kn, ready);
-        if (ready) {
-          Activate(kq, *kn);
-        } else if (!dropped) {
-          kn->active = false;
-          Dequeue(kq, *kn);
-          ArmFd(kq, *kn);
-        }
-        if (dropped) return 0;
-      }
+      // Measured as the kernels' filter_modify (OB kern_event.c:1201-1204, DF
+      // :1319-1322): a ready file is queued again (EV_CLEAR too). Not ready:
+      // deactivated, so that the next activity is measured. Only descriptor
+      // knotes: the others' sources activate them when their filter turns
+      // (a timer's expiry, a trigger in the touch, a process event).
+      if (fd_filter && MeasureAfterChange(kq, *kn, NotReady::kDeactivate)) return 0;
     }
   } else if (kev.flags & kev::kDelete) {
     kn->keep_watch = true;  // DropClosedKnotesAt confirmed its file above
@@ -640,14 +668,11 @@ int Kqueues::Register(Kq& kq, Caller caller, KChange& change) {
     // so they stay enabled): without this its UDP sender waited for a
     // POLLOUT that never came. OpenBSD runs no filter here (OB
     // kern_event.c:1194-1215). A disabled knote is measured by EV_ENABLE
-    // below; with EV_DISABLE FreeBSD runs no filter.
-    if (fd_filter && kq.policy.modify_without_add && !kn->disabled &&
-        !(kev.flags & kev::kDisable)) {
-      bool dropped = false;
-      const bool ready = Evaluate(kq, *kn, &dropped);
-      if (dropped) return 0;
-      NoteChangeMeasure(*kn, ready);
-      if (ready) Activate(kq, *kn);
+    // below; with EV_DISABLE FreeBSD runs no filter. Not ready: left queued
+    // or not, as it was (kLeave); the scan takes it off (DF :1510-1518).
+    if (fd_filter && kq.policy.modify_without_add && !kn->disabled && !(kev.flags & kev::kDisable) &&
+        MeasureAfterChange(kq, *kn, NotReady::kLeave)) {
+      return 0;
     }
   }
 
@@ -657,15 +682,11 @@ int Kqueues::Register(Kq& kq, Caller caller, KChange& change) {
   }
   if ((kev.flags & kev::kEnable) && kn->disabled) {
     kn->disabled = false;
-    bool dropped = false;
-    const bool ready = Evaluate(kq, *kn, &dropped);
-    if (!dropped && fd_filter) NoteChangeMeasure(*kn, ready);
-    if (ready) {
-      Activate(kq, *kn);
-    } else if (!dropped) {
-      kn->active = false;
-      ArmFd(kq, *kn);
-    }
+    // Measured (OB kern_event.c:1220-1227; DragonFly measured it in the
+    // modify above, DF :1355-1358, and queues it if active, :1372-1378): a
+    // pending event queues it. Not ready: deactivated as for EV_ADD above
+    // (a disabled knote is never on the list: the dequeue finds nothing).
+    if (MeasureAfterChange(kq, *kn, NotReady::kDeactivate)) return 0;
   }
   return 0;
 }
@@ -731,7 +752,7 @@ std::vector<Kqueues::Taken> Kqueues::Collect(Kq& kq, uint32_t max) {
         continue;
       }
       kn.active = false;
-      ArmFdNotReady(kq, kn);
+      (void)ArmFdNotReady(kq, kn);  // dropped or not, the scan is done with it
       // A readiness reported by re-arming puts it back on the list; it will
       // be looked at again by the next scan, not this one.
       continue;

@@ -787,6 +787,19 @@ class Kqueues final : public Engine {
   // Measure, and record in Knote::measured whether it reported an event.
   bool Evaluate(Kq& kq, Knote& kn, bool* dropped);
   bool Measure(Kq& kq, Knote& kn, bool* dropped);
+  // What a change does with a knote its measurement found not ready
+  // (MeasureAfterChange; docs/kqueue.md "A change's measurement").
+  enum class NotReady : uint8_t {
+    kArm,         // a new knote: neither active nor queued; its watch armed
+    kDeactivate,  // EV_ADD on an existing knote, EV_ENABLE: ACTIVE taken
+                  // back, off the list, its watch re-armed
+    kLeave,       // a change without EV_ADD (FreeBSD, DragonFly): nothing
+  };
+  // A change's measurement (the f_event of kqueue_register): the knote is
+  // activated if its filter says yes, otherwise `not_ready` is done. True
+  // if it dropped the knote (its descriptor was closed meanwhile): the
+  // change then succeeds and touches it no more.
+  bool MeasureAfterChange(Kq& kq, Knote& kn, NotReady not_ready);
   // The event a knote reports now.
   static KeventRecord Report(const Knote& kn);
   void Activate(Kq& kq, Knote& kn);
@@ -796,7 +809,8 @@ class Kqueues final : public Engine {
   Result<uint32_t> ArmWatchAsFlagsSay(Knote& kn, uint32_t want);
   void ArmFd(Kq& kq, Knote& kn);
   // After the filter said "not ready": arms so that only new activity wakes.
-  void ArmFdNotReady(Kq& kq, Knote& kn);
+  // True if its last look dropped the knote (its descriptor was closed).
+  bool ArmFdNotReady(Kq& kq, Knote& kn);
   // A level fd knote just delivered, back on the list: its watch armed so
   // that the next look reports it if still ready (Knote::awaits_look).
   void ArmForNextLook(Knote& kn);

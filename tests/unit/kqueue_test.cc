@@ -172,8 +172,18 @@ class KqFakeHost : public Host {
     }
   }
   int probes = 0;  // ProbeFd calls (docs/kqueue.md "What a kevent costs")
+  // A descriptor number another thread closes while the engine measures it
+  // (after SameFile confirmed it, before the probe): that probe finds it
+  // closed. -1: none.
+  int close_at_probe = -1;
+  int probes_before_close = 0;  // of that descriptor, before the one that closes it
   Result<FdProbe> ProbeFd(Pid pid, int fd, FdProbeNeeds, FdKind) override {
     ++probes;
+    if (fd == close_at_probe && probes_before_close-- == 0) {
+      close_at_probe = -1;
+      probes_before_close = 0;
+      Close(pid, fd);
+    }
     auto it = fds_.find({pid, fd});
     if (it == fds_.end()) return Errno{EBADF};
     FdProbe p;
@@ -819,6 +829,230 @@ TEST_F(KqueueTest, EnableOnAnEnabledClearKnoteReportsAReadyFileAgainOnFreebsdAnd
     Call({Ch(KFilter::kRead, 5, kev::kEnable)}, Poll(0), pol);
     EXPECT_TRUE(Get(8, pol).empty());
     Call({Ch(KFilter::kRead, 5, kev::kDelete)}, Poll(0), pol);
+  }
+}
+
+// What a change's measurement of a knote does (docs/kqueue.md "A change's
+// measurement"; Kqueues::MeasureAfterChange). EV_ADD on an existing knote
+// runs its filter and activates it if the file is ready, on all three
+// kernels (OB kern_event.c:1194-1204 with filter_modify :717-736; DF
+// kern_event.c:1312-1322; FreeBSD kqueue_register, done_ev_add), whatever
+// its flags: an EV_CLEAR knote already reported for the data the file holds
+// is reported again, with the udata of the new EV_ADD.
+TEST_F(KqueueTest, AddOnAnExistingKnoteQueuesItIfTheFileIsReady) {
+  for (const KqueuePolicy& pol : {FreebsdPolicy(), OpenbsdPolicy(), DragonflyPolicy()}) {
+    auto f = host_.Open(kP.pid, 5);
+    f->ready = pb::kIn;
+    f->readable = 3;
+    Call({Ch(KFilter::kRead, 5, kev::kAdd | kev::kClear, 0, 0, 1)}, Poll(0), pol);
+    ASSERT_EQ(Get(8, pol).size(), 1u);
+    EXPECT_TRUE(Get(8, pol).empty());  // EV_CLEAR: no new activity
+    Call({Ch(KFilter::kRead, 5, kev::kAdd | kev::kClear, 0, 0, 9)}, Poll(0), pol);
+    auto ev = Get(8, pol);
+    ASSERT_EQ(ev.size(), 1u);
+    EXPECT_EQ(ev[0].data, 3);
+    EXPECT_EQ(ev[0].udata, 9u);
+    EXPECT_TRUE(Get(8, pol).empty());
+    Call({Ch(KFilter::kRead, 5, kev::kDelete)}, Poll(0), pol);
+    host_.Close(kP.pid, 5);
+  }
+}
+
+// The kernels measure a knote at each activity of its file (knote() runs
+// f_event with the hint, DF kern_event.c:1796-1797) and post a queued
+// EV_ONESHOT knote as last measured, without a re-check (DF :1510-1531; OB
+// :303-319 and the scan's filter_process :1410; FreeBSD kqueue_scan). So
+// when EV_ADD on an existing knote (OB :1201-1204, DF :1319-1322) or
+// EV_ENABLE of a disabled one (OB :1220-1227; DF :1355-1358 then
+// :1372-1378) finds the file no longer ready, the next activity is measured
+// and reported as it was, even when gone by the retrieval. Here the engine
+// takes the knote's ACTIVE back and re-arms its watch, so that activity is
+// measured when the watch fires (Kqueues::RouteWatchReady) rather than
+// queued unmeasured and then found gone by the scan.
+TEST_F(KqueueTest, AChangeThatFindsTheFileNotReadyLetsItsNextActivityBeMeasured) {
+  for (const KqueuePolicy& pol : {FreebsdPolicy(), OpenbsdPolicy(), DragonflyPolicy()}) {
+    // EV_ADD on an existing, queued knote.
+    auto f = host_.Open(kP.pid, 5);
+    Call({Ch(KFilter::kRead, 5, kev::kAdd | kev::kOneshot)}, Poll(0), pol);
+    host_.Set(engine_, f, pb::kIn, 4);  // measured at the activity: queued
+    host_.Set(engine_, f, 0, 0);        // read by someone
+    Call({Ch(KFilter::kRead, 5, kev::kAdd | kev::kOneshot)}, Poll(0), pol);
+    host_.Set(engine_, f, pb::kIn, 3);  // new activity
+    host_.Set(engine_, f, 0, 0);        // gone again before the retrieval
+    auto ev = Get(8, pol);
+    ASSERT_EQ(ev.size(), 1u);
+    EXPECT_EQ(ev[0].data, 3);
+    EXPECT_EQ(engine_.KnoteCount(kq_), 0u);
+    // EV_ENABLE of a disabled knote that was active when disabled.
+    Call({Ch(KFilter::kRead, 5, kev::kAdd | kev::kOneshot)}, Poll(0), pol);
+    host_.Set(engine_, f, pb::kIn, 4);
+    Call({Ch(KFilter::kRead, 5, kev::kDisable)}, Poll(0), pol);
+    host_.Set(engine_, f, 0, 0);
+    Call({Ch(KFilter::kRead, 5, kev::kEnable)}, Poll(0), pol);
+    host_.Set(engine_, f, pb::kIn, 2);
+    host_.Set(engine_, f, 0, 0);
+    ev = Get(8, pol);
+    ASSERT_EQ(ev.size(), 1u);
+    EXPECT_EQ(ev[0].data, 2);
+    EXPECT_EQ(engine_.KnoteCount(kq_), 0u);
+    host_.Close(kP.pid, 5);
+  }
+}
+
+// A change without EV_ADD runs the filter on FreeBSD and DragonFly and only
+// activates (DF kern_event.c:1355-1358; FreeBSD kqueue_register,
+// done_ev_add); OpenBSD runs none (OB :1194-1215). Neither takes a queued
+// knote off the list when the file is no longer ready: it stays queued (the
+// kqueue polls readable) until the scan's filter says no and takes it off
+// (DF :1510-1518, OB :1410-1416). The next activity is reported.
+TEST_F(KqueueTest, AChangeWithoutAddLeavesAQueuedKnoteToTheScan) {
+  for (const KqueuePolicy& pol : {FreebsdPolicy(), DragonflyPolicy(), OpenbsdPolicy()}) {
+    auto f = host_.Open(kP.pid, 5);
+    Call({Ch(KFilter::kRead, 5, kev::kAdd)}, Poll(0), pol);
+    host_.Set(engine_, f, pb::kIn, 2);  // queued
+    host_.Set(engine_, f, 0, 0);        // read by someone
+    Call({Ch(KFilter::kRead, 5, kev::kEnable, 0, 0, 7)}, Poll(0), pol);  // enabled already
+    EXPECT_EQ(engine_.PendingCount(kq_), 1u);
+    EXPECT_TRUE(host_.readable(kq_));
+    EXPECT_TRUE(Get(8, pol).empty());
+    EXPECT_EQ(engine_.PendingCount(kq_), 0u);
+    EXPECT_FALSE(host_.readable(kq_));
+    host_.Set(engine_, f, pb::kIn, 4);
+    auto ev = Get(8, pol);
+    ASSERT_EQ(ev.size(), 1u);
+    EXPECT_EQ(ev[0].data, 4);
+    Call({Ch(KFilter::kRead, 5, kev::kDelete)}, Poll(0), pol);
+    host_.Close(kP.pid, 5);
+  }
+}
+
+// A change queues a knote only when its filter says yes (OB kern_event.c:
+// 1174-1178, 1201-1204, 1224-1227; DF kern_event.c:1319-1322, 1355-1358):
+// a READ knote under its NOTE_LOWAT mark is not queued by the add, by
+// EV_ADD on it, by a change without EV_ADD nor by EV_ENABLE, though the
+// file polls readable, and the kqueue does not poll readable. Its watch,
+// re-armed for new activity only (as after the scan's no, DF :1510-1518),
+// still wakes it when enough bytes come. (The fflags and data go with each
+// change: FreeBSD and DragonFly replace them on changes without EV_ADD.)
+TEST_F(KqueueTest, AChangeQueuesAKnoteOnlyWhenItsFilterSaysSo) {
+  for (const KqueuePolicy& pol : {FreebsdPolicy(), OpenbsdPolicy(), DragonflyPolicy()}) {
+    auto f = host_.Open(kP.pid, 5);
+    f->ready = pb::kIn;
+    f->readable = 2;
+    const std::pair<const char*, std::vector<KChange>> changes[] = {
+        {"EV_ADD of a new knote", {Ch(KFilter::kRead, 5, kev::kAdd, kev::kNoteLowat, 10)}},
+        {"EV_ADD on an existing knote", {Ch(KFilter::kRead, 5, kev::kAdd, kev::kNoteLowat, 10)}},
+        {"a change without EV_ADD", {Ch(KFilter::kRead, 5, kev::kEnable, kev::kNoteLowat, 10)}},
+        {"EV_ENABLE of a disabled knote",
+         {Ch(KFilter::kRead, 5, kev::kDisable, kev::kNoteLowat, 10),
+          Ch(KFilter::kRead, 5, kev::kEnable, kev::kNoteLowat, 10)}},
+    };
+    for (const auto& [what, change] : changes) {
+      SCOPED_TRACE(what);
+      Call(change, Poll(0), pol);
+      EXPECT_EQ(engine_.PendingCount(kq_), 0u);
+      EXPECT_FALSE(host_.readable(kq_));
+    }
+    EXPECT_TRUE(Get(8, pol).empty());
+    host_.Set(engine_, f, pb::kIn, 12);
+    EXPECT_TRUE(host_.readable(kq_));
+    auto ev = Get(8, pol);
+    ASSERT_EQ(ev.size(), 1u);
+    EXPECT_EQ(ev[0].data, 12);
+    Call({Ch(KFilter::kRead, 5, kev::kDelete)}, Poll(0), pol);
+    host_.Close(kP.pid, 5);
+  }
+}
+
+// A descriptor closed by another thread while a change measures its knote
+// (after the change found it open): the knote goes silently and the change
+// succeeds (OB kern_event.c:1155-1172: "Drop the knote silently without
+// error"; knote_fdclose :1826-1845), whichever step measured it: the add of
+// a new knote, EV_ADD on an existing one, a change without EV_ADD (FreeBSD
+// and DragonFly measure there, OB :1194-1215 does not), EV_ENABLE. Nothing
+// touches the knote after: the add carries EV_DISABLE|EV_ENABLE, whose
+// enable step would measure it again (OpenBSD and DragonFly take both
+// flags; FreeBSD's library refuses them before the engine, docs/rules-bsd.md).
+TEST_F(KqueueTest, ADescriptorClosedWhileAChangeMeasuresItDropsTheKnoteSilently) {
+  for (const KqueuePolicy& pol : {FreebsdPolicy(), OpenbsdPolicy(), DragonflyPolicy()}) {
+    struct Step {
+      const char* what;
+      uint16_t setup;  // 0: no knote before the change
+      uint16_t change;
+      bool measures;
+    };
+    const Step steps[] = {
+        {"EV_ADD of a new knote", 0, kev::kAdd | kev::kDisable | kev::kEnable, true},
+        {"EV_ADD on an existing knote", kev::kAdd, kev::kAdd | kev::kDisable, true},
+        {"a change without EV_ADD", kev::kAdd, kev::kEnable, pol.modify_without_add},
+        {"EV_ENABLE of a disabled knote", kev::kAdd | kev::kDisable, kev::kEnable, true},
+    };
+    for (const Step& s : steps) {
+      SCOPED_TRACE(s.what);
+      auto f = host_.Open(kP.pid, 5);
+      f->ready = pb::kIn;
+      f->readable = 1;
+      if (s.setup != 0) {
+        Call({Ch(KFilter::kRead, 5, s.setup)}, Poll(0), pol);
+        EXPECT_EQ(Get(8, pol).size(), (s.setup & kev::kDisable) ? 0u : 1u);
+      }
+      host_.close_at_probe = 5;
+      KChange c = Ch(KFilter::kRead, 5, s.change | kev::kReceipt);
+      auto out = Call({c}, Poll(4), pol);
+      EXPECT_EQ(out.error, 0);
+      ASSERT_EQ(out.events.size(), 1u);  // the receipt
+      EXPECT_EQ(out.events[0].flags & kev::kError, kev::kError);
+      EXPECT_EQ(out.events[0].data, 0);  // no error
+      if (!s.measures) {
+        EXPECT_EQ(host_.close_at_probe, 5);  // not measured: still there
+        host_.close_at_probe = -1;
+        Call({Ch(KFilter::kRead, 5, kev::kDelete)}, Poll(0), pol);
+        host_.Close(kP.pid, 5);
+        continue;
+      }
+      EXPECT_EQ(host_.close_at_probe, -1);
+      EXPECT_EQ(engine_.KnoteCount(kq_), 0u);
+      EXPECT_EQ(host_.watches(), 0u);
+      EXPECT_TRUE(Get(8, pol).empty());
+      EXPECT_FALSE(host_.readable(kq_));
+    }
+  }
+}
+
+// The same when the descriptor goes at the look that follows the arming of
+// a knote its change found not ready (ArmFdNotReady: the watch reported the
+// refused state, here bytes under NOTE_LOWAT, so it is re-armed for new
+// activity and the filter looks once more).
+TEST_F(KqueueTest, ADescriptorClosedAtTheLookAfterAChangeArmsItDropsTheKnoteSilently) {
+  for (const KqueuePolicy& pol : {FreebsdPolicy(), OpenbsdPolicy(), DragonflyPolicy()}) {
+    struct Step {
+      const char* what;
+      uint16_t setup;  // 0: no knote before the change
+      uint16_t change;
+    };
+    const Step steps[] = {
+        {"EV_ADD of a new knote", 0, kev::kAdd | kev::kDisable | kev::kEnable},
+        {"EV_ADD on an existing knote", kev::kAdd, kev::kAdd | kev::kDisable},
+        {"EV_ENABLE of a disabled knote", kev::kAdd | kev::kDisable, kev::kEnable},
+    };
+    for (const Step& s : steps) {
+      SCOPED_TRACE(s.what);
+      auto f = host_.Open(kP.pid, 5);
+      f->ready = pb::kIn;
+      f->readable = 2;
+      if (s.setup != 0) Call({Ch(KFilter::kRead, 5, s.setup, kev::kNoteLowat, 10)}, Poll(0), pol);
+      host_.close_at_probe = 5;
+      host_.probes_before_close = 1;
+      auto out = Call({Ch(KFilter::kRead, 5, s.change | kev::kReceipt, kev::kNoteLowat, 10)}, Poll(4), pol);
+      EXPECT_EQ(out.error, 0);
+      ASSERT_EQ(out.events.size(), 1u);  // the receipt
+      EXPECT_EQ(out.events[0].data, 0);  // no error
+      EXPECT_EQ(host_.close_at_probe, -1);
+      EXPECT_EQ(engine_.KnoteCount(kq_), 0u);
+      EXPECT_EQ(host_.watches(), 0u);
+      EXPECT_TRUE(Get(8, pol).empty());
+      EXPECT_FALSE(host_.readable(kq_));
+    }
   }
 }
 
