@@ -1048,10 +1048,12 @@ bool Kqueues::RouteWatchReady(WatchId watch, uint32_t revents) {
   if ((kn.kev.flags & kev::kOneshot) && !kn.active) {
     // An EV_ONESHOT event is reported as it was when it activated, even if
     // the condition is gone by the scan: measure it now (f_event at
-    // KNOTE time); not ready (e.g. below NOTE_LOWAT): not activated.
+    // KNOTE time); not ready (e.g. below NOTE_LOWAT): not activated, and
+    // its watch armed for new activity only, as after the scan's no (a
+    // level watch would report the refused state again and queue it).
     bool dropped = false;
     if (!Evaluate(*kq, kn, &dropped)) {
-      if (!dropped) ArmFd(*kq, kn);
+      if (!dropped) (void)ArmFdNotReady(*kq, kn);  // dropped or not, nothing more to do
       Pump(*kq);
       return true;
     }

@@ -964,6 +964,33 @@ TEST_F(KqueueTest, AChangeQueuesAKnoteOnlyWhenItsFilterSaysSo) {
   }
 }
 
+// An EV_ONESHOT knote is measured when its file's activity comes (f_event
+// at KNOTE time, DF kern_event.c:1796-1797), since it is reported as it was
+// then (DF :1510-1531). Activity its filter refuses (bytes under the
+// NOTE_LOWAT mark) does not queue it (knote_activate only on a yes, OB
+// kern_event.c:1174-1178), and the kqueue does not poll readable; enough
+// bytes later do. The watch is re-armed for new activity only, as after
+// the scan's no (ArmFdNotReady).
+TEST_F(KqueueTest, OneshotActivityUnderTheLowWaterMarkDoesNotQueueTheKnote) {
+  for (const KqueuePolicy& pol : {FreebsdPolicy(), OpenbsdPolicy(), DragonflyPolicy()}) {
+    auto f = host_.Open(kP.pid, 5);
+    Call({Ch(KFilter::kRead, 5, kev::kAdd | kev::kOneshot, kev::kNoteLowat, 10)}, Poll(0), pol);
+    EXPECT_EQ(engine_.PendingCount(kq_), 0u);
+    host_.Set(engine_, f, pb::kIn, 2);  // activity under the mark
+    EXPECT_EQ(engine_.PendingCount(kq_), 0u);
+    EXPECT_FALSE(host_.readable(kq_));
+    EXPECT_TRUE(Get(8, pol).empty());
+    host_.Set(engine_, f, pb::kIn, 12);
+    EXPECT_TRUE(host_.readable(kq_));
+    auto ev = Get(8, pol);
+    ASSERT_EQ(ev.size(), 1u);
+    EXPECT_EQ(ev[0].data, 12);
+    EXPECT_EQ(ev[0].flags & kev::kOneshot, kev::kOneshot);
+    EXPECT_EQ(engine_.KnoteCount(kq_), 0u);  // delivered: gone
+    host_.Close(kP.pid, 5);
+  }
+}
+
 // A descriptor closed by another thread while a change measures its knote
 // (after the change found it open): the knote goes silently and the change
 // succeeds (OB kern_event.c:1155-1172: "Drop the knote silently without
