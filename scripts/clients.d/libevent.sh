@@ -88,12 +88,20 @@ build_variant() {
     return
   fi
   rm -rf "$dir" && mkdir -p "$dir" && cd "$dir" || return 1
+  # The native build's configure cache serves the evshim builds (configure
+  # is about a third of a build's cpu), without the answers they must find
+  # again (native_cache_kept).
+  local cache=(--cache-file="$dir/config.cache")
+  if [ "$v" != native ] && [ -f "$work/native.config.cache" ]; then
+    native_cache_kept "$pkg" >"$dir/config.cache" || return 1
+  fi
   # -Wno-error=int-conversion: kqueue.c stores an intptr_t in udata on
   # systems it does not know as BSD (an error with GCC >= 14).
-  "$src/configure" --disable-shared --enable-static --disable-openssl --disable-samples \
-      --disable-libevent-install "${no[@]}" \
+  "$src/configure" "${cache[@]}" --disable-shared --enable-static --disable-openssl \
+      --disable-samples --disable-libevent-install "${no[@]}" \
       CFLAGS="-O2 -g -Wno-error=int-conversion" CPPFLAGS="$cppflags" LIBS="$libs" \
       >configure.log 2>&1 || { echo "libevent $v: configure failed ($dir/configure.log)"; return 1; }
+  [ "$v" = native ] && cp "$dir/config.cache" "$work/native.config.cache"
   if [ "$method" = kqueue ]; then
     # configure's "working kqueue" run-test ran without the supervisor, so
     # it said no; the same program runs under evshim as the case
@@ -111,6 +119,32 @@ build_variant() {
   touch "$dir/.evshim-built-$key"
   echo "libevent $v: built"
   build_bench "$dir"
+}
+
+# native_cache_kept PKG: the native build's configure cache
+# ($work/native.config.cache) without what a build against PKG must find
+# again: the ac_cv_env_* entries (configure's record of CPPFLAGS, LIBS ...),
+# every backend's answer (the variants force others "no" on the command
+# line, and native forced kqueue and event ports "no"), the answers about
+# headers that PKG's include directories hold (sys/event.h, port.h ...),
+# the answers about functions that an evshim library defines (kqueue,
+# port_create, but also fcntl, sigaction, signal: linked with LIBS, which
+# name the library), and libtool's -static link test (a static link
+# against the library fails: there is no archive of it). Every other
+# answer comes from compiling or linking code that uses none of these, so
+# it is the same with PKG's flags; the variants' config.h, event-config.h,
+# Makefile and libtool script are the same as with no cache
+# (docs/clients.md "## libevent", "Builds").
+native_cache_kept() {
+  local pkg=$1 syms headers d
+  syms=$(nm -D --defined-only "$EVSHIM_LIBDIR"/lib*.so | awk 'NF == 3 { sub(/@.*/, "", $3); print $3 }' |
+         sort -u | paste -sd'|') || return 1
+  [ -n "$syms" ] || { echo "libevent: no symbols in $EVSHIM_LIBDIR"; return 1; }
+  headers=$(for d in $(pkg-config --cflags-only-I "$pkg"); do
+              (cd "${d#-I}" && find . -name '*.h' | sed 's|^\./||')
+            done | sed 's/[^A-Za-z0-9]/_/g' | paste -sd'|')
+  grep -vE "^(ac_cv_env_|lt_cv_prog_compiler_static_works=|ac_cv_func_(select|poll|epoll_ctl|epoll_create1|kqueue|port_create)=|ac_cv_header_(sys_devpoll_h|sys_epoll_h|sys_event_h|port_h)=|ac_cv_(func|search)_($syms)=|ac_cv_header_(${headers:-none})=)" \
+    "$work/native.config.cache"
 }
 
 # build_bench DIR: libevent's own benchmark, test/bench (unchanged), which
@@ -167,7 +201,8 @@ EOF
 # -- build ---------------------------------------------------------------
 status=0
 built_ok() { [ -x "$work/$1/test/regress" ] && [ -x "$work/$1/test/bench" ]; }
-clients_build_all libevent "$work" native "${variants[@]}" || exit 1
+# native first: the evshim builds start from its configure cache.
+clients_build_all libevent "$work" native && clients_build_all libevent "$work" "${variants[@]}" || exit 1
 [ "${EVSHIM_CLIENTS_PREPARE:-0}" = 1 ] && exit 0
 
 # -- run -------------------------------------------------------------------
