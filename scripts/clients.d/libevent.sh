@@ -88,12 +88,20 @@ build_variant() {
     return
   fi
   rm -rf "$dir" && mkdir -p "$dir" && cd "$dir" || return 1
+  # The native build's configure cache serves the evshim builds (configure
+  # is about a third of a build's cpu), without the answers they must find
+  # again (native_cache_kept).
+  local cache=(--cache-file="$dir/config.cache")
+  if [ "$v" != native ] && [ -f "$work/native.config.cache" ]; then
+    native_cache_kept "$pkg" >"$dir/config.cache" || return 1
+  fi
   # -Wno-error=int-conversion: kqueue.c stores an intptr_t in udata on
   # systems it does not know as BSD (an error with GCC >= 14).
-  "$src/configure" --disable-shared --enable-static --disable-openssl --disable-samples \
-      --disable-libevent-install "${no[@]}" \
+  "$src/configure" "${cache[@]}" --disable-shared --enable-static --disable-openssl \
+      --disable-samples --disable-libevent-install "${no[@]}" \
       CFLAGS="-O2 -g -Wno-error=int-conversion" CPPFLAGS="$cppflags" LIBS="$libs" \
       >configure.log 2>&1 || { echo "libevent $v: configure failed ($dir/configure.log)"; return 1; }
+  [ "$v" = native ] && cp "$dir/config.cache" "$work/native.config.cache"
   if [ "$method" = kqueue ]; then
     # configure's "working kqueue" run-test ran without the supervisor, so
     # it said no; the same program runs under evshim as the case
@@ -106,11 +114,82 @@ build_variant() {
   # ports is present, yet kqueue.c and event.c call it: with kqueue alone
   # the link fails. signal.c is the generic signal code, not a backend.
   sed -i -E 's/^#(am__(append|objects)_[0-9]+ = signal\.(c|lo))$/\1/' Makefile
-  { make -j"$jobs" include/event2/event-config.h && make -j"$jobs" "${programs[@]}"; } >make.log 2>&1 ||
+  # The generated files and automake's directory stamps first: the objects
+  # share_objects copies must be newer than they are.
+  { make -j"$jobs" include/event2/event-config.h test/rpcgen-attempted test/.dirstamp \
+      test/.deps/.dirstamp && share_objects "$v" &&
+    make -j"$jobs" "${programs[@]}"; } >make.log 2>&1 ||
     { echo "libevent $v: make failed ($dir/make.log)"; tail -20 make.log; return 1; }
   touch "$dir/.evshim-built-$key"
   echo "libevent $v: built"
   build_bench "$dir"
+}
+
+# native_cache_kept PKG: the native build's configure cache
+# ($work/native.config.cache) without what a build against PKG must find
+# again: the ac_cv_env_* entries (configure's record of CPPFLAGS, LIBS ...),
+# every backend's answer (the variants force others "no" on the command
+# line, and native forced kqueue and event ports "no"), the answers about
+# headers that PKG's include directories hold (sys/event.h, port.h ...),
+# the answers about functions that an evshim library defines (kqueue,
+# port_create, but also fcntl, sigaction, signal: linked with LIBS, which
+# name the library), and libtool's -static link test (a static link
+# against the library fails: there is no archive of it). Every other
+# answer comes from compiling or linking code that uses none of these, so
+# it is the same with PKG's flags; the variants' config.h, event-config.h,
+# Makefile and libtool script are the same as with no cache
+# (docs/clients.md "## libevent", "Builds").
+native_cache_kept() {
+  local pkg=$1 syms headers d
+  syms=$(nm -D --defined-only "$EVSHIM_LIBDIR"/lib*.so | awk 'NF == 3 { sub(/@.*/, "", $3); print $3 }' |
+         sort -u | paste -sd'|') || return 1
+  [ -n "$syms" ] || { echo "libevent: no symbols in $EVSHIM_LIBDIR"; return 1; }
+  headers=$(for d in $(pkg-config --cflags-only-I "$pkg"); do
+              (cd "${d#-I}" && find . -name '*.h' | sed 's|^\./||')
+            done | sed 's/[^A-Za-z0-9]/_/g' | paste -sd'|')
+  grep -vE "^(ac_cv_env_|lt_cv_prog_compiler_static_works=|ac_cv_func_(select|poll|epoll_ctl|epoll_create1|kqueue|port_create)=|ac_cv_header_(sys_devpoll_h|sys_epoll_h|sys_event_h|port_h)=|ac_cv_(func|search)_($syms)=|ac_cv_header_(${headers:-none})=)" \
+    "$work/native.config.cache"
+}
+
+# share_objects VARIANT: kqueue-openbsd and kqueue-dragonfly take from
+# kqueue-freebsd's build every object compiled from the same files with the
+# same command: the personalities differ only in their sys/event.h, which
+# kqueue.c alone includes. An object is taken when its dependency list
+# (automake's .deps file, written by the compiler) names no file of an
+# evshim include directory and each build-directory file it names
+# (event-config.h, evconfig-private.h, test/regress.gen.[ch]) is the same in
+# both builds, and when the Makefiles are the same but for the
+# personality's name and the build's directory; make compiles the rest
+# (kqueue.c) and links. A taken object differs from the one this build
+# would compile only in its debug information's directory, kqueue-freebsd's
+# (docs/clients.md "## libevent", "Builds").
+share_objects() {
+  local v=$1 dir=$work/$1 ref=$work/kqueue-freebsd evshim_inc dep target f ok n=0 p
+  case $v in kqueue-openbsd|kqueue-dragonfly) ;; *) return 0 ;; esac
+  [ -n "$(ls "$ref"/.evshim-built-* 2>/dev/null)" ] || return 0
+  p=${v#kqueue-}
+  cmp -s <(sed -e "s|$ref|DIR|g; s|evshim/freebsd|evshim/P|g; s|evshim-kqueue-freebsd|evshim-kqueue-P|g" "$ref/Makefile") \
+         <(sed -e "s|$dir|DIR|g; s|evshim/$p|evshim/P|g; s|evshim-kqueue-$p|evshim-kqueue-P|g" "$dir/Makefile") ||
+    { echo "libevent $v: the Makefile differs from kqueue-freebsd's: no object taken"; return 0; }
+  evshim_inc=$(pkg-config --variable=includedir "$(pkg_of "$v")")/evshim/
+  for dep in "$ref"/.deps/*.Plo "$ref"/test/.deps/*.Po; do
+    target=$(sed -n '1s/:.*//p' "$dep")
+    [ -n "$target" ] && [ -f "$ref/$target" ] || continue
+    grep -qF "$evshim_inc" "$dep" && continue
+    ok=1
+    for f in $(tr ' \\' '\n\n' <"$dep" | grep -vE '^(/|$)|:$'); do
+      cmp -s "$ref/$f" "$dir/$f" || { ok=0; break; }
+    done
+    ((ok)) || continue
+    if [[ $target == *.lo ]]; then
+      cp "$ref/${target%.lo}.o" "$dir/${target%.lo}.o" || return 1
+    fi
+    cp "$ref/$target" "$dir/$target" && cp "$dep" "$dir/${dep#"$ref"/}" || return 1
+    n=$((n + 1))
+  done
+  # kqueue.c includes the personality's sys/event.h: always compiled here.
+  [ ! -e "$dir/kqueue.lo" ] || { echo "libevent $v: kqueue.lo taken from kqueue-freebsd"; return 1; }
+  echo "libevent $v: $n objects taken from kqueue-freebsd"
 }
 
 # build_bench DIR: libevent's own benchmark, test/bench (unchanged), which
@@ -167,7 +246,18 @@ EOF
 # -- build ---------------------------------------------------------------
 status=0
 built_ok() { [ -x "$work/$1/test/regress" ] && [ -x "$work/$1/test/bench" ]; }
-clients_build_all libevent "$work" native "${variants[@]}" || exit 1
+# native first: the evshim builds start from its configure cache; then
+# kqueue-freebsd beside the others that take no objects (share_objects),
+# then those that do.
+first=() later=()
+for v in "${variants[@]}"; do
+  case $v in
+    kqueue-openbsd|kqueue-dragonfly) [[ " ${variants[*]} " == *" kqueue-freebsd "* ]] && { later+=("$v"); continue; } ;;
+  esac
+  first+=("$v")
+done
+clients_build_all libevent "$work" native && clients_build_all libevent "$work" "${first[@]}" &&
+  { ((${#later[@]} == 0)) || clients_build_all libevent "$work" "${later[@]}"; } || exit 1
 [ "${EVSHIM_CLIENTS_PREPARE:-0}" = 1 ] && exit 0
 
 # -- run -------------------------------------------------------------------
