@@ -185,6 +185,16 @@ struct SyscallStop {
 };
 
 inline bool ReadSyscallStop(pid_t tid, SyscallStop* out) {
+  // struct ptrace_syscall_info, its parts named (clang's -Wnested-anon-types
+  // refuses anonymous types declared inside an anonymous union).
+  struct EntryInfo {
+    uint64_t nr;
+    uint64_t args[6];
+  };
+  struct ExitInfo {
+    int64_t rval;
+    uint8_t is_error;
+  };
   struct {
     uint8_t op;
     uint8_t pad[3];
@@ -192,14 +202,8 @@ inline bool ReadSyscallStop(pid_t tid, SyscallStop* out) {
     uint64_t instruction_pointer;
     uint64_t stack_pointer;
     union {
-      struct {
-        uint64_t nr;
-        uint64_t args[6];
-      } entry;
-      struct {
-        int64_t rval;
-        uint8_t is_error;
-      } exit;
+      EntryInfo entry;
+      ExitInfo exit;
     };
   } info{};
   if (ptrace(static_cast<__ptrace_request>(PTRACE_GET_SYSCALL_INFO), tid, reinterpret_cast<void*>(sizeof info),
