@@ -2037,6 +2037,60 @@ static int lowat_wakes_waiter(void) {
   return 0;
 }
 
+/* A knote is queued only when its filter says yes (knote_activate, OB
+ * kern_event.c:1174-1178, 1201-1204; KNOTE_ACTIVATE, DF kern_event.c:
+ * 1319-1322, 1355-1358), though Linux polls the file readable: a regular
+ * file at EOF (filt_vnread: no bytes to read) and a socket under its
+ * NOTE_LOWAT mark, at a change and, for EV_ONESHOT, at the file's
+ * activity (f_event at KNOTE time, DF :1796-1797). The kqueue does not
+ * poll readable then. docs/kqueue.md "A change's measurement". */
+static int refused_not_queued(void) {
+  int kq = kqueue();
+  CHECK(kq >= 0);
+  struct kevent ev;
+  struct pollfd pfd = {kq, POLLIN, 0};
+  /* A regular file at EOF: the add, then EV_ADD on the knote at EOF again. */
+  char path[] = "/tmp/evshim-kq-XXXXXX";
+  int f = mkstemp(path);
+  CHECK(f >= 0 && write(f, "abc", 3) == 3);
+  unlink(path);
+  CHECK(add(kq, (uintptr_t)f, EVFILT_READ, EV_ADD, 0, 0, NULL) == 0);
+  CHECK(get(kq, &ev, 1, &kZero) == 0);
+  CHECK(poll(&pfd, 1, 0) == 0);
+  CHECK(lseek(f, 0, SEEK_SET) == 0);
+  CHECK(add(kq, (uintptr_t)f, EVFILT_READ, EV_ADD, 0, 0, NULL) == 0);
+  CHECK(get(kq, &ev, 1, &kZero) == 1 && ev.ident == (uintptr_t)f && ev.data == 3);
+  CHECK(lseek(f, 0, SEEK_END) == 3);
+  CHECK(add(kq, (uintptr_t)f, EVFILT_READ, EV_ADD, 0, 0, NULL) == 0);
+  CHECK(poll(&pfd, 1, 0) == 0);
+  CHECK(get(kq, &ev, 1, &kZero) == 0);
+  CHECK(add(kq, (uintptr_t)f, EVFILT_READ, EV_DELETE, 0, 0, NULL) == 0);
+  close(f);
+  /* A socket under its mark: the add. */
+  int sv[2];
+  CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0);
+  CHECK(write(sv[1], "12", 2) == 2);
+  CHECK(add(kq, (uintptr_t)sv[0], EVFILT_READ, EV_ADD, NOTE_LOWAT, 10, NULL) == 0);
+  CHECK(poll(&pfd, 1, 0) == 0);
+  CHECK(get(kq, &ev, 1, &kZero) == 0);
+  CHECK(add(kq, (uintptr_t)sv[0], EVFILT_READ, EV_DELETE, 0, 0, NULL) == 0);
+  /* EV_ONESHOT: activity under the mark comes while nobody waits. */
+  char buf[16];
+  CHECK(read(sv[0], buf, sizeof buf) == 2);
+  CHECK(add(kq, (uintptr_t)sv[0], EVFILT_READ, EV_ADD | EV_ONESHOT, NOTE_LOWAT, 10, NULL) == 0);
+  CHECK(write(sv[1], "34", 2) == 2);
+  CHECK(poll(&pfd, 1, 100) == 0);
+  CHECK(get(kq, &ev, 1, &kZero) == 0);
+  CHECK(write(sv[1], "5678901234", 10) == 10);
+  CHECK(poll(&pfd, 1, 2000) == 1);
+  CHECK(get(kq, &ev, 1, &kZero) == 1 && ev.ident == (uintptr_t)sv[0] && ev.data == 12);
+  CHECK(get(kq, &ev, 1, &kZero) == 0); /* one-shot: gone */
+  close(sv[0]);
+  close(sv[1]);
+  close(kq);
+  return 0;
+}
+
 /* ---- Readiness before the call, and closed descriptors ---- */
 
 
@@ -3196,6 +3250,7 @@ int main(int argc, char **argv) {
   if (!strcmp(s, "kq_fstat")) return kq_fstat();
   if (!strcmp(s, "pipe_write_end_eof")) return pipe_write_end_eof();
   if (!strcmp(s, "lowat_wakes_waiter")) return lowat_wakes_waiter();
+  if (!strcmp(s, "refused_not_queued")) return refused_not_queued();
   if (!strcmp(s, "ready_before_call")) return ready_before_call();
   if (!strcmp(s, "eof_before_call")) return eof_before_call();
   if (!strcmp(s, "kq_in_kq_ready")) return kq_in_kq_ready();

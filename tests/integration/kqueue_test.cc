@@ -63,6 +63,8 @@ INSTANTIATE_TEST_SUITE_P(
                                          "tcp", "udp", "fifo",
                                          // wake-ups the filter must agree with (issue 14 item 5)
                                          "pipe_write_end_eof", "lowat_wakes_waiter",
+                                         // a change or activity the filter refuses (s29)
+                                         "refused_not_queued",
                                          // issue 14: 0 ms periodic timers (one per tick on
                                          // OpenBSD/DragonFly), EV_CLEAR on pending data,
                                          // stale EV_ONESHOT, whole VNODE hints
