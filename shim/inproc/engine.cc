@@ -614,6 +614,8 @@ Engine::Engine(EngineOptions options, std::shared_ptr<const Inherited> inherited
     }
   });
   host_->set_readiness_table(objects_.get());
+  objects_->set_polled_callback([this] { EnsureIdlePump(); });
+  host_->set_process_watch_callback([this] { EnsureIdlePump(); });
   host_->set_writable_callback([this](emul::ObjectId o, bool w) { objects_->OnWritable(o, w); });
   ports_ = std::make_unique<emul::EventPorts>(*host_, options_.port_limits);
   kqueues_ = std::make_unique<emul::Kqueues>(*host_, options_.kqueue_limits);
@@ -674,6 +676,8 @@ Engine::Engine(EngineOptions options, std::shared_ptr<const Inherited> inherited
             return objects_->ApplyReadiness();
           },
       .on_fault = [](const Fault& f) { std::fprintf(stderr, "evshim: %s\n", f.Describe().c_str()); }});
+  // Every byte exact from the start (a raw poll of any object's descriptor).
+  if (options_.byte_always) EnsureIdlePump();
 }
 
 Engine::~Engine() {
@@ -777,6 +781,9 @@ bool Engine::Call(const abi::SyscallEntry& row, int nr, const std::array<uint64_
   const abi::SyscallEntry* entry = &row;
   const uint64_t* args = raw.data();
   if (t_in_engine) return false;  // a signal handler on a thread inside the engine
+  // A timer's expiry may be awaited outside the engine (a SIGEV_SIGNAL
+  // timer's signal in sigsuspend): the pump runs its deadlines then.
+  if (entry->call == abi::Call::kTimerCreate) EnsureIdlePump();
   // Destroyed after the lock: a call that blocked signals ahead and did not
   // wait gives the mask back once the lock is free.
   SignalsBlockedAhead ahead;
@@ -1060,6 +1067,9 @@ void Engine::Settle() {
 // look, which send it (docs/design.md "The readiness byte on demand").
 bool Engine::PollBegin(bool settle) {
   if (t_engine_thread) return false;  // the engine's own poll, or a signal handler inside a call
+  // The poller may wait for an event that only the pump routes while no
+  // thread calls (docs/design.md "The idle pump on demand").
+  EnsureIdlePump();
   calls_at_poll_begin_.store(calls_ended_.load(std::memory_order_relaxed), std::memory_order_relaxed);
   pollers_.fetch_add(1, std::memory_order_seq_cst);
   // The idle pump naps while calls keep ending (IdlePumpLoop): a thread
@@ -1326,7 +1336,8 @@ bool Engine::ReadProgram(void* dst, const void* src, size_t n) {
   return memory_->Read(addr, {static_cast<std::byte*>(dst), n}).ok();
 }
 
-void Engine::StartIdlePump() {
+void Engine::StartIdlePumpOnce() {
+  if (pump_started_.exchange(true, std::memory_order_acq_rel)) return;
   // The thread inherits the mask: no signal is the pump's, not even a
   // SIGSEGV or SIGBUS sent to the process (trap_install.h).
   sigset_t old;

@@ -199,8 +199,23 @@ class Engine {
   // kept across calls are valid until then (docs/design.md "The in-process
   // fast path", "What a call costs").
   static void NoteDescriptorsChanged() { close_epoch_.fetch_add(1, std::memory_order_release); }
-  // Starts the idle pump (a thread with every signal blocked).
-  void StartIdlePump();
+  // Starts the idle pump (a thread with every signal blocked) unless it
+  // runs already. Not at the engine's birth: only once something needs
+  // host events routed while no thread calls (docs/design.md "The idle
+  // pump on demand"): a thread enters the poll family (PollBegin), an
+  // object's byte must follow its readiness (ObjectTable::MarkPolled: a
+  // program epoll, a watch of the engine's own, another process or the
+  // supervisor may look at it; EVSHIM_READINESS_BYTE=always), a timer is
+  // made (a SIGEV_SIGNAL timer's signal must come on time), or a process
+  // is watched (its exit status taken before the program reaps it,
+  // LinuxHost::WatchProcess). Until then
+  // a program that only calls stays single-threaded, and the kernel's
+  // descriptor look-ups stay uncounted (fdget without a reference).
+  void EnsureIdlePump() {
+    if (!pump_started_.load(std::memory_order_acquire)) StartIdlePumpOnce();
+  }
+  // Whether the idle pump was started (tests, docs).
+  bool idle_pump_started() const { return pump_started_.load(std::memory_order_acquire); }
 
  private:
   class Context;
@@ -334,6 +349,8 @@ class Engine {
   // first, twice as long at each pass that saw calls, up to kNapCapNs
   // (docs/design.md "Host events").
   void IdlePumpLoop();
+  __attribute__((noinline, cold)) void StartIdlePumpOnce();
+  std::atomic<bool> pump_started_{false};
   // Whether no call ended since a thread last entered the poll family.
   bool OnlyThePollersOwnCalls() const {
     return calls_ended_.load(std::memory_order_relaxed) == calls_at_poll_begin_.load(std::memory_order_relaxed);

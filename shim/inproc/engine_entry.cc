@@ -90,7 +90,6 @@ Engine* GetEngine() {
       pthread_atfork(ForkPrepare, ForkParent, ForkChild);
     }
     e = new Engine(EngineOptions::FromEnvironment(), g_inherited);
-    e->StartIdlePump();
     g_engine.store(e, std::memory_order_release);
     // Raw foreign calls of this process are served here too (trap.h).
     InstallTrap();

@@ -257,6 +257,10 @@ class LinuxHost final : public emul::Host {
   void set_path_sink(std::function<void(emul::WatchId, uint32_t)> sink) { path_sink_ = std::move(sink); }
   // Answers HoldsObject (the supervisor knows the objects' descriptors).
   void set_holds_callback(std::function<bool(emul::Pid, emul::ObjectId)> cb) { holds_cb_ = std::move(cb); }
+  // Hears of each process watch begun (WatchProcess): the in-process
+  // engine starts its idle pump, which takes an exit status while the
+  // program makes no call, before the program may reap the process.
+  void set_process_watch_callback(std::function<void()> cb) { process_watch_cb_ = std::move(cb); }
   emul::Result<emul::PathWatch> WatchPath(emul::Pid pid, const std::string& path, bool nofollow) override;
   void DropPathWatch(emul::WatchId id) override;
   bool HoldsObject(emul::Pid pid, emul::ObjectId obj) override {
@@ -416,6 +420,7 @@ class LinuxHost final : public emul::Host {
   std::unordered_map<int, std::vector<emul::WatchId>> path_by_wd_;
   std::function<void(emul::WatchId, uint32_t)> path_sink_;
   std::function<bool(emul::Pid, emul::ObjectId)> holds_cb_;
+  std::function<void()> process_watch_cb_;  // set_process_watch_callback
   std::function<std::optional<emul::ObjectId>(emul::Pid, int)> kqueue_at_cb_;
 
   int loop_epoll_;

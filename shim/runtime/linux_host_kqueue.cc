@@ -188,6 +188,7 @@ Result<emul::Host::ProcessState> LinuxHost::WatchProcess(emul::Pid pid, bool for
   const bool connector = EnsureConnector();  // also the better exit status
   if (fork_exec && !connector) return Errno{EOPNOTSUPP};
   if (pid <= 0) return Errno{ESRCH};
+  if (process_watch_cb_) process_watch_cb_();
   auto it = proc_watches_.find(pid);
   if (it != proc_watches_.end()) {
     ++it->second.refs;

@@ -231,6 +231,7 @@ bool ObjectTable::SendOwed() {
 }
 
 void ObjectTable::MarkPolled(emul::ObjectId obj) {
+  if (polled_cb_) polled_cb_();
   auto it = objects_.find(obj);
   if (it == objects_.end()) return;
   Object& o = it->second;
@@ -240,6 +241,7 @@ void ObjectTable::MarkPolled(emul::ObjectId obj) {
 
 void ObjectTable::MarkAllPolled() {
   all_polled_ = true;
+  if (polled_cb_) polled_cb_();
   for (auto& [obj, o] : objects_) MarkPolled(obj);
 }
 

@@ -22,6 +22,7 @@
 #include <array>
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <optional>
 #include <unordered_map>
@@ -136,6 +137,10 @@ class ObjectTable {
   // descriptor (a program epoll holds it, a watch of the engine's own,
   // another process): its byte is exact from now on, an owed one sent now.
   void MarkPolled(emul::ObjectId obj);
+  // Called at every MarkPolled/MarkAllPolled (the in-process engine starts
+  // its idle pump: a marked object's byte must follow its readiness while
+  // no thread calls). Cheap after the first: the callee keeps a flag.
+  void set_polled_callback(std::function<void()> cb) { polled_cb_ = std::move(cb); }
   // The same for every object, now and from now on (the supervisor may
   // watch them: docs/design.md "The readiness byte on demand").
   void MarkAllPolled();
@@ -223,6 +228,7 @@ class ObjectTable {
   std::vector<emul::ObjectId> owed_;  // objects whose byte is owed
   std::atomic<bool> owed_any_{false};
   bool all_polled_ = false;  // MarkAllPolled
+  std::function<void()> polled_cb_;  // set_polled_callback
   size_t needs_drain_count_ = 0;  // objects with needs_drain set (AnyNeedsDrain)
   uint64_t removals_ = 0;         // removals()
   // The descriptor each process last named an object by.

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <dirent.h>
+#include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/ptrace.h>
@@ -87,9 +88,19 @@ inline pid_t OtherThread() {
   return other;
 }
 
-// The idle pump, once the engine has started it (up to about a second;
-// the first call starts it), or 0.
-inline pid_t WaitForThePump() {
+// Starts the engine's idle pump as a program does: a poll of an object's
+// descriptor through the library (poll is the library's here), zero
+// timeout, its answer unused. The pump starts on demand, not with the
+// engine (docs/design.md "The idle pump on demand").
+inline void PollOnceThroughTheLibrary(int object_fd) {
+  pollfd p{object_fd, POLLIN, 0};
+  (void)poll(&p, 1, 0);
+}
+
+// The idle pump, started by a poll of `object_fd` (up to about a second),
+// or 0.
+inline pid_t WaitForThePump(int object_fd) {
+  PollOnceThroughTheLibrary(object_fd);
   pid_t pump = 0;
   for (int tries = 0; pump == 0 && tries < 1000; ++tries) {
     pump = OtherThread();
@@ -284,8 +295,10 @@ inline bool SleepsInPoll(pid_t pid, pid_t tid) {
   return nr == SYS_poll || nr == SYS_ppoll;
 }
 
-// In a child: sends its own thread id and its idle pump's on `up`.
-inline bool SendThreadIds(int up) {
+// In a child: sends its own thread id and its idle pump's on `up`, the
+// pump started by a poll of `object_fd`.
+inline bool SendThreadIds(int up, int object_fd) {
+  PollOnceThroughTheLibrary(object_fd);
   pid_t ids[2] = {gettid(), 0};
   for (int tries = 0; ids[1] == 0 && tries < 1000; ++tries) {
     ids[1] = OtherThread();

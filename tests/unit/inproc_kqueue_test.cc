@@ -538,6 +538,8 @@ void PumpMakesNoDescriptor() {
   const struct timespec zero {};
   struct kevent out;
   if (kevent(user_kq, nullptr, 0, &out, 1, &zero) != 0) _exit(2);  // the engine knows the number now
+  // The pump starts on demand: a poll through the library starts it.
+  evshim::testing::PollOnceThroughTheLibrary(kq);
   ino_t ino = 0;
   const int closed = LeaveALingeringRegistration(kq, &ino);
   const std::vector<int> before = OpenNumbers();
@@ -683,6 +685,95 @@ TEST(InprocKqueueOwnDescriptors, IdlePumpTakesAChildsExitStatusWithoutADescripto
   EXPECT_NE(status, -1) << "hung";
   EXPECT_EQ(status, 0) << "10: the idle pump opened a file; 11: the exit did not reach the raw epoll_pwait; "
                           "12: the event was wrong; 13: the child's status was taken";
+}
+
+// A program that only calls kevent (READ, USER and TIMER knotes) stays
+// single-threaded (docs/design.md "The idle pump on demand"); giving its
+// kqueue to an epoll through the library starts the pump (the byte must
+// follow the readiness for a raw epoll_wait). Exit 10: a second thread
+// before the epoll_ctl; 11: none after it.
+void OnlyCallsThenEpollCtl() {
+  const int kq = kqueue();
+  int p[2];
+  if (kq < 0 || pipe(p) != 0) _exit(2);
+  struct kevent ch[3], out[3];
+  EV_SET(&ch[0], p[0], EVFILT_READ, EV_ADD, 0, 0, nullptr);
+  EV_SET(&ch[1], 1, EVFILT_USER, EV_ADD | EV_CLEAR, 0, 0, nullptr);
+  EV_SET(&ch[2], 2, EVFILT_TIMER, EV_ADD, 0, 1, nullptr);  // every millisecond
+  if (kevent(kq, ch, 3, nullptr, 0, nullptr) != 0) _exit(3);
+  for (int i = 0; i < 100; ++i) {
+    if (write(p[1], "x", 1) != 1) _exit(4);
+    struct kevent trigger;
+    EV_SET(&trigger, 1, EVFILT_USER, 0, NOTE_TRIGGER, 0, nullptr);
+    if (kevent(kq, &trigger, 1, out, 3, nullptr) < 2) _exit(5);
+    char c;
+    if (read(p[0], &c, 1) != 1) _exit(6);
+  }
+  usleep(20 * 1000);
+  if (evshim::testing::OtherThread() != 0) _exit(10);
+  const int ep = epoll_create1(EPOLL_CLOEXEC);
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  if (ep < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, kq, &ev) != 0) _exit(7);
+  for (int tries = 0; evshim::testing::OtherThread() == 0; ++tries) {
+    if (tries == 1000) _exit(11);
+    usleep(1000);
+  }
+  _exit(0);
+}
+
+TEST(InprocKqueuePump, AProgramThatOnlyCallsStaysSingleThreadedUntilItsKqueueIsPolled) {
+  const int status = RunChild(OnlyCallsThenEpollCtl);
+  EXPECT_NE(status, -1) << "hung";
+  EXPECT_EQ(status, 0) << "10: a second thread before the epoll_ctl; 11: no pump after it";
+}
+
+// A process watch starts the idle pump (docs/design.md "The idle pump on
+// demand"): a child that exits while the program makes no call has its
+// status taken then, before the program reaps it. A program that reaps
+// first and asks kevent after still gets the real status: on kernels
+// before 6.15, without the connector, only the pump's look at the zombie
+// has it (after the reap a status can be had only from PIDFD_INFO_EXIT,
+// Linux 6.15). Exit 10: no second thread after the EV_ADD; 11: the
+// event's status was not the child's; 12: no event.
+void ChildReapedBeforeTheCallKeepsItsStatus() {
+  setenv("EVSHIM_NO_PROC_CONNECTOR", "1", 1);
+  const int kq = kqueue();
+  int go[2];
+  if (kq < 0 || pipe(go) != 0) _exit(2);
+  const pid_t child = fork();
+  if (child < 0) _exit(2);
+  if (child == 0) {
+    close(go[1]);  // the parent's exit ends the read
+    char c;
+    (void)!read(go[0], &c, 1);
+    _exit(3);
+  }
+  struct kevent ch, out;
+  EV_SET(&ch, child, EVFILT_PROC, EV_ADD, NOTE_EXIT, 0, nullptr);
+  if (kevent(kq, &ch, 1, nullptr, 0, nullptr) != 0) _exit(4);
+  if (evshim::testing::OtherThread() == 0) _exit(10);
+  if (write(go[1], "g", 1) != 1) _exit(5);
+  // The zombie, seen by the pump; then the program reaps it.
+  siginfo_t si{};
+  if (waitid(P_PID, static_cast<id_t>(child), &si, WEXITED | WNOWAIT) != 0) _exit(6);
+  usleep(50 * 1000);
+  int status = 0;
+  if (waitpid(child, &status, 0) != child) _exit(7);
+  const struct timespec zero {};
+  if (kevent(kq, nullptr, 0, &out, 1, &zero) != 1 || out.ident != static_cast<uintptr_t>(child) ||
+      !(out.fflags & NOTE_EXIT)) {
+    _exit(12);
+  }
+  if (out.data != (3 << 8)) _exit(11);
+  _exit(0);
+}
+
+TEST(InprocKqueueOwnDescriptors, ChildReapedBeforeTheCallKeepsItsStatus) {
+  const int status = RunChild(ChildReapedBeforeTheCallKeepsItsStatus);
+  EXPECT_NE(status, -1) << "hung";
+  EXPECT_EQ(status, 0) << "10: no idle pump after the watch began; 11: the event's status was not the child's; "
+                          "12: no event";
 }
 
 // The lowest number not in `open`.
@@ -1215,7 +1306,7 @@ TEST(InprocKqueuePump, APollerWakesTheNappingPump) {
     if (kevent(kq, &ch[0], 1, nullptr, 0, nullptr) != 0 || kevent(busy, &ch[1], 1, nullptr, 0, nullptr) != 0) {
       _exit(3);
     }
-    if (!SendThreadIds(up[1])) _exit(4);
+    if (!SendThreadIds(up[1], kq)) _exit(4);
     if (fcntl(go[0], F_SETFL, O_NONBLOCK) != 0) _exit(5);
     char c;
     while (read(go[0], &c, 1) != 1) {
@@ -1265,7 +1356,7 @@ void ResumingKqueueRingChild(int up) {
     EV_SET(&ch, sv[i][0], EVFILT_READ, EV_ADD, 0, 0, reinterpret_cast<void*>(static_cast<intptr_t>(i)));
     if (kevent(kq, &ch, 1, nullptr, 0, nullptr) != 0) _exit(4);
   }
-  const pid_t pump = WaitForThePump();
+  const pid_t pump = WaitForThePump(kq);
   if (pump == 0) _exit(5);
   if (!PinThePumpIdleBesideThisThread(pump)) _exit(6);
   int64_t most = 0;

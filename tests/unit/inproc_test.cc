@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <dirent.h>
+#include <dlfcn.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <port.h>
@@ -43,6 +44,7 @@
 #include <thread>
 #include <vector>
 
+#include "evshim_portfs.h"
 #include "shim/runtime/own_fd.h"  // RawBlockedInAWait
 #include "tests/support/counting_new.h"  // InprocAllocations
 #include "tests/support/fault_copy.h"
@@ -1272,7 +1274,7 @@ constexpr int64_t kBusyLoopNs = 150'000'000;
       _exit(4);
     }
   }
-  const pid_t pump = WaitForThePump();
+  const pid_t pump = WaitForThePump(port);
   if (pump == 0 || write(up, &pump, sizeof pump) != sizeof pump) _exit(5);
   char c;
   if (read(go, &c, 1) != 1) _exit(6);
@@ -1408,6 +1410,90 @@ TEST(InprocPump, IdlePumpRoutesAHostEventOnceTheProgramStopsCalling) {
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "status " << status;
 }
 
+// ---- The idle pump on demand (s30; docs/design.md "The idle pump on demand") ----
+// A second thread makes the kernel count every descriptor look-up of the
+// program (fdget/fput with references). The pump starts only when
+// something needs host events routed while no thread calls.
+
+// A program that only calls (associations, retrievals, user events, an
+// association's delivery) stays single-threaded; its first poll of the port
+// descriptor through the library starts the pump. Exit 10: a second thread
+// before any poll; 11: none after the poll.
+TEST(InprocPump, AProgramThatOnlyCallsStaysSingleThreadedUntilItPolls) {
+  const pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    const int port = port_create();
+    int p[2];
+    if (port < 0 || pipe(p) != 0) _exit(2);
+    for (int i = 0; i < 100; ++i) {
+      if (port_associate(port, PORT_SOURCE_FD, static_cast<uintptr_t>(p[0]), POLLIN, nullptr) != 0) _exit(3);
+      if (write(p[1], "x", 1) != 1) _exit(4);
+      port_event_t ev{};
+      if (port_get(port, &ev, nullptr) != 0 || ev.portev_source != PORT_SOURCE_FD) _exit(5);
+      char c;
+      if (read(p[0], &c, 1) != 1) _exit(6);
+      if (port_send(port, 1, nullptr) != 0 || port_get(port, &ev, nullptr) != 0) _exit(7);
+    }
+    // Whatever the engine would start has had time to.
+    usleep(20 * 1000);
+    if (evshim::testing::OtherThread() != 0) _exit(10);
+    if (WaitForThePump(port) == 0) _exit(11);
+    _exit(0);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0)
+      << "status " << status << " (10: a thread before any poll; 11: no pump after the poll)";
+}
+
+// The engine's entry (libevshim-engine, loaded with the ports library).
+long EngineCall(int nr, const long args[6], int* handled) {
+  using Entry = long (*)(int, const long*, int*);
+  static const Entry entry = reinterpret_cast<Entry>(dlsym(RTLD_DEFAULT, "evshim_engine_call"));
+  if (entry == nullptr) return -2;
+  return entry(nr, args, handled);
+}
+
+// A SIGEV_SIGNAL timer's signal comes on time while the program makes no
+// call at all (it waits in sigtimedwait): the timer's creation starts the
+// pump, which runs the engine's deadlines (timer.c:1078-1082: the signal at
+// expiry). The timer is the illumos call made through the engine's entry,
+// as the trap makes it for a raw `syscall(1001, ...)` (the library leaves
+// SIGEV_SIGNAL timers to glibc). Exit 10: not created in the engine; 11:
+// no signal within 2 s (the timer is due in 30 ms); 12: not the timer's.
+TEST(InprocPump, ASignalTimerFiresWhileTheProgramMakesNoCall) {
+  const pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    sigset_t usr1;
+    sigemptyset(&usr1);
+    sigaddset(&usr1, SIGUSR1);
+    if (sigprocmask(SIG_BLOCK, &usr1, nullptr) != 0) _exit(2);
+    struct {
+      int notify, signo;
+      void *value, *fn, *attr;
+      int pad;
+    } ise = {2 /* illumos SIGEV_SIGNAL */, SIGUSR1, reinterpret_cast<void*>(0x5150), nullptr, nullptr, 0};
+    int id = -1;
+    int handled = 0;
+    const long create[6] = {4 /* CLOCK_HIGHRES */, reinterpret_cast<long>(&ise), reinterpret_cast<long>(&id), 0, 0, 0};
+    if (EngineCall(EVSHIM_SYS_timer_create, create, &handled) != 0 || handled == 0 || id < 0) _exit(10);
+    itimerspec its{{0, 0}, {0, 30 * 1000 * 1000}};
+    const long settime[6] = {id, 0, reinterpret_cast<long>(&its), 0, 0, 0};
+    if (EngineCall(EVSHIM_SYS_timer_settime, settime, &handled) != 0 || handled == 0) _exit(10);
+    const timespec two_s{2, 0};
+    siginfo_t si{};
+    if (sigtimedwait(&usr1, &si, &two_s) != SIGUSR1) _exit(11);
+    if (si.si_code != SI_TIMER || si.si_value.sival_ptr != reinterpret_cast<void*>(0x5150)) _exit(12);
+    _exit(0);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0)
+      << "status " << status << " (10: timer not made; 11: no signal in 2 s; 12: another signal)";
+}
+
 // ---- The pump's nap (s17; docs/design.md "Host events") ----
 // While calls keep ending the pump naps, and the nap grows (1, 2, 4, 8 ms):
 // each of its wake-ups costs a busy program cpu. Counted on the pump
@@ -1462,7 +1548,7 @@ TEST(InprocPump, APollerWakesTheNappingPump) {
         port_associate(busy, PORT_SOURCE_FD, static_cast<uintptr_t>(sv[0]), POLLIN, nullptr) != 0) {
       _exit(3);
     }
-    if (!SendThreadIds(up[1])) _exit(4);
+    if (!SendThreadIds(up[1], port)) _exit(4);
     if (fcntl(go[0], F_SETFL, O_NONBLOCK) != 0) _exit(5);
     char c;
     while (read(go[0], &c, 1) != 1) {
@@ -1512,7 +1598,7 @@ TEST(InprocPump, APollerBetweenItsOwnCallsIsServedWithoutASleep) {
     close(file[1]);
     const int port = port_create();
     if (port < 0) _exit(2);
-    if (!SendThreadIds(up[1])) _exit(3);
+    if (!SendThreadIds(up[1], port)) _exit(3);
     char c;
     if (read(go[0], &c, 1) != 1) _exit(4);
     timespec zero{0, 0};
@@ -1626,7 +1712,7 @@ void NapAtDeadlineChild(int up, int go) {
   int sv[2];
   if (port < 0 || busy < 0 || socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0) _exit(2);
   if (port_associate(busy, PORT_SOURCE_FD, static_cast<uintptr_t>(sv[0]), POLLIN, nullptr) != 0) _exit(3);
-  const pid_t pump = WaitForThePump();
+  const pid_t pump = WaitForThePump(port);
   if (pump == 0 || write(up, &pump, sizeof pump) != sizeof pump) _exit(4);
   char c;
   if (read(go, &c, 1) != 1) _exit(5);
@@ -1749,7 +1835,7 @@ void PollerBesideACallerChild(bool caller_looks, int up) {
       _exit(5);
     }
   }
-  const pid_t pump = WaitForThePump();
+  const pid_t pump = WaitForThePump(port);
   if (pump == 0) _exit(6);
   std::atomic<bool> stop{false};
   std::atomic<int> failed{0};
@@ -1921,7 +2007,7 @@ void ResumingRingChild(int up) {
       _exit(4);
     }
   }
-  const pid_t pump = WaitForThePump();
+  const pid_t pump = WaitForThePump(port);
   if (pump == 0) _exit(5);
   if (!PinThePumpIdleBesideThisThread(pump)) _exit(6);
   int64_t most = 0;
