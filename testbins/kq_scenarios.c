@@ -2061,6 +2061,14 @@ static int refused_not_queued(void) {
   CHECK(add(kq, (uintptr_t)f, EVFILT_READ, EV_ADD, 0, 0, NULL) == 0);
   CHECK(get(kq, &ev, 1, &kZero) == 1 && ev.ident == (uintptr_t)f && ev.data == 3);
   CHECK(lseek(f, 0, SEEK_END) == 3);
+  /* Back on the list since its delivery (level: OB :1433-1444, DF
+   * :1545-1548): EV_ADD at EOF takes nothing back (queued_not_ready), the
+   * scan drops it. */
+  CHECK(add(kq, (uintptr_t)f, EVFILT_READ, EV_ADD, 0, 0, NULL) == 0);
+  CHECK(poll(&pfd, 1, 0) == 1);
+  CHECK(get(kq, &ev, 1, &kZero) == 0);
+  CHECK(poll(&pfd, 1, 0) == 0);
+  /* Off the list: EV_ADD on the knote at EOF does not queue it. */
   CHECK(add(kq, (uintptr_t)f, EVFILT_READ, EV_ADD, 0, 0, NULL) == 0);
   CHECK(poll(&pfd, 1, 0) == 0);
   CHECK(get(kq, &ev, 1, &kZero) == 0);
