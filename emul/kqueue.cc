@@ -505,7 +505,9 @@ void Kqueues::ForgetChangeMeasuresNow() {
 bool Kqueues::Evaluate(Kq& kq, Knote& kn, bool* dropped) {
   kn.awaits_look = false;  // measured: the look's answer is superseded
   const bool ready = Measure(kq, kn, dropped);
-  if (!*dropped) kn.measured = ready;
+  // A no leaves a queued knote queued (a change's or an activity's
+  // measurement; the scan dequeues first): a stale EV_ONESHOT reports it.
+  if (!*dropped) kn.measured = ready || kn.queued;
   return ready;
 }
 
@@ -516,10 +518,12 @@ bool Kqueues::Measure(Kq& kq, Knote& kn, bool* dropped) {
 
 // The kernels run the filter at a change and only activate (knote_activate,
 // OB kern_event.c:1174-1178, 1201-1204, 1224-1227; KNOTE_ACTIVATE, DF
-// kern_event.c:1319-1322, 1355-1358); the scan takes a knote its filter no
-// longer reports off the list (OB :1410-1416, DF :1510-1518). Each caller
-// names its not-ready action and the rule that picks it.
-bool Kqueues::MeasureAfterChange(Kq& kq, Knote& kn, NotReady not_ready) {
+// kern_event.c:1319-1322, 1355-1358): a no takes nothing back, and a queued
+// knote stays on the list (the kqueue polls readable) until the scan's
+// filter takes it off (OB :1410-1416, DF :1510-1518) or, EV_ONESHOT, posts
+// it as last measured (DF :1510-1531; OB :303-319 with :1410). What
+// differs is each step's (docs/kqueue.md "A change's measurement").
+bool Kqueues::MeasureAfterChange(Kq& kq, Knote& kn, ChangeStep step) {
   bool dropped = false;
   const bool ready = Evaluate(kq, kn, &dropped);
   // Its descriptor closed while it was measured: gone silently, the change
@@ -530,23 +534,36 @@ bool Kqueues::MeasureAfterChange(Kq& kq, Knote& kn, NotReady not_ready) {
     Activate(kq, kn);
     return false;
   }
-  // The watch is armed as after the scan's no (ArmFdNotReady): one that
-  // reports at once the state the filter refused (bytes under NOTE_LOWAT, a
-  // regular file at EOF) does not queue the knote.
-  switch (not_ready) {
-    case NotReady::kArm:
-      return ArmFdNotReady(kq, kn);
-    case NotReady::kDeactivate:
-      // ACTIVE means the last measurement said yes: the next activity is
-      // then measured when it comes (RouteWatchReady), as the kernels' knote()
-      // does, and a stale EV_ONESHOT reports it (DF kern_event.c:1510-1531).
+  // A watch armed here is armed as after the scan's no (ArmFdNotReady): one
+  // that reports at once the state the filter refused (bytes under
+  // NOTE_LOWAT, a regular file at EOF) does not queue the knote.
+  switch (step) {
+    case ChangeStep::kNew:
+      return ArmFdNotReady(kq, kn);  // neither active nor queued
+    case ChangeStep::kAdd:
+      // Off the list (not active, or disabled and left ACTIVE): its watch
+      // armed for the registration's new fflags and data.
+      if (!kn.queued) return ArmFdNotReady(kq, kn);
+      break;
+    case ChangeStep::kModify:
+      break;  // off the list: its watch is armed already (an enabled knote)
+    case ChangeStep::kEnable:
+      if (kn.active && kq.policy.enable_queues_active) {
+        // DF :1372-1378, FreeBSD done_ev_add: on the list for the scan.
+        Enqueue(kq, kn);
+        kn.measured = true;  // a queued EV_ONESHOT is posted as the enable measured it
+        break;
+      }
+      // OpenBSD, or nothing active: not queued. An ACTIVE left on a knote
+      // off the list changes nothing there (knote_activate, OB :1731-1739).
       kn.active = false;
-      Dequeue(kq, kn);
       return ArmFdNotReady(kq, kn);
-    case NotReady::kLeave:
-      return false;
   }
-  return false;
+  // Left on the list. An EV_ONESHOT is posted as last measured, so its
+  // file's next activity is measured when it comes (RouteWatchReady), as
+  // the kernels' knote() does (DF :1796-1797); the scan measures the others.
+  if (!kn.queued || !(kn.kev.flags & kev::kOneshot)) return false;
+  return ArmFdNotReady(kq, kn);
 }
 
 // An EV_ADD on an existing knote: new fflags, data and udata (FreeBSD: not
@@ -639,15 +656,15 @@ int Kqueues::Register(Kq& kq, Caller caller, KChange& change) {
       // A pending event activates it (OB kern_event.c:1174-1178, DF
       // :1319-1322); otherwise nothing to take back: its attach activates
       // only what its filter then reports.
-      if (MeasureAfterChange(kq, *kn, NotReady::kArm)) return 0;
+      if (MeasureAfterChange(kq, *kn, ChangeStep::kNew)) return 0;
     } else {
       Modify(kq, *kn, change);  // a triggered USER knote activates in its touch
       // Measured as the kernels' filter_modify (OB kern_event.c:1201-1204, DF
       // :1319-1322): a ready file is queued again (EV_CLEAR too). Not ready:
-      // deactivated, so that the next activity is measured. Only descriptor
-      // knotes: the others' sources activate them when their filter turns
-      // (a timer's expiry, a trigger in the touch, a process event).
-      if (fd_filter && MeasureAfterChange(kq, *kn, NotReady::kDeactivate)) return 0;
+      // a queued knote stays queued for the scan. Only descriptor knotes:
+      // the others' sources activate them when their filter turns (a
+      // timer's expiry, a trigger in the touch, a process event).
+      if (fd_filter && MeasureAfterChange(kq, *kn, ChangeStep::kAdd)) return 0;
     }
   } else if (kev.flags & kev::kDelete) {
     kn->keep_watch = true;  // DropClosedKnotesAt confirmed its file above
@@ -669,9 +686,9 @@ int Kqueues::Register(Kq& kq, Caller caller, KChange& change) {
     // POLLOUT that never came. OpenBSD runs no filter here (OB
     // kern_event.c:1194-1215). A disabled knote is measured by EV_ENABLE
     // below; with EV_DISABLE FreeBSD runs no filter. Not ready: left queued
-    // or not, as it was (kLeave); the scan takes it off (DF :1510-1518).
+    // or not, as it was; the scan takes it off (DF :1510-1518).
     if (fd_filter && kq.policy.modify_without_add && !kn->disabled && !(kev.flags & kev::kDisable) &&
-        MeasureAfterChange(kq, *kn, NotReady::kLeave)) {
+        MeasureAfterChange(kq, *kn, ChangeStep::kModify)) {
       return 0;
     }
   }
@@ -683,10 +700,10 @@ int Kqueues::Register(Kq& kq, Caller caller, KChange& change) {
   if ((kev.flags & kev::kEnable) && kn->disabled) {
     kn->disabled = false;
     // Measured (OB kern_event.c:1220-1227; DragonFly measured it in the
-    // modify above, DF :1355-1358, and queues it if active, :1372-1378): a
-    // pending event queues it. Not ready: deactivated as for EV_ADD above
-    // (a disabled knote is never on the list: the dequeue finds nothing).
-    if (MeasureAfterChange(kq, *kn, NotReady::kDeactivate)) return 0;
+    // modify above, DF :1355-1358, FreeBSD after clearing KN_DISABLED): a
+    // pending event queues it. Not ready: DragonFly and FreeBSD queue it
+    // still if it is ACTIVE (DF :1372-1378), OpenBSD does not.
+    if (MeasureAfterChange(kq, *kn, ChangeStep::kEnable)) return 0;
   }
   return 0;
 }
@@ -1045,12 +1062,14 @@ bool Kqueues::RouteWatchReady(WatchId watch, uint32_t revents) {
   Kq* kq = Find(kn.kq);
   if (kq == nullptr) return true;
   (void)revents;  // the scan re-measures
-  if ((kn.kev.flags & kev::kOneshot) && !kn.active) {
-    // An EV_ONESHOT event is reported as it was when it activated, even if
-    // the condition is gone by the scan: measure it now (f_event at
-    // KNOTE time); not ready (e.g. below NOTE_LOWAT): not activated, and
-    // its watch armed for new activity only, as after the scan's no (a
-    // level watch would report the refused state again and queue it).
+  if (kn.kev.flags & kev::kOneshot) {
+    // An EV_ONESHOT event is reported as last measured, even if the
+    // condition is gone by the scan: measure it now (f_event at KNOTE
+    // time, DF kern_event.c:1796-1797), queued already or not (a change
+    // that found it not ready left it queued); not ready (e.g. below
+    // NOTE_LOWAT): not activated (a queued one stays queued, reported as
+    // measured now), and its watch armed for new activity only, as after
+    // the scan's no (a level watch would report the refused state again).
     bool dropped = false;
     if (!Evaluate(*kq, kn, &dropped)) {
       if (!dropped) (void)ArmFdNotReady(*kq, kn);  // dropped or not, nothing more to do

@@ -139,6 +139,13 @@ struct KqueuePolicy {
   // also replaces udata, fflags and data: FreeBSD (hence EV_KEEPUDATA) and
   // DragonFly; OpenBSD only on EV_ADD (OB kern_event.c:1194-1209).
   bool modify_without_add = true;
+  // EV_ENABLE of a disabled knote that is ACTIVE (it was queued when
+  // disabled, or activity came since) queues it without its filter's yes:
+  // DragonFly (DF kern_event.c:1372-1378) and FreeBSD (kqueue_register,
+  // done_ev_add: ACTIVE and neither DISABLED nor QUEUED is enqueued); the
+  // scan then decides. OpenBSD queues it only on its filter's yes (OB
+  // kern_event.c:1220-1227).
+  bool enable_queues_active = true;
   // EVFILT_PROC at the target's exit: OpenBSD and DragonFly report every
   // proc knote (OB kern_event.c:409-423, DF kern_event.c:378-390); FreeBSD
   // drops one that has no fflags to report (EV_DROP, docs/rules-bsd.md §4.8).
@@ -378,8 +385,11 @@ class Kqueues final : public Engine {
     bool disabled : 1 = false;
     bool active : 1 = false;    // has an event to report (queued unless disabled)
     bool queued : 1 = false;
-    // The last measurement (data/fflags/eof) reported an event: what a
-    // stale EV_ONESHOT event reports (Collect).
+    // Its data/fflags/eof are what the kernels would post for it as a
+    // stale EV_ONESHOT event (Collect): its last measurement said yes, or
+    // found the file not ready while the knote stayed on the list (the
+    // kernels post a queued EV_ONESHOT as last measured, DF kern_event.c:
+    // 1510-1531, OB :303-319).
     bool measured : 1 = false;
     // Delivered level-triggered and back on the list with its watch armed
     // for the next look (Host::ArmWatchReportedAtLook): the scan takes the
@@ -784,22 +794,25 @@ class Kqueues final : public Engine {
   static bool WantsVnodeUse(const Kq& kq, uint32_t sfflags);
   // filter_process: refreshes what the knote would report; false if nothing.
   // May drop an fd knote whose descriptor was closed (sets *dropped).
-  // Measure, and record in Knote::measured whether it reported an event.
+  // Measure, and record in Knote::measured whether it reported an event
+  // (or found a queued knote not ready: it stays queued, posted as measured).
   bool Evaluate(Kq& kq, Knote& kn, bool* dropped);
   bool Measure(Kq& kq, Knote& kn, bool* dropped);
-  // What a change does with a knote its measurement found not ready
-  // (MeasureAfterChange; docs/kqueue.md "A change's measurement").
-  enum class NotReady : uint8_t {
-    kArm,         // a new knote: neither active nor queued; its watch armed
-    kDeactivate,  // EV_ADD on an existing knote, EV_ENABLE: ACTIVE taken
-                  // back, off the list, its watch re-armed
-    kLeave,       // a change without EV_ADD (FreeBSD, DragonFly): nothing
+  // The step of kqueue_register that measures a knote; each does its own
+  // with a "not ready" (MeasureAfterChange; docs/kqueue.md "A change's
+  // measurement").
+  enum class ChangeStep : uint8_t {
+    kNew,     // the add of a new knote
+    kAdd,     // EV_ADD on an existing knote
+    kModify,  // a change without EV_ADD (FreeBSD, DragonFly)
+    kEnable,  // EV_ENABLE of a disabled knote
   };
   // A change's measurement (the f_event of kqueue_register): the knote is
-  // activated if its filter says yes, otherwise `not_ready` is done. True
-  // if it dropped the knote (its descriptor was closed meanwhile): the
-  // change then succeeds and touches it no more.
-  bool MeasureAfterChange(Kq& kq, Knote& kn, NotReady not_ready);
+  // activated if its filter says yes; a no takes nothing back (a queued
+  // knote stays queued for the scan), what `step` does then. True if it
+  // dropped the knote (its descriptor was closed meanwhile): the change
+  // then succeeds and touches it no more.
+  bool MeasureAfterChange(Kq& kq, Knote& kn, ChangeStep step);
   // The event a knote reports now.
   static KeventRecord Report(const Knote& kn);
   void Activate(Kq& kq, Knote& kn);

@@ -2061,6 +2061,14 @@ static int refused_not_queued(void) {
   CHECK(add(kq, (uintptr_t)f, EVFILT_READ, EV_ADD, 0, 0, NULL) == 0);
   CHECK(get(kq, &ev, 1, &kZero) == 1 && ev.ident == (uintptr_t)f && ev.data == 3);
   CHECK(lseek(f, 0, SEEK_END) == 3);
+  /* Back on the list since its delivery (level: OB :1433-1444, DF
+   * :1545-1548): EV_ADD at EOF takes nothing back (queued_not_ready), the
+   * scan drops it. */
+  CHECK(add(kq, (uintptr_t)f, EVFILT_READ, EV_ADD, 0, 0, NULL) == 0);
+  CHECK(poll(&pfd, 1, 0) == 1);
+  CHECK(get(kq, &ev, 1, &kZero) == 0);
+  CHECK(poll(&pfd, 1, 0) == 0);
+  /* Off the list: EV_ADD on the knote at EOF does not queue it. */
   CHECK(add(kq, (uintptr_t)f, EVFILT_READ, EV_ADD, 0, 0, NULL) == 0);
   CHECK(poll(&pfd, 1, 0) == 0);
   CHECK(get(kq, &ev, 1, &kZero) == 0);
@@ -2087,6 +2095,72 @@ static int refused_not_queued(void) {
   CHECK(get(kq, &ev, 1, &kZero) == 0); /* one-shot: gone */
   close(sv[0]);
   close(sv[1]);
+  close(kq);
+  return 0;
+}
+
+/* A change that finds a queued knote's file no longer ready (its bytes
+ * read since the activity queued it) takes nothing back: the kernels only
+ * activate at a change (OB kern_event.c:1201-1204, 1220-1227; DF kern_event.c:
+ * 1319-1322, 1355-1358), so the knote stays on the list and the kqueue
+ * polls readable (filt_kqueue: its count, OB :266-274, DF :281-287) until
+ * the scan, which drops a level knote (OB :1410-1416, DF :1510-1518) and
+ * posts an EV_ONESHOT one as the change measured it, data 0 (DF :1510-1533,
+ * OB :303-319). EV_ENABLE of a knote disabled while queued (a scan took it
+ * off, ACTIVE kept: DF :1503-1509, OB :1363-1366) queues it again on
+ * FreeBSD and DragonFly without asking the filter (DF :1372-1378), not on
+ * OpenBSD (OB :1220-1227). docs/kqueue.md "A change's measurement". */
+static int queued_not_ready(void) {
+  int kq = kqueue();
+  int p[2];
+  CHECK(kq >= 0 && pipe(p) == 0);
+  struct kevent ev;
+  struct pollfd pfd = {kq, POLLIN, 0};
+  char buf[8];
+  /* Level: EV_ADD on it once its bytes are read. */
+  CHECK(add(kq, (uintptr_t)p[0], EVFILT_READ, EV_ADD, 0, 0, (void *)0x1) == 0);
+  CHECK(write(p[1], "ab", 2) == 2);
+  CHECK(poll(&pfd, 1, 2000) == 1);
+  CHECK(read(p[0], buf, sizeof buf) == 2);
+  CHECK(add(kq, (uintptr_t)p[0], EVFILT_READ, EV_ADD, 0, 0, (void *)0x2) == 0);
+  CHECK(poll(&pfd, 1, 0) == 1);
+  CHECK(get(kq, &ev, 1, &kZero) == 0);
+  CHECK(poll(&pfd, 1, 0) == 0);
+  CHECK(write(p[1], "c", 1) == 1);
+  CHECK(get_for(kq, (uintptr_t)p[0], &ev) == 1 && ev.data == 1 && ev.udata == (void *)0x2);
+  CHECK(read(p[0], buf, sizeof buf) == 1);
+  CHECK(add(kq, (uintptr_t)p[0], EVFILT_READ, EV_DELETE, 0, 0, NULL) == 0);
+  /* EV_ONESHOT: posted with what EV_ADD measured, and gone. */
+  CHECK(add(kq, (uintptr_t)p[0], EVFILT_READ, EV_ADD | EV_ONESHOT, 0, 0, (void *)0x3) == 0);
+  CHECK(write(p[1], "de", 2) == 2);
+  CHECK(poll(&pfd, 1, 2000) == 1);
+  CHECK(read(p[0], buf, sizeof buf) == 2);
+  CHECK(add(kq, (uintptr_t)p[0], EVFILT_READ, EV_ADD | EV_ONESHOT, 0, 0, (void *)0x4) == 0);
+  CHECK(poll(&pfd, 1, 0) == 1);
+  CHECK(get(kq, &ev, 1, &kZero) == 1);
+  CHECK(ev.ident == (uintptr_t)p[0] && ev.data == 0 && ev.udata == (void *)0x4 &&
+        (ev.flags & EV_ONESHOT));
+  CHECK(poll(&pfd, 1, 0) == 0);
+  CHECK(add(kq, (uintptr_t)p[0], EVFILT_READ, EV_DELETE, 0, 0, NULL) == -1 && errno == ENOENT);
+  /* EV_ENABLE of a knote disabled while queued. */
+  CHECK(add(kq, (uintptr_t)p[0], EVFILT_READ, EV_ADD, 0, 0, NULL) == 0);
+  CHECK(write(p[1], "fg", 2) == 2);
+  CHECK(poll(&pfd, 1, 2000) == 1);
+  CHECK(add(kq, (uintptr_t)p[0], EVFILT_READ, EV_DISABLE, 0, 0, NULL) == 0);
+  CHECK(get(kq, &ev, 1, &kZero) == 0);
+  CHECK(read(p[0], buf, sizeof buf) == 2);
+  CHECK(add(kq, (uintptr_t)p[0], EVFILT_READ, EV_ENABLE, 0, 0, NULL) == 0);
+#if defined(OPENBSD)
+  CHECK(poll(&pfd, 1, 0) == 0);
+#else
+  CHECK(poll(&pfd, 1, 0) == 1);
+#endif
+  CHECK(get(kq, &ev, 1, &kZero) == 0);
+  CHECK(poll(&pfd, 1, 0) == 0);
+  CHECK(write(p[1], "h", 1) == 1);
+  CHECK(get_for(kq, (uintptr_t)p[0], &ev) == 1 && ev.data == 1);
+  close(p[0]);
+  close(p[1]);
   close(kq);
   return 0;
 }
@@ -3251,6 +3325,7 @@ int main(int argc, char **argv) {
   if (!strcmp(s, "pipe_write_end_eof")) return pipe_write_end_eof();
   if (!strcmp(s, "lowat_wakes_waiter")) return lowat_wakes_waiter();
   if (!strcmp(s, "refused_not_queued")) return refused_not_queued();
+  if (!strcmp(s, "queued_not_ready")) return queued_not_ready();
   if (!strcmp(s, "ready_before_call")) return ready_before_call();
   if (!strcmp(s, "eof_before_call")) return eof_before_call();
   if (!strcmp(s, "kq_in_kq_ready")) return kq_in_kq_ready();

@@ -125,6 +125,7 @@ constexpr KqueuePersonality kOpenbsdKqueue{
                      .report_action_flags = true,                            // :1143
                      .user_clear_resets_fflags = true,
                      .modify_without_add = false,  // :1194-1209
+                     .enable_queues_active = false,  // :1220-1227
                      .proc_exit_always = true,     // :409-423
                      .zombie_attach = Policy::ZombieAttach::kRefuse,  // :338-340
                      .vnode_notes = 0xff,   // NOTE_TRUNCATE (docs/rules-bsd.md §3.4)

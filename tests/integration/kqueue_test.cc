@@ -65,6 +65,8 @@ INSTANTIATE_TEST_SUITE_P(
                                          "pipe_write_end_eof", "lowat_wakes_waiter",
                                          // a change or activity the filter refuses (s29)
                                          "refused_not_queued",
+                                         // a change's no leaves a queued knote to the scan (s30)
+                                         "queued_not_ready",
                                          // issue 14: 0 ms periodic timers (one per tick on
                                          // OpenBSD/DragonFly), EV_CLEAR on pending data,
                                          // stale EV_ONESHOT, whole VNODE hints

@@ -321,6 +321,7 @@ KqueuePolicy OpenbsdPolicy() {
   KqueuePolicy p;
   p.timeout_check = KqueuePolicy::TimeoutCheck::kBeforeChanges;
   p.modify_without_add = false;
+  p.enable_queues_active = false;
   p.zombie_attach = KqueuePolicy::ZombieAttach::kRefuse;
   p.vnode_notes = 0xff;
   p.timer_min_period = 10'000'000;  // one tick at hz = 100
@@ -865,10 +866,11 @@ TEST_F(KqueueTest, AddOnAnExistingKnoteQueuesItIfTheFileIsReady) {
 // when EV_ADD on an existing knote (OB :1201-1204, DF :1319-1322) or
 // EV_ENABLE of a disabled one (OB :1220-1227; DF :1355-1358 then
 // :1372-1378) finds the file no longer ready, the next activity is measured
-// and reported as it was, even when gone by the retrieval. Here the engine
-// takes the knote's ACTIVE back and re-arms its watch, so that activity is
-// measured when the watch fires (Kqueues::RouteWatchReady) rather than
-// queued unmeasured and then found gone by the scan.
+// and reported as it was, even when gone by the retrieval. Here a one-shot
+// knote a change leaves on the list (or off it, OpenBSD's EV_ENABLE) has
+// its watch armed, and that activity is measured when the watch fires
+// (Kqueues::RouteWatchReady) rather than found gone by the scan, which
+// would post the change's measurement (data 0).
 TEST_F(KqueueTest, AChangeThatFindsTheFileNotReadyLetsItsNextActivityBeMeasured) {
   for (const KqueuePolicy& pol : {FreebsdPolicy(), OpenbsdPolicy(), DragonflyPolicy()}) {
     // EV_ADD on an existing, queued knote.
@@ -922,6 +924,160 @@ TEST_F(KqueueTest, AChangeWithoutAddLeavesAQueuedKnoteToTheScan) {
     ASSERT_EQ(ev.size(), 1u);
     EXPECT_EQ(ev[0].data, 4);
     Call({Ch(KFilter::kRead, 5, kev::kDelete)}, Poll(0), pol);
+    host_.Close(kP.pid, 5);
+  }
+}
+
+// EV_ADD on a queued knote whose file is no longer ready (read by someone
+// since the activity that queued it, or under the NOTE_LOWAT mark the
+// change sets): the kernels run the filter (filter_modify, OB
+// kern_event.c:1201-1204; DF kern_event.c:1319-1322; FreeBSD
+// kqueue_register, done_ev_add) and only activate on a yes (knote_activate,
+// OB :1731-1739; KNOTE_ACTIVATE, DF :161-165): the no takes nothing back.
+// The knote stays on the list and the kqueue polls readable (its count:
+// filt_kqueue, OB :266-274, DF :281-287) until the scan, whose filter says
+// no and takes a level knote off silently (OB :1410-1416, DF :1510-1518).
+// A queued EV_ONESHOT is posted without a re-check, with what the change
+// measured (data 0) and its udata, and goes (OB :1410 with the filters'
+// f_process rule, :303-319, and :1422-1425; DF :1510-1533; FreeBSD
+// kqueue_scan copies kn_kevent).
+TEST_F(KqueueTest, AddOnAQueuedKnoteWhoseFileIsNoLongerReadyLeavesItToTheScan) {
+  for (const KqueuePolicy& pol : {FreebsdPolicy(), OpenbsdPolicy(), DragonflyPolicy()}) {
+    auto f = host_.Open(kP.pid, 5);
+    // Level, read by someone.
+    Call({Ch(KFilter::kRead, 5, kev::kAdd, 0, 0, 1)}, Poll(0), pol);
+    host_.Set(engine_, f, pb::kIn, 2);  // queued
+    host_.Set(engine_, f, 0, 0);        // read by someone
+    Call({Ch(KFilter::kRead, 5, kev::kAdd, 0, 0, 2)}, Poll(0), pol);
+    EXPECT_EQ(engine_.PendingCount(kq_), 1u);
+    EXPECT_TRUE(host_.readable(kq_));
+    EXPECT_TRUE(Get(8, pol).empty());
+    EXPECT_EQ(engine_.PendingCount(kq_), 0u);
+    EXPECT_FALSE(host_.readable(kq_));
+    host_.Set(engine_, f, pb::kIn, 4);  // the next activity is reported
+    auto ev = Get(8, pol);
+    ASSERT_EQ(ev.size(), 1u);
+    EXPECT_EQ(ev[0].data, 4);
+    EXPECT_EQ(ev[0].udata, 2u);
+    // Level, the file still readable but under the mark EV_ADD now sets.
+    Call({Ch(KFilter::kRead, 5, kev::kAdd, kev::kNoteLowat, 10, 3)}, Poll(0), pol);
+    EXPECT_EQ(engine_.PendingCount(kq_), 1u);
+    EXPECT_TRUE(host_.readable(kq_));
+    EXPECT_TRUE(Get(8, pol).empty());
+    EXPECT_EQ(engine_.PendingCount(kq_), 0u);
+    EXPECT_FALSE(host_.readable(kq_));
+    host_.Set(engine_, f, pb::kIn, 12);
+    ev = Get(8, pol);
+    ASSERT_EQ(ev.size(), 1u);
+    EXPECT_EQ(ev[0].data, 12);
+    Call({Ch(KFilter::kRead, 5, kev::kDelete)}, Poll(0), pol);
+    host_.Set(engine_, f, 0, 0);
+    // EV_ONESHOT, read by someone.
+    Call({Ch(KFilter::kRead, 5, kev::kAdd | kev::kOneshot, 0, 0, 1)}, Poll(0), pol);
+    host_.Set(engine_, f, pb::kIn, 4);  // measured at the activity: queued
+    host_.Set(engine_, f, 0, 0);
+    Call({Ch(KFilter::kRead, 5, kev::kAdd | kev::kOneshot, 0, 0, 9)}, Poll(0), pol);
+    EXPECT_EQ(engine_.PendingCount(kq_), 1u);
+    EXPECT_TRUE(host_.readable(kq_));
+    ev = Get(8, pol);
+    ASSERT_EQ(ev.size(), 1u);
+    EXPECT_EQ(ev[0].data, 0);
+    EXPECT_EQ(ev[0].udata, 9u);
+    EXPECT_EQ(ev[0].flags & kev::kOneshot, kev::kOneshot);
+    EXPECT_EQ(engine_.KnoteCount(kq_), 0u);
+    EXPECT_EQ(engine_.PendingCount(kq_), 0u);
+    EXPECT_FALSE(host_.readable(kq_));
+    host_.Close(kP.pid, 5);
+  }
+}
+
+// A change without EV_ADD on a queued EV_ONESHOT knote whose file is no
+// longer ready: FreeBSD and DragonFly measure it (DF kern_event.c:1355-1358;
+// FreeBSD done_ev_add) and only activate; OpenBSD runs no filter (OB
+// kern_event.c:1194-1215). It stays queued and is posted as last measured:
+// by the change (FreeBSD, DragonFly: data 0, the change's udata) or at its
+// activity (OpenBSD: data 4, udata as registered) (DF :1510-1533, OB
+// :303-319 and :1410).
+TEST_F(KqueueTest, AChangeWithoutAddLeavesAQueuedOneshotKnoteToBePostedAsMeasured) {
+  for (const KqueuePolicy& pol : {FreebsdPolicy(), DragonflyPolicy(), OpenbsdPolicy()}) {
+    const bool measures = pol.modify_without_add;
+    auto f = host_.Open(kP.pid, 5);
+    Call({Ch(KFilter::kRead, 5, kev::kAdd | kev::kOneshot, 0, 0, 1)}, Poll(0), pol);
+    host_.Set(engine_, f, pb::kIn, 4);  // queued
+    host_.Set(engine_, f, 0, 0);        // read by someone
+    Call({Ch(KFilter::kRead, 5, kev::kEnable, 0, 0, 7)}, Poll(0), pol);  // enabled already
+    EXPECT_EQ(engine_.PendingCount(kq_), 1u);
+    EXPECT_TRUE(host_.readable(kq_));
+    auto ev = Get(8, pol);
+    ASSERT_EQ(ev.size(), 1u);
+    EXPECT_EQ(ev[0].data, measures ? 0 : 4);
+    EXPECT_EQ(ev[0].udata, measures ? 7u : 1u);
+    EXPECT_EQ(engine_.KnoteCount(kq_), 0u);
+    EXPECT_FALSE(host_.readable(kq_));
+    host_.Close(kP.pid, 5);
+  }
+}
+
+// EV_ENABLE of a disabled knote that is ACTIVE (it was queued when
+// disabled), its file no longer ready. DragonFly queues it without asking
+// its filter (DF kern_event.c:1372-1378: ACTIVE and not QUEUED, after the
+// modify step measured it, :1355-1358), as FreeBSD does (done_ev_add:
+// f_event, then a knote ACTIVE and neither DISABLED nor QUEUED is
+// enqueued); OpenBSD queues it only on its filter's yes (OB
+// kern_event.c:1220-1227). Queued, the kqueue polls readable until the
+// scan, which drops a level knote (DF :1510-1518) and posts an EV_ONESHOT
+// one as the enable measured it, data 0 (DF :1510-1533). EV_ADD on the
+// knote while disabled, its filter saying no, takes nothing back (DF
+// :1319-1322, OB :1201-1204): still ACTIVE at the enable.
+TEST_F(KqueueTest, EnableOfAnActiveKnoteQueuesItWithoutTheFiltersYesOnFreebsdAndDragonfly) {
+  const std::pair<KqueuePolicy, bool> policies[] = {
+      {FreebsdPolicy(), true}, {DragonflyPolicy(), true}, {OpenbsdPolicy(), false}};
+  for (const auto& [pol, queues] : policies) {
+    auto f = host_.Open(kP.pid, 5);
+    for (bool add_while_disabled : {false, true}) {
+      SCOPED_TRACE(add_while_disabled ? "EV_ADD while disabled" : "EV_DISABLE, EV_ENABLE");
+      Call({Ch(KFilter::kRead, 5, kev::kAdd)}, Poll(0), pol);
+      host_.Set(engine_, f, pb::kIn, 2);  // queued
+      Call({Ch(KFilter::kRead, 5, kev::kDisable)}, Poll(0), pol);
+      // The scan takes a disabled knote off the list, ACTIVE kept (OB
+      // :1363-1366, DF :1503-1509); evshim's EV_DISABLE did already.
+      EXPECT_TRUE(Get(8, pol).empty());
+      host_.Set(engine_, f, 0, 0);  // read by someone
+      if (add_while_disabled) Call({Ch(KFilter::kRead, 5, kev::kAdd)}, Poll(0), pol);
+      Call({Ch(KFilter::kRead, 5, kev::kEnable)}, Poll(0), pol);
+      EXPECT_EQ(engine_.PendingCount(kq_), queues ? 1u : 0u);
+      EXPECT_EQ(host_.readable(kq_), queues);
+      EXPECT_TRUE(Get(8, pol).empty());
+      EXPECT_EQ(engine_.PendingCount(kq_), 0u);
+      EXPECT_FALSE(host_.readable(kq_));
+      host_.Set(engine_, f, pb::kIn, 3);  // the next activity is reported
+      auto ev = Get(8, pol);
+      ASSERT_EQ(ev.size(), 1u);
+      EXPECT_EQ(ev[0].data, 3);
+      Call({Ch(KFilter::kRead, 5, kev::kDelete)}, Poll(0), pol);
+      host_.Set(engine_, f, 0, 0);
+    }
+    // EV_ONESHOT: posted as the enable measured it, or (OpenBSD) not
+    // queued, its next activity reported.
+    Call({Ch(KFilter::kRead, 5, kev::kAdd | kev::kOneshot)}, Poll(0), pol);
+    host_.Set(engine_, f, pb::kIn, 4);
+    Call({Ch(KFilter::kRead, 5, kev::kDisable)}, Poll(0), pol);
+    EXPECT_TRUE(Get(8, pol).empty());
+    host_.Set(engine_, f, 0, 0);
+    Call({Ch(KFilter::kRead, 5, kev::kEnable)}, Poll(0), pol);
+    EXPECT_EQ(engine_.PendingCount(kq_), queues ? 1u : 0u);
+    auto ev = Get(8, pol);
+    if (queues) {
+      ASSERT_EQ(ev.size(), 1u);
+      EXPECT_EQ(ev[0].data, 0);
+    } else {
+      EXPECT_TRUE(ev.empty());
+      host_.Set(engine_, f, pb::kIn, 3);
+      ev = Get(8, pol);
+      ASSERT_EQ(ev.size(), 1u);
+      EXPECT_EQ(ev[0].data, 3);
+    }
+    EXPECT_EQ(engine_.KnoteCount(kq_), 0u);
     host_.Close(kP.pid, 5);
   }
 }
