@@ -295,7 +295,10 @@ Outcome Get(CallContext& ctx, const SyscallArgs& a, emul::ObjectId port, bool ge
     uint64_t tp = a.Ptr(5);
     if (tp != 0) {
       const TimespecLayout& tl = Timespec(m);
-      std::vector<std::byte> ts(tl.size);
+      // On the stack: no allocation per retrieval with a timeout.
+      static_assert(kTimespecIlp32.size <= kTimespecLp64.size);
+      std::array<std::byte, kTimespecLp64.size> on_stack;
+      const std::span<std::byte> ts(on_stack.data(), tl.size);
       if (ctx.memory().Read(tp, ts).ok()) {
         ByteReader r(ts);
         spec.timeout = emul::Timeout::Value(r.GetLong(tl.sec, PointerSize(m)),
