@@ -152,6 +152,40 @@ TEST(InprocKqueueAllocations, OneshotAddAndWaitAllocatesNothing) {
   close(kq);
 }
 
+// A libevent-shaped round: the change and event lists on the heap, a
+// timeout, a knote added and later deleted through the change list, a WRITE
+// knote toggled (EV_ADD, EV_DELETE) as a buffered writer does.
+TEST(InprocKqueueAllocations, HeapListsAndATimeoutAllocateNothing) {
+  const int kq = kqueue();
+  ASSERT_GE(kq, 0);
+  int sv[2];
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+  auto* changes = new struct kevent[4];
+  auto* events = new struct kevent[64];
+  EV_SET(&changes[0], sv[0], EVFILT_READ, EV_ADD, 0, 0, nullptr);
+  ASSERT_EQ(kevent(kq, changes, 1, nullptr, 0, nullptr), 0);
+  bool ok = true;
+  const long news = AllocationsIn([&] {
+    ok = ok && write(sv[1], "t", 1) == 1;
+    const struct timespec second {1, 0};
+    EV_SET(&changes[0], sv[0], EVFILT_WRITE, EV_ADD, 0, 0, nullptr);
+    const int n = kevent(kq, changes, 1, events, 64, &second);
+    ok = ok && n == 2;
+    char c;
+    ok = ok && read(sv[0], &c, 1) == 1;
+    EV_SET(&changes[0], sv[0], EVFILT_WRITE, EV_DELETE, 0, 0, nullptr);
+    const struct timespec zero {};
+    ok = ok && kevent(kq, changes, 1, events, 64, &zero) == 0;
+  });
+  EXPECT_TRUE(ok);
+  EXPECT_EQ(news, 0) << news << " allocations in 100 rounds";
+  delete[] changes;
+  delete[] events;
+  close(sv[0]);
+  close(sv[1]);
+  close(kq);
+}
+
 // A READ knote's watch kept for its number's next knote (LinuxHost::kept_:
 // an index for small numbers, a map for large ones) serves only the file
 // the number names: after a raw dup2 puts an empty pipe at the number
