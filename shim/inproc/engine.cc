@@ -727,7 +727,9 @@ void Engine::OnSignalReport() {
 }
 
 void Engine::ApplySignals() {
-  if (!any_signal_.exchange(false, std::memory_order_acquire)) return;
+  // A load first: the exchange is a locked write of the line at every
+  // call, and a signal is rare.
+  if (!any_signal_.load(std::memory_order_relaxed) || !any_signal_.exchange(false, std::memory_order_acquire)) return;
   for (int sig = 1; sig < kSignals; ++sig) {
     for (uint32_t n = pending_signals_[sig].exchange(0, std::memory_order_relaxed); n > 0; --n) {
       kqueues_->OnSignal(static_cast<emul::Pid>(pid_), sig);
