@@ -29,8 +29,10 @@
 //
 // States. A knote is ACTIVE when it has something to report; an active,
 // enabled knote is QUEUED on the kqueue's active list. DISABLED knotes keep
-// their state (timer counts, user triggers) but are off the list; EV_ENABLE
-// re-evaluates them (filter_process, OB kern_event.c:1220-1228). EV_DELETE
+// their state (timer counts, user triggers) but are not queued; one queued
+// when disabled stays on the list until the next scan takes it off
+// (OB kern_event.c:1363-1366); EV_ENABLE re-evaluates them (filter_process,
+// OB kern_event.c:1220-1228). EV_DELETE
 // drops the knote and whatever it had queued. Each measurement a change
 // makes goes through MeasureAfterChange, which activates on a yes and does
 // what its caller names on a no (docs/kqueue.md "A change's measurement").
@@ -548,6 +550,11 @@ bool Kqueues::MeasureAfterChange(Kq& kq, Knote& kn, ChangeStep step) {
     case ChangeStep::kModify:
       break;  // off the list: its watch is armed already (an enabled knote)
     case ChangeStep::kEnable:
+      // Still on the list (disabled with no scan since: EV_DISABLE only
+      // marks it): it stays where it is, on the three (DF :1374-1376 and
+      // FreeBSD done_ev_add enqueue only a knote not QUEUED; OB :1220-1227
+      // takes nothing back).
+      if (kn.queued) break;
       if (kn.active && kq.policy.enable_queues_active) {
         // DF :1372-1378, FreeBSD done_ev_add: on the list for the scan.
         Enqueue(kq, kn);
@@ -655,16 +662,27 @@ int Kqueues::Register(Kq& kq, Caller caller, KChange& change) {
       if (kev.flags & kev::kDisable) kn->disabled = true;
       // A pending event activates it (OB kern_event.c:1174-1178, DF
       // :1319-1322); otherwise nothing to take back: its attach activates
-      // only what its filter then reports.
-      if (MeasureAfterChange(kq, *kn, ChangeStep::kNew)) return 0;
+      // only what its filter then reports. FreeBSD measures no disabled
+      // knote (KqueuePolicy::measures_disabled): its watch is left unarmed
+      // and EV_ENABLE measures it.
+      if ((!kn->disabled || kq.policy.measures_disabled) &&
+          MeasureAfterChange(kq, *kn, ChangeStep::kNew)) {
+        return 0;
+      }
     } else {
       Modify(kq, *kn, change);  // a triggered USER knote activates in its touch
       // Measured as the kernels' filter_modify (OB kern_event.c:1201-1204, DF
       // :1319-1322): a ready file is queued again (EV_CLEAR too). Not ready:
       // a queued knote stays queued for the scan. Only descriptor knotes:
       // the others' sources activate them when their filter turns (a
-      // timer's expiry, a trigger in the touch, a process event).
-      if (fd_filter && MeasureAfterChange(kq, *kn, ChangeStep::kAdd)) return 0;
+      // timer's expiry, a trigger in the touch, a process event). FreeBSD
+      // measures no knote disabled, or being disabled, here (EV_ENABLE
+      // measures it below).
+      const bool disabled = kn->disabled || (kev.flags & kev::kDisable);
+      if (fd_filter && (!disabled || kq.policy.measures_disabled) &&
+          MeasureAfterChange(kq, *kn, ChangeStep::kAdd)) {
+        return 0;
+      }
     }
   } else if (kev.flags & kev::kDelete) {
     kn->keep_watch = true;  // DropClosedKnotesAt confirmed its file above
@@ -684,19 +702,25 @@ int Kqueues::Register(Kq& kq, Caller caller, KChange& change) {
     // EV_ADD|EV_DISABLE|EV_CLEAR (EV_DISPATCH is not taken without EV_ADD,
     // so they stay enabled): without this its UDP sender waited for a
     // POLLOUT that never came. OpenBSD runs no filter here (OB
-    // kern_event.c:1194-1215). A disabled knote is measured by EV_ENABLE
-    // below; with EV_DISABLE FreeBSD runs no filter. Not ready: left queued
-    // or not, as it was; the scan takes it off (DF :1510-1518).
-    if (fd_filter && kq.policy.modify_without_add && !kn->disabled && !(kev.flags & kev::kDisable) &&
+    // kern_event.c:1194-1215). DragonFly measures a disabled knote too, and
+    // one this change disables, before disabling it (DF :1355-1358, then
+    // :1364-1367): a ready file queues an enabled one, which EV_DISABLE
+    // then leaves on the list. FreeBSD measures neither (EV_ENABLE does,
+    // below). Not ready: left queued or not, as it was; the scan takes it
+    // off (DF :1510-1518).
+    const bool disabled = kn->disabled || (kev.flags & kev::kDisable);
+    if (fd_filter && kq.policy.modify_without_add && (!disabled || kq.policy.measures_disabled) &&
         MeasureAfterChange(kq, *kn, ChangeStep::kModify)) {
       return 0;
     }
   }
 
-  if ((kev.flags & kev::kDisable) && !kn->disabled) {
-    kn->disabled = true;
-    Dequeue(kq, *kn);  // stays active: EV_ENABLE brings it back
-  }
+  // EV_DISABLE only marks the knote (OB kern_event.c:1217-1218, DF
+  // :1361-1367, FreeBSD kqueue_register): a queued one stays on the list,
+  // counted (the kqueue polls readable), until the scan takes it off with
+  // ACTIVE kept (Collect; OB :1363-1366, DF :1503-1509), so EV_ENABLE
+  // before that finds it where it was.
+  if ((kev.flags & kev::kDisable) && !kn->disabled) kn->disabled = true;
   if ((kev.flags & kev::kEnable) && kn->disabled) {
     kn->disabled = false;
     // Measured (OB kern_event.c:1220-1227; DragonFly measured it in the

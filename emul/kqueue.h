@@ -146,6 +146,14 @@ struct KqueuePolicy {
   // scan then decides. OpenBSD queues it only on its filter's yes (OB
   // kern_event.c:1220-1227).
   bool enable_queues_active = true;
+  // A change measures a knote that is disabled (or that it disables):
+  // DragonFly runs the filter before it applies EV_DISABLE (DF
+  // kern_event.c:1319-1322, 1355-1358, then :1364-1367), OpenBSD at EV_ADD
+  // (OB kern_event.c:1174-1178, 1201-1204, then :1217-1218), so a ready
+  // file leaves the knote ACTIVE (and queued if it was enabled). FreeBSD
+  // applies EV_DISABLE first and done_ev_add calls f_event only without
+  // KN_DISABLED (kqueue_register): not measured, not activated.
+  bool measures_disabled = true;
   // EVFILT_PROC at the target's exit: OpenBSD and DragonFly report every
   // proc knote (OB kern_event.c:409-423, DF kern_event.c:378-390); FreeBSD
   // drops one that has no fflags to report (EV_DROP, docs/rules-bsd.md §4.8).

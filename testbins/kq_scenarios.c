@@ -2165,6 +2165,76 @@ static int queued_not_ready(void) {
   return 0;
 }
 
+/* EV_DISABLE only marks a knote (OB kern_event.c:1217-1218, DF kern_event.c:
+ * 1361-1367, FreeBSD kqueue_register): a queued one stays on the list,
+ * counted, so the kqueue polls readable (filt_kqueue, OB :266-274, DF
+ * :281-287; FreeBSD kqueue_poll) until a scan takes it off unposted (OB
+ * :1363-1366, DF :1503-1509). EV_ENABLE before that scan finds it still
+ * queued, in its place, even with its file read since (OB :1220-1227 and
+ * DF :1372-1378 enqueue only a knote not queued). FreeBSD measures no
+ * disabled knote at a change (kqueue_register, done_ev_add), so EV_ADD|
+ * EV_DISABLE on a ready pipe leaves its knote not ACTIVE: once the pipe is
+ * read, EV_ENABLE queues nothing there, where DragonFly queues the knote
+ * it measured ACTIVE (DF :1319-1322, :1372-1378) and OpenBSD queues only
+ * on its filter's yes (OB :1220-1227).
+ * docs/kqueue.md "EV_DISABLE of a queued knote". */
+static int disable_queued(void) {
+  int kq = kqueue();
+  int p[2], q[2];
+  CHECK(kq >= 0 && pipe(p) == 0 && pipe(q) == 0);
+  struct kevent ev[2];
+  struct pollfd pfd = {kq, POLLIN, 0};
+  char buf[8];
+  /* The only queued knote disabled: readable until the scan. */
+  CHECK(add(kq, (uintptr_t)p[0], EVFILT_READ, EV_ADD, 0, 0, NULL) == 0);
+  CHECK(write(p[1], "ab", 2) == 2);
+  CHECK(poll(&pfd, 1, 2000) == 1);
+  CHECK(add(kq, (uintptr_t)p[0], EVFILT_READ, EV_DISABLE, 0, 0, NULL) == 0);
+  CHECK(poll(&pfd, 1, 0) == 1);
+  CHECK(get(kq, ev, 1, &kZero) == 0);
+  CHECK(poll(&pfd, 1, 0) == 0);
+  CHECK(add(kq, (uintptr_t)p[0], EVFILT_READ, EV_ENABLE, 0, 0, NULL) == 0);
+  CHECK(get(kq, ev, 1, &kZero) == 1 && ev[0].ident == (uintptr_t)p[0] && ev[0].data == 2);
+  /* Disabled and enabled with no scan between: its place kept. */
+  CHECK(add(kq, (uintptr_t)q[0], EVFILT_READ, EV_ADD, 0, 0, NULL) == 0);
+  CHECK(write(q[1], "c", 1) == 1);
+  CHECK(add(kq, (uintptr_t)p[0], EVFILT_READ, EV_DISABLE, 0, 0, NULL) == 0);
+  CHECK(add(kq, (uintptr_t)p[0], EVFILT_READ, EV_ENABLE, 0, 0, NULL) == 0);
+  CHECK(get(kq, ev, 2, &kZero) == 2);
+  CHECK(ev[0].ident == (uintptr_t)p[0] && ev[1].ident == (uintptr_t)q[0]);
+  CHECK(read(q[0], buf, sizeof buf) == 1);
+  CHECK(add(kq, (uintptr_t)q[0], EVFILT_READ, EV_DELETE, 0, 0, NULL) == 0);
+  /* The same with its pipe read between: still queued, dropped by the scan. */
+  CHECK(add(kq, (uintptr_t)p[0], EVFILT_READ, EV_DISABLE, 0, 0, NULL) == 0);
+  CHECK(read(p[0], buf, sizeof buf) == 2);
+  CHECK(add(kq, (uintptr_t)p[0], EVFILT_READ, EV_ENABLE, 0, 0, NULL) == 0);
+  CHECK(poll(&pfd, 1, 0) == 1);
+  CHECK(get(kq, ev, 1, &kZero) == 0);
+  CHECK(poll(&pfd, 1, 0) == 0);
+  CHECK(add(kq, (uintptr_t)p[0], EVFILT_READ, EV_DELETE, 0, 0, NULL) == 0);
+  /* EV_ADD|EV_DISABLE on a ready pipe, read, then EV_ENABLE. */
+  CHECK(write(p[1], "de", 2) == 2);
+  CHECK(add(kq, (uintptr_t)p[0], EVFILT_READ, EV_ADD | EV_DISABLE, 0, 0, NULL) == 0);
+  CHECK(poll(&pfd, 1, 0) == 0);
+  CHECK(read(p[0], buf, sizeof buf) == 2);
+  CHECK(add(kq, (uintptr_t)p[0], EVFILT_READ, EV_ENABLE, 0, 0, NULL) == 0);
+#if defined(DRAGONFLY)
+  CHECK(poll(&pfd, 1, 0) == 1);
+#else
+  CHECK(poll(&pfd, 1, 0) == 0);
+#endif
+  CHECK(get(kq, ev, 1, &kZero) == 0);
+  CHECK(poll(&pfd, 1, 0) == 0);
+  CHECK(write(p[1], "f", 1) == 1);
+  CHECK(get_for(kq, (uintptr_t)p[0], ev) == 1 && ev[0].data == 1);
+  close(p[0]);
+  close(p[1]);
+  close(q[0]);
+  close(q[1]);
+  close(kq);
+  return 0;
+}
+
 /* ---- Readiness before the call, and closed descriptors ---- */
 
 
@@ -3326,6 +3396,7 @@ int main(int argc, char **argv) {
   if (!strcmp(s, "lowat_wakes_waiter")) return lowat_wakes_waiter();
   if (!strcmp(s, "refused_not_queued")) return refused_not_queued();
   if (!strcmp(s, "queued_not_ready")) return queued_not_ready();
+  if (!strcmp(s, "disable_queued")) return disable_queued();
   if (!strcmp(s, "ready_before_call")) return ready_before_call();
   if (!strcmp(s, "eof_before_call")) return eof_before_call();
   if (!strcmp(s, "kq_in_kq_ready")) return kq_in_kq_ready();

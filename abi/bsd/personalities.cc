@@ -84,6 +84,9 @@ constexpr KqueuePersonality kFreebsdKqueue{
                      .timer_modify_restarts = true,
                      .report_action_flags = false,  // kn_kevent.flags &= ~(EV_ADD|EV_DELETE|...)
                      .user_clear_resets_fflags = false,
+                     // kqueue_register: KN_DISABLED set before done_ev_add,
+                     // whose f_event runs only without it
+                     .measures_disabled = false,
                      // filt_proc: EV_DROP when nothing subscribed (docs/rules-bsd.md §4.8)
                      .proc_exit_always = false,
                      .zombie_attach = Policy::ZombieAttach::kAlways,  // pfind_any

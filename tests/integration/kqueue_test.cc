@@ -67,6 +67,9 @@ INSTANTIATE_TEST_SUITE_P(
                                          "refused_not_queued",
                                          // a change's no leaves a queued knote to the scan (s30)
                                          "queued_not_ready",
+                                         // EV_DISABLE only marks a queued knote; FreeBSD
+                                         // measures no disabled knote at a change (s30)
+                                         "disable_queued",
                                          // issue 14: 0 ms periodic timers (one per tick on
                                          // OpenBSD/DragonFly), EV_CLEAR on pending data,
                                          // stale EV_ONESHOT, whole VNODE hints

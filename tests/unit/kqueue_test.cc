@@ -9,6 +9,7 @@
 #include <map>
 #include <memory>
 #include <set>
+#include <string>
 
 #include "emul/kqueue.h"
 
@@ -315,6 +316,7 @@ KqueuePolicy FreebsdPolicy() {
   p.report_action_flags = false;
   p.user_clear_resets_fflags = false;
   p.proc_exit_always = false;
+  p.measures_disabled = false;
   return p;
 }
 KqueuePolicy OpenbsdPolicy() {
@@ -1040,7 +1042,8 @@ TEST_F(KqueueTest, EnableOfAnActiveKnoteQueuesItWithoutTheFiltersYesOnFreebsdAnd
       host_.Set(engine_, f, pb::kIn, 2);  // queued
       Call({Ch(KFilter::kRead, 5, kev::kDisable)}, Poll(0), pol);
       // The scan takes a disabled knote off the list, ACTIVE kept (OB
-      // :1363-1366, DF :1503-1509); evshim's EV_DISABLE did already.
+      // :1363-1366, DF :1503-1509); EV_DISABLE left it there
+      // (DisableOfAQueuedKnoteLeavesItQueuedUntilTheScan).
       EXPECT_TRUE(Get(8, pol).empty());
       host_.Set(engine_, f, 0, 0);  // read by someone
       if (add_while_disabled) Call({Ch(KFilter::kRead, 5, kev::kAdd)}, Poll(0), pol);
@@ -1078,6 +1081,142 @@ TEST_F(KqueueTest, EnableOfAnActiveKnoteQueuesItWithoutTheFiltersYesOnFreebsdAnd
       EXPECT_EQ(ev[0].data, 3);
     }
     EXPECT_EQ(engine_.KnoteCount(kq_), 0u);
+    host_.Close(kP.pid, 5);
+  }
+}
+
+// EV_DISABLE of a queued knote only marks it (OB kern_event.c:1217-1218; DF
+// kern_event.c:1361-1367; FreeBSD kqueue_register sets KN_DISABLED): it
+// stays on the list, counted, so the kqueue polls readable (filt_kqueue,
+// `kn_data = kq_count`: OB :266-274, DF :281-287; FreeBSD kqueue_poll reads
+// kq_count) until a scan takes it off without posting it, ACTIVE kept (OB
+// :1363-1366, DF :1503-1509, FreeBSD kqueue_scan's KN_DISABLED test). A
+// later EV_ENABLE of the ready file queues it again and it is reported.
+TEST_F(KqueueTest, DisableOfAQueuedKnoteLeavesItQueuedUntilTheScan) {
+  for (const KqueuePolicy& pol : {FreebsdPolicy(), OpenbsdPolicy(), DragonflyPolicy()}) {
+    auto f = host_.Open(kP.pid, 5);
+    for (uint16_t extra : {uint16_t{0}, uint16_t{kev::kOneshot}}) {
+      SCOPED_TRACE(extra ? "EV_ONESHOT" : "level");
+      Call({Ch(KFilter::kRead, 5, kev::kAdd | extra)}, Poll(0), pol);
+      host_.Set(engine_, f, pb::kIn, 2);  // queued
+      Call({Ch(KFilter::kRead, 5, kev::kDisable)}, Poll(0), pol);
+      EXPECT_EQ(engine_.PendingCount(kq_), 1u);
+      EXPECT_TRUE(host_.readable(kq_));
+      EXPECT_TRUE(Get(8, pol).empty());  // taken off, not posted
+      EXPECT_EQ(engine_.PendingCount(kq_), 0u);
+      EXPECT_FALSE(host_.readable(kq_));
+      EXPECT_EQ(engine_.KnoteCount(kq_), 1u);  // an EV_ONESHOT one too
+      Call({Ch(KFilter::kRead, 5, kev::kEnable)}, Poll(0), pol);
+      auto ev = Get(8, pol);
+      ASSERT_EQ(ev.size(), 1u);
+      EXPECT_EQ(ev[0].data, 2);
+      if (!extra) Call({Ch(KFilter::kRead, 5, kev::kDelete)}, Poll(0), pol);
+      EXPECT_EQ(engine_.KnoteCount(kq_), 0u);
+      host_.Set(engine_, f, 0, 0);
+    }
+    host_.Close(kP.pid, 5);
+  }
+}
+
+// EV_DISABLE then EV_ENABLE with no scan between: the knote never left the
+// list, so it keeps its place ahead of the knotes queued after it. The
+// kernels' EV_ENABLE enqueues only a knote not QUEUED (DF kern_event.c:
+// 1372-1378; FreeBSD done_ev_add; OB knote_activate :1736-1738), and this
+// one still is. Its file read by someone between the two: still queued on
+// the three (OpenBSD's EV_ENABLE takes nothing back either, OB :1220-1227),
+// the scan drops it silently (OB :1410-1416, DF :1510-1518).
+TEST_F(KqueueTest, DisableThenEnableWithNoScanBetweenKeepsTheKnotesPlace) {
+  for (const KqueuePolicy& pol : {FreebsdPolicy(), OpenbsdPolicy(), DragonflyPolicy()}) {
+    auto f5 = host_.Open(kP.pid, 5);
+    auto f6 = host_.Open(kP.pid, 6);
+    for (bool drained : {false, true}) {
+      SCOPED_TRACE(drained ? "read by someone between" : "still ready");
+      Call({Ch(KFilter::kRead, 5, kev::kAdd), Ch(KFilter::kRead, 6, kev::kAdd)}, Poll(0), pol);
+      host_.Set(engine_, f5, pb::kIn, 2);  // queued first
+      host_.Set(engine_, f6, pb::kIn, 3);
+      Call({Ch(KFilter::kRead, 5, kev::kDisable)}, Poll(0), pol);
+      if (drained) host_.Set(engine_, f5, 0, 0);
+      Call({Ch(KFilter::kRead, 5, kev::kEnable)}, Poll(0), pol);
+      EXPECT_EQ(engine_.PendingCount(kq_), 2u);
+      auto ev = Get(8, pol);
+      ASSERT_EQ(ev.size(), drained ? 1u : 2u);
+      if (drained) {
+        EXPECT_EQ(ev[0].ident, 6u);
+      } else {
+        EXPECT_EQ(ev[0].ident, 5u);
+        EXPECT_EQ(ev[1].ident, 6u);
+      }
+      Call({Ch(KFilter::kRead, 5, kev::kDelete), Ch(KFilter::kRead, 6, kev::kDelete)}, Poll(0),
+           pol);
+      host_.Set(engine_, f5, 0, 0);
+      host_.Set(engine_, f6, 0, 0);
+    }
+    host_.Close(kP.pid, 5);
+    host_.Close(kP.pid, 6);
+  }
+}
+
+// FreeBSD runs no filter on a disabled knote at a change: kqueue_register
+// sets KN_DISABLED from EV_DISABLE before done_ev_add (on a new knote
+// before its attach), and done_ev_add calls f_event only without
+// KN_DISABLED (sys/kern/kern_event.c, kqueue_register, read in
+// sobomax/freebsd14_vendor through the code search). DragonFly measures
+// first and disables after (DF kern_event.c:1319-1322 and 1355-1358, then
+// :1364-1367), as OpenBSD does at EV_ADD (OB :1174-1178, 1201-1204, then
+// :1217-1218): the knote is ACTIVE, and queued if it was enabled.
+// - EV_ADD|EV_DISABLE of a new knote on a ready file, the file drained,
+//   EV_ENABLE: DragonFly queues the ACTIVE knote (DF :1372-1378) for the
+//   scan to drop; FreeBSD's is not ACTIVE, nothing queued; OpenBSD queues
+//   only on the filter's yes (OB :1220-1227).
+// - EV_ADD|EV_DISABLE, or EV_DISABLE alone on FreeBSD and DragonFly (OpenBSD
+//   measures nothing without EV_ADD, OB :1194-1215), on an enabled EV_CLEAR
+//   knote whose file still has the bytes it reported: DragonFly (and
+//   OpenBSD with EV_ADD) queue it, then disable it, so the kqueue polls
+//   readable until the scan; FreeBSD leaves it off the list.
+TEST_F(KqueueTest, FreebsdMeasuresNoDisabledKnoteAtAChange) {
+  const std::pair<KqueuePolicy, const char*> policies[] = {
+      {FreebsdPolicy(), "FreeBSD"}, {DragonflyPolicy(), "DragonFly"}, {OpenbsdPolicy(), "OpenBSD"}};
+  for (const auto& [pol, name] : policies) {
+    SCOPED_TRACE(name);
+    const bool freebsd = std::string(name) == "FreeBSD";
+    const bool dragonfly = std::string(name) == "DragonFly";
+    auto f = host_.Open(kP.pid, 5);
+    f->ready = pb::kIn;
+    f->readable = 2;
+    Call({Ch(KFilter::kRead, 5, kev::kAdd | kev::kDisable)}, Poll(0), pol);
+    EXPECT_EQ(engine_.PendingCount(kq_), 0u);
+    host_.Set(engine_, f, 0, 0);  // read by someone
+    Call({Ch(KFilter::kRead, 5, kev::kEnable)}, Poll(0), pol);
+    EXPECT_EQ(engine_.PendingCount(kq_), dragonfly ? 1u : 0u);
+    EXPECT_EQ(host_.readable(kq_), dragonfly);
+    EXPECT_TRUE(Get(8, pol).empty());
+    EXPECT_FALSE(host_.readable(kq_));
+    host_.Set(engine_, f, pb::kIn, 3);  // the next activity is reported
+    auto ev = Get(8, pol);
+    ASSERT_EQ(ev.size(), 1u);
+    EXPECT_EQ(ev[0].data, 3);
+    Call({Ch(KFilter::kRead, 5, kev::kDelete)}, Poll(0), pol);
+    host_.Set(engine_, f, 0, 0);
+    for (bool with_add : {true, false}) {
+      SCOPED_TRACE(with_add ? "EV_ADD|EV_DISABLE" : "EV_DISABLE");
+      const bool measured = !freebsd && (with_add || dragonfly);
+      Call({Ch(KFilter::kRead, 5, kev::kAdd | kev::kClear)}, Poll(0), pol);
+      host_.Set(engine_, f, pb::kIn, 2);
+      ev = Get(8, pol);
+      ASSERT_EQ(ev.size(), 1u);  // reported; its bytes still there
+      const uint16_t add = with_add ? kev::kAdd | kev::kClear : 0;
+      Call({Ch(KFilter::kRead, 5, static_cast<uint16_t>(add | kev::kDisable))}, Poll(0), pol);
+      EXPECT_EQ(engine_.PendingCount(kq_), measured ? 1u : 0u);
+      EXPECT_EQ(host_.readable(kq_), measured);
+      EXPECT_TRUE(Get(8, pol).empty());
+      EXPECT_EQ(engine_.PendingCount(kq_), 0u);
+      Call({Ch(KFilter::kRead, 5, kev::kEnable)}, Poll(0), pol);
+      ev = Get(8, pol);
+      ASSERT_EQ(ev.size(), 1u);  // measured ready by the enable (on the three)
+      EXPECT_EQ(ev[0].data, 2);
+      Call({Ch(KFilter::kRead, 5, kev::kDelete)}, Poll(0), pol);
+      host_.Set(engine_, f, 0, 0);
+    }
     host_.Close(kP.pid, 5);
   }
 }
@@ -1166,7 +1305,8 @@ TEST_F(KqueueTest, ADescriptorClosedWhileAChangeMeasuresItDropsTheKnoteSilently)
     };
     const Step steps[] = {
         {"EV_ADD of a new knote", 0, kev::kAdd | kev::kDisable | kev::kEnable, true},
-        {"EV_ADD on an existing knote", kev::kAdd, kev::kAdd | kev::kDisable, true},
+        // FreeBSD measures no knote that the change disables (kqueue_register)
+        {"EV_ADD on an existing knote", kev::kAdd, kev::kAdd | kev::kDisable, pol.measures_disabled},
         {"a change without EV_ADD", kev::kAdd, kev::kEnable, pol.modify_without_add},
         {"EV_ENABLE of a disabled knote", kev::kAdd | kev::kDisable, kev::kEnable, true},
     };
@@ -1215,7 +1355,8 @@ TEST_F(KqueueTest, ADescriptorClosedAtTheLookAfterAChangeArmsItDropsTheKnoteSile
     };
     const Step steps[] = {
         {"EV_ADD of a new knote", 0, kev::kAdd | kev::kDisable | kev::kEnable},
-        {"EV_ADD on an existing knote", kev::kAdd, kev::kAdd | kev::kDisable},
+        // Not disabled by it: FreeBSD measures no knote a change disables.
+        {"EV_ADD on an existing knote", kev::kAdd, kev::kAdd},
         {"EV_ENABLE of a disabled knote", kev::kAdd | kev::kDisable, kev::kEnable},
     };
     for (const Step& s : steps) {
