@@ -2970,8 +2970,11 @@ bool RawSigmask(int how, int sig) {
 TEST(InprocFaultCopy, ASentSigsegvNeverRunsOnTheEnginesThread) {
   for (int sig : {SIGSEGV, SIGBUS}) {
     EXPECT_CHILD_EXITS_0([sig] {
-      const int port = port_create();  // the engine and its idle pump
+      const int port = port_create();
       if (port < 0) return 2;
+      // The idle pump, started as a program starts it (a poll of the port):
+      // the other thread that could take the signal.
+      if (WaitForThePump(port) == 0) return 9;
       if (!SetHandler(sig, RecordThread)) return 3;
       g_handled = 0;
       if (!RawSigmask(SIG_BLOCK, sig) || kill(getpid(), sig) != 0) return 4;
