@@ -214,8 +214,6 @@ class Engine {
   void EnsureIdlePump() {
     if (!pump_started_.load(std::memory_order_acquire)) StartIdlePumpOnce();
   }
-  // Whether the idle pump was started (tests, docs).
-  bool idle_pump_started() const { return pump_started_.load(std::memory_order_acquire); }
 
  private:
   class Context;

@@ -97,16 +97,22 @@ inline void PollOnceThroughTheLibrary(int object_fd) {
   (void)poll(&p, 1, 0);
 }
 
+// The other thread of this process once there is one (up to about a
+// second), or 0.
+inline pid_t WaitForAnotherThread() {
+  pid_t other = 0;
+  for (int tries = 0; other == 0 && tries < 1000; ++tries) {
+    other = OtherThread();
+    if (other == 0) usleep(1000);
+  }
+  return other;
+}
+
 // The idle pump, started by a poll of `object_fd` (up to about a second),
 // or 0.
 inline pid_t WaitForThePump(int object_fd) {
   PollOnceThroughTheLibrary(object_fd);
-  pid_t pump = 0;
-  for (int tries = 0; pump == 0 && tries < 1000; ++tries) {
-    pump = OtherThread();
-    if (pump == 0) usleep(1000);
-  }
-  return pump;
+  return WaitForAnotherThread();
 }
 
 // The pump and this thread on this thread's processor, the pump at
@@ -298,12 +304,7 @@ inline bool SleepsInPoll(pid_t pid, pid_t tid) {
 // In a child: sends its own thread id and its idle pump's on `up`, the
 // pump started by a poll of `object_fd`.
 inline bool SendThreadIds(int up, int object_fd) {
-  PollOnceThroughTheLibrary(object_fd);
-  pid_t ids[2] = {gettid(), 0};
-  for (int tries = 0; ids[1] == 0 && tries < 1000; ++tries) {
-    ids[1] = OtherThread();
-    if (ids[1] == 0) usleep(1000);
-  }
+  const pid_t ids[2] = {gettid(), WaitForThePump(object_fd)};
   return ids[1] != 0 && write(up, ids, sizeof ids) == sizeof ids;
 }
 

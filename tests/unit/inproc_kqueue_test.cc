@@ -752,10 +752,7 @@ void OnlyCallsThenEpollCtl() {
   epoll_event ev{};
   ev.events = EPOLLIN;
   if (ep < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, kq, &ev) != 0) _exit(7);
-  for (int tries = 0; evshim::testing::OtherThread() == 0; ++tries) {
-    if (tries == 1000) _exit(11);
-    usleep(1000);
-  }
+  if (evshim::testing::WaitForAnotherThread() == 0) _exit(11);
   _exit(0);
 }
 
