@@ -525,6 +525,11 @@ bool Kqueues::Measure(Kq& kq, Knote& kn, bool* dropped) {
 // filter takes it off (OB :1410-1416, DF :1510-1518) or, EV_ONESHOT, posts
 // it as last measured (DF :1510-1531; OB :303-319 with :1410). What
 // differs is each step's (docs/kqueue.md "A change's measurement").
+bool Kqueues::ChangeMeasures(const Kq& kq, const Knote& kn, uint16_t flags) {
+  const bool disabled = kn.disabled || (flags & kev::kDisable);
+  return !disabled || kq.policy.measures_disabled;
+}
+
 bool Kqueues::MeasureAfterChange(Kq& kq, Knote& kn, ChangeStep step) {
   bool dropped = false;
   const bool ready = Evaluate(kq, kn, &dropped);
@@ -665,8 +670,7 @@ int Kqueues::Register(Kq& kq, Caller caller, KChange& change) {
       // only what its filter then reports. FreeBSD measures no disabled
       // knote (KqueuePolicy::measures_disabled): its watch is left unarmed
       // and EV_ENABLE measures it.
-      if ((!kn->disabled || kq.policy.measures_disabled) &&
-          MeasureAfterChange(kq, *kn, ChangeStep::kNew)) {
+      if (ChangeMeasures(kq, *kn, kev.flags) && MeasureAfterChange(kq, *kn, ChangeStep::kNew)) {
         return 0;
       }
     } else {
@@ -678,9 +682,7 @@ int Kqueues::Register(Kq& kq, Caller caller, KChange& change) {
       // timer's expiry, a trigger in the touch, a process event). FreeBSD
       // measures no knote disabled, or being disabled, here (EV_ENABLE
       // measures it below).
-      const bool disabled = kn->disabled || (kev.flags & kev::kDisable);
-      if (fd_filter && (!disabled || kq.policy.measures_disabled) &&
-          MeasureAfterChange(kq, *kn, ChangeStep::kAdd)) {
+      if (fd_filter && ChangeMeasures(kq, *kn, kev.flags) && MeasureAfterChange(kq, *kn, ChangeStep::kAdd)) {
         return 0;
       }
     }
@@ -708,8 +710,7 @@ int Kqueues::Register(Kq& kq, Caller caller, KChange& change) {
     // then leaves on the list. FreeBSD measures neither (EV_ENABLE does,
     // below). Not ready: left queued or not, as it was; the scan takes it
     // off (DF :1510-1518).
-    const bool disabled = kn->disabled || (kev.flags & kev::kDisable);
-    if (fd_filter && kq.policy.modify_without_add && (!disabled || kq.policy.measures_disabled) &&
+    if (fd_filter && kq.policy.modify_without_add && ChangeMeasures(kq, *kn, kev.flags) &&
         MeasureAfterChange(kq, *kn, ChangeStep::kModify)) {
       return 0;
     }

@@ -821,6 +821,10 @@ class Kqueues final : public Engine {
   // dropped the knote (its descriptor was closed meanwhile): the change
   // then succeeds and touches it no more.
   bool MeasureAfterChange(Kq& kq, Knote& kn, ChangeStep step);
+  // Whether a change with `flags` measures the knote before EV_ENABLE:
+  // not one that is disabled, or that the change disables, on FreeBSD
+  // (KqueuePolicy::measures_disabled).
+  static bool ChangeMeasures(const Kq& kq, const Knote& kn, uint16_t flags);
   // The event a knote reports now.
   static KeventRecord Report(const Knote& kn);
   void Activate(Kq& kq, Knote& kn);
