@@ -18,12 +18,12 @@ redis_version=5:7.0.15-1~deb12u10
 jobs=${EVSHIM_CLIENTS_JOBS:-2}
 run_timeout=${EVSHIM_REDIS_RUN_TIMEOUT:-300}
 variants=(ports kqueue)
-# The units (docs/clients.md "## Redis", "The subset"): connections and the
-# protocol parser (partial and pipelined requests, big arguments), keyspace
-# commands, INFO and its counters, Pub/Sub (many subscribers, pattern
-# subscriptions), expiry (the server's timer event and lazy expiry, with
-# sleeps), and the list type with its blocking commands (BLPOP, BLMOVE,
-# timeouts, clients unblocked by other clients).
+# The units (docs/clients.md "## Redis", "The subset"): the protocol
+# parser (malformed requests, protocol desync, many arguments, pipelining),
+# keyspace commands, INFO and its counters, Pub/Sub (subscribers on several
+# connections, patterns), expiry (the server's timer event and lazy expiry,
+# with sleeps; a replica), and the list type with its blocking commands
+# (BLPOP, BLMOVE, timeouts, clients unblocked by other clients).
 units=(unit/protocol unit/keyspace unit/info unit/pubsub unit/expire unit/type/list)
 if [ "${EVSHIM_CLIENTS_QUICK:-0}" = 1 ]; then
   units=(unit/protocol unit/keyspace unit/info unit/pubsub)
