@@ -70,6 +70,8 @@ TEST_P(PortScenario, PassesUnderEvshimRun) {
 INSTANTIATE_TEST_SUITE_P(Ports, PortScenario,
                          ::testing::Values("etime", "wake_on_send", "two_waiters", "epipe",
                                            "socket_eof", "fd_oneshot", "get_zero_untouched", "close_discards",
+                                           // rules 6 and 23 as Redis meets them (docs/clients.md "## Redis")
+                                           "fd_fire_order", "pipe_writer_gone",
                                            "getn_partial", "alert", "sendn", "bad_ports",
                                            "pollable", "pollable_handoff", "fork_shares", "fork_dissociate", "eintr",
                                            "timer_port", "timer_fork", "timer_signal",
@@ -242,7 +244,7 @@ TEST(FastPath, ScenariosRunWithoutAnySupervisor) {
   for (const char* name : {"etime", "wake_on_send", "two_waiters", "fd_oneshot", "get_zero_untouched",
                            "close_discards", "getn_partial", "alert", "sendn", "bad_ports", "pollable",
                            "pollable_handoff", "eintr", "timer_port", "file_events",
-                           "close_waiter",
+                           "close_waiter", "fd_fire_order", "pipe_writer_gone",
                            // the engine's copy that survives a fault (docs/design.md)
                            "fault_copy"}) {
     if (SkippedUnderTsan(name)) continue;
