@@ -467,7 +467,7 @@ class EventPorts final : public Engine {
 
   // The port found last is kept (a call names its port several times: the
   // engine's glance, the handler, the look's reports); ErasePort forgets it.
-  Port* Find(ObjectId id) {
+  [[gnu::always_inline]] Port* Find(ObjectId id) {
     if (id == kept_id_) return kept_port_;
     return FindInMap(id);
   }

@@ -135,7 +135,8 @@ class AnswerTo {
   // Whether the handler's outcome is the InCallAnswer (else Deferred).
   bool in_call() const { return slot_ != nullptr; }
   bool StillPending() { return slot_ != nullptr ? !slot_->answered : responder_->StillPending(); }
-  bool Respond(const Outcome& out) {
+  // Inline: every answer of a retrieval or kevent goes through it.
+  [[gnu::always_inline]] bool Respond(const Outcome& out) {
     if (slot_ == nullptr) return responder_->Respond(out);
     if (slot_->answered) return false;
     slot_->answered = true;
