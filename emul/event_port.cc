@@ -232,13 +232,22 @@ void EventPorts::FreeAssoc(Port& p, FdAssoc* a) {
   host_.DropWatch(a->watch);
   by_watch_.erase(a->watch);
   ReturnSlot(p);
-  auto range = p.fd_assocs.equal_range(a->fd);
+  if (p.kept_assoc == a) p.kept_assoc = nullptr;
+  const int fd = a->fd;
+  auto range = p.fd_assocs.equal_range(fd);
   for (auto it = range.first; it != range.second; ++it) {
     if (&it->second == a) {
       p.fd_assocs.erase(it);
       break;
     }
   }
+  MarkAlone(p, fd);
+}
+
+void EventPorts::MarkAlone(Port& p, int fd) {
+  auto range = p.fd_assocs.equal_range(fd);
+  const bool alone = range.first != range.second && std::next(range.first) == range.second;
+  for (auto it = range.first; it != range.second; ++it) it->second.alone = alone;
 }
 
 // port_close_fd (port.c:164-169, 306-316): closing a descriptor removes the
@@ -275,6 +284,15 @@ void EventPorts::DropClosedFds(ObjectId id) {
 }
 
 EventPorts::FdAssoc* EventPorts::DropClosedAtThenFind(Port& p, Pid pid, int fd) {
+  // The number's only association, kept from its report or its last
+  // association: all the look-up below would find (the same checks).
+  if (FdAssoc* k = p.kept_assoc; k != nullptr && k->fd == fd && k->alone) {
+    if (Closed(*k)) {
+      FreeAssoc(p, k);
+      return nullptr;
+    }
+    return k->owner == pid || host_.SameFile(pid, fd, k->watch) ? k : nullptr;
+  }
   std::vector<FdAssoc*> closed;
   FdAssoc* found = nullptr;
   auto range = p.fd_assocs.equal_range(fd);
@@ -448,6 +466,7 @@ Result<void> EventPorts::AssociateFd(Caller caller, ObjectId id, int64_t object,
     fresh.owner = caller.pid;  // the child may re-associate, but the owner stays (rule 12)
     fresh.watch = *watch;
     a = &p->fd_assocs.emplace(fd, fresh)->second;
+    MarkAlone(*p, fd);
     p->had_fd_assoc = true;
     by_watch_[a->watch] = a;
     TakeSlot(*p);
@@ -457,6 +476,7 @@ Result<void> EventPorts::AssociateFd(Caller caller, ObjectId id, int64_t object,
   }
   a->events = events;
   a->user = user;
+  p->kept_assoc = a;
   // Every retrieval and the poll family's settle route ready watches first,
   // so a ready file already registered may be reported there (rule 6 holds
   // at the first look; the host saves its poll).
@@ -799,6 +819,7 @@ void EventPorts::AssocReady(FdAssoc* a, uint32_t revents) {
   a->active = false;  // one-shot: pollwakeup clears PORT_KEV_VALID (rule 5)
   Port* p = Find(a->port);
   if (p == nullptr) return;
+  p->kept_assoc = a;  // its re-association usually follows
   Enqueue(*p, Queued{.ev = PortEvent{static_cast<uint16_t>(PortSource::kFd), fired,
                                      static_cast<uint64_t>(a->fd), a->user},
                      .assoc = a,

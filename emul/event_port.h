@@ -397,6 +397,9 @@ class EventPorts final : public Engine {
     uint32_t events = 0;
     bool active = false;               // armed, waiting for readiness
     bool queued = false;               // beside `active`, not an optional: 8 bytes less
+    // The port's only association of its number (MarkAlone): then it is
+    // all that number's look-up would find (Port::kept_assoc).
+    bool alone = false;
   };
   static_assert(sizeof(FdAssoc) <= 48, "an association outgrew its memory budget");
   // A PORT_SOURCE_FILE watch (port_fop.c portfop_t), keyed by (pid, object).
@@ -452,6 +455,12 @@ class EventPorts final : public Engine {
     std::list<Queued> queue;
     std::list<Waiter> waiters;  // head first (port_queue_thread order)
     std::multimap<int, FdAssoc> fd_assocs;  // nodes do not move: FdAssoc* stays valid
+    // The association last reported or associated, while it lives
+    // (FreeAssoc forgets it): when it is alone on its number, the
+    // number's re-association finds it with no look-up of fd_assocs
+    // (DropClosedAtThenFind; an event loop re-associates the file it was
+    // just told of).
+    FdAssoc* kept_assoc = nullptr;
     bool had_fd_assoc = false;
     std::map<std::pair<Pid, uint64_t>, std::unique_ptr<FileAssoc>> file_assocs;
     bool had_file_source = false;  // port_fop_associate_source: never undone
@@ -467,7 +476,7 @@ class EventPorts final : public Engine {
 
   // The port found last is kept (a call names its port several times: the
   // engine's glance, the handler, the look's reports); ErasePort forgets it.
-  Port* Find(ObjectId id) {
+  [[gnu::always_inline]] Port* Find(ObjectId id) {
     if (id == kept_id_) return kept_port_;
     return FindInMap(id);
   }
@@ -479,6 +488,9 @@ class EventPorts final : public Engine {
   void AssocReady(FdAssoc* a, uint32_t revents);
   void RemoveQueued(Port& p, QueueIt it);
   void FreeAssoc(Port& p, FdAssoc* a);
+  // Sets `alone` on number `fd`'s associations of `p` after one was added
+  // or removed.
+  void MarkAlone(Port& p, int fd);
   void FreeFileAssoc(Port& p, FileAssoc* a);
   // Records that `pid` uses the port (usually its first and only user:
   // one compare, inline).

@@ -221,6 +221,7 @@ Result<ObjectId> EventPorts::ImportPort(Caller caller, const PortState& s) {
     fresh.events = in.events;
     fresh.user = in.user;
     FdAssoc* a = &p.fd_assocs.emplace(in.fd, fresh)->second;
+    MarkAlone(p, in.fd);
     by_watch_[a->watch] = a;
     ++p.slots;
     assocs[i] = a;

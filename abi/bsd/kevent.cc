@@ -253,9 +253,11 @@ class KeventDone final : public emul::KeventCompletion, public ThreadSpareBlock<
  public:
   static constexpr size_t kEventsOnStack = 16;
   KeventDone(const KeventLayout& layout, bool record_slot_advances_on_fault, GuestMemory& memory,
-             std::shared_ptr<Responder> responder, uint64_t eventlist)
+             AnswerTo responder, uint64_t eventlist)
       : layout_(layout), advance_on_fault_(record_slot_advances_on_fault), memory_(memory),
         responder_(std::move(responder)), eventlist_(eventlist) {}
+  // The call parked (its handler returns Outcome::Deferred()).
+  void Park(CallContext& ctx) { responder_.Park(ctx); }
 
   // Change results go out one by one, as the change loop makes them.
   bool PostRecord(const emul::KeventRecord& record) override {
@@ -275,9 +277,9 @@ class KeventDone final : public emul::KeventCompletion, public ThreadSpareBlock<
       Outcome answer = out.error != 0 ? Outcome::Error(out.error)
                                       : Outcome::Value(static_cast<int64_t>(out.events.size()));
       answer.stands_if_refused = true;
-      return responder_->Respond(answer);
+      return responder_.Respond(answer);
     }
-    if (!responder_->StillPending()) return false;  // the events go back
+    if (!responder_.StillPending()) return false;  // the events go back
     // The usual few events are encoded on the stack (no allocation per
     // retrieval), a longer list on the heap; one write either way. The
     // layouts have no padding (Contiguous): every byte is written.
@@ -289,18 +291,18 @@ class KeventDone final : public emul::KeventCompletion, public ThreadSpareBlock<
     if (!memory_.Write(eventlist_, bytes.span()).ok()) {
       Outcome lost = Outcome::Error(EFAULT);  // events are lost, as copyout loses them
       lost.stands_if_refused = true;
-      responder_->Respond(lost);
+      responder_.Respond(lost);
       return true;
     }
     // Refused, the events go back (the engine's PutBack): the call is void.
-    return responder_->Respond(Outcome::Value(static_cast<int64_t>(out.events.size())));
+    return responder_.Respond(Outcome::Value(static_cast<int64_t>(out.events.size())));
   }
 
  private:
   const KeventLayout& layout_;
   bool advance_on_fault_;
   GuestMemory& memory_;
-  std::shared_ptr<Responder> responder_;
+  AnswerTo responder_;
   uint64_t eventlist_;
   uint64_t record_slot_ = 0;
 };
@@ -368,7 +370,12 @@ Outcome Kevent(CallContext& ctx, const SyscallArgs& a, const KqueuePersonality& 
   // The change list, in chunks as the kernels copy it in; a fault ends it.
   // A short list (the usual one or two) is read and decoded on the stack,
   // so the call allocates nothing; a longer one on the heap.
-  auto responder = ctx.Defer();
+  // Answered at once (the usual kevent of an event loop), the answer is
+  // the handler's outcome where the transport allows (AnswerTo); a call
+  // that parks takes the transport's Responder then.
+  InCallAnswer in_call;
+  AnswerTo responder(ctx, &in_call);
+  const bool answers_in_call = responder.in_call();
   SmallBuffer<emul::KChange, kChangesOnStack> changes;
   SmallBuffer<std::byte, kChangesOnStack * kMaxKeventSize> raw;
   bool changes_fault = false;
@@ -379,7 +386,7 @@ Outcome Kevent(CallContext& ctx, const SyscallArgs& a, const KqueuePersonality& 
       // A signal took the caller away meanwhile (as for the timeout above):
       // no change is applied, not even the chunks already read, so the
       // re-issued call is served afresh and none is applied twice.
-      if (!responder->StillPending()) return Outcome::Deferred();
+      if (!responder.StillPending()) return Outcome::Deferred();
       changes_fault = true;
       break;
     }
@@ -398,10 +405,15 @@ Outcome Kevent(CallContext& ctx, const SyscallArgs& a, const KqueuePersonality& 
 
   auto done = std::make_unique<KeventDone>(layout, p.record_slot_advances_on_fault, ctx.memory(),
                                            std::move(responder), eventlist);
+  KeventDone* const completion = done.get();  // alive while its call is parked
   if (std::optional<emul::WaitId> w = kqs->Kevent(ctx.caller(), *kq, p.policy, changes.span(),
                                                   changes_fault, wait, std::move(done))) {
+    completion->Park(ctx);
     ctx.Parked(*w);
+    return Outcome::Deferred();
   }
+  // Not parked: the core answered the call before it returned.
+  if (answers_in_call) return in_call.answered ? in_call.outcome : Outcome::Error(EINTR);
   return Outcome::Deferred();
 }
 

@@ -87,6 +87,13 @@ class CallContext {
   virtual emul::Kqueues* kqueues() { return nullptr; }
   // Takes over answering this call; the handler then returns Outcome::Deferred().
   virtual std::shared_ptr<Responder> Defer() = 0;
+  // Whether a call that may wait (a retrieval) and is answered before its
+  // handler returns may give that answer as the handler's own outcome,
+  // taking no Responder (AnswerTo, below): the calling thread runs the
+  // handler and nothing can take the call away meanwhile, so the answer is
+  // never refused. The in-process engine. Default: no (the supervisor's
+  // Responder asks the kernel whether the notification is still valid).
+  virtual bool AnswersInCall() const { return false; }
   // Remembers the wait a deferred call parked, so the transport can cancel it
   // when the thread goes away.
   virtual void Parked(emul::WaitId id) = 0;
@@ -101,6 +108,53 @@ class CallContext {
   }
   // A call the table lists but evshim does not implement yet: logged once.
   virtual void NotImplemented(std::string_view what) = 0;
+};
+
+// A deferred call's answer given while its handler runs (AnswersInCall).
+struct InCallAnswer {
+  bool answered = false;
+  Outcome outcome;
+};
+
+// What a completion answers its call through. Where the transport
+// AnswersInCall, into the handler's InCallAnswer until the call parks
+// (Park: the transport's Responder is taken then), so a call answered at
+// once costs no Responder; elsewhere through the Responder, taken at once.
+// Both answer the same: in the call nothing is pending but the call itself,
+// which is never refused (the Responder of a call still running says the
+// same).
+class AnswerTo {
+ public:
+  AnswerTo(CallContext& ctx, InCallAnswer* slot) {
+    if (slot != nullptr && ctx.AnswersInCall()) {
+      slot_ = slot;
+    } else {
+      responder_ = ctx.Defer();
+    }
+  }
+  // Whether the handler's outcome is the InCallAnswer (else Deferred).
+  bool in_call() const { return slot_ != nullptr; }
+  bool StillPending() { return slot_ != nullptr ? !slot_->answered : responder_->StillPending(); }
+  // Inline: every answer of a retrieval or kevent goes through it.
+  [[gnu::always_inline]] bool Respond(const Outcome& out) {
+    if (slot_ == nullptr) return responder_->Respond(out);
+    if (slot_->answered) return false;
+    slot_->answered = true;
+    slot_->outcome = out;
+    return true;
+  }
+  // The call parked (its handler returns Outcome::Deferred()): answered
+  // through the transport's Responder from now on. Before the handler
+  // returns, with the context still valid.
+  void Park(CallContext& ctx) {
+    if (slot_ == nullptr) return;
+    slot_ = nullptr;
+    responder_ = ctx.Defer();
+  }
+
+ private:
+  InCallAnswer* slot_ = nullptr;
+  std::shared_ptr<Responder> responder_;
 };
 
 }  // namespace evshim::abi

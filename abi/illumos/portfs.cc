@@ -113,18 +113,20 @@ namespace {
 class GetCompletion final : public emul::GetCompletion, public ThreadSpareBlock<GetCompletion> {
  public:
   static constexpr size_t kEventsOnStack = 16;
-  GetCompletion(DataModel model, GuestMemory& memory, std::shared_ptr<Responder> responder,
+  GetCompletion(DataModel model, GuestMemory& memory, CallContext& ctx, InCallAnswer* in_call,
                 uint64_t list, bool getn)
-      : model_(model), memory_(memory), responder_(std::move(responder)), list_(list),
-        getn_(getn) {}
+      : model_(model), memory_(memory), responder_(ctx, in_call), list_(list), getn_(getn) {}
+  // The retrieval parked (its handler returns Outcome::Deferred()).
+  void Park(CallContext& ctx) { responder_.Park(ctx); }
+  bool in_call() const { return responder_.in_call(); }
 
   bool Complete(const emul::GetOutcome& out) override {
-    if (!responder_->StillPending()) return false;
+    if (!responder_.StillPending()) return false;
     if (out.count_only) {
-      return responder_->Respond(Outcome::Value(EncodeGetnResult(model_, *out.count_only, false)));
+      return responder_.Respond(Outcome::Value(EncodeGetnResult(model_, *out.count_only, false)));
     }
-    if (out.error != 0 && out.error != ETIME) return responder_->Respond(Outcome::Error(out.error));
-    if (!getn_ && out.error == ETIME) return responder_->Respond(Outcome::Error(ETIME));
+    if (out.error != 0 && out.error != ETIME) return responder_.Respond(Outcome::Error(out.error));
+    if (!getn_ && out.error == ETIME) return responder_.Respond(Outcome::Error(ETIME));
     if (!out.events.empty()) {
       const size_t size = PortEvent(model_).size;
       const size_t total = size * out.events.size();
@@ -141,19 +143,19 @@ class GetCompletion final : public emul::GetCompletion, public ThreadSpareBlock<
       EncodePortEvents(model_, out.events, bytes);
       if (!memory_.Write(list_, bytes).ok()) {
         // Copy-out fault after dequeue: EFAULT and the events are lost (docs/rules-ports.md rule 28).
-        responder_->Respond(Outcome::Error(EFAULT));
+        responder_.Respond(Outcome::Error(EFAULT));
         return true;
       }
     }
-    if (!getn_) return responder_->Respond(Outcome::Value(0));
-    return responder_->Respond(Outcome::Value(
+    if (!getn_) return responder_.Respond(Outcome::Value(0));
+    return responder_.Respond(Outcome::Value(
         EncodeGetnResult(model_, static_cast<uint32_t>(out.events.size()), out.error == ETIME)));
   }
 
  private:
   DataModel model_;
   GuestMemory& memory_;
-  std::shared_ptr<Responder> responder_;
+  AnswerTo responder_;
   uint64_t list_;
   bool getn_;
 };
@@ -318,11 +320,20 @@ Outcome Get(CallContext& ctx, const SyscallArgs& a, emul::ObjectId port, bool ge
     }
   }
   spec.list_is_null = list == 0;
-  auto responder = ctx.Defer();
-  auto done = std::make_unique<GetCompletion>(m, ctx.memory(), std::move(responder), list, getn);
+  // Answered at once (the usual retrieval of an event loop), the answer is
+  // the handler's outcome where the transport allows (AnswerTo); a
+  // retrieval that parks takes the transport's Responder then.
+  InCallAnswer in_call;
+  auto done = std::make_unique<GetCompletion>(m, ctx.memory(), ctx, &in_call, list, getn);
+  GetCompletion* const completion = done.get();  // alive while its retrieval is parked
+  const bool answers_in_call = completion->in_call();
   if (std::optional<emul::WaitId> wait = ctx.ports().Get(ctx.caller(), port, spec, std::move(done))) {
+    completion->Park(ctx);
     ctx.Parked(*wait);
+    return Outcome::Deferred();
   }
+  // Not parked: the core answered the retrieval before it returned.
+  if (answers_in_call) return in_call.answered ? in_call.outcome : Outcome::Error(EINTR);
   return Outcome::Deferred();
 }
 

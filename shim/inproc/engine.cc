@@ -461,9 +461,9 @@ class Engine::Waiter final : public abi::Responder {
 
 class Engine::Context final : public abi::CallContext {
  public:
-  Context(Engine& engine, abi::GuestMemory& memory)
+  Context(Engine& engine, abi::GuestMemory& memory, bool traced)
       : engine_(engine), memory_(memory),
-        caller_{static_cast<emul::Pid>(engine.pid_), ThreadId(engine.pid_)} {}
+        caller_{static_cast<emul::Pid>(engine.pid_), ThreadId(engine.pid_)}, traced_(traced) {}
 
   emul::Caller caller() const override { return caller_; }
   abi::GuestMemory& memory() override { return memory_; }
@@ -512,6 +512,16 @@ class Engine::Context final : public abi::CallContext {
   }
   emul::EventPorts& ports() override { return *engine_.ports_; }
   emul::Kqueues* kqueues() override { return engine_.kqueues_.get(); }
+  // The calling thread runs the handler and holds the lock: an answer given
+  // before the handler returns is never refused (Waiter::Respond accepts it
+  // as well), so it is the handler's outcome, with no Waiter made ready for
+  // it (Defer). Not while the call is traced: the trace hears of deferred
+  // answers through the Waiter (docs/trace.md "Fast mode").
+  bool AnswersInCall() const override {
+    if (traced_) return false;
+    asked_in_call_ = true;
+    return true;
+  }
   std::shared_ptr<abi::Responder> Defer() override {
     if (waiter_) return waiter_;
     // The thread's previous waiter, when its call left nothing holding it.
@@ -555,6 +565,8 @@ class Engine::Context final : public abi::CallContext {
     move_named_port_ = true;
   }
   bool foreign() const { return foreign_; }
+  // The handler may have answered in the call (AnswersInCall was asked).
+  bool asked_in_call() const { return asked_in_call_; }
   const std::shared_ptr<Waiter>& waiter() const { return waiter_; }
   std::optional<emul::WaitId> wait() const { return wait_; }
   std::optional<std::pair<emul::ObjectId, int>> last_object() const { return last_object_; }
@@ -586,6 +598,8 @@ class Engine::Context final : public abi::CallContext {
   std::optional<std::pair<emul::ObjectId, int>> last_object_;
   bool foreign_ = false;
   bool move_named_port_ = false;
+  bool traced_;
+  mutable bool asked_in_call_ = false;
 };
 
 Engine::Engine(EngineOptions options, std::shared_ptr<const Inherited> inherited)
@@ -852,7 +866,7 @@ bool Engine::Call(const abi::SyscallEntry& row, int nr, const std::array<uint64_
   abi::SyscallArgs a(kProcessModel, raw);
   fasttrace::CallTrace* traced =  // trace (docs/trace.md "Fast mode")
       fasttrace::On() ? fasttrace::Begin(*entry, nr, args, pid_, ThreadId(pid_), *memory_) : nullptr;
-  Context ctx(*this, traced != nullptr ? traced->memory() : *memory_);
+  Context ctx(*this, traced != nullptr ? traced->memory() : *memory_, traced != nullptr);
   if (timers_moved_ && entry->call == abi::Call::kTimerCreate) ctx.ForwardTimerCreate();
   abi::Outcome out;
   // Answered by another thread, whose unlock writes this thread's eventfd
@@ -883,6 +897,11 @@ bool Engine::Call(const abi::SyscallEntry& row, int nr, const std::array<uint64_
     objects_->MarkAllPolled();
     objects_->ApplyReadiness();
     return false;
+  }
+  // A retrieval answered in the call did not wait (LikelyToWait), as one
+  // whose Waiter was answered at once (below).
+  if (ctx.asked_in_call() && out.kind != abi::Outcome::Kind::kDeferred && port_call.IsRetrieval()) {
+    t_last_get_waited = false;
   }
   if (out.kind == abi::Outcome::Kind::kDeferred) {
     const std::shared_ptr<Waiter>& w = ctx.waiter();  // ctx outlives it

@@ -243,7 +243,7 @@ class Engine {
     emul::ObjectId obj;
     emul::EventPorts::Glance glance;
   };
-  std::optional<KnownPort> KnownPortOfCall(const PortCall& call);
+  [[gnu::always_inline]] inline std::optional<KnownPort> KnownPortOfCall(const PortCall& call);
   // A port_get/port_getn whose port already holds `max` events needs no
   // look first: it takes them from the head of the queue, and whatever a
   // look would find is queued after them.

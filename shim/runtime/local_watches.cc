@@ -191,17 +191,6 @@ void LocalWatches::MarkPlaced(File& f) {
   placed_.push_back(Key(f));
 }
 
-bool LocalWatches::AssociationsOnly(const File& f) {
-  // By slot (the list's links): no watch's id is needed here (every
-  // placement and association's arm asks).
-  for (uint32_t link = f.first_slot; link != 0;) {
-    const Watch& ow = watches_.AtSlot(link - 1);
-    if (ow.edge || ow.pollless || !ow.for_assoc) return false;
-    link = ow.next_slot;
-  }
-  return true;
-}
-
 LocalWatches::Placement LocalWatches::PlacementWithoutLook(int fd) {
   if (!one_shot_assocs_) return Placement::kByALook;
   const File* f = FindLive(fd);

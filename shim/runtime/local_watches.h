@@ -370,7 +370,7 @@ class LocalWatches {
   void RestartCallCount();
   static uint64_t Key(const File& f) { return (static_cast<uint64_t>(f.gen) << 32) | static_cast<uint32_t>(f.fd); }
   // Inline, the live file first: asked several times per call and look.
-  File* FileOf(const Watch& w) {
+  [[gnu::always_inline]] File* FileOf(const Watch& w) {
     if (w.file == 0) return nullptr;
     if (File* f = FindLive(w.fd); f != nullptr && f->gen == w.file) [[likely]] return f;
     return DeadFileOf(w);
@@ -406,8 +406,17 @@ class LocalWatches {
   // One-shot with `events` (an association's placement); false: killed.
   bool SetOneShot(File& f, uint32_t events);
   void MarkPlaced(File& f);
-  // Every watch of `f` is a level one armed by kReportedAtLook.
-  bool AssociationsOnly(const File& f);
+  // Every watch of `f` is a level one armed by kReportedAtLook. Inline:
+  // every association's placement and arm asks (by slot, the list's own
+  // links: no watch's id is needed).
+  [[gnu::always_inline]] bool AssociationsOnly(const File& f) {
+    for (uint32_t link = f.first_slot; link != 0;) {
+      const Watch& ow = watches_.AtSlot(link - 1);
+      if (ow.edge || ow.pollless || !ow.for_assoc) return false;
+      link = ow.next_slot;
+    }
+    return true;
+  }
   EdgeEpoll* EdgeFor(uint32_t mask, bool create);
   void DrainEdge(EdgeEpoll& e, ReadyList* take);
   // Adds the look epoll's own sources (the loop, the kick, the edge epolls)

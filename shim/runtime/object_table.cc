@@ -77,9 +77,8 @@ std::optional<emul::ObjectId> ObjectTable::FindByInode(uint64_t inode) const {
   return it->second;
 }
 
-ObjectTable::Object* ObjectTable::Find(emul::ObjectId obj) {
+ObjectTable::Object* ObjectTable::FindInMap(emul::ObjectId obj) {
   Recent& r = recent_[obj % kRecent];
-  if (r.object != nullptr && r.id == obj) return r.object;
   auto it = objects_.find(obj);
   if (it == objects_.end()) return nullptr;
   r = Recent{obj, &it->second};

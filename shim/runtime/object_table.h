@@ -202,7 +202,14 @@ class ObjectTable {
   // last one (emul/kqueue.h last_found_): this table serves every object
   // kind, and a call names several objects (a port and one it holds, a
   // kqueue and a port it watches); a kevent names one kqueue.
-  Object* Find(emul::ObjectId obj);
+  // Inline, the kept entry first (every port call asks); the map out of
+  // line (FindInMap).
+  Object* Find(emul::ObjectId obj) {
+    const Recent& r = recent_[obj % kRecent];
+    if (r.object != nullptr && r.id == obj) [[likely]] return r.object;
+    return FindInMap(obj);
+  }
+  Object* FindInMap(emul::ObjectId obj);
   const Object* Find(emul::ObjectId obj) const { return const_cast<ObjectTable*>(this)->Find(obj); }
   bool ByteWanted(const Object& o) const;
   bool SendByte(Object& o);

@@ -98,6 +98,9 @@ class FakeCallContext final : public abi::CallContext {
     ports_.OnDeadline();
   }
   std::shared_ptr<RecordingResponder> last_responder;
+  // AnswersInCall: as the in-process engine, a retrieval answered before its
+  // handler returns is the handler's outcome (no responder taken).
+  bool answers_in_call = false;
   std::optional<emul::WaitId> parked;
   std::vector<std::string> not_implemented;
 
@@ -118,6 +121,7 @@ class FakeCallContext final : public abi::CallContext {
     last_responder = std::make_shared<RecordingResponder>();
     return last_responder;
   }
+  bool AnswersInCall() const override { return answers_in_call; }
   void Parked(emul::WaitId id) override { parked = id; }
   void NotImplemented(std::string_view what) override { not_implemented.emplace_back(what); }
 

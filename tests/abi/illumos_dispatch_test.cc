@@ -111,6 +111,33 @@ TEST_F(Ilp32Dispatch, SendThenGetWrites16Bytes) {
   EXPECT_EQ(ctx_.mem().writes[0].size, 16u);
 }
 
+// A transport that AnswersInCall (the in-process engine) gets a retrieval
+// answered at once as the handler's own outcome, with the same bytes and
+// no responder taken; one that waits takes the transport's responder when
+// it parks, and is answered through it (abi/common/call.h AnswerTo).
+TEST_F(Ilp32Dispatch, RetrievalAnsweredInTheCallIsTheHandlersOutcome) {
+  ctx_.answers_in_call = true;
+  ExpectValue(Call32({J(PORT_SEND), J(kPortFd), J(0x2a), J(0x0804a000), 0, 0}), 0);
+  ctx_.mem().Map(0x10000, 32, kFill);
+  ExpectValue(Call32({J(PORT_GET), J(kPortFd), J(0x10000), J(0), J(0), J(0)}), 0);
+  EXPECT_EQ(ctx_.last_responder, nullptr) << "a responder was taken for an answer at once";
+  EXPECT_EQ(Slice(ctx_.mem().Region(0x10000), 0, 16),
+            Bytes({0x2a, 0, 0, 0,  3, 0,  0, 0,  0, 0, 0, 0,  0x00, 0xa0, 0x04, 0x08}));
+  // An error answered by the core at once is the outcome too (rule 21's
+  // timeout check: a negative tv_sec, nothing queued).
+  ExpectError(Call32({J(PORT_GET), J(kPortFd), J(0x10000), J(0xffffffff), J(0), J(1)}), EINVAL);
+  EXPECT_EQ(ctx_.last_responder, nullptr);
+  // Nothing queued, no timeout: parked, answered through the responder.
+  ExpectDeferred(Call32({J(PORT_GET), J(kPortFd), J(0x10000), J(0), J(0), J(0)}));
+  ASSERT_NE(ctx_.last_responder, nullptr);
+  EXPECT_TRUE(ctx_.parked.has_value());
+  EXPECT_TRUE(ctx_.last_responder->pending);
+  ExpectValue(Call32({J(PORT_SEND), J(kPortFd), J(0x2b), J(0x0804b000), 0, 0}), 0);
+  ExpectValue(Answer(), 0);
+  EXPECT_EQ(Slice(ctx_.mem().Region(0x10000), 0, 16),
+            Bytes({0x2b, 0, 0, 0,  3, 0,  0, 0,  0, 0, 0, 0,  0x00, 0xb0, 0x04, 0x08}));
+}
+
 TEST_F(Ilp32Dispatch, GetTimeoutIsSignExtended) {
   // portfs32 sign-extends the by-value timeout (port.c:529-547): a tv_sec of
   // 0xffffffff is -1, which is EINVAL when the call has to wait.

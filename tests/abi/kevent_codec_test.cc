@@ -324,6 +324,10 @@ class FakeContext : public CallContext {
     return rec;
   }
   bool caller_gone = false;
+  // AnswersInCall: as the in-process engine, a call answered before its
+  // handler returns is the handler's outcome (no responder taken).
+  bool answers_in_call = false;
+  bool AnswersInCall() const override { return answers_in_call; }
   void Parked(emul::WaitId) override { parked = true; }
   void NotImplemented(std::string_view) override {}
   int ReplaceObject(ObjectKind kind, emul::ObjectId from, emul::ObjectId to) override {
@@ -514,6 +518,47 @@ TEST_F(KeventHandlerTest, FreebsdIlp32UserEventRoundTripWithJunkInUpperHalves) {
                        0xfe, 0xca, 0, 0});
   expect.resize(56);
   EXPECT_EQ(std::vector<std::byte>(ctx_.mem.at(kEvents), ctx_.mem.at(kEvents) + 56), expect);
+}
+
+// A transport that AnswersInCall (the in-process engine) gets a kevent
+// answered at once as the handler's own outcome, with no responder taken;
+// one that waits takes the transport's responder when it parks, and is
+// answered through it (abi/common/call.h AnswerTo).
+TEST_F(KeventHandlerTest, KeventAnsweredInTheCallIsTheHandlersOutcome) {
+  ctx_.kq = *kqs_.Create({50, 50});
+  ctx_.answers_in_call = true;
+  // A kevent32 USER change on ident 9 (FreeBSD ILP32: 56 bytes).
+  auto change = [&](uint16_t flags, uint32_t fflags) {
+    std::byte* ch = ctx_.mem.at(kChanges);
+    std::memset(ch, 0, 56);
+    uint32_t ident = 9;
+    int16_t filter = freebsd::EVFILT_USER;
+    std::memcpy(ch + 0, &ident, 4);
+    std::memcpy(ch + 4, &filter, 2);
+    std::memcpy(ch + 6, &flags, 2);
+    std::memcpy(ch + 8, &fflags, 4);
+  };
+  std::memset(ctx_.mem.at(kTimeout), 0, 8);  // {0, 0}
+  change(freebsd::EV_ADD | freebsd::EV_CLEAR, freebsd::NOTE_TRIGGER);
+  Outcome o = ctx_.Answer(FbKevent(ctx_, SyscallArgs(DataModel::kIlp32, {3, kChanges, 1, kEvents, 4, kTimeout})));
+  ASSERT_EQ(o.kind, Outcome::Kind::kValue) << o.error;
+  EXPECT_EQ(o.value, 1);
+  EXPECT_EQ(ctx_.rec, nullptr) << "a responder was taken for an answer at once";
+  // Nothing active, no timeout: parked, answered through the responder.
+  o = ctx_.Answer(FbKevent(ctx_, SyscallArgs(DataModel::kIlp32, {3, 0, 0, kEvents, 4, 0})));
+  EXPECT_EQ(o.value, -999);  // deferred, not answered yet
+  ASSERT_NE(ctx_.rec, nullptr);
+  EXPECT_TRUE(ctx_.parked);
+  const std::shared_ptr<FakeContext::Recorder> waiting = ctx_.rec;
+  ctx_.rec = nullptr;
+  change(0, freebsd::NOTE_TRIGGER);
+  o = ctx_.Answer(FbKevent(ctx_, SyscallArgs(DataModel::kIlp32, {3, kChanges, 1, 0, 0, kTimeout})));
+  ASSERT_EQ(o.kind, Outcome::Kind::kValue) << o.error;
+  EXPECT_EQ(o.value, 0);
+  EXPECT_EQ(ctx_.rec, nullptr);
+  ASSERT_TRUE(waiting->got.has_value());
+  EXPECT_EQ(waiting->got->kind, Outcome::Kind::kValue);
+  EXPECT_EQ(waiting->got->value, 1);
 }
 
 TEST_F(KeventHandlerTest, OpenbsdIlp32TimeoutIs12Bytes) {

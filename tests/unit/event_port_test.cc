@@ -461,6 +461,47 @@ TEST_F(EventPortTest, Rule12FdEventsSharedOnlyWithSameFile) {
   EXPECT_EQ(b->outcomes[0].events[0].user, 0xabu);
 }
 
+// Rules 7 and 9: an association is keyed by number and open file, so two
+// processes with different files at one number hold two associations of
+// that number in one port, and each process's re-association replaces its
+// own (no third one), also right after the other's event was reported
+// (the engine keeps the association it last heard of for the number's
+// re-association only while it is the number's only one: kept_assoc).
+TEST_F(EventPortTest, Rule9EachProcessReassociatesItsOwnFileAtOneNumber) {
+  ObjectId p = NewPort();
+  auto f = host_.NewFile();
+  auto g = host_.NewFile();
+  host_.Open(kA.pid, 5, f);
+  Caller kC{300, 300};
+  host_.Open(kC.pid, 5, g);  // another file at the same number
+  ASSERT_TRUE(engine().AssociateFd(kA, p, 5, kIn, 0xa).ok());
+  ASSERT_TRUE(engine().AssociateFd(kC, p, 5, kIn, 0xc).ok());
+  EXPECT_EQ(engine().AssociationCount(p), 2u);
+  Ready(f, kIn);  // A's association reports
+  ASSERT_EQ(engine().QueuedCount(p), 1u);
+  ASSERT_TRUE(engine().AssociateFd(kC, p, 5, kIn, 0xcc).ok());
+  EXPECT_EQ(engine().AssociationCount(p), 2u) << "C's re-association made a third";
+  EXPECT_EQ(engine().SlotsInUse(p), 2u);
+  EXPECT_EQ(engine().QueuedCount(p), 1u);  // A's event stays
+  Ready(g, kIn);  // C's association reports
+  // A's event withdrawn and queued again (its file is still ready: rules 7, 6).
+  ASSERT_TRUE(engine().AssociateFd(kA, p, 5, kIn, 0xaa).ok());
+  EXPECT_EQ(engine().AssociationCount(p), 2u) << "A's re-association made a third";
+  EXPECT_EQ(engine().QueuedCount(p), 2u);
+  auto c = Get(kC, p, GetOne(Timeout::Value(0, 0)));
+  ASSERT_EQ(c->outcomes[0].events.size(), 1u);
+  EXPECT_EQ(c->outcomes[0].events[0].user, 0xccu);
+  // C's file leaves: A's association is alone on the number again, and
+  // its re-association after its report still replaces it.
+  host_.Close(kC.pid, 5);
+  ASSERT_TRUE(engine().AssociateFd(kA, p, 5, kIn, 0xab).ok());
+  EXPECT_EQ(engine().AssociationCount(p), 1u);
+  Ready(f, kIn);
+  ASSERT_TRUE(engine().AssociateFd(kA, p, 5, kIn, 0xac).ok());
+  EXPECT_EQ(engine().AssociationCount(p), 1u);
+  EXPECT_EQ(engine().SlotsInUse(p), 1u);
+}
+
 // Rule 4: slots (associations for their life, queued user events until
 // retrieved) are limited; none left is EAGAIN.
 TEST_F(EventPortTest, Rule4SlotsExhaustedIsEagain) {
