@@ -535,7 +535,7 @@ NOT_TSAN_INSTRUMENTED static void report_closing(int fd) {
 
 /* The hinted numbers a close_range or closefrom closes (poll_settle.h). */
 NOT_TSAN_INSTRUMENTED static void report_closing_range(unsigned first, unsigned last) {
-  settle_each_hinted(fd_hint, FD_HINT_BITS, &fd_hint_high, first, last, report_closing);
+  fd_walk_each_hinted(fd_hint, FD_HINT_BITS, &fd_hint_high, first, last, report_closing);
 }
 
 /* dup2/dup3 close `newfd` only when `oldfd` is open and differs from it. */

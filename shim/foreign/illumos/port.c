@@ -240,7 +240,7 @@ static void report_closing(int fd) {
 
 /* The hinted numbers a close_range or closefrom closes (poll_settle.h). */
 static void report_closing_range(unsigned first, unsigned last) {
-  settle_each_hinted(fd_hint, FD_HINT_BITS, &fd_hint_high, first, last, report_closing);
+  fd_walk_each_hinted(fd_hint, FD_HINT_BITS, &fd_hint_high, first, last, report_closing);
 }
 
 EXPORT int port_associate(int port, int source, uintptr_t object, int events, void *user) {
