@@ -193,8 +193,8 @@ class Engine {
   void MovePortsBeforeSend(const int* fds, size_t count);
 
   pid_t pid() const { return pid_; }
-  // The library's close/dup2/dup3/close_range/fclose/closedir wrappers
-  // report that a descriptor number may name another file now
+  // The library's close/dup2/dup3/close_range/closefrom/fclose/pclose/
+  // closedir wrappers report that a descriptor number may name another file now
   // (evshim_engine_fd_closed; async-signal-safe, no lock). Identity answers
   // kept across calls are valid until then (docs/design.md "The in-process
   // fast path", "What a call costs").
