@@ -562,6 +562,44 @@ static int collect(int kq, unsigned want, unsigned *got, int plain, int pipe_rd)
   return 0;
 }
 
+/* knote_fdclose (FreeBSD's as OB kern_event.c:1826-1845, DF :1868-1902)
+ * for a KQUEUE_CPONFORK kqueue, which evshim's supervisor serves in either
+ * mode: close (and fclose) of the watched number, then the same file back
+ * at it (F_DUPFD from a kept dup): no event, EV_DELETE is ENOENT. In fast
+ * mode the library's close report reaches the engine and the supervisor. */
+static int cponfork_close_same_file_back(void) {
+  const int kq = kqueuex(KQUEUE_CPONFORK);
+  CHECK(kq >= 0);
+  for (int how = 0; how < 2; how++) {
+    int p[2];
+    CHECK(pipe(p) == 0);
+    FILE *f = NULL;
+    if (how == 1) CHECK((f = fdopen(p[0], "r")) != NULL);
+    const int n = p[0], keep = dup(n);
+    CHECK(keep >= 0);
+    CHECK(add(kq, (uintptr_t)n, EVFILT_READ, EV_ADD, 0, 0, (void *)0x62) == 0);
+    if (how == 0) {
+      CHECK(close(n) == 0);
+    } else {
+      CHECK(fclose(f) == 0);
+    }
+    CHECK(fcntl(keep, F_DUPFD, n) == n);
+    CHECK(write(p[1], "x", 1) == 1);
+    struct kevent ev;
+    if (get(kq, &ev, 1, &kZero) != 0) {
+      fprintf(stderr, "%s: an event of the knote the close removed\n", how == 0 ? "close" : "fclose");
+      return 1;
+    }
+    CHECK(add(kq, (uintptr_t)n, EVFILT_READ, EV_DELETE, 0, 0, NULL) == -1 && errno == ENOENT);
+    close(n);
+    close(keep);
+    close(p[1]);
+  }
+  close(kq);
+  printf("close and fclose removed the knote of a KQUEUE_CPONFORK kqueue\n");
+  return 0;
+}
+
 static int cponfork(void) {
   int kq = kqueuex(KQUEUE_CPONFORK), plain = kqueue(), p[2];
   CHECK(kq >= 0 && plain >= 0 && pipe(p) == 0);
@@ -3516,6 +3554,7 @@ int main(int argc, char **argv) {
   if (!strcmp(s, "cponfork")) return cponfork();
   if (!strcmp(s, "cponfork_parent_exits")) return cponfork_parent_exits();
   if (!strcmp(s, "cponfork_foreign_claim")) return cponfork_foreign_claim();
+  if (!strcmp(s, "cponfork_close_same_file_back")) return cponfork_close_same_file_back();
 #endif
   if (!strcmp(s, "scm_rights_kqueue_refused")) return scm_rights_kqueue_refused();
   if (!strcmp(s, "errors")) return errors();

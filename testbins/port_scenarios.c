@@ -1974,6 +1974,45 @@ static void lc_none_open(int from, int to) {
   for (int fd = from; fd <= to; fd++) CHECK(fcntl(fd, F_GETFD) == -1 && errno == EBADF);
 }
 
+/* The same rule (port.c:164-169) once the port moved to the supervisor in
+ * fast mode: popen's child keeps the port (not close-on-exec), so it moves
+ * there first (docs/design.md "Moving a port at fork"). A close reported by
+ * the library (close, fclose) then reaches the moved port too: the same
+ * file back at the number (F_DUPFD) gets no event and port_dissociate is
+ * ENOENT. */
+static int moved_port_close_same_file_back(void) {
+  FILE *child = popen("exec true", "r");
+  CHECK(child != NULL);
+  CHECK(pclose(child) == 0);
+  for (int how = 0; how < 2; how++) {
+    int p[2];
+    CHECK(pipe(p) == 0);
+    FILE *f = NULL;
+    if (how == 1) CHECK((f = fdopen(p[0], "r")) != NULL);
+    const int n = p[0], keep = dup(n);
+    CHECK(keep >= 0);
+    CHECK(port_associate(port, PORT_SOURCE_FD, (uintptr_t)n, POLLIN, NULL) == 0);
+    if (how == 0) {
+      CHECK(close(n) == 0);
+    } else {
+      CHECK(fclose(f) == 0);
+    }
+    CHECK(fcntl(keep, F_DUPFD, n) == n);
+    CHECK(write(p[1], "x", 1) == 1);
+    port_event_t ev;
+    if (get0(port, &ev) != 0) {
+      fprintf(stderr, "%s: an event of the association the close removed\n", how == 0 ? "close" : "fclose");
+      return 1;
+    }
+    CHECK(port_dissociate(port, PORT_SOURCE_FD, (uintptr_t)n) == -1 && errno == ENOENT);
+    close(n);
+    close(keep);
+    close(p[1]);
+  }
+  printf("close and fclose removed the association on a port that moved\n");
+  return 0;
+}
+
 static int libc_close_same_file_back(void) {
   char dir[] = "/tmp/evshim-lc-XXXXXX";
   CHECK(mkdtemp(dir) != NULL);
@@ -2849,6 +2888,7 @@ int main(int argc, char **argv) {
       {"close_no_dissociate", close_no_dissociate},
       {"close_same_file_back", close_same_file_back}, {"fast_exec_dead_port", fast_exec_dead_port},
       {"libc_close_same_file_back", libc_close_same_file_back},
+      {"moved_port_close_same_file_back", moved_port_close_same_file_back},
       {"fault_copy", fault_copy}, {"fd_fire_order", fd_fire_order}, {"pipe_writer_gone", pipe_writer_gone},
 #if defined(__x86_64__) || defined(__i386__)
       {"raw_library_port", raw_library_port}, {"sigsys_kept", sigsys_kept},

@@ -80,6 +80,8 @@ struct PortCall {
     return portfs && !noport && (code == abi::illumos::PORT_GET || code == abi::illumos::PORT_GETN);
   }
   bool IsFdAssociation() const { return OnPort(abi::illumos::PORT_ASSOCIATE) && fd_object >= 0; }
+  // The library's report of a close (port_close_fd, port.c:164-169).
+  bool IsCloseReport() const { return portfs && noport && code == abi::illumos::PORT_EVSHIM_FD_CLOSING; }
 };
 
 // Inline: every call decodes (Engine::Call).

@@ -101,8 +101,9 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Combine(::testing::Values("freebsd"),
                        // the child claims its copy after its parent exited (daemon pattern)
                        // another process's claim (evshim's private call) takes nothing
+                       // close/fclose then the same file back drop a CPONFORK kqueue's knote
                        ::testing::Values("cponfork", "cponfork_parent_exits",
-                                         "cponfork_foreign_claim")),
+                                         "cponfork_foreign_claim", "cponfork_close_same_file_back")),
     [](const auto& p) {
       return std::string(std::get<0>(p.param)) + "_" + std::get<1>(p.param);
     });

@@ -240,6 +240,15 @@ TEST(PortClose, LibcClosesThenSameFileBackDropTheAssociation) {
   EXPECT_EQ(r.status, 0) << r.out << r.err;
 }
 
+// The same once the port moved to the supervisor (fast mode: popen's child
+// kept it): the library's close report is served by the engine and then
+// issued to the supervisor too (shim/inproc/engine.cc, ForwardCloseReport).
+TEST(PortClose, CloseOnAMovedPortThenSameFileBackDropsTheAssociation) {
+  RunResult r = Scenario("moved_port_close_same_file_back");
+  EXPECT_FALSE(r.timed_out);
+  EXPECT_EQ(r.status, 0) << r.out << r.err;
+}
+
 // Supervised, without a supervisor the foreign call is an unknown syscall:
 // the scenario must fail, which shows the scenarios test evshim and not
 // something else.

@@ -529,7 +529,13 @@ NOT_TSAN_INSTRUMENTED static void report_closing(int fd) {
     if (!(__atomic_fetch_and(&fd_hint[(unsigned)fd / FD_HINT_WORD_BITS], ~bit, __ATOMIC_RELAXED) & bit)) return;
   }
   int saved = errno;
-  (void)foreign_call(EVSHIM_SYS_kqueue_fdclose, (long)fd, 0, 0, 0, 0, 0);
+  /* Served in-process for the engine's kqueues; the supervisor's kqueues
+   * of this process (KQUEUE_CPONFORK) need it too. */
+  long r;
+  if (!fast_call(EVSHIM_SYS_kqueue_fdclose, (long)fd, 0, 0, 0, 0, 0, &r) ||
+      __atomic_load_n(&settle_supervisor_objects, __ATOMIC_RELAXED)) {
+    (void)SUPERVISOR_SYSCALL(EVSHIM_SYS_kqueue_fdclose, (long)fd, 0L, 0L, 0L, 0L, 0L);
+  }
   errno = saved;
 }
 
