@@ -562,6 +562,44 @@ static int collect(int kq, unsigned want, unsigned *got, int plain, int pipe_rd)
   return 0;
 }
 
+/* knote_fdclose (FreeBSD's as OB kern_event.c:1826-1845, DF :1868-1902)
+ * for a KQUEUE_CPONFORK kqueue, which evshim's supervisor serves in either
+ * mode: close (and fclose) of the watched number, then the same file back
+ * at it (F_DUPFD from a kept dup): no event, EV_DELETE is ENOENT. In fast
+ * mode the library's close report reaches the engine and the supervisor. */
+static int cponfork_close_same_file_back(void) {
+  const int kq = kqueuex(KQUEUE_CPONFORK);
+  CHECK(kq >= 0);
+  for (int how = 0; how < 2; how++) {
+    int p[2];
+    CHECK(pipe(p) == 0);
+    FILE *f = NULL;
+    if (how == 1) CHECK((f = fdopen(p[0], "r")) != NULL);
+    const int n = p[0], keep = dup(n);
+    CHECK(keep >= 0);
+    CHECK(add(kq, (uintptr_t)n, EVFILT_READ, EV_ADD, 0, 0, (void *)0x62) == 0);
+    if (how == 0) {
+      CHECK(close(n) == 0);
+    } else {
+      CHECK(fclose(f) == 0);
+    }
+    CHECK(fcntl(keep, F_DUPFD, n) == n);
+    CHECK(write(p[1], "x", 1) == 1);
+    struct kevent ev;
+    if (get(kq, &ev, 1, &kZero) != 0) {
+      fprintf(stderr, "%s: an event of the knote the close removed\n", how == 0 ? "close" : "fclose");
+      return 1;
+    }
+    CHECK(add(kq, (uintptr_t)n, EVFILT_READ, EV_DELETE, 0, 0, NULL) == -1 && errno == ENOENT);
+    close(n);
+    close(keep);
+    close(p[1]);
+  }
+  close(kq);
+  printf("close and fclose removed the knote of a KQUEUE_CPONFORK kqueue\n");
+  return 0;
+}
+
 static int cponfork(void) {
   int kq = kqueuex(KQUEUE_CPONFORK), plain = kqueue(), p[2];
   CHECK(kq >= 0 && plain >= 0 && pipe(p) == 0);
@@ -2758,6 +2796,156 @@ static int close_same_file_back(void) {
   return 0;
 }
 
+/* knote_fdclose (OB kern_event.c:1826-1845, DF kern_event.c:1868-1902) runs
+ * for every close of the number, libc's own included (fclose, pclose,
+ * closedir, close_range, closefrom reach the kernel's close): a knote is
+ * made on number N, a dup of the file is kept, libc closes N, the dup comes
+ * back at N (F_DUPFD), and the file is made ready: no event, and EV_DELETE is ENOENT.
+ * close_range with CLOSE_RANGE_CLOEXEC closes nothing: the knote stays and
+ * fires. evshim learns of these closes through the library's wrappers
+ * (shim/foreign/poll_settle.h; docs/kqueue.md). READ on a pipe (fclose of
+ * an fdopen'd read end, pclose's pipe at EOF, the range closes), VNODE
+ * NOTE_WRITE on a directory (closedir). */
+enum { LC_FCLOSE, LC_PCLOSE, LC_CLOSEDIR, LC_CLOSE_RANGE, LC_CLOSEFROM, LC_CLOSE_RANGE_HIGH, LC_CLOSEFROM_HIGH,
+       LC_CLOSE_RANGE_CLOEXEC, LC_COUNT };
+static const char *const lc_names[LC_COUNT] = {"fclose", "pclose", "closedir", "close_range", "closefrom",
+                                               "close_range beyond 65535", "closefrom beyond 65535",
+                                               "close_range(CLOSE_RANGE_CLOEXEC)"};
+
+/* Numbers beyond the library's 65536-bit hint bitmap: RLIMIT_NOFILE must
+ * reach them (root may raise the hard limit). 0 when it cannot. */
+static int lc_allow_high(int want) {
+  struct rlimit rl;
+  CHECK(getrlimit(RLIMIT_NOFILE, &rl) == 0);
+  if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur <= (rlim_t)want) {
+    rl.rlim_cur = (rlim_t)want + 64;
+    if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < rl.rlim_cur) rl.rlim_max = rl.rlim_cur;
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0) return 0;
+  }
+  return 1;
+}
+
+/* `fd` moved to the lowest free number >= `at` (the old number closed). */
+static int lc_move(int fd, int at) {
+  int n = fcntl(fd, F_DUPFD, at);
+  CHECK(n >= at);
+  CHECK(close(fd) == 0);
+  return n;
+}
+
+/* Nothing open in [from, to] (a range close must not take anything else). */
+static void lc_none_open(int from, int to) {
+  for (int fd = from; fd <= to; fd++) CHECK(fcntl(fd, F_GETFD) == -1 && errno == EBADF);
+}
+
+static int libc_close_same_file_back(void) {
+  char dir[] = "/tmp/evshim-lc-XXXXXX";
+  CHECK(mkdtemp(dir) != NULL);
+  char inside[64];
+  snprintf(inside, sizeof inside, "%s/f", dir);
+  int failed = 0;
+  const int kq = kqueue();
+  CHECK(kq >= 0);
+  for (int how = 0; how < LC_COUNT; how++) {
+    const int high = how == LC_CLOSE_RANGE_HIGH || how == LC_CLOSEFROM_HIGH;
+    if (high && !lc_allow_high(70000 + 64)) {
+      printf("%s: not run, RLIMIT_NOFILE cannot reach 70000\n", lc_names[how]);
+      continue;
+    }
+    int p[2] = {-1, -1}, n, keep;
+    FILE *f = NULL;
+    DIR *d = NULL;
+    short filter = EVFILT_READ;
+    unsigned fflags = 0;
+    if (how == LC_PCLOSE) {
+      f = popen("exec true", "r"); /* the child exits: the read end reaches EOF */
+      CHECK(f != NULL);
+      n = fileno(f);
+    } else if (how == LC_CLOSEDIR) {
+      d = opendir(dir);
+      CHECK(d != NULL);
+      n = dirfd(d);
+      filter = EVFILT_VNODE;
+      fflags = NOTE_WRITE;
+    } else {
+      CHECK(pipe(p) == 0);
+      if (how == LC_FCLOSE) {
+        f = fdopen(p[0], "r");
+        CHECK(f != NULL);
+      } else if (how == LC_CLOSE_RANGE || how == LC_CLOSE_RANGE_CLOEXEC) {
+        p[0] = lc_move(p[0], 500);
+        lc_none_open(p[0] + 1, p[0] + 16);
+      } else if (how == LC_CLOSEFROM) {
+        p[0] = lc_move(p[0], 1000);
+        lc_none_open(p[0] + 1, p[0] + 16);
+      } else {
+        p[0] = lc_move(p[0], 70000);
+      }
+      n = p[0];
+    }
+    keep = dup(n);
+    CHECK(keep >= 0 && (keep < n || how <= LC_CLOSEDIR)); /* outside the range closes */
+    CHECK(add(kq, (uintptr_t)n, filter, EV_ADD | EV_CLEAR, fflags, 0, (void *)0x61) == 0);
+    switch (how) {
+      case LC_FCLOSE: CHECK(fclose(f) == 0); break;
+      case LC_PCLOSE: CHECK(pclose(f) == 0); break;
+      case LC_CLOSEDIR: CHECK(closedir(d) == 0); break;
+      case LC_CLOSE_RANGE: CHECK(close_range((unsigned)n, (unsigned)n + 16, 0) == 0); break;
+      case LC_CLOSE_RANGE_HIGH: CHECK(close_range((unsigned)n, ~0u, 0) == 0); break;
+      case LC_CLOSEFROM:
+      case LC_CLOSEFROM_HIGH: closefrom(n); break;
+      case LC_CLOSE_RANGE_CLOEXEC:
+        CHECK(close_range((unsigned)n, (unsigned)n, CLOSE_RANGE_CLOEXEC) == 0);
+        CHECK(fcntl(n, F_GETFD) == FD_CLOEXEC); /* still open, only marked */
+        break;
+      default: CHECK(0);
+    }
+    if (how != LC_CLOSE_RANGE_CLOEXEC) {
+      CHECK(fcntl(n, F_GETFD) == -1 && errno == EBADF);
+      /* Back at N by F_DUPFD (N is the lowest free number from N): the
+       * library's dup2 would report N itself (a hinted number it replaces,
+       * closed or not), which would hide a missed close. */
+      CHECK(fcntl(keep, F_DUPFD, n) == n);
+    }
+    if (p[1] >= 0) CHECK(write(p[1], "x", 1) == 1);
+    if (how == LC_CLOSEDIR) {
+      const int made = open(inside, O_CREAT | O_WRONLY, 0600); /* NOTE_WRITE on the directory */
+      CHECK(made >= 0);
+      close(made);
+      CHECK(unlink(inside) == 0);
+    }
+    struct kevent ev;
+    /* A VNODE note comes from the watch's look: give it time. */
+    const int got = get(kq, &ev, 1, how == LC_CLOSEDIR ? &(struct timespec){0, 200000000} : &kZero);
+    int bad = 0;
+    if (how == LC_CLOSE_RANGE_CLOEXEC) {
+      if (got != 1 || ev.ident != (uintptr_t)n || ev.udata != (void *)0x61) {
+        fprintf(stderr, "%s: the knote did not stay (%d events)\n", lc_names[how], got);
+        bad = 1;
+      }
+    } else {
+      if (got != 0) {
+        fprintf(stderr, "%s: an event (filter %d) of the knote the close removed\n", lc_names[how], ev.filter);
+        bad = 1;
+      }
+      if (add(kq, (uintptr_t)n, filter, EV_DELETE, 0, 0, NULL) != -1 || errno != ENOENT) {
+        fprintf(stderr, "%s: EV_DELETE found the knote the close removed\n", lc_names[how]);
+        bad = 1;
+      }
+    }
+    if (how == LC_CLOSE_RANGE_CLOEXEC) CHECK(add(kq, (uintptr_t)n, filter, EV_DELETE, 0, 0, NULL) == 0);
+    failed |= bad;
+    close(n);
+    close(keep);
+    if (p[1] >= 0) close(p[1]);
+    if (!bad) printf("%s: %s\n", lc_names[how], how == LC_CLOSE_RANGE_CLOEXEC ? "the knote stays" :
+                                                "the knote went though the same file came back");
+  }
+  close(kq);
+  CHECK(rmdir(dir) == 0);
+  return failed;
+}
+
 /*
  * docs/design.md "Signals and exactly once": a signal lands while the
  * supervisor handles a kevent whose changes it has applied, before it
@@ -3366,6 +3554,7 @@ int main(int argc, char **argv) {
   if (!strcmp(s, "cponfork")) return cponfork();
   if (!strcmp(s, "cponfork_parent_exits")) return cponfork_parent_exits();
   if (!strcmp(s, "cponfork_foreign_claim")) return cponfork_foreign_claim();
+  if (!strcmp(s, "cponfork_close_same_file_back")) return cponfork_close_same_file_back();
 #endif
   if (!strcmp(s, "scm_rights_kqueue_refused")) return scm_rights_kqueue_refused();
   if (!strcmp(s, "errors")) return errors();
@@ -3410,6 +3599,7 @@ int main(int argc, char **argv) {
   if (!strcmp(s, "oneshot_stale")) return oneshot_stale();
   if (!strcmp(s, "vnode_hint")) return vnode_hint();
   if (!strcmp(s, "close_same_file_back")) return close_same_file_back();
+  if (!strcmp(s, "libc_close_same_file_back")) return libc_close_same_file_back();
 #if defined(__x86_64__)
   if (!strcmp(s, "changes_stand_when_interrupted")) return changes_stand_when_interrupted();
   if (!strcmp(s, "read_event_cost")) return read_event_cost();

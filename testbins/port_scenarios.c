@@ -1931,6 +1931,185 @@ static int close_same_file_back(void) {
 }
 
 
+/* port.c:164-169 ("If an associated file descriptor is closed then the file
+ * descriptor will be dissociated automatically from the port"): so also
+ * when libc closes it: fclose, pclose, closedir, close_range, closefrom
+ * (illumos closes through closef, which calls port_close_fd whatever the
+ * caller). The association is made on number N, a dup of the file is kept,
+ * libc closes N, the dup comes back at N (F_DUPFD), and the file is made ready:
+ * nothing is delivered and port_dissociate is ENOENT. close_range with
+ * CLOSE_RANGE_CLOEXEC closes nothing: the association stays and fires.
+ * evshim learns of these closes through the library's wrappers
+ * (shim/foreign/poll_settle.h; docs/design.md "Closing an associated
+ * descriptor"). */
+enum { LC_FCLOSE, LC_PCLOSE, LC_CLOSEDIR, LC_CLOSE_RANGE, LC_CLOSEFROM, LC_CLOSE_RANGE_HIGH, LC_CLOSEFROM_HIGH,
+       LC_CLOSE_RANGE_CLOEXEC, LC_COUNT };
+static const char *const lc_names[LC_COUNT] = {"fclose", "pclose", "closedir", "close_range", "closefrom",
+                                               "close_range beyond 65535", "closefrom beyond 65535",
+                                               "close_range(CLOSE_RANGE_CLOEXEC)"};
+
+/* Numbers beyond the libraries' 65536-bit hint bitmap: RLIMIT_NOFILE must
+ * reach them (root may raise the hard limit). 0 when it cannot. */
+static int lc_allow_high(int want) {
+  struct rlimit rl;
+  CHECK(getrlimit(RLIMIT_NOFILE, &rl) == 0);
+  if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur <= (rlim_t)want) {
+    rl.rlim_cur = (rlim_t)want + 64;
+    if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < rl.rlim_cur) rl.rlim_max = rl.rlim_cur;
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0) return 0;
+  }
+  return 1;
+}
+
+/* `fd` moved to the lowest free number >= `at` (the old number closed). */
+static int lc_move(int fd, int at) {
+  int n = fcntl(fd, F_DUPFD, at);
+  CHECK(n >= at);
+  CHECK(close(fd) == 0);
+  return n;
+}
+
+/* Nothing open in [from, to] (a range close must not take anything else). */
+static void lc_none_open(int from, int to) {
+  for (int fd = from; fd <= to; fd++) CHECK(fcntl(fd, F_GETFD) == -1 && errno == EBADF);
+}
+
+/* The same rule (port.c:164-169) once the port moved to the supervisor in
+ * fast mode: popen's child keeps the port (not close-on-exec), so it moves
+ * there first (docs/design.md "Moving a port at fork"). A close reported by
+ * the library (close, fclose) then reaches the moved port too: the same
+ * file back at the number (F_DUPFD) gets no event and port_dissociate is
+ * ENOENT. */
+static int moved_port_close_same_file_back(void) {
+  FILE *child = popen("exec true", "r");
+  CHECK(child != NULL);
+  CHECK(pclose(child) == 0);
+  for (int how = 0; how < 2; how++) {
+    int p[2];
+    CHECK(pipe(p) == 0);
+    FILE *f = NULL;
+    if (how == 1) CHECK((f = fdopen(p[0], "r")) != NULL);
+    const int n = p[0], keep = dup(n);
+    CHECK(keep >= 0);
+    CHECK(port_associate(port, PORT_SOURCE_FD, (uintptr_t)n, POLLIN, NULL) == 0);
+    if (how == 0) {
+      CHECK(close(n) == 0);
+    } else {
+      CHECK(fclose(f) == 0);
+    }
+    CHECK(fcntl(keep, F_DUPFD, n) == n);
+    CHECK(write(p[1], "x", 1) == 1);
+    port_event_t ev;
+    if (get0(port, &ev) != 0) {
+      fprintf(stderr, "%s: an event of the association the close removed\n", how == 0 ? "close" : "fclose");
+      return 1;
+    }
+    CHECK(port_dissociate(port, PORT_SOURCE_FD, (uintptr_t)n) == -1 && errno == ENOENT);
+    close(n);
+    close(keep);
+    close(p[1]);
+  }
+  printf("close and fclose removed the association on a port that moved\n");
+  return 0;
+}
+
+static int libc_close_same_file_back(void) {
+  char dir[] = "/tmp/evshim-lc-XXXXXX";
+  CHECK(mkdtemp(dir) != NULL);
+  int failed = 0;
+  for (int how = 0; how < LC_COUNT; how++) {
+    const int high = how == LC_CLOSE_RANGE_HIGH || how == LC_CLOSEFROM_HIGH;
+    if (high && !lc_allow_high(70000 + 64)) {
+      printf("%s: not run, RLIMIT_NOFILE cannot reach 70000\n", lc_names[how]);
+      continue;
+    }
+    int p[2] = {-1, -1}, n, keep;
+    FILE *f = NULL;
+    DIR *d = NULL;
+    if (how == LC_PCLOSE) {
+      /* The port close-on-exec: popen's child does not share it, so in fast
+       * mode it stays in this process (a port the child keeps moves to the
+       * supervisor first, docs/design.md "Moving a port at fork"). */
+      CHECK(fcntl(port, F_SETFD, FD_CLOEXEC) == 0);
+      f = popen("exec true", "r"); /* the child exits: the read end reaches EOF (POLLHUP) */
+      CHECK(fcntl(port, F_SETFD, 0) == 0);
+      CHECK(f != NULL);
+      n = fileno(f);
+    } else if (how == LC_CLOSEDIR) {
+      d = opendir(dir); /* a directory polls readable at once */
+      CHECK(d != NULL);
+      n = dirfd(d);
+    } else {
+      CHECK(pipe(p) == 0);
+      if (how == LC_FCLOSE) {
+        f = fdopen(p[0], "r");
+        CHECK(f != NULL);
+      } else if (how == LC_CLOSE_RANGE || how == LC_CLOSE_RANGE_CLOEXEC) {
+        p[0] = lc_move(p[0], 500);
+        lc_none_open(p[0] + 1, p[0] + 16);
+      } else if (how == LC_CLOSEFROM) {
+        p[0] = lc_move(p[0], 1000);
+        lc_none_open(p[0] + 1, p[0] + 16);
+      } else {
+        p[0] = lc_move(p[0], 70000);
+      }
+      n = p[0];
+    }
+    keep = dup(n);
+    CHECK(keep >= 0 && (keep < n || how <= LC_CLOSEDIR)); /* outside the range closes */
+    CHECK(port_associate(port, PORT_SOURCE_FD, (uintptr_t)n, POLLIN, NULL) == 0);
+    switch (how) {
+      case LC_FCLOSE: CHECK(fclose(f) == 0); break;
+      case LC_PCLOSE: CHECK(pclose(f) == 0); break;
+      case LC_CLOSEDIR: CHECK(closedir(d) == 0); break;
+      case LC_CLOSE_RANGE: CHECK(close_range((unsigned)n, (unsigned)n + 16, 0) == 0); break;
+      case LC_CLOSE_RANGE_HIGH: CHECK(close_range((unsigned)n, ~0u, 0) == 0); break;
+      case LC_CLOSEFROM:
+      case LC_CLOSEFROM_HIGH: closefrom(n); break;
+      case LC_CLOSE_RANGE_CLOEXEC:
+        CHECK(close_range((unsigned)n, (unsigned)n, CLOSE_RANGE_CLOEXEC) == 0);
+        CHECK(fcntl(n, F_GETFD) == FD_CLOEXEC); /* still open, only marked */
+        break;
+      default: CHECK(0);
+    }
+    if (how != LC_CLOSE_RANGE_CLOEXEC) {
+      CHECK(fcntl(n, F_GETFD) == -1 && errno == EBADF);
+      /* Back at N by F_DUPFD (N is the lowest free number from N): the
+       * library's dup2 would report N itself (a hinted number it replaces,
+       * closed or not), which would hide a missed close. */
+      CHECK(fcntl(keep, F_DUPFD, n) == n);
+    }
+    if (p[1] >= 0) CHECK(write(p[1], "x", 1) == 1);
+    port_event_t ev;
+    const int got = get0(port, &ev);
+    int bad = 0;
+    if (how == LC_CLOSE_RANGE_CLOEXEC) {
+      if (got != 1 || ev.portev_object != (uintptr_t)n) {
+        fprintf(stderr, "%s: the association did not stay (%d events)\n", lc_names[how], got);
+        bad = 1;
+      }
+    } else {
+      if (got != 0) {
+        fprintf(stderr, "%s: an event (0x%x) of the association the close removed\n", lc_names[how],
+                (unsigned)ev.portev_events);
+        bad = 1;
+      }
+      if (port_dissociate(port, PORT_SOURCE_FD, (uintptr_t)n) != -1 || errno != ENOENT) {
+        fprintf(stderr, "%s: port_dissociate found the association the close removed\n", lc_names[how]);
+        bad = 1;
+      }
+    }
+    failed |= bad;
+    close(n);
+    close(keep);
+    if (p[1] >= 0) close(p[1]);
+    if (!bad) printf("%s: %s\n", lc_names[how], how == LC_CLOSE_RANGE_CLOEXEC ? "the association stays" :
+                                                   "the association went though the same file came back");
+  }
+  CHECK(rmdir(dir) == 0);
+  return failed;
+}
+
 /* Descriptors open in this process. */
 static int open_fd_count(void) {
   DIR *d = opendir("/proc/self/fd");
@@ -2708,6 +2887,8 @@ int main(int argc, char **argv) {
       {"poll_after_ready", poll_after_ready}, {"poll_family_after_ready", poll_family_after_ready},
       {"close_no_dissociate", close_no_dissociate},
       {"close_same_file_back", close_same_file_back}, {"fast_exec_dead_port", fast_exec_dead_port},
+      {"libc_close_same_file_back", libc_close_same_file_back},
+      {"moved_port_close_same_file_back", moved_port_close_same_file_back},
       {"fault_copy", fault_copy}, {"fd_fire_order", fd_fire_order}, {"pipe_writer_gone", pipe_writer_gone},
 #if defined(__x86_64__) || defined(__i386__)
       {"raw_library_port", raw_library_port}, {"sigsys_kept", sigsys_kept},

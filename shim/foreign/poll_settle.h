@@ -51,6 +51,7 @@
 #include <stdint.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <stdio.h>
 #include <sys/select.h>
 #include <sys/syscall.h>
@@ -349,14 +350,95 @@ SETTLE_EXPORT int dup(int fd) {
   return r;
 }
 
-#if defined(EVSHIM_FAST_PATH)
-/* Closes inside libc that the close() wrapper does not see: the engine's
- * kept identity answers must not outlive them (settle_note_closed). Only
- * the raw close system call is left unseen (docs/abi.md §10 "Fast mode"). */
+/*
+ * Closes inside libc that the library's close() does not see (docs/design.md
+ * "Closing an associated descriptor"): fclose, pclose (glibc's pclose
+ * closes through its own fclose, not the exported one), closedir,
+ * close_range and closefrom (glibc's closefrom calls its close_range
+ * inside, not the exported symbol). Each reports the close of its hinted
+ * numbers before it, as close() does (report_closing, the library's:
+ * port_close_fd, illumos port.c:164-169; knote_fdclose, OpenBSD
+ * kern_event.c:1826-1845, DragonFly :1868-1902), and afterwards lets the
+ * engine check again what it kept about numbers (settle_note_closed).
+ * Compiled in every build: supervised mode runs the same library build,
+ * and a build without the engine reports to the supervisor. close_range and
+ * closefrom are async-signal-safe as libc's are: their next definitions are
+ * looked up in a constructor (the raw system call before that), and the
+ * walk over numbers beyond the hint bitmap reads /proc/self/fd with raw
+ * system calls. Still unseen: a raw close system call, freopen's close of
+ * the old descriptor, an exec'd image (docs/abi.md §10).
+ */
+#include "fd_range_walk.h"
+
+#ifndef CLOSE_RANGE_UNSHARE
+#define CLOSE_RANGE_UNSHARE (1u << 1)
+#endif
+#ifndef CLOSE_RANGE_CLOEXEC
+#define CLOSE_RANGE_CLOEXEC (1u << 2)
+#endif
+
+/* The library's report that `fd` is being closed (before the close; a
+ * number without its hint bit costs one bit test), and the same for every
+ * hinted number in [first, last]. Defined by the library after its hint
+ * bitmap. */
+static SETTLE_NO_TSAN void report_closing(int fd);
+static SETTLE_NO_TSAN void report_closing_range(unsigned first, unsigned last);
+
+/* The poll hints of numbers a range closes go too (a stale one would cost
+ * one settle). */
+SETTLE_FN void settle_note_close_range(unsigned first, unsigned last) {
+  if (first > last || first >= SETTLE_BITS) return;
+  const unsigned top = last < SETTLE_BITS - 1 ? last : SETTLE_BITS - 1;
+  for (unsigned fd = first; fd <= top; fd++) {
+    if (fd % SETTLE_WORD_BITS == 0 && fd + SETTLE_WORD_BITS - 1 <= top) {
+      if (__atomic_load_n(&settle_hint[fd / SETTLE_WORD_BITS], __ATOMIC_RELAXED) != 0) {
+        __atomic_store_n(&settle_hint[fd / SETTLE_WORD_BITS], 0ul, __ATOMIC_RELAXED);
+      }
+      fd += SETTLE_WORD_BITS - 1;
+      continue;
+    }
+    settle_clear((int)fd);
+  }
+}
+
+/* libc declares these pointers nonnull, and glibc answers a NULL one all
+ * the same (EINVAL for closedir): the test must stay. */
+SETTLE_FN uintptr_t settle_opaque(const void *p) {
+  uintptr_t v = (uintptr_t)p;
+  __asm__("" : "+r"(v));
+  return v;
+}
+
+/* A libc close of the stream's or directory's number `fd` (-1: none). */
+SETTLE_FN void settle_closing_one(int fd) {
+  if (fd < 0) return;
+  report_closing(fd);
+  settle_note_close(fd);
+}
+
 SETTLE_EXPORT int fclose(FILE *stream) {
   typedef int (*fn_t)(FILE *);
   fn_t next = SETTLE_NEXT(fn_t, "fclose");
   if (next == NULL) SETTLE_MISSING();
+  if (settle_opaque(stream) != 0) {
+    const int saved = errno;
+    settle_closing_one(fileno(stream)); /* -1 for a stream without one (fmemopen) */
+    errno = saved;
+  }
+  const int r = next(stream);
+  settle_note_closed();
+  return r;
+}
+
+SETTLE_EXPORT int pclose(FILE *stream) {
+  typedef int (*fn_t)(FILE *);
+  fn_t next = SETTLE_NEXT(fn_t, "pclose");
+  if (next == NULL) SETTLE_MISSING();
+  if (settle_opaque(stream) != 0) {
+    const int saved = errno;
+    settle_closing_one(fileno(stream));
+    errno = saved;
+  }
   const int r = next(stream);
   settle_note_closed();
   return r;
@@ -366,19 +448,72 @@ SETTLE_EXPORT int closedir(DIR *dir) {
   typedef int (*fn_t)(DIR *);
   fn_t next = SETTLE_NEXT(fn_t, "closedir");
   if (next == NULL) SETTLE_MISSING();
+  if (settle_opaque(dir) != 0) { /* glibc: EINVAL */
+    const int saved = errno;
+    settle_closing_one(dirfd(dir));
+    errno = saved;
+  }
   const int r = next(dir);
   settle_note_closed();
   return r;
 }
 
+typedef int (*settle_close_range_fn)(unsigned int, unsigned int, int);
+typedef void (*settle_closefrom_fn)(int);
+static settle_close_range_fn settle_next_close_range;
+static settle_closefrom_fn settle_next_closefrom;
+
+SETTLE_NO_TSAN __attribute__((constructor)) static void settle_find_next_closes(void) {
+  void *p = dlsym(RTLD_NEXT, "close_range");
+  settle_close_range_fn cr;
+  memcpy(&cr, &p, sizeof cr);
+  __atomic_store_n(&settle_next_close_range, cr, __ATOMIC_RELEASE);
+  p = dlsym(RTLD_NEXT, "closefrom");
+  settle_closefrom_fn cf;
+  memcpy(&cf, &p, sizeof cf);
+  __atomic_store_n(&settle_next_closefrom, cf, __ATOMIC_RELEASE);
+}
+
+/* Linux close_range: EINVAL for unknown flags or first > last, before any
+ * close; with CLOSE_RANGE_CLOEXEC nothing is closed (the numbers only get
+ * FD_CLOEXEC). Else every number of [first, last] is closed. */
+SETTLE_FN void settle_closing_range(unsigned first, unsigned last, unsigned flags) {
+  if ((flags & ~(unsigned)(CLOSE_RANGE_UNSHARE | CLOSE_RANGE_CLOEXEC)) != 0 || first > last) return;
+  if (flags & CLOSE_RANGE_CLOEXEC) return;
+  const int saved = errno;
+  report_closing_range(first, last);
+  settle_note_close_range(first, last);
+  errno = saved;
+}
+
+#if defined(__GLIBC_PREREQ)
+#if !__GLIBC_PREREQ(2, 34)
+int close_range(unsigned int first, unsigned int last, int flags);
+void closefrom(int lowfd);
+#endif
+#endif
+
 SETTLE_EXPORT int close_range(unsigned int first, unsigned int last, int flags) {
-  typedef int (*fn_t)(unsigned int, unsigned int, int);
-  fn_t next = SETTLE_NEXT(fn_t, "close_range");
+  settle_closing_range(first, last, (unsigned)flags);
+  settle_close_range_fn next = __atomic_load_n(&settle_next_close_range, __ATOMIC_ACQUIRE);
   const int r = next == NULL ? (int)syscall(SYS_close_range, first, last, flags) : next(first, last, flags);
   settle_note_closed();
   return r;
 }
-#endif
+
+/* glibc: closefrom(low) closes [max(low, 0), ~0U] (close_range, or a walk
+ * of /proc/self/fd without it). */
+SETTLE_EXPORT void closefrom(int lowfd) {
+  const unsigned first = lowfd < 0 ? 0u : (unsigned)lowfd;
+  settle_closing_range(first, ~0u, 0);
+  settle_closefrom_fn next = __atomic_load_n(&settle_next_closefrom, __ATOMIC_ACQUIRE);
+  if (next == NULL) {
+    (void)syscall(SYS_close_range, first, ~0u, 0);
+  } else {
+    next(lowfd);
+  }
+  settle_note_closed();
+}
 
 /* fcntl's third argument is read as glibc's own wrapper reads it. The
  * symbols are named with asm labels: with _FILE_OFFSET_BITS=64 glibc's

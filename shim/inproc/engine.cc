@@ -564,6 +564,9 @@ class Engine::Context final : public abi::CallContext {
     foreign_ = true;
     move_named_port_ = true;
   }
+  // The call was served here and goes to the supervisor as well (a close
+  // report once a port moved there).
+  void ForwardCloseReport() { foreign_ = true; }
   bool foreign() const { return foreign_; }
   // The handler may have answered in the call (AnswersInCall was asked).
   bool asked_in_call() const { return asked_in_call_; }
@@ -880,6 +883,11 @@ bool Engine::Call(const abi::SyscallEntry& row, int nr, const std::array<uint64_
     out = abi::Outcome::Error(ENOSYS);
   }
   held_reports.reset();  // before any ApplyReadiness, and before a wait unlocks
+  // A port of this process moved to the supervisor: the library's report of
+  // a close (port_close_fd, port.c:164-169) is that port's too. Served here
+  // for this engine's ports, then issued there by the library (docs/design.md
+  // "Closing an associated descriptor").
+  if (timers_moved_ && port_call.IsCloseReport()) ctx.ForwardCloseReport();
   if (traced != nullptr) traced->Handled(ctx.foreign(), out.kind == abi::Outcome::Kind::kDeferred);  // trace
   if (ctx.foreign()) {
     // The descriptor is not this engine's: the supervisor's call. Nothing

@@ -80,6 +80,8 @@ struct PortCall {
     return portfs && !noport && (code == abi::illumos::PORT_GET || code == abi::illumos::PORT_GETN);
   }
   bool IsFdAssociation() const { return OnPort(abi::illumos::PORT_ASSOCIATE) && fd_object >= 0; }
+  // The library's report of a close (port_close_fd, port.c:164-169).
+  bool IsCloseReport() const { return portfs && noport && code == abi::illumos::PORT_EVSHIM_FD_CLOSING; }
 };
 
 // Inline: every call decodes (Engine::Call).
@@ -193,8 +195,8 @@ class Engine {
   void MovePortsBeforeSend(const int* fds, size_t count);
 
   pid_t pid() const { return pid_; }
-  // The library's close/dup2/dup3/close_range/fclose/closedir wrappers
-  // report that a descriptor number may name another file now
+  // The library's close/dup2/dup3/close_range/closefrom/fclose/pclose/
+  // closedir wrappers report that a descriptor number may name another file now
   // (evshim_engine_fd_closed; async-signal-safe, no lock). Identity answers
   // kept across calls are valid until then (docs/design.md "The in-process
   // fast path", "What a call costs").

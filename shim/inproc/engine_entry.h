@@ -100,8 +100,8 @@ void evshim_engine_before_send_fds(const int *fds, int count);
 
 /*
  * A descriptor number of this process may name another file from now on:
- * the libraries' close, dup2, dup3, close_range, fclose and closedir
- * wrappers call it once the call returned. Identity answers the engine kept
+ * the libraries' close, dup2, dup3, close_range, closefrom, fclose, pclose
+ * and closedir wrappers call it once the call returned. Identity answers the engine kept
  * across calls (which object a port or kqueue descriptor is; whether a
  * watched number still names its file) are checked again after it.
  * Async-signal-safe (one atomic add), callable before any engine exists.

@@ -101,8 +101,9 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Combine(::testing::Values("freebsd"),
                        // the child claims its copy after its parent exited (daemon pattern)
                        // another process's claim (evshim's private call) takes nothing
+                       // close/fclose then the same file back drop a CPONFORK kqueue's knote
                        ::testing::Values("cponfork", "cponfork_parent_exits",
-                                         "cponfork_foreign_claim")),
+                                         "cponfork_foreign_claim", "cponfork_close_same_file_back")),
     [](const auto& p) {
       return std::string(std::get<0>(p.param)) + "_" + std::get<1>(p.param);
     });
@@ -248,7 +249,11 @@ TEST(KqueueTermination, TimeoutTermStopsEvshimRun) {
 // add-close cycles leave the supervisor's descriptor count flat;
 // `close_same_file_back`: the close drops the knotes even when the same open
 // file comes back at the number (close + dup2/dup3 back, dup2 over and back,
-// close + SCM_RIGHTS). `oneshot_readd_exact`: what the watch kept for a
+// close + SCM_RIGHTS). `libc_close_same_file_back`: the same for the
+// closes libc makes itself (fclose, pclose, closedir, close_range,
+// closefrom; the file back by F_DUPFD), and close_range with
+// CLOSE_RANGE_CLOEXEC keeps the knote (shim/foreign/poll_settle.h).
+// `oneshot_readd_exact`: what the watch kept for a
 // number's next knote must not change (docs/kqueue.md "What a kevent
 // costs"): a knote re-added on a pipe that is not ready, EV_EOF with bytes
 // left (filt_piperead), a raw close with the number reused by another
@@ -270,7 +275,8 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Combine(::testing::Values("freebsd", "openbsd", "dragonfly"),
                        ::testing::Values("ready_before_call", "eof_before_call", "kq_in_kq_ready",
                                          "poll_after_ready", "poll_family_after_ready", "close_no_delete",
-                                         "close_same_file_back", "poll_wakes_on_trigger",
+                                         "close_same_file_back", "libc_close_same_file_back",
+                                         "poll_wakes_on_trigger",
                                          "oneshot_readd_exact")),
     [](const auto& p) {
       return std::string(std::get<0>(p.param)) + "_" + std::get<1>(p.param);

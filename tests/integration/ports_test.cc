@@ -228,6 +228,27 @@ TEST(PortClose, CloseThenSameFileBackDropsTheAssociation) {
   EXPECT_EQ(r.status, 0) << r.out << r.err;
 }
 
+// port.c:164-169: the closes libc makes itself (fclose of an fdopen'd pipe,
+// pclose, closedir, close_range, closefrom) dissociate too, when the same
+// open file then comes back at the number (F_DUPFD from a kept dup): no
+// event for the ready file and port_dissociate is ENOENT; close_range with
+// CLOSE_RANGE_CLOEXEC closes nothing and the association fires. Seen
+// through the library's wrappers (shim/foreign/poll_settle.h).
+TEST(PortClose, LibcClosesThenSameFileBackDropTheAssociation) {
+  RunResult r = Scenario("libc_close_same_file_back");
+  EXPECT_FALSE(r.timed_out);
+  EXPECT_EQ(r.status, 0) << r.out << r.err;
+}
+
+// The same once the port moved to the supervisor (fast mode: popen's child
+// kept it): the library's close report is served by the engine and then
+// issued to the supervisor too (shim/inproc/engine.cc, ForwardCloseReport).
+TEST(PortClose, CloseOnAMovedPortThenSameFileBackDropsTheAssociation) {
+  RunResult r = Scenario("moved_port_close_same_file_back");
+  EXPECT_FALSE(r.timed_out);
+  EXPECT_EQ(r.status, 0) << r.out << r.err;
+}
+
 // Supervised, without a supervisor the foreign call is an unknown syscall:
 // the scenario must fail, which shows the scenarios test evshim and not
 // something else.

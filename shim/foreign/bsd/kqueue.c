@@ -477,9 +477,10 @@ EXPORT int execvp(const char *file, char *const argv[]) {
  * knote) first tells the supervisor (evshim_kqueue_fdclose), which drops
  * the knotes on it in the process's kqueues. The numbers are a hint bitmap
  * set at EV_ADD, so every other close costs one bit test; a stale bit costs
- * one call. Closes this library does not see (a raw close syscall, closes
- * inside libc, close_range, an exec'd image) fall back to the supervisor's
- * lazy rule (docs/kqueue.md "Not yet"). Signal handlers may
+ * one call. The closes inside libc (fclose, pclose, closedir, close_range,
+ * closefrom) report the same way (poll_settle.h). Closes this library does
+ * not see (a raw close syscall, an exec'd image) fall back to the
+ * supervisor's lazy rule (docs/kqueue.md "Not yet"). Signal handlers may
  * close: these functions are async-signal-safe (the next close/dup2/dup3
  * are looked up in a constructor, the raw system call before that), keep
  * errno, and carry no TSan instrumentation (they may run inside TSan's own
@@ -528,8 +529,19 @@ NOT_TSAN_INSTRUMENTED static void report_closing(int fd) {
     if (!(__atomic_fetch_and(&fd_hint[(unsigned)fd / FD_HINT_WORD_BITS], ~bit, __ATOMIC_RELAXED) & bit)) return;
   }
   int saved = errno;
-  (void)foreign_call(EVSHIM_SYS_kqueue_fdclose, (long)fd, 0, 0, 0, 0, 0);
+  /* Served in-process for the engine's kqueues; the supervisor's kqueues
+   * of this process (KQUEUE_CPONFORK) need it too. */
+  long r;
+  if (!fast_call(EVSHIM_SYS_kqueue_fdclose, (long)fd, 0, 0, 0, 0, 0, &r) ||
+      __atomic_load_n(&settle_supervisor_objects, __ATOMIC_RELAXED)) {
+    (void)SUPERVISOR_SYSCALL(EVSHIM_SYS_kqueue_fdclose, (long)fd, 0L, 0L, 0L, 0L, 0L);
+  }
   errno = saved;
+}
+
+/* The hinted numbers a close_range or closefrom closes (poll_settle.h). */
+NOT_TSAN_INSTRUMENTED static void report_closing_range(unsigned first, unsigned last) {
+  fd_walk_each_hinted(fd_hint, FD_HINT_BITS, &fd_hint_high, first, last, report_closing);
 }
 
 /* dup2/dup3 close `newfd` only when `oldfd` is open and differs from it. */

@@ -205,9 +205,10 @@ EXPORT int port_create(void) {
  * dup3() are interposed here: closing a number this process associated
  * first tells the supervisor (EVSHIM_PORT_FD_CLOSING). The numbers are kept
  * as a hint bitmap, so every other close costs one bit test; a stale bit
- * costs one call. Raw close syscalls, closes inside libc (fclose, closedir)
- * and close_range are not seen (docs/design.md "Closing an associated
- * descriptor").
+ * costs one call. The closes inside libc (fclose, pclose, closedir,
+ * close_range, closefrom) report the same way (poll_settle.h); raw close
+ * syscalls and an exec'd image are not seen (docs/design.md "Closing an
+ * associated descriptor").
  */
 #define FD_HINT_BITS 65536
 #define FD_HINT_WORD_BITS (8 * sizeof(unsigned long))
@@ -235,6 +236,11 @@ static void report_closing(int fd) {
   int saved = errno;
   (void)portfs(EVSHIM_PORT_FD_CLOSING | EVSHIM_PORT_SYS_NOPORT, fd, 0, 0, 0, 0);
   errno = saved;
+}
+
+/* The hinted numbers a close_range or closefrom closes (poll_settle.h). */
+static void report_closing_range(unsigned first, unsigned last) {
+  fd_walk_each_hinted(fd_hint, FD_HINT_BITS, &fd_hint_high, first, last, report_closing);
 }
 
 EXPORT int port_associate(int port, int source, uintptr_t object, int events, void *user) {
