@@ -2838,6 +2838,51 @@ static void lc_none_open(int from, int to) {
   for (int fd = from; fd <= to; fd++) CHECK(fcntl(fd, F_GETFD) == -1 && errno == EBADF);
 }
 
+/* A vfork child shares its parent's memory but not its descriptor table
+ * (FreeBSD's vfork copies the table, RFFDG; knote_fdclose runs on the
+ * closing process's table only, OB kern_event.c:1826-1845, DF :1868-1902):
+ * its close, close_range or closefrom of a number the parent has a knote on
+ * leaves the parent's knote. evshim's close wrappers run in the child on
+ * the parent's memory (the library's hint bitmap, the engine): they must
+ * not report the child's close as the parent's. */
+static int vfork_child_close(void) {
+  static const char *const names[] = {"close", "close_range", "closefrom"};
+  for (volatile int how = 0; how < 3; how++) { /* volatile: vfork's child runs in this frame */
+    const int kq = kqueue();
+    int sv[2];
+    CHECK(kq >= 0 && socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0);
+    struct kevent ch;
+    EV_SET(&ch, sv[0], EVFILT_READ, EV_ADD, 0, 0, 0);
+    CHECK(kevent(kq, &ch, 1, NULL, 0, NULL) == 0);
+    const pid_t child = vfork();
+    CHECK(child >= 0);
+    if (child == 0) {
+      if (how == 0) close(sv[0]);
+      if (how == 1) close_range(3, ~0U, 0);
+      if (how == 2) closefrom(3);
+      _exit(0);
+    }
+    int status;
+    CHECK(waitpid(child, &status, 0) == child && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    CHECK(write(sv[1], "x", 1) == 1);
+    struct kevent ev;
+    struct timespec one = {1, 0};
+    const int n = kevent(kq, NULL, 0, &ev, 1, &one);
+    if (n != 1 || ev.ident != (uintptr_t)sv[0]) {
+      fprintf(stderr, "after the vfork child's %s: kevent %d (ident %lu): the parent's knote is gone\n",
+              names[how], n, n == 1 ? (unsigned long)ev.ident : 0ul);
+      return 1;
+    }
+    EV_SET(&ch, sv[0], EVFILT_READ, EV_DELETE, 0, 0, 0);
+    CHECK(kevent(kq, &ch, 1, NULL, 0, NULL) == 0);
+    close(sv[0]);
+    close(sv[1]);
+    close(kq);
+  }
+  printf("a vfork child's close, close_range and closefrom leave the parent's knote\n");
+  return 0;
+}
+
 static int libc_close_same_file_back(void) {
   char dir[] = "/tmp/evshim-lc-XXXXXX";
   CHECK(mkdtemp(dir) != NULL);
@@ -3600,6 +3645,7 @@ int main(int argc, char **argv) {
   if (!strcmp(s, "vnode_hint")) return vnode_hint();
   if (!strcmp(s, "close_same_file_back")) return close_same_file_back();
   if (!strcmp(s, "libc_close_same_file_back")) return libc_close_same_file_back();
+  if (!strcmp(s, "vfork_child_close")) return vfork_child_close();
 #if defined(__x86_64__)
   if (!strcmp(s, "changes_stand_when_interrupted")) return changes_stand_when_interrupted();
   if (!strcmp(s, "read_event_cost")) return read_event_cost();

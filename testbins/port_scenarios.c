@@ -2013,6 +2013,50 @@ static int moved_port_close_same_file_back(void) {
   return 0;
 }
 
+/* A vfork child shares its parent's memory but not its descriptor table
+ * (illumos vfork copies the table; port_close_fd runs for the closing
+ * process's own table, port.c:164-169): its close, close_range or closefrom
+ * of a number the parent associated leaves the parent's association. Twice:
+ * with a close-on-exec port (kept in the parent's engine across the vfork)
+ * and with a plain one. evshim's close wrappers run in the child on the
+ * parent's memory: they must not report the child's close as the parent's. */
+static int vfork_child_close(void) {
+  static const char *const names[] = {"close", "close_range", "closefrom"};
+  /* volatile: vfork's child runs in this frame */
+  for (volatile int cloexec = 0; cloexec < 2; cloexec++) {
+    for (volatile int how = 0; how < 3; how++) {
+      const int pt = port_create();
+      int sv[2];
+      CHECK(pt >= 0 && socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0);
+      if (cloexec) CHECK(fcntl(pt, F_SETFD, FD_CLOEXEC) == 0);
+      CHECK(port_associate(pt, PORT_SOURCE_FD, (uintptr_t)sv[0], POLLIN, (void *)7) == 0);
+      const pid_t child = vfork();
+      CHECK(child >= 0);
+      if (child == 0) {
+        if (how == 0) close(sv[0]);
+        if (how == 1) close_range(3, ~0U, 0);
+        if (how == 2) closefrom(3);
+        _exit(0);
+      }
+      int status;
+      CHECK(waitpid(child, &status, 0) == child && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+      CHECK(write(sv[1], "x", 1) == 1);
+      port_event_t ev;
+      struct timespec one = {1, 0};
+      if (port_get(pt, &ev, &one) != 0 || ev.portev_object != (uintptr_t)sv[0]) {
+        fprintf(stderr, "%s port, after the vfork child's %s: no event (errno %d): the parent's association is gone\n",
+                cloexec ? "close-on-exec" : "plain", names[how], errno);
+        return 1;
+      }
+      close(sv[0]);
+      close(sv[1]);
+      close(pt);
+    }
+  }
+  printf("a vfork child's close, close_range and closefrom leave the parent's association\n");
+  return 0;
+}
+
 static int libc_close_same_file_back(void) {
   char dir[] = "/tmp/evshim-lc-XXXXXX";
   CHECK(mkdtemp(dir) != NULL);
@@ -2887,7 +2931,7 @@ int main(int argc, char **argv) {
       {"poll_after_ready", poll_after_ready}, {"poll_family_after_ready", poll_family_after_ready},
       {"close_no_dissociate", close_no_dissociate},
       {"close_same_file_back", close_same_file_back}, {"fast_exec_dead_port", fast_exec_dead_port},
-      {"libc_close_same_file_back", libc_close_same_file_back},
+      {"libc_close_same_file_back", libc_close_same_file_back}, {"vfork_child_close", vfork_child_close},
       {"moved_port_close_same_file_back", moved_port_close_same_file_back},
       {"fault_copy", fault_copy}, {"fd_fire_order", fd_fire_order}, {"pipe_writer_gone", pipe_writer_gone},
 #if defined(__x86_64__) || defined(__i386__)

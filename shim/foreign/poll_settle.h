@@ -46,6 +46,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -93,10 +94,37 @@ SETTLE_FN void settle_mark(int fd) {
                     __ATOMIC_RELAXED);
 }
 
+/*
+ * The process whose memory this library's state is in: set at load, and in
+ * a fork child by an atfork handler. A vfork child (or any clone sharing
+ * the memory: CLONE_VM) sees its parent's value, and so its parent's hint
+ * bitmaps and engine, but has a descriptor table of its own (Linux's vfork,
+ * as illumos's and the BSDs' vfork, copies the table): its closes are not
+ * the parent's, so they must not drop the parent's associations or knotes
+ * nor clear its hints. Asked only when a close meets a hinted number (a
+ * getpid system call), so a plain close still costs one bit test.
+ */
+static int settle_memory_pid;
+
+SETTLE_FN int settle_in_memory_sharing_child(void) {
+  const int owner = __atomic_load_n(&settle_memory_pid, __ATOMIC_RELAXED);
+  return owner != 0 && (int)syscall(SYS_getpid) != owner;
+}
+
+static SETTLE_NO_TSAN void settle_record_memory_pid(void) {
+  __atomic_store_n(&settle_memory_pid, (int)syscall(SYS_getpid), __ATOMIC_RELAXED);
+}
+
+__attribute__((constructor)) static SETTLE_NO_TSAN void settle_init_memory_pid(void) {
+  settle_record_memory_pid();
+  pthread_atfork(NULL, NULL, settle_record_memory_pid);
+}
+
 SETTLE_FN void settle_clear(int fd) {
   if (fd < 0 || fd >= SETTLE_BITS) return; /* the high flag stays: a stale hint only costs a settle */
   const unsigned long bit = 1ul << ((unsigned)fd % SETTLE_WORD_BITS);
   if (__atomic_load_n(&settle_hint[(unsigned)fd / SETTLE_WORD_BITS], __ATOMIC_RELAXED) & bit) {
+    if (settle_in_memory_sharing_child()) return; /* the parent's hint */
     __atomic_fetch_and(&settle_hint[(unsigned)fd / SETTLE_WORD_BITS], ~bit, __ATOMIC_RELAXED);
   }
 }
@@ -387,7 +415,8 @@ static SETTLE_NO_TSAN void report_closing_range(unsigned first, unsigned last);
 /* The poll hints of numbers a range closes go too (a stale one would cost
  * one settle). */
 SETTLE_FN void settle_note_close_range(unsigned first, unsigned last) {
-  if (first > last || first >= SETTLE_BITS) return;
+  if (first > last || first >= SETTLE_BITS || !settle_anything()) return;
+  if (settle_in_memory_sharing_child()) return; /* the parent's hints */
   const unsigned top = last < SETTLE_BITS - 1 ? last : SETTLE_BITS - 1;
   for (unsigned fd = first; fd <= top; fd++) {
     if (fd % SETTLE_WORD_BITS == 0 && fd + SETTLE_WORD_BITS - 1 <= top) {

@@ -253,6 +253,9 @@ TEST(KqueueTermination, TimeoutTermStopsEvshimRun) {
 // closes libc makes itself (fclose, pclose, closedir, close_range,
 // closefrom; the file back by F_DUPFD), and close_range with
 // CLOSE_RANGE_CLOEXEC keeps the knote (shim/foreign/poll_settle.h).
+// `vfork_child_close`: a vfork child's close, close_range and closefrom are
+// its own table's (knote_fdclose runs on the closing process's table): the
+// parent's knote stays (poll_settle.h, settle_memory_pid).
 // `oneshot_readd_exact`: what the watch kept for a
 // number's next knote must not change (docs/kqueue.md "What a kevent
 // costs"): a knote re-added on a pipe that is not ready, EV_EOF with bytes
@@ -276,6 +279,7 @@ INSTANTIATE_TEST_SUITE_P(
                        ::testing::Values("ready_before_call", "eof_before_call", "kq_in_kq_ready",
                                          "poll_after_ready", "poll_family_after_ready", "close_no_delete",
                                          "close_same_file_back", "libc_close_same_file_back",
+                                         "vfork_child_close",
                                          "poll_wakes_on_trigger",
                                          "oneshot_readd_exact")),
     [](const auto& p) {

@@ -240,6 +240,16 @@ TEST(PortClose, LibcClosesThenSameFileBackDropTheAssociation) {
   EXPECT_EQ(r.status, 0) << r.out << r.err;
 }
 
+// A vfork child's close, close_range and closefrom are its own table's
+// (port.c:164-169 runs for the closing process): the parent's association
+// stays, with a close-on-exec port (in the parent's engine) and a plain one
+// (shim/foreign/poll_settle.h, settle_memory_pid).
+TEST(PortClose, AVforkChildsClosesLeaveTheParentsAssociation) {
+  RunResult r = Scenario("vfork_child_close");
+  EXPECT_FALSE(r.timed_out);
+  EXPECT_EQ(r.status, 0) << r.out << r.err;
+}
+
 // The same once the port moved to the supervisor (fast mode: popen's child
 // kept it): the library's close report is served by the engine and then
 // issued to the supervisor too (shim/inproc/engine.cc, ForwardCloseReport).

@@ -523,7 +523,9 @@ NOT_TSAN_INSTRUMENTED static int is_hinted(int fd) {
 }
 
 NOT_TSAN_INSTRUMENTED static void report_closing(int fd) {
-  if (!is_hinted(fd)) return;
+  /* A vfork child's close is not its parent's (poll_settle.h,
+   * settle_memory_pid): no report, the parent's bit stays. */
+  if (!is_hinted(fd) || settle_in_memory_sharing_child()) return;
   if (fd < FD_HINT_BITS) {
     const unsigned long bit = 1ul << ((unsigned)fd % FD_HINT_WORD_BITS);
     if (!(__atomic_fetch_and(&fd_hint[(unsigned)fd / FD_HINT_WORD_BITS], ~bit, __ATOMIC_RELAXED) & bit)) return;

@@ -230,9 +230,13 @@ static void report_closing(int fd) {
     hinted = __atomic_load_n(&fd_hint_high, __ATOMIC_RELAXED);
   } else {
     unsigned long bit = 1ul << ((unsigned)fd % FD_HINT_WORD_BITS);
+    hinted = (__atomic_load_n(&fd_hint[(unsigned)fd / FD_HINT_WORD_BITS], __ATOMIC_RELAXED) & bit) != 0;
+    /* A vfork child's close is not its parent's (poll_settle.h,
+     * settle_memory_pid): no report, the parent's bit stays. */
+    if (!hinted || settle_in_memory_sharing_child()) return;
     hinted = (__atomic_fetch_and(&fd_hint[(unsigned)fd / FD_HINT_WORD_BITS], ~bit, __ATOMIC_RELAXED) & bit) != 0;
   }
-  if (!hinted) return;
+  if (!hinted || (fd >= FD_HINT_BITS && settle_in_memory_sharing_child())) return;
   int saved = errno;
   (void)portfs(EVSHIM_PORT_FD_CLOSING | EVSHIM_PORT_SYS_NOPORT, fd, 0, 0, 0, 0);
   errno = saved;
