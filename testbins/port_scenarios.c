@@ -40,6 +40,8 @@
     }                                                                            \
   } while (0)
 
+#include "libc_closes.h"
+
 static double now_s(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -1942,38 +1944,6 @@ static int close_same_file_back(void) {
  * evshim learns of these closes through the library's wrappers
  * (shim/foreign/poll_settle.h; docs/design.md "Closing an associated
  * descriptor"). */
-enum { LC_FCLOSE, LC_PCLOSE, LC_CLOSEDIR, LC_CLOSE_RANGE, LC_CLOSEFROM, LC_CLOSE_RANGE_HIGH, LC_CLOSEFROM_HIGH,
-       LC_CLOSE_RANGE_CLOEXEC, LC_COUNT };
-static const char *const lc_names[LC_COUNT] = {"fclose", "pclose", "closedir", "close_range", "closefrom",
-                                               "close_range beyond 65535", "closefrom beyond 65535",
-                                               "close_range(CLOSE_RANGE_CLOEXEC)"};
-
-/* Numbers beyond the libraries' 65536-bit hint bitmap: RLIMIT_NOFILE must
- * reach them (root may raise the hard limit). 0 when it cannot. */
-static int lc_allow_high(int want) {
-  struct rlimit rl;
-  CHECK(getrlimit(RLIMIT_NOFILE, &rl) == 0);
-  if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur <= (rlim_t)want) {
-    rl.rlim_cur = (rlim_t)want + 64;
-    if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < rl.rlim_cur) rl.rlim_max = rl.rlim_cur;
-    if (setrlimit(RLIMIT_NOFILE, &rl) != 0) return 0;
-  }
-  return 1;
-}
-
-/* `fd` moved to the lowest free number >= `at` (the old number closed). */
-static int lc_move(int fd, int at) {
-  int n = fcntl(fd, F_DUPFD, at);
-  CHECK(n >= at);
-  CHECK(close(fd) == 0);
-  return n;
-}
-
-/* Nothing open in [from, to] (a range close must not take anything else). */
-static void lc_none_open(int from, int to) {
-  for (int fd = from; fd <= to; fd++) CHECK(fcntl(fd, F_GETFD) == -1 && errno == EBADF);
-}
-
 /* The same rule (port.c:164-169) once the port moved to the supervisor in
  * fast mode: popen's child keeps the port (not close-on-exec), so it moves
  * there first (docs/design.md "Moving a port at fork"). A close reported by
