@@ -2901,27 +2901,7 @@ static int libc_close_same_file_back(void) {
     keep = dup(n);
     CHECK(keep >= 0 && (keep < n || how <= LC_CLOSEDIR)); /* outside the range closes */
     CHECK(add(kq, (uintptr_t)n, filter, EV_ADD | EV_CLEAR, fflags, 0, (void *)0x61) == 0);
-    switch (how) {
-      case LC_FCLOSE: CHECK(fclose(f) == 0); break;
-      case LC_PCLOSE: CHECK(pclose(f) == 0); break;
-      case LC_CLOSEDIR: CHECK(closedir(d) == 0); break;
-      case LC_CLOSE_RANGE: CHECK(close_range((unsigned)n, (unsigned)n + 16, 0) == 0); break;
-      case LC_CLOSE_RANGE_HIGH: CHECK(close_range((unsigned)n, ~0u, 0) == 0); break;
-      case LC_CLOSEFROM:
-      case LC_CLOSEFROM_HIGH: closefrom(n); break;
-      case LC_CLOSE_RANGE_CLOEXEC:
-        CHECK(close_range((unsigned)n, (unsigned)n, CLOSE_RANGE_CLOEXEC) == 0);
-        CHECK(fcntl(n, F_GETFD) == FD_CLOEXEC); /* still open, only marked */
-        break;
-      default: CHECK(0);
-    }
-    if (how != LC_CLOSE_RANGE_CLOEXEC) {
-      CHECK(fcntl(n, F_GETFD) == -1 && errno == EBADF);
-      /* Back at N by F_DUPFD (N is the lowest free number from N): the
-       * library's dup2 would report N itself (a hinted number it replaces,
-       * closed or not), which would hide a missed close. */
-      CHECK(fcntl(keep, F_DUPFD, n) == n);
-    }
+    lc_close_then_back(how, n, keep, f, d);
     if (p[1] >= 0) CHECK(write(p[1], "x", 1) == 1);
     if (how == LC_CLOSEDIR) {
       const int made = open(inside, O_CREAT | O_WRONLY, 0600); /* NOTE_WRITE on the directory */

@@ -2072,27 +2072,7 @@ static int libc_close_same_file_back(void) {
     keep = dup(n);
     CHECK(keep >= 0 && (keep < n || how <= LC_CLOSEDIR)); /* outside the range closes */
     CHECK(port_associate(port, PORT_SOURCE_FD, (uintptr_t)n, POLLIN, NULL) == 0);
-    switch (how) {
-      case LC_FCLOSE: CHECK(fclose(f) == 0); break;
-      case LC_PCLOSE: CHECK(pclose(f) == 0); break;
-      case LC_CLOSEDIR: CHECK(closedir(d) == 0); break;
-      case LC_CLOSE_RANGE: CHECK(close_range((unsigned)n, (unsigned)n + 16, 0) == 0); break;
-      case LC_CLOSE_RANGE_HIGH: CHECK(close_range((unsigned)n, ~0u, 0) == 0); break;
-      case LC_CLOSEFROM:
-      case LC_CLOSEFROM_HIGH: closefrom(n); break;
-      case LC_CLOSE_RANGE_CLOEXEC:
-        CHECK(close_range((unsigned)n, (unsigned)n, CLOSE_RANGE_CLOEXEC) == 0);
-        CHECK(fcntl(n, F_GETFD) == FD_CLOEXEC); /* still open, only marked */
-        break;
-      default: CHECK(0);
-    }
-    if (how != LC_CLOSE_RANGE_CLOEXEC) {
-      CHECK(fcntl(n, F_GETFD) == -1 && errno == EBADF);
-      /* Back at N by F_DUPFD (N is the lowest free number from N): the
-       * library's dup2 would report N itself (a hinted number it replaces,
-       * closed or not), which would hide a missed close. */
-      CHECK(fcntl(keep, F_DUPFD, n) == n);
-    }
+    lc_close_then_back(how, n, keep, f, d);
     if (p[1] >= 0) CHECK(write(p[1], "x", 1) == 1);
     port_event_t ev;
     const int got = get0(port, &ev);
