@@ -17,33 +17,6 @@
 
 #ifndef CHECK
 #error "define CHECK before including libc_closes.h"
-/* Case `how`'s libc close of number `n` (its stream `f`, its directory
- * `d`), then, unless it closed nothing (CLOSE_RANGE_CLOEXEC), the same open
- * file back at `n` from the kept dup `keep`. */
-static void lc_close_then_back(int how, int n, int keep, FILE *f, DIR *d) {
-  switch (how) {
-    case LC_FCLOSE: CHECK(fclose(f) == 0); break;
-    case LC_PCLOSE: CHECK(pclose(f) == 0); break;
-    case LC_CLOSEDIR: CHECK(closedir(d) == 0); break;
-    case LC_CLOSE_RANGE: CHECK(close_range((unsigned)n, (unsigned)n + 16, 0) == 0); break;
-    case LC_CLOSE_RANGE_HIGH: CHECK(close_range((unsigned)n, ~0u, 0) == 0); break;
-    case LC_CLOSEFROM:
-    case LC_CLOSEFROM_HIGH: closefrom(n); break;
-    case LC_CLOSE_RANGE_CLOEXEC:
-      CHECK(close_range((unsigned)n, (unsigned)n, CLOSE_RANGE_CLOEXEC) == 0);
-      CHECK(fcntl(n, F_GETFD) == FD_CLOEXEC); /* still open, only marked */
-      break;
-    default: CHECK(0);
-  }
-  if (how != LC_CLOSE_RANGE_CLOEXEC) {
-    CHECK(fcntl(n, F_GETFD) == -1 && errno == EBADF);
-    /* Back at N by F_DUPFD (N is the lowest free number from N): the
-     * library's dup2 would report N itself (a hinted number it replaces,
-     * closed or not), which would hide a missed close. */
-    CHECK(fcntl(keep, F_DUPFD, n) == n);
-  }
-}
-
 #endif
 
 enum { LC_FCLOSE, LC_PCLOSE, LC_CLOSEDIR, LC_CLOSE_RANGE, LC_CLOSEFROM, LC_CLOSE_RANGE_HIGH, LC_CLOSEFROM_HIGH,
