@@ -3,8 +3,10 @@
 no client build: a figure comes only from runs that did what their column
 says, and a failed or mis-configured run fails the stage loudly.
   1. its parsers refuse a failed run, a run on another backend or selector,
-     a short run and an `ab` report with lost or failed requests, and
-     accept good ones;
+     a short run, an `ab` report with lost or failed requests, and a
+     redis-benchmark run that failed, printed no rate or whose server used
+     another backend or served fewer commands than asked; and accept good
+     ones;
   2. the stage end to end on stand-in programs (a fake libevent test/bench
      per variant, a fake `evshim run`): a variant whose bench reports
      another backend, exits non-zero or prints no times gets no ratio,
@@ -91,6 +93,18 @@ refuses("ab: failed requests", bc.parse_ab, ab.replace("Failed requests:        
 refuses("ab: non-2xx answers", bc.parse_ab, ab + "Non-2xx responses:      2000\n", 2000)
 refuses("ab: fewer complete", bc.parse_ab, ab, 4000)
 refuses("ab: no report", bc.parse_ab, "apr_socket_recv: Connection reset by peer (104)\n", 2000)
+
+csv = ('"test","rps","avg_latency_ms","min_latency_ms","p50_latency_ms","p95_latency_ms","p99_latency_ms",'
+       '"max_latency_ms"\n"GET","495049.50","1.238","0.264","1.079","2.807","4.015","5.271"\n')
+accepts("redis-benchmark: GET row", 495049.5, bc.parse_redis_benchmark, 0, csv, "", "GET")
+refuses("redis-benchmark: exit 1", bc.parse_redis_benchmark, 1, csv, "Error: Connection refused", "GET")
+refuses("redis-benchmark: no row for the test", bc.parse_redis_benchmark, 0, csv, "", "SET")
+refuses("redis-benchmark: a rate of 0", bc.parse_redis_benchmark, 0, csv.replace("495049.50", "0.00"), "", "GET")
+info = "# Server\r\nredis_version:7.0.15\r\nmultiplexing_api:evport\r\n# Stats\r\ntotal_commands_processed:50004\r\n"
+accepts("redis INFO: evport, all served", 50004, bc.parse_redis_info, info, "evport", 50000)
+refuses("redis INFO: another backend", bc.parse_redis_info, info, "kqueue", 50000)
+refuses("redis INFO: requests not served", bc.parse_redis_info, info, "evport", 60000)
+refuses("redis INFO: no counter", bc.parse_redis_info, info.split("# Stats")[0], "evport", 1)
 
 good = ["server\tnative\t1\t1\t0", "server\tfast\t2\t1\t0", "server\tsupervised\t3\t1\t1",
         "ab\tclose\tnative\t1.fast\t10\t0\t/x", "stop\tnative\t0\t0", "stop\tfast\t0\t0",
