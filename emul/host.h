@@ -118,9 +118,9 @@ class Host {
     return false;
   }
   // As ArmWatchReportedAtLook, but only where that costs no look of its
-  // own (the level registration is on and covers `events`); otherwise the
-  // watch is left as it is and `events` returned (the caller measures).
-  // Default: never.
+  // own (the level registration is on and covers `events`, or a watch not
+  // registered yet can be registered, once); otherwise the watch is left as
+  // it is and `events` returned (the caller measures). Default: never.
   virtual Result<uint32_t> ArmWatchIfFree(WatchId id, Pid pid, int fd, uint32_t events) {
     (void)id;
     (void)pid;

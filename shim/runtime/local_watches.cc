@@ -439,6 +439,33 @@ uint32_t LocalWatches::ArmReportedAtLook(Watch& w, File& f) {
   return 0u;
 }
 
+// A level watch that no registration carries yet (Watch::file 0), asked to
+// be armed for free: a kqueue knote its EV_ADD found ready, measured and
+// queued without registering it, which a scan has just delivered
+// (Kqueues::ArmForNextLook). Left so, every later scan measures it with a
+// poll (and confirms its number with an fcntl) for as long as the file is
+// ready again at each scan: a busy server's connections, whose next request
+// is there before the next kevent (Redis: docs/performance.md "Session 32:
+// a knote added on a ready file"). Registered now, level with `events` (an
+// EPOLL_CTL_ADD and a MOD, once), the looks report it from then on, as they
+// do a knote armed after a scan found it not ready, and the scan's identity
+// check is the registration's. False: not registered (a file epoll refuses,
+// marked pollless as Arm does; the number closed): the caller measures, as
+// before.
+bool LocalWatches::RegisterLevel(Watch& w, WatchId id, int fd, uint32_t events) {
+  Result<File*> attached = Attach(w, id, nullptr, fd);
+  if (!attached.ok()) {
+    if (attached.error().value == EPERM) {
+      w.pollless = true;
+      w.mask = static_cast<uint16_t>(events);
+    }
+    return false;
+  }
+  File& f = **attached;
+  if (f.reg == File::Reg::kLevel && (f.level_events & events) == events) return true;
+  return SetLevel(f, (f.reg != File::Reg::kOff ? f.level_events : 0) | events);
+}
+
 Result<uint32_t> LocalWatches::Arm(WatchId id, int fd, uint32_t events, const uint32_t* measured,
                                    Answer answer) {
   Watch* found_watch = watches_.Find(id);
@@ -447,7 +474,28 @@ Result<uint32_t> LocalWatches::Arm(WatchId id, int fd, uint32_t events, const ui
   events &= kPollBits;
   const bool for_assoc = answer == kReportedAtLook;
   if (answer == kIfFree) {
+    if (w.file == 0 && !w.edge && !w.pollless && !RegisterLevel(w, id, fd, events)) return events;
     File* f = w.edge || w.pollless ? nullptr : FileOf(w);
+    if (f != nullptr && !f->dead && f->fd == fd && f->reg == File::Reg::kLevel &&
+        (f->level_events & events) == events && ReportedToNoneThisCall(w, *f)) {
+      // This call's look found the file ready, and the caller has measured
+      // it since (the knote it re-arms is on its kqueue's list already):
+      // armed all the same, so the next look answers for it. A level
+      // registration reports a file still ready at every look; one that
+      // does not report it tells the next scan the file is not ready
+      // (QuietSinceArm), where answering "ready" here left the knote to be
+      // measured with a poll at every scan that followed a delivery (a busy
+      // server's connections: docs/performance.md "Session 32: a knote
+      // added on a ready file").
+      w.mask = static_cast<uint16_t>(events);
+      w.for_assoc = false;
+      w.seen_ready = false;
+      Unfire(id);
+      f->taken = true;
+      w.armed = true;
+      w.armed_look = static_cast<uint32_t>(looks_begun_);
+      return 0u;
+    }
     // A one-shot registration was set by an identity check or a renewal
     // since any report (a report leaves it off or level): the kernel
     // reports a ready file at the next look, seen_ready or not.

@@ -91,6 +91,8 @@ class LocalWatches {
   // with no system call.
   // kIfFree: as kReportedAtLook where that costs no system call; otherwise
   // the watch is left as it is and `events` returned (the caller measures).
+  // A watch no registration carries yet is registered first (RegisterLevel:
+  // one system call or two, once, instead of a measurement at every scan).
   enum Answer : uint8_t { kNow, kReportedAtLook, kIfFree };
   // `measured`: the file's poll bits, measured by the caller after it
   // confirmed the file (SameFile); answers instead of a poll (the
@@ -388,6 +390,9 @@ class LocalWatches {
   // the record). `placing`: a new record is registered one-shot with it (an
   // association's mask) and placed; 0: off.
   emul::Result<File*> Attach(Watch& w, emul::WatchId id, File* cur, int fd, uint32_t placing = 0);
+  // Arm(kIfFree) of a watch never registered: registers it level (below the
+  // definition says when and why). False: not registered.
+  bool RegisterLevel(Watch& w, emul::WatchId id, int fd, uint32_t events);
   emul::Result<File*> AttachEdge(Watch& w, emul::WatchId id, int fd, uint32_t events);
   void Detach(Watch& w, emul::WatchId id);
   void DetachEdge(Watch& w, emul::WatchId id, File& f);

@@ -299,6 +299,48 @@ TEST(InprocKqueueBudget, UserEventOnAKqueueWithAReadKnoteStillLooks) {
   }
 }
 
+// A level READ knote added while its socket is readable, the file ready
+// again at every scan (the next request there before the next kevent: a
+// busy server's connection). Its EV_ADD measures it and queues it without a
+// registration; its first delivery registers the watch (LocalWatches::
+// RegisterLevel), and from then on each round (kevent, read, write) costs
+// the look's epoll_wait and the FIONREAD for `data`: no poll, no fcntl
+// (before session 32 each scan measured it with a poll, and with several
+// knotes an fcntl too: docs/performance.md "Session 32: a knote added on a
+// ready file").
+[[noreturn]] void ReadyAtEveryScanChild() {
+  const int kq = kqueue();
+  int sv[2];
+  if (kq < 0 || socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0) _exit(2);
+  if (write(sv[1], "x", 1) != 1) _exit(3);
+  struct kevent ch;
+  EV_SET(&ch, sv[0], EVFILT_READ, EV_ADD, 0, 0, nullptr);
+  if (kevent(kq, &ch, 1, nullptr, 0, nullptr) != 0) _exit(4);
+  char buf[8];
+  for (int round = -2; round < kBudgetRounds; ++round) {  // two rounds to warm up
+    if (round >= 0) syscall(SYS_getppid);  // marker
+    struct kevent out;
+    if (kevent(kq, nullptr, 0, &out, 1, nullptr) != 1 || out.data != 1) _exit(5);
+    if (read(sv[0], buf, sizeof buf) != 1 || write(sv[1], "x", 1) != 1) _exit(6);
+  }
+  syscall(SYS_getppid);
+  _exit(0);
+}
+
+TEST(InprocKqueueBudget, LevelKnoteAddedOnAReadyFileIsAnsweredByTheLooksOnceDelivered) {
+  std::vector<std::map<long, int>> segments;
+  ASSERT_NO_FATAL_FAILURE(evshim::testing::TraceSegments(ReadyAtEveryScanChild, &segments));
+  ASSERT_EQ(segments.size(), kBudgetRounds + 1u);
+  auto count = [](const std::map<long, int>& seg, long nr) { return seg.count(nr) ? seg.at(nr) : 0; };
+  for (size_t i = 0; i + 1 < segments.size(); ++i) {
+    const auto& seg = segments[i];
+    EXPECT_EQ(count(seg, SYS_poll) + count(seg, SYS_ppoll), 0) << "round " << i << evshim::testing::Describe(seg);
+    EXPECT_EQ(count(seg, SYS_fcntl), 0) << "round " << i << evshim::testing::Describe(seg);
+    EXPECT_LE(count(seg, SYS_epoll_wait) + count(seg, SYS_epoll_pwait), 1) << "round " << i;
+    EXPECT_EQ(count(seg, SYS_ioctl), 1) << "round " << i << ": the FIONREAD for data";
+  }
+}
+
 // Without the look, a timer that expired before a NOTE_TRIGGER is still
 // queued ahead of it (its callout ran first: filt_timerexpire activates it
 // then; the engine catches due deadlines up by the clock), and a READ

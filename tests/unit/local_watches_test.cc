@@ -398,6 +398,66 @@ TEST_F(LocalWatchesTest, ArmIfFreeArmsOnACoveringRegistrationAndOtherwiseLeavesT
   EXPECT_EQ(*watches_->Arm(1, c, POLLIN, nullptr, LocalWatches::kIfFree), static_cast<uint32_t>(POLLIN));
 }
 
+// A knote whose EV_ADD found its file ready was measured and queued with
+// its watch never registered. Its re-arm after the first delivery
+// (kIfFree) registers the watch, level (RegisterLevel): from then on the
+// looks answer for it, where before every scan measured it with a poll (a
+// busy server's connections, docs/performance.md "Session 32: a knote added
+// on a ready file"). A number epoll cannot watch, or one closed, is left
+// to the caller's measurement, as before.
+TEST_F(LocalWatchesTest, ArmIfFreeRegistersAWatchNoRegistrationCarriesYet) {
+  auto [a, b] = Pair();
+  watches_->Add(1);  // never armed: the knote's EV_ADD found the file ready
+  ASSERT_EQ(write(b, "x", 1), 1);
+  EXPECT_EQ(*watches_->Arm(1, a, POLLIN, nullptr, LocalWatches::kIfFree), 0u) << "registered and armed";
+  ASSERT_EQ(Look(), 1u) << "the registration reports the ready file";
+  EXPECT_EQ(*watches_->Arm(1, a, POLLIN, nullptr, LocalWatches::kIfFree), 0u);
+  Drain(a);
+  EXPECT_EQ(Look(), 0u);
+  EXPECT_TRUE(watches_->QuietSinceArm(1)) << "the next scan needs no measurement";
+  ASSERT_EQ(write(b, "y", 1), 1);
+  EXPECT_EQ(Look(), 1u);
+  // A regular file (epoll refuses it) and a closed number: not registered,
+  // the mask answered (the caller measures).
+  char path[] = "/tmp/evshim-lw-XXXXXX";
+  const int reg = mkstemp(path);
+  ASSERT_GE(reg, 0);
+  unlink(path);
+  fds_.push_back(reg);
+  watches_->Add(2);
+  EXPECT_EQ(*watches_->Arm(2, reg, POLLIN, nullptr, LocalWatches::kIfFree), static_cast<uint32_t>(POLLIN));
+  EXPECT_EQ(*watches_->Arm(2, reg, POLLIN, nullptr, LocalWatches::kIfFree), static_cast<uint32_t>(POLLIN));
+  auto [c, d] = Pair();
+  (void)d;
+  watches_->Add(3);
+  ASSERT_EQ(close(c), 0);
+  fds_.erase(std::find(fds_.begin(), fds_.end(), c));
+  EXPECT_EQ(*watches_->Arm(3, c, POLLIN, nullptr, LocalWatches::kIfFree), static_cast<uint32_t>(POLLIN));
+  EXPECT_FALSE(watches_->QuietSinceArm(3));
+}
+
+// A look of the arming call that reported the file while its watch was
+// disarmed (its first read fired the watch, a second read of the same call
+// found the file still ready: seen_ready): the re-arm of the knote, which
+// is on its kqueue's list already and was measured since, arms the watch
+// all the same, so that a next look that does not report the file says it
+// is not ready (QuietSinceArm). Answering "ready" there left the knote to
+// be measured with a poll at every scan after each delivery.
+TEST_F(LocalWatchesTest, ArmIfFreeArmsAWatchThisCallsLookFoundReadyWhileDisarmed) {
+  auto [a, b] = EngineModesAndAKnote();
+  ASSERT_EQ(write(b, "x", 1), 1);
+  ASSERT_EQ(Take().size(), 1u);  // fired, disarmed
+  EXPECT_TRUE(Take().empty());   // the same call reads again: ready, no armed watch
+  EXPECT_EQ(*watches_->Arm(1, a, POLLIN, nullptr, LocalWatches::kIfFree), 0u) << "armed";
+  watches_->EndCall();
+  Drain(a);
+  EXPECT_EQ(Look(), 0u);
+  EXPECT_TRUE(watches_->QuietSinceArm(1));
+  watches_->EndCall();
+  ASSERT_EQ(write(b, "y", 1), 1);
+  EXPECT_EQ(Look(), 1u) << "the registration stayed on";
+}
+
 // kqueue's READ filter takes the look's report for the poll it would make
 // (docs/kqueue.md "What a kevent costs"): only a report of this call, to
 // this armed level watch, readable with no hang-up or error, and only until
