@@ -164,6 +164,21 @@ SETTLE_FN void settle_note_closed(void) {
   evshim_engine_fd_closed();
 #endif
 }
+/* The same for the one number `fd` (a close, the number a dup2 or dup3
+ * replaced, a stream's or directory's number): the engine checks again
+ * only what it kept about that number (evshim_engine_fd_closed_at). -1
+ * (a stream without a number): every number, as settle_note_closed. */
+SETTLE_FN void settle_note_closed_at(int fd) {
+#if defined(EVSHIM_FAST_PATH)
+  if (fd < 0) {
+    evshim_engine_fd_closed();
+  } else {
+    evshim_engine_fd_closed_at(fd);
+  }
+#else
+  (void)fd;
+#endif
+}
 
 /* Before a poll-family call of a process with objects: makes every
  * object's readiness current when `involved` (see the top of this file),
@@ -449,13 +464,15 @@ SETTLE_EXPORT int fclose(FILE *stream) {
   typedef int (*fn_t)(FILE *);
   fn_t next = SETTLE_NEXT(fn_t, "fclose");
   if (next == NULL) SETTLE_MISSING();
+  int number = -1;
   if (settle_opaque(stream) != 0) {
     const int saved = errno;
-    settle_closing_one(fileno(stream)); /* -1 for a stream without one (fmemopen) */
+    number = fileno(stream);
+    settle_closing_one(number); /* -1 for a stream without one (fmemopen) */
     errno = saved;
   }
   const int r = next(stream);
-  settle_note_closed();
+  settle_note_closed_at(number);
   return r;
 }
 
@@ -463,13 +480,15 @@ SETTLE_EXPORT int pclose(FILE *stream) {
   typedef int (*fn_t)(FILE *);
   fn_t next = SETTLE_NEXT(fn_t, "pclose");
   if (next == NULL) SETTLE_MISSING();
+  int number = -1;
   if (settle_opaque(stream) != 0) {
     const int saved = errno;
-    settle_closing_one(fileno(stream));
+    number = fileno(stream);
+    settle_closing_one(number);
     errno = saved;
   }
   const int r = next(stream);
-  settle_note_closed();
+  settle_note_closed_at(number);
   return r;
 }
 
@@ -477,13 +496,15 @@ SETTLE_EXPORT int closedir(DIR *dir) {
   typedef int (*fn_t)(DIR *);
   fn_t next = SETTLE_NEXT(fn_t, "closedir");
   if (next == NULL) SETTLE_MISSING();
+  int number = -1;
   if (settle_opaque(dir) != 0) { /* glibc: EINVAL */
     const int saved = errno;
-    settle_closing_one(dirfd(dir));
+    number = dirfd(dir);
+    settle_closing_one(number);
     errno = saved;
   }
   const int r = next(dir);
-  settle_note_closed();
+  settle_note_closed_at(number);
   return r;
 }
 

@@ -1569,12 +1569,55 @@ void Engine::IdlePumpLoop() {
 
 void Engine::SyncFileChecksNow(int number) {
   const uint64_t epoch = close_epoch_.load(std::memory_order_acquire);
-  if (number == kCheckAll || epoch != file_checks_epoch_) {
+  if (epoch != file_checks_epoch_) {
+    // The closes reported since the last sync: a bit set before the epoch
+    // moved is seen here (acquire); one set after the load is taken now or
+    // at the next sync, whose epoch it moved.
+    if (closed_all_.exchange(false, std::memory_order_relaxed)) {
+      ForgetClosedNumbers();  // taken, so the next sync does not redo them
+      host_->ForgetFileChecks();
+      // The kept objects go at their next look-up (known_object_epoch_).
+    } else {
+      const bool objects_current = known_object_epoch_ == file_checks_epoch_;
+      ForgetClosedNumbers();
+      // Every other number's object still holds: the list is current at
+      // this epoch (a close reported from here on moves it again).
+      if (objects_current) known_object_epoch_ = epoch;
+    }
+  }
+  if (number == kCheckAll) {
     host_->ForgetFileChecks();
   } else if (number >= 0) {
     host_->ForgetLocalFileCheck(number);
   }
   file_checks_epoch_ = epoch;
+}
+
+void Engine::ForgetClosedNumbers() {
+  uint64_t groups = closed_groups_.exchange(0, std::memory_order_relaxed);
+  while (groups != 0) {
+    const unsigned group = static_cast<unsigned>(__builtin_ctzll(groups));
+    groups &= groups - 1;
+    for (unsigned w = group * kClosedWordsPerGroup; w < (group + 1) * kClosedWordsPerGroup; ++w) {
+      uint64_t bits = closed_words_[w].exchange(0, std::memory_order_relaxed);
+      while (bits != 0) {
+        const int fd = static_cast<int>(w * 64 + static_cast<unsigned>(__builtin_ctzll(bits)));
+        bits &= bits - 1;
+        host_->ForgetLocalFileCheck(fd);
+        ForgetKnownObjectAt(fd);
+      }
+    }
+  }
+}
+
+void Engine::ForgetKnownObjectAt(int fd) {
+  if (known_last_.fd == fd) known_last_ = KnownLast{};
+  for (auto it = known_object_fds_.begin(); it != known_object_fds_.end(); ++it) {
+    if (it->fd == fd) {
+      known_object_fds_.erase(it);
+      return;
+    }
+  }
 }
 
 std::optional<Engine::KnownObject> Engine::KnownObjectInList(int fd, uint64_t epoch) {

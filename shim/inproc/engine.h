@@ -195,12 +195,33 @@ class Engine {
   void MovePortsBeforeSend(const int* fds, size_t count);
 
   pid_t pid() const { return pid_; }
-  // The library's close/dup2/dup3/close_range/closefrom/fclose/pclose/
-  // closedir wrappers report that a descriptor number may name another file now
-  // (evshim_engine_fd_closed; async-signal-safe, no lock). Identity answers
+  // The library's close_range/closefrom wrappers report that descriptor
+  // numbers may name other files now (evshim_engine_fd_closed;
+  // async-signal-safe, no lock; the other closes: NoteDescriptorClosed). Identity answers
   // kept across calls are valid until then (docs/design.md "The in-process
   // fast path", "What a call costs").
-  static void NoteDescriptorsChanged() { close_epoch_.fetch_add(1, std::memory_order_release); }
+  static void NoteDescriptorsChanged() {
+    closed_all_.store(true, std::memory_order_relaxed);
+    close_epoch_.fetch_add(1, std::memory_order_release);
+  }
+  // The same for the one number `fd` (the libraries' close, dup2 and dup3:
+  // evshim_engine_fd_closed_at): only what was kept about that number is
+  // checked again, so a program that opens and closes files of its own
+  // between its calls (a server reading a file per request, a log) keeps
+  // the answers about its watched numbers and its objects
+  // (docs/design.md "The in-process fast path", "What a call costs": by
+  // number). The bit is set before the epoch moves, so a sync that sees
+  // the epoch sees the bit (SyncFileChecksNow).
+  static void NoteDescriptorClosed(int fd) {
+    if (fd < 0 || fd >= kClosedNumbers) {
+      NoteDescriptorsChanged();
+      return;
+    }
+    const unsigned word = static_cast<unsigned>(fd) / 64;
+    closed_words_[word].fetch_or(uint64_t{1} << (static_cast<unsigned>(fd) % 64), std::memory_order_relaxed);
+    closed_groups_.fetch_or(uint64_t{1} << (word / kClosedWordsPerGroup), std::memory_order_relaxed);
+    close_epoch_.fetch_add(1, std::memory_order_release);
+  }
   // Starts the idle pump (a thread with every signal blocked) unless it
   // runs already. Not at the engine's birth: only once something needs
   // host events routed while no thread calls (docs/design.md "The idle
@@ -388,6 +409,19 @@ class Engine {
   // (Call); the pump wakes it once out of its look.
   std::atomic<bool> watcher_off_look_{false};
   static inline std::atomic<uint64_t> close_epoch_{0};
+  // The numbers closed since the last sync (NoteDescriptorClosed): a bit a
+  // number below kClosedNumbers, a group bit per kClosedWordsPerGroup
+  // words, and "every number" (a range, a close libc made, a number past
+  // the bitmap). Taken by SyncFileChecksNow under the lock.
+  static constexpr int kClosedNumbers = 65536;
+  static constexpr unsigned kClosedWords = kClosedNumbers / 64;
+  static constexpr unsigned kClosedWordsPerGroup = kClosedWords / 64;
+  static inline std::atomic<uint64_t> closed_words_[kClosedWords]{};
+  static inline std::atomic<uint64_t> closed_groups_{0};
+  static inline std::atomic<bool> closed_all_{false};
+  // What the closed numbers' answers were: forgotten, each (or all).
+  void ForgetClosedNumbers();
+  void ForgetKnownObjectAt(int fd);
   // Threads of the program inside an interposed poll-family call (PollBegin).
   static inline std::atomic<int> pollers_{0};
   uint64_t file_checks_epoch_ = 0;  // close_epoch_ the watches' answers were kept for

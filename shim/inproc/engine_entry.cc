@@ -236,3 +236,7 @@ extern "C" __attribute__((visibility("default"))) void evshim_engine_before_send
 extern "C" __attribute__((visibility("default"))) void evshim_engine_fd_closed(void) {
   evshim::shim::inproc::Engine::NoteDescriptorsChanged();
 }
+
+extern "C" __attribute__((visibility("default"))) void evshim_engine_fd_closed_at(int fd) {
+  evshim::shim::inproc::Engine::NoteDescriptorClosed(fd);
+}

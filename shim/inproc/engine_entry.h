@@ -99,14 +99,20 @@ void evshim_engine_before_spawn(void);
 void evshim_engine_before_send_fds(const int *fds, int count);
 
 /*
- * A descriptor number of this process may name another file from now on:
- * the libraries' close, dup2, dup3, close_range, closefrom, fclose, pclose
- * and closedir wrappers call it once the call returned. Identity answers the engine kept
+ * Descriptor numbers of this process may name other files from now on:
+ * the libraries' close_range and closefrom wrappers call it once the call
+ * returned (and fclose, pclose of a stream without a number; the other
+ * closes name theirs: evshim_engine_fd_closed_at below). Identity answers the engine kept
  * across calls (which object a port or kqueue descriptor is; whether a
  * watched number still names its file) are checked again after it.
  * Async-signal-safe (one atomic add), callable before any engine exists.
  */
 void evshim_engine_fd_closed(void);
+/* The same for the one number `fd` the library closed or replaced (close,
+ * dup2, dup3): only what the engine kept about that number is checked
+ * again. Async-signal-safe (atomic operations), callable before any
+ * engine exists. */
+void evshim_engine_fd_closed_at(int fd);
 
 /* The libraries' form of it: 1 and the result in *r when served here, 0
  * when the library must issue the system call. */

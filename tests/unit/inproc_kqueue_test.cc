@@ -341,6 +341,46 @@ TEST(InprocKqueueBudget, LevelKnoteAddedOnAReadyFileIsAnsweredByTheLooksOnceDeli
   }
 }
 
+// The same knote with the program opening and closing a file of its own
+// before each kevent (a server reading a file per request): the close the
+// library reports names a number the engine keeps nothing about, so the
+// knote's identity answer and the kqueue's object stay kept: no
+// EPOLL_CTL_MOD to confirm the file, no fstat of the kqueue (before
+// session 32 each such close cost both at the next kevent:
+// Engine::NoteDescriptorClosed).
+[[noreturn]] void UnrelatedCloseEveryRoundChild() {
+  const int kq = kqueue();
+  int sv[2];
+  if (kq < 0 || socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0) _exit(2);
+  if (write(sv[1], "x", 1) != 1) _exit(3);
+  struct kevent ch;
+  EV_SET(&ch, sv[0], EVFILT_READ, EV_ADD, 0, 0, nullptr);
+  if (kevent(kq, &ch, 1, nullptr, 0, nullptr) != 0) _exit(4);
+  char buf[8];
+  for (int round = -2; round < kBudgetRounds; ++round) {  // two rounds to warm up
+    const int other = open("/dev/null", O_RDONLY);
+    if (other < 0 || close(other) != 0) _exit(5);
+    if (round >= 0) syscall(SYS_getppid);  // marker
+    struct kevent out;
+    if (kevent(kq, nullptr, 0, &out, 1, nullptr) != 1 || out.data != 1) _exit(6);
+    if (read(sv[0], buf, sizeof buf) != 1 || write(sv[1], "x", 1) != 1) _exit(7);
+  }
+  syscall(SYS_getppid);
+  _exit(0);
+}
+
+TEST(InprocKqueueBudget, AnUnrelatedCloseCostsTheNextKeventNothing) {
+  std::vector<std::map<long, int>> segments;
+  ASSERT_NO_FATAL_FAILURE(evshim::testing::TraceSegments(UnrelatedCloseEveryRoundChild, &segments));
+  ASSERT_EQ(segments.size(), kBudgetRounds + 1u);
+  auto count = [](const std::map<long, int>& seg, long nr) { return seg.count(nr) ? seg.at(nr) : 0; };
+  for (size_t i = 0; i + 1 < segments.size(); ++i) {
+    const auto& seg = segments[i];
+    EXPECT_EQ(count(seg, SYS_epoll_ctl), 0) << "round " << i << evshim::testing::Describe(seg);
+    EXPECT_EQ(count(seg, SYS_newfstatat) + count(seg, SYS_fstat), 0) << "round " << i << evshim::testing::Describe(seg);
+  }
+}
+
 // Without the look, a timer that expired before a NOTE_TRIGGER is still
 // queued ahead of it (its callout ran first: filt_timerexpire activates it
 // then; the engine catches due deadlines up by the clock), and a READ

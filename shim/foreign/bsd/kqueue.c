@@ -573,7 +573,7 @@ NOT_TSAN_INSTRUMENTED EXPORT int close(int fd) {
   settle_note_close(fd);
   close_fn next = __atomic_load_n(&next_close, __ATOMIC_ACQUIRE);
   const int r = next == NULL ? (int)syscall(SYS_close, (long)fd) : next(fd);
-  settle_note_closed();
+  settle_note_closed_at(fd);
   return r;
 }
 
@@ -582,7 +582,7 @@ NOT_TSAN_INSTRUMENTED EXPORT int dup2(int oldfd, int newfd) {
   dup2_fn next = __atomic_load_n(&next_dup2, __ATOMIC_ACQUIRE);
   const int r = next == NULL ? (int)syscall(SYS_dup2, (long)oldfd, (long)newfd) : next(oldfd, newfd);
   if (r >= 0) settle_note_dup(oldfd, r);
-  settle_note_closed();
+  settle_note_closed_at(newfd);
   return r;
 }
 
@@ -592,7 +592,7 @@ NOT_TSAN_INSTRUMENTED EXPORT int dup3(int oldfd, int newfd, int flags) {
   const int r = next == NULL ? (int)syscall(SYS_dup3, (long)oldfd, (long)newfd, (long)flags)
                              : next(oldfd, newfd, flags);
   if (r >= 0) settle_note_dup(oldfd, r);
-  settle_note_closed();
+  settle_note_closed_at(newfd);
   return r;
 }
 

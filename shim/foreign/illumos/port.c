@@ -431,7 +431,7 @@ EXPORT int close(int fd) {
   report_closing(fd);
   settle_note_close(fd);
   const int r = next == NULL ? (int)syscall(SYS_close, fd) : next(fd);
-  settle_note_closed();
+  settle_note_closed_at(fd);
   return r;
 }
 
@@ -450,7 +450,7 @@ EXPORT int dup2(int oldfd, int newfd) {
   report_replaced(oldfd, newfd);
   int r = next == NULL ? (int)syscall(SYS_dup2, oldfd, newfd) : next(oldfd, newfd);
   if (r >= 0) settle_note_dup(oldfd, r);
-  settle_note_closed();
+  settle_note_closed_at(newfd);
   return r;
 }
 
@@ -464,7 +464,7 @@ EXPORT int dup3(int oldfd, int newfd, int flags) {
   report_replaced(oldfd, newfd);
   int r = next == NULL ? (int)syscall(SYS_dup3, oldfd, newfd, flags) : next(oldfd, newfd, flags);
   if (r >= 0) settle_note_dup(oldfd, r);
-  settle_note_closed();
+  settle_note_closed_at(newfd);
   return r;
 }
 
