@@ -240,13 +240,7 @@ clients_build_all apr "$work" native && clients_build_all apr "$work" "${variant
 [ "${EVSHIM_CLIENTS_PREPARE:-0}" = 1 ] && exit 0
 
 # -- run -----------------------------------------------------------------------
-t1=$SECONDS
-run_suites native native
-for v in "${variants[@]}"; do
-  run_suites "$v" fast
-  run_suites "$v" supervised
-done
-clients_log "apr: tests took $((SECONDS - t1)) s"
+clients_run_all apr run_suites "${variants[@]}"
 
 # -- report --------------------------------------------------------------------
 native_backend=pass

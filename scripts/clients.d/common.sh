@@ -118,6 +118,20 @@ clients_build_all() {
   clients_log "$name: builds took $((SECONDS - t0)) s"
 }
 
+# clients_run_all NAME RUN VARIANT...: the calling script's `RUN VARIANT
+# MODE` for the native build (native native), then for each VARIANT fast
+# and supervised, one run at a time; logs the time they took.
+clients_run_all() {
+  local name=$1 run=$2 v t0=$SECONDS
+  shift 2
+  "$run" native native
+  for v in "$@"; do
+    "$run" "$v" fast
+    "$run" "$v" supervised
+  done
+  clients_log "$name: tests took $((SECONDS - t0)) s"
+}
+
 # clients_report NAME RESULTS: RESULTS holds lines "CASE<TAB>EVSHIM<TAB>NATIVE",
 # each status pass, fail or skip. Writes the JUnit file and the summary line.
 clients_report() {

@@ -294,13 +294,7 @@ clients_build_all libuv "$work" native "${variants[@]}" || exit 1
 [ "${EVSHIM_CLIENTS_PREPARE:-0}" = 1 ] && exit 0
 
 # -- run -----------------------------------------------------------------------
-t1=$SECONDS
-run_tests native native
-for v in "${variants[@]}"; do
-  run_tests "$v" fast
-  run_tests "$v" supervised
-done
-clients_log "libuv: tests took $((SECONDS - t1)) s"
+clients_run_all libuv run_tests "${variants[@]}"
 
 # -- report --------------------------------------------------------------------
 native_backend=pass

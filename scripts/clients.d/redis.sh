@@ -243,13 +243,7 @@ clients_build_all redis "$work" native "${variants[@]}" || exit 1
 [ "${EVSHIM_CLIENTS_PREPARE:-0}" = 1 ] && exit 0
 
 # -- run -----------------------------------------------------------------------
-t1=$SECONDS
-run_units native native
-for v in "${variants[@]}"; do
-  run_units "$v" fast
-  run_units "$v" supervised
-done
-clients_log "redis: tests took $((SECONDS - t1)) s"
+clients_run_all redis run_units "${variants[@]}"
 
 # -- report --------------------------------------------------------------------
 native_backend=pass

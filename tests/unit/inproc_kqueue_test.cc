@@ -308,7 +308,9 @@ TEST(InprocKqueueBudget, UserEventOnAKqueueWithAReadKnoteStillLooks) {
 // (before session 32 each scan measured it with a poll, and with several
 // knotes an fcntl too: docs/performance.md "Session 32: a knote added on a
 // ready file").
-[[noreturn]] void ReadyAtEveryScanChild() {
+// `close_another_file`: the program opens and closes a file of its own
+// before each kevent (AnUnrelatedCloseCostsTheNextKeventNothing below).
+[[noreturn]] void ReadyAtEveryScanChild(bool close_another_file) {
   const int kq = kqueue();
   int sv[2];
   if (kq < 0 || socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0) _exit(2);
@@ -318,10 +320,14 @@ TEST(InprocKqueueBudget, UserEventOnAKqueueWithAReadKnoteStillLooks) {
   if (kevent(kq, &ch, 1, nullptr, 0, nullptr) != 0) _exit(4);
   char buf[8];
   for (int round = -2; round < kBudgetRounds; ++round) {  // two rounds to warm up
+    if (close_another_file) {
+      const int other = open("/dev/null", O_RDONLY);
+      if (other < 0 || close(other) != 0) _exit(5);
+    }
     if (round >= 0) syscall(SYS_getppid);  // marker
     struct kevent out;
-    if (kevent(kq, nullptr, 0, &out, 1, nullptr) != 1 || out.data != 1) _exit(5);
-    if (read(sv[0], buf, sizeof buf) != 1 || write(sv[1], "x", 1) != 1) _exit(6);
+    if (kevent(kq, nullptr, 0, &out, 1, nullptr) != 1 || out.data != 1) _exit(6);
+    if (read(sv[0], buf, sizeof buf) != 1 || write(sv[1], "x", 1) != 1) _exit(7);
   }
   syscall(SYS_getppid);
   _exit(0);
@@ -329,7 +335,7 @@ TEST(InprocKqueueBudget, UserEventOnAKqueueWithAReadKnoteStillLooks) {
 
 TEST(InprocKqueueBudget, LevelKnoteAddedOnAReadyFileIsAnsweredByTheLooksOnceDelivered) {
   std::vector<std::map<long, int>> segments;
-  ASSERT_NO_FATAL_FAILURE(evshim::testing::TraceSegments(ReadyAtEveryScanChild, &segments));
+  ASSERT_NO_FATAL_FAILURE(evshim::testing::TraceSegments([] { ReadyAtEveryScanChild(false); }, &segments));
   ASSERT_EQ(segments.size(), kBudgetRounds + 1u);
   auto count = [](const std::map<long, int>& seg, long nr) { return seg.count(nr) ? seg.at(nr) : 0; };
   for (size_t i = 0; i + 1 < segments.size(); ++i) {
@@ -348,30 +354,9 @@ TEST(InprocKqueueBudget, LevelKnoteAddedOnAReadyFileIsAnsweredByTheLooksOnceDeli
 // EPOLL_CTL_MOD to confirm the file, no fstat of the kqueue (before
 // session 32 each such close cost both at the next kevent:
 // Engine::NoteDescriptorClosed).
-[[noreturn]] void UnrelatedCloseEveryRoundChild() {
-  const int kq = kqueue();
-  int sv[2];
-  if (kq < 0 || socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0) _exit(2);
-  if (write(sv[1], "x", 1) != 1) _exit(3);
-  struct kevent ch;
-  EV_SET(&ch, sv[0], EVFILT_READ, EV_ADD, 0, 0, nullptr);
-  if (kevent(kq, &ch, 1, nullptr, 0, nullptr) != 0) _exit(4);
-  char buf[8];
-  for (int round = -2; round < kBudgetRounds; ++round) {  // two rounds to warm up
-    const int other = open("/dev/null", O_RDONLY);
-    if (other < 0 || close(other) != 0) _exit(5);
-    if (round >= 0) syscall(SYS_getppid);  // marker
-    struct kevent out;
-    if (kevent(kq, nullptr, 0, &out, 1, nullptr) != 1 || out.data != 1) _exit(6);
-    if (read(sv[0], buf, sizeof buf) != 1 || write(sv[1], "x", 1) != 1) _exit(7);
-  }
-  syscall(SYS_getppid);
-  _exit(0);
-}
-
 TEST(InprocKqueueBudget, AnUnrelatedCloseCostsTheNextKeventNothing) {
   std::vector<std::map<long, int>> segments;
-  ASSERT_NO_FATAL_FAILURE(evshim::testing::TraceSegments(UnrelatedCloseEveryRoundChild, &segments));
+  ASSERT_NO_FATAL_FAILURE(evshim::testing::TraceSegments([] { ReadyAtEveryScanChild(true); }, &segments));
   ASSERT_EQ(segments.size(), kBudgetRounds + 1u);
   auto count = [](const std::map<long, int>& seg, long nr) { return seg.count(nr) ? seg.at(nr) : 0; };
   for (size_t i = 0; i + 1 < segments.size(); ++i) {
