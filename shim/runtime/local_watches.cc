@@ -470,8 +470,12 @@ Result<uint32_t> LocalWatches::Arm(WatchId id, int fd, uint32_t events, const ui
   }
   File* cur = FileOf(w);
   if (cur != nullptr && w.edge) DetachEdge(w, id, *cur);
-  // A new record for an association is placed by its ADD (below).
-  Result<File*> attached = Attach(w, id, cur, fd, for_assoc && one_shot_assocs_ ? events : 0);
+  // A new record for an association is placed by its ADD (below). A watch
+  // on its live file at that number (every re-arm of an event loop's
+  // association) keeps it, as Attach would, without the call.
+  Result<File*> attached = cur != nullptr && !cur->dead && cur->fd == fd
+                               ? Result<File*>(cur)
+                               : Attach(w, id, cur, fd, for_assoc && one_shot_assocs_ ? events : 0);
   if (!attached.ok()) {
     // epoll refuses files without poll support (regular files): illumos
     // reports those always ready for the requested bits.
