@@ -516,10 +516,24 @@ class EventPorts final : public Engine {
   void ServeWaitingDispatchers(Port& p);
   // Drops the associations made through `fd` whose owner closed it, then
   // returns the one `pid` made through that file at `fd`, if any.
-  FdAssoc* DropClosedAtThenFind(Port& p, Pid pid, int fd);
+  // Inline, the port's kept association first (every re-association of an
+  // event loop): the multimap's walk is out of line.
+  FdAssoc* DropClosedAtThenFind(Port& p, Pid pid, int fd) {
+    // The number's only association, kept from its report or its last
+    // association: all the look-up would find (the same checks).
+    if (FdAssoc* k = p.kept_assoc; k != nullptr && k->fd == fd && k->alone) {
+      if (Closed(*k)) {
+        FreeAssoc(p, k);
+        return nullptr;
+      }
+      return k->owner == pid || host_.SameFile(pid, fd, k->watch) ? k : nullptr;
+    }
+    return DropClosedAtThenFindInMap(p, pid, fd);
+  }
+  FdAssoc* DropClosedAtThenFindInMap(Port& p, Pid pid, int fd);
   // port_close_fd observed lazily (event_port.cc, above Closed): the
   // association's owner no longer has its file at its number.
-  bool Closed(const FdAssoc& a);
+  bool Closed(const FdAssoc& a) { return !host_.SameFile(a.owner, a.fd, a.watch); }
   void DropClosedAssocs(Port& p);
   void DropClosedEvents(Port& p);
   // May `pid` retrieve this queued event? May drop a stale FD association
