@@ -727,6 +727,10 @@ void LocalWatches::TakeReady(ReadyList* out) {
         if (w.edge) continue;
         const uint32_t bits = evs[i].events & (w.mask | kAlways);
         // ReportedReadyThisCall: the newest report of this call decides.
+        // Asked only of a kqueue knote's watch (ProbeReadableAfterLook): a
+        // watch last armed by kReportedAtLook (for_assoc: a port
+        // association's, never a knote's) is given no yes, so its report
+        // costs no entry to clear at the call's end.
         const bool ready_only = bits != 0 && (bits & (kAlways | EPOLLRDHUP)) == 0;
         // A disarmed watch counts too when the registration that reported
         // covers its mask (an armed one's always does): a watch the idle
@@ -735,7 +739,7 @@ void LocalWatches::TakeReady(ReadyList* out) {
         const bool covers = w.armed || (f.level_events & w.mask) == w.mask;
         if (!ready_only) {
           w.reported_ready = false;
-        } else if (covers && !w.reported_ready) {
+        } else if (covers && !w.reported_ready && !w.for_assoc) {
           reported_ready_.push_back(this_id);
           w.reported_ready = true;
         }

@@ -232,7 +232,9 @@ class LocalWatches {
   // its mask: the report speaks for its bits) with no hang-up and no error, and no later report of this
   // call said otherwise: then the report's bits are the file's readiness
   // at the call, as a poll would tell (kqueue's READ filter: POLLIN
-  // alone). Forgotten at EndCall.
+  // alone). Forgotten at EndCall. Never for a watch last armed by
+  // kReportedAtLook (a port association's: nobody asks, and its report then
+  // costs no entry to clear at EndCall).
   bool ReportedReadyThisCall(emul::WatchId id) const {
     const Watch* w = watches_.Find(id);
     return w != nullptr && w->reported_ready;
