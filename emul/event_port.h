@@ -310,9 +310,18 @@ class EventPorts final : public Engine {
    private:
     EventPorts* ports_;
   };
-  // The reports a hold kept so far, now (the hold goes on).
+  // The reports a hold kept so far, now (the hold goes on). Inline, the
+  // usual end of a call first: its one port held, whose POLLIN ends as
+  // the host was last told (an event queued by the look and taken by the
+  // retrieval): nothing to report.
   void ReportHeldNow() {
-    if (held_port_ != nullptr) ReleaseHeldReports();
+    if (held_port_ == nullptr) return;
+    if (held_more_.empty() && (!held_port_->queue.empty()) == held_port_->readable_reported) [[likely]] {
+      held_port_->report_held = false;
+      held_port_ = nullptr;
+      return;
+    }
+    ReleaseHeldReports();
   }
 
   // --- ownership (emul/engine.h): ports and their waits are numbered below
@@ -560,9 +569,18 @@ class EventPorts final : public Engine {
   void PumpWaiters(Port& p);
   // Reports the port descriptor's POLLIN and POLLOUT to the host when they
   // change (POLLIN at the hold's end while a ReportHold lives).
-  // Inline, no change first (every queued or taken event asks).
+  // Inline, no change first (every queued or taken event asks), then a
+  // POLLIN change held over a call (the look's queued event): the port is
+  // noted for the hold's end, as ReportReadinessChange would.
   void UpdateReadiness(Port& p) {
-    if ((!p.queue.empty()) == p.readable_reported && (p.slots < p.max_events) == p.writable_reported) [[likely]] return;
+    if ((p.slots < p.max_events) == p.writable_reported) [[likely]] {
+      if ((!p.queue.empty()) == p.readable_reported) [[likely]] return;
+      if (reports_held_ && !p.report_held && held_port_ == nullptr) {
+        p.report_held = true;
+        held_port_ = &p;
+        return;
+      }
+    }
     ReportReadinessChange(p);
   }
   void ReportReadinessChange(Port& p);
