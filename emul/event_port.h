@@ -490,7 +490,7 @@ class EventPorts final : public Engine {
     return FindInMap(id);
   }
   const Port* Find(ObjectId id) const { return const_cast<EventPorts*>(this)->Find(id); }
-  __attribute__((noinline)) Port* FindInMap(ObjectId id);
+  __attribute__((noinline, cold)) Port* FindInMap(ObjectId id);
   void ErasePort(ObjectId id);
   void Enqueue(Port& p, Queued q);
   // An FD association's watch reported `revents` (OnWatchReady).

@@ -369,7 +369,7 @@ class LocalWatches {
     if (++call_ != 0) [[likely]] return;
     RestartCallCount();
   }
-  __attribute__((noinline)) void RestartCallCount();
+  __attribute__((noinline, cold)) void RestartCallCount();
   static uint64_t Key(const File& f) { return (static_cast<uint64_t>(f.gen) << 32) | static_cast<uint32_t>(f.fd); }
   // Inline, the live file first: asked several times per call and look.
   [[gnu::always_inline]] File* FileOf(const Watch& w) {
@@ -377,7 +377,7 @@ class LocalWatches {
     if (File* f = FindLive(w.fd); f != nullptr && f->gen == w.file) [[likely]] return f;
     return DeadFileOf(w);
   }
-  __attribute__((noinline)) File* DeadFileOf(const Watch& w);
+  __attribute__((noinline, cold)) File* DeadFileOf(const Watch& w);
   // A live file's registration reported.
   File* FileOfReport(uint64_t key) {
     File* f = FindLive(static_cast<int>(static_cast<uint32_t>(key)));
