@@ -256,9 +256,8 @@ void EventPorts::MarkAlone(Port& p, int fd) {
 // very file at that number is dropped wherever a program could tell:
 // re-association or dissociation of the number (DropClosedAtThenFind), the last
 // free slot and EAGAIN (DropClosedAssocs), event counts (DropClosedEvents),
-// delivery (Check). One kcmp per association looked at.
-bool EventPorts::Closed(const FdAssoc& a) { return !host_.SameFile(a.owner, a.fd, a.watch); }
-
+// delivery (Check). One kcmp per association looked at (Closed, inline in
+// event_port.h).
 void EventPorts::DropClosedAssocs(Port& p) {
   std::vector<FdAssoc*> closed;
   for (auto& [fd, a] : p.fd_assocs) {
@@ -283,16 +282,7 @@ void EventPorts::DropClosedFds(ObjectId id) {
   ServeDispatchers(*p);
 }
 
-EventPorts::FdAssoc* EventPorts::DropClosedAtThenFind(Port& p, Pid pid, int fd) {
-  // The number's only association, kept from its report or its last
-  // association: all the look-up below would find (the same checks).
-  if (FdAssoc* k = p.kept_assoc; k != nullptr && k->fd == fd && k->alone) {
-    if (Closed(*k)) {
-      FreeAssoc(p, k);
-      return nullptr;
-    }
-    return k->owner == pid || host_.SameFile(pid, fd, k->watch) ? k : nullptr;
-  }
+EventPorts::FdAssoc* EventPorts::DropClosedAtThenFindInMap(Port& p, Pid pid, int fd) {
   std::vector<FdAssoc*> closed;
   FdAssoc* found = nullptr;
   auto range = p.fd_assocs.equal_range(fd);

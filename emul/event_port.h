@@ -310,9 +310,18 @@ class EventPorts final : public Engine {
    private:
     EventPorts* ports_;
   };
-  // The reports a hold kept so far, now (the hold goes on).
+  // The reports a hold kept so far, now (the hold goes on). Inline, the
+  // usual end of a call first: its one port held, whose POLLIN ends as
+  // the host was last told (an event queued by the look and taken by the
+  // retrieval): nothing to report.
   void ReportHeldNow() {
-    if (held_port_ != nullptr) ReleaseHeldReports();
+    if (held_port_ == nullptr) return;
+    if (held_more_.empty() && (!held_port_->queue.empty()) == held_port_->readable_reported) [[likely]] {
+      held_port_->report_held = false;
+      held_port_ = nullptr;
+      return;
+    }
+    ReleaseHeldReports();
   }
 
   // --- ownership (emul/engine.h): ports and their waits are numbered below
@@ -481,7 +490,7 @@ class EventPorts final : public Engine {
     return FindInMap(id);
   }
   const Port* Find(ObjectId id) const { return const_cast<EventPorts*>(this)->Find(id); }
-  Port* FindInMap(ObjectId id);
+  __attribute__((noinline, cold)) Port* FindInMap(ObjectId id);
   void ErasePort(ObjectId id);
   void Enqueue(Port& p, Queued q);
   // An FD association's watch reported `revents` (OnWatchReady).
@@ -516,10 +525,24 @@ class EventPorts final : public Engine {
   void ServeWaitingDispatchers(Port& p);
   // Drops the associations made through `fd` whose owner closed it, then
   // returns the one `pid` made through that file at `fd`, if any.
-  FdAssoc* DropClosedAtThenFind(Port& p, Pid pid, int fd);
+  // Inline, the port's kept association first (every re-association of an
+  // event loop): the multimap's walk is out of line.
+  FdAssoc* DropClosedAtThenFind(Port& p, Pid pid, int fd) {
+    // The number's only association, kept from its report or its last
+    // association: all the look-up would find (the same checks).
+    if (FdAssoc* k = p.kept_assoc; k != nullptr && k->fd == fd && k->alone) {
+      if (Closed(*k)) {
+        FreeAssoc(p, k);
+        return nullptr;
+      }
+      return k->owner == pid || host_.SameFile(pid, fd, k->watch) ? k : nullptr;
+    }
+    return DropClosedAtThenFindInMap(p, pid, fd);
+  }
+  FdAssoc* DropClosedAtThenFindInMap(Port& p, Pid pid, int fd);
   // port_close_fd observed lazily (event_port.cc, above Closed): the
   // association's owner no longer has its file at its number.
-  bool Closed(const FdAssoc& a);
+  bool Closed(const FdAssoc& a) { return !host_.SameFile(a.owner, a.fd, a.watch); }
   void DropClosedAssocs(Port& p);
   void DropClosedEvents(Port& p);
   // May `pid` retrieve this queued event? May drop a stale FD association
@@ -546,9 +569,18 @@ class EventPorts final : public Engine {
   void PumpWaiters(Port& p);
   // Reports the port descriptor's POLLIN and POLLOUT to the host when they
   // change (POLLIN at the hold's end while a ReportHold lives).
-  // Inline, no change first (every queued or taken event asks).
+  // Inline, no change first (every queued or taken event asks), then a
+  // POLLIN change held over a call (the look's queued event): the port is
+  // noted for the hold's end, as ReportReadinessChange would.
   void UpdateReadiness(Port& p) {
-    if ((!p.queue.empty()) == p.readable_reported && (p.slots < p.max_events) == p.writable_reported) [[likely]] return;
+    if ((p.slots < p.max_events) == p.writable_reported) [[likely]] {
+      if ((!p.queue.empty()) == p.readable_reported) [[likely]] return;
+      if (reports_held_ && !p.report_held && held_port_ == nullptr) {
+        p.report_held = true;
+        held_port_ = &p;
+        return;
+      }
+    }
     ReportReadinessChange(p);
   }
   void ReportReadinessChange(Port& p);

@@ -794,7 +794,7 @@ class Kqueues final : public Engine {
     if (last_found_ != nullptr && last_found_->id == id) return last_found_;
     return FindInMap(id);
   }
-  const Kq* FindInMap(ObjectId id) const;
+  __attribute__((noinline, cold)) const Kq* FindInMap(ObjectId id) const;
   Knote* FindKnote(Kq& kq, KFilter f, uint64_t ident);
   int Register(Kq& kq, Caller caller, KChange& change);
   // A change to an existing knote: the registration, then the filter's touch.

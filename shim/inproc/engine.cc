@@ -166,9 +166,20 @@ class SelfMemory final : public abi::GuestMemory {
     }
     return {};
   }
+  // The caller's own frames first, inline (a retrieval's list on the
+  // program's stack: every answer of an event loop); the rest out of line.
   Result<void> Write(uint64_t addr, std::span<const std::byte> in) override {
+    if (!in.empty() && OnCallersStack(addr, in.size())) [[likely]] {
+      std::memcpy(reinterpret_cast<void*>(addr), in.data(), in.size());
+      return {};
+    }
+    return WriteElsewhere(addr, in);
+  }
+
+ private:
+  __attribute__((noinline)) Result<void> WriteElsewhere(uint64_t addr, std::span<const std::byte> in) {
     if (in.empty()) return {};
-    if (OnCallersStack(addr, in.size()) || on_waiting_stack_(addr, in.size())) {
+    if (on_waiting_stack_(addr, in.size())) {
       std::memcpy(reinterpret_cast<void*>(addr), in.data(), in.size());
       return {};
     }
@@ -184,7 +195,6 @@ class SelfMemory final : public abi::GuestMemory {
     return {};
   }
 
- private:
   bool OnCallersStack(uint64_t addr, size_t size) const {
     const uintptr_t frame = t_call_frame;
     if (frame == 0) return false;

@@ -327,7 +327,9 @@ class Engine {
     }
     return KnownObjectInList(fd, epoch);
   }
-  std::optional<KnownObject> KnownObjectInList(int fd, uint64_t epoch);
+  // Out of line for good: link-time optimization inlined it into a copy of
+  // KnownObjectAt, whose frame every predicate's look-up then paid.
+  __attribute__((noinline)) std::optional<KnownObject> KnownObjectInList(int fd, uint64_t epoch);
   void RememberObjectAt(int fd, emul::ObjectId obj, uint64_t epoch);
   // Reads the look epoll without waiting (the watches' level reports), and
   // the loop epoll nested in it only when that reported, and routes each

@@ -357,11 +357,7 @@ void LinuxHost::DropWatch(emul::WatchId id) {
   file_checks_.clear();
 }
 
-bool LinuxHost::SameFile(emul::Pid pid, int fd, emul::WatchId id) {
-  if (IsLocal(id)) {
-    // A watch not registered yet can tell only that the number is open.
-    return pid == local_pid_ && local_->SameFile(fd, id, local_stat_fd_ == fd && file_check_memo_);
-  }
+bool LinuxHost::SameFileOfAnother(emul::Pid pid, int fd, emul::WatchId id) {
   const Watch* found = watches_.Find(id);
   if (found == nullptr) return false;
   const Watch& w = *found;

@@ -518,8 +518,12 @@ Result<uint32_t> LocalWatches::Arm(WatchId id, int fd, uint32_t events, const ui
   }
   File* cur = FileOf(w);
   if (cur != nullptr && w.edge) DetachEdge(w, id, *cur);
-  // A new record for an association is placed by its ADD (below).
-  Result<File*> attached = Attach(w, id, cur, fd, for_assoc && one_shot_assocs_ ? events : 0);
+  // A new record for an association is placed by its ADD (below). A watch
+  // on its live file at that number (every re-arm of an event loop's
+  // association) keeps it, as Attach would, without the call.
+  Result<File*> attached = cur != nullptr && !cur->dead && cur->fd == fd
+                               ? Result<File*>(cur)
+                               : Attach(w, id, cur, fd, for_assoc && one_shot_assocs_ ? events : 0);
   if (!attached.ok()) {
     // epoll refuses files without poll support (regular files): illumos
     // reports those always ready for the requested bits.
@@ -771,6 +775,10 @@ void LocalWatches::TakeReady(ReadyList* out) {
         if (w.edge) continue;
         const uint32_t bits = evs[i].events & (w.mask | kAlways);
         // ReportedReadyThisCall: the newest report of this call decides.
+        // Asked only of a kqueue knote's watch (ProbeReadableAfterLook): a
+        // watch last armed by kReportedAtLook (for_assoc: a port
+        // association's, never a knote's) is given no yes, so its report
+        // costs no entry to clear at the call's end.
         const bool ready_only = bits != 0 && (bits & (kAlways | EPOLLRDHUP)) == 0;
         // A disarmed watch counts too when the registration that reported
         // covers its mask (an armed one's always does): a watch the idle
@@ -779,7 +787,7 @@ void LocalWatches::TakeReady(ReadyList* out) {
         const bool covers = w.armed || (f.level_events & w.mask) == w.mask;
         if (!ready_only) {
           w.reported_ready = false;
-        } else if (covers && !w.reported_ready) {
+        } else if (covers && !w.reported_ready && !w.for_assoc) {
           reported_ready_.push_back(this_id);
           w.reported_ready = true;
         }

@@ -234,7 +234,9 @@ class LocalWatches {
   // its mask: the report speaks for its bits) with no hang-up and no error, and no later report of this
   // call said otherwise: then the report's bits are the file's readiness
   // at the call, as a poll would tell (kqueue's READ filter: POLLIN
-  // alone). Forgotten at EndCall.
+  // alone). Forgotten at EndCall. Never for a watch last armed by
+  // kReportedAtLook (a port association's: nobody asks, and its report then
+  // costs no entry to clear at EndCall).
   bool ReportedReadyThisCall(emul::WatchId id) const {
     const Watch* w = watches_.Find(id);
     return w != nullptr && w->reported_ready;
@@ -369,7 +371,7 @@ class LocalWatches {
     if (++call_ != 0) [[likely]] return;
     RestartCallCount();
   }
-  void RestartCallCount();
+  __attribute__((noinline, cold)) void RestartCallCount();
   static uint64_t Key(const File& f) { return (static_cast<uint64_t>(f.gen) << 32) | static_cast<uint32_t>(f.fd); }
   // Inline, the live file first: asked several times per call and look.
   [[gnu::always_inline]] File* FileOf(const Watch& w) {
@@ -377,7 +379,7 @@ class LocalWatches {
     if (File* f = FindLive(w.fd); f != nullptr && f->gen == w.file) [[likely]] return f;
     return DeadFileOf(w);
   }
-  File* DeadFileOf(const Watch& w);
+  __attribute__((noinline, cold)) File* DeadFileOf(const Watch& w);
   // A live file's registration reported.
   File* FileOfReport(uint64_t key) {
     File* f = FindLive(static_cast<int>(static_cast<uint32_t>(key)));

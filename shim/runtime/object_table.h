@@ -209,7 +209,7 @@ class ObjectTable {
     if (r.object != nullptr && r.id == obj) [[likely]] return r.object;
     return FindInMap(obj);
   }
-  Object* FindInMap(emul::ObjectId obj);
+  __attribute__((noinline, cold)) Object* FindInMap(emul::ObjectId obj);
   const Object* Find(emul::ObjectId obj) const { return const_cast<ObjectTable*>(this)->Find(obj); }
   bool ByteWanted(const Object& o) const;
   bool SendByte(Object& o);

@@ -501,6 +501,16 @@ TEST_F(LocalWatchesTest, ReportedReadyThisCallOnlyForThisCallsPlainReadyReport) 
   ASSERT_EQ(write(d, "z", 1), 1);
   ASSERT_EQ(Take().size(), 1u);
   EXPECT_FALSE(watches_->ReportedReadyThisCall(3));
+  watches_->EndCall();
+  // Nor a watch last armed by kReportedAtLook (a port association's, which
+  // nobody asks): its plain ready report is not listed for EndCall.
+  auto [e, f] = Pair();
+  watches_->Add(4);
+  EXPECT_EQ(*watches_->Arm(4, e, POLLIN, nullptr, LocalWatches::kReportedAtLook), 0u);
+  ASSERT_EQ(write(f, "w", 1), 1);
+  ASSERT_EQ(Take().size(), 1u);
+  EXPECT_FALSE(watches_->ReportedReadyThisCall(4));
+  watches_->EndCall();
 }
 
 // Edge watches with one mask share a registration, each with its own edge
