@@ -132,6 +132,22 @@ clients_run_all() {
   clients_log "$name: tests took $((SECONDS - t0)) s"
 }
 
+# clients_method_cases NAME VARIANT LABEL NATIVE: the rows of the check that
+# VARIANT's program used its backend, in both modes (the calling script's
+# `method_case VARIANT MODE`, which prints what is wrong and fails), each
+# "MODE/method-LABEL<TAB>pass|fail<TAB>NATIVE".
+clients_method_cases() {
+  local name=$1 v=$2 label=$3 native=$4 mode problem
+  for mode in fast supervised; do
+    if problem=$(method_case "$v" "$mode"); then
+      printf '%s/method-%s\tpass\t%s\n' "$mode" "$label" "$native"
+    else
+      clients_log "$name $v $mode: method: $problem"
+      printf '%s/method-%s\tfail\t%s\n' "$mode" "$label" "$native"
+    fi
+  done
+}
+
 # clients_report NAME RESULTS: RESULTS holds lines "CASE<TAB>EVSHIM<TAB>NATIVE",
 # each status pass, fail or skip. Writes the JUnit file and the summary line.
 clients_report() {

@@ -305,14 +305,7 @@ for v in "${variants[@]}"; do
   tsv=$results/libuv-$v.tsv
   {
     clients_backend_case libuv "$v" "$v" "$native_backend"
-    for mode in fast supervised; do
-      if problem=$(method_case "$v" "$mode"); then
-        printf '%s/method-%s\tpass\t%s\n' "$mode" "$v" "$native_method"
-      else
-        clients_log "libuv $v $mode: method: $problem"
-        printf '%s/method-%s\tfail\t%s\n' "$mode" "$v" "$native_method"
-      fi
-    done
+    clients_method_cases libuv "$v" "$v" "$native_method"
     # CASE EVSHIM NATIVE, per mode, joined on the case name; a case that
     # ran natively but not under evshim (the run ended first) fails.
     for c in "${!expected_differences[@]}"; do printf '%s\t%s\n' "$c" "${expected_differences[$c]}"; done >"$results/expected"

@@ -254,14 +254,7 @@ for v in "${variants[@]}"; do
   tsv=$results/redis-$v.tsv
   {
     clients_backend_case redis "$v" "$(api_of "$v")" "$native_backend"
-    for mode in fast supervised; do
-      if problem=$(method_case "$v" "$mode"); then
-        printf '%s/method-%s\tpass\t%s\n' "$mode" "$(api_of "$v")" "$native_method"
-      else
-        clients_log "redis $v $mode: method: $problem"
-        printf '%s/method-%s\tfail\t%s\n' "$mode" "$(api_of "$v")" "$native_method"
-      fi
-    done
+    clients_method_cases redis "$v" "$(api_of "$v")" "$native_method"
     # CASE EVSHIM NATIVE, per mode, joined on the case name; a case that
     # ran natively but not under evshim (the run ended first) fails.
     python3 - "$results" "$v" <<'EOF'
