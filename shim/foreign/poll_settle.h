@@ -45,6 +45,7 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/kcmp.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -109,6 +110,24 @@ static int settle_memory_pid;
 SETTLE_FN int settle_in_memory_sharing_child(void) {
   const int owner = __atomic_load_n(&settle_memory_pid, __ATOMIC_RELAXED);
   return owner != 0 && (int)syscall(SYS_getpid) != owner;
+}
+
+/*
+ * Whether this process runs in the memory of the process the library's
+ * state was recorded for: a vfork child (or a clone with CLONE_VM), as
+ * opposed to a copy made without the atfork handler (a raw clone without
+ * CLONE_VM), which settle_in_memory_sharing_child cannot tell apart from
+ * it. Asked by kcmp(KCMP_VM) (two system calls, so only where a rare
+ * call asks: close_range and closefrom); 0 when kcmp cannot answer (no
+ * CONFIG_CHECKPOINT_RESTORE, a seccomp profile, another user's parent),
+ * which only costs the parent's engine a check of what it kept.
+ */
+SETTLE_FN int settle_in_a_child_sharing_memory(void) {
+  const int owner = __atomic_load_n(&settle_memory_pid, __ATOMIC_RELAXED);
+  if (owner == 0) return 0;
+  const long self = syscall(SYS_getpid);
+  if (self == owner) return 0;
+  return syscall(SYS_kcmp, self, (long)owner, (long)KCMP_VM, 0L, 0L) == 0;
 }
 
 static SETTLE_NO_TSAN void settle_record_memory_pid(void) {
@@ -402,7 +421,8 @@ SETTLE_EXPORT int dup(int fd) {
  * numbers before it, as close() does (report_closing, the library's:
  * port_close_fd, illumos port.c:164-169; knote_fdclose, OpenBSD
  * kern_event.c:1826-1845, DragonFly :1868-1902), and afterwards lets the
- * engine check again what it kept about numbers (settle_note_closed).
+ * engine check again what it kept about numbers (settle_note_closed_at;
+ * for a range settle_note_range_closed, which a vfork child skips).
  * Compiled in every build: supervised mode runs the same library build,
  * and a build without the engine reports to the supervisor. close_range and
  * closefrom are async-signal-safe as libc's are: their next definitions are
@@ -536,6 +556,18 @@ SETTLE_FN void settle_closing_range(unsigned first, unsigned last, unsigned flag
   errno = saved;
 }
 
+/* After a close_range or closefrom: the engine checks again what it kept
+ * about numbers (settle_note_closed), unless this is a vfork child, whose
+ * descriptor table is its own: its parent's numbers still name the same
+ * files (CPython's subprocess closes a range in its vfork child at every
+ * spawn, which made the parent check every kept answer again). errno is
+ * the close's. */
+SETTLE_FN void settle_note_range_closed(void) {
+  const int saved = errno;
+  if (!settle_in_a_child_sharing_memory()) settle_note_closed();
+  errno = saved;
+}
+
 #if defined(__GLIBC_PREREQ)
 #if !__GLIBC_PREREQ(2, 34)
 int close_range(unsigned int first, unsigned int last, int flags);
@@ -547,7 +579,7 @@ SETTLE_EXPORT int close_range(unsigned int first, unsigned int last, int flags) 
   settle_closing_range(first, last, (unsigned)flags);
   settle_close_range_fn next = __atomic_load_n(&settle_next_close_range, __ATOMIC_ACQUIRE);
   const int r = next == NULL ? (int)syscall(SYS_close_range, first, last, flags) : next(first, last, flags);
-  settle_note_closed();
+  settle_note_range_closed();
   return r;
 }
 
@@ -562,7 +594,7 @@ SETTLE_EXPORT void closefrom(int lowfd) {
   } else {
     next(lowfd);
   }
-  settle_note_closed();
+  settle_note_range_closed();
 }
 
 /* fcntl's third argument is read as glibc's own wrapper reads it. The

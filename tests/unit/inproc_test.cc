@@ -946,6 +946,50 @@ TEST_F(InprocTest, PortNumberClosedThroughLibcAndReusedIsNoLongerThePort) {
   }
 }
 
+// A child made by a raw clone without CLONE_VM (no atfork handler runs, so
+// the library's record of its process is its parent's, as in a vfork
+// child) has memory and a descriptor table of its own: its close_range is
+// its own process's, and its engine must check again which object a number
+// names. Here the port's number (the port kept alive by a dup) is closed
+// by close_range and taken by a socket (F_DUPFD, no close): the next
+// port_get on the number is EBADFD (port.c:588-594), not the port the
+// engine knew there. The library tells such a child from a vfork child
+// (whose range close it does not report: its parent's numbers are intact)
+// by kcmp (poll_settle.h, settle_in_a_child_sharing_memory).
+int RawCloneChildRangeClose() {
+  const int port = port_create();
+  if (port < 0) return 2;
+  port_event_t ev{};
+  timespec zero{0, 0};
+  if (port_send(port, 1, nullptr) != 0 || port_get(port, &ev, &zero) != 0) return 3;  // named: kept
+  const int keep = dup(port);
+  int sv[2];
+  if (keep < 0 || socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0) return 4;
+  if (close_range(static_cast<unsigned>(port), static_cast<unsigned>(port), 0) != 0) return 5;
+  if (fcntl(sv[0], F_DUPFD, port) != port) return 6;
+  errno = 0;
+  if (port_get(port, &ev, &zero) != -1) return 7;
+  if (errno != EBADFD) return 8;
+  if (port_send(keep, 2, nullptr) != 0) return 9;  // the port itself is intact
+  return 0;
+}
+
+TEST(InprocClose, ARawCloneChildsRangeCloseReachesItsOwnEngine) {
+  const pid_t child = fork();  // a process whose library recorded its pid
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    const long grandchild = syscall(SYS_clone, static_cast<long>(SIGCHLD), 0L, 0L, 0L, 0L);
+    if (grandchild == 0) _exit(RawCloneChildRangeClose());
+    int status = 0;
+    if (grandchild < 0 || waitpid(static_cast<pid_t>(grandchild), &status, 0) != grandchild) _exit(1);
+    _exit(WIFEXITED(status) ? WEXITSTATUS(status) : 99);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "the step that failed (RawCloneChildRangeClose)";
+}
+
 // A call names its port more than once (the look-free predicates, then the
 // handler), and the engine keeps the object it found for the next time
 // (KnownObjectAt) only while no object was removed since: a raw close of
