@@ -3,7 +3,7 @@
 # (solaris-eventports) and its kqueue handler (freebsd-kqueue), both in one
 # build against evshim's libraries and chosen when the server starts by
 # `server.event-handler`, against a native build on linux-sysepoll. Runs
-# lighttpd's own test suite (tests/run-tests.pl: request.t,
+# lighttpd's own test suite (its run-tests.pl: request.t,
 # core-condition.t, mod-fastcgi.t, mod-scgi.t) under `evshim run` (fast and
 # --supervised), the test driver and every lighttpd, CGI and FastCGI/SCGI
 # backend it starts, and natively; each TAP line is a case.
@@ -126,14 +126,15 @@ check_handlers() {
   return 1
 }
 
-# prepare_tests VARIANT: the suite's own tests/prepare.sh (its tmp/ tree in
+# prepare_tests VARIANT: the suite's own prepare.sh (its tmp/ tree in
 # the build directory), and the handler: every configuration of the suite
 # (lighttpd.conf, condition.conf, fastcgi-responder.conf, proxy.conf,
 # scgi-responder.conf) includes env.SRCDIR + "/tmp/bind*.conf", the
 # suite's hook for a local override (LightyTest.pm sets SRCDIR to the build
 # directory's tests/); bind-evshim.conf names the variant's handler.
 prepare_tests() {
-  local v=$1 dir=$work/$(build_of "$1")
+  local v=$1 dir
+  dir=$work/$(build_of "$1")
   (cd "$dir" && srcdir=$src/tests top_builddir=$dir sh "$src/tests/prepare.sh") >/dev/null || return 1
   printf 'server.event-handler = "%s"\n' "$(handler_of "$v")" >"$dir/tests/tmp/bind-evshim.conf"
 }
