@@ -2854,6 +2854,35 @@ static int pipe_writer_gone(void) {
   return 0;
 }
 
+/*
+ * Rule 6 (port.c:153-163): an association on a ready file queues its event
+ * at port_associate, with the bits of that moment, and the event stays
+ * queued when the file stops being ready before the retrieval. Supervised
+ * mode measures at the association; fast mode takes the readiness at its
+ * next look (docs/abi.md §10 "Fast mode", readiness at the next look), so
+ * the pipe read empty in between gives it no event. Prints what came;
+ * FastPath.ReadinessIsTakenAtTheNextLook checks each mode's line.
+ */
+static int drained_before_look(void) {
+  int p[2];
+  CHECK(pipe(p) == 0);
+  CHECK(write(p[1], "x", 1) == 1);
+  CHECK(port_associate(port, PORT_SOURCE_FD, (uintptr_t)p[0], POLLIN, (void *)7) == 0);
+  char c;
+  CHECK(read(p[0], &c, 1) == 1);
+  port_event_t ev;
+  memset(&ev, 0, sizeof ev);
+  struct timespec zero = {0, 0};
+  CHECK(port_get(port, &ev, &zero) == 0); /* rule 24: 0 without an event too */
+  if (ev.portev_source == PORT_SOURCE_FD) {
+    CHECK(ev.portev_object == (uintptr_t)p[0] && ev.portev_user == (void *)7);
+    printf("drained before the retrieval: event %#x\n", (unsigned)ev.portev_events);
+  } else {
+    printf("drained before the retrieval: no event\n");
+  }
+  return 0;
+}
+
 struct scenario {
   const char *name;
   int (*fn)(void);
@@ -2863,7 +2892,7 @@ int main(int argc, char **argv) {
   static const struct scenario all[] = {
       {"etime", etime},           {"wake_on_send", wake_on_send}, {"two_waiters", two_waiters},
       {"epipe", epipe},           {"socket_eof", socket_eof},     {"fd_oneshot", fd_oneshot},
-      {"get_zero_untouched", get_zero_untouched},
+      {"get_zero_untouched", get_zero_untouched}, {"drained_before_look", drained_before_look},
       {"close_discards", close_discards}, {"getn_partial", getn_partial}, {"alert", alert},
       {"sendn", sendn},           {"bad_ports", bad_ports},       {"pollable", pollable},
       {"pollable_handoff", pollable_handoff},

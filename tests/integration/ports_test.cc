@@ -259,6 +259,24 @@ TEST(PortClose, CloseOnAMovedPortThenSameFileBackDropsTheAssociation) {
   EXPECT_EQ(r.status, 0) << r.out << r.err;
 }
 
+// Rule 6 at the association (port.c:153-163): supervised mode measures the
+// file at port_associate and queues its event, which outlives the read that
+// empties the pipe before the retrieval, as on illumos; fast mode takes the
+// readiness at its next look and has no event then (docs/abi.md §10 "Fast
+// mode", readiness at the next look: the price of the association's look).
+// Pins both, so a change of either shows here and in the docs.
+TEST(FastPath, ReadinessIsTakenAtTheNextLook) {
+  for (const char* mode : {"EVSHIM_SUPERVISED=0", "EVSHIM_SUPERVISED=1"}) {
+    SCOPED_TRACE(mode);
+    RunResult r = RunCommand({kEvshim, "run", "--", kScenarios, "drained_before_look"}, 30, {mode});
+    EXPECT_EQ(r.status, 0) << r.out << r.err;
+    const bool supervised = std::string(mode) == "EVSHIM_SUPERVISED=1";
+    EXPECT_NE(r.out.find(supervised ? "drained before the retrieval: event 0x1" : "drained before the retrieval: no event"),
+              std::string::npos)
+        << r.out;
+  }
+}
+
 // Supervised, without a supervisor the foreign call is an unknown syscall:
 // the scenario must fail, which shows the scenarios test evshim and not
 // something else.
