@@ -437,6 +437,19 @@ void Kqueues::ArmFd(Kq& kq, Knote& kn) {
   if (*ready & want) Activate(kq, kn);
 }
 
+// FreeBSD adds a knote disabled without measuring it (kqueue_register runs
+// f_event only without KN_DISABLED), yet its file's activity while it is
+// disabled activates it (knote: ACTIVE, not queued), and EV_ENABLE then
+// queues it for the scan to decide (done_ev_add). So its watch is armed for
+// activity after now only: the file's present state is no activity.
+void Kqueues::ArmFdForActivity(Kq& kq, Knote& kn) {
+  const uint32_t want = WatchMask(kn);
+  if (want == 0 || !kn.io.watch) return;  // not an fd filter's
+  host_.SettleWatchEdge(*kn.io.watch, kn.owner, kn.fd, want);
+  Result<uint32_t> ready = host_.ArmWatchEdge(*kn.io.watch, kn.owner, kn.fd, want);
+  if (ready.ok() && (*ready & want)) Activate(kq, kn);  // activity since the settle
+}
+
 // The scan's filter (or a change's, MeasureAfterChange) just found the
 // knote not ready. The kernels take it off the list and queue it again only
 // when the file's next event makes the filter say yes (DF kern_event.c:
@@ -668,10 +681,12 @@ int Kqueues::Register(Kq& kq, Caller caller, KChange& change) {
       // A pending event activates it (OB kern_event.c:1174-1178, DF
       // :1319-1322); otherwise nothing to take back: its attach activates
       // only what its filter then reports. FreeBSD measures no disabled
-      // knote (KqueuePolicy::measures_disabled): its watch is left unarmed
-      // and EV_ENABLE measures it.
-      if (ChangeMeasures(kq, *kn, kev.flags) && MeasureAfterChange(kq, *kn, ChangeStep::kNew)) {
-        return 0;
+      // knote (KqueuePolicy::measures_disabled): its watch is armed for the
+      // activity to come (ArmFdForActivity), and EV_ENABLE measures it.
+      if (ChangeMeasures(kq, *kn, kev.flags)) {
+        if (MeasureAfterChange(kq, *kn, ChangeStep::kNew)) return 0;
+      } else {
+        ArmFdForActivity(kq, *kn);
       }
     } else {
       Modify(kq, *kn, change);  // a triggered USER knote activates in its touch

@@ -833,6 +833,7 @@ class Kqueues final : public Engine {
   void Drop(Kq& kq, Knote& kn);
   Result<uint32_t> ArmWatchAsFlagsSay(Knote& kn, uint32_t want);
   void ArmFd(Kq& kq, Knote& kn);
+  void ArmFdForActivity(Kq& kq, Knote& kn);
   // After the filter said "not ready": arms so that only new activity wakes.
   // True if its last look dropped the knote (its descriptor was closed).
   bool ArmFdNotReady(Kq& kq, Knote& kn);

@@ -137,16 +137,6 @@ static void walk(unsigned seed, unsigned steps) {
       const int fd = write_filter ? f->w : f->r;
       unsigned short fl = flags[next_rand(sizeof flags / sizeof flags[0])];
       if (next_rand(4) == 0) fl |= EV_RECEIPT;
-#if defined(KQ_DIFF_FREEBSD)
-      /* FreeBSD: a knote added disabled is not measured and its watch is
-       * left unarmed, so its file's activity while disabled is not seen
-       * (docs/kqueue.md "Not yet"; FreeBSD's knote() activates it); the
-       * fast path can see it through a registration another knote on the
-       * file left, the supervised one not, and a later EV_ENABLE queues
-       * the knote in one and not the other. Left out until the gap is
-       * closed. */
-      if ((fl & (EV_ADD | EV_DISABLE)) == (EV_ADD | EV_DISABLE)) fl &= (unsigned short)~EV_DISABLE;
-#endif
       struct kevent ch, out[2];
       EV_SET(&ch, (uintptr_t)(unsigned)fd, write_filter ? EVFILT_WRITE : EVFILT_READ, fl, 0, 0,
              (void *)(uintptr_t)step);

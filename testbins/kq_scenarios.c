@@ -2205,6 +2205,48 @@ static int queued_not_ready(void) {
   return 0;
 }
 
+/* A knote's file's activity while the knote is disabled activates it
+ * without queueing it (KNOTE_ACTIVATE, DF kern_event.c:161-165; FreeBSD's
+ * knote); EV_ENABLE then queues the ACTIVE knote without its filter's yes
+ * (DF :1372-1378, FreeBSD done_ev_add), so the kqueue polls readable until
+ * the scan measures the knote and drops it (DF :1510-1518), the pipe having
+ * been read. OpenBSD queues at EV_ENABLE only on its filter's yes (OB
+ * :1220-1227). The knote is added disabled on an empty pipe: FreeBSD does
+ * not measure it (kqueue_register), DragonFly does (not ready), and in
+ * both the activity comes later. A kevent with nothing to do between the
+ * write and the read takes the activity in fast mode (docs/abi.md §10,
+ * readiness at the next look). Found by mode_diff (FreeBSD: the activity
+ * was not seen, its watch unarmed; docs/design.md "Both paths, one
+ * answer"). */
+static int disabled_activity_then_enable(void) {
+  int kq = kqueue();
+  int p[2];
+  CHECK(kq >= 0 && pipe(p) == 0);
+  struct kevent ev[2];
+  struct pollfd pfd = {kq, POLLIN, 0};
+  char buf[8];
+  CHECK(add(kq, (uintptr_t)p[0], EVFILT_READ, EV_ADD | EV_DISABLE, 0, 0, NULL) == 0);
+  CHECK(write(p[1], "a", 1) == 1);
+  CHECK(get(kq, ev, 2, &kZero) == 0);
+  CHECK(poll(&pfd, 1, 0) == 0); /* ACTIVE, not queued */
+  CHECK(read(p[0], buf, sizeof buf) == 1);
+  CHECK(add(kq, (uintptr_t)p[0], EVFILT_READ, EV_ENABLE, 0, 0, NULL) == 0);
+#if defined(OPENBSD)
+  CHECK(poll(&pfd, 1, 0) == 0);
+#else
+  CHECK(poll(&pfd, 1, 0) == 1);
+#endif
+  CHECK(get(kq, ev, 2, &kZero) == 0);
+  CHECK(poll(&pfd, 1, 0) == 0);
+  /* Armed again as usual: the next byte is reported. */
+  CHECK(write(p[1], "b", 1) == 1);
+  CHECK(get_for(kq, (uintptr_t)p[0], ev) == 1 && ev[0].data == 1);
+  close(p[0]);
+  close(p[1]);
+  close(kq);
+  return 0;
+}
+
 /* EV_DISABLE only marks a knote (OB kern_event.c:1217-1218, DF kern_event.c:
  * 1361-1367, FreeBSD kqueue_register): a queued one stays on the list,
  * counted, so the kqueue polls readable (filt_kqueue, OB :266-274, DF
@@ -3581,6 +3623,7 @@ int main(int argc, char **argv) {
   if (!strcmp(s, "refused_not_queued")) return refused_not_queued();
   if (!strcmp(s, "queued_not_ready")) return queued_not_ready();
   if (!strcmp(s, "disable_queued")) return disable_queued();
+  if (!strcmp(s, "disabled_activity_then_enable")) return disabled_activity_then_enable();
   if (!strcmp(s, "ready_before_call")) return ready_before_call();
   if (!strcmp(s, "eof_before_call")) return eof_before_call();
   if (!strcmp(s, "kq_in_kq_ready")) return kq_in_kq_ready();
