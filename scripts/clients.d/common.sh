@@ -194,3 +194,27 @@ clients_backend_case() {
   problem=$(check_backends "$2") || { status=fail; clients_log "$1 $2: the build has other backends: $problem"; }
   printf 'build/only-%s-backend\t%s\t%s\n' "$3" "$status" "$4"
 }
+
+# The rows of VARIANT's two modes joined with the native run on the case
+# name: "MODE/CASE<TAB>STATUS<TAB>NATIVE" from RESULTS/VARIANT.fast,
+# RESULTS/VARIANT.supervised and RESULTS/native.native (each
+# "CASE<TAB>STATUS<TAB>DETAIL"); a case that ran natively but not under
+# evshim (the run ended first) fails ("not reached").
+clients_join_modes() {
+  python3 - "$1" "$2" <<'EOF'
+import sys
+results, v = sys.argv[1], sys.argv[2]
+def load(name):
+    out = {}
+    for line in open(f"{results}/{name}"):
+        case, status, detail = line.rstrip("\n").split("\t", 2)
+        out[case] = (status, detail)
+    return out
+nat = load("native.native")
+for mode in ("fast", "supervised"):
+    ev = load(f"{v}.{mode}")
+    for case in list(nat) + [c for c in ev if c not in nat]:
+        status = ev.get(case, ("fail", "not reached"))[0]
+        print(f"{mode}/{case}\t{status}\t{nat.get(case, ('', ''))[0]}")
+EOF
+}

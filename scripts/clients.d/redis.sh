@@ -255,24 +255,7 @@ for v in "${variants[@]}"; do
   {
     clients_backend_case redis "$v" "$(api_of "$v")" "$native_backend"
     clients_method_cases redis "$v" "$(api_of "$v")" "$native_method"
-    # CASE EVSHIM NATIVE, per mode, joined on the case name; a case that
-    # ran natively but not under evshim (the run ended first) fails.
-    python3 - "$results" "$v" <<'EOF'
-import sys
-results, v = sys.argv[1], sys.argv[2]
-def load(name):
-    out = {}
-    for line in open(f"{results}/{name}"):
-        case, status, detail = line.rstrip("\n").split("\t", 2)
-        out[case] = (status, detail)
-    return out
-nat = load("native.native")
-for mode in ("fast", "supervised"):
-    ev = load(f"{v}.{mode}")
-    for case in list(nat) + [c for c in ev if c not in nat]:
-        status = ev.get(case, ("fail", "not reached"))[0]
-        print(f"{mode}/{case}\t{status}\t{nat.get(case, ('', ''))[0]}")
-EOF
+    clients_join_modes "$results" "$v"  # per mode, joined with native (common.sh)
   } >"$tsv"
   # The failing lines, for the log.
   awk -F'\t' '$2 == "fail" {print "  " $1}' "$tsv" >&2

@@ -1,0 +1,89 @@
+/*
+ * What port_diff.c and kq_diff.c share: the seeded generator, the files
+ * (pipes or socketpairs whose ends sit at fixed numbers), a result's
+ * printing, and main's loop over the seeds. Included once by each.
+ */
+#ifndef EVSHIM_TESTBINS_DIFF_WALK_H
+#define EVSHIM_TESTBINS_DIFF_WALK_H
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+enum { kFiles = 6, kFirstNumber = 100 };
+
+struct file {
+  int r, w; /* -1: closed */
+};
+
+static uint64_t rng_state;
+
+static void seed_rand(unsigned seed) {
+  rng_state = 0x9e3779b97f4a7c15ull ^ ((uint64_t)seed * 0x100000001b3ull);
+}
+
+static unsigned next_rand(unsigned n) {
+  rng_state ^= rng_state << 13;
+  rng_state ^= rng_state >> 7;
+  rng_state ^= rng_state << 17;
+  return (unsigned)(rng_state % n);
+}
+
+/* Each file's ends sit at fixed numbers (kFirstNumber + 2 * its index, and
+ * the next), whatever descriptors the engine holds in either mode, so the
+ * walk's numbers and their reuse are the same in both. */
+static int place(int fd, int number) {
+  if (fd == number) return fd;
+  if (dup2(fd, number) != number) {
+    perror("dup2");
+    exit(2);
+  }
+  close(fd);
+  return number;
+}
+
+static void open_file(struct file *f, int index, int socket) {
+  int p[2];
+  int ok = socket ? socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, p) : pipe2(p, O_NONBLOCK);
+  if (ok != 0) {
+    perror("open_file");
+    exit(2);
+  }
+  f->r = place(p[0], kFirstNumber + 2 * index);
+  f->w = place(p[1], kFirstNumber + 2 * index + 1);
+}
+
+static void close_fd(int *fd) {
+  if (*fd >= 0) close(*fd);
+  *fd = -1;
+}
+
+static void result(int r) {
+  if (r < 0) {
+    printf(" = -1 %s", strerrorname_np(errno));
+  } else {
+    printf(" = %d", r);
+  }
+}
+
+/* PROG FIRST_SEED LAST_SEED STEPS: walk(seed, steps) for each seed. */
+static int walk_main(int argc, char **argv, void (*walk)(unsigned seed, unsigned steps)) {
+  if (argc != 4) {
+    fprintf(stderr, "usage: %s FIRST_SEED LAST_SEED STEPS\n", argv[0]);
+    return 2;
+  }
+  const unsigned first = (unsigned)strtoul(argv[1], NULL, 10), last = (unsigned)strtoul(argv[2], NULL, 10);
+  const unsigned steps = (unsigned)strtoul(argv[3], NULL, 10);
+  setvbuf(stdout, NULL, _IOFBF, 1 << 16);
+  signal(SIGPIPE, SIG_IGN); /* a write to a closed reader: EPIPE */
+  for (unsigned seed = first; seed <= last; seed++) walk(seed, steps);
+  return 0;
+}
+
+#endif
