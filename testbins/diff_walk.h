@@ -72,6 +72,55 @@ static void result(int r) {
   }
 }
 
+/* The file steps both walks take on file `index` of `files`, each printing
+ * its line's text. `buf` holds `size` bytes to write, and takes reads. */
+static void write_step(struct file *f, char *buf, size_t size) {
+  const size_t n = next_rand(8) == 0 ? size : 1 + next_rand(3);
+  printf(" write fd=%d n=%zu", f->w, n);
+  ssize_t w = f->w < 0 ? (errno = EBADF, -1) : write(f->w, buf, n);
+  printf(" = %zd%s%s", w, w < 0 ? " " : "", w < 0 ? strerrorname_np(errno) : "");
+}
+
+static void drain_step(struct file *f, char *buf, size_t size) {
+  printf(" drain fd=%d", f->r);
+  ssize_t total = 0, got;
+  while (f->r >= 0 && (got = read(f->r, buf, size)) > 0) total += got;
+  printf(" = %zd", total);
+}
+
+/* The file closed and opened again (a pipe or a socketpair) at its numbers. */
+static void reopen_step(struct file *files, int index) {
+  struct file *f = &files[index];
+  const int socket = (int)next_rand(2);
+  printf(" reopen fd=%d,%d socket=%d", f->r, f->w, socket);
+  close_fd(&f->r);
+  close_fd(&f->w);
+  open_file(f, index, socket);
+  printf(" -> %d,%d", f->r, f->w);
+}
+
+static void close_writer_step(struct file *f) {
+  printf(" close-writer fd=%d", f->w);
+  close_fd(&f->w);
+}
+
+/* Another file's reader moved over this one's number: the number names
+ * another file now (illumos rule 10; knote_fdclose, OB kern_event.c:
+ * 1826-1845, for the closed file). Moved, not copied: two numbers of one
+ * file woken together activate their events in an order the seeds do not
+ * give (pollwakeup's, the socket layer's), and the two paths differ there
+ * (fast: the order of epoll's wait queue). */
+static void move_step(struct file *files, struct file *f) {
+  struct file *g = &files[next_rand(kFiles)];
+  printf(" move %d over %d", g->r, f->r);
+  if (g != f && g->r >= 0 && f->r >= 0) {
+    result(dup2(g->r, f->r));
+    close_fd(&g->r);
+  } else {
+    printf(" = skipped");
+  }
+}
+
 /* PROG FIRST_SEED LAST_SEED STEPS: walk(seed, steps) for each seed. */
 static int walk_main(int argc, char **argv, void (*walk)(unsigned seed, unsigned steps)) {
   if (argc != 4) {

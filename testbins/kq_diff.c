@@ -102,15 +102,9 @@ static void walk(unsigned seed, unsigned steps) {
       result(r);
       if (r > 0) print_events(out, r);
     } else if (op < 52) {
-      const size_t n = next_rand(8) == 0 ? sizeof buf : 1 + next_rand(3);
-      printf(" write fd=%d n=%zu", f->w, n);
-      ssize_t w = f->w < 0 ? (errno = EBADF, -1) : write(f->w, buf, n);
-      printf(" = %zd%s%s", w, w < 0 ? " " : "", w < 0 ? strerrorname_np(errno) : "");
+      write_step(f, buf, sizeof buf);
     } else if (op < 60) {
-      printf(" drain fd=%d", f->r);
-      ssize_t total = 0, got;
-      while (f->r >= 0 && (got = read(f->r, buf, sizeof buf)) > 0) total += got;
-      printf(" = %zd", total);
+      drain_step(f, buf, sizeof buf);
     } else if (op < 86) {
       struct kevent out[kMaxScan];
       const int n = 1 + (int)next_rand(kMaxScan);
@@ -119,27 +113,11 @@ static void walk(unsigned seed, unsigned steps) {
       result(r);
       if (r > 0) print_events(out, r);
     } else if (op < 91) {
-      const int socket = (int)next_rand(2);
-      printf(" reopen fd=%d,%d socket=%d", f->r, f->w, socket);
-      close_fd(&f->r);
-      close_fd(&f->w);
-      open_file(f, index, socket);
-      printf(" -> %d,%d", f->r, f->w);
+      reopen_step(files, index);
     } else if (op < 95) {
-      printf(" close-writer fd=%d", f->w);
-      close_fd(&f->w);
+      close_writer_step(f);
     } else {
-      /* Another file's reader moved over this one's number: knote_fdclose
-       * for the closed file (OB kern_event.c:1826-1845), the number names
-       * another file now. */
-      struct file *g = &files[next_rand(kFiles)];
-      printf(" move %d over %d", g->r, f->r);
-      if (g != f && g->r >= 0 && f->r >= 0) {
-        result(dup2(g->r, f->r));
-        close_fd(&g->r);
-      } else {
-        printf(" = skipped");
-      }
+      move_step(files, f);
     }
     printf("\n");
   }

@@ -90,15 +90,9 @@ static void walk(unsigned seed, unsigned steps) {
       printf(" dissociate fd=%d", fd);
       result(port_dissociate(port, PORT_SOURCE_FD, (uintptr_t)fd));
     } else if (op < 42) {
-      const size_t n = next_rand(8) == 0 ? sizeof buf : 1 + next_rand(3);
-      printf(" write fd=%d n=%zu", f->w, n);
-      ssize_t w = f->w < 0 ? (errno = EBADF, -1) : write(f->w, buf, n);
-      printf(" = %zd%s%s", w, w < 0 ? " " : "", w < 0 ? strerrorname_np(errno) : "");
+      write_step(f, buf, sizeof buf);
     } else if (op < 50) {
-      printf(" drain fd=%d", f->r);
-      ssize_t total = 0, got;
-      while (f->r >= 0 && (got = read(f->r, buf, sizeof buf)) > 0) total += got;
-      printf(" = %zd", total);
+      drain_step(f, buf, sizeof buf);
     } else if (op < 58) {
       printf(" send");
       result(port_send(port, (int)step, (void *)(uintptr_t)step));
@@ -120,31 +114,11 @@ static void walk(unsigned seed, unsigned steps) {
       result(r);
       if (r == 0) print_events(&ev, 1);
     } else if (op < 91) {
-      /* Close the file and open another: the lowest numbers come back. */
-      const int socket = (int)next_rand(2);
-      printf(" reopen fd=%d,%d socket=%d", f->r, f->w, socket);
-      close_fd(&f->r);
-      close_fd(&f->w);
-      open_file(f, index, socket);
-      printf(" -> %d,%d", f->r, f->w);
+      reopen_step(files, index);
     } else if (op < 94) {
-      printf(" close-writer fd=%d", f->w);
-      close_fd(&f->w);
+      close_writer_step(f);
     } else if (op < 97) {
-      /* Another file's reader moved over this one's number (rule 10: the
-       * number names another file now). Moved, not copied: two numbers of
-       * one file woken together queue their events in an order the seeds
-       * do not give (port_fd.c and poll.c's pollwakeup are not among
-       * them), and the two paths differ there (fast: the order of epoll's
-       * wait queue). */
-      struct file *g = &files[next_rand(kFiles)];
-      printf(" move %d over %d", g->r, f->r);
-      if (g != f && g->r >= 0 && f->r >= 0) {
-        result(dup2(g->r, f->r));
-        close_fd(&g->r);
-      } else {
-        printf(" = skipped");
-      }
+      move_step(files, f);
     } else {
       /* An alert holds every retrieval until it is cleared: set it one
        * time in three, clear it at the next alert step mostly. */

@@ -373,9 +373,12 @@ TEST(InprocKqueueBudget, LevelKnoteAddedOnAReadyFileIsAnsweredByTheLooksOnceDeli
 // EPOLL_CTL_MOD to confirm the file, no fstat of the kqueue (before
 // session 32 each such close cost both at the next kevent:
 // Engine::NoteDescriptorClosed).
-TEST(InprocKqueueBudget, AnUnrelatedCloseCostsTheNextKeventNothing) {
+// Each round of ReadyAtEveryScanChild(kBefore) confirms nothing again: no
+// EPOLL_CTL_MOD, no fstat.
+template <BeforeEachKevent kBefore>
+void ExpectRoundsConfirmNothing() {
   std::vector<std::map<long, int>> segments;
-  ASSERT_NO_FATAL_FAILURE(evshim::testing::TraceSegments([] { ReadyAtEveryScanChild(BeforeEachKevent::kCloseAnotherFile); }, &segments));
+  ASSERT_NO_FATAL_FAILURE(evshim::testing::TraceSegments([] { ReadyAtEveryScanChild(kBefore); }, &segments));
   ASSERT_EQ(segments.size(), kBudgetRounds + 1u);
   auto count = [](const std::map<long, int>& seg, long nr) { return seg.count(nr) ? seg.at(nr) : 0; };
   for (size_t i = 0; i + 1 < segments.size(); ++i) {
@@ -383,6 +386,10 @@ TEST(InprocKqueueBudget, AnUnrelatedCloseCostsTheNextKeventNothing) {
     EXPECT_EQ(count(seg, SYS_epoll_ctl), 0) << "round " << i << evshim::testing::Describe(seg);
     EXPECT_EQ(count(seg, SYS_newfstatat) + count(seg, SYS_fstat), 0) << "round " << i << evshim::testing::Describe(seg);
   }
+}
+
+TEST(InprocKqueueBudget, AnUnrelatedCloseCostsTheNextKeventNothing) {
+  ExpectRoundsConfirmNothing<BeforeEachKevent::kCloseAnotherFile>();
 }
 
 // The same knote with the program spawning a vfork child before each
@@ -394,16 +401,7 @@ TEST(InprocKqueueBudget, AnUnrelatedCloseCostsTheNextKeventNothing) {
 // (poll_settle.h, settle_note_range_closed; before session 33 the child's
 // range made the parent's engine check every kept answer again).
 TEST(InprocKqueueBudget, AVforkChildsRangeCloseCostsTheNextKeventNothing) {
-  std::vector<std::map<long, int>> segments;
-  ASSERT_NO_FATAL_FAILURE(
-      evshim::testing::TraceSegments([] { ReadyAtEveryScanChild(BeforeEachKevent::kVforkChildClosesARange); }, &segments));
-  ASSERT_EQ(segments.size(), kBudgetRounds + 1u);
-  auto count = [](const std::map<long, int>& seg, long nr) { return seg.count(nr) ? seg.at(nr) : 0; };
-  for (size_t i = 0; i + 1 < segments.size(); ++i) {
-    const auto& seg = segments[i];
-    EXPECT_EQ(count(seg, SYS_epoll_ctl), 0) << "round " << i << evshim::testing::Describe(seg);
-    EXPECT_EQ(count(seg, SYS_newfstatat) + count(seg, SYS_fstat), 0) << "round " << i << evshim::testing::Describe(seg);
-  }
+  ExpectRoundsConfirmNothing<BeforeEachKevent::kVforkChildClosesARange>();
 }
 
 // Without the look, a timer that expired before a NOTE_TRIGGER is still
