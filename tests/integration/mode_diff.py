@@ -27,14 +27,33 @@ PROGRAMS = [
 ]
 
 
-def run(evshim, prog, seeds, steps, supervised):
+def run(evshim, prog, first, last, steps, supervised):
+    """One walk program's output lines and its stderr (the supervisor's faults go there)."""
     env = dict(os.environ, EVSHIM_SUPERVISED="1" if supervised else "0")
-    r = subprocess.run([evshim, "run", "--", prog, "1", str(seeds), str(steps)], env=env,
+    r = subprocess.run([evshim, "run", "--", prog, str(first), str(last), str(steps)], env=env,
                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=300)
     mode = "supervised" if supervised else "fast"
     if r.returncode != 0:
         sys.exit(f"mode_diff: {os.path.basename(prog)} ({mode}) exited {r.returncode}: {r.stderr[-2000:]}")
-    return r.stdout.splitlines()
+    return r.stdout.splitlines(), r.stderr
+
+
+def explain(evshim, prog, seed_line, steps, runs):
+    """After a difference: each run's stderr, and the differing seed walked
+    alone again in both modes, so that a failure says whether it repeats
+    (a rule) or not (a race) without a second CI run."""
+    for mode, err in runs:
+        if err.strip():
+            print(f"  {mode} stderr (last 2000 characters):\n{err[-2000:]}")
+    if seed_line is None:
+        return
+    seed = seed_line.split()[1]
+    same = 0
+    for _ in range(5):
+        fast, _ = run(evshim, prog, seed, seed, steps, False)
+        supervised, _ = run(evshim, prog, seed, seed, steps, True)
+        same += fast == supervised
+    print(f"  {seed_line} walked alone again 5 times in both modes: the same output {same} of 5 times")
 
 
 def first_difference(fast, supervised):
@@ -59,14 +78,15 @@ def main():
     failed = False
     for name, marker, least in PROGRAMS:
         prog = os.path.join(testbins, name)
-        fast = run(evshim, prog, seeds, steps, False)
-        supervised = run(evshim, prog, seeds, steps, True)
+        fast, fast_err = run(evshim, prog, 1, seeds, steps, False)
+        supervised, supervised_err = run(evshim, prog, 1, seeds, steps, True)
         events = sum(line.count(marker) for line in fast)
         diff = first_difference(fast, supervised)
         if diff is not None:
             seed, i, a, b = diff
             print(f"mode_diff: {name}: fast and supervised differ at line {i + 1} ({seed}):\n"
                   f"  fast:       {a}\n  supervised: {b}")
+            explain(evshim, prog, seed, steps, [("fast", fast_err), ("supervised", supervised_err)])
             failed = True
         elif events < least:
             # A walk that returns almost no event compares nothing.
