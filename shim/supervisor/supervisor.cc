@@ -374,8 +374,10 @@ int Supervisor::ReplaceObjectDescriptors(uint64_t id, emul::Pid pid, abi::Object
 void Supervisor::HandleNotification(const Notification& n) {
   const abi::DataModel model = n.arch == AUDIT_ARCH_I386 ? abi::DataModel::kIlp32 : abi::DataModel::kLp64;
   const abi::SyscallEntry* entry = abi::FindSyscall(model, n.nr);
-  if (options_.observer != nullptr && !EngineHandOver(entry, n)) TraceEnter(n, model, entry);  // trace
   const bool numbered = Numbered(n, entry);
+  if (options_.observer != nullptr && !EngineHandOver(entry, n) && !LibraryProbe(n, numbered)) {
+    TraceEnter(n, model, entry);  // trace
+  }
   // A restart, re-issue or probe of the thread's previous call (call_replay.h).
   if (replay_->AnswerRepeat(n, numbered, parked_, [this](emul::WaitId w) { CancelWait(w); })) return;
   if (entry == nullptr) {
@@ -444,6 +446,14 @@ bool Supervisor::EngineHandOver(const abi::SyscallEntry* entry, const Notificati
   if (entry == nullptr || entry->call != abi::Call::kPortfs) return false;
   const uint32_t op = static_cast<uint32_t>(n.args[0]);
   return (op & il::PORT_SYS_NOPORT) != 0 && (op & il::PORT_CODE_MASK) == il::PORT_EVSHIM_ADOPT;
+}
+
+// The library's probe after an interrupted wait (docs/abi.md "Call
+// numbers": did the answer get lost?) is evshim's own question, not a call
+// of the program: its answer is the interrupted call's (already traced, or
+// EINTR), so a trace shows the same lines in both modes.
+bool Supervisor::LibraryProbe(const Notification& n, bool numbered) {
+  return numbered && (n.args[0] & kProbeBit) != 0;
 }
 
 // trace: reports a call to the observer before anything answers it.

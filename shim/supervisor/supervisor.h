@@ -89,6 +89,7 @@ class Supervisor {
   void HandleNotification(const Notification& n);
   void CatchUpBeforeCall(emul::Pid pid);
   static bool EngineHandOver(const abi::SyscallEntry* entry, const Notification& n);
+  static bool LibraryProbe(const Notification& n, bool numbered);
   void TraceEnter(const Notification& n, abi::DataModel model, const abi::SyscallEntry* entry);
   // Answers call `id` of thread `tid`; false when not delivered.
   bool Respond(pid_t tid, uint64_t id, int64_t value, int error);

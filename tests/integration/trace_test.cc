@@ -422,6 +422,36 @@ TEST(TraceFast, SupervisedTraceStillWorks) {
   for (const std::string& l : lines) EXPECT_NE(l.find("\"served\":\"supervisor\""), std::string::npos) << l;
 }
 
+// A wait a signal interrupts (port_scenarios eintr: SIGALRM with SA_RESTART,
+// rule 26). Fast mode shows the EINTR the program got; supervised shows the
+// wait interrupted and the kernel's restart of it answered EINTR. Neither
+// shows the library's probe (docs/abi.md "Call numbers"): evshim's own
+// question, not a call of the program (it read `= -1 ECANCELED`).
+TEST(TraceInterrupted, AWaitEndedByASignalShowsEintrInBothModes) {
+  for (const bool supervised : {false, true}) {
+    RunResult r = RunCommand({kEvshim, "trace", "-e", "port_get", "--", kScenarios, "eintr"}, 30,
+                             {supervised ? "EVSHIM_SUPERVISED=1" : "EVSHIM_SUPERVISED=0"});
+    ASSERT_EQ(r.status, 0) << r.err;
+    // The port's number: 3 supervised, after the engine's own in fast mode.
+    const std::string lines = std::regex_replace(Normalize(TraceLines(r.err)), std::regex("port_get\\(\\d+, "),
+                                                 "port_get(P, ");
+    EXPECT_EQ(lines.find("ECANCELED"), std::string::npos) << lines;
+    const std::string resumed = "<... port_get resumed>0xADDR64, {5.000000000}) = ";
+    const std::string retrieved =
+        "port_get(P, {source=PORT_SOURCE_USER, events=3, object=0, user=NULL}, {5.000000000}) = 0 <T>\n";
+    if (supervised) {
+      EXPECT_NE(lines.find(resumed + "? (interrupted) <T>\n[pid P1] port_get(P, 0xADDR64, {5.000000000}) = -1 EINTR "
+                                     "(Interrupted system call) <T>\n[pid P1] " + retrieved),
+                std::string::npos)
+          << lines;
+    } else {
+      EXPECT_NE(lines.find(resumed + "-1 EINTR (Interrupted system call) <T>\n[pid P1] " + retrieved),
+                std::string::npos)
+          << lines;
+    }
+  }
+}
+
 const std::string kTreeGolden =
     "[pid P1] port_create() = 3 <T>\n"
     "[pid P1 tid T] port_send(3, 1, 0x11) = 0 <T>\n"
