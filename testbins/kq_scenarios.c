@@ -2247,6 +2247,60 @@ static int disabled_activity_then_enable(void) {
   return 0;
 }
 
+/* An EV_DISPATCH knote is disabled by its delivery (OB kern_event.c:
+ * 1426-1432, DF :1540-1544), yet its file's activity while it is disabled
+ * activates it (KNOTE_ACTIVATE, DF :161-165; knote_activate, OB :1731-1739:
+ * ACTIVE, not queued), and EV_ENABLE queues the ACTIVE knote without its
+ * filter's yes on FreeBSD and DragonFly (DF :1372-1378, FreeBSD
+ * done_ev_add): the kqueue polls readable until the scan finds the pipe
+ * read and drops the knote (DF :1510-1518). OpenBSD queues at EV_ENABLE only
+ * on its filter's yes (OB :1220-1227). Activity still there at the
+ * EV_ENABLE is reported on the three. A kevent with nothing to do after
+ * each write lets fast mode take the activity (docs/abi.md §10). Until
+ * session 34 the watch of a delivered EV_DISPATCH knote was left unarmed:
+ * the activity was not seen, and the kqueue did not poll readable after
+ * the EV_ENABLE on FreeBSD and DragonFly. */
+static int dispatch_activity_then_enable(void) {
+  static const unsigned short kFlags[] = {EV_ADD | EV_DISPATCH, EV_ADD | EV_DISPATCH | EV_CLEAR};
+  for (unsigned i = 0; i < sizeof kFlags / sizeof kFlags[0]; ++i) {
+    int kq = kqueue();
+    int p[2];
+    CHECK(kq >= 0 && pipe(p) == 0);
+    struct kevent ev[2];
+    struct pollfd pfd = {kq, POLLIN, 0};
+    char buf[8];
+    CHECK(add(kq, (uintptr_t)p[0], EVFILT_READ, kFlags[i], 0, 0, NULL) == 0);
+    CHECK(write(p[1], "a", 1) == 1);
+    CHECK(get_for(kq, (uintptr_t)p[0], ev) == 1 && ev[0].data == 1); /* disabled now */
+    CHECK(read(p[0], buf, sizeof buf) == 1);
+    CHECK(write(p[1], "b", 1) == 1); /* activity while disabled */
+    CHECK(get(kq, ev, 2, &kZero) == 0);
+    CHECK(poll(&pfd, 1, 0) == 0); /* ACTIVE, not queued */
+    CHECK(read(p[0], buf, sizeof buf) == 1);
+    CHECK(add(kq, (uintptr_t)p[0], EVFILT_READ, EV_ENABLE, 0, 0, NULL) == 0);
+#if defined(OPENBSD)
+    CHECK(poll(&pfd, 1, 0) == 0);
+#else
+    CHECK(poll(&pfd, 1, 0) == 1);
+#endif
+    CHECK(get(kq, ev, 2, &kZero) == 0);
+    CHECK(poll(&pfd, 1, 0) == 0);
+    /* Enabled: the next byte is reported, and disables it again. */
+    CHECK(write(p[1], "c", 1) == 1);
+    CHECK(get_for(kq, (uintptr_t)p[0], ev) == 1 && ev[0].data == 1);
+    CHECK(read(p[0], buf, sizeof buf) == 1);
+    /* Activity while disabled still there at the EV_ENABLE: the three. */
+    CHECK(write(p[1], "de", 2) == 2);
+    CHECK(get(kq, ev, 2, &kZero) == 0);
+    CHECK(add(kq, (uintptr_t)p[0], EVFILT_READ, EV_ENABLE, 0, 0, NULL) == 0);
+    CHECK(get(kq, ev, 2, &kZero) == 1 && ev[0].ident == (uintptr_t)p[0] && ev[0].data == 2);
+    close(p[0]);
+    close(p[1]);
+    close(kq);
+  }
+  return 0;
+}
+
 /* EV_DISABLE only marks a knote (OB kern_event.c:1217-1218, DF kern_event.c:
  * 1361-1367, FreeBSD kqueue_register): a queued one stays on the list,
  * counted, so the kqueue polls readable (filt_kqueue, OB :266-274, DF
@@ -3624,6 +3678,7 @@ int main(int argc, char **argv) {
   if (!strcmp(s, "queued_not_ready")) return queued_not_ready();
   if (!strcmp(s, "disable_queued")) return disable_queued();
   if (!strcmp(s, "disabled_activity_then_enable")) return disabled_activity_then_enable();
+  if (!strcmp(s, "dispatch_activity_then_enable")) return dispatch_activity_then_enable();
   if (!strcmp(s, "ready_before_call")) return ready_before_call();
   if (!strcmp(s, "eof_before_call")) return eof_before_call();
   if (!strcmp(s, "kq_in_kq_ready")) return kq_in_kq_ready();

@@ -70,6 +70,7 @@ INSTANTIATE_TEST_SUITE_P(
                                          // EV_DISABLE only marks a queued knote; FreeBSD
                                          // measures no disabled knote at a change (s30)
                                          "disable_queued", "disabled_activity_then_enable",
+                                         "dispatch_activity_then_enable",
                                          // issue 14: 0 ms periodic timers (one per tick on
                                          // OpenBSD/DragonFly), EV_CLEAR on pending data,
                                          // stale EV_ONESHOT, whole VNODE hints

@@ -1083,6 +1083,59 @@ TEST_F(KqueueTest, EnableOfAnActiveKnoteQueuesItWithoutTheFiltersYesOnFreebsdAnd
   }
 }
 
+// An EV_DISPATCH knote after its delivery is disabled (OB kern_event.c:
+// 1426-1432, DF :1540-1544), yet its file's activity while it is disabled
+// activates it: knote() runs the filter and marks it ACTIVE, not queued
+// while disabled (KNOTE_ACTIVATE, DF :161-165; knote_activate, OB
+// :1731-1739). EV_ENABLE then queues an ACTIVE knote without its filter's
+// yes on FreeBSD and DragonFly (DF :1372-1378; done_ev_add), so activity
+// gone again by then leaves the kqueue readable until the scan drops the
+// knote; OpenBSD queues only on its filter's yes (OB :1220-1227). Activity
+// still there at the EV_ENABLE is reported on the three. Level and EV_CLEAR.
+TEST_F(KqueueTest, DispatchKnoteSeesItsFilesActivityWhileDisabled) {
+  const std::pair<KqueuePolicy, bool> policies[] = {
+      {FreebsdPolicy(), true}, {DragonflyPolicy(), true}, {OpenbsdPolicy(), false}};
+  for (const auto& [pol, queues] : policies) {
+    for (const uint16_t clear : {uint16_t{0}, kev::kClear}) {
+      SCOPED_TRACE(std::string(queues ? (pol.measures_disabled ? "DragonFly" : "FreeBSD") : "OpenBSD") +
+                   (clear ? " EV_CLEAR" : " level"));
+      auto f = host_.Open(kP.pid, 5);
+      Call({Ch(KFilter::kRead, 5, static_cast<uint16_t>(kev::kAdd | kev::kDispatch | clear))}, Poll(0), pol);
+      host_.Set(engine_, f, pb::kIn, 1);
+      auto ev = Get(8, pol);
+      ASSERT_EQ(ev.size(), 1u);  // delivered: disabled from now
+      EXPECT_EQ(ev[0].data, 1);
+      host_.Set(engine_, f, 0, 0);  // read
+      EXPECT_TRUE(Get(8, pol).empty());
+      // Activity while disabled, gone again by the EV_ENABLE.
+      host_.Set(engine_, f, pb::kIn, 2);
+      EXPECT_EQ(engine_.PendingCount(kq_), 0u);  // ACTIVE, not queued
+      EXPECT_FALSE(host_.readable(kq_));
+      host_.Set(engine_, f, 0, 0);
+      Call({Ch(KFilter::kRead, 5, kev::kEnable)}, Poll(0), pol);
+      EXPECT_EQ(engine_.PendingCount(kq_), queues ? 1u : 0u);
+      EXPECT_EQ(host_.readable(kq_), queues);
+      EXPECT_TRUE(Get(8, pol).empty());  // the scan's filter says no
+      EXPECT_EQ(engine_.PendingCount(kq_), 0u);
+      EXPECT_FALSE(host_.readable(kq_));
+      // Enabled again: the next activity is reported, and disables it.
+      host_.Set(engine_, f, pb::kIn, 3);
+      ev = Get(8, pol);
+      ASSERT_EQ(ev.size(), 1u);
+      EXPECT_EQ(ev[0].data, 3);
+      // Activity while disabled that is still there at the EV_ENABLE.
+      host_.Set(engine_, f, pb::kIn, 4);
+      EXPECT_EQ(engine_.PendingCount(kq_), 0u);
+      Call({Ch(KFilter::kRead, 5, kev::kEnable)}, Poll(0), pol);
+      ev = Get(8, pol);
+      ASSERT_EQ(ev.size(), 1u);
+      EXPECT_EQ(ev[0].data, 4);
+      Call({Ch(KFilter::kRead, 5, kev::kDelete)}, Poll(0), pol);
+      host_.Close(kP.pid, 5);
+    }
+  }
+}
+
 // EV_DISABLE of a queued knote only marks it (OB kern_event.c:1217-1218; DF
 // kern_event.c:1361-1367; FreeBSD kqueue_register sets KN_DISABLED): it
 // stays on the list, counted, so the kqueue polls readable (filt_kqueue,
