@@ -500,11 +500,15 @@ bool Kqueues::ArmFdNotReady(Kq& kq, Knote& kn) {
 // reported by a look made since (Host::QuietSinceArm) spares the
 // measurement. Not for a kqueue's descriptor (its readiness is applied
 // lazily), nor for WRITE with NOTE_LOWAT (room at the mark says yes without
-// POLLOUT: WriteEvent); EV_ONESHOT, EV_CLEAR and EV_DISPATCH knotes are not
-// requeued.
+// POLLOUT: WriteEvent), nor for WRITE on a pipe's read end (the reverse
+// direction's room says yes with no poll bit: ReverseWriteEvent); EV_ONESHOT,
+// EV_CLEAR and EV_DISPATCH knotes are not requeued.
 void Kqueues::ArmForNextLook(Knote& kn) {
   if (!kn.io.watch || kn.io.watched_kq) return;
-  if (kn.kev.filter == KFilter::kWrite && (kn.sfflags & kev::kNoteLowat)) return;
+  if (kn.kev.filter == KFilter::kWrite &&
+      ((kn.sfflags & kev::kNoteLowat) || kn.io_kind == FdKind::kPipeReadEnd)) {
+    return;
+  }
   const uint32_t want = WatchMask(kn);
   if (want == 0) return;
   Result<uint32_t> ready = host_.ArmWatchIfFree(*kn.io.watch, kn.owner, kn.fd, want);

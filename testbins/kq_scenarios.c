@@ -2049,6 +2049,67 @@ static int pipe_write_end_eof(void) {
   return 0;
 }
 
+/* The BSDs' pipes run both ways, Linux's one way: a program under evshim
+ * never writes a pipe's reverse direction. READ on the write end reads that
+ * direction (filt_piperead on the end's own struct pipe: FreeBSD
+ * sys_pipe.c, OpenBSD filt_piperead_common, DragonFly filt_piperead's rpb):
+ * not ready whatever the pipe holds, and EV_EOF with data 0 once the reader
+ * is gone. WRITE on the read end measures the reverse direction's room
+ * (FreeBSD filt_pipewrite: PIPE_BUF, the reverse pipe unbacked; OpenBSD
+ * filt_pipewrite_common and DragonFly filt_pipewrite: the buffer's size,
+ * here the pipe's size), ready and level, and EV_EOF with data 0 once the
+ * writer is gone. Until session 34 READ on the write end reported the
+ * forward bytes (FIONREAD on a write end) and WRITE on the read end never
+ * fired before EOF. */
+static int pipe_wrong_end(void) {
+  int p[2], q[2];
+  CHECK(pipe(p) == 0 && pipe(q) == 0);
+  int kq = kqueue();
+  CHECK(kq >= 0);
+  struct kevent ev[4];
+  struct timespec ts = {2, 0};
+#if defined(FREEBSD)
+  const int64_t room = 512;
+#else
+  const int64_t room = fcntl(p[0], F_GETPIPE_SZ);
+#endif
+  CHECK(add(kq, (uintptr_t)p[1], EVFILT_READ, EV_ADD, 0, 0, (void *)0x61) == 0);
+  CHECK(add(kq, (uintptr_t)p[0], EVFILT_WRITE, EV_ADD, 0, 0, (void *)0x51) == 0);
+  CHECK(write(p[1], "abc", 3) == 3);
+  CHECK(get(kq, ev, 4, &kZero) == 1);
+  CHECK(ev[0].ident == (uintptr_t)p[0] && ev[0].filter == EVFILT_WRITE && !(ev[0].flags & EV_EOF) &&
+        ev[0].data == room && ev[0].udata == (void *)0x51);
+  /* Level: reported again; READ on the write end still not ready. */
+  CHECK(get(kq, ev, 4, &kZero) == 1 && ev[0].ident == (uintptr_t)p[0] && ev[0].data == room);
+  CHECK(add(kq, (uintptr_t)p[0], EVFILT_WRITE, EV_DELETE, 0, 0, NULL) == 0);
+  struct pollfd pfd = {kq, POLLIN, 0};
+  CHECK(poll(&pfd, 1, 0) == 0);
+  /* The reader gone (3 bytes left in the pipe): EV_EOF, no byte. */
+  close(p[0]);
+  CHECK(get(kq, ev, 1, &ts) == 1);
+  CHECK(ev[0].ident == (uintptr_t)p[1] && ev[0].filter == EVFILT_READ && (ev[0].flags & EV_EOF) &&
+        ev[0].data == 0 && ev[0].fflags == 0 && ev[0].udata == (void *)0x61);
+  close(p[1]);
+  /* The writer gone: WRITE on the read end says EV_EOF, data 0 (OpenBSD:
+   * pipe_peer NULL; DragonFly: wpb PIPE_CLOSED). FreeBSD's pipeclose
+   * clears the write end's knlist, where this knote hangs (knlist_clear:
+   * EV_EOF|EV_ONESHOT, data as measured at the close's wake-up, PIPE_BUF):
+   * evshim gives EV_EOF, data 0, as for WRITE on a write end whose reader
+   * closed (docs/kqueue.md "Not yet"). */
+  CHECK(add(kq, (uintptr_t)q[0], EVFILT_WRITE, EV_ADD | EV_CLEAR, 0, 0, (void *)0x71) == 0);
+  CHECK(get(kq, ev, 4, &kZero) == 1 && ev[0].ident == (uintptr_t)q[0] && ev[0].data == room);
+  CHECK(get(kq, ev, 4, &kZero) == 0); /* EV_CLEAR: nothing new */
+  close(q[1]);
+  CHECK(get(kq, ev, 1, &ts) == 1);
+  CHECK(ev[0].ident == (uintptr_t)q[0] && ev[0].filter == EVFILT_WRITE && (ev[0].flags & EV_EOF));
+#if !defined(FREEBSD)
+  CHECK(ev[0].data == 0);
+#endif
+  close(q[0]);
+  close(kq);
+  return 0;
+}
+
 /* NOTE_LOWAT on a socket (filt_soread) with a parked waiter: bytes under the
  * mark do not wake it; the bytes that reach the mark do. Under evshim the first bytes left the knote queued and
  * undeliverable, and the waiter slept through the rest. */
@@ -3673,6 +3734,7 @@ int main(int argc, char **argv) {
   if (!strcmp(s, "close_waiter")) return close_waiter();
   if (!strcmp(s, "kq_fstat")) return kq_fstat();
   if (!strcmp(s, "pipe_write_end_eof")) return pipe_write_end_eof();
+  if (!strcmp(s, "pipe_wrong_end")) return pipe_wrong_end();
   if (!strcmp(s, "lowat_wakes_waiter")) return lowat_wakes_waiter();
   if (!strcmp(s, "refused_not_queued")) return refused_not_queued();
   if (!strcmp(s, "queued_not_ready")) return queued_not_ready();

@@ -63,6 +63,8 @@ INSTANTIATE_TEST_SUITE_P(
                                          "tcp", "udp", "fifo",
                                          // wake-ups the filter must agree with (issue 14 item 5)
                                          "pipe_write_end_eof", "lowat_wakes_waiter",
+                                         // a pipe's reverse direction (s34)
+                                         "pipe_wrong_end",
                                          // a change or activity the filter refuses (s29)
                                          "refused_not_queued",
                                          // a change's no leaves a queued knote to the scan (s30)
