@@ -18,11 +18,18 @@ namespace evshim::emul {
 enum class FdKind : uint8_t {
   kUnknown,
   kRegular,
-  kPipe,     // pipe or FIFO
+  kPipe,     // pipe or FIFO, which way it is open not asked yet (docs/kqueue.md "READ/WRITE data")
+  kPipeReadEnd,   // an anonymous pipe's read end: its WRITE is the reverse direction
+  kPipeWriteEnd,  // an anonymous pipe's write end: its READ is the reverse direction
+  kFifo,     // a FIFO, or a pipe open both ways: measured as the host has it
   kSocket,   // a socket whose SIOCINQ fails (EINVAL) exactly when it listens: AF_UNIX, TCP, UDP
   kSocketOther,  // another socket: asked whether it listens at each measurement
   kOther,    // anything else (tty, eventfd, ...): FIONREAD
 };
+
+constexpr bool IsPipeKind(FdKind k) {
+  return k == FdKind::kPipe || k == FdKind::kPipeReadEnd || k == FdKind::kPipeWriteEnd || k == FdKind::kFifo;
+}
 
 // Which of FdProbe's counts the caller reads; `revents` is always measured.
 enum class FdProbeNeeds : uint8_t { kReadable, kWritable, kReadiness };

@@ -180,6 +180,12 @@ struct KqueuePolicy {
   // FreeBSD has no tick floor (sbintime callouts; the abi already turns 0
   // into one unit): 1 ns.
   Nanos timer_min_period = 1;
+  // WRITE on a pipe's read end: the room of the reverse direction, which
+  // nothing can fill under Linux (docs/kqueue.md "READ/WRITE data"). 0: the
+  // pipe's size, as OpenBSD and DragonFly make both directions alike (OB
+  // pipe_pair_create, DF pipe_create); FreeBSD leaves the reverse pipe
+  // without a buffer (pipe_paircreate) and filt_pipewrite reports PIPE_BUF.
+  int64_t reverse_pipe_room = 0;
 };
 
 // How long kevent may wait. The abi reads the timespec (EFAULT is its job).
@@ -784,6 +790,9 @@ class Kqueues final : public Engine {
   struct Taken {
     Knote* kn;
     KeventRecord ev;
+    // EV_DISPATCH: activity came since its watch was armed for it, before
+    // the delivery (Deliver).
+    bool activity = false;
   };
   enum class DeadlineKind : uint8_t { kWait, kTimer };
 
@@ -834,6 +843,7 @@ class Kqueues final : public Engine {
   Result<uint32_t> ArmWatchAsFlagsSay(Knote& kn, uint32_t want);
   void ArmFd(Kq& kq, Knote& kn);
   void ArmFdForActivity(Kq& kq, Knote& kn);
+  bool ArmWatchForActivity(Knote& kn);
   // After the filter said "not ready": arms so that only new activity wakes.
   // True if its last look dropped the knote (its descriptor was closed).
   bool ArmFdNotReady(Kq& kq, Knote& kn);

@@ -144,7 +144,12 @@ struct Kqueues::Filters {
       kn.data = inner == nullptr ? 0 : static_cast<int64_t>(inner->queue.size());
       return kn.data > 0;
     }
-    kn.data = p.readable;
+    // A pipe's write end: the BSDs' pipes run both ways, and its READ
+    // reads the reverse direction (filt_piperead on the end's own struct
+    // pipe: FreeBSD sys_pipe.c, OpenBSD filt_piperead_common, DragonFly
+    // its rpb), which a Linux program can never write: no byte, ever; only
+    // EV_EOF once every reader is gone (below). Not the forward bytes.
+    kn.data = p.kind == FdKind::kPipeWriteEnd ? 0 : p.readable;
     if (p.revents & (poll_bits::kRdHup | poll_bits::kHup)) kn.eof = kev::kEof;
     // A pipe's write end whose readers are all gone (Linux: POLLERR): the
     // BSDs' pipe read filter reports EV_EOF (docs/kqueue.md).
@@ -166,12 +171,37 @@ struct Kqueues::Filters {
     const std::optional<FdProbe> probe = Probe(self, kq, kn, FdProbeNeeds::kWritable, dropped);
     if (!probe) return false;
     const FdProbe& p = *probe;
+    if (p.kind == FdKind::kPipeReadEnd) return ReverseWriteEvent(kq, kn, p);
     kn.data = p.writable;
     if (p.revents & (poll_bits::kHup | poll_bits::kErr)) kn.eof = kev::kEof;
     if (kn.eof) kn.fflags = static_cast<uint32_t>(p.eof_error);
     if (kn.eof || p.regular) return true;
     if (kn.sfflags & kev::kNoteLowat) return kn.data >= std::max<int64_t>(kn.sdata, 1);
     return (p.revents & poll_bits::kOut) != 0;
+  }
+
+  // WRITE on a pipe's read end: the BSDs' reverse direction (each end's
+  // write goes to the other end's struct pipe), which nothing can fill
+  // here (Linux's pipes run one way). While the write end is open its room
+  // is the reverse buffer's whole size: OpenBSD filt_pipewrite_common
+  // (`pipe_buffer.size - cnt`, both directions made alike by
+  // pipe_pair_create), DragonFly filt_pipewrite (`wpb->size - (windex -
+  // rindex)`, pipe_create sizes both), here the pipe's size (as the
+  // forward direction's room is); FreeBSD's reverse pipe has no buffer
+  // until written (pipe_paircreate backs the forward one only), and
+  // filt_pipewrite then reports PIPE_BUF (KqueuePolicy::reverse_pipe_room).
+  // Ready (the room is at least PIPE_BUF; none of the three reads
+  // NOTE_LOWAT for pipes). The write end gone (Linux: POLLHUP on the read
+  // end): EV_EOF, data 0 (OpenBSD: pipe_peer NULL; DragonFly: wpb
+  // PIPE_CLOSED; FreeBSD: pipe_present).
+  static bool ReverseWriteEvent(const Kq& kq, Knote& kn, const FdProbe& p) {
+    if (p.revents & (poll_bits::kHup | poll_bits::kErr)) {
+      kn.data = 0;
+      kn.eof = kev::kEof;
+      return true;
+    }
+    kn.data = kq.policy.reverse_pipe_room > 0 ? kq.policy.reverse_pipe_room : p.writable;
+    return true;
   }
 
   static bool ExceptEvent(Kqueues& self, Kq& kq, Knote& kn, bool* dropped) {

@@ -70,16 +70,18 @@ static void walk(unsigned seed, unsigned steps) {
           EV_ADD, EV_ADD, EV_ADD | EV_CLEAR, EV_ADD | EV_ONESHOT, EV_ADD | EV_DISPATCH,
           EV_ADD | EV_DISABLE, EV_DELETE, EV_ENABLE, EV_DISABLE, EV_ADD | EV_DISPATCH | EV_CLEAR,
       };
-      /* READ on the read end, WRITE on the write end. Left out: a pipe's
-       * other end (the BSDs' pipes run both ways, Linux's one way, and
-       * evshim measures READ on a Linux write end by FIONREAD, which
-       * counts the other direction's bytes), and a READ and a WRITE knote
-       * on one socket, which one wake-up can activate together (the
-       * peer's close): the order of the two is the socket layer's
-       * (sorwakeup, sowwakeup), which the seeds do not give, and the two
-       * paths differ there. */
+      /* READ on the read end, WRITE on the write end; for files 0 and 4
+       * the other way round: READ on a pipe's write end and WRITE on its
+       * read end, the BSDs' reverse direction, which nothing writes here
+       * (docs/kqueue.md "READ/WRITE data"; since session 34). Each number
+       * gets one of the two filters only: a READ and a WRITE knote on one
+       * file end can be activated by one wake-up together (the peer's
+       * close), and the order of the two is the pipe's or socket layer's
+       * (pipeselwakeup, sorwakeup and sowwakeup), which the seeds do not
+       * give, and the two paths differ there. */
       const int write_filter = next_rand(3) == 0;
-      const int fd = write_filter ? f->w : f->r;
+      const int reverse = index % 4 == 0;
+      const int fd = write_filter != reverse ? f->w : f->r;
       unsigned short fl = flags[next_rand(sizeof flags / sizeof flags[0])];
       if (next_rand(4) == 0) fl |= EV_RECEIPT;
       struct kevent ch, out[2];

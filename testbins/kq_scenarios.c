@@ -2049,6 +2049,67 @@ static int pipe_write_end_eof(void) {
   return 0;
 }
 
+/* The BSDs' pipes run both ways, Linux's one way: a program under evshim
+ * never writes a pipe's reverse direction. READ on the write end reads that
+ * direction (filt_piperead on the end's own struct pipe: FreeBSD
+ * sys_pipe.c, OpenBSD filt_piperead_common, DragonFly filt_piperead's rpb):
+ * not ready whatever the pipe holds, and EV_EOF with data 0 once the reader
+ * is gone. WRITE on the read end measures the reverse direction's room
+ * (FreeBSD filt_pipewrite: PIPE_BUF, the reverse pipe unbacked; OpenBSD
+ * filt_pipewrite_common and DragonFly filt_pipewrite: the buffer's size,
+ * here the pipe's size), ready and level, and EV_EOF with data 0 once the
+ * writer is gone. Until session 34 READ on the write end reported the
+ * forward bytes (FIONREAD on a write end) and WRITE on the read end never
+ * fired before EOF. */
+static int pipe_wrong_end(void) {
+  int p[2], q[2];
+  CHECK(pipe(p) == 0 && pipe(q) == 0);
+  int kq = kqueue();
+  CHECK(kq >= 0);
+  struct kevent ev[4];
+  struct timespec ts = {2, 0};
+#if defined(FREEBSD)
+  const int64_t room = 512;
+#else
+  const int64_t room = fcntl(p[0], F_GETPIPE_SZ);
+#endif
+  CHECK(add(kq, (uintptr_t)p[1], EVFILT_READ, EV_ADD, 0, 0, (void *)0x61) == 0);
+  CHECK(add(kq, (uintptr_t)p[0], EVFILT_WRITE, EV_ADD, 0, 0, (void *)0x51) == 0);
+  CHECK(write(p[1], "abc", 3) == 3);
+  CHECK(get(kq, ev, 4, &kZero) == 1);
+  CHECK(ev[0].ident == (uintptr_t)p[0] && ev[0].filter == EVFILT_WRITE && !(ev[0].flags & EV_EOF) &&
+        ev[0].data == room && ev[0].udata == (void *)0x51);
+  /* Level: reported again; READ on the write end still not ready. */
+  CHECK(get(kq, ev, 4, &kZero) == 1 && ev[0].ident == (uintptr_t)p[0] && ev[0].data == room);
+  CHECK(add(kq, (uintptr_t)p[0], EVFILT_WRITE, EV_DELETE, 0, 0, NULL) == 0);
+  struct pollfd pfd = {kq, POLLIN, 0};
+  CHECK(poll(&pfd, 1, 0) == 0);
+  /* The reader gone (3 bytes left in the pipe): EV_EOF, no byte. */
+  close(p[0]);
+  CHECK(get(kq, ev, 1, &ts) == 1);
+  CHECK(ev[0].ident == (uintptr_t)p[1] && ev[0].filter == EVFILT_READ && (ev[0].flags & EV_EOF) &&
+        ev[0].data == 0 && ev[0].fflags == 0 && ev[0].udata == (void *)0x61);
+  close(p[1]);
+  /* The writer gone: WRITE on the read end says EV_EOF, data 0 (OpenBSD:
+   * pipe_peer NULL; DragonFly: wpb PIPE_CLOSED). FreeBSD's pipeclose
+   * clears the write end's knlist, where this knote hangs (knlist_clear:
+   * EV_EOF|EV_ONESHOT, data as measured at the close's wake-up, PIPE_BUF):
+   * evshim gives EV_EOF, data 0, as for WRITE on a write end whose reader
+   * closed (docs/kqueue.md "Not yet"). */
+  CHECK(add(kq, (uintptr_t)q[0], EVFILT_WRITE, EV_ADD | EV_CLEAR, 0, 0, (void *)0x71) == 0);
+  CHECK(get(kq, ev, 4, &kZero) == 1 && ev[0].ident == (uintptr_t)q[0] && ev[0].data == room);
+  CHECK(get(kq, ev, 4, &kZero) == 0); /* EV_CLEAR: nothing new */
+  close(q[1]);
+  CHECK(get(kq, ev, 1, &ts) == 1);
+  CHECK(ev[0].ident == (uintptr_t)q[0] && ev[0].filter == EVFILT_WRITE && (ev[0].flags & EV_EOF));
+#if !defined(FREEBSD)
+  CHECK(ev[0].data == 0);
+#endif
+  close(q[0]);
+  close(kq);
+  return 0;
+}
+
 /* NOTE_LOWAT on a socket (filt_soread) with a parked waiter: bytes under the
  * mark do not wake it; the bytes that reach the mark do. Under evshim the first bytes left the knote queued and
  * undeliverable, and the waiter slept through the rest. */
@@ -2244,6 +2305,60 @@ static int disabled_activity_then_enable(void) {
   close(p[0]);
   close(p[1]);
   close(kq);
+  return 0;
+}
+
+/* An EV_DISPATCH knote is disabled by its delivery (OB kern_event.c:
+ * 1426-1432, DF :1540-1544), yet its file's activity while it is disabled
+ * activates it (KNOTE_ACTIVATE, DF :161-165; knote_activate, OB :1731-1739:
+ * ACTIVE, not queued), and EV_ENABLE queues the ACTIVE knote without its
+ * filter's yes on FreeBSD and DragonFly (DF :1372-1378, FreeBSD
+ * done_ev_add): the kqueue polls readable until the scan finds the pipe
+ * read and drops the knote (DF :1510-1518). OpenBSD queues at EV_ENABLE only
+ * on its filter's yes (OB :1220-1227). Activity still there at the
+ * EV_ENABLE is reported on the three. A kevent with nothing to do after
+ * each write lets fast mode take the activity (docs/abi.md §10). Until
+ * session 34 the watch of a delivered EV_DISPATCH knote was left unarmed:
+ * the activity was not seen, and the kqueue did not poll readable after
+ * the EV_ENABLE on FreeBSD and DragonFly. */
+static int dispatch_activity_then_enable(void) {
+  static const unsigned short kFlags[] = {EV_ADD | EV_DISPATCH, EV_ADD | EV_DISPATCH | EV_CLEAR};
+  for (unsigned i = 0; i < sizeof kFlags / sizeof kFlags[0]; ++i) {
+    int kq = kqueue();
+    int p[2];
+    CHECK(kq >= 0 && pipe(p) == 0);
+    struct kevent ev[2];
+    struct pollfd pfd = {kq, POLLIN, 0};
+    char buf[8];
+    CHECK(add(kq, (uintptr_t)p[0], EVFILT_READ, kFlags[i], 0, 0, NULL) == 0);
+    CHECK(write(p[1], "a", 1) == 1);
+    CHECK(get_for(kq, (uintptr_t)p[0], ev) == 1 && ev[0].data == 1); /* disabled now */
+    CHECK(read(p[0], buf, sizeof buf) == 1);
+    CHECK(write(p[1], "b", 1) == 1); /* activity while disabled */
+    CHECK(get(kq, ev, 2, &kZero) == 0);
+    CHECK(poll(&pfd, 1, 0) == 0); /* ACTIVE, not queued */
+    CHECK(read(p[0], buf, sizeof buf) == 1);
+    CHECK(add(kq, (uintptr_t)p[0], EVFILT_READ, EV_ENABLE, 0, 0, NULL) == 0);
+#if defined(OPENBSD)
+    CHECK(poll(&pfd, 1, 0) == 0);
+#else
+    CHECK(poll(&pfd, 1, 0) == 1);
+#endif
+    CHECK(get(kq, ev, 2, &kZero) == 0);
+    CHECK(poll(&pfd, 1, 0) == 0);
+    /* Enabled: the next byte is reported, and disables it again. */
+    CHECK(write(p[1], "c", 1) == 1);
+    CHECK(get_for(kq, (uintptr_t)p[0], ev) == 1 && ev[0].data == 1);
+    CHECK(read(p[0], buf, sizeof buf) == 1);
+    /* Activity while disabled still there at the EV_ENABLE: the three. */
+    CHECK(write(p[1], "de", 2) == 2);
+    CHECK(get(kq, ev, 2, &kZero) == 0);
+    CHECK(add(kq, (uintptr_t)p[0], EVFILT_READ, EV_ENABLE, 0, 0, NULL) == 0);
+    CHECK(get(kq, ev, 2, &kZero) == 1 && ev[0].ident == (uintptr_t)p[0] && ev[0].data == 2);
+    close(p[0]);
+    close(p[1]);
+    close(kq);
+  }
   return 0;
 }
 
@@ -3619,11 +3734,13 @@ int main(int argc, char **argv) {
   if (!strcmp(s, "close_waiter")) return close_waiter();
   if (!strcmp(s, "kq_fstat")) return kq_fstat();
   if (!strcmp(s, "pipe_write_end_eof")) return pipe_write_end_eof();
+  if (!strcmp(s, "pipe_wrong_end")) return pipe_wrong_end();
   if (!strcmp(s, "lowat_wakes_waiter")) return lowat_wakes_waiter();
   if (!strcmp(s, "refused_not_queued")) return refused_not_queued();
   if (!strcmp(s, "queued_not_ready")) return queued_not_ready();
   if (!strcmp(s, "disable_queued")) return disable_queued();
   if (!strcmp(s, "disabled_activity_then_enable")) return disabled_activity_then_enable();
+  if (!strcmp(s, "dispatch_activity_then_enable")) return dispatch_activity_then_enable();
   if (!strcmp(s, "ready_before_call")) return ready_before_call();
   if (!strcmp(s, "eof_before_call")) return eof_before_call();
   if (!strcmp(s, "kq_in_kq_ready")) return kq_in_kq_ready();

@@ -94,7 +94,9 @@ constexpr KqueuePersonality kFreebsdKqueue{
                      .vnode_notes = 0x7f | emul::kev::kNoteOpened | emul::kev::kNoteClose |
                                     emul::kev::kNoteCloseWrite | emul::kev::kNoteRead,
                      // filt_timervalidate: NOTE_ABSTIME minus the boot time < 0
-                     .abstime_before_boot_einval = true},
+                     .abstime_before_boot_einval = true,
+                     // filt_pipewrite on the unbacked reverse pipe: PIPE_BUF
+                     .reverse_pipe_room = 512},
     .kq_cloexec = freebsd::KQUEUE_CLOEXEC,
     .kq_cponfork = freebsd::KQUEUE_CPONFORK,
     // sys_kqueuex: anything else is EINVAL

@@ -4,6 +4,7 @@
 #include <linux/kcmp.h>
 #include <sys/epoll.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <sys/timerfd.h>
 #include <unistd.h>
@@ -433,6 +434,25 @@ emul::FdKind KindOf(int fd, const struct stat& st) {
   return emul::FdKind::kOther;
 }
 
+// Which way a pipe is open, asked once per open file (its access mode never
+// changes): an anonymous pipe's (pipefs) read or write end, whose other
+// filter is the BSDs' reverse direction (docs/kqueue.md "READ/WRITE data");
+// a FIFO, or a pipe open both ways, is measured as it is.
+emul::FdKind PipeWay(int fd) {
+  constexpr long kPipefsMagic = 0x50495045;  // linux/magic.h PIPEFS_MAGIC
+  struct statfs sfs {};
+  const int flags = fcntl(fd, F_GETFL);
+  if (flags < 0 || fstatfs(fd, &sfs) != 0 || static_cast<long>(sfs.f_type) != kPipefsMagic) return emul::FdKind::kFifo;
+  switch (flags & O_ACCMODE) {
+    case O_RDONLY:
+      return emul::FdKind::kPipeReadEnd;
+    case O_WRONLY:
+      return emul::FdKind::kPipeWriteEnd;
+    default:
+      return emul::FdKind::kFifo;
+  }
+}
+
 // A listening socket's pending connections: TCP reports the accept backlog
 // in tcpi_unacked for a listener; otherwise 1 while it polls readable.
 int64_t ListenBacklog(int fd, uint32_t revents) {
@@ -499,12 +519,29 @@ Result<emul::FdProbe> LinuxHost::ProbeFd(emul::Pid pid, int fd, emul::FdProbeNee
       p.writable = 0;
       break;
     }
-    case FdKind::kPipe: {
+    case FdKind::kPipe:
+    case FdKind::kPipeReadEnd:
+    case FdKind::kPipeWriteEnd:
+    case FdKind::kFifo: {
       p.pipe = true;
-      if ((readable || writable) && ioctl(dup, FIONREAD, &n) == 0) p.readable = n;
+      // Which way it is open is asked only when the answer could differ
+      // (PipeWay): a write end never polls POLLIN, a read end never
+      // POLLOUT. So READ on bytes without POLLIN, or WRITE without POLLOUT
+      // or POLLERR, asks once; READ on a read end never does.
+      if (p.kind == FdKind::kPipe && writable && !(p.revents & (POLLOUT | POLLERR))) p.kind = PipeWay(dup);
+      if (((readable && p.kind != FdKind::kPipeWriteEnd) || (writable && p.kind != FdKind::kPipeReadEnd)) &&
+          ioctl(dup, FIONREAD, &n) == 0) {
+        p.readable = n;
+        if (readable && p.kind == FdKind::kPipe && n > 0 && !(p.revents & POLLIN)) {
+          p.kind = PipeWay(dup);
+          if (p.kind == FdKind::kPipeWriteEnd) p.readable = 0;  // the other direction's bytes
+        }
+      }
       if (writable) {
+        // A read end's WRITE: the reverse direction, never written (Linux
+        // pipes run one way), is the pipe's whole size.
         int size = fcntl(dup, F_GETPIPE_SZ);
-        if (size > 0) p.writable = std::max<int64_t>(0, size - p.readable);
+        if (size > 0) p.writable = std::max<int64_t>(0, size - (p.kind == FdKind::kPipeReadEnd ? 0 : p.readable));
       }
       break;
     }

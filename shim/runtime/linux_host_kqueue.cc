@@ -668,7 +668,8 @@ void LinuxHost::ReleaseWatch(emul::WatchId id, emul::Pid pid, int fd, emul::FdKi
   // Only a file whose look report can stand for the poll
   // (ProbeReadableAfterLook), and only with this call's fstat of the number.
   const bool keepable = IsLocal(id) && local_ && pid == local_pid_ && file_check_memo_ &&
-                        fd == local_stat_fd_ && (kind == FdKind::kPipe || kind == FdKind::kSocket);
+                        fd == local_stat_fd_ && ((emul::IsPipeKind(kind) && kind != FdKind::kPipeWriteEnd) ||
+                                                                kind == FdKind::kSocket);
   KeptWatch* kept = keepable ? kept_.Find(fd) : nullptr;
   if (!keepable || (kept != nullptr && kept->parked && kept->id != id)) {
     DropWatch(id);  // one kept watch per number
@@ -757,7 +758,9 @@ Result<emul::FdProbe> LinuxHost::ProbeReadableAfterLook(emul::Pid pid, int fd, e
     const KeptWatch* kept = kept_.Find(fd);
     if (kept != nullptr && kept->id == watch) known = kept->kind;
   }
-  const bool counted_kind = known == FdKind::kPipe || known == FdKind::kSocket;
+  // Not a pipe's write end: its READ is the reverse direction, with no bytes.
+  const bool counted_kind =
+      (emul::IsPipeKind(known) && known != FdKind::kPipeWriteEnd) || known == FdKind::kSocket;
   if (pid == local_pid_ && counted_kind && IsLocal(watch) && local_ && local_->ReportedReadyThisCall(watch)) {
     int n = 0;
     if (ioctl(fd, FIONREAD, &n) == 0 && n > 0) {
@@ -765,7 +768,7 @@ Result<emul::FdProbe> LinuxHost::ProbeReadableAfterLook(emul::Pid pid, int fd, e
       p.kind = known;
       p.revents = POLLIN;
       p.readable = n;
-      p.pipe = known == FdKind::kPipe;
+      p.pipe = emul::IsPipeKind(known);
       return p;
     }
   }

@@ -63,6 +63,8 @@ INSTANTIATE_TEST_SUITE_P(
                                          "tcp", "udp", "fifo",
                                          // wake-ups the filter must agree with (issue 14 item 5)
                                          "pipe_write_end_eof", "lowat_wakes_waiter",
+                                         // a pipe's reverse direction (s34)
+                                         "pipe_wrong_end",
                                          // a change or activity the filter refuses (s29)
                                          "refused_not_queued",
                                          // a change's no leaves a queued knote to the scan (s30)
@@ -70,6 +72,7 @@ INSTANTIATE_TEST_SUITE_P(
                                          // EV_DISABLE only marks a queued knote; FreeBSD
                                          // measures no disabled knote at a change (s30)
                                          "disable_queued", "disabled_activity_then_enable",
+                                         "dispatch_activity_then_enable",
                                          // issue 14: 0 ms periodic timers (one per tick on
                                          // OpenBSD/DragonFly), EV_CLEAR on pending data,
                                          // stale EV_ONESHOT, whole VNODE hints

@@ -25,6 +25,7 @@ class KqFakeHost : public Host {
     int64_t readable = 0;
     int64_t writable = 0;
     bool pipe = false;
+    FdKind kind = FdKind::kUnknown;  // what the host's probe found (a pipe's end)
   };
   using FileRef = std::shared_ptr<File>;
 
@@ -192,6 +193,7 @@ class KqFakeHost : public Host {
     p.readable = it->second->readable;
     p.writable = it->second->writable;
     p.pipe = it->second->pipe;
+    p.kind = it->second->kind;
     p.eof_error = eof_error;
     return p;
   }
@@ -317,6 +319,7 @@ KqueuePolicy FreebsdPolicy() {
   p.user_clear_resets_fflags = false;
   p.proc_exit_always = false;
   p.measures_disabled = false;
+  p.reverse_pipe_room = 512;  // PIPE_BUF: filt_pipewrite on the unbacked reverse pipe
   return p;
 }
 KqueuePolicy OpenbsdPolicy() {
@@ -529,6 +532,78 @@ TEST_F(KqueueTest, ReadOnAPipeWriteEndWakesTheWaiterWhenTheReaderGoes) {
   EXPECT_EQ(Get().size(), 1u);
   Call({Ch(KFilter::kRead, 5, kev::kDelete)}, Poll(0));
   EXPECT_FALSE(host_.readable(kq_));
+}
+
+// The BSDs' pipes run both ways; Linux's one way, so a program under evshim
+// can never write the reverse direction. READ on a pipe's write end reads
+// that direction (filt_piperead on the end's own struct pipe: FreeBSD
+// sys_pipe.c; OpenBSD filt_piperead_common; DragonFly filt_piperead, its
+// rpb): no byte, whatever the forward direction holds (the host's FIONREAD
+// on a write end counts those), and EV_EOF with data 0 once every reader is
+// gone (Linux: POLLERR). WRITE on the read end measures the reverse
+// direction's room (OpenBSD filt_pipewrite_common, DragonFly
+// filt_pipewrite: the buffer's size, both directions made alike; here the
+// pipe's size, as the host reports it; FreeBSD filt_pipewrite: PIPE_BUF, the
+// reverse pipe having no buffer until written): ready with no poll bit,
+// level (reported again after a look that did not report the file), and
+// EV_EOF with data 0 once the write end is gone (Linux: POLLHUP).
+TEST_F(KqueueTest, PipeFiltersOnTheWrongEndMeasureTheReverseDirection) {
+  const std::pair<KqueuePolicy, int64_t> policies[] = {
+      {FreebsdPolicy(), 512}, {OpenbsdPolicy(), 65536}, {DragonflyPolicy(), 65536}};
+  for (const auto& [pol, room] : policies) {
+    SCOPED_TRACE(room);
+    host_.level_looks = true;
+    auto r = host_.Open(kP.pid, 5);
+    auto w = host_.Open(kP.pid, 6);
+    r->pipe = w->pipe = true;
+    r->kind = FdKind::kPipeReadEnd;
+    w->kind = FdKind::kPipeWriteEnd;
+    w->ready = pb::kOut;
+    w->writable = 4096;
+    r->writable = 65536;  // the host's answer for the read end: the pipe's size
+    Call({Ch(KFilter::kRead, 6, kev::kAdd, 0, 0, 0x61), Ch(KFilter::kWrite, 5, kev::kAdd, 0, 0, 0x51)}, Poll(0),
+         pol);
+    auto ev = Get(8, pol);
+    ASSERT_EQ(ev.size(), 1u);  // WRITE on the read end; READ on the write end is not ready
+    EXPECT_EQ(ev[0].ident, 5u);
+    EXPECT_EQ(ev[0].filter, KFilter::kWrite);
+    EXPECT_EQ(ev[0].data, room);
+    EXPECT_EQ(ev[0].flags & kev::kEof, 0);
+    // Bytes written into the pipe (the write end's FIONREAD counts them).
+    host_.Set(engine_, w, pb::kOut, 3, 4093);
+    host_.Set(engine_, r, pb::kIn, 3, 65536);
+    host_.Look();
+    ev = Get(8, pol);
+    ASSERT_EQ(ev.size(), 1u);  // level: the WRITE again; still no READ
+    EXPECT_EQ(ev[0].ident, 5u);
+    EXPECT_EQ(ev[0].data, room);
+    // Every reader gone: READ on the write end says EV_EOF, with no byte.
+    host_.Set(engine_, w, pb::kOut | pb::kErr, 3, 4093);
+    ev = Get(8, pol);
+    ASSERT_EQ(ev.size(), 2u);
+    for (const KeventRecord& e : ev) {
+      if (e.ident != 6u) continue;
+      EXPECT_EQ(e.filter, KFilter::kRead);
+      EXPECT_EQ(e.flags & kev::kEof, kev::kEof);
+      EXPECT_EQ(e.data, 0);
+      EXPECT_EQ(e.fflags, 0u);
+    }
+    // The write end gone: WRITE on the read end says EV_EOF, data 0
+    // (OpenBSD: pipe_peer NULL; DragonFly: wpb PIPE_CLOSED; FreeBSD's
+    // filt_pipewrite too, though its pipeclose's knlist_clear has the scan
+    // post EV_EOF|EV_ONESHOT with PIPE_BUF: not modelled, docs/kqueue.md
+    // "Not yet").
+    host_.Set(engine_, r, pb::kIn | pb::kHup, 3, 65536);
+    ev = Get(8, pol);
+    ASSERT_EQ(ev.size(), 2u);
+    for (const KeventRecord& e : ev) {
+      EXPECT_EQ(e.flags & kev::kEof, kev::kEof);
+      EXPECT_EQ(e.data, 0);
+    }
+    Call({Ch(KFilter::kRead, 6, kev::kDelete), Ch(KFilter::kWrite, 5, kev::kDelete)}, Poll(0), pol);
+    host_.Close(kP.pid, 5);
+    host_.Close(kP.pid, 6);
+  }
 }
 
 // A socket with a pending error (POLLERR, no hang-up) is readable without
@@ -1080,6 +1155,59 @@ TEST_F(KqueueTest, EnableOfAnActiveKnoteQueuesItWithoutTheFiltersYesOnFreebsdAnd
     }
     EXPECT_EQ(engine_.KnoteCount(kq_), 0u);
     host_.Close(kP.pid, 5);
+  }
+}
+
+// An EV_DISPATCH knote after its delivery is disabled (OB kern_event.c:
+// 1426-1432, DF :1540-1544), yet its file's activity while it is disabled
+// activates it: knote() runs the filter and marks it ACTIVE, not queued
+// while disabled (KNOTE_ACTIVATE, DF :161-165; knote_activate, OB
+// :1731-1739). EV_ENABLE then queues an ACTIVE knote without its filter's
+// yes on FreeBSD and DragonFly (DF :1372-1378; done_ev_add), so activity
+// gone again by then leaves the kqueue readable until the scan drops the
+// knote; OpenBSD queues only on its filter's yes (OB :1220-1227). Activity
+// still there at the EV_ENABLE is reported on the three. Level and EV_CLEAR.
+TEST_F(KqueueTest, DispatchKnoteSeesItsFilesActivityWhileDisabled) {
+  const std::pair<KqueuePolicy, bool> policies[] = {
+      {FreebsdPolicy(), true}, {DragonflyPolicy(), true}, {OpenbsdPolicy(), false}};
+  for (const auto& [pol, queues] : policies) {
+    for (const uint16_t clear : {uint16_t{0}, kev::kClear}) {
+      SCOPED_TRACE(std::string(queues ? (pol.measures_disabled ? "DragonFly" : "FreeBSD") : "OpenBSD") +
+                   (clear ? " EV_CLEAR" : " level"));
+      auto f = host_.Open(kP.pid, 5);
+      Call({Ch(KFilter::kRead, 5, static_cast<uint16_t>(kev::kAdd | kev::kDispatch | clear))}, Poll(0), pol);
+      host_.Set(engine_, f, pb::kIn, 1);
+      auto ev = Get(8, pol);
+      ASSERT_EQ(ev.size(), 1u);  // delivered: disabled from now
+      EXPECT_EQ(ev[0].data, 1);
+      host_.Set(engine_, f, 0, 0);  // read
+      EXPECT_TRUE(Get(8, pol).empty());
+      // Activity while disabled, gone again by the EV_ENABLE.
+      host_.Set(engine_, f, pb::kIn, 2);
+      EXPECT_EQ(engine_.PendingCount(kq_), 0u);  // ACTIVE, not queued
+      EXPECT_FALSE(host_.readable(kq_));
+      host_.Set(engine_, f, 0, 0);
+      Call({Ch(KFilter::kRead, 5, kev::kEnable)}, Poll(0), pol);
+      EXPECT_EQ(engine_.PendingCount(kq_), queues ? 1u : 0u);
+      EXPECT_EQ(host_.readable(kq_), queues);
+      EXPECT_TRUE(Get(8, pol).empty());  // the scan's filter says no
+      EXPECT_EQ(engine_.PendingCount(kq_), 0u);
+      EXPECT_FALSE(host_.readable(kq_));
+      // Enabled again: the next activity is reported, and disables it.
+      host_.Set(engine_, f, pb::kIn, 3);
+      ev = Get(8, pol);
+      ASSERT_EQ(ev.size(), 1u);
+      EXPECT_EQ(ev[0].data, 3);
+      // Activity while disabled that is still there at the EV_ENABLE.
+      host_.Set(engine_, f, pb::kIn, 4);
+      EXPECT_EQ(engine_.PendingCount(kq_), 0u);
+      Call({Ch(KFilter::kRead, 5, kev::kEnable)}, Poll(0), pol);
+      ev = Get(8, pol);
+      ASSERT_EQ(ev.size(), 1u);
+      EXPECT_EQ(ev[0].data, 4);
+      Call({Ch(KFilter::kRead, 5, kev::kDelete)}, Poll(0), pol);
+      host_.Close(kP.pid, 5);
+    }
   }
 }
 
