@@ -317,6 +317,8 @@ class LinuxHost final : public emul::Host {
   };
   bool file_check_memo_ = false;
   int local_stat_fd_ = -1;  // LocalStat's number (-1: none kept)
+  // Only st_mode, st_ino and st_dev are read from it (ConfirmKept sets no
+  // other field).
   struct stat local_stat_ {};
   static constexpr size_t kMaxFileChecks = 32;  // bounded: a full memo starts again
   std::vector<FileCheck> file_checks_;
