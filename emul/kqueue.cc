@@ -859,7 +859,7 @@ void Kqueues::PutBack(Kq& kq, std::vector<Taken>& taken) {
   }
 }
 
-bool Kqueues::Deliver(Kq& kq, KeventCompletion& done, std::vector<Taken> taken) {
+bool Kqueues::Deliver(Kq& kq, KeventCompletion& done, std::vector<Taken>&& taken) {
   KeventOutcome out;
   out.events.swap(spare_events_);  // lent storage (a nested Deliver finds none)
   out.events.clear();
