@@ -600,7 +600,7 @@ void EventPorts::Requeue(Port& p, QueueList& taken) {
   UpdateReadiness(p);
 }
 
-void EventPorts::Deliver(Port& p, GetCompletion& done, QueueList taken, int error) {
+void EventPorts::Deliver(Port& p, GetCompletion& done, QueueList&& taken, int error) {
   GetOutcome out;
   out.error = error;
   out.events = std::move(spare_events_);  // borrowed storage (a nested Deliver finds none)

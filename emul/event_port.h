@@ -554,7 +554,8 @@ class EventPorts final : public Engine {
   QueueList Collect(Port& p, Pid pid, uint32_t max);
   // Hands `taken` to a retrieval's completion (a waiter's, or the call's
   // own when answered at once); puts them back at the head if refused.
-  void Deliver(Port& p, GetCompletion& done, QueueList taken, int error);
+  // Taken by reference: `taken` is left empty either way (no list moved in).
+  void Deliver(Port& p, GetCompletion& done, QueueList&& taken, int error);
   void Requeue(Port& p, QueueList& taken);
   // A node that leaves a queue is kept for the next Enqueue (up to
   // kSpareNodes of them, shared by all ports), so that an event cycling

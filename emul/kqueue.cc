@@ -776,13 +776,24 @@ std::vector<Kqueues::Taken> Kqueues::Collect(Kq& kq, uint32_t max) {
   // its own knote), which it does not visit again, so the look-up by uid
   // finds every other one where it was: it is there for a filter that
   // would drop another knote, not reached by any test.
+  // One knote queued (the usual retrieval of an event loop): listed in
+  // place, without the vector.
+  std::pair<uint64_t, Knote*> one[1];
   std::vector<std::pair<uint64_t, Knote*>> listed;
-  listed.swap(spare_listed_);
-  listed.clear();
-  listed.reserve(kq.queue.size());
-  for (Knote* k : kq.queue) listed.emplace_back(k->uid, k);
+  std::span<const std::pair<uint64_t, Knote*>> scan;
+  if (kq.queue.size() == 1) {
+    Knote* k = *kq.queue.begin();
+    one[0] = {k->uid, k};
+    scan = one;
+  } else {
+    listed.swap(spare_listed_);
+    listed.clear();
+    listed.reserve(kq.queue.size());
+    for (Knote* k : kq.queue) listed.emplace_back(k->uid, k);
+    scan = listed;
+  }
   const uint64_t erased = tables_.erased;
-  for (const auto& [uid, at] : listed) {
+  for (const auto& [uid, at] : scan) {
     if (taken.size() >= max) break;
     Knote* found = at;
     if (tables_.erased != erased) {
@@ -830,7 +841,7 @@ std::vector<Kqueues::Taken> Kqueues::Collect(Kq& kq, uint32_t max) {
     taken.push_back(Taken{&kn, Report(kn)});
   }
   UpdateReadiness(kq);
-  Recycle(listed, spare_listed_);
+  if (scan.data() != one) Recycle(listed, spare_listed_);
   if (taken.empty()) Recycle(taken, spare_taken_);
   return taken;
 }
@@ -883,7 +894,7 @@ void Kqueues::PutBack(Kq& kq, std::vector<Taken>& taken) {
   }
 }
 
-bool Kqueues::Deliver(Kq& kq, KeventCompletion& done, std::vector<Taken> taken) {
+bool Kqueues::Deliver(Kq& kq, KeventCompletion& done, std::vector<Taken>&& taken) {
   KeventOutcome out;
   out.events.swap(spare_events_);  // lent storage (a nested Deliver finds none)
   out.events.clear();

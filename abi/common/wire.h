@@ -39,7 +39,10 @@ class ByteReader {
     return width == 8 ? Get<int64_t>(offset) : Get<int32_t>(offset);
   }
   // The field's value widened to 64 bits: sign-extended if its type is signed.
-  uint64_t GetField(const WireField& f) const {
+  // Always inline: with a constant layout (the kevent codecs' shapes) the
+  // switch folds to one load; link-time optimization had left it out of
+  // line in the kevent handler, a call and a switch per field.
+  [[gnu::always_inline]] uint64_t GetField(const WireField& f) const {
     switch (f.width) {
       case 1: return f.is_signed ? Widen(Get<int8_t>(f.offset)) : Get<uint8_t>(f.offset);
       case 2: return f.is_signed ? Widen(Get<int16_t>(f.offset)) : Get<uint16_t>(f.offset);

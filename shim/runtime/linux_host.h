@@ -205,7 +205,9 @@ class LinuxHost final : public emul::Host {
     if (local_) local_->ForgetFileCheck(fd);
     // A watch the kcmp path answers (not a local one) on this process's
     // number: its answer goes too.
-    std::erase_if(file_checks_, [&](const FileCheck& c) { return c.pid == local_pid_ && c.fd == fd; });
+    if (!file_checks_.empty()) [[unlikely]] {  // in-process, almost always none
+      std::erase_if(file_checks_, [&](const FileCheck& c) { return c.pid == local_pid_ && c.fd == fd; });
+    }
   }
   // The host's own process's descriptor `fd` as fstat saw it (nullptr: not
   // open), kept with the identity answers while they are kept: a kqueue
@@ -317,6 +319,8 @@ class LinuxHost final : public emul::Host {
   };
   bool file_check_memo_ = false;
   int local_stat_fd_ = -1;  // LocalStat's number (-1: none kept)
+  // Only st_mode, st_ino and st_dev are read from it (ConfirmKept sets no
+  // other field).
   struct stat local_stat_ {};
   static constexpr size_t kMaxFileChecks = 32;  // bounded: a full memo starts again
   std::vector<FileCheck> file_checks_;

@@ -902,7 +902,7 @@ void LocalWatches::RenewLevelEpoll() {
   CloseOwnFd(fresh);
 }
 
-void LocalWatches::EndCall() {
+void LocalWatches::EndCallListed() {
   looked_ = false;
   for (uint64_t key : placed_) {
     if (File* f = FileOfReport(key)) f->placed = false;

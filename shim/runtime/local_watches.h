@@ -156,7 +156,17 @@ class LocalWatches {
   Placement PlacementWithoutLook(int fd);
   // The end of a call, or of a look made outside one (a waiter's wake-up,
   // the idle pump): the switch-offs of its reports are decided.
-  void EndCall();
+  // Inline when the call listed nothing to settle (its placements, its
+  // READ reports, its reports that concerned no armed watch); the lists'
+  // walk out of line.
+  void EndCall() {
+    if (placed_.empty() && reported_ready_.empty() && unused_.empty()) [[likely]] {
+      looked_ = false;
+      NextCall();
+      return;
+    }
+    EndCallListed();
+  }
   // Whether this thread may make descriptors (default: yes). The engine's
   // idle pump may not: it runs while the program makes system calls of its
   // own, and a descriptor it made would take the lowest free number, which
@@ -372,6 +382,7 @@ class LocalWatches {
     RestartCallCount();
   }
   __attribute__((noinline, cold)) void RestartCallCount();
+  __attribute__((noinline)) void EndCallListed();
   static uint64_t Key(const File& f) { return (static_cast<uint64_t>(f.gen) << 32) | static_cast<uint32_t>(f.fd); }
   // Inline, the live file first: asked several times per call and look.
   [[gnu::always_inline]] File* FileOf(const Watch& w) {
