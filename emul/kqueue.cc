@@ -437,26 +437,17 @@ void Kqueues::ArmFd(Kq& kq, Knote& kn) {
   if (*ready & want) Activate(kq, kn);
 }
 
-// A disabled knote the change did not measure: FreeBSD's EV_ADD|EV_DISABLE
-// (kqueue_register runs f_event only without KN_DISABLED), and an
-// EV_DISPATCH knote after its delivery (Deliver). Its file's activity while
-// it is disabled activates it (knote: ACTIVE, not queued), and EV_ENABLE
-// then queues it for the scan to decide on FreeBSD and DragonFly
-// (done_ev_add; DF kern_event.c:1372-1378). So its watch is armed for
+// FreeBSD adds a knote disabled without measuring it (kqueue_register runs
+// f_event only without KN_DISABLED), yet its file's activity while it is
+// disabled activates it (knote: ACTIVE, not queued), and EV_ENABLE then
+// queues it for the scan to decide (done_ev_add). So its watch is armed for
 // activity after now only: the file's present state is no activity.
 void Kqueues::ArmFdForActivity(Kq& kq, Knote& kn) {
-  if (ArmWatchForActivity(kn)) Activate(kq, kn);  // activity since the settle
-}
-
-// Arms an fd knote's watch, edge, for activity after now only (the file's
-// present state settled as no activity). True if activity came since the
-// settle.
-bool Kqueues::ArmWatchForActivity(Knote& kn) {
   const uint32_t want = WatchMask(kn);
-  if (want == 0 || !kn.io.watch) return false;  // not an fd filter's
+  if (want == 0 || !kn.io.watch) return;  // not an fd filter's
   host_.SettleWatchEdge(*kn.io.watch, kn.owner, kn.fd, want);
   Result<uint32_t> ready = host_.ArmWatchEdge(*kn.io.watch, kn.owner, kn.fd, want);
-  return ready.ok() && (*ready & want);
+  if (ready.ok() && (*ready & want)) Activate(kq, kn);  // activity since the settle
 }
 
 // The scan's filter (or a change's, MeasureAfterChange) just found the
@@ -868,18 +859,7 @@ void Kqueues::Commit(Kq& kq, std::vector<Taken>& taken) {
       if (flags & kev::kDispatch) kn.disabled = true;
       if (flags & kev::kClear) OpsOf(kn.kev.filter).clear(kq, kn);
       kn.active = false;
-      if (!kn.disabled) {
-        ArmFd(kq, kn);
-      } else if (t.activity) {
-        // EV_DISPATCH: disabled, yet its file's activity since its
-        // delivery activates it (knote(): ACTIVE, not queued while
-        // disabled, KNOTE_ACTIVATE DF kern_event.c:161-165, knote_activate
-        // OB :1731-1739), and EV_ENABLE then queues an ACTIVE knote on
-        // FreeBSD and DragonFly (DF :1372-1378, done_ev_add) for the scan
-        // to decide. Its watch was armed for that activity before the
-        // caller saw the event (Deliver).
-        Activate(kq, kn);
-      }
+      if (!kn.disabled) ArmFd(kq, kn);
       continue;
     }
     Enqueue(kq, kn);  // level-triggered: back on the list, re-checked at the next scan
@@ -899,16 +879,6 @@ bool Kqueues::Deliver(Kq& kq, KeventCompletion& done, std::vector<Taken>&& taken
   out.events.swap(spare_events_);  // lent storage (a nested Deliver finds none)
   out.events.clear();
   for (const Taken& t : taken) out.events.push_back(t.ev);
-  // An EV_DISPATCH knote's watch is armed for the activity after its
-  // delivery before the caller can see the event: a supervised caller runs
-  // on at once, and a byte it writes before Commit would otherwise be
-  // settled as no activity. Delivery refused (PutBack): the knote stays
-  // enabled and queued, and the scan measures it.
-  for (Taken& t : taken) {
-    if ((t.kn->kev.flags & (kev::kDispatch | kev::kOneshot)) == kev::kDispatch) {
-      t.activity = ArmWatchForActivity(*t.kn);
-    }
-  }
   const bool delivered = done.Complete(out);
   if (delivered) {
     Commit(kq, taken);

@@ -790,9 +790,6 @@ class Kqueues final : public Engine {
   struct Taken {
     Knote* kn;
     KeventRecord ev;
-    // EV_DISPATCH: activity came since its watch was armed for it, before
-    // the delivery (Deliver).
-    bool activity = false;
   };
   enum class DeadlineKind : uint8_t { kWait, kTimer };
 
@@ -843,7 +840,6 @@ class Kqueues final : public Engine {
   Result<uint32_t> ArmWatchAsFlagsSay(Knote& kn, uint32_t want);
   void ArmFd(Kq& kq, Knote& kn);
   void ArmFdForActivity(Kq& kq, Knote& kn);
-  bool ArmWatchForActivity(Knote& kn);
   // After the filter said "not ready": arms so that only new activity wakes.
   // True if its last look dropped the knote (its descriptor was closed).
   bool ArmFdNotReady(Kq& kq, Knote& kn);

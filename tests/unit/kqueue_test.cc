@@ -1165,15 +1165,19 @@ TEST_F(KqueueTest, EnableOfAnActiveKnoteQueuesItWithoutTheFiltersYesOnFreebsdAnd
 // :1731-1739). EV_ENABLE then queues an ACTIVE knote without its filter's
 // yes on FreeBSD and DragonFly (DF :1372-1378; done_ev_add), so activity
 // gone again by then leaves the kqueue readable until the scan drops the
-// knote; OpenBSD queues only on its filter's yes (OB :1220-1227). Activity
-// still there at the EV_ENABLE is reported on the three. Level and EV_CLEAR.
-TEST_F(KqueueTest, DispatchKnoteSeesItsFilesActivityWhileDisabled) {
-  const std::pair<KqueuePolicy, bool> policies[] = {
-      {FreebsdPolicy(), true}, {DragonflyPolicy(), true}, {OpenbsdPolicy(), false}};
-  for (const auto& [pol, queues] : policies) {
+// knote (no event); OpenBSD queues only on its filter's yes (OB
+// :1220-1227). evshim does not watch a delivered EV_DISPATCH knote's file
+// (a decision, docs/kqueue.md "Not watched while dispatched": watching cost
+// 1.30x the cpu of every EV_DISPATCH cycle for a readability that yields no
+// event), so on the three the kqueue stays unreadable there: this pins it.
+// Activity still there at the EV_ENABLE is reported on the three, as the
+// kernels do. Level and EV_CLEAR.
+TEST_F(KqueueTest, DispatchKnoteIsNotWatchedWhileDisabled) {
+  const std::pair<KqueuePolicy, const char*> policies[] = {
+      {FreebsdPolicy(), "FreeBSD"}, {DragonflyPolicy(), "DragonFly"}, {OpenbsdPolicy(), "OpenBSD"}};
+  for (const auto& [pol, name] : policies) {
     for (const uint16_t clear : {uint16_t{0}, kev::kClear}) {
-      SCOPED_TRACE(std::string(queues ? (pol.measures_disabled ? "DragonFly" : "FreeBSD") : "OpenBSD") +
-                   (clear ? " EV_CLEAR" : " level"));
+      SCOPED_TRACE(std::string(name) + (clear ? " EV_CLEAR" : " level"));
       auto f = host_.Open(kP.pid, 5);
       Call({Ch(KFilter::kRead, 5, static_cast<uint16_t>(kev::kAdd | kev::kDispatch | clear))}, Poll(0), pol);
       host_.Set(engine_, f, pb::kIn, 1);
@@ -1188,8 +1192,8 @@ TEST_F(KqueueTest, DispatchKnoteSeesItsFilesActivityWhileDisabled) {
       EXPECT_FALSE(host_.readable(kq_));
       host_.Set(engine_, f, 0, 0);
       Call({Ch(KFilter::kRead, 5, kev::kEnable)}, Poll(0), pol);
-      EXPECT_EQ(engine_.PendingCount(kq_), queues ? 1u : 0u);
-      EXPECT_EQ(host_.readable(kq_), queues);
+      EXPECT_EQ(engine_.PendingCount(kq_), 0u);  // FreeBSD and DragonFly: 1 (not watched here)
+      EXPECT_FALSE(host_.readable(kq_));
       EXPECT_TRUE(Get(8, pol).empty());  // the scan's filter says no
       EXPECT_EQ(engine_.PendingCount(kq_), 0u);
       EXPECT_FALSE(host_.readable(kq_));
