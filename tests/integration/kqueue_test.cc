@@ -65,6 +65,8 @@ INSTANTIATE_TEST_SUITE_P(
                                          "pipe_write_end_eof", "lowat_wakes_waiter",
                                          // a pipe's reverse direction (s34)
                                          "pipe_wrong_end",
+                                         // a pipe's EOF: EPIPE at WRITE's add, DF's EV_NODATA (s34)
+                                         "pipe_eof_details",
                                          // a change or activity the filter refuses (s29)
                                          "refused_not_queued",
                                          // a change's no leaves a queued knote to the scan (s30)
