@@ -194,6 +194,11 @@ ObjectId Kqueues::CopyKqueue(Kq& from) {
       n->active = true;  // disabled but active: EV_ENABLE brings it back
     } else if (!n->disabled) {
       ArmFd(to, *n);
+    } else {
+      // Disabled, idle: the file's activity from now on activates the copy
+      // (knote: ACTIVE, not queued), for EV_ENABLE to queue (done_ev_add),
+      // as for the parent's (ArmFdForActivity).
+      ArmFdForActivity(to, *n);
     }
   }
   return to.id;

@@ -729,6 +729,49 @@ static int cponfork_foreign_claim(void) {
   return 0;
 }
 
+/* A disabled knote copied into the child (kqueue_fork_copy copies it with
+ * its KN_DISABLED): the child's activity on the file while it is disabled
+ * activates the copy (knote: ACTIVE, not queued), and EV_ENABLE queues the
+ * ACTIVE knote without its filter's yes (done_ev_add), so the child's copy
+ * polls readable until the scan finds the pipe read and drops it; as
+ * disabled_activity_then_enable does without a fork. Until session 34 the
+ * copy's watch was left unarmed: the activity was not seen. A kevent with
+ * nothing to do between the write and the read lets fast mode take the
+ * activity (docs/abi.md §10). */
+static int get_for(int kq, uintptr_t ident, struct kevent *ev);
+static int cponfork_disabled_activity(void) {
+  int kq = kqueuex(KQUEUE_CPONFORK), p[2];
+  CHECK(kq >= 0 && pipe(p) == 0);
+  CHECK(add(kq, (uintptr_t)p[0], EVFILT_READ, EV_ADD | EV_DISABLE, 0, 0, NULL) == 0);
+  pid_t pid = fork();
+  CHECK(pid >= 0);
+  if (pid == 0) {
+    struct kevent ev[2];
+    struct pollfd pfd = {kq, POLLIN, 0};
+    char buf[8];
+    if (write(p[1], "a", 1) != 1) _exit(10);
+    if (get(kq, ev, 2, &kZero) != 0) _exit(11);
+    if (poll(&pfd, 1, 0) != 0) _exit(12); /* ACTIVE, not queued */
+    if (read(p[0], buf, sizeof buf) != 1) _exit(13);
+    if (add(kq, (uintptr_t)p[0], EVFILT_READ, EV_ENABLE, 0, 0, NULL) != 0) _exit(14);
+    if (poll(&pfd, 1, 0) != 1) _exit(15); /* queued by EV_ENABLE */
+    if (get(kq, ev, 2, &kZero) != 0) _exit(16);
+    if (poll(&pfd, 1, 0) != 0) _exit(17);
+    if (write(p[1], "b", 1) != 1) _exit(18);
+    if (get_for(kq, (uintptr_t)p[0], ev) != 1 || ev[0].data != 1) _exit(19);
+    _exit(0);
+  }
+  int status;
+  CHECK(waitpid(pid, &status, 0) == pid);
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    fprintf(stderr, "child status %d\n", WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+    return 1;
+  }
+  close(p[0]);
+  close(p[1]);
+  close(kq);
+  return 0;
+}
 #endif
 
 /* The kqueue descriptor polls readable iff events are pending, also after
@@ -3778,6 +3821,7 @@ int main(int argc, char **argv) {
   if (!strcmp(s, "cponfork_parent_exits")) return cponfork_parent_exits();
   if (!strcmp(s, "cponfork_foreign_claim")) return cponfork_foreign_claim();
   if (!strcmp(s, "cponfork_close_same_file_back")) return cponfork_close_same_file_back();
+  if (!strcmp(s, "cponfork_disabled_activity")) return cponfork_disabled_activity();
 #endif
   if (!strcmp(s, "scm_rights_kqueue_refused")) return scm_rights_kqueue_refused();
   if (!strcmp(s, "errors")) return errors();

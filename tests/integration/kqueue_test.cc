@@ -108,7 +108,9 @@ INSTANTIATE_TEST_SUITE_P(
                        // another process's claim (evshim's private call) takes nothing
                        // close/fclose then the same file back drop a CPONFORK kqueue's knote
                        ::testing::Values("cponfork", "cponfork_parent_exits",
-                                         "cponfork_foreign_claim", "cponfork_close_same_file_back")),
+                                         "cponfork_foreign_claim", "cponfork_close_same_file_back",
+                                         // a disabled copy's activity (s34)
+                                         "cponfork_disabled_activity")),
     [](const auto& p) {
       return std::string(std::get<0>(p.param)) + "_" + std::get<1>(p.param);
     });
