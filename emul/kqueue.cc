@@ -194,6 +194,11 @@ ObjectId Kqueues::CopyKqueue(Kq& from) {
       n->active = true;  // disabled but active: EV_ENABLE brings it back
     } else if (!n->disabled) {
       ArmFd(to, *n);
+    } else {
+      // Disabled, idle: the file's activity from now on activates the copy
+      // (knote: ACTIVE, not queued), for EV_ENABLE to queue (done_ev_add),
+      // as for the parent's (ArmFdForActivity).
+      ArmFdForActivity(to, *n);
     }
   }
   return to.id;
@@ -630,6 +635,29 @@ void Kqueues::DropClosedKnotes() {
   }
 }
 
+namespace {
+// An anonymous pipe's end whose other end is closed, as its probe's poll
+// bits say (Linux: POLLERR on a write end with no reader, POLLHUP on a read
+// end with no writer).
+bool PipePeerClosed(FdKind kind, uint32_t revents) {
+  switch (kind) {
+    case FdKind::kPipeWriteEnd:
+      return (revents & poll_bits::kErr) != 0;
+    case FdKind::kPipeReadEnd:
+      return (revents & poll_bits::kHup) != 0;
+    case FdKind::kUnknown:
+    case FdKind::kRegular:
+    case FdKind::kPipe:
+    case FdKind::kFifo:
+    case FdKind::kSocket:
+    case FdKind::kSocketOther:
+    case FdKind::kOther:
+      return false;
+  }
+  return false;
+}
+}  // namespace
+
 int Kqueues::Register(Kq& kq, Caller caller, KChange& change) {
   KeventRecord& kev = change.kev;
   const FilterOps& ops = OpsOf(kev.filter);
@@ -688,7 +716,22 @@ int Kqueues::Register(Kq& kq, Caller caller, KChange& change) {
       // knote (KqueuePolicy::measures_disabled): its watch is armed for the
       // activity to come (ArmFdForActivity), and EV_ENABLE measures it.
       if (ChangeMeasures(kq, *kn, kev.flags)) {
-        if (MeasureAfterChange(kq, *kn, ChangeStep::kNew)) return 0;
+        const uint64_t uid = kn->uid;
+        const bool listed = MeasureAfterChange(kq, *kn, ChangeStep::kNew);
+        // WRITE on a pipe whose other end is closed: the three refuse the
+        // knote (pipe_kqfilter's EPIPE: FreeBSD sys_pipe.c, the peer's
+        // `pipe_present != PIPE_ACTIVE`; OpenBSD, `pipe_peer` NULL;
+        // DragonFly, the peer's buffer PIPE_CLOSED). The add's own probe
+        // tells (measured just now, so the knote is still there): POLLERR
+        // on a write end (no reader left), POLLHUP on a read end (no
+        // writer left: its WRITE is the reverse direction). READ is
+        // accepted (pipe_kqfilter checks nothing for it), as is a FIFO.
+        if (kev.filter == KFilter::kWrite && last_probe_.uid == uid &&
+            PipePeerClosed(kn->io_kind, last_probe_.revents)) {
+          Drop(kq, *kn);
+          return EPIPE;
+        }
+        if (listed) return 0;
       } else {
         ArmFdForActivity(kq, *kn);
       }

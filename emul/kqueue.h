@@ -186,6 +186,10 @@ struct KqueuePolicy {
   // pipe_pair_create, DF pipe_create); FreeBSD leaves the reverse pipe
   // without a buffer (pipe_paircreate) and filt_pipewrite reports PIPE_BUF.
   int64_t reverse_pipe_room = 0;
+  // Added to EV_EOF on a pipe when no byte is left to read: DragonFly's
+  // filt_piperead (EV_NODATA once `kn_data` is 0) and filt_pipewrite
+  // (EV_EOF|EV_NODATA always), sys_pipe.c; FreeBSD and OpenBSD add nothing.
+  uint16_t pipe_eof_nodata = 0;
 };
 
 // How long kevent may wait. The abi reads the timespec (EFAULT is its job).

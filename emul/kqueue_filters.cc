@@ -155,6 +155,8 @@ struct Kqueues::Filters {
     // BSDs' pipe read filter reports EV_EOF (docs/kqueue.md).
     if (p.pipe && (p.revents & poll_bits::kErr)) kn.eof = kev::kEof;
     if (kn.eof) kn.fflags = static_cast<uint32_t>(p.eof_error);  // the socket error
+    // DragonFly's filt_piperead: EV_NODATA with EV_EOF once no byte is left.
+    if (kn.eof && p.pipe && kn.data == 0) kn.eof = static_cast<uint16_t>(kn.eof | kq.policy.pipe_eof_nodata);
     if (kn.eof) return true;
     // A pending socket error makes the socket readable (filt_soread's
     // so_error). The watch wakes on POLLERR (kAlways): a filter that did not
@@ -175,6 +177,8 @@ struct Kqueues::Filters {
     kn.data = p.writable;
     if (p.revents & (poll_bits::kHup | poll_bits::kErr)) kn.eof = kev::kEof;
     if (kn.eof) kn.fflags = static_cast<uint32_t>(p.eof_error);
+    // DragonFly's filt_pipewrite: EV_EOF|EV_NODATA.
+    if (kn.eof && p.pipe) kn.eof = static_cast<uint16_t>(kn.eof | kq.policy.pipe_eof_nodata);
     if (kn.eof || p.regular) return true;
     if (kn.sfflags & kev::kNoteLowat) return kn.data >= std::max<int64_t>(kn.sdata, 1);
     return (p.revents & poll_bits::kOut) != 0;
@@ -197,7 +201,7 @@ struct Kqueues::Filters {
   static bool ReverseWriteEvent(const Kq& kq, Knote& kn, const FdProbe& p) {
     if (p.revents & (poll_bits::kHup | poll_bits::kErr)) {
       kn.data = 0;
-      kn.eof = kev::kEof;
+      kn.eof = static_cast<uint16_t>(kev::kEof | kq.policy.pipe_eof_nodata);  // DF filt_pipewrite
       return true;
     }
     kn.data = kq.policy.reverse_pipe_room > 0 ? kq.policy.reverse_pipe_room : p.writable;

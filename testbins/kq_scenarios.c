@@ -728,6 +728,50 @@ static int cponfork_foreign_claim(void) {
   CHECK(get(kq, &ev, 1, &kZero) == 1 && ev.ident == 1);
   return 0;
 }
+
+/* A disabled knote copied into the child (kqueue_fork_copy copies it with
+ * its KN_DISABLED): the child's activity on the file while it is disabled
+ * activates the copy (knote: ACTIVE, not queued), and EV_ENABLE queues the
+ * ACTIVE knote without its filter's yes (done_ev_add), so the child's copy
+ * polls readable until the scan finds the pipe read and drops it; as
+ * disabled_activity_then_enable does without a fork. Until session 34 the
+ * copy's watch was left unarmed: the activity was not seen. A kevent with
+ * nothing to do between the write and the read lets fast mode take the
+ * activity (docs/abi.md §10). */
+static int get_for(int kq, uintptr_t ident, struct kevent *ev);
+static int cponfork_disabled_activity(void) {
+  int kq = kqueuex(KQUEUE_CPONFORK), p[2];
+  CHECK(kq >= 0 && pipe(p) == 0);
+  CHECK(add(kq, (uintptr_t)p[0], EVFILT_READ, EV_ADD | EV_DISABLE, 0, 0, NULL) == 0);
+  pid_t pid = fork();
+  CHECK(pid >= 0);
+  if (pid == 0) {
+    struct kevent ev[2];
+    struct pollfd pfd = {kq, POLLIN, 0};
+    char buf[8];
+    if (write(p[1], "a", 1) != 1) _exit(10);
+    if (get(kq, ev, 2, &kZero) != 0) _exit(11);
+    if (poll(&pfd, 1, 0) != 0) _exit(12); /* ACTIVE, not queued */
+    if (read(p[0], buf, sizeof buf) != 1) _exit(13);
+    if (add(kq, (uintptr_t)p[0], EVFILT_READ, EV_ENABLE, 0, 0, NULL) != 0) _exit(14);
+    if (poll(&pfd, 1, 0) != 1) _exit(15); /* queued by EV_ENABLE */
+    if (get(kq, ev, 2, &kZero) != 0) _exit(16);
+    if (poll(&pfd, 1, 0) != 0) _exit(17);
+    if (write(p[1], "b", 1) != 1) _exit(18);
+    if (get_for(kq, (uintptr_t)p[0], ev) != 1 || ev[0].data != 1) _exit(19);
+    _exit(0);
+  }
+  int status;
+  CHECK(waitpid(pid, &status, 0) == pid);
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    fprintf(stderr, "child status %d\n", WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+    return 1;
+  }
+  close(p[0]);
+  close(p[1]);
+  close(kq);
+  return 0;
+}
 #endif
 
 /* The kqueue descriptor polls readable iff events are pending, also after
@@ -2106,6 +2150,76 @@ static int pipe_wrong_end(void) {
   CHECK(ev[0].data == 0);
 #endif
   close(q[0]);
+  close(kq);
+  return 0;
+}
+
+/* A pipe's end of file, in detail. EV_ADD of WRITE on a pipe whose other end
+ * is closed fails with EPIPE on the three (pipe_kqfilter: FreeBSD sys_pipe.c,
+ * the peer's `pipe_present != PIPE_ACTIVE`; OpenBSD, `pipe_peer` NULL;
+ * DragonFly, the peer's buffer PIPE_CLOSED), on either end (a read end's
+ * WRITE is the reverse direction); READ is added (pipe_kqfilter checks
+ * nothing for it) and reports EV_EOF. DragonFly adds EV_NODATA to a pipe's
+ * EV_EOF once no byte is left (sys_pipe.c filt_piperead, filt_pipewrite).
+ * Until session 34 evshim added the WRITE knote and reported EV_EOF. */
+#if defined(DRAGONFLY)
+#define PIPE_NODATA 0x1000 /* EV_NODATA */
+#else
+#define PIPE_NODATA 0
+#endif
+static int pipe_eof_details(void) {
+  int p[2], q[2];
+  CHECK(pipe(p) == 0 && pipe(q) == 0);
+  int kq = kqueue();
+  CHECK(kq >= 0);
+  struct kevent ch, ev[4];
+  /* The reader gone: WRITE on the write end is refused, with room for the
+   * record (EV_ERROR, EPIPE) and, on FreeBSD and OpenBSD, without (-1). */
+  close(p[0]);
+  EV_SET(&ch, (uintptr_t)p[1], EVFILT_WRITE, EV_ADD, 0, 0, (void *)0x66);
+  CHECK(kevent(kq, &ch, 1, ev, 4, &kZero) == 1);
+  CHECK(ev[0].ident == (uintptr_t)p[1] && (ev[0].flags & EV_ERROR) && ev[0].data == EPIPE);
+#if !defined(DRAGONFLY)
+  errno = 0;
+  CHECK(add(kq, (uintptr_t)p[1], EVFILT_WRITE, EV_ADD, 0, 0, NULL) == -1 && errno == EPIPE);
+#endif
+  CHECK(get(kq, ev, 4, &kZero) == 0); /* no knote */
+  /* READ on that write end is added: EV_EOF, no byte (EV_NODATA on DF). */
+  CHECK(add(kq, (uintptr_t)p[1], EVFILT_READ, EV_ADD, 0, 0, (void *)0x61) == 0);
+  CHECK(get(kq, ev, 4, &kZero) == 1);
+  CHECK(ev[0].ident == (uintptr_t)p[1] && ev[0].filter == EVFILT_READ && (ev[0].flags & EV_EOF) &&
+        ev[0].data == 0 && (ev[0].flags & 0x1000) == PIPE_NODATA);
+  CHECK(add(kq, (uintptr_t)p[1], EVFILT_READ, EV_DELETE, 0, 0, NULL) == 0);
+  close(p[1]);
+  /* The writer gone with 3 bytes left: WRITE on the read end is refused;
+   * READ reports EV_EOF with the 3 bytes, and EV_NODATA (DF) only once
+   * they are read. */
+  CHECK(write(q[1], "abc", 3) == 3);
+  close(q[1]);
+  EV_SET(&ch, (uintptr_t)q[0], EVFILT_WRITE, EV_ADD, 0, 0, (void *)0x51);
+  CHECK(kevent(kq, &ch, 1, ev, 4, &kZero) == 1);
+  CHECK(ev[0].ident == (uintptr_t)q[0] && (ev[0].flags & EV_ERROR) && ev[0].data == EPIPE);
+  CHECK(add(kq, (uintptr_t)q[0], EVFILT_READ, EV_ADD, 0, 0, (void *)0x71) == 0);
+  CHECK(get(kq, ev, 4, &kZero) == 1);
+  CHECK(ev[0].ident == (uintptr_t)q[0] && ev[0].filter == EVFILT_READ && (ev[0].flags & EV_EOF) &&
+        ev[0].data == 3 && !(ev[0].flags & 0x1000));
+  char buf[8];
+  CHECK(read(q[0], buf, sizeof buf) == 3);
+  CHECK(get(kq, ev, 4, &kZero) == 1);
+  CHECK(ev[0].ident == (uintptr_t)q[0] && (ev[0].flags & EV_EOF) && ev[0].data == 0 &&
+        (ev[0].flags & 0x1000) == PIPE_NODATA);
+  close(q[0]);
+  /* A WRITE knote added while the other end was open reports EV_EOF at
+   * its close, with EV_NODATA on DragonFly (filt_pipewrite). */
+  CHECK(pipe(p) == 0);
+  CHECK(add(kq, (uintptr_t)p[1], EVFILT_WRITE, EV_ADD, 0, 0, (void *)0x81) == 0);
+  CHECK(get(kq, ev, 4, &kZero) == 1 && !(ev[0].flags & EV_EOF));
+  close(p[0]);
+  struct timespec ts = {2, 0};
+  CHECK(get(kq, ev, 1, &ts) == 1);
+  CHECK(ev[0].ident == (uintptr_t)p[1] && ev[0].filter == EVFILT_WRITE && (ev[0].flags & EV_EOF) &&
+        (ev[0].flags & 0x1000) == PIPE_NODATA);
+  close(p[1]);
   close(kq);
   return 0;
 }
@@ -3706,6 +3820,7 @@ int main(int argc, char **argv) {
   if (!strcmp(s, "cponfork_parent_exits")) return cponfork_parent_exits();
   if (!strcmp(s, "cponfork_foreign_claim")) return cponfork_foreign_claim();
   if (!strcmp(s, "cponfork_close_same_file_back")) return cponfork_close_same_file_back();
+  if (!strcmp(s, "cponfork_disabled_activity")) return cponfork_disabled_activity();
 #endif
   if (!strcmp(s, "scm_rights_kqueue_refused")) return scm_rights_kqueue_refused();
   if (!strcmp(s, "errors")) return errors();
@@ -3734,6 +3849,7 @@ int main(int argc, char **argv) {
   if (!strcmp(s, "kq_fstat")) return kq_fstat();
   if (!strcmp(s, "pipe_write_end_eof")) return pipe_write_end_eof();
   if (!strcmp(s, "pipe_wrong_end")) return pipe_wrong_end();
+  if (!strcmp(s, "pipe_eof_details")) return pipe_eof_details();
   if (!strcmp(s, "lowat_wakes_waiter")) return lowat_wakes_waiter();
   if (!strcmp(s, "refused_not_queued")) return refused_not_queued();
   if (!strcmp(s, "queued_not_ready")) return queued_not_ready();

@@ -172,7 +172,9 @@ constexpr KqueuePersonality kDragonflyKqueue{
                      .zombie_attach = Policy::ZombieAttach::kWithNoteExit,  // :296-300
                      .vnode_notes = 0x7f,
                      // one tick at hz = 100: tvtohz_high(0 or < 0) = 1 (:427-431)
-                     .timer_min_period = kOneTick},
+                     .timer_min_period = kOneTick,
+                     // sys_pipe.c filt_piperead, filt_pipewrite
+                     .pipe_eof_nodata = dragonfly::EV_NODATA},
     .kq_cloexec = 0,
     .kq_cponfork = 0,
     .kq_flags_valid = 0,  // no kqueue1

@@ -527,8 +527,12 @@ Result<emul::FdProbe> LinuxHost::ProbeFd(emul::Pid pid, int fd, emul::FdProbeNee
       // Which way it is open is asked only when the answer could differ
       // (PipeWay): a write end never polls POLLIN, a read end never
       // POLLOUT. So READ on bytes without POLLIN, or WRITE without POLLOUT
-      // or POLLERR, asks once; READ on a read end never does.
-      if (p.kind == FdKind::kPipe && writable && !(p.revents & (POLLOUT | POLLERR))) p.kind = PipeWay(dup);
+      // or with POLLERR (a write end whose readers are gone: an anonymous
+      // pipe's refuses a new WRITE knote, EPIPE, a FIFO's does not), asks
+      // once; READ on a read end never does.
+      if (p.kind == FdKind::kPipe && writable && (!(p.revents & POLLOUT) || (p.revents & POLLERR))) {
+        p.kind = PipeWay(dup);
+      }
       if (((readable && p.kind != FdKind::kPipeWriteEnd) || (writable && p.kind != FdKind::kPipeReadEnd)) &&
           ioctl(dup, FIONREAD, &n) == 0) {
         p.readable = n;

@@ -65,6 +65,8 @@ INSTANTIATE_TEST_SUITE_P(
                                          "pipe_write_end_eof", "lowat_wakes_waiter",
                                          // a pipe's reverse direction (s34)
                                          "pipe_wrong_end",
+                                         // a pipe's EOF: EPIPE at WRITE's add, DF's EV_NODATA (s34)
+                                         "pipe_eof_details",
                                          // a change or activity the filter refuses (s29)
                                          "refused_not_queued",
                                          // a change's no leaves a queued knote to the scan (s30)
@@ -106,7 +108,9 @@ INSTANTIATE_TEST_SUITE_P(
                        // another process's claim (evshim's private call) takes nothing
                        // close/fclose then the same file back drop a CPONFORK kqueue's knote
                        ::testing::Values("cponfork", "cponfork_parent_exits",
-                                         "cponfork_foreign_claim", "cponfork_close_same_file_back")),
+                                         "cponfork_foreign_claim", "cponfork_close_same_file_back",
+                                         // a disabled copy's activity (s34)
+                                         "cponfork_disabled_activity")),
     [](const auto& p) {
       return std::string(std::get<0>(p.param)) + "_" + std::get<1>(p.param);
     });

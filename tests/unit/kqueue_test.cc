@@ -341,6 +341,7 @@ KqueuePolicy DragonflyPolicy() {
   p.timeout_check = KqueuePolicy::TimeoutCheck::kNever;
   p.timer_modify_restarts = false;
   p.proc_exit_flags = 0x1000;  // EV_NODATA
+  p.pipe_eof_nodata = 0x1000;  // EV_NODATA
   p.zombie_attach = KqueuePolicy::ZombieAttach::kWithNoteExit;
   p.timer_min_period = 10'000'000;  // one tick at hz = 100
   return p;
@@ -601,6 +602,135 @@ TEST_F(KqueueTest, PipeFiltersOnTheWrongEndMeasureTheReverseDirection) {
       EXPECT_EQ(e.data, 0);
     }
     Call({Ch(KFilter::kRead, 6, kev::kDelete), Ch(KFilter::kWrite, 5, kev::kDelete)}, Poll(0), pol);
+    host_.Close(kP.pid, 5);
+    host_.Close(kP.pid, 6);
+  }
+}
+
+// EV_ADD of WRITE on a pipe whose other end is closed: the three refuse it
+// in pipe_kqfilter (EPIPE: FreeBSD sys_pipe.c, `pipe_present !=
+// PIPE_ACTIVE`; OpenBSD, `pipe_peer` NULL; DragonFly, the peer's buffer
+// PIPE_CLOSED), on the write end (no reader: Linux POLLERR) and on the read
+// end (no writer: POLLHUP; its WRITE is the reverse direction). READ is
+// accepted (pipe_kqfilter checks nothing for it), and so is a FIFO's WRITE.
+TEST_F(KqueueTest, WriteOnAPipeWhoseOtherEndIsClosedIsRefusedWithEpipe) {
+  for (const KqueuePolicy& pol : {FreebsdPolicy(), OpenbsdPolicy(), DragonflyPolicy()}) {
+    auto r = host_.Open(kP.pid, 5);
+    auto w = host_.Open(kP.pid, 6);
+    auto f = host_.Open(kP.pid, 7);
+    r->pipe = w->pipe = f->pipe = true;
+    r->kind = FdKind::kPipeReadEnd;
+    w->kind = FdKind::kPipeWriteEnd;
+    f->kind = FdKind::kFifo;
+    w->ready = f->ready = pb::kOut | pb::kErr;
+    w->writable = f->writable = 4096;
+    r->ready = pb::kHup;
+    r->writable = 65536;
+    // Room for the record: EV_ERROR with EPIPE, no knote.
+    auto out = Call({Ch(KFilter::kWrite, 6, kev::kAdd, 0, 0, 0x66)}, Poll(4), pol);
+    EXPECT_EQ(out.error, 0);
+    ASSERT_EQ(out.events.size(), 1u);
+    EXPECT_EQ(out.events[0].flags & kev::kError, kev::kError);
+    EXPECT_EQ(out.events[0].data, EPIPE);
+    EXPECT_EQ(out.events[0].udata, 0x66u);
+    EXPECT_EQ(engine_.KnoteCount(kq_), 0u);
+    EXPECT_EQ(engine_.PendingCount(kq_), 0u);
+    out = Call({Ch(KFilter::kWrite, 5, kev::kAdd)}, Poll(4), pol);
+    ASSERT_EQ(out.events.size(), 1u);
+    EXPECT_EQ(out.events[0].flags & kev::kError, kev::kError);
+    EXPECT_EQ(out.events[0].data, EPIPE);
+    EXPECT_EQ(engine_.KnoteCount(kq_), 0u);
+    // No room (FreeBSD and OpenBSD: the call fails with it).
+    if (!pol.post_errors_without_room) {
+      EXPECT_EQ(Call({Ch(KFilter::kWrite, 6, kev::kAdd)}, Poll(0), pol).error, EPIPE);
+      EXPECT_EQ(engine_.KnoteCount(kq_), 0u);
+    }
+    // READ on both ends and the FIFO's WRITE are added, and report EV_EOF.
+    out = Call({Ch(KFilter::kRead, 5, kev::kAdd), Ch(KFilter::kRead, 6, kev::kAdd),
+                Ch(KFilter::kWrite, 7, kev::kAdd)},
+               Poll(8), pol);
+    EXPECT_EQ(out.error, 0);
+    ASSERT_EQ(out.events.size(), 3u);
+    for (const KeventRecord& e : out.events) {
+      EXPECT_EQ(e.flags & kev::kError, 0) << e.ident;
+      EXPECT_EQ(e.flags & kev::kEof, kev::kEof) << e.ident;
+    }
+    EXPECT_EQ(engine_.KnoteCount(kq_), 3u);
+    Call({Ch(KFilter::kRead, 5, kev::kDelete), Ch(KFilter::kRead, 6, kev::kDelete),
+          Ch(KFilter::kWrite, 7, kev::kDelete)},
+         Poll(0), pol);
+    host_.Close(kP.pid, 5);
+    host_.Close(kP.pid, 6);
+    host_.Close(kP.pid, 7);
+  }
+}
+
+// DragonFly adds EV_NODATA to a pipe's EV_EOF when no byte is left:
+// filt_piperead once `kn_data` is 0, filt_pipewrite always (sys_pipe.c);
+// FreeBSD and OpenBSD never.
+TEST_F(KqueueTest, DragonflyPipeEofCarriesNodataOnceNoByteIsLeft) {
+  constexpr uint16_t kNodata = 0x1000;
+  for (const KqueuePolicy& pol : {FreebsdPolicy(), OpenbsdPolicy(), DragonflyPolicy()}) {
+    const uint16_t nodata = pol.pipe_eof_nodata;
+    SCOPED_TRACE(nodata);
+    auto r = host_.Open(kP.pid, 5);
+    auto w = host_.Open(kP.pid, 6);
+    r->pipe = w->pipe = true;
+    r->kind = FdKind::kPipeReadEnd;
+    w->kind = FdKind::kPipeWriteEnd;
+    w->ready = pb::kOut;
+    w->writable = 4096;
+    r->writable = 65536;
+    host_.level_looks = true;
+    ASSERT_EQ(Call({Ch(KFilter::kRead, 5, kev::kAdd), Ch(KFilter::kWrite, 6, kev::kAdd),
+                    Ch(KFilter::kWrite, 5, kev::kAdd), Ch(KFilter::kRead, 6, kev::kAdd)},
+                   Poll(0), pol)
+                  .error,
+              0);
+    // The writer gone with 3 bytes left: READ has EV_EOF without EV_NODATA;
+    // WRITE on the read end (the reverse direction) has both.
+    host_.Set(engine_, r, pb::kIn | pb::kHup, 3, 65536);
+    auto ev = Get(8, pol);
+    int seen = 0;
+    for (const KeventRecord& e : ev) {
+      if (e.ident != 5u) continue;
+      ++seen;
+      EXPECT_EQ(e.flags & kev::kEof, kev::kEof);
+      if (e.filter == KFilter::kRead) {
+        EXPECT_EQ(e.data, 3);
+        EXPECT_EQ(e.flags & kNodata, 0);
+      } else {
+        EXPECT_EQ(e.data, 0);
+        EXPECT_EQ(e.flags & kNodata, nodata);
+      }
+    }
+    EXPECT_EQ(seen, 2);
+    // Read to the end: READ now has EV_NODATA too.
+    host_.Set(engine_, r, pb::kHup, 0, 65536);
+    ev = Get(8, pol);
+    seen = 0;
+    for (const KeventRecord& e : ev) {
+      if (e.ident != 5u || e.filter != KFilter::kRead) continue;
+      ++seen;
+      EXPECT_EQ(e.flags & kev::kEof, kev::kEof);
+      EXPECT_EQ(e.data, 0);
+      EXPECT_EQ(e.flags & kNodata, nodata);
+    }
+    EXPECT_EQ(seen, 1);
+    // The readers gone too: the write end's WRITE and READ (reverse) both.
+    host_.Set(engine_, w, pb::kOut | pb::kErr, 0, 4096);
+    ev = Get(8, pol);
+    seen = 0;
+    for (const KeventRecord& e : ev) {
+      if (e.ident != 6u) continue;
+      ++seen;
+      EXPECT_EQ(e.flags & kev::kEof, kev::kEof);
+      EXPECT_EQ(e.flags & kNodata, nodata) << static_cast<int>(e.filter);
+    }
+    EXPECT_EQ(seen, 2);
+    Call({Ch(KFilter::kRead, 5, kev::kDelete), Ch(KFilter::kWrite, 6, kev::kDelete),
+          Ch(KFilter::kWrite, 5, kev::kDelete), Ch(KFilter::kRead, 6, kev::kDelete)},
+         Poll(0), pol);
     host_.Close(kP.pid, 5);
     host_.Close(kP.pid, 6);
   }
