@@ -387,6 +387,21 @@ class KqueueTest : public ::testing::Test {
   std::vector<KeventRecord> Get(uint32_t n = 8, const KqueuePolicy& pol = FreebsdPolicy()) {
     return Call({}, Poll(n), pol).events;
   }
+  // A pipe at `r` (read end) and `w` (write end), writable with room for
+  // 4096 bytes; the read end's WRITE room (the reverse direction) is the
+  // host's answer for it, the pipe's size. Levels asked at each look.
+  std::pair<KqFakeHost::FileRef, KqFakeHost::FileRef> OpenPipe(int r_fd, int w_fd) {
+    auto r = host_.Open(kP.pid, r_fd);
+    auto w = host_.Open(kP.pid, w_fd);
+    r->pipe = w->pipe = true;
+    r->kind = FdKind::kPipeReadEnd;
+    w->kind = FdKind::kPipeWriteEnd;
+    w->ready = pb::kOut;
+    w->writable = 4096;
+    r->writable = 65536;
+    host_.level_looks = true;
+    return {r, w};
+  }
   // One knote queued (the kqueue polls readable) that the next scan takes
   // off without posting it (its filter says no, or it is disabled): the
   // kqueue is empty and not readable after it.
@@ -553,15 +568,7 @@ TEST_F(KqueueTest, PipeFiltersOnTheWrongEndMeasureTheReverseDirection) {
       {FreebsdPolicy(), 512}, {OpenbsdPolicy(), 65536}, {DragonflyPolicy(), 65536}};
   for (const auto& [pol, room] : policies) {
     SCOPED_TRACE(room);
-    host_.level_looks = true;
-    auto r = host_.Open(kP.pid, 5);
-    auto w = host_.Open(kP.pid, 6);
-    r->pipe = w->pipe = true;
-    r->kind = FdKind::kPipeReadEnd;
-    w->kind = FdKind::kPipeWriteEnd;
-    w->ready = pb::kOut;
-    w->writable = 4096;
-    r->writable = 65536;  // the host's answer for the read end: the pipe's size
+    auto [r, w] = OpenPipe(5, 6);
     Call({Ch(KFilter::kRead, 6, kev::kAdd, 0, 0, 0x61), Ch(KFilter::kWrite, 5, kev::kAdd, 0, 0, 0x51)}, Poll(0),
          pol);
     auto ev = Get(8, pol);
@@ -673,15 +680,7 @@ TEST_F(KqueueTest, DragonflyPipeEofCarriesNodataOnceNoByteIsLeft) {
   for (const KqueuePolicy& pol : {FreebsdPolicy(), OpenbsdPolicy(), DragonflyPolicy()}) {
     const uint16_t nodata = pol.pipe_eof_nodata;
     SCOPED_TRACE(nodata);
-    auto r = host_.Open(kP.pid, 5);
-    auto w = host_.Open(kP.pid, 6);
-    r->pipe = w->pipe = true;
-    r->kind = FdKind::kPipeReadEnd;
-    w->kind = FdKind::kPipeWriteEnd;
-    w->ready = pb::kOut;
-    w->writable = 4096;
-    r->writable = 65536;
-    host_.level_looks = true;
+    auto [r, w] = OpenPipe(5, 6);
     ASSERT_EQ(Call({Ch(KFilter::kRead, 5, kev::kAdd), Ch(KFilter::kWrite, 6, kev::kAdd),
                     Ch(KFilter::kWrite, 5, kev::kAdd), Ch(KFilter::kRead, 6, kev::kAdd)},
                    Poll(0), pol)
