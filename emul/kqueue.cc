@@ -658,6 +658,21 @@ bool PipePeerClosed(FdKind kind, uint32_t revents) {
 }
 }  // namespace
 
+bool Kqueues::UnmeasuredWriteOnAClosedPipe(Knote& kn) {
+  if (!kn.io.watch) return false;
+  Result<FdProbe> pr = host_.ProbeFd(kn.owner, kn.fd, FdProbeNeeds::kReadiness, kn.io_kind);
+  if (!pr.ok()) return false;  // closed meanwhile: dropped when met (knote_fdclose)
+  if (IsPipeKind(pr->kind) && pr->kind != FdKind::kFifo &&
+      (pr->revents & (poll_bits::kHup | poll_bits::kErr)) && !PipePeerClosed(pr->kind, pr->revents)) {
+    // The bits show a close; which way the pipe is open tells whose (the
+    // probe of WRITE asks it when they do: PipeWay).
+    pr = host_.ProbeFd(kn.owner, kn.fd, FdProbeNeeds::kWritable, pr->kind);
+    if (!pr.ok()) return false;
+  }
+  kn.io_kind = pr->kind;  // the file the watch just confirmed: its kind stands
+  return PipePeerClosed(pr->kind, pr->revents);
+}
+
 int Kqueues::Register(Kq& kq, Caller caller, KChange& change) {
   KeventRecord& kev = change.kev;
   const FilterOps& ops = OpsOf(kev.filter);
@@ -733,6 +748,13 @@ int Kqueues::Register(Kq& kq, Caller caller, KChange& change) {
         }
         if (listed) return 0;
       } else {
+        // FreeBSD measures no disabled knote, but pipe_kqfilter refuses
+        // WRITE on a pipe whose other end is closed before any of that
+        // (EPIPE, as above): its EV_ADD|EV_DISABLE asks the poll bits.
+        if (kev.filter == KFilter::kWrite && UnmeasuredWriteOnAClosedPipe(*kn)) {
+          Drop(kq, *kn);
+          return EPIPE;
+        }
         ArmFdForActivity(kq, *kn);
       }
     } else {

@@ -190,6 +190,18 @@ struct KqueuePolicy {
   // filt_piperead (EV_NODATA once `kn_data` is 0) and filt_pipewrite
   // (EV_EOF|EV_NODATA always), sys_pipe.c; FreeBSD and OpenBSD add nothing.
   uint16_t pipe_eof_nodata = 0;
+  // WRITE on an anonymous pipe's end once the other end is closed (the
+  // write end's when every reader is gone, the read end's, the reverse
+  // direction, when the writer is). FreeBSD hangs that knote on the other
+  // end's struct pipe (pipe_kqfilter, `PIPE_PEER`), whose pipeclose wakes
+  // it while that end is still PIPE_ACTIVE (filt_pipewrite measures the
+  // room: the forward one, or PIPE_BUF for the unbacked reverse pipe) and
+  // then clears the list (knlist_clear: knlist_cleardel adds
+  // EV_EOF|EV_ONESHOT), so the scan posts it once as measured and drops it
+  // (kqueue_scan copies kn_kevent for EV_ONESHOT). OpenBSD and DragonFly
+  // keep it: EV_EOF, level, data 0 (filt_pipewrite_common's `pipe_peer`
+  // NULL; filt_pipewrite's closed peer).
+  bool pipe_close_clears_write = false;
 };
 
 // How long kevent may wait. The abi reads the timespec (EFAULT is its job).
@@ -844,6 +856,10 @@ class Kqueues final : public Engine {
   Result<uint32_t> ArmWatchAsFlagsSay(Knote& kn, uint32_t want);
   void ArmFd(Kq& kq, Knote& kn);
   void ArmFdForActivity(Kq& kq, Knote& kn);
+  // A new WRITE knote that no change measures (FreeBSD's EV_ADD|EV_DISABLE)
+  // on a pipe whose other end is closed, which pipe_kqfilter refuses: one
+  // poll, and which way the pipe is open only when it shows the close.
+  bool UnmeasuredWriteOnAClosedPipe(Knote& kn);
   // After the filter said "not ready": arms so that only new activity wakes.
   // True if its last look dropped the knote (its descriptor was closed).
   bool ArmFdNotReady(Kq& kq, Knote& kn);

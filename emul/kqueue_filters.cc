@@ -179,6 +179,9 @@ struct Kqueues::Filters {
     if (kn.eof) kn.fflags = static_cast<uint32_t>(p.eof_error);
     // DragonFly's filt_pipewrite: EV_EOF|EV_NODATA.
     if (kn.eof && p.pipe) kn.eof = static_cast<uint16_t>(kn.eof | kq.policy.pipe_eof_nodata);
+    // An anonymous pipe's write end whose readers are all gone (POLLERR;
+    // the probe then learned its way). A FIFO's keeps the room.
+    if (kn.eof && p.kind == FdKind::kPipeWriteEnd) WriteAtPipeClose(kq, kn, kn.data);
     if (kn.eof || p.regular) return true;
     if (kn.sfflags & kev::kNoteLowat) return kn.data >= std::max<int64_t>(kn.sdata, 1);
     return (p.revents & poll_bits::kOut) != 0;
@@ -199,13 +202,32 @@ struct Kqueues::Filters {
   // end): EV_EOF, data 0 (OpenBSD: pipe_peer NULL; DragonFly: wpb
   // PIPE_CLOSED; FreeBSD: pipe_present).
   static bool ReverseWriteEvent(const Kq& kq, Knote& kn, const FdProbe& p) {
+    const int64_t room = kq.policy.reverse_pipe_room > 0 ? kq.policy.reverse_pipe_room : p.writable;
     if (p.revents & (poll_bits::kHup | poll_bits::kErr)) {
-      kn.data = 0;
       kn.eof = static_cast<uint16_t>(kev::kEof | kq.policy.pipe_eof_nodata);  // DF filt_pipewrite
+      WriteAtPipeClose(kq, kn, room);
       return true;
     }
-    kn.data = kq.policy.reverse_pipe_room > 0 ? kq.policy.reverse_pipe_room : p.writable;
+    kn.data = room;
     return true;
+  }
+
+  // WRITE on an anonymous pipe's end whose other end is closed
+  // (KqueuePolicy::pipe_close_clears_write): OpenBSD filt_pipewrite_common
+  // and DragonFly filt_pipewrite set data 0 and keep the knote; FreeBSD's
+  // pipeclose posts it once with the room filt_pipewrite measured at its
+  // wake-up (`room`: the forward room, unchanged since, as nobody can write
+  // or read it any more; PIPE_BUF for the reverse pipe) and knlist_clear
+  // makes it EV_ONESHOT, which the record shows and the scan's delivery
+  // drops (FreeBSD sys_pipe.c pipeclose, kern_event.c knlist_cleardel and
+  // kqueue_scan).
+  static void WriteAtPipeClose(const Kq& kq, Knote& kn, int64_t room) {
+    if (!kq.policy.pipe_close_clears_write) {
+      kn.data = 0;
+      return;
+    }
+    kn.data = room;
+    kn.kev.flags |= kev::kOneshot;
   }
 
   static bool ExceptEvent(Kqueues& self, Kq& kq, Knote& kn, bool* dropped) {

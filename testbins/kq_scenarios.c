@@ -2135,19 +2135,25 @@ static int pipe_wrong_end(void) {
         ev[0].data == 0 && ev[0].fflags == 0 && ev[0].udata == (void *)0x61);
   close(p[1]);
   /* The writer gone: WRITE on the read end says EV_EOF, data 0 (OpenBSD:
-   * pipe_peer NULL; DragonFly: wpb PIPE_CLOSED). FreeBSD's pipeclose
-   * clears the write end's knlist, where this knote hangs (knlist_clear:
-   * EV_EOF|EV_ONESHOT, data as measured at the close's wake-up, PIPE_BUF):
-   * evshim gives EV_EOF, data 0, as for WRITE on a write end whose reader
-   * closed (docs/kqueue.md "Not yet"). */
+   * pipe_peer NULL; DragonFly: filt_pipewrite's closed peer), level.
+   * FreeBSD's pipeclose clears the write end's knlist, where this knote
+   * hangs (knlist_clear: EV_EOF|EV_ONESHOT), after its wake-up measured
+   * PIPE_BUF: one record with EV_ONESHOT, then the knote is gone. */
   CHECK(add(kq, (uintptr_t)q[0], EVFILT_WRITE, EV_ADD | EV_CLEAR, 0, 0, (void *)0x71) == 0);
   CHECK(get(kq, ev, 4, &kZero) == 1 && ev[0].ident == (uintptr_t)q[0] && ev[0].data == room);
   CHECK(get(kq, ev, 4, &kZero) == 0); /* EV_CLEAR: nothing new */
   close(q[1]);
   CHECK(get(kq, ev, 1, &ts) == 1);
   CHECK(ev[0].ident == (uintptr_t)q[0] && ev[0].filter == EVFILT_WRITE && (ev[0].flags & EV_EOF));
-#if !defined(FREEBSD)
-  CHECK(ev[0].data == 0);
+#if defined(FREEBSD)
+  CHECK(ev[0].data == room && (ev[0].flags & EV_ONESHOT));
+  CHECK(get(kq, ev, 4, &kZero) == 0);
+  errno = 0;
+  CHECK(add(kq, (uintptr_t)q[0], EVFILT_WRITE, EV_DELETE, 0, 0, NULL) == -1 && errno == ENOENT);
+#else
+  CHECK(ev[0].data == 0 && !(ev[0].flags & EV_ONESHOT));
+  CHECK(get(kq, ev, 4, &kZero) == 0); /* EV_CLEAR: reported once */
+  CHECK(add(kq, (uintptr_t)q[0], EVFILT_WRITE, EV_DELETE, 0, 0, NULL) == 0);
 #endif
   close(q[0]);
   close(kq);
@@ -2184,6 +2190,13 @@ static int pipe_eof_details(void) {
   CHECK(add(kq, (uintptr_t)p[1], EVFILT_WRITE, EV_ADD, 0, 0, NULL) == -1 && errno == EPIPE);
 #endif
   CHECK(get(kq, ev, 4, &kZero) == 0); /* no knote */
+  /* Disabled too: pipe_kqfilter refuses it before any measurement (FreeBSD
+   * measures no disabled knote at EV_ADD; until session 35 evshim added
+   * it there). */
+  EV_SET(&ch, (uintptr_t)p[1], EVFILT_WRITE, EV_ADD | EV_DISABLE, 0, 0, (void *)0x67);
+  CHECK(kevent(kq, &ch, 1, ev, 4, &kZero) == 1);
+  CHECK(ev[0].ident == (uintptr_t)p[1] && (ev[0].flags & EV_ERROR) && ev[0].data == EPIPE);
+  CHECK(get(kq, ev, 4, &kZero) == 0);
   /* READ on that write end is added: EV_EOF, no byte (EV_NODATA on DF). */
   CHECK(add(kq, (uintptr_t)p[1], EVFILT_READ, EV_ADD, 0, 0, (void *)0x61) == 0);
   CHECK(get(kq, ev, 4, &kZero) == 1);
@@ -2199,6 +2212,9 @@ static int pipe_eof_details(void) {
   EV_SET(&ch, (uintptr_t)q[0], EVFILT_WRITE, EV_ADD, 0, 0, (void *)0x51);
   CHECK(kevent(kq, &ch, 1, ev, 4, &kZero) == 1);
   CHECK(ev[0].ident == (uintptr_t)q[0] && (ev[0].flags & EV_ERROR) && ev[0].data == EPIPE);
+  EV_SET(&ch, (uintptr_t)q[0], EVFILT_WRITE, EV_ADD | EV_DISABLE, 0, 0, (void *)0x52);
+  CHECK(kevent(kq, &ch, 1, ev, 4, &kZero) == 1);
+  CHECK(ev[0].ident == (uintptr_t)q[0] && (ev[0].flags & EV_ERROR) && ev[0].data == EPIPE);
   CHECK(add(kq, (uintptr_t)q[0], EVFILT_READ, EV_ADD, 0, 0, (void *)0x71) == 0);
   CHECK(get(kq, ev, 4, &kZero) == 1);
   CHECK(ev[0].ident == (uintptr_t)q[0] && ev[0].filter == EVFILT_READ && (ev[0].flags & EV_EOF) &&
@@ -2210,15 +2226,36 @@ static int pipe_eof_details(void) {
         (ev[0].flags & 0x1000) == PIPE_NODATA);
   close(q[0]);
   /* A WRITE knote added while the other end was open reports EV_EOF at
-   * its close, with EV_NODATA on DragonFly (filt_pipewrite). */
+   * its close, with EV_NODATA on DragonFly (filt_pipewrite). OpenBSD
+   * (filt_pipewrite_common, `pipe_peer` NULL) and DragonFly: data 0, level.
+   * FreeBSD: the room its filt_pipewrite measured at pipeclose's wake-up
+   * (the reader still PIPE_ACTIVE: the pipe's size less the 3 bytes left),
+   * EV_ONESHOT from knlist_clear, once; then no knote (EV_DELETE: ENOENT)
+   * and a new one is refused (EPIPE). */
   CHECK(pipe(p) == 0);
+  const int64_t size = fcntl(p[1], F_GETPIPE_SZ);
   CHECK(add(kq, (uintptr_t)p[1], EVFILT_WRITE, EV_ADD, 0, 0, (void *)0x81) == 0);
-  CHECK(get(kq, ev, 4, &kZero) == 1 && !(ev[0].flags & EV_EOF));
+  CHECK(get(kq, ev, 4, &kZero) == 1 && !(ev[0].flags & EV_EOF) && ev[0].data == size);
+  CHECK(write(p[1], "abc", 3) == 3);
   close(p[0]);
   struct timespec ts = {2, 0};
   CHECK(get(kq, ev, 1, &ts) == 1);
   CHECK(ev[0].ident == (uintptr_t)p[1] && ev[0].filter == EVFILT_WRITE && (ev[0].flags & EV_EOF) &&
-        (ev[0].flags & 0x1000) == PIPE_NODATA);
+        (ev[0].flags & 0x1000) == PIPE_NODATA && ev[0].udata == (void *)0x81);
+#if defined(FREEBSD)
+  CHECK(ev[0].data == size - 3 && (ev[0].flags & EV_ONESHOT));
+  CHECK(get(kq, ev, 4, &kZero) == 0);
+  errno = 0;
+  CHECK(add(kq, (uintptr_t)p[1], EVFILT_WRITE, EV_DELETE, 0, 0, NULL) == -1 && errno == ENOENT);
+#else
+  CHECK(ev[0].data == 0 && !(ev[0].flags & EV_ONESHOT));
+  CHECK(get(kq, ev, 4, &kZero) == 1 && ev[0].ident == (uintptr_t)p[1] && (ev[0].flags & EV_EOF) &&
+        ev[0].data == 0);
+  CHECK(add(kq, (uintptr_t)p[1], EVFILT_WRITE, EV_DELETE, 0, 0, NULL) == 0);
+#endif
+  EV_SET(&ch, (uintptr_t)p[1], EVFILT_WRITE, EV_ADD, 0, 0, (void *)0x82);
+  CHECK(kevent(kq, &ch, 1, ev, 4, &kZero) == 1);
+  CHECK(ev[0].ident == (uintptr_t)p[1] && (ev[0].flags & EV_ERROR) && ev[0].data == EPIPE);
   close(p[1]);
   close(kq);
   return 0;

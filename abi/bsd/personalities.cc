@@ -96,7 +96,10 @@ constexpr KqueuePersonality kFreebsdKqueue{
                      // filt_timervalidate: NOTE_ABSTIME minus the boot time < 0
                      .abstime_before_boot_einval = true,
                      // filt_pipewrite on the unbacked reverse pipe: PIPE_BUF
-                     .reverse_pipe_room = 512},
+                     .reverse_pipe_room = 512,
+                     // sys_pipe.c pipeclose: knlist_clear of the closing
+                     // end's list, where the other end's WRITE hangs
+                     .pipe_close_clears_write = true},
     .kq_cloexec = freebsd::KQUEUE_CLOEXEC,
     .kq_cponfork = freebsd::KQUEUE_CPONFORK,
     // sys_kqueuex: anything else is EINVAL

@@ -320,6 +320,7 @@ KqueuePolicy FreebsdPolicy() {
   p.proc_exit_always = false;
   p.measures_disabled = false;
   p.reverse_pipe_room = 512;  // PIPE_BUF: filt_pipewrite on the unbacked reverse pipe
+  p.pipe_close_clears_write = true;  // pipeclose's knlist_clear
   return p;
 }
 KqueuePolicy OpenbsdPolicy() {
@@ -597,18 +598,18 @@ TEST_F(KqueueTest, PipeFiltersOnTheWrongEndMeasureTheReverseDirection) {
       EXPECT_EQ(e.fflags, 0u);
     }
     // The write end gone: WRITE on the read end says EV_EOF, data 0
-    // (OpenBSD: pipe_peer NULL; DragonFly: wpb PIPE_CLOSED; FreeBSD's
-    // filt_pipewrite too, though its pipeclose's knlist_clear has the scan
-    // post EV_EOF|EV_ONESHOT with PIPE_BUF: not modelled, docs/kqueue.md
-    // "Not yet").
+    // (OpenBSD: pipe_peer NULL; DragonFly: wpb PIPE_CLOSED); FreeBSD's
+    // pipeclose posts it once with PIPE_BUF, EV_ONESHOT (knlist_clear:
+    // WriteOnAPipeAtItsOtherEndsCloseIsPostedPerKernel).
     host_.Set(engine_, r, pb::kIn | pb::kHup, 3, 65536);
     ev = Get(8, pol);
     ASSERT_EQ(ev.size(), 2u);
     for (const KeventRecord& e : ev) {
       EXPECT_EQ(e.flags & kev::kEof, kev::kEof);
-      EXPECT_EQ(e.data, 0);
+      EXPECT_EQ(e.data, e.filter == KFilter::kWrite && pol.pipe_close_clears_write ? room : 0);
     }
-    Call({Ch(KFilter::kRead, 6, kev::kDelete), Ch(KFilter::kWrite, 5, kev::kDelete)}, Poll(0), pol);
+    Call({Ch(KFilter::kRead, 6, kev::kDelete)}, Poll(0), pol);
+    if (!pol.pipe_close_clears_write) Call({Ch(KFilter::kWrite, 5, kev::kDelete)}, Poll(0), pol);
     host_.Close(kP.pid, 5);
     host_.Close(kP.pid, 6);
   }
@@ -672,6 +673,139 @@ TEST_F(KqueueTest, WriteOnAPipeWhoseOtherEndIsClosedIsRefusedWithEpipe) {
   }
 }
 
+// WRITE on a pipe's end at the close of its other end (the write end's
+// when the reader goes, Linux POLLERR; the read end's, the reverse
+// direction, when the writer goes, POLLHUP). OpenBSD filt_pipewrite_common
+// (`pipe_peer` NULL) and DragonFly filt_pipewrite (the peer closed): EV_EOF
+// with data 0, level, until EV_DELETE. FreeBSD hangs the knote on the
+// closing end's struct pipe, whose pipeclose wakes it (filt_pipewrite
+// measures the room, the end still PIPE_ACTIVE: the forward room, PIPE_BUF
+// for the reverse pipe) and then clears that list (knlist_clear:
+// knlist_cleardel adds EV_EOF|EV_ONESHOT): one record, EV_ONESHOT shown,
+// then the knote is gone (kqueue_scan copies kn_kevent and drops it), so
+// EV_DELETE finds nothing (ENOENT) and a new EV_ADD is refused (EPIPE).
+TEST_F(KqueueTest, WriteOnAPipeAtItsOtherEndsCloseIsPostedPerKernel) {
+  for (const KqueuePolicy& pol : {FreebsdPolicy(), OpenbsdPolicy(), DragonflyPolicy()}) {
+    const bool freebsd = pol.pipe_close_clears_write;
+    SCOPED_TRACE(freebsd);
+    auto [r, w] = OpenPipe(5, 6);
+    ASSERT_EQ(Call({Ch(KFilter::kWrite, 6, kev::kAdd, 0, 0, 0x66), Ch(KFilter::kWrite, 5, kev::kAdd, 0, 0, 0x55)},
+                   Poll(0), pol)
+                  .error,
+              0);
+    EXPECT_EQ(Get(8, pol).size(), 2u);
+    // The reader gone with 3 bytes unread: the room Linux measures is 4093.
+    host_.Set(engine_, w, pb::kOut | pb::kErr, 3, 4093);
+    auto ev = Get(8, pol);
+    ASSERT_EQ(ev.size(), 2u);
+    for (const KeventRecord& e : ev) {
+      if (e.ident != 6u) continue;
+      EXPECT_EQ(e.flags & kev::kEof, kev::kEof);
+      EXPECT_EQ(e.flags & kev::kOneshot, freebsd ? kev::kOneshot : 0);
+      EXPECT_EQ(e.data, freebsd ? 4093 : 0);
+      EXPECT_EQ(e.udata, 0x66u);
+    }
+    // Next scan: FreeBSD's knote is gone; the others' is still there, level.
+    ev = Get(8, pol);
+    ASSERT_EQ(ev.size(), freebsd ? 1u : 2u);
+    for (const KeventRecord& e : ev) {
+      if (e.ident != 6u) continue;
+      EXPECT_EQ(e.flags & (kev::kEof | kev::kOneshot), kev::kEof);
+      EXPECT_EQ(e.data, 0);
+    }
+    EXPECT_EQ(engine_.KnoteCount(kq_), freebsd ? 1u : 2u);
+    // (EV_RECEIPT: the change's record only, no scan.)
+    auto out = Call({Ch(KFilter::kWrite, 6, kev::kDelete | kev::kReceipt)}, Poll(4), pol);
+    ASSERT_EQ(out.events.size(), 1u);
+    EXPECT_EQ(out.events[0].data, freebsd ? ENOENT : 0);
+    out = Call({Ch(KFilter::kWrite, 6, kev::kAdd | kev::kReceipt)}, Poll(4), pol);
+    ASSERT_EQ(out.events.size(), 1u);
+    EXPECT_EQ(out.events[0].data, EPIPE);
+    // The writer gone: the read end's WRITE (the reverse direction).
+    host_.Set(engine_, r, pb::kHup, 0, 65536);
+    ev = Get(8, pol);
+    ASSERT_EQ(ev.size(), 1u);
+    EXPECT_EQ(ev[0].ident, 5u);
+    EXPECT_EQ(ev[0].flags & kev::kEof, kev::kEof);
+    EXPECT_EQ(ev[0].flags & kev::kOneshot, freebsd ? kev::kOneshot : 0);
+    EXPECT_EQ(ev[0].data, freebsd ? 512 : 0);
+    EXPECT_EQ(ev[0].udata, 0x55u);
+    EXPECT_EQ(Get(8, pol).size(), freebsd ? 0u : 1u);
+    EXPECT_EQ(engine_.KnoteCount(kq_), freebsd ? 0u : 1u);
+    if (!freebsd) Call({Ch(KFilter::kWrite, 5, kev::kDelete)}, Poll(0), pol);
+    host_.Close(kP.pid, 5);
+    host_.Close(kP.pid, 6);
+  }
+}
+
+// FreeBSD's knote disabled at the close (EV_DISPATCH after a delivery):
+// pipeclose's wake-up activates it (knote: active, not queued) and
+// knlist_clear makes it EV_ONESHOT; EV_ENABLE then queues it (its
+// f_event says EV_EOF), and the scan posts it once and drops it.
+TEST_F(KqueueTest, FreebsdDisabledWriteKnoteAtThePipesCloseIsPostedOnceAfterEnable) {
+  const KqueuePolicy pol = FreebsdPolicy();
+  auto [r, w] = OpenPipe(5, 6);
+  ASSERT_EQ(Call({Ch(KFilter::kWrite, 6, kev::kAdd | kev::kDispatch)}, Poll(0), pol).error, 0);
+  ASSERT_EQ(Get(8, pol).size(), 1u);  // delivered: disabled now
+  host_.Set(engine_, w, pb::kOut | pb::kErr, 0, 4096);
+  EXPECT_TRUE(Get(8, pol).empty());
+  auto out = Call({Ch(KFilter::kWrite, 6, kev::kEnable)}, Poll(8), pol);
+  ASSERT_EQ(out.events.size(), 1u);
+  EXPECT_EQ(out.events[0].flags & (kev::kEof | kev::kOneshot), kev::kEof | kev::kOneshot);
+  EXPECT_EQ(out.events[0].data, 4096);
+  EXPECT_EQ(engine_.KnoteCount(kq_), 0u);
+  EXPECT_TRUE(Get(8, pol).empty());
+  host_.Close(kP.pid, 5);
+  host_.Close(kP.pid, 6);
+}
+
+// EV_ADD|EV_DISABLE of WRITE on a pipe whose other end is closed: refused
+// by pipe_kqfilter (EPIPE) on the three, before any measurement (FreeBSD
+// sys_pipe.c pipe_kqfilter; OpenBSD and DragonFly measure the disabled
+// knote at EV_ADD, and their probe tells). FreeBSD measures no disabled
+// knote, so it asks the poll bits: one probe, on every EV_ADD|EV_DISABLE of
+// WRITE, none on its other changes. A FIFO's is added.
+TEST_F(KqueueTest, DisabledWriteOnAPipeWhoseOtherEndIsClosedIsRefusedWithEpipe) {
+  for (const KqueuePolicy& pol : {FreebsdPolicy(), OpenbsdPolicy(), DragonflyPolicy()}) {
+    SCOPED_TRACE(pol.measures_disabled);
+    auto [r, w] = OpenPipe(5, 6);
+    auto f = host_.Open(kP.pid, 7);
+    f->pipe = true;
+    f->kind = FdKind::kFifo;
+    f->ready = pb::kOut | pb::kErr;
+    // Both ends open: added, as before.
+    host_.probes = 0;
+    ASSERT_EQ(Call({Ch(KFilter::kWrite, 6, kev::kAdd | kev::kDisable)}, Poll(0), pol).error, 0);
+    if (!pol.measures_disabled) {
+      EXPECT_EQ(host_.probes, 1);
+      host_.probes = 0;
+      ASSERT_EQ(Call({Ch(KFilter::kWrite, 6, kev::kDisable)}, Poll(0), pol).error, 0);
+      ASSERT_EQ(Call({Ch(KFilter::kRead, 5, kev::kAdd | kev::kDisable)}, Poll(0), pol).error, 0);
+      EXPECT_EQ(host_.probes, 0);
+    }
+    Call({Ch(KFilter::kWrite, 6, kev::kDelete), Ch(KFilter::kRead, 5, kev::kDelete)}, Poll(0), pol);
+    // The reader gone; the writer gone.
+    host_.Set(engine_, w, pb::kOut | pb::kErr, 0, 4096);
+    host_.Set(engine_, r, pb::kHup, 0, 65536);
+    for (int fd : {6, 5}) {
+      SCOPED_TRACE(fd);
+      auto out = Call({Ch(KFilter::kWrite, static_cast<uint64_t>(fd), kev::kAdd | kev::kDisable, 0, 0, 0x77)},
+                      Poll(4), pol);
+      ASSERT_EQ(out.events.size(), 1u);
+      EXPECT_EQ(out.events[0].flags & kev::kError, kev::kError);
+      EXPECT_EQ(out.events[0].data, EPIPE);
+      EXPECT_EQ(out.events[0].udata, 0x77u);
+      EXPECT_EQ(engine_.KnoteCount(kq_), 0u);
+    }
+    ASSERT_EQ(Call({Ch(KFilter::kWrite, 7, kev::kAdd | kev::kDisable)}, Poll(0), pol).error, 0);
+    EXPECT_EQ(engine_.KnoteCount(kq_), 1u);
+    Call({Ch(KFilter::kWrite, 7, kev::kDelete)}, Poll(0), pol);
+    host_.Close(kP.pid, 5);
+    host_.Close(kP.pid, 6);
+    host_.Close(kP.pid, 7);
+  }
+}
+
 // DragonFly adds EV_NODATA to a pipe's EV_EOF when no byte is left:
 // filt_piperead once `kn_data` is 0, filt_pipewrite always (sys_pipe.c);
 // FreeBSD and OpenBSD never.
@@ -699,7 +833,7 @@ TEST_F(KqueueTest, DragonflyPipeEofCarriesNodataOnceNoByteIsLeft) {
         EXPECT_EQ(e.data, 3);
         EXPECT_EQ(e.flags & kNodata, 0);
       } else {
-        EXPECT_EQ(e.data, 0);
+        EXPECT_EQ(e.data, pol.pipe_close_clears_write ? 512 : 0);  // FreeBSD: PIPE_BUF, once
         EXPECT_EQ(e.flags & kNodata, nodata);
       }
     }
@@ -727,9 +861,12 @@ TEST_F(KqueueTest, DragonflyPipeEofCarriesNodataOnceNoByteIsLeft) {
       EXPECT_EQ(e.flags & kNodata, nodata) << static_cast<int>(e.filter);
     }
     EXPECT_EQ(seen, 2);
-    Call({Ch(KFilter::kRead, 5, kev::kDelete), Ch(KFilter::kWrite, 6, kev::kDelete),
-          Ch(KFilter::kWrite, 5, kev::kDelete), Ch(KFilter::kRead, 6, kev::kDelete)},
-         Poll(0), pol);
+    // (FreeBSD's WRITE knotes went with their one record: ENOENT.)
+    constexpr uint16_t kDel = kev::kDelete | kev::kReceipt;
+    Call({Ch(KFilter::kRead, 5, kDel), Ch(KFilter::kWrite, 6, kDel), Ch(KFilter::kWrite, 5, kDel),
+          Ch(KFilter::kRead, 6, kDel)},
+         Poll(8), pol);
+    EXPECT_EQ(engine_.KnoteCount(kq_), 0u);
     host_.Close(kP.pid, 5);
     host_.Close(kP.pid, 6);
   }
