@@ -2101,8 +2101,9 @@ static int pipe_write_end_eof(void) {
  * is gone. WRITE on the read end measures the reverse direction's room
  * (FreeBSD filt_pipewrite: PIPE_BUF, the reverse pipe unbacked; OpenBSD
  * filt_pipewrite_common and DragonFly filt_pipewrite: the buffer's size,
- * here the pipe's size), ready and level, and EV_EOF with data 0 once the
- * writer is gone. Until session 34 READ on the write end reported the
+ * here the pipe's size), ready and level, and EV_EOF once the writer is
+ * gone (data 0; FreeBSD: one EV_ONESHOT record with PIPE_BUF, below).
+ * Until session 34 READ on the write end reported the
  * forward bytes (FIONREAD on a write end) and WRITE on the read end never
  * fired before EOF. */
 static int pipe_wrong_end(void) {
