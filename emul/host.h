@@ -22,13 +22,16 @@ enum class FdKind : uint8_t {
   kPipeReadEnd,   // an anonymous pipe's read end: its WRITE is the reverse direction
   kPipeWriteEnd,  // an anonymous pipe's write end: its READ is the reverse direction
   kFifo,     // a FIFO, or a pipe open both ways: measured as the host has it
+  kFifoReadOnly,   // a FIFO opened read-only: WRITE is a filter its open mode lacks
+  kFifoWriteOnly,  // a FIFO opened write-only: READ is a filter its open mode lacks
   kSocket,   // a socket whose SIOCINQ fails (EINVAL) exactly when it listens: AF_UNIX, TCP, UDP
   kSocketOther,  // another socket: asked whether it listens at each measurement
   kOther,    // anything else (tty, eventfd, ...): FIONREAD
 };
 
 constexpr bool IsPipeKind(FdKind k) {
-  return k == FdKind::kPipe || k == FdKind::kPipeReadEnd || k == FdKind::kPipeWriteEnd || k == FdKind::kFifo;
+  return k == FdKind::kPipe || k == FdKind::kPipeReadEnd || k == FdKind::kPipeWriteEnd || k == FdKind::kFifo ||
+         k == FdKind::kFifoReadOnly || k == FdKind::kFifoWriteOnly;
 }
 
 // Which of FdProbe's counts the caller reads; `revents` is always measured.

@@ -649,6 +649,8 @@ bool PipePeerClosed(FdKind kind, uint32_t revents) {
     case FdKind::kRegular:
     case FdKind::kPipe:
     case FdKind::kFifo:
+    case FdKind::kFifoReadOnly:
+    case FdKind::kFifoWriteOnly:
     case FdKind::kSocket:
     case FdKind::kSocketOther:
     case FdKind::kOther:
@@ -662,8 +664,7 @@ bool Kqueues::UnmeasuredWriteOnAClosedPipe(Knote& kn) {
   if (!kn.io.watch) return false;
   Result<FdProbe> pr = host_.ProbeFd(kn.owner, kn.fd, FdProbeNeeds::kReadiness, kn.io_kind);
   if (!pr.ok()) return false;  // closed meanwhile: dropped when met (knote_fdclose)
-  if (IsPipeKind(pr->kind) && pr->kind != FdKind::kFifo &&
-      (pr->revents & (poll_bits::kHup | poll_bits::kErr)) && !PipePeerClosed(pr->kind, pr->revents)) {
+  if (pr->kind == FdKind::kPipe && (pr->revents & (poll_bits::kHup | poll_bits::kErr))) {
     // The bits show a close; which way the pipe is open tells whose (the
     // probe of WRITE asks it when they do: PipeWay).
     pr = host_.ProbeFd(kn.owner, kn.fd, FdProbeNeeds::kWritable, pr->kind);

@@ -202,6 +202,13 @@ struct KqueuePolicy {
   // keep it: EV_EOF, level, data 0 (filt_pipewrite_common's `pipe_peer`
   // NULL; filt_pipewrite's closed peer).
   bool pipe_close_clears_write = false;
+  // READ on a FIFO opened write-only, WRITE on one opened read-only (the
+  // host tells them once it asked the FIFO's open mode: FdKind::
+  // kFifoWriteOnly, kFifoReadOnly). FreeBSD's pipe_kqfilter gives them
+  // pipe_nfiltops, whose filt_pipenotsup never fires, not even EV_EOF; the
+  // others measure the FIFO as it is (docs/kqueue.md "Not yet": OpenBSD's
+  // fifo_kqfilter refuses them, EINVAL; DragonFly's measures the FIFO).
+  bool fifo_filters_follow_open_mode = false;
 };
 
 // How long kevent may wait. The abi reads the timespec (EFAULT is its job).

@@ -144,6 +144,12 @@ struct Kqueues::Filters {
       kn.data = inner == nullptr ? 0 : static_cast<int64_t>(inner->queue.size());
       return kn.data > 0;
     }
+    // A FIFO opened write-only: FreeBSD's READ never fires
+    // (KqueuePolicy::fifo_filters_follow_open_mode).
+    if (p.kind == FdKind::kFifoWriteOnly && kq.policy.fifo_filters_follow_open_mode) {
+      kn.data = 0;
+      return false;
+    }
     // A pipe's write end: the BSDs' pipes run both ways, and its READ
     // reads the reverse direction (filt_piperead on the end's own struct
     // pipe: FreeBSD sys_pipe.c, OpenBSD filt_piperead_common, DragonFly
@@ -174,6 +180,11 @@ struct Kqueues::Filters {
     if (!probe) return false;
     const FdProbe& p = *probe;
     if (p.kind == FdKind::kPipeReadEnd) return ReverseWriteEvent(kq, kn, p);
+    // A FIFO opened read-only: FreeBSD's WRITE never fires.
+    if (p.kind == FdKind::kFifoReadOnly && kq.policy.fifo_filters_follow_open_mode) {
+      kn.data = 0;
+      return false;
+    }
     kn.data = p.writable;
     if (p.revents & (poll_bits::kHup | poll_bits::kErr)) kn.eof = kev::kEof;
     if (kn.eof) kn.fflags = static_cast<uint32_t>(p.eof_error);

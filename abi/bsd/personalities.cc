@@ -99,7 +99,10 @@ constexpr KqueuePersonality kFreebsdKqueue{
                      .reverse_pipe_room = 512,
                      // sys_pipe.c pipeclose: knlist_clear of the closing
                      // end's list, where the other end's WRITE hangs
-                     .pipe_close_clears_write = true},
+                     .pipe_close_clears_write = true,
+                     // sys_pipe.c pipe_kqfilter: pipe_nfiltops for READ
+                     // without FREAD, WRITE without FWRITE (FIFOs too)
+                     .fifo_filters_follow_open_mode = true},
     .kq_cloexec = freebsd::KQUEUE_CLOEXEC,
     .kq_cponfork = freebsd::KQUEUE_CPONFORK,
     // sys_kqueuex: anything else is EINVAL

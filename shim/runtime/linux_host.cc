@@ -437,17 +437,19 @@ emul::FdKind KindOf(int fd, const struct stat& st) {
 // Which way a pipe is open, asked once per open file (its access mode never
 // changes): an anonymous pipe's (pipefs) read or write end, whose other
 // filter is the BSDs' reverse direction (docs/kqueue.md "READ/WRITE data");
-// a FIFO, or a pipe open both ways, is measured as it is.
+// a FIFO opened one way, whose other filter FreeBSD never fires; a FIFO
+// open both ways, or a pipe opened so through /proc, is measured as it is.
 emul::FdKind PipeWay(int fd) {
   constexpr long kPipefsMagic = 0x50495045;  // linux/magic.h PIPEFS_MAGIC
   struct statfs sfs {};
   const int flags = fcntl(fd, F_GETFL);
-  if (flags < 0 || fstatfs(fd, &sfs) != 0 || static_cast<long>(sfs.f_type) != kPipefsMagic) return emul::FdKind::kFifo;
+  if (flags < 0 || fstatfs(fd, &sfs) != 0) return emul::FdKind::kFifo;
+  const bool anonymous = static_cast<long>(sfs.f_type) == kPipefsMagic;
   switch (flags & O_ACCMODE) {
     case O_RDONLY:
-      return emul::FdKind::kPipeReadEnd;
+      return anonymous ? emul::FdKind::kPipeReadEnd : emul::FdKind::kFifoReadOnly;
     case O_WRONLY:
-      return emul::FdKind::kPipeWriteEnd;
+      return anonymous ? emul::FdKind::kPipeWriteEnd : emul::FdKind::kFifoWriteOnly;
     default:
       return emul::FdKind::kFifo;
   }
@@ -522,15 +524,19 @@ Result<emul::FdProbe> LinuxHost::ProbeFd(emul::Pid pid, int fd, emul::FdProbeNee
     case FdKind::kPipe:
     case FdKind::kPipeReadEnd:
     case FdKind::kPipeWriteEnd:
-    case FdKind::kFifo: {
+    case FdKind::kFifo:
+    case FdKind::kFifoReadOnly:
+    case FdKind::kFifoWriteOnly: {
       p.pipe = true;
       // Which way it is open is asked only when the answer could differ
       // (PipeWay): a write end never polls POLLIN, a read end never
-      // POLLOUT. So READ on bytes without POLLIN, or WRITE without POLLOUT
-      // or with POLLERR (a write end whose readers are gone: an anonymous
-      // pipe's refuses a new WRITE knote, EPIPE, a FIFO's does not), asks
-      // once; READ on a read end never does.
-      if (p.kind == FdKind::kPipe && writable && (!(p.revents & POLLOUT) || (p.revents & POLLERR))) {
+      // POLLOUT. So READ on bytes without POLLIN or with POLLERR (a write
+      // end whose readers are gone: EV_EOF, but never on FreeBSD's FIFO
+      // opened write-only), or WRITE without POLLOUT or with POLLERR (an
+      // anonymous pipe's refuses a new WRITE knote, EPIPE, a FIFO's does
+      // not), asks once; READ on a read end never does.
+      if (p.kind == FdKind::kPipe && (writable || readable) &&
+          ((writable && !(p.revents & POLLOUT)) || (p.revents & POLLERR))) {
         p.kind = PipeWay(dup);
       }
       if (((readable && p.kind != FdKind::kPipeWriteEnd) || (writable && p.kind != FdKind::kPipeReadEnd)) &&

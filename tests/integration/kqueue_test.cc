@@ -67,6 +67,8 @@ INSTANTIATE_TEST_SUITE_P(
                                          "pipe_wrong_end",
                                          // a pipe's EOF: EPIPE at WRITE's add, DF's EV_NODATA (s34)
                                          "pipe_eof_details",
+                                         // a FIFO opened one way: FreeBSD's pipe_nfiltops (s35)
+                                         "fifo_one_way",
                                          // a change or activity the filter refuses (s29)
                                          "refused_not_queued",
                                          // a change's no leaves a queued knote to the scan (s30)

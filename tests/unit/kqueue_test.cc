@@ -321,6 +321,7 @@ KqueuePolicy FreebsdPolicy() {
   p.measures_disabled = false;
   p.reverse_pipe_room = 512;  // PIPE_BUF: filt_pipewrite on the unbacked reverse pipe
   p.pipe_close_clears_write = true;  // pipeclose's knlist_clear
+  p.fifo_filters_follow_open_mode = true;  // pipe_kqfilter's pipe_nfiltops
   return p;
 }
 KqueuePolicy OpenbsdPolicy() {
@@ -803,6 +804,77 @@ TEST_F(KqueueTest, DisabledWriteOnAPipeWhoseOtherEndIsClosedIsRefusedWithEpipe) 
     host_.Close(kP.pid, 5);
     host_.Close(kP.pid, 6);
     host_.Close(kP.pid, 7);
+  }
+}
+
+// A FIFO opened one way (the host found its open mode: kFifoReadOnly,
+// kFifoWriteOnly). FreeBSD's pipe_kqfilter gives the filter its open mode
+// lacks pipe_nfiltops (READ without FREAD, WRITE without FWRITE), whose
+// filt_pipenotsup never fires: no bytes, no room, no EV_EOF. OpenBSD and
+// DragonFly measure the FIFO as before (docs/kqueue.md "Not yet"). The
+// filters the open mode has, and a FIFO open both ways, are unchanged.
+TEST_F(KqueueTest, FreebsdNeverFiresAFifosFilterItsOpenModeLacks) {
+  for (const KqueuePolicy& pol : {FreebsdPolicy(), OpenbsdPolicy(), DragonflyPolicy()}) {
+    const bool freebsd = pol.fifo_filters_follow_open_mode;
+    SCOPED_TRACE(freebsd);
+    auto rd = host_.Open(kP.pid, 5);  // opened O_RDONLY
+    auto wr = host_.Open(kP.pid, 6);  // opened O_WRONLY
+    auto both = host_.Open(kP.pid, 7);  // opened O_RDWR
+    rd->pipe = wr->pipe = both->pipe = true;
+    rd->kind = FdKind::kFifoReadOnly;
+    wr->kind = FdKind::kFifoWriteOnly;
+    both->kind = FdKind::kFifo;
+    host_.level_looks = true;
+    // 3 bytes queued: the reader polls POLLIN, the writer POLLOUT.
+    rd->ready = pb::kIn;
+    rd->readable = 3;
+    wr->ready = pb::kOut;
+    wr->readable = 3;
+    wr->writable = both->writable = 4093;
+    both->ready = pb::kIn | pb::kOut;
+    both->readable = 3;
+    ASSERT_EQ(Call({Ch(KFilter::kWrite, 5, kev::kAdd, 0, 0, 0x51), Ch(KFilter::kRead, 6, kev::kAdd, 0, 0, 0x61),
+                    Ch(KFilter::kRead, 5, kev::kAdd), Ch(KFilter::kWrite, 6, kev::kAdd),
+                    Ch(KFilter::kRead, 7, kev::kAdd), Ch(KFilter::kWrite, 7, kev::kAdd)},
+                   Poll(0), pol)
+                  .error,
+              0);
+    auto ev = Get(8, pol);
+    std::set<std::pair<uint64_t, KFilter>> seen;
+    for (const KeventRecord& e : ev) seen.insert({e.ident, e.filter});
+    // The filters the open modes have: reported everywhere.
+    EXPECT_TRUE(seen.count({5, KFilter::kRead}));
+    EXPECT_TRUE(seen.count({6, KFilter::kWrite}));
+    EXPECT_TRUE(seen.count({7, KFilter::kRead}));
+    EXPECT_TRUE(seen.count({7, KFilter::kWrite}));
+    // READ on the write-only FIFO counts the queued bytes elsewhere (as
+    // before); FreeBSD never fires it.
+    EXPECT_EQ(seen.count({6, KFilter::kRead}), freebsd ? 0u : 1u);
+    EXPECT_EQ(seen.count({5, KFilter::kWrite}), 0u);  // no POLLOUT: not before EOF here
+    // The writers gone (the reader polls POLLHUP), the readers gone (the
+    // writer polls POLLERR): still nothing on FreeBSD, EV_EOF elsewhere.
+    host_.Set(engine_, rd, pb::kIn | pb::kHup, 3);
+    host_.Set(engine_, wr, pb::kOut | pb::kErr, 3, 4093);
+    ev = Get(8, pol);
+    seen.clear();
+    for (const KeventRecord& e : ev) {
+      seen.insert({e.ident, e.filter});
+      if ((e.ident == 5u && e.filter == KFilter::kWrite) || (e.ident == 6u && e.filter == KFilter::kRead)) {
+        EXPECT_EQ(e.flags & kev::kEof, kev::kEof);
+      }
+    }
+    EXPECT_EQ(seen.count({5, KFilter::kWrite}), freebsd ? 0u : 1u);
+    EXPECT_EQ(seen.count({6, KFilter::kRead}), freebsd ? 0u : 1u);
+    EXPECT_TRUE(seen.count({5, KFilter::kRead}));
+    EXPECT_TRUE(seen.count({6, KFilter::kWrite}));
+    EXPECT_EQ(engine_.KnoteCount(kq_), 6u);  // added, not refused
+    host_.Close(kP.pid, 5);
+    host_.Close(kP.pid, 6);
+    host_.Close(kP.pid, 7);
+    engine_.FdClosing(kP.pid, 5);
+    engine_.FdClosing(kP.pid, 6);
+    engine_.FdClosing(kP.pid, 7);
+    EXPECT_EQ(engine_.KnoteCount(kq_), 0u);
   }
 }
 
