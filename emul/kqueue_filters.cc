@@ -210,8 +210,7 @@ struct Kqueues::Filters {
   // filt_pipewrite then reports PIPE_BUF (KqueuePolicy::reverse_pipe_room).
   // Ready (the room is at least PIPE_BUF; none of the three reads
   // NOTE_LOWAT for pipes). The write end gone (Linux: POLLHUP on the read
-  // end): EV_EOF, data 0 (OpenBSD: pipe_peer NULL; DragonFly: wpb
-  // PIPE_CLOSED; FreeBSD: pipe_present).
+  // end): EV_EOF, its data and FreeBSD's EV_ONESHOT as WriteAtPipeClose says.
   static bool ReverseWriteEvent(const Kq& kq, Knote& kn, const FdProbe& p) {
     const int64_t room = kq.policy.reverse_pipe_room > 0 ? kq.policy.reverse_pipe_room : p.writable;
     if (p.revents & (poll_bits::kHup | poll_bits::kErr)) {
