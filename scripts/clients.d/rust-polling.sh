@@ -7,7 +7,7 @@
 # (below), and Debian's unpatched crate on epoll as the native baseline.
 # Built offline with Debian's cargo and rustc from Debian's crate registry
 # (/usr/share/cargo/registry). Runs each integration test binary
-# (tests/*.rs) and the doc tests under `evshim run` (fast and --supervised)
+# (the crate's tests directory) and the doc tests under `evshim run` (fast and --supervised)
 # and natively; each test is a case.
 #   variants: ports kqueue (+ native)
 # docs/clients.md "## Rust polling" says what runs, the patch, and how the
@@ -29,8 +29,8 @@ crate=$registry/polling-$polling_version
 cargo=/usr/bin/cargo
 export RUSTC=/usr/bin/rustc RUSTDOC=/usr/bin/rustdoc
 
-# librust-easy-parallel-dev: the tests' dev-dependency (tests/notify.rs,
-# tests/concurrent_modification.rs).
+# librust-easy-parallel-dev: the tests' dev-dependency (the notify and
+# concurrent_modification tests).
 clients_need_packages cargo rustc librust-polling-dev librust-easy-parallel-dev gcc binutils \
   pkg-config python3 || exit 1
 [ -f "$crate/Cargo.toml" ] || { clients_log "rust-polling: no $crate (librust-polling-dev $polling_version)"; exit 1; }
@@ -243,7 +243,7 @@ rust_flags() {
 # call from the right place: an evshim binary needs the variant's evshim
 # library (DT_NEEDED) and references its call (port_getn or kevent) and
 # no other backend's (epoll_wait, port_getn, kevent); the native one
-# references epoll_wait only.
+# references epoll_wait only. The crate's rlib likewise.
 check_backends() {
   local v=$1 name bin syms m problems=() want lib
   want=$(module_of "$v")
@@ -261,6 +261,20 @@ check_backends() {
       readelf -d "$bin" | grep -q "NEEDED.*\[lib$lib\.so" || problems+=("$name: does not need lib$lib.so")
     fi
   done <"$work/$v/tests.list"
+  # The crate's library (what the doc tests link, their programs being
+  # rustdoc's temporary files): the same calls.
+  local rlibs=("$work/$v"/target/debug/deps/libpolling-*.rlib)
+  if ((${#rlibs[@]} != 1)) || ! syms=$(nm --undefined-only "${rlibs[0]}" 2>/dev/null); then
+    problems+=("not one libpolling rlib: ${rlibs[*]}")
+  else
+    for m in port kqueue epoll; do
+      if [ "$m" = "$want" ]; then
+        grep -qE " U $(call_of "$m")$" <<<"$syms" || problems+=("rlib: no call to $(call_of "$m")")
+      else
+        grep -qE " U $(call_of "$m")$" <<<"$syms" && problems+=("rlib: calls $(call_of "$m")")
+      fi
+    done
+  fi
   ((${#problems[@]} == 0)) && return 0
   echo "${problems[*]}"
   return 1
