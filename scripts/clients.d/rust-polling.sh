@@ -368,6 +368,7 @@ for v in "${variants[@]}"; do
     clients_join_modes "$results" "$v"
   } >"$tsv"
   awk -F'\t' '$2 == "fail" {print "  " $1}' "$tsv" >&2
+  cp "$work/$v/polling.patch" "$logs/polling-$v.patch" 2>/dev/null
   clients_report "rust-polling-$v" "$tsv" || status=1
 done
 exit $status
