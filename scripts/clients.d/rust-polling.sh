@@ -203,7 +203,7 @@ build_variant() {
     local def=EMUL_PORT
     [ "$v" = kqueue ] && def=EMUL_KQUEUE
     # shellcheck disable=SC2046
-    gcc -std=c11 -Wall -Werror -D$def $(clients_cflags "$pkg") -o "$dir/emul_gen" "$work/emul_gen.c" \
+    gcc -std=c11 -Wall -Werror -D"$def" $(clients_cflags "$pkg") -o "$dir/emul_gen" "$work/emul_gen.c" \
         $(clients_libs "$pkg") && "$dir/emul_gen" >"$dir/src/src/emul.rs" ||
       { echo "rust-polling $v: emul.rs could not be generated"; return 1; }
     patch_source "$v" "$dir/src" || return 1
