@@ -6,9 +6,9 @@
 # on Linux with a small patch that the script makes from Debian's source
 # (below), and Debian's unpatched crate on epoll as the native baseline.
 # Built offline with Debian's cargo and rustc from Debian's crate registry
-# (/usr/share/cargo/registry). Runs each integration test binary
-# (the crate's tests directory) and the doc tests under `evshim run` (fast and --supervised)
-# and natively; each test is a case.
+# (/usr/share/cargo/registry). Runs each integration test binary (the
+# crate's tests directory) and the doc tests under `evshim run` (fast and
+# --supervised) and natively; each test is a case.
 #   variants: ports kqueue (+ native)
 # docs/clients.md "## Rust polling" says what runs, the patch, and how the
 # backend is proved.
