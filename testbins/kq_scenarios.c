@@ -1759,14 +1759,24 @@ static int udp(void) {
   return 0;
 }
 
+/* A FIFO made in a new directory (`dir`, a mkdtemp template) at `path`,
+ * opened non-blocking for reading (*r), then for writing (*w). The caller
+ * unlinks `path` and removes `dir`. */
+static int open_fifo(char *dir, char *path, size_t path_size, int *r, int *w) {
+  CHECK(mkdtemp(dir) != NULL);
+  snprintf(path, path_size, "%s/fifo", dir);
+  CHECK(mkfifo(path, 0600) == 0);
+  *r = open(path, O_RDONLY | O_NONBLOCK);
+  *w = open(path, O_WRONLY | O_NONBLOCK);
+  CHECK(*r >= 0 && *w >= 0);
+  return 0;
+}
+
 static int fifo(void) {
   char path[] = "/tmp/evshim-kqf-XXXXXX";
-  CHECK(mkdtemp(path) != NULL);
   char f[64];
-  snprintf(f, sizeof f, "%s/fifo", path);
-  CHECK(mkfifo(f, 0600) == 0);
-  int r = open(f, O_RDONLY | O_NONBLOCK), w = open(f, O_WRONLY | O_NONBLOCK);
-  CHECK(r >= 0 && w >= 0);
+  int r, w;
+  CHECK(open_fifo(path, f, sizeof f, &r, &w) == 0);
   int kq = kqueue();
   struct kevent ev;
   CHECK(add(kq, (uintptr_t)w, EVFILT_WRITE, EV_ADD | EV_ONESHOT, 0, 0, NULL) == 0);
@@ -1811,12 +1821,9 @@ static int fifo(void) {
 static int fifo_one_way(void) {
 #if defined(FREEBSD)
   char path[] = "/tmp/evshim-kqf-XXXXXX";
-  CHECK(mkdtemp(path) != NULL);
   char f[64];
-  snprintf(f, sizeof f, "%s/fifo", path);
-  CHECK(mkfifo(f, 0600) == 0);
-  int r = open(f, O_RDONLY | O_NONBLOCK), w = open(f, O_WRONLY | O_NONBLOCK);
-  CHECK(r >= 0 && w >= 0);
+  int r, w;
+  CHECK(open_fifo(path, f, sizeof f, &r, &w) == 0);
   int kq = kqueue();
   CHECK(kq >= 0);
   struct kevent ev[4];

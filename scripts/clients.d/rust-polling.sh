@@ -244,19 +244,27 @@ rust_flags() {
 # library (DT_NEEDED) and references its call (port_getn or kevent) and
 # no other backend's (epoll_wait, port_getn, kevent); the native one
 # references epoll_wait only. The crate's rlib likewise.
+# Adds to check_backends' `problems` what `syms` (nm's undefined symbols,
+# each name followed by the regex `suffix`) lacks of the wanted backend's
+# call or has of another's.
+note_calls() {
+  local label=$1 syms=$2 suffix=$3 m
+  for m in port kqueue epoll; do
+    if [ "$m" = "$want" ]; then
+      grep -qE " U $(call_of "$m")$suffix\$" <<<"$syms" || problems+=("$label: no call to $(call_of "$m")")
+    else
+      grep -qE " U $(call_of "$m")$suffix\$" <<<"$syms" && problems+=("$label: calls $(call_of "$m")")
+    fi
+  done
+}
+
 check_backends() {
-  local v=$1 name bin syms m problems=() want lib
+  local v=$1 name bin syms problems=() want lib
   want=$(module_of "$v")
   lib=$(pkg_of "$v")
   while IFS=$'\t' read -r name bin; do
     syms=$(nm -D --undefined-only "$bin" 2>/dev/null) || { problems+=("$name: nm failed"); continue; }
-    for m in port kqueue epoll; do
-      if [ "$m" = "$want" ]; then
-        grep -qE " U $(call_of "$m")(@.*)?$" <<<"$syms" || problems+=("$name: no call to $(call_of "$m")")
-      else
-        grep -qE " U $(call_of "$m")(@.*)?$" <<<"$syms" && problems+=("$name: calls $(call_of "$m")")
-      fi
-    done
+    note_calls "$name" "$syms" '(@.*)?'
     if [ -n "$lib" ]; then
       readelf -d "$bin" | grep -q "NEEDED.*\[lib$lib\.so" || problems+=("$name: does not need lib$lib.so")
     fi
@@ -267,13 +275,7 @@ check_backends() {
   if ((${#rlibs[@]} != 1)) || ! syms=$(nm --undefined-only "${rlibs[0]}" 2>/dev/null); then
     problems+=("not one libpolling rlib: ${rlibs[*]}")
   else
-    for m in port kqueue epoll; do
-      if [ "$m" = "$want" ]; then
-        grep -qE " U $(call_of "$m")$" <<<"$syms" || problems+=("rlib: no call to $(call_of "$m")")
-      else
-        grep -qE " U $(call_of "$m")$" <<<"$syms" && problems+=("rlib: calls $(call_of "$m")")
-      fi
-    done
+    note_calls rlib "$syms" ''
   fi
   ((${#problems[@]} == 0)) && return 0
   echo "${problems[*]}"
