@@ -457,6 +457,11 @@ class Kqueues final : public Engine {
       OptionalId<WatchId> watch;
       // READ on a kqueue's descriptor: that kqueue (filt_kqueue reports its count).
       OptionalId<ObjectId> watched_kq;
+      // READ on a regular file: the host's vnode watch (Host::WatchVnode)
+      // whose reports measure it again, as the file systems' VN_KNOTE at a
+      // write runs filt_vfsread/filt_ufsread (docs/kqueue.md "A regular file
+      // that grows"). Made at the knote's first measurement, gone with it.
+      OptionalId<WatchId> file;
     };
     struct Timer {
       Nanos period = 0;
@@ -857,6 +862,8 @@ class Kqueues final : public Engine {
   // The event a knote reports now.
   static KeventRecord Report(const Knote& kn);
   void Activate(Kq& kq, Knote& kn);
+  // READ on a regular file: its vnode watch (Knote::Io::file) reported.
+  void OnRegularFileChange(Kq& kq, Knote& kn);
   void Enqueue(Kq& kq, Knote& kn, bool at_head = false);
   void Dequeue(Kq& kq, Knote& kn);
   void Drop(Kq& kq, Knote& kn);

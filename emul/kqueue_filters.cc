@@ -54,6 +54,7 @@ struct Kqueues::Filters {
   }
 
   static void FdDetach(Kqueues& self, Knote& kn) {
+    if (kn.io.file) DropRegularFileWatch(self, kn);
     if (kn.io.watch) {
       // A level READ knote's watch, its file still the knote's: the host
       // may keep it for the number's next knote (docs/kqueue.md "What a
@@ -89,7 +90,31 @@ struct Kqueues::Filters {
     if (!w.ok()) return false;  // closed meanwhile
     copy.io.watch = *w;
     self.AdoptWatchUid(copy, *w);
+    // A copy of a READ knote on a regular file is woken as its original is
+    // (it may never be measured before the file's next change).
+    if (src.io.file) (void)WatchRegularFile(self, copy);
     return true;
+  }
+
+  // READ on a regular file has no readiness to watch (epoll refuses the
+  // file): its wake-up is the file's change, as the BSDs' file systems run
+  // the read filter from the vnode's knote list at each write or size
+  // change (VN_KNOTE/VFS_KNOTE): FreeBSD filt_vfsread (sys/kern/vfs_subr.c),
+  // OpenBSD and DragonFly filt_ufsread (sys/ufs/ufs/ufs_vnops.c,
+  // sys/vfs/ufs/ufs_vnops.c). One host vnode watch per knote, made at its
+  // first measurement and dropped with it (FdDetach).
+  static bool WatchRegularFile(Kqueues& self, Knote& kn) {
+    Result<WatchId> w = self.host_.WatchVnode(kn.owner, kn.fd, false);
+    if (!w.ok()) return false;  // no wake-up (the host's limit): the scan still measures it
+    kn.io.file = *w;
+    self.by_vnode_[*w] = kn.uid;
+    return true;
+  }
+
+  static void DropRegularFileWatch(Kqueues& self, Knote& kn) {
+    self.host_.DropVnode(*kn.io.file);
+    self.by_vnode_.erase(*kn.io.file);
+    kn.io.file.reset();
   }
 
   // The descriptor's state now, or nullopt after dropping a knote whose
@@ -155,6 +180,11 @@ struct Kqueues::Filters {
     // pipe: FreeBSD sys_pipe.c, OpenBSD filt_piperead_common, DragonFly
     // its rpb), which a Linux program can never write: no byte, ever; only
     // EV_EOF once every reader is gone (below). Not the forward bytes.
+    // A regular file's first measurement: its change watch, then a second
+    // look, for bytes written between the probe and the watch (once per knote).
+    if (p.regular && !kn.io.file && kn.io.watch && WatchRegularFile(self, kn) && p.readable == 0) {
+      return ReadEvent(self, kq, kn, dropped);
+    }
     kn.data = p.kind == FdKind::kPipeWriteEnd ? 0 : p.readable;
     if (p.revents & (poll_bits::kRdHup | poll_bits::kHup)) kn.eof = kev::kEof;
     // A pipe's write end whose readers are all gone (Linux: POLLERR): the
@@ -743,6 +773,10 @@ void Kqueues::OnVnodeEvent(WatchId watch, uint32_t notes) {
   Knote& kn = *knotes_.at(it->second);
   Kq* kq = Find(kn.kq);
   if (kq == nullptr) return;
+  if (kn.kev.filter == KFilter::kRead) {
+    OnRegularFileChange(*kq, kn);
+    return;
+  }
   // filt_vnode: `notes` is one hint, as a BSD file system posts it
   // (NOTE_WRITE|NOTE_EXTEND for a growing write; OpenBSD's NOTE_ATTRIB|
   // NOTE_TRUNCATE for a shrinking setattr; NOTE_WRITE|NOTE_LINK on a
@@ -759,6 +793,21 @@ void Kqueues::OnVnodeEvent(WatchId watch, uint32_t notes) {
   if (kn.fflags == 0 && kn.eof == 0) return;
   Activate(*kq, kn);
   Pump(*kq);
+  ReapClosed();
+}
+
+// READ on a regular file: its file changed (written, extended, truncated,
+// its attributes). The file system's VN_KNOTE runs the read filter then
+// (filt_vfsread, filt_ufsread: data = size - offset, yes if not 0) and a
+// yes activates the knote (DF kern_event.c:1796-1797); a no changes
+// nothing. A queued level knote is left to the scan, which measures it; an
+// EV_ONESHOT is measured now, as it is posted as last measured (as
+// RouteWatchReady does).
+void Kqueues::OnRegularFileChange(Kq& kq, Knote& kn) {
+  if (kn.queued && !(kn.kev.flags & kev::kOneshot)) return;
+  bool dropped = false;
+  if (Evaluate(kq, kn, &dropped) && !dropped) Activate(kq, kn);
+  Pump(kq);
   ReapClosed();
 }
 

@@ -3098,6 +3098,109 @@ static int vnode_hint(void) {
   return 0;
 }
 
+/* Inotify watches ("inotify wd:" lines of fdinfo) held by process `pid`. */
+static int inotify_watches_of(int pid) {
+  char dir[64];
+  snprintf(dir, sizeof dir, "/proc/%d/fdinfo", pid);
+  DIR *d = opendir(dir);
+  CHECK(d != NULL);
+  int n = 0;
+  struct dirent *e;
+  while ((e = readdir(d)) != NULL) {
+    if (e->d_name[0] == '.') continue;
+    char path[sizeof dir + sizeof e->d_name + 1], line[512];
+    snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+    FILE *fp = fopen(path, "r");
+    if (fp == NULL) continue; /* the directory's own descriptor, closed meanwhile */
+    while (fgets(line, sizeof line, fp) != NULL) n += strncmp(line, "inotify wd:", 11) == 0;
+    fclose(fp);
+  }
+  closedir(d);
+  return n;
+}
+
+/* The host's inotify watches: the program's own (fast mode serves kevent in
+ * the process) and its supervisor's (`evshim run` is the parent). */
+static int host_inotify_watches(void) { return inotify_watches_of(getpid()) + inotify_watches_of(getppid()); }
+
+/* The `tail -f` pattern: READ on a regular file at EOF fires when the file
+ * grows. filt_vfsread (FreeBSD freebsd/freebsd-src sys/kern/vfs_subr.c) and
+ * filt_ufsread (OpenBSD openbsd/src sys/ufs/ufs/ufs_vnops.c, DragonFly
+ * DragonFlyBSD/DragonFlyBSD sys/vfs/ufs/ufs_vnops.c) report data = size -
+ * offset and say yes when it is not 0; the file system runs them at each
+ * write (VN_KNOTE), which activates the knote (DF kern_event.c:1796-1797).
+ * Another process appends while the program waits in kevent; after reading
+ * to EOF the next append fires again; EV_CLEAR and EV_ONESHOT knotes fire at
+ * an append too. The host's watch for the knote goes with it (EV_DELETE,
+ * close). docs/kqueue.md "A regular file that grows". */
+static int file_grows(void) {
+  char path[] = "/tmp/evshim-kq-XXXXXX";
+  int f = mkstemp(path);
+  CHECK(f >= 0 && write(f, "abc", 3) == 3); /* f's offset at EOF */
+  int w = open(path, O_WRONLY | O_APPEND);
+  CHECK(w >= 0);
+  CHECK(unlink(path) == 0);
+  int kq = kqueue();
+  CHECK(kq >= 0);
+  const int watches = host_inotify_watches();
+  struct kevent ev;
+  char buf[64];
+  const struct timespec five = {5, 0};
+  CHECK(add(kq, (uintptr_t)f, EVFILT_READ, EV_ADD, 0, 0, (void *)0x61) == 0);
+  CHECK(get(kq, &ev, 1, &kZero) == 0); /* at EOF: nothing to read */
+  CHECK(host_inotify_watches() == watches + 1);
+  for (int round = 0; round < 2; round++) {
+    /* A child appends while the program waits in kevent. */
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+      sleep_ms(200);
+      _exit(write(w, "hello", 5) == 5 ? 0 : 1);
+    }
+    CHECK(get(kq, &ev, 1, &five) == 1);
+    CHECK(ev.ident == (uintptr_t)f && ev.filter == EVFILT_READ && ev.data == 5);
+    CHECK(ev.udata == (void *)0x61 && !(ev.flags & EV_EOF));
+    int status;
+    CHECK(waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    CHECK(get(kq, &ev, 1, &kZero) == 1 && ev.data == 5); /* level: still there */
+    CHECK(read(f, buf, sizeof buf) == 5);                /* read to EOF again */
+    CHECK(get(kq, &ev, 1, &kZero) == 0);
+  }
+  /* The program's own second descriptor appends, nobody waiting. */
+  CHECK(write(w, "xy", 2) == 2);
+  CHECK(get(kq, &ev, 1, &five) == 1 && ev.data == 2);
+  CHECK(read(f, buf, sizeof buf) == 2);
+  CHECK(add(kq, (uintptr_t)f, EVFILT_READ, EV_DELETE, 0, 0, NULL) == 0);
+  CHECK(host_inotify_watches() == watches);
+  /* EV_CLEAR: each append fires once. */
+  CHECK(add(kq, (uintptr_t)f, EVFILT_READ, EV_ADD | EV_CLEAR, 0, 0, NULL) == 0);
+  CHECK(get(kq, &ev, 1, &kZero) == 0);
+  CHECK(write(w, "1234", 4) == 4);
+  CHECK(get(kq, &ev, 1, &five) == 1 && ev.data == 4);
+  CHECK(get(kq, &ev, 1, &kZero) == 0);
+  CHECK(write(w, "56", 2) == 2); /* 6 unread now */
+  CHECK(get(kq, &ev, 1, &five) == 1 && ev.data == 6);
+  CHECK(read(f, buf, sizeof buf) == 6);
+  CHECK(add(kq, (uintptr_t)f, EVFILT_READ, EV_DELETE, 0, 0, NULL) == 0);
+  /* EV_ONESHOT: fires at the append, then is gone with its watch. */
+  CHECK(add(kq, (uintptr_t)f, EVFILT_READ, EV_ADD | EV_ONESHOT, 0, 0, NULL) == 0);
+  CHECK(get(kq, &ev, 1, &kZero) == 0);
+  CHECK(write(w, "z", 1) == 1);
+  CHECK(get(kq, &ev, 1, &five) == 1 && ev.data == 1);
+  CHECK(get(kq, &ev, 1, &kZero) == 0);
+  CHECK(host_inotify_watches() == watches);
+  CHECK(read(f, buf, sizeof buf) == 1);
+  /* The descriptor's close takes the knote and its watch (knote_fdclose). */
+  CHECK(add(kq, (uintptr_t)f, EVFILT_READ, EV_ADD, 0, 0, NULL) == 0);
+  CHECK(get(kq, &ev, 1, &kZero) == 0);
+  CHECK(host_inotify_watches() == watches + 1);
+  CHECK(close(f) == 0);
+  CHECK(host_inotify_watches() == watches);
+  close(w);
+  close(kq);
+  return 0;
+}
+
 /* One descriptor through an AF_UNIX socket (SCM_RIGHTS): the received one
  * takes the lowest free number. */
 static int pass_fd(int sock_out, int sock_in, int fd) {
@@ -3982,6 +4085,7 @@ int main(int argc, char **argv) {
   if (!strcmp(s, "clear_pending")) return clear_pending();
   if (!strcmp(s, "oneshot_stale")) return oneshot_stale();
   if (!strcmp(s, "vnode_hint")) return vnode_hint();
+  if (!strcmp(s, "file_grows")) return file_grows();
   if (!strcmp(s, "close_same_file_back")) return close_same_file_back();
   if (!strcmp(s, "libc_close_same_file_back")) return libc_close_same_file_back();
   if (!strcmp(s, "vfork_child_close")) return vfork_child_close();

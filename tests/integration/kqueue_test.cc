@@ -81,7 +81,10 @@ INSTANTIATE_TEST_SUITE_P(
                                          // OpenBSD/DragonFly), EV_CLEAR on pending data,
                                          // stale EV_ONESHOT, whole VNODE hints
                                          "timer_zero", "clear_pending", "oneshot_stale",
-                                         "vnode_hint")),
+                                         "vnode_hint",
+                                         // READ on a regular file at EOF: fires when it
+                                         // grows (the `tail -f` pattern, s35)
+                                         "file_grows")),
     [](const auto& p) {
       return std::string(std::get<0>(p.param)) + "_" + std::get<1>(p.param);
     });

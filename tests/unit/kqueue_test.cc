@@ -25,6 +25,7 @@ class KqFakeHost : public Host {
     int64_t readable = 0;
     int64_t writable = 0;
     bool pipe = false;
+    bool regular = false;  // a regular file (readable: bytes to EOF; no readiness)
     FdKind kind = FdKind::kUnknown;  // what the host's probe found (a pipe's end)
   };
   using FileRef = std::shared_ptr<File>;
@@ -193,6 +194,7 @@ class KqFakeHost : public Host {
     p.readable = it->second->readable;
     p.writable = it->second->writable;
     p.pipe = it->second->pipe;
+    p.regular = it->second->regular;
     p.kind = it->second->kind;
     p.eof_error = eof_error;
     return p;
@@ -3197,6 +3199,126 @@ TEST(KqueueLimits, CapsOnKqueuesAndKnotesAreEnomem) {
   engine.Close(*a);
   EXPECT_EQ(engine.knote_count(), 0u);
   EXPECT_TRUE(engine.Create(kP).ok());  // room again
+}
+
+}  // namespace
+}  // namespace evshim::emul
+
+namespace evshim::emul {
+namespace {
+
+// READ on a regular file measures size - offset (FreeBSD filt_vfsread,
+// freebsd/freebsd-src sys/kern/vfs_subr.c; OpenBSD filt_ufsread,
+// openbsd/src sys/ufs/ufs/ufs_vnops.c; DragonFly filt_ufsread,
+// DragonFlyBSD/DragonFlyBSD sys/vfs/ufs/ufs_vnops.c) and is run again by the
+// file system's VN_KNOTE at each write: a knote at EOF is activated when the
+// file grows (DF kern_event.c:1796-1797), the `tail -f` pattern. The fake
+// file has no readiness (epoll refuses a regular file); only its vnode watch
+// can wake the knote.
+class RegularFileReadTest : public KqueueTest {
+ protected:
+  KqFakeHost::FileRef OpenRegular(int fd) {
+    auto f = host_.Open(kP.pid, fd);
+    f->regular = true;
+    f->kind = FdKind::kRegular;
+    return f;
+  }
+  // The file's vnode watches (the host's count), all on `fd`.
+  size_t Watches(int fd) {
+    size_t n = 0;
+    for (auto& [id, who] : host_.vnodes) n += who.second == fd ? 1 : 0;
+    return n;
+  }
+  void Changed(int fd, uint32_t notes = kev::kNoteWrite | kev::kNoteExtend) {
+    std::vector<WatchId> ids;
+    for (auto& [id, who] : host_.vnodes) {
+      if (who.second == fd) ids.push_back(id);
+    }
+    for (WatchId id : ids) engine_.OnVnodeEvent(id, notes);
+  }
+};
+
+TEST_F(RegularFileReadTest, ReadAtEofFiresWhenTheFileGrowsOnEachPersonality) {
+  for (const KqueuePolicy& pol : {FreebsdPolicy(), OpenbsdPolicy(), DragonflyPolicy()}) {
+    auto f = OpenRegular(7);
+    EXPECT_TRUE(Call({Ch(KFilter::kRead, 7, kev::kAdd, 0, 0, 0x77)}, Poll(8), pol).events.empty());
+    ASSERT_EQ(Watches(7), 1u);  // one watch for the knote, made at its first measurement
+    EXPECT_FALSE(host_.readable(kq_));
+    // A change that leaves nothing to read (a rewrite at EOF, attributes)
+    // does not queue it.
+    Changed(7, kev::kNoteAttrib);
+    EXPECT_EQ(engine_.PendingCount(kq_), 0u);
+    EXPECT_FALSE(host_.readable(kq_));
+    // Another process appends 5 bytes: the waiter is woken with them.
+    Captured c;
+    Park(&c, Forever(4), kP, true, {}, pol);
+    f->readable = 5;
+    Changed(7);
+    ASSERT_TRUE(c.called);
+    ASSERT_EQ(c.out.events.size(), 1u);
+    EXPECT_EQ(c.out.events[0].data, 5);
+    EXPECT_EQ(c.out.events[0].udata, 0x77u);
+    EXPECT_EQ(c.out.events[0].flags & kev::kEof, 0);
+    // Level: still 5 to read. The program reads to EOF: nothing any more.
+    EXPECT_EQ(Get(8, pol).size(), 1u);
+    f->readable = 0;
+    EXPECT_TRUE(Get(8, pol).empty());
+    // The next append fires again, with its own count.
+    f->readable = 3;
+    Changed(7);
+    auto ev = Get(8, pol);
+    ASSERT_EQ(ev.size(), 1u);
+    EXPECT_EQ(ev[0].data, 3);
+    EXPECT_EQ(Watches(7), 1u);  // still the knote's one watch
+    // The watch goes with the knote.
+    Call({Ch(KFilter::kRead, 7, kev::kDelete)}, Poll(0), pol);
+    EXPECT_EQ(Watches(7), 0u);
+    host_.Close(kP.pid, 7);
+  }
+}
+
+TEST_F(RegularFileReadTest, ClearAndOneshotAtEofFireAtTheNextAppend) {
+  auto f = OpenRegular(7);
+  Call({Ch(KFilter::kRead, 7, kev::kAdd | kev::kClear)}, Poll(0));
+  f->readable = 4;
+  Changed(7);
+  auto ev = Get();
+  ASSERT_EQ(ev.size(), 1u);
+  EXPECT_EQ(ev[0].data, 4);
+  EXPECT_TRUE(Get().empty());  // EV_CLEAR: reported once
+  // Unread bytes and another write: filt_vfsread says yes again (data 6).
+  f->readable = 6;
+  Changed(7);
+  ev = Get();
+  ASSERT_EQ(ev.size(), 1u);
+  EXPECT_EQ(ev[0].data, 6);
+  Call({Ch(KFilter::kRead, 7, kev::kDelete)}, Poll(0));
+  EXPECT_EQ(Watches(7), 0u);
+
+  f->readable = 0;
+  Call({Ch(KFilter::kRead, 7, kev::kAdd | kev::kOneshot)}, Poll(0));
+  f->readable = 2;
+  Changed(7);
+  ev = Get();
+  ASSERT_EQ(ev.size(), 1u);
+  EXPECT_EQ(ev[0].data, 2);
+  EXPECT_EQ(Watches(7), 0u);  // delivered EV_ONESHOT: gone with its watch
+}
+
+TEST_F(RegularFileReadTest, TheWatchGoesWithTheDescriptorsClose) {
+  OpenRegular(7);
+  OpenRegular(8);
+  Call({Ch(KFilter::kRead, 7, kev::kAdd), Ch(KFilter::kRead, 8, kev::kAdd)}, Poll(0));
+  EXPECT_EQ(host_.vnodes.size(), 2u);
+  engine_.FdClosing(kP.pid, 7);  // knote_fdclose
+  EXPECT_EQ(Watches(7), 0u);
+  EXPECT_EQ(Watches(8), 1u);
+  // Closed behind the library's back (a raw close): dropped when met, here
+  // by the file's next change.
+  host_.Close(kP.pid, 8);
+  Changed(8);
+  EXPECT_EQ(host_.vnodes.size(), 0u);
+  EXPECT_TRUE(Get().empty());
 }
 
 }  // namespace
