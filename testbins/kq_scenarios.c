@@ -3170,6 +3170,13 @@ static int file_grows(void) {
   CHECK(write(w, "xy", 2) == 2);
   CHECK(get(kq, &ev, 1, &five) == 1 && ev.data == 2);
   CHECK(read(f, buf, sizeof buf) == 2);
+  /* Truncated below the offset (15): data = size - offset, negative, not 0:
+   * it fires. Back at the end, nothing. */
+  CHECK(lseek(f, 0, SEEK_CUR) == 15);
+  CHECK(ftruncate(w, 6) == 0);
+  CHECK(get(kq, &ev, 1, &five) == 1 && ev.data == 6 - 15);
+  CHECK(lseek(f, 0, SEEK_END) == 6);
+  CHECK(get(kq, &ev, 1, &kZero) == 0);
   CHECK(add(kq, (uintptr_t)f, EVFILT_READ, EV_DELETE, 0, 0, NULL) == 0);
   CHECK(host_inotify_watches() == watches);
   /* EV_CLEAR: each append fires once. */

@@ -512,11 +512,14 @@ Result<emul::FdProbe> LinuxHost::ProbeFd(emul::Pid pid, int fd, emul::FdProbeNee
   int n = 0;
   switch (p.kind) {
     case FdKind::kRegular: {
-      // filt_vnread: bytes from the (shared) offset to EOF.
+      // filt_vfsread/filt_ufsread: the size minus the (shared) offset,
+      // negative once the file was truncated below the offset (and then
+      // ready: not 0), as the three kernels report (docs/kqueue.md "A
+      // regular file that grows").
       p.regular = true;
       if (readable) {
         off_t off = lseek(dup, 0, SEEK_CUR);
-        p.readable = off >= 0 && st.st_size > off ? st.st_size - off : 0;
+        p.readable = off >= 0 ? st.st_size - off : 0;
       }
       p.writable = 0;
       break;
