@@ -461,6 +461,8 @@ class Kqueues final : public Engine {
       // whose reports measure it again, as the file systems' VN_KNOTE at a
       // write runs filt_vfsread/filt_ufsread (docs/kqueue.md "A regular file
       // that grows"). Made at the knote's first measurement, gone with it.
+      // Its bytes are the Timer's padding, which Knote() does not zero: the
+      // attach (WatchDescriptor) and the fork copy (FdCopy) set it.
       OptionalId<WatchId> file;
     };
     struct Timer {

@@ -3305,6 +3305,42 @@ TEST_F(RegularFileReadTest, ClearAndOneshotAtEofFireAtTheNextAppend) {
   EXPECT_EQ(Watches(7), 0u);  // delivered EV_ONESHOT: gone with its watch
 }
 
+// EV_DISPATCH: delivered once, then disabled; an append while disabled
+// posts nothing until EV_ENABLE, which measures it (OB kern_event.c:
+// 1220-1227; FreeBSD and DragonFly queue it, ACTIVE). A knote added
+// disabled (FreeBSD measures none at the add) is measured at EV_ENABLE and
+// woken by appends from then on.
+TEST_F(RegularFileReadTest, DispatchAndAddedDisabledFireAfterEnable) {
+  for (const KqueuePolicy& pol : {FreebsdPolicy(), OpenbsdPolicy(), DragonflyPolicy()}) {
+    auto f = OpenRegular(7);
+    Call({Ch(KFilter::kRead, 7, kev::kAdd | kev::kDispatch)}, Poll(0), pol);
+    f->readable = 1;
+    Changed(7);
+    ASSERT_EQ(Get(8, pol).size(), 1u);
+    f->readable = 2;
+    Changed(7);
+    EXPECT_TRUE(Get(8, pol).empty());  // disabled by its delivery
+    Call({Ch(KFilter::kRead, 7, kev::kEnable)}, Poll(0), pol);
+    auto ev = Get(8, pol);
+    ASSERT_EQ(ev.size(), 1u);
+    EXPECT_EQ(ev[0].data, 2);
+    Call({Ch(KFilter::kRead, 7, kev::kDelete)}, Poll(0), pol);
+
+    f->readable = 0;
+    Call({Ch(KFilter::kRead, 7, kev::kAdd | kev::kDisable)}, Poll(0), pol);
+    Call({Ch(KFilter::kRead, 7, kev::kEnable)}, Poll(0), pol);
+    EXPECT_TRUE(Get(8, pol).empty());
+    f->readable = 4;
+    Changed(7);
+    ev = Get(8, pol);
+    ASSERT_EQ(ev.size(), 1u);
+    EXPECT_EQ(ev[0].data, 4);
+    Call({Ch(KFilter::kRead, 7, kev::kDelete)}, Poll(0), pol);
+    EXPECT_EQ(Watches(7), 0u);
+    host_.Close(kP.pid, 7);
+  }
+}
+
 TEST_F(RegularFileReadTest, TheWatchGoesWithTheDescriptorsClose) {
   OpenRegular(7);
   OpenRegular(8);
