@@ -461,8 +461,6 @@ class Kqueues final : public Engine {
       // whose reports measure it again, as the file systems' VN_KNOTE at a
       // write runs filt_vfsread/filt_ufsread (docs/kqueue.md "A regular file
       // that grows"). Made at the knote's first measurement, gone with it.
-      // Its bytes are the Timer's padding, which Knote() does not zero: the
-      // attach (WatchDescriptor) and the fork copy (FdCopy) set it.
       OptionalId<WatchId> file;
     };
     struct Timer {
@@ -484,7 +482,11 @@ class Kqueues final : public Engine {
       Timer timer;
       Vnode vnode;
     };
-    Knote() : timer() {}
+    // Made through its largest member, so that every byte of the union
+    // starts zero whichever filter reads it (a member made instead leaves
+    // the bytes past its fields unset).
+    static_assert(sizeof(Io) >= sizeof(Timer) && sizeof(Io) >= sizeof(Vnode));
+    Knote() : io() {}
 
     // The registration as a record (fflags and data 0).
     KeventRecord Registered() const {

@@ -28,7 +28,6 @@ struct Kqueues::Filters {
   // The host watch of an fd knote; a kqueue's descriptor has only
   // EVFILT_READ (kqueue_kqfilter, OB kern_event.c:245-256, DF :258-269).
   static int WatchDescriptor(Kqueues& self, Kq& kq, Knote& kn, Caller caller) {
-    kn.io.file.reset();  // over the timer's padding, which Knote() leaves unset
     if (kn.kev.filter != KFilter::kRead && self.host_.KqueueAt(caller.pid, kn.fd)) {
       return kq.policy.kqueue_descriptor_filter_errno;
     }
