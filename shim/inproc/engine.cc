@@ -1870,6 +1870,14 @@ bool Engine::OwnEnds::FdIs(emul::Pid, int fd, uint64_t inode) {
   return fd >= 0 && fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode) && st.st_ino == inode;
 }
 
+// A duplicate, not the number: another thread may close `fd` and make a
+// socket there before the borrower reads through it. (Rare in-process: a
+// byte is written only for a descriptor somebody polls, docs/design.md
+// "The readiness byte on demand".)
+int Engine::OwnEnds::Borrow(emul::Pid, int fd) { return fcntl(fd, F_DUPFD_CLOEXEC, 0); }
+
+void Engine::OwnEnds::Release(int local) { close(local); }
+
 // A scan of this process's descriptor table.
 int Engine::OwnEnds::FindFd(emul::Pid pid, uint64_t inode) {
   // Not on the idle pump: opendir makes a descriptor (IdlePumpLoop). Its

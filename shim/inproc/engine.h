@@ -247,8 +247,8 @@ class Engine {
   class OwnEnds final : public ProgramEnds {
    public:
     bool FdIs(emul::Pid pid, int fd, uint64_t inode) override;
-    int Borrow(emul::Pid, int fd) override { return fd; }
-    void Release(int) override {}
+    int Borrow(emul::Pid pid, int fd) override;
+    void Release(int local) override;
     int FindFd(emul::Pid pid, uint64_t inode) override;
   };
   struct ParkedWait {

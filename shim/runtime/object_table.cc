@@ -249,12 +249,25 @@ void ObjectTable::DrainIfNeeded(emul::ObjectId obj, emul::Pid pid, int fd) {
   if (it == objects_.end() || !it->second.needs_drain) return;
   int local = ends_.Borrow(pid, fd);
   if (local < 0) return;
-  // Only one byte is ever in flight (written when the queue becomes non-empty).
-  char buf[64];
-  (void)recv(local, buf, sizeof buf, MSG_DONTWAIT);
+  // The number is checked through the descriptor borrowed, not before: the
+  // call that named it may be answered already, and another thread of the
+  // program may have closed it and made a socket at that number meanwhile;
+  // a read there would eat that socket's data (glibc's getaddrinfo then
+  // waited for ever for its netlink answer). The byte stays owed until a
+  // call names the object again.
+  if (IsEnd(local, it->second.inode)) {
+    // Only one byte is ever in flight (written when the queue becomes non-empty).
+    char buf[64];
+    (void)recv(local, buf, sizeof buf, MSG_DONTWAIT);
+    it->second.signalled = false;
+    SetNeedsDrain(it->second, false);
+  }
   ends_.Release(local);
-  it->second.signalled = false;
-  SetNeedsDrain(it->second, false);
+}
+
+bool ObjectTable::IsEnd(int local, uint64_t inode) {
+  struct stat st {};
+  return fstat(local, &st) == 0 && S_ISSOCK(st.st_mode) && st.st_ino == inode;
 }
 
 void ObjectTable::SetNeedsDrain(Object& o, bool on) {
@@ -297,8 +310,7 @@ void ObjectTable::OnWritable(emul::ObjectId obj, bool writable) {
     if (!ends_.FdIs(pid, h->second, o.inode)) continue;
     int local = ends_.Borrow(pid, h->second);
     if (local < 0) continue;
-    struct stat st {};
-    if (fstat(local, &st) == 0 && st.st_ino == o.inode) {
+    if (IsEnd(local, o.inode)) {
       static const char kFiller[4096] = {};
       while (send(local, kFiller, sizeof kFiller, MSG_DONTWAIT | MSG_NOSIGNAL) > 0) {
       }

@@ -41,7 +41,9 @@ class ProgramEnds {
   virtual ~ProgramEnds() = default;
   // Whether process `pid`'s descriptor `fd` is the socket with `inode`.
   virtual bool FdIs(emul::Pid pid, int fd, uint64_t inode) = 0;
-  // A descriptor here for process `pid`'s `fd` (-1: none); Release it after use.
+  // A descriptor here for process `pid`'s `fd` (-1: none); Release it after
+  // use. It names what `fd` named when borrowed, whatever the program does to
+  // `fd` meanwhile (a duplicate), so a check made on it holds.
   virtual int Borrow(emul::Pid pid, int fd) = 0;
   virtual void Release(int local) = 0;
   // A descriptor of `pid` that is the socket with `inode`: kNone when it has
@@ -145,7 +147,7 @@ class ObjectTable {
   // watch them: docs/design.md "The readiness byte on demand").
   void MarkAllPolled();
   // Drains the byte through process `pid`'s descriptor `fd` of the object if
-  // the object is no longer readable.
+  // the object is no longer readable and `fd` (as borrowed) is still its end.
   void DrainIfNeeded(emul::ObjectId obj, emul::Pid pid, int fd);
   // Rule 3 (port_vnops.c port_poll): POLLOUT only while a slot is free.
   void OnWritable(emul::ObjectId obj, bool writable);
@@ -212,6 +214,8 @@ class ObjectTable {
   __attribute__((noinline, cold)) Object* FindInMap(emul::ObjectId obj);
   const Object* Find(emul::ObjectId obj) const { return const_cast<ObjectTable*>(this)->Find(obj); }
   bool ByteWanted(const Object& o) const;
+  // Whether `local` (a borrowed descriptor) is the program's end with `inode`.
+  static bool IsEnd(int local, uint64_t inode);
   bool SendByte(Object& o);
   void Owe(emul::ObjectId obj, Object& o);
   void Unowe(Object& o);

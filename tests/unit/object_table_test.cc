@@ -6,9 +6,11 @@
 // HostEventRouter (shim/runtime/host_events.h) that both loops use.
 #include "shim/runtime/object_table.h"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <poll.h>
 #include <sys/epoll.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -100,6 +102,33 @@ TEST_F(ObjectTableTest, ReadinessByteOnThenDrainedAtTheNextCall) {
   table_->DrainIfNeeded(1, kPid, fd);
   EXPECT_FALSE(Readable(fd));
   EXPECT_FALSE(table_->StateOf(1)->signalled);
+}
+
+// The drain reads through the number the answered call named, after the
+// answer: by then another thread may have closed it and made a socket
+// there (a libuv loop closing its port while a worker's getaddrinfo opened
+// its netlink socket: the drain ate the netlink answer, and getaddrinfo
+// waited for ever). A number that no longer names the object's end is not
+// read; the byte stays owed until a call names the object again.
+TEST_F(ObjectTableTest, DrainLeavesAnotherSocketAtTheNumberAlone) {
+  Make(/*drain_at_once=*/false);
+  int fd = Install(1, abi::ObjectKind::kPort);
+  table_->OnReadiness(1, true);
+  table_->ApplyReadiness();
+  table_->OnReadiness(1, false);
+  table_->ApplyReadiness();
+  ASSERT_TRUE(table_->StateOf(1)->needs_drain);
+  // The program's end is closed and another socket takes its number.
+  int other[2];
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, other), 0);
+  ASSERT_EQ(dup3(other[0], fd, O_CLOEXEC), fd);
+  close(other[0]);
+  ASSERT_EQ(send(other[1], "answer", 6, 0), 6);
+  table_->DrainIfNeeded(1, kPid, fd);
+  char buf[16];
+  EXPECT_EQ(recv(fd, buf, sizeof buf, MSG_DONTWAIT), 6);  // still there
+  EXPECT_TRUE(table_->StateOf(1)->needs_drain);
+  close(other[1]);
 }
 
 // An event queued and taken at once (readable, then not, before readiness
