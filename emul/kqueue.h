@@ -209,6 +209,19 @@ struct KqueuePolicy {
   // others measure the FIFO as it is (docs/kqueue.md "Not yet": OpenBSD's
   // fifo_kqfilter refuses them, EINVAL; DragonFly's measures the FIFO).
   bool fifo_filters_follow_open_mode = false;
+  // READ on a regular file fires only while bytes are left (data = size -
+  // offset, not 0), unless the knote's fflags ask otherwise (docs/kqueue.md
+  // "A regular file that grows"):
+  // - `regular_read_poll_fflag` (FreeBSD NOTE_FILE_POLL): always fires, as
+  //   poll(2) answers for a file (filt_vfsread: `(kn_sfflags &
+  //   NOTE_FILE_POLL) != 0 || kn_data != 0`);
+  // - `regular_read_eof_fflag` (OpenBSD NOTE_EOF): fires at data 0 too and
+  //   sets that bit in the knote's fflags (filt_ufsread), where it stays
+  //   until an EV_CLEAR delivery clears them (knote_submit, OB
+  //   kern_event.c:1986-1991).
+  // 0: no such flag (DragonFly).
+  uint32_t regular_read_poll_fflag = 0;
+  uint32_t regular_read_eof_fflag = 0;
 };
 
 // How long kevent may wait. The abi reads the timespec (EFAULT is its job).

@@ -159,6 +159,9 @@ struct Kqueues::Filters {
   }
 
   static bool ReadEvent(Kqueues& self, Kq& kq, Knote& kn, bool* dropped) {
+    // OpenBSD's NOTE_EOF stays in the fflags from report to report (the
+    // probe starts them anew).
+    const uint32_t eof_reported = kn.fflags & kq.policy.regular_read_eof_fflag;
     const std::optional<FdProbe> probe = Probe(self, kq, kn, FdProbeNeeds::kReadable, dropped);
     if (!probe) return false;
     const FdProbe& p = *probe;
@@ -199,7 +202,17 @@ struct Kqueues::Filters {
     // count it would leave the knote queued and never delivered, its
     // waiters asleep (DF kern_event.c:1796-1797, 1510-1518).
     if (p.revents & poll_bits::kErr) return true;
-    if (p.regular) return kn.data != 0;  // filt_vnread: bytes to EOF
+    if (p.regular) {
+      // filt_vfsread / filt_ufsread: bytes to EOF, or the knote's fflag
+      // (KqueuePolicy::regular_read_poll_fflag, regular_read_eof_fflag).
+      kn.fflags |= eof_reported;
+      if (kn.sfflags & kq.policy.regular_read_poll_fflag) return true;
+      if (kn.data == 0 && (kn.sfflags & kq.policy.regular_read_eof_fflag)) {
+        kn.fflags |= kq.policy.regular_read_eof_fflag;
+        return true;
+      }
+      return kn.data != 0;
+    }
     if (p.listening) return kn.data > 0 || (p.revents & poll_bits::kIn);
     if (kn.sfflags & kev::kNoteLowat) return kn.data >= std::max<int64_t>(kn.sdata, 1);
     return kn.data > 0 || (p.revents & poll_bits::kIn) != 0;

@@ -3133,6 +3133,48 @@ static int host_inotify_watches(void) { return inotify_watches_of(getpid()) + in
  * to EOF the next append fires again; EV_CLEAR and EV_ONESHOT knotes fire at
  * an append too. The host's watch for the knote goes with it (EV_DELETE,
  * close). docs/kqueue.md "A regular file that grows". */
+/* READ on a regular file at its end, with the fflag that makes it fire
+ * there: FreeBSD NOTE_FILE_POLL (filt_vfsread: always, data as measured),
+ * OpenBSD NOTE_EOF (filt_ufsread: fires at data 0 with NOTE_EOF in fflags,
+ * which stays after the file grows, level); DragonFly's 0x2 (NOTE_OOB)
+ * does nothing for a file. docs/kqueue.md "A regular file that grows". */
+static int file_at_end(void) {
+  char path[] = "/tmp/evshim-kq-XXXXXX";
+  int f = mkstemp(path);
+  CHECK(f >= 0 && write(f, "abc", 3) == 3); /* f's offset at EOF */
+  CHECK(unlink(path) == 0);
+  int kq = kqueue();
+  CHECK(kq >= 0);
+  struct kevent ev;
+  CHECK(add(kq, (uintptr_t)f, EVFILT_READ, EV_ADD, 0x2, 0, (void *)0x62) == 0);
+#if defined(FREEBSD)
+  CHECK(NOTE_FILE_POLL == 0x2);
+  for (int scan = 0; scan < 2; scan++) { /* level: each scan */
+    CHECK(get(kq, &ev, 1, &kZero) == 1);
+    CHECK(ev.ident == (uintptr_t)f && ev.data == 0 && ev.fflags == 0 && ev.udata == (void *)0x62);
+  }
+  CHECK(pwrite(f, "de", 2, 3) == 2);
+  CHECK(get(kq, &ev, 1, &kZero) == 1 && ev.data == 2 && ev.fflags == 0);
+  printf("NOTE_FILE_POLL: READ at the end fires with data 0\n");
+#elif defined(OPENBSD)
+  CHECK(NOTE_EOF == 0x2);
+  CHECK(get(kq, &ev, 1, &kZero) == 1);
+  CHECK(ev.ident == (uintptr_t)f && ev.data == 0 && ev.fflags == NOTE_EOF);
+  CHECK(pwrite(f, "de", 2, 3) == 2);
+  CHECK(get(kq, &ev, 1, &kZero) == 1 && ev.data == 2 && ev.fflags == NOTE_EOF); /* stays */
+  printf("NOTE_EOF: READ at the end fires with NOTE_EOF\n");
+#else
+  const struct timespec five = {5, 0};
+  CHECK(get(kq, &ev, 1, &kZero) == 0); /* 0x2 is NOTE_OOB: nothing at the end */
+  CHECK(pwrite(f, "de", 2, 3) == 2);      /* the file's watch wakes it */
+  CHECK(get(kq, &ev, 1, &five) == 1 && ev.data == 2 && ev.fflags == 0);
+  printf("0x2: READ at the end stays quiet\n");
+#endif
+  close(kq);
+  close(f);
+  return 0;
+}
+
 static int file_grows(void) {
   char path[] = "/tmp/evshim-kq-XXXXXX";
   int f = mkstemp(path);
@@ -4093,6 +4135,7 @@ int main(int argc, char **argv) {
   if (!strcmp(s, "oneshot_stale")) return oneshot_stale();
   if (!strcmp(s, "vnode_hint")) return vnode_hint();
   if (!strcmp(s, "file_grows")) return file_grows();
+  if (!strcmp(s, "file_at_end")) return file_at_end();
   if (!strcmp(s, "close_same_file_back")) return close_same_file_back();
   if (!strcmp(s, "libc_close_same_file_back")) return libc_close_same_file_back();
   if (!strcmp(s, "vfork_child_close")) return vfork_child_close();

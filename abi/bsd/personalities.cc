@@ -102,7 +102,9 @@ constexpr KqueuePersonality kFreebsdKqueue{
                      .pipe_close_clears_write = true,
                      // sys_pipe.c pipe_kqfilter: pipe_nfiltops for READ
                      // without FREAD, WRITE without FWRITE (FIFOs too)
-                     .fifo_filters_follow_open_mode = true},
+                     .fifo_filters_follow_open_mode = true,
+                     // vfs_subr.c filt_vfsread: NOTE_FILE_POLL always fires
+                     .regular_read_poll_fflag = freebsd::NOTE_FILE_POLL},
     .kq_cloexec = freebsd::KQUEUE_CLOEXEC,
     .kq_cponfork = freebsd::KQUEUE_CPONFORK,
     // sys_kqueuex: anything else is EINVAL
@@ -141,7 +143,9 @@ constexpr KqueuePersonality kOpenbsdKqueue{
                      .zombie_attach = Policy::ZombieAttach::kRefuse,  // :338-340
                      .vnode_notes = 0xff,   // NOTE_TRUNCATE (docs/rules-bsd.md §3.4)
                      // one tick at hz = 100: timeout_add(max(tticks, 1)) (:459-465)
-                     .timer_min_period = kOneTick},
+                     .timer_min_period = kOneTick,
+                     // ufs_vnops.c filt_ufsread: NOTE_EOF fires at the end
+                     .regular_read_eof_fflag = openbsd::NOTE_EOF},
     .kq_cloexec = openbsd::O_CLOEXEC,
     .kq_cponfork = 0,
     .kq_flags_valid = openbsd::O_CLOEXEC | openbsd::O_NONBLOCK,  // sys_kqueue1

@@ -84,7 +84,10 @@ INSTANTIATE_TEST_SUITE_P(
                                          "vnode_hint",
                                          // READ on a regular file at EOF: fires when it
                                          // grows (the `tail -f` pattern, s35)
-                                         "file_grows")),
+                                         "file_grows",
+                                         // ... and at its end with FreeBSD's NOTE_FILE_POLL,
+                                         // OpenBSD's NOTE_EOF (s36)
+                                         "file_at_end")),
     [](const auto& p) {
       return std::string(std::get<0>(p.param)) + "_" + std::get<1>(p.param);
     });

@@ -324,6 +324,7 @@ KqueuePolicy FreebsdPolicy() {
   p.reverse_pipe_room = 512;  // PIPE_BUF: filt_pipewrite on the unbacked reverse pipe
   p.pipe_close_clears_write = true;  // pipeclose's knlist_clear
   p.fifo_filters_follow_open_mode = true;  // pipe_kqfilter's pipe_nfiltops
+  p.regular_read_poll_fflag = 0x2;  // NOTE_FILE_POLL (filt_vfsread)
   return p;
 }
 KqueuePolicy OpenbsdPolicy() {
@@ -334,6 +335,7 @@ KqueuePolicy OpenbsdPolicy() {
   p.zombie_attach = KqueuePolicy::ZombieAttach::kRefuse;
   p.vnode_notes = 0xff;
   p.timer_min_period = 10'000'000;  // one tick at hz = 100
+  p.regular_read_eof_fflag = 0x2;  // NOTE_EOF (filt_ufsread)
   return p;
 }
 KqueuePolicy DragonflyPolicy() {
@@ -3303,6 +3305,73 @@ TEST_F(RegularFileReadTest, ClearAndOneshotAtEofFireAtTheNextAppend) {
   ASSERT_EQ(ev.size(), 1u);
   EXPECT_EQ(ev[0].data, 2);
   EXPECT_EQ(Watches(7), 0u);  // delivered EV_ONESHOT: gone with its watch
+}
+
+// The fflag that makes READ on a regular file fire at its end: FreeBSD's
+// NOTE_FILE_POLL fires always, as poll(2) answers for a file (filt_vfsread,
+// freebsd/freebsd-src sys/kern/vfs_subr.c: `(kn_sfflags & NOTE_FILE_POLL)
+// != 0 || kn_data != 0`); OpenBSD's NOTE_EOF fires at data 0 and reports
+// NOTE_EOF in fflags (filt_ufsread, openbsd/src sys/ufs/ufs/ufs_vnops.c),
+// which stays there until an EV_CLEAR delivery clears it (knote_submit, OB
+// kern_event.c:1986-1991). DragonFly has no such flag: 0x2 is its
+// NOTE_OOB, which a file's READ ignores.
+TEST_F(RegularFileReadTest, TheFflagThatFiresAtTheEndPerKernel) {
+  // FreeBSD NOTE_FILE_POLL: at the end, level, each scan.
+  auto f = OpenRegular(7);
+  Call({Ch(KFilter::kRead, 7, kev::kAdd, 0x2)}, Poll(0), FreebsdPolicy());
+  for (int scan = 0; scan < 2; scan++) {
+    auto ev = Get(8, FreebsdPolicy());
+    ASSERT_EQ(ev.size(), 1u);
+    EXPECT_EQ(ev[0].data, 0);
+    EXPECT_EQ(ev[0].fflags, 0u);
+  }
+  f->readable = 3;
+  auto ev = Get(8, FreebsdPolicy());
+  ASSERT_EQ(ev.size(), 1u);
+  EXPECT_EQ(ev[0].data, 3);
+  Call({Ch(KFilter::kRead, 7, kev::kDelete)}, Poll(0), FreebsdPolicy());
+  host_.Close(kP.pid, 7);
+
+  // OpenBSD NOTE_EOF: at the end, with NOTE_EOF in fflags, which stays
+  // after the file grows (level).
+  f = OpenRegular(7);
+  Call({Ch(KFilter::kRead, 7, kev::kAdd, 0x2)}, Poll(0), OpenbsdPolicy());
+  ev = Get(8, OpenbsdPolicy());
+  ASSERT_EQ(ev.size(), 1u);
+  EXPECT_EQ(ev[0].data, 0);
+  EXPECT_EQ(ev[0].fflags, 0x2u);
+  f->readable = 4;
+  Changed(7);
+  ev = Get(8, OpenbsdPolicy());
+  ASSERT_EQ(ev.size(), 1u);
+  EXPECT_EQ(ev[0].data, 4);
+  EXPECT_EQ(ev[0].fflags, 0x2u);  // kn_fflags |= NOTE_EOF, never cleared here
+  Call({Ch(KFilter::kRead, 7, kev::kDelete)}, Poll(0), OpenbsdPolicy());
+  // With EV_CLEAR the delivery clears it: the next report has bytes only.
+  f->readable = 0;
+  Call({Ch(KFilter::kRead, 7, kev::kAdd | kev::kClear, 0x2)}, Poll(0), OpenbsdPolicy());
+  ev = Get(8, OpenbsdPolicy());
+  ASSERT_EQ(ev.size(), 1u);
+  EXPECT_EQ(ev[0].fflags, 0x2u);
+  f->readable = 2;
+  Changed(7);
+  ev = Get(8, OpenbsdPolicy());
+  ASSERT_EQ(ev.size(), 1u);
+  EXPECT_EQ(ev[0].data, 2);
+  EXPECT_EQ(ev[0].fflags, 0u);
+  Call({Ch(KFilter::kRead, 7, kev::kDelete)}, Poll(0), OpenbsdPolicy());
+  host_.Close(kP.pid, 7);
+
+  // Nothing at the end: DragonFly with 0x2, the other two without it.
+  const std::pair<KqueuePolicy, uint32_t> quiet[] = {
+      {DragonflyPolicy(), 0x2}, {FreebsdPolicy(), 0}, {OpenbsdPolicy(), 0}};
+  for (const auto& [pol, fflags] : quiet) {
+    f = OpenRegular(7);
+    Call({Ch(KFilter::kRead, 7, kev::kAdd, fflags)}, Poll(0), pol);
+    EXPECT_TRUE(Get(8, pol).empty());
+    Call({Ch(KFilter::kRead, 7, kev::kDelete)}, Poll(0), pol);
+    host_.Close(kP.pid, 7);
+  }
 }
 
 // EV_DISPATCH: delivered once, then disabled; an append while disabled
