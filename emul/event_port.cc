@@ -600,7 +600,24 @@ void EventPorts::Requeue(Port& p, QueueList& taken) {
   UpdateReadiness(p);
 }
 
+bool GetCompletion::CompleteOne(const PortEvent& ev) {
+  GetOutcome out;
+  out.events.push_back(ev);
+  return Complete(out);
+}
+
 void EventPorts::Deliver(Port& p, GetCompletion& done, QueueList&& taken, int error) {
+  if (error == 0 && taken.size() == 1) {
+    // One event (an event loop's usual retrieval): handed over as it is,
+    // no outcome list filled and emptied (GetCompletion::CompleteOne);
+    // refused, it goes back to the head as below.
+    if (!done.CompleteOne(taken.front().ev)) {
+      Requeue(p, taken);
+      return;
+    }
+    Recycle(taken, taken.begin());
+    return;
+  }
   GetOutcome out;
   out.error = error;
   out.events = std::move(spare_events_);  // borrowed storage (a nested Deliver finds none)

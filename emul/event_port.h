@@ -125,6 +125,11 @@ class GetCompletion {
   // By reference: the engine keeps the outcome's event list and reuses its
   // storage for the next retrieval (no allocation per retrieval).
   virtual bool Complete(const GetOutcome& outcome) = 0;
+  // One event and no error, the usual retrieval of an event loop: the same
+  // answer as Complete of an outcome holding `ev` alone, handed over
+  // without the outcome's list (EventPorts::Deliver). The default builds
+  // that outcome; a completion on the hot path answers from the event.
+  virtual bool CompleteOne(const PortEvent& ev);
 };
 
 // A port's whole state, as one engine hands it to another: the move of a

@@ -127,9 +127,24 @@ class GetCompletion final : public emul::GetCompletion, public ThreadSpareBlock<
     }
     if (out.error != 0 && out.error != ETIME) return responder_.Respond(Outcome::Error(out.error));
     if (!getn_ && out.error == ETIME) return responder_.Respond(Outcome::Error(ETIME));
-    if (!out.events.empty()) {
+    return Answer(out.events, out.error == ETIME);
+  }
+
+  // One event, no error: Complete of an outcome holding `ev` alone, the
+  // same copy-out and answer (Answer) without the list.
+  bool CompleteOne(const emul::PortEvent& ev) override {
+    if (!responder_.StillPending()) return false;
+    return Answer(std::span<const emul::PortEvent>(&ev, 1), false);
+  }
+
+ private:
+  // The events written to the caller's list (none: nothing written) and
+  // the call answered with their count. Inline in each caller: one event
+  // needs neither the heap branch nor the count's loop.
+  [[gnu::always_inline]] bool Answer(std::span<const emul::PortEvent> events, bool etime) {
+    if (!events.empty()) {
       const size_t size = PortEvent(model_).size;
-      const size_t total = size * out.events.size();
+      const size_t total = size * events.size();
       // The usual few events are encoded on the stack (no allocation per
       // retrieval); a longer list on the heap. One write either way.
       std::array<std::byte, kEventsOnStack * kPortEventLp64.size> on_stack;
@@ -140,7 +155,7 @@ class GetCompletion final : public emul::GetCompletion, public ThreadSpareBlock<
         bytes = std::span<std::byte>(on_heap);
       }
       // Every byte is a field's (FieldsCoverRecord): nothing to clear first.
-      EncodePortEvents(model_, out.events, bytes);
+      EncodePortEvents(model_, events, bytes);
       if (!memory_.Write(list_, bytes).ok()) {
         // Copy-out fault after dequeue: EFAULT and the events are lost (docs/rules-ports.md rule 28).
         responder_.Respond(Outcome::Error(EFAULT));
@@ -148,11 +163,10 @@ class GetCompletion final : public emul::GetCompletion, public ThreadSpareBlock<
       }
     }
     if (!getn_) return responder_.Respond(Outcome::Value(0));
-    return responder_.Respond(Outcome::Value(
-        EncodeGetnResult(model_, static_cast<uint32_t>(out.events.size()), out.error == ETIME)));
+    return responder_.Respond(
+        Outcome::Value(EncodeGetnResult(model_, static_cast<uint32_t>(events.size()), etime)));
   }
 
- private:
   DataModel model_;
   GuestMemory& memory_;
   AnswerTo responder_;

@@ -534,6 +534,91 @@ TEST_F(EventPortTest, RefusedDeliveryRequeuesAtHead) {
   EXPECT_EQ(again->outcomes[0].events[2].events, 3u);
 }
 
+// EventPorts::Deliver hands one event with no error to
+// GetCompletion::CompleteOne (no outcome list); any other answer goes
+// through Complete. A refused hand-over puts the event back at the head,
+// as a refused list does (fixed decision 6, above).
+class OneRecorder : public GetCompletion {
+ public:
+  struct Log {
+    std::vector<PortEvent> ones;  // CompleteOne's events
+    std::vector<GetOutcome> lists;  // Complete's outcomes
+    bool refuse = false;
+  };
+  explicit OneRecorder(std::shared_ptr<Log> log) : log_(std::move(log)) {}
+  bool Complete(const GetOutcome& out) override {
+    if (log_->refuse) return false;
+    log_->lists.push_back(out);
+    return true;
+  }
+  bool CompleteOne(const PortEvent& ev) override {
+    if (log_->refuse) return false;
+    log_->ones.push_back(ev);
+    return true;
+  }
+
+ private:
+  std::shared_ptr<Log> log_;
+};
+
+TEST_F(EventPortTest, OneEventIsHandedOverWithoutAList) {
+  ObjectId p = NewPort();
+  auto get = [&](GetSpec spec) {
+    auto log = std::make_shared<OneRecorder::Log>();
+    engine().Get(kA, p, spec, std::make_unique<OneRecorder>(log));
+    return log;
+  };
+  // Answered at once: port_get, and port_getn finding one event for max 4.
+  ASSERT_TRUE(engine().Send(kA, p, 5, 50).ok());
+  auto one = get(GetOne());
+  ASSERT_EQ(one->ones.size(), 1u);
+  EXPECT_TRUE(one->lists.empty());
+  EXPECT_EQ(one->ones[0].source, kUser);
+  EXPECT_EQ(one->ones[0].events, 5u);
+  EXPECT_EQ(one->ones[0].user, 50u);
+  ASSERT_TRUE(engine().Send(kA, p, 6, 60).ok());
+  auto getn = get(Getn(4, 1));
+  ASSERT_EQ(getn->ones.size(), 1u);
+  EXPECT_EQ(getn->ones[0].events, 6u);
+  // A parked retrieval answered by one event later: the same hand-over.
+  auto parked = get(GetOne());
+  EXPECT_TRUE(parked->ones.empty());
+  ASSERT_TRUE(engine().Send(kB, p, 7, 70).ok());
+  ASSERT_EQ(parked->ones.size(), 1u);
+  EXPECT_EQ(parked->ones[0].user, 70u);
+  // Two events, a zero timeout with none, an error: the list (Complete).
+  ASSERT_TRUE(engine().Send(kA, p, 8, 0).ok());
+  ASSERT_TRUE(engine().Send(kA, p, 9, 0).ok());
+  auto two = get(Getn(4, 1));
+  EXPECT_TRUE(two->ones.empty());
+  ASSERT_EQ(two->lists.size(), 1u);
+  EXPECT_EQ(two->lists[0].events.size(), 2u);
+  auto none = get(Getn(4, 1, Timeout::Value(0, 0)));
+  EXPECT_TRUE(none->ones.empty());
+  ASSERT_EQ(none->lists.size(), 1u);
+  EXPECT_TRUE(none->lists[0].events.empty());
+  auto invalid = get(Getn(1, 2));
+  EXPECT_TRUE(invalid->ones.empty());
+  ASSERT_EQ(invalid->lists.size(), 1u);
+  EXPECT_EQ(invalid->lists[0].error, EINVAL);
+}
+
+TEST_F(EventPortTest, RefusedOneEventHandOverRequeuesAtHead) {
+  ObjectId p = NewPort();
+  auto log = std::make_shared<OneRecorder::Log>();
+  engine().Get(kA, p, GetOne(), std::make_unique<OneRecorder>(log));
+  log->refuse = true;
+  ASSERT_TRUE(engine().Send(kB, p, 1, 1).ok());  // refused: back to the head
+  EXPECT_TRUE(log->ones.empty());
+  EXPECT_EQ(engine().QueuedCount(p), 1u);
+  ASSERT_TRUE(engine().Send(kB, p, 2, 2).ok());
+  auto again = Get(kA, p, Getn(8, 1));
+  ASSERT_EQ(again->outcomes.size(), 1u);
+  ASSERT_EQ(again->outcomes[0].events.size(), 2u);
+  EXPECT_EQ(again->outcomes[0].events[0].events, 1u);
+  EXPECT_EQ(again->outcomes[0].events[1].events, 2u);
+}
+
 // Rule 33: the last close wakes waiters with EBADFD.
 // Rules 27 and 33: the last close while threads wait. A waiter holds no
 // descriptor of its own here, so the close was of the descriptor it named by
