@@ -3316,19 +3316,20 @@ TEST_F(RegularFileReadTest, ClearAndOneshotAtEofFireAtTheNextAppend) {
 // kern_event.c:1986-1991). DragonFly has no such flag: 0x2 is its
 // NOTE_OOB, which a file's READ ignores.
 TEST_F(RegularFileReadTest, TheFflagThatFiresAtTheEndPerKernel) {
+  // One event of the knote on 7, with this data and these fflags.
+  auto expect_one = [&](const KqueuePolicy& pol, int64_t data, uint32_t fflags) {
+    auto ev = Get(8, pol);
+    ASSERT_EQ(ev.size(), 1u);
+    EXPECT_EQ(ev[0].data, data);
+    EXPECT_EQ(ev[0].fflags, fflags);
+  };
   // FreeBSD NOTE_FILE_POLL: at the end, level, each scan.
   auto f = OpenRegular(7);
   Call({Ch(KFilter::kRead, 7, kev::kAdd, 0x2)}, Poll(0), FreebsdPolicy());
-  for (int scan = 0; scan < 2; scan++) {
-    auto ev = Get(8, FreebsdPolicy());
-    ASSERT_EQ(ev.size(), 1u);
-    EXPECT_EQ(ev[0].data, 0);
-    EXPECT_EQ(ev[0].fflags, 0u);
-  }
+  expect_one(FreebsdPolicy(), 0, 0);
+  expect_one(FreebsdPolicy(), 0, 0);
   f->readable = 3;
-  auto ev = Get(8, FreebsdPolicy());
-  ASSERT_EQ(ev.size(), 1u);
-  EXPECT_EQ(ev[0].data, 3);
+  expect_one(FreebsdPolicy(), 3, 0);
   Call({Ch(KFilter::kRead, 7, kev::kDelete)}, Poll(0), FreebsdPolicy());
   host_.Close(kP.pid, 7);
 
@@ -3336,29 +3337,18 @@ TEST_F(RegularFileReadTest, TheFflagThatFiresAtTheEndPerKernel) {
   // after the file grows (level).
   f = OpenRegular(7);
   Call({Ch(KFilter::kRead, 7, kev::kAdd, 0x2)}, Poll(0), OpenbsdPolicy());
-  ev = Get(8, OpenbsdPolicy());
-  ASSERT_EQ(ev.size(), 1u);
-  EXPECT_EQ(ev[0].data, 0);
-  EXPECT_EQ(ev[0].fflags, 0x2u);
+  expect_one(OpenbsdPolicy(), 0, 0x2);
   f->readable = 4;
   Changed(7);
-  ev = Get(8, OpenbsdPolicy());
-  ASSERT_EQ(ev.size(), 1u);
-  EXPECT_EQ(ev[0].data, 4);
-  EXPECT_EQ(ev[0].fflags, 0x2u);  // kn_fflags |= NOTE_EOF, never cleared here
+  expect_one(OpenbsdPolicy(), 4, 0x2);  // kn_fflags |= NOTE_EOF, never cleared here
   Call({Ch(KFilter::kRead, 7, kev::kDelete)}, Poll(0), OpenbsdPolicy());
   // With EV_CLEAR the delivery clears it: the next report has bytes only.
   f->readable = 0;
   Call({Ch(KFilter::kRead, 7, kev::kAdd | kev::kClear, 0x2)}, Poll(0), OpenbsdPolicy());
-  ev = Get(8, OpenbsdPolicy());
-  ASSERT_EQ(ev.size(), 1u);
-  EXPECT_EQ(ev[0].fflags, 0x2u);
+  expect_one(OpenbsdPolicy(), 0, 0x2);
   f->readable = 2;
   Changed(7);
-  ev = Get(8, OpenbsdPolicy());
-  ASSERT_EQ(ev.size(), 1u);
-  EXPECT_EQ(ev[0].data, 2);
-  EXPECT_EQ(ev[0].fflags, 0u);
+  expect_one(OpenbsdPolicy(), 2, 0);
   Call({Ch(KFilter::kRead, 7, kev::kDelete)}, Poll(0), OpenbsdPolicy());
   host_.Close(kP.pid, 7);
 
