@@ -1873,10 +1873,14 @@ bool Engine::OwnEnds::FdIs(emul::Pid, int fd, uint64_t inode) {
 // A duplicate, not the number: another thread may close `fd` and make a
 // socket there before the borrower reads through it. (Rare in-process: a
 // byte is written only for a descriptor somebody polls, docs/design.md
-// "The readiness byte on demand".)
-int Engine::OwnEnds::Borrow(emul::Pid, int fd) { return fcntl(fd, F_DUPFD_CLOEXEC, 0); }
+// "The readiness byte on demand".) Except on the idle pump, which makes no
+// descriptor (a program that closes 0 and opens /dev/null must get 0): the
+// number itself, checked by the borrower just before its read.
+int Engine::OwnEnds::Borrow(emul::Pid, int fd) { return t_idle_pump ? fd : fcntl(fd, F_DUPFD_CLOEXEC, 0); }
 
-void Engine::OwnEnds::Release(int local) { close(local); }
+void Engine::OwnEnds::Release(int local) {
+  if (!t_idle_pump) close(local);
+}
 
 // A scan of this process's descriptor table.
 int Engine::OwnEnds::FindFd(emul::Pid pid, uint64_t inode) {

@@ -42,8 +42,10 @@ class ProgramEnds {
   // Whether process `pid`'s descriptor `fd` is the socket with `inode`.
   virtual bool FdIs(emul::Pid pid, int fd, uint64_t inode) = 0;
   // A descriptor here for process `pid`'s `fd` (-1: none); Release it after
-  // use. It names what `fd` named when borrowed, whatever the program does to
-  // `fd` meanwhile (a duplicate), so a check made on it holds.
+  // use. A duplicate where it can be: it names what `fd` named when
+  // borrowed, whatever the program does to `fd` meanwhile, so a check made
+  // on it holds (the in-process idle pump, which makes no descriptor, lends
+  // the number itself).
   virtual int Borrow(emul::Pid pid, int fd) = 0;
   virtual void Release(int local) = 0;
   // A descriptor of `pid` that is the socket with `inode`: kNone when it has
