@@ -1061,14 +1061,8 @@ bool Engine::Call(const abi::SyscallEntry& row, int nr, const std::array<uint64_
   }
   if (auto lo = ctx.last_object(); lo && objects_->AnyNeedsDrain()) {
     // The number was recognised from what the engine kept (KnownObjectAt):
-    // checked before a byte is read through it, which happens rarely.
-    const std::optional<ObjectTable::State> state = objects_->StateOf(lo->first);
-    if (state && state->needs_drain) {
-      const std::optional<uint64_t> inode = objects_->InodeOf(lo->first);
-      if (inode && ends_.FdIs(static_cast<emul::Pid>(pid_), lo->second, *inode)) {
-        objects_->DrainIfNeeded(lo->first, static_cast<emul::Pid>(pid_), lo->second);
-      }
-    }
+    // the drain checks it through the borrowed descriptor (rarely reached).
+    objects_->DrainIfNeeded(lo->first, static_cast<emul::Pid>(pid_), lo->second);
   }
   objects_->ApplyReadiness();
   if (traced != nullptr) traced->End(r);  // trace

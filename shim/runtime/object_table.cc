@@ -168,10 +168,11 @@ bool ObjectTable::ApplyReportedReadiness() {
     // through the descriptor last named, now.
     SetNeedsDrain(o, !o.want_readable && o.signalled);
     if (o.needs_drain && drain_at_once_) {
+      // The first holder whose number is still the object's end (checked
+      // through the borrowed descriptor, DrainIfNeeded).
       for (auto h = holder_fd_.lower_bound({obj, 0}); h != holder_fd_.end() && h->first.first == obj; ++h) {
-        if (!ends_.FdIs(h->first.second, h->second, o.inode)) continue;
         DrainIfNeeded(obj, h->first.second, h->second);
-        break;
+        if (!o.needs_drain) break;
       }
     }
   }
@@ -307,7 +308,6 @@ void ObjectTable::OnWritable(emul::ObjectId obj, bool writable) {
   // took the last slot named it).
   for (auto h = holder_fd_.lower_bound({obj, 0}); h != holder_fd_.end() && h->first.first == obj; ++h) {
     const emul::Pid pid = h->first.second;
-    if (!ends_.FdIs(pid, h->second, o.inode)) continue;
     int local = ends_.Borrow(pid, h->second);
     if (local < 0) continue;
     if (IsEnd(local, o.inode)) {
