@@ -497,14 +497,18 @@ bool Kqueues::ArmFdNotReady(Kq& kq, Knote& kn) {
 // measurement. Not for a kqueue's descriptor (its readiness is applied
 // lazily), nor for WRITE with NOTE_LOWAT (room at the mark says yes without
 // POLLOUT: WriteEvent), nor for WRITE on a pipe's read end (the reverse
-// direction's room says yes with no poll bit: ReverseWriteEvent); EV_ONESHOT,
+// direction's room says yes with no poll bit: ReverseWriteEvent), nor for
+// the filter a FIFO's open mode lacks (DragonFly's bytes or room say yes
+// with no poll bit: ReadOnAWriteOnlyFifo, WriteOnAReadOnlyFifo); EV_ONESHOT,
 // EV_CLEAR and EV_DISPATCH knotes are not requeued.
 void Kqueues::ArmForNextLook(Knote& kn) {
   if (!kn.io.watch || kn.io.watched_kq) return;
   if (kn.kev.filter == KFilter::kWrite &&
-      ((kn.sfflags & kev::kNoteLowat) || kn.io_kind == FdKind::kPipeReadEnd)) {
+      ((kn.sfflags & kev::kNoteLowat) || kn.io_kind == FdKind::kPipeReadEnd ||
+       kn.io_kind == FdKind::kFifoReadOnly)) {
     return;
   }
+  if (kn.kev.filter == KFilter::kRead && kn.io_kind == FdKind::kFifoWriteOnly) return;
   const uint32_t want = WatchMask(kn);
   if (want == 0) return;
   Result<uint32_t> ready = host_.ArmWatchIfFree(*kn.io.watch, kn.owner, kn.fd, want);
@@ -658,6 +662,12 @@ bool PipePeerClosed(FdKind kind, uint32_t revents) {
   }
   return false;
 }
+
+// A FIFO opened one way, and the filter its open mode lacks.
+bool LacksOpenModeFor(KFilter filter, FdKind kind) {
+  return (filter == KFilter::kRead && kind == FdKind::kFifoWriteOnly) ||
+         (filter == KFilter::kWrite && kind == FdKind::kFifoReadOnly);
+}
 }  // namespace
 
 bool Kqueues::UnmeasuredWriteOnAClosedPipe(Knote& kn) {
@@ -747,7 +757,17 @@ int Kqueues::Register(Kq& kq, Caller caller, KChange& change) {
           Drop(kq, *kn);
           return EPIPE;
         }
-        if (listed) return 0;
+        if (listed) return 0;  // or dropped: its descriptor was closed meanwhile
+        // OpenBSD's fifo_kqfilter refuses READ on a FIFO opened without
+        // FREAD and WRITE without FWRITE: EINVAL (KqueuePolicy::
+        // LackingFifoFilter). The add's probe learned the open mode
+        // (PipeWay, asked whenever the poll bits show the descriptor could
+        // be open the other way); its filter said no.
+        if (kq.policy.lacking_fifo_filter == KqueuePolicy::LackingFifoFilter::kRefused &&
+            LacksOpenModeFor(kev.filter, kn->io_kind)) {
+          Drop(kq, *kn);
+          return EINVAL;
+        }
       } else {
         // FreeBSD measures no disabled knote, but pipe_kqfilter refuses
         // WRITE on a pipe whose other end is closed before any of that

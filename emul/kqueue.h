@@ -202,13 +202,25 @@ struct KqueuePolicy {
   // keep it: EV_EOF, level, data 0 (filt_pipewrite_common's `pipe_peer`
   // NULL; filt_pipewrite's closed peer).
   bool pipe_close_clears_write = false;
-  // READ on a FIFO opened write-only, WRITE on one opened read-only (the
-  // host tells them once it asked the FIFO's open mode: FdKind::
-  // kFifoWriteOnly, kFifoReadOnly). FreeBSD's pipe_kqfilter gives them
-  // pipe_nfiltops, whose filt_pipenotsup never fires, not even EV_EOF; the
-  // others measure the FIFO as it is (docs/kqueue.md "Not yet": OpenBSD's
-  // fifo_kqfilter refuses them, EINVAL; DragonFly's measures the FIFO).
-  bool fifo_filters_follow_open_mode = false;
+  // READ on a FIFO opened write-only, WRITE on one opened read-only: the
+  // filter its open mode lacks (the host tells them once it asked the
+  // FIFO's open mode: FdKind::kFifoWriteOnly, kFifoReadOnly; docs/kqueue.md
+  // "A FIFO opened one way").
+  enum class LackingFifoFilter : uint8_t {
+    // DragonFly's fifo_kqfilter checks no open mode and hangs both on the
+    // FIFO's sockets (sys/vfs/fifofs/fifo_vnops.c): READ counts the bytes
+    // queued, WRITE the room, ready from PIPE_BUF (the send buffer's low
+    // mark); NOTE_LOWAT is not read, and EV_EOF needs the other side gone,
+    // which this descriptor's own side never is.
+    kMeasuresTheFifo,
+    // FreeBSD's pipe_kqfilter gives them pipe_nfiltops, whose
+    // filt_pipenotsup never fires, not even EV_EOF (sys/kern/sys_pipe.c).
+    kNeverFires,
+    // OpenBSD's fifo_kqfilter refuses them at EV_ADD: EINVAL
+    // (sys/miscfs/fifofs/fifo_vnops.c; vn_kqfilter passes the file's f_flag).
+    kRefused,
+  };
+  LackingFifoFilter lacking_fifo_filter = LackingFifoFilter::kMeasuresTheFifo;
   // READ on a regular file fires only while bytes are left (data = size -
   // offset, not 0), unless the knote's fflags ask otherwise (docs/kqueue.md
   // "A regular file that grows"):

@@ -172,12 +172,7 @@ struct Kqueues::Filters {
       kn.data = inner == nullptr ? 0 : static_cast<int64_t>(inner->queue.size());
       return kn.data > 0;
     }
-    // A FIFO opened write-only: FreeBSD's READ never fires
-    // (KqueuePolicy::fifo_filters_follow_open_mode).
-    if (p.kind == FdKind::kFifoWriteOnly && kq.policy.fifo_filters_follow_open_mode) {
-      kn.data = 0;
-      return false;
-    }
+    if (p.kind == FdKind::kFifoWriteOnly) return ReadOnAWriteOnlyFifo(kq, kn, p);
     // A pipe's write end: the BSDs' pipes run both ways, and its READ
     // reads the reverse direction (filt_piperead on the end's own struct
     // pipe: FreeBSD sys_pipe.c, OpenBSD filt_piperead_common, DragonFly
@@ -223,11 +218,7 @@ struct Kqueues::Filters {
     if (!probe) return false;
     const FdProbe& p = *probe;
     if (p.kind == FdKind::kPipeReadEnd) return ReverseWriteEvent(kq, kn, p);
-    // A FIFO opened read-only: FreeBSD's WRITE never fires.
-    if (p.kind == FdKind::kFifoReadOnly && kq.policy.fifo_filters_follow_open_mode) {
-      kn.data = 0;
-      return false;
-    }
+    if (p.kind == FdKind::kFifoReadOnly) return WriteOnAReadOnlyFifo(kq, kn, p);
     kn.data = p.writable;
     if (p.revents & (poll_bits::kHup | poll_bits::kErr)) kn.eof = kev::kEof;
     if (kn.eof) kn.fflags = static_cast<uint32_t>(p.eof_error);
@@ -239,6 +230,48 @@ struct Kqueues::Filters {
     if (kn.eof || p.regular) return true;
     if (kn.sfflags & kev::kNoteLowat) return kn.data >= std::max<int64_t>(kn.sdata, 1);
     return (p.revents & poll_bits::kOut) != 0;
+  }
+
+  // READ on a FIFO opened write-only and WRITE on one opened read-only
+  // (KqueuePolicy::LackingFifoFilter). FreeBSD's never fire; OpenBSD's
+  // were refused at EV_ADD (Register drops the knote this no leaves).
+  // DragonFly's fifo_kqfilter hangs them on the FIFO's sockets
+  // (sys/vfs/fifofs/fifo_vnops.c): filt_fiforead counts the read socket's
+  // bytes (`so_rcv.ssb_cc`), ready above 0; filt_fifowrite the write
+  // socket's room (`ssb_space(&so->so_snd)`, here the pipe's size less the
+  // bytes queued), ready from its low mark, PIPE_BUF (fifo_open sets
+  // `ssb_lowat`); neither reads NOTE_LOWAT. Their EV_EOF comes from the
+  // socket's SS_ISDISCONNECTED, which fifo_close sets once the last writer
+  // (for READ) or reader (for WRITE) goes: never while this descriptor,
+  // one of them, is open. So the other side's close (Linux: POLLERR, POLLHUP)
+  // changes nothing. Neither has a poll bit behind its yes: a delivered one
+  // is not left to the look (ArmForNextLook).
+  static constexpr int64_t kPipeBuf = 512;  // PIPE_BUF, sys/syslimits.h of the three
+
+  static bool ReadOnAWriteOnlyFifo(const Kq& kq, Knote& kn, const FdProbe& p) {
+    switch (kq.policy.lacking_fifo_filter) {
+      case KqueuePolicy::LackingFifoFilter::kMeasuresTheFifo:
+        kn.data = p.readable;
+        return kn.data > 0;
+      case KqueuePolicy::LackingFifoFilter::kNeverFires:
+      case KqueuePolicy::LackingFifoFilter::kRefused:
+        break;
+    }
+    kn.data = 0;
+    return false;
+  }
+
+  static bool WriteOnAReadOnlyFifo(const Kq& kq, Knote& kn, const FdProbe& p) {
+    switch (kq.policy.lacking_fifo_filter) {
+      case KqueuePolicy::LackingFifoFilter::kMeasuresTheFifo:
+        kn.data = p.writable;
+        return kn.data >= kPipeBuf;
+      case KqueuePolicy::LackingFifoFilter::kNeverFires:
+      case KqueuePolicy::LackingFifoFilter::kRefused:
+        break;
+    }
+    kn.data = 0;
+    return false;
   }
 
   // WRITE on a pipe's read end: the BSDs' reverse direction (each end's

@@ -1808,18 +1808,24 @@ static int fifo(void) {
   return 0;
 }
 
-/* A FIFO opened one way. FreeBSD's FIFOs are named pipes, and its
- * pipe_kqfilter (sys_pipe.c) gives READ without FREAD and WRITE without
- * FWRITE pipe_nfiltops, whose filt_pipenotsup never fires: READ on the
- * write-only descriptor and WRITE on the read-only one report nothing, with
- * bytes queued, nor at the other side's close (EV_EOF neither). The filters
- * the open mode has, and a FIFO opened O_RDWR, report as always. Until
- * session 35 evshim fired READ on the write-only descriptor with the queued
- * bytes and both at the close. OpenBSD's fifo_kqfilter refuses them
- * (EINVAL) and DragonFly's measures the FIFO: not yet emulated
- * (docs/kqueue.md "Not yet"), so the checks are FreeBSD's. */
+/* A FIFO opened one way: READ on the write-only descriptor and WRITE on the
+ * read-only one, the filter its open mode lacks, answer as each kernel does
+ * (docs/kqueue.md "A FIFO opened one way"); the filters the open mode has,
+ * and a FIFO opened O_RDWR, report as always.
+ * - FreeBSD's FIFOs are named pipes, and its pipe_kqfilter (sys_pipe.c)
+ *   gives them pipe_nfiltops, whose filt_pipenotsup never fires: nothing,
+ *   with bytes queued, nor at the other side's close (EV_EOF neither).
+ * - OpenBSD's fifo_kqfilter (sys/miscfs/fifofs/fifo_vnops.c rev 1.110)
+ *   refuses them: EINVAL at EV_ADD, empty or not, EV_RECEIPT or not.
+ * - DragonFly's fifo_kqfilter (sys/vfs/fifofs/fifo_vnops.c) measures the
+ *   FIFO's sockets: READ the bytes queued (filt_fiforead), WRITE the room,
+ *   ready from PIPE_BUF (filt_fifowrite); NOTE_LOWAT not read; EV_EOF only
+ *   when the last writer (READ) or reader (WRITE) is gone, which this
+ *   descriptor never is, so the other side's close changes nothing.
+ * Until session 35 evshim fired READ on the write-only descriptor with the
+ * queued bytes and both at the close, on the three; until session 37 OpenBSD
+ * added them, DragonFly's WRITE never fired before EOF. */
 static int fifo_one_way(void) {
-#if defined(FREEBSD)
   char path[] = "/tmp/evshim-kqf-XXXXXX";
   char f[64];
   int r, w;
@@ -1827,7 +1833,10 @@ static int fifo_one_way(void) {
   int kq = kqueue();
   CHECK(kq >= 0);
   struct kevent ev[4];
+#if !defined(OPENBSD)
   const struct timespec ts = {0, 200000000};
+#endif
+#if defined(FREEBSD)
   CHECK(add(kq, (uintptr_t)r, EVFILT_WRITE, EV_ADD, 0, 0, (void *)0x51) == 0);
   CHECK(add(kq, (uintptr_t)w, EVFILT_READ, EV_ADD, 0, 0, (void *)0x61) == 0);
   CHECK(add(kq, (uintptr_t)r, EVFILT_READ, EV_ADD, 0, 0, NULL) == 0);
@@ -1858,7 +1867,81 @@ static int fifo_one_way(void) {
   close(r);
   CHECK(get(kq, ev, 4, &ts) == 0);
   close(w);
-  /* Open both ways: both filters. */
+#elif defined(OPENBSD)
+  /* Empty: the write-only descriptor polls like one open both ways. */
+  CHECK(add(kq, (uintptr_t)w, EVFILT_READ, EV_ADD, 0, 0, NULL) == -1 && errno == EINVAL);
+  CHECK(add(kq, (uintptr_t)r, EVFILT_WRITE, EV_ADD, 0, 0, NULL) == -1 && errno == EINVAL);
+  CHECK(write(w, "abc", 3) == 3);
+  struct kevent ch[3];
+  EV_SET(&ch[0], (uintptr_t)w, EVFILT_READ, EV_ADD, 0, 0, (void *)0x61);
+  EV_SET(&ch[1], (uintptr_t)r, EVFILT_WRITE, EV_ADD | EV_RECEIPT, 0, 0, (void *)0x51);
+  EV_SET(&ch[2], (uintptr_t)w, EVFILT_READ, EV_ADD | EV_DISABLE, 0, 0, (void *)0x62);
+  CHECK(kevent(kq, ch, 3, ev, 4, &kZero) == 3);
+  for (int i = 0; i < 3; i++) {
+    CHECK(ev[i].flags == EV_ERROR && ev[i].data == EINVAL && ev[i].udata == ch[i].udata);
+  }
+  /* The filters the open modes have. */
+  CHECK(add(kq, (uintptr_t)r, EVFILT_READ, EV_ADD, 0, 0, NULL) == 0);
+  CHECK(add(kq, (uintptr_t)w, EVFILT_WRITE, EV_ADD, 0, 0, NULL) == 0);
+  CHECK(get(kq, ev, 4, &kZero) == 2);
+  for (int i = 0; i < 2; i++) {
+    CHECK((ev[i].ident == (uintptr_t)r && ev[i].filter == EVFILT_READ && ev[i].data == 3) ||
+          (ev[i].ident == (uintptr_t)w && ev[i].filter == EVFILT_WRITE));
+  }
+  /* The readers gone, then the writers: still refused. */
+  int r2 = open(f, O_RDONLY | O_NONBLOCK);
+  CHECK(r2 >= 0);
+  close(r);
+  close(r2);
+  CHECK(add(kq, (uintptr_t)w, EVFILT_READ, EV_ADD, 0, 0, NULL) == -1 && errno == EINVAL);
+  r = open(f, O_RDONLY | O_NONBLOCK);
+  CHECK(r >= 0);
+  close(w);
+  CHECK(add(kq, (uintptr_t)r, EVFILT_WRITE, EV_ADD, 0, 0, NULL) == -1 && errno == EINVAL);
+  close(r);
+#else
+  /* WRITE on the read-only descriptor: the room, ready, NOTE_LOWAT not
+   * read; level: again at each retrieval. READ on the write-only one,
+   * empty: nothing. */
+  CHECK(add(kq, (uintptr_t)r, EVFILT_WRITE, EV_ADD, NOTE_LOWAT, 1 << 24, (void *)0x51) == 0);
+  CHECK(add(kq, (uintptr_t)w, EVFILT_READ, EV_ADD, 0, 0, (void *)0x61) == 0);
+  for (int pass = 0; pass < 2; pass++) {
+    CHECK(get(kq, ev, 4, &kZero) == 1);
+    CHECK(ev[0].ident == (uintptr_t)r && ev[0].filter == EVFILT_WRITE && ev[0].data >= 512);
+    CHECK(!(ev[0].flags & EV_EOF) && ev[0].udata == (void *)0x51);
+  }
+  const int64_t room = ev[0].data;
+  /* 3 bytes queued. A write-only descriptor never polls readable under
+   * Linux: its READ counts them when a change measures it (docs/kqueue.md). */
+  CHECK(write(w, "abc", 3) == 3);
+  CHECK(add(kq, (uintptr_t)w, EVFILT_READ, EV_ADD, 0, 0, (void *)0x61) == 0);
+  for (int pass = 0; pass < 2; pass++) {
+    CHECK(get(kq, ev, 4, &kZero) == 2);
+    for (int i = 0; i < 2; i++) {
+      CHECK(!(ev[i].flags & EV_EOF));
+      CHECK((ev[i].ident == (uintptr_t)r && ev[i].filter == EVFILT_WRITE && ev[i].data == room - 3) ||
+            (ev[i].ident == (uintptr_t)w && ev[i].filter == EVFILT_READ && ev[i].data == 3));
+    }
+  }
+  /* The writers gone: the reader's WRITE keeps the room, without EV_EOF. */
+  close(w);
+  CHECK(get(kq, ev, 4, &ts) == 1);
+  CHECK(ev[0].ident == (uintptr_t)r && ev[0].filter == EVFILT_WRITE && ev[0].data == room - 3);
+  CHECK(!(ev[0].flags & EV_EOF));
+  /* A writer again, and the readers gone: the writer's READ keeps the
+   * bytes, without EV_EOF. */
+  w = open(f, O_WRONLY | O_NONBLOCK);
+  CHECK(w >= 0);
+  CHECK(add(kq, (uintptr_t)w, EVFILT_READ, EV_ADD, 0, 0, (void *)0x62) == 0);
+  close(r);
+  for (int pass = 0; pass < 2; pass++) {
+    CHECK(get(kq, ev, 4, &ts) == 1);
+    CHECK(ev[0].ident == (uintptr_t)w && ev[0].filter == EVFILT_READ && ev[0].data == 3);
+    CHECK(!(ev[0].flags & EV_EOF));
+  }
+  close(w);
+#endif
+  /* Open both ways: both filters, on the three. */
   int rw = open(f, O_RDWR | O_NONBLOCK);
   CHECK(rw >= 0);
   CHECK(add(kq, (uintptr_t)rw, EVFILT_READ, EV_ADD, 0, 0, NULL) == 0);
@@ -1869,7 +1952,6 @@ static int fifo_one_way(void) {
   close(kq);
   unlink(f);
   rmdir(path);
-#endif
   return 0;
 }
 

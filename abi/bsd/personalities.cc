@@ -102,7 +102,7 @@ constexpr KqueuePersonality kFreebsdKqueue{
                      .pipe_close_clears_write = true,
                      // sys_pipe.c pipe_kqfilter: pipe_nfiltops for READ
                      // without FREAD, WRITE without FWRITE (FIFOs too)
-                     .fifo_filters_follow_open_mode = true,
+                     .lacking_fifo_filter = Policy::LackingFifoFilter::kNeverFires,
                      // vfs_subr.c filt_vfsread: NOTE_FILE_POLL always fires
                      .regular_read_poll_fflag = freebsd::NOTE_FILE_POLL},
     .kq_cloexec = freebsd::KQUEUE_CLOEXEC,
@@ -144,6 +144,9 @@ constexpr KqueuePersonality kOpenbsdKqueue{
                      .vnode_notes = 0xff,   // NOTE_TRUNCATE (docs/rules-bsd.md §3.4)
                      // one tick at hz = 100: timeout_add(max(tticks, 1)) (:459-465)
                      .timer_min_period = kOneTick,
+                     // fifo_vnops.c fifo_kqfilter: READ without FREAD,
+                     // WRITE without FWRITE, EINVAL
+                     .lacking_fifo_filter = Policy::LackingFifoFilter::kRefused,
                      // ufs_vnops.c filt_ufsread: NOTE_EOF fires at the end
                      .regular_read_eof_fflag = openbsd::NOTE_EOF},
     .kq_cloexec = openbsd::O_CLOEXEC,
@@ -184,7 +187,10 @@ constexpr KqueuePersonality kDragonflyKqueue{
                      // one tick at hz = 100: tvtohz_high(0 or < 0) = 1 (:427-431)
                      .timer_min_period = kOneTick,
                      // sys_pipe.c filt_piperead, filt_pipewrite
-                     .pipe_eof_nodata = dragonfly::EV_NODATA},
+                     .pipe_eof_nodata = dragonfly::EV_NODATA,
+                     // fifo_vnops.c fifo_kqfilter: no open mode checked;
+                     // filt_fiforead, filt_fifowrite on the FIFO's sockets
+                     .lacking_fifo_filter = Policy::LackingFifoFilter::kMeasuresTheFifo},
     .kq_cloexec = 0,
     .kq_cponfork = 0,
     .kq_flags_valid = 0,  // no kqueue1

@@ -437,8 +437,9 @@ emul::FdKind KindOf(int fd, const struct stat& st) {
 // Which way a pipe is open, asked once per open file (its access mode never
 // changes): an anonymous pipe's (pipefs) read or write end, whose other
 // filter is the BSDs' reverse direction (docs/kqueue.md "READ/WRITE data");
-// a FIFO opened one way, whose other filter FreeBSD never fires; a FIFO
-// open both ways, or a pipe opened so through /proc, is measured as it is.
+// a FIFO opened one way, whose other filter each BSD answers its own way
+// (docs/kqueue.md "A FIFO opened one way"); a FIFO open both ways, or a
+// pipe opened so through /proc, is measured as it is.
 emul::FdKind PipeWay(int fd) {
   constexpr long kPipefsMagic = 0x50495045;  // linux/magic.h PIPEFS_MAGIC
   struct statfs sfs {};
@@ -533,13 +534,15 @@ Result<emul::FdProbe> LinuxHost::ProbeFd(emul::Pid pid, int fd, emul::FdProbeNee
       p.pipe = true;
       // Which way it is open is asked only when the answer could differ
       // (PipeWay): a write end never polls POLLIN, a read end never
-      // POLLOUT. So READ on bytes without POLLIN or with POLLERR (a write
-      // end whose readers are gone: EV_EOF, but never on FreeBSD's FIFO
-      // opened write-only), or WRITE without POLLOUT or with POLLERR (an
-      // anonymous pipe's refuses a new WRITE knote, EPIPE, a FIFO's does
-      // not), asks once; READ on a read end never does.
-      if (p.kind == FdKind::kPipe && (writable || readable) &&
-          ((writable && !(p.revents & POLLOUT)) || (p.revents & POLLERR))) {
+      // POLLOUT nor POLLERR. So READ on bytes without POLLIN, or with
+      // POLLOUT or POLLERR (open for writing: OpenBSD refuses READ on a
+      // FIFO opened write-only, EINVAL, so its add must know; a write end
+      // whose readers are gone has EV_EOF, but not a FIFO's on FreeBSD or
+      // DragonFly), or WRITE without POLLOUT or with POLLERR (an anonymous
+      // pipe's refuses a new WRITE knote, EPIPE, a FIFO's does not), asks
+      // once; READ on a read end never does.
+      if (p.kind == FdKind::kPipe && ((readable && (p.revents & (POLLOUT | POLLERR))) ||
+                                      (writable && (!(p.revents & POLLOUT) || (p.revents & POLLERR))))) {
         p.kind = PipeWay(dup);
       }
       if (((readable && p.kind != FdKind::kPipeWriteEnd) || (writable && p.kind != FdKind::kPipeReadEnd)) &&

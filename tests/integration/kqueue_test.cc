@@ -67,7 +67,8 @@ INSTANTIATE_TEST_SUITE_P(
                                          "pipe_wrong_end",
                                          // a pipe's EOF: EPIPE at WRITE's add, DF's EV_NODATA (s34)
                                          "pipe_eof_details",
-                                         // a FIFO opened one way: FreeBSD's pipe_nfiltops (s35)
+                                         // a FIFO opened one way: FreeBSD never fires (s35),
+                                         // OpenBSD refuses, DragonFly measures (s37)
                                          "fifo_one_way",
                                          // a change or activity the filter refuses (s29)
                                          "refused_not_queued",

@@ -323,7 +323,7 @@ KqueuePolicy FreebsdPolicy() {
   p.measures_disabled = false;
   p.reverse_pipe_room = 512;  // PIPE_BUF: filt_pipewrite on the unbacked reverse pipe
   p.pipe_close_clears_write = true;  // pipeclose's knlist_clear
-  p.fifo_filters_follow_open_mode = true;  // pipe_kqfilter's pipe_nfiltops
+  p.lacking_fifo_filter = KqueuePolicy::LackingFifoFilter::kNeverFires;  // pipe_kqfilter's pipe_nfiltops
   p.regular_read_poll_fflag = 0x2;  // NOTE_FILE_POLL (filt_vfsread)
   return p;
 }
@@ -336,6 +336,7 @@ KqueuePolicy OpenbsdPolicy() {
   p.vnode_notes = 0xff;
   p.timer_min_period = 10'000'000;  // one tick at hz = 100
   p.regular_read_eof_fflag = 0x2;  // NOTE_EOF (filt_ufsread)
+  p.lacking_fifo_filter = KqueuePolicy::LackingFifoFilter::kRefused;  // fifo_kqfilter's EINVAL
   return p;
 }
 KqueuePolicy DragonflyPolicy() {
@@ -814,72 +815,194 @@ TEST_F(KqueueTest, DisabledWriteOnAPipeWhoseOtherEndIsClosedIsRefusedWithEpipe) 
 // A FIFO opened one way (the host found its open mode: kFifoReadOnly,
 // kFifoWriteOnly). FreeBSD's pipe_kqfilter gives the filter its open mode
 // lacks pipe_nfiltops (READ without FREAD, WRITE without FWRITE), whose
-// filt_pipenotsup never fires: no bytes, no room, no EV_EOF. OpenBSD and
-// DragonFly measure the FIFO as before (docs/kqueue.md "Not yet"). The
-// filters the open mode has, and a FIFO open both ways, are unchanged.
+// filt_pipenotsup never fires: no bytes, no room, no EV_EOF
+// (freebsd-src sys/kern/sys_pipe.c). The filters the open mode has, and a
+// FIFO open both ways, are unchanged. OpenBSD and DragonFly: the next tests.
 TEST_F(KqueueTest, FreebsdNeverFiresAFifosFilterItsOpenModeLacks) {
-  for (const KqueuePolicy& pol : {FreebsdPolicy(), OpenbsdPolicy(), DragonflyPolicy()}) {
-    const bool freebsd = pol.fifo_filters_follow_open_mode;
-    SCOPED_TRACE(freebsd);
-    auto rd = host_.Open(kP.pid, 5);  // opened O_RDONLY
-    auto wr = host_.Open(kP.pid, 6);  // opened O_WRONLY
-    auto both = host_.Open(kP.pid, 7);  // opened O_RDWR
-    rd->pipe = wr->pipe = both->pipe = true;
-    rd->kind = FdKind::kFifoReadOnly;
-    wr->kind = FdKind::kFifoWriteOnly;
-    both->kind = FdKind::kFifo;
-    host_.level_looks = true;
-    // 3 bytes queued: the reader polls POLLIN, the writer POLLOUT.
-    rd->ready = pb::kIn;
-    rd->readable = 3;
+  const KqueuePolicy pol = FreebsdPolicy();
+  auto rd = host_.Open(kP.pid, 5);  // opened O_RDONLY
+  auto wr = host_.Open(kP.pid, 6);  // opened O_WRONLY
+  auto both = host_.Open(kP.pid, 7);  // opened O_RDWR
+  rd->pipe = wr->pipe = both->pipe = true;
+  rd->kind = FdKind::kFifoReadOnly;
+  wr->kind = FdKind::kFifoWriteOnly;
+  both->kind = FdKind::kFifo;
+  host_.level_looks = true;
+  // 3 bytes queued: the reader polls POLLIN, the writer POLLOUT.
+  rd->ready = pb::kIn;
+  rd->readable = 3;
+  wr->ready = pb::kOut;
+  wr->readable = 3;
+  rd->writable = wr->writable = both->writable = 4093;
+  both->ready = pb::kIn | pb::kOut;
+  both->readable = 3;
+  ASSERT_EQ(Call({Ch(KFilter::kWrite, 5, kev::kAdd, 0, 0, 0x51), Ch(KFilter::kRead, 6, kev::kAdd, 0, 0, 0x61),
+                  Ch(KFilter::kRead, 5, kev::kAdd), Ch(KFilter::kWrite, 6, kev::kAdd),
+                  Ch(KFilter::kRead, 7, kev::kAdd), Ch(KFilter::kWrite, 7, kev::kAdd)},
+                 Poll(0), pol)
+                .error,
+            0);
+  auto ev = Get(8, pol);
+  std::set<std::pair<uint64_t, KFilter>> seen;
+  for (const KeventRecord& e : ev) seen.insert({e.ident, e.filter});
+  EXPECT_EQ(seen, (std::set<std::pair<uint64_t, KFilter>>{
+                      {5, KFilter::kRead}, {6, KFilter::kWrite}, {7, KFilter::kRead}, {7, KFilter::kWrite}}));
+  // The writers gone (the reader polls POLLHUP), the readers gone (the
+  // writer polls POLLERR): still nothing.
+  host_.Set(engine_, rd, pb::kIn | pb::kHup, 3);
+  host_.Set(engine_, wr, pb::kOut | pb::kErr, 3, 4093);
+  seen.clear();
+  for (const KeventRecord& e : Get(8, pol)) seen.insert({e.ident, e.filter});
+  EXPECT_EQ(seen.count({5, KFilter::kWrite}), 0u);
+  EXPECT_EQ(seen.count({6, KFilter::kRead}), 0u);
+  EXPECT_TRUE(seen.count({5, KFilter::kRead}));
+  EXPECT_TRUE(seen.count({6, KFilter::kWrite}));
+  EXPECT_EQ(engine_.KnoteCount(kq_), 6u);  // added, not refused
+  for (int fd : {5, 6, 7}) {
+    host_.Close(kP.pid, fd);
+    engine_.FdClosing(kP.pid, fd);
+  }
+  EXPECT_EQ(engine_.KnoteCount(kq_), 0u);
+}
+
+// OpenBSD's fifo_kqfilter refuses READ on a FIFO opened without FREAD and
+// WRITE on one opened without FWRITE with EINVAL (openbsd/src
+// sys/miscfs/fifofs/fifo_vnops.c rev 1.110 fifo_kqfilter; vn_kqfilter
+// passes the file's f_flag): the failed change's rules (an EV_ERROR record,
+// kevent's -1 without room; EV_RECEIPT the same), EV_ADD|EV_DISABLE too
+// (OpenBSD attaches before it disables), whatever the FIFO holds. The
+// filters the open mode has, a FIFO open both ways, and an anonymous pipe's
+// wrong end (sys_pipe.c pipe_kqfilter checks no open mode: the reverse
+// direction) are added.
+TEST_F(KqueueTest, OpenbsdRefusesAFifosFilterItsOpenModeLacksWithEinval) {
+  const KqueuePolicy pol = OpenbsdPolicy();
+  auto rd = host_.Open(kP.pid, 5);  // opened O_RDONLY
+  auto wr = host_.Open(kP.pid, 6);  // opened O_WRONLY
+  auto both = host_.Open(kP.pid, 7);  // opened O_RDWR
+  rd->pipe = wr->pipe = both->pipe = true;
+  rd->kind = FdKind::kFifoReadOnly;
+  wr->kind = FdKind::kFifoWriteOnly;
+  both->kind = FdKind::kFifo;
+  auto [pr, pw] = OpenPipe(8, 9);
+  for (int64_t queued : {0, 3}) {
+    SCOPED_TRACE(queued);
+    rd->ready = queued > 0 ? pb::kIn : 0u;
+    rd->readable = wr->readable = queued;
     wr->ready = pb::kOut;
-    wr->readable = 3;
-    wr->writable = both->writable = 4093;
-    both->ready = pb::kIn | pb::kOut;
-    both->readable = 3;
-    ASSERT_EQ(Call({Ch(KFilter::kWrite, 5, kev::kAdd, 0, 0, 0x51), Ch(KFilter::kRead, 6, kev::kAdd, 0, 0, 0x61),
-                    Ch(KFilter::kRead, 5, kev::kAdd), Ch(KFilter::kWrite, 6, kev::kAdd),
-                    Ch(KFilter::kRead, 7, kev::kAdd), Ch(KFilter::kWrite, 7, kev::kAdd)},
-                   Poll(0), pol)
-                  .error,
-              0);
-    auto ev = Get(8, pol);
-    std::set<std::pair<uint64_t, KFilter>> seen;
-    for (const KeventRecord& e : ev) seen.insert({e.ident, e.filter});
-    // The filters the open modes have: reported everywhere.
-    EXPECT_TRUE(seen.count({5, KFilter::kRead}));
-    EXPECT_TRUE(seen.count({6, KFilter::kWrite}));
-    EXPECT_TRUE(seen.count({7, KFilter::kRead}));
-    EXPECT_TRUE(seen.count({7, KFilter::kWrite}));
-    // READ on the write-only FIFO counts the queued bytes elsewhere (as
-    // before); FreeBSD never fires it.
-    EXPECT_EQ(seen.count({6, KFilter::kRead}), freebsd ? 0u : 1u);
-    EXPECT_EQ(seen.count({5, KFilter::kWrite}), 0u);  // no POLLOUT: not before EOF here
-    // The writers gone (the reader polls POLLHUP), the readers gone (the
-    // writer polls POLLERR): still nothing on FreeBSD, EV_EOF elsewhere.
-    host_.Set(engine_, rd, pb::kIn | pb::kHup, 3);
-    host_.Set(engine_, wr, pb::kOut | pb::kErr, 3, 4093);
-    ev = Get(8, pol);
-    seen.clear();
-    for (const KeventRecord& e : ev) {
-      seen.insert({e.ident, e.filter});
-      if ((e.ident == 5u && e.filter == KFilter::kWrite) || (e.ident == 6u && e.filter == KFilter::kRead)) {
-        EXPECT_EQ(e.flags & kev::kEof, kev::kEof);
-      }
+    rd->writable = wr->writable = 4096 - queued;
+    auto out = Call({Ch(KFilter::kRead, 6, kev::kAdd, 0, 0, 0x61), Ch(KFilter::kWrite, 5, kev::kAdd, 0, 0, 0x51),
+                     Ch(KFilter::kRead, 6, kev::kAdd | kev::kDisable, 0, 0, 0x62),
+                     Ch(KFilter::kWrite, 5, kev::kAdd | kev::kReceipt, 0, 0, 0x52)},
+                    Poll(8), pol);
+    ASSERT_EQ(out.error, 0);
+    ASSERT_EQ(out.events.size(), 4u);
+    for (const KeventRecord& e : out.events) {
+      EXPECT_EQ(e.flags & kev::kError, kev::kError);
+      EXPECT_EQ(e.data, EINVAL);
     }
-    EXPECT_EQ(seen.count({5, KFilter::kWrite}), freebsd ? 0u : 1u);
-    EXPECT_EQ(seen.count({6, KFilter::kRead}), freebsd ? 0u : 1u);
-    EXPECT_TRUE(seen.count({5, KFilter::kRead}));
-    EXPECT_TRUE(seen.count({6, KFilter::kWrite}));
-    EXPECT_EQ(engine_.KnoteCount(kq_), 6u);  // added, not refused
-    host_.Close(kP.pid, 5);
-    host_.Close(kP.pid, 6);
-    host_.Close(kP.pid, 7);
-    engine_.FdClosing(kP.pid, 5);
-    engine_.FdClosing(kP.pid, 6);
-    engine_.FdClosing(kP.pid, 7);
+    EXPECT_EQ(out.events[0].udata, 0x61u);
+    EXPECT_EQ(out.events[3].udata, 0x52u);
+    EXPECT_EQ(engine_.KnoteCount(kq_), 0u);
+    // No room for the record: the call fails, the changes after it unapplied.
+    out = Call({Ch(KFilter::kRead, 6, kev::kAdd), Ch(KFilter::kRead, 5, kev::kAdd)}, Poll(0), pol);
+    EXPECT_EQ(out.error, EINVAL);
     EXPECT_EQ(engine_.KnoteCount(kq_), 0u);
   }
+  // The readers gone, the writers gone: still refused.
+  host_.Set(engine_, wr, pb::kOut | pb::kErr, 3, 4093);
+  host_.Set(engine_, rd, pb::kIn | pb::kHup, 3, 4093);
+  EXPECT_EQ(Call({Ch(KFilter::kRead, 6, kev::kAdd)}, Poll(0), pol).error, EINVAL);
+  EXPECT_EQ(Call({Ch(KFilter::kWrite, 5, kev::kAdd)}, Poll(0), pol).error, EINVAL);
+  // Added: the filters the open modes have, both on O_RDWR, and both on
+  // each end of an anonymous pipe.
+  ASSERT_EQ(Call({Ch(KFilter::kRead, 5, kev::kAdd), Ch(KFilter::kWrite, 6, kev::kAdd),
+                  Ch(KFilter::kRead, 7, kev::kAdd), Ch(KFilter::kWrite, 7, kev::kAdd),
+                  Ch(KFilter::kRead, 8, kev::kAdd), Ch(KFilter::kWrite, 8, kev::kAdd),
+                  Ch(KFilter::kRead, 9, kev::kAdd), Ch(KFilter::kWrite, 9, kev::kAdd)},
+                 Poll(0), pol)
+                .error,
+            0);
+  EXPECT_EQ(engine_.KnoteCount(kq_), 8u);
+  for (int fd : {5, 6, 7, 8, 9}) {
+    host_.Close(kP.pid, fd);
+    engine_.FdClosing(kP.pid, fd);
+  }
+  EXPECT_EQ(engine_.KnoteCount(kq_), 0u);
+}
+
+// DragonFly's fifo_kqfilter checks no open mode and hangs READ and WRITE on
+// the FIFO's sockets (DragonFlyBSD sys/vfs/fifofs/fifo_vnops.c
+// fifo_kqfilter): READ on a FIFO opened write-only counts the bytes queued
+// (filt_fiforead: `so_rcv.ssb_cc`, ready above 0), WRITE on one opened
+// read-only the room (filt_fifowrite: `ssb_space(&so->so_snd)`, ready from
+// `ssb_lowat`, PIPE_BUF, fifo_open); neither reads NOTE_LOWAT. EV_EOF needs
+// SS_ISDISCONNECTED, which fifo_close sets only when the last writer (READ)
+// or reader (WRITE) goes: never while this descriptor is open, so the
+// other side's close reports the bytes or the room, without EV_EOF. Level,
+// with no poll bit behind the yes: delivered again at each retrieval.
+TEST_F(KqueueTest, DragonflyMeasuresTheFifoForAFilterItsOpenModeLacks) {
+  const KqueuePolicy pol = DragonflyPolicy();
+  auto rd = host_.Open(kP.pid, 5);  // opened O_RDONLY
+  auto wr = host_.Open(kP.pid, 6);  // opened O_WRONLY
+  rd->pipe = wr->pipe = true;
+  rd->kind = FdKind::kFifoReadOnly;
+  wr->kind = FdKind::kFifoWriteOnly;
+  host_.level_looks = true;
+  // Empty: the reader polls nothing, the writer POLLOUT. READ on the
+  // writer says no; WRITE on the reader has the room.
+  wr->ready = pb::kOut;
+  rd->writable = wr->writable = 4096;
+  ASSERT_EQ(Call({Ch(KFilter::kWrite, 5, kev::kAdd, kev::kNoteLowat, 8192, 0x51),
+                  Ch(KFilter::kRead, 6, kev::kAdd, kev::kNoteLowat, 2, 0x61)},
+                 Poll(0), pol)
+                .error,
+            0);
+  for (int pass = 0; pass < 2; ++pass) {
+    host_.Look();
+    auto ev = Get(8, pol);
+    ASSERT_EQ(ev.size(), 1u);
+    EXPECT_EQ(ev[0].ident, 5u);
+    EXPECT_EQ(ev[0].filter, KFilter::kWrite);
+    EXPECT_EQ(ev[0].data, 4096);
+    EXPECT_EQ(ev[0].flags & kev::kEof, 0);
+  }
+  // 1 byte queued (under the READ knote's NOTE_LOWAT mark, not read). A
+  // write-only descriptor never polls POLLIN (Linux pipe_poll): the bytes
+  // are seen when a change measures the knote (docs/kqueue.md), here an
+  // EV_ADD again. Then the FIFO filled but for 511 bytes: WRITE below
+  // PIPE_BUF says no.
+  host_.Set(engine_, rd, pb::kIn, 1, 4095);
+  host_.Set(engine_, wr, pb::kOut, 1, 4095);
+  ASSERT_EQ(Call({Ch(KFilter::kRead, 6, kev::kAdd, kev::kNoteLowat, 2, 0x61)}, Poll(0), pol).error, 0);
+  for (int pass = 0; pass < 2; ++pass) {
+    host_.Look();
+    std::set<std::pair<uint64_t, int64_t>> seen;
+    for (const KeventRecord& e : Get(8, pol)) seen.insert({e.ident, e.data});
+    EXPECT_EQ(seen, (std::set<std::pair<uint64_t, int64_t>>{{5, 4095}, {6, 1}}));
+  }
+  host_.Set(engine_, rd, pb::kIn, 3585, 511);
+  host_.Set(engine_, wr, 0, 3585, 511);
+  host_.Look();
+  auto ev = Get(8, pol);
+  ASSERT_EQ(ev.size(), 1u);
+  EXPECT_EQ(ev[0].ident, 6u);
+  EXPECT_EQ(ev[0].data, 3585);
+  // The readers gone (the writer polls POLLERR), the writers gone (the
+  // reader polls POLLHUP): the bytes and the room, without EV_EOF.
+  host_.Set(engine_, wr, pb::kErr, 3, 4093);
+  host_.Set(engine_, rd, pb::kIn | pb::kHup, 3, 4093);
+  host_.Look();
+  ev = Get(8, pol);
+  ASSERT_EQ(ev.size(), 2u);
+  for (const KeventRecord& e : ev) {
+    EXPECT_EQ(e.flags & (kev::kEof | pol.pipe_eof_nodata), 0);
+    EXPECT_EQ(e.data, e.ident == 5u ? 4093 : 3);
+  }
+  for (int fd : {5, 6}) {
+    host_.Close(kP.pid, fd);
+    engine_.FdClosing(kP.pid, fd);
+  }
+  EXPECT_EQ(engine_.KnoteCount(kq_), 0u);
 }
 
 // DragonFly adds EV_NODATA to a pipe's EV_EOF when no byte is left:
