@@ -499,7 +499,7 @@ bool Kqueues::ArmFdNotReady(Kq& kq, Knote& kn) {
 // POLLOUT: WriteEvent), nor for WRITE on a pipe's read end (the reverse
 // direction's room says yes with no poll bit: ReverseWriteEvent), nor for
 // the filter a FIFO's open mode lacks (DragonFly's bytes or room say yes
-// with no poll bit: ReadOnAWriteOnlyFifo, WriteOnAReadOnlyFifo); EV_ONESHOT,
+// with no poll bit: LackingFifoFilterEvent); EV_ONESHOT,
 // EV_CLEAR and EV_DISPATCH knotes are not requeued.
 void Kqueues::ArmForNextLook(Knote& kn) {
   if (!kn.io.watch || kn.io.watched_kq) return;

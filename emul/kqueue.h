@@ -205,7 +205,7 @@ struct KqueuePolicy {
   // READ on a FIFO opened write-only, WRITE on one opened read-only: the
   // filter its open mode lacks (the host tells them once it asked the
   // FIFO's open mode: FdKind::kFifoWriteOnly, kFifoReadOnly; docs/kqueue.md
-  // "A FIFO opened one way").
+  // "READ/WRITE data", a FIFO opened one way).
   enum class LackingFifoFilter : uint8_t {
     // DragonFly's fifo_kqfilter checks no open mode and hangs both on the
     // FIFO's sockets (sys/vfs/fifofs/fifo_vnops.c): READ counts the bytes

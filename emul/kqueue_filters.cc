@@ -172,7 +172,7 @@ struct Kqueues::Filters {
       kn.data = inner == nullptr ? 0 : static_cast<int64_t>(inner->queue.size());
       return kn.data > 0;
     }
-    if (p.kind == FdKind::kFifoWriteOnly) return ReadOnAWriteOnlyFifo(kq, kn, p);
+    if (p.kind == FdKind::kFifoWriteOnly) return LackingFifoFilterEvent(kq, kn, p.readable, 1);
     // A pipe's write end: the BSDs' pipes run both ways, and its READ
     // reads the reverse direction (filt_piperead on the end's own struct
     // pipe: FreeBSD sys_pipe.c, OpenBSD filt_piperead_common, DragonFly
@@ -218,7 +218,7 @@ struct Kqueues::Filters {
     if (!probe) return false;
     const FdProbe& p = *probe;
     if (p.kind == FdKind::kPipeReadEnd) return ReverseWriteEvent(kq, kn, p);
-    if (p.kind == FdKind::kFifoReadOnly) return WriteOnAReadOnlyFifo(kq, kn, p);
+    if (p.kind == FdKind::kFifoReadOnly) return LackingFifoFilterEvent(kq, kn, p.writable, kPipeBuf);
     kn.data = p.writable;
     if (p.revents & (poll_bits::kHup | poll_bits::kErr)) kn.eof = kev::kEof;
     if (kn.eof) kn.fflags = static_cast<uint32_t>(p.eof_error);
@@ -248,24 +248,13 @@ struct Kqueues::Filters {
   // is not left to the look (ArmForNextLook).
   static constexpr int64_t kPipeBuf = 512;  // PIPE_BUF, sys/syslimits.h of the three
 
-  static bool ReadOnAWriteOnlyFifo(const Kq& kq, Knote& kn, const FdProbe& p) {
+  // `measured`: DragonFly's count (the bytes, the room), ready from
+  // `ready_from` (above 0, PIPE_BUF).
+  static bool LackingFifoFilterEvent(const Kq& kq, Knote& kn, int64_t measured, int64_t ready_from) {
     switch (kq.policy.lacking_fifo_filter) {
       case KqueuePolicy::LackingFifoFilter::kMeasuresTheFifo:
-        kn.data = p.readable;
-        return kn.data > 0;
-      case KqueuePolicy::LackingFifoFilter::kNeverFires:
-      case KqueuePolicy::LackingFifoFilter::kRefused:
-        break;
-    }
-    kn.data = 0;
-    return false;
-  }
-
-  static bool WriteOnAReadOnlyFifo(const Kq& kq, Knote& kn, const FdProbe& p) {
-    switch (kq.policy.lacking_fifo_filter) {
-      case KqueuePolicy::LackingFifoFilter::kMeasuresTheFifo:
-        kn.data = p.writable;
-        return kn.data >= kPipeBuf;
+        kn.data = measured;
+        return kn.data >= ready_from;
       case KqueuePolicy::LackingFifoFilter::kNeverFires:
       case KqueuePolicy::LackingFifoFilter::kRefused:
         break;

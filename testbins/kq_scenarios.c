@@ -1810,8 +1810,8 @@ static int fifo(void) {
 
 /* A FIFO opened one way: READ on the write-only descriptor and WRITE on the
  * read-only one, the filter its open mode lacks, answer as each kernel does
- * (docs/kqueue.md "A FIFO opened one way"); the filters the open mode has,
- * and a FIFO opened O_RDWR, report as always.
+ * (docs/kqueue.md "READ/WRITE data", a FIFO opened one way); the filters
+ * the open mode has, and a FIFO opened O_RDWR, report as always.
  * - FreeBSD's FIFOs are named pipes, and its pipe_kqfilter (sys_pipe.c)
  *   gives them pipe_nfiltops, whose filt_pipenotsup never fires: nothing,
  *   with bytes queued, nor at the other side's close (EV_EOF neither).

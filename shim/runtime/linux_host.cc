@@ -438,8 +438,8 @@ emul::FdKind KindOf(int fd, const struct stat& st) {
 // changes): an anonymous pipe's (pipefs) read or write end, whose other
 // filter is the BSDs' reverse direction (docs/kqueue.md "READ/WRITE data");
 // a FIFO opened one way, whose other filter each BSD answers its own way
-// (docs/kqueue.md "A FIFO opened one way"); a FIFO open both ways, or a
-// pipe opened so through /proc, is measured as it is.
+// (docs/kqueue.md "READ/WRITE data", a FIFO opened one way); a FIFO open
+// both ways, or a pipe opened so through /proc, is measured as it is.
 emul::FdKind PipeWay(int fd) {
   constexpr long kPipefsMagic = 0x50495045;  // linux/magic.h PIPEFS_MAGIC
   struct statfs sfs {};

@@ -10,6 +10,7 @@
 #include <memory>
 #include <set>
 #include <string>
+#include <tuple>
 
 #include "emul/kqueue.h"
 
@@ -408,6 +409,28 @@ class KqueueTest : public ::testing::Test {
     r->writable = 65536;
     host_.level_looks = true;
     return {r, w};
+  }
+  // A FIFO opened read-only at `rd_fd`, write-only at `wr_fd` and O_RDWR
+  // at `both_fd` (the host found their open modes), empty.
+  std::tuple<KqFakeHost::FileRef, KqFakeHost::FileRef, KqFakeHost::FileRef> OpenFifo(int rd_fd, int wr_fd,
+                                                                                     int both_fd) {
+    auto rd = host_.Open(kP.pid, rd_fd);
+    auto wr = host_.Open(kP.pid, wr_fd);
+    auto both = host_.Open(kP.pid, both_fd);
+    rd->pipe = wr->pipe = both->pipe = true;
+    rd->kind = FdKind::kFifoReadOnly;
+    wr->kind = FdKind::kFifoWriteOnly;
+    both->kind = FdKind::kFifo;
+    return {rd, wr, both};
+  }
+  // Closes the descriptors as the library reports a close (FdClosing): no
+  // knote is left on them.
+  void CloseReported(std::initializer_list<int> fds) {
+    for (int fd : fds) {
+      host_.Close(kP.pid, fd);
+      engine_.FdClosing(kP.pid, fd);
+    }
+    EXPECT_EQ(engine_.KnoteCount(kq_), 0u);
   }
   // One knote queued (the kqueue polls readable) that the next scan takes
   // off without posting it (its filter says no, or it is disabled): the
@@ -820,13 +843,7 @@ TEST_F(KqueueTest, DisabledWriteOnAPipeWhoseOtherEndIsClosedIsRefusedWithEpipe) 
 // FIFO open both ways, are unchanged. OpenBSD and DragonFly: the next tests.
 TEST_F(KqueueTest, FreebsdNeverFiresAFifosFilterItsOpenModeLacks) {
   const KqueuePolicy pol = FreebsdPolicy();
-  auto rd = host_.Open(kP.pid, 5);  // opened O_RDONLY
-  auto wr = host_.Open(kP.pid, 6);  // opened O_WRONLY
-  auto both = host_.Open(kP.pid, 7);  // opened O_RDWR
-  rd->pipe = wr->pipe = both->pipe = true;
-  rd->kind = FdKind::kFifoReadOnly;
-  wr->kind = FdKind::kFifoWriteOnly;
-  both->kind = FdKind::kFifo;
+  auto [rd, wr, both] = OpenFifo(5, 6, 7);
   host_.level_looks = true;
   // 3 bytes queued: the reader polls POLLIN, the writer POLLOUT.
   rd->ready = pb::kIn;
@@ -858,11 +875,7 @@ TEST_F(KqueueTest, FreebsdNeverFiresAFifosFilterItsOpenModeLacks) {
   EXPECT_TRUE(seen.count({5, KFilter::kRead}));
   EXPECT_TRUE(seen.count({6, KFilter::kWrite}));
   EXPECT_EQ(engine_.KnoteCount(kq_), 6u);  // added, not refused
-  for (int fd : {5, 6, 7}) {
-    host_.Close(kP.pid, fd);
-    engine_.FdClosing(kP.pid, fd);
-  }
-  EXPECT_EQ(engine_.KnoteCount(kq_), 0u);
+  CloseReported({5, 6, 7});
 }
 
 // OpenBSD's fifo_kqfilter refuses READ on a FIFO opened without FREAD and
@@ -876,14 +889,8 @@ TEST_F(KqueueTest, FreebsdNeverFiresAFifosFilterItsOpenModeLacks) {
 // direction) are added.
 TEST_F(KqueueTest, OpenbsdRefusesAFifosFilterItsOpenModeLacksWithEinval) {
   const KqueuePolicy pol = OpenbsdPolicy();
-  auto rd = host_.Open(kP.pid, 5);  // opened O_RDONLY
-  auto wr = host_.Open(kP.pid, 6);  // opened O_WRONLY
-  auto both = host_.Open(kP.pid, 7);  // opened O_RDWR
-  rd->pipe = wr->pipe = both->pipe = true;
-  rd->kind = FdKind::kFifoReadOnly;
-  wr->kind = FdKind::kFifoWriteOnly;
-  both->kind = FdKind::kFifo;
-  auto [pr, pw] = OpenPipe(8, 9);
+  auto [rd, wr, both] = OpenFifo(5, 6, 7);
+  OpenPipe(8, 9);
   for (int64_t queued : {0, 3}) {
     SCOPED_TRACE(queued);
     rd->ready = queued > 0 ? pb::kIn : 0u;
@@ -923,11 +930,7 @@ TEST_F(KqueueTest, OpenbsdRefusesAFifosFilterItsOpenModeLacksWithEinval) {
                 .error,
             0);
   EXPECT_EQ(engine_.KnoteCount(kq_), 8u);
-  for (int fd : {5, 6, 7, 8, 9}) {
-    host_.Close(kP.pid, fd);
-    engine_.FdClosing(kP.pid, fd);
-  }
-  EXPECT_EQ(engine_.KnoteCount(kq_), 0u);
+  CloseReported({5, 6, 7, 8, 9});
 }
 
 // DragonFly's fifo_kqfilter checks no open mode and hangs READ and WRITE on
@@ -942,11 +945,7 @@ TEST_F(KqueueTest, OpenbsdRefusesAFifosFilterItsOpenModeLacksWithEinval) {
 // with no poll bit behind the yes: delivered again at each retrieval.
 TEST_F(KqueueTest, DragonflyMeasuresTheFifoForAFilterItsOpenModeLacks) {
   const KqueuePolicy pol = DragonflyPolicy();
-  auto rd = host_.Open(kP.pid, 5);  // opened O_RDONLY
-  auto wr = host_.Open(kP.pid, 6);  // opened O_WRONLY
-  rd->pipe = wr->pipe = true;
-  rd->kind = FdKind::kFifoReadOnly;
-  wr->kind = FdKind::kFifoWriteOnly;
+  auto [rd, wr, both] = OpenFifo(5, 6, 7);
   host_.level_looks = true;
   // Empty: the reader polls nothing, the writer POLLOUT. READ on the
   // writer says no; WRITE on the reader has the room.
@@ -998,11 +997,7 @@ TEST_F(KqueueTest, DragonflyMeasuresTheFifoForAFilterItsOpenModeLacks) {
     EXPECT_EQ(e.flags & (kev::kEof | pol.pipe_eof_nodata), 0);
     EXPECT_EQ(e.data, e.ident == 5u ? 4093 : 3);
   }
-  for (int fd : {5, 6}) {
-    host_.Close(kP.pid, fd);
-    engine_.FdClosing(kP.pid, fd);
-  }
-  EXPECT_EQ(engine_.KnoteCount(kq_), 0u);
+  CloseReported({5, 6, 7});
 }
 
 // DragonFly adds EV_NODATA to a pipe's EV_EOF when no byte is left:
