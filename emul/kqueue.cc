@@ -758,6 +758,14 @@ int Kqueues::Register(Kq& kq, Caller caller, KChange& change) {
           return EPIPE;
         }
         if (listed) return 0;  // or dropped: its descriptor was closed meanwhile
+        // EXCEPT on a pipe or FIFO: OpenBSD's EINVAL, DragonFly's
+        // EOPNOTSUPP (KqueuePolicy::except_on_pipe_errno); its filter never
+        // says yes there (no POLLPRI). The add's probe found the kind. Both
+        // kernels measure a knote added disabled, so this sees every add.
+        if (kev.filter == KFilter::kExcept && kq.policy.except_on_pipe_errno != 0 && IsPipeKind(kn->io_kind)) {
+          Drop(kq, *kn);
+          return kq.policy.except_on_pipe_errno;
+        }
         // OpenBSD's fifo_kqfilter refuses READ on a FIFO opened without
         // FREAD and WRITE without FWRITE: EINVAL (KqueuePolicy::
         // LackingFifoFilter). The add's probe learned the open mode

@@ -221,6 +221,13 @@ struct KqueuePolicy {
     kRefused,
   };
   LackingFifoFilter lacking_fifo_filter = LackingFifoFilter::kMeasuresTheFifo;
+  // EVFILT_EXCEPT on a pipe or FIFO, either end, any open mode: refused at
+  // EV_ADD with this errno, 0 to add it (docs/kqueue.md "READ/WRITE data").
+  // OpenBSD's pipe_kqfilter and fifo_kqfilter take it from poll(2) only and
+  // refuse it through kevent(2) with EINVAL (sys_pipe.c rev 1.149,
+  // fifo_vnops.c rev 1.110); DragonFly's pipe_kqfilter and fifo_kqfilter
+  // have no case for it: EOPNOTSUPP. FreeBSD has no EVFILT_EXCEPT.
+  int except_on_pipe_errno = 0;
   // READ on a regular file fires only while bytes are left (data = size -
   // offset, not 0), unless the knote's fflags ask otherwise (docs/kqueue.md
   // "A regular file that grows"):

@@ -209,7 +209,10 @@ struct Kqueues::Filters {
       return kn.data != 0;
     }
     if (p.listening) return kn.data > 0 || (p.revents & poll_bits::kIn);
-    if (kn.sfflags & kev::kNoteLowat) return kn.data >= std::max<int64_t>(kn.sdata, 1);
+    // A pipe's or FIFO's READ reads no NOTE_LOWAT: ready from one byte on
+    // the three (FreeBSD filt_piperead, FIFOs included; OpenBSD
+    // filt_piperead, filt_fiforead; DragonFly filt_piperead, filt_fiforead).
+    if ((kn.sfflags & kev::kNoteLowat) && !p.pipe) return kn.data >= std::max<int64_t>(kn.sdata, 1);
     return kn.data > 0 || (p.revents & poll_bits::kIn) != 0;
   }
 
@@ -228,7 +231,13 @@ struct Kqueues::Filters {
     // the probe then learned its way). A FIFO's keeps the room.
     if (kn.eof && p.kind == FdKind::kPipeWriteEnd) WriteAtPipeClose(kq, kn, kn.data);
     if (kn.eof || p.regular) return true;
-    if (kn.sfflags & kev::kNoteLowat) return kn.data >= std::max<int64_t>(kn.sdata, 1);
+    // A pipe's or FIFO's WRITE reads no NOTE_LOWAT either: the three are
+    // ready from PIPE_BUF of room (FreeBSD filt_pipewrite; OpenBSD
+    // filt_pipewrite, filt_fifowrite's `sb_lowat`; DragonFly filt_pipewrite,
+    // filt_fifowrite's `ssb_lowat`, both PIPE_BUF from fifo_open). Linux
+    // polls POLLOUT from a free page slot, which is what a write can count
+    // on (docs/kqueue.md "READ/WRITE data").
+    if ((kn.sfflags & kev::kNoteLowat) && !p.pipe) return kn.data >= std::max<int64_t>(kn.sdata, 1);
     return (p.revents & poll_bits::kOut) != 0;
   }
 

@@ -1955,6 +1955,100 @@ static int fifo_one_way(void) {
   return 0;
 }
 
+/* NOTE_LOWAT and EVFILT_EXCEPT on pipes and FIFOs (docs/kqueue.md
+ * "READ/WRITE data").
+ * - NOTE_LOWAT is not read on the three: READ fires from one byte, WRITE as
+ *   it would without the mark (FreeBSD sys_pipe.c filt_piperead and
+ *   filt_pipewrite, its FIFOs being named pipes; OpenBSD sys_pipe.c
+ *   filt_piperead and filt_pipewrite, sys/miscfs/fifofs/fifo_vnops.c
+ *   filt_fiforead and filt_fifowrite; DragonFly sys_pipe.c and
+ *   sys/vfs/fifofs/fifo_vnops.c, the same four). A socket's mark holds
+ *   (filt_soread).
+ * - EVFILT_EXCEPT (OpenBSD and DragonFly; FreeBSD has none) on either end of
+ *   a pipe and on a FIFO is refused at EV_ADD: OpenBSD EINVAL (sys_pipe.c
+ *   rev 1.149 pipe_kqfilter, fifo_vnops.c rev 1.110 fifo_kqfilter: not
+ *   through kevent(2)), DragonFly EOPNOTSUPP (pipe_kqfilter, fifo_kqfilter:
+ *   no case for it). A socket's is added.
+ * Until session 37 evshim applied the mark to pipes and FIFOs and added
+ * EXCEPT on them, a knote that never fired. */
+static int pipe_lowat_except(void) {
+  char path[] = "/tmp/evshim-kql-XXXXXX";
+  char f[64];
+  int r, w, fds[2], sv[2];
+  CHECK(open_fifo(path, f, sizeof f, &r, &w) == 0);
+  int kq = kqueue();
+  CHECK(kq >= 0 && pipe(fds) == 0 && socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0);
+  const struct timespec ts = {2, 0};
+  struct kevent ev[8];
+  /* Empty, marks far above what will come: a byte wakes a waiter on the
+   * pipe's READ and the FIFO's; the WRITE knotes report the room. */
+  CHECK(add(kq, (uintptr_t)fds[0], EVFILT_READ, EV_ADD, NOTE_LOWAT, 100, (void *)0x1) == 0);
+  CHECK(add(kq, (uintptr_t)r, EVFILT_READ, EV_ADD, NOTE_LOWAT, 100, (void *)0x2) == 0);
+  CHECK(add(kq, (uintptr_t)sv[0], EVFILT_READ, EV_ADD, NOTE_LOWAT, 100, (void *)0x3) == 0);
+  CHECK(get(kq, ev, 8, &kZero) == 0);
+  CHECK(write(fds[1], "a", 1) == 1);
+  CHECK(get(kq, ev, 8, &ts) >= 1);
+  CHECK(write(w, "abc", 3) == 3);
+  CHECK(write(sv[1], "abc", 3) == 3);
+  sleep_ms(50);
+  CHECK(get(kq, ev, 8, &kZero) == 2);
+  for (int i = 0; i < 2; i++) {
+    CHECK((ev[i].ident == (uintptr_t)fds[0] && ev[i].data == 1 && ev[i].udata == (void *)0x1) ||
+          (ev[i].ident == (uintptr_t)r && ev[i].data == 3 && ev[i].udata == (void *)0x2));
+    CHECK(ev[i].filter == EVFILT_READ && !(ev[i].flags & EV_EOF));
+  }
+  CHECK(add(kq, (uintptr_t)fds[1], EVFILT_WRITE, EV_ADD, NOTE_LOWAT, 1 << 24, (void *)0x4) == 0);
+  CHECK(add(kq, (uintptr_t)w, EVFILT_WRITE, EV_ADD, NOTE_LOWAT, 1 << 24, (void *)0x5) == 0);
+  CHECK(add(kq, (uintptr_t)fds[0], EVFILT_READ, EV_DELETE, 0, 0, NULL) == 0);
+  CHECK(add(kq, (uintptr_t)r, EVFILT_READ, EV_DELETE, 0, 0, NULL) == 0);
+  CHECK(get(kq, ev, 8, &kZero) == 2);
+  for (int i = 0; i < 2; i++) {
+    CHECK((ev[i].ident == (uintptr_t)fds[1] && ev[i].udata == (void *)0x4) ||
+          (ev[i].ident == (uintptr_t)w && ev[i].udata == (void *)0x5));
+    CHECK(ev[i].filter == EVFILT_WRITE && ev[i].data >= 512 && !(ev[i].flags & EV_EOF));
+  }
+  CHECK(add(kq, (uintptr_t)fds[1], EVFILT_WRITE, EV_DELETE, 0, 0, NULL) == 0);
+  CHECK(add(kq, (uintptr_t)w, EVFILT_WRITE, EV_DELETE, 0, 0, NULL) == 0);
+#if defined(EVFILT_EXCEPT)
+#if defined(OPENBSD)
+  const int want = EINVAL;
+#else
+  const int want = EOPNOTSUPP;
+#endif
+  const int ends[] = {fds[0], fds[1], r, w};
+  for (int i = 0; i < 4; i++) {
+    errno = 0;
+    CHECK(add(kq, (uintptr_t)ends[i], EVFILT_EXCEPT, EV_ADD, NOTE_OOB, 0, NULL) == -1 && errno == want);
+    errno = 0;
+    CHECK(add(kq, (uintptr_t)ends[i], EVFILT_EXCEPT, EV_ADD | EV_DISABLE, 0, 0, NULL) == -1 && errno == want);
+  }
+  /* In the list: EV_ERROR records, udata echoed. */
+  struct kevent ch[2];
+  EV_SET(&ch[0], (uintptr_t)fds[0], EVFILT_EXCEPT, EV_ADD, NOTE_OOB, 0, (void *)0x6);
+  EV_SET(&ch[1], (uintptr_t)w, EVFILT_EXCEPT, EV_ADD | EV_RECEIPT, 0, 0, (void *)0x7);
+  CHECK(kevent(kq, ch, 2, ev, 8, &kZero) == 2);
+  for (int i = 0; i < 2; i++) CHECK(ev[i].flags == EV_ERROR && ev[i].data == want && ev[i].udata == ch[i].udata);
+  /* The pipe's writer gone: still refused on the reader. */
+  close(fds[1]);
+  CHECK(add(kq, (uintptr_t)fds[0], EVFILT_EXCEPT, EV_ADD, 0, 0, NULL) == -1 && errno == want);
+  /* A socket's is added (no out-of-band byte: nothing to report, as its
+   * READ under the mark). */
+  CHECK(add(kq, (uintptr_t)sv[0], EVFILT_EXCEPT, EV_ADD, NOTE_OOB, 0, NULL) == 0);
+  CHECK(get(kq, ev, 8, &kZero) == 0);
+#else
+  close(fds[1]);
+#endif
+  close(fds[0]);
+  close(r);
+  close(w);
+  close(sv[0]);
+  close(sv[1]);
+  close(kq);
+  unlink(f);
+  rmdir(path);
+  return 0;
+}
+
 /* --- Conformance round 2 (issue 14): kqueue edges --- */
 
 /* kqueue_kqfilter: a kqueue's descriptor has EVFILT_READ only. OpenBSD and
@@ -4198,6 +4292,7 @@ int main(int argc, char **argv) {
   if (!strcmp(s, "pipe_wrong_end")) return pipe_wrong_end();
   if (!strcmp(s, "pipe_eof_details")) return pipe_eof_details();
   if (!strcmp(s, "fifo_one_way")) return fifo_one_way();
+  if (!strcmp(s, "pipe_lowat_except")) return pipe_lowat_except();
   if (!strcmp(s, "lowat_wakes_waiter")) return lowat_wakes_waiter();
   if (!strcmp(s, "refused_not_queued")) return refused_not_queued();
   if (!strcmp(s, "queued_not_ready")) return queued_not_ready();

@@ -147,6 +147,9 @@ constexpr KqueuePersonality kOpenbsdKqueue{
                      // fifo_vnops.c fifo_kqfilter: READ without FREAD,
                      // WRITE without FWRITE, EINVAL
                      .lacking_fifo_filter = Policy::LackingFifoFilter::kRefused,
+                     // sys_pipe.c pipe_kqfilter, fifo_vnops.c fifo_kqfilter:
+                     // EVFILT_EXCEPT without __EV_POLL (kevent(2)), EINVAL
+                     .except_on_pipe_errno = EINVAL,
                      // ufs_vnops.c filt_ufsread: NOTE_EOF fires at the end
                      .regular_read_eof_fflag = openbsd::NOTE_EOF},
     .kq_cloexec = openbsd::O_CLOEXEC,
@@ -190,7 +193,10 @@ constexpr KqueuePersonality kDragonflyKqueue{
                      .pipe_eof_nodata = dragonfly::EV_NODATA,
                      // fifo_vnops.c fifo_kqfilter: no open mode checked;
                      // filt_fiforead, filt_fifowrite on the FIFO's sockets
-                     .lacking_fifo_filter = Policy::LackingFifoFilter::kMeasuresTheFifo},
+                     .lacking_fifo_filter = Policy::LackingFifoFilter::kMeasuresTheFifo,
+                     // sys_pipe.c pipe_kqfilter, fifo_vnops.c fifo_kqfilter
+                     // (and ufsfifo_kqfilter's ufs_kqfilter): no EXCEPT case
+                     .except_on_pipe_errno = EOPNOTSUPP},
     .kq_cloexec = 0,
     .kq_cponfork = 0,
     .kq_flags_valid = 0,  // no kqueue1

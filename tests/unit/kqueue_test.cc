@@ -338,6 +338,7 @@ KqueuePolicy OpenbsdPolicy() {
   p.timer_min_period = 10'000'000;  // one tick at hz = 100
   p.regular_read_eof_fflag = 0x2;  // NOTE_EOF (filt_ufsread)
   p.lacking_fifo_filter = KqueuePolicy::LackingFifoFilter::kRefused;  // fifo_kqfilter's EINVAL
+  p.except_on_pipe_errno = EINVAL;  // pipe_kqfilter, fifo_kqfilter: not through kevent(2)
   return p;
 }
 KqueuePolicy DragonflyPolicy() {
@@ -352,6 +353,7 @@ KqueuePolicy DragonflyPolicy() {
   p.pipe_eof_nodata = 0x1000;  // EV_NODATA
   p.zombie_attach = KqueuePolicy::ZombieAttach::kWithNoteExit;
   p.timer_min_period = 10'000'000;  // one tick at hz = 100
+  p.except_on_pipe_errno = EOPNOTSUPP;  // pipe_kqfilter, fifo_kqfilter: no EXCEPT case
   return p;
 }
 
@@ -998,6 +1000,109 @@ TEST_F(KqueueTest, DragonflyMeasuresTheFifoForAFilterItsOpenModeLacks) {
     EXPECT_EQ(e.data, e.ident == 5u ? 4093 : 3);
   }
   CloseReported({5, 6, 7});
+}
+
+// EVFILT_EXCEPT on a pipe, either end, or a FIFO, any open mode, through
+// kevent(2): OpenBSD refuses it with EINVAL (openbsd/src sys/kern/sys_pipe.c
+// rev 1.149 pipe_kqfilter and sys/miscfs/fifofs/fifo_vnops.c rev 1.110
+// fifo_kqfilter: EVFILT_EXCEPT without __EV_POLL), DragonFly with EOPNOTSUPP
+// (DragonFlyBSD/DragonFlyBSD sys/kern/sys_pipe.c pipe_kqfilter and
+// sys/vfs/fifofs/fifo_vnops.c fifo_kqfilter have no case for it): the failed
+// change's record, udata echoed, EV_ADD|EV_DISABLE too, whatever the pipe
+// holds or whoever closed. A socket's is added. FreeBSD has no EVFILT_EXCEPT
+// (the default policy adds it, as before).
+TEST_F(KqueueTest, ExceptOnAPipeOrFifoIsRefusedWithEachKernelsErrno) {
+  auto [r, w] = OpenPipe(5, 6);
+  auto [rd, wr, both] = OpenFifo(7, 8, 9);
+  // A pipe whose way was not asked: the real host's EXCEPT probe stops at
+  // fstat (FdKind::kPipe).
+  auto unasked = host_.Open(kP.pid, 10);
+  unasked->pipe = true;
+  unasked->kind = FdKind::kPipe;
+  auto sock = host_.Open(kP.pid, 11);
+  sock->kind = FdKind::kSocket;
+  host_.Set(engine_, r, pb::kIn, 3, 65536);
+  for (const auto& [pol, err] : {std::pair{OpenbsdPolicy(), EINVAL}, std::pair{DragonflyPolicy(), EOPNOTSUPP}}) {
+    SCOPED_TRACE(err);
+    std::vector<KChange> changes;
+    for (uint64_t fd = 5; fd <= 10; ++fd) changes.push_back(Ch(KFilter::kExcept, fd, kev::kAdd, 0, 0, 0x70 + fd));
+    changes.push_back(Ch(KFilter::kExcept, 5, kev::kAdd | kev::kDisable, 0, 0, 0x80));
+    changes.push_back(Ch(KFilter::kExcept, 8, kev::kAdd | kev::kReceipt, 0, 0, 0x81));
+    auto out = Call(changes, Poll(16), pol);
+    ASSERT_EQ(out.error, 0);
+    ASSERT_EQ(out.events.size(), changes.size());
+    for (size_t i = 0; i < changes.size(); ++i) {
+      EXPECT_EQ(out.events[i].flags & kev::kError, kev::kError);
+      EXPECT_EQ(out.events[i].data, err);
+      EXPECT_EQ(out.events[i].udata, changes[i].kev.udata);
+    }
+    EXPECT_EQ(engine_.KnoteCount(kq_), 0u);
+    ASSERT_EQ(Call({Ch(KFilter::kExcept, 11, kev::kAdd)}, Poll(0), pol).error, 0);
+    EXPECT_EQ(engine_.KnoteCount(kq_), 1u);
+    ASSERT_EQ(Call({Ch(KFilter::kExcept, 11, kev::kDelete)}, Poll(0), pol).error, 0);
+  }
+  // The writer gone (the reader polls POLLHUP): still refused.
+  host_.Set(engine_, r, pb::kIn | pb::kHup, 3, 65536);
+  EXPECT_EQ(Call({Ch(KFilter::kExcept, 5, kev::kAdd)}, Poll(0), OpenbsdPolicy()).error, EINVAL);
+  EXPECT_EQ(engine_.KnoteCount(kq_), 0u);
+  CloseReported({5, 6, 7, 8, 9, 10, 11});
+}
+
+// NOTE_LOWAT is not read on pipes and FIFOs, on the three kernels: READ is
+// ready from one byte (FreeBSD sys/kern/sys_pipe.c filt_piperead, its FIFOs
+// being named pipes; OpenBSD sys/kern/sys_pipe.c filt_piperead and
+// sys/miscfs/fifofs/fifo_vnops.c filt_fiforead; DragonFly sys/kern/sys_pipe.c
+// filt_piperead and sys/vfs/fifofs/fifo_vnops.c filt_fiforead), WRITE from
+// PIPE_BUF of room (filt_pipewrite on the three; OpenBSD's and DragonFly's
+// filt_fifowrite against the send buffer's low mark, PIPE_BUF from
+// fifo_open), which evshim reads as Linux's POLLOUT, a free page slot
+// (docs/kqueue.md "READ/WRITE data"). A socket's mark still counts
+// (filt_soread).
+TEST_F(KqueueTest, NoteLowatIsNotReadOnPipesAndFifos) {
+  for (const KqueuePolicy& pol : {FreebsdPolicy(), OpenbsdPolicy(), DragonflyPolicy()}) {
+    auto [r, w] = OpenPipe(5, 6);
+    auto [rd, wr, both] = OpenFifo(7, 8, 9);
+    auto sock = host_.Open(kP.pid, 10);
+    sock->kind = FdKind::kSocket;
+    host_.Set(engine_, r, pb::kIn, 3, 65536);
+    host_.Set(engine_, rd, pb::kIn, 3, 4093);
+    host_.Set(engine_, wr, pb::kOut, 3, 4093);
+    host_.Set(engine_, both, pb::kIn | pb::kOut, 3, 4093);
+    host_.Set(engine_, sock, pb::kIn | pb::kOut, 3, 4093);
+    ASSERT_EQ(Call({Ch(KFilter::kRead, 5, kev::kAdd, kev::kNoteLowat, 100),
+                    Ch(KFilter::kWrite, 6, kev::kAdd, kev::kNoteLowat, 1 << 20),
+                    Ch(KFilter::kRead, 7, kev::kAdd, kev::kNoteLowat, 100),
+                    Ch(KFilter::kWrite, 8, kev::kAdd, kev::kNoteLowat, 1 << 20),
+                    Ch(KFilter::kRead, 9, kev::kAdd, kev::kNoteLowat, 100),
+                    Ch(KFilter::kWrite, 9, kev::kAdd, kev::kNoteLowat, 1 << 20),
+                    Ch(KFilter::kRead, 10, kev::kAdd, kev::kNoteLowat, 100)},
+                   Poll(0), pol)
+                  .error,
+              0);
+    std::set<std::tuple<uint64_t, KFilter, int64_t>> seen;
+    for (const KeventRecord& e : Get(16, pol)) seen.insert({e.ident, e.filter, e.data});
+    EXPECT_EQ(seen, (std::set<std::tuple<uint64_t, KFilter, int64_t>>{{5, KFilter::kRead, 3},
+                                                                       {6, KFilter::kWrite, 4096},
+                                                                       {7, KFilter::kRead, 3},
+                                                                       {8, KFilter::kWrite, 4093},
+                                                                       {9, KFilter::kRead, 3},
+                                                                       {9, KFilter::kWrite, 4093}}));
+    // Room without POLLOUT (no free page slot): WRITE says no, however low
+    // the mark.
+    host_.Set(engine_, w, 0, 3, 600);
+    host_.Set(engine_, both, pb::kIn, 3, 600);
+    ASSERT_EQ(Call({Ch(KFilter::kWrite, 6, kev::kAdd, kev::kNoteLowat, 1),
+                    Ch(KFilter::kWrite, 9, kev::kAdd, kev::kNoteLowat, 1)},
+                   Poll(0), pol)
+                  .error,
+              0);
+    seen.clear();
+    for (const KeventRecord& e : Get(16, pol)) seen.insert({e.ident, e.filter, e.data});
+    EXPECT_EQ(seen.count({6, KFilter::kWrite, 600}), 0u);
+    EXPECT_EQ(seen.count({9, KFilter::kWrite, 600}), 0u);
+    EXPECT_EQ(seen.count({9, KFilter::kRead, 3}), 1u);
+    CloseReported({5, 6, 7, 8, 9, 10});
+  }
 }
 
 // DragonFly adds EV_NODATA to a pipe's EV_EOF when no byte is left:
