@@ -1009,8 +1009,7 @@ TEST_F(KqueueTest, DragonflyMeasuresTheFifoForAFilterItsOpenModeLacks) {
 // (DragonFlyBSD/DragonFlyBSD sys/kern/sys_pipe.c pipe_kqfilter and
 // sys/vfs/fifofs/fifo_vnops.c fifo_kqfilter have no case for it): the failed
 // change's record, udata echoed, EV_ADD|EV_DISABLE too, whatever the pipe
-// holds or whoever closed. A socket's is added. FreeBSD has no EVFILT_EXCEPT
-// (the default policy adds it, as before).
+// holds or whoever closed. A socket's is added. FreeBSD has no EVFILT_EXCEPT.
 TEST_F(KqueueTest, ExceptOnAPipeOrFifoIsRefusedWithEachKernelsErrno) {
   auto [r, w] = OpenPipe(5, 6);
   auto [rd, wr, both] = OpenFifo(7, 8, 9);
