@@ -707,10 +707,10 @@ void EventPorts::PumpWaiters(Port& p) {
   }
 }
 
-std::optional<WaitId> EventPorts::Get(Caller caller, ObjectId id, const GetSpec& spec,
-                                      std::unique_ptr<GetCompletion> done) {
+std::optional<WaitId> EventPorts::GetWith(Caller caller, ObjectId id, const GetSpec& spec, GetCompletion& done,
+                                          std::unique_ptr<GetCompletion>* owned) {
   auto finish = [&](GetOutcome out) {
-    done->Complete(std::move(out));
+    done.Complete(std::move(out));
     return std::nullopt;
   };
   Port* p = Find(id);
@@ -764,7 +764,7 @@ std::optional<WaitId> EventPorts::Get(Caller caller, ObjectId id, const GetSpec&
   if (straight || p->queue.size() >= spec.nget || poll_only) {
     // Enough events queued (no timeout validation, rule 21), or a zero
     // timeout: take what is deliverable now (rule 24).
-    if (straight && TakeHandOver(*p, *done)) {
+    if (straight && TakeHandOver(*p, done)) {
       ServeDispatchers(*p);
       return std::nullopt;
     }
@@ -772,7 +772,7 @@ std::optional<WaitId> EventPorts::Get(Caller caller, ObjectId id, const GetSpec&
     QueueList taken = straight ? QueueList{} : Collect(*p, caller.pid, spec.max);
     if (!taken.empty() || poll_only) {
       // Answered now: no waiter is made (the completion takes the events).
-      Deliver(*p, *done, std::move(taken), 0);
+      Deliver(*p, done, std::move(taken), 0);
       ServeDispatchers(*p);
       return std::nullopt;
     }
@@ -781,11 +781,16 @@ std::optional<WaitId> EventPorts::Get(Caller caller, ObjectId id, const GetSpec&
   }
   if (!timeout_checked) {
     if (int err = validate_timeout(); err != 0) {
-      Deliver(*p, *done, {}, err);
+      Deliver(*p, done, {}, err);
       return std::nullopt;
     }
   }
-  Waiter w{next_wait_++, caller, id, spec, std::move(done), std::nullopt, wait_new_events};
+  std::unique_ptr<GetCompletion> kept = owned != nullptr ? std::move(*owned) : done.KeepForWait();
+  if (kept == nullptr) {
+    Deliver(*p, done, {}, EINTR);  // a lent completion that cannot wait (none in the transports)
+    return std::nullopt;
+  }
+  Waiter w{next_wait_++, caller, id, spec, std::move(kept), std::nullopt, wait_new_events};
   if (spec.timeout.kind == Timeout::Kind::kValue) {
     Nanos rel = spec.timeout.sec > (INT64_MAX / kNanosPerSecond) - 1
                     ? INT64_MAX / 2

@@ -130,6 +130,11 @@ class GetCompletion {
   // without the outcome's list (EventPorts::Deliver). The default builds
   // that outcome; a completion on the hot path answers from the event.
   virtual bool CompleteOne(const PortEvent& ev);
+  // A completion lent by reference (EventPorts::Get's second form: on the
+  // handler's stack) whose retrieval parks: the copy the waiter keeps.
+  // The default has none (nullptr): such a completion is only lent to a
+  // retrieval that cannot park.
+  virtual std::unique_ptr<GetCompletion> KeepForWait() { return nullptr; }
 };
 
 // A port's whole state, as one engine hands it to another: the move of a
@@ -231,7 +236,18 @@ class EventPorts final : public Engine {
   // Calls `done` now, or parks the request and returns its id; a parked
   // request is completed by a later event, alert, deadline or close.
   std::optional<WaitId> Get(Caller caller, ObjectId port, const GetSpec& spec,
-                            std::unique_ptr<GetCompletion> done);
+                            std::unique_ptr<GetCompletion> done) {
+    GetCompletion& lent = *done;
+    return GetWith(caller, port, spec, lent, &done);
+  }
+  // The same, `done` lent (a completion on the caller's stack: most
+  // retrievals are answered before Get returns, and make none); a
+  // retrieval that parks keeps `done.KeepForWait()` in its waiter (none:
+  // answered EINTR, as a wait that ended at once; the transports' lent
+  // completions all keep a copy).
+  std::optional<WaitId> Get(Caller caller, ObjectId port, const GetSpec& spec, GetCompletion& done) {
+    return GetWith(caller, port, spec, done, nullptr);
+  }
   // One FD report handed straight to the retrieval that follows it in the
   // same call (the in-process engine's look, then its port_get/port_getn;
   // docs/design.md "Instructions per event", s37). While offered for
@@ -623,6 +639,10 @@ class EventPorts final : public Engine {
   void DeleteTimersOf(Pid pid);  // timer_exit
   Timer* FindTimer(Pid pid, int id);
 
+  // Get, with `done` owned by `*owned` (given to the waiter if it parks)
+  // or lent (nullptr: its KeepForWait).
+  std::optional<WaitId> GetWith(Caller caller, ObjectId id, const GetSpec& spec, GetCompletion& done,
+                                std::unique_ptr<GetCompletion>* owned);
   // OfferHandOver: the port offered, and the report kept for its retrieval.
   struct HandOver {
     Port* port = nullptr;

@@ -736,6 +736,49 @@ TEST_F(EventPortTest, LooksReportNotHandedStraightWhereMoreIsInPlay) {
   EXPECT_EQ(engine().StraightHandOvers(), 0u);
 }
 
+// EventPorts::Get with a lent completion (the port handler's, on its
+// stack): answered at once it is never copied; a retrieval that parks
+// keeps its KeepForWait copy in the waiter, which a later event answers;
+// one that cannot be copied (the default) is answered EINTR where it would
+// have waited, and the port is left as it was.
+TEST_F(EventPortTest, LentCompletionIsCopiedOnlyForAWait) {
+  struct Lent : GetCompletion {
+    std::vector<GetOutcome> outcomes;
+    int copies = 0;
+    bool copyable = true;
+    std::shared_ptr<Record> waiter_record = std::make_shared<Record>();
+    bool Complete(const GetOutcome& out) override {
+      outcomes.push_back(out);
+      return true;
+    }
+    std::unique_ptr<GetCompletion> KeepForWait() override {
+      if (!copyable) return nullptr;
+      ++copies;
+      return std::make_unique<Recorder>(waiter_record);
+    }
+  };
+  ObjectId p = NewPort();
+  ASSERT_TRUE(engine().Send(kA, p, 1, 10).ok());
+  Lent at_once;
+  EXPECT_FALSE(engine().Get(kA, p, GetOne(), at_once).has_value());
+  ASSERT_EQ(at_once.outcomes.size(), 1u);
+  EXPECT_EQ(at_once.outcomes[0].events.at(0).user, 10u);
+  EXPECT_EQ(at_once.copies, 0);
+  Lent parks;
+  EXPECT_TRUE(engine().Get(kA, p, GetOne(), parks).has_value());
+  EXPECT_EQ(parks.copies, 1);
+  ASSERT_TRUE(engine().Send(kA, p, 2, 20).ok());
+  EXPECT_TRUE(parks.outcomes.empty());  // the waiter's copy answered
+  ASSERT_EQ(parks.waiter_record->outcomes.size(), 1u);
+  EXPECT_EQ(parks.waiter_record->outcomes[0].events.at(0).user, 20u);
+  Lent uncopyable;
+  uncopyable.copyable = false;
+  EXPECT_FALSE(engine().Get(kA, p, GetOne(), uncopyable).has_value());
+  ASSERT_EQ(uncopyable.outcomes.size(), 1u);
+  EXPECT_EQ(uncopyable.outcomes[0].error, EINTR);
+  EXPECT_EQ(engine().WaiterCount(p), 0u);
+}
+
 // Rule 33: the last close wakes waiters with EBADFD.
 // Rules 27 and 33: the last close while threads wait. A waiter holds no
 // descriptor of its own here, so the close was of the descriptor it named by
