@@ -121,6 +121,7 @@ void EventPorts::ErasePort(ObjectId id) {
     kept_id_ = 0;
     kept_port_ = nullptr;
   }
+  if (hand_over_.port != nullptr && hand_over_.port->id == id) hand_over_ = HandOver{};
   ports_.erase(id);
 }
 
@@ -135,6 +136,8 @@ Result<ObjectId> EventPorts::Create(Caller) {
 }
 
 void EventPorts::Enqueue(Port& p, Queued q) {
+  // A report kept for this port's retrieval came first: queued ahead.
+  if (hand_over_.assoc != nullptr && hand_over_.port == &p) [[unlikely]] QueueHandOver();
   if (spare_nodes_.empty()) {
     p.queue.push_back(q);
   } else {
@@ -229,6 +232,7 @@ void EventPorts::ReturnSlot(Port& p) {
 
 void EventPorts::FreeAssoc(Port& p, FdAssoc* a) {
   if (a->queued) RemoveQueued(p, a->queued_at);
+  if (a == hand_over_.assoc) hand_over_.assoc = nullptr;  // kept aside: discarded as a queued one
   host_.DropWatch(a->watch);
   by_watch_.erase(a->watch);
   ReturnSlot(p);
@@ -606,6 +610,33 @@ bool GetCompletion::CompleteOne(const PortEvent& ev) {
   return Complete(out);
 }
 
+void EventPorts::QueueHandOver() {
+  Port* p = hand_over_.port;
+  FdAssoc* a = hand_over_.assoc;
+  const PortEvent ev = hand_over_.ev;
+  hand_over_ = HandOver{};
+  if (a == nullptr) return;
+  Enqueue(*p, Queued{.ev = ev, .assoc = a, .owner = a->owner, .share = Share::kSameFile});
+}
+
+bool EventPorts::TakeHandOver(Port& p, GetCompletion& done) {
+  FdAssoc* a = hand_over_.assoc;
+  const PortEvent ev = hand_over_.ev;
+  hand_over_ = HandOver{};
+  // Check's kSameFile for its owner, the caller (HandOverFits).
+  if (Closed(*a)) {
+    FreeAssoc(p, a);
+    return false;
+  }
+  ++straight_hand_overs_;
+  // As Deliver's one event: refused, it goes back to the head (the queue
+  // is empty: Enqueue puts it there).
+  if (!done.CompleteOne(ev)) {
+    Enqueue(p, Queued{.ev = ev, .assoc = a, .owner = a->owner, .share = Share::kSameFile});
+  }
+  return true;
+}
+
 void EventPorts::Deliver(Port& p, GetCompletion& done, QueueList&& taken, int error) {
   if (error == 0 && taken.size() == 1) {
     // One event (an event loop's usual retrieval): handed over as it is,
@@ -676,15 +707,22 @@ void EventPorts::PumpWaiters(Port& p) {
   }
 }
 
-std::optional<WaitId> EventPorts::Get(Caller caller, ObjectId id, const GetSpec& spec,
-                                      std::unique_ptr<GetCompletion> done) {
+std::optional<WaitId> EventPorts::GetWith(Caller caller, ObjectId id, const GetSpec& spec, GetCompletion& done,
+                                          std::unique_ptr<GetCompletion>* owned) {
   auto finish = [&](GetOutcome out) {
-    done->Complete(std::move(out));
+    done.Complete(std::move(out));
     return std::nullopt;
   };
   Port* p = Find(id);
   if (p == nullptr) return finish(GetOutcome{{}, EBADFD, std::nullopt});
   Touch(*p, caller.pid);
+  // A look's report kept for this retrieval (OfferHandOver): taken below
+  // when it is all this call would take, else queued first.
+  bool straight = false;
+  if (hand_over_.assoc != nullptr) [[unlikely]] {
+    straight = HandOverFits(*p, caller.pid, spec);
+    if (!straight) QueueHandOver();
+  }
   Reap(*p, caller.pid);  // what other processes closed unseen is not counted or delivered
   // The checks of port_getn, in order (port.c:1188-1237; rule 20).
   if (spec.nget > spec.max && spec.max > 0) return finish(GetOutcome{{}, EINVAL, std::nullopt});
@@ -723,13 +761,18 @@ std::optional<WaitId> EventPorts::Get(Caller caller, ObjectId id, const GetSpec&
   bool poll_only = spec.timeout.kind == Timeout::Kind::kValue && spec.timeout.sec == 0 &&
                    spec.timeout.nsec == 0;
 
-  if (p->queue.size() >= spec.nget || poll_only) {
+  if (straight || p->queue.size() >= spec.nget || poll_only) {
     // Enough events queued (no timeout validation, rule 21), or a zero
     // timeout: take what is deliverable now (rule 24).
-    QueueList taken = Collect(*p, caller.pid, spec.max);
+    if (straight && TakeHandOver(*p, done)) {
+      ServeDispatchers(*p);
+      return std::nullopt;
+    }
+    // (Kept report of a closed file: gone, nothing taken, as Collect's.)
+    QueueList taken = straight ? QueueList{} : Collect(*p, caller.pid, spec.max);
     if (!taken.empty() || poll_only) {
       // Answered now: no waiter is made (the completion takes the events).
-      Deliver(*p, *done, std::move(taken), 0);
+      Deliver(*p, done, std::move(taken), 0);
       ServeDispatchers(*p);
       return std::nullopt;
     }
@@ -738,11 +781,16 @@ std::optional<WaitId> EventPorts::Get(Caller caller, ObjectId id, const GetSpec&
   }
   if (!timeout_checked) {
     if (int err = validate_timeout(); err != 0) {
-      Deliver(*p, *done, {}, err);
+      Deliver(*p, done, {}, err);
       return std::nullopt;
     }
   }
-  Waiter w{next_wait_++, caller, id, spec, std::move(done), std::nullopt, wait_new_events};
+  std::unique_ptr<GetCompletion> kept = owned != nullptr ? std::move(*owned) : done.KeepForWait();
+  if (kept == nullptr) {
+    Deliver(*p, done, {}, EINTR);  // a lent completion that cannot wait (none in the transports)
+    return std::nullopt;
+  }
+  Waiter w{next_wait_++, caller, id, spec, std::move(kept), std::nullopt, wait_new_events};
   if (spec.timeout.kind == Timeout::Kind::kValue) {
     Nanos rel = spec.timeout.sec > (INT64_MAX / kNanosPerSecond) - 1
                     ? INT64_MAX / 2
@@ -827,6 +875,14 @@ void EventPorts::AssocReady(FdAssoc* a, uint32_t revents) {
   Port* p = Find(a->port);
   if (p == nullptr) return;
   p->kept_assoc = a;  // its re-association usually follows
+  if (p == hand_over_.port && hand_over_.assoc == nullptr && p->queue.empty() && p->waiters.empty() &&
+      !p->alert) {
+    // Kept for the call's retrieval (OfferHandOver): queued only if another
+    // event or call needs the queue first.
+    hand_over_.assoc = a;
+    hand_over_.ev = PortEvent{static_cast<uint16_t>(PortSource::kFd), fired, static_cast<uint64_t>(a->fd), a->user};
+    return;
+  }
   Enqueue(*p, Queued{.ev = PortEvent{static_cast<uint16_t>(PortSource::kFd), fired,
                                      static_cast<uint64_t>(a->fd), a->user},
                      .assoc = a,

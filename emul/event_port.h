@@ -130,6 +130,11 @@ class GetCompletion {
   // without the outcome's list (EventPorts::Deliver). The default builds
   // that outcome; a completion on the hot path answers from the event.
   virtual bool CompleteOne(const PortEvent& ev);
+  // A completion lent by reference (EventPorts::Get's second form: on the
+  // handler's stack) whose retrieval parks: the copy the waiter keeps.
+  // The default has none (nullptr): such a completion is only lent to a
+  // retrieval that cannot park.
+  virtual std::unique_ptr<GetCompletion> KeepForWait() { return nullptr; }
 };
 
 // A port's whole state, as one engine hands it to another: the move of a
@@ -231,7 +236,39 @@ class EventPorts final : public Engine {
   // Calls `done` now, or parks the request and returns its id; a parked
   // request is completed by a later event, alert, deadline or close.
   std::optional<WaitId> Get(Caller caller, ObjectId port, const GetSpec& spec,
-                            std::unique_ptr<GetCompletion> done);
+                            std::unique_ptr<GetCompletion> done) {
+    GetCompletion& lent = *done;
+    return GetWith(caller, port, spec, lent, &done);
+  }
+  // The same, `done` lent (a completion on the caller's stack: most
+  // retrievals are answered before Get returns, and make none); a
+  // retrieval that parks keeps `done.KeepForWait()` in its waiter (none:
+  // answered EINTR, as a wait that ended at once; the transports' lent
+  // completions all keep a copy).
+  std::optional<WaitId> Get(Caller caller, ObjectId port, const GetSpec& spec, GetCompletion& done) {
+    return GetWith(caller, port, spec, done, nullptr);
+  }
+  // One FD report handed straight to the retrieval that follows it in the
+  // same call (the in-process engine's look, then its port_get/port_getn;
+  // docs/design.md "Instructions per event", s37). While offered for
+  // `port`, the first FD report for it that finds its queue empty, no
+  // waiter and no alert is kept aside instead of queued (its association
+  // fired, inactive, as when queued); that port's next Get takes it
+  // straight to its completion when it would have taken exactly that one
+  // event (port_get, or port_getn with nget 1 and a list, by the
+  // association's owner, the port of one process). Anything else that
+  // would see the queue puts the kept event in it first, in its place:
+  // another event queued on the port (a second report, a FILE event, a
+  // timer that fired after the look), any other retrieval, the offer's
+  // end. Its association freed (closed, dissociated) discards it, as its
+  // queued event would be.
+  void OfferHandOver(ObjectId port) { hand_over_.port = Find(port); }
+  // The offer ends (after the call's handler): a report not taken is queued.
+  void EndHandOver() {
+    if (hand_over_.port != nullptr) [[unlikely]] QueueHandOver();
+  }
+  // The retrievals answered straight from a look's report (tests).
+  uint64_t StraightHandOvers() const { return straight_hand_overs_; }
   // The waiting thread is gone (interrupted by a signal, exited): forget it.
   void CancelWait(WaitId id) override;
   // Ends a parked call with `error` (its port descriptor was closed: EBADF).
@@ -602,7 +639,33 @@ class EventPorts final : public Engine {
   void DeleteTimersOf(Pid pid);  // timer_exit
   Timer* FindTimer(Pid pid, int id);
 
+  // Get, with `done` owned by `*owned` (given to the waiter if it parks)
+  // or lent (nullptr: its KeepForWait).
+  std::optional<WaitId> GetWith(Caller caller, ObjectId id, const GetSpec& spec, GetCompletion& done,
+                                std::unique_ptr<GetCompletion>* owned);
+  // OfferHandOver: the port offered, and the report kept for its retrieval.
+  struct HandOver {
+    Port* port = nullptr;
+    FdAssoc* assoc = nullptr;  // kept: fired, in no queue
+    PortEvent ev{};
+  };
+  // Whether `p`'s retrieval takes the kept report straight: it would have
+  // taken exactly that one event (the checks of Get before Collect pass,
+  // and Collect, on a queue of that event alone, takes it).
+  bool HandOverFits(const Port& p, Pid pid, const GetSpec& spec) const {
+    return hand_over_.port == &p && spec.max != 0 && spec.nget == 1 && !spec.list_is_null && !p.alert &&
+           p.queue.empty() && p.users.size() <= 1 && hand_over_.assoc->owner == pid;
+  }
+  // The kept report to the completion (the one event Collect would have
+  // taken); false: its owner closed the file (Check's rule 10), the
+  // association and its event are gone and nothing was taken.
+  bool TakeHandOver(Port& p, GetCompletion& done);
+  // The kept report into its port's queue, at its tail; the offer ends.
+  void QueueHandOver();
+
   PortLimits limits_;
+  HandOver hand_over_;
+  uint64_t straight_hand_overs_ = 0;
   std::unordered_map<ObjectId, std::unique_ptr<Port>> ports_;
   // Find's kept port (nodes never move: a Port lives in its unique_ptr).
   // Id 0 names no port, so the empty entry answers nullptr for it.

@@ -24,6 +24,7 @@ uint64_t TimerKey(Pid pid, int id) {
 }  // namespace
 
 Result<PortState> EventPorts::ExportPort(ObjectId id, Pid pid, bool unbound_timers) {
+  EndHandOver();  // a kept report is in the queue that moves
   Port* p = Find(id);
   if (p == nullptr) return Errno{EBADFD};
   for (Pid u : p->users) {

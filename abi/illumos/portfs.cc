@@ -108,16 +108,25 @@ int64_t EncodeGetnResult(DataModel m, uint32_t count, bool etime) {
 
 namespace {
 
-// Writes the events a retrieval produced and answers the parked call.
-// Every port_get makes one; its block is kept per thread (ThreadSpareBlock).
+// Writes the events a retrieval produced and answers the call. Every
+// port_get makes one on its handler's stack, lent to the core; a retrieval
+// that parks has it copied for its waiter (KeepForWait), that copy's block
+// kept per thread (ThreadSpareBlock).
 class GetCompletion final : public emul::GetCompletion, public ThreadSpareBlock<GetCompletion> {
  public:
   static constexpr size_t kEventsOnStack = 16;
   GetCompletion(DataModel model, GuestMemory& memory, CallContext& ctx, InCallAnswer* in_call,
                 uint64_t list, bool getn)
       : model_(model), memory_(memory), responder_(ctx, in_call), list_(list), getn_(getn) {}
-  // The retrieval parked (its handler returns Outcome::Deferred()).
-  void Park(CallContext& ctx) { responder_.Park(ctx); }
+  // The copy the parked retrieval's waiter keeps (the core owns it).
+  std::unique_ptr<emul::GetCompletion> KeepForWait() override {
+    auto copy = std::make_unique<GetCompletion>(*this);
+    kept_ = copy.get();
+    return copy;
+  }
+  // The retrieval parked (its handler returns Outcome::Deferred()): its
+  // waiter's copy answers through the transport from now on.
+  void Park(CallContext& ctx) { kept_->responder_.Park(ctx); }
   bool in_call() const { return responder_.in_call(); }
 
   bool Complete(const emul::GetOutcome& out) override {
@@ -172,6 +181,7 @@ class GetCompletion final : public emul::GetCompletion, public ThreadSpareBlock<
   AnswerTo responder_;
   uint64_t list_;
   bool getn_;
+  GetCompletion* kept_ = nullptr;  // KeepForWait's copy, while its waiter lives
 };
 
 // Answers a PORT_DISPATCH call, now or when a slot frees.
@@ -338,11 +348,10 @@ Outcome Get(CallContext& ctx, const SyscallArgs& a, emul::ObjectId port, bool ge
   // the handler's outcome where the transport allows (AnswerTo); a
   // retrieval that parks takes the transport's Responder then.
   InCallAnswer in_call;
-  auto done = std::make_unique<GetCompletion>(m, ctx.memory(), ctx, &in_call, list, getn);
-  GetCompletion* const completion = done.get();  // alive while its retrieval is parked
-  const bool answers_in_call = completion->in_call();
-  if (std::optional<emul::WaitId> wait = ctx.ports().Get(ctx.caller(), port, spec, std::move(done))) {
-    completion->Park(ctx);
+  GetCompletion done(m, ctx.memory(), ctx, &in_call, list, getn);
+  const bool answers_in_call = done.in_call();
+  if (std::optional<emul::WaitId> wait = ctx.ports().Get(ctx.caller(), port, spec, done)) {
+    done.Park(ctx);
     ctx.Parked(*wait);
     return Outcome::Deferred();
   }

@@ -852,6 +852,11 @@ bool Engine::Call(const abi::SyscallEntry& row, int nr, const std::array<uint64_
   // a waiting thread takes at once what is sent): no hold; nor a call that
   // is not a portfs call (its look reports at once, as before).
   std::optional<emul::EventPorts::ReportHold> held_reports;
+  // A retrieval on an empty port that looks: the look's one report for it
+  // may be handed to it straight (EventPorts::OfferHandOver), except where
+  // a watch on an object's descriptor lets the ports' POLLIN reports out
+  // during the look (the port would not read readable then).
+  emul::ObjectId hand_over_port = 0;
   // Work the idle pump left owed (it makes no descriptor: the look epoll's
   // renewal, an exit status from /proc, the pidfd of a process NOTE_TRACK
   // began to watch): this call looks, and its look does it.
@@ -863,7 +868,7 @@ bool Engine::Call(const abi::SyscallEntry& row, int nr, const std::array<uint64_
   } else if (port_call.IsFdAssociation() && AssociatePlacedWithoutLook(port_call)) {
     // No look, and no deadline is due (checked): the next look reads the
     // association's report in its place, then runs the deadlines due by then.
-  } else if (SendOrRetrievalWithoutLook(port_call) || KeventWithoutLook(entry->call, args)) {
+  } else if (SendOrRetrievalWithoutLook(port_call, &hand_over_port) || KeventWithoutLook(entry->call, args)) {
     // No look, but due deadlines still run (the clock, no system call): a
     // queued timer event counts its expirations up to the retrieval
     // (firings while it is queued count, timer.c:459-467; delivered with
@@ -871,6 +876,7 @@ bool Engine::Call(const abi::SyscallEntry& row, int nr, const std::array<uint64_
     engines_->CatchUpDeadlines();
   } else {
     if (port_call.portfs) held_reports.emplace(*ports_);
+    if (hand_over_port != 0 && !objects_watched_) ports_->OfferHandOver(hand_over_port);
     const uint64_t taken = host_->LookReportsTaken();
     PrepareCall();
     // The pump asleep in its look while calls come (one load otherwise).
@@ -892,6 +898,7 @@ bool Engine::Call(const abi::SyscallEntry& row, int nr, const std::array<uint64_
     ctx.NotImplemented(std::string(abi::PersonalityName(entry->personality)) + " " + std::string(entry->name));
     out = abi::Outcome::Error(ENOSYS);
   }
+  ports_->EndHandOver();  // a report the handler did not take: queued, before the hold ends
   held_reports.reset();  // before any ApplyReadiness, and before a wait unlocks
   // A port of this process moved to the supervisor: the library's report of
   // a close (port_close_fd, port.c:164-169) is that port's too. Served here
@@ -1690,11 +1697,15 @@ bool Engine::PortFedByNoHostSource(const KnownPort& port) {
 
 // A port_send, port_get or port_getn either of the two above answers
 // without a look; the kept port is looked up once for both.
-bool Engine::SendOrRetrievalWithoutLook(const PortCall& call) {
+bool Engine::SendOrRetrievalWithoutLook(const PortCall& call, emul::ObjectId* look_for) {
   namespace il = abi::illumos;
   if (!call.OnPort(il::PORT_SEND) && !call.IsRetrieval()) return false;
   const std::optional<KnownPort> port = KnownPortOfCall(call);
-  return port && (QueueAnswersWithoutLook(call, *port) || PortFedByNoHostSource(*port));
+  if (!port) return false;
+  if (QueueAnswersWithoutLook(call, *port) || PortFedByNoHostSource(*port)) return true;
+  // An empty port's retrieval: its look's one report may go to it straight.
+  if (port->glance.queued == 0 && call.IsRetrieval()) *look_for = port->obj;
+  return false;
 }
 
 // The kqueue counterpart of PortFedByNoHostSource: the BSDs activate a

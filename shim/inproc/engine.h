@@ -277,8 +277,9 @@ class Engine {
   // waiter's answer (threads blocked in port_get, issue 15).
   static bool PortFedByNoHostSource(const KnownPort& port);
   // A port_send/port_get/port_getn on a port the engine kept, which one of
-  // the two above answers without a look.
-  bool SendOrRetrievalWithoutLook(const PortCall& call);
+  // the two above answers without a look. A retrieval that needs the look
+  // leaves its port's id in `*look_for` (0: none), for the hand-over.
+  bool SendOrRetrievalWithoutLook(const PortCall& call, emul::ObjectId* look_for);
   // A kevent on a kqueue the engine kept whose knotes no host source feeds
   // (only USER and TIMER) needs no look either. Inline, the two counts
   // first: a program with no such knote pays two compares.

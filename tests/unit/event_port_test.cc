@@ -69,6 +69,12 @@ class EventPortTest : public ::testing::Test {
     s.timeout = t;
     return s;
   }
+  // The user values of a retrieval's one outcome, in order.
+  static std::vector<uint64_t> UsersOf(const Record& r) {
+    std::vector<uint64_t> u;
+    for (const PortEvent& ev : r.outcomes.at(0).events) u.push_back(ev.user);
+    return u;
+  }
   void Ready(const FakeHost::FileRef& f, uint32_t bits) {
     host_.SetReady(f, bits, [this](WatchId id, uint32_t b) { engine().OnWatchReady(id, b); });
   }
@@ -617,6 +623,160 @@ TEST_F(EventPortTest, RefusedOneEventHandOverRequeuesAtHead) {
   ASSERT_EQ(again->outcomes[0].events.size(), 2u);
   EXPECT_EQ(again->outcomes[0].events[0].events, 1u);
   EXPECT_EQ(again->outcomes[0].events[1].events, 2u);
+}
+
+// The look's one report handed straight to the call's retrieval
+// (OfferHandOver; docs/design.md "Instructions per event", s37): the
+// retrieval gets what Enqueue, Collect and Deliver would have given it
+// (one event, CompleteOne), the association is retrieved (one-shot, rule
+// 5: a later readiness queues nothing until it is associated again), and
+// the port's queue and slots are as after the queued path.
+TEST_F(EventPortTest, LooksOneReportIsHandedStraightToTheRetrieval) {
+  ObjectId p = NewPort();
+  auto f = host_.NewFile();
+  host_.Open(kA.pid, 5, f);
+  ASSERT_TRUE(engine().AssociateFd(kA, p, 5, kIn, 0x55).ok());
+  engine().OfferHandOver(p);
+  Ready(f, kIn);
+  EXPECT_EQ(engine().QueuedCount(p), 0u);  // kept aside, not queued
+  auto log = std::make_shared<OneRecorder::Log>();
+  EXPECT_FALSE(engine().Get(kA, p, Getn(4, 1), std::make_unique<OneRecorder>(log)).has_value());
+  engine().EndHandOver();
+  EXPECT_EQ(engine().StraightHandOvers(), 1u);
+  ASSERT_EQ(log->ones.size(), 1u);
+  EXPECT_TRUE(log->lists.empty());
+  EXPECT_EQ(log->ones[0].source, kFd);
+  EXPECT_EQ(log->ones[0].events, kIn);
+  EXPECT_EQ(log->ones[0].object, 5u);
+  EXPECT_EQ(log->ones[0].user, 0x55u);
+  EXPECT_EQ(engine().QueuedCount(p), 0u);
+  EXPECT_EQ(engine().SlotsInUse(p), 1u);  // the association's slot
+  Ready(f, kIn);  // retrieved: inactive (rule 5)
+  EXPECT_EQ(engine().QueuedCount(p), 0u);
+  EXPECT_EQ(engine().DissociateFd(kA, p, 5).error().value, ENOENT);  // rule 11: not live
+  // Refused (a signal in the supervisor's transport): back in the queue,
+  // delivered by the next retrieval.
+  Ready(f, 0);
+  ASSERT_TRUE(engine().AssociateFd(kA, p, 5, kIn, 0x66).ok());
+  engine().OfferHandOver(p);
+  Ready(f, kIn);
+  auto refused = std::make_shared<OneRecorder::Log>();
+  refused->refuse = true;
+  engine().Get(kA, p, GetOne(), std::make_unique<OneRecorder>(refused));
+  engine().EndHandOver();
+  EXPECT_EQ(engine().QueuedCount(p), 1u);
+  EXPECT_EQ(UsersOf(*Get(kA, p, Getn(4, 1))), (std::vector<uint64_t>{0x66}));
+}
+
+// Where the kept report is not all the retrieval takes, or another event
+// or call comes first, it is queued in its place: the answers are those of
+// the queued path, in the look's order (rule 6), the timer's after it.
+TEST_F(EventPortTest, LooksReportNotHandedStraightWhereMoreIsInPlay) {
+  ObjectId p = NewPort();
+  auto f = host_.NewFile();
+  host_.Open(kA.pid, 5, f);
+  auto g = host_.NewFile();
+  host_.Open(kA.pid, 6, g);
+  auto associate = [&](int fd, uint64_t user) { ASSERT_TRUE(engine().AssociateFd(kA, p, fd, kIn, user).ok()); };
+  // The call's look, with the hand-over offered: file `file` at `fd` reports.
+  auto offered_report = [&](int fd, const FakeHost::FileRef& file, uint64_t user) {
+    Ready(file, 0);  // not ready at its association: reported by the look
+    associate(fd, user);
+    engine().OfferHandOver(p);
+    Ready(file, kIn);
+  };
+  // The call's retrieval by `who`, then the offer's end.
+  auto retrieve = [&](Caller who, GetSpec spec) {
+    auto r = Get(who, p, spec);
+    engine().EndHandOver();
+    return r;
+  };
+  // A second report of the look: both queued, in the look's order.
+  associate(6, 2);
+  offered_report(5, f, 1);
+  Ready(g, kIn);
+  EXPECT_EQ(UsersOf(*retrieve(kA, Getn(8, 1))), (std::vector<uint64_t>{1, 2}));
+  // An event queued after the report (a port_send here; a timer fired by
+  // the call's catch-up the same way): behind it.
+  offered_report(5, f, 3);
+  ASSERT_TRUE(engine().Send(kA, p, 9, 4).ok());
+  EXPECT_EQ(UsersOf(*retrieve(kA, Getn(8, 1))), (std::vector<uint64_t>{3, 4}));
+  // Counting (max 0) and waiting for two (nget 2) count it as queued.
+  offered_report(5, f, 5);
+  auto count = retrieve(kA, Getn(0, 0));
+  ASSERT_EQ(count->outcomes.size(), 1u);
+  EXPECT_EQ(count->outcomes[0].count_only, std::optional<uint32_t>(1));
+  EXPECT_EQ(engine().QueuedCount(p), 1u);
+  std::optional<WaitId> wait;
+  auto two = Get(kA, p, Getn(8, 2), &wait);
+  EXPECT_TRUE(wait.has_value());
+  associate(6, 6);
+  Ready(g, kIn);
+  EXPECT_EQ(UsersOf(*two), (std::vector<uint64_t>{5, 6}));
+  // No retrieval in the call: queued at the offer's end.
+  offered_report(5, f, 7);
+  engine().EndHandOver();
+  EXPECT_EQ(engine().QueuedCount(p), 1u);
+  EXPECT_EQ(UsersOf(*Get(kA, p, GetOne())), (std::vector<uint64_t>{7}));
+  // The file closed after the report (rule 10): the event is gone with its
+  // association, as a queued one's.
+  offered_report(5, f, 9);
+  host_.Close(kA.pid, 5);
+  EXPECT_TRUE(retrieve(kA, GetOne(Timeout::Value(0, 0)))->outcomes.at(0).events.empty());
+  EXPECT_EQ(engine().QueuedCount(p), 0u);
+  EXPECT_EQ(engine().AssociationCount(p), 1u);  // fd 6's
+  host_.Open(kA.pid, 5, f);
+  // Another process (rule 12: not the same file at its fd 5): skipped, as
+  // in the queue; the owner then gets it. (Last: the port has two users now.)
+  Caller kC{300, 300};
+  host_.Open(kC.pid, 5, host_.NewFile());
+  offered_report(5, f, 8);
+  EXPECT_TRUE(retrieve(kC, GetOne(Timeout::Value(0, 0)))->outcomes.at(0).events.empty());
+  EXPECT_EQ(UsersOf(*Get(kA, p, GetOne())), (std::vector<uint64_t>{8}));
+  EXPECT_EQ(engine().StraightHandOvers(), 0u);
+}
+
+// EventPorts::Get with a lent completion (the port handler's, on its
+// stack): answered at once it is never copied; a retrieval that parks
+// keeps its KeepForWait copy in the waiter, which a later event answers;
+// one that cannot be copied (the default) is answered EINTR where it would
+// have waited, and the port is left as it was.
+TEST_F(EventPortTest, LentCompletionIsCopiedOnlyForAWait) {
+  struct Lent : GetCompletion {
+    std::vector<GetOutcome> outcomes;
+    int copies = 0;
+    bool copyable = true;
+    std::shared_ptr<Record> waiter_record = std::make_shared<Record>();
+    bool Complete(const GetOutcome& out) override {
+      outcomes.push_back(out);
+      return true;
+    }
+    std::unique_ptr<GetCompletion> KeepForWait() override {
+      if (!copyable) return nullptr;
+      ++copies;
+      return std::make_unique<Recorder>(waiter_record);
+    }
+  };
+  ObjectId p = NewPort();
+  ASSERT_TRUE(engine().Send(kA, p, 1, 10).ok());
+  Lent at_once;
+  EXPECT_FALSE(engine().Get(kA, p, GetOne(), at_once).has_value());
+  ASSERT_EQ(at_once.outcomes.size(), 1u);
+  EXPECT_EQ(at_once.outcomes[0].events.at(0).user, 10u);
+  EXPECT_EQ(at_once.copies, 0);
+  Lent parks;
+  EXPECT_TRUE(engine().Get(kA, p, GetOne(), parks).has_value());
+  EXPECT_EQ(parks.copies, 1);
+  ASSERT_TRUE(engine().Send(kA, p, 2, 20).ok());
+  EXPECT_TRUE(parks.outcomes.empty());  // the waiter's copy answered
+  ASSERT_EQ(parks.waiter_record->outcomes.size(), 1u);
+  EXPECT_EQ(parks.waiter_record->outcomes[0].events.at(0).user, 20u);
+  Lent uncopyable;
+  uncopyable.copyable = false;
+  EXPECT_FALSE(engine().Get(kA, p, GetOne(), uncopyable).has_value());
+  ASSERT_EQ(uncopyable.outcomes.size(), 1u);
+  EXPECT_EQ(uncopyable.outcomes[0].error, EINTR);
+  EXPECT_EQ(engine().WaiterCount(p), 0u);
 }
 
 // Rule 33: the last close wakes waiters with EBADFD.
