@@ -507,7 +507,9 @@ Result<void> EventPorts::DissociateFd(Caller caller, ObjectId id, int64_t object
     return Errno{ENOENT};
   }
   if (a->owner != caller.pid) return Errno{EACCES};
-  bool was_live = a->active || a->queued;
+  // A fired association's event kept aside for a retrieval (OfferHandOver)
+  // is as good as queued.
+  bool was_live = a->active || a->queued || a == hand_over_.assoc;
   FreeAssoc(*p, a);
   ServeDispatchers(*p);
   return was_live ? Ok() : Result<void>(Errno{ENOENT});

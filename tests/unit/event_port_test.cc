@@ -736,6 +736,63 @@ TEST_F(EventPortTest, LooksReportNotHandedStraightWhereMoreIsInPlay) {
   EXPECT_EQ(engine().StraightHandOvers(), 0u);
 }
 
+// What the engine does to a port between the look that kept a report
+// (OfferHandOver) and the call's retrieval, other than queue or retrieve:
+// the association dissociated, the port moved (ExportPort: the kept event
+// travels in its queue, as the association's fired event), the port's last
+// close (another thread closed the number while this call looked). Each
+// ends the offer with the state the queued path leaves; after the last
+// close the retrieval is EBADFD and the engine goes on. (Without
+// DissociateFd's look at the kept event the dissociation answers ENOENT;
+// without ExportPort's EndHandOver the moved queue is empty. ErasePort's
+// reset of the offer is not needed by this sequence: the last close frees
+// the association first, so the offer's end reads no freed port.)
+TEST_F(EventPortTest, KeptReportFollowsADissociationAMoveAndTheLastClose) {
+  auto f = host_.NewFile();
+  host_.Open(kA.pid, 5, f);
+  auto kept_report = [&](ObjectId p, uint64_t user) {
+    Ready(f, 0);
+    ASSERT_TRUE(engine().AssociateFd(kA, p, 5, kIn, user).ok());
+    engine().OfferHandOver(p);
+    Ready(f, kIn);
+    ASSERT_EQ(engine().QueuedCount(p), 0u);  // kept aside
+  };
+  // Dissociated (rule 11: the fired association is still there to remove;
+  // its event goes with it, port.c port_dissociate_fd).
+  ObjectId p = NewPort();
+  kept_report(p, 1);
+  ASSERT_TRUE(engine().DissociateFd(kA, p, 5).ok());
+  EXPECT_TRUE(Get(kA, p, GetOne(Timeout::Value(0, 0)))->outcomes.at(0).events.empty());
+  engine().EndHandOver();
+  EXPECT_EQ(engine().QueuedCount(p), 0u);
+  EXPECT_EQ(engine().AssociationCount(p), 0u);
+  // Moved: the exported queue holds the fired event, its association not
+  // active (PortState::Assoc::active false: "fired").
+  ObjectId moved = NewPort();
+  kept_report(moved, 2);
+  Result<PortState> state = engine().ExportPort(moved, kA.pid, true);
+  ASSERT_TRUE(state.ok());
+  ASSERT_EQ(state->queue.size(), 1u);
+  EXPECT_EQ(state->queue[0].kind, PortState::EventKind::kFd);
+  ASSERT_EQ(state->assocs.size(), 1u);
+  EXPECT_FALSE(state->assocs[0].active);
+  EXPECT_EQ(state->assocs[0].user, 2u);
+  engine().ForgetExported(moved, kA.pid, *state);
+  engine().EndHandOver();  // nothing left to queue
+  // The last close: the retrieval finds no port (EBADFD, port.c:588-594).
+  ObjectId closed = NewPort();
+  kept_report(closed, 3);
+  engine().LastClose(closed);
+  auto rec = Get(kA, closed, GetOne());
+  ASSERT_EQ(rec->outcomes.size(), 1u);
+  EXPECT_EQ(rec->outcomes[0].error, EBADFD);
+  engine().EndHandOver();
+  ObjectId after = NewPort();  // the engine goes on
+  ASSERT_TRUE(engine().Send(kA, after, 1, 4).ok());
+  EXPECT_EQ(UsersOf(*Get(kA, after, GetOne())), (std::vector<uint64_t>{4}));
+  EXPECT_EQ(engine().StraightHandOvers(), 0u);
+}
+
 // EventPorts::Get with a lent completion (the port handler's, on its
 // stack): answered at once it is never copied; a retrieval that parks
 // keeps its KeepForWait copy in the waiter, which a later event answers;
