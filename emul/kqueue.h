@@ -270,6 +270,15 @@ class KeventCompletion {
  public:
   virtual ~KeventCompletion() = default;
   virtual bool Complete(const KeventOutcome& outcome) = 0;
+  // One retrieved event, the usual retrieval of an event loop: as Complete
+  // with a list of that one event, without the list (Kqueues::Deliver and
+  // the scan's hand-over, Kqueues::HandOver). The abi's completion answers
+  // it from the event itself; this default makes the list.
+  virtual bool CompleteOne(const KeventRecord& event) {
+    KeventOutcome outcome;
+    outcome.events.push_back(event);
+    return Complete(outcome);
+  }
   // One EV_ERROR record (a change's error, or its receipt), copied out at
   // once, before any later change is applied, as the kernels do inside the
   // change loop (OB kern_event.c:944-952, DF :846-857). False if the
@@ -419,6 +428,9 @@ class Kqueues final : public Engine {
   size_t PendingCount(ObjectId kq) const;
   size_t KnoteCount(ObjectId kq) const;
   size_t WaiterCount(ObjectId kq) const;
+  // Retrievals answered by the scan's hand-over (HandOver) since the
+  // engine began: which road a retrieval took, for the tests.
+  uint64_t HandOverCount() const { return hand_overs_; }
 
  private:
   struct Knote;
@@ -942,8 +954,16 @@ class Kqueues final : public Engine {
   template <typename Fn>
   void ForEachProcKnote(Pid pid, Fn&& fn);
   std::vector<Taken> Collect(Kq& kq, uint32_t max);
+  // The knote the scan would take alone with no measurement of its own:
+  // the only one queued, enabled, measured ready by a change of this very
+  // call (Collect's `measured_now`), no look owed; else null (Kevent).
+  Knote* SoleKnoteMeasuredByChange(Kq& kq);
+  // Collect and Deliver for that one knote, without their lists.
+  void HandOver(Kq& kq, KeventCompletion& done, Knote& kn);
   void Commit(Kq& kq, std::vector<Taken>& taken);
+  void CommitOne(Kq& kq, Knote& kn);
   void PutBack(Kq& kq, std::vector<Taken>& taken);
+  void PutBackOne(Kq& kq, Knote& kn);
   // Hands events to a waiter; false if refused (then put back). By
   // reference: no vector moved into a parameter and destroyed per call.
   bool Deliver(Kq& kq, KeventCompletion& done, std::vector<Taken>&& taken);
@@ -1031,6 +1051,7 @@ class Kqueues final : public Engine {
   // took thousands of events does not hold their memory for good).
   std::vector<std::pair<uint64_t, Knote*>> spare_listed_;
   std::vector<Taken> spare_taken_;
+  uint64_t hand_overs_ = 0;
   template <typename T>
   static void Recycle(std::vector<T>& used, std::vector<T>& spare) {
     if (used.capacity() > 64 || used.capacity() <= spare.capacity()) return;

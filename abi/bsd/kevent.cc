@@ -288,17 +288,32 @@ class KeventDone final : public emul::KeventCompletion, public ThreadSpareBlock<
     for (size_t i = 0; i < out.events.size(); ++i) {
       EncodeEvent(layout_, out.events[i], bytes.span().subspan(i * layout_.size, layout_.size));
     }
-    if (!memory_.Write(eventlist_, bytes.span()).ok()) {
+    return Answer(bytes.span(), out.events.size());
+  }
+
+  // One retrieved event (never a change result: those go by PostRecord and
+  // end in Complete): encoded on the stack, then Complete's answer.
+  bool CompleteOne(const emul::KeventRecord& event) override {
+    if (!responder_.StillPending()) return false;  // the event goes back
+    std::array<std::byte, kMaxKeventSize> on_stack;
+    const std::span<std::byte> bytes(on_stack.data(), layout_.size);
+    EncodeEvent(layout_, event, bytes);
+    return Answer(bytes, 1);
+  }
+
+ private:
+  // The retrieved events' copy-out and the call's answer, for both.
+  bool Answer(std::span<const std::byte> encoded, size_t count) {
+    if (!memory_.Write(eventlist_, encoded).ok()) {
       Outcome lost = Outcome::Error(EFAULT);  // events are lost, as copyout loses them
       lost.stands_if_refused = true;
       responder_.Respond(lost);
       return true;
     }
     // Refused, the events go back (the engine's PutBack): the call is void.
-    return responder_.Respond(Outcome::Value(static_cast<int64_t>(out.events.size())));
+    return responder_.Respond(Outcome::Value(static_cast<int64_t>(count)));
   }
 
- private:
   const KeventLayout& layout_;
   bool advance_on_fault_;
   GuestMemory& memory_;

@@ -271,6 +271,7 @@ class KqFakeHost : public Host {
 struct Captured {
   bool called = false;
   KeventOutcome out;
+  int handed_one = 0;  // answers through CompleteOne, without a list
 };
 
 class Capture final : public KeventCompletion {
@@ -280,6 +281,14 @@ class Capture final : public KeventCompletion {
     if (!accept_) return false;
     c_->called = true;
     c_->out = out;
+    return true;
+  }
+  bool CompleteOne(const KeventRecord& event) override {
+    if (!accept_) return false;
+    ++c_->handed_one;
+    c_->called = true;
+    c_->out = KeventOutcome{};
+    c_->out.events.push_back(event);
     return true;
   }
 
@@ -1396,6 +1405,101 @@ TEST_F(KqueueTest, OneshotDeliversOnceAndDrops) {
   EXPECT_EQ(Get().size(), 1u);
   EXPECT_EQ(engine_.KnoteCount(kq_), 0u);
   EXPECT_TRUE(Get().empty());
+}
+
+// The scan's hand-over (Kqueues::HandOver): the one knote on the list,
+// measured ready by this call's own change, is the scan's whole answer
+// (kqueue_scan takes the list in order, OB kern_event.c:1320-1444, DF
+// kern_event.c kqueue_scan; FreeBSD kqueue_scan), so it is answered
+// without Collect's and Deliver's lists, as they would: its report, the
+// EV_ONESHOT drop, a level knote back on the list; refused, back at the
+// head untouched.
+TEST_F(KqueueTest, TheChangesOneReadyKnoteIsHandedOverAsTheScanWouldTakeIt) {
+  auto f = host_.Open(kP.pid, 5);
+  host_.Set(engine_, f, pb::kIn, 3);
+  Captured c;
+  std::vector<KChange> fdwait{Ch(KFilter::kRead, 5, kev::kAdd | kev::kOneshot, 0, 0, 0xbeef)};
+  EXPECT_FALSE(engine_.Kevent(kP, kq_, FreebsdPolicy(), fdwait, false, Poll(1), std::make_unique<Capture>(&c)));
+  EXPECT_EQ(engine_.HandOverCount(), 1u);
+  EXPECT_EQ(c.handed_one, 1);
+  ASSERT_EQ(c.out.events.size(), 1u);
+  EXPECT_EQ(c.out.events[0].ident, 5u);
+  EXPECT_EQ(c.out.events[0].data, 3);
+  EXPECT_EQ(c.out.events[0].udata, 0xbeefu);
+  EXPECT_EQ(engine_.KnoteCount(kq_), 0u);  // EV_ONESHOT: dropped once delivered
+  EXPECT_FALSE(host_.readable(kq_));
+  // Refused (the caller interrupted): the knote stays, on the list, and the
+  // next scan reports it once.
+  Captured refused;
+  EXPECT_FALSE(engine_.Kevent(kP, kq_, FreebsdPolicy(), fdwait, false, Poll(1),
+                              std::make_unique<Capture>(&refused, false)));
+  EXPECT_EQ(engine_.HandOverCount(), 2u);
+  EXPECT_FALSE(refused.called);
+  EXPECT_EQ(engine_.PendingCount(kq_), 1u);
+  EXPECT_TRUE(host_.readable(kq_));
+  // No change measured it: Collect's scan, whose one event Deliver hands
+  // over as it is too (CompleteOne).
+  Captured again;
+  EXPECT_FALSE(engine_.Kevent(kP, kq_, FreebsdPolicy(), {}, false, Poll(8), std::make_unique<Capture>(&again)));
+  EXPECT_EQ(engine_.HandOverCount(), 2u);
+  EXPECT_EQ(again.handed_one, 1);
+  ASSERT_EQ(again.out.events.size(), 1u);
+  EXPECT_EQ(again.out.events[0].udata, 0xbeefu);
+  EXPECT_EQ(engine_.KnoteCount(kq_), 0u);
+  // A level knote: delivered, then back on the list (OB :1433-1444).
+  auto out = Call({Ch(KFilter::kRead, 5, kev::kAdd)}, Poll(1));
+  ASSERT_EQ(out.events.size(), 1u);
+  EXPECT_EQ(engine_.HandOverCount(), 3u);
+  EXPECT_EQ(engine_.KnoteCount(kq_), 1u);
+  EXPECT_EQ(engine_.PendingCount(kq_), 1u);
+}
+
+// Where the scan's answer is not the change's knote alone, the scan runs
+// (Collect), and its answer is the kernels': the list in order (an earlier
+// queued knote first; both knotes two changes measured ready), and a knote
+// a later change of the same call disabled is not reported (kqueue_scan
+// skips KN_DISABLED, OB kern_event.c:1363-1366, DF kern_event.c:1503-1509,
+// FreeBSD kqueue_scan) until EV_ENABLE measures it again.
+TEST_F(KqueueTest, TheScanRunsWhenTheChangesKnoteIsNotItsWholeAnswer) {
+  auto a = host_.Open(kP.pid, 5);
+  auto b = host_.Open(kP.pid, 6);
+  host_.Set(engine_, a, pb::kIn, 1);
+  host_.Set(engine_, b, pb::kIn, 2);
+  // Queued, not scanned, then read dry: the scan's filter says no, no
+  // event (the f_event re-check, OB kern_event.c:1410-1416, DF :1510-1518).
+  Call({Ch(KFilter::kRead, 5, kev::kAdd)}, Poll(0));
+  host_.Set(engine_, a, 0, 0);
+  EXPECT_EQ(engine_.PendingCount(kq_), 1u);
+  EXPECT_TRUE(Call({}, Poll(1)).events.empty());
+  host_.Set(engine_, a, pb::kIn, 1);
+  Call({Ch(KFilter::kRead, 5, kev::kAdd)}, Poll(0));  // queued, not scanned
+  auto out = Call({Ch(KFilter::kRead, 6, kev::kAdd | kev::kOneshot)}, Poll(1));
+  ASSERT_EQ(out.events.size(), 1u);
+  EXPECT_EQ(out.events[0].ident, 5u);  // queued first
+  out = Call({}, Poll(2));
+  ASSERT_EQ(out.events.size(), 2u);
+  EXPECT_EQ(out.events[0].ident, 6u);  // 5 went back to the tail
+  EXPECT_EQ(out.events[1].ident, 5u);
+  Call({Ch(KFilter::kRead, 5, kev::kDelete)}, Poll(0));
+  // Two changes measured ready: both, in order.
+  out = Call({Ch(KFilter::kRead, 5, kev::kAdd | kev::kOneshot), Ch(KFilter::kRead, 6, kev::kAdd | kev::kOneshot)},
+             Poll(2));
+  ASSERT_EQ(out.events.size(), 2u);
+  EXPECT_EQ(out.events[0].ident, 5u);
+  EXPECT_EQ(out.events[1].ident, 6u);
+  EXPECT_EQ(engine_.KnoteCount(kq_), 0u);
+  // Measured ready, then disabled by the call's next change: not reported.
+  for (const KqueuePolicy& pol : {FreebsdPolicy(), OpenbsdPolicy(), DragonflyPolicy()}) {
+    out = Call({Ch(KFilter::kRead, 5, kev::kAdd | kev::kOneshot), Ch(KFilter::kRead, 5, kev::kDisable)},
+               Poll(1), pol);
+    EXPECT_TRUE(out.events.empty());
+    EXPECT_EQ(engine_.KnoteCount(kq_), 1u);
+    out = Call({Ch(KFilter::kRead, 5, kev::kEnable)}, Poll(1), pol);
+    ASSERT_EQ(out.events.size(), 1u);
+    EXPECT_EQ(out.events[0].ident, 5u);
+    EXPECT_EQ(engine_.KnoteCount(kq_), 0u);
+  }
+  EXPECT_EQ(engine_.HandOverCount(), 3u);  // the three EV_ENABLEs only
 }
 
 // A kevent's changes and scan under one ReadinessHold: the kqueue's
