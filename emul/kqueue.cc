@@ -1043,10 +1043,10 @@ void Kqueues::PumpWaiters(Kq& kq) {
   if (std::exchange(deadlines_moved_, false)) RearmDeadline();
 }
 
-std::optional<WaitId> Kqueues::Kevent(Caller caller, ObjectId id, const KqueuePolicy& policy,
-                                      std::span<KChange> changes, bool changes_fault,
-                                      const KeventWait& wait,
-                                      std::unique_ptr<KeventCompletion> done) {
+std::optional<WaitId> Kqueues::KeventWith(Caller caller, ObjectId id, const KqueuePolicy& policy,
+                                          std::span<KChange> changes, bool changes_fault,
+                                          const KeventWait& wait, KeventCompletion& done,
+                                          std::unique_ptr<KeventCompletion>* owned) {
   // Changes may have activated knotes other threads are waiting for.
   auto pump_others = [&] {
     if (Kq* k = Find(id)) {
@@ -1058,7 +1058,7 @@ std::optional<WaitId> Kqueues::Kevent(Caller caller, ObjectId id, const KqueuePo
     ReapClosed();
   };
   auto finish = [&](const KeventOutcome& out) -> std::optional<WaitId> {
-    done->Complete(out);
+    done.Complete(out);
     pump_others();
     return std::nullopt;
   };
@@ -1097,7 +1097,7 @@ std::optional<WaitId> Kqueues::Kevent(Caller caller, ObjectId id, const KqueuePo
     KeventRecord r = c.kev;
     r.flags = kev::kError;  // every other flag is replaced
     r.data = err;
-    if (!done->PostRecord(r) && policy.record_fault_stops) {
+    if (!done.PostRecord(r) && policy.record_fault_stops) {
       return fail(err);  // DragonFly: the registration's error, no later change (DF :850-852)
     }
     records.events.push_back(r);
@@ -1125,13 +1125,13 @@ std::optional<WaitId> Kqueues::Kevent(Caller caller, ObjectId id, const KqueuePo
   }
   const bool poll_only = !wait.forever && rel <= 0;
   if (Knote* kn = SoleKnoteMeasuredByChange(*kq)) {
-    HandOver(*kq, *done, *kn);
+    HandOver(*kq, done, *kn);
     pump_others();
     return std::nullopt;
   }
   std::vector<Taken> taken = Collect(*kq, wait.nevents);
   if (!taken.empty()) {
-    Deliver(*kq, *done, std::move(taken));
+    Deliver(*kq, done, std::move(taken));
     pump_others();
     return std::nullopt;
   }
@@ -1140,7 +1140,9 @@ std::optional<WaitId> Kqueues::Kevent(Caller caller, ObjectId id, const KqueuePo
     // returns 0 (DF kern_event.c:908-943).
     return finish(KeventOutcome{});
   }
-  Waiter w{next_wait_++, caller, wait.nevents, std::nullopt, std::move(done)};
+  std::unique_ptr<KeventCompletion> kept = owned != nullptr ? std::move(*owned) : done.KeepForWait();
+  if (kept == nullptr) return fail(EINTR);  // a lent completion that cannot wait (none in the abi)
+  Waiter w{next_wait_++, caller, wait.nevents, std::nullopt, std::move(kept)};
   if (!wait.forever) {
     w.deadline = AddNanos(host_.Now(), rel);
     AddDeadline(*w.deadline, DeadlineKind::kWait, w.id);

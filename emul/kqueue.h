@@ -287,6 +287,11 @@ class KeventCompletion {
     (void)record;
     return true;
   }
+  // A completion lent by reference (Kevent's second form: on the handler's
+  // stack) whose call parks: the copy the waiter keeps. The default has
+  // none (nullptr): such a completion is only lent to a call that cannot
+  // park (it is answered EINTR, as a wait that ended at once).
+  virtual std::unique_ptr<KeventCompletion> KeepForWait() { return nullptr; }
 };
 
 // FreeBSD's ext[4] of a knote: kept only when a change set any of it (few
@@ -392,7 +397,18 @@ class Kqueues final : public Engine {
   // kev is updated as it is applied (the new knote's fflags and data).
   std::optional<WaitId> Kevent(Caller caller, ObjectId kq, const KqueuePolicy& policy,
                                std::span<KChange> changes, bool changes_fault,
-                               const KeventWait& wait, std::unique_ptr<KeventCompletion> done);
+                               const KeventWait& wait, std::unique_ptr<KeventCompletion> done) {
+    KeventCompletion& lent = *done;
+    return KeventWith(caller, kq, policy, changes, changes_fault, wait, lent, &done);
+  }
+  // The same, `done` lent (a completion on the caller's stack: most calls
+  // are answered before Kevent returns, and make none); a call that parks
+  // keeps `done.KeepForWait()` in its waiter.
+  std::optional<WaitId> Kevent(Caller caller, ObjectId kq, const KqueuePolicy& policy,
+                               std::span<KChange> changes, bool changes_fault,
+                               const KeventWait& wait, KeventCompletion& done) {
+    return KeventWith(caller, kq, policy, changes, changes_fault, wait, done, nullptr);
+  }
   void CancelWait(WaitId id) override;
 
   // --- host callbacks ---
@@ -953,6 +969,11 @@ class Kqueues final : public Engine {
   std::vector<uint64_t> ProcKnotes(Pid pid) const;
   template <typename Fn>
   void ForEachProcKnote(Pid pid, Fn&& fn);
+  // Kevent, with `done` owned by `*owned` (given to the waiter if the call
+  // parks) or lent (nullptr: its KeepForWait).
+  std::optional<WaitId> KeventWith(Caller caller, ObjectId id, const KqueuePolicy& policy,
+                                   std::span<KChange> changes, bool changes_fault, const KeventWait& wait,
+                                   KeventCompletion& done, std::unique_ptr<KeventCompletion>* owned);
   std::vector<Taken> Collect(Kq& kq, uint32_t max);
   // The knote the scan would take alone with no measurement of its own:
   // the only one queued, enabled, measured ready by a change of this very

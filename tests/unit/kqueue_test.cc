@@ -1454,6 +1454,50 @@ TEST_F(KqueueTest, TheChangesOneReadyKnoteIsHandedOverAsTheScanWouldTakeIt) {
   EXPECT_EQ(engine_.PendingCount(kq_), 1u);
 }
 
+// A completion lent by reference (Kevent's second form, the abi's on its
+// handler's stack) is answered in the call, or, if the call parks, copied
+// for the waiter (KeepForWait); one with no copy to keep is answered EINTR,
+// as a wait that ended at once, and no waiter is left.
+TEST_F(KqueueTest, ALentCompletionParksThroughItsCopyOrIsAnsweredEintr) {
+  auto f = host_.Open(kP.pid, 5);
+  host_.Set(engine_, f, pb::kIn, 1);
+  std::vector<KChange> fdwait{Ch(KFilter::kRead, 5, kev::kAdd | kev::kOneshot)};
+  Captured now;
+  Capture lent_now(&now);
+  EXPECT_FALSE(engine_.Kevent(kP, kq_, FreebsdPolicy(), fdwait, false, Poll(1), lent_now));
+  ASSERT_EQ(now.out.events.size(), 1u);
+  // Nothing to report and no timeout: the call would park.
+  class Keeps final : public KeventCompletion {
+   public:
+    explicit Keeps(Captured* c) : c_(c) {}
+    bool Complete(const KeventOutcome& out) override {
+      c_->called = true;
+      c_->out = out;
+      return true;
+    }
+    std::unique_ptr<KeventCompletion> KeepForWait() override { return std::make_unique<Capture>(c_); }
+
+   private:
+    Captured* c_;
+  };
+  const KeventWait forever = Forever(1);
+  Captured parked;
+  Keeps keeps(&parked);
+  auto wid = engine_.Kevent(kP, kq_, FreebsdPolicy(), {}, false, forever, keeps);
+  ASSERT_TRUE(wid.has_value());
+  EXPECT_EQ(engine_.WaiterCount(kq_), 1u);
+  Call({Ch(KFilter::kRead, 5, kev::kAdd | kev::kOneshot)}, Poll(0));  // wakes the waiter's copy
+  EXPECT_TRUE(parked.called);
+  ASSERT_EQ(parked.out.events.size(), 1u);
+  EXPECT_EQ(engine_.WaiterCount(kq_), 0u);
+  Captured cannot;
+  Capture no_copy(&cannot);
+  EXPECT_FALSE(engine_.Kevent(kP, kq_, FreebsdPolicy(), {}, false, forever, no_copy));
+  EXPECT_TRUE(cannot.called);
+  EXPECT_EQ(cannot.out.error, EINTR);
+  EXPECT_EQ(engine_.WaiterCount(kq_), 0u);
+}
+
 // Where the scan's answer is not the change's knote alone, the scan runs
 // (Collect), and its answer is the kernels': the list in order (an earlier
 // queued knote first; both knotes two changes measured ready), and a knote
