@@ -1452,6 +1452,24 @@ TEST_F(KqueueTest, TheChangesOneReadyKnoteIsHandedOverAsTheScanWouldTakeIt) {
   EXPECT_EQ(engine_.HandOverCount(), 3u);
   EXPECT_EQ(engine_.KnoteCount(kq_), 1u);
   EXPECT_EQ(engine_.PendingCount(kq_), 1u);
+  Call({Ch(KFilter::kRead, 5, kev::kDelete)}, Poll(0));
+  // EV_DISPATCH: delivered, then disabled (OB :1426-1428), off the list;
+  // its EV_ENABLE measures it ready and is handed it again.
+  out = Call({Ch(KFilter::kRead, 5, kev::kAdd | kev::kDispatch)}, Poll(1));
+  ASSERT_EQ(out.events.size(), 1u);
+  EXPECT_EQ(engine_.HandOverCount(), 4u);
+  EXPECT_EQ(engine_.PendingCount(kq_), 0u);
+  EXPECT_TRUE(Get().empty());
+  out = Call({Ch(KFilter::kRead, 5, kev::kEnable)}, Poll(1));
+  ASSERT_EQ(out.events.size(), 1u);
+  EXPECT_EQ(engine_.HandOverCount(), 5u);
+  Call({Ch(KFilter::kRead, 5, kev::kDelete)}, Poll(0));
+  // EV_CLEAR: its change's measurement is not kept for the scan (it
+  // settles the edge watch), so the scan measures it: not handed over.
+  out = Call({Ch(KFilter::kRead, 5, kev::kAdd | kev::kClear)}, Poll(1));
+  ASSERT_EQ(out.events.size(), 1u);
+  EXPECT_EQ(engine_.HandOverCount(), 5u);
+  EXPECT_TRUE(Get().empty());  // cleared: no new activity
 }
 
 // A completion lent by reference (Kevent's second form, the abi's on its
