@@ -941,47 +941,79 @@ KeventRecord Kqueues::Report(const Knote& kn) {
 
 // Post-event actions (OB kern_event.c:1419-1444), once delivered.
 void Kqueues::Commit(Kq& kq, std::vector<Taken>& taken) {
-  for (Taken& t : taken) {
-    Knote& kn = *t.kn;
-    const uint16_t flags = kn.kev.flags;
-    if (flags & kev::kOneshot) {
-      kn.keep_watch = true;  // measured (or confirmed) by this very scan
-      Drop(kq, kn);
-      continue;
-    }
-    if (flags & (kev::kClear | kev::kDispatch)) {
-      if (flags & kev::kDispatch) kn.disabled = true;
-      if (flags & kev::kClear) OpsOf(kn.kev.filter).clear(kq, kn);
-      kn.active = false;
-      if (!kn.disabled) ArmFd(kq, kn);
-      continue;
-    }
-    Enqueue(kq, kn);  // level-triggered: back on the list, re-checked at the next scan
-    ArmForNextLook(kn);
+  for (Taken& t : taken) CommitOne(kq, *t.kn);
+}
+
+void Kqueues::CommitOne(Kq& kq, Knote& kn) {
+  const uint16_t flags = kn.kev.flags;
+  if (flags & kev::kOneshot) {
+    kn.keep_watch = true;  // measured (or confirmed) by this very scan
+    Drop(kq, kn);
+    return;
   }
+  if (flags & (kev::kClear | kev::kDispatch)) {
+    if (flags & kev::kDispatch) kn.disabled = true;
+    if (flags & kev::kClear) OpsOf(kn.kev.filter).clear(kq, kn);
+    kn.active = false;
+    if (!kn.disabled) ArmFd(kq, kn);
+    return;
+  }
+  Enqueue(kq, kn);  // level-triggered: back on the list, re-checked at the next scan
+  ArmForNextLook(kn);
 }
 
 void Kqueues::PutBack(Kq& kq, std::vector<Taken>& taken) {
-  for (auto it = taken.rbegin(); it != taken.rend(); ++it) {
-    it->kn->active = true;
-    Enqueue(kq, *it->kn, /*at_head=*/true);
-  }
+  for (auto it = taken.rbegin(); it != taken.rend(); ++it) PutBackOne(kq, *it->kn);
+}
+
+void Kqueues::PutBackOne(Kq& kq, Knote& kn) {
+  kn.active = true;
+  Enqueue(kq, kn, /*at_head=*/true);
 }
 
 bool Kqueues::Deliver(Kq& kq, KeventCompletion& done, std::vector<Taken>&& taken) {
-  KeventOutcome out;
-  out.events.swap(spare_events_);  // lent storage (a nested Deliver finds none)
-  out.events.clear();
-  for (const Taken& t : taken) out.events.push_back(t.ev);
-  const bool delivered = done.Complete(out);
+  bool delivered = false;
+  if (taken.size() == 1) {
+    // The usual one event: handed over as it is, no list lent and filled.
+    delivered = done.CompleteOne(taken.front().ev);
+  } else {
+    KeventOutcome out;
+    out.events.swap(spare_events_);  // lent storage (a nested Deliver finds none)
+    out.events.clear();
+    for (const Taken& t : taken) out.events.push_back(t.ev);
+    delivered = done.Complete(out);
+    Recycle(out.events, spare_events_);
+  }
   if (delivered) {
     Commit(kq, taken);
   } else {
     PutBack(kq, taken);
   }
-  Recycle(out.events, spare_events_);
   Recycle(taken, spare_taken_);
   return delivered;
+}
+
+// What Collect would do with that knote: take it off the list, no filter
+// run (a change of this call measured it ready: `measured_now`), its
+// report made; then Deliver's answer and post-event actions for it alone.
+// Nothing else runs between the change and here (the engine is held for
+// the call), so the scan's order and its answer are the same: the changes
+// first, then the list, which holds only this knote.
+Kqueues::Knote* Kqueues::SoleKnoteMeasuredByChange(Kq& kq) {
+  if (kq.queue.size() != 1) return nullptr;
+  Knote* kn = *kq.queue.begin();
+  if (!kn->ready_at_change || kn->disabled || kn->awaits_look) return nullptr;
+  return kn;
+}
+
+void Kqueues::HandOver(Kq& kq, KeventCompletion& done, Knote& kn) {
+  ++hand_overs_;
+  Dequeue(kq, kn);
+  if (done.CompleteOne(Report(kn))) {
+    CommitOne(kq, kn);
+  } else {
+    PutBackOne(kq, kn);
+  }
 }
 
 void Kqueues::RemoveWaiter(Kq& kq, std::list<Waiter>::iterator it) {
@@ -1011,10 +1043,10 @@ void Kqueues::PumpWaiters(Kq& kq) {
   if (std::exchange(deadlines_moved_, false)) RearmDeadline();
 }
 
-std::optional<WaitId> Kqueues::Kevent(Caller caller, ObjectId id, const KqueuePolicy& policy,
-                                      std::span<KChange> changes, bool changes_fault,
-                                      const KeventWait& wait,
-                                      std::unique_ptr<KeventCompletion> done) {
+std::optional<WaitId> Kqueues::KeventWith(Caller caller, ObjectId id, const KqueuePolicy& policy,
+                                          std::span<KChange> changes, bool changes_fault,
+                                          const KeventWait& wait, KeventCompletion& done,
+                                          std::unique_ptr<KeventCompletion>* owned) {
   // Changes may have activated knotes other threads are waiting for.
   auto pump_others = [&] {
     if (Kq* k = Find(id)) {
@@ -1026,7 +1058,7 @@ std::optional<WaitId> Kqueues::Kevent(Caller caller, ObjectId id, const KqueuePo
     ReapClosed();
   };
   auto finish = [&](const KeventOutcome& out) -> std::optional<WaitId> {
-    done->Complete(out);
+    done.Complete(out);
     pump_others();
     return std::nullopt;
   };
@@ -1065,7 +1097,7 @@ std::optional<WaitId> Kqueues::Kevent(Caller caller, ObjectId id, const KqueuePo
     KeventRecord r = c.kev;
     r.flags = kev::kError;  // every other flag is replaced
     r.data = err;
-    if (!done->PostRecord(r) && policy.record_fault_stops) {
+    if (!done.PostRecord(r) && policy.record_fault_stops) {
       return fail(err);  // DragonFly: the registration's error, no later change (DF :850-852)
     }
     records.events.push_back(r);
@@ -1092,9 +1124,14 @@ std::optional<WaitId> Kqueues::Kevent(Caller caller, ObjectId id, const KqueuePo
     rel = std::min(whole * kNanosPerSecond + std::clamp<int64_t>(wait.nsec, -kHuge, kHuge), kHuge);
   }
   const bool poll_only = !wait.forever && rel <= 0;
+  if (Knote* kn = SoleKnoteMeasuredByChange(*kq)) {
+    HandOver(*kq, done, *kn);
+    pump_others();
+    return std::nullopt;
+  }
   std::vector<Taken> taken = Collect(*kq, wait.nevents);
   if (!taken.empty()) {
-    Deliver(*kq, *done, std::move(taken));
+    Deliver(*kq, done, std::move(taken));
     pump_others();
     return std::nullopt;
   }
@@ -1103,7 +1140,9 @@ std::optional<WaitId> Kqueues::Kevent(Caller caller, ObjectId id, const KqueuePo
     // returns 0 (DF kern_event.c:908-943).
     return finish(KeventOutcome{});
   }
-  Waiter w{next_wait_++, caller, wait.nevents, std::nullopt, std::move(done)};
+  std::unique_ptr<KeventCompletion> kept = owned != nullptr ? std::move(*owned) : done.KeepForWait();
+  if (kept == nullptr) return fail(EINTR);  // a lent completion that cannot wait (none in the abi)
+  Waiter w{next_wait_++, caller, wait.nevents, std::nullopt, std::move(kept)};
   if (!wait.forever) {
     w.deadline = AddNanos(host_.Now(), rel);
     AddDeadline(*w.deadline, DeadlineKind::kWait, w.id);

@@ -270,6 +270,15 @@ class KeventCompletion {
  public:
   virtual ~KeventCompletion() = default;
   virtual bool Complete(const KeventOutcome& outcome) = 0;
+  // One retrieved event, the usual retrieval of an event loop: as Complete
+  // with a list of that one event, without the list (Kqueues::Deliver and
+  // the scan's hand-over, Kqueues::HandOver). The abi's completion answers
+  // it from the event itself; this default makes the list.
+  virtual bool CompleteOne(const KeventRecord& event) {
+    KeventOutcome outcome;
+    outcome.events.push_back(event);
+    return Complete(outcome);
+  }
   // One EV_ERROR record (a change's error, or its receipt), copied out at
   // once, before any later change is applied, as the kernels do inside the
   // change loop (OB kern_event.c:944-952, DF :846-857). False if the
@@ -278,6 +287,11 @@ class KeventCompletion {
     (void)record;
     return true;
   }
+  // A completion lent by reference (Kevent's second form: on the handler's
+  // stack) whose call parks: the copy the waiter keeps. The default has
+  // none (nullptr): such a completion is only lent to a call that cannot
+  // park (it is answered EINTR, as a wait that ended at once).
+  virtual std::unique_ptr<KeventCompletion> KeepForWait() { return nullptr; }
 };
 
 // FreeBSD's ext[4] of a knote: kept only when a change set any of it (few
@@ -383,7 +397,18 @@ class Kqueues final : public Engine {
   // kev is updated as it is applied (the new knote's fflags and data).
   std::optional<WaitId> Kevent(Caller caller, ObjectId kq, const KqueuePolicy& policy,
                                std::span<KChange> changes, bool changes_fault,
-                               const KeventWait& wait, std::unique_ptr<KeventCompletion> done);
+                               const KeventWait& wait, std::unique_ptr<KeventCompletion> done) {
+    KeventCompletion& lent = *done;
+    return KeventWith(caller, kq, policy, changes, changes_fault, wait, lent, &done);
+  }
+  // The same, `done` lent (a completion on the caller's stack: most calls
+  // are answered before Kevent returns, and make none); a call that parks
+  // keeps `done.KeepForWait()` in its waiter.
+  std::optional<WaitId> Kevent(Caller caller, ObjectId kq, const KqueuePolicy& policy,
+                               std::span<KChange> changes, bool changes_fault,
+                               const KeventWait& wait, KeventCompletion& done) {
+    return KeventWith(caller, kq, policy, changes, changes_fault, wait, done, nullptr);
+  }
   void CancelWait(WaitId id) override;
 
   // --- host callbacks ---
@@ -419,6 +444,9 @@ class Kqueues final : public Engine {
   size_t PendingCount(ObjectId kq) const;
   size_t KnoteCount(ObjectId kq) const;
   size_t WaiterCount(ObjectId kq) const;
+  // Retrievals answered by the scan's hand-over (HandOver) since the
+  // engine began: which road a retrieval took, for the tests.
+  uint64_t HandOverCount() const { return hand_overs_; }
 
  private:
   struct Knote;
@@ -941,9 +969,22 @@ class Kqueues final : public Engine {
   std::vector<uint64_t> ProcKnotes(Pid pid) const;
   template <typename Fn>
   void ForEachProcKnote(Pid pid, Fn&& fn);
+  // Kevent, with `done` owned by `*owned` (given to the waiter if the call
+  // parks) or lent (nullptr: its KeepForWait).
+  std::optional<WaitId> KeventWith(Caller caller, ObjectId id, const KqueuePolicy& policy,
+                                   std::span<KChange> changes, bool changes_fault, const KeventWait& wait,
+                                   KeventCompletion& done, std::unique_ptr<KeventCompletion>* owned);
   std::vector<Taken> Collect(Kq& kq, uint32_t max);
+  // The knote the scan would take alone with no measurement of its own:
+  // the only one queued, enabled, measured ready by a change of this very
+  // call (Collect's `measured_now`), no look owed; else null (Kevent).
+  Knote* SoleKnoteMeasuredByChange(Kq& kq);
+  // Collect and Deliver for that one knote, without their lists.
+  void HandOver(Kq& kq, KeventCompletion& done, Knote& kn);
   void Commit(Kq& kq, std::vector<Taken>& taken);
+  void CommitOne(Kq& kq, Knote& kn);
   void PutBack(Kq& kq, std::vector<Taken>& taken);
+  void PutBackOne(Kq& kq, Knote& kn);
   // Hands events to a waiter; false if refused (then put back). By
   // reference: no vector moved into a parameter and destroyed per call.
   bool Deliver(Kq& kq, KeventCompletion& done, std::vector<Taken>&& taken);
@@ -1031,6 +1072,7 @@ class Kqueues final : public Engine {
   // took thousands of events does not hold their memory for good).
   std::vector<std::pair<uint64_t, Knote*>> spare_listed_;
   std::vector<Taken> spare_taken_;
+  uint64_t hand_overs_ = 0;
   template <typename T>
   static void Recycle(std::vector<T>& used, std::vector<T>& spare) {
     if (used.capacity() > 64 || used.capacity() <= spare.capacity()) return;

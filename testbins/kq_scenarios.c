@@ -2146,6 +2146,57 @@ static int receipt_room(void) {
   return 0;
 }
 
+/* A kevent whose change measures a knote ready and whose scan follows
+ * (fdwait's one call): the scan takes the kqueue's list in order after the
+ * changes (kqueue_scan: FreeBSD kern_event.c, OB kern_event.c:1320-1444, DF
+ * kern_event.c kqueue_scan), so a knote queued before comes first; two
+ * knotes measured ready both come, in order; a knote the call's next change
+ * disabled is not reported (KN_DISABLED skipped, OB :1363-1366) until
+ * EV_ENABLE; a receipt fills the list and no scan runs (OB :961-965); the
+ * copy-out's fault is EFAULT and the delivered EV_ONESHOT is gone. evshim
+ * answers the change's lone knote straight (docs/design.md "Instructions
+ * per event", s37): each answer must be the scan's. */
+static int change_then_scan(void) {
+  int kq = kqueue(), a[2], b[2];
+  CHECK(kq >= 0 && pipe(a) == 0 && pipe(b) == 0);
+  CHECK(write(a[1], "x", 1) == 1 && write(b[1], "yz", 2) == 2);
+  struct kevent ch[2], ev[2];
+  EV_SET(&ch[0], a[0], EVFILT_READ, EV_ADD | EV_ONESHOT, 0, 0, (void *)1);
+  CHECK(kevent(kq, ch, 1, ev, 1, &kZero) == 1); /* the straight one */
+  CHECK(ev[0].ident == (uintptr_t)a[0] && ev[0].data == 1 && ev[0].udata == (void *)1);
+  CHECK(get(kq, ev, 2, &kZero) == 0); /* EV_ONESHOT: gone */
+  CHECK(add(kq, (uintptr_t)a[0], EVFILT_READ, EV_ADD, 0, 0, NULL) == 0);
+  EV_SET(&ch[0], b[0], EVFILT_READ, EV_ADD | EV_ONESHOT, 0, 0, NULL);
+  CHECK(kevent(kq, ch, 1, ev, 1, &kZero) == 1);
+  CHECK(ev[0].ident == (uintptr_t)a[0]); /* queued before the change's */
+  CHECK(get(kq, ev, 2, &kZero) == 2);
+  CHECK(ev[0].ident == (uintptr_t)b[0] && ev[0].data == 2 && ev[1].ident == (uintptr_t)a[0]);
+  CHECK(add(kq, (uintptr_t)a[0], EVFILT_READ, EV_DELETE, 0, 0, NULL) == 0);
+  EV_SET(&ch[0], a[0], EVFILT_READ, EV_ADD | EV_ONESHOT, 0, 0, NULL);
+  EV_SET(&ch[1], b[0], EVFILT_READ, EV_ADD | EV_ONESHOT, 0, 0, NULL);
+  CHECK(kevent(kq, ch, 2, ev, 2, &kZero) == 2);
+  CHECK(ev[0].ident == (uintptr_t)a[0] && ev[1].ident == (uintptr_t)b[0]);
+  EV_SET(&ch[1], a[0], EVFILT_READ, EV_DISABLE, 0, 0, NULL);
+  CHECK(kevent(kq, ch, 2, ev, 1, &kZero) == 0);
+  EV_SET(&ch[0], a[0], EVFILT_READ, EV_ENABLE, 0, 0, NULL);
+  CHECK(kevent(kq, ch, 1, ev, 1, &kZero) == 1 && ev[0].ident == (uintptr_t)a[0]);
+  CHECK(get(kq, ev, 2, &kZero) == 0);
+  EV_SET(&ch[0], a[0], EVFILT_READ, EV_ADD | EV_ONESHOT | EV_RECEIPT, 0, 0, NULL);
+  CHECK(kevent(kq, ch, 1, ev, 1, &kZero) == 1);
+  CHECK(ev[0].ident == (uintptr_t)a[0] && (ev[0].flags & EV_ERROR) && ev[0].data == 0);
+  CHECK(get(kq, ev, 2, &kZero) == 1 && ev[0].ident == (uintptr_t)a[0]);
+  void *none = mmap(NULL, 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  CHECK(none != MAP_FAILED);
+  EV_SET(&ch[0], a[0], EVFILT_READ, EV_ADD | EV_ONESHOT, 0, 0, NULL);
+  errno = 0;
+  CHECK(kevent(kq, ch, 1, none, 1, &kZero) == -1 && errno == EFAULT);
+  CHECK(get(kq, ev, 2, &kZero) == 0); /* taken by the scan, lost at the copy-out */
+  munmap(none, 4096);
+  close(kq);
+  close(a[0]), close(a[1]), close(b[0]), close(b[1]);
+  return 0;
+}
+
 /* Change errors with no event list. With nevents == 0 OpenBSD and FreeBSD
  * return the errno at once (OB kern_event.c:953-955). DragonFly copies the
  * record out regardless: into a NULL list that faults and the call fails
@@ -4286,6 +4337,7 @@ int main(int argc, char **argv) {
   if (!strcmp(s, "aio_filter")) return aio_filter();
   if (!strcmp(s, "receipt_room")) return receipt_room();
   if (!strcmp(s, "null_eventlist")) return null_eventlist();
+  if (!strcmp(s, "change_then_scan")) return change_then_scan();
   if (!strcmp(s, "close_waiter")) return close_waiter();
   if (!strcmp(s, "kq_fstat")) return kq_fstat();
   if (!strcmp(s, "pipe_write_end_eof")) return pipe_write_end_eof();

@@ -248,7 +248,9 @@ constexpr size_t kMaxTimespecSize = kTimespecLp64.size;
 static_assert(kOpenbsdTimespecIlp32.size <= kMaxTimespecSize &&
               kFreebsdTimespecIlp32.size <= kMaxTimespecSize);
 
-// Every kevent makes one; its block is kept per thread (ThreadSpareBlock).
+// Every kevent makes one on its handler's stack, lent to the core; a call
+// that parks has it copied for its waiter (KeepForWait), that copy's block
+// kept per thread (ThreadSpareBlock).
 class KeventDone final : public emul::KeventCompletion, public ThreadSpareBlock<KeventDone> {
  public:
   static constexpr size_t kEventsOnStack = 16;
@@ -256,8 +258,15 @@ class KeventDone final : public emul::KeventCompletion, public ThreadSpareBlock<
              AnswerTo responder, uint64_t eventlist)
       : layout_(layout), advance_on_fault_(record_slot_advances_on_fault), memory_(memory),
         responder_(std::move(responder)), eventlist_(eventlist) {}
-  // The call parked (its handler returns Outcome::Deferred()).
-  void Park(CallContext& ctx) { responder_.Park(ctx); }
+  // The copy the parked call's waiter keeps (the core owns it).
+  std::unique_ptr<emul::KeventCompletion> KeepForWait() override {
+    auto copy = std::make_unique<KeventDone>(*this);
+    kept_ = copy.get();
+    return copy;
+  }
+  // The call parked (its handler returns Outcome::Deferred()): its
+  // waiter's copy answers through the transport from now on.
+  void Park(CallContext& ctx) { kept_->responder_.Park(ctx); }
 
   // Change results go out one by one, as the change loop makes them.
   bool PostRecord(const emul::KeventRecord& record) override {
@@ -288,23 +297,39 @@ class KeventDone final : public emul::KeventCompletion, public ThreadSpareBlock<
     for (size_t i = 0; i < out.events.size(); ++i) {
       EncodeEvent(layout_, out.events[i], bytes.span().subspan(i * layout_.size, layout_.size));
     }
-    if (!memory_.Write(eventlist_, bytes.span()).ok()) {
+    return Answer(bytes.span(), out.events.size());
+  }
+
+  // One retrieved event (never a change result: those go by PostRecord and
+  // end in Complete): encoded on the stack, then Complete's answer.
+  bool CompleteOne(const emul::KeventRecord& event) override {
+    if (!responder_.StillPending()) return false;  // the event goes back
+    std::array<std::byte, kMaxKeventSize> on_stack;
+    const std::span<std::byte> bytes(on_stack.data(), layout_.size);
+    EncodeEvent(layout_, event, bytes);
+    return Answer(bytes, 1);
+  }
+
+ private:
+  // The retrieved events' copy-out and the call's answer, for both.
+  bool Answer(std::span<const std::byte> encoded, size_t count) {
+    if (!memory_.Write(eventlist_, encoded).ok()) {
       Outcome lost = Outcome::Error(EFAULT);  // events are lost, as copyout loses them
       lost.stands_if_refused = true;
       responder_.Respond(lost);
       return true;
     }
     // Refused, the events go back (the engine's PutBack): the call is void.
-    return responder_.Respond(Outcome::Value(static_cast<int64_t>(out.events.size())));
+    return responder_.Respond(Outcome::Value(static_cast<int64_t>(count)));
   }
 
- private:
   const KeventLayout& layout_;
   bool advance_on_fault_;
   GuestMemory& memory_;
   AnswerTo responder_;
   uint64_t eventlist_;
   uint64_t record_slot_ = 0;
+  KeventDone* kept_ = nullptr;  // KeepForWait's copy, while its waiter lives
 };
 
 constexpr int64_t kChunk = 64;
@@ -403,12 +428,10 @@ Outcome Kevent(CallContext& ctx, const SyscallArgs& a, const KqueuePersonality& 
     done += n;
   }
 
-  auto done = std::make_unique<KeventDone>(layout, p.record_slot_advances_on_fault, ctx.memory(),
-                                           std::move(responder), eventlist);
-  KeventDone* const completion = done.get();  // alive while its call is parked
-  if (std::optional<emul::WaitId> w = kqs->Kevent(ctx.caller(), *kq, p.policy, changes.span(),
-                                                  changes_fault, wait, std::move(done))) {
-    completion->Park(ctx);
+  KeventDone done(layout, p.record_slot_advances_on_fault, ctx.memory(), std::move(responder), eventlist);
+  if (std::optional<emul::WaitId> w =
+          kqs->Kevent(ctx.caller(), *kq, p.policy, changes.span(), changes_fault, wait, done)) {
+    done.Park(ctx);
     ctx.Parked(*w);
     return Outcome::Deferred();
   }

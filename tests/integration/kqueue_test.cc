@@ -73,6 +73,9 @@ INSTANTIATE_TEST_SUITE_P(
                                          // NOTE_LOWAT not read, EVFILT_EXCEPT refused on
                                          // pipes and FIFOs (s37)
                                          "pipe_lowat_except",
+                                         // a change's ready knote and the scan: the list's
+                                         // order, EV_DISABLE, a receipt, EFAULT (s37)
+                                         "change_then_scan",
                                          // a change or activity the filter refuses (s29)
                                          "refused_not_queued",
                                          // a change's no leaves a queued knote to the scan (s30)
@@ -331,7 +334,7 @@ TEST_P(KqueueFastPath, ScenariosRunWithoutAnySupervisor) {
                              "errors", "close_waiter", "signal_count", "signal_blocked",
                              "scm_rights_kqueue_refused",
                              // the engine's copy that survives a fault (docs/design.md)
-                             "fault_copy", "bad_change_list"}) {
+                             "fault_copy", "bad_change_list", "change_then_scan"}) {
       // Fast mode pinned, also in CI's supervised pass.
       RunResult r = RunCommand({Binary(p), name}, 30, {"EVSHIM_SUPERVISED=0"});
       EXPECT_FALSE(r.timed_out) << p << " " << name;

@@ -271,6 +271,7 @@ class KqFakeHost : public Host {
 struct Captured {
   bool called = false;
   KeventOutcome out;
+  int handed_one = 0;  // answers through CompleteOne, without a list
 };
 
 class Capture final : public KeventCompletion {
@@ -280,6 +281,14 @@ class Capture final : public KeventCompletion {
     if (!accept_) return false;
     c_->called = true;
     c_->out = out;
+    return true;
+  }
+  bool CompleteOne(const KeventRecord& event) override {
+    if (!accept_) return false;
+    ++c_->handed_one;
+    c_->called = true;
+    c_->out = KeventOutcome{};
+    c_->out.events.push_back(event);
     return true;
   }
 
@@ -1396,6 +1405,163 @@ TEST_F(KqueueTest, OneshotDeliversOnceAndDrops) {
   EXPECT_EQ(Get().size(), 1u);
   EXPECT_EQ(engine_.KnoteCount(kq_), 0u);
   EXPECT_TRUE(Get().empty());
+}
+
+// The scan's hand-over (Kqueues::HandOver): the one knote on the list,
+// measured ready by this call's own change, is the scan's whole answer
+// (kqueue_scan takes the list in order, OB kern_event.c:1320-1444, DF
+// kern_event.c kqueue_scan; FreeBSD kqueue_scan), so it is answered
+// without Collect's and Deliver's lists, as they would: its report, the
+// EV_ONESHOT drop, a level knote back on the list; refused, back at the
+// head untouched.
+TEST_F(KqueueTest, TheChangesOneReadyKnoteIsHandedOverAsTheScanWouldTakeIt) {
+  auto f = host_.Open(kP.pid, 5);
+  host_.Set(engine_, f, pb::kIn, 3);
+  Captured c;
+  std::vector<KChange> fdwait{Ch(KFilter::kRead, 5, kev::kAdd | kev::kOneshot, 0, 0, 0xbeef)};
+  EXPECT_FALSE(engine_.Kevent(kP, kq_, FreebsdPolicy(), fdwait, false, Poll(1), std::make_unique<Capture>(&c)));
+  EXPECT_EQ(engine_.HandOverCount(), 1u);
+  EXPECT_EQ(c.handed_one, 1);
+  ASSERT_EQ(c.out.events.size(), 1u);
+  EXPECT_EQ(c.out.events[0].ident, 5u);
+  EXPECT_EQ(c.out.events[0].data, 3);
+  EXPECT_EQ(c.out.events[0].udata, 0xbeefu);
+  EXPECT_EQ(engine_.KnoteCount(kq_), 0u);  // EV_ONESHOT: dropped once delivered
+  EXPECT_FALSE(host_.readable(kq_));
+  // Refused (the caller interrupted): the knote stays, on the list, and the
+  // next scan reports it once.
+  Captured refused;
+  EXPECT_FALSE(engine_.Kevent(kP, kq_, FreebsdPolicy(), fdwait, false, Poll(1),
+                              std::make_unique<Capture>(&refused, false)));
+  EXPECT_EQ(engine_.HandOverCount(), 2u);
+  EXPECT_FALSE(refused.called);
+  EXPECT_EQ(engine_.PendingCount(kq_), 1u);
+  EXPECT_TRUE(host_.readable(kq_));
+  // No change measured it: Collect's scan, whose one event Deliver hands
+  // over as it is too (CompleteOne).
+  Captured again;
+  EXPECT_FALSE(engine_.Kevent(kP, kq_, FreebsdPolicy(), {}, false, Poll(8), std::make_unique<Capture>(&again)));
+  EXPECT_EQ(engine_.HandOverCount(), 2u);
+  EXPECT_EQ(again.handed_one, 1);
+  ASSERT_EQ(again.out.events.size(), 1u);
+  EXPECT_EQ(again.out.events[0].udata, 0xbeefu);
+  EXPECT_EQ(engine_.KnoteCount(kq_), 0u);
+  // A level knote: delivered, then back on the list (OB :1433-1444).
+  auto out = Call({Ch(KFilter::kRead, 5, kev::kAdd)}, Poll(1));
+  ASSERT_EQ(out.events.size(), 1u);
+  EXPECT_EQ(engine_.HandOverCount(), 3u);
+  EXPECT_EQ(engine_.KnoteCount(kq_), 1u);
+  EXPECT_EQ(engine_.PendingCount(kq_), 1u);
+  Call({Ch(KFilter::kRead, 5, kev::kDelete)}, Poll(0));
+  // EV_DISPATCH: delivered, then disabled (OB :1426-1428), off the list;
+  // its EV_ENABLE measures it ready and is handed it again.
+  out = Call({Ch(KFilter::kRead, 5, kev::kAdd | kev::kDispatch)}, Poll(1));
+  ASSERT_EQ(out.events.size(), 1u);
+  EXPECT_EQ(engine_.HandOverCount(), 4u);
+  EXPECT_EQ(engine_.PendingCount(kq_), 0u);
+  EXPECT_TRUE(Get().empty());
+  out = Call({Ch(KFilter::kRead, 5, kev::kEnable)}, Poll(1));
+  ASSERT_EQ(out.events.size(), 1u);
+  EXPECT_EQ(engine_.HandOverCount(), 5u);
+  Call({Ch(KFilter::kRead, 5, kev::kDelete)}, Poll(0));
+  // EV_CLEAR: its change's measurement is not kept for the scan (it
+  // settles the edge watch), so the scan measures it: not handed over.
+  out = Call({Ch(KFilter::kRead, 5, kev::kAdd | kev::kClear)}, Poll(1));
+  ASSERT_EQ(out.events.size(), 1u);
+  EXPECT_EQ(engine_.HandOverCount(), 5u);
+  EXPECT_TRUE(Get().empty());  // cleared: no new activity
+}
+
+// A completion lent by reference (Kevent's second form, the abi's on its
+// handler's stack) is answered in the call, or, if the call parks, copied
+// for the waiter (KeepForWait); one with no copy to keep is answered EINTR,
+// as a wait that ended at once, and no waiter is left.
+TEST_F(KqueueTest, ALentCompletionParksThroughItsCopyOrIsAnsweredEintr) {
+  auto f = host_.Open(kP.pid, 5);
+  host_.Set(engine_, f, pb::kIn, 1);
+  std::vector<KChange> fdwait{Ch(KFilter::kRead, 5, kev::kAdd | kev::kOneshot)};
+  Captured now;
+  Capture lent_now(&now);
+  EXPECT_FALSE(engine_.Kevent(kP, kq_, FreebsdPolicy(), fdwait, false, Poll(1), lent_now));
+  ASSERT_EQ(now.out.events.size(), 1u);
+  // Nothing to report and no timeout: the call would park.
+  class Keeps final : public KeventCompletion {
+   public:
+    explicit Keeps(Captured* c) : c_(c) {}
+    bool Complete(const KeventOutcome& out) override {
+      c_->called = true;
+      c_->out = out;
+      return true;
+    }
+    std::unique_ptr<KeventCompletion> KeepForWait() override { return std::make_unique<Capture>(c_); }
+
+   private:
+    Captured* c_;
+  };
+  const KeventWait forever = Forever(1);
+  Captured parked;
+  Keeps keeps(&parked);
+  auto wid = engine_.Kevent(kP, kq_, FreebsdPolicy(), {}, false, forever, keeps);
+  ASSERT_TRUE(wid.has_value());
+  EXPECT_EQ(engine_.WaiterCount(kq_), 1u);
+  Call({Ch(KFilter::kRead, 5, kev::kAdd | kev::kOneshot)}, Poll(0));  // wakes the waiter's copy
+  EXPECT_TRUE(parked.called);
+  ASSERT_EQ(parked.out.events.size(), 1u);
+  EXPECT_EQ(engine_.WaiterCount(kq_), 0u);
+  Captured cannot;
+  Capture no_copy(&cannot);
+  EXPECT_FALSE(engine_.Kevent(kP, kq_, FreebsdPolicy(), {}, false, forever, no_copy));
+  EXPECT_TRUE(cannot.called);
+  EXPECT_EQ(cannot.out.error, EINTR);
+  EXPECT_EQ(engine_.WaiterCount(kq_), 0u);
+}
+
+// Where the scan's answer is not the change's knote alone, the scan runs
+// (Collect), and its answer is the kernels': the list in order (an earlier
+// queued knote first; both knotes two changes measured ready), and a knote
+// a later change of the same call disabled is not reported (kqueue_scan
+// skips KN_DISABLED, OB kern_event.c:1363-1366, DF kern_event.c:1503-1509,
+// FreeBSD kqueue_scan) until EV_ENABLE measures it again.
+TEST_F(KqueueTest, TheScanRunsWhenTheChangesKnoteIsNotItsWholeAnswer) {
+  auto a = host_.Open(kP.pid, 5);
+  auto b = host_.Open(kP.pid, 6);
+  host_.Set(engine_, a, pb::kIn, 1);
+  host_.Set(engine_, b, pb::kIn, 2);
+  // Queued, not scanned, then read dry: the scan's filter says no, no
+  // event (the f_event re-check, OB kern_event.c:1410-1416, DF :1510-1518).
+  Call({Ch(KFilter::kRead, 5, kev::kAdd)}, Poll(0));
+  host_.Set(engine_, a, 0, 0);
+  EXPECT_EQ(engine_.PendingCount(kq_), 1u);
+  EXPECT_TRUE(Call({}, Poll(1)).events.empty());
+  host_.Set(engine_, a, pb::kIn, 1);
+  Call({Ch(KFilter::kRead, 5, kev::kAdd)}, Poll(0));  // queued, not scanned
+  auto out = Call({Ch(KFilter::kRead, 6, kev::kAdd | kev::kOneshot)}, Poll(1));
+  ASSERT_EQ(out.events.size(), 1u);
+  EXPECT_EQ(out.events[0].ident, 5u);  // queued first
+  out = Call({}, Poll(2));
+  ASSERT_EQ(out.events.size(), 2u);
+  EXPECT_EQ(out.events[0].ident, 6u);  // 5 went back to the tail
+  EXPECT_EQ(out.events[1].ident, 5u);
+  Call({Ch(KFilter::kRead, 5, kev::kDelete)}, Poll(0));
+  // Two changes measured ready: both, in order.
+  out = Call({Ch(KFilter::kRead, 5, kev::kAdd | kev::kOneshot), Ch(KFilter::kRead, 6, kev::kAdd | kev::kOneshot)},
+             Poll(2));
+  ASSERT_EQ(out.events.size(), 2u);
+  EXPECT_EQ(out.events[0].ident, 5u);
+  EXPECT_EQ(out.events[1].ident, 6u);
+  EXPECT_EQ(engine_.KnoteCount(kq_), 0u);
+  // Measured ready, then disabled by the call's next change: not reported.
+  for (const KqueuePolicy& pol : {FreebsdPolicy(), OpenbsdPolicy(), DragonflyPolicy()}) {
+    out = Call({Ch(KFilter::kRead, 5, kev::kAdd | kev::kOneshot), Ch(KFilter::kRead, 5, kev::kDisable)},
+               Poll(1), pol);
+    EXPECT_TRUE(out.events.empty());
+    EXPECT_EQ(engine_.KnoteCount(kq_), 1u);
+    out = Call({Ch(KFilter::kRead, 5, kev::kEnable)}, Poll(1), pol);
+    ASSERT_EQ(out.events.size(), 1u);
+    EXPECT_EQ(out.events[0].ident, 5u);
+    EXPECT_EQ(engine_.KnoteCount(kq_), 0u);
+  }
+  EXPECT_EQ(engine_.HandOverCount(), 3u);  // the three EV_ENABLEs only
 }
 
 // A kevent's changes and scan under one ReadinessHold: the kqueue's
