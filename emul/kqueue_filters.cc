@@ -485,6 +485,32 @@ struct Kqueues::Filters {
     }
   }
 
+  // --- FS: mounts and unmounts (Host::WatchMounts) ---
+
+  // filt_fsattach (DF kern_event.c:656-662, FreeBSD vfs_subr.c): EV_CLEAR
+  // forced and the knote put on the one list of every mount's signal; any
+  // ident. Here the list is the mount table of the registering process's
+  // namespace (docs/kqueue.md "EVFILT_FS").
+  static int FsAttach(Kqueues& self, Kq&, Knote& kn, Caller caller, const KChange&) {
+    kn.kev.flags |= kev::kClear;
+    Result<WatchId> w = self.host_.WatchMounts(caller.pid);
+    if (!w.ok()) return w.error().value;
+    kn.fs.watch = *w;
+    self.by_mounts_[*w] = kn.uid;
+    return 0;
+  }
+
+  static void FsDetach(Kqueues& self, Knote& kn) {
+    if (!kn.fs.watch) return;
+    self.host_.DropMounts(*kn.fs.watch);
+    self.by_mounts_.erase(*kn.fs.watch);
+    kn.fs.watch.reset();
+  }
+
+  // filt_fs (DF kern_event.c:671-675; FreeBSD filt_fsevent): the hints
+  // accumulate in fflags (OnMountEvent) until the EV_CLEAR delivery.
+  static bool FsEvent(Kqueues&, Kq&, Knote& kn, bool*) { return kn.fflags != 0; }
+
   // --- PROC: a process's exit, forks and execs (Host::WatchProcess) ---
 
   static int ProcAttach(Kqueues& self, Kq& kq, Knote& kn, Caller, const KChange& change) {
@@ -617,6 +643,16 @@ struct Kqueues::Filters {
       .touch = &TimerTouch,
       .clear = &TimerClear,
       .copy = &TimerCopy};
+  static constexpr FilterOps kFs{
+      .filter = KFilter::kFs,
+      .on_descriptor = false,
+      .watch_mask = 0,
+      .attach = &FsAttach,
+      .detach = &FsDetach,
+      .event = &FsEvent,
+      .touch = nullptr,
+      .clear = &ClearDataAndFflags,
+      .copy = nullptr};
   static constexpr FilterOps kUser{
       .filter = KFilter::kUser,
       .on_descriptor = false,
@@ -628,8 +664,8 @@ struct Kqueues::Filters {
       .clear = &UserClear,
       .copy = &PlainCopy};
 
-  static constexpr const FilterOps* kAll[] = {&kRead, &kWrite, &kExcept, &kVnode,
-                                              &kProc, &kSignal, &kTimer, &kUser};
+  static constexpr const FilterOps* kAll[] = {&kRead, &kWrite, &kExcept, &kVnode, &kProc,
+                                              &kSignal, &kTimer, &kFs, &kUser};
   // Every filter once, each at its KFilter value (OpsOf indexes by it).
   static constexpr bool InFilterOrder() {
     for (size_t i = 0; i < std::size(kAll); ++i) {
@@ -835,6 +871,31 @@ void Kqueues::OnVnodeEvent(WatchId watch, uint32_t notes) {
     kn.kev.flags |= kev::kOneshot;
   }
   if (kn.fflags == 0 && kn.eof == 0) return;
+  Activate(*kq, kn);
+  Pump(*kq);
+  ReapClosed();
+}
+
+// FS: Host::WatchMounts reports the mount table's changes. DragonFly's
+// sys_mount and FreeBSD's vfs_domount_first signal VQ_MOUNT for a new
+// mount, dounmount VQ_UNMOUNT (DF vfs_syscalls.c, FreeBSD vfs_mount.c); an
+// update of a mount (MNT_UPDATE) signals nothing in either (DF sys_mount's
+// MNT_UPDATE branch, FreeBSD vfs_domount_update: a devctl REMOUNT only).
+// filt_fs ORs the hint into fflags whether or not the knote is enabled
+// (knote() runs the filter of a disabled knote too, DF kern_event.c:1794-1797).
+void Kqueues::OnMountEvent(WatchId watch, uint32_t changes) {
+  auto it = by_mounts_.find(watch);
+  if (it == by_mounts_.end()) return;
+  auto k = knotes_.find(it->second);
+  if (k == knotes_.end()) return;
+  Knote& kn = *k->second;
+  Kq* kq = Find(kn.kq);
+  if (kq == nullptr) return;
+  uint32_t hint = 0;
+  if (changes & mount_bits::kMounted) hint |= kev::kVqMount;
+  if (changes & mount_bits::kUnmounted) hint |= kev::kVqUnmount;
+  if (hint == 0) return;
+  kn.fflags |= hint;
   Activate(*kq, kn);
   Pump(*kq);
   ReapClosed();
