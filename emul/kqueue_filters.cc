@@ -20,6 +20,23 @@ namespace evshim::emul {
 
 namespace {
 constexpr uint32_t kAlways = poll_bits::kHup | poll_bits::kErr;
+
+// The entry of a filter whose events a source of the registering process
+// feeds (PROC: its target's exit, forks, execs; FS: its mount table): no
+// descriptor, no touch, not copied by KQUEUE_CPONFORK. A template so that
+// the table (Kqueues::Filters) can use it before its own class is complete.
+template <typename Ops, typename Attach, typename Detach, typename Event, typename Clear>
+constexpr Ops ProcessSourceOps(KFilter filter, Attach attach, Detach detach, Event event, Clear clear) {
+  return Ops{.filter = filter,
+             .on_descriptor = false,
+             .watch_mask = 0,
+             .attach = attach,
+             .detach = detach,
+             .event = event,
+             .touch = nullptr,
+             .clear = clear,
+             .copy = nullptr};
+}
 }  // namespace
 
 struct Kqueues::Filters {
@@ -439,23 +456,35 @@ struct Kqueues::Filters {
     }
   }
 
+  // A knote's watch of a host source that reports by watch id (VNODE's
+  // by_vnode_, FS's by_mounts_): kept in `slot` and indexed for the
+  // reports; 0 or the errno the host refused it with.
+  static int KeepSourceWatch(std::unordered_map<WatchId, uint64_t>& index, OptionalId<WatchId>& slot,
+                             const Knote& kn, const Result<WatchId>& w) {
+    if (!w.ok()) return w.error().value;
+    slot = *w;
+    index[*w] = kn.uid;
+    return 0;
+  }
+  // Its index entry and slot go (the host's watch is dropped by the caller).
+  static void ForgetSourceWatch(std::unordered_map<WatchId, uint64_t>& index, OptionalId<WatchId>& slot) {
+    if (!slot) return;
+    index.erase(*slot);
+    slot.reset();
+  }
+
   // --- VNODE: a file's changes, through a host vnode watch ---
 
   static int VnodeAttach(Kqueues& self, Kq& kq, Knote& kn, Caller caller, const KChange&) {
     if (self.host_.KqueueAt(caller.pid, kn.fd)) return kq.policy.kqueue_descriptor_filter_errno;
     kn.vnode_use = WantsVnodeUse(kq, kn.sfflags);
-    Result<WatchId> w = self.host_.WatchVnode(caller.pid, kn.fd, kn.vnode_use);
-    if (!w.ok()) return w.error().value;
-    kn.vnode.watch = *w;
-    self.by_vnode_[*w] = kn.uid;
-    return 0;
+    return KeepSourceWatch(self.by_vnode_, kn.vnode.watch, kn,
+                           self.host_.WatchVnode(caller.pid, kn.fd, kn.vnode_use));
   }
 
   static void VnodeDetach(Kqueues& self, Knote& kn) {
-    if (!kn.vnode.watch) return;
-    self.host_.DropVnode(*kn.vnode.watch);
-    self.by_vnode_.erase(*kn.vnode.watch);
-    kn.vnode.watch.reset();
+    if (kn.vnode.watch) self.host_.DropVnode(*kn.vnode.watch);
+    ForgetSourceWatch(self.by_vnode_, kn.vnode.watch);
   }
 
   static bool VnodeEvent(Kqueues& self, Kq& kq, Knote& kn, bool* dropped) {
@@ -493,18 +522,12 @@ struct Kqueues::Filters {
   // namespace (docs/kqueue.md "EVFILT_FS").
   static int FsAttach(Kqueues& self, Kq&, Knote& kn, Caller caller, const KChange&) {
     kn.kev.flags |= kev::kClear;
-    Result<WatchId> w = self.host_.WatchMounts(caller.pid);
-    if (!w.ok()) return w.error().value;
-    kn.fs.watch = *w;
-    self.by_mounts_[*w] = kn.uid;
-    return 0;
+    return KeepSourceWatch(self.by_mounts_, kn.fs.watch, kn, self.host_.WatchMounts(caller.pid));
   }
 
   static void FsDetach(Kqueues& self, Knote& kn) {
-    if (!kn.fs.watch) return;
-    self.host_.DropMounts(*kn.fs.watch);
-    self.by_mounts_.erase(*kn.fs.watch);
-    kn.fs.watch.reset();
+    if (kn.fs.watch) self.host_.DropMounts(*kn.fs.watch);
+    ForgetSourceWatch(self.by_mounts_, kn.fs.watch);
   }
 
   // filt_fs (DF kern_event.c:671-675; FreeBSD filt_fsevent): the hints
@@ -613,16 +636,8 @@ struct Kqueues::Filters {
       .touch = &VnodeTouch,
       .clear = &ClearDataAndFflags,
       .copy = &VnodeCopy};
-  static constexpr FilterOps kProc{
-      .filter = KFilter::kProc,
-      .on_descriptor = false,
-      .watch_mask = 0,
-      .attach = &ProcAttach,
-      .detach = &ProcDetach,
-      .event = &ProcEvent,
-      .touch = nullptr,
-      .clear = &ClearDataAndFflags,
-      .copy = nullptr};
+  static constexpr FilterOps kProc =
+      ProcessSourceOps<FilterOps>(KFilter::kProc, &ProcAttach, &ProcDetach, &ProcEvent, &ClearDataAndFflags);
   static constexpr FilterOps kSignal{
       .filter = KFilter::kSignal,
       .on_descriptor = false,
@@ -643,16 +658,8 @@ struct Kqueues::Filters {
       .touch = &TimerTouch,
       .clear = &TimerClear,
       .copy = &TimerCopy};
-  static constexpr FilterOps kFs{
-      .filter = KFilter::kFs,
-      .on_descriptor = false,
-      .watch_mask = 0,
-      .attach = &FsAttach,
-      .detach = &FsDetach,
-      .event = &FsEvent,
-      .touch = nullptr,
-      .clear = &ClearDataAndFflags,
-      .copy = nullptr};
+  static constexpr FilterOps kFs =
+      ProcessSourceOps<FilterOps>(KFilter::kFs, &FsAttach, &FsDetach, &FsEvent, &ClearDataAndFflags);
   static constexpr FilterOps kUser{
       .filter = KFilter::kUser,
       .on_descriptor = false,
