@@ -42,9 +42,9 @@ constexpr std::array kTable = {
                  "FreeBSD 11 compat, 32-byte struct kevent; as kevent", Handler::Bind<&bsd::SysFreebsd11Kevent>(bsd::kFreebsdKqueue),
                  &bsd::kFreebsd11KeventTrace},
     SyscallEntry{P::kFreebsd, Call::kKevent, "kevent", 560, 560, "560", S::kPartial,
-                 "READ/WRITE/TIMER/USER/PROC/SIGNAL/VNODE (docs/kqueue.md: limits; VNODE NOTE_OPEN/CLOSE/"
-                 "CLOSE_WRITE/READ from inotify); NOTE_ABSTIME: CLOCK_REALTIME, once; EVFILT_AIO/PROCDESC/FS/LIO/"
-                 "SENDFILE/EMPTY not yet (EOPNOTSUPP)",
+                 "READ/WRITE/TIMER/USER/PROC/SIGNAL/VNODE/FS (docs/kqueue.md: limits; VNODE NOTE_OPEN/CLOSE/"
+                 "CLOSE_WRITE/READ from inotify; FS: the caller's mount namespace); NOTE_ABSTIME: CLOCK_REALTIME, "
+                 "once; EVFILT_AIO/PROCDESC/LIO/SENDFILE/EMPTY not yet (EOPNOTSUPP)",
                  Handler::Bind<&bsd::SysKevent>(bsd::kFreebsdKqueue), &bsd::kKeventTrace},
     SyscallEntry{P::kFreebsd, Call::kKqueuex, "kqueuex", 583, 583, "583", S::kPartial,
                  "KQUEUE_CLOEXEC; KQUEUE_CPONFORK through the library's fork hook (docs/kqueue.md)",
@@ -53,8 +53,8 @@ constexpr std::array kTable = {
     SyscallEntry{P::kDragonfly, Call::kKqueue, "kqueue", 1020, 1020, "362", S::kPartial,
                  "see kevent", Handler::Bind<&bsd::SysKqueue>(bsd::kDragonflyKqueue), &bsd::kKqueueTrace},
     SyscallEntry{P::kDragonfly, Call::kKevent, "kevent", 1021, 1021, "363", S::kPartial,
-                 "READ/WRITE/EXCEPT/TIMER/USER/PROC/SIGNAL/VNODE (docs/kqueue.md: limits); "
-                 "EVFILT_AIO/FS not yet (EOPNOTSUPP)",
+                 "READ/WRITE/EXCEPT/TIMER/USER/PROC/SIGNAL/VNODE/FS (docs/kqueue.md: limits; FS: the "
+                 "caller's mount namespace); EVFILT_AIO not yet (EOPNOTSUPP)",
                  Handler::Bind<&bsd::SysKevent>(bsd::kDragonflyKqueue), &bsd::kKeventTrace},
     SyscallEntry{P::kOpenbsd, Call::kKevent, "kevent", 1030, 1030, "72", S::kPartial,
                  "READ/WRITE/EXCEPT/TIMER/USER/PROC/SIGNAL/VNODE (docs/kqueue.md: limits); "

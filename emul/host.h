@@ -70,6 +70,13 @@ constexpr uint32_t kException = kUnmounted | kDelete | kRenameTo | kRenameFrom |
 constexpr uint32_t kEventsMask = kAccess | kModified | kAttrib | kNoFollow | kTrunc;
 }  // namespace file_bits
 
+// Changes of a mount table (kqueue EVFILT_FS, Host::WatchMounts): what the
+// host saw between two reads of it. The engine turns them into each
+// kernel's VQ_* hint (docs/kqueue.md "EVFILT_FS").
+namespace mount_bits {
+constexpr uint32_t kMounted = 0x1, kUnmounted = 0x2, kRemounted = 0x4;
+}  // namespace mount_bits
+
 // A file watched by name (Host::WatchPath).
 struct PathWatch {
   WatchId id = 0;
@@ -268,6 +275,16 @@ class Host {
     return false;
   }
   virtual void DropVnode(WatchId id) { (void)id; }
+
+  // --- Mount tables (kqueue EVFILT_FS). Defaults: not supported. ---
+  // Starts reporting changes of the mount table process `pid` sees (its
+  // mount namespace) to Kqueues::OnMountEvent as mount_bits. Watches of
+  // one table may share the host's look at it.
+  virtual Result<WatchId> WatchMounts(Pid pid) {
+    (void)pid;
+    return Errno{EOPNOTSUPP};
+  }
+  virtual void DropMounts(WatchId id) { (void)id; }
 
   // --- Files watched by name (illumos PORT_SOURCE_FILE, emul/event_port.h).
   // Defaults: not supported (EOPNOTSUPP, illumos's ENOTSUP). ---

@@ -27,7 +27,7 @@ namespace evshim::emul {
 
 // Canonical filters. The abi maps each personality's EVFILT_* numbers here.
 // kUser stays last: Kqueues::kFilterCount counts up to it (kOpsByFilter).
-enum class KFilter : uint8_t { kRead, kWrite, kExcept, kVnode, kProc, kSignal, kTimer, kUser };
+enum class KFilter : uint8_t { kRead, kWrite, kExcept, kVnode, kProc, kSignal, kTimer, kFs, kUser };
 
 // Canonical EV_* and NOTE_* bits. For every bit the engine interprets, the
 // three BSDs agree (docs/rules-bsd.md §3.2, §3.7), so the canonical value
@@ -57,6 +57,9 @@ constexpr uint32_t kNoteDelete = 0x0001, kNoteWrite = 0x0002, kNoteExtend = 0x00
                    kNoteRevoke = 0x0040, kNoteTruncate = 0x0080, kNoteClose = 0x0100,
                    kNoteCloseWrite = 0x0200, kNoteRead = 0x0400, kNoteOpened = 0x0800,
                    kNoteOpenWire = 0x0080;
+// EVFILT_FS hints, vfs_event_signal's (FreeBSD) and KNOTE(&fs_klist)'s
+// (DragonFly): VQ_MOUNT, VQ_UNMOUNT, the same in both kernels' sys/mount.h.
+constexpr uint32_t kVqMount = 0x0008, kVqUnmount = 0x0010;
 // Linux's _NSIG: EVFILT_SIGNAL idents are the program's (glibc) signal numbers.
 constexpr uint64_t kNsig = 65;
 }  // namespace kev
@@ -420,6 +423,9 @@ class Kqueues final : public Engine {
   void OnProcessExec(Pid pid);
   // EVFILT_VNODE (Host::WatchVnode): what happened, canonical NOTE_* bits.
   void OnVnodeEvent(WatchId watch, uint32_t notes);
+  // EVFILT_FS (Host::WatchMounts): the watched mount table changed,
+  // emul::mount_bits.
+  void OnMountEvent(WatchId watch, uint32_t changes);
   // Process `pid` is about to close descriptor `fd` (reported by the foreign
   // library's close/dup2/dup3): every knote of an fd filter (READ, WRITE,
   // EXCEPT, VNODE) on that number in the process's kqueues goes, with its
@@ -532,6 +538,9 @@ class Kqueues final : public Engine {
     struct Vnode {
       OptionalId<WatchId> watch;
     };
+    struct Fs {
+      OptionalId<WatchId> watch;  // Host::WatchMounts
+    };
     // A knote has one filter for life, so the filters' states share their
     // bytes (docs/design.md "Memory per watch"): only the member of
     // kev.filter is ever read (IsIoFilter, kVnode, kTimer), and code common
@@ -541,11 +550,12 @@ class Kqueues final : public Engine {
       Io io;
       Timer timer;
       Vnode vnode;
+      Fs fs;
     };
     // Made through its largest member, so that every byte of the union
     // starts zero whichever filter reads it (a member made instead leaves
     // the bytes past its fields unset).
-    static_assert(sizeof(Io) >= sizeof(Timer) && sizeof(Io) >= sizeof(Vnode));
+    static_assert(sizeof(Io) >= sizeof(Timer) && sizeof(Io) >= sizeof(Vnode) && sizeof(Io) >= sizeof(Fs));
     Knote() : io() {}
 
     // The registration as a record (fflags and data 0).
@@ -743,6 +753,7 @@ class Kqueues final : public Engine {
         case KFilter::kVnode:
         case KFilter::kProc:
         case KFilter::kSignal:
+        case KFilter::kFs:
           return true;
         case KFilter::kTimer:
         case KFilter::kUser:
@@ -1081,6 +1092,7 @@ class Kqueues final : public Engine {
   }
   void NoteChangeMeasure(Knote& kn, bool ready);
   std::unordered_map<WatchId, uint64_t> by_vnode_;
+  std::unordered_map<WatchId, uint64_t> by_mounts_;  // EVFILT_FS: Host::WatchMounts -> knote uid
   std::multimap<Pid, uint64_t> proc_knotes_;
   std::multimap<ObjectId, uint64_t> kq_watchers_;  // watched kqueue -> READ knote
   DeadlineQueue<std::pair<DeadlineKind, uint64_t>> deadlines_;  // the waiters'

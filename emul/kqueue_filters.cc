@@ -20,6 +20,23 @@ namespace evshim::emul {
 
 namespace {
 constexpr uint32_t kAlways = poll_bits::kHup | poll_bits::kErr;
+
+// The entry of a filter whose events a source of the registering process
+// feeds (PROC: its target's exit, forks, execs; FS: its mount table): no
+// descriptor, no touch, not copied by KQUEUE_CPONFORK. A template so that
+// the table (Kqueues::Filters) can use it before its own class is complete.
+template <typename Ops, typename Attach, typename Detach, typename Event, typename Clear>
+constexpr Ops ProcessSourceOps(KFilter filter, Attach attach, Detach detach, Event event, Clear clear) {
+  return Ops{.filter = filter,
+             .on_descriptor = false,
+             .watch_mask = 0,
+             .attach = attach,
+             .detach = detach,
+             .event = event,
+             .touch = nullptr,
+             .clear = clear,
+             .copy = nullptr};
+}
 }  // namespace
 
 struct Kqueues::Filters {
@@ -439,23 +456,35 @@ struct Kqueues::Filters {
     }
   }
 
+  // A knote's watch of a host source that reports by watch id (VNODE's
+  // by_vnode_, FS's by_mounts_): kept in `slot` and indexed for the
+  // reports; 0 or the errno the host refused it with.
+  static int KeepSourceWatch(std::unordered_map<WatchId, uint64_t>& index, OptionalId<WatchId>& slot,
+                             const Knote& kn, const Result<WatchId>& w) {
+    if (!w.ok()) return w.error().value;
+    slot = *w;
+    index[*w] = kn.uid;
+    return 0;
+  }
+  // Its index entry and slot go (the host's watch is dropped by the caller).
+  static void ForgetSourceWatch(std::unordered_map<WatchId, uint64_t>& index, OptionalId<WatchId>& slot) {
+    if (!slot) return;
+    index.erase(*slot);
+    slot.reset();
+  }
+
   // --- VNODE: a file's changes, through a host vnode watch ---
 
   static int VnodeAttach(Kqueues& self, Kq& kq, Knote& kn, Caller caller, const KChange&) {
     if (self.host_.KqueueAt(caller.pid, kn.fd)) return kq.policy.kqueue_descriptor_filter_errno;
     kn.vnode_use = WantsVnodeUse(kq, kn.sfflags);
-    Result<WatchId> w = self.host_.WatchVnode(caller.pid, kn.fd, kn.vnode_use);
-    if (!w.ok()) return w.error().value;
-    kn.vnode.watch = *w;
-    self.by_vnode_[*w] = kn.uid;
-    return 0;
+    return KeepSourceWatch(self.by_vnode_, kn.vnode.watch, kn,
+                           self.host_.WatchVnode(caller.pid, kn.fd, kn.vnode_use));
   }
 
   static void VnodeDetach(Kqueues& self, Knote& kn) {
-    if (!kn.vnode.watch) return;
-    self.host_.DropVnode(*kn.vnode.watch);
-    self.by_vnode_.erase(*kn.vnode.watch);
-    kn.vnode.watch.reset();
+    if (kn.vnode.watch) self.host_.DropVnode(*kn.vnode.watch);
+    ForgetSourceWatch(self.by_vnode_, kn.vnode.watch);
   }
 
   static bool VnodeEvent(Kqueues& self, Kq& kq, Knote& kn, bool* dropped) {
@@ -484,6 +513,26 @@ struct Kqueues::Filters {
       self.host_.WatchVnodeUse(*kn.vnode.watch);
     }
   }
+
+  // --- FS: mounts and unmounts (Host::WatchMounts) ---
+
+  // filt_fsattach (DF kern_event.c:656-662, FreeBSD vfs_subr.c): EV_CLEAR
+  // forced and the knote put on the one list of every mount's signal; any
+  // ident. Here the list is the mount table of the registering process's
+  // namespace (docs/kqueue.md "EVFILT_FS").
+  static int FsAttach(Kqueues& self, Kq&, Knote& kn, Caller caller, const KChange&) {
+    kn.kev.flags |= kev::kClear;
+    return KeepSourceWatch(self.by_mounts_, kn.fs.watch, kn, self.host_.WatchMounts(caller.pid));
+  }
+
+  static void FsDetach(Kqueues& self, Knote& kn) {
+    if (kn.fs.watch) self.host_.DropMounts(*kn.fs.watch);
+    ForgetSourceWatch(self.by_mounts_, kn.fs.watch);
+  }
+
+  // filt_fs (DF kern_event.c:671-675; FreeBSD filt_fsevent): the hints
+  // accumulate in fflags (OnMountEvent) until the EV_CLEAR delivery.
+  static bool FsEvent(Kqueues&, Kq&, Knote& kn, bool*) { return kn.fflags != 0; }
 
   // --- PROC: a process's exit, forks and execs (Host::WatchProcess) ---
 
@@ -587,16 +636,8 @@ struct Kqueues::Filters {
       .touch = &VnodeTouch,
       .clear = &ClearDataAndFflags,
       .copy = &VnodeCopy};
-  static constexpr FilterOps kProc{
-      .filter = KFilter::kProc,
-      .on_descriptor = false,
-      .watch_mask = 0,
-      .attach = &ProcAttach,
-      .detach = &ProcDetach,
-      .event = &ProcEvent,
-      .touch = nullptr,
-      .clear = &ClearDataAndFflags,
-      .copy = nullptr};
+  static constexpr FilterOps kProc =
+      ProcessSourceOps<FilterOps>(KFilter::kProc, &ProcAttach, &ProcDetach, &ProcEvent, &ClearDataAndFflags);
   static constexpr FilterOps kSignal{
       .filter = KFilter::kSignal,
       .on_descriptor = false,
@@ -617,6 +658,8 @@ struct Kqueues::Filters {
       .touch = &TimerTouch,
       .clear = &TimerClear,
       .copy = &TimerCopy};
+  static constexpr FilterOps kFs =
+      ProcessSourceOps<FilterOps>(KFilter::kFs, &FsAttach, &FsDetach, &FsEvent, &ClearDataAndFflags);
   static constexpr FilterOps kUser{
       .filter = KFilter::kUser,
       .on_descriptor = false,
@@ -628,8 +671,8 @@ struct Kqueues::Filters {
       .clear = &UserClear,
       .copy = &PlainCopy};
 
-  static constexpr const FilterOps* kAll[] = {&kRead, &kWrite, &kExcept, &kVnode,
-                                              &kProc, &kSignal, &kTimer, &kUser};
+  static constexpr const FilterOps* kAll[] = {&kRead, &kWrite, &kExcept, &kVnode, &kProc,
+                                              &kSignal, &kTimer, &kFs, &kUser};
   // Every filter once, each at its KFilter value (OpsOf indexes by it).
   static constexpr bool InFilterOrder() {
     for (size_t i = 0; i < std::size(kAll); ++i) {
@@ -835,6 +878,31 @@ void Kqueues::OnVnodeEvent(WatchId watch, uint32_t notes) {
     kn.kev.flags |= kev::kOneshot;
   }
   if (kn.fflags == 0 && kn.eof == 0) return;
+  Activate(*kq, kn);
+  Pump(*kq);
+  ReapClosed();
+}
+
+// FS: Host::WatchMounts reports the mount table's changes. DragonFly's
+// sys_mount and FreeBSD's vfs_domount_first signal VQ_MOUNT for a new
+// mount, dounmount VQ_UNMOUNT (DF vfs_syscalls.c, FreeBSD vfs_mount.c); an
+// update of a mount (MNT_UPDATE) signals nothing in either (DF sys_mount's
+// MNT_UPDATE branch, FreeBSD vfs_domount_update: a devctl REMOUNT only).
+// filt_fs ORs the hint into fflags whether or not the knote is enabled
+// (knote() runs the filter of a disabled knote too, DF kern_event.c:1794-1797).
+void Kqueues::OnMountEvent(WatchId watch, uint32_t changes) {
+  auto it = by_mounts_.find(watch);
+  if (it == by_mounts_.end()) return;
+  auto k = knotes_.find(it->second);
+  if (k == knotes_.end()) return;
+  Knote& kn = *k->second;
+  Kq* kq = Find(kn.kq);
+  if (kq == nullptr) return;
+  uint32_t hint = 0;
+  if (changes & mount_bits::kMounted) hint |= kev::kVqMount;
+  if (changes & mount_bits::kUnmounted) hint |= kev::kVqUnmount;
+  if (hint == 0) return;
+  kn.fflags |= hint;
   Activate(*kq, kn);
   Pump(*kq);
   ReapClosed();

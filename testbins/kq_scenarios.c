@@ -16,8 +16,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
 #include <sys/event.h>
 #include <sys/ioctl.h>
+#include <sys/mount.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -4286,6 +4288,71 @@ static int fault_copy(void) {
   return fault_copy_scenario(fault_copy_heap_child, fault_copy_bad_child, "bad event lists");
 }
 
+/* EVFILT_FS (FreeBSD, DragonFly; OpenBSD has none): a tmpfs mounted and
+ * unmounted in the process's own mount namespace. filt_fsattach forces
+ * EV_CLEAR (DF kern_event.c:656-662, FreeBSD vfs_subr.c); filt_fs ORs the
+ * hint into fflags (DF :671-675): VQ_MOUNT from sys_mount/vfs_domount_first,
+ * VQ_UNMOUNT from dounmount; data stays 0; an update (MS_REMOUNT, the BSDs'
+ * MNT_UPDATE) signals nothing. Needs CAP_SYS_ADMIN: says SKIP and passes
+ * only when unshare or mount is refused with EPERM. */
+#if !defined(OPENBSD)
+static int fs_skip(const char *what) {
+  CHECK(errno == EPERM);
+  printf("SKIP: %s refused (EPERM): EVFILT_FS needs CAP_SYS_ADMIN to mount\n", what);
+  return 0;
+}
+#endif
+
+static int fs_mounts(void) {
+#if defined(OPENBSD)
+  return 0;
+#else
+  if (unshare(CLONE_NEWNS) != 0) return fs_skip("unshare(CLONE_NEWNS)");
+  /* Private from here: nothing of ours reaches the machine's table. */
+  if (mount("none", "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0) return fs_skip("mount(MS_PRIVATE)");
+  char d1[] = "/tmp/evshim_fs1_XXXXXX", d2[] = "/tmp/evshim_fs2_XXXXXX";
+  CHECK(mkdtemp(d1) != NULL && mkdtemp(d2) != NULL);
+  int kq = kqueue();
+  CHECK(kq >= 0);
+  CHECK(add(kq, 0, EVFILT_FS, EV_ADD, 0, 0, (void *)0x77) == 0);
+  struct kevent ev;
+  const struct timespec five = {5, 0};
+  CHECK(get(kq, &ev, 1, &kZero) == 0); /* the mounts already there are no event */
+  if (mount("none", d1, "tmpfs", 0, "size=64k") != 0) return fs_skip("mount(tmpfs)");
+  /* The BSDs signal before mount(2) returns: the next call sees it. */
+  CHECK(get(kq, &ev, 1, &kZero) == 1);
+  CHECK(ev.ident == 0 && ev.filter == EVFILT_FS && ev.udata == (void *)0x77);
+  CHECK(ev.fflags == VQ_MOUNT && ev.data == 0);
+  CHECK(ev.flags & EV_CLEAR);          /* forced */
+  CHECK(get(kq, &ev, 1, &kZero) == 0); /* EV_CLEAR: once */
+  /* An update of the mount: nothing, seen by the very next call. */
+  CHECK(mount("none", d1, "tmpfs", MS_REMOUNT, "size=128k") == 0);
+  CHECK(get(kq, &ev, 1, &kZero) == 0);
+  /* An unmount and another mount before the retrieval: one event, both
+   * hints (Linux may give the new mount the old one's ID). */
+  CHECK(umount(d1) == 0);
+  CHECK(mount("none", d2, "tmpfs", 0, "size=64k") == 0);
+  CHECK(get(kq, &ev, 1, &five) == 1);
+  if (ev.fflags != (VQ_MOUNT | VQ_UNMOUNT)) {
+    /* the unmount alone was seen first: the mount comes next */
+    CHECK(ev.fflags == VQ_UNMOUNT);
+    CHECK(get(kq, &ev, 1, &five) == 1 && ev.fflags == VQ_MOUNT);
+  }
+  /* Disabled: the hint waits for EV_ENABLE. */
+  CHECK(add(kq, 0, EVFILT_FS, EV_DISABLE, 0, 0, (void *)0x77) == 0);
+  CHECK(umount(d2) == 0);
+  const struct timespec tenth = {0, 100000000};
+  CHECK(get(kq, &ev, 1, &tenth) == 0);
+  CHECK(add(kq, 0, EVFILT_FS, EV_ENABLE, 0, 0, (void *)0x77) == 0);
+  CHECK(get(kq, &ev, 1, &five) == 1 && ev.fflags == VQ_UNMOUNT);
+  CHECK(add(kq, 0, EVFILT_FS, EV_DELETE, 0, 0, NULL) == 0);
+  close(kq);
+  rmdir(d1);
+  rmdir(d2);
+  return 0;
+#endif
+}
+
 int main(int argc, char **argv) {
   if (argc < 2) {
     fprintf(stderr, "usage: %s SCENARIO\n", argv[0]);
@@ -4340,6 +4407,7 @@ int main(int argc, char **argv) {
   if (!strcmp(s, "change_then_scan")) return change_then_scan();
   if (!strcmp(s, "close_waiter")) return close_waiter();
   if (!strcmp(s, "kq_fstat")) return kq_fstat();
+  if (!strcmp(s, "fs_mounts")) return fs_mounts();
   if (!strcmp(s, "pipe_write_end_eof")) return pipe_write_end_eof();
   if (!strcmp(s, "pipe_wrong_end")) return pipe_wrong_end();
   if (!strcmp(s, "pipe_eof_details")) return pipe_eof_details();

@@ -19,12 +19,13 @@ constexpr emul::Nanos kOneTick = emul::kNanosPerSecond / 100;
 
 using emul::KFilter;
 
-// The emulated filters of each kernel, by name (FreeBSD has no EVFILT_EXCEPT).
+// The emulated filters of each kernel, by name (FreeBSD has no EVFILT_EXCEPT,
+// OpenBSD no EVFILT_FS).
 constexpr FilterNumber kFreebsdFilters[] = {
     {KFilter::kRead, freebsd::EVFILT_READ},     {KFilter::kWrite, freebsd::EVFILT_WRITE},
     {KFilter::kVnode, freebsd::EVFILT_VNODE},   {KFilter::kProc, freebsd::EVFILT_PROC},
     {KFilter::kSignal, freebsd::EVFILT_SIGNAL}, {KFilter::kTimer, freebsd::EVFILT_TIMER},
-    {KFilter::kUser, freebsd::EVFILT_USER},
+    {KFilter::kUser, freebsd::EVFILT_USER},     {KFilter::kFs, freebsd::EVFILT_FS},
 };
 constexpr FilterNumber kOpenbsdFilters[] = {
     {KFilter::kRead, openbsd::EVFILT_READ},     {KFilter::kWrite, openbsd::EVFILT_WRITE},
@@ -37,7 +38,11 @@ constexpr FilterNumber kDragonflyFilters[] = {
     {KFilter::kExcept, dragonfly::EVFILT_EXCEPT}, {KFilter::kVnode, dragonfly::EVFILT_VNODE},
     {KFilter::kProc, dragonfly::EVFILT_PROC},     {KFilter::kSignal, dragonfly::EVFILT_SIGNAL},
     {KFilter::kTimer, dragonfly::EVFILT_TIMER},   {KFilter::kUser, dragonfly::EVFILT_USER},
+    {KFilter::kFs, dragonfly::EVFILT_FS},
 };
+// The engine posts the hints as the two kernels spell them.
+static_assert(freebsd::VQ_MOUNT == emul::kev::kVqMount && freebsd::VQ_UNMOUNT == emul::kev::kVqUnmount);
+static_assert(dragonfly::VQ_MOUNT == emul::kev::kVqMount && dragonfly::VQ_UNMOUNT == emul::kev::kVqUnmount);
 
 // Each canonical filter at most once, each number at most once, none 0.
 constexpr bool KeyedOnce(std::span<const FilterNumber> filters) {

@@ -182,6 +182,9 @@ constexpr std::array<FlagName, 6> kProc = {{
 // is listed first), then the user's 24 bits in hex.
 static_assert(fb::NOTE_FFCOPY == ob::NOTE_FFCOPY && fb::NOTE_FFCOPY == df::NOTE_FFCOPY);
 static_assert(fb::NOTE_TRIGGER == ob::NOTE_TRIGGER && fb::NOTE_TRIGGER == df::NOTE_TRIGGER);
+// EVFILT_FS's hints: the same in FreeBSD's and DragonFly's sys/mount.h.
+static_assert(fb::VQ_MOUNT == df::VQ_MOUNT && fb::VQ_UNMOUNT == df::VQ_UNMOUNT);
+constexpr std::array<FlagName, 2> kFs = {{{fb::VQ_MOUNT, "VQ_MOUNT"}, {fb::VQ_UNMOUNT, "VQ_UNMOUNT"}}};
 constexpr std::array<FlagName, 4> kUser = {{
     {fb::NOTE_TRIGGER, "NOTE_TRIGGER"},
     {fb::NOTE_FFCOPY, "NOTE_FFCOPY"},
@@ -403,6 +406,7 @@ std::string NoteNames(Personality p, int16_t filter, uint32_t fflags) {
     case emul::KFilter::kProc: return trace::Flags(fflags, kProc);
     case emul::KFilter::kSignal: return trace::Hex(fflags);
     case emul::KFilter::kUser: return trace::Flags(fflags, kUser);
+    case emul::KFilter::kFs: return trace::Flags(fflags, kFs);
     case emul::KFilter::kTimer:
       if (dfly) return trace::Hex(fflags);
       if (!ob) return trace::Flags(fflags, kFreebsdTimer);

@@ -46,6 +46,11 @@ constexpr uint32_t NOTE_FFCTRLMASK = 0xc0000000;
 constexpr uint32_t NOTE_FFLAGSMASK = 0x00ffffff;
 constexpr uint32_t NOTE_TRIGGER = 0x01000000;
 
+// EVFILT_FS hints (vfsquery flags, FreeBSD sys/sys/mount.h; the others, VQ_NOTRESP...,
+// are never signalled under evshim: docs/kqueue.md "EVFILT_FS").
+constexpr uint32_t VQ_MOUNT = 0x0008;
+constexpr uint32_t VQ_UNMOUNT = 0x0010;
+
 constexpr uint32_t NOTE_LOWAT = 0x0001;
 constexpr uint32_t NOTE_FILE_POLL = 0x0002;
 

@@ -653,7 +653,8 @@ Engine::Engine(EngineOptions options, std::shared_ptr<const Inherited> inherited
       [this](emul::Pid pid, int64_t status) { kqueues_->OnProcessExit(pid, status); },
       [this](emul::Pid parent, emul::Pid child) { kqueues_->OnProcessFork(parent, child); },
       [this](emul::Pid pid) { kqueues_->OnProcessExec(pid); },
-      [this](emul::WatchId id, uint32_t notes) { kqueues_->OnVnodeEvent(id, notes); }});
+      [this](emul::WatchId id, uint32_t notes) { kqueues_->OnVnodeEvent(id, notes); },
+      [this](emul::WatchId id, uint32_t changes) { kqueues_->OnMountEvent(id, changes); }});
   host_->set_path_sink([this](emul::WatchId id, uint32_t bits) { ports_->OnFileEvent(id, bits); });
   host_->set_holds_callback([this](emul::Pid, emul::ObjectId obj) { return HoldsObject(obj); });
   host_->set_kqueue_at_callback([this](emul::Pid, int fd) -> std::optional<emul::ObjectId> {
@@ -1814,6 +1815,9 @@ void Engine::Pump(bool apply_readiness) {
     if (apply_readiness) objects_->ApplyReadiness();
     return;
   }
+  // EVFILT_FS: the look's check of the nested loop epoll took the mount
+  // table's change (LinuxHost::CheckMountTables): every table is read again.
+  if (host_->mount_watch_count() > 0) host_->CheckMountTables();
   epoll_event events[64];
   int n;
   do {

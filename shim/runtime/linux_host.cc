@@ -71,6 +71,7 @@ LinuxHost::~LinuxHost() {
   }
   if (connector_fd_ >= 0) close(connector_fd_);
   if (inotify_fd_ >= 0) close(inotify_fd_);
+  for (MountTable& t : mount_tables_) CloseOwnFd(t.fd);  // kqueue FS (linux_host_kqueue.cc)
   if (path_inotify_fd_ >= 0) close(path_inotify_fd_);  // PORT_SOURCE_FILE (linux_host_ports.cc)
   if (path_mounts_fd_ >= 0) close(path_mounts_fd_);
   if (timer_fd_ >= 0) close(timer_fd_);

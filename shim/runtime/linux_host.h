@@ -233,6 +233,7 @@ class LinuxHost final : public emul::Host {
     std::function<void(emul::Pid, emul::Pid)> fork;  // parent, child
     std::function<void(emul::Pid)> exec;
     std::function<void(emul::WatchId, uint32_t)> vnode;  // canonical NOTE_* bits
+    std::function<void(emul::WatchId, uint32_t)> mounts;  // emul::mount_bits (EVFILT_FS)
   };
   void set_kqueue_sink(KqueueSink sink) { kqueue_sink_ = std::move(sink); }
   emul::Result<ProcessState> WatchProcess(emul::Pid pid, bool fork_exec, bool was_forked) override;
@@ -241,6 +242,21 @@ class LinuxHost final : public emul::Host {
   void WatchVnodeUse(emul::WatchId id) override;
   bool SameVnode(emul::Pid pid, int fd, emul::WatchId id) override;
   void DropVnode(emul::WatchId id) override;
+  // kqueue FS: the mount table of `pid`'s mount namespace, read from
+  // /proc/PID/mountinfo, one reader per namespace for all its watches.
+  emul::Result<emul::WatchId> WatchMounts(emul::Pid pid) override;
+  void DropMounts(emul::WatchId id) override;
+  // Reads every watched mount table again and reports the changes. A loop
+  // whose epoll is nested in another (the in-process engine's) calls it at
+  // each report of its loop: the outer epoll's check of the nested one
+  // polls the mountinfo descriptor, which takes the change it shows
+  // (mounts_poll), so the inner epoll never reports it.
+  void CheckMountTables();
+  size_t mount_watch_count() const { return mount_watches_.size(); }
+  // Whether loop event `data` is a mount table's (the supervisor handles
+  // them before the calls of its batch: a mount made before a call is seen
+  // by it).
+  static bool IsMountTableEvent(uint64_t data);
   // Whether the netlink process connector is in use (for tests and logs).
   bool proc_connector() const { return connector_state_ > 0; }
   // Event ports' timers die at exec: every exec the connector reports (of
@@ -412,6 +428,26 @@ class LinuxHost final : public emul::Host {
     std::string name;
   };
   void ReadInotify();
+  // kqueue FS: a line of a mount table (ReadMountTable).
+  struct MountLine {
+    uint64_t id;        // the mount ID
+    uint64_t identity;  // hash of its parent, device, root and mount point
+    uint64_t whole;     // hash of the whole line
+  };
+  // One per watched mount namespace.
+  struct MountTable {
+    uint32_t tag = 0;  // its loop tag's low word
+    uint64_t ns = 0;   // the namespace (/proc/PID/ns/mnt's inode)
+    int fd = -1;       // /proc/PID/mountinfo of a process in it: polls POLLPRI at a change
+    // What the last read saw, by ID.
+    std::vector<MountLine> mounts;
+    std::vector<emul::WatchId> watches;
+  };
+  bool ReadMountTable(int fd, std::vector<MountLine>* out);
+  void CheckMountTable(MountTable& t);
+  std::vector<MountTable> mount_tables_;
+  std::unordered_map<emul::WatchId, uint64_t> mount_watches_;  // watch -> namespace
+  uint32_t next_mount_tag_ = 1;
   int inotify_fd_ = -1;
   std::unordered_map<emul::WatchId, VnodeWatch> vnodes_;
   KqueueSink kqueue_sink_;

@@ -50,7 +50,7 @@ using emul::Result;
 
 namespace {
 
-constexpr uint64_t kKindPidfd = 1, kKindConnector = 2, kKindInotify = 3;
+constexpr uint64_t kKindPidfd = 1, kKindConnector = 2, kKindInotify = 3, kKindMounts = 4;
 // waitid's P_PIDFD (Linux 5.4), which older C libraries do not name.
 constexpr int kPidfdIdType = 3;
 
@@ -788,8 +788,199 @@ void LinuxHost::OnHostEvent(uint64_t data) {
     case kKindInotify:
       if (inotify_fd_ >= 0) ReadInotify();
       break;
+    case kKindMounts:
+      for (MountTable& t : mount_tables_) {
+        if (t.tag == static_cast<uint32_t>(data & 0xffffffffu)) {
+          CheckMountTable(t);
+          break;
+        }
+      }
+      break;
     default:
       break;
+  }
+}
+
+// --- kqueue FS: mount tables (docs/kqueue.md "EVFILT_FS") ---
+//
+// /proc/PID/mountinfo polls POLLPRI (and POLLERR) once the mount namespace
+// it shows changed since its last poll (fs/proc_namespace.c mounts_poll).
+// That says only that something changed: the table is read again and
+// compared with the last read, by mount ID (the first field): a new ID is a
+// mount, a missing one an unmount, a changed line under the same ID an
+// update (a remount, a propagation change).
+namespace {
+
+// Bounds of one read: a namespace's mounts past kMaxMounts are not compared
+// (and a table past kMaxTableBytes is read no further), so no read and no
+// snapshot grows without bound whatever a program mounts.
+constexpr size_t kMaxMounts = 1 << 16;
+constexpr size_t kMaxTableBytes = 64u << 20;
+
+uint64_t MountNamespace(emul::Pid pid) {
+  char path[64];
+  std::snprintf(path, sizeof path, "/proc/%d/ns/mnt", pid);
+  struct stat st {};
+  if (stat(path, &st) != 0) return 0;
+  return static_cast<uint64_t>(st.st_ino);
+}
+
+}  // namespace
+
+bool LinuxHost::IsMountTableEvent(uint64_t data) {
+  return (data & kHostTag) != 0 && ((data >> 32) & 0xff) == kKindMounts;
+}
+
+// One pass over the table in fixed chunks: each line's ID, a hash of what
+// makes it that mount (fields 2 to 5: parent, device, root, mount point)
+// and one of the whole line (FNV-1a), sorted by ID. Linux gives a freed ID
+// to the next mount: an unmount and a mount between two reads can leave
+// the same ID, which its identity then tells apart from an update.
+bool LinuxHost::ReadMountTable(int fd, std::vector<MountLine>* out) {
+  out->clear();
+  if (lseek(fd, 0, SEEK_SET) != 0) return false;
+  constexpr uint64_t kFnvBasis = 0xcbf29ce484222325ull, kFnvPrime = 0x100000001b3ull;
+  char buf[16384];
+  size_t total = 0;
+  MountLine line{0, kFnvBasis, kFnvBasis};
+  unsigned field = 1;
+  bool has_id = false;
+  while (total < kMaxTableBytes && out->size() < kMaxMounts) {
+    const long n = ReadOwnFd(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return false;
+    if (n == 0) break;
+    total += static_cast<size_t>(n);
+    for (long i = 0; i < n && out->size() < kMaxMounts; ++i) {
+      const char c = buf[i];
+      if (c == '\n') {
+        if (has_id) out->push_back(line);
+        line = MountLine{0, kFnvBasis, kFnvBasis};
+        field = 1;
+        has_id = false;
+        continue;
+      }
+      line.whole = (line.whole ^ static_cast<unsigned char>(c)) * kFnvPrime;
+      if (c == ' ') {
+        ++field;
+        continue;
+      }
+      if (field == 1 && c >= '0' && c <= '9' && line.id < (UINT64_MAX - 9) / 10) {
+        line.id = line.id * 10 + static_cast<uint64_t>(c - '0');
+        has_id = true;
+      } else if (field >= 2 && field <= 5) {
+        line.identity = (line.identity ^ (static_cast<unsigned char>(c) + (field << 8))) * kFnvPrime;
+      }
+    }
+  }
+  std::sort(out->begin(), out->end(), [](const MountLine& a, const MountLine& b) { return a.id < b.id; });
+  return true;
+}
+
+Result<emul::WatchId> LinuxHost::WatchMounts(emul::Pid pid) {
+  const uint64_t ns = MountNamespace(pid);
+  if (ns == 0) return Errno{ESRCH};  // no such process: gone meanwhile
+  auto table = std::find_if(mount_tables_.begin(), mount_tables_.end(),
+                            [&](const MountTable& t) { return t.ns == ns; });
+  if (table == mount_tables_.end()) {
+    char path[64];
+    std::snprintf(path, sizeof path, "/proc/%d/mountinfo", pid);
+    MountTable t;
+    t.ns = ns;
+    t.fd = OpenOwnFd(path, O_RDONLY | O_CLOEXEC);
+    // Out of descriptors or gone: no knote (the BSDs' answer when the
+    // kernel cannot allocate one).
+    if (t.fd < 0) return Errno{errno == ENOENT || errno == ESRCH ? ESRCH : ENOMEM};
+    // The read that later ones are compared with: what was mounted before
+    // the knote is no event. Reading takes no change (only a poll does),
+    // so a change between this read and the first poll is still seen.
+    if (!ReadMountTable(t.fd, &t.mounts)) {
+      CloseOwnFd(t.fd);
+      return Errno{ENOMEM};
+    }
+    t.tag = next_mount_tag_++;
+    epoll_event ev{};
+    ev.events = EPOLLPRI;
+    ev.data.u64 = Tag(kKindMounts, t.tag);
+    if (epoll_ctl(loop_epoll_, EPOLL_CTL_ADD, t.fd, &ev) != 0) {
+      HostFault("epoll_ctl", "watching the mount table of process " + std::to_string(pid) + " for EVFILT_FS",
+                pid);
+      CloseOwnFd(t.fd);
+      return Errno{ENOMEM};
+    }
+    mount_tables_.push_back(std::move(t));
+    table = mount_tables_.end() - 1;
+  }
+  const emul::WatchId id = next_watch_++;
+  table->watches.push_back(id);
+  mount_watches_[id] = ns;
+  return id;
+}
+
+void LinuxHost::DropMounts(emul::WatchId id) {
+  auto w = mount_watches_.find(id);
+  if (w == mount_watches_.end()) return;
+  const uint64_t ns = w->second;
+  mount_watches_.erase(w);
+  for (auto t = mount_tables_.begin(); t != mount_tables_.end(); ++t) {
+    if (t->ns != ns) continue;
+    std::erase(t->watches, id);
+    if (t->watches.empty()) {
+      epoll_ctl(loop_epoll_, EPOLL_CTL_DEL, t->fd, nullptr);
+      CloseOwnFd(t->fd);
+      mount_tables_.erase(t);
+    }
+    return;
+  }
+}
+
+void LinuxHost::CheckMountTables() {
+  // By tag: a report can drop a watch, and with it a table (EV_ONESHOT
+  // delivered to a waiter).
+  std::vector<uint32_t> tags;
+  tags.reserve(mount_tables_.size());
+  for (const MountTable& t : mount_tables_) tags.push_back(t.tag);
+  for (uint32_t tag : tags) {
+    for (MountTable& t : mount_tables_) {
+      if (t.tag == tag) {
+        CheckMountTable(t);
+        break;
+      }
+    }
+  }
+}
+
+// Compares the table with its last read; each of its watches hears what
+// changed. The sink may drop watches (an EV_ONESHOT delivered later, not
+// here: the engine only activates), so the list is copied first.
+void LinuxHost::CheckMountTable(MountTable& t) {
+  std::vector<MountLine> now;
+  now.reserve(t.mounts.size() + 4);
+  if (!ReadMountTable(t.fd, &now)) return;
+  uint32_t changes = 0;
+  size_t a = 0, b = 0;
+  while (a < t.mounts.size() || b < now.size()) {
+    if (b == now.size() || (a < t.mounts.size() && t.mounts[a].id < now[b].id)) {
+      changes |= emul::mount_bits::kUnmounted;
+      ++a;
+    } else if (a == t.mounts.size() || now[b].id < t.mounts[a].id) {
+      changes |= emul::mount_bits::kMounted;
+      ++b;
+    } else {
+      if (t.mounts[a].identity != now[b].identity) {
+        changes |= emul::mount_bits::kUnmounted | emul::mount_bits::kMounted;  // its ID given again
+      } else if (t.mounts[a].whole != now[b].whole) {
+        changes |= emul::mount_bits::kRemounted;
+      }
+      ++a;
+      ++b;
+    }
+  }
+  t.mounts.swap(now);
+  if (changes == 0 || !kqueue_sink_.mounts) return;
+  const std::vector<emul::WatchId> watches = t.watches;
+  for (emul::WatchId id : watches) {
+    if (mount_watches_.count(id) != 0) kqueue_sink_.mounts(id, changes);
   }
 }
 

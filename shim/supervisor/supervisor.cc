@@ -95,7 +95,8 @@ Supervisor::Supervisor(int listener, SupervisorOptions options)
       [this](emul::Pid pid, int64_t status) { kqueues_->OnProcessExit(pid, status); },
       [this](emul::Pid parent, emul::Pid child) { kqueues_->OnProcessFork(parent, child); },
       [this](emul::Pid pid) { kqueues_->OnProcessExec(pid); },
-      [this](emul::WatchId id, uint32_t notes) { kqueues_->OnVnodeEvent(id, notes); }});
+      [this](emul::WatchId id, uint32_t notes) { kqueues_->OnVnodeEvent(id, notes); },
+      [this](emul::WatchId id, uint32_t changes) { kqueues_->OnMountEvent(id, changes); }});
 
   if (options_.sync_wakeup && !notifier_->EnableSyncWakeup()) options_.sync_wakeup = false;
   // The loop's own descriptors: without one of them the supervisor cannot
@@ -547,9 +548,17 @@ int Supervisor::Run() {
       if ((events[i].data.u64 & loop_tag::kMask) == kTagPathMounts && host_->path_watch_count() > 0) {
         host_->OnMountsChanged();
       }
+      // EVFILT_FS likewise: a mount table's change goes to its knotes
+      // before the calls of the batch (routed here, not below).
+      if (LinuxHost::IsMountTableEvent(events[i].data.u64)) {
+        host_->OnHostEvent(events[i].data.u64);
+        objects_->ApplyReadiness();
+        events[i].data.u64 = 0;
+      }
     }
     for (int i = 0; i < n; ++i) {
       const uint64_t data = events[i].data.u64;
+      if (data == 0) continue;  // routed above
       if (router_->Route(data)) {  // the host's sources, the objects' last closes
         objects_->ApplyReadiness();
         continue;

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "abi/bsd/kevent.h"
+#include "abi/dragonfly/constants.h"
 #include "abi/freebsd/constants.h"
 #include "abi/openbsd/constants.h"
 #include "abi/syscall_table.h"
@@ -194,6 +195,26 @@ TEST(KeventCodec, OpenbsdAioFilterIsEinval) {
   int16_t device = openbsd::EVFILT_DEVICE;  // has filterops, not emulated
   std::memcpy(in.data() + 8, &device, 2);
   EXPECT_EQ(bsd::DecodeChange(bsd::Openbsd(), bsd::kOpenbsdLp64, in).error, EOPNOTSUPP);
+}
+
+TEST(KeventCodec, FsFilterIsFreebsdsAndDragonflysOnly) {
+  // EVFILT_FS: FreeBSD -9, DragonFly -10 (their sys/event.h) are emulated;
+  // OpenBSD has no such filter: its -9 and -10 stay EXCEPT and USER.
+  EXPECT_EQ(bsd::CanonicalFilter(bsd::Freebsd(), freebsd::EVFILT_FS), emul::KFilter::kFs);
+  EXPECT_EQ(bsd::CanonicalFilter(bsd::Dragonfly(), dragonfly::EVFILT_FS), emul::KFilter::kFs);
+  EXPECT_EQ(bsd::FilterNumberOf(bsd::Openbsd(), emul::KFilter::kFs), 0);
+  EXPECT_EQ(bsd::CanonicalFilter(bsd::Openbsd(), -9), emul::KFilter::kExcept);
+  EXPECT_EQ(bsd::CanonicalFilter(bsd::Openbsd(), -10), emul::KFilter::kUser);
+  std::vector<std::byte> in(64);
+  int16_t fs = freebsd::EVFILT_FS;
+  std::memcpy(in.data() + 8, &fs, 2);
+  EXPECT_EQ(bsd::DecodeChange(bsd::Freebsd(), bsd::kFreebsdLp64, in).error, 0);
+  fs = dragonfly::EVFILT_FS;
+  std::memcpy(in.data() + 8, &fs, 2);
+  EXPECT_EQ(bsd::DecodeChange(bsd::Dragonfly(), bsd::kDragonflyLp64, in).error, 0);
+  int16_t beyond = -11;  // past OpenBSD's EVFILT_SYSCOUNT (10): no filter
+  std::memcpy(in.data() + 8, &beyond, 2);
+  EXPECT_EQ(bsd::DecodeChange(bsd::Openbsd(), bsd::kOpenbsdLp64, in).error, EINVAL);
 }
 
 emul::KChange TimerChange(const bsd::KqueuePersonality& p, uint32_t fflags, int64_t data,

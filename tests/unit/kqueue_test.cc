@@ -238,6 +238,15 @@ class KqFakeHost : public Host {
     return vnodes.count(id) && fds_.count({pid, fd}) != 0;
   }
   void DropVnode(WatchId id) override { vnodes.erase(id); }
+  // --- mount tables (EVFILT_FS) ---
+  std::map<WatchId, Pid> mount_watches;
+  int mounts_error = 0;  // WatchMounts fails with this errno
+  Result<WatchId> WatchMounts(Pid pid) override {
+    if (mounts_error != 0) return Errno{mounts_error};
+    mount_watches[next_] = pid;
+    return next_++;
+  }
+  void DropMounts(WatchId id) override { mount_watches.erase(id); }
   // The socket error ProbeFd reports with EOF.
   int eof_error = 0;
 
@@ -3374,6 +3383,77 @@ TEST_F(KqueueTest, SignalWakesAWaiterAndRejectsBadNumbers) {
   ASSERT_EQ(out.events.size(), 2u);
   EXPECT_EQ(out.events[0].data, EINVAL);
   EXPECT_EQ(out.events[1].data, EINVAL);
+}
+
+// ---- EVFILT_FS ----
+// filt_fsattach (DF kern_event.c:656-662, FreeBSD vfs_subr.c): EV_CLEAR
+// forced, any ident; filt_fs (DF :671-675, FreeBSD filt_fsevent) ORs each
+// hint into fflags until the EV_CLEAR delivery; data stays 0. The host
+// reports the mount table's changes (mount_bits), the engine posts VQ_*.
+
+TEST_F(KqueueTest, FsReportsMountAndUnmountHintsAccumulatedUntilDelivered) {
+  for (const KqueuePolicy& pol : {FreebsdPolicy(), DragonflyPolicy()}) {
+    SCOPED_TRACE(pol.report_action_flags ? "DragonFly" : "FreeBSD");
+    Call({Ch(KFilter::kFs, 0, kev::kAdd, 0, 0, 0x55)}, Poll(0), pol);
+    ASSERT_EQ(host_.mount_watches.size(), 1u);
+    EXPECT_EQ(host_.mount_watches.begin()->second, kP.pid);  // the registering process's table
+    const WatchId w = host_.mount_watches.begin()->first;
+    EXPECT_TRUE(Get(8, pol).empty());  // nothing until a mount
+    engine_.OnMountEvent(w, mount_bits::kMounted);
+    auto ev = Get(8, pol);
+    ASSERT_EQ(ev.size(), 1u);
+    EXPECT_EQ(ev[0].fflags, kev::kVqMount);
+    EXPECT_EQ(ev[0].data, 0);
+    EXPECT_EQ(ev[0].udata, 0x55u);
+    EXPECT_TRUE(ev[0].flags & kev::kClear);  // forced by filt_fsattach
+    EXPECT_TRUE(Get(8, pol).empty());        // EV_CLEAR: reported once
+    // Two changes before a retrieval: one event, both hints.
+    engine_.OnMountEvent(w, mount_bits::kMounted);
+    engine_.OnMountEvent(w, mount_bits::kUnmounted);
+    ev = Get(8, pol);
+    ASSERT_EQ(ev.size(), 1u);
+    EXPECT_EQ(ev[0].fflags, kev::kVqMount | kev::kVqUnmount);
+    // An update of a mount (MNT_UPDATE) signals nothing in either kernel.
+    engine_.OnMountEvent(w, mount_bits::kRemounted);
+    EXPECT_TRUE(Get(8, pol).empty());
+    Call({Ch(KFilter::kFs, 0, kev::kDelete)}, Poll(0), pol);
+    EXPECT_TRUE(host_.mount_watches.empty());
+  }
+}
+
+TEST_F(KqueueTest, FsHintsOfADisabledKnoteWaitForItsEnable) {
+  // knote() runs filt_fs on a disabled knote too (DF kern_event.c:1794-1797):
+  // the hint is kept, and EV_ENABLE queues the active knote (:1372-1378).
+  const KqueuePolicy pol = DragonflyPolicy();
+  Call({Ch(KFilter::kFs, 7, kev::kAdd | kev::kDisable)}, Poll(0), pol);
+  const WatchId w = host_.mount_watches.begin()->first;
+  engine_.OnMountEvent(w, mount_bits::kUnmounted);
+  EXPECT_TRUE(Get(8, pol).empty());
+  Call({Ch(KFilter::kFs, 7, kev::kEnable)}, Poll(0), pol);
+  auto ev = Get(8, pol);
+  ASSERT_EQ(ev.size(), 1u);
+  EXPECT_EQ(ev[0].ident, 7u);
+  EXPECT_EQ(ev[0].fflags, kev::kVqUnmount);
+}
+
+TEST_F(KqueueTest, FsDeleteAndCloseDropTheMountWatch) {
+  Call({Ch(KFilter::kFs, 0, kev::kAdd), Ch(KFilter::kFs, 1, kev::kAdd)}, Poll(0));
+  ASSERT_EQ(host_.mount_watches.size(), 2u);
+  const WatchId first = host_.mount_watches.begin()->first;
+  Call({Ch(KFilter::kFs, 0, kev::kDelete)}, Poll(0));
+  EXPECT_EQ(host_.mount_watches.size(), 1u);
+  engine_.OnMountEvent(first, mount_bits::kMounted);  // its watch is gone: nothing, no crash
+  EXPECT_TRUE(Get().empty());
+  engine_.Close(kq_);
+  EXPECT_TRUE(host_.mount_watches.empty());
+}
+
+TEST_F(KqueueTest, FsWatchTheHostCannotMakeFailsTheChange) {
+  host_.mounts_error = ENOMEM;
+  auto out = Call({Ch(KFilter::kFs, 0, kev::kAdd)}, Poll(1));
+  ASSERT_EQ(out.events.size(), 1u);
+  EXPECT_EQ(out.events[0].data, ENOMEM);
+  EXPECT_EQ(engine_.KnoteCount(kq_), 0u);
 }
 
 // ---- EVFILT_VNODE ----

@@ -61,6 +61,13 @@ extern "C" {
 #define NOTE_FFCTRLMASK 0xc0000000
 #define NOTE_FFLAGSMASK 0x00ffffff
 #define NOTE_TRIGGER 0x01000000
+/* EVFILT_FS hints: <sys/mount.h> on the BSDs, whose Linux namesake lacks
+ * them. */
+#ifndef VQ_MOUNT
+#define VQ_MOUNT 0x0008
+#define VQ_UNMOUNT 0x0010
+#endif
+
 #define NOTE_LOWAT 0x0001
 #define NOTE_FILE_POLL 0x0002
 #define NOTE_DELETE 0x0001
