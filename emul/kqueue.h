@@ -770,7 +770,7 @@ class Kqueues final : public Engine {
       shared.fed_by_look += static_cast<size_t>(by);
     }
     size_t Bucket(KFilter filter, uint64_t ident) const {
-      uint64_t h = ((ident << 3) | static_cast<uint64_t>(filter)) ^ seed_;
+      uint64_t h = ((ident << 4) | static_cast<uint64_t>(filter)) ^ seed_;
       h *= 0x9e3779b97f4a7c15ull;  // 2^64 / the golden ratio, odd
       return static_cast<size_t>(h >> shift_);
     }
