@@ -215,30 +215,62 @@ def run_regress(unit, timeout, debug):
     return results
 
 
-# A timing assertion (how long a timer or loopexit took, measured against
-# the wall clock with a 50 ms slack): it fails on a loaded machine natively
-# too (CI's own builds run beside the tests). Such a failure is run once more,
-# alone; a pass there counts as a pass, named in the detail and the counts,
-# never silently. Other failures are never run again.
+# A case whose verdict rests on timing: it fails on a loaded machine
+# natively too (CI's own builds run beside the tests). Such a failure is run
+# again alone, after every unit has finished (nothing else of the suite
+# beside it), up to RERUN_ATTEMPTS times; a pass there counts as a pass,
+# named in the detail and the counts, never silently. Other failures are
+# never run again.
+#  - a timing assertion: how long a timer or loopexit took, measured against
+#    the wall clock with a 50 ms slack (its detail names the measure);
+#  - RACE_CASES, by name: an assertion about which of two timed paths won.
 TIMING_ASSERTION = re.compile(r"timeval_msec_diff|timeval_diff|total_diff|msec")
+RACE_CASES = {
+    # regress_dns.c:2096-2105 (test_getaddrinfo_async_cancel_stress): 1000
+    # lookups to a DNS server in the same loop, each with a 10 ms timer that
+    # cancels it; it asserts that not all 1000 were answered. On a loaded
+    # machine all 1000 can be (seen natively and under evshim alike:
+    # "gaic_freed != 1000: 1000 vs 1000", session 37's CI runs); alone, 500
+    # or so of them are (docs/clients.md "Run again alone").
+    "dns/getaddrinfo_cancel_stress",
+}
+RERUN_ATTEMPTS = 2
 
 
-def rerun_timing_failures(unit, timeout, debug, results):
-    env = unit_env(unit, debug)
+def runs_again(name, verdict, detail):
+    return verdict == "fail" and (TIMING_ASSERTION.search(detail) is not None or name in RACE_CASES)
+
+
+def rerun_timing_failures(unit, timeout, results):
+    """The unit's failures that runs_again names, each run alone until it
+    passes or RERUN_ATTEMPTS runs have failed; its last run counts."""
+    if unit["kind"] == "programs":
+        return results
+    env = unit_env(unit, unit["kind"] == "regress-debug")
     env["EVENT_NO_FILE_BUFFERING"] = "1"
     test_dir = os.path.join(unit["build"], "test")
     again = []
     for name, verdict, detail, text, took in results:
-        if verdict == "fail" and TIMING_ASSERTION.search(detail):
+        attempt = 1
+        first = detail
+        while runs_again(name, verdict, detail) and attempt <= RERUN_ATTEMPTS:
+            attempt += 1
             started = time.monotonic()
             cmd = unit["run"] + [os.path.join(test_dir, "regress"), name]
             status, out = run_bounded(cmd, env, test_dir, timeout)
             body = re.split(r"\n(?=\d+/\d+ TESTS FAILED|\d+ tests ok|All tests skipped)", out)[0]
-            second = finish_case(unit, name, body, started) if status is not None else None
-            if second and second[1] == "pass":
-                again.append((name, "pass", "passed when run again alone; first run: " + detail,
-                              text + "\n---- run again alone ----\n" + out, took + second[4]))
-                continue
+            if status is None:
+                second = (name, "fail", f"timeout after {timeout} s", body, timeout)
+            else:
+                second = finish_case(unit, name, body, started)
+            text += f"\n---- run again alone (attempt {attempt}) ----\n" + out
+            took += second[4]
+            if second[1] == "pass":
+                verdict, detail = "pass", f"passed when run again alone (attempt {attempt}); first run: {first}"
+                break
+            verdict, detail = second[1], f"attempt {attempt}: {second[2]}; first run: {first}"
+            if not runs_again(name, verdict, second[2]):
+                break
         again.append((name, verdict, detail, text, took))
     return again
 
@@ -267,22 +299,25 @@ def fast_mode(unit):
 
 
 def run_unit(unit, timeout):
+    """The unit's cases, in parallel with the other units; returns
+    (results, seconds)."""
     start = time.monotonic()
-    kind = unit["kind"]
-    if kind == "programs":
+    if unit["kind"] == "programs":
         results = run_programs(unit, timeout)
-        prefix = ""
     else:
-        results = run_regress(unit, timeout, debug=(kind == "regress-debug"))
-        results = rerun_timing_failures(unit, timeout, kind == "regress-debug", results)
-        prefix = kind + "/"
+        results = run_regress(unit, timeout, debug=(unit["kind"] == "regress-debug"))
+    return results, time.monotonic() - start
+
+
+def write_unit(unit, results, took):
+    """The unit's results file and log; returns its summary line."""
+    prefix = "" if unit["kind"] == "programs" else unit["kind"] + "/"
     with open(unit["out"], "w") as out, open(unit["out"] + ".log", "w") as log:
-        for name, verdict, detail, text, took in results:
+        for name, verdict, detail, text, case_took in results:
             if verdict == "fail" and fast_mode(unit) and name in FAST_MODE_DIVERGENCES:
                 verdict, detail = "skip", FAST_MODE_DIVERGENCES[name] + " [failed: " + detail + "]"
             out.write(f"{prefix}{name}\t{verdict}\t{detail}\n")
-            log.write(f"==== {prefix}{name}: {verdict} {detail} ({took:.1f} s)\n{text}\n")
-    took = time.monotonic() - start
+            log.write(f"==== {prefix}{name}: {verdict} {detail} ({case_took:.1f} s)\n{text}\n")
     counts = {v: sum(1 for r in results if r[1] == v) for v in ("pass", "fail", "skip")}
     known = sum(1 for r in results if r[1] == "fail" and fast_mode(unit) and r[0] in FAST_MODE_DIVERGENCES)
     counts["fail"] -= known
@@ -290,7 +325,7 @@ def run_unit(unit, timeout):
     rerun = [r[0] for r in results if r[1] == "pass" and r[2].startswith("passed when run again")]
     return (f"{os.path.basename(unit['out'])}: {counts['pass']} pass, {counts['fail']} fail, "
             f"{counts['skip']} skip in {took:.0f} s"
-            + (f"; passed only when run again alone (a timing assertion): {' '.join(rerun)}" if rerun else ""))
+            + (f"; passed only when run again alone (timing): {' '.join(rerun)}" if rerun else ""))
 
 
 def main():
@@ -301,9 +336,12 @@ def main():
     args = ap.parse_args()
     units = [parse_unit(u) for u in args.units]
     with concurrent.futures.ThreadPoolExecutor(args.jobs) as pool:
-        running = [pool.submit(run_unit, u, args.timeout) for u in units]
-        for done in concurrent.futures.as_completed(running):
-            print("libevent: " + done.result(), flush=True)
+        ran = list(pool.map(lambda u: run_unit(u, args.timeout), units))
+    # The second runs only now, one at a time, with no unit beside them.
+    for unit, (results, took) in zip(units, ran):
+        start = time.monotonic()
+        results = rerun_timing_failures(unit, args.timeout, results)
+        print("libevent: " + write_unit(unit, results, took + time.monotonic() - start), flush=True)
 
 
 if __name__ == "__main__":
