@@ -2919,6 +2919,50 @@ TEST(InprocHandOver, TheQueuedPathAnswersWhereTheReportIsNotAllTheRetrievalTakes
   });
 }
 
+// A retrieval's own look may end its port: a raw close of the port's only
+// descriptor (the library does not see it) is noticed there (its end's
+// hang-up, routed by the look), which removes the port (EventPorts::LastClose,
+// then ErasePort), with the offer made for it before the look still in
+// place; the report the same look brought for it goes with its association.
+// The retrieval finds the number closed (EBADF, port.c:588-594), and the
+// engine goes on: a new port (here at the same number) has its look's
+// report handed straight to its retrieval. ErasePort's reset of the offer
+// is reached here, and is not what keeps the answers right: LastClose frees
+// the association first (FreeAssoc forgets the kept report) and the call's
+// end clears the offer (EndHandOver) before any other port can be made.
+TEST(InprocHandOver, APortClosedAtItsRetrievalsLookTakesItsOfferWithIt) {
+  EXPECT_CHILD_EXITS_0([] {
+    const int port = port_create();
+    int p[2];
+    if (port < 0 || pipe(p) != 0) return 2;
+    if (port_associate(port, PORT_SOURCE_FD, static_cast<uintptr_t>(p[0]), POLLIN, reinterpret_cast<void*>(1)) != 0) {
+      return 3;
+    }
+    port_event_t list[1]{};
+    uint_t nget = 1;
+    timespec zero{0, 0}, five{5, 0};
+    if (port_getn(port, list, 1, &nget, &zero) != 0 || nget != 0) return 4;  // named: kept
+    if (write(p[1], "x", 1) != 1) return 5;
+    if (syscall(SYS_close, port) != 0) return 6;  // not through the library
+    nget = 1;
+    errno = 0;
+    if (port_getn(port, list, 1, &nget, &zero) != -1 || errno != EBADF) return 7;
+    const uint64_t before = StraightRetrievals();
+    const int again = port_create();
+    if (again < 0) return 8;
+    if (port_associate(again, PORT_SOURCE_FD, static_cast<uintptr_t>(p[0]), POLLIN, reinterpret_cast<void*>(2)) != 0) {
+      return 9;
+    }
+    port_event_t ev{};
+    if (port_get(again, &ev, &five) != 0 || ev.portev_object != static_cast<uintptr_t>(p[0]) ||
+        ev.portev_user != reinterpret_cast<void*>(2)) {
+      return 10;
+    }
+    if (StraightRetrievals() != before + 1) return 11;
+    return 0;
+  });
+}
+
 }  // namespace
 
 // The engine's copy into the program's memory that survives a fault
