@@ -202,7 +202,8 @@ class Engine {
     uint64_t port_retrievals = 0;
     uint64_t kevents = 0;
   };
-  HandOvers CountHandOvers();
+  // Cold: out of the calls' text (the hot path's layout unchanged).
+  [[gnu::cold]] HandOvers CountHandOvers();
   // The library's close_range/closefrom wrappers report that descriptor
   // numbers may name other files now (evshim_engine_fd_closed;
   // async-signal-safe, no lock; the other closes: NoteDescriptorClosed). Identity answers

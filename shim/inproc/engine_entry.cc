@@ -241,7 +241,7 @@ extern "C" __attribute__((visibility("default"))) void evshim_engine_fd_closed_a
   evshim::shim::inproc::Engine::NoteDescriptorClosed(fd);
 }
 
-extern "C" __attribute__((visibility("default"))) int evshim_engine_hand_overs(
+extern "C" __attribute__((visibility("default"), cold)) int evshim_engine_hand_overs(
     struct evshim_engine_hand_over_counts* counts) {
   using namespace evshim::shim::inproc;
   *counts = evshim_engine_hand_over_counts{0, 0};
