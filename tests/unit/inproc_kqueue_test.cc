@@ -1606,11 +1606,12 @@ TEST(InprocKqueueHandOver, TheChangesOneReadyKnoteIsHandedOver) {
 TEST(InprocKqueueHandOver, TheScanAnswersWhereTheChangesKnoteIsNotItsWholeAnswer) {
   EXPECT_CHILD_EXITS_0([] {
     const int kq = kqueue();
+    const evshim::testing::HandOverCounts at_start = evshim::testing::EngineHandOvers();
+    if (kq < 0 || !at_start.engine) return 2;
+    const uint64_t before = at_start.kevents;
+    // Two pipes, a with 1 byte and b with 2.
     int a[2], b[2];
-    if (kq < 0 || pipe(a) != 0 || pipe(b) != 0) return 2;
-    if (write(a[1], "a", 1) != 1 || write(b[1], "bb", 2) != 2) return 3;
-    if (!evshim::testing::EngineHandOvers().engine) return 4;
-    const uint64_t before = HandedOverKevents();
+    if (pipe(a) != 0 || pipe(b) != 0 || write(a[1], "a", 1) != 1 || write(b[1], "bb", 2) != 2) return 3;
     const struct timespec five{5, 0}, zero{0, 0};
     struct kevent ch[2], out[4];
     // Two measured ready by the call's changes.

@@ -451,6 +451,31 @@ class KqueueTest : public ::testing::Test {
     both->kind = FdKind::kFifo;
     return {rd, wr, both};
   }
+  // The same FIFO with `level_looks` on, empty: the write-only descriptor
+  // polls POLLOUT, and both count 4096 bytes of room.
+  std::tuple<KqFakeHost::FileRef, KqFakeHost::FileRef, KqFakeHost::FileRef> OpenEmptyFifoLooked(int rd_fd, int wr_fd,
+                                                                                                int both_fd) {
+    auto fifo = OpenFifo(rd_fd, wr_fd, both_fd);
+    host_.level_looks = true;
+    std::get<1>(fifo)->ready = pb::kOut;
+    std::get<0>(fifo)->writable = std::get<1>(fifo)->writable = 4096;
+    return fifo;
+  }
+  // `passes` looks, each followed by a retrieval that takes the WRITE
+  // knote on `ident` alone, with `room` and no EV_EOF (a level knote whose
+  // yes no poll bit carries).
+  void ExpectTheWriteAloneAfterEachLook(int passes, const KqueuePolicy& pol, uint64_t ident, int64_t room) {
+    for (int pass = 0; pass < passes; ++pass) {
+      SCOPED_TRACE(pass);
+      host_.Look();
+      auto ev = Get(8, pol);
+      ASSERT_EQ(ev.size(), 1u);
+      EXPECT_EQ(ev[0].ident, ident);
+      EXPECT_EQ(ev[0].filter, KFilter::kWrite);
+      EXPECT_EQ(ev[0].data, room);
+      EXPECT_EQ(ev[0].flags & kev::kEof, 0);
+    }
+  }
   // Closes the descriptors as the library reports a close (FdClosing): no
   // knote is left on them.
   void CloseReported(std::initializer_list<int> fds) {
@@ -973,26 +998,15 @@ TEST_F(KqueueTest, OpenbsdRefusesAFifosFilterItsOpenModeLacksWithEinval) {
 // with no poll bit behind the yes: delivered again at each retrieval.
 TEST_F(KqueueTest, DragonflyMeasuresTheFifoForAFilterItsOpenModeLacks) {
   const KqueuePolicy pol = DragonflyPolicy();
-  auto [rd, wr, both] = OpenFifo(5, 6, 7);
-  host_.level_looks = true;
   // Empty: the reader polls nothing, the writer POLLOUT. READ on the
   // writer says no; WRITE on the reader has the room.
-  wr->ready = pb::kOut;
-  rd->writable = wr->writable = 4096;
+  auto [rd, wr, both] = OpenEmptyFifoLooked(5, 6, 7);
   ASSERT_EQ(Call({Ch(KFilter::kWrite, 5, kev::kAdd, kev::kNoteLowat, 8192, 0x51),
                   Ch(KFilter::kRead, 6, kev::kAdd, kev::kNoteLowat, 2, 0x61)},
                  Poll(0), pol)
                 .error,
             0);
-  for (int pass = 0; pass < 2; ++pass) {
-    host_.Look();
-    auto ev = Get(8, pol);
-    ASSERT_EQ(ev.size(), 1u);
-    EXPECT_EQ(ev[0].ident, 5u);
-    EXPECT_EQ(ev[0].filter, KFilter::kWrite);
-    EXPECT_EQ(ev[0].data, 4096);
-    EXPECT_EQ(ev[0].flags & kev::kEof, 0);
-  }
+  ExpectTheWriteAloneAfterEachLook(2, pol, 5, 4096);
   // 1 byte queued (under the READ knote's NOTE_LOWAT mark, not read). A
   // write-only descriptor never polls POLLIN (Linux pipe_poll): the bytes
   // are seen when a change measures the knote (docs/kqueue.md), here an
@@ -1412,20 +1426,9 @@ TEST_F(KqueueTest, DeliveredLevelKnoteTheHostDidNotArmAgainIsMeasuredByTheScan) 
 // knote at the second retrieval.
 TEST_F(KqueueTest, DragonflyWriteOnAReadOnlyFifoIsMeasuredAtEveryScan) {
   const KqueuePolicy pol = DragonflyPolicy();
-  auto [rd, wr, both] = OpenFifo(5, 6, 7);
-  host_.level_looks = true;
-  wr->ready = pb::kOut;
-  rd->writable = wr->writable = 4096;
+  (void)OpenEmptyFifoLooked(5, 6, 7);
   ASSERT_EQ(Call({Ch(KFilter::kWrite, 5, kev::kAdd, 0, 0, 0x51)}, Poll(0), pol).error, 0);
-  for (int pass = 0; pass < 3; ++pass) {
-    SCOPED_TRACE(pass);
-    host_.Look();
-    auto ev = Get(8, pol);
-    ASSERT_EQ(ev.size(), 1u);
-    EXPECT_EQ(ev[0].ident, 5u);
-    EXPECT_EQ(ev[0].filter, KFilter::kWrite);
-    EXPECT_EQ(ev[0].data, 4096);
-  }
+  ExpectTheWriteAloneAfterEachLook(3, pol, 5, 4096);
   EXPECT_EQ(host_.free_arms, 0);
   CloseReported({5, 6, 7});
 }
