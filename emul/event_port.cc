@@ -121,6 +121,10 @@ void EventPorts::ErasePort(ObjectId id) {
     kept_id_ = 0;
     kept_port_ = nullptr;
   }
+  // The offer of a port whose last close its retrieval's own look found
+  // (LastClose freed the kept report's association first): nothing may
+  // point at the freed port until the call's end (docs/design.md
+  // "Instructions per event", s37).
   if (hand_over_.port != nullptr && hand_over_.port->id == id) hand_over_ = HandOver{};
   ports_.erase(id);
 }

@@ -1101,6 +1101,11 @@ void Engine::Settle() {
   // pump for what happens later.
 }
 
+Engine::HandOvers Engine::CountHandOvers() {
+  std::lock_guard<EngineMutex> lock(mu_);
+  return HandOvers{ports_->StraightHandOvers(), kqueues_->HandOverCount()};
+}
+
 // The count is taken before the settle (and before AnyOwed is read), and
 // ObjectTable::ApplyReadiness reads it under the lock after owing a byte:
 // an event that arrives at any point of the poll either finds the count

@@ -195,6 +195,15 @@ class Engine {
   void MovePortsBeforeSend(const int* fds, size_t count);
 
   pid_t pid() const { return pid_; }
+  // evshim_engine_hand_overs (tests): the retrievals answered by the two
+  // hand-overs so far (EventPorts::StraightHandOvers, Kqueues::HandOverCount),
+  // read under the lock. Counted by the engines already: nothing per call.
+  struct HandOvers {
+    uint64_t port_retrievals = 0;
+    uint64_t kevents = 0;
+  };
+  // Cold: out of the calls' text (the hot path's layout unchanged).
+  [[gnu::cold]] HandOvers CountHandOvers();
   // The library's close_range/closefrom wrappers report that descriptor
   // numbers may name other files now (evshim_engine_fd_closed;
   // async-signal-safe, no lock; the other closes: NoteDescriptorClosed). Identity answers

@@ -240,3 +240,16 @@ extern "C" __attribute__((visibility("default"))) void evshim_engine_fd_closed(v
 extern "C" __attribute__((visibility("default"))) void evshim_engine_fd_closed_at(int fd) {
   evshim::shim::inproc::Engine::NoteDescriptorClosed(fd);
 }
+
+extern "C" __attribute__((visibility("default"), cold)) int evshim_engine_hand_overs(
+    struct evshim_engine_hand_over_counts* counts) {
+  using namespace evshim::shim::inproc;
+  *counts = evshim_engine_hand_over_counts{0, 0};
+  if (g_mode.load(std::memory_order_acquire) != static_cast<int>(Mode::kFast)) return 0;
+  Engine* e = g_engine.load(std::memory_order_acquire);
+  if (e == nullptr) return 0;
+  const Engine::HandOvers n = e->CountHandOvers();
+  counts->port_retrievals = n.port_retrievals;
+  counts->kevents = n.kevents;
+  return 1;
+}

@@ -114,6 +114,21 @@ void evshim_engine_fd_closed(void);
  * engine exists. */
 void evshim_engine_fd_closed_at(int fd);
 
+/*
+ * For tests (the foreign libraries never call it): how many retrievals this
+ * process's engine answered by its two hand-overs since it was made, a
+ * port_get/port_getn from the one report its own look kept for it
+ * (EventPorts::OfferHandOver) and a kevent from the one knote its own
+ * change measured ready (Kqueues::HandOver). Both answer as the queued path
+ * would, so only these counts tell the roads apart. Returns 0 and zeros
+ * when no engine serves this process (supervised mode, or no call yet).
+ */
+struct evshim_engine_hand_over_counts {
+  unsigned long long port_retrievals;
+  unsigned long long kevents;
+};
+int evshim_engine_hand_overs(struct evshim_engine_hand_over_counts *counts);
+
 /* The libraries' form of it: 1 and the result in *r when served here, 0
  * when the library must issue the system call. */
 static inline int evshim_engine_try(long nr, long a0, long a1, long a2, long a3, long a4, long a5,

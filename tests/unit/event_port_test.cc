@@ -746,7 +746,8 @@ TEST_F(EventPortTest, LooksReportNotHandedStraightWhereMoreIsInPlay) {
 // DissociateFd's look at the kept event the dissociation answers ENOENT;
 // without ExportPort's EndHandOver the moved queue is empty. ErasePort's
 // reset of the offer is not needed by this sequence: the last close frees
-// the association first, so the offer's end reads no freed port.)
+// the association first, so the offer's end reads no freed port. A
+// program reaches this last close: InprocHandOver.APortClosedAtItsRetrievalsLookTakesItsOfferWithIt.)
 TEST_F(EventPortTest, KeptReportFollowsADissociationAMoveAndTheLastClose) {
   auto f = host_.NewFile();
   host_.Open(kA.pid, 5, f);

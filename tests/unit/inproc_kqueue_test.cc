@@ -36,6 +36,7 @@
 #include "shim/runtime/proc_connector.h"
 #include "tests/support/counting_new.h"
 #include "tests/support/fault_copy.h"
+#include "tests/support/hand_overs.h"
 #include "tests/support/pump_trace.h"
 #include "tests/support/syscall_segments.h"
 
@@ -1540,6 +1541,110 @@ TEST(InprocKqueuePump, CallsResumingWakeThePumpFromItsLook) {
   ASSERT_GE(switches, 0);
   RecordProperty("pump_switches", std::to_string(switches));
   EXPECT_LE(switches, 100) << "the pump's voluntary switches in the busiest of three stretches";
+}
+
+// The change's one ready knote handed to the scan's answer (docs/design.md
+// "Instructions per event", s37 (kqueue); Kqueues::HandOver): a kevent
+// whose scan would find on the list only the knote a change of this call
+// measured ready answers it without the scan's lists. The answer is the
+// scan's either way (kqueue_scan takes the list from its head after the
+// changes: OB kern_event.c:1320-1444, DF kern_event.c kqueue_scan); only
+// the engine's count tells the roads apart (evshim_engine_hand_overs). In
+// a child: an engine of its own, the count its calls' alone.
+uint64_t HandedOverKevents() { return evshim::testing::EngineHandOvers().kevents; }
+
+// bench_kqueue fdwait's round (EV_ADD|EV_ONESHOT on a ready pipe and the
+// wait in one call), a level knote (delivered, back on the list: the next
+// kevent's scan reports it again, no change measured it) and EV_DISPATCH
+// (handed over, disabled, handed over again at its EV_ENABLE). Fails with
+// Kqueues::KeventWith's hand-over taken out: the count stays.
+TEST(InprocKqueueHandOver, TheChangesOneReadyKnoteIsHandedOver) {
+  EXPECT_CHILD_EXITS_0([] {
+    const int kq = kqueue();
+    int p[2];
+    if (kq < 0 || pipe(p) != 0 || write(p[1], "xy", 2) != 2) return 2;
+    if (!evshim::testing::EngineHandOvers().engine) return 3;
+    const uint64_t before = HandedOverKevents();
+    const struct timespec five{5, 0}, zero{0, 0};
+    struct kevent ch[2], out[4];
+    EV_SET(&ch[0], p[0], EVFILT_READ, EV_ADD | EV_ONESHOT, 0, 0, reinterpret_cast<void*>(1));
+    if (kevent(kq, ch, 1, out, 4, &five) != 1) return 4;
+    if (out[0].ident != uintptr_t(p[0]) || out[0].filter != EVFILT_READ || out[0].data != 2 ||
+        out[0].udata != reinterpret_cast<void*>(1)) {
+      return 5;
+    }
+    if (HandedOverKevents() != before + 1) return 6;
+    if (kevent(kq, nullptr, 0, out, 4, &zero) != 0) return 7;  // EV_ONESHOT: gone with its event
+    // Level: handed over, then back on the list for the scan.
+    EV_SET(&ch[0], p[0], EVFILT_READ, EV_ADD, 0, 0, reinterpret_cast<void*>(2));
+    if (kevent(kq, ch, 1, out, 4, &five) != 1 || out[0].udata != reinterpret_cast<void*>(2)) return 8;
+    if (HandedOverKevents() != before + 2) return 9;
+    if (kevent(kq, nullptr, 0, out, 4, &zero) != 1 || out[0].data != 2) return 10;
+    if (HandedOverKevents() != before + 2) return 11;  // the scan's
+    EV_SET(&ch[0], p[0], EVFILT_READ, EV_DELETE, 0, 0, nullptr);
+    if (kevent(kq, ch, 1, nullptr, 0, nullptr) != 0) return 12;
+    // EV_DISPATCH: disabled once delivered, handed over again at EV_ENABLE.
+    EV_SET(&ch[0], p[0], EVFILT_READ, EV_ADD | EV_DISPATCH, 0, 0, reinterpret_cast<void*>(3));
+    if (kevent(kq, ch, 1, out, 4, &five) != 1 || out[0].udata != reinterpret_cast<void*>(3)) return 13;
+    if (kevent(kq, nullptr, 0, out, 4, &zero) != 0) return 14;
+    // (FreeBSD takes the udata of a change without EV_ADD: docs/kqueue.md.)
+    EV_SET(&ch[0], p[0], EVFILT_READ, EV_ENABLE, 0, 0, reinterpret_cast<void*>(3));
+    if (kevent(kq, ch, 1, out, 4, &five) != 1 || out[0].udata != reinterpret_cast<void*>(3)) return 15;
+    if (HandedOverKevents() != before + 4) return 16;
+    return 0;
+  });
+}
+
+// Where the changes' knote is not the scan's whole answer, the scan
+// answers, as the kernels' (the list from its head, OB kern_event.c:1320-1444):
+// two knotes a change measured ready (both, in their order; fails with
+// SoleKnoteMeasuredByChange's look at the list's length taken out: only
+// the first came, by the hand-over), a knote queued before the call (it
+// comes first), a knote the call's next change disabled (KN_DISABLED
+// skipped, OB :1363-1366: nothing), an EV_CLEAR knote (never listed as
+// measured: the scan measures it).
+TEST(InprocKqueueHandOver, TheScanAnswersWhereTheChangesKnoteIsNotItsWholeAnswer) {
+  EXPECT_CHILD_EXITS_0([] {
+    const int kq = kqueue();
+    const evshim::testing::HandOverCounts at_start = evshim::testing::EngineHandOvers();
+    if (kq < 0 || !at_start.engine) return 2;
+    const uint64_t before = at_start.kevents;
+    // Two pipes, a with 1 byte and b with 2.
+    int a[2], b[2];
+    if (pipe(a) != 0 || pipe(b) != 0 || write(a[1], "a", 1) != 1 || write(b[1], "bb", 2) != 2) return 3;
+    const struct timespec five{5, 0}, zero{0, 0};
+    struct kevent ch[2], out[4];
+    // Two measured ready by the call's changes.
+    EV_SET(&ch[0], a[0], EVFILT_READ, EV_ADD | EV_ONESHOT, 0, 0, reinterpret_cast<void*>(1));
+    EV_SET(&ch[1], b[0], EVFILT_READ, EV_ADD | EV_ONESHOT, 0, 0, reinterpret_cast<void*>(2));
+    if (kevent(kq, ch, 2, out, 4, &five) != 2) return 5;
+    if (out[0].udata != reinterpret_cast<void*>(1) || out[1].udata != reinterpret_cast<void*>(2) ||
+        out[1].data != 2) {
+      return 6;
+    }
+    // A knote queued before the call, then a change's ready knote: both,
+    // the earlier first.
+    EV_SET(&ch[0], a[0], EVFILT_READ, EV_ADD, 0, 0, reinterpret_cast<void*>(3));
+    if (kevent(kq, ch, 1, nullptr, 0, nullptr) != 0) return 7;
+    EV_SET(&ch[0], b[0], EVFILT_READ, EV_ADD | EV_ONESHOT, 0, 0, reinterpret_cast<void*>(4));
+    if (kevent(kq, ch, 1, out, 4, &five) != 2) return 8;
+    if (out[0].udata != reinterpret_cast<void*>(3) || out[1].udata != reinterpret_cast<void*>(4)) return 9;
+    EV_SET(&ch[0], a[0], EVFILT_READ, EV_DELETE, 0, 0, nullptr);
+    if (kevent(kq, ch, 1, nullptr, 0, nullptr) != 0) return 10;
+    // Added ready, then disabled by the call's next change: not reported.
+    EV_SET(&ch[0], a[0], EVFILT_READ, EV_ADD, 0, 0, reinterpret_cast<void*>(5));
+    EV_SET(&ch[1], a[0], EVFILT_READ, EV_DISABLE, 0, 0, nullptr);
+    if (kevent(kq, ch, 2, out, 4, &zero) != 0) return 11;
+    EV_SET(&ch[0], a[0], EVFILT_READ, EV_DELETE, 0, 0, nullptr);
+    if (kevent(kq, ch, 1, nullptr, 0, nullptr) != 0) return 12;
+    // EV_CLEAR: the scan measures it.
+    EV_SET(&ch[0], b[0], EVFILT_READ, EV_ADD | EV_CLEAR, 0, 0, reinterpret_cast<void*>(6));
+    if (kevent(kq, ch, 1, out, 4, &five) != 1 || out[0].udata != reinterpret_cast<void*>(6) || out[0].data != 2) {
+      return 13;
+    }
+    if (HandedOverKevents() != before) return 14;
+    return 0;
+  });
 }
 
 }  // namespace

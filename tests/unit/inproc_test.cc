@@ -48,6 +48,7 @@
 #include "shim/runtime/own_fd.h"  // RawBlockedInAWait
 #include "tests/support/counting_new.h"  // InprocAllocations
 #include "tests/support/fault_copy.h"
+#include "tests/support/hand_overs.h"
 #include "tests/support/pump_trace.h"
 #include "tests/support/syscall_segments.h"
 
@@ -2799,6 +2800,168 @@ void PortRoundAllocatesNothing(bool with_timeout) {
 
 TEST(InprocAllocations, PortRoundAllocatesNothing) { PortRoundAllocatesNothing(false); }
 TEST(InprocAllocations, PortRoundWithATimeoutAllocatesNothing) { PortRoundAllocatesNothing(true); }
+
+// The look's one report handed straight to the retrieval (docs/design.md
+// "Instructions per event", s37; docs/performance.md "Session 37: the
+// look's one report handed straight to the retrieval"): a port_get or
+// port_getn(max 1, nget 1) on an empty port looks first (rule 6), and the
+// engine offers that port before the look (Engine::Call,
+// EventPorts::OfferHandOver), so the look's one report for it is answered
+// without the queue. The answer is the queued path's either way; only the
+// engine's count tells the roads apart (evshim_engine_hand_overs). In a
+// child, whose engine is its own and has no idle pump: a pump of the test
+// process's engine (started by an earlier test) may route the report to
+// the queue before the call looks.
+using evshim::testing::EngineHandOvers;
+
+uint64_t StraightRetrievals() { return EngineHandOvers().port_retrievals; }
+
+TEST(InprocHandOver, TheLooksOneReportIsHandedToTheRetrieval) {
+  EXPECT_CHILD_EXITS_0([] {
+    const int port = port_create();
+    int p[2];
+    if (port < 0 || pipe(p) != 0) return 2;
+    if (!EngineHandOvers().engine) return 3;
+    const uint64_t before = StraightRetrievals();
+    // port_get, the association made before the file is ready.
+    if (port_associate(port, PORT_SOURCE_FD, static_cast<uintptr_t>(p[0]), POLLIN, reinterpret_cast<void*>(1)) != 0) {
+      return 4;
+    }
+    if (write(p[1], "x", 1) != 1) return 5;
+    port_event_t ev{};
+    timespec five{5, 0};
+    if (port_get(port, &ev, &five) != 0) return 6;
+    if (ev.portev_source != PORT_SOURCE_FD || ev.portev_object != static_cast<uintptr_t>(p[0]) ||
+        ev.portev_events != POLLIN || ev.portev_user != reinterpret_cast<void*>(1)) {
+      return 7;
+    }
+    if (StraightRetrievals() != before + 1) return 8;  // the engine offered the port
+    // port_getn(max 1, nget 1), re-associated while still ready (rule 6:
+    // its event comes at the retrieval's look; the association made none).
+    if (port_associate(port, PORT_SOURCE_FD, static_cast<uintptr_t>(p[0]), POLLIN, reinterpret_cast<void*>(2)) != 0) {
+      return 9;
+    }
+    uint_t nget = 1;
+    port_event_t list[1]{};
+    if (port_getn(port, list, 1, &nget, &five) != 0 || nget != 1) return 10;
+    if (list[0].portev_object != static_cast<uintptr_t>(p[0]) || list[0].portev_user != reinterpret_cast<void*>(2)) {
+      return 11;
+    }
+    if (StraightRetrievals() != before + 2) return 12;
+    // Fired and delivered once (rule 5): nothing queued after it.
+    nget = 0;
+    if (port_getn(port, list, 0, &nget, nullptr) != 0 || nget != 0) return 13;
+    timespec zero{0, 0};
+    nget = 1;
+    if (port_getn(port, list, 1, &nget, &zero) != 0 || nget != 0) return 14;
+    return 0;
+  });
+}
+
+// Where the look's report is not all the retrieval would take, the queued
+// path answers, as the kernel's (port.c:1188-1237, 1369): two files ready
+// at the look (the first report is queued ahead of the second: fails with
+// EventPorts::Enqueue's queuing of the kept report taken out, the second
+// file's event then first), a port_getn that waits for two (fails with
+// HandOverFits' `nget == 1` taken out: answered at once with one, not
+// ETIME after its timeout, rule 25), a port in alert mode (rule 18: the
+// alert, the file's event queued behind it).
+TEST(InprocHandOver, TheQueuedPathAnswersWhereTheReportIsNotAllTheRetrievalTakes) {
+  EXPECT_CHILD_EXITS_0([] {
+    const int port = port_create();
+    int a[2], b[2];
+    if (port < 0 || pipe(a) != 0 || pipe(b) != 0) return 2;
+    if (!EngineHandOvers().engine) return 3;
+    const uint64_t before = StraightRetrievals();
+    auto associate = [&](int fd, intptr_t user) {
+      return port_associate(port, PORT_SOURCE_FD, static_cast<uintptr_t>(fd), POLLIN, reinterpret_cast<void*>(user));
+    };
+    timespec five{5, 0}, zero{0, 0};
+    // Two files woken in turn: port_get takes the first, the second stays.
+    if (associate(a[0], 1) != 0 || associate(b[0], 2) != 0) return 4;
+    if (write(a[1], "a", 1) != 1 || write(b[1], "b", 1) != 1) return 5;
+    port_event_t ev{};
+    if (port_get(port, &ev, &five) != 0 || ev.portev_user != reinterpret_cast<void*>(1)) return 6;
+    if (port_get(port, &ev, &zero) != 0 || ev.portev_user != reinterpret_cast<void*>(2)) return 7;
+    // The same with port_getn(max 2, nget 1): both, in their order.
+    if (associate(a[0], 3) != 0 || associate(b[0], 4) != 0) return 8;
+    port_event_t list[2]{};
+    uint_t nget = 1;
+    if (port_getn(port, list, 2, &nget, &five) != 0 || nget != 2) return 9;
+    if (list[0].portev_user != reinterpret_cast<void*>(3) || list[1].portev_user != reinterpret_cast<void*>(4)) {
+      return 10;
+    }
+    if (StraightRetrievals() != before) return 11;
+    // One file ready, a port_getn waiting for two: its timeout expires with
+    // the one (rule 25: -1 ETIME, *nget 1).
+    char c;
+    if (read(b[0], &c, 1) != 1 || associate(a[0], 5) != 0) return 12;
+    timespec short_wait{0, 50 * 1000 * 1000};
+    nget = 2;
+    errno = 0;
+    if (port_getn(port, list, 2, &nget, &short_wait) != -1 || errno != ETIME) return 13;
+    if (nget != 1 || list[0].portev_user != reinterpret_cast<void*>(5)) return 14;
+    if (StraightRetrievals() != before) return 15;
+    // Alert mode (rule 18): the alert, and the file's event kept queued.
+    if (associate(a[0], 6) != 0) return 16;
+    if (port_alert(port, PORT_ALERT_SET, 9, reinterpret_cast<void*>(99)) != 0) return 17;
+    if (port_get(port, &ev, &five) != 0) return 18;
+    if (ev.portev_source != PORT_SOURCE_ALERT || ev.portev_events != 9 || ev.portev_user != reinterpret_cast<void*>(99)) {
+      return 19;
+    }
+    if (port_alert(port, 0, 0, nullptr) != 0) return 20;  // rule 16: events 0 ends it
+    if (port_get(port, &ev, &zero) != 0 || ev.portev_source != PORT_SOURCE_FD ||
+        ev.portev_user != reinterpret_cast<void*>(6)) {
+      return 21;
+    }
+    if (StraightRetrievals() != before) return 22;
+    return 0;
+  });
+}
+
+// A retrieval's own look may end its port: a raw close of the port's only
+// descriptor (the library does not see it) is noticed there (its end's
+// hang-up, routed by the look), which removes the port (EventPorts::LastClose,
+// then ErasePort), with the offer made for it before the look still in
+// place; the report the same look brought for it goes with its association.
+// The retrieval finds the number closed (EBADF, port.c:588-594), and the
+// engine goes on: a new port (here at the same number) has its look's
+// report handed straight to its retrieval. ErasePort's reset of the offer
+// is reached here, and is not what keeps the answers right: LastClose frees
+// the association first (FreeAssoc forgets the kept report) and the call's
+// end clears the offer (EndHandOver) before any other port can be made.
+TEST(InprocHandOver, APortClosedAtItsRetrievalsLookTakesItsOfferWithIt) {
+  EXPECT_CHILD_EXITS_0([] {
+    const int port = port_create();
+    int p[2];
+    if (port < 0 || pipe(p) != 0) return 2;
+    if (port_associate(port, PORT_SOURCE_FD, static_cast<uintptr_t>(p[0]), POLLIN, reinterpret_cast<void*>(1)) != 0) {
+      return 3;
+    }
+    port_event_t list[1]{};
+    uint_t nget = 1;
+    timespec zero{0, 0}, five{5, 0};
+    if (port_getn(port, list, 1, &nget, &zero) != 0 || nget != 0) return 4;  // named: kept
+    if (write(p[1], "x", 1) != 1) return 5;
+    if (syscall(SYS_close, port) != 0) return 6;  // not through the library
+    nget = 1;
+    errno = 0;
+    if (port_getn(port, list, 1, &nget, &zero) != -1 || errno != EBADF) return 7;
+    const uint64_t before = StraightRetrievals();
+    const int again = port_create();
+    if (again < 0) return 8;
+    if (port_associate(again, PORT_SOURCE_FD, static_cast<uintptr_t>(p[0]), POLLIN, reinterpret_cast<void*>(2)) != 0) {
+      return 9;
+    }
+    port_event_t ev{};
+    if (port_get(again, &ev, &five) != 0 || ev.portev_object != static_cast<uintptr_t>(p[0]) ||
+        ev.portev_user != reinterpret_cast<void*>(2)) {
+      return 10;
+    }
+    if (StraightRetrievals() != before + 1) return 11;
+    return 0;
+  });
+}
 
 }  // namespace
 

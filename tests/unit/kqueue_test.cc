@@ -143,8 +143,16 @@ class KqFakeHost : public Host {
   bool level_looks = false;
   int free_arms = 0;
   void Look() { ++looks_; }
+  // What ArmWatchIfFree does with `level_looks` on: arms the watch (kArms),
+  // or leaves it as it was, as the in-process host does where arming would
+  // cost a look of its own (kBusy: `events`, LocalWatches::Arm's kIfFree)
+  // or the watch has no record (kGone: EBADF).
+  enum class IfFree { kArms, kBusy, kGone };
+  IfFree if_free = IfFree::kArms;
   Result<uint32_t> ArmWatchIfFree(WatchId id, Pid pid, int fd, uint32_t events) override {
     if (!level_looks) return Host::ArmWatchIfFree(id, pid, fd, events);
+    if (if_free == IfFree::kBusy) return events;
+    if (if_free == IfFree::kGone) return Errno{EBADF};
     ++free_arms;
     Watch& w = watches_.at(id);
     w.edge = false;
@@ -442,6 +450,31 @@ class KqueueTest : public ::testing::Test {
     wr->kind = FdKind::kFifoWriteOnly;
     both->kind = FdKind::kFifo;
     return {rd, wr, both};
+  }
+  // The same FIFO with `level_looks` on, empty: the write-only descriptor
+  // polls POLLOUT, and both count 4096 bytes of room.
+  std::tuple<KqFakeHost::FileRef, KqFakeHost::FileRef, KqFakeHost::FileRef> OpenEmptyFifoLooked(int rd_fd, int wr_fd,
+                                                                                                int both_fd) {
+    auto fifo = OpenFifo(rd_fd, wr_fd, both_fd);
+    host_.level_looks = true;
+    std::get<1>(fifo)->ready = pb::kOut;
+    std::get<0>(fifo)->writable = std::get<1>(fifo)->writable = 4096;
+    return fifo;
+  }
+  // `passes` looks, each followed by a retrieval that takes the WRITE
+  // knote on `ident` alone, with `room` and no EV_EOF (a level knote whose
+  // yes no poll bit carries).
+  void ExpectTheWriteAloneAfterEachLook(int passes, const KqueuePolicy& pol, uint64_t ident, int64_t room) {
+    for (int pass = 0; pass < passes; ++pass) {
+      SCOPED_TRACE(pass);
+      host_.Look();
+      auto ev = Get(8, pol);
+      ASSERT_EQ(ev.size(), 1u);
+      EXPECT_EQ(ev[0].ident, ident);
+      EXPECT_EQ(ev[0].filter, KFilter::kWrite);
+      EXPECT_EQ(ev[0].data, room);
+      EXPECT_EQ(ev[0].flags & kev::kEof, 0);
+    }
   }
   // Closes the descriptors as the library reports a close (FdClosing): no
   // knote is left on them.
@@ -965,26 +998,15 @@ TEST_F(KqueueTest, OpenbsdRefusesAFifosFilterItsOpenModeLacksWithEinval) {
 // with no poll bit behind the yes: delivered again at each retrieval.
 TEST_F(KqueueTest, DragonflyMeasuresTheFifoForAFilterItsOpenModeLacks) {
   const KqueuePolicy pol = DragonflyPolicy();
-  auto [rd, wr, both] = OpenFifo(5, 6, 7);
-  host_.level_looks = true;
   // Empty: the reader polls nothing, the writer POLLOUT. READ on the
   // writer says no; WRITE on the reader has the room.
-  wr->ready = pb::kOut;
-  rd->writable = wr->writable = 4096;
+  auto [rd, wr, both] = OpenEmptyFifoLooked(5, 6, 7);
   ASSERT_EQ(Call({Ch(KFilter::kWrite, 5, kev::kAdd, kev::kNoteLowat, 8192, 0x51),
                   Ch(KFilter::kRead, 6, kev::kAdd, kev::kNoteLowat, 2, 0x61)},
                  Poll(0), pol)
                 .error,
             0);
-  for (int pass = 0; pass < 2; ++pass) {
-    host_.Look();
-    auto ev = Get(8, pol);
-    ASSERT_EQ(ev.size(), 1u);
-    EXPECT_EQ(ev[0].ident, 5u);
-    EXPECT_EQ(ev[0].filter, KFilter::kWrite);
-    EXPECT_EQ(ev[0].data, 4096);
-    EXPECT_EQ(ev[0].flags & kev::kEof, 0);
-  }
+  ExpectTheWriteAloneAfterEachLook(2, pol, 5, 4096);
   // 1 byte queued (under the READ knote's NOTE_LOWAT mark, not read). A
   // write-only descriptor never polls POLLIN (Linux pipe_poll): the bytes
   // are seen when a change measures the knote (docs/kqueue.md), here an
@@ -1346,6 +1368,69 @@ TEST_F(KqueueTest, DeliveredLevelKnoteALookFoundNotReadyIsDroppedUnmeasured) {
   ev = Get();
   ASSERT_EQ(ev.size(), 1u);
   EXPECT_EQ(host_.probes, 1);
+}
+
+// Kqueues::ArmForNextLook owes the look only a knote whose watch the host
+// armed again for it (Host::ArmWatchIfFree answered 0). Where the host did
+// not (arming would cost a look of its own: `events`; the watch has no
+// record: an error), its watch is as it was, and the host's word on that
+// earlier arm (QuietSinceArm) is not an answer for this delivery: the next
+// scan runs the filter (DF kern_event.c:1510-1518; OB :1410-1416). Here the
+// earlier arm is still in place and a look passed it with the file read
+// dry: the scan measures (one probe) and drops the knote. Fails with
+// ArmForNextLook's `(*ready & want) == 0` taken out (busy: no probe, the
+// look's quiet taken) and with its `ready.ok()` inverted (gone: no probe)
+// or taken out (gone: the error's value read, bad_variant_access).
+TEST_F(KqueueTest, DeliveredLevelKnoteTheHostDidNotArmAgainIsMeasuredByTheScan) {
+  host_.level_looks = true;
+  int fd = 5;
+  for (KqFakeHost::IfFree answer : {KqFakeHost::IfFree::kBusy, KqFakeHost::IfFree::kGone}) {
+    SCOPED_TRACE(answer == KqFakeHost::IfFree::kBusy ? "busy" : "gone");
+    host_.if_free = KqFakeHost::IfFree::kArms;
+    host_.free_arms = 0;
+    auto f = host_.Open(kP.pid, fd);
+    host_.Set(engine_, f, pb::kIn, 2);
+    // Delivered (handed over) and back on the list, its watch armed.
+    ASSERT_EQ(Call({Ch(KFilter::kRead, static_cast<uint64_t>(fd), kev::kAdd)}, Poll(8)).events.size(), 1u);
+    ASSERT_EQ(host_.free_arms, 1);
+    // Delivered again (no look since: measured), and this time not armed.
+    host_.if_free = answer;
+    ASSERT_EQ(Get().size(), 1u);
+    host_.Set(engine_, f, 0, 0);  // read dry
+    host_.Look();
+    host_.probes = 0;
+    EXPECT_TRUE(Get().empty());
+    EXPECT_EQ(host_.probes, 1) << "the scan measures the knote";
+    EXPECT_EQ(engine_.PendingCount(kq_), 0u);
+    // Ready again later: reported (a level knote off the list, re-armed by the scan's no).
+    host_.if_free = KqFakeHost::IfFree::kArms;
+    host_.Set(engine_, f, pb::kIn, 3);
+    auto ev = Get();
+    ASSERT_EQ(ev.size(), 1u);
+    EXPECT_EQ(ev[0].data, 3);
+    CloseReported({fd});
+    ++fd;
+  }
+}
+
+// WRITE on a FIFO opened read-only is not re-armed for the look
+// (ArmForNextLook): such a descriptor never polls POLLOUT (Linux
+// pipe_poll), so a look can never report it, while DragonFly's
+// fifo_kqfilter hangs WRITE on the FIFO's socket whatever the open mode and
+// filt_fifowrite says yes with the room (DragonFlyBSD sys/vfs/fifofs/
+// fifo_vnops.c; LackingFifoFilterEvent). Level, so delivered at every
+// retrieval, looks between them. Without NOTE_LOWAT (with it the knote is
+// excluded as a NOTE_LOWAT WRITE first:
+// DragonflyMeasuresTheFifoForAFilterItsOpenModeLacks). Fails with
+// ArmForNextLook's FdKind::kFifoReadOnly taken out: a look's quiet drops the
+// knote at the second retrieval.
+TEST_F(KqueueTest, DragonflyWriteOnAReadOnlyFifoIsMeasuredAtEveryScan) {
+  const KqueuePolicy pol = DragonflyPolicy();
+  (void)OpenEmptyFifoLooked(5, 6, 7);
+  ASSERT_EQ(Call({Ch(KFilter::kWrite, 5, kev::kAdd, 0, 0, 0x51)}, Poll(0), pol).error, 0);
+  ExpectTheWriteAloneAfterEachLook(3, pol, 5, 4096);
+  EXPECT_EQ(host_.free_arms, 0);
+  CloseReported({5, 6, 7});
 }
 
 // A WRITE knote with NOTE_LOWAT says yes while the room to write reaches
