@@ -361,6 +361,9 @@ class LinuxHost final : public emul::Host {
   // LocalStat answers for it), or the number is closed; otherwise the
   // watch is dropped (kNone: the caller looks itself).
   Kept ConfirmKept(int fd);
+  // The watch kept for number `fd`, taken by a new knote, when this call
+  // confirmed it (ConfirmKept's kConfirmed, kept_confirmed_fd_); 0 if not.
+  emul::WatchId UnparkConfirmedKept(int fd);
   // KeptWatch by number: asked several times per kevent, so the usual
   // small numbers are an index (shim/runtime/by_number.h: no hashing, a
   // chunk of 64 numbers allocated by its first watch kept); larger ones a
