@@ -760,7 +760,9 @@ int Kqueues::Register(Kq& kq, Caller caller, KChange& change) {
       // activity to come (ArmFdForActivity), and EV_ENABLE measures it.
       if (ChangeMeasures(kq, *kn, kev.flags)) {
         const uint64_t uid = kn->uid;
+        attached_uid_ = uid;
         const bool listed = MeasureAfterChange(kq, *kn, ChangeStep::kNew);
+        attached_uid_ = 0;
         // WRITE on a pipe whose other end is closed: the three refuse the
         // knote (pipe_kqfilter's EPIPE: FreeBSD sys_pipe.c, the peer's
         // `pipe_present != PIPE_ACTIVE`; OpenBSD, `pipe_peer` NULL;

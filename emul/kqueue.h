@@ -1096,6 +1096,14 @@ class Kqueues final : public Engine {
   std::vector<Taken> spare_taken_;
   uint64_t hand_overs_ = 0;
   uint64_t held_hand_overs_ = 0;
+  // The knote whose add measures it now (Register, ChangeStep::kNew): its
+  // attach just made its watch for the file at its number (Host::WatchFd
+  // found the number open), with the engine held since, so the probe does
+  // not ask Host::SameFile first. The kernels measure a new knote on the
+  // file kqueue_register holds (fget .. fdrop: OB kern_event.c:1066-1176);
+  // a close by another thread meanwhile is ordered after the call, and
+  // its report (FdClosing) drops the knote then. 0: none.
+  uint64_t attached_uid_ = 0;
   // The knote never queued (docs/design.md "Instructions per event", s38):
   // the last change of a kevent that will scan (no EV_RECEIPT, room for an
   // event, no READ knote watches any kqueue) measured it ready on a kqueue

@@ -160,7 +160,9 @@ class KqFakeHost : public Host {
   }
   void DisarmWatch(WatchId id) override { watches_.at(id).armed = false; }
   void DropWatch(WatchId id) override { watches_.erase(id); }
+  int same_file_asks = 0;  // SameFile calls
   bool SameFile(Pid pid, int fd, WatchId id) override {
+    ++same_file_asks;
     auto it = fds_.find({pid, fd});
     auto w = watches_.find(id);
     return it != fds_.end() && w != watches_.end() && w->second.file.lock() == it->second;
@@ -1586,6 +1588,24 @@ TEST_F(KqueueTest, AHeldKnoteIsQueuedWhereTheScanDoesNotTakeIt) {
   EXPECT_EQ(engine_.HeldHandOverCount(), before);
   EXPECT_EQ(engine_.PendingCount(outer), 1u);
   EXPECT_TRUE(host_.readable(outer));
+}
+
+// A new knote's first measurement is made on the file its attach just
+// found at the number (Host::WatchFd), as kqueue_register measures it on
+// the file it holds (OB kern_event.c:1066-1176): no identity check first
+// (Kqueues::attached_uid_). Any later measurement asks (knote_fdclose
+// observed lazily): a number closed since drops the knote silently.
+TEST_F(KqueueTest, TheAddsOwnMeasurementAsksNoIdentityCheck) {
+  auto f = host_.Open(kP.pid, 5);
+  host_.Set(engine_, f, pb::kIn, 1);
+  const int asks = host_.same_file_asks;
+  Call({Ch(KFilter::kRead, 5, kev::kAdd)}, Poll(0));
+  EXPECT_EQ(host_.same_file_asks, asks);
+  EXPECT_EQ(engine_.PendingCount(kq_), 1u);
+  host_.Close(kP.pid, 5);  // not reported: the scan's check finds it
+  EXPECT_TRUE(Get().empty());
+  EXPECT_GT(host_.same_file_asks, asks);
+  EXPECT_EQ(engine_.KnoteCount(kq_), 0u);
 }
 
 // A completion lent by reference (Kevent's second form, the abi's on its
