@@ -302,6 +302,14 @@ class LinuxHost final : public emul::Host {
     kqueue_at_cb_ = std::move(cb);
   }
   std::optional<emul::ObjectId> KqueueAt(emul::Pid pid, int fd) override {
+    // A kqueue's descriptor is an object's, a socket (ObjectTable::
+    // MakePair): a number of this process that the call's kept fstat
+    // (LocalStat, a kept watch's confirmation) shows not to be a socket is
+    // none. The in-process engine's callback answers so from that same
+    // fstat; this spares its indirect call for every fd knote's attach.
+    if (pid == local_pid_ && fd == local_stat_fd_ && file_check_memo_ && !S_ISSOCK(local_stat_.st_mode)) {
+      return std::nullopt;
+    }
     return kqueue_at_cb_ ? kqueue_at_cb_(pid, fd) : std::nullopt;
   }
   size_t path_watch_count() const { return path_watches_.size(); }
