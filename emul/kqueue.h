@@ -1099,10 +1099,12 @@ class Kqueues final : public Engine {
   // The knote whose add measures it now (Register, ChangeStep::kNew): its
   // attach just made its watch for the file at its number (Host::WatchFd
   // found the number open), with the engine held since, so the probe does
-  // not ask Host::SameFile first. The kernels measure a new knote on the
-  // file kqueue_register holds (fget .. fdrop: OB kern_event.c:1066-1176);
-  // a close by another thread meanwhile is ordered after the call, and
-  // its report (FdClosing) drops the knote then. 0: none.
+  // not ask Host::SameFile first. kqueue_register measures a new knote on
+  // the file it took at the lookup (OB kern_event.c:1077, filter_process
+  // at :1175); a close racing the add is ordered after this call (the
+  // library's close report waits for the engine) and drops the knote then,
+  // the order OpenBSD's fd_checkclosed allows ("the insert happening in
+  // full before the close", :1155-1172). 0: none.
   uint64_t attached_uid_ = 0;
   // The knote never queued (docs/design.md "Instructions per event", s38):
   // the last change of a kevent that will scan (no EV_RECEIPT, room for an

@@ -393,7 +393,8 @@ void ExpectRoundsConfirmNothing() {
 // number (LinuxHost::ReleaseWatch) with its registration on, so each round
 // costs the look's epoll_wait, the EPOLL_CTL_MOD that confirms the file
 // (ConfirmKept) and the FIONREAD for `data`: no fstat, no poll, no fcntl,
-// whichever road the release takes (docs/performance.md "Session 38").
+// whichever road the release takes (docs/performance.md "Session 38:
+// kqueue").
 [[noreturn]] void OneshotRoundsChild() {
   const int kq = kqueue();
   int p[2];
