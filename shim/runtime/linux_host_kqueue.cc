@@ -659,16 +659,16 @@ void LinuxHost::ReadInotify() {
   }
 }
 
-// A READ knote's watch whose knote went with its file still at the number:
-// kept for the number's next knote (docs/kqueue.md "What a kevent costs").
-// The first time as it is, with this call's fstat of the number; when the
-// watch served a second knote, with its level registration kept on.
 namespace {
 // What a kept watch's registration waits for: a READ knote's readiness.
 constexpr uint32_t kKeptEvents =
     emul::poll_bits::kIn | emul::poll_bits::kRdHup | emul::poll_bits::kHup | emul::poll_bits::kErr;
 }  // namespace
 
+// A READ knote's watch whose knote went with its file still at the number:
+// kept for the number's next knote (docs/kqueue.md "What a kevent costs").
+// The first time as it is, with this call's fstat of the number; when the
+// watch served a second knote, with its level registration kept on.
 void LinuxHost::ReleaseWatch(emul::WatchId id, emul::Pid pid, int fd, emul::FdKind kind) {
   using emul::FdKind;
   // Only a file whose look report can stand for the poll
