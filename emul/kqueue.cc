@@ -320,7 +320,10 @@ void Kqueues::Activate(Kq& kq, Knote& kn) {
 
 void Kqueues::QueueHeldNow() {
   Knote& kn = *std::exchange(held_, nullptr);
-  Enqueue(*held_kq_, kn);
+  // At the head: it was held on an empty list, so any knote queued since was
+  // activated after it (none is today between the change and the scan: a
+  // guard for the order, knote_activate's).
+  Enqueue(*held_kq_, kn, /*at_head=*/true);
 }
 
 void Kqueues::Drop(Kq& kq, Knote& kn) {
@@ -1028,7 +1031,7 @@ Kqueues::Knote* Kqueues::SoleKnoteMeasuredByChange(Kq& kq) {
 Kqueues::Knote* Kqueues::TakeHeldForHandOver(Kq& kq) {
   Knote* kn = held_;
   // SoleKnoteMeasuredByChange's test, the list being this knote alone.
-  if (held_kq_ == &kq && kn->ready_at_change && !kn->disabled && !kn->awaits_look) {
+  if (held_kq_ == &kq && kq.queue.empty() && kn->ready_at_change && !kn->disabled && !kn->awaits_look) {
     ++held_hand_overs_;
     held_ = nullptr;
     return kn;  // not queued: HandOver's Dequeue takes nothing off
