@@ -318,7 +318,13 @@ void Kqueues::Activate(Kq& kq, Knote& kn) {
   if (!kn.disabled) Enqueue(kq, kn);  // knote_activate: not while disabled
 }
 
+void Kqueues::QueueHeldNow() {
+  Knote& kn = *std::exchange(held_, nullptr);
+  Enqueue(*held_kq_, kn);
+}
+
 void Kqueues::Drop(Kq& kq, Knote& kn) {
+  if (held_ == &kn) held_ = nullptr;  // never queued: nothing to take off
   Dequeue(kq, kn);
   // Measured ready by this call's changes (EV_ONESHOT delivered, EV_DELETE):
   // usually the last listed, which leaves the list now so that the call's
@@ -564,6 +570,16 @@ bool Kqueues::MeasureAfterChange(Kq& kq, Knote& kn, ChangeStep step) {
   if (dropped) return true;
   if (OpsOf(kn.kev.filter).on_descriptor) NoteChangeMeasure(kn, ready);
   if (ready) {
+    // The call's last change, on an empty list: held for the scan's
+    // hand-over instead of queued (held_).
+    if (hold_for_hand_over_ && held_ == nullptr && kn.ready_at_change && !kn.disabled && !kn.queued &&
+        kq.queue.empty()) {
+      kn.active = true;
+      held_ = &kn;
+      held_kq_ = &kq;
+      return false;
+    }
+    QueueHeld();  // activated first (the same knote, measured again): ahead
     Activate(kq, kn);
     return false;
   }
@@ -588,6 +604,7 @@ bool Kqueues::MeasureAfterChange(Kq& kq, Knote& kn, ChangeStep step) {
       if (kn.queued) break;
       if (kn.active && kq.policy.enable_queues_active) {
         // DF :1372-1378, FreeBSD done_ev_add: on the list for the scan.
+        QueueHeld();
         Enqueue(kq, kn);
         kn.measured = true;  // a queued EV_ONESHOT is posted as the enable measured it
         break;
@@ -743,7 +760,9 @@ int Kqueues::Register(Kq& kq, Caller caller, KChange& change) {
       // activity to come (ArmFdForActivity), and EV_ENABLE measures it.
       if (ChangeMeasures(kq, *kn, kev.flags)) {
         const uint64_t uid = kn->uid;
+        attached_uid_ = uid;
         const bool listed = MeasureAfterChange(kq, *kn, ChangeStep::kNew);
+        attached_uid_ = 0;
         // WRITE on a pipe whose other end is closed: the three refuse the
         // knote (pipe_kqfilter's EPIPE: FreeBSD sys_pipe.c, the peer's
         // `pipe_present != PIPE_ACTIVE`; OpenBSD, `pipe_peer` NULL;
@@ -1006,6 +1025,18 @@ Kqueues::Knote* Kqueues::SoleKnoteMeasuredByChange(Kq& kq) {
   return kn;
 }
 
+Kqueues::Knote* Kqueues::TakeHeldForHandOver(Kq& kq) {
+  Knote* kn = held_;
+  // SoleKnoteMeasuredByChange's test, the list being this knote alone.
+  if (held_kq_ == &kq && kn->ready_at_change && !kn->disabled && !kn->awaits_look) {
+    ++held_hand_overs_;
+    held_ = nullptr;
+    return kn;  // not queued: HandOver's Dequeue takes nothing off
+  }
+  QueueHeldNow();
+  return nullptr;
+}
+
 void Kqueues::HandOver(Kq& kq, KeventCompletion& done, Knote& kn) {
   ++hand_overs_;
   Dequeue(kq, kn);
@@ -1058,6 +1089,7 @@ std::optional<WaitId> Kqueues::KeventWith(Caller caller, ObjectId id, const Kque
     ReapClosed();
   };
   auto finish = [&](const KeventOutcome& out) -> std::optional<WaitId> {
+    QueueHeld();  // not the scan: queued where its change put it
     done.Complete(out);
     pump_others();
     return std::nullopt;
@@ -1089,7 +1121,13 @@ std::optional<WaitId> Kqueues::KeventWith(Caller caller, ObjectId id, const Kque
   int64_t room = wait.nevents_negative ? -1 : static_cast<int64_t>(wait.nevents);
   for (KChange& c : changes) {
     if (c.skip) continue;
+    // The last change of a call that will scan may hold its knote (held_);
+    // not while any READ knote watches a kqueue: a knote queued on this one
+    // would activate it (WakeWatchers).
+    hold_for_hand_over_ = &c == &changes.back() && wait.nevents > 0 && !(c.kev.flags & kev::kReceipt) &&
+                          kq_watchers_.empty();
     int err = c.error != 0 ? c.error : Register(*kq, caller, c);
+    hold_for_hand_over_ = false;
     if (err == 0 && !(c.kev.flags & kev::kReceipt)) continue;
     if (room == 0 && !policy.post_errors_without_room) {
       return fail(err);  // 0 for a receipt: the call returns 0 (OB kern_event.c:953-955)
@@ -1124,7 +1162,7 @@ std::optional<WaitId> Kqueues::KeventWith(Caller caller, ObjectId id, const Kque
     rel = std::min(whole * kNanosPerSecond + std::clamp<int64_t>(wait.nsec, -kHuge, kHuge), kHuge);
   }
   const bool poll_only = !wait.forever && rel <= 0;
-  if (Knote* kn = SoleKnoteMeasuredByChange(*kq)) {
+  if (Knote* kn = held_ != nullptr ? TakeHeldForHandOver(*kq) : SoleKnoteMeasuredByChange(*kq)) {
     HandOver(*kq, done, *kn);
     pump_others();
     return std::nullopt;

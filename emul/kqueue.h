@@ -453,6 +453,8 @@ class Kqueues final : public Engine {
   // Retrievals answered by the scan's hand-over (HandOver) since the
   // engine began: which road a retrieval took, for the tests.
   uint64_t HandOverCount() const { return hand_overs_; }
+  // Of those, the knotes handed over without ever being queued (held_).
+  uint64_t HeldHandOverCount() const { return held_hand_overs_; }
 
  private:
   struct Knote;
@@ -990,6 +992,15 @@ class Kqueues final : public Engine {
   // the only one queued, enabled, measured ready by a change of this very
   // call (Collect's `measured_now`), no look owed; else null (Kevent).
   Knote* SoleKnoteMeasuredByChange(Kq& kq);
+  // The knote held off the list (held_, not null) if the scan's hand-over
+  // may take it as SoleKnoteMeasuredByChange would, else null (then it is
+  // queued, and the list has no knote that one would take).
+  Knote* TakeHeldForHandOver(Kq& kq);
+  // Queues the held knote, where it would have been queued at its change.
+  void QueueHeld() {
+    if (held_ != nullptr) [[unlikely]] QueueHeldNow();
+  }
+  __attribute__((noinline, cold)) void QueueHeldNow();
   // Collect and Deliver for that one knote, without their lists.
   void HandOver(Kq& kq, KeventCompletion& done, Knote& kn);
   void Commit(Kq& kq, std::vector<Taken>& taken);
@@ -1084,6 +1095,35 @@ class Kqueues final : public Engine {
   std::vector<std::pair<uint64_t, Knote*>> spare_listed_;
   std::vector<Taken> spare_taken_;
   uint64_t hand_overs_ = 0;
+  uint64_t held_hand_overs_ = 0;
+  // The knote whose add measures it now (Register, ChangeStep::kNew): its
+  // attach just made its watch for the file at its number (Host::WatchFd
+  // found the number open), with the engine held since, so the probe does
+  // not ask Host::SameFile first. kqueue_register measures a new knote on
+  // the file it took at the lookup (OB kern_event.c:1077, filter_process
+  // at :1175); a close racing the add is ordered after this call (the
+  // library's close report waits for the engine) and drops the knote then,
+  // the order OpenBSD's fd_checkclosed allows ("the insert happening in
+  // full before the close", :1155-1172). 0: none.
+  uint64_t attached_uid_ = 0;
+  // The knote never queued (docs/design.md "Instructions per event", s38):
+  // the last change of a kevent that will scan (no EV_RECEIPT, room for an
+  // event, no READ knote watches any kqueue) measured it ready on a kqueue
+  // whose list was empty. It is active, not queued, and the scan's
+  // hand-over takes it (TakeHeldForHandOver): queued it would have been the
+  // list's only knote, taken at once. Anything else queues it first, where
+  // it would have been: every answer of the call that is not the scan
+  // (KeventWith's `finish`), a hand-over it does not fit (disabled by its
+  // change), and a later measurement of the same change that queues
+  // (MeasureAfterChange: EV_DISABLE|EV_ENABLE measures it again), so the
+  // list's order stands. Nothing else runs between the hold and the scan:
+  // the hold is the last change's last measurement but that one, no look
+  // or watch report comes in a call's changes, and no READ knote watches
+  // a kqueue (WakeWatchers). Drop forgets it. `hold_for_hand_over_` is on
+  // only while that last change is applied (MeasureAfterChange asks).
+  Knote* held_ = nullptr;
+  Kq* held_kq_ = nullptr;
+  bool hold_for_hand_over_ = false;
   template <typename T>
   static void Recycle(std::vector<T>& used, std::vector<T>& spare) {
     if (used.capacity() > 64 || used.capacity() <= spare.capacity()) return;

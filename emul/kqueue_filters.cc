@@ -139,8 +139,9 @@ struct Kqueues::Filters {
   static std::optional<FdProbe> Probe(Kqueues& self, Kq& kq, Knote& kn, FdProbeNeeds needs,
                                       bool* dropped) {
     // The descriptor this knote was registered on is closed (or now names
-    // another file).
-    if (kn.io.watch && !self.host_.SameFile(kn.owner, kn.fd, *kn.io.watch)) {
+    // another file). Not asked at the add's own measurement: its watch was
+    // made for the number's file a moment ago in this call (attached_uid_).
+    if (kn.io.watch && kn.uid != self.attached_uid_ && !self.host_.SameFile(kn.owner, kn.fd, *kn.io.watch)) {
       self.Drop(kq, kn);
       *dropped = true;
       return std::nullopt;

@@ -181,18 +181,28 @@ void LinuxHost::set_local_process(emul::Pid pid) {
   if (register_cb_) local_->set_register_callback(register_cb_);
 }
 
+emul::WatchId LinuxHost::UnparkConfirmedKept(int fd) {
+  if (fd != kept_confirmed_fd_ || !file_check_memo_) return 0;
+  KeptWatch* kept = kept_.Find(fd);
+  if (kept == nullptr || !kept->parked) return 0;
+  kept->parked = false;
+  return kept->id;
+}
+
 Result<emul::WatchId> LinuxHost::WatchFd(emul::Pid pid, int fd) {
   // The file is registered by the first ArmWatch, which knows the mask.
+  const bool local = pid == local_pid_ && local_;
+  // A kqueue change's own FdOpen (Kqueues::Register) confirmed the watch
+  // kept for this number: FdOpen would answer from that confirmation, so
+  // it is not asked again.
+  if (local) {
+    if (const emul::WatchId kept = UnparkConfirmedKept(fd); kept != 0) return kept;
+  }
   if (!FdOpen(pid, fd)) return Errno{EBADF};
-  if (pid == local_pid_ && local_) {
-    if (fd == kept_confirmed_fd_ && file_check_memo_) {
-      // FdOpen just confirmed the watch kept for this number (ReleaseWatch).
-      KeptWatch* kept = kept_.Find(fd);
-      if (kept != nullptr && kept->parked) {
-        kept->parked = false;
-        return kept->id;
-      }
-    }
+  if (local) {
+    // FdOpen just confirmed the watch kept for this number (a fork copy's
+    // watch: no FdOpen before).
+    if (const emul::WatchId kept = UnparkConfirmedKept(fd); kept != 0) return kept;
     const emul::WatchId id = local_->NewId(kLocalWatch);
     local_->Add(id);
     return id;

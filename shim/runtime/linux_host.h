@@ -302,6 +302,14 @@ class LinuxHost final : public emul::Host {
     kqueue_at_cb_ = std::move(cb);
   }
   std::optional<emul::ObjectId> KqueueAt(emul::Pid pid, int fd) override {
+    // A kqueue's descriptor is an object's, a socket (ObjectTable::
+    // MakePair): a number of this process that the call's kept fstat
+    // (LocalStat, a kept watch's confirmation) shows not to be a socket is
+    // none. The in-process engine's callback answers so from that same
+    // fstat; this spares its indirect call for every fd knote's attach.
+    if (pid == local_pid_ && fd == local_stat_fd_ && file_check_memo_ && !S_ISSOCK(local_stat_.st_mode)) {
+      return std::nullopt;
+    }
     return kqueue_at_cb_ ? kqueue_at_cb_(pid, fd) : std::nullopt;
   }
   size_t path_watch_count() const { return path_watches_.size(); }
@@ -361,6 +369,9 @@ class LinuxHost final : public emul::Host {
   // LocalStat answers for it), or the number is closed; otherwise the
   // watch is dropped (kNone: the caller looks itself).
   Kept ConfirmKept(int fd);
+  // The watch kept for number `fd`, taken by a new knote, when this call
+  // confirmed it (ConfirmKept's kConfirmed, kept_confirmed_fd_); 0 if not.
+  emul::WatchId UnparkConfirmedKept(int fd);
   // KeptWatch by number: asked several times per kevent, so the usual
   // small numbers are an index (shim/runtime/by_number.h: no hashing, a
   // chunk of 64 numbers allocated by its first watch kept); larger ones a

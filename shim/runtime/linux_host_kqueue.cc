@@ -659,6 +659,12 @@ void LinuxHost::ReadInotify() {
   }
 }
 
+namespace {
+// What a kept watch's registration waits for: a READ knote's readiness.
+constexpr uint32_t kKeptEvents =
+    emul::poll_bits::kIn | emul::poll_bits::kRdHup | emul::poll_bits::kHup | emul::poll_bits::kErr;
+}  // namespace
+
 // A READ knote's watch whose knote went with its file still at the number:
 // kept for the number's next knote (docs/kqueue.md "What a kevent costs").
 // The first time as it is, with this call's fstat of the number; when the
@@ -671,6 +677,19 @@ void LinuxHost::ReleaseWatch(emul::WatchId id, emul::Pid pid, int fd, emul::FdKi
                         fd == local_stat_fd_ && ((emul::IsPipeKind(kind) && kind != FdKind::kPipeWriteEnd) ||
                                                                 kind == FdKind::kSocket);
   KeptWatch* kept = keepable ? kept_.Find(fd) : nullptr;
+  if (kept != nullptr && kept->id == id && kept->registered && fd == kept_confirmed_fd_ && kept->kind == kind) {
+    // Given back in the call that confirmed it (its knote lived one call:
+    // EV_ONESHOT added again and again): its record is what this call's
+    // fstat answer came from (ConfirmKept), only its registration is kept
+    // again.
+    if (!local_->Keep(id, fd, kKeptEvents)) {
+      kept_.Erase(fd);
+      local_->Drop(id);
+      return;
+    }
+    kept->parked = true;
+    return;
+  }
   if (!keepable || (kept != nullptr && kept->parked && kept->id != id)) {
     DropWatch(id);  // one kept watch per number
     return;
@@ -684,8 +703,7 @@ void LinuxHost::ReleaseWatch(emul::WatchId id, emul::Pid pid, int fd, emul::FdKi
   k.parked = true;
   if (kept != nullptr && kept->id == id) {
     // Its second knote at least: its registration stays on from now.
-    k.registered = local_->Keep(id, fd, emul::poll_bits::kIn | emul::poll_bits::kRdHup |
-                                            emul::poll_bits::kHup | emul::poll_bits::kErr);
+    k.registered = local_->Keep(id, fd, kKeptEvents);
     if (!k.registered) {
       kept_.Erase(fd);
       local_->Drop(id);

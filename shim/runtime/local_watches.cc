@@ -978,9 +978,15 @@ bool LocalWatches::Keep(WatchId id, int fd, uint32_t events) {
   if (found_watch == nullptr || found_watch->edge || found_watch->pollless) return false;
   Watch& w = *found_watch;
   events &= kPollBits;
-  Result<File*> attached = Attach(w, id, FileOf(w), fd);
-  if (!attached.ok()) return false;
-  File& f = **attached;
+  // Usually on its number's file still (its knote's own): Attach's first
+  // answer, without its call.
+  File* on = FileOf(w);
+  if (on == nullptr || on->dead || on->fd != fd) {
+    Result<File*> attached = Attach(w, id, on, fd);
+    if (!attached.ok()) return false;
+    on = *attached;
+  }
+  File& f = *on;
   w.armed = false;
   Unfire(id);
   w.mask = static_cast<uint16_t>(events);

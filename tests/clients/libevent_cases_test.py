@@ -17,6 +17,9 @@ import subprocess
 import sys
 import tempfile
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from verdict import finish  # noqa: E402
+
 scripts = sys.argv[1]
 runner = os.path.join(scripts, "lib", "libevent_cases.py")
 
@@ -145,9 +148,4 @@ with tempfile.TemporaryDirectory() as tmp:
     check(alone_starts and ends and min(alone_starts) >= max(ends),
           "a case ran again while a unit's full run was still going")
 
-if problems:
-    print("libevent_cases_test: FAILED")
-    for pr in problems:
-        print("  " + pr)
-    sys.exit(1)
-print("libevent_cases_test: ok")
+finish("libevent_cases_test", problems)

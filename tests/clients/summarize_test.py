@@ -10,6 +10,9 @@ import subprocess
 import sys
 import tempfile
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from verdict import finish  # noqa: E402
+
 summarize = os.path.join(sys.argv[1], "lib", "summarize.py")
 problems = []
 
@@ -47,9 +50,4 @@ with tempfile.TemporaryDirectory() as tmp:
     if status != 1 or len(named) != 40 or lines[-2:] != ["failed: ... and 5 more", "0 passed, 45 failed"]:
         problems.append(f"45 failures: exit {status}, {len(named)} named, last {lines[-2:]}")
 
-if problems:
-    print("summarize_test: FAILED")
-    for pr in problems:
-        print("  " + pr)
-    sys.exit(1)
-print("summarize_test: ok")
+finish("summarize_test", problems)

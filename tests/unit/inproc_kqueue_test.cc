@@ -389,6 +389,42 @@ void ExpectRoundsConfirmNothing() {
   }
 }
 
+// EV_ADD|EV_ONESHOT on a ready pipe and the wait, in one kevent, again and
+// again (bench_kqueue fdwait): the READ knote's watch is kept for the
+// number (LinuxHost::ReleaseWatch) with its registration on, so each round
+// costs the look's epoll_wait, the EPOLL_CTL_MOD that confirms the file
+// (ConfirmKept) and the FIONREAD for `data`: no fstat, no poll, no fcntl,
+// whichever road the release takes (docs/performance.md "Session 38:
+// kqueue").
+[[noreturn]] void OneshotRoundsChild() {
+  const int kq = kqueue();
+  int p[2];
+  if (kq < 0 || pipe(p) != 0 || write(p[1], "x", 1) != 1) _exit(2);
+  for (int round = -3; round < kBudgetRounds; ++round) {  // three rounds to warm up
+    if (round >= 0) syscall(SYS_getppid);  // marker
+    struct kevent ch, out;
+    EV_SET(&ch, p[0], EVFILT_READ, EV_ADD | EV_ONESHOT, 0, 0, nullptr);
+    if (kevent(kq, &ch, 1, &out, 1, nullptr) != 1 || out.data != 1) _exit(3);
+  }
+  syscall(SYS_getppid);
+  _exit(0);
+}
+
+TEST(InprocKqueueBudget, OneshotReaddedOnAReadyPipeCostsALookAConfirmationAndACount) {
+  std::vector<std::map<long, int>> segments;
+  ASSERT_NO_FATAL_FAILURE(evshim::testing::TraceSegments([] { OneshotRoundsChild(); }, &segments));
+  ASSERT_EQ(segments.size(), kBudgetRounds + 1u);
+  auto count = [](const std::map<long, int>& seg, long nr) { return seg.count(nr) ? seg.at(nr) : 0; };
+  for (size_t i = 0; i + 1 < segments.size(); ++i) {
+    const auto& seg = segments[i];
+    EXPECT_EQ(Looks(seg), 1) << "round " << i << evshim::testing::Describe(seg);
+    EXPECT_EQ(count(seg, SYS_epoll_ctl), 1) << "round " << i << evshim::testing::Describe(seg);
+    EXPECT_EQ(count(seg, SYS_ioctl), 1) << "round " << i << evshim::testing::Describe(seg);
+    EXPECT_EQ(count(seg, SYS_newfstatat) + count(seg, SYS_fstat) + count(seg, SYS_fcntl), 0)
+        << "round " << i << evshim::testing::Describe(seg);
+  }
+}
+
 TEST(InprocKqueueBudget, AnUnrelatedCloseCostsTheNextKeventNothing) {
   ExpectRoundsConfirmNothing<BeforeEachKevent::kCloseAnotherFile>();
 }

@@ -168,7 +168,9 @@ class KqFakeHost : public Host {
   }
   void DisarmWatch(WatchId id) override { watches_.at(id).armed = false; }
   void DropWatch(WatchId id) override { watches_.erase(id); }
+  int same_file_asks = 0;  // SameFile calls
   bool SameFile(Pid pid, int fd, WatchId id) override {
+    ++same_file_asks;
     auto it = fds_.find({pid, fd});
     auto w = watches_.find(id);
     return it != fds_.end() && w != watches_.end() && w->second.file.lock() == it->second;
@@ -1564,6 +1566,131 @@ TEST_F(KqueueTest, TheChangesOneReadyKnoteIsHandedOverAsTheScanWouldTakeIt) {
   ASSERT_EQ(out.events.size(), 1u);
   EXPECT_EQ(engine_.HandOverCount(), 5u);
   EXPECT_TRUE(Get().empty());  // cleared: no new activity
+}
+
+// The knote never queued (Kqueues::held_, docs/design.md "Instructions per
+// event", s38): the call's last change measures its knote ready on an
+// empty list, and the scan that follows takes exactly that knote (the
+// changes first, then the list: OB kern_event.c:929-965 then 1320-1444, DF
+// kern_event.c:820-858 then kqueue_scan, FreeBSD kqueue_kevent then
+// kqueue_scan), so it is handed over without being queued: the same
+// answers as the queued road, for each post-event action.
+TEST_F(KqueueTest, TheLastChangesReadyKnoteIsHandedOverWithoutBeingQueued) {
+  auto f = host_.Open(kP.pid, 5);
+  host_.Set(engine_, f, pb::kIn, 3);
+  for (const KqueuePolicy& pol : {FreebsdPolicy(), OpenbsdPolicy(), DragonflyPolicy()}) {
+    const uint64_t held = engine_.HeldHandOverCount();
+    auto out = Call({Ch(KFilter::kRead, 5, kev::kAdd | kev::kOneshot, 0, 0, 0xbeef)}, Poll(1), pol);
+    ASSERT_EQ(out.events.size(), 1u);
+    EXPECT_EQ(out.events[0].data, 3);
+    EXPECT_EQ(out.events[0].udata, 0xbeefu);
+    EXPECT_EQ(engine_.HeldHandOverCount(), held + 1);
+    EXPECT_EQ(engine_.KnoteCount(kq_), 0u);  // EV_ONESHOT: gone
+    EXPECT_FALSE(host_.readable(kq_));
+    // A level knote: delivered, then on the list for the next scan.
+    out = Call({Ch(KFilter::kRead, 5, kev::kAdd)}, Poll(1), pol);
+    ASSERT_EQ(out.events.size(), 1u);
+    EXPECT_EQ(engine_.HeldHandOverCount(), held + 2);
+    EXPECT_EQ(engine_.PendingCount(kq_), 1u);
+    EXPECT_TRUE(host_.readable(kq_));
+    // EV_ADD on it again: it is queued already, so the scan takes the list.
+    out = Call({Ch(KFilter::kRead, 5, kev::kAdd)}, Poll(1), pol);
+    ASSERT_EQ(out.events.size(), 1u);
+    EXPECT_EQ(engine_.HeldHandOverCount(), held + 2);
+    Call({Ch(KFilter::kRead, 5, kev::kDelete)}, Poll(0), pol);
+    // Refused: at the head of the list, reported once by the next scan.
+    Captured refused;
+    std::vector<KChange> fdwait{Ch(KFilter::kRead, 5, kev::kAdd | kev::kOneshot)};
+    EXPECT_FALSE(engine_.Kevent(kP, kq_, pol, fdwait, false, Poll(1), std::make_unique<Capture>(&refused, false)));
+    EXPECT_EQ(engine_.HeldHandOverCount(), held + 3);
+    EXPECT_EQ(engine_.PendingCount(kq_), 1u);
+    EXPECT_TRUE(host_.readable(kq_));
+    ASSERT_EQ(Get(8, pol).size(), 1u);
+    EXPECT_EQ(engine_.KnoteCount(kq_), 0u);
+    EXPECT_FALSE(host_.readable(kq_));
+  }
+}
+
+// Where the held knote is not the scan's answer, it is queued where its
+// change put it: the call ends before a scan (FreeBSD's invalid timeout
+// after the changes, kqueue_scan's timespecvalid_interval; the change list
+// unreadable after it, EFAULT), its change disabled it (EV_ADD|EV_DISABLE
+// on an enabled knote: OpenBSD and DragonFly measure it first,
+// OB kern_event.c:1201-1204 then :1217-1218, DF :1355-1358 then
+// :1364-1367: it stays on the list, ACTIVE, until the scan takes it off),
+// or a READ knote watches the kqueue (its activation reaches that knote,
+// kqueue_wakeup's KNOTE; the watching kqueue polls readable).
+TEST_F(KqueueTest, AHeldKnoteIsQueuedWhereTheScanDoesNotTakeIt) {
+  auto f = host_.Open(kP.pid, 5);
+  host_.Set(engine_, f, pb::kIn, 1);
+  const uint64_t held = engine_.HeldHandOverCount();
+  // No scan: an invalid timeout, checked after the changes on FreeBSD.
+  EXPECT_EQ(Call({Ch(KFilter::kRead, 5, kev::kAdd | kev::kOneshot)}, Wait(1, 0, -1)).error, EINVAL);
+  EXPECT_EQ(engine_.PendingCount(kq_), 1u);
+  EXPECT_TRUE(host_.readable(kq_));
+  ASSERT_EQ(Get().size(), 1u);
+  // No scan: the change list unreadable after the change.
+  KChange add = Ch(KFilter::kRead, 5, kev::kAdd | kev::kOneshot);
+  Captured faulted;
+  engine_.Kevent(kP, kq_, FreebsdPolicy(), {&add, 1}, true, Poll(1), std::make_unique<Capture>(&faulted));
+  EXPECT_EQ(faulted.out.error, EFAULT);
+  EXPECT_EQ(engine_.PendingCount(kq_), 1u);
+  EXPECT_TRUE(host_.readable(kq_));
+  ASSERT_EQ(Get().size(), 1u);
+  EXPECT_EQ(engine_.HeldHandOverCount(), held);
+  // Disabled by its own change after its measurement: on the list, not
+  // reported; EV_ENABLE reports it.
+  for (const KqueuePolicy& pol : {OpenbsdPolicy(), DragonflyPolicy()}) {
+    // An enabled knote off the list on a file that turns ready with no
+    // report yet (the look comes with the next call).
+    host_.Set(engine_, f, 0, 0);
+    Call({Ch(KFilter::kRead, 5, kev::kAdd)}, Poll(0), pol);
+    f->ready = pb::kIn;
+    f->readable = 2;
+    ASSERT_EQ(engine_.PendingCount(kq_), 0u);
+    const uint64_t at = engine_.HeldHandOverCount();
+    EXPECT_TRUE(Call({Ch(KFilter::kRead, 5, kev::kAdd | kev::kDisable)}, Poll(1), pol).events.empty());
+    EXPECT_EQ(engine_.HeldHandOverCount(), at);
+    Call({Ch(KFilter::kRead, 5, kev::kEnable)}, Poll(0), pol);
+    auto ev = Get(8, pol);
+    ASSERT_EQ(ev.size(), 1u);
+    EXPECT_EQ(ev[0].data, 2);
+    Call({Ch(KFilter::kRead, 5, kev::kDelete)}, Poll(0), pol);
+    ASSERT_EQ(engine_.KnoteCount(kq_), 0u);
+  }
+  // Watched by a READ knote of another kqueue (filt_kqueue): that knote is
+  // activated as the change queues this kqueue's knote, as before.
+  const ObjectId outer = engine_.Create(kP).value();
+  host_.Open(kP.pid, 20);
+  host_.MarkKqueue(kP.pid, 20, kq_);
+  Captured watch;
+  std::vector<KChange> read_kq{Ch(KFilter::kRead, 20, kev::kAdd)};
+  engine_.Kevent(kP, outer, FreebsdPolicy(), read_kq, false, Poll(0), std::make_unique<Capture>(&watch));
+  ASSERT_EQ(watch.out.error, 0);
+  const uint64_t before = engine_.HeldHandOverCount();
+  auto out = Call({Ch(KFilter::kRead, 5, kev::kAdd | kev::kOneshot)}, Poll(1));
+  ASSERT_EQ(out.events.size(), 1u);
+  EXPECT_EQ(engine_.HeldHandOverCount(), before);
+  EXPECT_EQ(engine_.PendingCount(outer), 1u);
+  EXPECT_TRUE(host_.readable(outer));
+}
+
+// A new knote's first measurement is made on the file its attach just
+// found at the number (Host::WatchFd), as kqueue_register measures it on
+// the file it holds (OB kern_event.c:1066-1176): no identity check first
+// (Kqueues::attached_uid_). Any later measurement asks (knote_fdclose
+// observed lazily): a number closed since drops the knote silently.
+TEST_F(KqueueTest, TheAddsOwnMeasurementAsksNoIdentityCheck) {
+  auto f = host_.Open(kP.pid, 5);
+  host_.Set(engine_, f, pb::kIn, 1);
+  const int asks = host_.same_file_asks;
+  Call({Ch(KFilter::kRead, 5, kev::kAdd)}, Poll(0));
+  EXPECT_EQ(host_.same_file_asks, asks);
+  EXPECT_EQ(engine_.PendingCount(kq_), 1u);
+  host_.Close(kP.pid, 5);  // not reported: the scan's check finds it
+  EXPECT_TRUE(Get().empty());
+  EXPECT_GT(host_.same_file_asks, asks);
+  EXPECT_EQ(engine_.KnoteCount(kq_), 0u);
 }
 
 // A completion lent by reference (Kevent's second form, the abi's on its

@@ -855,18 +855,34 @@ static int64_t remaining_ns(const struct timespec *timeout, int64_t start) {
 /* The change list read in pieces this long (on the stack). */
 #define CHANGES_READ_AT_ONCE 32
 
-EXPORT int kevent(int kq, const struct kevent *changelist, int nchanges, struct kevent *eventlist,
-                  int nevents, const struct timespec *timeout) {
-  /* Read through read_program: a bad list stops the hints there, and the
-   * call answers EFAULT (bounded by nchanges, as the call's own reading). */
+/* What the library does for one change before the call: its signal's
+ * counting hook, its number's close hint. */
+static void note_change(const struct kevent *change) {
+  if (change->filter == EVFILT_SIGNAL && (change->flags & EV_ADD)) hook_signal((int)change->ident);
+  hint_knote(change->ident, change->filter, change->flags);
+}
+
+/* The change list's hints and signal hooks, read in pieces (out of line:
+ * its pieces' frame is not the one-change call's). */
+__attribute__((noinline)) static void read_hints(const struct kevent *changelist, int nchanges) {
   for (int i = 0, got = 0; changelist != NULL && i < nchanges; i += got) {
     struct kevent piece[CHANGES_READ_AT_ONCE];
     got = nchanges - i < CHANGES_READ_AT_ONCE ? nchanges - i : CHANGES_READ_AT_ONCE;
     if (read_program(piece, changelist + i, (size_t)got * sizeof piece[0]) != 0) break;
-    for (int j = 0; j < got; j++) {
-      if (piece[j].filter == EVFILT_SIGNAL && (piece[j].flags & EV_ADD)) hook_signal((int)piece[j].ident);
-      hint_knote(piece[j].ident, piece[j].filter, piece[j].flags);
-    }
+    for (int j = 0; j < got; j++) note_change(&piece[j]);
+  }
+}
+
+EXPORT int kevent(int kq, const struct kevent *changelist, int nchanges, struct kevent *eventlist,
+                  int nevents, const struct timespec *timeout) {
+  /* Read through read_program: a bad list stops the hints there, and the
+   * call answers EFAULT (bounded by nchanges, as the call's own reading).
+   * One change (an event loop's re-arm): read alone, no piece of the list. */
+  if (changelist != NULL && nchanges == 1) {
+    struct kevent one;
+    if (read_program(&one, changelist, sizeof one) == 0) note_change(&one);
+  } else if (changelist != NULL && nchanges > 1) {
+    read_hints(changelist, nchanges);
   }
   /* The timeout, read once: a bad one goes on as it is (EFAULT). */
   struct timespec timeout_read;
