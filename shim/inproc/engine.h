@@ -269,6 +269,9 @@ class Engine {
 
   // Everything ready before a call is seen before it (issue 14 item 1).
   void PrepareCall();
+  // The deadlines due now run (catch-up before a call); whether any is.
+  void CatchUpDeadlines();
+  bool AnyDeadlineDue();
   // The port a call on a port names, when the engine kept it
   // (KnownObjectAt) and it is alive, with what the predicates below read.
   struct KnownPort {
