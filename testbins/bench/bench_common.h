@@ -145,7 +145,9 @@ struct bench_mem {
   long self_kb, sup_kb, sup_fds;
 };
 
-/* Whether process `pid` waits in an epoll wait (the supervisor's loop).
+/* Whether process `pid` waits in an epoll wait (the supervisor's loop);
+ * -1 if its /proc/PID/syscall cannot be read (ptrace access: Yama's
+ * ptrace_scope keeps a child from its parent's unless root).
  * `evshim run` builds its supervisor after the program's exec (shim/cli:
  * Supervisor is made once the probes end), so the program's first
  * instructions run alongside that set-up: its descriptors and tables
@@ -157,9 +159,11 @@ static inline int bench_in_epoll_wait(pid_t pid) {
   long nr = -1;
   snprintf(path, sizeof path, "/proc/%d/syscall", (int)pid);
   FILE *f = fopen(path, "r");
-  if (!f) return 0;
-  if (fscanf(f, "%ld", &nr) != 1) nr = -1;
+  if (!f) return -1;
+  const int fields = fscanf(f, "%ld", &nr);
   fclose(f);
+  if (fields == EOF) return -1;  /* no access: the read fails */
+  if (fields != 1) return 0;     /* "running" */
 #ifdef SYS_epoll_wait
   if (nr == SYS_epoll_wait) return 1;
 #endif
@@ -170,9 +174,9 @@ static inline int bench_in_epoll_wait(pid_t pid) {
 }
 
 /* Waits (2 s at most) until the supervisor is in its loop, its set-up done
- * and no call of ours in its hands. */
+ * and no call of ours in its hands; not at all where that cannot be seen. */
 static inline void bench_supervisor_settle(pid_t sup) {
-  for (int i = 0; i < 2000 && !bench_in_epoll_wait(sup); i++) {
+  for (int i = 0; i < 2000 && bench_in_epoll_wait(sup) == 0; i++) {
     struct timespec ms = {0, 1000000};
     nanosleep(&ms, NULL);
   }
