@@ -228,11 +228,16 @@ TIMING_ASSERTION = re.compile(r"timeval_msec_diff|timeval_diff|total_diff|msec")
 RACE_CASES = {
     # regress_dns.c:2096-2105 (test_getaddrinfo_async_cancel_stress): 1000
     # lookups to a DNS server in the same loop, each with a 10 ms timer that
-    # cancels it; it asserts that not all 1000 were answered. On a loaded
-    # machine all 1000 can be (seen natively and under evshim alike:
-    # "gaic_freed != 1000: 1000 vs 1000", session 37's CI runs); alone, 500
-    # or so of them are (docs/clients.md "Run again alone").
-    "dns/getaddrinfo_cancel_stress",
+    # cancels it; it asserts that not all 1000 were answered, i.e. that the
+    # 1000 round trips took longer than 10 ms. Which side wins is the
+    # machine's speed, not the backend's rules: on this machine it failed
+    # natively and in every variant in some runs ("1000 vs 1000", three runs
+    # alone in a row, session 38's CI) and passed in others (500 or so
+    # answered). When its last run fails with exactly that assertion, the
+    # case is counted as skipped with the reason; any other failure (a
+    # crash, a hang, another assertion) still fails (docs/clients.md "Run
+    # again alone").
+    "dns/getaddrinfo_cancel_stress": "assert(gaic_freed != 1000): 1000 vs 1000",
 }
 RERUN_ATTEMPTS = 2
 
@@ -271,6 +276,9 @@ def rerun_timing_failures(unit, timeout, results):
             verdict, detail = second[1], f"attempt {attempt}: {second[2]}; first run: {first}"
             if not runs_again(name, verdict, second[2]):
                 break
+        race_outcome = RACE_CASES.get(name)
+        if verdict == "fail" and race_outcome is not None and race_outcome in detail.split("; first run:")[0]:
+            verdict, detail = "skip", f"the race's outcome, not the backend's (RACE_CASES): {detail}"
         again.append((name, verdict, detail, text, took))
     return again
 

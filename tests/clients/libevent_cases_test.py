@@ -4,8 +4,9 @@ stand-in `regress`, no libevent build:
   1. a case failing on timing (a named race, RACE_CASES, or a timing
      assertion) is run again alone and counts as a pass when that run
      passes, named in its detail and the unit's summary line;
-  2. such a case failing every time is run RERUN_ATTEMPTS more times and
-     counts as failed, with every attempt in its detail;
+  2. such a case failing every time is run RERUN_ATTEMPTS more times; a
+     named race whose last run fails with its race's assertion counts as
+     skipped, with that reason; failing with another assertion, as failed;
   3. any other failure is never run again;
   4. the runs again start only after every unit's first run has ended
      (nothing of the suite beside them).
@@ -27,7 +28,8 @@ runner = os.path.join(scripts, "lib", "libevent_cases.py")
 # Its behaviour per case comes from the file `behaviour` beside it
 # (CASE=KIND,...): "ok",
 # "fail" (an assertion with no timing in it), "race-once" (the cancel
-# stress assertion the first time, then OK), "race-always", "msec-once" (a
+# stress assertion the first time, then OK), "race-always", "race-other"
+# (another assertion of that case every time), "msec-once" (a
 # timing assertion the first time). Every run is logged to $RUNLOG with its
 # start and end and the cases it ran; the file `slow` beside it makes a
 # full run last that many seconds longer.
@@ -59,6 +61,8 @@ for c in cases:
         bad = "FAIL regress_x.c:10: assert(x == 1): 0 vs 1"
     elif kind == "race-always" or (kind == "race-once" and n == 1):
         bad = "FAIL regress_dns.c:2105: assert(gaic_freed != 1000): 1000 vs 1000"
+    elif kind == "race-other":
+        bad = "FAIL regress_dns.c:2090: assert(server != NULL): 0 vs 1"
     elif kind == "msec-once" and n == 1:
         bad = "FAIL regress_x.c:20: assert(timeval_msec_diff(&a, &b) <= 60): 120 vs 60"
     if bad:
@@ -86,7 +90,8 @@ with tempfile.TemporaryDirectory() as tmp:
     for tag, behaviour, slow in (
             ("a", "dns/getaddrinfo_cancel_stress=race-once,main/plain=fail,"
                   "main/timer=msec-once,main/good=ok", "0"),
-            ("b", "dns/getaddrinfo_cancel_stress=race-always,main/good=ok", "1.0")):
+            ("b", "dns/getaddrinfo_cancel_stress=race-always,main/good=ok", "1.0"),
+            ("c", "dns/getaddrinfo_cancel_stress=race-other,main/good=ok", "0")):
         build = os.path.join(tmp, tag)
         os.makedirs(os.path.join(build, "test"))
         fake = os.path.join(build, "test", "regress")
@@ -116,7 +121,7 @@ with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, tag, "test", case.replace("/", "_") + ".runs")
         return int(open(path).read()) if os.path.exists(path) else 0
 
-    a, b = results("a"), results("b")
+    a, b, c = results("a"), results("b"), results("c")
     # 1. a named race, and a timing assertion, passing when run again
     v, d = a.get("regress/dns/getaddrinfo_cancel_stress", ("?", ""))
     check(v == "pass" and "passed when run again alone (attempt 2)" in d and "1000 vs 1000" in d,
@@ -126,11 +131,16 @@ with tempfile.TemporaryDirectory() as tmp:
     check(v == "pass" and "passed when run again alone" in d, f"timing once: {v} {d}")
     check("passed only when run again alone (timing): dns/getaddrinfo_cancel_stress main/timer" in out,
           f"summary line does not name the cases run again: {out}")
-    # 2. a race failing every time: 1 + RERUN_ATTEMPTS runs, counted failed
+    # 2. a race failing every time: 1 + RERUN_ATTEMPTS runs; its race's
+    # assertion counted skipped with the reason, another one failed
     v, d = b.get("regress/dns/getaddrinfo_cancel_stress", ("?", ""))
-    check(v == "fail" and "attempt 3" in d and "first run" in d, f"race always: {v} {d}")
+    check(v == "skip" and "the race's outcome" in d and "attempt 3" in d and "1000 vs 1000" in d,
+          f"race always: {v} {d}")
     check(runs("b", "dns/getaddrinfo_cancel_stress") == 3, "race always: not run three times")
-    check("b.regress: 1 pass, 1 fail" in out, f"unit b's counts: {out}")
+    check("b.regress: 1 pass, 0 fail, 1 skip" in out, f"unit b's counts: {out}")
+    v, d = c.get("regress/dns/getaddrinfo_cancel_stress", ("?", ""))
+    check(v == "fail" and "attempt 3" in d and "server != NULL" in d, f"race case, other assertion: {v} {d}")
+    check(runs("c", "dns/getaddrinfo_cancel_stress") == 3, "race case, other assertion: not run three times")
     # 3. another failure: never again
     v, d = a.get("regress/main/plain", ("?", ""))
     check(v == "fail" and "again" not in d, f"plain failure: {v} {d}")
@@ -143,8 +153,8 @@ with tempfile.TemporaryDirectory() as tmp:
             ends.append(float(t))
         if word == "start" and tag.endswith("/alone"):
             alone_starts.append(float(t))
-    check(len(ends) == 2 and len(alone_starts) == 4,
-          f"runs: {len(ends)} full, {len(alone_starts)} alone (want 2, 4)")
+    check(len(ends) == 3 and len(alone_starts) == 6,
+          f"runs: {len(ends)} full, {len(alone_starts)} alone (want 3, 6)")
     check(alone_starts and ends and min(alone_starts) >= max(ends),
           "a case ran again while a unit's full run was still going")
 
