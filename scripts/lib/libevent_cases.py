@@ -258,6 +258,7 @@ def rerun_timing_failures(unit, timeout, results):
     for name, verdict, detail, text, took in results:
         attempt = 1
         first = detail
+        last_failure = detail  # the last run's own failure, without the history
         while runs_again(name, verdict, detail) and attempt <= RERUN_ATTEMPTS:
             attempt += 1
             started = time.monotonic()
@@ -273,11 +274,12 @@ def rerun_timing_failures(unit, timeout, results):
             if second[1] == "pass":
                 verdict, detail = "pass", f"passed when run again alone (attempt {attempt}); first run: {first}"
                 break
-            verdict, detail = second[1], f"attempt {attempt}: {second[2]}; first run: {first}"
-            if not runs_again(name, verdict, second[2]):
+            verdict, last_failure = second[1], second[2]
+            detail = f"attempt {attempt}: {last_failure}; first run: {first}"
+            if not runs_again(name, verdict, last_failure):
                 break
         race_outcome = RACE_CASES.get(name)
-        if verdict == "fail" and race_outcome is not None and race_outcome in detail.split("; first run:")[0]:
+        if verdict == "fail" and race_outcome is not None and race_outcome in last_failure:
             verdict, detail = "skip", f"the race's outcome, not the backend's (RACE_CASES): {detail}"
         again.append((name, verdict, detail, text, took))
     return again
