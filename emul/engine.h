@@ -18,6 +18,17 @@ namespace evshim::emul {
 
 class Engines;
 
+// Whether `when` (an engine's NextDeadline) is due: the one test of every
+// catch-up, the router's and the in-process engine's (which asks its two
+// engines on their final types, shim/inproc/engine.cc). No deadline, no
+// clock read: this runs before every call of every engine. `host` is
+// anything that points at a host, read only when the clock is (a caller
+// holding its host in a member passes the member: nothing loaded early).
+template <typename HostPointer>
+bool DeadlineDue(Nanos when, const HostPointer& host) {
+  return when != Host::kNever && when <= host->Now();
+}
+
 // Objects and waits are numbered per engine: event ports below this, kqueues
 // from it (Kqueues::kFirstId, kFirstWait), so an id names its engine.
 constexpr uint64_t kKqueueIdBase = uint64_t{1} << 40;
@@ -83,11 +94,9 @@ class Engine {
   virtual void OnDeadline() = 0;
   // The earliest time OnDeadline wants to run (Host::kNever if none).
   virtual Nanos NextDeadline() const = 0;
-  // OnDeadline if a deadline is already due (before handling a call). No
-  // deadline, no clock read: this runs before every call of every engine.
+  // OnDeadline if a deadline is already due (before handling a call).
   void CatchUpDeadlines() {
-    const Nanos next = NextDeadline();
-    if (next != Host::kNever && next <= host_.Now()) OnDeadline();
+    if (DeadlineDue(NextDeadline(), &host_)) OnDeadline();
   }
 
  protected:
@@ -188,7 +197,7 @@ inline void Engines::CatchUpDeadlines() {
 inline bool Engines::AnyDeadlineDue() const {
   Nanos when = Host::kNever;
   for (const Engine* e : engines_) when = std::min(when, e->NextDeadline());
-  return when != Host::kNever && when <= host_.Now();
+  return DeadlineDue(when, &host_);
 }
 
 inline void Engines::Rearm() {

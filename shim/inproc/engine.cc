@@ -1813,17 +1813,12 @@ void Engine::PrepareCall() {
 // engines (Add, in its order) called on their own final types: their
 // NextDeadline inlined, no virtual call before every call.
 void Engine::CatchUpDeadlines() {
-  if (const emul::Nanos next = ports_->NextDeadline(); next != emul::Host::kNever && next <= host_->Now()) {
-    ports_->OnDeadline();
-  }
-  if (const emul::Nanos next = kqueues_->NextDeadline(); next != emul::Host::kNever && next <= host_->Now()) {
-    kqueues_->OnDeadline();
-  }
+  if (emul::DeadlineDue(ports_->NextDeadline(), host_)) ports_->OnDeadline();
+  if (emul::DeadlineDue(kqueues_->NextDeadline(), host_)) kqueues_->OnDeadline();
 }
 
 bool Engine::AnyDeadlineDue() {
-  const emul::Nanos when = std::min(ports_->NextDeadline(), kqueues_->NextDeadline());
-  return when != emul::Host::kNever && when <= host_->Now();
+  return emul::DeadlineDue(std::min(ports_->NextDeadline(), kqueues_->NextDeadline()), host_);
 }
 
 void Engine::Pump(bool apply_readiness) {

@@ -733,6 +733,32 @@ TEST_F(InprocOrderTest, TimerDueAfterAReassociationIsDeliveredAfterIt) {
   timer_delete(t);
 }
 
+// A SIGEV_PORT timer due before a port_send is queued ahead of the sent
+// event: it is queued when it fires (timer_fire, timer.c:463-467) and the
+// send appends (port.c:897-916). A port no host source feeds makes no look
+// for the send (docs/design.md, s9): the call's own catch-up of the ports'
+// deadlines runs the timer (Engine::CatchUpDeadlines), not the idle pump,
+// which naps without looking while calls keep ending (IdlePumpLoop): the
+// calls before the timer's setting keep it napping.
+TEST_F(InprocOrderTest, TimerDueBeforeASendWithoutALookIsDeliveredBeforeIt) {
+  timer_t t{};
+  ASSERT_NO_FATAL_FAILURE(PortTimer(9, &t));
+  timespec start{}, now{};
+  clock_gettime(CLOCK_MONOTONIC, &start);
+  do {
+    ASSERT_EQ(port_send(port_, 0, User(7)), 0);
+    port_event_t ev{};
+    ASSERT_EQ(port_get(port_, &ev, nullptr), 0);
+    clock_gettime(CLOCK_MONOTONIC, &now);
+  } while ((now.tv_sec - start.tv_sec) * 1'000'000'000LL + (now.tv_nsec - start.tv_nsec) < 30'000'000);
+  itimerspec its{};
+  its.it_value.tv_nsec = 1;  // due at once
+  ASSERT_EQ(timer_settime(t, 0, &its, nullptr), 0);
+  ASSERT_EQ(port_send(port_, 0, User(2)), 0);
+  EXPECT_EQ(Take(2), (std::vector<intptr_t>{9, 2}));
+  timer_delete(t);
+}
+
 // A port_getn whose port already holds `max` events returns them from the
 // head of the queue (port.c:1153-1155, 1379-1381, 1402-1403) without a look
 // first: a file that became ready meanwhile is queued behind them and is
