@@ -752,13 +752,16 @@ int Kqueues::Register(Kq& kq, Caller caller, KChange& change) {
       // A knote with a host watch is indexed once its attach gave it its
       // watch's uid (AdoptWatchUid): one insert instead of an insert and a
       // re-key. Nothing finds it by uid before (its watch is not armed).
+      // Either uid is new to the index: counted up, or the watch's, which
+      // no other knote holds (one watch per knote, dropped only with it),
+      // so no look-up first (insert_new).
       const bool by_watch = ops.watch_mask != 0;
-      if (!by_watch) knotes_.emplace(n.uid, &n);
+      if (!by_watch) knotes_.insert_new(n.uid, &n);
       if (int err = ops.attach(*this, kq, n, caller, change); err != 0) {
         Drop(kq, n);  // not indexed (by_watch): its erase finds nothing
         return err;
       }
-      if (by_watch) knotes_.emplace(n.uid, &n);
+      if (by_watch) knotes_.insert_new(n.uid, &n);
       if (n.proc.drop_now) {
         Drop(kq, n);
         return 0;
