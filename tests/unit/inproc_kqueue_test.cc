@@ -1819,12 +1819,23 @@ bool HintDropsAtClose(int kq, int fd, const struct kevent* change) {
 // Taken: the re-arm of an event loop, one change on the caller's stack (a
 // timeout there too), copied by the library alone, on the first thread and
 // on a new one (which learns its stack at its first call).
+// A kqueue and a pipe with a byte to read, closed at the end.
+struct ReadyPipe {
+  int kq = kqueue();
+  int p[2] = {-1, -1};
+  bool ok = kq >= 0 && pipe(p) == 0 && write(p[1], "x", 1) == 1;
+  ~ReadyPipe() {
+    close(p[0]);
+    close(p[1]);
+    close(kq);
+  }
+};
+
 TEST(InprocKqueueLibraryRead, AChangeOnTheCallersStackIsReadWithoutTheEngine) {
-  const int kq = kqueue();
-  int p[2];
-  ASSERT_GE(kq, 0);
-  ASSERT_EQ(pipe(p), 0);
-  ASSERT_EQ(write(p[1], "x", 1), 1);
+  ReadyPipe ready;
+  ASSERT_TRUE(ready.ok);
+  const int kq = ready.kq;
+  const int* p = ready.p;
   auto rounds = [&] {
     int reads = 0;
     for (int i = 0; i < 3; ++i) {
@@ -1844,27 +1855,18 @@ TEST(InprocKqueueLibraryRead, AChangeOnTheCallersStackIsReadWithoutTheEngine) {
   struct kevent ch;
   EV_SET(&ch, p[0], EVFILT_READ, EV_ADD, 0, 0, nullptr);
   EXPECT_TRUE(HintDropsAtClose(kq, p[0], &ch));
-  close(p[0]);
-  close(p[1]);
-  close(kq);
 }
 
 // Not taken: a change on the heap (below the stack) is read by the engine,
 // and its hint is set.
 TEST(InprocKqueueLibraryRead, AChangeOnTheHeapIsReadByTheEngine) {
-  const int kq = kqueue();
-  int p[2];
-  ASSERT_GE(kq, 0);
-  ASSERT_EQ(pipe(p), 0);
-  ASSERT_EQ(write(p[1], "x", 1), 1);
+  ReadyPipe ready;
+  ASSERT_TRUE(ready.ok);
   auto change = std::make_unique<struct kevent>();
-  EV_SET(change.get(), p[0], EVFILT_READ, EV_ADD, 0, 0, nullptr);
+  EV_SET(change.get(), ready.p[0], EVFILT_READ, EV_ADD, 0, 0, nullptr);
   const int before = g_engine_reads.load();
-  EXPECT_TRUE(HintDropsAtClose(kq, p[0], change.get()));
+  EXPECT_TRUE(HintDropsAtClose(ready.kq, ready.p[0], change.get()));
   EXPECT_EQ(g_engine_reads.load() - before, 1);
-  close(p[0]);
-  close(p[1]);
-  close(kq);
 }
 
 // Not taken: a change list that starts on the thread's stack and runs past
