@@ -91,6 +91,15 @@ class FlatIdMap {
     return {Here(a), true};
   }
   V& operator[](uint64_t id) { return emplace(id, V{}).first->second; }
+  // `id` is not in the map (nor kFree): the caller knows it (a uid just
+  // made). Inserted without emplace's look-up and returned iterator.
+  void insert_new(uint64_t id, V value) {
+    if ((size_ + 1) * 8 > slots_.size() * 7) [[unlikely]] Grow();
+    size_t a = Slot(id);
+    while (slots_[a].first != kFree) a = (a + 1) & Mask();
+    slots_[a] = value_type(id, std::move(value));
+    ++size_;
+  }
 
   size_t erase(uint64_t id) {
     size_t hole = Locate(id);

@@ -333,8 +333,12 @@ void Kqueues::Drop(Kq& kq, Knote& kn) {
   // usually the last listed, which leaves the list now so that the call's
   // end looks nothing up. One listed elsewhere stays: the end's look-up
   // finds it gone (or its watch's next knote, whose bit goes then anyway).
-  if (kn.ready_at_change && !ready_at_change_.empty() && ready_at_change_.back() == kn.uid) {
-    ready_at_change_.pop_back();
+  if (kn.ready_at_change) {
+    if (!ready_at_change_.empty()) {
+      if (ready_at_change_.back() == kn.uid) ready_at_change_.pop_back();
+    } else if (ready_at_change_first_ == kn.uid) {
+      ready_at_change_first_ = 0;
+    }
   }
   if (auto detach = OpsOf(kn.kev.filter).detach) detach(*this, kn);
   knotes_.erase(kn.uid);
@@ -527,15 +531,23 @@ void Kqueues::ArmForNextLook(Knote& kn) {
 
 void Kqueues::NoteChangeMeasure(Knote& kn, bool ready) {
   const bool keep = ready && !(kn.kev.flags & kev::kClear);
-  if (keep && !kn.ready_at_change) ready_at_change_.push_back(kn.uid);
+  if (keep && !kn.ready_at_change) {
+    if (ready_at_change_first_ == 0) {
+      ready_at_change_first_ = kn.uid;
+    } else {
+      ready_at_change_.push_back(kn.uid);
+    }
+  }
   kn.ready_at_change = keep;
 }
 
 void Kqueues::ForgetChangeMeasuresNow() {
-  for (uint64_t uid : ready_at_change_) {
+  auto forget = [this](uint64_t uid) {
     auto it = knotes_.find(uid);
     if (it != knotes_.end()) it->second->ready_at_change = false;
-  }
+  };
+  forget(std::exchange(ready_at_change_first_, 0));
+  for (uint64_t uid : ready_at_change_) forget(uid);
   ready_at_change_.clear();
 }
 
@@ -740,13 +752,16 @@ int Kqueues::Register(Kq& kq, Caller caller, KChange& change) {
       // A knote with a host watch is indexed once its attach gave it its
       // watch's uid (AdoptWatchUid): one insert instead of an insert and a
       // re-key. Nothing finds it by uid before (its watch is not armed).
+      // Either uid is new to the index: counted up, or the watch's, which
+      // no other knote holds (one watch per knote, dropped only with it),
+      // so no look-up first (insert_new).
       const bool by_watch = ops.watch_mask != 0;
-      if (!by_watch) knotes_.emplace(n.uid, &n);
+      if (!by_watch) knotes_.insert_new(n.uid, &n);
       if (int err = ops.attach(*this, kq, n, caller, change); err != 0) {
         Drop(kq, n);  // not indexed (by_watch): its erase finds nothing
         return err;
       }
-      if (by_watch) knotes_.emplace(n.uid, &n);
+      if (by_watch) knotes_.insert_new(n.uid, &n);
       if (n.proc.drop_now) {
         Drop(kq, n);
         return 0;

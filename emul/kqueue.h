@@ -1078,11 +1078,15 @@ class Kqueues final : public Engine {
   // ready (Knote::ready_at_change): the scan of that call reports what they
   // measured instead of measuring again (nothing the engine sees can happen
   // in between: the call holds the engine). Their uids, so the bits are
-  // cleared at each call's start and end (ForgetChangeMeasures); the list
+  // cleared at each call's start and end (ForgetChangeMeasures). The first
+  // in its own word (`ready_at_change_first_`, 0: none; no uid is 0): a
+  // call of one change (an event loop's re-arm) lists it without the
+  // vector's out-of-line push_back; the rest follow in the vector, which
   // keeps its storage.
+  uint64_t ready_at_change_first_ = 0;
   std::vector<uint64_t> ready_at_change_;
   void ForgetChangeMeasures() {
-    if (!ready_at_change_.empty()) ForgetChangeMeasuresNow();
+    if (ready_at_change_first_ != 0) ForgetChangeMeasuresNow();
   }
   void ForgetChangeMeasuresNow();
   // A retrieval's event list, lent to KeventCompletion::Complete (Deliver).

@@ -4244,6 +4244,40 @@ static int fault_copy_bad_child(void) {
  * (kern_event.c kern_kevent_fp, kern_kevent_generic: EFAULT). Unmapped,
  * PROT_NONE, a list or timespec running into a guard page, a file mapping
  * truncated to nothing; the kqueue goes on. */
+/* A list that starts on the calling thread's stack and runs past its top
+ * (a PROT_NONE page above a stack of the thread's own): EFAULT. The
+ * library copies a list on the caller's stack itself (shim/foreign/bsd/
+ * kqueue.c read_program) only when all of it lies below the top. */
+struct past_top {
+  int kq;
+  char *top;
+  int code;
+};
+static void *past_top_thread(void *arg) {
+  struct past_top *p = arg;
+  struct kevent ch; /* on this stack: the thread's first read */
+  EV_SET(&ch, 1, EVFILT_USER, EV_ADD, 0, 0, NULL);
+  if (kevent(p->kq, &ch, 1, NULL, 0, NULL) != 0) return NULL;
+  errno = 0;
+  const int r = kevent(p->kq, (const struct kevent *)(void *)(p->top - 16), 1, NULL, 0, NULL);
+  p->code = r == -1 && errno == EFAULT ? 0 : 2;
+  return NULL;
+}
+static int past_stack_top(int kq) {
+  const size_t size = 512 * 1024;
+  char *map = mmap(NULL, size + 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (map == MAP_FAILED || mprotect(map + size, 4096, PROT_NONE) != 0) return 1;
+  pthread_attr_t attr;
+  struct past_top p = {kq, map + size, 1};
+  pthread_t t;
+  if (pthread_attr_init(&attr) != 0 || pthread_attr_setstack(&attr, map, size) != 0 ||
+      pthread_create(&t, &attr, past_top_thread, &p) != 0) {
+    return 1;
+  }
+  pthread_join(t, NULL);
+  return p.code;
+}
+
 static int bad_change_list_child(void) {
   int kq = kqueue(), sv[2];
   if (kq < 0 || socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0) return 2;
@@ -4266,6 +4300,8 @@ static int bad_change_list_child(void) {
   fault_copy_bad_buffers(across, sizeof(long));
   errno = 0;
   if (across[3] == NULL || kevent(kq, NULL, 0, out, 2, across[3]) != -1 || errno != EFAULT) return 30;
+  /* A list running past the top of the thread's stack. */
+  if (past_stack_top(kq) != 0) return 31;
   /* The kqueue goes on. */
   struct kevent ch;
   EV_SET(&ch, sv[0], EVFILT_READ, EV_ADD, 0, 0, NULL);

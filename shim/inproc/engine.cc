@@ -1384,6 +1384,12 @@ bool Engine::ReadProgram(void* dst, const void* src, size_t n) {
   return memory_->Read(addr, {static_cast<std::byte*>(dst), n}).ok();
 }
 
+void Engine::CallingThreadStack(uintptr_t* low, uintptr_t* high) {
+  const OwnStack& stack = ThisThreadStack(getpid());
+  *low = stack.low;
+  *high = stack.high;
+}
+
 void Engine::StartIdlePumpOnce() {
   if (pump_started_.exchange(true, std::memory_order_acq_rel)) return;
   // The thread inherits the mask: no signal is the pump's, not even a

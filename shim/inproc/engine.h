@@ -136,6 +136,9 @@ class Engine {
   // library's change-list hints and timeout): false for a bad pointer,
   // never SIGSEGV. evshim_engine_read_program (engine_entry.h).
   bool ReadProgram(void* dst, const void* src, size_t n);
+  // The calling thread's stack as ReadProgram knows it, [*low, *high)
+  // (equal when unknown): evshim_engine_thread_stack (engine_entry.h).
+  static void CallingThreadStack(uintptr_t* low, uintptr_t* high);
 
   // evshim_engine_poll_begin/end (shim/foreign/poll_settle.h): the program's
   // thread enters a poll-family call. It counts as a poller until PollEnd

@@ -163,6 +163,12 @@ extern "C" __attribute__((visibility("default"))) int evshim_engine_read_program
   return ok ? 0 : -1;
 }
 
+extern "C" __attribute__((visibility("default"))) void evshim_engine_thread_stack(uintptr_t* low, uintptr_t* high) {
+  const int saved = errno;
+  evshim::shim::inproc::Engine::CallingThreadStack(low, high);
+  errno = saved;
+}
+
 extern "C" __attribute__((visibility("default"))) int evshim_engine_settle(void) {
   using namespace evshim::shim::inproc;
   if (DecideMode() != Mode::kFast) return 0;

@@ -7,6 +7,7 @@
 #define EVSHIM_ENGINE_ENTRY_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -45,6 +46,16 @@ int evshim_engine_settle(void);
  * copy that survives a fault (docs/design.md), or process_vm_readv.
  */
 int evshim_engine_read_program(void *dst, const void *src, size_t n);
+
+/*
+ * The calling thread's own stack, [*low, *high): mapped readable and
+ * writable for as long as the thread lives, the bounds the engine's own
+ * reads use (evshim_engine_read_program). *low == *high when it cannot be
+ * told. The kqueue library asks once per thread, then copies a change list
+ * or timeout that lies on that stack above its own frame without this
+ * library's call (docs/design.md "Instructions per event", s39).
+ */
+void evshim_engine_thread_stack(uintptr_t *low, uintptr_t *high);
 
 /*
  * Around each of the program's poll-family calls (shim/foreign/poll_settle.h)

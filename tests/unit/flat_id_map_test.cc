@@ -1,5 +1,6 @@
 // FlatIdMap (emul/flat_id_map.h): the per-watch indexes' hash map. Checked
-// against std::unordered_map over random insertions and erasures, where
+// against std::unordered_map over random insertions (emplace, and
+// insert_new for an id known absent) and erasures, where
 // runs of colliding ids wrap around the table's end (the backward shift of
 // an erasure must keep every remaining id findable).
 #include "emul/flat_id_map.h"
@@ -41,7 +42,12 @@ TEST(FlatIdMap, MatchesUnorderedMapUnderRandomChanges) {
         EXPECT_EQ(flat.erase(id), ref.erase(id)) << id;
       } else {
         const uint64_t v = rng();
-        EXPECT_EQ(flat.emplace(id, v).second, ref.emplace(id, v).second) << id;
+        if (ref.count(id) == 0 && rng() % 2 == 0) {
+          flat.insert_new(id, v);  // known absent: no look-up
+          ref.emplace(id, v);
+        } else {
+          EXPECT_EQ(flat.emplace(id, v).second, ref.emplace(id, v).second) << id;
+        }
       }
       if (step % 997 == 0) ExpectSame(flat, ref);
     }
@@ -50,6 +56,18 @@ TEST(FlatIdMap, MatchesUnorderedMapUnderRandomChanges) {
     EXPECT_TRUE(flat.empty());
     EXPECT_EQ(flat.begin(), flat.end());
   }
+}
+
+// insert_new alone (Kqueues::Register's uids) grows the table as emplace
+// does: never fuller than 7/8, every id found.
+TEST(FlatIdMap, InsertNewGrowsAsEmplaceDoes) {
+  FlatIdMap<uint64_t> flat;
+  for (uint64_t id = 1; id <= 1000; ++id) {
+    flat.insert_new(id | (uint64_t{1} << 63), id);
+    ASSERT_EQ(flat.size(), id);
+    ASSERT_LE(flat.size() * 8, flat.slot_count() * 7) << id;
+  }
+  for (uint64_t id = 1; id <= 1000; ++id) EXPECT_EQ(flat.at(id | (uint64_t{1} << 63)), id);
 }
 
 TEST(FlatIdMap, IndexingAndAt) {

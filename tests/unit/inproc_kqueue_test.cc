@@ -10,6 +10,7 @@
 #include <linux/connector.h>
 #include <linux/netlink.h>
 #include <poll.h>
+#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/epoll.h>
@@ -30,6 +31,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <map>
+#include <memory>
 #include <thread>
 #include <vector>
 
@@ -1781,3 +1783,188 @@ TEST(InprocKqueueFaultCopy, BadListsAreEfaultAndTheKqueueGoesOn) {
 
 }  // namespace fcopy
 }  // namespace
+
+// The library's own read of a kevent's change list and timeout before the
+// call (its close hints and signal hooks; shim/foreign/bsd/kqueue.c
+// read_program): a list on the calling thread's stack above the library's
+// frame is copied there, anything else goes through the engine's read,
+// which never faults (FreeBSD answers a bad list EFAULT, kern_event.c
+// kern_kevent_fp's copyin). This process's own evshim_engine_read_program
+// comes first and counts the engine's reads.
+namespace libread {
+
+std::atomic<int> g_engine_reads{0};
+
+extern "C" int evshim_engine_read_program(void* dst, const void* src, size_t n) {
+  using Fn = int (*)(void*, const void*, size_t);
+  static const Fn next = reinterpret_cast<Fn>(dlsym(RTLD_NEXT, "evshim_engine_read_program"));
+  g_engine_reads.fetch_add(1);
+  return next(dst, src, n);
+}
+
+// The knote on `fd` (a pipe's read end with a byte in it, added by
+// `change`) went with the number's close: the close hint was set before the
+// call (closed and the same pipe put back at the number, so only the hint's
+// close report can drop it: knote_fdclose, OB kern_event.c:1826-1845;
+// docs/kqueue.md "Not yet").
+bool HintDropsAtClose(int kq, int fd, const struct kevent* change) {
+  if (kevent(kq, change, 1, nullptr, 0, nullptr) != 0) return false;
+  const int saved = dup(fd);
+  if (saved < 0 || close(fd) != 0 || dup2(saved, fd) != fd || close(saved) != 0) return false;
+  const timespec zero{0, 0};
+  struct kevent out;
+  return kevent(kq, nullptr, 0, &out, 1, &zero) == 0;
+}
+
+// Taken: the re-arm of an event loop, one change on the caller's stack (a
+// timeout there too), copied by the library alone, on the first thread and
+// on a new one (which learns its stack at its first call).
+// A kqueue and a pipe with a byte to read, closed at the end.
+struct ReadyPipe {
+  int kq = kqueue();
+  int p[2] = {-1, -1};
+  bool ok = kq >= 0 && pipe(p) == 0 && write(p[1], "x", 1) == 1;
+  ~ReadyPipe() {
+    close(p[0]);
+    close(p[1]);
+    close(kq);
+  }
+};
+
+TEST(InprocKqueueLibraryRead, AChangeOnTheCallersStackIsReadWithoutTheEngine) {
+  ReadyPipe ready;
+  ASSERT_TRUE(ready.ok);
+  const int kq = ready.kq;
+  const int* p = ready.p;
+  auto rounds = [&] {
+    int reads = 0;
+    for (int i = 0; i < 3; ++i) {
+      struct kevent ch, out;
+      const timespec five{5, 0};
+      EV_SET(&ch, p[0], EVFILT_READ, EV_ADD | EV_ONESHOT, 0, 0, nullptr);
+      const int before = g_engine_reads.load();
+      if (kevent(kq, &ch, 1, &out, 1, i == 2 ? &five : nullptr) != 1 || out.ident != uintptr_t(p[0])) return -1;
+      reads += g_engine_reads.load() - before;
+    }
+    return reads;
+  };
+  EXPECT_EQ(rounds(), 0);
+  int on_thread = -2;
+  std::thread([&] { on_thread = rounds(); }).join();
+  EXPECT_EQ(on_thread, 0);
+  struct kevent ch;
+  EV_SET(&ch, p[0], EVFILT_READ, EV_ADD, 0, 0, nullptr);
+  EXPECT_TRUE(HintDropsAtClose(kq, p[0], &ch));
+}
+
+// Not taken: a change on the heap (below the stack) is read by the engine,
+// and its hint is set.
+TEST(InprocKqueueLibraryRead, AChangeOnTheHeapIsReadByTheEngine) {
+  ReadyPipe ready;
+  ASSERT_TRUE(ready.ok);
+  auto change = std::make_unique<struct kevent>();
+  EV_SET(change.get(), ready.p[0], EVFILT_READ, EV_ADD, 0, 0, nullptr);
+  const int before = g_engine_reads.load();
+  EXPECT_TRUE(HintDropsAtClose(ready.kq, ready.p[0], change.get()));
+  EXPECT_EQ(g_engine_reads.load() - before, 1);
+}
+
+// Not taken: a change list that starts on the thread's stack and runs past
+// its top (a guard page above it) is EFAULT, never SIGSEGV. The thread's
+// stack is mapped here, so its top is known.
+TEST(InprocKqueueLibraryRead, AListRunningPastTheStacksTopIsEfault) {
+  EXPECT_CHILD_EXITS_0([] {
+    const int kq = kqueue();
+    if (kq < 0) return 2;
+    constexpr size_t kStack = 512 * 1024;
+    void* map = mmap(nullptr, kStack + 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (map == MAP_FAILED) return 3;
+    char* top = static_cast<char*>(map) + kStack;
+    if (mprotect(top, 4096, PROT_NONE) != 0) return 4;
+    pthread_attr_t attr;
+    if (pthread_attr_init(&attr) != 0 || pthread_attr_setstack(&attr, map, kStack) != 0) return 5;
+    struct Run {
+      int kq;
+      char* top;
+      int code = 6;
+    } run{kq, top};
+    pthread_t t;
+    if (pthread_create(&t, &attr, [](void* arg) -> void* {
+          auto* r = static_cast<Run*>(arg);
+          struct kevent ch;  // on this stack: the thread learns its stack
+          EV_SET(&ch, 1, EVFILT_USER, EV_ADD, 0, 0, nullptr);
+          if (kevent(r->kq, &ch, 1, nullptr, 0, nullptr) != 0) return nullptr;
+          const int before = g_engine_reads.load();
+          errno = 0;
+          auto* running = reinterpret_cast<const struct kevent*>(r->top - 16);
+          if (kevent(r->kq, running, 1, nullptr, 0, nullptr) != -1 || errno != EFAULT) {
+            r->code = 7;
+          } else {
+            r->code = g_engine_reads.load() - before == 1 ? 0 : 8;
+          }
+          return nullptr;
+        }, &run) != 0) {
+      return 9;
+    }
+    pthread_join(t, nullptr);
+    return run.code;
+  });
+}
+
+// Not taken: a signal handler on an alternate stack (below the thread's
+// stack) reads through the engine, its own change as a bad list above it.
+namespace altstack {
+int g_kq = -1;
+int g_fd = -1;
+char* g_bad = nullptr;
+int g_code = -1;
+void OnSignal(int) {
+  struct kevent ch;  // on the alternate stack
+  EV_SET(&ch, g_fd, EVFILT_READ, EV_ADD | EV_ONESHOT, 0, 0, nullptr);
+  const int before = g_engine_reads.load();
+  struct kevent out;
+  if (kevent(g_kq, &ch, 1, &out, 1, nullptr) != 1 || out.ident != uintptr_t(g_fd)) {
+    g_code = 1;
+    return;
+  }
+  const int saved = errno;
+  errno = 0;
+  const bool efault = kevent(g_kq, reinterpret_cast<const struct kevent*>(g_bad), 1, nullptr, 0, nullptr) == -1 &&
+                      errno == EFAULT;
+  g_code = !efault ? 2 : g_engine_reads.load() - before != 2 ? 3 : 0;
+  errno = saved;
+}
+}  // namespace altstack
+
+TEST(InprocKqueueLibraryRead, AChangeOnAnAlternateSignalStackIsReadByTheEngine) {
+  EXPECT_CHILD_EXITS_0([] {
+    using namespace altstack;
+    int p[2];
+    g_kq = kqueue();
+    if (g_kq < 0 || pipe(p) != 0 || write(p[1], "x", 1) != 1) return 2;
+    g_fd = p[0];
+    struct kevent ch;  // the first thread learns its stack here
+    EV_SET(&ch, 1, EVFILT_USER, EV_ADD, 0, 0, nullptr);
+    if (kevent(g_kq, &ch, 1, nullptr, 0, nullptr) != 0) return 3;
+    // The alternate stack, and right above it an unmapped page: the bad list
+    // lies between the handler's frame and the thread's stack.
+    constexpr size_t kAlt = 256 * 1024;
+    void* map = mmap(nullptr, kAlt + 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (map == MAP_FAILED) return 4;
+    g_bad = static_cast<char*>(map) + kAlt;
+    if (munmap(g_bad, 4096) != 0) return 5;
+    if (reinterpret_cast<uintptr_t>(g_bad) > reinterpret_cast<uintptr_t>(&ch)) return 6;  // below the stack
+    stack_t alt{};
+    alt.ss_sp = map;
+    alt.ss_size = kAlt;
+    if (sigaltstack(&alt, nullptr) != 0) return 7;
+    struct sigaction sa {};
+    sa.sa_handler = OnSignal;
+    sa.sa_flags = SA_ONSTACK;
+    if (sigaction(SIGUSR1, &sa, nullptr) != 0) return 8;
+    raise(SIGUSR1);
+    return g_code == 0 ? 0 : 10 + g_code;
+  });
+}
+
+}  // namespace libread

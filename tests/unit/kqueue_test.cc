@@ -1329,6 +1329,43 @@ TEST_F(KqueueTest, AKnoteTheChangesFoundReadyIsNotMeasuredAgainByThatCallsScan) 
   EXPECT_EQ(host_.probes, 2);
 }
 
+// The same with several changes found ready in one call: the first listed
+// in its own word, the rest in the list (Kqueues::ready_at_change_first_,
+// ready_at_change_). Each is measured once, by its change; the call's end
+// forgets all of them, so the next call's scan measures each again and
+// reports what it finds then (the level knotes back on the list, OB
+// kern_event.c:1433-1444), also when the first listed went with its
+// EV_ONESHOT event.
+TEST_F(KqueueTest, SeveralKnotesTheChangesFoundReadyAreEachMeasuredOnceThenAgain) {
+  for (uint16_t first_flags : {uint16_t{kev::kAdd}, uint16_t{kev::kAdd | kev::kOneshot}}) {
+    SCOPED_TRACE(first_flags & kev::kOneshot ? "the first EV_ONESHOT" : "all level");
+    const int base = first_flags & kev::kOneshot ? 15 : 5;  // new knotes each time
+    std::vector<KqFakeHost::FileRef> files;
+    for (int fd = base; fd < base + 3; ++fd) {
+      files.push_back(host_.Open(kP.pid, fd));
+      files.back()->ready = pb::kIn;
+      files.back()->readable = fd;
+    }
+    auto ident = [&](int i) { return static_cast<uint64_t>(base + i); };
+    host_.probes = 0;
+    auto out = Call({Ch(KFilter::kRead, ident(0), first_flags), Ch(KFilter::kRead, ident(1), kev::kAdd),
+                     Ch(KFilter::kRead, ident(2), kev::kAdd)},
+                    Poll(8));
+    ASSERT_EQ(out.events.size(), 3u);
+    EXPECT_EQ(host_.probes, 3) << "one measurement each, by its change";
+    const bool first_stays = !(first_flags & kev::kOneshot);
+    for (auto& f : files) f->readable += 10;
+    host_.probes = 0;
+    out = Call({}, Poll(8));
+    ASSERT_EQ(out.events.size(), first_stays ? 3u : 2u);
+    EXPECT_EQ(host_.probes, first_stays ? 3 : 2) << "measured again by the next call";
+    for (const auto& ev : out.events) EXPECT_EQ(ev.data, static_cast<int64_t>(ev.ident) + 10) << ev.ident;
+    for (int i = first_stays ? 0 : 1; i < 3; ++i) {
+      ASSERT_TRUE(Call({Ch(KFilter::kRead, ident(i), kev::kDelete)}, Poll(0)).events.empty());
+    }
+  }
+}
+
 // A delivered level knote goes back on the list and the next scan asks the
 // filter again, taking the knote off when it says no (DF
 // kern_event.c:1545-1548 then 1510-1518; OB :1433-1444 then :1410-1416).

@@ -98,8 +98,40 @@ NOT_TSAN_INSTRUMENTED static long foreign_call(long nr, long a0, long a1, long a
  * pointer, never SIGSEGV (FreeBSD's kevent answers EFAULT:
  * kern_event.c kern_kevent_fp's copyin). The caller then passes the pointer
  * on as it was, and the call answers EFAULT. */
-static int read_program(void *dst, const void *src, size_t n) {
 #if defined(EVSHIM_FAST_PATH)
+/* This thread's own stack as the engine knows it (evshim_engine_thread_stack),
+ * asked at the thread's first read: [own_stack_low, own_stack_high), mapped
+ * while the thread lives. own_stack_high 0: not asked yet; an empty range
+ * (low == high != 0): unknown, every read goes to the engine. */
+static __thread uintptr_t own_stack_low __attribute__((tls_model("initial-exec")));
+static __thread uintptr_t own_stack_high __attribute__((tls_model("initial-exec")));
+
+__attribute__((noinline, cold)) static void learn_own_stack(void) {
+  uintptr_t low = 0, high = 0;
+  evshim_engine_thread_stack(&low, &high);
+  if (low >= high) low = high = 1; /* unknown, and asked */
+  own_stack_low = low;
+  own_stack_high = high;
+}
+#endif
+
+/* Inline: a one-change kevent reads its change here (an event loop's
+ * re-arm), where the engine's entry would cost a call and its own stack
+ * test. */
+static inline __attribute__((always_inline)) int read_program(void *dst, const void *src, size_t n) {
+#if defined(EVSHIM_FAST_PATH)
+  /* On this thread's stack above this frame (the caller's locals: a change
+   * list of one, a timeout): mapped while the caller runs, so copied
+   * directly, as the engine's ReadProgram does. Elsewhere (the heap, a
+   * signal handler's alternate stack, a fiber's, a bad pointer) the
+   * engine's read, which never faults. */
+  if (own_stack_high == 0) learn_own_stack();
+  const uintptr_t here = (uintptr_t)__builtin_frame_address(0), addr = (uintptr_t)src;
+  const uintptr_t low = own_stack_low, high = own_stack_high;
+  if (here >= low && here < high && addr >= here && addr < high && n <= high - addr) {
+    memcpy(dst, src, n);
+    return 0;
+  }
   return evshim_engine_read_program(dst, src, n);
 #else
   struct iovec local = {dst, n}, remote = {(void *)src, n};
