@@ -91,7 +91,6 @@ LocalWatches::LocalWatches(int loop_epoll, std::function<void(const char*, std::
   // watch takes, which may come first in the program's hundredth call)
   // from allocating (InprocKqueueAllocations).
   constexpr size_t kPerCallRoom = 16;
-  placed_.reserve(kPerCallRoom);
   unused_.reserve(kPerCallRoom);
   reported_ready_.reserve(kPerCallRoom);
   level_epfd_ = epoll_create1(EPOLL_CLOEXEC);
@@ -193,9 +192,8 @@ bool LocalWatches::ConfirmByMod(File& f) {
 }
 
 void LocalWatches::MarkPlaced(File& f) {
-  if (!one_shot_assocs_ || f.placed) return;
-  f.placed = true;
-  placed_.push_back(Key(f));
+  if (!one_shot_assocs_) return;
+  f.placed_call = call_;
 }
 
 LocalWatches::Placement LocalWatches::PlacementWithoutLook(int fd) {
@@ -224,11 +222,11 @@ int LocalWatches::Modify(File& f, uint32_t set) {
 // linked (ep_modify): exact for an association only when the file was off
 // the list (unlinked) or this call's look has just emptied it.
 bool LocalWatches::SetOneShot(File& f, uint32_t events) {
-  const bool exact = f.unlinked || looked_ || f.placed;
+  const bool exact = f.unlinked || looked_ || Placed(f);
   if (const int r = Modify(f, EPOLLONESHOT | events); r <= 0) return r == 0;
   f.unlinked = false;
   f.reg = File::Reg::kOneShot;
-  f.level_events = events;
+  f.level_events = static_cast<uint16_t>(events);
   if (exact) MarkPlaced(f);
   return true;
 }
@@ -239,10 +237,10 @@ bool LocalWatches::SetLevel(File& f, uint32_t events) {
   const uint32_t set = events != 0 ? events : static_cast<uint32_t>(EPOLLONESHOT);
   if (const int r = Modify(f, set); r <= 0) return r == 0;
   f.unlinked = false;
-  f.placed = false;
+  f.placed_call = 0;
   if (events != 0) {
     f.reg = File::Reg::kLevel;
-    f.level_events = events;
+    f.level_events = static_cast<uint16_t>(events);
   } else {
     f.reg = File::Reg::kOff;  // its mask is kept for Confirm
   }
@@ -302,7 +300,7 @@ Result<LocalWatches::File*> LocalWatches::Attach(Watch& w, WatchId id, File* cur
     fresh.checked = epoch_.load(std::memory_order_relaxed);
     if (placing != 0) {
       fresh.reg = File::Reg::kOneShot;
-      fresh.level_events = placing;
+      fresh.level_events = static_cast<uint16_t>(placing);
     }
     f = &live_.Insert(fresh);
     if (placing != 0) MarkPlaced(*f);
@@ -558,8 +556,9 @@ Result<uint32_t> LocalWatches::Arm(WatchId id, int fd, uint32_t events, const ui
       if (o != id && ow.armed) want |= ow.mask;
       o = NextOf(ow);
     }
-    const bool placed = f.placed && f.reg == File::Reg::kOneShot && f.level_events == want;
-    if (placed || f.placed || f.unlinked || looked_) {
+    const bool placed_now = Placed(f);
+    const bool placed = placed_now && f.reg == File::Reg::kOneShot && f.level_events == want;
+    if (placed || placed_now || f.unlinked || looked_) {
       if (!placed && !SetOneShot(f, want)) return Errno{EBADF};
       w.fired_at_arm = false;
       w.armed = true;
@@ -771,7 +770,7 @@ void LocalWatches::TakeReady(ReadyList* out) {
       const bool one_shot = f.reg == File::Reg::kOneShot;
       if (one_shot) {
         f.reg = File::Reg::kOff;  // the kernel disabled it
-        f.placed = false;
+        f.placed_call = 0;
       }
       bool delivered = false;
       uint32_t still = 0;
@@ -911,10 +910,6 @@ void LocalWatches::RenewLevelEpoll() {
 
 void LocalWatches::EndCallListed() {
   looked_ = false;
-  for (uint64_t key : placed_) {
-    if (File* f = FileOfReport(key)) f->placed = false;
-  }
-  placed_.clear();
   for (WatchId id : reported_ready_) {
     if (Watch* w = watches_.Find(id)) w->reported_ready = false;
   }
@@ -945,8 +940,14 @@ void LocalWatches::EndCallListed() {
 
 void LocalWatches::RestartCallCount() {
   watches_.ForEach([](WatchId, Watch& w) { w.seen_call = 0; });
-  live_.ForEach([](File& f) { f.unused_call = 0; });
-  for (auto& [gen, f] : dead_) f.unused_call = 0;
+  live_.ForEach([](File& f) {
+    f.unused_call = 0;
+    f.placed_call = 0;
+  });
+  for (auto& [gen, f] : dead_) {
+    f.unused_call = 0;
+    f.placed_call = 0;
+  }
   call_ = 1;
 }
 

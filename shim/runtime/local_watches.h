@@ -156,11 +156,11 @@ class LocalWatches {
   Placement PlacementWithoutLook(int fd);
   // The end of a call, or of a look made outside one (a waiter's wake-up,
   // the idle pump): the switch-offs of its reports are decided.
-  // Inline when the call listed nothing to settle (its placements, its
-  // READ reports, its reports that concerned no armed watch); the lists'
-  // walk out of line.
+  // Inline when the call listed nothing to settle (its READ reports, its
+  // reports that concerned no armed watch); the lists' walk out of line.
+  // The call's placements end with its number (File::placed_call).
   void EndCall() {
-    if (placed_.empty() && reported_ready_.empty() && unused_.empty()) [[likely]] {
+    if (reported_ready_.empty() && unused_.empty()) [[likely]] {
       looked_ = false;
       NextCall();
       return;
@@ -295,9 +295,15 @@ class LocalWatches {
     uint32_t checked = 0;     // epoch of the last identity confirmation
     // Per call: the call whose look reported it to no armed watch (below).
     uint32_t unused_call = 0;
+    // Per call (Placed): the call that set it one-shot with level_events
+    // while unlinked or after that call's look, so a ready file was linked
+    // then, in the order of the call (0: none). A number rather than a flag
+    // listed for the call's end: the next call's number ends it, with no
+    // walk (every association placed without a look is one).
+    uint32_t placed_call = 0;
     uint32_t gen = 0;
     int fd = -1;
-    uint32_t level_events = 0;
+    uint16_t level_events = 0;  // poll bits (kPollBits)
     // The level registration: off (one-shot without a mask, disabled once
     // it reported), one-shot with level_events (reports once), or
     // level-triggered with level_events. level_events is kept while off.
@@ -310,11 +316,7 @@ class LocalWatches {
     // Its registration reported as one-shot (the kernel disabled it and took
     // it off the ready list; no wake-up links it again) and no MOD since.
     bool unlinked : 1 = false;
-    // Per call (listed in placed_): set one-shot with level_events in this
-    // call while unlinked or after this call's look, so a ready file was
-    // linked then, in the order of the call.
-    bool placed : 1 = false;
-    uint8_t unused_calls = 0;
+    uint8_t unused_calls : 2 = 0;  // 0 to 2
   };
   static_assert(sizeof(File) <= 28, "a file record outgrew its memory budget");
   // The live files by number (shim/runtime/by_number.h: the numbers below
@@ -424,6 +426,7 @@ class LocalWatches {
   // One-shot with `events` (an association's placement); false: killed.
   bool SetOneShot(File& f, uint32_t events);
   void MarkPlaced(File& f);
+  bool Placed(const File& f) const { return f.placed_call == call_; }
   // Every watch of `f` is a level one armed by kReportedAtLook. Inline:
   // every association's placement and arm asks (by slot, the list's own
   // links: no watch's id is needed).
@@ -481,7 +484,6 @@ class LocalWatches {
   bool per_call_ = false;
   bool one_shot_assocs_ = false;
   bool looked_ = false;  // a TakeReady in this call (until EndCall)
-  std::vector<uint64_t> placed_;  // keys of the files with `placed` set in this call
   uint32_t call_ = 1;
   std::vector<uint64_t> unused_;  // keys of the files reported to no armed watch in this call
   std::vector<emul::WatchId> reported_ready_;  // watches with reported_ready set in this call

@@ -18,6 +18,7 @@
 #include <atomic>
 #include <cerrno>
 #include <cstdlib>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -932,6 +933,58 @@ TEST_F(LocalWatchesTest, KnoteLeftArmedByAOneShotReportGetsTheLevelRegistration)
   ready = Take();
   ASSERT_EQ(ready.size(), 1u);
   EXPECT_EQ(ready[0].first, 1u);
+}
+
+
+// An association's file placed by its identity check's EPOLL_CTL_MOD
+// (port.c:153-163: the event queued at the association, behind the files
+// that woke before) is placed for the rest of that call only: the MOD
+// linked a ready file in the order of that call. In a later call, before
+// any look, the file may have been linked since (a wake-up), so an
+// association armed then is not taken as placed: the watch's report seen
+// while it was disarmed is measured instead (the file's readiness at the
+// call, rule 6). Here the association's watch is disarmed, its file's
+// one-shot report comes (seen_ready, off epoll's ready list), an identity
+// check re-arms it one-shot (placed, in that call), and the association is
+// armed again in `arm_call`.
+class LocalWatchesPlacementTest : public LocalWatchesTest {
+ protected:
+  // The readiness the association's arm answers in the call after call
+  // `check_call`, where its file was placed, or, with `ending_call`, in the
+  // call after that one (SetCallForTest).
+  uint32_t ArmAfterPlacementIn(uint32_t check_call, std::optional<uint32_t> ending_call = std::nullopt) {
+    watches_->set_switch_offs_per_call(true);
+    watches_->set_one_shot_associations(true);
+    auto [a, b] = Pair();
+    watches_->Add(1);
+    EXPECT_EQ(*watches_->Arm(1, a, POLLIN, nullptr, LocalWatches::kReportedAtLook), 0u);
+    watches_->EndCall();
+    watches_->Disarm(1);
+    EXPECT_EQ(write(b, "x", 1), 1);
+    EXPECT_TRUE(Take().empty());  // disarmed: seen ready, the registration off
+    watches_->EndCall();
+    watches_->SetCallForTest(check_call);
+    EXPECT_TRUE(watches_->SameFile(a, 1));  // one-shot again: placed in this call
+    watches_->EndCall();
+    if (ending_call) {
+      watches_->SetCallForTest(*ending_call);
+      watches_->EndCall();
+    }
+    return *watches_->Arm(1, a, POLLIN, nullptr, LocalWatches::kReportedAtLook);
+  }
+};
+
+TEST_F(LocalWatchesPlacementTest, APlacementLastsOnlyItsCall) {
+  EXPECT_EQ(ArmAfterPlacementIn(7), static_cast<uint32_t>(POLLIN))
+      << "the association armed as placed in a call after its placement's";
+}
+
+// The call counter is 32 bits: when it wraps, every file's placement is
+// cleared, so a file placed at call N is not taken as placed at the call
+// 2^32 later with the same number.
+TEST_F(LocalWatchesPlacementTest, APlacementIsNotTakenAfterTheCallCounterWraps) {
+  EXPECT_EQ(ArmAfterPlacementIn(1, 0xffffffffu), static_cast<uint32_t>(POLLIN))
+      << "an old call's placement taken for this call's";
 }
 
 }  // namespace
