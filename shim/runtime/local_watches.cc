@@ -20,8 +20,6 @@ using emul::WatchId;
 
 namespace {
 constexpr uint32_t kAlways = EPOLLERR | EPOLLHUP;
-// Poll bits only: a mask never carries epoll's mode flags.
-constexpr uint32_t kPollBits = 0xffff;
 // Readiness of a file epoll cannot watch (as the supervised host reports it).
 constexpr uint32_t kPolllessReady = EPOLLIN | EPOLLOUT | EPOLLRDNORM | EPOLLWRNORM;
 
@@ -471,8 +469,8 @@ bool LocalWatches::RegisterLevel(Watch& w, WatchId id, int fd, uint32_t events) 
   return SetLevel(f, (f.reg != File::Reg::kOff ? f.level_events : 0) | events);
 }
 
-Result<uint32_t> LocalWatches::Arm(WatchId id, int fd, uint32_t events, const uint32_t* measured,
-                                   Answer answer) {
+Result<uint32_t> LocalWatches::ArmAny(WatchId id, int fd, uint32_t events, const uint32_t* measured,
+                                      Answer answer) {
   Watch* found_watch = watches_.Find(id);
   if (found_watch == nullptr) return Errno{EBADF};
   Watch& w = *found_watch;
@@ -550,19 +548,12 @@ Result<uint32_t> LocalWatches::Arm(WatchId id, int fd, uint32_t events, const ui
     // file is linked in the order of the call, so the next look reports it
     // behind every file that woke before (and seen_ready says nothing any
     // more). Armed: no poll, and no MOD unless the masks changed.
-    uint32_t want = events;
-    for (WatchId o = FirstOf(f); o != 0;) {
-      const Watch& ow = Listed(o);
-      if (o != id && ow.armed) want |= ow.mask;
-      o = NextOf(ow);
-    }
+    const uint32_t want = MasksWith(f, id, events);
     const bool placed_now = Placed(f);
     const bool placed = placed_now && f.reg == File::Reg::kOneShot && f.level_events == want;
     if (placed || placed_now || f.unlinked || looked_) {
       if (!placed && !SetOneShot(f, want)) return Errno{EBADF};
-      w.fired_at_arm = false;
-      w.armed = true;
-      w.armed_look = static_cast<uint32_t>(looks_begun_);
+      ArmPlaced(w);
       return 0u;
     }
   }

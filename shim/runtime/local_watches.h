@@ -97,8 +97,16 @@ class LocalWatches {
   // `measured`: the file's poll bits, measured by the caller after it
   // confirmed the file (SameFile); answers instead of a poll (the
   // registration reports what comes later, if need be once widened).
-  emul::Result<uint32_t> Arm(emul::WatchId id, int fd, uint32_t events,
-                             const uint32_t* measured = nullptr, Answer answer = kNow);
+  // Inline, an association's re-arm on the file its identity check (or its
+  // registration) placed in this call first (ArmOnItsPlacement: every
+  // port_associate placed without a look); the rest out of line.
+  emul::Result<uint32_t> Arm(emul::WatchId id, int fd, uint32_t events, const uint32_t* measured = nullptr,
+                             Answer answer = kNow) {
+    if (answer == kReportedAtLook && one_shot_assocs_) {
+      if (Watch* w = watches_.Find(id); w != nullptr && ArmOnItsPlacement(*w, id, fd, events & kPollBits)) return 0u;
+    }
+    return ArmAny(id, fd, events, measured, answer);
+  }
   emul::Result<uint32_t> ArmEdge(emul::WatchId id, int fd, uint32_t events);
   void SettleEdge(emul::WatchId id, int fd, uint32_t events);
   void Disarm(emul::WatchId id);
@@ -385,6 +393,8 @@ class LocalWatches {
   }
   __attribute__((noinline, cold)) void RestartCallCount();
   __attribute__((noinline)) void EndCallListed();
+  // Poll bits only: a mask never carries epoll's mode flags.
+  static constexpr uint32_t kPollBits = 0xffff;
   static uint64_t Key(const File& f) { return (static_cast<uint64_t>(f.gen) << 32) | static_cast<uint32_t>(f.fd); }
   // Inline, the live file first: asked several times per call and look.
   [[gnu::always_inline]] File* FileOf(const Watch& w) {
@@ -427,6 +437,50 @@ class LocalWatches {
   bool SetOneShot(File& f, uint32_t events);
   void MarkPlaced(File& f);
   bool Placed(const File& f) const { return f.placed_call == call_; }
+  __attribute__((noinline)) emul::Result<uint32_t> ArmAny(emul::WatchId id, int fd, uint32_t events,
+                                                          const uint32_t* measured, Answer answer);
+  // The armed watches' masks on `f` but watch `id`'s, and `events` (an
+  // association's placement registers them all).
+  uint32_t MasksWith(const File& f, emul::WatchId id, uint32_t events) {
+    const uint32_t self = LinkOf(id);
+    for (uint32_t link = f.first_slot; link != 0;) {
+      const Watch& ow = watches_.AtSlot(link - 1);
+      if (link != self && ow.armed) events |= ow.mask;
+      link = ow.next_slot;
+    }
+    return events;
+  }
+  // Arm(kReportedAtLook) of watch `w` (`id`), on its live file at `fd`,
+  // whose every watch is an association (AssociationsOnly, `w` being one
+  // now) and whose registration this call placed one-shot with exactly
+  // the armed watches' masks (MasksWith): the placement made the next
+  // look report a ready file in the order of the call, so the watch is
+  // armed with no system call and no poll, as Arm's placed path does. False:
+  // another case, nothing changed.
+  [[gnu::always_inline]] bool ArmOnItsPlacement(Watch& w, emul::WatchId id, int fd, uint32_t events) {
+    if (w.edge || w.pollless) return false;
+    File* f = FileOf(w);
+    if (f == nullptr || f->dead || f->fd != fd || !Placed(*f) || f->reg != File::Reg::kOneShot) return false;
+    const uint32_t self = LinkOf(id);
+    for (uint32_t link = f->first_slot; link != 0;) {
+      const Watch& ow = watches_.AtSlot(link - 1);
+      if (link != self && (ow.edge || ow.pollless || !ow.for_assoc)) return false;
+      link = ow.next_slot;
+    }
+    if (f->level_events != MasksWith(*f, id, events)) return false;
+    w.mask = static_cast<uint16_t>(events);
+    w.for_assoc = true;
+    w.seen_ready = false;
+    Unfire(id);
+    ArmPlaced(w);
+    return true;
+  }
+  // Armed on a placed registration (its report comes at the next look).
+  void ArmPlaced(Watch& w) {
+    w.fired_at_arm = false;
+    w.armed = true;
+    w.armed_look = static_cast<uint32_t>(looks_begun_);
+  }
   // Every watch of `f` is a level one armed by kReportedAtLook. Inline:
   // every association's placement and arm asks (by slot, the list's own
   // links: no watch's id is needed).

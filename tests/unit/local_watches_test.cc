@@ -987,5 +987,59 @@ TEST_F(LocalWatchesPlacementTest, APlacementIsNotTakenAfterTheCallCounterWraps) 
       << "an old call's placement taken for this call's";
 }
 
+
+// An association re-armed in the call that placed its file, with the same
+// mask (LocalWatches::ArmOnItsPlacement: no system call, no poll): armed,
+// so the placed registration's report is its own. Here its watch was
+// disarmed since (as a dissociation leaves it) and the file becomes ready
+// after the arm.
+TEST_F(LocalWatchesPlacementTest, AnAssociationReArmedOnItsPlacementIsArmed) {
+  watches_->set_switch_offs_per_call(true);
+  watches_->set_one_shot_associations(true);
+  auto [a, b] = Pair();
+  watches_->Add(1);
+  EXPECT_EQ(*watches_->Arm(1, a, POLLIN, nullptr, LocalWatches::kReportedAtLook), 0u);  // placed by its ADD
+  watches_->Disarm(1);
+  EXPECT_EQ(*watches_->Arm(1, a, POLLIN, nullptr, LocalWatches::kReportedAtLook), 0u);
+  ASSERT_EQ(write(b, "x", 1), 1);
+  const LocalWatches::ReadyList ready = Take();
+  ASSERT_EQ(ready.size(), 1u) << "the re-armed association was not armed";
+  EXPECT_EQ(ready[0], (std::pair<emul::WatchId, uint32_t>{1, POLLIN}));
+}
+
+// Not with another mask than the placement registered: the registration is
+// set one-shot with the new one (an EPOLL_CTL_MOD, which links a ready file
+// now), or the file's readiness for the new bits would never be reported.
+TEST_F(LocalWatchesPlacementTest, AnAssociationReArmedWithAnotherMaskIsRegisteredAgain) {
+  watches_->set_switch_offs_per_call(true);
+  watches_->set_one_shot_associations(true);
+  auto [a, b] = Pair();
+  watches_->Add(1);
+  EXPECT_EQ(*watches_->Arm(1, a, POLLIN, nullptr, LocalWatches::kReportedAtLook), 0u);  // placed by its ADD
+  EXPECT_EQ(*watches_->Arm(1, a, POLLOUT, nullptr, LocalWatches::kReportedAtLook), 0u);  // writable: at the look
+  const LocalWatches::ReadyList ready = Take();
+  ASSERT_EQ(ready.size(), 1u) << "the placement's registration kept its old mask";
+  EXPECT_EQ(ready[0], (std::pair<emul::WatchId, uint32_t>{1, POLLOUT}));
+}
+
+// Nor on a file with another kind of watch (here a kqueue READ knote's,
+// level, armed kNow): its placement says nothing of the association's
+// event (FileWithAnotherKindOfWatchIsPlacedByALook), so the report the
+// association saw while disarmed is measured (rule 6: fires at once).
+TEST_F(LocalWatchesPlacementTest, AnAssociationBesideAKnoteIsNotArmedOnAPlacement) {
+  auto [a, b] = EngineModesAndAKnote();
+  watches_->Add(2);
+  EXPECT_EQ(*watches_->Arm(2, a, POLLIN, nullptr, LocalWatches::kReportedAtLook), 0u);  // the association
+  watches_->EndCall();
+  ASSERT_EQ(write(b, "x", 1), 1);
+  EXPECT_EQ(Take().size(), 2u);
+  watches_->EndCall();
+  SwitchedOffInTwoCalls();  // left ready: seen by both while disarmed
+  EXPECT_TRUE(Take().empty());            // this call's look
+  EXPECT_TRUE(watches_->SameFile(a, 2));  // one-shot after the look: placed
+  EXPECT_EQ(*watches_->Arm(2, a, POLLIN, nullptr, LocalWatches::kReportedAtLook), static_cast<uint32_t>(POLLIN))
+      << "armed as placed beside a knote";
+}
+
 }  // namespace
 }  // namespace evshim::shim
