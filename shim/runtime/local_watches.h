@@ -100,8 +100,8 @@ class LocalWatches {
   // Inline, an association's re-arm on the file its identity check (or its
   // registration) placed in this call first (ArmOnItsPlacement: every
   // port_associate placed without a look); the rest out of line.
-  emul::Result<uint32_t> Arm(emul::WatchId id, int fd, uint32_t events, const uint32_t* measured = nullptr,
-                             Answer answer = kNow) {
+  [[gnu::always_inline]] emul::Result<uint32_t> Arm(emul::WatchId id, int fd, uint32_t events,
+                                                    const uint32_t* measured = nullptr, Answer answer = kNow) {
     if (answer == kReportedAtLook && one_shot_assocs_) {
       if (Watch* w = watches_.Find(id); w != nullptr && ArmOnItsPlacement(*w, id, fd, events & kPollBits)) return 0u;
     }
