@@ -808,6 +808,7 @@ void LocalWatches::TakeReady(ReadyList* out) {
           w.reported_ready = false;
         } else if (covers && !w.reported_ready && !w.for_assoc) {
           reported_ready_.push_back(this_id);
+          listed_ = true;
           w.reported_ready = true;
         }
         if (!w.armed) {
@@ -834,6 +835,7 @@ void LocalWatches::TakeReady(ReadyList* out) {
             f.unused_call = call_;
             f.taken = false;
             unused_.push_back(Key(f));
+            listed_ = true;
           }
         } else if (one_shot && one_shot_assocs_ && AssociationsOnly(f)) {
           // Associations still armed (other bits): one-shot again, now.
@@ -923,6 +925,7 @@ void LocalWatches::RenewLevelEpoll() {
 
 void LocalWatches::EndCallListed() {
   looked_ = false;
+  listed_ = false;
   for (WatchId id : reported_ready_) {
     if (Watch* w = watches_.Find(id)) w->reported_ready = false;
   }

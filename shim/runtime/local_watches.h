@@ -168,7 +168,7 @@ class LocalWatches {
   // reports that concerned no armed watch); the lists' walk out of line.
   // The call's placements end with its number (File::placed_call).
   void EndCall() {
-    if (reported_ready_.empty() && unused_.empty()) [[likely]] {
+    if (!listed_) [[likely]] {
       looked_ = false;
       NextCall();
       return;
@@ -540,6 +540,7 @@ class LocalWatches {
   bool looked_ = false;  // a TakeReady in this call (until EndCall)
   uint32_t call_ = 1;
   std::vector<uint64_t> unused_;  // keys of the files reported to no armed watch in this call
+  bool listed_ = false;  // unused_ or reported_ready_ has an entry (EndCall)
   std::vector<emul::WatchId> reported_ready_;  // watches with reported_ready set in this call
   std::atomic<uint32_t> epoch_{1};
   uint32_t next_gen_ = 1;

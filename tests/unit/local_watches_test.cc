@@ -514,6 +514,21 @@ TEST_F(LocalWatchesTest, ReportedReadyThisCallOnlyForThisCallsPlainReadyReport) 
   watches_->EndCall();
 }
 
+// The call's end forgets a report listed for ReportedReadyThisCall also
+// when it is the only entry the call listed (EndCall's walk is out of
+// line, taken only when the call listed something).
+TEST_F(LocalWatchesTest, ReportedReadyThisCallIsForgottenWhenItIsTheCallsOnlyEntry) {
+  watches_->set_switch_offs_per_call(true);
+  auto [a, b] = Pair();
+  watches_->Add(1);
+  EXPECT_EQ(*watches_->Arm(1, a, POLLIN), 0u);
+  ASSERT_EQ(write(b, "x", 1), 1);
+  ASSERT_EQ(Take().size(), 1u);  // delivered: no report to an unarmed watch
+  EXPECT_TRUE(watches_->ReportedReadyThisCall(1));
+  watches_->EndCall();
+  EXPECT_FALSE(watches_->ReportedReadyThisCall(1)) << "the call's report outlived the call";
+}
+
 // Edge watches with one mask share a registration, each with its own edge
 // (kqueue EV_CLEAR: DF kern_event.c:1535-1544, only new activity after a
 // report): settling one forgets its pending edge, not the other's.
