@@ -747,10 +747,15 @@ void LocalWatches::TakeReady(ReadyList* out) {
   // their registration keeps in the ready list for the next look; but a
   // one-shot registration that became ready meanwhile was disabled by this
   // read, and its report would be lost. `rounds` bounds the reads in any
-  // case (a list of one-shot or dropped reports has no mark).
+  // case (a list of one-shot or dropped reports has no mark); counted from
+  // the first full read (a look usually reads once).
   uint64_t turn = 0;
   bool have_turn = false, turned = false;
-  size_t rounds = live_.size() / 64 + edges_.size() + 4;
+  size_t rounds = 0;
+  const auto read_again = [&] {
+    if (rounds == 0) rounds = live_.size() / 64 + edges_.size() + 4;
+    return --rounds != 0;
+  };
   do {
     n = ReadReady(level_epfd_, evs, 64);
     if (n > 0) reports_taken_ += static_cast<uint64_t>(n);
@@ -851,7 +856,7 @@ void LocalWatches::TakeReady(ReadyList* out) {
         have_turn = true;
       }
     }
-  } while (n == 64 && !turned && --rounds != 0);
+  } while (n == 64 && !turned && read_again());
   // Every armed level watch whose file is ready was reported just now: the
   // look in progress has done its part (QuietSinceArm).
   looks_done_ = looks_begun_;
