@@ -461,13 +461,18 @@ class LocalWatches {
     if (w.edge || w.pollless) return false;
     File* f = FileOf(w);
     if (f == nullptr || f->dead || f->fd != fd || !Placed(*f) || f->reg != File::Reg::kOneShot) return false;
+    // One walk for both: every other watch an association, and MasksWith.
     const uint32_t self = LinkOf(id);
+    uint32_t want = events;
     for (uint32_t link = f->first_slot; link != 0;) {
       const Watch& ow = watches_.AtSlot(link - 1);
-      if (link != self && (ow.edge || ow.pollless || !ow.for_assoc)) return false;
+      if (link != self) {
+        if (ow.edge || ow.pollless || !ow.for_assoc) return false;
+        if (ow.armed) want |= ow.mask;
+      }
       link = ow.next_slot;
     }
-    if (f->level_events != MasksWith(*f, id, events)) return false;
+    if (f->level_events != want) return false;
     w.mask = static_cast<uint16_t>(events);
     w.for_assoc = true;
     w.seen_ready = false;

@@ -1056,5 +1056,24 @@ TEST_F(LocalWatchesPlacementTest, AnAssociationBesideAKnoteIsNotArmedOnAPlacemen
       << "armed as placed beside a knote";
 }
 
+// The masks a placement must carry are the armed watches': an association
+// re-armed in its placing call beside another one disarmed since (here for
+// POLLOUT, on a writable file) narrows the registration to its own mask, so
+// the disarmed one's readiness does not wake the look.
+TEST_F(LocalWatchesPlacementTest, AnAssociationReArmedBesideADisarmedOneNarrowsThePlacement) {
+  watches_->set_switch_offs_per_call(true);
+  watches_->set_one_shot_associations(true);
+  auto [a, b] = Pair();
+  watches_->Add(1);
+  watches_->Add(2);
+  EXPECT_EQ(*watches_->Arm(1, a, POLLIN, nullptr, LocalWatches::kReportedAtLook), 0u);   // placed by its ADD
+  EXPECT_EQ(*watches_->Arm(2, a, POLLOUT, nullptr, LocalWatches::kReportedAtLook), 0u);  // widened: POLLIN | POLLOUT
+  EXPECT_TRUE(LoopReady());  // writable
+  watches_->Disarm(2);
+  watches_->Disarm(1);
+  EXPECT_EQ(*watches_->Arm(1, a, POLLIN, nullptr, LocalWatches::kReportedAtLook), 0u);
+  EXPECT_FALSE(LoopReady()) << "the placement kept a disarmed association's mask";
+}
+
 }  // namespace
 }  // namespace evshim::shim
