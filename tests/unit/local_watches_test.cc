@@ -112,6 +112,18 @@ class LocalWatchesTest : public ::testing::Test {
     }
     EXPECT_FALSE(LoopReady());
   }
+  // Switch-offs per call (the engine's mode), and a socketpair end with
+  // watch 1 on it (level, POLLIN, armed kNow), made ready and delivered by
+  // a look: the file is left ready, the call not ended.
+  std::pair<int, int> DeliveredLeftReady() {
+    watches_->set_switch_offs_per_call(true);
+    auto [a, b] = Pair();
+    watches_->Add(1);
+    EXPECT_EQ(*watches_->Arm(1, a, POLLIN), 0u);
+    EXPECT_EQ(write(b, "x", 1), 1);
+    EXPECT_EQ(Take().size(), 1u);
+    return {a, b};
+  }
   // Switch-offs per call and associations placed one-shot (the engine's
   // modes), and a socketpair end, not ready, with watch 1 on it: a kqueue
   // READ knote's (level, armed kNow).
@@ -253,12 +265,7 @@ TEST_F(LocalWatchesTest, LevelRegistrationStaysOnAndGoesOffWhenLeftReady) {
 // fires), and the registration is not switched off in the middle of the
 // call. Reports nobody takes at the end of two calls in a row switch it off.
 TEST_F(LocalWatchesTest, ReportAtTheArmingCallsLookIsItsReadinessPerCall) {
-  watches_->set_switch_offs_per_call(true);
-  auto [a, b] = Pair();
-  watches_->Add(1);
-  EXPECT_EQ(*watches_->Arm(1, a, POLLIN), 0u);
-  ASSERT_EQ(write(b, "x", 1), 1);
-  ASSERT_EQ(Take().size(), 1u);  // delivered; the file is left ready
+  auto [a, b] = DeliveredLeftReady();
   watches_->EndCall();
   // The next call: its look reports the file to no armed watch.
   EXPECT_TRUE(Take().empty());
@@ -518,12 +525,7 @@ TEST_F(LocalWatchesTest, ReportedReadyThisCallOnlyForThisCallsPlainReadyReport) 
 // when it is the only entry the call listed (EndCall's walk is out of
 // line, taken only when the call listed something).
 TEST_F(LocalWatchesTest, ReportedReadyThisCallIsForgottenWhenItIsTheCallsOnlyEntry) {
-  watches_->set_switch_offs_per_call(true);
-  auto [a, b] = Pair();
-  watches_->Add(1);
-  EXPECT_EQ(*watches_->Arm(1, a, POLLIN), 0u);
-  ASSERT_EQ(write(b, "x", 1), 1);
-  ASSERT_EQ(Take().size(), 1u);  // delivered: no report to an unarmed watch
+  DeliveredLeftReady();  // no report to an unarmed watch
   EXPECT_TRUE(watches_->ReportedReadyThisCall(1));
   watches_->EndCall();
   EXPECT_FALSE(watches_->ReportedReadyThisCall(1)) << "the call's report outlived the call";
@@ -964,15 +966,25 @@ TEST_F(LocalWatchesTest, KnoteLeftArmedByAOneShotReportGetsTheLevelRegistration)
 // armed again in `arm_call`.
 class LocalWatchesPlacementTest : public LocalWatchesTest {
  protected:
-  // The readiness the association's arm answers in the call after call
-  // `check_call`, where its file was placed, or, with `ending_call`, in the
-  // call after that one (SetCallForTest).
-  uint32_t ArmAfterPlacementIn(uint32_t check_call, std::optional<uint32_t> ending_call = std::nullopt) {
+  // The engine's modes, and a socketpair end, not ready, with association
+  // watch 1 on it for POLLIN: placed by its registration's ADD in this
+  // call.
+  std::pair<int, int> PlacedAssociation() {
     watches_->set_switch_offs_per_call(true);
     watches_->set_one_shot_associations(true);
     auto [a, b] = Pair();
     watches_->Add(1);
-    EXPECT_EQ(*watches_->Arm(1, a, POLLIN, nullptr, LocalWatches::kReportedAtLook), 0u);
+    EXPECT_EQ(ArmAssociation(1, a, POLLIN), 0u);
+    return {a, b};
+  }
+  uint32_t ArmAssociation(emul::WatchId id, int fd, uint32_t events) {
+    return *watches_->Arm(id, fd, events, nullptr, LocalWatches::kReportedAtLook);
+  }
+  // The readiness the association's arm answers in the call after call
+  // `check_call`, where its file was placed, or, with `ending_call`, in the
+  // call after that one (SetCallForTest).
+  uint32_t ArmAfterPlacementIn(uint32_t check_call, std::optional<uint32_t> ending_call = std::nullopt) {
+    auto [a, b] = PlacedAssociation();
     watches_->EndCall();
     watches_->Disarm(1);
     EXPECT_EQ(write(b, "x", 1), 1);
@@ -985,7 +997,7 @@ class LocalWatchesPlacementTest : public LocalWatchesTest {
       watches_->SetCallForTest(*ending_call);
       watches_->EndCall();
     }
-    return *watches_->Arm(1, a, POLLIN, nullptr, LocalWatches::kReportedAtLook);
+    return ArmAssociation(1, a, POLLIN);
   }
 };
 
@@ -1009,13 +1021,9 @@ TEST_F(LocalWatchesPlacementTest, APlacementIsNotTakenAfterTheCallCounterWraps) 
 // disarmed since (as a dissociation leaves it) and the file becomes ready
 // after the arm.
 TEST_F(LocalWatchesPlacementTest, AnAssociationReArmedOnItsPlacementIsArmed) {
-  watches_->set_switch_offs_per_call(true);
-  watches_->set_one_shot_associations(true);
-  auto [a, b] = Pair();
-  watches_->Add(1);
-  EXPECT_EQ(*watches_->Arm(1, a, POLLIN, nullptr, LocalWatches::kReportedAtLook), 0u);  // placed by its ADD
+  auto [a, b] = PlacedAssociation();
   watches_->Disarm(1);
-  EXPECT_EQ(*watches_->Arm(1, a, POLLIN, nullptr, LocalWatches::kReportedAtLook), 0u);
+  EXPECT_EQ(ArmAssociation(1, a, POLLIN), 0u);
   ASSERT_EQ(write(b, "x", 1), 1);
   const LocalWatches::ReadyList ready = Take();
   ASSERT_EQ(ready.size(), 1u) << "the re-armed association was not armed";
@@ -1026,12 +1034,8 @@ TEST_F(LocalWatchesPlacementTest, AnAssociationReArmedOnItsPlacementIsArmed) {
 // set one-shot with the new one (an EPOLL_CTL_MOD, which links a ready file
 // now), or the file's readiness for the new bits would never be reported.
 TEST_F(LocalWatchesPlacementTest, AnAssociationReArmedWithAnotherMaskIsRegisteredAgain) {
-  watches_->set_switch_offs_per_call(true);
-  watches_->set_one_shot_associations(true);
-  auto [a, b] = Pair();
-  watches_->Add(1);
-  EXPECT_EQ(*watches_->Arm(1, a, POLLIN, nullptr, LocalWatches::kReportedAtLook), 0u);  // placed by its ADD
-  EXPECT_EQ(*watches_->Arm(1, a, POLLOUT, nullptr, LocalWatches::kReportedAtLook), 0u);  // writable: at the look
+  const int a = PlacedAssociation().first;
+  EXPECT_EQ(ArmAssociation(1, a, POLLOUT), 0u);  // writable: at the look
   const LocalWatches::ReadyList ready = Take();
   ASSERT_EQ(ready.size(), 1u) << "the placement's registration kept its old mask";
   EXPECT_EQ(ready[0], (std::pair<emul::WatchId, uint32_t>{1, POLLOUT}));
@@ -1052,8 +1056,7 @@ TEST_F(LocalWatchesPlacementTest, AnAssociationBesideAKnoteIsNotArmedOnAPlacemen
   SwitchedOffInTwoCalls();  // left ready: seen by both while disarmed
   EXPECT_TRUE(Take().empty());            // this call's look
   EXPECT_TRUE(watches_->SameFile(a, 2));  // one-shot after the look: placed
-  EXPECT_EQ(*watches_->Arm(2, a, POLLIN, nullptr, LocalWatches::kReportedAtLook), static_cast<uint32_t>(POLLIN))
-      << "armed as placed beside a knote";
+  EXPECT_EQ(ArmAssociation(2, a, POLLIN), static_cast<uint32_t>(POLLIN)) << "armed as placed beside a knote";
 }
 
 // The masks a placement must carry are the armed watches': an association
@@ -1061,17 +1064,13 @@ TEST_F(LocalWatchesPlacementTest, AnAssociationBesideAKnoteIsNotArmedOnAPlacemen
 // POLLOUT, on a writable file) narrows the registration to its own mask, so
 // the disarmed one's readiness does not wake the look.
 TEST_F(LocalWatchesPlacementTest, AnAssociationReArmedBesideADisarmedOneNarrowsThePlacement) {
-  watches_->set_switch_offs_per_call(true);
-  watches_->set_one_shot_associations(true);
-  auto [a, b] = Pair();
-  watches_->Add(1);
+  const int a = PlacedAssociation().first;
   watches_->Add(2);
-  EXPECT_EQ(*watches_->Arm(1, a, POLLIN, nullptr, LocalWatches::kReportedAtLook), 0u);   // placed by its ADD
-  EXPECT_EQ(*watches_->Arm(2, a, POLLOUT, nullptr, LocalWatches::kReportedAtLook), 0u);  // widened: POLLIN | POLLOUT
+  EXPECT_EQ(ArmAssociation(2, a, POLLOUT), 0u);  // widened: POLLIN | POLLOUT
   EXPECT_TRUE(LoopReady());  // writable
   watches_->Disarm(2);
   watches_->Disarm(1);
-  EXPECT_EQ(*watches_->Arm(1, a, POLLIN, nullptr, LocalWatches::kReportedAtLook), 0u);
+  EXPECT_EQ(ArmAssociation(1, a, POLLIN), 0u);
   EXPECT_FALSE(LoopReady()) << "the placement kept a disarmed association's mask";
 }
 
