@@ -20,10 +20,28 @@ using emul::WatchId;
 
 namespace {
 constexpr uint32_t kAlways = EPOLLERR | EPOLLHUP;
-// Poll bits only: a mask never carries epoll's mode flags.
-constexpr uint32_t kPollBits = 0xffff;
 // Readiness of a file epoll cannot watch (as the supervised host reports it).
 constexpr uint32_t kPolllessReady = EPOLLIN | EPOLLOUT | EPOLLRDNORM | EPOLLWRNORM;
+
+// A system call of the watches' own with four arguments (epoll_ctl's MOD
+// and DEL, the look's epoll_wait), made in place: libc's syscall() moves
+// its seven arguments into the kernel's registers for any call, and these
+// run at every association's identity check and every look. The same
+// system call and, on a failure, -1 with errno set, as syscall().
+long OwnSyscall(long nr, long a1, long a2, long a3, long a4) {
+#if defined(__x86_64__)
+  long ret;
+  register long r10 __asm__("r10") = a4;
+  __asm__ volatile("syscall" : "=a"(ret) : "0"(nr), "D"(a1), "S"(a2), "d"(a3), "r"(r10) : "rcx", "r11", "memory");
+  if (ret < 0 && ret > -4096) [[unlikely]] {
+    errno = static_cast<int>(-ret);
+    return -1;
+  }
+  return ret;
+#else
+  return syscall(nr, a1, a2, a3, a4);
+#endif
+}
 
 int Ctl(int epfd, int op, int fd, uint32_t events, uint64_t data) {
   epoll_event ev{};
@@ -34,7 +52,9 @@ int Ctl(int epfd, int op, int fd, uint32_t events, uint64_t data) {
   // libraries' interposed epoll_ctl (shim/foreign/poll_settle.h) acts on
   // an ADD only (an object's descriptor given to an epoll) and passes
   // these on, about 26 instructions an association's identity check.
-  if (op != EPOLL_CTL_ADD) return static_cast<int>(syscall(SYS_epoll_ctl, epfd, op, fd, &ev));
+  if (op != EPOLL_CTL_ADD) {
+    return static_cast<int>(OwnSyscall(SYS_epoll_ctl, epfd, op, fd, reinterpret_cast<long>(&ev)));
+  }
 #endif
   return epoll_ctl(epfd, op, fd, &ev);
 }
@@ -69,7 +89,7 @@ bool Gone(int err) { return err == ENOENT || err == EBADF; }
 // (epoll_wait, which the budget tests tell from a waiter's epoll_pwait).
 int ReadReady(int epfd, epoll_event* evs, int max) {
 #ifdef SYS_epoll_wait
-  return static_cast<int>(syscall(SYS_epoll_wait, epfd, evs, max, 0));
+  return static_cast<int>(OwnSyscall(SYS_epoll_wait, epfd, reinterpret_cast<long>(evs), max, 0));
 #else
   return epoll_wait(epfd, evs, max, 0);
 #endif
@@ -91,7 +111,6 @@ LocalWatches::LocalWatches(int loop_epoll, std::function<void(const char*, std::
   // watch takes, which may come first in the program's hundredth call)
   // from allocating (InprocKqueueAllocations).
   constexpr size_t kPerCallRoom = 16;
-  placed_.reserve(kPerCallRoom);
   unused_.reserve(kPerCallRoom);
   reported_ready_.reserve(kPerCallRoom);
   level_epfd_ = epoll_create1(EPOLL_CLOEXEC);
@@ -193,9 +212,8 @@ bool LocalWatches::ConfirmByMod(File& f) {
 }
 
 void LocalWatches::MarkPlaced(File& f) {
-  if (!one_shot_assocs_ || f.placed) return;
-  f.placed = true;
-  placed_.push_back(Key(f));
+  if (!one_shot_assocs_) return;
+  f.placed_call = call_;
 }
 
 LocalWatches::Placement LocalWatches::PlacementWithoutLook(int fd) {
@@ -224,11 +242,11 @@ int LocalWatches::Modify(File& f, uint32_t set) {
 // linked (ep_modify): exact for an association only when the file was off
 // the list (unlinked) or this call's look has just emptied it.
 bool LocalWatches::SetOneShot(File& f, uint32_t events) {
-  const bool exact = f.unlinked || looked_ || f.placed;
+  const bool exact = f.unlinked || looked_ || Placed(f);
   if (const int r = Modify(f, EPOLLONESHOT | events); r <= 0) return r == 0;
   f.unlinked = false;
   f.reg = File::Reg::kOneShot;
-  f.level_events = events;
+  f.level_events = static_cast<uint16_t>(events);
   if (exact) MarkPlaced(f);
   return true;
 }
@@ -239,10 +257,10 @@ bool LocalWatches::SetLevel(File& f, uint32_t events) {
   const uint32_t set = events != 0 ? events : static_cast<uint32_t>(EPOLLONESHOT);
   if (const int r = Modify(f, set); r <= 0) return r == 0;
   f.unlinked = false;
-  f.placed = false;
+  f.placed_call = 0;
   if (events != 0) {
     f.reg = File::Reg::kLevel;
-    f.level_events = events;
+    f.level_events = static_cast<uint16_t>(events);
   } else {
     f.reg = File::Reg::kOff;  // its mask is kept for Confirm
   }
@@ -302,7 +320,7 @@ Result<LocalWatches::File*> LocalWatches::Attach(Watch& w, WatchId id, File* cur
     fresh.checked = epoch_.load(std::memory_order_relaxed);
     if (placing != 0) {
       fresh.reg = File::Reg::kOneShot;
-      fresh.level_events = placing;
+      fresh.level_events = static_cast<uint16_t>(placing);
     }
     f = &live_.Insert(fresh);
     if (placing != 0) MarkPlaced(*f);
@@ -473,8 +491,8 @@ bool LocalWatches::RegisterLevel(Watch& w, WatchId id, int fd, uint32_t events) 
   return SetLevel(f, (f.reg != File::Reg::kOff ? f.level_events : 0) | events);
 }
 
-Result<uint32_t> LocalWatches::Arm(WatchId id, int fd, uint32_t events, const uint32_t* measured,
-                                   Answer answer) {
+Result<uint32_t> LocalWatches::ArmAny(WatchId id, int fd, uint32_t events, const uint32_t* measured,
+                                      Answer answer) {
   Watch* found_watch = watches_.Find(id);
   if (found_watch == nullptr) return Errno{EBADF};
   Watch& w = *found_watch;
@@ -552,18 +570,12 @@ Result<uint32_t> LocalWatches::Arm(WatchId id, int fd, uint32_t events, const ui
     // file is linked in the order of the call, so the next look reports it
     // behind every file that woke before (and seen_ready says nothing any
     // more). Armed: no poll, and no MOD unless the masks changed.
-    uint32_t want = events;
-    for (WatchId o = FirstOf(f); o != 0;) {
-      const Watch& ow = Listed(o);
-      if (o != id && ow.armed) want |= ow.mask;
-      o = NextOf(ow);
-    }
-    const bool placed = f.placed && f.reg == File::Reg::kOneShot && f.level_events == want;
-    if (placed || f.placed || f.unlinked || looked_) {
+    const uint32_t want = MasksWith(f, id, events);
+    const bool placed_now = Placed(f);
+    const bool placed = placed_now && f.reg == File::Reg::kOneShot && f.level_events == want;
+    if (placed || placed_now || f.unlinked || looked_) {
       if (!placed && !SetOneShot(f, want)) return Errno{EBADF};
-      w.fired_at_arm = false;
-      w.armed = true;
-      w.armed_look = static_cast<uint32_t>(looks_begun_);
+      ArmPlaced(w);
       return 0u;
     }
   }
@@ -735,10 +747,15 @@ void LocalWatches::TakeReady(ReadyList* out) {
   // their registration keeps in the ready list for the next look; but a
   // one-shot registration that became ready meanwhile was disabled by this
   // read, and its report would be lost. `rounds` bounds the reads in any
-  // case (a list of one-shot or dropped reports has no mark).
+  // case (a list of one-shot or dropped reports has no mark); counted from
+  // the first full read (a look usually reads once).
   uint64_t turn = 0;
   bool have_turn = false, turned = false;
-  size_t rounds = live_.size() / 64 + edges_.size() + 4;
+  size_t rounds = 0;
+  const auto read_again = [&] {
+    if (rounds == 0) rounds = live_.size() / 64 + edges_.size() + 4;
+    return --rounds != 0;
+  };
   do {
     n = ReadReady(level_epfd_, evs, 64);
     if (n > 0) reports_taken_ += static_cast<uint64_t>(n);
@@ -771,7 +788,7 @@ void LocalWatches::TakeReady(ReadyList* out) {
       const bool one_shot = f.reg == File::Reg::kOneShot;
       if (one_shot) {
         f.reg = File::Reg::kOff;  // the kernel disabled it
-        f.placed = false;
+        f.placed_call = 0;
       }
       bool delivered = false;
       uint32_t still = 0;
@@ -796,6 +813,7 @@ void LocalWatches::TakeReady(ReadyList* out) {
           w.reported_ready = false;
         } else if (covers && !w.reported_ready && !w.for_assoc) {
           reported_ready_.push_back(this_id);
+          listed_ = true;
           w.reported_ready = true;
         }
         if (!w.armed) {
@@ -822,6 +840,7 @@ void LocalWatches::TakeReady(ReadyList* out) {
             f.unused_call = call_;
             f.taken = false;
             unused_.push_back(Key(f));
+            listed_ = true;
           }
         } else if (one_shot && one_shot_assocs_ && AssociationsOnly(f)) {
           // Associations still armed (other bits): one-shot again, now.
@@ -837,7 +856,7 @@ void LocalWatches::TakeReady(ReadyList* out) {
         have_turn = true;
       }
     }
-  } while (n == 64 && !turned && --rounds != 0);
+  } while (n == 64 && !turned && read_again());
   // Every armed level watch whose file is ready was reported just now: the
   // look in progress has done its part (QuietSinceArm).
   looks_done_ = looks_begun_;
@@ -911,10 +930,7 @@ void LocalWatches::RenewLevelEpoll() {
 
 void LocalWatches::EndCallListed() {
   looked_ = false;
-  for (uint64_t key : placed_) {
-    if (File* f = FileOfReport(key)) f->placed = false;
-  }
-  placed_.clear();
+  listed_ = false;
   for (WatchId id : reported_ready_) {
     if (Watch* w = watches_.Find(id)) w->reported_ready = false;
   }
@@ -945,8 +961,14 @@ void LocalWatches::EndCallListed() {
 
 void LocalWatches::RestartCallCount() {
   watches_.ForEach([](WatchId, Watch& w) { w.seen_call = 0; });
-  live_.ForEach([](File& f) { f.unused_call = 0; });
-  for (auto& [gen, f] : dead_) f.unused_call = 0;
+  live_.ForEach([](File& f) {
+    f.unused_call = 0;
+    f.placed_call = 0;
+  });
+  for (auto& [gen, f] : dead_) {
+    f.unused_call = 0;
+    f.placed_call = 0;
+  }
   call_ = 1;
 }
 

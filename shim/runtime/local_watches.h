@@ -97,8 +97,16 @@ class LocalWatches {
   // `measured`: the file's poll bits, measured by the caller after it
   // confirmed the file (SameFile); answers instead of a poll (the
   // registration reports what comes later, if need be once widened).
-  emul::Result<uint32_t> Arm(emul::WatchId id, int fd, uint32_t events,
-                             const uint32_t* measured = nullptr, Answer answer = kNow);
+  // Inline, an association's re-arm on the file its identity check (or its
+  // registration) placed in this call first (ArmOnItsPlacement: every
+  // port_associate placed without a look); the rest out of line.
+  [[gnu::always_inline]] emul::Result<uint32_t> Arm(emul::WatchId id, int fd, uint32_t events,
+                                                    const uint32_t* measured = nullptr, Answer answer = kNow) {
+    if (answer == kReportedAtLook && one_shot_assocs_) {
+      if (Watch* w = watches_.Find(id); w != nullptr && ArmOnItsPlacement(*w, id, fd, events & kPollBits)) return 0u;
+    }
+    return ArmAny(id, fd, events, measured, answer);
+  }
   emul::Result<uint32_t> ArmEdge(emul::WatchId id, int fd, uint32_t events);
   void SettleEdge(emul::WatchId id, int fd, uint32_t events);
   void Disarm(emul::WatchId id);
@@ -156,11 +164,11 @@ class LocalWatches {
   Placement PlacementWithoutLook(int fd);
   // The end of a call, or of a look made outside one (a waiter's wake-up,
   // the idle pump): the switch-offs of its reports are decided.
-  // Inline when the call listed nothing to settle (its placements, its
-  // READ reports, its reports that concerned no armed watch); the lists'
-  // walk out of line.
+  // Inline when the call listed nothing to settle (its READ reports, its
+  // reports that concerned no armed watch); the lists' walk out of line.
+  // The call's placements end with its number (File::placed_call).
   void EndCall() {
-    if (placed_.empty() && reported_ready_.empty() && unused_.empty()) [[likely]] {
+    if (!listed_) [[likely]] {
       looked_ = false;
       NextCall();
       return;
@@ -295,9 +303,15 @@ class LocalWatches {
     uint32_t checked = 0;     // epoch of the last identity confirmation
     // Per call: the call whose look reported it to no armed watch (below).
     uint32_t unused_call = 0;
+    // Per call (Placed): the call that set it one-shot with level_events
+    // while unlinked or after that call's look, so a ready file was linked
+    // then, in the order of the call (0: none). A number rather than a flag
+    // listed for the call's end: the next call's number ends it, with no
+    // walk (every association placed without a look is one).
+    uint32_t placed_call = 0;
     uint32_t gen = 0;
     int fd = -1;
-    uint32_t level_events = 0;
+    uint16_t level_events = 0;  // poll bits (kPollBits)
     // The level registration: off (one-shot without a mask, disabled once
     // it reported), one-shot with level_events (reports once), or
     // level-triggered with level_events. level_events is kept while off.
@@ -310,11 +324,7 @@ class LocalWatches {
     // Its registration reported as one-shot (the kernel disabled it and took
     // it off the ready list; no wake-up links it again) and no MOD since.
     bool unlinked : 1 = false;
-    // Per call (listed in placed_): set one-shot with level_events in this
-    // call while unlinked or after this call's look, so a ready file was
-    // linked then, in the order of the call.
-    bool placed : 1 = false;
-    uint8_t unused_calls = 0;
+    uint8_t unused_calls : 2 = 0;  // 0 to 2
   };
   static_assert(sizeof(File) <= 28, "a file record outgrew its memory budget");
   // The live files by number (shim/runtime/by_number.h: the numbers below
@@ -383,6 +393,8 @@ class LocalWatches {
   }
   __attribute__((noinline, cold)) void RestartCallCount();
   __attribute__((noinline)) void EndCallListed();
+  // Poll bits only: a mask never carries epoll's mode flags.
+  static constexpr uint32_t kPollBits = 0xffff;
   static uint64_t Key(const File& f) { return (static_cast<uint64_t>(f.gen) << 32) | static_cast<uint32_t>(f.fd); }
   // Inline, the live file first: asked several times per call and look.
   [[gnu::always_inline]] File* FileOf(const Watch& w) {
@@ -424,6 +436,56 @@ class LocalWatches {
   // One-shot with `events` (an association's placement); false: killed.
   bool SetOneShot(File& f, uint32_t events);
   void MarkPlaced(File& f);
+  bool Placed(const File& f) const { return f.placed_call == call_; }
+  __attribute__((noinline)) emul::Result<uint32_t> ArmAny(emul::WatchId id, int fd, uint32_t events,
+                                                          const uint32_t* measured, Answer answer);
+  // The armed watches' masks on `f` but watch `id`'s, and `events` (an
+  // association's placement registers them all).
+  uint32_t MasksWith(const File& f, emul::WatchId id, uint32_t events) {
+    const uint32_t self = LinkOf(id);
+    for (uint32_t link = f.first_slot; link != 0;) {
+      const Watch& ow = watches_.AtSlot(link - 1);
+      if (link != self && ow.armed) events |= ow.mask;
+      link = ow.next_slot;
+    }
+    return events;
+  }
+  // Arm(kReportedAtLook) of watch `w` (`id`), on its live file at `fd`,
+  // whose every watch is an association (AssociationsOnly, `w` being one
+  // now) and whose registration this call placed one-shot with exactly
+  // the armed watches' masks (MasksWith): the placement made the next
+  // look report a ready file in the order of the call, so the watch is
+  // armed with no system call and no poll, as Arm's placed path does. False:
+  // another case, nothing changed.
+  [[gnu::always_inline]] bool ArmOnItsPlacement(Watch& w, emul::WatchId id, int fd, uint32_t events) {
+    if (w.edge || w.pollless) return false;
+    File* f = FileOf(w);
+    if (f == nullptr || f->dead || f->fd != fd || !Placed(*f) || f->reg != File::Reg::kOneShot) return false;
+    // One walk for both: every other watch an association, and MasksWith.
+    const uint32_t self = LinkOf(id);
+    uint32_t want = events;
+    for (uint32_t link = f->first_slot; link != 0;) {
+      const Watch& ow = watches_.AtSlot(link - 1);
+      if (link != self) {
+        if (ow.edge || ow.pollless || !ow.for_assoc) return false;
+        if (ow.armed) want |= ow.mask;
+      }
+      link = ow.next_slot;
+    }
+    if (f->level_events != want) return false;
+    w.mask = static_cast<uint16_t>(events);
+    w.for_assoc = true;
+    w.seen_ready = false;
+    Unfire(id);
+    ArmPlaced(w);
+    return true;
+  }
+  // Armed on a placed registration (its report comes at the next look).
+  void ArmPlaced(Watch& w) {
+    w.fired_at_arm = false;
+    w.armed = true;
+    w.armed_look = static_cast<uint32_t>(looks_begun_);
+  }
   // Every watch of `f` is a level one armed by kReportedAtLook. Inline:
   // every association's placement and arm asks (by slot, the list's own
   // links: no watch's id is needed).
@@ -481,9 +543,9 @@ class LocalWatches {
   bool per_call_ = false;
   bool one_shot_assocs_ = false;
   bool looked_ = false;  // a TakeReady in this call (until EndCall)
-  std::vector<uint64_t> placed_;  // keys of the files with `placed` set in this call
   uint32_t call_ = 1;
   std::vector<uint64_t> unused_;  // keys of the files reported to no armed watch in this call
+  bool listed_ = false;  // unused_ or reported_ready_ has an entry (EndCall)
   std::vector<emul::WatchId> reported_ready_;  // watches with reported_ready set in this call
   std::atomic<uint32_t> epoch_{1};
   uint32_t next_gen_ = 1;

@@ -18,6 +18,7 @@
 #include <atomic>
 #include <cerrno>
 #include <cstdlib>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -110,6 +111,18 @@ class LocalWatchesTest : public ::testing::Test {
       watches_->EndCall();
     }
     EXPECT_FALSE(LoopReady());
+  }
+  // Switch-offs per call (the engine's mode), and a socketpair end with
+  // watch 1 on it (level, POLLIN, armed kNow), made ready and delivered by
+  // a look: the file is left ready, the call not ended.
+  std::pair<int, int> DeliveredLeftReady() {
+    watches_->set_switch_offs_per_call(true);
+    auto [a, b] = Pair();
+    watches_->Add(1);
+    EXPECT_EQ(*watches_->Arm(1, a, POLLIN), 0u);
+    EXPECT_EQ(write(b, "x", 1), 1);
+    EXPECT_EQ(Take().size(), 1u);
+    return {a, b};
   }
   // Switch-offs per call and associations placed one-shot (the engine's
   // modes), and a socketpair end, not ready, with watch 1 on it: a kqueue
@@ -252,12 +265,7 @@ TEST_F(LocalWatchesTest, LevelRegistrationStaysOnAndGoesOffWhenLeftReady) {
 // fires), and the registration is not switched off in the middle of the
 // call. Reports nobody takes at the end of two calls in a row switch it off.
 TEST_F(LocalWatchesTest, ReportAtTheArmingCallsLookIsItsReadinessPerCall) {
-  watches_->set_switch_offs_per_call(true);
-  auto [a, b] = Pair();
-  watches_->Add(1);
-  EXPECT_EQ(*watches_->Arm(1, a, POLLIN), 0u);
-  ASSERT_EQ(write(b, "x", 1), 1);
-  ASSERT_EQ(Take().size(), 1u);  // delivered; the file is left ready
+  auto [a, b] = DeliveredLeftReady();
   watches_->EndCall();
   // The next call: its look reports the file to no armed watch.
   EXPECT_TRUE(Take().empty());
@@ -511,6 +519,16 @@ TEST_F(LocalWatchesTest, ReportedReadyThisCallOnlyForThisCallsPlainReadyReport) 
   ASSERT_EQ(Take().size(), 1u);
   EXPECT_FALSE(watches_->ReportedReadyThisCall(4));
   watches_->EndCall();
+}
+
+// The call's end forgets a report listed for ReportedReadyThisCall also
+// when it is the only entry the call listed (EndCall's walk is out of
+// line, taken only when the call listed something).
+TEST_F(LocalWatchesTest, ReportedReadyThisCallIsForgottenWhenItIsTheCallsOnlyEntry) {
+  DeliveredLeftReady();  // no report to an unarmed watch
+  EXPECT_TRUE(watches_->ReportedReadyThisCall(1));
+  watches_->EndCall();
+  EXPECT_FALSE(watches_->ReportedReadyThisCall(1)) << "the call's report outlived the call";
 }
 
 // Edge watches with one mask share a registration, each with its own edge
@@ -932,6 +950,128 @@ TEST_F(LocalWatchesTest, KnoteLeftArmedByAOneShotReportGetsTheLevelRegistration)
   ready = Take();
   ASSERT_EQ(ready.size(), 1u);
   EXPECT_EQ(ready[0].first, 1u);
+}
+
+
+// An association's file placed by its identity check's EPOLL_CTL_MOD
+// (port.c:153-163: the event queued at the association, behind the files
+// that woke before) is placed for the rest of that call only: the MOD
+// linked a ready file in the order of that call. In a later call, before
+// any look, the file may have been linked since (a wake-up), so an
+// association armed then is not taken as placed: the watch's report seen
+// while it was disarmed is measured instead (the file's readiness at the
+// call, rule 6). Here the association's watch is disarmed, its file's
+// one-shot report comes (seen_ready, off epoll's ready list), an identity
+// check re-arms it one-shot (placed, in that call), and the association is
+// armed again in `arm_call`.
+class LocalWatchesPlacementTest : public LocalWatchesTest {
+ protected:
+  // The engine's modes, and a socketpair end, not ready, with association
+  // watch 1 on it for POLLIN: placed by its registration's ADD in this
+  // call.
+  std::pair<int, int> PlacedAssociation() {
+    watches_->set_switch_offs_per_call(true);
+    watches_->set_one_shot_associations(true);
+    auto [a, b] = Pair();
+    watches_->Add(1);
+    EXPECT_EQ(ArmAssociation(1, a, POLLIN), 0u);
+    return {a, b};
+  }
+  uint32_t ArmAssociation(emul::WatchId id, int fd, uint32_t events) {
+    return *watches_->Arm(id, fd, events, nullptr, LocalWatches::kReportedAtLook);
+  }
+  // The readiness the association's arm answers in the call after call
+  // `check_call`, where its file was placed, or, with `ending_call`, in the
+  // call after that one (SetCallForTest).
+  uint32_t ArmAfterPlacementIn(uint32_t check_call, std::optional<uint32_t> ending_call = std::nullopt) {
+    auto [a, b] = PlacedAssociation();
+    watches_->EndCall();
+    watches_->Disarm(1);
+    EXPECT_EQ(write(b, "x", 1), 1);
+    EXPECT_TRUE(Take().empty());  // disarmed: seen ready, the registration off
+    watches_->EndCall();
+    watches_->SetCallForTest(check_call);
+    EXPECT_TRUE(watches_->SameFile(a, 1));  // one-shot again: placed in this call
+    watches_->EndCall();
+    if (ending_call) {
+      watches_->SetCallForTest(*ending_call);
+      watches_->EndCall();
+    }
+    return ArmAssociation(1, a, POLLIN);
+  }
+};
+
+TEST_F(LocalWatchesPlacementTest, APlacementLastsOnlyItsCall) {
+  EXPECT_EQ(ArmAfterPlacementIn(7), static_cast<uint32_t>(POLLIN))
+      << "the association armed as placed in a call after its placement's";
+}
+
+// The call counter is 32 bits: when it wraps, every file's placement is
+// cleared, so a file placed at call N is not taken as placed at the call
+// 2^32 later with the same number.
+TEST_F(LocalWatchesPlacementTest, APlacementIsNotTakenAfterTheCallCounterWraps) {
+  EXPECT_EQ(ArmAfterPlacementIn(1, 0xffffffffu), static_cast<uint32_t>(POLLIN))
+      << "an old call's placement taken for this call's";
+}
+
+
+// An association re-armed in the call that placed its file, with the same
+// mask (LocalWatches::ArmOnItsPlacement: no system call, no poll): armed,
+// so the placed registration's report is its own. Here its watch was
+// disarmed since (as a dissociation leaves it) and the file becomes ready
+// after the arm.
+TEST_F(LocalWatchesPlacementTest, AnAssociationReArmedOnItsPlacementIsArmed) {
+  auto [a, b] = PlacedAssociation();
+  watches_->Disarm(1);
+  EXPECT_EQ(ArmAssociation(1, a, POLLIN), 0u);
+  ASSERT_EQ(write(b, "x", 1), 1);
+  const LocalWatches::ReadyList ready = Take();
+  ASSERT_EQ(ready.size(), 1u) << "the re-armed association was not armed";
+  EXPECT_EQ(ready[0], (std::pair<emul::WatchId, uint32_t>{1, POLLIN}));
+}
+
+// Not with another mask than the placement registered: the registration is
+// set one-shot with the new one (an EPOLL_CTL_MOD, which links a ready file
+// now), or the file's readiness for the new bits would never be reported.
+TEST_F(LocalWatchesPlacementTest, AnAssociationReArmedWithAnotherMaskIsRegisteredAgain) {
+  const int a = PlacedAssociation().first;
+  EXPECT_EQ(ArmAssociation(1, a, POLLOUT), 0u);  // writable: at the look
+  const LocalWatches::ReadyList ready = Take();
+  ASSERT_EQ(ready.size(), 1u) << "the placement's registration kept its old mask";
+  EXPECT_EQ(ready[0], (std::pair<emul::WatchId, uint32_t>{1, POLLOUT}));
+}
+
+// Nor on a file with another kind of watch (here a kqueue READ knote's,
+// level, armed kNow): its placement says nothing of the association's
+// event (FileWithAnotherKindOfWatchIsPlacedByALook), so the report the
+// association saw while disarmed is measured (rule 6: fires at once).
+TEST_F(LocalWatchesPlacementTest, AnAssociationBesideAKnoteIsNotArmedOnAPlacement) {
+  auto [a, b] = EngineModesAndAKnote();
+  watches_->Add(2);
+  EXPECT_EQ(*watches_->Arm(2, a, POLLIN, nullptr, LocalWatches::kReportedAtLook), 0u);  // the association
+  watches_->EndCall();
+  ASSERT_EQ(write(b, "x", 1), 1);
+  EXPECT_EQ(Take().size(), 2u);
+  watches_->EndCall();
+  SwitchedOffInTwoCalls();  // left ready: seen by both while disarmed
+  EXPECT_TRUE(Take().empty());            // this call's look
+  EXPECT_TRUE(watches_->SameFile(a, 2));  // one-shot after the look: placed
+  EXPECT_EQ(ArmAssociation(2, a, POLLIN), static_cast<uint32_t>(POLLIN)) << "armed as placed beside a knote";
+}
+
+// The masks a placement must carry are the armed watches': an association
+// re-armed in its placing call beside another one disarmed since (here for
+// POLLOUT, on a writable file) narrows the registration to its own mask, so
+// the disarmed one's readiness does not wake the look.
+TEST_F(LocalWatchesPlacementTest, AnAssociationReArmedBesideADisarmedOneNarrowsThePlacement) {
+  const int a = PlacedAssociation().first;
+  watches_->Add(2);
+  EXPECT_EQ(ArmAssociation(2, a, POLLOUT), 0u);  // widened: POLLIN | POLLOUT
+  EXPECT_TRUE(LoopReady());  // writable
+  watches_->Disarm(2);
+  watches_->Disarm(1);
+  EXPECT_EQ(ArmAssociation(1, a, POLLIN), 0u);
+  EXPECT_FALSE(LoopReady()) << "the placement kept a disarmed association's mask";
 }
 
 }  // namespace
