@@ -154,8 +154,14 @@ class GetCompletion final : public emul::GetCompletion, public ThreadSpareBlock<
     if (!events.empty()) {
       const size_t size = PortEvent(model_).size;
       const size_t total = size * events.size();
-      // The usual few events are encoded on the stack (no allocation per
-      // retrieval); a longer list on the heap. One write either way.
+      // Where the memory lends the caller's list in place (GuestMemory::
+      // InPlace: the caller's own frames), the events are encoded there.
+      if (std::byte* in_place = memory_.InPlace(list_, total)) {
+        EncodePortEvents(model_, events, std::span<std::byte>(in_place, total));
+        return AnswerWritten(events.size(), etime);
+      }
+      // Else the usual few events are encoded on the stack (no allocation
+      // per retrieval); a longer list on the heap. One write either way.
       std::array<std::byte, kEventsOnStack * kPortEventLp64.size> on_stack;
       std::vector<std::byte> on_heap;
       std::span<std::byte> bytes(on_stack.data(), total);
@@ -171,9 +177,13 @@ class GetCompletion final : public emul::GetCompletion, public ThreadSpareBlock<
         return true;
       }
     }
+    return AnswerWritten(events.size(), etime);
+  }
+  // The answer once `count` events are in the caller's list.
+  [[gnu::always_inline]] bool AnswerWritten(size_t count, bool etime) {
     if (!getn_) return responder_.Respond(Outcome::Value(0));
     return responder_.Respond(
-        Outcome::Value(EncodeGetnResult(model_, static_cast<uint32_t>(events.size()), etime)));
+        Outcome::Value(EncodeGetnResult(model_, static_cast<uint32_t>(count), etime)));
   }
 
   DataModel model_;
