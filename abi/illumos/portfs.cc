@@ -4,6 +4,7 @@
 #include <cerrno>
 #include <algorithm>
 #include <array>
+#include <bit>
 #include <climits>
 #include <string>
 #include <utility>
@@ -25,21 +26,28 @@ namespace {
 // Bits whose meaning differs: illumos POLLWRBAND 0x100 (Linux POLLWRNORM),
 // illumos POLLRDHUP 0x4000 (Linux 0x2000); illumos POLLWRNORM == POLLOUT.
 constexpr uint32_t kSameBits = 0x00ff;  // IN PRI OUT ERR HUP NVAL RDNORM RDBAND
+
+// Bit kFrom of `v` as bit kTo (one bit each): a shift and a mask, no
+// branch (every association and every delivered FD event converts).
+template <uint32_t kFrom, uint32_t kTo>
+constexpr uint32_t MovedBit(uint32_t v) {
+  static_assert(std::has_single_bit(kFrom) && std::has_single_bit(kTo));
+  if constexpr (kFrom >= kTo) {
+    return (v >> std::countr_zero(kFrom / kTo)) & kTo;
+  } else {
+    return (v << std::countr_zero(kTo / kFrom)) & kTo;
+  }
+}
 }  // namespace
 
 uint32_t PollToCanonical(uint32_t b) {
-  uint32_t out = b & kSameBits;
-  if (b & POLLWRBAND) out |= emul::poll_bits::kWrBand;
-  if (b & POLLRDHUP) out |= emul::poll_bits::kRdHup;
-  return out;
+  return (b & kSameBits) | MovedBit<POLLWRBAND, emul::poll_bits::kWrBand>(b) |
+         MovedBit<POLLRDHUP, emul::poll_bits::kRdHup>(b);
 }
 
 uint32_t PollFromCanonical(uint32_t c) {
-  uint32_t out = c & kSameBits;
-  if (c & emul::poll_bits::kWrNorm) out |= POLLWRNORM;
-  if (c & emul::poll_bits::kWrBand) out |= POLLWRBAND;
-  if (c & emul::poll_bits::kRdHup) out |= POLLRDHUP;
-  return out;
+  return (c & kSameBits) | MovedBit<emul::poll_bits::kWrNorm, POLLWRNORM>(c) |
+         MovedBit<emul::poll_bits::kWrBand, POLLWRBAND>(c) | MovedBit<emul::poll_bits::kRdHup, POLLRDHUP>(c);
 }
 
 namespace {
