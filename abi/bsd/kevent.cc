@@ -289,6 +289,13 @@ class KeventDone final : public emul::KeventCompletion, public ThreadSpareBlock<
       return responder_.Respond(answer);
     }
     if (!responder_.StillPending()) return false;  // the events go back
+    const size_t total = layout_.size * out.events.size();
+    if (std::byte* in_place = memory_.InPlace(eventlist_, total)) {
+      for (size_t i = 0; i < out.events.size(); ++i) {
+        EncodeEvent(layout_, out.events[i], std::span<std::byte>(in_place + i * layout_.size, layout_.size));
+      }
+      return AnswerWritten(out.events.size());
+    }
     // The usual few events are encoded on the stack (no allocation per
     // retrieval), a longer list on the heap; one write either way. The
     // layouts have no padding (Contiguous): every byte is written.
@@ -304,6 +311,10 @@ class KeventDone final : public emul::KeventCompletion, public ThreadSpareBlock<
   // end in Complete): encoded on the stack, then Complete's answer.
   bool CompleteOne(const emul::KeventRecord& event) override {
     if (!responder_.StillPending()) return false;  // the event goes back
+    if (std::byte* in_place = memory_.InPlace(eventlist_, layout_.size)) {
+      EncodeEvent(layout_, event, std::span<std::byte>(in_place, layout_.size));
+      return AnswerWritten(1);
+    }
     std::array<std::byte, kMaxKeventSize> on_stack;
     const std::span<std::byte> bytes(on_stack.data(), layout_.size);
     EncodeEvent(layout_, event, bytes);
@@ -319,9 +330,13 @@ class KeventDone final : public emul::KeventCompletion, public ThreadSpareBlock<
       responder_.Respond(lost);
       return true;
     }
-    // Refused, the events go back (the engine's PutBack): the call is void.
-    return responder_.Respond(Outcome::Value(static_cast<int64_t>(count)));
+    return AnswerWritten(count);
   }
+  // The call's answer once its events are in the caller's list (written
+  // there in place, GuestMemory::InPlace, or copied by Answer). Refused,
+  // the events go back (the engine's PutBack): the call is void, and what
+  // was written to the list is not an answer.
+  bool AnswerWritten(size_t count) { return responder_.Respond(Outcome::Value(static_cast<int64_t>(count))); }
 
   const KeventLayout& layout_;
   bool advance_on_fault_;
@@ -401,25 +416,36 @@ Outcome Kevent(CallContext& ctx, const SyscallArgs& a, const KqueuePersonality& 
   InCallAnswer in_call;
   AnswerTo responder(ctx, &in_call);
   const bool answers_in_call = responder.in_call();
+  // A chunk the memory lends in place (GuestMemory::InPlace: the caller's
+  // own frames) is decoded where it lies, without the copy.
+  GuestMemory& memory = ctx.memory();
   SmallBuffer<emul::KChange, kChangesOnStack> changes;
   SmallBuffer<std::byte, kChangesOnStack * kMaxKeventSize> raw;
   bool changes_fault = false;
   for (int64_t done = 0; done < nchanges;) {
     int64_t n = std::min<int64_t>(kChunk, nchanges - done);
-    raw.resize(static_cast<size_t>(n) * layout.size);
-    if (!ctx.memory().Read(changelist + static_cast<uint64_t>(done) * layout.size, raw.span()).ok()) {
-      // A signal took the caller away meanwhile (as for the timeout above):
-      // no change is applied, not even the chunks already read, so the
-      // re-issued call is served afresh and none is applied twice.
-      if (!responder.StillPending()) return Outcome::Deferred();
-      changes_fault = true;
-      break;
+    const uint64_t chunk_at = changelist + static_cast<uint64_t>(done) * layout.size;
+    const size_t chunk_size = static_cast<size_t>(n) * layout.size;
+    std::span<const std::byte> chunk;
+    if (const std::byte* in_place = memory.InPlace(chunk_at, chunk_size)) {
+      chunk = std::span<const std::byte>(in_place, chunk_size);
+    } else {
+      raw.resize(chunk_size);
+      if (!memory.Read(chunk_at, raw.span()).ok()) {
+        // A signal took the caller away meanwhile (as for the timeout above):
+        // no change is applied, not even the chunks already read, so the
+        // re-issued call is served afresh and none is applied twice.
+        if (!responder.StillPending()) return Outcome::Deferred();
+        changes_fault = true;
+        break;
+      }
+      chunk = raw.span();
     }
     const size_t first = changes.size();
     changes.resize(first + static_cast<size_t>(n));
     for (int64_t i = 0; i < n; ++i) {
       emul::KChange& c = changes[first + static_cast<size_t>(i)];
-      DecodeChange(p, layout, raw.span().subspan(i * layout.size, layout.size), c);
+      DecodeChange(p, layout, chunk.subspan(i * layout.size, layout.size), c);
       if (c.error == EOPNOTSUPP) {
         ctx.NotImplemented(std::string(PersonalityName(p.personality)) + " kevent filter " +
                            std::to_string(c.kev.wire_filter));
@@ -428,7 +454,7 @@ Outcome Kevent(CallContext& ctx, const SyscallArgs& a, const KqueuePersonality& 
     done += n;
   }
 
-  KeventDone done(layout, p.record_slot_advances_on_fault, ctx.memory(), std::move(responder), eventlist);
+  KeventDone done(layout, p.record_slot_advances_on_fault, memory, std::move(responder), eventlist);
   if (std::optional<emul::WaitId> w =
           kqs->Kevent(ctx.caller(), *kq, p.policy, changes.span(), changes_fault, wait, done)) {
     done.Park(ctx);

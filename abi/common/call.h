@@ -30,6 +30,17 @@ class GuestMemory {
   virtual ~GuestMemory() = default;
   virtual emul::Result<void> Read(uint64_t addr, std::span<std::byte> out) = 0;
   virtual emul::Result<void> Write(uint64_t addr, std::span<const std::byte> in) = 0;
+  // The caller's bytes [addr, addr + size) themselves, when this memory is
+  // the calling thread's own and knows the whole range mapped and writable
+  // (the in-process engine: the caller's frames); else nullptr, and the
+  // codec copies through Read and Write. A codec given them decodes and
+  // encodes in place: no copy through a buffer and no second virtual call.
+  // Never for an empty range, never where a trace records the copies.
+  virtual std::byte* InPlace(uint64_t addr, size_t size) {
+    (void)addr;
+    (void)size;
+    return nullptr;
+  }
 };
 
 enum class ObjectKind : uint8_t { kPort, kKqueue };

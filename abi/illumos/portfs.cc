@@ -4,6 +4,7 @@
 #include <cerrno>
 #include <algorithm>
 #include <array>
+#include <bit>
 #include <climits>
 #include <string>
 #include <utility>
@@ -25,21 +26,28 @@ namespace {
 // Bits whose meaning differs: illumos POLLWRBAND 0x100 (Linux POLLWRNORM),
 // illumos POLLRDHUP 0x4000 (Linux 0x2000); illumos POLLWRNORM == POLLOUT.
 constexpr uint32_t kSameBits = 0x00ff;  // IN PRI OUT ERR HUP NVAL RDNORM RDBAND
+
+// Bit kFrom of `v` as bit kTo (one bit each): a shift and a mask, no
+// branch (every association and every delivered FD event converts).
+template <uint32_t kFrom, uint32_t kTo>
+constexpr uint32_t MovedBit(uint32_t v) {
+  static_assert(std::has_single_bit(kFrom) && std::has_single_bit(kTo));
+  if constexpr (kFrom >= kTo) {
+    return (v >> std::countr_zero(kFrom / kTo)) & kTo;
+  } else {
+    return (v << std::countr_zero(kTo / kFrom)) & kTo;
+  }
+}
 }  // namespace
 
 uint32_t PollToCanonical(uint32_t b) {
-  uint32_t out = b & kSameBits;
-  if (b & POLLWRBAND) out |= emul::poll_bits::kWrBand;
-  if (b & POLLRDHUP) out |= emul::poll_bits::kRdHup;
-  return out;
+  return (b & kSameBits) | MovedBit<POLLWRBAND, emul::poll_bits::kWrBand>(b) |
+         MovedBit<POLLRDHUP, emul::poll_bits::kRdHup>(b);
 }
 
 uint32_t PollFromCanonical(uint32_t c) {
-  uint32_t out = c & kSameBits;
-  if (c & emul::poll_bits::kWrNorm) out |= POLLWRNORM;
-  if (c & emul::poll_bits::kWrBand) out |= POLLWRBAND;
-  if (c & emul::poll_bits::kRdHup) out |= POLLRDHUP;
-  return out;
+  return (c & kSameBits) | MovedBit<emul::poll_bits::kWrNorm, POLLWRNORM>(c) |
+         MovedBit<emul::poll_bits::kWrBand, POLLWRBAND>(c) | MovedBit<emul::poll_bits::kRdHup, POLLRDHUP>(c);
 }
 
 namespace {
@@ -154,8 +162,14 @@ class GetCompletion final : public emul::GetCompletion, public ThreadSpareBlock<
     if (!events.empty()) {
       const size_t size = PortEvent(model_).size;
       const size_t total = size * events.size();
-      // The usual few events are encoded on the stack (no allocation per
-      // retrieval); a longer list on the heap. One write either way.
+      // Where the memory lends the caller's list in place (GuestMemory::
+      // InPlace: the caller's own frames), the events are encoded there.
+      if (std::byte* in_place = memory_.InPlace(list_, total)) {
+        EncodePortEvents(model_, events, std::span<std::byte>(in_place, total));
+        return AnswerWritten(events.size(), etime);
+      }
+      // Else the usual few events are encoded on the stack (no allocation
+      // per retrieval); a longer list on the heap. One write either way.
       std::array<std::byte, kEventsOnStack * kPortEventLp64.size> on_stack;
       std::vector<std::byte> on_heap;
       std::span<std::byte> bytes(on_stack.data(), total);
@@ -171,9 +185,13 @@ class GetCompletion final : public emul::GetCompletion, public ThreadSpareBlock<
         return true;
       }
     }
+    return AnswerWritten(events.size(), etime);
+  }
+  // The answer once `count` events are in the caller's list.
+  [[gnu::always_inline]] bool AnswerWritten(size_t count, bool etime) {
     if (!getn_) return responder_.Respond(Outcome::Value(0));
     return responder_.Respond(
-        Outcome::Value(EncodeGetnResult(model_, static_cast<uint32_t>(events.size()), etime)));
+        Outcome::Value(EncodeGetnResult(model_, static_cast<uint32_t>(count), etime)));
   }
 
   DataModel model_;

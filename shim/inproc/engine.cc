@@ -175,6 +175,13 @@ class SelfMemory final : public abi::GuestMemory {
     }
     return WriteElsewhere(addr, in);
   }
+  // The caller's own frames only (OnCallersStack): mapped and writable for
+  // the whole call. Another thread's waiting stack is not lent: its copy
+  // needs the lock, which the codec does not know of.
+  std::byte* InPlace(uint64_t addr, size_t size) override {
+    if (size != 0 && OnCallersStack(addr, size)) [[likely]] return reinterpret_cast<std::byte*>(addr);
+    return nullptr;
+  }
 
  private:
   __attribute__((noinline)) Result<void> WriteElsewhere(uint64_t addr, std::span<const std::byte> in) {
@@ -195,10 +202,19 @@ class SelfMemory final : public abi::GuestMemory {
     return {};
   }
 
+  // Inline and with no call on the usual path (the thread's stack already
+  // found in this process), so that the copies' fast paths are leaves.
   bool OnCallersStack(uint64_t addr, size_t size) const {
     const uintptr_t frame = t_call_frame;
     if (frame == 0) return false;
-    const OwnStack& stack = ThisThreadStack(pid_);
+    if (t_stack.pid != pid_) [[unlikely]] return OnCallersStackFirst(frame, addr, size);
+    return WithinCallersFrames(t_stack, frame, addr, size);
+  }
+  // The thread's first copy in this process: its stack is found first.
+  __attribute__((noinline)) bool OnCallersStackFirst(uintptr_t frame, uint64_t addr, size_t size) const {
+    return WithinCallersFrames(ThisThreadStack(pid_), frame, addr, size);
+  }
+  static bool WithinCallersFrames(const OwnStack& stack, uintptr_t frame, uint64_t addr, size_t size) {
     if (frame < stack.low || frame >= stack.high) return false;  // another stack (sigaltstack, a fiber)
     return addr >= frame && addr < stack.high && size <= stack.high - addr;
   }

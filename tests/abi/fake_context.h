@@ -47,6 +47,19 @@ class FakeGuestMemory final : public abi::GuestMemory {
     return {};
   }
 
+  // As the in-process engine's memory on the caller's own frames
+  // (GuestMemory::InPlace): a range wholly inside one region is lent in
+  // place, counted in `lent`; what is not goes through Read and Write.
+  std::byte* InPlace(uint64_t addr, size_t size) override {
+    if (!lends || size == 0) return nullptr;
+    std::vector<std::byte>* r = Find(addr, size);
+    if (r == nullptr) return nullptr;
+    ++lent;
+    return r->data() + (addr - base_);
+  }
+  bool lends = false;
+  int lent = 0;
+
   struct WriteRecord {
     uint64_t addr;
     size_t size;

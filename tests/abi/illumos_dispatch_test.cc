@@ -308,5 +308,48 @@ TEST_F(Ilp32Dispatch, CopyOutFaultIsEfault) {
   ExpectValue(Answer(), 0);
 }
 
+// A memory that lends the caller's list in place (GuestMemory::InPlace:
+// the in-process engine on the caller's own frames) gets the events
+// encoded there, with no Write: the same bytes as the copy, in both data
+// models, for port_get and port_getn. A list it cannot lend whole is
+// written (and faults) as before (rule 28).
+TEST_F(Ilp32Dispatch, RetrievalEncodesInPlaceWhereTheMemoryLendsTheList) {
+  ctx_.mem().lends = true;
+  ctx_.mem().Map(0x10000, 32, kFill);
+  ExpectValue(Call32({J(PORT_SEND), J(kPortFd), J(0x2a), J(0x0804a000), 0, 0}), 0);
+  ExpectDeferred(Call32({J(PORT_GET), J(kPortFd), J(0x10000), J(0), J(0), J(0)}));
+  ExpectValue(Answer(), 0);
+  EXPECT_EQ(Slice(ctx_.mem().Region(0x10000), 0, 16),
+            Bytes({0x2a, 0, 0, 0,  3, 0,  0, 0,  0, 0, 0, 0,  0x00, 0xa0, 0x04, 0x08}));
+  EXPECT_EQ(Slice(ctx_.mem().Region(0x10000), 16, 16), std::vector<std::byte>(16, kFill));
+  EXPECT_EQ(ctx_.mem().lent, 1);
+  EXPECT_TRUE(ctx_.mem().writes.empty()) << "the event was copied, not encoded in place";
+
+  // port_getn of two LP64 events: the list lent whole, both encoded there.
+  ctx_.mem().Map(0x30000, 3 * 24, kFill);
+  ExpectValue(Call64({PORT_SEND, kPortFd, 1, 0xaaaabbbbccccddddULL, 0, 0}), 0);
+  ExpectValue(Call64({PORT_SEND, kPortFd, 2, 0x222, 0, 0}), 0);
+  ExpectDeferred(Call64({PORT_GETN, kPortFd, 0x30000, 3, 1, 0}));
+  ExpectValue(Answer(), 2);
+  const auto& m = ctx_.mem().Region(0x30000);
+  EXPECT_EQ(Slice(m, 0, 48), Bytes({1, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+                                    0xdd, 0xdd, 0xcc, 0xcc, 0xbb, 0xbb, 0xaa, 0xaa,
+                                    2, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+                                    0x22, 0x02, 0, 0, 0, 0, 0, 0}));
+  EXPECT_EQ(Slice(m, 48, 24), std::vector<std::byte>(24, kFill));
+  EXPECT_EQ(ctx_.mem().lent, 2);
+  EXPECT_TRUE(ctx_.mem().writes.empty());
+
+  // A list one byte short of the event is not lent: the write faults,
+  // EFAULT and the event is lost.
+  ctx_.mem().Map(0x50000, 15);
+  ExpectValue(Call32({J(PORT_SEND), J(kPortFd), J(1), 0, 0, 0}), 0);
+  ExpectDeferred(Call32({J(PORT_GET), J(kPortFd), J(0x50000), 0, 0, 0}));
+  ExpectError(Answer(), EFAULT);
+  EXPECT_EQ(ctx_.mem().lent, 2);
+  ExpectDeferred(Call32({J(PORT_GETN), J(kPortFd), J(0), J(0), J(0), J(0)}));
+  ExpectValue(Answer(), 0);
+}
+
 }  // namespace
 }  // namespace evshim::abi::illumos

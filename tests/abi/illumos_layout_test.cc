@@ -268,6 +268,28 @@ TEST(PollBits, TableBothWays) {
   EXPECT_EQ(PollFromCanonical(0x0400), 0u);  // Linux POLLMSG
 }
 
+// Every combination of bits converts as the table's bits one by one (the
+// conversions shift and mask whole words; s39): a bit the table does not
+// name is dropped, and no bit reaches another's place.
+TEST(PollBits, EveryCombinationIsItsBitsOneByOne) {
+  using namespace emul::poll_bits;
+  const std::pair<uint32_t, uint32_t> to_canonical[] = {
+      {0x0001, kIn},     {0x0002, kPri},    {0x0004, kOut},    {0x0008, kErr},
+      {0x0010, kHup},    {0x0020, kNval},   {0x0040, kRdNorm}, {0x0080, kRdBand},
+      {0x0100, kWrBand}, {0x4000, kRdHup},
+  };
+  for (uint32_t v = 0; v <= 0xffff; ++v) {
+    uint32_t canonical = 0, illumos = 0;
+    for (const auto& [il, can] : to_canonical) {
+      if (v & il) canonical |= can;
+      if (v & can) illumos |= il;
+    }
+    if (v & kWrNorm) illumos |= POLLWRNORM;
+    ASSERT_EQ(PollToCanonical(v), canonical) << std::hex << v;
+    ASSERT_EQ(PollFromCanonical(v), illumos) << std::hex << v;
+  }
+}
+
 TEST(GetnResult, Lp64IsIllumosRvals) {
   EXPECT_EQ(EncodeGetnResult(DataModel::kLp64, 5, false), 5);
   EXPECT_EQ(EncodeGetnResult(DataModel::kLp64, 5, true), 0x0000003e00000005LL);  // r_val2 = ETIME (62)

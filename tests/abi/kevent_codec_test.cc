@@ -304,13 +304,24 @@ class FakeMemory : public GuestMemory {
   emul::Result<void> Read(uint64_t addr, std::span<std::byte> out) override {
     if (addr < kBase || addr + out.size() > kBase + mem.size()) return emul::Errno{EFAULT};
     std::memcpy(out.data(), mem.data() + (addr - kBase), out.size());
+    ++reads;
     return {};
   }
   emul::Result<void> Write(uint64_t addr, std::span<const std::byte> in) override {
     if (addr < kBase || addr + in.size() > kBase + mem.size()) return emul::Errno{EFAULT};
     std::memcpy(mem.data() + (addr - kBase), in.data(), in.size());
+    ++writes;
     return {};
   }
+  // With `lends`, as the in-process engine on the caller's own frames
+  // (GuestMemory::InPlace): a range wholly inside `mem` is lent in place.
+  std::byte* InPlace(uint64_t addr, size_t size) override {
+    if (!lends || size == 0 || addr < kBase || addr + size > kBase + mem.size()) return nullptr;
+    ++lent;
+    return at(addr);
+  }
+  bool lends = false;
+  int reads = 0, writes = 0, lent = 0;
   std::byte* at(uint64_t addr) { return mem.data() + (addr - kBase); }
 };
 
@@ -661,6 +672,75 @@ void PutUserChange(FakeMemory& mem, uint64_t list, const bsd::KqueuePersonality&
 }
 
 constexpr uint16_t kAdd = 0x1, kDelete = 0x2, kError = 0x4000;
+
+// A memory that lends the caller's lists in place (GuestMemory::InPlace:
+// the in-process engine on the caller's own frames) has the changes
+// decoded and the events encoded there, with no Read or Write: the same
+// answers and bytes as the copies, for one event (CompleteOne) and two
+// (Complete), in FreeBSD's LP64 layout (the constant one) and ILP32 (read
+// at run time). A list it cannot lend is read or written as before: a bad
+// pointer is still EFAULT.
+TEST_F(KeventHandlerTest, ListsAreDecodedAndEncodedInPlaceWhereTheMemoryLendsThem) {
+  ctx_.kq = *kqs_.Create({50, 50});
+  const bsd::KqueuePersonality& p = bsd::Freebsd();
+  constexpr uint16_t kOneshot = 0x10;
+  for (DataModel m : {DataModel::kLp64, DataModel::kIlp32}) {
+    const bsd::KeventLayout& l = m == DataModel::kLp64 ? p.current_lp64 : p.current_ilp32;
+    // Triggered EV_ONESHOT USER changes on idents 5 and 6 (udata 0x50 and
+    // 0x60): each call adds, triggers and retrieves them afresh.
+    auto put = [&](size_t i, uint64_t ident) {
+      std::byte* ch = ctx_.mem.at(kChanges + i * l.size);
+      std::memset(ch, 0, l.size);
+      const auto filter = static_cast<int16_t>(bsd::FilterNumberOf(p, KFilter::kUser));
+      const uint16_t flags = kAdd | kOneshot;
+      const uint32_t fflags = freebsd::NOTE_TRIGGER;
+      const uint64_t udata = ident << 4;
+      std::memcpy(ch + l.ident.offset, &ident, l.ident.width);
+      std::memcpy(ch + l.filter.offset, &filter, 2);
+      std::memcpy(ch + l.flags.offset, &flags, 2);
+      std::memcpy(ch + l.fflags.offset, &fflags, 4);
+      std::memcpy(ch + l.udata.offset, &udata, l.udata.width);
+    };
+    put(0, 5);
+    put(1, 6);
+    for (uint64_t count : {1, 2}) {
+      std::vector<std::byte> copied;
+      for (bool lends : {false, true}) {
+        SCOPED_TRACE(testing::Message() << "ILP32 " << (m == DataModel::kIlp32) << " count " << count
+                                        << " lends " << lends);
+        ctx_.mem.lends = lends;
+        ctx_.mem.reads = ctx_.mem.writes = ctx_.mem.lent = 0;
+        std::memset(ctx_.mem.at(kEvents), 0xee, 3 * l.size);
+        Outcome o = Call(FbKevent, m, {3, kChanges, count, kEvents, 3, 0});
+        ASSERT_EQ(o.kind, Outcome::Kind::kValue) << o.error;
+        EXPECT_EQ(o.value, static_cast<int64_t>(count));
+        const std::vector<std::byte> got(ctx_.mem.at(kEvents), ctx_.mem.at(kEvents) + 3 * l.size);
+        EXPECT_EQ(std::to_integer<int>(got[count * l.size]), 0xee);  // nothing past the events
+        emul::KChange first = bsd::DecodeChange(p, l, std::span(got.data(), l.size));
+        EXPECT_EQ(first.kev.ident, 5u);
+        EXPECT_EQ(first.kev.udata, 0x50u);
+        if (!lends) {
+          EXPECT_EQ(ctx_.mem.reads, 1);
+          EXPECT_EQ(ctx_.mem.writes, 1);
+          copied = got;
+          continue;
+        }
+        EXPECT_EQ(got, copied) << "in place, other bytes than the copy's";
+        EXPECT_EQ(ctx_.mem.lent, 2);
+        EXPECT_EQ(ctx_.mem.reads, 0) << "the change list was copied, not decoded in place";
+        EXPECT_EQ(ctx_.mem.writes, 0) << "the events were copied, not encoded in place";
+      }
+    }
+    EXPECT_EQ(kqs_.KnoteCount(ctx_.kq), 0u);
+  }
+  // Lists that are not lent: an unmapped change list or event list is EFAULT.
+  ctx_.mem.lends = true;
+  EXPECT_EQ(Call(FbKevent, DataModel::kLp64, {3, 0x20, 1, kEvents, 1, 0}).error, EFAULT);
+  PutUserChange(ctx_.mem, kChanges, p, 0, 5, kAdd | kOneshot, 0, freebsd::NOTE_TRIGGER);
+  const uint64_t past_end = FakeMemory::kBase + ctx_.mem.mem.size() - 8;  // one event does not fit
+  EXPECT_EQ(Call(FbKevent, DataModel::kLp64, {3, kChanges, 1, past_end, 1, 0}).error, EFAULT);
+  EXPECT_EQ(kqs_.KnoteCount(ctx_.kq), 0u);  // the event was taken (and lost, as copyout loses it)
+}
 
 TEST_F(KeventHandlerTest, RecordsBeforeTheRoomRanOutAreInTheList) {
   // OB kern_event.c:940-956 (copyout at 948), FreeBSD kqueue_kevent: with
