@@ -262,6 +262,9 @@ for v in "${variants[@]}" "${supervised[@]/%/-supervised}"; do
   # The tests that passed only when run again (both columns), by name.
   again=$(awk -F'\t' '$4 ~ /^passed at attempt/ {printf " %s (%s)", $1, $4}' "$results/$v.tsv")
   [ -z "$again" ] || echo "  passed only when run again alone:$again" | tee -a "$EVSHIM_CLIENTS_LOGS/nng-$v.summary"
+  races=$(awk -F'\t' '$2 == "skip" {printf " %s (%s)", $1, $4}' "$results/$v.tsv")
+  [ -z "$races" ] || echo "  counted skipped, a race of nng's own threads:$races" |
+    tee -a "$EVSHIM_CLIENTS_LOGS/nng-$v.summary"
 done
 again=$(awk -F'\t' '$4 ~ /^passed at attempt/ {printf " %s (%s)", $1, $4}' "$results/native.tsv")
 [ -z "$again" ] || echo "  nng native: passed only when run again alone:$again" |
