@@ -52,7 +52,7 @@ import time
 # convey output: "File: ...", "Line: N", "Test: EXPR") and why.
 RACE_CASES = {
     "nng.pipe": {
-        "file": "tests/pipe.c",
+        "file": "pipe.c",  # nng's tests directory
         "line": "116",
         "test": "nng_pipe_id(p1) == nng_pipe_id(pull.p)",
         "reason": ("pipe.c:116 compares the next message's pipe with the last one the notify "
@@ -78,7 +78,7 @@ def race_reason(name, detail, log_path):
     if len(failures) != 1:
         return None
     path, line, test = failures[0]
-    if not path.endswith("/" + race["file"]) or line != race["line"] or test.strip() != race["test"]:
+    if os.path.basename(path) != race["file"] or line != race["line"] or test.strip() != race["test"]:
         return None
     return race["reason"]
 
