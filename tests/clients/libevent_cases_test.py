@@ -19,7 +19,7 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from verdict import finish  # noqa: E402
+from verdict import Checks, finish  # noqa: E402
 
 scripts = sys.argv[1]
 runner = os.path.join(scripts, "lib", "libevent_cases.py")
@@ -77,13 +77,7 @@ print(f"{failed}/{len(cases)} TESTS FAILED. (0 skipped)" if failed else f"{len(c
 sys.exit(1 if failed else 0)
 '''
 
-problems = []
-
-
-def check(cond, what):
-    if not cond:
-        problems.append(what)
-
+check = Checks()
 
 with tempfile.TemporaryDirectory() as tmp:
     runlog = os.path.join(tmp, "runs.log")
@@ -160,4 +154,4 @@ with tempfile.TemporaryDirectory() as tmp:
     check(alone_starts and ends and min(alone_starts) >= max(ends),
           "a case ran again while a unit's full run was still going")
 
-finish("libevent_cases_test", problems)
+finish("libevent_cases_test", check.problems)

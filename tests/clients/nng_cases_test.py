@@ -8,12 +8,14 @@
   4. a plain failure of a test that is not a race fails.
 The stand-in `ctest` lists each unit's tests; the stand-in test prints
 nng's convey output for the behaviour its unit's file gives it."""
-import json
 import os
 import stat
 import subprocess
 import sys
 import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from verdict import Checks, finish  # noqa: E402
 
 scripts = sys.argv[1]
 runner = os.path.join(scripts, "clients.d", "nng_cases.py")
@@ -59,13 +61,7 @@ if kind == "race-kill":
 sys.exit(2)
 '''
 
-problems = []
-
-
-def check(cond, what):
-    if not cond:
-        problems.append(what)
-
+check = Checks()
 
 with tempfile.TemporaryDirectory() as tmp:
     bindir = os.path.join(tmp, "bin")
@@ -126,9 +122,4 @@ with tempfile.TemporaryDirectory() as tmp:
     v, d = result("e", "nng.pipe")
     check(v == "pass" and d == "", f"passing: {v} {d}")
 
-if problems:
-    print("nng_cases_test: FAILED")
-    for p in problems:
-        print("  " + p)
-    sys.exit(1)
-print("nng_cases_test: ok")
+finish("nng_cases_test", check.problems)

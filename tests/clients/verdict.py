@@ -1,5 +1,5 @@
-"""The end of the harness checks in this folder: their problems, one line
-each, and the exit status meson reads."""
+"""The harness checks in this folder: their problems, one line each
+(Checks), and their end with the exit status meson reads (finish)."""
 import sys
 
 
@@ -10,3 +10,14 @@ def finish(name, problems):
             print("  " + problem)
         sys.exit(1)
     print(f"{name}: ok")
+
+
+class Checks:
+    """`check(cond, what)` keeps `what` as a problem when `cond` is false."""
+
+    def __init__(self):
+        self.problems = []
+
+    def __call__(self, cond, what):
+        if not cond:
+            self.problems.append(what)
